@@ -1,0 +1,58 @@
+//! MMU controls that depend on detected features, and the `AT` address-translation
+//! instruction the tests use to check what the hardware walker sees.
+
+use super::features::CpuFeatures;
+use super::regs::{isb, read_sysreg, write_sysreg};
+
+const SCTLR_SPAN: u64 = 1 << 23;
+const TCR_HA: u64 = 1 << 39;
+const TCR_HD: u64 = 1 << 40;
+
+/// Per CPU, after the MMU is on: PAN on where implemented (and kept on across exception
+/// entry: SCTLR_EL1.SPAN = 0), hardware Access flag / dirty state where implemented.
+/// TCR_EL1.HA/HD are set before any user mapping exists, so no TLB entry depends on them.
+pub fn configure(f: &CpuFeatures) {
+    if f.pan {
+        write_sysreg!(sctlr_el1, read_sysreg!(sctlr_el1) & !SCTLR_SPAN);
+        // SAFETY: PAN only restricts EL1 access to EL0 memory; uaccess helpers lift it.
+        unsafe { core::arch::asm!(".arch armv8.1-a", "msr pan, #1", options(nomem, nostack)) };
+    }
+    let mut tcr = read_sysreg!(tcr_el1) & !(TCR_HA | TCR_HD);
+    if f.hw_access_flag() {
+        tcr |= TCR_HA;
+    }
+    if f.hw_dirty() {
+        tcr |= TCR_HD;
+    }
+    write_sysreg!(tcr_el1, tcr);
+    isb();
+}
+
+/// Result of an `AT S1E1{R,W}` probe: the output address, or the fault status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Translation {
+    Mapped { pa: u64 },
+    Fault { fsc: u8 },
+}
+
+/// Ask the hardware walker to translate `va` for an EL1 read or write (PAR_EL1).
+pub fn translate_el1(va: usize, write: bool) -> Translation {
+    let par: u64;
+    // SAFETY: AT only performs a translation and writes PAR_EL1; the ISB makes the
+    // result visible to the following read. Interrupts are masked so nothing between
+    // the AT and the read can overwrite PAR_EL1.
+    unsafe {
+        let daif = crate::arch::irq::save_and_disable();
+        if write {
+            core::arch::asm!("at s1e1w, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack));
+        } else {
+            core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack));
+        }
+        crate::arch::irq::restore(daif);
+    }
+    if par & 1 != 0 {
+        Translation::Fault { fsc: ((par >> 1) & 0x3f) as u8 }
+    } else {
+        Translation::Mapped { pa: (par & 0x000f_ffff_ffff_f000) | (va as u64 & 0xfff) }
+    }
+}

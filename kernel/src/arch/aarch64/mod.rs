@@ -1,0 +1,14 @@
+//! AArch64: exception syndromes, CPU features, interrupt masking, trap entry, MMU
+//! control and TLB maintenance. Entry assembly: `boot.s` (reset, EL2 drop, MMU on) and
+//! `vectors.s` (exception vectors), included by the kernel binary.
+
+pub mod esr;
+pub mod features;
+pub mod irq;
+
+#[cfg(target_os = "none")]
+pub mod mmu;
+#[cfg(target_os = "none")]
+pub mod regs;
+#[cfg(target_os = "none")]
+pub mod trap;

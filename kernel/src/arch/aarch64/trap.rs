@@ -1,0 +1,150 @@
+//! Exception entry from `vectors.s`: the saved register state (`TrapFrame`), dispatch by
+//! vector, fix-ups for instructions that are allowed to fault, and the decoded report
+//! for everything else.
+
+use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use super::esr::Esr;
+
+/// Register state saved by `vectors.s`; the layout is fixed by its offsets.
+#[repr(C)]
+pub struct TrapFrame {
+    pub x: [u64; 31],
+    pub sp_el0: u64,
+    pub elr: u64,
+    pub spsr: u64,
+    pub esr: u64,
+    pub far: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 288);
+
+/// Which of the 16 vectors was taken (the `kind` `vectors.s` passes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vector {
+    Sync,
+    Irq,
+    Fiq,
+    SError,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Current EL while running on SP_EL0: the kernel never does this.
+    CurrentSp0,
+    CurrentSpx,
+    LowerA64,
+    LowerA32,
+}
+
+/// What to do when a known instruction faults: resume at `resume` with x0 = u64::MAX.
+#[derive(Clone, Copy)]
+pub struct Fixup {
+    pub insn: usize,
+    pub resume: usize,
+}
+
+const MAX_FIXUPS: usize = 8;
+static FIXUPS: [AtomicUsize; 2 * MAX_FIXUPS] = [const { AtomicUsize::new(0) }; 2 * MAX_FIXUPS];
+
+/// Register an instruction that may fault at EL1 (semihosting probe, user-memory probes).
+pub fn register_fixup(f: Fixup) {
+    if let Some(i) = (0..MAX_FIXUPS).find(|&i| FIXUPS[2 * i].load(Ordering::Acquire) == f.insn) {
+        FIXUPS[2 * i + 1].store(f.resume, Ordering::Release);
+        return;
+    }
+    for i in 0..MAX_FIXUPS {
+        if FIXUPS[2 * i].compare_exchange(0, f.insn, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            FIXUPS[2 * i + 1].store(f.resume, Ordering::Release);
+            return;
+        }
+    }
+    panic!("fixup table full");
+}
+
+fn find_fixup(pc: usize) -> Option<usize> {
+    (0..MAX_FIXUPS).find(|&i| FIXUPS[2 * i].load(Ordering::Acquire) == pc).map(|i| FIXUPS[2 * i + 1].load(Ordering::Acquire))
+}
+
+type IrqHandler = fn();
+static IRQ_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// The kernel's interrupt dispatcher (GIC acknowledge / handle / EOI).
+pub fn set_irq_handler(h: IrqHandler) {
+    IRQ_HANDLER.store(h as usize, Ordering::Release);
+}
+
+/// A decoded report of an exception, one `fault:` line per item.
+pub struct Report<'a> {
+    pub cpu: usize,
+    pub vector: Vector,
+    pub origin: Origin,
+    pub frame: &'a TrapFrame,
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let esr = Esr(self.frame.esr);
+        let from = match self.origin {
+            Origin::CurrentSp0 | Origin::CurrentSpx => "EL1",
+            Origin::LowerA64 | Origin::LowerA32 => "EL0",
+        };
+        let kind = match self.vector {
+            Vector::Sync => "synchronous exception",
+            Vector::Irq => "IRQ",
+            Vector::Fiq => "FIQ",
+            Vector::SError => "SError",
+        };
+        writeln!(f, "fault: cpu{} {from} {kind}: {} (EC {:#04x})", self.cpu, esr.ec(), esr.ec_raw())?;
+        if esr.is_abort() {
+            let access = if esr.is_write() { "write" } else if esr.is_data_abort() { "read" } else { "fetch" };
+            writeln!(f, "fault:   FSC {:#04x} {} ({access}); FAR {:#018x}", esr.fsc_raw(), esr.fault_status(), self.frame.far)?;
+        }
+        writeln!(f, "fault:   ELR {:#018x} SPSR {:#010x} ESR {:#010x}", self.frame.elr, self.frame.spsr, self.frame.esr)?;
+        write!(f, "fault:   SP_EL0 {:#018x} LR {:#018x}", self.frame.sp_el0, self.frame.x[30])
+    }
+}
+
+fn decode_kind(kind: u64) -> (Origin, Vector) {
+    let origin = match kind / 4 {
+        0 => Origin::CurrentSp0,
+        1 => Origin::CurrentSpx,
+        2 => Origin::LowerA64,
+        _ => Origin::LowerA32,
+    };
+    let vector = match kind % 4 {
+        0 => Vector::Sync,
+        1 => Vector::Irq,
+        2 => Vector::Fiq,
+        _ => Vector::SError,
+    };
+    (origin, vector)
+}
+
+#[no_mangle]
+extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
+    let (origin, vector) = decode_kind(kind);
+    match (origin, vector) {
+        (Origin::CurrentSpx | Origin::LowerA64, Vector::Irq) => {
+            let h = IRQ_HANDLER.load(Ordering::Acquire);
+            if h != 0 {
+                // SAFETY: only set_irq_handler stores here, from a valid `fn()`.
+                let h: IrqHandler = unsafe { core::mem::transmute::<usize, IrqHandler>(h) };
+                h();
+                return;
+            }
+        }
+        (Origin::CurrentSpx, Vector::Sync) => {
+            if let Some(resume) = find_fixup(frame.elr as usize) {
+                frame.x[0] = u64::MAX;
+                frame.elr = resume as u64;
+                return;
+            }
+        }
+        _ => {}
+    }
+    let report = Report { cpu: crate::smp::this_cpu().index, vector, origin, frame };
+    crate::console::emergency_print(format_args!("{report}\n"));
+    panic!("unhandled exception");
+}

@@ -1,0 +1,176 @@
+//! The boot CPU's path from `boot.s` to a running kernel, in order: per-CPU data, the
+//! DTB, the console, CPU features, the heap, frames, the final kernel map, power and
+//! semihosting, interrupts and the tick, secondary CPUs, the banner; then the tests
+//! (`ktest`), a deliberate crash (`crashtest=`), or the demo.
+
+use core::sync::atomic::Ordering;
+
+use platform::fdt::BoardInfo;
+
+use crate::arch::aarch64::features::CpuFeatures;
+use crate::arch::aarch64::mmu;
+use crate::cmdline::CmdLine;
+use crate::mm::kmap::{self, ImageLayout};
+use crate::mm::{frame, heap, phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
+use crate::{console, interrupts, kprintln, power, smp, time};
+
+/// QEMU virt puts the DTB at the start of RAM when the kernel is an ELF.
+const DTB_PA: u64 = 0x4000_0000;
+/// The PL011 of QEMU virt, used only to report a DTB that cannot be parsed.
+const FALLBACK_UART_PA: u64 = 0x0900_0000;
+
+static FEATURES: spin::Once<CpuFeatures> = spin::Once::new();
+static CMDLINE: spin::Once<CmdLine<'static>> = spin::Once::new();
+
+/// CPU features, read once by the boot CPU (the machine is homogeneous).
+pub fn features() -> &'static CpuFeatures {
+    FEATURES.get().expect("features read at boot")
+}
+
+/// The kernel command line.
+pub fn cmdline() -> &'static CmdLine<'static> {
+    CMDLINE.get().expect("command line parsed at boot")
+}
+
+fn board() -> (BoardInfo<'static>, &'static [u8]) {
+    let va = phys_to_virt(PhysAddr::new(DTB_PA)).as_ptr::<u8>();
+    // SAFETY: QEMU placed a DTB at the start of RAM; the boot map covers it and
+    // nothing writes that range (the frame allocator reserves it).
+    let dtb = unsafe { platform::fdt::dtb_size(va).map(|n| core::slice::from_raw_parts(va, n)) };
+    let Some(dtb) = dtb else {
+        console::init((FALLBACK_UART_PA + KERNEL_VA_OFFSET) as usize);
+        panic!("no DTB at {DTB_PA:#x}");
+    };
+    match platform::fdt::parse(dtb) {
+        Ok(b) => (b, dtb),
+        Err(e) => {
+            console::init((FALLBACK_UART_PA + KERNEL_VA_OFFSET) as usize);
+            panic!("DTB at {DTB_PA:#x} unusable: {e}");
+        }
+    }
+}
+
+#[no_mangle]
+extern "C" fn primary_main(entry_el: u64) -> ! {
+    smp::init_boot_cpu();
+    let (board, dtb) = board();
+    console::init((board.pl011_base + KERNEL_VA_OFFSET) as usize);
+    let cmd = CMDLINE.call_once(|| CmdLine::parse(board.bootargs));
+    let level = cmd.log_level().unwrap_or_else(|bad| {
+        kprintln!("contkernel: unknown loglevel={bad}, using info");
+        log::LevelFilter::Info
+    });
+    console::init_log(level);
+
+    let features = FEATURES.call_once(CpuFeatures::read);
+    mmu::configure(features);
+    heap::init();
+
+    let image = ImageLayout::current();
+    init_frames(&board, dtb, &image);
+    let root = kmap::build(board.memory_regions().iter().map(|r| (r.base, r.end())), &image);
+    kmap::install(root);
+    kmap::drop_identity_map();
+
+    power::set_conduit(board.psci.expect("the DTB offers no PSCI: cannot start CPUs or power off"));
+    power::probe_semihosting();
+    interrupts::init(&board.gic, board.timer_intid);
+    time::start_tick();
+    crate::arch::irq::enable();
+    let online = smp::start_secondaries(board.cpu_mpidrs(), root);
+
+    kprintln!(
+        "contkernel: {} MiB RAM, {online}/{} CPUs online, entered at EL{entry_el}, GICv{}",
+        board.total_memory() >> 20,
+        board.cpu_mpidrs().len(),
+        interrupts::gic_version()
+    );
+    kprintln!("contkernel: features: {features}");
+    let f = frame::frames();
+    kprintln!(
+        "contkernel: memory: {} frames managed, {} free; kernel image {:#x}-{:#x}; semihosting {}",
+        f.managed_frames(),
+        f.free_frames(),
+        image.start,
+        image.end,
+        if power::semihosting() { "on" } else { "off" }
+    );
+    let ns = time::uptime_ns();
+    kprintln!("contkernel: banner at {}.{:03} ms emulated", ns / 1_000_000, (ns / 1000) % 1000);
+
+    run_tests_if_asked(cmd);
+    demo();
+    power::exit(0)
+}
+
+#[cfg(feature = "ktest")]
+fn run_tests_if_asked(cmd: &CmdLine<'_>) {
+    if let Some(filter) = cmd.get("ktest") {
+        let (_, failed) = crate::ktest::run(filter);
+        power::exit(if failed == 0 { 0 } else { 1 });
+    }
+    if let Some(what) = cmd.get("crashtest") {
+        crate::ktest::crash(what);
+    }
+}
+
+#[cfg(not(feature = "ktest"))]
+fn run_tests_if_asked(cmd: &CmdLine<'_>) {
+    if cmd.has("ktest") || cmd.has("crashtest") {
+        kprintln!("contkernel: this kernel has no tests built in: use scripts/run.sh --ktest or scripts/test.sh");
+        power::exit(2);
+    }
+}
+
+/// Frames: all RAM, less the DTB, the kernel image and the metadata array, which is
+/// placed right after the image.
+fn init_frames(board: &BoardInfo<'_>, dtb: &[u8], image: &ImageLayout) {
+    let lo = board.memory_regions().iter().map(|r| r.base).min().expect("no RAM in the DTB");
+    let hi = board.memory_regions().iter().map(|r| r.end()).max().unwrap();
+    let nframes = ((hi - lo) / PAGE_SIZE as u64) as usize;
+    let meta_bytes = nframes * core::mem::size_of::<frame::FrameMeta>();
+    let meta_pa = image.end;
+    let meta_end = (meta_pa + meta_bytes as u64).next_multiple_of(PAGE_SIZE as u64);
+    let meta_va = phys_to_virt(PhysAddr::new(meta_pa)).as_ptr::<frame::FrameMeta>();
+    // SAFETY: [meta_pa, meta_end) is RAM after the kernel image that nothing else uses
+    // (it is excluded from the allocator below); every element is initialised here.
+    let meta = unsafe {
+        for i in 0..nframes {
+            meta_va.add(i).write(frame::FrameMeta::new());
+        }
+        core::slice::from_raw_parts(meta_va, nframes)
+    };
+    let alloc = frame::init_global(frame::FrameAllocator::new(meta, PhysAddr::new(lo).pfn()));
+    let dtb_end = DTB_PA + dtb.len() as u64;
+    let reserved = [(DTB_PA, dtb_end.next_multiple_of(PAGE_SIZE as u64)), (image.start, meta_end)];
+    for r in board.memory_regions() {
+        let (mut start, end) = (r.base, r.end());
+        for &(r0, r1) in &reserved {
+            if r1 <= start || r0 >= end {
+                continue;
+            }
+            if r0 > start {
+                alloc.add_free_range(PhysAddr::new(start).pfn(), PhysAddr::new(r0).pfn());
+            }
+            start = start.max(r1);
+        }
+        if start < end {
+            alloc.add_free_range(PhysAddr::new(start).pfn(), PhysAddr::new(end).pfn());
+        }
+    }
+}
+
+/// What `scripts/run.sh` shows: the machine running, every CPU ticking.
+fn demo() {
+    time::spin_for(50_000_000);
+    for i in 0..smp::possible() {
+        let c = smp::cpu(i);
+        kprintln!(
+            "contkernel: cpu{i} mpidr {:#x}: {} ticks, online {}",
+            c.mpidr.load(Ordering::Relaxed),
+            c.ticks.load(Ordering::Relaxed),
+            c.online.load(Ordering::Relaxed)
+        );
+    }
+    kprintln!("contkernel: demo done, powering off");
+}

@@ -1,0 +1,108 @@
+//! The kernel command line (DTB /chosen/bootargs, QEMU's -append): space-separated
+//! `key` or `key=value` words; everything after a lone `--` belongs to /init, as in Linux.
+
+use log::LevelFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CmdLine<'a> {
+    kernel: &'a str,
+    init: &'a str,
+}
+
+impl<'a> CmdLine<'a> {
+    pub fn parse(line: &'a str) -> Self {
+        let line = line.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        match line.split_once(" -- ").or_else(|| line.strip_suffix(" --").map(|k| (k, ""))) {
+            Some((kernel, init)) => Self { kernel, init: init.trim() },
+            None if line == "--" => Self { kernel: "", init: "" },
+            None => match line.strip_prefix("-- ") {
+                Some(init) => Self { kernel: "", init: init.trim() },
+                None => Self { kernel: line, init: "" },
+            },
+        }
+    }
+
+    /// The kernel's words, `(key, Some(value))` or `(key, None)`.
+    pub fn words(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
+        self.kernel.split_ascii_whitespace().map(|w| match w.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (w, None),
+        })
+    }
+
+    /// The last value given for `key` (`Some("")` for a bare `key`).
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.words().filter(|(k, _)| *k == key).last().map(|(_, v)| v.unwrap_or(""))
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Arguments for /init (after `--`).
+    pub fn init_args(&self) -> impl Iterator<Item = &'a str> {
+        self.init.split_ascii_whitespace()
+    }
+
+    /// `loglevel=` by name (error, warn, info, debug, trace) or Linux number (0..=8).
+    pub fn log_level(&self) -> Result<LevelFilter, &'a str> {
+        let Some(v) = self.get("loglevel") else { return Ok(LevelFilter::Info) };
+        let level = match v {
+            "off" => LevelFilter::Off,
+            "error" | "0" | "1" | "2" | "3" => LevelFilter::Error,
+            "warn" | "4" => LevelFilter::Warn,
+            "info" | "5" | "6" => LevelFilter::Info,
+            "debug" | "7" => LevelFilter::Debug,
+            "trace" | "8" => LevelFilter::Trace,
+            _ => return Err(v),
+        };
+        Ok(level)
+    }
+
+    /// A boolean switch `key=on|off` (also 1/0, yes/no); `default` when absent.
+    pub fn switch(&self, key: &str, default: bool) -> Result<bool, &'a str> {
+        match self.get(key) {
+            None => Ok(default),
+            Some("on" | "1" | "yes" | "") => Ok(true),
+            Some("off" | "0" | "no") => Ok(false),
+            Some(v) => Err(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_values_and_last_wins() {
+        let c = CmdLine::parse("loglevel=debug ktest ktest=frame bbml2=on");
+        assert_eq!(c.get("ktest"), Some("frame"));
+        assert_eq!(c.get("loglevel"), Some("debug"));
+        assert!(c.has("bbml2"));
+        assert!(!c.has("nope"));
+        assert_eq!(c.log_level(), Ok(LevelFilter::Debug));
+        assert_eq!(c.switch("bbml2", false), Ok(true));
+        assert_eq!(c.switch("absent", true), Ok(true));
+    }
+
+    #[test]
+    fn init_args_after_double_dash() {
+        let c = CmdLine::parse("quiet -- /bin/x -v 3\0");
+        assert_eq!(c.get("quiet"), Some(""));
+        assert_eq!(c.init_args().collect::<Vec<_>>(), ["/bin/x", "-v", "3"]);
+        assert!(!c.has("-v"));
+        let c = CmdLine::parse("-- a b");
+        assert_eq!(c.words().count(), 0);
+        assert_eq!(c.init_args().count(), 2);
+        let c = CmdLine::parse("");
+        assert_eq!(c.words().count(), 0);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert_eq!(CmdLine::parse("loglevel=loud").log_level(), Err("loud"));
+        assert_eq!(CmdLine::parse("x=maybe").switch("x", false), Err("maybe"));
+        assert_eq!(CmdLine::parse("loglevel=7").log_level(), Ok(LevelFilter::Debug));
+    }
+}

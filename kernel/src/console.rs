@@ -1,0 +1,92 @@
+//! The console: the PL011 as the `log` backend and `kprintln!` for protocol lines
+//! (banner, test results), serialised across CPUs by an IRQ-safe lock.
+//!
+//! Log lines read `[    0.012345] I cpu0 message` (E, W, I, D, T for the level).
+
+use core::fmt::{self, Write};
+
+use platform::pl011::Pl011;
+
+use crate::sync::IrqSpinLock;
+
+static UART: spin::Once<Pl011> = spin::Once::new();
+static LOCK: IrqSpinLock<()> = IrqSpinLock::new(());
+
+/// Start the console on the PL011 at `base` (a kernel virtual address).
+pub fn init(base: usize) {
+    UART.call_once(|| {
+        // SAFETY: the caller maps the PL011 registers at `base` as device memory.
+        let uart = unsafe { Pl011::new(base) };
+        uart.init();
+        uart
+    });
+}
+
+struct Uart<'a>(&'a Pl011);
+
+impl Write for Uart<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.0.putc(b'\r');
+            }
+            self.0.putc(b);
+        }
+        Ok(())
+    }
+}
+
+pub fn print(args: fmt::Arguments<'_>) {
+    if let Some(u) = UART.get() {
+        let _serial = LOCK.lock();
+        let _ = Uart(u).write_fmt(args);
+    }
+}
+
+/// Print without taking the console lock: for panics and fault reports, where the
+/// lock may be held by the CPU that is failing. Lines may interleave; nothing hangs.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    if let Some(u) = UART.get() {
+        let _ = Uart(u).write_fmt(args);
+    }
+}
+
+#[macro_export]
+macro_rules! kprintln {
+    () => { $crate::console::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let us = crate::time::uptime_ns() / 1000;
+        let level = match r.level() {
+            log::Level::Error => 'E',
+            log::Level::Warn => 'W',
+            log::Level::Info => 'I',
+            log::Level::Debug => 'D',
+            log::Level::Trace => 'T',
+        };
+        let cpu = crate::smp::this_cpu().index;
+        print(format_args!("[{:5}.{:06}] {level} cpu{cpu} {}\n", us / 1_000_000, us % 1_000_000, r.args()));
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+pub fn init_log(level: log::LevelFilter) {
+    // set_logger fails only if called twice; boot calls it once.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

@@ -1,0 +1,18 @@
+//! Every in-kernel test, by name. The name says the subsystem first.
+
+use super::{arch, mm, smp, Test};
+
+pub static TESTS: &[Test] = &[
+    Test { name: "arch::features_match_id_registers", run: arch::features_match_id_registers },
+    Test { name: "arch::semihosting_probe_fixup", run: arch::semihosting_probe_fixup },
+    Test { name: "arch::fixup_recovers_faulting_access", run: arch::fixup_recovers_faulting_access },
+    Test { name: "mm::frame_orders_aligned_and_returned", run: mm::frame_orders_aligned_and_returned },
+    Test { name: "mm::frame_exhaustion_and_recovery", run: mm::frame_exhaustion_and_recovery },
+    Test { name: "mm::heap_alloc_and_free", run: mm::heap_alloc_and_free },
+    Test { name: "mm::kmap_w_xor_x", run: mm::kmap_w_xor_x },
+    Test { name: "mm::kmap_linear_map_covers_ram", run: mm::kmap_linear_map_covers_ram },
+    Test { name: "smp::all_cpus_online", run: smp::all_cpus_online },
+    Test { name: "smp::every_cpu_ticks", run: smp::every_cpu_ticks },
+    Test { name: "smp::ipi_reaches_every_cpu", run: smp::ipi_reaches_every_cpu },
+    Test { name: "smp::irq_safe_lock_masks_interrupts", run: smp::irq_safe_lock_masks_interrupts },
+];

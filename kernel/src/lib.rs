@@ -1,0 +1,30 @@
+//! contkernel: a bare-metal AArch64 kernel about contiguous page-table entries (CONT-PTE)
+//! and multi-size transparent huge pages.
+//!
+//! Layers, lowest first (arrows point down): `arch` (AArch64 registers, exceptions, TLB
+//! maintenance), `mm` (frames, page tables), `boot`/`smp`/`time` (bring-up), `ktest`.
+//! Board devices live in the `platform` crate. Pure logic builds on the host too, where
+//! `cargo test -p contkernel --lib` runs its unit tests.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod arch;
+pub mod cmdline;
+pub mod mm;
+pub mod sync;
+
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+pub mod console;
+#[cfg(all(target_os = "none", feature = "ktest"))]
+pub mod ktest;
+#[cfg(target_os = "none")]
+pub mod power;
+#[cfg(target_os = "none")]
+pub mod smp;
+#[cfg(target_os = "none")]
+pub mod interrupts;
+#[cfg(target_os = "none")]
+pub mod time;

@@ -1,0 +1,272 @@
+//! Physical frames: a buddy allocator for naturally aligned blocks of 2^order frames
+//! (orders 0..=MAX_ORDER), and the per-frame metadata array, the role of Linux's
+//! `struct page`: reference count, map count, flags, and the order of the block a
+//! head frame starts. Folios (a later layer) are built on these heads.
+//!
+//! The buddy lists themselves are buddy_system_allocator's `FrameAllocator`, which
+//! keeps no per-frame state; the metadata here is what lets the kernel catch double
+//! frees, frees of the wrong order and frees of still-mapped frames.
+
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use super::addr::PhysAddr;
+use crate::sync::IrqSpinLock;
+
+/// Largest block order served: 2^10 frames = 4 MiB (a 2 MiB PMD folio is order 9).
+pub const MAX_ORDER: usize = 10;
+const BUDDY_ORDERS: usize = MAX_ORDER + 1;
+
+/// Frame state bits (`FrameMeta::flags`).
+pub mod flags {
+    /// Never handed out: kernel image, DTB, the metadata array itself, holes.
+    pub const RESERVED: u32 = 1 << 0;
+    /// Part of an allocated block.
+    pub const ALLOCATED: u32 = 1 << 1;
+    /// First frame of an allocated block; its `order` is valid.
+    pub const HEAD: u32 = 1 << 2;
+}
+
+/// Per-frame metadata, 16 bytes per 4 KiB frame.
+#[repr(C)]
+pub struct FrameMeta {
+    /// References to the block (head frame only): 1 after allocation.
+    pub refcount: AtomicU32,
+    /// Page-table entries mapping this frame.
+    pub mapcount: AtomicI32,
+    flags: AtomicU32,
+    order: AtomicU8,
+}
+
+impl FrameMeta {
+    pub const fn new() -> Self {
+        Self {
+            refcount: AtomicU32::new(0),
+            mapcount: AtomicI32::new(0),
+            flags: AtomicU32::new(flags::RESERVED),
+            order: AtomicU8::new(0),
+        }
+    }
+
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Ordering::Acquire)
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.flags() & flags::HEAD != 0
+    }
+
+    /// Order of the block this frame heads.
+    pub fn order(&self) -> usize {
+        self.order.load(Ordering::Acquire) as usize
+    }
+}
+
+impl Default for FrameMeta {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Allocation counters, by order.
+pub struct FrameStats {
+    pub allocs: [AtomicU64; BUDDY_ORDERS],
+    pub frees: [AtomicU64; BUDDY_ORDERS],
+    pub failures: [AtomicU64; BUDDY_ORDERS],
+}
+
+pub struct FrameAllocator {
+    buddy: IrqSpinLock<buddy_system_allocator::FrameAllocator<BUDDY_ORDERS>>,
+    meta: &'static [FrameMeta],
+    base_pfn: usize,
+    free: AtomicUsize,
+    managed: AtomicUsize,
+    pub stats: FrameStats,
+}
+
+impl FrameAllocator {
+    /// An allocator for frames `base_pfn .. base_pfn + meta.len()`, all reserved until
+    /// `add_free_range` hands them over.
+    pub fn new(meta: &'static [FrameMeta], base_pfn: usize) -> Self {
+        const Z: AtomicU64 = AtomicU64::new(0);
+        Self {
+            buddy: IrqSpinLock::new(buddy_system_allocator::FrameAllocator::new()),
+            meta,
+            base_pfn,
+            free: AtomicUsize::new(0),
+            managed: AtomicUsize::new(0),
+            stats: FrameStats { allocs: [Z; BUDDY_ORDERS], frees: [Z; BUDDY_ORDERS], failures: [Z; BUDDY_ORDERS] },
+        }
+    }
+
+    /// Make frames `[start_pfn, end_pfn)` available.
+    pub fn add_free_range(&self, start_pfn: usize, end_pfn: usize) {
+        assert!(start_pfn >= self.base_pfn && end_pfn <= self.base_pfn + self.meta.len() && start_pfn <= end_pfn);
+        for pfn in start_pfn..end_pfn {
+            self.meta_pfn(pfn).flags.store(0, Ordering::Release);
+        }
+        self.buddy.lock().add_frame(start_pfn, end_pfn);
+        self.free.fetch_add(end_pfn - start_pfn, Ordering::AcqRel);
+        self.managed.fetch_add(end_pfn - start_pfn, Ordering::AcqRel);
+    }
+
+    /// A naturally aligned block of 2^order frames, reference count 1, not zeroed.
+    pub fn alloc(&self, order: usize) -> Option<PhysAddr> {
+        assert!(order <= MAX_ORDER, "frame order {order} above MAX_ORDER");
+        let n = 1usize << order;
+        let Some(pfn) = self.buddy.lock().alloc(n) else {
+            self.stats.failures[order].fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        debug_assert_eq!(pfn % n, 0, "buddy blocks are naturally aligned");
+        for (i, m) in self.meta_range(pfn, n).iter().enumerate() {
+            let old = m.flags.swap(if i == 0 { flags::ALLOCATED | flags::HEAD } else { flags::ALLOCATED }, Ordering::AcqRel);
+            assert!(old == 0, "frame {} handed out while in state {old:#x}", PhysAddr::from_pfn(pfn + i));
+            m.mapcount.store(0, Ordering::Relaxed);
+        }
+        let head = self.meta_pfn(pfn);
+        head.order.store(order as u8, Ordering::Release);
+        head.refcount.store(1, Ordering::Release);
+        self.free.fetch_sub(n, Ordering::AcqRel);
+        self.stats.allocs[order].fetch_add(1, Ordering::Relaxed);
+        Some(PhysAddr::from_pfn(pfn))
+    }
+
+    /// Return a block obtained from `alloc(order)`. Freeing a frame twice, with another
+    /// order, or while page tables still map it is a kernel bug and panics.
+    pub fn free(&self, pa: PhysAddr, order: usize) {
+        let pfn = pa.pfn();
+        let n = 1usize << order;
+        let head = self.meta_pfn(pfn);
+        let f = head.flags();
+        assert!(f & flags::HEAD != 0 && f & flags::ALLOCATED != 0, "free of {pa} which is not an allocated block (state {f:#x})");
+        assert!(head.order() == order, "free of {pa} as order {order}, allocated as order {}", head.order());
+        for (i, m) in self.meta_range(pfn, n).iter().enumerate() {
+            let mc = m.mapcount.load(Ordering::Acquire);
+            assert!(mc == 0, "free of {} while mapped {mc} times", PhysAddr::from_pfn(pfn + i));
+            m.flags.store(0, Ordering::Release);
+        }
+        head.refcount.store(0, Ordering::Release);
+        self.buddy.lock().dealloc(pfn, n);
+        self.free.fetch_add(n, Ordering::AcqRel);
+        self.stats.frees[order].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn meta(&self, pa: PhysAddr) -> &FrameMeta {
+        self.meta_pfn(pa.pfn())
+    }
+
+    fn meta_pfn(&self, pfn: usize) -> &FrameMeta {
+        &self.meta[pfn - self.base_pfn]
+    }
+
+    fn meta_range(&self, pfn: usize, n: usize) -> &[FrameMeta] {
+        &self.meta[pfn - self.base_pfn..pfn - self.base_pfn + n]
+    }
+
+    /// Frames currently free.
+    pub fn free_frames(&self) -> usize {
+        self.free.load(Ordering::Acquire)
+    }
+
+    /// Frames the allocator manages (free or allocated).
+    pub fn managed_frames(&self) -> usize {
+        self.managed.load(Ordering::Acquire)
+    }
+}
+
+static FRAMES: spin::Once<FrameAllocator> = spin::Once::new();
+
+/// Install the global frame allocator (boot, once).
+pub fn init_global(a: FrameAllocator) -> &'static FrameAllocator {
+    FRAMES.call_once(|| a)
+}
+
+/// The global frame allocator.
+pub fn frames() -> &'static FrameAllocator {
+    FRAMES.get().expect("frame allocator used before boot set it up")
+}
+
+#[cfg(target_os = "none")]
+/// A zeroed block through the linear map.
+pub fn alloc_zeroed(order: usize) -> Option<PhysAddr> {
+    let pa = frames().alloc(order)?;
+    let va = super::phys_to_virt(pa);
+    // SAFETY: the block was just allocated to us and is mapped by the linear map.
+    unsafe { core::ptr::write_bytes(va.as_ptr::<u8>(), 0, super::PAGE_SIZE << order) };
+    Some(pa)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allocator(frames: usize, base_pfn: usize) -> FrameAllocator {
+        let meta: &'static [FrameMeta] = Box::leak((0..frames).map(|_| FrameMeta::new()).collect());
+        FrameAllocator::new(meta, base_pfn)
+    }
+
+    #[test]
+    fn every_order_is_naturally_aligned_and_returns() {
+        let base = 0x40000; // 0x4000_0000
+        let a = allocator(4096, base);
+        a.add_free_range(base + 3, base + 4096);
+        let free0 = a.free_frames();
+        let mut got = Vec::new();
+        for order in 0..=MAX_ORDER.min(9) {
+            let pa = a.alloc(order).unwrap();
+            assert_eq!(pa.pfn() % (1 << order), 0, "order {order} at {pa:?}");
+            assert_eq!(a.meta(pa).order(), order);
+            assert_eq!(a.meta(pa).refcount.load(Ordering::Relaxed), 1);
+            got.push((pa, order));
+        }
+        assert_eq!(free0 - a.free_frames(), got.iter().map(|(_, o)| 1 << o).sum::<usize>());
+        for (pa, order) in got {
+            a.free(pa, order);
+        }
+        assert_eq!(a.free_frames(), free0);
+        assert_eq!(a.stats.allocs[9].load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn reserved_frames_are_never_handed_out() {
+        let base = 0x40000;
+        let a = allocator(64, base);
+        a.add_free_range(base + 16, base + 32);
+        let mut seen = Vec::new();
+        while let Some(pa) = a.alloc(0) {
+            seen.push(pa.pfn());
+        }
+        assert_eq!(seen.len(), 16);
+        assert!(seen.iter().all(|p| (base + 16..base + 32).contains(p)));
+        assert_eq!(a.stats.failures[0].load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "not an allocated block")]
+    fn double_free_panics() {
+        let a = allocator(16, 0x40000);
+        a.add_free_range(0x40000, 0x40010);
+        let pa = a.alloc(1).unwrap();
+        a.free(pa, 1);
+        a.free(pa, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "allocated as order 2")]
+    fn wrong_order_free_panics() {
+        let a = allocator(16, 0x40000);
+        a.add_free_range(0x40000, 0x40010);
+        let pa = a.alloc(2).unwrap();
+        a.free(pa, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "while mapped")]
+    fn free_of_mapped_frame_panics() {
+        let a = allocator(16, 0x40000);
+        a.add_free_range(0x40000, 0x40010);
+        let pa = a.alloc(0).unwrap();
+        a.meta(pa).mapcount.store(1, Ordering::Relaxed);
+        a.free(pa, 0);
+    }
+}

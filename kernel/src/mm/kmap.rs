@@ -1,0 +1,195 @@
+//! The kernel's own translation tables (TTBR1), built once at boot to replace the
+//! 1 GiB-block boot map of `boot.s`:
+//! - the linear map of all RAM, read-write and never executable, with 2 MiB blocks;
+//!   aligned 32 MiB runs of 16 blocks carry the Contiguous bit (static: never split);
+//! - the kernel image (inside the linear map) with 4 KiB pages and W^X: text RX,
+//!   rodata R, data/bss RW, an unmapped guard page under the boot stack;
+//! - device memory (Device-nGnRE, never executable) for the first GiB of the
+//!   physical map, where QEMU virt puts the GIC, the PL011 and the rest.
+//!
+//! These tables never change after boot, so they need no break-before-make of their
+//! own; replacing the boot map does (see `replace_ttbr1_idmap` in boot.s).
+
+use super::addr::{PhysAddr, PAGE_SIZE};
+use super::frame::alloc_zeroed;
+use super::{phys_to_virt, virt_to_phys, VirtAddr, KERNEL_VA_OFFSET};
+
+/// Stage-1 block/page descriptor fields used by the kernel map (4 KiB granule).
+mod desc {
+    pub const VALID: u64 = 1 << 0;
+    /// At levels 0-2: next-level table; at level 3: page.
+    pub const TABLE_OR_PAGE: u64 = 1 << 1;
+    pub const ATTR_DEVICE: u64 = 0 << 2; // MAIR attr0, see boot.s
+    pub const ATTR_NORMAL: u64 = 1 << 2; // MAIR attr1
+    pub const AP_RO: u64 = 1 << 7; // AP[2]: read-only; AP[1] = 0: no EL0 access
+    pub const SH_INNER: u64 = 3 << 8;
+    pub const AF: u64 = 1 << 10;
+    pub const CONTIGUOUS: u64 = 1 << 52;
+    pub const PXN: u64 = 1 << 53;
+    pub const UXN: u64 = 1 << 54;
+    pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
+}
+use desc::*;
+
+const L1_SIZE: u64 = 1 << 30;
+const L2_SIZE: u64 = 2 << 20;
+/// Entries in a contiguous run at level 2 (16 x 2 MiB = 32 MiB).
+const CONT_L2: u64 = 16;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Text,
+    RoData,
+    Data,
+    Guard,
+}
+
+impl Kind {
+    fn page_bits(self) -> Option<u64> {
+        let normal = VALID | TABLE_OR_PAGE | ATTR_NORMAL | SH_INNER | AF | UXN;
+        match self {
+            Kind::Text => Some(normal | AP_RO),
+            Kind::RoData => Some(normal | AP_RO | PXN),
+            Kind::Data => Some(normal | PXN),
+            Kind::Guard => None,
+        }
+    }
+}
+
+/// Physical extent of the kernel image and its parts, from the linker script.
+pub struct ImageLayout {
+    pub start: u64,
+    pub text_end: u64,
+    pub rodata_end: u64,
+    pub guard: u64,
+    pub guard_end: u64,
+    pub end: u64,
+}
+
+impl ImageLayout {
+    pub fn current() -> Self {
+        extern "C" {
+            static __kernel_start: u8;
+            static __text_end: u8;
+            static __rodata_end: u8;
+            static __boot_stack_guard: u8;
+            static __boot_stack_bottom: u8;
+            static __kernel_end: u8;
+        }
+        let pa = |p: *const u8| virt_to_phys(VirtAddr::new(p as u64)).as_u64();
+        Self {
+            start: pa(core::ptr::addr_of!(__kernel_start)),
+            text_end: pa(core::ptr::addr_of!(__text_end)),
+            rodata_end: pa(core::ptr::addr_of!(__rodata_end)),
+            guard: pa(core::ptr::addr_of!(__boot_stack_guard)),
+            guard_end: pa(core::ptr::addr_of!(__boot_stack_bottom)),
+            end: pa(core::ptr::addr_of!(__kernel_end)),
+        }
+    }
+
+    fn kind(&self, pa: u64) -> Option<Kind> {
+        match pa {
+            p if p < self.start || p >= self.end => None,
+            p if p < self.text_end => Some(Kind::Text),
+            p if p < self.rodata_end => Some(Kind::RoData),
+            p if p >= self.guard && p < self.guard_end => Some(Kind::Guard),
+            _ => Some(Kind::Data),
+        }
+    }
+
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        start < self.end && self.start < end
+    }
+}
+
+fn table(pa: PhysAddr) -> &'static mut [u64; 512] {
+    // SAFETY: table frames come from alloc_zeroed, are owned by the kernel map for
+    // ever, and are reached through the linear (boot) map.
+    unsafe { &mut *phys_to_virt(pa).as_ptr::<[u64; 512]>() }
+}
+
+fn index(va: u64, level: u32) -> usize {
+    ((va >> (39 - 9 * level)) & 0x1ff) as usize
+}
+
+/// The next-level table under `entry`, allocated on first use.
+fn next_table(entry: &mut u64) -> PhysAddr {
+    if *entry & VALID == 0 {
+        let pa = alloc_zeroed(0).expect("out of memory building the kernel map");
+        *entry = pa.as_u64() | VALID | TABLE_OR_PAGE;
+    }
+    PhysAddr::new(*entry & OA_MASK)
+}
+
+fn l2_table(root: PhysAddr, va: u64) -> PhysAddr {
+    let l1 = next_table(&mut table(root)[index(va, 0)]);
+    next_table(&mut table(l1)[index(va, 1)])
+}
+
+/// Build the final kernel map for the RAM ranges `[base, end)` and return its root.
+pub fn build(ram: impl Iterator<Item = (u64, u64)> + Clone, image: &ImageLayout) -> PhysAddr {
+    let root = alloc_zeroed(0).expect("out of memory building the kernel map");
+
+    let l1 = next_table(&mut table(root)[index(KERNEL_VA_OFFSET, 0)]);
+    table(l1)[index(KERNEL_VA_OFFSET, 1)] = VALID | ATTR_DEVICE | AF | PXN | UXN; // PA 0..1 GiB, block
+
+    for (base, end) in ram.clone() {
+        assert!(base >= L1_SIZE, "RAM below 1 GiB overlaps the device window");
+        let mut pa = base & !(L2_SIZE - 1);
+        while pa < end {
+            let va = pa + KERNEL_VA_OFFSET;
+            let l2 = l2_table(root, va);
+            let chunk_end = pa + L2_SIZE;
+            if pa >= base && chunk_end <= end && !image.overlaps(pa, chunk_end) {
+                let run = pa & !(CONT_L2 * L2_SIZE - 1);
+                let run_end = run + CONT_L2 * L2_SIZE;
+                // D8.6.1 "The Contiguous bit": all 16 entries, aligned, same attributes.
+                let cont = run >= base && run_end <= end && !image.overlaps(run, run_end);
+                let bits = VALID | ATTR_NORMAL | SH_INNER | AF | PXN | UXN | if cont { CONTIGUOUS } else { 0 };
+                table(l2)[index(va, 2)] = pa | bits;
+            } else {
+                let l3 = next_table(&mut table(l2)[index(va, 2)]);
+                for p in (pa..chunk_end).step_by(PAGE_SIZE) {
+                    if p < base || p >= end {
+                        continue;
+                    }
+                    let kind = image.kind(p).unwrap_or(Kind::Data);
+                    if let Some(bits) = kind.page_bits() {
+                        table(l3)[index(p + KERNEL_VA_OFFSET, 3)] = p | bits;
+                    }
+                }
+            }
+            pa = chunk_end;
+        }
+    }
+    // SAFETY: the table writes above must be visible to the walker before TTBR1 points at them.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+    root
+}
+
+extern "C" {
+    fn replace_ttbr1_idmap(root: u64);
+    static zero_table: u8;
+}
+
+/// Switch TTBR1 to `root`, running the switch from the identity map (boot.s).
+pub fn install(root: PhysAddr) {
+    let f = virt_to_phys(VirtAddr::new(replace_ttbr1_idmap as *const () as u64)).as_u64();
+    // SAFETY: replace_ttbr1_idmap is position-independent, touches no memory, and its
+    // physical address is identity-mapped by TTBR0 (the boot idmap) at this point.
+    let f: extern "C" fn(u64) = unsafe { core::mem::transmute(f as usize) };
+    f(root.as_u64());
+}
+
+/// Point TTBR0 at an empty table: the identity map is needed only while a CPU turns
+/// its MMU on; afterwards TTBR0 belongs to user address spaces.
+pub fn drop_identity_map() {
+    let zero = virt_to_phys(VirtAddr::new(core::ptr::addr_of!(zero_table) as u64));
+    // SAFETY: the kernel runs from TTBR1 only; no live reference points into TTBR0.
+    unsafe {
+        core::arch::asm!(
+            "msr ttbr0_el1, {}", "isb", "tlbi vmalle1", "dsb nsh", "isb",
+            in(reg) zero.as_u64(), options(nostack, preserves_flags)
+        )
+    };
+}

@@ -1,0 +1,30 @@
+//! Memory management: physical frames and their metadata (`frame`), the kernel heap
+//! (`heap`), and the kernel's own translation tables (`kmap`).
+//!
+//! Address map: the kernel and all of RAM live in the high half (TTBR1) at
+//! `PA + KERNEL_VA_OFFSET` (the linear map); device MMIO likewise; TTBR0 is left for
+//! user address spaces.
+
+pub mod addr;
+pub mod frame;
+
+#[cfg(target_os = "none")]
+pub mod heap;
+#[cfg(target_os = "none")]
+pub mod kmap;
+
+pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+
+/// Offset of the linear map (and of the kernel image): VA = PA + KERNEL_VA_OFFSET.
+pub const KERNEL_VA_OFFSET: u64 = 0xffff_0000_0000_0000;
+
+/// Linear-map address of a physical address.
+pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
+    VirtAddr::new(pa.as_u64() + KERNEL_VA_OFFSET)
+}
+
+/// Physical address of a linear-map (or kernel image) address.
+pub fn virt_to_phys(va: VirtAddr) -> PhysAddr {
+    debug_assert!(va.as_u64() >= KERNEL_VA_OFFSET);
+    PhysAddr::new(va.as_u64() - KERNEL_VA_OFFSET)
+}

@@ -1,0 +1,62 @@
+//! Leaving the machine: through semihosting when QEMU runs with `-semihosting` (the
+//! exit status reaches the host: tests), by PSCI SYSTEM_OFF otherwise (status 0).
+
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use platform::psci::Conduit;
+
+use crate::arch::aarch64::trap::{register_fixup, Fixup};
+
+static SEMIHOSTING: AtomicBool = AtomicBool::new(false);
+/// 0: HVC, 1: SMC (from the DTB).
+static CONDUIT: AtomicU8 = AtomicU8::new(0);
+
+/// SYS_ERRNO: harmless, answered by any semihosting host.
+const SYS_ERRNO: u64 = 0x13;
+
+pub fn set_conduit(c: Conduit) {
+    CONDUIT.store(matches!(c, Conduit::Smc) as u8, Ordering::Release);
+}
+
+pub fn conduit() -> Conduit {
+    if CONDUIT.load(Ordering::Acquire) == 1 {
+        Conduit::Smc
+    } else {
+        Conduit::Hvc
+    }
+}
+
+/// Find out whether semihosting is on: without `-semihosting`, QEMU makes the HLT an
+/// undefined instruction, which the registered fix-up turns into x0 = u64::MAX.
+pub fn probe_semihosting() -> bool {
+    let hlt = platform::semihost::hlt_address();
+    register_fixup(Fixup { insn: hlt, resume: hlt + 4 });
+    // SAFETY: SYS_ERRNO takes no parameter block; a trap is fixed up as above.
+    let r = unsafe { platform::semihost::call(SYS_ERRNO, 0) };
+    let on = r != u64::MAX;
+    SEMIHOSTING.store(on, Ordering::Release);
+    on
+}
+
+pub fn semihosting() -> bool {
+    SEMIHOSTING.load(Ordering::Acquire)
+}
+
+/// Stop the machine with `status` (0: success).
+pub fn exit(status: u32) -> ! {
+    if semihosting() {
+        platform::semihost::exit(status)
+    }
+    if status != 0 {
+        crate::console::emergency_print(format_args!("contkernel: exit status {status} (no semihosting: powering off)\n"));
+    }
+    platform::psci::system_off(conduit())
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::arch::irq::save_and_disable();
+    let cpu = crate::smp::this_cpu().index;
+    crate::console::emergency_print(format_args!("panic on cpu{cpu}: {info}\n"));
+    exit(101)
+}

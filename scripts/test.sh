@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing, builds, runs the host unit tests, then boots the
+# test kernel across the matrix (CPU model x CPUs x GIC version x entry EL) through the
+# host harness in tests/. Ends with "N passed, N failed"; non-zero exit on any failure.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --quick    host tests plus one matrix cell (max, 4 CPUs, GICv3, EL1)
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+quick=0
+case "${1:-}" in
+    "") ;;
+    --quick) quick=1 ;;
+    *) echo "usage: scripts/test.sh [--quick]" >&2; exit 2 ;;
+esac
+
+ensure_tools
+ELF=$(build_kernel --features ktest) || exit 2
+export CONTKERNEL_ELF=$ELF
+
+passed=0 failed=0
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+
+# run_tests LABEL COMMAND...: run a cargo test command, add its counts to the totals.
+run_tests() {
+    local label=$1; shift
+    say "$label"
+    "$@" 2>&1 | tee "$LOG" | grep -E '^(test |test result|---- |thread |failures:|    )' | grep -v '^test .* ok$' || true
+    local p f
+    p=$(grep -oE 'test result: [A-Za-z]+\. [0-9]+ passed' "$LOG" | awk '{s+=$4} END {print s+0}')
+    f=$(grep -oE '[0-9]+ failed' "$LOG" | awk '{s+=$1} END {print s+0}')
+    if ! grep -q 'test result:' "$LOG"; then
+        tail -n 30 "$LOG"
+        f=$((f + 1))
+    fi
+    passed=$((passed + p)); failed=$((failed + f))
+    printf '    %s: %d passed, %d failed\n' "$label" "$p" "$f"
+}
+
+cd "$ROOT"
+run_tests "host: kernel unit tests" cargo test -q -p contkernel --lib
+run_tests "host: platform unit tests" cargo test -q -p platform
+run_tests "host: harness unit tests" cargo test -q -p contkernel-tests --lib
+
+if [ "$quick" = 1 ]; then
+    cells=("max 4 3 1")
+else
+    cells=()
+    for cpu in max cortex-a72; do
+        for smp in 1 4; do
+            for gic in 2 3; do
+                for el in 1 2; do cells+=("$cpu $smp $gic $el"); done
+            done
+        done
+    done
+fi
+for cell in "${cells[@]}"; do
+    read -r cpu smp gic el <<<"$cell"
+    CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=$gic CONTKERNEL_EL=$el \
+        run_tests "qemu: -cpu $cpu -smp $smp GICv$gic EL$el" \
+        cargo test -q -p contkernel-tests --test kernel -- --test-threads=2
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
