@@ -3,7 +3,7 @@
 //!
 //! Log lines read `[    0.012345] I cpu0 message` (E, W, I, D, T for the level).
 
-use core::fmt::{self, Write};
+use core::fmt::{self, Write as _};
 
 use platform::pl011::Pl011;
 
@@ -22,24 +22,10 @@ pub fn init(base: usize) {
     });
 }
 
-struct Uart<'a>(&'a Pl011);
-
-impl Write for Uart<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.0.putc(b'\r');
-            }
-            self.0.putc(b);
-        }
-        Ok(())
-    }
-}
-
 pub fn print(args: fmt::Arguments<'_>) {
     if let Some(u) = UART.get() {
         let _serial = LOCK.lock();
-        let _ = Uart(u).write_fmt(args);
+        let _ = (&*u).write_fmt(args);
     }
 }
 
@@ -47,7 +33,7 @@ pub fn print(args: fmt::Arguments<'_>) {
 /// lock may be held by the CPU that is failing. Lines may interleave; nothing hangs.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
     if let Some(u) = UART.get() {
-        let _ = Uart(u).write_fmt(args);
+        let _ = (&*u).write_fmt(args);
     }
 }
 

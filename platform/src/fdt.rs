@@ -12,7 +12,7 @@
 //! its length checked. A bad DTB is an error, never a panic. `FDT_NOP` tokens are
 //! refused: QEMU never writes them and `fdt` 0.1.5 mis-walks some placements.
 
-use core::fmt;
+use core::{fmt, ops::RangeInclusive};
 
 use ::fdt::{node::FdtNode, Fdt};
 
@@ -97,7 +97,11 @@ impl BoardInfo<'_> {
 
     /// Total bytes of RAM.
     pub fn total_memory(&self) -> u64 {
-        self.memory_regions().iter().map(|r| r.size).sum()
+        // Saturating: each region is checked not to wrap, but a corrupt DTB could
+        // list regions whose sizes add up past u64::MAX.
+        self.memory_regions()
+            .iter()
+            .fold(0, |total: u64, r| total.saturating_add(r.size))
     }
 
     /// The MPIDR affinity value (`reg`) of every CPU node, in DTB order.
@@ -117,15 +121,15 @@ pub fn parse(dtb: &[u8]) -> Result<BoardInfo<'_>, BoardError> {
         Some(chosen) => (bootargs(chosen)?, initrd(chosen)?),
         None => ("", None),
     };
-    let (gic, interrupt_cells) = gic(root, cells)?;
     Ok(BoardInfo {
         memory: memory(root, cells)?,
         cpus: cpus(root)?,
         bootargs,
         initrd,
         pl011_base: pl011(root, cells)?,
-        gic,
-        timer_intid: timer_intid(root, interrupt_cells)?,
+        // `gic` checks the interrupt specifier size `timer_intid` decodes.
+        gic: gic(root, cells)?,
+        timer_intid: timer_intid(root)?,
         psci: psci(root)?,
     })
 }
@@ -304,30 +308,26 @@ struct Cells {
 }
 
 impl Cells {
-    /// `node`'s cell counts (defaults 2 and 1, per the Devicetree spec); only what
-    /// fits a u64 is accepted.
+    /// `node`'s cell counts (defaults 2 and 1, per the Devicetree spec); only counts
+    /// whose values fit a u64 are accepted.
     fn of(node: Node<'_, '_>, name: &'static str) -> Result<Cells, BoardError> {
-        let count = |property: &'static str, default: u32, max: u32| {
+        let count = |property: &'static str, default: u32, allowed: RangeInclusive<u32>| {
             let value = match prop(node, property) {
                 None => Some(default),
-                Some(v) if v.len() == 4 => be32(v, 0).filter(|&n| n <= max),
+                Some(v) if v.len() == 4 => be32(v, 0),
                 Some(_) => None,
             };
-            value.map(|n| n as usize).ok_or(BoardError::BadProperty {
-                node: name,
-                property,
-            })
+            value
+                .filter(|n| allowed.contains(n))
+                .map(|n| n as usize)
+                .ok_or(BoardError::BadProperty {
+                    node: name,
+                    property,
+                })
         };
-        let address = count("#address-cells", 2, 2)?;
-        if address == 0 {
-            return Err(BoardError::BadProperty {
-                node: name,
-                property: "#address-cells",
-            });
-        }
         Ok(Cells {
-            address,
-            size: count("#size-cells", 1, 2)?,
+            address: count("#address-cells", 2, 1..=2)?,
+            size: count("#size-cells", 1, 0..=2)?,
         })
     }
 }
@@ -349,7 +349,7 @@ fn reg<'a>(
     }
     let split = 4 * cells.address;
     Ok(value.chunks_exact(entry).map(move |e| MemRegion {
-        // Both lengths are 4 or 8 (size may be 0: no size), checked by `Cells::of`.
+        // `Cells::of` allows 1-2 address and 0-2 size cells; no size decodes as 0.
         base: cells_value(&e[..split]).unwrap_or_default(),
         size: cells_value(&e[split..]).unwrap_or_default(),
     }))
@@ -378,6 +378,12 @@ fn memory(
         .filter(|n| prop_str(*n, "device_type") == Some("memory"))
     {
         for region in reg(node, cells, "/memory")? {
+            if region.base.checked_add(region.size).is_none() {
+                return Err(BoardError::BadProperty {
+                    node: "/memory",
+                    property: "reg",
+                });
+            }
             regions.push(region, "memory regions")?;
         }
     }
@@ -448,8 +454,11 @@ fn pl011(root: Node<'_, '_>, cells: Cells) -> Result<u64, BoardError> {
 const GICV2_COMPATIBLE: [&str; 2] = ["arm,cortex-a15-gic", "arm,gic-400"];
 const GICV3_COMPATIBLE: &str = "arm,gic-v3";
 
-/// The GIC and its `#interrupt-cells`.
-fn gic(root: Node<'_, '_>, cells: Cells) -> Result<(GicInfo, usize), BoardError> {
+/// Cells in a GIC interrupt specifier: type (SPI 0, PPI 1), number, flags.
+const GIC_INTERRUPT_CELLS: usize = 3;
+
+/// The GIC; its `#interrupt-cells` must be `GIC_INTERRUPT_CELLS`.
+fn gic(root: Node<'_, '_>, cells: Cells) -> Result<GicInfo, BoardError> {
     let is_v2 = |n: Node<'_, '_>| {
         GICV2_COMPATIBLE
             .iter()
@@ -483,19 +492,18 @@ fn gic(root: Node<'_, '_>, cells: Cells) -> Result<(GicInfo, usize), BoardError>
         }
     };
 
-    let interrupt_cells = prop(node, "#interrupt-cells")
-        .and_then(cells_value)
-        .filter(|&n| n == 3)
-        .ok_or(BoardError::BadProperty {
+    if prop(node, "#interrupt-cells").and_then(cells_value) != Some(GIC_INTERRUPT_CELLS as u64) {
+        return Err(BoardError::BadProperty {
             node: "GIC",
             property: "#interrupt-cells",
-        })?;
-    Ok((info, interrupt_cells as usize))
+        });
+    }
+    Ok(info)
 }
 
 /// The virtual timer's INTID from the architected timer node, or INTID 27 if the
 /// DTB has no such node.
-fn timer_intid(root: Node<'_, '_>, interrupt_cells: usize) -> Result<u32, BoardError> {
+fn timer_intid(root: Node<'_, '_>) -> Result<u32, BoardError> {
     const PPI: u32 = 1;
     const PPI_BASE: u32 = 16;
     const VIRTUAL_TIMER: usize = 2;
@@ -512,7 +520,7 @@ fn timer_intid(root: Node<'_, '_>, interrupt_cells: usize) -> Result<u32, BoardE
     };
     // Four GIC interrupt specifiers, (type, number, flags) each: Secure physical,
     // Non-secure physical, virtual, hypervisor.
-    let spec = 4 * interrupt_cells * VIRTUAL_TIMER;
+    let spec = 4 * GIC_INTERRUPT_CELLS * VIRTUAL_TIMER;
     let interrupts = prop(node, "interrupts").ok_or(bad)?;
     let kind = be32(interrupts, spec).ok_or(bad)?;
     let number = be32(interrupts, spec + 4).ok_or(bad)?;

@@ -81,6 +81,7 @@ impl Gic {
     /// Enables `intid`. An SPI is routed to the CPU `mpidr`; an SGI or PPI is enabled
     /// on that CPU only (on GICv2 only the CPU itself can do that: call it there).
     pub fn enable_irq(&self, intid: u32, mpidr: u64) {
+        assert!(intid < MAX_LINES, "no INTID {intid}");
         match self {
             Gic::V2(gic) => gic.enable_irq(intid, mpidr),
             Gic::V3(gic) => gic.enable_irq(intid, mpidr),
@@ -89,6 +90,7 @@ impl Gic {
 
     /// Disables `intid` (for an SGI or PPI: on the CPU `mpidr`, as for `enable_irq`).
     pub fn disable_irq(&self, intid: u32, mpidr: u64) {
+        assert!(intid < MAX_LINES, "no INTID {intid}");
         match self {
             Gic::V2(gic) => gic.disable_irq(intid),
             Gic::V3(gic) => gic.disable_irq(intid, mpidr),
