@@ -22,7 +22,7 @@ pub mod flags {
     pub const RESERVED: u32 = 1 << 0;
     /// Part of an allocated block.
     pub const ALLOCATED: u32 = 1 << 1;
-    /// First frame of an allocated block; its `order` is valid.
+    /// First frame of an allocated block.
     pub const HEAD: u32 = 1 << 2;
 }
 
@@ -55,7 +55,8 @@ impl FrameMeta {
         self.flags() & flags::HEAD != 0
     }
 
-    /// Order of the block this frame heads.
+    /// Order of the allocated block this frame belongs to (every frame of a block
+    /// carries it, so the head of any frame is its address aligned down to the block).
     pub fn order(&self) -> usize {
         self.order.load(Ordering::Acquire) as usize
     }
@@ -122,10 +123,9 @@ impl FrameAllocator {
             let old = m.flags.swap(if i == 0 { flags::ALLOCATED | flags::HEAD } else { flags::ALLOCATED }, Ordering::AcqRel);
             assert!(old == 0, "frame {} handed out while in state {old:#x}", PhysAddr::from_pfn(pfn + i));
             m.mapcount.store(0, Ordering::Relaxed);
+            m.order.store(order as u8, Ordering::Release);
         }
-        let head = self.meta_pfn(pfn);
-        head.order.store(order as u8, Ordering::Release);
-        head.refcount.store(1, Ordering::Release);
+        self.meta_pfn(pfn).refcount.store(1, Ordering::Release);
         self.free.fetch_sub(n, Ordering::AcqRel);
         self.stats.allocs[order].fetch_add(1, Ordering::Relaxed);
         Some(PhysAddr::from_pfn(pfn))
@@ -149,6 +149,16 @@ impl FrameAllocator {
         self.buddy.lock().dealloc(pfn, n);
         self.free.fetch_add(n, Ordering::AcqRel);
         self.stats.frees[order].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The allocated block containing `pa`: its head and order (`None` if free or reserved).
+    pub fn block_of(&self, pa: PhysAddr) -> Option<(PhysAddr, usize)> {
+        let m = self.meta(pa);
+        if m.flags() & flags::ALLOCATED == 0 {
+            return None;
+        }
+        let order = m.order();
+        Some((PhysAddr::from_pfn(pa.pfn() & !((1 << order) - 1)), order))
     }
 
     pub fn meta(&self, pa: PhysAddr) -> &FrameMeta {
@@ -225,6 +235,19 @@ mod tests {
         }
         assert_eq!(a.free_frames(), free0);
         assert_eq!(a.stats.allocs[9].load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn any_frame_finds_its_block() {
+        let a = allocator(64, 0x40000);
+        a.add_free_range(0x40000, 0x40040);
+        let small = a.alloc(0).unwrap();
+        let block = a.alloc(4).unwrap();
+        assert_eq!(a.block_of(block.add(5 * 4096)), Some((block, 4)));
+        assert_eq!(a.block_of(block), Some((block, 4)));
+        assert_eq!(a.block_of(small), Some((small, 0)));
+        a.free(block, 4);
+        assert_eq!(a.block_of(block.add(4096)), None);
     }
 
     #[test]

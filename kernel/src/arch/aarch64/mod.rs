@@ -1,5 +1,5 @@
 //! AArch64: exception syndromes, CPU features, interrupt masking, trap entry, MMU
-//! control and TLB maintenance. Entry assembly: `boot.s` (reset, EL2 drop, MMU on) and
+//! control, TLB maintenance and PMU counters. Entry assembly: `boot.s` (reset, EL2 drop, MMU on) and
 //! `vectors.s` (exception vectors), included by the kernel binary.
 
 pub mod esr;
@@ -9,6 +9,9 @@ pub mod irq;
 #[cfg(target_os = "none")]
 pub mod mmu;
 #[cfg(target_os = "none")]
+pub mod pmu;
+#[cfg(target_os = "none")]
 pub mod regs;
+pub mod tlb;
 #[cfg(target_os = "none")]
 pub mod trap;
