@@ -6,6 +6,7 @@
 //! user address spaces.
 
 pub mod addr;
+pub mod asid;
 pub mod frame;
 
 #[cfg(target_os = "none")]

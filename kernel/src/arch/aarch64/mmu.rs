@@ -28,31 +28,53 @@ pub fn configure(f: &CpuFeatures) {
     isb();
 }
 
-/// Result of an `AT S1E1{R,W}` probe: the output address, or the fault status code.
+/// Result of an `AT` probe: the output address, or the fault status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Translation {
     Mapped { pa: u64 },
     Fault { fsc: u8 },
 }
 
-/// Ask the hardware walker to translate `va` for an EL1 read or write (PAR_EL1).
-pub fn translate_el1(va: usize, write: bool) -> Translation {
+/// Which access an `AT` probe checks permissions for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    El1Read,
+    El1Write,
+    El0Read,
+    El0Write,
+}
+
+/// Ask the hardware walker to translate `va` for `access` (the answer lands in PAR_EL1).
+pub fn translate(va: usize, access: Access) -> Translation {
     let par: u64;
+    let daif = crate::arch::irq::save_and_disable();
     // SAFETY: AT only performs a translation and writes PAR_EL1; the ISB makes the
     // result visible to the following read. Interrupts are masked so nothing between
     // the AT and the read can overwrite PAR_EL1.
     unsafe {
-        let daif = crate::arch::irq::save_and_disable();
-        if write {
-            core::arch::asm!("at s1e1w, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack));
-        } else {
-            core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack));
+        match access {
+            Access::El1Read => core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
+            Access::El1Write => core::arch::asm!("at s1e1w, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
+            Access::El0Read => core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
+            Access::El0Write => core::arch::asm!("at s1e0w, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
         }
-        crate::arch::irq::restore(daif);
     }
+    crate::arch::irq::restore(daif);
     if par & 1 != 0 {
         Translation::Fault { fsc: ((par >> 1) & 0x3f) as u8 }
     } else {
         Translation::Mapped { pa: (par & 0x000f_ffff_ffff_f000) | (va as u64 & 0xfff) }
     }
+}
+
+/// EL1 read or write probe (kernel mappings).
+pub fn translate_el1(va: usize, write: bool) -> Translation {
+    translate(va, if write { Access::El1Write } else { Access::El1Read })
+}
+
+/// Run user address space `root` with `asid` in TTBR0 on this CPU. Entries of other
+/// ASIDs stay valid in the TLB (that is what ASIDs are for), so no TLBI is needed.
+pub fn set_ttbr0(root_pa: u64, asid: u16) {
+    write_sysreg!(ttbr0_el1, root_pa | ((asid as u64) << 48));
+    isb();
 }
