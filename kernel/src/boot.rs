@@ -62,6 +62,11 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     });
     console::init_log(level);
 
+    assert_eq!(
+        crate::arch::aarch64::regs::read_sysreg!(mair_el1),
+        crate::mm::pgtable::MAIR_EL1,
+        "boot.s and mm::pgtable disagree on MAIR_EL1"
+    );
     let features = FEATURES.call_once(CpuFeatures::read);
     mmu::configure(features);
     heap::init();

@@ -8,6 +8,8 @@
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+#[cfg(all(feature = "model", not(test)))]
+extern crate std;
 
 pub mod arch;
 pub mod cmdline;

@@ -12,24 +12,8 @@
 
 use super::addr::{PhysAddr, PAGE_SIZE};
 use super::frame::alloc_zeroed;
+use super::pgtable::{KernelProt, Kind, Pte};
 use super::{phys_to_virt, virt_to_phys, VirtAddr, KERNEL_VA_OFFSET};
-
-/// Stage-1 block/page descriptor fields used by the kernel map (4 KiB granule).
-mod desc {
-    pub const VALID: u64 = 1 << 0;
-    /// At levels 0-2: next-level table; at level 3: page.
-    pub const TABLE_OR_PAGE: u64 = 1 << 1;
-    pub const ATTR_DEVICE: u64 = 0 << 2; // MAIR attr0, see boot.s
-    pub const ATTR_NORMAL: u64 = 1 << 2; // MAIR attr1
-    pub const AP_RO: u64 = 1 << 7; // AP[2]: read-only; AP[1] = 0: no EL0 access
-    pub const SH_INNER: u64 = 3 << 8;
-    pub const AF: u64 = 1 << 10;
-    pub const CONTIGUOUS: u64 = 1 << 52;
-    pub const PXN: u64 = 1 << 53;
-    pub const UXN: u64 = 1 << 54;
-    pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
-}
-use desc::*;
 
 const L1_SIZE: u64 = 1 << 30;
 const L2_SIZE: u64 = 2 << 20;
@@ -37,21 +21,20 @@ const L2_SIZE: u64 = 2 << 20;
 const CONT_L2: u64 = 16;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+enum Part {
     Text,
     RoData,
     Data,
     Guard,
 }
 
-impl Kind {
-    fn page_bits(self) -> Option<u64> {
-        let normal = VALID | TABLE_OR_PAGE | ATTR_NORMAL | SH_INNER | AF | UXN;
+impl Part {
+    fn prot(self) -> Option<KernelProt> {
         match self {
-            Kind::Text => Some(normal | AP_RO),
-            Kind::RoData => Some(normal | AP_RO | PXN),
-            Kind::Data => Some(normal | PXN),
-            Kind::Guard => None,
+            Part::Text => Some(KernelProt::Text),
+            Part::RoData => Some(KernelProt::ReadOnly),
+            Part::Data => Some(KernelProt::ReadWrite),
+            Part::Guard => None,
         }
     }
 }
@@ -87,13 +70,13 @@ impl ImageLayout {
         }
     }
 
-    fn kind(&self, pa: u64) -> Option<Kind> {
+    fn part(&self, pa: u64) -> Option<Part> {
         match pa {
             p if p < self.start || p >= self.end => None,
-            p if p < self.text_end => Some(Kind::Text),
-            p if p < self.rodata_end => Some(Kind::RoData),
-            p if p >= self.guard && p < self.guard_end => Some(Kind::Guard),
-            _ => Some(Kind::Data),
+            p if p < self.text_end => Some(Part::Text),
+            p if p < self.rodata_end => Some(Part::RoData),
+            p if p >= self.guard && p < self.guard_end => Some(Part::Guard),
+            _ => Some(Part::Data),
         }
     }
 
@@ -113,25 +96,26 @@ fn index(va: u64, level: u32) -> usize {
 }
 
 /// The next-level table under `entry`, allocated on first use.
-fn next_table(entry: &mut u64) -> PhysAddr {
-    if *entry & VALID == 0 {
-        let pa = alloc_zeroed(0).expect("out of memory building the kernel map");
-        *entry = pa.as_u64() | VALID | TABLE_OR_PAGE;
+fn next_table(entry: &mut u64, level: usize) -> PhysAddr {
+    if let Kind::Table(pa) = Pte::from_raw(*entry).kind(level) {
+        return pa;
     }
-    PhysAddr::new(*entry & OA_MASK)
+    let pa = alloc_zeroed(0).expect("out of memory building the kernel map");
+    *entry = Pte::table(pa).raw();
+    pa
 }
 
 fn l2_table(root: PhysAddr, va: u64) -> PhysAddr {
-    let l1 = next_table(&mut table(root)[index(va, 0)]);
-    next_table(&mut table(l1)[index(va, 1)])
+    let l1 = next_table(&mut table(root)[index(va, 0)], 0);
+    next_table(&mut table(l1)[index(va, 1)], 1)
 }
 
 /// Build the final kernel map for the RAM ranges `[base, end)` and return its root.
 pub fn build(ram: impl Iterator<Item = (u64, u64)> + Clone, image: &ImageLayout) -> PhysAddr {
     let root = alloc_zeroed(0).expect("out of memory building the kernel map");
 
-    let l1 = next_table(&mut table(root)[index(KERNEL_VA_OFFSET, 0)]);
-    table(l1)[index(KERNEL_VA_OFFSET, 1)] = VALID | ATTR_DEVICE | AF | PXN | UXN; // PA 0..1 GiB, block
+    let l1 = next_table(&mut table(root)[index(KERNEL_VA_OFFSET, 0)], 0);
+    table(l1)[index(KERNEL_VA_OFFSET, 1)] = Pte::kernel(PhysAddr::new(0), 1, KernelProt::Device).raw();
 
     for (base, end) in ram.clone() {
         assert!(base >= L1_SIZE, "RAM below 1 GiB overlaps the device window");
@@ -143,19 +127,14 @@ pub fn build(ram: impl Iterator<Item = (u64, u64)> + Clone, image: &ImageLayout)
             if pa >= base && chunk_end <= end && !image.overlaps(pa, chunk_end) {
                 let run = pa & !(CONT_L2 * L2_SIZE - 1);
                 let run_end = run + CONT_L2 * L2_SIZE;
-                // D8.6.1 "The Contiguous bit": all 16 entries, aligned, same attributes.
+                // "The Contiguous bit": all 16 entries, aligned, same attributes.
                 let cont = run >= base && run_end <= end && !image.overlaps(run, run_end);
-                let bits = VALID | ATTR_NORMAL | SH_INNER | AF | PXN | UXN | if cont { CONTIGUOUS } else { 0 };
-                table(l2)[index(va, 2)] = pa | bits;
+                table(l2)[index(va, 2)] = Pte::kernel(PhysAddr::new(pa), 2, KernelProt::ReadWrite).with_cont(cont).raw();
             } else {
-                let l3 = next_table(&mut table(l2)[index(va, 2)]);
-                for p in (pa..chunk_end).step_by(PAGE_SIZE) {
-                    if p < base || p >= end {
-                        continue;
-                    }
-                    let kind = image.kind(p).unwrap_or(Kind::Data);
-                    if let Some(bits) = kind.page_bits() {
-                        table(l3)[index(p + KERNEL_VA_OFFSET, 3)] = p | bits;
+                let l3 = next_table(&mut table(l2)[index(va, 2)], 2);
+                for p in (pa..chunk_end).step_by(PAGE_SIZE).filter(|p| (base..end).contains(p)) {
+                    if let Some(prot) = image.part(p).unwrap_or(Part::Data).prot() {
+                        table(l3)[index(p + KERNEL_VA_OFFSET, 3)] = Pte::kernel(PhysAddr::new(p), 3, prot).raw();
                     }
                 }
             }

@@ -8,6 +8,7 @@
 pub mod addr;
 pub mod asid;
 pub mod frame;
+pub mod pgtable;
 
 #[cfg(target_os = "none")]
 pub mod heap;

@@ -8,7 +8,7 @@
  * (adr/adrp) until the MMU is on and we branch to the high-half link address.
  */
 
-.equ MAIR_VALUE, 0x000000000044ff04  /* attr0 device nGnRE, attr1 normal WB, attr2 normal NC */
+.equ MAIR_VALUE, 0x04ff  /* attr0 normal WB RW-allocate, attr1 device nGnRE: mm::pgtable::MAIR_EL1 */
 .equ SCTLR_RES1, ((1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11))
 /* M | C | SA | SA0 | I | DZE | UCT | nTWI | nTWE | UCI, plus RES1 (SPAN is cleared later if PAN exists) */
 .equ SCTLR_MMU_ON, (SCTLR_RES1 | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 12) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 18) | (1 << 26))
@@ -19,8 +19,8 @@
 .equ DESC_BLOCK, 0x1
 .equ DESC_AF, (1 << 10)
 .equ DESC_SH_INNER, (3 << 8)
-.equ DESC_ATTR_DEV, (0 << 2)
-.equ DESC_ATTR_NORM, (1 << 2)
+.equ DESC_ATTR_DEV, (1 << 2)
+.equ DESC_ATTR_NORM, (0 << 2)
 .equ DESC_XN, ((1 << 53) | (1 << 54))
 .equ BLOCK_NORMAL, (DESC_BLOCK | DESC_AF | DESC_SH_INNER | DESC_ATTR_NORM)
 .equ BLOCK_DEVICE, (DESC_BLOCK | DESC_AF | DESC_ATTR_DEV | DESC_XN)

@@ -1,0 +1,504 @@
+//! The page-table checker: the architecture's rules, verified on every change.
+//!
+//! QEMU ignores the Contiguous bit and never enforces break-before-make, so a wrong
+//! sequence passes every emulated run and fails on hardware. The checker sees every
+//! descriptor store (through `Ctx::store`) and every TLBI and DSB (through the `Ctx`
+//! TLB wrapper), and panics on the first violation with the operation, its caller, the
+//! store site and a dump of the 16-entry block.
+//!
+//! Rules, where they are checked:
+//! * **At each store** ([`Checker::after_store`]):
+//!   - the store lies in the operation's range (widened to whole 64 KiB blocks for
+//!     level-3 entries, since an unfold rewrites the whole block);
+//!   - the Contiguous bit is used at level 3 only (this kernel never sets it on blocks);
+//!   - break-before-make (Arm ARM, "Using break-before-make when updating translation
+//!     table entries"): a live valid entry is never replaced by one with a different
+//!     output address, memory attributes, shareability, nG, type or Contiguous bit; an
+//!     entry that was invalidated is not made valid again with such a difference until
+//!     a TLBI covering it and a DSB have completed. With BBM level 2 (`bbml2`), a
+//!     change of the Contiguous bit alone may skip the TLBI.
+//! * **At each TLBI/DSB**: entries waiting for invalidation are marked covered, then
+//!   completed.
+//! * **When a table is freed**: no walk cache may still hold a pointer to it.
+//! * **At the end of the operation** ([`Checker::end_op`]):
+//!   - no entry still waits for its TLBI or DSB: every unmapped entry and every entry
+//!     whose permissions or AF were reduced has been invalidated (`Pte::restricts`);
+//!   - every touched 64 KiB block is a well-formed contiguous block or has no
+//!     Contiguous bit (`desc::cont_block_violation`), and a contiguous block maps one
+//!     folio;
+//!   - per page of every touched block, comparing the state before the operation with
+//!     the state after (AF and dirty read as the block-wide OR for contiguous blocks):
+//!     only unmapping operations remove mappings, only mapping operations create them,
+//!     no output address changes under a live mapping, and AF and dirty state are lost
+//!     only by the operations that clear them.
+//!
+//! The checker is switched at run time ([`Checker::set_enabled`]); when off it keeps no
+//! state and costs a branch per store.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+use core::panic::Location;
+
+use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE, PMD_SIZE};
+
+use super::contpte::block_in_one_folio;
+use super::cursor::Slot;
+use super::desc::{cont_block_violation, entry_size, BbmChange, Kind, Level, Pte, LAST_LEVEL};
+use super::env::PtEnv;
+
+/// The operations of the page-table API, as the checker needs to know them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Map,
+    MapPmd,
+    Unmap,
+    Protect,
+    Wrprotect,
+    ClearYoungDirty,
+    MakeWritable,
+    TestAndClearYoung,
+    AccessFlagFault,
+    WriteFault,
+}
+
+impl OpKind {
+    fn may_map(self) -> bool {
+        matches!(self, OpKind::Map | OpKind::MapPmd)
+    }
+
+    fn may_unmap(self) -> bool {
+        self == OpKind::Unmap
+    }
+
+    fn may_clean(self) -> bool {
+        self == OpKind::ClearYoungDirty
+    }
+
+    fn may_age(self) -> bool {
+        matches!(self, OpKind::ClearYoungDirty | OpKind::TestAndClearYoung)
+    }
+}
+
+/// What a TLBI covers, as the checker sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TlbiScope {
+    Page { va: VirtAddr, last_level: bool },
+    Range { va: VirtAddr, pages: usize },
+    Asid,
+}
+
+struct Op {
+    kind: OpKind,
+    ranges: Vec<(VirtAddr, VirtAddr)>,
+    bbml2: bool,
+    caller: &'static Location<'static>,
+}
+
+/// An entry the TLB may still hold although the tables no longer say so.
+#[derive(Clone, Copy)]
+struct Stale {
+    old: Pte,
+    tlbi_done: bool,
+}
+
+/// A 64 KiB block of level-3 entries touched by the current operation.
+struct Touched {
+    table: PhysAddr,
+    before: [Pte; CONT_PTES],
+    site: &'static Location<'static>,
+}
+
+/// The checker's state for one address space.
+#[derive(Default)]
+pub struct Checker {
+    enabled: bool,
+    op: Option<Op>,
+    /// Keyed by (level, first VA of the entry).
+    stale: BTreeMap<(Level, VirtAddr), Stale>,
+    /// Keyed by the block's VA.
+    touched: BTreeMap<VirtAddr, Touched>,
+}
+
+impl Checker {
+    pub fn new(enabled: bool) -> Self {
+        Checker {
+            enabled,
+            ..Default::default()
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Switches checking on or off, between operations.
+    pub fn set_enabled(&mut self, enabled: bool) {
+        assert!(self.op.is_none(), "checker switched during an operation");
+        self.enabled = enabled;
+    }
+
+    pub(crate) fn begin_op(
+        &mut self,
+        kind: OpKind,
+        range: (VirtAddr, VirtAddr),
+        bbml2: bool,
+        caller: &'static Location<'static>,
+    ) {
+        if self.enabled {
+            self.op = Some(Op {
+                kind,
+                ranges: alloc::vec![range],
+                bbml2,
+                caller,
+            });
+        }
+    }
+
+    pub(crate) fn widen(&mut self, start: VirtAddr, end: VirtAddr) {
+        if let Some(op) = &mut self.op {
+            op.ranges.push((start, end));
+        }
+    }
+
+    pub(crate) fn before_store(&mut self, slot: Slot<'_>) {
+        if !self.enabled || slot.level() != LAST_LEVEL {
+            return;
+        }
+        let first = slot.index & !(CONT_PTES - 1);
+        let va = slot.va().align_down(CONT_SIZE);
+        self.touched.entry(va).or_insert_with(|| Touched {
+            table: slot.table.pa,
+            before: core::array::from_fn(|i| slot.table.slot(first + i).load()),
+            site: Location::caller(),
+        });
+    }
+
+    pub(crate) fn after_store(
+        &mut self,
+        slot: Slot<'_>,
+        old: Pte,
+        new: Pte,
+        site: &'static Location<'static>,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let (level, va) = (slot.level(), slot.va());
+        if let Some(t) = self
+            .touched
+            .get_mut(&va.align_down(CONT_SIZE))
+            .filter(|_| level == LAST_LEVEL)
+        {
+            t.site = site;
+        }
+        let op = self
+            .op
+            .as_ref()
+            .expect("descriptor store outside a page-table operation");
+        let (lo, hi) = match level {
+            LAST_LEVEL => (
+                va.align_down(CONT_SIZE),
+                va.align_down(CONT_SIZE).add(CONT_SIZE),
+            ),
+            _ => (va, va.add(entry_size(level))),
+        };
+        if !op.ranges.iter().any(|&(s, e)| lo < e && s < hi) {
+            self.fail_at(
+                slot,
+                site,
+                format_args!("store outside the operation's range {:?}", op.ranges),
+            );
+        }
+        if new.is_cont() && level != LAST_LEVEL {
+            self.fail_at(slot, site, format_args!("Contiguous bit at level {level}"));
+        }
+        self.track_break_before_make(slot, old, new, site);
+    }
+
+    fn track_break_before_make(
+        &mut self,
+        slot: Slot<'_>,
+        old: Pte,
+        new: Pte,
+        site: &'static Location<'static>,
+    ) {
+        let key = (slot.level(), slot.va());
+        match (old.is_valid(), new.is_valid()) {
+            (true, true) => {
+                self.check_make(
+                    slot,
+                    old,
+                    new,
+                    site,
+                    "live entry replaced without break-before-make",
+                );
+                if Pte::restricts(old, new) {
+                    self.stale.insert(
+                        key,
+                        Stale {
+                            old,
+                            tlbi_done: false,
+                        },
+                    );
+                }
+            }
+            (true, false) => {
+                self.stale.insert(
+                    key,
+                    Stale {
+                        old,
+                        tlbi_done: false,
+                    },
+                );
+            }
+            (false, true) => {
+                if let Some(s) = self.stale.get(&key).copied() {
+                    self.check_make(
+                        slot,
+                        s.old,
+                        new,
+                        site,
+                        "entry made before the TLBI and DSB of its break",
+                    );
+                    if !Pte::restricts(s.old, new) {
+                        self.stale.remove(&key);
+                    }
+                }
+            }
+            (false, false) => {}
+        }
+    }
+
+    fn check_make(
+        &self,
+        slot: Slot<'_>,
+        old: Pte,
+        new: Pte,
+        site: &'static Location<'static>,
+        rule: &str,
+    ) {
+        let bbml2 = self.op.as_ref().is_some_and(|op| op.bbml2);
+        match Pte::bbm_change(old, new) {
+            BbmChange::None => {}
+            BbmChange::ContOnly if bbml2 => {}
+            BbmChange::ContOnly | BbmChange::Required => {
+                self.fail_at(slot, site, format_args!("{rule}: {old:?} -> {new:?}"))
+            }
+        }
+    }
+
+    pub(crate) fn on_tlbi(&mut self, scope: TlbiScope) {
+        for (&(level, va), s) in self.stale.iter_mut() {
+            let (lo, hi) = (va, va.add(entry_size(level)));
+            let leaf = s.old.is_leaf(level);
+            s.tlbi_done |= match scope {
+                TlbiScope::Page { va: t, last_level } => lo <= t && t < hi && (leaf || !last_level),
+                TlbiScope::Range { va: t, pages } => {
+                    leaf && lo < t.add(pages * PAGE_SIZE) && t < hi
+                }
+                TlbiScope::Asid => true,
+            };
+        }
+    }
+
+    pub(crate) fn on_dsb(&mut self) {
+        self.stale.retain(|_, s| !s.tlbi_done);
+    }
+
+    pub(crate) fn on_free_table(&mut self, pa: PhysAddr) {
+        if let Some((&(level, va), s)) = self
+            .stale
+            .iter()
+            .find(|(&(level, _), s)| s.old.kind(level) == Kind::Table(pa))
+        {
+            self.fail(format_args!(
+                "table {pa:?} freed while walk caches may hold it (level-{level} entry at {va:?}, {:?})",
+                s.old
+            ));
+        }
+        self.touched.retain(|_, t| t.table != pa);
+    }
+
+    /// The level-2 block `old` at `va` becomes the level-3 table `table`: the new
+    /// entries must carry what the block said (output address, AF, dirty).
+    pub(crate) fn on_split_l2(&mut self, va: VirtAddr, old: Pte, table: PhysAddr) {
+        if !self.enabled {
+            return;
+        }
+        for block in 0..PMD_SIZE / CONT_SIZE {
+            let before = core::array::from_fn(|i| {
+                old.block_to_page(old.output_addr().add((block * CONT_PTES + i) * PAGE_SIZE))
+            });
+            let t = Touched {
+                table,
+                before,
+                site: Location::caller(),
+            };
+            self.touched.insert(va.add(block * CONT_SIZE), t);
+        }
+    }
+
+    pub(crate) fn end_op<E: PtEnv>(&mut self, env: &E) {
+        if !self.enabled {
+            return;
+        }
+        if let Some((&(level, va), s)) = self.stale.iter().next() {
+            let what = if s.tlbi_done {
+                "missing DSB after TLBI"
+            } else {
+                "missing TLBI"
+            };
+            self.fail(format_args!(
+                "{what}: level-{level} entry at {va:?} was {:?}",
+                s.old
+            ));
+        }
+        let touched = core::mem::take(&mut self.touched);
+        for (&va, t) in &touched {
+            let now: [Pte; CONT_PTES] = core::array::from_fn(|i| {
+                Pte::from_raw(env.table(t.table)[index_in_table(va) + i].load(RELAXED))
+            });
+            if let Some(err) = block_rule_violation(env, &now) {
+                self.fail_block(
+                    va,
+                    &now,
+                    t.site,
+                    format_args!("misprogrammed contiguous block: {err}"),
+                );
+            }
+            if let Some(err) = self.conservation_violation(&t.before, &now) {
+                self.fail_block(
+                    va,
+                    &now,
+                    t.site,
+                    format_args!("{err}; before: {:?}", t.before),
+                );
+            }
+        }
+        self.op = None;
+    }
+
+    fn conservation_violation(
+        &self,
+        before: &[Pte; CONT_PTES],
+        now: &[Pte; CONT_PTES],
+    ) -> Option<&'static str> {
+        let kind = self.op.as_ref().expect("in an operation").kind;
+        (0..CONT_PTES).find_map(|i| {
+            let (b, a) = (view(before, i), view(now, i));
+            match (b.is_valid(), a.is_valid()) {
+                (true, false) if !kind.may_unmap() => {
+                    Some("mapping removed by an operation that only changes entries")
+                }
+                (false, true) if !kind.may_map() => {
+                    Some("mapping created by an operation that only changes entries")
+                }
+                (true, true) if b.output_addr() != a.output_addr() => {
+                    Some("output address changed under a live mapping")
+                }
+                (true, true) if b.is_dirty() && !a.is_dirty() && !kind.may_clean() => {
+                    Some("dirty state lost")
+                }
+                (true, true) if b.is_young() && !a.is_young() && !kind.may_age() => {
+                    Some("access flag lost")
+                }
+                _ => None,
+            }
+        })
+    }
+
+    fn fail_at(
+        &self,
+        slot: Slot<'_>,
+        site: &'static Location<'static>,
+        what: fmt::Arguments<'_>,
+    ) -> ! {
+        if slot.level() == LAST_LEVEL {
+            let first = slot.index & !(CONT_PTES - 1);
+            let entries: [Pte; CONT_PTES] =
+                core::array::from_fn(|i| slot.table.slot(first + i).load());
+            self.fail_block(slot.va().align_down(CONT_SIZE), &entries, site, what)
+        } else {
+            let op = self.describe_op();
+            panic!(
+                "pgtable checker: {what}\n  {op}\n  store at {site}\n  level-{} entry at {:?}: {:?}",
+                slot.level(),
+                slot.va(),
+                slot.load()
+            )
+        }
+    }
+
+    fn fail_block(
+        &self,
+        va: VirtAddr,
+        entries: &[Pte; CONT_PTES],
+        site: &'static Location<'static>,
+        what: fmt::Arguments<'_>,
+    ) -> ! {
+        let op = self.describe_op();
+        let dump = BlockDump { va, entries };
+        panic!("pgtable checker: {what}\n  {op}\n  last store at {site}\n{dump}")
+    }
+
+    fn fail(&self, what: fmt::Arguments<'_>) -> ! {
+        let op = self.describe_op();
+        panic!("pgtable checker: {what}\n  {op}")
+    }
+
+    fn describe_op(&self) -> alloc::string::String {
+        match &self.op {
+            Some(op) => alloc::format!(
+                "operation {:?} on {:?}, called at {}",
+                op.kind,
+                op.ranges[0],
+                op.caller
+            ),
+            None => "outside an operation".into(),
+        }
+    }
+}
+
+const RELAXED: core::sync::atomic::Ordering = core::sync::atomic::Ordering::Relaxed;
+
+fn index_in_table(va: VirtAddr) -> usize {
+    (va.as_u64() as usize % PMD_SIZE) / PAGE_SIZE
+}
+
+/// The architecture's contiguous-block rule plus this kernel's own: a contiguous
+/// block maps one folio (so that splitting or freeing a folio never leaves half a
+/// block behind).
+fn block_rule_violation<E: PtEnv>(env: &E, entries: &[Pte; CONT_PTES]) -> Option<&'static str> {
+    if let Some(err) = cont_block_violation(entries, LAST_LEVEL) {
+        return Some(err);
+    }
+    let cont = entries[0].is_cont();
+    (cont && !block_in_one_folio(env, entries[0].output_addr())).then_some("spans two folios")
+}
+
+/// Entry `i` of a block as a read of one entry sees it: with AF and dirty gathered over
+/// the block if it is contiguous.
+pub(crate) fn view(entries: &[Pte; CONT_PTES], i: usize) -> Pte {
+    if !entries[i].is_cont() {
+        return entries[i];
+    }
+    let young = entries.iter().any(|e| e.is_young());
+    let dirty = entries.iter().any(|e| e.is_dirty());
+    entries[i].with_gathered(young, dirty)
+}
+
+struct BlockDump<'a> {
+    va: VirtAddr,
+    entries: &'a [Pte; CONT_PTES],
+}
+
+impl fmt::Display for BlockDump<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  block at {:?}:", self.va)?;
+        for (i, e) in self.entries.iter().enumerate() {
+            writeln!(f, "    [{i:2}] {:?} {e:?}", self.va.add(i * PAGE_SIZE))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,319 @@
+//! The contiguous layer: transparent use of the Contiguous bit under the page-table
+//! API, for level-3 entries of user address spaces.
+//!
+//! A *block* here is 16 level-3 entries mapping an aligned 64 KiB range (`_l3c` in
+//! function names, FreeBSD's name for it). Its rules (`desc::cont_block_violation`) are
+//! enforced by the checker (`check.rs`, via `desc::cont_block_violation`); this file
+//! keeps them:
+//!
+//! * **Fold** ([`try_fold_l3c`]) when the last entry of a block has been written and all
+//!   16 are valid pages of one folio, with consecutive frames from a 64 KiB aligned base
+//!   and equal attributes apart from AF and dirty.
+//! * **Unfold** ([`unfold_l3c`]) before any change to part of a block.
+//! * Both are one **convert** ([`convert_l3c`]), a break-before-make sequence: clear the
+//!   16 entries atomically while OR-ing their AF and dirty state, TLBI the 64 KiB, DSB,
+//!   write the 16 new entries with the gathered AF and dirty state. With BBM level 2
+//!   the TLBI (and its DSB) is skipped.
+//! * **Batched** operations act on a fully covered contiguous block in place, entry by
+//!   entry, without unfolding it: that is allowed because only permissions, AF and
+//!   dirty state change, uniformly over the block (no break-before-make is needed for
+//!   those). [`set_ptes`] writes the Contiguous bit directly on empty aligned blocks.
+//! * A read of one entry ([`get_pte`]) gathers AF and dirty over its block, because
+//!   the hardware sets them in whichever entry it used.
+//! * Decisions are taken per entry on the entry's own value, never on a gathered one:
+//!   deciding "nothing to change" from an OR over the block loops on faults forever
+//!   when AF or dirty are managed in software (notes, bug 3).
+//!
+//! [`ContMode`] selects the behaviour: `On` as above; `Off` never sets the bit; `Naive`
+//! keeps the bit but runs every range operation as a loop of single-entry operations
+//! (unfold, change, refold), the way contpte behaved before batching.
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE};
+
+use super::counters::Counters;
+use super::ctx::{Ctx, Write};
+use super::cursor::{Slot, Table};
+use super::desc::{cont_block_violation, Change, Kind, Pte, LAST_LEVEL};
+use super::env::PtEnv;
+use super::{ContMode, Unmapped};
+
+/// The 16 level-3 entries of one aligned 64 KiB block.
+#[derive(Clone, Copy)]
+pub(crate) struct ContBlock<'a> {
+    table: Table<'a>,
+    first: usize,
+}
+
+impl<'a> ContBlock<'a> {
+    pub fn containing(table: Table<'a>, va: VirtAddr) -> Self {
+        assert_eq!(table.level, LAST_LEVEL);
+        ContBlock {
+            table,
+            first: table.index_of(va) & !(CONT_PTES - 1),
+        }
+    }
+
+    pub fn va(&self) -> VirtAddr {
+        self.table.slot(self.first).va()
+    }
+
+    pub fn slot(&self, i: usize) -> Slot<'a> {
+        assert!(i < CONT_PTES);
+        self.table.slot(self.first + i)
+    }
+
+    fn load(&self) -> [Pte; CONT_PTES] {
+        core::array::from_fn(|i| self.slot(i).load())
+    }
+
+    fn is_cont(&self) -> bool {
+        (0..CONT_PTES).any(|i| self.slot(i).load().is_cont())
+    }
+
+    /// Indices of the entries of `[lo, hi)` (inside the block).
+    fn indices(&self, lo: VirtAddr, hi: VirtAddr) -> Range<usize> {
+        let base = self.va();
+        lo.offset_from(base) / PAGE_SIZE..hi.offset_from(base) / PAGE_SIZE
+    }
+}
+
+/// A run of level-3 entries inside one table, `[start, end)`.
+#[derive(Clone, Copy)]
+pub(crate) struct PteRun<'a> {
+    pub table: Table<'a>,
+    pub start: VirtAddr,
+    pub end: VirtAddr,
+}
+
+impl<'a> PteRun<'a> {
+    /// The blocks the run overlaps, each with the part `[lo, hi)` it covers.
+    fn blocks(self) -> impl Iterator<Item = (ContBlock<'a>, VirtAddr, VirtAddr)> {
+        let first = self.start.align_down(CONT_SIZE);
+        let count = self.end.align_up(CONT_SIZE).offset_from(first) / CONT_SIZE;
+        (0..count).map(move |k| {
+            let base = first.add(k * CONT_SIZE);
+            let blk = ContBlock::containing(self.table, base);
+            (blk, base.max(self.start), base.add(CONT_SIZE).min(self.end))
+        })
+    }
+}
+
+fn is_whole(blk: &ContBlock<'_>, lo: VirtAddr, hi: VirtAddr) -> bool {
+    lo == blk.va() && hi == blk.va().add(CONT_SIZE)
+}
+
+/// Whether the 64 KiB from `pa` lie inside one folio.
+pub(crate) fn block_in_one_folio<E: PtEnv>(env: &E, pa: PhysAddr) -> bool {
+    env.folio_of(pa).contains(pa, CONT_SIZE)
+}
+
+/// Rewrites a block with the Contiguous bit set (`cont`) or clear, by break-before-make
+/// (the rule is stated and enforced in `check.rs`).
+fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
+    assert!(blk.va().is_aligned(CONT_SIZE));
+    let mut old = [Pte::INVALID; CONT_PTES];
+    let (mut young, mut dirty) = (false, false);
+    for (i, o) in old.iter_mut().enumerate() {
+        *o = ctx.store(blk.slot(i), Write::Swap(Pte::INVALID)).0;
+        young |= o.is_young();
+        dirty |= o.is_dirty();
+    }
+    if !ctx.features.bbml2 {
+        ctx.invalidate_now(blk.va(), CONT_PTES);
+    }
+    for (i, o) in old.iter().enumerate() {
+        ctx.store(
+            blk.slot(i),
+            Write::Swap(o.with_cont(cont).with_gathered(young, dirty)),
+        );
+    }
+    Counters::bump(&ctx.env.counters().converts, 1);
+}
+
+/// Folds a block if it qualifies (see the module docs). Returns whether it did.
+pub(crate) fn try_fold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> bool {
+    assert!(blk.va().is_aligned(CONT_SIZE));
+    if ctx.mode == ContMode::Off || !foldable(ctx.env, &blk.load()) {
+        return false;
+    }
+    convert_l3c(ctx, blk, true);
+    Counters::bump(&ctx.env.counters().folds, 1);
+    true
+}
+
+fn foldable<E: PtEnv>(env: &E, entries: &[Pte; CONT_PTES]) -> bool {
+    let singles = entries
+        .iter()
+        .all(|e| e.kind(LAST_LEVEL) == Kind::Page && !e.is_cont());
+    singles
+        && cont_block_violation(&entries.map(|e| e.with_cont(true)), LAST_LEVEL).is_none()
+        && block_in_one_folio(env, entries[0].output_addr())
+}
+
+/// Unfolds a block if it is contiguous.
+pub(crate) fn unfold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) {
+    assert!(blk.va().is_aligned(CONT_SIZE));
+    if blk.is_cont() {
+        convert_l3c(ctx, blk, false);
+        Counters::bump(&ctx.env.counters().unfolds, 1);
+    }
+}
+
+/// Writes an empty block as contiguous at once, from the page entry `first`.
+fn map_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, first: Pte) {
+    assert!(blk.va().is_aligned(CONT_SIZE) && first.output_addr().is_aligned(CONT_SIZE));
+    for i in 0..CONT_PTES {
+        debug_assert!(!blk.slot(i).load().is_valid(), "map_l3c over a live entry");
+        let pte = first
+            .with_output_addr(first.output_addr().add(i * PAGE_SIZE))
+            .with_cont(true);
+        ctx.store(blk.slot(i), Write::Swap(pte));
+    }
+    Counters::bump(&ctx.env.counters().cont_maps, 1);
+}
+
+/// Applies `change` to every entry of a contiguous block in place, without unfolding.
+/// Returns the block's gathered old value.
+fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change) -> Pte {
+    assert!(blk.va().is_aligned(CONT_SIZE));
+    let mut old = [Pte::INVALID; CONT_PTES];
+    let mut needs_tlbi = false;
+    for (i, o) in old.iter_mut().enumerate() {
+        let (before, after) = ctx.store(blk.slot(i), Write::Update(change));
+        needs_tlbi |= Pte::restricts(before, after);
+        *o = before;
+    }
+    if needs_tlbi {
+        ctx.flush_later(blk.va(), CONT_SIZE);
+    }
+    super::check::view(&old, 0)
+}
+
+/// Applies `change` to one entry (nothing if it is invalid). Returns the old value.
+fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
+    let (old, new) = ctx.store(slot, Write::Update(change));
+    if Pte::restricts(old, new) {
+        ctx.flush_later(slot.va(), PAGE_SIZE);
+    }
+    old
+}
+
+/// Clears a whole contiguous block, gathering AF and dirty.
+fn clear_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> Unmapped {
+    assert!(blk.va().is_aligned(CONT_SIZE));
+    let mut old = [Pte::INVALID; CONT_PTES];
+    for (i, o) in old.iter_mut().enumerate() {
+        *o = ctx.store(blk.slot(i), Write::Swap(Pte::INVALID)).0;
+    }
+    ctx.flush_later(blk.va(), CONT_SIZE);
+    Unmapped::new(blk.va(), super::check::view(&old, 0), CONT_PTES)
+}
+
+/// Clears one entry, if valid.
+fn clear_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>) -> Option<Unmapped> {
+    if !slot.load().is_valid() {
+        return None;
+    }
+    let (old, _) = ctx.store(slot, Write::Swap(Pte::INVALID));
+    ctx.flush_later(slot.va(), PAGE_SIZE);
+    Some(Unmapped::new(slot.va(), old, 1))
+}
+
+/// Maps the run's (empty) entries from the page entry `first` (for `run.start`),
+/// advancing the output address page by page. Aligned blocks inside one folio get the
+/// Contiguous bit directly (mode `On`); other blocks are written entry by entry and
+/// folded once their last entry is written (modes `On` and `Naive`).
+pub(crate) fn set_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, first: Pte) {
+    let pa_at = |va: VirtAddr| first.output_addr().add(va.offset_from(run.start));
+    for (blk, lo, hi) in run.blocks() {
+        let pa = pa_at(lo);
+        let direct = ctx.mode == ContMode::On
+            && is_whole(&blk, lo, hi)
+            && pa.is_aligned(CONT_SIZE)
+            && block_in_one_folio(ctx.env, pa);
+        if direct {
+            map_l3c(ctx, blk, first.with_output_addr(pa));
+            continue;
+        }
+        for i in blk.indices(lo, hi) {
+            let va = blk.va().add(i * PAGE_SIZE);
+            ctx.store(blk.slot(i), Write::Swap(first.with_output_addr(pa_at(va))));
+        }
+        if hi == blk.va().add(CONT_SIZE) {
+            try_fold_l3c(ctx, blk);
+        }
+    }
+}
+
+/// Applies `change` to the valid entries of the run (holes stay holes).
+pub(crate) fn change_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, change: Change) {
+    for (blk, lo, hi) in run.blocks() {
+        if ctx.mode == ContMode::Naive {
+            for i in blk.indices(lo, hi) {
+                unfold_l3c(ctx, blk);
+                change_pte(ctx, blk.slot(i), change);
+                try_fold_l3c(ctx, blk);
+            }
+        } else if is_whole(&blk, lo, hi) && blk.is_cont() {
+            change_l3c(ctx, blk, change);
+        } else {
+            unfold_l3c(ctx, blk);
+            for i in blk.indices(lo, hi) {
+                change_pte(ctx, blk.slot(i), change);
+            }
+        }
+    }
+}
+
+/// Clears the run, appending what was mapped to `out`: one record per contiguous
+/// block cleared whole, one per single entry otherwise. Only the blocks cut at either
+/// end of the run are unfolded (every block, in `Naive` mode).
+pub(crate) fn get_and_clear_ptes<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    run: PteRun<'_>,
+    out: &mut Vec<Unmapped>,
+) {
+    for (blk, lo, hi) in run.blocks() {
+        if ctx.mode != ContMode::Naive && is_whole(&blk, lo, hi) && blk.is_cont() {
+            out.push(clear_l3c(ctx, blk));
+            continue;
+        }
+        unfold_l3c(ctx, blk);
+        out.extend(
+            blk.indices(lo, hi)
+                .filter_map(|i| clear_pte(ctx, blk.slot(i))),
+        );
+    }
+    ctx.note_maybe_empty(run.start);
+}
+
+/// Reads the entry for `va`, with AF and dirty gathered over its block if contiguous.
+pub(crate) fn get_pte(table: Table<'_>, va: VirtAddr) -> Pte {
+    let blk = ContBlock::containing(table, va);
+    super::check::view(&blk.load(), blk.indices(va, va).start)
+}
+
+/// Applies an AF/dirty-only `change` at `va`: to the whole block if it is contiguous
+/// (no unfold: AF and dirty may differ inside a block), else to the entry. Returns the
+/// gathered old value. The change is applied to every entry whatever the gathered value
+/// says (bug 3 of the notes).
+pub(crate) fn change_af_dirty_pte<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    table: Table<'_>,
+    va: VirtAddr,
+    change: Change,
+) -> Pte {
+    debug_assert!(matches!(
+        change,
+        Change::Mkold | Change::Mkyoung | Change::MkyoungDirty
+    ));
+    let blk = ContBlock::containing(table, va);
+    if table.slot_of(va).load().is_cont() {
+        change_l3c(ctx, blk, change)
+    } else {
+        change_pte(ctx, table.slot_of(va), change)
+    }
+}

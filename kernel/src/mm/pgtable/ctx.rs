@@ -1,0 +1,230 @@
+//! The context of one page-table operation: the single store function, counted and
+//! checked TLB maintenance, and the end-of-operation work.
+//!
+//! Every descriptor the layer writes goes through [`Ctx::store`]; every TLBI and DSB
+//! through [`Ctx::tlbi_page`], [`Ctx::invalidate_now`] and [`Ctx::dsb`]. Those are the
+//! two places where counters are bumped and where the checker observes the page
+//! tables. (The folio-accounting hook, mapcount against entries, belongs next to the
+//! checker call in [`Ctx::store`], which sees every entry that maps or stops mapping a
+//! frame.)
+//!
+//! An operation is bracketed by [`Ctx::begin`] and [`Ctx::finish`]: `finish` issues the
+//! deferred TLB invalidation of the range (one range TLBI, or per-page TLBIs, or a
+//! whole-ASID TLBI for large ranges), waits for it with a DSB, frees the tables the
+//! operation emptied, and runs the checker's end-of-operation rules.
+
+use alloc::vec::Vec;
+use core::panic::Location;
+use core::sync::atomic::Ordering;
+
+use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE, PTRS_PER_TABLE};
+
+use super::check::{Checker, OpKind, TlbiScope};
+use super::counters::Counters;
+use super::cursor::{self, Slot};
+use super::desc::{Change, Pte};
+use super::env::{Asid, Features, PtEnv, Tlb};
+use super::{ContMode, MapError};
+
+/// How [`Ctx::store`] changes a descriptor.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Write {
+    /// Atomically replace (AtomicU64::swap), returning what was there, including AF and
+    /// dirty state set by the hardware up to that instant.
+    Swap(Pte),
+    /// Atomically apply a change to a valid entry (compare-and-swap loop, so a
+    /// concurrent hardware AF/dirty update is never overwritten). Invalid entries are
+    /// left alone: a change never creates a mapping.
+    Update(Change),
+}
+
+/// From this many pages on, per-page TLBIs give way to one TLBI by ASID (Linux's
+/// cut-off too: one table's worth).
+const MAX_TLBI_PAGES: usize = PTRS_PER_TABLE;
+/// The most pages one TLBI RVALE1IS can cover: (NUM + 1) << (5 * SCALE + 1) with
+/// NUM = 31 and SCALE = 3.
+const MAX_TLBI_RANGE_PAGES: usize = 32 << 16;
+
+pub(crate) struct Ctx<'a, E: PtEnv> {
+    pub env: &'a E,
+    pub root: PhysAddr,
+    pub asid: Asid,
+    pub mode: ContMode,
+    pub features: Features,
+    check: &'a mut Checker,
+    /// Hull of the entries changed in a way that needs a TLBI (see `Pte::restricts`).
+    pending: Option<(VirtAddr, VirtAddr)>,
+    /// Addresses whose tables may have become empty or were allocated by this operation.
+    maybe_empty: Vec<VirtAddr>,
+}
+
+impl<'a, E: PtEnv> Ctx<'a, E> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin(
+        env: &'a E,
+        root: PhysAddr,
+        asid: Asid,
+        mode: ContMode,
+        check: &'a mut Checker,
+        kind: OpKind,
+        range: (VirtAddr, VirtAddr),
+        caller: &'static Location<'static>,
+    ) -> Self {
+        let features = env.features();
+        check.begin_op(kind, range, features.bbml2, caller);
+        Ctx {
+            env,
+            root,
+            asid,
+            mode,
+            features,
+            check,
+            pending: None,
+            maybe_empty: Vec::new(),
+        }
+    }
+
+    /// Completes the operation: deferred TLBI + DSB, empty tables freed, checks run.
+    pub fn finish(mut self) {
+        if let Some((start, end)) = self.pending.take() {
+            self.invalidate_now(start, end.offset_from(start) / PAGE_SIZE);
+        }
+        let mut regions = core::mem::take(&mut self.maybe_empty);
+        regions.sort_unstable();
+        regions.dedup();
+        for va in regions {
+            cursor::free_empty_tables(&mut self, va);
+        }
+        self.check.end_op(self.env);
+    }
+
+    /// The only function that writes descriptors. Returns the old and the new value.
+    ///
+    /// Memory orderings are relaxed: the address-space lock orders the CPUs running
+    /// this layer, and the hardware walkers are ordered by the DSBs of the TLB
+    /// interface (`Ctx::dsb`, `Ctx::publish_barrier`), not by the language's model.
+    #[track_caller]
+    pub fn store(&mut self, slot: Slot<'_>, write: Write) -> (Pte, Pte) {
+        let site = Location::caller();
+        self.check.before_store(slot);
+        let entry = &slot.table.entries[slot.index];
+        let (old, new) = match write {
+            Write::Swap(new) => (Pte::from_raw(entry.swap(new.raw(), Ordering::Relaxed)), new),
+            Write::Update(change) => {
+                let apply = |raw| {
+                    let pte = Pte::from_raw(raw);
+                    pte.is_valid().then(|| change.apply(pte).raw())
+                };
+                match entry.fetch_update(Ordering::Relaxed, Ordering::Relaxed, apply) {
+                    Ok(raw) => (Pte::from_raw(raw), change.apply(Pte::from_raw(raw))),
+                    Err(raw) => return (Pte::from_raw(raw), Pte::from_raw(raw)),
+                }
+            }
+        };
+        Counters::bump(&self.env.counters().entries_written, 1);
+        self.check.after_store(slot, old, new, site);
+        (old, new)
+    }
+
+    /// Records that `[va, va + bytes)` needs a TLBI before the operation completes.
+    pub fn flush_later(&mut self, va: VirtAddr, bytes: usize) {
+        let end = va.add(bytes);
+        self.pending = Some(match self.pending {
+            None => (va, end),
+            Some((s, e)) => (s.min(va), e.max(end)),
+        });
+    }
+
+    /// Invalidates the last-level entries of `pages` pages from `va` and waits (DSB):
+    /// a range TLBI where the CPU has one, one TLBI per page otherwise, or one TLBI by
+    /// ASID for ranges too large for either. TLBIs are broadcast (inner shareable) and
+    /// ASID-tagged because every user entry is nG.
+    pub fn invalidate_now(&mut self, va: VirtAddr, pages: usize) {
+        let counters = self.env.counters();
+        let range = self.features.range_tlbi;
+        if (!range && pages >= MAX_TLBI_PAGES) || pages > MAX_TLBI_RANGE_PAGES {
+            self.env.tlb().asid(self.asid);
+            Counters::bump(&counters.tlbi_asid, 1);
+            self.check.on_tlbi(TlbiScope::Asid);
+        } else if range && pages > 1 {
+            self.env.tlb().range(self.asid, va, pages);
+            Counters::bump(&counters.tlbi_range, 1);
+            self.check.on_tlbi(TlbiScope::Range { va, pages });
+        } else {
+            for i in 0..pages {
+                self.tlbi_page(va.add(i * PAGE_SIZE), true);
+            }
+        }
+        self.dsb();
+    }
+
+    /// One TLBI by VA: last-level entries only, or (`last_level == false`) also the
+    /// walk-cache entries of the tables on the way to `va`.
+    pub fn tlbi_page(&mut self, va: VirtAddr, last_level: bool) {
+        self.env.tlb().page(self.asid, va, last_level);
+        Counters::bump(&self.env.counters().tlbi_page, 1);
+        self.check.on_tlbi(TlbiScope::Page { va, last_level });
+    }
+
+    /// Orders the contents of a new table (zeroed by the allocator, maybe filled by
+    /// the layer) before the descriptor that links it, for every CPU's walker (Linux
+    /// uses a DMB ISHST there; the TLB interface's DSB ISH is at least as strong).
+    pub fn publish_barrier(&mut self) {
+        self.dsb();
+    }
+
+    /// DSB: the TLBIs before it have completed on every CPU.
+    pub fn dsb(&mut self) {
+        self.env.tlb().dsb();
+        Counters::bump(&self.env.counters().dsb, 1);
+        self.check.on_dsb();
+    }
+
+    /// A zeroed table for the walk to `va`; the region is remembered so that the
+    /// table is freed again if the operation leaves it empty.
+    pub fn alloc_table(&mut self, va: VirtAddr) -> Result<PhysAddr, MapError> {
+        let pa = self.env.alloc_table().ok_or(MapError::NoMemory)?;
+        Counters::bump(&self.env.counters().tables_allocated, 1);
+        self.note_maybe_empty(va);
+        Ok(pa)
+    }
+
+    pub fn free_table(&mut self, pa: PhysAddr) {
+        self.check.on_free_table(pa);
+        Counters::bump(&self.env.counters().tables_freed, 1);
+        self.env.free_table(pa);
+    }
+
+    /// The tables on the way to `va` may be empty at the end of the operation.
+    pub fn note_maybe_empty(&mut self, va: VirtAddr) {
+        self.maybe_empty.push(va.align_down(PMD_SIZE));
+    }
+
+    /// Tells the checker that the operation legitimately writes `[start, end)`
+    /// beyond its own range (splitting a level-2 block rewrites all of it).
+    pub fn widen(&mut self, start: VirtAddr, end: VirtAddr) {
+        self.check.widen(start, end);
+    }
+
+    /// Tells the checker that the level-2 block `old` at `va` is being replaced by the
+    /// level-3 table at `table`, so the new entries are compared against the block.
+    pub fn note_split(&mut self, va: VirtAddr, old: Pte, table: PhysAddr) {
+        self.check.on_split_l2(va, old, table);
+    }
+}
+
+/// TLBI VMALLE1IS + DSB, for the ASID allocator's rollover: counted with the rest.
+pub fn flush_all_asids<E: PtEnv>(env: &E) {
+    env.tlb().all();
+    env.tlb().dsb();
+    Counters::bump(&env.counters().tlbi_all, 1);
+    Counters::bump(&env.counters().dsb, 1);
+}
+
+/// TLBI ASIDE1IS + DSB outside any operation, when an address space goes away.
+pub(crate) fn flush_asid<E: PtEnv>(env: &E, asid: Asid) {
+    env.tlb().asid(asid);
+    env.tlb().dsb();
+    Counters::bump(&env.counters().tlbi_asid, 1);
+    Counters::bump(&env.counters().dsb, 1);
+}

@@ -1,0 +1,91 @@
+//! What the page-table layer needs from the machine: table memory, frames' folio
+//! boundaries, TLB maintenance, CPU features and the counters.
+//!
+//! The layer is generic over [`PtEnv`] (static dispatch). The kernel implements it
+//! with the linear map, the frame allocator, the folio metadata and real TLBI/DSB
+//! instructions; host tests implement it with `model::HostEnv`.
+
+use core::sync::atomic::AtomicU64;
+
+use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PTRS_PER_TABLE};
+
+use super::counters::Counters;
+
+/// An address-space identifier (TTBR0_EL1.ASID, 16 bits with TCR_EL1.AS = 1).
+pub type Asid = u16;
+
+/// One translation table: 512 descriptors, updated atomically because the hardware
+/// walker may set AF and dirty in them concurrently.
+pub type TableEntries = [AtomicU64; PTRS_PER_TABLE];
+
+/// The pages of one folio: the layer folds a contiguous block only inside one folio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolioSpan {
+    /// Physical address of the folio's first page.
+    pub head: PhysAddr,
+    /// Number of 4 KiB pages in the folio.
+    pub nr_pages: usize,
+}
+
+impl FolioSpan {
+    /// Whether `[pa, pa + bytes)` lies inside the folio.
+    pub fn contains(&self, pa: PhysAddr, bytes: usize) -> bool {
+        let end = self.head.add(self.nr_pages * PAGE_SIZE);
+        self.head <= pa && pa.add(bytes) <= end
+    }
+}
+
+/// CPU features the layer adapts to, read from the ID registers at boot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Hardware Access-flag management enabled (FEAT_HAFDBS, TCR_EL1.HA).
+    pub hw_af: bool,
+    /// Hardware dirty-state management enabled (FEAT_HAFDBS level 2, TCR_EL1.HD).
+    /// This layer uses it only together with `hw_af`, as Linux does.
+    pub hw_dirty: bool,
+    /// TLBI range instructions (FEAT_TLBIRANGE: TLBI RVALE1IS).
+    pub range_tlbi: bool,
+    /// Changing the Contiguous bit of live entries without a TLBI is safe
+    /// (FEAT_BBM level 2 on a CPU known not to raise TLB conflict aborts). Off by
+    /// default: a runtime switch for the kernel, read on every operation.
+    pub bbml2: bool,
+}
+
+/// TLB maintenance and barriers. The kernel implements these with broadcast,
+/// ASID-tagged instructions; the host model records them.
+///
+/// The layer calls this interface only through its own counted and checked wrapper
+/// (`Ctx::tlbi_*`), so every TLBI is counted and seen by the checker exactly once.
+pub trait Tlb {
+    /// TLBI VALE1IS (`last_level`) or VAE1IS (also walk-cache entries) for one page.
+    fn page(&self, asid: Asid, va: VirtAddr, last_level: bool);
+    /// TLBI RVALE1IS: last-level entries for `pages` pages from `va`. Only called when
+    /// [`Features::range_tlbi`] is set.
+    fn range(&self, asid: Asid, va: VirtAddr, pages: usize);
+    /// TLBI ASIDE1IS: everything tagged with `asid`.
+    fn asid(&self, asid: Asid);
+    /// TLBI VMALLE1IS: everything.
+    fn all(&self);
+    /// DSB ISH: waits for the TLBIs (and descriptor stores) before it to complete.
+    fn dsb(&self);
+}
+
+/// The machine as seen by the page-table layer.
+pub trait PtEnv {
+    type Tlb: Tlb;
+
+    /// The table at `pa`. Only called with addresses from [`PtEnv::alloc_table`] that
+    /// have not been freed.
+    fn table(&self, pa: PhysAddr) -> &TableEntries;
+    /// A zeroed 4 KiB table, or `None` when out of memory.
+    fn alloc_table(&self) -> Option<PhysAddr>;
+    /// Returns a table to the allocator. The layer frees only zeroed tables, and only
+    /// after the TLBI that removed them from the walk caches has completed.
+    fn free_table(&self, pa: PhysAddr);
+    /// The folio that the frame at `pa` belongs to (a single page if none).
+    fn folio_of(&self, pa: PhysAddr) -> FolioSpan;
+    fn tlb(&self) -> &Self::Tlb;
+    fn features(&self) -> Features;
+    /// Where the layer counts its work.
+    fn counters(&self) -> &Counters;
+}

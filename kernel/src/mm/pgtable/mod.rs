@@ -1,0 +1,530 @@
+//! Page tables of user address spaces: stage 1, EL1&0 regime, 4 KiB granule, 48-bit
+//! virtual addresses, four levels (0..=3), one ASID per address space.
+//!
+//! ```text
+//! AddressSpace (this file: the API)            map / unmap / protect / wrprotect /
+//!   |                                          clear_young_dirty / make_writable /
+//!   |                                          test_and_clear_young / get / faults
+//!   +-- cursor.rs   walk, allocate, free tables
+//!   +-- contpte.rs  level-3 entries: Contiguous bit, fold/unfold/convert, batches
+//!   +-- pmd.rs      level-2 blocks: map, change, clear, split
+//!   +-- ctx.rs      the single store function, TLB maintenance, op begin/finish
+//!   |     +-- check.rs     the checker (observes every store, TLBI, DSB)
+//!   |     +-- counters.rs  every fold, unfold, TLBI, write counted
+//!   +-- desc.rs     descriptor bits
+//!   +-- env.rs      what the machine provides (PtEnv, Tlb, Features)
+//!   +-- model.rs    host only: in-memory machine and software walk
+//!   +-- tests/      host only: unit tests, one test per shipped bug, property tests
+//! ```
+//!
+//! ## Locking and concurrency
+//!
+//! Every mutating operation takes `&mut AddressSpace`: the caller holds the
+//! address-space lock (the kernel wraps the `AddressSpace` in it). Under the lock this
+//! layer is the only writer of descriptors. The hardware walker of any CPU reads them
+//! concurrently, and with FEAT_HAFDBS also sets AF and clears `AP[2]` (dirty); therefore
+//! descriptors are `AtomicU64`, cleared with `swap` and changed with compare-and-swap
+//! loops (`ctx::Write`), so that no hardware update is lost. The TLBIs are broadcast
+//! (inner shareable) so that other CPUs running this ASID are covered.
+//!
+//! ## Operation protocol
+//!
+//! Each API call is one operation (`AddressSpace::op`): it checks its arguments, changes
+//! entries through the single store function, records which ranges need a TLBI, and at
+//! its end issues that TLBI, a DSB, frees the tables it emptied, and runs the checker.
+//! When a call returns, no TLB holds a translation more permissive than the tables. Making an entry *more* permissive
+//! (setting AF or dirty, making writable) needs no TLBI: a stale TLB entry can only
+//! cause a spurious fault, which the fault handler resolves by finding nothing to do.
+
+mod check;
+mod contpte;
+mod counters;
+mod ctx;
+mod cursor;
+mod desc;
+mod env;
+#[cfg(any(test, feature = "model"))]
+pub mod model;
+mod pmd;
+#[cfg(test)]
+mod tests;
+
+use alloc::vec::Vec;
+use core::panic::Location;
+
+use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE};
+
+pub use check::Checker;
+pub use counters::{CounterSnapshot, Counters};
+pub use ctx::flush_all_asids;
+pub use desc::{entry_size, KernelProt, Kind, Level, MemType, Prot, Pte, PteAttrs, MAIR_EL1};
+pub use env::{Asid, Features, FolioSpan, PtEnv, TableEntries, Tlb};
+
+use check::OpKind;
+use contpte::PteRun;
+use ctx::Ctx;
+use cursor::{Cursor, Found};
+use desc::Change;
+
+/// The end of the user (TTBR0) address space: 48-bit virtual addresses.
+pub const USER_VA_END: VirtAddr = VirtAddr(1 << 48);
+
+/// How the contiguous layer uses the Contiguous bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContMode {
+    /// Transparent fold/unfold with batched operations (the default).
+    #[default]
+    On,
+    /// Never set the Contiguous bit.
+    Off,
+    /// Keep the bit, but every range operation is a loop of single-entry operations
+    /// (unfold, change, refold): contpte before batching, for comparison.
+    Naive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No memory for a page table.
+    NoMemory,
+    /// Something is already mapped in the range (nothing was changed).
+    AlreadyMapped,
+}
+
+/// What a fault helper did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultFix {
+    /// The entry now allows the access (or already did: a spurious fault); retry.
+    Fixed,
+    /// Nothing is mapped at the address: a translation fault for the caller.
+    NotMapped,
+    /// The entry is not logically writable: copy-on-write or SIGSEGV, for the caller.
+    NotWritable,
+}
+
+/// One leaf entry, as [`AddressSpace::get`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// The descriptor, with AF and dirty gathered over its contiguous block.
+    pub pte: Pte,
+    /// 3 for a page, 2 for a 2 MiB block.
+    pub level: Level,
+}
+
+impl Leaf {
+    /// The physical address that `va` (inside this leaf) translates to.
+    pub fn pa_of(&self, va: VirtAddr) -> PhysAddr {
+        let size = entry_size(self.level) as u64;
+        self.pte
+            .output_addr()
+            .add((va.as_u64() & (size - 1)) as usize)
+    }
+}
+
+/// Frames that an unmap removed: `pages` pages from `pa`, mapped at `va`. One record
+/// per contiguous block or 2 MiB block cleared whole, one per page otherwise. The
+/// caller drops its folio references and writes back dirty data from these, after the
+/// TLBI that `unmap` has already completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unmapped {
+    pub va: VirtAddr,
+    pub pa: PhysAddr,
+    pub pages: usize,
+    /// Accessed (AF), gathered over the record's entries.
+    pub young: bool,
+    /// Dirty, gathered over the record's entries.
+    pub dirty: bool,
+}
+
+impl Unmapped {
+    fn new(va: VirtAddr, old: Pte, pages: usize) -> Self {
+        Unmapped {
+            va,
+            pa: old.output_addr(),
+            pages,
+            young: old.is_young(),
+            dirty: old.is_dirty(),
+        }
+    }
+}
+
+/// `nr` pages from `va`: the one place where a page count becomes an address.
+fn range_end(va: VirtAddr, nr: usize) -> VirtAddr {
+    let end = va.add(nr * PAGE_SIZE);
+    assert!(
+        va.is_aligned(PAGE_SIZE) && nr > 0 && end <= USER_VA_END,
+        "bad range {va:?} + {nr} pages"
+    );
+    end
+}
+
+/// The page tables of one user address space.
+pub struct AddressSpace<E: PtEnv> {
+    env: E,
+    root: PhysAddr,
+    asid: Asid,
+    mode: ContMode,
+    checker: Checker,
+    /// Set while an operation runs: still set afterwards only if it panicked.
+    in_op: bool,
+}
+
+impl<E: PtEnv> AddressSpace<E> {
+    /// An empty address space with its own root table.
+    pub fn new(env: E, asid: Asid, mode: ContMode) -> Result<Self, MapError> {
+        let features = env.features();
+        assert!(
+            !features.hw_dirty || features.hw_af,
+            "hardware dirty state without hardware AF"
+        );
+        let root = env.alloc_table().ok_or(MapError::NoMemory)?;
+        counters::Counters::bump(&env.counters().tables_allocated, 1);
+        Ok(AddressSpace {
+            env,
+            root,
+            asid,
+            mode,
+            checker: Checker::new(cfg!(test)),
+            in_op: false,
+        })
+    }
+
+    pub fn env(&self) -> &E {
+        &self.env
+    }
+
+    pub fn root(&self) -> PhysAddr {
+        self.root
+    }
+
+    pub fn asid(&self) -> Asid {
+        self.asid
+    }
+
+    pub fn mode(&self) -> ContMode {
+        self.mode
+    }
+
+    /// The TTBR0_EL1 value for this address space: ASID in bits 63:48, root table below.
+    pub fn ttbr0(&self) -> u64 {
+        (u64::from(self.asid) << 48) | self.root.as_u64()
+    }
+
+    /// The checker, to switch it on or off (it is on in tests, off otherwise).
+    pub fn checker_mut(&mut self) -> &mut Checker {
+        &mut self.checker
+    }
+
+    /// Runs one operation on `[start, end)`: see the module docs.
+    #[track_caller]
+    fn op<R>(
+        &mut self,
+        kind: OpKind,
+        start: VirtAddr,
+        end: VirtAddr,
+        body: impl FnOnce(&mut Ctx<'_, E>, &mut Cursor) -> R,
+    ) -> R {
+        let caller = Location::caller();
+        self.in_op = true;
+        let mut ctx = Ctx::begin(
+            &self.env,
+            self.root,
+            self.asid,
+            self.mode,
+            &mut self.checker,
+            kind,
+            (start, end),
+            caller,
+        );
+        let mut cursor = Cursor::new(self.root);
+        let result = body(&mut ctx, &mut cursor);
+        ctx.finish();
+        self.in_op = false;
+        result
+    }
+
+    /// Maps `nr` pages from `pa` at `va` (Linux's `set_ptes`): consecutive frames, all
+    /// of the range empty. Blocks that are 64 KiB aligned in VA and PA and lie inside
+    /// one folio become contiguous. On error nothing is mapped.
+    #[track_caller]
+    pub fn map(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        nr: usize,
+        attrs: PteAttrs,
+    ) -> Result<(), MapError> {
+        let end = range_end(va, nr);
+        assert!(pa.is_aligned(PAGE_SIZE));
+        self.op(OpKind::Map, va, end, |ctx, cursor| {
+            for_each_table_alloc(ctx, cursor, va, end, |_, run| {
+                let any_live = (0..run.end.offset_from(run.start) / PAGE_SIZE).any(|i| {
+                    run.table
+                        .slot_of(run.start.add(i * PAGE_SIZE))
+                        .load()
+                        .is_valid()
+                });
+                if any_live {
+                    Err(MapError::AlreadyMapped)
+                } else {
+                    Ok(())
+                }
+            })?;
+            for_each_table_alloc(ctx, cursor, va, end, |ctx, run| {
+                let first = Pte::page(pa.add(run.start.offset_from(va)), attrs);
+                contpte::set_ptes(ctx, run, first);
+                Ok(())
+            })
+        })
+    }
+
+    /// Maps an order-9 folio at `pa` as one level-2 block at `va` (both 2 MiB aligned).
+    #[track_caller]
+    pub fn map_pmd(&mut self, va: VirtAddr, pa: PhysAddr, attrs: PteAttrs) -> Result<(), MapError> {
+        let end = range_end(va, PMD_SIZE / PAGE_SIZE);
+        assert!(
+            va.is_aligned(PMD_SIZE) && pa.is_aligned(PMD_SIZE),
+            "map_pmd needs 2 MiB alignment"
+        );
+        self.op(OpKind::MapPmd, va, end, |ctx, cursor| {
+            let slot = cursor.slot_alloc(ctx, va, 2)?;
+            if slot.load().is_valid() {
+                return Err(MapError::AlreadyMapped);
+            }
+            pmd::map_l2(ctx, slot, pa, attrs);
+            Ok(())
+        })
+    }
+
+    /// Unmaps `nr` pages from `va` and returns what was mapped (Linux's
+    /// `get_and_clear_full_ptes`, for munmap and exit). Whole contiguous blocks are
+    /// cleared without unfolding; a 2 MiB block cut by the range is split first (the
+    /// only way this fails, before anything is unmapped). Tables left empty are freed.
+    #[track_caller]
+    pub fn unmap(&mut self, va: VirtAddr, nr: usize) -> Result<Vec<Unmapped>, MapError> {
+        let end = range_end(va, nr);
+        self.op(OpKind::Unmap, va, end, |ctx, cursor| {
+            split_cut_blocks(ctx, cursor, va, end)?;
+            let mut out = Vec::new();
+            for_each_segment(ctx, cursor, va, end, |ctx, seg| match seg {
+                Segment::Ptes(run) => contpte::get_and_clear_ptes(ctx, run, &mut out),
+                Segment::Block(slot) => out.push(pmd::clear_l2(ctx, slot)),
+            });
+            Ok(out)
+        })
+    }
+
+    /// Sets the permissions of the mapped pages in the range (mprotect); holes stay
+    /// holes, AF and dirty are kept. Whole contiguous blocks change in place.
+    #[track_caller]
+    pub fn protect(&mut self, va: VirtAddr, nr: usize, prot: Prot) -> Result<(), MapError> {
+        self.change_range(OpKind::Protect, va, nr, Change::Protect(prot))
+    }
+
+    /// Write-protects the mapped pages in the range (fork), keeping dirty state.
+    #[track_caller]
+    pub fn wrprotect(&mut self, va: VirtAddr, nr: usize) -> Result<(), MapError> {
+        self.change_range(OpKind::Wrprotect, va, nr, Change::Wrprotect)
+    }
+
+    /// Clears AF and dirty of the mapped pages in the range (MADV_FREE, lazyfree).
+    #[track_caller]
+    pub fn clear_young_dirty(&mut self, va: VirtAddr, nr: usize) -> Result<(), MapError> {
+        self.change_range(OpKind::ClearYoungDirty, va, nr, Change::MkoldClean)
+    }
+
+    /// Makes the mapped pages in the range writable and dirty (copy-on-write reuse of
+    /// an exclusive folio). A whole contiguous block stays contiguous.
+    #[track_caller]
+    pub fn make_writable(&mut self, va: VirtAddr, nr: usize) -> Result<(), MapError> {
+        self.change_range(OpKind::MakeWritable, va, nr, Change::MkwriteDirty)
+    }
+
+    #[track_caller]
+    fn change_range(
+        &mut self,
+        kind: OpKind,
+        va: VirtAddr,
+        nr: usize,
+        change: Change,
+    ) -> Result<(), MapError> {
+        let end = range_end(va, nr);
+        self.op(kind, va, end, |ctx, cursor| {
+            split_cut_blocks(ctx, cursor, va, end)?;
+            for_each_segment(ctx, cursor, va, end, |ctx, seg| match seg {
+                Segment::Ptes(run) => contpte::change_ptes(ctx, run, change),
+                Segment::Block(slot) => {
+                    pmd::change_l2(ctx, slot, change);
+                }
+            });
+            Ok(())
+        })
+    }
+
+    /// Clears AF of the entry at `va` (of its whole contiguous block or 2 MiB block)
+    /// and says whether it was set (reclaim aging).
+    #[track_caller]
+    pub fn test_and_clear_young(&mut self, va: VirtAddr) -> bool {
+        self.change_af_dirty(OpKind::TestAndClearYoung, va, Change::Mkold)
+            .is_some_and(|old| old.is_young())
+    }
+
+    /// Access-flag fault at `va` (no FEAT_HAFDBS): sets AF on the entry, or on its whole
+    /// contiguous block without unfolding.
+    #[track_caller]
+    pub fn access_flag_fault(&mut self, va: VirtAddr) -> FaultFix {
+        match self.change_af_dirty(OpKind::AccessFlagFault, va, Change::Mkyoung) {
+            Some(_) => FaultFix::Fixed,
+            None => FaultFix::NotMapped,
+        }
+    }
+
+    /// Permission fault on a write at `va`. If the entry is writable-clean (software
+    /// dirty tracking), marks it (its whole contiguous block) young and dirty, which
+    /// makes it hardware-writable. A read-only entry is left to the caller (CoW).
+    #[track_caller]
+    pub fn write_fault(&mut self, va: VirtAddr) -> FaultFix {
+        match self.get(va) {
+            None => FaultFix::NotMapped,
+            Some(leaf) if !leaf.pte.is_writable() => FaultFix::NotWritable,
+            Some(_) => {
+                self.change_af_dirty(OpKind::WriteFault, va, Change::MkyoungDirty);
+                FaultFix::Fixed
+            }
+        }
+    }
+
+    /// Applies an AF/dirty-only change at `va`; returns the old (gathered) entry.
+    #[track_caller]
+    fn change_af_dirty(&mut self, kind: OpKind, va: VirtAddr, change: Change) -> Option<Pte> {
+        let va = va.align_down(PAGE_SIZE);
+        self.op(kind, va, range_end(va, 1), |ctx, cursor| {
+            match cursor.find(ctx.env, va) {
+                Found::Hole { .. } => None,
+                Found::Block(slot) => {
+                    Some(pmd::change_l2(ctx, slot, change)).filter(|old| old.is_valid())
+                }
+                Found::Ptes(table) => Some(contpte::change_af_dirty_pte(ctx, table, va, change))
+                    .filter(|old| old.is_valid()),
+            }
+        })
+    }
+
+    /// The leaf entry mapping `va`, with AF and dirty gathered over its contiguous block.
+    pub fn get(&self, va: VirtAddr) -> Option<Leaf> {
+        let mut cursor = Cursor::new(self.root);
+        let leaf = match cursor.find(&self.env, va) {
+            Found::Hole { .. } => return None,
+            Found::Block(slot) => Leaf {
+                pte: slot.load(),
+                level: slot.level(),
+            },
+            Found::Ptes(table) => Leaf {
+                pte: contpte::get_pte(table, va),
+                level: desc::LAST_LEVEL,
+            },
+        };
+        leaf.pte.is_valid().then_some(leaf)
+    }
+}
+
+impl<E: PtEnv> Drop for AddressSpace<E> {
+    /// Unmaps whatever is left (callers unmap their VMAs first: records of anything left
+    /// here are dropped), frees the root and invalidates the ASID. The tables of an
+    /// address space whose operation panicked half-way are leaked, not walked again.
+    fn drop(&mut self) {
+        if self.in_op {
+            return;
+        }
+        let nr = USER_VA_END.offset_from(VirtAddr(0)) / PAGE_SIZE;
+        self.unmap(VirtAddr(0), nr)
+            .expect("whole-space unmap splits nothing");
+        ctx::flush_asid(&self.env, self.asid);
+        self.env.free_table(self.root);
+        counters::Counters::bump(&self.env.counters().tables_freed, 1);
+    }
+}
+
+/// A piece of a range, as the range operations see it.
+enum Segment<'a> {
+    /// Level-3 entries inside one table.
+    Ptes(PteRun<'a>),
+    /// A level-2 block wholly inside the range.
+    Block(cursor::Slot<'a>),
+}
+
+/// Splits the 2 MiB blocks that the range `[start, end)` cuts at either end.
+fn split_cut_blocks<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    cursor: &mut Cursor,
+    start: VirtAddr,
+    end: VirtAddr,
+) -> Result<(), MapError> {
+    pmd::split_l2_at(ctx, cursor, start)?;
+    if end < USER_VA_END {
+        pmd::split_l2_at(ctx, cursor, end)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` for each mapped piece of `[start, end)`, skipping holes a whole entry at
+/// a time. Blocks cut by the range must have been split (`split_cut_blocks`).
+fn for_each_segment<'a, E: PtEnv>(
+    ctx: &mut Ctx<'a, E>,
+    cursor: &mut Cursor,
+    start: VirtAddr,
+    end: VirtAddr,
+    mut f: impl FnMut(&mut Ctx<'a, E>, Segment<'a>),
+) {
+    let mut va = start;
+    while va < end {
+        va = match cursor.find(ctx.env, va) {
+            Found::Hole { level } => va.align_down(entry_size(level)).add(entry_size(level)),
+            Found::Block(slot) => {
+                let next = slot.va().add(entry_size(slot.level()));
+                assert!(
+                    slot.va() >= start && next <= end,
+                    "block cut by the range was not split"
+                );
+                f(ctx, Segment::Block(slot));
+                next
+            }
+            Found::Ptes(table) => {
+                let next = table.end().min(end);
+                f(
+                    ctx,
+                    Segment::Ptes(PteRun {
+                        table,
+                        start: va,
+                        end: next,
+                    }),
+                );
+                next
+            }
+        };
+    }
+}
+
+/// Calls `f` for each level-3 run of `[start, end)`, allocating the tables.
+fn for_each_table_alloc<'a, E: PtEnv>(
+    ctx: &mut Ctx<'a, E>,
+    cursor: &mut Cursor,
+    start: VirtAddr,
+    end: VirtAddr,
+    mut f: impl FnMut(&mut Ctx<'a, E>, PteRun<'a>) -> Result<(), MapError>,
+) -> Result<(), MapError> {
+    let mut va = start;
+    while va < end {
+        let table = cursor.slot_alloc(ctx, va, desc::LAST_LEVEL)?.table;
+        let next = table.end().min(end);
+        f(
+            ctx,
+            PteRun {
+                table,
+                start: va,
+                end: next,
+            },
+        )?;
+        va = next;
+    }
+    Ok(())
+}

@@ -1,0 +1,543 @@
+//! Host tests of the page-table layer over the software model.
+//!
+//! * this file: helpers (a CPU that runs accesses through the model and calls the fault
+//!   helpers, a way to run hand-written store sequences inside an operation) and unit
+//!   tests of the layer's behaviour and of the checker's rules;
+//! * `bugs.rs`: one test per bug of the notes' "bugs the real kernels shipped" list,
+//!   each with a deliberately broken variant that the checker or the model must catch;
+//! * `props.rs`: property tests of random operation sequences against a reference model.
+
+mod bugs;
+mod props;
+
+use super::check::OpKind;
+use super::ctx::{Ctx, Write};
+use super::cursor::{Slot, Table};
+use super::model::{self, Access, AccessKind, El, Fault, HostEnv, TlbOp, Walked};
+use super::*;
+use crate::mm::addr::{CONT_PTES, CONT_SIZE};
+
+/// 1 GiB - 2 MiB: test windows straddle a level-1 boundary at 1 GiB.
+const BASE: VirtAddr = VirtAddr(0x3fe0_0000);
+const RW: PteAttrs = PteAttrs {
+    prot: Prot::user(true, false),
+    mem: MemType::Normal,
+};
+const RO: PteAttrs = PteAttrs {
+    prot: Prot::user(false, false),
+    mem: MemType::Normal,
+};
+const SW: Features = Features {
+    hw_af: false,
+    hw_dirty: false,
+    range_tlbi: false,
+    bbml2: false,
+};
+const HW: Features = Features {
+    hw_af: true,
+    hw_dirty: true,
+    range_tlbi: true,
+    bbml2: false,
+};
+const READ: Access = Access {
+    el: El::El0,
+    kind: AccessKind::Read,
+};
+const WRITE: Access = Access {
+    el: El::El0,
+    kind: AccessKind::Write,
+};
+
+type Asp = AddressSpace<HostEnv>;
+
+fn new_asp(mode: ContMode, features: Features) -> Asp {
+    AddressSpace::new(HostEnv::new(features, 32), 7, mode).expect("root table")
+}
+
+fn page(i: usize) -> VirtAddr {
+    BASE.add(i * PAGE_SIZE)
+}
+
+fn stats(asp: &Asp) -> CounterSnapshot {
+    asp.env().counters().snapshot()
+}
+
+fn walk(asp: &Asp, va: VirtAddr) -> Result<Walked, Fault> {
+    model::walk(asp.env(), asp.root(), va)
+}
+
+/// The level-3 entries of the block containing `va`, raw.
+fn block_at(asp: &Asp, va: VirtAddr) -> [Pte; CONT_PTES] {
+    let first = va.align_down(CONT_SIZE);
+    core::array::from_fn(|i| walk(asp, first.add(i * PAGE_SIZE)).map_or(Pte::INVALID, |w| w.pte))
+}
+
+/// Maps a new folio of `2^order` pages at `va`, whole.
+fn map_folio(asp: &mut Asp, va: VirtAddr, order: u32, attrs: PteAttrs) -> PhysAddr {
+    let pa = asp.env().alloc_folio(order);
+    asp.map(va, pa, 1 << order, attrs).expect("map");
+    pa
+}
+
+/// What happened to an access run through the CPU model with fault handling.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Done(PhysAddr),
+    /// A fault the handler did not fix.
+    Denied(Fault),
+    /// The handler said "fixed" and the same fault came back.
+    NoProgress(Fault),
+}
+
+/// A fault handler: returns whether it fixed the fault.
+type Handler = fn(&mut Asp, VirtAddr, Fault, Access) -> bool;
+
+/// The kernel's fault path, reduced to what the page-table layer provides.
+fn handle_fault(asp: &mut Asp, va: VirtAddr, fault: Fault, access: Access) -> bool {
+    match fault {
+        Fault::AccessFlag { .. } => asp.access_flag_fault(va) == FaultFix::Fixed,
+        Fault::Permission { .. } if access.kind == AccessKind::Write => {
+            asp.write_fault(va) == FaultFix::Fixed
+        }
+        _ => false,
+    }
+}
+
+/// Runs an access as a CPU would: translate, fault, handle, retry.
+fn run_access(asp: &mut Asp, va: VirtAddr, access: Access, handler: Handler) -> Outcome {
+    let mut last = None;
+    for _ in 0..4 {
+        match model::translate(asp.env(), asp.root(), va, access) {
+            Ok(w) => return Outcome::Done(w.pa),
+            Err(fault) if last == Some(fault) => return Outcome::NoProgress(fault),
+            Err(fault) if !handler(asp, va, fault, access) => return Outcome::Denied(fault),
+            Err(fault) => last = Some(fault),
+        }
+    }
+    Outcome::NoProgress(last.expect("a fault"))
+}
+
+/// Runs `f` as operation `kind` on `nr` pages from `va`, with the level-3 table of
+/// `va`: the way tests write hand-made (and deliberately wrong) store sequences
+/// through the single store function, under the checker.
+#[track_caller]
+fn with_table<R>(
+    asp: &mut Asp,
+    kind: OpKind,
+    va: VirtAddr,
+    nr: usize,
+    f: impl FnOnce(&mut Ctx<'_, HostEnv>, Table<'_>) -> R,
+) -> R {
+    let end = range_end(va, nr);
+    asp.op(kind, va, end, |ctx, cursor| {
+        let table = cursor
+            .slot_alloc(ctx, va, desc::LAST_LEVEL)
+            .expect("table")
+            .table;
+        f(ctx, table)
+    })
+}
+
+fn slot<'a>(table: Table<'a>, va: VirtAddr) -> Slot<'a> {
+    table.slot_of(va)
+}
+
+// ---- the contiguous layer ----
+
+#[test]
+fn aligned_folio_is_mapped_contiguous_directly() {
+    let mut asp = new_asp(ContMode::On, SW);
+    let pa = map_folio(&mut asp, page(16), 4, RW);
+    assert!(block_at(&asp, page(16)).iter().all(|e| e.is_cont()));
+    let s = stats(&asp);
+    assert_eq!(
+        (s.cont_maps, s.folds, s.converts, s.tlbi_page + s.tlbi_range),
+        (1, 0, 0, 0)
+    );
+    assert_eq!(walk(&asp, page(17)).unwrap().pa, pa.add(PAGE_SIZE));
+}
+
+#[test]
+fn naive_mode_folds_by_convert_and_off_mode_never_sets_the_bit() {
+    let mut naive = new_asp(ContMode::Naive, SW);
+    map_folio(&mut naive, page(16), 4, RW);
+    assert!(block_at(&naive, page(16)).iter().all(|e| e.is_cont()));
+    let s = stats(&naive);
+    assert_eq!(
+        (s.cont_maps, s.folds, s.converts, s.tlbi_page),
+        (0, 1, 1, 16)
+    );
+    let mut off = new_asp(ContMode::Off, SW);
+    map_folio(&mut off, page(16), 4, RW);
+    assert!(block_at(&off, page(16))
+        .iter()
+        .all(|e| e.is_valid() && !e.is_cont()));
+}
+
+#[test]
+fn entries_written_one_by_one_fold_when_the_last_is_written() {
+    let mut asp = new_asp(ContMode::On, HW);
+    let pa = asp.env().alloc_folio(4);
+    asp.map(page(16), pa, 10, RW).unwrap();
+    assert!(!block_at(&asp, page(16))[0].is_cont());
+    asp.map(page(26), pa.add(10 * PAGE_SIZE), 6, RW).unwrap();
+    assert!(block_at(&asp, page(16)).iter().all(|e| e.is_cont()));
+    let s = stats(&asp);
+    assert_eq!((s.folds, s.tlbi_range), (1, 1));
+}
+
+#[test]
+fn misaligned_or_mixed_blocks_are_not_folded() {
+    let mut asp = new_asp(ContMode::On, SW);
+    // VA not 64 KiB aligned.
+    map_folio(&mut asp, page(8), 4, RW);
+    // PA not 64 KiB aligned: the second half of one order-5 folio and the first of another.
+    let pa = asp.env().alloc_folio(5);
+    asp.map(page(64), pa.add(8 * PAGE_SIZE), 16, RW).unwrap();
+    // Different attributes.
+    let pa = asp.env().alloc_folio(4);
+    asp.map(page(96), pa, 8, RW).unwrap();
+    asp.map(page(104), pa.add(8 * PAGE_SIZE), 8, RO).unwrap();
+    for first in [8, 16, 64, 96] {
+        assert!(
+            block_at(&asp, page(first)).iter().all(|e| !e.is_cont()),
+            "block at page {first}"
+        );
+    }
+    assert_eq!(stats(&asp).folds + stats(&asp).cont_maps, 0);
+}
+
+#[test]
+fn fork_and_lazyfree_and_reuse_of_whole_blocks_never_unfold() {
+    for features in [SW, HW] {
+        let mut asp = new_asp(ContMode::On, features);
+        map_folio(&mut asp, page(0), 9, RW);
+        assert_eq!(
+            run_access(&mut asp, page(3), WRITE, handle_fault),
+            Outcome::Done(walk(&asp, page(3)).unwrap().pa)
+        );
+        let before = stats(&asp);
+        asp.wrprotect(page(0), 512).unwrap();
+        asp.clear_young_dirty(page(0), 512).unwrap();
+        asp.make_writable(page(0), 512).unwrap();
+        let d = stats(&asp) - before;
+        assert_eq!((d.unfolds, d.folds, d.converts), (0, 0, 0));
+        assert_eq!(
+            d.tlbi_page + d.tlbi_range + d.tlbi_asid,
+            2,
+            "one TLBI each for fork and lazyfree: {d:?}"
+        );
+        let leaf = asp.get(page(100)).unwrap();
+        assert!(leaf.pte.is_cont() && leaf.pte.is_writable() && leaf.pte.is_dirty());
+    }
+}
+
+#[test]
+fn naive_mode_unfolds_and_refolds_per_entry() {
+    let mut asp = new_asp(ContMode::Naive, HW);
+    map_folio(&mut asp, page(0), 4, RW);
+    let before = stats(&asp);
+    asp.wrprotect(page(0), 16).unwrap();
+    let d = stats(&asp) - before;
+    assert_eq!((d.unfolds, d.folds), (1, 1));
+    assert!(block_at(&asp, page(0))
+        .iter()
+        .all(|e| e.is_cont() && !e.is_writable()));
+}
+
+#[test]
+fn unmap_unfolds_only_the_blocks_cut_at_the_ends() {
+    let mut asp = new_asp(ContMode::On, HW);
+    let pa = map_folio(&mut asp, page(0), 6, RW);
+    let out = asp.unmap(page(8), 48).unwrap();
+    assert_eq!(stats(&asp).unfolds, 2);
+    assert_eq!(out.iter().map(|u| u.pages).sum::<usize>(), 48);
+    assert!(out.contains(&Unmapped {
+        va: page(16),
+        pa: pa.add(16 * PAGE_SIZE),
+        pages: 16,
+        young: true,
+        dirty: false
+    }));
+    assert!(
+        walk(&asp, page(7)).is_ok() && walk(&asp, page(8)).is_err() && walk(&asp, page(56)).is_ok()
+    );
+}
+
+#[test]
+fn a_read_gathers_af_and_dirty_over_the_block() {
+    let mut asp = new_asp(ContMode::On, HW);
+    map_folio(&mut asp, page(0), 4, RW);
+    asp.clear_young_dirty(page(0), 16).unwrap();
+    assert!(!asp.get(page(0)).unwrap().pte.is_young());
+    model::translate(asp.env(), asp.root(), page(5), WRITE).unwrap();
+    let leaf = asp.get(page(0)).unwrap();
+    assert!(leaf.pte.is_young() && leaf.pte.is_dirty());
+    assert!(
+        !block_at(&asp, page(0))[0].is_dirty(),
+        "the hardware dirtied entry 5 only"
+    );
+    assert!(asp.test_and_clear_young(page(9)));
+    assert!(block_at(&asp, page(0)).iter().all(|e| !e.is_young()));
+    assert!(!asp.test_and_clear_young(page(9)));
+}
+
+#[test]
+fn software_af_and_dirty_faults_fix_the_whole_block_without_unfolding() {
+    let mut asp = new_asp(ContMode::On, SW);
+    let pa = map_folio(&mut asp, page(0), 4, RW);
+    asp.clear_young_dirty(page(0), 16).unwrap();
+    let before = stats(&asp);
+    assert_eq!(
+        run_access(&mut asp, page(3), READ, handle_fault),
+        Outcome::Done(pa.add(3 * PAGE_SIZE))
+    );
+    assert!(block_at(&asp, page(0))
+        .iter()
+        .all(|e| e.is_young() && e.is_cont() && !e.is_dirty()));
+    assert_eq!(
+        run_access(&mut asp, page(4), WRITE, handle_fault),
+        Outcome::Done(pa.add(4 * PAGE_SIZE))
+    );
+    assert!(block_at(&asp, page(0))
+        .iter()
+        .all(|e| e.is_dirty() && e.is_hw_writable() && e.is_cont()));
+    let d = stats(&asp) - before;
+    assert_eq!((d.unfolds, d.tlbi_page + d.tlbi_range), (0, 0));
+    asp.wrprotect(page(0), 16).unwrap();
+    assert_eq!(asp.write_fault(page(4)), FaultFix::NotWritable);
+    assert_eq!(asp.write_fault(page(40)), FaultFix::NotMapped);
+    assert_eq!(asp.access_flag_fault(page(40)), FaultFix::NotMapped);
+}
+
+#[test]
+fn unfold_uses_one_range_tlbi_or_sixteen_page_tlbis_and_none_with_bbml2() {
+    for (features, page_tlbis, range_tlbis) in [
+        (SW, 16, 0),
+        (HW, 0, 1),
+        (Features { bbml2: true, ..HW }, 0, 0),
+    ] {
+        let mut asp = new_asp(ContMode::On, features);
+        map_folio(&mut asp, page(0), 4, RW);
+        asp.env().tlb().take_log();
+        let before = stats(&asp);
+        asp.protect(page(0), 1, RO.prot).unwrap();
+        let d = stats(&asp) - before;
+        // The unfold's own TLBIs, plus one page TLBI for the write-protected entry.
+        assert_eq!(
+            (d.unfolds, d.tlbi_page, d.tlbi_range),
+            (1, page_tlbis + 1, range_tlbis),
+            "{features:?}"
+        );
+        let log = asp.env().tlb().take_log();
+        assert_eq!(log.last(), Some(&TlbOp::Dsb));
+    }
+}
+
+#[test]
+fn large_invalidations_become_one_tlbi_by_asid() {
+    let mut asp = new_asp(ContMode::On, SW);
+    map_folio(&mut asp, page(0), 9, RW);
+    map_folio(&mut asp, page(512), 4, RW);
+    let before = stats(&asp);
+    asp.unmap(page(0), 528).unwrap();
+    let d = stats(&asp) - before;
+    assert_eq!((d.tlbi_asid, d.tlbi_range), (1, 0));
+}
+
+// ---- 2 MiB blocks and tables ----
+
+#[test]
+fn pmd_block_maps_splits_into_contiguous_blocks_and_unmaps() {
+    for mode in [ContMode::On, ContMode::Naive, ContMode::Off] {
+        let mut asp = new_asp(mode, HW);
+        let pa = asp.env().alloc_folio(9);
+        asp.map_pmd(page(0), pa, RW).unwrap();
+        assert_eq!(walk(&asp, page(5)).unwrap().level, 2);
+        assert_eq!(asp.map(page(3), pa, 1, RW), Err(MapError::AlreadyMapped));
+        model::translate(asp.env(), asp.root(), page(77), WRITE).unwrap();
+        asp.protect(page(40), 8, RO.prot).unwrap();
+        assert_eq!(stats(&asp).pmd_splits, 1);
+        let w = walk(&asp, page(77)).unwrap();
+        assert_eq!(
+            (w.level, w.pa, w.pte.is_cont()),
+            (3, pa.add(77 * PAGE_SIZE), mode != ContMode::Off)
+        );
+        assert!(
+            asp.get(page(300)).unwrap().pte.is_dirty(),
+            "dirty state of the block kept by the split"
+        );
+        assert!(!walk(&asp, page(41)).unwrap().pte.is_writable());
+        let out = asp.unmap(page(0), 512).unwrap();
+        assert_eq!(out.iter().map(|u| u.pages).sum::<usize>(), 512);
+        assert_eq!(asp.env().tables_in_use(), 1, "tables freed when empty");
+    }
+}
+
+#[test]
+fn empty_tables_are_freed_and_the_root_is_kept() {
+    let mut asp = new_asp(ContMode::On, SW);
+    map_folio(&mut asp, page(500), 4, RW);
+    assert_eq!(asp.env().tables_in_use(), 6, "root, L1, 2 x L2, 2 x L3");
+    assert_eq!(
+        asp.map(page(510), PhysAddr(0x9000_0000), 4, RW),
+        Err(MapError::AlreadyMapped)
+    );
+    assert_eq!(
+        asp.env().tables_in_use(),
+        6,
+        "nothing allocated by a failed map"
+    );
+    asp.unmap(page(500), 8).unwrap();
+    assert_eq!(asp.env().tables_in_use(), 6);
+    asp.unmap(page(508), 4).unwrap();
+    assert_eq!(asp.env().tables_in_use(), 4, "L3 and L2 below 1 GiB freed");
+    asp.unmap(page(512), 4).unwrap();
+    assert_eq!(asp.env().tables_in_use(), 1);
+    assert_eq!(asp.map_pmd(page(512), asp.env().alloc_folio(9), RW), Ok(()));
+}
+
+#[test]
+fn out_of_table_memory_maps_nothing() {
+    let mut asp = AddressSpace::new(HostEnv::new(SW, 3), 1, ContMode::On).unwrap();
+    let pa = asp.env().alloc_folio(4);
+    assert_eq!(asp.map(page(0), pa, 16, RW), Err(MapError::NoMemory));
+    assert_eq!(asp.env().tables_in_use(), 1);
+}
+
+#[test]
+fn ttbr0_carries_the_asid() {
+    let asp = new_asp(ContMode::On, SW);
+    assert_eq!(asp.ttbr0() >> 48, 7);
+    assert_eq!(asp.ttbr0() & ((1 << 48) - 1), asp.root().as_u64());
+}
+
+// ---- the checker's rules, one by one ----
+
+fn mapped_block(features: Features) -> (Asp, PhysAddr) {
+    let mut asp = new_asp(ContMode::On, features);
+    let pa = map_folio(&mut asp, page(0), 4, RW);
+    (asp, pa)
+}
+
+#[test]
+#[should_panic(expected = "live entry replaced without break-before-make")]
+fn checker_rejects_replacing_a_live_output_address() {
+    let (mut asp, pa) = mapped_block(SW);
+    with_table(&mut asp, OpKind::Protect, page(0), 16, |ctx, t| {
+        let new = Pte::page(pa.add(PAGE_SIZE), RW).with_cont(true);
+        ctx.store(slot(t, page(0)), Write::Swap(new));
+    });
+}
+
+#[test]
+#[should_panic(expected = "entry made before the TLBI and DSB of its break")]
+fn checker_rejects_a_make_before_the_tlbi() {
+    let mut asp = new_asp(ContMode::Off, SW);
+    let pa = map_folio(&mut asp, page(0), 0, RW);
+    with_table(&mut asp, OpKind::Map, page(0), 1, |ctx, t| {
+        ctx.store(slot(t, page(0)), Write::Swap(Pte::INVALID));
+        ctx.store(
+            slot(t, page(0)),
+            Write::Swap(Pte::page(pa.add(PAGE_SIZE), RW)),
+        );
+    });
+}
+
+#[test]
+#[should_panic(expected = "entry made before the TLBI and DSB of its break")]
+fn checker_rejects_a_make_between_tlbi_and_dsb() {
+    let mut asp = new_asp(ContMode::Off, SW);
+    let pa = map_folio(&mut asp, page(0), 0, RW);
+    with_table(&mut asp, OpKind::Map, page(0), 1, |ctx, t| {
+        ctx.store(slot(t, page(0)), Write::Swap(Pte::INVALID));
+        ctx.tlbi_page(page(0), true);
+        ctx.store(
+            slot(t, page(0)),
+            Write::Swap(Pte::page(pa.add(PAGE_SIZE), RW)),
+        );
+    });
+}
+
+/// Changes the Contiguous bit of a live block in place, with no break at all.
+fn set_cont_in_place(asp: &mut Asp) {
+    with_table(asp, OpKind::Protect, page(0), 16, |ctx, t| {
+        for i in 0..CONT_PTES {
+            let s = slot(t, page(i));
+            ctx.store(s, Write::Swap(s.load().with_cont(false)));
+        }
+    });
+}
+
+#[test]
+#[should_panic(expected = "live entry replaced without break-before-make")]
+fn checker_requires_bbm_for_the_contiguous_bit() {
+    set_cont_in_place(&mut mapped_block(SW).0);
+}
+
+#[test]
+fn checker_allows_contiguous_bit_changes_without_tlbi_under_bbml2() {
+    let (mut asp, _) = mapped_block(Features { bbml2: true, ..HW });
+    set_cont_in_place(&mut asp);
+    assert!(block_at(&asp, page(0))
+        .iter()
+        .all(|e| e.is_valid() && !e.is_cont()));
+}
+
+#[test]
+#[should_panic(expected = "entry made before the TLBI and DSB of its break")]
+fn checker_rejects_bbml2_for_anything_but_the_contiguous_bit() {
+    let (mut asp, pa) = mapped_block(Features { bbml2: true, ..HW });
+    with_table(&mut asp, OpKind::Protect, page(0), 16, |ctx, t| {
+        for i in 0..CONT_PTES {
+            ctx.store(slot(t, page(i)), Write::Swap(Pte::INVALID));
+        }
+        for i in 0..CONT_PTES {
+            let pte = Pte::page(pa.add((i ^ 1) * PAGE_SIZE), RW);
+            ctx.store(slot(t, page(i)), Write::Swap(pte));
+        }
+        ctx.invalidate_now(page(0), CONT_PTES);
+    });
+}
+
+#[test]
+#[should_panic(expected = "store outside the operation's range")]
+fn checker_rejects_stores_outside_the_operation() {
+    let (mut asp, _) = mapped_block(SW);
+    map_folio(&mut asp, page(16), 4, RW);
+    with_table(&mut asp, OpKind::Wrprotect, page(0), 16, |ctx, t| {
+        ctx.store(slot(t, page(16)), Write::Update(Change::Wrprotect));
+    });
+}
+
+#[test]
+#[should_panic(expected = "freed while walk caches may hold it")]
+fn checker_rejects_freeing_a_table_before_its_tlbi() {
+    let (mut asp, _) = mapped_block(SW);
+    asp.op(OpKind::Unmap, page(0), page(16), |ctx, cursor| {
+        let Found::Ptes(table) = cursor.find(ctx.env, page(0)) else {
+            panic!("no table")
+        };
+        for i in 0..CONT_PTES {
+            ctx.store(slot(table, page(i)), Write::Swap(Pte::INVALID));
+        }
+        ctx.invalidate_now(page(0), CONT_PTES);
+        let mut parent = Table::new(ctx.env, ctx.root, 0, page(0));
+        for level in 1..=2 {
+            let Kind::Table(next) = parent.slot_of(page(0)).load().kind(level - 1) else {
+                panic!("no table")
+            };
+            parent = Table::new(ctx.env, next, level, page(0));
+        }
+        ctx.store(parent.slot_of(page(0)), Write::Swap(Pte::INVALID));
+        ctx.free_table(table.pa);
+    });
+}
+
+#[test]
+fn checker_can_be_switched_off() {
+    let (mut asp, _) = mapped_block(SW);
+    asp.checker_mut().set_enabled(false);
+    set_cont_in_place(&mut asp);
+    assert!(!asp.checker_mut().is_enabled());
+}
