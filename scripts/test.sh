@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, builds, runs the host unit tests, then boots the
 # test kernel across the matrix (CPU model x CPUs x GIC version x entry EL) through the
-# host harness in tests/. Ends with "N passed, N failed"; non-zero exit on any failure.
+# host harness in tests/, with the contiguous-bit modes contpte=on|off|naive. Ends with
+# "N passed, N failed"; non-zero exit on any failure.
 #
 #   scripts/test.sh            everything
-#   scripts/test.sh --quick    host tests plus one matrix cell (max, 4 CPUs, GICv3, EL1)
+#   scripts/test.sh --quick    host tests plus one matrix cell (max, 4 CPUs, GICv3, EL1, contpte=on)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -30,7 +31,7 @@ run_tests() {
     "$@" 2>&1 | tee "$LOG" | grep -E '^(test |test result|---- |thread |failures:|    )' | grep -v '^test .* ok$' || true
     local p f
     p=$(grep -oE 'test result: [A-Za-z]+\. [0-9]+ passed' "$LOG" | awk '{s+=$4} END {print s+0}')
-    f=$(grep -oE '[0-9]+ failed' "$LOG" | awk '{s+=$1} END {print s+0}')
+    f=$(grep -oE 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$LOG" | awk '{s+=$6} END {print s+0}')
     if ! grep -q 'test result:' "$LOG"; then
         tail -n 30 "$LOG"
         f=$((f + 1))
@@ -44,22 +45,24 @@ run_tests "host: kernel unit tests" cargo test -q -p contkernel --lib
 run_tests "host: platform unit tests" cargo test -q -p platform
 run_tests "host: harness unit tests" cargo test -q -p contkernel-tests --lib
 
+# A cell: CPU model, CPUs, GIC version, entry EL, contiguous-bit mode (contpte=).
 if [ "$quick" = 1 ]; then
-    cells=("max 4 3 1")
+    cells=("max 4 3 1 on")
 else
     cells=()
     for cpu in max cortex-a72; do
         for smp in 1 4; do
             for gic in 2 3; do
-                for el in 1 2; do cells+=("$cpu $smp $gic $el"); done
+                for el in 1 2; do cells+=("$cpu $smp $gic $el on"); done
             done
+            for mode in off naive; do cells+=("$cpu $smp 3 1 $mode"); done
         done
     done
 fi
 for cell in "${cells[@]}"; do
-    read -r cpu smp gic el <<<"$cell"
-    CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=$gic CONTKERNEL_EL=$el \
-        run_tests "qemu: -cpu $cpu -smp $smp GICv$gic EL$el" \
+    read -r cpu smp gic el mode <<<"$cell"
+    CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=$gic CONTKERNEL_EL=$el CONTKERNEL_APPEND="contpte=$mode" \
+        run_tests "qemu: -cpu $cpu -smp $smp GICv$gic EL$el contpte=$mode" \
         cargo test -q -p contkernel-tests --test kernel -- --test-threads=2
 done
 

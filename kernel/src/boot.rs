@@ -70,6 +70,7 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     let features = FEATURES.call_once(CpuFeatures::read);
     mmu::configure(features);
     heap::init();
+    let pt = crate::mm::ptenv::configure(cmd, features);
 
     let image = ImageLayout::current();
     init_frames(&board, dtb, &image);
@@ -91,6 +92,7 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         interrupts::gic_version()
     );
     kprintln!("contkernel: features: {features}");
+    kprintln!("contkernel: page tables: contpte={} bbml2={} ptcheck={}", pt.mode, on_off(pt.features.bbml2), on_off(pt.check));
     let f = frame::frames();
     kprintln!(
         "contkernel: memory: {} frames managed, {} free; kernel image {:#x}-{:#x}; semihosting {}",
@@ -124,6 +126,14 @@ fn run_tests_if_asked(cmd: &CmdLine<'_>) {
     if cmd.has("ktest") || cmd.has("crashtest") {
         kprintln!("contkernel: this kernel has no tests built in: use scripts/run.sh --ktest or scripts/test.sh");
         power::exit(2);
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
     }
 }
 

@@ -126,6 +126,9 @@ impl Machine {
         if let Some(qemu) = env_value("CONTKERNEL_QEMU") {
             machine.qemu = qemu;
         }
+        if let Some(args) = env_value("CONTKERNEL_APPEND") {
+            machine = machine.append(&args);
+        }
         machine
     }
 

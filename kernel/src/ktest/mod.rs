@@ -13,6 +13,7 @@ use crate::mm::frame;
 
 mod arch;
 mod mm;
+mod pgtable;
 mod registry;
 mod smp;
 

@@ -1,5 +1,7 @@
 //! Memory management: physical frames and their metadata (`frame`), the kernel heap
-//! (`heap`), and the kernel's own translation tables (`kmap`).
+//! (`heap`), the kernel's own translation tables (`kmap`), the page tables of user
+//! address spaces with the contiguous layer (`pgtable`, machine-independent and
+//! host-tested; `ptenv` runs it on the real machine) and ASIDs (`asid`).
 //!
 //! Address map: the kernel and all of RAM live in the high half (TTBR1) at
 //! `PA + KERNEL_VA_OFFSET` (the linear map); device MMIO likewise; TTBR0 is left for
@@ -14,8 +16,11 @@ pub mod pgtable;
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod kmap;
+#[cfg(target_os = "none")]
+pub mod ptenv;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+pub use pgtable::MemType;
 
 /// Offset of the linear map (and of the kernel image): VA = PA + KERNEL_VA_OFFSET.
 pub const KERNEL_VA_OFFSET: u64 = 0xffff_0000_0000_0000;

@@ -82,6 +82,17 @@ pub enum ContMode {
     Naive,
 }
 
+/// The boot-option spelling: `on`, `off`, `naive`.
+impl core::fmt::Display for ContMode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ContMode::On => "on",
+            ContMode::Off => "off",
+            ContMode::Naive => "naive",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
     /// No memory for a page table.

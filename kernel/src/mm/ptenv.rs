@@ -1,0 +1,189 @@
+//! The page-table layer on the real machine: `KernelPt` implements `pgtable::PtEnv` with
+//! tables reached through the linear map, table frames from the frame allocator, folio
+//! boundaries from the frame metadata, broadcast ASID-tagged TLBIs, the features read
+//! at boot and one static set of counters. The boot options that steer the layer:
+//!
+//! - `contpte=on|off|naive` (default on): see `pgtable::ContMode`;
+//! - `bbml2=on|off` (default off): skip the TLBI inside a convert where the CPU has
+//!   BBM level 2; ignored, with a warning, on CPUs that do not;
+//! - `ptcheck=on|off`: the page-table checker, on by default in the test build.
+
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
+
+use super::asid::AsidAllocator;
+use super::frame::{self, alloc_zeroed};
+use super::pgtable::{AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb};
+use super::{phys_to_virt, PhysAddr, VirtAddr};
+use crate::arch::aarch64::features::CpuFeatures;
+use crate::arch::aarch64::tlb;
+use crate::cmdline::CmdLine;
+
+/// The machine as the page-table layer sees it (zero-sized: everything is global).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelPt;
+
+/// TLB maintenance with real instructions, broadcast to the Inner Shareable domain.
+pub struct KernelTlb;
+
+#[derive(Clone, Copy, Debug)]
+pub struct PtConfig {
+    pub mode: ContMode,
+    pub features: Features,
+    pub check: bool,
+}
+
+static CONFIG: spin::Once<PtConfig> = spin::Once::new();
+static COUNTERS: Counters = Counters::new();
+static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
+
+/// Read the boot options (boot CPU, once). Bad values are reported and the default kept.
+pub fn configure(cmd: &CmdLine<'_>, cpu: &CpuFeatures) -> &'static PtConfig {
+    let mode = match cmd.get("contpte") {
+        None | Some("on") => ContMode::On,
+        Some("off") => ContMode::Off,
+        Some("naive") => ContMode::Naive,
+        Some(bad) => {
+            log::warn!("contpte={bad} unknown (on, off, naive): using on");
+            ContMode::On
+        }
+    };
+    let bbml2 = cmd.switch("bbml2", false).unwrap_or_else(|bad| {
+        log::warn!("bbml2={bad} unknown (on, off): using off");
+        false
+    });
+    if bbml2 && cpu.bbm_level < 2 {
+        log::warn!("bbml2=on ignored: the CPU has BBM level {}", cpu.bbm_level);
+    }
+    let check = cmd.switch("ptcheck", cfg!(feature = "ktest")).unwrap_or_else(|bad| {
+        log::warn!("ptcheck={bad} unknown (on, off): using the build's default");
+        cfg!(feature = "ktest")
+    });
+    let features = Features {
+        hw_af: cpu.hw_access_flag(),
+        hw_dirty: cpu.hw_dirty(),
+        range_tlbi: cpu.tlbi_range,
+        bbml2: bbml2 && cpu.bbm_level >= 2,
+    };
+    ASIDS.call_once(|| AsidAllocator::new(cpu.asid_bits));
+    CONFIG.call_once(|| PtConfig { mode, features, check })
+}
+
+pub fn config() -> &'static PtConfig {
+    CONFIG.get().expect("page-table options read at boot")
+}
+
+/// The layer's counters: folds, unfolds, converts, TLBIs by kind, entries written.
+pub fn counters() -> &'static Counters {
+    &COUNTERS
+}
+
+impl Tlb for KernelTlb {
+    fn page(&self, asid: Asid, va: VirtAddr, last_level: bool) {
+        if last_level {
+            tlb::vale1is(asid, va.as_u64());
+        } else {
+            tlb::vae1is(asid, va.as_u64());
+        }
+    }
+
+    fn range(&self, asid: Asid, va: VirtAddr, pages: usize) {
+        tlb::rvale1is(asid, va.as_u64(), pages as u64);
+    }
+
+    fn asid(&self, asid: Asid) {
+        tlb::aside1is(asid);
+    }
+
+    fn all(&self) {
+        tlb::vmalle1is();
+    }
+
+    fn dsb(&self) {
+        tlb::dsb_ish();
+    }
+}
+
+impl PtEnv for KernelPt {
+    type Tlb = KernelTlb;
+
+    fn table(&self, pa: PhysAddr) -> &TableEntries {
+        // SAFETY: the layer passes only tables it allocated and has not freed; they
+        // are 4 KiB frames of RAM, mapped by the linear map, and only ever accessed
+        // atomically.
+        unsafe { &*phys_to_virt(pa).as_ptr::<TableEntries>() }
+    }
+
+    fn alloc_table(&self) -> Option<PhysAddr> {
+        alloc_zeroed(0)
+    }
+
+    fn free_table(&self, pa: PhysAddr) {
+        frame::frames().free(pa, 0);
+    }
+
+    fn folio_of(&self, pa: PhysAddr) -> FolioSpan {
+        match frame::frames().block_of(pa) {
+            Some((head, order)) => FolioSpan { head, nr_pages: 1 << order },
+            None => FolioSpan { head: pa, nr_pages: 1 },
+        }
+    }
+
+    fn tlb(&self) -> &KernelTlb {
+        &KernelTlb
+    }
+
+    fn features(&self) -> Features {
+        config().features
+    }
+
+    fn counters(&self) -> &Counters {
+        &COUNTERS
+    }
+}
+
+/// The page tables of one user address space, with the ASID they own for their life.
+pub struct UserTables {
+    tables: ManuallyDrop<AddressSpace<KernelPt>>,
+    asid: Asid,
+}
+
+impl UserTables {
+    /// Empty tables with a fresh ASID, in the boot-selected mode, checker as configured.
+    pub fn new() -> Result<Self, MapError> {
+        let asid = ASIDS.get().expect("ASIDs set up at boot").alloc().ok_or(MapError::NoMemory)?;
+        let cfg = config();
+        match AddressSpace::new(KernelPt, asid, cfg.mode) {
+            Ok(mut tables) => {
+                tables.checker_mut().set_enabled(cfg.check);
+                Ok(Self { tables: ManuallyDrop::new(tables), asid })
+            }
+            Err(e) => {
+                ASIDS.get().unwrap().free(asid);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Deref for UserTables {
+    type Target = AddressSpace<KernelPt>;
+    fn deref(&self) -> &Self::Target {
+        &self.tables
+    }
+}
+
+impl DerefMut for UserTables {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tables
+    }
+}
+
+impl Drop for UserTables {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here; the tables' own drop invalidates the ASID's TLB
+        // entries before the ASID goes back for reuse.
+        unsafe { ManuallyDrop::drop(&mut self.tables) };
+        ASIDS.get().unwrap().free(self.asid);
+    }
+}
