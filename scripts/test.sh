@@ -66,5 +66,8 @@ for cell in "${cells[@]}"; do
         cargo test -q -p contkernel-tests --test kernel -- --test-threads=2
 done
 
+run_tests "qemu: contpte benchmark (work per call)" \
+    cargo test -q -p contkernel-tests --test bench
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -106,6 +106,13 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     kprintln!("contkernel: banner at {}.{:03} ms emulated", ns / 1_000_000, (ns / 1000) % 1000);
 
     run_tests_if_asked(cmd);
+    if let Some(name) = cmd.get("bench") {
+        if !crate::bench::run(name) {
+            kprintln!("contkernel: unknown bench={name} (known: contpte)");
+            power::exit(2);
+        }
+        power::exit(0);
+    }
     demo();
     power::exit(0)
 }

@@ -17,6 +17,8 @@ pub mod mm;
 pub mod sync;
 
 #[cfg(target_os = "none")]
+pub mod bench;
+#[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;

@@ -151,9 +151,14 @@ pub struct UserTables {
 impl UserTables {
     /// Empty tables with a fresh ASID, in the boot-selected mode, checker as configured.
     pub fn new() -> Result<Self, MapError> {
+        Self::with_mode(config().mode)
+    }
+
+    /// Empty tables in a given mode (benchmarks compare the modes within one run).
+    pub fn with_mode(mode: ContMode) -> Result<Self, MapError> {
         let asid = ASIDS.get().expect("ASIDs set up at boot").alloc().ok_or(MapError::NoMemory)?;
         let cfg = config();
-        match AddressSpace::new(KernelPt, asid, cfg.mode) {
+        match AddressSpace::new(KernelPt, asid, mode) {
             Ok(mut tables) => {
                 tables.checker_mut().set_enabled(cfg.check);
                 Ok(Self { tables: ManuallyDrop::new(tables), asid })

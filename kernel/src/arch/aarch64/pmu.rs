@@ -29,16 +29,25 @@ pub fn enable() {
         core::arch::asm!(
             "msr pmevtyper0_el0, {ev}",   // count at EL1 and EL0 (P = U = 0)
             "msr pmccfiltr_el0, xzr",     // cycles at EL1 and EL0
-            "mov {t}, #0x80000001",
-            "msr pmcntenset_el0, {t}",    // C and P0
+            "msr pmcntenset_el0, {en}",   // C (bit 31) and counter 0
             "mov {t}, #0x47",             // E | P (reset events) | C (reset cycles) | LC (64-bit)
             "msr pmcr_el0, {t}",
             "isb",
             ev = in(reg) INST_RETIRED,
+            en = in(reg) (1u64 << 31) | 1,
             t = out(reg) _,
             options(nostack),
         )
     };
+}
+
+/// Whether the PMU counts INST_RETIRED (PMCEID0_EL0 bit 8). QEMU offers it only under
+/// `-icount`, where it is exact.
+pub fn counts_instructions() -> bool {
+    let ceid: u64;
+    // SAFETY: ID-style register read.
+    unsafe { core::arch::asm!("mrs {}, pmceid0_el0", out(reg) ceid, options(nomem, nostack, preserves_flags)) };
+    ceid & (1 << INST_RETIRED) != 0
 }
 
 /// Read both counters (ISB first, so earlier instructions are counted).
