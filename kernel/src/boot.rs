@@ -74,11 +74,18 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
 
     let image = ImageLayout::current();
     init_frames(&board, dtb, &image);
-    let root = kmap::build(board.memory_regions().iter().map(|r| (r.base, r.end())), &image);
+    let root = kmap::build(
+        board.memory_regions().iter().map(|r| (r.base, r.end())),
+        &image,
+    );
     kmap::install(root);
     kmap::drop_identity_map();
 
-    power::set_conduit(board.psci.expect("the DTB offers no PSCI: cannot start CPUs or power off"));
+    power::set_conduit(
+        board
+            .psci
+            .expect("the DTB offers no PSCI: cannot start CPUs or power off"),
+    );
     power::probe_semihosting();
     interrupts::init(&board.gic, board.timer_intid);
     time::start_tick();
@@ -92,7 +99,12 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         interrupts::gic_version()
     );
     kprintln!("contkernel: features: {features}");
-    kprintln!("contkernel: page tables: contpte={} bbml2={} ptcheck={}", pt.mode, on_off(pt.features.bbml2), on_off(pt.check));
+    kprintln!(
+        "contkernel: page tables: contpte={} bbml2={} ptcheck={}",
+        pt.mode,
+        on_off(pt.features.bbml2),
+        on_off(pt.check)
+    );
     let f = frame::frames();
     kprintln!(
         "contkernel: memory: {} frames managed, {} free; kernel image {:#x}-{:#x}; semihosting {}",
@@ -103,7 +115,11 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         if power::semihosting() { "on" } else { "off" }
     );
     let ns = time::uptime_ns();
-    kprintln!("contkernel: banner at {}.{:03} ms emulated", ns / 1_000_000, (ns / 1000) % 1000);
+    kprintln!(
+        "contkernel: banner at {}.{:03} ms emulated",
+        ns / 1_000_000,
+        (ns / 1000) % 1000
+    );
 
     run_tests_if_asked(cmd);
     if let Some(name) = cmd.get("bench") {
@@ -147,8 +163,18 @@ fn on_off(b: bool) -> &'static str {
 /// Frames: all RAM, less the DTB, the kernel image and the metadata array, which is
 /// placed right after the image.
 fn init_frames(board: &BoardInfo<'_>, dtb: &[u8], image: &ImageLayout) {
-    let lo = board.memory_regions().iter().map(|r| r.base).min().expect("no RAM in the DTB");
-    let hi = board.memory_regions().iter().map(|r| r.end()).max().unwrap();
+    let lo = board
+        .memory_regions()
+        .iter()
+        .map(|r| r.base)
+        .min()
+        .expect("no RAM in the DTB");
+    let hi = board
+        .memory_regions()
+        .iter()
+        .map(|r| r.end())
+        .max()
+        .unwrap();
     let nframes = ((hi - lo) / PAGE_SIZE as u64) as usize;
     let meta_bytes = nframes * core::mem::size_of::<frame::FrameMeta>();
     let meta_pa = image.end;
@@ -164,7 +190,10 @@ fn init_frames(board: &BoardInfo<'_>, dtb: &[u8], image: &ImageLayout) {
     };
     let alloc = frame::init_global(frame::FrameAllocator::new(meta, PhysAddr::new(lo).pfn()));
     let dtb_end = DTB_PA + dtb.len() as u64;
-    let reserved = [(DTB_PA, dtb_end.next_multiple_of(PAGE_SIZE as u64)), (image.start, meta_end)];
+    let reserved = [
+        (DTB_PA, dtb_end.next_multiple_of(PAGE_SIZE as u64)),
+        (image.start, meta_end),
+    ];
     for r in board.memory_regions() {
         let (mut start, end) = (r.base, r.end());
         for &(r0, r1) in &reserved {

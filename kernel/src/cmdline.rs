@@ -12,27 +12,47 @@ pub struct CmdLine<'a> {
 impl<'a> CmdLine<'a> {
     pub fn parse(line: &'a str) -> Self {
         let line = line.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-        match line.split_once(" -- ").or_else(|| line.strip_suffix(" --").map(|k| (k, ""))) {
-            Some((kernel, init)) => Self { kernel, init: init.trim() },
-            None if line == "--" => Self { kernel: "", init: "" },
+        match line
+            .split_once(" -- ")
+            .or_else(|| line.strip_suffix(" --").map(|k| (k, "")))
+        {
+            Some((kernel, init)) => Self {
+                kernel,
+                init: init.trim(),
+            },
+            None if line == "--" => Self {
+                kernel: "",
+                init: "",
+            },
             None => match line.strip_prefix("-- ") {
-                Some(init) => Self { kernel: "", init: init.trim() },
-                None => Self { kernel: line, init: "" },
+                Some(init) => Self {
+                    kernel: "",
+                    init: init.trim(),
+                },
+                None => Self {
+                    kernel: line,
+                    init: "",
+                },
             },
         }
     }
 
     /// The kernel's words, `(key, Some(value))` or `(key, None)`.
     pub fn words(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
-        self.kernel.split_ascii_whitespace().map(|w| match w.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (w, None),
-        })
+        self.kernel
+            .split_ascii_whitespace()
+            .map(|w| match w.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (w, None),
+            })
     }
 
     /// The last value given for `key` (`Some("")` for a bare `key`).
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        self.words().filter(|(k, _)| *k == key).last().map(|(_, v)| v.unwrap_or(""))
+        self.words()
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v.unwrap_or(""))
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -46,7 +66,9 @@ impl<'a> CmdLine<'a> {
 
     /// `loglevel=` by name (error, warn, info, debug, trace) or Linux number (0..=8).
     pub fn log_level(&self) -> Result<LevelFilter, &'a str> {
-        let Some(v) = self.get("loglevel") else { return Ok(LevelFilter::Info) };
+        let Some(v) = self.get("loglevel") else {
+            return Ok(LevelFilter::Info);
+        };
         let level = match v {
             "off" => LevelFilter::Off,
             "error" | "0" | "1" | "2" | "3" => LevelFilter::Error,
@@ -103,6 +125,9 @@ mod tests {
     fn bad_values_are_errors() {
         assert_eq!(CmdLine::parse("loglevel=loud").log_level(), Err("loud"));
         assert_eq!(CmdLine::parse("x=maybe").switch("x", false), Err("maybe"));
-        assert_eq!(CmdLine::parse("loglevel=7").log_level(), Ok(LevelFilter::Debug));
+        assert_eq!(
+            CmdLine::parse("loglevel=7").log_level(),
+            Ok(LevelFilter::Debug)
+        );
     }
 }

@@ -63,7 +63,12 @@ impl log::Log for Logger {
             log::Level::Trace => 'T',
         };
         let cpu = crate::smp::this_cpu().index;
-        print(format_args!("[{:5}.{:06}] {level} cpu{cpu} {}\n", us / 1_000_000, us % 1_000_000, r.args()));
+        print(format_args!(
+            "[{:5}.{:06}] {level} cpu{cpu} {}\n",
+            us / 1_000_000,
+            us % 1_000_000,
+            r.args()
+        ));
     }
 
     fn flush(&self) {}

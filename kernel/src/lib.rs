@@ -22,13 +22,13 @@ pub mod bench;
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
+#[cfg(target_os = "none")]
+pub mod interrupts;
 #[cfg(all(target_os = "none", feature = "ktest"))]
 pub mod ktest;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]
 pub mod smp;
-#[cfg(target_os = "none")]
-pub mod interrupts;
 #[cfg(target_os = "none")]
 pub mod time;

@@ -30,7 +30,10 @@ pub fn conduit() -> Conduit {
 /// undefined instruction, which the registered fix-up turns into x0 = u64::MAX.
 pub fn probe_semihosting() -> bool {
     let hlt = platform::semihost::hlt_address();
-    register_fixup(Fixup { insn: hlt, resume: hlt + 4 });
+    register_fixup(Fixup {
+        insn: hlt,
+        resume: hlt + 4,
+    });
     // SAFETY: SYS_ERRNO takes no parameter block; a trap is fixed up as above.
     let r = unsafe { platform::semihost::call(SYS_ERRNO, 0) };
     let on = r != u64::MAX;
@@ -48,7 +51,9 @@ pub fn exit(status: u32) -> ! {
         platform::semihost::exit(status)
     }
     if status != 0 {
-        crate::console::emergency_print(format_args!("contkernel: exit status {status} (no semihosting: powering off)\n"));
+        crate::console::emergency_print(format_args!(
+            "contkernel: exit status {status} (no semihosting: powering off)\n"
+        ));
     }
     platform::psci::system_off(conduit())
 }

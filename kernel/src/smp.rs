@@ -67,7 +67,9 @@ pub fn possible() -> usize {
 }
 
 pub fn online() -> usize {
-    CPUS.iter().filter(|c| c.online.load(Ordering::Acquire)).count()
+    CPUS.iter()
+        .filter(|c| c.online.load(Ordering::Acquire))
+        .count()
 }
 
 fn enter(c: &'static PerCpu) {
@@ -88,8 +90,13 @@ struct BootRecord {
     percpu: AtomicU64,
 }
 
-static BOOT_RECORDS: [BootRecord; MAX_CPUS] =
-    [const { BootRecord { ttbr1: AtomicU64::new(0), stack_top: AtomicU64::new(0), percpu: AtomicU64::new(0) } }; MAX_CPUS];
+static BOOT_RECORDS: [BootRecord; MAX_CPUS] = [const {
+    BootRecord {
+        ttbr1: AtomicU64::new(0),
+        stack_top: AtomicU64::new(0),
+        percpu: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
 
 extern "C" {
     fn _secondary_start();
@@ -100,21 +107,35 @@ pub fn start_secondaries(mpidrs: &[u64], ttbr1: PhysAddr) -> usize {
     POSSIBLE.store(mpidrs.len().min(MAX_CPUS), Ordering::Release);
     let me = mpidr();
     let entry = virt_to_phys(VirtAddr::new(_secondary_start as *const () as u64));
-    let mut index = 1;
-    for &target in mpidrs.iter().filter(|&&m| m != me).take(MAX_CPUS - 1) {
-        let stack = frame::frames().alloc(STACK_ORDER).expect("no memory for a CPU stack");
+    for (index, &target) in (1..).zip(mpidrs.iter().filter(|&&m| m != me).take(MAX_CPUS - 1)) {
+        let stack = frame::frames()
+            .alloc(STACK_ORDER)
+            .expect("no memory for a CPU stack");
         let rec = &BOOT_RECORDS[index];
         rec.ttbr1.store(ttbr1.as_u64(), Ordering::Relaxed);
-        rec.stack_top.store(phys_to_virt(stack).as_u64() + (PAGE_SIZE << STACK_ORDER) as u64, Ordering::Relaxed);
-        rec.percpu.store(&CPUS[index] as *const PerCpu as u64, Ordering::Relaxed);
+        rec.stack_top.store(
+            phys_to_virt(stack).as_u64() + (PAGE_SIZE << STACK_ORDER) as u64,
+            Ordering::Relaxed,
+        );
+        rec.percpu
+            .store(&CPUS[index] as *const PerCpu as u64, Ordering::Relaxed);
         let rec_va = rec as *const BootRecord as u64;
         // SAFETY: the secondary reads the record with its MMU (and caches) off, so it
         // is cleaned to the point of coherency first.
-        unsafe { core::arch::asm!("dc civac, {}", "dsb sy", in(reg) rec_va, options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("dc civac, {}", "dsb sy", in(reg) rec_va, options(nostack, preserves_flags))
+        };
         let rec_pa = virt_to_phys(VirtAddr::new(rec_va));
         // SAFETY: entry is _secondary_start's physical address and the record is
         // initialised and visible: what the new CPU needs to reach secondary_main.
-        match unsafe { platform::psci::cpu_on(crate::power::conduit(), target, entry.as_u64(), rec_pa.as_u64()) } {
+        match unsafe {
+            platform::psci::cpu_on(
+                crate::power::conduit(),
+                target,
+                entry.as_u64(),
+                rec_pa.as_u64(),
+            )
+        } {
             Ok(()) => {
                 if !wait_online(&CPUS[index]) {
                     log::error!("cpu{index} (mpidr {target:#x}) did not come online");
@@ -122,7 +143,6 @@ pub fn start_secondaries(mpidrs: &[u64], ttbr1: PhysAddr) -> usize {
             }
             Err(e) => log::error!("PSCI CPU_ON of mpidr {target:#x} failed: {e:?}"),
         }
-        index += 1;
     }
     online()
 }

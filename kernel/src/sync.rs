@@ -17,18 +17,26 @@ pub struct IrqSpinLockGuard<'a, T> {
 
 impl<T> IrqSpinLock<T> {
     pub const fn new(value: T) -> Self {
-        Self { inner: spin::Mutex::new(value) }
+        Self {
+            inner: spin::Mutex::new(value),
+        }
     }
 
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let saved = irq::save_and_disable();
-        IrqSpinLockGuard { guard: ManuallyDrop::new(self.inner.lock()), saved }
+        IrqSpinLockGuard {
+            guard: ManuallyDrop::new(self.inner.lock()),
+            saved,
+        }
     }
 
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = irq::save_and_disable();
         match self.inner.try_lock() {
-            Some(g) => Some(IrqSpinLockGuard { guard: ManuallyDrop::new(g), saved }),
+            Some(g) => Some(IrqSpinLockGuard {
+                guard: ManuallyDrop::new(g),
+                saved,
+            }),
             None => {
                 irq::restore(saved);
                 None

@@ -9,11 +9,16 @@ use contkernel_tests::{Machine, Outcome};
 /// The benchmark's "work per call" row of `op`: (contpte=on, contpte=naive) columns,
 /// each like `0f 1u 17t 48w` (folds, unfolds, TLBIs, entries written).
 fn work(out: &Outcome, op: &str) -> (String, String) {
-    let mut rows = out.lines().into_iter().skip_while(|l| !l.starts_with("bench: work per call"));
+    let mut rows = out
+        .lines()
+        .into_iter()
+        .skip_while(|l| !l.starts_with("bench: work per call"));
     let row = rows
         .find(|l| l.strip_prefix("bench: ").is_some_and(|r| r.starts_with(op)))
         .unwrap_or_else(|| panic!("no work row for `{op}`{out}"));
-    let fields: Vec<&str> = row[("bench: ".len() + op.len())..].split_whitespace().collect();
+    let fields: Vec<&str> = row[("bench: ".len() + op.len())..]
+        .split_whitespace()
+        .collect();
     assert_eq!(fields.len(), 8, "malformed work row `{row}`{out}");
     (fields[..4].join(" "), fields[4..].join(" "))
 }
@@ -28,18 +33,50 @@ fn counter(fields: &str, suffix: char) -> u64 {
 
 #[test]
 fn batched_operations_never_unfold_a_whole_block() {
-    let out = Machine::from_env().icount(true).append("bench=contpte").boot();
-    assert_eq!(out.status, Some(0), "the benchmark did not finish cleanly{out}");
-    assert!(out.console.contains("instructions retired"), "no instruction counts under icount{out}");
+    let out = Machine::from_env()
+        .icount(true)
+        .append("bench=contpte")
+        .boot();
+    assert_eq!(
+        out.status,
+        Some(0),
+        "the benchmark did not finish cleanly{out}"
+    );
+    assert!(
+        out.console.contains("instructions retired"),
+        "no instruction counts under icount{out}"
+    );
 
-    for op in ["wrprotect 64 KiB, 1 batched call", "clear-young 64 KiB, 1 batched call", "unmap 64 KiB, 1 batched call"] {
+    for op in [
+        "wrprotect 64 KiB, 1 batched call",
+        "clear-young 64 KiB, 1 batched call",
+        "unmap 64 KiB, 1 batched call",
+    ] {
         let (on, naive) = work(&out, op);
-        assert_eq!((counter(&on, 'f'), counter(&on, 'u')), (0, 0), "`{op}` folded or unfolded with contpte=on: {on}{out}");
-        assert!(counter(&naive, 'u') >= 1, "`{op}` with contpte=naive should unfold: {naive}{out}");
+        assert_eq!(
+            (counter(&on, 'f'), counter(&on, 'u')),
+            (0, 0),
+            "`{op}` folded or unfolded with contpte=on: {on}{out}"
+        );
+        assert!(
+            counter(&naive, 'u') >= 1,
+            "`{op}` with contpte=naive should unfold: {naive}{out}"
+        );
     }
     let (on, _) = work(&out, "fold: map the 16th page of a block");
-    assert_eq!(counter(&on, 'f'), 1, "completing a block must fold it: {on}{out}");
+    assert_eq!(
+        counter(&on, 'f'),
+        1,
+        "completing a block must fold it: {on}{out}"
+    );
     let (on, _) = work(&out, "wrprotect 64 KiB, 16 single calls");
-    assert_eq!(counter(&on, 'u'), 1, "write-protecting part of a block must unfold it once: {on}{out}");
-    assert!(out.console.contains("bench: convert lower bound"), "no lower bound line{out}");
+    assert_eq!(
+        counter(&on, 'u'),
+        1,
+        "write-protecting part of a block must unfold it once: {on}{out}"
+    );
+    assert!(
+        out.console.contains("bench: convert lower bound"),
+        "no lower bound line{out}"
+    );
 }

@@ -19,7 +19,10 @@ const VA: VirtAddr = VirtAddr(0x10_0000);
 const MODES: [ContMode; 3] = [ContMode::On, ContMode::Off, ContMode::Naive];
 
 fn rw() -> PteAttrs {
-    PteAttrs { prot: Prot::user(true, false), mem: MemType::Normal }
+    PteAttrs {
+        prot: Prot::user(true, false),
+        mem: MemType::Normal,
+    }
 }
 
 fn page(i: usize) -> VirtAddr {
@@ -35,15 +38,31 @@ struct Op {
 }
 
 const OPS: &[Op] = &[
-    Op { name: "fold: map the 16th page of a block", premapped: 15, run: |t, pa| t.map(page(15), pa.add(15 * PAGE_SIZE), 1, rw()).unwrap() },
-    Op { name: "unfold: mprotect 1 page of a block", premapped: 16, run: |t, _| t.protect(page(5), 1, Prot::user(false, false)).unwrap() },
-    Op { name: "wrprotect 64 KiB, 1 batched call", premapped: 16, run: |t, _| t.wrprotect(VA, 16).unwrap() },
+    Op {
+        name: "fold: map the 16th page of a block",
+        premapped: 15,
+        run: |t, pa| t.map(page(15), pa.add(15 * PAGE_SIZE), 1, rw()).unwrap(),
+    },
+    Op {
+        name: "unfold: mprotect 1 page of a block",
+        premapped: 16,
+        run: |t, _| t.protect(page(5), 1, Prot::user(false, false)).unwrap(),
+    },
+    Op {
+        name: "wrprotect 64 KiB, 1 batched call",
+        premapped: 16,
+        run: |t, _| t.wrprotect(VA, 16).unwrap(),
+    },
     Op {
         name: "wrprotect 64 KiB, 16 single calls",
         premapped: 16,
         run: |t, _| (0..16).for_each(|i| t.wrprotect(page(i), 1).unwrap()),
     },
-    Op { name: "clear-young 64 KiB, 1 batched call", premapped: 16, run: |t, _| t.clear_young_dirty(VA, 16).unwrap() },
+    Op {
+        name: "clear-young 64 KiB, 1 batched call",
+        premapped: 16,
+        run: |t, _| t.clear_young_dirty(VA, 16).unwrap(),
+    },
     Op {
         name: "clear-young 64 KiB, 16 single calls",
         premapped: 16,
@@ -116,7 +135,9 @@ fn ratio(a: u64, b: u64) -> String {
 }
 
 pub fn run() {
-    let folio = frames().alloc(4).expect("no 64 KiB folio for the benchmark");
+    let folio = frames()
+        .alloc(4)
+        .expect("no 64 KiB folio for the benchmark");
     let counted = crate::arch::aarch64::pmu::counts_instructions();
     let cfg = ptenv::config();
     kprintln!(
@@ -124,7 +145,11 @@ pub fn run() {
         crate::boot::features(),
         if cfg.features.bbml2 { "on" } else { "off" }
     );
-    let unit = if counted { "instructions retired" } else { "cycles (no INST_RETIRED: run with --icount for instructions)" };
+    let unit = if counted {
+        "instructions retired"
+    } else {
+        "cycles (no INST_RETIRED: run with --icount for instructions)"
+    };
     let mut results: Vec<Vec<Result1>> = Vec::new();
     for mode in MODES {
         let mut t = UserTables::with_mode(mode).expect("page tables for the benchmark");
@@ -132,9 +157,23 @@ pub fn run() {
         results.push(OPS.iter().map(|op| bench_op(&mut t, folio, op)).collect());
     }
     kprintln!("bench: {unit}, median [min..max]");
-    kprintln!("bench: {:<38} {:>22} {:>22} {:>22} {:>9} {:>9}", "operation", "contpte=on", "contpte=off", "contpte=naive", "naive/on", "off/on");
+    kprintln!(
+        "bench: {:<38} {:>22} {:>22} {:>22} {:>9} {:>9}",
+        "operation",
+        "contpte=on",
+        "contpte=off",
+        "contpte=naive",
+        "naive/on",
+        "off/on"
+    );
     for (i, op) in OPS.iter().enumerate() {
-        let fig = |m: usize| if counted { results[m][i].cost.instructions.median } else { results[m][i].cost.cycles.median };
+        let fig = |m: usize| {
+            if counted {
+                results[m][i].cost.instructions.median
+            } else {
+                results[m][i].cost.cycles.median
+            }
+        };
         kprintln!(
             "bench: {:<38} {:>22} {:>22} {:>22} {:>9} {:>9}",
             op.name,
@@ -159,7 +198,13 @@ pub fn run() {
     for (i, op) in OPS.iter().enumerate() {
         let c = |m: usize| {
             let k = &results[m][i].counters;
-            format!("{}f {}u {}t {}w", k.folds, k.unfolds, k.tlbi_page + k.tlbi_range + k.tlbi_asid + k.tlbi_all, k.entries_written)
+            format!(
+                "{}f {}u {}t {}w",
+                k.folds,
+                k.unfolds,
+                k.tlbi_page + k.tlbi_range + k.tlbi_asid + k.tlbi_all,
+                k.entries_written
+            )
         };
         kprintln!("bench: {:<38} {:>18} {:>18}", op.name, c(0), c(2));
     }

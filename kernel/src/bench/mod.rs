@@ -23,7 +23,11 @@ pub struct Stats {
 impl Stats {
     fn of(mut v: Vec<u64>) -> Self {
         v.sort_unstable();
-        Stats { median: v[v.len() / 2], min: v[0], max: v[v.len() - 1] }
+        Stats {
+            median: v[v.len() / 2],
+            min: v[0],
+            max: v[v.len() - 1],
+        }
     }
 }
 
@@ -56,13 +60,18 @@ pub fn measure<C, S>(
         let irq = crate::arch::irq::save_and_disable();
         let a = pmu::sample();
         op(ctx);
-        let d = pmu::sample().since(a).since(EMPTY.get().copied().unwrap_or_default());
+        let d = pmu::sample()
+            .since(a)
+            .since(EMPTY.get().copied().unwrap_or_default());
         crate::arch::irq::restore(irq);
         teardown(ctx, state);
         ins.push(d.instructions);
         cyc.push(d.cycles);
     }
-    Cost { instructions: Stats::of(ins), cycles: Stats::of(cyc) }
+    Cost {
+        instructions: Stats::of(ins),
+        cycles: Stats::of(cyc),
+    }
 }
 
 /// The cost of measuring nothing (two samples back to back), subtracted from every
@@ -70,13 +79,19 @@ pub fn measure<C, S>(
 static EMPTY: spin::Once<Sample> = spin::Once::new();
 
 fn calibrate() {
-    let mut best = Sample { cycles: u64::MAX, instructions: u64::MAX };
+    let mut best = Sample {
+        cycles: u64::MAX,
+        instructions: u64::MAX,
+    };
     for _ in 0..16 {
         let irq = crate::arch::irq::save_and_disable();
         let a = pmu::sample();
         let d = pmu::sample().since(a);
         crate::arch::irq::restore(irq);
-        best = Sample { cycles: best.cycles.min(d.cycles), instructions: best.instructions.min(d.instructions) };
+        best = Sample {
+            cycles: best.cycles.min(d.cycles),
+            instructions: best.instructions.min(d.instructions),
+        };
     }
     EMPTY.call_once(|| best);
 }

@@ -46,7 +46,10 @@ extern "C" {
 /// `ktest_exec_probe` (registering the same pair twice is harmless).
 pub(super) fn exec_probe_fixup(target: usize) {
     let resume = core::ptr::addr_of!(ktest_exec_probe_ret) as usize;
-    register_fixup(Fixup { insn: target, resume });
+    register_fixup(Fixup {
+        insn: target,
+        resume,
+    });
 }
 
 pub fn return7_address() -> usize {
@@ -63,7 +66,9 @@ pub fn features_match_id_registers() -> TestResult {
     if f.pan {
         let pan: u64;
         // SAFETY: reads PSTATE.PAN.
-        unsafe { core::arch::asm!(".arch armv8.1-a", "mrs {}, pan", out(reg) pan, options(nomem, nostack)) };
+        unsafe {
+            core::arch::asm!(".arch armv8.1-a", "mrs {}, pan", out(reg) pan, options(nomem, nostack))
+        };
         kassert!(pan & (1 << 22) != 0, "PAN is implemented but off");
     }
     Ok(())
@@ -77,11 +82,17 @@ pub fn semihosting_probe_fixup() -> TestResult {
 }
 
 pub fn fixup_recovers_faulting_access() -> TestResult {
-    let (insn, done) = (core::ptr::addr_of!(ktest_probe_read_insn) as usize, core::ptr::addr_of!(ktest_probe_read_done) as usize);
+    let (insn, done) = (
+        core::ptr::addr_of!(ktest_probe_read_insn) as usize,
+        core::ptr::addr_of!(ktest_probe_read_done) as usize,
+    );
     register_fixup(Fixup { insn, resume: done });
     let value = 0x1234_5678_u64;
     // SAFETY: a readable address: the load succeeds.
-    kassert_eq!(unsafe { ktest_probe_read(&value as *const u64 as usize) }, value);
+    kassert_eq!(
+        unsafe { ktest_probe_read(&value as *const u64 as usize) },
+        value
+    );
     // SAFETY: an unmapped address: the load faults and the fix-up returns u64::MAX.
     kassert_eq!(unsafe { ktest_probe_read(0xffff_8000_0000_0000) }, u64::MAX);
     // Executable kernel text runs through the probe; the fix-up stays out of the way.

@@ -17,7 +17,10 @@ pub fn frame_orders_aligned_and_returned() -> TestResult {
     let mut blocks = Vec::new();
     for order in 0..=MAX_ORDER {
         let pa = f.alloc(order).ok_or("allocation failed")?;
-        kassert!(pa.pfn() % (1 << order) == 0, "order {order} block at {pa} not aligned");
+        kassert!(
+            pa.pfn() % (1 << order) == 0,
+            "order {order} block at {pa} not aligned"
+        );
         kassert_eq!(f.meta(pa).order(), order);
         // The block is usable memory through the linear map.
         let words = (PAGE_SIZE << order) / 8;
@@ -48,13 +51,22 @@ pub fn frame_exhaustion_and_recovery() -> TestResult {
         got.push(pa);
     }
     kassert!(!got.is_empty(), "no order-9 block at all");
-    kassert_eq!(f.stats.failures[9].load(core::sync::atomic::Ordering::Relaxed), fails + 1);
-    kassert!(f.free_frames() < before - got.len() * 511, "order-9 blocks not counted");
+    kassert_eq!(
+        f.stats.failures[9].load(core::sync::atomic::Ordering::Relaxed),
+        fails + 1
+    );
+    kassert!(
+        f.free_frames() < before - got.len() * 511,
+        "order-9 blocks not counted"
+    );
     for pa in got {
         f.free(pa, 9);
     }
     kassert_eq!(f.free_frames(), before);
-    kassert!(f.alloc(9).map(|pa| f.free(pa, 9)).is_some(), "buddies did not merge back");
+    kassert!(
+        f.alloc(9).map(|pa| f.free(pa, 9)).is_some(),
+        "buddies did not merge back"
+    );
     Ok(())
 }
 
@@ -78,12 +90,33 @@ fn va(pa: u64) -> usize {
 pub fn kmap_w_xor_x() -> TestResult {
     let img = ImageLayout::current();
     let text = va(img.start);
-    kassert!(matches!(translate_el1(text, false), Translation::Mapped { .. }), "text not readable");
-    kassert!(matches!(translate_el1(text, true), Translation::Fault { .. }), "text is writable");
-    kassert!(matches!(translate_el1(va(img.text_end), true), Translation::Fault { .. }), "rodata is writable");
-    kassert!(matches!(translate_el1(va(img.rodata_end), true), Translation::Mapped { .. }), "data not writable");
+    kassert!(
+        matches!(translate_el1(text, false), Translation::Mapped { .. }),
+        "text not readable"
+    );
+    kassert!(
+        matches!(translate_el1(text, true), Translation::Fault { .. }),
+        "text is writable"
+    );
+    kassert!(
+        matches!(
+            translate_el1(va(img.text_end), true),
+            Translation::Fault { .. }
+        ),
+        "rodata is writable"
+    );
+    kassert!(
+        matches!(
+            translate_el1(va(img.rodata_end), true),
+            Translation::Mapped { .. }
+        ),
+        "data not writable"
+    );
     match translate_el1(va(img.guard), false) {
-        Translation::Fault { fsc } => kassert!(fsc & 0x3c == 0x04, "guard page: fault {fsc:#x} is not a translation fault"),
+        Translation::Fault { fsc } => kassert!(
+            fsc & 0x3c == 0x04,
+            "guard page: fault {fsc:#x} is not a translation fault"
+        ),
         Translation::Mapped { .. } => return Err("stack guard page is mapped".into()),
     }
     // Data is never executable: copy `mov x0, #7; ret` into a heap buffer and call it.
@@ -104,12 +137,20 @@ pub fn kmap_linear_map_covers_ram() -> TestResult {
     while pa <= last {
         match translate_el1(phys_to_virt(pa).as_usize(), true) {
             Translation::Mapped { pa: got } => kassert_eq!(got, pa.as_u64()),
-            Translation::Fault { fsc } => return Err(alloc::format!("linear map hole at {pa}: fsc {fsc:#x}")),
+            Translation::Fault { fsc } => {
+                return Err(alloc::format!("linear map hole at {pa}: fsc {fsc:#x}"))
+            }
         }
         pa = pa.add(16 << 20);
     }
-    kassert!(matches!(translate_el1(phys_to_virt(last).as_usize(), false), Translation::Mapped { .. }));
+    kassert!(matches!(
+        translate_el1(phys_to_virt(last).as_usize(), false),
+        Translation::Mapped { .. }
+    ));
     // Devices: the PL011 of QEMU virt.
-    kassert_eq!(translate_el1(va(0x0900_0000), false), Translation::Mapped { pa: 0x0900_0000 });
+    kassert_eq!(
+        translate_el1(va(0x0900_0000), false),
+        Translation::Mapped { pa: 0x0900_0000 }
+    );
     Ok(())
 }

@@ -39,7 +39,14 @@ macro_rules! kassert {
 macro_rules! kassert_eq {
     ($a:expr, $b:expr) => {{
         let (a, b) = (&$a, &$b);
-        $crate::kassert!(*a == *b, "{} == {}: {:?} != {:?}", stringify!($a), stringify!($b), a, b);
+        $crate::kassert!(
+            *a == *b,
+            "{} == {}: {:?} != {:?}",
+            stringify!($a),
+            stringify!($b),
+            a,
+            b
+        );
     }};
 }
 
@@ -53,7 +60,9 @@ pub fn run(filter: &str) -> (usize, usize) {
         let mut result = (t.run)();
         let after = frame::frames().free_frames();
         if result.is_ok() && after != before {
-            result = Err(format!("frames not returned: {before} free before, {after} after"));
+            result = Err(format!(
+                "frames not returned: {before} free before, {after} after"
+            ));
         }
         match result {
             Ok(()) => {

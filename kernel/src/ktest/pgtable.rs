@@ -16,7 +16,10 @@ use crate::mm::{kmap, MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::{kassert, kassert_eq};
 
 fn attrs(write: bool) -> PteAttrs {
-    PteAttrs { prot: Prot::user(write, false), mem: MemType::Normal }
+    PteAttrs {
+        prot: Prot::user(write, false),
+        mem: MemType::Normal,
+    }
 }
 
 /// Run `body` with `t` live in TTBR0 on this CPU (for AT), then leave TTBR0 empty.
@@ -41,7 +44,11 @@ fn is_permission(fsc: u8) -> bool {
 /// not. Faults that only mean "old" or "writable-clean" go through the layer's fault
 /// helpers first (bug 3 of the notes: a helper that makes no progress loops for ever,
 /// here it fails the test).
-fn check_page(t: &mut UserTables, va: VirtAddr, expect: Option<(PhysAddr, bool)>) -> Result<(), String> {
+fn check_page(
+    t: &mut UserTables,
+    va: VirtAddr,
+    expect: Option<(PhysAddr, bool)>,
+) -> Result<(), String> {
     let Some((pa, writable)) = expect else {
         return match mmu::translate(va.as_usize(), Access::El0Read) {
             Translation::Fault { fsc } if is_translation(fsc) => Ok(()),
@@ -70,10 +77,19 @@ fn check_page(t: &mut UserTables, va: VirtAddr, expect: Option<(PhysAddr, bool)>
                     match (writable, fix) {
                         (false, FaultFix::NotWritable) => break,
                         (true, FaultFix::Fixed) => {}
-                        _ => return Err(format!("{va}: write fault (writable {writable}) gave {fix:?}")),
+                        _ => {
+                            return Err(format!(
+                                "{va}: write fault (writable {writable}) gave {fix:?}"
+                            ))
+                        }
                     }
                 }
-                other => return Err(format!("{va}: {access:?} expected {}, AT says {other:?}", if want_ok { "success" } else { "a fault" })),
+                other => {
+                    return Err(format!(
+                        "{va}: {access:?} expected {}, AT says {other:?}",
+                        if want_ok { "success" } else { "a fault" }
+                    ))
+                }
             }
             fixes += 1;
             if fixes > 2 {
@@ -89,14 +105,21 @@ pub fn fold_is_what_the_walker_sees() -> TestResult {
     let folio = frames().alloc(4).ok_or("no 64 KiB folio")?;
     let va = VirtAddr::new(0x10_0000);
     let before = ptenv::counters().snapshot();
-    t.map(va, folio, 16, attrs(true)).map_err(|e| format!("{e:?}"))?;
+    t.map(va, folio, 16, attrs(true))
+        .map_err(|e| format!("{e:?}"))?;
     let d = ptenv::counters().snapshot() - before;
     let cont = t.get(va).ok_or("nothing mapped")?.pte.is_cont();
     kassert_eq!(cont, t.mode() != ContMode::Off);
     // On: written contiguous directly; naive: 16 single entries, then a fold.
     kassert_eq!(d.cont_maps + d.folds, (t.mode() != ContMode::Off) as u64);
     let r = with_tables(&mut t, |t| {
-        (0..16).try_for_each(|i| check_page(t, va.add(i * PAGE_SIZE), Some((folio.add(i * PAGE_SIZE), true))))
+        (0..16).try_for_each(|i| {
+            check_page(
+                t,
+                va.add(i * PAGE_SIZE),
+                Some((folio.add(i * PAGE_SIZE), true)),
+            )
+        })
     });
     // Write-protect the whole block (fork): one batched call, the block stays folded.
     let before = ptenv::counters().snapshot();
@@ -104,9 +127,18 @@ pub fn fold_is_what_the_walker_sees() -> TestResult {
     let d = ptenv::counters().snapshot() - before;
     if t.mode() == ContMode::On {
         kassert_eq!((d.unfolds, d.folds), (0, 0));
-        kassert!(t.get(va.add(5 * PAGE_SIZE)).unwrap().pte.is_cont(), "block unfolded by a whole-block write-protect");
+        kassert!(
+            t.get(va.add(5 * PAGE_SIZE)).unwrap().pte.is_cont(),
+            "block unfolded by a whole-block write-protect"
+        );
     }
-    let r2 = with_tables(&mut t, |t| check_page(t, va.add(7 * PAGE_SIZE), Some((folio.add(7 * PAGE_SIZE), false))));
+    let r2 = with_tables(&mut t, |t| {
+        check_page(
+            t,
+            va.add(7 * PAGE_SIZE),
+            Some((folio.add(7 * PAGE_SIZE), false)),
+        )
+    });
     let unmapped = t.unmap(va, 16).map_err(|e| format!("{e:?}"))?;
     kassert_eq!(unmapped.iter().map(|u| u.pages).sum::<usize>(), 16);
     frames().free(folio, 4);
@@ -118,22 +150,31 @@ pub fn pmd_block_splits_into_contiguous_blocks() -> TestResult {
     let mut t = UserTables::new().map_err(|e| format!("{e:?}"))?;
     let folio = frames().alloc(9).ok_or("no 2 MiB folio")?;
     let va = VirtAddr::new(0x4000_0000);
-    t.map_pmd(va, folio, attrs(true)).map_err(|e| format!("{e:?}"))?;
+    t.map_pmd(va, folio, attrs(true))
+        .map_err(|e| format!("{e:?}"))?;
     kassert_eq!(t.get(va).unwrap().level, 2);
     let before = ptenv::counters().snapshot();
     // mprotect of one page: the block becomes 512 entries, only its own 64 KiB unfolds.
-    t.protect(va.add(100 * PAGE_SIZE), 1, Prot::user(false, false)).map_err(|e| format!("{e:?}"))?;
+    t.protect(va.add(100 * PAGE_SIZE), 1, Prot::user(false, false))
+        .map_err(|e| format!("{e:?}"))?;
     let d = ptenv::counters().snapshot() - before;
     kassert_eq!(d.pmd_splits, 1);
     kassert_eq!(t.get(va).unwrap().level, 3);
     if t.mode() == ContMode::On {
-        kassert!(t.get(va).unwrap().pte.is_cont(), "untouched blocks of a split PMD are contiguous");
+        kassert!(
+            t.get(va).unwrap().pte.is_cont(),
+            "untouched blocks of a split PMD are contiguous"
+        );
         kassert!(!t.get(va.add(100 * PAGE_SIZE)).unwrap().pte.is_cont());
     }
     let r = with_tables(&mut t, |t| {
         (0..512).try_for_each(|i| {
             let write = i != 100;
-            check_page(t, va.add(i * PAGE_SIZE), Some((folio.add(i * PAGE_SIZE), write)))
+            check_page(
+                t,
+                va.add(i * PAGE_SIZE),
+                Some((folio.add(i * PAGE_SIZE), write)),
+            )
         })
     });
     t.unmap(va, 512).map_err(|e| format!("{e:?}"))?;
@@ -197,11 +238,16 @@ fn random_sequence(seed: u64, steps: usize) -> TestResult {
                 let n = 1usize << order;
                 let align = if rng.below(4) == 0 { 1 } else { n };
                 let start = (rng.below(WINDOW_PAGES as u64) as usize) / align * align;
-                let start = start + ((WINDOW / PAGE_SIZE as u64) as usize % align + align - (WINDOW / PAGE_SIZE as u64) as usize % align) % align;
+                let start = start
+                    + ((WINDOW / PAGE_SIZE as u64) as usize % align + align
+                        - (WINDOW / PAGE_SIZE as u64) as usize % align)
+                        % align;
                 if start + n > WINDOW_PAGES || refm[start..start + n].iter().any(Option::is_some) {
                     continue;
                 }
-                let Some(pa) = frames().alloc(order) else { continue };
+                let Some(pa) = frames().alloc(order) else {
+                    continue;
+                };
                 let write = rng.below(3) != 0;
                 let va = page_va(start);
                 let r = if order == 9 && va.is_aligned(n * PAGE_SIZE) && rng.below(2) == 0 {
@@ -213,7 +259,11 @@ fn random_sequence(seed: u64, steps: usize) -> TestResult {
                     frames().free(pa, order);
                     return Err(ctx(&e));
                 }
-                folios.push(Folio { pa, order, mapped: n });
+                folios.push(Folio {
+                    pa,
+                    order,
+                    mapped: n,
+                });
                 for (i, slot) in refm[start..start + n].iter_mut().enumerate() {
                     *slot = Some((folios.len() - 1, i, write));
                 }
@@ -224,26 +274,43 @@ fn random_sequence(seed: u64, steps: usize) -> TestResult {
                 for u in &records {
                     for k in 0..u.pages {
                         let i = (u.va.as_u64() - WINDOW) as usize / PAGE_SIZE + k;
-                        let Some((f, p, _)) = refm[i].take() else { return Err(ctx(&format!("unmap returned unmapped page {i}"))) };
-                        kassert!(folios[f].pa.add(p * PAGE_SIZE) == u.pa.add(k * PAGE_SIZE), "{}", ctx(&"unmap record PA"));
+                        let Some((f, p, _)) = refm[i].take() else {
+                            return Err(ctx(&format!("unmap returned unmapped page {i}")));
+                        };
+                        kassert!(
+                            folios[f].pa.add(p * PAGE_SIZE) == u.pa.add(k * PAGE_SIZE),
+                            "{}",
+                            ctx(&"unmap record PA")
+                        );
                         folios[f].mapped -= 1;
                         if folios[f].mapped == 0 {
                             frames().free(folios[f].pa, folios[f].order);
                         }
                     }
                 }
-                kassert!(refm[s..s + n].iter().all(Option::is_none), "{}", ctx(&"unmap left pages mapped"));
+                kassert!(
+                    refm[s..s + n].iter().all(Option::is_none),
+                    "{}",
+                    ctx(&"unmap left pages mapped")
+                );
             }
             4 => {
                 let (s, n) = random_range(&mut rng);
                 let write = rng.below(2) == 0;
-                t.protect(page_va(s), n, Prot::user(write, false)).map_err(|e| ctx(&e))?;
-                refm[s..s + n].iter_mut().flatten().for_each(|e| e.2 = write);
+                t.protect(page_va(s), n, Prot::user(write, false))
+                    .map_err(|e| ctx(&e))?;
+                refm[s..s + n]
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|e| e.2 = write);
             }
             5 => {
                 let (s, n) = random_range(&mut rng);
                 t.wrprotect(page_va(s), n).map_err(|e| ctx(&e))?;
-                refm[s..s + n].iter_mut().flatten().for_each(|e| e.2 = false);
+                refm[s..s + n]
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|e| e.2 = false);
             }
             6 => {
                 let (s, n) = random_range(&mut rng);
@@ -260,37 +327,55 @@ fn random_sequence(seed: u64, steps: usize) -> TestResult {
             }
         }
         let checked = with_tables(&mut t, |t| {
-            (0..WINDOW_PAGES).try_for_each(|i| check_page(t, page_va(i), expected(&folios, refm[i])))
+            (0..WINDOW_PAGES)
+                .try_for_each(|i| check_page(t, page_va(i), expected(&folios, refm[i])))
         });
         checked.map_err(|e| format!("seed {seed:#x} after step {step} (op {what}): {e}"))?;
         if t.mode() == ContMode::Off {
-            kassert!((0..WINDOW_PAGES).all(|i| t.get(page_va(i)).is_none_or(|l| !l.pte.is_cont())), "contpte=off set the bit");
+            kassert!(
+                (0..WINDOW_PAGES).all(|i| t.get(page_va(i)).is_none_or(|l| !l.pte.is_cont())),
+                "contpte=off set the bit"
+            );
         }
     }
-    let records = t.unmap(page_va(0), WINDOW_PAGES).map_err(|e| format!("{e:?}"))?;
+    let records = t
+        .unmap(page_va(0), WINDOW_PAGES)
+        .map_err(|e| format!("{e:?}"))?;
     for u in records {
         for k in 0..u.pages {
             let i = (u.va.as_u64() - WINDOW) as usize / PAGE_SIZE + k;
-            let (f, _, _) = refm[i].take().ok_or("final unmap: page not in the reference")?;
+            let (f, _, _) = refm[i]
+                .take()
+                .ok_or("final unmap: page not in the reference")?;
             folios[f].mapped -= 1;
             if folios[f].mapped == 0 {
                 frames().free(folios[f].pa, folios[f].order);
             }
         }
     }
-    kassert!(folios.iter().all(|f| f.mapped == 0), "folios still mapped after the final unmap");
+    kassert!(
+        folios.iter().all(|f| f.mapped == 0),
+        "folios still mapped after the final unmap"
+    );
     Ok(())
 }
 
 pub fn random_operations_match_the_walker() -> TestResult {
     let before = ptenv::counters().snapshot();
-    for seed in [0x9e37_79b9_7f4a_7c15, 0x1234_5678_9abc_def1, 0xdead_beef_cafe_f00d] {
+    for seed in [
+        0x9e37_79b9_7f4a_7c15,
+        0x1234_5678_9abc_def1,
+        0xdead_beef_cafe_f00d,
+    ] {
         random_sequence(seed, 60)?;
     }
     let d = ptenv::counters().snapshot() - before;
     match ptenv::config().mode {
         ContMode::Off => kassert_eq!(d.folds + d.cont_maps, 0),
-        _ => kassert!(d.folds + d.cont_maps > 0, "no contiguous block was ever made: {d:?}"),
+        _ => kassert!(
+            d.folds + d.cont_maps > 0,
+            "no contiguous block was ever made: {d:?}"
+        ),
     }
     Ok(())
 }

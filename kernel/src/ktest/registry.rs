@@ -3,19 +3,64 @@
 use super::{arch, mm, pgtable, smp, Test};
 
 pub static TESTS: &[Test] = &[
-    Test { name: "arch::features_match_id_registers", run: arch::features_match_id_registers },
-    Test { name: "arch::semihosting_probe_fixup", run: arch::semihosting_probe_fixup },
-    Test { name: "arch::fixup_recovers_faulting_access", run: arch::fixup_recovers_faulting_access },
-    Test { name: "mm::frame_orders_aligned_and_returned", run: mm::frame_orders_aligned_and_returned },
-    Test { name: "mm::frame_exhaustion_and_recovery", run: mm::frame_exhaustion_and_recovery },
-    Test { name: "mm::heap_alloc_and_free", run: mm::heap_alloc_and_free },
-    Test { name: "mm::kmap_w_xor_x", run: mm::kmap_w_xor_x },
-    Test { name: "mm::kmap_linear_map_covers_ram", run: mm::kmap_linear_map_covers_ram },
-    Test { name: "pgtable::fold_is_what_the_walker_sees", run: pgtable::fold_is_what_the_walker_sees },
-    Test { name: "pgtable::pmd_block_splits_into_contiguous_blocks", run: pgtable::pmd_block_splits_into_contiguous_blocks },
-    Test { name: "pgtable::random_operations_match_the_walker", run: pgtable::random_operations_match_the_walker },
-    Test { name: "smp::all_cpus_online", run: smp::all_cpus_online },
-    Test { name: "smp::every_cpu_ticks", run: smp::every_cpu_ticks },
-    Test { name: "smp::ipi_reaches_every_cpu", run: smp::ipi_reaches_every_cpu },
-    Test { name: "smp::irq_safe_lock_masks_interrupts", run: smp::irq_safe_lock_masks_interrupts },
+    Test {
+        name: "arch::features_match_id_registers",
+        run: arch::features_match_id_registers,
+    },
+    Test {
+        name: "arch::semihosting_probe_fixup",
+        run: arch::semihosting_probe_fixup,
+    },
+    Test {
+        name: "arch::fixup_recovers_faulting_access",
+        run: arch::fixup_recovers_faulting_access,
+    },
+    Test {
+        name: "mm::frame_orders_aligned_and_returned",
+        run: mm::frame_orders_aligned_and_returned,
+    },
+    Test {
+        name: "mm::frame_exhaustion_and_recovery",
+        run: mm::frame_exhaustion_and_recovery,
+    },
+    Test {
+        name: "mm::heap_alloc_and_free",
+        run: mm::heap_alloc_and_free,
+    },
+    Test {
+        name: "mm::kmap_w_xor_x",
+        run: mm::kmap_w_xor_x,
+    },
+    Test {
+        name: "mm::kmap_linear_map_covers_ram",
+        run: mm::kmap_linear_map_covers_ram,
+    },
+    Test {
+        name: "pgtable::fold_is_what_the_walker_sees",
+        run: pgtable::fold_is_what_the_walker_sees,
+    },
+    Test {
+        name: "pgtable::pmd_block_splits_into_contiguous_blocks",
+        run: pgtable::pmd_block_splits_into_contiguous_blocks,
+    },
+    Test {
+        name: "pgtable::random_operations_match_the_walker",
+        run: pgtable::random_operations_match_the_walker,
+    },
+    Test {
+        name: "smp::all_cpus_online",
+        run: smp::all_cpus_online,
+    },
+    Test {
+        name: "smp::every_cpu_ticks",
+        run: smp::every_cpu_ticks,
+    },
+    Test {
+        name: "smp::ipi_reaches_every_cpu",
+        run: smp::ipi_reaches_every_cpu,
+    },
+    Test {
+        name: "smp::irq_safe_lock_masks_interrupts",
+        run: smp::irq_safe_lock_masks_interrupts,
+    },
 ];

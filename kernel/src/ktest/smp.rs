@@ -15,7 +15,9 @@ pub fn all_cpus_online() -> TestResult {
 }
 
 pub fn every_cpu_ticks() -> TestResult {
-    let before: alloc::vec::Vec<u64> = (0..smp::possible()).map(|i| smp::cpu(i).ticks.load(Ordering::Relaxed)).collect();
+    let before: alloc::vec::Vec<u64> = (0..smp::possible())
+        .map(|i| smp::cpu(i).ticks.load(Ordering::Relaxed))
+        .collect();
     time::spin_for(5 * 1_000_000_000 / time::TICK_HZ);
     for (i, b) in before.iter().enumerate() {
         let now = smp::cpu(i).ticks.load(Ordering::Relaxed);
@@ -40,13 +42,22 @@ pub fn ipi_reaches_every_cpu() -> TestResult {
 
 pub fn irq_safe_lock_masks_interrupts() -> TestResult {
     let lock = IrqSpinLock::new(0u32);
-    kassert!(crate::arch::irq::enabled(), "test entered with interrupts masked");
+    kassert!(
+        crate::arch::irq::enabled(),
+        "test entered with interrupts masked"
+    );
     {
         let mut g = lock.lock();
         *g += 1;
-        kassert!(!crate::arch::irq::enabled(), "interrupts enabled while holding the lock");
+        kassert!(
+            !crate::arch::irq::enabled(),
+            "interrupts enabled while holding the lock"
+        );
     }
-    kassert!(crate::arch::irq::enabled(), "interrupts not restored on unlock");
+    kassert!(
+        crate::arch::irq::enabled(),
+        "interrupts not restored on unlock"
+    );
     kassert_eq!(*lock.lock(), 1);
     Ok(())
 }

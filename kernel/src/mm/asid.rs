@@ -25,7 +25,13 @@ impl AsidAllocator {
         let limit = 1usize << bits;
         let mut words = vec![0u64; limit.div_ceil(64)];
         words[0] = 1; // ASID 0 is reserved for the kernel
-        Self { inner: IrqSpinLock::new(Bitmap { words, limit, next: 1 }) }
+        Self {
+            inner: IrqSpinLock::new(Bitmap {
+                words,
+                limit,
+                next: 1,
+            }),
+        }
     }
 
     /// A free ASID, or `None` when all are in use.
@@ -48,12 +54,21 @@ impl AsidAllocator {
     pub fn free(&self, asid: u16) {
         let mut b = self.inner.lock();
         let (w, bit) = (asid as usize / 64, asid as usize % 64);
-        assert!(asid != 0 && b.words[w] & (1 << bit) != 0, "free of ASID {asid} that is not allocated");
+        assert!(
+            asid != 0 && b.words[w] & (1 << bit) != 0,
+            "free of ASID {asid} that is not allocated"
+        );
         b.words[w] &= !(1 << bit);
     }
 
     pub fn in_use(&self) -> usize {
-        self.inner.lock().words.iter().map(|w| w.count_ones() as usize).sum::<usize>() - 1
+        self.inner
+            .lock()
+            .words
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum::<usize>()
+            - 1
     }
 }
 
@@ -77,7 +92,11 @@ mod tests {
         let a = AsidAllocator::new(16);
         let x = a.alloc().unwrap();
         a.free(x);
-        assert_ne!(a.alloc().unwrap(), x, "a just-freed ASID is not handed out first");
+        assert_ne!(
+            a.alloc().unwrap(),
+            x,
+            "a just-freed ASID is not handed out first"
+        );
     }
 
     #[test]

@@ -88,26 +88,34 @@ impl FrameAllocator {
     /// An allocator for frames `base_pfn .. base_pfn + meta.len()`, all reserved until
     /// `add_free_range` hands them over.
     pub fn new(meta: &'static [FrameMeta], base_pfn: usize) -> Self {
-        const Z: AtomicU64 = AtomicU64::new(0);
         Self {
             buddy: IrqSpinLock::new(buddy_system_allocator::FrameAllocator::new()),
             meta,
             base_pfn,
             free: AtomicUsize::new(0),
             managed: AtomicUsize::new(0),
-            stats: FrameStats { allocs: [Z; BUDDY_ORDERS], frees: [Z; BUDDY_ORDERS], failures: [Z; BUDDY_ORDERS] },
+            stats: FrameStats {
+                allocs: [const { AtomicU64::new(0) }; BUDDY_ORDERS],
+                frees: [const { AtomicU64::new(0) }; BUDDY_ORDERS],
+                failures: [const { AtomicU64::new(0) }; BUDDY_ORDERS],
+            },
         }
     }
 
     /// Make frames `[start_pfn, end_pfn)` available.
     pub fn add_free_range(&self, start_pfn: usize, end_pfn: usize) {
-        assert!(start_pfn >= self.base_pfn && end_pfn <= self.base_pfn + self.meta.len() && start_pfn <= end_pfn);
+        assert!(
+            start_pfn >= self.base_pfn
+                && end_pfn <= self.base_pfn + self.meta.len()
+                && start_pfn <= end_pfn
+        );
         for pfn in start_pfn..end_pfn {
             self.meta_pfn(pfn).flags.store(0, Ordering::Release);
         }
         self.buddy.lock().add_frame(start_pfn, end_pfn);
         self.free.fetch_add(end_pfn - start_pfn, Ordering::AcqRel);
-        self.managed.fetch_add(end_pfn - start_pfn, Ordering::AcqRel);
+        self.managed
+            .fetch_add(end_pfn - start_pfn, Ordering::AcqRel);
     }
 
     /// A naturally aligned block of 2^order frames, reference count 1, not zeroed.
@@ -120,8 +128,19 @@ impl FrameAllocator {
         };
         debug_assert_eq!(pfn % n, 0, "buddy blocks are naturally aligned");
         for (i, m) in self.meta_range(pfn, n).iter().enumerate() {
-            let old = m.flags.swap(if i == 0 { flags::ALLOCATED | flags::HEAD } else { flags::ALLOCATED }, Ordering::AcqRel);
-            assert!(old == 0, "frame {} handed out while in state {old:#x}", PhysAddr::from_pfn(pfn + i));
+            let old = m.flags.swap(
+                if i == 0 {
+                    flags::ALLOCATED | flags::HEAD
+                } else {
+                    flags::ALLOCATED
+                },
+                Ordering::AcqRel,
+            );
+            assert!(
+                old == 0,
+                "frame {} handed out while in state {old:#x}",
+                PhysAddr::from_pfn(pfn + i)
+            );
             m.mapcount.store(0, Ordering::Relaxed);
             m.order.store(order as u8, Ordering::Release);
         }
@@ -138,11 +157,22 @@ impl FrameAllocator {
         let n = 1usize << order;
         let head = self.meta_pfn(pfn);
         let f = head.flags();
-        assert!(f & flags::HEAD != 0 && f & flags::ALLOCATED != 0, "free of {pa} which is not an allocated block (state {f:#x})");
-        assert!(head.order() == order, "free of {pa} as order {order}, allocated as order {}", head.order());
+        assert!(
+            f & flags::HEAD != 0 && f & flags::ALLOCATED != 0,
+            "free of {pa} which is not an allocated block (state {f:#x})"
+        );
+        assert!(
+            head.order() == order,
+            "free of {pa} as order {order}, allocated as order {}",
+            head.order()
+        );
         for (i, m) in self.meta_range(pfn, n).iter().enumerate() {
             let mc = m.mapcount.load(Ordering::Acquire);
-            assert!(mc == 0, "free of {} while mapped {mc} times", PhysAddr::from_pfn(pfn + i));
+            assert!(
+                mc == 0,
+                "free of {} while mapped {mc} times",
+                PhysAddr::from_pfn(pfn + i)
+            );
             m.flags.store(0, Ordering::Release);
         }
         head.refcount.store(0, Ordering::Release);
@@ -193,7 +223,9 @@ pub fn init_global(a: FrameAllocator) -> &'static FrameAllocator {
 
 /// The global frame allocator.
 pub fn frames() -> &'static FrameAllocator {
-    FRAMES.get().expect("frame allocator used before boot set it up")
+    FRAMES
+        .get()
+        .expect("frame allocator used before boot set it up")
 }
 
 #[cfg(target_os = "none")]
@@ -229,7 +261,10 @@ mod tests {
             assert_eq!(a.meta(pa).refcount.load(Ordering::Relaxed), 1);
             got.push((pa, order));
         }
-        assert_eq!(free0 - a.free_frames(), got.iter().map(|(_, o)| 1 << o).sum::<usize>());
+        assert_eq!(
+            free0 - a.free_frames(),
+            got.iter().map(|(_, o)| 1 << o).sum::<usize>()
+        );
         for (pa, order) in got {
             a.free(pa, order);
         }

@@ -20,7 +20,10 @@ pub struct KernelHeap {
 }
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap { heap: IrqSpinLock::new(buddy_system_allocator::Heap::new()), in_use: AtomicUsize::new(0) };
+static HEAP: KernelHeap = KernelHeap {
+    heap: IrqSpinLock::new(buddy_system_allocator::Heap::new()),
+    in_use: AtomicUsize::new(0),
+};
 
 /// Hand the static region to the heap (boot CPU, before any allocation).
 pub fn init() {
@@ -50,6 +53,10 @@ unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: GlobalAlloc contract: ptr came from alloc with this layout.
-        unsafe { self.heap.lock().dealloc(NonNull::new_unchecked(ptr), layout) };
+        unsafe {
+            self.heap
+                .lock()
+                .dealloc(NonNull::new_unchecked(ptr), layout)
+        };
     }
 }

@@ -115,10 +115,14 @@ pub fn build(ram: impl Iterator<Item = (u64, u64)> + Clone, image: &ImageLayout)
     let root = alloc_zeroed(0).expect("out of memory building the kernel map");
 
     let l1 = next_table(&mut table(root)[index(KERNEL_VA_OFFSET, 0)], 0);
-    table(l1)[index(KERNEL_VA_OFFSET, 1)] = Pte::kernel(PhysAddr::new(0), 1, KernelProt::Device).raw();
+    table(l1)[index(KERNEL_VA_OFFSET, 1)] =
+        Pte::kernel(PhysAddr::new(0), 1, KernelProt::Device).raw();
 
     for (base, end) in ram.clone() {
-        assert!(base >= L1_SIZE, "RAM below 1 GiB overlaps the device window");
+        assert!(
+            base >= L1_SIZE,
+            "RAM below 1 GiB overlaps the device window"
+        );
         let mut pa = base & !(L2_SIZE - 1);
         while pa < end {
             let va = pa + KERNEL_VA_OFFSET;
@@ -129,12 +133,18 @@ pub fn build(ram: impl Iterator<Item = (u64, u64)> + Clone, image: &ImageLayout)
                 let run_end = run + CONT_L2 * L2_SIZE;
                 // "The Contiguous bit": all 16 entries, aligned, same attributes.
                 let cont = run >= base && run_end <= end && !image.overlaps(run, run_end);
-                table(l2)[index(va, 2)] = Pte::kernel(PhysAddr::new(pa), 2, KernelProt::ReadWrite).with_cont(cont).raw();
+                table(l2)[index(va, 2)] = Pte::kernel(PhysAddr::new(pa), 2, KernelProt::ReadWrite)
+                    .with_cont(cont)
+                    .raw();
             } else {
                 let l3 = next_table(&mut table(l2)[index(va, 2)], 2);
-                for p in (pa..chunk_end).step_by(PAGE_SIZE).filter(|p| (base..end).contains(p)) {
+                for p in (pa..chunk_end)
+                    .step_by(PAGE_SIZE)
+                    .filter(|p| (base..end).contains(p))
+                {
                     if let Some(prot) = image.part(p).unwrap_or(Part::Data).prot() {
-                        table(l3)[index(p + KERNEL_VA_OFFSET, 3)] = Pte::kernel(PhysAddr::new(p), 3, prot).raw();
+                        table(l3)[index(p + KERNEL_VA_OFFSET, 3)] =
+                            Pte::kernel(PhysAddr::new(p), 3, prot).raw();
                     }
                 }
             }

@@ -13,7 +13,9 @@ use core::ops::{Deref, DerefMut};
 
 use super::asid::AsidAllocator;
 use super::frame::{self, alloc_zeroed};
-use super::pgtable::{AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb};
+use super::pgtable::{
+    AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
+};
 use super::{phys_to_virt, PhysAddr, VirtAddr};
 use crate::arch::aarch64::features::CpuFeatures;
 use crate::arch::aarch64::tlb;
@@ -55,10 +57,12 @@ pub fn configure(cmd: &CmdLine<'_>, cpu: &CpuFeatures) -> &'static PtConfig {
     if bbml2 && cpu.bbm_level < 2 {
         log::warn!("bbml2=on ignored: the CPU has BBM level {}", cpu.bbm_level);
     }
-    let check = cmd.switch("ptcheck", cfg!(feature = "ktest")).unwrap_or_else(|bad| {
-        log::warn!("ptcheck={bad} unknown (on, off): using the build's default");
-        cfg!(feature = "ktest")
-    });
+    let check = cmd
+        .switch("ptcheck", cfg!(feature = "ktest"))
+        .unwrap_or_else(|bad| {
+            log::warn!("ptcheck={bad} unknown (on, off): using the build's default");
+            cfg!(feature = "ktest")
+        });
     let features = Features {
         hw_af: cpu.hw_access_flag(),
         hw_dirty: cpu.hw_dirty(),
@@ -66,7 +70,11 @@ pub fn configure(cmd: &CmdLine<'_>, cpu: &CpuFeatures) -> &'static PtConfig {
         bbml2: bbml2 && cpu.bbm_level >= 2,
     };
     ASIDS.call_once(|| AsidAllocator::new(cpu.asid_bits));
-    CONFIG.call_once(|| PtConfig { mode, features, check })
+    CONFIG.call_once(|| PtConfig {
+        mode,
+        features,
+        check,
+    })
 }
 
 pub fn config() -> &'static PtConfig {
@@ -124,8 +132,14 @@ impl PtEnv for KernelPt {
 
     fn folio_of(&self, pa: PhysAddr) -> FolioSpan {
         match frame::frames().block_of(pa) {
-            Some((head, order)) => FolioSpan { head, nr_pages: 1 << order },
-            None => FolioSpan { head: pa, nr_pages: 1 },
+            Some((head, order)) => FolioSpan {
+                head,
+                nr_pages: 1 << order,
+            },
+            None => FolioSpan {
+                head: pa,
+                nr_pages: 1,
+            },
         }
     }
 
@@ -156,12 +170,19 @@ impl UserTables {
 
     /// Empty tables in a given mode (benchmarks compare the modes within one run).
     pub fn with_mode(mode: ContMode) -> Result<Self, MapError> {
-        let asid = ASIDS.get().expect("ASIDs set up at boot").alloc().ok_or(MapError::NoMemory)?;
+        let asid = ASIDS
+            .get()
+            .expect("ASIDs set up at boot")
+            .alloc()
+            .ok_or(MapError::NoMemory)?;
         let cfg = config();
         match AddressSpace::new(KernelPt, asid, mode) {
             Ok(mut tables) => {
                 tables.checker_mut().set_enabled(cfg.check);
-                Ok(Self { tables: ManuallyDrop::new(tables), asid })
+                Ok(Self {
+                    tables: ManuallyDrop::new(tables),
+                    asid,
+                })
             }
             Err(e) => {
                 ASIDS.get().unwrap().free(asid);

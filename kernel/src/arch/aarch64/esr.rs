@@ -88,11 +88,17 @@ impl Esr {
 
     pub fn is_abort(self) -> bool {
         use ExceptionClass::*;
-        matches!(self.ec(), InstrAbortLower | InstrAbortSame | DataAbortLower | DataAbortSame)
+        matches!(
+            self.ec(),
+            InstrAbortLower | InstrAbortSame | DataAbortLower | DataAbortSame
+        )
     }
 
     pub fn is_data_abort(self) -> bool {
-        matches!(self.ec(), ExceptionClass::DataAbortLower | ExceptionClass::DataAbortSame)
+        matches!(
+            self.ec(),
+            ExceptionClass::DataAbortLower | ExceptionClass::DataAbortSame
+        )
     }
 
     /// Data abort caused by a write (WnR). Cache maintenance reports WnR=1 too (CM bit);
@@ -189,8 +195,14 @@ mod tests {
         assert_eq!(e.ec(), ExceptionClass::DataAbortLower);
         assert!(e.is_write());
         assert_eq!(e.fault_status(), FaultStatus::Permission { level: 3 });
-        assert_eq!(Esr((0x20 << 26) | 0b00_1011).fault_status(), FaultStatus::AccessFlag { level: 3 });
-        assert!(!Esr((0x20 << 26) | (1 << 6)).is_write(), "WnR means nothing for instruction aborts");
+        assert_eq!(
+            Esr((0x20 << 26) | 0b00_1011).fault_status(),
+            FaultStatus::AccessFlag { level: 3 }
+        );
+        assert!(
+            !Esr((0x20 << 26) | (1 << 6)).is_write(),
+            "WnR means nothing for instruction aborts"
+        );
     }
 
     #[test]
@@ -198,7 +210,10 @@ mod tests {
         assert_eq!(Esr(0x5600_0000).ec(), ExceptionClass::Svc64);
         assert_eq!(Esr(0x0200_0000).ec(), ExceptionClass::Unknown);
         assert_eq!(Esr(0x3f << 26).ec(), ExceptionClass::Other(0x3f));
-        assert_eq!(Esr((0x25 << 26) | 0b11_0000).fault_status(), FaultStatus::TlbConflict);
+        assert_eq!(
+            Esr((0x25 << 26) | 0b11_0000).fault_status(),
+            FaultStatus::TlbConflict
+        );
         assert!(!Esr(0x5600_0000).is_abort());
     }
 }

@@ -124,7 +124,10 @@ mod tests {
         assert_eq!((f.bbm_level, f.tlbi_range, f.pan), (0, false, false));
         assert_eq!(f.asid_bits, 16);
         assert_eq!(f.pa_bits, 44);
-        assert_eq!(f.to_string(), "hafdbs=none bbm=0 tlbi_range=no pan=no asid_bits=16 pmu=v3");
+        assert_eq!(
+            f.to_string(),
+            "hafdbs=none bbm=0 tlbi_range=no pan=no asid_bits=16 pmu=v3"
+        );
     }
 
     #[test]
@@ -134,7 +137,13 @@ mod tests {
         let isar0 = 2u64 << 56;
         let f = CpuFeatures::decode(0x5, mmfr1, mmfr2, isar0, 6 << 8);
         assert!(f.hw_access_flag() && f.hw_dirty());
-        assert_eq!(f.to_string(), "hafdbs=af+dirty bbm=2 tlbi_range=yes pan=yes asid_bits=8 pmu=v3p5");
-        assert!(!CpuFeatures::decode(0, 1, 0, 1 << 56, 0).tlbi_range, "TLB=1 is outer-shareable only");
+        assert_eq!(
+            f.to_string(),
+            "hafdbs=af+dirty bbm=2 tlbi_range=yes pan=yes asid_bits=8 pmu=v3p5"
+        );
+        assert!(
+            !CpuFeatures::decode(0, 1, 0, 1 << 56, 0).tlbi_range,
+            "TLB=1 is outer-shareable only"
+        );
     }
 }

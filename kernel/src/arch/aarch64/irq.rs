@@ -11,7 +11,9 @@ mod imp {
     pub fn save_and_disable() -> IrqState {
         let daif: u64;
         // SAFETY: reads DAIF and masks IRQ/FIQ; no memory is touched.
-        unsafe { core::arch::asm!("mrs {}, daif", "msr daifset, #3", out(reg) daif, options(nomem, nostack)) };
+        unsafe {
+            core::arch::asm!("mrs {}, daif", "msr daifset, #3", out(reg) daif, options(nomem, nostack))
+        };
         daif
     }
 
@@ -28,7 +30,9 @@ mod imp {
     pub fn enabled() -> bool {
         let daif: u64;
         // SAFETY: register read.
-        unsafe { core::arch::asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags))
+        };
         daif & (1 << 7) == 0
     }
 

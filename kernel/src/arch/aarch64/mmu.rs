@@ -53,23 +53,42 @@ pub fn translate(va: usize, access: Access) -> Translation {
     // the AT and the read can overwrite PAR_EL1.
     unsafe {
         match access {
-            Access::El1Read => core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
-            Access::El1Write => core::arch::asm!("at s1e1w, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
-            Access::El0Read => core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
-            Access::El0Write => core::arch::asm!("at s1e0w, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
+            Access::El1Read => {
+                core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack))
+            }
+            Access::El1Write => {
+                core::arch::asm!("at s1e1w, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack))
+            }
+            Access::El0Read => {
+                core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack))
+            }
+            Access::El0Write => {
+                core::arch::asm!("at s1e0w, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack))
+            }
         }
     }
     crate::arch::irq::restore(daif);
     if par & 1 != 0 {
-        Translation::Fault { fsc: ((par >> 1) & 0x3f) as u8 }
+        Translation::Fault {
+            fsc: ((par >> 1) & 0x3f) as u8,
+        }
     } else {
-        Translation::Mapped { pa: (par & 0x000f_ffff_ffff_f000) | (va as u64 & 0xfff) }
+        Translation::Mapped {
+            pa: (par & 0x000f_ffff_ffff_f000) | (va as u64 & 0xfff),
+        }
     }
 }
 
 /// EL1 read or write probe (kernel mappings).
 pub fn translate_el1(va: usize, write: bool) -> Translation {
-    translate(va, if write { Access::El1Write } else { Access::El1Read })
+    translate(
+        va,
+        if write {
+            Access::El1Write
+        } else {
+            Access::El1Read
+        },
+    )
 }
 
 /// Run user address space `root` with `asid` in TTBR0 on this CPU. Entries of other

@@ -18,7 +18,10 @@ impl Sample {
         // Event counters are 32 bits wide before PMUv3p5's PMCR.LP: differences are
         // taken modulo 2^32 (benchmarked operations are far shorter).
         let instructions = self.instructions.wrapping_sub(earlier.instructions) & 0xffff_ffff;
-        Sample { cycles: self.cycles.wrapping_sub(earlier.cycles), instructions }
+        Sample {
+            cycles: self.cycles.wrapping_sub(earlier.cycles),
+            instructions,
+        }
     }
 }
 
@@ -46,7 +49,9 @@ pub fn enable() {
 pub fn counts_instructions() -> bool {
     let ceid: u64;
     // SAFETY: ID-style register read.
-    unsafe { core::arch::asm!("mrs {}, pmceid0_el0", out(reg) ceid, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mrs {}, pmceid0_el0", out(reg) ceid, options(nomem, nostack, preserves_flags))
+    };
     ceid & (1 << INST_RETIRED) != 0
 }
 
@@ -61,5 +66,8 @@ pub fn sample() -> Sample {
             c = out(reg) cycles, i = out(reg) instructions, options(nostack, nomem, preserves_flags)
         )
     };
-    Sample { cycles, instructions }
+    Sample {
+        cycles,
+        instructions,
+    }
 }

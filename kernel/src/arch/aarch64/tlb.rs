@@ -14,14 +14,24 @@ pub const fn va_operand(asid: u16, va: u64) -> u64 {
 /// NUM [43:39], TTL [38:37] (0: any level), BaseADDR [36:0] (VA >> 12).
 /// The range covers (NUM + 1) << (5 * SCALE + 1) pages.
 pub const fn range_operand(asid: u16, va: u64, scale: u64, num: u64) -> u64 {
-    ((asid as u64) << 48) | (1 << 46) | (scale << 44) | (num << 39) | ((va >> PAGE_SHIFT) & ((1 << 37) - 1))
+    ((asid as u64) << 48)
+        | (1 << 46)
+        | (scale << 44)
+        | (num << 39)
+        | ((va >> PAGE_SHIFT) & ((1 << 37) - 1))
 }
 
 /// One step of a range invalidation: a range instruction or a single page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
-    Range { first_page: u64, scale: u64, num: u64 },
-    Page { page: u64 },
+    Range {
+        first_page: u64,
+        scale: u64,
+        num: u64,
+    },
+    Page {
+        page: u64,
+    },
 }
 
 /// Split `pages` pages from page number `first` into range steps, as few as the
@@ -38,7 +48,11 @@ pub fn range_steps(first: u64, pages: u64, mut emit: impl FnMut(Step)) {
         let chunk = (left >> (5 * scale + 1)) & 0x1f;
         if chunk > 0 {
             let n = chunk << (5 * scale + 1);
-            emit(Step::Range { first_page: page, scale, num: chunk - 1 });
+            emit(Step::Range {
+                first_page: page,
+                scale,
+                num: chunk - 1,
+            });
             page += n;
             left -= n;
         }
@@ -53,23 +67,33 @@ mod insn {
     /// TLBI VALE1IS: last-level entry of one page of `asid`.
     pub fn vale1is(asid: u16, va: u64) {
         // SAFETY: TLB invalidation has no memory effect visible to Rust.
-        unsafe { core::arch::asm!("tlbi vale1is, {}", in(reg) va_operand(asid, va), options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("tlbi vale1is, {}", in(reg) va_operand(asid, va), options(nostack, preserves_flags))
+        };
     }
 
     /// TLBI VAE1IS: all levels (walk caches too) for one page of `asid`.
     pub fn vae1is(asid: u16, va: u64) {
         // SAFETY: as above.
-        unsafe { core::arch::asm!("tlbi vae1is, {}", in(reg) va_operand(asid, va), options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("tlbi vae1is, {}", in(reg) va_operand(asid, va), options(nostack, preserves_flags))
+        };
     }
 
     /// TLBI RVALE1IS over `pages` pages (the CPU must have FEAT_TLBIRANGE).
     pub fn rvale1is(asid: u16, va: u64, pages: u64) {
         range_steps(va >> PAGE_SHIFT, pages, |s| match s {
             Step::Page { page } => vale1is(asid, page << PAGE_SHIFT),
-            Step::Range { first_page, scale, num } => {
+            Step::Range {
+                first_page,
+                scale,
+                num,
+            } => {
                 let op = range_operand(asid, first_page << PAGE_SHIFT, scale, num);
                 // SAFETY: as above; only issued when ID_AA64ISAR0_EL1.TLB says so.
-                unsafe { core::arch::asm!(".arch armv8.4-a", "tlbi rvale1is, {}", in(reg) op, options(nostack, preserves_flags)) };
+                unsafe {
+                    core::arch::asm!(".arch armv8.4-a", "tlbi rvale1is, {}", in(reg) op, options(nostack, preserves_flags))
+                };
             }
         });
     }
@@ -77,7 +101,9 @@ mod insn {
     /// TLBI ASIDE1IS: everything tagged with `asid`.
     pub fn aside1is(asid: u16) {
         // SAFETY: as above.
-        unsafe { core::arch::asm!("tlbi aside1is, {}", in(reg) (asid as u64) << 48, options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("tlbi aside1is, {}", in(reg) (asid as u64) << 48, options(nostack, preserves_flags))
+        };
     }
 
     /// TLBI VMALLE1IS: all EL1&0 entries.
@@ -110,7 +136,11 @@ mod tests {
                     assert_eq!(page, next);
                     next += 1;
                 }
-                Step::Range { first_page, scale, num } => {
+                Step::Range {
+                    first_page,
+                    scale,
+                    num,
+                } => {
                     assert_eq!(first_page, next);
                     assert!(num <= 30 && scale <= 3);
                     next += (num + 1) << (5 * scale + 1);
@@ -123,7 +153,14 @@ mod tests {
 
     #[test]
     fn one_contiguous_block_is_one_range_instruction() {
-        assert_eq!(covered(0x400, 16), [Step::Range { first_page: 0x400, scale: 0, num: 7 }]);
+        assert_eq!(
+            covered(0x400, 16),
+            [Step::Range {
+                first_page: 0x400,
+                scale: 0,
+                num: 7
+            }]
+        );
     }
 
     #[test]
@@ -133,7 +170,14 @@ mod tests {
             assert!(steps.len() <= 8, "{pages} pages took {} steps", steps.len());
         }
         // 2 MiB: 512 pages, one instruction at scale 1.
-        assert_eq!(covered(0, 512), [Step::Range { first_page: 0, scale: 1, num: 7 }]);
+        assert_eq!(
+            covered(0, 512),
+            [Step::Range {
+                first_page: 0,
+                scale: 1,
+                num: 7
+            }]
+        );
     }
 
     #[test]

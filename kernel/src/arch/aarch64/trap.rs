@@ -55,7 +55,10 @@ pub fn register_fixup(f: Fixup) {
         return;
     }
     for i in 0..MAX_FIXUPS {
-        if FIXUPS[2 * i].compare_exchange(0, f.insn, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if FIXUPS[2 * i]
+            .compare_exchange(0, f.insn, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             FIXUPS[2 * i + 1].store(f.resume, Ordering::Release);
             return;
         }
@@ -64,7 +67,9 @@ pub fn register_fixup(f: Fixup) {
 }
 
 fn find_fixup(pc: usize) -> Option<usize> {
-    (0..MAX_FIXUPS).find(|&i| FIXUPS[2 * i].load(Ordering::Acquire) == pc).map(|i| FIXUPS[2 * i + 1].load(Ordering::Acquire))
+    (0..MAX_FIXUPS)
+        .find(|&i| FIXUPS[2 * i].load(Ordering::Acquire) == pc)
+        .map(|i| FIXUPS[2 * i + 1].load(Ordering::Acquire))
 }
 
 type IrqHandler = fn();
@@ -96,13 +101,39 @@ impl fmt::Display for Report<'_> {
             Vector::Fiq => "FIQ",
             Vector::SError => "SError",
         };
-        writeln!(f, "fault: cpu{} {from} {kind}: {} (EC {:#04x})", self.cpu, esr.ec(), esr.ec_raw())?;
+        writeln!(
+            f,
+            "fault: cpu{} {from} {kind}: {} (EC {:#04x})",
+            self.cpu,
+            esr.ec(),
+            esr.ec_raw()
+        )?;
         if esr.is_abort() {
-            let access = if esr.is_write() { "write" } else if esr.is_data_abort() { "read" } else { "fetch" };
-            writeln!(f, "fault:   FSC {:#04x} {} ({access}); FAR {:#018x}", esr.fsc_raw(), esr.fault_status(), self.frame.far)?;
+            let access = if esr.is_write() {
+                "write"
+            } else if esr.is_data_abort() {
+                "read"
+            } else {
+                "fetch"
+            };
+            writeln!(
+                f,
+                "fault:   FSC {:#04x} {} ({access}); FAR {:#018x}",
+                esr.fsc_raw(),
+                esr.fault_status(),
+                self.frame.far
+            )?;
         }
-        writeln!(f, "fault:   ELR {:#018x} SPSR {:#010x} ESR {:#010x}", self.frame.elr, self.frame.spsr, self.frame.esr)?;
-        write!(f, "fault:   SP_EL0 {:#018x} LR {:#018x}", self.frame.sp_el0, self.frame.x[30])
+        writeln!(
+            f,
+            "fault:   ELR {:#018x} SPSR {:#010x} ESR {:#010x}",
+            self.frame.elr, self.frame.spsr, self.frame.esr
+        )?;
+        write!(
+            f,
+            "fault:   SP_EL0 {:#018x} LR {:#018x}",
+            self.frame.sp_el0, self.frame.x[30]
+        )
     }
 }
 
@@ -144,7 +175,12 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
         }
         _ => {}
     }
-    let report = Report { cpu: crate::smp::this_cpu().index, vector, origin, frame };
+    let report = Report {
+        cpu: crate::smp::this_cpu().index,
+        vector,
+        origin,
+        frame,
+    };
     crate::console::emergency_print(format_args!("{report}\n"));
     panic!("unhandled exception");
 }

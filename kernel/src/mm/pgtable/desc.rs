@@ -229,7 +229,10 @@ impl Pte {
     /// global, hardware-writable or read-only as `prot` says (no DBM: never dirty-tracked).
     pub fn kernel(pa: PhysAddr, level: Level, prot: KernelProt) -> Self {
         let size = entry_size(level);
-        assert!(pa.is_aligned(size), "output address {pa:?} not aligned to {size:#x}");
+        assert!(
+            pa.is_aligned(size),
+            "output address {pa:?} not aligned to {size:#x}"
+        );
         let (indx, perm) = match prot {
             KernelProt::Text => (MAIR_IDX_NORMAL, AP_RDONLY | UXN),
             KernelProt::ReadOnly => (MAIR_IDX_NORMAL, AP_RDONLY | PXN | UXN),
