@@ -175,3 +175,29 @@ fn mem_mib(mem: &str) -> u64 {
         _ => panic!("memory size {mem:?}: use M or G"),
     }
 }
+
+/// The page-table checker is on in the test build: a contiguous block corrupted behind
+/// the layer's back (`crashtest=ptcheck`) is stopped at the next operation on it, with
+/// the rule, the operation, its caller and a dump of the 16 entries.
+#[test]
+fn page_table_checker_is_live() {
+    // contpte=on last: the corruption needs a folded block, whatever the cell's mode.
+    let out = Machine::from_env()
+        .append("crashtest=ptcheck contpte=on")
+        .boot();
+    assert!(!out.timed_out, "the kernel hung{out}");
+    assert_eq!(out.status, Some(101), "expected a panic (status 101){out}");
+    let console = &out.console;
+    for needle in [
+        "pgtable checker: misprogrammed contiguous block: output addresses not consecutive",
+        "operation ClearYoungDirty",
+        "called at kernel/src/ktest/pgtable.rs",
+        "block at VirtAddr(0x100000):",
+        "[15] VirtAddr(0x10f000)",
+    ] {
+        assert!(
+            console.contains(needle),
+            "checker report lacks `{needle}`{out}"
+        );
+    }
+}

@@ -90,6 +90,7 @@ pub fn crash(what: &str) -> ! {
             panic!("read of an unmapped address returned {v:#x}");
         }
         "panic" => panic!("crashtest=panic"),
-        other => panic!("unknown crashtest={other} (known: unmapped-read, panic)"),
+        "ptcheck" => pgtable::corrupt_block_then_operate(),
+        other => panic!("unknown crashtest={other} (known: unmapped-read, panic, ptcheck)"),
     }
 }

@@ -10,8 +10,8 @@ use alloc::{format, string::String};
 use super::TestResult;
 use crate::arch::aarch64::mmu::{self, Access, Translation};
 use crate::mm::frame::frames;
-use crate::mm::pgtable::{ContMode, FaultFix, Prot, PteAttrs};
-use crate::mm::ptenv::{self, UserTables};
+use crate::mm::pgtable::{ContMode, FaultFix, Kind, Prot, PtEnv, Pte, PteAttrs};
+use crate::mm::ptenv::{self, KernelPt, UserTables};
 use crate::mm::{kmap, MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::{kassert, kassert_eq};
 
@@ -378,4 +378,36 @@ pub fn random_operations_match_the_walker() -> TestResult {
         ),
     }
     Ok(())
+}
+
+/// `crashtest=ptcheck`: what a stray write into a page table looks like to the checker.
+/// Entry 3 of a folded block is made to map entry 4's frame, behind the layer's back;
+/// the next operation on the block must stop with the checker's report (test builds
+/// have the checker on).
+pub fn corrupt_block_then_operate() -> ! {
+    let mut t = UserTables::new().expect("page tables");
+    let folio = frames().alloc(4).expect("a 64 KiB folio");
+    let va = VirtAddr::new(0x10_0000);
+    t.map(va, folio, 16, attrs(true)).expect("map");
+    assert!(
+        t.get(va).unwrap().pte.is_cont(),
+        "crashtest=ptcheck needs contpte=on"
+    );
+    let mut table = t.root();
+    for level in 0..3 {
+        let entry = Pte::from_raw(
+            KernelPt.table(table)[(va.as_u64() >> (39 - 9 * level)) as usize & 511]
+                .load(core::sync::atomic::Ordering::Relaxed),
+        );
+        let Kind::Table(next) = entry.kind(level) else {
+            panic!("no level-{level} table")
+        };
+        table = next;
+    }
+    let slot = &KernelPt.table(table)[(va.as_u64() >> 12) as usize % 512 + 3];
+    let bad = Pte::from_raw(slot.load(core::sync::atomic::Ordering::Relaxed))
+        .with_output_addr(folio.add(4 * PAGE_SIZE));
+    slot.store(bad.raw(), core::sync::atomic::Ordering::Relaxed);
+    t.clear_young_dirty(va, 16).expect("clear young");
+    panic!("the checker let a misprogrammed contiguous block through");
 }
