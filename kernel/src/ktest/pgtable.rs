@@ -207,15 +207,21 @@ struct Folio {
     mapped: usize,
 }
 
-/// Per page of the window: (folio index, page in folio, writable).
-type Reference = Vec<Option<(usize, usize, bool)>>;
+/// The tables under test, the folios they map, and per page of the window what it
+/// should translate to: (folio index, page in folio, writable).
+struct Sim {
+    t: UserTables,
+    folios: Vec<Folio>,
+    pages: Vec<Option<(usize, usize, bool)>>,
+}
+
+const _: () = assert!(
+    WINDOW % (2 << 20) == 0,
+    "page-index alignment is VA alignment"
+);
 
 fn page_va(i: usize) -> VirtAddr {
     VirtAddr::new(WINDOW + (i * PAGE_SIZE) as u64)
-}
-
-fn expected(folios: &[Folio], r: Option<(usize, usize, bool)>) -> Option<(PhysAddr, bool)> {
-    r.map(|(f, p, w)| (folios[f].pa.add(p * PAGE_SIZE), w))
 }
 
 fn random_range(rng: &mut Rng) -> (usize, usize) {
@@ -224,137 +230,161 @@ fn random_range(rng: &mut Rng) -> (usize, usize) {
     (start, len.min(WINDOW_PAGES - start))
 }
 
+impl Sim {
+    fn expected(&self, i: usize) -> Option<(PhysAddr, bool)> {
+        self.pages[i].map(|(f, p, w)| (self.folios[f].pa.add(p * PAGE_SIZE), w))
+    }
+
+    /// Map a new folio of `order` at page `start` (as one PMD block if `pmd`).
+    fn map(&mut self, start: usize, order: usize, write: bool, pmd: bool) -> Result<bool, String> {
+        let n = 1usize << order;
+        if start + n > WINDOW_PAGES || self.pages[start..start + n].iter().any(Option::is_some) {
+            return Ok(false);
+        }
+        let Some(pa) = frames().alloc(order) else {
+            return Ok(false);
+        };
+        let r = if pmd {
+            self.t.map_pmd(page_va(start), pa, attrs(write))
+        } else {
+            self.t.map(page_va(start), pa, n, attrs(write))
+        };
+        if let Err(e) = r {
+            frames().free(pa, order);
+            return Err(format!("map: {e:?}"));
+        }
+        self.folios.push(Folio {
+            pa,
+            order,
+            mapped: n,
+        });
+        let f = self.folios.len() - 1;
+        for (i, slot) in self.pages[start..start + n].iter_mut().enumerate() {
+            *slot = Some((f, i, write));
+        }
+        Ok(true)
+    }
+
+    /// Unmap `n` pages from `start`; each record must match the reference, and a folio
+    /// goes back to the allocator when its last page is unmapped.
+    fn unmap(&mut self, start: usize, n: usize) -> Result<(), String> {
+        let records = self
+            .t
+            .unmap(page_va(start), n)
+            .map_err(|e| format!("unmap: {e:?}"))?;
+        for u in records {
+            for k in 0..u.pages {
+                let i = (u.va.as_u64() - WINDOW) as usize / PAGE_SIZE + k;
+                let (f, p, _) = self.pages[i]
+                    .take()
+                    .ok_or(format!("unmap returned page {i}, which was not mapped"))?;
+                let folio = &mut self.folios[f];
+                if folio.pa.add(p * PAGE_SIZE) != u.pa.add(k * PAGE_SIZE) {
+                    return Err(format!(
+                        "unmap record for page {i}: {} instead of {}",
+                        u.pa.add(k * PAGE_SIZE),
+                        folio.pa.add(p * PAGE_SIZE)
+                    ));
+                }
+                folio.mapped -= 1;
+                if folio.mapped == 0 {
+                    frames().free(folio.pa, folio.order);
+                }
+            }
+        }
+        match self.pages[start..start + n]
+            .iter()
+            .position(Option::is_some)
+        {
+            Some(i) => Err(format!("unmap left page {} mapped", start + i)),
+            None => Ok(()),
+        }
+    }
+
+    fn set_writable(&mut self, start: usize, n: usize, write: bool) {
+        self.pages[start..start + n]
+            .iter_mut()
+            .flatten()
+            .for_each(|e| e.2 = write);
+    }
+
+    /// Every page of the window, through the hardware walker.
+    fn check_all(&mut self) -> Result<(), String> {
+        let expected: Vec<_> = (0..WINDOW_PAGES).map(|i| self.expected(i)).collect();
+        with_tables(&mut self.t, |t| {
+            (0..WINDOW_PAGES).try_for_each(|i| check_page(t, page_va(i), expected[i]))
+        })?;
+        if self.t.mode() == ContMode::Off
+            && (0..WINDOW_PAGES).any(|i| self.t.get(page_va(i)).is_some_and(|l| l.pte.is_cont()))
+        {
+            return Err("contpte=off set the Contiguous bit".into());
+        }
+        Ok(())
+    }
+}
+
+fn random_step(sim: &mut Sim, rng: &mut Rng, op: u64) -> Result<(), String> {
+    let map_err = |e| format!("{e:?}");
+    match op {
+        0..=2 => {
+            let order = [0, 0, 2, 4, 4, 5, 9][rng.below(7) as usize];
+            let align = if rng.below(4) == 0 { 1 } else { 1 << order };
+            let start = rng.below(WINDOW_PAGES as u64) as usize / align * align;
+            let pmd = order == 9 && start % 512 == 0 && rng.below(2) == 0;
+            sim.map(start, order, rng.below(3) != 0, pmd)?;
+        }
+        3 => {
+            let (s, n) = random_range(rng);
+            sim.unmap(s, n)?;
+        }
+        4 => {
+            let (s, n) = random_range(rng);
+            let write = rng.below(2) == 0;
+            sim.t
+                .protect(page_va(s), n, Prot::user(write, false))
+                .map_err(map_err)?;
+            sim.set_writable(s, n, write);
+        }
+        5 => {
+            let (s, n) = random_range(rng);
+            sim.t.wrprotect(page_va(s), n).map_err(map_err)?;
+            sim.set_writable(s, n, false);
+        }
+        6 => {
+            let (s, n) = random_range(rng);
+            sim.t.clear_young_dirty(page_va(s), n).map_err(map_err)?;
+        }
+        _ => {
+            let (s, n) = random_range(rng);
+            if rng.below(2) == 0 {
+                sim.t.make_writable(page_va(s), n).map_err(map_err)?;
+                sim.set_writable(s, n, true);
+            } else {
+                sim.t.test_and_clear_young(page_va(s));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn random_sequence(seed: u64, steps: usize) -> TestResult {
     let mut rng = Rng(seed);
-    let mut t = UserTables::new().map_err(|e| format!("{e:?}"))?;
-    let mut folios: Vec<Folio> = Vec::new();
-    let mut refm: Reference = alloc::vec![None; WINDOW_PAGES];
+    let t = UserTables::new().map_err(|e| format!("{e:?}"))?;
+    let mut sim = Sim {
+        t,
+        folios: Vec::new(),
+        pages: alloc::vec![None; WINDOW_PAGES],
+    };
     for step in 0..steps {
-        let what = rng.below(8);
-        let ctx = |e: &dyn core::fmt::Debug| format!("seed {seed:#x} step {step} op {what}: {e:?}");
-        match what {
-            0..=2 => {
-                let order = [0, 0, 2, 4, 4, 5, 9][rng.below(7) as usize];
-                let n = 1usize << order;
-                let align = if rng.below(4) == 0 { 1 } else { n };
-                let start = (rng.below(WINDOW_PAGES as u64) as usize) / align * align;
-                let start = start
-                    + ((WINDOW / PAGE_SIZE as u64) as usize % align + align
-                        - (WINDOW / PAGE_SIZE as u64) as usize % align)
-                        % align;
-                if start + n > WINDOW_PAGES || refm[start..start + n].iter().any(Option::is_some) {
-                    continue;
-                }
-                let Some(pa) = frames().alloc(order) else {
-                    continue;
-                };
-                let write = rng.below(3) != 0;
-                let va = page_va(start);
-                let r = if order == 9 && va.is_aligned(n * PAGE_SIZE) && rng.below(2) == 0 {
-                    t.map_pmd(va, pa, attrs(write))
-                } else {
-                    t.map(va, pa, n, attrs(write))
-                };
-                if let Err(e) = r {
-                    frames().free(pa, order);
-                    return Err(ctx(&e));
-                }
-                folios.push(Folio {
-                    pa,
-                    order,
-                    mapped: n,
-                });
-                for (i, slot) in refm[start..start + n].iter_mut().enumerate() {
-                    *slot = Some((folios.len() - 1, i, write));
-                }
-            }
-            3 => {
-                let (s, n) = random_range(&mut rng);
-                let records = t.unmap(page_va(s), n).map_err(|e| ctx(&e))?;
-                for u in &records {
-                    for k in 0..u.pages {
-                        let i = (u.va.as_u64() - WINDOW) as usize / PAGE_SIZE + k;
-                        let Some((f, p, _)) = refm[i].take() else {
-                            return Err(ctx(&format!("unmap returned unmapped page {i}")));
-                        };
-                        kassert!(
-                            folios[f].pa.add(p * PAGE_SIZE) == u.pa.add(k * PAGE_SIZE),
-                            "{}",
-                            ctx(&"unmap record PA")
-                        );
-                        folios[f].mapped -= 1;
-                        if folios[f].mapped == 0 {
-                            frames().free(folios[f].pa, folios[f].order);
-                        }
-                    }
-                }
-                kassert!(
-                    refm[s..s + n].iter().all(Option::is_none),
-                    "{}",
-                    ctx(&"unmap left pages mapped")
-                );
-            }
-            4 => {
-                let (s, n) = random_range(&mut rng);
-                let write = rng.below(2) == 0;
-                t.protect(page_va(s), n, Prot::user(write, false))
-                    .map_err(|e| ctx(&e))?;
-                refm[s..s + n]
-                    .iter_mut()
-                    .flatten()
-                    .for_each(|e| e.2 = write);
-            }
-            5 => {
-                let (s, n) = random_range(&mut rng);
-                t.wrprotect(page_va(s), n).map_err(|e| ctx(&e))?;
-                refm[s..s + n]
-                    .iter_mut()
-                    .flatten()
-                    .for_each(|e| e.2 = false);
-            }
-            6 => {
-                let (s, n) = random_range(&mut rng);
-                t.clear_young_dirty(page_va(s), n).map_err(|e| ctx(&e))?;
-            }
-            _ => {
-                let (s, n) = random_range(&mut rng);
-                if rng.below(2) == 0 {
-                    t.make_writable(page_va(s), n).map_err(|e| ctx(&e))?;
-                    refm[s..s + n].iter_mut().flatten().for_each(|e| e.2 = true);
-                } else {
-                    t.test_and_clear_young(page_va(s));
-                }
-            }
-        }
-        let checked = with_tables(&mut t, |t| {
-            (0..WINDOW_PAGES)
-                .try_for_each(|i| check_page(t, page_va(i), expected(&folios, refm[i])))
-        });
-        checked.map_err(|e| format!("seed {seed:#x} after step {step} (op {what}): {e}"))?;
-        if t.mode() == ContMode::Off {
-            kassert!(
-                (0..WINDOW_PAGES).all(|i| t.get(page_va(i)).is_none_or(|l| !l.pte.is_cont())),
-                "contpte=off set the bit"
-            );
-        }
+        let op = rng.below(8);
+        random_step(&mut sim, &mut rng, op)
+            .and_then(|()| sim.check_all())
+            .map_err(|e| format!("seed {seed:#x} step {step} (op {op}): {e}"))?;
     }
-    let records = t
-        .unmap(page_va(0), WINDOW_PAGES)
-        .map_err(|e| format!("{e:?}"))?;
-    for u in records {
-        for k in 0..u.pages {
-            let i = (u.va.as_u64() - WINDOW) as usize / PAGE_SIZE + k;
-            let (f, _, _) = refm[i]
-                .take()
-                .ok_or("final unmap: page not in the reference")?;
-            folios[f].mapped -= 1;
-            if folios[f].mapped == 0 {
-                frames().free(folios[f].pa, folios[f].order);
-            }
-        }
-    }
+    sim.unmap(0, WINDOW_PAGES)
+        .map_err(|e| format!("seed {seed:#x} final unmap: {e}"))?;
     kassert!(
-        folios.iter().all(|f| f.mapped == 0),
+        sim.folios.iter().all(|f| f.mapped == 0),
         "folios still mapped after the final unmap"
     );
     Ok(())
