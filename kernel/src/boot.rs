@@ -1,7 +1,8 @@
 //! The boot CPU's path from `boot.s` to a running kernel, in order: per-CPU data, the
 //! DTB, the console, CPU features, the heap, frames, the final kernel map, power and
 //! semihosting, interrupts and the tick, secondary CPUs, the banner; then the tests
-//! (`ktest`), a deliberate crash (`crashtest=`), or the demo.
+//! (`ktest`), a deliberate crash (`crashtest=`), a benchmark (`bench=`), /init from the
+//! initramfs, or the demo.
 
 use core::sync::atomic::Ordering;
 
@@ -73,7 +74,8 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     let pt = crate::mm::ptenv::configure(cmd, features);
 
     let image = ImageLayout::current();
-    init_frames(&board, dtb, &image);
+    let initrd = initrd_range(cmd, &board);
+    init_frames(&board, dtb, &image, initrd);
     let root = kmap::build(
         board.memory_regions().iter().map(|r| (r.base, r.end())),
         &image,
@@ -87,6 +89,25 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
             .expect("the DTB offers no PSCI: cannot start CPUs or power off"),
     );
     power::probe_semihosting();
+    crate::arch::aarch64::uaccess::init();
+    crate::arch::aarch64::trap::set_handlers(crate::arch::aarch64::trap::Handlers {
+        irq: interrupts::dispatch,
+        syscall: crate::syscall::dispatch,
+        user_sync: crate::proc::process::user_sync,
+        uaccess_fault: crate::proc::process::uaccess_fault,
+        return_to_user: crate::proc::process::return_to_user,
+    });
+    if let Some((base, size)) = initrd {
+        // SAFETY: the range is RAM reserved from the frame allocator above, mapped by
+        // the linear map, and never written.
+        let data = unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(PhysAddr::new(base)).as_ptr::<u8>(),
+                size as usize,
+            )
+        };
+        crate::proc::exec::set_initramfs(data);
+    }
     interrupts::init(&board.gic, board.timer_intid);
     time::start_tick();
     crate::arch::irq::enable();
@@ -129,8 +150,36 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         }
         power::exit(0);
     }
+    if initrd.is_some() {
+        let path = cmd.get("rdinit").unwrap_or("/init");
+        let args: alloc::vec::Vec<&str> = cmd.init_args().collect();
+        match crate::proc::process::spawn_init(path, &args) {
+            Ok(_) => kprintln!("contkernel: started {path}"),
+            Err(e) => panic!("cannot start {path}: errno {e}"),
+        }
+        crate::proc::sched::idle_loop();
+    }
     demo();
     power::exit(0)
+}
+
+/// Where the initramfs is: `initrd=ADDR,SIZE` on the command line (scripts/run.sh puts
+/// the file there with QEMU's generic loader), else the DTB's /chosen properties.
+fn initrd_range(cmd: &CmdLine<'_>, board: &BoardInfo<'_>) -> Option<(u64, u64)> {
+    let parse = |s: &str| match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    };
+    if let Some(v) = cmd.get("initrd") {
+        let range = v
+            .split_once(',')
+            .and_then(|(a, n)| Some((parse(a)?, parse(n)?)));
+        if range.is_none() {
+            kprintln!("contkernel: initrd={v} not understood (want initrd=ADDR,SIZE)");
+        }
+        return range;
+    }
+    board.initrd.map(|r| (r.base, r.size))
 }
 
 #[cfg(feature = "ktest")]
@@ -162,7 +211,7 @@ fn on_off(b: bool) -> &'static str {
 
 /// Frames: all RAM, less the DTB, the kernel image and the metadata array, which is
 /// placed right after the image.
-fn init_frames(board: &BoardInfo<'_>, dtb: &[u8], image: &ImageLayout) {
+fn init_frames(board: &BoardInfo<'_>, dtb: &[u8], image: &ImageLayout, initrd: Option<(u64, u64)>) {
     let lo = board
         .memory_regions()
         .iter()
@@ -190,10 +239,16 @@ fn init_frames(board: &BoardInfo<'_>, dtb: &[u8], image: &ImageLayout) {
     };
     let alloc = frame::init_global(frame::FrameAllocator::new(meta, PhysAddr::new(lo).pfn()));
     let dtb_end = DTB_PA + dtb.len() as u64;
-    let reserved = [
-        (DTB_PA, dtb_end.next_multiple_of(PAGE_SIZE as u64)),
+    let page = PAGE_SIZE as u64;
+    let (rd_start, rd_end) = initrd.map_or((0, 0), |(b, n)| {
+        (b & !(page - 1), (b + n).next_multiple_of(page))
+    });
+    let mut reserved = [
+        (DTB_PA, dtb_end.next_multiple_of(page)),
         (image.start, meta_end),
+        (rd_start, rd_end),
     ];
+    reserved.sort_unstable();
     for r in board.memory_regions() {
         let (mut start, end) = (r.base, r.end());
         for &(r0, r1) in &reserved {

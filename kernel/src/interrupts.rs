@@ -26,7 +26,6 @@ pub fn init(info: &GicInfo, timer_intid: u32) {
     GIC.call_once(|| unsafe { Gic::new(&va) });
     TIMER_INTID.store(timer_intid, Ordering::Release);
     gic().init_distributor();
-    crate::arch::aarch64::trap::set_irq_handler(dispatch);
     init_cpu();
 }
 
@@ -52,7 +51,8 @@ pub fn ping(target_mpidr: u64) {
     gic().send_sgi(IPI_PING, target_mpidr);
 }
 
-fn dispatch() {
+/// Acknowledge, handle and complete every pending interrupt.
+pub fn dispatch() {
     while let Some(intid) = gic().ack() {
         match intid {
             IPI_PING => {

@@ -2,7 +2,9 @@
 //! and multi-size transparent huge pages.
 //!
 //! Layers, lowest first (arrows point down): `arch` (AArch64 registers, exceptions, TLB
-//! maintenance), `mm` (frames, page tables), `boot`/`smp`/`time` (bring-up), `ktest`.
+//! maintenance), `mm` (frames, page tables, address spaces), `proc` (tasks, scheduler,
+//! exec), `syscall` (the Linux ABI) and `fs` (pseudo-files), `boot`/`smp`/`time`
+//! (bring-up), `bench` and `ktest`.
 //! Board devices live in the `platform` crate. Pure logic builds on the host too, where
 //! `cargo test -p contkernel --lib` runs its unit tests.
 #![cfg_attr(not(test), no_std)]
@@ -14,7 +16,9 @@ extern crate std;
 pub mod arch;
 pub mod cmdline;
 pub mod mm;
+pub mod proc;
 pub mod sync;
+pub mod syscall;
 
 #[cfg(target_os = "none")]
 pub mod bench;
@@ -22,6 +26,8 @@ pub mod bench;
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
+#[cfg(target_os = "none")]
+pub mod fs;
 #[cfg(target_os = "none")]
 pub mod interrupts;
 #[cfg(all(target_os = "none", feature = "ktest"))]

@@ -20,6 +20,10 @@ pub struct PerCpu {
     pub ticks: AtomicU64,
     /// Inter-processor interrupts received.
     pub ipis: AtomicU64,
+    /// The tick asks the CPU to reschedule before it returns to EL0.
+    pub need_resched: AtomicBool,
+    /// The CPU runs its idle loop (a wake-up may poke it with an IPI).
+    pub idle: AtomicBool,
 }
 
 impl PerCpu {
@@ -30,6 +34,8 @@ impl PerCpu {
             online: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
             ipis: AtomicU64::new(0),
+            need_resched: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
         }
     }
 }
@@ -168,7 +174,5 @@ extern "C" fn secondary_main(c: &'static PerCpu) -> ! {
     c.online.store(true, Ordering::Release);
     log::debug!("online, mpidr {:#x}", c.mpidr.load(Ordering::Relaxed));
     crate::arch::irq::enable();
-    loop {
-        crate::arch::irq::wait();
-    }
+    crate::proc::sched::idle_loop()
 }

@@ -1,7 +1,7 @@
 //! Time: the generic timer's virtual counter as the clock (emulated time under QEMU;
 //! with -icount it follows retired instructions) and a periodic tick on every CPU.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use platform::timer;
 
@@ -19,10 +19,30 @@ pub fn start_tick() {
     crate::interrupts::enable_timer();
 }
 
-/// The timer interrupt: count it and re-arm.
+/// The timer interrupt: count it, re-arm, and let the scheduler account and preempt.
 pub fn on_tick() {
     crate::smp::this_cpu().ticks.fetch_add(1, Ordering::Relaxed);
     timer::arm_after(timer::frequency() / TICK_HZ);
+    crate::proc::sched::on_tick();
+}
+
+static RANDOM_STATE: AtomicU64 = AtomicU64::new(0);
+
+/// Fill `buf` with pseudo-random bytes (xorshift64*, seeded from the counter at first
+/// use): for AT_RANDOM and getrandom. Not cryptographic: there is no entropy source.
+pub fn fill_random(buf: &mut [u8]) {
+    for chunk in buf.chunks_mut(8) {
+        let mut x = RANDOM_STATE.load(Ordering::Relaxed);
+        if x == 0 {
+            x = timer::counter() | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        RANDOM_STATE.store(x, Ordering::Relaxed);
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
 }
 
 /// Busy-wait for `ns` of emulated time.

@@ -170,10 +170,16 @@ pub fn install(root: PhysAddr) {
     f(root.as_u64());
 }
 
+/// TTBR0 value with no user mappings (an empty table, ASID 0): kernel threads and idle.
+pub fn empty_ttbr0() -> u64 {
+    virt_to_phys(VirtAddr::new(core::ptr::addr_of!(zero_table) as u64)).as_u64()
+}
+
 /// Point TTBR0 at an empty table: the identity map is needed only while a CPU turns
-/// its MMU on; afterwards TTBR0 belongs to user address spaces.
+/// its MMU on; afterwards TTBR0 belongs to user address spaces. Its global entries
+/// are flushed from this CPU's TLB.
 pub fn drop_identity_map() {
-    let zero = virt_to_phys(VirtAddr::new(core::ptr::addr_of!(zero_table) as u64));
+    let zero = PhysAddr::new(empty_ttbr0());
     // SAFETY: the kernel runs from TTBR1 only; no live reference points into TTBR0.
     unsafe {
         core::arch::asm!(

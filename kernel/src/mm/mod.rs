@@ -11,7 +11,10 @@ pub mod addr;
 pub mod asid;
 pub mod frame;
 pub mod pgtable;
+pub mod vma;
 
+#[cfg(target_os = "none")]
+pub mod aspace;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]

@@ -94,6 +94,11 @@ pub fn translate_el1(va: usize, write: bool) -> Translation {
 /// Run user address space `root` with `asid` in TTBR0 on this CPU. Entries of other
 /// ASIDs stay valid in the TLB (that is what ASIDs are for), so no TLBI is needed.
 pub fn set_ttbr0(root_pa: u64, asid: u16) {
-    write_sysreg!(ttbr0_el1, root_pa | ((asid as u64) << 48));
+    set_ttbr0_raw(root_pa | ((asid as u64) << 48));
+}
+
+/// TTBR0_EL1 as the page-table layer encodes it (ASID in [63:48], root table).
+pub fn set_ttbr0_raw(ttbr0: u64) {
+    write_sysreg!(ttbr0_el1, ttbr0);
     isb();
 }

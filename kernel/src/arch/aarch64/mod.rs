@@ -7,6 +7,8 @@ pub mod features;
 pub mod irq;
 
 #[cfg(target_os = "none")]
+pub mod context;
+#[cfg(target_os = "none")]
 pub mod mmu;
 #[cfg(target_os = "none")]
 pub mod pmu;
@@ -15,3 +17,5 @@ pub mod regs;
 pub mod tlb;
 #[cfg(target_os = "none")]
 pub mod trap;
+#[cfg(target_os = "none")]
+pub mod uaccess;

@@ -45,7 +45,7 @@ pub struct Fixup {
     pub resume: usize,
 }
 
-const MAX_FIXUPS: usize = 8;
+const MAX_FIXUPS: usize = 16;
 static FIXUPS: [AtomicUsize; 2 * MAX_FIXUPS] = [const { AtomicUsize::new(0) }; 2 * MAX_FIXUPS];
 
 /// Register an instruction that may fault at EL1 (semihosting probe, user-memory probes).
@@ -72,12 +72,26 @@ fn find_fixup(pc: usize) -> Option<usize> {
         .map(|i| FIXUPS[2 * i + 1].load(Ordering::Acquire))
 }
 
-type IrqHandler = fn();
-static IRQ_HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// What the kernel does with the exceptions the architecture layer cannot handle
+/// itself. Registered once at boot (arch never calls up into the kernel directly).
+pub struct Handlers {
+    /// An interrupt (GIC acknowledge, handle, EOI).
+    pub irq: fn(),
+    /// SVC from EL0: a system call; the result goes into the frame.
+    pub syscall: fn(&mut TrapFrame),
+    /// Any other synchronous exception from EL0 (aborts, undefined instructions...).
+    pub user_sync: fn(&mut TrapFrame),
+    /// An EL1 abort on a user address by a user-access routine: `(far, write)`;
+    /// true if the memory manager resolved it and the access should be retried.
+    pub uaccess_fault: fn(usize, bool) -> bool,
+    /// Last step before returning to EL0 (rescheduling, pending exit).
+    pub return_to_user: fn(&mut TrapFrame),
+}
 
-/// The kernel's interrupt dispatcher (GIC acknowledge / handle / EOI).
-pub fn set_irq_handler(h: IrqHandler) {
-    IRQ_HANDLER.store(h as usize, Ordering::Release);
+static HANDLERS: spin::Once<Handlers> = spin::Once::new();
+
+pub fn set_handlers(h: Handlers) {
+    HANDLERS.call_once(|| h);
 }
 
 /// A decoded report of an exception, one `fault:` line per item.
@@ -156,18 +170,31 @@ fn decode_kind(kind: u64) -> (Origin, Vector) {
 #[no_mangle]
 extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
     let (origin, vector) = decode_kind(kind);
-    match (origin, vector) {
-        (Origin::CurrentSpx | Origin::LowerA64, Vector::Irq) => {
-            let h = IRQ_HANDLER.load(Ordering::Acquire);
-            if h != 0 {
-                // SAFETY: only set_irq_handler stores here, from a valid `fn()`.
-                let h: IrqHandler = unsafe { core::mem::transmute::<usize, IrqHandler>(h) };
-                h();
-                return;
-            }
+    let h = HANDLERS.get();
+    match (origin, vector, h) {
+        (Origin::CurrentSpx, Vector::Irq, Some(h)) => return (h.irq)(),
+        (Origin::LowerA64, Vector::Irq, Some(h)) => {
+            (h.irq)();
+            return (h.return_to_user)(frame);
         }
-        (Origin::CurrentSpx, Vector::Sync) => {
+        (Origin::LowerA64, Vector::Sync, Some(h)) => {
+            if Esr(frame.esr).ec() == super::esr::ExceptionClass::Svc64 {
+                (h.syscall)(frame);
+            } else {
+                (h.user_sync)(frame);
+            }
+            return (h.return_to_user)(frame);
+        }
+        (Origin::CurrentSpx, Vector::Sync, _) => {
             if let Some(resume) = find_fixup(frame.elr as usize) {
+                let esr = Esr(frame.esr);
+                let user_addr = (frame.far as usize) < super::uaccess::USER_END;
+                if esr.is_data_abort()
+                    && user_addr
+                    && h.is_some_and(|h| (h.uaccess_fault)(frame.far as usize, esr.is_write()))
+                {
+                    return; // resolved: retry the access
+                }
                 frame.x[0] = u64::MAX;
                 frame.elr = resume as u64;
                 return;

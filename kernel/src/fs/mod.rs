@@ -1,0 +1,296 @@
+//! Files: the console (fds 0, 1, 2), the initramfs as a read-only root filesystem, and
+//! a small pseudo-filesystem of generated files under /proc and /sys, the way Linux
+//! exposes kernel state. Each node renders its
+//! contents when opened (a read sees one consistent snapshot); a writable node takes
+//! each write as a whole new value, as sysfs does.
+//!
+//! Later subsystems add their nodes to `NODES`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use crate::syscall::abi::*;
+use crate::syscall::Errno;
+
+/// A file or directory of the pseudo-filesystem.
+pub struct Node {
+    pub path: &'static str,
+    /// `None` for a directory.
+    pub render: Option<fn() -> String>,
+    /// Accepts a write of the whole new value (sysfs style), if the node is writable.
+    pub write: Option<fn(&str) -> Result<(), Errno>>,
+}
+
+impl Node {
+    pub fn is_dir(&self) -> bool {
+        self.render.is_none()
+    }
+}
+
+const fn dir(path: &'static str) -> Node {
+    Node {
+        path,
+        render: None,
+        write: None,
+    }
+}
+
+fn meminfo() -> String {
+    let f = crate::mm::frame::frames();
+    let mut s = String::new();
+    let _ = writeln!(s, "MemTotal: {:>10} kB", f.managed_frames() * 4);
+    let _ = writeln!(s, "MemFree:  {:>10} kB", f.free_frames() * 4);
+    s
+}
+
+/// The contiguous layer's counters, one `name value` per line.
+fn contpte_stats() -> String {
+    let c = crate::mm::ptenv::counters().snapshot();
+    let mut s = String::new();
+    for (name, v) in [
+        ("folds", c.folds),
+        ("unfolds", c.unfolds),
+        ("converts", c.converts),
+        ("cont_maps", c.cont_maps),
+        ("pmd_splits", c.pmd_splits),
+        ("tlbi_page", c.tlbi_page),
+        ("tlbi_range", c.tlbi_range),
+        ("tlbi_asid", c.tlbi_asid),
+        ("tlbi_all", c.tlbi_all),
+        ("entries_written", c.entries_written),
+    ] {
+        let _ = writeln!(s, "{name} {v}");
+    }
+    s
+}
+
+static NODES: &[Node] = &[
+    dir("/"),
+    dir("/dev"),
+    dir("/proc"),
+    dir("/sys"),
+    dir("/sys/kernel"),
+    dir("/sys/kernel/mm"),
+    dir("/sys/kernel/mm/contpte"),
+    Node {
+        path: "/proc/meminfo",
+        render: Some(meminfo),
+        write: None,
+    },
+    Node {
+        path: "/sys/kernel/mm/contpte/stats",
+        render: Some(contpte_stats),
+        write: None,
+    },
+];
+
+/// The node at `path` (absolute; "." and repeated slashes are tolerated).
+pub fn lookup(path: &str) -> Option<&'static Node> {
+    let mut norm = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        norm.push('/');
+        norm.push_str(part);
+    }
+    if norm.is_empty() {
+        norm.push('/');
+    }
+    NODES.iter().find(|n| n.path == norm)
+}
+
+/// What a path names: a pseudo-file node, or a file or directory of the initramfs.
+pub enum Target {
+    Node(&'static Node),
+    Ram { data: &'static [u8], mode: u32 },
+}
+
+impl Target {
+    pub fn is_dir(&self) -> bool {
+        match self {
+            Target::Node(n) => n.is_dir(),
+            Target::Ram { mode, .. } => mode & 0o170000 == 0o040000,
+        }
+    }
+
+    pub fn mode(&self) -> u32 {
+        match self {
+            Target::Node(n) => node_mode(n),
+            Target::Ram { mode, .. } => *mode,
+        }
+    }
+}
+
+/// Resolve a path: pseudo-files first (they are mounted over the initramfs), then the
+/// initramfs.
+pub fn resolve(path: &str) -> Option<Target> {
+    if let Some(n) = lookup(path) {
+        return Some(Target::Node(n));
+    }
+    let e = crate::proc::exec::initramfs()?.find(path)?;
+    Some(Target::Ram {
+        data: e.data,
+        mode: e.mode,
+    })
+}
+
+#[derive(Clone)]
+pub enum File {
+    Console,
+    Node {
+        node: &'static Node,
+        data: String,
+        pos: usize,
+        writable: bool,
+    },
+    Ram {
+        data: &'static [u8],
+        mode: u32,
+        pos: usize,
+    },
+}
+
+/// The open files of a process.
+#[derive(Clone)]
+pub struct Files {
+    fds: Vec<Option<File>>,
+}
+
+pub const O_ACCMODE: u64 = 3;
+pub const O_WRONLY: u64 = 1;
+pub const O_RDWR: u64 = 2;
+pub const O_CREAT: u64 = 0o100;
+pub const O_DIRECTORY: u64 = 0o200000;
+
+impl Files {
+    /// stdin, stdout and stderr on the console.
+    pub fn console() -> Self {
+        Files {
+            fds: alloc::vec![
+                Some(File::Console),
+                Some(File::Console),
+                Some(File::Console)
+            ],
+        }
+    }
+
+    pub fn empty() -> Self {
+        Files { fds: Vec::new() }
+    }
+
+    pub fn get(&mut self, fd: u64) -> Result<&mut File, Errno> {
+        self.fds
+            .get_mut(fd as usize)
+            .and_then(Option::as_mut)
+            .ok_or(EBADF)
+    }
+
+    pub fn open(&mut self, path: &str, flags: u64) -> Result<u64, Errno> {
+        let target = resolve(path).ok_or(if flags & O_CREAT != 0 { EROFS } else { ENOENT })?;
+        let writable = flags & O_ACCMODE != 0;
+        if target.is_dir() && writable {
+            return Err(EISDIR);
+        }
+        if !target.is_dir() && flags & O_DIRECTORY != 0 {
+            return Err(ENOTDIR);
+        }
+        let file = match target {
+            Target::Node(node) if writable && node.write.is_none() => return Err(EACCES),
+            Target::Node(node) => File::Node {
+                node,
+                data: node.render.map_or(String::new(), |r| r()),
+                pos: 0,
+                writable,
+            },
+            Target::Ram { .. } if writable => return Err(EROFS),
+            Target::Ram { data, mode } => File::Ram { data, mode, pos: 0 },
+        };
+        let fd = match self.fds.iter().position(Option::is_none) {
+            Some(i) => {
+                self.fds[i] = Some(file);
+                i
+            }
+            None if self.fds.len() < 256 => {
+                self.fds.push(Some(file));
+                self.fds.len() - 1
+            }
+            None => return Err(EMFILE),
+        };
+        Ok(fd as u64)
+    }
+
+    pub fn close(&mut self, fd: u64) -> Result<(), Errno> {
+        let slot = self.fds.get_mut(fd as usize).ok_or(EBADF)?;
+        slot.take().map(|_| ()).ok_or(EBADF)
+    }
+}
+
+impl File {
+    /// Read into `buf` from the current position; 0 at the end (the console's input is empty).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+        match self {
+            File::Console => Ok(0),
+            File::Node { node, .. } if node.is_dir() => Err(EISDIR),
+            File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
+            File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
+            File::Ram { data, pos, .. } => Ok(read_at(data, pos, buf)),
+        }
+    }
+
+    /// The contents and position of a seekable file.
+    pub fn seekable(&mut self) -> Option<(usize, &mut usize)> {
+        match self {
+            File::Console => None,
+            File::Node { data, pos, .. } => Some((data.len(), pos)),
+            File::Ram { data, pos, .. } => Some((data.len(), pos)),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> Result<usize, Errno> {
+        match self {
+            File::Console => {
+                crate::console::print(format_args!("{}", String::from_utf8_lossy(bytes)));
+                Ok(bytes.len())
+            }
+            File::Node {
+                writable: false, ..
+            }
+            | File::Ram { .. } => Err(EBADF),
+            File::Node { node, .. } => {
+                let text = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
+                (node.write.ok_or(EACCES)?)(text)?;
+                Ok(bytes.len())
+            }
+        }
+    }
+
+    /// st_mode for fstat: a character device for the console, else a file or directory.
+    pub fn mode(&self) -> u32 {
+        match self {
+            File::Console => 0o020620,
+            File::Node { node, .. } => node_mode(node),
+            File::Ram { mode, .. } => *mode,
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        match self {
+            File::Console | File::Node { .. } => 0,
+            File::Ram { data, .. } => data.len(),
+        }
+    }
+}
+
+fn read_at(data: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
+    let n = buf.len().min(data.len() - *pos);
+    buf[..n].copy_from_slice(&data[*pos..*pos + n]);
+    *pos += n;
+    n
+}
+
+pub fn node_mode(node: &Node) -> u32 {
+    match (node.is_dir(), node.write.is_some()) {
+        (true, _) => 0o040555,
+        (false, true) => 0o100644,
+        (false, false) => 0o100444,
+    }
+}

@@ -1,0 +1,376 @@
+//! The life of a process: the first one (/init), fork, exec, exit and wait; what
+//! happens on a user fault (resolve it, or kill the process with a report); kernel
+//! threads; and the hooks the trap code calls on the way back to EL0.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use super::exec;
+use super::sched::{self, me};
+use super::task::{self, Pid, State, Task};
+use crate::arch::aarch64::context::{self, Context, FpState};
+use crate::arch::aarch64::esr::{Esr, ExceptionClass};
+use crate::arch::aarch64::trap::TrapFrame;
+use crate::arch::aarch64::uaccess;
+use crate::mm::aspace::{Access, FaultError};
+use crate::mm::VirtAddr;
+use crate::syscall::abi::*;
+use crate::syscall::Errno;
+use crate::{kprintln, power};
+
+core::arch::global_asm!(
+    // First run of a user task: sp points at its TrapFrame.
+    ".global user_task_start",
+    "user_task_start:",
+    "    bl user_task_first_run",
+    "    b trap_return",
+);
+
+extern "C" {
+    static user_task_start: u8;
+}
+
+/// Environment of /init.
+const INIT_ENV: [&[u8]; 2] = [b"HOME=/", b"TERM=linux"];
+
+fn frame_slot(t: &Task) -> *mut TrapFrame {
+    (t.kstack_top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame
+}
+
+/// Put `frame` on top of the task's kernel stack and make the task return to EL0 with it.
+fn prepare_user(t: &Task, frame: TrapFrame) {
+    let slot = frame_slot(t);
+    // SAFETY: the task has not run yet: its kernel stack and context are ours.
+    unsafe {
+        slot.write(frame);
+        let ctx = &mut *t.ctx.get();
+        *ctx = Context::default();
+        ctx.sp = slot as u64;
+        ctx.lr = core::ptr::addr_of!(user_task_start) as u64;
+    }
+}
+
+fn user_frame(entry: u64, sp: u64) -> TrapFrame {
+    // SPSR 0: EL0t with all of DAIF clear.
+    TrapFrame {
+        x: [0; 31],
+        sp_el0: sp,
+        elr: entry,
+        spsr: 0,
+        esr: 0,
+        far: 0,
+    }
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+#[no_mangle]
+extern "C" fn user_task_first_run() {
+    let t = me();
+    let tid_ptr = t.set_child_tid.swap(0, Ordering::AcqRel);
+    if tid_ptr != 0 {
+        let _ = uaccess::write_user(tid_ptr as usize, &t.pid);
+    }
+}
+
+/// Start /init (pid 1) from the initramfs.
+pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
+    FREE_AT_INIT.store(crate::mm::frame::frames().free_frames(), Ordering::Relaxed);
+    let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
+    argv.extend(args.iter().map(|a| a.as_bytes()));
+    let image = exec::load(path, &argv, &INIT_ENV)?;
+    let pid = task::alloc_pid();
+    let t = Task::new(pid, 0, basename(path), Some(image.mm)).ok_or(ENOMEM)?;
+    prepare_user(&t, user_frame(image.entry, image.sp));
+    task::insert(t.clone());
+    sched::start(&t);
+    Ok(pid)
+}
+
+/// clone() with fork semantics: a copy of the caller that returns 0.
+pub fn fork(
+    frame: &TrapFrame,
+    flags: u64,
+    newsp: u64,
+    parent_tid: u64,
+    tls: u64,
+    child_tid: u64,
+) -> Result<Pid, Errno> {
+    const ALLOWED: u64 =
+        CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID | CLONE_SETTLS | 0xff;
+    if flags & !ALLOWED != 0 || flags & 0xff != SIGCHLD as u64 {
+        return Err(EINVAL);
+    }
+    let parent = me();
+    let mm = parent.mm.lock().as_mut().ok_or(EINVAL)?.fork()?;
+    let pid = task::alloc_pid();
+    let child = Task::new(pid, parent.pid, &parent.name.lock(), Some(mm)).ok_or(ENOMEM)?;
+    let mut f = TrapFrame {
+        x: frame.x,
+        sp_el0: frame.sp_el0,
+        elr: frame.elr,
+        spsr: frame.spsr,
+        esr: 0,
+        far: 0,
+    };
+    f.x[0] = 0;
+    if newsp != 0 {
+        f.sp_el0 = newsp;
+    }
+    prepare_user(&child, f);
+    // SAFETY: the child has not run; the parent's FP registers are live on this CPU.
+    context::save_fp(unsafe { &mut *child.fp.get() });
+    let tls = if flags & CLONE_SETTLS != 0 {
+        tls
+    } else {
+        crate::arch::aarch64::regs::read_sysreg!(tpidr_el0)
+    };
+    child.tpidr_el0.store(tls, Ordering::Relaxed);
+    if flags & CLONE_CHILD_SETTID != 0 {
+        child.set_child_tid.store(child_tid, Ordering::Relaxed);
+    }
+    if flags & CLONE_CHILD_CLEARTID != 0 {
+        child.clear_child_tid.store(child_tid, Ordering::Relaxed);
+    }
+    *child.files.lock() = parent.files.lock().clone();
+    task::insert(child.clone());
+    if flags & CLONE_PARENT_SETTID != 0 {
+        let _ = uaccess::write_user(parent_tid as usize, &pid);
+    }
+    sched::start(&child);
+    Ok(pid)
+}
+
+/// Replace the caller's program. On success the frame returns to the new entry point.
+pub fn exec(
+    frame: &mut TrapFrame,
+    path: &str,
+    argv: &[&[u8]],
+    envp: &[&[u8]],
+) -> Result<(), Errno> {
+    let image = exec::load(path, argv, envp)?;
+    let t = me();
+    // Leave the old tables before they are freed.
+    let ttbr0 = image.mm.tables.ttbr0();
+    t.ttbr0.store(ttbr0, Ordering::Release);
+    crate::arch::aarch64::mmu::set_ttbr0_raw(ttbr0);
+    let old = t.mm.lock().replace(image.mm);
+    drop(old);
+    *t.name.lock() = String::from(basename(path));
+    *frame = user_frame(image.entry, image.sp);
+    t.tpidr_el0.store(0, Ordering::Relaxed);
+    crate::arch::aarch64::regs::write_sysreg!(tpidr_el0, 0);
+    context::load_fp(&FpState::default());
+    t.clear_child_tid.store(0, Ordering::Relaxed);
+    Ok(())
+}
+
+/// End the calling process with wait status `status` (Linux encoding).
+pub fn exit(status: u32) -> ! {
+    let t = me();
+    let tid_ptr = t.clear_child_tid.swap(0, Ordering::AcqRel);
+    if tid_ptr != 0 {
+        let _ = uaccess::write_user(tid_ptr as usize, &0u32);
+    }
+    t.ttbr0.store(0, Ordering::Release);
+    crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
+    let mm = t.mm.lock().take();
+    drop(mm);
+    *t.files.lock() = crate::fs::Files::empty();
+    for c in task::children(t.pid) {
+        c.parent.store(1, Ordering::Release);
+    }
+    t.exit_status.store(status, Ordering::Release);
+    if t.pid == 1 {
+        init_exited(status);
+    }
+    t.set_state(State::Zombie);
+    let parent = task::get(t.parent.load(Ordering::Acquire));
+    drop(t);
+    if let Some(p) = parent {
+        p.child_exit.wake_all();
+    }
+    if let Some(init) = task::get(1) {
+        init.child_exit.wake_all();
+    }
+    sched::schedule();
+    unreachable!("a zombie was scheduled");
+}
+
+/// Free frames when /init started, to check that everything came back.
+static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// /init is gone: say how, check that every frame its processes used is back (all but
+/// init's own kernel stack, still in use), and power off with its status (128 + signal
+/// if killed).
+fn init_exited(status: u32) -> ! {
+    let code = if status & 0x7f == 0 {
+        (status >> 8) & 0xff
+    } else {
+        128 + (status & 0x7f)
+    };
+    let before = FREE_AT_INIT.load(Ordering::Relaxed);
+    let now = crate::mm::frame::frames().free_frames() + (1 << task::KSTACK_ORDER);
+    let leaked = before as i64 - now as i64;
+    kprintln!(
+        "contkernel: init exited with status {code}; frames not returned: {leaked}; tasks left: {}",
+        task::count() - 1
+    );
+    power::exit(if leaked != 0 && code == 0 { 1 } else { code })
+}
+
+/// wait4: a zombie child matching `pid` (-1: any), reaped; `None` with WNOHANG if none yet.
+pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
+    if options & !(WNOHANG | WUNTRACED | WALL | WCLONE) != 0 {
+        return Err(EINVAL);
+    }
+    let t = me();
+    let matches = move |c: &Arc<Task>| pid <= 0 || c.pid as i64 == pid;
+    loop {
+        let children: Vec<Arc<Task>> = task::children(t.pid).into_iter().filter(matches).collect();
+        if children.is_empty() {
+            return Err(ECHILD);
+        }
+        if let Some(z) = children.iter().find(|c| c.state() == State::Zombie) {
+            while z.on_cpu.load(Ordering::Acquire) != 0 {
+                core::hint::spin_loop();
+            }
+            task::remove(z.pid);
+            return Ok(Some(z.clone()));
+        }
+        if options & WNOHANG != 0 {
+            return Ok(None);
+        }
+        let me_pid = t.pid;
+        t.child_exit.wait_until(|| {
+            task::children(me_pid)
+                .iter()
+                .any(|c| matches(c) && c.state() == State::Zombie)
+        });
+    }
+}
+
+/// A kernel thread running `entry(arg)`; it ends with `kthread_exit`.
+pub fn spawn_kthread(name: &str, entry: extern "C" fn(u64) -> !, arg: u64) -> Option<Arc<Task>> {
+    let t = Task::new(task::alloc_pid(), 0, name, None)?;
+    // SAFETY: the thread has not run yet.
+    unsafe { *t.ctx.get() = Context::new_thread(t.kstack_top(), entry, arg) };
+    task::insert(t.clone());
+    sched::start(&t);
+    Some(t)
+}
+
+/// End the calling kernel thread; `join_kthread` reaps it.
+pub fn kthread_exit() -> ! {
+    me().set_state(State::Zombie);
+    sched::schedule();
+    unreachable!("a zombie kernel thread was scheduled");
+}
+
+/// Wait for a kernel thread to end (from any context) and reap it.
+pub fn join_kthread(t: Arc<Task>) {
+    while t.state() != State::Zombie || t.on_cpu.load(Ordering::Acquire) != 0 {
+        sched::schedule();
+        core::hint::spin_loop();
+    }
+    task::remove(t.pid);
+}
+
+/// A synchronous exception from EL0 that is not a system call.
+pub fn user_sync(frame: &mut TrapFrame) {
+    let esr = Esr(frame.esr);
+    let access = match esr.ec() {
+        ExceptionClass::DataAbortLower if esr.is_write() => Some(Access::Write),
+        ExceptionClass::DataAbortLower => Some(Access::Read),
+        ExceptionClass::InstrAbortLower => Some(Access::Exec),
+        _ => None,
+    };
+    let t = me();
+    if let Some(access) = access {
+        let r = match t.mm.lock().as_mut() {
+            Some(mm) => mm.handle_fault(VirtAddr(frame.far), access),
+            None => Err(FaultError::Segv),
+        };
+        match r {
+            Ok(()) => {
+                t.minflt.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(FaultError::Oom) => kill(frame, &t, SIGKILL, "out of memory"),
+            Err(FaultError::Segv) => kill(frame, &t, SIGSEGV, ""),
+        }
+    }
+    let sig = match esr.ec() {
+        ExceptionClass::Unknown => SIGILL,
+        ExceptionClass::PcAlignment | ExceptionClass::SpAlignment => SIGBUS,
+        ExceptionClass::Brk | ExceptionClass::BreakpointLower | ExceptionClass::StepLower => {
+            SIGTRAP
+        }
+        _ => SIGSEGV,
+    };
+    kill(frame, &t, sig, "")
+}
+
+/// Kill the current process for a fault, with a one-line report.
+fn kill(frame: &TrapFrame, t: &Task, sig: u32, why: &str) -> ! {
+    let esr = Esr(frame.esr);
+    let name = t.name.lock().clone();
+    let what = if esr.is_abort() {
+        let access = if esr.is_write() {
+            "write"
+        } else if esr.is_data_abort() {
+            "read"
+        } else {
+            "fetch"
+        };
+        alloc::format!(
+            "{}, {} ({access}) at {:#x}",
+            esr.ec(),
+            esr.fault_status(),
+            frame.far
+        )
+    } else {
+        alloc::format!("{} (ESR {:#x})", esr.ec(), frame.esr)
+    };
+    let sig_name = match sig {
+        SIGSEGV => "SIGSEGV",
+        SIGILL => "SIGILL",
+        SIGBUS => "SIGBUS",
+        SIGTRAP => "SIGTRAP",
+        _ => "SIGKILL",
+    };
+    kprintln!(
+        "contkernel: killed {name} (pid {}): {sig_name}: {what}, pc {:#x}{}{why}",
+        t.pid,
+        frame.elr,
+        if why.is_empty() { "" } else { ": " }
+    );
+    exit(signaled(sig))
+}
+
+/// An EL1 user-access routine faulted on a user address: resolve it like a user fault.
+pub fn uaccess_fault(far: usize, write: bool) -> bool {
+    let Some(t) = sched::current() else {
+        return false;
+    };
+    let access = if write { Access::Write } else { Access::Read };
+    let ok =
+        t.mm.lock()
+            .as_mut()
+            .is_some_and(|mm| mm.handle_fault(VirtAddr(far as u64), access).is_ok());
+    if ok {
+        t.minflt.fetch_add(1, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// Last thing before returning to EL0: give up the CPU if the tick asked for it.
+pub fn return_to_user(_frame: &mut TrapFrame) {
+    if crate::smp::this_cpu().need_resched.load(Ordering::Relaxed) {
+        sched::schedule();
+    }
+}

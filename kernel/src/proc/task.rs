@@ -1,0 +1,171 @@
+//! Tasks: user processes (one thread each) and kernel threads. A task owns its kernel
+//! stack, its saved context and FP/SIMD state, its address space (`None` for kernel
+//! threads) and its open files; the task table maps pids to tasks until a parent reaps
+//! them.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use super::sched::WaitQueue;
+use crate::arch::aarch64::context::{Context, FpState};
+use crate::fs::Files;
+use crate::mm::aspace::Mm;
+use crate::mm::frame::frames;
+use crate::mm::{phys_to_virt, PhysAddr, PAGE_SIZE};
+use crate::sync::IrqSpinLock;
+
+pub type Pid = u32;
+
+/// Kernel stack: 2^KSTACK_ORDER frames.
+pub const KSTACK_ORDER: usize = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// On a CPU.
+    Running,
+    /// On the run queue.
+    Runnable,
+    /// Waiting on a wait queue or a timer.
+    Sleeping,
+    /// Exited, not yet reaped.
+    Zombie,
+}
+
+pub struct Task {
+    pub pid: Pid,
+    pub parent: AtomicU32,
+    pub name: IrqSpinLock<String>,
+    state: AtomicU8,
+    /// 1 while a CPU runs on this task's stack (cleared by switch_context).
+    pub on_cpu: AtomicU8,
+    pub ctx: UnsafeCell<Context>,
+    pub fp: UnsafeCell<FpState>,
+    pub tpidr_el0: AtomicU64,
+    /// TTBR0_EL1 of the address space (ASID and root), 0 for kernel threads; the
+    /// context switch reads it without taking the `mm` lock.
+    pub ttbr0: AtomicU64,
+    user: bool,
+    kstack: PhysAddr,
+    pub mm: IrqSpinLock<Option<Mm>>,
+    pub files: IrqSpinLock<Files>,
+    /// Wait status for the parent (Linux encoding).
+    pub exit_status: AtomicU32,
+    /// Woken when a child exits.
+    pub child_exit: WaitQueue,
+    /// Page faults resolved without I/O (getrusage ru_minflt).
+    pub minflt: AtomicU64,
+    /// Ticks while this task was on a CPU.
+    pub ticks: AtomicU64,
+    /// CLONE_CHILD_CLEARTID / set_tid_address: zeroed at exit.
+    pub clear_child_tid: AtomicU64,
+    /// CLONE_CHILD_SETTID: written with the tid when the child first runs.
+    pub set_child_tid: AtomicU64,
+}
+
+// SAFETY: `ctx` and `fp` are only touched by the scheduler, for a task that is not
+// running anywhere (on_cpu == 0) or by the CPU running it; everything else is atomic or
+// locked.
+unsafe impl Sync for Task {}
+unsafe impl Send for Task {}
+
+impl Task {
+    pub fn new(pid: Pid, parent: Pid, name: &str, mm: Option<Mm>) -> Option<Arc<Task>> {
+        let kstack = frames().alloc(KSTACK_ORDER)?;
+        let ttbr0 = mm.as_ref().map_or(0, |m| m.tables.ttbr0());
+        Some(Arc::new(Task {
+            pid,
+            parent: AtomicU32::new(parent),
+            name: IrqSpinLock::new(String::from(name)),
+            state: AtomicU8::new(State::Sleeping as u8),
+            on_cpu: AtomicU8::new(0),
+            ctx: UnsafeCell::new(Context::default()),
+            fp: UnsafeCell::new(FpState::default()),
+            tpidr_el0: AtomicU64::new(0),
+            ttbr0: AtomicU64::new(ttbr0),
+            user: mm.is_some(),
+            kstack,
+            mm: IrqSpinLock::new(mm),
+            files: IrqSpinLock::new(Files::console()),
+            exit_status: AtomicU32::new(0),
+            child_exit: WaitQueue::new(),
+            minflt: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+            clear_child_tid: AtomicU64::new(0),
+            set_child_tid: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Running,
+            1 => State::Runnable,
+            2 => State::Sleeping,
+            _ => State::Zombie,
+        }
+    }
+
+    pub fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// Move from `from` to `to` if the task is in `from`.
+    pub fn transition(&self, from: State, to: State) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub fn is_user(&self) -> bool {
+        self.user
+    }
+
+    /// Top of the kernel stack (exclusive).
+    pub fn kstack_top(&self) -> u64 {
+        phys_to_virt(self.kstack).as_u64() + (PAGE_SIZE << KSTACK_ORDER) as u64
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        frames().free(self.kstack, KSTACK_ORDER);
+    }
+}
+
+static TASKS: IrqSpinLock<BTreeMap<Pid, Arc<Task>>> = IrqSpinLock::new(BTreeMap::new());
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+pub fn alloc_pid() -> Pid {
+    NEXT_PID.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn insert(t: Arc<Task>) {
+    TASKS.lock().insert(t.pid, t);
+}
+
+pub fn remove(pid: Pid) -> Option<Arc<Task>> {
+    TASKS.lock().remove(&pid)
+}
+
+pub fn get(pid: Pid) -> Option<Arc<Task>> {
+    TASKS.lock().get(&pid).cloned()
+}
+
+/// The children of `pid`.
+pub fn children(pid: Pid) -> Vec<Arc<Task>> {
+    TASKS
+        .lock()
+        .values()
+        .filter(|t| t.parent.load(Ordering::Acquire) == pid)
+        .cloned()
+        .collect()
+}
+
+/// Tasks that exist (running, sleeping or zombie).
+pub fn count() -> usize {
+    TASKS.lock().len()
+}

@@ -1,0 +1,253 @@
+//! read, write, readv, writev, openat, close, lseek, fstat, newfstatat, ioctl,
+//! readlinkat, mkdirat: the console and the pseudo-filesystem (`fs`).
+
+use alloc::string::String;
+use alloc::vec;
+
+use super::abi::*;
+use super::Errno;
+use crate::arch::aarch64::uaccess::{
+    copy_from_user, copy_to_user, is_user_range, read_user, strncpy_from_user, write_user,
+};
+use crate::fs::{self, File};
+use crate::proc::sched::me;
+
+const AT_FDCWD: i64 = -100;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const PATH_MAX: usize = 4096;
+const CHUNK: usize = 4096;
+const TCGETS: u64 = 0x5401;
+const TIOCGWINSZ: u64 = 0x5413;
+
+/// A path argument, possibly empty: EFAULT, ENAMETOOLONG, or the string.
+fn user_path_or_empty(ptr: u64) -> Result<String, Errno> {
+    let mut buf = vec![0u8; PATH_MAX];
+    let n = strncpy_from_user(&mut buf, ptr as usize)
+        .map_err(|_| EFAULT)?
+        .ok_or(ENAMETOOLONG)?;
+    buf.truncate(n);
+    String::from_utf8(buf).map_err(|_| ENOENT)
+}
+
+/// A path argument: an empty one names nothing (ENOENT), as Linux's getname says.
+/// Relative paths are from / (every process's working directory).
+pub fn user_path(ptr: u64) -> Result<String, Errno> {
+    let p = user_path_or_empty(ptr)?;
+    if p.is_empty() {
+        return Err(ENOENT);
+    }
+    Ok(p)
+}
+
+fn with_file<R>(fd: u64, f: impl FnOnce(&mut File) -> Result<R, Errno>) -> Result<R, Errno> {
+    let t = me();
+    let mut files = t.files.lock();
+    f(files.get(fd)?)
+}
+
+pub fn read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
+    with_file(fd, |_| Ok(()))?;
+    // As Linux's vfs_read: the buffer is checked before a zero count returns.
+    if !is_user_range(buf as usize, count as usize) {
+        return Err(EFAULT);
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
+    let n = with_file(fd, |f| f.read(&mut kbuf))?;
+    copy_to_user(buf as usize, &kbuf[..n]).map_err(|_| EFAULT)?;
+    Ok(n as u64)
+}
+
+pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
+    with_file(fd, |_| Ok(()))?;
+    if !is_user_range(buf as usize, count as usize) {
+        return Err(EFAULT);
+    }
+    let mut done = 0usize;
+    let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
+    while done < count as usize {
+        let n = (count as usize - done).min(CHUNK);
+        if copy_from_user(&mut kbuf[..n], buf as usize + done).is_err() {
+            return if done == 0 {
+                Err(EFAULT)
+            } else {
+                Ok(done as u64)
+            };
+        }
+        done += with_file(fd, |f| f.write(&kbuf[..n]))?;
+    }
+    Ok(done as u64)
+}
+
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct IoVec {
+    base: u64,
+    len: u64,
+}
+
+fn vectored(
+    fd: u64,
+    iov: u64,
+    cnt: u64,
+    op: fn(u64, u64, u64) -> Result<u64, Errno>,
+) -> Result<u64, Errno> {
+    if cnt > 1024 {
+        return Err(EINVAL);
+    }
+    let mut total = 0;
+    for i in 0..cnt {
+        let v: IoVec = read_user(iov as usize + i as usize * 16).map_err(|_| EFAULT)?;
+        total += op(fd, v.base, v.len)?;
+    }
+    Ok(total)
+}
+
+pub fn readv(fd: u64, iov: u64, cnt: u64) -> Result<u64, Errno> {
+    vectored(fd, iov, cnt, read)
+}
+
+pub fn writev(fd: u64, iov: u64, cnt: u64) -> Result<u64, Errno> {
+    vectored(fd, iov, cnt, write)
+}
+
+fn check_dirfd(dirfd: u64, path: &str) -> Result<(), Errno> {
+    if path.starts_with('/') || dirfd as i64 == AT_FDCWD {
+        return Ok(());
+    }
+    with_file(dirfd, |_| Ok(()))?;
+    Err(ENOTDIR)
+}
+
+pub fn openat(dirfd: u64, path: u64, flags: u64) -> Result<u64, Errno> {
+    let path = user_path(path)?;
+    check_dirfd(dirfd, &path)?;
+    me().files.lock().open(&path, flags)
+}
+
+pub fn close(fd: u64) -> Result<u64, Errno> {
+    me().files.lock().close(fd).map(|()| 0)
+}
+
+pub fn lseek(fd: u64, off: u64, whence: u64) -> Result<u64, Errno> {
+    with_file(fd, |f| {
+        let (len, pos) = f.seekable().ok_or(ESPIPE)?;
+        let base = match whence {
+            0 => 0,
+            1 => *pos as i64,
+            2 => len as i64,
+            _ => return Err(EINVAL),
+        };
+        let new = base
+            .checked_add(off as i64)
+            .filter(|&p| p >= 0)
+            .ok_or(EINVAL)?;
+        *pos = (new as usize).min(len);
+        Ok(new as u64)
+    })
+}
+
+/// struct stat of asm-generic (arm64).
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Stat {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    nlink: u32,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
+    pad1: u64,
+    size: i64,
+    blksize: i32,
+    pad2: i32,
+    blocks: i64,
+    times: [u64; 6],
+    unused: [u32; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<Stat>() == 128);
+
+fn put_stat(ptr: u64, mode: u32, size: usize) -> Result<u64, Errno> {
+    let rdev = if mode & 0o170000 == 0o020000 {
+        0x0501
+    } else {
+        0
+    };
+    let st = Stat {
+        mode,
+        nlink: 1,
+        blksize: 4096,
+        rdev,
+        size: size as i64,
+        blocks: size.div_ceil(512) as i64,
+        ..Stat::default()
+    };
+    write_user(ptr as usize, &st).map_err(|_| EFAULT)?;
+    Ok(0)
+}
+
+pub fn fstat(fd: u64, statbuf: u64) -> Result<u64, Errno> {
+    let (mode, size) = with_file(fd, |f| Ok((f.mode(), f.size())))?;
+    put_stat(statbuf, mode, size)
+}
+
+pub fn newfstatat(dirfd: u64, path: u64, statbuf: u64, flags: u64) -> Result<u64, Errno> {
+    let p = user_path_or_empty(path)?;
+    if p.is_empty() {
+        return if flags & AT_EMPTY_PATH != 0 {
+            fstat(dirfd, statbuf)
+        } else {
+            Err(ENOENT)
+        };
+    }
+    check_dirfd(dirfd, &p)?;
+    let target = fs::resolve(&p).ok_or(ENOENT)?;
+    let size = match target {
+        fs::Target::Ram { data, .. } => data.len(),
+        fs::Target::Node(_) => 0,
+    };
+    put_stat(statbuf, target.mode(), size)
+}
+
+pub fn ioctl(fd: u64, req: u64, arg: u64) -> Result<u64, Errno> {
+    let console = with_file(fd, |f| Ok(matches!(f, File::Console)))?;
+    match (console, req) {
+        (true, TCGETS) => {
+            // struct termios: iflag, oflag, cflag, lflag, line, cc[19]: a cooked tty.
+            let mut t = [0u8; 36];
+            t[4..8].copy_from_slice(&0o000005u32.to_le_bytes()); // OPOST | ONLCR
+            t[8..12].copy_from_slice(&0o000277u32.to_le_bytes()); // B38400 | CS8 | CREAD
+            t[12..16].copy_from_slice(&0o105073u32.to_le_bytes()); // ISIG | ICANON | ECHO...
+            copy_to_user(arg as usize, &t).map_err(|_| EFAULT)?;
+            Ok(0)
+        }
+        (true, TIOCGWINSZ) => {
+            write_user(arg as usize, &[24u16, 80, 0, 0]).map_err(|_| EFAULT)?;
+            Ok(0)
+        }
+        _ => Err(ENOTTY),
+    }
+}
+
+pub fn readlinkat(dirfd: u64, path: u64) -> Result<u64, Errno> {
+    let p = user_path(path)?;
+    check_dirfd(dirfd, &p)?;
+    // Neither the initramfs reader nor the pseudo-filesystem has symbolic links.
+    match fs::resolve(&p) {
+        Some(_) => Err(EINVAL),
+        None => Err(ENOENT),
+    }
+}
+
+pub fn mkdirat(dirfd: u64, path: u64) -> Result<u64, Errno> {
+    let p = user_path(path)?;
+    check_dirfd(dirfd, &p)?;
+    match fs::resolve(&p) {
+        Some(_) => Err(EEXIST),
+        None => Err(EROFS),
+    }
+}

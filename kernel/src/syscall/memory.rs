@@ -1,0 +1,118 @@
+//! brk, mmap, munmap, mprotect, madvise, mincore: argument checks with Linux's errnos,
+//! then the address space (`mm::aspace`).
+
+use super::abi::*;
+use super::Errno;
+use crate::arch::aarch64::uaccess::copy_to_user;
+use crate::mm::aspace::{Mm, STACK_TOP};
+use crate::mm::vma::VmProt;
+use crate::mm::{VirtAddr, PAGE_SIZE};
+use crate::proc::sched::me;
+
+const PAGE: u64 = PAGE_SIZE as u64;
+/// The sharing type bits of the mmap flags (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE).
+const MAP_TYPE: u64 = 0x0f;
+
+fn with_mm<R>(f: impl FnOnce(&mut Mm) -> Result<R, Errno>) -> Result<R, Errno> {
+    let t = me();
+    let mut mm = t.mm.lock();
+    f(mm.as_mut().ok_or(EINVAL)?)
+}
+
+/// `[addr, addr + len)` rounded to pages: EINVAL if misaligned or beyond the user half.
+fn range(addr: u64, len: u64) -> Result<(VirtAddr, VirtAddr), Errno> {
+    if addr % PAGE != 0 {
+        return Err(EINVAL);
+    }
+    let end = addr
+        .checked_add(len)
+        .and_then(|e| e.checked_next_multiple_of(PAGE))
+        .ok_or(EINVAL)?;
+    if end > STACK_TOP {
+        return Err(ENOMEM);
+    }
+    Ok((VirtAddr(addr), VirtAddr(end)))
+}
+
+pub fn brk(addr: u64) -> Result<u64, Errno> {
+    with_mm(|mm| Ok(mm.set_brk(VirtAddr(addr)).as_u64()))
+}
+
+pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Result<u64, Errno> {
+    let prot = VmProt::from_linux(prot).ok_or(EINVAL)?;
+    if len == 0 || off % PAGE != 0 {
+        return Err(EINVAL);
+    }
+    match flags & MAP_TYPE {
+        MAP_PRIVATE => {}
+        // Shared memory is not implemented: only private mappings exist here.
+        MAP_SHARED => return Err(EINVAL),
+        _ => return Err(EINVAL),
+    }
+    if flags & MAP_ANONYMOUS == 0 {
+        // No file here can be mapped.
+        return Err(if (fd as i64) < 0 || fd > 2 {
+            EBADF
+        } else {
+            ENODEV
+        });
+    }
+    with_mm(|mm| mm.mmap(addr, len, prot, flags).map(|v| v.as_u64()))
+}
+
+pub fn munmap(addr: u64, len: u64) -> Result<u64, Errno> {
+    if len == 0 {
+        return Err(EINVAL);
+    }
+    let (start, end) = range(addr, len).map_err(|_| EINVAL)?;
+    with_mm(|mm| {
+        mm.munmap(start, end);
+        Ok(0)
+    })
+}
+
+pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64, Errno> {
+    let prot = VmProt::from_linux(prot).ok_or(EINVAL)?;
+    let (start, end) = range(addr, len)?;
+    if start == end {
+        return Ok(0);
+    }
+    with_mm(|mm| mm.mprotect(start, end, prot).map(|()| 0))
+}
+
+pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
+    const KNOWN: [u64; 10] = [
+        MADV_NORMAL,
+        MADV_RANDOM,
+        MADV_SEQUENTIAL,
+        MADV_WILLNEED,
+        MADV_DONTNEED,
+        MADV_FREE,
+        MADV_HUGEPAGE,
+        MADV_NOHUGEPAGE,
+        MADV_POPULATE_READ,
+        MADV_POPULATE_WRITE,
+    ];
+    if !KNOWN.contains(&advice) {
+        return Err(EINVAL);
+    }
+    let (start, end) = range(addr, len).map_err(|e| if e == ENOMEM { ENOMEM } else { EINVAL })?;
+    if start == end {
+        return Ok(0);
+    }
+    with_mm(|mm| mm.madvise(start, end, advice).map(|()| 0))
+}
+
+pub fn mincore(addr: u64, len: u64, vec: u64) -> Result<u64, Errno> {
+    if addr % PAGE != 0 {
+        return Err(EINVAL);
+    }
+    // Linux: a range that is not all user addresses is ENOMEM here.
+    let (start, end) = range(addr, len).map_err(|_| ENOMEM)?;
+    if start == end {
+        return Ok(0);
+    }
+    let resident = with_mm(|mm| mm.mincore(start, end))?;
+    copy_to_user(vec as usize, &resident).map_err(|_| EFAULT)?;
+    Ok(0)
+}

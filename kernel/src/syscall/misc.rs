@@ -1,0 +1,114 @@
+//! clock_gettime, nanosleep, getrandom, uname, reboot.
+
+use super::abi::*;
+use super::Errno;
+use crate::arch::aarch64::uaccess::{copy_to_user, is_user_range, read_user, write_user};
+use crate::proc::sched::{self, me};
+use crate::time;
+
+const NSEC: u64 = 1_000_000_000;
+
+pub fn clock_gettime(clock: u64, tp: u64) -> Result<u64, Errno> {
+    let ns = match clock {
+        // Real time starts at the epoch when the machine starts (there is no RTC here).
+        CLOCK_REALTIME
+        | CLOCK_REALTIME_COARSE
+        | CLOCK_MONOTONIC
+        | CLOCK_MONOTONIC_RAW
+        | CLOCK_MONOTONIC_COARSE
+        | CLOCK_BOOTTIME => time::uptime_ns(),
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => {
+            me().ticks.load(core::sync::atomic::Ordering::Relaxed) * (NSEC / time::TICK_HZ)
+        }
+        _ => return Err(EINVAL),
+    };
+    write_user(tp as usize, &[ns / NSEC, ns % NSEC]).map_err(|_| EFAULT)?;
+    Ok(0)
+}
+
+pub fn nanosleep(req: u64, _rem: u64) -> Result<u64, Errno> {
+    let [sec, nsec]: [i64; 2] = read_user(req as usize).map_err(|_| EFAULT)?;
+    if sec < 0 || !(0..NSEC as i64).contains(&nsec) {
+        return Err(EINVAL);
+    }
+    let ns = (sec as u64)
+        .saturating_mul(NSEC)
+        .saturating_add(nsec as u64);
+    sched::sleep_until(time::uptime_ns().saturating_add(ns));
+    Ok(0)
+}
+
+pub fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64, Errno> {
+    const GRND_NONBLOCK: u64 = 1;
+    const GRND_RANDOM: u64 = 2;
+    const GRND_INSECURE: u64 = 4;
+    if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0
+        || flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE
+    {
+        return Err(EINVAL);
+    }
+    // Linux serves at most INT_MAX bytes a call, and returns what it copied before a fault.
+    let len = len.min(i32::MAX as u64) as usize;
+    if !is_user_range(buf as usize, len) {
+        return Err(EFAULT);
+    }
+    let mut chunk = [0u8; 256];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(chunk.len());
+        time::fill_random(&mut chunk[..n]);
+        if copy_to_user(buf as usize + done, &chunk[..n]).is_err() {
+            return if done == 0 {
+                Err(EFAULT)
+            } else {
+                Ok(done as u64)
+            };
+        }
+        done += n;
+    }
+    Ok(len as u64)
+}
+
+pub fn uname(buf: u64) -> Result<u64, Errno> {
+    let mut u = [0u8; 6 * 65];
+    for (i, s) in [
+        "Linux",
+        "contkernel",
+        "6.12.0-contkernel",
+        "#1 SMP",
+        "aarch64",
+        "(none)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        u[i * 65..i * 65 + s.len()].copy_from_slice(s.as_bytes());
+    }
+    copy_to_user(buf as usize, &u).map_err(|_| EFAULT)?;
+    Ok(0)
+}
+
+pub fn reboot(magic1: u64, magic2: u64, cmd: u64) -> Result<u64, Errno> {
+    const MAGIC1: u64 = 0xfee1_dead;
+    const MAGIC2: [u64; 4] = [672274793, 85072278, 369367448, 537993216];
+    const RESTART: u64 = 0x0123_4567;
+    const HALT: u64 = 0xcdef_0123;
+    const POWER_OFF: u64 = 0x4321_fedc;
+    const CAD_ON: u64 = 0x89ab_cdef;
+    const CAD_OFF: u64 = 0;
+    if magic1 as u32 as u64 != MAGIC1 || !MAGIC2.contains(&(magic2 as u32 as u64)) {
+        return Err(EINVAL);
+    }
+    match cmd as u32 as u64 {
+        RESTART | HALT | POWER_OFF => {
+            crate::kprintln!(
+                "contkernel: reboot({:#x}) by pid {}: powering off",
+                cmd,
+                me().pid
+            );
+            crate::power::exit(0)
+        }
+        CAD_ON | CAD_OFF => Ok(0),
+        _ => Err(EINVAL),
+    }
+}

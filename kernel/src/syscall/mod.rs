@@ -1,0 +1,95 @@
+//! System calls by Linux arm64 number: `dispatch` reads the number from x8 and the
+//! arguments from x0-x5, and returns the result (or -errno) in x0. One file per family:
+//! `process`, `memory`, `files`, `misc` (time, randomness, identity, power). Every user
+//! pointer goes through the uaccess helpers: a bad one is EFAULT, never a kernel fault.
+
+pub mod abi;
+#[cfg(target_os = "none")]
+mod files;
+#[cfg(target_os = "none")]
+mod memory;
+#[cfg(target_os = "none")]
+mod misc;
+#[cfg(target_os = "none")]
+mod process;
+
+/// A positive Linux errno; the dispatcher returns it negated.
+pub type Errno = i32;
+
+#[cfg(target_os = "none")]
+pub use imp::dispatch;
+
+#[cfg(target_os = "none")]
+mod imp {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use super::abi::*;
+    use super::{files, memory, misc, process, Errno};
+    use crate::arch::aarch64::trap::TrapFrame;
+
+    /// Unknown numbers already logged (one bit per number below 512).
+    static LOGGED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+    fn unknown(nr: u64) -> Result<u64, Errno> {
+        let (w, b) = ((nr as usize / 64).min(7), nr % 64);
+        if LOGGED[w].fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0 {
+            log::warn!(
+                "unknown system call {nr} ({}): ENOSYS",
+                name(nr).unwrap_or("?")
+            );
+        }
+        Err(ENOSYS)
+    }
+
+    pub fn dispatch(frame: &mut TrapFrame) {
+        let nr = frame.x[8];
+        let a = [
+            frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5],
+        ];
+        let r = match nr {
+            SYS_READ => files::read(a[0], a[1], a[2]),
+            SYS_WRITE => files::write(a[0], a[1], a[2]),
+            SYS_READV => files::readv(a[0], a[1], a[2]),
+            SYS_WRITEV => files::writev(a[0], a[1], a[2]),
+            SYS_OPENAT => files::openat(a[0], a[1], a[2]),
+            SYS_CLOSE => files::close(a[0]),
+            SYS_LSEEK => files::lseek(a[0], a[1], a[2]),
+            SYS_NEWFSTATAT => files::newfstatat(a[0], a[1], a[2], a[3]),
+            SYS_FSTAT => files::fstat(a[0], a[1]),
+            SYS_IOCTL => files::ioctl(a[0], a[1], a[2]),
+            SYS_READLINKAT => files::readlinkat(a[0], a[1]),
+            SYS_MKDIRAT => files::mkdirat(a[0], a[1]),
+            SYS_MOUNT | SYS_SYNC => Ok(0),
+            SYS_EXIT | SYS_EXIT_GROUP => crate::proc::process::exit(exited(a[0] as u8)),
+            SYS_GETPID | SYS_GETTID => process::getpid(),
+            SYS_GETPPID => process::getppid(),
+            SYS_GETUID | SYS_GETEUID | SYS_GETGID | SYS_GETEGID => Ok(0),
+            SYS_SET_TID_ADDRESS => process::set_tid_address(a[0]),
+            SYS_SET_ROBUST_LIST => process::set_robust_list(a[1]),
+            SYS_CLONE => process::clone(frame, a[0], a[1], a[2], a[3], a[4]),
+            SYS_EXECVE => process::execve(frame, a[0], a[1], a[2]),
+            SYS_WAIT4 => process::wait4(a[0], a[1], a[2], a[3]),
+            SYS_GETRUSAGE => process::getrusage(a[0], a[1]),
+            SYS_SCHED_YIELD => process::sched_yield(),
+            SYS_KILL | SYS_TGKILL => process::kill(nr, a[0], a[1], a[2]),
+            SYS_RT_SIGPROCMASK => process::rt_sigprocmask(a[2], a[3]),
+            SYS_PRLIMIT64 => process::prlimit64(a[0], a[1], a[3]),
+            SYS_BRK => memory::brk(a[0]),
+            SYS_MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
+            SYS_MUNMAP => memory::munmap(a[0], a[1]),
+            SYS_MPROTECT => memory::mprotect(a[0], a[1], a[2]),
+            SYS_MADVISE => memory::madvise(a[0], a[1], a[2]),
+            SYS_MINCORE => memory::mincore(a[0], a[1], a[2]),
+            SYS_CLOCK_GETTIME => misc::clock_gettime(a[0], a[1]),
+            SYS_NANOSLEEP => misc::nanosleep(a[0], a[1]),
+            SYS_GETRANDOM => misc::getrandom(a[0], a[1], a[2]),
+            SYS_UNAME => misc::uname(a[0]),
+            SYS_REBOOT => misc::reboot(a[0], a[1], a[2]),
+            _ => unknown(nr),
+        };
+        frame.x[0] = match r {
+            Ok(v) => v,
+            Err(e) => (-(e as i64)) as u64,
+        };
+    }
+}
