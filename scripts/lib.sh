@@ -42,6 +42,11 @@ ensure_tools() {
     command -v "$QEMU" >/dev/null 2>&1 || die "$QEMU still missing after installing qemu-system-arm"
 }
 
+# The cross compiler for the static glibc test program (optional for run.sh).
+ensure_cross_cc() {
+    command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+}
+
 # build_kernel [--features ktest]: prints the ELF path. Test builds go to their own
 # target directory so switching between run.sh and test.sh does not rebuild.
 build_kernel() {
@@ -56,14 +61,23 @@ build_kernel() {
     echo "$dir/$KTARGET/release/contkernel"
 }
 
-# qemu_cmd ELF CPU SMP MEM GIC EL2(0|1) ICOUNT(0|1) APPEND: the QEMU command line, one
-# word per line (the tests' harness builds the same command in tests/src/machine.rs).
+# Where an initramfs goes in RAM (tests/src/machine.rs uses the same address).
+INITRD_ADDR=0x48000000
+
+# qemu_cmd ELF CPU SMP MEM GIC EL2(0|1) ICOUNT(0|1) APPEND [INITRD]: the QEMU command
+# line, one word per line (the tests' harness builds the same command in
+# tests/src/machine.rs). An ELF kernel gets no -initrd from QEMU: the generic loader
+# puts the file in RAM and the command line says where (initrd=ADDR,SIZE).
 qemu_cmd() {
-    local elf=$1 cpu=$2 smp=$3 mem=$4 gic=$5 el2=$6 icount=$7 append=$8
+    local elf=$1 cpu=$2 smp=$3 mem=$4 gic=$5 el2=$6 icount=$7 append=$8 initrd=${9:-}
     local machine="virt,gic-version=$gic"
     [ "$el2" = 1 ] && machine="$machine,virtualization=on"
     printf '%s\n' "$QEMU" -M "$machine" -cpu "$cpu" -smp "$smp" -m "$mem" \
         -nographic -monitor none -serial stdio -no-reboot -semihosting -kernel "$elf"
+    if [ -n "$initrd" ]; then
+        printf '%s\n' -device "loader,file=$initrd,addr=$INITRD_ADDR,force-raw=on"
+        append="initrd=$INITRD_ADDR,$(stat -c %s "$initrd")${append:+ $append}"
+    fi
     [ -n "$append" ] && printf '%s\n' -append "$append"
     [ "$icount" = 1 ] && printf '%s\n' -icount shift=0,sleep=off
     return 0

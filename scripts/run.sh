@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Build contkernel and boot it under qemu-system-aarch64 -M virt (installs what is
-# missing first). The kernel prints its banner, runs the demo and powers off; the exit
-# status is the kernel's (non-zero after a panic).
+# missing first). The main demo: the kernel prints its banner and runs the scenario
+# programs of user/ from an initramfs (fork, exec, copy-on-write, mmap, the bad-input
+# table, seed 000's reproducer, a faulting program, FP state), then powers off; the
+# exit status is the kernel's (non-zero after a panic or a frame leak).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 usage() {
     cat >&2 <<'USAGE'
 usage: scripts/run.sh [--cpu MODEL] [--smp N] [--mem SIZE] [--gic 2|3] [--el2] [--icount]
-                      [--append "ARGS"] [--ktest] [--gdb]
+                      [--append "ARGS"] [--ktest] [--initrd FILE | --no-initrd] [--gdb]
   --cpu MODEL     QEMU CPU model (default max; cortex-a72 has no HAFDBS/range TLBI/BBM)
   --smp N         number of CPUs (default 1)
   --mem SIZE      RAM (default 1G)
@@ -17,12 +19,16 @@ usage: scripts/run.sh [--cpu MODEL] [--smp N] [--mem SIZE] [--gic 2|3] [--el2] [
   --icount        -icount shift=0,sleep=off: deterministic instruction-counted time
   --append ARGS   kernel command line (e.g. "loglevel=debug", "ktest=frame")
   --ktest         boot the test build and run the in-kernel tests (adds "ktest")
+  --initrd FILE   boot this cpio newc archive, whose /init is a static aarch64 Linux
+                  program (default: the scenario programs of user/, built now)
+  --no-initrd     boot the kernel alone (banner, CPUs ticking, power off)
   --gdb           wait for gdb on localhost:1234 (see scripts/debug.sh)
+Arguments for /init go after "--" in --append, as with Linux: --append "-- cow segv".
 USAGE
     exit 2
 }
 
-cpu=max smp=1 mem=1G gic=2 el2=0 icount=0 append="" ktest=0 gdb=0
+cpu=max smp=1 mem=1G gic=2 el2=0 icount=0 append="" ktest=0 gdb=0 initrd=default
 while [ $# -gt 0 ]; do
     case "$1" in
         --cpu) [ $# -ge 2 ] || usage; cpu=$2; shift 2 ;;
@@ -30,6 +36,8 @@ while [ $# -gt 0 ]; do
         --mem) [ $# -ge 2 ] || usage; mem=$2; shift 2 ;;
         --gic) [ $# -ge 2 ] || usage; gic=$2; shift 2 ;;
         --append) [ $# -ge 2 ] || usage; append=$2; shift 2 ;;
+        --initrd) [ $# -ge 2 ] || usage; initrd=$2; shift 2 ;;
+        --no-initrd) initrd=""; shift ;;
         --el2) el2=1; shift ;;
         --icount) icount=1; shift ;;
         --ktest) ktest=1; shift ;;
@@ -48,7 +56,12 @@ if [ "$ktest" = 1 ]; then
 else
     elf=$(build_kernel)
 fi
-mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" "$smp" "$mem" "$gic" "$el2" "$icount" "$append")
+case "$initrd" in
+    default) initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio") ;;
+    "") ;;
+    *) [ -f "$initrd" ] || die "no such initramfs: $initrd" ;;
+esac
+mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" "$smp" "$mem" "$gic" "$el2" "$icount" "$append" "$initrd")
 if [ "$gdb" = 1 ]; then
     cmd+=(-s -S)
     say "waiting for gdb: gdb-multiarch $elf -ex 'target remote localhost:1234'"

@@ -17,8 +17,10 @@ case "${1:-}" in
 esac
 
 ensure_tools
+ensure_cross_cc
 ELF=$(build_kernel --features ktest) || exit 2
 export CONTKERNEL_ELF=$ELF
+INITRD=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/ktest/initramfs.cpio" --with-c) || exit 2
 
 passed=0 failed=0
 LOG=$(mktemp)
@@ -64,6 +66,19 @@ for cell in "${cells[@]}"; do
     CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=$gic CONTKERNEL_EL=$el CONTKERNEL_APPEND="contpte=$mode" \
         run_tests "qemu: -cpu $cpu -smp $smp GICv$gic EL$el contpte=$mode" \
         cargo test -q -p contkernel-tests --test kernel -- --test-threads=2
+done
+
+# User space: the scenario programs (and the static glibc program) as /init.
+if [ "$quick" = 1 ]; then
+    ucells=("max 4 on")
+else
+    ucells=("max 1 on" "max 4 on" "cortex-a72 1 on" "cortex-a72 4 on" "max 4 off" "cortex-a72 4 naive")
+fi
+for cell in "${ucells[@]}"; do
+    read -r cpu smp mode <<<"$cell"
+    CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=3 CONTKERNEL_INITRD=$INITRD CONTKERNEL_APPEND="contpte=$mode" \
+        run_tests "user: -cpu $cpu -smp $smp contpte=$mode" \
+        cargo test -q -p contkernel-tests --test user
 done
 
 run_tests "qemu: contpte benchmark (work per call)" \

@@ -25,6 +25,7 @@
 //! | `CONTKERNEL_EL`      | entry exception level, `1` or `2`              | `1` |
 //! | `CONTKERNEL_TIMEOUT` | seconds before QEMU is killed                  | `60` |
 //! | `CONTKERNEL_QEMU`    | QEMU binary                                    | `qemu-system-aarch64` |
+//! | `CONTKERNEL_INITRD`  | cpio initramfs to boot with (relative: from the workspace root) | none |
 //! | `CONTKERNEL_APPEND`  | kernel command-line words for every boot (e.g. `contpte=off`) | none |
 //!
 //! Each QEMU may use several host threads and the machine has two cores, so run the

@@ -71,7 +71,14 @@ pub struct Machine {
     pub extra: Vec<String>,
     /// The QEMU binary.
     pub qemu: String,
+    /// A cpio "newc" initramfs, placed in RAM at [`INITRD_ADDR`] by QEMU's generic
+    /// loader and announced to the kernel as `initrd=ADDR,SIZE` (an ELF kernel gets no
+    /// `-initrd`).
+    pub initrd: Option<PathBuf>,
 }
+
+/// Where the initramfs goes: 128 MiB into RAM, above the kernel and its frame metadata.
+pub const INITRD_ADDR: u64 = 0x4800_0000;
 
 impl Machine {
     /// A machine booting `kernel` with the defaults: `-cpu max`, one CPU, 1 GiB, GICv2,
@@ -90,6 +97,7 @@ impl Machine {
             timeout: DEFAULT_TIMEOUT,
             extra: Vec::new(),
             qemu: "qemu-system-aarch64".into(),
+            initrd: None,
         }
     }
 
@@ -125,6 +133,9 @@ impl Machine {
         }
         if let Some(qemu) = env_value("CONTKERNEL_QEMU") {
             machine.qemu = qemu;
+        }
+        if let Some(path) = env_value("CONTKERNEL_INITRD") {
+            machine.initrd = Some(workspace_root().join(path));
         }
         if let Some(args) = env_value("CONTKERNEL_APPEND") {
             machine = machine.append(&args);
@@ -239,8 +250,21 @@ impl Machine {
         );
         args.push("-kernel".into());
         args.push(self.kernel.clone().into_os_string());
-        if !self.append.is_empty() {
-            push(&mut args, &["-append", &self.append]);
+        let mut append = self.append.clone();
+        if let Some(initrd) = &self.initrd {
+            // A missing file shows up as QEMU's own error; its size here is then 0.
+            let size = std::fs::metadata(initrd).map_or(0, |m| m.len());
+            let mut loader = OsString::from("loader,file=");
+            loader.push(initrd);
+            loader.push(format!(",addr={INITRD_ADDR:#x},force-raw=on"));
+            args.push("-device".into());
+            args.push(loader);
+            append = format!("initrd={INITRD_ADDR:#x},{size} {append}")
+                .trim_end()
+                .to_string();
+        }
+        if !append.is_empty() {
+            push(&mut args, &["-append", &append]);
         }
         if self.semihosting {
             push(&mut args, &["-semihosting"]);

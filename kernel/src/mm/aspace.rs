@@ -329,6 +329,14 @@ impl Mm {
                     EFAULT
                 }
             }),
+            MADV_POPULATE_WRITE
+                if self
+                    .vmas
+                    .iter()
+                    .any(|v| v.start < end && start < v.end && !v.prot.write) =>
+            {
+                Err(EINVAL)
+            }
             MADV_POPULATE_WRITE => self.populate(start, end, Access::Write).map_err(|e| {
                 if e == FaultError::Oom {
                     ENOMEM

@@ -169,9 +169,9 @@ pub fn exec(
     Ok(())
 }
 
-/// End the calling process with wait status `status` (Linux encoding).
-pub fn exit(status: u32) -> ! {
-    let t = me();
+/// Give back what the calling process holds but its kernel stack: its memory (after
+/// leaving its tables) and its files.
+fn release(t: &Task) {
     let tid_ptr = t.clear_child_tid.swap(0, Ordering::AcqRel);
     if tid_ptr != 0 {
         let _ = uaccess::write_user(tid_ptr as usize, &0u32);
@@ -181,12 +181,23 @@ pub fn exit(status: u32) -> ! {
     let mm = t.mm.lock().take();
     drop(mm);
     *t.files.lock() = crate::fs::Files::empty();
+}
+
+/// End the calling process with wait status `status` (Linux encoding).
+pub fn exit(status: u32) -> ! {
+    let t = me();
+    release(&t);
     for c in task::children(t.pid) {
         c.parent.store(1, Ordering::Release);
     }
     t.exit_status.store(status, Ordering::Release);
     if t.pid == 1 {
-        init_exited(status);
+        let code = if status & 0x7f == 0 {
+            (status >> 8) & 0xff
+        } else {
+            128 + (status & 0x7f)
+        };
+        shutdown(code, format_args!("init exited with status {code}"));
     }
     t.set_state(State::Zombie);
     let parent = task::get(t.parent.load(Ordering::Acquire));
@@ -204,23 +215,22 @@ pub fn exit(status: u32) -> ! {
 /// Free frames when /init started, to check that everything came back.
 static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
-/// /init is gone: say how, check that every frame its processes used is back (all but
-/// init's own kernel stack, still in use), and power off with its status (128 + signal
-/// if killed).
-fn init_exited(status: u32) -> ! {
-    let code = if status & 0x7f == 0 {
-        (status >> 8) & 0xff
-    } else {
-        128 + (status & 0x7f)
-    };
+/// The machine stops (init exited, or reboot(2)): the caller's memory is released, and
+/// if no other task is left every frame but the caller's kernel stack must be back in
+/// the allocator. Powers off with `code`, or 1 if frames leaked.
+pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
+    let t = me();
+    release(&t);
+    let others = task::count() - 1;
     let before = FREE_AT_INIT.load(Ordering::Relaxed);
     let now = crate::mm::frame::frames().free_frames() + (1 << task::KSTACK_ORDER);
-    let leaked = before as i64 - now as i64;
-    kprintln!(
-        "contkernel: init exited with status {code}; frames not returned: {leaked}; tasks left: {}",
-        task::count() - 1
-    );
-    power::exit(if leaked != 0 && code == 0 { 1 } else { code })
+    if others == 0 {
+        let leaked = before as i64 - now as i64;
+        kprintln!("contkernel: {why}; frames not returned: {leaked}");
+        power::exit(if leaked != 0 && code == 0 { 1 } else { code })
+    }
+    kprintln!("contkernel: {why}; {others} other tasks still exist: frames not checked");
+    power::exit(code)
 }
 
 /// wait4: a zombie child matching `pid` (-1: any), reaped; `None` with WNOHANG if none yet.
@@ -300,8 +310,8 @@ pub fn user_sync(frame: &mut TrapFrame) {
                 t.minflt.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Err(FaultError::Oom) => kill(frame, &t, SIGKILL, "out of memory"),
-            Err(FaultError::Segv) => kill(frame, &t, SIGSEGV, ""),
+            Err(FaultError::Oom) => kill(frame, t, SIGKILL, "out of memory"),
+            Err(FaultError::Segv) => kill(frame, t, SIGSEGV, ""),
         }
     }
     let sig = match esr.ec() {
@@ -312,11 +322,12 @@ pub fn user_sync(frame: &mut TrapFrame) {
         }
         _ => SIGSEGV,
     };
-    kill(frame, &t, sig, "")
+    kill(frame, t, sig, "")
 }
 
-/// Kill the current process for a fault, with a one-line report.
-fn kill(frame: &TrapFrame, t: &Task, sig: u32, why: &str) -> ! {
+/// Kill the current process for a fault, with a one-line report. Takes the caller's
+/// reference to the task: `exit` does not return, so nothing held here is ever dropped.
+fn kill(frame: &TrapFrame, t: Arc<Task>, sig: u32, why: &str) -> ! {
     let esr = Esr(frame.esr);
     let name = t.name.lock().clone();
     let what = if esr.is_abort() {
@@ -343,9 +354,10 @@ fn kill(frame: &TrapFrame, t: &Task, sig: u32, why: &str) -> ! {
         SIGTRAP => "SIGTRAP",
         _ => "SIGKILL",
     };
+    let pid = t.pid;
+    drop(t);
     kprintln!(
-        "contkernel: killed {name} (pid {}): {sig_name}: {what}, pc {:#x}{}{why}",
-        t.pid,
+        "contkernel: killed {name} (pid {pid}): {sig_name}: {what}, pc {:#x}{}{why}",
         frame.elr,
         if why.is_empty() { "" } else { ": " }
     );

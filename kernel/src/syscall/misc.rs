@@ -47,9 +47,10 @@ pub fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64, Errno> {
     {
         return Err(EINVAL);
     }
-    // Linux serves at most INT_MAX bytes a call, and returns what it copied before a fault.
+    // Linux serves at most INT_MAX bytes a call, and returns what it copied before a
+    // fault: each chunk is checked and copied on its own.
     let len = len.min(i32::MAX as u64) as usize;
-    if !is_user_range(buf as usize, len) {
+    if !is_user_range(buf as usize, 0) {
         return Err(EFAULT);
     }
     let mut chunk = [0u8; 256];
@@ -101,12 +102,7 @@ pub fn reboot(magic1: u64, magic2: u64, cmd: u64) -> Result<u64, Errno> {
     }
     match cmd as u32 as u64 {
         RESTART | HALT | POWER_OFF => {
-            crate::kprintln!(
-                "contkernel: reboot({:#x}) by pid {}: powering off",
-                cmd,
-                me().pid
-            );
-            crate::power::exit(0)
+            crate::proc::process::shutdown(0, format_args!("reboot({cmd:#x}) by pid {}", me().pid))
         }
         CAD_ON | CAD_OFF => Ok(0),
         _ => Err(EINVAL),

@@ -136,11 +136,12 @@ pub fn sched_yield() -> Result<u64, Errno> {
 /// (abort() and raise()); a signal whose default is to ignore does nothing.
 pub fn kill(nr: u64, a0: u64, a1: u64, a2: u64) -> Result<u64, Errno> {
     let (pid, sig) = if nr == SYS_TGKILL { (a1, a2) } else { (a0, a1) };
-    let t = me();
+    // Not held across exit(), which does not return.
+    let my_pid = me().pid;
     if sig > 64 {
         return Err(EINVAL);
     }
-    if pid as i64 != t.pid as i64 {
+    if pid as i64 != my_pid as i64 {
         return Err(if crate::proc::task::get(pid as u32).is_some() {
             EPERM
         } else {

@@ -1,0 +1,72 @@
+//! Boots the scenario programs of `user/` as /init (the initramfs `scripts/test.sh`
+//! builds with `scripts/initramfs.sh`, given in `CONTKERNEL_INITRD`) on the matrix cell
+//! of the environment, and checks what init and the kernel report: every program
+//! passed, the faulting ones were killed with a report while the others went on, and
+//! every frame came back to the allocator after the last process.
+
+use contkernel_tests::Machine;
+
+/// The programs init runs by default (user/src/bin/init.rs), glibc_check when present.
+const PROGRAMS: [&str; 7] = [
+    "fork_exec",
+    "mm_basic",
+    "cow",
+    "badargs",
+    "seed000",
+    "segv",
+    "fpsimd",
+];
+
+#[test]
+fn scenario_programs_pass_and_every_frame_returns() {
+    let m = Machine::from_env();
+    let initrd = m
+        .initrd
+        .clone()
+        .expect("CONTKERNEL_INITRD names the initramfs (scripts/test.sh builds it)");
+    assert!(
+        initrd.exists(),
+        "no initramfs at {}: run scripts/test.sh",
+        initrd.display()
+    );
+    let out = m.boot();
+    assert!(!out.timed_out, "the programs did not finish in time{out}");
+    assert!(!out.panicked(), "the kernel panicked{out}");
+    for p in PROGRAMS {
+        assert!(
+            out.console.contains(&format!("init: {p} exited 0")),
+            "{p} did not pass{out}"
+        );
+    }
+    let glibc = out.console.contains("init: glibc_check exited");
+    if glibc {
+        assert!(
+            out.console.contains("init: glibc_check exited 0"),
+            "the glibc program did not pass{out}"
+        );
+    }
+    let want = PROGRAMS.len() + glibc as usize;
+    assert!(
+        out.lines()
+            .contains(&format!("{want} passed, 0 failed").as_str()),
+        "init's summary is not {want} passed, 0 failed{out}"
+    );
+    // segv's children were killed with the one-line report, and the kernel went on.
+    assert!(
+        out.console.contains("contkernel: killed segv (pid "),
+        "no kill report for segv{out}"
+    );
+    assert!(
+        out.console.contains("SIGSEGV: Data abort from a lower EL"),
+        "no decoded fault in the kill report{out}"
+    );
+    assert!(
+        out.console.contains("frames not returned: 0"),
+        "frames leaked after the last process{out}"
+    );
+    assert_eq!(
+        out.status,
+        Some(0),
+        "the kernel did not power off cleanly{out}"
+    );
+}

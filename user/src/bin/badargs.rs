@@ -1,0 +1,292 @@
+//! Bad arguments give the errno Linux gives. Each row passes one bad input: a kernel
+//! address (0xffff000040000000), a low unmapped address (0x10), an unmapped page, a
+//! misaligned address, length 0 or an overflowing length, an out-of-range flag; the
+//! expected result is what Linux 6.12 arm64 returns (checked by booting Linux with
+//! this program as a child of /init, see user/README.md). Length-0 calls and
+//! misaligned buffers are successes on Linux: only addresses whose alignment the call
+//! defines (mmap, munmap, mprotect, madvise, mincore) must be page-aligned.
+#![no_std]
+#![no_main]
+
+use rt::mm::{brk, Region, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, PROT_READ, PROT_WRITE};
+use rt::proc::{self, RUSAGE_SELF};
+use rt::sys::nr;
+use rt::test::{Fail, Outcome, Suite};
+use rt::time::CLOCK_MONOTONIC;
+use rt::{fs, Errno};
+
+rt::entry!(main);
+
+/// A kernel address (the start of RAM in the linear map of both kernels).
+const KERNEL: usize = 0xffff_0000_4000_0000;
+/// A low address that is never mapped.
+const LOW: usize = 0x10;
+
+/// What a row expects.
+#[derive(Clone, Copy)]
+enum Want {
+    Ok(usize),
+    /// Success with a value only known at run time (a pid, the current break).
+    OkAny,
+    Err(Errno),
+}
+
+/// The addresses and descriptors the rows use.
+struct Env {
+    /// Three mapped pages: data at `buf`, `hello` on the second, `edge` is the last
+    /// page before `hole`.
+    buf: usize,
+    edge: usize,
+    /// An unmapped page right after `edge`.
+    hole: usize,
+    /// A readable file (this program).
+    fd: usize,
+    /// "/" repeated past PATH_MAX (4096), NUL-terminated.
+    long_path: usize,
+    /// The path of `hello` (an existing program), NUL-terminated.
+    hello: usize,
+}
+
+/// `sys!(NR, args...)`: the raw call, errno and all.
+macro_rules! sys {
+    ($($t:tt)*) => {
+        // SAFETY: every pointer argument in the table is either invalid on purpose
+        // (the kernel must reject it without touching memory) or points into Env's
+        // scratch pages, which nothing else uses.
+        unsafe { rt::syscall!($($t)*) }
+    };
+}
+
+type Call = fn(&Env) -> Result<usize, Errno>;
+
+const EFAULT: Want = Want::Err(Errno::EFAULT);
+const EINVAL: Want = Want::Err(Errno::EINVAL);
+const ENOMEM: Want = Want::Err(Errno::ENOMEM);
+const ENOENT: Want = Want::Err(Errno::ENOENT);
+const EBADF: Want = Want::Err(Errno::EBADF);
+
+#[rustfmt::skip]
+const ROWS: &[(&str, Want, Call)] = &[
+    ("write_kernel_buf",    EFAULT,      |_| sys!(nr::WRITE, 1, KERNEL, 8)),
+    ("write_low_buf",       EFAULT,      |_| sys!(nr::WRITE, 1, LOW, 8)),
+    ("write_hole_buf",      EFAULT,      |e| sys!(nr::WRITE, 1, e.hole, 8)),
+    ("write_len0_kernel",   EFAULT,      |_| sys!(nr::WRITE, 1, KERNEL, 0)),
+    ("write_len0_low",      Want::Ok(0), |_| sys!(nr::WRITE, 1, LOW, 0)),
+    ("write_len_max",       EFAULT,      |e| sys!(nr::WRITE, 1, e.buf, usize::MAX)),
+    ("write_bad_fd",        EBADF,       |e| sys!(nr::WRITE, 999, e.buf, 1)),
+    ("read_kernel_buf",     EFAULT,      |e| sys!(nr::READ, e.fd, KERNEL, 8)),
+    ("read_low_buf",        EFAULT,      |e| sys!(nr::READ, e.fd, LOW, 8)),
+    ("read_hole_buf",       EFAULT,      |e| sys!(nr::READ, e.fd, e.hole, 8)),
+    ("read_len0_kernel",    EFAULT,      |e| sys!(nr::READ, e.fd, KERNEL, 0)),
+    ("read_len0_low",       Want::Ok(0), |e| sys!(nr::READ, e.fd, LOW, 0)),
+    ("read_len_max",        EFAULT,      |e| sys!(nr::READ, e.fd, e.buf, usize::MAX)),
+    ("read_misaligned",     Want::Ok(3), |e| sys!(nr::READ, e.fd, e.buf + 1, 3)),
+    ("read_bad_fd",         EBADF,       |e| sys!(nr::READ, 999, e.buf, 1)),
+    ("clock_gettime_kernel", EFAULT,     |_| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, KERNEL)),
+    ("clock_gettime_low",   EFAULT,      |_| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, LOW)),
+    ("clock_gettime_hole",  EFAULT,      |e| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, e.hole)),
+    ("clock_gettime_straddle", EFAULT,   |e| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, e.hole - 8)),
+    ("clock_gettime_misaligned", Want::Ok(0), |e| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, e.buf + 1)),
+    ("clock_gettime_bad_clock", EINVAL,  |e| sys!(nr::CLOCK_GETTIME, 99, e.buf)),
+    ("uname_kernel",        EFAULT,      |_| sys!(nr::UNAME, KERNEL)),
+    ("uname_low",           EFAULT,      |_| sys!(nr::UNAME, LOW)),
+    ("uname_straddle",      EFAULT,      |e| sys!(nr::UNAME, e.hole - 100)),
+    ("uname_misaligned",    Want::Ok(0), |e| sys!(nr::UNAME, e.buf + 3)),
+    ("getrandom_kernel",    EFAULT,      |_| sys!(nr::GETRANDOM, KERNEL, 8, 0)),
+    ("getrandom_low",       EFAULT,      |_| sys!(nr::GETRANDOM, LOW, 8, 0)),
+    ("getrandom_len0_low",  Want::Ok(0), |_| sys!(nr::GETRANDOM, LOW, 0, 0)),
+    ("getrandom_len0_kernel", EFAULT,    |_| sys!(nr::GETRANDOM, KERNEL, 0, 0)),
+    ("getrandom_len_max",   Want::Ok(PAGE), |e| sys!(nr::GETRANDOM, e.edge, usize::MAX, 0)),
+    ("getrandom_misaligned", Want::Ok(5), |e| sys!(nr::GETRANDOM, e.buf + 1, 5, 0)),
+    ("getrandom_bad_flags", EINVAL,      |e| sys!(nr::GETRANDOM, e.buf, 8, 0x100)),
+    ("nanosleep_kernel",    EFAULT,      |_| sys!(nr::NANOSLEEP, KERNEL, 0)),
+    ("nanosleep_low",       EFAULT,      |_| sys!(nr::NANOSLEEP, LOW, 0)),
+    ("nanosleep_hole",      EFAULT,      |e| sys!(nr::NANOSLEEP, e.hole, 0)),
+    ("nanosleep_misaligned", Want::Ok(0), |e| { put_timespec(e.buf + 1, 0, 1); sys!(nr::NANOSLEEP, e.buf + 1, 0) }),
+    ("nanosleep_nsec_1e9",  EINVAL,      |e| { put_timespec(e.buf, 0, 1_000_000_000); sys!(nr::NANOSLEEP, e.buf, 0) }),
+    ("nanosleep_negative",  EINVAL,      |e| { put_timespec(e.buf, -1, 0); sys!(nr::NANOSLEEP, e.buf, 0) }),
+    ("nanosleep_rem_kernel", Want::Ok(0), |e| { put_timespec(e.buf, 0, 1); sys!(nr::NANOSLEEP, e.buf, KERNEL) }),
+    ("wait4_status_kernel", EFAULT,      |_| wait_child_with(KERNEL, 0)),
+    ("wait4_status_low",    EFAULT,      |_| wait_child_with(LOW, 0)),
+    ("wait4_status_misaligned", Want::OkAny, |e| wait_child_with(e.buf + 1, 0)),
+    ("wait4_rusage_kernel", EFAULT,      |e| wait_child_with(e.buf, KERNEL)),
+    ("wait4_efault_reaps",  Want::Err(Errno::ECHILD), |_| wait_twice()),
+    ("wait4_bad_options",   EINVAL,      |e| sys!(nr::WAIT4, -1isize, e.buf, 0x40, 0)),
+    ("mincore_vec_kernel",  EFAULT,      |e| sys!(nr::MINCORE, e.buf, PAGE, KERNEL)),
+    ("mincore_vec_low",     EFAULT,      |e| sys!(nr::MINCORE, e.buf, PAGE, LOW)),
+    ("mincore_vec_hole",    EFAULT,      |e| sys!(nr::MINCORE, e.buf, PAGE, e.hole)),
+    ("mincore_addr_misaligned", EINVAL,  |e| sys!(nr::MINCORE, e.buf + 1, PAGE, e.edge)),
+    ("mincore_addr_kernel", ENOMEM,      |e| sys!(nr::MINCORE, KERNEL, PAGE, e.edge)),
+    ("mincore_addr_hole",   ENOMEM,      |e| sys!(nr::MINCORE, e.hole, PAGE, e.edge)),
+    ("mincore_len0",        Want::Ok(0), |e| sys!(nr::MINCORE, e.buf, 0, e.edge)),
+    ("mincore_len_max",     ENOMEM,      |e| sys!(nr::MINCORE, e.buf, usize::MAX, e.edge)),
+    ("getrusage_kernel",    EFAULT,      |_| sys!(nr::GETRUSAGE, RUSAGE_SELF, KERNEL)),
+    ("getrusage_low",       EFAULT,      |_| sys!(nr::GETRUSAGE, RUSAGE_SELF, LOW)),
+    ("getrusage_misaligned", Want::Ok(0), |e| sys!(nr::GETRUSAGE, RUSAGE_SELF, e.buf + 1)),
+    ("getrusage_bad_who",   EINVAL,      |e| sys!(nr::GETRUSAGE, 5, e.buf)),
+    ("execve_path_kernel",  EFAULT,      |_| exec_in_child(KERNEL, 0)),
+    ("execve_path_low",     EFAULT,      |_| exec_in_child(LOW, 0)),
+    ("execve_path_hole",    EFAULT,      |e| exec_in_child(e.hole, 0)),
+    ("execve_path_unterminated", EFAULT, |e| exec_in_child(unterminated(e), 0)),
+    ("execve_path_empty",   ENOENT,      |_| exec_in_child(c"".as_ptr() as usize, 0)),
+    ("execve_path_missing", ENOENT,      |_| exec_in_child(c"/nonexistent".as_ptr() as usize, 0)),
+    ("execve_path_too_long", Want::Err(Errno::ENAMETOOLONG), |e| exec_in_child(e.long_path, 0)),
+    ("execve_argv_kernel",  EFAULT,      |e| exec_in_child(e.hello, KERNEL)),
+    ("openat_path_kernel",  EFAULT,      |_| open(KERNEL)),
+    ("openat_path_low",     EFAULT,      |_| open(LOW)),
+    ("openat_path_hole",    EFAULT,      |e| open(e.hole)),
+    ("openat_path_unterminated", EFAULT, |e| open(unterminated(e))),
+    ("openat_path_empty",   ENOENT,      |_| open(c"".as_ptr() as usize)),
+    ("openat_path_missing", ENOENT,      |_| open(c"/nonexistent".as_ptr() as usize)),
+    ("openat_path_too_long", Want::Err(Errno::ENAMETOOLONG), |e| open(e.long_path)),
+    ("mmap_len0",           EINVAL,      |_| mmap(0, 0, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)),
+    ("mmap_len_max",        ENOMEM,      |_| mmap(0, usize::MAX, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)),
+    ("mmap_fixed_misaligned", EINVAL,    |e| mmap(e.hole + 1, PAGE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)),
+    ("mmap_fixed_kernel",   ENOMEM,      |_| mmap(KERNEL, PAGE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)),
+    ("mmap_no_type",        EINVAL,      |_| mmap(0, PAGE, MAP_ANONYMOUS, -1, 0)),
+    ("mmap_offset_misaligned", EINVAL,   |_| mmap(0, PAGE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 1)),
+    ("mmap_file_bad_fd",    EBADF,       |_| mmap(0, PAGE, MAP_PRIVATE, 999, 0)),
+    ("munmap_misaligned",   EINVAL,      |e| sys!(nr::MUNMAP, e.hole + 1, PAGE)),
+    ("munmap_len0",         EINVAL,      |e| sys!(nr::MUNMAP, e.hole, 0)),
+    ("munmap_kernel",       EINVAL,      |_| sys!(nr::MUNMAP, KERNEL, PAGE)),
+    ("munmap_hole",         Want::Ok(0), |e| sys!(nr::MUNMAP, e.hole, PAGE)),
+    ("mprotect_misaligned", EINVAL,      |e| sys!(nr::MPROTECT, e.buf + 1, PAGE, PROT_READ | PROT_WRITE)),
+    ("mprotect_hole",       ENOMEM,      |e| sys!(nr::MPROTECT, e.hole, PAGE, PROT_READ)),
+    ("mprotect_kernel",     ENOMEM,      |_| sys!(nr::MPROTECT, KERNEL, PAGE, PROT_READ)),
+    ("mprotect_len0",       Want::Ok(0), |e| sys!(nr::MPROTECT, e.hole, 0, PROT_READ)),
+    ("mprotect_bad_prot",   EINVAL,      |e| sys!(nr::MPROTECT, e.buf, PAGE, 0x4000)),
+    ("madvise_misaligned",  EINVAL,      |e| sys!(nr::MADVISE, e.buf + 1, PAGE, 0)),
+    ("madvise_hole",        ENOMEM,      |e| sys!(nr::MADVISE, e.hole, PAGE, 0)),
+    ("madvise_kernel",      ENOMEM,      |_| sys!(nr::MADVISE, KERNEL, PAGE, 0)),
+    ("madvise_len0",        Want::Ok(0), |e| sys!(nr::MADVISE, e.hole, 0, 0)),
+    ("madvise_unknown",     EINVAL,      |e| sys!(nr::MADVISE, e.buf, PAGE, 9999)),
+    ("brk_low",             Want::OkAny, |_| brk_low()),
+    ("unknown_syscall",     Want::Err(Errno::ENOSYS), |_| sys!(999)),
+];
+
+fn main(args: &rt::Args) -> i32 {
+    let mut t = Suite::new("badargs");
+    let env = match setup(args) {
+        Ok(env) => env,
+        Err(Fail(why)) => {
+            rt::println!("badargs: set-up failed: {why}");
+            return 1;
+        }
+    };
+    for (name, want, call) in ROWS {
+        t.report(name, check(*want, call(&env.0)));
+    }
+    t.finish()
+}
+
+fn check(want: Want, got: Result<usize, Errno>) -> Outcome {
+    match (want, got) {
+        (Want::Ok(w), Ok(g)) if w == g => Ok(()),
+        (Want::OkAny, Ok(_)) => Ok(()),
+        (Want::Err(w), Err(g)) if w == g => Ok(()),
+        (Want::Ok(w), g) => Err(Fail::new(format_args!("got {g:?}, want Ok({w})"))),
+        (Want::OkAny, g) => Err(Fail::new(format_args!("got {g:?}, want success"))),
+        (Want::Err(w), g) => Err(Fail::new(format_args!("got {g:?}, want {w}"))),
+    }
+}
+
+/// The scratch mappings (kept alive with the env) and the open file.
+fn setup(args: &rt::Args) -> Result<(Env, Region, Region), Fail> {
+    use rt::test::Context;
+    let scratch = Region::anon(4 * PAGE, PROT_READ | PROT_WRITE, 0).ctx("mmap")?;
+    scratch.unmap(3 * PAGE, PAGE).ctx("munmap")?;
+    let long = Region::anon(2 * PAGE, PROT_READ | PROT_WRITE, 0).ctx("mmap")?;
+    long.fill(0, 2 * PAGE, b'/');
+    long.store(5000, 0);
+    let hello = args.sibling("hello");
+    for (i, &b) in hello.as_bytes().iter().chain(&[0]).enumerate() {
+        scratch.store(PAGE + i, b);
+    }
+    let me = args.get(0).ok_or(Fail::new(format_args!("no argv[0]")))?;
+    let fd =
+        fs::openat(fs::AT_FDCWD, me, fs::O_RDONLY | fs::O_CLOEXEC, 0).ctx("openat(argv[0])")?;
+    let env = Env {
+        buf: scratch.addr,
+        edge: scratch.addr + 2 * PAGE,
+        hole: scratch.addr + 3 * PAGE,
+        fd,
+        long_path: long.addr,
+        hello: scratch.addr + PAGE,
+    };
+    Ok((env, scratch, long))
+}
+
+/// 64 bytes of "/" running into `hole` (no NUL): rewritten on each use, since other
+/// rows write over `edge`.
+fn unterminated(e: &Env) -> usize {
+    let at = e.hole - 64;
+    // SAFETY: [at, hole) is the end of Env's scratch page `edge`.
+    unsafe { core::ptr::write_bytes(at as *mut u8, b'/', 64) };
+    at
+}
+
+fn put_timespec(at: usize, sec: i64, nsec: i64) {
+    // SAFETY: `at` is inside Env's scratch pages (mapped, unused by anything else);
+    // unaligned writes are allowed for normal memory.
+    unsafe { core::ptr::write_unaligned(at as *mut [i64; 2], [sec, nsec]) }
+}
+
+fn mmap(addr: usize, len: usize, flags: usize, fd: isize, off: usize) -> Result<usize, Errno> {
+    sys!(nr::MMAP, addr, len, PROT_READ | PROT_WRITE, flags, fd, off)
+}
+
+fn open(path: usize) -> Result<usize, Errno> {
+    let r = sys!(
+        nr::OPENAT,
+        fs::AT_FDCWD,
+        path,
+        fs::O_RDONLY | fs::O_CLOEXEC,
+        0
+    );
+    if let Ok(fd) = r {
+        let _ = fs::close(fd);
+    }
+    r
+}
+
+/// Forks a child that exits at once and reaps it with wait4(pid, status, 0, rusage).
+fn wait_child_with(status: usize, rusage: usize) -> Result<usize, Errno> {
+    let pid = proc::spawn(|| 0)?;
+    let r = sys!(nr::WAIT4, pid, status, 0, rusage);
+    let _ = proc::wait(pid);
+    r
+}
+
+/// A wait4 that fails with EFAULT on the status pointer has still reaped the child:
+/// the second wait4 gives ECHILD.
+fn wait_twice() -> Result<usize, Errno> {
+    let pid = proc::spawn(|| 0)?;
+    let _ = sys!(nr::WAIT4, pid, KERNEL, 0, 0);
+    proc::wait(pid).map(|s| s.0 as usize)
+}
+
+/// execve(path, argv, NULL) in a child (a wrongly successful exec replaces only the
+/// child); the child exits with the errno, 0 meaning the exec'd program exited 0.
+fn exec_in_child(path: usize, argv: usize) -> Result<usize, Errno> {
+    let s = proc::fork_wait(|| match sys!(nr::EXECVE, path, argv, 0) {
+        Ok(_) => 0,
+        Err(e) => e.0,
+    })?;
+    match (s.exited(), s.exit_status()) {
+        (true, 0) => Ok(0),
+        (true, e) => Err(Errno(e as i32)),
+        _ => Err(Errno(-1)),
+    }
+}
+
+/// brk below the program: refused, which brk reports by returning the current
+/// break (no errno).
+fn brk_low() -> Result<usize, Errno> {
+    // SAFETY: the call asks for an impossible break, so the heap does not change.
+    let (cur, got) = unsafe { (brk(0)?, brk(LOW)?) };
+    if got == cur {
+        Ok(got)
+    } else {
+        Err(Errno(-2))
+    }
+}

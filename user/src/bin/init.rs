@@ -1,0 +1,94 @@
+//! /init: runs each program named on its command line (argv[1..]), or the default
+//! list, as `/bin/<name>` with fork + execve + wait4, one after the other; prints
+//! `init: <name> exited <code>` (or `exited signal <n>`) per program and then
+//! `N passed, N failed`, counting programs (passed = exited 0). As pid 1 it then
+//! powers the machine off; run as any other pid (a check on a host) it exits with 0
+//! only if every program passed. The environment variable `BIN_DIR` replaces `/bin`
+//! (for such host checks).
+#![no_std]
+#![no_main]
+
+use rt::fs;
+use rt::println;
+use rt::proc::{self, execve};
+use rt::text::Text;
+
+rt::entry!(main);
+
+/// The scenario programs, in order. `glibc_check` runs only when present.
+const DEFAULT: &[&str] = &[
+    "fork_exec",
+    "mm_basic",
+    "cow",
+    "badargs",
+    "seed000",
+    "segv",
+    "fpsimd",
+];
+const OPTIONAL: &[&str] = &["glibc_check"];
+
+fn main(args: &rt::Args) -> i32 {
+    let (mut passed, mut failed) = (0u32, 0u32);
+    let mut one = |name: &str| {
+        if run(args, name) {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    };
+    if args.len() > 1 {
+        (1..args.len())
+            .filter_map(|i| args.str(i))
+            .for_each(&mut one);
+    } else {
+        DEFAULT.iter().for_each(|name| one(name));
+        let present =
+            |name: &&&str| fs::read_file(bin_path(args, name).as_cstr(), &mut [0; 1]).is_ok();
+        OPTIONAL.iter().filter(present).for_each(|name| one(name));
+    }
+    println!("{passed} passed, {failed} failed");
+    if proc::getpid() == Ok(1) {
+        if let Err(e) = proc::power_off() {
+            println!("init: reboot(POWER_OFF): {e}");
+        }
+    }
+    (failed != 0) as i32
+}
+
+/// `$BIN_DIR/<name>`, `/bin/<name>` by default.
+fn bin_path(args: &rt::Args, name: &str) -> Text<256> {
+    Text::from_fmt(format_args!(
+        "{}/{name}",
+        args.var("BIN_DIR").unwrap_or("/bin")
+    ))
+}
+
+/// Runs /bin/<name> with argv = [path] and init's environment; true if it exited 0.
+fn run(args: &rt::Args, name: &str) -> bool {
+    let mut path = bin_path(args, name);
+    let path = path.as_cstr();
+    let child = proc::spawn(|| {
+        let mut env = [c""; proc::EXEC_MAX_STRINGS];
+        let n = args
+            .env()
+            .zip(env.iter_mut())
+            .map(|(e, slot)| *slot = e)
+            .count();
+        let e = execve(path, &[path], &env[..n]);
+        println!("init: execve {}: {e}", path.to_str().unwrap_or("?"));
+        127
+    });
+    let status = match child.and_then(proc::wait) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("init: {name}: fork/wait4: {e}");
+            return false;
+        }
+    };
+    if status.exited() {
+        println!("init: {name} exited {}", status.exit_status());
+    } else {
+        println!("init: {name} exited {status}");
+    }
+    status.exited() && status.exit_status() == 0
+}

@@ -1,0 +1,153 @@
+//! Barry Song's fork reproducer (seed 000): a 1 MiB region aligned to 1 MiB is
+//! filled with 0x11, the process forks, the child execs `hello`, the parent waits for
+//! it and then writes one word at p+10. Once the child has gone, the parent is the only
+//! user of every large folio, so a kernel that reuses the whole folio on the CoW fault
+//! takes one fault and needs none for the rest of that 64 KiB block; one that copies
+//! a single page puts the folio on the deferred-split list. Reported as
+//! `seed000: key=value` lines: minor faults of the fill, of the first write and of the
+//! other 15 pages of its 64 KiB block (getrusage), and Linux's mTHP counters
+//! `split_deferred` and `anon_fault_alloc` of hugepages-64kB before and after (`n/a`
+//! where the file does not exist).
+//!
+//! On a freshly booted Linux (no /sys/kernel yet) it mounts sysfs and sets
+//! hugepages-64kB/enabled to `always` first, so the run is comparable; errors are
+//! ignored, and an already mounted /sys (a host) is left as it is.
+#![no_std]
+#![no_main]
+
+use core::ffi::CStr;
+use rt::mm::{Region, PAGE, PROT_READ, PROT_WRITE};
+use rt::proc::{self, RUSAGE_SELF};
+use rt::test::{Context, Outcome, Suite};
+use rt::text::Text;
+use rt::{ensure, fs, println};
+
+rt::entry!(main);
+
+const MIB: usize = 1 << 20;
+const BLOCK: usize = 16 * PAGE;
+const MTHP: &str = "/sys/kernel/mm/transparent_hugepage/hugepages-64kB";
+
+fn main(args: &rt::Args) -> i32 {
+    let mut t = Suite::new("seed000");
+    if let Ok(u) = proc::uname() {
+        println!(
+            "seed000: kernel={} {} {}",
+            u.sysname(),
+            u.release(),
+            u.machine()
+        );
+    }
+    set_up_linux_mthp();
+    println!("seed000: enabled_64k={}", sysfs("enabled"));
+    t.run("seed000", || reproduce(args));
+    t.finish()
+}
+
+/// Mounts sysfs and asks for 64 KiB folios, on a machine where nothing is mounted yet.
+fn set_up_linux_mthp() {
+    if fs::is_dir(c"/sys/kernel") {
+        return;
+    }
+    let _ = fs::mount(c"sysfs", c"/sys", c"sysfs", 0);
+    let _ = fs::write_file(path("enabled").as_cstr(), b"always");
+}
+
+fn path(file: &str) -> Text<128> {
+    Text::from_fmt(format_args!("{MTHP}/{file}"))
+}
+
+/// The first line of hugepages-64kB/`file`, or `n/a`.
+fn sysfs(file: &str) -> Text<96> {
+    let mut buf = [0u8; 95];
+    match fs::read_file(path(file).as_cstr(), &mut buf) {
+        Ok(n) => {
+            let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or_default();
+            let mut t = Text::new();
+            t.push(line);
+            t
+        }
+        Err(_) => Text::from_fmt(format_args!("n/a")),
+    }
+}
+
+fn minflt() -> Result<i64, rt::test::Fail> {
+    Ok(proc::getrusage(RUSAGE_SELF).ctx("getrusage")?.minflt)
+}
+
+/// A 1 MiB region aligned to 1 MiB: 2 MiB mapped, the ends trimmed.
+fn aligned_mib() -> Result<Region, rt::test::Fail> {
+    let wide = Region::anon(2 * MIB, PROT_READ | PROT_WRITE, 0).ctx("mmap")?;
+    let start = (wide.addr + MIB - 1) & !(MIB - 1);
+    let (head, tail) = (start - wide.addr, wide.addr + 2 * MIB - (start + MIB));
+    if head > 0 {
+        wide.unmap(0, head).ctx("munmap head")?;
+    }
+    if tail > 0 {
+        wide.unmap(head + MIB, tail).ctx("munmap tail")?;
+    }
+    core::mem::forget(wide);
+    // SAFETY: [start, start + MIB) is what is left of the mapping just made, whose
+    // owner was forgotten so only this Region unmaps it.
+    Ok(unsafe { Region::from_raw(start, MIB) })
+}
+
+fn reproduce(args: &rt::Args) -> Outcome {
+    let p = aligned_mib()?;
+    let counters = [
+        ("split_deferred", "stats/split_deferred"),
+        ("anon_fault_alloc", "stats/anon_fault_alloc"),
+    ]
+    .map(|(name, file)| (name, file, sysfs(file)));
+
+    let f0 = minflt()?;
+    p.fill(0, MIB, 0x11);
+    println!("seed000: minflt_fill={}", minflt()? - f0);
+
+    let mut hello = args.sibling("hello");
+    let child = proc::spawn(|| {
+        if p.find_not(0, MIB, 0x11).is_some() {
+            return 2;
+        }
+        let path: &CStr = hello.as_cstr();
+        100 + proc::execve(path, &[path], &[]).0
+    })
+    .ctx("fork")?;
+    let s = proc::wait(child).ctx("wait4")?;
+    ensure!(
+        s.exited() && s.exit_status() == 0,
+        "child (fill check, exec hello): {s}"
+    );
+
+    let f1 = minflt()?;
+    p.store_u64(10, 10);
+    let f2 = minflt()?;
+    (1..16).for_each(|page| p.store(page * PAGE, 0x22));
+    let f3 = minflt()?;
+    println!("seed000: faults_first_write={}", f2 - f1);
+    println!("seed000: faults_rest_of_64k={}", f3 - f2);
+    for (name, file, before) in &counters {
+        println!("seed000: {name}_before={before}");
+        println!("seed000: {name}_after={}", sysfs(file));
+    }
+
+    ensure!(
+        p.load_u64(10) == 10,
+        "word at p+10 reads {:#x}",
+        p.load_u64(10)
+    );
+    // Bytes 10..18 hold the word; the first byte of pages 1..15 holds 0x22.
+    let written = |o: usize| (PAGE..BLOCK).contains(&o) && o.is_multiple_of(PAGE);
+    let bad = (0..MIB).find(|&o| match o {
+        10..18 => false,
+        o if written(o) => p.load(o) != 0x22,
+        o => p.load(o) != 0x11,
+    });
+    ensure!(
+        bad.is_none(),
+        "byte at +{:#x} reads {:#x}",
+        bad.unwrap_or(0),
+        bad.map_or(0, |o| p.load(o))
+    );
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Files: openat, read, write, close, mount, and whole-file helpers.
+
+use crate::sys::{nr, Errno};
+use crate::syscall;
+use core::ffi::CStr;
+
+/// The current directory for openat's `dirfd`.
+pub const AT_FDCWD: isize = -100;
+/// open flags (arm64 values).
+pub const O_RDONLY: usize = 0;
+pub const O_WRONLY: usize = 1;
+pub const O_DIRECTORY: usize = 0o40000;
+pub const O_CLOEXEC: usize = 0o2000000;
+
+pub fn openat(dirfd: isize, path: &CStr, flags: usize, mode: usize) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads the NUL-terminated path.
+    unsafe { syscall!(nr::OPENAT, dirfd, path.as_ptr(), flags, mode) }
+}
+
+pub fn read(fd: usize, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most buf.len() bytes into buf.
+    unsafe { syscall!(nr::READ, fd, buf.as_mut_ptr(), buf.len()) }
+}
+
+pub fn write(fd: usize, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads at most buf.len() bytes from buf.
+    unsafe { syscall!(nr::WRITE, fd, buf.as_ptr(), buf.len()) }
+}
+
+pub fn close(fd: usize) -> Result<usize, Errno> {
+    // SAFETY: no memory arguments.
+    unsafe { syscall!(nr::CLOSE, fd) }
+}
+
+/// mount(source, target, fstype, flags, NULL).
+pub fn mount(source: &CStr, target: &CStr, fstype: &CStr, flags: usize) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads three NUL-terminated strings.
+    unsafe {
+        syscall!(
+            nr::MOUNT,
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            0
+        )
+    }
+}
+
+/// Reads the start of file `path` into `buf`; returns the bytes read.
+pub fn read_file(path: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    let fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0)?;
+    let n = read(fd, buf);
+    let _ = close(fd);
+    n
+}
+
+/// Writes `bytes` to the existing file `path` (sysfs style: one write).
+pub fn write_file(path: &CStr, bytes: &[u8]) -> Result<usize, Errno> {
+    let fd = openat(AT_FDCWD, path, O_WRONLY | O_CLOEXEC, 0)?;
+    let n = write(fd, bytes);
+    let _ = close(fd);
+    n
+}
+
+/// Whether `path` exists and is a directory.
+pub fn is_dir(path: &CStr) -> bool {
+    match openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) {
+        Ok(fd) => {
+            let _ = close(fd);
+            true
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,23 @@
+//! `rt`, the runtime of contkernel's EL0 programs. They speak the Linux arm64 system
+//! call ABI, so the same static ELF runs on contkernel and on Linux.
+//!
+//! - [`start`]: `_start`, the initial stack (argc, argv, envp, auxv), [`entry!`]
+//! - [`sys`]: `svc #0`, the system call numbers, [`Errno`]
+//! - [`proc`], [`mm`], [`fs`], [`time`]: typed wrappers, each `Result<_, Errno>`
+//! - [`io`]: `print!` / `println!` through a fixed buffer, the panic handler
+//! - [`text`]: a fixed-size string buffer (messages, paths), no allocator
+//! - [`test`]: `TEST name ... ok` / `TEST name ... FAILED: why` reports
+#![no_std]
+
+pub mod fs;
+pub mod io;
+pub mod mm;
+pub mod proc;
+pub mod start;
+pub mod sys;
+pub mod test;
+pub mod text;
+pub mod time;
+
+pub use start::Args;
+pub use sys::Errno;

@@ -1,0 +1,114 @@
+//! Raw system calls, Linux arm64 ABI: `svc #0` with the number in x8 and arguments in
+//! x0..x5; the result comes back in x0, where -4095..=-1 is a negated errno.
+
+use core::arch::asm;
+use core::fmt;
+
+/// System call numbers (the asm-generic table arm64 uses).
+pub mod nr {
+    pub const MOUNT: usize = 40;
+    pub const OPENAT: usize = 56;
+    pub const CLOSE: usize = 57;
+    pub const READ: usize = 63;
+    pub const WRITE: usize = 64;
+    pub const EXIT: usize = 93;
+    pub const EXIT_GROUP: usize = 94;
+    pub const SET_TID_ADDRESS: usize = 96;
+    pub const NANOSLEEP: usize = 101;
+    pub const CLOCK_GETTIME: usize = 113;
+    pub const SCHED_YIELD: usize = 124;
+    pub const REBOOT: usize = 142;
+    pub const UNAME: usize = 160;
+    pub const GETRUSAGE: usize = 165;
+    pub const GETPID: usize = 172;
+    pub const GETPPID: usize = 173;
+    pub const GETTID: usize = 178;
+    pub const BRK: usize = 214;
+    pub const MUNMAP: usize = 215;
+    pub const CLONE: usize = 220;
+    pub const EXECVE: usize = 221;
+    pub const MMAP: usize = 222;
+    pub const MPROTECT: usize = 226;
+    pub const MINCORE: usize = 232;
+    pub const MADVISE: usize = 233;
+    pub const WAIT4: usize = 260;
+    pub const GETRANDOM: usize = 278;
+}
+
+/// Issues system call `nr` with six arguments (unused ones zero).
+///
+/// # Safety
+/// The kernel reads and writes whatever the arguments point to, and calls like
+/// `munmap` or `execve` change the address space under the program: the caller
+/// answers for what the call does to memory Rust code still uses.
+#[inline(always)]
+pub unsafe fn raw(nr: usize, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: `svc #0` only enters the kernel; what the call does is the caller's
+    // contract above. The kernel preserves every register but x0.
+    unsafe {
+        asm!("svc #0", in("x8") nr, inlateout("x0") a[0] => ret, in("x1") a[1],
+             in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5], options(nostack));
+    }
+    ret
+}
+
+/// Splits a raw return value into a value or an errno.
+pub fn result(ret: isize) -> Result<usize, Errno> {
+    if (-4095..0).contains(&ret) {
+        Err(Errno(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// `syscall!(NR, a, b, ...)`: up to six arguments cast with `as usize`, the result as
+/// `Result<usize, Errno>`. Needs an `unsafe` block: see [`raw`].
+#[macro_export]
+macro_rules! syscall {
+    ($nr:expr $(, $a:expr)* $(,)?) => {{
+        let mut args = [0usize; 6];
+        let given: &[usize] = &[$($a as usize),*];
+        args[..given.len()].copy_from_slice(given);
+        $crate::sys::result($crate::sys::raw($nr, args))
+    }};
+}
+
+/// An error number as Linux defines it for arm64.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+macro_rules! errnos {
+    ($($name:ident = $n:literal,)*) => {
+        impl Errno {
+            $(pub const $name: Errno = Errno($n);)*
+
+            /// The symbolic name (`EFAULT`), or `E?` for a number not listed here.
+            pub fn name(self) -> &'static str {
+                match self.0 {
+                    $($n => stringify!($name),)*
+                    _ => "E?",
+                }
+            }
+        }
+    };
+}
+
+errnos! {
+    EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, E2BIG = 7, ENOEXEC = 8,
+    EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EACCES = 13, EFAULT = 14,
+    EBUSY = 16, EEXIST = 17, ENODEV = 19, ENOTDIR = 20, EISDIR = 21, EINVAL = 22,
+    EMFILE = 24, ENOSPC = 28, EROFS = 30, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38,
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
