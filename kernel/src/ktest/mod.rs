@@ -14,6 +14,7 @@ use crate::mm::frame;
 mod arch;
 mod mm;
 mod pgtable;
+mod proc;
 mod registry;
 mod smp;
 

@@ -1,6 +1,6 @@
 //! Every in-kernel test, by name. The name says the subsystem first.
 
-use super::{arch, mm, pgtable, smp, Test};
+use super::{arch, mm, pgtable, proc, smp, Test};
 
 pub static TESTS: &[Test] = &[
     Test {
@@ -46,6 +46,10 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "pgtable::random_operations_match_the_walker",
         run: pgtable::random_operations_match_the_walker,
+    },
+    Test {
+        name: "proc::kernel_thread_sleeps_and_is_reaped",
+        run: proc::kernel_thread_sleeps_and_is_reaped,
     },
     Test {
         name: "smp::all_cpus_online",
