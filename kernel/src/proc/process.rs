@@ -331,17 +331,11 @@ fn kill(frame: &TrapFrame, t: Arc<Task>, sig: u32, why: &str) -> ! {
     let esr = Esr(frame.esr);
     let name = t.name.lock().clone();
     let what = if esr.is_abort() {
-        let access = if esr.is_write() {
-            "write"
-        } else if esr.is_data_abort() {
-            "read"
-        } else {
-            "fetch"
-        };
         alloc::format!(
-            "{}, {} ({access}) at {:#x}",
+            "{}, {} ({}) at {:#x}",
             esr.ec(),
             esr.fault_status(),
+            esr.access(),
             frame.far
         )
     } else {

@@ -127,6 +127,17 @@ impl Esr {
     pub fn fsc_raw(self) -> u8 {
         (self.0 & 0x3f) as u8
     }
+
+    /// For an abort: what the access was (`read`, `write`, or an instruction `fetch`).
+    pub fn access(self) -> &'static str {
+        if self.is_write() {
+            "write"
+        } else if self.is_data_abort() {
+            "read"
+        } else {
+            "fetch"
+        }
+    }
 }
 
 impl fmt::Display for ExceptionClass {
@@ -203,6 +214,13 @@ mod tests {
             !Esr((0x20 << 26) | (1 << 6)).is_write(),
             "WnR means nothing for instruction aborts"
         );
+    }
+
+    #[test]
+    fn access_kinds() {
+        assert_eq!(Esr(0x9600_0004).access(), "read");
+        assert_eq!(Esr(0x9600_0044).access(), "write");
+        assert_eq!(Esr(0x8200_000f).access(), "fetch");
     }
 
     #[test]

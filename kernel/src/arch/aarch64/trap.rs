@@ -123,18 +123,12 @@ impl fmt::Display for Report<'_> {
             esr.ec_raw()
         )?;
         if esr.is_abort() {
-            let access = if esr.is_write() {
-                "write"
-            } else if esr.is_data_abort() {
-                "read"
-            } else {
-                "fetch"
-            };
             writeln!(
                 f,
-                "fault:   FSC {:#04x} {} ({access}); FAR {:#018x}",
+                "fault:   FSC {:#04x} {} ({}); FAR {:#018x}",
                 esr.fsc_raw(),
                 esr.fault_status(),
+                esr.access(),
                 self.frame.far
             )?;
         }
