@@ -72,6 +72,7 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     mmu::configure(features);
     heap::init();
     let pt = crate::mm::ptenv::configure(cmd, features);
+    configure_mthp(cmd);
 
     let image = ImageLayout::current();
     let initrd = initrd_range(cmd, &board);
@@ -161,6 +162,20 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     }
     demo();
     power::exit(0)
+}
+
+/// `thp_anon=` (Linux's syntax, e.g. `16K-64K:always;2M:never`) and `cow=page|folio`.
+fn configure_mthp(cmd: &CmdLine<'_>) {
+    if let Some(v) = cmd.get("thp_anon") {
+        if let Err(e) = crate::mm::mthp::POLICY.parse_thp_anon(v) {
+            log::warn!("thp_anon={v} not understood ({e:?}): policy unchanged");
+        }
+    }
+    match cmd.get("cow") {
+        None | Some("page") => {}
+        Some("folio") => crate::mm::aspace::COW_COPIES_FOLIO.store(true, Ordering::Relaxed),
+        Some(bad) => log::warn!("cow={bad} unknown (page, folio): copying pages"),
+    }
 }
 
 /// Where the initramfs is: `initrd=ADDR,SIZE` on the command line (scripts/run.sh puts

@@ -55,6 +55,48 @@ pub fn read_file(path: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
     n
 }
 
+/// Reads file `path` from its start until end of file or until `buf` is full (a
+/// generated file may come in several reads); returns the bytes read.
+pub fn read_all(path: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    let fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0)?;
+    let mut n = 0;
+    let r = loop {
+        match read(fd, &mut buf[n..]) {
+            Ok(0) => break Ok(n),
+            Ok(k) => {
+                n += k;
+                if n == buf.len() {
+                    break Ok(n);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = close(fd);
+    r
+}
+
+/// The unsigned decimal number a file starts with (sysfs counters: `123\n`);
+/// EINVAL when it does not start with a digit.
+pub fn read_u64(path: &CStr) -> Result<u64, Errno> {
+    let mut buf = [0u8; 32];
+    let n = read_file(path, &mut buf)?;
+    parse_u64(&buf[..n]).ok_or(Errno::EINVAL)
+}
+
+/// The unsigned decimal number at the start of `text` after blanks (None if none).
+pub fn parse_u64(text: &[u8]) -> Option<u64> {
+    let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    let digits = text[start..].iter().take_while(|b| b.is_ascii_digit());
+    let mut v: u64 = 0;
+    let mut any = false;
+    for &d in digits {
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+        any = true;
+    }
+    any.then_some(v)
+}
+
 /// Writes `bytes` to the existing file `path` (sysfs style: one write).
 pub fn write_file(path: &CStr, bytes: &[u8]) -> Result<usize, Errno> {
     let fd = openat(AT_FDCWD, path, O_WRONLY | O_CLOEXEC, 0)?;

@@ -7,6 +7,7 @@
 //! - [`io`]: `print!` / `println!` through a fixed buffer, the panic handler
 //! - [`text`]: a fixed-size string buffer (messages, paths), no allocator
 //! - [`test`]: `TEST name ... ok` / `TEST name ... FAILED: why` reports
+//! - [`thp`]: mTHP policy and counters (sysfs), thpmaps, meminfo, contpte stats
 #![no_std]
 
 pub mod fs;
@@ -17,6 +18,7 @@ pub mod start;
 pub mod sys;
 pub mod test;
 pub mod text;
+pub mod thp;
 pub mod time;
 
 pub use start::Args;

@@ -124,6 +124,26 @@ impl Region {
         map_anon(len, prot, extra).map(|addr| Region { addr, len })
     }
 
+    /// A new private anonymous mapping of `len` bytes whose start is a multiple of
+    /// `align` (a power of two, at least a page), with an unmapped page on either
+    /// side so that it is a VMA of its own (no neighbour can merge with it): a
+    /// larger mapping is made and its ends are trimmed.
+    pub fn anon_aligned(len: usize, align: usize, prot: usize) -> Result<Region, Errno> {
+        assert!(align.is_power_of_two() && align >= PAGE, "alignment {align:#x}");
+        // head in [PAGE, align], so tail = align + PAGE - head >= PAGE.
+        let total = len + align + PAGE;
+        let wide = Region::anon(total, prot, 0)?;
+        let start = (wide.addr + PAGE + align - 1) & !(align - 1);
+        let head = start - wide.addr;
+        let tail = total - head - len;
+        wide.unmap(0, head)?;
+        wide.unmap(head + len, tail)?;
+        core::mem::forget(wide);
+        // SAFETY: [start, start + len) is what is left of the mapping just made,
+        // whose owner was forgotten so that only this Region unmaps it.
+        Ok(unsafe { Region::from_raw(start, len) })
+    }
+
     /// Takes ownership of [addr, addr + len).
     ///
     /// # Safety
@@ -226,5 +246,39 @@ impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: the region is owned and nothing references it any more.
         let _ = unsafe { munmap(self.addr, self.len) };
+    }
+}
+
+/// Bytes of stack [`prefault_stack`] touches.
+pub const PREFAULT_STACK: usize = 256 * 1024;
+
+/// Touches [`PREFAULT_STACK`] bytes of stack below the caller, a byte per page, so
+/// that later calls do not take stack faults (for tests that count faults or
+/// folio allocations in a window).
+#[inline(never)]
+pub fn prefault_stack() {
+    let mut buf = [0u8; PREFAULT_STACK];
+    for i in (0..PREFAULT_STACK).step_by(PAGE) {
+        // SAFETY: a byte of a local array.
+        unsafe { core::ptr::write_volatile(&mut buf[i], 1) };
+    }
+    core::hint::black_box(&buf);
+}
+
+/// Reads a byte of every page of the program's text and read-only data (from
+/// `_start`, the first text byte, up to the initialised data), so that running
+/// code not yet run does not take page faults in a window where a test counts them.
+pub fn prefault_image() {
+    static DATA_MARK: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(1);
+    extern "C" {
+        fn _start();
+    }
+    let start = (_start as *const () as usize) & !(PAGE - 1);
+    let end = &DATA_MARK as *const _ as usize;
+    for a in (start..end).step_by(PAGE) {
+        // SAFETY: the text, rodata and data segments are mapped readable and
+        // contiguous (link.ld: each starts on the next page), and `a` lies below
+        // the data segment's static.
+        unsafe { core::ptr::read_volatile(a as *const u8) };
     }
 }

@@ -4,7 +4,7 @@
 //! contents when opened (a read sees one consistent snapshot); a writable node takes
 //! each write as a whole new value, as sysfs does.
 //!
-//! Later subsystems add their nodes to `NODES`.
+//! Subsystems add their nodes to `NODES` or a table of their own (`thp`).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -13,7 +13,10 @@ use core::fmt::Write;
 use crate::syscall::abi::*;
 use crate::syscall::Errno;
 
+mod thp;
+
 /// A file or directory of the pseudo-filesystem.
+#[derive(Clone, Copy)]
 pub struct Node {
     pub path: &'static str,
     /// `None` for a directory.
@@ -69,6 +72,7 @@ static NODES: &[Node] = &[
     dir("/"),
     dir("/dev"),
     dir("/proc"),
+    dir("/proc/self"),
     dir("/sys"),
     dir("/sys/kernel"),
     dir("/sys/kernel/mm"),
@@ -95,7 +99,10 @@ pub fn lookup(path: &str) -> Option<&'static Node> {
     if norm.is_empty() {
         norm.push('/');
     }
-    NODES.iter().find(|n| n.path == norm)
+    NODES
+        .iter()
+        .chain(thp::NODES.iter())
+        .find(|n| n.path == norm)
 }
 
 /// What a path names: a pseudo-file node, or a file or directory of the initramfs.

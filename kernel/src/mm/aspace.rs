@@ -1,20 +1,29 @@
 //! A user address space (`Mm`): its page tables, its VMAs and its heap (brk).
 //!
-//! Anonymous memory is faulted in one 4 KiB page at a time and zero-filled. A frame
-//! mapped by user page tables carries one reference and one map count per mapping, so
-//! fork shares frames by taking references, and the last unmap frees them. After fork
-//! both processes map the shared frames read-only (the batched write-protect of the
-//! contiguous layer); a write fault then either reuses the frame, if this mapping is
-//! the only reference left, or copies it.
+//! Anonymous memory is faulted in as folios: of the mTHP orders the policy allows for
+//! the VMA (`mthp`), the largest whose aligned range lies in the VMA and is entirely
+//! unmapped, falling back one order at a time when allocation fails; a folio is mapped
+//! with one batched call (contiguous blocks from 64 KiB up, a PMD block for 2 MiB).
+//! Every page-table entry holds one reference and one map count on its page's folio.
+//!
+//! fork shares every folio read-only (one batched write-protect per VMA: contiguous
+//! blocks stay folded, PMD blocks stay PMD blocks). A write fault on a shared folio
+//! then (1) takes the whole folio over when this mapping is the only one left: one
+//! batched make-writable, no copy, no split; or (2) copies: the faulting 4 KiB page
+//! (the old folio is left partially mapped and queued for deferred split), or, with
+//! `cow=folio`, the whole folio into a new one of the same order.
 //!
 //! Locking: the owning process's `Mm` lock is held for every call here; nothing here
 //! touches user memory through user addresses (uaccess happens outside the lock).
 
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::frame::{alloc_zeroed, frames};
-use super::pgtable::{FaultFix, MapError, Prot, PteAttrs, Unmapped};
+use super::folio::{self, Folio};
+use super::mthp;
+use super::pgtable::{FaultFix, Leaf, MapError, Prot, PteAttrs, Unmapped};
 use super::ptenv::UserTables;
 use super::vma::{HugeHint, VmProt, Vma, VmaKind, VmaSet};
 use super::{phys_to_virt, MemType, PhysAddr, VirtAddr, PAGE_SIZE};
@@ -82,13 +91,20 @@ fn map_error(e: MapError) -> FaultError {
     }
 }
 
-/// Drop the frames an unmap returned: one map count and one reference per page.
+/// `cow=folio`: copy a whole shared folio on a write fault instead of one page.
+pub static COW_COPIES_FOLIO: AtomicBool = AtomicBool::new(false);
+
+/// Drop what an unmap returned: one map count and one reference per page, folio by folio.
 fn release(records: Vec<Unmapped>) {
     for r in records {
-        for k in 0..r.pages {
+        let mut k = 0;
+        while k < r.pages {
             let pa = r.pa.add(k * PAGE_SIZE);
-            frames().meta(pa).mapcount.fetch_sub(1, Ordering::AcqRel);
-            frames().put_ref(pa);
+            let f = Folio::of(pa);
+            let first = f.index(pa);
+            let n = (f.nr_pages() - first).min(r.pages - k);
+            f.unmap(first, n);
+            k += n;
         }
     }
 }
@@ -103,15 +119,67 @@ impl Mm {
         })
     }
 
-    /// A frame for `va` in `vma`, mapped and accounted. The caller has checked the range is empty.
-    fn map_new_page(&mut self, va: VirtAddr, prot: VmProt) -> Result<PhysAddr, FaultError> {
-        let pa = alloc_zeroed(0).ok_or(FaultError::Oom)?;
-        if let Err(e) = self.tables.map(va, pa, 1, pte_attrs(prot)) {
-            frames().free(pa, 0);
-            return Err(map_error(e));
+    /// Map pages `first..first + n` of `f` at `va` (a PMD block for a whole 2 MiB
+    /// folio) and account them; the folio's allocation reference is dropped either way.
+    fn map_folio(
+        &mut self,
+        va: VirtAddr,
+        f: Folio,
+        first: usize,
+        n: usize,
+        prot: VmProt,
+    ) -> Result<(), FaultError> {
+        let r = if n == 512 && first == 0 && va.is_aligned(PMD as usize) {
+            self.tables.map_pmd(va, f.head(), pte_attrs(prot))
+        } else {
+            self.tables.map(va, f.page(first), n, pte_attrs(prot))
+        };
+        if r.is_ok() {
+            f.map(first, n);
+            f.set_exclusive(first, n, true);
         }
-        frames().meta(pa).mapcount.fetch_add(1, Ordering::AcqRel);
-        Ok(pa)
+        f.put(1);
+        r.map_err(map_error)
+    }
+
+    fn range_is_empty(&self, start: VirtAddr, n: usize) -> bool {
+        let mut empty = true;
+        self.tables
+            .for_each_leaf(start, start.add(n * PAGE_SIZE), |_, _| empty = false);
+        empty
+    }
+
+    /// A fault on an unmapped page of `vma`: the largest allowed folio that fits.
+    fn anon_fault(&mut self, va: VirtAddr, vma: Vma) -> Result<(), FaultError> {
+        let allowed = mthp::POLICY.allowed_orders(vma.huge);
+        for order in mthp::fault_orders(allowed, va, vma.start, vma.end) {
+            let n = 1usize << order;
+            let base = va.align_down(n * PAGE_SIZE);
+            if !self.range_is_empty(base, n) {
+                continue;
+            }
+            match folio::alloc_anon(order) {
+                Some(f) => {
+                    self.map_folio(base, f, 0, n, vma.prot)?;
+                    mthp::stats(order)
+                        .anon_fault_alloc
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                None => {
+                    mthp::stats(order)
+                        .anon_fault_fallback
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let f = match folio::alloc_anon(0) {
+            Some(f) => f,
+            // Out of memory: give back what partially mapped folios hold, then retry.
+            None if folio::shrink_deferred() > 0 => folio::alloc_anon(0).ok_or(FaultError::Oom)?,
+            None => return Err(FaultError::Oom),
+        };
+        self.map_folio(va.align_down(PAGE_SIZE), f, 0, 1, vma.prot)
     }
 
     /// Resolve a fault at `va`; `Ok` means retry the access.
@@ -132,41 +200,69 @@ impl Mm {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.map_new_page(page, vma.prot).map(|_| ()),
-            FaultFix::NotWritable => self.copy_on_write(page, vma.prot),
+            FaultFix::NotMapped => self.anon_fault(page, vma),
+            FaultFix::NotWritable => self.copy_on_write(page, vma),
         }
     }
 
-    /// Write fault on a read-only page of a writable VMA (shared since fork): reuse it
-    /// if this mapping holds the only reference, else copy it.
-    fn copy_on_write(&mut self, page: VirtAddr, prot: VmProt) -> Result<(), FaultError> {
+    /// Where folio `f` would sit if this address space maps all of it around `page`:
+    /// its first address, if every page is mapped here in order, inside `vma`.
+    fn whole_folio_at(&self, page: VirtAddr, f: Folio, vma: &Vma) -> Option<VirtAddr> {
+        let pa = self.tables.get(page)?.pa_of(page);
+        let base = VirtAddr(page.as_u64() - (f.index(pa) * PAGE_SIZE) as u64);
+        let end = base.add(f.nr_pages() * PAGE_SIZE);
+        if base < vma.start || end > vma.end {
+            return None;
+        }
+        let mut pages = 0;
+        let mut in_order = true;
+        self.tables.for_each_leaf(base, end, |va, leaf| {
+            let n = if leaf.level == 2 { 512 } else { 1 };
+            pages += n;
+            in_order &=
+                leaf.pa_of(va) == f.page((va.as_u64() - base.as_u64()) as usize / PAGE_SIZE);
+        });
+        (in_order && pages == f.nr_pages()).then_some(base)
+    }
+
+    /// A write fault on a read-only page of a writable VMA (shared since fork).
+    fn copy_on_write(&mut self, page: VirtAddr, vma: Vma) -> Result<(), FaultError> {
         let old = self
             .tables
             .get(page)
             .expect("write fault on an unmapped page")
             .pa_of(page);
-        if frames().refcount(old) == 1 {
-            self.tables.make_writable(page, 1).map_err(map_error)?;
-            return Ok(());
+        let f = Folio::of(old);
+        let n = f.nr_pages();
+        if f.mapped_exactly_once() {
+            if let Some(base) = self.whole_folio_at(page, f, &vma) {
+                // Only this mapping is left: take the whole folio, blocks stay folded.
+                self.tables.make_writable(base, n).map_err(map_error)?;
+                f.set_exclusive(0, n, true);
+                if f.is_large() {
+                    mthp::stats(f.order())
+                        .cow_reuse
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(());
+            }
         }
-        let new = frames().alloc(0).ok_or(FaultError::Oom)?;
-        // SAFETY: both frames are RAM in the linear map; `new` is ours alone and `old`
-        // is only read (its other mappings are read-only).
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                phys_to_virt(old).as_ptr::<u8>(),
-                phys_to_virt(new).as_ptr::<u8>(),
-                PAGE_SIZE,
-            )
-        };
-        let records = self.tables.unmap(page, 1).map_err(map_error)?;
-        release(records);
-        if let Err(e) = self.tables.map(page, new, 1, pte_attrs(prot)) {
-            frames().free(new, 0);
-            return Err(map_error(e));
+        if f.is_large() && COW_COPIES_FOLIO.load(Ordering::Relaxed) {
+            if let Some(base) = self.whole_folio_at(page, f, &vma) {
+                if let Some(new) = folio::alloc_anon(f.order()) {
+                    copy_pages(f.head(), new.head(), n);
+                    release(self.tables.unmap(base, n).map_err(map_error)?);
+                    mthp::stats(f.order())
+                        .cow_folio_copy
+                        .fetch_add(1, Ordering::Relaxed);
+                    return self.map_folio(base, new, 0, n, vma.prot);
+                }
+            }
         }
-        frames().meta(new).mapcount.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        let new = folio::alloc_anon(0).ok_or(FaultError::Oom)?;
+        copy_pages(old, new.head(), 1);
+        release(self.tables.unmap(page, 1).map_err(map_error)?);
+        self.map_folio(page, new, 0, 1, vma.prot)
     }
 
     /// Fault in every page of `[start, end)` (MAP_POPULATE, MADV_POPULATE_*).
@@ -191,13 +287,11 @@ impl Mm {
         while done < data.len() {
             let at = va.add(done);
             let page = at.align_down(PAGE_SIZE);
-            let pa = match self.tables.get(page) {
-                Some(leaf) => leaf.pa_of(page),
-                None => {
-                    let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
-                    self.map_new_page(page, vma.prot)?
-                }
-            };
+            if self.tables.get(page).is_none() {
+                let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
+                self.anon_fault(page, vma)?;
+            }
+            let pa = self.tables.get(page).expect("just mapped").pa_of(page);
             let off = (at.as_u64() - page.as_u64()) as usize;
             let n = (PAGE_SIZE - off).min(data.len() - done);
             // SAFETY: `pa` is a frame this address space maps; written through the linear map.
@@ -387,8 +481,9 @@ impl Mm {
         self.brk
     }
 
-    /// The child's copy at fork: the same VMAs, the same frames mapped read-only in
-    /// both (writable VMAs are write-protected in the parent with one batched call per VMA).
+    /// The child's copy at fork: the same VMAs, the same folios mapped read-only in
+    /// both (writable VMAs are write-protected in the parent with one batched call per
+    /// VMA); 2 MiB blocks stay blocks, runs of consecutive pages are mapped in one call.
     pub fn fork(&mut self) -> Result<Mm, Errno> {
         let mut child = Mm::new()?;
         child.brk_start = self.brk_start;
@@ -396,34 +491,36 @@ impl Mm {
         let vmas: Vec<Vma> = self.vmas.iter().copied().collect();
         for vma in vmas {
             child.vmas.insert(vma).expect("parent VMAs do not overlap");
+            let mut leaves: Vec<(VirtAddr, Leaf)> = Vec::new();
+            self.tables
+                .for_each_leaf(vma.start, vma.end, |va, leaf| leaves.push((va, leaf)));
             let attrs = pte_attrs(VmProt {
                 write: false,
                 ..vma.prot
             });
-            let mut va = vma.start;
-            while va < vma.end {
-                // A run of present pages on consecutive frames: one batched map.
-                let Some(first) = self.tables.get(va).map(|l| l.pa_of(va)) else {
-                    va = va.add(PAGE_SIZE);
-                    continue;
+            let mut i = 0;
+            while i < leaves.len() {
+                let (va, leaf) = leaves[i];
+                let pa = leaf.pa_of(va);
+                let n = if leaf.level == 2 {
+                    child.tables.map_pmd(va, pa, attrs).map_err(|_| ENOMEM)?;
+                    1
+                } else {
+                    let run = leaves[i..]
+                        .iter()
+                        .enumerate()
+                        .take_while(|(k, (v, l))| {
+                            l.level == 3
+                                && *v == va.add(k * PAGE_SIZE)
+                                && l.pa_of(*v) == pa.add(k * PAGE_SIZE)
+                        })
+                        .count();
+                    child.tables.map(va, pa, run, attrs).map_err(|_| ENOMEM)?;
+                    run
                 };
-                let mut n = 1;
-                while va.add(n * PAGE_SIZE) < vma.end
-                    && self
-                        .tables
-                        .get(va.add(n * PAGE_SIZE))
-                        .map(|l| l.pa_of(va.add(n * PAGE_SIZE)))
-                        == Some(first.add(n * PAGE_SIZE))
-                {
-                    n += 1;
-                }
-                child.tables.map(va, first, n, attrs).map_err(|_| ENOMEM)?;
-                for k in 0..n {
-                    let pa = first.add(k * PAGE_SIZE);
-                    frames().get_ref(pa);
-                    frames().meta(pa).mapcount.fetch_add(1, Ordering::AcqRel);
-                }
-                va = va.add(n * PAGE_SIZE);
+                let pages = if leaf.level == 2 { 512 } else { n };
+                share(pa, pages);
+                i += n;
             }
             if vma.prot.write {
                 self.tables
@@ -433,6 +530,80 @@ impl Mm {
         }
         Ok(child)
     }
+
+    /// /proc/self/thpmaps: per VMA, bytes mapped by folios of each order, by
+    /// contiguous entries, and by 2 MiB blocks.
+    pub fn thp_report(&self) -> String {
+        let mut out = String::new();
+        for vma in self.vmas.iter() {
+            let mut by_order = [0u64; 10];
+            let (mut cont, mut pmd) = (0u64, 0u64);
+            self.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {
+                let bytes = if leaf.level == 2 {
+                    PMD
+                } else {
+                    PAGE_SIZE as u64
+                };
+                by_order[Folio::of(leaf.pa_of(va)).order()] += bytes;
+                if leaf.level == 2 {
+                    pmd += bytes;
+                } else if leaf.pte.is_cont() {
+                    cont += bytes;
+                }
+            });
+            let p = vma.prot;
+            let perms =
+                [(p.read, 'r'), (p.write, 'w'), (p.exec, 'x')]
+                    .map(|(on, c)| if on { c } else { '-' });
+            let kind = match vma.kind {
+                VmaKind::Anon => "anon",
+                VmaKind::Stack => "stack",
+                VmaKind::Heap => "heap",
+                VmaKind::Image => "image",
+            };
+            let _ = write!(
+                out,
+                "{:x}-{:x} {}{}{}p {kind}",
+                vma.start.as_u64(),
+                vma.end.as_u64(),
+                perms[0],
+                perms[1],
+                perms[2]
+            );
+            for order in [0, 2, 3, 4, 5, 6, 7, 8, 9] {
+                let _ = write!(out, " order{order}={}", by_order[order]);
+            }
+            let _ = writeln!(out, " cont={cont} pmd={pmd}");
+        }
+        out
+    }
+}
+
+/// Account `n` more mappings of the consecutive pages from `pa` (fork), which are now
+/// shared: not exclusive to either address space.
+fn share(pa: PhysAddr, n: usize) {
+    let mut k = 0;
+    while k < n {
+        let p = pa.add(k * PAGE_SIZE);
+        let f = Folio::of(p);
+        let first = f.index(p);
+        let m = (f.nr_pages() - first).min(n - k);
+        f.map(first, m);
+        f.set_exclusive(first, m, false);
+        k += m;
+    }
+}
+
+fn copy_pages(from: PhysAddr, to: PhysAddr, n: usize) {
+    // SAFETY: both ranges are RAM in the linear map; `to` is a new folio only we hold,
+    // `from` is only read (its other mappings are read-only).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            phys_to_virt(from).as_ptr::<u8>(),
+            phys_to_virt(to).as_ptr::<u8>(),
+            n * PAGE_SIZE,
+        )
+    };
 }
 
 impl Drop for Mm {

@@ -24,6 +24,14 @@ pub mod flags {
     pub const ALLOCATED: u32 = 1 << 1;
     /// First frame of an allocated block.
     pub const HEAD: u32 = 1 << 2;
+    /// Head: the block is an anonymous folio (counted in the mTHP statistics).
+    pub const ANON: u32 = 1 << 3;
+    /// Page: mapped by one address space only, which may write it without copying.
+    pub const ANON_EXCLUSIVE: u32 = 1 << 4;
+    /// Head: the folio is on the deferred-split queue (it is partially mapped).
+    pub const DEFERRED: u32 = 1 << 5;
+    /// What a split keeps per page (the rest describes the block structure).
+    pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }
 
 /// Per-frame metadata, 16 bytes per 4 KiB frame.
@@ -33,6 +41,8 @@ pub struct FrameMeta {
     pub refcount: AtomicU32,
     /// Page-table entries mapping this frame.
     pub mapcount: AtomicI32,
+    /// Head: page-table entries mapping any page of the block (sum of the mapcounts).
+    pub total_mapcount: AtomicI32,
     flags: AtomicU32,
     order: AtomicU8,
 }
@@ -42,6 +52,7 @@ impl FrameMeta {
         Self {
             refcount: AtomicU32::new(0),
             mapcount: AtomicI32::new(0),
+            total_mapcount: AtomicI32::new(0),
             flags: AtomicU32::new(flags::RESERVED),
             order: AtomicU8::new(0),
         }
@@ -53,6 +64,20 @@ impl FrameMeta {
 
     pub fn is_head(&self) -> bool {
         self.flags() & flags::HEAD != 0
+    }
+
+    pub fn test(&self, flag: u32) -> bool {
+        self.flags() & flag != 0
+    }
+
+    /// Set or clear `flag`; returns whether it was set before.
+    pub fn set(&self, flag: u32, on: bool) -> bool {
+        let old = if on {
+            self.flags.fetch_or(flag, Ordering::AcqRel)
+        } else {
+            self.flags.fetch_and(!flag, Ordering::AcqRel)
+        };
+        old & flag != 0
     }
 
     /// Order of the allocated block this frame belongs to (every frame of a block
@@ -144,6 +169,9 @@ impl FrameAllocator {
             m.mapcount.store(0, Ordering::Relaxed);
             m.order.store(order as u8, Ordering::Release);
         }
+        self.meta_pfn(pfn)
+            .total_mapcount
+            .store(0, Ordering::Relaxed);
         self.meta_pfn(pfn).refcount.store(1, Ordering::Release);
         self.free.fetch_sub(n, Ordering::AcqRel);
         self.stats.allocs[order].fetch_add(1, Ordering::Relaxed);
@@ -179,6 +207,44 @@ impl FrameAllocator {
         self.buddy.lock().dealloc(pfn, n);
         self.free.fetch_add(n, Ordering::AcqRel);
         self.stats.frees[order].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Describe the allocated block at `head` (order `from`) as blocks of order `to`,
+    /// each with the reference count `refs(sub_head)`; per-page flags are kept, the
+    /// sub-blocks' total map counts are the sums of their pages' map counts. A sub-block
+    /// with no reference is then freed by the caller like any block of order `to`.
+    pub fn split_block(
+        &self,
+        head: PhysAddr,
+        from: usize,
+        to: usize,
+        refs: impl Fn(PhysAddr) -> u32,
+    ) {
+        assert!(
+            to < from && self.meta(head).is_head() && self.meta(head).order() == from,
+            "split of {head} from order {from} to {to}"
+        );
+        let n = 1usize << to;
+        for sub in (0..1usize << from)
+            .step_by(n)
+            .map(|i| head.add(i * super::PAGE_SIZE))
+        {
+            let pages = self.meta_range(sub.pfn(), n);
+            for (i, m) in pages.iter().enumerate() {
+                let keep = m.flags() & flags::PER_PAGE;
+                m.flags.store(
+                    keep | flags::ALLOCATED | if i == 0 { flags::HEAD } else { 0 },
+                    Ordering::Release,
+                );
+                m.order.store(to as u8, Ordering::Release);
+            }
+            let total: i32 = pages
+                .iter()
+                .map(|m| m.mapcount.load(Ordering::Acquire))
+                .sum();
+            pages[0].total_mapcount.store(total, Ordering::Release);
+            pages[0].refcount.store(refs(sub), Ordering::Release);
+        }
     }
 
     /// Take one more reference to the block containing `pa` (sharing a page at fork).
@@ -328,6 +394,36 @@ mod tests {
         assert!(a.put_ref(pa));
         assert_eq!(a.free_frames(), free);
         assert_eq!(a.refcount(pa), 0);
+    }
+
+    #[test]
+    fn split_block_keeps_per_page_flags_and_frees_piecewise() {
+        let a = allocator(64, 0x40000);
+        a.add_free_range(0x40000, 0x40040);
+        let free = a.free_frames();
+        let pa = a.alloc(4).unwrap();
+        a.meta(pa.add(5 * 4096)).set(flags::ANON_EXCLUSIVE, true);
+        a.meta(pa.add(5 * 4096))
+            .mapcount
+            .store(1, Ordering::Relaxed);
+        a.split_block(pa, 4, 2, |sub| if sub == pa.add(4 * 4096) { 1 } else { 0 });
+        assert_eq!(a.block_of(pa.add(6 * 4096)), Some((pa.add(4 * 4096), 2)));
+        assert!(a.meta(pa.add(5 * 4096)).test(flags::ANON_EXCLUSIVE));
+        assert_eq!(
+            a.meta(pa.add(4 * 4096))
+                .total_mapcount
+                .load(Ordering::Relaxed),
+            1
+        );
+        for sub in [0, 8, 12] {
+            a.free(pa.add(sub * 4096), 2);
+        }
+        a.meta(pa.add(5 * 4096))
+            .mapcount
+            .store(0, Ordering::Relaxed);
+        assert!(a.put_ref(pa.add(4 * 4096)));
+        assert_eq!(a.free_frames(), free);
+        assert_eq!(a.alloc(4), Some(pa), "the buddies merged back");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 
 pub mod addr;
 pub mod asid;
+pub mod folio;
 pub mod frame;
+pub mod mthp;
 pub mod pgtable;
 pub mod vma;
 

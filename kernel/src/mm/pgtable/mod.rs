@@ -420,6 +420,47 @@ impl<E: PtEnv> AddressSpace<E> {
         })
     }
 
+    /// Every leaf mapping in `[start, end)` in address order, with the address it maps
+    /// (a block's first address); empty tables are skipped whole. Level-3 leaves carry
+    /// AF and dirty gathered over their contiguous block, as `get` returns them.
+    pub fn for_each_leaf(&self, start: VirtAddr, end: VirtAddr, mut f: impl FnMut(VirtAddr, Leaf)) {
+        let next = |va: VirtAddr, size: usize| va.align_down(size).add(size);
+        let mut cursor = Cursor::new(self.root);
+        let mut va = start;
+        while va < end {
+            match cursor.find(&self.env, va) {
+                Found::Hole { level } => va = next(va, entry_size(level)),
+                Found::Block(slot) => {
+                    let size = entry_size(slot.level());
+                    f(
+                        va.align_down(size),
+                        Leaf {
+                            pte: slot.load(),
+                            level: slot.level(),
+                        },
+                    );
+                    va = next(va, size);
+                }
+                Found::Ptes(table) => {
+                    let table_end = table.end().min(end);
+                    while va < table_end {
+                        let pte = contpte::get_pte(table, va);
+                        if pte.is_valid() {
+                            f(
+                                va,
+                                Leaf {
+                                    pte,
+                                    level: desc::LAST_LEVEL,
+                                },
+                            );
+                        }
+                        va = va.add(PAGE_SIZE);
+                    }
+                }
+            }
+        }
+    }
+
     /// The leaf entry mapping `va`, with AF and dirty gathered over its contiguous block.
     pub fn get(&self, va: VirtAddr) -> Option<Leaf> {
         let mut cursor = Cursor::new(self.root);

@@ -541,3 +541,38 @@ fn checker_can_be_switched_off() {
     set_cont_in_place(&mut asp);
     assert!(!asp.checker_mut().is_enabled());
 }
+
+#[test]
+fn leaf_walk_reports_what_get_sees_and_skips_holes() {
+    let mut asp = new_asp(ContMode::On, HW);
+    let pmd_va = BASE.add(PMD_SIZE);
+    let pmd_pa = asp.env().alloc_folio(9);
+    asp.map_pmd(pmd_va, pmd_pa, RW).unwrap();
+    map_folio(&mut asp, page(16), 4, RW);
+    map_folio(&mut asp, page(40), 0, RO);
+    map_folio(&mut asp, page(100), 2, RW);
+    let (start, end) = (BASE, pmd_va.add(PMD_SIZE + 8 * PAGE_SIZE));
+    let mut seen = Vec::new();
+    asp.for_each_leaf(start, end, |va, leaf| seen.push((va, leaf)));
+    let mut expected = Vec::new();
+    let mut va = start;
+    while va < end {
+        match asp.get(va) {
+            Some(leaf) if leaf.level == 2 => {
+                expected.push((va, leaf));
+                va = va.add(PMD_SIZE);
+            }
+            Some(leaf) => {
+                expected.push((va, leaf));
+                va = va.add(PAGE_SIZE);
+            }
+            None => va = va.add(PAGE_SIZE),
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(
+        seen.len(),
+        1 + 16 + 1 + 4,
+        "one PMD block, 16 + 1 + 4 pages"
+    );
+}

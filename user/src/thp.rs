@@ -1,0 +1,486 @@
+//! Transparent huge pages as the kernel shows them: the mTHP policy and counters of
+//! `/sys/kernel/mm/transparent_hugepage` (Linux's names and formats), this kernel's
+//! additions (`/proc/self/thpmaps`, `/sys/kernel/mm/contpte/stats`,
+//! `transparent_hugepage/shrink_deferred`, the `cow_*` counters), `/proc/meminfo`
+//! and `/proc/vmstat`.
+//!
+//! The same program runs on Linux, which lacks this kernel's files: readers return
+//! `None` (or ENOENT) for a missing file, and [`need`] turns that into "n/a" on Linux
+//! but a failure on contkernel, which promises every file.
+
+use crate::fs;
+use crate::proc;
+use crate::test::Fail;
+use crate::text::Text;
+use crate::Errno;
+use core::fmt;
+
+/// The directory of the THP switches and counters.
+pub const THP: &str = "/sys/kernel/mm/transparent_hugepage";
+/// The mTHP sizes of anonymous memory with a 4 KiB granule: orders 2..9.
+pub const SIZES_KB: [usize; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
+/// Bytes of a 2 MiB PMD block.
+pub const PMD_SIZE: usize = 2 << 20;
+/// Bytes of a contiguous block of 16 level-3 entries.
+pub const CONT_SIZE: usize = 64 << 10;
+
+/// Order (log2 of 4 KiB pages) of a size in KiB: 16 -> 2, ..., 2048 -> 9.
+pub const fn order_of_kb(kb: usize) -> usize {
+    (kb / 4).trailing_zeros() as usize
+}
+
+/// A path of up to 127 bytes, NUL-terminated for the kernel on demand.
+pub type Path = Text<128>;
+
+pub fn path(args: fmt::Arguments<'_>) -> Path {
+    Text::from_fmt(args)
+}
+
+/// `THP/hugepages-<kb>kB/<file>`.
+pub fn size_path(kb: usize, file: &str) -> Path {
+    path(format_args!("{THP}/hugepages-{kb}kB/{file}"))
+}
+
+/// A failed access to a file: `path: ENOENT(2)`.
+pub struct FileErr {
+    pub path: Path,
+    pub err: Errno,
+}
+
+impl fmt::Display for FileErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.err)
+    }
+}
+
+impl From<FileErr> for Fail {
+    fn from(e: FileErr) -> Fail {
+        Fail::new(format_args!("{e}"))
+    }
+}
+
+fn file_err(path: &Path, err: Errno) -> FileErr {
+    FileErr {
+        path: Text::from_fmt(format_args!("{path}")),
+        err,
+    }
+}
+
+/// Whether the running kernel is contkernel (uname release `*contkernel*`), which
+/// provides every file named here; Linux lacks thpmaps, shrink_deferred, the cow_*
+/// counters and contpte/stats.
+pub fn on_contkernel() -> bool {
+    proc::uname().is_ok_and(|u| u.release().contains("contkernel"))
+}
+
+/// `v`, or for a missing value: "n/a" (`Ok(None)`) on Linux, a failure naming
+/// `what` on contkernel.
+pub fn need<T>(v: Option<T>, what: fmt::Arguments<'_>) -> Result<Option<T>, Fail> {
+    match v {
+        Some(v) => Ok(Some(v)),
+        None if on_contkernel() => Err(Fail::new(format_args!(
+            "{what}: missing on contkernel (expected to exist)"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Mounts sysfs on /sys and procfs on /proc where nothing is mounted there yet (a
+/// Linux that runs this program as its init); errors are ignored. On contkernel the
+/// files are always there.
+pub fn mount_pseudo_fs() {
+    if !fs::is_dir(c"/sys/kernel") {
+        let _ = fs::mount(c"sysfs", c"/sys", c"sysfs", 0);
+    }
+    if fs::read_file(c"/proc/meminfo", &mut [0; 1]).is_err() {
+        let _ = fs::mount(c"proc", c"/proc", c"proc", 0);
+    }
+}
+
+/// The selected word of a policy file (`always [inherit] madvise never` ->
+/// `inherit`), or the whole first line if nothing is bracketed.
+pub fn selected(text: &[u8]) -> Text<16> {
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut t = Text::new();
+    match (
+        line.iter().position(|&b| b == b'['),
+        line.iter().position(|&b| b == b']'),
+    ) {
+        (Some(a), Some(b)) if a < b => t.push(&line[a + 1..b]),
+        _ => t.push(line),
+    }
+    t
+}
+
+/// The selected value of policy file `path`.
+pub fn read_policy(path: &Path) -> Result<Text<16>, FileErr> {
+    let mut p = Text::<128>::from_fmt(format_args!("{path}"));
+    let mut buf = [0u8; 96];
+    let n = fs::read_file(p.as_cstr(), &mut buf).map_err(|e| file_err(path, e))?;
+    Ok(selected(&buf[..n]))
+}
+
+/// Writes `value` (always, inherit, madvise, never) to policy file `path`, then
+/// reads it back: a kernel that takes the write but keeps the old value is an error
+/// (EINVAL).
+pub fn write_policy(path: &Path, value: &str) -> Result<(), FileErr> {
+    let mut p = Text::<128>::from_fmt(format_args!("{path}"));
+    fs::write_file(p.as_cstr(), value.as_bytes()).map_err(|e| file_err(path, e))?;
+    match read_policy(path)? {
+        v if v.as_str() == value => Ok(()),
+        _ => Err(file_err(path, Errno::EINVAL)),
+    }
+}
+
+/// `THP/enabled`, the top-level switch.
+pub fn top_path() -> Path {
+    path(format_args!("{THP}/enabled"))
+}
+
+/// The whole policy: the top-level switch and every size's `enabled`.
+pub struct Policy {
+    pub top: Text<16>,
+    pub sizes: [Text<16>; SIZES_KB.len()],
+}
+
+impl Policy {
+    pub fn save() -> Result<Policy, FileErr> {
+        let mut sizes: [Text<16>; SIZES_KB.len()] = Default::default();
+        for (slot, kb) in sizes.iter_mut().zip(SIZES_KB) {
+            *slot = read_policy(&size_path(kb, "enabled"))?;
+        }
+        Ok(Policy {
+            top: read_policy(&top_path())?,
+            sizes,
+        })
+    }
+
+    /// Writes every saved value back (all are tried; the first error is returned).
+    pub fn restore(&self) -> Result<(), FileErr> {
+        let mut first = Ok(());
+        for (v, kb) in self.sizes.iter().zip(SIZES_KB) {
+            let r = write_policy(&size_path(kb, "enabled"), v.as_str());
+            first = first.and(r);
+        }
+        first.and(write_policy(&top_path(), self.top.as_str()))
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "top={}", self.top)?;
+        for (v, kb) in self.sizes.iter().zip(SIZES_KB) {
+            write!(f, " {kb}k={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Lets only `kb` be used: top-level `never`, `kb` `always`, every other size
+/// `never`.
+pub fn only(kb: usize) -> Result<(), FileErr> {
+    write_policy(&top_path(), "never")?;
+    for s in SIZES_KB {
+        write_policy(
+            &size_path(s, "enabled"),
+            if s == kb { "always" } else { "never" },
+        )?;
+    }
+    Ok(())
+}
+
+/// The per-size counters (`hugepages-<N>kB/stats/<name>`): Linux's, then this
+/// kernel's own.
+pub const STAT_NAMES: [&str; 9] = [
+    "anon_fault_alloc",
+    "anon_fault_fallback",
+    "split",
+    "split_failed",
+    "split_deferred",
+    "nr_anon",
+    "nr_anon_partially_mapped",
+    "cow_reuse",
+    "cow_folio_copy",
+];
+
+/// One counter of size `kb`, `None` if the file is missing or unreadable.
+pub fn stat(kb: usize, name: &str) -> Option<u64> {
+    let mut p = path(format_args!("{THP}/hugepages-{kb}kB/stats/{name}"));
+    fs::read_u64(p.as_cstr()).ok()
+}
+
+/// A snapshot of every counter of one size.
+#[derive(Clone, Copy)]
+pub struct Stats {
+    pub kb: usize,
+    v: [Option<u64>; STAT_NAMES.len()],
+}
+
+impl Stats {
+    pub fn read(kb: usize) -> Stats {
+        Stats {
+            kb,
+            v: STAT_NAMES.map(|n| stat(kb, n)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<u64> {
+        let i = STAT_NAMES.iter().position(|&n| n == name);
+        i.and_then(|i| self.v[i])
+    }
+
+    /// `later - self` of counter `name` (None if either is missing).
+    pub fn delta(&self, later: &Stats, name: &str) -> Option<i64> {
+        Some(later.get(name)? as i64 - self.get(name)? as i64)
+    }
+
+    /// Checks `later - self` of `name` is `want`: n/a on Linux when the file is
+    /// missing, a failure on contkernel.
+    pub fn expect_delta(&self, later: &Stats, name: &str, want: i64) -> Result<(), Fail> {
+        let d = self.delta(later, name);
+        if let Some(d) = need(d, format_args!("{THP}/hugepages-{}kB/stats/{name}", self.kb))? {
+            if d != want {
+                return Err(Fail::new(format_args!(
+                    "hugepages-{}kB/stats/{name}: expected {want:+}, got {d:+} ({} -> {})",
+                    self.kb,
+                    self.get(name).unwrap_or(0),
+                    later.get(name).unwrap_or(0)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `+N` or `n/a`, for reports.
+pub struct Delta(pub Option<i64>);
+
+impl fmt::Display for Delta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "{d:+}"),
+            None => f.write_str("n/a"),
+        }
+    }
+}
+
+/// `N` or `n/a`, for reports.
+pub struct Opt<T>(pub Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Opt<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("n/a"),
+        }
+    }
+}
+
+/// A line `<key>: <number> ...` of /proc/meminfo (kB), or of any file of that shape.
+pub fn meminfo_kb(key: &str) -> Option<u64> {
+    let mut buf = [0u8; 4096];
+    let n = fs::read_all(c"/proc/meminfo", &mut buf).ok()?;
+    buf[..n].split(|&b| b == b'\n').find_map(|line| {
+        let rest = line.strip_prefix(key.as_bytes())?.strip_prefix(b":")?;
+        fs::parse_u64(rest)
+    })
+}
+
+/// The value of line `<name> <number>` of file `file` (/proc/vmstat,
+/// /sys/kernel/mm/contpte/stats), None if the file or the line is missing.
+pub fn keyed(file: &core::ffi::CStr, name: &str) -> Option<u64> {
+    let mut buf = [0u8; 8192];
+    let n = fs::read_all(file, &mut buf).ok()?;
+    buf[..n].split(|&b| b == b'\n').find_map(|line| {
+        let rest = line.strip_prefix(name.as_bytes())?;
+        rest.first().filter(|b| b.is_ascii_whitespace())?;
+        fs::parse_u64(rest)
+    })
+}
+
+pub const CONTPTE_STATS: &core::ffi::CStr = c"/sys/kernel/mm/contpte/stats";
+/// The counters of /sys/kernel/mm/contpte/stats (this kernel only).
+pub const CONTPTE_NAMES: [&str; 10] = [
+    "folds",
+    "unfolds",
+    "converts",
+    "cont_maps",
+    "pmd_splits",
+    "tlbi_page",
+    "tlbi_range",
+    "tlbi_asid",
+    "tlbi_all",
+    "entries_written",
+];
+
+/// A snapshot of /sys/kernel/mm/contpte/stats (`None` per counter where missing).
+#[derive(Clone, Copy)]
+pub struct ContStats {
+    v: [Option<u64>; CONTPTE_NAMES.len()],
+}
+
+impl ContStats {
+    pub fn read() -> ContStats {
+        let mut buf = [0u8; 1024];
+        let n = fs::read_all(CONTPTE_STATS, &mut buf).unwrap_or(0);
+        let text = &buf[..n];
+        ContStats {
+            v: CONTPTE_NAMES.map(|name| {
+                text.split(|&b| b == b'\n').find_map(|line| {
+                    let rest = line.strip_prefix(name.as_bytes())?;
+                    rest.first().filter(|b| b.is_ascii_whitespace())?;
+                    fs::parse_u64(rest)
+                })
+            }),
+        }
+    }
+
+    pub fn present(&self) -> bool {
+        self.v.iter().any(Option::is_some)
+    }
+
+    pub fn get(&self, name: &str) -> Option<u64> {
+        let i = CONTPTE_NAMES.iter().position(|&n| n == name);
+        i.and_then(|i| self.v[i])
+    }
+
+    pub fn delta(&self, later: &ContStats, name: &str) -> Option<i64> {
+        Some(later.get(name)? as i64 - self.get(name)? as i64)
+    }
+}
+
+/// The fields of a `/proc/self/thpmaps` line after the kind.
+pub const THPMAPS_FIELDS: [&str; 11] = [
+    "order0", "order2", "order3", "order4", "order5", "order6", "order7", "order8", "order9",
+    "cont", "pmd",
+];
+
+/// One line of `/proc/self/thpmaps`:
+/// `START-END PERMS KIND order0=B order2=B ... order9=B cont=B pmd=B`.
+pub struct ThpMap {
+    pub start: usize,
+    pub end: usize,
+    pub perms: Text<8>,
+    pub kind: Text<16>,
+    v: [Option<u64>; THPMAPS_FIELDS.len()],
+    /// The line as read, for messages.
+    pub line: Text<224>,
+}
+
+impl ThpMap {
+    /// Bytes in field `name` (`order4`, `cont`, `pmd`), None if the line lacks it.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        let i = THPMAPS_FIELDS.iter().position(|&n| n == name);
+        i.and_then(|i| self.v[i])
+    }
+
+    /// Bytes mapped by folios of `order`.
+    pub fn order(&self, order: usize) -> Option<u64> {
+        self.get(Text::<8>::from_fmt(format_args!("order{order}")).as_str())
+    }
+
+    /// Checks the line covers exactly [start, end), that each `(field, bytes)` of
+    /// `want` holds, and that every order field not in `want` is 0. cont and pmd are
+    /// checked only when listed.
+    pub fn expect(&self, start: usize, end: usize, want: &[(&str, u64)]) -> Result<(), Fail> {
+        if (self.start, self.end) != (start, end) {
+            return Err(Fail::new(format_args!(
+                "/proc/self/thpmaps: the VMA is {:x}-{:x}, expected {start:x}-{end:x}",
+                self.start, self.end
+            )));
+        }
+        for name in THPMAPS_FIELDS {
+            let listed = want.iter().find(|(n, _)| *n == name).map(|&(_, b)| b);
+            let expected = match listed {
+                Some(b) => b,
+                None if name.starts_with("order") => 0,
+                None => continue,
+            };
+            match self.get(name) {
+                None => {
+                    return Err(Fail::new(format_args!(
+                        "/proc/self/thpmaps: no {name}= in `{}`",
+                        self.line
+                    )))
+                }
+                Some(got) if got != expected => {
+                    return Err(Fail::new(format_args!(
+                        "/proc/self/thpmaps {:x}-{:x}: {name}= expected {expected:#x}, got {got:#x} (`{}`)",
+                        self.start, self.end, self.line
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn parse(line: &[u8]) -> Option<ThpMap> {
+        let text = core::str::from_utf8(line).ok()?;
+        let mut words = text.split_ascii_whitespace();
+        let (start, end) = words.next()?.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        let mut m = ThpMap {
+            start,
+            end,
+            perms: Text::from_fmt(format_args!("{}", words.next().unwrap_or(""))),
+            kind: Text::from_fmt(format_args!("{}", words.next().unwrap_or(""))),
+            v: [None; THPMAPS_FIELDS.len()],
+            line: Text::from_fmt(format_args!("{text}")),
+        };
+        for w in words {
+            let Some((k, v)) = w.split_once('=') else {
+                continue;
+            };
+            if let Some(i) = THPMAPS_FIELDS.iter().position(|&n| n == k) {
+                m.v[i] = fs::parse_u64(v.as_bytes());
+            }
+        }
+        Some(m)
+    }
+}
+
+impl fmt::Display for ThpMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.line.as_str())
+    }
+}
+
+pub const THPMAPS: &core::ffi::CStr = c"/proc/self/thpmaps";
+
+/// The `/proc/self/thpmaps` line of the VMA holding `addr`: Err(ENOENT) without the
+/// file (Linux), Ok(None) when no line covers `addr`.
+pub fn thpmaps(addr: usize) -> Result<Option<ThpMap>, Errno> {
+    let mut buf = [0u8; 16384];
+    let n = fs::read_all(THPMAPS, &mut buf)?;
+    Ok(buf[..n]
+        .split(|&b| b == b'\n')
+        .filter_map(ThpMap::parse)
+        .find(|m| m.start <= addr && addr < m.end))
+}
+
+/// The thpmaps line of the VMA at `addr`: `Ok(None)` on Linux (no file), a failure
+/// on contkernel without the file, or when no line covers `addr`.
+pub fn need_thpmaps(addr: usize) -> Result<Option<ThpMap>, Fail> {
+    match thpmaps(addr) {
+        Ok(Some(m)) => Ok(Some(m)),
+        Ok(None) => Err(Fail::new(format_args!(
+            "/proc/self/thpmaps: no line covers {addr:#x}"
+        ))),
+        Err(e) => need(
+            None,
+            format_args!("/proc/self/thpmaps ({e})"),
+        ),
+    }
+}
+
+/// Writes `1` to `THP/shrink_deferred` (this kernel only): runs the deferred-split
+/// shrinker now.
+pub fn shrink_deferred() -> Result<(), FileErr> {
+    let mut p = path(format_args!("{THP}/shrink_deferred"));
+    match fs::write_file(p.as_cstr(), b"1") {
+        Ok(_) => Ok(()),
+        Err(e) => Err(file_err(&p, e)),
+    }
+}
