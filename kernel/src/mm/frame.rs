@@ -300,6 +300,20 @@ impl FrameAllocator {
         &self.meta[pfn - self.base_pfn..pfn - self.base_pfn + n]
     }
 
+    /// Every allocated block: its head and order, in address order.
+    pub fn for_each_block(&self, mut f: impl FnMut(PhysAddr, usize)) {
+        let mut i = 0;
+        while i < self.meta.len() {
+            let m = &self.meta[i];
+            if m.is_head() && m.test(flags::ALLOCATED) {
+                f(PhysAddr::from_pfn(self.base_pfn + i), m.order());
+                i += 1 << m.order();
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// Frames currently free.
     pub fn free_frames(&self) -> usize {
         self.free.load(Ordering::Acquire)

@@ -18,6 +18,8 @@ pub mod vma;
 #[cfg(target_os = "none")]
 pub mod aspace;
 #[cfg(target_os = "none")]
+pub mod audit;
+#[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod kmap;

@@ -191,6 +191,7 @@ pub fn exit(status: u32) -> ! {
         c.parent.store(1, Ordering::Release);
     }
     t.exit_status.store(status, Ordering::Release);
+    audit_if_quiet(&t);
     if t.pid == 1 {
         let code = if status & 0x7f == 0 {
             (status >> 8) & 0xff
@@ -231,6 +232,30 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     }
     kprintln!("contkernel: {why}; {others} other tasks still exist: frames not checked");
     power::exit(code)
+}
+
+/// With the checker on (test builds): when a child of init exits and only init is
+/// left (init waits for it, nothing else runs), audit the folio accounting against
+/// init's page tables, the only ones left. A disagreement is a kernel bug: panic.
+fn audit_if_quiet(t: &Task) {
+    if !crate::mm::ptenv::config().check
+        || t.parent.load(Ordering::Acquire) != 1
+        || task::count() != 2
+    {
+        return;
+    }
+    let Some(init) = task::get(1) else { return };
+    let mm = init.mm.lock();
+    match crate::mm::audit::check(mm.iter()) {
+        Ok(n) => log::debug!(
+            "audit after {} exited: {n} folios agree with the page tables",
+            t.name.lock().as_str()
+        ),
+        Err(e) => panic!(
+            "folio accounting audit after {} exited: {e}",
+            t.name.lock().as_str()
+        ),
+    }
 }
 
 /// wait4: a zombie child matching `pid` (-1: any), reaped; `None` with WNOHANG if none yet.
