@@ -129,7 +129,10 @@ impl Region {
     /// side so that it is a VMA of its own (no neighbour can merge with it): a
     /// larger mapping is made and its ends are trimmed.
     pub fn anon_aligned(len: usize, align: usize, prot: usize) -> Result<Region, Errno> {
-        assert!(align.is_power_of_two() && align >= PAGE, "alignment {align:#x}");
+        assert!(
+            align.is_power_of_two() && align >= PAGE,
+            "alignment {align:#x}"
+        );
         // head in [PAGE, align], so tail = align + PAGE - head >= PAGE.
         let total = len + align + PAGE;
         let wide = Region::anon(total, prot, 0)?;

@@ -238,7 +238,10 @@ impl Stats {
     /// missing, a failure on contkernel.
     pub fn expect_delta(&self, later: &Stats, name: &str, want: i64) -> Result<(), Fail> {
         let d = self.delta(later, name);
-        if let Some(d) = need(d, format_args!("{THP}/hugepages-{}kB/stats/{name}", self.kb))? {
+        if let Some(d) = need(
+            d,
+            format_args!("{THP}/hugepages-{}kB/stats/{name}", self.kb),
+        )? {
             if d != want {
                 return Err(Fail::new(format_args!(
                     "hugepages-{}kB/stats/{name}: expected {want:+}, got {d:+} ({} -> {})",
@@ -468,10 +471,7 @@ pub fn need_thpmaps(addr: usize) -> Result<Option<ThpMap>, Fail> {
         Ok(None) => Err(Fail::new(format_args!(
             "/proc/self/thpmaps: no line covers {addr:#x}"
         ))),
-        Err(e) => need(
-            None,
-            format_args!("/proc/self/thpmaps ({e})"),
-        ),
+        Err(e) => need(None, format_args!("/proc/self/thpmaps ({e})")),
     }
 }
 

@@ -43,12 +43,15 @@ fn main(args: &rt::Args) -> i32 {
     t.finish()
 }
 
-/// Asks for 64 KiB folios, mounting sysfs first on a machine where nothing is mounted
-/// yet (Linux booted with this program as /init). Errors are ignored: the run then
+/// Asks for 64 KiB folios, mounting sysfs and proc first on a machine where nothing is
+/// mounted yet (Linux booted with this program as /init). Errors are ignored: the run then
 /// reports whatever policy is in force.
 fn set_up_linux_mthp() {
     if !fs::is_dir(c"/sys/kernel") {
         let _ = fs::mount(c"sysfs", c"/sys", c"sysfs", 0);
+    }
+    if memfree_kb().is_none() {
+        let _ = fs::mount(c"proc", c"/proc", c"proc", 0);
     }
     let _ = fs::write_file(path("enabled").as_cstr(), b"always");
 }
@@ -68,6 +71,23 @@ fn sysfs(file: &str) -> Text<96> {
             t
         }
         Err(_) => Text::from_fmt(format_args!("n/a")),
+    }
+}
+
+/// MemFree of /proc/meminfo in KiB, if the file exists.
+fn memfree_kb() -> Option<i64> {
+    let mut buf = [0u8; 512];
+    let n = fs::read_file(c"/proc/meminfo", &mut buf).ok()?;
+    let text = core::str::from_utf8(&buf[..n]).ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemFree:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `after` subtracted from `before`, or `n/a`.
+fn kb_delta(before: Option<i64>, after: Option<i64>) -> Text<24> {
+    match (before, after) {
+        (Some(b), Some(a)) => Text::from_fmt(format_args!("{}", b - a)),
+        _ => Text::from_fmt(format_args!("n/a")),
     }
 }
 
@@ -101,8 +121,12 @@ fn reproduce(args: &rt::Args) -> Outcome {
     .map(|(name, file)| (name, file, sysfs(file)));
 
     let f0 = minflt()?;
+    let m0 = memfree_kb();
     p.fill(0, MIB, 0x11);
+    let m1 = memfree_kb();
     println!("seed000: minflt_fill={}", minflt()? - f0);
+    // What the fill holds (the 1 MiB and its page tables).
+    println!("seed000: held_kb_fill={}", kb_delta(m0, m1));
 
     let mut hello = args.sibling("hello");
     let child = proc::spawn(|| {
@@ -120,8 +144,14 @@ fn reproduce(args: &rt::Args) -> Outcome {
     );
 
     let f1 = minflt()?;
+    let m2 = memfree_kb();
     p.store_u64(10, 10);
     let f2 = minflt()?;
+    // What the parent's write adds: a copied page, or nothing when the folio is reused.
+    println!(
+        "seed000: held_kb_added_by_write={}",
+        kb_delta(m2, memfree_kb())
+    );
     (1..16).for_each(|page| p.store(page * PAGE, 0x22));
     let f3 = minflt()?;
     println!("seed000: faults_first_write={}", f2 - f1);
