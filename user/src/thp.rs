@@ -177,7 +177,7 @@ impl fmt::Display for Policy {
 }
 
 /// Lets only `kb` be used: top-level `never`, `kb` `always`, every other size
-/// `never`.
+/// `never` (`kb` = 0: every size `never`, order 0 only).
 pub fn only(kb: usize) -> Result<(), FileErr> {
     write_policy(&top_path(), "never")?;
     for s in SIZES_KB {
