@@ -1,4 +1,4 @@
-//! Files: openat, read, write, close, mount, and whole-file helpers.
+//! Files: openat, read, write, close, mkdir, rmdir, mount, and whole-file helpers.
 
 use crate::sys::{nr, Errno};
 use crate::syscall;
@@ -30,6 +30,21 @@ pub fn write(fd: usize, buf: &[u8]) -> Result<usize, Errno> {
 pub fn close(fd: usize) -> Result<usize, Errno> {
     // SAFETY: no memory arguments.
     unsafe { syscall!(nr::CLOSE, fd) }
+}
+
+/// unlinkat flag: remove a directory.
+pub const AT_REMOVEDIR: usize = 0x200;
+
+/// mkdirat(AT_FDCWD, path, mode).
+pub fn mkdir(path: &CStr, mode: usize) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads the NUL-terminated path.
+    unsafe { syscall!(nr::MKDIRAT, AT_FDCWD, path.as_ptr(), mode) }
+}
+
+/// unlinkat(AT_FDCWD, path, AT_REMOVEDIR): removes an empty directory.
+pub fn rmdir(path: &CStr) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads the NUL-terminated path.
+    unsafe { syscall!(nr::UNLINKAT, AT_FDCWD, path.as_ptr(), AT_REMOVEDIR) }
 }
 
 /// mount(source, target, fstype, flags, NULL).

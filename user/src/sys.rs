@@ -6,6 +6,8 @@ use core::fmt;
 
 /// System call numbers (the asm-generic table arm64 uses).
 pub mod nr {
+    pub const MKDIRAT: usize = 34;
+    pub const UNLINKAT: usize = 35;
     pub const MOUNT: usize = 40;
     pub const OPENAT: usize = 56;
     pub const CLOSE: usize = 57;

@@ -12,6 +12,7 @@ use crate::kprintln;
 use crate::mm::frame;
 
 mod arch;
+mod folio;
 mod mm;
 mod pgtable;
 mod proc;
@@ -40,14 +41,11 @@ macro_rules! kassert {
 macro_rules! kassert_eq {
     ($a:expr, $b:expr) => {{
         let (a, b) = (&$a, &$b);
-        $crate::kassert!(
-            *a == *b,
-            "{} == {}: {:?} != {:?}",
-            stringify!($a),
-            stringify!($b),
-            a,
-            b
-        );
+        $crate::kassert!(*a == *b, "{} == {}: {:?} != {:?}", stringify!($a), stringify!($b), a, b);
+    }};
+    ($a:expr, $b:expr, $($arg:tt)+) => {{
+        let (a, b) = (&$a, &$b);
+        $crate::kassert!(*a == *b, "{}: {:?} != {:?}", format_args!($($arg)+), a, b);
     }};
 }
 

@@ -1,6 +1,6 @@
 //! Every in-kernel test, by name. The name says the subsystem first.
 
-use super::{arch, mm, pgtable, proc, smp, Test};
+use super::{arch, folio, mm, pgtable, proc, smp, Test};
 
 pub static TESTS: &[Test] = &[
     Test {
@@ -46,6 +46,14 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "pgtable::random_operations_match_the_walker",
         run: pgtable::random_operations_match_the_walker,
+    },
+    Test {
+        name: "folio::split_keeps_accounting_exact",
+        run: folio::split_keeps_accounting_exact,
+    },
+    Test {
+        name: "folio::low_memory_runs_the_shrinker",
+        run: folio::low_memory_runs_the_shrinker,
     },
     Test {
         name: "proc::kernel_thread_sleeps_and_is_reaped",

@@ -151,6 +151,7 @@ impl Mm {
 
     /// A fault on an unmapped page of `vma`: the largest allowed folio that fits.
     fn anon_fault(&mut self, va: VirtAddr, vma: Vma) -> Result<(), FaultError> {
+        folio::shrink_if_low();
         let allowed = mthp::POLICY.allowed_orders(vma.huge);
         for order in mthp::fault_orders(allowed, va, vma.start, vma.end) {
             let n = 1usize << order;

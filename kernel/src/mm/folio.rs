@@ -187,6 +187,17 @@ pub fn deferred_count() -> usize {
     DEFERRED.lock().len()
 }
 
+/// Free memory below 1/64 of RAM: time to give back what partially mapped folios hold.
+const LOW_WATERMARK_DIVISOR: usize = 64;
+
+/// Run the shrinker if free memory is under the low watermark and folios are waiting.
+pub fn shrink_if_low() {
+    let f = frames();
+    if f.free_frames() < f.managed_frames() / LOW_WATERMARK_DIVISOR && deferred_count() > 0 {
+        shrink_deferred();
+    }
+}
+
 /// The shrinker: split every queued folio that can be split; returns how many were.
 /// A folio someone holds an extra reference to (beyond its mappings) cannot be split
 /// now and stays queued.

@@ -1,5 +1,5 @@
 //! The mTHP fault path, one folio size at a time, then the fallback to order 0 when
-//! no 2 MiB block is left.
+//! a 2 MiB folio cannot be had.
 //!
 //! `fault_<N>k`, for each N of 16 32 64 128 256 512 1024 2048: only N may be used
 //! (top-level `never`, hugepages-<N>kB `always`, every other size `never`); a region
@@ -17,10 +17,11 @@
 //! the child has gone (in the parent): 4 MiB on contkernel, 32 MiB on Linux, whose
 //! per-CPU free lists hold freed pages MemFree does not count.
 //!
-//! `fallback_2m_fragmented`: with only order 0, memory is filled page by page until
-//! MemFree is below 128 MiB and then 15 pages of every 16 are freed: no 2 MiB block
-//! is free, most memory is. With only 2M, one byte per 2 MiB of a new region until
-//! hugepages-2048kB/stats/anon_fault_fallback goes up (given up below 64 MiB free).
+//! `fallback_2m_memcg` (Linux only; n/a on contkernel, which has no cgroups): the
+//! child joins a memory cgroup with memory.max = 9 MiB (cgroup2 mounted on
+//! /sys/fs/cgroup if needed; n/a without it); with only 2M, one byte per 2 MiB of a
+//! 64 MiB region until anon_fault_fallback goes up: the fifth 2 MiB folio cannot be
+//! charged (Linux counts that as anon_fault_fallback, and _charge, printed).
 //!
 //! `fallback_2m_exhausted` (contkernel only): with only 2M, a region of MemTotal +
 //! 64 MiB (MemTotal - 4 MiB where that is refused, as Linux's overcommit heuristic
@@ -44,7 +45,7 @@ use rt::proc::{self, RUSAGE_SELF};
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::text::Text;
 use rt::thp::{self, Delta, Opt, Stats, PMD_SIZE, SIZES_KB};
-use rt::{ensure, fail, println};
+use rt::{ensure, fail, fs, println};
 
 rt::entry!(main);
 
@@ -72,7 +73,7 @@ fn main(_args: &rt::Args) -> i32 {
             || fault(kb),
         );
     }
-    t.run("fallback_2m_fragmented", fallback_fragmented);
+    t.run("fallback_2m_memcg", fallback_memcg);
     t.run("fallback_2m_exhausted", fallback_exhausted);
     t.run("restore_policy", || {
         saved.restore()?;
@@ -241,100 +242,91 @@ fn in_child(what: &str, check: fn() -> Outcome) -> Outcome {
     Ok(())
 }
 
-/// Fragmented memory: the fallback with most of the memory still free.
-fn fallback_fragmented() -> Outcome {
-    in_child("fallback_fragmented", fragmented)
+/// The memory cgroup of `fallback_2m_memcg` (Linux).
+const CGROUP: &str = "/sys/fs/cgroup/thp_fault";
+/// Its memory.max: four 2 MiB folios and their page tables fit, a fifth does not,
+/// and an order-0 page still does (an odd number of MiB, so that the page table
+/// charged after a folio never meets the limit exactly, which would OOM-kill).
+const CGROUP_MAX: usize = 9 * MIB;
+
+/// Linux: the fallback under a memory cgroup limit (n/a without cgroup2, and on
+/// contkernel, which has no cgroups).
+fn fallback_memcg() -> Outcome {
+    if thp::on_contkernel() {
+        println!("thp_fault: fallback_2m_memcg: n/a on contkernel (no memory cgroups)");
+        return Ok(());
+    }
+    if let Err(why) = cgroup_setup() {
+        println!("thp_fault: fallback_2m_memcg: n/a: {why}");
+        return Ok(());
+    }
+    let r = in_child("fallback_2m_memcg", memcg);
+    let mut dir = thp::path(format_args!("{CGROUP}"));
+    if let Err(e) = fs::rmdir(dir.as_cstr()) {
+        println!("thp_fault: rmdir {CGROUP}: {e}");
+    }
+    r
+}
+
+/// cgroup2 on /sys/fs/cgroup (mounted if needed), the memory controller for
+/// children, and [`CGROUP`] with memory.max = [`CGROUP_MAX`].
+fn cgroup_setup() -> Result<(), Text<160>> {
+    let fail = |what: &str, e: rt::Errno| Text::from_fmt(format_args!("{what}: {e}"));
+    if fs::read_file(c"/sys/fs/cgroup/cgroup.controllers", &mut [0; 64]).is_err() {
+        fs::mount(c"cgroup2", c"/sys/fs/cgroup", c"cgroup2", 0)
+            .map_err(|e| fail("mount cgroup2 on /sys/fs/cgroup", e))?;
+    }
+    fs::write_file(c"/sys/fs/cgroup/cgroup.subtree_control", b"+memory")
+        .map_err(|e| fail("/sys/fs/cgroup/cgroup.subtree_control +memory", e))?;
+    let mut dir = thp::path(format_args!("{CGROUP}"));
+    match fs::mkdir(dir.as_cstr(), 0o755) {
+        Ok(_) | Err(rt::Errno::EEXIST) => {}
+        Err(e) => return Err(fail("mkdir /sys/fs/cgroup/thp_fault", e)),
+    }
+    let mut max = thp::path(format_args!("{CGROUP}/memory.max"));
+    let value = Text::<24>::from_fmt(format_args!("{CGROUP_MAX}"));
+    fs::write_file(max.as_cstr(), value.as_bytes())
+        .map_err(|e| fail("/sys/fs/cgroup/thp_fault/memory.max", e))?;
+    Ok(())
+}
+
+/// In the child: joins [`CGROUP`], then only 2M, one byte per 2 MiB of a 64 MiB
+/// region until a fault falls back.
+fn memcg() -> Outcome {
+    let free0 = mem_free()?;
+    let mut procs = thp::path(format_args!("{CGROUP}/cgroup.procs"));
+    fs::write_file(procs.as_cstr(), b"0").ctx("/sys/fs/cgroup/thp_fault/cgroup.procs")?;
+    thp::only(2048)?;
+    let r = Region::anon_aligned(64 * MIB, PMD_SIZE, PROT_READ | PROT_WRITE).ctx("mmap")?;
+    let s0 = Stats::read(2048);
+    let charge0 = thp::stat(2048, "anon_fault_fallback_charge");
+    let i = touch_until_fallback(&r, &s0)?;
+    let charge = charge0.zip(thp::stat(2048, "anon_fault_fallback_charge"));
+    println!(
+        "thp_fault: fallback_2m_memcg: memory.max {} MiB: fell back at chunk {i}, anon_fault_fallback_charge {}",
+        CGROUP_MAX / MIB,
+        Delta(charge.map(|(a, b)| b as i64 - a as i64))
+    );
+    check_fallback(&r, i, &s0)?;
+    drop(r);
+    free_back(free0, "fallback_2m_memcg")
 }
 
 /// Exhausted memory (contkernel only: measured on Linux 6.12, 2 MiB folios are
-/// taken down to the min watermark and the page table deposited with the last one
-/// then fails, so the process is killed by the OOM killer before any fallback).
+/// taken down to the min watermark and the page table deposited with the next one
+/// then fails, so the OOM killer ends the process before any fallback).
 fn fallback_exhausted() -> Outcome {
     if !thp::on_contkernel() {
         println!(
-            "thp_fault: fallback_exhausted: n/a on Linux (it takes 2 MiB folios down to the min watermark, then OOM-kills on the page table of the next PMD instead of falling back)"
+            "thp_fault: fallback_2m_exhausted: n/a on Linux (it takes 2 MiB folios down to the min watermark, then OOM-kills on the page table of the next PMD instead of falling back; fallback_2m_memcg covers it there)"
         );
         return Ok(());
     }
-    in_child("fallback_exhausted", exhausted)
+    in_child("fallback_2m_exhausted", exhausted)
 }
 
-/// Bytes mapped, populated with order-0 pages, until MemFree is this low.
-const FRAGMENT_DOWN_TO_KB: u64 = 128 * 1024;
-/// The MemFree below which the fragmented run gives up (so it never exhausts
-/// memory, where Linux would OOM-kill it).
-const FRAGMENT_FLOOR_KB: u64 = 64 * 1024;
-
-/// With only order 0 allowed, fills memory page by page (MADV_POPULATE_WRITE, 8 MiB
-/// at a time) until MemFree is below 128 MiB, then frees 15 pages of every 16: no
-/// 2 MiB block is left free, most of the memory is. Then only 2M, one byte per
-/// 2 MiB of a second region until a fault falls back.
-fn fragmented() -> Outcome {
-    let free0 = mem_free()?;
-    let total = mem_total()?;
-    println!("DBG start at {} ms", rt::time::now_ns() / 1_000_000);
-    thp::only(0)?;
-    let ram = total as usize * 1024;
-    let a = Region::anon(ram - 4 * MIB, PROT_READ | PROT_WRITE, 0).ctx("mmap filler")?;
-    const CHUNK: usize = 8 * MIB;
-    let mut filled = 0;
-    while filled + CHUNK <= a.len && mem_free()? > FRAGMENT_DOWN_TO_KB + (CHUNK / 1024) as u64 {
-        a.advise(filled, CHUNK, mm::MADV_POPULATE_WRITE)
-            .ctx("madvise(POPULATE_WRITE)")?;
-        filled += CHUNK;
-    }
-    let free_full = mem_free()?;
-    println!("DBG populate done at {} ms", rt::time::now_ns() / 1_000_000);
-    for b in (0..filled).step_by(16 * PAGE) {
-        a.advise(b + PAGE, 15 * PAGE, mm::MADV_DONTNEED)
-            .ctx("madvise(DONTNEED)")?;
-    }
-    let free_frag = mem_free()?;
-    println!("DBG dontneed done at {} ms", rt::time::now_ns() / 1_000_000);
-    println!(
-        "thp_fault: fallback_fragmented: MemFree {free0} kB; {} MiB of order-0 pages -> {free_full} kB; 15 of every 16 freed -> {free_frag} kB",
-        filled / MIB
-    );
-
-    thp::only(2048)?;
-    let s0 = Stats::read(2048);
-    let fb0 = s0.get("anon_fault_fallback").ok_or_else(|| {
-        Fail::new(format_args!(
-            "{}/hugepages-2048kB/stats/anon_fault_fallback: missing",
-            thp::THP
-        ))
-    })?;
-    let len = (ram / 2) & !(PMD_SIZE - 1);
-    let r = Region::anon_aligned(len, PMD_SIZE, PROT_READ | PROT_WRITE).ctx("mmap")?;
-    let mut found = None;
-    for i in 0..len / PMD_SIZE {
-        if mem_free()? < FRAGMENT_FLOOR_KB {
-            break;
-        }
-        r.store(i * PMD_SIZE, 1);
-        if thp::stat(2048, "anon_fault_fallback").unwrap_or(fb0) > fb0 {
-            found = Some(i);
-            break;
-        }
-    }
-    let free_at = mem_free()?;
-    let Some(i) = found else {
-        fail!(
-            "no anon_fault_fallback of 2048kB in {} MiB of 2 MiB faults (MemFree {free_frag} -> {free_at} kB)",
-            len / MIB
-        );
-    };
-    println!("thp_fault: fallback_fragmented: fell back at chunk {i} (MemFree {free_at} kB)");
-    println!("DBG fallback at {} ms", rt::time::now_ns() / 1_000_000);
-    check_fallback(&r, i, &s0)?;
-    drop(r);
-    drop(a);
-    for _ in 0..6 { println!("DBG {} ms MemFree {}", rt::time::now_ns() / 1_000_000, mem_free()?); let _ = rt::time::nanosleep(&rt::time::Timespec::from_ms(500)); }
-    free_back(free0, "fallback_fragmented")
-}
-
-/// The brief's pressure: only 2M, a region bigger than RAM, one byte per 2 MiB
-/// until a fault falls back.
+/// In the child: only 2M, a region bigger than RAM, one byte per 2 MiB until a
+/// fault falls back.
 fn exhausted() -> Outcome {
     thp::only(2048)?;
     let total = mem_total()?;
@@ -342,56 +334,53 @@ fn exhausted() -> Outcome {
     // More than RAM where the kernel lets it be mapped; Linux's overcommit heuristic
     // refuses more than MemTotal (ENOMEM), so then a little less.
     let ram = total as usize * 1024;
-    let tries = [
-        (ram + 64 * MIB) & !(PMD_SIZE - 1),
-        (ram - 4 * MIB) & !(PMD_SIZE - 1),
-    ];
+    let tries = [(ram + 64 * MIB) & !(PMD_SIZE - 1), (ram - 4 * MIB) & !(PMD_SIZE - 1)];
     let prot = PROT_READ | PROT_WRITE;
-    let (r, len) = match Region::anon_aligned(tries[0], PMD_SIZE, prot) {
-        Ok(r) => (r, tries[0]),
-        Err(_) => (
-            Region::anon_aligned(tries[1], PMD_SIZE, prot).ctx("mmap MemTotal - 4 MiB")?,
-            tries[1],
-        ),
+    let r = match Region::anon_aligned(tries[0], PMD_SIZE, prot) {
+        Ok(r) => r,
+        Err(_) => Region::anon_aligned(tries[1], PMD_SIZE, prot).ctx("mmap MemTotal - 4 MiB")?,
     };
     println!(
-        "thp_fault: fallback_exhausted: MemTotal {total} kB, MemFree {free0} kB, mapped {} MiB",
-        len / MIB
+        "thp_fault: fallback_2m_exhausted: MemTotal {total} kB, MemFree {free0} kB, mapped {} MiB",
+        r.len / MIB
     );
     let s0 = Stats::read(2048);
+    let i = touch_until_fallback(&r, &s0)?;
+    println!(
+        "thp_fault: fallback_2m_exhausted: fell back at chunk {i} ({} MiB in 2 MiB folios before it), MemFree then {} kB",
+        i * 2,
+        mem_free()?
+    );
+    check_fallback(&r, i, &s0)?;
+    drop(r);
+    free_back(free0, "fallback_2m_exhausted")
+}
+
+/// Writes a byte at the start of each 2 MiB of `r` until hugepages-2048kB's
+/// anon_fault_fallback goes up; returns that chunk.
+fn touch_until_fallback(r: &Region, s0: &Stats) -> Result<usize, Fail> {
     let fb0 = s0.get("anon_fault_fallback").ok_or_else(|| {
         Fail::new(format_args!(
             "{}/hugepages-2048kB/stats/anon_fault_fallback: missing",
             thp::THP
         ))
     })?;
-    let mut found = None;
-    for i in 0..len / PMD_SIZE {
+    for i in 0..r.len / PMD_SIZE {
         r.store(i * PMD_SIZE, 1);
         if thp::stat(2048, "anon_fault_fallback").unwrap_or(fb0) > fb0 {
-            found = Some(i);
-            break;
+            return Ok(i);
         }
     }
-    let free_at = mem_free()?;
-    let Some(i) = found else {
-        fail!(
-            "no anon_fault_fallback of 2048kB after {} faults of 2 MiB (MemFree {free_at} kB)",
-            len / PMD_SIZE
-        );
-    };
-    println!(
-        "thp_fault: fallback_exhausted: fell back at chunk {i} ({} MiB in 2 MiB folios before it), MemFree then {free_at} kB",
-        i * 2
-    );
-    check_fallback(&r, i, &s0)?;
-    drop(r);
-    free_back(free0, "fallback_exhausted")
+    fail!(
+        "no anon_fault_fallback of 2048kB after {} faults of 2 MiB (MemFree {} kB)",
+        r.len / PMD_SIZE,
+        mem_free()?
+    )
 }
 
 /// The fault at 2 MiB chunk `i` of `r` fell back: one fallback and `i` folios of
-/// 2 MiB counted since `s0`, mincore shows that chunk's first page alone resident
-/// and the chunk before wholly resident, thpmaps shows order0=4K and
+/// 2 MiB counted since `s0`; mincore shows that chunk's first page alone resident
+/// and the chunk before wholly resident; thpmaps shows order0=4K and
 /// order9=pmd=i * 2M.
 fn check_fallback(r: &Region, i: usize, s0: &Stats) -> Outcome {
     let s1 = Stats::read(2048);
@@ -412,8 +401,7 @@ fn check_fallback(r: &Region, i: usize, s0: &Stats) -> Outcome {
         "mincore of the 2 MiB that fell back: {resident} pages resident (page 0: {}), expected page 0 alone (order 0)",
         vec[0] & 1
     );
-    r.mincore((i - 1) * PMD_SIZE, PMD_SIZE, &mut vec)
-        .ctx("mincore")?;
+    r.mincore((i - 1) * PMD_SIZE, PMD_SIZE, &mut vec).ctx("mincore")?;
     let resident = vec.iter().filter(|&&v| v & 1 != 0).count();
     ensure!(
         resident == PMD_SIZE / PAGE,
