@@ -121,6 +121,8 @@ impl Mm {
 
     /// Map pages `first..first + n` of `f` at `va` (a PMD block for a whole 2 MiB
     /// folio) and account them; the folio's allocation reference is dropped either way.
+    /// For a write fault the pages are mapped dirty: without hardware dirty state the
+    /// faulting store would otherwise take a second fault just to mark them.
     fn map_folio(
         &mut self,
         va: VirtAddr,
@@ -128,6 +130,7 @@ impl Mm {
         first: usize,
         n: usize,
         prot: VmProt,
+        write: bool,
     ) -> Result<(), FaultError> {
         let r = if n == 512 && first == 0 && va.is_aligned(PMD as usize) {
             self.tables.map_pmd(va, f.head(), pte_attrs(prot))
@@ -139,7 +142,11 @@ impl Mm {
             f.set_exclusive(first, n, true);
         }
         f.put(1);
-        r.map_err(map_error)
+        r.map_err(map_error)?;
+        if write && prot.write && !crate::mm::ptenv::config().features.hw_dirty {
+            self.tables.make_writable(va, n).map_err(map_error)?;
+        }
+        Ok(())
     }
 
     fn range_is_empty(&self, start: VirtAddr, n: usize) -> bool {
@@ -150,7 +157,7 @@ impl Mm {
     }
 
     /// A fault on an unmapped page of `vma`: the largest allowed folio that fits.
-    fn anon_fault(&mut self, va: VirtAddr, vma: Vma) -> Result<(), FaultError> {
+    fn anon_fault(&mut self, va: VirtAddr, vma: Vma, write: bool) -> Result<(), FaultError> {
         folio::shrink_if_low();
         let allowed = mthp::POLICY.allowed_orders(vma.huge);
         for order in mthp::fault_orders(allowed, va, vma.start, vma.end) {
@@ -161,7 +168,7 @@ impl Mm {
             }
             match folio::alloc_anon(order) {
                 Some(f) => {
-                    self.map_folio(base, f, 0, n, vma.prot)?;
+                    self.map_folio(base, f, 0, n, vma.prot, write)?;
                     mthp::stats(order)
                         .anon_fault_alloc
                         .fetch_add(1, Ordering::Relaxed);
@@ -180,7 +187,7 @@ impl Mm {
             None if folio::shrink_deferred() > 0 => folio::alloc_anon(0).ok_or(FaultError::Oom)?,
             None => return Err(FaultError::Oom),
         };
-        self.map_folio(va.align_down(PAGE_SIZE), f, 0, 1, vma.prot)
+        self.map_folio(va.align_down(PAGE_SIZE), f, 0, 1, vma.prot, write)
     }
 
     /// Resolve a fault at `va`; `Ok` means retry the access.
@@ -201,7 +208,7 @@ impl Mm {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.anon_fault(page, vma),
+            FaultFix::NotMapped => self.anon_fault(page, vma, access == Access::Write),
             FaultFix::NotWritable => self.copy_on_write(page, vma),
         }
     }
@@ -256,14 +263,14 @@ impl Mm {
                     mthp::stats(f.order())
                         .cow_folio_copy
                         .fetch_add(1, Ordering::Relaxed);
-                    return self.map_folio(base, new, 0, n, vma.prot);
+                    return self.map_folio(base, new, 0, n, vma.prot, true);
                 }
             }
         }
         let new = folio::alloc_anon(0).ok_or(FaultError::Oom)?;
         copy_pages(old, new.head(), 1);
         release(self.tables.unmap(page, 1).map_err(map_error)?);
-        self.map_folio(page, new, 0, 1, vma.prot)
+        self.map_folio(page, new, 0, 1, vma.prot, true)
     }
 
     /// Fault in every page of `[start, end)` (MAP_POPULATE, MADV_POPULATE_*).
@@ -290,7 +297,7 @@ impl Mm {
             let page = at.align_down(PAGE_SIZE);
             if self.tables.get(page).is_none() {
                 let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
-                self.anon_fault(page, vma)?;
+                self.anon_fault(page, vma, false)?;
             }
             let pa = self.tables.get(page).expect("just mapped").pa_of(page);
             let off = (at.as_u64() - page.as_u64()) as usize;
