@@ -87,6 +87,11 @@ static NODES: &[Node] = &[
         render: Some(contpte_stats),
         write: None,
     },
+    Node {
+        path: "/sys/kernel/mm/contpte/mode",
+        render: Some(|| alloc::format!("{}\n", crate::mm::ptenv::config().mode)),
+        write: None,
+    },
 ];
 
 /// The node at `path` (absolute; "." and repeated slashes are tolerated).

@@ -1,7 +1,8 @@
 //! /sys/kernel/mm/transparent_hugepage, as Linux lays it out: `enabled`, and per mTHP
 //! size `hugepages-<N>kB/enabled` and `hugepages-<N>kB/stats/<counter>`; plus this
 //! kernel's `shrink_deferred` (write 1: run the deferred-split shrinker now; read: the
-//! folios waiting) and /proc/self/thpmaps (per VMA: bytes by folio order, contiguous
+//! folios waiting), `cow` (`page` or `folio`: what a write to a shared large folio
+//! copies, the boot option `cow=`) and /proc/self/thpmaps (per VMA: bytes by folio order, contiguous
 //! and PMD-mapped; see `mm::aspace::Mm::thp_report`).
 
 use alloc::string::{String, ToString};
@@ -61,15 +62,20 @@ fn shrink(s: &str) -> Result<(), crate::syscall::Errno> {
     }
 }
 
+fn cow() -> String {
+    let folio = crate::mm::aspace::COW_COPIES_FOLIO.load(core::sync::atomic::Ordering::Relaxed);
+    String::from(if folio { "folio\n" } else { "page\n" })
+}
+
 fn thpmaps() -> String {
     let t = crate::proc::sched::me();
     let mm = t.mm.lock();
     mm.as_ref().map_or_else(String::new, |m| m.thp_report())
 }
 
-pub static NODES: [Node; 4 + 8 * 13] = {
+pub static NODES: [Node; 5 + 8 * 13] = {
     let sizes = size_nodes!(2 => "16", 3 => "32", 4 => "64", 5 => "128", 6 => "256", 7 => "512", 8 => "1024", 9 => "2048");
-    let mut all = [const { super::dir("") }; 4 + 8 * 13];
+    let mut all = [const { super::dir("") }; 5 + 8 * 13];
     all[0] = super::dir(ROOT);
     all[1] = Node {
         path: "/sys/kernel/mm/transparent_hugepage/enabled",
@@ -86,9 +92,14 @@ pub static NODES: [Node; 4 + 8 * 13] = {
         render: Some(thpmaps),
         write: None,
     };
+    all[4] = Node {
+        path: "/sys/kernel/mm/transparent_hugepage/cow",
+        render: Some(cow),
+        write: None,
+    };
     let mut i = 0;
     while i < sizes.len() {
-        all[4 + i] = sizes[i];
+        all[5 + i] = sizes[i];
         i += 1;
     }
     all
