@@ -69,15 +69,18 @@ for cell in "${cells[@]}"; do
 done
 
 # User space: the scenario programs (and the static glibc program) as /init.
+# A cell: CPU model, CPUs, contpte mode, copy-on-write variant (cow=page as Linux, or
+# cow=folio: a write to a shared large folio copies all of it).
 if [ "$quick" = 1 ]; then
-    ucells=("max 4 on")
+    ucells=("max 4 on page")
 else
-    ucells=("max 1 on" "max 4 on" "cortex-a72 1 on" "cortex-a72 4 on" "max 4 off" "cortex-a72 4 naive")
+    ucells=("max 1 on page" "max 4 on page" "cortex-a72 1 on page" "cortex-a72 4 on page" "max 4 off page"
+            "cortex-a72 4 naive page" "max 4 on folio" "cortex-a72 4 off folio")
 fi
 for cell in "${ucells[@]}"; do
-    read -r cpu smp mode <<<"$cell"
-    CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=3 CONTKERNEL_INITRD=$INITRD CONTKERNEL_APPEND="contpte=$mode" \
-        run_tests "user: -cpu $cpu -smp $smp contpte=$mode" \
+    read -r cpu smp mode cow <<<"$cell"
+    CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=3 CONTKERNEL_INITRD=$INITRD CONTKERNEL_APPEND="contpte=$mode cow=$cow" \
+        run_tests "user: -cpu $cpu -smp $smp contpte=$mode cow=$cow" \
         cargo test -q -p contkernel-tests --test user
 done
 

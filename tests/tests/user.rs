@@ -6,8 +6,11 @@
 
 use contkernel_tests::Machine;
 
-/// The programs init runs by default (user/src/bin/init.rs), glibc_check when present.
-const PROGRAMS: [&str; 7] = [
+/// The programs init runs by default (user/src/bin/init.rs), glibc_check when present:
+/// the mTHP scenarios (thp_*) check faults per size with fallback under memory
+/// pressure, whole-folio reuse, page or folio copy, deferred split after a partial
+/// munmap, and the PMD copy-on-write, through the statistics files and thpmaps.
+const PROGRAMS: [&str; 10] = [
     "fork_exec",
     "mm_basic",
     "cow",
@@ -15,6 +18,9 @@ const PROGRAMS: [&str; 7] = [
     "seed000",
     "segv",
     "fpsimd",
+    "thp_fault",
+    "thp_cow",
+    "thp_pmd_cow",
 ];
 
 #[test]

@@ -10,7 +10,7 @@ use crate::{println, Errno};
 use core::fmt;
 
 /// Why a check failed.
-pub struct Fail(pub Text<224>);
+pub struct Fail(pub Text<112>);
 
 impl Fail {
     pub fn new(args: fmt::Arguments<'_>) -> Self {

@@ -29,8 +29,8 @@ pub const fn order_of_kb(kb: usize) -> usize {
     (kb / 4).trailing_zeros() as usize
 }
 
-/// A path of up to 127 bytes, NUL-terminated for the kernel on demand.
-pub type Path = Text<128>;
+/// A path of up to 95 bytes, NUL-terminated for the kernel on demand.
+pub type Path = Text<96>;
 
 pub fn path(args: fmt::Arguments<'_>) -> Path {
     Text::from_fmt(args)
@@ -78,9 +78,7 @@ pub fn on_contkernel() -> bool {
 pub fn need<T>(v: Option<T>, what: fmt::Arguments<'_>) -> Result<Option<T>, Fail> {
     match v {
         Some(v) => Ok(Some(v)),
-        None if on_contkernel() => Err(Fail::new(format_args!(
-            "{what}: missing on contkernel (expected to exist)"
-        ))),
+        None if on_contkernel() => Err(Fail::new(format_args!("missing on contkernel: {what}"))),
         None => Ok(None),
     }
 }
@@ -384,7 +382,8 @@ impl ThpMap {
 
     /// Checks the line covers exactly [start, end), that each `(field, bytes)` of
     /// `want` holds, and that every order field not in `want` is 0. cont and pmd are
-    /// checked only when listed.
+    /// checked only when listed. (The message names the field, not the whole line:
+    /// print the line before checking.)
     pub fn expect(&self, start: usize, end: usize, want: &[(&str, u64)]) -> Result<(), Fail> {
         if (self.start, self.end) != (start, end) {
             return Err(Fail::new(format_args!(
@@ -402,15 +401,15 @@ impl ThpMap {
             match self.get(name) {
                 None => {
                     return Err(Fail::new(format_args!(
-                        "/proc/self/thpmaps: no {name}= in `{}`",
-                        self.line
+                        "/proc/self/thpmaps {:x}-{:x}: no {name}= field",
+                        self.start, self.end
                     )))
                 }
                 Some(got) if got != expected => {
                     return Err(Fail::new(format_args!(
-                        "/proc/self/thpmaps {:x}-{:x}: {name}= expected {expected:#x}, got {got:#x} (`{}`)",
-                        self.start, self.end, self.line
-                    )))
+                    "/proc/self/thpmaps {:x}-{:x}: {name}= expected {expected:#x}, got {got:#x}",
+                    self.start, self.end
+                )))
                 }
                 Some(_) => {}
             }
@@ -483,4 +482,71 @@ pub fn shrink_deferred() -> Result<(), FileErr> {
         Ok(_) => Ok(()),
         Err(e) => Err(file_err(&p, e)),
     }
+}
+
+/// How contkernel's contiguous layer runs (`contpte=on|off|naive` on its command
+/// line), as /sys/kernel/mm/contpte/mode (or a probe) tells.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ContMode {
+    /// Contiguous entries are written (contpte=on or naive).
+    InUse,
+    /// None are (contpte=off).
+    Off,
+}
+
+/// contkernel's /sys/kernel/mm/contpte/mode: `on`, `off` or `naive`.
+pub const CONTPTE_MODE: &core::ffi::CStr = c"/sys/kernel/mm/contpte/mode";
+/// contkernel's transparent_hugepage/cow: `page` (copy one page of a shared large
+/// folio) or `folio` (copy all of it; boot option cow=folio).
+pub const THP_COW: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/cow";
+
+/// The first word of file `path`, None if it cannot be read.
+pub fn read_word(path: &core::ffi::CStr) -> Option<Text<16>> {
+    let mut buf = [0u8; 32];
+    let n = fs::read_file(path, &mut buf).ok()?;
+    let word = buf[..n].split(|b| b.is_ascii_whitespace()).next()?;
+    let mut t = Text::new();
+    t.push(word);
+    Some(t)
+}
+
+/// Whether a write to a shared large folio copies the whole folio (contkernel with
+/// cow=folio, from [`THP_COW`]); false on Linux and with cow=page.
+pub fn cow_copies_folio() -> bool {
+    read_word(THP_COW).is_some_and(|w| w.as_str() == "folio")
+}
+
+/// Whether contiguous entries are in use: from /sys/kernel/mm/contpte/mode if the
+/// kernel has it, otherwise probed by faulting one 64 KiB folio, which writes
+/// contiguous entries (cont_maps, or folds with contpte=naive) unless contpte=off.
+/// The probe leaves the policy at "only 64K": call this before setting the policy a
+/// test wants. `None` without contpte/stats (Linux). Returns also where the answer
+/// came from.
+pub fn cont_mode() -> Option<(ContMode, &'static str)> {
+    if let Some(word) = read_word(CONTPTE_MODE) {
+        let off = word.as_str() == "off";
+        return Some((
+            if off { ContMode::Off } else { ContMode::InUse },
+            "/sys/kernel/mm/contpte/mode",
+        ));
+    }
+    fs::read_all(CONTPTE_STATS, &mut [0u8; 16]).ok()?;
+    only(64).ok()?;
+    let prot = crate::mm::PROT_READ | crate::mm::PROT_WRITE;
+    let r = crate::mm::Region::anon_aligned(CONT_SIZE, CONT_SIZE, prot).ok()?;
+    let before = ContStats::read();
+    r.store(0, 1);
+    let after = ContStats::read();
+    let written = ["cont_maps", "folds"]
+        .iter()
+        .filter_map(|n| before.delta(&after, n))
+        .sum::<i64>();
+    Some((
+        if written > 0 {
+            ContMode::InUse
+        } else {
+            ContMode::Off
+        },
+        "probe: a 64K fault",
+    ))
 }

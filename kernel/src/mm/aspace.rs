@@ -94,15 +94,25 @@ fn map_error(e: MapError) -> FaultError {
 /// `cow=folio`: copy a whole shared folio on a write fault instead of one page.
 pub static COW_COPIES_FOLIO: AtomicBool = AtomicBool::new(false);
 
-/// Drop what an unmap returned: one map count and one reference per page, folio by folio.
+/// Drop what an unmap returned: one map count and one reference per page, folio by
+/// folio. Records of consecutive frames are merged first (an unmap without contiguous
+/// blocks returns one record per page), so a folio unmapped whole is accounted in one
+/// step and never looks partially mapped on the way.
 fn release(records: Vec<Unmapped>) {
+    let mut runs: Vec<(PhysAddr, usize)> = Vec::new();
     for r in records {
+        match runs.last_mut() {
+            Some((pa, n)) if pa.add(*n * PAGE_SIZE) == r.pa => *n += r.pages,
+            _ => runs.push((r.pa, r.pages)),
+        }
+    }
+    for (pa, pages) in runs {
         let mut k = 0;
-        while k < r.pages {
-            let pa = r.pa.add(k * PAGE_SIZE);
-            let f = Folio::of(pa);
-            let first = f.index(pa);
-            let n = (f.nr_pages() - first).min(r.pages - k);
+        while k < pages {
+            let p = pa.add(k * PAGE_SIZE);
+            let f = Folio::of(p);
+            let first = f.index(p);
+            let n = (f.nr_pages() - first).min(pages - k);
             f.unmap(first, n);
             k += n;
         }
@@ -156,10 +166,16 @@ impl Mm {
         empty
     }
 
-    /// A fault on an unmapped page of `vma`: the largest allowed folio that fits.
-    fn anon_fault(&mut self, va: VirtAddr, vma: Vma, write: bool) -> Result<(), FaultError> {
+    /// A fault on an unmapped page of `vma`: the largest folio of the `allowed` orders
+    /// (a bit mask) that fits, else a base page.
+    fn anon_fault(
+        &mut self,
+        va: VirtAddr,
+        vma: Vma,
+        allowed: u16,
+        write: bool,
+    ) -> Result<(), FaultError> {
         folio::shrink_if_low();
-        let allowed = mthp::POLICY.allowed_orders(vma.huge);
         for order in mthp::fault_orders(allowed, va, vma.start, vma.end) {
             let n = 1usize << order;
             let base = va.align_down(n * PAGE_SIZE);
@@ -208,7 +224,12 @@ impl Mm {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.anon_fault(page, vma, access == Access::Write),
+            FaultFix::NotMapped => self.anon_fault(
+                page,
+                vma,
+                mthp::POLICY.allowed_orders(vma.huge),
+                access == Access::Write,
+            ),
             FaultFix::NotWritable => self.copy_on_write(page, vma),
         }
     }
@@ -296,8 +317,9 @@ impl Mm {
             let at = va.add(done);
             let page = at.align_down(PAGE_SIZE);
             if self.tables.get(page).is_none() {
+                // Base pages, as Linux fills the new stack and image at exec.
                 let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
-                self.anon_fault(page, vma, false)?;
+                self.anon_fault(page, vma, 0, false)?;
             }
             let pa = self.tables.get(page).expect("just mapped").pa_of(page);
             let off = (at.as_u64() - page.as_u64()) as usize;

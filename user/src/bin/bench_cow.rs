@@ -12,10 +12,10 @@
 #![no_main]
 
 use rt::mm::{Region, PAGE, PROT_READ, PROT_WRITE};
+use rt::println;
 use rt::proc::{self, RUSAGE_SELF};
 use rt::thp::{self, Policy};
 use rt::time::{self, Timespec};
-use rt::println;
 
 rt::entry!(main);
 
@@ -64,7 +64,9 @@ fn run(stride: usize) -> Option<Figures> {
         all_ns: t2 - t0,
         added_kb: m0.zip(m1).map(|(a, b)| a as i64 - b as i64),
         reused: reuse0.zip(thp::stat(64, "cow_reuse")).map(|(a, b)| b - a),
-        copied: copy0.zip(thp::stat(64, "cow_folio_copy")).map(|(a, b)| b - a),
+        copied: copy0
+            .zip(thp::stat(64, "cow_folio_copy"))
+            .map(|(a, b)| b - a),
     })
 }
 
@@ -96,5 +98,9 @@ fn main(_args: &rt::Args) -> i32 {
     if let Some(p) = saved {
         let _ = p.restore();
     }
-    if ok { 0 } else { 1 }
+    if ok {
+        0
+    } else {
+        1
+    }
 }

@@ -24,6 +24,9 @@ const DEFAULT: &[&str] = &[
     "seed000",
     "segv",
     "fpsimd",
+    "thp_fault",
+    "thp_cow",
+    "thp_pmd_cow",
 ];
 const OPTIONAL: &[&str] = &["glibc_check"];
 
