@@ -550,3 +550,70 @@ pub fn cont_mode() -> Option<(ContMode, &'static str)> {
         "probe: a 64K fault",
     ))
 }
+
+/// The frame of every mTHP scenario program: `begin` mounts the pseudo filesystems on
+/// a bare Linux, saves the policy, faults the program's own stack and image in with
+/// base pages (a large folio there would be split and copied after fork and move the
+/// counters), and prints the kernel and whether contiguous entries are in use; `end`
+/// puts the policy back, prints it and the time taken, and finishes the suite.
+pub struct Scenario {
+    name: &'static str,
+    saved: Policy,
+    /// Contiguous entries are in use (always assumed on Linux, which does not say).
+    pub cont_on: bool,
+    t0: i128,
+}
+
+impl Scenario {
+    /// `None` if the policy could not be read (reported as a failure of `t`).
+    pub fn begin(name: &'static str, t: &mut crate::test::Suite) -> Option<Scenario> {
+        mount_pseudo_fs();
+        let saved = Policy::save();
+        let _ = only(0);
+        crate::mm::prefault_stack();
+        crate::mm::prefault_image();
+        let cont_on = match cont_mode() {
+            Some((mode, how)) => {
+                let on = mode == ContMode::InUse;
+                crate::println!(
+                    "{name}: contiguous entries: {} ({how})",
+                    if on { "in use" } else { "off" }
+                );
+                on
+            }
+            None => true,
+        };
+        if let Ok(u) = proc::uname() {
+            crate::println!("{name}: kernel={} {}", u.sysname(), u.release());
+        }
+        match saved {
+            Ok(saved) => {
+                crate::println!("{name}: policy before: {saved}");
+                Some(Scenario {
+                    name,
+                    saved,
+                    cont_on,
+                    t0: crate::time::now_ns(),
+                })
+            }
+            Err(e) => {
+                t.report("save_policy", Err(e.into()));
+                None
+            }
+        }
+    }
+
+    pub fn end(self, mut t: crate::test::Suite) -> i32 {
+        let name = self.name;
+        t.run("restore_policy", || {
+            self.saved.restore()?;
+            crate::println!("{name}: policy after: {}", Policy::save()?);
+            Ok(())
+        });
+        crate::println!(
+            "{name}: {} ms",
+            (crate::time::now_ns() - self.t0) / 1_000_000
+        );
+        t.finish()
+    }
+}

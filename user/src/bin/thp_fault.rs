@@ -43,7 +43,7 @@
 #![no_std]
 #![no_main]
 
-use rt::mm::{self, Region, PAGE, PROT_READ, PROT_WRITE};
+use rt::mm::{Region, PAGE, PROT_READ, PROT_WRITE};
 use rt::proc::{self, RUSAGE_SELF};
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::text::Text;
@@ -56,52 +56,18 @@ const MIB: usize = 1 << 20;
 
 fn main(_args: &rt::Args) -> i32 {
     let mut t = Suite::new("thp_fault");
-    thp::mount_pseudo_fs();
-    let saved = thp::Policy::save();
-    // The stack this program uses, faulted with order-0 pages only: a large folio
-    // there would be split and copied after fork and move the counters.
-    let _ = thp::only(0);
-    mm::prefault_stack();
-    mm::prefault_image();
-    let cont_on = match thp::cont_mode() {
-        Some((mode, how)) => {
-            let on = mode == thp::ContMode::InUse;
-            println!(
-                "thp_fault: contiguous entries: {} ({how})",
-                if on { "in use" } else { "off" }
-            );
-            on
-        }
-        None => true,
+    let Some(sc) = thp::Scenario::begin("thp_fault", &mut t) else {
+        return t.finish();
     };
-    let t0 = rt::time::now_ns();
-    if let Ok(u) = proc::uname() {
-        println!("thp_fault: kernel={} {}", u.sysname(), u.release());
-    }
-    let saved = match saved {
-        Ok(p) => p,
-        Err(e) => {
-            t.report("save_policy", Err(e.into()));
-            return t.finish();
-        }
-    };
-    println!("thp_fault: policy before: {saved}");
     for kb in SIZES_KB {
         t.run(
             Text::<32>::from_fmt(format_args!("fault_{kb}k")).as_str(),
-            || fault(kb, cont_on),
+            || fault(kb, sc.cont_on),
         );
     }
     t.run("fallback_2m_memcg", fallback_memcg);
     t.run("fallback_2m_exhausted", fallback_exhausted);
-    t.run("restore_policy", || {
-        saved.restore()?;
-        let now = thp::Policy::save()?;
-        println!("thp_fault: policy after: {now}");
-        Ok(())
-    });
-    println!("thp_fault: {} ms", (rt::time::now_ns() - t0) / 1_000_000);
-    t.finish()
+    sc.end(t)
 }
 
 fn minflt() -> Result<i64, Fail> {

@@ -46,52 +46,22 @@ const WORD: usize = 5 * CONT_SIZE + 0x1238;
 
 fn main(_args: &rt::Args) -> i32 {
     let mut t = Suite::new("thp_pmd_cow");
-    thp::mount_pseudo_fs();
-    let saved = thp::Policy::save();
-    // The stack this program uses, faulted with order-0 pages only: a large folio
-    // there would be split and copied after fork and move the counters.
-    let _ = thp::only(0);
-    mm::prefault_stack();
-    mm::prefault_image();
-    let cont_on = match thp::cont_mode() {
-        Some((mode, how)) => {
-            let on = mode == thp::ContMode::InUse;
-            println!(
-                "thp_pmd_cow: contiguous entries: {} ({how})",
-                if on { "in use" } else { "off" }
-            );
-            on
-        }
-        None => true,
+    let Some(sc) = thp::Scenario::begin("thp_pmd_cow", &mut t) else {
+        return t.finish();
     };
-    let t0 = rt::time::now_ns();
-    if let Ok(u) = proc::uname() {
-        println!("thp_pmd_cow: kernel={} {}", u.sysname(), u.release());
-    }
-    let folio_cow = thp::cow_copies_folio();
-    if thp::on_contkernel() {
+    let (contkernel, cont_on, folio_cow) =
+        (thp::on_contkernel(), sc.cont_on, thp::cow_copies_folio());
+    if contkernel {
         println!(
             "thp_pmd_cow: cow={}",
             if folio_cow { "folio" } else { "page" }
         );
     }
-    let saved = match saved {
-        Ok(p) => p,
-        Err(e) => {
-            t.report("save_policy", Err(e.into()));
-            return t.finish();
-        }
-    };
-    println!("thp_pmd_cow: policy before: {saved}");
     match thp::only(KB) {
         Err(e) => t.report("set_policy_2m_only", Err(e.into())),
-        Ok(()) => t.run("pmd_cow_split", || {
-            pmd_cow(thp::on_contkernel(), cont_on, folio_cow)
-        }),
+        Ok(()) => t.run("pmd_cow_split", || pmd_cow(contkernel, cont_on, folio_cow)),
     }
-    t.run("restore_policy", || Ok(saved.restore()?));
-    println!("thp_pmd_cow: {} ms", (rt::time::now_ns() - t0) / 1_000_000);
-    t.finish()
+    sc.end(t)
 }
 
 fn minflt() -> Result<i64, Fail> {
