@@ -107,15 +107,7 @@ fn release(records: Vec<Unmapped>) {
         }
     }
     for (pa, pages) in runs {
-        let mut k = 0;
-        while k < pages {
-            let p = pa.add(k * PAGE_SIZE);
-            let f = Folio::of(p);
-            let first = f.index(p);
-            let n = (f.nr_pages() - first).min(pages - k);
-            f.unmap(first, n);
-            k += n;
-        }
+        folio::for_each_folio(pa, pages, |f, first, n| f.unmap(first, n));
     }
 }
 
@@ -612,16 +604,10 @@ impl Mm {
 /// Account `n` more mappings of the consecutive pages from `pa` (fork), which are now
 /// shared: not exclusive to either address space.
 fn share(pa: PhysAddr, n: usize) {
-    let mut k = 0;
-    while k < n {
-        let p = pa.add(k * PAGE_SIZE);
-        let f = Folio::of(p);
-        let first = f.index(p);
-        let m = (f.nr_pages() - first).min(n - k);
+    folio::for_each_folio(pa, n, |f, first, m| {
         f.map(first, m);
         f.set_exclusive(first, m, false);
-        k += m;
-    }
+    });
 }
 
 fn copy_pages(from: PhysAddr, to: PhysAddr, n: usize) {

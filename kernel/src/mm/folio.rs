@@ -160,6 +160,20 @@ impl Folio {
     }
 }
 
+/// Split the consecutive pages `[pa, pa + n pages)` at folio boundaries: calls
+/// `f(folio, first page index, count)` for each folio the range touches, in order.
+pub fn for_each_folio(pa: PhysAddr, n: usize, mut f: impl FnMut(Folio, usize, usize)) {
+    let mut k = 0;
+    while k < n {
+        let p = pa.add(k * PAGE_SIZE);
+        let folio = Folio::of(p);
+        let first = folio.index(p);
+        let count = (folio.nr_pages() - first).min(n - k);
+        f(folio, first, count);
+        k += count;
+    }
+}
+
 /// A zeroed anonymous folio of `order`, holding the allocation's reference (drop it
 /// with `put(1)` once the pages are mapped).
 #[cfg(target_os = "none")]

@@ -247,37 +247,6 @@ impl FrameAllocator {
         }
     }
 
-    /// Take one more reference to the block containing `pa` (sharing a page at fork).
-    pub fn get_ref(&self, pa: PhysAddr) {
-        let (head, _) = self
-            .block_of(pa)
-            .unwrap_or_else(|| panic!("reference to free frame {pa}"));
-        let old = self.meta(head).refcount.fetch_add(1, Ordering::AcqRel);
-        assert!(old > 0, "reference to block {head} with refcount 0");
-    }
-
-    /// Drop a reference to the block containing `pa`; the last one frees the block.
-    /// Returns whether it was freed.
-    pub fn put_ref(&self, pa: PhysAddr) -> bool {
-        let (head, order) = self
-            .block_of(pa)
-            .unwrap_or_else(|| panic!("put of free frame {pa}"));
-        let old = self.meta(head).refcount.fetch_sub(1, Ordering::AcqRel);
-        assert!(old > 0, "put of block {head} with refcount 0");
-        if old == 1 {
-            self.free(head, order);
-            return true;
-        }
-        false
-    }
-
-    /// References held on the block containing `pa`.
-    pub fn refcount(&self, pa: PhysAddr) -> u32 {
-        self.block_of(pa).map_or(0, |(head, _)| {
-            self.meta(head).refcount.load(Ordering::Acquire)
-        })
-    }
-
     /// The allocated block containing `pa`: its head and order (`None` if free or reserved).
     pub fn block_of(&self, pa: PhysAddr) -> Option<(PhysAddr, usize)> {
         let m = self.meta(pa);
@@ -397,20 +366,6 @@ mod tests {
     }
 
     #[test]
-    fn last_reference_frees_the_block() {
-        let a = allocator(64, 0x40000);
-        a.add_free_range(0x40000, 0x40040);
-        let free = a.free_frames();
-        let pa = a.alloc(2).unwrap();
-        a.get_ref(pa.add(3 * 4096));
-        assert_eq!(a.refcount(pa), 2);
-        assert!(!a.put_ref(pa.add(4096)));
-        assert!(a.put_ref(pa));
-        assert_eq!(a.free_frames(), free);
-        assert_eq!(a.refcount(pa), 0);
-    }
-
-    #[test]
     fn split_block_keeps_per_page_flags_and_frees_piecewise() {
         let a = allocator(64, 0x40000);
         a.add_free_range(0x40000, 0x40040);
@@ -435,7 +390,7 @@ mod tests {
         a.meta(pa.add(5 * 4096))
             .mapcount
             .store(0, Ordering::Relaxed);
-        assert!(a.put_ref(pa.add(4 * 4096)));
+        a.free(pa.add(4 * 4096), 2);
         assert_eq!(a.free_frames(), free);
         assert_eq!(a.alloc(4), Some(pa), "the buddies merged back");
     }
