@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::folio::{self, Folio};
 use super::mthp;
-use super::pgtable::{FaultFix, Leaf, MapError, Prot, PteAttrs, Unmapped};
+use super::pgtable::{FaultFix, MapError, Prot, PteAttrs, Unmapped};
 use super::ptenv::UserTables;
 use super::vma::{HugeHint, VmProt, Vma, VmaKind, VmaSet};
 use super::{phys_to_virt, MemType, PhysAddr, VirtAddr, PAGE_SIZE};
@@ -513,36 +513,35 @@ impl Mm {
         let vmas: Vec<Vma> = self.vmas.iter().copied().collect();
         for vma in vmas {
             child.vmas.insert(vma).expect("parent VMAs do not overlap");
-            let mut leaves: Vec<(VirtAddr, Leaf)> = Vec::new();
-            self.tables
-                .for_each_leaf(vma.start, vma.end, |va, leaf| leaves.push((va, leaf)));
             let attrs = pte_attrs(VmProt {
                 write: false,
                 ..vma.prot
             });
-            let mut i = 0;
-            while i < leaves.len() {
-                let (va, leaf) = leaves[i];
+            // Leaves stream in address order: a run of pages on consecutive frames is
+            // mapped in the child with one call when it ends, a PMD block at once.
+            let mut run: Option<Run> = None;
+            let mut ok = true;
+            self.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {
                 let pa = leaf.pa_of(va);
-                let n = if leaf.level == 2 {
-                    child.tables.map_pmd(va, pa, attrs).map_err(|_| ENOMEM)?;
-                    1
-                } else {
-                    let run = leaves[i..]
-                        .iter()
-                        .enumerate()
-                        .take_while(|(k, (v, l))| {
-                            l.level == 3
-                                && *v == va.add(k * PAGE_SIZE)
-                                && l.pa_of(*v) == pa.add(k * PAGE_SIZE)
-                        })
-                        .count();
-                    child.tables.map(va, pa, run, attrs).map_err(|_| ENOMEM)?;
-                    run
-                };
-                let pages = if leaf.level == 2 { 512 } else { n };
-                share(pa, pages);
-                i += n;
+                match &mut run {
+                    Some(r) if leaf.level == 3 && r.extends_to(va, pa) => r.pages += 1,
+                    _ => {
+                        ok &= run.take().is_none_or(|r| r.map_shared(&mut child, attrs));
+                        if leaf.level == 2 {
+                            let mapped = child.tables.map_pmd(va, pa, attrs).is_ok();
+                            if mapped {
+                                share(pa, 512);
+                            }
+                            ok &= mapped;
+                        } else {
+                            run = Some(Run { va, pa, pages: 1 });
+                        }
+                    }
+                }
+            });
+            ok &= run.is_none_or(|r| r.map_shared(&mut child, attrs));
+            if !ok {
+                return Err(ENOMEM);
             }
             if vma.prot.write {
                 self.tables
@@ -598,6 +597,31 @@ impl Mm {
             let _ = writeln!(out, " cont={cont} pmd={pmd}");
         }
         out
+    }
+}
+
+/// Pages mapped at consecutive addresses on consecutive frames (fork batches them).
+struct Run {
+    va: VirtAddr,
+    pa: PhysAddr,
+    pages: usize,
+}
+
+impl Run {
+    fn extends_to(&self, va: VirtAddr, pa: PhysAddr) -> bool {
+        self.va.add(self.pages * PAGE_SIZE) == va && self.pa.add(self.pages * PAGE_SIZE) == pa
+    }
+
+    /// Map the run in `child` with one call and account the shared pages.
+    fn map_shared(self, child: &mut Mm, attrs: PteAttrs) -> bool {
+        let ok = child
+            .tables
+            .map(self.va, self.pa, self.pages, attrs)
+            .is_ok();
+        if ok {
+            share(self.pa, self.pages);
+        }
+        ok
     }
 }
 
