@@ -617,3 +617,53 @@ impl Scenario {
         t.finish()
     }
 }
+
+/// Minor faults this process has taken so far (getrusage).
+pub fn minflt() -> Result<i64, Fail> {
+    use crate::test::Context;
+    Ok(proc::getrusage(proc::RUSAGE_SELF).ctx("getrusage")?.minflt)
+}
+
+/// The counters around one write after fork: the statistics of one mTHP size, the
+/// contiguous layer's counters, Linux's `thp_split_pmd` (/proc/vmstat), and the faults.
+pub struct Window {
+    pub s0: Stats,
+    pub s1: Stats,
+    pub c0: ContStats,
+    pub c1: ContStats,
+    pub split_pmd0: Option<u64>,
+    pub split_pmd1: Option<u64>,
+    pub faults: i64,
+}
+
+/// Makes the stack private again after fork (a first write to each of its shared pages
+/// is a CoW fault, and may copy or unfold a large stack folio: both would count), then
+/// reads the counters of size `kb`, runs `write`, and reads them again. Not inlined, so
+/// that its frame and its callees' lie in the stack just made private.
+#[inline(never)]
+pub fn window(kb: usize, write: impl FnOnce()) -> Result<Window, Fail> {
+    crate::mm::prefault_stack();
+    measure(kb, write)
+}
+
+/// `window` for a stack already private (no fork since it was last made so).
+#[inline(never)]
+pub fn measure(kb: usize, write: impl FnOnce()) -> Result<Window, Fail> {
+    let s0 = Stats::read(kb);
+    let split_pmd0 = keyed(c"/proc/vmstat", "thp_split_pmd");
+    let c0 = ContStats::read();
+    let f0 = minflt()?;
+    write();
+    let f1 = minflt()?;
+    let c1 = ContStats::read();
+    let split_pmd1 = keyed(c"/proc/vmstat", "thp_split_pmd");
+    Ok(Window {
+        s0,
+        s1: Stats::read(kb),
+        c0,
+        c1,
+        split_pmd0,
+        split_pmd1,
+        faults: f1 - f0,
+    })
+}

@@ -16,9 +16,10 @@
 
 use core::ffi::CStr;
 use rt::mm::{Region, PAGE, PROT_READ, PROT_WRITE};
-use rt::proc::{self, RUSAGE_SELF};
+use rt::proc;
 use rt::test::{Context, Outcome, Suite};
 use rt::text::Text;
+use rt::thp;
 use rt::{ensure, fs, println};
 
 rt::entry!(main);
@@ -91,10 +92,6 @@ fn kb_delta(before: Option<i64>, after: Option<i64>) -> Text<24> {
     }
 }
 
-fn minflt() -> Result<i64, rt::test::Fail> {
-    Ok(proc::getrusage(RUSAGE_SELF).ctx("getrusage")?.minflt)
-}
-
 /// A 1 MiB region aligned to 1 MiB: 2 MiB mapped, the ends trimmed.
 fn aligned_mib() -> Result<Region, rt::test::Fail> {
     let wide = Region::anon(2 * MIB, PROT_READ | PROT_WRITE, 0).ctx("mmap")?;
@@ -120,11 +117,11 @@ fn reproduce(args: &rt::Args) -> Outcome {
     ]
     .map(|(name, file)| (name, file, sysfs(file)));
 
-    let f0 = minflt()?;
+    let f0 = thp::minflt()?;
     let m0 = memfree_kb();
     p.fill(0, MIB, 0x11);
     let m1 = memfree_kb();
-    println!("seed000: minflt_fill={}", minflt()? - f0);
+    println!("seed000: minflt_fill={}", thp::minflt()? - f0);
     // What the fill holds (the 1 MiB and its page tables).
     println!("seed000: held_kb_fill={}", kb_delta(m0, m1));
 
@@ -143,17 +140,17 @@ fn reproduce(args: &rt::Args) -> Outcome {
         "child (fill check, exec hello): {s}"
     );
 
-    let f1 = minflt()?;
+    let f1 = thp::minflt()?;
     let m2 = memfree_kb();
     p.store_u64(10, 10);
-    let f2 = minflt()?;
+    let f2 = thp::minflt()?;
     // What the parent's write adds: a copied page, or nothing when the folio is reused.
     println!(
         "seed000: held_kb_added_by_write={}",
         kb_delta(m2, memfree_kb())
     );
     (1..16).for_each(|page| p.store(page * PAGE, 0x22));
-    let f3 = minflt()?;
+    let f3 = thp::minflt()?;
     println!("seed000: faults_first_write={}", f2 - f1);
     println!("seed000: faults_rest_of_64k={}", f3 - f2);
     for (name, file, before) in &counters {

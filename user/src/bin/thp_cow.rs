@@ -51,8 +51,8 @@
 #![no_std]
 #![no_main]
 
-use rt::mm::{self, Region, PAGE, PROT_READ, PROT_WRITE};
-use rt::proc::{self, RUSAGE_SELF, WNOHANG};
+use rt::mm::{Region, PAGE, PROT_READ, PROT_WRITE};
+use rt::proc::{self, WNOHANG};
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::thp::{self, Delta, Opt, Stats};
 use rt::time::{nanosleep, Timespec};
@@ -95,17 +95,13 @@ fn main(_args: &rt::Args) -> i32 {
     sc.end(t)
 }
 
-fn minflt() -> Result<i64, Fail> {
-    Ok(proc::getrusage(RUSAGE_SELF).ctx("getrusage")?.minflt)
-}
-
 /// A 1 MiB region aligned to 1 MiB filled with OLD: 16 faults and 16 folios of 64K.
 fn filled(what: &str) -> Result<Region, Fail> {
     let r = Region::anon_aligned(MIB, MIB, PROT_READ | PROT_WRITE).ctx("mmap")?;
     let s0 = Stats::read(KB);
-    let f0 = minflt()?;
+    let f0 = thp::minflt()?;
     r.fill(0, MIB, OLD);
-    let f1 = minflt()?;
+    let f1 = thp::minflt()?;
     let s1 = Stats::read(KB);
     println!(
         "thp_cow: {what}: fill minflt={} anon_fault_alloc={}",
@@ -153,38 +149,6 @@ fn settle() {
     let _ = nanosleep(&Timespec::from_ms(20));
 }
 
-/// Counters and faults around one write.
-struct Window {
-    s0: Stats,
-    s1: Stats,
-    faults: i64,
-}
-
-/// Makes the stack private again after fork (its pages were shared and a first
-/// write to each is a CoW fault, which would count in the window; on contkernel
-/// the stack may hold large folios whose CoW counts in the stats), then reads the
-/// counters, runs `write`, and reads them again. Not inlined, so that its frame and
-/// its callees' lie in the stack just made private.
-#[inline(never)]
-fn window(write: impl FnOnce()) -> Result<Window, Fail> {
-    mm::prefault_stack();
-    measure(write)
-}
-
-#[inline(never)]
-fn measure(write: impl FnOnce()) -> Result<Window, Fail> {
-    let s0 = Stats::read(KB);
-    let f0 = minflt()?;
-    write();
-    let f1 = minflt()?;
-    let s1 = Stats::read(KB);
-    Ok(Window {
-        s0,
-        s1,
-        faults: f1 - f0,
-    })
-}
-
 fn print_stats(test: &str, when: &str, a: &Stats, b: &Stats) {
     println!(
         "thp_cow: {test}: {when}: split_deferred {} nr_anon_partially_mapped {} cow_reuse {} cow_folio_copy {} split {} nr_anon {}",
@@ -203,9 +167,9 @@ fn reuse(contkernel: bool, cont_on: bool) -> Outcome {
     let s = proc::fork_wait(|| 0).ctx("fork/wait4")?;
     ensure!(s.exited() && s.exit_status() == 0, "child {s}");
 
-    let w = window(|| r.store_u64(WORD, NEW))?;
+    let w = thp::window(KB, || r.store_u64(WORD, NEW))?;
     let (s0, s1) = (w.s0, w.s1);
-    let rest = measure(|| (1..16).for_each(|p| r.store(p * PAGE, 0x22)))?;
+    let rest = thp::measure(KB, || (1..16).for_each(|p| r.store(p * PAGE, 0x22)))?;
     let s2 = rest.s1;
     let map = thp::need_thpmaps(r.addr)?;
     println!(
@@ -275,12 +239,12 @@ fn copy(contkernel: bool, cont_on: bool, folio_cow: bool) -> Outcome {
     })
     .ctx("fork")?;
     settle();
-    let w = window(|| r.store_u64(WORD, NEW))?;
+    let w = thp::window(KB, || r.store_u64(WORD, NEW))?;
     let (s0, s1) = (w.s0, w.s1);
     let map1 = thp::thpmaps(r.addr).ok().flatten();
     let alive = proc::wait4(pid as isize, WNOHANG).ctx("wait4(WNOHANG)")?.0 == 0;
     let st = proc::wait(pid).ctx("wait4")?;
-    let rest = window(|| (1..16).for_each(|p| r.store(p * PAGE, 0x22)))?;
+    let rest = thp::window(KB, || (1..16).for_each(|p| r.store(p * PAGE, 0x22)))?;
     let (s2, s3) = (rest.s0, rest.s1);
     println!(
         "thp_cow: copy_while_child_alive: faults_first_write={} faults_rest_of_64k_after_exit={}",

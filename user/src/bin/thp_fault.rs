@@ -44,7 +44,7 @@
 #![no_main]
 
 use rt::mm::{Region, PAGE, PROT_READ, PROT_WRITE};
-use rt::proc::{self, RUSAGE_SELF};
+use rt::proc;
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::text::Text;
 use rt::thp::{self, Delta, Opt, Stats, PMD_SIZE, SIZES_KB};
@@ -70,10 +70,6 @@ fn main(_args: &rt::Args) -> i32 {
     sc.end(t)
 }
 
-fn minflt() -> Result<i64, Fail> {
-    Ok(proc::getrusage(RUSAGE_SELF).ctx("getrusage")?.minflt)
-}
-
 /// The word at `o` of the first folio after the single byte write.
 fn zero_but(o: usize, byte_at: usize, byte: u8) -> u64 {
     if o == byte_at & !7 {
@@ -94,9 +90,9 @@ fn fault(kb: usize, cont_on: bool) -> Outcome {
     let r = Region::anon_aligned(2 * size, size, PROT_READ | PROT_WRITE).ctx("mmap")?;
     let before = SIZES_KB.map(Stats::read);
     let off = size / 2 + 123;
-    let f0 = minflt()?;
+    let f0 = thp::minflt()?;
     r.store(off, 0x5a);
-    let f1 = minflt()?;
+    let f1 = thp::minflt()?;
     let after = SIZES_KB.map(Stats::read);
     let alloc = before[order - 2].delta(&after[order - 2], "anon_fault_alloc");
     let map = thp::need_thpmaps(r.addr)?;
@@ -156,11 +152,11 @@ fn fault(kb: usize, cont_on: bool) -> Outcome {
             "after the write: word at +{o:#x} reads {got:#x}, expected {want:#x}"
         );
     }
-    let f2 = minflt()?;
+    let f2 = thp::minflt()?;
     (0..size)
         .step_by(8)
         .for_each(|o| r.store_u64(o, pattern(o)));
-    let f3 = minflt()?;
+    let f3 = thp::minflt()?;
     ensure!(
         f3 == f2,
         "writing the rest of the {kb}K folio took {} faults, expected 0 (mapped whole)",

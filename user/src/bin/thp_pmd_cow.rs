@@ -29,9 +29,9 @@
 #![no_std]
 #![no_main]
 
-use rt::mm::{self, Region, PROT_READ, PROT_WRITE};
-use rt::proc::{self, RUSAGE_SELF, WNOHANG};
-use rt::test::{Context, Fail, Outcome, Suite};
+use rt::mm::{Region, PROT_READ, PROT_WRITE};
+use rt::proc::{self, WNOHANG};
+use rt::test::{Context, Outcome, Suite};
 use rt::thp::{self, ContStats, Delta, Opt, Stats, CONTPTE_NAMES, CONT_SIZE, PMD_SIZE};
 use rt::time::{nanosleep, Timespec};
 use rt::{ensure, fail, println};
@@ -64,57 +64,6 @@ fn main(_args: &rt::Args) -> i32 {
     sc.end(t)
 }
 
-fn minflt() -> Result<i64, Fail> {
-    Ok(proc::getrusage(RUSAGE_SELF).ctx("getrusage")?.minflt)
-}
-
-fn vmstat(name: &str) -> Option<u64> {
-    thp::keyed(c"/proc/vmstat", name)
-}
-
-/// Counters and faults around the parent's write.
-struct Window {
-    s0: Stats,
-    c0: ContStats,
-    c1: ContStats,
-    split0: Option<u64>,
-    split1: Option<u64>,
-    s1: Stats,
-    faults: i64,
-}
-
-/// Makes the stack private again after fork (a first write to each of its shared
-/// pages is a CoW fault, and on contkernel may unfold a contiguous block of a
-/// large stack folio: both would count in the window), reads the counters, runs
-/// `write`, and reads them again. Not inlined, so that its frame and its callees'
-/// lie in the stack just made private.
-#[inline(never)]
-fn window(write: impl FnOnce()) -> Result<Window, Fail> {
-    mm::prefault_stack();
-    measure(write)
-}
-
-#[inline(never)]
-fn measure(write: impl FnOnce()) -> Result<Window, Fail> {
-    let s0 = Stats::read(KB);
-    let split0 = vmstat("thp_split_pmd");
-    let c0 = ContStats::read();
-    let f0 = minflt()?;
-    write();
-    let f1 = minflt()?;
-    let c1 = ContStats::read();
-    let split1 = vmstat("thp_split_pmd");
-    Ok(Window {
-        s0,
-        c0,
-        c1,
-        split0,
-        split1,
-        s1: Stats::read(KB),
-        faults: f1 - f0,
-    })
-}
-
 fn print_cont(when: &str, a: &ContStats, b: &ContStats) {
     if !a.present() || !b.present() {
         println!("thp_pmd_cow: {when}: contpte/stats n/a");
@@ -130,9 +79,9 @@ fn print_cont(when: &str, a: &ContStats, b: &ContStats) {
 fn pmd_cow(contkernel: bool, cont_on: bool, folio_cow: bool) -> Outcome {
     let r = Region::anon_aligned(PMD_SIZE, PMD_SIZE, PROT_READ | PROT_WRITE).ctx("mmap")?;
     let s0 = Stats::read(KB);
-    let f0 = minflt()?;
+    let f0 = thp::minflt()?;
     r.fill(0, PMD_SIZE, OLD);
-    let f1 = minflt()?;
+    let f1 = thp::minflt()?;
     let s1 = Stats::read(KB);
     let map0 = thp::need_thpmaps(r.addr)?;
     println!(
@@ -174,14 +123,17 @@ fn pmd_cow(contkernel: bool, cont_on: bool, folio_cow: bool) -> Outcome {
     // which on contkernel is a 2 MiB folio from exec: a PMD split and unfolds of
     // its own) are done before the parent measures, even on one CPU.
     let _ = nanosleep(&Timespec::from_ms(20));
-    let w = window(|| r.store_u64(WORD, NEW))?;
+    let w = thp::window(KB, || r.store_u64(WORD, NEW))?;
     let (c0, c1, sw, s2) = (w.c0, w.c1, w.s0, w.s1);
     let map1 = thp::thpmaps(r.addr).ok().flatten();
     let alive = proc::wait4(pid as isize, WNOHANG).ctx("wait4(WNOHANG)")?.0 == 0;
     let st = proc::wait(pid).ctx("wait4")?;
     let s3 = Stats::read(KB);
     let c2 = ContStats::read();
-    let split_pmd = w.split0.zip(w.split1).map(|(a, b)| b as i64 - a as i64);
+    let split_pmd = w
+        .split_pmd0
+        .zip(w.split_pmd1)
+        .map(|(a, b)| b as i64 - a as i64);
 
     println!(
         "thp_pmd_cow: write: minflt={} vmstat thp_split_pmd {} split_deferred {} nr_anon_partially_mapped {} cow_folio_copy {}",
