@@ -226,10 +226,16 @@ impl Mm {
         }
     }
 
-    /// Where folio `f` would sit if this address space maps all of it around `page`:
-    /// its first address, if every page is mapped here in order, inside `vma`.
-    fn whole_folio_at(&self, page: VirtAddr, f: Folio, vma: &Vma) -> Option<VirtAddr> {
-        let pa = self.tables.get(page)?.pa_of(page);
+    /// Where folio `f` would sit if this address space maps all of it around `page`
+    /// (which maps `pa`): its first address, if every page is mapped here in order,
+    /// inside `vma`.
+    fn whole_folio_at(
+        &self,
+        page: VirtAddr,
+        pa: PhysAddr,
+        f: Folio,
+        vma: &Vma,
+    ) -> Option<VirtAddr> {
         let base = VirtAddr(page.as_u64() - (f.index(pa) * PAGE_SIZE) as u64);
         let end = base.add(f.nr_pages() * PAGE_SIZE);
         if base < vma.start || end > vma.end {
@@ -255,8 +261,16 @@ impl Mm {
             .pa_of(page);
         let f = Folio::of(old);
         let n = f.nr_pages();
-        if f.mapped_exactly_once() {
-            if let Some(base) = self.whole_folio_at(page, f, &vma) {
+        let reuse = f.mapped_exactly_once();
+        let copy_folio = f.is_large() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
+        // One walk of the folio's range serves both the reuse and the folio copy.
+        let whole = if reuse || copy_folio {
+            self.whole_folio_at(page, old, f, &vma)
+        } else {
+            None
+        };
+        if reuse {
+            if let Some(base) = whole {
                 // Only this mapping is left: take the whole folio, blocks stay folded.
                 self.tables.make_writable(base, n).map_err(map_error)?;
                 f.set_exclusive(0, n, true);
@@ -268,8 +282,8 @@ impl Mm {
                 return Ok(());
             }
         }
-        if f.is_large() && COW_COPIES_FOLIO.load(Ordering::Relaxed) {
-            if let Some(base) = self.whole_folio_at(page, f, &vma) {
+        if copy_folio {
+            if let Some(base) = whole {
                 if let Some(new) = folio::alloc_anon(f.order()) {
                     copy_pages(f.head(), new.head(), n);
                     release(self.tables.unmap(base, n).map_err(map_error)?);
@@ -469,9 +483,19 @@ impl Mm {
         if !self.vmas.covers(start, end) {
             return Err(ENOMEM);
         }
-        Ok((0..pages(start, end))
-            .map(|i| self.tables.get(start.add(i * PAGE_SIZE)).is_some() as u8)
-            .collect())
+        let mut resident = alloc::vec![0u8; pages(start, end)];
+        self.tables.for_each_leaf(start, end, |va, leaf| {
+            // A 2 MiB block is reported at its own start, which may lie before `start`.
+            let size = if leaf.level == 2 {
+                PMD
+            } else {
+                PAGE_SIZE as u64
+            };
+            let from = va.max(start).as_u64() - start.as_u64();
+            let to = (va.as_u64() + size).min(end.as_u64()) - start.as_u64();
+            resident[from as usize / PAGE_SIZE..to as usize / PAGE_SIZE].fill(1);
+        });
+        Ok(resident)
     }
 
     /// brk: move the end of the heap; returns the (possibly unchanged) break.
