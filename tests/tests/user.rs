@@ -10,7 +10,7 @@ use contkernel_tests::Machine;
 /// the mTHP scenarios (thp_*) check faults per size with fallback under memory
 /// pressure, whole-folio reuse, page or folio copy, deferred split after a partial
 /// munmap, and the PMD copy-on-write, through the statistics files and thpmaps.
-const PROGRAMS: [&str; 10] = [
+const PROGRAMS: [&str; 11] = [
     "fork_exec",
     "mm_basic",
     "cow",
@@ -21,6 +21,7 @@ const PROGRAMS: [&str; 10] = [
     "thp_fault",
     "thp_cow",
     "thp_pmd_cow",
+    "mm_hostile",
 ];
 
 #[test]

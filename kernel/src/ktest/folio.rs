@@ -27,14 +27,15 @@ fn stat(order: usize) -> (u64, u64, i64) {
 pub fn split_keeps_accounting_exact() -> TestResult {
     let free0 = frames().free_frames();
     let f = folio::alloc_anon(6).ok_or("no 256 KiB folio")?;
-    f.map(0, 64);
-    f.put(1);
+    let l = Folio::lock(f.head());
+    l.map(0, 64);
+    let l = l.put(1).ok_or("freed while mapped")?;
     let (deferred0, split0, partial0) = stat(6);
-    f.unmap(16 + 7, 1);
-    f.unmap(32, 32);
+    l.unmap(16 + 7, 1);
+    Folio::lock(f.head()).unmap(32, 32);
     kassert!(f.is_deferred(), "a partially mapped folio is queued");
     kassert_eq!(stat(6), (deferred0 + 1, split0, partial0 + 1));
-    kassert_eq!(f.refcount(), 63 - 32);
+    kassert_eq!(f.refcount(), 63 - 32 + 1, "the queue holds a reference");
     kassert_eq!(
         frames().free_frames(),
         free0 - 64,
@@ -59,9 +60,9 @@ pub fn split_keeps_accounting_exact() -> TestResult {
         "the unmapped 33 pages are free"
     );
 
-    first.unmap(0, 16);
+    Folio::lock(first.head()).unmap(0, 16);
     for i in (16..32).filter(|&i| i != 16 + 7) {
-        Folio::of(f.page(i)).unmap(0, 1);
+        Folio::lock(f.page(i)).unmap(0, 1);
     }
     kassert_eq!(frames().free_frames(), free0);
     Ok(())
@@ -70,9 +71,9 @@ pub fn split_keeps_accounting_exact() -> TestResult {
 /// The shrinker runs by itself when free memory falls under the low watermark.
 pub fn low_memory_runs_the_shrinker() -> TestResult {
     let f = folio::alloc_anon(4).ok_or("no 64 KiB folio")?;
-    f.map(0, 16);
-    f.put(1);
-    f.unmap(5, 1);
+    let l = Folio::lock(f.head());
+    l.map(0, 16);
+    l.put(1).ok_or("freed while mapped")?.unmap(5, 1);
     kassert!(f.is_deferred());
     folio::shrink_if_low();
     kassert!(f.is_deferred(), "split with plenty of memory free");
@@ -92,7 +93,25 @@ pub fn low_memory_runs_the_shrinker() -> TestResult {
     }
     kassert!(split, "the shrinker did not run under the watermark");
     for i in (0..16).filter(|&i| i != 5) {
-        Folio::of(f.page(i)).unmap(0, 1);
+        Folio::lock(f.page(i)).unmap(0, 1);
     }
+    Ok(())
+}
+
+/// A queued folio whose last mapping goes leaves the queue and is freed at once: the
+/// queue's reference is handed to the unmap, not leaked or dropped twice.
+pub fn fully_unmapped_folio_leaves_the_queue() -> TestResult {
+    let free0 = frames().free_frames();
+    let f = folio::alloc_anon(4).ok_or("no 64 KiB folio")?;
+    let l = Folio::lock(f.head());
+    l.map(0, 16);
+    l.put(1).ok_or("freed while mapped")?.unmap(3, 1);
+    kassert!(f.is_deferred());
+    let queued = folio::deferred_count();
+    Folio::lock(f.head()).unmap(0, 3);
+    kassert!(f.is_deferred(), "still partially mapped");
+    Folio::lock(f.head()).unmap(4, 12);
+    kassert_eq!(folio::deferred_count(), queued - 1);
+    kassert_eq!(frames().free_frames(), free0, "freed without a shrinker pass");
     Ok(())
 }

@@ -56,6 +56,10 @@ pub static TESTS: &[Test] = &[
         run: folio::low_memory_runs_the_shrinker,
     },
     Test {
+        name: "folio::fully_unmapped_folio_leaves_the_queue",
+        run: folio::fully_unmapped_folio_leaves_the_queue,
+    },
+    Test {
         name: "proc::kernel_thread_sleeps_and_is_reaped",
         run: proc::kernel_thread_sleeps_and_is_reaped,
     },

@@ -13,8 +13,23 @@
 //! (the old folio is left partially mapped and queued for deferred split), or, with
 //! `cow=folio`, the whole folio into a new one of the same order.
 //!
+//! Invariants every operation keeps (the audit checks them in test builds):
+//! - *Who may write a page*: an entry is writable (or DBM) only if it maps a page
+//!   that is anon-exclusive to this address space. fork clears exclusivity, so
+//!   nothing but the write fault (reuse or copy) makes a shared page writable again;
+//!   mprotect grants write only to exclusive pages (Linux: `can_change_pte_writable`).
+//! - *Blocks and VMAs agree*: no 2 MiB block straddles a VMA boundary. Every VMA
+//!   split (mprotect, madvise, munmap, mmap over a part) splits a block cut by the new
+//!   edge first, and fails before changing anything if that needs a table it cannot get.
+//! - *Bounded kernel memory*: no operation allocates kernel memory in proportion to a
+//!   user range. Ranges are worked in 2 MiB batches (`batches`), so an unmap collects
+//!   at most 512 records whatever its length; VMAs are capped at `MAX_MAP_COUNT`.
+//!
 //! Locking: the owning process's `Mm` lock is held for every call here; nothing here
 //! touches user memory through user addresses (uaccess happens outside the lock).
+//! Folio counts change only under the folio lock (`folio`'s protocol); a page this
+//! address space maps pins its folio, and its anon-exclusive flag changes only under
+//! the lock of an address space that maps it.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -25,7 +40,7 @@ use super::folio::{self, Folio};
 use super::mthp;
 use super::pgtable::{FaultFix, MapError, Prot, PteAttrs, Unmapped};
 use super::ptenv::UserTables;
-use super::vma::{HugeHint, VmProt, Vma, VmaKind, VmaSet};
+use super::vma::{HugeHint, VmProt, Vma, VmaKind, VmaSet, MAX_MAP_COUNT};
 use super::{phys_to_virt, MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::syscall::abi::*;
 
@@ -37,6 +52,8 @@ pub const MMAP_BASE: u64 = STACK_TOP - STACK_SIZE - (256 << 20);
 /// Lowest address mmap hands out (the first 64 KiB stay unmapped: NULL dereferences).
 pub const MMAP_MIN: u64 = 0x1_0000;
 const PMD: u64 = 2 << 20;
+/// Pages per batch of range work (2 MiB, aligned): bounds what one step collects.
+const BATCH_PAGES: usize = 512;
 
 /// Which access faulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +101,29 @@ fn pages(start: VirtAddr, end: VirtAddr) -> usize {
     ((end.as_u64() - start.as_u64()) / PAGE_SIZE as u64) as usize
 }
 
+/// `[start, end)` cut at 2 MiB boundaries: pieces of at most `BATCH_PAGES` pages, none
+/// cutting a block that the range does not cut itself.
+fn batches(start: VirtAddr, end: VirtAddr) -> impl Iterator<Item = (VirtAddr, VirtAddr)> {
+    let step = BATCH_PAGES * PAGE_SIZE;
+    let mut at = start;
+    core::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let to = at.align_down(step).add(step).min(end);
+        let piece = (at, to);
+        at = to;
+        Some(piece)
+    })
+}
+
+/// Whether the page at `pa`, which the caller's address space maps, is exclusive to it.
+fn page_is_exclusive(pa: PhysAddr) -> bool {
+    super::frame::frames()
+        .meta(pa)
+        .test(super::frame::flags::ANON_EXCLUSIVE)
+}
+
 fn map_error(e: MapError) -> FaultError {
     match e {
         MapError::NoMemory => FaultError::Oom,
@@ -97,7 +137,8 @@ pub static COW_COPIES_FOLIO: AtomicBool = AtomicBool::new(false);
 /// Drop what an unmap returned: one map count and one reference per page, folio by
 /// folio. Records of consecutive frames are merged first (an unmap without contiguous
 /// blocks returns one record per page), so a folio unmapped whole is accounted in one
-/// step and never looks partially mapped on the way.
+/// step and never looks partially mapped on the way. The records are one batch's
+/// (at most `BATCH_PAGES`).
 fn release(records: Vec<Unmapped>) {
     let mut runs: Vec<(PhysAddr, usize)> = Vec::new();
     for r in records {
@@ -121,10 +162,12 @@ impl Mm {
         })
     }
 
-    /// Map pages `first..first + n` of `f` at `va` (a PMD block for a whole 2 MiB
-    /// folio) and account them; the folio's allocation reference is dropped either way.
-    /// For a write fault the pages are mapped dirty: without hardware dirty state the
-    /// faulting store would otherwise take a second fault just to mark them.
+    /// Map pages `first..first + n` of the new folio `f` at `va` (a PMD block for a
+    /// whole 2 MiB folio) and account them; the folio's allocation reference is dropped
+    /// either way. The pages are marked exclusive before any entry maps them (who may
+    /// write a page). For a write fault the pages are mapped dirty: without hardware
+    /// dirty state the faulting store would otherwise take a second fault just to mark
+    /// them.
     fn map_folio(
         &mut self,
         va: VirtAddr,
@@ -134,6 +177,8 @@ impl Mm {
         prot: VmProt,
         write: bool,
     ) -> Result<(), FaultError> {
+        let f = Folio::lock(f.head());
+        f.set_exclusive(first, n, true);
         let r = if n == 512 && first == 0 && va.is_aligned(PMD as usize) {
             self.tables.map_pmd(va, f.head(), pte_attrs(prot))
         } else {
@@ -141,9 +186,8 @@ impl Mm {
         };
         if r.is_ok() {
             f.map(first, n);
-            f.set_exclusive(first, n, true);
         }
-        f.put(1);
+        drop(f.put(1));
         r.map_err(map_error)?;
         if write && prot.write && !crate::mm::ptenv::config().features.hw_dirty {
             self.tables.make_writable(va, n).map_err(map_error)?;
@@ -252,28 +296,30 @@ impl Mm {
         (in_order && pages == f.nr_pages()).then_some(base)
     }
 
-    /// A write fault on a read-only page of a writable VMA (shared since fork).
+    /// A write fault on a read-only page of a writable VMA (shared since fork, or
+    /// write-protected by mprotect while shared).
     fn copy_on_write(&mut self, page: VirtAddr, vma: Vma) -> Result<(), FaultError> {
         let old = self
             .tables
             .get(page)
             .expect("write fault on an unmapped page")
             .pa_of(page);
-        let f = Folio::of(old);
+        let f = Folio::lock(old);
         let n = f.nr_pages();
         let reuse = f.mapped_exactly_once();
         let copy_folio = f.is_large() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
         // One walk of the folio's range serves both the reuse and the folio copy.
         let whole = if reuse || copy_folio {
-            self.whole_folio_at(page, old, f, &vma)
+            self.whole_folio_at(page, old, *f, &vma)
         } else {
             None
         };
         if reuse {
             if let Some(base) = whole {
                 // Only this mapping is left: take the whole folio, blocks stay folded.
-                self.tables.make_writable(base, n).map_err(map_error)?;
+                // Exclusive first: a writable entry maps an exclusive page.
                 f.set_exclusive(0, n, true);
+                self.tables.make_writable(base, n).map_err(map_error)?;
                 if f.is_large() {
                     mthp::stats(f.order())
                         .cow_reuse
@@ -286,17 +332,33 @@ impl Mm {
             if let Some(base) = whole {
                 if let Some(new) = folio::alloc_anon(f.order()) {
                     copy_pages(f.head(), new.head(), n);
-                    release(self.tables.unmap(base, n).map_err(map_error)?);
-                    mthp::stats(f.order())
+                    drop(f);
+                    let records = match self.tables.unmap(base, n) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            drop(Folio::lock(new.head()).put(1));
+                            return Err(map_error(e));
+                        }
+                    };
+                    release(records);
+                    mthp::stats(new.order())
                         .cow_folio_copy
                         .fetch_add(1, Ordering::Relaxed);
                     return self.map_folio(base, new, 0, n, vma.prot, true);
                 }
             }
         }
+        drop(f);
         let new = folio::alloc_anon(0).ok_or(FaultError::Oom)?;
         copy_pages(old, new.head(), 1);
-        release(self.tables.unmap(page, 1).map_err(map_error)?);
+        // Unmapping one page of a 2 MiB block splits it, which needs a table.
+        match self.tables.unmap(page, 1) {
+            Ok(records) => release(records),
+            Err(e) => {
+                drop(Folio::lock(new.head()).put(1));
+                return Err(map_error(e));
+            }
+        }
         self.map_folio(page, new, 0, 1, vma.prot, true)
     }
 
@@ -343,18 +405,40 @@ impl Mm {
         Ok(())
     }
 
-    /// Unmap `[start, end)`: VMAs and pages (munmap, MADV_DONTNEED without the VMA part).
-    fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) {
-        let records = self
-            .tables
-            .unmap(start, pages(start, end))
-            .expect("unmap of whole pages cannot need memory");
-        release(records);
+    /// Split the 2 MiB blocks that `start` and `end` cut: what a VMA boundary or a range
+    /// operation there needs first. Fails (ENOMEM) only for want of a table; a split
+    /// changes no translation, so one done before a failure needs no undo.
+    fn split_edges(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        self.tables.split_at(start).map_err(|_| ENOMEM)?;
+        self.tables.split_at(end).map_err(|_| ENOMEM)
     }
 
-    pub fn munmap(&mut self, start: VirtAddr, end: VirtAddr) {
+    /// Unmap the pages of `[start, end)` (munmap, MADV_DONTNEED), in batches.
+    fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        self.split_edges(start, end)?;
+        for (a, b) in batches(start, end) {
+            let records = self
+                .tables
+                .unmap(a, pages(a, b))
+                .expect("edges split: a batch cuts no block");
+            release(records);
+        }
+        Ok(())
+    }
+
+    /// munmap: pages and VMAs of `[start, end)`; holes are fine.
+    pub fn munmap(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        // Cutting a hole in the middle of a VMA adds one.
+        let splits = self
+            .vmas
+            .find(start)
+            .is_some_and(|v| v.start < start && end < v.end);
+        if splits && self.vmas.len() >= MAX_MAP_COUNT {
+            return Err(ENOMEM);
+        }
+        self.unmap_pages(start, end)?;
         self.vmas.remove(start, end);
-        self.unmap_pages(start, end);
+        Ok(())
     }
 
     /// mmap of anonymous private memory; returns the start.
@@ -366,6 +450,9 @@ impl Mm {
         flags: u64,
     ) -> Result<VirtAddr, Errno> {
         let len = len.checked_add(PAGE_SIZE as u64 - 1).ok_or(ENOMEM)? & !(PAGE_SIZE as u64 - 1);
+        if self.vmas.len() >= MAX_MAP_COUNT {
+            return Err(ENOMEM);
+        }
         let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
         let start = if fixed {
             if addr % PAGE_SIZE as u64 != 0 {
@@ -379,7 +466,7 @@ impl Mm {
                 if flags & MAP_FIXED_NOREPLACE != 0 {
                     return Err(EEXIST);
                 }
-                self.munmap(VirtAddr(addr), VirtAddr(end));
+                self.munmap(VirtAddr(addr), VirtAddr(end))?;
             }
             VirtAddr(addr)
         } else {
@@ -409,81 +496,196 @@ impl Mm {
                 kind: VmaKind::Anon,
             })
             .map_err(|_| ENOMEM)?;
-        if flags & MAP_POPULATE != 0 {
+        // As Linux: population is best effort (the mapping stands if memory runs out,
+        // a later fault decides), and an inaccessible mapping is not populated.
+        if flags & MAP_POPULATE != 0 && (prot.read || prot.write || prot.exec) {
             let access = if prot.write {
                 Access::Write
             } else {
                 Access::Read
             };
-            self.populate(start, end, access).map_err(|_| ENOMEM)?;
+            let _ = self.populate(start, end, access);
         }
         Ok(start)
     }
 
-    pub fn mprotect(&mut self, start: VirtAddr, end: VirtAddr, prot: VmProt) -> Result<(), Errno> {
-        self.vmas.protect(start, end, prot).map_err(|_| ENOMEM)?;
-        self.tables
-            .protect(start, pages(start, end), pte_attrs(prot).prot)
-            .map_err(|_| ENOMEM)
+    /// The VMA pieces of `[start, end)`, in order, and whether the range has a hole.
+    /// Visits one piece at a time (no list is built): `f(mm, piece start, piece end,
+    /// vma)` may change the VMAs; the walk resumes at the end of the piece.
+    fn for_each_piece(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        mut f: impl FnMut(&mut Self, VirtAddr, VirtAddr, Vma) -> Result<(), Errno>,
+    ) -> Result<bool, Errno> {
+        let mut at = start;
+        let mut hole = false;
+        while at < end {
+            let next = self.vmas.next_from(at).copied().filter(|v| v.start < end);
+            let Some(vma) = next else {
+                hole = true;
+                break;
+            };
+            hole |= vma.start > at;
+            let a = vma.start.max(at);
+            let b = vma.end.min(end);
+            f(self, a, b, vma)?;
+            at = b;
+        }
+        Ok(hole)
     }
 
-    /// madvise; the range is page-aligned and non-empty.
-    pub fn madvise(&mut self, start: VirtAddr, end: VirtAddr, advice: u64) -> Result<(), Errno> {
-        if !self.vmas.covers(start, end) {
+    /// Whether changing `[start, end)` may split VMAs: not past `MAX_MAP_COUNT`.
+    fn may_split(&self) -> Result<(), Errno> {
+        if self.vmas.len() + 2 > MAX_MAP_COUNT {
             return Err(ENOMEM);
         }
-        match advice {
-            MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL | MADV_WILLNEED => Ok(()),
-            MADV_DONTNEED => {
-                self.unmap_pages(start, end);
-                Ok(())
+        Ok(())
+    }
+
+    /// mprotect, with Linux's semantics: VMA by VMA from `start`; a hole stops it with
+    /// ENOMEM (what came before stays changed). Each VMA piece changes all or nothing:
+    /// the blocks its edges cut are split before the VMA or any entry changes.
+    pub fn mprotect(&mut self, start: VirtAddr, end: VirtAddr, prot: VmProt) -> Result<(), Errno> {
+        let mut at = start;
+        while at < end {
+            let vma = *self.vmas.find(at).ok_or(ENOMEM)?;
+            let to = vma.end.min(end);
+            self.may_split()?;
+            self.split_edges(at, to)?;
+            self.vmas
+                .protect(at, to, prot)
+                .expect("the piece lies in one VMA");
+            self.protect_entries(at, to, prot);
+            at = to;
+        }
+        Ok(())
+    }
+
+    /// Give the entries of `[start, end)` (edges already split) the VMA protection
+    /// `prot`, except that write goes only to pages exclusive to this address space:
+    /// a shared page stays read-only and its next write fault reuses or copies it.
+    fn protect_entries(&mut self, start: VirtAddr, end: VirtAddr, prot: VmProt) {
+        let ro = pte_attrs(VmProt {
+            write: false,
+            ..prot
+        })
+        .prot;
+        let rw = pte_attrs(prot).prot;
+        for (a, b) in batches(start, end) {
+            if !prot.write {
+                self.tables
+                    .protect(a, pages(a, b), ro)
+                    .expect("edges split: a batch cuts no block");
+                continue;
             }
+            // Runs of leaves alike in exclusivity (a 2 MiB block is one leaf: exclusive
+            // only if all its pages are); holes join either side.
+            let mut runs: Vec<(VirtAddr, VirtAddr, bool)> = Vec::new();
+            self.tables.for_each_leaf(a, b, |va, leaf| {
+                let (n, end) = if leaf.level == 2 {
+                    (512, va.add(PMD as usize))
+                } else {
+                    (1, va.add(PAGE_SIZE))
+                };
+                let pa = leaf.pa_of(va);
+                let excl = (0..n).all(|i| page_is_exclusive(pa.add(i * PAGE_SIZE)));
+                match runs.last_mut() {
+                    Some(r) if r.2 == excl => r.1 = end,
+                    _ => runs.push((va, end, excl)),
+                }
+            });
+            let mut at = a;
+            let count = runs.len();
+            for (i, (_, run_end, excl)) in runs.into_iter().enumerate() {
+                let to = if i + 1 == count { b } else { run_end };
+                self.tables
+                    .protect(at, pages(at, to), if excl { rw } else { ro })
+                    .expect("runs end at leaf boundaries");
+                at = to;
+            }
+        }
+    }
+
+    /// madvise, with Linux's semantics: advice applies to every mapped piece of the
+    /// range and a hole then makes the call ENOMEM; MADV_POPULATE_* go in address
+    /// order and stop at the first hole or failure. The range is page-aligned and
+    /// non-empty, the advice known.
+    pub fn madvise(&mut self, start: VirtAddr, end: VirtAddr, advice: u64) -> Result<(), Errno> {
+        let populate_errno = |e| match e {
+            FaultError::Oom => ENOMEM,
+            FaultError::Segv => EFAULT,
+        };
+        match advice {
+            MADV_POPULATE_READ | MADV_POPULATE_WRITE => {
+                let write = advice == MADV_POPULATE_WRITE;
+                if !self.vmas.covers(start, end) {
+                    // Linux faults in what lies before the hole, then fails.
+                    let mut at = start;
+                    while let Some(v) = self.vmas.find(at).copied() {
+                        if write && !v.prot.write {
+                            return Err(EINVAL);
+                        }
+                        let to = v.end.min(end);
+                        let access = if write { Access::Write } else { Access::Read };
+                        self.populate(at, to, access).map_err(populate_errno)?;
+                        at = to;
+                    }
+                    return Err(ENOMEM);
+                }
+                if write
+                    && self
+                        .vmas
+                        .iter()
+                        .any(|v| v.start < end && start < v.end && !v.prot.write)
+                {
+                    return Err(EINVAL);
+                }
+                let access = if write { Access::Write } else { Access::Read };
+                return self.populate(start, end, access).map_err(populate_errno);
+            }
+            MADV_HUGEPAGE | MADV_NOHUGEPAGE => self.may_split()?,
+            _ => {}
+        }
+        let hole = self.for_each_piece(start, end, |mm, a, b, _| match advice {
+            MADV_DONTNEED => mm.unmap_pages(a, b),
             // Lazy free: the pages become clean and old; until reclaim discards them
             // they keep their contents, and a write makes them dirty again.
-            MADV_FREE => self
+            MADV_FREE => mm
                 .tables
-                .clear_young_dirty(start, pages(start, end))
+                .clear_young_dirty(a, pages(a, b))
                 .map_err(|_| ENOMEM),
-            MADV_HUGEPAGE => self
-                .vmas
-                .set_huge(start, end, HugeHint::Huge)
-                .map_err(|_| ENOMEM),
-            MADV_NOHUGEPAGE => self
-                .vmas
-                .set_huge(start, end, HugeHint::NoHuge)
-                .map_err(|_| ENOMEM),
-            MADV_POPULATE_READ => self.populate(start, end, Access::Read).map_err(|e| {
-                if e == FaultError::Oom {
-                    ENOMEM
+            MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
+                let hint = if advice == MADV_HUGEPAGE {
+                    HugeHint::Huge
                 } else {
-                    EFAULT
-                }
-            }),
-            MADV_POPULATE_WRITE
-                if self
-                    .vmas
-                    .iter()
-                    .any(|v| v.start < end && start < v.end && !v.prot.write) =>
-            {
-                Err(EINVAL)
+                    HugeHint::NoHuge
+                };
+                mm.split_edges(a, b)?;
+                mm.vmas
+                    .set_huge(a, b, hint)
+                    .expect("the piece lies in one VMA");
+                Ok(())
             }
-            MADV_POPULATE_WRITE => self.populate(start, end, Access::Write).map_err(|e| {
-                if e == FaultError::Oom {
-                    ENOMEM
-                } else {
-                    EFAULT
-                }
-            }),
-            _ => Err(EINVAL),
+            _ => Ok(()),
+        })?;
+        if hole {
+            Err(ENOMEM)
+        } else {
+            Ok(())
         }
     }
 
-    /// Whether each page of `[start, end)` is resident (mincore); ENOMEM on a hole.
-    pub fn mincore(&self, start: VirtAddr, end: VirtAddr) -> Result<Vec<u8>, Errno> {
-        if !self.vmas.covers(start, end) {
-            return Err(ENOMEM);
-        }
-        let mut resident = alloc::vec![0u8; pages(start, end)];
+    /// mincore of one step: fills `out[i]` with whether page `start + i` is resident,
+    /// for as many pages as `out` holds that lie in the VMA containing `start`, and
+    /// returns how many it filled; ENOMEM if no VMA contains `start` (Linux walks a
+    /// page of results at a time the same way).
+    pub fn mincore(&self, start: VirtAddr, out: &mut [u8]) -> Result<usize, Errno> {
+        let vma = self.vmas.find(start).ok_or(ENOMEM)?;
+        let n = pages(start, vma.end).min(out.len());
+        let end = start.add(n * PAGE_SIZE);
+        let out = &mut out[..n];
+        out.fill(0);
         self.tables.for_each_leaf(start, end, |va, leaf| {
             // A 2 MiB block is reported at its own start, which may lie before `start`.
             let size = if leaf.level == 2 {
@@ -493,14 +695,15 @@ impl Mm {
             };
             let from = va.max(start).as_u64() - start.as_u64();
             let to = (va.as_u64() + size).min(end.as_u64()) - start.as_u64();
-            resident[from as usize / PAGE_SIZE..to as usize / PAGE_SIZE].fill(1);
+            out[from as usize / PAGE_SIZE..to as usize / PAGE_SIZE].fill(1);
         });
-        Ok(resident)
+        Ok(n)
     }
 
-    /// brk: move the end of the heap; returns the (possibly unchanged) break.
+    /// brk: move the end of the heap; returns the (possibly unchanged) break. A break
+    /// below the heap's start, or past where mmap starts, is refused as Linux does.
     pub fn set_brk(&mut self, want: VirtAddr) -> VirtAddr {
-        if want < self.brk_start {
+        if want < self.brk_start || want.as_u64() > MMAP_BASE {
             return self.brk;
         }
         let old_end = self.brk.align_up(PAGE_SIZE);
@@ -517,26 +720,33 @@ impl Mm {
                 huge: HugeHint::Default,
                 kind: VmaKind::Heap,
             };
-            if new_end.as_u64() > MMAP_BASE || self.vmas.insert(heap).is_err() {
+            if self.vmas.len() >= MAX_MAP_COUNT || self.vmas.insert(heap).is_err() {
                 return self.brk;
             }
-        } else if new_end < old_end {
-            self.munmap(new_end, old_end);
+        } else if new_end < old_end && self.munmap(new_end, old_end).is_err() {
+            return self.brk;
         }
         self.brk = want;
         self.brk
     }
 
     /// The child's copy at fork: the same VMAs, the same folios mapped read-only in
-    /// both (writable VMAs are write-protected in the parent with one batched call per
-    /// VMA); 2 MiB blocks stay blocks, runs of consecutive pages are mapped in one call.
+    /// both. The parent is write-protected first, one batched call per VMA whatever
+    /// the VMA's flags say (an entry may allow more than its VMA while a block is being
+    /// split: what counts is what the entries allow), so no page is shared while an
+    /// entry can still write it. 2 MiB blocks stay blocks, runs of consecutive pages
+    /// are mapped in the child with one call.
     pub fn fork(&mut self) -> Result<Mm, Errno> {
         let mut child = Mm::new()?;
         child.brk_start = self.brk_start;
         child.brk = self.brk;
-        let vmas: Vec<Vma> = self.vmas.iter().copied().collect();
-        for vma in vmas {
+        let mut next = VirtAddr(0);
+        while let Some(vma) = self.vmas.next_from(next).copied() {
+            next = vma.end;
             child.vmas.insert(vma).expect("parent VMAs do not overlap");
+            self.tables
+                .wrprotect(vma.start, pages(vma.start, vma.end))
+                .map_err(|_| ENOMEM)?;
             let attrs = pte_attrs(VmProt {
                 write: false,
                 ..vma.prot
@@ -552,7 +762,9 @@ impl Mm {
                     _ => {
                         ok &= run.take().is_none_or(|r| r.map_shared(&mut child, attrs));
                         if leaf.level == 2 {
-                            let mapped = child.tables.map_pmd(va, pa, attrs).is_ok();
+                            // Blocks never straddle a VMA edge (module invariant).
+                            let inside = va >= vma.start && va.add(PMD as usize) <= vma.end;
+                            let mapped = inside && child.tables.map_pmd(va, pa, attrs).is_ok();
                             if mapped {
                                 share(pa, 512);
                             }
@@ -566,11 +778,6 @@ impl Mm {
             ok &= run.is_none_or(|r| r.map_shared(&mut child, attrs));
             if !ok {
                 return Err(ENOMEM);
-            }
-            if vma.prot.write {
-                self.tables
-                    .wrprotect(vma.start, pages(vma.start, vma.end))
-                    .map_err(|_| ENOMEM)?;
             }
         }
         Ok(child)
@@ -589,7 +796,7 @@ impl Mm {
                 } else {
                     PAGE_SIZE as u64
                 };
-                by_order[Folio::of(leaf.pa_of(va)).order()] += bytes;
+                by_order[Folio::lock(leaf.pa_of(va)).order()] += bytes;
                 if leaf.level == 2 {
                     pmd += bytes;
                 } else if leaf.pte.is_cont() {
@@ -672,9 +879,10 @@ fn copy_pages(from: PhysAddr, to: PhysAddr, n: usize) {
 
 impl Drop for Mm {
     fn drop(&mut self) {
-        let vmas: Vec<(VirtAddr, VirtAddr)> = self.vmas.iter().map(|v| (v.start, v.end)).collect();
-        for (start, end) in vmas {
-            self.munmap(start, end);
+        while let Some(v) = self.vmas.next_from(VirtAddr(0)).copied() {
+            // Whole VMAs: their edges cut no block, so this needs no memory.
+            self.munmap(v.start, v.end)
+                .expect("unmapping a whole VMA splits nothing");
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The folio accounting audit: every anonymous folio's per-page map counts, total map
 //! count and reference count must equal what the page tables say (bug 9 of the notes:
-//! accounting drift). It counts the entries of the given address spaces, which must be
-//! all the live ones, and compares with the metadata of every allocated folio.
+//! accounting drift; a folio on the deferred-split queue holds one reference more).
+//! It counts the entries of the given address spaces, which must be all the live ones,
+//! and compares with the metadata of every allocated folio. It also checks who may
+//! write a page: a writable (or DBM) user entry must map pages that are anon-exclusive
+//! and mapped once (the mprotect-after-fork leak broke exactly this).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use super::aspace::Mm;
 use super::folio::Folio;
@@ -16,15 +20,32 @@ use super::{PhysAddr, PAGE_SIZE};
 /// were checked, or the first disagreement.
 pub fn check<'a>(mms: impl Iterator<Item = &'a Mm>) -> Result<usize, String> {
     let mut mapped: BTreeMap<PhysAddr, i32> = BTreeMap::new();
+    let mut writable = Vec::new();
+    let mut writable_shared = None;
     for mm in mms {
         for vma in mm.vmas.iter() {
             mm.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {
                 let pages = if leaf.level == 2 { 512 } else { 1 };
                 for k in 0..pages {
-                    *mapped.entry(leaf.pa_of(va).add(k * PAGE_SIZE)).or_default() += 1;
+                    let pa = leaf.pa_of(va).add(k * PAGE_SIZE);
+                    *mapped.entry(pa).or_default() += 1;
+                    if leaf.pte.is_writable() && !frames().meta(pa).test(flags::ANON_EXCLUSIVE) {
+                        writable_shared.get_or_insert((va, pa));
+                    }
+                    if leaf.pte.is_writable() {
+                        writable.push(pa);
+                    }
                 }
             });
         }
+    }
+    if let Some((va, pa)) = writable_shared {
+        return Err(format!(
+            "{va:?} maps {pa} writable, but the page is not anon-exclusive"
+        ));
+    }
+    if let Some(pa) = writable.iter().find(|&&pa| mapped[&pa] != 1) {
+        return Err(format!("{pa} is writable in one mapping of {}", mapped[pa]));
     }
     let mut checked = 0;
     let mut err = None;
@@ -42,8 +63,9 @@ pub fn check<'a>(mms: impl Iterator<Item = &'a Mm>) -> Result<usize, String> {
             }
             total += want;
         }
-        if f.total_mapcount() != total || f.refcount() != total as u32 {
-            err = Some(format!("folio {head} (order {order}): total map count {}, refcount {}, but {total} entries map it", f.total_mapcount(), f.refcount()));
+        let queued = f.is_deferred() as u32;
+        if f.total_mapcount() != total || f.refcount() != total as u32 + queued {
+            err = Some(format!("folio {head} (order {order}): total map count {}, refcount {} (queued: {queued}), but {total} entries map it", f.total_mapcount(), f.refcount()));
         }
         checked += 1;
     });

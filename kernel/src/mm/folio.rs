@@ -1,8 +1,9 @@
 //! Folios: a naturally aligned block of 2^order frames that user memory is allocated,
 //! mapped, shared and freed as, described by its head frame's metadata (`frame`): the
 //! order, one reference per page-table entry mapping a page of it (plus short-lived
-//! references such as the allocation's own), a map count per page and their total, and
-//! flags (anonymous, anon-exclusive per page, queued for deferred split).
+//! references such as the allocation's own, and the deferred-split queue's), a map
+//! count per page and their total, and flags (anonymous, anon-exclusive per page,
+//! queued for deferred split, locked).
 //!
 //! A large folio whose pages are partly unmapped ("partially mapped": some page has map
 //! count 0 while others are mapped) keeps its unmapped pages until it is split. It goes
@@ -11,8 +12,45 @@
 //! part no one maps. Since a page with map count 0 is mapped by nobody, no contiguous
 //! block or 2 MiB block anywhere covers it, so a split never leaves a contiguous block
 //! spanning two folios, and needs no reverse map to stay correct.
+//!
+//! ## Protocol (SMP)
+//!
+//! Address spaces map, unmap and share the same folio under their own `Mm` locks, on
+//! any CPU, while the shrinker (and later lazyfree discard and collapse) change a
+//! folio's shape or free it. One rule covers all of them:
+//!
+//! 1. **The folio lock** (`flags::LOCKED` on the head frame, taken with [`Folio::lock`])
+//!    protects the folio's shape (its head and order, on every frame), its reference
+//!    count, its map counts, its `ANON`, `DEFERRED` and anon-exclusive flags. Every
+//!    change of those is made through a [`Locked`] guard. Reads without the lock are
+//!    snapshots (reports, statistics). The one exception: a folio just allocated is
+//!    reachable by nobody else until it is mapped, so `alloc_anon` sets it up unlocked.
+//! 2. **Finding the folio of a page** needs a pin: the caller maps the page (it holds
+//!    the `Mm` lock of an address space whose entry maps it) or holds a reference.
+//!    A pinned page's folio may still be split under it, so [`Folio::lock`] locks the
+//!    head it computed and then re-reads the head of the page; if the folio changed
+//!    shape meanwhile it unlocks and tries again. The lock bit is only taken on the
+//!    head of an allocated block (compare-and-swap on the whole flags word), so a free
+//!    frame is never marked.
+//! 3. **A split or free happens with the lock held.** A split hands out every
+//!    resulting folio locked (`FrameAllocator::split_block`), completes their metadata,
+//!    then unlocks or frees each. A waiter therefore never sees a half-written folio.
+//!    A folio freed through a guard is never unlocked (its frames went back whole).
+//! 4. **The deferred-split queue** holds one reference on every folio on it, so a
+//!    queued folio cannot be freed under the shrinker. A folio is on the queue iff its
+//!    `DEFERRED` flag is set; both change together under the queue lock (`DEFERRED`),
+//!    and queueing happens under the folio lock. Whoever takes a folio off the queue
+//!    (the shrinker, or the unmap that removed its last mapping) takes over that
+//!    reference and drops it when done. The shrinker runs one at a time (`SHRINKER`).
+//!    When it has taken a folio off and then locks it, the folio may already be back
+//!    on the queue (an unmap re-queued it in between): it then only drops its
+//!    reference and leaves the folio to the queue.
+//!
+//! Lock order: `Mm` lock -> `SHRINKER` -> one folio lock -> queue lock -> frame
+//! allocator. No one holds two folio locks except a split, over the folios it makes.
+//! No folio lock is ever taken from an interrupt handler.
 
-use alloc::vec::Vec;
+use alloc::collections::VecDeque;
 use core::sync::atomic::Ordering;
 
 use super::frame::{flags, frames, FrameMeta};
@@ -29,12 +67,27 @@ pub struct Folio {
 }
 
 impl Folio {
-    /// The folio containing `pa` (an allocated frame).
+    /// The folio containing `pa` (an allocated frame), unlocked: a snapshot that a
+    /// concurrent split may outdate (see the protocol; lock it to act on it).
     pub fn of(pa: PhysAddr) -> Folio {
         let (head, _) = frames()
             .block_of(pa)
             .unwrap_or_else(|| panic!("folio of free frame {pa}"));
         Folio { head }
+    }
+
+    /// Lock the folio containing the pinned page `pa` (protocol, rules 1 and 2).
+    pub fn lock(pa: PhysAddr) -> Locked {
+        loop {
+            let f = Folio::of(pa);
+            if f.meta(0).try_lock_head() {
+                if Folio::of(pa) == f {
+                    return Locked { f };
+                }
+                f.meta(0).unlock_head();
+            }
+            core::hint::spin_loop();
+        }
     }
 
     pub fn head(self) -> PhysAddr {
@@ -79,77 +132,6 @@ impl Folio {
         self.order() > 0
     }
 
-    /// Account `n` new page-table entries mapping pages `first..first + n`.
-    pub fn map(self, first: usize, n: usize) {
-        for i in first..first + n {
-            self.meta(i).mapcount.fetch_add(1, Ordering::AcqRel);
-        }
-        self.meta(0)
-            .total_mapcount
-            .fetch_add(n as i32, Ordering::AcqRel);
-        self.meta(0).refcount.fetch_add(n as u32, Ordering::AcqRel);
-    }
-
-    /// Account `n` page-table entries gone from pages `first..first + n`: the last
-    /// reference frees the folio; a large folio left partially mapped is queued for
-    /// deferred split.
-    pub fn unmap(self, first: usize, n: usize) {
-        let mut emptied = false;
-        for i in first..first + n {
-            emptied |= self.meta(i).mapcount.fetch_sub(1, Ordering::AcqRel) == 1;
-        }
-        self.meta(0)
-            .total_mapcount
-            .fetch_sub(n as i32, Ordering::AcqRel);
-        let freed = self.put(n as u32);
-        if !freed && emptied && self.is_large() && self.total_mapcount() > 0 {
-            queue_deferred(self);
-        }
-    }
-
-    /// Drop `n` references; the last one frees the folio. Returns whether it did.
-    pub fn put(self, n: u32) -> bool {
-        let old = self.meta(0).refcount.fetch_sub(n, Ordering::AcqRel);
-        assert!(old >= n, "folio {} put {n} with refcount {old}", self.head);
-        if old == n {
-            self.free();
-            return true;
-        }
-        false
-    }
-
-    fn free(self) {
-        let order = self.order();
-        let head = self.meta(0);
-        if head.set(flags::DEFERRED, false) {
-            DEFERRED.lock().retain(|&h| h != self.head);
-            mthp::stats(order)
-                .nr_anon_partially_mapped
-                .fetch_sub(1, Ordering::Relaxed);
-        }
-        if head.test(flags::ANON) {
-            mthp::stats(order).nr_anon.fetch_sub(1, Ordering::Relaxed);
-        }
-        head.refcount.store(0, Ordering::Release);
-        frames().free(self.head, order);
-    }
-
-    /// Every page is mapped exactly once and nothing else holds a reference: the one
-    /// mapping may take the whole folio over (copy-on-write reuse).
-    pub fn mapped_exactly_once(self) -> bool {
-        let n = self.nr_pages();
-        self.refcount() as usize == n
-            && self.total_mapcount() as usize == n
-            && (0..n).all(|i| self.mapcount(i) == 1)
-    }
-
-    /// Mark pages `first..first + n` exclusive to one address space, or shared.
-    pub fn set_exclusive(self, first: usize, n: usize, exclusive: bool) {
-        for i in first..first + n {
-            self.meta(i).set(flags::ANON_EXCLUSIVE, exclusive);
-        }
-    }
-
     pub fn is_exclusive(self, i: usize) -> bool {
         self.meta(i).test(flags::ANON_EXCLUSIVE)
     }
@@ -158,15 +140,151 @@ impl Folio {
     pub fn is_deferred(self) -> bool {
         self.meta(0).test(flags::DEFERRED)
     }
+
+    /// References beyond the entries mapping it: the queue's while queued.
+    pub fn expected_refs(self) -> u32 {
+        self.total_mapcount() as u32 + self.is_deferred() as u32
+    }
+}
+
+/// A locked folio: the only way to change its counts and flags (protocol, rule 1).
+/// Dropping it unlocks, unless the folio was freed through it.
+pub struct Locked {
+    f: Folio,
+}
+
+impl core::ops::Deref for Locked {
+    type Target = Folio;
+    fn deref(&self) -> &Folio {
+        &self.f
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        self.f.meta(0).unlock_head();
+    }
+}
+
+impl Locked {
+    /// Account `n` new page-table entries mapping pages `first..first + n`.
+    pub fn map(&self, first: usize, n: usize) {
+        for i in first..first + n {
+            self.meta(i).mapcount.fetch_add(1, Ordering::Relaxed);
+        }
+        self.meta(0)
+            .total_mapcount
+            .fetch_add(n as i32, Ordering::Relaxed);
+        self.meta(0).refcount.fetch_add(n as u32, Ordering::Relaxed);
+    }
+
+    /// Account `n` page-table entries gone from pages `first..first + n`: the last
+    /// reference frees the folio; a large folio left partially mapped is queued for
+    /// deferred split, and one left unmapped entirely leaves the queue.
+    pub fn unmap(self, first: usize, n: usize) {
+        let mut emptied = false;
+        for i in first..first + n {
+            emptied |= self.meta(i).mapcount.fetch_sub(1, Ordering::Relaxed) == 1;
+        }
+        let total = self
+            .meta(0)
+            .total_mapcount
+            .fetch_sub(n as i32, Ordering::Relaxed)
+            - n as i32;
+        let f = self.f;
+        let Some(this) = self.put(n as u32) else {
+            return;
+        };
+        if total == 0 {
+            // The queue's reference is the last one: no one maps the folio any more.
+            if dequeue(f) {
+                this.put(1);
+            }
+        } else if emptied && f.is_large() {
+            this.queue_deferred();
+        }
+    }
+
+    /// Drop `n` references; the last one frees the folio (and consumes the guard).
+    pub fn put(self, n: u32) -> Option<Locked> {
+        let old = self.meta(0).refcount.fetch_sub(n, Ordering::AcqRel);
+        assert!(old >= n, "folio {} put {n} with refcount {old}", self.head);
+        if old > n {
+            return Some(self);
+        }
+        let f = self.f;
+        core::mem::forget(self);
+        f.free();
+        None
+    }
+
+    /// Every page is mapped exactly once and nothing else holds a reference: the one
+    /// mapping may take the whole folio over (copy-on-write reuse).
+    pub fn mapped_exactly_once(&self) -> bool {
+        let n = self.nr_pages();
+        self.refcount() == self.expected_refs()
+            && self.total_mapcount() as usize == n
+            && (0..n).all(|i| self.mapcount(i) == 1)
+    }
+
+    /// Mark pages `first..first + n` exclusive to one address space, or shared.
+    pub fn set_exclusive(&self, first: usize, n: usize, exclusive: bool) {
+        for i in first..first + n {
+            self.meta(i).set(flags::ANON_EXCLUSIVE, exclusive);
+        }
+    }
+
+    /// Put the (locked, partially mapped) folio on the deferred-split queue, which
+    /// takes a reference (protocol, rule 4).
+    fn queue_deferred(&self) {
+        let mut q = DEFERRED.lock();
+        if !self.meta(0).set(flags::DEFERRED, true) {
+            self.meta(0).refcount.fetch_add(1, Ordering::Relaxed);
+            q.push_back(self.head);
+            let s = mthp::stats(self.order());
+            s.split_deferred.fetch_add(1, Ordering::Relaxed);
+            s.nr_anon_partially_mapped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Folio {
+    /// Return the frames (the last reference is gone; the folio is locked or new).
+    fn free(self) {
+        let order = self.order();
+        let head = self.meta(0);
+        debug_assert!(!head.test(flags::DEFERRED), "queued folio freed");
+        if head.test(flags::ANON) {
+            mthp::stats(order).nr_anon.fetch_sub(1, Ordering::Relaxed);
+        }
+        frames().free(self.head, order);
+    }
+}
+
+/// Take `f` off the deferred-split queue if it is on it; true if this call did (the
+/// caller now owns the queue's reference).
+fn dequeue(f: Folio) -> bool {
+    let mut q = DEFERRED.lock();
+    if !f.meta(0).set(flags::DEFERRED, false) {
+        return false;
+    }
+    if let Some(i) = q.iter().position(|&h| h == f.head) {
+        q.remove(i);
+    }
+    mthp::stats(f.order())
+        .nr_anon_partially_mapped
+        .fetch_sub(1, Ordering::Relaxed);
+    true
 }
 
 /// Split the consecutive pages `[pa, pa + n pages)` at folio boundaries: calls
-/// `f(folio, first page index, count)` for each folio the range touches, in order.
-pub fn for_each_folio(pa: PhysAddr, n: usize, mut f: impl FnMut(Folio, usize, usize)) {
+/// `f(locked folio, first page index, count)` for each folio the range touches, in
+/// order. The pages must be pinned (protocol, rule 2).
+pub fn for_each_folio(pa: PhysAddr, n: usize, mut f: impl FnMut(Locked, usize, usize)) {
     let mut k = 0;
     while k < n {
         let p = pa.add(k * PAGE_SIZE);
-        let folio = Folio::of(p);
+        let folio = Folio::lock(p);
         let first = folio.index(p);
         let count = (folio.nr_pages() - first).min(n - k);
         f(folio, first, count);
@@ -185,16 +303,11 @@ pub fn alloc_anon(order: usize) -> Option<Folio> {
     Some(f)
 }
 
-static DEFERRED: IrqSpinLock<Vec<PhysAddr>> = IrqSpinLock::new(Vec::new());
+/// The deferred-split queue, oldest first (protocol, rule 4).
+static DEFERRED: IrqSpinLock<VecDeque<PhysAddr>> = IrqSpinLock::new(VecDeque::new());
 
-fn queue_deferred(f: Folio) {
-    if !f.meta(0).set(flags::DEFERRED, true) {
-        DEFERRED.lock().push(f.head);
-        let s = mthp::stats(f.order());
-        s.split_deferred.fetch_add(1, Ordering::Relaxed);
-        s.nr_anon_partially_mapped.fetch_add(1, Ordering::Relaxed);
-    }
-}
+/// One shrinker at a time (protocol, rule 4).
+static SHRINKER: IrqSpinLock<()> = IrqSpinLock::new(());
 
 /// Folios waiting on the deferred-split queue.
 pub fn deferred_count() -> usize {
@@ -214,19 +327,38 @@ pub fn shrink_if_low() {
 
 /// The shrinker: split every queued folio that can be split; returns how many were.
 /// A folio someone holds an extra reference to (beyond its mappings) cannot be split
-/// now and stays queued.
+/// now and goes back on the queue. One folio at a time leaves the queue, so the
+/// shrinker needs no memory of its own; it visits each folio queued when it started
+/// at most once.
 pub fn shrink_deferred() -> usize {
-    let queued = core::mem::take(&mut *DEFERRED.lock());
+    let _one = SHRINKER.lock();
+    let mut budget = deferred_count();
     let mut done = 0;
-    for head in queued {
-        let f = Folio { head };
-        f.meta(0).set(flags::DEFERRED, false);
-        let order = f.order();
-        let s = mthp::stats(order);
-        s.nr_anon_partially_mapped.fetch_sub(1, Ordering::Relaxed);
-        if f.refcount() != f.total_mapcount() as u32 {
+    while budget > 0 {
+        budget -= 1;
+        let head = {
+            let mut q = DEFERRED.lock();
+            let Some(head) = q.pop_front() else { break };
+            let f = Folio { head };
+            f.meta(0).set(flags::DEFERRED, false);
+            mthp::stats(f.order())
+                .nr_anon_partially_mapped
+                .fetch_sub(1, Ordering::Relaxed);
+            head
+        };
+        // We own the queue's reference: the folio (still of this shape, since only a
+        // shrinker splits and we are the only one) cannot be freed under us.
+        let f = Folio::lock(head);
+        if f.is_deferred() || f.total_mapcount() == 0 {
+            // Re-queued meanwhile (the queue holds another reference), or no longer
+            // mapped at all: only our reference to drop, which may free it.
+            f.put(1);
+            continue;
+        }
+        let s = mthp::stats(f.order());
+        if f.refcount() != f.total_mapcount() as u32 + 1 {
             s.split_failed.fetch_add(1, Ordering::Relaxed);
-            queue_deferred(f);
+            requeue(f);
             continue;
         }
         split(f);
@@ -236,9 +368,25 @@ pub fn shrink_deferred() -> usize {
     done
 }
 
-/// Split `f` (refcount == total map count): into 64 KiB folios, then the partially
-/// mapped ones into 4 KiB folios; every resulting folio no one maps is freed.
-fn split(f: Folio) {
+/// Back on the queue, with the reference the shrinker took off it.
+fn requeue(f: Locked) {
+    let mut q = DEFERRED.lock();
+    f.meta(0).set(flags::DEFERRED, true);
+    q.push_back(f.head);
+    mthp::stats(f.order())
+        .nr_anon_partially_mapped
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+/// Split the locked `f` (refcount == total map count + the shrinker's reference): into
+/// 64 KiB folios, then the partially mapped ones into 4 KiB folios; every resulting
+/// folio no one maps is freed, the others are unlocked.
+fn split(f: Locked) {
+    let f = {
+        let folio = f.f;
+        core::mem::forget(f);
+        folio
+    };
     let order = f.order();
     let anon = f.meta(0).test(flags::ANON);
     if anon {
@@ -250,7 +398,7 @@ fn split(f: Folio) {
                 frames()
                     .meta(sub.add(i * PAGE_SIZE))
                     .mapcount
-                    .load(Ordering::Acquire) as u32
+                    .load(Ordering::Relaxed) as u32
             })
             .sum::<u32>()
     };
@@ -274,7 +422,8 @@ fn split(f: Folio) {
     }
 }
 
-/// A folio just made by a split: freed if nothing maps it, else counted as anonymous.
+/// A folio just made (locked) by a split: freed if nothing maps it, else counted as
+/// anonymous and unlocked.
 fn settle(f: Folio, anon: bool) {
     if f.refcount() == 0 {
         frames().free(f.head, f.order());
@@ -286,4 +435,5 @@ fn settle(f: Folio, anon: bool) {
             .nr_anon
             .fetch_add(1, Ordering::Relaxed);
     }
+    f.meta(0).unlock_head();
 }

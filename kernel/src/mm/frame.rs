@@ -30,6 +30,9 @@ pub mod flags {
     pub const ANON_EXCLUSIVE: u32 = 1 << 4;
     /// Head: the folio is on the deferred-split queue (it is partially mapped).
     pub const DEFERRED: u32 = 1 << 5;
+    /// Head: the folio is locked (`folio::Folio::lock`): its shape and counts are the
+    /// lock holder's to change.
+    pub const LOCKED: u32 = 1 << 6;
     /// What a split keeps per page (the rest describes the block structure).
     pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }
@@ -78,6 +81,25 @@ impl FrameMeta {
             self.flags.fetch_and(!flag, Ordering::AcqRel)
         };
         old & flag != 0
+    }
+
+    /// Take the lock bit of an allocated block's head: fails if the bit is held or the
+    /// frame is not (or no longer) the head of an allocated block, so a free frame is
+    /// never marked (`alloc` requires free frames to have no flags at all).
+    pub fn try_lock_head(&self) -> bool {
+        let cur = self.flags();
+        let head = flags::HEAD | flags::ALLOCATED;
+        cur & (head | flags::LOCKED) == head
+            && self
+                .flags
+                .compare_exchange(cur, cur | flags::LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Release the lock bit (the holder's stores before it become visible first).
+    pub fn unlock_head(&self) {
+        let old = self.flags.fetch_and(!flags::LOCKED, Ordering::Release);
+        debug_assert!(old & flags::LOCKED != 0, "unlock of an unlocked block");
     }
 
     /// Order of the allocated block this frame belongs to (every frame of a block
@@ -213,6 +235,8 @@ impl FrameAllocator {
     /// each with the reference count `refs(sub_head)`; per-page flags are kept, the
     /// sub-blocks' total map counts are the sums of their pages' map counts. A sub-block
     /// with no reference is then freed by the caller like any block of order `to`.
+    /// The block must be locked (`flags::LOCKED`); every sub-block is born locked, so
+    /// no one sees its metadata half written: the caller unlocks (or frees) each one.
     pub fn split_block(
         &self,
         head: PhysAddr,
@@ -220,9 +244,11 @@ impl FrameAllocator {
         to: usize,
         refs: impl Fn(PhysAddr) -> u32,
     ) {
+        let m = self.meta(head);
         assert!(
-            to < from && self.meta(head).is_head() && self.meta(head).order() == from,
-            "split of {head} from order {from} to {to}"
+            to < from && m.is_head() && m.test(flags::LOCKED) && m.order() == from,
+            "split of {head} from order {from} to {to} (state {:#x})",
+            m.flags()
         );
         let n = 1usize << to;
         for sub in (0..1usize << from)
@@ -233,7 +259,12 @@ impl FrameAllocator {
             for (i, m) in pages.iter().enumerate() {
                 let keep = m.flags() & flags::PER_PAGE;
                 m.flags.store(
-                    keep | flags::ALLOCATED | if i == 0 { flags::HEAD } else { 0 },
+                    keep | flags::ALLOCATED
+                        | if i == 0 {
+                            flags::HEAD | flags::LOCKED
+                        } else {
+                            0
+                        },
                     Ordering::Release,
                 );
                 m.order.store(to as u8, Ordering::Release);
@@ -375,8 +406,13 @@ mod tests {
         a.meta(pa.add(5 * 4096))
             .mapcount
             .store(1, Ordering::Relaxed);
+        a.meta(pa).set(flags::LOCKED, true);
         a.split_block(pa, 4, 2, |sub| if sub == pa.add(4 * 4096) { 1 } else { 0 });
         assert_eq!(a.block_of(pa.add(6 * 4096)), Some((pa.add(4 * 4096), 2)));
+        for sub in [0, 4, 8, 12] {
+            assert!(a.meta(pa.add(sub * 4096)).test(flags::LOCKED), "born locked");
+        }
+        assert!(!a.meta(pa.add(5 * 4096)).test(flags::LOCKED));
         assert!(a.meta(pa.add(5 * 4096)).test(flags::ANON_EXCLUSIVE));
         assert_eq!(
             a.meta(pa.add(4 * 4096))
@@ -393,6 +429,15 @@ mod tests {
         a.free(pa.add(4 * 4096), 2);
         assert_eq!(a.free_frames(), free);
         assert_eq!(a.alloc(4), Some(pa), "the buddies merged back");
+    }
+
+    #[test]
+    #[should_panic(expected = "split of")]
+    fn split_of_an_unlocked_block_panics() {
+        let a = allocator(16, 0x40000);
+        a.add_free_range(0x40000, 0x40010);
+        let pa = a.alloc(2).unwrap();
+        a.split_block(pa, 2, 0, |_| 1);
     }
 
     #[test]

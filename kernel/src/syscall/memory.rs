@@ -3,7 +3,7 @@
 
 use super::abi::*;
 use super::Errno;
-use crate::arch::aarch64::uaccess::copy_to_user;
+use crate::arch::aarch64::uaccess::{copy_to_user, is_user_range};
 use crate::mm::aspace::{Mm, STACK_TOP};
 use crate::mm::vma::VmProt;
 use crate::mm::{VirtAddr, PAGE_SIZE};
@@ -65,10 +65,7 @@ pub fn munmap(addr: u64, len: u64) -> Result<u64, Errno> {
         return Err(EINVAL);
     }
     let (start, end) = range(addr, len).map_err(|_| EINVAL)?;
-    with_mm(|mm| {
-        mm.munmap(start, end);
-        Ok(0)
-    })
+    with_mm(|mm| mm.munmap(start, end).map(|()| 0))
 }
 
 pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64, Errno> {
@@ -103,6 +100,10 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
     with_mm(|mm| mm.madvise(start, end, advice).map(|()| 0))
 }
 
+/// Pages of residency one mincore step reports: the kernel buffer is this size
+/// whatever the length (Linux fills a page of results at a time too).
+const MINCORE_STEP: usize = 4096;
+
 pub fn mincore(addr: u64, len: u64, vec: u64) -> Result<u64, Errno> {
     if addr % PAGE != 0 {
         return Err(EINVAL);
@@ -112,7 +113,18 @@ pub fn mincore(addr: u64, len: u64, vec: u64) -> Result<u64, Errno> {
     if start == end {
         return Ok(0);
     }
-    let resident = with_mm(|mm| mm.mincore(start, end))?;
-    copy_to_user(vec as usize, &resident).map_err(|_| EFAULT)?;
+    let total = ((end.as_u64() - start.as_u64()) / PAGE) as usize;
+    if !is_user_range(vec as usize, total) {
+        return Err(EFAULT);
+    }
+    let mut buf = alloc::vec![0u8; MINCORE_STEP.min(total)];
+    let mut done = 0;
+    while done < total {
+        let at = start.add(done * PAGE_SIZE);
+        let want = (total - done).min(buf.len());
+        let n = with_mm(|mm| mm.mincore(at, &mut buf[..want]))?;
+        copy_to_user(vec as usize + done, &buf[..n]).map_err(|_| EFAULT)?;
+        done += n;
+    }
     Ok(0)
 }

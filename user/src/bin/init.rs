@@ -27,6 +27,7 @@ const DEFAULT: &[&str] = &[
     "thp_fault",
     "thp_cow",
     "thp_pmd_cow",
+    "mm_hostile",
 ];
 const OPTIONAL: &[&str] = &["glibc_check"];
 

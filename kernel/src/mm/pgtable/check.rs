@@ -53,6 +53,7 @@ pub(crate) enum OpKind {
     Map,
     MapPmd,
     Unmap,
+    SplitAt,
     Protect,
     Wrprotect,
     ClearYoungDirty,

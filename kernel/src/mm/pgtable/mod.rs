@@ -324,6 +324,21 @@ impl<E: PtEnv> AddressSpace<E> {
         })
     }
 
+    /// Splits the 2 MiB block that `va` falls inside (not at its start), if any, into
+    /// a table of contiguous blocks mapping the same pages: what a VMA boundary at `va`
+    /// needs before anything else changes (the only way this fails is a table
+    /// allocation, and then nothing changed).
+    #[track_caller]
+    pub fn split_at(&mut self, va: VirtAddr) -> Result<(), MapError> {
+        let va = va.align_down(PAGE_SIZE);
+        if va >= USER_VA_END || va.is_aligned(PMD_SIZE) {
+            return Ok(());
+        }
+        self.op(OpKind::SplitAt, va, range_end(va, 1), |ctx, cursor| {
+            pmd::split_l2_at(ctx, cursor, va)
+        })
+    }
+
     /// Sets the permissions of the mapped pages in the range (mprotect); holes stay
     /// holes, AF and dirty are kept. Whole contiguous blocks change in place.
     #[track_caller]
