@@ -112,6 +112,10 @@ pub fn fully_unmapped_folio_leaves_the_queue() -> TestResult {
     kassert!(f.is_deferred(), "still partially mapped");
     Folio::lock(f.head()).unmap(4, 12);
     kassert_eq!(folio::deferred_count(), queued - 1);
-    kassert_eq!(frames().free_frames(), free0, "freed without a shrinker pass");
+    kassert_eq!(
+        frames().free_frames(),
+        free0,
+        "freed without a shrinker pass"
+    );
     Ok(())
 }

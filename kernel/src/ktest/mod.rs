@@ -12,6 +12,7 @@ use crate::kprintln;
 use crate::mm::frame;
 
 mod arch;
+mod aspace;
 mod folio;
 mod mm;
 mod pgtable;

@@ -1,6 +1,6 @@
 //! Every in-kernel test, by name. The name says the subsystem first.
 
-use super::{arch, folio, mm, pgtable, proc, smp, Test};
+use super::{arch, aspace, folio, mm, pgtable, proc, smp, Test};
 
 pub static TESTS: &[Test] = &[
     Test {
@@ -46,6 +46,14 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "pgtable::random_operations_match_the_walker",
         run: pgtable::random_operations_match_the_walker,
+    },
+    Test {
+        name: "aspace::mprotect_without_a_table_changes_nothing",
+        run: aspace::mprotect_without_a_table_changes_nothing,
+    },
+    Test {
+        name: "aspace::cow_copy_without_a_table_leaks_nothing",
+        run: aspace::cow_copy_without_a_table_leaks_nothing,
     },
     Test {
         name: "folio::split_keeps_accounting_exact",

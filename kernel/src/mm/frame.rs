@@ -92,7 +92,12 @@ impl FrameMeta {
         cur & (head | flags::LOCKED) == head
             && self
                 .flags
-                .compare_exchange(cur, cur | flags::LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(
+                    cur,
+                    cur | flags::LOCKED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 
@@ -410,7 +415,10 @@ mod tests {
         a.split_block(pa, 4, 2, |sub| if sub == pa.add(4 * 4096) { 1 } else { 0 });
         assert_eq!(a.block_of(pa.add(6 * 4096)), Some((pa.add(4 * 4096), 2)));
         for sub in [0, 4, 8, 12] {
-            assert!(a.meta(pa.add(sub * 4096)).test(flags::LOCKED), "born locked");
+            assert!(
+                a.meta(pa.add(sub * 4096)).test(flags::LOCKED),
+                "born locked"
+            );
         }
         assert!(!a.meta(pa.add(5 * 4096)).test(flags::LOCKED));
         assert!(a.meta(pa.add(5 * 4096)).test(flags::ANON_EXCLUSIVE));
