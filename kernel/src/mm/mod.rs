@@ -1,7 +1,11 @@
-//! Memory management: physical frames and their metadata (`frame`), the kernel heap
+//! Memory management: physical frames and their metadata (`frame`), folios and their
+//! SMP protocol (`folio`), the mTHP policy and statistics (`mthp`), the kernel heap
 //! (`heap`), the kernel's own translation tables (`kmap`), the page tables of user
 //! address spaces with the contiguous layer (`pgtable`, machine-independent and
-//! host-tested; `ptenv` runs it on the real machine) and ASIDs (`asid`).
+//! host-tested; `ptenv` runs it on the real machine), ASIDs (`asid`), and the user
+//! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
+//! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
+//! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork`, `report`, `audit`.
 //!
 //! Address map: the kernel and all of RAM live in the high half (TTBR1) at
 //! `PA + KERNEL_VA_OFFSET` (the linear map); device MMIO likewise; TTBR0 is left for
@@ -20,11 +24,21 @@ pub mod aspace;
 #[cfg(target_os = "none")]
 pub mod audit;
 #[cfg(target_os = "none")]
+mod cow;
+#[cfg(target_os = "none")]
+mod fault;
+#[cfg(target_os = "none")]
+mod fork;
+#[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod kmap;
 #[cfg(target_os = "none")]
+mod map;
+#[cfg(target_os = "none")]
 pub mod ptenv;
+#[cfg(target_os = "none")]
+mod report;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use pgtable::MemType;

@@ -1,0 +1,125 @@
+//! Copy-on-write: a write fault on a read-only page of a writable VMA (shared since
+//! fork, or write-protected by mprotect while shared). (1) When this mapping is the
+//! only one left on the whole folio, it takes the folio over: one batched
+//! make-writable, no copy, no split, blocks stay folded. (2) Otherwise it copies: the
+//! faulting 4 KiB page (the old folio is left partially mapped and queued for deferred
+//! split once nobody maps the page), or, with `cow=folio`, the whole folio into a new
+//! one of the same order.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::aspace::{map_error, release, Mm};
+use super::fault::FaultError;
+use super::folio::{self, Folio};
+use super::mthp;
+use super::vma::Vma;
+use super::{phys_to_virt, PhysAddr, VirtAddr, PAGE_SIZE};
+
+/// `cow=folio`: copy a whole shared folio on a write fault instead of one page.
+pub static COW_COPIES_FOLIO: AtomicBool = AtomicBool::new(false);
+
+impl Mm {
+    /// A write fault on a read-only page of a writable VMA (shared since fork, or
+    /// write-protected by mprotect while shared).
+    pub(super) fn copy_on_write(&mut self, page: VirtAddr, vma: Vma) -> Result<(), FaultError> {
+        let old = self
+            .tables
+            .get(page)
+            .expect("write fault on an unmapped page")
+            .pa_of(page);
+        let f = Folio::lock(old);
+        let n = f.nr_pages();
+        let reuse = f.mapped_exactly_once();
+        let copy_folio = f.is_large() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
+        // One walk of the folio's range serves both the reuse and the folio copy.
+        let whole = if reuse || copy_folio {
+            self.whole_folio_at(page, old, *f, &vma)
+        } else {
+            None
+        };
+        if reuse {
+            if let Some(base) = whole {
+                // Only this mapping is left: take the whole folio, blocks stay folded.
+                // Exclusive first: a writable entry maps an exclusive page.
+                f.set_exclusive(0, n, true);
+                self.tables.make_writable(base, n).map_err(map_error)?;
+                if f.is_large() {
+                    mthp::stats(f.order())
+                        .cow_reuse
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(());
+            }
+        }
+        if copy_folio {
+            if let Some(base) = whole {
+                if let Some(new) = folio::alloc_anon(f.order()) {
+                    copy_pages(f.head(), new.head(), n);
+                    drop(f);
+                    let records = match self.tables.unmap(base, n) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            drop(Folio::lock(new.head()).put(1));
+                            return Err(map_error(e));
+                        }
+                    };
+                    release(records);
+                    mthp::stats(new.order())
+                        .cow_folio_copy
+                        .fetch_add(1, Ordering::Relaxed);
+                    return self.map_folio(base, new, 0, n, vma.prot, true);
+                }
+            }
+        }
+        drop(f);
+        let new = folio::alloc_anon(0).ok_or(FaultError::Oom)?;
+        copy_pages(old, new.head(), 1);
+        // Unmapping one page of a 2 MiB block splits it, which needs a table.
+        match self.tables.unmap(page, 1) {
+            Ok(records) => release(records),
+            Err(e) => {
+                drop(Folio::lock(new.head()).put(1));
+                return Err(map_error(e));
+            }
+        }
+        self.map_folio(page, new, 0, 1, vma.prot, true)
+    }
+
+    /// Where folio `f` would sit if this address space maps all of it around `page`
+    /// (which maps `pa`): its first address, if every page is mapped here in order,
+    /// inside `vma`.
+    fn whole_folio_at(
+        &self,
+        page: VirtAddr,
+        pa: PhysAddr,
+        f: Folio,
+        vma: &Vma,
+    ) -> Option<VirtAddr> {
+        let base = VirtAddr(page.as_u64() - (f.index(pa) * PAGE_SIZE) as u64);
+        let end = base.add(f.nr_pages() * PAGE_SIZE);
+        if base < vma.start || end > vma.end {
+            return None;
+        }
+        let mut pages = 0;
+        let mut in_order = true;
+        self.tables.for_each_leaf(base, end, |va, leaf| {
+            let n = if leaf.level == 2 { 512 } else { 1 };
+            pages += n;
+            in_order &=
+                leaf.pa_of(va) == f.page((va.as_u64() - base.as_u64()) as usize / PAGE_SIZE);
+        });
+        (in_order && pages == f.nr_pages()).then_some(base)
+    }
+}
+
+fn copy_pages(from: PhysAddr, to: PhysAddr, n: usize) {
+    // SAFETY: both ranges are RAM in the linear map; `to` is a new folio only we hold,
+    // `from` is only read (its other mappings are read-only).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            phys_to_virt(from).as_ptr::<u8>(),
+            phys_to_virt(to).as_ptr::<u8>(),
+            n * PAGE_SIZE,
+        )
+    };
+}

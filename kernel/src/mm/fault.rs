@@ -1,0 +1,186 @@
+//! Faults on a user address space: classify (no VMA or a forbidden access is SIGSEGV;
+//! a missing entry is a demand-zero fault; a write to a read-only entry of a writable
+//! VMA is copy-on-write, `cow`), and the demand-zero fault itself: of the mTHP orders
+//! the policy allows for the VMA (`mthp`), the largest whose aligned range lies in the
+//! VMA and is entirely unmapped, falling back one order at a time when allocation
+//! fails; the folio is mapped with one batched call (contiguous blocks from 64 KiB up,
+//! a PMD block for 2 MiB). Population (MAP_POPULATE, MADV_POPULATE_*) is faults in a
+//! row.
+
+use core::sync::atomic::Ordering;
+
+use super::aspace::{map_error, pte_attrs, Mm, PMD};
+use super::folio::{self, Folio};
+use super::mthp;
+use super::pgtable::FaultFix;
+use super::vma::{VmProt, Vma};
+use super::{phys_to_virt, VirtAddr, PAGE_SIZE};
+
+/// Which access faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Exec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    /// No VMA, or the VMA does not allow the access: SIGSEGV.
+    Segv,
+    /// No memory for the page or its tables.
+    Oom,
+}
+
+impl Mm {
+    /// Resolve a fault at `va`; `Ok` means retry the access.
+    pub fn handle_fault(&mut self, va: VirtAddr, access: Access) -> Result<(), FaultError> {
+        let vma = *self.vmas.find(va).ok_or(FaultError::Segv)?;
+        let allowed = match access {
+            Access::Read => vma.prot.read || vma.prot.write || vma.prot.exec,
+            Access::Write => vma.prot.write,
+            Access::Exec => vma.prot.exec,
+        };
+        if !allowed {
+            return Err(FaultError::Segv);
+        }
+        let page = va.align_down(PAGE_SIZE);
+        let fix = match access {
+            Access::Write => self.tables.write_fault(page),
+            Access::Read | Access::Exec => self.tables.access_flag_fault(page),
+        };
+        match fix {
+            FaultFix::Fixed => Ok(()),
+            FaultFix::NotMapped => self.anon_fault(
+                page,
+                vma,
+                mthp::POLICY.allowed_orders(vma.huge),
+                access == Access::Write,
+            ),
+            FaultFix::NotWritable => self.copy_on_write(page, vma),
+        }
+    }
+
+    /// Map pages `first..first + n` of the new folio `f` at `va` (a PMD block for a
+    /// whole 2 MiB folio) and account them; the folio's allocation reference is dropped
+    /// either way. The pages are marked exclusive before any entry maps them (who may
+    /// write a page). For a write fault the pages are mapped dirty: without hardware
+    /// dirty state the faulting store would otherwise take a second fault just to mark
+    /// them.
+    pub(super) fn map_folio(
+        &mut self,
+        va: VirtAddr,
+        f: Folio,
+        first: usize,
+        n: usize,
+        prot: VmProt,
+        write: bool,
+    ) -> Result<(), FaultError> {
+        let f = Folio::lock(f.head());
+        f.set_exclusive(first, n, true);
+        let r = if n == 512 && first == 0 && va.is_aligned(PMD as usize) {
+            self.tables.map_pmd(va, f.head(), pte_attrs(prot))
+        } else {
+            self.tables.map(va, f.page(first), n, pte_attrs(prot))
+        };
+        if r.is_ok() {
+            f.map(first, n);
+        }
+        drop(f.put(1));
+        r.map_err(map_error)?;
+        if write && prot.write && !crate::mm::ptenv::config().features.hw_dirty {
+            self.tables.make_writable(va, n).map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    fn range_is_empty(&self, start: VirtAddr, n: usize) -> bool {
+        let mut empty = true;
+        self.tables
+            .for_each_leaf(start, start.add(n * PAGE_SIZE), |_, _| empty = false);
+        empty
+    }
+
+    /// A fault on an unmapped page of `vma`: the largest folio of the `allowed` orders
+    /// (a bit mask) that fits, else a base page.
+    fn anon_fault(
+        &mut self,
+        va: VirtAddr,
+        vma: Vma,
+        allowed: u16,
+        write: bool,
+    ) -> Result<(), FaultError> {
+        folio::shrink_if_low();
+        for order in mthp::fault_orders(allowed, va, vma.start, vma.end) {
+            let n = 1usize << order;
+            let base = va.align_down(n * PAGE_SIZE);
+            if !self.range_is_empty(base, n) {
+                continue;
+            }
+            match folio::alloc_anon(order) {
+                Some(f) => {
+                    self.map_folio(base, f, 0, n, vma.prot, write)?;
+                    mthp::stats(order)
+                        .anon_fault_alloc
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                None => {
+                    mthp::stats(order)
+                        .anon_fault_fallback
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let f = match folio::alloc_anon(0) {
+            Some(f) => f,
+            // Out of memory: give back what partially mapped folios hold, then retry.
+            None if folio::shrink_deferred() > 0 => folio::alloc_anon(0).ok_or(FaultError::Oom)?,
+            None => return Err(FaultError::Oom),
+        };
+        self.map_folio(va.align_down(PAGE_SIZE), f, 0, 1, vma.prot, write)
+    }
+
+    /// Fault in every page of `[start, end)` (MAP_POPULATE, MADV_POPULATE_*).
+    pub fn populate(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        access: Access,
+    ) -> Result<(), FaultError> {
+        let mut va = start;
+        while va < end {
+            self.handle_fault(va, access)?;
+            va = va.add(PAGE_SIZE);
+        }
+        Ok(())
+    }
+
+    /// Copy `data` to `va` in this address space (exec: segments and the stack),
+    /// faulting pages in regardless of the VMA's protection.
+    pub fn write_bytes(&mut self, va: VirtAddr, data: &[u8]) -> Result<(), FaultError> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = va.add(done);
+            let page = at.align_down(PAGE_SIZE);
+            if self.tables.get(page).is_none() {
+                // Base pages, as Linux fills the new stack and image at exec.
+                let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
+                self.anon_fault(page, vma, 0, false)?;
+            }
+            let pa = self.tables.get(page).expect("just mapped").pa_of(page);
+            let off = (at.as_u64() - page.as_u64()) as usize;
+            let n = (PAGE_SIZE - off).min(data.len() - done);
+            // SAFETY: `pa` is a frame this address space maps; written through the linear map.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    data[done..].as_ptr(),
+                    phys_to_virt(pa).as_ptr::<u8>().add(off),
+                    n,
+                )
+            };
+            done += n;
+        }
+        Ok(())
+    }
+}

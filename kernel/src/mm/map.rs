@@ -1,0 +1,342 @@
+//! The calls that change the layout of an address space: mmap, munmap, mprotect,
+//! madvise, mincore and brk, with Linux's semantics. Each VMA split first splits the
+//! 2 MiB block its new edge cuts (`split_edges`), so a call fails before changing
+//! anything; range work goes in 2 MiB batches (`aspace::batches`).
+
+use alloc::vec::Vec;
+
+use super::aspace::{
+    batches, page_is_exclusive, pages, pte_attrs, release, Errno, Mm, MMAP_BASE, MMAP_MIN, PMD,
+    STACK_TOP,
+};
+use super::fault::{Access, FaultError};
+use super::vma::{HugeHint, VmProt, Vma, VmaKind, MAX_MAP_COUNT};
+use super::{VirtAddr, PAGE_SIZE};
+use crate::syscall::abi::*;
+
+impl Mm {
+    /// Split the 2 MiB blocks that `start` and `end` cut: what a VMA boundary or a range
+    /// operation there needs first. Fails (ENOMEM) only for want of a table; a split
+    /// changes no translation, so one done before a failure needs no undo.
+    fn split_edges(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        self.tables.split_at(start).map_err(|_| ENOMEM)?;
+        self.tables.split_at(end).map_err(|_| ENOMEM)
+    }
+
+    /// Unmap the pages of `[start, end)` (munmap, MADV_DONTNEED), in batches.
+    fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        self.split_edges(start, end)?;
+        for (a, b) in batches(start, end) {
+            let records = self
+                .tables
+                .unmap(a, pages(a, b))
+                .expect("edges split: a batch cuts no block");
+            release(records);
+        }
+        Ok(())
+    }
+
+    /// munmap: pages and VMAs of `[start, end)`; holes are fine.
+    pub fn munmap(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        // Cutting a hole in the middle of a VMA adds one.
+        let splits = self
+            .vmas
+            .find(start)
+            .is_some_and(|v| v.start < start && end < v.end);
+        if splits && self.vmas.len() >= MAX_MAP_COUNT {
+            return Err(ENOMEM);
+        }
+        self.unmap_pages(start, end)?;
+        self.vmas.remove(start, end);
+        Ok(())
+    }
+
+    /// mmap of anonymous private memory; returns the start.
+    pub fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: VmProt,
+        flags: u64,
+    ) -> Result<VirtAddr, Errno> {
+        let len = len.checked_add(PAGE_SIZE as u64 - 1).ok_or(ENOMEM)? & !(PAGE_SIZE as u64 - 1);
+        if self.vmas.len() >= MAX_MAP_COUNT {
+            return Err(ENOMEM);
+        }
+        let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+        let start = if fixed {
+            if addr % PAGE_SIZE as u64 != 0 {
+                return Err(EINVAL);
+            }
+            let end = addr
+                .checked_add(len)
+                .filter(|&e| e <= STACK_TOP && addr >= MMAP_MIN)
+                .ok_or(ENOMEM)?;
+            if !self.vmas.is_free(VirtAddr(addr), VirtAddr(end)) {
+                if flags & MAP_FIXED_NOREPLACE != 0 {
+                    return Err(EEXIST);
+                }
+                self.munmap(VirtAddr(addr), VirtAddr(end))?;
+            }
+            VirtAddr(addr)
+        } else {
+            let align = if len >= PMD { PMD as usize } else { PAGE_SIZE };
+            let hint = VirtAddr(addr).align_down(PAGE_SIZE);
+            let hint_ok = addr >= MMAP_MIN
+                && hint
+                    .as_u64()
+                    .checked_add(len)
+                    .is_some_and(|e| e <= MMAP_BASE)
+                && self.vmas.is_free(hint, hint.add(len as usize));
+            if hint_ok {
+                hint
+            } else {
+                self.vmas
+                    .find_free(len as usize, align, VirtAddr(MMAP_BASE), VirtAddr(MMAP_MIN))
+                    .ok_or(ENOMEM)?
+            }
+        };
+        let end = start.add(len as usize);
+        self.vmas
+            .insert(Vma {
+                start,
+                end,
+                prot,
+                huge: HugeHint::Default,
+                kind: VmaKind::Anon,
+            })
+            .map_err(|_| ENOMEM)?;
+        // As Linux: population is best effort (the mapping stands if memory runs out,
+        // a later fault decides), and an inaccessible mapping is not populated.
+        if flags & MAP_POPULATE != 0 && (prot.read || prot.write || prot.exec) {
+            let access = if prot.write {
+                Access::Write
+            } else {
+                Access::Read
+            };
+            let _ = self.populate(start, end, access);
+        }
+        Ok(start)
+    }
+
+    /// The VMA pieces of `[start, end)`, in order, and whether the range has a hole.
+    /// Visits one piece at a time (no list is built): `f(mm, piece start, piece end,
+    /// vma)` may change the VMAs; the walk resumes at the end of the piece.
+    fn for_each_piece(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        mut f: impl FnMut(&mut Self, VirtAddr, VirtAddr, Vma) -> Result<(), Errno>,
+    ) -> Result<bool, Errno> {
+        let mut at = start;
+        let mut hole = false;
+        while at < end {
+            let next = self.vmas.next_from(at).copied().filter(|v| v.start < end);
+            let Some(vma) = next else {
+                hole = true;
+                break;
+            };
+            hole |= vma.start > at;
+            let a = vma.start.max(at);
+            let b = vma.end.min(end);
+            f(self, a, b, vma)?;
+            at = b;
+        }
+        Ok(hole)
+    }
+
+    /// Whether changing `[start, end)` may split VMAs: not past `MAX_MAP_COUNT`.
+    fn may_split(&self) -> Result<(), Errno> {
+        if self.vmas.len() + 2 > MAX_MAP_COUNT {
+            return Err(ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// mprotect, with Linux's semantics: VMA by VMA from `start`; a hole stops it with
+    /// ENOMEM (what came before stays changed). Each VMA piece changes all or nothing:
+    /// the blocks its edges cut are split before the VMA or any entry changes.
+    pub fn mprotect(&mut self, start: VirtAddr, end: VirtAddr, prot: VmProt) -> Result<(), Errno> {
+        let mut at = start;
+        while at < end {
+            let vma = *self.vmas.find(at).ok_or(ENOMEM)?;
+            let to = vma.end.min(end);
+            self.may_split()?;
+            self.split_edges(at, to)?;
+            self.vmas
+                .protect(at, to, prot)
+                .expect("the piece lies in one VMA");
+            self.protect_entries(at, to, prot);
+            at = to;
+        }
+        Ok(())
+    }
+
+    /// Give the entries of `[start, end)` (edges already split) the VMA protection
+    /// `prot`, except that write goes only to pages exclusive to this address space:
+    /// a shared page stays read-only and its next write fault reuses or copies it.
+    fn protect_entries(&mut self, start: VirtAddr, end: VirtAddr, prot: VmProt) {
+        let ro = pte_attrs(VmProt {
+            write: false,
+            ..prot
+        })
+        .prot;
+        let rw = pte_attrs(prot).prot;
+        for (a, b) in batches(start, end) {
+            if !prot.write {
+                self.tables
+                    .protect(a, pages(a, b), ro)
+                    .expect("edges split: a batch cuts no block");
+                continue;
+            }
+            // Runs of leaves alike in exclusivity (a 2 MiB block is one leaf: exclusive
+            // only if all its pages are); holes join either side.
+            let mut runs: Vec<(VirtAddr, VirtAddr, bool)> = Vec::new();
+            self.tables.for_each_leaf(a, b, |va, leaf| {
+                let (n, end) = if leaf.level == 2 {
+                    (512, va.add(PMD as usize))
+                } else {
+                    (1, va.add(PAGE_SIZE))
+                };
+                let pa = leaf.pa_of(va);
+                let excl = (0..n).all(|i| page_is_exclusive(pa.add(i * PAGE_SIZE)));
+                match runs.last_mut() {
+                    Some(r) if r.2 == excl => r.1 = end,
+                    _ => runs.push((va, end, excl)),
+                }
+            });
+            let mut at = a;
+            let count = runs.len();
+            for (i, (_, run_end, excl)) in runs.into_iter().enumerate() {
+                let to = if i + 1 == count { b } else { run_end };
+                self.tables
+                    .protect(at, pages(at, to), if excl { rw } else { ro })
+                    .expect("runs end at leaf boundaries");
+                at = to;
+            }
+        }
+    }
+
+    /// madvise, with Linux's semantics: advice applies to every mapped piece of the
+    /// range and a hole then makes the call ENOMEM; MADV_POPULATE_* go in address
+    /// order and stop at the first hole or failure. The range is page-aligned and
+    /// non-empty, the advice known.
+    pub fn madvise(&mut self, start: VirtAddr, end: VirtAddr, advice: u64) -> Result<(), Errno> {
+        let populate_errno = |e| match e {
+            FaultError::Oom => ENOMEM,
+            FaultError::Segv => EFAULT,
+        };
+        match advice {
+            MADV_POPULATE_READ | MADV_POPULATE_WRITE => {
+                let write = advice == MADV_POPULATE_WRITE;
+                if !self.vmas.covers(start, end) {
+                    // Linux faults in what lies before the hole, then fails.
+                    let mut at = start;
+                    while let Some(v) = self.vmas.find(at).copied() {
+                        if write && !v.prot.write {
+                            return Err(EINVAL);
+                        }
+                        let to = v.end.min(end);
+                        let access = if write { Access::Write } else { Access::Read };
+                        self.populate(at, to, access).map_err(populate_errno)?;
+                        at = to;
+                    }
+                    return Err(ENOMEM);
+                }
+                if write
+                    && self
+                        .vmas
+                        .iter()
+                        .any(|v| v.start < end && start < v.end && !v.prot.write)
+                {
+                    return Err(EINVAL);
+                }
+                let access = if write { Access::Write } else { Access::Read };
+                return self.populate(start, end, access).map_err(populate_errno);
+            }
+            MADV_HUGEPAGE | MADV_NOHUGEPAGE => self.may_split()?,
+            _ => {}
+        }
+        let hole = self.for_each_piece(start, end, |mm, a, b, _| match advice {
+            MADV_DONTNEED => mm.unmap_pages(a, b),
+            // Lazy free: the pages become clean and old; until reclaim discards them
+            // they keep their contents, and a write makes them dirty again.
+            MADV_FREE => mm
+                .tables
+                .clear_young_dirty(a, pages(a, b))
+                .map_err(|_| ENOMEM),
+            MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
+                let hint = if advice == MADV_HUGEPAGE {
+                    HugeHint::Huge
+                } else {
+                    HugeHint::NoHuge
+                };
+                mm.split_edges(a, b)?;
+                mm.vmas
+                    .set_huge(a, b, hint)
+                    .expect("the piece lies in one VMA");
+                Ok(())
+            }
+            _ => Ok(()),
+        })?;
+        if hole {
+            Err(ENOMEM)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// mincore of one step: fills `out[i]` with whether page `start + i` is resident,
+    /// for as many pages as `out` holds that lie in the VMA containing `start`, and
+    /// returns how many it filled; ENOMEM if no VMA contains `start` (Linux walks a
+    /// page of results at a time the same way).
+    pub fn mincore(&self, start: VirtAddr, out: &mut [u8]) -> Result<usize, Errno> {
+        let vma = self.vmas.find(start).ok_or(ENOMEM)?;
+        let n = pages(start, vma.end).min(out.len());
+        let end = start.add(n * PAGE_SIZE);
+        let out = &mut out[..n];
+        out.fill(0);
+        self.tables.for_each_leaf(start, end, |va, leaf| {
+            // A 2 MiB block is reported at its own start, which may lie before `start`.
+            let size = if leaf.level == 2 {
+                PMD
+            } else {
+                PAGE_SIZE as u64
+            };
+            let from = va.max(start).as_u64() - start.as_u64();
+            let to = (va.as_u64() + size).min(end.as_u64()) - start.as_u64();
+            out[from as usize / PAGE_SIZE..to as usize / PAGE_SIZE].fill(1);
+        });
+        Ok(n)
+    }
+
+    /// brk: move the end of the heap; returns the (possibly unchanged) break. A break
+    /// below the heap's start, or past where mmap starts, is refused as Linux does.
+    pub fn set_brk(&mut self, want: VirtAddr) -> VirtAddr {
+        if want < self.brk_start || want.as_u64() > MMAP_BASE {
+            return self.brk;
+        }
+        let old_end = self.brk.align_up(PAGE_SIZE);
+        let new_end = want.align_up(PAGE_SIZE);
+        if new_end > old_end {
+            let heap = Vma {
+                start: old_end,
+                end: new_end,
+                prot: VmProt {
+                    read: true,
+                    write: true,
+                    exec: false,
+                },
+                huge: HugeHint::Default,
+                kind: VmaKind::Heap,
+            };
+            if self.vmas.len() >= MAX_MAP_COUNT || self.vmas.insert(heap).is_err() {
+                return self.brk;
+            }
+        } else if new_end < old_end && self.munmap(new_end, old_end).is_err() {
+            return self.brk;
+        }
+        self.brk = want;
+        self.brk
+    }
+}
