@@ -61,24 +61,10 @@ build_kernel() {
     echo "$dir/$KTARGET/release/contkernel"
 }
 
-# Where an initramfs goes in RAM (tests/src/machine.rs uses the same address).
-INITRD_ADDR=0x48000000
-
 # qemu_cmd ELF CPU SMP MEM GIC EL2(0|1) ICOUNT(0|1) APPEND [INITRD]: the QEMU command
-# line, one word per line (the tests' harness builds the same command in
-# tests/src/machine.rs). An ELF kernel gets no -initrd from QEMU: the generic loader
-# puts the file in RAM and the command line says where (initrd=ADDR,SIZE).
+# line, one word per line, from the tests' harness (tests/src/machine.rs), the one
+# place it is built: an ELF kernel gets no -initrd from QEMU, so the generic loader puts
+# the file at the top of RAM and the command line says where (initrd=ADDR,SIZE).
 qemu_cmd() {
-    local elf=$1 cpu=$2 smp=$3 mem=$4 gic=$5 el2=$6 icount=$7 append=$8 initrd=${9:-}
-    local machine="virt,gic-version=$gic"
-    [ "$el2" = 1 ] && machine="$machine,virtualization=on"
-    printf '%s\n' "$QEMU" -M "$machine" -cpu "$cpu" -smp "$smp" -m "$mem" \
-        -nographic -monitor none -serial stdio -no-reboot -semihosting -kernel "$elf"
-    if [ -n "$initrd" ]; then
-        printf '%s\n' -device "loader,file=$initrd,addr=$INITRD_ADDR,force-raw=on"
-        append="initrd=$INITRD_ADDR,$(stat -c %s "$initrd")${append:+ $append}"
-    fi
-    [ -n "$append" ] && printf '%s\n' -append "$append"
-    [ "$icount" = 1 ] && printf '%s\n' -icount shift=0,sleep=off
-    return 0
+    (cd "$ROOT" && QEMU="$QEMU" cargo run -q --release -p contkernel-tests --bin qemu-cmd -- "$@")
 }

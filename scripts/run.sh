@@ -47,7 +47,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$gic" in 2|3) ;; *) echo "--gic takes 2 or 3" >&2; usage ;; esac
+# The kernel runs at most 16 CPUs (kernel/src/smp.rs MAX_CPUS); QEMU's GICv2 at most 8.
 case "$smp" in ''|*[!0-9]*) echo "--smp takes a number" >&2; usage ;; esac
+max_smp=16; [ "$gic" = 2 ] && max_smp=8
+if [ "$smp" -lt 1 ] || [ "$smp" -gt "$max_smp" ]; then
+    echo "--smp $smp: between 1 and $max_smp with GICv$gic (the kernel runs at most 16 CPUs)" >&2
+    exit 2
+fi
 
 ensure_tools
 if [ "$ktest" = 1 ]; then
@@ -66,5 +72,5 @@ if [ "$gdb" = 1 ]; then
     cmd+=(-s -S)
     say "waiting for gdb: gdb-multiarch $elf -ex 'target remote localhost:1234'"
 fi
-say "${cmd[*]}"
+say "$(printf '%q ' "${cmd[@]}")"
 exec "${cmd[@]}" </dev/null

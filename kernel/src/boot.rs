@@ -62,6 +62,12 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         log::LevelFilter::Info
     });
     console::init_log(level);
+    for word in cmd.unknown(KNOWN_WORDS) {
+        kprintln!(
+            "contkernel: unknown boot option {word} (ignored; known: {})",
+            KNOWN_WORDS.join(" ")
+        );
+    }
 
     assert_eq!(
         crate::arch::aarch64::regs::read_sysreg!(mair_el1),
@@ -164,11 +170,32 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     power::exit(0)
 }
 
+/// Every kernel word this kernel reads (anything else is reported at boot).
+/// `console`, `quiet`, `panic`, `rdinit` and `rootwait` are Linux's, accepted so that a
+/// command line written for Linux boots here too.
+const KNOWN_WORDS: &[&str] = &[
+    "loglevel",
+    "contpte",
+    "bbml2",
+    "ptcheck",
+    "thp_anon",
+    "cow",
+    "initrd",
+    "ktest",
+    "crashtest",
+    "bench",
+    "rdinit",
+    "quiet",
+    "console",
+    "panic",
+    "rootwait",
+];
+
 /// `thp_anon=` (Linux's syntax, e.g. `16K-64K:always;2M:never`) and `cow=page|folio`.
 fn configure_mthp(cmd: &CmdLine<'_>) {
     if let Some(v) = cmd.get("thp_anon") {
         if let Err(e) = crate::mm::mthp::POLICY.parse_thp_anon(v) {
-            log::warn!("thp_anon={v} not understood ({e:?}): policy unchanged");
+            log::warn!("thp_anon={v} not understood ({e}): policy unchanged");
         }
     }
     match cmd.get("cow") {
@@ -185,16 +212,38 @@ fn initrd_range(cmd: &CmdLine<'_>, board: &BoardInfo<'_>) -> Option<(u64, u64)> 
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => s.parse().ok(),
     };
-    if let Some(v) = cmd.get("initrd") {
-        let range = v
-            .split_once(',')
-            .and_then(|(a, n)| Some((parse(a)?, parse(n)?)));
-        if range.is_none() {
-            kprintln!("contkernel: initrd={v} not understood (want initrd=ADDR,SIZE)");
+    let (range, from) = match cmd.get("initrd") {
+        Some(v) => {
+            let range = v
+                .split_once(',')
+                .and_then(|(a, n)| Some((parse(a)?, parse(n)?)));
+            if range.is_none() {
+                kprintln!("contkernel: initrd={v} not understood (want initrd=ADDR,SIZE)");
+            }
+            (range, "initrd=")
         }
-        return range;
+        None => (board.initrd.map(|r| (r.base, r.size)), "the DTB"),
+    };
+    let (base, size) = range?;
+    // The range must be RAM, and none of it the kernel's: a wrong address (a machine
+    // with less memory than the loader assumed) would otherwise be read as garbage.
+    let image = ImageLayout::current();
+    let in_ram = base.checked_add(size).is_some_and(|end| {
+        board
+            .memory_regions()
+            .iter()
+            .any(|r| r.base <= base && end <= r.end())
+    });
+    let over_kernel = base < image.end && image.start < base + size;
+    if !in_ram || over_kernel || size == 0 {
+        kprintln!(
+            "contkernel: initramfs {base:#x}+{size:#x} (from {from}) is not free RAM ({} MiB from {:#x}): ignored",
+            board.total_memory() >> 20,
+            board.memory_regions().first().map_or(0, |r| r.base)
+        );
+        return None;
     }
-    board.initrd.map(|r| (r.base, r.size))
+    Some((base, size))
 }
 
 #[cfg(feature = "ktest")]

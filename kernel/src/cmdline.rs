@@ -55,6 +55,17 @@ impl<'a> CmdLine<'a> {
             .map(|(_, v)| v.unwrap_or(""))
     }
 
+    /// The kernel's words that are not among `known` keys (reported at boot: a typo
+    /// would otherwise be dropped without a word).
+    pub fn unknown<'k>(&self, known: &'k [&str]) -> impl Iterator<Item = &'a str> + 'k
+    where
+        'a: 'k,
+    {
+        self.words()
+            .map(|(k, _)| k)
+            .filter(move |k| !known.contains(k))
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
@@ -106,6 +117,15 @@ mod tests {
         assert_eq!(c.log_level(), Ok(LevelFilter::Debug));
         assert_eq!(c.switch("bbml2", false), Ok(true));
         assert_eq!(c.switch("absent", true), Ok(true));
+    }
+
+    #[test]
+    fn unknown_words_are_listed() {
+        let c = CmdLine::parse("ktest contpte=off tyop=1 -- init args");
+        assert_eq!(
+            c.unknown(&["ktest", "contpte"]).collect::<Vec<_>>(),
+            ["tyop"]
+        );
     }
 
     #[test]

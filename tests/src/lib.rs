@@ -12,20 +12,22 @@
 //!   command and the last console lines: put it in every assertion message, so a failing
 //!   test shows what the kernel said.
 //!
-//! This crate never builds the kernel; `scripts/test.sh` does, then runs
+//! `scripts/test.sh` builds the test kernel and the initramfs, then runs
 //! `cargo test -p contkernel-tests` once per cell of the test matrix, describing the
-//! cell in environment variables that [`Machine::from_env`] reads:
+//! cell in environment variables that [`Machine::from_env`] reads. Run without them
+//! (a plain `cargo test` at the root), the harness builds the test kernel and the
+//! initramfs itself ([`kernel_elf`], [`initramfs`]) and runs the default cell:
 //!
 //! | variable             | meaning                                        | default |
 //! |----------------------|------------------------------------------------|------------------------------------------------------------|
-//! | `CONTKERNEL_ELF`     | kernel ELF (relative: from the workspace root) | `target/aarch64-unknown-none-softfloat/release/contkernel` |
+//! | `CONTKERNEL_ELF`     | kernel ELF (relative: from the workspace root) | the test build, built on first use |
 //! | `CONTKERNEL_CPU`     | QEMU `-cpu` model                              | `max` |
 //! | `CONTKERNEL_SMP`     | number of CPUs                                 | `1` |
 //! | `CONTKERNEL_GIC`     | GIC version, `2` or `3`                        | `2` |
 //! | `CONTKERNEL_EL`      | entry exception level, `1` or `2`              | `1` |
 //! | `CONTKERNEL_TIMEOUT` | seconds before QEMU is killed                  | `60` |
 //! | `CONTKERNEL_QEMU`    | QEMU binary                                    | `qemu-system-aarch64` |
-//! | `CONTKERNEL_INITRD`  | cpio initramfs to boot with (relative: from the workspace root) | none |
+//! | `CONTKERNEL_INITRD`  | cpio initramfs for the user-space tests (relative: from the workspace root) | built on first use |
 //! | `CONTKERNEL_APPEND`  | kernel command-line words for every boot (e.g. `contpte=off`) | none |
 //!
 //! Each QEMU may use several host threads and the machine has two cores, so run the
@@ -54,6 +56,8 @@ mod machine;
 mod outcome;
 pub mod protocol;
 
-pub use machine::{kernel_elf, workspace_root, BootError, Machine};
+pub use machine::{
+    initramfs, initrd_addr, kernel_elf, mem_bytes, workspace_root, BootError, Machine,
+};
 pub use outcome::Outcome;
 pub use protocol::{Banner, Panic};

@@ -12,6 +12,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -34,11 +35,105 @@ pub fn workspace_root() -> PathBuf {
 
 /// The kernel ELF to boot: `CONTKERNEL_ELF` if set (a relative path is taken from the
 /// workspace root, since `cargo test` runs tests in the crate's own directory), else the
-/// release build that `scripts/test.sh` produces under the workspace's `target/` directory.
+/// test build (`--features ktest`), built here on first use — what `scripts/test.sh`
+/// builds too, so that a plain `cargo test` at the root boots the right kernel.
 pub fn kernel_elf() -> PathBuf {
-    let path = env_value("CONTKERNEL_ELF")
-        .unwrap_or_else(|| "target/aarch64-unknown-none-softfloat/release/contkernel".into());
-    workspace_root().join(path)
+    if let Some(path) = env_value("CONTKERNEL_ELF") {
+        return workspace_root().join(path);
+    }
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let dir = root.join("target/ktest");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(&root)
+                .args([
+                    "build",
+                    "-q",
+                    "--release",
+                    "-p",
+                    "contkernel",
+                    "--features",
+                    "ktest",
+                ])
+                .args(["--target", KERNEL_TARGET, "--target-dir"])
+                .arg(&dir)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run cargo to build the kernel: {e}"));
+            assert!(status.success(), "building the test kernel failed");
+            dir.join(KERNEL_TARGET).join("release/contkernel")
+        })
+        .clone()
+}
+
+/// The kernel's target triple.
+const KERNEL_TARGET: &str = "aarch64-unknown-none-softfloat";
+
+/// The initramfs of the user programs: `CONTKERNEL_INITRD` if set, else built here on
+/// first use with `scripts/initramfs.sh` (with the glibc program when its compiler is
+/// there).
+pub fn initramfs() -> PathBuf {
+    if let Some(path) = env_value("CONTKERNEL_INITRD") {
+        return workspace_root().join(path);
+    }
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let out = root.join("target/ktest/initramfs.cpio");
+            let mut cmd = Command::new("bash");
+            cmd.current_dir(&root)
+                .arg("scripts/initramfs.sh")
+                .arg(&out)
+                .stdout(Stdio::null());
+            if Command::new("aarch64-linux-gnu-gcc")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                cmd.arg("--with-c");
+            }
+            let status = cmd
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run scripts/initramfs.sh: {e}"));
+            assert!(status.success(), "scripts/initramfs.sh failed");
+            out
+        })
+        .clone()
+}
+
+/// Where RAM starts on QEMU `virt`.
+pub const RAM_BASE: u64 = 0x4000_0000;
+
+/// Bytes of a memory size in QEMU's `-m` syntax: a number with an optional suffix
+/// K, M (the default), G or T.
+pub fn mem_bytes(mem: &str) -> Option<u64> {
+    let mem = mem.trim();
+    let (digits, unit) = match mem.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => mem.split_at(i),
+        None => (mem, "M"),
+    };
+    let shift = match unit {
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Where an initramfs of `size` bytes goes in `mem` bytes of RAM: at the top, 2 MiB
+/// aligned, so the rest of RAM stays one block whatever its size. None if it does not
+/// fit above the first 32 MiB (DTB, kernel image, frame metadata).
+pub fn initrd_addr(mem: u64, size: u64) -> Option<u64> {
+    const ALIGN: u64 = 2 << 20;
+    let top = RAM_BASE.checked_add(mem)?;
+    let addr = top.checked_sub(size.checked_next_multiple_of(ALIGN)?)? & !(ALIGN - 1);
+    (addr >= RAM_BASE + (32 << 20)).then_some(addr)
 }
 
 /// One QEMU `virt` machine to boot the kernel on: a builder.
@@ -71,14 +166,11 @@ pub struct Machine {
     pub extra: Vec<String>,
     /// The QEMU binary.
     pub qemu: String,
-    /// A cpio "newc" initramfs, placed in RAM at [`INITRD_ADDR`] by QEMU's generic
-    /// loader and announced to the kernel as `initrd=ADDR,SIZE` (an ELF kernel gets no
-    /// `-initrd`).
+    /// A cpio "newc" initramfs, placed at the top of RAM ([`initrd_addr`]) by QEMU's
+    /// generic loader and announced to the kernel as `initrd=ADDR,SIZE` (an ELF kernel
+    /// gets no `-initrd`).
     pub initrd: Option<PathBuf>,
 }
-
-/// Where the initramfs goes: 128 MiB into RAM, above the kernel and its frame metadata.
-pub const INITRD_ADDR: u64 = 0x4800_0000;
 
 impl Machine {
     /// A machine booting `kernel` with the defaults: `-cpu max`, one CPU, 1 GiB, GICv2,
@@ -252,14 +344,19 @@ impl Machine {
         args.push(self.kernel.clone().into_os_string());
         let mut append = self.append.clone();
         if let Some(initrd) = &self.initrd {
-            // A missing file shows up as QEMU's own error; its size here is then 0.
+            // A missing file shows up as QEMU's own error; its size here is then 0. A
+            // memory size too small for it (or unreadable) puts it at RAM's base, which
+            // the kernel refuses with a clear message.
             let size = std::fs::metadata(initrd).map_or(0, |m| m.len());
+            let addr = mem_bytes(&self.mem)
+                .and_then(|mem| initrd_addr(mem, size))
+                .unwrap_or(RAM_BASE);
             let mut loader = OsString::from("loader,file=");
             loader.push(initrd);
-            loader.push(format!(",addr={INITRD_ADDR:#x},force-raw=on"));
+            loader.push(format!(",addr={addr:#x},force-raw=on"));
             args.push("-device".into());
             args.push(loader);
-            append = format!("initrd={INITRD_ADDR:#x},{size} {append}")
+            append = format!("initrd={addr:#x},{size} {append}")
                 .trim_end()
                 .to_string();
         }
@@ -349,9 +446,8 @@ impl fmt::Display for BootError {
         match self {
             BootError::KernelMissing(path) => write!(
                 f,
-                "kernel ELF not found at {}: this crate does not build the kernel; run \
-                 scripts/test.sh (it builds the kernel, then runs these tests for each \
-                 matrix cell), or point CONTKERNEL_ELF at a built kernel",
+                "kernel ELF not found at {}: CONTKERNEL_ELF names a kernel that is not \
+                 built (unset it to have the test kernel built, or run scripts/test.sh)",
                 path.display()
             ),
             BootError::Spawn { qemu, error } => write!(
@@ -440,6 +536,31 @@ fn shell_quote(word: &str) -> String {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod placement {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_read_as_qemu_does() {
+        assert_eq!(mem_bytes("1G"), Some(1 << 30));
+        assert_eq!(mem_bytes("128M"), Some(128 << 20));
+        assert_eq!(mem_bytes("512"), Some(512 << 20));
+        assert_eq!(mem_bytes("2x"), None);
+        assert_eq!(mem_bytes(""), None);
+    }
+
+    #[test]
+    fn the_initramfs_sits_at_the_top_of_ram() {
+        assert_eq!(initrd_addr(1 << 30, 5 << 20), Some(0x8000_0000 - (6 << 20)));
+        assert_eq!(initrd_addr(128 << 20, 1), Some(0x4800_0000 - (2 << 20)));
+        assert_eq!(
+            initrd_addr(64 << 20, 40 << 20),
+            None,
+            "no room above 32 MiB"
+        );
     }
 }
 

@@ -27,15 +27,12 @@ const PROGRAMS: [&str; 11] = [
 #[test]
 fn scenario_programs_pass_and_every_frame_returns() {
     let m = Machine::from_env();
-    let initrd = m
-        .initrd
-        .clone()
-        .expect("CONTKERNEL_INITRD names the initramfs (scripts/test.sh builds it)");
-    assert!(
-        initrd.exists(),
-        "no initramfs at {}: run scripts/test.sh",
-        initrd.display()
-    );
+    let initrd = m.initrd.clone().unwrap_or_else(contkernel_tests::initramfs);
+    assert!(initrd.exists(), "no initramfs at {}", initrd.display());
+    let m = Machine {
+        initrd: Some(initrd),
+        ..m
+    };
     let out = m.boot();
     assert!(!out.timed_out, "the programs did not finish in time{out}");
     assert!(!out.panicked(), "the kernel panicked{out}");

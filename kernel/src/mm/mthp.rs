@@ -174,6 +174,19 @@ pub enum ThpAnonError<'a> {
     BadState(&'a str),
 }
 
+impl core::fmt::Display for ThpAnonError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoState(g) => write!(f, "`{g}` has no `:always|inherit|madvise|never`"),
+            Self::BadSize(s) => write!(f, "`{s}` is not a size from 16K to 2M"),
+            Self::BadRange(r) => write!(f, "`{r}` runs from a larger size to a smaller one"),
+            Self::BadState(s) => {
+                write!(f, "`{s}` is not always, inherit, madvise or never")
+            }
+        }
+    }
+}
+
 /// The anonymous THP policy: the top-level setting and one setting per mTHP order,
 /// each an atomic so that sysfs writes take effect on the next fault without a lock.
 pub struct Policy {
