@@ -77,7 +77,8 @@ boot() {
     fi
     say "-cpu $cpu -smp $smp: seeds $* ($ops ops each)"
     local status=0
-    timeout -k 5 "$t" "${cmd[@]}" </dev/null >"$log" 2>&1 || status=$?
+    timeout -k 5 "$t" "${cmd[@]}" </dev/null 2>&1 | tr -d '\r' >"$log"
+    status=${PIPESTATUS[0]}
     local bad=0 why=""
     if [ "$status" = 124 ] || [ "$status" = 137 ]; then why="timed out after ${t}s"; bad=1
     elif grep -aq 'panic on cpu\|Kernel panic' "$log"; then why="kernel panic"; bad=1

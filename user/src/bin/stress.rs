@@ -1,4 +1,4 @@
-//! `stress [SEED [OPS]]`: a randomized attack on the address space, checked byte for
+//! `stress [SEED [OPS [v]]]`: a randomized attack on the address space, checked byte for
 //! byte against a shadow of what every page must hold, and call for call against the
 //! results Linux gives.
 //!
@@ -26,7 +26,8 @@
 //!
 //! A mismatch prints the seed, the operation, the address, the expected and actual
 //! bytes and the recent operations over that address, and exits 1; the first process
-//! prints `stress: seed S: N ops in T ms, R ops/s` and `stress: seed S passed`.
+//! prints `stress: seed S: N ops in T ms, R ops/s` and `stress: seed S passed`. With
+//! `v` every operation is printed as it is done (for a process killed by a fault).
 #![no_std]
 #![no_main]
 
@@ -211,7 +212,7 @@ struct Entry {
     ret: isize,
 }
 
-const HISTORY: usize = 128;
+const HISTORY: usize = 1024;
 
 /// What the mTHP switches take (the top-level one all but `inherit`).
 const POLICY_VALUES: [&str; 4] = ["always", "never", "inherit", "madvise"];
@@ -308,6 +309,8 @@ struct Stress {
     children: [usize; MAX_CHILDREN],
     /// Whether the mTHP switches are writable (false after the first refusal).
     policy_ok: bool,
+    /// Print every operation as it is done (third argument `v`).
+    verbose: bool,
 }
 
 /// What went wrong: printed by `fail`, then the process exits 1.
@@ -355,6 +358,7 @@ impl Stress {
             next_entry: 0,
             children: [0; MAX_CHILDREN],
             policy_ok: true,
+            verbose: false,
         }
     }
 
@@ -372,6 +376,9 @@ impl Stress {
             arg,
             ret,
         };
+        if self.verbose {
+            println!("stress: {e}");
+        }
         self.history[self.next_entry % HISTORY] = Some(e);
         self.next_entry += 1;
         e
@@ -831,6 +838,15 @@ impl Stress {
         self.check(0, ARENA_PAGES)
     }
 
+    /// Which write of which process (pids near this one, writes up to a few thousand
+    /// past this process's count) put `value` at `addr`, if any: names the side a
+    /// leak came from.
+    fn whose(&self, addr: usize, value: u64) -> Option<(u64, u64)> {
+        let pids = (self.pid as u64).saturating_sub(32)..self.pid as u64 + 32;
+        pids.flat_map(|pid| (1..self.writes + 4096).map(move |w| (pid, w)))
+            .find(|&(pid, w)| word(self.seed, pid << 24 | w, addr) == value)
+    }
+
     /// Prints what went wrong with the history of the address.
     fn report(&self, f: &Failure) {
         let head = |what: fmt::Arguments<'_>| {
@@ -853,6 +869,11 @@ impl Stress {
                     actual.to_le_bytes()
                 ));
                 addr = Some(*a);
+                if let Some((pid, w)) = self.whose(*a, *actual) {
+                    println!(
+                        "stress:   the actual bytes are write {w} of pid {pid} at this address"
+                    );
+                }
             }
             Failure::Call { what, expected } => {
                 let want = match sys_result(*expected) {
@@ -914,6 +935,7 @@ fn main(args: &rt::Args) -> i32 {
     thp::mount_pseudo_fs();
     let policy = thp::Policy::save().ok();
     let mut s = Stress::new(seed, ops);
+    s.verbose = args.str(3) == Some("v");
     let root = s.pid;
     let start = time::now_ns();
     let r = s.run();
