@@ -98,7 +98,7 @@ boot() {
     if [ "$bad" = 1 ]; then
         boots_failed=$((boots_failed + 1))
         echo "---- -cpu $cpu seeds $*${why:+: $why}"
-        grep -aE 'MISMATCH|^stress:  |panic|fault:|audit|frames not returned|init: stress' "$log" | head -n 60
+        grep -aE 'MISMATCH|^stress:  |FAILED at op|panic|fault:|audit|killed|frames not returned|init: stress' "$log" | head -n 60
         [ -n "$why" ] && tail -n 20 "$log"
         echo "----"
     fi
@@ -115,7 +115,7 @@ done
 
 rate=0
 [ "$total_ms" -gt 0 ] && rate=$((total_ops * 1000 / total_ms))
-echo "stress: $total_ops ops in $total_ms ms of program time: $rate ops/s"
+echo "stress: $total_ops ops in $total_ms ms of program time in the seeds that passed: $rate ops/s"
 if [ "${#failed_seeds[@]}" -gt 0 ] || [ "$boots_failed" -gt 0 ]; then
     echo "stress: failed seeds (cpu:seed): ${failed_seeds[*]:-none}"
     exit 1

@@ -26,7 +26,8 @@
 //!
 //! A mismatch prints the seed, the operation, the address, the expected and actual
 //! bytes and the recent operations over that address, and exits 1; the first process
-//! prints `stress: seed S: N ops in T ms, R ops/s` and `stress: seed S passed`. With
+//! prints `stress: seed S: N ops in T ms, R ops/s, F forks here` and `stress: seed S
+//! passed` (or `stress: seed S FAILED at op N`). With
 //! `v` every operation is printed as it is done (for a process killed by a fault).
 #![no_std]
 #![no_main]
@@ -952,16 +953,16 @@ fn main(args: &rt::Args) -> i32 {
         }
     }
     let ms = ((time::now_ns() - start) / 1_000_000).max(1) as u64;
-    println!(
-        "stress: seed {seed}: {ops} ops in {ms} ms, {} ops/s, {} forks here",
-        ops * 1000 / ms,
-        s.forks
-    );
     if r.is_ok() {
+        println!(
+            "stress: seed {seed}: {ops} ops in {ms} ms, {} ops/s, {} forks here",
+            ops * 1000 / ms,
+            s.forks
+        );
         println!("stress: seed {seed} passed");
         0
     } else {
-        println!("stress: seed {seed} FAILED");
+        println!("stress: seed {seed} FAILED at op {} after {ms} ms", s.op);
         1
     }
 }
