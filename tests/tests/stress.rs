@@ -36,6 +36,7 @@ fn stress(seed: u32) {
         !out.panicked(),
         "the kernel panicked under seed {seed}{out}"
     );
+    // Indented: scripts/test.sh shows a failing test's lines that start with blanks.
     let mismatch: Vec<&str> = out
         .lines()
         .into_iter()
@@ -46,8 +47,8 @@ fn stress(seed: u32) {
         out.lines()
             .contains(&format!("stress: seed {seed} passed").as_str())
             && out.console.contains(&format!("init: {prog} exited 0")),
-        "stress seed {seed} failed:\n{}{out}",
-        mismatch.join("\n")
+        "stress seed {seed} failed:\n    {}{out}",
+        mismatch.join("\n    ")
     );
     assert!(
         out.console.contains("frames not returned: 0"),
