@@ -13,7 +13,8 @@
 //! aligned, some PROT_READ or PROT_NONE, some MAP_POPULATE, some MAP_FIXED over
 //! whatever is there), munmap, mprotect (including read-only and back to
 //! read-write, the copy-on-write trap after fork), MADV_DONTNEED, MADV_FREE,
-//! MADV_HUGEPAGE / NOHUGEPAGE, mincore, the per-size mTHP switches, writes and reads
+//! MADV_HUGEPAGE / NOHUGEPAGE, mincore, the per-size mTHP switches, the deferred-split
+//! shrinker, writes and reads
 //! of page ranges straddling 64 KiB and 2 MiB boundaries, and fork. A child takes
 //! half of the remaining operations with its own stream of the seed, checks every
 //! page it inherited, and neither side's later writes may show in the other (each
@@ -181,6 +182,7 @@ enum Kind {
     Write,
     Read,
     Policy,
+    Shrink,
     Fork,
 }
 
@@ -196,6 +198,7 @@ impl Kind {
             Kind::Write => "write",
             Kind::Read => "read",
             Kind::Policy => "policy",
+            Kind::Shrink => "shrink",
             Kind::Fork => "fork",
         }
     }
@@ -246,7 +249,7 @@ impl fmt::Display for Entry {
                 return write!(f, ": this is the child of pid {}", self.arg)
             }
             Kind::Fork => return write!(f, ": child pid {}", self.arg),
-            Kind::Policy => {}
+            Kind::Policy | Kind::Shrink => {}
             _ => write!(f, " {:#x}..{:#x}", a, a + self.pages * PAGE)?,
         }
         match self.kind {
@@ -310,6 +313,10 @@ struct Stress {
     children: [usize; MAX_CHILDREN],
     /// Whether the mTHP switches are writable (false after the first refusal).
     policy_ok: bool,
+    /// The shrinker of the deferred-split queue (contkernel:
+    /// transparent_hugepage/shrink_deferred; Linux: vm/drop_caches = 2, which runs
+    /// every shrinker), None from the first refusal on.
+    shrinker: Option<(&'static core::ffi::CStr, &'static [u8])>,
     /// Print every operation as it is done (third argument `v`).
     verbose: bool,
 }
@@ -359,6 +366,11 @@ impl Stress {
             next_entry: 0,
             children: [0; MAX_CHILDREN],
             policy_ok: true,
+            shrinker: Some(if thp::on_contkernel() {
+                (c"/sys/kernel/mm/transparent_hugepage/shrink_deferred", b"1")
+            } else {
+                (c"/proc/sys/vm/drop_caches", b"2")
+            }),
             verbose: false,
         }
     }
@@ -733,6 +745,21 @@ impl Stress {
         Ok(())
     }
 
+    /// Runs the deferred-split shrinker now: folios cut by munmap, MADV_DONTNEED or
+    /// copy-on-write are split while other processes fault, copy and unmap.
+    fn op_shrink(&mut self) -> Result<(), Failure> {
+        let Some((path, value)) = self.shrinker else {
+            return Ok(());
+        };
+        let r = fs::write_file(path, value);
+        self.log(Kind::Shrink, 0, 0, 0, raw(r));
+        if r.is_err() {
+            println!("stress: {path:?}: {r:?}: not running the shrinker");
+            self.shrinker = None;
+        }
+        Ok(())
+    }
+
     /// Forks a child that takes half of the operations left, with its own stream.
     fn op_fork(&mut self) -> Result<(), Failure> {
         self.reap(WNOHANG)?;
@@ -819,6 +846,7 @@ impl Stress {
             53..=55 => self.op_policy(),
             56..=58 => self.op_fork(),
             59..=79 => self.op_write(),
+            80..=81 => self.op_shrink(),
             _ => self.op_read(),
         }
     }
