@@ -68,3 +68,49 @@ build_kernel() {
 qemu_cmd() {
     (cd "$ROOT" && QEMU="$QEMU" cargo run -q --release -p contkernel-tests --bin qemu-cmd -- "$@")
 }
+
+# Linux as a peer: Debian trixie's arm64 kernel (linux-image-6.12*-arm64-unsigned, an
+# uncompressed Image with CONFIG_ARM64_CONTPTE and THP), fetched with apt's own client
+# and a throw-away configuration (no change to the host's apt state), cached under
+# target/linux/. linux_image prints the Image's path.
+LINUX_DIR="$ROOT/target/linux"
+LINUX_SUITE=${LINUX_SUITE:-trixie}
+LINUX_MIRROR=${LINUX_MIRROR:-http://deb.debian.org/debian}
+
+linux_image() {
+    local image="$LINUX_DIR/Image"
+    if [ -f "$image" ]; then echo "$image"; return 0; fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: it fetches the Linux kernel package"
+    command -v dpkg >/dev/null 2>&1 || die "dpkg not found: it unpacks the Linux kernel package"
+    local tmp; tmp=$(mktemp -d)
+    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/etc/preferences.d" "$LINUX_DIR"
+    echo "deb $LINUX_MIRROR $LINUX_SUITE main" > "$tmp/sources.list"
+    local opts=(-oAPT::Architecture=arm64 -oAPT::Architectures=arm64
+                -oDir::State::Lists="$tmp/lists" -oDir::State::Status=/dev/null
+                -oDir::Etc::SourceList="$tmp/sources.list" -oDir::Etc::SourceParts="$tmp/none"
+                -oDir::Etc::Preferences="$tmp/etc/preferences" -oDir::Etc::PreferencesParts="$tmp/etc/preferences.d"
+                -oDir::Cache="$tmp/cache" -oDebug::NoLocking=1 -oAcquire::Languages=none -oAPT::Sandbox::User=root)
+    say "apt-get update ($LINUX_SUITE, arm64, temporary lists)"
+    apt-get "${opts[@]}" update -qq >&2 || { rm -rf "$tmp"; die "apt-get update for $LINUX_SUITE failed"; }
+    local pkg
+    pkg=$(apt-cache "${opts[@]}" pkgnames linux-image-6.12 | grep -E '^linux-image-6\.12\.[0-9]+\+deb[0-9]+-arm64-unsigned$' | sort -V | tail -n 1)
+    [ -n "$pkg" ] || { rm -rf "$tmp"; die "no linux-image-6.12*-arm64-unsigned in $LINUX_SUITE"; }
+    say "apt-get download $pkg"
+    (cd "$tmp" && apt-get "${opts[@]}" download "$pkg" >&2) || { rm -rf "$tmp"; die "apt-get download $pkg failed"; }
+    dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/x" || { rm -rf "$tmp"; die "dpkg -x failed"; }
+    local vmlinuz; vmlinuz=$(ls "$tmp"/x/boot/vmlinuz-* | head -n 1)
+    [ -f "$vmlinuz" ] || { rm -rf "$tmp"; die "no /boot/vmlinuz-* in $pkg"; }
+    cp "$vmlinuz" "$image.tmp" && mv "$image.tmp" "$image"
+    echo "$pkg" > "$LINUX_DIR/package"
+    rm -rf "$tmp"
+    echo "$image"
+}
+
+# linux_qemu_cmd IMAGE CPU SMP MEM INITRD ARGS: the QEMU command line booting Linux
+# with INITRD as its initramfs and ARGS for /init, one word per line.
+linux_qemu_cmd() {
+    local image=$1 cpu=$2 smp=$3 mem=$4 initrd=$5 args=$6
+    printf '%s\n' "$QEMU" -M virt -cpu "$cpu" -smp "$smp" -m "$mem" -nographic -monitor none \
+        -serial stdio -no-reboot -kernel "$image" -initrd "$initrd" \
+        -append "console=ttyAMA0 quiet panic=-1 rdinit=/init${args:+ -- $args}"
+}

@@ -5,7 +5,7 @@
 # "N passed, N failed"; non-zero exit on any failure.
 #
 #   scripts/test.sh            everything
-#   scripts/test.sh --quick    host tests plus one matrix cell (max, 4 CPUs, GICv3, EL1, contpte=on)
+#   scripts/test.sh --quick    host tests plus one cell of each kind (max, 4 CPUs, GICv3, EL1, contpte=on)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -82,6 +82,15 @@ for cell in "${ucells[@]}"; do
     CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=3 CONTKERNEL_INITRD=$INITRD CONTKERNEL_APPEND="contpte=$mode cow=$cow" \
         run_tests "user: -cpu $cpu -smp $smp contpte=$mode cow=$cow" \
         cargo test -q -p contkernel-tests --test user
+done
+
+# The randomized address-space test (user/src/bin/stress.rs) for the fixed seeds of
+# tests/tests/stress.rs, one boot per seed, on both CPU models with 4 CPUs.
+if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
+for cpu in "${scells[@]}"; do
+    CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=4 CONTKERNEL_GIC=3 CONTKERNEL_INITRD=$INITRD CONTKERNEL_APPEND="contpte=on" \
+        run_tests "stress: -cpu $cpu -smp 4 fixed seeds" \
+        cargo test -q -p contkernel-tests --test stress -- --test-threads=2
 done
 
 run_tests "qemu: contpte benchmark (work per call)" \

@@ -4,7 +4,8 @@
 //! `N passed, N failed`, counting programs (passed = exited 0). As pid 1 it then
 //! powers the machine off; run as any other pid (a check on a host) it exits with 0
 //! only if every program passed. The environment variable `BIN_DIR` replaces `/bin`
-//! (for such host checks).
+//! (for such host checks). A name may carry arguments after colons:
+//! `stress:7:2000` runs `/bin/stress 7 2000`.
 #![no_std]
 #![no_main]
 
@@ -67,18 +68,29 @@ fn bin_path(args: &rt::Args, name: &str) -> Text<256> {
     ))
 }
 
-/// Runs /bin/<name> with argv = [path] and init's environment; true if it exited 0.
+/// Runs /bin/<name> with argv = [path, the words after colons in `name`] and init's
+/// environment; true if it exited 0.
 fn run(args: &rt::Args, name: &str) -> bool {
-    let mut path = bin_path(args, name);
+    let mut words = name.split(':');
+    let mut path = bin_path(args, words.next().unwrap_or(name));
     let path = path.as_cstr();
+    let mut argv_text: [Text<32>; 8] = Default::default();
+    let n = words
+        .zip(argv_text.iter_mut())
+        .map(|(w, t)| *t = Text::from_fmt(format_args!("{w}")))
+        .count();
     let child = proc::spawn(|| {
+        let mut argv = [path; 9];
+        for (slot, t) in argv[1..].iter_mut().zip(argv_text.iter_mut().take(n)) {
+            *slot = t.as_cstr();
+        }
         let mut env = [c""; proc::EXEC_MAX_STRINGS];
-        let n = args
+        let k = args
             .env()
             .zip(env.iter_mut())
             .map(|(e, slot)| *slot = e)
             .count();
-        let e = execve(path, &[path], &env[..n]);
+        let e = execve(path, &argv[..=n], &env[..k]);
         println!("init: execve {}: {e}", path.to_str().unwrap_or("?"));
         127
     });

@@ -1,0 +1,996 @@
+//! `stress [SEED [OPS [v]]]`: a randomized attack on the address space, checked byte for
+//! byte against a shadow of what every page must hold, and call for call against the
+//! results Linux gives.
+//!
+//! All mappings live in one arena of [`ARENA_PAGES`] pages at a fixed address, placed
+//! with MAP_FIXED_NOREPLACE (or MAP_FIXED over what is there), so the shadow is one
+//! word per page indexed by address ([`Page`]): mapped or not, the protection, a
+//! MADV_FREE mark, and the tag of the last write (writer pid and a per-process
+//! counter). A page's content is a function of its tag and of the address, so it is
+//! regenerated to check, never stored. Tag 0 is zero-filled.
+//!
+//! The operations, drawn from the seed: mmap of 4 KiB..8 MiB (some 64 KiB or 2 MiB
+//! aligned, some PROT_READ or PROT_NONE, some MAP_POPULATE, some MAP_FIXED over
+//! whatever is there), munmap, mprotect (including read-only and back to
+//! read-write, the copy-on-write trap after fork), MADV_DONTNEED, MADV_FREE,
+//! MADV_HUGEPAGE / NOHUGEPAGE, mincore, the per-size mTHP switches, the deferred-split
+//! shrinker, writes and reads
+//! of page ranges straddling 64 KiB and 2 MiB boundaries, and fork. A child takes
+//! half of the remaining operations with its own stream of the seed, checks every
+//! page it inherited, and neither side's later writes may show in the other (each
+//! checks its own shadow, and a parent checks everything again after a child exits).
+//!
+//! Expected results are Linux 6.12's: munmap is 0 even over holes; mprotect over a
+//! hole applies up to the hole and returns ENOMEM; madvise over a hole applies to the
+//! mapped parts and returns ENOMEM; mincore over a hole is ENOMEM; a written page is
+//! resident; after MADV_FREE a page holds its old data or zeros until written.
+//!
+//! A mismatch prints the seed, the operation, the address, the expected and actual
+//! bytes and the recent operations over that address, and exits 1; the first process
+//! prints `stress: seed S: N ops in T ms, R ops/s, F forks here` and `stress: seed S
+//! passed` (or `stress: seed S FAILED at op N`). With
+//! `v` every operation is printed as it is done (for a process killed by a fault).
+#![no_std]
+#![no_main]
+
+use core::fmt;
+use rt::fs;
+use rt::mm::{self, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, PAGE};
+use rt::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE};
+use rt::mm::{PROT_NONE, PROT_READ, PROT_WRITE};
+use rt::println;
+use rt::proc::{self, WaitStatus, WNOHANG};
+use rt::thp;
+use rt::time;
+use rt::Errno;
+
+rt::entry!(main);
+
+/// The arena: 256 MiB of address space at 128 GiB (2 MiB aligned, far from the image,
+/// the heap and the stack on both kernels).
+const ARENA: usize = 0x20_0000_0000;
+const ARENA_PAGES: usize = 65536;
+/// At most this many pages mapped per process (64 MiB).
+const MAX_MAPPED: usize = 16384;
+/// Longest mmap: 8 MiB.
+const MAX_MAP_PAGES: usize = 2048;
+/// Longest write or read: 512 KiB.
+const MAX_IO_PAGES: usize = 128;
+/// Pages per 64 KiB and per 2 MiB.
+const CONT_PAGES: usize = 16;
+const PMD_PAGES: usize = 512;
+/// Fork depth (the first process is depth 0) and live children per process.
+const MAX_DEPTH: u32 = 2;
+const MAX_CHILDREN: usize = 2;
+const DEFAULT_SEED: u64 = 1;
+const DEFAULT_OPS: u64 = 2000;
+
+/// One page of the shadow, packed in a u64: bit 0 readable, bit 1 writable, bit 2
+/// mapped, bit 3 lazily freed (MADV_FREE, not written since), bits 8..63 the tag of
+/// the content (0: zeros).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Page(u64);
+
+impl Page {
+    const UNMAPPED: Page = Page(0);
+    const MAPPED: u64 = 4;
+    const LAZY: u64 = 8;
+
+    fn new(prot: usize) -> Page {
+        Page(Self::MAPPED | (prot as u64 & 3))
+    }
+    fn mapped(self) -> bool {
+        self.0 & Self::MAPPED != 0
+    }
+    fn prot(self) -> usize {
+        (self.0 & 3) as usize
+    }
+    fn readable(self) -> bool {
+        self.mapped() && self.prot() & PROT_READ != 0
+    }
+    fn writable(self) -> bool {
+        self.mapped() && self.prot() & PROT_WRITE != 0
+    }
+    fn lazy(self) -> bool {
+        self.0 & Self::LAZY != 0
+    }
+    fn tag(self) -> u64 {
+        self.0 >> 8
+    }
+    fn with_prot(self, prot: usize) -> Page {
+        Page((self.0 & !3) | (prot as u64 & 3))
+    }
+    fn with_tag(self, tag: u64) -> Page {
+        Page((self.0 & 0xff & !Self::LAZY) | (tag << 8))
+    }
+    fn freed(self) -> Page {
+        if self.tag() == 0 {
+            self
+        } else {
+            Page(self.0 | Self::LAZY)
+        }
+    }
+}
+
+impl fmt::Display for Page {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.mapped() {
+            return f.write_str("unmapped");
+        }
+        let p = self.prot();
+        let prot = ["none", "r", "w", "rw"][p];
+        write!(
+            f,
+            "{prot} tag {:#x} (writer pid {}, write {}){}",
+            self.tag(),
+            self.tag() >> 24,
+            self.tag() & 0xff_ffff,
+            if self.lazy() { " lazyfree" } else { "" }
+        )
+    }
+}
+
+/// The 8 bytes at `addr` (8-aligned) of a page whose tag is `tag`.
+fn word(seed: u64, tag: u64, addr: usize) -> u64 {
+    if tag == 0 {
+        return 0;
+    }
+    let mut z = seed ^ tag.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ (addr as u64 >> 3);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31) | 1
+}
+
+/// xoshiro-style generator: splitmix64, enough for choosing operations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, n).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    /// Uniform in [lo, hi].
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below(hi - lo + 1)
+    }
+    /// 1..=max, each power of two as likely as the next (many short, some long).
+    fn log_len(&mut self, max: usize) -> usize {
+        let bits = usize::BITS - max.leading_zeros();
+        let top = 1usize << self.below(bits as usize);
+        self.range(top, (2 * top - 1).min(max))
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Mmap,
+    MmapFixed,
+    Munmap,
+    Mprotect,
+    Madvise,
+    Mincore,
+    Write,
+    Read,
+    Policy,
+    Shrink,
+    Fork,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mmap => "mmap",
+            Kind::MmapFixed => "mmap(MAP_FIXED)",
+            Kind::Munmap => "munmap",
+            Kind::Mprotect => "mprotect",
+            Kind::Madvise => "madvise",
+            Kind::Mincore => "mincore",
+            Kind::Write => "write",
+            Kind::Read => "read",
+            Kind::Policy => "policy",
+            Kind::Shrink => "shrink",
+            Kind::Fork => "fork",
+        }
+    }
+}
+
+/// One entry of the history: what was done to [first, first + pages).
+#[derive(Clone, Copy)]
+struct Entry {
+    op: u64,
+    pid: u32,
+    kind: Kind,
+    first: usize,
+    pages: usize,
+    arg: usize,
+    ret: isize,
+}
+
+const HISTORY: usize = 1024;
+
+/// What the mTHP switches take (the top-level one all but `inherit`).
+const POLICY_VALUES: [&str; 4] = ["always", "never", "inherit", "madvise"];
+
+fn advice_name(a: usize) -> &'static str {
+    match a {
+        MADV_DONTNEED => "DONTNEED",
+        MADV_FREE => "FREE",
+        MADV_HUGEPAGE => "HUGEPAGE",
+        MADV_NOHUGEPAGE => "NOHUGEPAGE",
+        _ => "?",
+    }
+}
+
+fn prot_name(p: usize) -> &'static str {
+    [
+        "PROT_NONE",
+        "PROT_READ",
+        "PROT_WRITE",
+        "PROT_READ|PROT_WRITE",
+    ][p & 3]
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = ARENA + self.first * PAGE;
+        write!(f, "op {} pid {}: {}", self.op, self.pid, self.kind.name())?;
+        match self.kind {
+            Kind::Fork if self.ret == 0 => {
+                return write!(f, ": this is the child of pid {}", self.arg)
+            }
+            Kind::Fork => return write!(f, ": child pid {}", self.arg),
+            Kind::Policy | Kind::Shrink => {}
+            _ => write!(f, " {:#x}..{:#x}", a, a + self.pages * PAGE)?,
+        }
+        match self.kind {
+            Kind::Mmap | Kind::MmapFixed => write!(
+                f,
+                " {}{}",
+                prot_name(self.arg),
+                if self.arg & MAP_POPULATE != 0 {
+                    " MAP_POPULATE"
+                } else {
+                    ""
+                }
+            )?,
+            Kind::Mprotect => write!(f, " {}", prot_name(self.arg))?,
+            Kind::Madvise => write!(f, " MADV_{}", advice_name(self.arg))?,
+            Kind::Write => write!(f, " write {}", self.arg)?,
+            Kind::Policy if self.arg >> 4 == 0 => {
+                write!(f, " enabled {}", POLICY_VALUES[self.arg & 3])?
+            }
+            Kind::Policy => write!(
+                f,
+                " hugepages-{}kB {}",
+                self.arg >> 4,
+                POLICY_VALUES[self.arg & 3]
+            )?,
+            _ => {}
+        }
+        match sys_result(self.ret) {
+            Ok(v) => write!(f, " = {v:#x}"),
+            Err(e) => write!(f, " = {e}"),
+        }
+    }
+}
+
+fn sys_result(ret: isize) -> Result<usize, Errno> {
+    rt::sys::result(ret)
+}
+
+fn raw(r: Result<usize, Errno>) -> isize {
+    match r {
+        Ok(v) => v as isize,
+        Err(e) => -(e.0 as isize),
+    }
+}
+
+/// The state of one process: its shadow, its history, its random stream.
+struct Stress {
+    seed: u64,
+    rng: Rng,
+    /// Operations done by this process, and left for it to do.
+    op: u64,
+    left: u64,
+    pid: u32,
+    depth: u32,
+    writes: u64,
+    forks: u64,
+    mapped: usize,
+    shadow: &'static mut [Page],
+    history: [Option<Entry>; HISTORY],
+    next_entry: usize,
+    children: [usize; MAX_CHILDREN],
+    /// Whether the mTHP switches are writable (false after the first refusal).
+    policy_ok: bool,
+    /// The shrinker of the deferred-split queue (contkernel:
+    /// transparent_hugepage/shrink_deferred; Linux: vm/drop_caches = 2, which runs
+    /// every shrinker), None from the first refusal on.
+    shrinker: Option<(&'static core::ffi::CStr, &'static [u8])>,
+    /// Print every operation as it is done (third argument `v`).
+    verbose: bool,
+}
+
+/// What went wrong: printed by `fail`, then the process exits 1.
+enum Failure {
+    Data {
+        addr: usize,
+        expected: u64,
+        actual: u64,
+        page: Page,
+    },
+    Call {
+        what: Entry,
+        expected: isize,
+    },
+    Child {
+        pid: usize,
+        status: WaitStatus,
+    },
+    Fork(Errno),
+    Resident {
+        addr: usize,
+        page: Page,
+    },
+}
+
+impl Stress {
+    fn new(seed: u64, ops: u64) -> Stress {
+        let bytes = ARENA_PAGES * core::mem::size_of::<Page>();
+        let addr = mm::map_anon(bytes, PROT_READ | PROT_WRITE, 0).expect("mmap of the shadow");
+        // SAFETY: a fresh zero-filled private mapping of ARENA_PAGES words that
+        // nothing else references and that is never unmapped; Page(0) is UNMAPPED.
+        let shadow = unsafe { core::slice::from_raw_parts_mut(addr as *mut Page, ARENA_PAGES) };
+        Stress {
+            seed,
+            rng: Rng(seed ^ 0x5eed_0000_0000_0000),
+            op: 0,
+            left: ops,
+            pid: proc::getpid().unwrap_or(0) as u32,
+            depth: 0,
+            writes: 0,
+            forks: 0,
+            mapped: 0,
+            shadow,
+            history: [None; HISTORY],
+            next_entry: 0,
+            children: [0; MAX_CHILDREN],
+            policy_ok: true,
+            shrinker: Some(if thp::on_contkernel() {
+                (c"/sys/kernel/mm/transparent_hugepage/shrink_deferred", b"1")
+            } else {
+                (c"/proc/sys/vm/drop_caches", b"2")
+            }),
+            verbose: false,
+        }
+    }
+
+    fn addr(first: usize) -> usize {
+        ARENA + first * PAGE
+    }
+
+    fn log(&mut self, kind: Kind, first: usize, pages: usize, arg: usize, ret: isize) -> Entry {
+        let e = Entry {
+            op: self.op,
+            pid: self.pid,
+            kind,
+            first,
+            pages,
+            arg,
+            ret,
+        };
+        if self.verbose {
+            println!("stress: {e}");
+        }
+        self.history[self.next_entry % HISTORY] = Some(e);
+        self.next_entry += 1;
+        e
+    }
+
+    /// Checks a call's result against Linux's.
+    fn expect(&self, e: Entry, expected: Result<usize, Errno>) -> Result<(), Failure> {
+        if e.ret == raw(expected) {
+            Ok(())
+        } else {
+            Err(Failure::Call {
+                what: e,
+                expected: raw(expected),
+            })
+        }
+    }
+
+    fn set(&mut self, i: usize, p: Page) {
+        let was = self.shadow[i].mapped();
+        if was != p.mapped() {
+            if p.mapped() {
+                self.mapped += 1;
+            } else {
+                self.mapped -= 1;
+            }
+        }
+        self.shadow[i] = p;
+    }
+
+    /// A page range [first, first + pages) inside the arena: around a mapped page
+    /// most of the time, straddling a 64 KiB or 2 MiB boundary often, anywhere
+    /// sometimes.
+    fn pick(&mut self, max: usize) -> (usize, usize) {
+        let pages = self.rng.log_len(max);
+        let mut anchor = self.rng.below(ARENA_PAGES);
+        if !self.rng.chance(15) {
+            for _ in 0..64 {
+                let i = self.rng.below(ARENA_PAGES);
+                if self.shadow[i].mapped() {
+                    anchor = i;
+                    break;
+                }
+            }
+        }
+        let first = match self.rng.below(3) {
+            0 => anchor.saturating_sub(self.rng.below(pages)),
+            1 => {
+                let unit = if self.rng.chance(50) {
+                    CONT_PAGES
+                } else {
+                    PMD_PAGES
+                };
+                let boundary = anchor.div_ceil(unit) * unit;
+                boundary.saturating_sub(self.rng.range(1, pages.max(2) - 1).min(boundary))
+            }
+            _ => anchor,
+        };
+        let first = first.min(ARENA_PAGES - 1);
+        (first, pages.min(ARENA_PAGES - first))
+    }
+
+    /// An unmapped range of `pages` starting at a multiple of `align` pages: random
+    /// places, or right after a mapped page (so the kernel may merge the VMAs).
+    fn free_range(&mut self, pages: usize, align: usize) -> Option<usize> {
+        for attempt in 0..48 {
+            let mut first = self.rng.below(ARENA_PAGES - pages) / align * align;
+            if attempt % 2 == 0 && align == 1 {
+                let i = self.rng.below(ARENA_PAGES - 1);
+                if self.shadow[i].mapped() {
+                    first = i + 1;
+                }
+            }
+            if first + pages <= ARENA_PAGES
+                && self.shadow[first..first + pages]
+                    .iter()
+                    .all(|p| !p.mapped())
+            {
+                return Some(first);
+            }
+        }
+        None
+    }
+
+    fn random_prot(&mut self) -> usize {
+        match self.rng.below(10) {
+            0 => PROT_NONE,
+            1 => PROT_READ,
+            _ => PROT_READ | PROT_WRITE,
+        }
+    }
+
+    /// A new mapping in a hole (MAP_FIXED_NOREPLACE): zero-filled.
+    fn op_mmap(&mut self) -> Result<(), Failure> {
+        let pages = self.rng.log_len(MAX_MAP_PAGES);
+        if self.mapped + pages > MAX_MAPPED {
+            return self.op_munmap();
+        }
+        let align = match self.rng.below(4) {
+            0 => CONT_PAGES,
+            1 => PMD_PAGES,
+            _ => 1,
+        };
+        let Some(first) = self.free_range(pages, align) else {
+            return self.op_munmap();
+        };
+        let prot = self.random_prot();
+        let populate = if self.rng.chance(20) { MAP_POPULATE } else { 0 };
+        let addr = Self::addr(first);
+        // SAFETY: the range is a hole of the arena (MAP_FIXED_NOREPLACE fails rather
+        // than replace anything); no Rust reference points into the arena.
+        let r = unsafe {
+            mm::mmap(
+                addr,
+                pages * PAGE,
+                prot,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | populate,
+                -1,
+                0,
+            )
+        };
+        let e = self.log(Kind::Mmap, first, pages, prot | populate, raw(r));
+        self.expect(e, Ok(addr))?;
+        for i in first..first + pages {
+            self.set(i, Page::new(prot));
+        }
+        Ok(())
+    }
+
+    /// MAP_FIXED over a random range: whatever was there is replaced by zeros.
+    fn op_mmap_fixed(&mut self) -> Result<(), Failure> {
+        let (first, pages) = self.pick(MAX_MAP_PAGES);
+        let new = self.shadow[first..first + pages]
+            .iter()
+            .filter(|p| !p.mapped())
+            .count();
+        if self.mapped + new > MAX_MAPPED {
+            return self.op_munmap();
+        }
+        let prot = self.random_prot();
+        let populate = if self.rng.chance(20) { MAP_POPULATE } else { 0 };
+        let addr = Self::addr(first);
+        // SAFETY: inside the arena, which no Rust reference points into.
+        let r = unsafe {
+            mm::mmap(
+                addr,
+                pages * PAGE,
+                prot,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | populate,
+                -1,
+                0,
+            )
+        };
+        let e = self.log(Kind::MmapFixed, first, pages, prot | populate, raw(r));
+        self.expect(e, Ok(addr))?;
+        for i in first..first + pages {
+            self.set(i, Page::new(prot));
+        }
+        Ok(())
+    }
+
+    /// munmap is 0 over any page-aligned range, holes included.
+    fn op_munmap(&mut self) -> Result<(), Failure> {
+        let (first, pages) = self.pick(MAX_MAP_PAGES);
+        // SAFETY: inside the arena, which no Rust reference points into.
+        let r = unsafe { mm::munmap(Self::addr(first), pages * PAGE) };
+        let e = self.log(Kind::Munmap, first, pages, 0, raw(r));
+        self.expect(e, Ok(0))?;
+        for i in first..first + pages {
+            self.set(i, Page::UNMAPPED);
+        }
+        Ok(())
+    }
+
+    /// mprotect applies from the start up to the first hole; a hole anywhere in the
+    /// range (or at its start) is ENOMEM.
+    fn op_mprotect(&mut self, first: usize, pages: usize, prot: usize) -> Result<(), Failure> {
+        // SAFETY: inside the arena, which no Rust reference points into.
+        let r = unsafe { mm::mprotect(Self::addr(first), pages * PAGE, prot) };
+        let e = self.log(Kind::Mprotect, first, pages, prot, raw(r));
+        let range = first..first + pages;
+        let hole = range.clone().find(|&i| !self.shadow[i].mapped());
+        self.expect(
+            e,
+            if hole.is_some() {
+                Err(Errno::ENOMEM)
+            } else {
+                Ok(0)
+            },
+        )?;
+        for i in first..hole.unwrap_or(first + pages) {
+            let p = self.shadow[i].with_prot(prot);
+            self.set(i, p);
+        }
+        Ok(())
+    }
+
+    /// madvise applies to every mapped part and is ENOMEM if there is a hole.
+    fn op_madvise(&mut self, advice: usize) -> Result<(), Failure> {
+        let (first, pages) = self.pick(MAX_MAP_PAGES);
+        // SAFETY: inside the arena, which no Rust reference points into.
+        let r = unsafe { mm::madvise(Self::addr(first), pages * PAGE, advice) };
+        let e = self.log(Kind::Madvise, first, pages, advice, raw(r));
+        let range = first..first + pages;
+        let hole = range.clone().any(|i| !self.shadow[i].mapped());
+        self.expect(e, if hole { Err(Errno::ENOMEM) } else { Ok(0) })?;
+        for i in range {
+            let p = self.shadow[i];
+            if p.mapped() {
+                match advice {
+                    MADV_DONTNEED => self.set(i, p.with_tag(0)),
+                    MADV_FREE => self.set(i, p.freed()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// mincore is ENOMEM over a hole; a page written since its last DONTNEED or FREE
+    /// is resident (there is no swap).
+    fn op_mincore(&mut self) -> Result<(), Failure> {
+        const MAX: usize = 1024;
+        let (first, pages) = self.pick(MAX);
+        let mut vec = [0u8; MAX];
+        let r = mm::mincore(Self::addr(first), pages * PAGE, &mut vec[..pages]);
+        let e = self.log(Kind::Mincore, first, pages, 0, raw(r));
+        let range = first..first + pages;
+        let hole = range.clone().any(|i| !self.shadow[i].mapped());
+        self.expect(e, if hole { Err(Errno::ENOMEM) } else { Ok(0) })?;
+        if !hole {
+            for (k, i) in range.enumerate() {
+                let p = self.shadow[i];
+                if p.tag() != 0 && !p.lazy() && vec[k] & 1 == 0 {
+                    return Err(Failure::Resident {
+                        addr: Self::addr(i),
+                        page: p,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a new tag over every writable page of a range.
+    fn op_write(&mut self) -> Result<(), Failure> {
+        let (first, pages) = self.pick(MAX_IO_PAGES);
+        self.writes += 1;
+        let tag = (self.pid as u64) << 24 | (self.writes & 0xff_ffff);
+        self.log(Kind::Write, first, pages, self.writes as usize, 0);
+        for i in first..first + pages {
+            let p = self.shadow[i];
+            if p.writable() {
+                self.fill(i, tag);
+                self.set(i, p.with_tag(tag));
+            }
+        }
+        Ok(())
+    }
+
+    fn fill(&self, i: usize, tag: u64) {
+        let base = Self::addr(i);
+        for a in (base..base + PAGE).step_by(8) {
+            // SAFETY: a writable page of the arena (the shadow says so); no Rust
+            // reference points into the arena.
+            unsafe { core::ptr::write_volatile(a as *mut u64, word(self.seed, tag, a)) };
+        }
+    }
+
+    /// Checks every readable page of [first, first + pages).
+    fn check(&mut self, first: usize, pages: usize) -> Result<(), Failure> {
+        for i in first..first + pages {
+            let p = self.shadow[i];
+            if p.readable() {
+                self.check_page(i, p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_page(&mut self, i: usize, p: Page) -> Result<(), Failure> {
+        let base = Self::addr(i);
+        // SAFETY: a readable page of the arena; no Rust reference points into it.
+        let load = |a: usize| unsafe { core::ptr::read_volatile(a as *const u64) };
+        let bad = (base..base + PAGE)
+            .step_by(8)
+            .find(|&a| load(a) != word(self.seed, p.tag(), a));
+        let Some(addr) = bad else { return Ok(()) };
+        // A lazily freed page may have been reclaimed: zeros, all of it.
+        if p.lazy() && (base..base + PAGE).step_by(8).all(|a| load(a) == 0) {
+            self.shadow[i] = p.with_tag(0);
+            return Ok(());
+        }
+        Err(Failure::Data {
+            addr,
+            expected: word(self.seed, p.tag(), addr),
+            actual: load(addr),
+            page: p,
+        })
+    }
+
+    fn op_read(&mut self) -> Result<(), Failure> {
+        let (first, pages) = self.pick(MAX_IO_PAGES);
+        self.log(Kind::Read, first, pages, 0, 0);
+        self.check(first, pages)
+    }
+
+    /// The copy-on-write trap: a range made read-only and read-write again, then
+    /// written (after a fork the pages are shared: the write must copy).
+    fn op_protect_cycle(&mut self) -> Result<(), Failure> {
+        let (first, pages) = self.pick(MAX_IO_PAGES);
+        self.op_mprotect(first, pages, PROT_READ)?;
+        self.check(first, pages)?;
+        self.op_mprotect(first, pages, PROT_READ | PROT_WRITE)?;
+        self.writes += 1;
+        let tag = (self.pid as u64) << 24 | (self.writes & 0xff_ffff);
+        self.log(Kind::Write, first, pages, self.writes as usize, 0);
+        for i in first..first + pages {
+            let p = self.shadow[i];
+            if p.writable() {
+                self.fill(i, tag);
+                self.set(i, p.with_tag(tag));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one of always / never / inherit / madvise to a size's switch (or
+    /// always / madvise / never to the top-level one); skipped from the first
+    /// refusal on (not root, read-only sysfs, no such file).
+    fn op_policy(&mut self) -> Result<(), Failure> {
+        if !self.policy_ok {
+            return Ok(());
+        }
+        let k = self.rng.below(thp::SIZES_KB.len() + 1);
+        let (mut path, kb, v) = if k == thp::SIZES_KB.len() {
+            (thp::top_path(), 0, [0, 1, 3][self.rng.below(3)])
+        } else {
+            let kb = thp::SIZES_KB[k];
+            (thp::size_path(kb, "enabled"), kb, self.rng.below(4))
+        };
+        let value = POLICY_VALUES[v];
+        let r = fs::write_file(path.as_cstr(), value.as_bytes());
+        self.log(Kind::Policy, 0, 0, kb << 4 | v, raw(r));
+        match r {
+            Ok(n) if n == value.len() => {}
+            Ok(_) | Err(_) => {
+                println!("stress: {path}: {value}: {r:?}: not changing the mTHP policy");
+                self.policy_ok = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the deferred-split shrinker now: folios cut by munmap, MADV_DONTNEED or
+    /// copy-on-write are split while other processes fault, copy and unmap.
+    fn op_shrink(&mut self) -> Result<(), Failure> {
+        let Some((path, value)) = self.shrinker else {
+            return Ok(());
+        };
+        let r = fs::write_file(path, value);
+        self.log(Kind::Shrink, 0, 0, 0, raw(r));
+        if r.is_err() {
+            println!("stress: {path:?}: {r:?}: not running the shrinker");
+            self.shrinker = None;
+        }
+        Ok(())
+    }
+
+    /// Forks a child that takes half of the operations left, with its own stream.
+    fn op_fork(&mut self) -> Result<(), Failure> {
+        self.reap(WNOHANG)?;
+        let Some(slot) = self.children.iter().position(|&c| c == 0) else {
+            return self.op_read();
+        };
+        if self.depth >= MAX_DEPTH || self.left < 4 {
+            return self.op_read();
+        }
+        let child_ops = self.left / 2;
+        let child_seed = self.rng.next();
+        match proc::fork() {
+            Err(e) => {
+                self.log(Kind::Fork, 0, 0, 0, raw(Err(e)));
+                Err(Failure::Fork(e))
+            }
+            Ok(0) => {
+                let parent = self.pid as usize;
+                self.pid = proc::getpid().unwrap_or(0) as u32;
+                self.depth += 1;
+                self.rng = Rng(child_seed);
+                self.left = child_ops;
+                self.children = [0; MAX_CHILDREN];
+                self.log(Kind::Fork, 0, 0, parent, 0);
+                // The inheritance: everything the parent had.
+                self.check(0, ARENA_PAGES)
+            }
+            Ok(pid) => {
+                self.left -= child_ops;
+                self.forks += 1;
+                self.children[slot] = pid;
+                self.log(Kind::Fork, 0, 0, pid, pid as isize);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reaps children (`options` 0: all of them); each must have exited 0. After a
+    /// child is gone, every page is checked again (its writes must not show here).
+    fn reap(&mut self, options: usize) -> Result<(), Failure> {
+        for slot in 0..MAX_CHILDREN {
+            let pid = self.children[slot];
+            if pid == 0 {
+                continue;
+            }
+            match proc::wait4(pid as isize, options) {
+                Ok((0, _)) => continue,
+                Ok((_, status)) => {
+                    self.children[slot] = 0;
+                    if !(status.exited() && status.exit_status() == 0) {
+                        return Err(Failure::Child { pid, status });
+                    }
+                    self.check(0, ARENA_PAGES)?;
+                }
+                Err(e) => {
+                    self.children[slot] = 0;
+                    println!("stress: wait4({pid}): {e}");
+                    return Err(Failure::Child {
+                        pid,
+                        status: WaitStatus(0xffff),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<(), Failure> {
+        match self.rng.below(100) {
+            0..=9 => self.op_mmap(),
+            10..=12 => self.op_mmap_fixed(),
+            13..=19 => self.op_munmap(),
+            20..=27 => {
+                let (first, pages) = self.pick(MAX_MAP_PAGES);
+                let prot = self.random_prot();
+                self.op_mprotect(first, pages, prot)
+            }
+            28..=31 => self.op_protect_cycle(),
+            32..=37 => self.op_madvise(MADV_DONTNEED),
+            38..=43 => self.op_madvise(MADV_FREE),
+            44..=47 => self.op_madvise(MADV_HUGEPAGE),
+            48..=49 => self.op_madvise(MADV_NOHUGEPAGE),
+            50..=52 => self.op_mincore(),
+            53..=55 => self.op_policy(),
+            56..=58 => self.op_fork(),
+            59..=79 => self.op_write(),
+            80..=81 => self.op_shrink(),
+            _ => self.op_read(),
+        }
+    }
+
+    /// Runs the operations left, then checks everything, waits for the children and
+    /// checks everything again.
+    fn run(&mut self) -> Result<(), Failure> {
+        while self.left > 0 {
+            self.left -= 1;
+            self.op += 1;
+            self.step()?;
+            if self.op.is_multiple_of(256) {
+                self.check(0, ARENA_PAGES)?;
+            }
+        }
+        self.check(0, ARENA_PAGES)?;
+        self.reap(0)?;
+        self.check(0, ARENA_PAGES)
+    }
+
+    /// Which write of which process (pids near this one, writes up to a few thousand
+    /// past this process's count) put `value` at `addr`, if any: names the side a
+    /// leak came from.
+    fn whose(&self, addr: usize, value: u64) -> Option<(u64, u64)> {
+        let pids = (self.pid as u64).saturating_sub(32)..self.pid as u64 + 32;
+        pids.flat_map(|pid| (1..self.writes + 4096).map(move |w| (pid, w)))
+            .find(|&(pid, w)| word(self.seed, pid << 24 | w, addr) == value)
+    }
+
+    /// Prints what went wrong with the history of the address.
+    fn report(&self, f: &Failure) {
+        let head = |what: fmt::Arguments<'_>| {
+            println!(
+                "stress: MISMATCH seed {} op {} pid {} depth {}: {what}",
+                self.seed, self.op, self.pid, self.depth
+            )
+        };
+        let mut addr = None;
+        match f {
+            Failure::Data {
+                addr: a,
+                expected,
+                actual,
+                page,
+            } => {
+                head(format_args!(
+                    "at {a:#x}: expected {:02x?} actual {:02x?} (page {page})",
+                    expected.to_le_bytes(),
+                    actual.to_le_bytes()
+                ));
+                addr = Some(*a);
+                if let Some((pid, w)) = self.whose(*a, *actual) {
+                    println!(
+                        "stress:   the actual bytes are write {w} of pid {pid} at this address"
+                    );
+                }
+            }
+            Failure::Call { what, expected } => {
+                let want = match sys_result(*expected) {
+                    Ok(v) => Text::from_fmt(format_args!("{v:#x}")),
+                    Err(e) => Text::from_fmt(format_args!("{e}")),
+                };
+                head(format_args!("{what}, expected {want} (Linux)"));
+                addr = Some(Self::addr(what.first));
+            }
+            Failure::Child { pid, status } => {
+                head(format_args!("child pid {pid} {status}"));
+            }
+            Failure::Fork(e) => head(format_args!("fork: {e} (Linux: succeeds)")),
+            Failure::Resident { addr: a, page } => {
+                head(format_args!(
+                    "mincore: written page {a:#x} not resident ({page})"
+                ));
+                addr = Some(*a);
+            }
+        }
+        let n = self.next_entry.min(HISTORY);
+        let recent = (0..n).map(|k| (self.next_entry - n + k) % HISTORY);
+        if let Some(a) = addr {
+            let i = (a - ARENA) / PAGE;
+            println!(
+                "stress:   page now {}; history of {:#x}:",
+                self.shadow[i],
+                a & !(PAGE - 1)
+            );
+            for e in recent.clone().filter_map(|k| self.history[k]) {
+                if e.kind != Kind::Read
+                    && (e.kind == Kind::Fork || (e.first <= i && i < e.first + e.pages))
+                {
+                    println!("stress:     {e}");
+                }
+            }
+        }
+        println!("stress:   last operations:");
+        for e in recent
+            .skip(n.saturating_sub(6))
+            .filter_map(|k| self.history[k])
+        {
+            println!("stress:     {e}");
+        }
+    }
+}
+
+type Text = rt::text::Text<64>;
+
+fn arg_u64(args: &rt::Args, i: usize, default: u64) -> u64 {
+    args.str(i)
+        .and_then(|s| fs::parse_u64(s.as_bytes()))
+        .unwrap_or(default)
+}
+
+fn main(args: &rt::Args) -> i32 {
+    let seed = arg_u64(args, 1, DEFAULT_SEED);
+    let ops = arg_u64(args, 2, DEFAULT_OPS);
+    thp::mount_pseudo_fs();
+    let policy = thp::Policy::save().ok();
+    let mut s = Stress::new(seed, ops);
+    s.verbose = args.str(3) == Some("v");
+    let root = s.pid;
+    let start = time::now_ns();
+    let r = s.run();
+    if let Err(f) = &r {
+        s.report(f);
+    }
+    if s.pid != root {
+        // A child: its parent reports.
+        return r.is_err() as i32;
+    }
+    if let Some(p) = policy {
+        if let Err(e) = p.restore() {
+            println!("stress: restoring the mTHP policy: {e}");
+        }
+    }
+    let ms = ((time::now_ns() - start) / 1_000_000).max(1) as u64;
+    if r.is_ok() {
+        println!(
+            "stress: seed {seed}: {ops} ops in {ms} ms, {} ops/s, {} forks here",
+            ops * 1000 / ms,
+            s.forks
+        );
+        println!("stress: seed {seed} passed");
+        0
+    } else {
+        println!("stress: seed {seed} FAILED at op {} after {ms} ms", s.op);
+        1
+    }
+}
