@@ -16,6 +16,10 @@ pub static TESTS: &[Test] = &[
         run: arch::fixup_recovers_faulting_access,
     },
     Test {
+        name: "arch::uaccess_non_mm_fault_fails_without_retry",
+        run: arch::uaccess_non_mm_fault_fails_without_retry,
+    },
+    Test {
         name: "mm::frame_orders_aligned_and_returned",
         run: mm::frame_orders_aligned_and_returned,
     },
