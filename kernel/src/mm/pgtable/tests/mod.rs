@@ -345,6 +345,47 @@ fn large_invalidations_become_one_tlbi_by_asid() {
     assert_eq!((d.tlbi_asid, d.tlbi_range), (1, 0));
 }
 
+/// Through the layer, at the range-TLBI boundary: 2^21 - 1 pages are one range
+/// invalidation, 2^21 and 2^21 + 1 one TLBI by ASID (not 2^21 single TLBIs).
+#[test]
+fn range_tlbi_boundary_through_the_layer() {
+    let mut asp = new_asp(ContMode::On, HW);
+    for (pages, want) in [
+        (
+            (1 << 21) - 1,
+            TlbOp::Range {
+                asid: 7,
+                va: page(0),
+                pages: (1 << 21) - 1,
+            },
+        ),
+        (1 << 21, TlbOp::Asid(7)),
+        ((1 << 21) + 1, TlbOp::Asid(7)),
+    ] {
+        with_table(&mut asp, OpKind::Unmap, page(0), 1, |ctx, _| {
+            ctx.invalidate_now(page(0), pages)
+        });
+        // Leave out the walk-cache TLBIs of the table the operation allocated and freed.
+        let log: Vec<TlbOp> = asp
+            .env()
+            .tlb()
+            .take_log()
+            .into_iter()
+            .filter(|op| {
+                !matches!(
+                    op,
+                    TlbOp::Dsb
+                        | TlbOp::Page {
+                            last_level: false,
+                            ..
+                        }
+                )
+            })
+            .collect();
+        assert_eq!(log, [want], "{pages} pages");
+    }
+}
+
 // ---- 2 MiB blocks and tables ----
 
 #[test]
