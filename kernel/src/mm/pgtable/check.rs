@@ -21,8 +21,24 @@
 //!   completed.
 //! * **When a table is freed**: no walk cache may still hold a pointer to it.
 //! * **At the end of the operation** ([`Checker::end_op`]):
-//!   - no entry still waits for its TLBI or DSB: every unmapped entry and every entry
-//!     whose permissions or AF were reduced has been invalidated (`Pte::restricts`);
+//!   - no entry still waits for its TLBI or DSB: every unmapped entry, every entry
+//!     whose permissions or AF were reduced (`Pte::restricts`), and every entry that
+//!     was valid and whose permissions were relaxed (`Pte::relaxes_permission`: made
+//!     writable, or executable, or EL0-accessible) has been invalidated. The second
+//!     half is Arm ARM D8.16 "Translation Lookaside Buffers": "Translation table
+//!     entries that generate a Translation fault, an Address size fault, or an Access
+//!     flag fault are never cached in a TLB" (R_XCLRD), while an entry "that does not
+//!     cause a Translation fault, an Address size fault, or an Access flag fault is
+//!     permitted to be cached in a TLB ... as the result of an explicit or speculative
+//!     access" (R_SQBCS). A read-only entry that generates a Permission fault on a
+//!     write is such an entry: after copy-on-write reuse (`make_writable`), the
+//!     software dirty fault (`write_fault`) or `protect` makes it writable, the TLB may
+//!     still hold the read-only one and the write faults again, for as long as the
+//!     stale entry stays. The TLBI covers the page, or the whole contiguous block
+//!     (each of its 16 entries changes; Linux's `contpte_ptep_set_access_flags`
+//!     flushes the block too), or the 2 MiB block entry. Setting AF alone needs no
+//!     TLBI: an entry with AF = 0 generates an Access flag fault, so it was never
+//!     cached (R_XCLRD);
 //!   - every touched 64 KiB block is a well-formed contiguous block or has no
 //!     Contiguous bit (`desc::cont_block_violation`), and a contiguous block maps one
 //!     folio;
@@ -45,7 +61,7 @@ use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE, PMD_S
 use super::contpte::block_in_one_folio;
 use super::cursor::Slot;
 use super::desc::{cont_block_violation, entry_size, BbmChange, Kind, Level, Pte, LAST_LEVEL};
-use super::env::PtEnv;
+use super::env::{Features, PtEnv};
 
 /// The operations of the page-table API, as the checker needs to know them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +108,8 @@ struct Op {
     kind: OpKind,
     ranges: Vec<(VirtAddr, VirtAddr)>,
     bbml2: bool,
+    /// Hardware dirty-state management: DBM then grants write permission.
+    hw_dirty: bool,
     caller: &'static Location<'static>,
 }
 
@@ -142,14 +160,15 @@ impl Checker {
         &mut self,
         kind: OpKind,
         range: (VirtAddr, VirtAddr),
-        bbml2: bool,
+        features: Features,
         caller: &'static Location<'static>,
     ) {
         if self.enabled {
             self.op = Some(Op {
                 kind,
                 ranges: alloc::vec![range],
-                bbml2,
+                bbml2: features.bbml2,
+                hw_dirty: features.hw_dirty,
                 caller,
             });
         }
@@ -224,6 +243,7 @@ impl Checker {
         site: &'static Location<'static>,
     ) {
         let key = (slot.level(), slot.va());
+        let hw_dirty = self.op.as_ref().is_some_and(|op| op.hw_dirty);
         match (old.is_valid(), new.is_valid()) {
             (true, true) => {
                 self.check_make(
@@ -233,7 +253,7 @@ impl Checker {
                     site,
                     "live entry replaced without break-before-make",
                 );
-                if Pte::restricts(old, new) {
+                if Pte::needs_tlbi(old, new, hw_dirty) {
                     self.stale.insert(
                         key,
                         Stale {
@@ -261,7 +281,7 @@ impl Checker {
                         site,
                         "entry made before the TLBI and DSB of its break",
                     );
-                    if !Pte::restricts(s.old, new) {
+                    if !Pte::needs_tlbi(s.old, new, hw_dirty) {
                         self.stale.remove(&key);
                     }
                 }

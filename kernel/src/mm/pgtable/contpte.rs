@@ -124,11 +124,15 @@ fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     if !ctx.features.bbml2 {
         ctx.invalidate_now(blk.va(), CONT_PTES);
     }
+    let mut relaxed = false;
     for (i, o) in old.iter().enumerate() {
-        ctx.store(
-            blk.slot(i),
-            Write::Swap(o.with_cont(cont).with_gathered(young, dirty)),
-        );
+        let new = o.with_cont(cont).with_gathered(young, dirty);
+        ctx.store(blk.slot(i), Write::Swap(new));
+        relaxed |= Pte::relaxes_permission(*o, new, ctx.features.hw_dirty);
+    }
+    if ctx.features.bbml2 && relaxed {
+        // No TLBI above, and the gathered dirty state made a clean entry writable.
+        ctx.flush_later(blk.va(), CONT_SIZE);
     }
     Counters::bump(&ctx.env.counters().converts, 1);
 }
@@ -183,7 +187,7 @@ fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change
     let mut needs_tlbi = false;
     for (i, o) in old.iter_mut().enumerate() {
         let (before, after) = ctx.store(blk.slot(i), Write::Update(change));
-        needs_tlbi |= Pte::restricts(before, after);
+        needs_tlbi |= Pte::needs_tlbi(before, after, ctx.features.hw_dirty);
         *o = before;
     }
     if needs_tlbi {
@@ -195,7 +199,7 @@ fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change
 /// Applies `change` to one entry (nothing if it is invalid). Returns the old value.
 fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
     let (old, new) = ctx.store(slot, Write::Update(change));
-    if Pte::restricts(old, new) {
+    if Pte::needs_tlbi(old, new, ctx.features.hw_dirty) {
         ctx.flush_later(slot.va(), PAGE_SIZE);
     }
     old

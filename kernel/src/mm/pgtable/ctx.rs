@@ -83,7 +83,7 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
     pub mode: ContMode,
     pub features: Features,
     check: &'a mut Checker,
-    /// Hull of the entries changed in a way that needs a TLBI (see `Pte::restricts`).
+    /// Hull of the entries changed in a way that needs a TLBI (see `Pte::needs_tlbi`).
     pending: Option<(VirtAddr, VirtAddr)>,
     /// Addresses whose tables may have become empty or were allocated by this operation.
     maybe_empty: Vec<VirtAddr>,
@@ -102,7 +102,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         caller: &'static Location<'static>,
     ) -> Self {
         let features = env.features();
-        check.begin_op(kind, range, features.bbml2, caller);
+        check.begin_op(kind, range, features, caller);
         Ctx {
             env,
             root,
