@@ -124,14 +124,17 @@ fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     if !ctx.features.bbml2 {
         ctx.invalidate_now(blk.va(), CONT_PTES);
     }
+    // Without the TLBI above (BBM level 2), the gathered dirty state may have made a
+    // clean writable entry hardware-writable: that needs its TLBI. Not with hardware
+    // dirty state, where DBM already let the hardware write.
+    let may_relax = ctx.features.bbml2 && dirty && !ctx.features.hw_dirty;
     let mut relaxed = false;
     for (i, o) in old.iter().enumerate() {
         let new = o.with_cont(cont).with_gathered(young, dirty);
         ctx.store(blk.slot(i), Write::Swap(new));
-        relaxed |= Pte::relaxes_permission(*o, new, ctx.features.hw_dirty);
+        relaxed |= may_relax && Pte::relaxes_permission(*o, new, false);
     }
-    if ctx.features.bbml2 && relaxed {
-        // No TLBI above, and the gathered dirty state made a clean entry writable.
+    if relaxed {
         ctx.flush_later(blk.va(), CONT_SIZE);
     }
     Counters::bump(&ctx.env.counters().converts, 1);

@@ -525,6 +525,54 @@ fn checker_requires_bbm_for_the_contiguous_bit() {
     set_cont_in_place(&mut mapped_block(SW).0);
 }
 
+/// A fold under BBM level 2 skips the convert's TLBI; when the gathered dirty state
+/// makes clean entries hardware-writable (software dirty state), the block still gets
+/// its TLBI: the clean entries' read-only translations may be cached.
+#[test]
+fn fold_under_bbml2_invalidates_entries_the_gathered_dirty_state_made_writable() {
+    let mut asp = new_asp(ContMode::On, Features { bbml2: true, ..SW });
+    let pa = asp.env().alloc_folio(4);
+    asp.map(page(0), pa, 15, RW).unwrap();
+    assert_eq!(asp.write_fault(page(3)), FaultFix::Fixed);
+    asp.env().tlb().take_log();
+    asp.map(page(15), pa.add(15 * PAGE_SIZE), 1, RW).unwrap();
+    assert_eq!(stats(&asp).folds, 1);
+    assert!(block_at(&asp, page(0))
+        .iter()
+        .all(|e| e.is_cont() && e.is_hw_writable()));
+    let log = asp.env().tlb().take_log();
+    for i in 0..CONT_PTES {
+        assert!(
+            log.contains(&TlbOp::Page {
+                asid: 7,
+                va: page(i),
+                last_level: true
+            }),
+            "page {i} not invalidated: {log:?}"
+        );
+    }
+    // With hardware dirty state the same fold needs none: DBM already let them write.
+    let mut asp = new_asp(ContMode::On, Features { bbml2: true, ..HW });
+    let pa = asp.env().alloc_folio(4);
+    asp.map(page(0), pa, 15, RW).unwrap();
+    model::translate(asp.env(), asp.root(), page(3), WRITE).unwrap();
+    asp.env().tlb().take_log();
+    asp.map(page(15), pa.add(15 * PAGE_SIZE), 1, RW).unwrap();
+    assert_eq!(stats(&asp).folds, 1);
+    let log = asp.env().tlb().take_log();
+    assert!(
+        !log.iter().any(|op| matches!(
+            op,
+            TlbOp::Range { .. }
+                | TlbOp::Page {
+                    last_level: true,
+                    ..
+                }
+        )),
+        "{log:?}"
+    );
+}
+
 #[test]
 fn checker_allows_contiguous_bit_changes_without_tlbi_under_bbml2() {
     let (mut asp, _) = mapped_block(Features { bbml2: true, ..HW });
