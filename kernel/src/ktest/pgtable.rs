@@ -441,3 +441,32 @@ pub fn corrupt_block_then_operate() -> ! {
     t.clear_young_dirty(va, 16).expect("clear young");
     panic!("the checker let a misprogrammed contiguous block through");
 }
+
+/// The kernel env's anon-exclusive hook (`ptcheck_exclusive=`): off, it knows nothing;
+/// on, it reads the frame's `ANON_EXCLUSIVE` flag, and the checker accepts a writable
+/// mapping of a page marked exclusive first (the order callers must use).
+pub fn anon_exclusive_hook_reads_the_frame_flag() -> TestResult {
+    use crate::mm::frame::flags::ANON_EXCLUSIVE;
+    let was = ptenv::set_check_exclusive(false);
+    let pa = crate::mm::frame::alloc_zeroed(0).ok_or("no frame")?;
+    let result = (|| {
+        kassert!(!KernelPt.tracks_anon_exclusive());
+        kassert_eq!(KernelPt.anon_exclusive(pa), None);
+        ptenv::set_check_exclusive(true);
+        kassert_eq!(KernelPt.anon_exclusive(pa), Some(false));
+        frames().meta(pa).set(ANON_EXCLUSIVE, true);
+        kassert_eq!(KernelPt.anon_exclusive(pa), Some(true));
+        let mut t = UserTables::new().map_err(|e| format!("{e:?}"))?;
+        kassert!(t.checker_mut().is_enabled(), "the test build checks");
+        let va = VirtAddr(0x5000_0000);
+        t.map(va, pa, 1, attrs(true))
+            .map_err(|e| format!("{e:?}"))?;
+        t.make_writable(va, 1).map_err(|e| format!("{e:?}"))?;
+        t.unmap(va, 1).map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    })();
+    ptenv::set_check_exclusive(was);
+    frames().meta(pa).set(ANON_EXCLUSIVE, false);
+    frames().free(pa, 0);
+    result
+}

@@ -52,6 +52,10 @@ pub static TESTS: &[Test] = &[
         run: pgtable::random_operations_match_the_walker,
     },
     Test {
+        name: "pgtable::anon_exclusive_hook_reads_the_frame_flag",
+        run: pgtable::anon_exclusive_hook_reads_the_frame_flag,
+    },
+    Test {
         name: "folio::split_keeps_accounting_exact",
         run: folio::split_keeps_accounting_exact,
     },

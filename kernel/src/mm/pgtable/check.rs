@@ -46,7 +46,12 @@
 //!     the state after (AF and dirty read as the block-wide OR for contiguous blocks):
 //!     only unmapping operations remove mappings, only mapping operations create them,
 //!     no output address changes under a live mapping, and AF and dirty state are lost
-//!     only by the operations that clear them.
+//!     only by the operations that clear them;
+//!   - every writable or DBM user entry (level 3, or a level-2 block) in the
+//!     operation's range maps an anon-exclusive page, when the environment knows
+//!     ([`PtEnv::anon_exclusive`]): a page shared by two address spaces (after fork)
+//!     must be written only after copy-on-write, never through an entry that already
+//!     lets the hardware write it (or will, with hardware dirty state).
 //!
 //! The checker is switched at run time ([`Checker::set_enabled`]); when off it keeps no
 //! state and costs a branch per store.
@@ -59,7 +64,7 @@ use core::panic::Location;
 use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE, PMD_SIZE};
 
 use super::contpte::block_in_one_folio;
-use super::cursor::Slot;
+use super::cursor::{Cursor, Found, Slot};
 use super::desc::{cont_block_violation, entry_size, BbmChange, Kind, Level, Pte, LAST_LEVEL};
 use super::env::{Features, PtEnv};
 
@@ -359,9 +364,12 @@ impl Checker {
         }
     }
 
-    pub(crate) fn end_op<E: PtEnv>(&mut self, env: &E) {
+    pub(crate) fn end_op<E: PtEnv>(&mut self, env: &E, root: PhysAddr) {
         if !self.enabled {
             return;
+        }
+        if env.tracks_anon_exclusive() {
+            self.check_writable_entries_are_exclusive(env, root);
         }
         if let Some((&(level, va), s)) = self.stale.iter().next() {
             let what = if s.tlbi_done {
@@ -397,6 +405,41 @@ impl Checker {
             }
         }
         self.op = None;
+    }
+
+    /// Walks the operation's ranges: every writable or DBM user leaf must map a page
+    /// the environment says is anon-exclusive.
+    fn check_writable_entries_are_exclusive<E: PtEnv>(&self, env: &E, root: PhysAddr) {
+        let op = self.op.as_ref().expect("in an operation");
+        let mut cursor = Cursor::new(root);
+        for &(start, end) in &op.ranges {
+            let mut va = start.align_down(PAGE_SIZE);
+            while va < end {
+                let (entry, level, next) = match cursor.find(env, va) {
+                    Found::Hole { level } => {
+                        let size = entry_size(level);
+                        va = va.align_down(size).add(size);
+                        continue;
+                    }
+                    Found::Block(slot) => {
+                        let size = entry_size(slot.level());
+                        (slot.load(), slot.level(), slot.va().add(size))
+                    }
+                    Found::Ptes(table) => (table.slot_of(va).load(), LAST_LEVEL, va.add(PAGE_SIZE)),
+                };
+                let writable = entry.is_writable() || entry.is_hw_writable();
+                if entry.is_leaf(level) && entry.is_user() && writable {
+                    let pa = entry.output_addr();
+                    if env.anon_exclusive(pa) == Some(false) {
+                        self.fail(format_args!(
+                            "writable entry over a page that is not anon-exclusive: level-{level} entry at {:?}: {entry:?}",
+                            va.align_down(entry_size(level))
+                        ));
+                    }
+                }
+                va = next;
+            }
+        }
     }
 
     fn conservation_violation(

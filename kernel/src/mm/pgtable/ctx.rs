@@ -126,7 +126,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         for va in regions {
             cursor::free_empty_tables(&mut self, va);
         }
-        self.check.end_op(self.env);
+        self.check.end_op(self.env, self.root);
     }
 
     /// The only function that writes descriptors. Returns the old and the new value.

@@ -470,6 +470,70 @@ fn mapped_block(features: Features) -> (Asp, PhysAddr) {
     (asp, pa)
 }
 
+// ---- the anon-exclusive invariant (PtEnv::anon_exclusive) ----
+
+#[test]
+#[should_panic(expected = "writable entry over a page that is not anon-exclusive")]
+fn checker_rejects_a_writable_entry_over_a_page_not_exclusive() {
+    let mut asp = new_asp(ContMode::On, SW);
+    asp.env().track_anon_exclusive();
+    // Mapped writable before being marked exclusive: the order the kernel's callers
+    // must not use.
+    let pa = asp.env().alloc_folio(4);
+    asp.map(page(0), pa, 16, RW).unwrap();
+}
+
+#[test]
+#[should_panic(expected = "writable entry over a page that is not anon-exclusive")]
+fn checker_rejects_copy_on_write_reuse_of_a_shared_page() {
+    let mut asp = new_asp(ContMode::On, HW);
+    asp.env().track_anon_exclusive();
+    let pa = asp.env().alloc_folio(0);
+    asp.env().set_anon_exclusive(pa, 1, true);
+    asp.map(page(7), pa, 1, RW).unwrap();
+    // fork: shared, then write-protected.
+    asp.env().set_anon_exclusive(pa, 1, false);
+    asp.wrprotect(page(7), 1).unwrap();
+    // Reused without being marked exclusive again.
+    asp.make_writable(page(7), 1).unwrap();
+}
+
+#[test]
+#[should_panic(expected = "level-2 entry")]
+fn checker_rejects_a_writable_2mib_block_over_a_shared_folio() {
+    let mut asp = new_asp(ContMode::On, HW);
+    asp.env().track_anon_exclusive();
+    let big = asp.env().alloc_folio(9);
+    asp.map_pmd(page(512), big, RO).unwrap();
+    asp.protect(page(512), 512, RW.prot).unwrap();
+}
+
+#[test]
+fn checker_accepts_exclusive_writable_and_shared_read_only_pages() {
+    for features in [SW, HW] {
+        let mut asp = new_asp(ContMode::On, features);
+        asp.env().track_anon_exclusive();
+        let pa = asp.env().alloc_folio(4);
+        asp.env().set_anon_exclusive(pa, 16, true);
+        asp.map(page(0), pa, 16, RW).unwrap();
+        assert_eq!(asp.write_fault(page(3)), FaultFix::Fixed);
+        // fork: the pages become shared while being write-protected; read-only entries
+        // over shared pages are fine.
+        asp.env().set_anon_exclusive(pa, 16, false);
+        asp.wrprotect(page(0), 16).unwrap();
+        asp.protect(page(0), 16, RO.prot).unwrap();
+        // copy-on-write reuse: exclusive again first, then writable.
+        asp.env().set_anon_exclusive(pa, 16, true);
+        asp.make_writable(page(0), 16).unwrap();
+        let big = asp.env().alloc_folio(9);
+        asp.env().set_anon_exclusive(big, 1, true);
+        asp.map_pmd(page(512), big, RW).unwrap();
+        // A read-only mapping needs no exclusive page.
+        let other = asp.env().alloc_folio(0);
+        asp.map(page(40), other, 1, RO).unwrap();
+    }
+}
+
 #[test]
 #[should_panic(expected = "live entry replaced without break-before-make")]
 fn checker_rejects_replacing_a_live_output_address() {
