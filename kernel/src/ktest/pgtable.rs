@@ -216,7 +216,7 @@ struct Sim {
 }
 
 const _: () = assert!(
-    WINDOW % (2 << 20) == 0,
+    WINDOW.is_multiple_of(2 << 20),
     "page-index alignment is VA alignment"
 );
 
@@ -330,7 +330,7 @@ fn random_step(sim: &mut Sim, rng: &mut Rng, op: u64) -> Result<(), String> {
             let order = [0, 0, 2, 4, 4, 5, 9][rng.below(7) as usize];
             let align = if rng.below(4) == 0 { 1 } else { 1 << order };
             let start = rng.below(WINDOW_PAGES as u64) as usize / align * align;
-            let pmd = order == 9 && start % 512 == 0 && rng.below(2) == 0;
+            let pmd = order == 9 && start.is_multiple_of(512) && rng.below(2) == 0;
             sim.map(start, order, rng.below(3) != 0, pmd)?;
         }
         3 => {
