@@ -10,13 +10,14 @@ use contkernel_tests::Machine;
 /// the mTHP scenarios (thp_*) check faults per size with fallback under memory
 /// pressure, whole-folio reuse, page or folio copy, deferred split after a partial
 /// munmap, and the PMD copy-on-write, through the statistics files and thpmaps.
-const PROGRAMS: [&str; 11] = [
+const PROGRAMS: [&str; 12] = [
     "fork_exec",
     "mm_basic",
     "cow",
     "badargs",
     "seed000",
     "segv",
+    "sigbus",
     "fpsimd",
     "thp_fault",
     "thp_cow",
@@ -63,6 +64,21 @@ fn scenario_programs_pass_and_every_frame_returns() {
     assert!(
         out.console.contains("SIGSEGV: Data abort from a lower EL"),
         "no decoded fault in the kill report{out}"
+    );
+    // sigbus's children died of the alignment fault, reported with its si_code, instead
+    // of re-faulting forever.
+    assert!(
+        out.console.contains("contkernel: killed sigbus (pid "),
+        "no kill report for sigbus{out}"
+    );
+    assert!(
+        out.console
+            .contains("SIGBUS: Data abort from a lower EL, Alignment fault (read)"),
+        "no decoded alignment fault in the kill report{out}"
+    );
+    assert!(
+        out.console.contains(": BUS_ADRALN"),
+        "the kill report does not name BUS_ADRALN{out}"
     );
     assert!(
         out.console.contains("frames not returned: 0"),

@@ -9,6 +9,7 @@ use core::sync::atomic::AtomicI32;
 
 /// Signal numbers used here.
 pub const SIGCHLD: usize = 17;
+pub const SIGBUS: u32 = 7;
 pub const SIGSEGV: u32 = 11;
 
 /// wait4 options.

@@ -102,3 +102,64 @@ pub fn fixup_recovers_faulting_access() -> TestResult {
     kassert!(crate::smp::this_cpu().online.load(Ordering::Relaxed));
     Ok(())
 }
+
+static RESOLVER_CALLS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// A memory manager that resolves every fault it is asked about, counting the calls.
+fn resolve_everything(_far: usize, _write: bool) -> bool {
+    RESOLVER_CALLS.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// The decision of the user-access fault path (`trap::uaccess_retry`): only a
+/// translation, access-flag or permission fault on a user address reaches the memory
+/// manager; an alignment fault, an external abort or a TLB conflict on a mapped user
+/// page fails at once (EFAULT), where "resolving" it would retry the copy forever.
+/// None of those can be provoked from EL0 with byte-sized LDTRB/STTRB on QEMU, so the
+/// decision is tested with syndromes as the CPU reports them.
+pub fn uaccess_non_mm_fault_fails_without_retry() -> TestResult {
+    use crate::arch::aarch64::esr::Esr;
+    use crate::arch::aarch64::trap::uaccess_retry;
+    // EC 0x25 (data abort, same EL), IL, WnR as given, DFSC.
+    let dabt = |fsc: u64, write: bool| Esr((0x25 << 26) | (1 << 25) | ((write as u64) << 6) | fsc);
+    let user = 0x4000_1001u64;
+    let calls = || RESOLVER_CALLS.load(Ordering::Relaxed);
+    let resolver = Some(resolve_everything as fn(usize, bool) -> bool);
+    let before = calls();
+    for (fsc, what) in [
+        (0x21, "alignment fault"),
+        (0x10, "synchronous external abort"),
+        (0x30, "TLB conflict abort"),
+        (0x01, "address size fault"),
+        (0x35, "unsupported exclusive"),
+    ] {
+        kassert!(
+            !uaccess_retry(dabt(fsc, false), user, resolver),
+            "{what} retried"
+        );
+        kassert!(
+            !uaccess_retry(dabt(fsc, true), user, resolver),
+            "{what} (write) retried"
+        );
+    }
+    kassert_eq!(
+        calls(),
+        before,
+        "the memory manager was asked about a non-MM fault"
+    );
+    for fsc in [0x07, 0x0b, 0x0f] {
+        kassert!(
+            uaccess_retry(dabt(fsc, true), user, resolver),
+            "FSC {fsc:#x} not resolved"
+        );
+    }
+    kassert_eq!(calls(), before + 3);
+    // A kernel address never goes to the memory manager, whatever the fault.
+    kassert!(!uaccess_retry(
+        dabt(0x07, false),
+        0xffff_0000_4000_0000,
+        resolver
+    ));
+    kassert_eq!(calls(), before + 3);
+    Ok(())
+}

@@ -216,7 +216,7 @@ struct Sim {
 }
 
 const _: () = assert!(
-    WINDOW % (2 << 20) == 0,
+    WINDOW.is_multiple_of(2 << 20),
     "page-index alignment is VA alignment"
 );
 
@@ -330,7 +330,7 @@ fn random_step(sim: &mut Sim, rng: &mut Rng, op: u64) -> Result<(), String> {
             let order = [0, 0, 2, 4, 4, 5, 9][rng.below(7) as usize];
             let align = if rng.below(4) == 0 { 1 } else { 1 << order };
             let start = rng.below(WINDOW_PAGES as u64) as usize / align * align;
-            let pmd = order == 9 && start % 512 == 0 && rng.below(2) == 0;
+            let pmd = order == 9 && start.is_multiple_of(512) && rng.below(2) == 0;
             sim.map(start, order, rng.below(3) != 0, pmd)?;
         }
         3 => {
@@ -440,4 +440,33 @@ pub fn corrupt_block_then_operate() -> ! {
     slot.store(bad.raw(), core::sync::atomic::Ordering::Relaxed);
     t.clear_young_dirty(va, 16).expect("clear young");
     panic!("the checker let a misprogrammed contiguous block through");
+}
+
+/// The kernel env's anon-exclusive hook (`ptcheck_exclusive=`): off, it knows nothing;
+/// on, it reads the frame's `ANON_EXCLUSIVE` flag, and the checker accepts a writable
+/// mapping of a page marked exclusive first (the order callers must use).
+pub fn anon_exclusive_hook_reads_the_frame_flag() -> TestResult {
+    use crate::mm::frame::flags::ANON_EXCLUSIVE;
+    let was = ptenv::set_check_exclusive(false);
+    let pa = crate::mm::frame::alloc_zeroed(0).ok_or("no frame")?;
+    let result = (|| {
+        kassert!(!KernelPt.tracks_anon_exclusive());
+        kassert_eq!(KernelPt.anon_exclusive(pa), None);
+        ptenv::set_check_exclusive(true);
+        kassert_eq!(KernelPt.anon_exclusive(pa), Some(false));
+        frames().meta(pa).set(ANON_EXCLUSIVE, true);
+        kassert_eq!(KernelPt.anon_exclusive(pa), Some(true));
+        let mut t = UserTables::new().map_err(|e| format!("{e:?}"))?;
+        kassert!(t.checker_mut().is_enabled(), "the test build checks");
+        let va = VirtAddr(0x5000_0000);
+        t.map(va, pa, 1, attrs(true))
+            .map_err(|e| format!("{e:?}"))?;
+        t.make_writable(va, 1).map_err(|e| format!("{e:?}"))?;
+        t.unmap(va, 1).map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    })();
+    ptenv::set_check_exclusive(was);
+    frames().meta(pa).set(ANON_EXCLUSIVE, false);
+    frames().free(pa, 0);
+    result
 }

@@ -16,6 +16,10 @@ pub static TESTS: &[Test] = &[
         run: arch::fixup_recovers_faulting_access,
     },
     Test {
+        name: "arch::uaccess_non_mm_fault_fails_without_retry",
+        run: arch::uaccess_non_mm_fault_fails_without_retry,
+    },
+    Test {
         name: "mm::frame_orders_aligned_and_returned",
         run: mm::frame_orders_aligned_and_returned,
     },
@@ -46,6 +50,10 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "pgtable::random_operations_match_the_walker",
         run: pgtable::random_operations_match_the_walker,
+    },
+    Test {
+        name: "pgtable::anon_exclusive_hook_reads_the_frame_flag",
+        run: pgtable::anon_exclusive_hook_reads_the_frame_flag,
     },
     Test {
         name: "aspace::mprotect_without_a_table_changes_nothing",

@@ -6,13 +6,24 @@
 //! - `contpte=on|off|naive` (default on): see `pgtable::ContMode`;
 //! - `bbml2=on|off` (default off): skip the TLBI inside a convert where the CPU has
 //!   BBM level 2; ignored, with a warning, on CPUs that do not;
-//! - `ptcheck=on|off`: the page-table checker, on by default in the test build.
+//! - `ptcheck=on|off`: the page-table checker, on by default in the test build;
+//! - `ptcheck_exclusive=on|off` (default: as `ptcheck`): with the checker on, also
+//!   check after every operation that each writable or DBM user entry in its range
+//!   maps a page whose frame metadata says `ANON_EXCLUSIVE` (`PtEnv::anon_exclusive`).
+//!   The contract mm keeps for it (`mm/aspace.rs`, "who may write a page"): mark every
+//!   page exclusive (`Locked::set_exclusive`) *before* any operation that leaves a
+//!   writable or DBM entry over it (`map`/`map_pmd` with write permission,
+//!   `make_writable`, `protect` to writable, the dirty `write_fault`), and clear the
+//!   flag (fork's sharing) only for pages whose entries are already write-protected,
+//!   never raising write permission over a page that is not exclusive; for a 2 MiB
+//!   block the first page's flag stands for the block.
 
 use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::asid::AsidAllocator;
-use super::frame::{self, alloc_zeroed};
+use super::frame::{self, alloc_zeroed, flags};
 use super::pgtable::{
     AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
 };
@@ -38,6 +49,14 @@ pub struct PtConfig {
 static CONFIG: spin::Once<PtConfig> = spin::Once::new();
 static COUNTERS: Counters = Counters::new();
 static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
+/// `ptcheck_exclusive=`: whether the kernel env answers `PtEnv::anon_exclusive`.
+static CHECK_EXCLUSIVE: AtomicBool = AtomicBool::new(false);
+
+/// Switches the anon-exclusive check on or off (boot option, tests); returns the old
+/// setting.
+pub fn set_check_exclusive(on: bool) -> bool {
+    CHECK_EXCLUSIVE.swap(on, Ordering::AcqRel)
+}
 
 /// Read the boot options (boot CPU, once). Bad values are reported and the default kept.
 pub fn configure(cmd: &CmdLine<'_>, cpu: &CpuFeatures) -> &'static PtConfig {
@@ -63,6 +82,13 @@ pub fn configure(cmd: &CmdLine<'_>, cpu: &CpuFeatures) -> &'static PtConfig {
             log::warn!("ptcheck={bad} unknown (on, off): using the build's default");
             cfg!(feature = "ktest")
         });
+    let exclusive = cmd
+        .switch("ptcheck_exclusive", check)
+        .unwrap_or_else(|bad| {
+            log::warn!("ptcheck_exclusive={bad} unknown (on, off): using the checker's setting");
+            check
+        });
+    set_check_exclusive(exclusive);
     let features = Features {
         hw_af: cpu.hw_access_flag(),
         hw_dirty: cpu.hw_dirty(),
@@ -141,6 +167,18 @@ impl PtEnv for KernelPt {
                 nr_pages: 1,
             },
         }
+    }
+
+    fn tracks_anon_exclusive(&self) -> bool {
+        CHECK_EXCLUSIVE.load(Ordering::Acquire)
+    }
+
+    /// The frame's `ANON_EXCLUSIVE` flag (read only), for allocated frames; `None` for
+    /// anything else, or with the check switched off.
+    fn anon_exclusive(&self, pa: PhysAddr) -> Option<bool> {
+        let frames = frame::frames();
+        (self.tracks_anon_exclusive() && frames.block_of(pa).is_some())
+            .then(|| frames.meta(pa).test(flags::ANON_EXCLUSIVE))
     }
 
     fn tlb(&self) -> &KernelTlb {

@@ -11,7 +11,7 @@ use super::exec;
 use super::sched::{self, me};
 use super::task::{self, Pid, State, Task};
 use crate::arch::aarch64::context::{self, Context, FpState};
-use crate::arch::aarch64::esr::{Esr, ExceptionClass};
+use crate::arch::aarch64::esr::{AbortSignal, Esr, ExceptionClass};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess;
 use crate::mm::aspace::{Access, FaultError};
@@ -325,6 +325,16 @@ pub fn user_sync(frame: &mut TrapFrame) {
         _ => None,
     };
     let t = me();
+    if access.is_some() && !esr.is_mm_fault() {
+        // Alignment, external abort, TLB conflict...: nothing the page tables can fix
+        // (the access would only fault again); the signal Linux sends for the code.
+        let (sig, code) = match esr.abort_signal() {
+            AbortSignal::Segv(code) => (SIGSEGV, code),
+            AbortSignal::Bus(code) => (SIGBUS, code),
+            AbortSignal::Kill => (SIGKILL, "SI_KERNEL"),
+        };
+        kill(frame, t, sig, code)
+    }
     if let Some(access) = access {
         let r = match t.mm.lock().as_mut() {
             Some(mm) => mm.handle_fault(VirtAddr(frame.far), access),

@@ -24,6 +24,7 @@ const DEFAULT: &[&str] = &[
     "badargs",
     "seed000",
     "segv",
+    "sigbus",
     "fpsimd",
     "thp_fault",
     "thp_cow",

@@ -49,6 +49,25 @@ pub enum FaultStatus {
     Other(u8),
 }
 
+/// The signal an EL0 abort gets when the memory manager does not handle it (or cannot
+/// resolve it): Linux's arm64 `fault_info` table (arch/arm64/mm/fault.c, 6.12), by
+/// fault status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortSignal {
+    /// SIGSEGV with the si_code: translation (SEGV_MAPERR), access-flag and permission
+    /// faults (SEGV_ACCERR) the memory manager could not resolve; MTE tag check faults
+    /// (SEGV_MTESERR).
+    Segv(&'static str),
+    /// SIGBUS with the si_code: alignment faults (BUS_ADRALN); synchronous external
+    /// aborts and parity/ECC errors not on a table walk, unsupported exclusive
+    /// (BUS_OBJERR).
+    Bus(&'static str),
+    /// SIGKILL (SI_KERNEL): everything else: address size faults, external aborts and
+    /// parity errors on a table walk, TLB conflict aborts, unsupported atomic hardware
+    /// updates, lockdown, reserved codes.
+    Kill,
+}
+
 impl Esr {
     pub fn ec(self) -> ExceptionClass {
         use ExceptionClass::*;
@@ -121,6 +140,40 @@ impl Esr {
             0b11_0000 => TlbConflict,
             0b11_0001 => UnsupportedAtomicUpdate,
             other => Other(other),
+        }
+    }
+
+    /// A fault the memory manager handles (Linux's `do_translation_fault` and
+    /// `do_page_fault` entries): translation, access flag and permission faults of an
+    /// instruction or data abort. Every other abort is reported to the process by
+    /// signal ([`Esr::abort_signal`]) without looking at the page tables: re-running the
+    /// access would fault the same way forever (an alignment fault hits a mapped page).
+    pub fn is_mm_fault(self) -> bool {
+        self.is_abort()
+            && matches!(
+                self.fault_status(),
+                FaultStatus::Translation { .. }
+                    | FaultStatus::AccessFlag { .. }
+                    | FaultStatus::Permission { .. }
+            )
+    }
+
+    /// For an abort from EL0: the signal Linux sends for its fault status code (for
+    /// memory-management faults, the one sent when they cannot be resolved).
+    pub fn abort_signal(self) -> AbortSignal {
+        use AbortSignal::*;
+        match self.fsc_raw() {
+            // Translation faults, levels 0-3 and -1 (FEAT_LPA2).
+            0x04..=0x07 | 0x2b => Segv("SEGV_MAPERR"),
+            // Access flag and permission faults, levels 1-3.
+            0x09..=0x0b | 0x0d..=0x0f => Segv("SEGV_ACCERR"),
+            0x11 => Segv("SEGV_MTESERR"),
+            // Synchronous external abort, parity or ECC error (not on a walk).
+            0x10 | 0x18 => Bus("BUS_OBJERR"),
+            0x21 => Bus("BUS_ADRALN"),
+            // Implementation fault (unsupported exclusive or atomic).
+            0x35 => Bus("BUS_OBJERR"),
+            _ => Kill,
         }
     }
 
@@ -233,5 +286,47 @@ mod tests {
             FaultStatus::TlbConflict
         );
         assert!(!Esr(0x5600_0000).is_abort());
+    }
+
+    /// Only translation, access flag and permission faults go to the memory manager;
+    /// the rest get Linux's signal at once (an alignment fault on a mapped page used to
+    /// be "resolved" as an access-flag fault and re-taken forever).
+    #[test]
+    fn only_mm_faults_go_to_the_memory_manager() {
+        let dabt = |fsc: u64| Esr((0x24 << 26) | (1 << 25) | fsc);
+        let iabt = |fsc: u64| Esr((0x20 << 26) | (1 << 25) | fsc);
+        let mm: alloc::vec::Vec<u64> = (0..64).filter(|&f| dabt(f).is_mm_fault()).collect();
+        assert_eq!(mm, [4, 5, 6, 7, 9, 10, 11, 13, 14, 15]);
+        assert!(iabt(0x0f).is_mm_fault() && !iabt(0x21).is_mm_fault());
+        // Not an abort at all: an SVC whose ISS happens to look like a translation fault.
+        assert!(!Esr((0x15 << 26) | 0x07).is_mm_fault());
+        assert_eq!(dabt(0x21).fault_status(), FaultStatus::Alignment);
+        assert!(!dabt(0x21).is_mm_fault());
+    }
+
+    /// Linux 6.12's fault_info table, entry by entry where it is not SIGKILL.
+    #[test]
+    fn signals_follow_linux_fault_info() {
+        use AbortSignal::*;
+        let sig = |fsc: u64| Esr((0x24 << 26) | (1 << 25) | fsc).abort_signal();
+        assert_eq!(sig(0x21), Bus("BUS_ADRALN"), "alignment fault");
+        assert_eq!(sig(0x10), Bus("BUS_OBJERR"), "synchronous external abort");
+        assert_eq!(sig(0x18), Bus("BUS_OBJERR"), "parity or ECC error");
+        assert_eq!(sig(0x35), Bus("BUS_OBJERR"), "unsupported exclusive");
+        assert_eq!(sig(0x30), Kill, "TLB conflict abort");
+        assert_eq!(sig(0x31), Kill, "unsupported atomic hardware update");
+        assert_eq!(sig(0x14), Kill, "external abort on a table walk");
+        assert_eq!(sig(0x02), Kill, "address size fault");
+        assert_eq!(sig(0x07), Segv("SEGV_MAPERR"));
+        assert_eq!(sig(0x0b), Segv("SEGV_ACCERR"));
+        assert_eq!(sig(0x0f), Segv("SEGV_ACCERR"));
+        assert_eq!(
+            sig(0x08),
+            Kill,
+            "level-0 access flag: reserved without LPA2"
+        );
+        let segv = (0..64).filter(|&f| matches!(sig(f), Segv(_))).count();
+        let bus = (0..64).filter(|&f| matches!(sig(f), Bus(_))).count();
+        assert_eq!((segv, bus), (12, 4));
     }
 }

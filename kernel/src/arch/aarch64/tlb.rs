@@ -34,17 +34,26 @@ pub enum Step {
     },
 }
 
-/// Split `pages` pages from page number `first` into range steps, as few as the
-/// encoding allows (an odd page left over goes by itself), smallest scale first.
+/// The most pages [`range_steps`] covers: an odd page by itself, then NUM + 1 of up to
+/// 31 units of 2^(5 * SCALE + 1) pages for each SCALE 0..=3: every count below 2^21.
+/// Larger ranges are flushed by ASID (the page-table layer decides, `pgtable::ctx`).
+pub const MAX_RANGE_PAGES: u64 = (1 << 21) - 1;
+
+/// Split `pages` pages (at most [`MAX_RANGE_PAGES`]) from page number `first` into
+/// range steps, as few as the encoding allows (an odd page goes by itself), smallest
+/// scale first: at most 5 steps.
 pub fn range_steps(first: u64, pages: u64, mut emit: impl FnMut(Step)) {
+    assert!(
+        pages <= MAX_RANGE_PAGES,
+        "{pages} pages: too many for range TLBI (flush the ASID)"
+    );
     let (mut page, mut left, mut scale) = (first, pages, 0u64);
+    if left % 2 == 1 {
+        emit(Step::Page { page });
+        page += 1;
+        left -= 1;
+    }
     while left > 0 {
-        if left % 2 == 1 || scale > 3 {
-            emit(Step::Page { page });
-            page += 1;
-            left -= 1;
-            continue;
-        }
         let chunk = (left >> (5 * scale + 1)) & 0x1f;
         if chunk > 0 {
             let n = chunk << (5 * scale + 1);
@@ -178,6 +187,20 @@ mod tests {
                 num: 7
             }]
         );
+    }
+
+    #[test]
+    fn largest_range_is_five_steps() {
+        let steps = covered(0x7_0000, MAX_RANGE_PAGES);
+        assert_eq!(steps.len(), 5, "{steps:?}");
+        assert_eq!(steps[0], Step::Page { page: 0x7_0000 });
+    }
+
+    #[test]
+    #[should_panic(expected = "too many for range TLBI")]
+    fn two_to_the_21_pages_is_refused() {
+        // It used to fall through every scale and come out as 2^21 single pages.
+        range_steps(0, 1 << 21, |_| {});
     }
 
     #[test]

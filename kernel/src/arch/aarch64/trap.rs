@@ -161,6 +161,20 @@ fn decode_kind(kind: u64) -> (Origin, Vector) {
     (origin, vector)
 }
 
+/// A user-access instruction (one with a fix-up) faulted at EL1: whether the memory
+/// manager resolved the fault, so that the access is retried. Only a data abort on a
+/// user address with a memory-management fault status (translation, access flag,
+/// permission: [`Esr::is_mm_fault`]) goes to `resolve`; any other fault (alignment,
+/// external abort, TLB conflict) would only be taken again on retry, so it fails at
+/// once: the fix-up makes the copy return an error, EFAULT for the caller.
+pub fn uaccess_retry(esr: Esr, far: u64, resolve: Option<fn(usize, bool) -> bool>) -> bool {
+    let user_addr = (far as usize) < super::uaccess::USER_END;
+    esr.is_data_abort()
+        && esr.is_mm_fault()
+        && user_addr
+        && resolve.is_some_and(|f| f(far as usize, esr.is_write()))
+}
+
 #[no_mangle]
 extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
     let (origin, vector) = decode_kind(kind);
@@ -182,11 +196,7 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
         (Origin::CurrentSpx, Vector::Sync, _) => {
             if let Some(resume) = find_fixup(frame.elr as usize) {
                 let esr = Esr(frame.esr);
-                let user_addr = (frame.far as usize) < super::uaccess::USER_END;
-                if esr.is_data_abort()
-                    && user_addr
-                    && h.is_some_and(|h| (h.uaccess_fault)(frame.far as usize, esr.is_write()))
-                {
+                if uaccess_retry(esr, frame.far, h.map(|h| h.uaccess_fault)) {
                     return; // resolved: retry the access
                 }
                 frame.x[0] = u64::MAX;

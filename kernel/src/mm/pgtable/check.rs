@@ -21,8 +21,24 @@
 //!   completed.
 //! * **When a table is freed**: no walk cache may still hold a pointer to it.
 //! * **At the end of the operation** ([`Checker::end_op`]):
-//!   - no entry still waits for its TLBI or DSB: every unmapped entry and every entry
-//!     whose permissions or AF were reduced has been invalidated (`Pte::restricts`);
+//!   - no entry still waits for its TLBI or DSB: every unmapped entry, every entry
+//!     whose permissions or AF were reduced (`Pte::restricts`), and every entry that
+//!     was valid and whose permissions were relaxed (`Pte::relaxes_permission`: made
+//!     writable, or executable, or EL0-accessible) has been invalidated. The second
+//!     half is Arm ARM D8.16 "Translation Lookaside Buffers": "Translation table
+//!     entries that generate a Translation fault, an Address size fault, or an Access
+//!     flag fault are never cached in a TLB" (R_XCLRD), while an entry "that does not
+//!     cause a Translation fault, an Address size fault, or an Access flag fault is
+//!     permitted to be cached in a TLB ... as the result of an explicit or speculative
+//!     access" (R_SQBCS). A read-only entry that generates a Permission fault on a
+//!     write is such an entry: after copy-on-write reuse (`make_writable`), the
+//!     software dirty fault (`write_fault`) or `protect` makes it writable, the TLB may
+//!     still hold the read-only one and the write faults again, for as long as the
+//!     stale entry stays. The TLBI covers the page, or the whole contiguous block
+//!     (each of its 16 entries changes; Linux's `contpte_ptep_set_access_flags`
+//!     flushes the block too), or the 2 MiB block entry. Setting AF alone needs no
+//!     TLBI: an entry with AF = 0 generates an Access flag fault, so it was never
+//!     cached (R_XCLRD);
 //!   - every touched 64 KiB block is a well-formed contiguous block or has no
 //!     Contiguous bit (`desc::cont_block_violation`), and a contiguous block maps one
 //!     folio;
@@ -30,7 +46,12 @@
 //!     the state after (AF and dirty read as the block-wide OR for contiguous blocks):
 //!     only unmapping operations remove mappings, only mapping operations create them,
 //!     no output address changes under a live mapping, and AF and dirty state are lost
-//!     only by the operations that clear them.
+//!     only by the operations that clear them;
+//!   - every writable or DBM user entry (level 3, or a level-2 block) in the
+//!     operation's range maps an anon-exclusive page, when the environment knows
+//!     ([`PtEnv::anon_exclusive`]): a page shared by two address spaces (after fork)
+//!     must be written only after copy-on-write, never through an entry that already
+//!     lets the hardware write it (or will, with hardware dirty state).
 //!
 //! The checker is switched at run time ([`Checker::set_enabled`]); when off it keeps no
 //! state and costs a branch per store.
@@ -43,9 +64,9 @@ use core::panic::Location;
 use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE, PMD_SIZE};
 
 use super::contpte::block_in_one_folio;
-use super::cursor::Slot;
+use super::cursor::{Cursor, Found, Slot};
 use super::desc::{cont_block_violation, entry_size, BbmChange, Kind, Level, Pte, LAST_LEVEL};
-use super::env::PtEnv;
+use super::env::{Features, PtEnv};
 
 /// The operations of the page-table API, as the checker needs to know them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +114,8 @@ struct Op {
     kind: OpKind,
     ranges: Vec<(VirtAddr, VirtAddr)>,
     bbml2: bool,
+    /// Hardware dirty-state management: DBM then grants write permission.
+    hw_dirty: bool,
     caller: &'static Location<'static>,
 }
 
@@ -143,14 +166,15 @@ impl Checker {
         &mut self,
         kind: OpKind,
         range: (VirtAddr, VirtAddr),
-        bbml2: bool,
+        features: Features,
         caller: &'static Location<'static>,
     ) {
         if self.enabled {
             self.op = Some(Op {
                 kind,
                 ranges: alloc::vec![range],
-                bbml2,
+                bbml2: features.bbml2,
+                hw_dirty: features.hw_dirty,
                 caller,
             });
         }
@@ -225,6 +249,7 @@ impl Checker {
         site: &'static Location<'static>,
     ) {
         let key = (slot.level(), slot.va());
+        let hw_dirty = self.op.as_ref().is_some_and(|op| op.hw_dirty);
         match (old.is_valid(), new.is_valid()) {
             (true, true) => {
                 self.check_make(
@@ -234,7 +259,7 @@ impl Checker {
                     site,
                     "live entry replaced without break-before-make",
                 );
-                if Pte::restricts(old, new) {
+                if Pte::needs_tlbi(old, new, hw_dirty) {
                     self.stale.insert(
                         key,
                         Stale {
@@ -262,7 +287,7 @@ impl Checker {
                         site,
                         "entry made before the TLBI and DSB of its break",
                     );
-                    if !Pte::restricts(s.old, new) {
+                    if !Pte::needs_tlbi(s.old, new, hw_dirty) {
                         self.stale.remove(&key);
                     }
                 }
@@ -340,9 +365,12 @@ impl Checker {
         }
     }
 
-    pub(crate) fn end_op<E: PtEnv>(&mut self, env: &E) {
+    pub(crate) fn end_op<E: PtEnv>(&mut self, env: &E, root: PhysAddr) {
         if !self.enabled {
             return;
+        }
+        if env.tracks_anon_exclusive() {
+            self.check_writable_entries_are_exclusive(env, root);
         }
         if let Some((&(level, va), s)) = self.stale.iter().next() {
             let what = if s.tlbi_done {
@@ -378,6 +406,41 @@ impl Checker {
             }
         }
         self.op = None;
+    }
+
+    /// Walks the operation's ranges: every writable or DBM user leaf must map a page
+    /// the environment says is anon-exclusive.
+    fn check_writable_entries_are_exclusive<E: PtEnv>(&self, env: &E, root: PhysAddr) {
+        let op = self.op.as_ref().expect("in an operation");
+        let mut cursor = Cursor::new(root);
+        for &(start, end) in &op.ranges {
+            let mut va = start.align_down(PAGE_SIZE);
+            while va < end {
+                let (entry, level, next) = match cursor.find(env, va) {
+                    Found::Hole { level } => {
+                        let size = entry_size(level);
+                        va = va.align_down(size).add(size);
+                        continue;
+                    }
+                    Found::Block(slot) => {
+                        let size = entry_size(slot.level());
+                        (slot.load(), slot.level(), slot.va().add(size))
+                    }
+                    Found::Ptes(table) => (table.slot_of(va).load(), LAST_LEVEL, va.add(PAGE_SIZE)),
+                };
+                let writable = entry.is_writable() || entry.is_hw_writable();
+                if entry.is_leaf(level) && entry.is_user() && writable {
+                    let pa = entry.output_addr();
+                    if env.anon_exclusive(pa) == Some(false) {
+                        self.fail(format_args!(
+                            "writable entry over a page that is not anon-exclusive: level-{level} entry at {:?}: {entry:?}",
+                            va.align_down(entry_size(level))
+                        ));
+                    }
+                }
+                va = next;
+            }
+        }
     }
 
     fn conservation_violation(

@@ -124,11 +124,18 @@ fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     if !ctx.features.bbml2 {
         ctx.invalidate_now(blk.va(), CONT_PTES);
     }
+    // Without the TLBI above (BBM level 2), the gathered dirty state may have made a
+    // clean writable entry hardware-writable: that needs its TLBI. Not with hardware
+    // dirty state, where DBM already let the hardware write.
+    let may_relax = ctx.features.bbml2 && dirty && !ctx.features.hw_dirty;
+    let mut relaxed = false;
     for (i, o) in old.iter().enumerate() {
-        ctx.store(
-            blk.slot(i),
-            Write::Swap(o.with_cont(cont).with_gathered(young, dirty)),
-        );
+        let new = o.with_cont(cont).with_gathered(young, dirty);
+        ctx.store(blk.slot(i), Write::Swap(new));
+        relaxed |= may_relax && Pte::relaxes_permission(*o, new, false);
+    }
+    if relaxed {
+        ctx.flush_later(blk.va(), CONT_SIZE);
     }
     Counters::bump(&ctx.env.counters().converts, 1);
 }
@@ -183,7 +190,7 @@ fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change
     let mut needs_tlbi = false;
     for (i, o) in old.iter_mut().enumerate() {
         let (before, after) = ctx.store(blk.slot(i), Write::Update(change));
-        needs_tlbi |= Pte::restricts(before, after);
+        needs_tlbi |= Pte::needs_tlbi(before, after, ctx.features.hw_dirty);
         *o = before;
     }
     if needs_tlbi {
@@ -195,7 +202,7 @@ fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change
 /// Applies `change` to one entry (nothing if it is invalid). Returns the old value.
 fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
     let (old, new) = ctx.store(slot, Write::Update(change));
-    if Pte::restricts(old, new) {
+    if Pte::needs_tlbi(old, new, ctx.features.hw_dirty) {
         ctx.flush_later(slot.va(), PAGE_SIZE);
     }
     old

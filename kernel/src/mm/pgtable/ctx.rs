@@ -38,12 +38,43 @@ pub(crate) enum Write {
     Update(Change),
 }
 
-/// From this many pages on, per-page TLBIs give way to one TLBI by ASID (Linux's
-/// cut-off too: one table's worth).
+/// From this many pages on, per-page TLBIs give way to one TLBI by ASID on a CPU
+/// without range TLBI (Linux's cut-off too, MAX_DVM_OPS: one table's worth).
 const MAX_TLBI_PAGES: usize = PTRS_PER_TABLE;
-/// The most pages one TLBI RVALE1IS can cover: (NUM + 1) << (5 * SCALE + 1) with
-/// NUM = 31 and SCALE = 3.
-const MAX_TLBI_RANGE_PAGES: usize = 32 << 16;
+/// The most pages a range invalidation can cover (`arch::aarch64::tlb::range_steps`):
+/// one page for an odd count plus one TLBI RVALE1IS per SCALE 0..=3, each of up to 31
+/// units of 2^(5 * SCALE + 1) pages, i.e. 2^21 - 1 pages in at most 5 instructions.
+/// 2^21 itself is not: its only set bit is beyond SCALE 3, and covering it page by page
+/// would be two million TLBIs under the address-space lock.
+pub const MAX_TLBI_RANGE_PAGES: usize = (1 << 21) - 1;
+
+/// How [`Ctx::invalidate_now`] covers a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TlbiPlan {
+    /// One TLBI VALE1IS per page.
+    Pages,
+    /// TLBI RVALE1IS (FEAT_TLBIRANGE), at most 5 instructions.
+    Range,
+    /// One TLBI ASIDE1IS: the range is too large for either.
+    Asid,
+}
+
+/// The invalidation of `pages` pages, on a CPU with or without range TLBI.
+pub(crate) const fn tlbi_plan(range_tlbi: bool, pages: usize) -> TlbiPlan {
+    if range_tlbi {
+        if pages > MAX_TLBI_RANGE_PAGES {
+            TlbiPlan::Asid
+        } else if pages > 1 {
+            TlbiPlan::Range
+        } else {
+            TlbiPlan::Pages
+        }
+    } else if pages >= MAX_TLBI_PAGES {
+        TlbiPlan::Asid
+    } else {
+        TlbiPlan::Pages
+    }
+}
 
 pub(crate) struct Ctx<'a, E: PtEnv> {
     pub env: &'a E,
@@ -52,7 +83,7 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
     pub mode: ContMode,
     pub features: Features,
     check: &'a mut Checker,
-    /// Hull of the entries changed in a way that needs a TLBI (see `Pte::restricts`).
+    /// Hull of the entries changed in a way that needs a TLBI (see `Pte::needs_tlbi`).
     pending: Option<(VirtAddr, VirtAddr)>,
     /// Addresses whose tables may have become empty or were allocated by this operation.
     maybe_empty: Vec<VirtAddr>,
@@ -71,7 +102,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         caller: &'static Location<'static>,
     ) -> Self {
         let features = env.features();
-        check.begin_op(kind, range, features.bbml2, caller);
+        check.begin_op(kind, range, features, caller);
         Ctx {
             env,
             root,
@@ -95,7 +126,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         for va in regions {
             cursor::free_empty_tables(&mut self, va);
         }
-        self.check.end_op(self.env);
+        self.check.end_op(self.env, self.root);
     }
 
     /// The only function that writes descriptors. Returns the old and the new value.
@@ -141,18 +172,21 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// ASID-tagged because every user entry is nG.
     pub fn invalidate_now(&mut self, va: VirtAddr, pages: usize) {
         let counters = self.env.counters();
-        let range = self.features.range_tlbi;
-        if (!range && pages >= MAX_TLBI_PAGES) || pages > MAX_TLBI_RANGE_PAGES {
-            self.env.tlb().asid(self.asid);
-            Counters::bump(&counters.tlbi_asid, 1);
-            self.check.on_tlbi(TlbiScope::Asid);
-        } else if range && pages > 1 {
-            self.env.tlb().range(self.asid, va, pages);
-            Counters::bump(&counters.tlbi_range, 1);
-            self.check.on_tlbi(TlbiScope::Range { va, pages });
-        } else {
-            for i in 0..pages {
-                self.tlbi_page(va.add(i * PAGE_SIZE), true);
+        match tlbi_plan(self.features.range_tlbi, pages) {
+            TlbiPlan::Asid => {
+                self.env.tlb().asid(self.asid);
+                Counters::bump(&counters.tlbi_asid, 1);
+                self.check.on_tlbi(TlbiScope::Asid);
+            }
+            TlbiPlan::Range => {
+                self.env.tlb().range(self.asid, va, pages);
+                Counters::bump(&counters.tlbi_range, 1);
+                self.check.on_tlbi(TlbiScope::Range { va, pages });
+            }
+            TlbiPlan::Pages => {
+                for i in 0..pages {
+                    self.tlbi_page(va.add(i * PAGE_SIZE), true);
+                }
             }
         }
         self.dsb();
@@ -227,4 +261,51 @@ pub(crate) fn flush_asid<E: PtEnv>(env: &E, asid: Asid) {
     env.tlb().dsb();
     Counters::bump(&env.counters().tlbi_asid, 1);
     Counters::bump(&env.counters().dsb, 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The boundary of range TLBI: 2^21 - 1 pages is the largest count the encoding
+    /// covers; 2^21 and more take one TLBI by ASID (2^21 used to pass the limit test and
+    /// become 2^21 single-page TLBIs). Without range TLBI, 512 pages and more do.
+    #[test]
+    fn tlbi_plan_boundaries() {
+        use TlbiPlan::*;
+        for (pages, with_range, without) in [
+            (1, Pages, Pages),
+            (2, Range, Pages),
+            (16, Range, Pages),
+            (MAX_TLBI_PAGES - 1, Range, Pages),
+            (MAX_TLBI_PAGES, Range, Asid),
+            ((1 << 21) - 1, Range, Asid),
+            (1 << 21, Asid, Asid),
+            ((1 << 21) + 1, Asid, Asid),
+        ] {
+            assert_eq!(
+                tlbi_plan(true, pages),
+                with_range,
+                "{pages} pages, FEAT_TLBIRANGE"
+            );
+            assert_eq!(
+                tlbi_plan(false, pages),
+                without,
+                "{pages} pages, no range TLBI"
+            );
+        }
+    }
+
+    /// The layer's limit is what the instruction encoder can do.
+    #[test]
+    fn range_limit_matches_the_encoder() {
+        use crate::arch::aarch64::tlb::{range_steps, Step, MAX_RANGE_PAGES};
+        assert_eq!(MAX_TLBI_RANGE_PAGES as u64, MAX_RANGE_PAGES);
+        let mut steps = 0;
+        range_steps(0x40000, MAX_TLBI_RANGE_PAGES as u64, |s| {
+            assert!(matches!(s, Step::Range { .. }) || steps == 0, "{s:?}");
+            steps += 1;
+        });
+        assert_eq!(steps, 5);
+    }
 }

@@ -465,8 +465,8 @@ impl Pte {
 
     /// A TLB still holding `old` could grant something `new` does not (an access,
     /// a write, EL0 access, execution, or skipping an AF update): the change needs a
-    /// TLBI before it may be relied on. Changes the other way need none; a stale
-    /// entry can only cause a spurious fault, which the fault handler tolerates.
+    /// TLBI before it may be relied on. Changes the other way need one too when they
+    /// relax a permission ([`Pte::relaxes_permission`]), not when they only set AF.
     pub(crate) const fn restricts(old: Pte, new: Pte) -> bool {
         old.grants() & !new.grants() != 0
     }
@@ -474,6 +474,33 @@ impl Pte {
     /// The granting fields, each as a bit that is set when it grants.
     const fn grants(self) -> u64 {
         (self.0 & GRANT_WHEN_SET) | (!self.0 & GRANT_WHEN_CLEAR)
+    }
+
+    /// A TLB still holding `old` could refuse, with a Permission fault, an access that
+    /// `new` allows: a write (`AP[2]` cleared; or DBM set when the hardware manages
+    /// dirty state, `hw_dirty`, since a write through DBM then succeeds), EL0 access or
+    /// execution. The architecture lets a TLB cache an entry that generates a
+    /// Permission fault (Arm ARM D8.16, R_SQBCS: only entries that generate a
+    /// Translation, Address size or Access flag fault are never cached, R_XCLRD), so
+    /// the faulting CPU may keep hitting the stale entry: such a change needs a TLBI
+    /// too, as Linux's `__ptep_set_access_flags` does. Setting AF alone needs none
+    /// (an entry with AF = 0 was never cached).
+    pub(crate) const fn relaxes_permission(old: Pte, new: Pte, hw_dirty: bool) -> bool {
+        old.is_valid() && new.is_valid() && new.permits(hw_dirty) & !old.permits(hw_dirty) != 0
+    }
+
+    /// What the hardware allows through the entry, as bits: write, EL0, EL0 and EL1
+    /// execution (the access flag aside).
+    const fn permits(self, hw_dirty: bool) -> u64 {
+        let write = self.is_hw_writable() || (hw_dirty && self.is_writable());
+        (if write { AP_RDONLY } else { 0 }) | (self.0 & AP_USER) | (!self.0 & (PXN | UXN))
+    }
+
+    /// Whether replacing `old` by `new` in place needs a TLBI before the operation
+    /// ends: it restricts ([`Pte::restricts`]) or relaxes a permission
+    /// ([`Pte::relaxes_permission`]).
+    pub(crate) const fn needs_tlbi(old: Pte, new: Pte, hw_dirty: bool) -> bool {
+        Pte::restricts(old, new) || Pte::relaxes_permission(old, new, hw_dirty)
     }
 
     /// How replacing live `old` by valid `new` relates to break-before-make.
@@ -599,6 +626,10 @@ mod tests {
         prot: Prot::user(true, false),
         mem: MemType::Normal,
     };
+    const RO: PteAttrs = PteAttrs {
+        prot: Prot::user(false, false),
+        mem: MemType::Normal,
+    };
     const PA: PhysAddr = PhysAddr(0x4001_0000);
 
     #[test]
@@ -647,6 +678,29 @@ mod tests {
         assert!(Pte::restricts(p, p.mkold()));
         assert!(!Pte::restricts(p.mkold(), p));
         assert!(!Pte::restricts(p, p.with_cont(true)));
+        // Relaxing a permission: making a read-only entry writable needs a TLBI (the
+        // stale read-only entry may be cached); setting AF or dirtying an entry the
+        // hardware could already write (DBM with hardware dirty state) does not.
+        let ro = Pte::page(PA, RW).wrprotect();
+        assert!(Pte::relaxes_permission(ro, ro.mkwrite().mkdirty(), false));
+        assert!(Pte::relaxes_permission(ro, ro.mkwrite().mkdirty(), true));
+        let clean = Pte::page(PA, RW);
+        assert!(Pte::relaxes_permission(clean, clean.mkdirty(), false));
+        assert!(!Pte::relaxes_permission(clean, clean.mkdirty(), true));
+        assert!(!Pte::relaxes_permission(ro, ro.mkwrite(), false));
+        assert!(Pte::relaxes_permission(ro, ro.mkwrite(), true));
+        assert!(!Pte::needs_tlbi(p.mkold(), p, false), "setting AF is free");
+        assert!(!Pte::needs_tlbi(clean.mkold(), clean.mkyoung(), true));
+        let nx = Pte::page(PA, RO);
+        assert!(Pte::relaxes_permission(
+            nx,
+            nx.with_prot(Prot::user(false, true)),
+            false
+        ));
+        assert!(
+            !Pte::relaxes_permission(Pte::INVALID, clean, false),
+            "a new mapping"
+        );
         assert_eq!(Pte::bbm_change(p, p.wrprotect()), BbmChange::None);
         assert_eq!(Pte::bbm_change(p, p.with_cont(true)), BbmChange::ContOnly);
         assert_eq!(

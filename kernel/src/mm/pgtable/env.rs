@@ -84,6 +84,20 @@ pub trait PtEnv {
     fn free_table(&self, pa: PhysAddr);
     /// The folio that the frame at `pa` belongs to (a single page if none).
     fn folio_of(&self, pa: PhysAddr) -> FolioSpan;
+    /// Whether the environment answers [`PtEnv::anon_exclusive`] at all: when false
+    /// (the default) the checker skips the invariant and its walk.
+    fn tracks_anon_exclusive(&self) -> bool {
+        false
+    }
+    /// For the checker (test builds): whether the page at `pa` is anon-exclusive,
+    /// mapped by one address space only, which may therefore write it without copying.
+    /// `None`: not known, no check. The checker asks after every operation about every
+    /// writable or DBM user entry in the operation's range, the first page of a 2 MiB
+    /// block standing for the block (Linux keeps the flag on a PMD-mapped folio's head).
+    fn anon_exclusive(&self, pa: PhysAddr) -> Option<bool> {
+        let _ = pa;
+        None
+    }
     fn tlb(&self) -> &Self::Tlb;
     fn features(&self) -> Features;
     /// Where the layer counts its work.

@@ -32,9 +32,12 @@
 //! Each API call is one operation (`AddressSpace::op`): it checks its arguments, changes
 //! entries through the single store function, records which ranges need a TLBI, and at
 //! its end issues that TLBI, a DSB, frees the tables it emptied, and runs the checker.
-//! When a call returns, no TLB holds a translation more permissive than the tables. Making an entry *more* permissive
-//! (setting AF or dirty, making writable) needs no TLBI: a stale TLB entry can only
-//! cause a spurious fault, which the fault handler resolves by finding nothing to do.
+//! When a call returns, no TLB holds a translation more permissive than the tables, nor
+//! a stale one less permissive: making a valid entry writable (copy-on-write reuse,
+//! the software dirty fault, mprotect), executable or EL0-accessible is invalidated
+//! too, because the architecture lets a TLB keep an entry that generates a Permission
+//! fault, and the access would fault on it again (see `check.rs` for the rule). Only
+//! setting AF needs no TLBI: an entry with AF = 0 is never cached.
 
 mod check;
 mod contpte;

@@ -3,7 +3,9 @@
 //!
 //! * [`HostEnv`] implements [`PtEnv`]: tables live in a fixed arena of "physical"
 //!   pages (a freed table panics if it is walked again), folios are registered by
-//!   [`HostEnv::alloc_folio`], TLB maintenance is recorded in order ([`TlbOp`]).
+//!   [`HostEnv::alloc_folio`], TLB maintenance is recorded in order ([`TlbOp`]); once
+//!   [`HostEnv::track_anon_exclusive`] is called it also answers which pages are
+//!   anon-exclusive ([`HostEnv::set_anon_exclusive`]), for the checker.
 //! * [`walk`] and [`translate`] model the architecture's translation of a VA: descriptor
 //!   types per level (blocks at levels 1 and 2, pages at level 3), permissions from
 //!   AP/UXN/PXN for EL0 and EL1 (PSTATE.PAN = 0; a page writable at EL0 is never
@@ -17,7 +19,7 @@
 
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::vec::Vec;
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +96,8 @@ pub struct HostEnv {
     /// Folio head -> pages.
     folios: RefCell<BTreeMap<PhysAddr, usize>>,
     next_folio: Cell<PhysAddr>,
+    /// Anon-exclusive pages, once tracked (`None`: the model does not say).
+    exclusive: RefCell<Option<BTreeSet<PhysAddr>>>,
     features: Features,
     tlb: HostTlb,
     counters: Counters,
@@ -110,6 +114,7 @@ impl HostEnv {
             free: RefCell::new((0..max_tables).rev().collect()),
             folios: RefCell::default(),
             next_folio: Cell::new(FOLIO_BASE),
+            exclusive: RefCell::new(None),
             features,
             tlb: HostTlb::default(),
             counters: Counters::new(),
@@ -123,6 +128,28 @@ impl HostEnv {
         self.next_folio.set(head.add(bytes));
         self.folios.borrow_mut().insert(head, 1 << order);
         head
+    }
+
+    /// From now on the model answers [`PtEnv::anon_exclusive`]: a page is exclusive
+    /// only once [`HostEnv::set_anon_exclusive`] said so.
+    pub fn track_anon_exclusive(&self) {
+        self.exclusive
+            .borrow_mut()
+            .get_or_insert_with(BTreeSet::new);
+    }
+
+    /// Marks `pages` pages from `pa` anon-exclusive or shared (tracking must be on).
+    pub fn set_anon_exclusive(&self, pa: PhysAddr, pages: usize, exclusive: bool) {
+        let mut set = self.exclusive.borrow_mut();
+        let set = set.as_mut().expect("track_anon_exclusive first");
+        for i in 0..pages {
+            let page = pa.add(i * PAGE_SIZE);
+            if exclusive {
+                set.insert(page);
+            } else {
+                set.remove(&page);
+            }
+        }
     }
 
     /// Tables currently allocated.
@@ -176,6 +203,17 @@ impl PtEnv for HostEnv {
                 nr_pages: 1,
             },
         }
+    }
+
+    fn tracks_anon_exclusive(&self) -> bool {
+        self.exclusive.borrow().is_some()
+    }
+
+    fn anon_exclusive(&self, pa: PhysAddr) -> Option<bool> {
+        self.exclusive
+            .borrow()
+            .as_ref()
+            .map(|set| set.contains(&pa))
     }
 
     fn tlb(&self) -> &HostTlb {

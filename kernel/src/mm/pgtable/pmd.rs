@@ -33,7 +33,7 @@ pub(crate) fn map_l2<E: PtEnv>(
 pub(crate) fn change_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
     assert!(slot.level() == PMD_LEVEL && slot.va().is_aligned(PMD_SIZE));
     let (old, new) = ctx.store(slot, Write::Update(change));
-    if Pte::restricts(old, new) {
+    if Pte::needs_tlbi(old, new, ctx.features.hw_dirty) {
         ctx.flush_later(slot.va(), PMD_SIZE);
     }
     old

@@ -348,6 +348,130 @@ fn bug7_tlbi_without_dsb() {
     });
 }
 
+// Bug 7, the other way: no TLBI after a read-only entry became writable. The TLB may
+// keep an entry that generated a Permission fault (Arm ARM D8.16, R_SQBCS), so the
+// write that faulted can fault again on the stale read-only entry.
+
+#[test]
+#[should_panic(expected = "missing TLBI")]
+fn bug7_copy_on_write_reuse_without_tlbi() {
+    let (mut asp, _) = mapped_block(SW);
+    asp.wrprotect(page(0), 16).unwrap();
+    // Broken reuse: the block is made writable and dirty in place, nothing invalidated.
+    with_table(&mut asp, OpKind::MakeWritable, page(0), 16, |ctx, t| {
+        for i in 0..CONT_PTES {
+            ctx.store(slot(t, page(i)), Write::Update(Change::MkwriteDirty));
+        }
+    });
+}
+
+#[test]
+#[should_panic(expected = "missing TLBI")]
+fn bug7_software_dirty_fault_without_tlbi() {
+    let mut asp = new_asp(ContMode::On, SW);
+    map_folio(&mut asp, page(3), 0, RW);
+    // Broken write fault: the writable-clean entry becomes hardware-writable (`AP[2]`
+    // cleared), nothing invalidated.
+    with_table(&mut asp, OpKind::WriteFault, page(3), 1, |ctx, t| {
+        ctx.store(slot(t, page(3)), Write::Update(Change::MkyoungDirty));
+    });
+}
+
+#[test]
+#[should_panic(expected = "missing TLBI")]
+fn bug7_mprotect_to_writable_without_tlbi_with_hardware_dirty() {
+    // With hardware dirty state, DBM alone lets the hardware write: a read-only to
+    // writable-clean mprotect relaxes the permission.
+    let mut asp = new_asp(ContMode::On, HW);
+    map_folio(&mut asp, page(3), 0, RO);
+    with_table(&mut asp, OpKind::Protect, page(3), 1, |ctx, t| {
+        ctx.store(slot(t, page(3)), Write::Update(Change::Protect(RW.prot)));
+    });
+}
+
+#[test]
+fn bug7_setting_the_access_flag_alone_needs_no_tlbi() {
+    let (mut asp, _) = mapped_block(SW);
+    asp.clear_young_dirty(page(0), 16).unwrap();
+    asp.env().tlb().take_log();
+    with_table(&mut asp, OpKind::AccessFlagFault, page(0), 16, |ctx, t| {
+        for i in 0..CONT_PTES {
+            ctx.store(slot(t, page(i)), Write::Update(Change::Mkyoung));
+        }
+    });
+    assert!(asp.env().tlb().take_log().is_empty());
+    assert_eq!(asp.access_flag_fault(page(5)), FaultFix::Fixed);
+    assert!(
+        asp.env().tlb().take_log().is_empty(),
+        "the real AF fault is free"
+    );
+}
+
+/// The TLBIs of an operation on pages `[first, first + nr)`: whether they cover every
+/// one of those pages (a range, a TLBI per page, or by ASID).
+fn tlbis_cover(log: &[TlbOp], first: usize, nr: usize) -> bool {
+    (first..first + nr).all(|i| {
+        let va = page(i);
+        log.iter().any(|op| match *op {
+            TlbOp::Page { va: t, .. } => t == va,
+            TlbOp::Range { va: t, pages, .. } => t <= va && va < t.add(pages * PAGE_SIZE),
+            TlbOp::Asid(_) | TlbOp::All => true,
+            TlbOp::Dsb => false,
+        })
+    })
+}
+
+#[test]
+fn bug7_real_upgrades_invalidate_the_stale_read_only_entry() {
+    for features in [SW, HW] {
+        // Copy-on-write reuse of a whole contiguous block: the whole block is covered,
+        // and the block stays folded.
+        let (mut asp, _) = mapped_block(features);
+        asp.wrprotect(page(0), 16).unwrap();
+        asp.env().tlb().take_log();
+        asp.make_writable(page(0), 16).unwrap();
+        let log = asp.env().tlb().take_log();
+        assert!(tlbis_cover(&log, 0, 16), "{features:?}: {log:?}");
+        assert_eq!(log.last(), Some(&TlbOp::Dsb));
+        assert!(block_at(&asp, page(0))
+            .iter()
+            .all(|e| e.is_cont() && e.is_hw_writable()));
+        // One page of a block: unfolded (its own TLBIs), and the page covered.
+        asp.wrprotect(page(0), 16).unwrap();
+        asp.env().tlb().take_log();
+        asp.make_writable(page(5), 1).unwrap();
+        assert!(tlbis_cover(&asp.env().tlb().take_log(), 5, 1));
+        // mprotect of a 2 MiB block to writable: its one block entry is covered.
+        let mut asp = new_asp(ContMode::On, features);
+        let big = asp.env().alloc_folio(9);
+        asp.map_pmd(page(512), big, RO).unwrap();
+        asp.make_writable(page(512), 512).unwrap();
+        asp.env().tlb().take_log();
+        asp.protect(page(512), 512, RO.prot).unwrap();
+        asp.env().tlb().take_log();
+        asp.protect(page(512), 512, RW.prot).unwrap();
+        let log = asp.env().tlb().take_log();
+        assert!(tlbis_cover(&log, 512, 1), "{features:?}: {log:?}");
+    }
+    // The software dirty fault on a single page: one TLBI of that page.
+    let mut asp = new_asp(ContMode::On, SW);
+    map_folio(&mut asp, page(3), 0, RW);
+    asp.env().tlb().take_log();
+    assert_eq!(asp.write_fault(page(3)), FaultFix::Fixed);
+    let log = asp.env().tlb().take_log();
+    assert_eq!(
+        log,
+        [
+            TlbOp::Page {
+                asid: 7,
+                va: page(3),
+                last_level: true
+            },
+            TlbOp::Dsb
+        ]
+    );
+}
+
 // Bug 8: write-protecting part of a block without unfolding it.
 
 #[test]

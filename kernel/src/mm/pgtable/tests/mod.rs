@@ -224,8 +224,8 @@ fn fork_and_lazyfree_and_reuse_of_whole_blocks_never_unfold() {
         assert_eq!((d.unfolds, d.folds, d.converts), (0, 0, 0));
         assert_eq!(
             d.tlbi_page + d.tlbi_range + d.tlbi_asid,
-            2,
-            "one TLBI each for fork and lazyfree: {d:?}"
+            3,
+            "one TLBI each for fork, lazyfree and the reuse (read-only to writable): {d:?}"
         );
         let leaf = asp.get(page(100)).unwrap();
         assert!(leaf.pte.is_cont() && leaf.pte.is_writable() && leaf.pte.is_dirty());
@@ -295,6 +295,13 @@ fn software_af_and_dirty_faults_fix_the_whole_block_without_unfolding() {
     assert!(block_at(&asp, page(0))
         .iter()
         .all(|e| e.is_young() && e.is_cont() && !e.is_dirty()));
+    let d = stats(&asp) - before;
+    assert_eq!(
+        (d.unfolds, d.tlbi_page + d.tlbi_range),
+        (0, 0),
+        "AF is free"
+    );
+    let before = stats(&asp);
     assert_eq!(
         run_access(&mut asp, page(4), WRITE, handle_fault),
         Outcome::Done(pa.add(4 * PAGE_SIZE))
@@ -303,7 +310,9 @@ fn software_af_and_dirty_faults_fix_the_whole_block_without_unfolding() {
         .iter()
         .all(|e| e.is_dirty() && e.is_hw_writable() && e.is_cont()));
     let d = stats(&asp) - before;
-    assert_eq!((d.unfolds, d.tlbi_page + d.tlbi_range), (0, 0));
+    // The block became hardware-writable: its read-only TLB entry is invalidated, all
+    // 16 pages of it (no range TLBI on this CPU).
+    assert_eq!((d.unfolds, d.tlbi_page, d.tlbi_range), (0, 16, 0));
     asp.wrprotect(page(0), 16).unwrap();
     assert_eq!(asp.write_fault(page(4)), FaultFix::NotWritable);
     assert_eq!(asp.write_fault(page(40)), FaultFix::NotMapped);
@@ -343,6 +352,47 @@ fn large_invalidations_become_one_tlbi_by_asid() {
     asp.unmap(page(0), 528).unwrap();
     let d = stats(&asp) - before;
     assert_eq!((d.tlbi_asid, d.tlbi_range), (1, 0));
+}
+
+/// Through the layer, at the range-TLBI boundary: 2^21 - 1 pages are one range
+/// invalidation, 2^21 and 2^21 + 1 one TLBI by ASID (not 2^21 single TLBIs).
+#[test]
+fn range_tlbi_boundary_through_the_layer() {
+    let mut asp = new_asp(ContMode::On, HW);
+    for (pages, want) in [
+        (
+            (1 << 21) - 1,
+            TlbOp::Range {
+                asid: 7,
+                va: page(0),
+                pages: (1 << 21) - 1,
+            },
+        ),
+        (1 << 21, TlbOp::Asid(7)),
+        ((1 << 21) + 1, TlbOp::Asid(7)),
+    ] {
+        with_table(&mut asp, OpKind::Unmap, page(0), 1, |ctx, _| {
+            ctx.invalidate_now(page(0), pages)
+        });
+        // Leave out the walk-cache TLBIs of the table the operation allocated and freed.
+        let log: Vec<TlbOp> = asp
+            .env()
+            .tlb()
+            .take_log()
+            .into_iter()
+            .filter(|op| {
+                !matches!(
+                    op,
+                    TlbOp::Dsb
+                        | TlbOp::Page {
+                            last_level: false,
+                            ..
+                        }
+                )
+            })
+            .collect();
+        assert_eq!(log, [want], "{pages} pages");
+    }
 }
 
 // ---- 2 MiB blocks and tables ----
@@ -420,6 +470,70 @@ fn mapped_block(features: Features) -> (Asp, PhysAddr) {
     (asp, pa)
 }
 
+// ---- the anon-exclusive invariant (PtEnv::anon_exclusive) ----
+
+#[test]
+#[should_panic(expected = "writable entry over a page that is not anon-exclusive")]
+fn checker_rejects_a_writable_entry_over_a_page_not_exclusive() {
+    let mut asp = new_asp(ContMode::On, SW);
+    asp.env().track_anon_exclusive();
+    // Mapped writable before being marked exclusive: the order the kernel's callers
+    // must not use.
+    let pa = asp.env().alloc_folio(4);
+    asp.map(page(0), pa, 16, RW).unwrap();
+}
+
+#[test]
+#[should_panic(expected = "writable entry over a page that is not anon-exclusive")]
+fn checker_rejects_copy_on_write_reuse_of_a_shared_page() {
+    let mut asp = new_asp(ContMode::On, HW);
+    asp.env().track_anon_exclusive();
+    let pa = asp.env().alloc_folio(0);
+    asp.env().set_anon_exclusive(pa, 1, true);
+    asp.map(page(7), pa, 1, RW).unwrap();
+    // fork: shared, then write-protected.
+    asp.env().set_anon_exclusive(pa, 1, false);
+    asp.wrprotect(page(7), 1).unwrap();
+    // Reused without being marked exclusive again.
+    asp.make_writable(page(7), 1).unwrap();
+}
+
+#[test]
+#[should_panic(expected = "level-2 entry")]
+fn checker_rejects_a_writable_2mib_block_over_a_shared_folio() {
+    let mut asp = new_asp(ContMode::On, HW);
+    asp.env().track_anon_exclusive();
+    let big = asp.env().alloc_folio(9);
+    asp.map_pmd(page(512), big, RO).unwrap();
+    asp.protect(page(512), 512, RW.prot).unwrap();
+}
+
+#[test]
+fn checker_accepts_exclusive_writable_and_shared_read_only_pages() {
+    for features in [SW, HW] {
+        let mut asp = new_asp(ContMode::On, features);
+        asp.env().track_anon_exclusive();
+        let pa = asp.env().alloc_folio(4);
+        asp.env().set_anon_exclusive(pa, 16, true);
+        asp.map(page(0), pa, 16, RW).unwrap();
+        assert_eq!(asp.write_fault(page(3)), FaultFix::Fixed);
+        // fork: the pages become shared while being write-protected; read-only entries
+        // over shared pages are fine.
+        asp.env().set_anon_exclusive(pa, 16, false);
+        asp.wrprotect(page(0), 16).unwrap();
+        asp.protect(page(0), 16, RO.prot).unwrap();
+        // copy-on-write reuse: exclusive again first, then writable.
+        asp.env().set_anon_exclusive(pa, 16, true);
+        asp.make_writable(page(0), 16).unwrap();
+        let big = asp.env().alloc_folio(9);
+        asp.env().set_anon_exclusive(big, 1, true);
+        asp.map_pmd(page(512), big, RW).unwrap();
+        // A read-only mapping needs no exclusive page.
+        let other = asp.env().alloc_folio(0);
+        asp.map(page(40), other, 1, RO).unwrap();
+    }
+}
+
 #[test]
 #[should_panic(expected = "live entry replaced without break-before-make")]
 fn checker_rejects_replacing_a_live_output_address() {
@@ -473,6 +587,54 @@ fn set_cont_in_place(asp: &mut Asp) {
 #[should_panic(expected = "live entry replaced without break-before-make")]
 fn checker_requires_bbm_for_the_contiguous_bit() {
     set_cont_in_place(&mut mapped_block(SW).0);
+}
+
+/// A fold under BBM level 2 skips the convert's TLBI; when the gathered dirty state
+/// makes clean entries hardware-writable (software dirty state), the block still gets
+/// its TLBI: the clean entries' read-only translations may be cached.
+#[test]
+fn fold_under_bbml2_invalidates_entries_the_gathered_dirty_state_made_writable() {
+    let mut asp = new_asp(ContMode::On, Features { bbml2: true, ..SW });
+    let pa = asp.env().alloc_folio(4);
+    asp.map(page(0), pa, 15, RW).unwrap();
+    assert_eq!(asp.write_fault(page(3)), FaultFix::Fixed);
+    asp.env().tlb().take_log();
+    asp.map(page(15), pa.add(15 * PAGE_SIZE), 1, RW).unwrap();
+    assert_eq!(stats(&asp).folds, 1);
+    assert!(block_at(&asp, page(0))
+        .iter()
+        .all(|e| e.is_cont() && e.is_hw_writable()));
+    let log = asp.env().tlb().take_log();
+    for i in 0..CONT_PTES {
+        assert!(
+            log.contains(&TlbOp::Page {
+                asid: 7,
+                va: page(i),
+                last_level: true
+            }),
+            "page {i} not invalidated: {log:?}"
+        );
+    }
+    // With hardware dirty state the same fold needs none: DBM already let them write.
+    let mut asp = new_asp(ContMode::On, Features { bbml2: true, ..HW });
+    let pa = asp.env().alloc_folio(4);
+    asp.map(page(0), pa, 15, RW).unwrap();
+    model::translate(asp.env(), asp.root(), page(3), WRITE).unwrap();
+    asp.env().tlb().take_log();
+    asp.map(page(15), pa.add(15 * PAGE_SIZE), 1, RW).unwrap();
+    assert_eq!(stats(&asp).folds, 1);
+    let log = asp.env().tlb().take_log();
+    assert!(
+        !log.iter().any(|op| matches!(
+            op,
+            TlbOp::Range { .. }
+                | TlbOp::Page {
+                    last_level: true,
+                    ..
+                }
+        )),
+        "{log:?}"
+    );
 }
 
 #[test]
