@@ -446,13 +446,15 @@ pub fn corrupt_block_then_operate() -> ! {
 /// on, it reads the frame's `ANON_EXCLUSIVE` flag, and the checker accepts a writable
 /// mapping of a page marked exclusive first (the order callers must use).
 pub fn anon_exclusive_hook_reads_the_frame_flag() -> TestResult {
-    use crate::mm::frame::flags::ANON_EXCLUSIVE;
+    use crate::mm::frame::flags::{ANON, ANON_EXCLUSIVE};
     let was = ptenv::set_check_exclusive(false);
     let pa = crate::mm::frame::alloc_zeroed(0).ok_or("no frame")?;
     let result = (|| {
         kassert!(!KernelPt.tracks_anon_exclusive());
         kassert_eq!(KernelPt.anon_exclusive(pa), None);
         ptenv::set_check_exclusive(true);
+        kassert_eq!(KernelPt.anon_exclusive(pa), None, "not an anonymous folio");
+        frames().meta(pa).set(ANON, true);
         kassert_eq!(KernelPt.anon_exclusive(pa), Some(false));
         frames().meta(pa).set(ANON_EXCLUSIVE, true);
         kassert_eq!(KernelPt.anon_exclusive(pa), Some(true));
@@ -467,6 +469,7 @@ pub fn anon_exclusive_hook_reads_the_frame_flag() -> TestResult {
     })();
     ptenv::set_check_exclusive(was);
     frames().meta(pa).set(ANON_EXCLUSIVE, false);
+    frames().meta(pa).set(ANON, false);
     frames().free(pa, 0);
     result
 }

@@ -173,11 +173,15 @@ impl PtEnv for KernelPt {
         CHECK_EXCLUSIVE.load(Ordering::Acquire)
     }
 
-    /// The frame's `ANON_EXCLUSIVE` flag (read only), for allocated frames; `None` for
-    /// anything else, or with the check switched off.
+    /// The frame's `ANON_EXCLUSIVE` flag (read only), for pages of anonymous folios;
+    /// `None` for anything else (frames the page-table tests and benchmarks map
+    /// directly), or with the check switched off.
     fn anon_exclusive(&self, pa: PhysAddr) -> Option<bool> {
         let frames = frame::frames();
-        (self.tracks_anon_exclusive() && frames.block_of(pa).is_some())
+        let (head, _) = frames.block_of(pa).filter(|_| self.tracks_anon_exclusive())?;
+        frames
+            .meta(head)
+            .test(flags::ANON)
             .then(|| frames.meta(pa).test(flags::ANON_EXCLUSIVE))
     }
 
