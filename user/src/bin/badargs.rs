@@ -8,7 +8,8 @@
 #![no_std]
 #![no_main]
 
-use rt::mm::{brk, Region, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, PROT_READ, PROT_WRITE};
+use rt::mm::{brk, Region, MADV_DONTNEED, MADV_FREE, MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE};
+use rt::mm::{MAP_PRIVATE, PAGE, PROT_READ, PROT_WRITE};
 use rt::proc::{self, RUSAGE_SELF};
 use rt::sys::nr;
 use rt::test::{Fail, Outcome, Suite};
@@ -160,6 +161,13 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("madvise_kernel",      ENOMEM,      |_| sys!(nr::MADVISE, KERNEL, PAGE, 0)),
     ("madvise_len0",        Want::Ok(0), |e| sys!(nr::MADVISE, e.hole, 0, 0)),
     ("madvise_unknown",     EINVAL,      |e| sys!(nr::MADVISE, e.buf, PAGE, 9999)),
+    // A range running from a mapped page into a hole: Linux applies the call to the
+    // mapped part and then fails (these leave `edge` as it was, or zeroed).
+    ("madvise_dontneed_into_hole", ENOMEM, |e| sys!(nr::MADVISE, e.edge, 2 * PAGE, MADV_DONTNEED)),
+    ("madvise_free_into_hole", ENOMEM,   |e| sys!(nr::MADVISE, e.edge, 2 * PAGE, MADV_FREE)),
+    ("mprotect_into_hole",  ENOMEM,      |e| sys!(nr::MPROTECT, e.edge, 2 * PAGE, PROT_READ | PROT_WRITE)),
+    ("mmap_prot_none_populate", Want::OkAny, |_| sys!(nr::MMAP, 0, PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1isize, 0)),
+    ("brk_huge",            Want::OkAny, |_| sys!(nr::BRK, usize::MAX)),
     ("brk_low",             Want::OkAny, |_| brk_low()),
     ("unknown_syscall",     Want::Err(Errno::ENOSYS), |_| sys!(999)),
 ];
