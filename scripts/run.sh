@@ -10,7 +10,8 @@ set -euo pipefail
 usage() {
     cat >&2 <<'USAGE'
 usage: scripts/run.sh [--cpu MODEL] [--smp N] [--mem SIZE] [--gic 2|3] [--el2] [--icount]
-                      [--append "ARGS"] [--ktest] [--initrd FILE | --no-initrd] [--gdb]
+                      [--append "ARGS"] [--ktest | --test-build] [--initrd FILE | --no-initrd]
+                      [--gdb]
   --cpu MODEL     QEMU CPU model (default max; cortex-a72 has no HAFDBS/range TLBI/BBM)
   --smp N         number of CPUs (default 1)
   --mem SIZE      RAM (default 1G)
@@ -19,6 +20,9 @@ usage: scripts/run.sh [--cpu MODEL] [--smp N] [--mem SIZE] [--gic 2|3] [--el2] [
   --icount        -icount shift=0,sleep=off: deterministic instruction-counted time
   --append ARGS   kernel command line (e.g. "loglevel=debug", "ktest=frame")
   --ktest         boot the test build and run the in-kernel tests (adds "ktest")
+  --test-build    boot the test build (checker and audits on) without running the
+                  in-kernel tests: for the scenarios, or crashtest=: --test-build
+                  --no-initrd --append "crashtest=ptcheck"
   --initrd FILE   boot this cpio newc archive, whose /init is a static aarch64 Linux
                   program (default: the scenario programs of user/, built now)
   --no-initrd     boot the kernel alone (banner, CPUs ticking, power off)
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
         --el2) el2=1; shift ;;
         --icount) icount=1; shift ;;
         --ktest) ktest=1; shift ;;
+        --test-build) ktest=2; shift ;;
         --gdb) gdb=1; shift ;;
         -h|--help) usage ;;
         *) echo "unknown option: $1" >&2; usage ;;
@@ -56,9 +61,9 @@ if [ "$smp" -lt 1 ] || [ "$smp" -gt "$max_smp" ]; then
 fi
 
 ensure_tools
-if [ "$ktest" = 1 ]; then
+if [ "$ktest" != 0 ]; then
     elf=$(build_kernel --features ktest)
-    append="ktest${append:+ $append}"
+    [ "$ktest" = 1 ] && append="ktest${append:+ $append}"
 else
     elf=$(build_kernel)
 fi
