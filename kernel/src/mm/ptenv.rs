@@ -178,7 +178,9 @@ impl PtEnv for KernelPt {
     /// directly), or with the check switched off.
     fn anon_exclusive(&self, pa: PhysAddr) -> Option<bool> {
         let frames = frame::frames();
-        let (head, _) = frames.block_of(pa).filter(|_| self.tracks_anon_exclusive())?;
+        let (head, _) = frames
+            .block_of(pa)
+            .filter(|_| self.tracks_anon_exclusive())?;
         frames
             .meta(head)
             .test(flags::ANON)

@@ -536,4 +536,31 @@ mod tests {
             let _ = parse(&b);
         }
     }
+
+    proptest::proptest! {
+        /// Random bytes, and a real executable with random edits and a random cut: never
+        /// a panic, and whatever parses has every segment's bytes inside the file and
+        /// its addresses in the user range.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn corrupted_executables_never_panic(
+            edits in proptest::collection::vec((0..EHDR_SIZE + 4 * PHDR_SIZE, proptest::prelude::any::<u8>()), 1..12),
+            cut in 0..=EXIT0.len(),
+        ) {
+            let mut b = EXIT0.to_vec();
+            for (at, v) in edits {
+                b[at % EXIT0.len()] = v;
+            }
+            if let Ok(elf) = parse(&b[..cut]) {
+                for seg in &elf.segments {
+                    proptest::prop_assert!(elf.file_bytes(seg).len() as u64 == seg.filesz);
+                    proptest::prop_assert!(seg.end() >= seg.vaddr);
+                }
+            }
+        }
+    }
 }
