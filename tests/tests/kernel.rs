@@ -99,7 +99,8 @@ fn banner_and_clean_poweroff() {
         );
     }
 
-    // What QEMU's CPU models implement (shared/notes/qemu.md); other models are not pinned.
+    // What QEMU's CPU models implement (checked against QEMU 7.2 and 10.x: -cpu max has
+    // HAFDBS, range TLBI and BBM level 2, cortex-a72 none of them); other models are not pinned.
     let expected: &[(&str, &str)] = match machine.cpu.as_str() {
         "max" => &[("hafdbs", "af+dirty"), ("tlbi_range", "yes"), ("bbm", "2")],
         "cortex-a72" => &[

@@ -100,8 +100,8 @@ pub enum MemType {
     Device,
 }
 
-/// Access permissions of a mapping. Every mapping is readable (PROT_NONE is an
-/// unmapped range in this kernel).
+/// Access permissions of a mapping. Every mapping is readable by EL1; a PROT_NONE
+/// range stays mapped (its contents survive) with `user` clear, so EL0 cannot reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prot {
     pub write: bool,

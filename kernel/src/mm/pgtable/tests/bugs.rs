@@ -1,4 +1,19 @@
-//! One test per bug of the notes' list "bugs the real kernels shipped".
+//! One test per bug of the list "bugs the real kernels shipped" (from the notes the
+//! project grew from, kept here so the list and its tests stay together):
+//!
+//! 1. Misprogrammed contiguous blocks (attributes differ, PFNs not consecutive, VA/PA
+//!    misaligned, block spanning two folios).
+//! 2. AF/dirty lost on unfold because entries were read non-atomically or not OR-ed.
+//! 3. Comparing the gathered (OR-ed) value and concluding "nothing to change": with
+//!    software AF/dirty this loops on faults forever.
+//! 4. Off-by-unit range end (`start + nr` instead of `start + nr * PAGE_SIZE`) in a
+//!    batched clear: an out-of-bounds write into the next page table.
+//! 5. A batch crossing a VMA, page-table or folio edge; a stale batch count reused.
+//! 6. Batching over non-present entries; advancing the raw PTE value instead of the PFN.
+//! 7. A missing TLBI after changing access flags.
+//! 8. Write-protecting part of a block without unfolding it.
+//! 9. Accounting drift: refcount/mapcount not matching the entries that map the folio
+//!    (the seed 004 syzbot report is a page-table-check crash in a collapse path).
 //!
 //! Each bug has a *broken variant*: a short, hand-written store sequence run through
 //! the single store function inside a real operation (`with_table`), doing what the
