@@ -77,6 +77,26 @@ pub fn fork_wait(child: impl FnOnce() -> i32) -> Result<WaitStatus, Errno> {
     spawn(child).and_then(wait)
 }
 
+/// Runs `bad` in a child that must be killed by signal `sig` (not exit, not another
+/// signal), saying first that the kill report the kernel prints next is expected, so
+/// it does not read as a failure among the `TEST ... ok` lines.
+pub fn expect_killed(prog: &str, sig: u32, bad: impl FnOnce()) -> Result<(), crate::test::Fail> {
+    use crate::test::Context;
+    crate::println!("{prog}: the next child is killed on purpose (signal {sig} expected)");
+    let s = fork_wait(|| {
+        bad();
+        0
+    })
+    .ctx("fork/wait4")?;
+    if !(s.signaled() && s.term_sig() == sig) || s.exited() {
+        return Err(crate::test::Fail::new(format_args!(
+            "child {s} (status {:#x}), want killed by signal {sig}",
+            s.0
+        )));
+    }
+    Ok(())
+}
+
 /// Maximum number of arguments or environment strings [`execve`] passes.
 pub const EXEC_MAX_STRINGS: usize = 32;
 

@@ -35,17 +35,7 @@ fn main(_args: &rt::Args) -> i32 {
 
 /// Runs `bad` in a child, which must die of SIGSEGV.
 fn segfaults(bad: impl FnOnce()) -> Outcome {
-    let s = proc::fork_wait(|| {
-        bad();
-        0
-    })
-    .ctx("fork/wait4")?;
-    ensure!(
-        s.signaled() && s.term_sig() == SIGSEGV,
-        "child {s}, want signal 11"
-    );
-    ensure!(!s.exited(), "status {:#x} reads as exited too", s.0);
-    Ok(())
+    proc::expect_killed("segv", SIGSEGV, bad)
 }
 
 fn load(addr: usize) {

@@ -40,17 +40,7 @@ fn on_mapped_page(bad: fn(usize)) -> Outcome {
 
 /// Runs `bad` in a child, which must be killed by SIGBUS (not exit, not SIGSEGV).
 fn bus_error(bad: impl FnOnce()) -> Outcome {
-    let s = proc::fork_wait(|| {
-        bad();
-        0
-    })
-    .ctx("fork/wait4")?;
-    ensure!(
-        s.signaled() && s.term_sig() == SIGBUS,
-        "child {s}, want signal 7"
-    );
-    ensure!(!s.exited(), "status {:#x} reads as exited too", s.0);
-    Ok(())
+    proc::expect_killed("sigbus", SIGBUS, bad)
 }
 
 /// The same fault where the page has never been touched (no entry yet): whether the
