@@ -5,7 +5,10 @@
 # "N passed, N failed"; non-zero exit on any failure.
 #
 #   scripts/test.sh            everything
-#   scripts/test.sh --quick    host tests plus one cell of each kind (max, 4 CPUs, GICv3, EL1, contpte=on)
+#   scripts/test.sh --quick    lint, host tests, one cell of each kind (max, 4 CPUs, GICv3, EL1, contpte=on)
+#
+# Each step prints [k/N]; user-space cells also report the programs' own checks
+# ("guest checks: N passed, M failed"), summed at the end.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -22,32 +25,60 @@ ELF=$(build_kernel --features ktest) || exit 2
 export CONTKERNEL_ELF=$ELF
 INITRD=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/ktest/initramfs.cpio" --with-c) || exit 2
 
-passed=0 failed=0
+passed=0 failed=0 guest_passed=0 guest_failed=0 step=0 steps=0
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 
-# run_tests LABEL COMMAND...: run a cargo test command, add its counts to the totals.
+# run_tests LABEL COMMAND...: run a cargo test command, add its counts to the totals
+# (and the in-guest checks a boot reports as "guest checks: N passed, M failed"). A
+# failure shows each failed test's message, without the backtrace.
 run_tests() {
     local label=$1; shift
-    say "$label"
-    "$@" 2>&1 | tee "$LOG" | grep -E '^(test |test result|---- |thread |failures:|    )' | grep -v '^test .* ok$' || true
-    local p f
+    step=$((step + 1))
+    say "[$step/$steps] $label"
+    "$@" 2>&1 | tee "$LOG" | grep -E '^(test result|guest checks)' || true
+    local p f gp gf
     p=$(grep -oE 'test result: [A-Za-z]+\. [0-9]+ passed' "$LOG" | awk '{s+=$4} END {print s+0}')
     f=$(grep -oE 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$LOG" | awk '{s+=$6} END {print s+0}')
+    gp=$(grep -oE '^guest checks: [0-9]+ passed' "$LOG" | awk '{s+=$3} END {print s+0}')
+    gf=$(grep -oE '^guest checks: [0-9]+ passed, [0-9]+ failed' "$LOG" | awk '{s+=$5} END {print s+0}')
     if ! grep -q 'test result:' "$LOG"; then
         tail -n 30 "$LOG"
         f=$((f + 1))
+    elif [ "$f" -gt 0 ]; then
+        sed -n '/^---- /,/^failures:$/p' "$LOG" | grep -vE '^ +at |^stack backtrace|^note: ' | head -n 80
     fi
     passed=$((passed + p)); failed=$((failed + f))
+    guest_passed=$((guest_passed + gp)); guest_failed=$((guest_failed + gf))
     printf '    %s: %d passed, %d failed\n' "$label" "$p" "$f"
 }
 
-cd "$ROOT"
-run_tests "host: kernel unit tests" cargo test -q -p contkernel --lib
-run_tests "host: platform unit tests" cargo test -q -p platform
-run_tests "host: harness unit tests" cargo test -q -p contkernel-tests --lib
+# run_check LABEL COMMAND...: one check that passes when the command succeeds.
+run_check() {
+    local label=$1; shift
+    step=$((step + 1))
+    say "[$step/$steps] $label"
+    if "$@" >"$LOG" 2>&1; then
+        passed=$((passed + 1))
+        printf '    %s: ok\n' "$label"
+    else
+        failed=$((failed + 1))
+        head -n 60 "$LOG"
+        printf '    %s: FAILED\n' "$label"
+    fi
+}
 
-# A cell: CPU model, CPUs, GIC version, entry EL, contiguous-bit mode (contpte=).
+# Lints: formatting, and clippy with warnings as errors on every build (the test and
+# plain kernel, the user programs, the host crates with their tests).
+lint() {
+    cargo fmt --all --check &&
+        cargo clippy -q --release -p contkernel --target "$KTARGET" --target-dir "$ROOT/target/ktest" --features ktest -- -D warnings &&
+        cargo clippy -q --release -p contkernel --target "$KTARGET" -- -D warnings &&
+        cargo clippy -q --release -p contkernel-user --target "$KTARGET" -- -D warnings &&
+        cargo clippy -q --workspace --exclude contkernel-user --all-targets -- -D warnings
+}
+
+# A kernel cell: CPU model, CPUs, GIC version, entry EL, contiguous-bit mode (contpte=).
 if [ "$quick" = 1 ]; then
     cells=("max 4 3 1 on")
 else
@@ -61,6 +92,27 @@ else
         done
     done
 fi
+# A user-space cell (the scenario programs and the static glibc program as /init): CPU
+# model, CPUs, contpte mode, copy-on-write variant (cow=page as Linux, or cow=folio: a
+# write to a shared large folio copies all of it).
+if [ "$quick" = 1 ]; then
+    ucells=("max 4 on page")
+else
+    ucells=("max 1 on page" "max 4 on page" "cortex-a72 1 on page" "cortex-a72 4 on page" "max 4 off page"
+            "cortex-a72 4 naive page" "max 4 on folio" "cortex-a72 4 off folio")
+fi
+# The randomized address-space test (user/src/bin/stress.rs) for the fixed seeds of
+# tests/tests/stress.rs, one boot per seed, on both CPU models with 4 CPUs.
+if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
+# Steps: lint, three host suites, the cells, the benchmark.
+steps=$((1 + 3 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1))
+
+cd "$ROOT"
+run_check "lint: cargo fmt --check, cargo clippy -D warnings" lint
+run_tests "host: kernel unit tests" cargo test -q -p contkernel --lib
+run_tests "host: platform unit tests" cargo test -q -p platform
+run_tests "host: harness unit tests" cargo test -q -p contkernel-tests --lib
+
 for cell in "${cells[@]}"; do
     read -r cpu smp gic el mode <<<"$cell"
     CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=$gic CONTKERNEL_EL=$el CONTKERNEL_APPEND="contpte=$mode" \
@@ -68,25 +120,13 @@ for cell in "${cells[@]}"; do
         cargo test -q -p contkernel-tests --test kernel -- --test-threads=2
 done
 
-# User space: the scenario programs (and the static glibc program) as /init.
-# A cell: CPU model, CPUs, contpte mode, copy-on-write variant (cow=page as Linux, or
-# cow=folio: a write to a shared large folio copies all of it).
-if [ "$quick" = 1 ]; then
-    ucells=("max 4 on page")
-else
-    ucells=("max 1 on page" "max 4 on page" "cortex-a72 1 on page" "cortex-a72 4 on page" "max 4 off page"
-            "cortex-a72 4 naive page" "max 4 on folio" "cortex-a72 4 off folio")
-fi
 for cell in "${ucells[@]}"; do
     read -r cpu smp mode cow <<<"$cell"
     CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=$smp CONTKERNEL_GIC=3 CONTKERNEL_INITRD=$INITRD CONTKERNEL_APPEND="contpte=$mode cow=$cow" \
         run_tests "user: -cpu $cpu -smp $smp contpte=$mode cow=$cow" \
-        cargo test -q -p contkernel-tests --test user
+        cargo test -q -p contkernel-tests --test user -- --nocapture
 done
 
-# The randomized address-space test (user/src/bin/stress.rs) for the fixed seeds of
-# tests/tests/stress.rs, one boot per seed, on both CPU models with 4 CPUs.
-if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
 for cpu in "${scells[@]}"; do
     CONTKERNEL_CPU=$cpu CONTKERNEL_SMP=4 CONTKERNEL_GIC=3 CONTKERNEL_INITRD=$INITRD CONTKERNEL_APPEND="contpte=on" \
         run_tests "stress: -cpu $cpu -smp 4 fixed seeds" \
@@ -96,5 +136,6 @@ done
 run_tests "qemu: contpte benchmark (work per call)" \
     cargo test -q -p contkernel-tests --test bench
 
+echo "in-guest checks (inside the passed and failed tests above): $guest_passed passed, $guest_failed failed"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -7,6 +7,7 @@
 //! (bring-up), `bench` and `ktest`.
 //! Board devices live in the `platform` crate. Pure logic builds on the host too, where
 //! `cargo test -p contkernel --lib` runs its unit tests.
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

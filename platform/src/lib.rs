@@ -13,6 +13,7 @@
 //! HVC/SMC/HLT) is built for `target_arch = "aarch64"` only; the rest also builds on
 //! the host, where its unit tests run against real QEMU DTBs.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), no_std)]
 // On the host only the pure parts are exercised (by the tests); helpers used solely by
 // the AArch64 drivers would show up as dead there. The AArch64 build checks dead code.

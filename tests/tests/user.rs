@@ -35,6 +35,18 @@ fn scenario_programs_pass_and_every_frame_returns() {
         ..m
     };
     let out = m.boot();
+    // The programs' own checks (one `TEST name ... ok|FAILED` line each), for
+    // scripts/test.sh's count: the test below passes only if all of them did.
+    let lines = out.lines();
+    let ok = lines
+        .iter()
+        .filter(|l| l.starts_with("TEST ") && l.ends_with(" ... ok"))
+        .count();
+    let bad = lines
+        .iter()
+        .filter(|l| l.starts_with("TEST ") && l.contains(" ... FAILED"))
+        .count();
+    println!("guest checks: {ok} passed, {bad} failed");
     assert!(!out.timed_out, "the programs did not finish in time{out}");
     assert!(!out.panicked(), "the kernel panicked{out}");
     for p in PROGRAMS {

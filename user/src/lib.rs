@@ -8,6 +8,7 @@
 //! - [`text`]: a fixed-size string buffer (messages, paths), no allocator
 //! - [`test`]: `TEST name ... ok` / `TEST name ... FAILED: why` reports
 //! - [`thp`]: mTHP policy and counters (sysfs), thpmaps, meminfo, contpte stats
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![no_std]
 
 pub mod fs;

@@ -22,8 +22,11 @@ pub struct Node {
     /// `None` for a directory.
     pub render: Option<fn() -> String>,
     /// Accepts a write of the whole new value (sysfs style), if the node is writable.
-    pub write: Option<fn(&str) -> Result<(), Errno>>,
+    pub write: Option<WriteFn>,
 }
+
+/// What a writable node does with a write of its whole new value.
+pub type WriteFn = fn(&str) -> Result<(), Errno>;
 
 impl Node {
     pub fn is_dir(&self) -> bool {

@@ -88,8 +88,8 @@ pub fn fixup_recovers_faulting_access() -> TestResult {
     );
     register_fixup(Fixup { insn, resume: done });
     let value = 0x1234_5678_u64;
-    // SAFETY: a readable address: the load succeeds.
     kassert_eq!(
+        // SAFETY: a readable address: the load succeeds.
         unsafe { ktest_probe_read(&value as *const u64 as usize) },
         value
     );

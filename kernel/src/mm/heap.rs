@@ -39,6 +39,8 @@ pub fn bytes_in_use() -> usize {
     HEAP.in_use.load(Ordering::Relaxed)
 }
 
+// SAFETY: blocks come from the buddy heap behind an IRQ-safe lock: each is handed out
+// once, with the layout asked for, until it is given back.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.heap.lock().alloc(layout) {

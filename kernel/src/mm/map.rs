@@ -65,7 +65,7 @@ impl Mm {
         }
         let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
         let start = if fixed {
-            if addr % PAGE_SIZE as u64 != 0 {
+            if !addr.is_multiple_of(PAGE_SIZE as u64) {
                 return Err(EINVAL);
             }
             let end = addr

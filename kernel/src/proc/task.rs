@@ -71,6 +71,7 @@ pub struct Task {
 // running anywhere (on_cpu == 0) or by the CPU running it; everything else is atomic or
 // locked.
 unsafe impl Sync for Task {}
+// SAFETY: as for Sync: a task moves between CPUs only through the scheduler's handshake.
 unsafe impl Send for Task {}
 
 impl Task {

@@ -21,7 +21,7 @@ fn with_mm<R>(f: impl FnOnce(&mut Mm) -> Result<R, Errno>) -> Result<R, Errno> {
 
 /// `[addr, addr + len)` rounded to pages: EINVAL if misaligned or beyond the user half.
 fn range(addr: u64, len: u64) -> Result<(VirtAddr, VirtAddr), Errno> {
-    if addr % PAGE != 0 {
+    if !addr.is_multiple_of(PAGE) {
         return Err(EINVAL);
     }
     let end = addr
@@ -40,7 +40,7 @@ pub fn brk(addr: u64) -> Result<u64, Errno> {
 
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Result<u64, Errno> {
     let prot = VmProt::from_linux(prot).ok_or(EINVAL)?;
-    if len == 0 || off % PAGE != 0 {
+    if len == 0 || !off.is_multiple_of(PAGE) {
         return Err(EINVAL);
     }
     match flags & MAP_TYPE {
@@ -105,7 +105,7 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
 const MINCORE_STEP: usize = 4096;
 
 pub fn mincore(addr: u64, len: u64, vec: u64) -> Result<u64, Errno> {
-    if addr % PAGE != 0 {
+    if !addr.is_multiple_of(PAGE) {
         return Err(EINVAL);
     }
     // Linux: a range that is not all user addresses is ENOMEM here.

@@ -41,23 +41,27 @@ impl Gic {
     /// [`GicInfo::map_bases`]'s result).
     pub unsafe fn new(info: &GicInfo) -> Self {
         match *info {
-            // SAFETY: forwarded from this function's contract.
             GicInfo::V2 {
                 dist_base,
                 cpu_base,
-            } => unsafe { Gic::V2(GicV2::new(dist_base as usize, cpu_base as usize)) },
-            // SAFETY: forwarded from this function's contract.
+            } => Gic::V2(
+                // SAFETY: forwarded from this function's contract.
+                unsafe { GicV2::new(dist_base as usize, cpu_base as usize) },
+            ),
             GicInfo::V3 {
                 dist_base,
                 redist_base,
                 redist_size,
-            } => unsafe {
-                Gic::V3(GicV3::new(
-                    dist_base as usize,
-                    redist_base as usize,
-                    redist_size as usize,
-                ))
-            },
+            } => Gic::V3(
+                // SAFETY: forwarded from this function's contract.
+                unsafe {
+                    GicV3::new(
+                        dist_base as usize,
+                        redist_base as usize,
+                        redist_size as usize,
+                    )
+                },
+            ),
         }
     }
 

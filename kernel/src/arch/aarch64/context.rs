@@ -19,21 +19,12 @@ pub struct Context {
 }
 
 /// Q0-Q31, FPCR, FPSR.
+#[derive(Default)]
 #[repr(C, align(16))]
 pub struct FpState {
     pub q: [u128; 32],
     pub fpcr: u64,
     pub fpsr: u64,
-}
-
-impl Default for FpState {
-    fn default() -> Self {
-        FpState {
-            q: [0; 32],
-            fpcr: 0,
-            fpsr: 0,
-        }
-    }
 }
 
 core::arch::global_asm!(

@@ -39,6 +39,9 @@
 //! fault, and the access would fault on it again (see `check.rs` for the rule). Only
 //! setting AF needs no TLBI: an entry with AF = 0 is never cached.
 
+// The layer has no `unsafe`: keep it so (table memory comes from `PtEnv::table`).
+#![forbid(unsafe_code)]
+
 mod check;
 mod contpte;
 mod counters;
