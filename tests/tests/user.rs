@@ -6,24 +6,18 @@
 
 use contkernel_tests::Machine;
 
-/// The programs init runs by default (user/src/bin/init.rs), glibc_check when present:
-/// the mTHP scenarios (thp_*) check faults per size with fallback under memory
-/// pressure, whole-folio reuse, page or folio copy, deferred split after a partial
-/// munmap, and the PMD copy-on-write, through the statistics files and thpmaps.
-const PROGRAMS: [&str; 12] = [
-    "fork_exec",
-    "mm_basic",
-    "cow",
-    "badargs",
-    "seed000",
-    "segv",
-    "sigbus",
-    "fpsimd",
-    "thp_fault",
-    "thp_cow",
-    "thp_pmd_cow",
-    "mm_hostile",
-];
+/// The programs init runs by default (`user/scenarios.txt`, which init is built
+/// from), glibc_check when present: the mTHP scenarios (thp_*) check faults per size
+/// with fallback under memory pressure, whole-folio reuse, page or folio copy,
+/// deferred split after a partial munmap, and the PMD copy-on-write, through the
+/// statistics files and thpmaps.
+fn programs() -> Vec<&'static str> {
+    include_str!("../../user/scenarios.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
 
 #[test]
 fn scenario_programs_pass_and_every_frame_returns() {
@@ -49,7 +43,9 @@ fn scenario_programs_pass_and_every_frame_returns() {
     println!("guest checks: {ok} passed, {bad} failed");
     assert!(!out.timed_out, "the programs did not finish in time{out}");
     assert!(!out.panicked(), "the kernel panicked{out}");
-    for p in PROGRAMS {
+    let programs = programs();
+    assert!(programs.len() >= 12, "user/scenarios.txt lost programs");
+    for p in &programs {
         assert!(
             out.console.contains(&format!("init: {p} exited 0")),
             "{p} did not pass{out}"
@@ -62,7 +58,7 @@ fn scenario_programs_pass_and_every_frame_returns() {
             "the glibc program did not pass{out}"
         );
     }
-    let want = PROGRAMS.len() + glibc as usize;
+    let want = programs.len() + glibc as usize;
     assert!(
         out.lines()
             .contains(&format!("{want} passed, 0 failed").as_str()),

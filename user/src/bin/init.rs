@@ -16,21 +16,9 @@ use rt::text::Text;
 
 rt::entry!(main);
 
-/// The scenario programs, in order. `glibc_check` runs only when present.
-const DEFAULT: &[&str] = &[
-    "fork_exec",
-    "mm_basic",
-    "cow",
-    "badargs",
-    "seed000",
-    "segv",
-    "sigbus",
-    "fpsimd",
-    "thp_fault",
-    "thp_cow",
-    "thp_pmd_cow",
-    "mm_hostile",
-];
+/// The scenario programs, in order (`user/scenarios.txt`). `glibc_check` runs only when
+/// present.
+const DEFAULT: &str = include_str!("../../scenarios.txt");
 const OPTIONAL: &[&str] = &["glibc_check"];
 
 fn main(args: &rt::Args) -> i32 {
@@ -47,7 +35,7 @@ fn main(args: &rt::Args) -> i32 {
             .filter_map(|i| args.str(i))
             .for_each(&mut one);
     } else {
-        DEFAULT.iter().for_each(|name| one(name));
+        scenarios().for_each(&mut one);
         let present =
             |name: &&&str| fs::read_file(bin_path(args, name).as_cstr(), &mut [0; 1]).is_ok();
         OPTIONAL.iter().filter(present).for_each(|name| one(name));
@@ -59,6 +47,14 @@ fn main(args: &rt::Args) -> i32 {
         }
     }
     (failed != 0) as i32
+}
+
+/// The names of `DEFAULT`: its lines without comments and blanks.
+fn scenarios() -> impl Iterator<Item = &'static str> {
+    DEFAULT
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 /// `$BIN_DIR/<name>`, `/bin/<name>` by default.
