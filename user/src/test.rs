@@ -43,6 +43,12 @@ impl<T> Context<T> for Result<T, Errno> {
     }
 }
 
+impl<T> Context<T> for Option<T> {
+    fn ctx(self, what: &str) -> Result<T, Fail> {
+        self.ok_or_else(|| Fail::new(format_args!("{what}: missing")))
+    }
+}
+
 pub struct Suite {
     prog: &'static str,
     passed: u32,

@@ -14,6 +14,7 @@ use crate::syscall::abi::*;
 use crate::syscall::Errno;
 
 mod thp;
+mod vmstat;
 
 /// A file or directory of the pseudo-filesystem.
 #[derive(Clone, Copy)]
@@ -83,6 +84,11 @@ static NODES: &[Node] = &[
     Node {
         path: "/proc/meminfo",
         render: Some(meminfo),
+        write: None,
+    },
+    Node {
+        path: "/proc/vmstat",
+        render: Some(vmstat::render),
         write: None,
     },
     Node {

@@ -73,9 +73,9 @@ fn thpmaps() -> String {
     mm.as_ref().map_or_else(String::new, |m| m.thp_report())
 }
 
-pub static NODES: [Node; 5 + 8 * 13] = {
+pub static NODES: [Node; 6 + 8 * 13] = {
     let sizes = size_nodes!(2 => "16", 3 => "32", 4 => "64", 5 => "128", 6 => "256", 7 => "512", 8 => "1024", 9 => "2048");
-    let mut all = [const { super::dir("") }; 5 + 8 * 13];
+    let mut all = [const { super::dir("") }; 6 + 8 * 13];
     all[0] = super::dir(ROOT);
     all[1] = Node {
         path: "/sys/kernel/mm/transparent_hugepage/enabled",
@@ -97,9 +97,14 @@ pub static NODES: [Node; 5 + 8 * 13] = {
         render: Some(cow),
         write: None,
     };
+    all[5] = Node {
+        path: "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size",
+        render: Some(|| "2097152\n".to_string()),
+        write: None,
+    };
     let mut i = 0;
     while i < sizes.len() {
-        all[5 + i] = sizes[i];
+        all[6 + i] = sizes[i];
         i += 1;
     }
     all

@@ -59,9 +59,37 @@ fn main(_args: &rt::Args) -> i32 {
     }
     match thp::only(KB) {
         Err(e) => t.report("set_policy_2m_only", Err(e.into())),
-        Ok(()) => t.run("pmd_cow_split", || pmd_cow(contkernel, cont_on, folio_cow)),
+        Ok(()) => {
+            t.run("pmd_cow_split", || pmd_cow(contkernel, cont_on, folio_cow));
+            t.run("vmstat_and_hpage_pmd_size", vmstat_and_pmd_size);
+        }
     }
     sc.end(t)
+}
+
+/// Linux's interfaces: hpage_pmd_size is 2097152, and /proc/vmstat's thp_fault_alloc
+/// counts the fault that maps a 2 MiB folio (nr_anon_transparent_hugepages +1 while
+/// it lives).
+fn vmstat_and_pmd_size() -> Outcome {
+    let size = rt::fs::read_u64(c"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .ctx("hpage_pmd_size")?;
+    ensure!(size == PMD_SIZE as u64, "hpage_pmd_size {size}");
+    let alloc0 = thp::keyed(c"/proc/vmstat", "thp_fault_alloc").ctx("vmstat thp_fault_alloc")?;
+    let nr0 = thp::keyed(c"/proc/vmstat", "nr_anon_transparent_hugepages")
+        .ctx("vmstat nr_anon_transparent_hugepages")?;
+    let r = Region::anon_aligned(PMD_SIZE, PMD_SIZE, PROT_READ | PROT_WRITE).ctx("mmap")?;
+    r.store(0, 1);
+    let alloc1 = thp::keyed(c"/proc/vmstat", "thp_fault_alloc").ctx("vmstat")?;
+    let nr1 = thp::keyed(c"/proc/vmstat", "nr_anon_transparent_hugepages").ctx("vmstat")?;
+    ensure!(
+        alloc1 == alloc0 + 1,
+        "thp_fault_alloc {alloc0} -> {alloc1}, expected +1"
+    );
+    ensure!(
+        nr1 == nr0 + 1,
+        "nr_anon_transparent_hugepages {nr0} -> {nr1}, expected +1"
+    );
+    Ok(())
 }
 
 fn print_cont(when: &str, a: &ContStats, b: &ContStats) {
