@@ -65,6 +65,20 @@ build_kernel() {
 # line, one word per line, from the tests' harness (tests/src/machine.rs), the one
 # place it is built: an ELF kernel gets no -initrd from QEMU, so the generic loader puts
 # the file at the top of RAM and the command line says where (initrd=ADDR,SIZE).
+# shell_line WORD...: the words as one line a shell reads back as the same words
+# (plain words as they are, others in single quotes), to paste a command.
+shell_line() {
+    local out="" w
+    for w in "$@"; do
+        if [[ -n "$w" && "$w" =~ ^[A-Za-z0-9_=,./:+@%-]+$ ]]; then
+            out+="$w "
+        else
+            out+="'${w//\'/\'\\\'\'}' "
+        fi
+    done
+    printf '%s\n' "${out% }"
+}
+
 qemu_cmd() {
     (cd "$ROOT" && QEMU="$QEMU" cargo run -q --release -p contkernel-tests --bin qemu-cmd -- "$@")
 }

@@ -77,5 +77,5 @@ if [ "$gdb" = 1 ]; then
     cmd+=(-s -S)
     say "waiting for gdb: gdb-multiarch $elf -ex 'target remote localhost:1234'"
 fi
-say "$(printf '%q ' "${cmd[@]}")"
+say "$(shell_line "${cmd[@]}")"
 exec "${cmd[@]}" </dev/null

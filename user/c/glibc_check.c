@@ -1,12 +1,15 @@
 /* glibc_check: a static glibc program on the same ABI as the Rust programs: malloc
  * (brk heap and mmap'd large blocks), printf with integers and floating point (FP
- * registers), fork + waitpid, copy-on-write of a malloc'd buffer, mmap + madvise.
+ * registers), fork + waitpid, copy-on-write of a malloc'd buffer, mmap + madvise,
+ * opendir/readdir (getdents64).
  * Prints TEST lines and "glibc_check: N passed, N failed"; exits 0 only if all pass.
  * Build: aarch64-linux-gnu-gcc -static -O2 -o glibc_check glibc_check.c */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,6 +109,40 @@ static const char *mmap_madvise(void)
     return munmap(p, len) == 0 ? NULL : "munmap failed";
 }
 
+/* opendir/readdir (getdents64) over a sysfs directory and the root: the names a
+ * program looks for are there, "." and ".." included. */
+static const char *readdir_lists(void)
+{
+    static const struct { const char *dir, *name; } want[] = {
+        {"/sys/kernel/mm/transparent_hugepage", "hugepages-64kB"},
+        {"/sys/kernel/mm/transparent_hugepage", "enabled"},
+        {"/sys/kernel/mm/transparent_hugepage", "hpage_pmd_size"},
+        {"/", "bin"},
+        {"/bin", "hello"},
+        {"/bin", ".."},
+    };
+    mount("sysfs", "/sys", "sysfs", 0, NULL); /* a bare Linux; EBUSY or no-op elsewhere */
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        DIR *d = opendir(want[i].dir);
+        if (!d)
+            return "opendir failed";
+        int found = 0, entries = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            entries++;
+            found |= strcmp(e->d_name, want[i].name) == 0;
+        }
+        closedir(d);
+        if (!found) {
+            static char why[160];
+            snprintf(why, sizeof why, "%s not listed in %s (%d entries)", want[i].name,
+                     want[i].dir, entries);
+            return why;
+        }
+    }
+    return NULL;
+}
+
 int main(void)
 {
     report("malloc_small_and_large", malloc_small_and_large());
@@ -113,6 +150,7 @@ int main(void)
     report("fork_waitpid", fork_waitpid());
     report("fork_cow", fork_cow());
     report("mmap_madvise", mmap_madvise());
+    report("readdir_lists", readdir_lists());
     printf("glibc_check: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -122,7 +122,12 @@ pub fn lookup(path: &str) -> Option<&'static Node> {
 /// What a path names: a pseudo-file node, or a file or directory of the initramfs.
 pub enum Target {
     Node(&'static Node),
-    Ram { data: &'static [u8], mode: u32 },
+    Ram {
+        data: &'static [u8],
+        mode: u32,
+        /// The path in the archive, without a leading "/" or "./".
+        name: &'static str,
+    },
 }
 
 impl Target {
@@ -151,6 +156,7 @@ pub fn resolve(path: &str) -> Option<Target> {
     Some(Target::Ram {
         data: e.data,
         mode: e.mode,
+        name: crate::proc::initramfs::normalize(e.name),
     })
 }
 
@@ -166,6 +172,9 @@ pub enum File {
     Ram {
         data: &'static [u8],
         mode: u32,
+        /// The path in the archive (a directory lists what lies under it).
+        name: &'static str,
+        /// Bytes read; for a directory, entries listed.
         pos: usize,
     },
 }
@@ -223,7 +232,12 @@ impl Files {
                 writable,
             },
             Target::Ram { .. } if writable => return Err(EROFS),
-            Target::Ram { data, mode } => File::Ram { data, mode, pos: 0 },
+            Target::Ram { data, mode, name } => File::Ram {
+                data,
+                mode,
+                name,
+                pos: 0,
+            },
         };
         let fd = match self.fds.iter().position(Option::is_none) {
             Some(i) => {
@@ -254,6 +268,24 @@ impl File {
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
             File::Ram { data, pos, .. } => Ok(read_at(data, pos, buf)),
+        }
+    }
+
+    /// A directory's absolute path and how many of its entries were listed.
+    pub fn directory(&mut self) -> Option<(String, &mut usize)> {
+        match self {
+            File::Node { node, pos, .. } if node.is_dir() => Some((node.path.into(), pos)),
+            File::Ram {
+                mode, name, pos, ..
+            } if *mode & 0o170000 == 0o040000 => {
+                let path = if name.is_empty() || *name == "." {
+                    String::from("/")
+                } else {
+                    alloc::format!("/{name}")
+                };
+                Some((path, pos))
+            }
+            _ => None,
         }
     }
 
@@ -297,6 +329,41 @@ impl File {
         match self {
             File::Console | File::Node { .. } => 0,
             File::Ram { data, .. } => data.len(),
+        }
+    }
+}
+
+/// The entries of directory `dir` (absolute): ".", "..", the pseudo-files and
+/// directories under it, then the initramfs's (those a pseudo-node hides are left
+/// out); `f(name, is_dir)` for each, in a fixed order.
+pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
+    let dir = dir.trim_end_matches('/');
+    let child = |path: &'static str| -> Option<&'static str> {
+        let rest = path.strip_prefix(dir)?.strip_prefix('/')?;
+        (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+    };
+    f(".", true);
+    f("..", true);
+    for n in NODES.iter().chain(thp::NODES.iter()) {
+        if let Some(name) = child(n.path) {
+            f(name, n.is_dir());
+        }
+    }
+    let Some(cpio) = crate::proc::exec::initramfs() else {
+        return;
+    };
+    for e in cpio.entries().map_while(Result::ok) {
+        let path = crate::proc::initramfs::normalize(e.name);
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        let name = path.rsplit_once('/').map_or(path, |(_, n)| n);
+        if name.is_empty()
+            || name == "."
+            || alloc::format!("/{parent}").trim_end_matches('/') != dir
+        {
+            continue;
+        }
+        if lookup(&alloc::format!("{dir}/{name}")).is_none() {
+            f(name, e.is_dir());
         }
     }
 }

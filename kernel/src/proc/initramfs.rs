@@ -101,7 +101,7 @@ impl<'a> Cpio<'a> {
 }
 
 /// `path` without leading "/" and "./" components.
-fn normalize(mut path: &str) -> &str {
+pub fn normalize(mut path: &str) -> &str {
     loop {
         match path.strip_prefix('/').or_else(|| path.strip_prefix("./")) {
             Some(rest) => path = rest,

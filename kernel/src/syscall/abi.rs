@@ -23,6 +23,7 @@ named_numbers! {
     SYSCALLS: u64 {
         SYS_IOCTL = 29, "ioctl";
         SYS_MKDIRAT = 34, "mkdirat";
+        SYS_GETDENTS64 = 61, "getdents64";
         SYS_MOUNT = 40, "mount";
         SYS_OPENAT = 56, "openat";
         SYS_CLOSE = 57, "close";

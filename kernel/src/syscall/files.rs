@@ -1,5 +1,5 @@
 //! read, write, readv, writev, openat, close, lseek, fstat, newfstatat, ioctl,
-//! readlinkat, mkdirat: the console and the pseudo-filesystem (`fs`).
+//! readlinkat, mkdirat, getdents64: the console and the pseudo-filesystem (`fs`).
 
 use alloc::string::String;
 use alloc::vec;
@@ -251,3 +251,49 @@ pub fn mkdirat(dirfd: u64, path: u64) -> Result<u64, Errno> {
         None => Err(EROFS),
     }
 }
+
+/// getdents64: the next entries of directory `fd` as `linux_dirent64` records (d_ino,
+/// d_off, d_reclen, d_type, NUL-terminated d_name, each padded to 8 bytes), as many as
+/// fit in `count` bytes (and in one kernel chunk); 0 at the end.
+pub fn getdents64(fd: u64, dirp: u64, count: u64) -> Result<u64, Errno> {
+    const HEADER: usize = 8 + 8 + 2 + 1;
+    if !is_user_range(dirp as usize, count as usize) {
+        return Err(EFAULT);
+    }
+    let mut out = vec![0u8; (count as usize).min(CHUNK)];
+    let len = with_file(fd, |f| {
+        let (dir, pos) = f.directory().ok_or(ENOTDIR)?;
+        let mut len = 0;
+        let mut index = 0;
+        let mut full = false;
+        fs::dir_entries(&dir, |name, is_dir| {
+            index += 1;
+            if full || index <= *pos {
+                return;
+            }
+            let reclen = (HEADER + name.len() + 1).next_multiple_of(8);
+            if len + reclen > out.len() {
+                full = true;
+                return;
+            }
+            let rec = &mut out[len..len + reclen];
+            rec[0..8].copy_from_slice(&(index as u64).to_le_bytes());
+            rec[8..16].copy_from_slice(&(index as i64).to_le_bytes());
+            rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+            rec[18] = if is_dir { DT_DIR } else { DT_REG };
+            rec[HEADER..HEADER + name.len()].copy_from_slice(name.as_bytes());
+            len += reclen;
+            *pos = index;
+        });
+        if len == 0 && full {
+            return Err(EINVAL);
+        }
+        Ok(len)
+    })?;
+    copy_to_user(dirp as usize, &out[..len]).map_err(|_| EFAULT)?;
+    Ok(len as u64)
+}
+
+/// `d_type` of a directory and of a regular file.
+const DT_DIR: u8 = 4;
+const DT_REG: u8 = 8;

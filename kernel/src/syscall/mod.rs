@@ -59,6 +59,7 @@ mod imp {
             SYS_IOCTL => files::ioctl(a[0], a[1], a[2]),
             SYS_READLINKAT => files::readlinkat(a[0], a[1]),
             SYS_MKDIRAT => files::mkdirat(a[0], a[1]),
+            SYS_GETDENTS64 => files::getdents64(a[0], a[1], a[2]),
             SYS_MOUNT | SYS_SYNC => Ok(0),
             SYS_EXIT | SYS_EXIT_GROUP => crate::proc::process::exit(exited(a[0] as u8)),
             SYS_GETPID | SYS_GETTID => process::getpid(),
