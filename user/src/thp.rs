@@ -462,6 +462,45 @@ pub fn thpmaps(addr: usize) -> Result<Option<ThpMap>, Errno> {
         .find(|m| m.start <= addr && addr < m.end))
 }
 
+/// The kB of summary line `name` (e.g. `anon-cont-pte-aligned-64kB`) of
+/// /proc/self/thpmaps; None without the file (Linux) or the line.
+pub fn thpmaps_summary(name: &str) -> Option<u64> {
+    let mut buf = [0u8; 16384];
+    let n = fs::read_all(THPMAPS, &mut buf).ok()?;
+    let text = core::str::from_utf8(&buf[..n]).ok()?;
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Field `field` (e.g. `AnonHugePages`, in kB) of the /proc/self/smaps entry of the
+/// VMA holding `addr`; None if the file, the VMA or the field is missing.
+pub fn smaps_kb(addr: usize, field: &str) -> Option<u64> {
+    let mut buf = [0u8; 32768];
+    let n = fs::read_all(c"/proc/self/smaps", &mut buf).ok()?;
+    let text = core::str::from_utf8(&buf[..n]).ok()?;
+    let mut inside = false;
+    for line in text.lines() {
+        let range = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'));
+        if let Some((a, b)) = range {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                inside = a <= addr && addr < b;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(rest) = line.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {
+                return rest.split_whitespace().next()?.parse().ok();
+            }
+        }
+    }
+    None
+}
+
 /// The thpmaps line of the VMA at `addr`: `Ok(None)` on Linux (no file), a failure
 /// on contkernel without the file, or when no line covers `addr`.
 pub fn need_thpmaps(addr: usize) -> Result<Option<ThpMap>, Fail> {

@@ -73,9 +73,15 @@ fn thpmaps() -> String {
     mm.as_ref().map_or_else(String::new, |m| m.thp_report())
 }
 
-pub static NODES: [Node; 6 + 8 * 13] = {
+fn smaps() -> String {
+    let t = crate::proc::sched::me();
+    let mm = t.mm.lock();
+    mm.as_ref().map_or_else(String::new, |m| m.smaps())
+}
+
+pub static NODES: [Node; 7 + 8 * 13] = {
     let sizes = size_nodes!(2 => "16", 3 => "32", 4 => "64", 5 => "128", 6 => "256", 7 => "512", 8 => "1024", 9 => "2048");
-    let mut all = [const { super::dir("") }; 6 + 8 * 13];
+    let mut all = [const { super::dir("") }; 7 + 8 * 13];
     all[0] = super::dir(ROOT);
     all[1] = Node {
         path: "/sys/kernel/mm/transparent_hugepage/enabled",
@@ -102,9 +108,14 @@ pub static NODES: [Node; 6 + 8 * 13] = {
         render: Some(|| "2097152\n".to_string()),
         write: None,
     };
+    all[6] = Node {
+        path: "/proc/self/smaps",
+        render: Some(smaps),
+        write: None,
+    };
     let mut i = 0;
     while i < sizes.len() {
-        all[6 + i] = sizes[i];
+        all[7 + i] = sizes[i];
         i += 1;
     }
     all

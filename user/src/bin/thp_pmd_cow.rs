@@ -67,9 +67,10 @@ fn main(_args: &rt::Args) -> i32 {
     sc.end(t)
 }
 
-/// Linux's interfaces: hpage_pmd_size is 2097152, and /proc/vmstat's thp_fault_alloc
+/// Linux's interfaces: hpage_pmd_size is 2097152, /proc/vmstat's thp_fault_alloc
 /// counts the fault that maps a 2 MiB folio (nr_anon_transparent_hugepages +1 while
-/// it lives).
+/// it lives), and /proc/self/smaps says AnonHugePages: 2048 kB for its VMA; on
+/// contkernel the thpmaps summary counts it as anon-thp-pmd-aligned-2048kB.
 fn vmstat_and_pmd_size() -> Outcome {
     let size = rt::fs::read_u64(c"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
         .ctx("hpage_pmd_size")?;
