@@ -53,6 +53,8 @@
 use alloc::collections::VecDeque;
 use core::sync::atomic::Ordering;
 
+#[cfg(any(target_os = "none", test))]
+use super::aspace::MmEnv;
 use super::frame::{flags, frames, FrameMeta};
 use super::mthp;
 use super::{PhysAddr, PAGE_SIZE};
@@ -293,10 +295,11 @@ pub fn for_each_folio(pa: PhysAddr, n: usize, mut f: impl FnMut(Locked, usize, u
 }
 
 /// A zeroed anonymous folio of `order`, holding the allocation's reference (drop it
-/// with `put(1)` once the pages are mapped).
-#[cfg(target_os = "none")]
-pub fn alloc_anon(order: usize) -> Option<Folio> {
-    let head = super::frame::alloc_zeroed(order)?;
+/// with `put(1)` once the pages are mapped); `env` zeroes its pages.
+#[cfg(any(target_os = "none", test))]
+pub fn alloc_anon<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
+    let head = frames().alloc(order)?;
+    env.zero_pages(head, 1 << order);
     let f = Folio { head };
     f.meta(0).set(flags::ANON, true);
     mthp::stats(order).nr_anon.fetch_add(1, Ordering::Relaxed);
@@ -312,6 +315,12 @@ static SHRINKER: IrqSpinLock<()> = IrqSpinLock::new(());
 /// Folios waiting on the deferred-split queue.
 pub fn deferred_count() -> usize {
     DEFERRED.lock().len()
+}
+
+/// Host tests: empty the queue without touching its folios (a failed test leaked them).
+#[cfg(test)]
+pub fn forget_deferred() {
+    DEFERRED.lock().clear();
 }
 
 /// Free memory below 1/64 of RAM: time to give back what partially mapped folios hold.

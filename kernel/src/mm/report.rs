@@ -4,12 +4,12 @@
 use alloc::string::String;
 use core::fmt::Write as _;
 
-use super::aspace::{Mm, PMD};
+use super::aspace::{Mm, MmEnv, PMD};
 use super::folio::Folio;
 use super::vma::VmaKind;
 use super::PAGE_SIZE;
 
-impl Mm {
+impl<E: MmEnv> Mm<E> {
     /// /proc/self/thpmaps: per VMA, bytes mapped by folios of each order, by
     /// contiguous entries, and by 2 MiB blocks.
     pub fn thp_report(&self) -> String {
