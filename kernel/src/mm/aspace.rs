@@ -10,6 +10,11 @@
 //! report.rs   /proc/self/thpmaps
 //! ```
 //!
+//! `Mm` is generic over the machine it runs on ([`MmEnv`]: the page-table environment
+//! plus page contents and the tables' owner), as `pgtable` is over `PtEnv`: the kernel
+//! runs it on `KernelPt` (the default, monomorphised: no dynamic dispatch), host tests
+//! on `host::HostMm`, a simulated RAM walked by the software model (`mm/tests`).
+//!
 //! Every page-table entry holds one reference and one map count on its page's folio.
 //!
 //! Invariants every operation keeps (the audit checks them in test builds):
@@ -31,10 +36,10 @@
 //! the lock of an address space that maps it.
 
 use alloc::vec::Vec;
+use core::ops::DerefMut;
 
 use super::folio;
-use super::pgtable::{MapError, Prot, PteAttrs, Unmapped};
-use super::ptenv::UserTables;
+use super::pgtable::{AddressSpace, MapError, Prot, PtEnv, PteAttrs, Unmapped};
 use super::vma::{VmProt, VmaSet};
 use super::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 
@@ -54,8 +59,34 @@ pub(super) const PMD: u64 = 2 << 20;
 /// Pages per batch of range work (2 MiB, aligned): bounds what one step collects.
 pub(super) const BATCH_PAGES: usize = 512;
 
-pub struct Mm {
-    pub tables: UserTables,
+/// What an address space needs from the machine beyond what its page tables need
+/// (`PtEnv`): tables that own their ASID, and the contents of pages, which `mm` only
+/// ever zeroes, copies and fills (exec) through these. Frames and folios come from the
+/// global frame allocator in both environments (`frame::frames`), so one physical
+/// address space holds tables and folios.
+pub trait MmEnv: PtEnv + Clone {
+    /// The page tables of one address space (the kernel's hold an ASID).
+    type Tables: DerefMut<Target = AddressSpace<Self>>;
+
+    /// Empty tables, in the contiguous mode and with the checker as configured.
+    fn new_tables(&self) -> Result<Self::Tables, MapError>;
+    /// Zero the `n` pages from `pa` (a block just allocated, only the caller holds).
+    fn zero_pages(&self, pa: PhysAddr, n: usize);
+    /// Copy `n` pages from `from` (only read) to `to` (a new folio only the caller holds).
+    fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize);
+    /// Store `data` at `pa`, inside one page the caller maps.
+    fn write_page(&self, pa: PhysAddr, data: &[u8]);
+}
+
+/// The machine an `Mm` runs on unless named: the real one in the kernel, the simulated
+/// RAM in host tests.
+#[cfg(target_os = "none")]
+pub type Machine = super::ptenv::KernelPt;
+#[cfg(not(target_os = "none"))]
+pub type Machine = super::host::HostMm;
+
+pub struct Mm<E: MmEnv = Machine> {
+    pub tables: E::Tables,
     pub vmas: VmaSet,
     pub brk_start: VirtAddr,
     pub brk: VirtAddr,
@@ -133,23 +164,80 @@ pub(super) fn release(records: Vec<Unmapped>) {
     }
 }
 
-impl Mm {
+#[cfg(target_os = "none")]
+impl Mm<super::ptenv::KernelPt> {
+    /// An empty address space of the kernel, with a fresh ASID.
     pub fn new() -> Result<Self, Errno> {
+        Self::new_in(&super::ptenv::KernelPt)
+    }
+}
+
+impl<E: MmEnv> Mm<E> {
+    /// An empty address space on the machine `env`.
+    pub fn new_in(env: &E) -> Result<Self, Errno> {
         Ok(Mm {
-            tables: UserTables::new().map_err(|_| ENOMEM)?,
+            tables: env.new_tables().map_err(|_| ENOMEM)?,
             vmas: VmaSet::new(),
             brk_start: VirtAddr(0),
             brk: VirtAddr(0),
         })
     }
+
+    /// The machine this address space runs on.
+    pub(super) fn env(&self) -> &E {
+        self.tables.env()
+    }
 }
 
-impl Drop for Mm {
+impl<E: MmEnv> Drop for Mm<E> {
     fn drop(&mut self) {
         while let Some(v) = self.vmas.next_from(VirtAddr(0)).copied() {
             // Whole VMAs: their edges cut no block, so this needs no memory.
             self.munmap(v.start, v.end)
                 .expect("unmapping a whole VMA splits nothing");
         }
+    }
+}
+
+/// The real machine: tables with an ASID (`UserTables`), pages through the linear map.
+#[cfg(target_os = "none")]
+impl MmEnv for super::ptenv::KernelPt {
+    type Tables = super::ptenv::UserTables;
+
+    fn new_tables(&self) -> Result<Self::Tables, MapError> {
+        super::ptenv::UserTables::new()
+    }
+
+    fn zero_pages(&self, pa: PhysAddr, n: usize) {
+        // SAFETY: the pages are RAM in the linear map and only the caller holds them.
+        unsafe { core::ptr::write_bytes(super::phys_to_virt(pa).as_ptr::<u8>(), 0, n * PAGE_SIZE) };
+    }
+
+    fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize) {
+        // SAFETY: both ranges are RAM in the linear map; `to` is a new folio only the
+        // caller holds, `from` is only read (its other mappings are read-only).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                super::phys_to_virt(from).as_ptr::<u8>(),
+                super::phys_to_virt(to).as_ptr::<u8>(),
+                n * PAGE_SIZE,
+            )
+        };
+    }
+
+    fn write_page(&self, pa: PhysAddr, data: &[u8]) {
+        assert!(
+            pa.offset_from(pa.align_down(PAGE_SIZE)) + data.len() <= PAGE_SIZE,
+            "write_page crosses a page"
+        );
+        // SAFETY: `pa..pa + len` lies in one frame the caller's address space maps,
+        // written through the linear map.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                super::phys_to_virt(pa).as_ptr::<u8>(),
+                data.len(),
+            )
+        };
     }
 }

@@ -11,14 +11,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::aspace::Mm;
+use super::aspace::{Mm, MmEnv};
 use super::folio::Folio;
 use super::frame::{flags, frames};
 use super::{PhysAddr, PAGE_SIZE};
 
 /// Check every anonymous folio against the mappings of `mms`; returns how many folios
 /// were checked, or the first disagreement.
-pub fn check<'a>(mms: impl Iterator<Item = &'a Mm>) -> Result<usize, String> {
+pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<usize, String> {
     let mut mapped: BTreeMap<PhysAddr, i32> = BTreeMap::new();
     let mut writable = Vec::new();
     let mut writable_shared = None;

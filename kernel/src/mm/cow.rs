@@ -8,17 +8,17 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::aspace::{map_error, release, Mm};
+use super::aspace::{map_error, release, Mm, MmEnv};
 use super::fault::FaultError;
 use super::folio::{self, Folio};
 use super::mthp;
 use super::vma::Vma;
-use super::{phys_to_virt, PhysAddr, VirtAddr, PAGE_SIZE};
+use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// `cow=folio`: copy a whole shared folio on a write fault instead of one page.
 pub static COW_COPIES_FOLIO: AtomicBool = AtomicBool::new(false);
 
-impl Mm {
+impl<E: MmEnv> Mm<E> {
     /// A write fault on a read-only page of a writable VMA (shared since fork, or
     /// write-protected by mprotect while shared).
     pub(super) fn copy_on_write(&mut self, page: VirtAddr, vma: Vma) -> Result<(), FaultError> {
@@ -53,8 +53,8 @@ impl Mm {
         }
         if copy_folio {
             if let Some(base) = whole {
-                if let Some(new) = folio::alloc_anon(f.order()) {
-                    copy_pages(f.head(), new.head(), n);
+                if let Some(new) = folio::alloc_anon(self.env(), f.order()) {
+                    self.env().copy_pages(f.head(), new.head(), n);
                     drop(f);
                     let records = match self.tables.unmap(base, n) {
                         Ok(r) => r,
@@ -72,8 +72,8 @@ impl Mm {
             }
         }
         drop(f);
-        let new = folio::alloc_anon(0).ok_or(FaultError::Oom)?;
-        copy_pages(old, new.head(), 1);
+        let new = folio::alloc_anon(self.env(), 0).ok_or(FaultError::Oom)?;
+        self.env().copy_pages(old, new.head(), 1);
         // Unmapping one page of a 2 MiB block splits it, which needs a table.
         match self.tables.unmap(page, 1) {
             Ok(records) => release(records),
@@ -110,16 +110,4 @@ impl Mm {
         });
         (in_order && pages == f.nr_pages()).then_some(base)
     }
-}
-
-fn copy_pages(from: PhysAddr, to: PhysAddr, n: usize) {
-    // SAFETY: both ranges are RAM in the linear map; `to` is a new folio only we hold,
-    // `from` is only read (its other mappings are read-only).
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            phys_to_virt(from).as_ptr::<u8>(),
-            phys_to_virt(to).as_ptr::<u8>(),
-            n * PAGE_SIZE,
-        )
-    };
 }

@@ -9,12 +9,12 @@
 
 use core::sync::atomic::Ordering;
 
-use super::aspace::{map_error, pte_attrs, Mm, PMD};
+use super::aspace::{map_error, pte_attrs, Mm, MmEnv, PMD};
 use super::folio::{self, Folio};
 use super::mthp;
 use super::pgtable::FaultFix;
 use super::vma::{VmProt, Vma};
-use super::{phys_to_virt, VirtAddr, PAGE_SIZE};
+use super::{VirtAddr, PAGE_SIZE};
 
 /// Which access faulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub enum FaultError {
     Oom,
 }
 
-impl Mm {
+impl<E: MmEnv> Mm<E> {
     /// Resolve a fault at `va`; `Ok` means retry the access.
     pub fn handle_fault(&mut self, va: VirtAddr, access: Access) -> Result<(), FaultError> {
         let vma = *self.vmas.find(va).ok_or(FaultError::Segv)?;
@@ -88,7 +88,7 @@ impl Mm {
         }
         drop(f.put(1));
         r.map_err(map_error)?;
-        if write && prot.write && !crate::mm::ptenv::config().features.hw_dirty {
+        if write && prot.write && !self.env().features().hw_dirty {
             self.tables.make_writable(va, n).map_err(map_error)?;
         }
         Ok(())
@@ -117,7 +117,7 @@ impl Mm {
             if !self.range_is_empty(base, n) {
                 continue;
             }
-            match folio::alloc_anon(order) {
+            match folio::alloc_anon(self.env(), order) {
                 Some(f) => {
                     self.map_folio(base, f, 0, n, vma.prot, write)?;
                     mthp::stats(order)
@@ -132,10 +132,12 @@ impl Mm {
                 }
             }
         }
-        let f = match folio::alloc_anon(0) {
+        let f = match folio::alloc_anon(self.env(), 0) {
             Some(f) => f,
             // Out of memory: give back what partially mapped folios hold, then retry.
-            None if folio::shrink_deferred() > 0 => folio::alloc_anon(0).ok_or(FaultError::Oom)?,
+            None if folio::shrink_deferred() > 0 => {
+                folio::alloc_anon(self.env(), 0).ok_or(FaultError::Oom)?
+            }
             None => return Err(FaultError::Oom),
         };
         self.map_folio(va.align_down(PAGE_SIZE), f, 0, 1, vma.prot, write)
@@ -171,14 +173,7 @@ impl Mm {
             let pa = self.tables.get(page).expect("just mapped").pa_of(page);
             let off = (at.as_u64() - page.as_u64()) as usize;
             let n = (PAGE_SIZE - off).min(data.len() - done);
-            // SAFETY: `pa` is a frame this address space maps; written through the linear map.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    data[done..].as_ptr(),
-                    phys_to_virt(pa).as_ptr::<u8>().add(off),
-                    n,
-                )
-            };
+            self.env().write_page(pa.add(off), &data[done..done + n]);
             done += n;
         }
         Ok(())

@@ -53,8 +53,11 @@
 use alloc::collections::VecDeque;
 use core::sync::atomic::Ordering;
 
+#[cfg(any(target_os = "none", test))]
+use super::aspace::MmEnv;
 use super::frame::{flags, frames, FrameMeta};
 use super::mthp;
+use super::pgtable::FolioSpan;
 use super::{PhysAddr, PAGE_SIZE};
 use crate::sync::IrqSpinLock;
 
@@ -277,6 +280,31 @@ fn dequeue(f: Folio) -> bool {
     true
 }
 
+/// The folio span of the frame at `pa` as the page-table layer sees it (a single page
+/// if the frame is not allocated): what both machines' `PtEnv::folio_of` answer.
+pub fn span_of(pa: PhysAddr) -> FolioSpan {
+    match frames().block_of(pa) {
+        Some((head, order)) => FolioSpan {
+            head,
+            nr_pages: 1 << order,
+        },
+        None => FolioSpan {
+            head: pa,
+            nr_pages: 1,
+        },
+    }
+}
+
+/// Whether the page at `pa` is anon-exclusive, for pages of anonymous folios (`None`
+/// for any other frame): what both machines' `PtEnv::anon_exclusive` answer.
+pub fn anon_exclusive(pa: PhysAddr) -> Option<bool> {
+    let (head, _) = frames().block_of(pa)?;
+    frames()
+        .meta(head)
+        .test(flags::ANON)
+        .then(|| frames().meta(pa).test(flags::ANON_EXCLUSIVE))
+}
+
 /// Split the consecutive pages `[pa, pa + n pages)` at folio boundaries: calls
 /// `f(locked folio, first page index, count)` for each folio the range touches, in
 /// order. The pages must be pinned (protocol, rule 2).
@@ -293,10 +321,11 @@ pub fn for_each_folio(pa: PhysAddr, n: usize, mut f: impl FnMut(Locked, usize, u
 }
 
 /// A zeroed anonymous folio of `order`, holding the allocation's reference (drop it
-/// with `put(1)` once the pages are mapped).
-#[cfg(target_os = "none")]
-pub fn alloc_anon(order: usize) -> Option<Folio> {
-    let head = super::frame::alloc_zeroed(order)?;
+/// with `put(1)` once the pages are mapped); `env` zeroes its pages.
+#[cfg(any(target_os = "none", test))]
+pub fn alloc_anon<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
+    let head = frames().alloc(order)?;
+    env.zero_pages(head, 1 << order);
     let f = Folio { head };
     f.meta(0).set(flags::ANON, true);
     mthp::stats(order).nr_anon.fetch_add(1, Ordering::Relaxed);
@@ -312,6 +341,12 @@ static SHRINKER: IrqSpinLock<()> = IrqSpinLock::new(());
 /// Folios waiting on the deferred-split queue.
 pub fn deferred_count() -> usize {
     DEFERRED.lock().len()
+}
+
+/// Host tests: empty the queue without touching its folios (a failed test leaked them).
+#[cfg(test)]
+pub fn forget_deferred() {
+    DEFERRED.lock().clear();
 }
 
 /// Free memory below 1/64 of RAM: time to give back what partially mapped folios hold.

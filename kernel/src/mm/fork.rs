@@ -3,22 +3,22 @@
 //! consecutive frames are mapped with one call, 2 MiB blocks stay blocks, contiguous
 //! blocks stay folded; every page mapped in both is shared (not exclusive).
 
-use super::aspace::{pages, pte_attrs, Errno, Mm, PMD};
+use super::aspace::{pages, pte_attrs, Errno, Mm, MmEnv, PMD};
 use super::folio;
 use super::pgtable::PteAttrs;
 use super::vma::VmProt;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::syscall::abi::ENOMEM;
 
-impl Mm {
+impl<E: MmEnv> Mm<E> {
     /// The child's copy at fork: the same VMAs, the same folios mapped read-only in
     /// both. The parent is write-protected first, one batched call per VMA whatever
     /// the VMA's flags say (an entry may allow more than its VMA while a block is being
     /// split: what counts is what the entries allow), so no page is shared while an
     /// entry can still write it. 2 MiB blocks stay blocks, runs of consecutive pages
     /// are mapped in the child with one call.
-    pub fn fork(&mut self) -> Result<Mm, Errno> {
-        let mut child = Mm::new()?;
+    pub fn fork(&mut self) -> Result<Mm<E>, Errno> {
+        let mut child = Mm::new_in(self.env())?;
         child.brk_start = self.brk_start;
         child.brk = self.brk;
         let mut next = VirtAddr(0);
@@ -78,7 +78,7 @@ impl Run {
     }
 
     /// Map the run in `child` with one call and account the shared pages.
-    fn map_shared(self, child: &mut Mm, attrs: PteAttrs) -> bool {
+    fn map_shared<E: MmEnv>(self, child: &mut Mm<E>, attrs: PteAttrs) -> bool {
         let ok = child
             .tables
             .map(self.va, self.pa, self.pages, attrs)

@@ -319,6 +319,23 @@ impl FrameAllocator {
         }
     }
 
+    /// Host tests: take back every allocated block whatever its state (a failed test
+    /// leaks its address spaces; the next one needs every frame free).
+    #[cfg(test)]
+    pub fn reclaim_all(&self) {
+        let mut blocks = Vec::new();
+        self.for_each_block(|head, order| blocks.push((head, order)));
+        for (head, order) in blocks {
+            for (i, m) in self.meta_range(head.pfn(), 1 << order).iter().enumerate() {
+                m.mapcount.store(0, Ordering::Relaxed);
+                let head_flag = if i == 0 { flags::HEAD } else { 0 };
+                m.flags
+                    .store(flags::ALLOCATED | head_flag, Ordering::Release);
+            }
+            self.free(head, order);
+        }
+    }
+
     /// Frames currently free.
     pub fn free_frames(&self) -> usize {
         self.free.load(Ordering::Acquire)

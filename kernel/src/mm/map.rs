@@ -6,15 +6,15 @@
 use alloc::vec::Vec;
 
 use super::aspace::{
-    batches, page_is_exclusive, pages, pte_attrs, release, Errno, Mm, MMAP_BASE, MMAP_MIN, PMD,
-    STACK_TOP,
+    batches, page_is_exclusive, pages, pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN,
+    PMD, STACK_TOP,
 };
 use super::fault::{Access, FaultError};
 use super::vma::{HugeHint, VmProt, Vma, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
 use crate::syscall::abi::*;
 
-impl Mm {
+impl<E: MmEnv> Mm<E> {
     /// Split the 2 MiB blocks that `start` and `end` cut: what a VMA boundary or a range
     /// operation there needs first. Fails (ENOMEM) only for want of a table; a split
     /// changes no translation, so one done before a failure needs no undo.

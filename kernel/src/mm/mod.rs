@@ -6,6 +6,8 @@
 //! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork`, `report`, `audit`.
+//! The address space is generic over its machine (`aspace::MmEnv`): on the host, `host`
+//! simulates RAM under it and `tests` runs it against the software walk.
 //!
 //! Address map: the kernel and all of RAM live in the high half (TTBR1) at
 //! `PA + KERNEL_VA_OFFSET` (the linear map); device MMIO likewise; TTBR0 is left for
@@ -19,26 +21,30 @@ pub mod mthp;
 pub mod pgtable;
 pub mod vma;
 
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 pub mod aspace;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 pub mod audit;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 mod cow;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 mod fault;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 mod fork;
 #[cfg(target_os = "none")]
 pub mod heap;
+#[cfg(all(test, not(target_os = "none")))]
+pub mod host;
 #[cfg(target_os = "none")]
 pub mod kmap;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 mod map;
 #[cfg(target_os = "none")]
 pub mod ptenv;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 mod report;
+#[cfg(all(test, not(target_os = "none")))]
+mod tests;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use pgtable::MemType;

@@ -23,7 +23,7 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::asid::AsidAllocator;
-use super::frame::{self, alloc_zeroed, flags};
+use super::frame::{self, alloc_zeroed};
 use super::pgtable::{
     AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
 };
@@ -157,16 +157,7 @@ impl PtEnv for KernelPt {
     }
 
     fn folio_of(&self, pa: PhysAddr) -> FolioSpan {
-        match frame::frames().block_of(pa) {
-            Some((head, order)) => FolioSpan {
-                head,
-                nr_pages: 1 << order,
-            },
-            None => FolioSpan {
-                head: pa,
-                nr_pages: 1,
-            },
-        }
+        super::folio::span_of(pa)
     }
 
     fn tracks_anon_exclusive(&self) -> bool {
@@ -177,14 +168,7 @@ impl PtEnv for KernelPt {
     /// `None` for anything else (frames the page-table tests and benchmarks map
     /// directly), or with the check switched off.
     fn anon_exclusive(&self, pa: PhysAddr) -> Option<bool> {
-        let frames = frame::frames();
-        let (head, _) = frames
-            .block_of(pa)
-            .filter(|_| self.tracks_anon_exclusive())?;
-        frames
-            .meta(head)
-            .test(flags::ANON)
-            .then(|| frames.meta(pa).test(flags::ANON_EXCLUSIVE))
+        super::folio::anon_exclusive(pa).filter(|_| self.tracks_anon_exclusive())
     }
 
     fn tlb(&self) -> &KernelTlb {

@@ -7,7 +7,7 @@
 use alloc::string::String;
 use core::fmt::Write as _;
 
-use super::aspace::{Mm, PMD};
+use super::aspace::{Mm, MmEnv, PMD};
 use super::folio::Folio;
 use super::vma::{Vma, VmaKind};
 use super::PAGE_SIZE;
@@ -34,7 +34,7 @@ impl Tally {
 /// Orders the report lists: base pages and the mTHP sizes 16 KiB..2 MiB.
 const ORDERS: [usize; 9] = [0, 2, 3, 4, 5, 6, 7, 8, 9];
 
-impl Mm {
+impl<E: MmEnv> Mm<E> {
     fn tally(&self, vma: &Vma) -> Tally {
         let mut t = Tally::default();
         self.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {

@@ -6,7 +6,8 @@
 //!   [`HostEnv::alloc_folio`], TLB maintenance is recorded in order ([`TlbOp`]); once
 //!   [`HostEnv::track_anon_exclusive`] is called it also answers which pages are
 //!   anon-exclusive ([`HostEnv::set_anon_exclusive`]), for the checker.
-//! * [`walk`] and [`translate`] model the architecture's translation of a VA: descriptor
+//! * [`walk`] and [`translate`] model the architecture's translation of a VA over any
+//!   [`PtEnv`] (also `mm::host`, where the address space's tests run): descriptor
 //!   types per level (blocks at levels 1 and 2, pages at level 3), permissions from
 //!   AP/UXN/PXN for EL0 and EL1 (PSTATE.PAN = 0; a page writable at EL0 is never
 //!   executable at EL1), the Access flag, and FEAT_HAFDBS updates when the features say
@@ -278,11 +279,15 @@ pub struct Walked {
 
 /// Walks the tables for `va` without side effects (no AF or dirty update, no
 /// permission check).
-pub fn walk(env: &HostEnv, root: PhysAddr, va: VirtAddr) -> Result<Walked, Fault> {
+pub fn walk<E: PtEnv>(env: &E, root: PhysAddr, va: VirtAddr) -> Result<Walked, Fault> {
     walk_entry(env, root, va).map(|(w, _)| w)
 }
 
-fn walk_entry(env: &HostEnv, root: PhysAddr, va: VirtAddr) -> Result<(Walked, &AtomicU64), Fault> {
+fn walk_entry<E: PtEnv>(
+    env: &E,
+    root: PhysAddr,
+    va: VirtAddr,
+) -> Result<(Walked, &AtomicU64), Fault> {
     if va.as_u64() >> 48 != 0 {
         return Err(Fault::Translation { level: 0 });
     }
@@ -338,8 +343,8 @@ fn permits(pte: Pte, access: Access, hw_dirty: bool) -> bool {
 
 /// Translates `va` for `access` as the CPU would, updating AF and dirty state in the
 /// descriptor when hardware management is on.
-pub fn translate(
-    env: &HostEnv,
+pub fn translate<E: PtEnv>(
+    env: &E,
     root: PhysAddr,
     va: VirtAddr,
     access: Access,

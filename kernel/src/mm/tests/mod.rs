@@ -1,0 +1,552 @@
+//! Host tests of the address space (`Mm`) on the simulated machine (`mm::host`).
+//!
+//! * this file: the world a test runs in — address spaces, each with the shadow of
+//!   what its memory must hold, and the operations on them as a user program and the
+//!   CPU would do them: a load or store goes through the software model of the walk
+//!   (`pgtable::model::translate`), a fault goes to `Mm::handle_fault` and the access is
+//!   retried, a store lands in simulated RAM at the translated address. After every
+//!   step: every shadow byte reads back through the walk, an address written in one
+//!   address space reads as zero in another that never wrote it, the walk allows no
+//!   access that the VMA forbids, and the folio audit (`mm::audit`) agrees with the
+//!   tables; the page-table checker has run inside every `pgtable` operation. At the
+//!   end every address space is dropped and every frame must be back.
+//! * `props.rs`: property tests, random sequences of these operations;
+//! * `regress.rs`: one sequence per class of bug the properties find.
+
+mod props;
+mod regress;
+
+use core::sync::atomic::Ordering;
+use std::collections::BTreeMap;
+use std::format;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+use super::aspace::{Access, FaultError, Mm, COW_COPIES_FOLIO};
+use super::frame::frames;
+use super::host::{self, HostMm};
+use super::mthp::{self, SizeSetting, TopSetting};
+use super::pgtable::model::{self, AccessKind, El, Fault};
+use super::pgtable::{ContMode, Features};
+use super::vma::VmProt;
+use super::{audit, folio, VirtAddr, PAGE_SIZE};
+use crate::syscall::abi::{
+    MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_FIXED, MAP_POPULATE,
+};
+
+/// The window mmap places mappings in: 16 MiB from 1 GiB (2 MiB aligned), so that
+/// mappings overlap and MAP_FIXED replaces parts of others.
+const WINDOW: u64 = 0x4000_0000;
+const WINDOW_PAGES: usize = 4096;
+/// At most this many address spaces live at once (fork beyond it is skipped).
+const MAX_MMS: usize = 4;
+
+/// How the machine and the kernel's switches are set for one sequence.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub mode: ContMode,
+    pub features: Features,
+    /// `cow=folio`.
+    pub cow_folio: bool,
+    /// The mTHP setting of orders 2..=9 (`hugepages-<N>kB/enabled`).
+    pub sizes: [SizeSetting; 8],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum P {
+    Rw,
+    R,
+    None,
+}
+
+impl P {
+    fn prot(self) -> VmProt {
+        match self {
+            P::Rw => VmProt::READ_WRITE,
+            P::R => VmProt::READ,
+            P::None => VmProt::NONE,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    DontNeed,
+    Free,
+    HugePage,
+    NoHugePage,
+}
+
+/// Where a range or an access starts in an address space: `page` pages into its
+/// `vma`-th VMA (both modulo what exists; one value past the last VMA means anywhere
+/// in the window, holes included), aligned down to `align` pages.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
+    pub vma: usize,
+    pub page: usize,
+    pub align: usize,
+}
+
+/// One step. `mm` picks a live address space (modulo how many live).
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    /// mmap(MAP_FIXED) of `pages` pages at window page `page` aligned down to `align`.
+    Mmap {
+        mm: usize,
+        page: usize,
+        align: usize,
+        pages: usize,
+        prot: P,
+        populate: bool,
+    },
+    /// A store of one byte (`byte` into the page) at EL0.
+    Write {
+        mm: usize,
+        at: At,
+        byte: usize,
+    },
+    /// A load of one byte at EL0, compared with the shadow.
+    Read {
+        mm: usize,
+        at: At,
+        byte: usize,
+    },
+    Fork {
+        mm: usize,
+    },
+    Mprotect {
+        mm: usize,
+        at: At,
+        pages: usize,
+        prot: P,
+    },
+    Munmap {
+        mm: usize,
+        at: At,
+        pages: usize,
+    },
+    Madvise {
+        mm: usize,
+        at: At,
+        pages: usize,
+        advice: Advice,
+    },
+    /// `echo SETTING > hugepages-<2^order * 4>kB/enabled`.
+    Policy {
+        order: usize,
+        setting: SizeSetting,
+    },
+    /// `echo 1 > shrink_deferred`.
+    Shrink,
+    /// The address space goes away (exit), unless it is the last one.
+    Exit {
+        mm: usize,
+    },
+}
+
+/// An address space and what its memory must hold: bytes written and not since
+/// discarded (anything else reads as zero).
+struct Proc {
+    id: usize,
+    mm: Mm<HostMm>,
+    shadow: BTreeMap<u64, u8>,
+}
+
+struct World {
+    env: HostMm,
+    procs: Vec<Proc>,
+    next_id: usize,
+    /// What each step did, in the address space's terms: the report of a failure.
+    log: Vec<String>,
+}
+
+/// Runs `ops` on a fresh machine set up as `cfg`; the error says which check failed
+/// after which step, with the steps that led there.
+pub fn run(cfg: Config, ops: &[Op]) -> Result<(), String> {
+    let _machine = host::machine();
+    COW_COPIES_FOLIO.store(cfg.cow_folio, Ordering::Relaxed);
+    mthp::POLICY.set_top(TopSetting::Always);
+    for (order, setting) in mthp::MTHP_ORDERS.zip(cfg.sizes) {
+        mthp::POLICY.set_size(order, setting);
+    }
+    let env = HostMm {
+        features: cfg.features,
+        mode: cfg.mode,
+    };
+    let mut world = World {
+        env,
+        procs: Vec::new(),
+        next_id: 0,
+        log: Vec::new(),
+    };
+    let result = world.run(ops);
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // The address spaces may be inconsistent: leak them (the next test's
+            // `machine()` takes the frames back) rather than unmap through them.
+            for p in world.procs.drain(..) {
+                core::mem::forget(p);
+            }
+            Err(format!("{e}\n  steps:\n    {}", world.log.join("\n    ")))
+        }
+    }
+}
+
+fn panic_message(p: std::boxed::Box<dyn core::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// Runs `f`, turning a panic (the checker's, an assertion's) into an error.
+fn guarded<R>(f: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(format!("panic: {}", panic_message(p))))
+}
+
+impl World {
+    fn run(&mut self, ops: &[Op]) -> Result<(), String> {
+        let mm = guarded(|| Mm::new_in(&self.env).map_err(|e| format!("Mm::new: {e}")))?;
+        self.spawn(mm);
+        for (step, op) in ops.iter().enumerate() {
+            let value = (step % 251 + 1) as u8;
+            guarded(|| self.step(op, value))?;
+            guarded(|| self.check()).map_err(|e| format!("after step {step} ({op:?}): {e}"))?;
+        }
+        let gone = guarded(|| {
+            while let Some(p) = self.procs.pop() {
+                self.log.push(format!("mm{}: exit", p.id));
+                drop(p);
+            }
+            Ok(())
+        });
+        gone.map_err(|e| format!("dropping the address spaces: {e}"))?;
+        let f = frames();
+        if f.free_frames() != f.managed_frames() || folio::deferred_count() != 0 {
+            return Err(format!(
+                "every address space gone, but {} frames are not back ({} folios queued)",
+                f.managed_frames() - f.free_frames(),
+                folio::deferred_count()
+            ));
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, mm: Mm<HostMm>) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.procs.push(Proc {
+            id,
+            mm,
+            shadow: BTreeMap::new(),
+        });
+        id
+    }
+
+    /// Where `at` points in address space `i`.
+    fn resolve(&self, i: usize, at: At) -> VirtAddr {
+        let vmas: Vec<_> = self.procs[i].mm.vmas.iter().collect();
+        let k = at.vma % (vmas.len() + 1);
+        let page = match vmas.get(k) {
+            Some(v) => {
+                let len = (v.end.as_u64() - v.start.as_u64()) as usize / PAGE_SIZE;
+                v.start.as_u64() as usize / PAGE_SIZE + at.page % len
+            }
+            None => WINDOW as usize / PAGE_SIZE + at.page % WINDOW_PAGES,
+        };
+        VirtAddr((page & !(at.align.max(1) - 1)) as u64 * PAGE_SIZE as u64)
+    }
+
+    fn step(&mut self, op: &Op, value: u8) -> Result<(), String> {
+        let live = self.procs.len();
+        match *op {
+            Op::Mmap {
+                mm,
+                page,
+                align,
+                pages,
+                prot,
+                populate,
+            } => {
+                let i = mm % live;
+                let start = WINDOW + ((page % WINDOW_PAGES) & !(align.max(1) - 1)) as u64 * 4096;
+                let len = (pages.max(1) * PAGE_SIZE) as u64;
+                let flags = MAP_FIXED | if populate { MAP_POPULATE } else { 0 };
+                let p = &mut self.procs[i];
+                let r = p.mm.mmap(start, len, prot.prot(), flags);
+                self.log.push(format!(
+                    "mm{}: mmap({start:#x}, {len:#x}, {prot:?}{}) = {r:x?}",
+                    p.id,
+                    if populate { ", POPULATE" } else { "" }
+                ));
+                if r.is_ok() {
+                    discard(&mut p.shadow, start, start + len);
+                }
+            }
+            Op::Write { mm, at, byte } => {
+                let i = mm % live;
+                let va = self.resolve(i, at).add(byte % PAGE_SIZE);
+                let done = self.access(i, va, AccessKind::Write)?;
+                let p = &mut self.procs[i];
+                self.log.push(format!(
+                    "mm{}: write {value:#x} at {:#x}: {}",
+                    p.id,
+                    va.as_u64(),
+                    done.map_or(
+                        "fault not resolved (SIGSEGV/OOM)".to_string(),
+                        |pa| format!("PA {pa}")
+                    )
+                ));
+                if let Some(pa) = done {
+                    host::write_byte(pa, value);
+                    p.shadow.insert(va.as_u64(), value);
+                }
+            }
+            Op::Read { mm, at, byte } => {
+                let i = mm % live;
+                let va = self.resolve(i, at).add(byte % PAGE_SIZE);
+                let done = self.access(i, va, AccessKind::Read)?;
+                let p = &self.procs[i];
+                let want = p.shadow.get(&va.as_u64()).copied().unwrap_or(0);
+                let got = done.map(host::read_byte);
+                self.log
+                    .push(format!("mm{}: read at {:#x} = {got:x?}", p.id, va.as_u64()));
+                if got.is_some_and(|g| g != want) {
+                    return Err(format!(
+                        "mm{}: read {got:x?} at {:#x}, want {want:#x}",
+                        p.id,
+                        va.as_u64()
+                    ));
+                }
+            }
+            Op::Fork { mm } => {
+                let i = mm % live;
+                if live >= MAX_MMS {
+                    return Ok(());
+                }
+                let r = self.procs[i].mm.fork();
+                let parent = self.procs[i].id;
+                match r {
+                    Ok(child) => {
+                        let shadow = self.procs[i].shadow.clone();
+                        let id = self.spawn(child);
+                        self.procs.last_mut().expect("just spawned").shadow = shadow;
+                        self.log.push(format!("mm{parent}: fork = mm{id}"));
+                    }
+                    Err(e) => self.log.push(format!("mm{parent}: fork = Err({e})")),
+                }
+            }
+            Op::Mprotect {
+                mm,
+                at,
+                pages,
+                prot,
+            } => {
+                let i = mm % live;
+                let start = self.resolve(i, at);
+                let end = start.add(pages.max(1) * PAGE_SIZE);
+                let p = &mut self.procs[i];
+                let r = p.mm.mprotect(start, end, prot.prot());
+                self.log.push(format!(
+                    "mm{}: mprotect({:#x}..{:#x}, {prot:?}) = {r:?}",
+                    p.id,
+                    start.as_u64(),
+                    end.as_u64()
+                ));
+            }
+            Op::Munmap { mm, at, pages } => {
+                let i = mm % live;
+                let start = self.resolve(i, at);
+                let end = start.add(pages.max(1) * PAGE_SIZE);
+                let p = &mut self.procs[i];
+                let r = p.mm.munmap(start, end);
+                self.log.push(format!(
+                    "mm{}: munmap({:#x}..{:#x}) = {r:?}",
+                    p.id,
+                    start.as_u64(),
+                    end.as_u64()
+                ));
+                if r.is_ok() {
+                    discard(&mut p.shadow, start.as_u64(), end.as_u64());
+                }
+            }
+            Op::Madvise {
+                mm,
+                at,
+                pages,
+                advice,
+            } => {
+                let i = mm % live;
+                let start = self.resolve(i, at);
+                let end = start.add(pages.max(1) * PAGE_SIZE);
+                let p = &mut self.procs[i];
+                let r = p.mm.madvise(
+                    start,
+                    end,
+                    match advice {
+                        Advice::DontNeed => MADV_DONTNEED,
+                        Advice::Free => MADV_FREE,
+                        Advice::HugePage => MADV_HUGEPAGE,
+                        Advice::NoHugePage => MADV_NOHUGEPAGE,
+                    },
+                );
+                self.log.push(format!(
+                    "mm{}: madvise({:#x}..{:#x}, {advice:?}) = {r:?}",
+                    p.id,
+                    start.as_u64(),
+                    end.as_u64()
+                ));
+                if advice == Advice::DontNeed {
+                    // Dropped pages read as zero; a failure (ENOMEM for a hole after
+                    // the pieces before it, or for want of a table) may keep some.
+                    let dropped: Vec<u64> = p
+                        .shadow
+                        .range(start.as_u64()..end.as_u64())
+                        .map(|(&va, _)| va)
+                        .filter(|&va| {
+                            model::walk(p.mm.tables.env(), p.mm.tables.root(), VirtAddr(va))
+                                .is_err()
+                        })
+                        .collect();
+                    let kept = p.shadow.range(start.as_u64()..end.as_u64()).count() - dropped.len();
+                    if r.is_ok() && kept > 0 {
+                        return Err(format!(
+                            "mm{}: MADV_DONTNEED returned Ok but kept {kept} written bytes mapped",
+                            p.id
+                        ));
+                    }
+                    for va in dropped {
+                        p.shadow.remove(&va);
+                    }
+                }
+            }
+            Op::Policy { order, setting } => {
+                mthp::POLICY.set_size(order, setting);
+                self.log.push(format!(
+                    "policy: hugepages-{}kB = {setting:?}",
+                    mthp::size_kb(order)
+                ));
+            }
+            Op::Shrink => {
+                let n = folio::shrink_deferred();
+                self.log.push(format!("shrink_deferred = {n}"));
+            }
+            Op::Exit { mm } => {
+                if live > 1 {
+                    let p = self.procs.remove(mm % live);
+                    self.log.push(format!("mm{}: exit", p.id));
+                    drop(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An EL0 access to `va` in address space `i` as the CPU does it: translate, and on
+    /// a fault let the kernel handle it and retry. The PA accessed, or `None` if the
+    /// kernel gave up (SIGSEGV, out of memory).
+    fn access(
+        &mut self,
+        i: usize,
+        va: VirtAddr,
+        kind: AccessKind,
+    ) -> Result<Option<super::PhysAddr>, String> {
+        let p = &mut self.procs[i];
+        let vma = p.mm.vmas.find(va).copied();
+        let allowed = vma.is_some_and(|v| match kind {
+            AccessKind::Write => v.prot.write,
+            _ => v.prot.read || v.prot.write || v.prot.exec,
+        });
+        for _ in 0..4 {
+            let access = model::Access { el: El::El0, kind };
+            match model::translate(p.mm.tables.env(), p.mm.tables.root(), va, access) {
+                Ok(w) if allowed => return Ok(Some(w.pa)),
+                Ok(w) => {
+                    return Err(format!(
+                    "mm{}: {kind:?} at {:#x} allowed by {:?} (level {}) but not by its VMA {vma:?}",
+                    p.id,
+                    va.as_u64(),
+                    w.pte,
+                    w.level
+                ))
+                }
+                Err(f @ Fault::ContiguousMisprogrammed { .. }) => {
+                    return Err(format!("mm{}: walk of {:#x}: {f:?}", p.id, va.as_u64()))
+                }
+                Err(_) => {
+                    let access = match kind {
+                        AccessKind::Write => Access::Write,
+                        AccessKind::Read => Access::Read,
+                        AccessKind::Exec => Access::Exec,
+                    };
+                    match p.mm.handle_fault(va, access) {
+                        Ok(()) => continue,
+                        Err(FaultError::Segv) if allowed => {
+                            return Err(format!(
+                                "mm{}: SIGSEGV for {kind:?} at {:#x} in {vma:?}",
+                                p.id,
+                                va.as_u64()
+                            ))
+                        }
+                        Err(_) => return Ok(None),
+                    }
+                }
+            }
+        }
+        Err(format!(
+            "mm{}: {kind:?} at {:#x} still faults after the kernel fixed it 4 times",
+            p.id,
+            va.as_u64()
+        ))
+    }
+
+    /// The checks after every step (see the module docs). Data: every byte written in
+    /// an address space reads back there, and every address written in any address
+    /// space reads, where another maps it, what that one wrote there or zero (a store
+    /// that leaked through a shared page shows here at once).
+    fn check(&self) -> Result<(), String> {
+        let written: BTreeMap<u64, ()> = self
+            .procs
+            .iter()
+            .flat_map(|p| p.shadow.keys().map(|&va| (va, ())))
+            .collect();
+        for p in &self.procs {
+            for &va in written.keys() {
+                let want = p.shadow.get(&va).copied();
+                match model::walk(p.mm.tables.env(), p.mm.tables.root(), VirtAddr(va)) {
+                    Ok(w) if host::read_byte(w.pa) == want.unwrap_or(0) => {}
+                    Ok(w) => {
+                        return Err(format!(
+                            "mm{}: {va:#x} holds {:#x} (PA {}), but {} was written there",
+                            p.id,
+                            host::read_byte(w.pa),
+                            w.pa,
+                            want.map_or("nothing".to_string(), |b| format!("{b:#x}"))
+                        ))
+                    }
+                    Err(_) if want.is_none() => {}
+                    Err(f) => {
+                        return Err(format!(
+                            "mm{}: {va:#x} was written ({want:x?}) but the walk says {f:?}",
+                            p.id
+                        ))
+                    }
+                }
+            }
+        }
+        audit::check(self.procs.iter().map(|p| &p.mm))
+            .map(|_| ())
+            .map_err(|e| format!("audit: {e}"))
+    }
+}
+
+/// Forget what was written in `[start, end)` (unmapped: it reads as zero now).
+fn discard(shadow: &mut BTreeMap<u64, u8>, start: u64, end: u64) {
+    let gone: Vec<u64> = shadow.range(start..end).map(|(&va, _)| va).collect();
+    for va in gone {
+        shadow.remove(&va);
+    }
+}
