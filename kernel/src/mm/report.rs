@@ -49,7 +49,7 @@ impl<E: MmEnv> Mm<E> {
             let size = (PAGE_SIZE << order) as u64;
             let offset = pa.as_u64() - f.head().as_u64();
             t.by_order[order] += bytes;
-            if (va.as_u64() - offset) % size == 0 {
+            if (va.as_u64() - offset).is_multiple_of(size) {
                 t.aligned[order] += bytes;
             }
             if leaf.level == 2 {
