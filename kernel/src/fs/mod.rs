@@ -15,6 +15,9 @@ use crate::syscall::Errno;
 
 mod thp;
 
+/// What a writable node does with a write of its whole new value.
+pub type NodeWrite = fn(&str) -> Result<(), Errno>;
+
 /// A file or directory of the pseudo-filesystem.
 #[derive(Clone, Copy)]
 pub struct Node {
@@ -22,7 +25,7 @@ pub struct Node {
     /// `None` for a directory.
     pub render: Option<fn() -> String>,
     /// Accepts a write of the whole new value (sysfs style), if the node is writable.
-    pub write: Option<fn(&str) -> Result<(), Errno>>,
+    pub write: Option<NodeWrite>,
 }
 
 impl Node {
@@ -143,6 +146,72 @@ pub fn resolve(path: &str) -> Option<Target> {
         data: e.data,
         mode: e.mode,
     })
+}
+
+/// What access(2) looks at: the file type and permission bits, and where writes go.
+pub struct Access {
+    mode: u32,
+    writes: Writes,
+}
+
+enum Writes {
+    /// A file or directory of the initramfs, or a directory of the pseudo-filesystem:
+    /// the read-only root.
+    ReadOnlyFs,
+    /// A generated file that takes writes, or not (open for writing is EACCES).
+    Node { writable: bool },
+    /// A device (the console, /dev/console): writes go to it, not to the filesystem.
+    Device,
+}
+
+impl Access {
+    pub fn of(t: &Target) -> Self {
+        let writes = match t {
+            Target::Node(n) if !n.is_dir() => Writes::Node {
+                writable: n.write.is_some(),
+            },
+            Target::Ram { mode, .. } if is_special(*mode) => Writes::Device,
+            _ => Writes::ReadOnlyFs,
+        };
+        Access {
+            mode: t.mode(),
+            writes,
+        }
+    }
+
+    pub fn of_file(f: &File) -> Self {
+        match f {
+            File::Console => Access {
+                mode: f.mode(),
+                writes: Writes::Device,
+            },
+            File::Node { node, .. } => Access::of(&Target::Node(node)),
+            File::Ram { data, mode, .. } => Access::of(&Target::Ram { data, mode: *mode }),
+        }
+    }
+
+    /// The answer Linux's access(2) gives root, in its order: a write to a regular
+    /// file or directory of a read-only filesystem is EROFS (before any other check);
+    /// root may read anything and write any writable file; execute needs an execute
+    /// bit on a non-directory (EACCES). Reading needs no check: root reads anything.
+    pub fn check(&self, write: bool, exec: bool) -> Result<(), Errno> {
+        if write && matches!(self.writes, Writes::ReadOnlyFs) {
+            return Err(EROFS);
+        }
+        let dir = self.mode & 0o170000 == 0o040000;
+        if exec && !dir && self.mode & 0o111 == 0 {
+            return Err(EACCES);
+        }
+        if write && matches!(self.writes, Writes::Node { writable: false }) {
+            return Err(EACCES);
+        }
+        Ok(())
+    }
+}
+
+/// A character or block device, FIFO or socket: not a regular file, directory or link.
+fn is_special(mode: u32) -> bool {
+    !matches!(mode & 0o170000, 0o100000 | 0o040000 | 0o120000)
 }
 
 #[derive(Clone)]
