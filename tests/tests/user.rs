@@ -9,8 +9,9 @@ use contkernel_tests::Machine;
 /// The programs init runs by default (user/src/bin/init.rs), glibc_check when present:
 /// the mTHP scenarios (thp_*) check faults per size with fallback under memory
 /// pressure, whole-folio reuse, page or folio copy, deferred split after a partial
-/// munmap, and the PMD copy-on-write, through the statistics files and thpmaps.
-const PROGRAMS: [&str; 10] = [
+/// munmap, and the PMD copy-on-write, through the statistics files and thpmaps;
+/// sched_stress churns fork/exit/kill/wait and sleeps across the CPUs.
+const PROGRAMS: [&str; 11] = [
     "fork_exec",
     "mm_basic",
     "cow",
@@ -21,6 +22,7 @@ const PROGRAMS: [&str; 10] = [
     "thp_fault",
     "thp_cow",
     "thp_pmd_cow",
+    "sched_stress",
 ];
 
 #[test]

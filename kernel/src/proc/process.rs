@@ -70,6 +70,7 @@ fn basename(path: &str) -> &str {
 
 #[no_mangle]
 extern "C" fn user_task_first_run() {
+    sched::finish_switch();
     let t = me();
     let tid_ptr = t.set_child_tid.swap(0, Ordering::AcqRel);
     if tid_ptr != 0 {
@@ -187,9 +188,6 @@ fn release(t: &Task) {
 pub fn exit(status: u32) -> ! {
     let t = me();
     release(&t);
-    for c in task::children(t.pid) {
-        c.parent.store(1, Ordering::Release);
-    }
     t.exit_status.store(status, Ordering::Release);
     audit_if_quiet(&t);
     if t.pid == 1 {
@@ -200,15 +198,16 @@ pub fn exit(status: u32) -> ! {
         };
         shutdown(code, format_args!("init exited with status {code}"));
     }
-    t.set_state(State::Zombie);
-    let parent = task::get(t.parent.load(Ordering::Acquire));
+    let (parent, reparented) = task::become_zombie(&t);
     drop(t);
-    if let Some(p) = parent {
-        p.child_exit.wake_all();
+    parent.child_exit.wake_all();
+    // Children that were zombies already are init's to reap now.
+    if reparented && parent.pid != 1 {
+        if let Some(init) = task::get(1) {
+            init.child_exit.wake_all();
+        }
     }
-    if let Some(init) = task::get(1) {
-        init.child_exit.wake_all();
-    }
+    drop(parent);
     sched::schedule();
     unreachable!("a zombie was scheduled");
 }
@@ -271,6 +270,7 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
             return Err(ECHILD);
         }
         if let Some(z) = children.iter().find(|c| c.state() == State::Zombie) {
+            // Its CPU is finishing the switch away from it (see sched's protocol).
             while z.on_cpu.load(Ordering::Acquire) != 0 {
                 core::hint::spin_loop();
             }
@@ -299,17 +299,29 @@ pub fn spawn_kthread(name: &str, entry: extern "C" fn(u64) -> !, arg: u64) -> Op
     Some(t)
 }
 
+/// Woken when a kernel thread ends.
+static KTHREAD_EXITED: sched::WaitQueue = sched::WaitQueue::new();
+
 /// End the calling kernel thread; `join_kthread` reaps it.
 pub fn kthread_exit() -> ! {
     me().set_state(State::Zombie);
+    KTHREAD_EXITED.wake_all();
     sched::schedule();
     unreachable!("a zombie kernel thread was scheduled");
 }
 
-/// Wait for a kernel thread to end (from any context) and reap it.
+/// Wait for a kernel thread to end and reap it: a task sleeps until it is a zombie
+/// and then waits for its CPU to switch away from it, as `wait` does for a process;
+/// the idle context (the boot CPU running the in-kernel tests) cannot sleep, and runs
+/// other tasks until then.
 pub fn join_kthread(t: Arc<Task>) {
+    if sched::current().is_some() {
+        KTHREAD_EXITED.wait_until(|| t.state() == State::Zombie);
+    }
     while t.state() != State::Zombie || t.on_cpu.load(Ordering::Acquire) != 0 {
-        sched::schedule();
+        if sched::current().is_none() {
+            sched::schedule();
+        }
         core::hint::spin_loop();
     }
     task::remove(t.pid);

@@ -38,10 +38,13 @@ pub enum State {
 
 pub struct Task {
     pub pid: Pid,
+    /// Changed only under the task table's lock (`become_zombie`).
     pub parent: AtomicU32,
     pub name: IrqSpinLock<String>,
+    /// Where the task is; who may change it is `sched`'s protocol.
     state: AtomicU8,
-    /// 1 while a CPU runs on this task's stack (cleared by switch_context).
+    /// 1 from the moment a CPU takes the task off the run queue until that CPU has
+    /// switched away from it (set and cleared under the run queue's lock, by `sched`).
     pub on_cpu: AtomicU8,
     pub ctx: UnsafeCell<Context>,
     pub fp: UnsafeCell<FpState>,
@@ -153,6 +156,30 @@ pub fn remove(pid: Pid) -> Option<Arc<Task>> {
 
 pub fn get(pid: Pid) -> Option<Arc<Task>> {
     TASKS.lock().get(&pid).cloned()
+}
+
+/// The calling task exits: under the task table's lock, its children go to init, it
+/// becomes a zombie and its parent is read, so that a parent (or init) checking for
+/// zombie children under the same lock sees all of it or none. Returns the parent
+/// (which exists: a task reparents its children before it becomes a zombie itself) and
+/// whether any child was handed to init.
+pub fn become_zombie(t: &Task) -> (Arc<Task>, bool) {
+    let tasks = TASKS.lock();
+    let mut reparented = false;
+    for c in tasks
+        .values()
+        .filter(|c| c.parent.load(Ordering::Relaxed) == t.pid)
+    {
+        c.parent.store(1, Ordering::Relaxed);
+        reparented = true;
+    }
+    t.set_state(State::Zombie);
+    let parent = t.parent.load(Ordering::Relaxed);
+    let parent = tasks
+        .get(&parent)
+        .cloned()
+        .expect("the parent of an exiting task is in the task table");
+    (parent, reparented)
 }
 
 /// The children of `pid`.

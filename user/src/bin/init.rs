@@ -27,6 +27,7 @@ const DEFAULT: &[&str] = &[
     "thp_fault",
     "thp_cow",
     "thp_pmd_cow",
+    "sched_stress",
 ];
 const OPTIONAL: &[&str] = &["glibc_check"];
 
