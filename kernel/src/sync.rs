@@ -22,6 +22,7 @@ impl<T> IrqSpinLock<T> {
         }
     }
 
+    #[track_caller]
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let saved = irq::save_and_disable();
         IrqSpinLockGuard {
@@ -30,6 +31,7 @@ impl<T> IrqSpinLock<T> {
         }
     }
 
+    #[track_caller]
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = irq::save_and_disable();
         match self.inner.try_lock() {

@@ -68,6 +68,11 @@ fn scenario_programs_pass_and_every_frame_returns() {
         out.console.contains("SIGSEGV: Data abort from a lower EL"),
         "no decoded fault in the kill report{out}"
     );
+    // The test build reports the longest stretch any CPU kept IRQs masked.
+    assert!(
+        out.irqs_masked_longest_us().is_some(),
+        "no IRQ-masked stretch report at shutdown{out}"
+    );
     assert!(
         out.console.contains("frames not returned: 0"),
         "frames leaked after the last process{out}"

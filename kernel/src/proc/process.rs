@@ -76,6 +76,7 @@ extern "C" fn user_task_first_run() {
     if tid_ptr != 0 {
         let _ = uaccess::write_user(tid_ptr as usize, &t.pid);
     }
+    crate::arch::irq::leaving_for_el0();
 }
 
 /// Start /init (pid 1) from the initramfs.
@@ -221,6 +222,8 @@ static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     let t = me();
     release(&t);
+    #[cfg(feature = "ktest")]
+    kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
     let before = FREE_AT_INIT.load(Ordering::Relaxed);
     let now = crate::mm::frame::frames().free_frames() + (1 << task::KSTACK_ORDER);
@@ -329,6 +332,7 @@ pub fn join_kthread(t: Arc<Task>) {
 
 /// A synchronous exception from EL0 that is not a system call.
 pub fn user_sync(frame: &mut TrapFrame) {
+    crate::arch::irq::entered_from_el0();
     let esr = Esr(frame.esr);
     let access = match esr.ec() {
         ExceptionClass::DataAbortLower if esr.is_write() => Some(Access::Write),
@@ -416,4 +420,5 @@ pub fn return_to_user(_frame: &mut TrapFrame) {
     if crate::smp::this_cpu().need_resched.load(Ordering::Relaxed) {
         sched::schedule();
     }
+    crate::arch::irq::leaving_for_el0();
 }

@@ -42,6 +42,7 @@ mod imp {
     }
 
     pub fn dispatch(frame: &mut TrapFrame) {
+        crate::arch::irq::entered_from_el0();
         let nr = frame.x[8];
         let a = [
             frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5],
