@@ -331,8 +331,15 @@ pub fn join_kthread(t: Arc<Task>) {
 }
 
 /// A synchronous exception from EL0 that is not a system call.
+/// Handled with IRQs on, as a system call is (the tick and IPIs are taken meanwhile).
 pub fn user_sync(frame: &mut TrapFrame) {
     crate::arch::irq::entered_from_el0();
+    crate::arch::irq::enable();
+    handle_user_sync(frame);
+    crate::arch::irq::disable();
+}
+
+fn handle_user_sync(frame: &mut TrapFrame) {
     let esr = Esr(frame.esr);
     let access = match esr.ec() {
         ExceptionClass::DataAbortLower if esr.is_write() => Some(Access::Write),

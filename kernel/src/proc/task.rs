@@ -16,7 +16,7 @@ use crate::fs::Files;
 use crate::mm::aspace::Mm;
 use crate::mm::frame::frames;
 use crate::mm::{phys_to_virt, PhysAddr, PAGE_SIZE};
-use crate::sync::IrqSpinLock;
+use crate::sync::{IrqSpinLock, SpinLock};
 
 pub type Pid = u32;
 
@@ -54,7 +54,13 @@ pub struct Task {
     pub ttbr0: AtomicU64,
     user: bool,
     kstack: PhysAddr,
-    pub mm: IrqSpinLock<Option<Mm>>,
+    /// The address space. A lock that leaves IRQs on: no interrupt handler takes it
+    /// (the tick only accounts, sets need_resched and wakes sleepers; the IPI only
+    /// counts; faults on user memory are synchronous exceptions, never interrupts), and
+    /// the longest critical sections in the kernel run under it: fork of a large VMA,
+    /// a fault zeroing a 2 MiB folio, MAP_POPULATE, the deferred-split shrinker. An
+    /// IRQ-safe lock here kept IRQs masked for all of them (tens of ms under TCG).
+    pub mm: SpinLock<Option<Mm>>,
     pub files: IrqSpinLock<Files>,
     /// Wait status for the parent (Linux encoding).
     pub exit_status: AtomicU32,
@@ -92,7 +98,7 @@ impl Task {
             ttbr0: AtomicU64::new(ttbr0),
             user: mm.is_some(),
             kstack,
-            mm: IrqSpinLock::new(mm),
+            mm: SpinLock::new(mm),
             files: IrqSpinLock::new(Files::console()),
             exit_status: AtomicU32::new(0),
             child_exit: WaitQueue::new(),

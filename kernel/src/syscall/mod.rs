@@ -2,6 +2,8 @@
 //! arguments from x0-x5, and returns the result (or -errno) in x0. One file per family:
 //! `process`, `memory`, `files`, `misc` (time, randomness, identity, power). Every user
 //! pointer goes through the uaccess helpers: a bad one is EFAULT, never a kernel fault.
+//! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
+//! kernel), and masks them again before the way back to EL0.
 
 pub mod abi;
 #[cfg(target_os = "none")]
@@ -43,6 +45,7 @@ mod imp {
 
     pub fn dispatch(frame: &mut TrapFrame) {
         crate::arch::irq::entered_from_el0();
+        crate::arch::irq::enable();
         let nr = frame.x[8];
         let a = [
             frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5],
@@ -95,5 +98,6 @@ mod imp {
             Ok(v) => v,
             Err(e) => (-(e as i64)) as u64,
         };
+        crate::arch::irq::disable();
     }
 }

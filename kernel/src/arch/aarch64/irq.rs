@@ -42,6 +42,12 @@ mod imp {
         unsafe { core::arch::asm!("msr daif, {}", in(reg) state, options(nomem, nostack)) };
     }
 
+    /// Mask IRQs/FIQ without keeping the old state (before a return to EL0).
+    #[track_caller]
+    pub fn disable() {
+        let _ = save_and_disable();
+    }
+
     pub fn enable() {
         #[cfg(feature = "ktest")]
         super::stretch::end();
