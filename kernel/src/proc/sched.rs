@@ -211,11 +211,19 @@ pub extern "C" fn finish_switch() {
     // SAFETY: the count switch_to moved from CURRENT to PREV.
     let prev = unsafe { Arc::from_raw(prev_raw) };
     let mut rq = RUN_QUEUE.lock();
-    prev.on_cpu.store(0, Ordering::Release);
     if prev.state() == State::Runnable {
+        prev.on_cpu.store(0, Ordering::Release);
         rq.push_back(prev);
         drop(rq);
         kick_idle_cpu();
+    } else {
+        // Our count goes before on_cpu clears: the task table holds another until
+        // then (a task is reaped only once its on_cpu is 0), so the reaper's count is
+        // the last one and a reaped task's stack is free when the reaper returns.
+        let t = Arc::as_ptr(&prev);
+        drop(prev);
+        // SAFETY: the task table's count keeps the task alive until this store.
+        unsafe { (*t).on_cpu.store(0, Ordering::Release) };
     }
 }
 
