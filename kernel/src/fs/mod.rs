@@ -329,7 +329,11 @@ impl File {
     pub fn write(&mut self, bytes: &[u8]) -> Result<usize, Errno> {
         match self {
             File::Console => {
-                crate::console::print(format_args!("{}", String::from_utf8_lossy(bytes)));
+                // The console's lock masks IRQs (handlers log): print in pieces the
+                // size of a user line (rt prints lines of up to 512 bytes whole).
+                for piece in bytes.chunks(CONSOLE_PIECE) {
+                    crate::console::print(format_args!("{}", String::from_utf8_lossy(piece)));
+                }
                 Ok(bytes.len())
             }
             File::Node {
@@ -360,6 +364,9 @@ impl File {
         }
     }
 }
+
+/// Bytes of a console write printed under one hold of the console's lock.
+const CONSOLE_PIECE: usize = 512;
 
 fn read_at(data: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
     let n = buf.len().min(data.len() - *pos);

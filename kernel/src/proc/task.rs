@@ -61,7 +61,9 @@ pub struct Task {
     /// a fault zeroing a 2 MiB folio, MAP_POPULATE, the deferred-split shrinker. An
     /// IRQ-safe lock here kept IRQs masked for all of them (tens of ms under TCG).
     pub mm: SpinLock<Option<Mm>>,
-    pub files: IrqSpinLock<Files>,
+    /// Open files; like `mm`, no interrupt handler takes it, so it leaves IRQs on (a
+    /// write to the console runs under it).
+    pub files: SpinLock<Files>,
     /// Wait status for the parent (Linux encoding).
     pub exit_status: AtomicU32,
     /// Woken when a child exits.
@@ -99,7 +101,7 @@ impl Task {
             user: mm.is_some(),
             kstack,
             mm: SpinLock::new(mm),
-            files: IrqSpinLock::new(Files::console()),
+            files: SpinLock::new(Files::console()),
             exit_status: AtomicU32::new(0),
             child_exit: WaitQueue::new(),
             minflt: AtomicU64::new(0),
