@@ -119,6 +119,7 @@ extern "C" fn noise(_: u64) -> ! {
 /// elsewhere trips the scheduler's run-queue assertion; a lost wake-up or two CPUs
 /// waiting on each other stalls the count, which fails here after 30 s.
 pub fn wait_queue_wakes_race_sleepers() -> TestResult {
+    let free_before = crate::mm::frame::frames().free_frames();
     for p in &PAIR {
         p.count.store(0, Ordering::Release);
     }
@@ -147,6 +148,13 @@ pub fn wait_queue_wakes_race_sleepers() -> TestResult {
     }
     for t in threads {
         process::join_kthread(t);
+    }
+    // A waker on another CPU may still hold the last count of a reaped thread for a
+    // moment (a wait list it took, the tick's list of due sleepers): its stack comes
+    // back when that count is dropped.
+    let deadline = time::uptime_ns() + 2_000_000_000;
+    while crate::mm::frame::frames().free_frames() < free_before && time::uptime_ns() < deadline {
+        core::hint::spin_loop();
     }
     for p in &PAIR {
         kassert_eq!(p.count.load(Ordering::Acquire), 2 * ROUNDS);
