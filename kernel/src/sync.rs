@@ -1,5 +1,13 @@
-//! IRQ-safe spin lock: interrupts are masked on the local CPU while the lock is held,
-//! so an interrupt handler on the same CPU can never spin on a lock its own CPU holds.
+//! Spin locks. `IrqSpinLock`: interrupts are masked on the local CPU while the lock is
+//! held, so an interrupt handler on the same CPU can never spin on a lock its own CPU
+//! holds; for anything an interrupt handler takes (the run queue, sleepers, frames,
+//! heap, console). `SpinLock`: leaves interrupts alone, for data no interrupt handler
+//! ever touches, so that long critical sections (a fork, a fault that zeroes 2 MiB)
+//! do not delay the tick and IPIs. The kernel is not preempted (only on the way back to
+//! EL0), so a holder is never switched out while it spins or holds one.
+
+/// A spin lock that does not mask interrupts: only for data no interrupt handler takes.
+pub type SpinLock<T> = spin::Mutex<T>;
 
 use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
@@ -22,6 +30,7 @@ impl<T> IrqSpinLock<T> {
         }
     }
 
+    #[track_caller]
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let saved = irq::save_and_disable();
         IrqSpinLockGuard {
@@ -30,6 +39,7 @@ impl<T> IrqSpinLock<T> {
         }
     }
 
+    #[track_caller]
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let saved = irq::save_and_disable();
         match self.inner.try_lock() {

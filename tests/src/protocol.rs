@@ -15,6 +15,7 @@
 //! | `<P> passed, <F> failed`, alone on its line                             | [`Outcome::ktest_summary`] |
 //! | `fault: ...`                                                            | [`Outcome::fault_report`] |
 //! | `panic on cpu<N>: <message>`, anywhere in a line                        | [`Outcome::panic`] |
+//! | `contkernel: irqs masked longest: max=<N> us cpu0=<N> us (file:line) ...` (test builds) | [`Outcome::irqs_masked_longest_us`] |
 
 use std::collections::BTreeMap;
 
@@ -125,6 +126,18 @@ impl Outcome {
                 (name.trim().to_string(), result)
             })
             .collect()
+    }
+
+    /// The `max=` of the first `contkernel: irqs masked longest:` line: the longest
+    /// stretch any CPU kept IRQs masked, in microseconds.
+    pub fn irqs_masked_longest_us(&self) -> Option<u64> {
+        self.lines().into_iter().find_map(|line| {
+            let rest = line
+                .trim()
+                .strip_prefix(BANNER_PREFIX)?
+                .strip_prefix("irqs masked longest: max=")?;
+            rest.split_once(" us")?.0.parse().ok()
+        })
     }
 
     /// `(passed, failed)` from the last line that is exactly `<P> passed, <F> failed`.
@@ -315,6 +328,19 @@ ktest: mm::pt::walk ... ok\r
 3 passed, 1 failed is not a summary
 2 passed, 2 failed
 ";
+
+    #[test]
+    fn irqs_masked_line() {
+        let out = console(
+            "contkernel: irqs masked longest: max=812 us cpu0=812 us (kernel/src/a.rs:3) cpu1=5 us\n",
+        );
+        assert_eq!(out.irqs_masked_longest_us(), Some(812));
+        assert_eq!(
+            console("contkernel: irqs masked longest: max=x us\n").irqs_masked_longest_us(),
+            None
+        );
+        assert_eq!(console(BOOT).irqs_masked_longest_us(), None);
+    }
 
     #[test]
     fn ktest_lines() {

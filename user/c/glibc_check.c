@@ -1,16 +1,22 @@
 /* glibc_check: a static glibc program on the same ABI as the Rust programs: malloc
  * (brk heap and mmap'd large blocks), printf with integers and floating point (FP
  * registers), fork + waitpid, copy-on-write of a malloc'd buffer, mmap + madvise,
- * opendir/readdir (getdents64).
+ * opendir/readdir (getdents64),
+ * sleep / usleep / nanosleep / clock_nanosleep (glibc sleeps with clock_nanosleep),
+ * access / faccessat (faccessat, and faccessat2 when flags are given).
  * Prints TEST lines and "glibc_check: N passed, N failed"; exits 0 only if all pass.
  * Build: aarch64-linux-gnu-gcc -static -O2 -o glibc_check glibc_check.c */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int passed, failed;
@@ -143,6 +149,72 @@ static const char *readdir_lists(void)
     return NULL;
 }
 
+static long long now_ns(clockid_t clock)
+{
+    struct timespec t;
+    if (clock_gettime(clock, &t) != 0)
+        return -1;
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Each sleep must succeed and last at least what it asked for. */
+static const char *sleeps(void)
+{
+    long long t0 = now_ns(CLOCK_MONOTONIC);
+    if (sleep(1) != 0)
+        return "sleep(1) did not return 0";
+    long long t1 = now_ns(CLOCK_MONOTONIC);
+    if (t1 - t0 < 1000000000LL)
+        return "sleep(1) returned early";
+    if (usleep(20000) != 0)
+        return "usleep failed";
+    long long t2 = now_ns(CLOCK_MONOTONIC);
+    if (t2 - t1 < 20000000LL)
+        return "usleep(20000) returned early";
+    struct timespec d = {0, 5000000};
+    if (nanosleep(&d, NULL) != 0)
+        return "nanosleep failed";
+    long long t3 = now_ns(CLOCK_MONOTONIC);
+    if (t3 - t2 < 5000000LL)
+        return "nanosleep(5 ms) returned early";
+    long long end = now_ns(CLOCK_REALTIME) + 5000000LL;
+    struct timespec abs = {end / 1000000000LL, end % 1000000000LL};
+    if (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &abs, NULL) != 0)
+        return "clock_nanosleep(REALTIME, TIMER_ABSTIME) failed";
+    if (now_ns(CLOCK_REALTIME) < end)
+        return "clock_nanosleep(TIMER_ABSTIME) returned early";
+    struct timespec bad = {0, 1000000000L};
+    if (clock_nanosleep(CLOCK_MONOTONIC, 0, &bad, NULL) != EINVAL)
+        return "clock_nanosleep with tv_nsec = 10^9 is not EINVAL";
+    return NULL;
+}
+
+/* access as root: the program itself is readable and executable, a missing file is
+ * ENOENT, a bad mode EINVAL; writing to it is EROFS on contkernel, whose root is the
+ * read-only initramfs (Linux unpacks it into a writable tmpfs: 0 there). */
+static const char *access_checks(void)
+{
+    const char *me = "/bin/glibc_check";
+    struct utsname u;
+    int contkernel = uname(&u) == 0 && strstr(u.release, "contkernel") != NULL;
+    if (access(me, F_OK) != 0 || access(me, R_OK | X_OK) != 0)
+        return "access(self, R_OK | X_OK) failed";
+    if (access("/nonexistent", F_OK) != -1 || errno != ENOENT)
+        return "access of a missing file is not ENOENT";
+    if (access(me, 8) != -1 || errno != EINVAL)
+        return "access with mode 8 is not EINVAL";
+    int w = access(me, W_OK);
+    if (contkernel && (w != -1 || errno != EROFS))
+        return "access(self, W_OK) is not EROFS on the read-only root";
+    if (!contkernel && w != 0 && errno != EROFS)
+        return "access(self, W_OK) failed";
+    if (faccessat(AT_FDCWD, "bin/glibc_check", X_OK, AT_EACCESS) != 0)
+        return "faccessat(AT_EACCESS) (faccessat2) failed";
+    if (faccessat(AT_FDCWD, me, F_OK, 0x1) != -1 || errno != EINVAL)
+        return "faccessat with flag 0x1 is not EINVAL";
+    return NULL;
+}
+
 int main(void)
 {
     report("malloc_small_and_large", malloc_small_and_large());
@@ -151,6 +223,8 @@ int main(void)
     report("fork_cow", fork_cow());
     report("mmap_madvise", mmap_madvise());
     report("readdir_lists", readdir_lists());
+    report("sleeps", sleeps());
+    report("access_checks", access_checks());
     printf("glibc_check: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -9,6 +9,7 @@ pub mod nr {
     pub const MKDIRAT: usize = 34;
     pub const UNLINKAT: usize = 35;
     pub const MOUNT: usize = 40;
+    pub const FACCESSAT: usize = 48;
     pub const OPENAT: usize = 56;
     pub const CLOSE: usize = 57;
     pub const READ: usize = 63;
@@ -18,6 +19,7 @@ pub mod nr {
     pub const SET_TID_ADDRESS: usize = 96;
     pub const NANOSLEEP: usize = 101;
     pub const CLOCK_GETTIME: usize = 113;
+    pub const CLOCK_NANOSLEEP: usize = 115;
     pub const SCHED_YIELD: usize = 124;
     pub const REBOOT: usize = 142;
     pub const UNAME: usize = 160;
@@ -35,6 +37,7 @@ pub mod nr {
     pub const MADVISE: usize = 233;
     pub const WAIT4: usize = 260;
     pub const GETRANDOM: usize = 278;
+    pub const FACCESSAT2: usize = 439;
 }
 
 /// Issues system call `nr` with six arguments (unused ones zero).
@@ -101,6 +104,7 @@ errnos! {
     EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EACCES = 13, EFAULT = 14,
     EBUSY = 16, EEXIST = 17, ENODEV = 19, ENOTDIR = 20, EISDIR = 21, EINVAL = 22,
     EMFILE = 24, ENOSPC = 28, EROFS = 30, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38,
+    EOPNOTSUPP = 95,
 }
 
 impl fmt::Debug for Errno {

@@ -1,9 +1,15 @@
-//! Time and scheduling: clock_gettime, nanosleep, sched_yield; getrandom.
+//! Time and scheduling: clock_gettime, nanosleep, clock_nanosleep, sched_yield;
+//! getrandom.
 
 use crate::sys::{nr, Errno};
 use crate::syscall;
 
+pub const CLOCK_REALTIME: usize = 0;
 pub const CLOCK_MONOTONIC: usize = 1;
+pub const CLOCK_MONOTONIC_RAW: usize = 4;
+
+/// clock_nanosleep flag: `t` is a time on the clock, not an interval.
+pub const TIMER_ABSTIME: usize = 1;
 
 /// struct timespec.
 #[repr(C)]
@@ -23,6 +29,14 @@ impl Timespec {
     pub fn as_ns(self) -> i128 {
         self.sec as i128 * 1_000_000_000 + self.nsec as i128
     }
+    /// The time `ns` nanoseconds (non-negative) after this one.
+    pub fn plus_ns(self, ns: i64) -> Self {
+        let t = self.as_ns() + ns as i128;
+        Self {
+            sec: (t / 1_000_000_000) as i64,
+            nsec: (t % 1_000_000_000) as i64,
+        }
+    }
 }
 
 pub fn clock_gettime(clock: usize) -> Result<Timespec, Errno> {
@@ -41,6 +55,13 @@ pub fn now_ns() -> i128 {
 pub fn nanosleep(t: &Timespec) -> Result<usize, Errno> {
     // SAFETY: the kernel reads one struct timespec.
     unsafe { syscall!(nr::NANOSLEEP, t as *const Timespec, 0) }
+}
+
+/// Sleeps on `clock` for `t`, or until `t` with [`TIMER_ABSTIME`] in `flags`. Unlike
+/// glibc's wrapper this returns the errno the kernel gave (as `Err`).
+pub fn clock_nanosleep(clock: usize, flags: usize, t: &Timespec) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads one struct timespec.
+    unsafe { syscall!(nr::CLOCK_NANOSLEEP, clock, flags, t as *const Timespec, 0) }
 }
 
 pub fn sched_yield() -> Result<usize, Errno> {

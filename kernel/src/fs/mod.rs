@@ -16,6 +16,9 @@ use crate::syscall::Errno;
 mod thp;
 mod vmstat;
 
+/// What a writable node does with a write of its whole new value.
+pub type NodeWrite = fn(&str) -> Result<(), Errno>;
+
 /// A file or directory of the pseudo-filesystem.
 #[derive(Clone, Copy)]
 pub struct Node {
@@ -23,11 +26,8 @@ pub struct Node {
     /// `None` for a directory.
     pub render: Option<fn() -> String>,
     /// Accepts a write of the whole new value (sysfs style), if the node is writable.
-    pub write: Option<WriteFn>,
+    pub write: Option<NodeWrite>,
 }
-
-/// What a writable node does with a write of its whole new value.
-pub type WriteFn = fn(&str) -> Result<(), Errno>;
 
 impl Node {
     pub fn is_dir(&self) -> bool {
@@ -158,6 +158,78 @@ pub fn resolve(path: &str) -> Option<Target> {
         mode: e.mode,
         name: crate::proc::initramfs::normalize(e.name),
     })
+}
+
+/// What access(2) looks at: the file type and permission bits, and where writes go.
+pub struct Access {
+    mode: u32,
+    writes: Writes,
+}
+
+enum Writes {
+    /// A file or directory of the initramfs, or a directory of the pseudo-filesystem:
+    /// the read-only root.
+    ReadOnlyFs,
+    /// A generated file that takes writes, or not (open for writing is EACCES).
+    Node { writable: bool },
+    /// A device (the console, /dev/console): writes go to it, not to the filesystem.
+    Device,
+}
+
+impl Access {
+    pub fn of(t: &Target) -> Self {
+        let writes = match t {
+            Target::Node(n) if !n.is_dir() => Writes::Node {
+                writable: n.write.is_some(),
+            },
+            Target::Ram { mode, .. } if is_special(*mode) => Writes::Device,
+            _ => Writes::ReadOnlyFs,
+        };
+        Access {
+            mode: t.mode(),
+            writes,
+        }
+    }
+
+    pub fn of_file(f: &File) -> Self {
+        match f {
+            File::Console => Access {
+                mode: f.mode(),
+                writes: Writes::Device,
+            },
+            File::Node { node, .. } => Access::of(&Target::Node(node)),
+            File::Ram {
+                data, mode, name, ..
+            } => Access::of(&Target::Ram {
+                data,
+                mode: *mode,
+                name,
+            }),
+        }
+    }
+
+    /// The answer Linux's access(2) gives root, in its order: a write to a regular
+    /// file or directory of a read-only filesystem is EROFS (before any other check);
+    /// root may read anything and write any writable file; execute needs an execute
+    /// bit on a non-directory (EACCES). Reading needs no check: root reads anything.
+    pub fn check(&self, write: bool, exec: bool) -> Result<(), Errno> {
+        if write && matches!(self.writes, Writes::ReadOnlyFs) {
+            return Err(EROFS);
+        }
+        let dir = self.mode & 0o170000 == 0o040000;
+        if exec && !dir && self.mode & 0o111 == 0 {
+            return Err(EACCES);
+        }
+        if write && matches!(self.writes, Writes::Node { writable: false }) {
+            return Err(EACCES);
+        }
+        Ok(())
+    }
+}
+
+/// A character or block device, FIFO or socket: not a regular file, directory or link.
+fn is_special(mode: u32) -> bool {
+    !matches!(mode & 0o170000, 0o100000 | 0o040000 | 0o120000)
 }
 
 #[derive(Clone)]
@@ -301,7 +373,11 @@ impl File {
     pub fn write(&mut self, bytes: &[u8]) -> Result<usize, Errno> {
         match self {
             File::Console => {
-                crate::console::print(format_args!("{}", String::from_utf8_lossy(bytes)));
+                // The console's lock masks IRQs (handlers log): print in pieces the
+                // size of a user line (rt prints lines of up to 512 bytes whole).
+                for piece in bytes.chunks(CONSOLE_PIECE) {
+                    crate::console::print(format_args!("{}", String::from_utf8_lossy(piece)));
+                }
                 Ok(bytes.len())
             }
             File::Node {
@@ -367,6 +443,9 @@ pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
         }
     }
 }
+
+/// Bytes of a console write printed under one hold of the console's lock.
+const CONSOLE_PIECE: usize = 512;
 
 fn read_at(data: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
     let n = buf.len().min(data.len() - *pos);

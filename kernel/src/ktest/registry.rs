@@ -80,6 +80,10 @@ pub static TESTS: &[Test] = &[
         run: proc::kernel_thread_sleeps_and_is_reaped,
     },
     Test {
+        name: "proc::wait_queue_wakes_race_sleepers",
+        run: proc::wait_queue_wakes_race_sleepers,
+    },
+    Test {
         name: "smp::all_cpus_online",
         run: smp::all_cpus_online,
     },

@@ -70,11 +70,13 @@ fn basename(path: &str) -> &str {
 
 #[no_mangle]
 extern "C" fn user_task_first_run() {
+    sched::finish_switch();
     let t = me();
     let tid_ptr = t.set_child_tid.swap(0, Ordering::AcqRel);
     if tid_ptr != 0 {
         let _ = uaccess::write_user(tid_ptr as usize, &t.pid);
     }
+    crate::arch::irq::leaving_for_el0();
 }
 
 /// Start /init (pid 1) from the initramfs.
@@ -187,9 +189,6 @@ fn release(t: &Task) {
 pub fn exit(status: u32) -> ! {
     let t = me();
     release(&t);
-    for c in task::children(t.pid) {
-        c.parent.store(1, Ordering::Release);
-    }
     t.exit_status.store(status, Ordering::Release);
     audit_if_quiet(&t);
     if t.pid == 1 {
@@ -200,15 +199,16 @@ pub fn exit(status: u32) -> ! {
         };
         shutdown(code, format_args!("init exited with status {code}"));
     }
-    t.set_state(State::Zombie);
-    let parent = task::get(t.parent.load(Ordering::Acquire));
+    let (parent, reparented) = task::become_zombie(&t);
     drop(t);
-    if let Some(p) = parent {
-        p.child_exit.wake_all();
+    parent.child_exit.wake_all();
+    // Children that were zombies already are init's to reap now.
+    if reparented && parent.pid != 1 {
+        if let Some(init) = task::get(1) {
+            init.child_exit.wake_all();
+        }
     }
-    if let Some(init) = task::get(1) {
-        init.child_exit.wake_all();
-    }
+    drop(parent);
     sched::schedule();
     unreachable!("a zombie was scheduled");
 }
@@ -222,6 +222,8 @@ static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     let t = me();
     release(&t);
+    #[cfg(feature = "ktest")]
+    kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
     let before = FREE_AT_INIT.load(Ordering::Relaxed);
     let now = crate::mm::frame::frames().free_frames() + (1 << task::KSTACK_ORDER);
@@ -271,6 +273,7 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
             return Err(ECHILD);
         }
         if let Some(z) = children.iter().find(|c| c.state() == State::Zombie) {
+            // Its CPU is finishing the switch away from it (see sched's protocol).
             while z.on_cpu.load(Ordering::Acquire) != 0 {
                 core::hint::spin_loop();
             }
@@ -299,24 +302,44 @@ pub fn spawn_kthread(name: &str, entry: extern "C" fn(u64) -> !, arg: u64) -> Op
     Some(t)
 }
 
+/// Woken when a kernel thread ends.
+static KTHREAD_EXITED: sched::WaitQueue = sched::WaitQueue::new();
+
 /// End the calling kernel thread; `join_kthread` reaps it.
 pub fn kthread_exit() -> ! {
     me().set_state(State::Zombie);
+    KTHREAD_EXITED.wake_all();
     sched::schedule();
     unreachable!("a zombie kernel thread was scheduled");
 }
 
-/// Wait for a kernel thread to end (from any context) and reap it.
+/// Wait for a kernel thread to end and reap it: a task sleeps until it is a zombie
+/// and then waits for its CPU to switch away from it, as `wait` does for a process;
+/// the idle context (the boot CPU running the in-kernel tests) cannot sleep, and runs
+/// other tasks until then.
 pub fn join_kthread(t: Arc<Task>) {
+    if sched::current().is_some() {
+        KTHREAD_EXITED.wait_until(|| t.state() == State::Zombie);
+    }
     while t.state() != State::Zombie || t.on_cpu.load(Ordering::Acquire) != 0 {
-        sched::schedule();
+        if sched::current().is_none() {
+            sched::schedule();
+        }
         core::hint::spin_loop();
     }
     task::remove(t.pid);
 }
 
 /// A synchronous exception from EL0 that is not a system call.
+/// Handled with IRQs on, as a system call is (the tick and IPIs are taken meanwhile).
 pub fn user_sync(frame: &mut TrapFrame) {
+    crate::arch::irq::entered_from_el0();
+    crate::arch::irq::enable();
+    handle_user_sync(frame);
+    crate::arch::irq::disable();
+}
+
+fn handle_user_sync(frame: &mut TrapFrame) {
     let esr = Esr(frame.esr);
     let access = match esr.ec() {
         ExceptionClass::DataAbortLower if esr.is_write() => Some(Access::Write),
@@ -414,4 +437,5 @@ pub fn return_to_user(_frame: &mut TrapFrame) {
     if crate::smp::this_cpu().need_resched.load(Ordering::Relaxed) {
         sched::schedule();
     }
+    crate::arch::irq::leaving_for_el0();
 }

@@ -2,16 +2,58 @@
 //! timer tick (on the way back to EL0; the kernel itself is not preempted), an idle
 //! loop per CPU that waits with WFI, wait queues, and timed sleeps.
 //!
-//! Protocol: a task's state says where it is (Running on a CPU, Runnable on the queue,
-//! Sleeping on a wait queue or timer, Zombie). Waking is the Sleeping -> Runnable
-//! transition plus a push on the queue, so a task is never queued twice. A CPU that
-//! takes a task from the queue first waits until the task's `on_cpu` flag is clear:
-//! the CPU that ran it last may still be saving its registers.
+//! # Protocol
+//!
+//! **States** (`Task::state`) and who moves a task between them:
+//!
+//! | from | to | by | where |
+//! |---|---|---|---|
+//! | Sleeping (new) | Runnable | `start` / `wake` | the waker, under `RUN_QUEUE` |
+//! | Runnable | Running | the CPU that pops it | `schedule`, under `RUN_QUEUE` |
+//! | Running | Runnable | the task itself, giving up the CPU | `schedule`, under `RUN_QUEUE` |
+//! | Running | Sleeping | the task itself | `sleep_on`, under the lock of the list it sleeps on |
+//! | Sleeping | Runnable | a waker that found it on that list | `wake`, under `RUN_QUEUE` |
+//! | Sleeping or Runnable | Running | the task itself, its condition already true | `sleep_on` |
+//! | Running | Zombie | the task itself | `exit` (under `TASKS`), `kthread_exit` |
+//!
+//! A task in Sleeping or Runnable may still be on its CPU: it marks itself Sleeping
+//! before it re-checks its condition and switches away, and a wake-up can come in that
+//! window (from another CPU, or from the tick on its own). Nothing else changes the
+//! state of a task that runs: only the task leaves Running, and a waker only turns
+//! Sleeping into Runnable. Wake-ups can be spurious (a waker holding a stale list
+//! entry); every sleep re-checks its condition.
+//!
+//! **The run queue and `on_cpu`.** `Task::on_cpu` is 1 from the moment a CPU pops the
+//! task until that CPU, after switching away from it, has saved its registers and left
+//! its stack. Both flag and queue are protected by `RUN_QUEUE`, and the rule is:
+//! *a task is on the run queue exactly when it is Runnable and its `on_cpu` is 0*. So
+//! whoever makes a task Runnable queues it only if it is off every CPU (`wake`); a task
+//! that is still on a CPU is queued by that CPU in `finish_switch`, which runs on the
+//! next task's stack right after the switch, clears `on_cpu` and queues the previous
+//! task if it is Runnable. A CPU that pops a task therefore never waits for another CPU:
+//! the context it loads is complete. (Spinning on `on_cpu` at switch time, with the
+//! previous task still unsaved, lets two CPUs wait on each other's previous task.)
+//! The reaper of a zombie waits for its `on_cpu` to clear; that wait is short, since
+//! the zombie's CPU is inside `schedule` with IRQs masked and waits for nothing.
+//!
+//! **Locks.** `RUN_QUEUE`: the queue, every `on_cpu`, and the Runnable <-> Running
+//! transitions. A wait queue's `waiters` (and `SLEEPERS` for timed sleeps): who is on
+//! that list, and the Running -> Sleeping transition of a task joining it. The task
+//! table (`task::TASKS`): parent links and the transition to Zombie. Order: a list lock
+//! or `TASKS` may be held when taking `RUN_QUEUE`, never the other way; conditions are
+//! evaluated with no scheduler lock held. All of these are IRQ-safe locks: the tick
+//! takes `SLEEPERS` and `RUN_QUEUE`.
+//!
+//! **Lost wake-ups.** A waker changes the condition first, then takes the list (under
+//! its lock) and wakes what it found. A sleeper joins the list and marks itself
+//! Sleeping in one critical section of the same lock, then checks the condition: either
+//! the waker took the list after the sleeper joined, and finds it Sleeping, or before,
+//! and then the sleeper sees the changed condition.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::task::{State, Task};
 use crate::arch::aarch64::context::{self, Context};
@@ -21,24 +63,22 @@ use crate::sync::IrqSpinLock;
 
 static RUN_QUEUE: IrqSpinLock<VecDeque<Arc<Task>>> = IrqSpinLock::new(VecDeque::new());
 
-/// Per CPU: the running task (an `Arc` turned into a raw pointer, 0 for idle), the idle
-/// loop's saved context and its stand-in `on_cpu` flag.
+/// Per CPU: the running task (an `Arc` turned into a raw pointer, 0 for idle).
 static CURRENT: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
-struct IdleSlot {
-    ctx: core::cell::UnsafeCell<Context>,
-    on_cpu: AtomicU8,
-}
+/// Per CPU: the task it has just switched away from (an `Arc` as a raw pointer, 0 for
+/// none), for `finish_switch` to release.
+static PREV: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// Per CPU: the idle loop's saved context.
+struct IdleSlot(core::cell::UnsafeCell<Context>);
 // SAFETY: each slot is used only by its own CPU.
 unsafe impl Sync for IdleSlot {}
 static IDLE: [IdleSlot; MAX_CPUS] = [const {
-    IdleSlot {
-        ctx: core::cell::UnsafeCell::new(Context {
-            x19_x29: [0; 11],
-            lr: 0,
-            sp: 0,
-        }),
-        on_cpu: AtomicU8::new(0),
-    }
+    IdleSlot(core::cell::UnsafeCell::new(Context {
+        x19_x29: [0; 11],
+        lr: 0,
+        sp: 0,
+    }))
 }; MAX_CPUS];
 
 /// The task this CPU runs (`None` in the idle loop).
@@ -59,10 +99,12 @@ pub fn me() -> Arc<Task> {
     current().expect("no current task")
 }
 
-/// Make a sleeping (or new) task runnable.
+/// Make a sleeping (or new) task runnable; queue it if no CPU holds it any more.
 pub fn wake(t: &Arc<Task>) {
-    if t.transition(State::Sleeping, State::Runnable) {
-        RUN_QUEUE.lock().push_back(t.clone());
+    let mut rq = RUN_QUEUE.lock();
+    if t.transition(State::Sleeping, State::Runnable) && t.on_cpu.load(Ordering::Relaxed) == 0 {
+        rq.push_back(t.clone());
+        drop(rq);
         kick_idle_cpu();
     }
 }
@@ -78,57 +120,50 @@ fn kick_idle_cpu() {
 }
 
 /// Give the CPU to the next runnable task, if any. The current task stays runnable
-/// (if it was running), sleeps or is a zombie, as its state says.
+/// (if it was running, or was woken since it went to sleep), sleeps or is a zombie, as
+/// its state says; a runnable one keeps the CPU when nothing else is queued.
 pub fn schedule() {
     let saved = irq::save_and_disable();
-    let cpu = smp::this_cpu();
-    cpu.need_resched.store(false, Ordering::Relaxed);
+    smp::this_cpu().need_resched.store(false, Ordering::Relaxed);
     let prev = current();
-    let next = {
-        let mut rq = RUN_QUEUE.lock();
-        if let Some(p) = &prev {
-            if p.transition(State::Running, State::Runnable) {
-                rq.push_back(p.clone());
-            }
-        }
-        rq.pop_front()
-    };
+    let mut rq = RUN_QUEUE.lock();
+    let prev_runnable = prev
+        .as_ref()
+        .is_some_and(|p| matches!(p.state(), State::Running | State::Runnable));
+    let next = rq.pop_front();
     match (&prev, &next) {
-        (None, None) => {}
-        (Some(p), Some(n)) if Arc::ptr_eq(p, n) => p.set_state(State::Running),
+        (None, None) => drop(rq),
+        (Some(p), None) if prev_runnable => {
+            p.set_state(State::Running);
+            drop(rq);
+        }
         _ => {
-            drop(prev);
-            switch_to(next);
+            if let Some(p) = prev.as_ref().filter(|_| prev_runnable) {
+                p.set_state(State::Runnable);
+            }
+            if let Some(n) = &next {
+                assert!(
+                    n.state() == State::Runnable && n.on_cpu.load(Ordering::Relaxed) == 0,
+                    "pid {} on the run queue in state {:?}, on_cpu {}",
+                    n.pid,
+                    n.state(),
+                    n.on_cpu.load(Ordering::Relaxed)
+                );
+                n.on_cpu.store(1, Ordering::Relaxed);
+                n.set_state(State::Running);
+            }
+            drop(rq);
+            switch_to(prev, next);
         }
     }
     irq::restore(saved);
 }
 
-/// Switch from whatever this CPU runs to `next` (or to its idle loop).
-fn switch_to(next: Option<Arc<Task>>) {
+/// Switch from whatever this CPU runs to `next` (or to its idle loop). IRQs are masked.
+fn switch_to(prev: Option<Arc<Task>>, next: Option<Arc<Task>>) {
     let cpu = smp::this_cpu().index;
-    let idle = &IDLE[cpu];
-    if let Some(n) = &next {
-        while n.on_cpu.load(Ordering::Acquire) != 0 {
-            core::hint::spin_loop();
-        }
-        n.on_cpu.store(1, Ordering::Relaxed);
-        n.set_state(State::Running);
-    }
-    let next_raw = next.map_or(0, |n| Arc::into_raw(n) as usize);
-    let prev_raw = CURRENT[cpu].swap(next_raw, Ordering::AcqRel) as *const Task;
-    // SAFETY: prev_raw/next_raw are the strong counts CURRENT holds; the task table
-    // (or the run queue) keeps another reference to prev until it is reaped, which
-    // waits for its on_cpu flag, so dropping ours here is safe.
-    let (prev, next) = unsafe {
-        (
-            (!prev_raw.is_null()).then(|| &*prev_raw),
-            (next_raw != 0).then(|| &*(next_raw as *const Task)),
-        )
-    };
-    let prev_user = prev.is_some_and(|p| p.is_user());
-    let next_user = next.is_some_and(|n| n.is_user());
-    if let Some(p) = prev.filter(|_| prev_user) {
+    let prev_user = prev.as_ref().is_some_and(|p| p.is_user());
+    if let Some(p) = prev.as_ref().filter(|_| prev_user) {
         // SAFETY: p runs on this CPU; nobody else touches its FP state.
         context::save_fp(unsafe { &mut *p.fp.get() });
         p.tpidr_el0.store(
@@ -136,40 +171,74 @@ fn switch_to(next: Option<Arc<Task>>) {
             Ordering::Relaxed,
         );
     }
-    if let Some(n) = next.filter(|_| next_user) {
-        // SAFETY: n is not running anywhere (on_cpu was clear) and now belongs to us.
+    if let Some(n) = next.as_ref().filter(|n| n.is_user()) {
+        // SAFETY: n was popped with on_cpu clear: no CPU runs it, and it is ours now.
         context::load_fp(unsafe { &*n.fp.get() });
         crate::arch::aarch64::regs::write_sysreg!(tpidr_el0, n.tpidr_el0.load(Ordering::Relaxed));
     }
-    match next.map_or(0, |n| n.ttbr0.load(Ordering::Acquire)) {
+    match next.as_ref().map_or(0, |n| n.ttbr0.load(Ordering::Acquire)) {
         0 => crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0()),
         ttbr0 => crate::arch::aarch64::mmu::set_ttbr0_raw(ttbr0),
     }
-    let (prev_ctx, prev_flag) = match prev {
-        Some(p) => (p.ctx.get(), &p.on_cpu as *const AtomicU8 as *const u8),
-        None => (idle.ctx.get(), &idle.on_cpu as *const AtomicU8 as *const u8),
-    };
-    let next_ctx = next.map_or(idle.ctx.get() as *const Context, |n| {
-        n.ctx.get() as *const Context
-    });
-    if !prev_raw.is_null() {
-        // SAFETY: the count CURRENT held for prev (see above).
-        drop(unsafe { Arc::from_raw(prev_raw) });
-    }
-    // SAFETY: interrupts are masked; next is exclusively ours (on_cpu handshake);
-    // prev's flag is cleared by switch_context once its registers are saved.
-    unsafe { context::switch(prev_ctx, next_ctx, prev_flag) };
+    let prev_ctx = prev.as_ref().map_or(IDLE[cpu].0.get(), |p| p.ctx.get());
+    let next_ctx = next
+        .as_ref()
+        .map_or(IDLE[cpu].0.get() as *const Context, |n| {
+            n.ctx.get() as *const Context
+        });
+    drop(prev);
+    // The count CURRENT held for prev goes to PREV: it keeps prev (its context and
+    // stack) alive until finish_switch has seen it off this CPU.
+    let next_raw = next.map_or(0, |n| Arc::into_raw(n) as usize);
+    let prev_raw = CURRENT[cpu].swap(next_raw, Ordering::AcqRel);
+    PREV[cpu].store(prev_raw, Ordering::Relaxed);
+    // SAFETY: interrupts are masked; next is exclusively ours (popped with on_cpu
+    // clear, so its context is complete); prev stays alive through PREV.
+    unsafe { context::switch(prev_ctx, next_ctx) };
+    finish_switch();
 }
 
-/// Where each CPU ends up after boot: run tasks, or wait for an interrupt.
+/// The first thing a task (or the idle loop) does when a CPU switches to it: the task
+/// the CPU left is now off it (its registers saved, its stack unused), so clear its
+/// `on_cpu` and queue it if it is Runnable. Called after `context::switch` returns,
+/// and by the first-run paths of new tasks (`thread_trampoline`, `user_task_start`).
+#[no_mangle]
+pub extern "C" fn finish_switch() {
+    let prev_raw = PREV[smp::this_cpu().index].swap(0, Ordering::Relaxed) as *const Task;
+    if prev_raw.is_null() {
+        return;
+    }
+    // SAFETY: the count switch_to moved from CURRENT to PREV.
+    let prev = unsafe { Arc::from_raw(prev_raw) };
+    let mut rq = RUN_QUEUE.lock();
+    if prev.state() == State::Runnable {
+        prev.on_cpu.store(0, Ordering::Release);
+        rq.push_back(prev);
+        drop(rq);
+        kick_idle_cpu();
+    } else {
+        // Our count goes before on_cpu clears: the task table holds another until
+        // then (a task is reaped only once its on_cpu is 0), so the reaper's count is
+        // the last one and a reaped task's stack is free when the reaper returns.
+        let t = Arc::as_ptr(&prev);
+        drop(prev);
+        // SAFETY: the task table's count keeps the task alive until this store.
+        unsafe { (*t).on_cpu.store(0, Ordering::Release) };
+    }
+}
+
+/// Where each CPU ends up after boot: run tasks, or wait for an interrupt. The queue is
+/// checked with IRQs masked: WFI still wakes on an IRQ that arrives after the check,
+/// and the IRQ is taken when they are unmasked.
 pub fn idle_loop() -> ! {
     let cpu = smp::this_cpu();
     loop {
         cpu.idle.store(true, Ordering::Release);
-        let empty = RUN_QUEUE.lock().is_empty();
-        if empty {
+        let saved = irq::save_and_disable();
+        if RUN_QUEUE.lock().is_empty() {
             irq::wait();
         }
+        irq::restore(saved);
         cpu.idle.store(false, Ordering::Release);
         schedule();
     }
@@ -182,6 +251,36 @@ pub fn on_tick() {
         smp::this_cpu().need_resched.store(true, Ordering::Relaxed);
     }
     wake_expired_sleepers();
+}
+
+/// The sleep half of the protocol, for any list of sleepers: join `list` (`entry`
+/// makes this task's entry, `task` reads an entry's task) and become Sleeping in one
+/// critical section, then check `done`; give up the CPU until woken, and again, until
+/// `done()` holds. Returns with the task Running and off the list.
+fn sleep_on<E>(
+    list: &IrqSpinLock<Vec<E>>,
+    entry: impl Fn(&Arc<Task>) -> E,
+    task: impl Fn(&E) -> &Arc<Task>,
+    done: impl Fn() -> bool,
+) {
+    let me = me();
+    loop {
+        {
+            let mut l = list.lock();
+            if !l.iter().any(|e| Arc::ptr_eq(task(e), &me)) {
+                l.push(entry(&me));
+            }
+            me.set_state(State::Sleeping);
+        }
+        if done() {
+            // A waker may have made us Runnable since: we are on this CPU, so it did
+            // not queue us, and Running is right either way.
+            me.set_state(State::Running);
+            list.lock().retain(|e| !Arc::ptr_eq(task(e), &me));
+            return;
+        }
+        schedule();
+    }
 }
 
 /// Waiters for an event; `wait_until` sleeps until a condition holds.
@@ -197,20 +296,9 @@ impl WaitQueue {
     }
 
     /// Sleep until `cond()` is true. Wakers change the condition first, then call
-    /// `wake_all`; the condition is re-checked after the task is marked sleeping, so no
-    /// wake-up is lost.
+    /// `wake_all`. `cond` runs with no scheduler lock held.
     pub fn wait_until(&self, cond: impl Fn() -> bool) {
-        let me = me();
-        loop {
-            self.waiters.lock().push(me.clone());
-            me.set_state(State::Sleeping);
-            if cond() {
-                me.set_state(State::Running);
-                self.waiters.lock().retain(|t| !Arc::ptr_eq(t, &me));
-                return;
-            }
-            schedule();
-        }
+        sleep_on(&self.waiters, Arc::clone, |t| t, cond);
     }
 
     pub fn wake_all(&self) {
@@ -227,21 +315,17 @@ impl Default for WaitQueue {
     }
 }
 
+/// Tasks in `sleep_until`, with their deadlines; the tick wakes those that are due.
 static SLEEPERS: IrqSpinLock<Vec<(u64, Arc<Task>)>> = IrqSpinLock::new(Vec::new());
 
 /// Sleep until `deadline_ns` of uptime.
 pub fn sleep_until(deadline_ns: u64) {
-    let me = me();
-    while crate::time::uptime_ns() < deadline_ns {
-        SLEEPERS.lock().push((deadline_ns, me.clone()));
-        me.set_state(State::Sleeping);
-        if crate::time::uptime_ns() >= deadline_ns {
-            me.set_state(State::Running);
-        } else {
-            schedule();
-        }
-        SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &me));
-    }
+    sleep_on(
+        &SLEEPERS,
+        |t| (deadline_ns, t.clone()),
+        |(_, t)| t,
+        || crate::time::uptime_ns() >= deadline_ns,
+    );
 }
 
 fn wake_expired_sleepers() {

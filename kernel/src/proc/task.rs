@@ -16,7 +16,7 @@ use crate::fs::Files;
 use crate::mm::aspace::Mm;
 use crate::mm::frame::frames;
 use crate::mm::{phys_to_virt, PhysAddr, PAGE_SIZE};
-use crate::sync::IrqSpinLock;
+use crate::sync::{IrqSpinLock, SpinLock};
 
 pub type Pid = u32;
 
@@ -38,10 +38,13 @@ pub enum State {
 
 pub struct Task {
     pub pid: Pid,
+    /// Changed only under the task table's lock (`become_zombie`).
     pub parent: AtomicU32,
     pub name: IrqSpinLock<String>,
+    /// Where the task is; who may change it is `sched`'s protocol.
     state: AtomicU8,
-    /// 1 while a CPU runs on this task's stack (cleared by switch_context).
+    /// 1 from the moment a CPU takes the task off the run queue until that CPU has
+    /// switched away from it (set and cleared under the run queue's lock, by `sched`).
     pub on_cpu: AtomicU8,
     pub ctx: UnsafeCell<Context>,
     pub fp: UnsafeCell<FpState>,
@@ -51,8 +54,16 @@ pub struct Task {
     pub ttbr0: AtomicU64,
     user: bool,
     kstack: PhysAddr,
-    pub mm: IrqSpinLock<Option<Mm>>,
-    pub files: IrqSpinLock<Files>,
+    /// The address space. A lock that leaves IRQs on: no interrupt handler takes it
+    /// (the tick only accounts, sets need_resched and wakes sleepers; the IPI only
+    /// counts; faults on user memory are synchronous exceptions, never interrupts), and
+    /// the longest critical sections in the kernel run under it: fork of a large VMA,
+    /// a fault zeroing a 2 MiB folio, MAP_POPULATE, the deferred-split shrinker. An
+    /// IRQ-safe lock here kept IRQs masked for all of them (tens of ms under TCG).
+    pub mm: SpinLock<Option<Mm>>,
+    /// Open files; like `mm`, no interrupt handler takes it, so it leaves IRQs on (a
+    /// write to the console runs under it).
+    pub files: SpinLock<Files>,
     /// Wait status for the parent (Linux encoding).
     pub exit_status: AtomicU32,
     /// Woken when a child exits.
@@ -90,8 +101,8 @@ impl Task {
             ttbr0: AtomicU64::new(ttbr0),
             user: mm.is_some(),
             kstack,
-            mm: IrqSpinLock::new(mm),
-            files: IrqSpinLock::new(Files::console()),
+            mm: SpinLock::new(mm),
+            files: SpinLock::new(Files::console()),
             exit_status: AtomicU32::new(0),
             child_exit: WaitQueue::new(),
             minflt: AtomicU64::new(0),
@@ -154,6 +165,30 @@ pub fn remove(pid: Pid) -> Option<Arc<Task>> {
 
 pub fn get(pid: Pid) -> Option<Arc<Task>> {
     TASKS.lock().get(&pid).cloned()
+}
+
+/// The calling task exits: under the task table's lock, its children go to init, it
+/// becomes a zombie and its parent is read, so that a parent (or init) checking for
+/// zombie children under the same lock sees all of it or none. Returns the parent
+/// (which exists: a task reparents its children before it becomes a zombie itself) and
+/// whether any child was handed to init.
+pub fn become_zombie(t: &Task) -> (Arc<Task>, bool) {
+    let tasks = TASKS.lock();
+    let mut reparented = false;
+    for c in tasks
+        .values()
+        .filter(|c| c.parent.load(Ordering::Relaxed) == t.pid)
+    {
+        c.parent.store(1, Ordering::Relaxed);
+        reparented = true;
+    }
+    t.set_state(State::Zombie);
+    let parent = t.parent.load(Ordering::Relaxed);
+    let parent = tasks
+        .get(&parent)
+        .cloned()
+        .expect("the parent of an exiting task is in the task table");
+    (parent, reparented)
 }
 
 /// The children of `pid`.

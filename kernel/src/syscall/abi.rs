@@ -25,6 +25,7 @@ named_numbers! {
         SYS_MKDIRAT = 34, "mkdirat";
         SYS_GETDENTS64 = 61, "getdents64";
         SYS_MOUNT = 40, "mount";
+        SYS_FACCESSAT = 48, "faccessat";
         SYS_OPENAT = 56, "openat";
         SYS_CLOSE = 57, "close";
         SYS_LSEEK = 62, "lseek";
@@ -42,6 +43,7 @@ named_numbers! {
         SYS_SET_ROBUST_LIST = 99, "set_robust_list";
         SYS_NANOSLEEP = 101, "nanosleep";
         SYS_CLOCK_GETTIME = 113, "clock_gettime";
+        SYS_CLOCK_NANOSLEEP = 115, "clock_nanosleep";
         SYS_SCHED_YIELD = 124, "sched_yield";
         SYS_KILL = 129, "kill";
         SYS_TGKILL = 131, "tgkill";
@@ -69,6 +71,7 @@ named_numbers! {
         SYS_PRLIMIT64 = 261, "prlimit64";
         SYS_GETRANDOM = 278, "getrandom";
         SYS_RSEQ = 293, "rseq";
+        SYS_FACCESSAT2 = 439, "faccessat2";
     }
 }
 
@@ -111,6 +114,7 @@ named_numbers! {
         ERANGE = 34, "ERANGE";
         ENAMETOOLONG = 36, "ENAMETOOLONG";
         ENOSYS = 38, "ENOSYS";
+        EOPNOTSUPP = 95, "EOPNOTSUPP";
     }
 }
 
@@ -177,6 +181,11 @@ pub const CLOCK_MONOTONIC_RAW: u64 = 4;
 pub const CLOCK_REALTIME_COARSE: u64 = 5;
 pub const CLOCK_MONOTONIC_COARSE: u64 = 6;
 pub const CLOCK_BOOTTIME: u64 = 7;
+pub const CLOCK_REALTIME_ALARM: u64 = 8;
+pub const CLOCK_BOOTTIME_ALARM: u64 = 9;
+pub const CLOCK_TAI: u64 = 11;
+/// clock_nanosleep: the time given is an absolute time on the clock.
+pub const TIMER_ABSTIME: u64 = 1;
 
 named_numbers! {
     /// Signals.

@@ -1,5 +1,5 @@
-//! read, write, readv, writev, openat, close, lseek, fstat, newfstatat, ioctl,
-//! readlinkat, mkdirat, getdents64: the console and the pseudo-filesystem (`fs`).
+//! read, write, readv, writev, openat, close, lseek, fstat, newfstatat, faccessat,
+//! ioctl, readlinkat, mkdirat, getdents64: the console and the pseudo-filesystem (`fs`).
 
 use alloc::string::String;
 use alloc::vec;
@@ -13,6 +13,8 @@ use crate::fs::{self, File};
 use crate::proc::sched::me;
 
 const AT_FDCWD: i64 = -100;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_EACCESS: u64 = 0x200;
 const AT_EMPTY_PATH: u64 = 0x1000;
 const PATH_MAX: usize = 4096;
 const CHUNK: usize = 4096;
@@ -211,6 +213,42 @@ pub fn newfstatat(dirfd: u64, path: u64, statbuf: u64, flags: u64) -> Result<u64
         fs::Target::Node(_) => 0,
     };
     put_stat(statbuf, target.mode(), size)
+}
+
+/// faccessat / faccessat2 (`flags` 0 for the former), in Linux's order: the mode
+/// (EINVAL unless a subset of R_OK | W_OK | X_OK), the flags (EINVAL beyond
+/// AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH), the path, then the permission
+/// as `fs::access` answers it for root (the only user here, so real and effective ids
+/// are the same and AT_EACCESS changes nothing; there are no symbolic links).
+pub fn faccessat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64, Errno> {
+    const R_OK: u32 = 4;
+    const W_OK: u32 = 2;
+    const X_OK: u32 = 1;
+    // mode and flags are C ints: the upper half of each register is not part of them.
+    let mode = mode as u32;
+    if mode & !(R_OK | W_OK | X_OK) != 0 {
+        return Err(EINVAL);
+    }
+    let flags = flags as u32 as u64;
+    if flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(EINVAL);
+    }
+    let p = user_path_or_empty(path)?;
+    let what = if p.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(ENOENT);
+        }
+        if dirfd as i64 == AT_FDCWD {
+            fs::Access::of(&fs::resolve("/").ok_or(ENOENT)?)
+        } else {
+            with_file(dirfd, |f| Ok(fs::Access::of_file(f)))?
+        }
+    } else {
+        check_dirfd(dirfd, &p)?;
+        fs::Access::of(&fs::resolve(&p).ok_or(ENOENT)?)
+    };
+    what.check(mode & W_OK != 0, mode & X_OK != 0)?;
+    Ok(0)
 }
 
 pub fn ioctl(fd: u64, req: u64, arg: u64) -> Result<u64, Errno> {

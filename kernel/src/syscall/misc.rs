@@ -1,4 +1,4 @@
-//! clock_gettime, nanosleep, getrandom, uname, reboot.
+//! clock_gettime, nanosleep, clock_nanosleep, getrandom, uname, reboot.
 
 use super::abi::*;
 use super::Errno;
@@ -26,15 +26,66 @@ pub fn clock_gettime(clock: u64, tp: u64) -> Result<u64, Errno> {
     Ok(0)
 }
 
-pub fn nanosleep(req: u64, _rem: u64) -> Result<u64, Errno> {
-    let [sec, nsec]: [i64; 2] = read_user(req as usize).map_err(|_| EFAULT)?;
+/// The struct timespec at `ptr` as nanoseconds: EFAULT if unreadable, EINVAL unless
+/// 0 <= tv_sec and 0 <= tv_nsec < 10^9 (Linux's timespec64_valid).
+fn read_timespec(ptr: u64) -> Result<u64, Errno> {
+    let [sec, nsec]: [i64; 2] = read_user(ptr as usize).map_err(|_| EFAULT)?;
     if sec < 0 || !(0..NSEC as i64).contains(&nsec) {
         return Err(EINVAL);
     }
-    let ns = (sec as u64)
+    Ok((sec as u64)
         .saturating_mul(NSEC)
-        .saturating_add(nsec as u64);
+        .saturating_add(nsec as u64))
+}
+
+/// nanosleep: CLOCK_MONOTONIC, relative. Nothing interrupts a sleep here (signals
+/// only kill), so the remainder `rem` is never written, and never checked, as on Linux
+/// when the sleep completes.
+pub fn nanosleep(req: u64, _rem: u64) -> Result<u64, Errno> {
+    let ns = read_timespec(req)?;
     sched::sleep_until(time::uptime_ns().saturating_add(ns));
+    Ok(0)
+}
+
+/// clock_nanosleep, checked in Linux's order: the clock (EINVAL if unknown, EOPNOTSUPP
+/// if it cannot be slept on), then the timespec (EFAULT, EINVAL). Every clock that can
+/// be slept on reads the same counter here (real time starts at the epoch with the
+/// machine), so an absolute time is a deadline on it; one already past returns at
+/// once. Flags other than TIMER_ABSTIME are ignored, as Linux does. The remainder is
+/// never written (see `nanosleep`).
+pub fn clock_nanosleep(clock: u64, flags: u64, req: u64, _rem: u64) -> Result<u64, Errno> {
+    // clockid_t is an int: the upper half of the register is not part of it.
+    match clock as u32 as u64 {
+        CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_BOOTTIME | CLOCK_TAI | CLOCK_REALTIME_ALARM
+        | CLOCK_BOOTTIME_ALARM => {}
+        // Clocks Linux cannot sleep on.
+        CLOCK_THREAD_CPUTIME_ID
+        | CLOCK_MONOTONIC_RAW
+        | CLOCK_REALTIME_COARSE
+        | CLOCK_MONOTONIC_COARSE => return Err(EOPNOTSUPP),
+        // Linux sleeps on the process's CPU clock, which a single-threaded process
+        // does not advance while it sleeps: that sleep would never end, so it is
+        // refused (a deadline already reached returns at once, as on Linux).
+        CLOCK_PROCESS_CPUTIME_ID => {
+            let ns = read_timespec(req)?;
+            let cpu =
+                me().ticks.load(core::sync::atomic::Ordering::Relaxed) * (NSEC / time::TICK_HZ);
+            let reached = if flags & TIMER_ABSTIME != 0 {
+                ns <= cpu
+            } else {
+                ns == 0
+            };
+            return if reached { Ok(0) } else { Err(EINVAL) };
+        }
+        _ => return Err(EINVAL),
+    }
+    let ns = read_timespec(req)?;
+    let deadline = if flags & TIMER_ABSTIME != 0 {
+        ns
+    } else {
+        time::uptime_ns().saturating_add(ns)
+    };
+    sched::sleep_until(deadline);
     Ok(0)
 }
 

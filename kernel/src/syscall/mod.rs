@@ -2,6 +2,8 @@
 //! arguments from x0-x5, and returns the result (or -errno) in x0. One file per family:
 //! `process`, `memory`, `files`, `misc` (time, randomness, identity, power). Every user
 //! pointer goes through the uaccess helpers: a bad one is EFAULT, never a kernel fault.
+//! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
+//! kernel), and masks them again before the way back to EL0.
 
 pub mod abi;
 #[cfg(target_os = "none")]
@@ -42,6 +44,8 @@ mod imp {
     }
 
     pub fn dispatch(frame: &mut TrapFrame) {
+        crate::arch::irq::entered_from_el0();
+        crate::arch::irq::enable();
         let nr = frame.x[8];
         let a = [
             frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5],
@@ -60,6 +64,8 @@ mod imp {
             SYS_READLINKAT => files::readlinkat(a[0], a[1]),
             SYS_MKDIRAT => files::mkdirat(a[0], a[1]),
             SYS_GETDENTS64 => files::getdents64(a[0], a[1], a[2]),
+            SYS_FACCESSAT => files::faccessat(a[0], a[1], a[2], 0),
+            SYS_FACCESSAT2 => files::faccessat(a[0], a[1], a[2], a[3]),
             SYS_MOUNT | SYS_SYNC => Ok(0),
             SYS_EXIT | SYS_EXIT_GROUP => crate::proc::process::exit(exited(a[0] as u8)),
             SYS_GETPID | SYS_GETTID => process::getpid(),
@@ -83,6 +89,7 @@ mod imp {
             SYS_MINCORE => memory::mincore(a[0], a[1], a[2]),
             SYS_CLOCK_GETTIME => misc::clock_gettime(a[0], a[1]),
             SYS_NANOSLEEP => misc::nanosleep(a[0], a[1]),
+            SYS_CLOCK_NANOSLEEP => misc::clock_nanosleep(a[0], a[1], a[2], a[3]),
             SYS_GETRANDOM => misc::getrandom(a[0], a[1], a[2]),
             SYS_UNAME => misc::uname(a[0]),
             SYS_REBOOT => misc::reboot(a[0], a[1], a[2]),
@@ -92,5 +99,6 @@ mod imp {
             Ok(v) => v,
             Err(e) => (-(e as i64)) as u64,
         };
+        crate::arch::irq::disable();
     }
 }

@@ -13,7 +13,7 @@ use rt::mm::{MAP_PRIVATE, PAGE, PROT_READ, PROT_WRITE};
 use rt::proc::{self, RUSAGE_SELF};
 use rt::sys::nr;
 use rt::test::{Fail, Outcome, Suite};
-use rt::time::CLOCK_MONOTONIC;
+use rt::time::{CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW, TIMER_ABSTIME};
 use rt::{fs, Errno};
 
 rt::entry!(main);
@@ -66,6 +66,12 @@ const ENOMEM: Want = Want::Err(Errno::ENOMEM);
 const ENOENT: Want = Want::Err(Errno::ENOENT);
 const EBADF: Want = Want::Err(Errno::EBADF);
 
+/// access(2) modes and the flag faccessat2 takes for an empty path.
+const F_OK: usize = 0;
+const R_OK: usize = 4;
+const X_OK: usize = 1;
+const AT_EMPTY_PATH: usize = 0x1000;
+
 #[rustfmt::skip]
 const ROWS: &[(&str, Want, Call)] = &[
     ("write_kernel_buf",    EFAULT,      |_| sys!(nr::WRITE, 1, KERNEL, 8)),
@@ -107,6 +113,18 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("nanosleep_nsec_1e9",  EINVAL,      |e| { put_timespec(e.buf, 0, 1_000_000_000); sys!(nr::NANOSLEEP, e.buf, 0) }),
     ("nanosleep_negative",  EINVAL,      |e| { put_timespec(e.buf, -1, 0); sys!(nr::NANOSLEEP, e.buf, 0) }),
     ("nanosleep_rem_kernel", Want::Ok(0), |e| { put_timespec(e.buf, 0, 1); sys!(nr::NANOSLEEP, e.buf, KERNEL) }),
+    ("clock_nanosleep_kernel", EFAULT,   |_| sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, 0, KERNEL, 0)),
+    ("clock_nanosleep_low", EFAULT,      |_| sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, 0, LOW, 0)),
+    ("clock_nanosleep_hole", EFAULT,     |e| sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, 0, e.hole, 0)),
+    ("clock_nanosleep_misaligned", Want::Ok(0), |e| { put_timespec(e.buf + 1, 0, 1); sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, 0, e.buf + 1, 0) }),
+    ("clock_nanosleep_nsec_1e9", EINVAL, |e| { put_timespec(e.buf, 0, 1_000_000_000); sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, 0, e.buf, 0) }),
+    ("clock_nanosleep_negative", EINVAL, |e| { put_timespec(e.buf, -1, 0); sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, 0, e.buf, 0) }),
+    ("clock_nanosleep_abs_negative", EINVAL, |e| { put_timespec(e.buf, -1, 0); sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, TIMER_ABSTIME, e.buf, 0) }),
+    ("clock_nanosleep_abs_past", Want::Ok(0), |e| { put_timespec(e.buf, 0, 0); sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, TIMER_ABSTIME, e.buf, 0) }),
+    ("clock_nanosleep_bad_clock", EINVAL, |e| { put_timespec(e.buf, 0, 1); sys!(nr::CLOCK_NANOSLEEP, 99, 0, e.buf, 0) }),
+    ("clock_nanosleep_bad_clock_kernel", EINVAL, |_| sys!(nr::CLOCK_NANOSLEEP, 99, 0, KERNEL, 0)),
+    ("clock_nanosleep_monotonic_raw", Want::Err(Errno::EOPNOTSUPP), |e| { put_timespec(e.buf, 0, 1); sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC_RAW, 0, e.buf, 0) }),
+    ("clock_nanosleep_rem_kernel", Want::Ok(0), |e| { put_timespec(e.buf, 0, 1); sys!(nr::CLOCK_NANOSLEEP, CLOCK_MONOTONIC, 0, e.buf, KERNEL) }),
     ("wait4_status_kernel", EFAULT,      |_| wait_child_with(KERNEL, 0)),
     ("wait4_status_low",    EFAULT,      |_| wait_child_with(LOW, 0)),
     ("wait4_status_misaligned", Want::OkAny, |e| wait_child_with(e.buf + 1, 0)),
@@ -140,6 +158,19 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("openat_path_empty",   ENOENT,      |_| open(c"".as_ptr() as usize)),
     ("openat_path_missing", ENOENT,      |_| open(c"/nonexistent".as_ptr() as usize)),
     ("openat_path_too_long", Want::Err(Errno::ENAMETOOLONG), |e| open(e.long_path)),
+    ("faccessat_path_kernel", EFAULT,    |_| sys!(nr::FACCESSAT, fs::AT_FDCWD, KERNEL, F_OK)),
+    ("faccessat_path_low",  EFAULT,      |_| sys!(nr::FACCESSAT, fs::AT_FDCWD, LOW, F_OK)),
+    ("faccessat_path_unterminated", EFAULT, |e| sys!(nr::FACCESSAT, fs::AT_FDCWD, unterminated(e), F_OK)),
+    ("faccessat_path_empty", ENOENT,     |_| sys!(nr::FACCESSAT, fs::AT_FDCWD, c"".as_ptr(), F_OK)),
+    ("faccessat_path_missing", ENOENT,   |_| sys!(nr::FACCESSAT, fs::AT_FDCWD, c"/nonexistent".as_ptr(), F_OK)),
+    ("faccessat_path_too_long", Want::Err(Errno::ENAMETOOLONG), |e| sys!(nr::FACCESSAT, fs::AT_FDCWD, e.long_path, F_OK)),
+    ("faccessat_exec_program", Want::Ok(0), |e| sys!(nr::FACCESSAT, fs::AT_FDCWD, e.hello, R_OK | X_OK)),
+    ("faccessat_bad_mode",  EINVAL,      |e| sys!(nr::FACCESSAT, fs::AT_FDCWD, e.hello, 8)),
+    ("faccessat_bad_mode_kernel", EINVAL, |_| sys!(nr::FACCESSAT, fs::AT_FDCWD, KERNEL, 8)),
+    ("faccessat_bad_dirfd", EBADF,       |_| sys!(nr::FACCESSAT, 999, c"bin".as_ptr(), F_OK)),
+    ("faccessat2_bad_flags", EINVAL,     |e| sys!(nr::FACCESSAT2, fs::AT_FDCWD, e.hello, F_OK, 1)),
+    ("faccessat2_empty_path_fd", Want::Ok(0), |e| sys!(nr::FACCESSAT2, e.fd, c"".as_ptr(), R_OK, AT_EMPTY_PATH)),
+    ("faccessat2_empty_path_no_flag", ENOENT, |e| sys!(nr::FACCESSAT2, e.fd, c"".as_ptr(), R_OK, 0)),
     ("mmap_len0",           EINVAL,      |_| mmap(0, 0, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)),
     ("mmap_len_max",        ENOMEM,      |_| mmap(0, usize::MAX, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)),
     ("mmap_fixed_misaligned", EINVAL,    |e| mmap(e.hole + 1, PAGE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)),

@@ -2,9 +2,9 @@
 //!
 //! A thread's `Context` holds what a function call must preserve (x19-x29, the link
 //! register, the stack pointer). `switch_context` saves the current thread into one
-//! and resumes another; after the save it clears the old thread's `on_cpu` flag (a
-//! release store), so that another CPU waiting to run that thread never starts on a
-//! stack that is still in use.
+//! and resumes another; the scheduler's `finish_switch`, which the resumed thread runs
+//! first (after `switch` returns, or from `thread_trampoline` on a first run), is what
+//! declares the old thread off this CPU (`proc::sched` has the protocol).
 //!
 //! The kernel is built soft-float and never touches the FP/SIMD registers, so they
 //! hold the user's values for as long as the kernel runs; they are saved and loaded
@@ -28,7 +28,7 @@ pub struct FpState {
 }
 
 core::arch::global_asm!(
-    // switch_context(prev: *mut Context, next: *const Context, prev_on_cpu: *const u8)
+    // switch_context(prev: *mut Context, next: *const Context)
     ".global switch_context",
     "switch_context:",
     "    mov x9, sp",
@@ -39,7 +39,6 @@ core::arch::global_asm!(
     "    stp x27, x28, [x0, #64]",
     "    stp x29, x30, [x0, #80]",
     "    str x9, [x0, #96]",
-    "    stlrb wzr, [x2]",
     "    ldp x19, x20, [x1, #0]",
     "    ldp x21, x22, [x1, #16]",
     "    ldp x23, x24, [x1, #32]",
@@ -49,9 +48,11 @@ core::arch::global_asm!(
     "    ldr x9, [x1, #96]",
     "    mov sp, x9",
     "    ret",
-    // First run of a thread: x19 = function, x20 = argument; IRQs on.
+    // First run of a thread: x19 = function, x20 = argument (both callee-saved, so
+    // they survive finish_switch); IRQs on.
     ".global thread_trampoline",
     "thread_trampoline:",
+    "    bl finish_switch",
     "    msr daifclr, #3",
     "    mov x0, x20",
     "    blr x19",
@@ -109,7 +110,7 @@ core::arch::global_asm!(
 );
 
 extern "C" {
-    fn switch_context(prev: *mut Context, next: *const Context, prev_on_cpu: *const u8);
+    fn switch_context(prev: *mut Context, next: *const Context);
     fn fpsimd_save(state: *mut FpState);
     fn fpsimd_load(state: *const FpState);
     static thread_trampoline: u8;
@@ -121,11 +122,11 @@ const _: () = assert!(core::mem::offset_of!(FpState, fpcr) == 512);
 ///
 /// # Safety
 /// Interrupts are masked; `next` was saved by `switch_context` or prepared by
-/// `Context::new_thread`, and no other CPU runs it; `prev_on_cpu` is the flag the
-/// scheduler checks before resuming `prev`.
-pub unsafe fn switch(prev: *mut Context, next: *const Context, prev_on_cpu: *const u8) {
+/// `Context::new_thread`, and no other CPU runs it; `prev` stays valid until the
+/// scheduler has seen the switch finish.
+pub unsafe fn switch(prev: *mut Context, next: *const Context) {
     // SAFETY: the caller's contract.
-    unsafe { switch_context(prev, next, prev_on_cpu) }
+    unsafe { switch_context(prev, next) }
 }
 
 impl Context {
