@@ -20,6 +20,7 @@ pub mod mm;
 pub mod proc;
 pub mod sync;
 pub mod syscall;
+pub mod uapi;
 
 #[cfg(target_os = "none")]
 pub mod bench;

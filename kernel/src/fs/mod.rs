@@ -10,8 +10,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use crate::syscall::abi::*;
-use crate::syscall::Errno;
+use crate::uapi::Errno;
+use crate::uapi::*;
 
 mod thp;
 mod vmstat;

@@ -9,7 +9,7 @@ use alloc::string::{String, ToString};
 
 use super::Node;
 use crate::mm::{folio, mthp};
-use crate::syscall::abi::EINVAL;
+use crate::uapi::EINVAL;
 
 const ROOT: &str = "/sys/kernel/mm/transparent_hugepage";
 
@@ -52,7 +52,7 @@ macro_rules! stat {
     };
 }
 
-fn shrink(s: &str) -> Result<(), crate::syscall::Errno> {
+fn shrink(s: &str) -> Result<(), crate::uapi::Errno> {
     match s.trim_end() {
         "1" => {
             folio::shrink_deferred();

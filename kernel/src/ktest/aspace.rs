@@ -9,7 +9,7 @@ use crate::mm::frame::frames;
 use crate::mm::mthp::POLICY;
 use crate::mm::vma::VmProt;
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::syscall::abi::ENOMEM;
+use crate::uapi::ENOMEM;
 use crate::{kassert, kassert_eq};
 
 const RW: VmProt = VmProt {

@@ -45,8 +45,8 @@ use super::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 
 pub use super::cow::COW_COPIES_FOLIO;
 pub use super::fault::{Access, FaultError};
-use crate::syscall::abi::ENOMEM;
-pub use crate::syscall::Errno;
+pub use crate::uapi::Errno;
+use crate::uapi::ENOMEM;
 
 /// Top of the initial stack, and its reserved size.
 pub const STACK_TOP: u64 = 0x0000_ffff_f000_0000;

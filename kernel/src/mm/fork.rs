@@ -8,7 +8,7 @@ use super::folio;
 use super::pgtable::PteAttrs;
 use super::vma::VmProt;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::syscall::abi::ENOMEM;
+use crate::uapi::ENOMEM;
 
 impl<E: MmEnv> Mm<E> {
     /// The child's copy at fork: the same VMAs, the same folios mapped read-only in

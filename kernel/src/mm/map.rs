@@ -12,7 +12,7 @@ use super::aspace::{
 use super::fault::{Access, FaultError};
 use super::vma::{HugeHint, VmProt, Vma, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
-use crate::syscall::abi::*;
+use crate::uapi::*;
 
 impl<E: MmEnv> Mm<E> {
     /// Split the 2 MiB blocks that `start` and `end` cut: what a VMA boundary or a range

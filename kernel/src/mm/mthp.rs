@@ -39,7 +39,7 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 
 use super::addr::{VirtAddr, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE};
 use super::vma::HugeHint;
-use crate::syscall::abi::EINVAL;
+use crate::uapi::EINVAL;
 
 /// Order of a PMD block (2 MiB): the largest transparent huge page.
 pub const PMD_ORDER: usize = (PMD_SIZE / PAGE_SIZE).trailing_zeros() as usize;

@@ -16,7 +16,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::addr::{VirtAddr, PAGE_SIZE};
-use crate::syscall::abi::{EEXIST, ENOMEM, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::uapi::{EEXIST, ENOMEM, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 /// Access permissions of a VMA (mmap's `PROT_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

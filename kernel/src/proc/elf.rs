@@ -12,7 +12,7 @@
 
 use alloc::vec::Vec;
 
-use crate::syscall::abi::ENOEXEC;
+use crate::uapi::ENOEXEC;
 
 const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;

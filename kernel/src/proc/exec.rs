@@ -10,8 +10,8 @@ use super::stack;
 use crate::mm::aspace::{Mm, STACK_SIZE, STACK_TOP};
 use crate::mm::vma::{HugeHint, VmProt, Vma, VmaKind};
 use crate::mm::{VirtAddr, PAGE_SIZE};
-use crate::syscall::abi::*;
-use crate::syscall::Errno;
+use crate::uapi::Errno;
+use crate::uapi::*;
 
 /// HWCAP_FP | HWCAP_ASIMD: what every AArch64 CPU here has (glibc reads AT_HWCAP).
 const HWCAP: u64 = 0b11;

@@ -16,8 +16,8 @@ use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess;
 use crate::mm::aspace::{Access, FaultError};
 use crate::mm::VirtAddr;
-use crate::syscall::abi::*;
-use crate::syscall::Errno;
+use crate::uapi::Errno;
+use crate::uapi::*;
 use crate::{kprintln, power};
 
 core::arch::global_asm!(

@@ -21,7 +21,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::mm::PAGE_SIZE;
-use crate::syscall::abi::E2BIG;
+use crate::uapi::E2BIG;
 
 // Auxiliary-vector keys (include/uapi/linux/auxvec.h, arch/arm64/include/uapi/asm/auxvec.h).
 pub const AT_NULL: u64 = 0;

@@ -4,13 +4,13 @@
 use alloc::string::String;
 use alloc::vec;
 
-use super::abi::*;
 use super::Errno;
 use crate::arch::aarch64::uaccess::{
     copy_from_user, copy_to_user, is_user_range, read_user, strncpy_from_user, write_user,
 };
 use crate::fs::{self, File};
 use crate::proc::sched::me;
+use crate::uapi::*;
 
 const AT_FDCWD: i64 = -100;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;

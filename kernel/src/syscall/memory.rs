@@ -1,13 +1,13 @@
 //! brk, mmap, munmap, mprotect, madvise, mincore: argument checks with Linux's errnos,
 //! then the address space (`mm::aspace`).
 
-use super::abi::*;
 use super::Errno;
 use crate::arch::aarch64::uaccess::{copy_to_user, is_user_range};
 use crate::mm::aspace::{Mm, STACK_TOP};
 use crate::mm::vma::VmProt;
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::proc::sched::me;
+use crate::uapi::*;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 /// The sharing type bits of the mmap flags (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE).

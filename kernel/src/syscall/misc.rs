@@ -1,10 +1,10 @@
 //! clock_gettime, nanosleep, clock_nanosleep, getrandom, uname, reboot.
 
-use super::abi::*;
 use super::Errno;
 use crate::arch::aarch64::uaccess::{copy_to_user, is_user_range, read_user, write_user};
 use crate::proc::sched::{self, me};
 use crate::time;
+use crate::uapi::*;
 
 const NSEC: u64 = 1_000_000_000;
 

@@ -5,7 +5,6 @@
 //! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
 //! kernel), and masks them again before the way back to EL0.
 
-pub mod abi;
 #[cfg(target_os = "none")]
 mod files;
 #[cfg(target_os = "none")]
@@ -15,8 +14,7 @@ mod misc;
 #[cfg(target_os = "none")]
 mod process;
 
-/// A positive Linux errno; the dispatcher returns it negated.
-pub type Errno = i32;
+pub use crate::uapi::Errno;
 
 #[cfg(target_os = "none")]
 pub use imp::dispatch;
@@ -25,9 +23,9 @@ pub use imp::dispatch;
 mod imp {
     use core::sync::atomic::{AtomicU64, Ordering};
 
-    use super::abi::*;
     use super::{files, memory, misc, process, Errno};
     use crate::arch::aarch64::trap::TrapFrame;
+    use crate::uapi::*;
 
     /// Unknown numbers already logged (one bit per number below 512).
     static LOGGED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];

@@ -5,7 +5,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use super::abi::*;
 use super::files::user_path;
 use super::Errno;
 use crate::arch::aarch64::trap::TrapFrame;
@@ -13,6 +12,7 @@ use crate::arch::aarch64::uaccess::{read_user, strncpy_from_user, write_user};
 use crate::proc::process;
 use crate::proc::sched::{self, me};
 use crate::proc::task::Task;
+use crate::uapi::*;
 
 const MAX_ARGS: usize = 256;
 const MAX_ARG_LEN: usize = 4096;

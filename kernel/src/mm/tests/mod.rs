@@ -31,7 +31,7 @@ use super::pgtable::model::{self, AccessKind, El, Fault};
 use super::pgtable::{ContMode, Features};
 use super::vma::VmProt;
 use super::{audit, folio, VirtAddr, PAGE_SIZE};
-use crate::syscall::abi::{
+use crate::uapi::{
     MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_FIXED, MAP_POPULATE,
 };
 

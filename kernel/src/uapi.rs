@@ -1,4 +1,5 @@
-//! The Linux arm64 system-call ABI as named numbers: arm64 uses the asm-generic table
+//! The Linux arm64 ABI vocabulary (a leaf: mm, proc, fs and syscall all speak it):
+//! system-call numbers, errnos ([`Errno`]), flags, signals. As named numbers: arm64 uses the asm-generic table
 //! (`include/uapi/asm-generic/unistd.h`), so every number here is the one a static
 //! aarch64 Linux binary puts in x8. Errors go back as `-errno` in x0
 //! (`asm-generic/errno-base.h`, `errno.h`); flags are those of `asm-generic/mman-common.h`,
@@ -7,6 +8,9 @@
 //! Types follow the registers they arrive in: syscall numbers and flag words are `u64`,
 //! errnos `i32` (positive, as in C; the syscall return negates them), signals `u32`,
 //! wait statuses `u32`.
+
+/// A positive Linux errno; the system-call return negates it.
+pub type Errno = i32;
 
 /// Defines one constant per `NAME = value, "name"` line, and `$table`, the list of all
 /// of them with their names, which the lookup functions and the tests walk.
