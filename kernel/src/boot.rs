@@ -200,7 +200,7 @@ fn configure_mthp(cmd: &CmdLine<'_>) {
     }
     match cmd.get("cow") {
         None | Some("page") => {}
-        Some("folio") => crate::mm::aspace::COW_COPIES_FOLIO.store(true, Ordering::Relaxed),
+        Some("folio") => crate::mm::cow::COW_COPIES_FOLIO.store(true, Ordering::Relaxed),
         Some(bad) => log::warn!("cow={bad} unknown (page, folio): copying pages"),
     }
 }

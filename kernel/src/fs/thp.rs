@@ -63,7 +63,7 @@ fn shrink(s: &str) -> Result<(), crate::uapi::Errno> {
 }
 
 fn cow() -> String {
-    let folio = crate::mm::aspace::COW_COPIES_FOLIO.load(core::sync::atomic::Ordering::Relaxed);
+    let folio = crate::mm::cow::COW_COPIES_FOLIO.load(core::sync::atomic::Ordering::Relaxed);
     String::from(if folio { "folio\n" } else { "page\n" })
 }
 

@@ -4,7 +4,8 @@
 use alloc::vec::Vec;
 
 use super::TestResult;
-use crate::mm::aspace::{Access, FaultError, Mm};
+use crate::mm::aspace::Mm;
+use crate::mm::fault::{Access, FaultError};
 use crate::mm::frame::frames;
 use crate::mm::mthp::POLICY;
 use crate::mm::vma::VmProt;

@@ -36,15 +36,13 @@
 //! the lock of an address space that maps it.
 
 use alloc::vec::Vec;
-use core::ops::DerefMut;
 
 use super::folio;
-use super::pgtable::{AddressSpace, MapError, Prot, PtEnv, PteAttrs, Unmapped};
+use super::pgtable::{Prot, PteAttrs, Unmapped};
 use super::vma::{VmProt, VmaSet};
 use super::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 
-pub use super::cow::COW_COPIES_FOLIO;
-pub use super::fault::{Access, FaultError};
+pub use super::env::MmEnv;
 pub use crate::uapi::Errno;
 use crate::uapi::ENOMEM;
 
@@ -58,25 +56,6 @@ pub const MMAP_MIN: u64 = 0x1_0000;
 pub(super) const PMD: u64 = 2 << 20;
 /// Pages per batch of range work (2 MiB, aligned): bounds what one step collects.
 pub(super) const BATCH_PAGES: usize = 512;
-
-/// What an address space needs from the machine beyond what its page tables need
-/// (`PtEnv`): tables that own their ASID, and the contents of pages, which `mm` only
-/// ever zeroes, copies and fills (exec) through these. Frames and folios come from the
-/// global frame allocator in both environments (`frame::frames`), so one physical
-/// address space holds tables and folios.
-pub trait MmEnv: PtEnv + Clone {
-    /// The page tables of one address space (the kernel's hold an ASID).
-    type Tables: DerefMut<Target = AddressSpace<Self>>;
-
-    /// Empty tables, in the contiguous mode and with the checker as configured.
-    fn new_tables(&self) -> Result<Self::Tables, MapError>;
-    /// Zero the `n` pages from `pa` (a block just allocated, only the caller holds).
-    fn zero_pages(&self, pa: PhysAddr, n: usize);
-    /// Copy `n` pages from `from` (only read) to `to` (a new folio only the caller holds).
-    fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize);
-    /// Store `data` at `pa`, inside one page the caller maps.
-    fn write_page(&self, pa: PhysAddr, data: &[u8]);
-}
 
 /// The machine an `Mm` runs on unless named: the real one in the kernel, the simulated
 /// RAM in host tests.
@@ -139,13 +118,6 @@ pub(super) fn page_is_exclusive(pa: PhysAddr) -> bool {
         .test(super::frame::flags::ANON_EXCLUSIVE)
 }
 
-pub(super) fn map_error(e: MapError) -> FaultError {
-    match e {
-        MapError::NoMemory => FaultError::Oom,
-        MapError::AlreadyMapped => unreachable!("fault path maps only empty entries"),
-    }
-}
-
 /// Drop what an unmap returned: one map count and one reference per page, folio by
 /// folio. Records of consecutive frames are merged first (an unmap without contiguous
 /// blocks returns one record per page), so a folio unmapped whole is accounted in one
@@ -196,48 +168,5 @@ impl<E: MmEnv> Drop for Mm<E> {
             self.munmap(v.start, v.end)
                 .expect("unmapping a whole VMA splits nothing");
         }
-    }
-}
-
-/// The real machine: tables with an ASID (`UserTables`), pages through the linear map.
-#[cfg(target_os = "none")]
-impl MmEnv for super::ptenv::KernelPt {
-    type Tables = super::ptenv::UserTables;
-
-    fn new_tables(&self) -> Result<Self::Tables, MapError> {
-        super::ptenv::UserTables::new()
-    }
-
-    fn zero_pages(&self, pa: PhysAddr, n: usize) {
-        // SAFETY: the pages are RAM in the linear map and only the caller holds them.
-        unsafe { core::ptr::write_bytes(super::phys_to_virt(pa).as_ptr::<u8>(), 0, n * PAGE_SIZE) };
-    }
-
-    fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize) {
-        // SAFETY: both ranges are RAM in the linear map; `to` is a new folio only the
-        // caller holds, `from` is only read (its other mappings are read-only).
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                super::phys_to_virt(from).as_ptr::<u8>(),
-                super::phys_to_virt(to).as_ptr::<u8>(),
-                n * PAGE_SIZE,
-            )
-        };
-    }
-
-    fn write_page(&self, pa: PhysAddr, data: &[u8]) {
-        assert!(
-            pa.offset_from(pa.align_down(PAGE_SIZE)) + data.len() <= PAGE_SIZE,
-            "write_page crosses a page"
-        );
-        // SAFETY: `pa..pa + len` lies in one frame the caller's address space maps,
-        // written through the linear map.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                super::phys_to_virt(pa).as_ptr::<u8>(),
-                data.len(),
-            )
-        };
     }
 }

@@ -8,8 +8,8 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::aspace::{map_error, release, Mm, MmEnv};
-use super::fault::FaultError;
+use super::aspace::{release, Mm, MmEnv};
+use super::fault::{map_error, FaultError};
 use super::folio::{self, Folio};
 use super::mthp;
 use super::vma::Vma;

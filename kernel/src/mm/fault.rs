@@ -9,10 +9,10 @@
 
 use core::sync::atomic::Ordering;
 
-use super::aspace::{map_error, pte_attrs, Mm, MmEnv, PMD};
+use super::aspace::{pte_attrs, Mm, MmEnv, PMD};
 use super::folio::{self, Folio};
 use super::mthp;
-use super::pgtable::FaultFix;
+use super::pgtable::{FaultFix, MapError};
 use super::vma::{VmProt, Vma};
 use super::{VirtAddr, PAGE_SIZE};
 
@@ -30,6 +30,13 @@ pub enum FaultError {
     Segv,
     /// No memory for the page or its tables.
     Oom,
+}
+
+pub(super) fn map_error(e: MapError) -> FaultError {
+    match e {
+        MapError::NoMemory => FaultError::Oom,
+        MapError::AlreadyMapped => unreachable!("fault path maps only empty entries"),
+    }
 }
 
 impl<E: MmEnv> Mm<E> {

@@ -54,7 +54,7 @@ use alloc::collections::VecDeque;
 use core::sync::atomic::Ordering;
 
 #[cfg(any(target_os = "none", test))]
-use super::aspace::MmEnv;
+use super::env::MmEnv;
 use super::frame::{flags, frames, FrameMeta};
 use super::mthp;
 use super::pgtable::FolioSpan;

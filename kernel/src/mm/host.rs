@@ -18,7 +18,7 @@ use std::boxed::Box;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::aspace::MmEnv;
+use super::env::MmEnv;
 use super::frame::{self, frames, FrameAllocator, FrameMeta};
 use super::pgtable::{
     AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,

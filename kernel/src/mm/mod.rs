@@ -6,7 +6,7 @@
 //! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork`, `report`, `audit`.
-//! The address space is generic over its machine (`aspace::MmEnv`): on the host, `host`
+//! The address space is generic over its machine (`env::MmEnv`): on the host, `host`
 //! simulates RAM under it and `tests` runs it against the software walk.
 //!
 //! Address map: the kernel and all of RAM live in the high half (TTBR1) at
@@ -26,9 +26,10 @@ pub mod aspace;
 #[cfg(any(target_os = "none", test))]
 pub mod audit;
 #[cfg(any(target_os = "none", test))]
-mod cow;
+pub mod cow;
+pub mod env;
 #[cfg(any(target_os = "none", test))]
-mod fault;
+pub mod fault;
 #[cfg(any(target_os = "none", test))]
 mod fork;
 #[cfg(target_os = "none")]

@@ -23,11 +23,12 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::asid::AsidAllocator;
+use super::env::MmEnv;
 use super::frame::{self, alloc_zeroed};
 use super::pgtable::{
     AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
 };
-use super::{phys_to_virt, PhysAddr, VirtAddr};
+use super::{phys_to_virt, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::arch::aarch64::features::CpuFeatures;
 use crate::arch::aarch64::tlb;
 use crate::cmdline::CmdLine;
@@ -239,5 +240,47 @@ impl Drop for UserTables {
         // entries before the ASID goes back for reuse.
         unsafe { ManuallyDrop::drop(&mut self.tables) };
         ASIDS.get().unwrap().free(self.asid);
+    }
+}
+
+/// The real machine: tables with an ASID (`UserTables`), pages through the linear map.
+impl MmEnv for KernelPt {
+    type Tables = UserTables;
+
+    fn new_tables(&self) -> Result<Self::Tables, MapError> {
+        UserTables::new()
+    }
+
+    fn zero_pages(&self, pa: PhysAddr, n: usize) {
+        // SAFETY: the pages are RAM in the linear map and only the caller holds them.
+        unsafe { core::ptr::write_bytes(phys_to_virt(pa).as_ptr::<u8>(), 0, n * PAGE_SIZE) };
+    }
+
+    fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize) {
+        // SAFETY: both ranges are RAM in the linear map; `to` is a new folio only the
+        // caller holds, `from` is only read (its other mappings are read-only).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(from).as_ptr::<u8>(),
+                phys_to_virt(to).as_ptr::<u8>(),
+                n * PAGE_SIZE,
+            )
+        };
+    }
+
+    fn write_page(&self, pa: PhysAddr, data: &[u8]) {
+        assert!(
+            pa.offset_from(pa.align_down(PAGE_SIZE)) + data.len() <= PAGE_SIZE,
+            "write_page crosses a page"
+        );
+        // SAFETY: `pa..pa + len` lies in one frame the caller's address space maps,
+        // written through the linear map.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                phys_to_virt(pa).as_ptr::<u8>(),
+                data.len(),
+            )
+        };
     }
 }

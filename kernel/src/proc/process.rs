@@ -14,7 +14,7 @@ use crate::arch::aarch64::context::{self, Context, FpState};
 use crate::arch::aarch64::esr::{AbortSignal, Esr, ExceptionClass};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess;
-use crate::mm::aspace::{Access, FaultError};
+use crate::mm::fault::{Access, FaultError};
 use crate::mm::VirtAddr;
 use crate::uapi::Errno;
 use crate::uapi::*;

@@ -23,7 +23,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::string::{String, ToString};
 use std::vec::Vec;
 
-use super::aspace::{Access, FaultError, Mm, COW_COPIES_FOLIO};
+use super::aspace::Mm;
+use super::cow::COW_COPIES_FOLIO;
+use super::fault::{Access, FaultError};
 use super::frame::frames;
 use super::host::{self, HostMm};
 use super::mthp::{self, SizeSetting, TopSetting};
