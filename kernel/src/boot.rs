@@ -53,7 +53,7 @@ fn board() -> (BoardInfo<'static>, &'static [u8]) {
 
 #[no_mangle]
 extern "C" fn primary_main(entry_el: u64) -> ! {
-    smp::init_boot_cpu();
+    crate::percpu::init_boot_cpu();
     let (board, dtb) = board();
     console::init((board.pl011_base + KERNEL_VA_OFFSET) as usize);
     let cmd = CMDLINE.call_once(|| CmdLine::parse(board.bootargs));
@@ -333,8 +333,8 @@ fn init_frames(board: &BoardInfo<'_>, dtb: &[u8], image: &ImageLayout, initrd: O
 /// What `scripts/run.sh` shows: the machine running, every CPU ticking.
 fn demo() {
     time::spin_for(50_000_000);
-    for i in 0..smp::possible() {
-        let c = smp::cpu(i);
+    for i in 0..crate::percpu::possible() {
+        let c = crate::percpu::cpu(i);
         kprintln!(
             "contkernel: cpu{i} mpidr {:#x}: {} ticks, online {}",
             c.mpidr.load(Ordering::Relaxed),

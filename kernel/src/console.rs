@@ -62,7 +62,7 @@ impl log::Log for Logger {
             log::Level::Debug => 'D',
             log::Level::Trace => 'T',
         };
-        let cpu = crate::smp::this_cpu().index;
+        let cpu = crate::percpu::this_cpu().index;
         print(format_args!(
             "[{:5}.{:06}] {level} cpu{cpu} {}\n",
             us / 1_000_000,

@@ -56,7 +56,9 @@ pub fn dispatch() {
     while let Some(intid) = gic().ack() {
         match intid {
             IPI_PING => {
-                crate::smp::this_cpu().ipis.fetch_add(1, Ordering::Relaxed);
+                crate::percpu::this_cpu()
+                    .ipis
+                    .fetch_add(1, Ordering::Relaxed);
             }
             i if i == TIMER_INTID.load(Ordering::Relaxed) => crate::time::on_tick(),
             other => log::warn!("unexpected interrupt {other}"),

@@ -17,6 +17,7 @@ extern crate std;
 pub mod arch;
 pub mod cmdline;
 pub mod mm;
+pub mod percpu;
 pub mod proc;
 pub mod sync;
 pub mod syscall;

@@ -61,7 +61,7 @@ pub fn exit(status: u32) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     crate::arch::irq::save_and_disable();
-    let cpu = crate::smp::this_cpu().index;
+    let cpu = crate::percpu::this_cpu().index;
     crate::console::emergency_print(format_args!("panic on cpu{cpu}: {info}\n"));
     exit(101)
 }

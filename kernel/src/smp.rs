@@ -1,92 +1,15 @@
-//! CPUs: per-CPU data (found through TPIDR_EL1) and the start of secondary CPUs with
-//! PSCI CPU_ON. A secondary enters `_secondary_start` (boot.s) with the physical address
+//! The start of secondary CPUs with PSCI CPU_ON (their data is `percpu`). A secondary enters `_secondary_start` (boot.s) with the physical address
 //! of its `BootRecord`, turns its MMU on with the kernel's final TTBR1, and arrives in
 //! `secondary_main` on its own stack.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::aarch64::regs::{mpidr, read_sysreg, write_sysreg};
+use crate::arch::aarch64::regs::mpidr;
 use crate::mm::{frame, phys_to_virt, virt_to_phys, PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::percpu::{self, PerCpu, MAX_CPUS};
 
-pub const MAX_CPUS: usize = 16;
 /// Kernel stack of a secondary CPU: 2^STACK_ORDER frames.
 const STACK_ORDER: usize = 4;
-
-pub struct PerCpu {
-    pub index: usize,
-    pub mpidr: AtomicU64,
-    pub online: AtomicBool,
-    /// Timer ticks taken on this CPU.
-    pub ticks: AtomicU64,
-    /// Inter-processor interrupts received.
-    pub ipis: AtomicU64,
-    /// The tick asks the CPU to reschedule before it returns to EL0.
-    pub need_resched: AtomicBool,
-    /// The CPU runs its idle loop (a wake-up may poke it with an IPI).
-    pub idle: AtomicBool,
-}
-
-impl PerCpu {
-    const fn new(index: usize) -> Self {
-        Self {
-            index,
-            mpidr: AtomicU64::new(u64::MAX),
-            online: AtomicBool::new(false),
-            ticks: AtomicU64::new(0),
-            ipis: AtomicU64::new(0),
-            need_resched: AtomicBool::new(false),
-            idle: AtomicBool::new(false),
-        }
-    }
-}
-
-static CPUS: [PerCpu; MAX_CPUS] = {
-    let mut cpus = [const { PerCpu::new(0) }; MAX_CPUS];
-    let mut i = 0;
-    while i < MAX_CPUS {
-        cpus[i] = PerCpu::new(i);
-        i += 1;
-    }
-    cpus
-};
-
-/// CPUs the DTB describes (online or not).
-static POSSIBLE: AtomicUsize = AtomicUsize::new(1);
-
-/// This CPU's data. Before TPIDR_EL1 is set (very early boot) this is CPU 0.
-pub fn this_cpu() -> &'static PerCpu {
-    let p = read_sysreg!(tpidr_el1) as *const PerCpu;
-    if p.is_null() {
-        &CPUS[0]
-    } else {
-        // SAFETY: TPIDR_EL1 only ever holds the address of an element of CPUS.
-        unsafe { &*p }
-    }
-}
-
-pub fn cpu(index: usize) -> &'static PerCpu {
-    &CPUS[index]
-}
-
-pub fn possible() -> usize {
-    POSSIBLE.load(Ordering::Acquire)
-}
-
-pub fn online() -> usize {
-    CPUS.iter()
-        .filter(|c| c.online.load(Ordering::Acquire))
-        .count()
-}
-
-fn enter(c: &'static PerCpu) {
-    write_sysreg!(tpidr_el1, c as *const PerCpu as u64);
-    c.mpidr.store(mpidr(), Ordering::Release);
-}
-
-pub fn init_boot_cpu() {
-    enter(&CPUS[0]);
-    CPUS[0].online.store(true, Ordering::Release);
-}
 
 /// What `_secondary_start` reads: TTBR1 (PA), stack top (VA), &PerCpu (VA).
 #[repr(C, align(64))]
@@ -110,7 +33,7 @@ extern "C" {
 
 /// Start every CPU in `mpidrs` other than this one; returns how many came online.
 pub fn start_secondaries(mpidrs: &[u64], ttbr1: PhysAddr) -> usize {
-    POSSIBLE.store(mpidrs.len().min(MAX_CPUS), Ordering::Release);
+    percpu::set_possible(mpidrs.len().min(MAX_CPUS));
     let me = mpidr();
     let entry = virt_to_phys(VirtAddr::new(_secondary_start as *const () as u64));
     for (index, &target) in (1..).zip(mpidrs.iter().filter(|&&m| m != me).take(MAX_CPUS - 1)) {
@@ -123,8 +46,10 @@ pub fn start_secondaries(mpidrs: &[u64], ttbr1: PhysAddr) -> usize {
             phys_to_virt(stack).as_u64() + (PAGE_SIZE << STACK_ORDER) as u64,
             Ordering::Relaxed,
         );
-        rec.percpu
-            .store(&CPUS[index] as *const PerCpu as u64, Ordering::Relaxed);
+        rec.percpu.store(
+            percpu::cpu(index) as *const PerCpu as u64,
+            Ordering::Relaxed,
+        );
         let rec_va = rec as *const BootRecord as u64;
         // SAFETY: the secondary reads the record with its MMU (and caches) off, so it
         // is cleaned to the point of coherency first.
@@ -143,14 +68,14 @@ pub fn start_secondaries(mpidrs: &[u64], ttbr1: PhysAddr) -> usize {
             )
         } {
             Ok(()) => {
-                if !wait_online(&CPUS[index]) {
+                if !wait_online(percpu::cpu(index)) {
                     log::error!("cpu{index} (mpidr {target:#x}) did not come online");
                 }
             }
             Err(e) => log::error!("PSCI CPU_ON of mpidr {target:#x} failed: {e:?}"),
         }
     }
-    online()
+    percpu::online()
 }
 
 fn wait_online(c: &PerCpu) -> bool {
@@ -166,7 +91,7 @@ fn wait_online(c: &PerCpu) -> bool {
 
 #[no_mangle]
 extern "C" fn secondary_main(c: &'static PerCpu) -> ! {
-    enter(c);
+    percpu::enter(c);
     crate::mm::kmap::drop_identity_map();
     crate::arch::aarch64::mmu::configure(crate::boot::features());
     crate::interrupts::init_cpu();

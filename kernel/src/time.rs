@@ -21,7 +21,9 @@ pub fn start_tick() {
 
 /// The timer interrupt: count it, re-arm, and let the scheduler account and preempt.
 pub fn on_tick() {
-    crate::smp::this_cpu().ticks.fetch_add(1, Ordering::Relaxed);
+    crate::percpu::this_cpu()
+        .ticks
+        .fetch_add(1, Ordering::Relaxed);
     timer::arm_after(timer::frequency() / TICK_HZ);
     crate::proc::sched::on_tick();
 }

@@ -99,7 +99,7 @@ pub fn fixup_recovers_faulting_access() -> TestResult {
     exec_probe_fixup(return7_address());
     // SAFETY: ktest_return7 is a leaf function in kernel text.
     kassert_eq!(unsafe { ktest_exec_probe(return7_address()) }, 7);
-    kassert!(crate::smp::this_cpu().online.load(Ordering::Relaxed));
+    kassert!(crate::percpu::this_cpu().online.load(Ordering::Relaxed));
     Ok(())
 }
 

@@ -4,31 +4,34 @@ use core::sync::atomic::Ordering;
 
 use super::TestResult;
 use crate::sync::IrqSpinLock;
-use crate::{interrupts, kassert, kassert_eq, smp, time};
+use crate::{interrupts, kassert, kassert_eq, percpu, time};
 
 pub fn all_cpus_online() -> TestResult {
-    kassert_eq!(smp::online(), smp::possible());
-    for i in 0..smp::possible() {
-        kassert!(smp::cpu(i).online.load(Ordering::Acquire), "cpu{i} offline");
+    kassert_eq!(percpu::online(), percpu::possible());
+    for i in 0..percpu::possible() {
+        kassert!(
+            percpu::cpu(i).online.load(Ordering::Acquire),
+            "cpu{i} offline"
+        );
     }
     Ok(())
 }
 
 pub fn every_cpu_ticks() -> TestResult {
-    let before: alloc::vec::Vec<u64> = (0..smp::possible())
-        .map(|i| smp::cpu(i).ticks.load(Ordering::Relaxed))
+    let before: alloc::vec::Vec<u64> = (0..percpu::possible())
+        .map(|i| percpu::cpu(i).ticks.load(Ordering::Relaxed))
         .collect();
     time::spin_for(5 * 1_000_000_000 / time::TICK_HZ);
     for (i, b) in before.iter().enumerate() {
-        let now = smp::cpu(i).ticks.load(Ordering::Relaxed);
+        let now = percpu::cpu(i).ticks.load(Ordering::Relaxed);
         kassert!(now > *b, "cpu{i} took no tick ({b} -> {now})");
     }
     Ok(())
 }
 
 pub fn ipi_reaches_every_cpu() -> TestResult {
-    for i in 0..smp::possible() {
-        let c = smp::cpu(i);
+    for i in 0..percpu::possible() {
+        let c = percpu::cpu(i);
         let before = c.ipis.load(Ordering::Acquire);
         interrupts::ping(c.mpidr.load(Ordering::Acquire));
         let deadline = time::uptime_ns() + 1_000_000_000;

@@ -434,7 +434,10 @@ pub fn uaccess_fault(far: usize, write: bool) -> bool {
 
 /// Last thing before returning to EL0: give up the CPU if the tick asked for it.
 pub fn return_to_user(_frame: &mut TrapFrame) {
-    if crate::smp::this_cpu().need_resched.load(Ordering::Relaxed) {
+    if crate::percpu::this_cpu()
+        .need_resched
+        .load(Ordering::Relaxed)
+    {
         sched::schedule();
     }
     crate::arch::irq::leaving_for_el0();

@@ -58,7 +58,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use super::task::{State, Task};
 use crate::arch::aarch64::context::{self, Context};
 use crate::arch::irq;
-use crate::smp::{self, MAX_CPUS};
+use crate::percpu::{self, MAX_CPUS};
 use crate::sync::IrqSpinLock;
 
 static RUN_QUEUE: IrqSpinLock<VecDeque<Arc<Task>>> = IrqSpinLock::new(VecDeque::new());
@@ -83,7 +83,7 @@ static IDLE: [IdleSlot; MAX_CPUS] = [const {
 
 /// The task this CPU runs (`None` in the idle loop).
 pub fn current() -> Option<Arc<Task>> {
-    let p = CURRENT[smp::this_cpu().index].load(Ordering::Acquire) as *const Task;
+    let p = CURRENT[percpu::this_cpu().index].load(Ordering::Acquire) as *const Task;
     if p.is_null() {
         return None;
     }
@@ -110,9 +110,9 @@ pub fn wake(t: &Arc<Task>) {
 }
 
 fn kick_idle_cpu() {
-    let me = smp::this_cpu().index;
-    if let Some(c) = (0..smp::possible())
-        .map(smp::cpu)
+    let me = percpu::this_cpu().index;
+    if let Some(c) = (0..percpu::possible())
+        .map(percpu::cpu)
         .find(|c| c.index != me && c.idle.load(Ordering::Acquire))
     {
         crate::interrupts::ping(c.mpidr.load(Ordering::Acquire));
@@ -124,7 +124,9 @@ fn kick_idle_cpu() {
 /// its state says; a runnable one keeps the CPU when nothing else is queued.
 pub fn schedule() {
     let saved = irq::save_and_disable();
-    smp::this_cpu().need_resched.store(false, Ordering::Relaxed);
+    percpu::this_cpu()
+        .need_resched
+        .store(false, Ordering::Relaxed);
     let prev = current();
     let mut rq = RUN_QUEUE.lock();
     let prev_runnable = prev
@@ -161,7 +163,7 @@ pub fn schedule() {
 
 /// Switch from whatever this CPU runs to `next` (or to its idle loop). IRQs are masked.
 fn switch_to(prev: Option<Arc<Task>>, next: Option<Arc<Task>>) {
-    let cpu = smp::this_cpu().index;
+    let cpu = percpu::this_cpu().index;
     let prev_user = prev.as_ref().is_some_and(|p| p.is_user());
     if let Some(p) = prev.as_ref().filter(|_| prev_user) {
         // SAFETY: p runs on this CPU; nobody else touches its FP state.
@@ -204,7 +206,7 @@ fn switch_to(prev: Option<Arc<Task>>, next: Option<Arc<Task>>) {
 /// and by the first-run paths of new tasks (`thread_trampoline`, `user_task_start`).
 #[no_mangle]
 pub extern "C" fn finish_switch() {
-    let prev_raw = PREV[smp::this_cpu().index].swap(0, Ordering::Relaxed) as *const Task;
+    let prev_raw = PREV[percpu::this_cpu().index].swap(0, Ordering::Relaxed) as *const Task;
     if prev_raw.is_null() {
         return;
     }
@@ -231,7 +233,7 @@ pub extern "C" fn finish_switch() {
 /// checked with IRQs masked: WFI still wakes on an IRQ that arrives after the check,
 /// and the IRQ is taken when they are unmasked.
 pub fn idle_loop() -> ! {
-    let cpu = smp::this_cpu();
+    let cpu = percpu::this_cpu();
     loop {
         cpu.idle.store(true, Ordering::Release);
         let saved = irq::save_and_disable();
@@ -248,7 +250,9 @@ pub fn idle_loop() -> ! {
 pub fn on_tick() {
     if let Some(t) = current() {
         t.ticks.fetch_add(1, Ordering::Relaxed);
-        smp::this_cpu().need_resched.store(true, Ordering::Relaxed);
+        percpu::this_cpu()
+            .need_resched
+            .store(true, Ordering::Relaxed);
     }
     wake_expired_sleepers();
 }

@@ -95,7 +95,7 @@ pub mod stretch {
     use core::panic::Location;
     use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-    use crate::smp::{self, MAX_CPUS};
+    use crate::percpu::{self, MAX_CPUS};
     use platform::timer;
 
     /// Per CPU, touched only by that CPU with IRQs masked: when the open stretch began
@@ -118,7 +118,7 @@ pub mod stretch {
     }; MAX_CPUS];
 
     fn this() -> &'static Cpu {
-        &CPUS[smp::this_cpu().index]
+        &CPUS[percpu::this_cpu().index]
     }
 
     pub(super) fn begin(at: &'static Location<'static>) {
@@ -167,7 +167,7 @@ pub mod stretch {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             let freq = timer::frequency().max(1);
             write!(f, "irqs masked longest: max={} us", longest_us())?;
-            for (i, c) in CPUS.iter().enumerate().take(smp::possible()) {
+            for (i, c) in CPUS.iter().enumerate().take(percpu::possible()) {
                 let us = c.longest.load(Ordering::Relaxed) * 1_000_000 / freq;
                 write!(f, " cpu{i}={us} us")?;
                 let at = c.longest_at.load(Ordering::Relaxed);

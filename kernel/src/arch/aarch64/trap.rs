@@ -207,7 +207,7 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
         _ => {}
     }
     let report = Report {
-        cpu: crate::smp::this_cpu().index,
+        cpu: crate::percpu::this_cpu().index,
         vector,
         origin,
         frame,
