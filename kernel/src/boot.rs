@@ -113,10 +113,12 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
                 size as usize,
             )
         };
-        crate::proc::exec::set_initramfs(data);
+        crate::fs::set_root(data);
     }
     interrupts::init(&board.gic, board.timer_intid);
+    time::on_every_tick(crate::proc::sched::on_tick);
     time::start_tick();
+    interrupts::enable_timer();
     crate::arch::irq::enable();
     let online = smp::start_secondaries(board.cpu_mpidrs(), root);
 

@@ -17,6 +17,7 @@ extern crate std;
 pub mod arch;
 pub mod cmdline;
 pub mod mm;
+#[cfg(target_os = "none")]
 pub mod percpu;
 pub mod proc;
 pub mod sync;
@@ -31,6 +32,12 @@ pub mod boot;
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod fs;
+/// Host builds: of `fs`, only the initramfs format, for its tests.
+#[cfg(not(target_os = "none"))]
+pub mod fs {
+    #[path = "cpio.rs"]
+    pub mod cpio;
+}
 #[cfg(target_os = "none")]
 pub mod interrupts;
 #[cfg(all(target_os = "none", feature = "ktest"))]

@@ -96,6 +96,7 @@ extern "C" fn secondary_main(c: &'static PerCpu) -> ! {
     crate::arch::aarch64::mmu::configure(crate::boot::features());
     crate::interrupts::init_cpu();
     crate::time::start_tick();
+    crate::interrupts::enable_timer();
     c.online.store(true, Ordering::Release);
     log::debug!("online, mpidr {:#x}", c.mpidr.load(Ordering::Relaxed));
     crate::arch::irq::enable();

@@ -13,19 +13,30 @@ pub fn uptime_ns() -> u64 {
     ((timer::counter() as u128 * 1_000_000_000) / f as u128) as u64
 }
 
-/// Arm this CPU's tick and unmask its interrupt at the GIC.
+/// Arm this CPU's tick (the caller unmasks its interrupt at the GIC).
 pub fn start_tick() {
     timer::arm_after(timer::frequency() / TICK_HZ);
-    crate::interrupts::enable_timer();
 }
 
-/// The timer interrupt: count it, re-arm, and let the scheduler account and preempt.
+/// Who is told of every tick: the scheduler registers at boot (it lies above this
+/// module, which only keeps time).
+static TICK_LISTENER: spin::Once<fn()> = spin::Once::new();
+
+/// Call `f` on every tick, on every CPU, in interrupt context (boot, once).
+pub fn on_every_tick(f: fn()) {
+    TICK_LISTENER.call_once(|| f);
+}
+
+/// The timer interrupt: count it, re-arm, and tell the listener (the scheduler
+/// accounts and asks for preemption).
 pub fn on_tick() {
     crate::percpu::this_cpu()
         .ticks
         .fetch_add(1, Ordering::Relaxed);
     timer::arm_after(timer::frequency() / TICK_HZ);
-    crate::proc::sched::on_tick();
+    if let Some(f) = TICK_LISTENER.get() {
+        f();
+    }
 }
 
 static RANDOM_STATE: AtomicU64 = AtomicU64::new(0);

@@ -13,6 +13,7 @@ use core::fmt::Write;
 use crate::uapi::Errno;
 use crate::uapi::*;
 
+pub mod cpio;
 mod thp;
 mod vmstat;
 
@@ -119,6 +120,18 @@ pub fn lookup(path: &str) -> Option<&'static Node> {
         .find(|n| n.path == norm)
 }
 
+static ROOT: spin::Once<&'static [u8]> = spin::Once::new();
+
+/// The initramfs becomes the root filesystem (boot, once).
+pub fn set_root(data: &'static [u8]) {
+    ROOT.call_once(|| data);
+}
+
+/// The root filesystem: the initramfs, if the machine was booted with one.
+pub fn root() -> Option<cpio::Cpio<'static>> {
+    ROOT.get().map(|d| cpio::Cpio::new(d))
+}
+
 /// What a path names: a pseudo-file node, or a file or directory of the initramfs.
 pub enum Target {
     Node(&'static Node),
@@ -152,11 +165,11 @@ pub fn resolve(path: &str) -> Option<Target> {
     if let Some(n) = lookup(path) {
         return Some(Target::Node(n));
     }
-    let e = crate::proc::exec::initramfs()?.find(path)?;
+    let e = root()?.find(path)?;
     Some(Target::Ram {
         data: e.data,
         mode: e.mode,
-        name: crate::proc::initramfs::normalize(e.name),
+        name: cpio::normalize(e.name),
     })
 }
 
@@ -425,11 +438,11 @@ pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
             f(name, n.is_dir());
         }
     }
-    let Some(cpio) = crate::proc::exec::initramfs() else {
+    let Some(cpio) = root() else {
         return;
     };
     for e in cpio.entries().map_while(Result::ok) {
-        let path = crate::proc::initramfs::normalize(e.name);
+        let path = cpio::normalize(e.name);
         let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
         let name = path.rsplit_once('/').map_or(path, |(_, n)| n);
         if name.is_empty()

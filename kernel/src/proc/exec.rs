@@ -5,7 +5,6 @@
 use alloc::vec::Vec;
 
 use super::elf;
-use super::initramfs::Cpio;
 use super::stack;
 use crate::mm::aspace::{Mm, STACK_SIZE, STACK_TOP};
 use crate::mm::vma::{HugeHint, VmProt, Vma, VmaKind};
@@ -16,17 +15,6 @@ use crate::uapi::*;
 /// HWCAP_FP | HWCAP_ASIMD: what every AArch64 CPU here has (glibc reads AT_HWCAP).
 const HWCAP: u64 = 0b11;
 
-static INITRAMFS: spin::Once<&'static [u8]> = spin::Once::new();
-
-/// The initramfs (boot, once).
-pub fn set_initramfs(data: &'static [u8]) {
-    INITRAMFS.call_once(|| data);
-}
-
-pub fn initramfs() -> Option<Cpio<'static>> {
-    INITRAMFS.get().map(|d| Cpio::new(d))
-}
-
 /// What a successful exec hands to the task: its memory and where it starts.
 pub struct Image {
     pub mm: Mm,
@@ -36,7 +24,7 @@ pub struct Image {
 
 /// Build the address space of `path` with these arguments and environment.
 pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> {
-    let cpio = initramfs().ok_or(ENOENT)?;
+    let cpio = crate::fs::root().ok_or(ENOENT)?;
     let file = cpio.find(path).ok_or(ENOENT)?;
     if !file.is_file() {
         return Err(EACCES);

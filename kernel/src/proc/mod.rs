@@ -1,12 +1,12 @@
 //! Processes: tasks and the task table (`task`), the scheduler (`sched`), the life of a
 //! process (`process`: init, fork, exec, exit, wait, faults, kernel threads), and what
-//! exec needs: the executable format (`elf`), the initial ramdisk (`initramfs`), the
-//! initial user stack (`stack`) and the loader itself (`exec`).
+//! exec needs: the executable format (`elf`), the
+//! initial user stack (`stack`) and the loader itself (`exec`), which reads programs
+//! from the root filesystem (`fs::root`, the initramfs).
 
 pub mod elf;
 #[cfg(target_os = "none")]
 pub mod exec;
-pub mod initramfs;
 #[cfg(target_os = "none")]
 pub mod process;
 #[cfg(target_os = "none")]
