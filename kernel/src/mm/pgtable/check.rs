@@ -63,10 +63,11 @@ use core::panic::Location;
 
 use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE, PMD_SIZE};
 
-use super::contpte::block_in_one_folio;
 use super::cursor::{Cursor, Found, Slot};
-use super::desc::{cont_block_violation, entry_size, BbmChange, Kind, Level, Pte, LAST_LEVEL};
-use super::env::{Features, PtEnv};
+use super::desc::{
+    cont_block_violation, entry_size, view, BbmChange, Kind, Level, Pte, LAST_LEVEL,
+};
+use super::env::{block_in_one_folio, Features, PtEnv};
 
 /// The operations of the page-table API, as the checker needs to know them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -539,17 +540,6 @@ fn block_rule_violation<E: PtEnv>(env: &E, entries: &[Pte; CONT_PTES]) -> Option
     }
     let cont = entries[0].is_cont();
     (cont && !block_in_one_folio(env, entries[0].output_addr())).then_some("spans two folios")
-}
-
-/// Entry `i` of a block as a read of one entry sees it: with AF and dirty gathered over
-/// the block if it is contiguous.
-pub(crate) fn view(entries: &[Pte; CONT_PTES], i: usize) -> Pte {
-    if !entries[i].is_cont() {
-        return entries[i];
-    }
-    let young = entries.iter().any(|e| e.is_young());
-    let dirty = entries.iter().any(|e| e.is_dirty());
-    entries[i].with_gathered(young, dirty)
 }
 
 struct BlockDump<'a> {

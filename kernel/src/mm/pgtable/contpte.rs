@@ -31,13 +31,13 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE};
+use crate::mm::addr::{VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE};
 
 use super::counters::Counters;
 use super::ctx::{Ctx, Write};
 use super::cursor::{Slot, Table};
-use super::desc::{cont_block_violation, Change, Kind, Pte, LAST_LEVEL};
-use super::env::PtEnv;
+use super::desc::{cont_block_violation, view, Change, Kind, Pte, LAST_LEVEL};
+use super::env::{block_in_one_folio, PtEnv};
 use super::{ContMode, Unmapped};
 
 /// The 16 level-3 entries of one aligned 64 KiB block.
@@ -103,11 +103,6 @@ impl<'a> PteRun<'a> {
 
 fn is_whole(blk: &ContBlock<'_>, lo: VirtAddr, hi: VirtAddr) -> bool {
     lo == blk.va() && hi == blk.va().add(CONT_SIZE)
-}
-
-/// Whether the 64 KiB from `pa` lie inside one folio.
-pub(crate) fn block_in_one_folio<E: PtEnv>(env: &E, pa: PhysAddr) -> bool {
-    env.folio_of(pa).contains(pa, CONT_SIZE)
 }
 
 /// Rewrites a block with the Contiguous bit set (`cont`) or clear, by break-before-make
@@ -196,7 +191,7 @@ fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change
     if needs_tlbi {
         ctx.flush_later(blk.va(), CONT_SIZE);
     }
-    super::check::view(&old, 0)
+    view(&old, 0)
 }
 
 /// Applies `change` to one entry (nothing if it is invalid). Returns the old value.
@@ -216,7 +211,7 @@ fn clear_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> Unmapped {
         *o = ctx.store(blk.slot(i), Write::Swap(Pte::INVALID)).0;
     }
     ctx.flush_later(blk.va(), CONT_SIZE);
-    Unmapped::new(blk.va(), super::check::view(&old, 0), CONT_PTES)
+    Unmapped::new(blk.va(), view(&old, 0), CONT_PTES)
 }
 
 /// Clears one entry, if valid.
@@ -300,7 +295,7 @@ pub(crate) fn get_and_clear_ptes<E: PtEnv>(
 /// Reads the entry for `va`, with AF and dirty gathered over its block if contiguous.
 pub(crate) fn get_pte(table: Table<'_>, va: VirtAddr) -> Pte {
     let blk = ContBlock::containing(table, va);
-    super::check::view(&blk.load(), blk.indices(va, va).start)
+    view(&blk.load(), blk.indices(va, va).start)
 }
 
 /// Applies an AF/dirty-only `change` at `va`: to the whole block if it is contiguous

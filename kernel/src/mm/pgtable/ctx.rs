@@ -21,8 +21,9 @@ use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE, PTRS_PER_TABLE};
 
 use super::check::{Checker, OpKind, TlbiScope};
 use super::counters::Counters;
-use super::cursor::{self, Slot};
+use super::cursor::{Cursor, Found, Slot, Table};
 use super::desc::{Change, Pte};
+use super::desc::{Kind, Level, LAST_LEVEL};
 use super::env::{Asid, Features, PtEnv, Tlb};
 use super::{ContMode, MapError};
 
@@ -124,7 +125,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         regions.sort_unstable();
         regions.dedup();
         for va in regions {
-            cursor::free_empty_tables(&mut self, va);
+            free_empty_tables(&mut self, va);
         }
         self.check.end_op(self.env, self.root);
     }
@@ -261,6 +262,65 @@ pub(crate) fn flush_asid<E: PtEnv>(env: &E, asid: Asid) {
     env.tlb().dsb();
     Counters::bump(&env.counters().tlbi_asid, 1);
     Counters::bump(&env.counters().dsb, 1);
+}
+
+/// Walks to the entry of `va` at `target` (2 or 3), allocating missing tables on
+/// the way. Fails if a block maps `va` above `target`, or on allocation failure.
+pub(crate) fn slot_alloc<'a, E: PtEnv>(
+    ctx: &mut Ctx<'a, E>,
+    cursor: &mut Cursor,
+    va: VirtAddr,
+    target: Level,
+) -> Result<Slot<'a>, MapError> {
+    loop {
+        match cursor.find(ctx.env, va) {
+            Found::Ptes(table) if target == LAST_LEVEL => return Ok(table.slot_of(va)),
+            Found::Block(slot) if slot.level() == target => return Ok(slot),
+            Found::Ptes(_) | Found::Block(_) => return Err(MapError::AlreadyMapped),
+            Found::Hole { level } => {
+                let table = cursor.table_at(ctx.env, level);
+                if level == target {
+                    return Ok(table.slot_of(va));
+                }
+                let new = ctx.alloc_table(va)?;
+                ctx.publish_barrier();
+                ctx.store(table.slot_of(va), Write::Swap(Pte::table(new)));
+            }
+        }
+    }
+}
+
+/// Frees the tables on the path to `va` that have become empty, deepest first; the
+/// root is never freed.
+///
+/// Each one is unlinked, then a TLBI by VA that includes walk-cache entries (not
+/// last-level only) and a DSB remove it from the walk caches, and only then is it
+/// freed: a table must not be reused while a walker may still read it
+/// (break-before-make applies to table descriptors too; the checker verifies it).
+pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) {
+    let mut path = [ctx.root; LAST_LEVEL + 1];
+    let mut depth = 0;
+    while depth < LAST_LEVEL {
+        let table = Table::new(ctx.env, path[depth], depth, va);
+        match table.slot_of(va).load().kind(depth) {
+            Kind::Table(next) => {
+                depth += 1;
+                path[depth] = next;
+            }
+            _ => break,
+        }
+    }
+    for level in (1..=depth).rev() {
+        let table = Table::new(ctx.env, path[level], level, va);
+        if !table.is_empty() {
+            return;
+        }
+        let parent = Table::new(ctx.env, path[level - 1], level - 1, va);
+        ctx.store(parent.slot_of(va), Write::Swap(Pte::INVALID));
+        ctx.tlbi_page(va, false);
+        ctx.dsb();
+        ctx.free_table(table.pa);
+    }
 }
 
 #[cfg(test)]

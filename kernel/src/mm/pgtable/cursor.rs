@@ -16,10 +16,8 @@
 
 use crate::mm::addr::{PhysAddr, VirtAddr, PTRS_PER_TABLE};
 
-use super::ctx::{Ctx, Write};
 use super::desc::{entry_size, Kind, Level, Pte, LAST_LEVEL};
 use super::env::{PtEnv, TableEntries};
-use super::MapError;
 
 /// Bytes covered by a whole table at `level` (the root covers the 48-bit space).
 const fn table_span(level: Level) -> u64 {
@@ -167,63 +165,9 @@ impl Cursor {
         }
     }
 
-    /// Walks to the entry of `va` at `target` (2 or 3), allocating missing tables on
-    /// the way. Fails if a block maps `va` above `target`, or on allocation failure.
-    pub fn slot_alloc<'a, E: PtEnv>(
-        &mut self,
-        ctx: &mut Ctx<'a, E>,
-        va: VirtAddr,
-        target: Level,
-    ) -> Result<Slot<'a>, MapError> {
-        loop {
-            match self.find(ctx.env, va) {
-                Found::Ptes(table) if target == LAST_LEVEL => return Ok(table.slot_of(va)),
-                Found::Block(slot) if slot.level() == target => return Ok(slot),
-                Found::Ptes(_) | Found::Block(_) => return Err(MapError::AlreadyMapped),
-                Found::Hole { level } => {
-                    let table =
-                        Table::new(ctx.env, self.path[level].expect("cached path"), level, va);
-                    if level == target {
-                        return Ok(table.slot_of(va));
-                    }
-                    let new = ctx.alloc_table(va)?;
-                    ctx.publish_barrier();
-                    ctx.store(table.slot_of(va), Write::Swap(Pte::table(new)));
-                }
-            }
-        }
-    }
-}
-
-/// Frees the tables on the path to `va` that have become empty, deepest first; the
-/// root is never freed.
-///
-/// Each one is unlinked, then a TLBI by VA that includes walk-cache entries (not
-/// last-level only) and a DSB remove it from the walk caches, and only then is it
-/// freed: a table must not be reused while a walker may still read it
-/// (break-before-make applies to table descriptors too; the checker verifies it).
-pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) {
-    let mut path = [ctx.root; LAST_LEVEL + 1];
-    let mut depth = 0;
-    while depth < LAST_LEVEL {
-        let table = Table::new(ctx.env, path[depth], depth, va);
-        match table.slot_of(va).load().kind(depth) {
-            Kind::Table(next) => {
-                depth += 1;
-                path[depth] = next;
-            }
-            _ => break,
-        }
-    }
-    for level in (1..=depth).rev() {
-        let table = Table::new(ctx.env, path[level], level, va);
-        if !table.is_empty() {
-            return;
-        }
-        let parent = Table::new(ctx.env, path[level - 1], level - 1, va);
-        ctx.store(parent.slot_of(va), Write::Swap(Pte::INVALID));
-        ctx.tlbi_page(va, false);
-        ctx.dsb();
-        ctx.free_table(table.pa);
+    /// The table at `level` on the path to the address last found (after `find`
+    /// reported a hole at that level).
+    pub fn table_at<'a, E: PtEnv>(&self, env: &'a E, level: Level) -> Table<'a> {
+        Table::new(env, self.path[level].expect("cached path"), level, self.va)
     }
 }

@@ -43,7 +43,7 @@
 
 use core::fmt;
 
-use crate::mm::addr::{PhysAddr, PAGE_SIZE};
+use crate::mm::addr::{PhysAddr, CONT_PTES, PAGE_SIZE};
 
 /// A translation table level, 0 (root, 512 GiB per entry) to 3 (4 KiB pages).
 pub type Level = usize;
@@ -616,6 +616,17 @@ impl Change {
             Change::MkyoungDirty => pte.mkyoung().mkdirty(),
         }
     }
+}
+
+/// Entry `i` of a block as a read of one entry sees it: with AF and dirty gathered over
+/// the block if it is contiguous.
+pub(crate) fn view(entries: &[Pte; CONT_PTES], i: usize) -> Pte {
+    if !entries[i].is_cont() {
+        return entries[i];
+    }
+    let young = entries.iter().any(|e| e.is_young());
+    let dirty = entries.iter().any(|e| e.is_dirty());
+    entries[i].with_gathered(young, dirty)
 }
 
 #[cfg(test)]

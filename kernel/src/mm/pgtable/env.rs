@@ -7,7 +7,7 @@
 
 use core::sync::atomic::AtomicU64;
 
-use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PTRS_PER_TABLE};
+use crate::mm::addr::{PhysAddr, VirtAddr, CONT_SIZE, PAGE_SIZE, PTRS_PER_TABLE};
 
 use super::counters::Counters;
 
@@ -25,6 +25,11 @@ pub struct FolioSpan {
     pub head: PhysAddr,
     /// Number of 4 KiB pages in the folio.
     pub nr_pages: usize,
+}
+
+/// Whether the 64 KiB from `pa` lie inside one folio.
+pub(crate) fn block_in_one_folio<E: PtEnv>(env: &E, pa: PhysAddr) -> bool {
+    env.folio_of(pa).contains(pa, CONT_SIZE)
 }
 
 impl FolioSpan {

@@ -5,11 +5,13 @@
 //! AddressSpace (this file: the API)            map / unmap / protect / wrprotect /
 //!   |                                          clear_young_dirty / make_writable /
 //!   |                                          test_and_clear_young / get / faults
-//!   +-- cursor.rs   walk, allocate, free tables
+//!   +-- cursor.rs   walk the tables (read only)
 //!   +-- contpte.rs  level-3 entries: Contiguous bit, fold/unfold/convert, batches
 //!   +-- pmd.rs      level-2 blocks: map, change, clear, split
-//!   +-- ctx.rs      the single store function, TLB maintenance, op begin/finish
-//!   |     +-- check.rs     the checker (observes every store, TLBI, DSB)
+//!   +-- ctx.rs      the single store function, TLB maintenance, op begin/finish,
+//!   |               allocating and freeing tables
+//!   |     +-- check.rs     the checker (observes every store, TLBI, DSB; a leaf: it
+//!   |                      reads tables through the cursor, predicates from desc)
 //!   |     +-- counters.rs  every fold, unfold, TLBI, write counted
 //!   +-- desc.rs     descriptor bits
 //!   +-- env.rs      what the machine provides (PtEnv, Tlb, Features)
@@ -303,7 +305,7 @@ impl<E: PtEnv> AddressSpace<E> {
             "map_pmd needs 2 MiB alignment"
         );
         self.op(OpKind::MapPmd, va, end, |ctx, cursor| {
-            let slot = cursor.slot_alloc(ctx, va, 2)?;
+            let slot = ctx::slot_alloc(ctx, cursor, va, 2)?;
             if slot.load().is_valid() {
                 return Err(MapError::AlreadyMapped);
             }
@@ -587,7 +589,7 @@ fn for_each_table_alloc<'a, E: PtEnv>(
 ) -> Result<(), MapError> {
     let mut va = start;
     while va < end {
-        let table = cursor.slot_alloc(ctx, va, desc::LAST_LEVEL)?.table;
+        let table = ctx::slot_alloc(ctx, cursor, va, desc::LAST_LEVEL)?.table;
         let next = table.end().min(end);
         f(
             ctx,

@@ -130,8 +130,7 @@ fn with_table<R>(
 ) -> R {
     let end = range_end(va, nr);
     asp.op(kind, va, end, |ctx, cursor| {
-        let table = cursor
-            .slot_alloc(ctx, va, desc::LAST_LEVEL)
+        let table = ctx::slot_alloc(ctx, cursor, va, desc::LAST_LEVEL)
             .expect("table")
             .table;
         f(ctx, table)
