@@ -359,15 +359,8 @@ fn handle_user_sync(frame: &mut TrapFrame) {
         kill(frame, t, sig, code)
     }
     if let Some(access) = access {
-        let r = match t.mm.lock().as_mut() {
-            Some(mm) => mm.handle_fault(VirtAddr(frame.far), access),
-            None => Err(FaultError::Segv),
-        };
-        match r {
-            Ok(()) => {
-                t.minflt.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+        match fault_in(&t, VirtAddr(frame.far), access) {
+            Ok(()) => return,
             Err(FaultError::Oom) => kill(frame, t, SIGKILL, "out of memory"),
             Err(FaultError::Segv) => kill(frame, t, SIGSEGV, ""),
         }
@@ -399,13 +392,7 @@ fn kill(frame: &TrapFrame, t: Arc<Task>, sig: u32, why: &str) -> ! {
     } else {
         alloc::format!("{} (ESR {:#x})", esr.ec(), frame.esr)
     };
-    let sig_name = match sig {
-        SIGSEGV => "SIGSEGV",
-        SIGILL => "SIGILL",
-        SIGBUS => "SIGBUS",
-        SIGTRAP => "SIGTRAP",
-        _ => "SIGKILL",
-    };
+    let sig_name = signal_name(sig).unwrap_or("SIGKILL");
     let pid = t.pid;
     drop(t);
     kprintln!(
@@ -422,14 +409,21 @@ pub fn uaccess_fault(far: usize, write: bool) -> bool {
         return false;
     };
     let access = if write { Access::Write } else { Access::Read };
-    let ok =
-        t.mm.lock()
-            .as_mut()
-            .is_some_and(|mm| mm.handle_fault(VirtAddr(far as u64), access).is_ok());
-    if ok {
+    fault_in(&t, VirtAddr(far as u64), access).is_ok()
+}
+
+/// A memory-management fault of task `t` at `va`, from EL0 or from a user access of
+/// the kernel: the address space resolves it, and a resolved one counts as a minor
+/// fault (getrusage's ru_minflt).
+fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
+    let r = match t.mm.lock().as_mut() {
+        Some(mm) => mm.handle_fault(va, access),
+        None => Err(FaultError::Segv),
+    };
+    if r.is_ok() {
         t.minflt.fetch_add(1, Ordering::Relaxed);
     }
-    ok
+    r
 }
 
 /// Last thing before returning to EL0: give up the CPU if the tick asked for it.
