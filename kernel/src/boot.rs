@@ -8,7 +8,6 @@ use core::sync::atomic::Ordering;
 
 use platform::fdt::BoardInfo;
 
-use crate::arch::aarch64::features::CpuFeatures;
 use crate::arch::aarch64::mmu;
 use crate::cmdline::CmdLine;
 use crate::mm::kmap::{self, ImageLayout};
@@ -20,13 +19,7 @@ const DTB_PA: u64 = 0x4000_0000;
 /// The PL011 of QEMU virt, used only to report a DTB that cannot be parsed.
 const FALLBACK_UART_PA: u64 = 0x0900_0000;
 
-static FEATURES: spin::Once<CpuFeatures> = spin::Once::new();
 static CMDLINE: spin::Once<CmdLine<'static>> = spin::Once::new();
-
-/// CPU features, read once by the boot CPU (the machine is homogeneous).
-pub fn features() -> &'static CpuFeatures {
-    FEATURES.get().expect("features read at boot")
-}
 
 /// The kernel command line.
 pub fn cmdline() -> &'static CmdLine<'static> {
@@ -74,7 +67,7 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         crate::mm::pgtable::MAIR_EL1,
         "boot.s and mm::pgtable disagree on MAIR_EL1"
     );
-    let features = FEATURES.call_once(CpuFeatures::read);
+    let features = crate::arch::aarch64::features::read_once();
     mmu::configure(features);
     heap::init();
     let pt = crate::mm::ptenv::configure(cmd, features);

@@ -93,7 +93,7 @@ fn wait_online(c: &PerCpu) -> bool {
 extern "C" fn secondary_main(c: &'static PerCpu) -> ! {
     percpu::enter(c);
     crate::mm::kmap::drop_identity_map();
-    crate::arch::aarch64::mmu::configure(crate::boot::features());
+    crate::arch::aarch64::mmu::configure(crate::arch::aarch64::features::features());
     crate::interrupts::init_cpu();
     crate::time::start_tick();
     crate::interrupts::enable_timer();

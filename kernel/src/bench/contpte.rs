@@ -142,7 +142,7 @@ pub fn run() {
     let cfg = ptenv::config();
     kprintln!(
         "bench: contpte: one 64 KiB block (16 x 4 KiB, one folio), {REPS} repetitions each, IRQs masked, checker off; features {}; bbml2={}",
-        crate::boot::features(),
+        crate::arch::aarch64::features::features(),
         if cfg.features.bbml2 { "on" } else { "off" }
     );
     let unit = if counted {

@@ -57,7 +57,7 @@ pub fn return7_address() -> usize {
 }
 
 pub fn features_match_id_registers() -> TestResult {
-    let f = crate::boot::features();
+    let f = crate::arch::aarch64::features::features();
     let tcr = read_sysreg!(tcr_el1);
     kassert_eq!(tcr & (1 << 39) != 0, f.hw_access_flag());
     kassert_eq!(tcr & (1 << 40) != 0, f.hw_dirty());
