@@ -104,14 +104,15 @@ fi
 # The randomized address-space test (user/src/bin/stress.rs) for the fixed seeds of
 # tests/tests/stress.rs, one boot per seed, on both CPU models with 4 CPUs.
 if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
-# Steps: lint, three host suites, the cells, the benchmark.
-steps=$((1 + 3 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1))
+# Steps: lint, four host suites, the cells, the benchmark.
+steps=$((1 + 4 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1))
 
 cd "$ROOT"
 run_check "lint: cargo fmt --check, cargo clippy -D warnings" lint
 run_tests "host: kernel unit tests" cargo test -q -p contkernel --lib
 run_tests "host: platform unit tests" cargo test -q -p platform
 run_tests "host: harness unit tests" cargo test -q -p contkernel-tests --lib
+run_tests "host: layers (no import cycle across kernel modules)" cargo test -q -p contkernel-tests --test layers
 
 for cell in "${cells[@]}"; do
     read -r cpu smp gic el mode <<<"$cell"
