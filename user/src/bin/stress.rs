@@ -497,22 +497,36 @@ impl Stress {
         let Some(first) = self.free_range(pages, align) else {
             return self.op_munmap();
         };
+        // MAP_FIXED_NOREPLACE: the range is a hole, and the call fails rather than
+        // replace anything.
+        self.map_pages(Kind::Mmap, first, pages, MAP_FIXED_NOREPLACE)
+    }
+
+    /// mmap of `pages` from `first` with a random protection, sometimes populated, at
+    /// that address (`fixed`: MAP_FIXED or MAP_FIXED_NOREPLACE); the shadow then says
+    /// zeros.
+    fn map_pages(
+        &mut self,
+        kind: Kind,
+        first: usize,
+        pages: usize,
+        fixed: usize,
+    ) -> Result<(), Failure> {
         let prot = self.random_prot();
         let populate = if self.rng.chance(20) { MAP_POPULATE } else { 0 };
         let addr = Self::addr(first);
-        // SAFETY: the range is a hole of the arena (MAP_FIXED_NOREPLACE fails rather
-        // than replace anything); no Rust reference points into the arena.
+        // SAFETY: inside the arena, which no Rust reference points into.
         let r = unsafe {
             mm::mmap(
                 addr,
                 pages * PAGE,
                 prot,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | populate,
+                MAP_PRIVATE | MAP_ANONYMOUS | fixed | populate,
                 -1,
                 0,
             )
         };
-        let e = self.log(Kind::Mmap, first, pages, prot | populate, raw(r));
+        let e = self.log(kind, first, pages, prot | populate, raw(r));
         self.expect(e, Ok(addr))?;
         for i in first..first + pages {
             self.set(i, Page::new(prot));
@@ -530,26 +544,7 @@ impl Stress {
         if self.mapped + new > MAX_MAPPED {
             return self.op_munmap();
         }
-        let prot = self.random_prot();
-        let populate = if self.rng.chance(20) { MAP_POPULATE } else { 0 };
-        let addr = Self::addr(first);
-        // SAFETY: inside the arena, which no Rust reference points into.
-        let r = unsafe {
-            mm::mmap(
-                addr,
-                pages * PAGE,
-                prot,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | populate,
-                -1,
-                0,
-            )
-        };
-        let e = self.log(Kind::MmapFixed, first, pages, prot | populate, raw(r));
-        self.expect(e, Ok(addr))?;
-        for i in first..first + pages {
-            self.set(i, Page::new(prot));
-        }
-        Ok(())
+        self.map_pages(Kind::MmapFixed, first, pages, MAP_FIXED)
     }
 
     /// munmap is 0 over any page-aligned range, holes included.
