@@ -18,6 +18,7 @@ pub fn render() -> String {
     let mut out = String::new();
     for (name, v) in [
         ("nr_free_pages", frame::frames().free_frames() as u64),
+        ("pgfault", load(&crate::mm::fault::PGFAULT)),
         (
             "nr_anon_transparent_hugepages",
             s9.nr_anon.load(Ordering::Relaxed).max(0) as u64,

@@ -7,7 +7,7 @@
 //! a PMD block for 2 MiB). Population (MAP_POPULATE, MADV_POPULATE_*) is faults in a
 //! row.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::aspace::{pte_attrs, Mm, MmEnv, PMD};
 use super::folio::{self, Folio};
@@ -39,9 +39,13 @@ pub(super) fn map_error(e: MapError) -> FaultError {
     }
 }
 
+/// Faults handled, resolved or not (Linux's `pgfault` in /proc/vmstat).
+pub static PGFAULT: AtomicU64 = AtomicU64::new(0);
+
 impl<E: MmEnv> Mm<E> {
     /// Resolve a fault at `va`; `Ok` means retry the access.
     pub fn handle_fault(&mut self, va: VirtAddr, access: Access) -> Result<(), FaultError> {
+        PGFAULT.fetch_add(1, Ordering::Relaxed);
         let vma = *self.vmas.find(va).ok_or(FaultError::Segv)?;
         let allowed = match access {
             Access::Read => vma.prot.read || vma.prot.write || vma.prot.exec,

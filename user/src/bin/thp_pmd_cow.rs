@@ -68,7 +68,7 @@ fn main(_args: &rt::Args) -> i32 {
 }
 
 /// Linux's interfaces: hpage_pmd_size is 2097152, /proc/vmstat's thp_fault_alloc
-/// counts the fault that maps a 2 MiB folio (nr_anon_transparent_hugepages +1 while
+/// counts the fault that maps a 2 MiB folio (pgfault goes up, nr_anon_transparent_hugepages +1 while
 /// it lives), and /proc/self/smaps says AnonHugePages: 2048 kB for its VMA; on
 /// contkernel the thpmaps summary counts it as anon-thp-pmd-aligned-2048kB.
 fn vmstat_and_pmd_size() -> Outcome {
@@ -78,8 +78,14 @@ fn vmstat_and_pmd_size() -> Outcome {
     let alloc0 = thp::keyed(c"/proc/vmstat", "thp_fault_alloc").ctx("vmstat thp_fault_alloc")?;
     let nr0 = thp::keyed(c"/proc/vmstat", "nr_anon_transparent_hugepages")
         .ctx("vmstat nr_anon_transparent_hugepages")?;
+    let faults0 = thp::keyed(c"/proc/vmstat", "pgfault").ctx("vmstat pgfault")?;
     let r = Region::anon_aligned(PMD_SIZE, PMD_SIZE, PROT_READ | PROT_WRITE).ctx("mmap")?;
     r.store(0, 1);
+    let faults1 = thp::keyed(c"/proc/vmstat", "pgfault").ctx("vmstat pgfault")?;
+    ensure!(
+        faults1 > faults0,
+        "pgfault {faults0} -> {faults1}: the fault was not counted"
+    );
     let alloc1 = thp::keyed(c"/proc/vmstat", "thp_fault_alloc").ctx("vmstat")?;
     let nr1 = thp::keyed(c"/proc/vmstat", "nr_anon_transparent_hugepages").ctx("vmstat")?;
     ensure!(

@@ -148,15 +148,18 @@ mod tests {
     }
 }
 
+#[cfg(target_os = "none")]
 static FEATURES: spin::Once<CpuFeatures> = spin::Once::new();
 
 /// Read this machine's features from the ID registers (boot CPU, once; the
 /// secondaries are the same model under QEMU and are configured from this record).
+#[cfg(target_os = "none")]
 pub fn read_once() -> &'static CpuFeatures {
     FEATURES.call_once(CpuFeatures::read)
 }
 
 /// The features read at boot.
+#[cfg(target_os = "none")]
 pub fn features() -> &'static CpuFeatures {
     FEATURES.get().expect("features read at boot")
 }
