@@ -235,6 +235,15 @@ impl Machine {
         machine
     }
 
+    /// Boots the user programs' initramfs: the one the cell names, else the one
+    /// [`initramfs`] builds. Panics if the file is missing.
+    pub fn with_user_initramfs(mut self) -> Self {
+        let initrd = self.initrd.clone().unwrap_or_else(initramfs);
+        assert!(initrd.exists(), "no initramfs at {}", initrd.display());
+        self.initrd = Some(initrd);
+        self
+    }
+
     /// Sets the `-cpu` model.
     pub fn cpu(mut self, cpu: impl Into<String>) -> Self {
         self.cpu = cpu.into();

@@ -13,16 +13,7 @@ use contkernel_tests::Machine;
 const OPS: u32 = 3000;
 
 fn stress(seed: u32) {
-    let m = Machine::from_env();
-    let initrd = m
-        .initrd
-        .clone()
-        .expect("CONTKERNEL_INITRD names the initramfs (scripts/test.sh builds it)");
-    assert!(
-        initrd.exists(),
-        "no initramfs at {}: run scripts/test.sh",
-        initrd.display()
-    );
+    let m = Machine::from_env().with_user_initramfs();
     let prog = format!("stress:{seed}:{OPS}");
     let out = m
         .timeout(Duration::from_secs(180))

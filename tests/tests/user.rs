@@ -23,12 +23,7 @@ fn programs() -> Vec<&'static str> {
 #[test]
 fn scenario_programs_pass_and_every_frame_returns() {
     let m = Machine::from_env();
-    let initrd = m.initrd.clone().unwrap_or_else(contkernel_tests::initramfs);
-    assert!(initrd.exists(), "no initramfs at {}", initrd.display());
-    let m = Machine {
-        initrd: Some(initrd),
-        ..m
-    };
+    let m = m.with_user_initramfs();
     let out = m.boot();
     // The programs' own checks (one `TEST name ... ok|FAILED` line each), for
     // scripts/test.sh's count: the test below passes only if all of them did.
