@@ -633,6 +633,11 @@ impl Stress {
     /// Writes a new tag over every writable page of a range.
     fn op_write(&mut self) -> Result<(), Failure> {
         let (first, pages) = self.pick(MAX_IO_PAGES);
+        self.write_range(first, pages)
+    }
+
+    /// A new tag over every writable page of `pages` from `first`, in the shadow too.
+    fn write_range(&mut self, first: usize, pages: usize) -> Result<(), Failure> {
         self.writes += 1;
         let tag = (self.pid as u64) << 24 | (self.writes & 0xff_ffff);
         self.log(Kind::Write, first, pages, self.writes as usize, 0);
@@ -700,17 +705,7 @@ impl Stress {
         self.op_mprotect(first, pages, PROT_READ)?;
         self.check(first, pages)?;
         self.op_mprotect(first, pages, PROT_READ | PROT_WRITE)?;
-        self.writes += 1;
-        let tag = (self.pid as u64) << 24 | (self.writes & 0xff_ffff);
-        self.log(Kind::Write, first, pages, self.writes as usize, 0);
-        for i in first..first + pages {
-            let p = self.shadow[i];
-            if p.writable() {
-                self.fill(i, tag);
-                self.set(i, p.with_tag(tag));
-            }
-        }
-        Ok(())
+        self.write_range(first, pages)
     }
 
     /// Writes one of always / never / inherit / madvise to a size's switch (or
