@@ -5,6 +5,7 @@
 //! every frame came back to the allocator after the last process.
 
 use contkernel_tests::Machine;
+use std::time::Duration;
 
 /// The programs init runs by default (`user/scenarios.txt`, which init is built
 /// from), glibc_check when present: the mTHP scenarios (thp_*) check faults per size
@@ -22,8 +23,12 @@ fn programs() -> Vec<&'static str> {
 
 #[test]
 fn scenario_programs_pass_and_every_frame_returns() {
-    let m = Machine::from_env();
-    let m = m.with_user_initramfs();
+    // Thirteen programs, some of them stress loops, take 30 to 60 s on a 2-core
+    // machine with -smp 4 and cortex-a72 (no hardware AF/dirty: every first write
+    // faults twice); the default 60 s is too close.
+    let m = Machine::from_env()
+        .with_user_initramfs()
+        .timeout(Duration::from_secs(300));
     let out = m.boot();
     // The programs' own checks (one `TEST name ... ok|FAILED` line each), for
     // scripts/test.sh's count: the test below passes only if all of them did.
