@@ -8,9 +8,11 @@
 //! - [`text`]: a fixed-size string buffer (messages, paths), no allocator
 //! - [`test`]: `TEST name ... ok` / `TEST name ... FAILED: why` reports
 //! - [`thp`]: mTHP policy and counters (sysfs), thpmaps, meminfo, contpte stats
+//! - [`bench`]: the virtual counter at EL0, median/min/max, counter snapshots, JSON lines
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![no_std]
 
+pub mod bench;
 pub mod fs;
 pub mod io;
 pub mod mm;

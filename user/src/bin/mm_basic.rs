@@ -29,6 +29,7 @@ fn main(_args: &rt::Args) -> i32 {
     t.run("madv_hugepage", madv_hugepage);
     t.run("madv_populate", madv_populate);
     t.run("madv_unknown", madv_unknown);
+    t.run("el0_counter", el0_counter);
     t.finish()
 }
 
@@ -414,5 +415,18 @@ fn madv_unknown() -> Outcome {
     let r = Region::anon(4 * PAGE, RW, 0).ctx("mmap")?;
     let e = r.advise(0, 4 * PAGE, 9999);
     ensure!(e == Err(Errno::EINVAL), "madvise(9999): {e:?}");
+    Ok(())
+}
+
+/// EL0 reads CNTFRQ_EL0 and CNTVCT_EL0 as on Linux (CNTKCTL_EL1.EL0VCTEN): a kernel
+/// that traps them kills this program ("System register access trapped"). The counter
+/// runs forward across a system call.
+fn el0_counter() -> Outcome {
+    let freq = rt::bench::frequency();
+    ensure!(freq > 0, "CNTFRQ_EL0 reads 0");
+    let a = rt::bench::counter();
+    rt::time::sched_yield().ctx("sched_yield")?;
+    let b = rt::bench::counter();
+    ensure!(b > a, "CNTVCT_EL0 did not advance: {a} then {b}");
     Ok(())
 }

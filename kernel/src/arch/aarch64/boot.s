@@ -183,6 +183,13 @@ enable_mmu:
     msr     ttbr1_el1, x1
     mov     x9, #(3 << 20)              /* CPACR_EL1.FPEN: no FP/SIMD traps */
     msr     cpacr_el1, x9
+    /*
+     * CNTKCTL_EL1.EL0VCTEN: EL0 may read CNTVCT_EL0 (and so CNTFRQ_EL0), as Linux
+     * allows (arch_timer's user access); the physical counter and the timers stay
+     * EL1's. Arm ARM D12.11.x "CNTKCTL_EL1". PMU access at EL0 stays off (PMUSERENR_EL0 = 0).
+     */
+    mov     x9, #(1 << 1)
+    msr     cntkctl_el1, x9
     isb
     tlbi    vmalle1
     dsb     nsh
