@@ -1,0 +1,426 @@
+//! bench_mm: one benchmark per memory-management operation over 64 MiB of anonymous
+//! memory, the same static binary on contkernel and on Linux. For each folio size
+//! asked for (the mTHP policy set through sysfs as on Linux: top-level `never`, that
+//! size `always`, the others `never`; 4 KiB = every size `never`), each benchmark runs
+//! `reps` times from a fresh mapping and prints one line
+//!
+//! `bench_mm: {"bench":NAME,"folio_kb":N,"reps":R,"freq":HZ,"ticks":{"median","min","max"},"events":{...}}`
+//!
+//! ticks of the virtual counter (CNTVCT_EL0, read at EL0) around the operation alone,
+//! and the kernel counters that changed in the last repetition. A benchmark whose
+//! mechanism the kernel lacks prints `"ticks":null,"reason":"..."` (the errno).
+//! Under QEMU's `-icount shift=0,sleep=off` one instruction is one nanosecond, so the
+//! host turns ticks into instructions with the frequency (`ticks * 1e9 / freq`).
+//!
+//! Arguments (words, also after `--` on a Linux command line): `folios=0,16,64,2048`
+//! (KiB, 0 = 4 KiB pages), `reps=N`, `only=NAME,...`, `mib=N`. As pid 1 (Linux's
+//! rdinit, or contkernel's) it powers the machine off at the end.
+//!
+//! Run on one CPU: a child's work must not run beside the measured parent.
+#![no_std]
+#![no_main]
+
+use rt::bench::{self, Json, Snapshot, Spread};
+use rt::mm::{self, Region, PAGE, PROT_READ, PROT_WRITE};
+use rt::println;
+use rt::proc;
+use rt::text::Text;
+use rt::thp::{self, Policy};
+use rt::time::{self, Timespec};
+
+rt::entry!(main);
+
+const RW: usize = PROT_READ | PROT_WRITE;
+const MADV_PAGEOUT: usize = 21;
+const MADV_COLLAPSE: usize = 25;
+const WNOHANG: usize = proc::WNOHANG;
+
+/// Why a benchmark has no figure.
+type Why = Text<128>;
+
+fn why(args: core::fmt::Arguments<'_>) -> Why {
+    Text::from_fmt(args)
+}
+
+/// What every benchmark is given: the length, the folio size (KiB, 0 = 4 KiB pages).
+struct Env {
+    len: usize,
+    folio_kb: usize,
+}
+
+impl Env {
+    /// A fresh read-write mapping aligned to 2 MiB (so any folio size fits).
+    fn region(&self) -> Result<Region, Why> {
+        Region::anon_aligned(self.len, thp::PMD_SIZE, RW).map_err(|e| why(format_args!("mmap: {e}")))
+    }
+
+    /// A fresh mapping with every page written once (faulted in with the policy).
+    fn filled(&self) -> Result<Region, Why> {
+        let r = self.region()?;
+        touch(&r);
+        Ok(r)
+    }
+
+    /// The sizes whose statistics are read: the folio size and 2 MiB (collapse).
+    fn sizes(&self) -> [usize; 2] {
+        [self.folio_kb, 2048]
+    }
+}
+
+fn touch(r: &Region) {
+    (0..r.len).step_by(PAGE).for_each(|o| r.store(o, 1));
+}
+
+/// The measured window of one repetition: counters, then the counter value; the
+/// benchmark calls `stop` right after its operation.
+struct Meter {
+    sizes: [usize; 2],
+    before: Option<Snapshot>,
+    after: Option<Snapshot>,
+    t0: u64,
+    ticks: u64,
+}
+
+impl Meter {
+    /// Not inlined, and the snapshots built in place, so the stack the window uses is
+    /// the same every time (prefaulted by `main`).
+    #[inline(never)]
+    fn start(&mut self) {
+        self.before = Some(Snapshot::read(&self.sizes));
+        self.t0 = bench::counter();
+    }
+
+    #[inline(never)]
+    fn stop(&mut self) {
+        self.ticks = bench::counter() - self.t0;
+        self.after = Some(Snapshot::read(&self.sizes));
+    }
+}
+
+type Bench = fn(&Env, &mut Meter) -> Result<(), Why>;
+
+/// The benchmarks, by their stable names (README, "Performance").
+const BENCHES: &[(&str, Bench)] = &[
+    ("fault", fault),
+    ("fork", fork),
+    ("reuse", reuse),
+    ("copy", copy),
+    ("munmap", munmap),
+    ("mprotect", mprotect),
+    ("dontneed", dontneed),
+    ("free", free),
+    ("pageout", pageout),
+    ("collapse_copy", collapse_copy),
+    ("collapse_inplace", collapse_inplace),
+    ("read_seq", read_seq),
+    ("read_rand", read_rand),
+];
+
+/// First touch: one write per page of a fresh mapping.
+fn fault(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.region()?;
+    m.start();
+    touch(&r);
+    m.stop();
+    Ok(())
+}
+
+/// fork of a process with the region filled (the child sleeps, then exits).
+fn fork(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let _r = env.filled()?;
+    m.start();
+    let child = proc::spawn(|| {
+        let _ = time::nanosleep(&Timespec::from_ms(20));
+        0
+    });
+    m.stop();
+    let child = child.map_err(|e| why(format_args!("fork: {e}")))?;
+    proc::wait(child).map_err(|e| why(format_args!("wait4: {e}")))?;
+    Ok(())
+}
+
+/// Rewrite after fork once the child has exited: every page is the parent's alone
+/// again (contkernel reuses whole folios; Linux reuses 4 KiB pages only).
+fn reuse(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    proc::fork_wait(|| 0).map_err(|e| why(format_args!("fork: {e}")))?;
+    mm::prefault_stack();
+    m.start();
+    (0..r.len).step_by(PAGE).for_each(|o| r.store(o, 2));
+    m.stop();
+    Ok(())
+}
+
+/// Rewrite after fork while the child lives and maps everything: every write copies.
+fn copy(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    let child = proc::spawn(|| {
+        let _ = time::nanosleep(&Timespec::from_ms(1000));
+        0
+    })
+    .map_err(|e| why(format_args!("fork: {e}")))?;
+    // Let the child reach its sleep: its own first writes must not fall inside.
+    let _ = time::nanosleep(&Timespec::from_ms(20));
+    mm::prefault_stack();
+    m.start();
+    (0..r.len).step_by(PAGE).for_each(|o| r.store(o, 2));
+    m.stop();
+    let alive = matches!(proc::wait4(child as isize, WNOHANG), Ok((0, _)));
+    proc::wait(child).map_err(|e| why(format_args!("wait4: {e}")))?;
+    if !alive {
+        return Err(why(format_args!("the child exited during the measurement")));
+    }
+    Ok(())
+}
+
+fn munmap(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    m.start();
+    let res = r.unmap(0, r.len);
+    m.stop();
+    res.map_err(|e| why(format_args!("munmap: {e}")))?;
+    core::mem::forget(r);
+    Ok(())
+}
+
+/// mprotect RW -> RO -> RW of the whole region (two calls).
+fn mprotect(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    m.start();
+    let res = r.protect(0, r.len, PROT_READ).and_then(|_| r.protect(0, r.len, RW));
+    m.stop();
+    res.map_err(|e| why(format_args!("mprotect: {e}")))?;
+    Ok(())
+}
+
+fn advise(env: &Env, m: &mut Meter, advice: usize, name: &str) -> Result<(), Why> {
+    let r = env.filled()?;
+    m.start();
+    let res = r.advise(0, r.len, advice);
+    m.stop();
+    res.map_err(|e| why(format_args!("madvise({name}): {e}")))?;
+    Ok(())
+}
+
+fn dontneed(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    advise(env, m, mm::MADV_DONTNEED, "MADV_DONTNEED")
+}
+
+fn free(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    advise(env, m, mm::MADV_FREE, "MADV_FREE")
+}
+
+/// Reclaim of lazyfree memory: MADV_FREE, then MADV_PAGEOUT (measured), which drops
+/// the clean lazyfree folios (no swap is needed for them).
+fn pageout(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    r.advise(0, r.len, mm::MADV_FREE)
+        .map_err(|e| why(format_args!("madvise(MADV_FREE): {e}")))?;
+    m.start();
+    let res = r.advise(0, r.len, MADV_PAGEOUT);
+    m.stop();
+    res.map_err(|e| why(format_args!("madvise(MADV_PAGEOUT): {e}")))?;
+    Ok(())
+}
+
+/// MADV_COLLAPSE of memory faulted in 4 KiB pages, with the folio size's policy back
+/// on (Linux collapses to 2 MiB whatever the policy): a collapse by copy.
+fn collapse_copy(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    thp::only(0).map_err(|e| why(format_args!("policy: {e}")))?;
+    let r = env.filled();
+    thp::only(env.folio_kb).map_err(|e| why(format_args!("policy: {e}")))?;
+    let r = r?;
+    m.start();
+    let res = r.advise(0, r.len, MADV_COLLAPSE);
+    m.stop();
+    res.map_err(|e| why(format_args!("madvise(MADV_COLLAPSE): {e}")))?;
+    Ok(())
+}
+
+/// MADV_COLLAPSE of folios of the folio size whose mappings were split (one page of
+/// each made read-only, then the whole region read-write again) but whose pages are
+/// still in place: contkernel can refold them without a copy; Linux copies into a new
+/// 2 MiB folio.
+fn collapse_inplace(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    if env.folio_kb == 0 {
+        return Err(why(format_args!("no large folios at 4 KiB: nothing split")));
+    }
+    let r = env.filled()?;
+    let step = env.folio_kb << 10;
+    for off in (0..r.len).step_by(step) {
+        r.protect(off, PAGE, PROT_READ)
+            .map_err(|e| why(format_args!("mprotect: {e}")))?;
+    }
+    r.protect(0, r.len, RW)
+        .map_err(|e| why(format_args!("mprotect: {e}")))?;
+    m.start();
+    let res = r.advise(0, r.len, MADV_COLLAPSE);
+    m.stop();
+    res.map_err(|e| why(format_args!("madvise(MADV_COLLAPSE): {e}")))?;
+    Ok(())
+}
+
+/// Sum of one byte per page, so the loads cannot be dropped.
+fn read_pages(r: &Region, pages: impl Iterator<Item = usize>) -> u64 {
+    pages.map(|p| r.load(p * PAGE) as u64).sum()
+}
+
+fn read_seq(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    m.start();
+    let sum = read_pages(&r, 0..r.len / PAGE);
+    m.stop();
+    core::hint::black_box(sum);
+    Ok(())
+}
+
+/// Every page once in a fixed pseudo-random order: x -> 5x + 1 mod 2^k visits every
+/// residue (a full-period LCG: the multiplier is 1 mod 4, the increment odd).
+fn read_rand(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    let pages = (r.len / PAGE).next_power_of_two();
+    let mut x = 0usize;
+    let order = (0..pages).map(move |_| {
+        x = (5 * x + 1) & (pages - 1);
+        x
+    });
+    let limit = r.len / PAGE;
+    m.start();
+    let sum = read_pages(&r, order.filter(|&p| p < limit));
+    m.stop();
+    core::hint::black_box(sum);
+    Ok(())
+}
+
+struct Config {
+    folios: [usize; 8],
+    nfolios: usize,
+    reps: usize,
+    mib: usize,
+    only: Text<256>,
+}
+
+impl Config {
+    fn parse(args: &rt::Args) -> Result<Config, Why> {
+        let mut c = Config {
+            folios: [0, 16, 64, 2048, 0, 0, 0, 0],
+            nfolios: 4,
+            reps: 3,
+            mib: 64,
+            only: Text::new(),
+        };
+        for word in (1..args.len()).filter_map(|i| args.str(i)) {
+            let (k, v) = word.split_once('=').unwrap_or((word, ""));
+            let num = |v: &str| v.parse::<usize>().map_err(|_| why(format_args!("bad number in `{word}`")));
+            match k {
+                "folios" => {
+                    c.nfolios = 0;
+                    for f in v.split(',') {
+                        let f = num(f)?;
+                        if c.nfolios == c.folios.len() || !(f == 0 || thp::SIZES_KB.contains(&f)) {
+                            return Err(why(format_args!("bad folio size in `{word}`")));
+                        }
+                        c.folios[c.nfolios] = f;
+                        c.nfolios += 1;
+                    }
+                }
+                "reps" => c.reps = num(v)?.clamp(1, 101),
+                "mib" => c.mib = num(v)?.clamp(2, 512) & !1,
+                "only" => c.only = Text::from_fmt(format_args!("{v}")),
+                _ => return Err(why(format_args!("unknown argument `{word}`"))),
+            }
+        }
+        Ok(c)
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_str().is_empty() || self.only.as_str().split(',').any(|n| n == name)
+    }
+}
+
+/// Runs one benchmark `reps` times and prints its line.
+fn run(env: &Env, name: &str, b: Bench, reps: usize, freq: u64) {
+    let mut ticks = [0u64; 101];
+    let mut m = Meter {
+        sizes: env.sizes(),
+        before: None,
+        after: None,
+        t0: 0,
+        ticks: 0,
+    };
+    let mut failed = None;
+    for t in ticks.iter_mut().take(reps) {
+        if let Err(w) = b(env, &mut m) {
+            failed = Some(w);
+            break;
+        }
+        *t = m.ticks;
+    }
+    let mut j = Json::new();
+    j.str("bench", name)
+        .num("folio_kb", if env.folio_kb == 0 { 4 } else { env.folio_kb })
+        .num("reps", reps)
+        .num("freq", freq);
+    match (failed, &m.before, &m.after) {
+        (None, Some(before), Some(after)) => {
+            j.spread("ticks", Spread::of(&mut ticks[..reps]))
+                .changes("events", before, after);
+        }
+        (w, _, _) => {
+            let w = w.unwrap_or_else(|| why(format_args!("not measured")));
+            j.null("ticks").null("events").str("reason", w.as_str());
+        }
+    }
+    println!("bench_mm: {}", j.end());
+}
+
+fn main(args: &rt::Args) -> i32 {
+    thp::mount_pseudo_fs();
+    mm::prefault_stack();
+    mm::prefault_image();
+    let status = match Config::parse(args) {
+        Ok(c) => suite(&c),
+        Err(w) => {
+            println!("bench_mm: error: {w}");
+            2
+        }
+    };
+    if proc::getpid() == Ok(1) {
+        if let Err(e) = proc::power_off() {
+            println!("bench_mm: reboot(POWER_OFF): {e}");
+        }
+    }
+    status
+}
+
+fn suite(c: &Config) -> i32 {
+    let Ok(saved) = Policy::save() else {
+        println!("bench_mm: error: cannot read the mTHP policy under {}", thp::THP);
+        return 1;
+    };
+    let freq = bench::frequency();
+    let mut j = Json::new();
+    if let Ok(u) = proc::uname() {
+        j.str("kernel", u.sysname()).str("release", u.release());
+    }
+    j.num("freq", freq).num("mib", c.mib).num("reps", c.reps);
+    println!("bench_mm: start {}", j.end());
+    for &folio_kb in &c.folios[..c.nfolios] {
+        let env = Env {
+            len: c.mib << 20,
+            folio_kb,
+        };
+        for &(name, b) in BENCHES.iter().filter(|(n, _)| c.wants(n)) {
+            // Every benchmark starts from the folio size's policy (collapse_copy
+            // changes it on the way).
+            if let Err(e) = thp::only(folio_kb) {
+                println!("bench_mm: error: cannot set the policy for {folio_kb} KiB: {e}");
+                return 1;
+            }
+            run(&env, name, b, c.reps, freq);
+        }
+    }
+    let _ = saved.restore();
+    println!("bench_mm: done");
+    0
+}
