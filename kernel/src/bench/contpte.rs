@@ -31,6 +31,8 @@ fn page(i: usize) -> VirtAddr {
 
 /// One benchmarked operation: what state it starts from, what it does.
 struct Op {
+    /// The stable name in `bench:` JSON lines and the suite's results.json.
+    key: &'static str,
     name: &'static str,
     /// Pages mapped (writable, young, dirty) before the operation.
     premapped: usize,
@@ -39,36 +41,43 @@ struct Op {
 
 const OPS: &[Op] = &[
     Op {
+        key: "contpte_fold",
         name: "fold: map the 16th page of a block",
         premapped: 15,
         run: |t, pa| t.map(page(15), pa.add(15 * PAGE_SIZE), 1, rw()).unwrap(),
     },
     Op {
+        key: "contpte_unfold",
         name: "unfold: mprotect 1 page of a block",
         premapped: 16,
         run: |t, _| t.protect(page(5), 1, Prot::user(false, false)).unwrap(),
     },
     Op {
+        key: "contpte_wrprotect",
         name: "wrprotect 64 KiB, 1 batched call",
         premapped: 16,
         run: |t, _| t.wrprotect(VA, 16).unwrap(),
     },
     Op {
+        key: "contpte_wrprotect_single",
         name: "wrprotect 64 KiB, 16 single calls",
         premapped: 16,
         run: |t, _| (0..16).for_each(|i| t.wrprotect(page(i), 1).unwrap()),
     },
     Op {
+        key: "contpte_clear_young",
         name: "clear-young 64 KiB, 1 batched call",
         premapped: 16,
         run: |t, _| t.clear_young_dirty(VA, 16).unwrap(),
     },
     Op {
+        key: "contpte_clear_young_single",
         name: "clear-young 64 KiB, 16 single calls",
         premapped: 16,
         run: |t, _| (0..16).for_each(|i| t.clear_young_dirty(page(i), 1).unwrap()),
     },
     Op {
+        key: "contpte_unmap",
         name: "unmap 64 KiB, 1 batched call",
         premapped: 16,
         run: |t, _| {
@@ -76,6 +85,7 @@ const OPS: &[Op] = &[
         },
     },
     Op {
+        key: "contpte_unmap_single",
         name: "unmap 64 KiB, 16 single calls",
         premapped: 16,
         run: |t, _| {
@@ -132,6 +142,36 @@ fn cell(c: &Cost, instructions: bool) -> String {
 
 fn ratio(a: u64, b: u64) -> String {
     format!("{}.{:02}x", a / b.max(1), (a % b.max(1)) * 100 / b.max(1))
+}
+
+/// One machine-readable line per operation and mode, which the host's bench-report
+/// reads: `{"bench":KEY,"contpte":MODE,"instructions":{median,min,max}|null,
+/// "cycles":{...},"events":{...}}` (instructions only where INST_RETIRED counts).
+fn json_line(op: &Op, mode: ContMode, r: &Result1, counted: bool) -> String {
+    let spread = |s: &super::Stats| {
+        format!(
+            "{{\"median\":{},\"min\":{},\"max\":{}}}",
+            s.median, s.min, s.max
+        )
+    };
+    let k = &r.counters;
+    format!(
+        "{{\"bench\":\"{}\",\"contpte\":\"{}\",\"instructions\":{},\"cycles\":{},\"events\":{{\"folds\":{},\"unfolds\":{},\"converts\":{},\"tlbi_page\":{},\"tlbi_range\":{},\"entries_written\":{}}}}}",
+        op.key,
+        mode,
+        if counted {
+            spread(&r.cost.instructions)
+        } else {
+            "null".into()
+        },
+        spread(&r.cost.cycles),
+        k.folds,
+        k.unfolds,
+        k.converts,
+        k.tlbi_page,
+        k.tlbi_range,
+        k.entries_written
+    )
 }
 
 pub fn run() {
@@ -207,6 +247,11 @@ pub fn run() {
             )
         };
         kprintln!("bench: {:<38} {:>18} {:>18}", op.name, c(0), c(2));
+    }
+    for (m, mode) in MODES.iter().enumerate() {
+        for (i, op) in OPS.iter().enumerate() {
+            kprintln!("bench: {}", json_line(op, *mode, &results[m][i], counted));
+        }
     }
     let (bound, what) = convert_bound();
     if counted {

@@ -1,0 +1,766 @@
+//! bench-report: turns the console logs of `scripts/bench.sh`'s boots into
+//! `results.json`, prints the table (contkernel against Linux 6.12 with the ratio),
+//! draws `results.svg`, regenerates the README's performance section, and compares two
+//! runs (figures under icount must be identical).
+//!
+//! ```text
+//! bench-report collect DIR --qemu VERSION --cpu MODEL [--icount]   DIR/runs.txt + logs -> DIR/results.json, table, DIR/results.svg
+//! bench-report table RESULTS.json
+//! bench-report svg RESULTS.json OUT.svg
+//! bench-report readme RESULTS.json README.md [SVG-PATH]           the text between <!-- bench:begin --> and <!-- bench:end -->
+//! bench-report compare A.json B.json                              same results, same instructions
+//! ```
+//!
+//! `DIR/runs.txt` has one line per boot: `LOG KERNEL CONTPTE COW BBML2 CPU` (LOG
+//! relative to DIR). A log holds `bench_mm: {...}` lines (user/src/bin/bench_mm.rs:
+//! virtual-counter ticks and the counter's frequency) and `bench: {...}` lines (the
+//! in-kernel `bench=contpte`: PMU instructions). Under `-icount shift=0,sleep=off` one
+//! instruction is one nanosecond of virtual time, so a user benchmark's instructions are
+//! `ticks * 1e9 / freq`; without icount they are `null`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One result's configuration (results.json `variant`).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct Variant {
+    folio_kb: u64,
+    contpte: String,
+    cow: String,
+    bbml2: String,
+    cpu: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+struct Spread {
+    median: u64,
+    min: u64,
+    max: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+struct Result1 {
+    kernel: String,
+    bench: String,
+    variant: Variant,
+    instructions: Option<Spread>,
+    ticks: Option<Spread>,
+    events: Option<Map<String, Value>>,
+    /// Why there is no figure (the mechanism is missing: the errno the kernel gave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+struct Results {
+    qemu: String,
+    cpu: String,
+    icount: bool,
+    results: Vec<Result1>,
+}
+
+const CONTKERNEL: &str = "contkernel";
+const LINUX: &str = "linux-6.12";
+
+/// One boot of runs.txt.
+#[derive(Debug, PartialEq)]
+struct Run {
+    log: PathBuf,
+    kernel: String,
+    contpte: String,
+    cow: String,
+    bbml2: String,
+    cpu: String,
+}
+
+fn parse_runs(text: &str, dir: &Path) -> Result<Vec<Run>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let [log, kernel, contpte, cow, bbml2, cpu] = w[..] else {
+                return Err(format!(
+                    "runs.txt: want `LOG KERNEL CONTPTE COW BBML2 CPU`: `{l}`"
+                ));
+            };
+            Ok(Run {
+                log: dir.join(log),
+                kernel: kernel.into(),
+                contpte: contpte.into(),
+                cow: cow.into(),
+                bbml2: bbml2.into(),
+                cpu: cpu.into(),
+            })
+        })
+        .collect()
+}
+
+fn spread(v: &Value, what: &str) -> Result<Option<Spread>, String> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(v.clone())
+        .map(Some)
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// `ticks * 1e9 / freq`, rounded: instructions under icount (1 instruction = 1 ns).
+fn to_instructions(ticks: u64, freq: u64) -> u64 {
+    ((ticks as u128 * 1_000_000_000 + freq as u128 / 2) / freq as u128) as u64
+}
+
+/// The results of one boot's console. A user run must end with `bench_mm: done`
+/// (else the boot died half-way); a kernel run must have at least one line.
+fn parse_log(console: &str, run: &Run, icount: bool) -> Result<Vec<Result1>, String> {
+    let mut out = Vec::new();
+    let mut done = false;
+    for line in console.lines().map(|l| l.trim_end_matches('\r')) {
+        if line == "bench_mm: done" {
+            done = true;
+        }
+        let (user, json) = if let Some(j) = line.strip_prefix("bench_mm: {") {
+            (true, j)
+        } else if let Some(j) = line.strip_prefix("bench: {") {
+            (false, j)
+        } else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&format!("{{{json}"))
+            .map_err(|e| format!("{}: bad line ({e}): {line}", run.log.display()))?;
+        let field = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+        let bench = field("bench")
+            .as_str()
+            .ok_or_else(|| format!("no bench name: {line}"))?
+            .to_string();
+        let events = field("events").as_object().cloned();
+        let reason = field("reason").as_str().map(String::from);
+        let r = if user {
+            let freq = field("freq").as_u64().filter(|&f| f > 0).ok_or("no freq")?;
+            let ticks = spread(&field("ticks"), &bench)?;
+            let ins = ticks.filter(|_| icount).map(|t| Spread {
+                median: to_instructions(t.median, freq),
+                min: to_instructions(t.min, freq),
+                max: to_instructions(t.max, freq),
+            });
+            Result1 {
+                kernel: run.kernel.clone(),
+                bench,
+                variant: Variant {
+                    folio_kb: field("folio_kb").as_u64().ok_or("no folio_kb")?,
+                    contpte: run.contpte.clone(),
+                    cow: run.cow.clone(),
+                    bbml2: run.bbml2.clone(),
+                    cpu: run.cpu.clone(),
+                },
+                instructions: ins,
+                ticks,
+                events,
+                reason,
+            }
+        } else {
+            Result1 {
+                kernel: run.kernel.clone(),
+                bench,
+                variant: Variant {
+                    folio_kb: 64,
+                    contpte: field("contpte").as_str().ok_or("no contpte")?.into(),
+                    cow: run.cow.clone(),
+                    bbml2: run.bbml2.clone(),
+                    cpu: run.cpu.clone(),
+                },
+                instructions: spread(&field("instructions"), "instructions")?,
+                ticks: None,
+                events,
+                reason,
+            }
+        };
+        out.push(r);
+    }
+    let user_run = console.contains("bench_mm: start");
+    if user_run && !done {
+        return Err(format!(
+            "{}: no `bench_mm: done`: the run did not finish",
+            run.log.display()
+        ));
+    }
+    if out.is_empty() {
+        return Err(format!("{}: no benchmark lines", run.log.display()));
+    }
+    Ok(out)
+}
+
+/// The figure compared: instructions, else ticks (without icount).
+fn figure(r: &Result1) -> Option<u64> {
+    r.instructions.or(r.ticks).map(|s| s.median)
+}
+
+fn human(n: u64) -> String {
+    match n {
+        0..=9_999 => format!("{n}"),
+        10_000..=9_999_999 => format!("{:.1} k", n as f64 / 1e3),
+        _ => format!("{:.2} M", n as f64 / 1e6),
+    }
+}
+
+/// What Linux 6.12 does where it lacks the mechanism measured.
+fn linux_note(bench: &str) -> &'static str {
+    match bench {
+        "reuse" => "Linux reuses one 4 KiB page per fault, never a whole folio",
+        "collapse_copy" => "Linux collapses to 2 MiB only",
+        "collapse_inplace" => "Linux copies into a new 2 MiB folio (no in-place collapse)",
+        _ => "",
+    }
+}
+
+/// The variant words that differ from the default (contpte=on cow=page bbml2=off).
+fn variant_label(v: &Variant) -> String {
+    let mut w = Vec::new();
+    if v.contpte != "on" {
+        w.push(format!("contpte={}", v.contpte));
+    }
+    if v.cow != "page" {
+        w.push(format!("cow={}", v.cow));
+    }
+    if v.bbml2 != "off" {
+        w.push(format!("bbml2={}", v.bbml2));
+    }
+    if w.is_empty() {
+        "default".into()
+    } else {
+        w.join(" ")
+    }
+}
+
+fn cell(r: Option<&Result1>) -> String {
+    match r {
+        None => "—".into(),
+        Some(r) => match figure(r) {
+            Some(f) => human(f),
+            None => format!("n/a ({})", r.reason.as_deref().unwrap_or("no figure")),
+        },
+    }
+}
+
+/// The markdown table: one row per contkernel result (and per Linux result without a
+/// contkernel one), Linux's figure for the same benchmark, folio size and CPU beside
+/// it, and the ratio.
+fn table(res: &Results) -> String {
+    let unit = if res.icount {
+        "instructions"
+    } else {
+        "virtual-counter ticks"
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| benchmark | folio | cpu | variant | contkernel | Linux 6.12 | contkernel/Linux | note |"
+    );
+    let _ = writeln!(s, "|---|---:|---|---|---:|---:|---:|---|");
+    let linux_of = |r: &Result1| {
+        res.results.iter().find(|l| {
+            l.kernel == LINUX
+                && l.bench == r.bench
+                && l.variant.folio_kb == r.variant.folio_kb
+                && l.variant.cpu == r.variant.cpu
+        })
+    };
+    let mut rows: Vec<&Result1> = res
+        .results
+        .iter()
+        .filter(|r| r.kernel == CONTKERNEL)
+        .collect();
+    rows.extend(res.results.iter().filter(|l| {
+        l.kernel == LINUX
+            && !res.results.iter().any(|r| {
+                r.kernel == CONTKERNEL
+                    && r.bench == l.bench
+                    && r.variant.folio_kb == l.variant.folio_kb
+                    && r.variant.cpu == l.variant.cpu
+            })
+    }));
+    for r in rows {
+        let (ours, linux) = if r.kernel == CONTKERNEL {
+            // Linux runs only the default variant: compare it with ours' default.
+            let l = (variant_label(&r.variant) == "default")
+                .then(|| linux_of(r))
+                .flatten();
+            (Some(r), l)
+        } else {
+            (None, Some(r))
+        };
+        let ratio = match (ours.and_then(figure), linux.and_then(figure)) {
+            (Some(a), Some(b)) if b > 0 => format!("{:.2}x", a as f64 / b as f64),
+            _ => "".into(),
+        };
+        let note = if linux.is_some() {
+            linux_note(&r.bench)
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} KiB | {} | {} | {} | {} | {} | {} |",
+            r.bench,
+            r.variant.folio_kb,
+            r.variant.cpu,
+            variant_label(&r.variant),
+            cell(ours),
+            cell(linux),
+            ratio,
+            note
+        );
+    }
+    let _ = writeln!(s, "\nFigures: median of the repetitions, in {unit}.");
+    if let Some(line) = fork_check(res) {
+        let _ = writeln!(s, "\n{line}");
+    }
+    s
+}
+
+/// The issue's required result: fork of 64 MiB of 64 KiB folios, contpte=on within
+/// 1.10x of off, naive at least 5x on (contkernel, -cpu max, cow=page, bbml2=off).
+fn fork_check(res: &Results) -> Option<String> {
+    let fork = |mode: &str| {
+        res.results
+            .iter()
+            .find(|r| {
+                r.kernel == CONTKERNEL
+                    && r.bench == "fork"
+                    && r.variant.folio_kb == 64
+                    && r.variant.cpu == "max"
+                    && r.variant.contpte == mode
+                    && r.variant.cow == "page"
+                    && r.variant.bbml2 == "off"
+            })
+            .and_then(figure)
+    };
+    let (on, off, naive) = (fork("on")?, fork("off")?, fork("naive").unwrap_or(0));
+    let on_off = on as f64 / off.max(1) as f64;
+    let naive_on = naive as f64 / on.max(1) as f64;
+    Some(format!(
+        "fork, 64 MiB of 64 KiB folios, -cpu max: contpte=on / off = {on_off:.2}x (target <= 1.10x: {}), naive / on = {naive_on:.2}x (target >= 5x: {})",
+        if on_off <= 1.10 { "met" } else { "NOT met" },
+        if naive_on >= 5.0 { "met" } else { "NOT met" }
+    ))
+}
+
+/// Bars of every benchmark per variant on a log scale, one panel per (folio size, CPU)
+/// of the user benchmarks and one for the in-kernel benchmark.
+fn svg(res: &Results, out: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let mut panels: BTreeMap<(bool, u64, String), Vec<&Result1>> = BTreeMap::new();
+    for r in res.results.iter().filter(|r| figure(r).is_some()) {
+        let kernel_bench = r.bench.starts_with("contpte_");
+        panels
+            .entry((kernel_bench, r.variant.folio_kb, r.variant.cpu.clone()))
+            .or_default()
+            .push(r);
+    }
+    let n = panels.len().max(1);
+    let root = SVGBackend::new(out, (1400, 420 * n as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let unit = if res.icount { "instructions" } else { "ticks" };
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    for (area, ((kernel_bench, folio, cpu), rs)) in root.split_evenly((n, 1)).iter().zip(&panels) {
+        let mut benches: Vec<&str> = Vec::new();
+        let mut series: Vec<String> = Vec::new();
+        for r in rs {
+            if !benches.contains(&r.bench.as_str()) {
+                benches.push(&r.bench);
+            }
+            let s = series_name(r);
+            if !series.contains(&s) {
+                series.push(s);
+            }
+        }
+        let hi = rs.iter().filter_map(|r| figure(r)).max().unwrap_or(10) as f64 * 3.0;
+        let lo = (rs.iter().filter_map(|r| figure(r)).min().unwrap_or(1) as f64 / 3.0).max(1.0);
+        let title = if *kernel_bench {
+            format!("in-kernel bench=contpte, one 64 KiB block, -cpu {cpu} ({unit} per call)")
+        } else {
+            format!("64 MiB, {folio} KiB folios, -cpu {cpu} ({unit}, log scale)")
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..benches.len() as f64, (lo..hi).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc(unit)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let width = 0.8 / series.len() as f64;
+        for (k, s) in series.iter().enumerate() {
+            let color = palette[k % palette.len()];
+            let bars = rs.iter().filter(|r| &series_name(r) == s).filter_map(|r| {
+                let i = benches.iter().position(|b| *b == r.bench)? as f64;
+                let x0 = i + 0.1 + k as f64 * width;
+                Some(Rectangle::new(
+                    [(x0, lo), (x0 + width * 0.9, figure(r)? as f64)],
+                    color.filled(),
+                ))
+            });
+            chart
+                .draw_series(bars)
+                .map_err(|e| e.to_string())?
+                .label(s.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+        }
+        chart
+            .draw_series(benches.iter().enumerate().map(|(i, b)| {
+                Text::new(
+                    b.to_string(),
+                    (i as f64 + 0.1, lo),
+                    ("sans-serif", 12).into_font(),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+fn series_name(r: &Result1) -> String {
+    if r.bench.starts_with("contpte_") {
+        return format!("contpte={}", r.variant.contpte);
+    }
+    match r.kernel.as_str() {
+        CONTKERNEL => format!("contkernel {}", variant_label(&r.variant)),
+        k => k.to_string(),
+    }
+}
+
+const BEGIN: &str = "<!-- bench:begin -->";
+const END: &str = "<!-- bench:end -->";
+
+/// `readme` with the text between the markers replaced by `body`.
+fn splice(readme: &str, body: &str) -> Result<String, String> {
+    let a = readme.find(BEGIN).ok_or(format!("no {BEGIN} marker"))?;
+    let b = readme.find(END).ok_or(format!("no {END} marker"))?;
+    if b < a {
+        return Err(format!("{END} before {BEGIN}"));
+    }
+    Ok(format!("{}{BEGIN}\n{body}{}", &readme[..a], &readme[b..]))
+}
+
+fn readme_body(res: &Results, svg: Option<&str>) -> String {
+    let mut s = format!(
+        "QEMU {}, `-cpu {}` (and the CPU column), 1 GiB, one CPU, `-icount shift=0,sleep=off`: {}. Generated by `bench-report` from results.json; do not edit by hand.\n\n",
+        res.qemu,
+        res.cpu,
+        if res.icount { "on" } else { "off" }
+    );
+    s += &table(res);
+    if let Some(p) = svg {
+        let _ = writeln!(s, "\n![benchmarks]({p})");
+    }
+    s
+}
+
+/// The differences between two runs: a result missing from either, or instructions
+/// that differ (the test of determinism under icount).
+fn compare(a: &Results, b: &Results) -> Vec<String> {
+    let key = |r: &Result1| (r.kernel.clone(), r.bench.clone(), r.variant.clone());
+    let index = |x: &Results| {
+        x.results
+            .iter()
+            .map(|r| (key(r), r.instructions))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (ia, ib) = (index(a), index(b));
+    let mut diffs = Vec::new();
+    for (k, va) in &ia {
+        match ib.get(k) {
+            None => diffs.push(format!("{k:?}: only in the first run")),
+            Some(vb) if vb != va => diffs.push(format!("{k:?}: {va:?} against {vb:?}")),
+            _ => {}
+        }
+    }
+    diffs.extend(
+        ib.keys()
+            .filter(|k| !ia.contains_key(*k))
+            .map(|k| format!("{k:?}: only in the second run")),
+    );
+    diffs
+}
+
+fn read_results(path: &str) -> Result<Results, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+fn collect(args: &[String]) -> Result<(), String> {
+    let dir = PathBuf::from(args.first().ok_or("collect DIR")?);
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let icount = args.iter().any(|a| a == "--icount");
+    let runs_path = dir.join("runs.txt");
+    let text =
+        std::fs::read_to_string(&runs_path).map_err(|e| format!("{}: {e}", runs_path.display()))?;
+    let mut results = Vec::new();
+    for run in parse_runs(&text, &dir)? {
+        let console = std::fs::read(&run.log).map_err(|e| format!("{}: {e}", run.log.display()))?;
+        results.extend(parse_log(&String::from_utf8_lossy(&console), &run, icount)?);
+    }
+    let res = Results {
+        qemu: opt("--qemu").unwrap_or_default(),
+        cpu: opt("--cpu").unwrap_or_else(|| "max".into()),
+        icount,
+        results,
+    };
+    let json = serde_json::to_string_pretty(&res).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("results.json"), json + "\n").map_err(|e| e.to_string())?;
+    print!("{}", table(&res));
+    svg(&res, &dir.join("results.svg"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: bench-report collect DIR --qemu V --cpu M [--icount] | table R.json | svg R.json OUT.svg | readme R.json README.md [SVG] | compare A.json B.json";
+    let r = match (args.first().map(String::as_str), &args[1.min(args.len())..]) {
+        (Some("collect"), rest) => collect(rest),
+        (Some("table"), [r]) => read_results(r).map(|res| print!("{}", table(&res))),
+        (Some("svg"), [r, out]) => read_results(r).and_then(|res| svg(&res, Path::new(out))),
+        (Some("readme"), [r, md, rest @ ..]) => read_results(r).and_then(|res| {
+            let old = std::fs::read_to_string(md).map_err(|e| format!("{md}: {e}"))?;
+            let new = splice(&old, &readme_body(&res, rest.first().map(String::as_str)))?;
+            std::fs::write(md, new).map_err(|e| format!("{md}: {e}"))
+        }),
+        (Some("compare"), [a, b]) => read_results(a).and_then(|ra| {
+            let rb = read_results(b)?;
+            match compare(&ra, &rb) {
+                d if d.is_empty() => {
+                    println!(
+                        "bench-report: {} results, identical instructions",
+                        ra.results.len()
+                    );
+                    Ok(())
+                }
+                d => Err(format!("the runs differ:\n{}", d.join("\n"))),
+            }
+        }),
+        _ => Err(usage.into()),
+    };
+    if let Err(e) = r {
+        eprintln!("bench-report: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(kernel: &str, contpte: &str) -> Run {
+        Run {
+            log: "x.log".into(),
+            kernel: kernel.into(),
+            contpte: contpte.into(),
+            cow: "page".into(),
+            bbml2: "off".into(),
+            cpu: "max".into(),
+        }
+    }
+
+    const USER_LOG: &str = "contkernel: banner\r\nbench_mm: start {\"kernel\":\"Linux\",\"freq\":62500000}\r\n\
+bench_mm: {\"bench\":\"fork\",\"folio_kb\":64,\"reps\":3,\"freq\":62500000,\"ticks\":{\"median\":100,\"min\":99,\"max\":101},\"events\":{\"pgfault\":16}}\r\n\
+bench_mm: {\"bench\":\"pageout\",\"folio_kb\":64,\"reps\":3,\"freq\":62500000,\"ticks\":null,\"events\":null,\"reason\":\"madvise(MADV_PAGEOUT): EINVAL(22)\"}\r\n\
+bench_mm: done\r\n";
+
+    #[test]
+    fn user_lines_become_results_with_instructions_under_icount() {
+        let rs = parse_log(USER_LOG, &run(CONTKERNEL, "on"), true).unwrap();
+        assert_eq!(rs.len(), 2);
+        assert_eq!(rs[0].bench, "fork");
+        assert_eq!(rs[0].variant.folio_kb, 64);
+        assert_eq!(
+            rs[0].instructions,
+            Some(Spread {
+                median: 1600,
+                min: 1584,
+                max: 1616
+            })
+        );
+        assert_eq!(rs[0].events.as_ref().unwrap()["pgfault"], 16);
+        assert_eq!(rs[1].instructions, None);
+        assert_eq!(
+            rs[1].reason.as_deref(),
+            Some("madvise(MADV_PAGEOUT): EINVAL(22)")
+        );
+        let no_icount = parse_log(USER_LOG, &run(CONTKERNEL, "on"), false).unwrap();
+        assert_eq!(no_icount[0].instructions, None);
+        assert_eq!(no_icount[0].ticks.unwrap().median, 100);
+    }
+
+    #[test]
+    fn a_run_cut_short_or_a_cut_line_is_an_error() {
+        let cut = USER_LOG.replace("bench_mm: done", "");
+        assert!(parse_log(&cut, &run(CONTKERNEL, "on"), true).is_err());
+        let broken = USER_LOG.replace("\"pgfault\":16}}", "\"pgfault\":1");
+        assert!(parse_log(&broken, &run(CONTKERNEL, "on"), true).is_err());
+        assert!(parse_log("nothing\n", &run(CONTKERNEL, "on"), true).is_err());
+    }
+
+    #[test]
+    fn kernel_lines_carry_their_mode_and_pmu_instructions() {
+        let log = "bench: {\"bench\":\"contpte_fold\",\"contpte\":\"naive\",\"instructions\":{\"median\":5,\"min\":5,\"max\":5},\"cycles\":{\"median\":5,\"min\":5,\"max\":5},\"events\":{\"folds\":1}}\n";
+        let rs = parse_log(log, &run(CONTKERNEL, "on"), true).unwrap();
+        assert_eq!(rs[0].variant.contpte, "naive");
+        assert_eq!(rs[0].instructions.unwrap().median, 5);
+        assert_eq!(rs[0].ticks, None);
+    }
+
+    #[test]
+    fn runs_file_lines() {
+        let runs = parse_runs(
+            "# c\nrun1.log contkernel on page off max\n",
+            Path::new("/d"),
+        )
+        .unwrap();
+        assert_eq!(
+            runs,
+            vec![Run {
+                log: "/d/run1.log".into(),
+                ..run(CONTKERNEL, "on")
+            }]
+        );
+        assert!(parse_runs("a b c\n", Path::new("/d")).is_err());
+    }
+
+    fn results() -> Results {
+        let mut rs = parse_log(USER_LOG, &run(CONTKERNEL, "on"), true).unwrap();
+        rs.extend(
+            parse_log(
+                &USER_LOG.replace("\"median\":100", "\"median\":50"),
+                &run(LINUX, "on"),
+                true,
+            )
+            .unwrap(),
+        );
+        rs.extend(
+            parse_log(
+                &USER_LOG.replace("\"median\":100", "\"median\":98"),
+                &run(CONTKERNEL, "off"),
+                true,
+            )
+            .unwrap(),
+        );
+        rs.extend(
+            parse_log(
+                &USER_LOG.replace("\"median\":100", "\"median\":700"),
+                &run(CONTKERNEL, "naive"),
+                true,
+            )
+            .unwrap(),
+        );
+        Results {
+            qemu: "7.2".into(),
+            cpu: "max".into(),
+            icount: true,
+            results: rs,
+        }
+    }
+
+    #[test]
+    fn table_puts_linux_beside_the_default_variant_with_the_ratio() {
+        let t = table(&results());
+        let fork_row = t
+            .lines()
+            .find(|l| l.starts_with("| fork | 64 KiB | max | default"))
+            .unwrap();
+        assert!(fork_row.contains("| 1600 | 800 | 2.00x |"), "{fork_row}");
+        let off_row = t
+            .lines()
+            .find(|l| l.contains("contpte=off") && l.starts_with("| fork"))
+            .unwrap();
+        assert!(off_row.contains("| 1568 | — |"), "{off_row}");
+        assert!(t.contains("n/a (madvise(MADV_PAGEOUT): EINVAL(22))"));
+        assert!(t.contains("contpte=on / off = 1.02x (target <= 1.10x: met), naive / on = 7.00x (target >= 5x: met)"), "{t}");
+    }
+
+    #[test]
+    fn json_round_trip_keeps_the_schema() {
+        let res = results();
+        let text = serde_json::to_string(&res).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        for k in ["qemu", "cpu", "icount", "results"] {
+            assert!(v.get(k).is_some(), "no {k}");
+        }
+        let r0 = &v["results"][0];
+        for k in [
+            "kernel",
+            "bench",
+            "variant",
+            "instructions",
+            "ticks",
+            "events",
+        ] {
+            assert!(r0.get(k).is_some(), "no {k}");
+        }
+        for k in ["folio_kb", "contpte", "cow", "bbml2", "cpu"] {
+            assert!(r0["variant"].get(k).is_some(), "no variant.{k}");
+        }
+        assert_eq!(serde_json::from_str::<Results>(&text).unwrap(), res);
+    }
+
+    #[test]
+    fn compare_finds_a_changed_figure_and_a_missing_result() {
+        let a = results();
+        assert!(compare(&a, &a.clone()).is_empty());
+        let mut b = a.clone();
+        b.results[0].instructions.as_mut().unwrap().median += 1;
+        assert_eq!(compare(&a, &b).len(), 1);
+        b.results.pop();
+        assert_eq!(compare(&a, &b).len(), 2);
+    }
+
+    #[test]
+    fn readme_splice_replaces_only_between_the_markers() {
+        let md = format!("head\n{BEGIN}\nold\n{END}\ntail\n");
+        let new = splice(&md, "new\n").unwrap();
+        assert_eq!(new, format!("head\n{BEGIN}\nnew\n{END}\ntail\n"));
+        assert!(splice("no markers", "x").is_err());
+    }
+
+    #[test]
+    fn svg_is_drawn() {
+        let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("r.svg");
+        svg(&results(), &out).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.starts_with("<svg") && text.contains("fork") && text.contains("linux-6.12"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
