@@ -1,44 +1,132 @@
 #!/usr/bin/env bash
-# Microbenchmarks (set-up as run.sh). Each boot runs one benchmark and prints its table;
-# the variants of the contiguous layer (contpte=on/off/naive) are compared within one
-# boot. Instruction counts come from runs under -icount shift=0,sleep=off (exact, the
-# same on every run); one run without icount adds emulated time, where a TLBI costs what
-# QEMU makes it cost (noisy: compare ratios within that run only).
+# The benchmark suite: boots each variant that needs a boot of its own, runs the user
+# benchmark program (user/src/bin/bench_mm.rs, as the first program: rdinit=/bin/bench_mm)
+# and the in-kernel contiguous-layer benchmark (bench=contpte), optionally the same
+# bench_mm binary on Linux 6.12 (Debian trixie's arm64 kernel, scripts/linux.sh) under
+# the same QEMU with the same flags, and hands the console logs to the host tool
+# bench-report (tests/src/bin/bench-report.rs), which writes DIR/results.json, prints
+# one table (contkernel, Linux, ratio) and draws DIR/results.svg.
 #
-#   scripts/bench.sh              all of the below
-#   scripts/bench.sh contpte      the contiguous layer: max, max with bbml2=on, cortex-a72,
-#                                 and max without icount
-#   scripts/bench.sh cow          copy-on-write of shared 64 KiB folios (user/src/bin/bench_cow.rs),
-#                                 cow=page (one page per fault, as Linux) against cow=folio
+#   scripts/bench.sh [--icount] [--quick] [--linux] [--only NAME,...] [--out DIR]
+#
+#   --icount   -icount shift=0,sleep=off: one instruction = 1 ns of virtual time, so
+#              the figures are instructions, identical from run to run
+#   --quick    a small subset (4 KiB and 64 KiB folios, one repetition; fork with
+#              contpte=off and naive; bench=contpte once): about a minute
+#   --linux    also boot Linux 6.12 (fetched once into target/linux/)
+#   --only     benchmark names (bench_mm's, or contpte for the in-kernel one)
+#   --out DIR  where results.json, results.svg and the logs go (default target/bench)
+#
+# Variants (a documented subset of the cross product; one CPU, 1 GiB, GICv2, EL1):
+#   contkernel -cpu max, contpte=on:     folios 4K, 16K, 64K, 2M, every benchmark
+#   contkernel -cpu max, contpte=off:    64K and 2M, every benchmark
+#   contkernel -cpu max, contpte=naive:  64K, every benchmark
+#   contkernel -cpu max, bbml2=on:       64K, every benchmark
+#   contkernel -cpu max, cow=folio:      64K, fork, reuse, copy
+#   contkernel -cpu cortex-a72:          4K, 64K, 2M, every benchmark
+#   bench=contpte (on/off/naive in one boot): -cpu max, -cpu max bbml2=on, -cpu cortex-a72
+#   Linux 6.12 (--linux): -cpu max 4K, 16K, 64K, 2M; -cpu cortex-a72 4K, 64K, 2M
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-which=${1:-all}
-case "$which" in
-    all|contpte|cow) ;;
-    *) echo "usage: scripts/bench.sh [contpte|cow]" >&2; exit 2 ;;
-esac
-ensure_tools
-elf=$(build_kernel)
-
-# run_bench TITLE CPU ICOUNT APPEND [INITRD]: one CPU; prints the lines starting with
-# bench (the kernel's bench= modes print "bench:", user benchmarks "bench_<name>:").
-run_bench() {
-    local title=$1 cpu=$2 icount=$3 append=$4 initrd=${5:-}
-    echo "== $title"
-    mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" 1 1G 2 0 "$icount" "$append" "$initrd")
-    timeout 300 "${cmd[@]}" </dev/null | grep '^bench' | sed 's/\r$//'
+usage() {
+    sed -n '/^#   scripts/,/^#   --out/p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
 }
 
-if [ "$which" = all ] || [ "$which" = contpte ]; then
-    run_bench "contpte: -cpu max, -icount (instructions exact)" max 1 "bench=contpte"
-    run_bench "contpte: -cpu max, -icount, bbml2=on" max 1 "bench=contpte bbml2=on"
-    run_bench "contpte: -cpu cortex-a72, -icount (no range TLBI: per-page TLBIs)" cortex-a72 1 "bench=contpte"
-    run_bench "contpte: -cpu max, no icount (emulated time: cycles = host nanoseconds)" max 0 "bench=contpte"
+icount=0 quick=0 linux=0 only="" out="$ROOT/target/bench"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --icount) icount=1; shift ;;
+        --quick) quick=1; shift ;;
+        --linux) linux=1; shift ;;
+        --only) [ $# -ge 2 ] || usage; only=$2; shift 2 ;;
+        --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "unknown option: $1" >&2; usage ;;
+    esac
+done
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+
+ensure_tools
+elf=$(build_kernel)
+initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio")
+image=""
+[ "$linux" = 1 ] && image=$(linux_image)
+(cd "$ROOT" && cargo build -q --release -p contkernel-tests --bin bench-report) >&2 || die "bench-report build failed"
+report="$ROOT/target/release/bench-report"
+
+# A boot: KERNEL CPU CONTPTE COW BBML2 WHAT, WHAT being `folios=...` and the benchmark
+# names (bench_mm), or `contpte` (the in-kernel benchmark).
+all=fault,fork,reuse,copy,munmap,mprotect,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand
+if [ "$quick" = 1 ]; then
+    reps=1
+    boots=("contkernel max on page off folios=0,64 $all"
+           "contkernel max off page off folios=64 fork"
+           "contkernel max naive page off folios=64 fork"
+           "contkernel max on page off contpte")
+    [ "$linux" = 1 ] && boots+=("linux max on page off folios=0,64 $all")
+else
+    reps=3
+    boots=("contkernel max on page off folios=0,16,64,2048 $all"
+           "contkernel max off page off folios=64,2048 $all"
+           "contkernel max naive page off folios=64 $all"
+           "contkernel max on page on folios=64 $all"
+           "contkernel max on folio off folios=64 fork,reuse,copy"
+           "contkernel cortex-a72 on page off folios=0,64,2048 $all"
+           "contkernel max on page off contpte"
+           "contkernel max on page on contpte"
+           "contkernel cortex-a72 on page off contpte")
+    [ "$linux" = 1 ] && boots+=("linux max on page off folios=0,16,64,2048 $all"
+                                "linux cortex-a72 on page off folios=0,64,2048 $all")
 fi
-if [ "$which" = all ] || [ "$which" = cow ]; then
-    initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio")
-    for cow in page folio; do
-        run_bench "cow=$cow: -cpu max, -icount (times exact)" max 1 "cow=$cow -- bench_cow" "$initrd"
+
+# keep LIST: the names of comma-separated LIST that --only asks for (all without it).
+keep() {
+    [ -z "$only" ] && { echo "$1"; return; }
+    local n kept=()
+    for n in ${1//,/ }; do
+        [[ ",$only," == *",$n,"* ]] && kept+=("$n")
     done
-fi
+    local IFS=,
+    echo "${kept[*]}"
+}
+
+mkdir -p "$out/logs"
+rm -f "$out/logs/"*.log "$out/runs.txt"
+todo=()
+for b in "${boots[@]}"; do
+    read -r kernel cpu contpte cow bbml2 what names <<<"$b"
+    if [ "$what" = contpte ]; then
+        [ -n "$(keep contpte)" ] && todo+=("$b")
+    else
+        names=$(keep "$names")
+        [ -n "$names" ] && todo+=("$kernel $cpu $contpte $cow $bbml2 $what $names")
+    fi
+done
+[ ${#todo[@]} -gt 0 ] || die "--only $only selects no benchmark"
+
+k=0
+for b in "${todo[@]}"; do
+    k=$((k + 1))
+    read -r kernel cpu contpte cow bbml2 what names <<<"$b"
+    log=$(printf '%02d-%s-%s-contpte=%s-cow=%s-bbml2=%s.log' "$k" "$kernel" "$cpu" "$contpte" "$cow" "$bbml2")
+    say "variant $k/${#todo[@]}: $kernel -cpu $cpu contpte=$contpte cow=$cow bbml2=$bbml2: ${what} ${names:-}"
+    if [ "$kernel" = linux ]; then
+        mapfile -t cmd < <(linux_qemu_cmd "$image" "$cpu" 1 1G "$initrd" "$what reps=$reps only=$names" "$icount" /bin/bench_mm)
+    elif [ "$what" = contpte ]; then
+        mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" 1 1G 2 0 "$icount" "bench=contpte bbml2=$bbml2")
+    else
+        mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" 1 1G 2 0 "$icount" \
+            "contpte=$contpte cow=$cow bbml2=$bbml2 rdinit=/bin/bench_mm -- $what reps=$reps only=$names" "$initrd")
+    fi
+    shell_line "${cmd[@]}" > "$out/logs/$log.cmd"
+    status=0
+    timeout --foreground -k 5 1200 "${cmd[@]}" </dev/null > "$out/logs/$log" 2>&1 || status=$?
+    [ "$status" = 0 ] || { tail -n 20 "$out/logs/$log" >&2; die "variant $k exited $status (log: $out/logs/$log)"; }
+    echo "logs/$log $( [ "$kernel" = linux ] && echo linux-6.12 || echo contkernel) $contpte $cow $bbml2 $cpu" >> "$out/runs.txt"
+done
+
+qemu_version=$("$QEMU" --version | head -n 1 | sed -E 's/.*version ([^ ]+).*/\1/')
+"$report" collect "$out" --qemu "$qemu_version" --cpu max $( [ "$icount" = 1 ] && echo --icount )
+say "wrote $out/results.json and $out/results.svg"

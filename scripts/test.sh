@@ -104,8 +104,8 @@ fi
 # The randomized address-space test (user/src/bin/stress.rs) for the fixed seeds of
 # tests/tests/stress.rs, one boot per seed, on both CPU models with 4 CPUs.
 if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
-# Steps: lint, four host suites, the cells, the benchmark.
-steps=$((1 + 4 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1))
+# Steps: lint, four host suites, the cells, the benchmark, the suite's tool and the suite.
+steps=$((1 + 4 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2))
 
 cd "$ROOT"
 run_check "lint: cargo fmt --check, cargo clippy -D warnings" lint
@@ -136,6 +136,17 @@ done
 
 run_tests "qemu: contpte benchmark (work per call)" \
     cargo test -q -p contkernel-tests --test bench
+
+# The benchmark suite works end to end (never asserting speed): the quick run, then a
+# rerun of part of it, whose instruction counts under icount must be identical.
+bench_suite() {
+    local dir="$ROOT/target/bench-test"
+    "$ROOT/scripts/bench.sh" --quick --icount --out "$dir/a" &&
+        "$ROOT/scripts/bench.sh" --quick --icount --only fork,reuse,munmap,contpte --out "$dir/b" &&
+        "$ROOT/target/release/bench-report" compare "$dir/a/results.json" "$dir/b/results.json" --subset
+}
+run_tests "host: bench-report unit tests" cargo test -q -p contkernel-tests --bin bench-report
+run_check "bench: scripts/bench.sh --quick --icount, a rerun gives identical instructions" bench_suite
 
 echo "in-guest checks (inside the passed and failed tests above): $guest_passed passed, $guest_failed failed"
 echo "$passed passed, $failed failed"

@@ -8,7 +8,7 @@
 //! bench-report table RESULTS.json
 //! bench-report svg RESULTS.json OUT.svg
 //! bench-report readme RESULTS.json README.md [SVG-PATH]           the text between <!-- bench:begin --> and <!-- bench:end -->
-//! bench-report compare A.json B.json                              same results, same instructions
+//! bench-report compare A.json B.json [--subset]                   same results (B's all in A with --subset), same instructions
 //! ```
 //!
 //! `DIR/runs.txt` has one line per boot: `LOG KERNEL CONTPTE COW BBML2 CPU` (LOG
@@ -202,7 +202,7 @@ fn figure(r: &Result1) -> Option<u64> {
 fn human(n: u64) -> String {
     match n {
         0..=9_999 => format!("{n}"),
-        10_000..=9_999_999 => format!("{:.1} k", n as f64 / 1e3),
+        10_000..=999_999 => format!("{:.1} k", n as f64 / 1e3),
         _ => format!("{:.2} M", n as f64 / 1e6),
     }
 }
@@ -405,6 +405,7 @@ fn svg(res: &Results, out: &Path) -> Result<(), String> {
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(0)
+            .y_label_formatter(&|v| human(v.round() as u64))
             .y_desc(unit)
             .draw()
             .map_err(|e| e.to_string())?;
@@ -484,9 +485,10 @@ fn readme_body(res: &Results, svg: Option<&str>) -> String {
     s
 }
 
-/// The differences between two runs: a result missing from either, or instructions
-/// that differ (the test of determinism under icount).
-fn compare(a: &Results, b: &Results) -> Vec<String> {
+/// The differences between two runs: a result missing from either (from `a` only
+/// counts unless `subset`: `b` ran part of `a`), or instructions that differ (the test
+/// of determinism under icount).
+fn compare(a: &Results, b: &Results, subset: bool) -> Vec<String> {
     let key = |r: &Result1| (r.kernel.clone(), r.bench.clone(), r.variant.clone());
     let index = |x: &Results| {
         x.results
@@ -498,6 +500,7 @@ fn compare(a: &Results, b: &Results) -> Vec<String> {
     let mut diffs = Vec::new();
     for (k, va) in &ia {
         match ib.get(k) {
+            None if subset => {}
             None => diffs.push(format!("{k:?}: only in the first run")),
             Some(vb) if vb != va => diffs.push(format!("{k:?}: {va:?} against {vb:?}")),
             _ => {}
@@ -557,13 +560,16 @@ fn main() {
             let new = splice(&old, &readme_body(&res, rest.first().map(String::as_str)))?;
             std::fs::write(md, new).map_err(|e| format!("{md}: {e}"))
         }),
-        (Some("compare"), [a, b]) => read_results(a).and_then(|ra| {
+        (Some("compare"), [a, b, rest @ ..]) => read_results(a).and_then(|ra| {
             let rb = read_results(b)?;
-            match compare(&ra, &rb) {
+            if rb.results.iter().all(|r| r.instructions.is_none()) {
+                return Err(format!("{b}: no instruction figures (run with --icount)"));
+            }
+            match compare(&ra, &rb, rest.iter().any(|a| a == "--subset")) {
                 d if d.is_empty() => {
                     println!(
-                        "bench-report: {} results, identical instructions",
-                        ra.results.len()
+                        "bench-report: the {} results of {b} are identical in {a}",
+                        rb.results.len()
                     );
                     Ok(())
                 }
@@ -737,12 +743,17 @@ bench_mm: done\r\n";
     #[test]
     fn compare_finds_a_changed_figure_and_a_missing_result() {
         let a = results();
-        assert!(compare(&a, &a.clone()).is_empty());
+        assert!(compare(&a, &a.clone(), false).is_empty());
         let mut b = a.clone();
         b.results[0].instructions.as_mut().unwrap().median += 1;
-        assert_eq!(compare(&a, &b).len(), 1);
+        assert_eq!(compare(&a, &b, false).len(), 1);
         b.results.pop();
-        assert_eq!(compare(&a, &b).len(), 2);
+        assert_eq!(compare(&a, &b, false).len(), 2);
+        assert_eq!(
+            compare(&a, &b, true).len(),
+            1,
+            "a subset may leave results out"
+        );
     }
 
     #[test]
