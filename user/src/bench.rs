@@ -19,7 +19,9 @@ use core::fmt::{self, Write};
 pub fn counter() -> u64 {
     let v: u64;
     // SAFETY: a read of a counter register EL0 may access (CNTKCTL_EL1.EL0VCTEN).
-    unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -27,7 +29,9 @@ pub fn counter() -> u64 {
 pub fn frequency() -> u64 {
     let v: u64;
     // SAFETY: as in `counter`: readable at EL0 when EL0VCTEN or EL0PCTEN is set.
-    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 

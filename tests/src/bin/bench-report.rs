@@ -246,76 +246,165 @@ fn cell(r: Option<&Result1>) -> String {
     }
 }
 
-/// The markdown table: one row per contkernel result (and per Linux result without a
-/// contkernel one), Linux's figure for the same benchmark, folio size and CPU beside
-/// it, and the ratio.
+fn is_kernel_bench(r: &Result1) -> bool {
+    r.bench.starts_with("contpte_")
+}
+
+fn ratio(a: Option<u64>, b: Option<u64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0 => format!("{:.2}x", a as f64 / b as f64),
+        _ => "".into(),
+    }
+}
+
+/// The markdown tables: per CPU model, contkernel's default variant against Linux
+/// (same benchmark, folio size and CPU) with the ratio; contkernel's other variants
+/// against its default; the in-kernel benchmark's three modes.
 fn table(res: &Results) -> String {
     let unit = if res.icount {
         "instructions"
     } else {
         "virtual-counter ticks"
     };
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| benchmark | folio | cpu | variant | contkernel | Linux 6.12 | contkernel/Linux | note |"
-    );
-    let _ = writeln!(s, "|---|---:|---|---|---:|---:|---:|---|");
-    let linux_of = |r: &Result1| {
-        res.results.iter().find(|l| {
-            l.kernel == LINUX
-                && l.bench == r.bench
-                && l.variant.folio_kb == r.variant.folio_kb
-                && l.variant.cpu == r.variant.cpu
-        })
+    let same = |a: &Result1, b: &Result1| {
+        a.bench == b.bench
+            && a.variant.folio_kb == b.variant.folio_kb
+            && a.variant.cpu == b.variant.cpu
     };
-    let mut rows: Vec<&Result1> = res
-        .results
-        .iter()
-        .filter(|r| r.kernel == CONTKERNEL)
-        .collect();
-    rows.extend(res.results.iter().filter(|l| {
-        l.kernel == LINUX
-            && !res.results.iter().any(|r| {
-                r.kernel == CONTKERNEL
-                    && r.bench == l.bench
-                    && r.variant.folio_kb == l.variant.folio_kb
-                    && r.variant.cpu == l.variant.cpu
+    let user = |r: &&Result1| !is_kernel_bench(r);
+    let default = |r: &&Result1| r.kernel == CONTKERNEL && variant_label(&r.variant) == "default";
+    let mut cpus: Vec<&str> = Vec::new();
+    for r in &res.results {
+        if !cpus.contains(&r.variant.cpu.as_str()) {
+            cpus.push(&r.variant.cpu);
+        }
+    }
+    let mut s = String::new();
+    for cpu in &cpus {
+        let on_cpu = |r: &&Result1| r.variant.cpu == *cpu;
+        let mut rows: Vec<(Option<&Result1>, Option<&Result1>)> = res
+            .results
+            .iter()
+            .filter(user)
+            .filter(on_cpu)
+            .filter(default)
+            .map(|r| {
+                (
+                    Some(r),
+                    res.results.iter().find(|l| l.kernel == LINUX && same(l, r)),
+                )
             })
-    }));
-    for r in rows {
-        let (ours, linux) = if r.kernel == CONTKERNEL {
-            // Linux runs only the default variant: compare it with ours' default.
-            let l = (variant_label(&r.variant) == "default")
-                .then(|| linux_of(r))
-                .flatten();
-            (Some(r), l)
-        } else {
-            (None, Some(r))
-        };
-        let ratio = match (ours.and_then(figure), linux.and_then(figure)) {
-            (Some(a), Some(b)) if b > 0 => format!("{:.2}x", a as f64 / b as f64),
-            _ => "".into(),
-        };
-        let note = if linux.is_some() {
-            linux_note(&r.bench)
-        } else {
-            ""
-        };
+            .collect();
+        rows.extend(
+            res.results
+                .iter()
+                .filter(user)
+                .filter(on_cpu)
+                .filter(|l| {
+                    l.kernel == LINUX && !res.results.iter().filter(default).any(|r| same(l, r))
+                })
+                .map(|l| (None, Some(l))),
+        );
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "`-cpu {cpu}`, contkernel (contpte=on, cow=page, bbml2=off) against Linux 6.12, {unit}:\n");
         let _ = writeln!(
             s,
-            "| {} | {} KiB | {} | {} | {} | {} | {} | {} |",
-            r.bench,
-            r.variant.folio_kb,
-            r.variant.cpu,
-            variant_label(&r.variant),
-            cell(ours),
-            cell(linux),
-            ratio,
-            note
+            "| benchmark | folio | contkernel | Linux 6.12 | contkernel/Linux | note |"
         );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|");
+        for (ours, linux) in rows {
+            let r = ours.or(linux).expect("a row has a result");
+            let _ = writeln!(
+                s,
+                "| {} | {} KiB | {} | {} | {} | {} |",
+                r.bench,
+                r.variant.folio_kb,
+                cell(ours),
+                cell(linux),
+                ratio(ours.and_then(figure), linux.and_then(figure)),
+                if linux.is_some() {
+                    linux_note(&r.bench)
+                } else {
+                    ""
+                }
+            );
+        }
+        let _ = writeln!(s);
     }
-    let _ = writeln!(s, "\nFigures: median of the repetitions, in {unit}.");
+    let variants: Vec<&Result1> = res
+        .results
+        .iter()
+        .filter(user)
+        .filter(|r| r.kernel == CONTKERNEL && variant_label(&r.variant) != "default")
+        .collect();
+    if !variants.is_empty() {
+        let _ = writeln!(s, "contkernel's other variants against its default (same benchmark, folio size and CPU), {unit}:\n");
+        let _ = writeln!(
+            s,
+            "| benchmark | folio | cpu | variant | variant | default | variant/default |"
+        );
+        let _ = writeln!(s, "|---|---:|---|---|---:|---:|---:|");
+        for r in variants {
+            let d = res.results.iter().filter(default).find(|d| same(d, r));
+            let _ = writeln!(
+                s,
+                "| {} | {} KiB | {} | {} | {} | {} | {} |",
+                r.bench,
+                r.variant.folio_kb,
+                r.variant.cpu,
+                variant_label(&r.variant),
+                cell(Some(r)),
+                cell(d),
+                ratio(figure(r), d.and_then(figure))
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let kernel: Vec<&Result1> = res.results.iter().filter(|r| is_kernel_bench(r)).collect();
+    let mut groups: Vec<(&str, &str, &str)> = Vec::new();
+    for r in &kernel {
+        let g = (
+            r.bench.as_str(),
+            r.variant.cpu.as_str(),
+            r.variant.bbml2.as_str(),
+        );
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    if !groups.is_empty() {
+        let _ = writeln!(
+            s,
+            "In-kernel `bench=contpte`, one 64 KiB block, instructions per call (PMU):\n"
+        );
+        let _ = writeln!(
+            s,
+            "| operation | cpu | bbml2 | contpte=on | contpte=off | contpte=naive | naive/on |"
+        );
+        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|");
+        for (bench, cpu, bbml2) in groups {
+            let mode = |m: &str| {
+                kernel.iter().copied().find(|r| {
+                    r.bench == bench
+                        && r.variant.cpu == cpu
+                        && r.variant.bbml2 == bbml2
+                        && r.variant.contpte == m
+                })
+            };
+            let _ = writeln!(
+                s,
+                "| {bench} | {cpu} | {bbml2} | {} | {} | {} | {} |",
+                cell(mode("on")),
+                cell(mode("off")),
+                cell(mode("naive")),
+                ratio(mode("naive").and_then(figure), mode("on").and_then(figure))
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "Figures: median of the repetitions.");
     if let Some(line) = fork_check(res) {
         let _ = writeln!(s, "\n{line}");
     }
@@ -700,17 +789,25 @@ bench_mm: done\r\n";
 
     #[test]
     fn table_puts_linux_beside_the_default_variant_with_the_ratio() {
-        let t = table(&results());
+        let mut res = results();
+        let kernel_log = "bench: {\"bench\":\"contpte_fold\",\"contpte\":\"on\",\"instructions\":{\"median\":10,\"min\":10,\"max\":10},\"cycles\":null,\"events\":{}}\nbench: {\"bench\":\"contpte_fold\",\"contpte\":\"naive\",\"instructions\":{\"median\":25,\"min\":25,\"max\":25},\"cycles\":null,\"events\":{}}\n";
+        res.results
+            .extend(parse_log(kernel_log, &run(CONTKERNEL, "on"), true).unwrap());
+        let t = table(&res);
+        assert!(
+            t.contains("| contpte_fold | max | off | 10 | — | 25 | 2.50x |"),
+            "{t}"
+        );
         let fork_row = t
             .lines()
-            .find(|l| l.starts_with("| fork | 64 KiB | max | default"))
+            .find(|l| l.starts_with("| fork | 64 KiB |"))
             .unwrap();
         assert!(fork_row.contains("| 1600 | 800 | 2.00x |"), "{fork_row}");
         let off_row = t
             .lines()
             .find(|l| l.contains("contpte=off") && l.starts_with("| fork"))
             .unwrap();
-        assert!(off_row.contains("| 1568 | — |"), "{off_row}");
+        assert!(off_row.contains("| 1568 | 1600 | 0.98x |"), "{off_row}");
         assert!(t.contains("n/a (madvise(MADV_PAGEOUT): EINVAL(22))"));
         assert!(t.contains("contpte=on / off = 1.02x (target <= 1.10x: met), naive / on = 7.00x (target >= 5x: met)"), "{t}");
     }

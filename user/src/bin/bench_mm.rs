@@ -36,7 +36,8 @@ const MADV_COLLAPSE: usize = 25;
 const WNOHANG: usize = proc::WNOHANG;
 
 /// Why a benchmark has no figure.
-type Why = Text<128>;
+/// (112 bytes, as `rt::test::Fail`: an `Err` small enough to return by value.)
+type Why = Text<112>;
 
 fn why(args: core::fmt::Arguments<'_>) -> Why {
     Text::from_fmt(args)
@@ -51,7 +52,8 @@ struct Env {
 impl Env {
     /// A fresh read-write mapping aligned to 2 MiB (so any folio size fits).
     fn region(&self) -> Result<Region, Why> {
-        Region::anon_aligned(self.len, thp::PMD_SIZE, RW).map_err(|e| why(format_args!("mmap: {e}")))
+        Region::anon_aligned(self.len, thp::PMD_SIZE, RW)
+            .map_err(|e| why(format_args!("mmap: {e}")))
     }
 
     /// A fresh mapping with every page written once (faulted in with the policy).
@@ -187,7 +189,9 @@ fn munmap(env: &Env, m: &mut Meter) -> Result<(), Why> {
 fn mprotect(env: &Env, m: &mut Meter) -> Result<(), Why> {
     let r = env.filled()?;
     m.start();
-    let res = r.protect(0, r.len, PROT_READ).and_then(|_| r.protect(0, r.len, RW));
+    let res = r
+        .protect(0, r.len, PROT_READ)
+        .and_then(|_| r.protect(0, r.len, RW));
     m.stop();
     res.map_err(|e| why(format_args!("mprotect: {e}")))?;
     Ok(())
@@ -311,7 +315,10 @@ impl Config {
         };
         for word in (1..args.len()).filter_map(|i| args.str(i)) {
             let (k, v) = word.split_once('=').unwrap_or((word, ""));
-            let num = |v: &str| v.parse::<usize>().map_err(|_| why(format_args!("bad number in `{word}`")));
+            let num = |v: &str| {
+                v.parse::<usize>()
+                    .map_err(|_| why(format_args!("bad number in `{word}`")))
+            };
             match k {
                 "folios" => {
                     c.nfolios = 0;
@@ -395,7 +402,10 @@ fn main(args: &rt::Args) -> i32 {
 
 fn suite(c: &Config) -> i32 {
     let Ok(saved) = Policy::save() else {
-        println!("bench_mm: error: cannot read the mTHP policy under {}", thp::THP);
+        println!(
+            "bench_mm: error: cannot read the mTHP policy under {}",
+            thp::THP
+        );
         return 1;
     };
     let freq = bench::frequency();
