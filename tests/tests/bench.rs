@@ -79,4 +79,24 @@ fn batched_operations_never_unfold_a_whole_block() {
         out.console.contains("bench: convert lower bound"),
         "no lower bound line{out}"
     );
+    // The machine-readable lines bench-report reads: one per operation and mode.
+    for key in [
+        "contpte_fold",
+        "contpte_unfold",
+        "contpte_wrprotect",
+        "contpte_wrprotect_single",
+        "contpte_clear_young",
+        "contpte_clear_young_single",
+        "contpte_unmap",
+        "contpte_unmap_single",
+    ] {
+        for mode in ["on", "off", "naive"] {
+            let head =
+                format!("bench: {{\"bench\":\"{key}\",\"contpte\":\"{mode}\",\"instructions\":{{");
+            assert!(
+                out.lines().iter().any(|l| l.starts_with(&head)),
+                "no JSON line for {key} contpte={mode} with instructions{out}"
+            );
+        }
+    }
 }
