@@ -8,7 +8,7 @@
 //! bench-report table RESULTS.json
 //! bench-report svg RESULTS.json OUT.svg
 //! bench-report readme RESULTS.json README.md [SVG-PATH]           the text between <!-- bench:begin --> and <!-- bench:end -->
-//! bench-report compare A.json B.json [--subset]                   same results (B's all in A with --subset), same instructions
+//! bench-report compare A.json B.json                              same results, same instructions
 //! ```
 //!
 //! `DIR/runs.txt` has one line per boot: `LOG KERNEL CONTPTE COW BBML2 CPU` (LOG
@@ -580,10 +580,10 @@ fn readme_body(res: &Results, svg: Option<&str>) -> String {
     s
 }
 
-/// The differences between two runs: a result missing from either (from `a` only
-/// counts unless `subset`: `b` ran part of `a`), or instructions that differ (the test
-/// of determinism under icount).
-fn compare(a: &Results, b: &Results, subset: bool) -> Vec<String> {
+/// The differences between two runs: a result missing from either, or instructions
+/// that differ (the test of determinism under icount; it needs the same run twice, as
+/// each benchmark's figure depends on the allocator state the ones before it left).
+fn compare(a: &Results, b: &Results) -> Vec<String> {
     let key = |r: &Result1| (r.kernel.clone(), r.bench.clone(), r.variant.clone());
     let index = |x: &Results| {
         x.results
@@ -595,7 +595,6 @@ fn compare(a: &Results, b: &Results, subset: bool) -> Vec<String> {
     let mut diffs = Vec::new();
     for (k, va) in &ia {
         match ib.get(k) {
-            None if subset => {}
             None => diffs.push(format!("{k:?}: only in the first run")),
             Some(vb) if vb != va => diffs.push(format!("{k:?}: {va:?} against {vb:?}")),
             _ => {}
@@ -655,12 +654,12 @@ fn main() {
             let new = splice(&old, &readme_body(&res, rest.first().map(String::as_str)))?;
             std::fs::write(md, new).map_err(|e| format!("{md}: {e}"))
         }),
-        (Some("compare"), [a, b, rest @ ..]) => read_results(a).and_then(|ra| {
+        (Some("compare"), [a, b]) => read_results(a).and_then(|ra| {
             let rb = read_results(b)?;
             if rb.results.iter().all(|r| r.instructions.is_none()) {
                 return Err(format!("{b}: no instruction figures (run with --icount)"));
             }
-            match compare(&ra, &rb, rest.iter().any(|a| a == "--subset")) {
+            match compare(&ra, &rb) {
                 d if d.is_empty() => {
                     println!(
                         "bench-report: the {} results of {b} are identical in {a}",
@@ -846,17 +845,12 @@ bench_mm: done\r\n";
     #[test]
     fn compare_finds_a_changed_figure_and_a_missing_result() {
         let a = results();
-        assert!(compare(&a, &a.clone(), false).is_empty());
+        assert!(compare(&a, &a.clone()).is_empty());
         let mut b = a.clone();
         b.results[0].instructions.as_mut().unwrap().median += 1;
-        assert_eq!(compare(&a, &b, false).len(), 1);
+        assert_eq!(compare(&a, &b).len(), 1);
         b.results.pop();
-        assert_eq!(compare(&a, &b, false).len(), 2);
-        assert_eq!(
-            compare(&a, &b, true).len(),
-            1,
-            "a subset may leave results out"
-        );
+        assert_eq!(compare(&a, &b).len(), 2);
     }
 
     #[test]
