@@ -2,10 +2,12 @@
 //! it): every PERIOD nanoseconds of emulated time, which under `-icount shift=0` are
 //! PERIOD instructions, the EL1 physical timer (CNTP, free: the tick uses CNTV) fires
 //! and its interrupt records where the CPU was: the interrupted PC, the exception level,
-//! and at EL1 up to `CALLERS` return addresses from the frame-pointer chain (frame
-//! records exist in every function of a profile build, `-C force-frame-pointers=yes`;
-//! in other builds the chain stops early). At power-off (`power::exit`) every CPU's
-//! samples go to the console as folded stacks with counts (`profile: COUNT EL PC
+//! and at EL1 the link register and up to `CALLERS` return addresses from the
+//! frame-pointer chain (frame records exist in every function of a profile build,
+//! `-C force-frame-pointers=yes`, but not in the precompiled `core` and
+//! `compiler_builtins`, whose `memcpy` and `memset` only the link register places; in
+//! other builds the chain stops early). At power-off (`power::exit`) every CPU's
+//! samples go to the console as folded stacks with counts (`profile: COUNT EL PC LR
 //! CALLER...`, hex), which the host's `profile-report` symbolises with the kernel ELF.
 //!
 //! Why the timer and not the PMU's instruction counter overflowing: QEMU 7.2 raises the
@@ -38,9 +40,9 @@ use crate::mm::{frame, phys_to_virt, PAGE_SIZE};
 use crate::percpu::{this_cpu, MAX_CPUS};
 
 /// Return addresses kept per sample.
-const CALLERS: usize = 6;
-/// One sample: the exception level, the PC, the callers (0: none).
-type Record = [u64; 2 + CALLERS];
+const CALLERS: usize = 5;
+/// One sample: the exception level, the PC, the link register, the callers (0: none).
+type Record = [u64; 3 + CALLERS];
 /// Each CPU's buffer: 2^10 frames, 65536 samples.
 const BUFFER_ORDER: usize = 10;
 const CAPACITY: usize = (PAGE_SIZE << BUFFER_ORDER) / core::mem::size_of::<Record>();
@@ -154,21 +156,23 @@ fn on_sample(frame: &TrapFrame) {
     b.len.store(len + 1, Ordering::Release);
 }
 
-/// The interrupted PC, its exception level (SPSR_EL1.M[3:2]) and, at EL1, the return
-/// addresses of the frame records (x29 -> [previous x29, x30]) above the trap frame.
+/// The interrupted PC, its exception level (SPSR_EL1.M[3:2]) and, at EL1, the link
+/// register and the return addresses of the frame records (x29 -> [previous x29, x30])
+/// above the trap frame.
 fn record(frame: &TrapFrame) -> Record {
-    let mut r = [0; 2 + CALLERS];
+    let mut r = [0; 3 + CALLERS];
     let el = (frame.spsr >> 2) & 3;
     r[0] = el;
     r[1] = frame.elr;
     if el != 1 {
         return r;
     }
+    r[2] = frame.x[30];
     // The interrupted code's frames lie above the trap frame on the same stack.
     let low = frame as *const TrapFrame as u64;
     let high = low + STACK_SPAN;
     let mut fp = frame.x[29];
-    for caller in r[2..].iter_mut() {
+    for caller in r[3..].iter_mut() {
         if !fp.is_multiple_of(8) || fp <= low || fp > high - 16 {
             break;
         }
@@ -212,8 +216,14 @@ pub fn dump() {
         ));
         for same in samples.chunk_by(|a, b| a == b) {
             let r = same[0];
-            print(format_args!("profile: {} {} {:x}", same.len(), r[0], r[1]));
-            for &c in r[2..].iter().take_while(|&&c| c != 0) {
+            print(format_args!(
+                "profile: {} {} {:x} {:x}",
+                same.len(),
+                r[0],
+                r[1],
+                r[2]
+            ));
+            for &c in r[3..].iter().take_while(|&&c| c != 0) {
                 print(format_args!(" {c:x}"));
             }
             print(format_args!("\n"));

@@ -69,8 +69,8 @@ impl Symbols {
 /// The dump: folded stacks with counts, per CPU totals, the sampling period.
 #[derive(Default)]
 struct Dump {
-    /// (count, exception level, PC, return addresses innermost first)
-    stacks: Vec<(u64, u64, u64, Vec<u64>)>,
+    /// (count, exception level, PC, link register, return addresses innermost first)
+    stacks: Vec<(u64, u64, u64, u64, Vec<u64>)>,
     /// (CPU, samples kept, dropped for want of room, idle)
     cpus: Vec<(u64, u64, u64, u64)>,
     every: Option<String>,
@@ -101,13 +101,15 @@ fn parse(console: &str) -> Dump {
                 }
             }
             ["end"] => d.complete = true,
-            [count, el, pc, callers @ ..] => {
-                let (Ok(count), Ok(el), Some(pc)) = (count.parse(), el.parse(), hex(pc)) else {
+            [count, el, pc, lr, callers @ ..] => {
+                let (Ok(count), Ok(el), Some(pc), Some(lr)) =
+                    (count.parse(), el.parse(), hex(pc), hex(lr))
+                else {
                     continue;
                 };
                 let callers: Option<Vec<u64>> = callers.iter().map(|c| hex(c)).collect();
                 if let Some(callers) = callers {
-                    d.stacks.push((count, el, pc, callers));
+                    d.stacks.push((count, el, pc, lr, callers));
                 }
             }
             _ => {}
@@ -146,16 +148,28 @@ fn main() {
     let dump = parse(&String::from_utf8_lossy(&read(console)));
 
     // Each sample as a stack of function names, innermost first. A return address is
-    // symbolised at the call (address - 4), as perf does.
+    // symbolised at the call (address - 4), as perf does. The frame chain starts at the
+    // caller of the innermost function that has a frame record; a function without one
+    // (memcpy, memset: precompiled) is interrupted with its caller in the link
+    // register, which is then the missing frame: it names neither the PC's function
+    // nor the chain's first.
     let frame_name = |addr: u64| syms.name(addr).unwrap_or("[unknown]").to_string();
     let mut stacks: Vec<(u64, Vec<String>)> = Vec::new();
-    for (count, el, pc, callers) in &dump.stacks {
-        let mut names = vec![if *el == 0 {
-            "[user]".to_string()
-        } else {
-            frame_name(*pc)
-        }];
-        names.extend(callers.iter().map(|&ra| frame_name(ra.wrapping_sub(4))));
+    for (count, el, pc, lr, callers) in &dump.stacks {
+        if *el == 0 {
+            stacks.push((*count, vec!["[user]".to_string()]));
+            continue;
+        }
+        let mut names = vec![frame_name(*pc)];
+        let chain: Vec<String> = callers
+            .iter()
+            .map(|&ra| frame_name(ra.wrapping_sub(4)))
+            .collect();
+        let by_lr = frame_name(lr.wrapping_sub(4));
+        if *lr != 0 && by_lr != names[0] && chain.first() != Some(&by_lr) {
+            names.push(by_lr);
+        }
+        names.extend(chain);
         stacks.push((*count, names));
     }
     let samples: u64 = stacks.iter().map(|s| s.0).sum();
