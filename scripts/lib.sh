@@ -48,15 +48,21 @@ ensure_cross_cc() {
 }
 
 # build_kernel [--features ktest]: prints the ELF path. Test builds go to their own
-# target directory so switching between run.sh and test.sh does not rebuild.
+# target directory so switching between run.sh and test.sh does not rebuild. With
+# KERNEL_FRAME_POINTERS=1 (scripts/profile.sh) every function keeps a frame record, for
+# the profiler's call graph, in a directory of its own as well.
 build_kernel() {
-    local dir="$ROOT/target" extra=()
+    local dir="$ROOT/target" extra=() flags=()
     if [ "${1:-}" = "--features" ]; then
         dir="$ROOT/target/ktest"
         extra=(--features "$2")
     fi
-    say "building the kernel ${extra[*]}"
-    (cd "$ROOT" && cargo build -q --release -p contkernel --target "$KTARGET" --target-dir "$dir" "${extra[@]}") >&2 \
+    if [ "${KERNEL_FRAME_POINTERS:-0}" = 1 ]; then
+        dir="$dir/frame-pointers"
+        flags=(RUSTFLAGS="-C force-frame-pointers=yes")
+    fi
+    say "building the kernel ${extra[*]} ${flags[*]}"
+    (cd "$ROOT" && env "${flags[@]}" cargo build -q --release -p contkernel --target "$KTARGET" --target-dir "$dir" "${extra[@]}") >&2 \
         || die "kernel build failed"
     echo "$dir/$KTARGET/release/contkernel"
 }

@@ -104,8 +104,22 @@ fi
 # The randomized address-space test (user/src/bin/stress.rs) for the fixed seeds of
 # tests/tests/stress.rs, one boot per seed, on both CPU models with 4 CPUs.
 if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
-# Steps: lint, four host suites, the cells, the benchmark, the suite's tool and the suite.
-steps=$((1 + 4 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2))
+# Steps: lint, four host suites, the cells, the benchmark, the suite's tool and the suite, the profiler.
+steps=$((1 + 4 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2 + 1))
+# The profiler (scripts/profile.sh) on the copy-on-write scenario, 2 CPUs: the report
+# must name page-table functions in the flat profile and show handle_fault's caller
+# from the frame-pointer chain (the call graph).
+profile_check() {
+    local out
+    out=$(mktemp -d)
+    PROFILE_OUT=$out "$ROOT/scripts/profile.sh" --smp 2 --append "-- cow" &&
+        grep -qE '^ +[0-9]+ +[0-9.]+% +[0-9]+ +[0-9.]+%  contkernel::mm::pgtable::' "$out/report.txt" &&
+        grep -B1 -E 'contkernel::mm::fault::.*::handle_fault  \(' "$out/report.txt" |
+            grep -qE '^ +[0-9]+  contkernel::proc::process::user_sync$'
+    local status=$?
+    rm -rf "$out"
+    return $status
+}
 
 cd "$ROOT"
 run_check "lint: cargo fmt --check, cargo clippy -D warnings" lint
@@ -148,6 +162,7 @@ bench_suite() {
 }
 run_tests "host: bench-report unit tests" cargo test -q -p contkernel-tests --bin bench-report
 run_check "bench: scripts/bench.sh --quick --icount twice, identical instructions" bench_suite
+run_check "profile: scripts/profile.sh names kernel functions and their callers" profile_check
 
 echo "in-guest checks (inside the passed and failed tests above): $guest_passed passed, $guest_failed failed"
 echo "$passed passed, $failed failed"

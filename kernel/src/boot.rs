@@ -109,6 +109,7 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         crate::fs::set_root(data);
     }
     interrupts::init(&board.gic, board.timer_intid);
+    crate::profile::init(cmd, board.phys_timer_intid, board.cpu_mpidrs().len());
     time::on_every_tick(crate::proc::sched::on_tick);
     time::start_tick();
     interrupts::enable_timer();
@@ -179,6 +180,7 @@ const KNOWN_WORDS: &[&str] = &[
     "ktest",
     "crashtest",
     "bench",
+    "profile",
     "rdinit",
     "quiet",
     "console",

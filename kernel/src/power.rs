@@ -45,8 +45,9 @@ pub fn semihosting() -> bool {
     SEMIHOSTING.load(Ordering::Acquire)
 }
 
-/// Stop the machine with `status` (0: success).
+/// Stop the machine with `status` (0: success), after the profile dump if one runs.
 pub fn exit(status: u32) -> ! {
+    crate::profile::dump();
     if semihosting() {
         platform::semihost::exit(status)
     }

@@ -97,6 +97,7 @@ extern "C" fn secondary_main(c: &'static PerCpu) -> ! {
     crate::interrupts::init_cpu();
     crate::time::start_tick();
     crate::interrupts::enable_timer();
+    crate::profile::start_cpu();
     c.online.store(true, Ordering::Release);
     log::debug!("online, mpidr {:#x}", c.mpidr.load(Ordering::Relaxed));
     crate::arch::irq::enable();

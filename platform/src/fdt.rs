@@ -16,7 +16,11 @@ use core::{fmt, ops::RangeInclusive};
 
 use ::fdt::{node::FdtNode, Fdt};
 
-use crate::{gic::GicInfo, psci::Conduit, timer::VIRT_TIMER_INTID};
+use crate::{
+    gic::GicInfo,
+    psci::Conduit,
+    timer::{PHYS_TIMER_INTID, VIRT_TIMER_INTID},
+};
 
 /// Capacity for memory regions (`reg` entries of `/memory` nodes).
 pub const MAX_MEMORY_REGIONS: usize = 8;
@@ -85,6 +89,8 @@ pub struct BoardInfo<'a> {
     pub gic: GicInfo,
     /// INTID of the EL1 virtual timer (third `/timer` interrupt).
     pub timer_intid: u32,
+    /// INTID of the EL1 physical timer (second `/timer` interrupt): the profiler's.
+    pub phys_timer_intid: u32,
     /// How to call PSCI 0.2+ firmware; `None` if the DTB offers none.
     pub psci: Option<Conduit>,
 }
@@ -129,7 +135,8 @@ pub fn parse(dtb: &[u8]) -> Result<BoardInfo<'_>, BoardError> {
         pl011_base: pl011(root, cells)?,
         // `gic` checks the interrupt specifier size `timer_intid` decodes.
         gic: gic(root, cells)?,
-        timer_intid: timer_intid(root)?,
+        timer_intid: timer_intid(root, VIRTUAL_TIMER, VIRT_TIMER_INTID)?,
+        phys_timer_intid: timer_intid(root, PHYSICAL_TIMER, PHYS_TIMER_INTID)?,
         psci: psci(root)?,
     })
 }
@@ -501,18 +508,21 @@ fn gic(root: Node<'_, '_>, cells: Cells) -> Result<GicInfo, BoardError> {
     Ok(info)
 }
 
-/// The virtual timer's INTID from the architected timer node, or INTID 27 if the
-/// DTB has no such node.
-fn timer_intid(root: Node<'_, '_>) -> Result<u32, BoardError> {
+/// Index of the EL1 physical and virtual timers' specifiers in `/timer`'s interrupts.
+const PHYSICAL_TIMER: usize = 1;
+const VIRTUAL_TIMER: usize = 2;
+
+/// A timer's INTID from the architected timer node (`which`: its specifier's index),
+/// or `fallback` (QEMU virt's) if the DTB has no such node.
+fn timer_intid(root: Node<'_, '_>, which: usize, fallback: u32) -> Result<u32, BoardError> {
     const PPI: u32 = 1;
     const PPI_BASE: u32 = 16;
-    const VIRTUAL_TIMER: usize = 2;
 
     let Some(node) = root
         .children()
         .find(|n| has_string(*n, "compatible", "arm,armv8-timer"))
     else {
-        return Ok(VIRT_TIMER_INTID);
+        return Ok(fallback);
     };
     let bad = BoardError::BadProperty {
         node: "/timer",
@@ -520,7 +530,7 @@ fn timer_intid(root: Node<'_, '_>) -> Result<u32, BoardError> {
     };
     // Four GIC interrupt specifiers, (type, number, flags) each: Secure physical,
     // Non-secure physical, virtual, hypervisor.
-    let spec = 4 * GIC_INTERRUPT_CELLS * VIRTUAL_TIMER;
+    let spec = 4 * GIC_INTERRUPT_CELLS * which;
     let interrupts = prop(node, "interrupts").ok_or(bad)?;
     let kind = be32(interrupts, spec).ok_or(bad)?;
     let number = be32(interrupts, spec + 4).ok_or(bad)?;

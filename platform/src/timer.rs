@@ -9,6 +9,9 @@
 /// device tree has no `/timer` node.
 pub const VIRT_TIMER_INTID: u32 = 27;
 
+/// INTID of the EL1 physical timer on QEMU `virt` (PPI 14), the same fallback.
+pub const PHYS_TIMER_INTID: u32 = 30;
+
 #[cfg(target_arch = "aarch64")]
 pub use imp::{arm_after, counter, disable, frequency};
 

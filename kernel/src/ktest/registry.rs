@@ -28,6 +28,10 @@ pub static TESTS: &[Test] = &[
         run: mm::frame_exhaustion_and_recovery,
     },
     Test {
+        name: "mm::zero_pages_clears_exactly_its_pages",
+        run: mm::zero_pages_clears_exactly_its_pages,
+    },
+    Test {
         name: "mm::heap_alloc_and_free",
         run: mm::heap_alloc_and_free,
     },

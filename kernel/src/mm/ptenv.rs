@@ -17,19 +17,26 @@
 //!   flag (fork's sharing) only for pages whose entries are already write-protected,
 //!   never raising write permission over a page that is not exclusive; for a 2 MiB
 //!   block the first page's flag stands for the block.
+//!
+//! Pages are zeroed (new folios, new tables) with `DC ZVA` at the block size
+//! DCZID_EL0.BS gives, read at boot, and with ordinary stores where DCZID_EL0.DZP
+//! prohibits it (Arm ARM D7.4.9 "DC ZVA"). DC ZVA counts as a store to every byte of
+//! its block for ordering, so the barriers that publish a page after plain stores
+//! publish it after DC ZVA too (Linux's `clear_page` relies on the same).
 
 use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::asid::AsidAllocator;
 use super::env::MmEnv;
-use super::frame::{self, alloc_zeroed};
+use super::frame;
 use super::pgtable::{
     AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
 };
 use super::{phys_to_virt, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::arch::aarch64::features::CpuFeatures;
+use crate::arch::aarch64::regs::read_sysreg;
 use crate::arch::aarch64::tlb;
 use crate::cmdline::CmdLine;
 
@@ -50,6 +57,9 @@ pub struct PtConfig {
 static CONFIG: spin::Once<PtConfig> = spin::Once::new();
 static COUNTERS: Counters = Counters::new();
 static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
+/// Bytes one `DC ZVA` zeroes, 0 where it is prohibited (DCZID_EL0, read at boot).
+static ZVA_BLOCK: AtomicUsize = AtomicUsize::new(0);
+
 /// `ptcheck_exclusive=`: whether the kernel env answers `PtEnv::anon_exclusive`.
 static CHECK_EXCLUSIVE: AtomicBool = AtomicBool::new(false);
 
@@ -97,11 +107,52 @@ pub fn configure(cmd: &CmdLine<'_>, cpu: &CpuFeatures) -> &'static PtConfig {
         bbml2: bbml2 && cpu.bbm_level >= 2,
     };
     ASIDS.call_once(|| AsidAllocator::new(cpu.asid_bits));
+    ZVA_BLOCK.store(zva_block(read_sysreg!(dczid_el0)), Ordering::Relaxed);
     CONFIG.call_once(|| PtConfig {
         mode,
         features,
         check,
     })
+}
+
+/// DCZID_EL0 -> the bytes `DC ZVA` zeroes: 4 << BS (BS, bits 3:0, is log2 of the
+/// block in 4-byte words), 0 if DZP (bit 4) prohibits the instruction or the block
+/// does not divide a page.
+fn zva_block(dczid: u64) -> usize {
+    const DZP: u64 = 1 << 4;
+    let block = 4usize << (dczid & 0xf);
+    if dczid & DZP != 0 || block > PAGE_SIZE {
+        0
+    } else {
+        block
+    }
+}
+
+/// Zero `n` pages from `pa`.
+///
+/// # Safety
+/// The pages are RAM in the linear map and only the caller holds them.
+unsafe fn zero(pa: PhysAddr, n: usize) {
+    let va = phys_to_virt(pa).as_ptr::<u8>();
+    let len = n * PAGE_SIZE;
+    let block = ZVA_BLOCK.load(Ordering::Relaxed);
+    if block == 0 {
+        // SAFETY: as the caller promises: RAM in the linear map, held only by it.
+        unsafe { core::ptr::write_bytes(va, 0, len) };
+        return;
+    }
+    // Pages are aligned to the block (a power of two no larger than a page).
+    for off in (0..len).step_by(block) {
+        // SAFETY: zeroes one block inside the caller's pages (aligned, see above).
+        unsafe {
+            core::arch::asm!("dc zva, {}", in(reg) va.wrapping_add(off), options(nostack, preserves_flags))
+        };
+    }
+}
+
+/// Bytes one `DC ZVA` zeroes here, 0 where zeroing uses plain stores.
+pub fn zva_block_bytes() -> usize {
+    ZVA_BLOCK.load(Ordering::Relaxed)
 }
 
 pub fn config() -> &'static PtConfig {
@@ -150,7 +201,10 @@ impl PtEnv for KernelPt {
     }
 
     fn alloc_table(&self) -> Option<PhysAddr> {
-        alloc_zeroed(0)
+        let pa = frame::frames().alloc(0)?;
+        // SAFETY: a frame just allocated to us, RAM in the linear map.
+        unsafe { zero(pa, 1) };
+        Some(pa)
     }
 
     fn free_table(&self, pa: PhysAddr) {
@@ -252,8 +306,8 @@ impl MmEnv for KernelPt {
     }
 
     fn zero_pages(&self, pa: PhysAddr, n: usize) {
-        // SAFETY: the pages are RAM in the linear map and only the caller holds them.
-        unsafe { core::ptr::write_bytes(phys_to_virt(pa).as_ptr::<u8>(), 0, n * PAGE_SIZE) };
+        // SAFETY: MmEnv's contract: RAM in the linear map that only the caller holds.
+        unsafe { zero(pa, n) };
     }
 
     fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize) {

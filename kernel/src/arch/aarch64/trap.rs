@@ -75,8 +75,8 @@ fn find_fixup(pc: usize) -> Option<usize> {
 /// What the kernel does with the exceptions the architecture layer cannot handle
 /// itself. Registered once at boot (arch never calls up into the kernel directly).
 pub struct Handlers {
-    /// An interrupt (GIC acknowledge, handle, EOI).
-    pub irq: fn(),
+    /// An interrupt (GIC acknowledge, handle, EOI), given the interrupted context.
+    pub irq: fn(&TrapFrame),
     /// SVC from EL0: a system call; the result goes into the frame.
     pub syscall: fn(&mut TrapFrame),
     /// Any other synchronous exception from EL0 (aborts, undefined instructions...).
@@ -180,9 +180,9 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
     let (origin, vector) = decode_kind(kind);
     let h = HANDLERS.get();
     match (origin, vector, h) {
-        (Origin::CurrentSpx, Vector::Irq, Some(h)) => return (h.irq)(),
+        (Origin::CurrentSpx, Vector::Irq, Some(h)) => return (h.irq)(frame),
         (Origin::LowerA64, Vector::Irq, Some(h)) => {
-            (h.irq)();
+            (h.irq)(frame);
             return (h.return_to_user)(frame);
         }
         (Origin::LowerA64, Vector::Sync, Some(h)) => {

@@ -153,6 +153,7 @@ impl Checker {
         }
     }
 
+    #[inline]
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }
@@ -187,7 +188,7 @@ impl Checker {
         }
     }
 
-    pub(crate) fn before_store(&mut self, slot: Slot<'_>) {
+    pub(crate) fn before_store(&mut self, slot: &Slot<'_>) {
         if !self.enabled || slot.level() != LAST_LEVEL {
             return;
         }
@@ -202,7 +203,7 @@ impl Checker {
 
     pub(crate) fn after_store(
         &mut self,
-        slot: Slot<'_>,
+        slot: &Slot<'_>,
         old: Pte,
         new: Pte,
         site: &'static Location<'static>,
@@ -231,15 +232,15 @@ impl Checker {
         };
         if !op.ranges.iter().any(|&(s, e)| lo < e && s < hi) {
             self.fail_at(
-                slot,
+                *slot,
                 site,
                 format_args!("store outside the operation's range {:?}", op.ranges),
             );
         }
         if new.is_cont() && level != LAST_LEVEL {
-            self.fail_at(slot, site, format_args!("Contiguous bit at level {level}"));
+            self.fail_at(*slot, site, format_args!("Contiguous bit at level {level}"));
         }
-        self.track_break_before_make(slot, old, new, site);
+        self.track_break_before_make(*slot, old, new, site);
     }
 
     fn track_break_before_make(

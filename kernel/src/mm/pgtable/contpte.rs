@@ -292,6 +292,13 @@ pub(crate) fn get_and_clear_ptes<E: PtEnv>(
     ctx.note_maybe_empty(run.start);
 }
 
+/// The block containing `va`: its first address and its 16 entries, read once, for a
+/// walk over many of its pages (`desc::view` of entry i is what `get_pte` returns).
+pub(crate) fn get_block(table: Table<'_>, va: VirtAddr) -> (VirtAddr, [Pte; CONT_PTES]) {
+    let blk = ContBlock::containing(table, va);
+    (blk.va(), blk.load())
+}
+
 /// Reads the entry for `va`, with AF and dirty gathered over its block if contiguous.
 pub(crate) fn get_pte(table: Table<'_>, va: VirtAddr) -> Pte {
     let blk = ContBlock::containing(table, va);
