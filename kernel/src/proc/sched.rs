@@ -44,6 +44,13 @@
 //! evaluated with no scheduler lock held. All of these are IRQ-safe locks: the tick
 //! takes `SLEEPERS` and `RUN_QUEUE`.
 //!
+//! **Last counts.** A waker wakes and drops its counts of the woken tasks while it holds
+//! the list lock. A woken task takes that lock before it can leave `sleep_on`, so no
+//! waker's count outlives the task's sleep: the reaper's count stays the last one and a
+//! reaped task's stack is free when the reaper returns (a count cloned out of the list
+//! and dropped later, on a vCPU the host had descheduled, freed the stack after the
+//! reaper had counted the frames).
+//!
 //! **Lost wake-ups.** A waker changes the condition first, then takes the list (under
 //! its lock) and wakes what it found. A sleeper joins the list and marks itself
 //! Sleeping in one critical section of the same lock, then checks the condition: either
@@ -305,10 +312,11 @@ impl WaitQueue {
         sleep_on(&self.waiters, Arc::clone, |t| t, cond);
     }
 
+    /// Wakes every waiter and drops the list's counts under the lock (see
+    /// "Last counts" in the module doc).
     pub fn wake_all(&self) {
-        let waiters = core::mem::take(&mut *self.waiters.lock());
-        for t in &waiters {
-            wake(t);
+        for t in self.waiters.lock().drain(..) {
+            wake(&t);
         }
     }
 }
@@ -334,13 +342,9 @@ pub fn sleep_until(deadline_ns: u64) {
 
 fn wake_expired_sleepers() {
     let now = crate::time::uptime_ns();
-    let due: Vec<Arc<Task>> = SLEEPERS
-        .lock()
-        .iter()
-        .filter(|(d, _)| *d <= now)
-        .map(|(_, t)| t.clone())
-        .collect();
-    for t in &due {
+    // No clone outlives the lock (see "Last counts" in the module doc); the sleepers
+    // leave the list themselves when their deadline has passed.
+    for (_, t) in SLEEPERS.lock().iter().filter(|(d, _)| *d <= now) {
         wake(t);
     }
 }
