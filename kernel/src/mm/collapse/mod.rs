@@ -74,7 +74,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::mthp::PMD_ORDER;
 
-pub use hints::{hint, hint_edges, take_hint, HINTS_DROPPED, HINTS_QUEUED};
+pub use hints::{hint, hint_edges, take_hint, CAPACITY, HINTS_DROPPED, HINTS_QUEUED};
+pub use madvise::madvise_order;
 pub use scan::WindowScan;
 
 /// The largest `max_ptes_none` / `max_ptes_shared`: one less than a PMD's entries.
