@@ -96,6 +96,15 @@ fn check_pages(mm: &Mm<HostMm>, va: VirtAddr, pages: usize, written: impl Fn(usi
     audit::check(core::iter::once(mm)).expect("folio audit");
 }
 
+/// After the address spaces are gone every frame is back.
+fn all_back(mms: impl IntoIterator<Item = Mm<HostMm>>) {
+    for mm in mms {
+        drop(mm);
+    }
+    let f = frames();
+    assert_eq!(f.free_frames(), f.managed_frames(), "frames not back");
+}
+
 fn leaf(mm: &Mm<HostMm>, va: VirtAddr) -> Leaf {
     mm.tables.get(va).expect("mapped")
 }
@@ -139,6 +148,7 @@ fn mprotect_split_and_restore_of_64k_collapses_in_place() {
     assert_eq!(stat(4).1, copies, "no copy");
     assert_eq!(allocs(), frames_before, "no allocation");
     check_pages(&mm, va, 32, |_| true);
+    all_back([mm]);
 }
 
 #[test]
@@ -164,6 +174,7 @@ fn mprotect_split_of_2m_collapses_back_to_a_block_in_place() {
     // A write through the block lands in the same folio.
     write_pages(&mut mm, va, 100..101);
     check_pages(&mm, va, 512, |_| true);
+    all_back([mm]);
 }
 
 #[test]
@@ -196,6 +207,7 @@ fn contiguous_folios_are_merged_in_place() {
     assert_eq!(mthp::stats(4).nr_anon.load(Ordering::Relaxed), nr_anon + 1);
     assert!(folded(&mm, va, CONT_SIZE));
     check_pages(&mm, va, 16, |_| true);
+    all_back([mm]);
 }
 
 #[test]
@@ -217,6 +229,7 @@ fn scattered_4k_pages_are_copied_into_one_folio_and_the_old_freed() {
     check_pages(&mm, va, 32, |_| true);
     let again = scan_all(&mut mm);
     assert_eq!((again.copied, again.in_place), (0, 0), "nothing left to do");
+    all_back([mm]);
 }
 
 /// Creep (module docs of `collapse`): with a `max_ptes_none` above half a block,
@@ -252,6 +265,7 @@ fn max_ptes_none_does_not_creep() {
             _ => assert_eq!(collapsed_16k, 32, "straight to 128 KiB"),
         }
         check_pages(&mm, va, 32, |i| i < 4);
+        all_back([mm]);
     }
     MAX_PTES_NONE.set(old);
 }
@@ -307,6 +321,7 @@ fn shared_ranges_are_skipped_by_the_thread_but_not_by_madvise() {
         }
     }
     audit::check([&mm, &child].into_iter()).expect("audit");
+    all_back([mm, child]);
 }
 
 #[test]
@@ -343,6 +358,7 @@ fn madvise_collapse_order_and_errors() {
         Err(EINVAL),
         "MADV_NOHUGEPAGE"
     );
+    all_back([mm]);
 }
 
 #[test]
