@@ -372,7 +372,9 @@ pub fn merge(head: PhysAddr, order: usize) -> Result<Locked, MergeError> {
     }
     let refs: u32 = parts.iter().map(|f| f.refcount()).sum();
     for f in &parts {
-        mthp::stats(f.order()).nr_anon.fetch_sub(1, Ordering::Relaxed);
+        mthp::stats(f.order())
+            .nr_anon
+            .fetch_sub(1, Ordering::Relaxed);
     }
     // The merged folio keeps the first part's lock bit; the others' go with their heads.
     for f in parts {
@@ -380,9 +382,7 @@ pub fn merge(head: PhysAddr, order: usize) -> Result<Locked, MergeError> {
     }
     frames().merge_blocks(head, order, refs);
     mthp::stats(order).nr_anon.fetch_add(1, Ordering::Relaxed);
-    Ok(Locked {
-        f: Folio { head },
-    })
+    Ok(Locked { f: Folio { head } })
 }
 
 /// A zeroed anonymous folio of `order`, holding the allocation's reference (drop it

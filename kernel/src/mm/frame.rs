@@ -293,7 +293,7 @@ impl FrameAllocator {
     pub fn merge_blocks(&self, head: PhysAddr, to: usize, refs: u32) {
         let n = 1usize << to;
         assert!(
-            head.pfn() % n == 0,
+            head.pfn().is_multiple_of(n),
             "merge of {head} to order {to}: not aligned"
         );
         let pages = self.meta_range(head.pfn(), n);

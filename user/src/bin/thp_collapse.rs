@@ -47,8 +47,7 @@ const SCAN_SLEEP: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_
 const PAGES_TO_SCAN: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/pages_to_scan";
 const MAX_PTES_NONE: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none";
 const FULL_SCANS: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/full_scans";
-const PAGES_COLLAPSED: &CStr =
-    c"/sys/kernel/mm/transparent_hugepage/khugepaged/pages_collapsed";
+const PAGES_COLLAPSED: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/pages_collapsed";
 
 fn main(_args: &rt::Args) -> i32 {
     let mut t = Suite::new("thp_collapse");
@@ -63,11 +62,16 @@ fn main(_args: &rt::Args) -> i32 {
         t.run("madvise_collapse_64k", madvise_collapse_64k);
         t.run("in_place_64k", in_place_64k);
         t.run("in_place_2m", in_place_2m);
-        t.run("thread_reaches_full_contiguity", thread_reaches_full_contiguity);
+        t.run(
+            "thread_reaches_full_contiguity",
+            thread_reaches_full_contiguity,
+        );
         t.run("shared_ranges_skipped", shared_ranges_skipped);
         t.run("max_ptes_none", max_ptes_none);
     } else {
-        println!("thp_collapse: Linux: mTHP collapse, in-place collapse and mTHP MADV_COLLAPSE n/a");
+        println!(
+            "thp_collapse: Linux: mTHP collapse, in-place collapse and mTHP MADV_COLLAPSE n/a"
+        );
     }
     t.run("restore_tunables", || {
         for (p, v) in saved {
@@ -100,7 +104,10 @@ fn check_pages(r: &Region, written: impl Fn(usize) -> bool) -> Outcome {
             ensure!(want != 0, "page {i}: byte {off:#x} is not zero");
         }
         let (a, b) = (r.load(i * PAGE), r.load(i * PAGE + PAGE - 1));
-        ensure!(a == want && b == want, "page {i}: reads {a:#x}/{b:#x}, wrote {want:#x}");
+        ensure!(
+            a == want && b == want,
+            "page {i}: reads {a:#x}/{b:#x}, wrote {want:#x}"
+        );
     }
     Ok(())
 }
@@ -120,13 +127,16 @@ fn set_policy(kb: usize) -> Outcome {
 }
 
 fn collapse(r: &Region) -> Outcome {
-    r.advise(0, r.len, MADV_COLLAPSE).ctx("madvise(MADV_COLLAPSE)")?;
+    r.advise(0, r.len, MADV_COLLAPSE)
+        .ctx("madvise(MADV_COLLAPSE)")?;
     Ok(())
 }
 
 fn thpmap(r: &Region, field: &str) -> Result<u64, Fail> {
     let m = thp::thpmaps(r.addr).ctx("thpmaps")?;
-    let Some(m) = m else { fail!("thpmaps: no line for {:#x}", r.addr) };
+    let Some(m) = m else {
+        fail!("thpmaps: no line for {:#x}", r.addr)
+    };
     m.get(field)
         .ok_or_else(|| Fail::new(format_args!("thpmaps: no {field}= in {m}")))
 }
@@ -161,11 +171,21 @@ fn khugepaged_files() -> Outcome {
     }
     for v in [0, 256, 511] {
         set(MAX_PTES_NONE, v)?;
-        ensure!(get(MAX_PTES_NONE)? == v, "max_ptes_none reads back {}", get(MAX_PTES_NONE)?);
+        ensure!(
+            get(MAX_PTES_NONE)? == v,
+            "max_ptes_none reads back {}",
+            get(MAX_PTES_NONE)?
+        );
     }
     let r = rt::fs::write_file(MAX_PTES_NONE, b"512\n");
-    ensure!(r == Err(rt::Errno::EINVAL), "max_ptes_none 512: {r:?}, expected EINVAL");
-    ensure!(get(MAX_PTES_NONE)? == 511, "a refused write changed max_ptes_none");
+    ensure!(
+        r == Err(rt::Errno::EINVAL),
+        "max_ptes_none 512: {r:?}, expected EINVAL"
+    );
+    ensure!(
+        get(MAX_PTES_NONE)? == 511,
+        "a refused write changed max_ptes_none"
+    );
     Ok(())
 }
 
@@ -176,7 +196,10 @@ fn madvise_collapse_2m(contkernel: bool) -> Outcome {
     set_policy(2048)?;
     collapse(&r)?;
     let huge = thp::smaps_kb(r.addr, "AnonHugePages");
-    ensure!(huge == Some(2048), "smaps AnonHugePages {huge:?} kB after MADV_COLLAPSE");
+    ensure!(
+        huge == Some(2048),
+        "smaps AnonHugePages {huge:?} kB after MADV_COLLAPSE"
+    );
     if contkernel {
         let pmd = thpmap(&r, "pmd")?;
         ensure!(pmd == PMD_SIZE as u64, "thpmaps pmd={pmd:#x}");
@@ -194,7 +217,10 @@ fn madvise_collapse_64k() -> Outcome {
     collapse(&r)?;
     let s1 = Stats::read(64);
     let cont = thpmap(&r, "cont")?;
-    ensure!(cont == 2 * CONT_SIZE as u64, "thpmaps cont={cont:#x} right after MADV_COLLAPSE");
+    ensure!(
+        cont == 2 * CONT_SIZE as u64,
+        "thpmaps cont={cont:#x} right after MADV_COLLAPSE"
+    );
     s0.expect_delta(&s1, "collapse_alloc", 2)?;
     check_pages(&r, |_| true)
 }
@@ -212,10 +238,16 @@ fn in_place(kb: usize, len: usize, field: &str, split_value: u64) -> Outcome {
     set_policy(kb)?;
     let r = Region::anon_aligned(len, len, PROT_READ | PROT_WRITE).ctx("mmap")?;
     write_pages(&r, 0..len / PAGE);
-    ensure!(thpmap(&r, field)? == len as u64, "{field}= not {len:#x} after the fault");
+    ensure!(
+        thpmap(&r, field)? == len as u64,
+        "{field}= not {len:#x} after the fault"
+    );
     split_and_restore(&r, 5)?;
     let got = thpmap(&r, field)?;
-    ensure!(got == split_value, "{field}={got:#x} after mprotect and back");
+    ensure!(
+        got == split_value,
+        "{field}={got:#x} after mprotect and back"
+    );
     let s0 = Stats::read(kb);
     collapse(&r)?;
     let s1 = Stats::read(kb);
@@ -295,9 +327,15 @@ fn thread_reaches_full_contiguity() -> Outcome {
         "the writing and forking child failed: {:#x}",
         status.0
     );
-    ensure!(cont == len as u64, "cont={cont:#x} of {len:#x} after {rounds} full scans");
+    ensure!(
+        cont == len as u64,
+        "cont={cont:#x} of {len:#x} after {rounds} full scans"
+    );
     let collapsed = get(PAGES_COLLAPSED)? - collapsed0;
-    ensure!(collapsed >= 8, "pages_collapsed +{collapsed}, expected at least +8");
+    ensure!(
+        collapsed >= 8,
+        "pages_collapsed +{collapsed}, expected at least +8"
+    );
     check_pages(&r, |_| true)
 }
 
@@ -319,7 +357,10 @@ fn shared_ranges_skipped() -> Outcome {
     let s1 = Stats::read(64);
     let cont = thpmap(&r, "cont")?;
     let _ = rt::proc::wait(child);
-    ensure!(cont == 0, "the thread collapsed a shared range: cont={cont:#x}");
+    ensure!(
+        cont == 0,
+        "the thread collapsed a shared range: cont={cont:#x}"
+    );
     let d = s0.delta(&s1, "collapse_exceed_shared_pte").unwrap_or(0);
     ensure!(d >= 1, "collapse_exceed_shared_pte +{d}");
     check_pages(&r, |_| true)

@@ -93,9 +93,7 @@ impl<E: MmEnv> Mm<E> {
             s.shared += (f.mapcount(k) > 1) as usize;
             s.present += 1;
         });
-        let aligned = s
-            .base_pa
-            .is_some_and(|b| b.is_aligned(n * PAGE_SIZE));
+        let aligned = s.base_pa.is_some_and(|b| b.is_aligned(n * PAGE_SIZE));
         if !in_order || !aligned {
             s.base_pa = None;
         }
@@ -140,7 +138,9 @@ impl<E: MmEnv> Mm<E> {
         }
         let none = n - s.present;
         if limits.none_allowed(order).is_none_or(|max| none > max) {
-            stats.collapse_exceed_none_pte.fetch_add(1, Ordering::Relaxed);
+            stats
+                .collapse_exceed_none_pte
+                .fetch_add(1, Ordering::Relaxed);
             return Err(Fail::ExceedNone);
         }
         if s.shared > limits.shared_allowed(order) {

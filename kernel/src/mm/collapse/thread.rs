@@ -14,7 +14,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    take_hint, Limits, Tunable, ALLOC_SLEEP_MILLISECS, FULL_SCANS, PAGES_TO_SCAN, SCAN_SLEEP_MILLISECS,
+    take_hint, Limits, Tunable, ALLOC_SLEEP_MILLISECS, FULL_SCANS, PAGES_TO_SCAN,
+    SCAN_SLEEP_MILLISECS,
 };
 use crate::mm::addr::PMD_SIZE;
 use crate::mm::{mthp, PhysAddr, VirtAddr, PAGE_SIZE};
@@ -161,11 +162,10 @@ fn task_with_root(root: PhysAddr) -> Option<Arc<Task>> {
     let mut pid = 0;
     while let Some(t) = task::next_after(pid) {
         pid = t.pid;
-        let ours = t
-            .mm
-            .lock()
-            .as_ref()
-            .is_some_and(|mm| mm.tables.root() == root);
+        let ours =
+            t.mm.lock()
+                .as_ref()
+                .is_some_and(|mm| mm.tables.root() == root);
         if ours {
             return Some(t);
         }
@@ -189,7 +189,9 @@ fn scan_window(t: &Task, window: VirtAddr, end: VirtAddr) -> bool {
             break;
         };
         let allowed = mthp::POLICY.allowed_orders(vma.huge);
-        failed |= mm.collapse_window(base, &vma, allowed, &limits).alloc_failed;
+        failed |= mm
+            .collapse_window(base, &vma, allowed, &limits)
+            .alloc_failed;
         at = vma.end;
     }
     failed

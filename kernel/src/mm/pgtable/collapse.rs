@@ -62,7 +62,10 @@ impl<E: PtEnv> AddressSpace<E> {
     /// it did. Allocates nothing; frees the table.
     #[track_caller]
     pub fn collapse_l2(&mut self, va: VirtAddr) -> bool {
-        assert!(va.is_aligned(PMD_SIZE), "collapse_l2 at {va:?}: not 2 MiB aligned");
+        assert!(
+            va.is_aligned(PMD_SIZE),
+            "collapse_l2 at {va:?}: not 2 MiB aligned"
+        );
         let end = range_end(va, PMD_SIZE / PAGE_SIZE);
         self.op(OpKind::MapPmd, va, end, |ctx, cursor| {
             let Found::Ptes(table) = cursor.find(ctx.env, va) else {

@@ -89,7 +89,10 @@ fn pattern(i: usize) -> u8 {
 fn check_pages(mm: &Mm<HostMm>, va: VirtAddr, pages: usize, written: impl Fn(usize) -> bool) {
     for i in 0..pages {
         let at = va.add(i * PAGE_SIZE);
-        let got = mm.tables.get(at).map_or(0, |l| host::read_byte(l.pa_of(at)));
+        let got = mm
+            .tables
+            .get(at)
+            .map_or(0, |l| host::read_byte(l.pa_of(at)));
         let want = if written(i) { pattern(i) } else { 0 };
         assert_eq!(got, want, "page {i} at {at:?}");
     }
@@ -137,12 +140,17 @@ fn mprotect_split_and_restore_of_64k_collapses_in_place() {
     write_pages(&mut mm, va, 0..32);
     assert!(folded(&mm, va, 2 * CONT_SIZE));
     let page = va.add(5 * PAGE_SIZE);
-    mm.mprotect(page, page.add(PAGE_SIZE), VmProt::READ).unwrap();
+    mm.mprotect(page, page.add(PAGE_SIZE), VmProt::READ)
+        .unwrap();
     mm.mprotect(page, page.add(PAGE_SIZE), VmProt::READ_WRITE)
         .unwrap();
-    assert!(!folded(&mm, va, CONT_SIZE), "the restore leaves the block unfolded");
+    assert!(
+        !folded(&mm, va, CONT_SIZE),
+        "the restore leaves the block unfolded"
+    );
     let (in_place, copies, frames_before) = (stat(4).0, stat(4).1, allocs());
-    mm.madvise(va, va.add(2 * CONT_SIZE), MADV_COLLAPSE).unwrap();
+    mm.madvise(va, va.add(2 * CONT_SIZE), MADV_COLLAPSE)
+        .unwrap();
     assert!(folded(&mm, va, 2 * CONT_SIZE));
     assert_eq!(stat(4).0, in_place + 1, "one block refolded in place");
     assert_eq!(stat(4).1, copies, "no copy");
@@ -160,7 +168,8 @@ fn mprotect_split_of_2m_collapses_back_to_a_block_in_place() {
     write_pages(&mut mm, va, 0..512);
     assert_eq!(leaf(&mm, va).level, 2);
     let page = va.add(77 * PAGE_SIZE);
-    mm.mprotect(page, page.add(PAGE_SIZE), VmProt::READ).unwrap();
+    mm.mprotect(page, page.add(PAGE_SIZE), VmProt::READ)
+        .unwrap();
     mm.mprotect(page, page.add(PAGE_SIZE), VmProt::READ_WRITE)
         .unwrap();
     assert_eq!(leaf(&mm, va).level, 3, "split by the mprotect");
@@ -190,8 +199,13 @@ fn contiguous_folios_are_merged_in_place() {
     let hole = va.add(9 * PAGE_SIZE);
     mm.munmap(hole, hole.add(PAGE_SIZE)).unwrap();
     assert_eq!(folio::shrink_deferred(), 1);
-    mm.mmap(hole.as_u64(), PAGE_SIZE as u64, VmProt::READ_WRITE, MAP_FIXED)
-        .unwrap();
+    mm.mmap(
+        hole.as_u64(),
+        PAGE_SIZE as u64,
+        VmProt::READ_WRITE,
+        MAP_FIXED,
+    )
+    .unwrap();
     write_pages(&mut mm, va, 9..10);
     assert_eq!(
         leaf(&mm, hole).pa_of(hole),
@@ -343,7 +357,10 @@ fn madvise_collapse_order_and_errors() {
     write_pages(&mut mm, va, 0..1);
     mthp::POLICY.set_size(4, SizeSetting::Madvise);
     mm.madvise(va, va.add(CONT_SIZE), MADV_COLLAPSE).unwrap();
-    assert!(folded(&mm, va, CONT_SIZE), "one page is enough for MADV_COLLAPSE");
+    assert!(
+        folded(&mm, va, CONT_SIZE),
+        "one page is enough for MADV_COLLAPSE"
+    );
     check_pages(&mm, va, 32, |i| i == 0);
     only(&[9]);
     assert_eq!(
@@ -352,7 +369,8 @@ fn madvise_collapse_order_and_errors() {
         "a 128 KiB VMA has no 2 MiB block"
     );
     only(&[4]);
-    mm.madvise(va, va.add(2 * CONT_SIZE), MADV_NOHUGEPAGE).unwrap();
+    mm.madvise(va, va.add(2 * CONT_SIZE), MADV_NOHUGEPAGE)
+        .unwrap();
     assert_eq!(
         mm.madvise(va, va.add(2 * CONT_SIZE), MADV_COLLAPSE),
         Err(EINVAL),

@@ -449,7 +449,8 @@ impl World {
             Op::Scan { mm } => {
                 let p = &mut self.procs[mm % live];
                 let done = collapse::scan_all(&mut p.mm);
-                self.log.push(format!("mm{}: collapse scan = {done:?}", p.id));
+                self.log
+                    .push(format!("mm{}: collapse scan = {done:?}", p.id));
             }
             Op::Exit { mm } => {
                 if live > 1 {
