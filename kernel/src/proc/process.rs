@@ -90,7 +90,7 @@ pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
     prepare_user(&t, user_frame(image.entry, image.sp));
     task::insert(t.clone());
     sched::start(&t);
-    crate::mm::collapse::thread::start();
+    super::khugepaged::start();
     Ok(pid)
 }
 
@@ -223,7 +223,7 @@ static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     let t = me();
     release(&t);
-    crate::mm::collapse::thread::stop();
+    super::khugepaged::stop();
     #[cfg(feature = "ktest")]
     kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
@@ -244,7 +244,7 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
 fn audit_if_quiet(t: &Task) {
     if !crate::mm::ptenv::config().check
         || t.parent.load(Ordering::Acquire) != 1
-        || task::count() != 2 + crate::mm::collapse::thread::running() as usize
+        || task::count() != 2 + super::khugepaged::running() as usize
     {
         return;
     }

@@ -11,8 +11,10 @@
 //! copy.rs      otherwise: allocate, copy, remap with one batched set_ptes
 //! madvise.rs   MADV_COLLAPSE: the same engine, synchronous
 //! hints.rs     where CoW copies and splits broke a mapping: visited first
-//! thread.rs    the collapse thread (kernel only): round-robin over processes
 //! ```
+//!
+//! The collapse thread itself, which walks the processes, is `proc::khugepaged`
+//! (processes are above memory management: the arrows point down).
 //!
 //! ## Which blocks, which order
 //!
@@ -67,8 +69,6 @@ mod hints;
 mod in_place;
 mod madvise;
 mod scan;
-#[cfg(target_os = "none")]
-pub mod thread;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
