@@ -16,11 +16,11 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::process::{join_kthread, kthread_exit, spawn_kthread};
 use super::sched;
 use super::task::{self, Pid, Task};
-use super::{
+use crate::mm::addr::PMD_SIZE;
+use crate::mm::collapse::{
     take_hint, Limits, Tunable, ALLOC_SLEEP_MILLISECS, FULL_SCANS, PAGES_TO_SCAN,
     SCAN_SLEEP_MILLISECS,
 };
-use crate::mm::addr::PMD_SIZE;
 use crate::mm::{mthp, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::sync::SpinLock;
 
