@@ -10,7 +10,7 @@ use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::aspace::{Mm, MmEnv};
 use crate::mm::folio::{self, Folio};
 use crate::mm::mthp::{self, MTHP_ORDERS, PMD_ORDER};
-use crate::mm::pgtable::Prot;
+use crate::mm::pgtable::{ContMode, Prot};
 use crate::mm::vma::{Vma, VmaKind};
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
 
@@ -24,7 +24,8 @@ pub(super) struct Survey {
     /// The frame page 0 would map if the mapped pages are one run in order: page `i`
     /// maps `base_pa + i` for every mapped `i`, `base_pa` aligned to the block.
     pub base_pa: Option<PhysAddr>,
-    /// Every 64 KiB block inside is folded (true for blocks under 64 KiB).
+    /// Every 64 KiB block inside is folded (true for blocks under 64 KiB, and when
+    /// the tables never fold: contpte=off).
     pub folded: bool,
     /// Pages marked anon-exclusive.
     pub exclusive: usize,
@@ -66,6 +67,8 @@ impl<E: MmEnv> Mm<E> {
         };
         let mut in_order = true;
         let mut prot_agrees = true;
+        // Without the Contiguous bit (contpte=off) nothing is ever folded.
+        let folds = self.tables.mode() != ContMode::Off;
         let end = base.add(n * PAGE_SIZE);
         self.tables.for_each_leaf(base, end, |va, leaf| {
             if leaf.level != 3 {
@@ -86,7 +89,7 @@ impl<E: MmEnv> Mm<E> {
                 Some(p) if p == prot => {}
                 _ => prot_agrees = false,
             }
-            s.folded &= n < CONT_SIZE / PAGE_SIZE || leaf.pte.is_cont();
+            s.folded &= !folds || n < CONT_SIZE / PAGE_SIZE || leaf.pte.is_cont();
             let f = Folio::of(pa);
             let k = f.index(pa);
             s.exclusive += f.is_exclusive(k) as usize;
