@@ -36,20 +36,13 @@ pub fn start() {
     }
 }
 
-/// Stop the thread and reap it (shutdown), and wait until its stack is free: the
-/// frame check at power-off comes next. A CPU's tick may still hold a reference for a
-/// moment after the join (`sched::wake_expired_sleepers` clones the sleepers it
-/// wakes, and the thread sleeps in 10 ms slices), so the last reference is awaited
-/// here rather than assumed to be the join's.
+/// Stop the thread and reap it (shutdown): its stack is free on return, before the
+/// frame check at power-off.
 pub fn stop() {
     let t = THREAD.lock().take();
     if let Some(t) = t {
         STOP.store(true, Ordering::Release);
-        let last = t.clone();
         join_kthread(t);
-        while Arc::strong_count(&last) > 1 {
-            core::hint::spin_loop();
-        }
     }
 }
 
