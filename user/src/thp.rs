@@ -189,7 +189,7 @@ pub fn only(kb: usize) -> Result<(), FileErr> {
 
 /// The per-size counters (`hugepages-<N>kB/stats/<name>`): Linux's, then this
 /// kernel's own.
-pub const STAT_NAMES: [&str; 9] = [
+pub const STAT_NAMES: [&str; 15] = [
     "anon_fault_alloc",
     "anon_fault_fallback",
     "split",
@@ -199,6 +199,12 @@ pub const STAT_NAMES: [&str; 9] = [
     "nr_anon_partially_mapped",
     "cow_reuse",
     "cow_folio_copy",
+    "collapse_alloc",
+    "collapse_alloc_failed",
+    "collapse_exceed_none_pte",
+    "collapse_exceed_shared_pte",
+    "collapse_in_place",
+    "collapse_exceed_swap_pte",
 ];
 
 /// One counter of size `kb`, `None` if the file is missing or unreadable.

@@ -2,13 +2,15 @@
 //! size `hugepages-<N>kB/enabled` and `hugepages-<N>kB/stats/<counter>`; plus this
 //! kernel's `shrink_deferred` (write 1: run the deferred-split shrinker now; read: the
 //! folios waiting), `cow` (`page` or `folio`: what a write to a shared large folio
-//! copies, the boot option `cow=`) and /proc/self/thpmaps (per VMA: bytes by folio order, contiguous
+//! copies, the boot option `cow=`), `khugepaged/` (the collapse thread's tunables and
+//! counters with Linux's names and defaults, `mm::collapse`) and /proc/self/thpmaps (per VMA: bytes by folio order, contiguous
 //! and PMD-mapped; see `mm::aspace::Mm::thp_report`).
 
+use alloc::format;
 use alloc::string::{String, ToString};
 
 use super::Node;
-use crate::mm::{folio, mthp};
+use crate::mm::{collapse, folio, mthp};
 use crate::uapi::EINVAL;
 
 const ROOT: &str = "/sys/kernel/mm/transparent_hugepage";
@@ -33,6 +35,12 @@ macro_rules! size_nodes {
             stat!($order, $kb, "nr_anon_partially_mapped"),
             stat!($order, $kb, "cow_reuse"),
             stat!($order, $kb, "cow_folio_copy"),
+            stat!($order, $kb, "collapse_alloc"),
+            stat!($order, $kb, "collapse_alloc_failed"),
+            stat!($order, $kb, "collapse_exceed_none_pte"),
+            stat!($order, $kb, "collapse_exceed_swap_pte"),
+            stat!($order, $kb, "collapse_exceed_shared_pte"),
+            stat!($order, $kb, "collapse_in_place"),
         )*]
     };
 }
@@ -79,9 +87,39 @@ fn smaps() -> String {
     mm.as_ref().map_or_else(String::new, |m| m.smaps())
 }
 
-pub static NODES: [Node; 7 + 8 * 13] = {
+macro_rules! khugepaged {
+    ($name:literal, $tunable:path) => {
+        Node {
+            path: concat!("/sys/kernel/mm/transparent_hugepage/khugepaged/", $name),
+            render: Some(|| format!("{}\n", $tunable.get())),
+            write: Some(|s| $tunable.write(s)),
+        }
+    };
+    ($name:literal, counter $counter:path) => {
+        Node {
+            path: concat!("/sys/kernel/mm/transparent_hugepage/khugepaged/", $name),
+            render: Some(|| format!("{}\n", $counter.load(core::sync::atomic::Ordering::Relaxed))),
+            write: None,
+        }
+    };
+}
+
+const SIZE_NODES: usize = 8 * 19;
+const KHUGEPAGED_NODES: usize = 8;
+
+pub static NODES: [Node; 7 + SIZE_NODES + KHUGEPAGED_NODES] = {
     let sizes = size_nodes!(2 => "16", 3 => "32", 4 => "64", 5 => "128", 6 => "256", 7 => "512", 8 => "1024", 9 => "2048");
-    let mut all = [const { super::dir("") }; 7 + 8 * 13];
+    let khugepaged: [Node; KHUGEPAGED_NODES] = [
+        super::dir("/sys/kernel/mm/transparent_hugepage/khugepaged"),
+        khugepaged!("pages_to_scan", collapse::PAGES_TO_SCAN),
+        khugepaged!("scan_sleep_millisecs", collapse::SCAN_SLEEP_MILLISECS),
+        khugepaged!("alloc_sleep_millisecs", collapse::ALLOC_SLEEP_MILLISECS),
+        khugepaged!("max_ptes_none", collapse::MAX_PTES_NONE),
+        khugepaged!("max_ptes_shared", collapse::MAX_PTES_SHARED),
+        khugepaged!("pages_collapsed", counter collapse::PAGES_COLLAPSED),
+        khugepaged!("full_scans", counter collapse::FULL_SCANS),
+    ];
+    let mut all = [const { super::dir("") }; 7 + SIZE_NODES + KHUGEPAGED_NODES];
     all[0] = super::dir(ROOT);
     all[1] = Node {
         path: "/sys/kernel/mm/transparent_hugepage/enabled",
@@ -117,6 +155,11 @@ pub static NODES: [Node; 7 + 8 * 13] = {
     while i < sizes.len() {
         all[7 + i] = sizes[i];
         i += 1;
+    }
+    let mut k = 0;
+    while k < KHUGEPAGED_NODES {
+        all[7 + SIZE_NODES + k] = khugepaged[k];
+        k += 1;
     }
     all
 };

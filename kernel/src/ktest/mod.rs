@@ -13,6 +13,7 @@ use crate::mm::frame;
 
 mod arch;
 mod aspace;
+mod collapse;
 mod folio;
 mod mm;
 mod pgtable;

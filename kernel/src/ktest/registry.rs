@@ -1,6 +1,6 @@
 //! Every in-kernel test, by name. The name says the subsystem first.
 
-use super::{arch, aspace, folio, mm, pgtable, proc, smp, Test};
+use super::{arch, aspace, collapse, folio, mm, pgtable, proc, smp, Test};
 
 pub static TESTS: &[Test] = &[
     Test {
@@ -66,6 +66,14 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "aspace::cow_copy_without_a_table_leaks_nothing",
         run: aspace::cow_copy_without_a_table_leaks_nothing,
+    },
+    Test {
+        name: "collapse::in_place_needs_no_memory",
+        run: collapse::in_place_needs_no_memory,
+    },
+    Test {
+        name: "collapse::copy_without_memory_fails_cleanly",
+        run: collapse::copy_without_memory_fails_cleanly,
     },
     Test {
         name: "folio::split_keeps_accounting_exact",

@@ -82,6 +82,7 @@ impl<E: MmEnv> Mm<E> {
                 return Err(map_error(e));
             }
         }
+        super::collapse::hint(self, page);
         self.map_folio(page, new, 0, 1, vma.prot, true)
     }
 

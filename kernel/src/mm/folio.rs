@@ -46,8 +46,16 @@
 //!    on the queue (an unmap re-queued it in between): it then only drops its
 //!    reference and leaves the folio to the queue.
 //!
+//! 5. **A merge** (collapse in place, [`merge`]) makes one folio of several that tile
+//!    an aligned run: it takes their locks with try-lock only, in address order, and
+//!    gives up (dropping what it took) if any is held, so it never waits holding a
+//!    folio lock; the merged folio is born locked (`FrameAllocator::merge_blocks`).
+//!    It merges only folios that no one else holds a reference to and that are not on
+//!    the deferred-split queue, so no reference can point at a head that disappears.
+//!
 //! Lock order: `Mm` lock -> `SHRINKER` -> one folio lock -> queue lock -> frame
-//! allocator. No one holds two folio locks except a split, over the folios it makes.
+//! allocator. No one holds two folio locks except a split, over the folios it makes,
+//! and a merge, which only try-locks the second and later ones.
 //! No folio lock is ever taken from an interrupt handler.
 
 use alloc::collections::VecDeque;
@@ -91,6 +99,19 @@ impl Folio {
             }
             core::hint::spin_loop();
         }
+    }
+
+    /// Lock the folio containing the pinned page `pa` if no one holds its lock now.
+    pub fn try_lock(pa: PhysAddr) -> Option<Locked> {
+        let f = Folio::of(pa);
+        if !f.meta(0).try_lock_head() {
+            return None;
+        }
+        if Folio::of(pa) == f {
+            return Some(Locked { f });
+        }
+        f.meta(0).unlock_head();
+        None
     }
 
     pub fn head(self) -> PhysAddr {
@@ -318,6 +339,50 @@ pub fn for_each_folio(pa: PhysAddr, n: usize, mut f: impl FnMut(Locked, usize, u
         f(folio, first, count);
         k += count;
     }
+}
+
+/// Why [`merge`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeError {
+    /// A folio of the run is locked by someone else: try again later.
+    Busy,
+    /// A folio of the run is held beyond its mappings, queued for deferred split, not
+    /// anonymous, or sticks out of the run: these folios cannot become one.
+    Unfit,
+}
+
+/// Make one anonymous folio of `order` at `head` out of the folios that tile the
+/// naturally aligned run `[head, head + 2^order pages)`, without moving a byte
+/// (protocol, rule 5). The pages must be pinned (the caller maps all of them). Returns
+/// the merged folio, locked.
+pub fn merge(head: PhysAddr, order: usize) -> Result<Locked, MergeError> {
+    let n = 1usize << order;
+    let mut parts: alloc::vec::Vec<Locked> = alloc::vec::Vec::new();
+    let mut i = 0;
+    while i < n {
+        let f = Folio::try_lock(head.add(i * PAGE_SIZE)).ok_or(MergeError::Busy)?;
+        let fits = f.head == head.add(i * PAGE_SIZE) && i + f.nr_pages() <= n;
+        let anon = f.meta(0).test(flags::ANON);
+        let free_of_others = !f.is_deferred() && f.refcount() == f.total_mapcount() as u32;
+        if !(fits && anon && free_of_others) {
+            return Err(MergeError::Unfit);
+        }
+        i += f.nr_pages();
+        parts.push(f);
+    }
+    let refs: u32 = parts.iter().map(|f| f.refcount()).sum();
+    for f in &parts {
+        mthp::stats(f.order())
+            .nr_anon
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+    // The merged folio keeps the first part's lock bit; the others' go with their heads.
+    for f in parts {
+        core::mem::forget(f);
+    }
+    frames().merge_blocks(head, order, refs);
+    mthp::stats(order).nr_anon.fetch_add(1, Ordering::Relaxed);
+    Ok(Locked { f: Folio { head } })
 }
 
 /// A zeroed anonymous folio of `order`, holding the allocation's reference (drop it

@@ -283,6 +283,53 @@ impl FrameAllocator {
         }
     }
 
+    /// The reverse of `split_block`: describe the allocated blocks that tile the
+    /// naturally aligned `[head, head + 2^to frames)` as one block of order `to`, with
+    /// reference count `refs`; per-page flags are kept, the total map count is the sum
+    /// of the pages' map counts. Every block in the range must be locked by the caller;
+    /// the merged block is born locked (its head keeps the bit), the other former
+    /// heads lose theirs with their `HEAD` flag, so a waiter spinning on one of them
+    /// finds the new head when it re-reads (folio protocol, rule 2).
+    pub fn merge_blocks(&self, head: PhysAddr, to: usize, refs: u32) {
+        let n = 1usize << to;
+        assert!(
+            head.pfn().is_multiple_of(n),
+            "merge of {head} to order {to}: not aligned"
+        );
+        let pages = self.meta_range(head.pfn(), n);
+        let mut i = 0;
+        while i < n {
+            let m = &pages[i];
+            assert!(
+                m.is_head() && m.test(flags::LOCKED) && i + (1 << m.order()) <= n,
+                "merge of {head} to order {to}: frame {i} is not a locked head inside (state {:#x})",
+                m.flags()
+            );
+            i += 1 << m.order();
+        }
+        for (i, m) in pages.iter().enumerate() {
+            let keep = m.flags() & flags::PER_PAGE;
+            let head_bits = if i == 0 {
+                flags::HEAD | flags::LOCKED | (m.flags() & flags::ANON)
+            } else {
+                0
+            };
+            m.flags
+                .store(keep | flags::ALLOCATED | head_bits, Ordering::Release);
+            m.order.store(to as u8, Ordering::Release);
+            if i > 0 {
+                m.refcount.store(0, Ordering::Relaxed);
+                m.total_mapcount.store(0, Ordering::Relaxed);
+            }
+        }
+        let total: i32 = pages
+            .iter()
+            .map(|m| m.mapcount.load(Ordering::Acquire))
+            .sum();
+        pages[0].total_mapcount.store(total, Ordering::Release);
+        pages[0].refcount.store(refs, Ordering::Release);
+    }
+
     /// The allocated block containing `pa`: its head and order (`None` if free or reserved).
     pub fn block_of(&self, pa: PhysAddr) -> Option<(PhysAddr, usize)> {
         let m = self.meta(pa);

@@ -19,6 +19,7 @@ impl<E: MmEnv> Mm<E> {
     /// operation there needs first. Fails (ENOMEM) only for want of a table; a split
     /// changes no translation, so one done before a failure needs no undo.
     fn split_edges(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        super::collapse::hint_edges(self, start, end);
         self.tables.split_at(start).map_err(|_| ENOMEM)?;
         self.tables.split_at(end).map_err(|_| ENOMEM)
     }
@@ -257,7 +258,7 @@ impl<E: MmEnv> Mm<E> {
             MADV_HUGEPAGE | MADV_NOHUGEPAGE => self.may_split()?,
             _ => {}
         }
-        let hole = self.for_each_piece(start, end, |mm, a, b, _| match advice {
+        let hole = self.for_each_piece(start, end, |mm, a, b, vma| match advice {
             MADV_DONTNEED => mm.unmap_pages(a, b),
             // Lazy free: the pages become clean and old; until reclaim discards them
             // they keep their contents, and a write makes them dirty again.
@@ -265,6 +266,7 @@ impl<E: MmEnv> Mm<E> {
                 .tables
                 .clear_young_dirty(a, pages(a, b))
                 .map_err(|_| ENOMEM),
+            MADV_COLLAPSE => mm.madvise_collapse(a, b, &vma),
             MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
                 let hint = if advice == MADV_HUGEPAGE {
                     HugeHint::Huge

@@ -5,7 +5,9 @@
 //! host-tested; `ptenv` runs it on the real machine), ASIDs (`asid`), and the user
 //! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
-//! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork`, `report`, `audit`.
+//! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork`, `report`, `audit`;
+//! `collapse` gives split ranges their large translation back (the collapse thread,
+//! collapse in place, MADV_COLLAPSE).
 //! The address space is generic over its machine (`env::MmEnv`): on the host, `host`
 //! simulates RAM under it and `tests` runs it against the software walk.
 //!
@@ -25,6 +27,8 @@ pub mod vma;
 pub mod aspace;
 #[cfg(any(target_os = "none", test))]
 pub mod audit;
+#[cfg(any(target_os = "none", test))]
+pub mod collapse;
 #[cfg(any(target_os = "none", test))]
 pub mod cow;
 pub mod env;

@@ -454,6 +454,21 @@ size_stats! {
         cow_reuse,
         /// Copy-on-write copied a whole folio of this order at once.
         cow_folio_copy,
+        /// Collapse (the collapse thread or MADV_COLLAPSE) allocated a folio of this
+        /// order to copy a range into (`mm::collapse`).
+        collapse_alloc,
+        /// ... and the allocation failed (the thread falls back to smaller orders).
+        collapse_alloc_failed,
+        /// A block of this order was not collapsed: more unmapped entries than
+        /// `khugepaged/max_ptes_none` allows (scaled to the order).
+        collapse_exceed_none_pte,
+        /// ... more swap entries than `max_ptes_swap` (no swap here: stays 0).
+        collapse_exceed_swap_pte,
+        /// ... shared pages beyond what the collapse thread takes.
+        collapse_exceed_shared_pte,
+        /// A block of this order was collapsed in place: its entries already mapped one
+        /// aligned run of frames, refolded without a copy or an allocation.
+        collapse_in_place,
     }
     gauges {
         /// Anonymous folios of this order in existence.
@@ -834,6 +849,12 @@ mod tests {
                 "split_deferred",
                 "cow_reuse",
                 "cow_folio_copy",
+                "collapse_alloc",
+                "collapse_alloc_failed",
+                "collapse_exceed_none_pte",
+                "collapse_exceed_swap_pte",
+                "collapse_exceed_shared_pte",
+                "collapse_in_place",
                 "nr_anon",
                 "nr_anon_partially_mapped",
             ]

@@ -90,6 +90,7 @@ pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
     prepare_user(&t, user_frame(image.entry, image.sp));
     task::insert(t.clone());
     sched::start(&t);
+    super::khugepaged::start();
     Ok(pid)
 }
 
@@ -222,6 +223,7 @@ static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     let t = me();
     release(&t);
+    super::khugepaged::stop();
     #[cfg(feature = "ktest")]
     kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
@@ -242,7 +244,7 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
 fn audit_if_quiet(t: &Task) {
     if !crate::mm::ptenv::config().check
         || t.parent.load(Ordering::Acquire) != 1
-        || task::count() != 2
+        || task::count() != 2 + super::khugepaged::running() as usize
     {
         return;
     }
@@ -316,7 +318,7 @@ pub fn kthread_exit() -> ! {
 /// Wait for a kernel thread to end and reap it: a task sleeps until it is a zombie
 /// and then waits for its CPU to switch away from it, as `wait` does for a process;
 /// the idle context (the boot CPU running the in-kernel tests) cannot sleep, and runs
-/// other tasks until then.
+/// other tasks until then. On return the thread's stack is free.
 pub fn join_kthread(t: Arc<Task>) {
     if sched::current().is_some() {
         KTHREAD_EXITED.wait_until(|| t.state() == State::Zombie);
@@ -328,6 +330,12 @@ pub fn join_kthread(t: Arc<Task>) {
         core::hint::spin_loop();
     }
     task::remove(t.pid);
+    // A CPU's tick may still hold a reference for a moment (`sched`'s
+    // `wake_expired_sleepers` clones the sleepers it wakes): wait for it, so that the
+    // thread's stack is free when this returns, as the callers' frame checks expect.
+    while Arc::strong_count(&t) > 1 {
+        core::hint::spin_loop();
+    }
 }
 
 /// A synchronous exception from EL0 that is not a system call.

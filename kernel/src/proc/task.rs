@@ -201,6 +201,11 @@ pub fn children(pid: Pid) -> Vec<Arc<Task>> {
         .collect()
 }
 
+/// The task with the smallest pid above `pid` (the collapse thread's round-robin).
+pub fn next_after(pid: Pid) -> Option<Arc<Task>> {
+    TASKS.lock().range(pid + 1..).next().map(|(_, t)| t.clone())
+}
+
 /// Tasks that exist (running, sleeping or zombie).
 pub fn count() -> usize {
     TASKS.lock().len()

@@ -78,7 +78,7 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64, Errno> {
 }
 
 pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
-    const KNOWN: [u64; 10] = [
+    const KNOWN: [u64; 11] = [
         MADV_NORMAL,
         MADV_RANDOM,
         MADV_SEQUENTIAL,
@@ -89,6 +89,7 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
         MADV_NOHUGEPAGE,
         MADV_POPULATE_READ,
         MADV_POPULATE_WRITE,
+        MADV_COLLAPSE,
     ];
     if !KNOWN.contains(&advice) {
         return Err(EINVAL);

@@ -227,6 +227,7 @@ fn advice_name(a: usize) -> &'static str {
         MADV_FREE => "FREE",
         MADV_HUGEPAGE => "HUGEPAGE",
         MADV_NOHUGEPAGE => "NOHUGEPAGE",
+        25 => "COLLAPSE",
         _ => "?",
     }
 }
@@ -605,6 +606,21 @@ impl Stress {
         Ok(())
     }
 
+    /// MADV_COLLAPSE (25): the contents stay as they are whatever it does; it may
+    /// succeed or fail as Linux's does (EINVAL, ENOMEM, EAGAIN, EBUSY), and a hole is
+    /// ENOMEM unless a piece failed first.
+    fn op_collapse(&mut self) -> Result<(), Failure> {
+        const MADV_COLLAPSE: usize = 25;
+        let (first, pages) = self.pick(MAX_MAP_PAGES);
+        // SAFETY: inside the arena, which no Rust reference points into.
+        let r = unsafe { mm::madvise(Self::addr(first), pages * PAGE, MADV_COLLAPSE) };
+        let e = self.log(Kind::Madvise, first, pages, MADV_COLLAPSE, raw(r));
+        match r {
+            Ok(0) | Err(Errno::EINVAL | Errno::ENOMEM | Errno::EAGAIN | Errno::EBUSY) => Ok(()),
+            _ => self.expect(e, Ok(0)),
+        }
+    }
+
     /// mincore is ENOMEM over a hole; a page written since its last DONTNEED or FREE
     /// is resident (there is no swap).
     fn op_mincore(&mut self) -> Result<(), Failure> {
@@ -837,6 +853,7 @@ impl Stress {
             56..=58 => self.op_fork(),
             59..=79 => self.op_write(),
             80..=81 => self.op_shrink(),
+            82..=83 => self.op_collapse(),
             _ => self.op_read(),
         }
     }
@@ -952,6 +969,11 @@ fn main(args: &rt::Args) -> i32 {
     let seed = arg_u64(args, 1, DEFAULT_SEED);
     let ops = arg_u64(args, 2, DEFAULT_OPS);
     thp::mount_pseudo_fs();
+    // The collapse thread scans every 10 ms meanwhile (contkernel; ignored elsewhere).
+    let _ = rt::fs::write_file(
+        c"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs",
+        b"10\n",
+    );
     let policy = thp::Policy::save().ok();
     let mut s = Stress::new(seed, ops);
     s.verbose = args.str(3) == Some("v");

@@ -8,6 +8,7 @@
 //!   +-- cursor.rs   walk the tables (read only)
 //!   +-- contpte.rs  level-3 entries: Contiguous bit, fold/unfold/convert, batches
 //!   +-- pmd.rs      level-2 blocks: map, change, clear, split
+//!   +-- collapse.rs in-place collapse: refold 64 KiB blocks, table -> 2 MiB block
 //!   +-- ctx.rs      the single store function, TLB maintenance, op begin/finish,
 //!   |               allocating and freeing tables
 //!   |     +-- check.rs     the checker (observes every store, TLBI, DSB; a leaf: it
@@ -45,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod collapse;
 mod contpte;
 mod counters;
 mod ctx;

@@ -11,8 +11,10 @@
 //!   tables; the page-table checker has run inside every `pgtable` operation. At the
 //!   end every address space is dropped and every frame must be back.
 //! * `props.rs`: property tests, random sequences of these operations;
-//! * `regress.rs`: one sequence per class of bug the properties find.
+//! * `regress.rs`: one sequence per class of bug the properties find;
+//! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits.
 
+mod collapse;
 mod props;
 mod regress;
 
@@ -34,7 +36,8 @@ use super::pgtable::{ContMode, Features};
 use super::vma::VmProt;
 use super::{audit, folio, VirtAddr, PAGE_SIZE};
 use crate::uapi::{
-    MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_FIXED, MAP_POPULATE,
+    MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_FIXED,
+    MAP_POPULATE,
 };
 
 /// The window mmap places mappings in: 16 MiB from 1 GiB (2 MiB aligned), so that
@@ -78,6 +81,8 @@ pub enum Advice {
     Free,
     HugePage,
     NoHugePage,
+    /// MADV_COLLAPSE.
+    Collapse,
 }
 
 /// Where a range or an access starts in an address space: `page` pages into its
@@ -141,6 +146,10 @@ pub enum Op {
     },
     /// `echo 1 > shrink_deferred`.
     Shrink,
+    /// One pass of the collapse thread over every window of the address space.
+    Scan {
+        mm: usize,
+    },
     /// The address space goes away (exit), unless it is the last one.
     Exit {
         mm: usize,
@@ -393,6 +402,7 @@ impl World {
                         Advice::Free => MADV_FREE,
                         Advice::HugePage => MADV_HUGEPAGE,
                         Advice::NoHugePage => MADV_NOHUGEPAGE,
+                        Advice::Collapse => MADV_COLLAPSE,
                     },
                 );
                 self.log.push(format!(
@@ -435,6 +445,12 @@ impl World {
             Op::Shrink => {
                 let n = folio::shrink_deferred();
                 self.log.push(format!("shrink_deferred = {n}"));
+            }
+            Op::Scan { mm } => {
+                let p = &mut self.procs[mm % live];
+                let done = collapse::scan_all(&mut p.mm);
+                self.log
+                    .push(format!("mm{}: collapse scan = {done:?}", p.id));
             }
             Op::Exit { mm } => {
                 if live > 1 {

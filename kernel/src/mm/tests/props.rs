@@ -73,7 +73,8 @@ fn advice() -> impl Strategy<Value = Advice> {
         Just(Advice::DontNeed),
         Just(Advice::Free),
         Just(Advice::HugePage),
-        Just(Advice::NoHugePage)
+        Just(Advice::NoHugePage),
+        Just(Advice::Collapse)
     ]
 }
 
@@ -90,6 +91,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (mm.clone(), at(), range_pages(), advice()).prop_map(|(mm, at, pages, advice)| Op::Madvise { mm, at, pages, advice }),
         1 => (prop::sample::select(vec![2usize, 3, 4, 5, 6, 9]), size_setting()).prop_map(|(order, setting)| Op::Policy { order, setting }),
         1 => Just(Op::Shrink),
+        1 => mm.clone().prop_map(|mm| Op::Scan { mm }),
         1 => mm.prop_map(|mm| Op::Exit { mm }),
     ]
 }

@@ -1,0 +1,72 @@
+//! Hints: where a copy-on-write copy, a split of a 2 MiB block or a partial unmap
+//! just broke a large mapping, the collapse thread looks first (the maintainers' own
+//! suggestion, seed 004). A hint names the address space by its root table and the
+//! 2 MiB window. The queue is bounded ([`CAPACITY`]); a hint arriving when it is full
+//! is dropped and counted: hints only reorder the scan, which reaches every window
+//! anyway. The queue lock is a leaf (nothing is taken under it).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::mm::addr::PMD_SIZE;
+use crate::mm::aspace::{Mm, MmEnv};
+use crate::mm::{PhysAddr, VirtAddr};
+use crate::sync::IrqSpinLock;
+
+/// Hints the queue holds at most.
+pub const CAPACITY: usize = 64;
+
+/// Hints queued, and dropped because the queue was full.
+pub static HINTS_QUEUED: AtomicU64 = AtomicU64::new(0);
+pub static HINTS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+struct Ring {
+    items: [(PhysAddr, VirtAddr); CAPACITY],
+    head: usize,
+    len: usize,
+}
+
+static QUEUE: IrqSpinLock<Ring> = IrqSpinLock::new(Ring {
+    items: [(PhysAddr(0), VirtAddr(0)); CAPACITY],
+    head: 0,
+    len: 0,
+});
+
+/// Queue the 2 MiB window around `va` of `mm` (a duplicate of a queued one is not
+/// queued twice).
+pub fn hint<E: MmEnv>(mm: &Mm<E>, va: VirtAddr) {
+    let item = (mm.tables.root(), va.align_down(PMD_SIZE));
+    let mut q = QUEUE.lock();
+    let queued = (0..q.len).any(|i| q.items[(q.head + i) % CAPACITY] == item);
+    if queued {
+        return;
+    }
+    if q.len == CAPACITY {
+        HINTS_DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let tail = (q.head + q.len) % CAPACITY;
+    q.items[tail] = item;
+    q.len += 1;
+    HINTS_QUEUED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Hint the windows that `start` and `end` cut (a split or partial unmap there).
+pub fn hint_edges<E: MmEnv>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr) {
+    for va in [start, end] {
+        if !va.is_aligned(PMD_SIZE) {
+            hint(mm, va);
+        }
+    }
+}
+
+/// The oldest hint: (root table of the address space, 2 MiB window).
+pub fn take_hint() -> Option<(PhysAddr, VirtAddr)> {
+    let mut q = QUEUE.lock();
+    if q.len == 0 {
+        return None;
+    }
+    let item = q.items[q.head];
+    q.head = (q.head + 1) % CAPACITY;
+    q.len -= 1;
+    Some(item)
+}
