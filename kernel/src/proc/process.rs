@@ -318,7 +318,8 @@ pub fn kthread_exit() -> ! {
 /// Wait for a kernel thread to end and reap it: a task sleeps until it is a zombie
 /// and then waits for its CPU to switch away from it, as `wait` does for a process;
 /// the idle context (the boot CPU running the in-kernel tests) cannot sleep, and runs
-/// other tasks until then. On return the thread's stack is free.
+/// other tasks until then. On return the thread's stack is free (wakers drop their
+/// counts under their list's lock: `sched`'s "Last counts").
 pub fn join_kthread(t: Arc<Task>) {
     if sched::current().is_some() {
         KTHREAD_EXITED.wait_until(|| t.state() == State::Zombie);
@@ -330,12 +331,6 @@ pub fn join_kthread(t: Arc<Task>) {
         core::hint::spin_loop();
     }
     task::remove(t.pid);
-    // A CPU's tick may still hold a reference for a moment (`sched`'s
-    // `wake_expired_sleepers` clones the sleepers it wakes): wait for it, so that the
-    // thread's stack is free when this returns, as the callers' frame checks expect.
-    while Arc::strong_count(&t) > 1 {
-        core::hint::spin_loop();
-    }
 }
 
 /// A synchronous exception from EL0 that is not a system call.
