@@ -14,6 +14,7 @@ use crate::uapi::Errno;
 use crate::uapi::*;
 
 pub mod cpio;
+mod lazyfree;
 mod thp;
 mod vmstat;
 
@@ -85,6 +86,11 @@ static NODES: &[Node] = &[
     Node {
         path: "/proc/meminfo",
         render: Some(meminfo),
+        write: None,
+    },
+    Node {
+        path: "/proc/lazyfree",
+        render: Some(lazyfree::render),
         write: None,
     },
     Node {

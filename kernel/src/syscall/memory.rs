@@ -78,13 +78,14 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64, Errno> {
 }
 
 pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
-    const KNOWN: [u64; 10] = [
+    const KNOWN: [u64; 11] = [
         MADV_NORMAL,
         MADV_RANDOM,
         MADV_SEQUENTIAL,
         MADV_WILLNEED,
         MADV_DONTNEED,
         MADV_FREE,
+        MADV_PAGEOUT,
         MADV_HUGEPAGE,
         MADV_NOHUGEPAGE,
         MADV_POPULATE_READ,

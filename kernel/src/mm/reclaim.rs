@@ -1,0 +1,98 @@
+//! Reclaim without swap: what can be given back is clean lazyfree folios (discarded
+//! whole, `lazyfree`) and the unmapped pages of partially mapped folios (the
+//! deferred-split shrinker, `folio::shrink_deferred`); dirty anonymous memory is never
+//! dropped. One pass does both, oldest lazyfree folio first, each entry visited at most
+//! once: a young folio has its AF cleared and goes to the young end (a second round),
+//! a dirty one goes back to ordinary memory, a clean old one is freed.
+//!
+//! Who runs a pass:
+//! - an allocation in a fault when free memory is under the low watermark
+//!   (`if_low`: reclaims up to the high watermark), before it allocates;
+//! - an allocation that failed (`direct`), before the fault falls back to a smaller
+//!   order, and before the last order-0 failure becomes ENOMEM (MAP_POPULATE,
+//!   MADV_POPULATE_*) or the out-of-memory kill of the faulting process;
+//! - MADV_PAGEOUT on a range, for that range only (`Mm::reclaim_lazyfree`, no aging).
+//!
+//! The pass runs with the caller's own `Mm` locked (it is handed in as `local`) and
+//! reaches other address spaces through the owner hook the process layer installs
+//! (`set_owner_hook`), which must only *try* to lock the owner's `Mm` (lazyfree's
+//! protocol: never wait for a second `Mm` lock). Lock order: `Mm` -> `SHRINKER` (inside
+//! `shrink_deferred`) -> folio -> queue or list -> frames; the lazyfree part holds no
+//! folio lock when it takes the next `Mm`.
+
+use core::sync::atomic::Ordering;
+
+use super::aspace::{Mm, MmEnv};
+use super::folio;
+use super::frame::frames;
+use super::lazyfree::{self, Entry, Reclaimed, STATS};
+use crate::sync::IrqSpinLock;
+
+/// What the owner hook says of an entry of another address space: `None` if its owner
+/// is busy (the entry goes back) , else what `Mm::reclaim_entry` returned.
+pub type OwnerHook = fn(Entry) -> Option<Option<Reclaimed>>;
+
+static OWNER_HOOK: IrqSpinLock<Option<OwnerHook>> = IrqSpinLock::new(None);
+
+/// Install how a pass reaches the address space owning an entry (the process layer).
+pub fn set_owner_hook(h: OwnerHook) {
+    *OWNER_HOOK.lock() = Some(h);
+}
+
+/// Free memory under 1/64 of RAM: reclaim (Linux's low watermark).
+const LOW_WATERMARK_DIVISOR: usize = 64;
+/// A watermark pass goes on until free memory is back above 1/32 of RAM.
+const HIGH_WATERMARK_DIVISOR: usize = 32;
+
+/// One pass: lazyfree folios until `want` pages are freed or every entry was seen
+/// once, then the deferred-split shrinker. Returns the pages the lazyfree part freed
+/// plus the folios the shrinker split.
+pub fn pass<E: MmEnv>(local: &mut Mm<E>, want: usize) -> usize {
+    let hook = *OWNER_HOOK.lock();
+    let mut freed = 0;
+    let mut budget = lazyfree::list_len();
+    while budget > 0 && freed < want {
+        budget -= 1;
+        let Some(e) = lazyfree::pop() else { break };
+        let verdict = if e.owner == local.tables.root() {
+            Some(local.reclaim_entry(e))
+        } else {
+            hook.and_then(|h| h(e))
+        };
+        match verdict {
+            // Owner busy or unreachable: try again in a later pass.
+            None => lazyfree::push(e),
+            Some(None) => {
+                STATS.stale.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Some(r)) => {
+                freed += r.freed;
+                if r.young > 0 {
+                    lazyfree::push(e);
+                }
+            }
+        }
+    }
+    freed + folio::shrink_deferred()
+}
+
+/// The low watermark check of an allocation: under it, a pass up to the high one.
+pub fn if_low<E: MmEnv>(local: &mut Mm<E>) {
+    let f = frames();
+    let free = f.free_frames();
+    let low = f.managed_frames() / LOW_WATERMARK_DIVISOR;
+    if free < low && (lazyfree::list_len() > 0 || folio::deferred_count() > 0) {
+        STATS.passes_watermark.fetch_add(1, Ordering::Relaxed);
+        pass(local, f.managed_frames() / HIGH_WATERMARK_DIVISOR - free);
+    }
+}
+
+/// An allocation of `pages` pages failed: a pass for them; whether it gave anything
+/// back (worth retrying the allocation).
+pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
+    if lazyfree::list_len() == 0 && folio::deferred_count() == 0 {
+        return false;
+    }
+    STATS.passes_direct.fetch_add(1, Ordering::Relaxed);
+    pass(local, pages) > 0
+}
