@@ -78,7 +78,7 @@ pub struct Entry {
 impl Entry {
     /// Whether the frame at `head` still heads a marked folio (a snapshot, to drop
     /// stale entries early; acting on one needs the revalidation of the protocol).
-    fn may_be_live(&self) -> bool {
+    pub fn may_be_live(&self) -> bool {
         let m = frames().meta(self.head);
         m.test(flags::HEAD) && m.test(flags::ALLOCATED) && m.test(flags::LAZYFREE)
     }
@@ -164,6 +164,13 @@ impl Stats {
 /// Entries on the list (live or stale).
 pub fn list_len() -> usize {
     LIST.lock().len()
+}
+
+/// The heads on the list, sorted (the audit; allocates in proportion to the list).
+pub fn list_heads() -> Vec<PhysAddr> {
+    let mut v: Vec<PhysAddr> = LIST.lock().iter().map(|e| e.head).collect();
+    v.sort_unstable();
+    v
 }
 
 /// Take the oldest entry off the list.

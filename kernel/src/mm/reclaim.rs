@@ -60,8 +60,11 @@ pub fn pass<E: MmEnv>(local: &mut Mm<E>, want: usize) -> usize {
             hook.and_then(|h| h(e))
         };
         match verdict {
-            // Owner busy or unreachable: try again in a later pass.
+            // Owner busy or unreachable: try again in a later pass. An entry that did
+            // not revalidate but whose folio is still marked stays too (the folio may
+            // be back in reach later: a VMA edge cut it, or it is shared for now).
             None => lazyfree::push(e),
+            Some(None) if e.may_be_live() => lazyfree::push(e),
             Some(None) => {
                 STATS.stale.fetch_add(1, Ordering::Relaxed);
             }
