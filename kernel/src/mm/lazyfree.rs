@@ -61,7 +61,11 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
+use super::pgtable::{Leaf, Pte};
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
+
+/// Entries in a contiguous block (64 KiB of 4 KiB pages).
+const CONT_PAGES: usize = 16;
 use crate::sync::IrqSpinLock;
 use crate::uapi::ENOMEM;
 
@@ -220,6 +224,19 @@ pub struct Reclaimed {
     pub redirtied: usize,
 }
 
+/// Pages from `at` to the end of the block of `leaf` that maps it (a 2 MiB block, a
+/// contiguous block, or the page).
+fn span(at: VirtAddr, leaf: &Leaf) -> usize {
+    let block = if leaf.level == 2 {
+        512
+    } else if leaf.pte.is_cont() {
+        CONT_PAGES
+    } else {
+        1
+    };
+    block - (at.as_u64() as usize / PAGE_SIZE) % block
+}
+
 /// Whether the locked folio may be marked or discarded: exclusive to the one mapping
 /// the caller holds the `Mm` lock of (module doc).
 fn exclusive_once(f: &folio::Locked) -> bool {
@@ -229,35 +246,55 @@ fn exclusive_once(f: &folio::Locked) -> bool {
 impl<E: MmEnv> Mm<E> {
     /// The folios mapped in `[a, b)` (one batch, no 2 MiB block cut), locked one at a
     /// time in address order: `f(va of the folio's first page, folio, whole)` where
-    /// `whole` says the range covers every page of it, each exactly once.
+    /// `whole` says the range maps every page of it, in order. A contiguous block or a
+    /// 2 MiB block maps consecutive pages of one folio (the architecture's rule, which
+    /// the checker enforces), so it is read once, not once per page.
     fn for_each_folio_in(
         &self,
         a: VirtAddr,
         b: VirtAddr,
         mut f: impl FnMut(VirtAddr, folio::Locked, bool),
     ) {
-        // Runs of consecutive pages mapping consecutive frames (at most a batch's).
-        let mut runs: Vec<(VirtAddr, PhysAddr, usize)> = Vec::new();
-        self.tables.for_each_leaf(a, b, |va, leaf| {
-            let n = if leaf.level == 2 { 512 } else { 1 };
+        let mut va = a;
+        while va < b {
+            let Some(leaf) = self.tables.get(va) else {
+                va = va.add(PAGE_SIZE);
+                continue;
+            };
             let pa = leaf.pa_of(va);
-            match runs.last_mut() {
-                Some((v, p, k)) if v.add(*k * PAGE_SIZE) == va && p.add(*k * PAGE_SIZE) == pa => {
-                    *k += n
+            let lf = Folio::lock(pa);
+            let first = lf.index(pa);
+            let left = (lf.nr_pages() - first).min(pages(va, b));
+            let mut k = span(va, &leaf).min(left);
+            while k < left {
+                let at = va.add(k * PAGE_SIZE);
+                match self.tables.get(at) {
+                    Some(l) if l.pa_of(at) == lf.page(first + k) => k += span(at, &l).min(left - k),
+                    _ => break,
                 }
-                _ => runs.push((va, pa, n)),
             }
-        });
-        for (va, pa, n) in runs {
-            let mut off = 0;
-            folio::for_each_folio(pa, n, |lf, first, count| {
-                // Only read when `first == 0` (a folio starting in the run).
-                let at = va.add(off * PAGE_SIZE);
-                off += count;
-                let whole = first == 0 && count == lf.nr_pages();
-                f(at, lf, whole);
-            });
+            let whole = first == 0 && k == lf.nr_pages();
+            f(va, lf, whole);
+            va = va.add(k * PAGE_SIZE);
         }
+    }
+
+    /// Whether any entry of the `pages` pages from `va` (all mapped) satisfies `pred`
+    /// (AF and dirty are gathered over each block: one read per block).
+    fn any_entry(&self, va: VirtAddr, pages: usize, pred: impl Fn(Pte) -> bool) -> bool {
+        let mut k = 0;
+        while k < pages {
+            let at = va.add(k * PAGE_SIZE);
+            let Some(l) = self.tables.get(at) else {
+                k += 1;
+                continue;
+            };
+            if pred(l.pte) {
+                return true;
+            }
+            k += span(at, &l);
+        }
+        false
     }
 
     /// MADV_FREE of `[start, end)`, one VMA piece (module doc: marking).
@@ -322,25 +359,25 @@ impl<E: MmEnv> Mm<E> {
         out
     }
 
-    /// Clear AF over `pages` pages from `va`, one call per contiguous block or page
-    /// that has it; whether any had it.
+    /// Clear AF over `pages` pages from `va` (a whole folio), one call per block or
+    /// page that has it; whether any had it.
     fn clear_young(&mut self, va: VirtAddr, pages: usize) -> bool {
-        let mut young: Vec<VirtAddr> = Vec::new();
-        let end = va.add(pages * PAGE_SIZE);
-        self.tables.for_each_leaf(va, end, |at, leaf| {
-            let block = if leaf.pte.is_cont() {
-                at.align_down(16 * PAGE_SIZE)
-            } else {
-                at
-            };
-            if leaf.pte.is_young() && young.last() != Some(&block) {
-                young.push(block);
-            }
-        });
-        for &at in &young {
-            self.tables.test_and_clear_young(at.max(va));
+        if !self.any_entry(va, pages, |p| p.is_young()) {
+            return false;
         }
-        !young.is_empty()
+        let mut k = 0;
+        while k < pages {
+            let at = va.add(k * PAGE_SIZE);
+            let Some(l) = self.tables.get(at) else {
+                k += 1;
+                continue;
+            };
+            if l.pte.is_young() {
+                self.tables.test_and_clear_young(at);
+            }
+            k += span(at, &l);
+        }
+        true
     }
 
     /// Write-protect each run of consecutive folios of `found`, then free the clean
@@ -355,13 +392,7 @@ impl<E: MmEnv> Mm<E> {
                 .expect("whole folios in one batch: no block is cut");
             let dirty: Vec<bool> = run
                 .iter()
-                .map(|w| {
-                    let mut d = false;
-                    let end = w.va.add(w.pages * PAGE_SIZE);
-                    self.tables
-                        .for_each_leaf(w.va, end, |_, leaf| d |= leaf.pte.is_dirty());
-                    d
-                })
+                .map(|w| self.any_entry(w.va, w.pages, |p| p.is_dirty()))
                 .collect();
             let mut i = 0;
             while i < run.len() {
