@@ -91,7 +91,7 @@ static NODES: &[Node] = &[
     Node {
         path: "/proc/lazyfree",
         render: Some(lazyfree::render),
-        write: None,
+        write: Some(lazyfree::write),
     },
     Node {
         path: "/proc/vmstat",

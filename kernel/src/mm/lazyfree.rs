@@ -121,6 +121,7 @@ pub struct Stats {
     /// Reclaim passes run, by who ran them.
     pub passes_watermark: AtomicU64,
     pub passes_direct: AtomicU64,
+    pub passes_demand: AtomicU64,
 }
 
 pub static STATS: Stats = Stats {
@@ -137,6 +138,7 @@ pub static STATS: Stats = Stats {
     stale: AtomicU64::new(0),
     passes_watermark: AtomicU64::new(0),
     passes_direct: AtomicU64::new(0),
+    passes_demand: AtomicU64::new(0),
 };
 
 fn bump(c: &AtomicU64, n: usize) {
@@ -145,7 +147,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 13] {
+    pub fn all(&self) -> [(&'static str, u64); 14] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -161,6 +163,7 @@ impl Stats {
             ("lazyfree_stale", l(&self.stale)),
             ("reclaim_passes_watermark", l(&self.passes_watermark)),
             ("reclaim_passes_direct", l(&self.passes_direct)),
+            ("reclaim_passes_demand", l(&self.passes_demand)),
         ]
     }
 }

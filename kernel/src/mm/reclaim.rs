@@ -11,9 +11,10 @@
 //! - an allocation that failed (`direct`), before the fault falls back to a smaller
 //!   order, and before the last order-0 failure becomes ENOMEM (MAP_POPULATE,
 //!   MADV_POPULATE_*) or the out-of-memory kill of the faulting process;
-//! - MADV_PAGEOUT on a range, for that range only (`Mm::reclaim_lazyfree`, no aging).
+//! - MADV_PAGEOUT on a range, for that range only (`Mm::reclaim_lazyfree`, no aging);
+//! - on demand, `1` written to /proc/lazyfree (`pass_all`, no address space locked).
 //!
-//! The pass runs with the caller's own `Mm` locked (it is handed in as `local`) and
+//! The pass runs with the caller's own `Mm` locked, if any (handed in as `local`) and
 //! reaches other address spaces through the owner hook the process layer installs
 //! (`set_owner_hook`), which must only *try* to lock the owner's `Mm` (lazyfree's
 //! protocol: never wait for a second `Mm` lock). Lock order: `Mm` -> `SHRINKER` (inside
@@ -47,17 +48,16 @@ const HIGH_WATERMARK_DIVISOR: usize = 32;
 /// One pass: lazyfree folios until `want` pages are freed or every entry was seen
 /// once, then the deferred-split shrinker. Returns the pages the lazyfree part freed
 /// plus the folios the shrinker split.
-pub fn pass<E: MmEnv>(local: &mut Mm<E>, want: usize) -> usize {
+pub fn pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> usize {
     let hook = *OWNER_HOOK.lock();
     let mut freed = 0;
     let mut budget = lazyfree::list_len();
     while budget > 0 && freed < want {
         budget -= 1;
         let Some(e) = lazyfree::pop() else { break };
-        let verdict = if e.owner == local.tables.root() {
-            Some(local.reclaim_entry(e))
-        } else {
-            hook.and_then(|h| h(e))
+        let verdict = match local.as_deref_mut() {
+            Some(mm) if e.owner == mm.tables.root() => Some(mm.reclaim_entry(e)),
+            _ => hook.and_then(|h| h(e)),
         };
         match verdict {
             // Owner busy or unreachable: try again in a later pass. An entry that did
@@ -86,7 +86,10 @@ pub fn if_low<E: MmEnv>(local: &mut Mm<E>) {
     let low = f.managed_frames() / LOW_WATERMARK_DIVISOR;
     if free < low && (lazyfree::list_len() > 0 || folio::deferred_count() > 0) {
         STATS.passes_watermark.fetch_add(1, Ordering::Relaxed);
-        pass(local, f.managed_frames() / HIGH_WATERMARK_DIVISOR - free);
+        pass(
+            Some(local),
+            f.managed_frames() / HIGH_WATERMARK_DIVISOR - free,
+        );
     }
 }
 
@@ -97,5 +100,13 @@ pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
         return false;
     }
     STATS.passes_direct.fetch_add(1, Ordering::Relaxed);
-    pass(local, pages) > 0
+    pass(Some(local), pages) > 0
+}
+
+/// A pass over every lazyfree folio from no address space of the caller's (`1`
+/// written to /proc/lazyfree): every owner only tried. Returns what `pass` does.
+#[cfg(target_os = "none")]
+pub fn pass_all() -> usize {
+    STATS.passes_demand.fetch_add(1, Ordering::Relaxed);
+    pass::<super::ptenv::KernelPt>(None, usize::MAX)
 }

@@ -23,6 +23,12 @@
 //! contkernel with no 64K allocation falling back (anon_fault_fallback +0) and the
 //! watermark pass counted (/proc/lazyfree reclaim_passes_watermark > 0).
 //!
+//! `reclaim_races_writes_and_forks` (contkernel: /proc/lazyfree): a child lazily frees
+//! 4 MiB of 64K folios and then writes every other folio, forking now and then and
+//! unmapping and remapping a folio, for 64 rounds; meanwhile this process runs reclaim
+//! passes on it from another CPU (`1` to /proc/lazyfree) as fast as it can. Every
+//! written folio must keep all its data; an unwritten one reads its old data or zeros.
+//!
 //! With contpte=naive the discard checks are printed only (see `main`).
 //!
 //! `exhaustion_is_oom`: a child writes MemTotal bytes of anonymous memory (more than
@@ -64,6 +70,7 @@ fn main(_args: &rt::Args) -> i32 {
             t.run("redirtied_survives_pageout", || pageout(ck, naive));
             t.run("dontneed_partial", dontneed);
             t.run("pressure_frees_lazyfree", || pressure(ck, naive));
+            t.run("reclaim_races_writes_and_forks", || race(ck));
             t.run("exhaustion_is_oom", || exhaustion(ck));
         }
     }
@@ -376,6 +383,91 @@ fn exhaustion(ck: bool) -> Outcome {
     ensure!(
         st.signaled() && st.term_sig() == 9,
         "writing MemTotal: child {st}, expected SIGKILL"
+    );
+    Ok(())
+}
+
+fn race(ck: bool) -> Outcome {
+    if !ck {
+        println!("thp_lazyfree: reclaim_races_writes_and_forks: n/a (no /proc/lazyfree)");
+        return Ok(());
+    }
+    const LEN: usize = 4 * MIB;
+    const ROUNDS: u8 = 64;
+    let dw0 = own("lazyfree_discarded_whole");
+    let rd0 = own("lazyfree_redirtied");
+    let child = proc::spawn(|| {
+        let Ok(r) = Region::anon_aligned(LEN, MIB, PROT_READ | PROT_WRITE) else {
+            return 2;
+        };
+        r.fill(0, LEN, OLD);
+        for round in 1..=ROUNDS {
+            if r.advise(0, LEN, MADV_FREE).is_err() {
+                return 3;
+            }
+            for k in (0..LEN / FOLIO).step_by(2) {
+                r.store(k * FOLIO + 8 * PAGE, round);
+            }
+            if round % 8 == 0 && proc::fork_wait(|| 0).is_err() {
+                return 4;
+            }
+            if round % 8 == 4 && r.advise(FOLIO, FOLIO, rt::mm::MADV_DONTNEED).is_err() {
+                return 5;
+            }
+            for k in 0..LEN / FOLIO {
+                let base = k * FOLIO;
+                let written = k % 2 == 0;
+                for o in (base..base + FOLIO).step_by(PAGE / 4) {
+                    let v = r.load(o);
+                    let ok = if written && o == base + 8 * PAGE {
+                        v == round
+                    } else {
+                        v == OLD || v == 0
+                    };
+                    if !ok {
+                        println!("thp_lazyfree: race: round {round}: +{o:#x} reads {v:#x}");
+                        return 6;
+                    }
+                }
+            }
+            // A written folio holds its old bytes around the written one, unless an
+            // earlier round let it be discarded whole while clean (then all zeros but
+            // the byte just written): never a mix inside one page.
+            for k in (0..LEN / FOLIO).step_by(2) {
+                let page = k * FOLIO + 8 * PAGE;
+                let first = r.load(page + 1);
+                if r.find_not(page + 1, PAGE - 1, first).is_some() {
+                    println!("thp_lazyfree: race: round {round}: folio {k} mixed data");
+                    return 7;
+                }
+            }
+        }
+        0
+    })
+    .ctx("fork")?;
+    let mut passes = 0u64;
+    let st = loop {
+        match proc::wait4(child as isize, proc::WNOHANG).ctx("wait4")? {
+            (0, _) => {
+                rt::fs::write_file(c"/proc/lazyfree", b"1").ctx("write /proc/lazyfree")?;
+                passes += 1;
+            }
+            (_, st) => break st,
+        }
+    };
+    let (dw, rd) = (
+        own_delta(dw0, "lazyfree_discarded_whole"),
+        own_delta(rd0, "lazyfree_redirtied"),
+    );
+    println!(
+        "thp_lazyfree: reclaim_races_writes_and_forks: {passes} passes, discarded_whole {} redirtied {}",
+        Delta(dw),
+        Delta(rd)
+    );
+    ensure!(st.exited() && st.exit_status() == 0, "racing child: {st}");
+    ensure!(
+        dw.is_some_and(|d| d > 0),
+        "no folio was discarded during the race"
     );
     Ok(())
 }
