@@ -42,8 +42,9 @@
 //!   (the folio unmapped, freed, re-marked elsewhere, the address space gone).
 //! - An entry is acted on only under the `Mm` lock of its owner, after revalidation:
 //!   the owner's entry at `va` maps `head`, whose folio (locked) is marked, has that
-//!   head, lies whole in one VMA and is exclusive and mapped once. Anything else was
-//!   stale and is dropped. Under the `Mm` lock the folio cannot be unmapped, forked or
+//!   head, lies whole in one VMA and is exclusive and mapped once. An entry that
+//!   fails this is dropped, unless its folio is still marked (shared for now, cut by
+//!   a VMA edge, or marked again under another owner): it then stays for later. Under the `Mm` lock the folio cannot be unmapped, forked or
 //!   remapped; hardware may still set AF and dirty, which the write-protect above
 //!   makes final before the dirty state is read.
 //! - Reclaim reaches an address space from an entry with a *trylock* of its `Mm`
