@@ -25,7 +25,7 @@
 //!
 //! `reclaim_races_writes_and_forks` (contkernel: /proc/lazyfree): a child lazily frees
 //! 4 MiB of 64K folios and then writes every other folio, forking now and then and
-//! unmapping and remapping a folio, for 64 rounds; meanwhile this process runs reclaim
+//! unmapping a folio (MADV_DONTNEED), for 16 rounds; meanwhile this process runs reclaim
 //! passes on it from another CPU (`1` to /proc/lazyfree) as fast as it can. Every
 //! written folio must keep all its data; an unwritten one reads its old data or zeros.
 //!
@@ -70,7 +70,7 @@ fn main(_args: &rt::Args) -> i32 {
             t.run("redirtied_survives_pageout", || pageout(ck, naive));
             t.run("dontneed_partial", dontneed);
             t.run("pressure_frees_lazyfree", || pressure(ck, naive));
-            t.run("reclaim_races_writes_and_forks", || race(ck));
+            t.run("reclaim_races_writes_and_forks", || race(ck, naive));
             t.run("exhaustion_is_oom", || exhaustion(ck));
         }
     }
@@ -371,13 +371,20 @@ fn exhaustion(ck: bool) -> Outcome {
     Ok(())
 }
 
-fn race(ck: bool) -> Outcome {
-    if !ck {
-        println!("thp_lazyfree: reclaim_races_writes_and_forks: n/a (no /proc/lazyfree)");
+fn race(ck: bool, naive: bool) -> Outcome {
+    if !ck || naive {
+        println!(
+            "thp_lazyfree: reclaim_races_writes_and_forks: n/a ({})",
+            if ck {
+                "nothing is discarded with contpte=naive"
+            } else {
+                "no /proc/lazyfree"
+            }
+        );
         return Ok(());
     }
     const LEN: usize = 4 * MIB;
-    const ROUNDS: u8 = 64;
+    const ROUNDS: u8 = 16;
     let dw0 = own("lazyfree_discarded_whole");
     let rd0 = own("lazyfree_redirtied");
     let child = proc::spawn(|| {
@@ -392,10 +399,10 @@ fn race(ck: bool) -> Outcome {
             for k in (0..LEN / FOLIO).step_by(2) {
                 r.store(k * FOLIO + 8 * PAGE, round);
             }
-            if round % 8 == 0 && proc::fork_wait(|| 0).is_err() {
+            if round % 4 == 0 && proc::fork_wait(|| 0).is_err() {
                 return 4;
             }
-            if round % 8 == 4 && r.advise(FOLIO, FOLIO, rt::mm::MADV_DONTNEED).is_err() {
+            if round % 4 == 2 && r.advise(FOLIO, FOLIO, rt::mm::MADV_DONTNEED).is_err() {
                 return 5;
             }
             for k in 0..LEN / FOLIO {
