@@ -169,6 +169,14 @@ impl Stats {
     }
 }
 
+/// Bumped by every MADV_FREE call that marked a folio: reclaim knows when a futile
+/// pass is worth repeating.
+static MARK_GEN: AtomicU64 = AtomicU64::new(0);
+
+pub fn mark_gen() -> u64 {
+    MARK_GEN.load(Ordering::Relaxed)
+}
+
 /// Entries on the list (live or stale).
 pub fn list_len() -> usize {
     LIST.lock().len()
@@ -315,6 +323,7 @@ impl<E: MmEnv> Mm<E> {
                     bump(&STATS.shared_skipped, 1);
                 } else if !f.set_lazyfree(true) {
                     bump(&STATS.pglazyfree, f.nr_pages());
+                    MARK_GEN.fetch_add(1, Ordering::Relaxed);
                     bump(&STATS.marked, 1);
                     push(Entry {
                         head: f.head(),

@@ -21,7 +21,7 @@
 //! `shrink_deferred`) -> folio -> queue or list -> frames; the lazyfree part holds no
 //! folio lock when it takes the next `Mm`.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::aspace::{Mm, MmEnv};
 use super::folio;
@@ -45,12 +45,34 @@ const LOW_WATERMARK_DIVISOR: usize = 64;
 /// A watermark pass goes on until free memory is back above 1/32 of RAM.
 const HIGH_WATERMARK_DIVISOR: usize = 32;
 
-/// One pass: lazyfree folios until `want` pages are freed or every entry was seen
-/// once, then the deferred-split shrinker. Returns the pages the lazyfree part freed
-/// plus the folios the shrinker split.
-pub fn pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> usize {
+/// The marking generation (`lazyfree::mark_gen`) at which the last lazyfree pass was
+/// futile: it freed nothing and left nothing that a later pass could free (no young
+/// folio, no busy owner). Until something new is marked, allocations skip that part
+/// (under a persistent low watermark every fault would otherwise walk the list).
+static FUTILE_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Whether a lazyfree pass may free anything.
+fn worth_a_pass() -> bool {
+    lazyfree::list_len() > 0 && FUTILE_AT.load(Ordering::Relaxed) != lazyfree::mark_gen()
+}
+
+/// One pass: lazyfree folios (if `worth_a_pass`, or always with `force`) until `want`
+/// pages are freed or every entry was seen once, then the deferred-split shrinker.
+/// Returns the pages the lazyfree part freed plus the folios the shrinker split.
+pub fn pass<E: MmEnv>(local: Option<&mut Mm<E>>, want: usize, force: bool) -> usize {
+    let freed = if force || worth_a_pass() {
+        lazyfree_pass(local, want)
+    } else {
+        0
+    };
+    freed + folio::shrink_deferred()
+}
+
+fn lazyfree_pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> usize {
+    let gen = lazyfree::mark_gen();
     let hook = *OWNER_HOOK.lock();
     let mut freed = 0;
+    let mut again = false;
     let mut budget = lazyfree::list_len();
     while budget > 0 && freed < want {
         budget -= 1;
@@ -60,10 +82,13 @@ pub fn pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> usize {
             _ => hook.and_then(|h| h(e)),
         };
         match verdict {
-            // Owner busy or unreachable: try again in a later pass. An entry that did
-            // not revalidate but whose folio is still marked stays too (the folio may
-            // be back in reach later: a VMA edge cut it, or it is shared for now).
-            None => lazyfree::push(e),
+            // Owner busy or unreachable: try again in a later pass.
+            None => {
+                again = true;
+                lazyfree::push(e);
+            }
+            // Did not revalidate, but the folio is still marked: it stays (the folio
+            // may be back in reach later: a VMA edge cut it, or it is shared for now).
             Some(None) if e.may_be_live() => lazyfree::push(e),
             Some(None) => {
                 STATS.stale.fetch_add(1, Ordering::Relaxed);
@@ -71,12 +96,15 @@ pub fn pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> usize {
             Some(Some(r)) => {
                 freed += r.freed;
                 if r.young > 0 {
+                    again = true;
                     lazyfree::push(e);
                 }
             }
         }
     }
-    freed + folio::shrink_deferred()
+    let futile = freed == 0 && !again;
+    FUTILE_AT.store(if futile { gen } else { u64::MAX }, Ordering::Relaxed);
+    freed
 }
 
 /// The low watermark check of an allocation: under it, a pass up to the high one.
@@ -84,23 +112,21 @@ pub fn if_low<E: MmEnv>(local: &mut Mm<E>) {
     let f = frames();
     let free = f.free_frames();
     let low = f.managed_frames() / LOW_WATERMARK_DIVISOR;
-    if free < low && (lazyfree::list_len() > 0 || folio::deferred_count() > 0) {
+    if free < low && (worth_a_pass() || folio::deferred_count() > 0) {
         STATS.passes_watermark.fetch_add(1, Ordering::Relaxed);
-        pass(
-            Some(local),
-            f.managed_frames() / HIGH_WATERMARK_DIVISOR - free,
-        );
+        let want = f.managed_frames() / HIGH_WATERMARK_DIVISOR - free;
+        pass(Some(local), want, false);
     }
 }
 
 /// An allocation of `pages` pages failed: a pass for them; whether it gave anything
 /// back (worth retrying the allocation).
 pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
-    if lazyfree::list_len() == 0 && folio::deferred_count() == 0 {
+    if !worth_a_pass() && folio::deferred_count() == 0 {
         return false;
     }
     STATS.passes_direct.fetch_add(1, Ordering::Relaxed);
-    pass(Some(local), pages) > 0
+    pass(Some(local), pages, false) > 0
 }
 
 /// A pass over every lazyfree folio from no address space of the caller's (`1`
@@ -108,5 +134,5 @@ pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
 #[cfg(target_os = "none")]
 pub fn pass_all() -> usize {
     STATS.passes_demand.fetch_add(1, Ordering::Relaxed);
-    pass::<super::ptenv::KernelPt>(None, usize::MAX)
+    pass::<super::ptenv::KernelPt>(None, usize::MAX, true)
 }
