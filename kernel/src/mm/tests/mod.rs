@@ -590,9 +590,8 @@ impl World {
                 .lazy
                 .iter()
                 .copied()
-                .filter(|&page| {
-                    model::walk(p.mm.tables.env(), p.mm.tables.root(), VirtAddr(page)).is_err()
-                })
+                // Unmapped, not merely old (a walk faults on AF = 0 without FEAT_HAFDBS).
+                .filter(|&page| p.mm.tables.get(VirtAddr(page)).is_none())
                 .collect();
             for page in gone {
                 self.forget_page(i, page);
