@@ -152,6 +152,7 @@ pub const MADV_WILLNEED: u64 = 3;
 pub const MADV_DONTNEED: u64 = 4;
 pub const MADV_FREE: u64 = 8;
 pub const MADV_HUGEPAGE: u64 = 14;
+pub const MADV_PAGEOUT: u64 = 21;
 pub const MADV_NOHUGEPAGE: u64 = 15;
 pub const MADV_POPULATE_READ: u64 = 22;
 pub const MADV_POPULATE_WRITE: u64 = 23;

@@ -24,6 +24,7 @@ pub const MADV_NORMAL: usize = 0;
 pub const MADV_DONTNEED: usize = 4;
 pub const MADV_FREE: usize = 8;
 pub const MADV_HUGEPAGE: usize = 14;
+pub const MADV_PAGEOUT: usize = 21;
 pub const MADV_NOHUGEPAGE: usize = 15;
 pub const MADV_POPULATE_READ: usize = 22;
 pub const MADV_POPULATE_WRITE: usize = 23;

@@ -14,6 +14,7 @@ use crate::uapi::Errno;
 use crate::uapi::*;
 
 pub mod cpio;
+mod lazyfree;
 mod thp;
 mod vmstat;
 
@@ -86,6 +87,11 @@ static NODES: &[Node] = &[
         path: "/proc/meminfo",
         render: Some(meminfo),
         write: None,
+    },
+    Node {
+        path: "/proc/lazyfree",
+        render: Some(lazyfree::render),
+        write: Some(lazyfree::write),
     },
     Node {
         path: "/proc/vmstat",

@@ -15,6 +15,7 @@ pub fn render() -> String {
     let s9 = mthp::stats(PMD_ORDER);
     let load = |c: &core::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let cont = crate::mm::ptenv::counters().snapshot();
+    let lf = &crate::mm::lazyfree::STATS;
     let mut out = String::new();
     for (name, v) in [
         ("nr_free_pages", frame::frames().free_frames() as u64),
@@ -29,6 +30,10 @@ pub fn render() -> String {
         ("thp_split_page_failed", load(&s9.split_failed)),
         ("thp_deferred_split_page", load(&s9.split_deferred)),
         ("thp_split_pmd", cont.pmd_splits),
+        ("pglazyfree", load(&lf.pglazyfree)),
+        ("pglazyfreed", load(&lf.pglazyfreed)),
+        ("pgscan_anon", load(&lf.pgscan)),
+        ("pgsteal_anon", load(&lf.pgsteal)),
     ] {
         let _ = writeln!(out, "{name} {v}");
     }

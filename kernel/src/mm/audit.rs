@@ -4,7 +4,11 @@
 //! It counts the entries of the given address spaces, which must be all the live ones,
 //! and compares with the metadata of every allocated folio. It also checks who may
 //! write a page: a writable (or DBM) user entry must map pages that are anon-exclusive
-//! and mapped once (the mprotect-after-fork leak broke exactly this).
+//! and mapped once (the mprotect-after-fork leak broke exactly this). Lazyfree: the
+//! mark is only on the head of an anonymous folio, and a marked folio that is exclusive
+//! to one mapping has its entry (head, owner, address) on the lazyfree list, so that
+//! reclaim can find it (`lazyfree`'s reverse map); the list holds no more entries than
+//! there are frames.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -49,8 +53,23 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
     }
     let mut checked = 0;
     let mut err = None;
+    let listed = super::lazyfree::list_heads();
+    if listed.len() > frames().managed_frames() {
+        return Err(format!(
+            "lazyfree list: {} entries, more than frames",
+            listed.len()
+        ));
+    }
     frames().for_each_block(|head, order| {
-        if err.is_some() || !frames().meta(head).test(flags::ANON) {
+        if err.is_some() {
+            return;
+        }
+        let m = frames().meta(head);
+        if m.test(flags::LAZYFREE) && !m.test(flags::ANON) {
+            err = Some(format!("folio {head} (order {order}) is lazyfree but not anonymous"));
+            return;
+        }
+        if !m.test(flags::ANON) {
             return;
         }
         let f = Folio::of(head);
@@ -64,6 +83,11 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
             total += want;
         }
         let queued = f.is_deferred() as u32;
+        let exclusive = (0..1usize << order).all(|i| f.mapcount(i) == 1 && f.is_exclusive(i));
+        if f.is_lazyfree() && exclusive && !queued_once(&listed, head) {
+            err = Some(format!("folio {head} (order {order}) is lazyfree and exclusive but not on the lazyfree list"));
+            return;
+        }
         if f.total_mapcount() != total || f.refcount() != total as u32 + queued {
             err = Some(format!("folio {head} (order {order}): total map count {}, refcount {} (queued: {queued}), but {total} entries map it", f.total_mapcount(), f.refcount()));
         }
@@ -76,4 +100,9 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
         Some(pa) => Err(format!("{pa} is mapped but belongs to no anonymous folio")),
         None => Ok(checked),
     }
+}
+
+/// Whether `head` is among the (sorted) heads of the lazyfree list.
+fn queued_once(listed: &[PhysAddr], head: PhysAddr) -> bool {
+    listed.binary_search(&head).is_ok()
 }

@@ -13,6 +13,7 @@ use super::aspace::{pte_attrs, Mm, MmEnv, PMD};
 use super::folio::{self, Folio};
 use super::mthp;
 use super::pgtable::{FaultFix, MapError};
+use super::reclaim;
 use super::vma::{VmProt, Vma};
 use super::{VirtAddr, PAGE_SIZE};
 
@@ -121,14 +122,20 @@ impl<E: MmEnv> Mm<E> {
         allowed: u16,
         write: bool,
     ) -> Result<(), FaultError> {
-        folio::shrink_if_low();
+        reclaim::if_low(self);
         for order in mthp::fault_orders(allowed, va, vma.start, vma.end) {
             let n = 1usize << order;
             let base = va.align_down(n * PAGE_SIZE);
             if !self.range_is_empty(base, n) {
                 continue;
             }
-            match folio::alloc_anon(self.env(), order) {
+            // Reclaim (lazyfree folios, deferred splits) before falling back an order.
+            let allocated = folio::alloc_anon(self.env(), order).or_else(|| {
+                reclaim::direct(self, n)
+                    .then(|| folio::alloc_anon(self.env(), order))
+                    .flatten()
+            });
+            match allocated {
                 Some(f) => {
                     self.map_folio(base, f, 0, n, vma.prot, write)?;
                     mthp::stats(order)
@@ -145,8 +152,9 @@ impl<E: MmEnv> Mm<E> {
         }
         let f = match folio::alloc_anon(self.env(), 0) {
             Some(f) => f,
-            // Out of memory: give back what partially mapped folios hold, then retry.
-            None if folio::shrink_deferred() > 0 => {
+            // Out of memory: give back lazyfree folios and what partially mapped folios
+            // hold, then retry.
+            None if reclaim::direct(self, 1) => {
                 folio::alloc_anon(self.env(), 0).ok_or(FaultError::Oom)?
             }
             None => return Err(FaultError::Oom),

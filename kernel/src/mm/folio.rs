@@ -165,6 +165,11 @@ impl Folio {
         self.meta(0).test(flags::DEFERRED)
     }
 
+    /// Whether the folio is lazyfree (MADV_FREE; `lazyfree`'s protocol).
+    pub fn is_lazyfree(self) -> bool {
+        self.meta(0).test(flags::LAZYFREE)
+    }
+
     /// References beyond the entries mapping it: the queue's while queued.
     pub fn expected_refs(self) -> u32 {
         self.total_mapcount() as u32 + self.is_deferred() as u32
@@ -249,6 +254,11 @@ impl Locked {
         self.refcount() == self.expected_refs()
             && self.total_mapcount() as usize == n
             && (0..n).all(|i| self.mapcount(i) == 1)
+    }
+
+    /// Set or clear the lazyfree mark; returns whether it was set before.
+    pub fn set_lazyfree(&self, on: bool) -> bool {
+        self.meta(0).set(flags::LAZYFREE, on)
     }
 
     /// Mark pages `first..first + n` exclusive to one address space, or shared.

@@ -33,6 +33,9 @@ pub mod flags {
     /// Head: the folio is locked (`folio::Folio::lock`): its shape and counts are the
     /// lock holder's to change.
     pub const LOCKED: u32 = 1 << 6;
+    /// Head: the folio is lazyfree (MADV_FREE): clean, it may be discarded whole
+    /// (`lazyfree`'s protocol); a split or a free drops the mark.
+    pub const LAZYFREE: u32 = 1 << 7;
     /// What a split keeps per page (the rest describes the block structure).
     pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }

@@ -260,12 +260,15 @@ impl<E: MmEnv> Mm<E> {
         }
         let hole = self.for_each_piece(start, end, |mm, a, b, vma| match advice {
             MADV_DONTNEED => mm.unmap_pages(a, b),
-            // Lazy free: the pages become clean and old; until reclaim discards them
-            // they keep their contents, and a write makes them dirty again.
-            MADV_FREE => mm
-                .tables
-                .clear_young_dirty(a, pages(a, b))
-                .map_err(|_| ENOMEM),
+            // Lazy free: the pages become clean and old, whole exclusive folios are
+            // marked; until reclaim discards them they keep their contents, and a
+            // write makes them dirty again (`lazyfree`).
+            MADV_FREE => mm.lazyfree(a, b),
+            // Reclaim now: without swap, only clean lazyfree folios can go.
+            MADV_PAGEOUT => {
+                mm.reclaim_lazyfree(a, b, vma.prot.write, false);
+                Ok(())
+            }
             MADV_COLLAPSE => mm.madvise_collapse(a, b, &vma),
             MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
                 let hint = if advice == MADV_HUGEPAGE {

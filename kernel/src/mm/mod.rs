@@ -8,6 +8,8 @@
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork`, `report`, `audit`;
 //! `collapse` gives split ranges their large translation back (the collapse thread,
 //! collapse in place, MADV_COLLAPSE).
+//! `lazyfree` (MADV_FREE of whole folios, their discard, the lazyfree list as reverse
+//! map) and `reclaim` (the pass that discards them and runs the deferred-split shrinker).
 //! The address space is generic over its machine (`env::MmEnv`): on the host, `host`
 //! simulates RAM under it and `tests` runs it against the software walk.
 //!
@@ -43,9 +45,13 @@ pub mod host;
 #[cfg(target_os = "none")]
 pub mod kmap;
 #[cfg(any(target_os = "none", test))]
+pub mod lazyfree;
+#[cfg(any(target_os = "none", test))]
 mod map;
 #[cfg(target_os = "none")]
 pub mod ptenv;
+#[cfg(any(target_os = "none", test))]
+pub mod reclaim;
 #[cfg(any(target_os = "none", test))]
 mod report;
 #[cfg(all(test, not(target_os = "none")))]

@@ -79,8 +79,22 @@ extern "C" fn user_task_first_run() {
     crate::arch::irq::leaving_for_el0();
 }
 
+/// Reclaim's way to the address space owning a lazyfree entry (`mm::reclaim`): the
+/// process whose tables have that root, its `Mm` only *tried* (the caller may hold its
+/// own); `None` if busy.
+fn reclaim_owner(e: crate::mm::lazyfree::Entry) -> Option<Option<crate::mm::lazyfree::Reclaimed>> {
+    let Some(t) =
+        task::find(|t| t.ttbr0.load(Ordering::Acquire) & ((1 << 48) - 1) == e.owner.as_u64())
+    else {
+        return Some(None);
+    };
+    let mut mm = t.mm.try_lock()?;
+    Some(mm.as_mut().and_then(|mm| mm.reclaim_entry(e)))
+}
+
 /// Start /init (pid 1) from the initramfs.
 pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
+    crate::mm::reclaim::set_owner_hook(reclaim_owner);
     FREE_AT_INIT.store(crate::mm::frame::frames().free_frames(), Ordering::Relaxed);
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(args.iter().map(|a| a.as_bytes()));

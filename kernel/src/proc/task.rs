@@ -191,6 +191,11 @@ pub fn become_zombie(t: &Task) -> (Arc<Task>, bool) {
     (parent, reparented)
 }
 
+/// A task for which `pred` holds.
+pub fn find(pred: impl Fn(&Task) -> bool) -> Option<Arc<Task>> {
+    TASKS.lock().values().find(|t| pred(t)).cloned()
+}
+
 /// The children of `pid`.
 pub fn children(pid: Pid) -> Vec<Arc<Task>> {
     TASKS

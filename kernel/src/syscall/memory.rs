@@ -85,6 +85,7 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
         MADV_WILLNEED,
         MADV_DONTNEED,
         MADV_FREE,
+        MADV_PAGEOUT,
         MADV_HUGEPAGE,
         MADV_NOHUGEPAGE,
         MADV_POPULATE_READ,

@@ -13,7 +13,8 @@
 //! aligned, some PROT_READ or PROT_NONE, some MAP_POPULATE, some MAP_FIXED over
 //! whatever is there), munmap, mprotect (including read-only and back to
 //! read-write, the copy-on-write trap after fork), MADV_DONTNEED, MADV_FREE,
-//! MADV_HUGEPAGE / NOHUGEPAGE, mincore, the per-size mTHP switches, the deferred-split
+//! MADV_PAGEOUT (a lazily freed page may then read zeros), writes to lazily freed
+//! pages, MADV_HUGEPAGE / NOHUGEPAGE, mincore, the per-size mTHP switches, the deferred-split
 //! shrinker, writes and reads
 //! of page ranges straddling 64 KiB and 2 MiB boundaries, and fork. A child takes
 //! half of the remaining operations with its own stream of the seed, checks every
@@ -35,7 +36,7 @@
 
 use core::fmt;
 use rt::fs;
-use rt::mm::{self, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, PAGE};
+use rt::mm::{self, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT, PAGE};
 use rt::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE};
 use rt::mm::{PROT_NONE, PROT_READ, PROT_WRITE};
 use rt::println;
@@ -225,6 +226,7 @@ fn advice_name(a: usize) -> &'static str {
     match a {
         MADV_DONTNEED => "DONTNEED",
         MADV_FREE => "FREE",
+        MADV_PAGEOUT => "PAGEOUT",
         MADV_HUGEPAGE => "HUGEPAGE",
         MADV_NOHUGEPAGE => "NOHUGEPAGE",
         25 => "COLLAPSE",
@@ -708,6 +710,17 @@ impl Stress {
         })
     }
 
+    /// Writes the lazily freed pages of a range (their folios must then be kept).
+    fn op_redirty(&mut self) -> Result<(), Failure> {
+        let (first, pages) = self.pick(MAX_IO_PAGES);
+        for i in first..first + pages {
+            if self.shadow[i].lazy() && self.shadow[i].writable() {
+                self.write_range(i, 1)?;
+            }
+        }
+        Ok(())
+    }
+
     fn op_read(&mut self) -> Result<(), Failure> {
         let (first, pages) = self.pick(MAX_IO_PAGES);
         self.log(Kind::Read, first, pages, 0, 0);
@@ -848,10 +861,12 @@ impl Stress {
             38..=43 => self.op_madvise(MADV_FREE),
             44..=47 => self.op_madvise(MADV_HUGEPAGE),
             48..=49 => self.op_madvise(MADV_NOHUGEPAGE),
-            50..=52 => self.op_mincore(),
+            50..=51 => self.op_mincore(),
+            52 => self.op_madvise(MADV_PAGEOUT),
             53..=55 => self.op_policy(),
             56..=58 => self.op_fork(),
-            59..=79 => self.op_write(),
+            59..=77 => self.op_write(),
+            78..=79 => self.op_redirty(),
             80..=81 => self.op_shrink(),
             82..=83 => self.op_collapse(),
             _ => self.op_read(),

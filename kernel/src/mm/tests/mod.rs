@@ -19,7 +19,7 @@ mod props;
 mod regress;
 
 use core::sync::atomic::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::format;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::string::{String, ToString};
@@ -36,8 +36,8 @@ use super::pgtable::{ContMode, Features};
 use super::vma::VmProt;
 use super::{audit, folio, VirtAddr, PAGE_SIZE};
 use crate::uapi::{
-    MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MAP_FIXED,
-    MAP_POPULATE,
+    MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT,
+    MAP_FIXED, MAP_POPULATE,
 };
 
 /// The window mmap places mappings in: 16 MiB from 1 GiB (2 MiB aligned), so that
@@ -79,6 +79,7 @@ impl P {
 pub enum Advice {
     DontNeed,
     Free,
+    PageOut,
     HugePage,
     NoHugePage,
     /// MADV_COLLAPSE.
@@ -162,6 +163,9 @@ struct Proc {
     id: usize,
     mm: Mm<HostMm>,
     shadow: BTreeMap<u64, u8>,
+    /// Pages MADV_FREE'd and not written since: reclaim may have dropped them (they
+    /// then read as zero); any other written page must keep its data.
+    lazy: BTreeSet<u64>,
 }
 
 struct World {
@@ -225,6 +229,7 @@ impl World {
         for (step, op) in ops.iter().enumerate() {
             let value = (step % 251 + 1) as u8;
             guarded(|| self.step(op, value))?;
+            self.forget_discarded();
             guarded(|| self.check()).map_err(|e| format!("after step {step} ({op:?}): {e}"))?;
         }
         let gone = guarded(|| {
@@ -253,6 +258,7 @@ impl World {
             id,
             mm,
             shadow: BTreeMap::new(),
+            lazy: BTreeSet::new(),
         });
         id
     }
@@ -314,6 +320,7 @@ impl World {
                 if let Some(pa) = done {
                     host::write_byte(pa, value);
                     p.shadow.insert(va.as_u64(), value);
+                    p.lazy.remove(&page_of(va.as_u64()));
                 }
             }
             Op::Read { mm, at, byte } => {
@@ -325,7 +332,10 @@ impl World {
                 let got = done.map(host::read_byte);
                 self.log
                     .push(format!("mm{}: read at {:#x} = {got:x?}", p.id, va.as_u64()));
-                if got.is_some_and(|g| g != want) {
+                let dropped = got == Some(0) && p.lazy.contains(&page_of(va.as_u64()));
+                if dropped {
+                    self.forget_page(i, page_of(va.as_u64()));
+                } else if got.is_some_and(|g| g != want) {
                     return Err(format!(
                         "mm{}: read {got:x?} at {:#x}, want {want:#x}",
                         p.id,
@@ -343,8 +353,11 @@ impl World {
                 match r {
                     Ok(child) => {
                         let shadow = self.procs[i].shadow.clone();
+                        let lazy = self.procs[i].lazy.clone();
                         let id = self.spawn(child);
-                        self.procs.last_mut().expect("just spawned").shadow = shadow;
+                        let c = self.procs.last_mut().expect("just spawned");
+                        c.shadow = shadow;
+                        c.lazy = lazy;
                         self.log.push(format!("mm{parent}: fork = mm{id}"));
                     }
                     Err(e) => self.log.push(format!("mm{parent}: fork = Err({e})")),
@@ -400,6 +413,7 @@ impl World {
                     match advice {
                         Advice::DontNeed => MADV_DONTNEED,
                         Advice::Free => MADV_FREE,
+                        Advice::PageOut => MADV_PAGEOUT,
                         Advice::HugePage => MADV_HUGEPAGE,
                         Advice::NoHugePage => MADV_NOHUGEPAGE,
                         Advice::Collapse => MADV_COLLAPSE,
@@ -411,6 +425,15 @@ impl World {
                     start.as_u64(),
                     end.as_u64()
                 ));
+                if advice == Advice::Free {
+                    // Even a failed call may have freed the pieces before a hole.
+                    let pages: BTreeSet<u64> = p
+                        .shadow
+                        .range(start.as_u64()..end.as_u64())
+                        .map(|(&va, _)| page_of(va))
+                        .collect();
+                    p.lazy.extend(pages);
+                }
                 if advice == Advice::DontNeed {
                     // Dropped pages read as zero; a failure (ENOMEM for a hole after
                     // the pieces before it, or for want of a table) may keep some.
@@ -558,6 +581,38 @@ impl World {
         audit::check(self.procs.iter().map(|p| &p.mm))
             .map(|_| ())
             .map_err(|e| format!("audit: {e}"))
+    }
+}
+
+fn page_of(va: u64) -> u64 {
+    va & !(PAGE_SIZE as u64 - 1)
+}
+
+impl World {
+    /// Page `page` of address space `i` was a lazyfree page reclaim dropped: it reads
+    /// as zero now, as if never written.
+    fn forget_page(&mut self, i: usize, page: u64) {
+        let p = &mut self.procs[i];
+        discard(&mut p.shadow, page, page + PAGE_SIZE as u64);
+        p.lazy.remove(&page);
+    }
+
+    /// Forget the lazyfree pages that reclaim dropped (now unmapped); a written page
+    /// that is not lazyfree and is gone is then caught by `check`.
+    fn forget_discarded(&mut self) {
+        for i in 0..self.procs.len() {
+            let p = &self.procs[i];
+            let gone: Vec<u64> = p
+                .lazy
+                .iter()
+                .copied()
+                // Unmapped, not merely old (a walk faults on AF = 0 without FEAT_HAFDBS).
+                .filter(|&page| p.mm.tables.get(VirtAddr(page)).is_none())
+                .collect();
+            for page in gone {
+                self.forget_page(i, page);
+            }
+        }
     }
 }
 

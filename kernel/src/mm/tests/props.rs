@@ -72,6 +72,7 @@ fn advice() -> impl Strategy<Value = Advice> {
     prop_oneof![
         Just(Advice::DontNeed),
         Just(Advice::Free),
+        Just(Advice::PageOut),
         Just(Advice::HugePage),
         Just(Advice::NoHugePage),
         Just(Advice::Collapse)

@@ -1,0 +1,468 @@
+//! Lazy free (MADV_FREE) of whole folios, and discarding them whole (seed 002).
+//!
+//! **Marking.** `MADV_FREE` clears young and dirty over each 2 MiB batch of the range
+//! in one batched call (`clear_young_dirty`: a contiguous block is cleared in place,
+//! never unfolded; one TLBI for the batch), then marks lazyfree (`flags::LAZYFREE`)
+//! every folio that lies whole in the range and is exclusive to this address space:
+//! every page anon-exclusive and mapped exactly once, no other reference, not queued
+//! for deferred split. This kernel knows its map counts, so exclusivity is exact (the
+//! seed's thread had to estimate it). A folio the range covers only in part, or one
+//! that is shared after fork, keeps its data and is not marked (counted as
+//! `lazyfree_partial_skipped` / `lazyfree_shared_skipped`); the call never fails
+//! because of one folio.
+//!
+//! **Discarding** (`reclaim_lazyfree`: MADV_PAGEOUT on a range, and the reclaim pass of
+//! `reclaim` for one folio): for runs of marked folios lying whole in the range, one
+//! batched `wrprotect` (one TLBI) first, so that from then on no CPU can write them
+//! without a fault, which waits for the `Mm` lock this runs under. Then the dirty
+//! state (gathered over each contiguous block) is final: a folio written since it was
+//! marked (hardware dirty with FEAT_HAFDBS, the software dirty fault without) loses
+//! the mark and is made writable again with its data (`lazyfree_redirtied`); clean
+//! consecutive folios are unmapped in one batched `unmap` (one TLBI, whole blocks
+//! cleared without unfolding) and freed whole: no split, nothing queued for deferred
+//! split (`release` accounts a folio unmapped whole in one step).
+//!
+//! **Fork** keeps the mark (as Linux), but a folio is discarded only while every page
+//! is exclusive and mapped once, so a lazyfree folio shared by fork is never dropped,
+//! not even after the other side has gone (conservative: Linux would drop it if both
+//! sides stayed clean). A split (`folio::split`) or a free drops the mark.
+//!
+//! ## Reverse map and protocol (SMP)
+//!
+//! The reverse map is the lazyfree list: for each marked folio one `Entry`, its head,
+//! the address space that marked it (the physical address of its root table, unique
+//! among live address spaces) and the address of its first page there, oldest first.
+//! That is enough because only an exclusive folio is ever marked or discarded: it has
+//! exactly one mapping, in that address space, at that address, for as long as it
+//! stays exclusive, and a folio that stopped being so is refused on revalidation.
+//!
+//! - An entry is pushed, under the folio lock, when the mark goes from clear to set
+//!   (folio lock -> list lock, as for the deferred-split queue), so a folio has at
+//!   most one entry per marking. Entries take no reference: an entry may go stale
+//!   (the folio unmapped, freed, re-marked elsewhere, the address space gone).
+//! - An entry is acted on only under the `Mm` lock of its owner, after revalidation:
+//!   the owner's entry at `va` maps `head`, whose folio (locked) is marked, has that
+//!   head, lies whole in one VMA and is exclusive and mapped once. An entry that
+//!   fails this is dropped, unless its folio is still marked (shared for now, cut by
+//!   a VMA edge, or marked again under another owner): it then stays for later. Under the `Mm` lock the folio cannot be unmapped, forked or
+//!   remapped; hardware may still set AF and dirty, which the write-protect above
+//!   makes final before the dirty state is read.
+//! - Reclaim reaches an address space from an entry with a *trylock* of its `Mm`
+//!   (`reclaim`'s owner hook): it may already hold its own `Mm` (direct reclaim in a
+//!   fault), so it never waits for a second one; a busy owner's entry goes back on the
+//!   list. Lock order is therefore the folio protocol's: `Mm` -> folio -> list.
+//! - The list is bounded by RAM, not by any user range: a stale entry is dropped when
+//!   met, the list is compacted when it doubles, and it never holds more entries than
+//!   there are frames.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
+use super::folio::{self, Folio};
+use super::frame::{flags, frames};
+use super::pgtable::{Leaf, Pte};
+use super::{PhysAddr, VirtAddr, PAGE_SIZE};
+
+/// Entries in a contiguous block (64 KiB of 4 KiB pages).
+const CONT_PAGES: usize = 16;
+use crate::sync::IrqSpinLock;
+use crate::uapi::ENOMEM;
+
+/// One marked folio on the lazyfree list: the reverse map (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub head: PhysAddr,
+    /// Root table of the address space that marked it.
+    pub owner: PhysAddr,
+    /// Address of the folio's first page there.
+    pub va: VirtAddr,
+}
+
+impl Entry {
+    /// Whether the frame at `head` still heads a marked folio (a snapshot, to drop
+    /// stale entries early; acting on one needs the revalidation of the protocol).
+    pub fn may_be_live(&self) -> bool {
+        let m = frames().meta(self.head);
+        m.test(flags::HEAD) && m.test(flags::ALLOCATED) && m.test(flags::LAZYFREE)
+    }
+}
+
+/// The lazyfree list, oldest first.
+static LIST: IrqSpinLock<VecDeque<Entry>> = IrqSpinLock::new(VecDeque::new());
+/// Length at which the list is next compacted (doubles with the live entries).
+static COMPACT_AT: AtomicUsize = AtomicUsize::new(MIN_COMPACT);
+const MIN_COMPACT: usize = 1024;
+
+/// Counters: Linux's (`/proc/vmstat`) and this kernel's own (`/proc/lazyfree`).
+pub struct Stats {
+    /// Pages marked lazyfree (Linux's `pglazyfree`).
+    pub pglazyfree: AtomicU64,
+    /// Lazyfree pages discarded (Linux's `pglazyfreed`).
+    pub pglazyfreed: AtomicU64,
+    /// Pages of marked folios reclaim looked at (Linux's `pgscan_anon`).
+    pub pgscan: AtomicU64,
+    /// Pages reclaim freed (Linux's `pgsteal_anon`).
+    pub pgsteal: AtomicU64,
+    /// Folios marked whole.
+    pub marked: AtomicU64,
+    /// Folios the range covered only in part: not marked.
+    pub partial_skipped: AtomicU64,
+    /// Folios shared with another address space: not marked.
+    pub shared_skipped: AtomicU64,
+    /// Folios discarded whole (never split on the way).
+    pub discarded_whole: AtomicU64,
+    /// Folios found written after they were marked: kept with their data.
+    pub redirtied: AtomicU64,
+    /// Folios found young by the reclaim pass: another round.
+    pub rotated: AtomicU64,
+    /// Stale list entries dropped.
+    pub stale: AtomicU64,
+    /// Reclaim passes run, by who ran them.
+    pub passes_watermark: AtomicU64,
+    pub passes_direct: AtomicU64,
+    pub passes_demand: AtomicU64,
+}
+
+pub static STATS: Stats = Stats {
+    pglazyfree: AtomicU64::new(0),
+    pglazyfreed: AtomicU64::new(0),
+    pgscan: AtomicU64::new(0),
+    pgsteal: AtomicU64::new(0),
+    marked: AtomicU64::new(0),
+    partial_skipped: AtomicU64::new(0),
+    shared_skipped: AtomicU64::new(0),
+    discarded_whole: AtomicU64::new(0),
+    redirtied: AtomicU64::new(0),
+    rotated: AtomicU64::new(0),
+    stale: AtomicU64::new(0),
+    passes_watermark: AtomicU64::new(0),
+    passes_direct: AtomicU64::new(0),
+    passes_demand: AtomicU64::new(0),
+};
+
+fn bump(c: &AtomicU64, n: usize) {
+    c.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+impl Stats {
+    /// `(name, value)` of every counter, for `/proc/lazyfree`.
+    pub fn all(&self) -> [(&'static str, u64); 14] {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("pglazyfree", l(&self.pglazyfree)),
+            ("pglazyfreed", l(&self.pglazyfreed)),
+            ("pgscan", l(&self.pgscan)),
+            ("pgsteal", l(&self.pgsteal)),
+            ("lazyfree_marked", l(&self.marked)),
+            ("lazyfree_partial_skipped", l(&self.partial_skipped)),
+            ("lazyfree_shared_skipped", l(&self.shared_skipped)),
+            ("lazyfree_discarded_whole", l(&self.discarded_whole)),
+            ("lazyfree_redirtied", l(&self.redirtied)),
+            ("lazyfree_rotated", l(&self.rotated)),
+            ("lazyfree_stale", l(&self.stale)),
+            ("reclaim_passes_watermark", l(&self.passes_watermark)),
+            ("reclaim_passes_direct", l(&self.passes_direct)),
+            ("reclaim_passes_demand", l(&self.passes_demand)),
+        ]
+    }
+}
+
+/// Bumped by every MADV_FREE call that marked a folio: reclaim knows when a futile
+/// pass is worth repeating.
+static MARK_GEN: AtomicU64 = AtomicU64::new(0);
+
+pub fn mark_gen() -> u64 {
+    MARK_GEN.load(Ordering::Relaxed)
+}
+
+/// Entries on the list (live or stale).
+pub fn list_len() -> usize {
+    LIST.lock().len()
+}
+
+/// The heads on the list, sorted (the audit; allocates in proportion to the list).
+pub fn list_heads() -> Vec<PhysAddr> {
+    let mut v: Vec<PhysAddr> = LIST.lock().iter().map(|e| e.head).collect();
+    v.sort_unstable();
+    v
+}
+
+/// Take the oldest entry off the list.
+pub(super) fn pop() -> Option<Entry> {
+    LIST.lock().pop_front()
+}
+
+/// Put an entry back at the young end (a busy owner, a young folio).
+pub(super) fn push(e: Entry) {
+    let mut l = LIST.lock();
+    if l.len() >= COMPACT_AT.load(Ordering::Relaxed) {
+        let before = l.len();
+        l.retain(Entry::may_be_live);
+        bump(&STATS.stale, before - l.len());
+        COMPACT_AT.store((2 * l.len()).max(MIN_COMPACT), Ordering::Relaxed);
+    }
+    if l.len() >= frames().managed_frames() {
+        // More entries than frames: at least one is stale. The oldest goes.
+        l.pop_front();
+        bump(&STATS.stale, 1);
+    }
+    l.push_back(e);
+}
+
+/// Host tests: empty the list (a failed test leaked entries).
+#[cfg(test)]
+pub fn forget_list() {
+    LIST.lock().clear();
+}
+
+/// A folio found whole in a range: its address there, head and pages.
+#[derive(Clone, Copy, Debug)]
+struct Whole {
+    va: VirtAddr,
+    head: PhysAddr,
+    pages: usize,
+}
+
+/// What became of the folios `reclaim_lazyfree` looked at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Pages freed.
+    pub freed: usize,
+    /// Folios left marked because they were young (only when aging).
+    pub young: usize,
+    /// Folios found dirty: the mark is gone, the data kept.
+    pub redirtied: usize,
+}
+
+/// Pages from `at` to the end of the block of `leaf` that maps it (a 2 MiB block, a
+/// contiguous block, or the page).
+fn span(at: VirtAddr, leaf: &Leaf) -> usize {
+    let block = if leaf.level == 2 {
+        512
+    } else if leaf.pte.is_cont() {
+        CONT_PAGES
+    } else {
+        1
+    };
+    block - (at.as_u64() as usize / PAGE_SIZE) % block
+}
+
+/// Whether the locked folio may be marked or discarded: exclusive to the one mapping
+/// the caller holds the `Mm` lock of (module doc).
+fn exclusive_once(f: &folio::Locked) -> bool {
+    !f.is_deferred() && f.mapped_exactly_once() && (0..f.nr_pages()).all(|i| f.is_exclusive(i))
+}
+
+impl<E: MmEnv> Mm<E> {
+    /// The folios mapped in `[a, b)` (one batch, no 2 MiB block cut), locked one at a
+    /// time in address order: `f(va of the folio's first page, folio, whole)` where
+    /// `whole` says the range maps every page of it, in order. A contiguous block or a
+    /// 2 MiB block maps consecutive pages of one folio (the architecture's rule, which
+    /// the checker enforces), so it is read once, not once per page.
+    fn for_each_folio_in(
+        &self,
+        a: VirtAddr,
+        b: VirtAddr,
+        mut f: impl FnMut(VirtAddr, folio::Locked, bool),
+    ) {
+        let mut va = a;
+        while va < b {
+            let Some(leaf) = self.tables.get(va) else {
+                va = va.add(PAGE_SIZE);
+                continue;
+            };
+            let pa = leaf.pa_of(va);
+            let lf = Folio::lock(pa);
+            let first = lf.index(pa);
+            let left = (lf.nr_pages() - first).min(pages(va, b));
+            let mut k = span(va, &leaf).min(left);
+            while k < left {
+                let at = va.add(k * PAGE_SIZE);
+                match self.tables.get(at) {
+                    Some(l) if l.pa_of(at) == lf.page(first + k) => k += span(at, &l).min(left - k),
+                    _ => break,
+                }
+            }
+            let whole = first == 0 && k == lf.nr_pages();
+            f(va, lf, whole);
+            va = va.add(k * PAGE_SIZE);
+        }
+    }
+
+    /// Whether any entry of the `pages` pages from `va` (all mapped) satisfies `pred`
+    /// (AF and dirty are gathered over each block: one read per block).
+    fn any_entry(&self, va: VirtAddr, pages: usize, pred: impl Fn(Pte) -> bool) -> bool {
+        let mut k = 0;
+        while k < pages {
+            let at = va.add(k * PAGE_SIZE);
+            let Some(l) = self.tables.get(at) else {
+                k += 1;
+                continue;
+            };
+            if pred(l.pte) {
+                return true;
+            }
+            k += span(at, &l);
+        }
+        false
+    }
+
+    /// MADV_FREE of `[start, end)`, one VMA piece (module doc: marking).
+    pub(super) fn lazyfree(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        let owner = self.tables.root();
+        for (a, b) in batches(start, end) {
+            self.tables
+                .clear_young_dirty(a, pages(a, b))
+                .map_err(|_| ENOMEM)?;
+            self.for_each_folio_in(a, b, |va, f, whole| {
+                if !whole {
+                    bump(&STATS.partial_skipped, 1);
+                } else if !exclusive_once(&f) {
+                    bump(&STATS.shared_skipped, 1);
+                } else if !f.set_lazyfree(true) {
+                    bump(&STATS.pglazyfree, f.nr_pages());
+                    MARK_GEN.fetch_add(1, Ordering::Relaxed);
+                    bump(&STATS.marked, 1);
+                    push(Entry {
+                        head: f.head(),
+                        owner,
+                        va,
+                    });
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Discard the clean lazyfree folios lying whole in `[start, end)`, one VMA piece
+    /// whose protection allows write iff `writable` (module doc: discarding). With
+    /// `aging`, a young folio only has its AF cleared and stays marked.
+    pub(super) fn reclaim_lazyfree(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        writable: bool,
+        aging: bool,
+    ) -> Reclaimed {
+        let mut out = Reclaimed::default();
+        for (a, b) in batches(start, end) {
+            let mut found: Vec<Whole> = Vec::new();
+            self.for_each_folio_in(a, b, |va, f, whole| {
+                if whole && f.is_lazyfree() && exclusive_once(&f) {
+                    found.push(Whole {
+                        va,
+                        head: f.head(),
+                        pages: f.nr_pages(),
+                    });
+                }
+            });
+            bump(&STATS.pgscan, found.iter().map(|w| w.pages).sum());
+            if aging {
+                found.retain(|w| {
+                    let young = self.clear_young(w.va, w.pages);
+                    out.young += young as usize;
+                    !young
+                });
+                bump(&STATS.rotated, out.young);
+            }
+            self.discard(&found, writable, &mut out);
+        }
+        out
+    }
+
+    /// Clear AF over `pages` pages from `va` (a whole folio), one call per block or
+    /// page that has it; whether any had it.
+    fn clear_young(&mut self, va: VirtAddr, pages: usize) -> bool {
+        if !self.any_entry(va, pages, |p| p.is_young()) {
+            return false;
+        }
+        let mut k = 0;
+        while k < pages {
+            let at = va.add(k * PAGE_SIZE);
+            let Some(l) = self.tables.get(at) else {
+                k += 1;
+                continue;
+            };
+            if l.pte.is_young() {
+                self.tables.test_and_clear_young(at);
+            }
+            k += span(at, &l);
+        }
+        true
+    }
+
+    /// Write-protect each run of consecutive folios of `found`, then free the clean
+    /// ones (consecutive ones in one unmap) and give the dirty ones back their write
+    /// permission and their place as ordinary memory.
+    fn discard(&mut self, found: &[Whole], writable: bool, out: &mut Reclaimed) {
+        let consecutive = |w: &[Whole]| w[0].va.add(w[0].pages * PAGE_SIZE) == w[1].va;
+        for run in found.chunk_by(|x, y| consecutive(&[*x, *y])) {
+            let n: usize = run.iter().map(|w| w.pages).sum();
+            self.tables
+                .wrprotect(run[0].va, n)
+                .expect("whole folios in one batch: no block is cut");
+            let dirty: Vec<bool> = run
+                .iter()
+                .map(|w| self.any_entry(w.va, w.pages, |p| p.is_dirty()))
+                .collect();
+            let mut i = 0;
+            while i < run.len() {
+                let mut j = i;
+                while j < run.len() && dirty[j] == dirty[i] {
+                    j += 1;
+                }
+                let n: usize = run[i..j].iter().map(|w| w.pages).sum();
+                if dirty[i] {
+                    for w in &run[i..j] {
+                        Folio::lock(w.head).set_lazyfree(false);
+                    }
+                    if writable {
+                        self.tables
+                            .make_writable(run[i].va, n)
+                            .expect("whole folios in one batch: no block is cut");
+                    }
+                    out.redirtied += j - i;
+                    bump(&STATS.redirtied, j - i);
+                } else {
+                    let records = self
+                        .tables
+                        .unmap(run[i].va, n)
+                        .expect("whole folios in one batch: no block is cut");
+                    debug_assert!(
+                        records.iter().all(|r| !r.dirty),
+                        "a write-protected lazyfree folio became dirty"
+                    );
+                    release(records);
+                    out.freed += n;
+                    bump(&STATS.pglazyfreed, n);
+                    bump(&STATS.pgsteal, n);
+                    bump(&STATS.discarded_whole, j - i);
+                }
+                i = j;
+            }
+        }
+    }
+
+    /// Act on one list entry of this address space (the owner's `Mm` lock is held):
+    /// revalidate it (module doc), then age and discard the folio. `None` if the entry
+    /// was stale.
+    pub fn reclaim_entry(&mut self, e: Entry) -> Option<Reclaimed> {
+        if e.owner != self.tables.root() {
+            return None;
+        }
+        let vma = *self.vmas.find(e.va)?;
+        let leaf = self.tables.get(e.va)?;
+        if leaf.pa_of(e.va) != e.head || !e.may_be_live() {
+            return None;
+        }
+        let n = Folio::of(e.head).nr_pages();
+        let end = e.va.add(n * PAGE_SIZE);
+        if end > vma.end || !e.va.is_aligned(PAGE_SIZE) {
+            return None;
+        }
+        let r = self.reclaim_lazyfree(e.va, end, vma.prot.write, true);
+        (r != Reclaimed::default()).then_some(r)
+    }
+}

@@ -1,0 +1,499 @@
+//! Lazy free (MADV_FREE) of 64 KiB folios and their reclaim. Only hugepages-64kB is
+//! `always`; each test fills a 1 MiB region aligned to 1 MiB with 0x11 (16 folios).
+//!
+//! `free_keeps_folios_whole`: MADV_FREE of the region: pglazyfree (/proc/vmstat) +256
+//! pages on both kernels; no split and no deferred split; on contkernel thpmaps still
+//! shows order4=1M (cont=1M with contiguous entries) and /proc/lazyfree says 16
+//! folios marked. The data reads back unchanged (nothing reclaimed it yet).
+//!
+//! `redirtied_survives_pageout`: MADV_FREE, then one byte written in folios 0 and 5,
+//! then MADV_PAGEOUT of the region: the written pages keep their data (both kernels);
+//! the 14 clean folios read back zeros and pglazyfreed is +224 pages (both). On
+//! contkernel also the two written folios are kept whole with all their data
+//! (lazyfree_redirtied +2, lazyfree_discarded_whole +14, split_deferred +0, thpmaps
+//! order4=128K); Linux 6.12 discards a large folio entry by entry, drops clean pages
+//! before a written one and queues the folios for deferred split: printed only.
+//!
+//! `dontneed_partial`: MADV_DONTNEED of 16 KiB inside folio 2 and of folio 4 whole:
+//! those bytes read zeros, the rest 0x11, split_deferred +1 (folio 2 partly mapped).
+//!
+//! `pressure_frees_lazyfree`: a child fills and lazy-frees 32 MiB and waits; the parent
+//! then writes MemFree + 16 MiB of fresh memory. Reclaim must take the child's
+//! lazyfree memory (pglazyfreed >= +16 MiB on both kernels) rather than fail; on
+//! contkernel with no 64K allocation falling back (anon_fault_fallback +0) and the
+//! watermark pass counted (/proc/lazyfree reclaim_passes_watermark > 0).
+//!
+//! `reclaim_races_writes_and_forks` (contkernel: /proc/lazyfree): a child lazily frees
+//! 4 MiB of 64K folios and then writes every other folio, forking now and then and
+//! unmapping a folio (MADV_DONTNEED), for 16 rounds; meanwhile this process runs reclaim
+//! passes on it from another CPU (`1` to /proc/lazyfree) as fast as it can. Every
+//! written folio must keep all its data; an unwritten one reads its old data or zeros.
+//!
+//! With contpte=naive the discard checks are printed only (see `main`), and the
+//! pressure, race and exhaustion tests are skipped.
+//!
+//! `exhaustion_is_oom`: a child maps MemTotal bytes (more than there is, none of it
+//! lazyfree) and MADV_POPULATE_WRITEs them: ENOMEM on contkernel (Linux's OOM killer
+//! may kill it there instead), then a write to the last page, not populated, kills it
+//! (SIGKILL, the OOM report) and this process goes on.
+#![no_std]
+#![no_main]
+
+use rt::mm::{Region, MADV_DONTNEED, MADV_FREE, MADV_PAGEOUT, PAGE, PROT_READ, PROT_WRITE};
+use rt::proc;
+use rt::test::{Context, Fail, Outcome, Suite};
+use rt::thp::{self, Delta, Stats};
+use rt::time::{nanosleep, Timespec};
+use rt::{ensure, println};
+
+rt::entry!(main);
+
+const MIB: usize = 1 << 20;
+const FOLIO: usize = 64 << 10;
+const KB: usize = 64;
+const OLD: u8 = 0x11;
+
+fn main(_args: &rt::Args) -> i32 {
+    let mut t = Suite::new("thp_lazyfree");
+    let Some(sc) = thp::Scenario::begin("thp_lazyfree", &mut t) else {
+        return t.finish();
+    };
+    let (ck, cont_on) = (thp::on_contkernel(), sc.cont_on);
+    // contpte=naive changes a contiguous block one entry at a time, and each unfold
+    // gathers the block's dirty state back into every entry: MADV_FREE cannot make
+    // such a folio clean there, so nothing is discarded (printed, not checked).
+    let naive =
+        thp::read_word(c"/sys/kernel/mm/contpte/mode").is_some_and(|w| w.as_str() == "naive");
+    match thp::only(KB) {
+        Err(e) => t.report("set_policy_64k_only", Err(e.into())),
+        Ok(()) => {
+            t.run(
+                "free_keeps_folios_whole",
+                timed("free_keeps_folios_whole", || free_whole(ck, cont_on)),
+            );
+            t.run(
+                "redirtied_survives_pageout",
+                timed("redirtied_survives_pageout", || pageout(ck, naive)),
+            );
+            t.run("dontneed_partial", timed("dontneed_partial", dontneed));
+            t.run(
+                "pressure_frees_lazyfree",
+                timed("pressure_frees_lazyfree", || pressure(ck, naive)),
+            );
+            t.run(
+                "reclaim_races_writes_and_forks",
+                timed("reclaim_races_writes_and_forks", || race(ck, naive)),
+            );
+            t.run(
+                "exhaustion_is_oom",
+                timed("exhaustion_is_oom", || exhaustion(ck, naive)),
+            );
+        }
+    }
+    sc.end(t)
+}
+
+/// `f`, printing how long it took (emulated time).
+fn timed(name: &'static str, f: impl FnOnce() -> Outcome) -> impl FnOnce() -> Outcome {
+    move || {
+        let t0 = rt::time::now_ns();
+        let r = f();
+        println!(
+            "thp_lazyfree: {name}: {} ms",
+            (rt::time::now_ns() - t0) / 1_000_000
+        );
+        r
+    }
+}
+
+fn vmstat(name: &str) -> Result<u64, Fail> {
+    thp::keyed(c"/proc/vmstat", name)
+        .ok_or_else(|| Fail::new(format_args!("/proc/vmstat has no {name}")))
+}
+
+/// This kernel's own counter `name` (/proc/lazyfree), None on Linux.
+fn own(name: &str) -> Option<u64> {
+    thp::keyed(c"/proc/lazyfree", name)
+}
+
+fn own_delta(before: Option<u64>, name: &str) -> Option<i64> {
+    before.zip(own(name)).map(|(a, b)| b as i64 - a as i64)
+}
+
+/// A 1 MiB region aligned to 1 MiB filled with OLD: 16 folios of 64 KiB.
+fn filled() -> Result<Region, Fail> {
+    let r = Region::anon_aligned(MIB, MIB, PROT_READ | PROT_WRITE).ctx("mmap")?;
+    let s0 = Stats::read(KB);
+    r.fill(0, MIB, OLD);
+    s0.expect_delta(&Stats::read(KB), "anon_fault_alloc", 16)?;
+    Ok(r)
+}
+
+fn free_whole(ck: bool, cont_on: bool) -> Outcome {
+    let r = filled()?;
+    let (s0, lf0, m0) = (
+        Stats::read(KB),
+        vmstat("pglazyfree")?,
+        own("lazyfree_marked"),
+    );
+    r.advise(0, MIB, MADV_FREE).ctx("madvise(MADV_FREE)")?;
+    let (s1, lf1) = (Stats::read(KB), vmstat("pglazyfree")?);
+    println!(
+        "thp_lazyfree: free_keeps_folios_whole: pglazyfree {:+} marked {}",
+        lf1 as i64 - lf0 as i64,
+        Delta(own_delta(m0, "lazyfree_marked"))
+    );
+    ensure!(
+        lf1 - lf0 == (MIB / PAGE) as u64,
+        "pglazyfree +{}, expected +{} (every page of 16 whole folios)",
+        lf1 - lf0,
+        MIB / PAGE
+    );
+    s0.expect_delta(&s1, "split", 0)?;
+    s0.expect_delta(&s1, "split_deferred", 0)?;
+    if ck {
+        let map =
+            thp::need_thpmaps(r.addr)?.ok_or_else(|| Fail::new(format_args!("no thpmaps line")))?;
+        println!("thp_lazyfree: free_keeps_folios_whole: {map}");
+        map.expect(
+            r.addr,
+            r.addr + MIB,
+            &[
+                ("order4", MIB as u64),
+                ("cont", MIB as u64 * cont_on as u64),
+            ],
+        )?;
+        let m = own_delta(m0, "lazyfree_marked");
+        ensure!(
+            m == Some(16),
+            "/proc/lazyfree lazyfree_marked {}, expected +16",
+            Delta(m)
+        );
+    }
+    let bad = r.find_not(0, MIB, OLD);
+    ensure!(
+        bad.is_none(),
+        "byte at +{:#x} changed by MADV_FREE",
+        bad.unwrap_or(0)
+    );
+    Ok(())
+}
+
+fn pageout(ck: bool, naive: bool) -> Outcome {
+    let r = filled()?;
+    r.advise(0, MIB, MADV_FREE).ctx("madvise(MADV_FREE)")?;
+    const W0: usize = 100;
+    const W5: usize = 5 * FOLIO + 3 * PAGE + 7;
+    r.store(W0, 0x22);
+    r.store(W5, 0x33);
+    let (s0, lfd0) = (Stats::read(KB), vmstat("pglazyfreed")?);
+    let (rd0, dw0) = (own("lazyfree_redirtied"), own("lazyfree_discarded_whole"));
+    r.advise(0, MIB, MADV_PAGEOUT)
+        .ctx("madvise(MADV_PAGEOUT)")?;
+    let (s1, lfd1) = (Stats::read(KB), vmstat("pglazyfreed")?);
+    let (rd, dw) = (
+        own_delta(rd0, "lazyfree_redirtied"),
+        own_delta(dw0, "lazyfree_discarded_whole"),
+    );
+    println!(
+        "thp_lazyfree: redirtied_survives_pageout: pglazyfreed {:+} redirtied {} discarded_whole {} split_deferred {}",
+        lfd1 as i64 - lfd0 as i64,
+        Delta(rd),
+        Delta(dw),
+        Delta(s0.delta(&s1, "split_deferred"))
+    );
+    // Read before any load: a load of a discarded page faults a new folio in.
+    let map = thp::thpmaps(r.addr).ok().flatten();
+    ensure!(
+        r.load(W0) == 0x22 && r.load(W5) == 0x33,
+        "a written byte was lost: {:#x} {:#x}",
+        r.load(W0),
+        r.load(W5)
+    );
+    if naive {
+        return Ok(());
+    }
+    for k in (0..16).filter(|&k| k != 0 && k != 5) {
+        let bad = r.find_not(k * FOLIO, FOLIO, 0);
+        ensure!(
+            bad.is_none(),
+            "clean lazyfree folio {k} not discarded: byte +{:#x} reads {:#x}",
+            bad.unwrap_or(0),
+            r.load(bad.unwrap_or(0))
+        );
+    }
+    ensure!(
+        lfd1 - lfd0 >= 224,
+        "pglazyfreed +{}, expected >= +224",
+        lfd1 - lfd0
+    );
+    if ck {
+        ensure!(
+            lfd1 - lfd0 == 224,
+            "pglazyfreed +{}, expected +224",
+            lfd1 - lfd0
+        );
+        for (k, w, v) in [(0, W0, 0x22u8), (5, W5, 0x33)] {
+            let bad = (k * FOLIO..(k + 1) * FOLIO).find(|&o| o != w && r.load(o) != OLD);
+            ensure!(
+                bad.is_none(),
+                "re-dirtied folio {k}: byte +{:#x} lost its data",
+                bad.unwrap_or(0)
+            );
+            ensure!(r.load(w) == v, "written byte");
+        }
+        ensure!(
+            rd == Some(2) && dw == Some(14),
+            "redirtied {} discarded_whole {}: expected +2 +14",
+            Delta(rd),
+            Delta(dw)
+        );
+        s0.expect_delta(&s1, "split_deferred", 0)?;
+        s0.expect_delta(&s1, "split", 0)?;
+        let map = map.ok_or_else(|| Fail::new(format_args!("no thpmaps line")))?;
+        println!("thp_lazyfree: redirtied_survives_pageout: {map}");
+        map.expect(r.addr, r.addr + MIB, &[("order4", 2 * FOLIO as u64)])?;
+    }
+    Ok(())
+}
+
+fn dontneed() -> Outcome {
+    let r = filled()?;
+    const HOLE: usize = 2 * FOLIO + 8 * PAGE;
+    const HOLE_LEN: usize = 4 * PAGE;
+    let s0 = Stats::read(KB);
+    r.advise(HOLE, HOLE_LEN, MADV_DONTNEED)
+        .ctx("MADV_DONTNEED 16K")?;
+    r.advise(4 * FOLIO, FOLIO, MADV_DONTNEED)
+        .ctx("MADV_DONTNEED 64K")?;
+    let s1 = Stats::read(KB);
+    let sd = s0.delta(&s1, "split_deferred");
+    let pm = s0.delta(&s1, "nr_anon_partially_mapped");
+    ensure!(
+        sd == Some(1) || pm == Some(1),
+        "split_deferred {} nr_anon_partially_mapped {}: expected +1",
+        Delta(sd),
+        Delta(pm)
+    );
+    let zero =
+        |o: usize| (HOLE..HOLE + HOLE_LEN).contains(&o) || (4 * FOLIO..5 * FOLIO).contains(&o);
+    let bad = (0..MIB)
+        .step_by(64)
+        .find(|&o| r.load(o) != if zero(o) { 0 } else { OLD });
+    ensure!(
+        bad.is_none(),
+        "byte at +{:#x} reads {:#x}",
+        bad.unwrap_or(0),
+        r.load(bad.unwrap_or(0))
+    );
+    Ok(())
+}
+
+/// Write one byte per page of `len` bytes of fresh memory (leaked: the caller exits).
+fn touch(len: usize) -> Result<Region, Fail> {
+    let r = Region::anon(len, PROT_READ | PROT_WRITE, 0).ctx("mmap")?;
+    for o in (0..len).step_by(PAGE) {
+        r.store(o, 1);
+    }
+    Ok(r)
+}
+
+fn pressure(ck: bool, naive: bool) -> Outcome {
+    if naive {
+        // Nothing can be discarded (see `main`): the pressure would only be an OOM.
+        println!("thp_lazyfree: pressure_frees_lazyfree: skipped with contpte=naive");
+        return Ok(());
+    }
+    const LAZY: usize = 32 * MIB;
+    let lf0 = vmstat("pglazyfree")?;
+    let lfd0 = vmstat("pglazyfreed")?;
+    let child = proc::spawn(|| {
+        let Ok(r) = Region::anon_aligned(LAZY, MIB, PROT_READ | PROT_WRITE) else {
+            return 2;
+        };
+        r.fill(0, LAZY, OLD);
+        if r.advise(0, LAZY, MADV_FREE).is_err() {
+            return 3;
+        }
+        // Wait (at most 20 s) until reclaim took some of it.
+        for _ in 0..2000 {
+            if thp::keyed(c"/proc/vmstat", "pglazyfreed").is_some_and(|v| v >= lfd0 + 4096) {
+                break;
+            }
+            let _ = nanosleep(&Timespec::from_ms(10));
+        }
+        // mincore, not loads: a load of a discarded page would fault memory in.
+        let mut vec = [0u8; 512];
+        let mut gone = 0;
+        for k in 0..LAZY / (512 * PAGE) {
+            if r.mincore(k * 512 * PAGE, 512 * PAGE, &mut vec).is_err() {
+                return 5;
+            }
+            gone += vec.iter().filter(|&&v| v & 1 == 0).count();
+        }
+        if gone > 0 {
+            0
+        } else {
+            4
+        }
+    })
+    .ctx("fork")?;
+    while vmstat("pglazyfree")? < lf0 + (LAZY / PAGE) as u64 {
+        let _ = nanosleep(&Timespec::from_ms(10));
+    }
+    let (s0, w0) = (Stats::read(KB), own("reclaim_passes_watermark"));
+    let free = thp::meminfo_kb("MemFree").ok_or_else(|| Fail::new(format_args!("no MemFree")))?
+        as usize
+        * 1024;
+    let r = touch(free + 16 * MIB)?;
+    let s1 = Stats::read(KB);
+    let lfd1 = vmstat("pglazyfreed")?;
+    let w = own_delta(w0, "reclaim_passes_watermark");
+    let st = proc::wait(child).ctx("wait4")?;
+    println!(
+        "thp_lazyfree: pressure_frees_lazyfree: wrote {} MiB, pglazyfreed {:+} watermark passes {} fallback {}",
+        r.len / MIB,
+        lfd1 as i64 - lfd0 as i64,
+        Delta(w),
+        Delta(s0.delta(&s1, "anon_fault_fallback"))
+    );
+    ensure!(st.exited() && st.exit_status() == 0, "lazyfree child: {st}");
+    ensure!(
+        lfd1 - lfd0 >= 4096,
+        "pglazyfreed +{}, expected >= 4096 pages (16 MiB)",
+        lfd1 - lfd0
+    );
+    if ck {
+        s0.expect_delta(&s1, "anon_fault_fallback", 0)?;
+        ensure!(w.is_some_and(|w| w > 0), "no watermark reclaim pass");
+    }
+    drop(r);
+    Ok(())
+}
+
+fn exhaustion(ck: bool, naive: bool) -> Outcome {
+    if naive {
+        // Filling RAM through the naive layer takes minutes under TCG (cortex-a72:
+        // 270 s), and what this checks does not depend on the contiguous layer.
+        println!("thp_lazyfree: exhaustion_is_oom: skipped with contpte=naive");
+        return Ok(());
+    }
+    let total = thp::meminfo_kb("MemTotal").ok_or_else(|| Fail::new(format_args!("no MemTotal")))?
+        as usize
+        * 1024;
+    let st = proc::fork_wait(|| {
+        let Ok(r) = Region::anon(total, PROT_READ | PROT_WRITE, 0) else {
+            return 2;
+        };
+        // The stack is faulted in first: once memory is full a new stack page is a kill.
+        rt::mm::prefault_stack();
+        let res = r.advise(0, total, rt::mm::MADV_POPULATE_WRITE);
+        println!("thp_lazyfree: exhaustion_is_oom: MADV_POPULATE_WRITE of MemTotal: {res:?}");
+        if ck && res != Err(rt::Errno::ENOMEM) {
+            return 5;
+        }
+        // Memory is full now (population stops at the first failure, keeping what
+        // it faulted in): the next new page is an out-of-memory kill.
+        r.store(total - PAGE, 1);
+        6
+    })
+    .ctx("fork/wait4")?;
+    println!("thp_lazyfree: exhaustion_is_oom: child: {st}");
+    ensure!(
+        st.signaled() && st.term_sig() == 9,
+        "MADV_POPULATE_WRITE of MemTotal, then a write: child {st}, expected ENOMEM then SIGKILL"
+    );
+    Ok(())
+}
+
+fn race(ck: bool, naive: bool) -> Outcome {
+    if !ck || naive {
+        println!(
+            "thp_lazyfree: reclaim_races_writes_and_forks: n/a ({})",
+            if ck {
+                "nothing is discarded with contpte=naive"
+            } else {
+                "no /proc/lazyfree"
+            }
+        );
+        return Ok(());
+    }
+    const LEN: usize = 4 * MIB;
+    const ROUNDS: u8 = 16;
+    let dw0 = own("lazyfree_discarded_whole");
+    let rd0 = own("lazyfree_redirtied");
+    let child = proc::spawn(|| {
+        let Ok(r) = Region::anon_aligned(LEN, MIB, PROT_READ | PROT_WRITE) else {
+            return 2;
+        };
+        r.fill(0, LEN, OLD);
+        for round in 1..=ROUNDS {
+            if r.advise(0, LEN, MADV_FREE).is_err() {
+                return 3;
+            }
+            for k in (0..LEN / FOLIO).step_by(2) {
+                r.store(k * FOLIO + 8 * PAGE, round);
+            }
+            if round % 4 == 0 && proc::fork_wait(|| 0).is_err() {
+                return 4;
+            }
+            if round % 4 == 2 && r.advise(FOLIO, FOLIO, rt::mm::MADV_DONTNEED).is_err() {
+                return 5;
+            }
+            for k in 0..LEN / FOLIO {
+                let base = k * FOLIO;
+                let written = k % 2 == 0;
+                for o in (base..base + FOLIO).step_by(PAGE / 4) {
+                    let v = r.load(o);
+                    let ok = if written && o == base + 8 * PAGE {
+                        v == round
+                    } else {
+                        v == OLD || v == 0
+                    };
+                    if !ok {
+                        println!("thp_lazyfree: race: round {round}: +{o:#x} reads {v:#x}");
+                        return 6;
+                    }
+                }
+            }
+            // A written folio holds its old bytes around the written one, unless an
+            // earlier round let it be discarded whole while clean (then all zeros but
+            // the byte just written): never a mix inside one page.
+            for k in (0..LEN / FOLIO).step_by(2) {
+                let page = k * FOLIO + 8 * PAGE;
+                let first = r.load(page + 1);
+                if r.find_not(page + 1, PAGE - 1, first).is_some() {
+                    println!("thp_lazyfree: race: round {round}: folio {k} mixed data");
+                    return 7;
+                }
+            }
+        }
+        0
+    })
+    .ctx("fork")?;
+    let mut passes = 0u64;
+    let st = loop {
+        match proc::wait4(child as isize, proc::WNOHANG).ctx("wait4")? {
+            (0, _) => {
+                rt::fs::write_file(c"/proc/lazyfree", b"1").ctx("write /proc/lazyfree")?;
+                passes += 1;
+            }
+            (_, st) => break st,
+        }
+    };
+    let (dw, rd) = (
+        own_delta(dw0, "lazyfree_discarded_whole"),
+        own_delta(rd0, "lazyfree_redirtied"),
+    );
+    println!(
+        "thp_lazyfree: reclaim_races_writes_and_forks: {passes} passes, discarded_whole {} redirtied {}",
+        Delta(dw),
+        Delta(rd)
+    );
+    ensure!(st.exited() && st.exit_status() == 0, "racing child: {st}");
+    ensure!(
+        dw.is_some_and(|d| d > 0),
+        "no folio was discarded during the race"
+    );
+    Ok(())
+}
