@@ -11,9 +11,11 @@
 //! An operation is bracketed by [`Ctx::begin`] and [`Ctx::finish`]: `finish` issues the
 //! deferred TLB invalidation of the range (one range TLBI, or per-page TLBIs, or a
 //! whole-ASID TLBI for large ranges), waits for it with a DSB, frees the tables the
-//! operation emptied, and runs the checker's end-of-operation rules.
+//! operation emptied, adds the operation's descriptor stores to the counters, and runs
+//! the checker's end-of-operation rules.
+//!
+//! With the checker off, the only trace of it is one branch per hook, tested inline.
 
-use alloc::vec::Vec;
 use core::panic::Location;
 use core::sync::atomic::Ordering;
 
@@ -23,7 +25,7 @@ use super::check::{Checker, OpKind, TlbiScope};
 use super::counters::Counters;
 use super::cursor::{Cursor, Found, Slot, Table};
 use super::desc::{Change, Pte};
-use super::desc::{Kind, Level, LAST_LEVEL};
+use super::desc::{entry_size, Kind, Level, LAST_LEVEL};
 use super::env::{Asid, Features, PtEnv, Tlb};
 use super::{ContMode, MapError};
 
@@ -86,8 +88,12 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
     check: &'a mut Checker,
     /// Hull of the entries changed in a way that needs a TLBI (see `Pte::needs_tlbi`).
     pending: Option<(VirtAddr, VirtAddr)>,
-    /// Addresses whose tables may have become empty or were allocated by this operation.
-    maybe_empty: Vec<VirtAddr>,
+    /// Hull of the 2 MiB regions whose tables may have become empty or were allocated
+    /// by this operation (inside the operation's range, which it has walked already,
+    /// so walking the hull again at the end costs no more than the operation did).
+    maybe_empty: Option<(VirtAddr, VirtAddr)>,
+    /// Descriptor stores so far, added to the shared counter once, in `finish`.
+    written: u64,
 }
 
 impl<'a, E: PtEnv> Ctx<'a, E> {
@@ -112,7 +118,8 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
             features,
             check,
             pending: None,
-            maybe_empty: Vec::new(),
+            maybe_empty: None,
+            written: 0,
         }
     }
 
@@ -121,13 +128,17 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         if let Some((start, end)) = self.pending.take() {
             self.invalidate_now(start, end.offset_from(start) / PAGE_SIZE);
         }
-        let mut regions = core::mem::take(&mut self.maybe_empty);
-        regions.sort_unstable();
-        regions.dedup();
-        for va in regions {
-            free_empty_tables(&mut self, va);
+        if let Some((start, end)) = self.maybe_empty.take() {
+            let mut va = start;
+            while va < end {
+                let skip = free_empty_tables(&mut self, va);
+                va = va.align_down(skip).add(skip);
+            }
         }
-        self.check.end_op(self.env, self.root);
+        Counters::bump(&self.env.counters().entries_written, self.written);
+        if self.check.is_enabled() {
+            self.check.end_op(self.env, self.root);
+        }
     }
 
     /// The only function that writes descriptors. Returns the old and the new value.
@@ -171,7 +182,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
                 }
             }
         };
-        Counters::bump(&self.env.counters().entries_written, 1);
+        self.written += 1;
         if checking {
             self.check.after_store(&slot, old, new, site);
         }
@@ -197,12 +208,16 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
             TlbiPlan::Asid => {
                 self.env.tlb().asid(self.asid);
                 Counters::bump(&counters.tlbi_asid, 1);
-                self.check.on_tlbi(TlbiScope::Asid);
+                if self.check.is_enabled() {
+                    self.check.on_tlbi(TlbiScope::Asid);
+                }
             }
             TlbiPlan::Range => {
                 self.env.tlb().range(self.asid, va, pages);
                 Counters::bump(&counters.tlbi_range, 1);
-                self.check.on_tlbi(TlbiScope::Range { va, pages });
+                if self.check.is_enabled() {
+                    self.check.on_tlbi(TlbiScope::Range { va, pages });
+                }
             }
             TlbiPlan::Pages => {
                 for i in 0..pages {
@@ -218,7 +233,9 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     pub fn tlbi_page(&mut self, va: VirtAddr, last_level: bool) {
         self.env.tlb().page(self.asid, va, last_level);
         Counters::bump(&self.env.counters().tlbi_page, 1);
-        self.check.on_tlbi(TlbiScope::Page { va, last_level });
+        if self.check.is_enabled() {
+            self.check.on_tlbi(TlbiScope::Page { va, last_level });
+        }
     }
 
     /// Orders the contents of a new table (zeroed by the allocator, maybe filled by
@@ -232,7 +249,9 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     pub fn dsb(&mut self) {
         self.env.tlb().dsb();
         Counters::bump(&self.env.counters().dsb, 1);
-        self.check.on_dsb();
+        if self.check.is_enabled() {
+            self.check.on_dsb();
+        }
     }
 
     /// A zeroed table for the walk to `va`; the region is remembered so that the
@@ -245,14 +264,20 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     }
 
     pub fn free_table(&mut self, pa: PhysAddr) {
-        self.check.on_free_table(pa);
+        if self.check.is_enabled() {
+            self.check.on_free_table(pa);
+        }
         Counters::bump(&self.env.counters().tables_freed, 1);
         self.env.free_table(pa);
     }
 
     /// The tables on the way to `va` may be empty at the end of the operation.
     pub fn note_maybe_empty(&mut self, va: VirtAddr) {
-        self.maybe_empty.push(va.align_down(PMD_SIZE));
+        let (lo, hi) = (va.align_down(PMD_SIZE), va.align_down(PMD_SIZE).add(PMD_SIZE));
+        self.maybe_empty = Some(match self.maybe_empty {
+            None => (lo, hi),
+            Some((s, e)) => (s.min(lo), e.max(hi)),
+        });
     }
 
     /// Tells the checker that the operation legitimately writes `[start, end)`
@@ -311,13 +336,16 @@ pub(crate) fn slot_alloc<'a, E: PtEnv>(
 }
 
 /// Frees the tables on the path to `va` that have become empty, deepest first; the
-/// root is never freed.
+/// root is never freed. Returns the span, aligned around `va`, in which no other table
+/// can be on the path (what the walk found below `va` covers that much), for the
+/// caller walking a range.
 ///
-/// Each one is unlinked, then a TLBI by VA that includes walk-cache entries (not
-/// last-level only) and a DSB remove it from the walk caches, and only then is it
-/// freed: a table must not be reused while a walker may still read it
-/// (break-before-make applies to table descriptors too; the checker verifies it).
-pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) {
+/// Each one is unlinked; then one TLBI by VA that includes walk-cache entries (not
+/// last-level only), which covers the entries of every level on the path to `va`, and
+/// a DSB remove them from the walk caches, and only then are they freed: a table must
+/// not be reused while a walker may still read it (break-before-make applies to table
+/// descriptors too; the checker verifies it).
+pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) -> usize {
     let mut path = [ctx.root; LAST_LEVEL + 1];
     let mut depth = 0;
     while depth < LAST_LEVEL {
@@ -330,17 +358,27 @@ pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) {
             _ => break,
         }
     }
+    let skip = entry_size(depth.min(LAST_LEVEL - 1));
+    let mut freed = [ctx.root; LAST_LEVEL];
+    let mut nr_freed = 0;
     for level in (1..=depth).rev() {
         let table = Table::new(ctx.env, path[level], level, va);
         if !table.is_empty() {
-            return;
+            break;
         }
         let parent = Table::new(ctx.env, path[level - 1], level - 1, va);
         ctx.store(parent.slot_of(va), Write::Swap(Pte::INVALID));
+        freed[nr_freed] = table.pa;
+        nr_freed += 1;
+    }
+    if nr_freed > 0 {
         ctx.tlbi_page(va, false);
         ctx.dsb();
-        ctx.free_table(table.pa);
+        for &pa in &freed[..nr_freed] {
+            ctx.free_table(pa);
+        }
     }
+    skip
 }
 
 #[cfg(test)]
