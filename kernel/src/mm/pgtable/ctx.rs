@@ -152,8 +152,12 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// it translates with, Arm ARM D8.4.2 "Hardware management of the Access flag and
     /// dirty state"; other CPUs hold the address-space lock), so the atomic swap is
     /// needed only where a concurrent update must not be lost. With the checker off,
-    /// its hooks cost one branch (tested inline, no call).
+    /// its hooks cost one branch (tested inline, no call). Always inlined: in the
+    /// 16-entry loops of the contiguous layer the kind of write and the change are
+    /// then known once for the whole loop, and the call, the copy of the slot and
+    /// the dispatch on `Write` disappear.
     #[track_caller]
+    #[inline(always)]
     pub fn store(&mut self, slot: Slot<'_>, write: Write) -> (Pte, Pte) {
         let site = Location::caller();
         let checking = self.check.is_enabled();
