@@ -1,12 +1,13 @@
 //! The context of one page-table operation: the single store function, counted and
 //! checked TLB maintenance, and the end-of-operation work.
 //!
-//! Every descriptor the layer writes goes through [`Ctx::store`]; every TLBI and DSB
+//! Every descriptor the layer writes goes through [`Ctx::store`] (or [`Ctx::store_block`],
+//! the same stores for the 16 entries of a block); every TLBI and DSB
 //! through [`Ctx::tlbi_page`], [`Ctx::invalidate_now`] and [`Ctx::dsb`]. Those are the
 //! two places where counters are bumped and where the checker observes the page
 //! tables. (The folio-accounting hook, mapcount against entries, belongs next to the
 //! checker call in [`Ctx::store`], which sees every entry that maps or stops mapping a
-//! frame.)
+//! frame, and in the checker-off loop of [`Ctx::store_block`].)
 //!
 //! An operation is bracketed by [`Ctx::begin`] and [`Ctx::finish`]: `finish` issues the
 //! deferred TLB invalidation of the range (one range TLBI, or per-page TLBIs, or a
@@ -17,9 +18,9 @@
 //! With the checker off, the only trace of it is one branch per hook, tested inline.
 
 use core::panic::Location;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE, PTRS_PER_TABLE};
+use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, PAGE_SIZE, PMD_SIZE, PTRS_PER_TABLE};
 
 use super::check::{Checker, OpKind, TlbiScope};
 use super::counters::Counters;
@@ -141,18 +142,10 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         }
     }
 
-    /// The only function that writes descriptors. Returns the old and the new value.
+    /// Writes one descriptor (see [`write_entry`]). Returns the old and the new value.
     ///
-    /// Memory orderings are relaxed: the address-space lock orders the CPUs running
-    /// this layer, and the hardware walkers are ordered by the DSBs of the TLB
-    /// interface (`Ctx::dsb`, `Ctx::publish_barrier`), not by the language's model.
-    ///
-    /// A `Swap` over an invalid entry is a plain store: nobody else writes an invalid
-    /// entry (the hardware updates AF and dirty state only in the valid descriptors
-    /// it translates with, Arm ARM D8.4.2 "Hardware management of the Access flag and
-    /// dirty state"; other CPUs hold the address-space lock), so the atomic swap is
-    /// needed only where a concurrent update must not be lost. With the checker off,
-    /// its hooks cost one branch (tested inline, no call). Always inlined: in the
+    /// With the checker off, its hooks cost one branch (tested inline, no call).
+    /// Always inlined: in the
     /// 16-entry loops of the contiguous layer the kind of write and the change are
     /// then known once for the whole loop, and the call, the copy of the slot and
     /// the dispatch on `Write` disappear.
@@ -164,33 +157,48 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         if checking {
             self.check.before_store(&slot);
         }
-        let entry = &slot.table.entries[slot.index];
-        let (old, new) = match write {
-            Write::Swap(new) => {
-                let cur = Pte::from_raw(entry.load(Ordering::Relaxed));
-                if cur.is_valid() {
-                    (Pte::from_raw(entry.swap(new.raw(), Ordering::Relaxed)), new)
-                } else {
-                    entry.store(new.raw(), Ordering::Relaxed);
-                    (cur, new)
-                }
-            }
-            Write::Update(change) => {
-                let apply = |raw| {
-                    let pte = Pte::from_raw(raw);
-                    pte.is_valid().then(|| change.apply(pte).raw())
-                };
-                match entry.fetch_update(Ordering::Relaxed, Ordering::Relaxed, apply) {
-                    Ok(raw) => (Pte::from_raw(raw), change.apply(Pte::from_raw(raw))),
-                    Err(raw) => return (Pte::from_raw(raw), Pte::from_raw(raw)),
-                }
-            }
+        let (old, new) = match write_entry(&slot.table.entries[slot.index], write) {
+            Ok(changed) => changed,
+            Err(cur) => return (cur, cur),
         };
         self.written += 1;
         if checking {
             self.check.after_store(&slot, old, new, site);
         }
         (old, new)
+    }
+
+    /// The 16 stores of a contiguous block's entries, `table[first..first + 16]`, entry
+    /// `i` written with `write(i)`, in order: exactly what 16 calls of [`Ctx::store`]
+    /// do (with the checker on, it makes them). With the checker off the loop runs on
+    /// the entries themselves, without building a slot per entry: the batched
+    /// operations, folds and unfolds are mostly this loop.
+    #[track_caller]
+    #[inline(always)]
+    pub fn store_block(
+        &mut self,
+        table: Table<'_>,
+        first: usize,
+        mut write: impl FnMut(usize) -> Write,
+    ) -> [(Pte, Pte); CONT_PTES] {
+        let mut out = [(Pte::INVALID, Pte::INVALID); CONT_PTES];
+        if self.check.is_enabled() {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = self.store(table.slot(first + i), write(i));
+            }
+            return out;
+        }
+        let entries = &table.entries[first..first + CONT_PTES];
+        for (i, (entry, o)) in entries.iter().zip(out.iter_mut()).enumerate() {
+            *o = match write_entry(entry, write(i)) {
+                Ok(changed) => {
+                    self.written += 1;
+                    changed
+                }
+                Err(cur) => (cur, cur),
+            };
+        }
+        out
     }
 
     /// Records that `[va, va + bytes)` needs a TLBI before the operation completes.
@@ -294,6 +302,43 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// level-3 table at `table`, so the new entries are compared against the block.
     pub fn note_split(&mut self, va: VirtAddr, old: Pte, table: PhysAddr) {
         self.check.on_split_l2(va, old, table);
+    }
+}
+
+/// One descriptor write, the part of [`Ctx::store`] that touches memory: the old and
+/// the new value, or `Err` with the entry for an update of an invalid one (left alone).
+///
+/// Memory orderings are relaxed: the address-space lock orders the CPUs running this
+/// layer, and the hardware walkers are ordered by the DSBs of the TLB interface
+/// (`Ctx::dsb`, `Ctx::publish_barrier`), not by the language's model.
+///
+/// A `Swap` over an invalid entry is a plain store: nobody else writes an invalid
+/// entry (the hardware updates AF and dirty state only in the valid descriptors it
+/// translates with, Arm ARM D8.4.2 "Hardware management of the Access flag and dirty
+/// state"; other CPUs hold the address-space lock), so the atomic swap is needed only
+/// where a concurrent update must not be lost.
+#[inline(always)]
+fn write_entry(entry: &AtomicU64, write: Write) -> Result<(Pte, Pte), Pte> {
+    match write {
+        Write::Swap(new) => {
+            let cur = Pte::from_raw(entry.load(Ordering::Relaxed));
+            if cur.is_valid() {
+                Ok((Pte::from_raw(entry.swap(new.raw(), Ordering::Relaxed)), new))
+            } else {
+                entry.store(new.raw(), Ordering::Relaxed);
+                Ok((cur, new))
+            }
+        }
+        Write::Update(change) => {
+            let apply = |raw| {
+                let pte = Pte::from_raw(raw);
+                pte.is_valid().then(|| change.apply(pte).raw())
+            };
+            match entry.fetch_update(Ordering::Relaxed, Ordering::Relaxed, apply) {
+                Ok(old) => Ok((Pte::from_raw(old), change.apply(Pte::from_raw(old)))),
+                Err(cur) => Err(Pte::from_raw(cur)),
+            }
+        }
     }
 }
 
