@@ -25,8 +25,8 @@ use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, PAGE_SIZE, PMD_SIZE, PTRS_P
 use super::check::{Checker, OpKind, TlbiScope};
 use super::counters::Counters;
 use super::cursor::{Cursor, Found, Slot, Table};
-use super::desc::{Change, Pte};
 use super::desc::{entry_size, Kind, Level, LAST_LEVEL};
+use super::desc::{Change, Pte};
 use super::env::{Asid, Features, PtEnv, Tlb};
 use super::{ContMode, MapError};
 
@@ -285,7 +285,8 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
 
     /// The tables on the way to `va` may be empty at the end of the operation.
     pub fn note_maybe_empty(&mut self, va: VirtAddr) {
-        let (lo, hi) = (va.align_down(PMD_SIZE), va.align_down(PMD_SIZE).add(PMD_SIZE));
+        let lo = va.align_down(PMD_SIZE);
+        let hi = lo.add(PMD_SIZE);
         self.maybe_empty = Some(match self.maybe_empty {
             None => (lo, hi),
             Some((s, e)) => (s.min(lo), e.max(hi)),

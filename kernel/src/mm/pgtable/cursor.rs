@@ -70,9 +70,9 @@ impl<'a> Table<'a> {
     /// empty, so it ORs 16 entries at a time and tests once per 16 loads.
     pub fn is_empty(&self) -> bool {
         self.entries.chunks_exact(16).all(|chunk| {
-            let any = chunk
-                .iter()
-                .fold(0, |acc, e| acc | e.load(core::sync::atomic::Ordering::Relaxed));
+            let any = chunk.iter().fold(0, |acc, e| {
+                acc | e.load(core::sync::atomic::Ordering::Relaxed)
+            });
             !Pte::from_raw(any).is_valid()
         })
     }

@@ -380,7 +380,11 @@ fn run_unchecked_twin(mode: ContMode, features: Features, ops: &[Op]) {
             let raw = |w: &World| walk(&w.asp, page(p)).map(|w| w.pte.raw()).ok();
             assert_eq!(raw(&checked), raw(&unchecked), "page {p} after {op:?}");
         }
-        assert_eq!(stats(&checked.asp), stats(&unchecked.asp), "counters after {op:?}");
+        assert_eq!(
+            stats(&checked.asp),
+            stats(&unchecked.asp),
+            "counters after {op:?}"
+        );
     }
 }
 
