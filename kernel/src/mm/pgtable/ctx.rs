@@ -145,10 +145,8 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// Writes one descriptor (see [`write_entry`]). Returns the old and the new value.
     ///
     /// With the checker off, its hooks cost one branch (tested inline, no call).
-    /// Always inlined: in the
-    /// 16-entry loops of the contiguous layer the kind of write and the change are
-    /// then known once for the whole loop, and the call, the copy of the slot and
-    /// the dispatch on `Write` disappear.
+    /// Always inlined, so that where the kind of write is known the call and the
+    /// dispatch on `Write` disappear.
     #[track_caller]
     #[inline(always)]
     pub fn store(&mut self, slot: Slot<'_>, write: Write) -> (Pte, Pte) {
