@@ -73,6 +73,17 @@ impl<'a> ContBlock<'a> {
         (0..CONT_PTES).any(|i| self.slot(i).load().is_cont())
     }
 
+    /// Writes the 16 entries, entry `i` with `write(i)` (`Ctx::store_block`).
+    #[track_caller]
+    #[inline(always)]
+    fn store<E: PtEnv>(
+        &self,
+        ctx: &mut Ctx<'_, E>,
+        write: impl FnMut(usize) -> Write,
+    ) -> [(Pte, Pte); CONT_PTES] {
+        ctx.store_block(self.table, self.first, write)
+    }
+
     /// Indices of the entries of `[lo, hi)` (inside the block).
     fn indices(&self, lo: VirtAddr, hi: VirtAddr) -> Range<usize> {
         let base = self.va();
@@ -109,13 +120,11 @@ fn is_whole(blk: &ContBlock<'_>, lo: VirtAddr, hi: VirtAddr) -> bool {
 /// (the rule is stated and enforced in `check.rs`).
 fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     assert!(blk.va().is_aligned(CONT_SIZE));
-    let mut old = [Pte::INVALID; CONT_PTES];
-    let (mut young, mut dirty) = (false, false);
-    for (i, o) in old.iter_mut().enumerate() {
-        *o = ctx.store(blk.slot(i), Write::Swap(Pte::INVALID)).0;
-        young |= o.is_young();
-        dirty |= o.is_dirty();
-    }
+    let old = blk
+        .store(ctx, |_| Write::Swap(Pte::INVALID))
+        .map(|(old, _)| old);
+    let young = old.iter().any(|o| o.is_young());
+    let dirty = old.iter().any(|o| o.is_dirty());
     if !ctx.features.bbml2 {
         ctx.invalidate_now(blk.va(), CONT_PTES);
     }
@@ -123,12 +132,11 @@ fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     // clean writable entry hardware-writable: that needs its TLBI. Not with hardware
     // dirty state, where DBM already let the hardware write.
     let may_relax = ctx.features.bbml2 && dirty && !ctx.features.hw_dirty;
-    let mut relaxed = false;
-    for (i, o) in old.iter().enumerate() {
-        let new = o.with_cont(cont).with_gathered(young, dirty);
-        ctx.store(blk.slot(i), Write::Swap(new));
-        relaxed |= may_relax && Pte::relaxes_permission(*o, new, false);
-    }
+    let written = blk.store(ctx, |i| {
+        Write::Swap(old[i].with_cont(cont).with_gathered(young, dirty))
+    });
+    let relaxed = may_relax
+        && (old.iter().zip(&written)).any(|(o, &(_, new))| Pte::relaxes_permission(*o, new, false));
     if relaxed {
         ctx.flush_later(blk.va(), CONT_SIZE);
     }
@@ -167,13 +175,14 @@ pub(crate) fn unfold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) {
 /// Writes an empty block as contiguous at once, from the page entry `first`.
 fn map_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, first: Pte) {
     assert!(blk.va().is_aligned(CONT_SIZE) && first.output_addr().is_aligned(CONT_SIZE));
-    for i in 0..CONT_PTES {
-        debug_assert!(!blk.slot(i).load().is_valid(), "map_l3c over a live entry");
-        let pte = first
-            .with_output_addr(first.output_addr().add(i * PAGE_SIZE))
-            .with_cont(true);
-        ctx.store(blk.slot(i), Write::Swap(pte));
-    }
+    debug_assert!(
+        (0..CONT_PTES).all(|i| !blk.slot(i).load().is_valid()),
+        "map_l3c over a live entry"
+    );
+    let first = first.with_cont(true);
+    blk.store(ctx, |i| {
+        Write::Swap(first.with_output_addr(first.output_addr().add(i * PAGE_SIZE)))
+    });
     Counters::bump(&ctx.env.counters().cont_maps, 1);
 }
 
@@ -181,13 +190,12 @@ fn map_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, first: Pte) {
 /// Returns the block's gathered old value.
 fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change) -> Pte {
     assert!(blk.va().is_aligned(CONT_SIZE));
-    let mut old = [Pte::INVALID; CONT_PTES];
-    let mut needs_tlbi = false;
-    for (i, o) in old.iter_mut().enumerate() {
-        let (before, after) = ctx.store(blk.slot(i), Write::Update(change));
-        needs_tlbi |= Pte::needs_tlbi(before, after, ctx.features.hw_dirty);
-        *o = before;
-    }
+    let changed = blk.store(ctx, |_| Write::Update(change));
+    let hw_dirty = ctx.features.hw_dirty;
+    let needs_tlbi = changed
+        .iter()
+        .any(|&(before, after)| Pte::needs_tlbi(before, after, hw_dirty));
+    let old = changed.map(|(before, _)| before);
     if needs_tlbi {
         ctx.flush_later(blk.va(), CONT_SIZE);
     }
@@ -206,10 +214,9 @@ fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) ->
 /// Clears a whole contiguous block, gathering AF and dirty.
 fn clear_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> Unmapped {
     assert!(blk.va().is_aligned(CONT_SIZE));
-    let mut old = [Pte::INVALID; CONT_PTES];
-    for (i, o) in old.iter_mut().enumerate() {
-        *o = ctx.store(blk.slot(i), Write::Swap(Pte::INVALID)).0;
-    }
+    let old = blk
+        .store(ctx, |_| Write::Swap(Pte::INVALID))
+        .map(|(old, _)| old);
     ctx.flush_later(blk.va(), CONT_SIZE);
     Unmapped::new(blk.va(), view(&old, 0), CONT_PTES)
 }

@@ -1,29 +1,32 @@
 //! The context of one page-table operation: the single store function, counted and
 //! checked TLB maintenance, and the end-of-operation work.
 //!
-//! Every descriptor the layer writes goes through [`Ctx::store`]; every TLBI and DSB
+//! Every descriptor the layer writes goes through [`Ctx::store`] (or [`Ctx::store_block`],
+//! the same stores for the 16 entries of a block); every TLBI and DSB
 //! through [`Ctx::tlbi_page`], [`Ctx::invalidate_now`] and [`Ctx::dsb`]. Those are the
 //! two places where counters are bumped and where the checker observes the page
 //! tables. (The folio-accounting hook, mapcount against entries, belongs next to the
 //! checker call in [`Ctx::store`], which sees every entry that maps or stops mapping a
-//! frame.)
+//! frame, and in the checker-off loop of [`Ctx::store_block`].)
 //!
 //! An operation is bracketed by [`Ctx::begin`] and [`Ctx::finish`]: `finish` issues the
 //! deferred TLB invalidation of the range (one range TLBI, or per-page TLBIs, or a
 //! whole-ASID TLBI for large ranges), waits for it with a DSB, frees the tables the
-//! operation emptied, and runs the checker's end-of-operation rules.
+//! operation emptied, adds the operation's descriptor stores to the counters, and runs
+//! the checker's end-of-operation rules.
+//!
+//! With the checker off, the only trace of it is one branch per hook, tested inline.
 
-use alloc::vec::Vec;
 use core::panic::Location;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE, PTRS_PER_TABLE};
+use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, PAGE_SIZE, PMD_SIZE, PTRS_PER_TABLE};
 
 use super::check::{Checker, OpKind, TlbiScope};
 use super::counters::Counters;
 use super::cursor::{Cursor, Found, Slot, Table};
+use super::desc::{entry_size, Kind, Level, LAST_LEVEL};
 use super::desc::{Change, Pte};
-use super::desc::{Kind, Level, LAST_LEVEL};
 use super::env::{Asid, Features, PtEnv, Tlb};
 use super::{ContMode, MapError};
 
@@ -86,8 +89,12 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
     check: &'a mut Checker,
     /// Hull of the entries changed in a way that needs a TLBI (see `Pte::needs_tlbi`).
     pending: Option<(VirtAddr, VirtAddr)>,
-    /// Addresses whose tables may have become empty or were allocated by this operation.
-    maybe_empty: Vec<VirtAddr>,
+    /// Hull of the 2 MiB regions whose tables may have become empty or were allocated
+    /// by this operation (inside the operation's range, which it has walked already,
+    /// so walking the hull again at the end costs no more than the operation did).
+    maybe_empty: Option<(VirtAddr, VirtAddr)>,
+    /// Descriptor stores so far, added to the shared counter once, in `finish`.
+    written: u64,
 }
 
 impl<'a, E: PtEnv> Ctx<'a, E> {
@@ -112,7 +119,8 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
             features,
             check,
             pending: None,
-            maybe_empty: Vec::new(),
+            maybe_empty: None,
+            written: 0,
         }
     }
 
@@ -121,61 +129,74 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         if let Some((start, end)) = self.pending.take() {
             self.invalidate_now(start, end.offset_from(start) / PAGE_SIZE);
         }
-        let mut regions = core::mem::take(&mut self.maybe_empty);
-        regions.sort_unstable();
-        regions.dedup();
-        for va in regions {
-            free_empty_tables(&mut self, va);
+        if let Some((start, end)) = self.maybe_empty.take() {
+            let mut va = start;
+            while va < end {
+                let skip = free_empty_tables(&mut self, va);
+                va = va.align_down(skip).add(skip);
+            }
         }
-        self.check.end_op(self.env, self.root);
+        Counters::bump(&self.env.counters().entries_written, self.written);
+        if self.check.is_enabled() {
+            self.check.end_op(self.env, self.root);
+        }
     }
 
-    /// The only function that writes descriptors. Returns the old and the new value.
+    /// Writes one descriptor (see [`write_entry`]). Returns the old and the new value.
     ///
-    /// Memory orderings are relaxed: the address-space lock orders the CPUs running
-    /// this layer, and the hardware walkers are ordered by the DSBs of the TLB
-    /// interface (`Ctx::dsb`, `Ctx::publish_barrier`), not by the language's model.
-    ///
-    /// A `Swap` over an invalid entry is a plain store: nobody else writes an invalid
-    /// entry (the hardware updates AF and dirty state only in the valid descriptors
-    /// it translates with, Arm ARM D8.4.2 "Hardware management of the Access flag and
-    /// dirty state"; other CPUs hold the address-space lock), so the atomic swap is
-    /// needed only where a concurrent update must not be lost. With the checker off,
-    /// its hooks cost one branch (tested inline, no call).
+    /// With the checker off, its hooks cost one branch (tested inline, no call).
+    /// Always inlined, so that where the kind of write is known the call and the
+    /// dispatch on `Write` disappear.
     #[track_caller]
+    #[inline(always)]
     pub fn store(&mut self, slot: Slot<'_>, write: Write) -> (Pte, Pte) {
         let site = Location::caller();
         let checking = self.check.is_enabled();
         if checking {
             self.check.before_store(&slot);
         }
-        let entry = &slot.table.entries[slot.index];
-        let (old, new) = match write {
-            Write::Swap(new) => {
-                let cur = Pte::from_raw(entry.load(Ordering::Relaxed));
-                if cur.is_valid() {
-                    (Pte::from_raw(entry.swap(new.raw(), Ordering::Relaxed)), new)
-                } else {
-                    entry.store(new.raw(), Ordering::Relaxed);
-                    (cur, new)
-                }
-            }
-            Write::Update(change) => {
-                let apply = |raw| {
-                    let pte = Pte::from_raw(raw);
-                    pte.is_valid().then(|| change.apply(pte).raw())
-                };
-                match entry.fetch_update(Ordering::Relaxed, Ordering::Relaxed, apply) {
-                    Ok(raw) => (Pte::from_raw(raw), change.apply(Pte::from_raw(raw))),
-                    Err(raw) => return (Pte::from_raw(raw), Pte::from_raw(raw)),
-                }
-            }
+        let (old, new) = match write_entry(&slot.table.entries[slot.index], write) {
+            Ok(changed) => changed,
+            Err(cur) => return (cur, cur),
         };
-        Counters::bump(&self.env.counters().entries_written, 1);
+        self.written += 1;
         if checking {
             self.check.after_store(&slot, old, new, site);
         }
         (old, new)
+    }
+
+    /// The 16 stores of a contiguous block's entries, `table[first..first + 16]`, entry
+    /// `i` written with `write(i)`, in order: exactly what 16 calls of [`Ctx::store`]
+    /// do (with the checker on, it makes them). With the checker off the loop runs on
+    /// the entries themselves, without building a slot per entry: the batched
+    /// operations, folds and unfolds are mostly this loop.
+    #[track_caller]
+    #[inline(always)]
+    pub fn store_block(
+        &mut self,
+        table: Table<'_>,
+        first: usize,
+        mut write: impl FnMut(usize) -> Write,
+    ) -> [(Pte, Pte); CONT_PTES] {
+        let mut out = [(Pte::INVALID, Pte::INVALID); CONT_PTES];
+        if self.check.is_enabled() {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = self.store(table.slot(first + i), write(i));
+            }
+            return out;
+        }
+        let entries = &table.entries[first..first + CONT_PTES];
+        for (i, (entry, o)) in entries.iter().zip(out.iter_mut()).enumerate() {
+            *o = match write_entry(entry, write(i)) {
+                Ok(changed) => {
+                    self.written += 1;
+                    changed
+                }
+                Err(cur) => (cur, cur),
+            };
+        }
+        out
     }
 
     /// Records that `[va, va + bytes)` needs a TLBI before the operation completes.
@@ -197,12 +218,16 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
             TlbiPlan::Asid => {
                 self.env.tlb().asid(self.asid);
                 Counters::bump(&counters.tlbi_asid, 1);
-                self.check.on_tlbi(TlbiScope::Asid);
+                if self.check.is_enabled() {
+                    self.check.on_tlbi(TlbiScope::Asid);
+                }
             }
             TlbiPlan::Range => {
                 self.env.tlb().range(self.asid, va, pages);
                 Counters::bump(&counters.tlbi_range, 1);
-                self.check.on_tlbi(TlbiScope::Range { va, pages });
+                if self.check.is_enabled() {
+                    self.check.on_tlbi(TlbiScope::Range { va, pages });
+                }
             }
             TlbiPlan::Pages => {
                 for i in 0..pages {
@@ -218,7 +243,9 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     pub fn tlbi_page(&mut self, va: VirtAddr, last_level: bool) {
         self.env.tlb().page(self.asid, va, last_level);
         Counters::bump(&self.env.counters().tlbi_page, 1);
-        self.check.on_tlbi(TlbiScope::Page { va, last_level });
+        if self.check.is_enabled() {
+            self.check.on_tlbi(TlbiScope::Page { va, last_level });
+        }
     }
 
     /// Orders the contents of a new table (zeroed by the allocator, maybe filled by
@@ -232,7 +259,9 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     pub fn dsb(&mut self) {
         self.env.tlb().dsb();
         Counters::bump(&self.env.counters().dsb, 1);
-        self.check.on_dsb();
+        if self.check.is_enabled() {
+            self.check.on_dsb();
+        }
     }
 
     /// A zeroed table for the walk to `va`; the region is remembered so that the
@@ -245,14 +274,21 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     }
 
     pub fn free_table(&mut self, pa: PhysAddr) {
-        self.check.on_free_table(pa);
+        if self.check.is_enabled() {
+            self.check.on_free_table(pa);
+        }
         Counters::bump(&self.env.counters().tables_freed, 1);
         self.env.free_table(pa);
     }
 
     /// The tables on the way to `va` may be empty at the end of the operation.
     pub fn note_maybe_empty(&mut self, va: VirtAddr) {
-        self.maybe_empty.push(va.align_down(PMD_SIZE));
+        let lo = va.align_down(PMD_SIZE);
+        let hi = lo.add(PMD_SIZE);
+        self.maybe_empty = Some(match self.maybe_empty {
+            None => (lo, hi),
+            Some((s, e)) => (s.min(lo), e.max(hi)),
+        });
     }
 
     /// Tells the checker that the operation legitimately writes `[start, end)`
@@ -265,6 +301,43 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// level-3 table at `table`, so the new entries are compared against the block.
     pub fn note_split(&mut self, va: VirtAddr, old: Pte, table: PhysAddr) {
         self.check.on_split_l2(va, old, table);
+    }
+}
+
+/// One descriptor write, the part of [`Ctx::store`] that touches memory: the old and
+/// the new value, or `Err` with the entry for an update of an invalid one (left alone).
+///
+/// Memory orderings are relaxed: the address-space lock orders the CPUs running this
+/// layer, and the hardware walkers are ordered by the DSBs of the TLB interface
+/// (`Ctx::dsb`, `Ctx::publish_barrier`), not by the language's model.
+///
+/// A `Swap` over an invalid entry is a plain store: nobody else writes an invalid
+/// entry (the hardware updates AF and dirty state only in the valid descriptors it
+/// translates with, Arm ARM D8.4.2 "Hardware management of the Access flag and dirty
+/// state"; other CPUs hold the address-space lock), so the atomic swap is needed only
+/// where a concurrent update must not be lost.
+#[inline(always)]
+fn write_entry(entry: &AtomicU64, write: Write) -> Result<(Pte, Pte), Pte> {
+    match write {
+        Write::Swap(new) => {
+            let cur = Pte::from_raw(entry.load(Ordering::Relaxed));
+            if cur.is_valid() {
+                Ok((Pte::from_raw(entry.swap(new.raw(), Ordering::Relaxed)), new))
+            } else {
+                entry.store(new.raw(), Ordering::Relaxed);
+                Ok((cur, new))
+            }
+        }
+        Write::Update(change) => {
+            let apply = |raw| {
+                let pte = Pte::from_raw(raw);
+                pte.is_valid().then(|| change.apply(pte).raw())
+            };
+            match entry.fetch_update(Ordering::Relaxed, Ordering::Relaxed, apply) {
+                Ok(old) => Ok((Pte::from_raw(old), change.apply(Pte::from_raw(old)))),
+                Err(cur) => Err(Pte::from_raw(cur)),
+            }
+        }
     }
 }
 
@@ -311,13 +384,16 @@ pub(crate) fn slot_alloc<'a, E: PtEnv>(
 }
 
 /// Frees the tables on the path to `va` that have become empty, deepest first; the
-/// root is never freed.
+/// root is never freed. Returns the span, aligned around `va`, in which no other table
+/// can be on the path (what the walk found below `va` covers that much), for the
+/// caller walking a range.
 ///
-/// Each one is unlinked, then a TLBI by VA that includes walk-cache entries (not
-/// last-level only) and a DSB remove it from the walk caches, and only then is it
-/// freed: a table must not be reused while a walker may still read it
-/// (break-before-make applies to table descriptors too; the checker verifies it).
-pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) {
+/// Each one is unlinked; then one TLBI by VA that includes walk-cache entries (not
+/// last-level only), which covers the entries of every level on the path to `va`, and
+/// a DSB remove them from the walk caches, and only then are they freed: a table must
+/// not be reused while a walker may still read it (break-before-make applies to table
+/// descriptors too; the checker verifies it).
+pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) -> usize {
     let mut path = [ctx.root; LAST_LEVEL + 1];
     let mut depth = 0;
     while depth < LAST_LEVEL {
@@ -330,17 +406,27 @@ pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) {
             _ => break,
         }
     }
+    let skip = entry_size(depth.min(LAST_LEVEL - 1));
+    let mut freed = [ctx.root; LAST_LEVEL];
+    let mut nr_freed = 0;
     for level in (1..=depth).rev() {
         let table = Table::new(ctx.env, path[level], level, va);
         if !table.is_empty() {
-            return;
+            break;
         }
         let parent = Table::new(ctx.env, path[level - 1], level - 1, va);
         ctx.store(parent.slot_of(va), Write::Swap(Pte::INVALID));
+        freed[nr_freed] = table.pa;
+        nr_freed += 1;
+    }
+    if nr_freed > 0 {
         ctx.tlbi_page(va, false);
         ctx.dsb();
-        ctx.free_table(table.pa);
+        for &pa in &freed[..nr_freed] {
+            ctx.free_table(pa);
+        }
     }
+    skip
 }
 
 #[cfg(test)]

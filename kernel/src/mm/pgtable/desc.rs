@@ -605,6 +605,8 @@ pub(crate) enum Change {
 }
 
 impl Change {
+    /// Inlined: the batched loops then apply a change known outside the loop.
+    #[inline]
     pub(crate) fn apply(self, pte: Pte) -> Pte {
         match self {
             Change::Protect(prot) => pte.with_prot(prot),

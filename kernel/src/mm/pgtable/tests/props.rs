@@ -361,6 +361,33 @@ fn run(mode: ContMode, features: Features, ops: &[Op]) {
     );
 }
 
+/// The checker-off paths (the checker watches `Ctx::store_block` make 16 calls of
+/// `Ctx::store`; off, the block is written by a loop of its own): the same operations
+/// on two address spaces, one checked and one not, leave the same entries, walked page
+/// by page, and the same counters.
+fn run_unchecked_twin(mode: ContMode, features: Features, ops: &[Op]) {
+    let world = || World {
+        asp: AddressSpace::new(HostEnv::new(features, 32), 3, mode).unwrap(),
+        reference: BTreeMap::new(),
+    };
+    let (mut checked, mut unchecked) = (world(), world());
+    unchecked.asp.checker_mut().set_enabled(false);
+    for op in ops {
+        checked.step(op);
+        unchecked.step(op);
+        unchecked.check_window();
+        for p in 0..WINDOW_PAGES {
+            let raw = |w: &World| walk(&w.asp, page(p)).map(|w| w.pte.raw()).ok();
+            assert_eq!(raw(&checked), raw(&unchecked), "page {p} after {op:?}");
+        }
+        assert_eq!(
+            stats(&checked.asp),
+            stats(&unchecked.asp),
+            "counters after {op:?}"
+        );
+    }
+}
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 96,
@@ -380,6 +407,15 @@ proptest! {
     #[test]
     fn random_sequences_mode_off(features in features(), ops in prop::collection::vec(op(), 1..60)) {
         run(ContMode::Off, features, &ops);
+    }
+
+    #[test]
+    fn random_sequences_without_the_checker(
+        mode in prop::sample::select(vec![ContMode::On, ContMode::Off, ContMode::Naive]),
+        features in features(),
+        ops in prop::collection::vec(op(), 1..60),
+    ) {
+        run_unchecked_twin(mode, features, &ops);
     }
 
     #[test]
