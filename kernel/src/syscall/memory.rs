@@ -78,7 +78,7 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64, Errno> {
 }
 
 pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
-    const KNOWN: [u64; 11] = [
+    const KNOWN: [u64; 12] = [
         MADV_NORMAL,
         MADV_RANDOM,
         MADV_SEQUENTIAL,
