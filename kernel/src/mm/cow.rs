@@ -29,7 +29,8 @@ impl<E: MmEnv> Mm<E> {
             .pa_of(page);
         let f = Folio::lock(old);
         let n = f.nr_pages();
-        let reuse = f.mapped_exactly_once();
+        // Completed by the walk below: every page mapped here, so each exactly once.
+        let reuse = f.held_by_one_entry_per_page();
         let copy_folio = f.is_large() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
         // One walk of the folio's range serves both the reuse and the folio copy.
         let whole = if reuse || copy_folio {
@@ -40,6 +41,7 @@ impl<E: MmEnv> Mm<E> {
         if reuse {
             if let Some(base) = whole {
                 // Only this mapping is left: take the whole folio, blocks stay folded.
+                debug_assert!(f.mapped_exactly_once());
                 // Exclusive first: a writable entry maps an exclusive page.
                 f.set_exclusive(0, n, true);
                 self.tables.make_writable(base, n).map_err(map_error)?;

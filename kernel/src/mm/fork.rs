@@ -93,8 +93,5 @@ impl Run {
 /// Account `n` more mappings of the consecutive pages from `pa` (fork), which are now
 /// shared: not exclusive to either address space.
 fn share(pa: PhysAddr, n: usize) {
-    folio::for_each_folio(pa, n, |f, first, m| {
-        f.map(first, m);
-        f.set_exclusive(first, m, false);
-    });
+    folio::for_each_folio(pa, n, |f, first, m| f.share(first, m));
 }
