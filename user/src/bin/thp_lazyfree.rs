@@ -434,6 +434,11 @@ fn race(ck: bool, naive: bool) -> Outcome {
             for k in (0..LEN / FOLIO).step_by(2) {
                 r.store(k * FOLIO + 8 * PAGE, round);
             }
+            // A pause with the unwritten folios old and clean and this address space
+            // unlocked, so that the passes racing the rest of the round certainly find
+            // something to discard (they only try-lock an owner, and every read below
+            // makes a folio young again).
+            let _ = nanosleep(&Timespec::from_ms(5));
             if round % 4 == 0 && proc::fork_wait(|| 0).is_err() {
                 return 4;
             }
