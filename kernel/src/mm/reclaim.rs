@@ -33,8 +33,9 @@
 //! thread sleeps until there is work (no periodic wake-ups while memory is plentiful)
 //! and starts at once when there is (no polling delay, which under pressure would
 //! leave the fault to direct reclaim). The check sits in the fault, where user memory
-//! is allocated (the frame allocator stays lock-free of the scheduler); an allocation
-//! that fails still reclaims directly (`direct`), as in Linux.
+//! is allocated, not in the frame allocator, so that no allocation (the scheduler's,
+//! the heap's) ever calls into the scheduler; an allocation that fails still reclaims
+//! directly (`direct`), as in Linux.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
