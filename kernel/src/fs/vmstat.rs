@@ -16,6 +16,7 @@ pub fn render() -> String {
     let load = |c: &core::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let cont = crate::mm::ptenv::counters().snapshot();
     let lf = &crate::mm::lazyfree::STATS;
+    let rc = &crate::mm::reclaim::RECLAIM;
     let mut out = String::new();
     for (name, v) in [
         ("nr_free_pages", frame::frames().free_frames() as u64),
@@ -34,6 +35,10 @@ pub fn render() -> String {
         ("pglazyfreed", load(&lf.pglazyfreed)),
         ("pgscan_anon", load(&lf.pgscan)),
         ("pgsteal_anon", load(&lf.pgsteal)),
+        ("pgscan_kswapd", load(&rc.pgscan_kswapd)),
+        ("pgscan_direct", load(&rc.pgscan_direct)),
+        ("pgsteal_kswapd", load(&rc.pgsteal_kswapd)),
+        ("pgsteal_direct", load(&rc.pgsteal_direct)),
     ] {
         let _ = writeln!(out, "{name} {v}");
     }

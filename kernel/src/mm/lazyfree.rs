@@ -228,6 +228,8 @@ struct Whole {
 /// What became of the folios `reclaim_lazyfree` looked at.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reclaimed {
+    /// Pages of marked folios looked at.
+    pub scanned: usize,
     /// Pages freed.
     pub freed: usize,
     /// Folios left marked because they were young (only when aging).
@@ -358,7 +360,9 @@ impl<E: MmEnv> Mm<E> {
                     });
                 }
             });
-            bump(&STATS.pgscan, found.iter().map(|w| w.pages).sum());
+            let scanned = found.iter().map(|w| w.pages).sum();
+            out.scanned += scanned;
+            bump(&STATS.pgscan, scanned);
             if aging {
                 found.retain(|w| {
                     let young = self.clear_young(w.va, w.pages);

@@ -1,7 +1,7 @@
 //! Processes: tasks and the task table (`task`), the scheduler (`sched`), the life of a
 //! process (`process`: init, fork, exec, exit, wait, faults, kernel threads), the
 //! collapse thread that walks every process's memory (`khugepaged`, over the engine of
-//! `mm::collapse`), and what
+//! `mm::collapse`), the reclaim thread (`kswapd`, over `mm::reclaim`), and what
 //! exec needs: the executable format (`elf`), the
 //! initial user stack (`stack`) and the loader itself (`exec`), which reads programs
 //! from the root filesystem (`fs::root`, the initramfs).
@@ -11,6 +11,8 @@ pub mod elf;
 pub mod exec;
 #[cfg(target_os = "none")]
 pub mod khugepaged;
+#[cfg(target_os = "none")]
+pub mod kswapd;
 #[cfg(target_os = "none")]
 pub mod process;
 #[cfg(target_os = "none")]

@@ -105,6 +105,7 @@ pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
     task::insert(t.clone());
     sched::start(&t);
     super::khugepaged::start();
+    super::kswapd::start();
     Ok(pid)
 }
 
@@ -238,6 +239,7 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     let t = me();
     release(&t);
     super::khugepaged::stop();
+    super::kswapd::stop();
     #[cfg(feature = "ktest")]
     kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
@@ -258,7 +260,8 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
 fn audit_if_quiet(t: &Task) {
     if !crate::mm::ptenv::config().check
         || t.parent.load(Ordering::Acquire) != 1
-        || task::count() != 2 + super::khugepaged::running() as usize
+        || task::count()
+            != 2 + super::khugepaged::running() as usize + super::kswapd::running() as usize
     {
         return;
     }

@@ -18,10 +18,16 @@
 //! those bytes read zeros, the rest 0x11, split_deferred +1 (folio 2 partly mapped).
 //!
 //! `pressure_frees_lazyfree`: a child fills and lazy-frees 32 MiB and waits; the parent
-//! then writes MemFree + 16 MiB of fresh memory. Reclaim must take the child's
-//! lazyfree memory (pglazyfreed >= +16 MiB on both kernels) rather than fail; on
-//! contkernel with no 64K allocation falling back (anon_fault_fallback +0) and the
-//! watermark pass counted (/proc/lazyfree reclaim_passes_watermark > 0).
+//! then writes MemFree - MemTotal/128 of fresh memory, which takes free memory under
+//! contkernel's low watermark (1/64 of RAM) without any allocation failing: there the
+//! reclaim thread must wake and free at least up to the high watermark (1/32:
+//! pgsteal_kswapd >= +16 MiB, kswapd_wakeups and kswapd_passes > 0 in /proc/lazyfree)
+//! while the faults reclaim nothing themselves (pgsteal_direct +0,
+//! reclaim_passes_direct +0); printed on Linux. Then it writes MemTotal/128 + 16 MiB
+//! more, past what was free. Reclaim must take the child's lazyfree memory
+//! (pglazyfreed >= +16 MiB on both kernels) rather than fail; on contkernel with no 64K
+//! allocation falling back (anon_fault_fallback +0) and the watermark passes counted
+//! (/proc/lazyfree reclaim_passes_watermark > 0).
 //!
 //! `reclaim_races_writes_and_forks` (contkernel: /proc/lazyfree): a child lazily frees
 //! 4 MiB of 64K folios and then writes every other folio, forking now and then and
@@ -342,20 +348,48 @@ fn pressure(ck: bool, naive: bool) -> Outcome {
         let _ = nanosleep(&Timespec::from_ms(10));
     }
     let (s0, w0) = (Stats::read(KB), own("reclaim_passes_watermark"));
-    let free = thp::meminfo_kb("MemFree").ok_or_else(|| Fail::new(format_args!("no MemFree")))?
-        as usize
-        * 1024;
-    let r = touch(free + 16 * MIB)?;
+    let k0 = Reclaim::read();
+    let kb = |key| {
+        thp::meminfo_kb(key).ok_or_else(|| Fail::new(format_args!("no {key} in /proc/meminfo")))
+    };
+    let (free, total) = (
+        kb("MemFree")? as usize * 1024,
+        kb("MemTotal")? as usize * 1024,
+    );
+    // First down to MemTotal/128 free: under the low watermark (contkernel's is 1/64
+    // of RAM) while no allocation can fail, so only the reclaim thread reclaims.
+    let margin = (total / 128).next_multiple_of(PAGE);
+    let r1 = touch(free.saturating_sub(margin) / PAGE * PAGE)?;
+    if ck {
+        // Wait (at most 5 s) for the thread to free up to the high watermark (1/32).
+        for _ in 0..500 {
+            if Reclaim::read().steal_kswapd >= k0.steal_kswapd + 4096 {
+                break;
+            }
+            let _ = nanosleep(&Timespec::from_ms(10));
+        }
+    }
+    let (k1, s_mid) = (Reclaim::read(), Stats::read(KB));
+    // Then past what was free: reclaim must take the rest.
+    let r = touch(margin + 16 * MIB)?;
     let s1 = Stats::read(KB);
     let lfd1 = vmstat("pglazyfreed")?;
     let w = own_delta(w0, "reclaim_passes_watermark");
     let st = proc::wait(child).ctx("wait4")?;
     println!(
         "thp_lazyfree: pressure_frees_lazyfree: wrote {} MiB, pglazyfreed {:+} watermark passes {} fallback {}",
-        r.len / MIB,
+        (r1.len + r.len) / MIB,
         lfd1 as i64 - lfd0 as i64,
         Delta(w),
         Delta(s0.delta(&s1, "anon_fault_fallback"))
+    );
+    println!(
+        "thp_lazyfree: pressure_frees_lazyfree: under the low watermark: pgsteal_kswapd {:+} pgsteal_direct {:+} kswapd_wakeups {} kswapd_passes {} reclaim_passes_direct {}",
+        k1.steal_kswapd as i64 - k0.steal_kswapd as i64,
+        k1.steal_direct as i64 - k0.steal_direct as i64,
+        Delta(own_diff(k0.wakeups, k1.wakeups)),
+        Delta(own_diff(k0.passes, k1.passes)),
+        Delta(own_diff(k0.direct, k1.direct)),
     );
     ensure!(st.exited() && st.exit_status() == 0, "lazyfree child: {st}");
     ensure!(
@@ -364,11 +398,56 @@ fn pressure(ck: bool, naive: bool) -> Outcome {
         lfd1 - lfd0
     );
     if ck {
+        // The thread, not the allocating faults, freed the lazyfree memory.
+        ensure!(
+            own_diff(k0.wakeups, k1.wakeups).is_some_and(|d| d > 0)
+                && own_diff(k0.passes, k1.passes).is_some_and(|d| d > 0),
+            "the reclaim thread did not run under the low watermark"
+        );
+        ensure!(
+            k1.steal_kswapd >= k0.steal_kswapd + 4096,
+            "pgsteal_kswapd +{}, expected >= 4096 pages (low to high watermark)",
+            k1.steal_kswapd - k0.steal_kswapd
+        );
+        ensure!(
+            k1.steal_direct == k0.steal_direct && k1.direct == k0.direct,
+            "the allocating faults reclaimed (pgsteal_direct +{}) above the low watermark's margin",
+            k1.steal_direct - k0.steal_direct
+        );
+        s0.expect_delta(&s_mid, "anon_fault_fallback", 0)?;
         s0.expect_delta(&s1, "anon_fault_fallback", 0)?;
         ensure!(w.is_some_and(|w| w > 0), "no watermark reclaim pass");
     }
     drop(r);
+    drop(r1);
     Ok(())
+}
+
+/// Who reclaimed: Linux's pgsteal_kswapd / pgsteal_direct (0 if missing), and this
+/// kernel's kswapd_wakeups, kswapd_passes, reclaim_passes_direct (/proc/lazyfree).
+struct Reclaim {
+    steal_kswapd: u64,
+    steal_direct: u64,
+    wakeups: Option<u64>,
+    passes: Option<u64>,
+    direct: Option<u64>,
+}
+
+impl Reclaim {
+    fn read() -> Reclaim {
+        let v = |name| thp::keyed(c"/proc/vmstat", name).unwrap_or(0);
+        Reclaim {
+            steal_kswapd: v("pgsteal_kswapd"),
+            steal_direct: v("pgsteal_direct"),
+            wakeups: own("kswapd_wakeups"),
+            passes: own("kswapd_passes"),
+            direct: own("reclaim_passes_direct"),
+        }
+    }
+}
+
+fn own_diff(a: Option<u64>, b: Option<u64>) -> Option<i64> {
+    a.zip(b).map(|(a, b)| b as i64 - a as i64)
 }
 
 fn exhaustion(ck: bool, naive: bool) -> Outcome {
