@@ -51,9 +51,14 @@
 //!   (`reclaim`'s owner hook): it may already hold its own `Mm` (direct reclaim in a
 //!   fault), so it never waits for a second one; a busy owner's entry goes back on the
 //!   list. Lock order is therefore the folio protocol's: `Mm` -> folio -> list.
-//! - The list is bounded by RAM, not by any user range: a stale entry is dropped when
-//!   met, the list is compacted when it doubles, and it never holds more entries than
-//!   there are frames.
+//! - The list is bounded by a constant, not by any user range: its storage is
+//!   reserved once (`HARD` entries, 0.8 MiB of kernel heap) and never grows. A folio
+//!   is marked only while fewer than `CAP` entries are listed (after dropping the
+//!   stale ones); past that MADV_FREE still clears young and dirty but marks no more
+//!   (`lazyfree_list_full`), the call succeeds, and the folio stays ordinary memory.
+//!   Re-queued entries were popped first, and at most one new entry per CPU races the
+//!   room check, so `HARD - CAP` covers them. (Growing the list with the range let 1
+//!   GiB of 4 KiB folios ask the 8 MiB kernel heap for 8 MiB: a panic.)
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -94,6 +99,11 @@ static LIST: IrqSpinLock<VecDeque<Entry>> = IrqSpinLock::new(VecDeque::new());
 /// Length at which the list is next compacted (doubles with the live entries).
 static COMPACT_AT: AtomicUsize = AtomicUsize::new(MIN_COMPACT);
 const MIN_COMPACT: usize = 1024;
+/// Most entries a new mark may find listed (128 MiB of 4 KiB folios, 2 GiB of 64 KiB).
+pub const CAP: usize = 32 * 1024;
+/// The list's reserved storage: `CAP` plus one in-flight entry per CPU, twice (for
+/// up to 64 CPUs; the kernel runs at most 16).
+const HARD: usize = CAP + 2 * 64;
 
 /// Counters: Linux's (`/proc/vmstat`) and this kernel's own (`/proc/lazyfree`).
 pub struct Stats {
@@ -109,6 +119,8 @@ pub struct Stats {
     pub marked: AtomicU64,
     /// Folios the range covered only in part: not marked.
     pub partial_skipped: AtomicU64,
+    /// Folios not marked because the lazyfree list was full.
+    pub list_full: AtomicU64,
     /// Folios shared with another address space: not marked.
     pub shared_skipped: AtomicU64,
     /// Folios discarded whole (never split on the way).
@@ -132,6 +144,7 @@ pub static STATS: Stats = Stats {
     pgsteal: AtomicU64::new(0),
     marked: AtomicU64::new(0),
     partial_skipped: AtomicU64::new(0),
+    list_full: AtomicU64::new(0),
     shared_skipped: AtomicU64::new(0),
     discarded_whole: AtomicU64::new(0),
     redirtied: AtomicU64::new(0),
@@ -148,7 +161,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 14] {
+    pub fn all(&self) -> [(&'static str, u64); 15] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -157,6 +170,7 @@ impl Stats {
             ("pgsteal", l(&self.pgsteal)),
             ("lazyfree_marked", l(&self.marked)),
             ("lazyfree_partial_skipped", l(&self.partial_skipped)),
+            ("lazyfree_list_full", l(&self.list_full)),
             ("lazyfree_shared_skipped", l(&self.shared_skipped)),
             ("lazyfree_discarded_whole", l(&self.discarded_whole)),
             ("lazyfree_redirtied", l(&self.redirtied)),
@@ -194,17 +208,48 @@ pub(super) fn pop() -> Option<Entry> {
     LIST.lock().pop_front()
 }
 
-/// Put an entry back at the young end (a busy owner, a young folio).
+/// Drop the stale entries (the list lock held).
+fn compact(l: &mut VecDeque<Entry>) {
+    let before = l.len();
+    l.retain(Entry::may_be_live);
+    bump(&STATS.stale, before - l.len());
+    COMPACT_AT.store((2 * l.len()).max(MIN_COMPACT), Ordering::Relaxed);
+}
+
+/// Whether a new folio may be marked: the list's storage is reserved and fewer than
+/// `CAP` live-looking entries are on it (module doc: the bound).
+fn has_room() -> bool {
+    let mut l = LIST.lock();
+    let len = l.len();
+    if l.capacity() < HARD && l.try_reserve_exact(HARD - len).is_err() {
+        return false;
+    }
+    if l.len() >= CAP
+        && FULL_MISSES
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(COMPACT_EVERY)
+    {
+        // Stale entries may be what fills it; a compaction per refused mark would be
+        // quadratic in the list, one per `COMPACT_EVERY` is not.
+        compact(&mut l);
+    }
+    l.len() < CAP
+}
+
+/// Marks refused since boot with the list at its bound.
+static FULL_MISSES: AtomicUsize = AtomicUsize::new(0);
+const COMPACT_EVERY: usize = 1024;
+
+/// Put an entry on the young end (a new mark, a busy owner, a young folio). Never
+/// allocates once `has_room` has reserved the storage.
 pub(super) fn push(e: Entry) {
     let mut l = LIST.lock();
     if l.len() >= COMPACT_AT.load(Ordering::Relaxed) {
-        let before = l.len();
-        l.retain(Entry::may_be_live);
-        bump(&STATS.stale, before - l.len());
-        COMPACT_AT.store((2 * l.len()).max(MIN_COMPACT), Ordering::Relaxed);
+        compact(&mut l);
     }
-    if l.len() >= frames().managed_frames() {
-        // More entries than frames: at least one is stale. The oldest goes.
+    if l.len() >= HARD.min(l.capacity()) {
+        // Full (cannot happen with the room check, see the module doc): the oldest
+        // goes rather than the heap growing.
         l.pop_front();
         bump(&STATS.stale, 1);
     }
@@ -323,6 +368,8 @@ impl<E: MmEnv> Mm<E> {
                     bump(&STATS.partial_skipped, 1);
                 } else if !exclusive_once(&f) {
                     bump(&STATS.shared_skipped, 1);
+                } else if !f.is_lazyfree() && !has_room() {
+                    bump(&STATS.list_full, 1);
                 } else if !f.set_lazyfree(true) {
                     bump(&STATS.pglazyfree, f.nr_pages());
                     MARK_GEN.fetch_add(1, Ordering::Relaxed);

@@ -29,6 +29,9 @@
 //! allocation falling back (anon_fault_fallback +0) and the watermark passes counted
 //! (/proc/lazyfree reclaim_passes_watermark > 0).
 //!
+//! `list_is_bounded` (contkernel: /proc/lazyfree): MADV_FREE of 256 MiB of 4 KiB
+//! folios keeps the lazyfree list within its fixed bound and counts the rest.
+//!
 //! `reclaim_races_writes_and_forks` (contkernel: /proc/lazyfree): a child lazily frees
 //! 4 MiB of 64K folios and then writes every other folio, forking now and then and
 //! unmapping a folio (MADV_DONTNEED), for 16 rounds; meanwhile this process runs reclaim
@@ -89,6 +92,10 @@ fn main(_args: &rt::Args) -> i32 {
             t.run(
                 "reclaim_races_writes_and_forks",
                 timed("reclaim_races_writes_and_forks", || race(ck, naive)),
+            );
+            t.run(
+                "list_is_bounded",
+                timed("list_is_bounded", || list_bounded(ck)),
             );
             t.run(
                 "exhaustion_is_oom",
@@ -482,6 +489,44 @@ fn exhaustion(ck: bool, naive: bool) -> Outcome {
         st.signaled() && st.term_sig() == 9,
         "MADV_POPULATE_WRITE of MemTotal, then a write: child {st}, expected ENOMEM then SIGKILL"
     );
+    Ok(())
+}
+
+/// MADV_FREE of 256 MiB of 4 KiB folios (65536 of them, twice the list's capacity):
+/// the call succeeds, the lazyfree list stays within its bound (the kernel heap never
+/// grows with the range), and the folios past it are counted, not marked.
+fn list_bounded(ck: bool) -> Outcome {
+    const LEN: usize = 256 * MIB;
+    const CAP: u64 = 32 * 1024;
+    thp::only(0).map_err(Fail::from)?;
+    let full0 = own("lazyfree_list_full");
+    let r = Region::anon_aligned(LEN, MIB, PROT_READ | PROT_WRITE).ctx("mmap 256 MiB")?;
+    for off in (0..LEN).step_by(PAGE) {
+        r.store(off, OLD);
+    }
+    let freed = r.advise(0, LEN, MADV_FREE);
+    let listed = own("lazyfree_list");
+    let full = own_delta(full0, "lazyfree_list_full");
+    // Whatever was kept reads its data, whatever was dropped reads zeros.
+    let v = r.load(LEN - PAGE);
+    drop(r);
+    thp::only(KB).map_err(Fail::from)?;
+    freed.ctx("MADV_FREE of 256 MiB")?;
+    ensure!(v == OLD || v == 0, "the last page reads {v:#x}");
+    println!(
+        "thp_lazyfree: list_is_bounded: lazyfree_list {listed:?}, list_full {}",
+        Delta(full)
+    );
+    if ck {
+        ensure!(
+            listed.is_some_and(|n| n <= CAP + 64),
+            "lazyfree list {listed:?} entries, over its bound {CAP}"
+        );
+        ensure!(
+            full.is_some_and(|d| d > 0),
+            "65536 folios marked with no list_full: the list grew past its bound"
+        );
+    }
     Ok(())
 }
 
