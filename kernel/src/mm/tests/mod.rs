@@ -332,7 +332,9 @@ impl World {
                 let got = done.map(host::read_byte);
                 self.log
                     .push(format!("mm{}: read at {:#x} = {got:x?}", p.id, va.as_u64()));
-                let dropped = got == Some(0) && p.lazy.contains(&page_of(va.as_u64()));
+                // A zero where a non-zero byte was written, on a lazyfree page: reclaim
+                // dropped it. (A zero where nothing was written says nothing.)
+                let dropped = got == Some(0) && want != 0 && p.lazy.contains(&page_of(va.as_u64()));
                 if dropped {
                     self.forget_page(i, page_of(va.as_u64()));
                 } else if got.is_some_and(|g| g != want) {
