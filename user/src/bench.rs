@@ -66,28 +66,9 @@ pub struct Snapshot {
     len: usize,
 }
 
-/// The per-size counters read (Linux's names, then contkernel's and those its open
-/// issues name); a missing file is skipped.
-const SIZE_STATS: [&str; 18] = [
-    "anon_fault_alloc",
-    "anon_fault_fallback",
-    "anon_fault_fallback_charge",
-    "swpout",
-    "swpout_fallback",
-    "split",
-    "split_failed",
-    "split_deferred",
-    "nr_anon",
-    "nr_anon_partially_mapped",
-    "cow_reuse",
-    "cow_folio_copy",
-    "collapse_alloc",
-    "collapse_alloc_failed",
-    "collapse_in_place",
-    "lazyfree",
-    "lazyfree_discard",
-    "lazyfree_split",
-];
+/// The per-size counters only Linux has (no swap here); with `thp::STAT_NAMES`, the
+/// per-size counters read. A missing file is skipped.
+const LINUX_SIZE_STATS: [&str; 3] = ["anon_fault_fallback_charge", "swpout", "swpout_fallback"];
 
 impl Snapshot {
     /// Reads every counter: /proc/vmstat, contkernel's contpte stats (`contpte/NAME`)
@@ -119,7 +100,7 @@ impl Snapshot {
             if kb == 0 || sizes_kb[..i].contains(&kb) {
                 continue;
             }
-            for name in SIZE_STATS {
+            for &name in LINUX_SIZE_STATS.iter().chain(crate::thp::STAT_NAMES.iter()) {
                 if let Some(v) = crate::thp::stat(kb, name) {
                     s.push(format_args!("hugepages-{kb}kB/{name}"), v);
                 }
