@@ -189,7 +189,7 @@ pub fn only(kb: usize) -> Result<(), FileErr> {
 
 /// The per-size counters (`hugepages-<N>kB/stats/<name>`): Linux's, then this
 /// kernel's own.
-pub const STAT_NAMES: [&str; 15] = [
+pub const STAT_NAMES: [&str; 16] = [
     "anon_fault_alloc",
     "anon_fault_fallback",
     "split",
@@ -199,6 +199,7 @@ pub const STAT_NAMES: [&str; 15] = [
     "nr_anon_partially_mapped",
     "cow_reuse",
     "cow_folio_copy",
+    "spread_to_pages",
     "collapse_alloc",
     "collapse_alloc_failed",
     "collapse_exceed_none_pte",

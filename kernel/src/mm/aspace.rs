@@ -111,13 +111,6 @@ pub(super) fn batches(
     })
 }
 
-/// Whether the page at `pa`, which the caller's address space maps, is exclusive to it.
-pub(super) fn page_is_exclusive(pa: PhysAddr) -> bool {
-    super::frame::frames()
-        .meta(pa)
-        .test(super::frame::flags::ANON_EXCLUSIVE)
-}
-
 /// Drop what an unmap returned: one map count and one reference per page, folio by
 /// folio. Records of consecutive frames are merged first (an unmap without contiguous
 /// blocks returns one record per page), so a folio unmapped whole is accounted in one

@@ -14,9 +14,10 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 use super::aspace::{Mm, MmEnv};
-use super::folio::Folio;
+use super::folio::{self, Folio};
 use super::frame::{flags, frames};
 use super::{PhysAddr, PAGE_SIZE};
 
@@ -33,7 +34,7 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
                 for k in 0..pages {
                     let pa = leaf.pa_of(va).add(k * PAGE_SIZE);
                     *mapped.entry(pa).or_default() += 1;
-                    if leaf.pte.is_writable() && !frames().meta(pa).test(flags::ANON_EXCLUSIVE) {
+                    if leaf.pte.is_writable() && !folio::pages_exclusive(pa, 1) {
                         writable_shared.get_or_insert((va, pa));
                     }
                     if leaf.pte.is_writable() {
@@ -73,6 +74,15 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
             return;
         }
         let f = Folio::of(head);
+        let both = flags::ALL_EXCLUSIVE | flags::ALL_SHARED;
+        if m.flags() & both == both || (order == 0 && m.flags() & both != 0) {
+            err = Some(format!("folio {head} (order {order}): exclusivity override {:#x}", m.flags() & both));
+            return;
+        }
+        if f.entire_mapcount() < 0 || (0..1usize << order).any(|i| frames().meta(f.page(i)).mapcount.load(Ordering::Relaxed) < 0) {
+            err = Some(format!("folio {head} (order {order}): negative map count (entire {})", f.entire_mapcount()));
+            return;
+        }
         let mut total = 0;
         for i in 0..1usize << order {
             let want = mapped.remove(&f.page(i)).unwrap_or(0);

@@ -5,6 +5,21 @@
 //! count per page and their total, and flags (anonymous, anon-exclusive per page,
 //! queued for deferred split, locked).
 //!
+//! ## Folio-level counts (no per-page walk for a whole folio)
+//!
+//! A page's map count is its own count plus the folio's **entire map count**:
+//! mappings of the whole folio accounted in one step (a fault, fork or collapse
+//! mapping every page, whatever the page tables use: one 2 MiB block, contiguous
+//! blocks, or single entries). Likewise its anon-exclusive state is the folio's
+//! override (`ALL_EXCLUSIVE` / `ALL_SHARED` on the head) if one is set, else the page's
+//! own flag. So a fork of a 2 MiB folio, the reuse after the child exited, the unmap
+//! of a whole folio and the exclusivity tests of mprotect and MADV_FREE touch the head,
+//! not 512 pages (Linux made the same move to `_entire_mapcount` and folio-wide
+//! `PageAnonExclusive` for PMD mappings). Per-page state is written only where pages
+//! differ: a partial unmap or a partial exclusivity change first *spreads* the
+//! folio-level state into the pages ([`Locked::spread`]), and so do a split and a merge,
+//! which then see plain per-page counts.
+//!
 //! A large folio whose pages are partly unmapped ("partially mapped": some page has map
 //! count 0 while others are mapped) keeps its unmapped pages until it is split. It goes
 //! on the deferred-split queue; the shrinker (`shrink_deferred`) splits it into 64 KiB
@@ -21,9 +36,14 @@
 //!
 //! 1. **The folio lock** (`flags::LOCKED` on the head frame, taken with [`Folio::lock`])
 //!    protects the folio's shape (its head and order, on every frame), its reference
-//!    count, its map counts, its `ANON`, `DEFERRED` and anon-exclusive flags. Every
+//!    count, its map counts (pages' and entire), its `ANON`, `DEFERRED` and
+//!    anon-exclusive flags (pages' and the head's overrides). Every
 //!    change of those is made through a [`Locked`] guard. Reads without the lock are
-//!    snapshots (reports, statistics). The one exception: a folio just allocated is
+//!    snapshots (reports, statistics). A spread writes the pages first and clears the
+//!    folio-level state last (release), so a lock-free reader of exclusivity (mprotect,
+//!    the checker) that sees the override gone also sees the pages' flags; exclusivity
+//!    of pages an address space maps is stable under its `Mm` lock anyway (only that
+//!    address space's fault, fork or reuse changes it). The one exception: a folio just allocated is
 //!    reachable by nobody else until it is mapped, so `alloc_anon` sets it up unlocked.
 //! 2. **Finding the folio of a page** needs a pin: the caller maps the page (it holds
 //!    the `Mm` lock of an address space whose entry maps it) or holds a reference.
@@ -59,7 +79,7 @@
 //! No folio lock is ever taken from an interrupt handler.
 
 use alloc::collections::VecDeque;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicI32, Ordering};
 
 #[cfg(any(target_os = "none", test))]
 use super::env::MmEnv;
@@ -151,8 +171,20 @@ impl Folio {
         self.meta(0).refcount.load(Ordering::Acquire)
     }
 
+    /// Page-table entries mapping page `i`: its own count plus the entire map count.
     pub fn mapcount(self, i: usize) -> i32 {
-        self.meta(i).mapcount.load(Ordering::Acquire)
+        self.meta(i).mapcount.load(Ordering::Acquire) + self.entire_mapcount()
+    }
+
+    /// Mappings of every page of a large folio accounted at once (module doc).
+    pub fn entire_mapcount(self) -> i32 {
+        self.entire().map_or(0, |e| e.load(Ordering::Acquire))
+    }
+
+    /// Where a large folio keeps its entire map count: the second frame's head-only
+    /// field (`FrameMeta::total_mapcount`).
+    fn entire(self) -> Option<&'static AtomicI32> {
+        self.is_large().then(|| &self.meta(1).total_mapcount)
     }
 
     pub fn total_mapcount(self) -> i32 {
@@ -163,8 +195,34 @@ impl Folio {
         self.order() > 0
     }
 
+    /// Whether page `i` is anon-exclusive: the folio's override, else the page's flag.
     pub fn is_exclusive(self, i: usize) -> bool {
-        self.meta(i).test(flags::ANON_EXCLUSIVE)
+        self.exclusive_override()
+            .unwrap_or_else(|| self.meta(i).test(flags::ANON_EXCLUSIVE))
+    }
+
+    /// Whether pages `first..first + n` are all anon-exclusive (one read of the head
+    /// when the folio has an override).
+    pub fn range_exclusive(self, first: usize, n: usize) -> bool {
+        self.exclusive_override()
+            .unwrap_or_else(|| self.metas(first, n).all(|m| m.test(flags::ANON_EXCLUSIVE)))
+    }
+
+    /// Whether every page is anon-exclusive.
+    pub fn all_exclusive(self) -> bool {
+        self.range_exclusive(0, self.nr_pages())
+    }
+
+    /// The anon-exclusive state all pages share by the head's override, if any.
+    fn exclusive_override(self) -> Option<bool> {
+        let head = self.meta(0).flags();
+        if head & flags::ALL_EXCLUSIVE != 0 {
+            Some(true)
+        } else if head & flags::ALL_SHARED != 0 {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// Whether the folio is waiting for a deferred split.
@@ -203,44 +261,86 @@ impl Drop for Locked {
 }
 
 impl Locked {
-    /// Account `n` new page-table entries mapping pages `first..first + n`.
+    /// The entire map count, if `first..first + n` is the whole of this folio of
+    /// `order` and the folio is large: what whole-folio accounting changes instead of
+    /// the pages (module doc). The order is read once per call by the caller.
+    fn entire_if_whole(&self, order: usize, first: usize, n: usize) -> Option<&'static AtomicI32> {
+        (order > 0 && first == 0 && n == 1 << order).then(|| &self.meta(1).total_mapcount)
+    }
+
+    /// Account `n` new page-table entries mapping pages `first..first + n` (the whole
+    /// of a large folio: one more entire mapping).
     pub fn map(&self, first: usize, n: usize) {
-        for m in self.metas(first, n) {
-            m.mapcount.fetch_add(1, Ordering::Relaxed);
+        let head = self.meta(0);
+        match self.entire_if_whole(head.order(), first, n) {
+            Some(entire) => {
+                entire.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                for m in self.metas(first, n) {
+                    m.mapcount.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
-        self.add_mapped(n);
+        add_mapped(head, n);
     }
 
     /// Account `n` more entries mapping pages `first..first + n`, which are now shared
-    /// (fork): `map` and clearing their exclusive marks, in one pass over the pages.
+    /// (fork): `map` and clearing their exclusive marks, in one pass (the whole of a
+    /// large folio: one more entire mapping and the `ALL_SHARED` override).
     pub fn share(&self, first: usize, n: usize) {
-        for m in self.metas(first, n) {
-            m.mapcount.fetch_add(1, Ordering::Relaxed);
-            m.set(flags::ANON_EXCLUSIVE, false);
-        }
-        self.add_mapped(n);
-    }
-
-    /// The folio-level half of mapping `n` entries: total map count and references.
-    fn add_mapped(&self, n: usize) {
         let head = self.meta(0);
-        head.total_mapcount.fetch_add(n as i32, Ordering::Relaxed);
-        head.refcount.fetch_add(n as u32, Ordering::Relaxed);
+        let order = head.order();
+        match self.entire_if_whole(order, first, n) {
+            Some(entire) => {
+                entire.fetch_add(1, Ordering::Relaxed);
+                set_override(head, false);
+            }
+            None => {
+                if order > 0 {
+                    self.spread();
+                }
+                for m in self.metas(first, n) {
+                    m.mapcount.fetch_add(1, Ordering::Relaxed);
+                    m.set(flags::ANON_EXCLUSIVE, false);
+                }
+            }
+        }
+        add_mapped(head, n);
     }
 
     /// Account `n` page-table entries gone from pages `first..first + n`: the last
     /// reference frees the folio; a large folio left partially mapped is queued for
     /// deferred split, and one left unmapped entirely leaves the queue.
     pub fn unmap(self, first: usize, n: usize) {
-        let mut emptied = false;
-        for m in self.metas(first, n) {
-            emptied |= m.mapcount.fetch_sub(1, Ordering::Relaxed) == 1;
-        }
-        let total = self
-            .meta(0)
-            .total_mapcount
-            .fetch_sub(n as i32, Ordering::Relaxed)
-            - n as i32;
+        let head = self.meta(0);
+        let order = head.order();
+        let total = head.total_mapcount.fetch_sub(n as i32, Ordering::Relaxed) - n as i32;
+        let entire = self
+            .entire_if_whole(order, first, n)
+            .filter(|e| e.load(Ordering::Relaxed) > 0);
+        let emptied = match entire {
+            Some(entire) => {
+                // One entire mapping less. A page's count reached zero only if no
+                // entire mapping is left and the page has none of its own.
+                let left = entire.fetch_sub(1, Ordering::Relaxed) - 1;
+                left == 0
+                    && total > 0
+                    && self
+                        .metas(0, n)
+                        .any(|m| m.mapcount.load(Ordering::Relaxed) == 0)
+            }
+            None => {
+                if order > 0 {
+                    self.spread();
+                }
+                let mut emptied = false;
+                for m in self.metas(first, n) {
+                    emptied |= m.mapcount.fetch_sub(1, Ordering::Relaxed) == 1;
+                }
+                emptied
+            }
+        };
         let f = self.f;
         let Some(this) = self.put(n as u32) else {
             return;
@@ -250,7 +350,7 @@ impl Locked {
             if dequeue(f) {
                 this.put(1);
             }
-        } else if emptied && f.is_large() {
+        } else if emptied && order > 0 {
             this.queue_deferred();
         }
     }
@@ -271,10 +371,13 @@ impl Locked {
     /// Every page is mapped exactly once and nothing else holds a reference: the one
     /// mapping may take the whole folio over (copy-on-write reuse).
     pub fn mapped_exactly_once(&self) -> bool {
+        // With an entire mapping and as many entries as pages, the pages' own counts
+        // (never negative) sum to zero: each page is mapped once, by that mapping.
         self.held_by_one_entry_per_page()
-            && self
-                .metas(0, self.nr_pages())
-                .all(|m| m.mapcount.load(Ordering::Acquire) == 1)
+            && (self.entire_mapcount() > 0
+                || self
+                    .metas(0, self.nr_pages())
+                    .all(|m| m.mapcount.load(Ordering::Acquire) == 1))
     }
 
     /// As many entries map the folio as it has pages, and nothing else holds a
@@ -292,11 +395,49 @@ impl Locked {
         self.meta(0).set(flags::LAZYFREE, on)
     }
 
-    /// Mark pages `first..first + n` exclusive to one address space, or shared.
+    /// Mark pages `first..first + n` exclusive to one address space, or shared (the
+    /// whole of a large folio: the head's override, one write).
     pub fn set_exclusive(&self, first: usize, n: usize, exclusive: bool) {
+        let head = self.meta(0);
+        let order = head.order();
+        if self.entire_if_whole(order, first, n).is_some() {
+            set_override(head, exclusive);
+            return;
+        }
+        if order > 0 {
+            self.spread();
+        }
         for m in self.metas(first, n) {
             m.set(flags::ANON_EXCLUSIVE, exclusive);
         }
+    }
+
+    /// Write the folio-level state into the pages (module doc): the entire map count
+    /// into each page's count, the exclusivity override into each page's flag. Pages
+    /// first, the folio-level state cleared last (protocol, rule 1).
+    pub fn spread(&self) {
+        let Some(e) = self.entire() else {
+            return;
+        };
+        let entire = e.load(Ordering::Relaxed);
+        let over = self.exclusive_override();
+        if entire == 0 && over.is_none() {
+            return;
+        }
+        for m in self.metas(0, self.nr_pages()) {
+            if entire != 0 {
+                m.mapcount.fetch_add(entire, Ordering::Relaxed);
+            }
+            if let Some(x) = over {
+                m.set(flags::ANON_EXCLUSIVE, x);
+            }
+        }
+        e.store(0, Ordering::Relaxed);
+        self.meta(0)
+            .set(flags::ALL_EXCLUSIVE | flags::ALL_SHARED, false);
+        mthp::stats(self.order())
+            .spread_to_pages
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Put the (locked, partially mapped) folio on the deferred-split queue, which
@@ -311,6 +452,24 @@ impl Locked {
             s.nr_anon_partially_mapped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The folio-level half of mapping `n` entries: total map count and references.
+fn add_mapped(head: &FrameMeta, n: usize) {
+    head.total_mapcount.fetch_add(n as i32, Ordering::Relaxed);
+    head.refcount.fetch_add(n as u32, Ordering::Relaxed);
+}
+
+/// Make every page of the (large, locked) folio whose head is `head` exclusive or
+/// shared by its override: one flag set, the other cleared.
+fn set_override(head: &FrameMeta, exclusive: bool) {
+    let (on, off) = if exclusive {
+        (flags::ALL_EXCLUSIVE, flags::ALL_SHARED)
+    } else {
+        (flags::ALL_SHARED, flags::ALL_EXCLUSIVE)
+    };
+    head.set(off, false);
+    head.set(on, true);
 }
 
 impl Folio {
@@ -361,10 +520,21 @@ pub fn span_of(pa: PhysAddr) -> FolioSpan {
 /// for any other frame): what both machines' `PtEnv::anon_exclusive` answer.
 pub fn anon_exclusive(pa: PhysAddr) -> Option<bool> {
     let (head, _) = frames().block_of(pa)?;
-    frames()
-        .meta(head)
+    let f = Folio { head };
+    f.meta(0)
         .test(flags::ANON)
-        .then(|| frames().meta(pa).test(flags::ANON_EXCLUSIVE))
+        .then(|| f.is_exclusive(f.index(pa)))
+}
+
+/// Whether the `n` pages from `pa` (pinned; in one folio) are all anon-exclusive.
+pub fn pages_exclusive(pa: PhysAddr, n: usize) -> bool {
+    let page = frames().meta(pa);
+    if page.order() == 0 {
+        // A single page has no override: its flag is the answer.
+        return page.test(flags::ANON_EXCLUSIVE);
+    }
+    let f = Folio::of(pa);
+    f.range_exclusive(f.index(pa), n)
 }
 
 /// Split the consecutive pages `[pa, pa + n pages)` at folio boundaries: calls
@@ -409,6 +579,7 @@ pub fn merge(head: PhysAddr, order: usize) -> Result<Locked, MergeError> {
             return Err(MergeError::Unfit);
         }
         i += f.nr_pages();
+        f.spread();
         parts.push(f);
     }
     let refs: u32 = parts.iter().map(|f| f.refcount()).sum();
@@ -523,6 +694,7 @@ fn requeue(f: Locked) {
 /// 64 KiB folios, then the partially mapped ones into 4 KiB folios; every resulting
 /// folio no one maps is freed, the others are unlocked.
 fn split(f: Locked) {
+    f.spread();
     let f = {
         let folio = f.f;
         core::mem::forget(f);

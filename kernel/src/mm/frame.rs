@@ -36,18 +36,27 @@ pub mod flags {
     /// Head: the folio is lazyfree (MADV_FREE): clean, it may be discarded whole
     /// (`lazyfree`'s protocol); a split or a free drops the mark.
     pub const LAZYFREE: u32 = 1 << 7;
+    /// Head of a large folio: every page is anon-exclusive, whatever its own
+    /// `ANON_EXCLUSIVE` says (a fault or a reuse took the whole folio in one step).
+    pub const ALL_EXCLUSIVE: u32 = 1 << 8;
+    /// Head of a large folio: no page is anon-exclusive, whatever its own flag says
+    /// (fork shared the whole folio in one step). Never set together with `ALL_EXCLUSIVE`.
+    pub const ALL_SHARED: u32 = 1 << 9;
     /// What a split keeps per page (the rest describes the block structure).
     pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }
 
-/// Per-frame metadata, 16 bytes per 4 KiB frame.
+/// Per-frame metadata, 20 bytes per 4 KiB frame.
 #[repr(C)]
 pub struct FrameMeta {
     /// References to the block (head frame only): 1 after allocation.
     pub refcount: AtomicU32,
-    /// Page-table entries mapping this frame.
+    /// Page-table entries mapping this frame, beyond its folio's entire map count.
     pub mapcount: AtomicI32,
-    /// Head: page-table entries mapping any page of the block (sum of the mapcounts).
+    /// Head: page-table entries mapping any page of the block (the sum of the pages'
+    /// map counts). Second frame of a large folio: the folio's entire map count
+    /// (`folio`: mappings of every page at once; Linux keeps its `_entire_mapcount` in
+    /// the first tail page too, where the head-only field is free).
     pub total_mapcount: AtomicI32,
     flags: AtomicU32,
     order: AtomicU8,
@@ -199,9 +208,10 @@ impl FrameAllocator {
             m.mapcount.store(0, Ordering::Relaxed);
             m.order.store(order as u8, Ordering::Release);
         }
-        self.meta_pfn(pfn)
-            .total_mapcount
-            .store(0, Ordering::Relaxed);
+        // The head's total, and a large block's entire map count in its second frame.
+        for m in self.meta_range(pfn, n.min(2)) {
+            m.total_mapcount.store(0, Ordering::Relaxed);
+        }
         self.meta_pfn(pfn).refcount.store(1, Ordering::Release);
         self.free.fetch_sub(n, Ordering::AcqRel);
         self.stats.allocs[order].fetch_add(1, Ordering::Relaxed);
@@ -257,6 +267,13 @@ impl FrameAllocator {
             to < from && m.is_head() && m.test(flags::LOCKED) && m.order() == from,
             "split of {head} from order {from} to {to} (state {:#x})",
             m.flags()
+        );
+        debug_assert_eq!(
+            self.meta(head.add(super::PAGE_SIZE))
+                .total_mapcount
+                .load(Ordering::Relaxed),
+            0,
+            "split of {head}: the folio's entire map count was not spread to its pages"
         );
         let n = 1usize << to;
         for sub in (0..1usize << from)

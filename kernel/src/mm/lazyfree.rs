@@ -299,7 +299,7 @@ fn span(at: VirtAddr, leaf: &Leaf) -> usize {
 /// Whether the locked folio may be marked or discarded: exclusive to the one mapping
 /// the caller holds the `Mm` lock of (module doc).
 fn exclusive_once(f: &folio::Locked) -> bool {
-    !f.is_deferred() && f.mapped_exactly_once() && (0..f.nr_pages()).all(|i| f.is_exclusive(i))
+    !f.is_deferred() && f.mapped_exactly_once() && f.all_exclusive()
 }
 
 impl<E: MmEnv> Mm<E> {

@@ -6,10 +6,10 @@
 use alloc::vec::Vec;
 
 use super::aspace::{
-    batches, page_is_exclusive, pages, pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN,
-    PMD, STACK_TOP,
+    batches, pages, pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN, PMD, STACK_TOP,
 };
 use super::fault::{Access, FaultError};
+use super::folio;
 use super::vma::{HugeHint, VmProt, Vma, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
 use crate::uapi::*;
@@ -199,8 +199,7 @@ impl<E: MmEnv> Mm<E> {
                 } else {
                     (1, va.add(PAGE_SIZE))
                 };
-                let pa = leaf.pa_of(va);
-                let excl = (0..n).all(|i| page_is_exclusive(pa.add(i * PAGE_SIZE)));
+                let excl = folio::pages_exclusive(leaf.pa_of(va), n);
                 match runs.last_mut() {
                     Some(r) if r.2 == excl => r.1 = end,
                     _ => runs.push((va, end, excl)),

@@ -454,6 +454,10 @@ size_stats! {
         cow_reuse,
         /// Copy-on-write copied a whole folio of this order at once.
         cow_folio_copy,
+        /// A folio of this order accounted whole (entire map count, exclusivity
+        /// override) had that state written into its pages: a partial unmap or
+        /// exclusivity change, a split or a merge (`folio`'s module doc).
+        spread_to_pages,
         /// Collapse (the collapse thread or MADV_COLLAPSE) allocated a folio of this
         /// order to copy a range into (`mm::collapse`).
         collapse_alloc,
@@ -849,6 +853,7 @@ mod tests {
                 "split_deferred",
                 "cow_reuse",
                 "cow_folio_copy",
+                "spread_to_pages",
                 "collapse_alloc",
                 "collapse_alloc_failed",
                 "collapse_exceed_none_pte",

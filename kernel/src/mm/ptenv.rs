@@ -219,7 +219,8 @@ impl PtEnv for KernelPt {
         CHECK_EXCLUSIVE.load(Ordering::Acquire)
     }
 
-    /// The frame's `ANON_EXCLUSIVE` flag (read only), for pages of anonymous folios;
+    /// Whether the page is anon-exclusive (`folio::anon_exclusive`: the folio's
+    /// override or the frame's `ANON_EXCLUSIVE` flag), for pages of anonymous folios;
     /// `None` for anything else (frames the page-table tests and benchmarks map
     /// directly), or with the check switched off.
     fn anon_exclusive(&self, pa: PhysAddr) -> Option<bool> {

@@ -12,9 +12,11 @@
 //!   end every address space is dropped and every frame must be back.
 //! * `props.rs`: property tests, random sequences of these operations;
 //! * `regress.rs`: one sequence per class of bug the properties find;
-//! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits.
+//! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits;
+//! * `counts.rs`: folio-level counts (entire map count, exclusivity override).
 
 mod collapse;
+mod counts;
 mod props;
 mod regress;
 
