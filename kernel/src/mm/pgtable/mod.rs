@@ -8,6 +8,7 @@
 //!   +-- cursor.rs   walk the tables (read only)
 //!   +-- contpte.rs  level-3 entries: Contiguous bit, fold/unfold/convert, batches
 //!   +-- pmd.rs      level-2 blocks: map, change, clear, split
+//!   +-- fork.rs     fork's copy of a range into the child, one walk of the parent
 //!   +-- collapse.rs in-place collapse: refold 64 KiB blocks, table -> 2 MiB block
 //!   +-- ctx.rs      the single store function, TLB maintenance, op begin/finish,
 //!   |               allocating and freeing tables
@@ -53,6 +54,7 @@ mod ctx;
 mod cursor;
 mod desc;
 mod env;
+mod fork;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
 mod pmd;
