@@ -81,7 +81,23 @@ impl<'a> ContBlock<'a> {
         ctx: &mut Ctx<'_, E>,
         write: impl FnMut(usize) -> Write,
     ) -> [(Pte, Pte); CONT_PTES] {
-        ctx.store_block(self.table, self.first, write)
+        ctx.store_block(self.table, self.first, CONT_PTES, write)
+    }
+
+    /// Writes the entries `range` of the block, entry `i` with `write(i)`; the results
+    /// are at `range.start - range.start..` (`Ctx::store_block`).
+    #[track_caller]
+    #[inline(always)]
+    fn store_part<E: PtEnv>(
+        &self,
+        ctx: &mut Ctx<'_, E>,
+        range: Range<usize>,
+        mut write: impl FnMut(usize) -> Write,
+    ) -> [(Pte, Pte); CONT_PTES] {
+        let start = range.start;
+        ctx.store_block(self.table, self.first + start, range.len(), |k| {
+            write(start + k)
+        })
     }
 
     /// Indices of the entries of `[lo, hi)` (inside the block).
@@ -202,6 +218,27 @@ fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change
     view(&old, 0)
 }
 
+/// Applies `change` to the valid entries of `[lo, hi)` in a block that is not
+/// contiguous, in one loop over them; one TLBI request for the part if any needs it.
+fn change_part<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    blk: ContBlock<'_>,
+    lo: VirtAddr,
+    hi: VirtAddr,
+    change: Change,
+) {
+    let range = blk.indices(lo, hi);
+    let n = range.len();
+    let changed = blk.store_part(ctx, range, |_| Write::Update(change));
+    let hw_dirty = ctx.features.hw_dirty;
+    if changed[..n]
+        .iter()
+        .any(|&(before, after)| Pte::needs_tlbi(before, after, hw_dirty))
+    {
+        ctx.flush_later(lo, hi.offset_from(lo));
+    }
+}
+
 /// Applies `change` to one entry (nothing if it is invalid). Returns the old value.
 fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
     let (old, new) = ctx.store(slot, Write::Update(change));
@@ -247,10 +284,10 @@ pub(crate) fn set_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, first: P
             map_l3c(ctx, blk, first.with_output_addr(pa));
             continue;
         }
-        for i in blk.indices(lo, hi) {
-            let va = blk.va().add(i * PAGE_SIZE);
-            ctx.store(blk.slot(i), Write::Swap(first.with_output_addr(pa_at(va))));
-        }
+        let base = blk.va();
+        blk.store_part(ctx, blk.indices(lo, hi), |i| {
+            Write::Swap(first.with_output_addr(pa_at(base.add(i * PAGE_SIZE))))
+        });
         if hi == blk.va().add(CONT_SIZE) {
             try_fold_l3c(ctx, blk);
         }
@@ -270,9 +307,7 @@ pub(crate) fn change_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, chang
             change_l3c(ctx, blk, change);
         } else {
             unfold_l3c(ctx, blk);
-            for i in blk.indices(lo, hi) {
-                change_pte(ctx, blk.slot(i), change);
-            }
+            change_part(ctx, blk, lo, hi, change);
         }
     }
 }

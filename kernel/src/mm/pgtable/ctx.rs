@@ -166,27 +166,29 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         (old, new)
     }
 
-    /// The 16 stores of a contiguous block's entries, `table[first..first + 16]`, entry
-    /// `i` written with `write(i)`, in order: exactly what 16 calls of [`Ctx::store`]
-    /// do (with the checker on, it makes them). With the checker off the loop runs on
-    /// the entries themselves, without building a slot per entry: the batched
-    /// operations, folds and unfolds are mostly this loop.
+    /// The stores of up to one contiguous block's entries, `table[first..first + n]`
+    /// (`n <= 16`), entry `i` written with `write(i)`, in order: exactly what `n`
+    /// calls of [`Ctx::store`] do (with the checker on, it makes them); the first `n`
+    /// results are theirs. With the checker off the loop runs on the entries
+    /// themselves, without building a slot per entry: the batched operations, folds,
+    /// unfolds and fork's copies are mostly this loop.
     #[track_caller]
     #[inline(always)]
     pub fn store_block(
         &mut self,
         table: Table<'_>,
         first: usize,
+        n: usize,
         mut write: impl FnMut(usize) -> Write,
     ) -> [(Pte, Pte); CONT_PTES] {
         let mut out = [(Pte::INVALID, Pte::INVALID); CONT_PTES];
         if self.check.is_enabled() {
-            for (i, o) in out.iter_mut().enumerate() {
+            for (i, o) in out.iter_mut().enumerate().take(n) {
                 *o = self.store(table.slot(first + i), write(i));
             }
             return out;
         }
-        let entries = &table.entries[first..first + CONT_PTES];
+        let entries = &table.entries[first..first + n];
         for (i, (entry, o)) in entries.iter().zip(out.iter_mut()).enumerate() {
             *o = match write_entry(entry, write(i)) {
                 Ok(changed) => {
@@ -329,12 +331,14 @@ fn write_entry(entry: &AtomicU64, write: Write) -> Result<(Pte, Pte), Pte> {
             }
         }
         Write::Update(change) => {
+            let mut new = Pte::INVALID;
             let apply = |raw| {
                 let pte = Pte::from_raw(raw);
-                pte.is_valid().then(|| change.apply(pte).raw())
+                new = change.apply(pte);
+                pte.is_valid().then_some(new.raw())
             };
             match entry.fetch_update(Ordering::Relaxed, Ordering::Relaxed, apply) {
-                Ok(old) => Ok((Pte::from_raw(old), change.apply(Pte::from_raw(old)))),
+                Ok(old) => Ok((Pte::from_raw(old), new)),
                 Err(cur) => Err(Pte::from_raw(cur)),
             }
         }
