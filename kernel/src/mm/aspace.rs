@@ -56,6 +56,10 @@ pub const MMAP_MIN: u64 = 0x1_0000;
 pub(super) const PMD: u64 = 2 << 20;
 /// Pages per batch of range work (2 MiB, aligned): bounds what one step collects.
 pub(super) const BATCH_PAGES: usize = 512;
+/// Pages per page-table operation of work that collects nothing (64 MiB, aligned):
+/// bounds only what the checker records of one operation in test builds (a block's
+/// entries per 64 KiB touched, 1024 blocks), and costs one operation per 32 tables.
+pub(super) const WIDE_BATCH_PAGES: usize = 16 * 1024;
 
 /// The machine an `Mm` runs on unless named: the real one in the kernel, the simulated
 /// RAM in host tests.
@@ -98,7 +102,17 @@ pub(super) fn batches(
     start: VirtAddr,
     end: VirtAddr,
 ) -> impl Iterator<Item = (VirtAddr, VirtAddr)> {
-    let step = BATCH_PAGES * PAGE_SIZE;
+    batches_of(start, end, BATCH_PAGES)
+}
+
+/// `[start, end)` cut at multiples of `batch` pages (a multiple of 512): pieces of at
+/// most `batch` pages, none cutting a block that the range does not cut itself.
+pub(super) fn batches_of(
+    start: VirtAddr,
+    end: VirtAddr,
+    batch: usize,
+) -> impl Iterator<Item = (VirtAddr, VirtAddr)> {
+    let step = batch * PAGE_SIZE;
     let mut at = start;
     core::iter::from_fn(move || {
         if at >= end {

@@ -98,6 +98,10 @@ impl<E: MmEnv> Mm<E> {
         f: Folio,
         vma: &Vma,
     ) -> Option<VirtAddr> {
+        if !f.is_large() {
+            // `page` maps `pa`, and the page is the whole folio.
+            return Some(page);
+        }
         let base = VirtAddr(page.as_u64() - (f.index(pa) * PAGE_SIZE) as u64);
         let end = base.add(f.nr_pages() * PAGE_SIZE);
         if base < vma.start || end > vma.end {

@@ -3,10 +3,10 @@
 //! 2 MiB block its new edge cuts (`split_edges`), so a call fails before changing
 //! anything; range work goes in 2 MiB batches (`aspace::batches`).
 
-use alloc::vec::Vec;
 
 use super::aspace::{
-    batches, pages, pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN, PMD, STACK_TOP,
+    batches, batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN, PMD,
+    STACK_TOP, WIDE_BATCH_PAGES,
 };
 use super::fault::{Access, FaultError};
 use super::folio;
@@ -183,37 +183,16 @@ impl<E: MmEnv> Mm<E> {
         })
         .prot;
         let rw = pte_attrs(prot).prot;
-        for (a, b) in batches(start, end) {
-            if !prot.write {
+        for (a, b) in batches_of(start, end, WIDE_BATCH_PAGES) {
+            let r = if prot.write {
+                // Each leaf asks its folio: one read of the head for a folio accounted
+                // whole (a 2 MiB block, a whole contiguous block).
                 self.tables
-                    .protect(a, pages(a, b), ro)
-                    .expect("edges split: a batch cuts no block");
-                continue;
-            }
-            // Runs of leaves alike in exclusivity (a 2 MiB block is one leaf: exclusive
-            // only if all its pages are); holes join either side.
-            let mut runs: Vec<(VirtAddr, VirtAddr, bool)> = Vec::new();
-            self.tables.for_each_leaf(a, b, |va, leaf| {
-                let (n, end) = if leaf.level == 2 {
-                    (512, va.add(PMD as usize))
-                } else {
-                    (1, va.add(PAGE_SIZE))
-                };
-                let excl = folio::pages_exclusive(leaf.pa_of(va), n);
-                match runs.last_mut() {
-                    Some(r) if r.2 == excl => r.1 = end,
-                    _ => runs.push((va, end, excl)),
-                }
-            });
-            let mut at = a;
-            let count = runs.len();
-            for (i, (_, run_end, excl)) in runs.into_iter().enumerate() {
-                let to = if i + 1 == count { b } else { run_end };
-                self.tables
-                    .protect(at, pages(at, to), if excl { rw } else { ro })
-                    .expect("runs end at leaf boundaries");
-                at = to;
-            }
+                    .protect_exclusive(a, pages(a, b), ro, rw, folio::pages_exclusive)
+            } else {
+                self.tables.protect(a, pages(a, b), ro)
+            };
+            r.expect("edges split: a batch cuts no block");
         }
     }
 

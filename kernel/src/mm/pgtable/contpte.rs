@@ -30,13 +30,14 @@
 
 use alloc::vec::Vec;
 use core::ops::Range;
+use core::sync::atomic::Ordering;
 
-use crate::mm::addr::{VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE};
+use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE};
 
 use super::counters::Counters;
 use super::ctx::{Ctx, Write};
 use super::cursor::{Slot, Table};
-use super::desc::{cont_block_violation, view, Change, Kind, Pte, LAST_LEVEL};
+use super::desc::{cont_block_violation, view, Change, Kind, Prot, Pte, LAST_LEVEL};
 use super::env::{block_in_one_folio, PtEnv};
 use super::{ContMode, Unmapped};
 
@@ -239,6 +240,23 @@ fn change_part<E: PtEnv>(
     }
 }
 
+/// Applies `change` to the entry of `va` if its block is not contiguous (nothing if
+/// the entry is invalid) and says whether it did; a contiguous block is left to the
+/// range path, which unfolds or changes it whole.
+pub(crate) fn change_single<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    table: Table<'_>,
+    va: VirtAddr,
+    change: Change,
+) -> bool {
+    let blk = ContBlock::containing(table, va);
+    if ctx.mode == ContMode::Naive || blk.is_cont() {
+        return false;
+    }
+    change_pte(ctx, table.slot_of(va), change);
+    true
+}
+
 /// Applies `change` to one entry (nothing if it is invalid). Returns the old value.
 fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
     let (old, new) = ctx.store(slot, Write::Update(change));
@@ -308,6 +326,64 @@ pub(crate) fn change_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, chang
         } else {
             unfold_l3c(ctx, blk);
             change_part(ctx, blk, lo, hi, change);
+        }
+    }
+}
+
+/// `protect_exclusive` on the run: each entry gets `rw` if `exclusive` says its page
+/// (a whole contiguous block: its 16 pages) belongs to this address space alone, `ro`
+/// otherwise. Holes stay holes.
+pub(crate) fn protect_ptes<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    run: PteRun<'_>,
+    ro: Prot,
+    rw: Prot,
+    exclusive: &mut impl FnMut(PhysAddr, usize) -> bool,
+) {
+    let mut prot_of = |pte: Pte, pages| {
+        if exclusive(pte.output_addr(), pages) {
+            rw
+        } else {
+            ro
+        }
+    };
+    for (blk, lo, hi) in run.blocks() {
+        if ctx.mode == ContMode::Naive {
+            for i in blk.indices(lo, hi) {
+                let pte = blk.slot(i).load();
+                if pte.is_valid() {
+                    unfold_l3c(ctx, blk);
+                    change_pte(ctx, blk.slot(i), Change::Protect(prot_of(pte, 1)));
+                    try_fold_l3c(ctx, blk);
+                }
+            }
+            continue;
+        }
+        let cont = blk.is_cont();
+        if cont && is_whole(&blk, lo, hi) {
+            let prot = prot_of(blk.slot(0).load(), CONT_PTES);
+            change_l3c(ctx, blk, Change::Protect(prot));
+            continue;
+        }
+        if cont {
+            unfold_l3c(ctx, blk);
+        }
+        let range = blk.indices(lo, hi);
+        let n = range.len();
+        let table = blk.table;
+        let first = blk.first;
+        let changed = blk.store_part(ctx, range, |i| {
+            let pte = Pte::from_raw(table.entries[first + i].load(Ordering::Relaxed));
+            // An invalid entry is left alone by the update whatever it says.
+            let prot = if pte.is_valid() { prot_of(pte, 1) } else { ro };
+            Write::Update(Change::Protect(prot))
+        });
+        let hw_dirty = ctx.features.hw_dirty;
+        if changed[..n]
+            .iter()
+            .any(|&(before, after)| Pte::needs_tlbi(before, after, hw_dirty))
+        {
+            ctx.flush_later(lo, hi.offset_from(lo));
         }
     }
 }

@@ -358,6 +358,39 @@ impl<E: PtEnv> AddressSpace<E> {
         self.change_range(OpKind::Protect, va, nr, Change::Protect(prot))
     }
 
+    /// mprotect to a writable protection where only some pages may be written: the
+    /// mapped pages of the range get `rw` where `exclusive(pa, pages)` says that the
+    /// `pages` pages from `pa` (a 2 MiB block, a whole contiguous block, or one page)
+    /// belong to this address space alone, `ro` elsewhere, in one walk. A contiguous
+    /// block cut by the range is unfolded, a whole one changed in place.
+    #[track_caller]
+    pub fn protect_exclusive(
+        &mut self,
+        va: VirtAddr,
+        nr: usize,
+        ro: Prot,
+        rw: Prot,
+        mut exclusive: impl FnMut(PhysAddr, usize) -> bool,
+    ) -> Result<(), MapError> {
+        let end = range_end(va, nr);
+        self.op(OpKind::Protect, va, end, |ctx, cursor| {
+            split_cut_blocks(ctx, cursor, va, end)?;
+            for_each_segment(ctx, cursor, va, end, |ctx, seg| match seg {
+                Segment::Ptes(run) => contpte::protect_ptes(ctx, run, ro, rw, &mut exclusive),
+                Segment::Block(slot) => {
+                    let pages = entry_size(slot.level()) / PAGE_SIZE;
+                    let prot = if exclusive(slot.load().output_addr(), pages) {
+                        rw
+                    } else {
+                        ro
+                    };
+                    pmd::change_l2(ctx, slot, Change::Protect(prot));
+                }
+            });
+            Ok(())
+        })
+    }
+
     /// Write-protects the mapped pages in the range (fork), keeping dirty state.
     #[track_caller]
     pub fn wrprotect(&mut self, va: VirtAddr, nr: usize) -> Result<(), MapError> {
@@ -387,6 +420,15 @@ impl<E: PtEnv> AddressSpace<E> {
     ) -> Result<(), MapError> {
         let end = range_end(va, nr);
         self.op(kind, va, end, |ctx, cursor| {
+            if nr == 1 {
+                // One page outside any block (a copy-on-write reuse of a 4 KiB folio,
+                // mprotect of one page): one walk, no block to split or unfold.
+                if let Found::Ptes(table) = cursor.find(ctx.env, va) {
+                    if contpte::change_single(ctx, table, va, change) {
+                        return Ok(());
+                    }
+                }
+            }
             split_cut_blocks(ctx, cursor, va, end)?;
             for_each_segment(ctx, cursor, va, end, |ctx, seg| match seg {
                 Segment::Ptes(run) => contpte::change_ptes(ctx, run, change),
