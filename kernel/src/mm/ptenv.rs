@@ -141,7 +141,38 @@ unsafe fn zero(pa: PhysAddr, n: usize) {
         unsafe { core::ptr::write_bytes(va, 0, len) };
         return;
     }
-    // Pages are aligned to the block (a power of two no larger than a page).
+    // Pages are aligned to the block (a power of two no larger than a page). Eight
+    // blocks per iteration where they tile the pages (QEMU's 64-byte block: 512 bytes),
+    // so the loop costs about one instruction per block beyond the DC ZVA itself.
+    let chunk = block * 8;
+    if len.is_multiple_of(chunk) {
+        for off in (0..len).step_by(chunk) {
+            // SAFETY: zeroes eight consecutive blocks inside the caller's pages.
+            unsafe {
+                core::arch::asm!(
+                    "dc zva, {p}",
+                    "add {p}, {p}, {b}",
+                    "dc zva, {p}",
+                    "add {p}, {p}, {b}",
+                    "dc zva, {p}",
+                    "add {p}, {p}, {b}",
+                    "dc zva, {p}",
+                    "add {p}, {p}, {b}",
+                    "dc zva, {p}",
+                    "add {p}, {p}, {b}",
+                    "dc zva, {p}",
+                    "add {p}, {p}, {b}",
+                    "dc zva, {p}",
+                    "add {p}, {p}, {b}",
+                    "dc zva, {p}",
+                    p = inout(reg) va.wrapping_add(off) => _,
+                    b = in(reg) block,
+                    options(nostack, preserves_flags)
+                )
+            };
+        }
+        return;
+    }
     for off in (0..len).step_by(block) {
         // SAFETY: zeroes one block inside the caller's pages (aligned, see above).
         unsafe {
