@@ -90,8 +90,11 @@ impl<E: MmEnv> Mm<E> {
     ) -> Result<(), FaultError> {
         let f = Folio::lock(f.head());
         f.set_exclusive(first, n, true);
-        let r = if n == 512 && first == 0 && va.is_aligned(PMD as usize) {
+        let pmd = n == 512 && first == 0 && va.is_aligned(PMD as usize);
+        let r = if pmd {
             self.tables.map_pmd(va, f.head(), pte_attrs(prot))
+        } else if write {
+            self.tables.map_dirty(va, f.page(first), n, pte_attrs(prot))
         } else {
             self.tables.map(va, f.page(first), n, pte_attrs(prot))
         };
@@ -100,7 +103,7 @@ impl<E: MmEnv> Mm<E> {
         }
         drop(f.put(1));
         r.map_err(map_error)?;
-        if write && prot.write && !self.env().features().hw_dirty {
+        if pmd && write && prot.write && !self.env().features().hw_dirty {
             self.tables.make_writable(va, n).map_err(map_error)?;
         }
         Ok(())

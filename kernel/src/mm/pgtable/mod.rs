@@ -276,6 +276,33 @@ impl<E: PtEnv> AddressSpace<E> {
         nr: usize,
         attrs: PteAttrs,
     ) -> Result<(), MapError> {
+        self.map_entries(va, pa, nr, Pte::page(pa, attrs))
+    }
+
+    /// [`AddressSpace::map`] with the entries dirty, so hardware-writable where `attrs`
+    /// allow write (Linux's `pte_mkdirty` in `do_anonymous_page`): a write fault's new
+    /// folio, whose store would otherwise fault again without FEAT_HAFDBS just to
+    /// mark them.
+    #[track_caller]
+    pub fn map_dirty(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        nr: usize,
+        attrs: PteAttrs,
+    ) -> Result<(), MapError> {
+        self.map_entries(va, pa, nr, Pte::page(pa, attrs).mkdirty())
+    }
+
+    /// `map` from the entry `first` for `va` (its output address advanced per page).
+    #[track_caller]
+    fn map_entries(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        nr: usize,
+        first: Pte,
+    ) -> Result<(), MapError> {
         let end = range_end(va, nr);
         assert!(pa.is_aligned(PAGE_SIZE));
         self.op(OpKind::Map, va, end, |ctx, cursor| {
@@ -293,8 +320,8 @@ impl<E: PtEnv> AddressSpace<E> {
                 }
             })?;
             for_each_table_alloc(ctx, cursor, va, end, |ctx, run| {
-                let first = Pte::page(pa.add(run.start.offset_from(va)), attrs);
-                contpte::set_ptes(ctx, run, first);
+                let at = first.with_output_addr(pa.add(run.start.offset_from(va)));
+                contpte::set_ptes(ctx, run, at);
                 Ok(())
             })
         })
