@@ -1,8 +1,8 @@
 //! The calls that change the layout of an address space: mmap, munmap, mprotect,
 //! madvise, mincore and brk, with Linux's semantics. Each VMA split first splits the
 //! 2 MiB block its new edge cuts (`split_edges`), so a call fails before changing
-//! anything; range work goes in 2 MiB batches (`aspace::batches`).
-
+//! anything; range work goes in 2 MiB batches (`aspace::batches`), mprotect's in
+//! 64 MiB ones (`aspace::WIDE_BATCH_PAGES`: it collects nothing).
 
 use super::aspace::{
     batches, batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN, PMD,
