@@ -75,7 +75,7 @@ fn check_page(
                 Translation::Fault { fsc } if is_permission(fsc) && access == Access::El0Write => {
                     let fix = t.write_fault(va);
                     match (writable, fix) {
-                        (false, FaultFix::NotWritable) => break,
+                        (false, FaultFix::NotWritable(_)) => break,
                         (true, FaultFix::Fixed) => {}
                         _ => {
                             return Err(format!(

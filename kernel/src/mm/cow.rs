@@ -20,13 +20,14 @@ pub static COW_COPIES_FOLIO: AtomicBool = AtomicBool::new(false);
 
 impl<E: MmEnv> Mm<E> {
     /// A write fault on a read-only page of a writable VMA (shared since fork, or
-    /// write-protected by mprotect while shared).
-    pub(super) fn copy_on_write(&mut self, page: VirtAddr, vma: Vma) -> Result<(), FaultError> {
-        let old = self
-            .tables
-            .get(page)
-            .expect("write fault on an unmapped page")
-            .pa_of(page);
+    /// write-protected by mprotect while shared), which maps `old` (the fault's walk
+    /// found it; the `Mm` lock keeps it mapped).
+    pub(super) fn copy_on_write(
+        &mut self,
+        page: VirtAddr,
+        old: PhysAddr,
+        vma: Vma,
+    ) -> Result<(), FaultError> {
         let f = Folio::lock(old);
         let n = f.nr_pages();
         // Completed by the walk below: every page mapped here, so each exactly once.

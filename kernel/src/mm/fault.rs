@@ -69,7 +69,7 @@ impl<E: MmEnv> Mm<E> {
                 mthp::POLICY.allowed_orders(vma.huge),
                 access == Access::Write,
             ),
-            FaultFix::NotWritable => self.copy_on_write(page, vma),
+            FaultFix::NotWritable(leaf) => self.copy_on_write(page, leaf.pa_of(page), vma),
         }
     }
 

@@ -120,8 +120,9 @@ pub enum FaultFix {
     Fixed,
     /// Nothing is mapped at the address: a translation fault for the caller.
     NotMapped,
-    /// The entry is not logically writable: copy-on-write or SIGSEGV, for the caller.
-    NotWritable,
+    /// The entry is not logically writable: copy-on-write or SIGSEGV, for the caller,
+    /// who gets the leaf the walk found (so it need not walk again).
+    NotWritable(Leaf),
 }
 
 /// One leaf entry, as [`AddressSpace::get`] reads it.
@@ -492,7 +493,7 @@ impl<E: PtEnv> AddressSpace<E> {
     pub fn write_fault(&mut self, va: VirtAddr) -> FaultFix {
         match self.get(va) {
             None => FaultFix::NotMapped,
-            Some(leaf) if !leaf.pte.is_writable() => FaultFix::NotWritable,
+            Some(leaf) if !leaf.pte.is_writable() => FaultFix::NotWritable(leaf),
             Some(_) => {
                 self.change_af_dirty(OpKind::WriteFault, va, Change::MkyoungDirty);
                 FaultFix::Fixed
