@@ -181,6 +181,49 @@ unsafe fn zero(pa: PhysAddr, n: usize) {
     }
 }
 
+/// Copy `n` pages from `from` to `to`, 64 bytes per loop iteration with pairs of
+/// 8-byte loads and stores (Linux's `copy_page`; the kernel keeps off the FP/SIMD
+/// registers, which hold user state): about 10 instructions per 64 bytes, where the
+/// compiler's `memcpy` spent about 3 per 8.
+///
+/// # Safety
+/// Both ranges are RAM in the linear map, page-aligned, not overlapping; only the
+/// caller writes `to`.
+unsafe fn copy(from: PhysAddr, to: PhysAddr, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let src = phys_to_virt(from).as_ptr::<u8>();
+    let dst = phys_to_virt(to).as_ptr::<u8>();
+    // SAFETY: as the caller promises; the loop moves exactly n pages (a multiple of 64
+    // bytes) and leaves the pointers past the end.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldp {a}, {b}, [{s}]",
+            "ldp {c}, {d}, [{s}, #16]",
+            "stp {a}, {b}, [{t}]",
+            "stp {c}, {d}, [{t}, #16]",
+            "ldp {a}, {b}, [{s}, #32]",
+            "ldp {c}, {d}, [{s}, #48]",
+            "add {s}, {s}, #64",
+            "stp {a}, {b}, [{t}, #32]",
+            "stp {c}, {d}, [{t}, #48]",
+            "add {t}, {t}, #64",
+            "subs {k}, {k}, #1",
+            "b.ne 2b",
+            s = inout(reg) src => _,
+            t = inout(reg) dst => _,
+            k = inout(reg) n * PAGE_SIZE / 64 => _,
+            a = out(reg) _,
+            b = out(reg) _,
+            c = out(reg) _,
+            d = out(reg) _,
+            options(nostack)
+        )
+    };
+}
+
 /// Bytes one `DC ZVA` zeroes here, 0 where zeroing uses plain stores.
 pub fn zva_block_bytes() -> usize {
     ZVA_BLOCK.load(Ordering::Relaxed)
@@ -345,13 +388,7 @@ impl MmEnv for KernelPt {
     fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize) {
         // SAFETY: both ranges are RAM in the linear map; `to` is a new folio only the
         // caller holds, `from` is only read (its other mappings are read-only).
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                phys_to_virt(from).as_ptr::<u8>(),
-                phys_to_virt(to).as_ptr::<u8>(),
-                n * PAGE_SIZE,
-            )
-        };
+        unsafe { copy(from, to, n) };
     }
 
     fn write_page(&self, pa: PhysAddr, data: &[u8]) {
