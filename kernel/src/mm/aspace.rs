@@ -125,6 +125,12 @@ pub(super) fn batches_of(
     })
 }
 
+/// Drop what unmapping one record took (a copy-on-write's replaced page): its
+/// pages' map counts and references, folio by folio.
+pub(super) fn release_one(r: Unmapped) {
+    folio::for_each_folio(r.pa, r.pages, |f, first, n| f.unmap(first, n));
+}
+
 /// Drop what an unmap returned: one map count and one reference per page, folio by
 /// folio. Records of consecutive frames are merged first (an unmap without contiguous
 /// blocks returns one record per page), so a folio unmapped whole is accounted in one

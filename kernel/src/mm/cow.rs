@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::aspace::{release, Mm, MmEnv};
+use super::aspace::{pte_attrs, release, release_one, Mm, MmEnv};
 use super::fault::{map_error, FaultError};
 use super::folio::{self, Folio};
 use super::mthp;
@@ -56,8 +56,7 @@ impl<E: MmEnv> Mm<E> {
         }
         if copy_folio {
             if let Some(base) = whole {
-                if let Some(new) = folio::alloc_anon(self.env(), f.order()) {
-                    self.env().copy_pages(f.head(), new.head(), n);
+                if let Some(new) = folio::alloc_anon_copy(self.env(), f.order(), f.head()) {
                     drop(f);
                     let records = match self.tables.unmap(base, n) {
                         Ok(r) => r,
@@ -75,18 +74,28 @@ impl<E: MmEnv> Mm<E> {
             }
         }
         drop(f);
-        let new = folio::alloc_anon(self.env(), 0).ok_or(FaultError::Oom)?;
-        self.env().copy_pages(old, new.head(), 1);
-        // Unmapping one page of a 2 MiB block splits it, which needs a table.
-        match self.tables.unmap(page, 1) {
-            Ok(records) => release(records),
+        let new = folio::alloc_anon_copy(self.env(), 0, old).ok_or(FaultError::Oom)?;
+        // The copy replaces the old page in one break-before-make, mapped dirty (the
+        // faulting store is a write); exclusive before any entry maps it.
+        let nf = Folio::lock(new.head());
+        nf.set_exclusive(0, 1, true);
+        // Replacing one page of a 2 MiB block splits it, which needs a table.
+        match self
+            .tables
+            .replace_page(page, new.head(), pte_attrs(vma.prot), true)
+        {
+            Ok(gone) => {
+                nf.map(0, 1);
+                drop(nf.put(1));
+                release_one(gone);
+            }
             Err(e) => {
-                drop(Folio::lock(new.head()).put(1));
+                drop(nf.put(1));
                 return Err(map_error(e));
             }
         }
         super::collapse::hint(self, page);
-        self.map_folio(page, new, 0, 1, vma.prot, true)
+        Ok(())
     }
 
     /// Where folio `f` would sit if this address space maps all of it around `page`

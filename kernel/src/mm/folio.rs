@@ -601,8 +601,23 @@ pub fn merge(head: PhysAddr, order: usize) -> Result<Locked, MergeError> {
 /// with `put(1)` once the pages are mapped); `env` zeroes its pages.
 #[cfg(any(target_os = "none", test))]
 pub fn alloc_anon<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
+    let f = alloc_anon_frames(order)?;
+    env.zero_pages(f.head, 1 << order);
+    Some(f)
+}
+
+/// An anonymous folio of `order` holding a copy of the pages from `from` (copy-on-write:
+/// not zeroed first, every byte is overwritten), with the allocation's reference.
+#[cfg(any(target_os = "none", test))]
+pub fn alloc_anon_copy<E: MmEnv>(env: &E, order: usize, from: PhysAddr) -> Option<Folio> {
+    let f = alloc_anon_frames(order)?;
+    env.copy_pages(from, f.head, 1 << order);
+    Some(f)
+}
+
+#[cfg(any(target_os = "none", test))]
+fn alloc_anon_frames(order: usize) -> Option<Folio> {
     let head = frames().alloc(order)?;
-    env.zero_pages(head, 1 << order);
     let f = Folio { head };
     f.meta(0).set(flags::ANON, true);
     mthp::stats(order).nr_anon.fetch_add(1, Ordering::Relaxed);

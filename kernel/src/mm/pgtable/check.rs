@@ -45,7 +45,8 @@
 //!   - per page of every touched block, comparing the state before the operation with
 //!     the state after (AF and dirty read as the block-wide OR for contiguous blocks):
 //!     only unmapping operations remove mappings, only mapping operations create them,
-//!     no output address changes under a live mapping, and AF and dirty state are lost
+//!     no output address changes under a live mapping (except by `replace_page`, whose
+//!     break the store-level rule has checked), and AF and dirty state are lost
 //!     only by the operations that clear them;
 //!   - every writable or DBM user entry (level 3, or a level-2 block) in the
 //!     operation's range maps an anon-exclusive page, when the environment knows
@@ -75,6 +76,8 @@ pub(crate) enum OpKind {
     Map,
     MapPmd,
     Unmap,
+    /// One page's frame replaced by another, by break-before-make (copy-on-write).
+    Replace,
     SplitAt,
     Protect,
     Wrprotect,
@@ -92,6 +95,12 @@ impl OpKind {
 
     fn may_unmap(self) -> bool {
         self == OpKind::Unmap
+    }
+
+    /// The output address may differ between the operation's start and end (the
+    /// store-level rules still require the break: invalid entry, TLBI, DSB, new one).
+    fn may_replace(self) -> bool {
+        self == OpKind::Replace
     }
 
     fn may_clean(self) -> bool {
@@ -460,7 +469,7 @@ impl Checker {
                 (false, true) if !kind.may_map() => {
                     Some("mapping created by an operation that only changes entries")
                 }
-                (true, true) if b.output_addr() != a.output_addr() => {
+                (true, true) if b.output_addr() != a.output_addr() && !kind.may_replace() => {
                     Some("output address changed under a live mapping")
                 }
                 (true, true) if b.is_dirty() && !a.is_dirty() && !kind.may_clean() => {

@@ -257,6 +257,23 @@ pub(crate) fn change_single<E: PtEnv>(
     true
 }
 
+/// `replace_page` on a level-3 table: unfold the block of `va`, clear its entry,
+/// TLBI + DSB, write `new`. Returns the old mapping.
+pub(crate) fn replace_pte<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    table: Table<'_>,
+    va: VirtAddr,
+    new: Pte,
+) -> Unmapped {
+    unfold_l3c(ctx, ContBlock::containing(table, va));
+    let slot = table.slot_of(va);
+    let (old, _) = ctx.store(slot, Write::Swap(Pte::INVALID));
+    assert!(old.is_valid(), "replace_page at {va:?}: nothing mapped");
+    ctx.invalidate_now(va, 1);
+    ctx.store(slot, Write::Swap(new));
+    Unmapped::new(va, old, 1)
+}
+
 /// Applies `change` to one entry (nothing if it is invalid). Returns the old value.
 fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
     let (old, new) = ctx.store(slot, Write::Update(change));

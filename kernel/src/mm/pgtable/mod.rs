@@ -364,6 +364,38 @@ impl<E: PtEnv> AddressSpace<E> {
         })
     }
 
+    /// Maps the page `pa` at `va` in place of the page mapped there, and returns what
+    /// that was (copy-on-write, Linux's `ptep_clear_flush` + `set_pte_at`): the old
+    /// entry is cleared (its contiguous block unfolded, a 2 MiB block around it split
+    /// first), invalidated with a TLBI and a DSB, and only then is the new entry
+    /// written, dirty if `dirty`: break-before-make, since the output address changes
+    /// (Arm ARM, "Using break-before-make when updating translation table entries";
+    /// the checker verifies the sequence). Fails, before changing anything, only if a
+    /// split needs a table.
+    #[track_caller]
+    pub fn replace_page(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        attrs: PteAttrs,
+        dirty: bool,
+    ) -> Result<Unmapped, MapError> {
+        let va = va.align_down(PAGE_SIZE);
+        let end = range_end(va, 1);
+        let new = if dirty {
+            Pte::page(pa, attrs).mkdirty()
+        } else {
+            Pte::page(pa, attrs)
+        };
+        self.op(OpKind::Replace, va, end, |ctx, cursor| {
+            split_cut_blocks(ctx, cursor, va, end)?;
+            let Found::Ptes(table) = cursor.find(ctx.env, va) else {
+                panic!("replace_page at {va:?}: nothing mapped");
+            };
+            Ok(contpte::replace_pte(ctx, table, va, new))
+        })
+    }
+
     /// Splits the 2 MiB block that `va` falls inside (not at its start), if any, into
     /// a table of contiguous blocks mapping the same pages: what a VMA boundary at `va`
     /// needs before anything else changes (the only way this fails is a table
