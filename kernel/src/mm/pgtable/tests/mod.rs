@@ -396,6 +396,51 @@ fn range_tlbi_boundary_through_the_layer() {
 
 // ---- 2 MiB blocks and tables ----
 
+/// Copy-on-write's replace: the block around the page is unfolded, the old entry is
+/// cleared and invalidated before the new one is written (the checker verifies the
+/// break), the neighbours keep their frames, and the new entry is dirty. Inside a
+/// 2 MiB block it is split first. Every mode, both feature sets.
+#[test]
+fn replace_page_breaks_before_make_and_keeps_the_neighbours() {
+    for mode in [ContMode::On, ContMode::Naive, ContMode::Off] {
+        for features in [SW, HW] {
+            let mut asp = new_asp(mode, features);
+            let pa = map_folio(&mut asp, page(0), 4, RO);
+            let new = asp.env().alloc_folio(0);
+            let before = stats(&asp);
+            let gone = asp.replace_page(page(5), new, RW, true).unwrap();
+            assert_eq!(
+                (gone.va, gone.pa, gone.pages),
+                (page(5), pa.add(5 * PAGE_SIZE), 1)
+            );
+            let w = walk(&asp, page(5)).unwrap();
+            assert!(w.pa == new && w.pte.is_dirty() && w.pte.is_writable() && !w.pte.is_cont());
+            assert_eq!(walk(&asp, page(6)).unwrap().pa, pa.add(6 * PAGE_SIZE));
+            assert!(
+                !walk(&asp, page(6)).unwrap().pte.is_cont(),
+                "the block is unfolded"
+            );
+            let tlbis = stats(&asp).tlbi_page + stats(&asp).tlbi_range;
+            assert!(
+                tlbis > before.tlbi_page + before.tlbi_range,
+                "the old entry was invalidated"
+            );
+            model::translate(asp.env(), asp.root(), page(5), WRITE).unwrap();
+
+            let big = asp.env().alloc_folio(9);
+            asp.map_pmd(page(512), big, RO).unwrap();
+            let gone = asp.replace_page(page(512 + 77), new, RW, false).unwrap();
+            assert_eq!(gone.pa, big.add(77 * PAGE_SIZE));
+            assert_eq!(stats(&asp).pmd_splits, 1);
+            assert_eq!(
+                walk(&asp, page(512 + 78)).unwrap().pa,
+                big.add(78 * PAGE_SIZE)
+            );
+            assert!(!walk(&asp, page(512 + 77)).unwrap().pte.is_dirty());
+        }
+    }
+}
+
 #[test]
 fn pmd_block_maps_splits_into_contiguous_blocks_and_unmaps() {
     for mode in [ContMode::On, ContMode::Naive, ContMode::Off] {
