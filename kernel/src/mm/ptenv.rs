@@ -312,6 +312,10 @@ impl PtEnv for KernelPt {
     fn counters(&self) -> &Counters {
         &COUNTERS
     }
+
+    fn cpu(&self) -> usize {
+        crate::percpu::this_cpu().index
+    }
 }
 
 /// The page tables of one user address space, with the ASID they own for their life.

@@ -157,7 +157,7 @@ fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     if relaxed {
         ctx.flush_later(blk.va(), CONT_SIZE);
     }
-    Counters::bump(&ctx.env.counters().converts, 1);
+    Counters::bump(&ctx.counters().converts, 1);
 }
 
 /// Folds a block if it qualifies (see the module docs). Returns whether it did.
@@ -167,7 +167,7 @@ pub(crate) fn try_fold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -
         return false;
     }
     convert_l3c(ctx, blk, true);
-    Counters::bump(&ctx.env.counters().folds, 1);
+    Counters::bump(&ctx.counters().folds, 1);
     true
 }
 
@@ -185,7 +185,7 @@ pub(crate) fn unfold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) {
     assert!(blk.va().is_aligned(CONT_SIZE));
     if blk.is_cont() {
         convert_l3c(ctx, blk, false);
-        Counters::bump(&ctx.env.counters().unfolds, 1);
+        Counters::bump(&ctx.counters().unfolds, 1);
     }
 }
 
@@ -200,7 +200,7 @@ fn map_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, first: Pte) {
     blk.store(ctx, |i| {
         Write::Swap(first.with_output_addr(first.output_addr().add(i * PAGE_SIZE)))
     });
-    Counters::bump(&ctx.env.counters().cont_maps, 1);
+    Counters::bump(&ctx.counters().cont_maps, 1);
 }
 
 /// Applies `change` to every entry of a contiguous block in place, without unfolding.

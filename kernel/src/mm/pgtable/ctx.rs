@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, PAGE_SIZE, PMD_SIZE, PTRS_PER_TABLE};
 
 use super::check::{Checker, OpKind, TlbiScope};
-use super::counters::Counters;
+use super::counters::{self, Counters, CpuCounters};
 use super::cursor::{Cursor, Found, Slot, Table};
 use super::desc::{entry_size, Kind, Level, LAST_LEVEL};
 use super::desc::{Change, Pte};
@@ -93,8 +93,10 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
     /// by this operation (inside the operation's range, which it has walked already,
     /// so walking the hull again at the end costs no more than the operation did).
     maybe_empty: Option<(VirtAddr, VirtAddr)>,
-    /// Descriptor stores so far, added to the shared counter once, in `finish`.
+    /// Descriptor stores so far, added to the counter once, in `finish`.
     written: u64,
+    /// This CPU's counters (`counters`' module doc).
+    counters: &'a CpuCounters,
 }
 
 impl<'a, E: PtEnv> Ctx<'a, E> {
@@ -121,6 +123,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
             pending: None,
             maybe_empty: None,
             written: 0,
+            counters: counters::here(env),
         }
     }
 
@@ -136,7 +139,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
                 va = va.align_down(skip).add(skip);
             }
         }
-        Counters::bump(&self.env.counters().entries_written, self.written);
+        Counters::bump(&self.counters().entries_written, self.written);
         if self.check.is_enabled() {
             self.check.end_op(self.env, self.root);
         }
@@ -201,6 +204,11 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         out
     }
 
+    /// This CPU's counters.
+    pub fn counters(&self) -> &'a CpuCounters {
+        self.counters
+    }
+
     /// Records that `[va, va + bytes)` needs a TLBI before the operation completes.
     pub fn flush_later(&mut self, va: VirtAddr, bytes: usize) {
         let end = va.add(bytes);
@@ -215,7 +223,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// ASID for ranges too large for either. TLBIs are broadcast (inner shareable) and
     /// ASID-tagged because every user entry is nG.
     pub fn invalidate_now(&mut self, va: VirtAddr, pages: usize) {
-        let counters = self.env.counters();
+        let counters = self.counters();
         match tlbi_plan(self.features.range_tlbi, pages) {
             TlbiPlan::Asid => {
                 self.env.tlb().asid(self.asid);
@@ -244,7 +252,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// walk-cache entries of the tables on the way to `va`.
     pub fn tlbi_page(&mut self, va: VirtAddr, last_level: bool) {
         self.env.tlb().page(self.asid, va, last_level);
-        Counters::bump(&self.env.counters().tlbi_page, 1);
+        Counters::bump(&self.counters().tlbi_page, 1);
         if self.check.is_enabled() {
             self.check.on_tlbi(TlbiScope::Page { va, last_level });
         }
@@ -260,7 +268,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// DSB: the TLBIs before it have completed on every CPU.
     pub fn dsb(&mut self) {
         self.env.tlb().dsb();
-        Counters::bump(&self.env.counters().dsb, 1);
+        Counters::bump(&self.counters().dsb, 1);
         if self.check.is_enabled() {
             self.check.on_dsb();
         }
@@ -270,7 +278,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     /// table is freed again if the operation leaves it empty.
     pub fn alloc_table(&mut self, va: VirtAddr) -> Result<PhysAddr, MapError> {
         let pa = self.env.alloc_table().ok_or(MapError::NoMemory)?;
-        Counters::bump(&self.env.counters().tables_allocated, 1);
+        Counters::bump(&self.counters().tables_allocated, 1);
         self.note_maybe_empty(va);
         Ok(pa)
     }
@@ -279,7 +287,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         if self.check.is_enabled() {
             self.check.on_free_table(pa);
         }
-        Counters::bump(&self.env.counters().tables_freed, 1);
+        Counters::bump(&self.counters().tables_freed, 1);
         self.env.free_table(pa);
     }
 
@@ -349,16 +357,16 @@ fn write_entry(entry: &AtomicU64, write: Write) -> Result<(Pte, Pte), Pte> {
 pub fn flush_all_asids<E: PtEnv>(env: &E) {
     env.tlb().all();
     env.tlb().dsb();
-    Counters::bump(&env.counters().tlbi_all, 1);
-    Counters::bump(&env.counters().dsb, 1);
+    Counters::bump(&counters::here(env).tlbi_all, 1);
+    Counters::bump(&counters::here(env).dsb, 1);
 }
 
 /// TLBI ASIDE1IS + DSB outside any operation, when an address space goes away.
 pub(crate) fn flush_asid<E: PtEnv>(env: &E, asid: Asid) {
     env.tlb().asid(asid);
     env.tlb().dsb();
-    Counters::bump(&env.counters().tlbi_asid, 1);
-    Counters::bump(&env.counters().dsb, 1);
+    Counters::bump(&counters::here(env).tlbi_asid, 1);
+    Counters::bump(&counters::here(env).dsb, 1);
 }
 
 /// Walks to the entry of `va` at `target` (2 or 3), allocating missing tables on

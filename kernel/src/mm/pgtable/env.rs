@@ -107,4 +107,9 @@ pub trait PtEnv {
     fn features(&self) -> Features;
     /// Where the layer counts its work.
     fn counters(&self) -> &Counters;
+    /// The index of the CPU running this code (its slot in the counters); a machine
+    /// with one CPU answers 0.
+    fn cpu(&self) -> usize {
+        0
+    }
 }

@@ -201,7 +201,7 @@ impl<E: PtEnv> AddressSpace<E> {
             "hardware dirty state without hardware AF"
         );
         let root = env.alloc_table().ok_or(MapError::NoMemory)?;
-        counters::Counters::bump(&env.counters().tables_allocated, 1);
+        counters::Counters::bump(&counters::here(&env).tables_allocated, 1);
         Ok(AddressSpace {
             env,
             root,
@@ -627,7 +627,7 @@ impl<E: PtEnv> Drop for AddressSpace<E> {
             .expect("whole-space unmap splits nothing");
         ctx::flush_asid(&self.env, self.asid);
         self.env.free_table(self.root);
-        counters::Counters::bump(&self.env.counters().tables_freed, 1);
+        counters::Counters::bump(&counters::here(&self.env).tables_freed, 1);
     }
 }
 

@@ -81,7 +81,7 @@ pub(crate) fn split_l2<E: PtEnv>(
     ctx.publish_barrier();
     ctx.store(slot, Write::Swap(Pte::table(table_pa)));
     cursor.forget_below(PMD_LEVEL);
-    Counters::bump(&ctx.env.counters().pmd_splits, 1);
+    Counters::bump(&ctx.counters().pmd_splits, 1);
     Ok(())
 }
 
