@@ -76,6 +76,7 @@ pub(crate) enum OpKind {
     MapPmd,
     Unmap,
     SplitAt,
+    UnfoldEdges,
     Protect,
     Wrprotect,
     ClearYoungDirty,

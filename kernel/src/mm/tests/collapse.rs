@@ -41,7 +41,7 @@ const HW: Features = Features {
 };
 
 /// Only the sizes of `orders` are `always`, top-level `never`.
-fn only(orders: &[usize]) {
+pub(super) fn only(orders: &[usize]) {
     mthp::POLICY.set_top(TopSetting::Never);
     for o in mthp::MTHP_ORDERS {
         let s = if orders.contains(&o) {
@@ -61,7 +61,7 @@ fn env() -> HostMm {
 }
 
 /// A read-write mapping of `len` bytes aligned to `align`.
-fn region(mm: &mut Mm<HostMm>, len: usize, align: usize) -> VirtAddr {
+pub(super) fn region(mm: &mut Mm<HostMm>, len: usize, align: usize) -> VirtAddr {
     let va = VirtAddr(WINDOW).align_up(align);
     mm.mmap(va.as_u64(), len as u64, VmProt::READ_WRITE, MAP_FIXED)
         .expect("mmap");
@@ -70,7 +70,7 @@ fn region(mm: &mut Mm<HostMm>, len: usize, align: usize) -> VirtAddr {
 
 /// Store byte `pattern(i)` at the start of page `i` of `[va, va + pages)`, faulting
 /// pages in in the order given.
-fn write_pages(mm: &mut Mm<HostMm>, va: VirtAddr, pages: impl Iterator<Item = usize>) {
+pub(super) fn write_pages(mm: &mut Mm<HostMm>, va: VirtAddr, pages: impl Iterator<Item = usize>) {
     for i in pages {
         let at = va.add(i * PAGE_SIZE);
         if mm.tables.get(at).is_none_or(|l| !l.pte.is_writable()) {
@@ -81,12 +81,17 @@ fn write_pages(mm: &mut Mm<HostMm>, va: VirtAddr, pages: impl Iterator<Item = us
     }
 }
 
-fn pattern(i: usize) -> u8 {
+pub(super) fn pattern(i: usize) -> u8 {
     (i % 251 + 1) as u8
 }
 
 /// Page `i` holds `pattern(i)` if written, zero if not.
-fn check_pages(mm: &Mm<HostMm>, va: VirtAddr, pages: usize, written: impl Fn(usize) -> bool) {
+pub(super) fn check_pages(
+    mm: &Mm<HostMm>,
+    va: VirtAddr,
+    pages: usize,
+    written: impl Fn(usize) -> bool,
+) {
     for i in 0..pages {
         let at = va.add(i * PAGE_SIZE);
         let got = mm
@@ -100,7 +105,7 @@ fn check_pages(mm: &Mm<HostMm>, va: VirtAddr, pages: usize, written: impl Fn(usi
 }
 
 /// After the address spaces are gone every frame is back.
-fn all_back(mms: impl IntoIterator<Item = Mm<HostMm>>) {
+pub(super) fn all_back(mms: impl IntoIterator<Item = Mm<HostMm>>) {
     for mm in mms {
         drop(mm);
     }
@@ -108,7 +113,7 @@ fn all_back(mms: impl IntoIterator<Item = Mm<HostMm>>) {
     assert_eq!(f.free_frames(), f.managed_frames(), "frames not back");
 }
 
-fn leaf(mm: &Mm<HostMm>, va: VirtAddr) -> Leaf {
+pub(super) fn leaf(mm: &Mm<HostMm>, va: VirtAddr) -> Leaf {
     mm.tables.get(va).expect("mapped")
 }
 

@@ -12,9 +12,11 @@
 //!   end every address space is dropped and every frame must be back.
 //! * `props.rs`: property tests, random sequences of these operations;
 //! * `regress.rs`: one sequence per class of bug the properties find;
-//! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits.
+//! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits;
+//! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard).
 
 mod collapse;
+mod lazyfree;
 mod props;
 mod regress;
 
