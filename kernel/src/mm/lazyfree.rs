@@ -80,6 +80,7 @@ use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
 use super::pgtable::{Leaf, Pte};
+use super::addr::PMD_SIZE;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Entries in a contiguous block (64 KiB of 4 KiB pages).
@@ -378,9 +379,15 @@ impl<E: MmEnv> Mm<E> {
     pub(super) fn lazyfree(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
         let owner = self.tables.root();
         for (a, b) in batches(start, end) {
-            // Only the folios of the batch's first and last page can stick out of it.
-            self.split_if_cut(a, a, b);
-            self.split_if_cut(VirtAddr(b.as_u64() - PAGE_SIZE as u64), a, b);
+            // Only the folios of the batch's first and last page can stick out of it,
+            // and only at an end off a 2 MiB boundary: a folio is mapped at an address
+            // aligned to its size (faults, copy-on-write and collapse place it so).
+            if !a.is_aligned(PMD_SIZE) {
+                self.split_if_cut(a, a, b);
+            }
+            if !b.is_aligned(PMD_SIZE) {
+                self.split_if_cut(VirtAddr(b.as_u64() - PAGE_SIZE as u64), a, b);
+            }
             self.tables
                 .clear_young_dirty(a, pages(a, b))
                 .map_err(|_| ENOMEM)?;
@@ -411,7 +418,9 @@ impl<E: MmEnv> Mm<E> {
     /// split it so that its covered pages are whole folios (module doc: marking): the
     /// blocks cut by the covered range are unfolded first. Anything else (a shared
     /// folio, no table for splitting a 2 MiB block) leaves the folio as it is, for the
-    /// marking loop to skip.
+    /// marking loop to skip. Out of line: it is the rare path, kept out of the
+    /// marking loop's code.
+    #[inline(never)]
     fn split_if_cut(&mut self, at: VirtAddr, a: VirtAddr, b: VirtAddr) {
         let Some(leaf) = self.tables.get(at) else {
             return;
