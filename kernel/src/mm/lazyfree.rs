@@ -1,27 +1,27 @@
 //! Lazy free (MADV_FREE) of whole folios, and discarding them whole (seed 002).
 //!
-//! **Marking.** `MADV_FREE` works in 2 MiB batches of the range. Only the folios of a
-//! batch's first and last page can stick out of it (one mapped in part elsewhere is
-//! queued for deferred split, hence not exclusive). Such a folio, if exclusive to
-//! this address space (the test below), is split first (`split_if_cut`,
-//! `lazyfree_split` and Linux's per-size `split`): the page tables go first
-//! (`unfold_edges`: the 2 MiB block and the contiguous blocks the covered range cuts
-//! are split and unfolded, so that no block maps two of the new folios), then
-//! `folio::split_cut` makes a 2 MiB folio 64 KiB folios, and those the range cuts
-//! 4 KiB ones (a 16 to 64 KiB folio: 4 KiB ones); the covered pages are now whole
-//! folios, the pages outside keep theirs, with their contiguous blocks. Splitting
-//! before the clearing below matters with `contpte=naive`, where each entry's change
-//! refolds the block and gathers its dirty state back into every entry. Then young
-//! and dirty are cleared over the batch in one batched call (`clear_young_dirty`: a
-//! contiguous block is cleared in place, never unfolded; one TLBI for the batch), and
-//! every folio that lies whole in the range and is exclusive to this address space is
-//! marked lazyfree (`flags::LAZYFREE`): every page anon-exclusive and mapped exactly
-//! once, no other reference, not queued for deferred split. This kernel knows its map
-//! counts, so exclusivity is exact (the seed's thread had to estimate it). A folio
-//! the range covers only in part and that could not be split (shared after fork, or
-//! no table to split a 2 MiB block), or a whole one that is shared, keeps its data
-//! and is not marked (counted as `lazyfree_partial_skipped` /
-//! `lazyfree_shared_skipped`); the call never fails because of one folio.
+//! **Marking.** Only the folios of the range's first and last page can stick out of
+//! it (one mapped in part elsewhere is queued for deferred split, hence not
+//! exclusive). Such a folio, if exclusive to this address space (the test below), is
+//! split before anything else changes (`split_if_cut`; `lazyfree_split` and Linux's
+//! per-size `split`): the page tables first (`unfold_edges` splits the 2 MiB block
+//! and unfolds the contiguous blocks that the covered part cuts, so that no block
+//! maps two of the new folios), then the folio (`folio::split_cut`): a 2 MiB one into
+//! 64 KiB folios and those the range cuts into 4 KiB ones, a 16 to 64 KiB one into
+//! 4 KiB ones. The covered pages are now whole folios; the pages outside keep theirs,
+//! with their contiguous blocks. (Splitting before the clearing below matters with
+//! `contpte=naive`, where each entry's change refolds the block and gathers its dirty
+//! state back into every entry.) Then, per 2 MiB batch, young and dirty are cleared
+//! in one batched call (`clear_young_dirty`: a contiguous block is cleared in place,
+//! never unfolded; one TLBI for the batch), and every folio that lies whole in the
+//! range and is exclusive to this address space is marked lazyfree
+//! (`flags::LAZYFREE`): every page anon-exclusive and mapped exactly once, no other
+//! reference, not queued for deferred split. This kernel knows its map counts, so
+//! exclusivity is exact (the seed's thread had to estimate it). A partly covered
+//! folio that could not be split (shared after fork, or no table for splitting a
+//! 2 MiB block), or a whole one that is shared, keeps its data and is not marked
+//! (counted as `lazyfree_partial_skipped` / `lazyfree_shared_skipped`); the call never
+//! fails because of one folio.
 //!
 //! **Discarding** (`reclaim_lazyfree`: MADV_PAGEOUT on a range, and the reclaim pass of
 //! `reclaim` for one folio): for runs of marked folios lying whole in the range, one
@@ -76,11 +76,11 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::addr::PMD_SIZE;
 use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
 use super::pgtable::{Leaf, Pte};
-use super::addr::PMD_SIZE;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Entries in a contiguous block (64 KiB of 4 KiB pages).
@@ -378,16 +378,17 @@ impl<E: MmEnv> Mm<E> {
     /// MADV_FREE of `[start, end)`, one VMA piece (module doc: marking).
     pub(super) fn lazyfree(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
         let owner = self.tables.root();
+        // Only the folios of the range's first and last page can stick out of it (an
+        // exclusive folio is mapped in one piece), and not at a 2 MiB boundary: a folio
+        // is mapped at an address aligned to its size (faults, copy-on-write and
+        // collapse place it so).
+        if !start.is_aligned(PMD_SIZE) {
+            self.split_if_cut(start, start, end);
+        }
+        if !end.is_aligned(PMD_SIZE) {
+            self.split_if_cut(VirtAddr(end.as_u64() - PAGE_SIZE as u64), start, end);
+        }
         for (a, b) in batches(start, end) {
-            // Only the folios of the batch's first and last page can stick out of it,
-            // and only at an end off a 2 MiB boundary: a folio is mapped at an address
-            // aligned to its size (faults, copy-on-write and collapse place it so).
-            if !a.is_aligned(PMD_SIZE) {
-                self.split_if_cut(a, a, b);
-            }
-            if !b.is_aligned(PMD_SIZE) {
-                self.split_if_cut(VirtAddr(b.as_u64() - PAGE_SIZE as u64), a, b);
-            }
             self.tables
                 .clear_young_dirty(a, pages(a, b))
                 .map_err(|_| ENOMEM)?;
@@ -413,8 +414,8 @@ impl<E: MmEnv> Mm<E> {
         Ok(())
     }
 
-    /// If the batch `[a, b)` covers only part of the large folio mapped at `at` (in the
-    /// batch) and the folio is exclusive to this address space (the test for marking),
+    /// If `[a, b)` covers only part of the large folio mapped at `at` (in the range)
+    /// and the folio is exclusive to this address space (the test for marking),
     /// split it so that its covered pages are whole folios (module doc: marking): the
     /// blocks cut by the covered range are unfolded first. Anything else (a shared
     /// folio, no table for splitting a 2 MiB block) leaves the folio as it is, for the
