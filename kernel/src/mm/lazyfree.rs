@@ -440,14 +440,14 @@ impl<E: MmEnv> Mm<E> {
         let hi = head_va.add(n * PAGE_SIZE).min(b);
         let first = lo.offset_from(head_va) / PAGE_SIZE;
         let last = hi.offset_from(head_va) / PAGE_SIZE;
+        if n == 1 || (first == 0 && last == n) || !exclusive_once(&f) {
+            return;
+        }
         let maps = |va: VirtAddr, k: usize| {
             self.tables
                 .get(va)
                 .is_some_and(|l| l.pa_of(va) == f.page(k))
         };
-        if n == 1 || (first == 0 && last == n) || !exclusive_once(&f) {
-            return;
-        }
         if !maps(lo, first) || !maps(VirtAddr(hi.as_u64() - PAGE_SIZE as u64), last - 1) {
             return;
         }
