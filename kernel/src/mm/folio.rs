@@ -688,7 +688,12 @@ pub fn shrink_deferred() -> usize {
             requeue(f);
             continue;
         }
-        split(f);
+        split(f, 1, |part| {
+            let mapped = (0..part.nr_pages())
+                .filter(|&i| part.mapcount(i) > 0)
+                .count();
+            mapped > 0 && mapped < part.nr_pages()
+        });
         s.split.fetch_add(1, Ordering::Relaxed);
         done += 1;
     }
@@ -705,11 +710,52 @@ fn requeue(f: Locked) {
         .fetch_add(1, Ordering::Relaxed);
 }
 
-/// Split the locked `f` (refcount == total map count + the shrinker's reference): into
-/// 64 KiB folios, then the partially mapped ones into 4 KiB folios; every resulting
-/// folio no one maps is freed, the others are unlocked.
-fn split(f: Locked) {
+/// Split the locked, exclusive `f` that an operation covers only in part, its pages
+/// `covered` (MADV_FREE of part of a folio, `lazyfree`), so that the covered pages
+/// become whole folios: a folio above 64 KiB into 64 KiB folios and those the range
+/// cuts into 4 KiB ones, a smaller one into 4 KiB folios. The caller's mapping holds
+/// every reference (refcount == total map count: no extra one is taken, none is
+/// dropped), and it has already made sure that no contiguous block or 2 MiB block
+/// maps pages of two of the resulting folios (`AddressSpace::unfold_edges`). Counts
+/// Linux's `split` for the order.
+pub fn split_cut(f: Locked, covered: core::ops::Range<usize>) {
+    assert!(
+        f.is_large()
+            && !f.is_deferred()
+            && f.refcount() == f.total_mapcount() as u32
+            && covered.start < covered.end
+            && covered.end <= f.nr_pages(),
+        "split_cut of folio {} (order {}, refcount {}, mapped {}) at pages {covered:?}",
+        f.head,
+        f.order(),
+        f.refcount(),
+        f.total_mapcount()
+    );
+    let order = f.order();
+    let (lo, hi) = (f.page(covered.start), f.page(covered.end));
+    split(f, 0, |part| {
+        let end = part.page(part.nr_pages());
+        let inside = lo <= part.head && end <= hi;
+        let outside = end <= lo || hi <= part.head;
+        !inside && !outside
+    });
+    mthp::stats(order).split.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Split the locked `f`, whose references are one per entry mapping it plus `extra`
+/// that the caller holds and gives up with it (the shrinker's, taken off the queue):
+/// into 64 KiB folios, then those `to_pages` picks into 4 KiB folios; every new folio
+/// holds one reference per entry mapping it. Each resulting folio no one maps is
+/// freed, the others are unlocked; none keeps the lazyfree mark.
+fn split(f: Locked, extra: u32, to_pages: impl Fn(Folio) -> bool) {
+    // From here on the pages' own counts and flags say everything.
     f.spread();
+    assert_eq!(
+        f.refcount(),
+        f.total_mapcount() as u32 + extra,
+        "split of folio {}: references beyond its mappings",
+        f.head
+    );
     let f = {
         let folio = f.f;
         core::mem::forget(f);
@@ -738,8 +784,7 @@ fn split(f: Locked) {
         .map(|i| Folio { head: f.page(i) })
     {
         let n = 1usize << mid;
-        let mapped_pages = (0..n).filter(|&i| sub.mapcount(i) > 0).count();
-        if mid > 0 && mapped_pages > 0 && mapped_pages < n {
+        if mid > 0 && to_pages(sub) {
             frames().split_block(sub.head, mid, 0, |p| mapped(p, 1));
             for page in (0..n).map(|i| Folio { head: sub.page(i) }) {
                 settle(page, anon);

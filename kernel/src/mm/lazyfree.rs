@@ -1,15 +1,27 @@
 //! Lazy free (MADV_FREE) of whole folios, and discarding them whole (seed 002).
 //!
-//! **Marking.** `MADV_FREE` clears young and dirty over each 2 MiB batch of the range
+//! **Marking.** Only the folios of the range's first and last page can stick out of
+//! it (one mapped in part elsewhere is queued for deferred split, hence not
+//! exclusive). Such a folio, if exclusive to this address space (the test below), is
+//! split before anything else changes (`split_if_cut`; `lazyfree_split` and Linux's
+//! per-size `split`): the page tables first (`unfold_edges` splits the 2 MiB block
+//! and unfolds the contiguous blocks that the covered part cuts, so that no block
+//! maps two of the new folios), then the folio (`folio::split_cut`): a 2 MiB one into
+//! 64 KiB folios and those the range cuts into 4 KiB ones, a 16 to 64 KiB one into
+//! 4 KiB ones. The covered pages are now whole folios; the pages outside keep theirs,
+//! with their contiguous blocks. (Splitting before the clearing below matters with
+//! `contpte=naive`, where each entry's change refolds the block and gathers its dirty
+//! state back into every entry.) Then, per 2 MiB batch, young and dirty are cleared
 //! in one batched call (`clear_young_dirty`: a contiguous block is cleared in place,
-//! never unfolded; one TLBI for the batch), then marks lazyfree (`flags::LAZYFREE`)
-//! every folio that lies whole in the range and is exclusive to this address space:
-//! every page anon-exclusive and mapped exactly once, no other reference, not queued
-//! for deferred split. This kernel knows its map counts, so exclusivity is exact (the
-//! seed's thread had to estimate it). A folio the range covers only in part, or one
-//! that is shared after fork, keeps its data and is not marked (counted as
-//! `lazyfree_partial_skipped` / `lazyfree_shared_skipped`); the call never fails
-//! because of one folio.
+//! never unfolded; one TLBI for the batch), and every folio that lies whole in the
+//! range and is exclusive to this address space is marked lazyfree
+//! (`flags::LAZYFREE`): every page anon-exclusive and mapped exactly once, no other
+//! reference, not queued for deferred split. This kernel knows its map counts, so
+//! exclusivity is exact (the seed's thread had to estimate it). A partly covered
+//! folio that could not be split (shared after fork, or no table for splitting a
+//! 2 MiB block), or a whole one that is shared, keeps its data and is not marked
+//! (counted as `lazyfree_partial_skipped` / `lazyfree_shared_skipped`); the call never
+//! fails because of one folio.
 //!
 //! **Discarding** (`reclaim_lazyfree`: MADV_PAGEOUT on a range, and the reclaim pass of
 //! `reclaim` for one folio): for runs of marked folios lying whole in the range, one
@@ -64,6 +76,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::addr::PMD_SIZE;
 use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
@@ -117,8 +130,12 @@ pub struct Stats {
     pub pgsteal: AtomicU64,
     /// Folios marked whole.
     pub marked: AtomicU64,
-    /// Folios the range covered only in part: not marked.
+    /// Folios the range covered only in part and left whole (shared, or no table to
+    /// split a 2 MiB block): not marked.
     pub partial_skipped: AtomicU64,
+    /// Exclusive folios the range covered only in part, split so that the covered
+    /// pages are whole folios, which are then marked.
+    pub split: AtomicU64,
     /// Folios not marked because the lazyfree list was full.
     pub list_full: AtomicU64,
     /// Folios shared with another address space: not marked.
@@ -144,6 +161,7 @@ pub static STATS: Stats = Stats {
     pgsteal: AtomicU64::new(0),
     marked: AtomicU64::new(0),
     partial_skipped: AtomicU64::new(0),
+    split: AtomicU64::new(0),
     list_full: AtomicU64::new(0),
     shared_skipped: AtomicU64::new(0),
     discarded_whole: AtomicU64::new(0),
@@ -161,7 +179,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 15] {
+    pub fn all(&self) -> [(&'static str, u64); 16] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -170,6 +188,7 @@ impl Stats {
             ("pgsteal", l(&self.pgsteal)),
             ("lazyfree_marked", l(&self.marked)),
             ("lazyfree_partial_skipped", l(&self.partial_skipped)),
+            ("lazyfree_split", l(&self.split)),
             ("lazyfree_list_full", l(&self.list_full)),
             ("lazyfree_shared_skipped", l(&self.shared_skipped)),
             ("lazyfree_discarded_whole", l(&self.discarded_whole)),
@@ -359,6 +378,16 @@ impl<E: MmEnv> Mm<E> {
     /// MADV_FREE of `[start, end)`, one VMA piece (module doc: marking).
     pub(super) fn lazyfree(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
         let owner = self.tables.root();
+        // Only the folios of the range's first and last page can stick out of it (an
+        // exclusive folio is mapped in one piece), and not at a 2 MiB boundary: a folio
+        // is mapped at an address aligned to its size (faults, copy-on-write and
+        // collapse place it so).
+        if !start.is_aligned(PMD_SIZE) {
+            self.split_if_cut(start, start, end);
+        }
+        if !end.is_aligned(PMD_SIZE) {
+            self.split_if_cut(VirtAddr(end.as_u64() - PAGE_SIZE as u64), start, end);
+        }
         for (a, b) in batches(start, end) {
             self.tables
                 .clear_young_dirty(a, pages(a, b))
@@ -383,6 +412,50 @@ impl<E: MmEnv> Mm<E> {
             });
         }
         Ok(())
+    }
+
+    /// If `[a, b)` covers only part of the large folio mapped at `at` (in the range)
+    /// and the folio is exclusive to this address space (the test for marking),
+    /// split it so that its covered pages are whole folios (module doc: marking): the
+    /// blocks cut by the covered range are unfolded first. Anything else (a shared
+    /// folio, no table for splitting a 2 MiB block) leaves the folio as it is, for the
+    /// marking loop to skip. Out of line: it is the rare path, kept out of the
+    /// marking loop's code.
+    #[inline(never)]
+    fn split_if_cut(&mut self, at: VirtAddr, a: VirtAddr, b: VirtAddr) {
+        let Some(leaf) = self.tables.get(at) else {
+            return;
+        };
+        let pa = leaf.pa_of(at);
+        let f = Folio::lock(pa);
+        let n = f.nr_pages();
+        let i = f.index(pa);
+        // Where page 0 would be if the folio is mapped in one piece, as every folio
+        // mapped exactly once is (checked at both ends of the cut below).
+        let Some(head_va) = at.as_u64().checked_sub((i * PAGE_SIZE) as u64) else {
+            return;
+        };
+        let head_va = VirtAddr(head_va);
+        let lo = head_va.max(a);
+        let hi = head_va.add(n * PAGE_SIZE).min(b);
+        let first = lo.offset_from(head_va) / PAGE_SIZE;
+        let last = hi.offset_from(head_va) / PAGE_SIZE;
+        if n == 1 || (first == 0 && last == n) || !exclusive_once(&f) {
+            return;
+        }
+        let maps = |va: VirtAddr, k: usize| {
+            self.tables
+                .get(va)
+                .is_some_and(|l| l.pa_of(va) == f.page(k))
+        };
+        if !maps(lo, first) || !maps(VirtAddr(hi.as_u64() - PAGE_SIZE as u64), last - 1) {
+            return;
+        }
+        if self.tables.unfold_edges(lo, last - first).is_err() {
+            return;
+        }
+        folio::split_cut(f, first..last);
+        bump(&STATS.split, 1);
     }
 
     /// Discard the clean lazyfree folios lying whole in `[start, end)`, one VMA piece

@@ -79,6 +79,7 @@ pub(crate) enum OpKind {
     /// One page's frame replaced by another, by break-before-make (copy-on-write).
     Replace,
     SplitAt,
+    UnfoldEdges,
     Protect,
     Wrprotect,
     ClearYoungDirty,

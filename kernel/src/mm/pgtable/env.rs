@@ -33,7 +33,10 @@ pub(crate) fn block_in_one_folio<E: PtEnv>(env: &E, pa: PhysAddr) -> bool {
 }
 
 impl FolioSpan {
-    /// Whether `[pa, pa + bytes)` lies inside the folio.
+    /// Whether `[pa, pa + bytes)` lies inside the folio. Inline: the fold test runs it
+    /// per entry (`contpte=naive`), and where it lands among codegen units must not
+    /// decide whether that is a call.
+    #[inline]
     pub fn contains(&self, pa: PhysAddr, bytes: usize) -> bool {
         let end = self.head.add(self.nr_pages * PAGE_SIZE);
         self.head <= pa && pa.add(bytes) <= end

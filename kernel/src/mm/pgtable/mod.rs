@@ -4,7 +4,8 @@
 //! ```text
 //! AddressSpace (this file: the API)            map / unmap / protect / wrprotect /
 //!   |                                          clear_young_dirty / make_writable /
-//!   |                                          test_and_clear_young / get / faults
+//!   |                                          test_and_clear_young / unfold_edges /
+//!   |                                          get / faults
 //!   +-- cursor.rs   walk the tables (read only)
 //!   +-- contpte.rs  level-3 entries: Contiguous bit, fold/unfold/convert, batches
 //!   +-- pmd.rs      level-2 blocks: map, change, clear, split
@@ -73,7 +74,7 @@ pub use desc::{entry_size, KernelProt, Kind, Level, MemType, Prot, Pte, PteAttrs
 pub use env::{Asid, Features, FolioSpan, PtEnv, TableEntries, Tlb};
 
 use check::OpKind;
-use contpte::PteRun;
+use contpte::{ContBlock, PteRun};
 use ctx::Ctx;
 use cursor::{Cursor, Found};
 use desc::Change;
@@ -408,6 +409,32 @@ impl<E: PtEnv> AddressSpace<E> {
         }
         self.op(OpKind::SplitAt, va, range_end(va, 1), |ctx, cursor| {
             pmd::split_l2_at(ctx, cursor, va)
+        })
+    }
+
+    /// Splits the 2 MiB block and unfolds the contiguous block that either end of the
+    /// range falls inside (not at its start), so that afterwards no block maps pages on
+    /// both sides of an end; blocks wholly inside or outside the range stay. This is what
+    /// a folio split at those ends needs first (lazyfree of part of a folio): a block
+    /// must map pages of one folio (`check.rs`, "spans two folios"), because the
+    /// hardware sets AF and dirty in whichever entry of a block it used, so the state
+    /// of two folios in one block could not be told apart. Works in every `ContMode`
+    /// (the unfold is one convert, never refolded). The only way this fails is a table
+    /// allocation for a 2 MiB split, before anything is unfolded.
+    #[track_caller]
+    pub fn unfold_edges(&mut self, va: VirtAddr, nr: usize) -> Result<(), MapError> {
+        let end = range_end(va, nr);
+        self.op(OpKind::UnfoldEdges, va, end, |ctx, cursor| {
+            split_cut_blocks(ctx, cursor, va, end)?;
+            for edge in [va, end] {
+                if edge.is_aligned(CONT_SIZE) {
+                    continue;
+                }
+                if let Found::Ptes(table) = cursor.find(ctx.env, edge) {
+                    contpte::unfold_l3c(ctx, ContBlock::containing(table, edge));
+                }
+            }
+            Ok(())
         })
     }
 

@@ -13,10 +13,12 @@
 //! * `props.rs`: property tests, random sequences of these operations;
 //! * `regress.rs`: one sequence per class of bug the properties find;
 //! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits;
-//! * `counts.rs`: folio-level counts (entire map count, exclusivity override).
+//! * `counts.rs`: folio-level counts (entire map count, exclusivity override);
+//! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard).
 
 mod collapse;
 mod counts;
+mod lazyfree;
 mod props;
 mod regress;
 

@@ -468,6 +468,43 @@ fn pmd_block_maps_splits_into_contiguous_blocks_and_unmaps() {
     }
 }
 
+/// `unfold_edges` splits the 2 MiB block and unfolds the contiguous blocks the range
+/// cuts, nothing else: ends inside blocks 96..112 and 288..304 leave the other 30
+/// blocks folded; ends on block boundaries only split the 2 MiB block; a 64 KiB folio
+/// cut in half is unfolded. Frames, AF and dirty are kept, in every mode.
+#[test]
+fn unfold_edges_unfolds_only_the_blocks_the_range_cuts() {
+    for mode in [ContMode::On, ContMode::Naive, ContMode::Off] {
+        for (lo, hi, cut) in [(100, 300, [96, 288]), (112, 288, [usize::MAX; 2])] {
+            let mut asp = new_asp(mode, HW);
+            let pa = asp.env().alloc_folio(9);
+            asp.map_pmd(page(0), pa, RW).unwrap();
+            model::translate(asp.env(), asp.root(), page(77), WRITE).unwrap();
+            let before = stats(&asp);
+            asp.unfold_edges(page(lo), hi - lo).unwrap();
+            let after = stats(&asp);
+            assert_eq!(after.pmd_splits - before.pmd_splits, 1);
+            let unfolds = if mode == ContMode::Off || lo % 16 == 0 {
+                0
+            } else {
+                2
+            };
+            assert_eq!(after.unfolds - before.unfolds, unfolds, "{mode:?}");
+            for i in 0..512 {
+                let w = walk(&asp, page(i)).unwrap();
+                let cont = mode != ContMode::Off && !cut.contains(&(i & !15));
+                assert_eq!((w.level, w.pa), (3, pa.add(i * PAGE_SIZE)));
+                assert_eq!(w.pte.is_cont(), cont, "{mode:?} page {i}");
+            }
+            assert!(asp.get(page(300)).unwrap().pte.is_dirty(), "dirty kept");
+        }
+        let mut asp = new_asp(mode, HW);
+        map_folio(&mut asp, page(0), 4, RW);
+        asp.unfold_edges(page(8), 8).unwrap();
+        assert!(block_at(&asp, page(0)).iter().all(|e| !e.is_cont()));
+    }
+}
+
 #[test]
 fn empty_tables_are_freed_and_the_root_is_kept() {
     let mut asp = new_asp(ContMode::On, SW);

@@ -1,0 +1,223 @@
+//! MADV_FREE of part of a large folio (issue 10): an exclusive folio is split so that
+//! the covered pages become whole folios (the 64 KiB parts of a 2 MiB folio outside
+//! the cut stay 64 KiB folios in contiguous blocks), those are marked, and
+//! MADV_PAGEOUT then drops exactly the covered pages; a shared folio is left whole
+//! and keeps everything. Each test runs on every `ContMode` with software and
+//! hardware dirty state; the checker runs inside every page-table operation, the
+//! folio audit after each step, and at the end every frame must be back.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::collapse::{all_back, check_pages, leaf, only, pattern, region, write_pages};
+use super::*;
+use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
+use crate::mm::folio::Folio;
+use crate::mm::lazyfree::STATS;
+
+/// `f` on a fresh machine in every contiguous mode, with and without FEAT_HAFDBS.
+fn each_machine(f: impl Fn(HostMm)) {
+    for mode in [ContMode::On, ContMode::Off, ContMode::Naive] {
+        for hw in [false, true] {
+            let _m = host::machine();
+            f(HostMm {
+                features: Features {
+                    hw_af: hw,
+                    hw_dirty: hw,
+                    range_tlbi: hw,
+                    bbml2: false,
+                },
+                mode,
+            });
+        }
+    }
+}
+
+/// A store by the CPU to each of the `n` pages from `va` (already written through
+/// `write_pages`), as the walk does it: with FEAT_HAFDBS the hardware marks the entry
+/// dirty, which `write_pages` alone does not.
+fn cpu_stores(mm: &Mm<HostMm>, va: VirtAddr, n: usize) {
+    let access = model::Access {
+        el: El::El0,
+        kind: AccessKind::Write,
+    };
+    for i in 0..n {
+        let at = va.add(i * PAGE_SIZE);
+        model::translate(mm.tables.env(), mm.tables.root(), at, access).expect("writable");
+    }
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// The folio mapped at page `i` of `va`.
+fn folio_at(mm: &Mm<HostMm>, va: VirtAddr, i: usize) -> Folio {
+    let at = va.add(i * PAGE_SIZE);
+    Folio::of(leaf(mm, at).pa_of(at))
+}
+
+fn pages(va: VirtAddr, r: core::ops::Range<usize>) -> (VirtAddr, VirtAddr) {
+    (va.add(r.start * PAGE_SIZE), va.add(r.end * PAGE_SIZE))
+}
+
+/// Half of a 64 KiB folio: it becomes 16 folios of 4 KiB, the second half is marked,
+/// and MADV_PAGEOUT drops just that half; the next folio is untouched.
+#[test]
+fn free_of_half_a_64k_folio_splits_it() {
+    each_machine(|env| {
+        only(&[4]);
+        let mut mm = Mm::new_in(&env).unwrap();
+        let va = region(&mut mm, 2 * CONT_SIZE, CONT_SIZE);
+        write_pages(&mut mm, va, 0..32);
+        cpu_stores(&mm, va, 32);
+        assert_eq!(folio_at(&mm, va, 0).order(), 4);
+        let (split, own, marked) = (
+            get(&mthp::stats(4).split),
+            get(&STATS.split),
+            get(&STATS.pglazyfree),
+        );
+        let (a, b) = pages(va, 8..16);
+        mm.madvise(a, b, MADV_FREE).unwrap();
+        assert_eq!(get(&mthp::stats(4).split), split + 1, "{env:?}");
+        assert_eq!(get(&STATS.split), own + 1);
+        assert_eq!(get(&STATS.pglazyfree), marked + 8);
+        for i in 0..16 {
+            let f = folio_at(&mm, va, i);
+            assert_eq!(f.order(), 0, "page {i}");
+            assert_eq!(f.is_lazyfree(), i >= 8, "page {i}");
+            assert!(!leaf(&mm, va.add(i * PAGE_SIZE)).pte.is_cont());
+        }
+        let next = folio_at(&mm, va, 16);
+        assert!(next.order() == 4 && !next.is_lazyfree());
+        let cont = leaf(&mm, va.add(CONT_SIZE)).pte.is_cont();
+        assert_eq!(
+            cont,
+            env.mode != ContMode::Off,
+            "the next block stays folded"
+        );
+        mm.madvise(va, va.add(2 * CONT_SIZE), MADV_PAGEOUT).unwrap();
+        check_pages(&mm, va, 32, |i| !(8..16).contains(&i));
+        all_back([mm]);
+    });
+}
+
+/// Pages 100..300 of a 2 MiB folio mapped by a level-2 block: the block is split, the
+/// folio becomes 64 KiB folios and the two cut by the range (pages 96..112 and
+/// 288..304) 4 KiB ones; the 64 KiB folios stay in contiguous blocks. The covered
+/// pages are marked and dropped by MADV_PAGEOUT. (With `contpte=naive` a change of a
+/// contiguous block's entry gathers its dirty state back into every entry, so there
+/// the covered 64 KiB folios stay dirty and are kept.)
+#[test]
+fn free_of_part_of_a_2m_folio_splits_it() {
+    each_machine(|env| {
+        only(&[9]);
+        let mut mm = Mm::new_in(&env).unwrap();
+        let va = region(&mut mm, PMD_SIZE, PMD_SIZE);
+        write_pages(&mut mm, va, 0..512);
+        cpu_stores(&mm, va, 512);
+        assert_eq!(leaf(&mm, va).level, 2);
+        let (split9, split4, own, marked) = (
+            get(&mthp::stats(9).split),
+            get(&mthp::stats(4).split),
+            get(&STATS.split),
+            get(&STATS.pglazyfree),
+        );
+        let covered = 100..300;
+        let (a, b) = pages(va, covered.clone());
+        mm.madvise(a, b, MADV_FREE).unwrap();
+        assert_eq!(get(&mthp::stats(9).split), split9 + 1, "{env:?}");
+        assert_eq!(
+            get(&mthp::stats(4).split),
+            split4,
+            "one split, of the 2 MiB folio"
+        );
+        assert_eq!(get(&STATS.split), own + 1);
+        assert_eq!(get(&STATS.pglazyfree), marked + 200);
+        let small = |i: usize| (96..112).contains(&i) || (288..304).contains(&i);
+        for i in 0..512 {
+            let f = folio_at(&mm, va, i);
+            let l = leaf(&mm, va.add(i * PAGE_SIZE));
+            assert_eq!(l.level, 3);
+            assert_eq!(f.order(), if small(i) { 0 } else { 4 }, "page {i}");
+            assert_eq!(f.is_lazyfree(), covered.contains(&i), "page {i}");
+            let cont = env.mode != ContMode::Off && !small(i);
+            assert_eq!(l.pte.is_cont(), cont, "page {i}");
+        }
+        mm.madvise(va, va.add(PMD_SIZE), MADV_PAGEOUT).unwrap();
+        let dropped = |i: usize| covered.contains(&i) && (env.mode != ContMode::Naive || small(i));
+        check_pages(&mm, va, 512, |i| !dropped(i));
+        all_back([mm]);
+    });
+}
+
+/// After fork the folio is shared: MADV_FREE of half of it in the parent leaves it
+/// whole (one folio in both address spaces) and unmarked, counted as skipped;
+/// MADV_PAGEOUT drops nothing.
+#[test]
+fn free_of_half_a_shared_64k_folio_skips_it() {
+    each_machine(|env| {
+        only(&[4]);
+        let mut mm = Mm::new_in(&env).unwrap();
+        let va = region(&mut mm, CONT_SIZE, CONT_SIZE);
+        write_pages(&mut mm, va, 0..16);
+        let child = mm.fork().unwrap();
+        let (split, own, skipped) = (
+            get(&mthp::stats(4).split),
+            get(&STATS.split),
+            get(&STATS.partial_skipped),
+        );
+        let (a, b) = pages(va, 8..16);
+        mm.madvise(a, b, MADV_FREE).unwrap();
+        assert_eq!(get(&mthp::stats(4).split), split, "{env:?}");
+        assert_eq!(get(&STATS.split), own);
+        assert_eq!(get(&STATS.partial_skipped), skipped + 1);
+        let f = folio_at(&mm, va, 0);
+        assert!(f.order() == 4 && !f.is_lazyfree());
+        assert_eq!(folio_at(&child, va, 0), f, "still shared");
+        mm.madvise(va, va.add(CONT_SIZE), MADV_PAGEOUT).unwrap();
+        for (m, i) in [&mm, &child]
+            .into_iter()
+            .flat_map(|m| (0..16).map(move |i| (m, i)))
+        {
+            let at = va.add(i * PAGE_SIZE);
+            assert_eq!(
+                host::read_byte(leaf(m, at).pa_of(at)),
+                pattern(i),
+                "page {i}"
+            );
+        }
+        audit::check([&mm, &child].into_iter()).expect("folio audit");
+        all_back([mm, child]);
+    });
+}
+
+/// With no frame left for the table that splitting the 2 MiB block needs, the folio
+/// is not split either (the page tables go first): it stays one 2 MiB folio under
+/// its block, nothing is marked, and the call fails as clearing the range's dirty
+/// state does (ENOMEM). Once memory is back the same call splits it.
+#[test]
+fn free_of_part_of_a_2m_folio_without_a_table_leaves_it_whole() {
+    each_machine(|env| {
+        only(&[9]);
+        let mut mm = Mm::new_in(&env).unwrap();
+        let va = region(&mut mm, PMD_SIZE, PMD_SIZE);
+        write_pages(&mut mm, va, 0..512);
+        let (split9, marked) = (get(&mthp::stats(9).split), get(&STATS.pglazyfree));
+        let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0)).collect();
+        let (a, b) = pages(va, 100..300);
+        let r = mm.madvise(a, b, MADV_FREE);
+        for &pa in &hoard {
+            frames().free(pa, 0);
+        }
+        assert_eq!(r, Err(crate::uapi::ENOMEM), "{env:?}");
+        assert_eq!(leaf(&mm, va).level, 2, "the block stays");
+        assert_eq!(folio_at(&mm, va, 0).order(), 9, "the folio stays whole");
+        assert_eq!(get(&mthp::stats(9).split), split9);
+        assert_eq!(get(&STATS.pglazyfree), marked);
+        mm.madvise(a, b, MADV_FREE).unwrap();
+        assert_eq!(get(&mthp::stats(9).split), split9 + 1);
+        assert_eq!(folio_at(&mm, va, 0).order(), 4);
+        check_pages(&mm, va, 512, |_| true);
+        all_back([mm]);
+    });
+}
