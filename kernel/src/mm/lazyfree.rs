@@ -318,7 +318,7 @@ fn span(at: VirtAddr, leaf: &Leaf) -> usize {
 /// Whether the locked folio may be marked or discarded: exclusive to the one mapping
 /// the caller holds the `Mm` lock of (module doc).
 fn exclusive_once(f: &folio::Locked) -> bool {
-    !f.is_deferred() && f.mapped_exactly_once() && f.all_exclusive()
+    f.exclusive_once()
 }
 
 impl<E: MmEnv> Mm<E> {
@@ -326,35 +326,38 @@ impl<E: MmEnv> Mm<E> {
     /// time in address order: `f(va of the folio's first page, folio, whole)` where
     /// `whole` says the range maps every page of it, in order. A contiguous block or a
     /// 2 MiB block maps consecutive pages of one folio (the architecture's rule, which
-    /// the checker enforces), so it is read once, not once per page.
+    /// the checker enforces), so it comes from one walk a block at a time
+    /// (`for_each_block`), not a walk per page.
     fn for_each_folio_in(
         &self,
         a: VirtAddr,
         b: VirtAddr,
         mut f: impl FnMut(VirtAddr, folio::Locked, bool),
     ) {
-        let mut va = a;
-        while va < b {
-            let Some(leaf) = self.tables.get(va) else {
-                va = va.add(PAGE_SIZE);
-                continue;
-            };
+        // The folio being gathered: its first address here, the folio, the index of
+        // that page in it, and how many consecutive pages map it so far.
+        let mut open: Option<(VirtAddr, folio::Locked, usize, usize)> = None;
+        let mut emit = |open: Option<(VirtAddr, folio::Locked, usize, usize)>| {
+            if let Some((va, lf, first, k)) = open {
+                let whole = first == 0 && k == lf.nr_pages();
+                f(va, lf, whole);
+            }
+        };
+        self.tables.for_each_block(a, b, |va, leaf, n| {
             let pa = leaf.pa_of(va);
-            let lf = Folio::lock(pa);
-            let first = lf.index(pa);
-            let left = (lf.nr_pages() - first).min(pages(va, b));
-            let mut k = span(va, &leaf).min(left);
-            while k < left {
-                let at = va.add(k * PAGE_SIZE);
-                match self.tables.get(at) {
-                    Some(l) if l.pa_of(at) == lf.page(first + k) => k += span(at, &l).min(left - k),
-                    _ => break,
+            if let Some((start, lf, first, k)) = &mut open {
+                let next = *first + *k;
+                if start.add(*k * PAGE_SIZE) == va && next + n <= lf.nr_pages() && lf.page(next) == pa {
+                    *k += n;
+                    return;
                 }
             }
-            let whole = first == 0 && k == lf.nr_pages();
-            f(va, lf, whole);
-            va = va.add(k * PAGE_SIZE);
-        }
+            emit(open.take());
+            let lf = Folio::lock(pa);
+            let first = lf.index(pa);
+            open = Some((va, lf, first, n));
+        });
+        emit(open);
     }
 
     /// Whether any entry of the `pages` pages from `va` (all mapped) satisfies `pred`

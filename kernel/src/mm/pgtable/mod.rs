@@ -623,6 +623,56 @@ impl<E: PtEnv> AddressSpace<E> {
         }
     }
 
+    /// Every mapping in `[start, end)` in address order, a block at a time:
+    /// `f(va, leaf, pages)` for a 2 MiB block (512 pages), a contiguous block lying
+    /// whole in the range (16 pages, AF and dirty gathered over it) or a single
+    /// level-3 entry (1 page), `va` being its first address. Empty tables are skipped
+    /// whole. Where `for_each_leaf` calls once per page, this calls once per block.
+    pub fn for_each_block(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+        mut f: impl FnMut(VirtAddr, Leaf, usize),
+    ) {
+        let next = |va: VirtAddr, size: usize| va.align_down(size).add(size);
+        let mut cursor = Cursor::new(self.root);
+        let mut va = start;
+        while va < end {
+            match cursor.find(&self.env, va) {
+                Found::Hole { level } => va = next(va, entry_size(level)),
+                Found::Block(slot) => {
+                    let size = entry_size(slot.level());
+                    let leaf = Leaf {
+                        pte: slot.load(),
+                        level: slot.level(),
+                    };
+                    f(va.align_down(size), leaf, size / PAGE_SIZE);
+                    va = next(va, size);
+                }
+                Found::Ptes(table) => {
+                    let table_end = table.end().min(end);
+                    while va < table_end {
+                        let (base, entries) = contpte::get_block(table, va);
+                        let block_end = base.add(CONT_SIZE);
+                        if va == base && block_end <= table_end && entries[0].is_cont() {
+                            let pte = desc::view(&entries, 0);
+                            f(va, Leaf { pte, level: desc::LAST_LEVEL }, CONT_SIZE / PAGE_SIZE);
+                            va = block_end;
+                            continue;
+                        }
+                        while va < block_end.min(table_end) {
+                            let pte = desc::view(&entries, va.offset_from(base) / PAGE_SIZE);
+                            if pte.is_valid() {
+                                f(va, Leaf { pte, level: desc::LAST_LEVEL }, 1);
+                            }
+                            va = va.add(PAGE_SIZE);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The leaf entry mapping `va`, with AF and dirty gathered over its contiguous block.
     pub fn get(&self, va: VirtAddr) -> Option<Leaf> {
         let mut cursor = Cursor::new(self.root);
