@@ -207,16 +207,31 @@ fn map_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, first: Pte) {
 /// Returns the block's gathered old value.
 fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change) -> Pte {
     assert!(blk.va().is_aligned(CONT_SIZE));
-    let changed = blk.store(ctx, |_| Write::Update(change));
     let hw_dirty = ctx.features.hw_dirty;
-    let needs_tlbi = changed
-        .iter()
-        .any(|&(before, after)| Pte::needs_tlbi(before, after, hw_dirty));
-    let old = changed.map(|(before, _)| before);
+    let (mut first, mut young, mut dirty, mut needs_tlbi) = (Pte::INVALID, false, false, false);
+    ctx.store_each(
+        blk.table,
+        blk.first,
+        CONT_PTES,
+        |_| Write::Update(change),
+        |i, before, after| {
+            if i == 0 {
+                first = before;
+            }
+            young |= before.is_young();
+            dirty |= before.is_dirty();
+            needs_tlbi |= Pte::needs_tlbi(before, after, hw_dirty);
+        },
+    );
     if needs_tlbi {
         ctx.flush_later(blk.va(), CONT_SIZE);
     }
-    view(&old, 0)
+    // The block's old value as a read sees it (`view`): AF and dirty gathered.
+    if first.is_cont() {
+        first.with_gathered(young, dirty)
+    } else {
+        first
+    }
 }
 
 /// Applies `change` to the valid entries of `[lo, hi)` in a block that is not
@@ -229,13 +244,16 @@ fn change_part<E: PtEnv>(
     change: Change,
 ) {
     let range = blk.indices(lo, hi);
-    let n = range.len();
-    let changed = blk.store_part(ctx, range, |_| Write::Update(change));
     let hw_dirty = ctx.features.hw_dirty;
-    if changed[..n]
-        .iter()
-        .any(|&(before, after)| Pte::needs_tlbi(before, after, hw_dirty))
-    {
+    let mut needs_tlbi = false;
+    ctx.store_each(
+        blk.table,
+        blk.first + range.start,
+        range.len(),
+        |_| Write::Update(change),
+        |_, before, after| needs_tlbi |= Pte::needs_tlbi(before, after, hw_dirty),
+    );
+    if needs_tlbi {
         ctx.flush_later(lo, hi.offset_from(lo));
     }
 }
@@ -386,20 +404,23 @@ pub(crate) fn protect_ptes<E: PtEnv>(
             unfold_l3c(ctx, blk);
         }
         let range = blk.indices(lo, hi);
-        let n = range.len();
         let table = blk.table;
-        let first = blk.first;
-        let changed = blk.store_part(ctx, range, |i| {
-            let pte = Pte::from_raw(table.entries[first + i].load(Ordering::Relaxed));
-            // An invalid entry is left alone by the update whatever it says.
-            let prot = if pte.is_valid() { prot_of(pte, 1) } else { ro };
-            Write::Update(Change::Protect(prot))
-        });
+        let first = blk.first + range.start;
         let hw_dirty = ctx.features.hw_dirty;
-        if changed[..n]
-            .iter()
-            .any(|&(before, after)| Pte::needs_tlbi(before, after, hw_dirty))
-        {
+        let mut needs_tlbi = false;
+        ctx.store_each(
+            table,
+            first,
+            range.len(),
+            |i| {
+                let pte = Pte::from_raw(table.entries[first + i].load(Ordering::Relaxed));
+                // An invalid entry is left alone by the update whatever it says.
+                let prot = if pte.is_valid() { prot_of(pte, 1) } else { ro };
+                Write::Update(Change::Protect(prot))
+            },
+            |_, before, after| needs_tlbi |= Pte::needs_tlbi(before, after, hw_dirty),
+        );
+        if needs_tlbi {
             ctx.flush_later(lo, hi.offset_from(lo));
         }
     }

@@ -182,26 +182,44 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         table: Table<'_>,
         first: usize,
         n: usize,
-        mut write: impl FnMut(usize) -> Write,
+        write: impl FnMut(usize) -> Write,
     ) -> [(Pte, Pte); CONT_PTES] {
         let mut out = [(Pte::INVALID, Pte::INVALID); CONT_PTES];
+        self.store_each(table, first, n, write, |i, old, new| out[i] = (old, new));
+        out
+    }
+
+    /// [`Ctx::store_block`] that hands each entry's old and new value to `seen(i, old,
+    /// new)` instead of returning them (no array to fill and copy: the batched changes
+    /// only fold them into a flag or two).
+    #[track_caller]
+    #[inline(always)]
+    pub fn store_each(
+        &mut self,
+        table: Table<'_>,
+        first: usize,
+        n: usize,
+        mut write: impl FnMut(usize) -> Write,
+        mut seen: impl FnMut(usize, Pte, Pte),
+    ) {
         if self.check.is_enabled() {
-            for (i, o) in out.iter_mut().enumerate().take(n) {
-                *o = self.store(table.slot(first + i), write(i));
+            for i in 0..n {
+                let (old, new) = self.store(table.slot(first + i), write(i));
+                seen(i, old, new);
             }
-            return out;
+            return;
         }
         let entries = &table.entries[first..first + n];
-        for (i, (entry, o)) in entries.iter().zip(out.iter_mut()).enumerate() {
-            *o = match write_entry(entry, write(i)) {
+        for (i, entry) in entries.iter().enumerate() {
+            let (old, new) = match write_entry(entry, write(i)) {
                 Ok(changed) => {
                     self.written += 1;
                     changed
                 }
                 Err(cur) => (cur, cur),
             };
+            seen(i, old, new);
         }
-        out
     }
 
     /// This CPU's counters.

@@ -651,19 +651,31 @@ impl<E: PtEnv> AddressSpace<E> {
                 }
                 Found::Ptes(table) => {
                     let table_end = table.end().min(end);
+                    let leaf = |pte| Leaf {
+                        pte,
+                        level: desc::LAST_LEVEL,
+                    };
                     while va < table_end {
-                        let (base, entries) = contpte::get_block(table, va);
+                        let base = va.align_down(CONT_SIZE);
                         let block_end = base.add(CONT_SIZE);
-                        if va == base && block_end <= table_end && entries[0].is_cont() {
-                            let pte = desc::view(&entries, 0);
-                            f(va, Leaf { pte, level: desc::LAST_LEVEL }, CONT_SIZE / PAGE_SIZE);
-                            va = block_end;
+                        let first = table.slot_of(base).load();
+                        if first.is_cont() {
+                            if va == base && block_end <= table_end {
+                                let pte = contpte::get_pte(table, base);
+                                f(va, leaf(pte), CONT_SIZE / PAGE_SIZE);
+                                va = block_end;
+                            } else {
+                                // Cut by the range: page by page, as a read sees them.
+                                f(va, leaf(contpte::get_pte(table, va)), 1);
+                                va = va.add(PAGE_SIZE);
+                            }
                             continue;
                         }
+                        // Not contiguous: each entry is what a read sees.
                         while va < block_end.min(table_end) {
-                            let pte = desc::view(&entries, va.offset_from(base) / PAGE_SIZE);
+                            let pte = table.slot_of(va).load();
                             if pte.is_valid() {
-                                f(va, Leaf { pte, level: desc::LAST_LEVEL }, 1);
+                                f(va, leaf(pte), 1);
                             }
                             va = va.add(PAGE_SIZE);
                         }
