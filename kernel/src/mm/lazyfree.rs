@@ -347,7 +347,10 @@ impl<E: MmEnv> Mm<E> {
             let pa = leaf.pa_of(va);
             if let Some((start, lf, first, k)) = &mut open {
                 let next = *first + *k;
-                if start.add(*k * PAGE_SIZE) == va && next + n <= lf.nr_pages() && lf.page(next) == pa {
+                if start.add(*k * PAGE_SIZE) == va
+                    && next + n <= lf.nr_pages()
+                    && lf.page(next) == pa
+                {
                     *k += n;
                     return;
                 }
