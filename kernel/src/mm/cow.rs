@@ -117,10 +117,11 @@ impl<E: MmEnv> Mm<E> {
         if base < vma.start || end > vma.end {
             return None;
         }
+        // A block at a time: one call for a 2 MiB block or a whole contiguous block
+        // (each maps consecutive pages of one folio), one per page otherwise.
         let mut pages = 0;
         let mut in_order = true;
-        self.tables.for_each_leaf(base, end, |va, leaf| {
-            let n = if leaf.level == 2 { 512 } else { 1 };
+        self.tables.for_each_block(base, end, |va, leaf, n| {
             pages += n;
             in_order &=
                 leaf.pa_of(va) == f.page((va.as_u64() - base.as_u64()) as usize / PAGE_SIZE);

@@ -110,10 +110,7 @@ impl<E: MmEnv> Mm<E> {
     }
 
     fn range_is_empty(&self, start: VirtAddr, n: usize) -> bool {
-        let mut empty = true;
-        self.tables
-            .for_each_leaf(start, start.add(n * PAGE_SIZE), |_, _| empty = false);
-        empty
+        self.tables.is_unmapped(start, n)
     }
 
     /// A fault on an unmapped page of `vma`: the largest folio of the `allowed` orders

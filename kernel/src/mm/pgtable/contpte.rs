@@ -70,8 +70,17 @@ impl<'a> ContBlock<'a> {
         core::array::from_fn(|i| self.slot(i).load())
     }
 
+    /// Whether the block is contiguous. Between operations a block's entries agree on
+    /// the bit (all 16 valid and contiguous, or none contiguous: the checker's rule),
+    /// and inside one the layer converts a block whole, so the first entry answers.
     fn is_cont(&self) -> bool {
-        (0..CONT_PTES).any(|i| self.slot(i).load().is_cont())
+        let cont = self.slot(0).load().is_cont();
+        debug_assert!(
+            (0..CONT_PTES).all(|i| self.slot(i).load().is_cont() == cont),
+            "block at {:?} half contiguous",
+            self.va()
+        );
+        cont
     }
 
     /// Writes the 16 entries, entry `i` with `write(i)` (`Ctx::store_block`).
@@ -163,7 +172,16 @@ fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
 /// Folds a block if it qualifies (see the module docs). Returns whether it did.
 pub(crate) fn try_fold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> bool {
     assert!(blk.va().is_aligned(CONT_SIZE));
-    if ctx.mode == ContMode::Off || !foldable(ctx.env, &blk.load()) {
+    if ctx.mode == ContMode::Off {
+        return false;
+    }
+    // The cheap refusal first: a block of a folio smaller than 64 KiB (16 and 32 KiB
+    // folios fill blocks without ever folding) needs one lookup, not 16 loads.
+    let first = blk.slot(0).load();
+    if !first.is_valid() || !block_in_one_folio(ctx.env, first.output_addr()) {
+        return false;
+    }
+    if !foldable(ctx.env, &blk.load()) {
         return false;
     }
     convert_l3c(ctx, blk, true);

@@ -64,6 +64,7 @@ mod tests;
 
 use alloc::vec::Vec;
 use core::panic::Location;
+use core::sync::atomic::Ordering;
 
 use crate::mm::addr::{PhysAddr, VirtAddr, CONT_SIZE, PAGE_SIZE, PMD_SIZE};
 
@@ -309,12 +310,11 @@ impl<E: PtEnv> AddressSpace<E> {
         assert!(pa.is_aligned(PAGE_SIZE));
         self.op(OpKind::Map, va, end, |ctx, cursor| {
             for_each_table_alloc(ctx, cursor, va, end, |_, run| {
-                let any_live = (0..run.end.offset_from(run.start) / PAGE_SIZE).any(|i| {
-                    run.table
-                        .slot_of(run.start.add(i * PAGE_SIZE))
-                        .load()
-                        .is_valid()
-                });
+                let first = run.table.index_of(run.start);
+                let n = run.end.offset_from(run.start) / PAGE_SIZE;
+                let any_live = run.table.entries[first..first + n]
+                    .iter()
+                    .any(|e| Pte::from_raw(e.load(Ordering::Relaxed)).is_valid());
                 if any_live {
                     Err(MapError::AlreadyMapped)
                 } else {
@@ -683,6 +683,36 @@ impl<E: PtEnv> AddressSpace<E> {
                 }
             }
         }
+    }
+
+    /// Whether nothing is mapped in `[va, va + nr pages)` (a fault choosing its folio
+    /// size): one walk, the level-3 entries tested straight from the table.
+    pub fn is_unmapped(&self, va: VirtAddr, nr: usize) -> bool {
+        let end = range_end(va, nr);
+        let mut cursor = Cursor::new(self.root);
+        let mut at = va;
+        while at < end {
+            match cursor.find(&self.env, at) {
+                Found::Hole { level } => {
+                    let size = entry_size(level);
+                    at = at.align_down(size).add(size);
+                }
+                Found::Block(_) => return false,
+                Found::Ptes(table) => {
+                    let stop = table.end().min(end);
+                    let first = table.index_of(at);
+                    let n = stop.offset_from(at) / PAGE_SIZE;
+                    let live = table.entries[first..first + n]
+                        .iter()
+                        .any(|e| Pte::from_raw(e.load(Ordering::Relaxed)).is_valid());
+                    if live {
+                        return false;
+                    }
+                    at = stop;
+                }
+            }
+        }
+        true
     }
 
     /// The leaf entry mapping `va`, with AF and dirty gathered over its contiguous block.

@@ -441,6 +441,29 @@ fn replace_page_breaks_before_make_and_keeps_the_neighbours() {
     }
 }
 
+/// `is_unmapped` sees single entries, contiguous blocks and 2 MiB blocks, and skips
+/// holes at every level (what a fault's choice of folio size relies on).
+#[test]
+fn is_unmapped_sees_every_kind_of_mapping() {
+    let mut asp = new_asp(ContMode::On, HW);
+    assert!(asp.is_unmapped(page(0), 4096), "an empty address space");
+    map_folio(&mut asp, page(16), 4, RW);
+    let one = asp.env().alloc_folio(0);
+    asp.map(page(40), one, 1, RW).unwrap();
+    let big = asp.env().alloc_folio(9);
+    asp.map_pmd(page(1024), big, RW).unwrap();
+    assert!(asp.is_unmapped(page(0), 16));
+    assert!(!asp.is_unmapped(page(8), 16), "the contiguous block at 16");
+    assert!(asp.is_unmapped(page(32), 8));
+    assert!(!asp.is_unmapped(page(36), 8), "the page at 40");
+    assert!(asp.is_unmapped(page(41), 512 - 41 + 512));
+    assert!(!asp.is_unmapped(page(1000), 100), "the 2 MiB block at 1024");
+    assert!(
+        asp.is_unmapped(page(1536), 1 << 18),
+        "past everything, across tables"
+    );
+}
+
 #[test]
 fn pmd_block_maps_splits_into_contiguous_blocks_and_unmaps() {
     for mode in [ContMode::On, ContMode::Naive, ContMode::Off] {
