@@ -174,6 +174,7 @@ impl Checker {
         self.enabled = enabled;
     }
 
+    #[inline]
     pub(crate) fn begin_op(
         &mut self,
         kind: OpKind,

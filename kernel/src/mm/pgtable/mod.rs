@@ -765,6 +765,13 @@ fn split_cut_blocks<E: PtEnv>(
     start: VirtAddr,
     end: VirtAddr,
 ) -> Result<(), MapError> {
+    // A range inside one level-3 table cuts no 2 MiB block: one walk, which the
+    // operation's own walk then reuses (the cursor keeps the path).
+    if let Found::Ptes(table) = cursor.find(ctx.env, start) {
+        if end <= table.end() {
+            return Ok(());
+        }
+    }
     pmd::split_l2_at(ctx, cursor, start)?;
     if end < USER_VA_END {
         pmd::split_l2_at(ctx, cursor, end)?;
