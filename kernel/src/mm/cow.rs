@@ -69,7 +69,7 @@ impl<E: MmEnv> Mm<E> {
                     mthp::stats(new.order())
                         .cow_folio_copy
                         .fetch_add(1, Ordering::Relaxed);
-                    return self.map_folio(base, new, 0, n, vma.prot, true);
+                    return self.map_folio(base, new, vma.prot, true);
                 }
             }
         }

@@ -73,35 +73,35 @@ impl<E: MmEnv> Mm<E> {
         }
     }
 
-    /// Map pages `first..first + n` of the new folio `f` at `va` (a PMD block for a
-    /// whole 2 MiB folio) and account them; the folio's allocation reference is dropped
-    /// either way. The pages are marked exclusive before any entry maps them (who may
-    /// write a page). For a write fault the pages are mapped dirty: without hardware
-    /// dirty state the faulting store would otherwise take a second fault just to mark
-    /// them.
+    /// Map the new folio `f` whole at `va` (a PMD block for a 2 MiB folio) and account
+    /// it; on failure its allocation reference, the only one, frees it. The pages are
+    /// marked exclusive before any entry maps them (who may write a page). Nobody else
+    /// can reach a new folio but through this `Mm`, so it is set up without its lock
+    /// (folio protocol, rule 1's exception). For a write fault the pages are mapped
+    /// dirty: without hardware dirty state the faulting store would otherwise take a
+    /// second fault just to mark them.
     pub(super) fn map_folio(
         &mut self,
         va: VirtAddr,
         f: Folio,
-        first: usize,
-        n: usize,
         prot: VmProt,
         write: bool,
     ) -> Result<(), FaultError> {
-        let f = Folio::lock(f.head());
-        f.set_exclusive(first, n, true);
-        let pmd = n == 512 && first == 0 && va.is_aligned(PMD as usize);
+        let n = f.nr_pages();
+        f.mark_new_exclusive();
+        let pmd = n == 512 && va.is_aligned(PMD as usize);
         let r = if pmd {
             self.tables.map_pmd(va, f.head(), pte_attrs(prot))
         } else if write {
-            self.tables.map_dirty(va, f.page(first), n, pte_attrs(prot))
+            self.tables.map_dirty(va, f.head(), n, pte_attrs(prot))
         } else {
-            self.tables.map(va, f.page(first), n, pte_attrs(prot))
+            self.tables.map(va, f.head(), n, pte_attrs(prot))
         };
-        if r.is_ok() {
-            f.map(first, n);
+        match r {
+            Ok(()) => f.account_new_mapping(),
+            // Nothing mapped it: the allocation's reference was the last.
+            Err(_) => drop(Folio::lock(f.head()).put(1)),
         }
-        drop(f.put(1));
         r.map_err(map_error)?;
         if pmd && write && prot.write && !self.env().features().hw_dirty {
             self.tables.make_writable(va, n).map_err(map_error)?;
@@ -137,7 +137,7 @@ impl<E: MmEnv> Mm<E> {
             });
             match allocated {
                 Some(f) => {
-                    self.map_folio(base, f, 0, n, vma.prot, write)?;
+                    self.map_folio(base, f, vma.prot, write)?;
                     mthp::stats(order)
                         .anon_fault_alloc
                         .fetch_add(1, Ordering::Relaxed);
@@ -159,7 +159,7 @@ impl<E: MmEnv> Mm<E> {
             }
             None => return Err(FaultError::Oom),
         };
-        self.map_folio(va.align_down(PAGE_SIZE), f, 0, 1, vma.prot, write)
+        self.map_folio(va.align_down(PAGE_SIZE), f, vma.prot, write)
     }
 
     /// Fault in every page of `[start, end)` (MAP_POPULATE, MADV_POPULATE_*).

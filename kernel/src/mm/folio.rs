@@ -39,7 +39,9 @@
 //!    count, its map counts (pages' and entire), its `ANON`, `DEFERRED` and
 //!    anon-exclusive flags (pages' and the head's overrides). Every
 //!    change of those is made through a [`Locked`] guard. Reads without the lock are
-//!    snapshots (reports, statistics). A spread writes the pages first and clears the
+//!    snapshots (reports, statistics). (A folio just allocated is reachable by nobody
+//!    else until it is mapped, and then only through the `Mm` lock its mapper holds, so
+//!    `alloc_anon` and [`Folio::account_new_mapping`] set it up unlocked.) A spread writes the pages first and clears the
 //!    folio-level state last (release), so a lock-free reader of exclusivity (mprotect,
 //!    the checker) that sees the override gone also sees the pages' flags; exclusivity
 //!    of pages an address space maps is stable under its `Mm` lock anyway (only that
@@ -223,6 +225,35 @@ impl Folio {
         } else {
             None
         }
+    }
+
+    /// Mark a folio just allocated (only the caller can reach it: rule 1's exception)
+    /// exclusive, before any entry maps it (who may write a page): for a large folio
+    /// the head's override, for a page its flag. One atomic on the head.
+    pub fn mark_new_exclusive(self) {
+        let head = self.meta(0);
+        if head.order() > 0 {
+            head.set(flags::ALL_EXCLUSIVE, true);
+        } else {
+            head.set(flags::ANON_EXCLUSIVE, true);
+        }
+    }
+
+    /// Account the one mapping of every page of a folio just allocated and mapped
+    /// whole by the caller, whose `Mm` lock is the only way to it (rule 1's
+    /// exception): the allocation's reference becomes the mapping's, counted as an
+    /// entire mapping for a large folio. Plain stores on a folio nobody else sees.
+    pub fn account_new_mapping(self) {
+        let head = self.meta(0);
+        let n = 1usize << head.order();
+        debug_assert_eq!(head.refcount.load(Ordering::Relaxed), 1, "not a new folio");
+        match self.entire() {
+            Some(entire) => entire.store(1, Ordering::Relaxed),
+            None => head.mapcount.store(1, Ordering::Relaxed),
+        }
+        head.total_mapcount.store(n as i32, Ordering::Relaxed);
+        // Release: what the page tables now show is accounted before the count says so.
+        head.refcount.store(n as u32, Ordering::Release);
     }
 
     /// Whether the folio is waiting for a deferred split.

@@ -475,6 +475,11 @@ pub(crate) fn get_block(table: Table<'_>, va: VirtAddr) -> (VirtAddr, [Pte; CONT
 
 /// Reads the entry for `va`, with AF and dirty gathered over its block if contiguous.
 pub(crate) fn get_pte(table: Table<'_>, va: VirtAddr) -> Pte {
+    let pte = table.slot_of(va).load();
+    if !pte.is_cont() {
+        // Invalid or a single entry: what it says is all (no block to gather over).
+        return pte;
+    }
     let blk = ContBlock::containing(table, va);
     view(&blk.load(), blk.indices(va, va).start)
 }

@@ -101,6 +101,7 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
 
 impl<'a, E: PtEnv> Ctx<'a, E> {
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn begin(
         env: &'a E,
         root: PhysAddr,
