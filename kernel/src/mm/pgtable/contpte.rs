@@ -146,11 +146,19 @@ fn is_whole(blk: &ContBlock<'_>, lo: VirtAddr, hi: VirtAddr) -> bool {
 /// (the rule is stated and enforced in `check.rs`).
 fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     assert!(blk.va().is_aligned(CONT_SIZE));
-    let old = blk
-        .store(ctx, |_| Write::Swap(Pte::INVALID))
-        .map(|(old, _)| old);
-    let young = old.iter().any(|o| o.is_young());
-    let dirty = old.iter().any(|o| o.is_dirty());
+    let mut old = [Pte::INVALID; CONT_PTES];
+    let (mut young, mut dirty) = (false, false);
+    ctx.store_each(
+        blk.table,
+        blk.first,
+        CONT_PTES,
+        |_| Write::Swap(Pte::INVALID),
+        |i, before, _| {
+            old[i] = before;
+            young |= before.is_young();
+            dirty |= before.is_dirty();
+        },
+    );
     if !ctx.features.bbml2 {
         ctx.invalidate_now(blk.va(), CONT_PTES);
     }
@@ -158,11 +166,14 @@ fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     // clean writable entry hardware-writable: that needs its TLBI. Not with hardware
     // dirty state, where DBM already let the hardware write.
     let may_relax = ctx.features.bbml2 && dirty && !ctx.features.hw_dirty;
-    let written = blk.store(ctx, |i| {
-        Write::Swap(old[i].with_cont(cont).with_gathered(young, dirty))
-    });
-    let relaxed = may_relax
-        && (old.iter().zip(&written)).any(|(o, &(_, new))| Pte::relaxes_permission(*o, new, false));
+    let mut relaxed = false;
+    ctx.store_each(
+        blk.table,
+        blk.first,
+        CONT_PTES,
+        |i| Write::Swap(old[i].with_cont(cont).with_gathered(young, dirty)),
+        |i, _, new| relaxed |= may_relax && Pte::relaxes_permission(old[i], new, false),
+    );
     if relaxed {
         ctx.flush_later(blk.va(), CONT_SIZE);
     }
