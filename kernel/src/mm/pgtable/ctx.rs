@@ -259,8 +259,20 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
                 }
             }
             TlbiPlan::Pages => {
+                let tlb = self.env.tlb();
                 for i in 0..pages {
-                    self.tlbi_page(va.add(i * PAGE_SIZE), true);
+                    tlb.page(self.asid, va.add(i * PAGE_SIZE), true);
+                }
+                // One count for the run (the same total as `tlbi_page` per page).
+                Counters::bump(&counters.tlbi_page, pages as u64);
+                if self.check.is_enabled() {
+                    for i in 0..pages {
+                        let va = va.add(i * PAGE_SIZE);
+                        self.check.on_tlbi(TlbiScope::Page {
+                            va,
+                            last_level: true,
+                        });
+                    }
                 }
             }
         }
