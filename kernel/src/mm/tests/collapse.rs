@@ -92,6 +92,18 @@ pub(super) fn check_pages(
     pages: usize,
     written: impl Fn(usize) -> bool,
 ) {
+    check_pages_among(mm, &[mm], va, pages, written);
+}
+
+/// [`check_pages`] for `mm`, with the folio audit over all of `all` (address spaces
+/// that map the same folios, after fork).
+pub(super) fn check_pages_among(
+    mm: &Mm<HostMm>,
+    all: &[&Mm<HostMm>],
+    va: VirtAddr,
+    pages: usize,
+    written: impl Fn(usize) -> bool,
+) {
     for i in 0..pages {
         let at = va.add(i * PAGE_SIZE);
         let got = mm
@@ -101,7 +113,7 @@ pub(super) fn check_pages(
         let want = if written(i) { pattern(i) } else { 0 };
         assert_eq!(got, want, "page {i} at {at:?}");
     }
-    audit::check(core::iter::once(mm)).expect("folio audit");
+    audit::check(all.iter().copied()).expect("folio audit");
 }
 
 /// After the address spaces are gone every frame is back.

@@ -5,7 +5,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::collapse::{all_back, env, leaf, only, pattern, region, write_pages};
+use super::collapse::{all_back, check_pages_among as check, env, leaf, only, region, write_pages};
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::folio::Folio;
@@ -16,26 +16,6 @@ fn spreads(order: usize) -> u64 {
 
 fn reuses(order: usize) -> u64 {
     mthp::stats(order).cow_reuse.load(Ordering::Relaxed)
-}
-
-/// Page `i` of `[va, va + pages)` reads `pattern(i)` in `mm` where `written(i)`, zero
-/// elsewhere; then the folio audit over all of `all` (which map the same folios).
-fn check(
-    mm: &Mm<HostMm>,
-    all: &[&Mm<HostMm>],
-    va: VirtAddr,
-    pages: usize,
-    written: impl Fn(usize) -> bool,
-) {
-    for i in 0..pages {
-        let at = va.add(i * PAGE_SIZE);
-        let got = mm
-            .tables
-            .get(at)
-            .map_or(0, |l| host::read_byte(l.pa_of(at)));
-        assert_eq!(got, if written(i) { pattern(i) } else { 0 }, "page {i}");
-    }
-    audit::check(all.iter().copied()).expect("folio audit");
 }
 
 /// The pages' own map counts (beyond the entire map count).
