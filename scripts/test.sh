@@ -46,7 +46,12 @@ run_tests() {
         tail -n 30 "$LOG"
         f=$((f + 1))
     elif [ "$f" -gt 0 ]; then
-        sed -n '/^---- /,/^failures:$/p' "$LOG" | grep -vE '^ +at |^stack backtrace|^note: ' | head -n 80
+        local why
+        why=$(sed -n '/^---- /,/^failures:$/p' "$LOG" | grep -vE '^ +at |^stack backtrace|^note: ' | head -n 80)
+        # --nocapture tests (the user cells) print no "---- name stdout ----" section:
+        # show the panic message and the console around it instead.
+        [ -n "$why" ] || why=$(grep -n -B 40 -A 20 "panicked at" "$LOG" | head -n 100)
+        printf '%s\n' "$why"
     fi
     passed=$((passed + p)); failed=$((failed + f))
     guest_passed=$((guest_passed + gp)); guest_failed=$((guest_failed + gf))

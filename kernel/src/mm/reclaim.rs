@@ -136,10 +136,21 @@ pub fn pass<E: MmEnv>(
     force: bool,
     who: Reclaimer,
 ) -> usize {
-    let (scanned, freed) = if force || worth_a_pass() {
+    pass_again(local, want, force, who).0
+}
+
+/// [`pass`], and whether a later pass may free what this one could not (an owner was
+/// busy, or a young folio got another round).
+fn pass_again<E: MmEnv>(
+    local: Option<&mut Mm<E>>,
+    want: usize,
+    force: bool,
+    who: Reclaimer,
+) -> (usize, bool) {
+    let (scanned, freed, again) = if force || worth_a_pass() {
         lazyfree_pass(local, want)
     } else {
-        (0, 0)
+        (0, 0, false)
     };
     let counters = match who {
         Reclaimer::Kswapd => Some((&RECLAIM.pgscan_kswapd, &RECLAIM.pgsteal_kswapd)),
@@ -150,11 +161,12 @@ pub fn pass<E: MmEnv>(
         scan.fetch_add(scanned as u64, Ordering::Relaxed);
         steal.fetch_add(freed as u64, Ordering::Relaxed);
     }
-    freed + folio::shrink_deferred()
+    (freed + folio::shrink_deferred(), again)
 }
 
-/// The lazyfree part of a pass: (pages scanned, pages freed).
-fn lazyfree_pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> (usize, usize) {
+/// The lazyfree part of a pass: (pages scanned, pages freed, whether a later pass may
+/// free more).
+fn lazyfree_pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> (usize, usize, bool) {
     let gen = lazyfree::mark_gen();
     let hook = *OWNER_HOOK.lock();
     let mut freed = 0;
@@ -192,7 +204,7 @@ fn lazyfree_pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> (usize
     }
     let futile = freed == 0 && !again;
     FUTILE_AT.store(if futile { gen } else { u64::MAX }, Ordering::Relaxed);
-    (scanned, freed)
+    (scanned, freed, again)
 }
 
 /// Whether free memory is under the low watermark and a pass may give some back.
@@ -255,12 +267,37 @@ pub fn kswapd_balance() -> usize {
 /// An allocation of `pages` pages failed: a pass for them; whether it gave anything
 /// back (worth retrying the allocation).
 pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
-    if !worth_a_pass() && folio::deferred_count() == 0 {
-        return false;
+    for _ in 0..DIRECT_PASSES {
+        if !worth_a_pass() && folio::deferred_count() == 0 {
+            return false;
+        }
+        STATS.passes_direct.fetch_add(1, Ordering::Relaxed);
+        let free0 = frames().free_frames();
+        let (got, again) = pass_again(Some(local), pages, false, Reclaimer::Direct);
+        // Something came back, here or by another reclaimer meanwhile: retry the
+        // allocation.
+        if got > 0 || frames().free_frames() > free0 {
+            return true;
+        }
+        if !again {
+            return false;
+        }
+        // An owner was busy, most likely the reclaim thread freeing its folios on
+        // another CPU (it holds that `Mm` while it does): give it a moment rather than
+        // call memory exhausted while memory is being freed (Linux too retries reclaim
+        // before its OOM killer, `should_reclaim_retry`).
+        for _ in 0..DIRECT_BACKOFF_SPINS {
+            core::hint::spin_loop();
+        }
     }
-    STATS.passes_direct.fetch_add(1, Ordering::Relaxed);
-    pass(Some(local), pages, false, Reclaimer::Direct) > 0
+    false
 }
+
+/// Passes a failed allocation runs at most while owners are busy and nothing comes
+/// back (Linux's `MAX_RECLAIM_RETRIES` is 16 too).
+const DIRECT_PASSES: usize = 16;
+/// The pause between two of them.
+const DIRECT_BACKOFF_SPINS: usize = 10_000;
 
 /// A pass over every lazyfree folio from no address space of the caller's (`1`
 /// written to /proc/lazyfree): every owner only tried. Returns what `pass` does.
