@@ -47,10 +47,20 @@ fn scenario_programs_pass_and_every_frame_returns() {
     let programs = programs();
     assert!(programs.len() >= 12, "user/scenarios.txt lost programs");
     for p in &programs {
-        assert!(
-            out.console.contains(&format!("init: {p} exited 0")),
-            "{p} did not pass{out}"
-        );
+        if !out.console.contains(&format!("init: {p} exited 0")) {
+            // The console's tail (in `out`) is usually another program's: show this
+            // one's lines up to its failed checks first.
+            let mine: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| {
+                    l.starts_with(&format!("{p}:"))
+                        || l.starts_with("TEST ")
+                        || l.contains(" killed ")
+                })
+                .collect();
+            panic!("{p} did not pass; its lines:\n{}{out}", mine.join("\n"));
+        }
     }
     let glibc = out.console.contains("init: glibc_check exited");
     if glibc {
