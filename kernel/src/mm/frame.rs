@@ -80,8 +80,6 @@ const NO_FRAME: u32 = u32::MAX;
 /// The first free block of each order (a frame index, `NO_FRAME` if none).
 struct FreeLists {
     first: [u32; BUDDY_ORDERS],
-    /// The last free block of each order.
-    last: [u32; BUDDY_ORDERS],
 }
 
 impl FrameMeta {
@@ -180,7 +178,6 @@ impl FrameAllocator {
         Self {
             lists: IrqSpinLock::new(FreeLists {
                 first: [NO_FRAME; BUDDY_ORDERS],
-                last: [NO_FRAME; BUDDY_ORDERS],
             }),
             meta,
             base_pfn,
@@ -319,43 +316,7 @@ impl FrameAllocator {
             pfn = pfn.min(buddy);
             order += 1;
         }
-        // Linux's `buddy_merge_likely`: if the block one order up would itself merge
-        // (its buddy is free), this block's buddy is likely to be freed soon too, so
-        // keep this one at the end of its list, out of the next allocations' way.
-        let idx = pfn - self.base_pfn;
-        if order + 1 < MAX_ORDER && self.merge_likely(pfn, order) {
-            self.push_back(&mut lists, idx, order);
-        } else {
-            self.push(&mut lists, idx, order);
-        }
-    }
-
-    /// Whether the buddy of the order-`order + 1` block holding the free block at
-    /// `pfn` is a free block of that order.
-    fn merge_likely(&self, pfn: usize, order: usize) -> bool {
-        let higher = pfn & !((2 << order) - 1);
-        let uncle = higher ^ (2 << order);
-        uncle
-            .checked_sub(self.base_pfn)
-            .filter(|&i| i < self.meta.len())
-            .is_some_and(|i| self.meta[i].free_order.load(Ordering::Relaxed) as usize == order + 2)
-    }
-
-    /// Link the free block at frame index `idx` last on the list of `order`.
-    fn push_back(&self, lists: &mut FreeLists, idx: usize, order: usize) {
-        let m = &self.meta[idx];
-        let prev = lists.last[order];
-        m.free_prev.store(prev, Ordering::Relaxed);
-        m.free_next.store(NO_FRAME, Ordering::Relaxed);
-        if prev == NO_FRAME {
-            lists.first[order] = idx as u32;
-        } else {
-            self.meta[prev as usize]
-                .free_next
-                .store(idx as u32, Ordering::Relaxed);
-        }
-        lists.last[order] = idx as u32;
-        m.free_order.store(order as u8 + 1, Ordering::Relaxed);
+        self.push(&mut lists, pfn - self.base_pfn, order);
     }
 
     /// Link the free block at frame index `idx` first on the list of `order`.
@@ -364,9 +325,7 @@ impl FrameAllocator {
         let next = lists.first[order];
         m.free_prev.store(NO_FRAME, Ordering::Relaxed);
         m.free_next.store(next, Ordering::Relaxed);
-        if next == NO_FRAME {
-            lists.last[order] = idx as u32;
-        } else {
+        if next != NO_FRAME {
             self.meta[next as usize]
                 .free_prev
                 .store(idx as u32, Ordering::Relaxed);
@@ -390,9 +349,7 @@ impl FrameAllocator {
                 .free_next
                 .store(next, Ordering::Relaxed);
         }
-        if next == NO_FRAME {
-            lists.last[order] = prev;
-        } else {
+        if next != NO_FRAME {
             self.meta[next as usize]
                 .free_prev
                 .store(prev, Ordering::Relaxed);
