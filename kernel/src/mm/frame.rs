@@ -3,14 +3,9 @@
 //! `struct page`: reference count, map count, flags, and the order of the block a
 //! head frame starts. Folios (a later layer) are built on these heads.
 //!
-//! The buddy lists run through the metadata of the free blocks' heads (Linux's
-//! `free_area` lists through `struct page`): one doubly linked list per order, so
-//! taking a block, splitting it and merging a freed block with its buddy are a few
-//! loads and stores each, under one lock, with no memory of their own (the
-//! buddy_system_allocator crate this replaced kept its lists in `BTreeSet`s: a
-//! kernel-heap allocation and tree walks on every split and merge, 600 instructions
-//! for a 16 KiB fault). The metadata is also what lets the kernel catch double frees,
-//! frees of the wrong order and frees of still-mapped frames.
+//! The buddy lists themselves are buddy_system_allocator's `FrameAllocator`, which
+//! keeps no per-frame state; the metadata here is what lets the kernel catch double
+//! frees, frees of the wrong order and frees of still-mapped frames.
 
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -51,7 +46,7 @@ pub mod flags {
     pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }
 
-/// Per-frame metadata, 28 bytes per 4 KiB frame.
+/// Per-frame metadata, 20 bytes per 4 KiB frame.
 #[repr(C)]
 pub struct FrameMeta {
     /// References to the block (head frame only): 1 after allocation.
@@ -64,22 +59,7 @@ pub struct FrameMeta {
     /// the first tail page too, where the head-only field is free).
     pub total_mapcount: AtomicI32,
     flags: AtomicU32,
-    /// Head of a free block: the next and previous free block of its order (frame
-    /// indices, `NO_FRAME` at the ends), under the free-list lock.
-    free_next: AtomicU32,
-    free_prev: AtomicU32,
     order: AtomicU8,
-    /// 1 + the order of the free block this frame heads, 0 for any other frame (the
-    /// buddy test of a merge), under the free-list lock.
-    free_order: AtomicU8,
-}
-
-/// The end of a free list.
-const NO_FRAME: u32 = u32::MAX;
-
-/// The first free block of each order (a frame index, `NO_FRAME` if none).
-struct FreeLists {
-    first: [u32; BUDDY_ORDERS],
 }
 
 impl FrameMeta {
@@ -89,10 +69,7 @@ impl FrameMeta {
             mapcount: AtomicI32::new(0),
             total_mapcount: AtomicI32::new(0),
             flags: AtomicU32::new(flags::RESERVED),
-            free_next: AtomicU32::new(NO_FRAME),
-            free_prev: AtomicU32::new(NO_FRAME),
             order: AtomicU8::new(0),
-            free_order: AtomicU8::new(0),
         }
     }
 
@@ -163,7 +140,7 @@ pub struct FrameStats {
 }
 
 pub struct FrameAllocator {
-    lists: IrqSpinLock<FreeLists>,
+    buddy: IrqSpinLock<buddy_system_allocator::FrameAllocator<BUDDY_ORDERS>>,
     meta: &'static [FrameMeta],
     base_pfn: usize,
     free: AtomicUsize,
@@ -176,9 +153,7 @@ impl FrameAllocator {
     /// `add_free_range` hands them over.
     pub fn new(meta: &'static [FrameMeta], base_pfn: usize) -> Self {
         Self {
-            lists: IrqSpinLock::new(FreeLists {
-                first: [NO_FRAME; BUDDY_ORDERS],
-            }),
+            buddy: IrqSpinLock::new(buddy_system_allocator::FrameAllocator::new()),
             meta,
             base_pfn,
             free: AtomicUsize::new(0),
@@ -201,17 +176,7 @@ impl FrameAllocator {
         for pfn in start_pfn..end_pfn {
             self.meta_pfn(pfn).flags.store(0, Ordering::Release);
         }
-        // The largest naturally aligned blocks that tile the range, each merged with
-        // free buddies already there.
-        let mut pfn = start_pfn;
-        while pfn < end_pfn {
-            let order = (0..=MAX_ORDER)
-                .rev()
-                .find(|&o| pfn.is_multiple_of(1 << o) && pfn + (1 << o) <= end_pfn)
-                .expect("order 0 always fits");
-            self.give(pfn, order);
-            pfn += 1 << order;
-        }
+        self.buddy.lock().add_frame(start_pfn, end_pfn);
         self.free.fetch_add(end_pfn - start_pfn, Ordering::AcqRel);
         self.managed
             .fetch_add(end_pfn - start_pfn, Ordering::AcqRel);
@@ -221,7 +186,7 @@ impl FrameAllocator {
     pub fn alloc(&self, order: usize) -> Option<PhysAddr> {
         assert!(order <= MAX_ORDER, "frame order {order} above MAX_ORDER");
         let n = 1usize << order;
-        let Some(pfn) = self.take(order) else {
+        let Some(pfn) = self.buddy.lock().alloc(n) else {
             self.stats.failures[order].fetch_add(1, Ordering::Relaxed);
             return None;
         };
@@ -279,82 +244,9 @@ impl FrameAllocator {
             m.flags.store(0, Ordering::Release);
         }
         head.refcount.store(0, Ordering::Release);
-        self.give(pfn, order);
+        self.buddy.lock().dealloc(pfn, n);
         self.free.fetch_add(n, Ordering::AcqRel);
         self.stats.frees[order].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A free block of `order`, off its list: the smallest free block that holds one,
-    /// its upper halves going back on the lists of the orders below (Linux's `expand`).
-    fn take(&self, order: usize) -> Option<usize> {
-        let mut lists = self.lists.lock();
-        let from = (order..BUDDY_ORDERS).find(|&k| lists.first[k] != NO_FRAME)?;
-        let idx = lists.first[from] as usize;
-        self.unlink(&mut lists, idx, from);
-        for k in (order..from).rev() {
-            self.push(&mut lists, idx + (1 << k), k);
-        }
-        Some(self.base_pfn + idx)
-    }
-
-    /// Put the block of `order` at `pfn` on the free lists, merged with its buddy
-    /// while the buddy is a free block of the same order (Linux's `__free_one_page`).
-    fn give(&self, mut pfn: usize, mut order: usize) {
-        let mut lists = self.lists.lock();
-        while order < MAX_ORDER {
-            let buddy = pfn ^ (1 << order);
-            let Some(idx) = buddy
-                .checked_sub(self.base_pfn)
-                .filter(|&i| i < self.meta.len())
-            else {
-                break;
-            };
-            if self.meta[idx].free_order.load(Ordering::Relaxed) as usize != order + 1 {
-                break;
-            }
-            self.unlink(&mut lists, idx, order);
-            pfn = pfn.min(buddy);
-            order += 1;
-        }
-        self.push(&mut lists, pfn - self.base_pfn, order);
-    }
-
-    /// Link the free block at frame index `idx` first on the list of `order`.
-    fn push(&self, lists: &mut FreeLists, idx: usize, order: usize) {
-        let m = &self.meta[idx];
-        let next = lists.first[order];
-        m.free_prev.store(NO_FRAME, Ordering::Relaxed);
-        m.free_next.store(next, Ordering::Relaxed);
-        if next != NO_FRAME {
-            self.meta[next as usize]
-                .free_prev
-                .store(idx as u32, Ordering::Relaxed);
-        }
-        lists.first[order] = idx as u32;
-        m.free_order.store(order as u8 + 1, Ordering::Relaxed);
-    }
-
-    /// Unlink the free block at frame index `idx` from the list of `order`.
-    fn unlink(&self, lists: &mut FreeLists, idx: usize, order: usize) {
-        let m = &self.meta[idx];
-        debug_assert_eq!(m.free_order.load(Ordering::Relaxed) as usize, order + 1);
-        let (prev, next) = (
-            m.free_prev.load(Ordering::Relaxed),
-            m.free_next.load(Ordering::Relaxed),
-        );
-        if prev == NO_FRAME {
-            lists.first[order] = next;
-        } else {
-            self.meta[prev as usize]
-                .free_next
-                .store(next, Ordering::Relaxed);
-        }
-        if next != NO_FRAME {
-            self.meta[next as usize]
-                .free_prev
-                .store(prev, Ordering::Relaxed);
-        }
-        m.free_order.store(0, Ordering::Relaxed);
     }
 
     /// Describe the allocated block at `head` (order `from`) as blocks of order `to`,
@@ -578,37 +470,6 @@ mod tests {
         }
         assert_eq!(a.free_frames(), free0);
         assert_eq!(a.stats.allocs[9].load(Ordering::Relaxed), 1);
-    }
-
-    /// Frees in any order merge back: after every frame went out one by one and came
-    /// back shuffled, the whole aligned range is one block again (the lists are
-    /// intrusive: a lost merge or a broken link would leave the order-10 allocation
-    /// failing, or hand out a frame twice, which `alloc`'s state check catches).
-    #[test]
-    fn frees_in_any_order_merge_back_into_the_largest_blocks() {
-        let base = 0x40000;
-        let n = 2 << MAX_ORDER;
-        let a = allocator(n, base);
-        a.add_free_range(base, base + n);
-        let mut pages: Vec<PhysAddr> = (0..n).map(|_| a.alloc(0).unwrap()).collect();
-        assert!(a.alloc(0).is_none(), "every frame handed out once");
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for i in (1..pages.len()).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            pages.swap(i, seed as usize % (i + 1));
-        }
-        for pa in pages {
-            a.free(pa, 0);
-        }
-        let big = [a.alloc(MAX_ORDER).unwrap(), a.alloc(MAX_ORDER).unwrap()];
-        assert!(big.iter().all(|pa| pa.pfn() % (1 << MAX_ORDER) == 0));
-        assert!(a.alloc(0).is_none());
-        for pa in big {
-            a.free(pa, MAX_ORDER);
-        }
-        assert_eq!(a.free_frames(), n);
     }
 
     #[test]
