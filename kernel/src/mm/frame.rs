@@ -472,6 +472,37 @@ mod tests {
         assert_eq!(a.stats.allocs[9].load(Ordering::Relaxed), 1);
     }
 
+    /// Frees in any order merge back: after every frame went out one by one and came
+    /// back shuffled, the whole aligned range is one block again (a lost merge
+    /// would leave the order-10 allocation failing; a frame handed out twice trips
+    /// `alloc`'s state check).
+    #[test]
+    fn frees_in_any_order_merge_back_into_the_largest_blocks() {
+        let base = 0x40000;
+        let n = 2 << MAX_ORDER;
+        let a = allocator(n, base);
+        a.add_free_range(base, base + n);
+        let mut pages: Vec<PhysAddr> = (0..n).map(|_| a.alloc(0).unwrap()).collect();
+        assert!(a.alloc(0).is_none(), "every frame handed out once");
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for i in (1..pages.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            pages.swap(i, seed as usize % (i + 1));
+        }
+        for pa in pages {
+            a.free(pa, 0);
+        }
+        let big = [a.alloc(MAX_ORDER).unwrap(), a.alloc(MAX_ORDER).unwrap()];
+        assert!(big.iter().all(|pa| pa.pfn() % (1 << MAX_ORDER) == 0));
+        assert!(a.alloc(0).is_none());
+        for pa in big {
+            a.free(pa, MAX_ORDER);
+        }
+        assert_eq!(a.free_frames(), n);
+    }
+
     #[test]
     fn any_frame_finds_its_block() {
         let a = allocator(64, 0x40000);
