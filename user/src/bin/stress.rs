@@ -36,7 +36,8 @@
 
 use core::fmt;
 use rt::fs;
-use rt::mm::{self, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT, PAGE};
+use rt::mm::{self, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE};
+use rt::mm::{MADV_PAGEOUT, PAGE};
 use rt::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE};
 use rt::mm::{PROT_NONE, PROT_READ, PROT_WRITE};
 use rt::println;
@@ -612,7 +613,6 @@ impl Stress {
     /// succeed or fail as Linux's does (EINVAL, ENOMEM, EAGAIN, EBUSY), and a hole is
     /// ENOMEM unless a piece failed first.
     fn op_collapse(&mut self) -> Result<(), Failure> {
-        const MADV_COLLAPSE: usize = 25;
         let (first, pages) = self.pick(MAX_MAP_PAGES);
         // SAFETY: inside the arena, which no Rust reference points into.
         let r = unsafe { mm::madvise(Self::addr(first), pages * PAGE, MADV_COLLAPSE) };
