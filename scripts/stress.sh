@@ -4,13 +4,14 @@
 # one or both CPU models, several seeds per boot; prints the operations per second
 # and the seeds that failed. Exits 1 on any failure: a mismatch or wrong result the
 # program reports, a kernel panic, a frame leak, or a boot that outlives its timeout.
-# With --linux the same seeds run on Linux 6.12 instead (scripts/linux.sh's kernel).
+# With --linux the same seeds run on Linux 6.12 instead (scripts/linux.sh's kernel),
+# with --kernel linux-7.3 on that peer.
 # With --soak MINUTES it runs seeds until that time is up, the CPU models taking turns,
 # with the collapse thread scanning every millisecond and less RAM (memory pressure).
 #
 #   scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|cortex-a72|both]
 #                     [--smp K] [--per-boot B] [--timeout SECS] [--append ARGS] [--linux]
-#                     [--mem SIZE] [--soak MINUTES]
+#                     [--kernel PEER] [--mem SIZE] [--soak MINUTES]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -18,6 +19,7 @@ usage() {
     cat >&2 <<'USAGE'
 usage: scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|cortex-a72|both]
                          [--smp K] [--per-boot B] [--timeout SECS] [--append ARGS] [--linux]
+                         [--kernel PEER] [--mem SIZE] [--soak MINUTES]
   --seeds N        how many seeds (default 8)
   --first-seed S   the first seed (default 1): seeds S..S+N-1
   --ops M          operations per seed (default 2000)
@@ -27,6 +29,7 @@ usage: scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|corte
   --timeout SECS   per boot (default 60 + 60 per seed per 1000 ops)
   --append ARGS    more kernel command-line words (e.g. "contpte=off cow=folio")
   --linux          run on Linux 6.12 (fetched by scripts/linux.sh) instead
+  --kernel PEER    run on that Linux peer instead: linux-6.12 or linux-7.3
   --mem SIZE       RAM (default 1G; 384M with --soak)
   --soak MINUTES   seeds from --first-seed on until MINUTES have passed (--seeds is
                    ignored), CPU models in turn, each boot first setting the collapse
@@ -41,7 +44,7 @@ USAGE
 }
 
 seeds=8 first=1 ops=2000 cpus=both smp=4 per_boot=4 timeout="" extra="" linux=0 mem="" soak=0
-report="" soak_flags=""
+report="" soak_flags="" peer=linux-6.12
 while [ $# -gt 0 ]; do
     case "$1" in
         --seeds) [ $# -ge 2 ] || usage; seeds=$2; shift 2 ;;
@@ -53,6 +56,7 @@ while [ $# -gt 0 ]; do
         --timeout) [ $# -ge 2 ] || usage; timeout=$2; shift 2 ;;
         --append) [ $# -ge 2 ] || usage; extra=$2; shift 2 ;;
         --linux) linux=1; shift ;;
+        --kernel) [ $# -ge 2 ] || usage; linux=1 peer=$2; shift 2 ;;
         --mem) [ $# -ge 2 ] || usage; mem=$2; shift 2 ;;
         --soak) [ $# -ge 2 ] || usage; soak=$2; shift 2 ;;
         -h|--help) usage ;;
@@ -84,7 +88,7 @@ soak_add() {
 
 ensure_tools
 if [ "$linux" = 1 ]; then
-    image=$(linux_image) || exit 2
+    image=$(linux_image "$peer") || exit 2
 else
     elf=$(build_kernel --features ktest) || exit 2
 fi
