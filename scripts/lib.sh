@@ -196,3 +196,20 @@ qemu10_env() {
 qemu10_data() {
     echo "$QEMU10_DIR/root/usr/share/qemu"
 }
+
+# tlb_plugin: builds the TLB model's QEMU plugin (tlbmodel/, its own workspace, GPL-2.0)
+# and prints the library's path.
+tlb_plugin() {
+    (cd "$ROOT/tlbmodel" && cargo build -q --release) >&2 || die "tlbmodel build failed"
+    echo "$ROOT/tlbmodel/target/release/libtlbmodel.so"
+}
+
+# tlb_qemu_args PLUGIN MODEL MEM_MIB [OPTION=VALUE...]: the words to add to a QEMU 10
+# command line (one per line) to run the plugin with that model; its lines go to
+# QEMU's log, which -d plugin sends to stderr.
+tlb_qemu_args() {
+    local plugin=$1 model=$2 mib=$3; shift 3
+    local opts="$plugin,model=$model,ram_mib=$mib" o
+    for o in "$@"; do opts+=",$o"; done
+    printf '%s\n' -L "$(qemu10_data)" -plugin "$opts" -d plugin
+}

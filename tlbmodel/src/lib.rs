@@ -11,3 +11,7 @@
 pub mod decode;
 pub mod model;
 pub mod walk;
+
+// The plugin's symbols resolve against QEMU when it loads the library: not in tests.
+#[cfg(not(test))]
+mod plugin;

@@ -1,8 +1,11 @@
 //! The stage-1 translation-table walk of the EL1&0 regime with the 4 KiB granule
 //! (Arm ARM D8.2, "Translation process"), as the plugin runs it on an L2 TLB miss over
-//! guest memory: which TTBR (VA bit 55), the start level from TxSZ, one descriptor
-//! load per level, the leaf's nG and Contiguous bits. Other granules are not modelled
-//! (the walk says so, and the plugin counts the access as unmodelled).
+//! guest memory: which TTBR (VA bit 55), the start level from TxSZ (level -1 for the
+//! 52-bit VAs of FEAT_LPA2, which Debian's Linux uses on `-cpu max`), one descriptor
+//! load per level, the leaf's nG and Contiguous bits. Output addresses are taken from
+//! bits 49:12 (valid with and without TCR.DS; guest RAM lies far below 2^48). Other
+//! granules are not modelled (the walk says so, and the plugin counts the access as
+//! unmodelled).
 
 use crate::model::Walk;
 
@@ -34,8 +37,10 @@ mod desc {
     pub const TABLE_OR_PAGE: u64 = 2;
     pub const NG: u64 = 1 << 11;
     pub const CONTIGUOUS: u64 = 1 << 52;
-    /// Output address bits 47:12.
-    pub const ADDR: u64 = 0x0000_ffff_ffff_f000;
+    /// Output address bits 49:12 (bits 49:48 are RES0 without TCR.DS).
+    pub const ADDR: u64 = 0x0003_ffff_ffff_f000;
+    /// TTBR's BADDR (bit 0 is CnP).
+    pub const TTBR_BADDR: u64 = 0x0000_ffff_ffff_fffe;
 }
 
 /// Why a walk gave no translation.
@@ -100,26 +105,27 @@ impl Regime {
         }
         // VA bits 55:ia must all equal bit 55 (the top byte is left to TBI, not checked).
         let ia = 64 - tsz as u32;
-        if disabled || !(16..=48).contains(&ia) {
+        if disabled || !(16..=52).contains(&ia) {
             return Err(Miss::Fault);
         }
         let high = (va << 8) as i64 >> (ia + 8);
         if high != if upper { -1 } else { 0 } {
             return Err(Miss::Fault);
         }
-        // Each level resolves 9 bits; level 3 resolves bits 20:12.
-        let mut level = 3 - (ia - 12 - 1) / 9;
-        let mut table = ttbr & desc::ADDR;
+        // Each level resolves 9 bits (the start level what is left of ia); level 3
+        // resolves bits 20:12.
+        let mut level = 4 - (ia as i32 - 12 + 8) / 9;
+        let mut table = ttbr & desc::TTBR_BADDR;
         let mut loads = 0u8;
         loop {
-            let shift = 12 + 9 * (3 - level);
-            let index = (va >> shift) & 511;
+            let shift = (12 + 9 * (3 - level)) as u32;
+            let index = (va >> shift) & ((1 << (ia - shift).min(9)) - 1);
             let d = read(table + index * 8).ok_or(Miss::Unmodelled)?;
             loads += 1;
-            if d & desc::VALID == 0
-                || (level == 3 && d & desc::TABLE_OR_PAGE == 0)
-                || (level == 0 && d & desc::TABLE_OR_PAGE == 0)
-            {
+            // Invalid, a reserved level-3 encoding, or a block at level 0 or -1 (only
+            // FEAT_LPA2 has level-0 blocks, which no kernel here uses).
+            let table_bit = d & desc::TABLE_OR_PAGE != 0;
+            if d & desc::VALID == 0 || (level == 3 && !table_bit) || (level <= 0 && !table_bit) {
                 return Err(Miss::Fault);
             }
             if level < 3 && d & desc::TABLE_OR_PAGE != 0 {
@@ -220,6 +226,31 @@ mod tests {
             ..r
         };
         assert_eq!(r64.walk(va, |_| unreachable!()), Err(Miss::Unmodelled));
+    }
+
+    /// FEAT_LPA2's 52-bit VAs (T1SZ = 12): level -1 resolves VA bits 51:48.
+    #[test]
+    fn a_52_bit_regime_starts_at_level_minus_1() {
+        let mut m = Mem(HashMap::new());
+        let tcr = 12 | 12 << 16 | 2 << 30 | 1 << 59;
+        let va = 0xfff0_0000_4020_1000u64;
+        m.set(0x1000, 0, 0x2000 | 3);
+        m.set(0x2000, 0, 0x3000 | 3);
+        m.set(0x3000, 1, 0x4000 | 3);
+        m.set(0x4000, 1, 0x5000 | 3);
+        m.set(0x5000, 1, 0x4020_1000 | 0x403);
+        let r = Regime {
+            ttbr0: 0,
+            ttbr1: 0x1000,
+            tcr,
+        };
+        let t = r.walk(va, |pa| m.0.get(&pa).copied()).unwrap();
+        assert_eq!((t.pa, t.walk.loads), (0x4020_1000, 5));
+        // Below the 52-bit upper range.
+        assert_eq!(
+            r.walk(0xffe0_0000_0000_0000, |_| unreachable!()),
+            Err(Miss::Fault)
+        );
     }
 
     #[test]
