@@ -9,8 +9,9 @@
 #   64 KiB   off      16384 .. 16384 + SLACK  the same folios without the bit
 #   2 MiB    on       32    .. 32 + SLACK     one per block
 #
-# SLACK (32) covers the loop's own pages (stack, the region's descriptor). Every walk
-# is verified against QEMU's own translation: mismatches must be 0, unmodelled 0.
+# SLACK (32) covers the loop's own pages (stack, the region's descriptor). Every
+# translation (walk or TLB hit) is verified against QEMU's own: mismatches must be 0,
+# unmodelled 0.
 # About a minute (two boots); fetches QEMU 10 once (target/qemu10/).
 #
 #   scripts/tlb-check.sh [--model NAME]
@@ -77,7 +78,7 @@ verified() {
     line=$(grep -a '^tlbmodel: {"exit":true' "$1" | tail -n 1)
     v=$(field verified "$line") m=$(field mismatches "$line") u=$(field unmodelled "$line")
     if [ -n "$v" ] && [ "$v" -gt 0 ] && [ "$m" = 0 ] && [ "$u" = 0 ]; then
-        echo "ok   $(basename "$1"): $v walks verified, 0 mismatches, 0 unmodelled"
+        echo "ok   $(basename "$1"): $v translations verified, 0 mismatches, 0 unmodelled"
     else
         echo "FAIL $(basename "$1"): verified=${v:-?} mismatches=${m:-?} unmodelled=${u:-?}"
         failed=1

@@ -112,10 +112,11 @@ pub fn decode(insn: u32) -> Option<Insn> {
 
 /// The maintenance a TLBI with operand `xt` performs (Arm ARM, "TLBI VAE1" etc.):
 /// ASID in bits 63:48; by VA, VA[55:12] in bits 43:0; by range, BaseADDR in bits 36:0
-/// in granules of TG (bits 47:46), (NUM + 1) << (5 * SCALE + 1) granules, the upper
-/// VA bits copied from VA[48] (this tool supports 48-bit VAs). A reserved TG removes
-/// nothing, as the Arm ARM allows.
-pub fn tlbi(kind: TlbiKind, xt: u64) -> Option<Tlbi> {
+/// in granules of TG (bits 47:46), or in 64 KiB units when `lpa2` (TCR_EL1.DS = 1:
+/// BaseADDR is VA[52:16]), (NUM + 1) << (5 * SCALE + 1) granules, the upper VA bits
+/// copied from the top bit BaseADDR holds. A reserved TG removes nothing, as the Arm
+/// ARM allows.
+pub fn tlbi(kind: TlbiKind, xt: u64, lpa2: bool) -> Option<Tlbi> {
     let asid = (xt >> 48) as u16;
     let pick = |all: bool| (!all).then_some(asid);
     Some(match kind {
@@ -141,8 +142,9 @@ pub fn tlbi(kind: TlbiKind, xt: u64) -> Option<Tlbi> {
             };
             let scale = (xt >> 44) & 3;
             let num = (xt >> 39) & 31;
+            let base_shift = if lpa2 { 16 } else { granule };
             Tlbi::Range {
-                va: sign_extend((xt & ((1 << 37) - 1)) << granule, 48),
+                va: sign_extend((xt & ((1 << 37) - 1)) << base_shift, 36 + base_shift),
                 len: (num + 1) << (5 * scale + 1) << granule,
                 asid: pick(all_asids),
                 last_level,
@@ -206,84 +208,55 @@ mod tests {
 
     #[test]
     fn tlbi_operands() {
-        let user = 0x0000_7f12_3456_7000u64;
-        let kernel = 0xffff_8000_4020_1000u64;
+        const VA: TlbiKind = TlbiKind::Va {
+            all_asids: false,
+            last_level: true,
+        };
+        const VAA: TlbiKind = TlbiKind::Va {
+            all_asids: true,
+            last_level: false,
+        };
+        const RVA: TlbiKind = TlbiKind::Range {
+            all_asids: false,
+            last_level: true,
+        };
+        const RVAA: TlbiKind = TlbiKind::Range {
+            all_asids: true,
+            last_level: false,
+        };
+        let user = 0x0000_7f12_3456_0000u64;
+        let kernel = 0xffff_8000_4020_0000u64;
         let xt = |va: u64, asid: u64| (asid << 48) | ((va >> 12) & ((1 << 44) - 1));
-        let op = tlbi(
-            TlbiKind::Va {
-                all_asids: false,
-                last_level: true,
-            },
-            xt(user, 7),
-        );
-        assert_eq!(
-            op,
+        let by_va = |va, asid, last_level| {
             Some(Tlbi::Va {
-                va: user,
-                asid: Some(7),
-                last_level: true
+                va,
+                asid,
+                last_level,
             })
-        );
-        let op = tlbi(
-            TlbiKind::Va {
-                all_asids: true,
-                last_level: false,
-            },
-            xt(kernel, 7),
-        );
-        assert_eq!(
-            op,
-            Some(Tlbi::Va {
-                va: kernel,
-                asid: None,
-                last_level: false
+        };
+        let range = |va, len, asid, last_level| {
+            Some(Tlbi::Range {
+                va,
+                len,
+                asid,
+                last_level,
             })
-        );
+        };
+        assert_eq!(tlbi(VA, xt(user, 7), false), by_va(user, Some(7), true));
+        assert_eq!(tlbi(VAA, xt(kernel, 7), false), by_va(kernel, None, false));
         // 4 KiB granule (TG 1), SCALE 0, NUM 7: (7 + 1) << 1 = 16 pages = 64 KiB.
-        let range = (9 << 48) | (1 << 46) | (7 << 39) | ((user >> 12) & ((1 << 37) - 1));
-        let op = tlbi(
-            TlbiKind::Range {
-                all_asids: false,
-                last_level: true,
-            },
-            range,
-        );
-        assert_eq!(
-            op,
-            Some(Tlbi::Range {
-                va: user,
-                len: 64 << 10,
-                asid: Some(9),
-                last_level: true
-            })
-        );
+        let base = |va: u64, shift: u32| (va >> shift) & ((1 << 37) - 1);
+        let xt = (9 << 48) | (1 << 46) | (7 << 39) | base(user, 12);
+        assert_eq!(tlbi(RVA, xt, false), range(user, 64 << 10, Some(9), true));
         // SCALE 1, NUM 0 over a kernel address: 64 pages.
-        let range = (1 << 46) | (1 << 44) | ((kernel >> 12) & ((1 << 37) - 1));
-        let op = tlbi(
-            TlbiKind::Range {
-                all_asids: true,
-                last_level: false,
-            },
-            range,
-        );
-        assert_eq!(
-            op,
-            Some(Tlbi::Range {
-                va: kernel,
-                len: 64 << 12,
-                asid: None,
-                last_level: false
-            })
-        );
-        assert_eq!(
-            tlbi(
-                TlbiKind::Range {
-                    all_asids: true,
-                    last_level: false
-                },
-                0
-            ),
-            None
-        );
+        let xt = (1 << 46) | (1 << 44) | base(kernel, 12);
+        assert_eq!(tlbi(RVAA, xt, false), range(kernel, 64 << 12, None, false));
+        // With TCR_EL1.DS (FEAT_LPA2) BaseADDR counts 64 KiB units: VA[52:16].
+        let xt = (1 << 46) | (1 << 44) | base(kernel, 16);
+        assert_eq!(tlbi(RVAA, xt, true), range(kernel, 64 << 12, None, false));
+        let xt = (1 << 46) | base(user, 16);
+        assert_eq!(tlbi(RVA, xt, true), range(user, 2 << 12, Some(0), true));
+        // A reserved TG.
+        assert_eq!(tlbi(RVAA, 0, false), None);
     }
 }

@@ -215,6 +215,8 @@ impl Counts {
 struct Entry {
     /// va >> shift.
     tag: u64,
+    /// The output address of the entry's first byte.
+    pa: u64,
     shift: u8,
     asid: u16,
     global: bool,
@@ -224,6 +226,7 @@ struct Entry {
 
 const INVALID: Entry = Entry {
     tag: 0,
+    pa: 0,
     shift: 0,
     asid: 0,
     global: false,
@@ -270,8 +273,8 @@ impl Array {
         &mut self.entries[s * ways..(s + 1) * ways]
     }
 
-    /// The matching entry (made most recently used): (shift, global).
-    fn lookup(&mut self, va: u64, asid: u16) -> Option<(u8, bool)> {
+    /// The matching entry (made most recently used).
+    fn lookup(&mut self, va: u64, asid: u16) -> Option<Entry> {
         self.clock += 1;
         let clock = self.clock;
         let mut shifts = self.shifts;
@@ -280,26 +283,21 @@ impl Array {
             shifts &= shifts - 1;
             if let Some(e) = self.set(va, shift).iter_mut().find(|e| e.matches(va, asid)) {
                 e.stamp = clock;
-                return Some((e.shift, e.global));
+                return Some(*e);
             }
         }
         None
     }
 
-    /// Fills an entry, replacing the least recently used (an invalid one first).
-    fn fill(&mut self, va: u64, shift: u8, asid: u16, global: bool) {
+    /// Fills `e` (its stamp is set here), replacing the least recently used entry of
+    /// its set (an invalid one first).
+    fn fill(&mut self, e: Entry) {
         self.clock += 1;
-        let clock = self.clock;
-        self.shifts |= 1 << shift;
-        let set = self.set(va, shift);
+        let stamp = self.clock;
+        self.shifts |= 1 << e.shift;
+        let set = self.set(e.tag << e.shift, e.shift);
         let victim = set.iter_mut().min_by_key(|e| e.stamp).expect("ways > 0");
-        *victim = Entry {
-            tag: va >> shift,
-            shift,
-            asid,
-            global,
-            stamp: clock,
-        };
+        *victim = Entry { stamp, ..e };
     }
 
     fn invalidate(&mut self, drop: impl Fn(&Entry) -> bool) {
@@ -344,18 +342,27 @@ impl Tlb {
         &self.preset
     }
 
-    /// A data access to `va` under `asid`; `walk` translates it on an L2 miss (None:
-    /// it faults).
-    pub fn access(&mut self, va: u64, asid: u16, walk: impl FnOnce() -> Option<Walk>) -> Outcome {
-        if self.l1.lookup(va, asid).is_some() {
-            return Outcome::L1Hit;
+    /// A data access to `va` under `asid`: what it cost, and the output address the
+    /// TLB gives for it. `walk` translates it on an L2 miss, with the output address
+    /// of `va` (None: it faults). An entry for a contiguous run takes the run's base
+    /// from the one walk, as hardware may: a run whose pages are not one aligned
+    /// physical block then translates wrong, which the plugin's check catches.
+    pub fn translate(
+        &mut self,
+        va: u64,
+        asid: u16,
+        walk: impl FnOnce() -> Option<(Walk, u64)>,
+    ) -> (Outcome, Option<u64>) {
+        let pa = |e: Entry| e.pa + (va & ((1 << e.shift) - 1));
+        if let Some(e) = self.l1.lookup(va, asid) {
+            return (Outcome::L1Hit, Some(pa(e)));
         }
-        if let Some((shift, global)) = self.l2.lookup(va, asid) {
-            self.l1.fill(va, shift, asid, global);
-            return Outcome::L2Hit;
+        if let Some(e) = self.l2.lookup(va, asid) {
+            self.l1.fill(e);
+            return (Outcome::L2Hit, Some(pa(e)));
         }
-        let Some(w) = walk() else {
-            return Outcome::Fault;
+        let Some((w, out)) = walk() else {
+            return (Outcome::Fault, None);
         };
         let mut loads = w.loads;
         if let Some(wc) = &mut self.walk_cache {
@@ -363,7 +370,14 @@ impl Tlb {
                 if wc.lookup(va, asid).is_some() {
                     loads = 1;
                 } else {
-                    wc.fill(va, TABLE_SHIFT, asid, w.global);
+                    wc.fill(Entry {
+                        tag: va >> TABLE_SHIFT,
+                        pa: 0,
+                        shift: TABLE_SHIFT,
+                        asid,
+                        global: w.global,
+                        stamp: 0,
+                    });
                 }
             }
         }
@@ -372,9 +386,18 @@ impl Tlb {
         } else {
             w.shift
         };
-        self.l2.fill(va, shift, asid, w.global);
-        self.l1.fill(va, shift, asid, w.global);
-        Outcome::Walked { loads }
+        let size = 1u64 << shift;
+        let e = Entry {
+            tag: va >> shift,
+            pa: out & !(size - 1),
+            shift,
+            asid,
+            global: w.global,
+            stamp: 0,
+        };
+        self.l2.fill(e);
+        self.l1.fill(e);
+        (Outcome::Walked { loads }, Some(out))
     }
 
     /// Applies a TLB maintenance instruction.

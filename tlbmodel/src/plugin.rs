@@ -9,10 +9,12 @@
 //!   callback.
 //! - Guest RAM is read through the host address QEMU gives for the first instruction
 //!   translated in RAM while the MMU is off (then VA = PA), plus the offset of the PA:
-//!   API v4 has no physical-memory read. Every walk is verified against QEMU: the
-//!   walk's PA against `qemu_plugin_get_hwaddr`, a load's value against the RAM read
-//!   there; a walk that faults for an access QEMU completed is a mismatch too. The
-//!   exit line reports `verified` and `mismatches` (scripts/tlb-check.sh wants 0).
+//!   API v4 has no physical-memory read. Every access is verified against QEMU: the
+//!   PA the model gives (from a walk, or from a TLB entry, so a missed TLBI or a
+//!   misprogrammed contiguous run shows) against `qemu_plugin_get_hwaddr`, a load's
+//!   value against the RAM read there; a walk that faults for an access QEMU
+//!   completed is a mismatch too. The exit line reports `verified` and `mismatches`
+//!   (scripts/tlb-check.sh and bench-report want 0).
 //! - Output (`qemu_plugin_outs`, QEMU's log: stderr unless `-D`): one line per phase,
 //!   `tlbmodel: {"phase":ID,...}`, and `tlbmodel: {"exit":...}` at the end.
 //!
@@ -26,8 +28,8 @@
 //! accesses would go through one TLB.
 
 use crate::decode::{self, Insn, Sysreg, TlbiKind};
-use crate::model::{Counts, Outcome, Preset, Tlb, Tlbi};
-use crate::walk::{Miss, Regime, Translation};
+use crate::model::{Counts, Preset, Tlb, Tlbi};
+use crate::walk::{Miss, Regime};
 use qemu_plugin::{
     qemu_plugin_get_registers, qemu_plugin_outs, qemu_plugin_register_atexit_cb, register, Args,
     CallbackFlags, HasCallbacks, Info, MemRW, MemValue, MemoryInfo, PluginId, Register,
@@ -105,41 +107,45 @@ impl State {
         if !self.mmu_on {
             return;
         }
-        let (regime, ram) = (self.regime, self.ram);
-        let Some(ram) = ram else {
+        let Some(ram) = self.ram else {
             self.unmodelled += 1;
             return;
         };
-        let mut walked: Option<core::result::Result<Translation, Miss>> = None;
-        let outcome = self.tlb.access(va, regime.asid(), || {
-            let r = regime.walk(va, |pa| ram.read_u64(pa));
-            walked = Some(r);
-            r.ok().map(|t| t.walk)
+        let regime = self.regime;
+        let mut miss = None;
+        let (outcome, pa) = self.tlb.translate(va, regime.asid(), || {
+            match regime.walk(va, |pa| ram.read_u64(pa)) {
+                Ok(t) => Some((t.walk, t.pa)),
+                Err(m) => {
+                    miss = Some(m);
+                    None
+                }
+            }
         });
-        match walked {
-            Some(Err(Miss::Unmodelled)) => {
+        match (miss, pa) {
+            (Some(Miss::Unmodelled), _) => {
                 self.unmodelled += 1;
                 return;
             }
-            Some(Err(Miss::Fault)) => self.mismatches += 1,
-            Some(Ok(t)) => self.verify(info, va, t, ram),
-            None => {}
+            (_, Some(pa)) => self.verify(info, va, pa, ram),
+            // The walk faulted where QEMU completed the access.
+            (_, None) => self.mismatches += 1,
         }
         let half = (va >> 55 & 1) as usize;
         self.total.c[half].add(outcome);
         if let Some((_, h)) = &mut self.phase {
             h.c[half].add(outcome);
         }
-        debug_assert!(!matches!(outcome, Outcome::Fault) || walked.is_some());
     }
 
-    /// The walk against QEMU: same PA, and a load's value is what RAM holds there.
-    fn verify(&mut self, info: &MemoryInfo, va: u64, t: Translation, ram: Ram) {
+    /// The model's translation (a hit's or a walk's) against QEMU's: the same PA, and
+    /// a load's value is what RAM holds there.
+    fn verify(&mut self, info: &MemoryInfo, va: u64, pa: u64, ram: Ram) {
         let Some(hw) = info.hwaddr(va) else { return };
         if hw.is_io() {
             return;
         }
-        let mut ok = hw.hwaddr() == t.pa;
+        let mut ok = hw.hwaddr() == pa;
         if ok && !info.is_store() {
             let (value, bytes) = match info.value() {
                 MemValue::U8(v) => (u64::from(v), 1),
@@ -149,7 +155,7 @@ impl State {
                 MemValue::U128(v) => (v as u64, 8),
             };
             // An access that straddles words is not compared (rare: unaligned).
-            if let Some(m) = ram.read(t.pa, bytes) {
+            if let Some(m) = ram.read(pa, bytes) {
                 ok = m == value;
             }
         }
@@ -170,7 +176,7 @@ impl State {
     }
 
     fn tlbi(&mut self, kind: TlbiKind, xt: u64) {
-        if let Some(op) = decode::tlbi(kind, xt) {
+        if let Some(op) = decode::tlbi(kind, xt, self.regime.lpa2()) {
             self.tlb.tlbi(op);
         }
         self.total.tlbi += 1;

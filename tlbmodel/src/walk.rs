@@ -29,6 +29,7 @@ mod tcr {
     pub const TG1_SHIFT: u32 = 30;
     pub const TG1_4K: u64 = 2;
     pub const AS: u64 = 1 << 36;
+    pub const DS: u64 = 1 << 59;
 }
 
 /// Descriptor fields (Arm ARM D8.3, "Translation table descriptor formats").
@@ -74,6 +75,11 @@ impl Regime {
         } else {
             asid & 0xff
         }
+    }
+
+    /// FEAT_LPA2's descriptor and TLBI operand formats are in use (TCR_EL1.DS).
+    pub fn lpa2(&self) -> bool {
+        self.tcr & tcr::DS != 0
     }
 
     /// Walks `va` with `read` loading a descriptor from a physical address.

@@ -34,10 +34,15 @@ fn walk(map: Map) -> Option<Walk> {
     })
 }
 
+/// An access whose walk (if any) maps the VA to itself.
+fn access(tlb: &mut Tlb, va: u64, asid: u16, walk: impl FnOnce() -> Option<Walk>) -> Outcome {
+    tlb.translate(va, asid, || walk().map(|w| (w, va))).0
+}
+
 fn pass(tlb: &mut Tlb, map: Map, asid: u16, vas: impl IntoIterator<Item = u64>) -> Counts {
     let mut c = Counts::default();
     for va in vas {
-        c.add(tlb.access(va, asid, || walk(map)));
+        c.add(access(tlb, va, asid, || walk(map)));
     }
     c
 }
@@ -210,13 +215,13 @@ fn tlbi_by_asid_keeps_global_and_other_asids() {
         })
     };
     let kernel = 0xffff_0000_4000_0000u64;
-    t.access(kernel, 1, global);
+    access(&mut t, kernel, 1, global);
     pass(&mut t, Map::Pages, 1, (0..8).map(|p| BASE + p * K4));
     pass(&mut t, Map::Pages, 2, (0..8).map(|p| BASE + p * K4));
     assert_eq!(t.occupancy().1, 17);
     t.tlbi(Tlbi::Asid(1));
     assert_eq!(t.occupancy().1, 9);
-    assert_eq!(t.access(kernel, 1, global), Outcome::L1Hit);
+    assert_eq!(access(&mut t, kernel, 1, global), Outcome::L1Hit);
     assert_eq!(
         pass(&mut t, Map::Pages, 2, (0..8).map(|p| BASE + p * K4)).walks,
         0
@@ -230,12 +235,12 @@ fn tlbi_by_asid_keeps_global_and_other_asids() {
 fn asid_switch_misses_non_global_entries() {
     let mut t = a76();
     assert!(matches!(
-        t.access(BASE, 1, || walk(Map::Pages)),
+        access(&mut t, BASE, 1, || walk(Map::Pages)),
         Outcome::Walked { loads: 4 }
     ));
-    assert_eq!(t.access(BASE, 1, || walk(Map::Pages)), Outcome::L1Hit);
+    assert_eq!(access(&mut t, BASE, 1, || walk(Map::Pages)), Outcome::L1Hit);
     assert!(matches!(
-        t.access(BASE, 2, || walk(Map::Pages)),
+        access(&mut t, BASE, 2, || walk(Map::Pages)),
         Outcome::Walked { .. }
     ));
     let global = || {
@@ -246,8 +251,11 @@ fn asid_switch_misses_non_global_entries() {
             loads: 3,
         })
     };
-    t.access(BASE + M2, 1, global);
-    assert_eq!(t.access(BASE + M2, 2, || unreachable!()), Outcome::L1Hit);
+    access(&mut t, BASE + M2, 1, global);
+    assert_eq!(
+        access(&mut t, BASE + M2, 2, || unreachable!()),
+        Outcome::L1Hit
+    );
 }
 
 /// A fold between passes (the kernel's convert: TLBI the 64 KiB range, then the 16
@@ -279,7 +287,7 @@ fn fold_and_unfold_between_passes() {
 #[test]
 fn a_fault_fills_nothing() {
     let mut t = a76();
-    assert_eq!(t.access(BASE, 1, || None), Outcome::Fault);
+    assert_eq!(access(&mut t, BASE, 1, || None), Outcome::Fault);
     assert_eq!(t.occupancy(), (0, 0));
 }
 
@@ -299,7 +307,7 @@ fn walk_cache_saves_the_table_loads() {
         last_level: true,
     });
     assert_eq!(
-        t.access(BASE, 1, || walk(Map::Pages)),
+        access(&mut t, BASE, 1, || walk(Map::Pages)),
         Outcome::Walked { loads: 1 }
     );
     t.tlbi(Tlbi::Va {
@@ -308,7 +316,34 @@ fn walk_cache_saves_the_table_loads() {
         last_level: false,
     });
     assert_eq!(
-        t.access(BASE, 1, || walk(Map::Pages)),
+        access(&mut t, BASE, 1, || walk(Map::Pages)),
         Outcome::Walked { loads: 4 }
     );
+}
+
+/// A hit gives the output address from the entry: for a contiguous run, the run's base
+/// (from the walk that filled it) plus the offset, whatever the other 15 pages say.
+#[test]
+fn hits_translate_from_the_entry() {
+    let mut t = a76();
+    let pa = 0x8000_0000u64;
+    let contiguous = Walk {
+        shift: 12,
+        contiguous: true,
+        global: false,
+        loads: 4,
+    };
+    let filled = t.translate(BASE + 3 * K4 + 5, 1, || Some((contiguous, pa + 3 * K4 + 5)));
+    assert_eq!(
+        filled,
+        (Outcome::Walked { loads: 4 }, Some(pa + 3 * K4 + 5))
+    );
+    let hit = t.translate(BASE + 9 * K4 + 7, 1, || unreachable!());
+    assert_eq!(hit, (Outcome::L1Hit, Some(pa + 9 * K4 + 7)));
+    let mut q = Tlb::new(Preset::qemu());
+    q.translate(BASE, 1, || Some((contiguous, pa)));
+    assert!(matches!(
+        q.translate(BASE + K4, 1, || Some((contiguous, pa + K4))).0,
+        Outcome::Walked { .. }
+    ));
 }
