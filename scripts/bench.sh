@@ -19,7 +19,9 @@
 #   --tlb-model NAME  cortex-a76 (default), neoverse-n1, cortex-a72, or qemu (the
 #              Contiguous bit ignored, as QEMU's own TLB does)
 #   --quick    a small subset (4 KiB and 64 KiB folios, one repetition; fork with
-#              contpte=off and naive; bench=contpte once): about a minute
+#              contpte=off and naive; bench=contpte once): about a minute; with
+#              --tlb, one repetition of every benchmark at 4 KiB, 64 KiB and 2 MiB
+#              with contpte=on and at 64 KiB with contpte=off (docs/tlb.md's set)
 #   --linux    also boot Linux 6.12 (fetched once into target/linux/)
 #   --only     benchmark names (bench_mm's, or contpte for the in-kernel one)
 #   --out DIR  where results.json, results.svg and the logs go (default target/bench)
@@ -76,7 +78,12 @@ report="$ROOT/target/release/bench-report"
 # A boot: KERNEL CPU CONTPTE COW BBML2 WHAT, WHAT being `folios=...` and the benchmark
 # names (bench_mm), or `contpte` (the in-kernel benchmark).
 all=fault,fork,reuse,copy,munmap,mprotect,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,chase
-if [ "$quick" = 1 ]; then
+if [ "$quick" = 1 ] && [ "$tlb" = 1 ]; then
+    reps=1
+    boots=("contkernel max on page off folios=0,64,2048 $all"
+           "contkernel max off page off folios=64 $all")
+    [ "$linux" = 1 ] && boots+=("linux max on page off folios=0,64,2048 $all")
+elif [ "$quick" = 1 ]; then
     reps=1
     boots=("contkernel max on page off folios=0,64 $all"
            "contkernel max off page off folios=64 fork"
