@@ -1,6 +1,6 @@
 //! The instructions the plugin acts on, decoded from their bytes at translation: the
 //! system-register writes that change the translation regime, the TLB maintenance
-//! instructions (Arm ARM C5.5, "A64 system instructions for TLB maintenance"), and the
+//! instructions (Arm ARM, "A64 system instructions for TLB maintenance"), and the
 //! benchmark's phase markers.
 //!
 //! The markers are ALU no-ops no compiler emits and Linux never executes at EL0:

@@ -5,12 +5,12 @@
 //! What it honours that QEMU's software TLB does not (docs/tlb.md):
 //! - The Contiguous bit: a walk that ends on an entry with the bit set fills one entry
 //!   for the whole aligned run (16 x 4 KiB = 64 KiB at level 3, 16 x 2 MiB = 32 MiB at
-//!   level 2), as the Arm ARM allows ("The Contiguous bit", D8.6.1) and as the cores
-//!   below do. [`Preset::qemu`] ignores the bit, which is what the emulator sees.
+//!   level 2), as the Arm ARM allows ("The Contiguous bit") and the Cortex-A76 does
+//!   (the Cortex-A72 preset assumes it). [`Preset::qemu`] ignores the bit, which is
+//!   what the emulator sees.
 //! - ASIDs: non-global entries match only the ASID they were filled under; global
 //!   ones (nG = 0) match any.
-//! - TLB maintenance, scoped as the Arm ARM's "TLB maintenance instructions" (D8.13)
-//!   say: by VA (that ASID's entries and the global ones), by VA for all ASIDs, by
+//! - TLB maintenance, scoped as the Arm ARM's "TLB maintenance instructions" say: by VA (that ASID's entries and the global ones), by VA for all ASIDs, by
 //!   range, by ASID (non-global entries only), all. The last-level-only forms keep the
 //!   walk cache, the others clear it for the addresses they name.
 //!

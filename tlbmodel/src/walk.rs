@@ -1,5 +1,5 @@
 //! The stage-1 translation-table walk of the EL1&0 regime with the 4 KiB granule
-//! (Arm ARM D8.2, "Translation process"), as the plugin runs it on an L2 TLB miss over
+//! (Arm ARM, "Translation process"), as the plugin runs it on an L2 TLB miss over
 //! guest memory: which TTBR (VA bit 55), the start level from TxSZ (level -1 for the
 //! 52-bit VAs of FEAT_LPA2, which Debian's Linux uses on `-cpu max`), one descriptor
 //! load per level, the leaf's nG and Contiguous bits. Output addresses are taken from
@@ -17,7 +17,7 @@ pub struct Regime {
     pub tcr: u64,
 }
 
-/// TCR_EL1 fields (Arm ARM D19.2, "TCR_EL1").
+/// TCR_EL1 fields (Arm ARM, "TCR_EL1, Translation Control Register (EL1)").
 mod tcr {
     pub const T0SZ_SHIFT: u32 = 0;
     pub const EPD0: u64 = 1 << 7;
@@ -32,7 +32,7 @@ mod tcr {
     pub const DS: u64 = 1 << 59;
 }
 
-/// Descriptor fields (Arm ARM D8.3, "Translation table descriptor formats").
+/// Descriptor fields (Arm ARM, "Translation table descriptor formats").
 mod desc {
     pub const VALID: u64 = 1;
     pub const TABLE_OR_PAGE: u64 = 2;
