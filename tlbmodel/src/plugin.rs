@@ -260,7 +260,12 @@ impl Register for TlbPlugin {
             _ => "cortex-a76".into(),
         };
         let Some(mut preset) = Preset::named(&name) else {
-            let _ = qemu_plugin_outs(format!("tlbmodel: unknown model {name}\n"));
+            // QEMU's log may be off: say it on stderr, and stop before the guest runs.
+            let names: Vec<_> = Preset::ALL.iter().map(|p| p().name).collect();
+            eprintln!(
+                "tlbmodel: unknown model {name} (known: {})",
+                names.join(", ")
+            );
             std::process::exit(2);
         };
         if let Some(Value::Integer(n)) = arg("walk_cache") {
