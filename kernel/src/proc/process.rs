@@ -437,11 +437,15 @@ pub fn uaccess_fault(far: usize, write: bool) -> bool {
 }
 
 /// A memory-management fault of task `t` at `va`, from EL0 or from a user access of
-/// the kernel: the address space resolves it, and a resolved one counts as a minor
-/// fault (getrusage's ru_minflt).
+/// the kernel: the stack grows down to it if it is just below (`stack::grow`), the
+/// address space resolves it, and a resolved one counts as a minor fault
+/// (getrusage's ru_minflt).
 fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
     let r = match t.mm.lock().as_mut() {
-        Some(mm) => mm.handle_fault(va, access),
+        Some(mm) => {
+            super::stack::grow(&mut mm.vmas, va);
+            mm.handle_fault(va, access)
+        }
         None => Err(FaultError::Segv),
     };
     if r.is_ok() {
