@@ -97,39 +97,61 @@ qemu_cmd() {
     (cd "$ROOT" && QEMU="$QEMU" cargo run -q --release -p contkernel-tests --bin qemu-cmd -- "$@")
 }
 
-# Linux as a peer: Debian trixie's arm64 kernel (linux-image-6.12*-arm64-unsigned, an
-# uncompressed Image with CONFIG_ARM64_CONTPTE and THP), fetched with apt's own client
-# and a throw-away configuration (no change to the host's apt state), cached under
-# target/linux/. linux_image prints the Image's path.
+# Linux as a peer: Debian's arm64 kernels, each an uncompressed Image with
+# CONFIG_ARM64_CONTPTE and THP: linux-6.12 is trixie's linux-image-6.12*-arm64-unsigned,
+# linux-7.3 trixie-backports' linux-binary-unsigned-7.3*-arm64 (its Image is
+# usr/lib/modules/VERSION/vmlinuz.unsigned, not boot/vmlinuz-*). Packages are fetched
+# with apt's own client and a throw-away configuration (no change to the host's apt
+# state) and cached under target/: linux-6.12 in target/linux/, linux-7.3 in
+# target/linux-7.3/. LINUX_MIRROR overrides the archive.
 LINUX_DIR="$ROOT/target/linux"
-LINUX_SUITE=${LINUX_SUITE:-trixie}
 LINUX_MIRROR=${LINUX_MIRROR:-http://deb.debian.org/debian}
+LINUX_PEERS="linux-6.12 linux-7.3"
 
-linux_image() {
-    local image="$LINUX_DIR/Image"
-    if [ -f "$image" ]; then echo "$image"; return 0; fi
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: it fetches the Linux kernel package"
-    command -v dpkg >/dev/null 2>&1 || die "dpkg not found: it unpacks the Linux kernel package"
-    local tmp; tmp=$(mktemp -d)
-    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/etc/preferences.d" "$LINUX_DIR"
-    echo "deb $LINUX_MIRROR $LINUX_SUITE main" > "$tmp/sources.list"
+# debian_fetch SUITE PREFIX REGEX DIR: downloads the newest arm64 package of SUITE whose
+# name starts with PREFIX and matches REGEX into DIR (a fresh temporary directory of
+# the caller's); prints the .deb's path.
+debian_fetch() {
+    local suite=$1 prefix=$2 regex=$3 dir=$4
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: it fetches $prefix*"
+    mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/etc/preferences.d"
+    echo "deb $LINUX_MIRROR $suite main" > "$dir/sources.list"
     local opts=(-oAPT::Architecture=arm64 -oAPT::Architectures=arm64
-                -oDir::State::Lists="$tmp/lists" -oDir::State::Status=/dev/null
-                -oDir::Etc::SourceList="$tmp/sources.list" -oDir::Etc::SourceParts="$tmp/none"
-                -oDir::Etc::Preferences="$tmp/etc/preferences" -oDir::Etc::PreferencesParts="$tmp/etc/preferences.d"
-                -oDir::Cache="$tmp/cache" -oDebug::NoLocking=1 -oAcquire::Languages=none -oAPT::Sandbox::User=root)
-    say "apt-get update ($LINUX_SUITE, arm64, temporary lists)"
-    apt-get "${opts[@]}" update -qq >&2 || { rm -rf "$tmp"; die "apt-get update for $LINUX_SUITE failed"; }
+                -oDir::State::Lists="$dir/lists" -oDir::State::Status=/dev/null
+                -oDir::Etc::SourceList="$dir/sources.list" -oDir::Etc::SourceParts="$dir/none"
+                -oDir::Etc::Preferences="$dir/etc/preferences" -oDir::Etc::PreferencesParts="$dir/etc/preferences.d"
+                -oDir::Cache="$dir/cache" -oDebug::NoLocking=1 -oAcquire::Languages=none -oAPT::Sandbox::User=root)
+    say "apt-get update ($suite, arm64, temporary lists)"
+    apt-get "${opts[@]}" update -qq >&2 || die "apt-get update for $suite failed"
     local pkg
-    pkg=$(apt-cache "${opts[@]}" pkgnames linux-image-6.12 | grep -E '^linux-image-6\.12\.[0-9]+\+deb[0-9]+-arm64-unsigned$' | sort -V | tail -n 1)
-    [ -n "$pkg" ] || { rm -rf "$tmp"; die "no linux-image-6.12*-arm64-unsigned in $LINUX_SUITE"; }
+    pkg=$(apt-cache "${opts[@]}" pkgnames "$prefix" | grep -E "$regex" | sort -V | tail -n 1)
+    [ -n "$pkg" ] || die "no package matching $regex in $suite"
     say "apt-get download $pkg"
-    (cd "$tmp" && apt-get "${opts[@]}" download "$pkg" >&2) || { rm -rf "$tmp"; die "apt-get download $pkg failed"; }
-    dpkg -x "$tmp"/"$pkg"_*.deb "$tmp/x" || { rm -rf "$tmp"; die "dpkg -x failed"; }
-    local vmlinuz; vmlinuz=$(ls "$tmp"/x/boot/vmlinuz-* | head -n 1)
-    [ -f "$vmlinuz" ] || { rm -rf "$tmp"; die "no /boot/vmlinuz-* in $pkg"; }
+    (cd "$dir" && apt-get "${opts[@]}" download "$pkg" >&2) || die "apt-get download $pkg failed"
+    ls "$dir/$pkg"_*.deb
+}
+
+# linux_image [PEER]: the Image of a Linux peer (default linux-6.12), fetched once.
+linux_image() {
+    local peer=${1:-linux-6.12} dir suite prefix regex
+    case "$peer" in
+        linux-6.12) dir=$LINUX_DIR suite=trixie prefix=linux-image-6.12
+                    regex='^linux-image-6\.12\.[0-9]+\+deb[0-9]+-arm64-unsigned$' ;;
+        linux-7.3) dir="$ROOT/target/linux-7.3" suite=trixie-backports prefix=linux-binary-unsigned-7.3
+                   regex='^linux-binary-unsigned-7\.3\.[0-9]+\+deb[0-9]+-arm64$' ;;
+        *) die "unknown Linux peer $peer (known: $LINUX_PEERS)" ;;
+    esac
+    local image="$dir/Image"
+    if [ -f "$image" ]; then echo "$image"; return 0; fi
+    command -v dpkg >/dev/null 2>&1 || die "dpkg not found: it unpacks the Linux kernel package"
+    local tmp deb; tmp=$(mktemp -d)
+    deb=$(debian_fetch "$suite" "$prefix" "$regex" "$tmp") || { rm -rf "$tmp"; exit 2; }
+    dpkg -x "$deb" "$tmp/x" || { rm -rf "$tmp"; die "dpkg -x $deb failed"; }
+    local vmlinuz; vmlinuz=$(ls "$tmp"/x/boot/vmlinuz-* "$tmp"/x/usr/lib/modules/*/vmlinuz* 2>/dev/null | head -n 1)
+    [ -f "$vmlinuz" ] || { rm -rf "$tmp"; die "no vmlinuz in $deb"; }
+    mkdir -p "$dir"
     cp "$vmlinuz" "$image.tmp" && mv "$image.tmp" "$image"
-    echo "$pkg" > "$LINUX_DIR/package"
+    basename "$deb" .deb > "$dir/package"
     rm -rf "$tmp"
     echo "$image"
 }
