@@ -61,10 +61,18 @@ build_kernel() {
         dir="$dir/frame-pointers"
         flags=(RUSTFLAGS="-C force-frame-pointers=yes")
     fi
-    say "building the kernel ${extra[*]} ${flags[*]}"
-    (cd "$ROOT" && env "${flags[@]}" cargo build -q --release -p contkernel --target "$KTARGET" --target-dir "$dir" "${extra[@]}") >&2 \
+    # KERNEL_DEBUG_BUILD=1 (scripts/debug.sh --debug): the dev profile, unoptimised, so
+    # gdb sees every local; its own target directory.
+    local profile=release
+    if [ "${KERNEL_DEBUG_BUILD:-0}" = 1 ]; then
+        dir="$dir/debug-build"
+        profile=dev
+    fi
+    say "building the kernel ${extra[*]} ${flags[*]} ($profile)"
+    (cd "$ROOT" && env "${flags[@]}" cargo build -q --profile "$profile" -p contkernel --target "$KTARGET" --target-dir "$dir" "${extra[@]}") >&2 \
         || die "kernel build failed"
-    echo "$dir/$KTARGET/release/contkernel"
+    [ "$profile" = dev ] && profile=debug
+    echo "$dir/$KTARGET/$profile/contkernel"
 }
 
 # qemu_cmd ELF CPU SMP MEM GIC EL2(0|1) ICOUNT(0|1) APPEND [INITRD]: the QEMU command

@@ -112,9 +112,9 @@ if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
 # The modelled TLB (scripts/tlb-check.sh: tlbmodel's host tests, then QEMU 10 with the
 # plugin, walk counts against the hand count, no translation mismatch): full run only.
 tlb=$((1 - quick))
-# Steps: lint, four host suites, the cells, the benchmark, the suite's tool and the suite,
+# Steps: lint, five host suites, the cells, the benchmark, the suite's tool and the suite,
 # the profiler, the modelled TLB.
-steps=$((1 + 4 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2 + 1 + tlb))
+steps=$((1 + 5 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2 + 1 + tlb))
 # The profiler (scripts/profile.sh) on the copy-on-write scenario, 2 CPUs: the report
 # must name page-table functions in the flat profile and show handle_fault's caller
 # from the frame-pointer chain (the call graph).
@@ -136,6 +136,7 @@ run_tests "host: kernel unit tests" cargo test -q -p contkernel --lib
 run_tests "host: platform unit tests" cargo test -q -p platform
 run_tests "host: harness unit tests" cargo test -q -p contkernel-tests --lib
 run_tests "host: layers (no import cycle across kernel modules)" cargo test -q -p contkernel-tests --test layers
+run_tests "host: docs (every path README.md and docs/ name exists)" cargo test -q -p contkernel-tests --test docs
 
 for cell in "${cells[@]}"; do
     read -r cpu smp gic el mode <<<"$cell"

@@ -1,13 +1,13 @@
 //! bench-report: turns the console logs of `scripts/bench.sh`'s boots into
 //! `results.json`, prints the table (contkernel against Linux 6.12 with the ratio),
-//! draws `results.svg`, regenerates the README's performance section, and compares two
+//! draws `results.svg`, regenerates the tables of `docs/bench.md`, and compares two
 //! runs (figures under icount must be identical).
 //!
 //! ```text
 //! bench-report collect DIR --qemu VERSION --cpu MODEL [--icount]   DIR/runs.txt + logs -> DIR/results.json, table, DIR/results.svg
 //! bench-report table RESULTS.json
 //! bench-report svg RESULTS.json OUT.svg
-//! bench-report readme RESULTS.json README.md [SVG-PATH]           the text between <!-- bench:begin --> and <!-- bench:end -->
+//! bench-report readme RESULTS.json docs/bench.md [SVG-PATH]       the text between <!-- bench:begin --> and <!-- bench:end -->
 //! bench-report compare A.json B.json                              same results, same instructions
 //! ```
 //!
@@ -817,7 +817,7 @@ fn collect(args: &[String]) -> Result<(), String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench-report collect DIR --qemu V --cpu M [--icount] | table R.json | svg R.json OUT.svg | readme R.json README.md [SVG] | compare A.json B.json";
+    let usage = "usage: bench-report collect DIR --qemu V --cpu M [--icount] | table R.json | svg R.json OUT.svg | readme R.json docs/bench.md [SVG] | compare A.json B.json";
     let r = match (args.first().map(String::as_str), &args[1.min(args.len())..]) {
         (Some("collect"), rest) => collect(rest),
         (Some("table"), [r]) => read_results(r).map(|res| print!("{}", table(&res))),
