@@ -62,6 +62,7 @@ fn is_repo_path(p: &str) -> bool {
     let in_repo_dir = DIRS.contains(&p.split('/').next().unwrap_or(""));
     p.contains('/')
         && !p.starts_with('/')
+        && !p.starts_with("target/")
         && !p.contains("://")
         && p.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
@@ -129,7 +130,7 @@ fn a_planted_bad_path_is_found() {
     let text = "The fault path: `mm/fault.rs`, then `mm/no_such_file.rs`; see \
                 [the manual](docs/manual.md) and [gone](docs/gone.md#x), not \
                 `/proc/vmstat`, `transparent_hugepage/cow`, `hugepages-<N>kB/stats`, \
-                `ops/s` or `a/*.txt`; `kernel/gone/`.";
+                `ops/s`, `target/built.log` or `a/*.txt`; `kernel/gone/`.";
     assert_eq!(
         missing(text, &root.join("docs"), &root),
         ["mm/no_such_file.rs", "kernel/gone/", "docs/gone.md"]
