@@ -4,17 +4,20 @@
 //! contents when opened (a read sees one consistent snapshot); a writable node takes
 //! each write as a whole new value, as sysfs does.
 //!
-//! Subsystems add their nodes to `NODES` or a table of their own (`thp`).
+//! Subsystems add their nodes to `NODES` or a table of their own (`thp`, `procfs`).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
+
+use crate::mm::addr::PAGE_SHIFT;
 
 use crate::uapi::Errno;
 use crate::uapi::*;
 
 pub mod cpio;
 mod lazyfree;
+mod procfs;
 mod thp;
 mod vmstat;
 
@@ -43,14 +46,6 @@ const fn dir(path: &'static str) -> Node {
         render: None,
         write: None,
     }
-}
-
-fn meminfo() -> String {
-    let f = crate::mm::frame::frames();
-    let mut s = String::new();
-    let _ = writeln!(s, "MemTotal: {:>10} kB", f.managed_frames() * 4);
-    let _ = writeln!(s, "MemFree:  {:>10} kB", f.free_frames() * 4);
-    s
 }
 
 /// The contiguous layer's counters, one `name value` per line.
@@ -84,14 +79,14 @@ static NODES: &[Node] = &[
     dir("/sys/kernel/mm"),
     dir("/sys/kernel/mm/contpte"),
     Node {
-        path: "/proc/meminfo",
-        render: Some(meminfo),
-        write: None,
-    },
-    Node {
         path: "/proc/lazyfree",
         render: Some(lazyfree::render),
         write: Some(lazyfree::write),
+    },
+    Node {
+        path: PAGEMAP,
+        render: Some(String::new),
+        write: None,
     },
     Node {
         path: "/proc/vmstat",
@@ -123,6 +118,7 @@ pub fn lookup(path: &str) -> Option<&'static Node> {
     NODES
         .iter()
         .chain(thp::NODES.iter())
+        .chain(procfs::NODES.iter())
         .find(|n| n.path == norm)
 }
 
@@ -217,6 +213,10 @@ impl Access {
                 writes: Writes::Device,
             },
             File::Node { node, .. } => Access::of(&Target::Node(node)),
+            File::Pagemap { .. } => Access {
+                mode: f.mode(),
+                writes: Writes::Node { writable: false },
+            },
             File::Ram {
                 data, mode, name, ..
             } => Access::of(&Target::Ram {
@@ -254,6 +254,11 @@ fn is_special(mode: u32) -> bool {
 #[derive(Clone)]
 pub enum File {
     Console,
+    /// /proc/self/pagemap: 8 bytes per page of the reader's address space, generated
+    /// at each read from its page tables (`Mm::pagemap`); `pos` is a byte offset.
+    Pagemap {
+        pos: usize,
+    },
     Node {
         node: &'static Node,
         data: String,
@@ -316,6 +321,7 @@ impl Files {
         }
         let file = match target {
             Target::Node(node) if writable && node.write.is_none() => return Err(EACCES),
+            Target::Node(node) if node.path == PAGEMAP => File::Pagemap { pos: 0 },
             Target::Node(node) => File::Node {
                 node,
                 data: node.render.map_or(String::new(), |r| r()),
@@ -355,6 +361,7 @@ impl File {
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
         match self {
             File::Console => Ok(0),
+            File::Pagemap { pos } => procfs::read_pagemap(pos, buf),
             File::Node { node, .. } if node.is_dir() => Err(EISDIR),
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
@@ -384,6 +391,7 @@ impl File {
     pub fn seekable(&mut self) -> Option<(usize, &mut usize)> {
         match self {
             File::Console => None,
+            File::Pagemap { pos } => Some((PAGEMAP_LEN, pos)),
             File::Node { data, pos, .. } => Some((data.len(), pos)),
             File::Ram { data, pos, .. } => Some((data.len(), pos)),
         }
@@ -402,6 +410,7 @@ impl File {
             File::Node {
                 writable: false, ..
             }
+            | File::Pagemap { .. }
             | File::Ram { .. } => Err(EBADF),
             File::Node { node, .. } => {
                 let text = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
@@ -415,6 +424,7 @@ impl File {
     pub fn mode(&self) -> u32 {
         match self {
             File::Console => 0o020620,
+            File::Pagemap { .. } => 0o100400,
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
         }
@@ -422,7 +432,7 @@ impl File {
 
     pub fn size(&self) -> usize {
         match self {
-            File::Console | File::Node { .. } => 0,
+            File::Console | File::Node { .. } | File::Pagemap { .. } => 0,
             File::Ram { data, .. } => data.len(),
         }
     }
@@ -439,7 +449,11 @@ pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
     };
     f(".", true);
     f("..", true);
-    for n in NODES.iter().chain(thp::NODES.iter()) {
+    for n in NODES
+        .iter()
+        .chain(thp::NODES.iter())
+        .chain(procfs::NODES.iter())
+    {
         if let Some(name) = child(n.path) {
             f(name, n.is_dir());
         }
@@ -463,11 +477,20 @@ pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
     }
 }
 
+/// /proc/self/pagemap's path; its size: one entry per page of the user address space.
+const PAGEMAP: &str = "/proc/self/pagemap";
+const PAGEMAP_LEN: usize = (crate::arch::aarch64::uaccess::USER_END >> PAGE_SHIFT) * PAGEMAP_ENTRY;
+const PAGEMAP_ENTRY: usize = 8;
+
 /// Bytes of a console write printed under one hold of the console's lock.
 const CONSOLE_PIECE: usize = 512;
 
 fn read_at(data: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
-    let n = buf.len().min(data.len() - *pos);
+    // pread may ask past the end.
+    let n = buf.len().min(data.len().saturating_sub(*pos));
+    if n == 0 {
+        return 0;
+    }
     buf[..n].copy_from_slice(&data[*pos..*pos + n]);
     *pos += n;
     n
