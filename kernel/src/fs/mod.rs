@@ -89,6 +89,11 @@ static NODES: &[Node] = &[
         write: None,
     },
     Node {
+        path: KPAGEFLAGS,
+        render: Some(String::new),
+        write: None,
+    },
+    Node {
         path: "/proc/vmstat",
         render: Some(vmstat::render),
         write: None,
@@ -213,7 +218,7 @@ impl Access {
                 writes: Writes::Device,
             },
             File::Node { node, .. } => Access::of(&Target::Node(node)),
-            File::Pagemap { .. } => Access {
+            File::Words { .. } => Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: false },
             },
@@ -254,9 +259,10 @@ fn is_special(mode: u32) -> bool {
 #[derive(Clone)]
 pub enum File {
     Console,
-    /// /proc/self/pagemap: 8 bytes per page of the reader's address space, generated
-    /// at each read from its page tables (`Mm::pagemap`); `pos` is a byte offset.
-    Pagemap {
+    /// A table of 64-bit words generated at each read (`procfs::read_words`), too
+    /// large to render at open: `pos` is a byte offset.
+    Words {
+        table: WordTable,
         pos: usize,
     },
     Node {
@@ -321,7 +327,14 @@ impl Files {
         }
         let file = match target {
             Target::Node(node) if writable && node.write.is_none() => return Err(EACCES),
-            Target::Node(node) if node.path == PAGEMAP => File::Pagemap { pos: 0 },
+            Target::Node(node) if node.path == PAGEMAP => File::Words {
+                table: WordTable::Pagemap,
+                pos: 0,
+            },
+            Target::Node(node) if node.path == KPAGEFLAGS => File::Words {
+                table: WordTable::Kpageflags,
+                pos: 0,
+            },
             Target::Node(node) => File::Node {
                 node,
                 data: node.render.map_or(String::new(), |r| r()),
@@ -361,7 +374,7 @@ impl File {
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
         match self {
             File::Console => Ok(0),
-            File::Pagemap { pos } => procfs::read_pagemap(pos, buf),
+            File::Words { table, pos } => procfs::read_words(*table, pos, buf),
             File::Node { node, .. } if node.is_dir() => Err(EISDIR),
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
@@ -391,7 +404,7 @@ impl File {
     pub fn seekable(&mut self) -> Option<(usize, &mut usize)> {
         match self {
             File::Console => None,
-            File::Pagemap { pos } => Some((PAGEMAP_LEN, pos)),
+            File::Words { table, pos } => Some((table.len(), pos)),
             File::Node { data, pos, .. } => Some((data.len(), pos)),
             File::Ram { data, pos, .. } => Some((data.len(), pos)),
         }
@@ -410,7 +423,7 @@ impl File {
             File::Node {
                 writable: false, ..
             }
-            | File::Pagemap { .. }
+            | File::Words { .. }
             | File::Ram { .. } => Err(EBADF),
             File::Node { node, .. } => {
                 let text = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
@@ -424,7 +437,7 @@ impl File {
     pub fn mode(&self) -> u32 {
         match self {
             File::Console => 0o020620,
-            File::Pagemap { .. } => 0o100400,
+            File::Words { .. } => 0o100400,
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
         }
@@ -432,7 +445,7 @@ impl File {
 
     pub fn size(&self) -> usize {
         match self {
-            File::Console | File::Node { .. } | File::Pagemap { .. } => 0,
+            File::Console | File::Node { .. } | File::Words { .. } => 0,
             File::Ram { data, .. } => data.len(),
         }
     }
@@ -477,10 +490,29 @@ pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
     }
 }
 
-/// /proc/self/pagemap's path; its size: one entry per page of the user address space.
+/// The tables of 64-bit words: /proc/self/pagemap, one per page of the reader's
+/// address space (`Mm::pagemap`), and /proc/kpageflags, one per physical frame
+/// (`mm::report::kpageflags`).
+#[derive(Clone, Copy)]
+pub enum WordTable {
+    Pagemap,
+    Kpageflags,
+}
+
 const PAGEMAP: &str = "/proc/self/pagemap";
-const PAGEMAP_LEN: usize = (crate::arch::aarch64::uaccess::USER_END >> PAGE_SHIFT) * PAGEMAP_ENTRY;
-const PAGEMAP_ENTRY: usize = 8;
+const KPAGEFLAGS: &str = "/proc/kpageflags";
+const WORD: usize = 8;
+
+impl WordTable {
+    /// Bytes: a word per page of the 48-bit user address space, or per frame of the
+    /// 48-bit physical one.
+    fn len(self) -> usize {
+        match self {
+            WordTable::Pagemap => (crate::arch::aarch64::uaccess::USER_END >> PAGE_SHIFT) * WORD,
+            WordTable::Kpageflags => ((1usize << 48) >> PAGE_SHIFT) * WORD,
+        }
+    }
+}
 
 /// Bytes of a console write printed under one hold of the console's lock.
 const CONSOLE_PIECE: usize = 512;

@@ -3,12 +3,12 @@
 //! smaps_rollup and status (`mm::report`), meminfo, the vm sysctls, and the CPU lists
 //! (`/sys/devices/system/cpu/{online,possible,present}`, /proc/cpuinfo, /proc/stat) from
 //! which glibc's `sysconf(_SC_NPROCESSORS_ONLN)` counts CPUs; and the reads of
-//! /proc/self/pagemap (`File::Pagemap`), which is generated per read, not per open.
+//! /proc/self/pagemap and /proc/kpageflags (`File::Words`), generated per read.
 
 use alloc::string::String;
 use core::fmt::Write;
 
-use super::{Node, PAGEMAP_ENTRY, PAGEMAP_LEN};
+use super::{Node, WordTable, WORD};
 use crate::mm::addr::PAGE_SHIFT;
 use crate::mm::aspace::Mm;
 use crate::mm::mthp;
@@ -96,28 +96,42 @@ fn meminfo() -> String {
     s
 }
 
-/// A read of pagemap at `pos`: whole entries only (EINVAL otherwise, as Linux), as many
-/// as `buf` holds (the read system call's bounded chunk), under the reader's mm lock,
-/// taken inside the files lock the caller holds (nothing takes them the other way
-/// round); 0 past the end of the address space.
-pub(super) fn read_pagemap(pos: &mut usize, buf: &mut [u8]) -> Result<usize, Errno> {
-    if !pos.is_multiple_of(PAGEMAP_ENTRY) || !buf.len().is_multiple_of(PAGEMAP_ENTRY) {
+/// A read of a word table at `pos`: whole words only (EINVAL otherwise, as Linux's
+/// pagemap_read and kpageflags_read), as many as `buf` holds (the read system call's
+/// bounded chunk); 0 past the end. Pagemap takes the reader's mm lock inside the
+/// files lock the caller holds (nothing takes them the other way round).
+pub(super) fn read_words(
+    table: WordTable,
+    pos: &mut usize,
+    buf: &mut [u8],
+) -> Result<usize, Errno> {
+    if !pos.is_multiple_of(WORD) || !buf.len().is_multiple_of(WORD) {
         return Err(EINVAL);
     }
-    let n = (buf.len() / PAGEMAP_ENTRY).min(PAGEMAP_LEN.saturating_sub(*pos) / PAGEMAP_ENTRY);
+    let n = (buf.len() / WORD).min(table.len().saturating_sub(*pos) / WORD);
     if n == 0 {
         return Ok(0);
     }
-    let mut entries = alloc::vec![0u64; n];
-    let va = crate::mm::VirtAddr(((*pos / PAGEMAP_ENTRY) << PAGE_SHIFT) as u64);
-    if let Some(mm) = crate::proc::sched::me().mm.lock().as_ref() {
-        mm.pagemap(va, &mut entries);
+    let first = *pos / WORD;
+    let mut words = alloc::vec![0u64; n];
+    match table {
+        WordTable::Pagemap => {
+            let va = crate::mm::VirtAddr((first << PAGE_SHIFT) as u64);
+            if let Some(mm) = crate::proc::sched::me().mm.lock().as_ref() {
+                mm.pagemap(va, &mut words);
+            }
+        }
+        WordTable::Kpageflags => {
+            for (i, w) in words.iter_mut().enumerate() {
+                *w = crate::mm::kpageflags(first + i);
+            }
+        }
     }
-    for (chunk, e) in buf.chunks_exact_mut(PAGEMAP_ENTRY).zip(&entries) {
-        chunk.copy_from_slice(&e.to_le_bytes());
+    for (chunk, w) in buf.chunks_exact_mut(WORD).zip(&words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
     }
-    *pos += n * PAGEMAP_ENTRY;
-    Ok(n * PAGEMAP_ENTRY)
+    *pos += n * WORD;
+    Ok(n * WORD)
 }
 
 /// A CPU list in Linux's cpulist format: `0` or `0-3`.

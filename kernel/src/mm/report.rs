@@ -6,6 +6,7 @@
 
 use alloc::string::String;
 use core::fmt::Write as _;
+use core::sync::atomic::Ordering;
 
 use super::addr::VirtAddr;
 use super::aspace::{Mm, MmEnv, PMD};
@@ -74,6 +75,62 @@ impl Tally {
 pub const PM_PRESENT: u64 = 1 << 63;
 pub const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
 const PM_PFN_MASK: u64 = (1 << 55) - 1;
+
+/// /proc/kpageflags bits (Linux's include/uapi/linux/kernel-page-flags.h) this kernel
+/// can tell from a frame's metadata.
+const KPF_MMAP: u64 = 1 << 11;
+const KPF_ANON: u64 = 1 << 12;
+const KPF_SWAPBACKED: u64 = 1 << 14;
+const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+const KPF_NOPAGE: u64 = 1 << 20;
+const KPF_THP: u64 = 1 << 22;
+
+/// The /proc/kpageflags word of frame `pfn`: no page (outside RAM); for a page of an
+/// anonymous folio, anon and swap-backed (as Linux marks every anonymous page), mapped
+/// if a page-table entry maps it, and in a large folio the head or tail bit and THP
+/// (Linux marks every large anonymous folio so, mTHP included); 0 for any other
+/// frame. Reads the metadata without the folio lock: a snapshot a concurrent split or
+/// free may outdate, as Linux's is.
+pub fn kpageflags(pfn: usize) -> u64 {
+    let frames = super::frame::frames();
+    if !frames.covers(pfn) {
+        return KPF_NOPAGE;
+    }
+    let pa = super::PhysAddr::from_pfn(pfn);
+    let Some((head, order)) = frames.block_of(pa) else {
+        return 0;
+    };
+    // A block freed and reallocated since may leave a stale order: stay in RAM.
+    if !frames.covers(head.pfn()) || (order > 0 && !frames.covers(head.pfn() + 1)) {
+        return 0;
+    }
+    let head_meta = frames.meta(head);
+    if !head_meta.test(super::frame::flags::ANON) {
+        return 0;
+    }
+    let mut word = KPF_ANON | KPF_SWAPBACKED;
+    let entire = if order > 0 {
+        frames
+            .meta(head.add(PAGE_SIZE))
+            .total_mapcount
+            .load(Ordering::Acquire)
+    } else {
+        0
+    };
+    if frames.meta(pa).mapcount.load(Ordering::Acquire) + entire > 0 {
+        word |= KPF_MMAP;
+    }
+    if order > 0 {
+        word |= KPF_THP
+            | if pa == head {
+                KPF_COMPOUND_HEAD
+            } else {
+                KPF_COMPOUND_TAIL
+            };
+    }
+    word
+}
 
 /// Orders the report lists: base pages and the mTHP sizes 16 KiB..2 MiB.
 const ORDERS: [usize; 9] = [0, 2, 3, 4, 5, 6, 7, 8, 9];

@@ -2,7 +2,7 @@
 //! else, in Linux's names, formats and defaults; the same checks pass on Linux
 //! (`scripts/linux.sh -- procfs`): the transparent_hugepage knobs, /proc/self/pagemap
 //! (read with pread, one 8-byte entry per page: present, frame number, mapped
-//! exclusively), maps, smaps (every field Linux prints, Pss and sharing after fork),
+//! exclusively), /proc/kpageflags (anonymous, mapped, THP head and tail), maps, smaps (every field Linux prints, Pss and sharing after fork),
 //! smaps_rollup, status, meminfo, the vm sysctls, and the CPU lists glibc counts.
 #![no_std]
 #![no_main]
@@ -29,6 +29,7 @@ fn main(_args: &rt::Args) -> i32 {
     );
     t.run("pagemap_shared_after_fork", pagemap_shared_after_fork);
     t.run("pagemap_bad_offsets", pagemap_bad_offsets);
+    t.run("kpageflags_thp_head_tail", kpageflags_thp_head_tail);
     t.run("maps_line", maps_line);
     t.run("smaps_fields", smaps_fields);
     t.run("smaps_pss_after_fork", smaps_pss_after_fork);
@@ -237,6 +238,51 @@ fn pagemap_bad_offsets() -> Outcome {
     }
     let second = u64::from_le_bytes(buf[8..].try_into().unwrap_or_default());
     ensure!(second & PM_PRESENT != 0, "second entry of two: {second:#x}");
+    Ok(())
+}
+
+const KPF_MMAP: u64 = 1 << 11;
+const KPF_ANON: u64 = 1 << 12;
+const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+const KPF_THP: u64 = 1 << 22;
+
+/// The /proc/kpageflags word of the frame mapped at `addr` (pread at pfn * 8).
+fn kpageflags(addr: usize) -> Result<u64, Fail> {
+    let pfn = pagemap(addr)? & PM_PFN;
+    let fd = fs::openat(AT_FDCWD, c"/proc/kpageflags", O_RDONLY | O_CLOEXEC, 0)
+        .ctx("open /proc/kpageflags")?;
+    let mut e = [0u8; 8];
+    let n = fs::pread(fd, &mut e, pfn as usize * 8);
+    let _ = fs::close(fd);
+    ensure!(n == Ok(8), "pread of kpageflags: {n:?}");
+    Ok(u64::from_le_bytes(e))
+}
+
+/// A 2 MiB THP (MADV_HUGEPAGE, the PMD size inherits `always`): its first frame is a
+/// mapped anonymous compound head with THP set, the next a tail of the same folio; a
+/// base page is anonymous and mapped, with no compound bit.
+fn kpageflags_thp_head_tail() -> Outcome {
+    let r = Region::anon_aligned(2 << 20, 2 << 20, RW).ctx("mmap")?;
+    r.advise(0, 2 << 20, MADV_HUGEPAGE).ctx("madvise")?;
+    r.store(0, 1);
+    let (head, tail) = (kpageflags(r.addr)?, kpageflags(r.addr + PAGE)?);
+    let want = KPF_ANON | KPF_MMAP | KPF_THP;
+    ensure!(
+        head & (want | KPF_COMPOUND_HEAD) == want | KPF_COMPOUND_HEAD,
+        "head {head:#x}"
+    );
+    ensure!(
+        tail & (want | KPF_COMPOUND_TAIL) == want | KPF_COMPOUND_TAIL,
+        "tail {tail:#x}"
+    );
+    let small = Region::anon(PAGE, RW, 0).ctx("mmap")?;
+    small.store(0, 1);
+    let base = kpageflags(small.addr)?;
+    ensure!(
+        base & (KPF_ANON | KPF_MMAP | KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) == KPF_ANON | KPF_MMAP,
+        "base page {base:#x}"
+    );
     Ok(())
 }
 
