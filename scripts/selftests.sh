@@ -23,7 +23,7 @@ set -euo pipefail
 usage() {
     cat >&2 <<'USAGE'
 usage: scripts/selftests.sh [--kernel K] [--cpu M] [--smp N] [--mem SIZE] [--timeout S]
-                            [--check] [--record] [--docs] [TESTS]
+                            [--check] [--record] [--docs] [--reparse] [TESTS]
   --kernel K    contkernel (default), linux-6.12 or linux-7.3
   --cpu M       QEMU CPU model (default max)
   --smp N       CPUs (default 2)
@@ -32,12 +32,13 @@ usage: scripts/selftests.sh [--kernel K] [--cpu M] [--smp N] [--mem SIZE] [--tim
   --check       contkernel: fail on a test that passed on Linux 6.12 without a reason
   --record      keep the results in tests/selftests/KERNEL[-CPU].tsv
   --docs        only regenerate docs/selftests.md from tests/selftests/
+  --reparse     read the console kept from the last run instead of booting
   TESTS         program names (default: all of tests/selftests/programs.txt)
 USAGE
     exit 2
 }
 
-kernel=contkernel cpu=max smp=2 mem=1G timeout=1500 check=0 record=0 docs_only=0 tests=()
+kernel=contkernel cpu=max smp=2 mem=1G timeout=1500 check=0 record=0 docs_only=0 reparse=0 tests=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) [ $# -ge 2 ] || usage; kernel=$2; shift 2 ;;
@@ -48,6 +49,7 @@ while [ $# -gt 0 ]; do
         --check) check=1; shift ;;
         --record) record=1; shift ;;
         --docs) docs_only=1; shift ;;
+        --reparse) reparse=1; shift ;;
         -h|--help) usage ;;
         -*) echo "unknown option: $1" >&2; usage ;;
         *) tests+=("$1"); shift ;;
@@ -76,7 +78,11 @@ arguments `run_vmtests.sh` gives them under QEMU 7.2 (`-M virt`, `-smp 2`, 1 GiB
 Debian's Linux 6.12 and 7.3 (`-cpu max`) and on contkernel (`-cpu max` and `-cpu
 cortex-a72`). `scripts/test.sh` runs the contkernel side with `--check`: a test that
 passes on Linux 6.12 and not here fails the suite unless a row below gives the reason
-(`tests/selftests/reasons.txt`). A dash: the program stopped before that test.
+(`tests/selftests/reasons.txt`, matched against the test's name and what it and its
+program said last). A dash: the program stopped before that test; `(exit status)`: the
+program exited non-zero. Tests are known by name (Linux lists hugetlb sizes, which add
+cow tests and shift the numbers). The /proc and /sys files the programs read are
+described in `docs/procfs.md`.
 
 HEAD
         awk -F'\t' -v ncols="${#cols[@]}" -v names="${cols[*]}" -v reasons="$EXPECT/reasons.txt" '
@@ -93,6 +99,8 @@ HEAD
                 key = $1 "\t" $2
                 if (!(key in seen)) { seen[key] = ++nk; order[nk] = key }
                 res[key, col] = $3
+                if (name[col] ~ /^contkernel/ && $4 != "") msg[key] = $4
+                if (name[col] ~ /^contkernel/ && $2 == "(exit status)") stopped[$1] = $4
                 tot[col, $3]++
             }
             END {
@@ -116,7 +124,7 @@ HEAD
                     reason = ""
                     if (differs)
                         for (i = 1; i <= nr; i++)
-                            if ((f[1] "|" f[2]) ~ pat[i]) { reason = why[i]; break }
+                            if ((f[1] "|" f[2] "|" msg[order[k]] "|" stopped[f[1]]) ~ pat[i]) { reason = why[i]; break }
                     printf " %s |\n", reason
                 }
             }' "${files[@]}"
@@ -160,46 +168,52 @@ selftests_source() {
     echo "$src"
 }
 
-ensure_tools
-ensure_cross_cc
-command -v cpio >/dev/null 2>&1 || apt_install cpio
-src=$(selftests_source) || exit 2
-bin="$WORK/bin"
-mkdir -p "$bin" "$WORK/results"
-progs=$(printf '%s\n' "${lines[@]}" | awk '{print $1}' | sort -u)
-say "building $(echo $progs) (static, $src's uapi headers)"
-make -C "$src/tools/testing/selftests/mm" -s ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- \
-    LDFLAGS=-static OUTPUT="$bin" $(printf "$bin/%s " $progs) >&2 || die "building the selftests failed"
+label=$kernel
+[ "$kernel" = contkernel ] && label="contkernel-$cpu"
+[ "$kernel" != contkernel ] && [ "$cpu" != max ] && label="$kernel-$cpu"
+log="$WORK/results/$label.log"
 
-# The initramfs: user/'s init as /init, the selftests in /bin, the list in /ksft.txt.
-say "building user/"
-(cd "$ROOT" && cargo build -q --release -p contkernel-user --target "$KTARGET") >&2 || die "user/ build failed"
-stage=$(mktemp -d)
-log=$(mktemp)
-trap 'rm -rf "$stage" "$log"' EXIT
-mkdir -p "$stage/bin" "$stage/dev" "$stage/proc" "$stage/sys" "$stage/tmp"
-install -m 755 "$ROOT/target/$KTARGET/release/init" "$stage/init"
-for p in $progs; do install -m 755 "$bin/$p" "$stage/bin/$p"; done
-printf '%s\n' "${lines[@]}" > "$stage/ksft.txt"
-[ "$(id -u)" -eq 0 ] && mknod -m 600 "$stage/dev/console" c 5 1
-initrd="$WORK/initramfs.cpio"
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet) > "$initrd" || die "cpio failed"
+# Builds the programs and the initramfs, boots the kernel asked: its console in $log.
+boot() {
+    ensure_tools
+    ensure_cross_cc
+    command -v cpio >/dev/null 2>&1 || apt_install cpio
+    src=$(selftests_source) || exit 2
+    bin="$WORK/bin"
+    mkdir -p "$bin" "$WORK/results"
+    progs=$(printf '%s\n' "${lines[@]}" | awk '{print $1}' | sort -u)
+    say "building $(echo $progs) (static, $src's uapi headers)"
+    make -C "$src/tools/testing/selftests/mm" -s ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- \
+        LDFLAGS=-static OUTPUT="$bin" $(printf "$bin/%s " $progs) >&2 || die "building the selftests failed"
 
-if [ "$kernel" = contkernel ]; then
-    elf=${CONTKERNEL_ELF:-$(build_kernel)}
-    mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" "$smp" "$mem" 2 0 0 "-- @/ksft.txt" "$initrd")
-    label="contkernel-$cpu"
-else
-    image=$(linux_image "$kernel") || exit 2
-    mapfile -t cmd < <(linux_qemu_cmd "$image" "$cpu" "$smp" "$mem" "$initrd" "@/ksft.txt")
-    label=$kernel
-    [ "$cpu" = max ] || label="$kernel-$cpu"
-fi
-say "$(shell_line "${cmd[@]}")"
-status=0
-timeout --foreground -k 5 "$timeout" "${cmd[@]}" </dev/null > "$log" 2>&1 || status=$?
-[ "$status" = 124 ] && { tail -n 40 "$log"; say "timed out after ${timeout}s"; exit 3; }
-grep -qaE '^[0-9]+ passed, [0-9]+ failed' "$log" || { tail -n 40 "$log"; say "no summary from init"; exit 3; }
+    # The initramfs: user/'s init as /init, the selftests in /bin, the list in /ksft.txt.
+    say "building user/"
+    (cd "$ROOT" && cargo build -q --release -p contkernel-user --target "$KTARGET") >&2 || die "user/ build failed"
+    stage=$(mktemp -d)
+    trap 'rm -rf "$stage"' EXIT
+    mkdir -p "$stage/bin" "$stage/dev" "$stage/proc" "$stage/sys" "$stage/tmp"
+    install -m 755 "$ROOT/target/$KTARGET/release/init" "$stage/init"
+    for p in $progs; do install -m 755 "$bin/$p" "$stage/bin/$p"; done
+    printf '%s\n' "${lines[@]}" > "$stage/ksft.txt"
+    [ "$(id -u)" -eq 0 ] && mknod -m 600 "$stage/dev/console" c 5 1
+    initrd="$WORK/initramfs-$label.cpio"
+    (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet) > "$initrd" || die "cpio failed"
+
+    if [ "$kernel" = contkernel ]; then
+        elf=${CONTKERNEL_ELF:-$(build_kernel)}
+        mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" "$smp" "$mem" 2 0 0 "-- @/ksft.txt" "$initrd")
+    else
+        image=$(linux_image "$kernel") || exit 2
+        mapfile -t cmd < <(linux_qemu_cmd "$image" "$cpu" "$smp" "$mem" "$initrd" "@/ksft.txt")
+    fi
+    say "$(shell_line "${cmd[@]}")"
+    status=0
+    timeout --foreground -k 5 "$timeout" "${cmd[@]}" </dev/null > "$log" 2>&1 || status=$?
+    [ "$status" = 124 ] && { tail -n 40 "$log"; say "timed out after ${timeout}s"; exit 3; }
+    grep -qaE '^[0-9]+ passed, [0-9]+ failed' "$log" || { tail -n 40 "$log"; say "no summary from init"; exit 3; }
+}
+
+if [ "$reparse" = 0 ]; then boot; else [ -f "$log" ] || die "no console kept for $label: $log"; fi
 
 # Each program's lines end at init's "init: LINE exited ..."; its TAP results are the
 # "ok N name", "not ok N name" and "ok N name # SKIP" lines before that.
@@ -207,12 +221,21 @@ results="$WORK/results/$label.tsv"
 tr -d '\r' < "$log" | awk -v out="$results" '
     /^(not )?ok [0-9]+ / {
         st = ($1 == "not") ? "fail" : ($0 ~ /# [Ss][Kk][Ii][Pp]/) ? "skip" : ($0 ~ /# XFAIL/) ? "xfail" : "ok"
-        t = $0; sub(/^(not )?ok /, "", t); sub(/ # ([Ss][Kk][Ii][Pp]|XFAIL).*$/, "", t)
+        # "ok N name # SKIP why", or kselftest'"'"'s "ok N # SKIP name" and "ok N # XFAIL name".
+        t = $0; sub(/^(not )?ok /, "", t)
+        if (t ~ /^[0-9]+ # ([Ss][Kk][Ii][Pp]|XFAIL) /) sub(/ # ([Ss][Kk][Ii][Pp]|XFAIL) /, " ", t)
+        else sub(/ # ([Ss][Kk][Ii][Pp]|XFAIL).*$/, "", t)
+        # A test is known by its name: the numbers shift when a kernel lists other
+        # sizes (Linux'"'"'s hugetlb sizes add cow tests); a test without one keeps its number.
+        if (t ~ /^[0-9]+ ./) sub(/^[0-9]+ /, "", t)
         gsub(/\t/, " ", t); gsub(/\|/, "/", t)
-        pending[++n] = t "\t" st
+        pending[++n] = t "\t" st "\t" (st == "fail" ? msg : "")
+        msg = ""
         next
     }
-    /^# Totals: / { totals = $0 }
+    /^# Totals: / { totals = $0; next }
+    # What a test said last: a comment, a bail-out or a perror line (not the kernel'"'"'s log).
+    NF && !/^(\[|init: |TAP version|1\.\.|contkernel|# (\[RUN\]|Planned tests))/ { msg = $0; sub(/^(# |Bail out! )/, "", msg); gsub(/[\t|]/, " ", msg) }
     /^init: .* exited / {
         prog = $0; sub(/^init: /, "", prog); sub(/ exited .*$/, "", prog)
         ex = $0; sub(/^.* exited /, "", ex)
@@ -222,12 +245,13 @@ tr -d '\r' < "$log" | awk -v out="$results" '
             printf "    %-4s %s\n", f[2], f[1]
             print prog "\t" pending[i] > out
         }
-        if (n == 0) print prog "\t(program)\t" (ex == "0" ? "ok" : "fail") > out
-        n = 0; totals = ""
+        if (n == 0) print prog "\t(program)\t" (ex == "0" ? "ok" : "fail") "\t" msg > out
+        # The program stopped: what it said last is why the tests after it did not run.
+        if (ex != "0" && msg != "") print prog "\t(exit status)\tfail\t" msg > out
+        n = 0; totals = ""; msg = ""
     }' || die "parsing the console failed"
 touch "$results"
 say "$label: $(awk -F'\t' '{c[$3]++} END {printf "%d ok, %d xfail, %d fail, %d skip", c["ok"], c["xfail"], c["fail"], c["skip"]}' "$results") (console: $WORK/results/$label.log)"
-cp "$log" "$WORK/results/$label.log"
 
 bad=0
 if grep -qaE 'panicked|PANIC' "$log"; then say "the kernel panicked"; bad=1; fi
@@ -246,13 +270,13 @@ if [ "$check" = 1 ]; then
             }
         }
         FNR == NR { if ($3 == "ok") want[$1 "\t" $2] = 1; next }
-        { ran[$1] = 1; got[$1 "\t" $2] = $3 }
+        { ran[$1] = 1; got[$1 "\t" $2] = $3; msg[$1 "\t" $2] = $4; if ($2 == "(exit status)") stopped[$1] = $4 }
         END {
             for (k in want) {
                 split(k, f, "\t")
                 if (!(f[1] in ran) || got[k] == "ok") continue
                 explained = 0
-                for (i = 1; i <= nr; i++) if ((f[1] "|" f[2]) ~ pat[i]) explained = 1
+                for (i = 1; i <= nr; i++) if ((f[1] "|" f[2] "|" msg[k] "|" stopped[f[1]]) ~ pat[i]) explained = 1
                 if (!explained) print f[1] ": " f[2] " (" (k in got ? got[k] : "did not run") ")"
             }
         }' "$EXPECT/linux-6.12.tsv" "$results" | sort)
