@@ -102,11 +102,23 @@ HEAD
                 if (name[col] ~ /^contkernel/ && $4 != "") msg[key] = $4
                 if (name[col] ~ /^contkernel/ && $2 == "(exit status)") stopped[$1] = $4
                 tot[col, $3]++
+                if (!($1 in pseen)) { pseen[$1] = ++np; porder[np] = $1 }
+                ptot[$1, col, $3]++
             }
             END {
                 printf "| kernel | ok | xfail | fail | skip |\n|---|---|---|---|---|\n"
                 for (c = 1; c <= ncols; c++)
                     printf "| %s | %d | %d | %d | %d |\n", name[c], tot[c, "ok"], tot[c, "xfail"], tot[c, "fail"], tot[c, "skip"]
+                printf "\nPer program (ok / fail; skips and expected failures left out):\n\n| program |"
+                for (c = 1; c <= ncols; c++) printf " %s |", name[c]
+                printf "\n|---|"
+                for (c = 1; c <= ncols; c++) printf "---|"
+                printf "\n"
+                for (p = 1; p <= np; p++) {
+                    printf "| `%s` |", porder[p]
+                    for (c = 1; c <= ncols; c++) printf " %d / %d |", ptot[porder[p], c, "ok"], ptot[porder[p], c, "fail"]
+                    printf "\n"
+                }
                 printf "\n| program | test |"
                 for (c = 1; c <= ncols; c++) printf " %s |", name[c]
                 printf " why contkernel differs |\n|---|---|"

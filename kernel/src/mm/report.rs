@@ -258,34 +258,11 @@ impl<E: MmEnv> Mm<E> {
     fn smaps_vma(&self, out: &mut String, vma: &Vma) {
         let t = self.tally(vma);
         let _ = writeln!(out, "{}", MapsLine(vma));
-        let size = vma.end.as_u64() - vma.start.as_u64();
         let page = PAGE_SIZE as u64;
-        for (field, bytes) in [
-            ("Size", size),
-            ("KernelPageSize", page),
-            ("MMUPageSize", page),
-            ("Rss", t.rss()),
-            ("Pss", t.sharing.pss),
-            ("Pss_Dirty", t.sharing.pss_dirty),
-            ("Shared_Clean", t.sharing.shared_clean),
-            ("Shared_Dirty", t.sharing.shared_dirty),
-            ("Private_Clean", t.sharing.private_clean),
-            ("Private_Dirty", t.sharing.private_dirty),
-            ("Referenced", t.sharing.referenced),
-            ("Anonymous", t.rss()),
-            ("KSM", 0),
-            ("LazyFree", t.sharing.lazyfree),
-            ("AnonHugePages", t.pmd),
-            ("ShmemPmdMapped", 0),
-            ("FilePmdMapped", 0),
-            ("Shared_Hugetlb", 0),
-            ("Private_Hugetlb", 0),
-            ("Swap", 0),
-            ("SwapPss", 0),
-            ("Locked", 0),
-        ] {
-            kb_line(out, field, bytes);
-        }
+        kb_line(out, "Size", vma.end.as_u64() - vma.start.as_u64());
+        kb_line(out, "KernelPageSize", page);
+        kb_line(out, "MMUPageSize", page);
+        show_smap(out, &t, false);
         let _ = writeln!(out, "THPeligible:    {:>8}", thp_eligible(vma) as u8);
         let _ = writeln!(out, "VmFlags: {}", VmFlags(vma));
     }
@@ -365,34 +342,43 @@ impl<E: MmEnv> Mm<E> {
             "{:<72} [rollup]",
             alloc::format!("{first:08x}-{last:08x} ---p 00000000 00:00 0")
         );
-        let s = &total.sharing;
-        for (field, bytes) in [
-            ("Rss", total.rss()),
-            ("Pss", s.pss),
-            ("Pss_Dirty", s.pss_dirty),
-            ("Pss_Anon", s.pss),
-            ("Pss_File", 0),
-            ("Pss_Shmem", 0),
-            ("Shared_Clean", s.shared_clean),
-            ("Shared_Dirty", s.shared_dirty),
-            ("Private_Clean", s.private_clean),
-            ("Private_Dirty", s.private_dirty),
-            ("Referenced", s.referenced),
-            ("Anonymous", total.rss()),
-            ("KSM", 0),
-            ("LazyFree", s.lazyfree),
-            ("AnonHugePages", total.pmd),
-            ("ShmemPmdMapped", 0),
-            ("FilePmdMapped", 0),
-            ("Shared_Hugetlb", 0),
-            ("Private_Hugetlb", 0),
-            ("Swap", 0),
-            ("SwapPss", 0),
-            ("Locked", 0),
-        ] {
-            kb_line(&mut out, field, bytes);
-        }
+        show_smap(&mut out, &total, true);
         out
+    }
+}
+
+/// The memory fields of an smaps block or of smaps_rollup, which adds Pss by kind
+/// (Linux's `__show_smap`): everything here is anonymous; the fields of mechanisms this
+/// kernel lacks (KSM, shmem, file THP, hugetlb, swap, mlock) are 0.
+fn show_smap(out: &mut String, t: &Tally, rollup: bool) {
+    let s = &t.sharing;
+    kb_line(out, "Rss", t.rss());
+    kb_line(out, "Pss", s.pss);
+    kb_line(out, "Pss_Dirty", s.pss_dirty);
+    if rollup {
+        kb_line(out, "Pss_Anon", s.pss);
+        kb_line(out, "Pss_File", 0);
+        kb_line(out, "Pss_Shmem", 0);
+    }
+    for (field, bytes) in [
+        ("Shared_Clean", s.shared_clean),
+        ("Shared_Dirty", s.shared_dirty),
+        ("Private_Clean", s.private_clean),
+        ("Private_Dirty", s.private_dirty),
+        ("Referenced", s.referenced),
+        ("Anonymous", t.rss()),
+        ("KSM", 0),
+        ("LazyFree", s.lazyfree),
+        ("AnonHugePages", t.pmd),
+        ("ShmemPmdMapped", 0),
+        ("FilePmdMapped", 0),
+        ("Shared_Hugetlb", 0),
+        ("Private_Hugetlb", 0),
+        ("Swap", 0),
+        ("SwapPss", 0),
+        ("Locked", 0),
+    ] {
+        kb_line(out, field, bytes);
     }
 }
 
