@@ -43,6 +43,7 @@ macro_rules! size_nodes {
             stat!($order, $kb, "nr_anon_partially_mapped"),
             stat!($order, $kb, "cow_reuse"),
             stat!($order, $kb, "cow_folio_copy"),
+            stat!($order, $kb, "spread_to_pages"),
             stat!($order, $kb, "collapse_alloc"),
             stat!($order, $kb, "collapse_alloc_failed"),
             stat!($order, $kb, "collapse_exceed_none_pte"),
@@ -112,7 +113,9 @@ macro_rules! khugepaged {
     };
 }
 
-const SIZE_NODES: usize = 8 * 20;
+/// Eight sizes of 21 nodes each (the directory, `stats/`, `enabled`, `shmem_enabled`,
+/// 17 counters).
+const SIZE_NODES: usize = 8 * 21;
 const KHUGEPAGED_NODES: usize = 10;
 const TOP_NODES: usize = 10;
 
@@ -182,6 +185,11 @@ pub static NODES: [Node; TOP_NODES + SIZE_NODES + KHUGEPAGED_NODES] = {
         }),
         write: Some(mthp::write_use_zero_page),
     };
+    // A node added to `size_nodes!` without counting it here would overwrite others.
+    assert!(
+        sizes.len() == SIZE_NODES,
+        "SIZE_NODES does not match size_nodes!"
+    );
     let mut i = 0;
     while i < sizes.len() {
         all[TOP_NODES + i] = sizes[i];

@@ -12,9 +12,6 @@ use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;
 use crate::uapi::*;
 
-/// HWCAP_FP | HWCAP_ASIMD: what every AArch64 CPU here has (glibc reads AT_HWCAP).
-const HWCAP: u64 = 0b11;
-
 /// What a successful exec hands to the task: its memory and where it starts.
 pub struct Image {
     pub mm: Mm,
@@ -88,7 +85,10 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
         (stack::AT_EUID, 0),
         (stack::AT_GID, 0),
         (stack::AT_EGID, 0),
-        (stack::AT_HWCAP, HWCAP),
+        (
+            stack::AT_HWCAP,
+            crate::arch::aarch64::features::features().linux_hwcap(),
+        ),
         (stack::AT_HWCAP2, 0),
         (stack::AT_CLKTCK, crate::time::TICK_HZ),
         (stack::AT_SECURE, 0),

@@ -35,7 +35,7 @@
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use rt::mm::{Region, PROT_READ, PROT_WRITE};
+use rt::mm::{Region, MADV_COLLAPSE, PROT_READ, PROT_WRITE};
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::thp::{self, Stats, CONT_SIZE, PMD_SIZE};
 use rt::time::{nanosleep, now_ns, Timespec};
@@ -44,7 +44,6 @@ use rt::{ensure, fail, println};
 rt::entry!(main);
 
 const PAGE: usize = 4096;
-const MADV_COLLAPSE: usize = 25;
 const KH: &str = "/sys/kernel/mm/transparent_hugepage/khugepaged";
 
 const SCAN_SLEEP: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs";
