@@ -437,7 +437,7 @@ impl File {
     pub fn mode(&self) -> u32 {
         match self {
             File::Console => 0o020620,
-            File::Words { .. } => 0o100400,
+            File::Words { .. } => 0o100444,
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
         }

@@ -124,14 +124,14 @@ fn render_words<'a>(words: impl Iterator<Item = (&'a str, bool)>) -> String {
 /// or reclaim stalls at fault time; shmem: no shmem THP): it keeps the value written,
 /// in Linux's words and default, so that programs that read, set and restore Linux's
 /// settings find it, and changes nothing else.
-pub struct Words {
+pub struct KeptChoice {
     words: &'static [&'static str],
     selected: AtomicU8,
 }
 
-impl Words {
+impl KeptChoice {
     const fn new(words: &'static [&'static str], default: u8) -> Self {
-        Words {
+        KeptChoice {
             words,
             selected: AtomicU8::new(default),
         }
@@ -157,19 +157,20 @@ impl Words {
 }
 
 /// `transparent_hugepage/defrag`: Linux's default `madvise`.
-pub static DEFRAG: Words = Words::new(&["always", "defer", "defer+madvise", "madvise", "never"], 3);
+pub static DEFRAG: KeptChoice =
+    KeptChoice::new(&["always", "defer", "defer+madvise", "madvise", "never"], 3);
 /// `transparent_hugepage/shmem_enabled`: Linux's default `never`.
-pub static SHMEM_ENABLED: Words = Words::new(
+pub static SHMEM_ENABLED: KeptChoice = KeptChoice::new(
     &["always", "within_size", "advise", "never", "deny", "force"],
     3,
 );
 /// `hugepages-<N>kB/shmem_enabled`, per mTHP order: Linux's default `never`.
-pub static SHMEM_SIZE_ENABLED: [Words; NR_MTHP_ORDERS] =
-    [const { Words::new(&["always", "inherit", "within_size", "advise", "never"], 4) };
+pub static SHMEM_SIZE_ENABLED: [KeptChoice; NR_MTHP_ORDERS] =
+    [const { KeptChoice::new(&["always", "inherit", "within_size", "advise", "never"], 4) };
         NR_MTHP_ORDERS];
 
-/// The `Words` of `hugepages-<N>kB/shmem_enabled`.
-pub fn shmem_size_enabled(order: usize) -> &'static Words {
+/// The `KeptChoice` of `hugepages-<N>kB/shmem_enabled`.
+pub fn shmem_size_enabled(order: usize) -> &'static KeptChoice {
     &SHMEM_SIZE_ENABLED[slot(order)]
 }
 
@@ -640,6 +641,40 @@ mod tests {
         assert_eq!(p.render_size(4), "[always] inherit madvise never\n");
         p.set_size(4, SizeSetting::Madvise);
         assert_eq!(p.render_size(4), "always inherit [madvise] never\n");
+    }
+
+    #[test]
+    fn kept_choices_show_linux_defaults_and_take_only_their_words() {
+        let defrag = KeptChoice::new(DEFRAG.words, 3);
+        assert_eq!(
+            defrag.render(),
+            "always defer defer+madvise [madvise] never\n"
+        );
+        assert_eq!(defrag.write("defer+madvise\n"), Ok(()));
+        assert_eq!(
+            defrag.render(),
+            "always defer [defer+madvise] madvise never\n"
+        );
+        for bad in ["", "defer+", "Never", "never\n\n", "[never]"] {
+            assert_eq!(defrag.write(bad), Err(EINVAL), "{bad:?}");
+        }
+        assert_eq!(
+            defrag.render(),
+            "always defer [defer+madvise] madvise never\n"
+        );
+        assert_eq!(
+            SHMEM_SIZE_ENABLED[0].render(),
+            "always inherit within_size advise [never]\n"
+        );
+        // The top-level file alone has deny and force.
+        assert_eq!(
+            KeptChoice::new(SHMEM_SIZE_ENABLED[0].words, 4).write("force"),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            KeptChoice::new(SHMEM_ENABLED.words, 3).write("force"),
+            Ok(())
+        );
     }
 
     #[test]
