@@ -109,12 +109,16 @@ fi
 # The randomized address-space test (user/src/bin/stress.rs) for the fixed seeds of
 # tests/tests/stress.rs, one boot per seed, on both CPU models with 4 CPUs.
 if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
+# Linux's own mm selftests (scripts/selftests.sh --check) on both CPU models, 2 CPUs:
+# every test that passes on Linux 6.12 passes here or has its reason in
+# tests/selftests/reasons.txt.
+if [ "$quick" = 1 ]; then kcells=(max); else kcells=(max cortex-a72); fi
 # The modelled TLB (scripts/tlb-check.sh: tlbmodel's host tests, then QEMU 10 with the
 # plugin, walk counts against the hand count, no translation mismatch): full run only.
 tlb=$((1 - quick))
 # Steps: lint, five host suites, the cells, the benchmark, the suite's tool and the suite,
-# the profiler, the modelled TLB.
-steps=$((1 + 5 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2 + 1 + tlb))
+# the profiler, the modelled TLB, the selftests.
+steps=$((1 + 5 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2 + 1 + tlb + ${#kcells[@]}))
 # The profiler (scripts/profile.sh) on the copy-on-write scenario, 2 CPUs: the report
 # must name page-table functions in the flat profile and show handle_fault's caller
 # from the frame-pointer chain (the call graph).
@@ -175,6 +179,11 @@ run_check "bench: scripts/bench.sh --quick --icount twice, identical instruction
 run_check "profile: scripts/profile.sh names kernel functions and their callers" profile_check
 [ "$tlb" = 1 ] && run_check "tlb: scripts/tlb-check.sh (modelled TLB walks at 4K/64K/2M, contpte on/off)" \
     "$ROOT/scripts/tlb-check.sh"
+
+for cpu in "${kcells[@]}"; do
+    run_check "selftests: Linux's mm selftests, -cpu $cpu, against Linux 6.12's results" \
+        "$ROOT/scripts/selftests.sh" --kernel contkernel --cpu "$cpu" --check
+done
 
 echo "in-guest checks (inside the passed and failed tests above): $guest_passed passed, $guest_failed failed"
 echo "$passed passed, $failed failed"
