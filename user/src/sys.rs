@@ -12,6 +12,7 @@ pub mod nr {
     pub const FACCESSAT: usize = 48;
     pub const OPENAT: usize = 56;
     pub const CLOSE: usize = 57;
+    pub const PIPE2: usize = 59;
     pub const READ: usize = 63;
     pub const WRITE: usize = 64;
     pub const EXIT: usize = 93;
@@ -21,6 +22,15 @@ pub mod nr {
     pub const CLOCK_GETTIME: usize = 113;
     pub const CLOCK_NANOSLEEP: usize = 115;
     pub const SCHED_YIELD: usize = 124;
+    pub const KILL: usize = 129;
+    pub const TKILL: usize = 130;
+    pub const TGKILL: usize = 131;
+    pub const SIGALTSTACK: usize = 132;
+    pub const RT_SIGSUSPEND: usize = 133;
+    pub const RT_SIGACTION: usize = 134;
+    pub const RT_SIGPROCMASK: usize = 135;
+    pub const RT_SIGPENDING: usize = 136;
+    pub const RT_SIGRETURN: usize = 139;
     pub const REBOOT: usize = 142;
     pub const UNAME: usize = 160;
     pub const GETRUSAGE: usize = 165;

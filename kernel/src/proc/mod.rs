@@ -6,6 +6,8 @@
 //! initial user stack (`stack`) and the loader itself (`exec`), which reads programs
 //! from the root filesystem (`fs::root`, the initramfs).
 
+#[cfg(target_os = "none")]
+pub mod deliver;
 pub mod elf;
 #[cfg(target_os = "none")]
 pub mod exec;
@@ -17,6 +19,7 @@ pub mod kswapd;
 pub mod process;
 #[cfg(target_os = "none")]
 pub mod sched;
+pub mod signal;
 pub mod stack;
 #[cfg(target_os = "none")]
 pub mod task;

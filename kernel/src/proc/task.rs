@@ -11,6 +11,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::sched::WaitQueue;
+use super::signal::{SigState, Signals};
 use crate::arch::aarch64::context::{Context, FpState};
 use crate::fs::Files;
 use crate::mm::aspace::Mm;
@@ -76,6 +77,8 @@ pub struct Task {
     pub clear_child_tid: AtomicU64,
     /// CLONE_CHILD_SETTID: written with the tid when the child first runs.
     pub set_child_tid: AtomicU64,
+    /// Signal actions, mask, pending signals (`proc::signal` has the protocol).
+    pub signals: Signals,
 }
 
 // SAFETY: `ctx` and `fp` are only touched by the scheduler, for a task that is not
@@ -109,6 +112,7 @@ impl Task {
             ticks: AtomicU64::new(0),
             clear_child_tid: AtomicU64::new(0),
             set_child_tid: AtomicU64::new(0),
+            signals: Signals::new(SigState::new(pid == 1)),
         }))
     }
 
@@ -202,6 +206,16 @@ pub fn children(pid: Pid) -> Vec<Arc<Task>> {
         .lock()
         .values()
         .filter(|t| t.parent.load(Ordering::Acquire) == pid)
+        .cloned()
+        .collect()
+}
+
+/// Every user process (running, sleeping or zombie).
+pub fn all_user() -> Vec<Arc<Task>> {
+    TASKS
+        .lock()
+        .values()
+        .filter(|t| t.is_user())
         .cloned()
         .collect()
 }

@@ -1,6 +1,6 @@
 //! System calls by Linux arm64 number: `dispatch` reads the number from x8 and the
 //! arguments from x0-x5, and returns the result (or -errno) in x0. One file per family:
-//! `process`, `memory`, `files`, `misc` (time, randomness, identity, power). Every user
+//! `process`, `signal`, `memory`, `files`, `misc` (time, randomness, identity, power). Every user
 //! pointer goes through the uaccess helpers: a bad one is EFAULT, never a kernel fault.
 //! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
 //! kernel), and masks them again before the way back to EL0.
@@ -13,6 +13,8 @@ mod memory;
 mod misc;
 #[cfg(target_os = "none")]
 mod process;
+#[cfg(target_os = "none")]
+mod signal;
 
 pub use crate::uapi::Errno;
 
@@ -23,8 +25,9 @@ pub use imp::dispatch;
 mod imp {
     use core::sync::atomic::{AtomicU64, Ordering};
 
-    use super::{files, memory, misc, process, Errno};
+    use super::{files, memory, misc, process, signal, Errno};
     use crate::arch::aarch64::trap::TrapFrame;
+    use crate::proc::signal::Restart;
     use crate::uapi::*;
 
     /// Unknown numbers already logged (one bit per number below 512).
@@ -76,8 +79,15 @@ mod imp {
             SYS_WAIT4 => process::wait4(a[0], a[1], a[2], a[3]),
             SYS_GETRUSAGE => process::getrusage(a[0], a[1]),
             SYS_SCHED_YIELD => process::sched_yield(),
-            SYS_KILL | SYS_TGKILL => process::kill(nr, a[0], a[1], a[2]),
-            SYS_RT_SIGPROCMASK => process::rt_sigprocmask(a[2], a[3]),
+            SYS_KILL => signal::kill(a[0], a[1]),
+            SYS_TKILL => signal::tgkill(None, a[0], a[1]),
+            SYS_TGKILL => signal::tgkill(Some(a[0]), a[1], a[2]),
+            SYS_RT_SIGACTION => signal::rt_sigaction(a[0], a[1], a[2], a[3]),
+            SYS_RT_SIGPROCMASK => signal::rt_sigprocmask(a[0], a[1], a[2], a[3]),
+            SYS_RT_SIGPENDING => signal::rt_sigpending(a[0], a[1]),
+            SYS_RT_SIGSUSPEND => signal::rt_sigsuspend(a[0], a[1]),
+            SYS_SIGALTSTACK => signal::sigaltstack(frame, a[0], a[1]),
+            SYS_RT_SIGRETURN => signal::rt_sigreturn(frame),
             SYS_PRLIMIT64 => process::prlimit64(a[0], a[1], a[3]),
             SYS_BRK => memory::brk(a[0]),
             SYS_MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
@@ -95,7 +105,20 @@ mod imp {
         };
         frame.x[0] = match r {
             Ok(v) => v,
-            Err(e) => (-(e as i64)) as u64,
+            Err(e) => {
+                if e == ERESTARTSYS || e == ERESTARTNOHAND {
+                    // A signal interrupted the call: the way back to EL0 restarts
+                    // it (x0 back) or turns this into EINTR (`proc::deliver`).
+                    let r = Restart {
+                        errno: e,
+                        orig_x0: a[0],
+                    };
+                    crate::proc::sched::me()
+                        .signals
+                        .with(|s| s.restart = Some(r));
+                }
+                (-(e as i64)) as u64
+            }
         };
         crate::arch::irq::disable();
     }

@@ -1,5 +1,5 @@
-//! getpid and friends, clone (fork), execve, wait4, getrusage, sched_yield, kill,
-//! the signal mask, resource limits, set_tid_address, set_robust_list.
+//! getpid and friends, clone (fork), execve, wait4, getrusage, sched_yield, resource
+//! limits, set_tid_address, set_robust_list.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -129,41 +129,6 @@ pub fn getrusage(who: u64, ptr: u64) -> Result<u64, Errno> {
 
 pub fn sched_yield() -> Result<u64, Errno> {
     sched::schedule();
-    Ok(0)
-}
-
-/// Signals are delivered only with their default action, and only to the caller
-/// (abort() and raise()); a signal whose default is to ignore does nothing.
-pub fn kill(nr: u64, a0: u64, a1: u64, a2: u64) -> Result<u64, Errno> {
-    let (pid, sig) = if nr == SYS_TGKILL { (a1, a2) } else { (a0, a1) };
-    // Not held across exit(), which does not return.
-    let my_pid = me().pid;
-    if sig > 64 {
-        return Err(EINVAL);
-    }
-    if pid as i64 != my_pid as i64 {
-        return Err(if crate::proc::task::get(pid as u32).is_some() {
-            EPERM
-        } else {
-            ESRCH
-        });
-    }
-    const IGNORED: [u64; 8] = [0, 17, 18, 19, 20, 21, 23, 28]; // none, CHLD, CONT, stop signals, URG, WINCH
-    if IGNORED.contains(&sig) {
-        return Ok(0);
-    }
-    process::exit(signaled(sig as u32))
-}
-
-/// No signal is ever delivered asynchronously, so the mask has no effect; the old
-/// mask reads as empty.
-pub fn rt_sigprocmask(oldset: u64, sigsetsize: u64) -> Result<u64, Errno> {
-    if sigsetsize != 8 {
-        return Err(EINVAL);
-    }
-    if oldset != 0 {
-        write_user(oldset as usize, &0u64).map_err(|_| EFAULT)?;
-    }
     Ok(0)
 }
 
