@@ -6,6 +6,9 @@ use core::fmt;
 
 /// System call numbers (the asm-generic table arm64 uses).
 pub mod nr {
+    pub const DUP: usize = 23;
+    pub const DUP3: usize = 24;
+    pub const FCNTL: usize = 25;
     pub const MKDIRAT: usize = 34;
     pub const UNLINKAT: usize = 35;
     pub const MOUNT: usize = 40;
@@ -14,6 +17,8 @@ pub mod nr {
     pub const CLOSE: usize = 57;
     pub const PIPE2: usize = 59;
     pub const READ: usize = 63;
+    pub const LSEEK: usize = 62;
+    pub const PPOLL: usize = 73;
     pub const WRITE: usize = 64;
     pub const EXIT: usize = 93;
     pub const EXIT_GROUP: usize = 94;

@@ -16,6 +16,8 @@ pub mod khugepaged;
 #[cfg(target_os = "none")]
 pub mod kswapd;
 #[cfg(target_os = "none")]
+pub mod pipe;
+#[cfg(target_os = "none")]
 pub mod process;
 #[cfg(target_os = "none")]
 pub mod sched;

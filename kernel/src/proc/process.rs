@@ -189,6 +189,7 @@ pub fn exec(
     context::load_fp(&FpState::default());
     t.clear_child_tid.store(0, Ordering::Relaxed);
     t.signals.with(|s| s.exec());
+    t.files.lock().close_on_exec();
     Ok(())
 }
 
@@ -203,7 +204,8 @@ fn release(t: &Task) {
     crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
     let mm = t.mm.lock().take();
     drop(mm);
-    *t.files.lock() = crate::fs::Files::empty();
+    let files = core::mem::replace(&mut *t.files.lock(), crate::fs::Files::empty());
+    drop(files);
 }
 
 /// End the calling process with wait status `status` (Linux encoding).

@@ -312,6 +312,24 @@ impl WaitQueue {
         sleep_on(&self.waiters, Arc::clone, |t| t, cond);
     }
 
+    /// Sleep until `cond()` is true or the uptime reaches `deadline_ns` (u64::MAX:
+    /// never); true if `cond()` held. The task is on this queue's list and, for the
+    /// tick, on the timed sleepers' list: a wake-up from either makes it re-check
+    /// both (joining `SLEEPERS` before the queue's list leaves no window: the
+    /// condition re-checks the deadline after the task is Sleeping).
+    pub fn wait_until_deadline(&self, deadline_ns: u64, cond: impl Fn() -> bool) -> bool {
+        let timed = deadline_ns != u64::MAX;
+        if timed {
+            SLEEPERS.lock().push((deadline_ns, me()));
+        }
+        self.wait_until(|| cond() || crate::time::uptime_ns() >= deadline_ns);
+        if timed {
+            let me = me();
+            SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &me));
+        }
+        cond()
+    }
+
     /// Wakes every waiter and drops the list's counts under the lock (see
     /// "Last counts" in the module doc).
     pub fn wake_all(&self) {

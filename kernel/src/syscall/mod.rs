@@ -1,6 +1,7 @@
 //! System calls by Linux arm64 number: `dispatch` reads the number from x8 and the
 //! arguments from x0-x5, and returns the result (or -errno) in x0. One file per family:
-//! `process`, `signal`, `memory`, `files`, `misc` (time, randomness, identity, power). Every user
+//! `process`, `signal`, `memory`, `files`, `pipe` (pipes and descriptors), `misc`
+//! (time, randomness, identity, power). Every user
 //! pointer goes through the uaccess helpers: a bad one is EFAULT, never a kernel fault.
 //! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
 //! kernel), and masks them again before the way back to EL0.
@@ -11,6 +12,8 @@ mod files;
 mod memory;
 #[cfg(target_os = "none")]
 mod misc;
+#[cfg(target_os = "none")]
+mod pipe;
 #[cfg(target_os = "none")]
 mod process;
 #[cfg(target_os = "none")]
@@ -25,7 +28,7 @@ pub use imp::dispatch;
 mod imp {
     use core::sync::atomic::{AtomicU64, Ordering};
 
-    use super::{files, memory, misc, process, signal, Errno};
+    use super::{files, memory, misc, pipe, process, signal, Errno};
     use crate::arch::aarch64::trap::TrapFrame;
     use crate::proc::signal::Restart;
     use crate::uapi::*;
@@ -58,6 +61,11 @@ mod imp {
             SYS_WRITEV => files::writev(a[0], a[1], a[2]),
             SYS_OPENAT => files::openat(a[0], a[1], a[2]),
             SYS_CLOSE => files::close(a[0]),
+            SYS_PIPE2 => pipe::pipe2(a[0], a[1]),
+            SYS_DUP => pipe::dup(a[0]),
+            SYS_DUP3 => pipe::dup3(a[0], a[1], a[2]),
+            SYS_FCNTL => pipe::fcntl(a[0], a[1], a[2]),
+            SYS_PPOLL => pipe::ppoll(a[0], a[1], a[2], a[3], a[4]),
             SYS_LSEEK => files::lseek(a[0], a[1], a[2]),
             SYS_NEWFSTATAT => files::newfstatat(a[0], a[1], a[2], a[3]),
             SYS_FSTAT => files::fstat(a[0], a[1]),
