@@ -71,6 +71,7 @@ named_numbers! {
         SYS_SETRLIMIT = 164, "setrlimit";
         SYS_GETRUSAGE = 165, "getrusage";
         SYS_PRCTL = 167, "prctl";
+        SYS_GETCPU = 168, "getcpu";
         SYS_GETPID = 172, "getpid";
         SYS_GETPPID = 173, "getppid";
         SYS_GETUID = 174, "getuid";

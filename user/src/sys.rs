@@ -38,7 +38,14 @@ pub mod nr {
     pub const RT_SIGRETURN: usize = 139;
     pub const REBOOT: usize = 142;
     pub const UNAME: usize = 160;
+    pub const GETRLIMIT: usize = 163;
+    pub const SETRLIMIT: usize = 164;
     pub const GETRUSAGE: usize = 165;
+    pub const PRCTL: usize = 167;
+    pub const GETCPU: usize = 168;
+    pub const SYSINFO: usize = 179;
+    pub const SCHED_SETAFFINITY: usize = 122;
+    pub const SCHED_GETAFFINITY: usize = 123;
     pub const GETPID: usize = 172;
     pub const GETPPID: usize = 173;
     pub const GETTID: usize = 178;

@@ -309,6 +309,8 @@ pub enum File {
 pub struct Files {
     fds: Vec<Option<File>>,
     cloexec: [u64; MAX_FDS / 64],
+    /// RLIMIT_NOFILE's soft limit: descriptors are below it (at most MAX_FDS).
+    pub limit: usize,
 }
 
 /// Descriptors per process (RLIMIT_NOFILE here; Linux's default soft limit is 1024).
@@ -332,6 +334,7 @@ impl Files {
                 Some(File::Console)
             ],
             cloexec: [0; MAX_FDS / 64],
+            limit: MAX_FDS,
         }
     }
 
@@ -339,12 +342,13 @@ impl Files {
         Files {
             fds: Vec::new(),
             cloexec: [0; MAX_FDS / 64],
+            limit: MAX_FDS,
         }
     }
 
     /// Put `file` in the lowest free descriptor at or above `min`: EMFILE if none.
     pub fn install(&mut self, file: File, min: usize, cloexec: bool) -> Result<u64, Errno> {
-        let fd = (min..MAX_FDS)
+        let fd = (min..self.limit)
             .find(|&i| self.fds.get(i).is_none_or(Option::is_none))
             .ok_or(EMFILE)?;
         self.put(fd, file, cloexec);

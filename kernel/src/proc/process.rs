@@ -126,7 +126,13 @@ pub fn fork(
         return Err(EINVAL);
     }
     let parent = me();
-    let mm = parent.mm.lock().as_mut().ok_or(EINVAL)?.fork()?;
+    let mm = {
+        let mut guard = parent.mm.lock();
+        let pm = guard.as_mut().ok_or(EINVAL)?;
+        let mut mm = pm.fork()?;
+        mm.thp_disabled = pm.thp_disabled;
+        mm
+    };
     let pid = task::alloc_pid();
     let child = Task::new(pid, parent.pid, &parent.name.lock(), Some(mm)).ok_or(ENOMEM)?;
     let mut f = TrapFrame {
@@ -159,6 +165,10 @@ pub fn fork(
     *child.files.lock() = parent.files.lock().clone();
     let signals = parent.signals.with(|s| s.fork());
     child.signals.with(|s| *s = signals);
+    child
+        .affinity
+        .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.rlimits.lock() = *parent.rlimits.lock();
     task::insert(child.clone());
     if flags & CLONE_PARENT_SETTID != 0 {
         let _ = uaccess::write_user(parent_tid as usize, &pid);
@@ -174,8 +184,10 @@ pub fn exec(
     argv: &[&[u8]],
     envp: &[&[u8]],
 ) -> Result<(), Errno> {
-    let image = exec::load(path, argv, envp)?;
+    let mut image = exec::load(path, argv, envp)?;
     let t = me();
+    // PR_SET_THP_DISABLE survives exec, as on Linux.
+    image.mm.thp_disabled = t.mm.lock().as_ref().is_some_and(|m| m.thp_disabled);
     // Leave the old tables before they are freed.
     let ttbr0 = image.mm.tables.ttbr0();
     t.ttbr0.store(ttbr0, Ordering::Release);

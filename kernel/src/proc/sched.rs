@@ -136,13 +136,16 @@ pub fn schedule() {
         .store(false, Ordering::Relaxed);
     let prev = current();
     let mut rq = RUN_QUEUE.lock();
+    let cpu = percpu::this_cpu().index;
     let prev_runnable = prev
         .as_ref()
         .is_some_and(|p| matches!(p.state(), State::Running | State::Runnable));
-    let next = rq.pop_front();
+    let next = pop_allowed(&mut rq, cpu);
     match (&prev, &next) {
         (None, None) => drop(rq),
-        (Some(p), None) if prev_runnable => {
+        // Nothing else to run: keep the CPU, unless its affinity no longer allows it
+        // (then it goes back to the queue for a CPU that may run it).
+        (Some(p), None) if prev_runnable && allowed(p, cpu) => {
             p.set_state(State::Running);
             drop(rq);
         }
@@ -166,6 +169,17 @@ pub fn schedule() {
         }
     }
     irq::restore(saved);
+}
+
+/// The first queued task whose affinity (sched_setaffinity) allows CPU `cpu`; the
+/// others keep their place for the CPUs they may run on.
+fn pop_allowed(rq: &mut VecDeque<Arc<Task>>, cpu: usize) -> Option<Arc<Task>> {
+    let i = rq.iter().position(|t| allowed(t, cpu))?;
+    rq.remove(i)
+}
+
+fn allowed(t: &Task, cpu: usize) -> bool {
+    t.affinity.load(Ordering::Relaxed) & (1 << cpu) != 0
 }
 
 /// Switch from whatever this CPU runs to `next` (or to its idle loop). IRQs are masked.

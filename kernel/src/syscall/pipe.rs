@@ -51,12 +51,12 @@ pub fn dup3(old: u64, new: u64, flags: u64) -> Result<u64, Errno> {
     if flags & !O_CLOEXEC != 0 || old == new {
         return Err(EINVAL);
     }
-    if new as usize >= MAX_FDS {
-        return Err(EBADF);
-    }
     let t = me();
     let replaced = {
         let mut files = t.files.lock();
+        if new as usize >= files.limit {
+            return Err(EBADF);
+        }
         let f = files.get(old)?.clone();
         let replaced = files.close(new).ok();
         files.put(new as usize, f, flags & O_CLOEXEC != 0);
@@ -81,7 +81,7 @@ pub fn fcntl(fd: u64, cmd: u64, arg: u64) -> Result<u64, Errno> {
     // cmd is an int.
     match cmd as u32 as u64 {
         F_DUPFD | F_DUPFD_CLOEXEC => {
-            if arg as usize >= MAX_FDS {
+            if arg as usize >= files.limit {
                 return Err(EINVAL);
             }
             files.install(f, arg as usize, cmd as u32 as u64 == F_DUPFD_CLOEXEC)
