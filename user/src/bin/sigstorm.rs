@@ -110,11 +110,7 @@ extern "C" fn on_signal(_: u32, _: &SigInfo, _: &mut UContext) {
 /// The target: until the data pipe reaches EOF, read a byte, fault pages in, fork
 /// now and then, spin with the registers in use. Exit status: 0, or which check
 /// failed.
-fn target(data: usize, ack: usize) -> i32 {
-    ACK.store(ack, SeqCst);
-    if signal::on(SIGUSR1, on_signal, SA_SIGINFO | SA_RESTART).is_err() {
-        return 10;
-    }
+fn target(data: usize) -> i32 {
     let mut byte = [0u8; 1];
     let mut round = 0u32;
     loop {
@@ -164,12 +160,16 @@ fn storm() -> Outcome {
 fn storm_rounds() -> Outcome {
     let (data_r, data_w) = pipe2(0).ctx("pipe2")?;
     let (ack_r, ack_w) = pipe2(0).ctx("pipe2")?;
+    // The target inherits its handler: none of its signals can come before it.
+    ACK.store(ack_w, SeqCst);
+    signal::on(SIGUSR1, on_signal, SA_SIGINFO | SA_RESTART).ctx("sigaction")?;
     let t = proc::spawn(|| {
         let _ = close(data_w);
         let _ = close(ack_r);
-        target(data_r, ack_w)
-    })
-    .ctx("fork target")?;
+        target(data_r)
+    });
+    signal::set(SIGUSR1, SIG_DFL).ctx("SIG_DFL")?;
+    let t = t.ctx("fork target")?;
     close(data_r).ctx("close")?;
     close(ack_w).ctx("close")?;
     let mut acked = 0;
