@@ -147,6 +147,16 @@ pub const ERESTARTSYS: Errno = 512;
 /// Restart if no handler runs; EINTR if one does.
 pub const ERESTARTNOHAND: Errno = 514;
 
+/// Linux's rule for a read or write that fails part way: the bytes moved so far if
+/// any, else the error.
+pub fn partial(done: usize, err: Errno) -> Result<u64, Errno> {
+    if done == 0 {
+        Err(err)
+    } else {
+        Ok(done as u64)
+    }
+}
+
 /// The symbolic name of error number `errno`, for logging.
 pub fn errno_name(errno: i32) -> Option<&'static str> {
     ERRNOS.iter().find(|(e, _)| *e == errno).map(|(_, s)| *s)
@@ -380,6 +390,12 @@ mod tests {
         for flag in [CLONE_VM, CLONE_SETTLS, CLONE_CHILD_SETTID] {
             assert_eq!(flag & CSIGNAL, 0);
         }
+    }
+
+    #[test]
+    fn partial_counts_win_over_errors() {
+        assert_eq!(partial(0, EFAULT), Err(EFAULT));
+        assert_eq!(partial(5, EFAULT), Ok(5));
     }
 
     #[test]

@@ -183,11 +183,7 @@ impl Stream for End {
             }
             self.pipe.wake_writers();
             if copy_to_user(buf as usize + done, &chunk[..n]).is_err() {
-                return if done == 0 {
-                    Err(EFAULT)
-                } else {
-                    Ok(done as u64)
-                };
+                return partial(done, EFAULT);
             }
             done += n;
         }
@@ -208,11 +204,7 @@ impl Stream for End {
         while done < count {
             let len = (count - done).min(CHUNK);
             if copy_from_user(&mut chunk[..len], buf as usize + done).is_err() {
-                return if done == 0 {
-                    Err(EFAULT)
-                } else {
-                    Ok(done as u64)
-                };
+                return partial(done, EFAULT);
             }
             let mut off = 0;
             while off < len {
@@ -222,11 +214,7 @@ impl Stream for End {
                     s.readers == 0 || PIPE_SIZE - s.data.len() >= need
                 });
                 if let Err(e) = waited {
-                    return if done + off > 0 {
-                        Ok((done + off) as u64)
-                    } else {
-                        Err(e)
-                    };
+                    return partial(done + off, e);
                 }
                 let n = {
                     let mut s = self.pipe.state.lock();
@@ -240,11 +228,7 @@ impl Stream for End {
                 };
                 if n == 0 {
                     let e = self.broken();
-                    return if done + off > 0 {
-                        Ok((done + off) as u64)
-                    } else {
-                        Err(e)
-                    };
+                    return partial(done + off, e);
                 }
                 self.pipe.wake_readers();
                 off += n;

@@ -77,11 +77,7 @@ pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     while done < count as usize {
         let n = (count as usize - done).min(CHUNK);
         if copy_from_user(&mut kbuf[..n], buf as usize + done).is_err() {
-            return if done == 0 {
-                Err(EFAULT)
-            } else {
-                Ok(done as u64)
-            };
+            return partial(done, EFAULT);
         }
         done += with_file(fd, |f| f.write(&kbuf[..n]))?;
     }

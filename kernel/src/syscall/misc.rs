@@ -120,11 +120,7 @@ pub fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64, Errno> {
         let n = (len - done).min(chunk.len());
         time::fill_random(&mut chunk[..n]);
         if copy_to_user(buf as usize + done, &chunk[..n]).is_err() {
-            return if done == 0 {
-                Err(EFAULT)
-            } else {
-                Ok(done as u64)
-            };
+            return partial(done, EFAULT);
         }
         done += n;
     }
