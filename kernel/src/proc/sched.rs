@@ -258,7 +258,8 @@ pub fn idle_loop() -> ! {
     loop {
         cpu.idle.store(true, Ordering::Release);
         let saved = irq::save_and_disable();
-        if RUN_QUEUE.lock().is_empty() {
+        // Tasks whose affinity excludes this CPU do not keep it awake.
+        if !RUN_QUEUE.lock().iter().any(|t| allowed(t, cpu.index)) {
             irq::wait();
         }
         irq::restore(saved);
