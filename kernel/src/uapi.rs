@@ -64,6 +64,7 @@ named_numbers! {
         SYS_RT_SIGACTION = 134, "rt_sigaction";
         SYS_RT_SIGPROCMASK = 135, "rt_sigprocmask";
         SYS_RT_SIGPENDING = 136, "rt_sigpending";
+        SYS_RT_SIGTIMEDWAIT = 137, "rt_sigtimedwait";
         SYS_RT_SIGRETURN = 139, "rt_sigreturn";
         SYS_REBOOT = 142, "reboot";
         SYS_UNAME = 160, "uname";

@@ -210,6 +210,38 @@ pub fn sigsuspend(mask: u64) -> Errno {
     }
 }
 
+/// rt_sigtimedwait(set, info, timeout in ms or None): the signal taken.
+pub fn sigtimedwait(set: u64, info: &mut SigInfo, timeout_ms: Option<u64>) -> Result<u32, Errno> {
+    let ts = timeout_ms.map(|ms| [(ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64]);
+    let tp = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const [i64; 2]);
+    // SAFETY: the kernel reads the set and the timespec and writes one siginfo.
+    let sig = unsafe {
+        syscall!(
+            nr::RT_SIGTIMEDWAIT,
+            &set as *const u64,
+            info as *mut SigInfo,
+            tp,
+            8
+        )?
+    };
+    Ok(sig as u32)
+}
+
+/// An all-zero siginfo to receive one.
+impl Default for SigInfo {
+    fn default() -> Self {
+        SigInfo {
+            signo: 0,
+            errno: 0,
+            code: 0,
+            pad: 0,
+            fields: [0; 14],
+        }
+    }
+}
+
 /// sigaltstack(new, old): the previous alternate stack.
 pub fn sigaltstack(new: Option<&Stack>) -> Result<Stack, Errno> {
     let mut old = Stack::default();

@@ -347,6 +347,18 @@ impl SigState {
         }
     }
 
+    /// rt_sigtimedwait: take the lowest pending signal of `set`, whatever its action
+    /// and mask (the caller receives it instead of a handler).
+    pub fn take_from(&mut self, set: SigSet) -> Option<SigInfo> {
+        let ready = self.pending & set;
+        if ready == 0 {
+            return None;
+        }
+        let sig = ready.trailing_zeros() + 1;
+        self.pending &= !bit(sig);
+        Some(self.info[sig as usize - 1])
+    }
+
     /// The handler of `sig` is about to run with action `act`: block its mask and
     /// the signal itself (unless SA_NODEFER), and reset it if SA_RESETHAND.
     pub fn enter_handler(&mut self, sig: u32, act: &SigAction) {

@@ -41,6 +41,15 @@ fn read_timespec(ptr: u64) -> Result<u64, Errno> {
 /// Where nanosleep sleeps: only the tick and signals (`proc::deliver::send`) wake it.
 static NAPPING: sched::WaitQueue = sched::WaitQueue::new();
 
+/// The uptime a relative timeout at `ptr` (a struct timespec) ends at, u64::MAX
+/// for NULL (no timeout): EFAULT, EINVAL as `read_timespec`.
+pub(super) fn deadline_after(ptr: u64) -> Result<u64, Errno> {
+    if ptr == 0 {
+        return Ok(u64::MAX);
+    }
+    Ok(time::uptime_ns().saturating_add(read_timespec(ptr)?))
+}
+
 /// nanosleep: CLOCK_MONOTONIC, relative. A signal ends it early: the time left goes
 /// to `rem` (if not NULL) and the call fails with EINTR once the handler has run.
 pub fn nanosleep(req: u64, rem: u64) -> Result<u64, Errno> {

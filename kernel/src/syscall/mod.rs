@@ -94,6 +94,7 @@ mod imp {
             SYS_RT_SIGPROCMASK => signal::rt_sigprocmask(a[0], a[1], a[2], a[3]),
             SYS_RT_SIGPENDING => signal::rt_sigpending(a[0], a[1]),
             SYS_RT_SIGSUSPEND => signal::rt_sigsuspend(a[0], a[1]),
+            SYS_RT_SIGTIMEDWAIT => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]),
             SYS_SIGALTSTACK => signal::sigaltstack(frame, a[0], a[1]),
             SYS_RT_SIGRETURN => signal::rt_sigreturn(frame),
             SYS_PRLIMIT64 => process::prlimit64(a[0], a[1], a[2], a[3]),

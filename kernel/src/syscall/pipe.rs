@@ -138,17 +138,7 @@ pub fn ppoll(fds: u64, nfds: u64, tmo: u64, sigmask: u64, size: u64) -> Result<u
     if nfds as usize > MAX_FDS {
         return Err(EINVAL);
     }
-    let deadline = if tmo == 0 {
-        u64::MAX
-    } else {
-        let [sec, nsec]: [i64; 2] = read_user(tmo as usize).map_err(|_| EFAULT)?;
-        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-            return Err(EINVAL);
-        }
-        crate::time::uptime_ns()
-            .saturating_add((sec as u64).saturating_mul(1_000_000_000))
-            .saturating_add(nsec as u64)
-    };
+    let deadline = super::misc::deadline_after(tmo)?;
     let mask = if sigmask != 0 {
         if size != 8 {
             return Err(EINVAL);

@@ -1,12 +1,12 @@
-//! rt_sigaction, rt_sigprocmask, rt_sigpending, rt_sigsuspend, sigaltstack,
-//! rt_sigreturn, kill, tkill, tgkill: argument checks in Linux's order, then the
+//! rt_sigaction, rt_sigprocmask, rt_sigpending, rt_sigsuspend, rt_sigtimedwait,
+//! sigaltstack, rt_sigreturn, kill, tkill, tgkill: argument checks in Linux's order, then the
 //! task's signal state (`proc::signal`) and delivery (`proc::deliver`).
 
 use alloc::sync::Arc;
 
 use super::Errno;
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::uaccess::{read_user, write_user};
+use crate::arch::aarch64::uaccess::{copy_to_user, read_user, write_user};
 use crate::proc::deliver;
 use crate::proc::sched::{me, WaitQueue};
 use crate::proc::signal::{bit, AltStack, Cause, SigAction, SigInfo, SigSet, UNBLOCKABLE};
@@ -86,12 +86,12 @@ pub fn rt_sigpending(set: u64, size: u64) -> Result<u64, Errno> {
     }
     let p = me().signals.with(|s| s.pending() & s.blocked);
     let bytes = p.to_le_bytes();
-    crate::arch::aarch64::uaccess::copy_to_user(set as usize, &bytes[..size as usize])
-        .map_err(|_| EFAULT)?;
+    copy_to_user(set as usize, &bytes[..size as usize]).map_err(|_| EFAULT)?;
     Ok(0)
 }
 
-/// Where rt_sigsuspend sleeps: `deliver::send` wakes the task itself.
+/// Where rt_sigsuspend and rt_sigtimedwait sleep: `deliver::send` wakes the task
+/// itself.
 static SUSPENDED: WaitQueue = WaitQueue::new();
 
 /// Sleep with `mask` as the mask until a signal is delivered; the old mask comes
@@ -108,6 +108,36 @@ pub fn rt_sigsuspend(mask: u64, size: u64) -> Result<u64, Errno> {
     });
     SUSPENDED.wait_until(|| t.signals.interrupted());
     Err(ERESTARTNOHAND)
+}
+
+/// rt_sigtimedwait: take a pending signal of `set` (its siginfo to `info` if not
+/// NULL) and return its number, waiting for one until the timeout (NULL: none);
+/// EAGAIN when the time is up, EINTR when another signal comes first.
+pub fn rt_sigtimedwait(set: u64, info: u64, tmo: u64, size: u64) -> Result<u64, Errno> {
+    if size != SIGSET_SIZE {
+        return Err(EINVAL);
+    }
+    let set = read_user::<SigSet>(set as usize).map_err(|_| EFAULT)? & !UNBLOCKABLE;
+    let deadline = super::misc::deadline_after(tmo)?;
+    let t = me();
+    let mut got = t.signals.with(|s| s.take_from(set));
+    if got.is_none() && deadline > crate::time::uptime_ns() {
+        SUSPENDED.wait_until_deadline(deadline, || {
+            t.signals.with(|s| s.pending() & set != 0) || t.signals.interrupted()
+        });
+        got = t.signals.with(|s| s.take_from(set));
+    }
+    let Some(si) = got else {
+        return Err(if t.signals.interrupted() {
+            EINTR
+        } else {
+            EAGAIN
+        });
+    };
+    if info != 0 {
+        copy_to_user(info as usize, &si.encode()).map_err(|_| EFAULT)?;
+    }
+    Ok(si.signo as u64)
 }
 
 pub fn sigaltstack(frame: &TrapFrame, ss: u64, oss: u64) -> Result<u64, Errno> {

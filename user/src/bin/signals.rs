@@ -40,6 +40,7 @@ fn main(_args: &rt::Args) -> i32 {
     t.run("altstack_onstack_eperm_enomem", altstack);
     t.run("sigsuspend_eintr_restores_mask", sigsuspend_check);
     t.run("sigchld_siginfo", sigchld);
+    t.run("sigtimedwait_pending_timeout_wakeup", sigtimedwait_check);
     t.run("wait4_eintr_without_sa_restart", || wait_interrupted(0));
     t.run("wait4_restarts_with_sa_restart", || {
         wait_interrupted(SA_RESTART)
@@ -641,6 +642,35 @@ fn sigchld() -> Outcome {
     let got = (CODE.load(SeqCst), STATUS.load(SeqCst));
     reset();
     ensure!(got == (CLD_KILLED, SIGTERM as i32), "code, status {got:?}");
+    Ok(())
+}
+
+fn sigtimedwait_check() -> Outcome {
+    reset();
+    let me = proc::getpid().ctx("getpid")?;
+    sigprocmask(SIG_BLOCK, Some(bit(SIGUSR2))).ctx("block")?;
+    raise(SIGUSR2).ctx("kill")?;
+    let mut info = SigInfo::default();
+    let sig = sigtimedwait(bit(SIGUSR2), &mut info, None).ctx("pending")?;
+    ensure!(
+        sig == SIGUSR2 && info.signo == SIGUSR2 as i32 && info.code == SI_USER,
+        "took {sig}, signo {} code {}",
+        info.signo,
+        info.code
+    );
+    ensure!(info.pid() as usize == me, "si_pid {}", info.pid());
+    ensure!(sigpending().ctx("sigpending")? == 0, "still pending");
+    let e = sigtimedwait(bit(SIGUSR2), &mut info, Some(20)).err();
+    ensure!(e == Some(Errno::EAGAIN), "timeout: {e:?}");
+    let child = proc::spawn(|| {
+        sleep_ms(50);
+        kill(me as isize, SIGUSR2).is_err() as i32
+    })
+    .ctx("fork")?;
+    let got = sigtimedwait(bit(SIGUSR2), &mut info, Some(5000));
+    proc::wait(child).ctx("wait")?;
+    reset();
+    ensure!(got == Ok(SIGUSR2), "woken: {got:?}");
     Ok(())
 }
 
