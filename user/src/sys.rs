@@ -141,3 +141,17 @@ impl fmt::Display for Errno {
         fmt::Debug::fmt(self, f)
     }
 }
+
+/// A call's result as reports print it: the value, or the errno (`ENOMEM(12)`), not
+/// Rust's `Ok(..)` / `Err(..)`. A call returning nothing shows as Linux's `0`:
+/// `Res(r.map(|()| 0))`.
+pub struct Res<T>(pub Result<T, Errno>);
+
+impl<T: fmt::Display> fmt::Display for Res<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Ok(v) => v.fmt(f),
+            Err(e) => e.fmt(f),
+        }
+    }
+}

@@ -19,6 +19,7 @@ use crate::uapi::Errno;
 use crate::uapi::*;
 
 pub mod cpio;
+pub mod exception_trace;
 mod lazyfree;
 mod thp;
 mod vmstat;
@@ -84,6 +85,8 @@ static NODES: &[Node] = &[
     dir("/dev"),
     dir("/proc"),
     dir("/proc/self"),
+    dir("/proc/sys"),
+    dir("/proc/sys/debug"),
     dir("/sys"),
     dir("/sys/kernel"),
     dir("/sys/kernel/mm"),
@@ -97,6 +100,11 @@ static NODES: &[Node] = &[
         path: "/proc/lazyfree",
         render: Some(lazyfree::render),
         write: Some(lazyfree::write),
+    },
+    Node {
+        path: "/proc/sys/debug/exception-trace",
+        render: Some(exception_trace::render),
+        write: Some(exception_trace::write),
     },
     Node {
         path: "/proc/vmstat",

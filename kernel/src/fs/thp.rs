@@ -35,6 +35,7 @@ macro_rules! size_nodes {
             stat!($order, $kb, "nr_anon_partially_mapped"),
             stat!($order, $kb, "cow_reuse"),
             stat!($order, $kb, "cow_folio_copy"),
+            stat!($order, $kb, "spread_to_pages"),
             stat!($order, $kb, "collapse_alloc"),
             stat!($order, $kb, "collapse_alloc_failed"),
             stat!($order, $kb, "collapse_exceed_none_pte"),
@@ -104,7 +105,8 @@ macro_rules! khugepaged {
     };
 }
 
-const SIZE_NODES: usize = 8 * 19;
+/// Eight sizes of 20 nodes each (the directory, `stats/`, `enabled`, 17 counters).
+const SIZE_NODES: usize = 8 * 20;
 const KHUGEPAGED_NODES: usize = 8;
 
 pub static NODES: [Node; 7 + SIZE_NODES + KHUGEPAGED_NODES] = {
@@ -151,6 +153,11 @@ pub static NODES: [Node; 7 + SIZE_NODES + KHUGEPAGED_NODES] = {
         render: Some(smaps),
         write: None,
     };
+    // A node added to `size_nodes!` without counting it here would overwrite others.
+    assert!(
+        sizes.len() == SIZE_NODES,
+        "SIZE_NODES does not match size_nodes!"
+    );
     let mut i = 0;
     while i < sizes.len() {
         all[7 + i] = sizes[i];

@@ -273,6 +273,7 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     release(&t);
     super::khugepaged::stop();
     super::kswapd::stop();
+    crate::fs::exception_trace::flush();
     #[cfg(feature = "ktest")]
     kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
@@ -452,7 +453,9 @@ fn handle_user_sync(frame: &mut TrapFrame) {
 }
 
 /// Kill the current process for a fault it has no handler for, with a one-line
-/// report. `exit` does not return, so nothing held here may be left to drop.
+/// report (counted instead while `/proc/sys/debug/exception-trace` is 0:
+/// `fs/exception_trace.rs`). `exit` does not return, so nothing held here may be
+/// left to drop.
 pub fn kill_for_fault(frame: &TrapFrame, sig: u32, why: &str) -> ! {
     let t = me();
     let esr = Esr(frame.esr);
@@ -471,11 +474,13 @@ pub fn kill_for_fault(frame: &TrapFrame, sig: u32, why: &str) -> ! {
     let sig_name = signal_name(sig).unwrap_or("SIGKILL");
     let pid = t.pid;
     drop(t);
-    kprintln!(
-        "contkernel: killed {name} (pid {pid}): {sig_name}: {what}, pc {:#x}{}{why}",
-        frame.elr,
-        if why.is_empty() { "" } else { ": " }
-    );
+    if crate::fs::exception_trace::report_kill(sig) {
+        kprintln!(
+            "contkernel: killed {name} (pid {pid}): {sig_name}: {what}, pc {:#x}{}{why}",
+            frame.elr,
+            if why.is_empty() { "" } else { ": " }
+        );
+    }
     exit(signaled(sig))
 }
 
@@ -489,11 +494,15 @@ pub fn uaccess_fault(far: usize, write: bool) -> bool {
 }
 
 /// A memory-management fault of task `t` at `va`, from EL0 or from a user access of
-/// the kernel: the address space resolves it, and a resolved one counts as a minor
-/// fault (getrusage's ru_minflt).
+/// the kernel: the stack grows down to it if it is just below (`stack::grow`), the
+/// address space resolves it, and a resolved one counts as a minor fault
+/// (getrusage's ru_minflt).
 fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
     let r = match t.mm.lock().as_mut() {
-        Some(mm) => mm.handle_fault(va, access),
+        Some(mm) => {
+            super::stack::grow(&mut mm.vmas, va);
+            mm.handle_fault(va, access)
+        }
         None => Err(FaultError::Segv),
     };
     if r.is_ok() {

@@ -71,7 +71,7 @@ fn run(args: &rt::Args, name: &str) -> bool {
     let mut words = name.split(':');
     let mut path = bin_path(args, words.next().unwrap_or(name));
     let path = path.as_cstr();
-    let mut argv_text: [Text<32>; 8] = Default::default();
+    let mut argv_text: [Text<128>; 8] = Default::default();
     let n = words
         .zip(argv_text.iter_mut())
         .map(|(w, t)| *t = Text::from_fmt(format_args!("{w}")))

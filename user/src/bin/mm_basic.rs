@@ -45,16 +45,8 @@ fn resident(r: &Region, first: usize, pages: usize) -> Result<[bool; 64], rt::te
 
 /// Expects `child` to be killed by SIGSEGV.
 fn segfaults(what: &str, child: impl FnOnce()) -> Outcome {
-    let s = proc::fork_wait(|| {
-        child();
-        0
-    })
-    .ctx("fork/wait4")?;
-    ensure!(
-        s.signaled() && s.term_sig() == SIGSEGV,
-        "{what}: child {s}, want signal 11"
-    );
-    Ok(())
+    proc::expect_killed("mm_basic", SIGSEGV, child)
+        .map_err(|e| rt::test::Fail::new(format_args!("{what}: {}", e.0)))
 }
 
 /// An untouched mapping has nothing resident; touched pages are resident.
