@@ -45,6 +45,7 @@ named_numbers! {
         SYS_WRITEV = 66, "writev";
         SYS_PREAD64 = 67, "pread64";
         SYS_PPOLL = 73, "ppoll";
+        SYS_VMSPLICE = 75, "vmsplice";
         SYS_READLINKAT = 78, "readlinkat";
         SYS_NEWFSTATAT = 79, "newfstatat";
         SYS_FSTAT = 80, "fstat";

@@ -19,6 +19,7 @@ pub mod nr {
     pub const READ: usize = 63;
     pub const LSEEK: usize = 62;
     pub const PPOLL: usize = 73;
+    pub const VMSPLICE: usize = 75;
     pub const WRITE: usize = 64;
     pub const PREAD64: usize = 67;
     pub const EXIT: usize = 93;

@@ -119,7 +119,7 @@ struct IoVec {
     len: u64,
 }
 
-fn vectored(
+pub(super) fn vectored(
     fd: u64,
     iov: u64,
     cnt: u64,

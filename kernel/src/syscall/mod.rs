@@ -66,6 +66,7 @@ mod imp {
             SYS_DUP3 => pipe::dup3(a[0], a[1], a[2]),
             SYS_FCNTL => pipe::fcntl(a[0], a[1], a[2]),
             SYS_PPOLL => pipe::ppoll(a[0], a[1], a[2], a[3], a[4]),
+            SYS_VMSPLICE => pipe::vmsplice(a[0], a[1], a[2], a[3]),
             SYS_LSEEK => files::lseek(a[0], a[1], a[2]),
             SYS_PREAD64 => files::pread64(a[0], a[1], a[2], a[3]),
             SYS_NEWFSTATAT => files::newfstatat(a[0], a[1], a[2], a[3]),

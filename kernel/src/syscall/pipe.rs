@@ -1,11 +1,11 @@
-//! pipe2, dup, dup3, fcntl, ppoll: descriptors (`fs::Files`) and the pipe object
-//! (`proc::pipe`), with Linux's argument checks and errnos.
+//! pipe2, dup, dup3, fcntl, ppoll, vmsplice: descriptors (`fs::Files`) and the pipe
+//! object (`proc::pipe`), with Linux's argument checks and errnos.
 
 use alloc::vec::Vec;
 
 use super::Errno;
 use crate::arch::aarch64::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
-use crate::fs::{MAX_FDS, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL};
+use crate::fs::{MAX_FDS, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
 use crate::proc::pipe;
 use crate::proc::sched::me;
 use crate::proc::signal::{SigSet, UNBLOCKABLE};
@@ -36,6 +36,38 @@ pub fn pipe2(fds: u64, flags: u64) -> Result<u64, Errno> {
         return Err(EFAULT);
     }
     Ok(0)
+}
+
+/// vmsplice's flags: SPLICE_F_MOVE, SPLICE_F_NONBLOCK, SPLICE_F_MORE, SPLICE_F_GIFT.
+const SPLICE_F_NONBLOCK: u64 = 2;
+const SPLICE_F_ALL: u64 = 0xf;
+
+/// vmsplice: user memory into a pipe's write end (or out of its read end). The bytes
+/// are copied at the call, as writev/readv do; Linux pins the pages instead, so a
+/// reader there sees later writes of the same process to a page it still maps
+/// exclusively, and here the bytes as they were (after a fork both see the old bytes:
+/// Linux unshares a page before a read-only pin). Pins are issue 25's. With
+/// SPLICE_F_NONBLOCK a full (empty) pipe is EAGAIN; once some room (data) is there the
+/// rest may wait, as a blocking write would.
+pub fn vmsplice(fd: u64, iov: u64, nr_segs: u64, flags: u64) -> Result<u64, Errno> {
+    if flags & !SPLICE_F_ALL != 0 {
+        return Err(EINVAL);
+    }
+    let t = me();
+    let stream = t.files.lock().get(fd)?.stream().ok_or(EBADF)?;
+    let into_pipe = stream.status() & crate::fs::O_ACCMODE == crate::fs::O_WRONLY;
+    if flags & SPLICE_F_NONBLOCK != 0 {
+        let ready = if into_pipe { POLLOUT } else { POLLIN };
+        if stream.poll() & (ready | POLLERR | POLLHUP) == 0 {
+            return Err(EAGAIN);
+        }
+    }
+    let op = if into_pipe {
+        super::files::write
+    } else {
+        super::files::read
+    };
+    super::files::vectored(fd, iov, nr_segs, op)
 }
 
 pub fn dup(fd: u64) -> Result<u64, Errno> {
