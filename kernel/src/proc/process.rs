@@ -448,11 +448,6 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
 
 /// Last thing before returning to EL0: give up the CPU if the tick asked for it.
 pub fn return_to_user(_frame: &mut TrapFrame) {
-    if crate::percpu::this_cpu()
-        .need_resched
-        .load(Ordering::Relaxed)
-    {
-        sched::schedule();
-    }
+    sched::cond_resched();
     crate::arch::irq::leaving_for_el0();
 }

@@ -1,6 +1,8 @@
 //! The scheduler: one run queue shared by all CPUs, round robin, preemption at the
-//! timer tick (on the way back to EL0; the kernel itself is not preempted), an idle
-//! loop per CPU that waits with WFI, wait queues, and timed sleeps.
+//! timer tick (on the way back to EL0; the kernel itself is not preempted: a kernel
+//! thread gives the CPU up in `cond_resched` between bounded steps, and every one of
+//! its waits goes through `schedule`), an idle loop per CPU that waits with WFI, wait
+//! queues, and timed sleeps.
 //!
 //! # Protocol
 //!
@@ -166,6 +168,15 @@ pub fn schedule() {
         }
     }
     irq::restore(saved);
+}
+
+/// Give up the CPU if the tick asked for it (Linux's `cond_resched`): the kernel is not
+/// preempted, so a kernel thread calls this between bounded steps of a long loop, with
+/// no lock held. On the way back to EL0 the same check is `return_to_user`'s.
+pub fn cond_resched() {
+    if percpu::this_cpu().need_resched.load(Ordering::Relaxed) {
+        schedule();
+    }
 }
 
 /// Switch from whatever this CPU runs to `next` (or to its idle loop). IRQs are masked.
