@@ -15,6 +15,7 @@ use crate::uapi::*;
 
 pub mod cpio;
 mod lazyfree;
+pub mod sysctl;
 mod thp;
 mod vmstat;
 
@@ -79,6 +80,8 @@ static NODES: &[Node] = &[
     dir("/dev"),
     dir("/proc"),
     dir("/proc/self"),
+    dir("/proc/sys"),
+    dir("/proc/sys/kernel"),
     dir("/sys"),
     dir("/sys/kernel"),
     dir("/sys/kernel/mm"),
@@ -92,6 +95,11 @@ static NODES: &[Node] = &[
         path: "/proc/lazyfree",
         render: Some(lazyfree::render),
         write: Some(lazyfree::write),
+    },
+    Node {
+        path: "/proc/sys/kernel/threads-max",
+        render: Some(sysctl::render),
+        write: Some(sysctl::write),
     },
     Node {
         path: "/proc/vmstat",

@@ -15,7 +15,7 @@ use crate::arch::aarch64::esr::{AbortSignal, Esr, ExceptionClass};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess;
 use crate::mm::fault::{Access, FaultError};
-use crate::mm::VirtAddr;
+use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;
 use crate::uapi::*;
 use crate::{kprintln, power};
@@ -95,6 +95,10 @@ fn reclaim_owner(e: crate::mm::lazyfree::Entry) -> Option<Option<crate::mm::lazy
 /// Start /init (pid 1) from the initramfs.
 pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
     crate::mm::reclaim::set_owner_hook(reclaim_owner);
+    crate::fs::sysctl::set_default_threads_max(
+        crate::mm::frame::frames().managed_frames() * PAGE_SIZE,
+        PAGE_SIZE << task::KSTACK_ORDER,
+    );
     FREE_AT_INIT.store(crate::mm::frame::frames().free_frames(), Ordering::Relaxed);
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(args.iter().map(|a| a.as_bytes()));
@@ -122,6 +126,12 @@ pub fn fork(
         CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID | CLONE_SETTLS | 0xff;
     if flags & !ALLOWED != 0 || flags & 0xff != SIGCHLD as u64 {
         return Err(EINVAL);
+    }
+    // Linux's threads-max check (`copy_process`), before any copying. Like Linux's
+    // it is not atomic with the insertion: forks racing on n CPUs may overshoot the
+    // limit by n - 1 tasks at most.
+    if task::count() >= crate::fs::sysctl::threads_max() {
+        return Err(EAGAIN);
     }
     let parent = me();
     let mm = parent.mm.lock().as_mut().ok_or(EINVAL)?.fork()?;
