@@ -112,6 +112,14 @@ static NODES: &[Node] = &[
         write: None,
     },
     Node {
+        path: "/sys/kernel/mm/asid_stats",
+        render: Some(|| {
+            let (bits, shared) = crate::mm::ptenv::asid_stats();
+            alloc::format!("asid_bits {bits}\nshared_handouts {shared}\n")
+        }),
+        write: None,
+    },
+    Node {
         path: "/sys/kernel/mm/contpte/mode",
         render: Some(|| alloc::format!("{}\n", crate::mm::ptenv::config().mode)),
         write: None,

@@ -185,7 +185,7 @@ pub fn exec(
     // Leave the old tables before they are freed.
     let ttbr0 = image.mm.tables.ttbr0();
     t.ttbr0.store(ttbr0, Ordering::Release);
-    crate::arch::aarch64::mmu::set_ttbr0_raw(ttbr0);
+    crate::mm::ptenv::install_ttbr0(ttbr0);
     let old = t.mm.lock().replace(image.mm);
     drop(old);
     *t.name.lock() = String::from(basename(path));
