@@ -10,9 +10,7 @@
 #![no_std]
 #![no_main]
 
-use core::arch::asm;
-
-use rt::proc::{self, SIGSEGV};
+use rt::proc::{self, BadAccess::*};
 use rt::sys::nr;
 use rt::test::{Context, Outcome, Suite};
 use rt::text::Text;
@@ -38,36 +36,15 @@ fn main(_args: &rt::Args) -> i32 {
     let mut t = Suite::new("isolation");
     for (name, at) in KERNEL.iter().chain(OUTSIDE.iter()).copied() {
         let probe = |what: &str| Text::<48>::from_fmt(format_args!("{what}_{name}"));
-        t.run(probe("read").as_str(), || segfaults(|| load(at)));
-        t.run(probe("write").as_str(), || segfaults(|| store(at)));
-        t.run(probe("exec").as_str(), || segfaults(|| jump(at)));
+        for (what, bad) in [("read", Read(at)), ("write", Write(at)), ("exec", Jump(at))] {
+            t.run(probe(what).as_str(), || proc::expect_segv("isolation", bad));
+        }
     }
     for (name, at) in KERNEL {
         let probe = Text::<48>::from_fmt(format_args!("syscall_buf_{name}"));
         t.run(probe.as_str(), || syscall_buf(at));
     }
     t.finish()
-}
-
-/// Runs `bad` in a child, which must die of SIGSEGV.
-fn segfaults(bad: impl FnOnce()) -> Outcome {
-    proc::expect_killed("isolation", SIGSEGV, bad)
-}
-
-fn load(addr: usize) {
-    // SAFETY: deliberately invalid, run only in a child: the access faults and the
-    // kernel kills the child before anything uses the value.
-    unsafe { core::ptr::read_volatile(addr as *const u64) };
-}
-
-fn store(addr: usize) {
-    // SAFETY: as in `load`.
-    unsafe { core::ptr::write_volatile(addr as *mut u64, 0x5555_5555_5555_5555) };
-}
-
-fn jump(addr: usize) {
-    // SAFETY: as in `load`: the instruction fetch faults, so nothing runs there.
-    unsafe { asm!("br {0}", in(reg) addr, options(noreturn)) }
 }
 
 /// `read` into and `write` from `at`, and `uname` into it: EFAULT each, as on Linux
