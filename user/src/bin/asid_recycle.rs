@@ -6,7 +6,8 @@
 //!
 //! Booted with `asid_bits=8` (255 ASIDs, the last one shared once the others are in
 //! use: `mm::asid`), contkernel must also report in /sys/kernel/mm/asid_stats that
-//! address spaces were given the shared ASID. On Linux 6.12 (no such file; ASID
+//! address spaces were given the shared ASID, which proves more than 254 were alive
+//! at once. On Linux 6.12 (no such file; ASID
 //! rollover) the same program checks the data only.
 #![no_std]
 #![no_main]
@@ -22,7 +23,9 @@ rt::entry!(main);
 const LIVE: usize = 300;
 const PAGE: usize = 4096;
 const LEN: usize = 16 * PAGE;
-/// How long the children run from the first fork: every fork must be done by then.
+/// How long the children run from the first fork. Whether enough were alive at once
+/// is what the shared ASID's use says: it is handed out only when every other ASID
+/// is held by a live address space.
 const HOLD_NS: i128 = 8_000_000_000;
 
 fn main(_args: &rt::Args) -> i32 {
@@ -70,10 +73,9 @@ fn more_processes_than_asids() -> Outcome {
         bad == 0,
         "{bad} of {LIVE} children saw a wrong value or died"
     );
-    ensure!(
-        forks_done < release,
-        "{LIVE} forks took longer than the {} s the children live",
-        HOLD_NS / 1_000_000_000
+    println!(
+        "asid_recycle: {LIVE} forks in {} ms",
+        (forks_done - (release - HOLD_NS)) / 1_000_000
     );
     if let (Some((bits, b)), Some((_, a))) = (before, asid_stats()?) {
         println!(
