@@ -14,7 +14,9 @@ usage: scripts/run.sh [--cpu MODEL] [--smp N] [--mem SIZE] [--gic 2|3] [--el2] [
                       [--gdb]
   --cpu MODEL     QEMU CPU model (default max; cortex-a72 has no HAFDBS/range TLBI/BBM)
   --smp N         number of CPUs (default 1)
-  --mem SIZE      RAM (default 1G)
+  --mem SIZE      RAM (default 1G). The initramfs goes at the top of RAM above the
+                  first 32M (DTB, kernel image, frame metadata): at least 32M plus its
+                  size, 36M for the default programs (checked before QEMU starts)
   --gic 2|3       GIC version (default 2)
   --el2           enter the kernel at EL2 (-M virt,virtualization=on); it drops to EL1
   --icount        -icount shift=0,sleep=off: deterministic instruction-counted time
@@ -68,11 +70,18 @@ else
     elf=$(build_kernel)
 fi
 case "$initrd" in
-    default) initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio") ;;
+    default)
+        initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio")
+        say "the demo: /init runs the programs of user/scenarios.txt, each ending in 'init: NAME exited 0'."
+        say "  mTHP: seed000 (Barry Song's fork reproducer: faults_rest_of_64k=0 is the whole 64 KiB folio"
+        say "  reused after fork; Linux 6.12 takes 15 faults) and thp_* (faults per size, copy-on-write,"
+        say "  2 MiB blocks, collapse, lazyfree, the stack). A program announces each kill it causes on purpose." ;;
     "") ;;
     *) [ -f "$initrd" ] || die "no such initramfs: $initrd" ;;
 esac
-mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" "$smp" "$mem" "$gic" "$el2" "$icount" "$append" "$initrd")
+# qemu-cmd refuses a memory size too small for the initramfs, with the minimum.
+words=$(qemu_cmd "$elf" "$cpu" "$smp" "$mem" "$gic" "$el2" "$icount" "$append" "$initrd") || exit 2
+mapfile -t cmd <<<"$words"
 if [ "$gdb" = 1 ]; then
     cmd+=(-s -S)
     say "waiting for gdb: gdb-multiarch $elf -ex 'target remote localhost:1234'"

@@ -4,10 +4,14 @@
 # one or both CPU models, several seeds per boot; prints the operations per second
 # and the seeds that failed. Exits 1 on any failure: a mismatch or wrong result the
 # program reports, a kernel panic, a frame leak, or a boot that outlives its timeout.
-# With --linux the same seeds run on Linux 6.12 instead (scripts/linux.sh's kernel).
+# With --linux the same seeds run on Linux 6.12 instead (scripts/linux.sh's kernel),
+# with --kernel linux-7.3 on that peer.
+# With --soak MINUTES it runs seeds until that time is up, the CPU models taking turns,
+# with the collapse thread scanning every millisecond and less RAM (memory pressure).
 #
 #   scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|cortex-a72|both]
 #                     [--smp K] [--per-boot B] [--timeout SECS] [--append ARGS] [--linux]
+#                     [--kernel PEER] [--mem SIZE] [--soak MINUTES]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -15,6 +19,7 @@ usage() {
     cat >&2 <<'USAGE'
 usage: scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|cortex-a72|both]
                          [--smp K] [--per-boot B] [--timeout SECS] [--append ARGS] [--linux]
+                         [--kernel PEER] [--mem SIZE] [--soak MINUTES]
   --seeds N        how many seeds (default 8)
   --first-seed S   the first seed (default 1): seeds S..S+N-1
   --ops M          operations per seed (default 2000)
@@ -24,11 +29,22 @@ usage: scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|corte
   --timeout SECS   per boot (default 60 + 60 per seed per 1000 ops)
   --append ARGS    more kernel command-line words (e.g. "contpte=off cow=folio")
   --linux          run on Linux 6.12 (fetched by scripts/linux.sh) instead
+  --kernel PEER    run on that Linux peer instead: linux-6.12 or linux-7.3
+  --mem SIZE       RAM (default 1G; 384M with --soak)
+  --soak MINUTES   seeds from --first-seed on until MINUTES have passed (--seeds is
+                   ignored), CPU models in turn, each boot first setting the collapse
+                   thread to scan every 1 ms (khugepaged scan_sleep_millisecs=1,
+                   alloc_sleep_millisecs=1, pages_to_scan=4096), the stress program
+                   under memory pressure (its `p` flag: a ballast of all but 32 MiB of
+                   free memory, populated then MADV_FREE'd, every other 64
+                   operations: reclaim must discard it); reclaim and collapse
+                   counters summed at the end
 USAGE
     exit 2
 }
 
-seeds=8 first=1 ops=2000 cpus=both smp=4 per_boot=4 timeout="" extra="" linux=0
+seeds=8 first=1 ops=2000 cpus=both smp=4 per_boot=4 timeout="" extra="" linux=0 mem="" soak=0
+report="" soak_flags="" peer=linux-6.12
 while [ $# -gt 0 ]; do
     case "$1" in
         --seeds) [ $# -ge 2 ] || usage; seeds=$2; shift 2 ;;
@@ -40,19 +56,39 @@ while [ $# -gt 0 ]; do
         --timeout) [ $# -ge 2 ] || usage; timeout=$2; shift 2 ;;
         --append) [ $# -ge 2 ] || usage; extra=$2; shift 2 ;;
         --linux) linux=1; shift ;;
+        --kernel) [ $# -ge 2 ] || usage; linux=1 peer=$2; shift 2 ;;
+        --mem) [ $# -ge 2 ] || usage; mem=$2; shift 2 ;;
+        --soak) [ $# -ge 2 ] || usage; soak=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown option: $1" >&2; usage ;;
     esac
 done
-for v in "$seeds" "$first" "$ops" "$smp" "$per_boot" ${timeout:+"$timeout"}; do
+for v in "$seeds" "$first" "$ops" "$smp" "$per_boot" "$soak" ${timeout:+"$timeout"}; do
     case "$v" in ''|*[!0-9]*) echo "not a number: $v" >&2; usage ;; esac
 done
 [ "$per_boot" -ge 1 ] || usage
 case "$cpus" in both) cpus="max cortex-a72" ;; max|cortex-a72) ;; *) usage ;; esac
+[ -n "$mem" ] || { [ "$soak" -gt 0 ] && mem=384M || mem=1G; }
+# A soak keeps the collapse thread busy: init runs these before the seeds.
+busy=""
+if [ "$soak" -gt 0 ]; then
+    k=/sys/kernel/mm/transparent_hugepage/khugepaged
+    busy="sysfs:$k/scan_sleep_millisecs:1 sysfs:$k/alloc_sleep_millisecs:1 sysfs:$k/pages_to_scan:4096 "
+    report=" sysfs:/proc/vmstat sysfs:$k/full_scans sysfs:$k/pages_collapsed"
+    soak_flags=":p" # the stress program's memory pressure (its ballast)
+fi
+# soak_add NAME LOG: add the last value of counter NAME in LOG (a `sysfs:` report line
+# `PATH: NAME VALUE` or `PATH: VALUE`) to soak_NAME.
+declare -A soak_sum=()
+soak_add() {
+    local v
+    v=$(grep -aE "^[^ ]*(/$1: [0-9]+|: $1 [0-9]+)\$" "$2" | tail -n 1 | awk '{print $NF}')
+    soak_sum[$1]=$(( ${soak_sum[$1]:-0} + ${v:-0} ))
+}
 
 ensure_tools
 if [ "$linux" = 1 ]; then
-    image=$(linux_image) || exit 2
+    image=$(linux_image "$peer") || exit 2
 else
     elf=$(build_kernel --features ktest) || exit 2
 fi
@@ -65,15 +101,15 @@ total_ops=0 total_ms=0 failed_seeds=() boots_failed=0
 # boot CPU SEED...: one boot running the seeds; adds to the totals and failures.
 boot() {
     local cpu=$1; shift
-    local args="" s
-    for s in "$@"; do args="$args stress:$s:$ops"; done
-    args=${args# }
+    local args="$busy" s
+    for s in "$@"; do args="$args stress:$s:$ops${soak_flags} "; done
+    args="${args% }$report"
     local t=${timeout:-$((60 + 60 * $# * (ops + 999) / 1000))}
     local cmd
     if [ "$linux" = 1 ]; then
-        mapfile -t cmd < <(linux_qemu_cmd "$image" "$cpu" "$smp" 1G "$initrd" "$args")
+        mapfile -t cmd < <(linux_qemu_cmd "$image" "$cpu" "$smp" "$mem" "$initrd" "$args")
     else
-        mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" "$smp" 1G 3 0 0 "${extra:+$extra }-- $args" "$initrd")
+        mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" "$smp" "$mem" 3 0 0 "${extra:+$extra }-- $args" "$initrd")
     fi
     say "-cpu $cpu -smp $smp: seeds $* ($ops ops each)"
     local status=0
@@ -82,7 +118,14 @@ boot() {
     local bad=0 why=""
     if [ "$status" = 124 ] || [ "$status" = 137 ]; then why="timed out after ${t}s"; bad=1
     elif grep -aq 'panic on cpu\|Kernel panic' "$log"; then why="kernel panic"; bad=1
+    elif [ -n "$busy" ] && grep -aqE '^init: sysfs:[^ ]* exited [^0]' "$log"; then why="a tunable could not be set"; bad=1
     elif [ "$linux" = 0 ] && ! grep -aq 'frames not returned: 0' "$log"; then why="frames leaked or no clean stop"; bad=1
+    fi
+    if [ -n "$report" ]; then
+        local c
+        for c in pglazyfreed pgsteal_kswapd pgsteal_direct thp_split_page full_scans pages_collapsed; do
+            soak_add "$c" "$log"
+        done
     fi
     for s in "$@"; do
         local line
@@ -104,14 +147,31 @@ boot() {
     fi
 }
 
-for cpu in $cpus; do
-    batch=()
-    for ((s = first; s < first + seeds; s++)); do
-        batch+=("$s")
-        if [ "${#batch[@]}" -ge "$per_boot" ]; then boot "$cpu" "${batch[@]}"; batch=(); fi
+if [ "$soak" -gt 0 ]; then
+    end=$((SECONDS + soak * 60)) s=$first boots=0
+    read -ra models <<<"$cpus"
+    while [ "$SECONDS" -lt "$end" ]; do
+        batch=()
+        for ((i = 0; i < per_boot; i++)); do batch+=("$((s + i))"); done
+        boot "${models[$((boots % ${#models[@]}))]}" "${batch[@]}"
+        s=$((s + per_boot)) boots=$((boots + 1))
     done
-    [ "${#batch[@]}" -gt 0 ] && boot "$cpu" "${batch[@]}"
-done
+    echo "stress: soak of $soak min: $boots boots, seeds $first..$((s - 1)), $SECONDS s, mem $mem"
+    echo -n "stress: soak totals (sums over boots):"
+    for c in pglazyfreed pgsteal_kswapd pgsteal_direct thp_split_page full_scans pages_collapsed; do
+        echo -n " $c=${soak_sum[$c]:-0}"
+    done
+    echo
+else
+    for cpu in $cpus; do
+        batch=()
+        for ((s = first; s < first + seeds; s++)); do
+            batch+=("$s")
+            if [ "${#batch[@]}" -ge "$per_boot" ]; then boot "$cpu" "${batch[@]}"; batch=(); fi
+        done
+        [ "${#batch[@]}" -gt 0 ] && boot "$cpu" "${batch[@]}"
+    done
+fi
 
 rate=0
 [ "$total_ms" -gt 0 ] && rate=$((total_ops * 1000 / total_ms))

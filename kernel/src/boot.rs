@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering;
 use platform::fdt::BoardInfo;
 
 use crate::arch::aarch64::mmu;
-use crate::cmdline::CmdLine;
+use crate::cmdline::{CmdLine, Spaced};
 use crate::mm::kmap::{self, ImageLayout};
 use crate::mm::{frame, heap, phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 use crate::{console, interrupts, kprintln, power, smp, time};
@@ -49,6 +49,9 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     crate::percpu::init_boot_cpu();
     let (board, dtb) = board();
     console::init((board.pl011_base + KERNEL_VA_OFFSET) as usize);
+    // First, so that a panic from here on exits with its status (101) through
+    // semihosting: a test or script would otherwise see a power-off, status 0.
+    power::probe_semihosting();
     let cmd = CMDLINE.call_once(|| CmdLine::parse(board.bootargs));
     let level = cmd.log_level().unwrap_or_else(|bad| {
         kprintln!("contkernel: unknown loglevel={bad}, using info");
@@ -58,8 +61,12 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     for word in cmd.unknown(KNOWN_WORDS) {
         kprintln!(
             "contkernel: unknown boot option {word} (ignored; known: {})",
-            KNOWN_WORDS.join(" ")
+            Spaced(KNOWN_WORDS)
         );
+    }
+    #[cfg(feature = "ktest")]
+    if cmd.get("crashtest") == Some("early") {
+        crate::ktest::crash("early"); // before the heap: the exit status must say so
     }
 
     assert_eq!(
@@ -88,7 +95,6 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
             .psci
             .expect("the DTB offers no PSCI: cannot start CPUs or power off"),
     );
-    power::probe_semihosting();
     crate::arch::aarch64::uaccess::init();
     crate::arch::aarch64::trap::set_handlers(crate::arch::aarch64::trap::Handlers {
         irq: interrupts::dispatch,

@@ -103,6 +103,22 @@ impl<'a> CmdLine<'a> {
     }
 }
 
+/// Words joined by spaces when printed, without allocating: the boot CPU reports
+/// unknown words before the kernel heap exists.
+pub struct Spaced<'k>(pub &'k [&'k str]);
+
+impl core::fmt::Display for Spaced<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, w) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(w)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +142,12 @@ mod tests {
             c.unknown(&["ktest", "contpte"]).collect::<Vec<_>>(),
             ["tyop"]
         );
+    }
+
+    #[test]
+    fn spaced_prints_words_between_spaces() {
+        assert_eq!(alloc::format!("{}", Spaced(&["a", "bc", "d"])), "a bc d");
+        assert_eq!(alloc::format!("{}", Spaced(&[])), "");
     }
 
     #[test]

@@ -126,14 +126,25 @@ pub fn mem_bytes(mem: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
+/// The start of RAM no initramfs may overlap: the DTB, the kernel image and room for
+/// the frame metadata (QEMU's loader refuses overlapping images with a raw dump).
+pub const RAM_RESERVED: u64 = 32 << 20;
+
+/// The alignment of the initramfs at the top of RAM.
+const INITRD_ALIGN: u64 = 2 << 20;
+
 /// Where an initramfs of `size` bytes goes in `mem` bytes of RAM: at the top, 2 MiB
 /// aligned, so the rest of RAM stays one block whatever its size. None if it does not
-/// fit above the first 32 MiB (DTB, kernel image, frame metadata).
+/// fit above [`RAM_RESERVED`].
 pub fn initrd_addr(mem: u64, size: u64) -> Option<u64> {
-    const ALIGN: u64 = 2 << 20;
     let top = RAM_BASE.checked_add(mem)?;
-    let addr = top.checked_sub(size.checked_next_multiple_of(ALIGN)?)? & !(ALIGN - 1);
-    (addr >= RAM_BASE + (32 << 20)).then_some(addr)
+    let addr = top.checked_sub(size.checked_next_multiple_of(INITRD_ALIGN)?)? & !(INITRD_ALIGN - 1);
+    (addr >= RAM_BASE + RAM_RESERVED).then_some(addr)
+}
+
+/// The least RAM that holds an initramfs of `size` bytes: [`RAM_RESERVED`] below it.
+pub fn min_mem_for_initrd(size: u64) -> u64 {
+    RAM_RESERVED + size.next_multiple_of(INITRD_ALIGN)
 }
 
 /// One QEMU `virt` machine to boot the kernel on: a builder.
@@ -404,11 +415,40 @@ impl Machine {
         }
     }
 
+    /// Whether the memory size is one QEMU reads and the initramfs fits in it: said
+    /// before QEMU starts, with the minimum, instead of QEMU's "ROM regions are
+    /// overlapping" dump.
+    pub fn check_memory(&self) -> Result<(), BootError> {
+        let Some(mem) = mem_bytes(&self.mem) else {
+            return Err(BootError::Memory(format!(
+                "memory size {:?}: a number with an optional K, M, G or T",
+                self.mem
+            )));
+        };
+        if let Some(initrd) = &self.initrd {
+            let size = std::fs::metadata(initrd).map_or(0, |m| m.len());
+            if initrd_addr(mem, size).is_none() {
+                return Err(BootError::Memory(format!(
+                    "-m {}: too small for the initramfs {} ({} KiB), which goes at the top of \
+                     RAM above the first {} MiB (DTB, kernel image, frame metadata): use at \
+                     least {}M",
+                    self.mem,
+                    initrd.display(),
+                    size >> 10,
+                    RAM_RESERVED >> 20,
+                    min_mem_for_initrd(size) >> 20
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Boots the machine and waits for QEMU to exit or for the timeout.
     pub fn try_boot(&self) -> Result<Outcome, BootError> {
         if !self.kernel.is_file() {
             return Err(BootError::KernelMissing(self.kernel.clone()));
         }
+        self.check_memory()?;
         let command = self.command_line();
         let start = Instant::now();
         let mut child = Command::new(&self.qemu)
@@ -448,6 +488,8 @@ pub enum BootError {
     Spawn { qemu: String, error: io::Error },
     /// Waiting for QEMU failed.
     Io(io::Error),
+    /// The memory size is unreadable or too small for the initramfs.
+    Memory(String),
 }
 
 impl fmt::Display for BootError {
@@ -465,6 +507,7 @@ impl fmt::Display for BootError {
                  qemu-system-arm`, or set CONTKERNEL_QEMU)"
             ),
             BootError::Io(error) => write!(f, "waiting for QEMU failed: {error}"),
+            BootError::Memory(why) => f.write_str(why),
         }
     }
 }
@@ -570,6 +613,25 @@ mod placement {
             None,
             "no room above 32 MiB"
         );
+        assert_eq!(min_mem_for_initrd(40 << 20), 72 << 20);
+        assert_eq!(initrd_addr(72 << 20, 40 << 20), Some(RAM_BASE + (32 << 20)));
+    }
+
+    #[test]
+    fn a_memory_size_too_small_for_the_initramfs_is_refused_with_the_minimum() {
+        let dir = std::env::temp_dir().join(format!("contkernel-mem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let initrd = dir.join("initrd.cpio");
+        std::fs::write(&initrd, vec![0u8; 3 << 20]).unwrap();
+        let mut m = Machine::new("kernel").mem("32M");
+        m.initrd = Some(initrd.clone());
+        let why = m.check_memory().unwrap_err().to_string();
+        assert!(why.contains("use at least 36M"), "{why}");
+        m.mem = "36M".into();
+        assert!(m.check_memory().is_ok());
+        m.mem = "lots".into();
+        assert!(m.check_memory().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

@@ -202,3 +202,50 @@ fn page_table_checker_is_live() {
         );
     }
 }
+
+/// Words the kernel does not know, Linux's usual ones among them, are reported and
+/// ignored: before the kernel heap exists, so the report must not allocate.
+#[test]
+fn unknown_boot_words_are_reported_and_ignored() {
+    let out = Machine::from_env()
+        .append("foo=bar bareword console=ttyAMA0 quiet panic=-1 rootwait earlycon")
+        .boot();
+    assert!(!out.timed_out, "the kernel hung{out}");
+    assert!(!out.panicked(), "the kernel panicked{out}");
+    assert_eq!(out.status, Some(0), "expected a clean power-off{out}");
+    for word in ["foo", "bareword", "earlycon"] {
+        assert!(
+            out.console.contains(&format!(
+                "unknown boot option {word} (ignored; known: loglevel "
+            )),
+            "no report of the unknown word `{word}`{out}"
+        );
+    }
+}
+
+/// A panic early in boot (before the heap) still ends QEMU with the panic's status,
+/// not a power-off's 0: semihosting is probed first.
+#[test]
+fn early_panic_exits_with_its_status() {
+    let out = Machine::from_env().append("crashtest=early").boot();
+    assert!(!out.timed_out, "the kernel hung{out}");
+    assert!(out.panicked(), "expected a panic{out}");
+    assert_eq!(
+        out.status,
+        Some(101),
+        "a panic must exit with status 101{out}"
+    );
+}
+
+/// `ktest=FILTER` that matches no test is an error, not "0 passed, 0 failed".
+#[test]
+fn ktest_filter_matching_nothing_fails() {
+    let out = Machine::from_env().append("ktest=nosuchtest").boot();
+    assert!(!out.timed_out, "the kernel hung{out}");
+    assert!(
+        out.console
+            .contains("ktest: no test name contains \"nosuchtest\""),
+        "no message for the empty selection{out}"
+    );
+    assert_eq!(out.status, Some(1), "an empty selection must fail{out}");
+}

@@ -28,6 +28,7 @@ pub const MADV_PAGEOUT: usize = 21;
 pub const MADV_NOHUGEPAGE: usize = 15;
 pub const MADV_POPULATE_READ: usize = 22;
 pub const MADV_POPULATE_WRITE: usize = 23;
+pub const MADV_COLLAPSE: usize = 25;
 
 /// mmap(2).
 ///

@@ -81,7 +81,14 @@ pub struct Args {
 /// Auxiliary vector types.
 pub mod at {
     pub const PAGESZ: usize = 6;
+    pub const HWCAP: usize = 16;
     pub const RANDOM: usize = 25;
+}
+
+/// AT_HWCAP bits.
+pub mod hwcap {
+    /// FEAT_LSE2: load-acquire/store-release inside one aligned 16 bytes need no alignment.
+    pub const USCAT: usize = 1 << 25;
 }
 
 impl Args {

@@ -183,3 +183,19 @@ pub fn zero_pages_clears_exactly_its_pages() -> TestResult {
     );
     Ok(())
 }
+
+/// Every per-size counter `mm::mthp` keeps is a file under
+/// `hugepages-<N>kB/stats/` of every size (a counter the sysfs list forgot is
+/// invisible to users and to the tests that read it).
+pub fn every_mthp_stat_is_a_sysfs_file() -> TestResult {
+    for order in crate::mm::mthp::MTHP_ORDERS {
+        for name in crate::mm::mthp::STAT_NAMES {
+            let path = alloc::format!(
+                "/sys/kernel/mm/transparent_hugepage/hugepages-{}kB/stats/{name}",
+                (PAGE_SIZE << order) / 1024
+            );
+            kassert!(crate::fs::lookup(&path).is_some(), "no file {path}");
+        }
+    }
+    Ok(())
+}

@@ -53,9 +53,17 @@ macro_rules! kassert_eq {
 }
 
 /// Run every registered test whose name contains `filter` (all for an empty filter).
+/// A filter that matches no test is a mistake (a typo would pass as "0 failed"): it
+/// counts as one failure.
 pub fn run(filter: &str) -> (usize, usize) {
     let tests = registry::TESTS.iter().filter(|t| t.name.contains(filter));
-    kprintln!("ktest: running {} tests", tests.clone().count());
+    let planned = tests.clone().count();
+    if planned == 0 {
+        kprintln!("ktest: no test name contains {filter:?}");
+        kprintln!("0 passed, 1 failed");
+        return (0, 1);
+    }
+    kprintln!("ktest: running {planned} tests");
     let (mut passed, mut failed) = (0, 0);
     for t in tests {
         let before = frame::frames().free_frames();
@@ -91,8 +99,8 @@ pub fn crash(what: &str) -> ! {
             let v = unsafe { core::ptr::read_volatile(p) };
             panic!("read of an unmapped address returned {v:#x}");
         }
-        "panic" => panic!("crashtest=panic"),
+        "panic" | "early" => panic!("crashtest={what}"),
         "ptcheck" => pgtable::corrupt_block_then_operate(),
-        other => panic!("unknown crashtest={other} (known: unmapped-read, panic, ptcheck)"),
+        other => panic!("unknown crashtest={other} (known: unmapped-read, panic, early, ptcheck)"),
     }
 }

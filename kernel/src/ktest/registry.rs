@@ -24,6 +24,10 @@ pub static TESTS: &[Test] = &[
         run: mm::frame_orders_aligned_and_returned,
     },
     Test {
+        name: "mm::every_mthp_stat_is_a_sysfs_file",
+        run: mm::every_mthp_stat_is_a_sysfs_file,
+    },
+    Test {
         name: "mm::frame_exhaustion_and_recovery",
         run: mm::frame_exhaustion_and_recovery,
     },

@@ -1,4 +1,4 @@
-//! read, write, readv, writev, openat, close, lseek, fstat, newfstatat, faccessat,
+//! read, write, readv, writev, pread64, openat, close, lseek, fstat, newfstatat, faccessat,
 //! ioctl, readlinkat, mkdirat, getdents64: the console and the pseudo-filesystem (`fs`).
 
 use alloc::string::String;
@@ -48,7 +48,10 @@ fn with_file<R>(fd: u64, f: impl FnOnce(&mut File) -> Result<R, Errno>) -> Resul
 }
 
 pub fn read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
-    with_file(fd, |_| Ok(()))?;
+    // A stream (a pipe end) blocks: it is called with the table unlocked.
+    if let Some(s) = with_file(fd, |f| Ok(f.stream()))? {
+        return s.read(buf, count);
+    }
     // As Linux's vfs_read: the buffer is checked before a zero count returns.
     if !is_user_range(buf as usize, count as usize) {
         return Err(EFAULT);
@@ -62,8 +65,38 @@ pub fn read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     Ok(n as u64)
 }
 
+/// read at offset `off`, leaving the file's position as it was: ESPIPE for the
+/// console, EINVAL for a negative offset (Linux's ksys_pread64).
+pub fn pread64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
+    with_file(fd, |f| f.seekable().map(|_| ()).ok_or(ESPIPE))?;
+    if (off as i64) < 0 {
+        return Err(EINVAL);
+    }
+    if !is_user_range(buf as usize, count as usize) {
+        return Err(EFAULT);
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
+    let n = with_file(fd, |f| {
+        let saved = f
+            .seekable()
+            .map_or(0, |(_, pos)| core::mem::replace(pos, off as usize));
+        let r = f.read(&mut kbuf);
+        if let Some((_, pos)) = f.seekable() {
+            *pos = saved;
+        }
+        r
+    })?;
+    copy_to_user(buf as usize, &kbuf[..n]).map_err(|_| EFAULT)?;
+    Ok(n as u64)
+}
+
 pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
-    with_file(fd, |_| Ok(()))?;
+    if let Some(s) = with_file(fd, |f| Ok(f.stream()))? {
+        return s.write(buf, count);
+    }
     if !is_user_range(buf as usize, count as usize) {
         return Err(EFAULT);
     }
@@ -72,11 +105,7 @@ pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     while done < count as usize {
         let n = (count as usize - done).min(CHUNK);
         if copy_from_user(&mut kbuf[..n], buf as usize + done).is_err() {
-            return if done == 0 {
-                Err(EFAULT)
-            } else {
-                Ok(done as u64)
-            };
+            return partial(done, EFAULT);
         }
         done += with_file(fd, |f| f.write(&kbuf[..n]))?;
     }
@@ -130,7 +159,11 @@ pub fn openat(dirfd: u64, path: u64, flags: u64) -> Result<u64, Errno> {
 }
 
 pub fn close(fd: u64) -> Result<u64, Errno> {
-    me().files.lock().close(fd).map(|()| 0)
+    // What the descriptor named is dropped after the table's lock (a pipe end wakes
+    // the other side).
+    let closed = me().files.lock().close(fd)?;
+    drop(closed);
+    Ok(0)
 }
 
 pub fn lseek(fd: u64, off: u64, whence: u64) -> Result<u64, Errno> {

@@ -32,6 +32,10 @@ fn main() {
     if let Ok(qemu) = std::env::var("QEMU") {
         m.qemu = qemu;
     }
+    if let Err(why) = m.check_memory() {
+        eprintln!("qemu-cmd: {why}");
+        std::process::exit(2);
+    }
     println!("{}", m.qemu);
     for arg in m.qemu_args() {
         println!("{}", arg.to_string_lossy());

@@ -1,4 +1,4 @@
-//! `stress [SEED [OPS [v]]]`: a randomized attack on the address space, checked byte for
+//! `stress [SEED [OPS [v][p]]]`: a randomized attack on the address space, checked byte for
 //! byte against a shadow of what every page must hold, and call for call against the
 //! results Linux gives.
 //!
@@ -30,13 +30,17 @@
 //! bytes and the recent operations over that address, and exits 1; the first process
 //! prints `stress: seed S: N ops in T ms, R ops/s, F forks here` and `stress: seed S
 //! passed` (or `stress: seed S FAILED at op N`). With
-//! `v` every operation is printed as it is done (for a process killed by a fault).
+//! `v` every operation is printed as it is done (for a process killed by a fault);
+//! with `p` the first process keeps memory short by holding a lazily freed ballast
+//! every other [`BALLAST_PERIOD`] operations (memory pressure: reclaim must discard
+//! it).
 #![no_std]
 #![no_main]
 
 use core::fmt;
 use rt::fs;
-use rt::mm::{self, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT, PAGE};
+use rt::mm::{self, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE};
+use rt::mm::{MADV_PAGEOUT, PAGE};
 use rt::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE};
 use rt::mm::{PROT_NONE, PROT_READ, PROT_WRITE};
 use rt::println;
@@ -322,7 +326,20 @@ struct Stress {
     shrinker: Option<(&'static core::ffi::CStr, &'static [u8])>,
     /// Print every operation as it is done (third argument `v`).
     verbose: bool,
+    /// Memory pressure (third argument `p`): the first process holds a ballast of all
+    /// but [`BALLAST_MARGIN_KB`] of free memory every other [`BALLAST_PERIOD`]
+    /// operations (outside the arena, populated with MADV_POPULATE_WRITE, whose ENOMEM
+    /// is allowed, then MADV_FREE'd), so the arena's faults find memory only if
+    /// reclaim discards lazily freed folios: a reclaim that cannot reach them ends
+    /// in an OOM kill, which fails the seed.
+    pressure: bool,
+    ballast: Option<(usize, usize)>,
 }
+
+/// Operations between taking and dropping the ballast.
+const BALLAST_PERIOD: u64 = 64;
+/// Free memory the ballast leaves (kB), for the arena's faults and the kernel.
+const BALLAST_MARGIN_KB: u64 = 32 * 1024;
 
 /// What went wrong: printed by `fail`, then the process exits 1.
 enum Failure {
@@ -375,6 +392,31 @@ impl Stress {
                 (c"/proc/sys/vm/drop_caches", b"2")
             }),
             verbose: false,
+            pressure: false,
+            ballast: None,
+        }
+    }
+
+    /// Takes or drops the ballast (see `pressure`); its results are not checked.
+    fn toggle_ballast(&mut self) {
+        if let Some((addr, len)) = self.ballast.take() {
+            // SAFETY: the ballast is this program's own mapping, referenced by nothing.
+            let _ = unsafe { mm::munmap(addr, len) };
+            return;
+        }
+        let free_kb = thp::meminfo_kb("MemFree").unwrap_or(0);
+        let len =
+            (free_kb.saturating_sub(BALLAST_MARGIN_KB) as usize * 1024) & !(PMD_PAGES * PAGE - 1);
+        if len == 0 {
+            return;
+        }
+        if let Ok(addr) = mm::map_anon(len, PROT_READ | PROT_WRITE, 0) {
+            // SAFETY: as above.
+            unsafe {
+                let _ = mm::madvise(addr, len, mm::MADV_POPULATE_WRITE);
+                let _ = mm::madvise(addr, len, MADV_FREE);
+            }
+            self.ballast = Some((addr, len));
         }
     }
 
@@ -612,7 +654,6 @@ impl Stress {
     /// succeed or fail as Linux's does (EINVAL, ENOMEM, EAGAIN, EBUSY), and a hole is
     /// ENOMEM unless a piece failed first.
     fn op_collapse(&mut self) -> Result<(), Failure> {
-        const MADV_COLLAPSE: usize = 25;
         let (first, pages) = self.pick(MAX_MAP_PAGES);
         // SAFETY: inside the arena, which no Rust reference points into.
         let r = unsafe { mm::madvise(Self::addr(first), pages * PAGE, MADV_COLLAPSE) };
@@ -802,6 +843,11 @@ impl Stress {
                 self.rng = Rng(child_seed);
                 self.left = child_ops;
                 self.children = [0; MAX_CHILDREN];
+                if let Some((addr, len)) = self.ballast.take() {
+                    // The parent's to hold and drop: this copy would keep it alive.
+                    // SAFETY: as in `toggle_ballast`.
+                    let _ = unsafe { mm::munmap(addr, len) };
+                }
                 self.log(Kind::Fork, 0, 0, parent, 0);
                 // The inheritance: everything the parent had.
                 self.check(0, ARENA_PAGES)
@@ -883,6 +929,13 @@ impl Stress {
             if self.op.is_multiple_of(256) {
                 self.check(0, ARENA_PAGES)?;
             }
+            if self.pressure && self.depth == 0 && self.op.is_multiple_of(BALLAST_PERIOD) {
+                self.toggle_ballast();
+            }
+        }
+        if let Some((addr, len)) = self.ballast.take() {
+            // SAFETY: as in `toggle_ballast`.
+            let _ = unsafe { mm::munmap(addr, len) };
         }
         self.check(0, ARENA_PAGES)?;
         self.reap(0)?;
@@ -991,7 +1044,9 @@ fn main(args: &rt::Args) -> i32 {
     );
     let policy = thp::Policy::save().ok();
     let mut s = Stress::new(seed, ops);
-    s.verbose = args.str(3) == Some("v");
+    let flags = args.str(3).unwrap_or("");
+    s.verbose = flags.contains('v');
+    s.pressure = flags.contains('p');
     let root = s.pid;
     let start = time::now_ns();
     let r = s.run();

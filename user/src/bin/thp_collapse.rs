@@ -35,7 +35,7 @@
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use rt::mm::{Region, PROT_READ, PROT_WRITE};
+use rt::mm::{Region, MADV_COLLAPSE, PROT_READ, PROT_WRITE};
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::thp::{self, Stats, CONT_SIZE, PMD_SIZE};
 use rt::time::{nanosleep, now_ns, Timespec};
@@ -44,7 +44,6 @@ use rt::{ensure, fail, println};
 rt::entry!(main);
 
 const PAGE: usize = 4096;
-const MADV_COLLAPSE: usize = 25;
 const KH: &str = "/sys/kernel/mm/transparent_hugepage/khugepaged";
 
 const SCAN_SLEEP: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs";
@@ -209,7 +208,8 @@ fn khugepaged_files() -> Outcome {
     let r = rt::fs::write_file(MAX_PTES_NONE, b"512\n");
     ensure!(
         r == Err(rt::Errno::EINVAL),
-        "max_ptes_none 512: {r:?}, expected EINVAL"
+        "max_ptes_none 512: {}, expected EINVAL",
+        rt::Res(r)
     );
     ensure!(
         get(MAX_PTES_NONE)? == 511,
@@ -227,7 +227,8 @@ fn madvise_collapse_2m(contkernel: bool) -> Outcome {
     let huge = thp::smaps_kb(r.addr, "AnonHugePages");
     ensure!(
         huge == Some(2048),
-        "smaps AnonHugePages {huge:?} kB after MADV_COLLAPSE"
+        "smaps AnonHugePages {} kB after MADV_COLLAPSE",
+        thp::Opt(huge)
     );
     if contkernel {
         let pmd = thpmap(&r, "pmd")?;

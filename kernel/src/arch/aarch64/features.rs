@@ -25,7 +25,15 @@ pub struct CpuFeatures {
     pub pa_bits: u8,
     /// ID_AA64DFR0_EL1.PMUVer (0: no PMUv3).
     pub pmu_version: u8,
+    /// FEAT_LSE2 (ID_AA64MMFR2_EL1.AT): load-acquire and store-release accesses that
+    /// stay inside one aligned 16-byte quantity need no alignment (Linux's HWCAP_USCAT).
+    pub lse2: bool,
 }
+
+/// Linux's AT_HWCAP bits this kernel reports: FP, ASIMD, USCAT.
+const HWCAP_FP: u64 = 1 << 0;
+const HWCAP_ASIMD: u64 = 1 << 1;
+const HWCAP_USCAT: u64 = 1 << 25;
 
 fn field(reg: u64, shift: u32) -> u8 {
     ((reg >> shift) & 0xf) as u8
@@ -58,7 +66,14 @@ impl CpuFeatures {
                 0xf => 0, // IMPLEMENTATION DEFINED PMU: not PMUv3
                 v => v,
             },
+            lse2: field(mmfr2, 32) != 0,
         }
+    }
+
+    /// AT_HWCAP for user programs, as Linux computes it from the same fields (glibc
+    /// reads it; a program tells from HWCAP_USCAT whether an unaligned LDAR faults).
+    pub fn linux_hwcap(&self) -> u64 {
+        HWCAP_FP | HWCAP_ASIMD | if self.lse2 { HWCAP_USCAT } else { 0 }
     }
 
     #[cfg(target_os = "none")]
@@ -145,6 +160,15 @@ mod tests {
             !CpuFeatures::decode(0, 1, 0, 1 << 56, 0).tlbi_range,
             "TLB=1 is outer-shareable only"
         );
+    }
+
+    #[test]
+    fn lse2_is_reported_as_hwcap_uscat() {
+        let without = CpuFeatures::decode(0x5, 0, 0, 0, 0);
+        assert_eq!(without.linux_hwcap(), 0b11);
+        let with = CpuFeatures::decode(0x5, 0, 1 << 32, 0, 0);
+        assert!(with.lse2);
+        assert_eq!(with.linux_hwcap(), 0b11 | 1 << 25);
     }
 }
 

@@ -5,8 +5,8 @@
 //! order lying wholly inside the range is collapsed, in place where the entries allow,
 //! else by copy; `max_ptes_none` and `max_ptes_shared` do not apply, as on Linux.
 //! Errors as Linux's: EINVAL for a VMA that may not have huge pages (MADV_NOHUGEPAGE,
-//! not anonymous) or has no aligned block of the order, or a block with nothing
-//! mapped; ENOMEM when a folio cannot be allocated; EAGAIN when a folio is busy. The
+//! not anonymous) or has no aligned block of the order, a range that starts and ends
+//! strictly inside one block, or a block with nothing mapped; ENOMEM when a folio cannot be allocated; EAGAIN when a folio is busy. The
 //! last error is returned after every block was tried.
 
 use super::scan::collapsible;
@@ -40,9 +40,16 @@ impl<E: MmEnv> Mm<E> {
         if !collapsible(vma) || !has_block {
             return Err(EINVAL);
         }
+        // The range rounded inward to whole blocks; a range that starts past an
+        // aligned edge and ends before the next is EINVAL, one that holds none but
+        // starts on an edge is a success with nothing to do (Linux's hstart > hend).
+        let (first, last_end) = (start.align_up(size), end.align_down(size));
+        if first > last_end {
+            return Err(EINVAL);
+        }
         let mut last: Option<Fail> = None;
-        let mut at = start.align_up(size);
-        while at < end && end.offset_from(at) >= size {
+        let mut at = first;
+        while at < last_end {
             if let Err(e) = self.collapse_block(at, order, vma, &Limits::MADVISE) {
                 last = Some(e);
             }
