@@ -24,6 +24,7 @@ pub mod cpio;
 pub mod exception_trace;
 mod lazyfree;
 mod procfs;
+pub mod sysctl;
 mod thp;
 mod vmstat;
 
@@ -81,6 +82,7 @@ static NODES: &[Node] = &[
     dir("/proc"),
     dir("/proc/self"),
     dir("/proc/sys"),
+    dir("/proc/sys/kernel"),
     dir("/proc/sys/debug"),
     dir("/sys"),
     dir("/sys/kernel"),
@@ -90,6 +92,11 @@ static NODES: &[Node] = &[
         path: "/proc/lazyfree",
         render: Some(lazyfree::render),
         write: Some(lazyfree::write),
+    },
+    Node {
+        path: "/proc/sys/kernel/threads-max",
+        render: Some(sysctl::render),
+        write: Some(sysctl::write),
     },
     Node {
         path: "/proc/sys/debug/exception-trace",
@@ -114,6 +121,14 @@ static NODES: &[Node] = &[
     Node {
         path: "/sys/kernel/mm/contpte/stats",
         render: Some(contpte_stats),
+        write: None,
+    },
+    Node {
+        path: "/sys/kernel/mm/asid_stats",
+        render: Some(|| {
+            let (bits, shared) = crate::mm::ptenv::asid_stats();
+            alloc::format!("asid_bits {bits}\nshared_handouts {shared}\n")
+        }),
         write: None,
     },
     Node {

@@ -17,7 +17,7 @@ use crate::arch::aarch64::esr::{AbortSignal, Esr, ExceptionClass};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess;
 use crate::mm::fault::{Access, FaultError};
-use crate::mm::VirtAddr;
+use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;
 use crate::uapi::*;
 use crate::{kprintln, power};
@@ -97,6 +97,10 @@ fn reclaim_owner(e: crate::mm::lazyfree::Entry) -> Option<Option<crate::mm::lazy
 /// Start /init (pid 1) from the initramfs.
 pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
     crate::mm::reclaim::set_owner_hook(reclaim_owner);
+    crate::fs::sysctl::set_default_threads_max(
+        crate::mm::frame::frames().managed_frames() * PAGE_SIZE,
+        PAGE_SIZE << task::KSTACK_ORDER,
+    );
     FREE_AT_INIT.store(crate::mm::frame::frames().free_frames(), Ordering::Relaxed);
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(args.iter().map(|a| a.as_bytes()));
@@ -124,6 +128,12 @@ pub fn fork(
         CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID | CLONE_SETTLS | 0xff;
     if flags & !ALLOWED != 0 || flags & 0xff != SIGCHLD as u64 {
         return Err(EINVAL);
+    }
+    // Linux's threads-max check (`copy_process`), before any copying. Like Linux's
+    // it is not atomic with the insertion: forks racing on n CPUs may overshoot the
+    // limit by n - 1 tasks at most.
+    if task::count() >= crate::fs::sysctl::threads_max() {
+        return Err(EAGAIN);
     }
     let parent = me();
     let mm = {
@@ -191,7 +201,7 @@ pub fn exec(
     // Leave the old tables before they are freed.
     let ttbr0 = image.mm.tables.ttbr0();
     t.ttbr0.store(ttbr0, Ordering::Release);
-    crate::arch::aarch64::mmu::set_ttbr0_raw(ttbr0);
+    crate::mm::ptenv::install_ttbr0(ttbr0);
     let old = t.mm.lock().replace(image.mm);
     drop(old);
     *t.name.lock() = String::from(basename(path));
@@ -514,12 +524,7 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
 /// Last thing before returning to EL0: give up the CPU if the tick asked for it, then
 /// act on pending signals (`deliver`), which may change the frame.
 pub fn return_to_user(frame: &mut TrapFrame) {
-    if crate::percpu::this_cpu()
-        .need_resched
-        .load(Ordering::Relaxed)
-    {
-        sched::schedule();
-    }
+    sched::cond_resched();
     if me().signals.attention() {
         crate::arch::irq::enable();
         deliver::deliver(frame);

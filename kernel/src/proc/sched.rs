@@ -1,6 +1,8 @@
 //! The scheduler: one run queue shared by all CPUs, round robin, preemption at the
-//! timer tick (on the way back to EL0; the kernel itself is not preempted), an idle
-//! loop per CPU that waits with WFI, wait queues, and timed sleeps.
+//! timer tick (on the way back to EL0; the kernel itself is not preempted: a kernel
+//! thread gives the CPU up in `cond_resched` between bounded steps, and every one of
+//! its waits goes through `schedule`), an idle loop per CPU that waits with WFI, wait
+//! queues, and timed sleeps.
 //!
 //! # Protocol
 //!
@@ -171,6 +173,15 @@ pub fn schedule() {
     irq::restore(saved);
 }
 
+/// Give up the CPU if the tick asked for it (Linux's `cond_resched`): the kernel is not
+/// preempted, so a kernel thread calls this between bounded steps of a long loop, with
+/// no lock held. On the way back to EL0 the same check is `return_to_user`'s.
+pub fn cond_resched() {
+    if percpu::this_cpu().need_resched.load(Ordering::Relaxed) {
+        schedule();
+    }
+}
+
 /// The first queued task whose affinity (sched_setaffinity) allows CPU `cpu`; the
 /// others keep their place for the CPUs they may run on.
 fn pop_allowed(rq: &mut VecDeque<Arc<Task>>, cpu: usize) -> Option<Arc<Task>> {
@@ -201,7 +212,7 @@ fn switch_to(prev: Option<Arc<Task>>, next: Option<Arc<Task>>) {
     }
     match next.as_ref().map_or(0, |n| n.ttbr0.load(Ordering::Acquire)) {
         0 => crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0()),
-        ttbr0 => crate::arch::aarch64::mmu::set_ttbr0_raw(ttbr0),
+        ttbr0 => crate::mm::ptenv::install_ttbr0(ttbr0),
     }
     let prev_ctx = prev.as_ref().map_or(IDLE[cpu].0.get(), |p| p.ctx.get());
     let next_ctx = next
