@@ -301,6 +301,11 @@ pub trait Stream: Send + Sync {
     fn read(&self, buf: u64, count: u64) -> Result<u64, Errno>;
     /// write(2) from the user buffer.
     fn write(&self, buf: u64, count: u64) -> Result<u64, Errno>;
+    /// vmsplice(2) into the stream: wait for some room (unless `nonblock`), move what
+    /// fits, return (a pipe's; other streams refuse it).
+    fn splice_write(&self, _buf: u64, _count: u64, _nonblock: bool) -> Result<u64, Errno> {
+        Err(EBADF)
+    }
     /// The poll bits that hold now.
     fn poll(&self) -> u16;
     /// The file status flags (access mode, O_NONBLOCK) for F_GETFL.

@@ -137,10 +137,20 @@ impl End {
     /// Wait on `queue` until `ready(state)`; Err(EAGAIN) if non-blocking, Err(errno
     /// of an interrupted call) if a signal came first.
     fn wait(&self, queue: &WaitQueue, ready: impl Fn(&State) -> bool) -> Result<(), Errno> {
+        self.wait_or(queue, self.nonblocking(), ready)
+    }
+
+    /// `wait`, non-blocking if `nonblock`.
+    fn wait_or(
+        &self,
+        queue: &WaitQueue,
+        nonblock: bool,
+        ready: impl Fn(&State) -> bool,
+    ) -> Result<(), Errno> {
         if ready(&self.pipe.state.lock()) {
             return Ok(());
         }
-        if self.nonblocking() {
+        if nonblock {
             return Err(EAGAIN);
         }
         let t = me();
@@ -234,6 +244,57 @@ impl Stream for End {
                 off += n;
             }
             done += len;
+        }
+        Ok(done as u64)
+    }
+
+    /// Linux's `vmsplice_to_pipe`: wait until there is some room (unless `nonblock`
+    /// or the end is non-blocking), then move what fits and return: unlike write, it
+    /// never waits for room a second time.
+    fn splice_write(&self, buf: u64, count: u64, nonblock: bool) -> Result<u64, Errno> {
+        if !self.write {
+            return Err(EBADF);
+        }
+        if !is_user_range(buf as usize, count as usize) {
+            return Err(EFAULT);
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        self.wait_or(&self.pipe.writable, nonblock || self.nonblocking(), |s| {
+            s.readers == 0 || s.data.len() < PIPE_SIZE
+        })?;
+        let count = count as usize;
+        let mut chunk = vec![0u8; count.min(CHUNK)];
+        let mut done = 0usize;
+        while done < count {
+            let room = PIPE_SIZE - self.pipe.state.lock().data.len();
+            let len = (count - done).min(CHUNK).min(room);
+            if len == 0 {
+                break;
+            }
+            if copy_from_user(&mut chunk[..len], buf as usize + done).is_err() {
+                return partial(done, EFAULT);
+            }
+            let n = {
+                let mut s = self.pipe.state.lock();
+                if s.readers == 0 {
+                    None
+                } else {
+                    let n = (PIPE_SIZE - s.data.len()).min(len);
+                    s.data.extend(&chunk[..n]);
+                    Some(n)
+                }
+            };
+            let Some(n) = n else {
+                let e = self.broken();
+                return partial(done, e);
+            };
+            self.pipe.wake_readers();
+            done += n;
+            if n < len {
+                break;
+            }
         }
         Ok(done as u64)
     }

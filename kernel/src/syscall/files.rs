@@ -114,9 +114,9 @@ pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
 
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
-struct IoVec {
-    base: u64,
-    len: u64,
+pub(super) struct IoVec {
+    pub(super) base: u64,
+    pub(super) len: u64,
 }
 
 pub(super) fn vectored(

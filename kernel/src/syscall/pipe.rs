@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use super::Errno;
 use crate::arch::aarch64::uaccess::{copy_from_user, copy_to_user, read_user, write_user};
-use crate::fs::{MAX_FDS, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+use crate::fs::{MAX_FDS, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLIN, POLLNVAL};
 use crate::proc::pipe;
 use crate::proc::sched::me;
 use crate::proc::signal::{SigSet, UNBLOCKABLE};
@@ -42,32 +42,45 @@ pub fn pipe2(fds: u64, flags: u64) -> Result<u64, Errno> {
 const SPLICE_F_NONBLOCK: u64 = 2;
 const SPLICE_F_ALL: u64 = 0xf;
 
-/// vmsplice: user memory into a pipe's write end (or out of its read end). The bytes
-/// are copied at the call, as writev/readv do; Linux pins the pages instead, so a
-/// reader there sees later writes of the same process to a page it still maps
-/// exclusively, and here the bytes as they were (after a fork both see the old bytes:
-/// Linux unshares a page before a read-only pin). Pins are issue 25's. With
-/// SPLICE_F_NONBLOCK a full (empty) pipe is EAGAIN; once some room (data) is there the
-/// rest may wait, as a blocking write would.
+/// vmsplice: user memory into a pipe's write end (or out of its read end), as Linux's
+/// `vmsplice_to_pipe`: wait for some room, move what fits, return the count (a long
+/// vector may go in part). The bytes are copied at the call; Linux pins the pages
+/// instead, so a reader there sees later writes of the same process to a page it
+/// still maps exclusively, here the bytes as they were (after a fork both see the old
+/// bytes: Linux unshares a page before a read-only pin). Pins are issue 25's.
+/// Out of the pipe it is readv. SPLICE_F_NONBLOCK: EAGAIN instead of waiting.
 pub fn vmsplice(fd: u64, iov: u64, nr_segs: u64, flags: u64) -> Result<u64, Errno> {
     if flags & !SPLICE_F_ALL != 0 {
         return Err(EINVAL);
     }
+    if nr_segs > 1024 {
+        return Err(EINVAL);
+    }
     let t = me();
     let stream = t.files.lock().get(fd)?.stream().ok_or(EBADF)?;
-    let into_pipe = stream.status() & crate::fs::O_ACCMODE == crate::fs::O_WRONLY;
-    if flags & SPLICE_F_NONBLOCK != 0 {
-        let ready = if into_pipe { POLLOUT } else { POLLIN };
-        if stream.poll() & (ready | POLLERR | POLLHUP) == 0 {
+    let nonblock = flags & SPLICE_F_NONBLOCK != 0;
+    if stream.status() & crate::fs::O_ACCMODE != crate::fs::O_WRONLY {
+        if nonblock && stream.poll() & (POLLIN | POLLHUP) == 0 {
             return Err(EAGAIN);
         }
+        return super::files::vectored(fd, iov, nr_segs, super::files::read);
     }
-    let op = if into_pipe {
-        super::files::write
-    } else {
-        super::files::read
-    };
-    super::files::vectored(fd, iov, nr_segs, op)
+    let mut total = 0u64;
+    for i in 0..nr_segs {
+        let v: super::files::IoVec =
+            read_user(iov as usize + i as usize * 16).map_err(|_| EFAULT)?;
+        // After the first bytes, never wait again (Linux fills the pipe once).
+        let n = match stream.splice_write(v.base, v.len, nonblock || total > 0) {
+            Ok(n) => n,
+            Err(EAGAIN) if total > 0 => break,
+            Err(e) => return crate::uapi::partial(total as usize, e),
+        };
+        total += n;
+        if n < v.len {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 pub fn dup(fd: u64) -> Result<u64, Errno> {
