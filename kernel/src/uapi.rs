@@ -40,6 +40,7 @@ named_numbers! {
         SYS_READV = 65, "readv";
         SYS_WRITEV = 66, "writev";
         SYS_PREAD64 = 67, "pread64";
+        SYS_PWRITE64 = 68, "pwrite64";
         SYS_READLINKAT = 78, "readlinkat";
         SYS_NEWFSTATAT = 79, "newfstatat";
         SYS_FSTAT = 80, "fstat";

@@ -10,7 +10,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use crate::arch::aarch64::uaccess::USER_END;
 use crate::mm::addr::PAGE_SHIFT;
+use crate::mm::fault::Transfer;
 
 use crate::uapi::Errno;
 use crate::uapi::*;
@@ -98,6 +100,11 @@ static NODES: &[Node] = &[
     },
     Node {
         path: KPAGEFLAGS,
+        render: Some(String::new),
+        write: None,
+    },
+    Node {
+        path: MEM,
         render: Some(String::new),
         write: None,
     },
@@ -207,6 +214,7 @@ enum Writes {
 impl Access {
     pub fn of(t: &Target) -> Self {
         let writes = match t {
+            Target::Node(n) if n.path == MEM => Writes::Node { writable: true },
             Target::Node(n) if !n.is_dir() => Writes::Node {
                 writable: n.write.is_some(),
             },
@@ -229,6 +237,10 @@ impl Access {
             File::Words { .. } => Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: false },
+            },
+            File::Mem { .. } => Access {
+                mode: f.mode(),
+                writes: Writes::Node { writable: true },
             },
             File::Ram {
                 data, mode, name, ..
@@ -273,6 +285,9 @@ pub enum File {
         table: WordTable,
         pos: usize,
     },
+    /// /proc/self/mem: the opener's address space, read and written at `pos`, a
+    /// virtual address (`procfs::access_mem`).
+    Mem(procfs::MemFile),
     Node {
         node: &'static Node,
         data: String,
@@ -334,6 +349,7 @@ impl Files {
             return Err(ENOTDIR);
         }
         let file = match target {
+            Target::Node(node) if node.path == MEM => File::Mem(procfs::MemFile::open(writable)?),
             Target::Node(node) if writable && node.write.is_none() => return Err(EACCES),
             Target::Node(node) if node.path == PAGEMAP => File::Words {
                 table: WordTable::Pagemap,
@@ -383,6 +399,7 @@ impl File {
         match self {
             File::Console => Ok(0),
             File::Words { table, pos } => procfs::read_words(*table, pos, buf),
+            File::Mem(m) => m.access(Transfer::Read(buf)),
             File::Node { node, .. } if node.is_dir() => Err(EISDIR),
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
@@ -413,6 +430,7 @@ impl File {
         match self {
             File::Console => None,
             File::Words { table, pos } => Some((table.len(), pos)),
+            File::Mem(m) => Some((USER_END, &mut m.pos)),
             File::Node { data, pos, .. } => Some((data.len(), pos)),
             File::Ram { data, pos, .. } => Some((data.len(), pos)),
         }
@@ -428,6 +446,7 @@ impl File {
                 }
                 Ok(bytes.len())
             }
+            File::Mem(m) => m.access(Transfer::Write(bytes)),
             File::Node {
                 writable: false, ..
             }
@@ -441,11 +460,22 @@ impl File {
         }
     }
 
+    /// Whether the file was opened for writing (else write and pwrite64 are EBADF).
+    pub fn is_writable(&self) -> bool {
+        match self {
+            File::Console => true,
+            File::Node { writable, .. } => *writable,
+            File::Mem(m) => m.writable,
+            File::Words { .. } | File::Ram { .. } => false,
+        }
+    }
+
     /// st_mode for fstat: a character device for the console, else a file or directory.
     pub fn mode(&self) -> u32 {
         match self {
             File::Console => 0o020620,
             File::Words { .. } => 0o100444,
+            File::Mem(_) => MEM_MODE,
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
         }
@@ -453,7 +483,7 @@ impl File {
 
     pub fn size(&self) -> usize {
         match self {
-            File::Console | File::Node { .. } | File::Words { .. } => 0,
+            File::Console | File::Node { .. } | File::Words { .. } | File::Mem(_) => 0,
             File::Ram { data, .. } => data.len(),
         }
     }
@@ -509,6 +539,9 @@ pub enum WordTable {
 
 const PAGEMAP: &str = "/proc/self/pagemap";
 const KPAGEFLAGS: &str = "/proc/kpageflags";
+const MEM: &str = "/proc/self/mem";
+/// /proc/self/mem is readable and writable by its owner only, as Linux's.
+const MEM_MODE: u32 = 0o100600;
 const WORD: usize = 8;
 
 impl WordTable {
@@ -516,7 +549,7 @@ impl WordTable {
     /// 48-bit physical one.
     fn len(self) -> usize {
         match self {
-            WordTable::Pagemap => (crate::arch::aarch64::uaccess::USER_END >> PAGE_SHIFT) * WORD,
+            WordTable::Pagemap => (USER_END >> PAGE_SHIFT) * WORD,
             WordTable::Kpageflags => ((1usize << 48) >> PAGE_SHIFT) * WORD,
         }
     }
@@ -537,6 +570,9 @@ fn read_at(data: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
 }
 
 pub fn node_mode(node: &Node) -> u32 {
+    if node.path == MEM {
+        return MEM_MODE;
+    }
     match (node.is_dir(), node.write.is_some()) {
         (true, _) => 0o040555,
         (false, true) => 0o100644,

@@ -24,4 +24,6 @@ pub trait MmEnv: PtEnv + Clone {
     fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize);
     /// Store `data` at `pa`, inside one page the caller maps.
     fn write_page(&self, pa: PhysAddr, data: &[u8]);
+    /// Load `buf` from `pa`, inside one page the caller maps.
+    fn read_page(&self, pa: PhysAddr, buf: &mut [u8]);
 }

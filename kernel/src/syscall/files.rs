@@ -1,4 +1,4 @@
-//! read, write, readv, writev, pread64, openat, close, lseek, fstat, newfstatat, faccessat,
+//! read, write, readv, writev, pread64, pwrite64, openat, close, lseek, fstat, newfstatat, faccessat,
 //! ioctl, readlinkat, mkdirat, getdents64: the console and the pseudo-filesystem (`fs`).
 
 use alloc::string::String;
@@ -88,6 +88,60 @@ pub fn pread64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
     })?;
     copy_to_user(buf as usize, &kbuf[..n]).map_err(|_| EFAULT)?;
     Ok(n as u64)
+}
+
+/// write at offset `off`, leaving the file's position as it was, in Linux's order
+/// (ksys_pwrite64, vfs_write): EINVAL for a negative offset, EBADF, ESPIPE for the
+/// console, EBADF unless open for writing, EFAULT for a buffer outside user space.
+/// Bounded chunks; a short write (the end of /proc/self/mem's VMAs) ends the call
+/// with the bytes written, an error after some were written with their count.
+pub fn pwrite64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
+    if (off as i64) < 0 {
+        return Err(EINVAL);
+    }
+    with_file(fd, |f| {
+        if f.seekable().is_none() {
+            Err(ESPIPE)
+        } else if !f.is_writable() {
+            Err(EBADF)
+        } else {
+            Ok(())
+        }
+    })?;
+    if !is_user_range(buf as usize, count as usize) {
+        return Err(EFAULT);
+    }
+    let mut done = 0usize;
+    let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
+    while done < count as usize {
+        let n = (count as usize - done).min(CHUNK);
+        let r = copy_from_user(&mut kbuf[..n], buf as usize + done)
+            .map_err(|_| EFAULT)
+            .and_then(|()| {
+                with_file(fd, |f| {
+                    let at = off as usize + done;
+                    let saved = f
+                        .seekable()
+                        .map_or(0, |(_, pos)| core::mem::replace(pos, at));
+                    let r = f.write(&kbuf[..n]);
+                    if let Some((_, pos)) = f.seekable() {
+                        *pos = saved;
+                    }
+                    r
+                })
+            });
+        match r {
+            Ok(w) => {
+                done += w;
+                if w < n {
+                    break;
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done as u64)
 }
 
 pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
