@@ -12,6 +12,17 @@ use super::collapse::{
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::fault::Transfer;
+use std::sync::MutexGuard;
+
+/// A fresh machine with only the folio sizes of `orders`, and an address space with
+/// a read-write mapping of `len` bytes aligned to its length.
+fn setup(orders: &[usize], len: usize) -> (MutexGuard<'static, ()>, Mm<HostMm>, VirtAddr) {
+    let machine = host::machine();
+    only(orders);
+    let mut mm = Mm::new_in(&env()).unwrap();
+    let va = region(&mut mm, len, len);
+    (machine, mm, va)
+}
 
 /// A forced store of `byte` at `va`: one byte copied.
 fn force_write(mm: &mut Mm<HostMm>, va: VirtAddr, byte: u8) {
@@ -48,11 +59,8 @@ fn read_only_exclusive(mm: &Mm<HostMm>, va: VirtAddr) {
 /// 1, then the parent page 2, each through a forced write; each sees its own byte
 /// and the other's pages unchanged.
 fn forced_writes_after_fork(orders: &[usize], len: usize) {
-    let _m = host::machine();
-    only(orders);
+    let (_m, mut parent, va) = setup(orders, len);
     let pages = len / PAGE_SIZE;
-    let mut parent = Mm::new_in(&env()).unwrap();
-    let va = region(&mut parent, len, len);
     write_pages(&mut parent, va, 0..pages);
     parent.mprotect(va, va.add(len), VmProt::READ).unwrap();
     let mut child = parent.fork().unwrap();
@@ -95,11 +103,8 @@ fn forced_writes_after_fork(orders: &[usize], len: usize) {
 /// the parent's forced write takes its pages back as the write fault's reuse does
 /// (the whole folio, no copy) and leaves every entry read-only.
 fn forced_write_reuses(orders: &[usize], len: usize) {
-    let _m = host::machine();
-    only(orders);
+    let (_m, mut parent, va) = setup(orders, len);
     let pages = len / PAGE_SIZE;
-    let mut parent = Mm::new_in(&env()).unwrap();
-    let va = region(&mut parent, len, len);
     write_pages(&mut parent, va, 0..pages);
     parent.mprotect(va, va.add(len), VmProt::READ).unwrap();
     drop(parent.fork().unwrap());
@@ -116,44 +121,28 @@ fn forced_write_reuses(orders: &[usize], len: usize) {
     all_back([parent]);
 }
 
+/// The folio sizes the tests below run with: base pages, 64 KiB, 2 MiB.
+const SIZES: [(&[usize], usize); 3] = [(&[], 4 * PAGE_SIZE), (&[4], CONT_SIZE), (&[9], PMD_SIZE)];
+
 #[test]
-fn forced_write_after_fork_stays_in_the_writer_4k() {
-    forced_writes_after_fork(&[], 4 * PAGE_SIZE);
+fn forced_write_after_fork_stays_in_the_writer() {
+    for (orders, len) in SIZES {
+        forced_writes_after_fork(orders, len);
+    }
 }
 
 #[test]
-fn forced_write_after_fork_stays_in_the_writer_64k() {
-    forced_writes_after_fork(&[4], CONT_SIZE);
-}
-
-#[test]
-fn forced_write_after_fork_stays_in_the_writer_2m() {
-    forced_writes_after_fork(&[9], PMD_SIZE);
-}
-
-#[test]
-fn forced_write_reuses_a_page_left_alone() {
-    forced_write_reuses(&[], 4 * PAGE_SIZE);
-}
-
-#[test]
-fn forced_write_reuses_a_64k_folio_left_alone() {
-    forced_write_reuses(&[4], CONT_SIZE);
-}
-
-#[test]
-fn forced_write_reuses_a_2m_folio_left_alone() {
-    forced_write_reuses(&[9], PMD_SIZE);
+fn forced_write_reuses_what_is_left_alone() {
+    for (orders, len) in SIZES {
+        forced_write_reuses(orders, len);
+    }
 }
 
 /// A read-only page this address space alone maps is written where it is: no copy,
 /// the entry stays read-only; a PROT_NONE page is read and written too.
 #[test]
 fn forced_write_to_an_exclusive_read_only_page_writes_in_place() {
-    let _m = host::machine();
-    only(&[]);
-    let mut mm = Mm::new_in(&env()).unwrap();
-    let va = region(&mut mm, 2 * PAGE_SIZE, PAGE_SIZE);
+    let (_m, mut mm, va) = setup(&[], 2 * PAGE_SIZE);
     write_pages(&mut mm, va, 0..2);
     let before = leaf(&mm, va).pa_of(va);
     mm.mprotect(va, va.add(PAGE_SIZE), VmProt::READ).unwrap();
@@ -173,10 +162,7 @@ fn forced_write_to_an_exclusive_read_only_page_writes_in_place() {
 /// the page keeps the written data, as Linux's write dirties the folio.
 #[test]
 fn forced_write_keeps_a_lazyfree_page() {
-    let _m = host::machine();
-    only(&[]);
-    let mut mm = Mm::new_in(&env()).unwrap();
-    let va = region(&mut mm, PAGE_SIZE, PAGE_SIZE);
+    let (_m, mut mm, va) = setup(&[], PAGE_SIZE);
     write_pages(&mut mm, va, 0..1);
     mm.mprotect(va, va.add(PAGE_SIZE), VmProt::READ).unwrap();
     mm.madvise(va, va.add(PAGE_SIZE), MADV_FREE).unwrap();
@@ -194,10 +180,7 @@ fn forced_write_keeps_a_lazyfree_page() {
 /// stops there; an unmapped page of a VMA is faulted in (zero) by a forced read.
 #[test]
 fn forced_access_stops_at_a_hole() {
-    let _m = host::machine();
-    only(&[]);
-    let mut mm = Mm::new_in(&env()).unwrap();
-    let va = region(&mut mm, PAGE_SIZE, PAGE_SIZE);
+    let (_m, mut mm, va) = setup(&[], PAGE_SIZE);
     let mut buf = [0xffu8; 16];
     let end = va.add(PAGE_SIZE);
     assert_eq!(mm.access_forced(end, Transfer::Read(&mut buf)), 0);
