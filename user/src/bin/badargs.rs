@@ -106,6 +106,7 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("pwrite64_len0",       Want::Ok(0), |e| pwrite_mem(e.buf, 0, e.hole)),
     ("pwrite64_mem_hole",   Want::Err(Errno::EIO), |e| pwrite_mem(e.buf, 8, e.hole)),
     ("pwrite64_mem_into_hole", Want::Ok(8), |e| pwrite_mem(e.buf, 16, e.hole - 8)),
+    ("pwrite64_mem_offset_overflow", Want::Err(Errno::EIO), |e| pwrite_mem(e.buf, 16, i64::MAX as usize - 8)),
     ("clock_gettime_kernel", EFAULT,     |_| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, KERNEL)),
     ("clock_gettime_low",   EFAULT,      |_| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, LOW)),
     ("clock_gettime_hole",  EFAULT,      |e| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, e.hole)),

@@ -738,19 +738,29 @@ fn mem_writes_after_fork_to(prot: usize, perms: &'static str) -> Outcome {
     );
     ensure!(r.load(0) == b'A', "the child's write shows in the parent");
 
+    // The child stores to its page (where writable) while the parent's write breaks
+    // copy-on-write of the same page on another CPU.
+    let writable = prot & PROT_WRITE != 0;
     let child = proc::spawn(|| {
         let before = r.load(0);
+        for _ in 0..64 {
+            if writable {
+                r.store(1, b'c');
+            }
+            let _ = rt::time::sched_yield();
+        }
         let _ = rt::time::nanosleep(&rt::time::Timespec {
             sec: 0,
             nsec: 50_000_000,
         });
-        i32::from(before != b'A' || r.load(0) != b'A')
+        i32::from(before != b'A' || r.load(0) != b'A' || (writable && r.load(1) != b'c'))
     })
     .ctx("fork")?;
     let fd = open_mem(O_RDWR)?;
     let n = fs::pwrite(fd, b"P", r.addr);
     let s = proc::wait(child).ctx("wait4")?;
     ensure!(n == Ok(1) && r.load(0) == b'P', "parent's write: {n:?}");
+    ensure!(r.load(1) == 0, "the child's store shows in the parent");
     ensure!(
         s.exited() && s.exit_status() == 0,
         "the parent's write shows in the child ({s})"
