@@ -142,7 +142,8 @@ pub(super) fn read_words(
 /// tables, which identifies one address space among the live ones), as Linux's
 /// file keeps the `mm` it was opened on: a descriptor inherited by fork still
 /// reaches the opener's memory; once that address space is gone (exit, exec) it
-/// reads and writes nothing.
+/// reads and writes nothing (unless a later exec of the same process happens to get
+/// the same frame for its root table: the identity is of live address spaces only).
 #[derive(Clone)]
 pub struct MemFile {
     pub pos: usize,
