@@ -2,12 +2,13 @@
 # The benchmark suite: boots each variant that needs a boot of its own, runs the user
 # benchmark program (user/src/bin/bench_mm.rs, as the first program: rdinit=/bin/bench_mm)
 # and the in-kernel contiguous-layer benchmark (bench=contpte), optionally the same
-# bench_mm binary on Linux 6.12 (Debian trixie's arm64 kernel, scripts/linux.sh) under
-# the same QEMU with the same flags, and hands the console logs to the host tool
-# bench-report (tests/src/bin/bench-report.rs), which writes DIR/results.json, prints
-# one table (contkernel, Linux, ratio) and draws DIR/results.svg.
+# bench_mm binary on the Linux peers (Debian's arm64 Linux 6.12 and 7.3, lib.sh's
+# linux_image, scripts/linux.sh) under the same QEMU with the same flags, and hands the
+# console logs to the host tool bench-report (tests/src/bin/bench-report.rs), which
+# writes DIR/results.json, prints the tables (contkernel, each Linux, the ratio against
+# the better Linux) and draws DIR/results.svg.
 #
-#   scripts/bench.sh [--icount] [--quick] [--linux] [--tlb [--tlb-model NAME]]
+#   scripts/bench.sh [--icount] [--quick] [--linux [PEER]] [--tlb [--tlb-model NAME]]
 #                    [--only NAME,...] [--out DIR]
 #
 #   --icount   -icount shift=0,sleep=off: one instruction = 1 ns of virtual time, so
@@ -22,7 +23,8 @@
 #              contpte=off and naive; bench=contpte once): about a minute; with
 #              --tlb, one repetition of every benchmark at 4 KiB, 64 KiB and 2 MiB
 #              with contpte=on and at 64 KiB with contpte=off (docs/tlb.md's set)
-#   --linux    also boot Linux 6.12 (fetched once into target/linux/)
+#   --linux [PEER]  also boot the Linux peers, linux-6.12 and linux-7.3 (each fetched
+#              once into target/, see linux_image in lib.sh), or only PEER
 #   --only     benchmark names (bench_mm's, or contpte for the in-kernel one)
 #   --out DIR  where results.json, results.svg and the logs go (default target/bench)
 #
@@ -34,7 +36,7 @@
 #   contkernel -cpu max, cow=folio:      64K, fork, reuse, copy
 #   contkernel -cpu cortex-a72:          4K, 64K, 2M, every benchmark
 #   bench=contpte (on/off/naive in one boot): -cpu max, -cpu max bbml2=on, -cpu cortex-a72
-#   Linux 6.12 (--linux): -cpu max 4K, 16K, 64K, 2M; -cpu cortex-a72 4K, 64K, 2M
+#   each Linux peer (--linux): -cpu max 4K, 16K, 64K, 2M; -cpu cortex-a72 4K, 64K, 2M
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -43,14 +45,17 @@ usage() {
     exit 2
 }
 
-icount=0 quick=0 linux=0 tlb=0 tlb_model=cortex-a76 only="" out="$ROOT/target/bench"
+icount=0 quick=0 peers=() tlb=0 tlb_model=cortex-a76 only="" out="$ROOT/target/bench"
 while [ $# -gt 0 ]; do
     case "$1" in
         --icount) icount=1; shift ;;
         --tlb) tlb=1; shift ;;
         --tlb-model) [ $# -ge 2 ] || usage; tlb=1; tlb_model=$2; shift 2 ;;
         --quick) quick=1; shift ;;
-        --linux) linux=1; shift ;;
+        --linux)
+            if [ $# -ge 2 ] && [[ "$2" == linux-* ]]; then peers=("$2"); shift 2
+            else read -r -a peers <<<"$LINUX_PEERS"; shift
+            fi ;;
         --only) [ $# -ge 2 ] || usage; only=$2; shift 2 ;;
         --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
         -h|--help) usage ;;
@@ -70,8 +75,11 @@ if [ "$tlb" = 1 ]; then
 fi
 elf=$(build_kernel)
 initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio")
-image=""
-[ "$linux" = 1 ] && image=$(linux_image)
+# images[PEER]: each Linux peer's Image, fetched before the first boot.
+declare -A images=()
+for p in "${peers[@]}"; do
+    images[$p]=$(linux_image "$p") || exit 2
+done
 (cd "$ROOT" && cargo build -q --release -p contkernel-tests --bin bench-report) >&2 || die "bench-report build failed"
 report="$ROOT/target/release/bench-report"
 
@@ -82,14 +90,14 @@ if [ "$quick" = 1 ] && [ "$tlb" = 1 ]; then
     reps=1
     boots=("contkernel max on page off folios=0,64,2048 $all"
            "contkernel max off page off folios=64 $all")
-    [ "$linux" = 1 ] && boots+=("linux max on page off folios=0,64,2048 $all")
+    for p in "${peers[@]}"; do boots+=("$p max on page off folios=0,64,2048 $all"); done
 elif [ "$quick" = 1 ]; then
     reps=1
     boots=("contkernel max on page off folios=0,64 $all"
            "contkernel max off page off folios=64 fork"
            "contkernel max naive page off folios=64 fork"
            "contkernel max on page off contpte")
-    [ "$linux" = 1 ] && boots+=("linux max on page off folios=0,64 $all")
+    for p in "${peers[@]}"; do boots+=("$p max on page off folios=0,64 $all"); done
 else
     reps=3
     boots=("contkernel max on page off folios=0,16,64,2048 $all"
@@ -101,8 +109,10 @@ else
            "contkernel max on page off contpte"
            "contkernel max on page on contpte"
            "contkernel cortex-a72 on page off contpte")
-    [ "$linux" = 1 ] && boots+=("linux max on page off folios=0,16,64,2048 $all"
-                                "linux cortex-a72 on page off folios=0,64,2048 $all")
+    for p in "${peers[@]}"; do
+        boots+=("$p max on page off folios=0,16,64,2048 $all"
+                "$p cortex-a72 on page off folios=0,64,2048 $all")
+    done
 fi
 
 # keep LIST: the names of comma-separated LIST that --only asks for (all without it).
@@ -136,8 +146,8 @@ for b in "${todo[@]}"; do
     read -r kernel cpu contpte cow bbml2 what names <<<"$b"
     log=$(printf '%02d-%s-%s-contpte=%s-cow=%s-bbml2=%s.log' "$k" "$kernel" "$cpu" "$contpte" "$cow" "$bbml2")
     say "variant $k/${#todo[@]}: $kernel -cpu $cpu contpte=$contpte cow=$cow bbml2=$bbml2: ${what} ${names:-}"
-    if [ "$kernel" = linux ]; then
-        mapfile -t cmd < <(linux_qemu_cmd "$image" "$cpu" 1 1G "$initrd" "$what reps=$reps only=$names" "$icount" /bin/bench_mm)
+    if [ "$kernel" != contkernel ]; then
+        mapfile -t cmd < <(linux_qemu_cmd "${images[$kernel]}" "$cpu" 1 1G "$initrd" "$what reps=$reps only=$names" "$icount" /bin/bench_mm)
     elif [ "$what" = contpte ]; then
         mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" 1 1G 2 0 "$icount" "bench=contpte bbml2=$bbml2")
     else
@@ -149,7 +159,7 @@ for b in "${todo[@]}"; do
     status=0
     "${wrap[@]}" timeout --foreground -k 5 1200 "${cmd[@]}" </dev/null > "$out/logs/$log" 2>&1 || status=$?
     [ "$status" = 0 ] || { tail -n 20 "$out/logs/$log" >&2; die "variant $k exited $status (log: $out/logs/$log)"; }
-    echo "logs/$log $( [ "$kernel" = linux ] && echo linux-6.12 || echo contkernel) $contpte $cow $bbml2 $cpu" >> "$out/runs.txt"
+    echo "logs/$log $kernel $contpte $cow $bbml2 $cpu" >> "$out/runs.txt"
 done
 
 qemu_version=$("${wrap[@]}" "$QEMU" --version | head -n 1 | sed -E 's/.*version ([^ ]+).*/\1/')

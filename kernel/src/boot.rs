@@ -180,6 +180,7 @@ const KNOWN_WORDS: &[&str] = &[
     "contpte",
     "bbml2",
     "ptcheck",
+    "asid_bits",
     "thp_anon",
     "cow",
     "initrd",

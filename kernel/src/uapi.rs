@@ -27,6 +27,9 @@ macro_rules! named_numbers {
 named_numbers! {
     /// The system calls this kernel knows by name, with their Linux names.
     SYSCALLS: u64 {
+        SYS_DUP = 23, "dup";
+        SYS_DUP3 = 24, "dup3";
+        SYS_FCNTL = 25, "fcntl";
         SYS_IOCTL = 29, "ioctl";
         SYS_MKDIRAT = 34, "mkdirat";
         SYS_GETDENTS64 = 61, "getdents64";
@@ -34,6 +37,7 @@ named_numbers! {
         SYS_FACCESSAT = 48, "faccessat";
         SYS_OPENAT = 56, "openat";
         SYS_CLOSE = 57, "close";
+        SYS_PIPE2 = 59, "pipe2";
         SYS_LSEEK = 62, "lseek";
         SYS_READ = 63, "read";
         SYS_WRITE = 64, "write";
@@ -41,6 +45,8 @@ named_numbers! {
         SYS_WRITEV = 66, "writev";
         SYS_PREAD64 = 67, "pread64";
         SYS_PWRITE64 = 68, "pwrite64";
+        SYS_PPOLL = 73, "ppoll";
+        SYS_VMSPLICE = 75, "vmsplice";
         SYS_READLINKAT = 78, "readlinkat";
         SYS_NEWFSTATAT = 79, "newfstatat";
         SYS_FSTAT = 80, "fstat";
@@ -52,14 +58,26 @@ named_numbers! {
         SYS_NANOSLEEP = 101, "nanosleep";
         SYS_CLOCK_GETTIME = 113, "clock_gettime";
         SYS_CLOCK_NANOSLEEP = 115, "clock_nanosleep";
+        SYS_SCHED_SETAFFINITY = 122, "sched_setaffinity";
+        SYS_SCHED_GETAFFINITY = 123, "sched_getaffinity";
         SYS_SCHED_YIELD = 124, "sched_yield";
         SYS_KILL = 129, "kill";
+        SYS_TKILL = 130, "tkill";
         SYS_TGKILL = 131, "tgkill";
+        SYS_SIGALTSTACK = 132, "sigaltstack";
+        SYS_RT_SIGSUSPEND = 133, "rt_sigsuspend";
         SYS_RT_SIGACTION = 134, "rt_sigaction";
         SYS_RT_SIGPROCMASK = 135, "rt_sigprocmask";
+        SYS_RT_SIGPENDING = 136, "rt_sigpending";
+        SYS_RT_SIGTIMEDWAIT = 137, "rt_sigtimedwait";
+        SYS_RT_SIGRETURN = 139, "rt_sigreturn";
         SYS_REBOOT = 142, "reboot";
         SYS_UNAME = 160, "uname";
+        SYS_GETRLIMIT = 163, "getrlimit";
+        SYS_SETRLIMIT = 164, "setrlimit";
         SYS_GETRUSAGE = 165, "getrusage";
+        SYS_PRCTL = 167, "prctl";
+        SYS_GETCPU = 168, "getcpu";
         SYS_GETPID = 172, "getpid";
         SYS_GETPPID = 173, "getppid";
         SYS_GETUID = 174, "getuid";
@@ -67,6 +85,7 @@ named_numbers! {
         SYS_GETGID = 176, "getgid";
         SYS_GETEGID = 177, "getegid";
         SYS_GETTID = 178, "gettid";
+        SYS_SYSINFO = 179, "sysinfo";
         SYS_BRK = 214, "brk";
         SYS_MUNMAP = 215, "munmap";
         SYS_CLONE = 220, "clone";
@@ -133,6 +152,24 @@ named_numbers! {
         ENAMETOOLONG = 36, "ENAMETOOLONG";
         ENOSYS = 38, "ENOSYS";
         EOPNOTSUPP = 95, "EOPNOTSUPP";
+    }
+}
+
+// Kernel-internal errnos of an interrupted system call (never seen by user space):
+// the signal code either restarts the call or turns them into EINTR (Linux's
+// `include/linux/errno.h`; the table is in `proc::signal::Restart`).
+/// Restart if no handler runs, or if the handler has SA_RESTART; EINTR otherwise.
+pub const ERESTARTSYS: Errno = 512;
+/// Restart if no handler runs; EINTR if one does.
+pub const ERESTARTNOHAND: Errno = 514;
+
+/// Linux's rule for a read or write that fails part way: the bytes moved so far if
+/// any, else the error.
+pub fn partial(done: usize, err: Errno) -> Result<u64, Errno> {
+    if done == 0 {
+        Err(err)
+    } else {
+        Ok(done as u64)
     }
 }
 
@@ -207,16 +244,81 @@ pub const CLOCK_TAI: u64 = 11;
 pub const TIMER_ABSTIME: u64 = 1;
 
 named_numbers! {
-    /// Signals.
+    /// Signals (`asm-generic/signal.h`); 32..=64 are the real-time signals.
     SIGNALS: u32 {
+        SIGHUP = 1, "SIGHUP";
+        SIGINT = 2, "SIGINT";
+        SIGQUIT = 3, "SIGQUIT";
         SIGILL = 4, "SIGILL";
         SIGTRAP = 5, "SIGTRAP";
+        SIGABRT = 6, "SIGABRT";
         SIGBUS = 7, "SIGBUS";
+        SIGFPE = 8, "SIGFPE";
         SIGKILL = 9, "SIGKILL";
+        SIGUSR1 = 10, "SIGUSR1";
         SIGSEGV = 11, "SIGSEGV";
+        SIGUSR2 = 12, "SIGUSR2";
+        SIGPIPE = 13, "SIGPIPE";
+        SIGALRM = 14, "SIGALRM";
+        SIGTERM = 15, "SIGTERM";
+        SIGSTKFLT = 16, "SIGSTKFLT";
         SIGCHLD = 17, "SIGCHLD";
+        SIGCONT = 18, "SIGCONT";
+        SIGSTOP = 19, "SIGSTOP";
+        SIGTSTP = 20, "SIGTSTP";
+        SIGTTIN = 21, "SIGTTIN";
+        SIGTTOU = 22, "SIGTTOU";
+        SIGURG = 23, "SIGURG";
+        SIGXCPU = 24, "SIGXCPU";
+        SIGXFSZ = 25, "SIGXFSZ";
+        SIGVTALRM = 26, "SIGVTALRM";
+        SIGPROF = 27, "SIGPROF";
+        SIGWINCH = 28, "SIGWINCH";
+        SIGIO = 29, "SIGIO";
+        SIGPWR = 30, "SIGPWR";
+        SIGSYS = 31, "SIGSYS";
     }
 }
+
+/// The highest signal number (the last real-time signal).
+pub const NSIG: u32 = 64;
+
+// rt_sigaction's sa_flags (`asm-generic/signal.h`, arm64's SA_RESTORER).
+pub const SA_NOCLDSTOP: u64 = 0x1;
+pub const SA_NOCLDWAIT: u64 = 0x2;
+pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_RESTORER: u64 = 0x0400_0000;
+pub const SA_ONSTACK: u64 = 0x0800_0000;
+pub const SA_RESTART: u64 = 0x1000_0000;
+pub const SA_NODEFER: u64 = 0x4000_0000;
+pub const SA_RESETHAND: u64 = 0x8000_0000;
+/// The handler values that are not addresses.
+pub const SIG_DFL: u64 = 0;
+pub const SIG_IGN: u64 = 1;
+// rt_sigprocmask's `how`.
+pub const SIG_BLOCK: u64 = 0;
+pub const SIG_UNBLOCK: u64 = 1;
+pub const SIG_SETMASK: u64 = 2;
+// sigaltstack's ss_flags.
+pub const SS_ONSTACK: u32 = 1;
+pub const SS_DISABLE: u32 = 2;
+pub const SS_AUTODISARM: u32 = 1 << 31;
+/// The smallest alternate stack arm64 Linux accepts (MINSIGSTKSZ).
+pub const MINSIGSTKSZ: u64 = 5120;
+
+// siginfo's si_code values.
+pub const SI_USER: i32 = 0;
+pub const SI_KERNEL: i32 = 0x80;
+pub const SI_TKILL: i32 = -6;
+pub const SEGV_MAPERR: i32 = 1;
+pub const SEGV_ACCERR: i32 = 2;
+pub const SEGV_MTESERR: i32 = 9;
+pub const BUS_ADRALN: i32 = 1;
+pub const BUS_OBJERR: i32 = 3;
+pub const ILL_ILLOPC: i32 = 1;
+pub const TRAP_BRKPT: i32 = 1;
+pub const CLD_EXITED: i32 = 1;
+pub const CLD_KILLED: i32 = 2;
 
 /// The symbolic name of signal `sig`, for logging.
 pub fn signal_name(sig: u32) -> Option<&'static str> {
@@ -308,6 +410,12 @@ mod tests {
         for flag in [CLONE_VM, CLONE_SETTLS, CLONE_CHILD_SETTID] {
             assert_eq!(flag & CSIGNAL, 0);
         }
+    }
+
+    #[test]
+    fn partial_counts_win_over_errors() {
+        assert_eq!(partial(0, EFAULT), Err(EFAULT));
+        assert_eq!(partial(5, EFAULT), Ok(5));
     }
 
     #[test]

@@ -4,7 +4,10 @@
  * opendir/readdir (getdents64),
  * sleep / usleep / nanosleep / clock_nanosleep (glibc sleeps with clock_nanosleep),
  * access / faccessat (faccessat, and faccessat2 when flags are given),
- * sysconf(_SC_NPROCESSORS_ONLN) (glibc reads /sys/devices/system/cpu/online).
+ * sysconf(_SC_NPROCESSORS_ONLN) (glibc reads /sys/devices/system/cpu/online),
+ * sigaction + sigsetjmp/siglongjmp out of a SIGSEGV on a read-only page (what Linux's
+ * mm selftests do), signal() + raise(), pipe + fork as Linux's cow test talks to its
+ * children, poll on a pipe.
  * Prints TEST lines and "glibc_check: N passed, N failed"; exits 0 only if all pass.
  * Build: aarch64-linux-gnu-gcc -static -O2 -o glibc_check glibc_check.c */
 #include <errno.h>
@@ -13,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/utsname.h>
@@ -239,6 +245,105 @@ static const char *nprocs(void)
     return conf >= onln ? NULL : "_SC_NPROCESSORS_CONF below _SC_NPROCESSORS_ONLN";
 }
 
+static sigjmp_buf segv_env;
+static volatile sig_atomic_t segv_code;
+static void *volatile segv_addr;
+
+static void on_segv(int sig, siginfo_t *info, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    segv_code = info->si_code;
+    segv_addr = info->si_addr;
+    siglongjmp(segv_env, 1);
+}
+
+static const char *siglongjmp_out_of_segv(void)
+{
+    struct sigaction sa = { 0 }, old;
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    if (sigaction(SIGSEGV, &sa, &old))
+        return "sigaction";
+    char *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return "mmap";
+    const char *why = NULL;
+    for (int round = 0; round < 3 && !why; round++) {
+        if (sigsetjmp(segv_env, 1) == 0) {
+            *(volatile char *)(p + 100) = 1;
+            why = "the write to a read-only page did not fault";
+        } else if (segv_code != SEGV_ACCERR || segv_addr != p + 100) {
+            why = "wrong si_code or si_addr";
+        }
+    }
+    /* siglongjmp restored the mask saved by sigsetjmp: SIGSEGV is not blocked. */
+    sigset_t now;
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    if (!why && sigismember(&now, SIGSEGV))
+        why = "SIGSEGV still blocked after siglongjmp";
+    munmap(p, 4096);
+    sigaction(SIGSEGV, &old, NULL);
+    return why;
+}
+
+static volatile sig_atomic_t usr1_seen;
+
+static void on_usr1(int sig)
+{
+    usr1_seen = sig;
+}
+
+static const char *signal_raise(void)
+{
+    if (signal(SIGUSR1, on_usr1) == SIG_ERR)
+        return "signal";
+    if (raise(SIGUSR1))
+        return "raise";
+    signal(SIGUSR1, SIG_DFL);
+    return usr1_seen == SIGUSR1 ? NULL : "the handler did not run";
+}
+
+static const char *pipe_fork_talk(void)
+{
+    int to_child[2], to_parent[2];
+    if (pipe(to_child) || pipe(to_parent))
+        return "pipe";
+    pid_t pid = fork();
+    if (pid < 0)
+        return "fork";
+    if (pid == 0) {
+        char c;
+        close(to_child[1]);
+        close(to_parent[0]);
+        while (read(to_child[0], &c, 1) == 1) {
+            c++;
+            if (write(to_parent[1], &c, 1) != 1)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    close(to_child[0]);
+    close(to_parent[1]);
+    const char *why = NULL;
+    for (char c = 'a'; c < 'z' && !why; c++) {
+        char back;
+        struct pollfd pfd = { .fd = to_parent[0], .events = POLLIN };
+        if (write(to_child[1], &c, 1) != 1)
+            why = "write";
+        else if (poll(&pfd, 1, 5000) != 1 || !(pfd.revents & POLLIN))
+            why = "poll";
+        else if (read(to_parent[0], &back, 1) != 1 || back != c + 1)
+            why = "the child's answer";
+    }
+    close(to_child[1]);
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+        why = why ? why : "the child did not exit 0";
+    close(to_parent[0]);
+    return why;
+}
+
 int main(void)
 {
     report("malloc_small_and_large", malloc_small_and_large());
@@ -250,6 +355,9 @@ int main(void)
     report("sleeps", sleeps());
     report("access_checks", access_checks());
     report("nprocs", nprocs());
+    report("siglongjmp_out_of_segv", siglongjmp_out_of_segv());
+    report("signal_raise", signal_raise());
+    report("pipe_fork_talk", pipe_fork_talk());
     printf("glibc_check: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`start`]: `_start`, the initial stack (argc, argv, envp, auxv), [`entry!`]
 //! - [`sys`]: `svc #0`, the system call numbers, [`Errno`]
-//! - [`proc`], [`mm`], [`fs`], [`time`]: typed wrappers, each `Result<_, Errno>`
+//! - [`proc`], [`mm`], [`fs`], [`time`], [`signal`], [`pipe`]: typed wrappers, each `Result<_, Errno>`
 //! - [`io`]: `print!` / `println!` through a fixed buffer, the panic handler
 //! - [`text`]: a fixed-size string buffer (messages, paths), no allocator
 //! - [`test`]: `TEST name ... ok` / `TEST name ... FAILED: why` reports
@@ -16,7 +16,9 @@ pub mod bench;
 pub mod fs;
 pub mod io;
 pub mod mm;
+pub mod pipe;
 pub mod proc;
+pub mod signal;
 pub mod start;
 pub mod sys;
 pub mod test;

@@ -97,6 +97,39 @@ pub fn expect_killed(prog: &str, sig: u32, bad: impl FnOnce()) -> Result<(), cra
     Ok(())
 }
 
+/// A deliberately bad access, for [`expect_segv`].
+#[derive(Clone, Copy)]
+pub enum BadAccess {
+    /// A one-byte load from the address.
+    Read(usize),
+    /// A one-byte store to the address.
+    Write(usize),
+    /// A branch to the address.
+    Jump(usize),
+}
+
+/// Makes `bad` in a child, which must be killed by SIGSEGV ([`expect_killed`]).
+pub fn expect_segv(prog: &str, bad: BadAccess) -> Result<(), crate::test::Fail> {
+    expect_killed(prog, SIGSEGV, || match bad {
+        // SAFETY (all three): deliberately invalid, and only in the child that
+        // `expect_killed` forks: the access faults and the kernel kills the child
+        // before anything uses the value or runs at the target; if it did not, the
+        // child exits at once and the check fails.
+        BadAccess::Read(a) => {
+            // SAFETY: see above.
+            unsafe { core::ptr::read_volatile(a as *const u8) };
+        }
+        BadAccess::Write(a) => {
+            // SAFETY: see above.
+            unsafe { core::ptr::write_volatile(a as *mut u8, 0x55) };
+        }
+        BadAccess::Jump(a) => {
+            // SAFETY: see above.
+            unsafe { core::arch::asm!("br {0}", in(reg) a, options(noreturn)) }
+        }
+    })
+}
+
 /// `/proc/sys/debug/exception-trace` (Linux's switch, and this kernel's): whether the
 /// kernel prints a report for each process it kills for a fault. A program whose
 /// children fault by the hundred turns it off around them, having said so; this

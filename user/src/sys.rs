@@ -6,14 +6,20 @@ use core::fmt;
 
 /// System call numbers (the asm-generic table arm64 uses).
 pub mod nr {
+    pub const DUP: usize = 23;
+    pub const DUP3: usize = 24;
+    pub const FCNTL: usize = 25;
     pub const MKDIRAT: usize = 34;
     pub const UNLINKAT: usize = 35;
     pub const MOUNT: usize = 40;
     pub const FACCESSAT: usize = 48;
     pub const OPENAT: usize = 56;
     pub const CLOSE: usize = 57;
+    pub const PIPE2: usize = 59;
     pub const LSEEK: usize = 62;
     pub const READ: usize = 63;
+    pub const PPOLL: usize = 73;
+    pub const VMSPLICE: usize = 75;
     pub const WRITE: usize = 64;
     pub const PREAD64: usize = 67;
     pub const PWRITE64: usize = 68;
@@ -24,9 +30,26 @@ pub mod nr {
     pub const CLOCK_GETTIME: usize = 113;
     pub const CLOCK_NANOSLEEP: usize = 115;
     pub const SCHED_YIELD: usize = 124;
+    pub const KILL: usize = 129;
+    pub const TKILL: usize = 130;
+    pub const TGKILL: usize = 131;
+    pub const SIGALTSTACK: usize = 132;
+    pub const RT_SIGSUSPEND: usize = 133;
+    pub const RT_SIGACTION: usize = 134;
+    pub const RT_SIGPROCMASK: usize = 135;
+    pub const RT_SIGPENDING: usize = 136;
+    pub const RT_SIGTIMEDWAIT: usize = 137;
+    pub const RT_SIGRETURN: usize = 139;
     pub const REBOOT: usize = 142;
     pub const UNAME: usize = 160;
+    pub const GETRLIMIT: usize = 163;
+    pub const SETRLIMIT: usize = 164;
     pub const GETRUSAGE: usize = 165;
+    pub const PRCTL: usize = 167;
+    pub const GETCPU: usize = 168;
+    pub const SYSINFO: usize = 179;
+    pub const SCHED_SETAFFINITY: usize = 122;
+    pub const SCHED_GETAFFINITY: usize = 123;
     pub const GETPID: usize = 172;
     pub const GETPPID: usize = 173;
     pub const GETTID: usize = 178;

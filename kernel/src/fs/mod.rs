@@ -5,14 +5,20 @@
 //! each write as a whole new value, as sysfs does.
 //!
 //! Subsystems add their nodes to `NODES` or a table of their own (`thp`, `procfs`).
+//!
+//! A descriptor may also name a [`Stream`]: an object whose reads and writes block,
+//! implemented above this layer (a pipe end, `proc::pipe`); the system calls take it
+//! out of the table and call it with the table unlocked.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
 use crate::arch::aarch64::uaccess::USER_END;
 use crate::mm::addr::PAGE_SHIFT;
 use crate::mm::fault::Transfer;
+use procfs::MemFile;
 
 use crate::uapi::Errno;
 use crate::uapi::*;
@@ -21,6 +27,7 @@ pub mod cpio;
 pub mod exception_trace;
 mod lazyfree;
 mod procfs;
+pub mod sysctl;
 mod thp;
 mod vmstat;
 
@@ -78,6 +85,7 @@ static NODES: &[Node] = &[
     dir("/proc"),
     dir("/proc/self"),
     dir("/proc/sys"),
+    dir("/proc/sys/kernel"),
     dir("/proc/sys/debug"),
     dir("/sys"),
     dir("/sys/kernel"),
@@ -87,6 +95,11 @@ static NODES: &[Node] = &[
         path: "/proc/lazyfree",
         render: Some(lazyfree::render),
         write: Some(lazyfree::write),
+    },
+    Node {
+        path: "/proc/sys/kernel/threads-max",
+        render: Some(sysctl::render),
+        write: Some(sysctl::write),
     },
     Node {
         path: "/proc/sys/debug/exception-trace",
@@ -116,6 +129,14 @@ static NODES: &[Node] = &[
     Node {
         path: "/sys/kernel/mm/contpte/stats",
         render: Some(contpte_stats),
+        write: None,
+    },
+    Node {
+        path: "/sys/kernel/mm/asid_stats",
+        render: Some(|| {
+            let (bits, shared) = crate::mm::ptenv::asid_stats();
+            alloc::format!("asid_bits {bits}\nshared_handouts {shared}\n")
+        }),
         write: None,
     },
     Node {
@@ -229,7 +250,7 @@ impl Access {
 
     pub fn of_file(f: &File) -> Self {
         match f {
-            File::Console => Access {
+            File::Console | File::Stream(_) => Access {
                 mode: f.mode(),
                 writes: Writes::Device,
             },
@@ -276,6 +297,33 @@ fn is_special(mode: u32) -> bool {
     !matches!(mode & 0o170000, 0o100000 | 0o040000 | 0o120000)
 }
 
+/// Poll bits (`asm-generic/poll.h`).
+pub const POLLIN: u16 = 0x1;
+pub const POLLOUT: u16 = 0x4;
+pub const POLLERR: u16 = 0x8;
+pub const POLLHUP: u16 = 0x10;
+pub const POLLNVAL: u16 = 0x20;
+pub const POLLRDNORM: u16 = 0x40;
+pub const POLLWRNORM: u16 = 0x100;
+
+/// A file whose operations may block: they copy to and from user memory themselves
+/// and are called with no lock of the descriptor table held. The object is one open
+/// file description: descriptors made by dup or fork share it, status flags and all.
+pub trait Stream: Send + Sync {
+    /// read(2) into the user buffer `[buf, buf + count)`.
+    fn read(&self, buf: u64, count: u64) -> Result<u64, Errno>;
+    /// write(2) from the user buffer.
+    fn write(&self, buf: u64, count: u64) -> Result<u64, Errno>;
+    /// The poll bits that hold now.
+    fn poll(&self) -> u16;
+    /// The file status flags (access mode, O_NONBLOCK) for F_GETFL.
+    fn status(&self) -> u64;
+    /// F_SETFL: only O_NONBLOCK changes.
+    fn set_nonblock(&self, on: bool);
+    /// st_mode for fstat.
+    fn mode(&self) -> u32;
+}
+
 #[derive(Clone)]
 pub enum File {
     Console,
@@ -286,8 +334,9 @@ pub enum File {
         pos: usize,
     },
     /// /proc/self/mem: the opener's address space, read and written at `pos`, a
-    /// virtual address (`procfs::access_mem`).
-    Mem(procfs::MemFile),
+    /// virtual address (`procfs::MemFile`).
+    Mem(MemFile),
+    Stream(Arc<dyn Stream>),
     Node {
         node: &'static Node,
         data: String,
@@ -304,16 +353,25 @@ pub enum File {
     },
 }
 
-/// The open files of a process.
+/// The open files of a process: each descriptor names a file and has its own
+/// close-on-exec flag (one bit per descriptor).
 #[derive(Clone)]
 pub struct Files {
     fds: Vec<Option<File>>,
+    cloexec: [u64; MAX_FDS / 64],
+    /// RLIMIT_NOFILE's soft limit: descriptors are below it (at most MAX_FDS).
+    pub limit: usize,
 }
+
+/// Descriptors per process (RLIMIT_NOFILE here; Linux's default soft limit is 1024).
+pub const MAX_FDS: usize = 256;
 
 pub const O_ACCMODE: u64 = 3;
 pub const O_WRONLY: u64 = 1;
 pub const O_RDWR: u64 = 2;
 pub const O_CREAT: u64 = 0o100;
+pub const O_NONBLOCK: u64 = 0o4000;
+pub const O_CLOEXEC: u64 = 0o2000000;
 pub const O_DIRECTORY: u64 = 0o200000;
 
 impl Files {
@@ -325,11 +383,59 @@ impl Files {
                 Some(File::Console),
                 Some(File::Console)
             ],
+            cloexec: [0; MAX_FDS / 64],
+            limit: MAX_FDS,
         }
     }
 
     pub fn empty() -> Self {
-        Files { fds: Vec::new() }
+        Files {
+            fds: Vec::new(),
+            cloexec: [0; MAX_FDS / 64],
+            limit: MAX_FDS,
+        }
+    }
+
+    /// Put `file` in the lowest free descriptor at or above `min`: EMFILE if none.
+    pub fn install(&mut self, file: File, min: usize, cloexec: bool) -> Result<u64, Errno> {
+        let fd = (min..self.limit)
+            .find(|&i| self.fds.get(i).is_none_or(Option::is_none))
+            .ok_or(EMFILE)?;
+        self.put(fd, file, cloexec);
+        Ok(fd as u64)
+    }
+
+    /// Put `file` at descriptor `fd` (< MAX_FDS), which must be free (dup3 closes
+    /// it first, so that the caller drops what it named with the table unlocked).
+    pub fn put(&mut self, fd: usize, file: File, cloexec: bool) {
+        if self.fds.len() <= fd {
+            self.fds.resize(fd + 1, None);
+        }
+        self.fds[fd] = Some(file);
+        self.set_cloexec(fd as u64, cloexec);
+    }
+
+    pub fn cloexec(&self, fd: u64) -> bool {
+        (fd as usize) < MAX_FDS && self.cloexec[fd as usize / 64] & (1 << (fd % 64)) != 0
+    }
+
+    pub fn set_cloexec(&mut self, fd: u64, on: bool) {
+        let (w, b) = (fd as usize / 64, fd % 64);
+        if on {
+            self.cloexec[w] |= 1 << b;
+        } else {
+            self.cloexec[w] &= !(1 << b);
+        }
+    }
+
+    /// exec: close every descriptor marked close-on-exec.
+    pub fn close_on_exec(&mut self) {
+        for fd in 0..self.fds.len() {
+            if self.cloexec(fd as u64) {
+                self.fds[fd] = None;
+                self.set_cloexec(fd as u64, false);
+            }
+        }
     }
 
     pub fn get(&mut self, fd: u64) -> Result<&mut File, Errno> {
@@ -349,7 +455,7 @@ impl Files {
             return Err(ENOTDIR);
         }
         let file = match target {
-            Target::Node(node) if node.path == MEM => File::Mem(procfs::MemFile::open(writable)?),
+            Target::Node(node) if node.path == MEM => File::Mem(MemFile::open(writable)?),
             Target::Node(node) if writable && node.write.is_none() => return Err(EACCES),
             Target::Node(node) if node.path == PAGEMAP => File::Words {
                 table: WordTable::Pagemap,
@@ -373,23 +479,14 @@ impl Files {
                 pos: 0,
             },
         };
-        let fd = match self.fds.iter().position(Option::is_none) {
-            Some(i) => {
-                self.fds[i] = Some(file);
-                i
-            }
-            None if self.fds.len() < 256 => {
-                self.fds.push(Some(file));
-                self.fds.len() - 1
-            }
-            None => return Err(EMFILE),
-        };
-        Ok(fd as u64)
+        self.install(file, 0, flags & O_CLOEXEC != 0)
     }
 
-    pub fn close(&mut self, fd: u64) -> Result<(), Errno> {
+    /// Close `fd`; the file is returned so that the caller drops it (a pipe end
+    /// wakes the other side) after the table's lock is released.
+    pub fn close(&mut self, fd: u64) -> Result<File, Errno> {
         let slot = self.fds.get_mut(fd as usize).ok_or(EBADF)?;
-        slot.take().map(|_| ()).ok_or(EBADF)
+        slot.take().ok_or(EBADF)
     }
 }
 
@@ -400,6 +497,7 @@ impl File {
             File::Console => Ok(0),
             File::Words { table, pos } => procfs::read_words(*table, pos, buf),
             File::Mem(m) => m.access(Transfer::Read(buf)),
+            File::Stream(_) => Err(EINVAL),
             File::Node { node, .. } if node.is_dir() => Err(EISDIR),
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
@@ -428,7 +526,7 @@ impl File {
     /// The contents and position of a seekable file.
     pub fn seekable(&mut self) -> Option<(usize, &mut usize)> {
         match self {
-            File::Console => None,
+            File::Console | File::Stream(_) => None,
             File::Words { table, pos } => Some((table.len(), pos)),
             File::Mem(m) => Some((USER_END, &mut m.pos)),
             File::Node { data, pos, .. } => Some((data.len(), pos)),
@@ -452,21 +550,12 @@ impl File {
             }
             | File::Words { .. }
             | File::Ram { .. } => Err(EBADF),
+            File::Stream(_) => Err(EINVAL),
             File::Node { node, .. } => {
                 let text = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
                 (node.write.ok_or(EACCES)?)(text)?;
                 Ok(bytes.len())
             }
-        }
-    }
-
-    /// Whether the file was opened for writing (else write and pwrite64 are EBADF).
-    pub fn is_writable(&self) -> bool {
-        match self {
-            File::Console => true,
-            File::Node { writable, .. } => *writable,
-            File::Mem(m) => m.writable,
-            File::Words { .. } | File::Ram { .. } => false,
         }
     }
 
@@ -476,6 +565,7 @@ impl File {
             File::Console => 0o020620,
             File::Words { .. } => 0o100444,
             File::Mem(_) => MEM_MODE,
+            File::Stream(s) => s.mode(),
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
         }
@@ -483,8 +573,46 @@ impl File {
 
     pub fn size(&self) -> usize {
         match self {
-            File::Console | File::Node { .. } | File::Words { .. } | File::Mem(_) => 0,
+            File::Console
+            | File::Node { .. }
+            | File::Words { .. }
+            | File::Mem(_)
+            | File::Stream(_) => 0,
             File::Ram { data, .. } => data.len(),
+        }
+    }
+
+    /// The stream behind this file, if it is one.
+    pub fn stream(&self) -> Option<Arc<dyn Stream>> {
+        match self {
+            File::Stream(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The file status flags for F_GETFL: the access mode (and O_NONBLOCK).
+    pub fn status(&self) -> u64 {
+        match self {
+            File::Console => O_RDWR,
+            File::Stream(s) => s.status(),
+            File::Node { writable, .. } | File::Mem(MemFile { writable, .. }) => {
+                if *writable {
+                    O_RDWR
+                } else {
+                    0
+                }
+            }
+            File::Words { .. } | File::Ram { .. } => 0,
+        }
+    }
+
+    /// What poll reports: a stream asks its object; the console takes writes at once
+    /// and never has input; other files are always ready.
+    pub fn poll(&self) -> u16 {
+        match self {
+            File::Console => POLLOUT | POLLWRNORM,
+            File::Stream(s) => s.poll(),
+            _ => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
         }
     }
 }

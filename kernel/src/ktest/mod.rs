@@ -15,6 +15,7 @@ mod arch;
 mod aspace;
 mod collapse;
 mod folio;
+mod isolation;
 mod mm;
 mod pgtable;
 mod proc;

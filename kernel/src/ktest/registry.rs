@@ -1,6 +1,6 @@
 //! Every in-kernel test, by name. The name says the subsystem first.
 
-use super::{arch, aspace, collapse, folio, mm, pgtable, proc, smp, Test};
+use super::{arch, aspace, collapse, folio, isolation, mm, pgtable, proc, smp, Test};
 
 pub static TESTS: &[Test] = &[
     Test {
@@ -46,6 +46,14 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "mm::kmap_linear_map_covers_ram",
         run: mm::kmap_linear_map_covers_ram,
+    },
+    Test {
+        name: "mm::isolation_el0_reaches_no_kernel_mapping",
+        run: isolation::el0_reaches_no_kernel_mapping,
+    },
+    Test {
+        name: "mm::isolation_kernel_data_is_not_executable",
+        run: isolation::kernel_data_is_not_executable,
     },
     Test {
         name: "pgtable::fold_is_what_the_walker_sees",

@@ -73,6 +73,10 @@ pub struct Mm<E: MmEnv = Machine> {
     pub vmas: VmaSet,
     pub brk_start: VirtAddr,
     pub brk: VirtAddr,
+    /// prctl(PR_SET_THP_DISABLE): no large folio is allocated or collapsed here,
+    /// whatever the policy and the VMA's hint (Linux's MMF_DISABLE_THP). The process
+    /// layer carries it across fork and exec.
+    pub thp_disabled: bool,
 }
 
 pub(super) fn pte_attrs(prot: VmProt) -> PteAttrs {
@@ -165,7 +169,17 @@ impl<E: MmEnv> Mm<E> {
             vmas: VmaSet::new(),
             brk_start: VirtAddr(0),
             brk: VirtAddr(0),
+            thp_disabled: false,
         })
+    }
+
+    /// The folio orders a fault in a VMA with this hint may allocate.
+    pub fn thp_orders(&self, hint: super::vma::HugeHint) -> u16 {
+        if self.thp_disabled {
+            0
+        } else {
+            super::mthp::POLICY.allowed_orders(hint)
+        }
     }
 
     /// The machine this address space runs on.

@@ -67,7 +67,7 @@ impl<E: MmEnv> Mm<E> {
             FaultFix::NotMapped => self.anon_fault(
                 page,
                 vma,
-                mthp::POLICY.allowed_orders(vma.huge),
+                self.thp_orders(vma.huge),
                 access == Access::Write,
             ),
             FaultFix::NotWritable(leaf) => self.copy_on_write(page, leaf.pa_of(page), vma),

@@ -1,10 +1,14 @@
-//! fork: the child's copy of an address space. Each VMA is copied with one
-//! page-table call (`pgtable/fork.rs`): one walk of the parent write-protects its
+//! fork: the child's copy of an address space. Each VMA is copied in 64 MiB batches
+//! (`aspace::WIDE_BATCH_PAGES`, as mprotect: fork collects nothing), one page-table
+//! call per batch (`pgtable/fork.rs`): one walk of the parent write-protects its
 //! entries and maps the same frames read-only in the child, 2 MiB blocks as blocks,
 //! contiguous blocks folded; every page mapped in both is shared (not exclusive),
-//! a whole folio in one step (`folio`: entire map count, `ALL_SHARED`).
+//! a whole folio in one step (`folio`: entire map count, `ALL_SHARED`). Batches keep
+//! what one call costs bounded whatever the VMA's length: the test build's checker
+//! keeps state per 64 KiB block an operation touches, and a 256 MiB VMA copied in one
+//! operation ran the kernel heap out.
 
-use super::aspace::{pages, pte_attrs, Errno, Mm, MmEnv};
+use super::aspace::{batches_of, pages, pte_attrs, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
 use super::folio;
 use super::vma::VmProt;
 use super::{PhysAddr, VirtAddr};
@@ -28,15 +32,11 @@ impl<E: MmEnv> Mm<E> {
                 write: false,
                 ..vma.prot
             });
-            self.tables
-                .fork_range(
-                    &mut child.tables,
-                    vma.start,
-                    pages(vma.start, vma.end),
-                    attrs,
-                    share,
-                )
-                .map_err(|_| ENOMEM)?;
+            for (a, b) in batches_of(vma.start, vma.end, WIDE_BATCH_PAGES) {
+                self.tables
+                    .fork_range(&mut child.tables, a, pages(a, b), attrs, share)
+                    .map_err(|_| ENOMEM)?;
+            }
         }
         Ok(child)
     }

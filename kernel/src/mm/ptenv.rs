@@ -7,6 +7,8 @@
 //! - `bbml2=on|off` (default off): skip the TLBI inside a convert where the CPU has
 //!   BBM level 2; ignored, with a warning, on CPUs that do not;
 //! - `ptcheck=on|off`: the page-table checker, on by default in the test build;
+//! - `asid_bits=8|16` (default: the CPU's): use only 8-bit ASIDs on a 16-bit CPU, so
+//!   that 255 live processes exhaust them and the shared ASID (`mm::asid`) is used;
 //! - `ptcheck_exclusive=on|off` (default: as `ptcheck`): with the checker on, also
 //!   check after every operation that each writable or DBM user entry in its range
 //!   maps a page whose frame metadata says `ANON_EXCLUSIVE` (`PtEnv::anon_exclusive`).
@@ -106,7 +108,18 @@ pub fn configure(cmd: &CmdLine<'_>, cpu: &CpuFeatures) -> &'static PtConfig {
         range_tlbi: cpu.tlbi_range,
         bbml2: bbml2 && cpu.bbm_level >= 2,
     };
-    ASIDS.call_once(|| AsidAllocator::new(cpu.asid_bits));
+    let asid_bits = match cmd.get("asid_bits") {
+        None | Some("16") => cpu.asid_bits,
+        Some("8") => 8,
+        Some(bad) => {
+            log::warn!("asid_bits={bad} unknown (8, 16): using the CPU's");
+            cpu.asid_bits
+        }
+    };
+    if asid_bits != cpu.asid_bits {
+        log::info!("ASIDs: {asid_bits} bits of the CPU's {}", cpu.asid_bits);
+    }
+    ASIDS.call_once(|| AsidAllocator::new(asid_bits));
     ZVA_BLOCK.store(zva_block(read_sysreg!(dczid_el0)), Ordering::Relaxed);
     CONFIG.call_once(|| PtConfig {
         mode,
@@ -318,7 +331,30 @@ impl PtEnv for KernelPt {
     }
 }
 
-/// The page tables of one user address space, with the ASID they own for their life.
+/// Install user address space `ttbr0` (root and ASID, 0 for none) on this CPU; a
+/// shared ASID (`mm::asid`) is flushed from this CPU first, since what it cached under
+/// that ASID may be another address space's.
+pub fn install_ttbr0(ttbr0: u64) {
+    let shared = ASIDS
+        .get()
+        .is_some_and(|a| ttbr0 >> 48 == u64::from(a.shared()));
+    if shared {
+        crate::arch::aarch64::mmu::set_ttbr0_flush_asid(ttbr0);
+    } else {
+        crate::arch::aarch64::mmu::set_ttbr0_raw(ttbr0);
+    }
+}
+
+/// The ASIDs in use: their width in bits, and how many address spaces were given the
+/// shared one since boot.
+pub fn asid_stats() -> (u32, usize) {
+    ASIDS.get().map_or((0, 0), |a| {
+        (u32::from(a.shared()).count_ones(), a.shared_handouts())
+    })
+}
+
+/// The page tables of one user address space, with the ASID they own for their life
+/// (or share with others once every other ASID is in use: `mm::asid`).
 pub struct UserTables {
     tables: ManuallyDrop<AddressSpace<KernelPt>>,
     asid: Asid,
@@ -332,11 +368,7 @@ impl UserTables {
 
     /// Empty tables in a given mode (benchmarks compare the modes within one run).
     pub fn with_mode(mode: ContMode) -> Result<Self, MapError> {
-        let asid = ASIDS
-            .get()
-            .expect("ASIDs set up at boot")
-            .alloc()
-            .ok_or(MapError::NoMemory)?;
+        let asid = ASIDS.get().expect("ASIDs set up at boot").alloc();
         let cfg = config();
         match AddressSpace::new(KernelPt, asid, mode) {
             Ok(mut tables) => {

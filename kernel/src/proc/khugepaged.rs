@@ -12,6 +12,11 @@
 //! spin away its CPU (measured: a sixth of all samples of a fork-heavy run). A busy
 //! process is passed over; the round-robin comes back to it.
 //!
+//! The kernel is not preempted, so the thread yields by itself whatever its settings:
+//! after every window (`sched::cond_resched`, when the tick asked: a huge
+//! `pages_to_scan` costs other tasks one tick at a time), and at every nap, even of 0
+//! ms (a nap that returned at once left `-smp 1` to the thread for good).
+//!
 //! Started with /init (`start`), stopped at shutdown (`stop`), so that the frame
 //! check at power-off still sees every frame back.
 
@@ -79,9 +84,11 @@ extern "C" fn run(_: u64) -> ! {
 }
 
 /// Sleep as long as `sleep` says, in slices so that `stop` and a new value written to
-/// sysfs take effect within one slice.
+/// sysfs take effect within one slice. A nap of 0 ms still lets every runnable task
+/// have its turn first.
 fn nap(sleep: &Tunable) {
     const SLICE_NS: u64 = 10_000_000;
+    sched::schedule();
     let start = crate::time::uptime_ns();
     loop {
         let now = crate::time::uptime_ns();
@@ -106,9 +113,12 @@ fn scan_round(cursor: &mut Cursor, budget: usize) -> bool {
             alloc_failed |= scan_window(&t, window, window.add(PMD_SIZE));
         }
         left = left.saturating_sub(PMD_SIZE / PAGE_SIZE);
+        sched::cond_resched();
     }
     let mut wrapped = false;
     while left > 0 && !STOP.load(Ordering::Acquire) {
+        // Every path through the loop is one window's work at most, no lock held.
+        sched::cond_resched();
         let Some(t) = task::get(cursor.pid)
             .filter(|t| t.is_user())
             .or_else(|| next_user_task(cursor))

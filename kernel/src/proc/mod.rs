@@ -6,6 +6,8 @@
 //! initial user stack (`stack`) and the loader itself (`exec`), which reads programs
 //! from the root filesystem (`fs::root`, the initramfs).
 
+#[cfg(target_os = "none")]
+pub mod deliver;
 pub mod elf;
 #[cfg(target_os = "none")]
 pub mod exec;
@@ -14,9 +16,12 @@ pub mod khugepaged;
 #[cfg(target_os = "none")]
 pub mod kswapd;
 #[cfg(target_os = "none")]
+pub mod pipe;
+#[cfg(target_os = "none")]
 pub mod process;
 #[cfg(target_os = "none")]
 pub mod sched;
+pub mod signal;
 pub mod stack;
 #[cfg(target_os = "none")]
 pub mod task;

@@ -7,15 +7,17 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use super::deliver;
 use super::exec;
 use super::sched::{self, me};
+use super::signal::{Cause, SigInfo};
 use super::task::{self, Pid, State, Task};
 use crate::arch::aarch64::context::{self, Context, FpState};
 use crate::arch::aarch64::esr::{AbortSignal, Esr, ExceptionClass};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess;
 use crate::mm::fault::{Access, FaultError};
-use crate::mm::VirtAddr;
+use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;
 use crate::uapi::*;
 use crate::{kprintln, power};
@@ -95,6 +97,10 @@ fn reclaim_owner(e: crate::mm::lazyfree::Entry) -> Option<Option<crate::mm::lazy
 /// Start /init (pid 1) from the initramfs.
 pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
     crate::mm::reclaim::set_owner_hook(reclaim_owner);
+    crate::fs::sysctl::set_default_threads_max(
+        crate::mm::frame::frames().managed_frames() * PAGE_SIZE,
+        PAGE_SIZE << task::KSTACK_ORDER,
+    );
     FREE_AT_INIT.store(crate::mm::frame::frames().free_frames(), Ordering::Relaxed);
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(args.iter().map(|a| a.as_bytes()));
@@ -123,8 +129,20 @@ pub fn fork(
     if flags & !ALLOWED != 0 || flags & 0xff != SIGCHLD as u64 {
         return Err(EINVAL);
     }
+    // Linux's threads-max check (`copy_process`), before any copying. Like Linux's
+    // it is not atomic with the insertion: forks racing on n CPUs may overshoot the
+    // limit by n - 1 tasks at most.
+    if task::count() >= crate::fs::sysctl::threads_max() {
+        return Err(EAGAIN);
+    }
     let parent = me();
-    let mm = parent.mm.lock().as_mut().ok_or(EINVAL)?.fork()?;
+    let mm = {
+        let mut guard = parent.mm.lock();
+        let pm = guard.as_mut().ok_or(EINVAL)?;
+        let mut mm = pm.fork()?;
+        mm.thp_disabled = pm.thp_disabled;
+        mm
+    };
     let pid = task::alloc_pid();
     let child = Task::new(pid, parent.pid, &parent.name.lock(), Some(mm)).ok_or(ENOMEM)?;
     let mut f = TrapFrame {
@@ -155,6 +173,12 @@ pub fn fork(
         child.clear_child_tid.store(child_tid, Ordering::Relaxed);
     }
     *child.files.lock() = parent.files.lock().clone();
+    let signals = parent.signals.with(|s| s.fork());
+    child.signals.with(|s| *s = signals);
+    child
+        .affinity
+        .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.rlimits.lock() = *parent.rlimits.lock();
     task::insert(child.clone());
     if flags & CLONE_PARENT_SETTID != 0 {
         let _ = uaccess::write_user(parent_tid as usize, &pid);
@@ -170,12 +194,14 @@ pub fn exec(
     argv: &[&[u8]],
     envp: &[&[u8]],
 ) -> Result<(), Errno> {
-    let image = exec::load(path, argv, envp)?;
+    let mut image = exec::load(path, argv, envp)?;
     let t = me();
+    // PR_SET_THP_DISABLE survives exec, as on Linux.
+    image.mm.thp_disabled = t.mm.lock().as_ref().is_some_and(|m| m.thp_disabled);
     // Leave the old tables before they are freed.
     let ttbr0 = image.mm.tables.ttbr0();
     t.ttbr0.store(ttbr0, Ordering::Release);
-    crate::arch::aarch64::mmu::set_ttbr0_raw(ttbr0);
+    crate::mm::ptenv::install_ttbr0(ttbr0);
     let old = t.mm.lock().replace(image.mm);
     drop(old);
     *t.name.lock() = String::from(basename(path));
@@ -184,6 +210,8 @@ pub fn exec(
     crate::arch::aarch64::regs::write_sysreg!(tpidr_el0, 0);
     context::load_fp(&FpState::default());
     t.clear_child_tid.store(0, Ordering::Relaxed);
+    t.signals.with(|s| s.exec());
+    t.files.lock().close_on_exec();
     Ok(())
 }
 
@@ -198,7 +226,8 @@ fn release(t: &Task) {
     crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
     let mm = t.mm.lock().take();
     drop(mm);
-    *t.files.lock() = crate::fs::Files::empty();
+    let files = core::mem::replace(&mut *t.files.lock(), crate::fs::Files::empty());
+    drop(files);
 }
 
 /// End the calling process with wait status `status` (Linux encoding).
@@ -216,7 +245,21 @@ pub fn exit(status: u32) -> ! {
         shutdown(code, format_args!("init exited with status {code}"));
     }
     let (parent, reparented) = task::become_zombie(&t);
+    let (code, status) = if status & 0x7f == 0 {
+        (CLD_EXITED, (status >> 8) & 0xff)
+    } else {
+        (CLD_KILLED, status & 0x7f)
+    };
+    let sigchld = SigInfo {
+        signo: SIGCHLD,
+        code,
+        cause: Cause::Child {
+            pid: t.pid,
+            status: status as i32,
+        },
+    };
     drop(t);
+    deliver::send(&parent, sigchld);
     parent.child_exit.wake_all();
     // Children that were zombies already are init's to reap now.
     if reparented && parent.pid != 1 {
@@ -303,11 +346,15 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
         if options & WNOHANG != 0 {
             return Ok(None);
         }
+        if t.signals.interrupted() {
+            return Err(ERESTARTSYS);
+        }
         let me_pid = t.pid;
         t.child_exit.wait_until(|| {
-            task::children(me_pid)
-                .iter()
-                .any(|c| matches(c) && c.state() == State::Zombie)
+            t.signals.interrupted()
+                || task::children(me_pid)
+                    .iter()
+                    .any(|c| matches(c) && c.state() == State::Zombie)
         });
     }
 }
@@ -368,39 +415,59 @@ fn handle_user_sync(frame: &mut TrapFrame) {
         ExceptionClass::InstrAbortLower => Some(Access::Exec),
         _ => None,
     };
-    let t = me();
     if access.is_some() && !esr.is_mm_fault() {
         // Alignment, external abort, TLB conflict...: nothing the page tables can fix
         // (the access would only fault again); the signal Linux sends for the code.
         let (sig, code) = match esr.abort_signal() {
-            AbortSignal::Segv(code) => (SIGSEGV, code),
-            AbortSignal::Bus(code) => (SIGBUS, code),
-            AbortSignal::Kill => (SIGKILL, "SI_KERNEL"),
+            AbortSignal::Segv("SEGV_MTESERR") => (SIGSEGV, SEGV_MTESERR),
+            AbortSignal::Segv(_) => (SIGSEGV, SEGV_ACCERR),
+            AbortSignal::Bus("BUS_ADRALN") => (SIGBUS, BUS_ADRALN),
+            AbortSignal::Bus(_) => (SIGBUS, BUS_OBJERR),
+            AbortSignal::Kill => kill_for_fault(frame, SIGKILL, "SI_KERNEL"),
         };
-        kill(frame, t, sig, code)
+        return deliver::fault_signal(frame, sig, code, frame.far);
     }
     if let Some(access) = access {
-        match fault_in(&t, VirtAddr(frame.far), access) {
-            Ok(()) => return,
-            Err(FaultError::Oom) => kill(frame, t, SIGKILL, "out of memory"),
-            Err(FaultError::Segv) => kill(frame, t, SIGSEGV, ""),
-        }
+        let t = me();
+        let r = fault_in(&t, VirtAddr(frame.far), access);
+        drop(t);
+        return match r {
+            Ok(()) => {}
+            Err(FaultError::Oom) => kill_for_fault(frame, SIGKILL, "out of memory"),
+            Err(FaultError::Segv) => {
+                let code = if frame.far as usize >= uaccess::USER_END {
+                    match esr.abort_signal() {
+                        AbortSignal::Segv("SEGV_ACCERR") => SEGV_ACCERR,
+                        _ => SEGV_MAPERR,
+                    }
+                } else {
+                    deliver::segv_code(frame.far)
+                };
+                deliver::fault_signal(frame, SIGSEGV, code, frame.far)
+            }
+        };
     }
-    let sig = match esr.ec() {
-        ExceptionClass::Unknown => SIGILL,
-        ExceptionClass::PcAlignment | ExceptionClass::SpAlignment => SIGBUS,
+    let (sig, code) = match esr.ec() {
+        ExceptionClass::Unknown => (SIGILL, ILL_ILLOPC),
+        ExceptionClass::PcAlignment | ExceptionClass::SpAlignment => (SIGBUS, BUS_ADRALN),
         ExceptionClass::Brk | ExceptionClass::BreakpointLower | ExceptionClass::StepLower => {
-            SIGTRAP
+            (SIGTRAP, TRAP_BRKPT)
         }
-        _ => SIGSEGV,
+        _ => (SIGSEGV, SI_KERNEL),
     };
-    kill(frame, t, sig, "")
+    let addr = match esr.ec() {
+        ExceptionClass::PcAlignment | ExceptionClass::SpAlignment => frame.far,
+        _ => frame.elr,
+    };
+    deliver::fault_signal(frame, sig, code, addr)
 }
 
-/// Kill the current process for a fault, with a one-line report (counted instead while
-/// `/proc/sys/debug/exception-trace` is 0: `fs/exception_trace.rs`). Takes the caller's
-/// reference to the task: `exit` does not return, so nothing held here is ever dropped.
-fn kill(frame: &TrapFrame, t: Arc<Task>, sig: u32, why: &str) -> ! {
+/// Kill the current process for a fault it has no handler for, with a one-line
+/// report (counted instead while `/proc/sys/debug/exception-trace` is 0:
+/// `fs/exception_trace.rs`). `exit` does not return, so nothing held here may be
+/// left to drop.
+pub fn kill_for_fault(frame: &TrapFrame, sig: u32, why: &str) -> ! {
+    let t = me();
     let esr = Esr(frame.esr);
     let name = t.name.lock().clone();
     let what = if esr.is_abort() {
@@ -454,13 +521,14 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
     r
 }
 
-/// Last thing before returning to EL0: give up the CPU if the tick asked for it.
-pub fn return_to_user(_frame: &mut TrapFrame) {
-    if crate::percpu::this_cpu()
-        .need_resched
-        .load(Ordering::Relaxed)
-    {
-        sched::schedule();
+/// Last thing before returning to EL0: give up the CPU if the tick asked for it, then
+/// act on pending signals (`deliver`), which may change the frame.
+pub fn return_to_user(frame: &mut TrapFrame) {
+    sched::cond_resched();
+    if me().signals.attention() {
+        crate::arch::irq::enable();
+        deliver::deliver(frame);
+        crate::arch::irq::disable();
     }
     crate::arch::irq::leaving_for_el0();
 }

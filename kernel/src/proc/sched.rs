@@ -1,6 +1,8 @@
 //! The scheduler: one run queue shared by all CPUs, round robin, preemption at the
-//! timer tick (on the way back to EL0; the kernel itself is not preempted), an idle
-//! loop per CPU that waits with WFI, wait queues, and timed sleeps.
+//! timer tick (on the way back to EL0; the kernel itself is not preempted: a kernel
+//! thread gives the CPU up in `cond_resched` between bounded steps, and every one of
+//! its waits goes through `schedule`), an idle loop per CPU that waits with WFI, wait
+//! queues, and timed sleeps.
 //!
 //! # Protocol
 //!
@@ -136,13 +138,16 @@ pub fn schedule() {
         .store(false, Ordering::Relaxed);
     let prev = current();
     let mut rq = RUN_QUEUE.lock();
+    let cpu = percpu::this_cpu().index;
     let prev_runnable = prev
         .as_ref()
         .is_some_and(|p| matches!(p.state(), State::Running | State::Runnable));
-    let next = rq.pop_front();
+    let next = pop_allowed(&mut rq, cpu);
     match (&prev, &next) {
         (None, None) => drop(rq),
-        (Some(p), None) if prev_runnable => {
+        // Nothing else to run: keep the CPU, unless its affinity no longer allows it
+        // (then it goes back to the queue for a CPU that may run it).
+        (Some(p), None) if prev_runnable && allowed(p, cpu) => {
             p.set_state(State::Running);
             drop(rq);
         }
@@ -168,6 +173,26 @@ pub fn schedule() {
     irq::restore(saved);
 }
 
+/// Give up the CPU if the tick asked for it (Linux's `cond_resched`): the kernel is not
+/// preempted, so a kernel thread calls this between bounded steps of a long loop, with
+/// no lock held. On the way back to EL0 the same check is `return_to_user`'s.
+pub fn cond_resched() {
+    if percpu::this_cpu().need_resched.load(Ordering::Relaxed) {
+        schedule();
+    }
+}
+
+/// The first queued task whose affinity (sched_setaffinity) allows CPU `cpu`; the
+/// others keep their place for the CPUs they may run on.
+fn pop_allowed(rq: &mut VecDeque<Arc<Task>>, cpu: usize) -> Option<Arc<Task>> {
+    let i = rq.iter().position(|t| allowed(t, cpu))?;
+    rq.remove(i)
+}
+
+fn allowed(t: &Task, cpu: usize) -> bool {
+    t.affinity.load(Ordering::Relaxed) & (1 << cpu) != 0
+}
+
 /// Switch from whatever this CPU runs to `next` (or to its idle loop). IRQs are masked.
 fn switch_to(prev: Option<Arc<Task>>, next: Option<Arc<Task>>) {
     let cpu = percpu::this_cpu().index;
@@ -187,7 +212,7 @@ fn switch_to(prev: Option<Arc<Task>>, next: Option<Arc<Task>>) {
     }
     match next.as_ref().map_or(0, |n| n.ttbr0.load(Ordering::Acquire)) {
         0 => crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0()),
-        ttbr0 => crate::arch::aarch64::mmu::set_ttbr0_raw(ttbr0),
+        ttbr0 => crate::mm::ptenv::install_ttbr0(ttbr0),
     }
     let prev_ctx = prev.as_ref().map_or(IDLE[cpu].0.get(), |p| p.ctx.get());
     let next_ctx = next
@@ -244,7 +269,8 @@ pub fn idle_loop() -> ! {
     loop {
         cpu.idle.store(true, Ordering::Release);
         let saved = irq::save_and_disable();
-        if RUN_QUEUE.lock().is_empty() {
+        // Tasks whose affinity excludes this CPU do not keep it awake.
+        if !RUN_QUEUE.lock().iter().any(|t| allowed(t, cpu.index)) {
             irq::wait();
         }
         irq::restore(saved);
@@ -310,6 +336,24 @@ impl WaitQueue {
     /// `wake_all`. `cond` runs with no scheduler lock held.
     pub fn wait_until(&self, cond: impl Fn() -> bool) {
         sleep_on(&self.waiters, Arc::clone, |t| t, cond);
+    }
+
+    /// Sleep until `cond()` is true or the uptime reaches `deadline_ns` (u64::MAX:
+    /// never); true if `cond()` held. The task is on this queue's list and, for the
+    /// tick, on the timed sleepers' list: a wake-up from either makes it re-check
+    /// both (joining `SLEEPERS` before the queue's list leaves no window: the
+    /// condition re-checks the deadline after the task is Sleeping).
+    pub fn wait_until_deadline(&self, deadline_ns: u64, cond: impl Fn() -> bool) -> bool {
+        let timed = deadline_ns != u64::MAX;
+        if timed {
+            SLEEPERS.lock().push((deadline_ns, me()));
+        }
+        self.wait_until(|| cond() || crate::time::uptime_ns() >= deadline_ns);
+        if timed {
+            let me = me();
+            SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &me));
+        }
+        cond()
     }
 
     /// Wakes every waiter and drops the list's counts under the lock (see

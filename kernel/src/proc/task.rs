@@ -11,6 +11,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::sched::WaitQueue;
+use super::signal::{SigState, Signals};
 use crate::arch::aarch64::context::{Context, FpState};
 use crate::fs::Files;
 use crate::mm::aspace::Mm;
@@ -76,6 +77,28 @@ pub struct Task {
     pub clear_child_tid: AtomicU64,
     /// CLONE_CHILD_SETTID: written with the tid when the child first runs.
     pub set_child_tid: AtomicU64,
+    /// Signal actions, mask, pending signals (`proc::signal` has the protocol).
+    pub signals: Signals,
+    /// The CPUs this task may run on, one bit each (sched_setaffinity); `sched`
+    /// reads it when it takes a task off the run queue.
+    pub affinity: AtomicU64,
+    /// Resource limits, [soft, hard] per RLIMIT_* (RLIMIT_NOFILE's soft limit is
+    /// also `files.limit`, where it is enforced).
+    pub rlimits: SpinLock<[[u64; 2]; RLIM_NLIMITS]>,
+}
+
+/// Resources getrlimit knows (RLIM_NLIMITS).
+pub const RLIM_NLIMITS: usize = 16;
+pub const RLIMIT_STACK: usize = 3;
+pub const RLIMIT_NOFILE: usize = 7;
+
+/// Linux's defaults as a process sees them here: an 8 MiB stack, the descriptors
+/// this kernel has, the rest unlimited.
+fn default_rlimits() -> [[u64; 2]; RLIM_NLIMITS] {
+    let mut r = [[u64::MAX; 2]; RLIM_NLIMITS];
+    r[RLIMIT_STACK][0] = 8 << 20;
+    r[RLIMIT_NOFILE] = [crate::fs::MAX_FDS as u64; 2];
+    r
 }
 
 // SAFETY: `ctx` and `fp` are only touched by the scheduler, for a task that is not
@@ -109,6 +132,9 @@ impl Task {
             ticks: AtomicU64::new(0),
             clear_child_tid: AtomicU64::new(0),
             set_child_tid: AtomicU64::new(0),
+            signals: Signals::new(SigState::new(pid == 1)),
+            affinity: AtomicU64::new(u64::MAX),
+            rlimits: SpinLock::new(default_rlimits()),
         }))
     }
 
@@ -202,6 +228,16 @@ pub fn children(pid: Pid) -> Vec<Arc<Task>> {
         .lock()
         .values()
         .filter(|t| t.parent.load(Ordering::Acquire) == pid)
+        .cloned()
+        .collect()
+}
+
+/// Every user process (running, sleeping or zombie).
+pub fn all_user() -> Vec<Arc<Task>> {
+    TASKS
+        .lock()
+        .values()
+        .filter(|t| t.is_user())
         .cloned()
         .collect()
 }

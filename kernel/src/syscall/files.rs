@@ -48,7 +48,10 @@ fn with_file<R>(fd: u64, f: impl FnOnce(&mut File) -> Result<R, Errno>) -> Resul
 }
 
 pub fn read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
-    with_file(fd, |_| Ok(()))?;
+    // A stream (a pipe end) blocks: it is called with the table unlocked.
+    if let Some(s) = with_file(fd, |f| Ok(f.stream()))? {
+        return s.read(buf, count);
+    }
     // As Linux's vfs_read: the buffer is checked before a zero count returns.
     if !is_user_range(buf as usize, count as usize) {
         return Err(EFAULT);
@@ -97,7 +100,7 @@ pub fn pread64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
 /// Copy `count` bytes from the user buffer `buf` to file `fd` in bounded chunks, each
 /// stored by `put(file, chunk, bytes already written)`: EFAULT for a buffer outside
 /// user space; a short store (the end of /proc/self/mem's VMAs) ends the call with
-/// the bytes written, and so does an error once some were written.
+/// the bytes written, and so does an error once some were written (`partial`).
 fn write_chunks(
     fd: u64,
     buf: u64,
@@ -121,8 +124,7 @@ fn write_chunks(
                     break;
                 }
             }
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
+            Err(e) => return partial(done, e),
         }
     }
     Ok(done as u64)
@@ -138,7 +140,7 @@ pub fn pwrite64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
     with_file(fd, |f| {
         if f.seekable().is_none() {
             Err(ESPIPE)
-        } else if !f.is_writable() {
+        } else if f.status() & fs::O_ACCMODE == 0 {
             Err(EBADF)
         } else {
             Ok(())
@@ -150,7 +152,9 @@ pub fn pwrite64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
 }
 
 pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
-    with_file(fd, |_| Ok(()))?;
+    if let Some(s) = with_file(fd, |f| Ok(f.stream()))? {
+        return s.write(buf, count);
+    }
     write_chunks(fd, buf, count, |f, bytes, _| f.write(bytes))
 }
 
@@ -161,7 +165,7 @@ struct IoVec {
     len: u64,
 }
 
-fn vectored(
+pub(super) fn vectored(
     fd: u64,
     iov: u64,
     cnt: u64,
@@ -201,7 +205,11 @@ pub fn openat(dirfd: u64, path: u64, flags: u64) -> Result<u64, Errno> {
 }
 
 pub fn close(fd: u64) -> Result<u64, Errno> {
-    me().files.lock().close(fd).map(|()| 0)
+    // What the descriptor named is dropped after the table's lock (a pipe end wakes
+    // the other side).
+    let closed = me().files.lock().close(fd)?;
+    drop(closed);
+    Ok(0)
 }
 
 pub fn lseek(fd: u64, off: u64, whence: u64) -> Result<u64, Errno> {

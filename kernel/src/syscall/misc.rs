@@ -38,13 +38,32 @@ fn read_timespec(ptr: u64) -> Result<u64, Errno> {
         .saturating_add(nsec as u64))
 }
 
-/// nanosleep: CLOCK_MONOTONIC, relative. Nothing interrupts a sleep here (signals
-/// only kill), so the remainder `rem` is never written, and never checked, as on Linux
-/// when the sleep completes.
-pub fn nanosleep(req: u64, _rem: u64) -> Result<u64, Errno> {
+/// Where nanosleep sleeps: only the tick and signals (`proc::deliver::send`) wake it.
+static NAPPING: sched::WaitQueue = sched::WaitQueue::new();
+
+/// The uptime a relative timeout at `ptr` (a struct timespec) ends at, u64::MAX
+/// for NULL (no timeout): EFAULT, EINVAL as `read_timespec`.
+pub(super) fn deadline_after(ptr: u64) -> Result<u64, Errno> {
+    if ptr == 0 {
+        return Ok(u64::MAX);
+    }
+    Ok(time::uptime_ns().saturating_add(read_timespec(ptr)?))
+}
+
+/// nanosleep: CLOCK_MONOTONIC, relative. A signal ends it early: the time left goes
+/// to `rem` (if not NULL) and the call fails with EINTR once the handler has run.
+pub fn nanosleep(req: u64, rem: u64) -> Result<u64, Errno> {
     let ns = read_timespec(req)?;
-    sched::sleep_until(time::uptime_ns().saturating_add(ns));
-    Ok(0)
+    let deadline = time::uptime_ns().saturating_add(ns);
+    let t = me();
+    if !NAPPING.wait_until_deadline(deadline, || t.signals.interrupted()) {
+        return Ok(0);
+    }
+    if rem != 0 {
+        let left = deadline.saturating_sub(time::uptime_ns());
+        write_user(rem as usize, &[left / NSEC, left % NSEC]).map_err(|_| EFAULT)?;
+    }
+    Err(ERESTARTNOHAND)
 }
 
 /// clock_nanosleep, checked in Linux's order: the clock (EINVAL if unknown, EOPNOTSUPP
@@ -110,11 +129,7 @@ pub fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64, Errno> {
         let n = (len - done).min(chunk.len());
         time::fill_random(&mut chunk[..n]);
         if copy_to_user(buf as usize + done, &chunk[..n]).is_err() {
-            return if done == 0 {
-                Err(EFAULT)
-            } else {
-                Ok(done as u64)
-            };
+            return partial(done, EFAULT);
         }
         done += n;
     }

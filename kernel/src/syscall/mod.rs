@@ -1,6 +1,7 @@
 //! System calls by Linux arm64 number: `dispatch` reads the number from x8 and the
 //! arguments from x0-x5, and returns the result (or -errno) in x0. One file per family:
-//! `process`, `memory`, `files`, `misc` (time, randomness, identity, power). Every user
+//! `process`, `signal`, `memory`, `files`, `pipe` (pipes and descriptors), `misc`
+//! (time, randomness, identity, power). Every user
 //! pointer goes through the uaccess helpers: a bad one is EFAULT, never a kernel fault.
 //! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
 //! kernel), and masks them again before the way back to EL0.
@@ -12,7 +13,11 @@ mod memory;
 #[cfg(target_os = "none")]
 mod misc;
 #[cfg(target_os = "none")]
+mod pipe;
+#[cfg(target_os = "none")]
 mod process;
+#[cfg(target_os = "none")]
+mod signal;
 
 pub use crate::uapi::Errno;
 
@@ -23,8 +28,9 @@ pub use imp::dispatch;
 mod imp {
     use core::sync::atomic::{AtomicU64, Ordering};
 
-    use super::{files, memory, misc, process, Errno};
+    use super::{files, memory, misc, pipe, process, signal, Errno};
     use crate::arch::aarch64::trap::TrapFrame;
+    use crate::proc::signal::Restart;
     use crate::uapi::*;
 
     /// Unknown numbers already logged (one bit per number below 512).
@@ -55,6 +61,12 @@ mod imp {
             SYS_WRITEV => files::writev(a[0], a[1], a[2]),
             SYS_OPENAT => files::openat(a[0], a[1], a[2]),
             SYS_CLOSE => files::close(a[0]),
+            SYS_PIPE2 => pipe::pipe2(a[0], a[1]),
+            SYS_DUP => pipe::dup(a[0]),
+            SYS_DUP3 => pipe::dup3(a[0], a[1], a[2]),
+            SYS_FCNTL => pipe::fcntl(a[0], a[1], a[2]),
+            SYS_PPOLL => pipe::ppoll(a[0], a[1], a[2], a[3], a[4]),
+            SYS_VMSPLICE => pipe::vmsplice(a[0], a[1], a[2], a[3]),
             SYS_LSEEK => files::lseek(a[0], a[1], a[2]),
             SYS_PREAD64 => files::pread64(a[0], a[1], a[2], a[3]),
             SYS_PWRITE64 => files::pwrite64(a[0], a[1], a[2], a[3]),
@@ -78,9 +90,24 @@ mod imp {
             SYS_WAIT4 => process::wait4(a[0], a[1], a[2], a[3]),
             SYS_GETRUSAGE => process::getrusage(a[0], a[1]),
             SYS_SCHED_YIELD => process::sched_yield(),
-            SYS_KILL | SYS_TGKILL => process::kill(nr, a[0], a[1], a[2]),
-            SYS_RT_SIGPROCMASK => process::rt_sigprocmask(a[2], a[3]),
-            SYS_PRLIMIT64 => process::prlimit64(a[0], a[1], a[3]),
+            SYS_KILL => signal::kill(a[0], a[1]),
+            SYS_TKILL => signal::tgkill(None, a[0], a[1]),
+            SYS_TGKILL => signal::tgkill(Some(a[0]), a[1], a[2]),
+            SYS_RT_SIGACTION => signal::rt_sigaction(a[0], a[1], a[2], a[3]),
+            SYS_RT_SIGPROCMASK => signal::rt_sigprocmask(a[0], a[1], a[2], a[3]),
+            SYS_RT_SIGPENDING => signal::rt_sigpending(a[0], a[1]),
+            SYS_RT_SIGSUSPEND => signal::rt_sigsuspend(a[0], a[1]),
+            SYS_RT_SIGTIMEDWAIT => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]),
+            SYS_SIGALTSTACK => signal::sigaltstack(frame, a[0], a[1]),
+            SYS_RT_SIGRETURN => signal::rt_sigreturn(frame),
+            SYS_PRLIMIT64 => process::prlimit64(a[0], a[1], a[2], a[3]),
+            SYS_GETRLIMIT => process::getrlimit(a[0], a[1]),
+            SYS_SETRLIMIT => process::setrlimit(a[0], a[1]),
+            SYS_SCHED_GETAFFINITY => process::sched_getaffinity(a[0], a[1], a[2]),
+            SYS_SCHED_SETAFFINITY => process::sched_setaffinity(a[0], a[1], a[2]),
+            SYS_SYSINFO => process::sysinfo(a[0]),
+            SYS_GETCPU => process::getcpu(a[0], a[1]),
+            SYS_PRCTL => process::prctl(a[0], a[1], a[2], a[3], a[4]),
             SYS_BRK => memory::brk(a[0]),
             SYS_MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
             SYS_MUNMAP => memory::munmap(a[0], a[1]),
@@ -97,7 +124,20 @@ mod imp {
         };
         frame.x[0] = match r {
             Ok(v) => v,
-            Err(e) => (-(e as i64)) as u64,
+            Err(e) => {
+                if e == ERESTARTSYS || e == ERESTARTNOHAND {
+                    // A signal interrupted the call: the way back to EL0 restarts
+                    // it (x0 back) or turns this into EINTR (`proc::deliver`).
+                    let r = Restart {
+                        errno: e,
+                        orig_x0: a[0],
+                    };
+                    crate::proc::sched::me()
+                        .signals
+                        .with(|s| s.restart = Some(r));
+                }
+                (-(e as i64)) as u64
+            }
         };
         crate::arch::irq::disable();
     }

@@ -1,7 +1,8 @@
-//! getpid and friends, clone (fork), execve, wait4, getrusage, sched_yield, kill,
-//! the signal mask, resource limits, set_tid_address, set_robust_list.
+//! getpid and friends, clone (fork), execve, wait4, getrusage, sched_yield, resource
+//! limits, CPU affinity, sysinfo, prctl (THP), set_tid_address, set_robust_list.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
@@ -11,7 +12,7 @@ use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess::{read_user, strncpy_from_user, write_user};
 use crate::proc::process;
 use crate::proc::sched::{self, me};
-use crate::proc::task::Task;
+use crate::proc::task::{self, Task, RLIMIT_NOFILE, RLIM_NLIMITS};
 use crate::uapi::*;
 
 const MAX_ARGS: usize = 256;
@@ -132,59 +133,181 @@ pub fn sched_yield() -> Result<u64, Errno> {
     Ok(0)
 }
 
-/// Signals are delivered only with their default action, and only to the caller
-/// (abort() and raise()); a signal whose default is to ignore does nothing.
-pub fn kill(nr: u64, a0: u64, a1: u64, a2: u64) -> Result<u64, Errno> {
-    let (pid, sig) = if nr == SYS_TGKILL { (a1, a2) } else { (a0, a1) };
-    // Not held across exit(), which does not return.
-    let my_pid = me().pid;
-    if sig > 64 {
-        return Err(EINVAL);
+/// The task `pid` names (0: the caller): ESRCH if none, or not a process.
+fn process(pid: u64) -> Result<Arc<Task>, Errno> {
+    match pid as i32 {
+        0 => Ok(me()),
+        p if p > 0 => task::get(p as u32).filter(|t| t.is_user()).ok_or(ESRCH),
+        _ => Err(ESRCH),
     }
-    if pid as i64 != my_pid as i64 {
-        return Err(if crate::proc::task::get(pid as u32).is_some() {
-            EPERM
-        } else {
-            ESRCH
-        });
-    }
-    const IGNORED: [u64; 8] = [0, 17, 18, 19, 20, 21, 23, 28]; // none, CHLD, CONT, stop signals, URG, WINCH
-    if IGNORED.contains(&sig) {
-        return Ok(0);
-    }
-    process::exit(signaled(sig as u32))
 }
 
-/// No signal is ever delivered asynchronously, so the mask has no effect; the old
-/// mask reads as empty.
-pub fn rt_sigprocmask(oldset: u64, sigsetsize: u64) -> Result<u64, Errno> {
-    if sigsetsize != 8 {
-        return Err(EINVAL);
-    }
-    if oldset != 0 {
-        write_user(oldset as usize, &0u64).map_err(|_| EFAULT)?;
-    }
-    Ok(0)
-}
-
-/// Limits read as Linux's defaults (8 MiB stack, the rest unlimited); setting is allowed
-/// and has no effect.
-pub fn prlimit64(pid: u64, resource: u64, old: u64) -> Result<u64, Errno> {
-    const RLIMIT_STACK: u64 = 3;
-    const RLIM_NLIMITS: u64 = 16;
-    if pid != 0 && pid != me().pid as u64 {
-        return Err(ESRCH);
-    }
+/// prlimit64(pid, resource, new, old): the old [soft, hard] pair, then the new one
+/// (EINVAL if soft > hard). Every process is root here, so raising a hard limit is
+/// allowed, but RLIMIT_NOFILE cannot go above the descriptors this kernel has
+/// (EPERM, as Linux above nr_open). RLIMIT_NOFILE is enforced; the others are
+/// recorded and read back.
+pub fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> Result<u64, Errno> {
+    let t = process(pid)?;
+    // resource is an unsigned int.
+    let resource = resource as u32 as usize;
     if resource >= RLIM_NLIMITS {
         return Err(EINVAL);
     }
+    let new = if new != 0 {
+        let [cur, max]: [u64; 2] = read_user(new as usize).map_err(|_| EFAULT)?;
+        if cur > max {
+            return Err(EINVAL);
+        }
+        if resource == RLIMIT_NOFILE && max > crate::fs::MAX_FDS as u64 {
+            return Err(EPERM);
+        }
+        Some([cur, max])
+    } else {
+        None
+    };
+    let prev = {
+        let mut r = t.rlimits.lock();
+        let prev = r[resource];
+        if let Some(n) = new {
+            r[resource] = n;
+        }
+        prev
+    };
+    if let Some([cur, _]) = new.filter(|_| resource == RLIMIT_NOFILE) {
+        t.files.lock().limit = cur as usize;
+    }
     if old != 0 {
-        let lim = if resource == RLIMIT_STACK {
-            [8u64 << 20, u64::MAX]
-        } else {
-            [u64::MAX, u64::MAX]
-        };
-        write_user(old as usize, &lim).map_err(|_| EFAULT)?;
+        write_user(old as usize, &prev).map_err(|_| EFAULT)?;
     }
     Ok(0)
+}
+
+pub fn getrlimit(resource: u64, old: u64) -> Result<u64, Errno> {
+    prlimit64(0, resource, 0, old)
+}
+
+pub fn setrlimit(resource: u64, new: u64) -> Result<u64, Errno> {
+    if new == 0 {
+        return Err(EFAULT);
+    }
+    prlimit64(0, resource, new, 0)
+}
+
+/// The CPUs that are online, one bit each.
+fn online_cpus() -> u64 {
+    let n = crate::percpu::possible();
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1 << n) - 1
+    }
+}
+
+/// The affinity syscalls' mask size check: whole longs (EINVAL), enough bits for
+/// every CPU (EINVAL).
+fn mask_len(len: u64) -> Result<usize, Errno> {
+    if !len.is_multiple_of(8) || len.saturating_mul(8) < crate::percpu::possible() as u64 {
+        return Err(EINVAL);
+    }
+    Ok(8)
+}
+
+/// sched_getaffinity: the mask (8 bytes: up to 64 CPUs) and its size.
+pub fn sched_getaffinity(pid: u64, len: u64, ptr: u64) -> Result<u64, Errno> {
+    let size = mask_len(len)?;
+    let t = process(pid)?;
+    let mask = t.affinity.load(Ordering::Relaxed) & online_cpus();
+    write_user(ptr as usize, &mask).map_err(|_| EFAULT)?;
+    Ok(size as u64)
+}
+
+/// sched_setaffinity: the CPUs the task may run on from now on (EINVAL if none is
+/// online); a caller no longer allowed here moves at once.
+pub fn sched_setaffinity(pid: u64, len: u64, ptr: u64) -> Result<u64, Errno> {
+    let mut bytes = [0u8; 8];
+    let n = (len as usize).min(8);
+    crate::arch::aarch64::uaccess::copy_from_user(&mut bytes[..n], ptr as usize)
+        .map_err(|_| EFAULT)?;
+    let t = process(pid)?;
+    let mask = u64::from_le_bytes(bytes) & online_cpus();
+    if mask == 0 {
+        return Err(EINVAL);
+    }
+    t.affinity.store(mask, Ordering::Relaxed);
+    if Arc::ptr_eq(&t, &me()) && mask & (1 << crate::percpu::this_cpu().index) == 0 {
+        sched::schedule();
+    }
+    Ok(0)
+}
+
+/// getcpu: the CPU the caller runs on (and NUMA node 0: there is one node).
+pub fn getcpu(cpu: u64, node: u64) -> Result<u64, Errno> {
+    if cpu != 0 {
+        write_user(cpu as usize, &(crate::percpu::this_cpu().index as u32)).map_err(|_| EFAULT)?;
+    }
+    if node != 0 {
+        write_user(node as usize, &0u32).map_err(|_| EFAULT)?;
+    }
+    Ok(0)
+}
+
+/// struct sysinfo (64-bit): uptime, loads[3], totalram, freeram, sharedram, bufferram,
+/// totalswap, freeswap, procs (u16), totalhigh, freehigh, mem_unit (u32).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct SysInfo {
+    uptime: i64,
+    loads: [u64; 3],
+    totalram: u64,
+    freeram: u64,
+    sharedram: u64,
+    bufferram: u64,
+    totalswap: u64,
+    freeswap: u64,
+    procs: u16,
+    pad: [u16; 3],
+    totalhigh: u64,
+    freehigh: u64,
+    mem_unit: u32,
+    reserved: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<SysInfo>() == 112);
+
+/// sysinfo: uptime, memory in bytes (mem_unit 1) and the number of tasks. Load
+/// averages are not computed here (0); there is no swap.
+pub fn sysinfo(ptr: u64) -> Result<u64, Errno> {
+    let f = crate::mm::frame::frames();
+    let page = crate::mm::PAGE_SIZE as u64;
+    let info = SysInfo {
+        uptime: (crate::time::uptime_ns() / 1_000_000_000) as i64,
+        totalram: f.managed_frames() as u64 * page,
+        freeram: f.free_frames() as u64 * page,
+        procs: task::count().min(u16::MAX as usize) as u16,
+        mem_unit: 1,
+        ..SysInfo::default()
+    };
+    write_user(ptr as usize, &info).map_err(|_| EFAULT)?;
+    Ok(0)
+}
+
+const PR_SET_THP_DISABLE: u64 = 41;
+const PR_GET_THP_DISABLE: u64 = 42;
+
+/// prctl: PR_SET_THP_DISABLE / PR_GET_THP_DISABLE (the process's THP switch, kept
+/// across fork and exec; the unused arguments must be 0, as Linux checks). Other
+/// options are EINVAL.
+pub fn prctl(option: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> Result<u64, Errno> {
+    let t = me();
+    let mut mm = t.mm.lock();
+    let mm = mm.as_mut().ok_or(EINVAL)?;
+    match option as u32 as u64 {
+        PR_SET_THP_DISABLE if a3 | a4 | a5 == 0 => {
+            mm.thp_disabled = a2 != 0;
+            Ok(0)
+        }
+        PR_GET_THP_DISABLE if a2 | a3 | a4 | a5 == 0 => Ok(mm.thp_disabled as u64),
+        _ => Err(EINVAL),
+    }
 }

@@ -1,5 +1,6 @@
 //! bench-report: turns the console logs of `scripts/bench.sh`'s boots into
-//! `results.json`, prints the table (contkernel against Linux 6.12 with the ratio),
+//! `results.json`, prints the tables (contkernel beside each Linux peer that ran, 6.12 and
+//! 7.3, with the ratio against the better of them),
 //! draws `results.svg`, regenerates the tables of `docs/bench.md`, and compares two
 //! runs (figures under icount must be identical).
 //!
@@ -25,6 +26,11 @@
 //! whose walk-verification `mismatches` must be 0. A result then carries `tlb`: the
 //! model's name and, per VA half, accesses, L1 misses, walks, walk loads and the
 //! modelled cycle estimate; the table and the SVG show them.
+//!
+//! The picture has a panel per CPU model: each benchmark and folio size, contkernel and
+//! each Linux peer against the better peer of that cell, on a log scale centred on 1x
+//! (without a peer, contkernel's own figures, so it claims no comparison), one colour
+//! per kernel in every panel; then the TLB model's walks, when the run has them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -111,7 +117,6 @@ struct Results {
 }
 
 const CONTKERNEL: &str = "contkernel";
-const LINUX: &str = "linux-6.12";
 
 /// One boot of runs.txt.
 #[derive(Debug, PartialEq)]
@@ -286,17 +291,50 @@ fn human(n: u64) -> String {
     }
 }
 
-/// What Linux 6.12 does where it lacks the mechanism measured (at this folio size).
-fn linux_note(bench: &str, folio_kb: u64) -> &'static str {
-    match (bench, folio_kb) {
-        ("reuse", 16..=1024) => {
-            "Linux 6.12 reuses no mTHP folio: a fault and a copy per 4 KiB page"
+/// What a Linux peer does where it lacks the mechanism measured (at this folio size).
+fn linux_note(peer: &str, bench: &str, folio_kb: u64) -> Option<&'static str> {
+    match (peer, bench, folio_kb) {
+        ("linux-6.12", "reuse", 16..=1024) => {
+            Some("Linux 6.12 reuses no mTHP folio: a fault and a copy per 4 KiB page")
         }
-        ("reuse", 2048) => "Linux reuses a PMD-mapped 2 MiB folio whole too",
-        ("collapse_copy", _) => "Linux collapses to 2 MiB only",
-        ("collapse_inplace", 16..) => "Linux copies into a new 2 MiB folio (no in-place collapse)",
-        _ => "",
+        ("linux-7.3", "reuse", 16..=1024) => {
+            Some("Linux 7.3 reuses the PTE-mapped folio, a fault per 4 KiB page")
+        }
+        (_, "reuse", 2048) => Some("Linux reuses a PMD-mapped 2 MiB folio whole too"),
+        (_, "collapse_copy", _) => Some("Linux collapses to 2 MiB only"),
+        (_, "collapse_inplace", 16..) => {
+            Some("Linux copies into a new 2 MiB folio (no in-place collapse)")
+        }
+        _ => None,
     }
+}
+
+/// The Linux peers that ran (`linux-6.12`, `linux-7.3`), oldest first.
+fn peers(res: &Results) -> Vec<&str> {
+    let version = |k: &str| -> Vec<u64> {
+        k.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    let mut p: Vec<&str> = res
+        .results
+        .iter()
+        .map(|r| r.kernel.as_str())
+        .filter(|k| *k != CONTKERNEL)
+        .collect();
+    p.sort_by_key(|k| version(k));
+    p.dedup();
+    p
+}
+
+/// `linux-7.3` as a reader writes it: `Linux 7.3`.
+fn peer_name(kernel: &str) -> String {
+    kernel.replacen("linux-", "Linux ", 1)
+}
+
+/// The better (fewer instructions) of the peers' figures for the same cell.
+fn best_linux(linux: &[Option<&Result1>]) -> Option<u64> {
+    linux.iter().filter_map(|l| l.and_then(figure)).min()
 }
 
 /// The variant words that differ from the default (contpte=on cow=page bbml2=off).
@@ -339,9 +377,10 @@ fn ratio(a: Option<u64>, b: Option<u64>) -> String {
     }
 }
 
-/// The markdown tables: per CPU model, contkernel's default variant against Linux
-/// (same benchmark, folio size and CPU) with the ratio; contkernel's other variants
-/// against its default; the in-kernel benchmark's three modes.
+/// The markdown tables: per CPU model, contkernel's default variant against each Linux
+/// peer that ran (same benchmark, folio size and CPU) with the ratio against the better
+/// of them; contkernel's other variants against its default; the in-kernel benchmark's
+/// three modes. Without a peer the first table has contkernel's column alone.
 fn table(res: &Results) -> String {
     let unit = if res.icount {
         "instructions"
@@ -355,6 +394,7 @@ fn table(res: &Results) -> String {
     };
     let user = |r: &&Result1| !is_kernel_bench(r);
     let default = |r: &&Result1| r.kernel == CONTKERNEL && variant_label(&r.variant) == "default";
+    let peers = peers(res);
     let mut cpus: Vec<&str> = Vec::new();
     for r in &res.results {
         if !cpus.contains(&r.variant.cpu.as_str()) {
@@ -363,55 +403,79 @@ fn table(res: &Results) -> String {
     }
     let mut s = String::new();
     for cpu in &cpus {
-        let on_cpu = |r: &&Result1| r.variant.cpu == *cpu;
-        let mut rows: Vec<(Option<&Result1>, Option<&Result1>)> = res
-            .results
-            .iter()
-            .filter(user)
-            .filter(on_cpu)
-            .filter(default)
-            .map(|r| {
-                (
-                    Some(r),
-                    res.results.iter().find(|l| l.kernel == LINUX && same(l, r)),
-                )
-            })
-            .collect();
-        rows.extend(
-            res.results
-                .iter()
-                .filter(user)
-                .filter(on_cpu)
-                .filter(|l| {
-                    l.kernel == LINUX && !res.results.iter().filter(default).any(|r| same(l, r))
-                })
-                .map(|l| (None, Some(l))),
-        );
-        if rows.is_empty() {
+        // One row per benchmark and folio size that contkernel's default or a peer ran.
+        let mut keys: Vec<&Result1> = Vec::new();
+        for r in res.results.iter().filter(user) {
+            if r.variant.cpu == *cpu
+                && (r.kernel != CONTKERNEL || default(&r))
+                && !keys.iter().any(|k| same(k, r))
+            {
+                keys.push(r);
+            }
+        }
+        if keys.is_empty() {
             continue;
         }
-        let _ = writeln!(s, "`-cpu {cpu}`, contkernel (contpte=on, cow=page, bbml2=off) against Linux 6.12, {unit}:\n");
-        let _ = writeln!(
-            s,
-            "| benchmark | folio | contkernel | Linux 6.12 | contkernel/Linux | note |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|");
-        for (ours, linux) in rows {
-            let r = ours.or(linux).expect("a row has a result");
-            let _ = writeln!(
-                s,
-                "| {} | {} KiB | {} | {} | {} | {} |",
-                r.bench,
-                r.variant.folio_kb,
+        let names: Vec<String> = peers.iter().map(|p| peer_name(p)).collect();
+        let mut head = vec!["benchmark".to_string(), "folio".into(), "contkernel".into()];
+        head.extend(names.iter().cloned());
+        match &names[..] {
+            [] => {
+                let _ = writeln!(s, "`-cpu {cpu}`, contkernel (contpte=on, cow=page, bbml2=off), {unit} (no Linux peer ran: `--linux` adds them):\n");
+            }
+            [one] => {
+                let _ = writeln!(s, "`-cpu {cpu}`, contkernel (contpte=on, cow=page, bbml2=off) against {one}, {unit}:\n");
+                head.extend([format!("contkernel/{one}"), "note".into()]);
+            }
+            [first, .., last] => {
+                let _ = writeln!(s, "`-cpu {cpu}`, contkernel (contpte=on, cow=page, bbml2=off) against {}, {unit}; the ratio is against the better (fewer) of them:\n", names.join(" and "));
+                head.extend([
+                    "contkernel/better Linux".into(),
+                    format!("{last}/{}", first.trim_start_matches("Linux ")),
+                    "note".into(),
+                ]);
+            }
+        }
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let align: Vec<&str> = head
+            .iter()
+            .map(|h| match h.as_str() {
+                "benchmark" | "note" => "---",
+                _ => "---:",
+            })
+            .collect();
+        let _ = writeln!(s, "|{}|", align.join("|"));
+        for k in keys {
+            let ours = res.results.iter().filter(default).find(|r| same(r, k));
+            let linux: Vec<Option<&Result1>> = peers
+                .iter()
+                .map(|p| res.results.iter().find(|l| l.kernel == *p && same(l, k)))
+                .collect();
+            let mut row = vec![
+                k.bench.clone(),
+                format!("{} KiB", k.variant.folio_kb),
                 cell(ours),
-                cell(linux),
-                ratio(ours.and_then(figure), linux.and_then(figure)),
-                if linux.is_some() {
-                    linux_note(&r.bench, r.variant.folio_kb)
-                } else {
-                    ""
+            ];
+            row.extend(linux.iter().map(|l| cell(*l)));
+            if !peers.is_empty() {
+                row.push(ratio(ours.and_then(figure), best_linux(&linux)));
+                if let [first, .., last] = &linux[..] {
+                    row.push(ratio(last.and_then(figure), first.and_then(figure)));
                 }
-            );
+                let notes: Vec<&str> = peers
+                    .iter()
+                    .zip(&linux)
+                    .filter(|(_, l)| l.is_some())
+                    .filter_map(|(p, _)| linux_note(p, &k.bench, k.variant.folio_kb))
+                    .fold(Vec::new(), |mut v, n| {
+                        if !v.contains(&n) {
+                            v.push(n);
+                        }
+                        v
+                    });
+                row.push(notes.join("; "));
+            }
+            let _ = writeln!(s, "| {} |", row.join(" | "));
         }
         let _ = writeln!(s);
     }
@@ -565,163 +629,489 @@ fn fork_check(res: &Results) -> Option<String> {
     ))
 }
 
-/// What a panel of the SVG plots.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Panel {
-    /// The user benchmarks' instructions (or ticks).
-    User,
-    /// The TLB model's walks (user + kernel half) of the user benchmarks.
-    Walks,
-    /// The in-kernel benchmark's instructions per call.
-    InKernel,
+/// One bar of the picture: a series (a kernel, or one of contkernel's variants) and its
+/// value (None: no figure).
+struct Bar {
+    series: String,
+    value: Option<f64>,
 }
 
-/// The value a panel draws for a result (None: no bar; a log scale has no 0).
-fn plotted(panel: Panel, r: &Result1) -> Option<u64> {
-    match panel {
-        Panel::Walks => r.tlb.as_ref().map(|t| t.total().walks).filter(|&w| w > 0),
-        Panel::User | Panel::InKernel => figure(r),
+/// One row of a panel: a benchmark at a folio size, its bars top to bottom, and
+/// whether any series ran it on this CPU model (a row of another model's sizes, kept
+/// so that panels side by side line up, did not).
+struct Row {
+    bench: String,
+    folio_kb: u64,
+    bars: Vec<Bar>,
+    ran: bool,
+}
+
+/// The horizontal axis of a panel, logarithmic either way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Axis {
+    /// Ratios against the better Linux from 2^-span to 2^span, 1x in the middle; bars
+    /// start at 1x, so a bar to the left is fewer instructions than the better Linux.
+    Ratio { span: i32 },
+    /// Counts from 10^lo to 10^hi; bars start at the left edge.
+    Count { lo: i32, hi: i32 },
+}
+
+impl Axis {
+    /// Ratios: the smallest power of two that holds every bar with room for its label
+    /// (at most 64x, beyond which a bar is cut and its label says how far it goes).
+    fn ratio(values: impl Iterator<Item = f64>) -> Axis {
+        let far = values.map(|v| v.log2().abs()).fold(0.0, f64::max);
+        Axis::Ratio {
+            span: ((far + 0.6).ceil() as i32).clamp(1, 6),
+        }
+    }
+
+    /// Counts: the powers of ten around the smallest and largest value.
+    fn count(values: impl Iterator<Item = f64> + Clone) -> Axis {
+        let lo = values.clone().fold(f64::MAX, f64::min).max(1.0);
+        let hi = values.fold(1.0, f64::max);
+        Axis::Count {
+            lo: lo.log10().floor() as i32,
+            hi: (hi.log10().ceil() as i32).max(lo.log10().floor() as i32 + 1),
+        }
+    }
+
+    /// Where `v` falls, from 0 (left edge) to 1 (right edge), cut at the edges.
+    fn pos(self, v: f64) -> f64 {
+        let (lo, hi, x) = match self {
+            Axis::Ratio { span } => (-span as f64, span as f64, v.log2()),
+            Axis::Count { lo, hi } => (lo as f64, hi as f64, v.max(1.0).log10()),
+        };
+        ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    }
+
+    /// Where bars start: 1x, or the left edge.
+    fn origin(self) -> f64 {
+        match self {
+            Axis::Ratio { .. } => 0.5,
+            Axis::Count { .. } => 0.0,
+        }
+    }
+
+    /// The ticks, one per power of two (ratios) or ten (counts), in one format each:
+    /// `1/4x 1/2x 1x 2x 4x`, `1 10 100 1 k 10 k 100 k 1 M`.
+    fn ticks(self) -> Vec<(f64, String)> {
+        match self {
+            Axis::Ratio { span } => (-span..=span)
+                .map(|k| {
+                    let label = if k < 0 {
+                        format!("1/{}x", 1u64 << -k)
+                    } else {
+                        format!("{}x", 1u64 << k)
+                    };
+                    (2f64.powi(k), label)
+                })
+                .collect(),
+            Axis::Count { lo, hi } => (lo..=hi)
+                .map(|k| {
+                    let label = match k {
+                        ..=2 => format!("{}", 10u64.pow(k.max(0) as u32)),
+                        3..=5 => format!("{} k", 10u64.pow(k as u32 - 3)),
+                        _ => format!("{} M", 10u64.pow(k as u32 - 6)),
+                    };
+                    (10f64.powi(k), label)
+                })
+                .collect(),
+        }
+    }
+
+    fn value_label(self, v: f64) -> String {
+        match self {
+            Axis::Ratio { .. } => format!("{v:.2}x"),
+            Axis::Count { .. } => human(v.round() as u64),
+        }
     }
 }
 
-/// Bars of every benchmark per variant on a log scale, one panel per (folio size, CPU)
-/// of the user benchmarks, one of the TLB model's walks per (folio size, CPU) when
-/// there are some, and one for the in-kernel benchmark.
+/// A panel: a title, an axis and its rows.
+struct Figure {
+    title: String,
+    caption: String,
+    axis: Axis,
+    rows: Vec<Row>,
+}
+
+/// The series of a result: its kernel, or contkernel and its variant words.
+fn series_name(r: &Result1) -> String {
+    match (r.kernel.as_str(), variant_label(&r.variant).as_str()) {
+        (CONTKERNEL, "default") => CONTKERNEL.into(),
+        (CONTKERNEL, v) => format!("{CONTKERNEL} {v}"),
+        (k, _) => k.into(),
+    }
+}
+
+/// One colour per kernel in every panel: contkernel blue (its other variants pale
+/// blue), Linux 6.12 orange, Linux 7.3 green, any other peer purple.
+fn colour(series: &str) -> plotters::style::RGBColor {
+    use plotters::style::RGBColor;
+    match series {
+        CONTKERNEL => RGBColor(31, 119, 180),
+        s if s.starts_with(CONTKERNEL) => RGBColor(158, 202, 225),
+        "linux-6.12" => RGBColor(255, 127, 14),
+        "linux-7.3" => RGBColor(44, 160, 44),
+        _ => RGBColor(148, 103, 189),
+    }
+}
+
+/// Where a series goes among others: contkernel, its variants, the peers oldest first.
+fn series_order(peers: &[&str], series: &str) -> (bool, bool, Option<usize>) {
+    (
+        !series.starts_with(CONTKERNEL),
+        series != CONTKERNEL,
+        peers.iter().position(|p| *p == series),
+    )
+}
+
+/// The name a legend gives a series.
+fn series_label(series: &str) -> String {
+    if series.starts_with(CONTKERNEL) {
+        series.into()
+    } else {
+        peer_name(series)
+    }
+}
+
+/// The rows every CPU's panel shows, in the results' order (benchmark, then folio
+/// size), the same in each so that panels side by side line up.
+fn row_keys<'a>(rs: impl Iterator<Item = &'a Result1>) -> Vec<(String, u64)> {
+    let mut keys: Vec<(String, u64)> = Vec::new();
+    for r in rs {
+        let k = (r.bench.clone(), r.variant.folio_kb);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let order: Vec<String> = keys
+        .iter()
+        .map(|k| k.0.clone())
+        .fold(Vec::new(), |mut v, b| {
+            if !v.contains(&b) {
+                v.push(b);
+            }
+            v
+        });
+    keys.sort_by_key(|(b, kb)| (order.iter().position(|o| o == b), *kb));
+    keys
+}
+
+/// The panels of the picture. Per CPU model, the user benchmarks: with Linux peers,
+/// contkernel's default and each peer against the better peer of the cell (a log scale
+/// centred on 1x); without, contkernel's own figures. Then, per CPU model with the TLB
+/// model's figures, the modelled walks of every series that has them. The two groups
+/// apart: instructions, walks.
+fn figures(res: &Results) -> [Vec<Figure>; 2] {
+    let unit = if res.icount { "instructions" } else { "ticks" };
+    let user: Vec<&Result1> = res.results.iter().filter(|r| !is_kernel_bench(r)).collect();
+    let peers = peers(res);
+    let mut cpus: Vec<&str> = Vec::new();
+    for r in &user {
+        if !cpus.contains(&r.variant.cpu.as_str()) {
+            cpus.push(&r.variant.cpu);
+        }
+    }
+    let shown = |r: &&&Result1| r.kernel != CONTKERNEL || series_name(r) == CONTKERNEL;
+    let keys = row_keys(user.iter().filter(shown).copied());
+    let find = |cpu: &str, series: &str, (bench, kb): &(String, u64)| {
+        user.iter()
+            .find(|r| {
+                r.variant.cpu == cpu
+                    && &r.bench == bench
+                    && r.variant.folio_kb == *kb
+                    && series_name(r) == series
+            })
+            .copied()
+    };
+    let (mut out, mut walks) = (Vec::new(), Vec::new());
+    for cpu in &cpus {
+        let series: Vec<&str> = std::iter::once(CONTKERNEL)
+            .chain(peers.iter().copied())
+            .collect();
+        let rows: Vec<Row> = keys
+            .iter()
+            .map(|k| {
+                let best = best_linux(&peers.iter().map(|p| find(cpu, p, k)).collect::<Vec<_>>());
+                let ran = series.iter().any(|s| find(cpu, s, k).is_some());
+                let bars = series
+                    .iter()
+                    .map(|s| {
+                        let v = find(cpu, s, k).and_then(figure).map(|f| f as f64);
+                        let value = match (peers.is_empty(), best) {
+                            (true, _) => v,
+                            (false, Some(b)) if b > 0 => v.map(|v| v / b as f64),
+                            (false, _) => None,
+                        };
+                        Bar {
+                            series: s.to_string(),
+                            value,
+                        }
+                    })
+                    .collect();
+                Row {
+                    bench: k.0.clone(),
+                    folio_kb: k.1,
+                    bars,
+                    ran,
+                }
+            })
+            .collect();
+        let values = rows
+            .iter()
+            .flat_map(|r| r.bars.iter().filter_map(|b| b.value))
+            .collect::<Vec<_>>();
+        let (title, caption, axis) = if peers.is_empty() {
+            (
+                format!("-cpu {cpu}: contkernel, 64 MiB ({unit}, log scale)"),
+                format!("{unit}; no Linux peer ran (bench.sh --linux adds them)"),
+                Axis::count(values.iter().copied()),
+            )
+        } else {
+            (
+                format!("-cpu {cpu}: {unit} against the better Linux (log scale)"),
+                format!(
+                    "{unit} / the better Linux's; left of 1x: fewer than {}",
+                    if peers.len() > 1 { "either" } else { "Linux" }
+                ),
+                Axis::ratio(values.iter().copied()),
+            )
+        };
+        out.push(Figure {
+            title,
+            caption,
+            axis,
+            rows,
+        });
+    }
+    for cpu in &cpus {
+        let with_tlb: Vec<&Result1> = user
+            .iter()
+            .filter(|r| r.variant.cpu == *cpu && r.tlb.is_some())
+            .copied()
+            .collect();
+        let Some(model) = with_tlb.first().and_then(|r| r.tlb.as_ref()) else {
+            continue;
+        };
+        let mut series: Vec<String> = with_tlb.iter().map(|r| series_name(r)).collect();
+        series.sort_by_key(|s| series_order(&peers, s));
+        series.dedup();
+        let rows: Vec<Row> = row_keys(with_tlb.iter().copied())
+            .iter()
+            .map(|k| Row {
+                bench: k.0.clone(),
+                folio_kb: k.1,
+                bars: series
+                    .iter()
+                    .map(|s| Bar {
+                        series: s.clone(),
+                        value: find(cpu, s, k)
+                            .and_then(|r| r.tlb.as_ref())
+                            .map(|t| t.total().walks as f64),
+                    })
+                    .collect(),
+                ran: true,
+            })
+            .collect();
+        let axis = Axis::count(
+            rows.iter()
+                .flat_map(|r| r.bars.iter().filter_map(|b| b.value)),
+        );
+        walks.push(Figure {
+            title: format!(
+                "-cpu {cpu}: modelled TLB walks ({}, log scale)",
+                model.model
+            ),
+            caption: "table walks, user + kernel half (modelled, docs/tlb.md)".into(),
+            axis,
+            rows,
+        });
+    }
+    [out, walks]
+}
+
+const PANEL_W: i32 = 720;
+const LABEL_W: i32 = 130;
+const BAR_H: i32 = 6;
+
+/// A panel's height: title, rows of bars, axis labels and caption.
+fn panel_height(f: &Figure) -> i32 {
+    let bars = f.rows.first().map_or(1, |r| r.bars.len()) as i32;
+    40 + f.rows.len() as i32 * (bars * BAR_H + 8) + 50
+}
+
+/// Draws one panel with its top left corner at (x, y).
+fn draw_panel<DB: plotters::prelude::DrawingBackend>(
+    area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    f: &Figure,
+    (x, y): (i32, i32),
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let font = |size: u32, h: HPos| {
+        TextStyle::from(("sans-serif", size).into_font())
+            .pos(Pos::new(h, VPos::Center))
+            .color(&BLACK)
+    };
+    let grey = RGBColor(120, 120, 120);
+    area.draw(&Text::new(
+        f.title.clone(),
+        (x + 10, y + 16),
+        TextStyle::from(("sans-serif", 18).into_font().style(FontStyle::Bold)),
+    ))
+    .map_err(e)?;
+    let (x0, x1) = (x + LABEL_W, x + PANEL_W - 50);
+    let px = |v: f64| x0 + ((x1 - x0) as f64 * f.axis.pos(v)).round() as i32;
+    let origin = x0 + ((x1 - x0) as f64 * f.axis.origin()).round() as i32;
+    let top = y + 36;
+    let row_h = f.rows.first().map_or(1, |r| r.bars.len()) as i32 * BAR_H + 8;
+    let bottom = top + f.rows.len() as i32 * row_h;
+    for (v, label) in f.axis.ticks() {
+        let tx = px(v);
+        let line = if tx == origin && origin != x0 {
+            BLACK.stroke_width(1)
+        } else {
+            RGBColor(225, 225, 225).stroke_width(1)
+        };
+        area.draw(&PathElement::new(vec![(tx, top), (tx, bottom)], line))
+            .map_err(e)?;
+        area.draw(&Text::new(label, (tx, bottom + 12), font(13, HPos::Center)))
+            .map_err(e)?;
+    }
+    area.draw(&Text::new(
+        f.caption.clone(),
+        ((x0 + x1) / 2, bottom + 32),
+        font(14, HPos::Center),
+    ))
+    .map_err(e)?;
+    for (i, row) in f.rows.iter().enumerate() {
+        let ry = top + i as i32 * row_h;
+        if i > 0 && f.rows[i - 1].bench != row.bench {
+            area.draw(&PathElement::new(
+                vec![(x + 10, ry), (x1, ry)],
+                grey.stroke_width(1),
+            ))
+            .map_err(e)?;
+        }
+        let label = format!("{} {}", row.bench, folio_name(row.folio_kb));
+        let ink = if row.ran {
+            BLACK
+        } else {
+            RGBColor(190, 190, 190)
+        };
+        area.draw(&Text::new(
+            label,
+            (x0 - 6, ry + row_h / 2),
+            font(13, HPos::Right).color(&ink),
+        ))
+        .map_err(e)?;
+        for (j, bar) in row.bars.iter().enumerate() {
+            let by = ry + 4 + j as i32 * BAR_H;
+            let Some(v) = bar.value else {
+                if j == 0 && row.ran {
+                    area.draw(&Text::new(
+                        "no figure",
+                        (origin + 4, ry + row_h / 2),
+                        font(10, HPos::Left).color(&grey),
+                    ))
+                    .map_err(e)?;
+                }
+                continue;
+            };
+            let end = px(v);
+            // A bar at 1x is a short mark, so the better Linux shows where it is.
+            let (a, b) = match end.cmp(&origin) {
+                std::cmp::Ordering::Equal => (origin - 1, origin + 2),
+                _ => (origin.min(end), origin.max(end)),
+            };
+            area.draw(&Rectangle::new(
+                [(a, by), (b, by + BAR_H - 1)],
+                colour(&bar.series).filled(),
+            ))
+            .map_err(e)?;
+            let cut = f.axis.pos(v) == 0.0 || f.axis.pos(v) == 1.0;
+            if bar.series == CONTKERNEL || cut {
+                let (tx, h) = if end < origin {
+                    (end - 3, HPos::Right)
+                } else {
+                    (b + 3, HPos::Left)
+                };
+                area.draw(&Text::new(
+                    f.axis.value_label(v),
+                    (tx, by + BAR_H / 2),
+                    font(11, h),
+                ))
+                .map_err(e)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn folio_name(kb: u64) -> String {
+    if kb >= 1024 && kb.is_multiple_of(1024) {
+        format!("{} MiB", kb / 1024)
+    } else {
+        format!("{kb} KiB")
+    }
+}
+
+/// The picture: a legend with one colour per kernel, then the panels of `figures`,
+/// two side by side (the CPU models of the instructions, then of the TLB walks).
 fn svg(res: &Results, out: &Path) -> Result<(), String> {
     use plotters::prelude::*;
-    let mut panels: BTreeMap<(Panel, u64, String), Vec<&Result1>> = BTreeMap::new();
-    for r in &res.results {
-        let kinds = if r.bench.starts_with("contpte_") {
-            vec![Panel::InKernel]
-        } else {
-            vec![Panel::User, Panel::Walks]
-        };
-        for kind in kinds.into_iter().filter(|&k| plotted(k, r).is_some()) {
-            panels
-                .entry((kind, r.variant.folio_kb, r.variant.cpu.clone()))
-                .or_default()
-                .push(r);
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let [ins, walks] = figures(res);
+    let lines: Vec<&[Figure]> = ins.chunks(2).chain(walks.chunks(2)).collect();
+    let legend_h = 40;
+    let height = legend_h
+        + lines
+            .iter()
+            .map(|l| l.iter().map(panel_height).max().unwrap_or(0))
+            .sum::<i32>();
+    let width = PANEL_W * lines.iter().map(|l| l.len()).max().unwrap_or(1) as i32;
+    let root = SVGBackend::new(out, (width as u32, height.max(100) as u32)).into_drawing_area();
+    let e = |e: DrawingAreaErrorKind<std::io::Error>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let mut series: Vec<&str> = Vec::new();
+    for b in ins
+        .iter()
+        .chain(&walks)
+        .flat_map(|f| f.rows.iter().flat_map(|r| &r.bars))
+    {
+        if b.value.is_some() && !series.contains(&b.series.as_str()) {
+            series.push(&b.series);
         }
     }
-    let n = panels.len().max(1);
-    let root = SVGBackend::new(out, (1400, 420 * n as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let unit = if res.icount { "instructions" } else { "ticks" };
-    let palette = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-    ];
-    for (area, ((panel, folio, cpu), rs)) in root.split_evenly((n, 1)).iter().zip(&panels) {
-        let panel = *panel;
-        let mut benches: Vec<&str> = Vec::new();
-        let mut series: Vec<String> = Vec::new();
-        for r in rs {
-            if !benches.contains(&r.bench.as_str()) {
-                benches.push(&r.bench);
-            }
-            let s = series_name(r);
-            if !series.contains(&s) {
-                series.push(s);
-            }
+    let peers = peers(res);
+    series.sort_by_key(|s| series_order(&peers, s));
+    let mut lx = 10;
+    for s in series {
+        root.draw(&Rectangle::new(
+            [(lx, 14), (lx + 14, 28)],
+            colour(s).filled(),
+        ))
+        .map_err(e)?;
+        let label = series_label(s);
+        root.draw(&Text::new(
+            label.clone(),
+            (lx + 20, 21),
+            TextStyle::from(("sans-serif", 16).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(e)?;
+        lx += 40 + 8 * label.len() as i32;
+    }
+    let mut y = legend_h;
+    for line in lines {
+        for (k, f) in line.iter().enumerate() {
+            draw_panel(&root, f, (k as i32 * PANEL_W, y))?;
         }
-        let hi = rs
-            .iter()
-            .filter_map(|r| plotted(panel, r))
-            .max()
-            .unwrap_or(10) as f64
-            * 3.0;
-        let lo = (rs
-            .iter()
-            .filter_map(|r| plotted(panel, r))
-            .min()
-            .unwrap_or(1) as f64
-            / 3.0)
-            .max(1.0);
-        let (title, y_desc) = match panel {
-            Panel::InKernel => (
-                format!("in-kernel bench=contpte, one 64 KiB block, -cpu {cpu} ({unit} per call)"),
-                unit,
-            ),
-            Panel::User => (
-                format!("64 MiB, {folio} KiB folios, -cpu {cpu} ({unit}, log scale)"),
-                unit,
-            ),
-            Panel::Walks => (
-                format!(
-                    "64 MiB, {folio} KiB folios, -cpu {cpu}: modelled TLB walks ({}, log scale)",
-                    rs[0].tlb.as_ref().map_or("", |t| t.model.as_str())
-                ),
-                "walks",
-            ),
-        };
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..benches.len() as f64, (lo..hi).log_scale())
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_label_formatter(&|v| human(v.round() as u64))
-            .y_desc(y_desc)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        let width = 0.8 / series.len() as f64;
-        for (k, s) in series.iter().enumerate() {
-            let color = palette[k % palette.len()];
-            let bars = rs.iter().filter(|r| &series_name(r) == s).filter_map(|r| {
-                let i = benches.iter().position(|b| *b == r.bench)? as f64;
-                let x0 = i + 0.1 + k as f64 * width;
-                Some(Rectangle::new(
-                    [(x0, lo), (x0 + width * 0.9, plotted(panel, r)? as f64)],
-                    color.filled(),
-                ))
-            });
-            chart
-                .draw_series(bars)
-                .map_err(|e| e.to_string())?
-                .label(s.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-        }
-        chart
-            .draw_series(benches.iter().enumerate().map(|(i, b)| {
-                Text::new(
-                    b.to_string(),
-                    (i as f64 + 0.1, lo),
-                    ("sans-serif", 12).into_font(),
-                )
-            }))
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        y += line.iter().map(panel_height).max().unwrap_or(0);
     }
     root.present().map_err(|e| e.to_string())
-}
-
-fn series_name(r: &Result1) -> String {
-    if r.bench.starts_with("contpte_") {
-        return format!("contpte={}", r.variant.contpte);
-    }
-    match r.kernel.as_str() {
-        CONTKERNEL => format!("contkernel {}", variant_label(&r.variant)),
-        k => k.to_string(),
-    }
 }
 
 const BEGIN: &str = "<!-- bench:begin -->";
@@ -741,7 +1131,7 @@ fn splice(readme: &str, (begin, end): (&str, &str), body: &str) -> Result<String
 
 /// The README's summary of the modelled TLB (`bench.sh --tlb` results): for the
 /// benchmarks where reach shows, per folio size and contiguous-bit mode, what
-/// contkernel and Linux spend (instructions) beside what the TLB does (walks of both
+/// contkernel and each Linux peer with the model's figures spend (instructions) beside what the TLB does (walks of both
 /// halves, modelled cycles).
 fn tlb_summary(res: &Results) -> String {
     let mut s = format!(
@@ -754,8 +1144,18 @@ fn tlb_summary(res: &Results) -> String {
             .unwrap_or_default(),
         "`docs/tlb/results.json`"
     );
-    s += "| benchmark | folios | contkernel instructions | walks | est. cycles | Linux instructions | walks | est. cycles |\n";
-    s += "|---|---|---:|---:|---:|---:|---:|---:|\n";
+    let kernels: Vec<&str> = std::iter::once(CONTKERNEL)
+        .chain(peers(res).into_iter().filter(|p| {
+            res.results
+                .iter()
+                .any(|r| r.kernel == *p && r.tlb.is_some())
+        }))
+        .collect();
+    s += "| benchmark | folios |";
+    for k in &kernels {
+        let _ = write!(s, " {} instructions | walks | est. cycles |", peer_name(k));
+    }
+    s += &format!("\n|---|---|{}\n", "---:|---:|---:|".repeat(kernels.len()));
     let tlb = |r: Option<&Result1>| -> (String, String, String) {
         match r.and_then(|r| Some((r, r.tlb.as_ref()?.total()))) {
             Some((r, t)) => (cell(Some(r)), human(t.walks), human(t.cycles)),
@@ -773,10 +1173,12 @@ fn tlb_summary(res: &Results) -> String {
                         && (kernel != CONTKERNEL || r.variant.contpte == contpte)
                 })
             };
-            let ours = find(CONTKERNEL);
             // Linux has no run-time contpte switch: its 64 KiB rows have the bit.
-            let linux = if contpte == "on" { find(LINUX) } else { None };
-            if ours.is_none() && linux.is_none() {
+            let found: Vec<Option<&Result1>> = kernels
+                .iter()
+                .map(|k| find(k).filter(|_| *k == CONTKERNEL || contpte == "on"))
+                .collect();
+            if found.iter().all(Option::is_none) {
                 continue;
             }
             let folios = match (folio_kb, contpte) {
@@ -784,12 +1186,12 @@ fn tlb_summary(res: &Results) -> String {
                 (2048, _) => "2 MiB".into(),
                 (kb, _) => format!("{kb} KiB"),
             };
-            let (a, b, c) = tlb(ours);
-            let (d, e, f) = tlb(linux);
-            let _ = writeln!(
-                s,
-                "| {bench} | {folios} | {a} | {b} | {c} | {d} | {e} | {f} |"
-            );
+            let _ = write!(s, "| {bench} | {folios} |");
+            for r in found {
+                let (ins, walks, cycles) = tlb(r);
+                let _ = write!(s, " {ins} | {walks} | {cycles} |");
+            }
+            s += "\n";
         }
     }
     s
@@ -920,6 +1322,9 @@ fn main() {
 mod tests {
     use super::*;
 
+    const L612: &str = "linux-6.12";
+    const L73: &str = "linux-7.3";
+
     fn run(kernel: &str, contpte: &str) -> Run {
         Run {
             log: "x.log".into(),
@@ -1001,7 +1406,7 @@ bench_mm: done\r\n";
         rs.extend(
             parse_log(
                 &USER_LOG.replace("\"median\":100", "\"median\":50"),
-                &run(LINUX, "on"),
+                &run(L612, "on"),
                 true,
             )
             .unwrap(),
@@ -1053,6 +1458,52 @@ bench_mm: done\r\n";
         assert!(off_row.contains("| 1568 | 1600 | 0.98x |"), "{off_row}");
         assert!(t.contains("n/a (madvise(MADV_PAGEOUT): EINVAL(22))"));
         assert!(t.contains("contpte=on / off = 1.02x (target <= 1.10x: met), naive / on = 7.00x (target >= 5x: met)"), "{t}");
+    }
+
+    /// `results()` with Linux 7.3 beside 6.12: fork 64 KiB at `median` ticks (x16).
+    fn with_linux_7_3(median: u64) -> Results {
+        let mut res = results();
+        res.results.extend(
+            parse_log(
+                &USER_LOG.replace("\"median\":100", &format!("\"median\":{median}")),
+                &run(L73, "on"),
+                true,
+            )
+            .unwrap(),
+        );
+        res
+    }
+
+    #[test]
+    fn table_shows_both_peers_and_the_ratio_against_the_better() {
+        let t = table(&with_linux_7_3(40));
+        assert!(
+            t.contains("| benchmark | folio | contkernel | Linux 6.12 | Linux 7.3 | contkernel/better Linux | Linux 7.3/6.12 | note |"),
+            "{t}"
+        );
+        let fork_row = t.lines().find(|l| l.starts_with("| fork |")).unwrap();
+        assert!(
+            fork_row.contains("| 1600 | 800 | 640 | 2.50x | 0.80x |"),
+            "{fork_row}"
+        );
+        let t = table(&with_linux_7_3(60));
+        let fork_row = t.lines().find(|l| l.starts_with("| fork |")).unwrap();
+        assert!(
+            fork_row.contains("| 1600 | 800 | 960 | 2.00x | 1.20x |"),
+            "{fork_row}"
+        );
+    }
+
+    #[test]
+    fn without_linux_the_table_claims_no_comparison() {
+        let mut res = results();
+        res.results.retain(|r| r.kernel == CONTKERNEL);
+        let t = table(&res);
+        assert!(t.contains("| benchmark | folio | contkernel |\n"), "{t}");
+        assert!(
+            !t.contains("| Linux") && !t.contains("/Linux") && !t.contains("better"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -1133,7 +1584,19 @@ tlbmodel: {\"exit\":true,\"model\":\"cortex-a76\",\"verified\":12,\"mismatches\"
         );
         let summary = tlb_summary(&res);
         assert!(
-            summary.contains("| read_seq | 64 KiB, contpte=on | 7 | 9 | 726 | — | — | — |"),
+            summary.contains("| read_seq | 64 KiB, contpte=on | 7 | 9 | 726 |\n"),
+            "no Linux column without a Linux run: {summary}"
+        );
+        let mut both = res.clone();
+        both.results
+            .extend(parse_log(TLB_LOG, &run(L612, "on"), true).unwrap());
+        let summary = tlb_summary(&both);
+        assert!(
+            summary.contains("| benchmark | folios | contkernel instructions | walks | est. cycles | Linux 6.12 instructions | walks | est. cycles |"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("| read_seq | 64 KiB, contpte=on | 7 | 9 | 726 | 7 | 9 | 726 |"),
             "{summary}"
         );
         assert!(
@@ -1159,14 +1622,46 @@ tlbmodel: {\"exit\":true,\"model\":\"cortex-a76\",\"verified\":12,\"mismatches\"
         assert!(parse_log(&none, &run(CONTKERNEL, "on"), true).is_err());
     }
 
+    /// The words of an SVG's text elements.
+    fn texts(svg: &str) -> Vec<&str> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim()))
+            .collect()
+    }
+
     #[test]
     fn svg_is_drawn() {
         let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("r.svg");
-        svg(&results(), &out).unwrap();
+        svg(&with_linux_7_3(40), &out).unwrap();
         let text = std::fs::read_to_string(&out).unwrap();
-        assert!(text.starts_with("<svg") && text.contains("fork") && text.contains("linux-6.12"));
+        assert!(text.starts_with("<svg"));
+        let words = texts(&text);
+        for w in [
+            "contkernel",
+            "Linux 6.12",
+            "Linux 7.3",
+            "fork 64 KiB",
+            "1/2x",
+            "1x",
+            "2x",
+            "4x",
+            "2.50x",
+        ] {
+            assert!(words.contains(&w), "no {w} in {words:?}");
+        }
+        let mut alone = results();
+        alone.results.retain(|r| r.kernel == CONTKERNEL);
+        svg(&alone, &out).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let words = texts(&text);
+        assert!(
+            !words.contains(&"Linux 6.12") && !words.contains(&"1x"),
+            "{words:?}"
+        );
+        assert!(text.contains("no Linux peer ran"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -69,6 +69,7 @@ const EINVAL: Want = Want::Err(Errno::EINVAL);
 const ENOMEM: Want = Want::Err(Errno::ENOMEM);
 const ENOENT: Want = Want::Err(Errno::ENOENT);
 const EBADF: Want = Want::Err(Errno::EBADF);
+const ESRCH: Want = Want::Err(Errno::ESRCH);
 
 /// access(2) modes and the flag faccessat2 takes for an empty path.
 const F_OK: usize = 0;
@@ -226,6 +227,52 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("brk_huge",            Want::OkAny, |_| sys!(nr::BRK, usize::MAX)),
     ("brk_low",             Want::OkAny, |_| brk_low()),
     ("unknown_syscall",     Want::Err(Errno::ENOSYS), |_| sys!(999)),
+    ("rt_sigaction_size4",  EINVAL,      |_| sys!(nr::RT_SIGACTION, 10, 0, 0, 4)),
+    ("rt_sigaction_sig0",   EINVAL,      |_| sys!(nr::RT_SIGACTION, 0, 0, 0, 8)),
+    ("rt_sigaction_sig65",  EINVAL,      |_| sys!(nr::RT_SIGACTION, 65, 0, 0, 8)),
+    ("rt_sigaction_act_kernel", EFAULT,  |_| sys!(nr::RT_SIGACTION, 10, KERNEL, 0, 8)),
+    ("rt_sigaction_oact_kernel", EFAULT, |_| sys!(nr::RT_SIGACTION, 10, 0, KERNEL, 8)),
+    ("rt_sigaction_sigkill", EINVAL,     |e| sys!(nr::RT_SIGACTION, 9, e.buf, 0, 8)),
+    ("rt_sigprocmask_size4", EINVAL,     |_| sys!(nr::RT_SIGPROCMASK, 0, 0, 0, 4)),
+    ("rt_sigprocmask_set_kernel", EFAULT, |_| sys!(nr::RT_SIGPROCMASK, 0, KERNEL, 0, 8)),
+    ("rt_sigprocmask_old_low", EFAULT,   |_| sys!(nr::RT_SIGPROCMASK, 0, 0, LOW, 8)),
+    ("rt_sigprocmask_how3", EINVAL,      |e| sys!(nr::RT_SIGPROCMASK, 3, e.buf, 0, 8)),
+    ("rt_sigpending_size9", EINVAL,      |e| sys!(nr::RT_SIGPENDING, e.buf, 9)),
+    ("rt_sigpending_kernel", EFAULT,     |_| sys!(nr::RT_SIGPENDING, KERNEL, 8)),
+    ("rt_sigsuspend_size4", EINVAL,      |e| sys!(nr::RT_SIGSUSPEND, e.buf, 4)),
+    ("rt_sigsuspend_hole",  EFAULT,      |e| sys!(nr::RT_SIGSUSPEND, e.hole, 8)),
+    ("rt_sigtimedwait_size4", EINVAL,    |e| sys!(nr::RT_SIGTIMEDWAIT, e.buf, 0, 0, 4)),
+    ("rt_sigtimedwait_set_kernel", EFAULT, |_| sys!(nr::RT_SIGTIMEDWAIT, KERNEL, 0, 0, 8)),
+    ("rt_sigtimedwait_tmo_kernel", EFAULT, |e| sys!(nr::RT_SIGTIMEDWAIT, e.buf, 0, KERNEL, 8)),
+    ("sigaltstack_ss_kernel", EFAULT,    |_| sys!(nr::SIGALTSTACK, KERNEL, 0)),
+    ("sigaltstack_oss_low", EFAULT,      |_| sys!(nr::SIGALTSTACK, 0, LOW)),
+    ("kill_sig65",          EINVAL,      |_| sys!(nr::KILL, 1, 65)),
+    ("kill_no_such_pid",    ESRCH,       |_| sys!(nr::KILL, 0x3fff_ffff, 0)),
+    ("tgkill_tgid0",        EINVAL,      |_| sys!(nr::TGKILL, 0, 1, 0)),
+    ("tgkill_tid_negative", EINVAL,      |_| sys!(nr::TGKILL, 1, -1isize, 0)),
+    ("tkill_tid0",          EINVAL,      |_| sys!(nr::TKILL, 0, 0)),
+    ("pipe2_kernel",        EFAULT,      |_| sys!(nr::PIPE2, KERNEL, 0)),
+    ("pipe2_low",           EFAULT,      |_| sys!(nr::PIPE2, LOW, 0)),
+    ("pipe2_bad_flag",      EINVAL,      |e| sys!(nr::PIPE2, e.buf, 1)),
+    ("dup_bad_fd",          EBADF,       |_| sys!(nr::DUP, 999)),
+    ("dup3_bad_old",        EBADF,       |_| sys!(nr::DUP3, 999, 50, 0)),
+    ("dup3_same",           EINVAL,      |_| sys!(nr::DUP3, 0, 0, 0)),
+    ("dup3_bad_flag",       EINVAL,      |_| sys!(nr::DUP3, 0, 50, 1)),
+    ("fcntl_bad_fd",        EBADF,       |_| sys!(nr::FCNTL, 999, 1, 0)),
+    ("fcntl_bad_cmd",       EINVAL,      |_| sys!(nr::FCNTL, 0, 9999, 0)),
+    ("ppoll_fds_kernel",    EFAULT,      |_| sys!(nr::PPOLL, KERNEL, 1, 0, 0, 8)),
+    ("ppoll_tmo_kernel",    EFAULT,      |e| sys!(nr::PPOLL, e.buf, 1, KERNEL, 0, 8)),
+    ("ppoll_nfds_huge",     EINVAL,      |e| sys!(nr::PPOLL, e.buf, 1usize << 30, 0, 0, 8)),
+    ("ppoll_sigmask_size4", EINVAL,      |e| sys!(nr::PPOLL, e.buf, 0, 0, e.buf, 4)),
+    ("sched_getaffinity_len4", EINVAL,   |e| sys!(nr::SCHED_GETAFFINITY, 0, 4, e.buf)),
+    ("sched_getaffinity_kernel", EFAULT, |_| sys!(nr::SCHED_GETAFFINITY, 0, 8, KERNEL)),
+    ("sched_setaffinity_kernel", EFAULT, |_| sys!(nr::SCHED_SETAFFINITY, 0, 8, KERNEL)),
+    ("sysinfo_kernel",      EFAULT,      |_| sys!(nr::SYSINFO, KERNEL)),
+    ("sysinfo_straddle",    EFAULT,      |e| sys!(nr::SYSINFO, e.hole - 8)),
+    ("getrlimit_bad_resource", EINVAL,   |e| sys!(nr::GETRLIMIT, 99, e.buf)),
+    ("getrlimit_kernel",    EFAULT,      |_| sys!(nr::GETRLIMIT, 7, KERNEL)),
+    ("setrlimit_low",       EFAULT,      |_| sys!(nr::SETRLIMIT, 7, LOW)),
+    ("prctl_get_thp_arg2",  EINVAL,      |_| sys!(nr::PRCTL, 42, 1, 0, 0, 0)),
 ];
 
 fn main(args: &rt::Args) -> i32 {

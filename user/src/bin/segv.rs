@@ -6,10 +6,9 @@
 #![no_std]
 #![no_main]
 
-use core::arch::asm;
 use rt::ensure;
 use rt::mm::{Region, PAGE, PROT_READ, PROT_WRITE};
-use rt::proc::{self, SIGSEGV};
+use rt::proc::{self, BadAccess, BadAccess::*};
 use rt::test::{Context, Outcome, Suite};
 
 rt::entry!(main);
@@ -20,38 +19,22 @@ const UNMAPPED: usize = 0xdead_0000;
 
 fn main(_args: &rt::Args) -> i32 {
     let mut t = Suite::new("segv");
-    t.run("read_kernel_address", || segfaults(|| load(KERNEL)));
-    t.run("write_kernel_address", || segfaults(|| store(KERNEL)));
-    t.run("read_low_address", || segfaults(|| load(LOW)));
+    t.run("read_kernel_address", || segfaults(Read(KERNEL)));
+    t.run("write_kernel_address", || segfaults(Write(KERNEL)));
+    t.run("read_low_address", || segfaults(Read(LOW)));
     t.run("write_own_text", || {
-        segfaults(|| store(main as *const () as usize))
+        segfaults(Write(main as *const () as usize))
     });
-    t.run("jump_unmapped", || segfaults(|| jump(UNMAPPED)));
-    t.run("jump_kernel_address", || segfaults(|| jump(KERNEL)));
+    t.run("jump_unmapped", || segfaults(Jump(UNMAPPED)));
+    t.run("jump_kernel_address", || segfaults(Jump(KERNEL)));
     t.run("jump_no_exec_page", jump_no_exec);
     t.run("parent_alive", parent_alive);
     t.finish()
 }
 
-/// Runs `bad` in a child, which must die of SIGSEGV.
-fn segfaults(bad: impl FnOnce()) -> Outcome {
-    proc::expect_killed("segv", SIGSEGV, bad)
-}
-
-fn load(addr: usize) {
-    // SAFETY: deliberately invalid, run only in a child: the access faults and the
-    // kernel kills the child before anything uses the value.
-    unsafe { core::ptr::read_volatile(addr as *const u8) };
-}
-
-fn store(addr: usize) {
-    // SAFETY: as in `load`.
-    unsafe { core::ptr::write_volatile(addr as *mut u8, 0) };
-}
-
-fn jump(addr: usize) {
-    // SAFETY: as in `load`: the instruction fetch faults, so nothing runs there.
-    unsafe { asm!("br {0}", in(reg) addr, options(noreturn)) }
+/// Makes `bad` in a child, which must die of SIGSEGV.
+fn segfaults(bad: BadAccess) -> Outcome {
+    proc::expect_segv("segv", bad)
 }
 
 /// A RW page holding a `ret` instruction: fetching from it faults (no PROT_EXEC).
@@ -62,7 +45,7 @@ fn jump_no_exec() -> Outcome {
         .iter()
         .enumerate()
         .for_each(|(i, &b)| page.store(i, b));
-    segfaults(|| jump(page.addr))
+    segfaults(Jump(page.addr))
 }
 
 /// After all that, the parent still runs and can fork a child that exits normally.

@@ -102,3 +102,21 @@ pub fn set_ttbr0_raw(ttbr0: u64) {
     write_sysreg!(ttbr0_el1, ttbr0);
     isb();
 }
+
+/// `set_ttbr0_raw`, then drop this CPU's TLB entries of the ASID in `ttbr0` (TLBI
+/// ASIDE1, this CPU only, and DSB NSH), for an ASID that several address spaces share:
+/// what this CPU cached under it may be another's. No EL0 access and no user access
+/// by the kernel comes between the switch and the flush.
+pub fn set_ttbr0_flush_asid(ttbr0: u64) {
+    set_ttbr0_raw(ttbr0);
+    // SAFETY: TLB invalidation and barriers have no memory effect visible to Rust.
+    unsafe {
+        core::arch::asm!(
+            "tlbi aside1, {}",
+            "dsb nsh",
+            "isb",
+            in(reg) ttbr0 & (0xffff << 48),
+            options(nostack, preserves_flags)
+        )
+    };
+}

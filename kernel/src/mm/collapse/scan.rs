@@ -173,7 +173,7 @@ impl<E: MmEnv> Mm<E> {
         limits: &Limits,
     ) -> WindowScan {
         let mut out = WindowScan::default();
-        if !collapsible(vma) || allowed == 0 {
+        if !collapsible(vma) || allowed == 0 || self.thp_disabled {
             return out;
         }
         let occupied = self.occupied(window);
