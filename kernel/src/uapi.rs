@@ -44,6 +44,7 @@ named_numbers! {
         SYS_READV = 65, "readv";
         SYS_WRITEV = 66, "writev";
         SYS_PREAD64 = 67, "pread64";
+        SYS_PWRITE64 = 68, "pwrite64";
         SYS_PPOLL = 73, "ppoll";
         SYS_VMSPLICE = 75, "vmsplice";
         SYS_READLINKAT = 78, "readlinkat";

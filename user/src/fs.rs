@@ -1,4 +1,4 @@
-//! Files: openat, read, pread, write, close, mkdir, rmdir, mount, and whole-file helpers.
+//! Files: openat, read, pread, lseek, write, pwrite, close, mkdir, rmdir, mount, and whole-file helpers.
 
 use crate::sys::{nr, Errno};
 use crate::syscall;
@@ -9,6 +9,7 @@ pub const AT_FDCWD: isize = -100;
 /// open flags (arm64 values).
 pub const O_RDONLY: usize = 0;
 pub const O_WRONLY: usize = 1;
+pub const O_RDWR: usize = 2;
 pub const O_DIRECTORY: usize = 0o40000;
 pub const O_CLOEXEC: usize = 0o2000000;
 
@@ -26,6 +27,21 @@ pub fn read(fd: usize, buf: &mut [u8]) -> Result<usize, Errno> {
 pub fn pread(fd: usize, buf: &mut [u8], off: usize) -> Result<usize, Errno> {
     // SAFETY: the kernel writes at most buf.len() bytes into buf.
     unsafe { syscall!(nr::PREAD64, fd, buf.as_mut_ptr(), buf.len(), off) }
+}
+
+/// lseek whence: from the start of the file.
+pub const SEEK_SET: usize = 0;
+
+/// lseek: the new position.
+pub fn lseek(fd: usize, off: usize, whence: usize) -> Result<usize, Errno> {
+    // SAFETY: no memory arguments.
+    unsafe { syscall!(nr::LSEEK, fd, off, whence) }
+}
+
+/// pwrite64: write at byte offset `off` without moving the file position.
+pub fn pwrite(fd: usize, buf: &[u8], off: usize) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads at most buf.len() bytes from buf.
+    unsafe { syscall!(nr::PWRITE64, fd, buf.as_ptr(), buf.len(), off) }
 }
 
 pub fn write(fd: usize, buf: &[u8]) -> Result<usize, Errno> {

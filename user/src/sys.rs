@@ -16,12 +16,13 @@ pub mod nr {
     pub const OPENAT: usize = 56;
     pub const CLOSE: usize = 57;
     pub const PIPE2: usize = 59;
-    pub const READ: usize = 63;
     pub const LSEEK: usize = 62;
+    pub const READ: usize = 63;
     pub const PPOLL: usize = 73;
     pub const VMSPLICE: usize = 75;
     pub const WRITE: usize = 64;
     pub const PREAD64: usize = 67;
+    pub const PWRITE64: usize = 68;
     pub const EXIT: usize = 93;
     pub const EXIT_GROUP: usize = 94;
     pub const SET_TID_ADDRESS: usize = 96;
@@ -128,7 +129,7 @@ errnos! {
     EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, E2BIG = 7, ENOEXEC = 8,
     EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EACCES = 13, EFAULT = 14,
     EBUSY = 16, EEXIST = 17, ENODEV = 19, ENOTDIR = 20, EISDIR = 21, EINVAL = 22,
-    EMFILE = 24, ENOSPC = 28, EROFS = 30, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38,
+    EMFILE = 24, ENOSPC = 28, ESPIPE = 29, EROFS = 30, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38,
     EOPNOTSUPP = 95,
 }
 

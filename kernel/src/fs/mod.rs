@@ -15,7 +15,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use crate::arch::aarch64::uaccess::USER_END;
 use crate::mm::addr::PAGE_SHIFT;
+use crate::mm::fault::Transfer;
+use procfs::MemFile;
 
 use crate::uapi::Errno;
 use crate::uapi::*;
@@ -110,6 +113,11 @@ static NODES: &[Node] = &[
     },
     Node {
         path: KPAGEFLAGS,
+        render: Some(String::new),
+        write: None,
+    },
+    Node {
+        path: MEM,
         render: Some(String::new),
         write: None,
     },
@@ -227,6 +235,7 @@ enum Writes {
 impl Access {
     pub fn of(t: &Target) -> Self {
         let writes = match t {
+            Target::Node(n) if n.path == MEM => Writes::Node { writable: true },
             Target::Node(n) if !n.is_dir() => Writes::Node {
                 writable: n.write.is_some(),
             },
@@ -249,6 +258,10 @@ impl Access {
             File::Words { .. } => Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: false },
+            },
+            File::Mem { .. } => Access {
+                mode: f.mode(),
+                writes: Writes::Node { writable: true },
             },
             File::Ram {
                 data, mode, name, ..
@@ -325,6 +338,9 @@ pub enum File {
         table: WordTable,
         pos: usize,
     },
+    /// /proc/self/mem: the opener's address space, read and written at `pos`, a
+    /// virtual address (`procfs::MemFile`).
+    Mem(MemFile),
     Stream(Arc<dyn Stream>),
     Node {
         node: &'static Node,
@@ -444,6 +460,7 @@ impl Files {
             return Err(ENOTDIR);
         }
         let file = match target {
+            Target::Node(node) if node.path == MEM => File::Mem(MemFile::open(writable)?),
             Target::Node(node) if writable && node.write.is_none() => return Err(EACCES),
             Target::Node(node) if node.path == PAGEMAP => File::Words {
                 table: WordTable::Pagemap,
@@ -484,6 +501,7 @@ impl File {
         match self {
             File::Console => Ok(0),
             File::Words { table, pos } => procfs::read_words(*table, pos, buf),
+            File::Mem(m) => m.access(Transfer::Read(buf)),
             File::Stream(_) => Err(EINVAL),
             File::Node { node, .. } if node.is_dir() => Err(EISDIR),
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
@@ -515,6 +533,7 @@ impl File {
         match self {
             File::Console | File::Stream(_) => None,
             File::Words { table, pos } => Some((table.len(), pos)),
+            File::Mem(m) => Some((USER_END, &mut m.pos)),
             File::Node { data, pos, .. } => Some((data.len(), pos)),
             File::Ram { data, pos, .. } => Some((data.len(), pos)),
         }
@@ -530,6 +549,7 @@ impl File {
                 }
                 Ok(bytes.len())
             }
+            File::Mem(m) => m.access(Transfer::Write(bytes)),
             File::Node {
                 writable: false, ..
             }
@@ -549,6 +569,7 @@ impl File {
         match self {
             File::Console => 0o020620,
             File::Words { .. } => 0o100444,
+            File::Mem(_) => MEM_MODE,
             File::Stream(s) => s.mode(),
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
@@ -557,7 +578,11 @@ impl File {
 
     pub fn size(&self) -> usize {
         match self {
-            File::Console | File::Node { .. } | File::Words { .. } | File::Stream(_) => 0,
+            File::Console
+            | File::Node { .. }
+            | File::Words { .. }
+            | File::Mem(_)
+            | File::Stream(_) => 0,
             File::Ram { data, .. } => data.len(),
         }
     }
@@ -575,7 +600,7 @@ impl File {
         match self {
             File::Console => O_RDWR,
             File::Stream(s) => s.status(),
-            File::Node { writable, .. } => {
+            File::Node { writable, .. } | File::Mem(MemFile { writable, .. }) => {
                 if *writable {
                     O_RDWR
                 } else {
@@ -647,6 +672,9 @@ pub enum WordTable {
 
 const PAGEMAP: &str = "/proc/self/pagemap";
 const KPAGEFLAGS: &str = "/proc/kpageflags";
+const MEM: &str = "/proc/self/mem";
+/// /proc/self/mem is readable and writable by its owner only, as Linux's.
+const MEM_MODE: u32 = 0o100600;
 const WORD: usize = 8;
 
 impl WordTable {
@@ -654,7 +682,7 @@ impl WordTable {
     /// 48-bit physical one.
     fn len(self) -> usize {
         match self {
-            WordTable::Pagemap => (crate::arch::aarch64::uaccess::USER_END >> PAGE_SHIFT) * WORD,
+            WordTable::Pagemap => (USER_END >> PAGE_SHIFT) * WORD,
             WordTable::Kpageflags => ((1usize << 48) >> PAGE_SHIFT) * WORD,
         }
     }
@@ -675,6 +703,9 @@ fn read_at(data: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
 }
 
 pub fn node_mode(node: &Node) -> u32 {
+    if node.path == MEM {
+        return MEM_MODE;
+    }
     match (node.is_dir(), node.write.is_some()) {
         (true, _) => 0o040555,
         (false, true) => 0o100644,

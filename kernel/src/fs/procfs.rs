@@ -3,7 +3,8 @@
 //! smaps_rollup and status (`mm::report`), meminfo, the vm sysctls, and the CPU lists
 //! (`/sys/devices/system/cpu/{online,possible,present}`, /proc/cpuinfo, /proc/stat) from
 //! which glibc's `sysconf(_SC_NPROCESSORS_ONLN)` counts CPUs; and the reads of
-//! /proc/self/pagemap and /proc/kpageflags (`File::Words`), generated per read.
+//! /proc/self/pagemap and /proc/kpageflags (`File::Words`), generated per read; and
+//! /proc/self/mem (`MemFile`), the opener's memory at the file position.
 
 use alloc::string::String;
 use core::fmt::Write;
@@ -11,9 +12,12 @@ use core::fmt::Write;
 use super::{Node, WordTable, WORD};
 use crate::mm::addr::PAGE_SHIFT;
 use crate::mm::aspace::Mm;
+use crate::mm::fault::Transfer;
 use crate::mm::mthp;
+use crate::mm::{PhysAddr, VirtAddr};
 use crate::percpu;
-use crate::uapi::{Errno, EINVAL};
+use crate::proc::task::Pid;
+use crate::uapi::{Errno, EINVAL, EIO, ENOENT};
 
 /// `f(mm)` of the calling process, or nothing for a kernel thread.
 fn with_mm(f: fn(&Mm) -> String) -> String {
@@ -132,6 +136,60 @@ pub(super) fn read_words(
     }
     *pos += n * WORD;
     Ok(n * WORD)
+}
+
+/// An open /proc/self/mem: the opener's address space (its pid and the root of its
+/// tables, which identifies one address space among the live ones), as Linux's
+/// file keeps the `mm` it was opened on: a descriptor inherited by fork still
+/// reaches the opener's memory; once that address space is gone (exit, exec) it
+/// reads and writes nothing (unless a later exec of the same process happens to get
+/// the same frame for its root table: the identity is of live address spaces only).
+#[derive(Clone)]
+pub struct MemFile {
+    pub pos: usize,
+    pub writable: bool,
+    owner: Pid,
+    root: PhysAddr,
+}
+
+impl MemFile {
+    /// Open the caller's own memory (a kernel thread has none: ENOENT).
+    pub fn open(writable: bool) -> Result<Self, Errno> {
+        let t = crate::proc::sched::me();
+        let root = t.mm.lock().as_ref().ok_or(ENOENT)?.tables.root();
+        Ok(MemFile {
+            pos: 0,
+            writable,
+            owner: t.pid,
+            root,
+        })
+    }
+
+    /// Read or write at `pos` through the owner's page tables as a debugger does
+    /// (`Mm::access_forced`: faulting in, breaking copy-on-write for a write), then
+    /// advance `pos`: EIO if not a byte could be copied (no VMA there), a short count
+    /// at the end of the VMAs. `buf` is one chunk of the system call (a page at
+    /// most), so the owner's `Mm` lock, taken inside the files lock the caller holds
+    /// as for pagemap, is held for at most two pages.
+    pub fn access(&mut self, buf: Transfer<'_>) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let Some(task) = crate::proc::task::get(self.owner) else {
+            return Ok(0);
+        };
+        let mut mm = task.mm.lock();
+        let Some(mm) = mm.as_mut().filter(|mm| mm.tables.root() == self.root) else {
+            return Ok(0);
+        };
+        match mm.access_forced(VirtAddr(self.pos as u64), buf) {
+            0 => Err(EIO),
+            n => {
+                self.pos += n;
+                Ok(n)
+            }
+        }
+    }
 }
 
 /// A CPU list in Linux's cpulist format: `0` or `0-3`.

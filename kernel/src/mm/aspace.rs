@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! aspace.rs   Mm, the invariants below, shared helpers (batches, release)
-//! fault.rs    a fault: classify, demand-zero mTHP folios, populate
+//! fault.rs    a fault: classify, demand-zero mTHP folios, populate; a debugger's access
 //! cow.rs      a write to a shared folio: whole-folio reuse, page or folio copy
 //! map.rs      mmap, munmap, mprotect, madvise, mincore, brk
 //! fork.rs     the child's copy

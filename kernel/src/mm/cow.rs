@@ -4,7 +4,9 @@
 //! make-writable, no copy, no split, blocks stay folded. (2) Otherwise it copies: the
 //! faulting 4 KiB page (the old folio is left partially mapped and queued for deferred
 //! split once nobody maps the page), or, with `cow=folio`, the whole folio into a new
-//! one of the same order.
+//! one of the same order. A forced write (a debugger's, through /proc/self/mem:
+//! `fault::access_forced`) to a read-only VMA takes the same path and leaves the entry
+//! read-only, as Linux's `wp_page_reuse`/`wp_page_copy` do through `maybe_mkwrite`.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,8 +22,9 @@ pub static COW_COPIES_FOLIO: AtomicBool = AtomicBool::new(false);
 
 impl<E: MmEnv> Mm<E> {
     /// A write fault on a read-only page of a writable VMA (shared since fork, or
-    /// write-protected by mprotect while shared), which maps `old` (the fault's walk
-    /// found it; the `Mm` lock keeps it mapped).
+    /// write-protected by mprotect while shared), or a forced write to a read-only
+    /// VMA, at a page which maps `old` (the fault's walk found it; the `Mm` lock keeps
+    /// it mapped). The new or reused entry is writable only if the VMA is.
     pub(super) fn copy_on_write(
         &mut self,
         page: VirtAddr,
@@ -45,7 +48,9 @@ impl<E: MmEnv> Mm<E> {
                 debug_assert!(f.mapped_exactly_once());
                 // Exclusive first: a writable entry maps an exclusive page.
                 f.set_exclusive(0, n, true);
-                self.tables.make_writable(base, n).map_err(map_error)?;
+                if vma.prot.write {
+                    self.tables.make_writable(base, n).map_err(map_error)?;
+                }
                 if f.is_large() {
                     mthp::stats(f.order())
                         .cow_reuse

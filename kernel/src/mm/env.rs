@@ -9,7 +9,8 @@ use super::PhysAddr;
 
 /// What an address space needs from the machine beyond what its page tables need
 /// (`PtEnv`): tables that own their ASID, and the contents of pages, which `mm` only
-/// ever zeroes, copies and fills (exec) through these. Frames and folios come from the
+/// ever zeroes, copies, fills (exec) and reads or writes for a debugger
+/// (/proc/self/mem) through these. Frames and folios come from the
 /// global frame allocator in both environments (`frame::frames`), so one physical
 /// address space holds tables and folios.
 pub trait MmEnv: PtEnv + Clone {
@@ -24,4 +25,6 @@ pub trait MmEnv: PtEnv + Clone {
     fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize);
     /// Store `data` at `pa`, inside one page the caller maps.
     fn write_page(&self, pa: PhysAddr, data: &[u8]);
+    /// Load `buf` from `pa`, inside one page the caller maps.
+    fn read_page(&self, pa: PhysAddr, buf: &mut [u8]);
 }

@@ -5,7 +5,8 @@
 //! VMA and is entirely unmapped, falling back one order at a time when allocation
 //! fails; the folio is mapped with one batched call (contiguous blocks from 64 KiB up,
 //! a PMD block for 2 MiB). Population (MAP_POPULATE, MADV_POPULATE_*) is faults in a
-//! row.
+//! row. A debugger's access (/proc/self/mem, `access_forced`) faults pages in whatever
+//! the VMA's protection, and breaks copy-on-write before it writes.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,7 +16,7 @@ use super::mthp;
 use super::pgtable::{FaultFix, MapError};
 use super::reclaim;
 use super::vma::{VmProt, Vma};
-use super::{VirtAddr, PAGE_SIZE};
+use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Which access faulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,5 +197,81 @@ impl<E: MmEnv> Mm<E> {
             done += n;
         }
         Ok(())
+    }
+
+    /// Copy between `buf` and this address space from `va` as a debugger does
+    /// (Linux's `access_remote_vm` with FOLL_FORCE, for /proc/self/mem), page by page:
+    /// any VMA may be read or written whatever its protection. Stops at the first page
+    /// outside every VMA (or one that cannot be allocated); returns the bytes copied.
+    pub fn access_forced(&mut self, va: VirtAddr, buf: Transfer<'_>) -> usize {
+        let len = buf.len();
+        let mut done = 0;
+        let mut buf = buf;
+        while done < len {
+            let Some(at) = va.as_u64().checked_add(done as u64).map(VirtAddr) else {
+                break;
+            };
+            let page = at.align_down(PAGE_SIZE);
+            let Ok(pa) = self.forced_page(page, buf.is_write()) else {
+                break;
+            };
+            let off = (at.as_u64() - page.as_u64()) as usize;
+            let n = (PAGE_SIZE - off).min(len - done);
+            match &mut buf {
+                Transfer::Read(b) => self.env().read_page(pa.add(off), &mut b[done..done + n]),
+                Transfer::Write(b) => self.env().write_page(pa.add(off), &b[done..done + n]),
+            }
+            done += n;
+        }
+        done
+    }
+
+    /// The frame of `page` for a forced access, faulted in (the VMA's mTHP orders, as
+    /// a fault; mapped as the VMA allows). For a write the page is first made
+    /// exclusive by the copy-on-write path unless it is (a writable entry maps an
+    /// exclusive page: *who may write a page*), its entry marked dirty where it is
+    /// writable, and its folio's lazyfree mark dropped: the data is wanted (Linux's
+    /// `set_page_dirty_lock` after the write).
+    fn forced_page(&mut self, page: VirtAddr, write: bool) -> Result<PhysAddr, FaultError> {
+        let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
+        if self.tables.get(page).is_none() {
+            self.anon_fault(page, vma, mthp::POLICY.allowed_orders(vma.huge), false)?;
+        }
+        let leaf = self.tables.get(page).expect("just mapped");
+        let mut pa = leaf.pa_of(page);
+        if !write {
+            return Ok(pa);
+        }
+        if leaf.pte.is_writable() {
+            self.tables.write_fault(page);
+        } else if folio::anon_exclusive(pa) != Some(true) {
+            self.copy_on_write(page, pa, vma)?;
+            pa = self.tables.get(page).expect("copied").pa_of(page);
+        }
+        Folio::lock(pa).set_lazyfree(false);
+        Ok(pa)
+    }
+}
+
+/// The direction and buffer of a forced access (`Mm::access_forced`).
+pub enum Transfer<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+}
+
+impl Transfer<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Transfer::Read(b) => b.len(),
+            Transfer::Write(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn is_write(&self) -> bool {
+        matches!(self, Transfer::Write(_))
     }
 }

@@ -200,6 +200,16 @@ impl MmEnv for HostMm {
             write_byte(pa.add(i), b);
         }
     }
+
+    fn read_page(&self, pa: PhysAddr, buf: &mut [u8]) {
+        assert!(
+            pa.offset_from(pa.align_down(PAGE_SIZE)) + buf.len() <= PAGE_SIZE,
+            "read_page crosses a page"
+        );
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = read_byte(pa.add(i));
+        }
+    }
 }
 
 const _: () = assert!(PTRS_PER_TABLE == WORDS_PER_PAGE);

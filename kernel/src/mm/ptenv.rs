@@ -442,4 +442,20 @@ impl MmEnv for KernelPt {
             )
         };
     }
+
+    fn read_page(&self, pa: PhysAddr, buf: &mut [u8]) {
+        assert!(
+            pa.offset_from(pa.align_down(PAGE_SIZE)) + buf.len() <= PAGE_SIZE,
+            "read_page crosses a page"
+        );
+        // SAFETY: `pa..pa + len` lies in one frame the caller's address space maps,
+        // read through the linear map.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(pa).as_ptr::<u8>(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+    }
 }

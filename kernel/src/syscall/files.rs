@@ -1,4 +1,4 @@
-//! read, write, readv, writev, pread64, openat, close, lseek, fstat, newfstatat, faccessat,
+//! read, write, readv, writev, pread64, pwrite64, openat, close, lseek, fstat, newfstatat, faccessat,
 //! ioctl, readlinkat, mkdirat, getdents64: the console and the pseudo-filesystem (`fs`).
 
 use alloc::string::String;
@@ -65,6 +65,19 @@ pub fn read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     Ok(n as u64)
 }
 
+/// `op` on `f` with its position at `off`, the position restored afterwards (pread64,
+/// pwrite64).
+fn at_offset<R>(f: &mut File, off: usize, op: impl FnOnce(&mut File) -> R) -> R {
+    let saved = f
+        .seekable()
+        .map_or(0, |(_, pos)| core::mem::replace(pos, off));
+    let r = op(f);
+    if let Some((_, pos)) = f.seekable() {
+        *pos = saved;
+    }
+    r
+}
+
 /// read at offset `off`, leaving the file's position as it was: ESPIPE for the
 /// console, EINVAL for a negative offset (Linux's ksys_pread64).
 pub fn pread64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
@@ -79,24 +92,21 @@ pub fn pread64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
         return Ok(0);
     }
     let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
-    let n = with_file(fd, |f| {
-        let saved = f
-            .seekable()
-            .map_or(0, |(_, pos)| core::mem::replace(pos, off as usize));
-        let r = f.read(&mut kbuf);
-        if let Some((_, pos)) = f.seekable() {
-            *pos = saved;
-        }
-        r
-    })?;
+    let n = with_file(fd, |f| at_offset(f, off as usize, |f| f.read(&mut kbuf)))?;
     copy_to_user(buf as usize, &kbuf[..n]).map_err(|_| EFAULT)?;
     Ok(n as u64)
 }
 
-pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
-    if let Some(s) = with_file(fd, |f| Ok(f.stream()))? {
-        return s.write(buf, count);
-    }
+/// Copy `count` bytes from the user buffer `buf` to file `fd` in bounded chunks, each
+/// stored by `put(file, chunk, bytes already written)`: EFAULT for a buffer outside
+/// user space; a short store (the end of /proc/self/mem's VMAs) ends the call with
+/// the bytes written, and so does an error once some were written (`partial`).
+fn write_chunks(
+    fd: u64,
+    buf: u64,
+    count: u64,
+    mut put: impl FnMut(&mut File, &[u8], usize) -> Result<usize, Errno>,
+) -> Result<u64, Errno> {
     if !is_user_range(buf as usize, count as usize) {
         return Err(EFAULT);
     }
@@ -104,12 +114,48 @@ pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
     while done < count as usize {
         let n = (count as usize - done).min(CHUNK);
-        if copy_from_user(&mut kbuf[..n], buf as usize + done).is_err() {
-            return partial(done, EFAULT);
+        let r = copy_from_user(&mut kbuf[..n], buf as usize + done)
+            .map_err(|_| EFAULT)
+            .and_then(|()| with_file(fd, |f| put(f, &kbuf[..n], done)));
+        match r {
+            Ok(w) => {
+                done += w;
+                if w < n {
+                    break;
+                }
+            }
+            Err(e) => return partial(done, e),
         }
-        done += with_file(fd, |f| f.write(&kbuf[..n]))?;
     }
     Ok(done as u64)
+}
+
+/// write at offset `off`, leaving the file's position as it was, in Linux's order
+/// (ksys_pwrite64, vfs_write): EINVAL for a negative offset, EBADF, ESPIPE for the
+/// console, EBADF unless open for writing, then the buffer (`write_chunks`).
+pub fn pwrite64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
+    if (off as i64) < 0 {
+        return Err(EINVAL);
+    }
+    with_file(fd, |f| {
+        if f.seekable().is_none() {
+            Err(ESPIPE)
+        } else if f.status() & fs::O_ACCMODE == 0 {
+            Err(EBADF)
+        } else {
+            Ok(())
+        }
+    })?;
+    write_chunks(fd, buf, count, |f, bytes, done| {
+        at_offset(f, off as usize + done, |f| f.write(bytes))
+    })
+}
+
+pub fn write(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
+    if let Some(s) = with_file(fd, |f| Ok(f.stream()))? {
+        return s.write(buf, count);
+    }
+    write_chunks(fd, buf, count, |f, bytes, _| f.write(bytes))
 }
 
 #[derive(Clone, Copy, Default)]

@@ -69,6 +69,7 @@ mod imp {
             SYS_VMSPLICE => pipe::vmsplice(a[0], a[1], a[2], a[3]),
             SYS_LSEEK => files::lseek(a[0], a[1], a[2]),
             SYS_PREAD64 => files::pread64(a[0], a[1], a[2], a[3]),
+            SYS_PWRITE64 => files::pwrite64(a[0], a[1], a[2], a[3]),
             SYS_NEWFSTATAT => files::newfstatat(a[0], a[1], a[2], a[3]),
             SYS_FSTAT => files::fstat(a[0], a[1]),
             SYS_IOCTL => files::ioctl(a[0], a[1], a[2]),

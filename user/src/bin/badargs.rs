@@ -94,6 +94,20 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("read_len_max",        EFAULT,      |e| sys!(nr::READ, e.fd, e.buf, usize::MAX)),
     ("read_misaligned",     Want::Ok(3), |e| sys!(nr::READ, e.fd, e.buf + 1, 3)),
     ("read_bad_fd",         EBADF,       |e| sys!(nr::READ, 999, e.buf, 1)),
+    // pwrite64 in Linux's order: a negative offset before the descriptor, ESPIPE for
+    // the console, EBADF for a file open read-only, then the buffer; /proc/self/mem
+    // (open read-write) at an address no VMA covers is EIO.
+    ("pwrite64_negative_offset", EINVAL, |e| sys!(nr::PWRITE64, 999, e.buf, 1, -1isize)),
+    ("pwrite64_bad_fd",     EBADF,       |e| sys!(nr::PWRITE64, 999, e.buf, 1, 0)),
+    ("pwrite64_console",    Want::Err(Errno::ESPIPE), |e| sys!(nr::PWRITE64, 1, e.buf, 1, 0)),
+    ("pwrite64_read_only",  EBADF,       |e| sys!(nr::PWRITE64, e.fd, e.buf, 1, 0)),
+    ("pwrite64_kernel_buf", EFAULT,      |e| pwrite_mem(KERNEL, 8, e.buf)),
+    ("pwrite64_hole_buf",   EFAULT,      |e| pwrite_mem(e.hole, 8, e.buf)),
+    ("pwrite64_len_max",    EFAULT,      |e| pwrite_mem(e.buf, usize::MAX, e.buf)),
+    ("pwrite64_len0",       Want::Ok(0), |e| pwrite_mem(e.buf, 0, e.hole)),
+    ("pwrite64_mem_hole",   Want::Err(Errno::EIO), |e| pwrite_mem(e.buf, 8, e.hole)),
+    ("pwrite64_mem_into_hole", Want::Ok(8), |e| pwrite_mem(e.buf, 16, e.hole - 8)),
+    ("pwrite64_mem_offset_overflow", Want::Err(Errno::EIO), |e| pwrite_mem(e.buf, 16, i64::MAX as usize - 8)),
     ("clock_gettime_kernel", EFAULT,     |_| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, KERNEL)),
     ("clock_gettime_low",   EFAULT,      |_| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, LOW)),
     ("clock_gettime_hole",  EFAULT,      |e| sys!(nr::CLOCK_GETTIME, CLOCK_MONOTONIC, e.hole)),
@@ -262,6 +276,7 @@ const ROWS: &[(&str, Want, Call)] = &[
 ];
 
 fn main(args: &rt::Args) -> i32 {
+    rt::thp::mount_pseudo_fs();
     let mut t = Suite::new("badargs");
     let env = match setup(args) {
         Ok(env) => env,
@@ -370,6 +385,20 @@ fn open(path: usize) -> Result<usize, Errno> {
     if let Ok(fd) = r {
         let _ = fs::close(fd);
     }
+    r
+}
+
+/// pwrite64 of `len` bytes from `buf` to this process's address `at` through
+/// /proc/self/mem (open read-write, so that the buffer and offset checks are reached).
+fn pwrite_mem(buf: usize, len: usize, at: usize) -> Result<usize, Errno> {
+    let fd = fs::openat(
+        fs::AT_FDCWD,
+        c"/proc/self/mem",
+        fs::O_RDWR | fs::O_CLOEXEC,
+        0,
+    )?;
+    let r = sys!(nr::PWRITE64, fd, buf, len, at);
+    let _ = fs::close(fd);
     r
 }
 

@@ -3,17 +3,19 @@
 //! (`scripts/linux.sh -- procfs`): the transparent_hugepage knobs, /proc/self/pagemap
 //! (read with pread, one 8-byte entry per page: present, frame number, mapped
 //! exclusively), /proc/kpageflags (anonymous, mapped, THP head and tail), maps, smaps (every field Linux prints, Pss and sharing after fork),
-//! smaps_rollup, status, meminfo, the vm sysctls, and the CPU lists glibc counts.
+//! smaps_rollup, status, meminfo, the vm sysctls, the CPU lists glibc counts, and
+//! /proc/self/mem (reads, and writes that break copy-on-write of read-only pages).
 #![no_std]
 #![no_main]
 
 use core::ffi::CStr;
 
-use rt::fs::{self, AT_FDCWD, O_CLOEXEC, O_RDONLY};
+use rt::fs::{self, AT_FDCWD, O_CLOEXEC, O_RDONLY, O_RDWR, SEEK_SET};
 use rt::mm::*;
 use rt::proc;
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::text::Text;
+use rt::thp::{self, Policy};
 use rt::{ensure, Errno};
 
 rt::entry!(main);
@@ -38,6 +40,9 @@ fn main(_args: &rt::Args) -> i32 {
     t.run("meminfo", meminfo);
     t.run("vm_sysctls", vm_sysctls);
     t.run("cpu_lists_agree", cpu_lists_agree);
+    t.run("mem_reads_own_memory", mem_reads_own_memory);
+    t.run("mem_writes_after_fork", mem_writes_after_fork);
+    t.run("mem_writes_64k_folio", mem_writes_64k_folio);
     t.finish()
 }
 
@@ -570,6 +575,271 @@ fn cpu_lists_agree() -> Outcome {
     ensure!(
         procs == online,
         "/proc/cpuinfo: {procs} processors, online {online}"
+    );
+    Ok(())
+}
+
+/// /proc/self/mem opened with `flags`.
+fn open_mem(flags: usize) -> Result<usize, Fail> {
+    fs::openat(AT_FDCWD, c"/proc/self/mem", flags | O_CLOEXEC, 0).ctx("open /proc/self/mem")
+}
+
+/// Whether /proc/self/mem accesses with FOLL_FORCE (reads of PROT_NONE pages, writes
+/// to read-only ones): always on contkernel and by Linux's default
+/// (`proc_mem.force_override=always`, as Linux 6.12 here); Debian's Linux 7.3 is
+/// built to force only for a ptrace parent, so there such writes are EIO.
+fn mem_forces() -> Result<bool, Fail> {
+    if thp::on_contkernel() {
+        return Ok(true);
+    }
+    let r = Region::anon(PAGE, PROT_READ, 0).ctx("mmap")?;
+    let fd = open_mem(O_RDWR)?;
+    let n = fs::pwrite(fd, b"x", r.addr);
+    let _ = fs::close(fd);
+    match n {
+        Ok(1) => Ok(true),
+        Err(Errno::EIO) => Ok(false),
+        n => Err(Fail::new(format_args!(
+            "probe write to a read-only page: {n:?}"
+        ))),
+    }
+}
+
+/// The byte the tests below store at offset `i`.
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// Reads of the process's own memory: pread at an address (across a page boundary,
+/// of a PROT_NONE page too where the access is forced: `mem_forces`), lseek + read;
+/// a read running into an unmapped page returns the bytes before it, one at an
+/// unmapped address is EIO, a length up to the top of user space returns what is
+/// mapped, and an address with the top bit set is a negative offset (EINVAL).
+fn mem_reads_own_memory() -> Outcome {
+    let r = Region::anon_aligned(2 * PAGE, PAGE, RW).ctx("mmap")?;
+    for i in 0..2 * PAGE {
+        r.store(i, pattern(i));
+    }
+    let none = Region::anon_aligned(PAGE, PAGE, RW).ctx("mmap")?;
+    none.store(5, 0x5a);
+    none.protect(0, PAGE, PROT_NONE).ctx("mprotect")?;
+    let out = Region::anon(2 * PAGE, RW, 0).ctx("mmap")?;
+    let fd = open_mem(O_RDONLY)?;
+    let mut b = [0u8; 16];
+    let across = fs::pread(fd, &mut b, r.addr + PAGE - 8);
+    let across_ok = b
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == pattern(PAGE - 8 + i));
+    let into_hole = fs::pread(fd, &mut b, r.addr + 2 * PAGE - 8);
+    let hole = fs::pread(fd, &mut b, r.addr + 2 * PAGE);
+    let low = fs::pread(fd, &mut b, 0x10);
+    let negative = fs::pread(fd, &mut b, 0xffff_0000_4000_0000);
+    let prot_none = fs::pread(fd, &mut b[..1], none.addr + 5).map(|n| (n, b[0]));
+    // Up to the top of user space (both kernels' 48-bit TASK_SIZE).
+    let huge_len = (1usize << 48) - out.addr;
+    // SAFETY: the kernel writes at most what is mapped from r.addr + PAGE (one
+    // page) into `out`, two pages; the rest of the length is never reached.
+    let huge = unsafe { rt::syscall!(rt::sys::nr::PREAD64, fd, out.addr, huge_len, r.addr + PAGE) };
+    let huge_ok = (0..PAGE).all(|i| out.load(i) == pattern(PAGE + i));
+    let seek = fs::lseek(fd, r.addr + 100, SEEK_SET);
+    let (first, second) = (fs::read(fd, &mut b[..4]), fs::read(fd, &mut b[4..8]));
+    let seek_ok = b[..8]
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == pattern(100 + i));
+    let _ = fs::close(fd);
+    let checks = [
+        ("across a page boundary", across, Ok(16)),
+        ("into a hole", into_hole, Ok(8)),
+        ("at a hole", hole, Err(Errno::EIO)),
+        ("at 0x10", low, Err(Errno::EIO)),
+        ("at a kernel address", negative, Err(Errno::EINVAL)),
+        ("huge length from the last page", huge, Ok(PAGE)),
+        ("lseek", seek, Ok(r.addr + 100)),
+        ("read after lseek", first, Ok(4)),
+        ("read after read", second, Ok(4)),
+    ];
+    for (what, got, want) in checks {
+        ensure!(got == want, "{what}: {got:?}, want {want:?}");
+    }
+    ensure!(across_ok, "bytes across the page boundary differ");
+    ensure!(huge_ok, "bytes of the huge read differ");
+    ensure!(seek_ok, "bytes read after lseek differ");
+    let want = if mem_forces()? {
+        Ok((1, 0x5a))
+    } else {
+        Err(Errno::EIO)
+    };
+    ensure!(
+        prot_none == want,
+        "PROT_NONE page: {prot_none:?}, want {want:?}"
+    );
+    Ok(())
+}
+
+/// The permissions /proc/self/maps gives the mapping at `addr`.
+fn maps_perms(addr: usize) -> Result<Text<8>, Fail> {
+    let mut buf = [0u8; 8192];
+    let text = read_text("/proc/self/maps", &mut buf)?;
+    let line = vma_block(text, addr)?.lines().next().unwrap_or("");
+    let perms = line.split(' ').nth(1).unwrap_or("");
+    Ok(Text::from_fmt(format_args!("{perms}")))
+}
+
+/// A write through /proc/self/mem to a private page shared since fork, writable or
+/// read-only, gives the writer its own copy (the mapping keeps its permissions, the
+/// page becomes exclusive) and never shows in the other process: the child writing,
+/// the parent writing while the child lives, and a child writing through a
+/// descriptor its parent opened, which reaches the parent's memory as on Linux.
+/// Where the access is not forced (`mem_forces`) a read-only page is refused (EIO).
+fn mem_writes_after_fork() -> Outcome {
+    mem_writes_after_fork_to(RW, "rw-p")?;
+    if mem_forces()? {
+        return mem_writes_after_fork_to(PROT_READ, "r--p");
+    }
+    let r = Region::anon(PAGE, PROT_READ, 0).ctx("mmap")?;
+    let fd = open_mem(O_RDWR)?;
+    let n = fs::pwrite(fd, b"x", r.addr);
+    let _ = fs::close(fd);
+    ensure!(
+        n == Err(Errno::EIO) && r.load(0) == 0,
+        "unforced write: {n:?}"
+    );
+    Ok(())
+}
+
+fn mem_writes_after_fork_to(prot: usize, perms: &'static str) -> Outcome {
+    let r = Region::anon_aligned(PAGE, PAGE, RW).ctx("mmap")?;
+    r.advise(0, PAGE, MADV_NOHUGEPAGE).ctx("madvise")?;
+    r.store(0, b'A');
+    r.protect(0, PAGE, prot).ctx("mprotect")?;
+    let s = proc::fork_wait(|| {
+        let Ok(fd) = open_mem(O_RDWR) else {
+            return 1;
+        };
+        let n = fs::pwrite(fd, b"C", r.addr);
+        let _ = fs::close(fd);
+        if n != Ok(1) || r.load(0) != b'C' {
+            return 2;
+        }
+        if maps_perms(r.addr).ok().as_ref().map(Text::as_str) != Some(perms) {
+            return 3;
+        }
+        match pagemap(r.addr) {
+            Ok(e) if e & PM_MMAP_EXCLUSIVE != 0 => 0,
+            _ => 4,
+        }
+    })
+    .ctx("fork/wait4")?;
+    ensure!(
+        s.exited() && s.exit_status() == 0,
+        "{perms}: child {s} (2: write lost, 3: permissions changed, 4: copy not exclusive)"
+    );
+    ensure!(r.load(0) == b'A', "the child's write shows in the parent");
+
+    // The child stores to its page (where writable) while the parent's write breaks
+    // copy-on-write of the same page on another CPU.
+    let writable = prot & PROT_WRITE != 0;
+    let child = proc::spawn(|| {
+        let before = r.load(0);
+        for _ in 0..64 {
+            if writable {
+                r.store(1, b'c');
+            }
+            let _ = rt::time::sched_yield();
+        }
+        let _ = rt::time::nanosleep(&rt::time::Timespec {
+            sec: 0,
+            nsec: 50_000_000,
+        });
+        i32::from(before != b'A' || r.load(0) != b'A' || (writable && r.load(1) != b'c'))
+    })
+    .ctx("fork")?;
+    let fd = open_mem(O_RDWR)?;
+    let n = fs::pwrite(fd, b"P", r.addr);
+    let s = proc::wait(child).ctx("wait4")?;
+    ensure!(n == Ok(1) && r.load(0) == b'P', "parent's write: {n:?}");
+    ensure!(r.load(1) == 0, "the child's store shows in the parent");
+    ensure!(
+        s.exited() && s.exit_status() == 0,
+        "the parent's write shows in the child ({s})"
+    );
+
+    let s = proc::fork_wait(|| {
+        let n = fs::pwrite(fd, b"I", r.addr);
+        i32::from(n != Ok(1) || r.load(0) != b'P')
+    })
+    .ctx("fork/wait4")?;
+    let _ = fs::close(fd);
+    ensure!(
+        s.exited() && s.exit_status() == 0,
+        "child writing through the parent's descriptor: {s}"
+    );
+    ensure!(
+        r.load(0) == b'I',
+        "the parent's memory did not get the write"
+    );
+    Ok(())
+}
+
+/// A 64 KiB folio (mTHP on, 64 KiB only) written through /proc/self/mem across a page
+/// boundary in its middle keeps every other byte: while writable, and shared after
+/// fork (read-only where the access is forced: `mem_forces`), where the child's
+/// write stays in the child.
+fn mem_writes_64k_folio() -> Outcome {
+    const FOLIO: usize = 64 << 10;
+    let saved = Policy::save()?;
+    let result = mem_writes_64k_folio_with_policy(FOLIO);
+    saved.restore()?;
+    result
+}
+
+fn mem_writes_64k_folio_with_policy(folio: usize) -> Outcome {
+    thp::only(64)?;
+    let r = Region::anon_aligned(folio, folio, RW).ctx("mmap")?;
+    for i in 0..folio {
+        r.store(i, pattern(i));
+    }
+    let at = folio / 2 - 3;
+    let fd = open_mem(O_RDWR)?;
+    let n = fs::pwrite(fd, b"abcdef", r.addr + at);
+    let _ = fs::close(fd);
+    ensure!(n == Ok(6), "pwrite: {n:?}");
+    let want = |i: usize| match i.checked_sub(at) {
+        Some(k) if k < 6 => b"abcdef"[k],
+        _ => pattern(i),
+    };
+    ensure!(
+        (0..folio).all(|i| r.load(i) == want(i)),
+        "the writable folio differs after the write"
+    );
+    if mem_forces()? {
+        r.protect(0, folio, PROT_READ).ctx("mprotect")?;
+    }
+    let s = proc::fork_wait(|| {
+        let Ok(fd) = open_mem(O_RDWR) else {
+            return 1;
+        };
+        let n = fs::pwrite(fd, b"ZYXWVU", r.addr + at);
+        let _ = fs::close(fd);
+        if n != Ok(6) {
+            return 2;
+        }
+        let theirs = |i: usize| match i.checked_sub(at) {
+            Some(k) if k < 6 => b"ZYXWVU"[k],
+            _ => want(i),
+        };
+        i32::from((0..folio).any(|i| r.load(i) != theirs(i))) * 3
+    })
+    .ctx("fork/wait4")?;
+    ensure!(
+        s.exited() && s.exit_status() == 0,
+        "child {s} (2: pwrite failed, 3: the child's folio differs)"
+    );
+    ensure!(
+        (0..folio).all(|i| r.load(i) == want(i)),
+        "the child's write shows in the parent's folio"
     );
     Ok(())
 }

@@ -14,8 +14,10 @@
 //! * `regress.rs`: one sequence per class of bug the properties find;
 //! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits;
 //! * `counts.rs`: folio-level counts (entire map count, exclusivity override);
-//! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard).
+//! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard);
+//! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem).
 
+mod access;
 mod collapse;
 mod counts;
 mod lazyfree;
@@ -32,7 +34,7 @@ use std::vec::Vec;
 
 use super::aspace::Mm;
 use super::cow::COW_COPIES_FOLIO;
-use super::fault::{Access, FaultError};
+use super::fault::{Access, FaultError, Transfer};
 use super::frame::frames;
 use super::host::{self, HostMm};
 use super::mthp::{self, SizeSetting, TopSetting};
@@ -121,6 +123,19 @@ pub enum Op {
     },
     /// A load of one byte at EL0, compared with the shadow.
     Read {
+        mm: usize,
+        at: At,
+        byte: usize,
+    },
+    /// A debugger's store of one byte (/proc/self/mem, `Mm::access_forced`): done in
+    /// any VMA whatever its protection, never seen by another address space.
+    ForceWrite {
+        mm: usize,
+        at: At,
+        byte: usize,
+    },
+    /// A debugger's load of one byte, compared with the shadow.
+    ForceRead {
         mm: usize,
         at: At,
         byte: usize,
@@ -346,6 +361,61 @@ impl World {
                     return Err(format!(
                         "mm{}: read {got:x?} at {:#x}, want {want:#x}",
                         p.id,
+                        va.as_u64()
+                    ));
+                }
+            }
+            Op::ForceWrite { mm, at, byte } => {
+                let i = mm % live;
+                let va = self.resolve(i, at).add(byte % PAGE_SIZE);
+                let p = &mut self.procs[i];
+                let in_vma = p.mm.vmas.find(va).is_some();
+                let n = p.mm.access_forced(va, Transfer::Write(&[value]));
+                self.log.push(format!(
+                    "mm{}: forced write {value:#x} at {:#x}: {n} byte",
+                    p.id,
+                    va.as_u64()
+                ));
+                if n != usize::from(in_vma) {
+                    return Err(format!(
+                        "mm{}: forced write of {n} bytes, VMA: {in_vma}",
+                        p.id
+                    ));
+                }
+                if n == 1 {
+                    p.shadow.insert(va.as_u64(), value);
+                    p.lazy.remove(&page_of(va.as_u64()));
+                }
+            }
+            Op::ForceRead { mm, at, byte } => {
+                let i = mm % live;
+                let va = self.resolve(i, at).add(byte % PAGE_SIZE);
+                let p = &mut self.procs[i];
+                let in_vma = p.mm.vmas.find(va).is_some();
+                let mut got = [0u8];
+                let n = p.mm.access_forced(va, Transfer::Read(&mut got));
+                let want = p.shadow.get(&va.as_u64()).copied().unwrap_or(0);
+                self.log.push(format!(
+                    "mm{}: forced read at {:#x}: {n} byte {:#x}",
+                    p.id,
+                    va.as_u64(),
+                    got[0]
+                ));
+                if n != usize::from(in_vma) {
+                    return Err(format!(
+                        "mm{}: forced read of {n} bytes, VMA: {in_vma}",
+                        p.id
+                    ));
+                }
+                let dropped =
+                    n == 1 && got[0] == 0 && want != 0 && p.lazy.contains(&page_of(va.as_u64()));
+                if dropped {
+                    self.forget_page(i, page_of(va.as_u64()));
+                } else if n == 1 && got[0] != want {
+                    return Err(format!(
+                        "mm{}: forced read {:#x} at {:#x}, want {want:#x}",
+                        p.id,
+                        got[0],
                         va.as_u64()
                     ));
                 }

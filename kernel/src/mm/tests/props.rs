@@ -86,6 +86,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(mm, page, align, pages, prot, populate)| Op::Mmap { mm, page, align, pages, prot, populate }),
         8 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::Write { mm, at, byte }),
         3 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::Read { mm, at, byte }),
+        2 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::ForceWrite { mm, at, byte }),
+        1 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::ForceRead { mm, at, byte }),
         2 => mm.clone().prop_map(|mm| Op::Fork { mm }),
         3 => (mm.clone(), at(), range_pages(), prot()).prop_map(|(mm, at, pages, prot)| Op::Mprotect { mm, at, pages, prot }),
         2 => (mm.clone(), at(), range_pages()).prop_map(|(mm, at, pages)| Op::Munmap { mm, at, pages }),
