@@ -421,38 +421,6 @@ impl Locked {
         self.refcount() == self.expected_refs() && self.total_mapcount() as usize == self.nr_pages()
     }
 
-    /// Exclusive to one mapping: not queued for deferred split, nothing holding a
-    /// reference beyond its entries, every page mapped exactly once and anon-exclusive
-    /// (what MADV_FREE and reclaim require of a folio they mark or discard). The head
-    /// is read once; the pages only when no folio-level state answers for them.
-    pub fn exclusive_once(&self) -> bool {
-        let head = self.meta(0);
-        let bits = head.flags();
-        let order = head.order();
-        let total = head.total_mapcount.load(Ordering::Acquire);
-        let held_once = bits & flags::DEFERRED == 0
-            && head.refcount.load(Ordering::Acquire) == total as u32
-            && total as usize == 1 << order;
-        if !held_once {
-            return false;
-        }
-        let exclusive = if bits & flags::ALL_EXCLUSIVE != 0 {
-            true
-        } else if bits & flags::ALL_SHARED != 0 {
-            false
-        } else {
-            self.metas(0, 1 << order)
-                .all(|m| m.test(flags::ANON_EXCLUSIVE))
-        };
-        // As many entries as pages: with an entire mapping each page has exactly it.
-        exclusive
-            && (order == 0
-                || self.meta(1).total_mapcount.load(Ordering::Acquire) > 0
-                || self
-                    .metas(0, 1 << order)
-                    .all(|m| m.mapcount.load(Ordering::Acquire) == 1))
-    }
-
     /// Set or clear the lazyfree mark; returns whether it was set before.
     pub fn set_lazyfree(&self, on: bool) -> bool {
         self.meta(0).set(flags::LAZYFREE, on)

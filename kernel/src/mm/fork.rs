@@ -2,7 +2,8 @@
 //! page-table call (`pgtable/fork.rs`): one walk of the parent write-protects its
 //! entries and maps the same frames read-only in the child, 2 MiB blocks as blocks,
 //! contiguous blocks folded; every page mapped in both is shared (not exclusive),
-//! a whole folio in one step (`folio`: entire map count, `ALL_SHARED`).
+//! a whole folio in one step (`folio`: entire map count, `ALL_SHARED`). A lazyfree
+//! folio's new mapping gets its entry on the lazyfree list (`lazyfree`'s fork).
 
 use super::aspace::{pages, pte_attrs, Errno, Mm, MmEnv};
 use super::folio;
@@ -28,22 +29,32 @@ impl<E: MmEnv> Mm<E> {
                 write: false,
                 ..vma.prot
             });
-            self.tables
-                .fork_range(
-                    &mut child.tables,
-                    vma.start,
-                    pages(vma.start, vma.end),
-                    attrs,
-                    share,
-                )
-                .map_err(|_| ENOMEM)?;
+            let mut lazyfree = false;
+            let r = self.tables.fork_range(
+                &mut child.tables,
+                vma.start,
+                pages(vma.start, vma.end),
+                attrs,
+                |pa, n| lazyfree |= share(pa, n),
+            );
+            // Even after a failure: what was copied stays mapped in both.
+            if lazyfree {
+                self.fork_lazyfree(child.tables.root(), vma.start, vma.end);
+            }
+            r.map_err(|_| ENOMEM)?;
         }
         Ok(child)
     }
 }
 
 /// Account `n` more mappings of the consecutive pages from `pa` (fork), which are now
-/// shared: not exclusive to either address space.
-fn share(pa: PhysAddr, n: usize) {
-    folio::for_each_folio(pa, n, |f, first, m| f.share(first, m));
+/// shared: not exclusive to either address space. Whether a folio among them is
+/// lazyfree (its new mapping needs an entry: `lazyfree`'s fork).
+fn share(pa: PhysAddr, n: usize) -> bool {
+    let mut lazyfree = false;
+    folio::for_each_folio(pa, n, |f, first, m| {
+        lazyfree |= f.is_lazyfree();
+        f.share(first, m);
+    });
+    lazyfree
 }

@@ -42,12 +42,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::aspace::{Mm, MmEnv};
 use super::folio;
 use super::frame::frames;
-use super::lazyfree::{self, Entry, Reclaimed, STATS};
+use super::lazyfree::{self, Entry, Visit, STATS};
 use crate::sync::IrqSpinLock;
 
 /// What the owner hook says of an entry of another address space: `None` if its owner
-/// is busy (the entry goes back) , else what `Mm::reclaim_entry` returned.
-pub type OwnerHook = fn(Entry) -> Option<Option<Reclaimed>>;
+/// is busy (the entry goes back), else what `Mm::reclaim_entry` returned (`Stale` if
+/// no address space has that root any more).
+pub type OwnerHook = fn(Entry) -> Option<Visit>;
 
 static OWNER_HOOK: IrqSpinLock<Option<OwnerHook>> = IrqSpinLock::new(None);
 
@@ -186,19 +187,19 @@ fn lazyfree_pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> (usize
                 again = true;
                 lazyfree::push(e);
             }
-            // Did not revalidate, but the folio is still marked: it stays (the folio
-            // may be back in reach later: a VMA edge cut it, or it is shared for now).
-            Some(None) if e.may_be_live() => lazyfree::push(e),
-            Some(None) => {
+            Some(Visit::Stale) => {
                 STATS.stale.fetch_add(1, Ordering::Relaxed);
             }
-            Some(Some(r)) => {
+            // Still this owner's mapping of a marked folio: it stays (a young folio
+            // gets another round; a VMA edge or another holder may let go later).
+            Some(Visit::Kept(r)) => {
+                scanned += r.scanned;
+                again |= r.young > 0;
+                lazyfree::push(e);
+            }
+            Some(Visit::Done(r)) => {
                 freed += r.freed;
                 scanned += r.scanned;
-                if r.young > 0 {
-                    again = true;
-                    lazyfree::push(e);
-                }
             }
         }
     }

@@ -8,15 +8,29 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::collapse::{all_back, check_pages, leaf, only, pattern, region, write_pages};
+use super::collapse::{
+    all_back, check_pages, check_pages_among, leaf, only, pattern, region, write_pages,
+};
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::folio::Folio;
 use crate::mm::lazyfree::STATS;
+use crate::mm::reclaim;
 
 /// `f` on a fresh machine in every contiguous mode, with and without FEAT_HAFDBS.
 fn each_machine(f: impl Fn(HostMm)) {
-    for mode in [ContMode::On, ContMode::Off, ContMode::Naive] {
+    each_machine_in(&[ContMode::On, ContMode::Off, ContMode::Naive], f);
+}
+
+/// [`each_machine`] in the modes where MADV_FREE leaves a whole 64 KiB folio clean
+/// (not `contpte=naive`, where each entry's change gathers the block's dirty state
+/// back into every entry, so a lazyfree 64 KiB folio is never discarded).
+fn each_cleaning_machine(f: impl Fn(HostMm)) {
+    each_machine_in(&[ContMode::On, ContMode::Off], f);
+}
+
+fn each_machine_in(modes: &[ContMode], f: impl Fn(HostMm)) {
+    for &mode in modes {
         for hw in [false, true] {
             let _m = host::machine();
             f(HostMm {
@@ -219,5 +233,141 @@ fn free_of_part_of_a_2m_folio_without_a_table_leaves_it_whole() {
         assert_eq!(folio_at(&mm, va, 0).order(), 4);
         check_pages(&mm, va, 512, |_| true);
         all_back([mm]);
+    });
+}
+
+/// A reclaim pass over the list with `mm` as the caller's own address space (the
+/// entries of others stay: the host has no owner hook).
+fn pass(mm: &mut Mm<HostMm>) {
+    reclaim::pass(Some(mm), usize::MAX, true, reclaim::Reclaimer::Demand);
+}
+
+/// A store of `pattern(i)` by the CPU to page `i` from `va`, taking the fault the walk
+/// asks for first (the software dirty fault, or copy-on-write).
+fn store(mm: &mut Mm<HostMm>, va: VirtAddr, i: usize) {
+    let at = va.add(i * PAGE_SIZE);
+    let access = model::Access {
+        el: El::El0,
+        kind: AccessKind::Write,
+    };
+    let walk = |mm: &Mm<HostMm>| model::translate(mm.tables.env(), mm.tables.root(), at, access);
+    let w = walk(mm).or_else(|_| {
+        mm.handle_fault(at, Access::Write).expect("fault");
+        walk(mm)
+    });
+    host::write_byte(w.expect("writable after the fault").pa, pattern(i));
+}
+
+/// Four 64 KiB folios written and then lazyfree: where they are.
+fn four_lazyfree_folios(env: &HostMm) -> (Mm<HostMm>, VirtAddr) {
+    only(&[4]);
+    let mut mm = Mm::new_in(env).unwrap();
+    let va = region(&mut mm, 4 * CONT_SIZE, CONT_SIZE);
+    write_pages(&mut mm, va, 0..64);
+    mm.madvise(va, va.add(4 * CONT_SIZE), MADV_FREE).unwrap();
+    (mm, va)
+}
+
+/// Lazyfree pages discarded since boot.
+fn discarded() -> u64 {
+    get(&STATS.pglazyfreed)
+}
+
+/// Whether the 64 KiB folios of the 64 pages from `va` in `mm` are still marked.
+fn marked(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
+    (0..4).all(|k| folio_at(mm, va, 16 * k).is_lazyfree())
+}
+
+/// Issue 17, defect 1: a fork whose child exits at once (what `system()` does) leaves
+/// the parent's lazyfree folios marked shared (`ALL_SHARED`) though it maps them alone
+/// again: MADV_PAGEOUT and a reclaim pass decide from the counts and discard them
+/// (Linux 6.12 drops them too).
+#[test]
+fn lazyfree_after_fork_and_child_exit_is_discarded() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        drop(mm.fork().unwrap());
+        let gone = discarded();
+        mm.madvise(va, va.add(2 * CONT_SIZE), MADV_PAGEOUT).unwrap();
+        assert_eq!(discarded(), gone + 32, "{env:?}");
+        pass(&mut mm);
+        assert_eq!(discarded(), gone + 64);
+        check_pages(&mm, va, 64, |_| false);
+        all_back([mm]);
+    });
+}
+
+/// Issue 17, defect 1: while both sides of a fork map a clean lazyfree folio, each
+/// mapping is reached through its own entry and discarded; the folio is freed with the
+/// last one. MADV_PAGEOUT leaves a shared folio alone (as Linux).
+#[test]
+fn lazyfree_shared_by_fork_is_discarded_mapping_by_mapping() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        let mut child = mm.fork().unwrap();
+        audit::check([&mm, &child].into_iter()).expect("every mapping listed");
+        let gone = discarded();
+        mm.madvise(va, va.add(4 * CONT_SIZE), MADV_PAGEOUT).unwrap();
+        assert_eq!(discarded(), gone, "{env:?}");
+        check_pages_among(&mm, &[&mm, &child], va, 64, |_| true);
+        pass(&mut mm);
+        assert_eq!(discarded(), gone + 64, "the parent's mappings");
+        check_pages_among(&mm, &[&mm, &child], va, 64, |_| false);
+        check_pages_among(&child, &[&mm, &child], va, 64, |_| true);
+        assert!(marked(&child, va), "the child still maps them");
+        // The child's entries are young from the fork: a pass ages them, the next
+        // one discards.
+        pass(&mut child);
+        pass(&mut child);
+        assert_eq!(discarded(), gone + 128, "the child's");
+        check_pages_among(&child, &[&mm, &child], va, 64, |_| false);
+        all_back([mm, child]);
+    });
+}
+
+/// Issue 17, defect 1: a folio the parent wrote after MADV_FREE and before fork keeps
+/// its data in both (the child's entries are made clean, so the fork drops the mark).
+#[test]
+fn lazyfree_written_before_fork_is_kept_in_both() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        store(&mut mm, va, 0);
+        store(&mut mm, va, 16);
+        let unmarked = get(&STATS.fork_unmarked);
+        let mut child = mm.fork().unwrap();
+        assert_eq!(get(&STATS.fork_unmarked), unmarked + 2, "{env:?}");
+        for _ in 0..2 {
+            pass(&mut child);
+            pass(&mut mm);
+        }
+        let kept = |i: usize| i < 32;
+        check_pages_among(&child, &[&mm, &child], va, 64, kept);
+        check_pages_among(&mm, &[&mm, &child], va, 64, kept);
+        all_back([mm, child]);
+    });
+}
+
+/// Issue 17, defect 2: T marks, forks B and unmaps its copy; B writes one word per
+/// folio (reusing it) and MADV_FREEs again. The mark was never cleared, so that call
+/// lists nothing, and T's entries name a mapping that is gone: B's entries from the
+/// fork are what lets a pass discard the folios (the audit checks that every mapping
+/// of a marked folio has its entry).
+#[test]
+fn lazyfree_of_a_fork_child_after_the_parent_unmapped_is_discarded() {
+    each_cleaning_machine(|env| {
+        let (mut t, va) = four_lazyfree_folios(&env);
+        let mut b = t.fork().unwrap();
+        t.munmap(va, va.add(4 * CONT_SIZE)).unwrap();
+        for k in 0..4 {
+            store(&mut b, va, 16 * k);
+        }
+        assert!(marked(&b, va), "{env:?}: reused, still marked");
+        b.madvise(va, va.add(4 * CONT_SIZE), MADV_FREE).unwrap();
+        audit::check([&t, &b].into_iter()).expect("every mapping listed");
+        let gone = discarded();
+        pass(&mut b);
+        assert_eq!(discarded(), gone + 64, "{env:?}");
+        check_pages_among(&b, &[&t, &b], va, 64, |_| false);
+        all_back([t, b]);
     });
 }
