@@ -150,15 +150,10 @@ impl<E: MmEnv> Mm<E> {
                 }
             }
         }
-        let f = match folio::alloc_anon(self.env(), 0) {
-            Some(f) => f,
-            // Out of memory: give back lazyfree folios and what partially mapped folios
-            // hold, then retry.
-            None if reclaim::direct(self, 1) => {
-                folio::alloc_anon(self.env(), 0).ok_or(FaultError::Oom)?
-            }
-            None => return Err(FaultError::Oom),
-        };
+        // Out of memory: give back lazyfree folios and what partially mapped folios
+        // hold, and retry, until reclaim has nothing more to give.
+        let f = reclaim::alloc_or_reclaim(self, 1, |mm| folio::alloc_anon(mm.env(), 0))
+            .ok_or(FaultError::Oom)?;
         self.map_folio(va.align_down(PAGE_SIZE), f, vma.prot, write)
     }
 

@@ -689,8 +689,14 @@ pub fn shrink_if_low() {
 /// shrinker needs no memory of its own; it visits each folio queued when it started
 /// at most once.
 pub fn shrink_deferred() -> usize {
+    shrink_deferred_upto(usize::MAX)
+}
+
+/// [`shrink_deferred`], visiting at most `limit` folios (the reclaim thread's bounded
+/// step).
+pub fn shrink_deferred_upto(limit: usize) -> usize {
     let _one = SHRINKER.lock();
-    let mut budget = deferred_count();
+    let mut budget = deferred_count().min(limit);
     let mut done = 0;
     while budget > 0 {
         budget -= 1;

@@ -371,3 +371,141 @@ fn lazyfree_of_a_fork_child_after_the_parent_unmapped_is_discarded() {
         all_back([t, b]);
     });
 }
+
+/// The address space the reclaim passes of the next tests reach through their owner
+/// hook, behind the lock it only tries (as the process layer's `Mm` lock).
+static OWNER: std::sync::Mutex<Option<Mm<HostMm>>> = std::sync::Mutex::new(None);
+/// How long the hook holds `OWNER` before it acts (a slow CPU), in milliseconds.
+static OWNER_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+/// Set while the hook holds `OWNER`.
+static OWNER_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Calls of the hook.
+static OWNER_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The owner hook of these tests: `OWNER`'s lock tried, held `OWNER_DELAY_MS` before
+/// the entry is acted on. With no owner installed it answers busy, as the host's
+/// missing hook does (the hook stays installed for later tests).
+fn owner_hook(e: crate::mm::lazyfree::Entry) -> Option<crate::mm::lazyfree::Visit> {
+    let mut g = OWNER.try_lock().ok()?;
+    let mm = g.as_mut()?;
+    OWNER_CALLS.fetch_add(1, Ordering::Relaxed);
+    OWNER_HELD.store(true, Ordering::Release);
+    let delay = OWNER_DELAY_MS.load(Ordering::Relaxed);
+    std::thread::sleep(std::time::Duration::from_millis(delay));
+    let v = mm.reclaim_entry(e);
+    OWNER_HELD.store(false, Ordering::Release);
+    Some(v)
+}
+
+/// Issue 17, defect 5: a fault finds memory exhausted while the reclaim thread holds
+/// the address space whose clean lazyfree folios it is discarding: direct reclaim must
+/// wait for it and take what it frees, not kill the faulting process.
+#[test]
+fn direct_reclaim_waits_for_the_reclaim_thread_holding_the_owner() {
+    each_machine_in(&[ContMode::On], |env| {
+        let (b, va) = four_lazyfree_folios(&env);
+        *OWNER.lock().unwrap() = Some(b);
+        OWNER_DELAY_MS.store(100, Ordering::Relaxed);
+        reclaim::set_owner_hook(owner_hook);
+        let mut a = Mm::new_in(&env).unwrap();
+        // The first 64 KiB mapped, so that its table exists: the fault in the second
+        // needs a folio and nothing else.
+        let at = region(&mut a, 2 * CONT_SIZE, CONT_SIZE);
+        write_pages(&mut a, at, 0..1);
+        let kswapd = std::thread::spawn(|| {
+            reclaim::pass::<HostMm>(None, usize::MAX, true, reclaim::Reclaimer::Kswapd)
+        });
+        while !OWNER_HELD.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0)).collect();
+        let r = a.handle_fault(at.add(CONT_SIZE), Access::Write);
+        kswapd.join().unwrap();
+        for &pa in &hoard {
+            frames().free(pa, 0);
+        }
+        let b = OWNER.lock().unwrap().take().unwrap();
+        assert_eq!(
+            r,
+            Ok(()),
+            "{env:?}: killed while the reclaim thread was freeing"
+        );
+        check_pages_among(&b, &[&a, &b], va, 64, |_| false);
+        all_back([a, b]);
+    });
+}
+
+/// Hook calls at the last yield, and the most between two yields.
+static CALLS_AT_YIELD: AtomicU64 = AtomicU64::new(0);
+static MOST_BETWEEN_YIELDS: AtomicU64 = AtomicU64::new(0);
+static YIELDS: AtomicU64 = AtomicU64::new(0);
+
+/// The reclaim thread's yield in the next test: counted, with the work done since the
+/// last one.
+fn count_yield() {
+    let calls = OWNER_CALLS.load(Ordering::Relaxed);
+    let since = calls - CALLS_AT_YIELD.swap(calls, Ordering::Relaxed);
+    MOST_BETWEEN_YIELDS.fetch_max(since, Ordering::Relaxed);
+    YIELDS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Issue 17, defect 3 (the reclaim thread's part): however long the lazyfree list, the
+/// reclaim thread gives the CPU away after at most 256 entries. 1024 young 4 KiB
+/// folios under the high watermark: four steps age them, the next ones discard.
+#[test]
+fn reclaim_thread_yields_after_bounded_work() {
+    let _m = host::machine();
+    let env = HostMm {
+        features: Features {
+            hw_af: true,
+            hw_dirty: true,
+            range_tlbi: true,
+            bbml2: false,
+        },
+        mode: ContMode::On,
+    };
+    only(&[]);
+    const N: usize = 1024;
+    let mut b = Mm::new_in(&env).unwrap();
+    let va = region(&mut b, N * PAGE_SIZE, PMD_SIZE);
+    write_pages(&mut b, va, 0..N);
+    b.madvise(va, va.add(N * PAGE_SIZE), MADV_FREE).unwrap();
+    let read = model::Access {
+        el: El::El0,
+        kind: AccessKind::Read,
+    };
+    for i in 0..N {
+        let at = va.add(i * PAGE_SIZE);
+        model::translate(b.tables.env(), b.tables.root(), at, read).expect("mapped");
+    }
+    assert_eq!(crate::mm::lazyfree::list_len(), N);
+    *OWNER.lock().unwrap() = Some(b);
+    OWNER_DELAY_MS.store(0, Ordering::Relaxed);
+    reclaim::set_owner_hook(owner_hook);
+    let managed = frames().managed_frames();
+    let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0))
+        .take(frames().free_frames() - managed / 64)
+        .collect();
+    let gone = discarded();
+    CALLS_AT_YIELD.store(OWNER_CALLS.load(Ordering::Relaxed), Ordering::Relaxed);
+    MOST_BETWEEN_YIELDS.store(0, Ordering::Relaxed);
+    YIELDS.store(0, Ordering::Relaxed);
+    reclaim::kswapd_balance::<HostMm>(count_yield);
+    count_yield();
+    for &pa in &hoard {
+        frames().free(pa, 0);
+    }
+    let b = OWNER.lock().unwrap().take().unwrap();
+    let freed = discarded() - gone;
+    assert!(
+        freed as usize >= managed / 32 - managed / 64,
+        "freed {freed} pages: not up to the high watermark"
+    );
+    assert!(
+        YIELDS.load(Ordering::Relaxed) >= 5,
+        "{} yields",
+        YIELDS.load(Ordering::Relaxed)
+    );
+    assert!(MOST_BETWEEN_YIELDS.load(Ordering::Relaxed) <= 256);
+    all_back([b]);
+}
