@@ -64,7 +64,10 @@
 //! - An entry is pushed, under the folio lock, when the mapping is made or the mark
 //!   goes from clear to set (folio lock -> list lock, as for the deferred-split
 //!   queue). Entries take no reference: an entry may go stale (the folio unmapped,
-//!   freed, re-marked elsewhere, the address space gone).
+//!   freed, re-marked elsewhere). An address space going away drops its entries
+//!   (`forget_owner`); one that a pass had in hand then may come back, naming a root
+//!   that another address space may reuse: revalidation against that one's tables
+//!   makes it harmless.
 //! - An entry is acted on only under the `Mm` lock of its owner, after revalidation
 //!   (`reclaim_entry`): the owner's entry at `va` maps `head`, whose folio is marked.
 //!   One that fails this is stale and dropped. One that passes but cannot be acted on
@@ -158,6 +161,9 @@ pub struct Stats {
     pub discarded_whole: AtomicU64,
     /// Folios found written after they were marked: kept with their data.
     pub redirtied: AtomicU64,
+    /// Pages of one mapping of a folio that others still map, discarded (the folio
+    /// goes with its last mapping, counted then in `pglazyfreed`).
+    pub unmapped_shared: AtomicU64,
     /// Folios found young by the reclaim pass: another round.
     pub rotated: AtomicU64,
     /// Stale list entries dropped.
@@ -184,6 +190,7 @@ pub static STATS: Stats = Stats {
     shared_skipped: AtomicU64::new(0),
     discarded_whole: AtomicU64::new(0),
     redirtied: AtomicU64::new(0),
+    unmapped_shared: AtomicU64::new(0),
     rotated: AtomicU64::new(0),
     stale: AtomicU64::new(0),
     fork_listed: AtomicU64::new(0),
@@ -199,7 +206,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 18] {
+    pub fn all(&self) -> [(&'static str, u64); 19] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -213,6 +220,7 @@ impl Stats {
             ("lazyfree_shared_skipped", l(&self.shared_skipped)),
             ("lazyfree_discarded_whole", l(&self.discarded_whole)),
             ("lazyfree_redirtied", l(&self.redirtied)),
+            ("lazyfree_unmapped_shared", l(&self.unmapped_shared)),
             ("lazyfree_rotated", l(&self.rotated)),
             ("lazyfree_stale", l(&self.stale)),
             ("lazyfree_fork_listed", l(&self.fork_listed)),
@@ -297,19 +305,36 @@ pub(super) fn push(e: Entry) {
     l.push_back(e);
 }
 
+/// Drop the entries of an address space going away, whose root table may come back as
+/// another's (`Mm`'s drop): a fork child that exits at once (`system()`) would otherwise
+/// leave one stale entry per marked folio it inherited, which compaction keeps (the
+/// folio is still marked) until a pass visits it. One walk of the list, bounded by
+/// `HARD`, and none when the list is empty.
+pub(super) fn forget_owner(owner: PhysAddr) {
+    let mut l = LIST.lock();
+    if l.is_empty() {
+        return;
+    }
+    let before = l.len();
+    l.retain(|e| e.owner != owner);
+    bump(&STATS.stale, before - l.len());
+}
+
 /// Host tests: empty the list (a failed test leaked entries).
 #[cfg(test)]
 pub fn forget_list() {
     LIST.lock().clear();
 }
 
-/// A folio found whole in a range: its address there, head and pages, and whether it
-/// is exclusive to this mapping (may be made writable again if found written).
+/// A folio found whole in a range: its address there, head and pages, whether this is
+/// its one mapping (discarding it frees the folio), and whether it is also exclusive
+/// here (may be made writable again if found written).
 #[derive(Clone, Copy, Debug)]
 struct Whole {
     va: VirtAddr,
     head: PhysAddr,
     pages: usize,
+    alone: bool,
     exclusive: bool,
 }
 
@@ -340,8 +365,10 @@ pub enum Visit {
 pub struct Reclaimed {
     /// Pages of marked folios looked at.
     pub scanned: usize,
-    /// Pages freed.
+    /// Pages freed (folios this mapping was the last of).
     pub freed: usize,
+    /// Pages of this mapping discarded while other mappings keep the folio.
+    pub unmapped: usize,
     /// Folios left marked because they were young (only when aging).
     pub young: usize,
     /// Folios found dirty: the mark is gone, the data kept.
@@ -541,6 +568,7 @@ impl<E: MmEnv> Mm<E> {
                         va,
                         head: f.head(),
                         pages: f.nr_pages(),
+                        alone: mapped_once(&f),
                         exclusive: mapped_once(&f) && f.all_exclusive(),
                     });
                 }
@@ -628,10 +656,17 @@ impl<E: MmEnv> Mm<E> {
                         "a write-protected lazyfree folio became dirty"
                     );
                     release(records);
-                    out.freed += n;
-                    bump(&STATS.pglazyfreed, n);
-                    bump(&STATS.pgsteal, n);
-                    bump(&STATS.discarded_whole, j - i);
+                    // Freed only where this was the one mapping (Linux counts a folio
+                    // when it goes, not each mapping).
+                    let alone = || run[i..j].iter().filter(|w| w.alone);
+                    let freed: usize = alone().map(|w| w.pages).sum();
+                    let unmapped = n - freed;
+                    out.freed += freed;
+                    out.unmapped += unmapped;
+                    bump(&STATS.pglazyfreed, freed);
+                    bump(&STATS.pgsteal, freed);
+                    bump(&STATS.discarded_whole, alone().count());
+                    bump(&STATS.unmapped_shared, unmapped);
                 }
                 i = j;
             }
@@ -656,7 +691,7 @@ impl<E: MmEnv> Mm<E> {
             return Visit::Kept(Reclaimed::default());
         };
         let r = self.reclaim_lazyfree(e.va, end, vma.prot.write, Reach::Pass);
-        if r.freed > 0 || r.redirtied > 0 {
+        if r.freed > 0 || r.unmapped > 0 || r.redirtied > 0 {
             Visit::Done(r)
         } else {
             Visit::Kept(r)
