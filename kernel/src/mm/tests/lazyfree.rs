@@ -46,17 +46,15 @@ fn each_machine_in(modes: &[ContMode], f: impl Fn(HostMm)) {
     }
 }
 
-/// A store by the CPU to each of the `n` pages from `va` (already written through
-/// `write_pages`), as the walk does it: with FEAT_HAFDBS the hardware marks the entry
-/// dirty, which `write_pages` alone does not.
-fn cpu_stores(mm: &Mm<HostMm>, va: VirtAddr, n: usize) {
-    let access = model::Access {
-        el: El::El0,
-        kind: AccessKind::Write,
-    };
+/// An access of `kind` by the CPU to each of the `n` pages from `va` (mapped, and
+/// written through `write_pages` for a store), as the walk does it: with FEAT_HAFDBS
+/// the hardware sets the entry's AF, and dirty for a store, which `write_pages` alone
+/// does not.
+fn cpu_accesses(mm: &Mm<HostMm>, va: VirtAddr, n: usize, kind: AccessKind) {
+    let access = model::Access { el: El::El0, kind };
     for i in 0..n {
         let at = va.add(i * PAGE_SIZE);
-        model::translate(mm.tables.env(), mm.tables.root(), at, access).expect("writable");
+        model::translate(mm.tables.env(), mm.tables.root(), at, access).expect("allowed");
     }
 }
 
@@ -83,7 +81,7 @@ fn free_of_half_a_64k_folio_splits_it() {
         let mut mm = Mm::new_in(&env).unwrap();
         let va = region(&mut mm, 2 * CONT_SIZE, CONT_SIZE);
         write_pages(&mut mm, va, 0..32);
-        cpu_stores(&mm, va, 32);
+        cpu_accesses(&mm, va, 32, AccessKind::Write);
         assert_eq!(folio_at(&mm, va, 0).order(), 4);
         let (split, own, marked) = (
             get(&mthp::stats(4).split),
@@ -128,7 +126,7 @@ fn free_of_part_of_a_2m_folio_splits_it() {
         let mut mm = Mm::new_in(&env).unwrap();
         let va = region(&mut mm, PMD_SIZE, PMD_SIZE);
         write_pages(&mut mm, va, 0..512);
-        cpu_stores(&mm, va, 512);
+        cpu_accesses(&mm, va, 512, AccessKind::Write);
         assert_eq!(leaf(&mm, va).level, 2);
         let (split9, split4, own, marked) = (
             get(&mthp::stats(9).split),
@@ -485,14 +483,7 @@ fn reclaim_thread_yields_after_bounded_work() {
     let va = region(&mut b, N * PAGE_SIZE, PMD_SIZE);
     write_pages(&mut b, va, 0..N);
     b.madvise(va, va.add(N * PAGE_SIZE), MADV_FREE).unwrap();
-    let read = model::Access {
-        el: El::El0,
-        kind: AccessKind::Read,
-    };
-    for i in 0..N {
-        let at = va.add(i * PAGE_SIZE);
-        model::translate(b.tables.env(), b.tables.root(), at, read).expect("mapped");
-    }
+    cpu_accesses(&b, va, N, AccessKind::Read);
     assert_eq!(crate::mm::lazyfree::list_len(), N);
     *OWNER.lock().unwrap() = Some(b);
     OWNER_DELAY_MS.store(0, Ordering::Relaxed);
