@@ -1,7 +1,8 @@
 //! The reclaim thread (Linux's kswapd): it sleeps on a wait queue until a fault finds
 //! free memory under the low watermark with something reclaimable, then runs reclaim
 //! passes over every address space until free memory is above the high watermark or a
-//! pass gives nothing back (`mm::reclaim::kswapd_balance`), and sleeps again. The
+//! round of the lazyfree list gives nothing back (`mm::reclaim::kswapd_balance`), and
+//! sleeps again. The
 //! faulting process allocates on meanwhile; only an allocation that fails reclaims
 //! itself (`mm::reclaim::direct`).
 //!
