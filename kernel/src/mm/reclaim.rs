@@ -111,7 +111,8 @@ pub struct ReclaimStats {
     pub pgsteal_kswapd: AtomicU64,
     pub pgscan_direct: AtomicU64,
     pub pgsteal_direct: AtomicU64,
-    /// Times the thread woke with a request, and the passes it ran.
+    /// Times the thread woke with a request, and the passes it ran (each a bounded
+    /// step of at most `KSWAPD_BATCH` entries).
     pub kswapd_wakeups: AtomicU64,
     pub kswapd_passes: AtomicU64,
 }
