@@ -52,9 +52,6 @@ impl<E: MmEnv> Mm<E> {
 /// lazyfree (its new mapping needs an entry: `lazyfree`'s fork).
 fn share(pa: PhysAddr, n: usize) -> bool {
     let mut lazyfree = false;
-    folio::for_each_folio(pa, n, |f, first, m| {
-        lazyfree |= f.is_lazyfree();
-        f.share(first, m);
-    });
+    folio::for_each_folio(pa, n, |f, first, m| lazyfree |= f.share(first, m));
     lazyfree
 }

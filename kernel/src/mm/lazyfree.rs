@@ -15,10 +15,10 @@
 //! in one batched call (`clear_young_dirty`: a contiguous block is cleared in place,
 //! never unfolded; one TLBI for the batch), and every folio that lies whole in the
 //! range and is mapped only here is marked lazyfree (`flags::LAZYFREE`): every page
-//! mapped exactly once, no other reference, not queued for deferred split (`mapped_once`:
-//! Linux's `folio_mapcount() == 1`, from the counts; whether the pages are still
-//! flagged anon-exclusive does not matter, so a folio shared by a fork whose other
-//! side has gone qualifies). A partly covered folio that could not be split (shared,
+//! mapped exactly once, no other reference, not queued for deferred split
+//! (`folio::Locked::mapped_exactly_once`: Linux's `folio_mapcount() == 1`, from the
+//! counts; whether the pages are still flagged anon-exclusive does not matter, so a
+//! folio shared by a fork whose other side has gone qualifies). A partly covered folio that could not be split (shared,
 //! or no table for splitting a 2 MiB block), or a whole one that is shared, keeps its
 //! data and is not marked (counted as `lazyfree_partial_skipped` /
 //! `lazyfree_shared_skipped`); the call never fails because of one folio.
@@ -326,16 +326,14 @@ pub fn forget_list() {
     LIST.lock().clear();
 }
 
-/// A folio found whole in a range: its address there, head and pages, whether this is
-/// its one mapping (discarding it frees the folio), and whether it is also exclusive
-/// here (may be made writable again if found written).
+/// A folio found whole in a range: its address there, head and pages, and whether this
+/// is its one mapping (discarding it frees the folio).
 #[derive(Clone, Copy, Debug)]
 struct Whole {
     va: VirtAddr,
     head: PhysAddr,
     pages: usize,
     alone: bool,
-    exclusive: bool,
 }
 
 /// Which mappings of a marked folio `reclaim_lazyfree` may discard (module doc).
@@ -386,13 +384,6 @@ fn span(at: VirtAddr, leaf: &Leaf) -> usize {
         1
     };
     block - (at.as_u64() as usize / PAGE_SIZE) % block
-}
-
-/// Whether the locked folio is mapped by the one mapping the caller holds the `Mm`
-/// lock of, every page once, and held by nothing else: what marking, splitting and
-/// MADV_PAGEOUT require (module doc; Linux's `folio_mapcount() == 1`).
-fn mapped_once(f: &folio::Locked) -> bool {
-    !f.is_deferred() && f.mapped_exactly_once()
 }
 
 /// Whether nothing but its mappings (and the deferred-split queue) holds a reference
@@ -482,7 +473,7 @@ impl<E: MmEnv> Mm<E> {
             self.for_each_folio_in(a, b, |va, f, whole| {
                 if !whole {
                     bump(&STATS.partial_skipped, 1);
-                } else if !mapped_once(&f) {
+                } else if !f.mapped_exactly_once() {
                     bump(&STATS.shared_skipped, 1);
                 } else if !f.is_lazyfree() && !has_room() {
                     bump(&STATS.list_full, 1);
@@ -527,7 +518,7 @@ impl<E: MmEnv> Mm<E> {
         let hi = head_va.add(n * PAGE_SIZE).min(b);
         let first = lo.offset_from(head_va) / PAGE_SIZE;
         let last = hi.offset_from(head_va) / PAGE_SIZE;
-        if n == 1 || (first == 0 && last == n) || !mapped_once(&f) {
+        if n == 1 || (first == 0 && last == n) || !f.mapped_exactly_once() {
             return;
         }
         let maps = |va: VirtAddr, k: usize| {
@@ -559,17 +550,20 @@ impl<E: MmEnv> Mm<E> {
         for (a, b) in batches(start, end) {
             let mut found: Vec<Whole> = Vec::new();
             self.for_each_folio_in(a, b, |va, f, whole| {
+                if !whole || !f.is_lazyfree() {
+                    return;
+                }
+                let alone = f.mapped_exactly_once();
                 let may = match reach {
-                    Reach::Pageout => mapped_once(&f),
-                    Reach::Pass => held_only_by_mappings(&f),
+                    Reach::Pageout => alone,
+                    Reach::Pass => alone || held_only_by_mappings(&f),
                 };
-                if whole && f.is_lazyfree() && may {
+                if may {
                     found.push(Whole {
                         va,
                         head: f.head(),
                         pages: f.nr_pages(),
-                        alone: mapped_once(&f),
-                        exclusive: mapped_once(&f) && f.all_exclusive(),
+                        alone,
                     });
                 }
             });
@@ -633,14 +627,21 @@ impl<E: MmEnv> Mm<E> {
                 }
                 let n: usize = run[i..j].iter().map(|w| w.pages).sum();
                 if dirty[i] {
-                    for w in &run[i..j] {
-                        Folio::lock(w.head).set_lazyfree(false);
-                    }
-                    for mine in run[i..j].chunk_by(|x, y| x.exclusive == y.exclusive) {
-                        if writable && mine[0].exclusive {
-                            let n = mine.iter().map(|w| w.pages).sum();
+                    // Unmarked; exclusive here (asked only now: the rare path), the
+                    // folio may be written again without a fault.
+                    let unmarked: Vec<(&Whole, bool)> = run[i..j]
+                        .iter()
+                        .map(|w| {
+                            let f = Folio::lock(w.head);
+                            f.set_lazyfree(false);
+                            (w, f.mapped_exactly_once() && f.all_exclusive())
+                        })
+                        .collect();
+                    for mine in unmarked.chunk_by(|x, y| x.1 == y.1) {
+                        if writable && mine[0].1 {
+                            let n = mine.iter().map(|(w, _)| w.pages).sum();
                             self.tables
-                                .make_writable(mine[0].va, n)
+                                .make_writable(mine[0].0.va, n)
                                 .expect("whole folios in one batch: no block is cut");
                         }
                     }
