@@ -7,12 +7,21 @@
 # bench-report (tests/src/bin/bench-report.rs), which writes DIR/results.json, prints
 # one table (contkernel, Linux, ratio) and draws DIR/results.svg.
 #
-#   scripts/bench.sh [--icount] [--quick] [--linux] [--only NAME,...] [--out DIR]
+#   scripts/bench.sh [--icount] [--quick] [--linux] [--tlb [--tlb-model NAME]]
+#                    [--only NAME,...] [--out DIR]
 #
 #   --icount   -icount shift=0,sleep=off: one instruction = 1 ns of virtual time, so
 #              the figures are instructions, identical from run to run
+#   --tlb      run every boot under QEMU 10 (fetched once into target/qemu10/) with the
+#              TLB model's plugin (tlbmodel/, docs/tlb.md): each benchmark's result
+#              gains modelled accesses, L1 misses, walks, walk loads and estimated
+#              cycles, user and kernel halves apart (about 2x the time)
+#   --tlb-model NAME  cortex-a76 (default), neoverse-n1, cortex-a72, or qemu (the
+#              Contiguous bit ignored, as QEMU's own TLB does)
 #   --quick    a small subset (4 KiB and 64 KiB folios, one repetition; fork with
-#              contpte=off and naive; bench=contpte once): about a minute
+#              contpte=off and naive; bench=contpte once): about a minute; with
+#              --tlb, one repetition of every benchmark at 4 KiB, 64 KiB and 2 MiB
+#              with contpte=on and at 64 KiB with contpte=off (docs/tlb.md's set)
 #   --linux    also boot Linux 6.12 (fetched once into target/linux/)
 #   --only     benchmark names (bench_mm's, or contpte for the in-kernel one)
 #   --out DIR  where results.json, results.svg and the logs go (default target/bench)
@@ -34,10 +43,12 @@ usage() {
     exit 2
 }
 
-icount=0 quick=0 linux=0 only="" out="$ROOT/target/bench"
+icount=0 quick=0 linux=0 tlb=0 tlb_model=cortex-a76 only="" out="$ROOT/target/bench"
 while [ $# -gt 0 ]; do
     case "$1" in
         --icount) icount=1; shift ;;
+        --tlb) tlb=1; shift ;;
+        --tlb-model) [ $# -ge 2 ] || usage; tlb=1; tlb_model=$2; shift 2 ;;
         --quick) quick=1; shift ;;
         --linux) linux=1; shift ;;
         --only) [ $# -ge 2 ] || usage; only=$2; shift 2 ;;
@@ -49,6 +60,14 @@ done
 case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 
 ensure_tools
+# Under --tlb every boot runs QEMU 10 with the plugin (qemu_cmd and linux_qemu_cmd
+# take $QEMU); `wrap` runs it with QEMU 10's modules.
+tlb_args=() wrap=()
+if [ "$tlb" = 1 ]; then
+    QEMU=$(qemu10)
+    mapfile -t tlb_args < <(tlb_qemu_args "$(tlb_plugin)" "$tlb_model" 1024)
+    wrap=(qemu10_env)
+fi
 elf=$(build_kernel)
 initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio")
 image=""
@@ -58,8 +77,13 @@ report="$ROOT/target/release/bench-report"
 
 # A boot: KERNEL CPU CONTPTE COW BBML2 WHAT, WHAT being `folios=...` and the benchmark
 # names (bench_mm), or `contpte` (the in-kernel benchmark).
-all=fault,fork,reuse,copy,munmap,mprotect,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand
-if [ "$quick" = 1 ]; then
+all=fault,fork,reuse,copy,munmap,mprotect,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,chase
+if [ "$quick" = 1 ] && [ "$tlb" = 1 ]; then
+    reps=1
+    boots=("contkernel max on page off folios=0,64,2048 $all"
+           "contkernel max off page off folios=64 $all")
+    [ "$linux" = 1 ] && boots+=("linux max on page off folios=0,64,2048 $all")
+elif [ "$quick" = 1 ]; then
     reps=1
     boots=("contkernel max on page off folios=0,64 $all"
            "contkernel max off page off folios=64 fork"
@@ -120,13 +144,14 @@ for b in "${todo[@]}"; do
         mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" 1 1G 2 0 "$icount" \
             "contpte=$contpte cow=$cow bbml2=$bbml2 rdinit=/bin/bench_mm -- $what reps=$reps only=$names" "$initrd")
     fi
+    cmd+=("${tlb_args[@]}")
     shell_line "${cmd[@]}" > "$out/logs/$log.cmd"
     status=0
-    timeout --foreground -k 5 1200 "${cmd[@]}" </dev/null > "$out/logs/$log" 2>&1 || status=$?
+    "${wrap[@]}" timeout --foreground -k 5 1200 "${cmd[@]}" </dev/null > "$out/logs/$log" 2>&1 || status=$?
     [ "$status" = 0 ] || { tail -n 20 "$out/logs/$log" >&2; die "variant $k exited $status (log: $out/logs/$log)"; }
     echo "logs/$log $( [ "$kernel" = linux ] && echo linux-6.12 || echo contkernel) $contpte $cow $bbml2 $cpu" >> "$out/runs.txt"
 done
 
-qemu_version=$("$QEMU" --version | head -n 1 | sed -E 's/.*version ([^ ]+).*/\1/')
+qemu_version=$("${wrap[@]}" "$QEMU" --version | head -n 1 | sed -E 's/.*version ([^ ]+).*/\1/')
 "$report" collect "$out" --qemu "$qemu_version" --cpu max $( [ "$icount" = 1 ] && echo --icount )
 say "wrote $out/results.json and $out/results.svg"

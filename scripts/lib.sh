@@ -61,10 +61,18 @@ build_kernel() {
         dir="$dir/frame-pointers"
         flags=(RUSTFLAGS="-C force-frame-pointers=yes")
     fi
-    say "building the kernel ${extra[*]} ${flags[*]}"
-    (cd "$ROOT" && env "${flags[@]}" cargo build -q --release -p contkernel --target "$KTARGET" --target-dir "$dir" "${extra[@]}") >&2 \
+    # KERNEL_DEBUG_BUILD=1 (scripts/debug.sh --debug): the dev profile, unoptimised, so
+    # gdb sees every local; its own target directory.
+    local profile=release
+    if [ "${KERNEL_DEBUG_BUILD:-0}" = 1 ]; then
+        dir="$dir/debug-build"
+        profile=dev
+    fi
+    say "building the kernel ${extra[*]} ${flags[*]} ($profile)"
+    (cd "$ROOT" && env "${flags[@]}" cargo build -q --profile "$profile" -p contkernel --target "$KTARGET" --target-dir "$dir" "${extra[@]}") >&2 \
         || die "kernel build failed"
-    echo "$dir/$KTARGET/release/contkernel"
+    [ "$profile" = dev ] && profile=debug
+    echo "$dir/$KTARGET/$profile/contkernel"
 }
 
 # qemu_cmd ELF CPU SMP MEM GIC EL2(0|1) ICOUNT(0|1) APPEND [INITRD]: the QEMU command
@@ -165,4 +173,73 @@ linux_qemu_cmd() {
     printf '%s\n' -seed 1 -rtc base=2026-01-01T00:00:00,clock=vm
     [ "$icount" = 1 ] && printf '%s\n' -icount shift=0,sleep=off
     return 0
+}
+
+# apt_download ARCH SUITE DEST PKG...: the newest PKG... of Debian's SUITE for ARCH,
+# downloaded as .debs into DEST with apt's own client and a throw-away configuration
+# (temporary lists, no change to the host's apt state), as linux_image does.
+apt_download() {
+    local arch=$1 suite=$2 dest=$3; shift 3
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: it fetches $*"
+    local tmp; tmp=$(mktemp -d)
+    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/etc/preferences.d" "$dest"
+    echo "deb $LINUX_MIRROR $suite main" > "$tmp/sources.list"
+    local opts=(-oAPT::Architecture="$arch" -oAPT::Architectures="$arch"
+                -oDir::State::Lists="$tmp/lists" -oDir::State::Status=/dev/null
+                -oDir::Etc::SourceList="$tmp/sources.list" -oDir::Etc::SourceParts="$tmp/none"
+                -oDir::Etc::Preferences="$tmp/etc/preferences" -oDir::Etc::PreferencesParts="$tmp/etc/preferences.d"
+                -oDir::Cache="$tmp/cache" -oDebug::NoLocking=1 -oAcquire::Languages=none -oAPT::Sandbox::User=root)
+    say "apt-get update ($suite, $arch, temporary lists)"
+    apt-get "${opts[@]}" update -qq >&2 || { rm -rf "$tmp"; die "apt-get update for $suite failed"; }
+    say "apt-get download $*"
+    (cd "$dest" && apt-get "${opts[@]}" download "$@" >&2) || { rm -rf "$tmp"; die "apt-get download $* failed"; }
+    rm -rf "$tmp"
+}
+
+# QEMU 10 for the TLB model's plugin (scripts/tlb.sh): plugin API v4, which 7.2 lacks.
+# Debian bookworm-backports' qemu-system-arm and the packages it loads modules and
+# firmware from, unpacked under target/qemu10/ next to the system's QEMU (nothing
+# installed). qemu10 prints the binary's path; run it through qemu10_env.
+QEMU10_DIR="$ROOT/target/qemu10"
+QEMU10_SUITE=${QEMU10_SUITE:-bookworm-backports}
+qemu10() {
+    local bin="$QEMU10_DIR/root/usr/bin/qemu-system-aarch64"
+    if [ -x "$bin" ]; then echo "$bin"; return 0; fi
+    command -v dpkg >/dev/null 2>&1 || die "dpkg not found: it unpacks QEMU 10"
+    rm -rf "$QEMU10_DIR"
+    apt_download "$(dpkg --print-architecture)" "$QEMU10_SUITE" "$QEMU10_DIR/debs" \
+        qemu-system-arm/"$QEMU10_SUITE" qemu-system-common/"$QEMU10_SUITE" qemu-system-data/"$QEMU10_SUITE" \
+        qemu-system-gui/"$QEMU10_SUITE" qemu-system-modules-opengl/"$QEMU10_SUITE"
+    local deb
+    for deb in "$QEMU10_DIR"/debs/*.deb; do
+        dpkg -x "$deb" "$QEMU10_DIR/root" || die "dpkg -x $deb failed"
+    done
+    [ -x "$bin" ] || die "no qemu-system-aarch64 in the $QEMU10_SUITE packages"
+    echo "$bin"
+}
+
+# qemu10_env CMD...: runs CMD with QEMU 10's own modules (else it loads the system
+# 7.2's and aborts); its firmware directory goes on the command line (-L, qemu10_data).
+qemu10_env() {
+    QEMU_MODULE_DIR=$(ls -d "$QEMU10_DIR"/root/usr/lib/*/qemu 2>/dev/null | head -n 1) "$@"
+}
+qemu10_data() {
+    echo "$QEMU10_DIR/root/usr/share/qemu"
+}
+
+# tlb_plugin: builds the TLB model's QEMU plugin (tlbmodel/, its own workspace, GPL-2.0)
+# and prints the library's path.
+tlb_plugin() {
+    (cd "$ROOT/tlbmodel" && cargo build -q --release) >&2 || die "tlbmodel build failed"
+    echo "$ROOT/tlbmodel/target/release/libtlbmodel.so"
+}
+
+# tlb_qemu_args PLUGIN MODEL MEM_MIB [OPTION=VALUE...]: the words to add to a QEMU 10
+# command line (one per line) to run the plugin with that model; its lines go to
+# QEMU's log, which -d plugin sends to stderr.
+tlb_qemu_args() {
+    local plugin=$1 model=$2 mib=$3; shift 3
+    local opts="$plugin,model=$model,ram_mib=$mib" o
+    for o in "$@"; do opts+=",$o"; done
+    printf '%s\n' -L "$(qemu10_data)" -plugin "$opts" -d plugin
 }

@@ -70,7 +70,12 @@ else
     elf=$(build_kernel)
 fi
 case "$initrd" in
-    default) initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio") ;;
+    default)
+        initrd=$("$ROOT/scripts/initramfs.sh" "$ROOT/target/initramfs.cpio")
+        say "the demo: /init runs the programs of user/scenarios.txt, each ending in 'init: NAME exited 0'."
+        say "  mTHP: seed000 (Barry Song's fork reproducer: faults_rest_of_64k=0 is the whole 64 KiB folio"
+        say "  reused after fork; Linux 6.12 takes 15 faults) and thp_* (faults per size, copy-on-write,"
+        say "  2 MiB blocks, collapse, lazyfree, the stack). A program announces each kill it causes on purpose." ;;
     "") ;;
     *) [ -f "$initrd" ] || die "no such initramfs: $initrd" ;;
 esac

@@ -109,8 +109,16 @@ fi
 # The randomized address-space test (user/src/bin/stress.rs) for the fixed seeds of
 # tests/tests/stress.rs, one boot per seed, on both CPU models with 4 CPUs.
 if [ "$quick" = 1 ]; then scells=(max); else scells=(max cortex-a72); fi
-# Steps: lint, four host suites, the cells, the benchmark, the suite's tool and the suite, the profiler.
-steps=$((1 + 4 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2 + 1))
+# Linux's own mm selftests (scripts/selftests.sh --check) on both CPU models, 2 CPUs:
+# every test that passes on Linux 6.12 passes here or has its reason in
+# tests/selftests/reasons.txt.
+if [ "$quick" = 1 ]; then kcells=(max); else kcells=(max cortex-a72); fi
+# The modelled TLB (scripts/tlb-check.sh: tlbmodel's host tests, then QEMU 10 with the
+# plugin, walk counts against the hand count, no translation mismatch): full run only.
+tlb=$((1 - quick))
+# Steps: lint, five host suites, the cells, the benchmark, the suite's tool and the suite,
+# the profiler, the modelled TLB, the selftests.
+steps=$((1 + 5 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2 + 1 + tlb + ${#kcells[@]}))
 # The profiler (scripts/profile.sh) on the copy-on-write scenario, 2 CPUs: the report
 # must name page-table functions in the flat profile and show handle_fault's caller
 # from the frame-pointer chain (the call graph).
@@ -132,6 +140,7 @@ run_tests "host: kernel unit tests" cargo test -q -p contkernel --lib
 run_tests "host: platform unit tests" cargo test -q -p platform
 run_tests "host: harness unit tests" cargo test -q -p contkernel-tests --lib
 run_tests "host: layers (no import cycle across kernel modules)" cargo test -q -p contkernel-tests --test layers
+run_tests "host: docs (every path README.md and docs/ name exists)" cargo test -q -p contkernel-tests --test docs
 
 for cell in "${cells[@]}"; do
     read -r cpu smp gic el mode <<<"$cell"
@@ -168,6 +177,13 @@ bench_suite() {
 run_tests "host: bench-report unit tests" cargo test -q -p contkernel-tests --bin bench-report
 run_check "bench: scripts/bench.sh --quick --icount twice, identical instructions" bench_suite
 run_check "profile: scripts/profile.sh names kernel functions and their callers" profile_check
+[ "$tlb" = 1 ] && run_check "tlb: scripts/tlb-check.sh (modelled TLB walks at 4K/64K/2M, contpte on/off)" \
+    "$ROOT/scripts/tlb-check.sh"
+
+for cpu in "${kcells[@]}"; do
+    run_check "selftests: Linux's mm selftests, -cpu $cpu, against Linux 6.12's results" \
+        "$ROOT/scripts/selftests.sh" --kernel contkernel --cpu "$cpu" --check
+done
 
 echo "in-guest checks (inside the passed and failed tests above): $guest_passed passed, $guest_failed failed"
 echo "$passed passed, $failed failed"

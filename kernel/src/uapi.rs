@@ -9,6 +9,8 @@
 //! errnos `i32` (positive, as in C; the syscall return negates them), signals `u32`,
 //! wait statuses `u32`.
 
+mod names;
+
 /// A positive Linux errno; the system-call return negates it.
 pub type Errno = i32;
 
@@ -37,6 +39,7 @@ named_numbers! {
         SYS_WRITE = 64, "write";
         SYS_READV = 65, "readv";
         SYS_WRITEV = 66, "writev";
+        SYS_PREAD64 = 67, "pread64";
         SYS_READLINKAT = 78, "readlinkat";
         SYS_NEWFSTATAT = 79, "newfstatat";
         SYS_FSTAT = 80, "fstat";
@@ -81,7 +84,17 @@ named_numbers! {
 
 /// The Linux name of system call `nr`, for logging.
 pub fn name(nr: u64) -> Option<&'static str> {
-    SYSCALLS.iter().find(|(n, _)| *n == nr).map(|(_, s)| *s)
+    SYSCALLS
+        .iter()
+        .find(|(n, _)| *n == nr)
+        .map(|(_, s)| *s)
+        .or_else(|| {
+            usize::try_from(nr)
+                .ok()
+                .and_then(|i| names::NAMES.get(i))
+                .copied()
+                .filter(|s| !s.is_empty())
+        })
 }
 
 named_numbers! {
@@ -246,6 +259,10 @@ mod tests {
         assert_eq!(name(SYS_WRITE), Some("write"));
         assert_eq!(name(SYS_EXIT_GROUP), Some("exit_group"));
         assert_eq!(name(1000), None);
+        // Unknown to this kernel, named for the warning all the same.
+        assert_eq!(name(216), Some("mremap"));
+        assert_eq!(name(59), Some("pipe2"));
+        assert_eq!(name(244), None);
         assert_eq!(errno_name(ENOSYS), Some("ENOSYS"));
         assert_eq!(errno_name(0), None);
         assert_eq!(signal_name(SIGSEGV), Some("SIGSEGV"));

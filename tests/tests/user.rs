@@ -99,6 +99,20 @@ fn scenario_programs_pass_and_every_frame_returns() {
         out.console.contains(": BUS_ADRALN"),
         "the kill report does not name BUS_ADRALN{out}"
     );
+    // sched_stress's 500 deliberately faulting children are counted, not reported one
+    // by one (/proc/sys/debug/exception-trace off around them): one summary line.
+    if programs.contains(&"sched_stress") {
+        assert!(
+            out.console.contains(
+                "contkernel: exception-trace was off: 500 kills not reported: SIGSEGV 500"
+            ),
+            "no summary of sched_stress's deliberate kills{out}"
+        );
+        assert!(
+            !out.console.contains("contkernel: killed sched_stress"),
+            "sched_stress's deliberate kills were reported one by one{out}"
+        );
+    }
     // The test build reports the longest stretch any CPU kept IRQs masked: 1-5 ms
     // under TCG on a quiet host where it was 11-39 ms with the mm lock masking IRQs.
     // It is printed, not bounded: the host descheduling a vCPU inside a stretch, and

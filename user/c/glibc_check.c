@@ -3,7 +3,8 @@
  * registers), fork + waitpid, copy-on-write of a malloc'd buffer, mmap + madvise,
  * opendir/readdir (getdents64),
  * sleep / usleep / nanosleep / clock_nanosleep (glibc sleeps with clock_nanosleep),
- * access / faccessat (faccessat, and faccessat2 when flags are given).
+ * access / faccessat (faccessat, and faccessat2 when flags are given),
+ * sysconf(_SC_NPROCESSORS_ONLN) (glibc reads /sys/devices/system/cpu/online).
  * Prints TEST lines and "glibc_check: N passed, N failed"; exits 0 only if all pass.
  * Build: aarch64-linux-gnu-gcc -static -O2 -o glibc_check glibc_check.c */
 #include <errno.h>
@@ -215,6 +216,29 @@ static const char *access_checks(void)
     return NULL;
 }
 
+/* glibc counts the online CPUs from /sys/devices/system/cpu/online (falling back to
+ * /proc/stat): the count must be the number of processors /proc/cpuinfo lists. */
+static const char *nprocs(void)
+{
+    if (access("/proc/cpuinfo", F_OK) != 0)
+        mount("proc", "/proc", "proc", 0, NULL);
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return "no /proc/cpuinfo";
+    char line[256];
+    long listed = 0;
+    while (fgets(line, sizeof line, f))
+        listed += strncmp(line, "processor", 9) == 0;
+    fclose(f);
+    long onln = sysconf(_SC_NPROCESSORS_ONLN), conf = sysconf(_SC_NPROCESSORS_CONF);
+    if (onln != listed) {
+        static char why[96];
+        snprintf(why, sizeof why, "sysconf(_SC_NPROCESSORS_ONLN) %ld, /proc/cpuinfo lists %ld", onln, listed);
+        return why;
+    }
+    return conf >= onln ? NULL : "_SC_NPROCESSORS_CONF below _SC_NPROCESSORS_ONLN";
+}
+
 int main(void)
 {
     report("malloc_small_and_large", malloc_small_and_large());
@@ -225,6 +249,7 @@ int main(void)
     report("readdir_lists", readdir_lists());
     report("sleeps", sleeps());
     report("access_checks", access_checks());
+    report("nprocs", nprocs());
     printf("glibc_check: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

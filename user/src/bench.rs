@@ -7,6 +7,10 @@
 //! (`/sys/kernel/mm/contpte/stats`, every line); a file a kernel lacks adds nothing.
 //! Results are printed as JSON objects (`bench_mm: {...}`) that the host's
 //! `bench-report` parses: [`Json`] writes them.
+//!
+//! [`phase_start`] and [`phase_stop`] mark a measured window for the TLB model's QEMU
+//! plugin (tlbmodel/, docs/tlb.md): no-op instructions that no compiler emits and
+//! Linux never executes at EL0, so only the benchmark's own windows are counted.
 
 use crate::fs;
 use crate::text::Text;
@@ -23,6 +27,24 @@ pub fn counter() -> u64 {
         core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags))
     };
     v
+}
+
+/// Opens a phase of the TLB model: `orr x27, x27, x27` with the phase's id in x27
+/// (an ALU no-op; tlbmodel/src/decode.rs knows it). Not `nomem`: the compiler must
+/// not move the measured operation's memory accesses across it.
+#[inline(always)]
+pub fn phase_start(id: u64) {
+    // SAFETY: ORR of a register with itself changes nothing.
+    unsafe {
+        core::arch::asm!("orr x27, x27, x27", in("x27") id, options(nostack, preserves_flags))
+    };
+}
+
+/// Closes the phase: `orr x28, x28, x28`.
+#[inline(always)]
+pub fn phase_stop() {
+    // SAFETY: as in `phase_start`.
+    unsafe { core::arch::asm!("orr x28, x28, x28", options(nostack, preserves_flags)) };
 }
 
 /// The counter's frequency in Hz (CNTFRQ_EL0).

@@ -1,4 +1,4 @@
-//! Files: openat, read, write, close, mkdir, rmdir, mount, and whole-file helpers.
+//! Files: openat, read, pread, write, close, mkdir, rmdir, mount, and whole-file helpers.
 
 use crate::sys::{nr, Errno};
 use crate::syscall;
@@ -20,6 +20,12 @@ pub fn openat(dirfd: isize, path: &CStr, flags: usize, mode: usize) -> Result<us
 pub fn read(fd: usize, buf: &mut [u8]) -> Result<usize, Errno> {
     // SAFETY: the kernel writes at most buf.len() bytes into buf.
     unsafe { syscall!(nr::READ, fd, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// pread64: read at byte offset `off` without moving the file position.
+pub fn pread(fd: usize, buf: &mut [u8], off: usize) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most buf.len() bytes into buf.
+    unsafe { syscall!(nr::PREAD64, fd, buf.as_mut_ptr(), buf.len(), off) }
 }
 
 pub fn write(fd: usize, buf: &[u8]) -> Result<usize, Errno> {

@@ -25,4 +25,4 @@ pub mod thp;
 pub mod time;
 
 pub use start::Args;
-pub use sys::Errno;
+pub use sys::{Errno, Res};

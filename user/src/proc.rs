@@ -97,6 +97,19 @@ pub fn expect_killed(prog: &str, sig: u32, bad: impl FnOnce()) -> Result<(), cra
     Ok(())
 }
 
+/// `/proc/sys/debug/exception-trace` (Linux's switch, and this kernel's): whether the
+/// kernel prints a report for each process it kills for a fault. A program whose
+/// children fault by the hundred turns it off around them, having said so; this
+/// kernel then prints one line counting the kills it did not report. Returns the
+/// value before, to put back.
+pub fn set_exception_trace(on: bool) -> Result<bool, Errno> {
+    const PATH: &CStr = c"/proc/sys/debug/exception-trace";
+    let mut old = [0u8; 8];
+    let n = crate::fs::read_file(PATH, &mut old)?;
+    crate::fs::write_file(PATH, if on { b"1\n" } else { b"0\n" })?;
+    Ok(old[..n].first().is_some_and(|&b| b != b'0'))
+}
+
 /// Maximum number of arguments or environment strings [`execve`] passes.
 pub const EXEC_MAX_STRINGS: usize = 32;
 

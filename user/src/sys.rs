@@ -14,6 +14,7 @@ pub mod nr {
     pub const CLOSE: usize = 57;
     pub const READ: usize = 63;
     pub const WRITE: usize = 64;
+    pub const PREAD64: usize = 67;
     pub const EXIT: usize = 93;
     pub const EXIT_GROUP: usize = 94;
     pub const SET_TID_ADDRESS: usize = 96;
@@ -116,5 +117,19 @@ impl fmt::Debug for Errno {
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A call's result as reports print it: the value, or the errno (`ENOMEM(12)`), not
+/// Rust's `Ok(..)` / `Err(..)`. A call returning nothing shows as Linux's `0`:
+/// `Res(r.map(|()| 0))`.
+pub struct Res<T>(pub Result<T, Errno>);
+
+impl<T: fmt::Display> fmt::Display for Res<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Ok(v) => v.fmt(f),
+            Err(e) => e.fmt(f),
+        }
     }
 }

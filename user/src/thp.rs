@@ -162,6 +162,20 @@ impl Policy {
         }
         first.and(write_policy(&top_path(), self.top.as_str()))
     }
+
+    /// [`Policy::restore`], then the policy read back must be the saved one: every
+    /// program leaves the policy as it found it, so the next one starts from the
+    /// defaults (or the boot's `thp_anon=`), not from what this one set.
+    pub fn restore_checked(&self) -> Result<Policy, Fail> {
+        self.restore()?;
+        let now = Policy::save()?;
+        let same = self.top.as_str() == now.top.as_str()
+            && (self.sizes.iter().zip(&now.sizes)).all(|(a, b)| a.as_str() == b.as_str());
+        if !same {
+            return Err(Fail::new(format_args!("policy not restored: {now}")));
+        }
+        Ok(now)
+    }
 }
 
 impl fmt::Display for Policy {
@@ -652,8 +666,8 @@ impl Scenario {
     pub fn end(self, mut t: crate::test::Suite) -> i32 {
         let name = self.name;
         t.run("restore_policy", || {
-            self.saved.restore()?;
-            crate::println!("{name}: policy after: {}", Policy::save()?);
+            let now = self.saved.restore_checked()?;
+            crate::println!("{name}: policy after: {now}");
             Ok(())
         });
         crate::println!(

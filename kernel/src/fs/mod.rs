@@ -4,17 +4,21 @@
 //! contents when opened (a read sees one consistent snapshot); a writable node takes
 //! each write as a whole new value, as sysfs does.
 //!
-//! Subsystems add their nodes to `NODES` or a table of their own (`thp`).
+//! Subsystems add their nodes to `NODES` or a table of their own (`thp`, `procfs`).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use crate::mm::addr::PAGE_SHIFT;
+
 use crate::uapi::Errno;
 use crate::uapi::*;
 
 pub mod cpio;
+pub mod exception_trace;
 mod lazyfree;
+mod procfs;
 mod thp;
 mod vmstat;
 
@@ -45,14 +49,6 @@ const fn dir(path: &'static str) -> Node {
     }
 }
 
-fn meminfo() -> String {
-    let f = crate::mm::frame::frames();
-    let mut s = String::new();
-    let _ = writeln!(s, "MemTotal: {:>10} kB", f.managed_frames() * 4);
-    let _ = writeln!(s, "MemFree:  {:>10} kB", f.free_frames() * 4);
-    s
-}
-
 /// The contiguous layer's counters, one `name value` per line.
 fn contpte_stats() -> String {
     let c = crate::mm::ptenv::counters().snapshot();
@@ -79,19 +75,31 @@ static NODES: &[Node] = &[
     dir("/dev"),
     dir("/proc"),
     dir("/proc/self"),
+    dir("/proc/sys"),
+    dir("/proc/sys/debug"),
     dir("/sys"),
     dir("/sys/kernel"),
     dir("/sys/kernel/mm"),
     dir("/sys/kernel/mm/contpte"),
     Node {
-        path: "/proc/meminfo",
-        render: Some(meminfo),
-        write: None,
-    },
-    Node {
         path: "/proc/lazyfree",
         render: Some(lazyfree::render),
         write: Some(lazyfree::write),
+    },
+    Node {
+        path: "/proc/sys/debug/exception-trace",
+        render: Some(exception_trace::render),
+        write: Some(exception_trace::write),
+    },
+    Node {
+        path: PAGEMAP,
+        render: Some(String::new),
+        write: None,
+    },
+    Node {
+        path: KPAGEFLAGS,
+        render: Some(String::new),
+        write: None,
     },
     Node {
         path: "/proc/vmstat",
@@ -123,6 +131,7 @@ pub fn lookup(path: &str) -> Option<&'static Node> {
     NODES
         .iter()
         .chain(thp::NODES.iter())
+        .chain(procfs::NODES.iter())
         .find(|n| n.path == norm)
 }
 
@@ -217,6 +226,10 @@ impl Access {
                 writes: Writes::Device,
             },
             File::Node { node, .. } => Access::of(&Target::Node(node)),
+            File::Words { .. } => Access {
+                mode: f.mode(),
+                writes: Writes::Node { writable: false },
+            },
             File::Ram {
                 data, mode, name, ..
             } => Access::of(&Target::Ram {
@@ -254,6 +267,12 @@ fn is_special(mode: u32) -> bool {
 #[derive(Clone)]
 pub enum File {
     Console,
+    /// A table of 64-bit words generated at each read (`procfs::read_words`), too
+    /// large to render at open: `pos` is a byte offset.
+    Words {
+        table: WordTable,
+        pos: usize,
+    },
     Node {
         node: &'static Node,
         data: String,
@@ -316,6 +335,14 @@ impl Files {
         }
         let file = match target {
             Target::Node(node) if writable && node.write.is_none() => return Err(EACCES),
+            Target::Node(node) if node.path == PAGEMAP => File::Words {
+                table: WordTable::Pagemap,
+                pos: 0,
+            },
+            Target::Node(node) if node.path == KPAGEFLAGS => File::Words {
+                table: WordTable::Kpageflags,
+                pos: 0,
+            },
             Target::Node(node) => File::Node {
                 node,
                 data: node.render.map_or(String::new(), |r| r()),
@@ -355,6 +382,7 @@ impl File {
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
         match self {
             File::Console => Ok(0),
+            File::Words { table, pos } => procfs::read_words(*table, pos, buf),
             File::Node { node, .. } if node.is_dir() => Err(EISDIR),
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
@@ -384,6 +412,7 @@ impl File {
     pub fn seekable(&mut self) -> Option<(usize, &mut usize)> {
         match self {
             File::Console => None,
+            File::Words { table, pos } => Some((table.len(), pos)),
             File::Node { data, pos, .. } => Some((data.len(), pos)),
             File::Ram { data, pos, .. } => Some((data.len(), pos)),
         }
@@ -402,6 +431,7 @@ impl File {
             File::Node {
                 writable: false, ..
             }
+            | File::Words { .. }
             | File::Ram { .. } => Err(EBADF),
             File::Node { node, .. } => {
                 let text = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
@@ -415,6 +445,7 @@ impl File {
     pub fn mode(&self) -> u32 {
         match self {
             File::Console => 0o020620,
+            File::Words { .. } => 0o100444,
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
         }
@@ -422,7 +453,7 @@ impl File {
 
     pub fn size(&self) -> usize {
         match self {
-            File::Console | File::Node { .. } => 0,
+            File::Console | File::Node { .. } | File::Words { .. } => 0,
             File::Ram { data, .. } => data.len(),
         }
     }
@@ -439,7 +470,11 @@ pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
     };
     f(".", true);
     f("..", true);
-    for n in NODES.iter().chain(thp::NODES.iter()) {
+    for n in NODES
+        .iter()
+        .chain(thp::NODES.iter())
+        .chain(procfs::NODES.iter())
+    {
         if let Some(name) = child(n.path) {
             f(name, n.is_dir());
         }
@@ -463,11 +498,39 @@ pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
     }
 }
 
+/// The tables of 64-bit words: /proc/self/pagemap, one per page of the reader's
+/// address space (`Mm::pagemap`), and /proc/kpageflags, one per physical frame
+/// (`mm::report::kpageflags`).
+#[derive(Clone, Copy)]
+pub enum WordTable {
+    Pagemap,
+    Kpageflags,
+}
+
+const PAGEMAP: &str = "/proc/self/pagemap";
+const KPAGEFLAGS: &str = "/proc/kpageflags";
+const WORD: usize = 8;
+
+impl WordTable {
+    /// Bytes: a word per page of the 48-bit user address space, or per frame of the
+    /// 48-bit physical one.
+    fn len(self) -> usize {
+        match self {
+            WordTable::Pagemap => (crate::arch::aarch64::uaccess::USER_END >> PAGE_SHIFT) * WORD,
+            WordTable::Kpageflags => ((1usize << 48) >> PAGE_SHIFT) * WORD,
+        }
+    }
+}
+
 /// Bytes of a console write printed under one hold of the console's lock.
 const CONSOLE_PIECE: usize = 512;
 
 fn read_at(data: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
-    let n = buf.len().min(data.len() - *pos);
+    // pread may ask past the end.
+    let n = buf.len().min(data.len().saturating_sub(*pos));
+    if n == 0 {
+        return 0;
+    }
     buf[..n].copy_from_slice(&data[*pos..*pos + n]);
     *pos += n;
     n

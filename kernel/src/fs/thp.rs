@@ -1,5 +1,8 @@
-//! /sys/kernel/mm/transparent_hugepage, as Linux lays it out: `enabled`, and per mTHP
-//! size `hugepages-<N>kB/enabled` and `hugepages-<N>kB/stats/<counter>`; plus this
+//! /sys/kernel/mm/transparent_hugepage, as Linux lays it out: `enabled`, `defrag`,
+//! `shmem_enabled`, `use_zero_page`, `hpage_pmd_size`, and per mTHP size
+//! `hugepages-<N>kB/{enabled,shmem_enabled}` and `hugepages-<N>kB/stats/<counter>`
+//! (`defrag`, `use_zero_page` and the shmem files keep Linux's values but change
+//! nothing here: `mthp::KeptChoice`); plus this
 //! kernel's `shrink_deferred` (write 1: run the deferred-split shrinker now; read: the
 //! folios waiting), `cow` (`page` or `folio`: what a write to a shared large folio
 //! copies, the boot option `cow=`), `khugepaged/` (the collapse thread's tunables and
@@ -24,6 +27,11 @@ macro_rules! size_nodes {
                 path: concat!("/sys/kernel/mm/transparent_hugepage/hugepages-", $kb, "kB/enabled"),
                 render: Some(|| mthp::POLICY.render_size($order)),
                 write: Some(|s| mthp::POLICY.write_size($order, s)),
+            },
+            Node {
+                path: concat!("/sys/kernel/mm/transparent_hugepage/hugepages-", $kb, "kB/shmem_enabled"),
+                render: Some(|| mthp::shmem_size_enabled($order).render()),
+                write: Some(|s| mthp::shmem_size_enabled($order).write(s)),
             },
             stat!($order, $kb, "anon_fault_alloc"),
             stat!($order, $kb, "anon_fault_fallback"),
@@ -105,11 +113,13 @@ macro_rules! khugepaged {
     };
 }
 
-/// Eight sizes of 20 nodes each (the directory, `stats/`, `enabled`, 17 counters).
-const SIZE_NODES: usize = 8 * 20;
-const KHUGEPAGED_NODES: usize = 8;
+/// Eight sizes of 21 nodes each (the directory, `stats/`, `enabled`, `shmem_enabled`,
+/// 17 counters).
+const SIZE_NODES: usize = 8 * 21;
+const KHUGEPAGED_NODES: usize = 10;
+const TOP_NODES: usize = 10;
 
-pub static NODES: [Node; 7 + SIZE_NODES + KHUGEPAGED_NODES] = {
+pub static NODES: [Node; TOP_NODES + SIZE_NODES + KHUGEPAGED_NODES] = {
     let sizes = size_nodes!(2 => "16", 3 => "32", 4 => "64", 5 => "128", 6 => "256", 7 => "512", 8 => "1024", 9 => "2048");
     let khugepaged: [Node; KHUGEPAGED_NODES] = [
         super::dir("/sys/kernel/mm/transparent_hugepage/khugepaged"),
@@ -118,10 +128,12 @@ pub static NODES: [Node; 7 + SIZE_NODES + KHUGEPAGED_NODES] = {
         khugepaged!("alloc_sleep_millisecs", collapse::ALLOC_SLEEP_MILLISECS),
         khugepaged!("max_ptes_none", collapse::MAX_PTES_NONE),
         khugepaged!("max_ptes_shared", collapse::MAX_PTES_SHARED),
+        khugepaged!("max_ptes_swap", collapse::MAX_PTES_SWAP),
+        khugepaged!("defrag", collapse::DEFRAG),
         khugepaged!("pages_collapsed", counter collapse::PAGES_COLLAPSED),
         khugepaged!("full_scans", counter collapse::FULL_SCANS),
     ];
-    let mut all = [const { super::dir("") }; 7 + SIZE_NODES + KHUGEPAGED_NODES];
+    let mut all = [const { super::dir("") }; TOP_NODES + SIZE_NODES + KHUGEPAGED_NODES];
     all[0] = super::dir(ROOT);
     all[1] = Node {
         path: "/sys/kernel/mm/transparent_hugepage/enabled",
@@ -153,6 +165,26 @@ pub static NODES: [Node; 7 + SIZE_NODES + KHUGEPAGED_NODES] = {
         render: Some(smaps),
         write: None,
     };
+    all[7] = Node {
+        path: "/sys/kernel/mm/transparent_hugepage/defrag",
+        render: Some(|| mthp::DEFRAG.render()),
+        write: Some(|s| mthp::DEFRAG.write(s)),
+    };
+    all[8] = Node {
+        path: "/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+        render: Some(|| mthp::SHMEM_ENABLED.render()),
+        write: Some(|s| mthp::SHMEM_ENABLED.write(s)),
+    };
+    all[9] = Node {
+        path: "/sys/kernel/mm/transparent_hugepage/use_zero_page",
+        render: Some(|| {
+            format!(
+                "{}\n",
+                mthp::USE_ZERO_PAGE.load(core::sync::atomic::Ordering::Relaxed) as u8
+            )
+        }),
+        write: Some(mthp::write_use_zero_page),
+    };
     // A node added to `size_nodes!` without counting it here would overwrite others.
     assert!(
         sizes.len() == SIZE_NODES,
@@ -160,12 +192,12 @@ pub static NODES: [Node; 7 + SIZE_NODES + KHUGEPAGED_NODES] = {
     );
     let mut i = 0;
     while i < sizes.len() {
-        all[7 + i] = sizes[i];
+        all[TOP_NODES + i] = sizes[i];
         i += 1;
     }
     let mut k = 0;
     while k < KHUGEPAGED_NODES {
-        all[7 + SIZE_NODES + k] = khugepaged[k];
+        all[TOP_NODES + SIZE_NODES + k] = khugepaged[k];
         k += 1;
     }
     all

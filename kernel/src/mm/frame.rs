@@ -360,6 +360,12 @@ impl FrameAllocator {
         Some((PhysAddr::from_pfn(pa.pfn() & !((1 << order) - 1)), order))
     }
 
+    /// Whether frame `pfn` is one this allocator describes (RAM, not a hole).
+    pub fn covers(&self, pfn: usize) -> bool {
+        pfn.checked_sub(self.base_pfn)
+            .is_some_and(|i| i < self.meta.len())
+    }
+
     pub fn meta(&self, pa: PhysAddr) -> &FrameMeta {
         self.meta_pfn(pa.pfn())
     }

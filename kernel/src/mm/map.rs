@@ -209,11 +209,15 @@ impl<E: MmEnv> Mm<E> {
         match advice {
             MADV_POPULATE_READ | MADV_POPULATE_WRITE => {
                 let write = advice == MADV_POPULATE_WRITE;
+                // The access must be one the mapping allows (Linux's check_vma_flags:
+                // a read needs PROT_READ, which PROT_WRITE alone does not give), else
+                // EINVAL.
+                let refused = |v: &Vma| if write { !v.prot.write } else { !v.prot.read };
                 if !self.vmas.covers(start, end) {
                     // Linux faults in what lies before the hole, then fails.
                     let mut at = start;
                     while let Some(v) = self.vmas.find(at).copied() {
-                        if write && !v.prot.write {
+                        if refused(&v) {
                             return Err(EINVAL);
                         }
                         let to = v.end.min(end);
@@ -223,11 +227,10 @@ impl<E: MmEnv> Mm<E> {
                     }
                     return Err(ENOMEM);
                 }
-                if write
-                    && self
-                        .vmas
-                        .iter()
-                        .any(|v| v.start < end && start < v.end && !v.prot.write)
+                if self
+                    .vmas
+                    .iter()
+                    .any(|v| v.start < end && start < v.end && refused(v))
                 {
                     return Err(EINVAL);
                 }

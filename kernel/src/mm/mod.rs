@@ -59,6 +59,8 @@ mod tests;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use pgtable::MemType;
+#[cfg(any(target_os = "none", test))]
+pub use report::kpageflags;
 
 /// Offset of the linear map (and of the kernel image): VA = PA + KERNEL_VA_OFFSET.
 pub const KERNEL_VA_OFFSET: u64 = 0xffff_0000_0000_0000;

@@ -91,17 +91,7 @@ trait Choice: Copy + Eq + 'static {
 
     /// `always [madvise] never\n`.
     fn render(self) -> String {
-        let words: Vec<String> = Self::ALL
-            .iter()
-            .map(|&c| {
-                if c == self {
-                    format!("[{}]", c.name())
-                } else {
-                    String::from(c.name())
-                }
-            })
-            .collect();
-        words.join(" ") + "\n"
+        render_words(Self::ALL.iter().map(|&c| (c.name(), c == self)))
     }
 
     /// The value named exactly `word` (boot parameters compare with `strcmp`).
@@ -114,6 +104,88 @@ trait Choice: Copy + Eq + 'static {
     fn parse_sysfs(buf: &str) -> Result<Self, i32> {
         Self::parse(buf.strip_suffix('\n').unwrap_or(buf)).ok_or(EINVAL)
     }
+}
+
+/// `always [madvise] never\n`: the words in order, the selected one in brackets.
+fn render_words<'a>(words: impl Iterator<Item = (&'a str, bool)>) -> String {
+    let words: Vec<String> = words
+        .map(|(w, selected)| {
+            if selected {
+                format!("[{w}]")
+            } else {
+                String::from(w)
+            }
+        })
+        .collect();
+    words.join(" ") + "\n"
+}
+
+/// A choice file of Linux's whose mechanism this kernel lacks (defrag: no compaction
+/// or reclaim stalls at fault time; shmem: no shmem THP): it keeps the value written,
+/// in Linux's words and default, so that programs that read, set and restore Linux's
+/// settings find it, and changes nothing else.
+pub struct KeptChoice {
+    words: &'static [&'static str],
+    selected: AtomicU8,
+}
+
+impl KeptChoice {
+    const fn new(words: &'static [&'static str], default: u8) -> Self {
+        KeptChoice {
+            words,
+            selected: AtomicU8::new(default),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let selected = usize::from(self.selected.load(Ordering::Relaxed));
+        render_words(
+            self.words
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| (w, i == selected)),
+        )
+    }
+
+    /// A write of one of the words (optionally newline-terminated); else EINVAL.
+    pub fn write(&self, buf: &str) -> Result<(), i32> {
+        let word = buf.strip_suffix('\n').unwrap_or(buf);
+        let i = self.words.iter().position(|&w| w == word).ok_or(EINVAL)?;
+        self.selected.store(i as u8, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// `transparent_hugepage/defrag`: Linux's default `madvise`.
+pub static DEFRAG: KeptChoice =
+    KeptChoice::new(&["always", "defer", "defer+madvise", "madvise", "never"], 3);
+/// `transparent_hugepage/shmem_enabled`: Linux's default `never`.
+pub static SHMEM_ENABLED: KeptChoice = KeptChoice::new(
+    &["always", "within_size", "advise", "never", "deny", "force"],
+    3,
+);
+/// `hugepages-<N>kB/shmem_enabled`, per mTHP order: Linux's default `never`.
+pub static SHMEM_SIZE_ENABLED: [KeptChoice; NR_MTHP_ORDERS] =
+    [const { KeptChoice::new(&["always", "inherit", "within_size", "advise", "never"], 4) };
+        NR_MTHP_ORDERS];
+
+/// The `KeptChoice` of `hugepages-<N>kB/shmem_enabled`.
+pub fn shmem_size_enabled(order: usize) -> &'static KeptChoice {
+    &SHMEM_SIZE_ENABLED[slot(order)]
+}
+
+/// `transparent_hugepage/use_zero_page` (Linux's default 1). This kernel maps no
+/// shared zero page on a read fault (every anonymous fault allocates), so the value
+/// changes nothing; a write takes 0 or 1 (Linux's `single_hugepage_flag_store`).
+pub static USE_ZERO_PAGE: AtomicBool = AtomicBool::new(true);
+
+pub fn write_use_zero_page(buf: &str) -> Result<(), i32> {
+    match buf.strip_suffix('\n').unwrap_or(buf) {
+        "0" => USE_ZERO_PAGE.store(false, Ordering::Relaxed),
+        "1" => USE_ZERO_PAGE.store(true, Ordering::Relaxed),
+        _ => return Err(EINVAL),
+    }
+    Ok(())
 }
 
 /// `/sys/kernel/mm/transparent_hugepage/enabled`.
@@ -569,6 +641,40 @@ mod tests {
         assert_eq!(p.render_size(4), "[always] inherit madvise never\n");
         p.set_size(4, SizeSetting::Madvise);
         assert_eq!(p.render_size(4), "always inherit [madvise] never\n");
+    }
+
+    #[test]
+    fn kept_choices_show_linux_defaults_and_take_only_their_words() {
+        let defrag = KeptChoice::new(DEFRAG.words, 3);
+        assert_eq!(
+            defrag.render(),
+            "always defer defer+madvise [madvise] never\n"
+        );
+        assert_eq!(defrag.write("defer+madvise\n"), Ok(()));
+        assert_eq!(
+            defrag.render(),
+            "always defer [defer+madvise] madvise never\n"
+        );
+        for bad in ["", "defer+", "Never", "never\n\n", "[never]"] {
+            assert_eq!(defrag.write(bad), Err(EINVAL), "{bad:?}");
+        }
+        assert_eq!(
+            defrag.render(),
+            "always defer [defer+madvise] madvise never\n"
+        );
+        assert_eq!(
+            SHMEM_SIZE_ENABLED[0].render(),
+            "always inherit within_size advise [never]\n"
+        );
+        // The top-level file alone has deny and force.
+        assert_eq!(
+            KeptChoice::new(SHMEM_SIZE_ENABLED[0].words, 4).write("force"),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            KeptChoice::new(SHMEM_ENABLED.words, 3).write("force"),
+            Ok(())
+        );
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! per VMA, bytes mapped by folios of each order, by contiguous entries and by 2 MiB
 //! blocks, and how much of it is mapped naturally aligned (a folio of order k at an
 //! address that is a multiple of its size: what the contiguous bit and PMD blocks
-//! need).
+//! need); and /proc/self/pagemap's entries, one 64-bit word per page.
 
 use alloc::string::String;
 use core::fmt::Write as _;
+use core::sync::atomic::Ordering;
 
+use super::addr::VirtAddr;
 use super::aspace::{Mm, MmEnv, PMD};
 use super::folio::Folio;
-use super::vma::{Vma, VmaKind};
+use super::vma::{HugeHint, Vma, VmaKind};
 use super::PAGE_SIZE;
 
 /// One VMA's mapped bytes.
@@ -23,12 +25,111 @@ struct Tally {
     cont: u64,
     /// By 2 MiB blocks.
     pmd: u64,
+    sharing: Sharing,
+}
+
+/// smaps' split of the mapped bytes by how many mappings share them, dirtiness and age.
+#[derive(Default)]
+struct Sharing {
+    /// Proportional: a page mapped by n entries counts 1/n.
+    pss: u64,
+    pss_dirty: u64,
+    shared_clean: u64,
+    shared_dirty: u64,
+    private_clean: u64,
+    private_dirty: u64,
+    /// Accessed (AF set).
+    referenced: u64,
+    /// In a folio MADV_FREE marked and nobody wrote since.
+    lazyfree: u64,
 }
 
 impl Tally {
     fn rss(&self) -> u64 {
         self.by_order.iter().sum()
     }
+
+    fn add(&mut self, t: &Tally) {
+        for order in 0..self.by_order.len() {
+            self.by_order[order] += t.by_order[order];
+            self.aligned[order] += t.aligned[order];
+        }
+        self.cont += t.cont;
+        self.pmd += t.pmd;
+        let (a, b) = (&mut self.sharing, &t.sharing);
+        a.pss += b.pss;
+        a.pss_dirty += b.pss_dirty;
+        a.shared_clean += b.shared_clean;
+        a.shared_dirty += b.shared_dirty;
+        a.private_clean += b.private_clean;
+        a.private_dirty += b.private_dirty;
+        a.referenced += b.referenced;
+        a.lazyfree += b.lazyfree;
+    }
+}
+
+/// /proc/PID/pagemap's bits (Linux's Documentation/admin-guide/mm/pagemap.rst) that
+/// this kernel sets: the page is present (bits 0-54 its frame number), and mapped
+/// exactly once (its map count is 1). Bit 62 (swapped) and 61 (file page or shared
+/// anonymous) stay clear: no swap, and every page is private anonymous.
+pub const PM_PRESENT: u64 = 1 << 63;
+pub const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
+const PM_PFN_MASK: u64 = (1 << 55) - 1;
+
+/// /proc/kpageflags bits (Linux's include/uapi/linux/kernel-page-flags.h) this kernel
+/// can tell from a frame's metadata.
+const KPF_MMAP: u64 = 1 << 11;
+const KPF_ANON: u64 = 1 << 12;
+const KPF_SWAPBACKED: u64 = 1 << 14;
+const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+const KPF_NOPAGE: u64 = 1 << 20;
+const KPF_THP: u64 = 1 << 22;
+
+/// The /proc/kpageflags word of frame `pfn`: no page (outside RAM); for a page of an
+/// anonymous folio, anon and swap-backed (as Linux marks every anonymous page), mapped
+/// if a page-table entry maps it, and in a large folio the head or tail bit and THP
+/// (Linux marks every large anonymous folio so, mTHP included); 0 for any other
+/// frame. Reads the metadata without the folio lock: a snapshot a concurrent split or
+/// free may outdate, as Linux's is.
+pub fn kpageflags(pfn: usize) -> u64 {
+    let frames = super::frame::frames();
+    if !frames.covers(pfn) {
+        return KPF_NOPAGE;
+    }
+    let pa = super::PhysAddr::from_pfn(pfn);
+    let Some((head, order)) = frames.block_of(pa) else {
+        return 0;
+    };
+    // A block freed and reallocated since may leave a stale order: stay in RAM.
+    if !frames.covers(head.pfn()) || (order > 0 && !frames.covers(head.pfn() + 1)) {
+        return 0;
+    }
+    let head_meta = frames.meta(head);
+    if !head_meta.test(super::frame::flags::ANON) {
+        return 0;
+    }
+    let mut word = KPF_ANON | KPF_SWAPBACKED;
+    let entire = if order > 0 {
+        frames
+            .meta(head.add(PAGE_SIZE))
+            .total_mapcount
+            .load(Ordering::Acquire)
+    } else {
+        0
+    };
+    if frames.meta(pa).mapcount.load(Ordering::Acquire) + entire > 0 {
+        word |= KPF_MMAP;
+    }
+    if order > 0 {
+        word |= KPF_THP
+            | if pa == head {
+                KPF_COMPOUND_HEAD
+            } else {
+                KPF_COMPOUND_TAIL
+            };
+    }
+    word
 }
 
 /// Orders the report lists: base pages and the mTHP sizes 16 KiB..2 MiB.
@@ -57,6 +158,27 @@ impl<E: MmEnv> Mm<E> {
             } else if leaf.pte.is_cont() {
                 t.cont += bytes;
             }
+            // A 2 MiB block's pages share its entire map count: the first one speaks
+            // for all.
+            let mapcount = f.mapcount(f.index(pa)).max(1) as u64;
+            let dirty = leaf.pte.is_dirty();
+            let s = &mut t.sharing;
+            s.pss += bytes / mapcount;
+            if dirty {
+                s.pss_dirty += bytes / mapcount;
+            }
+            *match (mapcount > 1, dirty) {
+                (true, false) => &mut s.shared_clean,
+                (true, true) => &mut s.shared_dirty,
+                (false, false) => &mut s.private_clean,
+                (false, true) => &mut s.private_dirty,
+            } += bytes;
+            if leaf.pte.is_young() {
+                s.referenced += bytes;
+            }
+            if f.is_lazyfree() && !dirty {
+                s.lazyfree += bytes;
+            }
         });
         t
     }
@@ -76,12 +198,7 @@ impl<E: MmEnv> Mm<E> {
                 let _ = write!(out, " order{order}={}", t.by_order[order]);
             }
             let _ = writeln!(out, " cont={} pmd={}", t.cont, t.pmd);
-            for order in ORDERS {
-                total.by_order[order] += t.by_order[order];
-                total.aligned[order] += t.aligned[order];
-            }
-            total.cont += t.cont;
-            total.pmd += t.pmd;
+            total.add(&t);
         }
         let rss = total.rss();
         let line = |out: &mut String, name: &str, bytes: u64| {
@@ -107,30 +224,183 @@ impl<E: MmEnv> Mm<E> {
         out
     }
 
-    /// /proc/self/smaps, the fields Linux's has that this kernel knows, per VMA:
-    /// Size, Rss, Anonymous, AnonHugePages (bytes mapped by 2 MiB blocks).
-    pub fn smaps(&self) -> String {
-        let mut out = String::new();
-        for vma in self.vmas.iter() {
-            let t = self.tally(vma);
-            let name = match vma.kind {
-                VmaKind::Stack => "[stack]",
-                VmaKind::Heap => "[heap]",
-                VmaKind::Anon | VmaKind::Image => "",
+    /// The pagemap entries of the pages from `va` (page-aligned), one per slot of
+    /// `out`: 0 for a page nothing maps. Walks only the mapped leaves of the range.
+    pub fn pagemap(&self, va: VirtAddr, out: &mut [u64]) {
+        out.fill(0);
+        let end = va.add(out.len() * PAGE_SIZE);
+        self.tables.for_each_leaf(va, end, |leaf_va, leaf| {
+            let size = if leaf.level == 2 {
+                PMD as usize
+            } else {
+                PAGE_SIZE
             };
-            let _ = writeln!(out, "{} 00000000 00:00 0 {name}", SmapsHeader(vma));
-            let size = (vma.end.as_u64() - vma.start.as_u64()) >> 10;
-            for (field, kb) in [
-                ("Size", size),
-                ("Rss", t.rss() >> 10),
-                ("Anonymous", t.rss() >> 10),
-                ("AnonHugePages", t.pmd >> 10),
-            ] {
-                let _ = writeln!(out, "{:<16}{kb:>8} kB", alloc::format!("{field}:"));
+            // A 2 MiB block may begin before `va` or end after `end`.
+            let first = leaf_va.max(va);
+            let last = leaf_va.add(size).min(end);
+            let f = Folio::lock(leaf.pa_of(first));
+            let mut page = first;
+            while page < last {
+                let pa = leaf.pa_of(page);
+                let mut entry = PM_PRESENT | ((pa.as_u64() / PAGE_SIZE as u64) & PM_PFN_MASK);
+                if f.mapcount(f.index(pa)) == 1 {
+                    entry |= PM_MMAP_EXCLUSIVE;
+                }
+                out[(page.as_u64() - va.as_u64()) as usize / PAGE_SIZE] = entry;
+                page = page.add(PAGE_SIZE);
             }
+        });
+    }
+
+    /// One VMA's /proc/PID/smaps block, Linux 6.12's fields in its order (those of
+    /// mechanisms this kernel lacks, KSM, shmem, file THP, hugetlb, swap and mlock,
+    /// are 0 as on a Linux without them).
+    fn smaps_vma(&self, out: &mut String, vma: &Vma) {
+        let t = self.tally(vma);
+        let _ = writeln!(out, "{}", MapsLine(vma));
+        let page = PAGE_SIZE as u64;
+        kb_line(out, "Size", vma.end.as_u64() - vma.start.as_u64());
+        kb_line(out, "KernelPageSize", page);
+        kb_line(out, "MMUPageSize", page);
+        show_smap(out, &t, false);
+        let _ = writeln!(out, "THPeligible:    {:>8}", thp_eligible(vma) as u8);
+        let _ = writeln!(out, "VmFlags: {}", VmFlags(vma));
+    }
+
+    /// /proc/PID/status's memory lines (Linux's task_mem): the address space's size,
+    /// resident set (all anonymous here), data, stack and page-table sizes are not
+    /// kept apart from the rest, so only what is: VmSize, VmRSS, RssAnon, RssFile,
+    /// RssShmem, VmData (private writable, not stack), VmStk, VmSwap.
+    pub fn status(&self) -> String {
+        let (mut size, mut rss, mut data, mut stack) = (0, 0, 0, 0);
+        for vma in self.vmas.iter() {
+            let bytes = vma.end.as_u64() - vma.start.as_u64();
+            size += bytes;
+            rss += self.tally(vma).rss();
+            match vma.kind {
+                VmaKind::Stack => stack += bytes,
+                _ if vma.prot.write => data += bytes,
+                _ => {}
+            }
+        }
+        let mut out = String::new();
+        for (field, bytes) in [
+            ("VmSize", size),
+            ("VmRSS", rss),
+            ("RssAnon", rss),
+            ("RssFile", 0),
+            ("RssShmem", 0),
+            ("VmData", data),
+            ("VmStk", stack),
+            ("VmSwap", 0),
+        ] {
+            let _ = writeln!(
+                out,
+                "{:<8}{:>8} kB",
+                alloc::format!("{field}:"),
+                bytes >> 10
+            );
         }
         out
     }
+
+    /// /proc/self/smaps: per VMA its maps line and Linux's fields.
+    pub fn smaps(&self) -> String {
+        let mut out = String::new();
+        for vma in self.vmas.iter() {
+            self.smaps_vma(&mut out, vma);
+        }
+        out
+    }
+
+    /// /proc/self/maps: one line per VMA, as Linux prints it.
+    pub fn maps(&self) -> String {
+        let mut out = String::new();
+        for vma in self.vmas.iter() {
+            let _ = writeln!(out, "{}", MapsLine(vma));
+        }
+        out
+    }
+
+    /// /proc/self/smaps_rollup: smaps' memory fields summed over every VMA, under one
+    /// header spanning them all (Linux's show_smaps_rollup).
+    pub fn smaps_rollup(&self) -> String {
+        let mut total = Tally::default();
+        let (mut first, mut last) = (u64::MAX, 0);
+        for vma in self.vmas.iter() {
+            let t = self.tally(vma);
+            total.add(&t);
+            first = first.min(vma.start.as_u64());
+            last = last.max(vma.end.as_u64());
+        }
+        let mut out = String::new();
+        if first == u64::MAX {
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "{:<72} [rollup]",
+            alloc::format!("{first:08x}-{last:08x} ---p 00000000 00:00 0")
+        );
+        show_smap(&mut out, &total, true);
+        out
+    }
+}
+
+/// The memory fields of an smaps block or of smaps_rollup, which adds Pss by kind
+/// (Linux's `__show_smap`): everything here is anonymous; the fields of mechanisms this
+/// kernel lacks (KSM, shmem, file THP, hugetlb, swap, mlock) are 0.
+fn show_smap(out: &mut String, t: &Tally, rollup: bool) {
+    let s = &t.sharing;
+    kb_line(out, "Rss", t.rss());
+    kb_line(out, "Pss", s.pss);
+    kb_line(out, "Pss_Dirty", s.pss_dirty);
+    if rollup {
+        kb_line(out, "Pss_Anon", s.pss);
+        kb_line(out, "Pss_File", 0);
+        kb_line(out, "Pss_Shmem", 0);
+    }
+    for (field, bytes) in [
+        ("Shared_Clean", s.shared_clean),
+        ("Shared_Dirty", s.shared_dirty),
+        ("Private_Clean", s.private_clean),
+        ("Private_Dirty", s.private_dirty),
+        ("Referenced", s.referenced),
+        ("Anonymous", t.rss()),
+        ("KSM", 0),
+        ("LazyFree", s.lazyfree),
+        ("AnonHugePages", t.pmd),
+        ("ShmemPmdMapped", 0),
+        ("FilePmdMapped", 0),
+        ("Shared_Hugetlb", 0),
+        ("Private_Hugetlb", 0),
+        ("Swap", 0),
+        ("SwapPss", 0),
+        ("Locked", 0),
+    ] {
+        kb_line(out, field, bytes);
+    }
+}
+
+/// `Field:   N kB`: the name padded to 16 columns, the kB to 8 (Linux's SEQ_PUT_DEC).
+fn kb_line(out: &mut String, field: &str, bytes: u64) {
+    let _ = writeln!(
+        out,
+        "{:<16}{:>8} kB",
+        alloc::format!("{field}:"),
+        bytes >> 10
+    );
+}
+
+/// Whether a fault in `vma` may allocate a transparent huge page of some size: an
+/// allowed order (policy and advice) whose aligned block fits in the VMA (smaps'
+/// THPeligible, Linux's thp_vma_allowable_orders).
+fn thp_eligible(vma: &Vma) -> bool {
+    let orders = super::mthp::POLICY.allowed_orders(vma.huge);
+    super::mthp::MTHP_ORDERS.into_iter().any(|order| {
+        let size = PAGE_SIZE << order;
+        orders & (1 << order) != 0 && vma.start.align_up(size).add(size) <= vma.end
+    })
 }
 
 fn perms(vma: &Vma) -> [char; 3] {
@@ -160,18 +430,52 @@ impl core::fmt::Display for VmaHeader<'_> {
     }
 }
 
-/// `start-end rwxp`, as /proc/PID/maps and smaps start a VMA.
-struct SmapsHeader<'a>(&'a Vma);
+/// A /proc/PID/maps line: `start-end rwxp offset dev inode`, then the name (if any)
+/// at column 74, as Linux's show_vma_header_prefix pads it.
+struct MapsLine<'a>(&'a Vma);
 
-impl core::fmt::Display for SmapsHeader<'_> {
+impl core::fmt::Display for MapsLine<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let v = self.0;
         let [r, w, x] = perms(v);
-        write!(
-            f,
-            "{:08x}-{:08x} {r}{w}{x}p",
+        let prefix = alloc::format!(
+            "{:08x}-{:08x} {r}{w}{x}p 00000000 00:00 0",
             v.start.as_u64(),
             v.end.as_u64()
-        )
+        );
+        match v.kind {
+            VmaKind::Stack => write!(f, "{prefix:<72} [stack]"),
+            VmaKind::Heap => write!(f, "{prefix:<72} [heap]"),
+            VmaKind::Anon | VmaKind::Image => write!(f, "{prefix} "),
+        }
+    }
+}
+
+/// smaps' `VmFlags:` mnemonics, in Linux's order: every mapping here is private and
+/// may be made readable, writable and executable (mr mw me); the stack grows down
+/// (gd); a writable private mapping is accounted (ac); MADV_HUGEPAGE is hg,
+/// MADV_NOHUGEPAGE nh.
+struct VmFlags<'a>(&'a Vma);
+
+impl core::fmt::Display for VmFlags<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let v = self.0;
+        for (on, name) in [
+            (v.prot.read, "rd"),
+            (v.prot.write, "wr"),
+            (v.prot.exec, "ex"),
+            (true, "mr"),
+            (true, "mw"),
+            (true, "me"),
+            (v.kind == VmaKind::Stack, "gd"),
+            (v.prot.write, "ac"),
+            (v.huge == HugeHint::Huge, "hg"),
+            (v.huge == HugeHint::NoHuge, "nh"),
+        ] {
+            if on {
+                write!(f, "{name} ")?;
+            }
+        }
+        Ok(())
     }
 }

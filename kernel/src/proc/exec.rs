@@ -1,12 +1,14 @@
 //! execve: a new address space from a static ELF in the initramfs, as Linux builds it:
 //! the PT_LOAD segments with their permissions, the heap (brk) after the last one,
-//! and an 8 MiB stack whose top holds argc, argv, envp and the auxiliary vector.
+//! and a stack whose top holds argc, argv, envp and the auxiliary vector: a VMA of
+//! those pages and 128 KiB below them, which grows down on faults up to 8 MiB
+//! (`stack::grow`), as Linux's `setup_arg_pages` leaves it.
 
 use alloc::vec::Vec;
 
 use super::elf;
 use super::stack;
-use crate::mm::aspace::{Mm, STACK_SIZE, STACK_TOP};
+use crate::mm::aspace::{Mm, STACK_TOP};
 use crate::mm::vma::{HugeHint, VmProt, Vma, VmaKind};
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;
@@ -63,14 +65,6 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
     mm.brk_start = brk;
     mm.brk = brk;
 
-    let stack = Vma {
-        start: VirtAddr(STACK_TOP - STACK_SIZE),
-        end: VirtAddr(STACK_TOP),
-        prot: VmProt::new(true, true, false),
-        huge: HugeHint::Default,
-        kind: VmaKind::Stack,
-    };
-    mm.vmas.insert(stack).map_err(|_| ENOMEM)?;
     let mut random = [0u8; 16];
     crate::time::fill_random(&mut random);
     let auxv: Vec<(u64, u64)> = [
@@ -96,6 +90,15 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
     .into();
     let image =
         stack::build(STACK_TOP, argv, envp, &auxv, random, path.as_bytes()).map_err(|_| E2BIG)?;
+    let used = (image.bytes.len() as u64).next_multiple_of(PAGE_SIZE as u64);
+    let stack = Vma {
+        start: VirtAddr(STACK_TOP - used - stack::EXPAND_AT_EXEC),
+        end: VirtAddr(STACK_TOP),
+        prot: VmProt::new(true, true, false),
+        huge: HugeHint::Default,
+        kind: VmaKind::Stack,
+    };
+    mm.vmas.insert(stack).map_err(|_| ENOMEM)?;
     mm.write_bytes(VirtAddr(STACK_TOP - image.bytes.len() as u64), &image.bytes)
         .map_err(|_| ENOMEM)?;
     Ok(Image {

@@ -241,6 +241,7 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     release(&t);
     super::khugepaged::stop();
     super::kswapd::stop();
+    crate::fs::exception_trace::flush();
     #[cfg(feature = "ktest")]
     kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
@@ -397,7 +398,8 @@ fn handle_user_sync(frame: &mut TrapFrame) {
     kill(frame, t, sig, "")
 }
 
-/// Kill the current process for a fault, with a one-line report. Takes the caller's
+/// Kill the current process for a fault, with a one-line report (counted instead while
+/// `/proc/sys/debug/exception-trace` is 0: `fs/exception_trace.rs`). Takes the caller's
 /// reference to the task: `exit` does not return, so nothing held here is ever dropped.
 fn kill(frame: &TrapFrame, t: Arc<Task>, sig: u32, why: &str) -> ! {
     let esr = Esr(frame.esr);
@@ -416,11 +418,13 @@ fn kill(frame: &TrapFrame, t: Arc<Task>, sig: u32, why: &str) -> ! {
     let sig_name = signal_name(sig).unwrap_or("SIGKILL");
     let pid = t.pid;
     drop(t);
-    kprintln!(
-        "contkernel: killed {name} (pid {pid}): {sig_name}: {what}, pc {:#x}{}{why}",
-        frame.elr,
-        if why.is_empty() { "" } else { ": " }
-    );
+    if crate::fs::exception_trace::report_kill(sig) {
+        kprintln!(
+            "contkernel: killed {name} (pid {pid}): {sig_name}: {what}, pc {:#x}{}{why}",
+            frame.elr,
+            if why.is_empty() { "" } else { ": " }
+        );
+    }
     exit(signaled(sig))
 }
 
@@ -434,11 +438,15 @@ pub fn uaccess_fault(far: usize, write: bool) -> bool {
 }
 
 /// A memory-management fault of task `t` at `va`, from EL0 or from a user access of
-/// the kernel: the address space resolves it, and a resolved one counts as a minor
-/// fault (getrusage's ru_minflt).
+/// the kernel: the stack grows down to it if it is just below (`stack::grow`), the
+/// address space resolves it, and a resolved one counts as a minor fault
+/// (getrusage's ru_minflt).
 fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
     let r = match t.mm.lock().as_mut() {
-        Some(mm) => mm.handle_fault(va, access),
+        Some(mm) => {
+            super::stack::grow(&mut mm.vmas, va);
+            mm.handle_fault(va, access)
+        }
         None => Err(FaultError::Segv),
     };
     if r.is_ok() {

@@ -16,6 +16,13 @@
 //!
 //! All words are 64-bit little-endian. The C runtime's `_start` finds argc at sp,
 //! argv at sp + 8, and envp and the auxiliary vector after the NULLs.
+//!
+//! The stack VMA then grows down as Linux's VM_GROWSDOWN stack does (`grow`): exec maps
+//! these pages and `EXPAND_AT_EXEC` below them, and a fault below the VMA extends it to
+//! the faulting page, up to `STACK_SIZE` (RLIMIT_STACK's default) and never closer
+//! than `GUARD_GAP` to the mapping below. So the stack is never a large, empty,
+//! aligned range: a fault in it finds no room for a 2 MiB folio, as on Linux, where a
+//! fixed 8 MiB VMA would take one at the first touch of each 2 MiB.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -48,6 +55,47 @@ pub const AT_MINSIGSTKSZ: u64 = 51;
 /// Most bytes of argv and envp strings (with their NULs) an exec may pass: 128 KiB,
 /// Linux's fixed limit before 2.6.23 (MAX_ARG_PAGES = 32).
 pub const MAX_ARG_BYTES: usize = 32 * PAGE_SIZE;
+
+/// The stack VMA exec leaves below the argument pages (Linux's `stack_expand` in
+/// `setup_arg_pages`: 128 KiB).
+pub const EXPAND_AT_EXEC: u64 = 128 << 10;
+
+/// The free space a grown stack keeps above the mapping below it (Linux's
+/// `stack_guard_gap`, 256 pages).
+#[cfg(any(target_os = "none", test))]
+const GUARD_GAP: u64 = 256 * PAGE_SIZE as u64;
+
+/// A fault at `va`, which no VMA holds: if the VMA just above it is the stack, and
+/// the stack may reach down to `va`'s page (no deeper than `STACK_SIZE` below
+/// `STACK_TOP`, `GUARD_GAP` clear of the VMA below), extend it there (Linux's
+/// `expand_downwards`) and say so; the fault is then handled in it. The new part
+/// merges into the stack VMA, so growth adds no VMA.
+#[cfg(any(target_os = "none", test))]
+pub fn grow(vmas: &mut crate::mm::vma::VmaSet, va: crate::mm::VirtAddr) -> bool {
+    use crate::mm::aspace::{STACK_SIZE, STACK_TOP};
+    use crate::mm::vma::{Vma, VmaKind};
+    use crate::mm::VirtAddr;
+    let page = va.align_down(PAGE_SIZE);
+    if page.as_u64() < STACK_TOP - STACK_SIZE || vmas.find(va).is_some() {
+        return false;
+    }
+    let Some(&stack) = vmas.next_from(va) else {
+        return false;
+    };
+    if stack.kind != VmaKind::Stack {
+        return false;
+    }
+    // Stricter than Linux, which lets the gap hold an inaccessible (PROT_NONE) VMA.
+    if !vmas.is_free(VirtAddr(page.as_u64() - GUARD_GAP), page) {
+        return false;
+    }
+    vmas.insert(Vma {
+        start: page,
+        end: stack.start,
+        ..stack
+    })
+    .is_ok()
+}
 
 /// Linux leaves the top pointer-sized slot of the stack zero.
 const END_MARKER: usize = 8;
@@ -293,5 +341,77 @@ mod tests {
     #[should_panic(expected = "adds AT_RANDOM")]
     fn caller_must_not_pass_at_random() {
         let _ = build(TOP, &[], &[], &[(AT_RANDOM, 0)], RANDOM, b"/i");
+    }
+
+    mod growth {
+        use super::super::{grow, EXPAND_AT_EXEC, GUARD_GAP};
+        use crate::mm::aspace::{STACK_SIZE, STACK_TOP};
+        use crate::mm::vma::{HugeHint, VmProt, Vma, VmaKind, VmaSet};
+        use crate::mm::VirtAddr;
+
+        const PAGE: u64 = 4096;
+
+        fn vma(start: u64, end: u64, kind: VmaKind) -> Vma {
+            Vma {
+                start: VirtAddr(start),
+                end: VirtAddr(end),
+                prot: VmProt::new(true, true, false),
+                huge: HugeHint::Default,
+                kind,
+            }
+        }
+
+        /// The stack exec leaves: one page of arguments and `EXPAND_AT_EXEC` below.
+        fn at_exec() -> (VmaSet, u64) {
+            let mut v = VmaSet::new();
+            let start = STACK_TOP - PAGE - EXPAND_AT_EXEC;
+            v.insert(vma(start, STACK_TOP, VmaKind::Stack)).unwrap();
+            (v, start)
+        }
+
+        #[test]
+        fn a_fault_below_the_stack_extends_it_to_the_page() {
+            let (mut v, start) = at_exec();
+            assert!(grow(&mut v, VirtAddr(start - 3 * PAGE + 8)));
+            let s = v.find(VirtAddr(STACK_TOP - 1)).unwrap();
+            assert_eq!(
+                (s.start.as_u64(), s.end.as_u64()),
+                (start - 3 * PAGE, STACK_TOP)
+            );
+            assert_eq!(v.len(), 1, "the new part merged into the stack VMA");
+        }
+
+        #[test]
+        fn no_deeper_than_the_limit() {
+            let (mut v, _) = at_exec();
+            let floor = STACK_TOP - STACK_SIZE;
+            assert!(!grow(&mut v, VirtAddr(floor - 1)));
+            assert!(grow(&mut v, VirtAddr(floor)));
+            assert_eq!(v.find(VirtAddr(floor)).unwrap().end.as_u64(), STACK_TOP);
+        }
+
+        #[test]
+        fn not_into_the_guard_gap_of_the_mapping_below() {
+            let (mut v, start) = at_exec();
+            let other = start - 2 * GUARD_GAP;
+            v.insert(vma(other - PAGE, other, VmaKind::Anon)).unwrap();
+            assert!(!grow(&mut v, VirtAddr(other + GUARD_GAP - PAGE)));
+            assert!(grow(&mut v, VirtAddr(other + GUARD_GAP)));
+        }
+
+        #[test]
+        fn only_the_stack_grows_and_only_from_below() {
+            let (mut v, start) = at_exec();
+            assert!(
+                !grow(&mut v, VirtAddr(start)),
+                "inside the stack: nothing to do"
+            );
+            let anon = STACK_TOP - STACK_SIZE;
+            let mut w = VmaSet::new();
+            w.insert(vma(anon + PAGE, anon + 2 * PAGE, VmaKind::Anon))
+                .unwrap();
+            assert!(!grow(&mut w, VirtAddr(anon)), "below an anonymous mapping");
+            assert!(!grow(&mut w, VirtAddr(STACK_TOP)), "above everything");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! read, write, readv, writev, openat, close, lseek, fstat, newfstatat, faccessat,
+//! read, write, readv, writev, pread64, openat, close, lseek, fstat, newfstatat, faccessat,
 //! ioctl, readlinkat, mkdirat, getdents64: the console and the pseudo-filesystem (`fs`).
 
 use alloc::string::String;
@@ -58,6 +58,34 @@ pub fn read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     }
     let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
     let n = with_file(fd, |f| f.read(&mut kbuf))?;
+    copy_to_user(buf as usize, &kbuf[..n]).map_err(|_| EFAULT)?;
+    Ok(n as u64)
+}
+
+/// read at offset `off`, leaving the file's position as it was: ESPIPE for the
+/// console, EINVAL for a negative offset (Linux's ksys_pread64).
+pub fn pread64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
+    with_file(fd, |f| f.seekable().map(|_| ()).ok_or(ESPIPE))?;
+    if (off as i64) < 0 {
+        return Err(EINVAL);
+    }
+    if !is_user_range(buf as usize, count as usize) {
+        return Err(EFAULT);
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
+    let n = with_file(fd, |f| {
+        let saved = f
+            .seekable()
+            .map_or(0, |(_, pos)| core::mem::replace(pos, off as usize));
+        let r = f.read(&mut kbuf);
+        if let Some((_, pos)) = f.seekable() {
+            *pos = saved;
+        }
+        r
+    })?;
     copy_to_user(buf as usize, &kbuf[..n]).map_err(|_| EFAULT)?;
     Ok(n as u64)
 }

@@ -56,6 +56,7 @@ mod imp {
             SYS_OPENAT => files::openat(a[0], a[1], a[2]),
             SYS_CLOSE => files::close(a[0]),
             SYS_LSEEK => files::lseek(a[0], a[1], a[2]),
+            SYS_PREAD64 => files::pread64(a[0], a[1], a[2], a[3]),
             SYS_NEWFSTATAT => files::newfstatat(a[0], a[1], a[2], a[3]),
             SYS_FSTAT => files::fstat(a[0], a[1]),
             SYS_IOCTL => files::ioctl(a[0], a[1], a[2]),

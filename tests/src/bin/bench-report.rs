@@ -1,14 +1,15 @@
 //! bench-report: turns the console logs of `scripts/bench.sh`'s boots into
 //! `results.json`, prints the table (contkernel against Linux 6.12 with the ratio),
-//! draws `results.svg`, regenerates the README's performance section, and compares two
+//! draws `results.svg`, regenerates the tables of `docs/bench.md`, and compares two
 //! runs (figures under icount must be identical).
 //!
 //! ```text
 //! bench-report collect DIR --qemu VERSION --cpu MODEL [--icount]   DIR/runs.txt + logs -> DIR/results.json, table, DIR/results.svg
 //! bench-report table RESULTS.json
 //! bench-report svg RESULTS.json OUT.svg
-//! bench-report readme RESULTS.json README.md [SVG-PATH]           the text between <!-- bench:begin --> and <!-- bench:end -->
+//! bench-report readme RESULTS.json docs/bench.md [SVG-PATH]       the text between <!-- bench:begin --> and <!-- bench:end -->
 //! bench-report compare A.json B.json                              same results, same instructions
+//! bench-report tlb-summary RESULTS.json README.md                  the text between <!-- tlb:begin --> and <!-- tlb:end -->
 //! ```
 //!
 //! `DIR/runs.txt` has one line per boot: `LOG KERNEL CONTPTE COW BBML2 CPU` (LOG
@@ -17,6 +18,13 @@
 //! in-kernel `bench=contpte`: PMU instructions). Under `-icount shift=0,sleep=off` one
 //! instruction is one nanosecond of virtual time, so a user benchmark's instructions are
 //! `ticks * 1e9 / freq`; without icount they are `null`.
+//!
+//! Under `scripts/bench.sh --tlb` the log also holds the TLB model's lines
+//! (tlbmodel/src/plugin.rs): `tlbmodel: {"phase":ID,...}` per measured window, joined
+//! to the `bench_mm` line with the same `"phase"`, and `tlbmodel: {"exit":true,...}`,
+//! whose walk-verification `mismatches` must be 0. A result then carries `tlb`: the
+//! model's name and, per VA half, accesses, L1 misses, walks, walk loads and the
+//! modelled cycle estimate; the table and the SVG show them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,6 +50,42 @@ struct Spread {
     max: u64,
 }
 
+/// The TLB model's counts for one VA half of a measured window.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
+struct TlbHalf {
+    accesses: u64,
+    l1_misses: u64,
+    walks: u64,
+    walk_loads: u64,
+    /// Modelled (assumed latencies, docs/tlb.md), not measured.
+    cycles: u64,
+}
+
+/// The TLB model's figures for one result (results.json `tlb`).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+struct TlbFigures {
+    model: String,
+    /// TTBR0 addresses (the process's), whoever accessed them.
+    user: TlbHalf,
+    /// TTBR1 addresses (the kernel's).
+    kernel: TlbHalf,
+    /// TLB maintenance instructions executed in the window.
+    tlbi: u64,
+}
+
+impl TlbFigures {
+    fn total(&self) -> TlbHalf {
+        let (u, k) = (self.user, self.kernel);
+        TlbHalf {
+            accesses: u.accesses + k.accesses,
+            l1_misses: u.l1_misses + k.l1_misses,
+            walks: u.walks + k.walks,
+            walk_loads: u.walk_loads + k.walk_loads,
+            cycles: u.cycles + k.cycles,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 struct Result1 {
     kernel: String,
@@ -53,6 +97,9 @@ struct Result1 {
     /// Why there is no figure (the mechanism is missing: the errno the kernel gave).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+    /// The TLB model's figures (`bench.sh --tlb` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tlb: Option<TlbFigures>,
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
@@ -119,9 +166,14 @@ fn to_instructions(ticks: u64, freq: u64) -> u64 {
 fn parse_log(console: &str, run: &Run, icount: bool) -> Result<Vec<Result1>, String> {
     let mut out = Vec::new();
     let mut done = false;
+    let mut phases: BTreeMap<u64, TlbFigures> = BTreeMap::new();
     for line in console.lines().map(|l| l.trim_end_matches('\r')) {
         if line == "bench_mm: done" {
             done = true;
+        }
+        if let Some(json) = line.strip_prefix("tlbmodel: ") {
+            tlb_line(json, &mut phases).map_err(|e| format!("{}: {e}", run.log.display()))?;
+            continue;
         }
         let (user, json) = if let Some(j) = line.strip_prefix("bench_mm: {") {
             (true, j)
@@ -161,6 +213,9 @@ fn parse_log(console: &str, run: &Run, icount: bool) -> Result<Vec<Result1>, Str
                 ticks,
                 events,
                 reason,
+                tlb: field("phase")
+                    .as_u64()
+                    .and_then(|p| phases.get(&p).cloned()),
             }
         } else {
             Result1 {
@@ -177,6 +232,7 @@ fn parse_log(console: &str, run: &Run, icount: bool) -> Result<Vec<Result1>, Str
                 ticks: None,
                 events,
                 reason,
+                tlb: None,
             }
         };
         out.push(r);
@@ -192,6 +248,29 @@ fn parse_log(console: &str, run: &Run, icount: bool) -> Result<Vec<Result1>, Str
         return Err(format!("{}: no benchmark lines", run.log.display()));
     }
     Ok(out)
+}
+
+/// One line of the TLB model: a window's figures go into `phases` (the last of a
+/// phase's repetitions wins, as the counters reported are the last repetition's); the
+/// exit line must show walks verified against QEMU and no mismatch.
+fn tlb_line(json: &str, phases: &mut BTreeMap<u64, TlbFigures>) -> Result<(), String> {
+    let v: Value =
+        serde_json::from_str(json).map_err(|e| format!("bad tlbmodel line ({e}): {json}"))?;
+    if let Some(id) = v.get("phase").and_then(Value::as_u64) {
+        let f = serde_json::from_value(v).map_err(|e| format!("tlbmodel phase {id}: {e}"))?;
+        phases.insert(id, f);
+    } else if v.get("exit").is_some() {
+        let n = |k: &str| v.get(k).and_then(Value::as_u64);
+        match (n("verified"), n("mismatches")) {
+            (Some(v), Some(0)) if v > 0 => {}
+            (v, m) => {
+                return Err(format!(
+                    "the TLB model's walks disagree with QEMU's (verified {v:?}, mismatches {m:?}): {json}"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The figure compared: instructions, else ticks (without icount).
@@ -407,11 +486,56 @@ fn table(res: &Results) -> String {
         }
         let _ = writeln!(s);
     }
+    tlb_table(res, &mut s);
     let _ = writeln!(s, "Figures: median of the repetitions.");
     if let Some(line) = fork_check(res) {
         let _ = writeln!(s, "\n{line}");
     }
     s
+}
+
+/// The TLB model's figures of every user benchmark that has them, beside its
+/// instructions: what the Contiguous bit costs (instructions) next to what it saves
+/// (walks, modelled cycles).
+fn tlb_table(res: &Results, s: &mut String) {
+    let rows: Vec<(&Result1, &TlbFigures)> = res
+        .results
+        .iter()
+        .filter_map(|r| Some((r, r.tlb.as_ref()?)))
+        .collect();
+    let Some((_, first)) = rows.first() else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "Modelled TLB (`{}`, tlbmodel plugin, docs/tlb.md): data accesses, L1 D-TLB misses, table walks (user + kernel half), descriptor loads, and the cycles they would cost at the model's assumed latencies (an estimate, not a measurement):\n",
+        first.model
+    );
+    let _ = writeln!(
+        s,
+        "| benchmark | folio | kernel | cpu | variant | instructions | accesses | L1 misses | walks (user + kernel) | walk loads | est. cycles (modelled) |"
+    );
+    let _ = writeln!(s, "|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for (r, t) in rows {
+        let all = t.total();
+        let _ = writeln!(
+            s,
+            "| {} | {} KiB | {} | {} | {} | {} | {} | {} | {} + {} | {} | {} |",
+            r.bench,
+            r.variant.folio_kb,
+            r.kernel,
+            r.variant.cpu,
+            variant_label(&r.variant),
+            cell(Some(r)),
+            human(all.accesses),
+            human(all.l1_misses),
+            human(t.user.walks),
+            human(t.kernel.walks),
+            human(all.walk_loads),
+            human(all.cycles)
+        );
+    }
+    let _ = writeln!(s);
 }
 
 /// The issue's required result: fork of 64 MiB of 64 KiB folios, contpte=on within
@@ -441,17 +565,43 @@ fn fork_check(res: &Results) -> Option<String> {
     ))
 }
 
+/// What a panel of the SVG plots.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Panel {
+    /// The user benchmarks' instructions (or ticks).
+    User,
+    /// The TLB model's walks (user + kernel half) of the user benchmarks.
+    Walks,
+    /// The in-kernel benchmark's instructions per call.
+    InKernel,
+}
+
+/// The value a panel draws for a result (None: no bar; a log scale has no 0).
+fn plotted(panel: Panel, r: &Result1) -> Option<u64> {
+    match panel {
+        Panel::Walks => r.tlb.as_ref().map(|t| t.total().walks).filter(|&w| w > 0),
+        Panel::User | Panel::InKernel => figure(r),
+    }
+}
+
 /// Bars of every benchmark per variant on a log scale, one panel per (folio size, CPU)
-/// of the user benchmarks and one for the in-kernel benchmark.
+/// of the user benchmarks, one of the TLB model's walks per (folio size, CPU) when
+/// there are some, and one for the in-kernel benchmark.
 fn svg(res: &Results, out: &Path) -> Result<(), String> {
     use plotters::prelude::*;
-    let mut panels: BTreeMap<(bool, u64, String), Vec<&Result1>> = BTreeMap::new();
-    for r in res.results.iter().filter(|r| figure(r).is_some()) {
-        let kernel_bench = r.bench.starts_with("contpte_");
-        panels
-            .entry((kernel_bench, r.variant.folio_kb, r.variant.cpu.clone()))
-            .or_default()
-            .push(r);
+    let mut panels: BTreeMap<(Panel, u64, String), Vec<&Result1>> = BTreeMap::new();
+    for r in &res.results {
+        let kinds = if r.bench.starts_with("contpte_") {
+            vec![Panel::InKernel]
+        } else {
+            vec![Panel::User, Panel::Walks]
+        };
+        for kind in kinds.into_iter().filter(|&k| plotted(k, r).is_some()) {
+            panels
+                .entry((kind, r.variant.folio_kb, r.variant.cpu.clone()))
+                .or_default()
+                .push(r);
+        }
     }
     let n = panels.len().max(1);
     let root = SVGBackend::new(out, (1400, 420 * n as u32)).into_drawing_area();
@@ -467,7 +617,8 @@ fn svg(res: &Results, out: &Path) -> Result<(), String> {
         RGBColor(227, 119, 194),
         RGBColor(127, 127, 127),
     ];
-    for (area, ((kernel_bench, folio, cpu), rs)) in root.split_evenly((n, 1)).iter().zip(&panels) {
+    for (area, ((panel, folio, cpu), rs)) in root.split_evenly((n, 1)).iter().zip(&panels) {
+        let panel = *panel;
         let mut benches: Vec<&str> = Vec::new();
         let mut series: Vec<String> = Vec::new();
         for r in rs {
@@ -479,12 +630,35 @@ fn svg(res: &Results, out: &Path) -> Result<(), String> {
                 series.push(s);
             }
         }
-        let hi = rs.iter().filter_map(|r| figure(r)).max().unwrap_or(10) as f64 * 3.0;
-        let lo = (rs.iter().filter_map(|r| figure(r)).min().unwrap_or(1) as f64 / 3.0).max(1.0);
-        let title = if *kernel_bench {
-            format!("in-kernel bench=contpte, one 64 KiB block, -cpu {cpu} ({unit} per call)")
-        } else {
-            format!("64 MiB, {folio} KiB folios, -cpu {cpu} ({unit}, log scale)")
+        let hi = rs
+            .iter()
+            .filter_map(|r| plotted(panel, r))
+            .max()
+            .unwrap_or(10) as f64
+            * 3.0;
+        let lo = (rs
+            .iter()
+            .filter_map(|r| plotted(panel, r))
+            .min()
+            .unwrap_or(1) as f64
+            / 3.0)
+            .max(1.0);
+        let (title, y_desc) = match panel {
+            Panel::InKernel => (
+                format!("in-kernel bench=contpte, one 64 KiB block, -cpu {cpu} ({unit} per call)"),
+                unit,
+            ),
+            Panel::User => (
+                format!("64 MiB, {folio} KiB folios, -cpu {cpu} ({unit}, log scale)"),
+                unit,
+            ),
+            Panel::Walks => (
+                format!(
+                    "64 MiB, {folio} KiB folios, -cpu {cpu}: modelled TLB walks ({}, log scale)",
+                    rs[0].tlb.as_ref().map_or("", |t| t.model.as_str())
+                ),
+                "walks",
+            ),
         };
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 18))
@@ -498,7 +672,7 @@ fn svg(res: &Results, out: &Path) -> Result<(), String> {
             .disable_x_mesh()
             .x_labels(0)
             .y_label_formatter(&|v| human(v.round() as u64))
-            .y_desc(unit)
+            .y_desc(y_desc)
             .draw()
             .map_err(|e| e.to_string())?;
         let width = 0.8 / series.len() as f64;
@@ -508,7 +682,7 @@ fn svg(res: &Results, out: &Path) -> Result<(), String> {
                 let i = benches.iter().position(|b| *b == r.bench)? as f64;
                 let x0 = i + 0.1 + k as f64 * width;
                 Some(Rectangle::new(
-                    [(x0, lo), (x0 + width * 0.9, figure(r)? as f64)],
+                    [(x0, lo), (x0 + width * 0.9, plotted(panel, r)? as f64)],
                     color.filled(),
                 ))
             });
@@ -552,15 +726,73 @@ fn series_name(r: &Result1) -> String {
 
 const BEGIN: &str = "<!-- bench:begin -->";
 const END: &str = "<!-- bench:end -->";
+const TLB_BEGIN: &str = "<!-- tlb:begin -->";
+const TLB_END: &str = "<!-- tlb:end -->";
 
-/// `readme` with the text between the markers replaced by `body`.
-fn splice(readme: &str, body: &str) -> Result<String, String> {
-    let a = readme.find(BEGIN).ok_or(format!("no {BEGIN} marker"))?;
-    let b = readme.find(END).ok_or(format!("no {END} marker"))?;
+/// `readme` with the text between the markers `begin` and `end` replaced by `body`.
+fn splice(readme: &str, (begin, end): (&str, &str), body: &str) -> Result<String, String> {
+    let a = readme.find(begin).ok_or(format!("no {begin} marker"))?;
+    let b = readme.find(end).ok_or(format!("no {end} marker"))?;
     if b < a {
-        return Err(format!("{END} before {BEGIN}"));
+        return Err(format!("{end} before {begin}"));
     }
-    Ok(format!("{}{BEGIN}\n{body}{}", &readme[..a], &readme[b..]))
+    Ok(format!("{}{begin}\n{body}{}", &readme[..a], &readme[b..]))
+}
+
+/// The README's summary of the modelled TLB (`bench.sh --tlb` results): for the
+/// benchmarks where reach shows, per folio size and contiguous-bit mode, what
+/// contkernel and Linux spend (instructions) beside what the TLB does (walks of both
+/// halves, modelled cycles).
+fn tlb_summary(res: &Results) -> String {
+    let mut s = format!(
+        "QEMU {}, `-cpu {}`, 64 MiB, the `{}` model; generated by `bench-report tlb-summary` from {}; do not edit by hand.\n\n",
+        res.qemu,
+        res.cpu,
+        res.results
+            .iter()
+            .find_map(|r| r.tlb.as_ref().map(|t| t.model.clone()))
+            .unwrap_or_default(),
+        "`docs/tlb/results.json`"
+    );
+    s += "| benchmark | folios | contkernel instructions | walks | est. cycles | Linux instructions | walks | est. cycles |\n";
+    s += "|---|---|---:|---:|---:|---:|---:|---:|\n";
+    let tlb = |r: Option<&Result1>| -> (String, String, String) {
+        match r.and_then(|r| Some((r, r.tlb.as_ref()?.total()))) {
+            Some((r, t)) => (cell(Some(r)), human(t.walks), human(t.cycles)),
+            None => ("—".into(), "—".into(), "—".into()),
+        }
+    };
+    for bench in ["fault", "read_seq", "chase"] {
+        for (folio_kb, contpte) in [(4, "on"), (64, "off"), (64, "on"), (2048, "on")] {
+            let find = |kernel: &str| {
+                res.results.iter().find(|r| {
+                    r.tlb.is_some()
+                        && r.kernel == kernel
+                        && r.bench == bench
+                        && r.variant.folio_kb == folio_kb
+                        && (kernel != CONTKERNEL || r.variant.contpte == contpte)
+                })
+            };
+            let ours = find(CONTKERNEL);
+            // Linux has no run-time contpte switch: its 64 KiB rows have the bit.
+            let linux = if contpte == "on" { find(LINUX) } else { None };
+            if ours.is_none() && linux.is_none() {
+                continue;
+            }
+            let folios = match (folio_kb, contpte) {
+                (64, m) => format!("64 KiB, contpte={m}"),
+                (2048, _) => "2 MiB".into(),
+                (kb, _) => format!("{kb} KiB"),
+            };
+            let (a, b, c) = tlb(ours);
+            let (d, e, f) = tlb(linux);
+            let _ = writeln!(
+                s,
+                "| {bench} | {folios} | {a} | {b} | {c} | {d} | {e} | {f} |"
+            );
+        }
+    }
+    s
 }
 
 fn readme_body(res: &Results, svg: Option<&str>) -> String {
@@ -644,14 +876,20 @@ fn collect(args: &[String]) -> Result<(), String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench-report collect DIR --qemu V --cpu M [--icount] | table R.json | svg R.json OUT.svg | readme R.json README.md [SVG] | compare A.json B.json";
+    let usage = "usage: bench-report collect DIR --qemu V --cpu M [--icount] | table R.json | svg R.json OUT.svg | readme R.json docs/bench.md [SVG] | compare A.json B.json | tlb-summary R.json README.md";
     let r = match (args.first().map(String::as_str), &args[1.min(args.len())..]) {
         (Some("collect"), rest) => collect(rest),
         (Some("table"), [r]) => read_results(r).map(|res| print!("{}", table(&res))),
         (Some("svg"), [r, out]) => read_results(r).and_then(|res| svg(&res, Path::new(out))),
         (Some("readme"), [r, md, rest @ ..]) => read_results(r).and_then(|res| {
             let old = std::fs::read_to_string(md).map_err(|e| format!("{md}: {e}"))?;
-            let new = splice(&old, &readme_body(&res, rest.first().map(String::as_str)))?;
+            let body = readme_body(&res, rest.first().map(String::as_str));
+            let new = splice(&old, (BEGIN, END), &body)?;
+            std::fs::write(md, new).map_err(|e| format!("{md}: {e}"))
+        }),
+        (Some("tlb-summary"), [r, md]) => read_results(r).and_then(|res| {
+            let old = std::fs::read_to_string(md).map_err(|e| format!("{md}: {e}"))?;
+            let new = splice(&old, (TLB_BEGIN, TLB_END), &tlb_summary(&res))?;
             std::fs::write(md, new).map_err(|e| format!("{md}: {e}"))
         }),
         (Some("compare"), [a, b]) => read_results(a).and_then(|ra| {
@@ -856,9 +1094,69 @@ bench_mm: done\r\n";
     #[test]
     fn readme_splice_replaces_only_between_the_markers() {
         let md = format!("head\n{BEGIN}\nold\n{END}\ntail\n");
-        let new = splice(&md, "new\n").unwrap();
+        let new = splice(&md, (BEGIN, END), "new\n").unwrap();
         assert_eq!(new, format!("head\n{BEGIN}\nnew\n{END}\ntail\n"));
-        assert!(splice("no markers", "x").is_err());
+        assert!(splice("no markers", (BEGIN, END), "x").is_err());
+        assert!(splice(&md, (TLB_BEGIN, TLB_END), "x").is_err());
+    }
+
+    const TLB_LOG: &str = "bench_mm: start {\"freq\":1000000000}\n\
+tlbmodel: {\"phase\":1,\"model\":\"cortex-a76\",\"user\":{\"accesses\":9,\"l1_misses\":9,\"walks\":8,\"walk_loads\":32,\"cycles\":646},\"kernel\":{\"accesses\":5,\"l1_misses\":1,\"walks\":1,\"walk_loads\":4,\"cycles\":80},\"tlbi\":0}\n\
+bench_mm: {\"bench\":\"read_seq\",\"folio_kb\":64,\"reps\":1,\"freq\":1000000000,\"phase\":1,\"ticks\":{\"median\":7,\"min\":7,\"max\":7},\"events\":{}}\n\
+bench_mm: {\"bench\":\"chase\",\"folio_kb\":64,\"reps\":1,\"freq\":1000000000,\"phase\":2,\"ticks\":{\"median\":7,\"min\":7,\"max\":7},\"events\":{}}\n\
+bench_mm: done\n\
+tlbmodel: {\"exit\":true,\"model\":\"cortex-a76\",\"verified\":12,\"mismatches\":0,\"unmodelled\":0}\n";
+
+    #[test]
+    fn tlb_lines_join_their_window_by_phase() {
+        let rs = parse_log(TLB_LOG, &run(CONTKERNEL, "on"), true).unwrap();
+        let t = rs[0]
+            .tlb
+            .as_ref()
+            .expect("read_seq has the model's figures");
+        assert_eq!(
+            (t.model.as_str(), t.user.walks, t.kernel.walks),
+            ("cortex-a76", 8, 1)
+        );
+        assert_eq!(t.total().cycles, 726);
+        assert_eq!(rs[1].tlb, None, "no tlbmodel line for phase 2");
+        let res = Results {
+            qemu: "10.0.2".into(),
+            cpu: "max".into(),
+            icount: true,
+            results: rs,
+        };
+        let table = table(&res);
+        assert!(
+            table.contains("| read_seq | 64 KiB | contkernel | max | default | 7 | 14 | 10 | 8 + 1 | 36 | 726 |"),
+            "{table}"
+        );
+        let summary = tlb_summary(&res);
+        assert!(
+            summary.contains("| read_seq | 64 KiB, contpte=on | 7 | 9 | 726 | — | — | — |"),
+            "{summary}"
+        );
+        assert!(
+            !summary.contains("| chase |"),
+            "chase has no model figures: {summary}"
+        );
+        let text = serde_json::to_string(&res).unwrap();
+        assert_eq!(serde_json::from_str::<Results>(&text).unwrap(), res);
+        let dir = std::env::temp_dir().join(format!("bench-report-tlb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        svg(&res, &dir.join("t.svg")).unwrap();
+        let svg = std::fs::read_to_string(dir.join("t.svg")).unwrap();
+        assert!(svg.contains("modelled TLB walks"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_tlb_walk_mismatch_is_an_error() {
+        let bad = TLB_LOG.replace("\"mismatches\":0", "\"mismatches\":3");
+        let e = parse_log(&bad, &run(CONTKERNEL, "on"), true).unwrap_err();
+        assert!(e.contains("disagree"), "{e}");
+        let none = TLB_LOG.replace("\"verified\":12", "\"verified\":0");
+        assert!(parse_log(&none, &run(CONTKERNEL, "on"), true).is_err());
     }
 
     #[test]

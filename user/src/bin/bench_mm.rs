@@ -4,7 +4,7 @@
 //! size `always`, the others `never`; 4 KiB = every size `never`), each benchmark runs
 //! `reps` times from a fresh mapping and prints one line
 //!
-//! `bench_mm: {"bench":NAME,"folio_kb":N,"reps":R,"freq":HZ,"ticks":{"median","min","max"},"events":{...}}`
+//! `bench_mm: {"bench":NAME,"folio_kb":N,"reps":R,"freq":HZ,"phase":ID,"ticks":{"median","min","max"},"events":{...}}`
 //!
 //! ticks of the virtual counter (CNTVCT_EL0, read at EL0) around the operation alone,
 //! and the kernel counters that changed in the last repetition. A benchmark whose
@@ -73,10 +73,12 @@ fn touch(r: &Region) {
     (0..r.len).step_by(PAGE).for_each(|o| r.store(o, 1));
 }
 
-/// The measured window of one repetition: counters, then the counter value; the
-/// benchmark calls `stop` right after its operation.
+/// The measured window of one repetition: counters, then the counter value and the
+/// TLB model's phase marker (`phase`: the id its lines and ours share); the benchmark
+/// calls `stop` right after its operation.
 struct Meter {
     sizes: [usize; 2],
+    phase: u64,
     before: Option<Snapshot>,
     after: Option<Snapshot>,
     t0: u64,
@@ -89,12 +91,14 @@ impl Meter {
     #[inline(never)]
     fn start(&mut self) {
         self.before = Some(Snapshot::read(&self.sizes));
+        bench::phase_start(self.phase);
         self.t0 = bench::counter();
     }
 
     #[inline(never)]
     fn stop(&mut self) {
         self.ticks = bench::counter() - self.t0;
+        bench::phase_stop();
         self.after = Some(Snapshot::read(&self.sizes));
     }
 }
@@ -116,6 +120,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("collapse_inplace", collapse_inplace),
     ("read_seq", read_seq),
     ("read_rand", read_rand),
+    ("chase", chase),
 ];
 
 /// First touch: one write per page of a fresh mapping.
@@ -296,6 +301,44 @@ fn read_rand(env: &Env, m: &mut Meter) -> Result<(), Why> {
     Ok(())
 }
 
+/// Laps of `chase`: the first fills the TLB, the others show what it keeps.
+const CHASE_LAPS: usize = 4;
+
+/// Where `chase`'s node of page `p` sits in its page: a cache line picked by a hash,
+/// so the nodes do not all share one cache set.
+fn node(p: usize) -> usize {
+    p * PAGE + (p.wrapping_mul(0x9e37_79b9) >> 7) % (PAGE / 64) * 64
+}
+
+/// A pointer chase, a hash table's access pattern: one node per 4 KiB page, linked
+/// into one random cycle (Sattolo's shuffle, fixed seed), followed for CHASE_LAPS
+/// laps, each load's address coming from the one before. Over 64 MiB its pages are
+/// 16384 4 KiB translations, more than any L2 TLB holds, but 1024 64 KiB ones, which a
+/// 1280-entry L2 keeps: the benchmark where the Contiguous bit's reach shows.
+fn chase(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    let n = r.len / PAGE;
+    (0..n).for_each(|p| r.store_u64(node(p), p as u64));
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..n).rev() {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let j = (seed >> 33) as usize % i;
+        let (a, b) = (r.load_u64(node(i)), r.load_u64(node(j)));
+        r.store_u64(node(i), b);
+        r.store_u64(node(j), a);
+    }
+    m.start();
+    let mut p = 0usize;
+    for _ in 0..n * CHASE_LAPS {
+        p = r.load_u64(node(p)) as usize;
+    }
+    m.stop();
+    core::hint::black_box(p);
+    Ok(())
+}
+
 struct Config {
     folios: [usize; 8],
     nfolios: usize,
@@ -345,11 +388,13 @@ impl Config {
     }
 }
 
-/// Runs one benchmark `reps` times and prints its line.
-fn run(env: &Env, name: &str, b: Bench, reps: usize, freq: u64) {
+/// Runs one benchmark `reps` times and prints its line; `phase` numbers its windows
+/// for the TLB model (the last repetition's figures are the ones reported).
+fn run(env: &Env, name: &str, b: Bench, reps: usize, freq: u64, phase: u64) {
     let mut ticks = [0u64; 101];
     let mut m = Meter {
         sizes: env.sizes(),
+        phase,
         before: None,
         after: None,
         t0: 0,
@@ -367,7 +412,8 @@ fn run(env: &Env, name: &str, b: Bench, reps: usize, freq: u64) {
     j.str("bench", name)
         .num("folio_kb", if env.folio_kb == 0 { 4 } else { env.folio_kb })
         .num("reps", reps)
-        .num("freq", freq);
+        .num("freq", freq)
+        .num("phase", phase);
     match (failed, &m.before, &m.after) {
         (None, Some(before), Some(after)) => {
             j.spread("ticks", Spread::of(&mut ticks[..reps]))
@@ -415,6 +461,7 @@ fn suite(c: &Config) -> i32 {
     }
     j.num("freq", freq).num("mib", c.mib).num("reps", c.reps);
     println!("bench_mm: start {}", j.end());
+    let mut phase = 0;
     for &folio_kb in &c.folios[..c.nfolios] {
         let env = Env {
             len: c.mib << 20,
@@ -427,7 +474,8 @@ fn suite(c: &Config) -> i32 {
                 println!("bench_mm: error: cannot set the policy for {folio_kb} KiB: {e}");
                 return 1;
             }
-            run(&env, name, b, c.reps, freq);
+            phase += 1;
+            run(&env, name, b, c.reps, freq, phase);
         }
     }
     let _ = saved.restore();

@@ -5,7 +5,9 @@
 //! powers the machine off; run as any other pid (a check on a host) it exits with 0
 //! only if every program passed. The environment variable `BIN_DIR` replaces `/bin`
 //! (for such host checks). A name may carry arguments after colons:
-//! `stress:7:2000` runs `/bin/stress 7 2000`.
+//! `stress:7:2000` runs `/bin/stress 7 2000`. A name `@FILE` runs each line of FILE
+//! instead, a program and its arguments separated by spaces (an argument may hold a
+//! colon: `khugepaged -c 4 mthp_khugepaged:anon`, as scripts/selftests.sh packs them).
 #![no_std]
 #![no_main]
 
@@ -23,22 +25,41 @@ const OPTIONAL: &[&str] = &["glibc_check"];
 
 fn main(args: &rt::Args) -> i32 {
     let (mut passed, mut failed) = (0u32, 0u32);
-    let mut one = |name: &str| {
-        if run(args, name) {
+    let mut one = |name: &str, sep: char| {
+        if run(args, name, sep) {
             passed += 1;
         } else {
             failed += 1;
         }
     };
     if args.len() > 1 {
-        (1..args.len())
-            .filter_map(|i| args.str(i))
-            .for_each(&mut one);
+        let mut list = [0u8; 4096];
+        for name in (1..args.len()).filter_map(|i| args.str(i)) {
+            let Some(file) = name.strip_prefix('@') else {
+                one(name, ':');
+                continue;
+            };
+            // Linux's selftests read /proc and /sys and mount nothing themselves.
+            rt::thp::mount_pseudo_fs();
+            let mut path = Text::<256>::from_fmt(format_args!("{file}"));
+            match fs::read_all(path.as_cstr(), &mut list) {
+                Ok(n) => core::str::from_utf8(&list[..n])
+                    .unwrap_or("")
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .for_each(|line| one(line, ' ')),
+                Err(e) => println!("init: {file}: {e}"),
+            }
+        }
     } else {
-        scenarios().for_each(&mut one);
+        scenarios().for_each(|name| one(name, ':'));
         let present =
             |name: &&&str| fs::read_file(bin_path(args, name).as_cstr(), &mut [0; 1]).is_ok();
-        OPTIONAL.iter().filter(present).for_each(|name| one(name));
+        OPTIONAL
+            .iter()
+            .filter(present)
+            .for_each(|name| one(name, ':'));
     }
     println!("{passed} passed, {failed} failed");
     if proc::getpid() == Ok(1) {
@@ -65,10 +86,10 @@ fn bin_path(args: &rt::Args, name: &str) -> Text<256> {
     ))
 }
 
-/// Runs /bin/<name> with argv = [path, the words after colons in `name`] and init's
+/// Runs /bin/<name> with argv = [path, the words after `sep`s in `name`] and init's
 /// environment; true if it exited 0.
-fn run(args: &rt::Args, name: &str) -> bool {
-    let mut words = name.split(':');
+fn run(args: &rt::Args, name: &str, sep: char) -> bool {
+    let mut words = name.split(sep);
     let mut path = bin_path(args, words.next().unwrap_or(name));
     let path = path.as_cstr();
     let mut argv_text: [Text<128>; 8] = Default::default();

@@ -45,16 +45,8 @@ fn resident(r: &Region, first: usize, pages: usize) -> Result<[bool; 64], rt::te
 
 /// Expects `child` to be killed by SIGSEGV.
 fn segfaults(what: &str, child: impl FnOnce()) -> Outcome {
-    let s = proc::fork_wait(|| {
-        child();
-        0
-    })
-    .ctx("fork/wait4")?;
-    ensure!(
-        s.signaled() && s.term_sig() == SIGSEGV,
-        "{what}: child {s}, want signal 11"
-    );
-    Ok(())
+    proc::expect_killed("mm_basic", SIGSEGV, child)
+        .map_err(|e| rt::test::Fail::new(format_args!("{what}: {}", e.0)))
 }
 
 /// An untouched mapping has nothing resident; touched pages are resident.
@@ -382,7 +374,8 @@ fn madv_hugepage() -> Outcome {
 }
 
 /// MADV_POPULATE_READ / WRITE make the range resident (zero-filled); WRITE on a
-/// read-only mapping is refused.
+/// read-only mapping is refused, and READ on a write-only one (Linux's selftest
+/// madv_populate: PROT_WRITE alone does not allow reads to the kernel).
 fn madv_populate() -> Outcome {
     let r = Region::anon(16 * PAGE, RW, 0).ctx("mmap")?;
     r.advise(0, 8 * PAGE, MADV_POPULATE_READ)
@@ -406,6 +399,12 @@ fn madv_populate() -> Outcome {
     ensure!(
         e == Err(Errno::EINVAL),
         "POPULATE_WRITE on a read-only mapping: {e:?}"
+    );
+    let wo = Region::anon(4 * PAGE, PROT_WRITE, 0).ctx("mmap(WRITE)")?;
+    let e = wo.advise(0, 4 * PAGE, MADV_POPULATE_READ);
+    ensure!(
+        e == Err(Errno::EINVAL),
+        "POPULATE_READ on a write-only mapping: {e:?}"
     );
     Ok(())
 }

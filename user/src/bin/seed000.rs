@@ -10,7 +10,8 @@
 //! where the file does not exist).
 //!
 //! It sets hugepages-64kB/enabled to `always` first (mounting sysfs on a freshly
-//! booted Linux), so runs on both kernels are comparable; errors are ignored.
+//! booted Linux), so runs on both kernels are comparable, and puts the policy back as
+//! it found it at the end (checked).
 #![no_std]
 #![no_main]
 
@@ -38,23 +39,19 @@ fn main(args: &rt::Args) -> i32 {
             u.machine()
         );
     }
-    set_up_linux_mthp();
+    // sysfs and proc mounted first on a machine where nothing is (Linux booted with
+    // this program as /init); the policy is saved, 64 KiB folios asked for, and the
+    // policy put back at the end, checked, for the programs that follow.
+    thp::mount_pseudo_fs();
+    let saved = thp::Policy::save();
+    let _ = fs::write_file(path("enabled").as_cstr(), b"always");
     println!("seed000: enabled_64k={}", sysfs("enabled"));
     t.run("seed000", || reproduce(args));
+    t.run("restore_policy", || match &saved {
+        Ok(saved) => saved.restore_checked().map(drop),
+        Err(e) => rt::fail!("{e}"),
+    });
     t.finish()
-}
-
-/// Asks for 64 KiB folios, mounting sysfs and proc first on a machine where nothing is
-/// mounted yet (Linux booted with this program as /init). Errors are ignored: the run then
-/// reports whatever policy is in force.
-fn set_up_linux_mthp() {
-    if !fs::is_dir(c"/sys/kernel") {
-        let _ = fs::mount(c"sysfs", c"/sys", c"sysfs", 0);
-    }
-    if memfree_kb().is_none() {
-        let _ = fs::mount(c"proc", c"/proc", c"proc", 0);
-    }
-    let _ = fs::write_file(path("enabled").as_cstr(), b"always");
 }
 
 fn path(file: &str) -> Text<128> {

@@ -208,7 +208,8 @@ fn khugepaged_files() -> Outcome {
     let r = rt::fs::write_file(MAX_PTES_NONE, b"512\n");
     ensure!(
         r == Err(rt::Errno::EINVAL),
-        "max_ptes_none 512: {r:?}, expected EINVAL"
+        "max_ptes_none 512: {}, expected EINVAL",
+        rt::Res(r)
     );
     ensure!(
         get(MAX_PTES_NONE)? == 511,
@@ -226,7 +227,8 @@ fn madvise_collapse_2m(contkernel: bool) -> Outcome {
     let huge = thp::smaps_kb(r.addr, "AnonHugePages");
     ensure!(
         huge == Some(2048),
-        "smaps AnonHugePages {huge:?} kB after MADV_COLLAPSE"
+        "smaps AnonHugePages {} kB after MADV_COLLAPSE",
+        thp::Opt(huge)
     );
     if contkernel {
         let pmd = thpmap(&r, "pmd")?;

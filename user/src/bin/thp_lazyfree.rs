@@ -778,7 +778,7 @@ fn exhaustion(ck: bool, naive: bool) -> Outcome {
             // kill.
             rt::mm::prefault_stack();
             let res = r.advise(0, total, rt::mm::MADV_POPULATE_WRITE);
-            println!("thp_lazyfree: exhaustion_is_oom: MADV_POPULATE_WRITE of MemTotal: {res:?}");
+            println!("thp_lazyfree: exhaustion_is_oom: MADV_POPULATE_WRITE of MemTotal: {}; the next new page is an out-of-memory kill, on purpose", rt::Res(res));
             if ck && res != Err(rt::Errno::ENOMEM) {
                 return 5;
             }
@@ -839,13 +839,15 @@ fn list_bounded(ck: bool) -> Outcome {
     freed.ctx("MADV_FREE of 256 MiB")?;
     ensure!(v == OLD || v == 0, "the last page reads {v:#x}");
     println!(
-        "thp_lazyfree: list_is_bounded: lazyfree_list {listed:?}, list_full {}",
+        "thp_lazyfree: list_is_bounded: lazyfree_list {}, list_full {}",
+        thp::Opt(listed),
         Delta(full)
     );
     if ck {
         ensure!(
             listed.is_some_and(|n| n <= CAP + 64),
-            "lazyfree list {listed:?} entries, over its bound {CAP}"
+            "lazyfree list {} entries, over its bound {CAP}",
+            thp::Opt(listed)
         );
         ensure!(
             full.is_some_and(|d| d > 0),

@@ -132,6 +132,13 @@ pub static MAX_PTES_NONE: Tunable = Tunable::new(MAX_PTES_LIMIT, 0, MAX_PTES_LIM
 /// Shared pages a PMD collapse by the thread may take.
 pub static MAX_PTES_SHARED: Tunable = Tunable::new(1 << (PMD_ORDER - 1), 0, MAX_PTES_LIMIT);
 
+/// Swapped-out entries a collapse may bring back (Linux's default, an eighth of a
+/// PMD): this kernel has no swap, so no entry is ever swapped out and it changes nothing.
+pub static MAX_PTES_SWAP: Tunable = Tunable::new(1 << (PMD_ORDER - 3), 0, MAX_PTES_LIMIT);
+/// Whether the thread may stall to allocate (Linux's `khugepaged/defrag`, default 1):
+/// this kernel's allocations never stall (no compaction), so it changes nothing.
+pub static DEFRAG: Tunable = Tunable::new(1, 0, 1);
+
 /// Blocks the thread collapsed, of any order, by copy or in place.
 pub static PAGES_COLLAPSED: AtomicU64 = AtomicU64::new(0);
 /// Times the thread went round every process.

@@ -21,6 +21,7 @@ mod counts;
 mod lazyfree;
 mod props;
 mod regress;
+mod report;
 
 use core::sync::atomic::Ordering;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,575 @@
+//! The /proc and /sys files Linux's own mm selftests and glibc read before anything
+//! else, in Linux's names, formats and defaults; the same checks pass on Linux
+//! (`scripts/linux.sh -- procfs`): the transparent_hugepage knobs, /proc/self/pagemap
+//! (read with pread, one 8-byte entry per page: present, frame number, mapped
+//! exclusively), /proc/kpageflags (anonymous, mapped, THP head and tail), maps, smaps (every field Linux prints, Pss and sharing after fork),
+//! smaps_rollup, status, meminfo, the vm sysctls, and the CPU lists glibc counts.
+#![no_std]
+#![no_main]
+
+use core::ffi::CStr;
+
+use rt::fs::{self, AT_FDCWD, O_CLOEXEC, O_RDONLY};
+use rt::mm::*;
+use rt::proc;
+use rt::test::{Context, Fail, Outcome, Suite};
+use rt::text::Text;
+use rt::{ensure, Errno};
+
+rt::entry!(main);
+
+fn main(_args: &rt::Args) -> i32 {
+    rt::thp::mount_pseudo_fs();
+    let mut t = Suite::new("procfs");
+    t.run("thp_knobs_linux_defaults", thp_knobs_linux_defaults);
+    t.run("thp_knobs_take_linux_words", thp_knobs_take_linux_words);
+    t.run(
+        "pagemap_present_pfn_exclusive",
+        pagemap_present_pfn_exclusive,
+    );
+    t.run("pagemap_shared_after_fork", pagemap_shared_after_fork);
+    t.run("pagemap_bad_offsets", pagemap_bad_offsets);
+    t.run("kpageflags_thp_head_tail", kpageflags_thp_head_tail);
+    t.run("maps_line", maps_line);
+    t.run("smaps_fields", smaps_fields);
+    t.run("smaps_pss_after_fork", smaps_pss_after_fork);
+    t.run("smaps_rollup", smaps_rollup);
+    t.run("status", status);
+    t.run("meminfo", meminfo);
+    t.run("vm_sysctls", vm_sysctls);
+    t.run("cpu_lists_agree", cpu_lists_agree);
+    t.finish()
+}
+
+const RW: usize = PROT_READ | PROT_WRITE;
+const THP: &str = "/sys/kernel/mm/transparent_hugepage";
+
+/// File `path` as text, in `buf`.
+fn read_text<'a>(path: &str, buf: &'a mut [u8]) -> Result<&'a str, Fail> {
+    let mut p = Text::<128>::from_fmt(format_args!("{path}"));
+    let n = fs::read_all(p.as_cstr(), buf).ctx(path)?;
+    ensure!(n < buf.len(), "{path}: longer than {} bytes", buf.len());
+    core::str::from_utf8(&buf[..n]).map_err(|_| Fail::new(format_args!("{path}: not UTF-8")))
+}
+
+/// Expects file `path` to read exactly `want`.
+fn expect_file(path: &str, want: &str) -> Outcome {
+    let mut buf = [0u8; 256];
+    let got = read_text(path, &mut buf)?;
+    ensure!(got == want, "{path}: {got:?}, want {want:?}");
+    Ok(())
+}
+
+/// Linux's values after boot with Debian's configuration.
+fn thp_knobs_linux_defaults() -> Outcome {
+    for (file, want) in [
+        ("defrag", "always defer defer+madvise [madvise] never\n"),
+        (
+            "shmem_enabled",
+            "always within_size advise [never] deny force\n",
+        ),
+        ("use_zero_page", "1\n"),
+        ("hpage_pmd_size", "2097152\n"),
+        ("khugepaged/defrag", "1\n"),
+        ("khugepaged/max_ptes_swap", "64\n"),
+        ("khugepaged/max_ptes_shared", "256\n"),
+        (
+            "hugepages-64kB/shmem_enabled",
+            "always inherit within_size advise [never]\n",
+        ),
+    ] {
+        expect_file(
+            Text::<96>::from_fmt(format_args!("{THP}/{file}")).as_str(),
+            want,
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes `value` to knob `file`, with the errno Linux gives.
+fn write_knob(file: &str, value: &str) -> Result<usize, Errno> {
+    let mut p = Text::<96>::from_fmt(format_args!("{THP}/{file}"));
+    fs::write_file(p.as_cstr(), value.as_bytes())
+}
+
+/// A choice file takes one of its words (EINVAL otherwise, the value kept); a 0/1 flag
+/// takes 0 or 1.
+fn thp_knobs_take_linux_words() -> Outcome {
+    write_knob("defrag", "never\n").ctx("write defrag never")?;
+    expect_file(
+        Text::<96>::from_fmt(format_args!("{THP}/defrag")).as_str(),
+        "always defer defer+madvise madvise [never]\n",
+    )?;
+    let e = write_knob("defrag", "sometimes");
+    ensure!(
+        e == Err(Errno::EINVAL),
+        "defrag sometimes: {e:?}, want EINVAL"
+    );
+    write_knob("defrag", "madvise").ctx("write defrag madvise")?;
+    expect_file(
+        Text::<96>::from_fmt(format_args!("{THP}/defrag")).as_str(),
+        "always defer defer+madvise [madvise] never\n",
+    )?;
+    let e = write_knob("use_zero_page", "2");
+    ensure!(
+        e == Err(Errno::EINVAL),
+        "use_zero_page 2: {e:?}, want EINVAL"
+    );
+    write_knob("hugepages-64kB/shmem_enabled", "advise").ctx("write shmem_enabled")?;
+    expect_file(
+        Text::<96>::from_fmt(format_args!("{THP}/hugepages-64kB/shmem_enabled")).as_str(),
+        "always inherit within_size [advise] never\n",
+    )?;
+    write_knob("hugepages-64kB/shmem_enabled", "never").ctx("restore shmem_enabled")?;
+    let e = write_knob("khugepaged/max_ptes_swap", "512");
+    ensure!(
+        e == Err(Errno::EINVAL),
+        "max_ptes_swap 512: {e:?}, want EINVAL"
+    );
+    Ok(())
+}
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
+const PM_PFN: u64 = (1 << 55) - 1;
+
+/// The pagemap entry of the page at `addr`, read as the selftests do: pread of 8
+/// bytes at offset (addr / page size) * 8.
+fn pagemap(addr: usize) -> Result<u64, Fail> {
+    let fd = fs::openat(AT_FDCWD, c"/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0)
+        .ctx("open /proc/self/pagemap")?;
+    let mut e = [0u8; 8];
+    let n = fs::pread(fd, &mut e, addr / PAGE * 8);
+    let _ = fs::close(fd);
+    ensure!(n == Ok(8), "pread of pagemap: {n:?}");
+    Ok(u64::from_le_bytes(e))
+}
+
+/// A page written is present with its frame number and mapped once; a page never
+/// touched reads 0; no page is swapped or file-backed.
+fn pagemap_present_pfn_exclusive() -> Outcome {
+    let r = Region::anon(4 * PAGE, RW, 0).ctx("mmap")?;
+    r.advise(0, 4 * PAGE, MADV_NOHUGEPAGE).ctx("madvise")?;
+    r.store(0, 1);
+    r.store(2 * PAGE, 1);
+    let (a, b, c) = (
+        pagemap(r.addr)?,
+        pagemap(r.addr + PAGE)?,
+        pagemap(r.addr + 2 * PAGE)?,
+    );
+    for (what, e) in [("page 0", a), ("page 2", c)] {
+        ensure!(e & PM_PRESENT != 0, "{what}: {e:#x} not present");
+        ensure!(e & PM_PFN != 0, "{what}: {e:#x} has no frame number");
+        ensure!(e & PM_MMAP_EXCLUSIVE != 0, "{what}: {e:#x} not exclusive");
+        ensure!(
+            e & (PM_SWAP | PM_FILE) == 0,
+            "{what}: {e:#x} swapped or file"
+        );
+    }
+    ensure!(a & PM_PFN != c & PM_PFN, "two pages, one frame {a:#x}");
+    ensure!(b & (PM_PRESENT | PM_SWAP) == 0, "untouched page 1: {b:#x}");
+    Ok(())
+}
+
+/// After fork, a page both processes map is present in the child at the same frame
+/// but no longer exclusively mapped; the child's own write makes it exclusive again.
+fn pagemap_shared_after_fork() -> Outcome {
+    let r = Region::anon(2 * PAGE, RW, 0).ctx("mmap")?;
+    r.advise(0, 2 * PAGE, MADV_NOHUGEPAGE).ctx("madvise")?;
+    r.store(0, 1);
+    let parent = pagemap(r.addr)?;
+    let s = proc::fork_wait(|| {
+        let Ok(shared) = pagemap(r.addr) else {
+            return 1;
+        };
+        if shared & PM_PFN != parent & PM_PFN || shared & PM_MMAP_EXCLUSIVE != 0 {
+            return 2;
+        }
+        r.store(0, 2);
+        match pagemap(r.addr) {
+            Ok(own) if own & PM_MMAP_EXCLUSIVE != 0 && own & PM_PFN != parent & PM_PFN => 0,
+            _ => 3,
+        }
+    })
+    .ctx("fork/wait4")?;
+    ensure!(
+        s.exited() && s.exit_status() == 0,
+        "child {s} (2: shared page exclusive or moved, 3: copy not exclusive)"
+    );
+    Ok(())
+}
+
+/// pagemap is read in whole entries (EINVAL otherwise, Linux's pagemap_read); past
+/// the top of the address space it is empty; several entries come in one read.
+fn pagemap_bad_offsets() -> Outcome {
+    let fd = fs::openat(AT_FDCWD, c"/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0)
+        .ctx("open /proc/self/pagemap")?;
+    let mut buf = [0u8; 16];
+    let r = Region::anon(2 * PAGE, RW, 0).ctx("mmap")?;
+    r.store(0, 1);
+    r.store(PAGE, 1);
+    let checks = [
+        (
+            "unaligned offset",
+            fs::pread(fd, &mut buf[..8], r.addr / PAGE * 8 + 1),
+            Err(Errno::EINVAL),
+        ),
+        (
+            "unaligned length",
+            fs::pread(fd, &mut buf[..5], r.addr / PAGE * 8),
+            Err(Errno::EINVAL),
+        ),
+        (
+            "past the end",
+            fs::pread(fd, &mut buf[..8], (1 << 60) + 8),
+            Ok(0),
+        ),
+        (
+            "two entries",
+            fs::pread(fd, &mut buf, r.addr / PAGE * 8),
+            Ok(16),
+        ),
+    ];
+    let _ = fs::close(fd);
+    for (what, got, want) in checks {
+        ensure!(got == want, "{what}: {got:?}, want {want:?}");
+    }
+    let second = u64::from_le_bytes(buf[8..].try_into().unwrap_or_default());
+    ensure!(second & PM_PRESENT != 0, "second entry of two: {second:#x}");
+    Ok(())
+}
+
+const KPF_MMAP: u64 = 1 << 11;
+const KPF_ANON: u64 = 1 << 12;
+const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+const KPF_THP: u64 = 1 << 22;
+
+/// The /proc/kpageflags word of the frame mapped at `addr` (pread at pfn * 8).
+fn kpageflags(addr: usize) -> Result<u64, Fail> {
+    let pfn = pagemap(addr)? & PM_PFN;
+    let fd = fs::openat(AT_FDCWD, c"/proc/kpageflags", O_RDONLY | O_CLOEXEC, 0)
+        .ctx("open /proc/kpageflags")?;
+    let mut e = [0u8; 8];
+    let n = fs::pread(fd, &mut e, pfn as usize * 8);
+    let _ = fs::close(fd);
+    ensure!(n == Ok(8), "pread of kpageflags: {n:?}");
+    Ok(u64::from_le_bytes(e))
+}
+
+/// A 2 MiB THP (MADV_HUGEPAGE, the PMD size inherits `always`): its first frame is a
+/// mapped anonymous compound head with THP set, the next a tail of the same folio; a
+/// base page is anonymous and mapped, with no compound bit.
+fn kpageflags_thp_head_tail() -> Outcome {
+    let r = Region::anon_aligned(2 << 20, 2 << 20, RW).ctx("mmap")?;
+    r.advise(0, 2 << 20, MADV_HUGEPAGE).ctx("madvise")?;
+    r.store(0, 1);
+    let (head, tail) = (kpageflags(r.addr)?, kpageflags(r.addr + PAGE)?);
+    let want = KPF_ANON | KPF_MMAP | KPF_THP;
+    ensure!(
+        head & (want | KPF_COMPOUND_HEAD) == want | KPF_COMPOUND_HEAD,
+        "head {head:#x}"
+    );
+    ensure!(
+        tail & (want | KPF_COMPOUND_TAIL) == want | KPF_COMPOUND_TAIL,
+        "tail {tail:#x}"
+    );
+    let small = Region::anon(PAGE, RW, 0).ctx("mmap")?;
+    small.store(0, 1);
+    let base = kpageflags(small.addr)?;
+    ensure!(
+        base & (KPF_ANON | KPF_MMAP | KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) == KPF_ANON | KPF_MMAP,
+        "base page {base:#x}"
+    );
+    Ok(())
+}
+
+/// The /proc/self/maps or smaps line of the VMA starting at `start`, and what follows.
+fn vma_block(text: &str, start: usize) -> Result<&str, Fail> {
+    let head = Text::<32>::from_fmt(format_args!("{start:08x}-"));
+    let at = text
+        .lines()
+        .scan(0, |off, l| {
+            let here = *off;
+            *off += l.len() + 1;
+            Some((here, l))
+        })
+        .find(|(_, l)| l.starts_with(head.as_str()))
+        .map(|(off, _)| off)
+        .ctx("the mapping's line")?;
+    Ok(&text[at..])
+}
+
+/// `start-end rw-p 00000000 00:00 0` for an anonymous mapping; a write-only one is
+/// `-w-p`.
+fn maps_line() -> Outcome {
+    let r = Region::anon_aligned(4 * PAGE, PAGE, RW).ctx("mmap")?;
+    let w = Region::anon_aligned(4 * PAGE, PAGE, PROT_WRITE).ctx("mmap")?;
+    let mut buf = [0u8; 8192];
+    let text = read_text("/proc/self/maps", &mut buf)?;
+    for (region, perms) in [(&r, "rw-p"), (&w, "-w-p")] {
+        let line = vma_block(text, region.addr)?.lines().next().unwrap_or("");
+        let want = Text::<96>::from_fmt(format_args!(
+            "{:08x}-{:08x} {perms} 00000000 00:00 0",
+            region.addr,
+            region.addr + region.len
+        ));
+        ensure!(
+            line.trim_end() == want.as_str(),
+            "maps: {line:?}, want {:?}",
+            want.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Field `name` (kB, or a bare number for THPeligible) of an smaps block.
+fn field(block: &str, name: &str) -> Result<u64, Fail> {
+    block
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with(|c: char| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| Fail::new(format_args!("smaps: no {name}")))
+}
+
+/// The smaps block of `r` in `buf`.
+fn smaps_of<'a>(r: &Region, buf: &'a mut [u8]) -> Result<&'a str, Fail> {
+    let text = read_text("/proc/self/smaps", buf)?;
+    vma_block(text, r.addr)
+}
+
+/// Every field Linux 6.12 prints for an anonymous mapping, in its order, and the
+/// values of two written pages of a MADV_NOHUGEPAGE mapping.
+fn smaps_fields() -> Outcome {
+    let r = Region::anon_aligned(4 * PAGE, PAGE, RW).ctx("mmap")?;
+    r.advise(0, 4 * PAGE, MADV_NOHUGEPAGE).ctx("madvise")?;
+    r.store(0, 1);
+    r.store(PAGE, 1);
+    let mut buf = [0u8; 65536];
+    let block = smaps_of(&r, &mut buf)?;
+    let names: [&str; 24] = [
+        "Size",
+        "KernelPageSize",
+        "MMUPageSize",
+        "Rss",
+        "Pss",
+        "Pss_Dirty",
+        "Shared_Clean",
+        "Shared_Dirty",
+        "Private_Clean",
+        "Private_Dirty",
+        "Referenced",
+        "Anonymous",
+        "KSM",
+        "LazyFree",
+        "AnonHugePages",
+        "ShmemPmdMapped",
+        "FilePmdMapped",
+        "Shared_Hugetlb",
+        "Private_Hugetlb",
+        "Swap",
+        "SwapPss",
+        "Locked",
+        "THPeligible",
+        "VmFlags",
+    ];
+    let mut lines = block.lines().skip(1);
+    for name in names {
+        let line = lines.next().unwrap_or("");
+        ensure!(
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(':')),
+            "smaps: {line:?} where {name} belongs"
+        );
+    }
+    for (name, want) in [
+        ("Size", 16),
+        ("KernelPageSize", 4),
+        ("Rss", 8),
+        ("Pss", 8),
+        ("Private_Dirty", 8),
+        ("Shared_Dirty", 0),
+        ("Anonymous", 8),
+        ("AnonHugePages", 0),
+        ("THPeligible", 0),
+    ] {
+        let got = field(block, name)?;
+        ensure!(got == want, "smaps {name}: {got}, want {want}");
+    }
+    let flags = block
+        .lines()
+        .find_map(|l| l.strip_prefix("VmFlags:"))
+        .ctx("VmFlags")?;
+    let words = |w: &str| flags.split_whitespace().any(|f| f == w);
+    for want in ["rd", "wr", "mr", "mw", "me", "ac", "nh"] {
+        ensure!(words(want), "VmFlags {flags:?} lacks {want}");
+    }
+    ensure!(!words("ex") && !words("hg"), "VmFlags {flags:?}");
+    Ok(())
+}
+
+/// A page mapped by parent and child counts half in each one's Pss and as shared;
+/// the child's own write makes its copy private again. (Shared pages are counted
+/// clean or dirty together: this kernel's fork gives the child clean entries where
+/// Linux's copy_present_pte keeps them dirty.)
+fn smaps_pss_after_fork() -> Outcome {
+    let r = Region::anon_aligned(2 * PAGE, PAGE, RW).ctx("mmap")?;
+    r.advise(0, 2 * PAGE, MADV_NOHUGEPAGE).ctx("madvise")?;
+    r.store(0, 1);
+    r.store(PAGE, 1);
+    // Pss, shared and private kB in the child.
+    let split = |block: &str| -> Option<(u64, u64, u64)> {
+        let f = |name| field(block, name).ok();
+        Some((
+            f("Pss")?,
+            f("Shared_Clean")? + f("Shared_Dirty")?,
+            f("Private_Clean")? + f("Private_Dirty")?,
+        ))
+    };
+    let s = proc::fork_wait(|| {
+        let mut buf = [0u8; 65536];
+        let Ok(block) = smaps_of(&r, &mut buf) else {
+            return 1;
+        };
+        if split(block) != Some((4, 8, 0)) {
+            return 2;
+        }
+        r.store(0, 2);
+        let Ok(block) = smaps_of(&r, &mut buf) else {
+            return 1;
+        };
+        if split(block) != Some((6, 4, 4)) {
+            return 3;
+        }
+        0
+    })
+    .ctx("fork/wait4")?;
+    ensure!(
+        s.exited() && s.exit_status() == 0,
+        "child {s} (2: shared pages counted wrong, 3: after the copy)"
+    );
+    Ok(())
+}
+
+/// One header ending in `[rollup]`, then the summed fields with Pss split by kind.
+fn smaps_rollup() -> Outcome {
+    let mut buf = [0u8; 4096];
+    let text = read_text("/proc/self/smaps_rollup", &mut buf)?;
+    let head = text.lines().next().unwrap_or("");
+    ensure!(head.ends_with("[rollup]"), "smaps_rollup header {head:?}");
+    for name in [
+        "Rss",
+        "Pss",
+        "Pss_Anon",
+        "Pss_File",
+        "Pss_Shmem",
+        "Private_Dirty",
+        "AnonHugePages",
+    ] {
+        ensure!(
+            text.lines()
+                .any(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(':'))),
+            "smaps_rollup lacks {name}"
+        );
+    }
+    Ok(())
+}
+
+/// `Pid:` is getpid(); the memory lines selftests read (vm_util's rss_anon) are there.
+fn status() -> Outcome {
+    let mut buf = [0u8; 4096];
+    let text = read_text("/proc/self/status", &mut buf)?;
+    let pid = proc::getpid().ctx("getpid")?;
+    let want = Text::<32>::from_fmt(format_args!("Pid:\t{pid}"));
+    ensure!(
+        text.lines().any(|l| l == want.as_str()),
+        "status lacks {:?}",
+        want.as_str()
+    );
+    for name in ["Name:", "PPid:", "VmSize:", "VmRSS:", "RssAnon:", "VmSwap:"] {
+        ensure!(
+            text.lines().any(|l| l.starts_with(name)),
+            "status lacks {name}"
+        );
+    }
+    Ok(())
+}
+
+/// The fields the selftests and free(1) read, in Linux's `Name:   N kB` shape.
+fn meminfo() -> Outcome {
+    let mut buf = [0u8; 8192];
+    let text = read_text("/proc/meminfo", &mut buf)?;
+    for name in [
+        "MemTotal",
+        "MemFree",
+        "MemAvailable",
+        "AnonHugePages",
+        "SwapTotal",
+    ] {
+        let kb = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .ctx(name)?;
+        ensure!(kb.trim_end().ends_with(" kB"), "meminfo {name}:{kb}");
+    }
+    ensure!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["Hugepagesize:", "2048", "kB"])),
+        "meminfo: no Hugepagesize: 2048 kB"
+    );
+    Ok(())
+}
+
+/// The three vm sysctls mremap_test and others read: numbers, in their ranges.
+fn vm_sysctls() -> Outcome {
+    let read = |path: &CStr| fs::read_u64(path).ctx(path.to_str().unwrap_or("?"));
+    let min = read(c"/proc/sys/vm/mmap_min_addr")?;
+    ensure!(min >= 4096 && min.is_power_of_two(), "mmap_min_addr {min}");
+    let mode = read(c"/proc/sys/vm/overcommit_memory")?;
+    ensure!(mode <= 2, "overcommit_memory {mode}");
+    let count = read(c"/proc/sys/vm/max_map_count")?;
+    ensure!(count == 65530, "max_map_count {count}");
+    Ok(())
+}
+
+/// The CPU lists agree: /sys/devices/system/cpu/online (`0` or `0-N`), present and
+/// possible, the `cpuN` lines of /proc/stat and the `processor` lines of /proc/cpuinfo.
+fn cpu_lists_agree() -> Outcome {
+    let mut buf = [0u8; 16384];
+    let count = |list: &str| -> Option<u64> {
+        match list.trim_end().split_once('-') {
+            Some((a, b)) => Some(b.parse::<u64>().ok()? - a.parse::<u64>().ok()? + 1),
+            None => list.trim_end().parse::<u64>().ok().map(|_| 1),
+        }
+    };
+    let online =
+        count(read_text("/sys/devices/system/cpu/online", &mut buf)?).ctx("online list")?;
+    for other in ["possible", "present"] {
+        let path = Text::<64>::from_fmt(format_args!("/sys/devices/system/cpu/{other}"));
+        let n = count(read_text(path.as_str(), &mut buf)?).ctx(other)?;
+        ensure!(n >= online, "{other}: {n} CPUs, online {online}");
+    }
+    let stat = read_text("/proc/stat", &mut buf)?;
+    let cpus = stat
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count() as u64;
+    ensure!(
+        cpus == online,
+        "/proc/stat: {cpus} cpuN lines, online {online}"
+    );
+    let info = read_text("/proc/cpuinfo", &mut buf)?;
+    let procs = info.lines().filter(|l| l.starts_with("processor")).count() as u64;
+    ensure!(
+        procs == online,
+        "/proc/cpuinfo: {procs} processors, online {online}"
+    );
+    Ok(())
+}
