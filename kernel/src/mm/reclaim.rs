@@ -401,7 +401,7 @@ pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
 pub fn alloc_or_reclaim<E: MmEnv, T>(
     local: &mut Mm<E>,
     pages: usize,
-    alloc: impl Fn(&Mm<E>) -> Option<T>,
+    mut alloc: impl FnMut(&mut Mm<E>) -> Option<T>,
 ) -> Option<T> {
     for _ in 0..DIRECT_PASSES {
         if let Some(x) = alloc(local) {

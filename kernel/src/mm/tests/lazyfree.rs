@@ -515,3 +515,33 @@ fn reclaim_thread_yields_after_bounded_work() {
     assert!(MOST_BETWEEN_YIELDS.load(Ordering::Relaxed) <= 256);
     all_back([b]);
 }
+
+/// Issue 17, exhaustion: a fault whose page needs a new table, with every frame taken
+/// and clean lazyfree memory left, reclaims for the table too instead of failing with
+/// ENOMEM (seen as a populate's ENOMEM followed by a write that succeeded).
+#[test]
+fn a_fault_reclaims_for_its_table() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        // 2 MiB away: no table there yet.
+        let far = va.align_down(PMD_SIZE).add(2 * PMD_SIZE);
+        mm.mmap(
+            far.as_u64(),
+            CONT_SIZE as u64,
+            VmProt::READ_WRITE,
+            MAP_FIXED,
+        )
+        .expect("mmap");
+        // A reclaim thread that does nothing: the watermark check only wakes it, so
+        // what the fault gets is what its own direct reclaim frees, one folio at a time.
+        reclaim::set_kswapd_hook(Some(|| {}));
+        let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0)).collect();
+        let r = mm.handle_fault(far, Access::Write);
+        reclaim::set_kswapd_hook(None);
+        for &pa in &hoard {
+            frames().free(pa, 0);
+        }
+        assert_eq!(r, Ok(()), "{env:?}: ENOMEM with lazyfree memory left");
+        all_back([mm]);
+    });
+}
