@@ -195,5 +195,6 @@ impl<E: MmEnv> Drop for Mm<E> {
             self.munmap(v.start, v.end)
                 .expect("unmapping a whole VMA splits nothing");
         }
+        super::lazyfree::forget_owner(self.tables.root());
     }
 }

@@ -5,10 +5,12 @@
 //! and compares with the metadata of every allocated folio. It also checks who may
 //! write a page: a writable (or DBM) user entry must map pages that are anon-exclusive
 //! and mapped once (the mprotect-after-fork leak broke exactly this). Lazyfree: the
-//! mark is only on the head of an anonymous folio, and a marked folio that is exclusive
-//! to one mapping has its entry (head, owner, address) on the lazyfree list, so that
-//! reclaim can find it (`lazyfree`'s reverse map); the list holds no more entries than
-//! there are frames.
+//! mark is only on the head of an anonymous folio, and every mapping of a marked
+//! folio's first page has its entry (head, that address space, that address) on the
+//! lazyfree list, so that reclaim can reach the folio through every current mapper
+//! (`lazyfree`'s reverse map and its invariant); the list holds no more entries than
+//! there are frames. The owners' `Mm` locks are held and no reclaim pass is running
+//! on them (an entry in a pass's hands is off the list for that moment).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -19,7 +21,8 @@ use core::sync::atomic::Ordering;
 use super::aspace::{Mm, MmEnv};
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
-use super::{PhysAddr, PAGE_SIZE};
+use super::lazyfree::Entry;
+use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Check every anonymous folio against the mappings of `mms`; returns how many folios
 /// were checked, or the first disagreement.
@@ -27,13 +30,26 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
     let mut mapped: BTreeMap<PhysAddr, i32> = BTreeMap::new();
     let mut writable = Vec::new();
     let mut writable_shared = None;
+    let listed = super::lazyfree::list_entries();
+    if listed.len() > frames().managed_frames() {
+        return Err(format!(
+            "lazyfree list: {} entries, more than frames",
+            listed.len()
+        ));
+    }
+    let mut unlisted = None;
     for mm in mms {
+        let owner = mm.tables.root();
         for vma in mm.vmas.iter() {
             mm.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {
                 let pages = if leaf.level == 2 { 512 } else { 1 };
                 for k in 0..pages {
                     let pa = leaf.pa_of(va).add(k * PAGE_SIZE);
+                    let at = va.add(k * PAGE_SIZE);
                     *mapped.entry(pa).or_default() += 1;
+                    if heads_marked_folio(pa) && !is_listed(&listed, pa, owner, at) {
+                        unlisted.get_or_insert((at, pa, owner));
+                    }
                     if leaf.pte.is_writable() && !folio::pages_exclusive(pa, 1) {
                         writable_shared.get_or_insert((va, pa));
                     }
@@ -52,15 +68,13 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
     if let Some(pa) = writable.iter().find(|&&pa| mapped[&pa] != 1) {
         return Err(format!("{pa} is writable in one mapping of {}", mapped[pa]));
     }
-    let mut checked = 0;
-    let mut err = None;
-    let listed = super::lazyfree::list_heads();
-    if listed.len() > frames().managed_frames() {
+    if let Some((va, pa, owner)) = unlisted {
         return Err(format!(
-            "lazyfree list: {} entries, more than frames",
-            listed.len()
+            "lazyfree folio {pa} is mapped at {va:?} by {owner}, but no lazyfree entry names that mapping"
         ));
     }
+    let mut checked = 0;
+    let mut err = None;
     frames().for_each_block(|head, order| {
         if err.is_some() {
             return;
@@ -93,11 +107,6 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
             total += want;
         }
         let queued = f.is_deferred() as u32;
-        let exclusive = (0..1usize << order).all(|i| f.mapcount(i) == 1 && f.is_exclusive(i));
-        if f.is_lazyfree() && exclusive && !queued_once(&listed, head) {
-            err = Some(format!("folio {head} (order {order}) is lazyfree and exclusive but not on the lazyfree list"));
-            return;
-        }
         if f.total_mapcount() != total || f.refcount() != total as u32 + queued {
             err = Some(format!("folio {head} (order {order}): total map count {}, refcount {} (queued: {queued}), but {total} entries map it", f.total_mapcount(), f.refcount()));
         }
@@ -112,7 +121,14 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
     }
 }
 
-/// Whether `head` is among the (sorted) heads of the lazyfree list.
-fn queued_once(listed: &[PhysAddr], head: PhysAddr) -> bool {
-    listed.binary_search(&head).is_ok()
+/// Whether `pa` is the head of a lazyfree folio.
+fn heads_marked_folio(pa: PhysAddr) -> bool {
+    let m = frames().meta(pa);
+    m.test(flags::HEAD) && m.test(flags::LAZYFREE)
+}
+
+/// Whether the (sorted) lazyfree list has the entry of `owner`'s mapping of `head` at
+/// `va`.
+fn is_listed(listed: &[Entry], head: PhysAddr, owner: PhysAddr, va: VirtAddr) -> bool {
+    listed.binary_search(&Entry { head, owner, va }).is_ok()
 }

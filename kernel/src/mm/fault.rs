@@ -136,31 +136,36 @@ impl<E: MmEnv> Mm<E> {
                     .then(|| folio::alloc_anon(self.env(), order))
                     .flatten()
             });
-            match allocated {
-                Some(f) => {
-                    self.map_folio(base, f, vma.prot, write)?;
+            // No folio, or no table to map it (nothing mapped, the folio went back):
+            // the page below reclaims for both.
+            let mapped = allocated.map(|f| self.map_folio(base, f, vma.prot, write));
+            match mapped {
+                Some(Err(FaultError::Oom)) if self.range_is_empty(base, n) => {}
+                None => {}
+                Some(r) => {
+                    r?;
                     mthp::stats(order)
                         .anon_fault_alloc
                         .fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                None => {
-                    mthp::stats(order)
-                        .anon_fault_fallback
-                        .fetch_add(1, Ordering::Relaxed);
-                }
             }
+            mthp::stats(order)
+                .anon_fault_fallback
+                .fetch_add(1, Ordering::Relaxed);
         }
-        let f = match folio::alloc_anon(self.env(), 0) {
-            Some(f) => f,
-            // Out of memory: give back lazyfree folios and what partially mapped folios
-            // hold, then retry.
-            None if reclaim::direct(self, 1) => {
-                folio::alloc_anon(self.env(), 0).ok_or(FaultError::Oom)?
+        // Out of memory for the page or for a table to map it: give back lazyfree
+        // folios and what partially mapped folios hold, and retry, until reclaim has
+        // nothing more to give (a table that cannot be had is ENOMEM too, never early).
+        let page = va.align_down(PAGE_SIZE);
+        reclaim::alloc_or_reclaim(self, 1, |mm| {
+            let f = folio::alloc_anon(mm.env(), 0)?;
+            match mm.map_folio(page, f, vma.prot, write) {
+                Err(FaultError::Oom) if mm.range_is_empty(page, 1) => None,
+                r => Some(r),
             }
-            None => return Err(FaultError::Oom),
-        };
-        self.map_folio(va.align_down(PAGE_SIZE), f, vma.prot, write)
+        })
+        .unwrap_or(Err(FaultError::Oom))
     }
 
     /// Fault in every page of `[start, end)` (MAP_POPULATE, MADV_POPULATE_*).

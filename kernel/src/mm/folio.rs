@@ -318,8 +318,10 @@ impl Locked {
 
     /// Account `n` more entries mapping pages `first..first + n`, which are now shared
     /// (fork): `map` and clearing their exclusive marks, in one pass (the whole of a
-    /// large folio: one more entire mapping and the `ALL_SHARED` override).
-    pub fn share(&self, first: usize, n: usize) {
+    /// large folio: one more entire mapping and the `ALL_SHARED` override). Returns
+    /// whether the folio is lazyfree (the new mapping needs its entry: `lazyfree`'s
+    /// fork), read with the head it already has.
+    pub fn share(&self, first: usize, n: usize) -> bool {
         let head = self.meta(0);
         let order = head.order();
         match self.entire_if_whole(order, first, n) {
@@ -338,6 +340,7 @@ impl Locked {
             }
         }
         add_mapped(head, n);
+        head.test(flags::LAZYFREE)
     }
 
     /// Account `n` page-table entries gone from pages `first..first + n`: the last
@@ -399,15 +402,26 @@ impl Locked {
         None
     }
 
-    /// Every page is mapped exactly once and nothing else holds a reference: the one
-    /// mapping may take the whole folio over (copy-on-write reuse).
+    /// Every page is mapped exactly once, nothing else holds a reference and the folio
+    /// is not queued for deferred split: the one mapping may take the whole folio over
+    /// (copy-on-write reuse), mark it lazyfree or discard it (Linux's
+    /// `folio_mapcount() == 1`), whatever the pages' anon-exclusive flags say. The head
+    /// is read once; the pages only when no folio-level count answers for them (MADV_FREE
+    /// and MADV_PAGEOUT ask this of every folio of their range).
     pub fn mapped_exactly_once(&self) -> bool {
+        let head = self.meta(0);
+        let order = head.order();
+        let total = head.total_mapcount.load(Ordering::Acquire);
+        let held_once = !head.test(flags::DEFERRED)
+            && head.refcount.load(Ordering::Acquire) == total as u32
+            && total as usize == 1 << order;
         // With an entire mapping and as many entries as pages, the pages' own counts
         // (never negative) sum to zero: each page is mapped once, by that mapping.
-        self.held_by_one_entry_per_page()
-            && (self.entire_mapcount() > 0
+        held_once
+            && (order == 0
+                || self.meta(1).total_mapcount.load(Ordering::Acquire) > 0
                 || self
-                    .metas(0, self.nr_pages())
+                    .metas(0, 1 << order)
                     .all(|m| m.mapcount.load(Ordering::Acquire) == 1))
     }
 
@@ -419,38 +433,6 @@ impl Locked {
     /// counts, not 512.
     pub fn held_by_one_entry_per_page(&self) -> bool {
         self.refcount() == self.expected_refs() && self.total_mapcount() as usize == self.nr_pages()
-    }
-
-    /// Exclusive to one mapping: not queued for deferred split, nothing holding a
-    /// reference beyond its entries, every page mapped exactly once and anon-exclusive
-    /// (what MADV_FREE and reclaim require of a folio they mark or discard). The head
-    /// is read once; the pages only when no folio-level state answers for them.
-    pub fn exclusive_once(&self) -> bool {
-        let head = self.meta(0);
-        let bits = head.flags();
-        let order = head.order();
-        let total = head.total_mapcount.load(Ordering::Acquire);
-        let held_once = bits & flags::DEFERRED == 0
-            && head.refcount.load(Ordering::Acquire) == total as u32
-            && total as usize == 1 << order;
-        if !held_once {
-            return false;
-        }
-        let exclusive = if bits & flags::ALL_EXCLUSIVE != 0 {
-            true
-        } else if bits & flags::ALL_SHARED != 0 {
-            false
-        } else {
-            self.metas(0, 1 << order)
-                .all(|m| m.test(flags::ANON_EXCLUSIVE))
-        };
-        // As many entries as pages: with an entire mapping each page has exactly it.
-        exclusive
-            && (order == 0
-                || self.meta(1).total_mapcount.load(Ordering::Acquire) > 0
-                || self
-                    .metas(0, 1 << order)
-                    .all(|m| m.mapcount.load(Ordering::Acquire) == 1))
     }
 
     /// Set or clear the lazyfree mark; returns whether it was set before.
@@ -721,8 +703,14 @@ pub fn shrink_if_low() {
 /// shrinker needs no memory of its own; it visits each folio queued when it started
 /// at most once.
 pub fn shrink_deferred() -> usize {
+    shrink_deferred_upto(usize::MAX)
+}
+
+/// [`shrink_deferred`], visiting at most `limit` folios (the reclaim thread's bounded
+/// step).
+pub fn shrink_deferred_upto(limit: usize) -> usize {
     let _one = SHRINKER.lock();
-    let mut budget = deferred_count();
+    let mut budget = deferred_count().min(limit);
     let mut done = 0;
     while budget > 0 {
         budget -= 1;

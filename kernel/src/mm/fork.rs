@@ -6,7 +6,8 @@
 //! a whole folio in one step (`folio`: entire map count, `ALL_SHARED`). Batches keep
 //! what one call costs bounded whatever the VMA's length: the test build's checker
 //! keeps state per 64 KiB block an operation touches, and a 256 MiB VMA copied in one
-//! operation ran the kernel heap out.
+//! operation ran the kernel heap out. A lazyfree folio's new mapping gets its entry on
+//! the lazyfree list (`lazyfree`'s fork), batch by batch.
 
 use super::aspace::{batches_of, pages, pte_attrs, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
 use super::folio;
@@ -33,9 +34,17 @@ impl<E: MmEnv> Mm<E> {
                 ..vma.prot
             });
             for (a, b) in batches_of(vma.start, vma.end, WIDE_BATCH_PAGES) {
-                self.tables
-                    .fork_range(&mut child.tables, a, pages(a, b), attrs, share)
-                    .map_err(|_| ENOMEM)?;
+                let mut lazyfree = false;
+                let r =
+                    self.tables
+                        .fork_range(&mut child.tables, a, pages(a, b), attrs, |pa, n| {
+                            lazyfree |= share(pa, n)
+                        });
+                // Even after a failure: what was copied stays mapped in both.
+                if lazyfree {
+                    self.fork_lazyfree(child.tables.root(), a, b);
+                }
+                r.map_err(|_| ENOMEM)?;
             }
         }
         Ok(child)
@@ -43,7 +52,10 @@ impl<E: MmEnv> Mm<E> {
 }
 
 /// Account `n` more mappings of the consecutive pages from `pa` (fork), which are now
-/// shared: not exclusive to either address space.
-fn share(pa: PhysAddr, n: usize) {
-    folio::for_each_folio(pa, n, |f, first, m| f.share(first, m));
+/// shared: not exclusive to either address space. Whether a folio among them is
+/// lazyfree (its new mapping needs an entry: `lazyfree`'s fork).
+fn share(pa: PhysAddr, n: usize) -> bool {
+    let mut lazyfree = false;
+    folio::for_each_folio(pa, n, |f, first, m| lazyfree |= f.share(first, m));
+    lazyfree
 }

@@ -67,12 +67,14 @@ impl Ram {
 }
 
 /// The machine, for one test at a time: every frame free, nothing queued for deferred
-/// split. What a failed test left behind (its address spaces leaked) is taken back.
+/// split, nothing on the lazyfree list. What a failed test left behind (its address
+/// spaces leaked, the entries of address spaces gone) is taken back.
 pub fn machine() -> MutexGuard<'static, ()> {
     let guard = MACHINE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     ram();
+    super::lazyfree::forget_list();
     if folio::deferred_count() > 0 || frames().free_frames() != frames().managed_frames() {
         folio::forget_deferred();
         frames().reclaim_all();

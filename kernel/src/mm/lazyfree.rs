@@ -1,76 +1,93 @@
 //! Lazy free (MADV_FREE) of whole folios, and discarding them whole (seed 002).
 //!
 //! **Marking.** Only the folios of the range's first and last page can stick out of
-//! it (one mapped in part elsewhere is queued for deferred split, hence not
-//! exclusive). Such a folio, if exclusive to this address space (the test below), is
-//! split before anything else changes (`split_if_cut`; `lazyfree_split` and Linux's
-//! per-size `split`): the page tables first (`unfold_edges` splits the 2 MiB block
-//! and unfolds the contiguous blocks that the covered part cuts, so that no block
-//! maps two of the new folios), then the folio (`folio::split_cut`): a 2 MiB one into
-//! 64 KiB folios and those the range cuts into 4 KiB ones, a 16 to 64 KiB one into
-//! 4 KiB ones. The covered pages are now whole folios; the pages outside keep theirs,
-//! with their contiguous blocks. (Splitting before the clearing below matters with
+//! it (one mapped in part elsewhere is queued for deferred split, hence not mapped
+//! once). Such a folio, if mapped only here (the test below), is split before
+//! anything else changes (`split_if_cut`; `lazyfree_split` and Linux's per-size
+//! `split`): the page tables first (`unfold_edges` splits the 2 MiB block and unfolds
+//! the contiguous blocks that the covered part cuts, so that no block maps two of the
+//! new folios), then the folio (`folio::split_cut`): a 2 MiB one into 64 KiB folios
+//! and those the range cuts into 4 KiB ones, a 16 to 64 KiB one into 4 KiB ones. The
+//! covered pages are now whole folios; the pages outside keep theirs, with their
+//! contiguous blocks. (Splitting before the clearing below matters with
 //! `contpte=naive`, where each entry's change refolds the block and gathers its dirty
 //! state back into every entry.) Then, per 2 MiB batch, young and dirty are cleared
 //! in one batched call (`clear_young_dirty`: a contiguous block is cleared in place,
 //! never unfolded; one TLBI for the batch), and every folio that lies whole in the
-//! range and is exclusive to this address space is marked lazyfree
-//! (`flags::LAZYFREE`): every page anon-exclusive and mapped exactly once, no other
-//! reference, not queued for deferred split. This kernel knows its map counts, so
-//! exclusivity is exact (the seed's thread had to estimate it). A partly covered
-//! folio that could not be split (shared after fork, or no table for splitting a
-//! 2 MiB block), or a whole one that is shared, keeps its data and is not marked
-//! (counted as `lazyfree_partial_skipped` / `lazyfree_shared_skipped`); the call never
-//! fails because of one folio.
+//! range and is mapped only here is marked lazyfree (`flags::LAZYFREE`): every page
+//! mapped exactly once, no other reference, not queued for deferred split
+//! (`folio::Locked::mapped_exactly_once`: Linux's `folio_mapcount() == 1`, from the
+//! counts; whether the pages are still flagged anon-exclusive does not matter, so a
+//! folio shared by a fork whose other side has gone qualifies). A partly covered folio that could not be split (shared,
+//! or no table for splitting a 2 MiB block), or a whole one that is shared, keeps its
+//! data and is not marked (counted as `lazyfree_partial_skipped` /
+//! `lazyfree_shared_skipped`); the call never fails because of one folio.
 //!
-//! **Discarding** (`reclaim_lazyfree`: MADV_PAGEOUT on a range, and the reclaim pass of
-//! `reclaim` for one folio): for runs of marked folios lying whole in the range, one
-//! batched `wrprotect` (one TLBI) first, so that from then on no CPU can write them
-//! without a fault, which waits for the `Mm` lock this runs under. Then the dirty
-//! state (gathered over each contiguous block) is final: a folio written since it was
-//! marked (hardware dirty with FEAT_HAFDBS, the software dirty fault without) loses
-//! the mark and is made writable again with its data (`lazyfree_redirtied`); clean
-//! consecutive folios are unmapped in one batched `unmap` (one TLBI, whole blocks
-//! cleared without unfolding) and freed whole: no split, nothing queued for deferred
-//! split (`release` accounts a folio unmapped whole in one step).
+//! **Discarding** (`reclaim_lazyfree`) is decided at that moment from the counts and
+//! the mapping's own entries, as Linux's `try_to_unmap_one` does for each mapping of a
+//! lazyfree folio: the folio is marked, this mapping maps it whole and nothing but its
+//! mappings (and the deferred-split queue) holds a reference. MADV_PAGEOUT
+//! (`Reach::Pageout`) further requires that this mapping is the only one (Linux skips
+//! shared folios); a reclaim pass (`Reach::Pass`, one list entry) discards this
+//! mapping even if other address spaces map the folio too, each through its own
+//! entry, the last one freeing it. For runs of such folios, one batched `wrprotect`
+//! (one TLBI) first, so that from then on no CPU can write them without a fault,
+//! which waits for the `Mm` lock this runs under. Then the dirty state (gathered over
+//! each contiguous block) is final: a folio written since it was marked (hardware
+//! dirty with FEAT_HAFDBS, the software dirty fault without) loses the mark and is
+//! made writable again with its data if it is exclusive here (`lazyfree_redirtied`);
+//! clean consecutive folios are unmapped in one batched `unmap` (one TLBI, whole
+//! blocks cleared without unfolding) and released whole: no split, nothing queued for
+//! deferred split (`release` accounts a folio unmapped whole in one step).
 //!
-//! **Fork** keeps the mark (as Linux), but a folio is discarded only while every page
-//! is exclusive and mapped once, so a lazyfree folio shared by fork is never dropped,
-//! not even after the other side has gone (conservative: Linux would drop it if both
-//! sides stayed clean). A split (`folio::split`) or a free drops the mark.
+//! **Fork** keeps the mark (as Linux) and gives the child's mapping its own entry
+//! (`fork_lazyfree`), unless the parent wrote the folio since it was marked: the
+//! parent's entries keep their dirty state but the child's are made clean, so a
+//! written folio loses the mark there (Linux would find the folio dirty at reclaim and
+//! keep it). After fork every mapping is read-only, so no mapping of a shared marked
+//! folio can become dirty without a copy-on-write fault: one mapping's clean state
+//! speaks for all. A split (`folio::split`), a merge or a free drops the mark.
 //!
 //! ## Reverse map and protocol (SMP)
 //!
-//! The reverse map is the lazyfree list: for each marked folio one `Entry`, its head,
-//! the address space that marked it (the physical address of its root table, unique
-//! among live address spaces) and the address of its first page there, oldest first.
-//! That is enough because only an exclusive folio is ever marked or discarded: it has
-//! exactly one mapping, in that address space, at that address, for as long as it
-//! stays exclusive, and a folio that stopped being so is refused on revalidation.
+//! The reverse map is the lazyfree list: one `Entry` per mapping of a marked folio:
+//! its head, the address space that maps it (the physical address of its root table,
+//! unique among live address spaces) and the address of its first page there, oldest
+//! first. **Invariant** (checked by `audit`): every address space whose entry maps
+//! the first page of a marked folio has an entry naming that head, itself and that
+//! address. It holds because an entry is made with every such mapping (a mark from
+//! clear to set, when the folio is mapped once; a fork, for the child) and is dropped
+//! only once its owner no longer maps the folio there or the mark is gone. (A folio
+//! whose first page nobody maps is partially mapped, hence on the deferred-split
+//! queue, whose split drops the mark.)
 //!
-//! - An entry is pushed, under the folio lock, when the mark goes from clear to set
-//!   (folio lock -> list lock, as for the deferred-split queue), so a folio has at
-//!   most one entry per marking. Entries take no reference: an entry may go stale
-//!   (the folio unmapped, freed, re-marked elsewhere, the address space gone).
-//! - An entry is acted on only under the `Mm` lock of its owner, after revalidation:
-//!   the owner's entry at `va` maps `head`, whose folio (locked) is marked, has that
-//!   head, lies whole in one VMA and is exclusive and mapped once. An entry that
-//!   fails this is dropped, unless its folio is still marked (shared for now, cut by
-//!   a VMA edge, or marked again under another owner): it then stays for later. Under the `Mm` lock the folio cannot be unmapped, forked or
-//!   remapped; hardware may still set AF and dirty, which the write-protect above
-//!   makes final before the dirty state is read.
+//! - An entry is pushed, under the folio lock, when the mapping is made or the mark
+//!   goes from clear to set (folio lock -> list lock, as for the deferred-split
+//!   queue). Entries take no reference: an entry may go stale (the folio unmapped,
+//!   freed, re-marked elsewhere). An address space going away drops its entries
+//!   (`forget_owner`); one that a pass had in hand then may come back, naming a root
+//!   that another address space may reuse: revalidation against that one's tables
+//!   makes it harmless.
+//! - An entry is acted on only under the `Mm` lock of its owner, after revalidation
+//!   (`reclaim_entry`): the owner's entry at `va` maps `head`, whose folio is marked.
+//!   One that fails this is stale and dropped. One that passes but cannot be acted on
+//!   now (cut by a VMA edge, held by someone else, young) stays on the list. Under the
+//!   `Mm` lock this mapping cannot be unmapped, forked or remapped; hardware may still
+//!   set AF and dirty, which the write-protect above makes final before the dirty
+//!   state is read.
 //! - Reclaim reaches an address space from an entry with a *trylock* of its `Mm`
 //!   (`reclaim`'s owner hook): it may already hold its own `Mm` (direct reclaim in a
 //!   fault), so it never waits for a second one; a busy owner's entry goes back on the
 //!   list. Lock order is therefore the folio protocol's: `Mm` -> folio -> list.
 //! - The list is bounded by a constant, not by any user range: its storage is
 //!   reserved once (`HARD` entries, 0.8 MiB of kernel heap) and never grows. A folio
-//!   is marked only while fewer than `CAP` entries are listed (after dropping the
-//!   stale ones); past that MADV_FREE still clears young and dirty but marks no more
-//!   (`lazyfree_list_full`), the call succeeds, and the folio stays ordinary memory.
-//!   Re-queued entries were popped first, and at most one new entry per CPU races the
-//!   room check, so `HARD - CAP` covers them. (Growing the list with the range let 1
-//!   GiB of 4 KiB folios ask the 8 MiB kernel heap for 8 MiB: a panic.)
+//!   is marked, or a fork lists its child's mapping, only while fewer than `CAP`
+//!   entries are listed (after dropping the stale ones); past that MADV_FREE still
+//!   clears young and dirty but marks no more (`lazyfree_list_full`), the call
+//!   succeeds, and the folio stays ordinary memory; a fork drops the mark of a folio it
+//!   cannot list. Re-queued entries were popped first, and at most one new entry per
+//!   CPU races the room check, so `HARD - CAP` covers them. (Growing the list with the
+//!   range let 1 GiB of 4 KiB folios ask the 8 MiB kernel heap for 8 MiB: a panic.)
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -89,10 +106,10 @@ use crate::sync::IrqSpinLock;
 use crate::uapi::ENOMEM;
 
 /// One marked folio on the lazyfree list: the reverse map (see the module doc).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
     pub head: PhysAddr,
-    /// Root table of the address space that marked it.
+    /// Root table of the address space whose mapping this is.
     pub owner: PhysAddr,
     /// Address of the folio's first page there.
     pub va: VirtAddr,
@@ -144,10 +161,17 @@ pub struct Stats {
     pub discarded_whole: AtomicU64,
     /// Folios found written after they were marked: kept with their data.
     pub redirtied: AtomicU64,
+    /// Pages of one mapping of a folio that others still map, discarded (the folio
+    /// goes with its last mapping, counted then in `pglazyfreed`).
+    pub unmapped_shared: AtomicU64,
     /// Folios found young by the reclaim pass: another round.
     pub rotated: AtomicU64,
     /// Stale list entries dropped.
     pub stale: AtomicU64,
+    /// Mappings of marked folios a fork gave the child, each with its entry.
+    pub fork_listed: AtomicU64,
+    /// Marks a fork dropped: the parent had written the folio, or the list was full.
+    pub fork_unmarked: AtomicU64,
     /// Reclaim passes run, by who ran them.
     pub passes_watermark: AtomicU64,
     pub passes_direct: AtomicU64,
@@ -166,8 +190,11 @@ pub static STATS: Stats = Stats {
     shared_skipped: AtomicU64::new(0),
     discarded_whole: AtomicU64::new(0),
     redirtied: AtomicU64::new(0),
+    unmapped_shared: AtomicU64::new(0),
     rotated: AtomicU64::new(0),
     stale: AtomicU64::new(0),
+    fork_listed: AtomicU64::new(0),
+    fork_unmarked: AtomicU64::new(0),
     passes_watermark: AtomicU64::new(0),
     passes_direct: AtomicU64::new(0),
     passes_demand: AtomicU64::new(0),
@@ -179,7 +206,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 16] {
+    pub fn all(&self) -> [(&'static str, u64); 19] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -193,8 +220,11 @@ impl Stats {
             ("lazyfree_shared_skipped", l(&self.shared_skipped)),
             ("lazyfree_discarded_whole", l(&self.discarded_whole)),
             ("lazyfree_redirtied", l(&self.redirtied)),
+            ("lazyfree_unmapped_shared", l(&self.unmapped_shared)),
             ("lazyfree_rotated", l(&self.rotated)),
             ("lazyfree_stale", l(&self.stale)),
+            ("lazyfree_fork_listed", l(&self.fork_listed)),
+            ("lazyfree_fork_unmarked", l(&self.fork_unmarked)),
             ("reclaim_passes_watermark", l(&self.passes_watermark)),
             ("reclaim_passes_direct", l(&self.passes_direct)),
             ("reclaim_passes_demand", l(&self.passes_demand)),
@@ -215,9 +245,9 @@ pub fn list_len() -> usize {
     LIST.lock().len()
 }
 
-/// The heads on the list, sorted (the audit; allocates in proportion to the list).
-pub fn list_heads() -> Vec<PhysAddr> {
-    let mut v: Vec<PhysAddr> = LIST.lock().iter().map(|e| e.head).collect();
+/// The entries on the list, sorted (the audit; allocates in proportion to the list).
+pub fn list_entries() -> Vec<Entry> {
+    let mut v: Vec<Entry> = LIST.lock().iter().copied().collect();
     v.sort_unstable();
     v
 }
@@ -275,18 +305,57 @@ pub(super) fn push(e: Entry) {
     l.push_back(e);
 }
 
+/// Drop the entries of an address space going away, whose root table may come back as
+/// another's (`Mm`'s drop): a fork child that exits at once (`system()`) would otherwise
+/// leave one stale entry per marked folio it inherited, which compaction keeps (the
+/// folio is still marked) until a pass visits it. One walk of the list, bounded by
+/// `HARD`, and none when the list is empty.
+pub(super) fn forget_owner(owner: PhysAddr) {
+    let mut l = LIST.lock();
+    if l.is_empty() {
+        return;
+    }
+    let before = l.len();
+    l.retain(|e| e.owner != owner);
+    bump(&STATS.stale, before - l.len());
+}
+
 /// Host tests: empty the list (a failed test leaked entries).
 #[cfg(test)]
 pub fn forget_list() {
     LIST.lock().clear();
 }
 
-/// A folio found whole in a range: its address there, head and pages.
+/// A folio found whole in a range: its address there, head and pages, and whether this
+/// is its one mapping (discarding it frees the folio).
 #[derive(Clone, Copy, Debug)]
 struct Whole {
     va: VirtAddr,
     head: PhysAddr,
     pages: usize,
+    alone: bool,
+}
+
+/// Which mappings of a marked folio `reclaim_lazyfree` may discard (module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// MADV_PAGEOUT: only a folio no other mapping shares; no aging.
+    Pageout,
+    /// A reclaim pass: this mapping even if others map the folio too; a young folio
+    /// only has its AF cleared.
+    Pass,
+}
+
+/// What a reclaim pass's visit of one list entry found (`Mm::reclaim_entry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visit {
+    /// The owner no longer maps a marked folio there: the entry is dropped.
+    Stale,
+    /// The mapping is there but was left for later (young, cut by a VMA edge, held by
+    /// someone else): the entry stays.
+    Kept(Reclaimed),
+    /// Discarded, or found written and unmarked: the entry is done.
+    Done(Reclaimed),
 }
 
 /// What became of the folios `reclaim_lazyfree` looked at.
@@ -294,8 +363,10 @@ struct Whole {
 pub struct Reclaimed {
     /// Pages of marked folios looked at.
     pub scanned: usize,
-    /// Pages freed.
+    /// Pages freed (folios this mapping was the last of).
     pub freed: usize,
+    /// Pages of this mapping discarded while other mappings keep the folio.
+    pub unmapped: usize,
     /// Folios left marked because they were young (only when aging).
     pub young: usize,
     /// Folios found dirty: the mark is gone, the data kept.
@@ -315,10 +386,11 @@ fn span(at: VirtAddr, leaf: &Leaf) -> usize {
     block - (at.as_u64() as usize / PAGE_SIZE) % block
 }
 
-/// Whether the locked folio may be marked or discarded: exclusive to the one mapping
-/// the caller holds the `Mm` lock of (module doc).
-fn exclusive_once(f: &folio::Locked) -> bool {
-    f.exclusive_once()
+/// Whether nothing but its mappings (and the deferred-split queue) holds a reference
+/// to the locked folio: what a reclaim pass requires to discard one of its mappings
+/// (Linux's `ref_count == 1 + map_count` in `try_to_unmap_one`).
+fn held_only_by_mappings(f: &folio::Locked) -> bool {
+    f.refcount() == f.expected_refs()
 }
 
 impl<E: MmEnv> Mm<E> {
@@ -401,7 +473,7 @@ impl<E: MmEnv> Mm<E> {
             self.for_each_folio_in(a, b, |va, f, whole| {
                 if !whole {
                     bump(&STATS.partial_skipped, 1);
-                } else if !exclusive_once(&f) {
+                } else if !f.mapped_exactly_once() {
                     bump(&STATS.shared_skipped, 1);
                 } else if !f.is_lazyfree() && !has_room() {
                     bump(&STATS.list_full, 1);
@@ -421,7 +493,7 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// If `[a, b)` covers only part of the large folio mapped at `at` (in the range)
-    /// and the folio is exclusive to this address space (the test for marking),
+    /// and the folio is mapped only here (the test for marking),
     /// split it so that its covered pages are whole folios (module doc: marking): the
     /// blocks cut by the covered range are unfolded first. Anything else (a shared
     /// folio, no table for splitting a 2 MiB block) leaves the folio as it is, for the
@@ -446,7 +518,7 @@ impl<E: MmEnv> Mm<E> {
         let hi = head_va.add(n * PAGE_SIZE).min(b);
         let first = lo.offset_from(head_va) / PAGE_SIZE;
         let last = hi.offset_from(head_va) / PAGE_SIZE;
-        if n == 1 || (first == 0 && last == n) || !exclusive_once(&f) {
+        if n == 1 || (first == 0 && last == n) || !f.mapped_exactly_once() {
             return;
         }
         let maps = |va: VirtAddr, k: usize| {
@@ -464,32 +536,41 @@ impl<E: MmEnv> Mm<E> {
         bump(&STATS.split, 1);
     }
 
-    /// Discard the clean lazyfree folios lying whole in `[start, end)`, one VMA piece
-    /// whose protection allows write iff `writable` (module doc: discarding). With
-    /// `aging`, a young folio only has its AF cleared and stays marked.
+    /// Discard this mapping of the clean lazyfree folios lying whole in `[start, end)`,
+    /// one VMA piece whose protection allows write iff `writable`, as far as `reach`
+    /// allows (module doc: discarding).
     pub(super) fn reclaim_lazyfree(
         &mut self,
         start: VirtAddr,
         end: VirtAddr,
         writable: bool,
-        aging: bool,
+        reach: Reach,
     ) -> Reclaimed {
         let mut out = Reclaimed::default();
         for (a, b) in batches(start, end) {
             let mut found: Vec<Whole> = Vec::new();
             self.for_each_folio_in(a, b, |va, f, whole| {
-                if whole && f.is_lazyfree() && exclusive_once(&f) {
+                if !whole || !f.is_lazyfree() {
+                    return;
+                }
+                let alone = f.mapped_exactly_once();
+                let may = match reach {
+                    Reach::Pageout => alone,
+                    Reach::Pass => alone || held_only_by_mappings(&f),
+                };
+                if may {
                     found.push(Whole {
                         va,
                         head: f.head(),
                         pages: f.nr_pages(),
+                        alone,
                     });
                 }
             });
             let scanned = found.iter().map(|w| w.pages).sum();
             out.scanned += scanned;
             bump(&STATS.pgscan, scanned);
-            if aging {
+            if reach == Reach::Pass {
                 found.retain(|w| {
                     let young = self.clear_young(w.va, w.pages);
                     out.young += young as usize;
@@ -523,9 +604,10 @@ impl<E: MmEnv> Mm<E> {
         true
     }
 
-    /// Write-protect each run of consecutive folios of `found`, then free the clean
-    /// ones (consecutive ones in one unmap) and give the dirty ones back their write
-    /// permission and their place as ordinary memory.
+    /// Write-protect each run of consecutive folios of `found`, then unmap the clean
+    /// ones (consecutive ones in one unmap; a folio no one else maps is freed) and give
+    /// the dirty ones back their place as ordinary memory, and their write permission
+    /// where they are exclusive here (a shared one takes the copy-on-write fault).
     fn discard(&mut self, found: &[Whole], writable: bool, out: &mut Reclaimed) {
         let consecutive = |w: &[Whole]| w[0].va.add(w[0].pages * PAGE_SIZE) == w[1].va;
         for run in found.chunk_by(|x, y| consecutive(&[*x, *y])) {
@@ -545,13 +627,23 @@ impl<E: MmEnv> Mm<E> {
                 }
                 let n: usize = run[i..j].iter().map(|w| w.pages).sum();
                 if dirty[i] {
-                    for w in &run[i..j] {
-                        Folio::lock(w.head).set_lazyfree(false);
-                    }
-                    if writable {
-                        self.tables
-                            .make_writable(run[i].va, n)
-                            .expect("whole folios in one batch: no block is cut");
+                    // Unmarked; exclusive here (asked only now: the rare path), the
+                    // folio may be written again without a fault.
+                    let unmarked: Vec<(&Whole, bool)> = run[i..j]
+                        .iter()
+                        .map(|w| {
+                            let f = Folio::lock(w.head);
+                            f.set_lazyfree(false);
+                            (w, f.mapped_exactly_once() && f.all_exclusive())
+                        })
+                        .collect();
+                    for mine in unmarked.chunk_by(|x, y| x.1 == y.1) {
+                        if writable && mine[0].1 {
+                            let n = mine.iter().map(|(w, _)| w.pages).sum();
+                            self.tables
+                                .make_writable(mine[0].0.va, n)
+                                .expect("whole folios in one batch: no block is cut");
+                        }
                     }
                     out.redirtied += j - i;
                     bump(&STATS.redirtied, j - i);
@@ -565,10 +657,17 @@ impl<E: MmEnv> Mm<E> {
                         "a write-protected lazyfree folio became dirty"
                     );
                     release(records);
-                    out.freed += n;
-                    bump(&STATS.pglazyfreed, n);
-                    bump(&STATS.pgsteal, n);
-                    bump(&STATS.discarded_whole, j - i);
+                    // Freed only where this was the one mapping (Linux counts a folio
+                    // when it goes, not each mapping).
+                    let alone = || run[i..j].iter().filter(|w| w.alone);
+                    let freed: usize = alone().map(|w| w.pages).sum();
+                    let unmapped = n - freed;
+                    out.freed += freed;
+                    out.unmapped += unmapped;
+                    bump(&STATS.pglazyfreed, freed);
+                    bump(&STATS.pgsteal, freed);
+                    bump(&STATS.discarded_whole, alone().count());
+                    bump(&STATS.unmapped_shared, unmapped);
                 }
                 i = j;
             }
@@ -576,23 +675,54 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// Act on one list entry of this address space (the owner's `Mm` lock is held):
-    /// revalidate it (module doc), then age and discard the folio. `None` if the entry
-    /// was stale.
-    pub fn reclaim_entry(&mut self, e: Entry) -> Option<Reclaimed> {
-        if e.owner != self.tables.root() {
-            return None;
-        }
-        let vma = *self.vmas.find(e.va)?;
-        let leaf = self.tables.get(e.va)?;
-        if leaf.pa_of(e.va) != e.head || !e.may_be_live() {
-            return None;
+    /// revalidate it (module doc), then age and discard this mapping of the folio.
+    pub fn reclaim_entry(&mut self, e: Entry) -> Visit {
+        let mapped = e.owner == self.tables.root()
+            && self
+                .tables
+                .get(e.va)
+                .is_some_and(|l| l.pa_of(e.va) == e.head);
+        if !mapped || !e.may_be_live() {
+            return Visit::Stale;
         }
         let n = Folio::of(e.head).nr_pages();
         let end = e.va.add(n * PAGE_SIZE);
-        if end > vma.end || !e.va.is_aligned(PAGE_SIZE) {
-            return None;
+        let Some(vma) = self.vmas.find(e.va).copied().filter(|v| end <= v.end) else {
+            // Cut by a VMA edge (mprotect of part of it): reachable again once merged.
+            return Visit::Kept(Reclaimed::default());
+        };
+        let r = self.reclaim_lazyfree(e.va, end, vma.prot.write, Reach::Pass);
+        if r.freed > 0 || r.unmapped > 0 || r.redirtied > 0 {
+            Visit::Done(r)
+        } else {
+            Visit::Kept(r)
         }
-        let r = self.reclaim_lazyfree(e.va, end, vma.prot.write, true);
-        (r != Reclaimed::default()).then_some(r)
+    }
+
+    /// After fork mapped `[start, end)` in the address space whose root is `child`
+    /// too: each marked folio mapped whole there gets the child's entry, unless this
+    /// side wrote it since it was marked (or the list is full, or it is mapped in
+    /// part), which drops the mark (module doc: fork). Under this `Mm` lock, before the
+    /// child runs.
+    pub(super) fn fork_lazyfree(&self, child: PhysAddr, start: VirtAddr, end: VirtAddr) {
+        for (a, b) in batches(start, end) {
+            self.for_each_folio_in(a, b, |va, f, whole| {
+                if !f.is_lazyfree() {
+                    return;
+                }
+                let clean = whole && !self.any_entry(va, f.nr_pages(), |p| p.is_dirty());
+                if clean && has_room() {
+                    bump(&STATS.fork_listed, 1);
+                    push(Entry {
+                        head: f.head(),
+                        owner: child,
+                        va,
+                    });
+                } else {
+                    f.set_lazyfree(false);
+                    bump(&STATS.fork_unmarked, 1);
+                }
+            });
+        }
     }
 }

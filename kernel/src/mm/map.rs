@@ -10,6 +10,7 @@ use super::aspace::{
 };
 use super::fault::{Access, FaultError};
 use super::folio;
+use super::lazyfree::Reach;
 use super::vma::{HugeHint, VmProt, Vma, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
 use crate::uapi::*;
@@ -247,7 +248,7 @@ impl<E: MmEnv> Mm<E> {
             MADV_FREE => mm.lazyfree(a, b),
             // Reclaim now: without swap, only clean lazyfree folios can go.
             MADV_PAGEOUT => {
-                mm.reclaim_lazyfree(a, b, vma.prot.write, false);
+                mm.reclaim_lazyfree(a, b, vma.prot.write, Reach::Pageout);
                 Ok(())
             }
             MADV_COLLAPSE => mm.madvise_collapse(a, b, &vma),

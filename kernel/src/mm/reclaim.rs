@@ -8,12 +8,14 @@
 //! Who runs a pass:
 //! - the reclaim thread (`proc::kswapd`, Linux's kswapd), woken by an allocation in a
 //!   fault that finds free memory under the low watermark (`if_low`); it runs passes
-//!   until free memory is above the high watermark or a pass frees nothing
-//!   (`kswapd_balance`). Before the thread exists (and in host tests) the fault runs
-//!   that pass itself;
+//!   until free memory is above the high watermark or a round of the list frees
+//!   nothing (`kswapd_balance`), in steps of `KSWAPD_BATCH` entries with a yield after
+//!   each. Before the thread exists (and in host tests) the fault runs that pass
+//!   itself;
 //! - an allocation that failed (`direct`), before the fault falls back to a smaller
 //!   order, and before the last order-0 failure becomes ENOMEM (MAP_POPULATE,
-//!   MADV_POPULATE_*) or the out-of-memory kill of the faulting process;
+//!   MADV_POPULATE_*) or the out-of-memory kill of the faulting process
+//!   (`alloc_or_reclaim`);
 //! - MADV_PAGEOUT on a range, for that range only (`Mm::reclaim_lazyfree`, no aging);
 //! - on demand, `1` written to /proc/lazyfree (`pass_all`, no address space locked).
 //!
@@ -23,6 +25,17 @@
 //! protocol: never wait for a second `Mm` lock). Lock order: `Mm` -> `SHRINKER` (inside
 //! `shrink_deferred`) -> folio -> queue or list -> frames; the lazyfree part holds no
 //! folio lock when it takes the next `Mm`.
+//!
+//! **When memory is exhausted.** Only when reclaim truly has nothing to give: a direct
+//! pass that frees nothing goes again while it found an owner busy or a folio young;
+//! an owner is busy mostly because another reclaimer (the thread) holds it while it
+//! frees that owner's folios, so the direct reclaimer first waits until the calls of
+//! the owner hook under way have ended (each is bounded and waits for no `Mm`), and
+//! it counts what anyone freed meanwhile (`PROGRESS`, free frames) as its own
+//! progress. An allocation is retried after each direct reclaim that made progress,
+//! since another CPU may take the frames first. Both are bounded (`DIRECT_PASSES`):
+//! two faulting processes that each hold what the other could free end in OOM, not in
+//! a livelock.
 //!
 //! **Waking the thread.** The process layer installs a wake hook (`set_kswapd_hook`);
 //! mm cannot import proc. `WANTED` is the request: `if_low` sets it and calls the hook
@@ -42,12 +55,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::aspace::{Mm, MmEnv};
 use super::folio;
 use super::frame::frames;
-use super::lazyfree::{self, Entry, Reclaimed, STATS};
+use super::lazyfree::{self, Entry, Visit, STATS};
 use crate::sync::IrqSpinLock;
 
 /// What the owner hook says of an entry of another address space: `None` if its owner
-/// is busy (the entry goes back) , else what `Mm::reclaim_entry` returned.
-pub type OwnerHook = fn(Entry) -> Option<Option<Reclaimed>>;
+/// is busy (the entry goes back), else what `Mm::reclaim_entry` returned (`Stale` if
+/// no address space has that root any more).
+pub type OwnerHook = fn(Entry) -> Option<Visit>;
 
 static OWNER_HOOK: IrqSpinLock<Option<OwnerHook>> = IrqSpinLock::new(None);
 
@@ -97,7 +111,8 @@ pub struct ReclaimStats {
     pub pgsteal_kswapd: AtomicU64,
     pub pgscan_direct: AtomicU64,
     pub pgsteal_direct: AtomicU64,
-    /// Times the thread woke with a request, and the passes it ran.
+    /// Times the thread woke with a request, and the passes it ran (each a bounded
+    /// step of at most `KSWAPD_BATCH` entries).
     pub kswapd_wakeups: AtomicU64,
     pub kswapd_passes: AtomicU64,
 }
@@ -136,21 +151,40 @@ pub fn pass<E: MmEnv>(
     force: bool,
     who: Reclaimer,
 ) -> usize {
-    pass_again(local, want, force, who).0
+    pass_within(local, want, force, who, usize::MAX).freed
 }
 
-/// [`pass`], and whether a later pass may free what this one could not (an owner was
-/// busy, or a young folio got another round).
-fn pass_again<E: MmEnv>(
+/// What one pass did and left.
+#[derive(Clone, Copy, Debug, Default)]
+struct Outcome {
+    /// Lazyfree pages freed plus folios the shrinker split.
+    freed: usize,
+    /// An owner was busy: its entries went back untried.
+    busy: bool,
+    /// A young folio got another round.
+    young: bool,
+    /// Every entry and every queued folio was visited (not cut short by the limit).
+    complete: bool,
+}
+
+/// [`pass`] visiting at most `limit` list entries and `limit` queued folios.
+fn pass_within<E: MmEnv>(
     local: Option<&mut Mm<E>>,
     want: usize,
     force: bool,
     who: Reclaimer,
-) -> (usize, bool) {
-    let (scanned, freed, again) = if force || worth_a_pass() {
-        lazyfree_pass(local, want)
+    limit: usize,
+) -> Outcome {
+    let (scanned, mut out) = if force || worth_a_pass() {
+        lazyfree_pass(local, want, limit)
     } else {
-        (0, 0, false)
+        (
+            0,
+            Outcome {
+                complete: true,
+                ..Outcome::default()
+            },
+        )
     };
     let counters = match who {
         Reclaimer::Kswapd => Some((&RECLAIM.pgscan_kswapd, &RECLAIM.pgsteal_kswapd)),
@@ -159,52 +193,79 @@ fn pass_again<E: MmEnv>(
     };
     if let Some((scan, steal)) = counters {
         scan.fetch_add(scanned as u64, Ordering::Relaxed);
-        steal.fetch_add(freed as u64, Ordering::Relaxed);
+        steal.fetch_add(out.freed as u64, Ordering::Relaxed);
     }
-    (freed + folio::shrink_deferred(), again)
+    let queued = folio::deferred_count();
+    let split = folio::shrink_deferred_upto(limit);
+    PROGRESS.fetch_add(split as u64, Ordering::Release);
+    out.freed += split;
+    out.complete &= queued <= limit;
+    out
 }
 
-/// The lazyfree part of a pass: (pages scanned, pages freed, whether a later pass may
-/// free more).
-fn lazyfree_pass<E: MmEnv>(mut local: Option<&mut Mm<E>>, want: usize) -> (usize, usize, bool) {
+/// Pages freed (and folios split) by every pass since boot: a direct reclaimer that
+/// freed nothing itself sees whether someone else did meanwhile.
+static PROGRESS: AtomicU64 = AtomicU64::new(0);
+
+/// Calls of the owner hook begun and ended (`lazyfree_pass`): a direct reclaimer that
+/// found an owner busy waits until as many have ended as had begun, so that a reclaim
+/// thread holding that owner finishes with it first (each call is bounded and never
+/// waits for an `Mm`: the hook only tries the lock).
+static REACHES_BEGUN: AtomicU64 = AtomicU64::new(0);
+static REACHES_ENDED: AtomicU64 = AtomicU64::new(0);
+
+/// The lazyfree part of a pass over at most `limit` entries: the pages scanned, and
+/// what it freed and left (`complete` if it saw every entry or freed `want`).
+fn lazyfree_pass<E: MmEnv>(
+    mut local: Option<&mut Mm<E>>,
+    want: usize,
+    limit: usize,
+) -> (usize, Outcome) {
     let gen = lazyfree::mark_gen();
     let hook = *OWNER_HOOK.lock();
-    let mut freed = 0;
+    let mut out = Outcome::default();
     let mut scanned = 0;
-    let mut again = false;
-    let mut budget = lazyfree::list_len();
-    while budget > 0 && freed < want {
+    let len = lazyfree::list_len();
+    let mut budget = len.min(limit);
+    while budget > 0 && out.freed < want {
         budget -= 1;
         let Some(e) = lazyfree::pop() else { break };
         let verdict = match local.as_deref_mut() {
             Some(mm) if e.owner == mm.tables.root() => Some(mm.reclaim_entry(e)),
-            _ => hook.and_then(|h| h(e)),
+            _ => hook.and_then(|h| {
+                REACHES_BEGUN.fetch_add(1, Ordering::AcqRel);
+                let v = h(e);
+                REACHES_ENDED.fetch_add(1, Ordering::AcqRel);
+                v
+            }),
         };
         match verdict {
             // Owner busy or unreachable: try again in a later pass.
             None => {
-                again = true;
+                out.busy = true;
                 lazyfree::push(e);
             }
-            // Did not revalidate, but the folio is still marked: it stays (the folio
-            // may be back in reach later: a VMA edge cut it, or it is shared for now).
-            Some(None) if e.may_be_live() => lazyfree::push(e),
-            Some(None) => {
+            Some(Visit::Stale) => {
                 STATS.stale.fetch_add(1, Ordering::Relaxed);
             }
-            Some(Some(r)) => {
-                freed += r.freed;
+            // Still this owner's mapping of a marked folio: it stays (a young folio
+            // gets another round; a VMA edge or another holder may let go later).
+            Some(Visit::Kept(r)) => {
                 scanned += r.scanned;
-                if r.young > 0 {
-                    again = true;
-                    lazyfree::push(e);
-                }
+                out.young |= r.young > 0;
+                lazyfree::push(e);
+            }
+            Some(Visit::Done(r)) => {
+                out.freed += r.freed;
+                scanned += r.scanned;
+                PROGRESS.fetch_add(r.freed as u64, Ordering::Release);
             }
         }
     }
-    let futile = freed == 0 && !again;
+    out.complete = len <= limit || out.freed >= want;
+    let futile = out.freed == 0 && !out.busy && !out.young && len <= limit;
     FUTILE_AT.store(if futile { gen } else { u64::MAX }, Ordering::Relaxed);
-    (scanned, freed, again)
+    (scanned, out)
 }
 
 /// Whether free memory is under the low watermark and a pass may give some back.
@@ -241,60 +302,121 @@ pub fn if_low<E: MmEnv>(local: &mut Mm<E>) {
 }
 
 /// The reclaim thread's work after a wake-up: passes over every address space (each
-/// owner only tried) until free memory is above the high watermark, or a pass gives
-/// nothing back (no busy loop: the next wake-up waits for a fault that finds memory
-/// low and something reclaimable, which a futile lazyfree pass rules out until
-/// something new is marked). Returns the passes run.
-#[cfg(target_os = "none")]
-pub fn kswapd_balance() -> usize {
+/// owner only tried) until free memory is above the high watermark, or a whole round
+/// of the list gives nothing back (a second one if the first aged folios; no busy
+/// loop: the next wake-up waits for a fault that finds memory low and something
+/// reclaimable, which a futile lazyfree pass rules out until something new is
+/// marked). A step visits at most `KSWAPD_BATCH` entries and queued folios, and
+/// `yield_now` gives the CPU away after each, however long the list (issue 17: every
+/// kernel thread yields after bounded work). Returns the steps run.
+pub fn kswapd_balance<E: MmEnv>(yield_now: fn()) -> usize {
     RECLAIM.kswapd_wakeups.fetch_add(1, Ordering::Relaxed);
-    let mut passes = 0;
+    let mut steps = 0;
+    // Entries and queued folios visited since a step last freed something, whether a
+    // young folio was among them, and whether a round was already spent aging: a
+    // whole round of the list that frees nothing ends the work, unless it aged folios,
+    // which one more round may free (folios their owner keeps young are not
+    // reclaimable).
+    let (mut idle, mut young, mut aged) = (0, false, false);
     loop {
         let want = under_high();
         if want == 0 || !(worth_a_pass() || folio::deferred_count() > 0) {
             break;
         }
-        passes += 1;
+        steps += 1;
         RECLAIM.kswapd_passes.fetch_add(1, Ordering::Relaxed);
         STATS.passes_watermark.fetch_add(1, Ordering::Relaxed);
-        if pass::<super::ptenv::KernelPt>(None, want, false, Reclaimer::Kswapd) == 0 {
-            break;
+        let round = lazyfree::list_len().max(folio::deferred_count());
+        let out = pass_within::<E>(None, want, false, Reclaimer::Kswapd, KSWAPD_BATCH);
+        if out.freed > 0 {
+            (idle, young, aged) = (0, false, false);
+        } else {
+            idle += KSWAPD_BATCH;
+            young |= out.young;
+            if out.complete || idle >= round {
+                if !young || aged {
+                    break;
+                }
+                (idle, young, aged) = (0, false, true);
+            }
         }
+        yield_now();
     }
-    passes
+    steps
 }
 
-/// An allocation of `pages` pages failed: a pass for them; whether it gave anything
-/// back (worth retrying the allocation).
+/// Entries (and queued folios) the reclaim thread visits between two yields: at most
+/// 256 folios of up to 2 MiB.
+const KSWAPD_BATCH: usize = 256;
+
+/// An allocation of `pages` pages failed: passes for them; whether anything came back
+/// since (worth retrying the allocation), here or by another reclaimer meanwhile.
+/// Memory counts as exhausted only when a pass found nothing a later one could free
+/// (no busy owner, no young folio) and no one else freed anything, or after
+/// `DIRECT_PASSES` passes without progress (issue 17, defect 5: a direct reclaimer used
+/// to give up while the reclaim thread held the owner it was freeing).
 pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
+    let progress0 = PROGRESS.load(Ordering::Acquire);
+    let free0 = frames().free_frames();
+    let progressed =
+        || PROGRESS.load(Ordering::Acquire) > progress0 || frames().free_frames() > free0;
     for _ in 0..DIRECT_PASSES {
         if !worth_a_pass() && folio::deferred_count() == 0 {
-            return false;
+            break;
         }
         STATS.passes_direct.fetch_add(1, Ordering::Relaxed);
-        let free0 = frames().free_frames();
-        let (got, again) = pass_again(Some(local), pages, false, Reclaimer::Direct);
-        // Something came back, here or by another reclaimer meanwhile: retry the
-        // allocation.
-        if got > 0 || frames().free_frames() > free0 {
+        let out = pass_within(
+            Some(&mut *local),
+            pages,
+            false,
+            Reclaimer::Direct,
+            usize::MAX,
+        );
+        if out.freed > 0 || progressed() {
             return true;
         }
-        if !again {
-            return false;
+        if !out.busy && !out.young {
+            break;
         }
-        // An owner was busy, most likely the reclaim thread freeing its folios on
-        // another CPU (it holds that `Mm` while it does): give it a moment rather than
-        // call memory exhausted while memory is being freed (Linux too retries reclaim
-        // before its OOM killer, `should_reclaim_retry`).
-        for _ in 0..DIRECT_BACKOFF_SPINS {
-            core::hint::spin_loop();
+        if out.busy {
+            // Most likely another reclaimer holds that owner and is freeing its folios
+            // (Linux too retries reclaim before its OOM killer, `should_reclaim_retry`):
+            // let the calls of the hook under way end, then give the owner a moment.
+            let begun = REACHES_BEGUN.load(Ordering::Acquire);
+            while REACHES_ENDED.load(Ordering::Acquire) < begun {
+                core::hint::spin_loop();
+            }
+            for _ in 0..DIRECT_BACKOFF_SPINS {
+                core::hint::spin_loop();
+            }
         }
     }
-    false
+    progressed()
+}
+
+/// An allocation in a fault that reclaim may still make possible: `alloc` retried
+/// after each direct reclaim that made progress (another CPU may take what was freed
+/// before this one allocates), at most `DIRECT_PASSES` times; `None` once reclaim has
+/// nothing more to give (the fault's ENOMEM or out-of-memory kill).
+pub fn alloc_or_reclaim<E: MmEnv, T>(
+    local: &mut Mm<E>,
+    pages: usize,
+    mut alloc: impl FnMut(&mut Mm<E>) -> Option<T>,
+) -> Option<T> {
+    for _ in 0..DIRECT_PASSES {
+        if let Some(x) = alloc(local) {
+            return Some(x);
+        }
+        if !direct(local, pages) {
+            return None;
+        }
+    }
+    alloc(local)
 }
 
 /// Passes a failed allocation runs at most while owners are busy and nothing comes
-/// back (Linux's `MAX_RECLAIM_RETRIES` is 16 too).
+/// back, and times an allocation is retried after progress (Linux's
+/// `MAX_RECLAIM_RETRIES` is 16 too).
 const DIRECT_PASSES: usize = 16;
 /// The pause between two of them.
 const DIRECT_BACKOFF_SPINS: usize = 10_000;

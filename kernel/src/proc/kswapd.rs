@@ -1,7 +1,8 @@
 //! The reclaim thread (Linux's kswapd): it sleeps on a wait queue until a fault finds
 //! free memory under the low watermark with something reclaimable, then runs reclaim
 //! passes over every address space until free memory is above the high watermark or a
-//! pass gives nothing back (`mm::reclaim::kswapd_balance`), and sleeps again. The
+//! round of the lazyfree list gives nothing back (`mm::reclaim::kswapd_balance`), and
+//! sleeps again. The
 //! faulting process allocates on meanwhile; only an allocation that fails reclaims
 //! itself (`mm::reclaim::direct`).
 //!
@@ -9,7 +10,8 @@
 //! (`mm::reclaim::set_kswapd_hook`); the request is mm's `WANTED` flag (protocol in
 //! `mm::reclaim`'s module doc). A hook rather than polling: no wake-ups while memory is
 //! plentiful, no polling delay when it is not. The passes reach each address space
-//! with a trylock of its `Mm` (the owner hook), holding no `Mm` of their own.
+//! with a trylock of its `Mm` (the owner hook), holding no `Mm` of their own, and
+//! the thread gives the CPU away (`sched::schedule`) after each bounded step of them.
 //!
 //! Started with /init (`start`), stopped at shutdown (`stop`), so that the frame
 //! check at power-off still sees every frame back.
@@ -18,8 +20,9 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::process::{join_kthread, kthread_exit, spawn_kthread};
-use super::sched::WaitQueue;
+use super::sched::{self, WaitQueue};
 use super::task::Task;
+use crate::mm::ptenv::KernelPt;
 use crate::mm::reclaim;
 use crate::sync::SpinLock;
 
@@ -69,7 +72,7 @@ extern "C" fn run(_: u64) -> ! {
             break;
         }
         if reclaim::take_request() {
-            reclaim::kswapd_balance();
+            reclaim::kswapd_balance::<KernelPt>(sched::schedule);
         }
     }
     kthread_exit()

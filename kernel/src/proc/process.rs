@@ -17,6 +17,7 @@ use crate::arch::aarch64::esr::{AbortSignal, Esr, ExceptionClass};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess;
 use crate::mm::fault::{Access, FaultError};
+use crate::mm::lazyfree::{Entry, Visit};
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;
 use crate::uapi::*;
@@ -83,15 +84,15 @@ extern "C" fn user_task_first_run() {
 
 /// Reclaim's way to the address space owning a lazyfree entry (`mm::reclaim`): the
 /// process whose tables have that root, its `Mm` only *tried* (the caller may hold its
-/// own); `None` if busy.
-fn reclaim_owner(e: crate::mm::lazyfree::Entry) -> Option<Option<crate::mm::lazyfree::Reclaimed>> {
+/// own); `None` if busy, `Stale` if no process has that root any more.
+fn reclaim_owner(e: Entry) -> Option<Visit> {
     let Some(t) =
         task::find(|t| t.ttbr0.load(Ordering::Acquire) & ((1 << 48) - 1) == e.owner.as_u64())
     else {
-        return Some(None);
+        return Some(Visit::Stale);
     };
     let mut mm = t.mm.try_lock()?;
-    Some(mm.as_mut().and_then(|mm| mm.reclaim_entry(e)))
+    Some(mm.as_mut().map_or(Visit::Stale, |mm| mm.reclaim_entry(e)))
 }
 
 /// Start /init (pid 1) from the initramfs.

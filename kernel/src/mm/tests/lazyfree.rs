@@ -8,15 +8,29 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::collapse::{all_back, check_pages, leaf, only, pattern, region, write_pages};
+use super::collapse::{
+    all_back, check_pages, check_pages_among, leaf, only, pattern, region, write_pages,
+};
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::folio::Folio;
 use crate::mm::lazyfree::STATS;
+use crate::mm::reclaim;
 
 /// `f` on a fresh machine in every contiguous mode, with and without FEAT_HAFDBS.
 fn each_machine(f: impl Fn(HostMm)) {
-    for mode in [ContMode::On, ContMode::Off, ContMode::Naive] {
+    each_machine_in(&[ContMode::On, ContMode::Off, ContMode::Naive], f);
+}
+
+/// [`each_machine`] in the modes where MADV_FREE leaves a whole 64 KiB folio clean
+/// (not `contpte=naive`, where each entry's change gathers the block's dirty state
+/// back into every entry, so a lazyfree 64 KiB folio is never discarded).
+fn each_cleaning_machine(f: impl Fn(HostMm)) {
+    each_machine_in(&[ContMode::On, ContMode::Off], f);
+}
+
+fn each_machine_in(modes: &[ContMode], f: impl Fn(HostMm)) {
+    for &mode in modes {
         for hw in [false, true] {
             let _m = host::machine();
             f(HostMm {
@@ -32,17 +46,15 @@ fn each_machine(f: impl Fn(HostMm)) {
     }
 }
 
-/// A store by the CPU to each of the `n` pages from `va` (already written through
-/// `write_pages`), as the walk does it: with FEAT_HAFDBS the hardware marks the entry
-/// dirty, which `write_pages` alone does not.
-fn cpu_stores(mm: &Mm<HostMm>, va: VirtAddr, n: usize) {
-    let access = model::Access {
-        el: El::El0,
-        kind: AccessKind::Write,
-    };
+/// An access of `kind` by the CPU to each of the `n` pages from `va` (mapped, and
+/// written through `write_pages` for a store), as the walk does it: with FEAT_HAFDBS
+/// the hardware sets the entry's AF, and dirty for a store, which `write_pages` alone
+/// does not.
+fn cpu_accesses(mm: &Mm<HostMm>, va: VirtAddr, n: usize, kind: AccessKind) {
+    let access = model::Access { el: El::El0, kind };
     for i in 0..n {
         let at = va.add(i * PAGE_SIZE);
-        model::translate(mm.tables.env(), mm.tables.root(), at, access).expect("writable");
+        model::translate(mm.tables.env(), mm.tables.root(), at, access).expect("allowed");
     }
 }
 
@@ -69,7 +81,7 @@ fn free_of_half_a_64k_folio_splits_it() {
         let mut mm = Mm::new_in(&env).unwrap();
         let va = region(&mut mm, 2 * CONT_SIZE, CONT_SIZE);
         write_pages(&mut mm, va, 0..32);
-        cpu_stores(&mm, va, 32);
+        cpu_accesses(&mm, va, 32, AccessKind::Write);
         assert_eq!(folio_at(&mm, va, 0).order(), 4);
         let (split, own, marked) = (
             get(&mthp::stats(4).split),
@@ -114,7 +126,7 @@ fn free_of_part_of_a_2m_folio_splits_it() {
         let mut mm = Mm::new_in(&env).unwrap();
         let va = region(&mut mm, PMD_SIZE, PMD_SIZE);
         write_pages(&mut mm, va, 0..512);
-        cpu_stores(&mm, va, 512);
+        cpu_accesses(&mm, va, 512, AccessKind::Write);
         assert_eq!(leaf(&mm, va).level, 2);
         let (split9, split4, own, marked) = (
             get(&mthp::stats(9).split),
@@ -218,6 +230,318 @@ fn free_of_part_of_a_2m_folio_without_a_table_leaves_it_whole() {
         assert_eq!(get(&mthp::stats(9).split), split9 + 1);
         assert_eq!(folio_at(&mm, va, 0).order(), 4);
         check_pages(&mm, va, 512, |_| true);
+        all_back([mm]);
+    });
+}
+
+/// A reclaim pass over the list with `mm` as the caller's own address space (the
+/// entries of others stay: the host has no owner hook).
+fn pass(mm: &mut Mm<HostMm>) {
+    reclaim::pass(Some(mm), usize::MAX, true, reclaim::Reclaimer::Demand);
+}
+
+/// A store of `pattern(i)` by the CPU to page `i` from `va`, taking the fault the walk
+/// asks for first (the software dirty fault, or copy-on-write).
+fn store(mm: &mut Mm<HostMm>, va: VirtAddr, i: usize) {
+    let at = va.add(i * PAGE_SIZE);
+    let access = model::Access {
+        el: El::El0,
+        kind: AccessKind::Write,
+    };
+    let walk = |mm: &Mm<HostMm>| model::translate(mm.tables.env(), mm.tables.root(), at, access);
+    let w = walk(mm).or_else(|_| {
+        mm.handle_fault(at, Access::Write).expect("fault");
+        walk(mm)
+    });
+    host::write_byte(w.expect("writable after the fault").pa, pattern(i));
+}
+
+/// Four 64 KiB folios written and then lazyfree: where they are.
+fn four_lazyfree_folios(env: &HostMm) -> (Mm<HostMm>, VirtAddr) {
+    only(&[4]);
+    let mut mm = Mm::new_in(env).unwrap();
+    let va = region(&mut mm, 4 * CONT_SIZE, CONT_SIZE);
+    write_pages(&mut mm, va, 0..64);
+    mm.madvise(va, va.add(4 * CONT_SIZE), MADV_FREE).unwrap();
+    (mm, va)
+}
+
+/// Lazyfree pages discarded since boot.
+fn discarded() -> u64 {
+    get(&STATS.pglazyfreed)
+}
+
+/// Whether the 64 KiB folios of the 64 pages from `va` in `mm` are still marked.
+fn marked(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
+    (0..4).all(|k| folio_at(mm, va, 16 * k).is_lazyfree())
+}
+
+/// Issue 17, defect 1: a fork whose child exits at once (what `system()` does) leaves
+/// the parent's lazyfree folios marked shared (`ALL_SHARED`) though it maps them alone
+/// again: MADV_PAGEOUT and a reclaim pass decide from the counts and discard them
+/// (Linux 6.12 drops them too).
+#[test]
+fn lazyfree_after_fork_and_child_exit_is_discarded() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        drop(mm.fork().unwrap());
+        assert_eq!(
+            crate::mm::lazyfree::list_len(),
+            4,
+            "the child's entries went with it"
+        );
+        let gone = discarded();
+        mm.madvise(va, va.add(2 * CONT_SIZE), MADV_PAGEOUT).unwrap();
+        assert_eq!(discarded(), gone + 32, "{env:?}");
+        pass(&mut mm);
+        assert_eq!(discarded(), gone + 64);
+        check_pages(&mm, va, 64, |_| false);
+        all_back([mm]);
+    });
+}
+
+/// Issue 17, defect 1: while both sides of a fork map a clean lazyfree folio, each
+/// mapping is reached through its own entry and discarded; the folio is freed with the
+/// last one. MADV_PAGEOUT leaves a shared folio alone (as Linux).
+#[test]
+fn lazyfree_shared_by_fork_is_discarded_mapping_by_mapping() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        let mut child = mm.fork().unwrap();
+        audit::check([&mm, &child].into_iter()).expect("every mapping listed");
+        let gone = discarded();
+        mm.madvise(va, va.add(4 * CONT_SIZE), MADV_PAGEOUT).unwrap();
+        assert_eq!(discarded(), gone, "{env:?}");
+        check_pages_among(&mm, &[&mm, &child], va, 64, |_| true);
+        let unmapped = get(&STATS.unmapped_shared);
+        pass(&mut mm);
+        assert_eq!(
+            discarded(),
+            gone,
+            "the child still maps them: nothing freed"
+        );
+        assert_eq!(
+            get(&STATS.unmapped_shared),
+            unmapped + 64,
+            "the parent's mappings"
+        );
+        check_pages_among(&mm, &[&mm, &child], va, 64, |_| false);
+        check_pages_among(&child, &[&mm, &child], va, 64, |_| true);
+        assert!(marked(&child, va), "the child still maps them");
+        // The child's entries are young from the fork: a pass ages them, the next
+        // one discards.
+        pass(&mut child);
+        pass(&mut child);
+        assert_eq!(discarded(), gone + 64, "the child's, the last mappings");
+        check_pages_among(&child, &[&mm, &child], va, 64, |_| false);
+        all_back([mm, child]);
+    });
+}
+
+/// Issue 17, defect 1: a folio the parent wrote after MADV_FREE and before fork keeps
+/// its data in both (the child's entries are made clean, so the fork drops the mark).
+#[test]
+fn lazyfree_written_before_fork_is_kept_in_both() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        store(&mut mm, va, 0);
+        store(&mut mm, va, 16);
+        let unmarked = get(&STATS.fork_unmarked);
+        let mut child = mm.fork().unwrap();
+        assert_eq!(get(&STATS.fork_unmarked), unmarked + 2, "{env:?}");
+        for _ in 0..2 {
+            pass(&mut child);
+            pass(&mut mm);
+        }
+        let kept = |i: usize| i < 32;
+        check_pages_among(&child, &[&mm, &child], va, 64, kept);
+        check_pages_among(&mm, &[&mm, &child], va, 64, kept);
+        all_back([mm, child]);
+    });
+}
+
+/// Issue 17, defect 2: T marks, forks B and unmaps its copy; B writes one word per
+/// folio (reusing it) and MADV_FREEs again. The mark was never cleared, so that call
+/// lists nothing, and T's entries name a mapping that is gone: B's entries from the
+/// fork are what lets a pass discard the folios (the audit checks that every mapping
+/// of a marked folio has its entry).
+#[test]
+fn lazyfree_of_a_fork_child_after_the_parent_unmapped_is_discarded() {
+    each_cleaning_machine(|env| {
+        let (mut t, va) = four_lazyfree_folios(&env);
+        let mut b = t.fork().unwrap();
+        t.munmap(va, va.add(4 * CONT_SIZE)).unwrap();
+        for k in 0..4 {
+            store(&mut b, va, 16 * k);
+        }
+        assert!(marked(&b, va), "{env:?}: reused, still marked");
+        b.madvise(va, va.add(4 * CONT_SIZE), MADV_FREE).unwrap();
+        audit::check([&t, &b].into_iter()).expect("every mapping listed");
+        let gone = discarded();
+        pass(&mut b);
+        assert_eq!(discarded(), gone + 64, "{env:?}");
+        check_pages_among(&b, &[&t, &b], va, 64, |_| false);
+        all_back([t, b]);
+    });
+}
+
+/// The address space the reclaim passes of the next tests reach through their owner
+/// hook, behind the lock it only tries (as the process layer's `Mm` lock).
+static OWNER: std::sync::Mutex<Option<Mm<HostMm>>> = std::sync::Mutex::new(None);
+/// How long the hook holds `OWNER` before it acts (a slow CPU), in milliseconds.
+static OWNER_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+/// Set while the hook holds `OWNER`.
+static OWNER_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Calls of the hook.
+static OWNER_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The owner hook of these tests: `OWNER`'s lock tried, held `OWNER_DELAY_MS` before
+/// the entry is acted on. With no owner installed it answers busy, as the host's
+/// missing hook does (the hook stays installed for later tests).
+fn owner_hook(e: crate::mm::lazyfree::Entry) -> Option<crate::mm::lazyfree::Visit> {
+    let mut g = OWNER.try_lock().ok()?;
+    let mm = g.as_mut()?;
+    OWNER_CALLS.fetch_add(1, Ordering::Relaxed);
+    OWNER_HELD.store(true, Ordering::Release);
+    let delay = OWNER_DELAY_MS.load(Ordering::Relaxed);
+    std::thread::sleep(std::time::Duration::from_millis(delay));
+    let v = mm.reclaim_entry(e);
+    OWNER_HELD.store(false, Ordering::Release);
+    Some(v)
+}
+
+/// Issue 17, defect 5: a fault finds memory exhausted while the reclaim thread holds
+/// the address space whose clean lazyfree folios it is discarding: direct reclaim must
+/// wait for it and take what it frees, not kill the faulting process.
+#[test]
+fn direct_reclaim_waits_for_the_reclaim_thread_holding_the_owner() {
+    each_machine_in(&[ContMode::On], |env| {
+        let (b, va) = four_lazyfree_folios(&env);
+        *OWNER.lock().unwrap() = Some(b);
+        OWNER_DELAY_MS.store(100, Ordering::Relaxed);
+        reclaim::set_owner_hook(owner_hook);
+        let mut a = Mm::new_in(&env).unwrap();
+        // The first 64 KiB mapped, so that its table exists: the fault in the second
+        // needs a folio and nothing else.
+        let at = region(&mut a, 2 * CONT_SIZE, CONT_SIZE);
+        write_pages(&mut a, at, 0..1);
+        let kswapd = std::thread::spawn(|| {
+            reclaim::pass::<HostMm>(None, usize::MAX, true, reclaim::Reclaimer::Kswapd)
+        });
+        while !OWNER_HELD.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0)).collect();
+        let r = a.handle_fault(at.add(CONT_SIZE), Access::Write);
+        kswapd.join().unwrap();
+        for &pa in &hoard {
+            frames().free(pa, 0);
+        }
+        let b = OWNER.lock().unwrap().take().unwrap();
+        assert_eq!(
+            r,
+            Ok(()),
+            "{env:?}: killed while the reclaim thread was freeing"
+        );
+        check_pages_among(&b, &[&a, &b], va, 64, |_| false);
+        all_back([a, b]);
+    });
+}
+
+/// Hook calls at the last yield, and the most between two yields.
+static CALLS_AT_YIELD: AtomicU64 = AtomicU64::new(0);
+static MOST_BETWEEN_YIELDS: AtomicU64 = AtomicU64::new(0);
+static YIELDS: AtomicU64 = AtomicU64::new(0);
+
+/// The reclaim thread's yield in the next test: counted, with the work done since the
+/// last one.
+fn count_yield() {
+    let calls = OWNER_CALLS.load(Ordering::Relaxed);
+    let since = calls - CALLS_AT_YIELD.swap(calls, Ordering::Relaxed);
+    MOST_BETWEEN_YIELDS.fetch_max(since, Ordering::Relaxed);
+    YIELDS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Issue 17, defect 3 (the reclaim thread's part): however long the lazyfree list, the
+/// reclaim thread gives the CPU away after at most 256 entries. 1024 young 4 KiB
+/// folios under the high watermark: four steps age them, the next ones discard.
+#[test]
+fn reclaim_thread_yields_after_bounded_work() {
+    let _m = host::machine();
+    let env = HostMm {
+        features: Features {
+            hw_af: true,
+            hw_dirty: true,
+            range_tlbi: true,
+            bbml2: false,
+        },
+        mode: ContMode::On,
+    };
+    only(&[]);
+    const N: usize = 1024;
+    let mut b = Mm::new_in(&env).unwrap();
+    let va = region(&mut b, N * PAGE_SIZE, PMD_SIZE);
+    write_pages(&mut b, va, 0..N);
+    b.madvise(va, va.add(N * PAGE_SIZE), MADV_FREE).unwrap();
+    cpu_accesses(&b, va, N, AccessKind::Read);
+    assert_eq!(crate::mm::lazyfree::list_len(), N);
+    *OWNER.lock().unwrap() = Some(b);
+    OWNER_DELAY_MS.store(0, Ordering::Relaxed);
+    reclaim::set_owner_hook(owner_hook);
+    let managed = frames().managed_frames();
+    let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0))
+        .take(frames().free_frames() - managed / 64)
+        .collect();
+    let gone = discarded();
+    CALLS_AT_YIELD.store(OWNER_CALLS.load(Ordering::Relaxed), Ordering::Relaxed);
+    MOST_BETWEEN_YIELDS.store(0, Ordering::Relaxed);
+    YIELDS.store(0, Ordering::Relaxed);
+    reclaim::kswapd_balance::<HostMm>(count_yield);
+    count_yield();
+    for &pa in &hoard {
+        frames().free(pa, 0);
+    }
+    let b = OWNER.lock().unwrap().take().unwrap();
+    let freed = discarded() - gone;
+    assert!(
+        freed as usize >= managed / 32 - managed / 64,
+        "freed {freed} pages: not up to the high watermark"
+    );
+    assert!(
+        YIELDS.load(Ordering::Relaxed) >= 5,
+        "{} yields",
+        YIELDS.load(Ordering::Relaxed)
+    );
+    assert!(MOST_BETWEEN_YIELDS.load(Ordering::Relaxed) <= 256);
+    all_back([b]);
+}
+
+/// Issue 17, exhaustion: a fault whose page needs a new table, with every frame taken
+/// and clean lazyfree memory left, reclaims for the table too instead of failing with
+/// ENOMEM (seen as a populate's ENOMEM followed by a write that succeeded).
+#[test]
+fn a_fault_reclaims_for_its_table() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        // 2 MiB away: no table there yet.
+        let far = va.align_down(PMD_SIZE).add(2 * PMD_SIZE);
+        mm.mmap(
+            far.as_u64(),
+            CONT_SIZE as u64,
+            VmProt::READ_WRITE,
+            MAP_FIXED,
+        )
+        .expect("mmap");
+        // A reclaim thread that does nothing: the watermark check only wakes it, so
+        // what the fault gets is what its own direct reclaim frees, one folio at a time.
+        reclaim::set_kswapd_hook(Some(|| {}));
+        let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0)).collect();
+        let r = mm.handle_fault(far, Access::Write);
+        reclaim::set_kswapd_hook(None);
+        for &pa in &hoard {
+            frames().free(pa, 0);
+        }
+        assert_eq!(r, Ok(()), "{env:?}: ENOMEM with lazyfree memory left");
         all_back([mm]);
     });
 }
