@@ -172,6 +172,8 @@ pub struct Stats {
     pub fork_listed: AtomicU64,
     /// Marks a fork dropped: the parent had written the folio, or the list was full.
     pub fork_unmarked: AtomicU64,
+    /// Blocks the collapse thread left alone for their clean lazyfree pages.
+    pub collapse_skipped: AtomicU64,
     /// Reclaim passes run, by who ran them.
     pub passes_watermark: AtomicU64,
     pub passes_direct: AtomicU64,
@@ -195,6 +197,7 @@ pub static STATS: Stats = Stats {
     stale: AtomicU64::new(0),
     fork_listed: AtomicU64::new(0),
     fork_unmarked: AtomicU64::new(0),
+    collapse_skipped: AtomicU64::new(0),
     passes_watermark: AtomicU64::new(0),
     passes_direct: AtomicU64::new(0),
     passes_demand: AtomicU64::new(0),
@@ -206,7 +209,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 19] {
+    pub fn all(&self) -> [(&'static str, u64); 20] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -225,6 +228,7 @@ impl Stats {
             ("lazyfree_stale", l(&self.stale)),
             ("lazyfree_fork_listed", l(&self.fork_listed)),
             ("lazyfree_fork_unmarked", l(&self.fork_unmarked)),
+            ("lazyfree_collapse_skipped", l(&self.collapse_skipped)),
             ("reclaim_passes_watermark", l(&self.passes_watermark)),
             ("reclaim_passes_direct", l(&self.passes_direct)),
             ("reclaim_passes_demand", l(&self.passes_demand)),

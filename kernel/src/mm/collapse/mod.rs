@@ -38,6 +38,11 @@
 //! one step (there is nothing left to creep to). The host test
 //! `mm::tests::collapse::max_ptes_none_does_not_creep` shows it.
 //!
+//! Clean lazyfree pages (MADV_FREE'd, not written since): the thread skips the block,
+//! as Linux 7.x's khugepaged does, since a collapse would make memory that reclaim may
+//! discard into memory it must keep (counted as `/proc/lazyfree`'s
+//! `lazyfree_collapse_skipped`); MADV_COLLAPSE takes them.
+//!
 //! Shared pages (mapped by more than one address space): the thread skips an mTHP
 //! block with any, a PMD block with more than `max_ptes_shared` (Linux's default
 //! 256), counting `collapse_exceed_shared_pte`; MADV_COLLAPSE takes them (it copies:
@@ -216,6 +221,8 @@ pub enum Fail {
     NoMemory,
     /// A folio was locked by someone else: try again later.
     Busy,
+    /// Clean lazyfree pages: the thread leaves them to reclaim.
+    Lazyfree,
 }
 
 impl Fail {
@@ -224,7 +231,7 @@ impl Fail {
         use crate::uapi::{EAGAIN, EBUSY, EINVAL, ENOMEM};
         match self {
             Fail::NoMemory => ENOMEM,
-            Fail::Busy => EAGAIN,
+            Fail::Busy | Fail::Lazyfree => EAGAIN,
             Fail::ExceedNone => EBUSY,
             Fail::Empty | Fail::ExceedShared => EINVAL,
         }

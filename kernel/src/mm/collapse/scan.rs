@@ -31,6 +31,8 @@ pub(super) struct Survey {
     pub exclusive: usize,
     /// Pages mapped by more than one entry (another address space maps them too).
     pub shared: usize,
+    /// Pages of a lazyfree folio mapped by a clean entry: memory reclaim may discard.
+    pub lazyfree: usize,
     /// The permissions of the mapped entries, if they all agree.
     pub prot: Option<Prot>,
 }
@@ -63,6 +65,7 @@ impl<E: MmEnv> Mm<E> {
             folded: true,
             exclusive: 0,
             shared: 0,
+            lazyfree: 0,
             prot: None,
         };
         let mut in_order = true;
@@ -94,6 +97,7 @@ impl<E: MmEnv> Mm<E> {
             let k = f.index(pa);
             s.exclusive += f.is_exclusive(k) as usize;
             s.shared += (f.mapcount(k) > 1) as usize;
+            s.lazyfree += (f.is_lazyfree() && !leaf.pte.is_dirty()) as usize;
             s.present += 1;
         });
         let aligned = s.base_pa.is_some_and(|b| b.is_aligned(n * PAGE_SIZE));
@@ -123,6 +127,15 @@ impl<E: MmEnv> Mm<E> {
         }
         if s.present == 0 {
             return Err(Fail::Empty);
+        }
+        // The thread leaves clean lazyfree pages alone, as Linux 7.x's khugepaged
+        // (SCAN_PAGE_LAZYFREE): a collapse would turn memory reclaim may discard into
+        // memory it must keep. MADV_COLLAPSE is asked for and takes them.
+        if limits.thread && s.lazyfree > 0 {
+            crate::mm::lazyfree::STATS
+                .collapse_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Fail::Lazyfree);
         }
         let stats = mthp::stats(order);
         if let Some(pa) = s.in_order(n) {

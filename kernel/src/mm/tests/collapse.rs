@@ -322,6 +322,40 @@ fn max_ptes_none_values_other_than_0_and_511_still_serve_the_pmd_order() {
     assert!(MAX_PTES_NONE.write("512").is_err() && MAX_PTES_NONE.write("x").is_err());
 }
 
+/// Clean lazyfree pages are reclaim's: the thread leaves their blocks alone (as Linux
+/// 7.x's khugepaged), else it would copy memory reclaim may discard into a folio it
+/// must keep (a busy collapse thread starved reclaim into OOM kills under
+/// `scripts/stress.sh --soak`). MADV_COLLAPSE, asked for, takes them.
+#[test]
+fn clean_lazyfree_pages_are_skipped_by_the_thread_but_not_by_madvise() {
+    let _m = host::machine();
+    only(&[]);
+    let mut mm = Mm::new_in(&env()).unwrap();
+    let va = region(&mut mm, 2 * CONT_SIZE, CONT_SIZE);
+    write_pages(&mut mm, va, (0..32).rev());
+    mm.madvise(va, va.add(2 * CONT_SIZE), crate::uapi::MADV_FREE)
+        .unwrap();
+    only(&[4]);
+    let skipped = || {
+        crate::mm::lazyfree::STATS
+            .collapse_skipped
+            .load(Ordering::Relaxed)
+    };
+    let before = skipped();
+    let r = scan_all(&mut mm);
+    assert_eq!((r.copied, r.in_place), (0, 0), "{r:?}");
+    assert_eq!(skipped(), before + 2, "both 64 KiB blocks skipped");
+    // A written page is no longer reclaim's, but its neighbours still are.
+    write_pages(&mut mm, va, 3..4);
+    let r = scan_all(&mut mm);
+    assert_eq!((r.copied, r.in_place), (0, 0), "{r:?}");
+    mm.madvise(va, va.add(2 * CONT_SIZE), MADV_COLLAPSE)
+        .unwrap();
+    assert!(folded(&mm, va, 2 * CONT_SIZE));
+    check_pages(&mm, va, 32, |_| true);
+    all_back([mm]);
+}
+
 #[test]
 fn shared_ranges_are_skipped_by_the_thread_but_not_by_madvise() {
     let _m = host::machine();
