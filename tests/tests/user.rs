@@ -49,16 +49,16 @@ fn scenario_programs_pass_and_every_frame_returns() {
     for p in &programs {
         if !out.console.contains(&format!("init: {p} exited 0")) {
             // The console's tail (in `out`) is usually another program's: show this
-            // one's lines up to its failed checks first.
-            let mine: Vec<&str> = lines
+            // one's lines first, from the previous program's `init:` line to its own.
+            let end = lines
                 .iter()
-                .copied()
-                .filter(|l| {
-                    l.starts_with(&format!("{p}:"))
-                        || l.starts_with("TEST ")
-                        || l.contains(" killed ")
-                })
-                .collect();
+                .position(|l| l.starts_with(&format!("init: {p} exited")))
+                .map_or(lines.len(), |i| i + 1);
+            let start = lines[..end.saturating_sub(1)]
+                .iter()
+                .rposition(|l| l.starts_with("init: "))
+                .map_or(0, |i| i + 1);
+            let mine = &lines[start..end];
             panic!("{p} did not pass; its lines:\n{}{out}", mine.join("\n"));
         }
     }
