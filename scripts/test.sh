@@ -50,7 +50,7 @@ run_tests() {
         why=$(sed -n '/^---- /,/^failures:$/p' "$LOG" | grep -vE '^ +at |^stack backtrace|^note: ' | head -n 80)
         # --nocapture tests (the user cells) print no "---- name stdout ----" section:
         # show the panic message and the console around it instead.
-        [ -n "$why" ] || why=$(grep -n -B 40 -A 20 "panicked at" "$LOG" | head -n 100)
+        [ -n "$why" ] || why=$(grep -n -B 10 -A 80 "panicked at" "$LOG" | head -n 100)
         printf '%s\n' "$why"
     fi
     passed=$((passed + p)); failed=$((failed + f))
