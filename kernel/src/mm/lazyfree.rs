@@ -178,6 +178,8 @@ pub struct Stats {
     pub passes_watermark: AtomicU64,
     pub passes_direct: AtomicU64,
     pub passes_demand: AtomicU64,
+    /// Passes of faults that ran out of memory, run with their `Mm` lock dropped.
+    pub passes_unlocked: AtomicU64,
 }
 
 pub static STATS: Stats = Stats {
@@ -201,6 +203,7 @@ pub static STATS: Stats = Stats {
     passes_watermark: AtomicU64::new(0),
     passes_direct: AtomicU64::new(0),
     passes_demand: AtomicU64::new(0),
+    passes_unlocked: AtomicU64::new(0),
 };
 
 fn bump(c: &AtomicU64, n: usize) {
@@ -209,7 +212,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 20] {
+    pub fn all(&self) -> [(&'static str, u64); 21] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -232,6 +235,7 @@ impl Stats {
             ("reclaim_passes_watermark", l(&self.passes_watermark)),
             ("reclaim_passes_direct", l(&self.passes_direct)),
             ("reclaim_passes_demand", l(&self.passes_demand)),
+            ("reclaim_passes_unlocked", l(&self.passes_unlocked)),
         ]
     }
 }

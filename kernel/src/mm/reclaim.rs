@@ -12,6 +12,8 @@
 //!   nothing (`kswapd_balance`), in steps of `KSWAPD_BATCH` entries with a yield after
 //!   each. Before the thread exists (and in host tests) the fault runs that pass
 //!   itself;
+//! - a fault that ran out of memory, with its `Mm` lock dropped, before it goes again
+//!   (`unlocked`; the process layer retries the fault a few times);
 //! - an allocation that failed (`direct`), before the fault falls back to a smaller
 //!   order, and before the last order-0 failure becomes ENOMEM (MAP_POPULATE,
 //!   MADV_POPULATE_*) or the out-of-memory kill of the faulting process
@@ -61,7 +63,9 @@ use crate::sync::IrqSpinLock;
 /// What the owner hook says of an entry of another address space: `None` if its owner
 /// is busy (the entry goes back), else what `Mm::reclaim_entry` returned (`Stale` if
 /// no address space has that root any more).
-pub type OwnerHook = fn(Entry) -> Option<Visit>;
+/// `patient`: the caller holds no `Mm` lock, so the hook may wait a bounded while for
+/// a busy owner (with one held, two reclaimers could each wait for the other's).
+pub type OwnerHook = fn(Entry, bool) -> Option<Visit>;
 
 static OWNER_HOOK: IrqSpinLock<Option<OwnerHook>> = IrqSpinLock::new(None);
 
@@ -151,7 +155,7 @@ pub fn pass<E: MmEnv>(
     force: bool,
     who: Reclaimer,
 ) -> usize {
-    pass_within(local, want, force, who, usize::MAX).freed
+    pass_within(local, want, force, who, usize::MAX, false).freed
 }
 
 /// What one pass did and left.
@@ -167,16 +171,19 @@ struct Outcome {
     complete: bool,
 }
 
-/// [`pass`] visiting at most `limit` list entries and `limit` queued folios.
+/// [`pass`] visiting at most `limit` list entries and `limit` queued folios; `patient`
+/// if the caller holds no `Mm` lock (the owner hook may then wait a bounded while for
+/// a busy owner, until the first owner that stays busy).
 fn pass_within<E: MmEnv>(
     local: Option<&mut Mm<E>>,
     want: usize,
     force: bool,
     who: Reclaimer,
     limit: usize,
+    patient: bool,
 ) -> Outcome {
     let (scanned, mut out) = if force || worth_a_pass() {
-        lazyfree_pass(local, want, limit)
+        lazyfree_pass(local, want, limit, patient)
     } else {
         (
             0,
@@ -220,6 +227,7 @@ fn lazyfree_pass<E: MmEnv>(
     mut local: Option<&mut Mm<E>>,
     want: usize,
     limit: usize,
+    patient: bool,
 ) -> (usize, Outcome) {
     let gen = lazyfree::mark_gen();
     let hook = *OWNER_HOOK.lock();
@@ -234,7 +242,7 @@ fn lazyfree_pass<E: MmEnv>(
             Some(mm) if e.owner == mm.tables.root() => Some(mm.reclaim_entry(e)),
             _ => hook.and_then(|h| {
                 REACHES_BEGUN.fetch_add(1, Ordering::AcqRel);
-                let v = h(e);
+                let v = h(e, patient && !out.busy);
                 REACHES_ENDED.fetch_add(1, Ordering::AcqRel);
                 v
             }),
@@ -327,7 +335,7 @@ pub fn kswapd_balance<E: MmEnv>(yield_now: fn()) -> usize {
         RECLAIM.kswapd_passes.fetch_add(1, Ordering::Relaxed);
         STATS.passes_watermark.fetch_add(1, Ordering::Relaxed);
         let round = lazyfree::list_len().max(folio::deferred_count());
-        let out = pass_within::<E>(None, want, false, Reclaimer::Kswapd, KSWAPD_BATCH);
+        let out = pass_within::<E>(None, want, false, Reclaimer::Kswapd, KSWAPD_BATCH, true);
         if out.freed > 0 {
             (idle, young, aged) = (0, false, false);
         } else {
@@ -371,6 +379,7 @@ pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
             false,
             Reclaimer::Direct,
             usize::MAX,
+            false,
         );
         if out.freed > 0 || progressed() {
             return true;
@@ -392,6 +401,21 @@ pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
         }
     }
     progressed()
+}
+
+/// A fault that ran out of memory, after it dropped its `Mm` lock and before it goes
+/// again (Linux's VM_FAULT_RETRY drops mmap_lock the same way): one pass over every
+/// entry, patient with busy owners. Two faulting processes that each held what the
+/// other could free (their direct reclaim only tries the other's lock) both come
+/// here without their locks, so each can reach the other's folios. True if memory
+/// came back, by this pass or anyone's.
+pub fn unlocked<E: MmEnv>(pages: usize) -> bool {
+    let progress0 = PROGRESS.load(Ordering::Acquire);
+    let free0 = frames().free_frames();
+    STATS.passes_unlocked.fetch_add(1, Ordering::Relaxed);
+    let want = pages.max(under_high());
+    let out = pass_within::<E>(None, want, true, Reclaimer::Direct, usize::MAX, true);
+    out.freed > 0 || PROGRESS.load(Ordering::Acquire) > progress0 || frames().free_frames() > free0
 }
 
 /// An allocation in a fault that reclaim may still make possible: `alloc` retried

@@ -82,16 +82,31 @@ extern "C" fn user_task_first_run() {
     crate::arch::irq::leaving_for_el0();
 }
 
+/// How long a `patient` reclaimer (one that holds no `Mm` lock) spins for a busy
+/// owner's `Mm` lock: a holder never sleeps with it (the kernel is not preempted), so
+/// a fault, one batch of a system call or one collapse block ends within it.
+const OWNER_PATIENCE_NS: u64 = 2_000_000;
+
 /// Reclaim's way to the address space owning a lazyfree entry (`mm::reclaim`): the
-/// process whose tables have that root, its `Mm` only *tried* (the caller may hold its
-/// own); `None` if busy, `Stale` if no process has that root any more.
-fn reclaim_owner(e: Entry) -> Option<Visit> {
+/// process whose tables have that root, its `Mm` tried (the caller may hold its own),
+/// for up to `OWNER_PATIENCE_NS` if `patient`; `None` if busy, `Stale` if no process
+/// has that root any more.
+fn reclaim_owner(e: Entry, patient: bool) -> Option<Visit> {
     let Some(t) =
         task::find(|t| t.ttbr0.load(Ordering::Acquire) & ((1 << 48) - 1) == e.owner.as_u64())
     else {
         return Some(Visit::Stale);
     };
-    let mut mm = t.mm.try_lock()?;
+    let deadline = crate::time::uptime_ns() + if patient { OWNER_PATIENCE_NS } else { 0 };
+    let mut mm = loop {
+        if let Some(mm) = t.mm.try_lock() {
+            break mm;
+        }
+        if crate::time::uptime_ns() >= deadline {
+            return None;
+        }
+        core::hint::spin_loop();
+    };
     Some(mm.as_mut().map_or(Visit::Stale, |mm| mm.reclaim_entry(e)))
 }
 
@@ -508,18 +523,35 @@ pub fn uaccess_fault(far: usize, write: bool) -> bool {
 /// the kernel: the stack grows down to it if it is just below (`stack::grow`), the
 /// address space resolves it, and a resolved one counts as a minor fault
 /// (getrusage's ru_minflt).
+/// Times a fault that ran out of memory goes again after a reclaim pass run without
+/// its `Mm` lock gave something back (`mm::reclaim::unlocked`), before the
+/// out-of-memory kill.
+const OOM_RETRIES: usize = 4;
+
 fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
-    let r = match t.mm.lock().as_mut() {
-        Some(mm) => {
-            super::stack::grow(&mut mm.vmas, va);
-            mm.handle_fault(va, access)
+    let mut retries = 0;
+    loop {
+        let r = match t.mm.lock().as_mut() {
+            Some(mm) => {
+                super::stack::grow(&mut mm.vmas, va);
+                mm.handle_fault(va, access)
+            }
+            None => Err(FaultError::Segv),
+        };
+        match r {
+            Err(FaultError::Oom)
+                if retries < OOM_RETRIES
+                    && crate::mm::reclaim::unlocked::<crate::mm::ptenv::KernelPt>(1) =>
+            {
+                retries += 1;
+            }
+            Ok(()) => {
+                t.minflt.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            r => return r,
         }
-        None => Err(FaultError::Segv),
-    };
-    if r.is_ok() {
-        t.minflt.fetch_add(1, Ordering::Relaxed);
     }
-    r
 }
 
 /// Last thing before returning to EL0: give up the CPU if the tick asked for it, then

@@ -398,8 +398,17 @@ static OWNER_CALLS: AtomicU64 = AtomicU64::new(0);
 /// The owner hook of these tests: `OWNER`'s lock tried, held `OWNER_DELAY_MS` before
 /// the entry is acted on. With no owner installed it answers busy, as the host's
 /// missing hook does (the hook stays installed for later tests).
-fn owner_hook(e: crate::mm::lazyfree::Entry) -> Option<crate::mm::lazyfree::Visit> {
-    let mut g = OWNER.try_lock().ok()?;
+fn owner_hook(e: crate::mm::lazyfree::Entry, patient: bool) -> Option<crate::mm::lazyfree::Visit> {
+    // A patient caller holds no `Mm`: it may wait a bounded while, as the kernel's hook.
+    let patience = std::time::Duration::from_millis(if patient { 500 } else { 0 });
+    let deadline = std::time::Instant::now() + patience;
+    let mut g = loop {
+        match OWNER.try_lock() {
+            Ok(g) => break g,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            Err(_) => return None,
+        }
+    };
     let mm = g.as_mut()?;
     OWNER_CALLS.fetch_add(1, Ordering::Relaxed);
     OWNER_HELD.store(true, Ordering::Release);
@@ -443,6 +452,52 @@ fn direct_reclaim_waits_for_the_reclaim_thread_holding_the_owner() {
             Ok(()),
             "{env:?}: killed while the reclaim thread was freeing"
         );
+        check_pages_among(&b, &[&a, &b], va, 64, |_| false);
+        all_back([a, b]);
+    });
+}
+
+/// A fault runs out of memory while the owner of the clean lazyfree folios that would
+/// satisfy it is busy in a system call: its direct reclaim (it holds its own `Mm`) only
+/// tries that owner and gives up; the pass it then runs with its lock dropped
+/// (`reclaim::unlocked`, the process layer's retry, Linux's VM_FAULT_RETRY) waits for
+/// the owner, frees the folios, and the fault goes again and succeeds.
+#[test]
+fn a_fault_out_of_memory_retries_after_an_unlocked_patient_pass() {
+    each_machine_in(&[ContMode::On], |env| {
+        let (b, va) = four_lazyfree_folios(&env);
+        *OWNER.lock().unwrap() = Some(b);
+        OWNER_DELAY_MS.store(0, Ordering::Relaxed);
+        reclaim::set_owner_hook(owner_hook);
+        let mut a = Mm::new_in(&env).unwrap();
+        let at = region(&mut a, 2 * CONT_SIZE, CONT_SIZE);
+        write_pages(&mut a, at, 0..1);
+        let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0)).collect();
+        // The owner busy for 50 ms (a system call holding its lock).
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let busy = std::thread::spawn(move || {
+            let _g = OWNER.lock().unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        });
+        held_rx.recv().unwrap();
+        let first = a.handle_fault(at.add(CONT_SIZE), Access::Write);
+        assert_eq!(
+            first,
+            Err(FaultError::Oom),
+            "{env:?}: direct reclaim only tries"
+        );
+        assert!(
+            reclaim::unlocked::<HostMm>(16),
+            "{env:?}: the unlocked pass waited for the owner and freed its folios"
+        );
+        let again = a.handle_fault(at.add(CONT_SIZE), Access::Write);
+        busy.join().unwrap();
+        for &pa in &hoard {
+            frames().free(pa, 0);
+        }
+        let b = OWNER.lock().unwrap().take().unwrap();
+        assert_eq!(again, Ok(()), "{env:?}: the retried fault");
         check_pages_among(&b, &[&a, &b], va, 64, |_| false);
         all_back([a, b]);
     });
