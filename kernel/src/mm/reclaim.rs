@@ -23,8 +23,12 @@
 //!
 //! The pass runs with the caller's own `Mm` locked, if any (handed in as `local`) and
 //! reaches other address spaces through the owner hook the process layer installs
-//! (`set_owner_hook`), which must only *try* to lock the owner's `Mm` (lazyfree's
-//! protocol: never wait for a second `Mm` lock). Lock order: `Mm` -> `SHRINKER` (inside
+//! (`set_owner_hook`), which must only *try* to lock the owner's `Mm` when the caller
+//! holds one (lazyfree's protocol: never wait for a second `Mm` lock). A caller that
+//! holds none (the reclaim thread, `unlocked`) is `patient`: the hook may spin a
+//! bounded while (2 ms) for a busy owner, until the first one that stays busy in the
+//! pass; no cycle of waits can form, since such a caller holds nothing another waits
+//! for. Lock order: `Mm` -> `SHRINKER` (inside
 //! `shrink_deferred`) -> folio -> queue or list -> frames; the lazyfree part holds no
 //! folio lock when it takes the next `Mm`.
 //!
