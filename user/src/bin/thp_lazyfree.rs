@@ -785,13 +785,17 @@ fn exhaustion(ck: bool, naive: bool) -> Outcome {
             // kill.
             rt::mm::prefault_stack();
             let res = r.advise(0, total, rt::mm::MADV_POPULATE_WRITE);
-            println!("thp_lazyfree: exhaustion_is_oom: MADV_POPULATE_WRITE of MemTotal: {}; the next new page is an out-of-memory kill, on purpose", rt::Res(res));
+            println!("thp_lazyfree: exhaustion_is_oom: MADV_POPULATE_WRITE of MemTotal: {}; the next new pages end in an out-of-memory kill, on purpose", rt::Res(res));
             if ck && res != Err(rt::Errno::ENOMEM) {
                 return 5;
             }
             // Memory is full now (population stops at the first failure, keeping what
-            // it faulted in): the next new page is an out-of-memory kill.
-            r.store(total - PAGE, 1);
+            // it faulted in): new pages meet an out-of-memory kill. Not necessarily
+            // the first: a fault that runs out retries after a reclaim pass with its
+            // lock dropped, which may find what the reclaim thread freed meanwhile.
+            for o in (0..total).step_by(PAGE).rev() {
+                r.store(o, 1);
+            }
             6
         }) else {
             return 4;
