@@ -40,11 +40,11 @@ impl<E: MmEnv> Mm<E> {
                         .fork_range(&mut child.tables, a, pages(a, b), attrs, |pa, n| {
                             lazyfree |= share(pa, n)
                         });
-                // Even after a failure: what was copied stays mapped in both.
-                if lazyfree {
-                    self.fork_lazyfree(child.tables.root(), a, b);
-                }
+                // After a failure the child is dropped with what it maps.
                 r.map_err(|_| ENOMEM)?;
+                if lazyfree {
+                    self.fork_lazyfree(&mut child, a, b);
+                }
             }
         }
         Ok(child)

@@ -75,6 +75,7 @@ pub fn machine() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     ram();
     super::lazyfree::forget_list();
+    super::lazyfree::set_cap(None);
     if folio::deferred_count() > 0 || frames().free_frames() != frames().managed_frames() {
         folio::forget_deferred();
         frames().reclaim_all();

@@ -44,7 +44,9 @@
 //! (`fork_lazyfree`), unless the parent wrote the folio since it was marked: the
 //! parent's entries keep their dirty state but the child's are made clean, so a
 //! written folio loses the mark there (Linux would find the folio dirty at reclaim and
-//! keep it). After fork every mapping is read-only, so no mapping of a shared marked
+//! keep it). With the list at its bound the child's mapping of a clean marked folio
+//! is discarded at once (`lazyfree_fork_unlisted`), as a reclaim pass could have done
+//! the moment after the fork; the parent keeps its mapping, mark and entry. After fork every mapping is read-only, so no mapping of a shared marked
 //! folio can become dirty without a copy-on-write fault: one mapping's clean state
 //! speaks for all. A split (`folio::split`), a merge or a free drops the mark.
 //!
@@ -82,12 +84,15 @@
 //! - The list is bounded by a constant, not by any user range: its storage is
 //!   reserved once (`HARD` entries, 0.8 MiB of kernel heap) and never grows. A folio
 //!   is marked, or a fork lists its child's mapping, only while fewer than `CAP`
-//!   entries are listed (after dropping the stale ones); past that MADV_FREE still
-//!   clears young and dirty but marks no more (`lazyfree_list_full`), the call
-//!   succeeds, and the folio stays ordinary memory; a fork drops the mark of a folio it
-//!   cannot list. Re-queued entries were popped first, and at most one new entry per
-//!   CPU races the room check, so `HARD - CAP` covers them. (Growing the list with the
-//!   range let 1 GiB of 4 KiB folios ask the 8 MiB kernel heap for 8 MiB: a panic.)
+//!   entries are listed (after dropping the stale ones). Past that, a clean folio the
+//!   list has no room for is discarded at once, by the same write-protect-then-check
+//!   path as a reclaim pass (`lazyfree_list_full`; a fork discards the child's
+//!   mapping): MADV_FREE lets the kernel free the pages at any time, and leaving them
+//!   as unmarked memory made them unreachable for reclaim (a soak ran out of memory
+//!   with most of it MADV_FREE'd). Re-queued entries were popped first, and at most
+//!   one new entry per CPU races the room check, so `HARD - CAP` covers them. (Growing
+//!   the list with the range let 1 GiB of 4 KiB folios ask the 8 MiB kernel heap for
+//!   8 MiB: a panic.)
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -153,7 +158,8 @@ pub struct Stats {
     /// Exclusive folios the range covered only in part, split so that the covered
     /// pages are whole folios, which are then marked.
     pub split: AtomicU64,
-    /// Folios not marked because the lazyfree list was full.
+    /// Folios the lazyfree list had no room for: discarded at once (clean) or kept
+    /// (written meanwhile), never left as unmarked clean memory.
     pub list_full: AtomicU64,
     /// Folios shared with another address space: not marked.
     pub shared_skipped: AtomicU64,
@@ -170,8 +176,11 @@ pub struct Stats {
     pub stale: AtomicU64,
     /// Mappings of marked folios a fork gave the child, each with its entry.
     pub fork_listed: AtomicU64,
-    /// Marks a fork dropped: the parent had written the folio, or the list was full.
+    /// Marks a fork dropped: the parent had written the folio (or mapped it in part).
     pub fork_unmarked: AtomicU64,
+    /// Mappings of marked folios a fork gave the child with the list full: discarded in
+    /// the child at once (the parent keeps its mapping, mark and entry).
+    pub fork_unlisted: AtomicU64,
     /// Blocks the collapse thread left alone for their clean lazyfree pages.
     pub collapse_skipped: AtomicU64,
     /// Reclaim passes run, by who ran them.
@@ -199,6 +208,7 @@ pub static STATS: Stats = Stats {
     stale: AtomicU64::new(0),
     fork_listed: AtomicU64::new(0),
     fork_unmarked: AtomicU64::new(0),
+    fork_unlisted: AtomicU64::new(0),
     collapse_skipped: AtomicU64::new(0),
     passes_watermark: AtomicU64::new(0),
     passes_direct: AtomicU64::new(0),
@@ -212,7 +222,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 21] {
+    pub fn all(&self) -> [(&'static str, u64); 22] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -231,6 +241,7 @@ impl Stats {
             ("lazyfree_stale", l(&self.stale)),
             ("lazyfree_fork_listed", l(&self.fork_listed)),
             ("lazyfree_fork_unmarked", l(&self.fork_unmarked)),
+            ("lazyfree_fork_unlisted", l(&self.fork_unlisted)),
             ("lazyfree_collapse_skipped", l(&self.collapse_skipped)),
             ("reclaim_passes_watermark", l(&self.passes_watermark)),
             ("reclaim_passes_direct", l(&self.passes_direct)),
@@ -281,7 +292,7 @@ fn has_room() -> bool {
     if l.capacity() < HARD && l.try_reserve_exact(HARD - len).is_err() {
         return false;
     }
-    if l.len() >= CAP
+    if l.len() >= cap()
         && FULL_MISSES
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(COMPACT_EVERY)
@@ -290,7 +301,25 @@ fn has_room() -> bool {
         // quadratic in the list, one per `COMPACT_EVERY` is not.
         compact(&mut l);
     }
-    l.len() < CAP
+    l.len() < cap()
+}
+
+/// The bound `has_room` applies: `CAP`, lowered by host tests that fill the list
+/// without 128 MiB of folios.
+fn cap() -> usize {
+    #[cfg(test)]
+    return TEST_CAP.load(Ordering::Relaxed);
+    #[cfg(not(test))]
+    CAP
+}
+
+#[cfg(test)]
+static TEST_CAP: AtomicUsize = AtomicUsize::new(CAP);
+
+/// Host tests: the list's bound until `None` restores `CAP`.
+#[cfg(test)]
+pub fn set_cap(n: Option<usize>) {
+    TEST_CAP.store(n.unwrap_or(CAP), Ordering::Relaxed);
 }
 
 /// Marks refused since boot with the list at its bound.
@@ -461,8 +490,14 @@ impl<E: MmEnv> Mm<E> {
         false
     }
 
-    /// MADV_FREE of `[start, end)`, one VMA piece (module doc: marking).
-    pub(super) fn lazyfree(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+    /// MADV_FREE of `[start, end)`, one VMA piece whose protection allows write iff
+    /// `writable` (module doc: marking, and the bound).
+    pub(super) fn lazyfree(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        writable: bool,
+    ) -> Result<(), Errno> {
         let owner = self.tables.root();
         // Only the folios of the range's first and last page can stick out of it (an
         // exclusive folio is mapped in one piece), and not at a 2 MiB boundary: a folio
@@ -478,6 +513,8 @@ impl<E: MmEnv> Mm<E> {
             self.tables
                 .clear_young_dirty(a, pages(a, b))
                 .map_err(|_| ENOMEM)?;
+            // Folios the list has no room for: discarded at once, below.
+            let mut unlisted: Vec<Whole> = Vec::new();
             self.for_each_folio_in(a, b, |va, f, whole| {
                 if !whole {
                     bump(&STATS.partial_skipped, 1);
@@ -485,6 +522,13 @@ impl<E: MmEnv> Mm<E> {
                     bump(&STATS.shared_skipped, 1);
                 } else if !f.is_lazyfree() && !has_room() {
                     bump(&STATS.list_full, 1);
+                    bump(&STATS.pglazyfree, f.nr_pages());
+                    unlisted.push(Whole {
+                        va,
+                        head: f.head(),
+                        pages: f.nr_pages(),
+                        alone: true,
+                    });
                 } else if !f.set_lazyfree(true) {
                     bump(&STATS.pglazyfree, f.nr_pages());
                     MARK_GEN.fetch_add(1, Ordering::Relaxed);
@@ -496,6 +540,7 @@ impl<E: MmEnv> Mm<E> {
                     });
                 }
             });
+            self.discard(&unlisted, writable, &mut Reclaimed::default());
         }
         Ok(())
     }
@@ -707,30 +752,42 @@ impl<E: MmEnv> Mm<E> {
         }
     }
 
-    /// After fork mapped `[start, end)` in the address space whose root is `child`
-    /// too: each marked folio mapped whole there gets the child's entry, unless this
-    /// side wrote it since it was marked (or the list is full, or it is mapped in
-    /// part), which drops the mark (module doc: fork). Under this `Mm` lock, before the
-    /// child runs.
-    pub(super) fn fork_lazyfree(&self, child: PhysAddr, start: VirtAddr, end: VirtAddr) {
+    /// After fork mapped `[start, end)` in `child` too: each marked folio mapped whole
+    /// there gets the child's entry; if the list has no room, the child's mapping of it
+    /// is discarded at once instead (the folio stays marked, reachable from the
+    /// parent's entry); if this side wrote it since it was marked, or maps it in part,
+    /// the mark goes (module doc: fork). Under this `Mm` lock, before the child runs.
+    pub(super) fn fork_lazyfree(&self, child: &mut Mm<E>, start: VirtAddr, end: VirtAddr) {
+        let owner = child.tables.root();
         for (a, b) in batches(start, end) {
+            let mut unlisted: Vec<Whole> = Vec::new();
             self.for_each_folio_in(a, b, |va, f, whole| {
                 if !f.is_lazyfree() {
                     return;
                 }
                 let clean = whole && !self.any_entry(va, f.nr_pages(), |p| p.is_dirty());
-                if clean && has_room() {
+                if !clean {
+                    f.set_lazyfree(false);
+                    bump(&STATS.fork_unmarked, 1);
+                } else if has_room() {
                     bump(&STATS.fork_listed, 1);
                     push(Entry {
                         head: f.head(),
-                        owner: child,
+                        owner,
                         va,
                     });
                 } else {
-                    f.set_lazyfree(false);
-                    bump(&STATS.fork_unmarked, 1);
+                    bump(&STATS.fork_unlisted, 1);
+                    unlisted.push(Whole {
+                        va,
+                        head: f.head(),
+                        pages: f.nr_pages(),
+                        alone: false,
+                    });
                 }
             });
+            // The child's entries are read-only and clean, and it has not run.
+            child.discard(&unlisted, false, &mut Reclaimed::default());
         }
     }
 }

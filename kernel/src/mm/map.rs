@@ -245,7 +245,7 @@ impl<E: MmEnv> Mm<E> {
             // Lazy free: the pages become clean and old, whole exclusive folios are
             // marked; until reclaim discards them they keep their contents, and a
             // write makes them dirty again (`lazyfree`).
-            MADV_FREE => mm.lazyfree(a, b),
+            MADV_FREE => mm.lazyfree(a, b, vma.prot.write),
             // Reclaim now: without swap, only clean lazyfree folios can go.
             MADV_PAGEOUT => {
                 mm.reclaim_lazyfree(a, b, vma.prot.write, Reach::Pageout);

@@ -40,7 +40,8 @@
 //! (/proc/lazyfree reclaim_passes_watermark > 0).
 //!
 //! `list_is_bounded` (contkernel: /proc/lazyfree): MADV_FREE of 256 MiB of 4 KiB
-//! folios keeps the lazyfree list within its fixed bound and counts the rest.
+//! folios keeps the lazyfree list within its fixed bound; the clean folios past it are
+//! discarded at once (counted), not left as memory reclaim cannot reach.
 //!
 //! `reclaim_races_writes_and_forks` (contkernel: /proc/lazyfree): a child lazily frees
 //! 4 MiB of 64K folios and then writes every other folio, forking now and then and
@@ -842,7 +843,8 @@ fn exhaustion(ck: bool, naive: bool) -> Outcome {
 
 /// MADV_FREE of 256 MiB of 4 KiB folios (65536 of them, twice the list's capacity):
 /// the call succeeds, the lazyfree list stays within its bound (the kernel heap never
-/// grows with the range), and the folios past it are counted, not marked.
+/// grows with the range), and the clean folios past it are discarded at once (counted),
+/// so the last page reads zeros.
 fn list_bounded(ck: bool) -> Outcome {
     const LEN: usize = 256 * MIB;
     const CAP: u64 = 32 * 1024;
@@ -875,6 +877,10 @@ fn list_bounded(ck: bool) -> Outcome {
         ensure!(
             full.is_some_and(|d| d > 0),
             "65536 folios marked with no list_full: the list grew past its bound"
+        );
+        ensure!(
+            v == 0,
+            "the last page, past the bound, reads {v:#x}: not discarded at once"
         );
     }
     Ok(())

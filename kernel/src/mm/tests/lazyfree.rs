@@ -14,7 +14,7 @@ use super::collapse::{
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::folio::Folio;
-use crate::mm::lazyfree::STATS;
+use crate::mm::lazyfree::{self, STATS};
 use crate::mm::reclaim;
 
 /// `f` on a fresh machine in every contiguous mode, with and without FEAT_HAFDBS.
@@ -334,6 +334,50 @@ fn lazyfree_shared_by_fork_is_discarded_mapping_by_mapping() {
         pass(&mut child);
         assert_eq!(discarded(), gone + 64, "the child's, the last mappings");
         check_pages_among(&child, &[&mm, &child], va, 64, |_| false);
+        all_back([mm, child]);
+    });
+}
+
+/// Issue 17 (the soak): with the lazyfree list at its bound, MADV_FREE discards the
+/// clean folios it cannot list at once; before, they stayed as unmarked memory that no
+/// reclaim could reach, and a long run ran out of memory with most of it MADV_FREE'd.
+#[test]
+fn lazyfree_past_the_list_bound_is_discarded_at_once() {
+    each_cleaning_machine(|env| {
+        let full = get(&STATS.list_full);
+        let gone = discarded();
+        lazyfree::set_cap(Some(2));
+        let (mm, va) = four_lazyfree_folios(&env);
+        lazyfree::set_cap(None);
+        assert_eq!(get(&STATS.list_full), full + 2, "{env:?}");
+        assert_eq!(discarded(), gone + 32, "the two folios past the bound");
+        assert_eq!(lazyfree::list_len(), 2);
+        check_pages(&mm, va, 64, |i| i < 32);
+        all_back([mm]);
+    });
+}
+
+/// Issue 17 (the soak): a fork that finds the list at its bound discards the child's
+/// mappings of clean marked folios at once; the parent keeps them marked and listed,
+/// so a reclaim pass frees them. Before, the fork dropped the marks and the memory
+/// could never be reclaimed.
+#[test]
+fn lazyfree_fork_past_the_list_bound_discards_the_childs_mapping() {
+    each_cleaning_machine(|env| {
+        let (mut mm, va) = four_lazyfree_folios(&env);
+        let unlisted = get(&STATS.fork_unlisted);
+        lazyfree::set_cap(Some(4));
+        let child = mm.fork().unwrap();
+        lazyfree::set_cap(None);
+        assert_eq!(get(&STATS.fork_unlisted), unlisted + 4, "{env:?}");
+        assert!(marked(&mm, va), "the parent keeps the marks");
+        check_pages_among(&child, &[&mm, &child], va, 64, |_| false);
+        check_pages_among(&mm, &[&mm, &child], va, 64, |_| true);
+        let gone = discarded();
+        pass(&mut mm);
+        pass(&mut mm);
+        assert_eq!(discarded(), gone + 64, "reclaim reaches every folio");
+        check_pages_among(&mm, &[&mm, &child], va, 64, |_| false);
         all_back([mm, child]);
     });
 }
