@@ -39,6 +39,10 @@ pub fn render() -> String {
         ("pgscan_direct", load(&rc.pgscan_direct)),
         ("pgsteal_kswapd", load(&rc.pgsteal_kswapd)),
         ("pgsteal_direct", load(&rc.pgsteal_direct)),
+        // This kernel's own: read faults that mapped the zero page, and writes that
+        // replaced zero-page entries with a folio (`mm::zero`).
+        ("zero_page_faults", load(&crate::mm::zero::ZERO_PAGE_FAULTS)),
+        ("zero_page_cow", load(&crate::mm::zero::ZERO_PAGE_COW)),
     ] {
         let _ = writeln!(out, "{name} {v}");
     }
