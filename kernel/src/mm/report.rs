@@ -87,12 +87,13 @@ const KPF_COMPOUND_TAIL: u64 = 1 << 16;
 const KPF_NOPAGE: u64 = 1 << 20;
 const KPF_THP: u64 = 1 << 22;
 const KPF_ZERO_PAGE: u64 = 1 << 24;
+const KPF_RESERVED: u64 = 1 << 32;
 
 /// The /proc/kpageflags word of frame `pfn`: no page (outside RAM); for a page of an
 /// anonymous folio, anon and swap-backed (as Linux marks every anonymous page), mapped
 /// if a page-table entry maps it, and in a large folio the head or tail bit and THP
 /// (Linux marks every large anonymous folio so, mTHP included); the zero page's
-/// zero-page bit; 0 for any other frame. Reads the metadata without the folio lock: a snapshot a concurrent split or
+/// zero-page and reserved bits, as Linux; 0 for any other frame. Reads the metadata without the folio lock: a snapshot a concurrent split or
 /// free may outdate, as Linux's is.
 pub fn kpageflags(pfn: usize) -> u64 {
     let frames = super::frame::frames();
@@ -101,7 +102,7 @@ pub fn kpageflags(pfn: usize) -> u64 {
     }
     let pa = super::PhysAddr::from_pfn(pfn);
     if super::zero::is_zero(pa) {
-        return KPF_ZERO_PAGE;
+        return KPF_ZERO_PAGE | KPF_RESERVED;
     }
     let Some((head, order)) = frames.block_of(pa) else {
         return 0;
