@@ -449,7 +449,18 @@ fn handle_user_sync(frame: &mut TrapFrame) {
         drop(t);
         return match r {
             Ok(()) => {}
-            Err(FaultError::Oom) => kill_for_fault(frame, SIGKILL, "out of memory"),
+            Err(FaultError::Oom) => {
+                // What was left: whether reclaim still had anything to give.
+                let f = crate::mm::frame::frames();
+                let why = alloc::format!(
+                    "out of memory ({} of {} KiB free, {} lazyfree entries listed, {} deferred splits)",
+                    f.free_frames() * 4,
+                    f.managed_frames() * 4,
+                    crate::mm::lazyfree::list_len(),
+                    crate::mm::folio::deferred_count()
+                );
+                kill_for_fault(frame, SIGKILL, &why)
+            }
             Err(FaultError::Segv) => {
                 let code = if frame.far as usize >= uaccess::USER_END {
                     match esr.abort_signal() {
