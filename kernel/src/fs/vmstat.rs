@@ -31,6 +31,14 @@ pub fn render() -> String {
         ("thp_split_page_failed", load(&s9.split_failed)),
         ("thp_deferred_split_page", load(&s9.split_deferred)),
         ("thp_split_pmd", cont.pmd_splits),
+        (
+            "thp_zero_page_alloc",
+            load(&crate::mm::zero::THP_ZERO_PAGE_ALLOC),
+        ),
+        (
+            "thp_zero_page_alloc_failed",
+            load(&crate::mm::zero::THP_ZERO_PAGE_ALLOC_FAILED),
+        ),
         ("pglazyfree", load(&lf.pglazyfree)),
         ("pglazyfreed", load(&lf.pglazyfreed)),
         ("pgscan_anon", load(&lf.pgscan)),

@@ -156,7 +156,7 @@ pub(super) fn release(records: Vec<Unmapped>) {
 /// Drop the map counts and references of `pages` consecutive frames from `pa`; the
 /// zero page's entries account nothing (`zero`).
 fn release_run(pa: PhysAddr, pages: usize) {
-    zero::without_zero(pa, pages, |pa, pages| {
+    zero::account(pa, pages, false, |pa, pages| {
         folio::for_each_folio(pa, pages, |f, first, n| f.unmap(first, n))
     });
 }

@@ -71,21 +71,28 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// A fault on the unmapped `page` of `vma`: a write allocates (`anon_fault`), a
-    /// read maps the shared zero page (`zero`), except where a 2 MiB folio is allowed
-    /// and fits: Linux maps its huge zero page there, or with `use_zero_page` off
-    /// allocates the folio, as here.
+    /// read maps the shared zero page (`zero`), or where a 2 MiB folio is allowed and
+    /// fits the huge zero page, as Linux's `do_huge_pmd_anonymous_page`: with
+    /// `use_zero_page` off it allocates the folio, and the small zero page when the
+    /// huge one cannot be had.
     fn missing_page(&mut self, page: VirtAddr, vma: Vma, write: bool) -> Result<(), FaultError> {
         let allowed = self.thp_orders(vma.huge);
+        if write {
+            return self.anon_fault(page, vma, allowed, true);
+        }
+        let base = page.align_down(PMD as usize);
         let pmd = mthp::fault_orders(allowed, page, vma.start, vma.end)
             .next()
-            .is_some_and(|order| {
-                order == mthp::PMD_ORDER && self.range_is_empty(page.align_down(PMD as usize), 512)
-            });
-        if write || pmd {
-            self.anon_fault(page, vma, allowed, write)
-        } else {
-            self.map_zero_page(page, vma)
+            .is_some_and(|order| order == mthp::PMD_ORDER && self.range_is_empty(base, 512));
+        if pmd {
+            if !mthp::USE_ZERO_PAGE.load(Ordering::Relaxed) {
+                return self.anon_fault(page, vma, allowed, false);
+            }
+            if self.map_huge_zero_page(base, vma)? {
+                return Ok(());
+            }
         }
+        self.map_zero_page(page, vma)
     }
 
     /// Map the new folio `f` whole at `va` (a PMD block for a 2 MiB folio) and account

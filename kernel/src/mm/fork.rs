@@ -57,7 +57,7 @@ impl<E: MmEnv> Mm<E> {
 /// folio: its entries are copied and nothing is accounted (`zero`).
 fn share(pa: PhysAddr, n: usize) -> bool {
     let mut lazyfree = false;
-    zero::without_zero(pa, n, |pa, n| {
+    zero::account(pa, n, true, |pa, n| {
         folio::for_each_folio(pa, n, |f, first, m| lazyfree |= f.share(first, m))
     });
     lazyfree

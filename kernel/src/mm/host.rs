@@ -78,7 +78,9 @@ pub fn machine() -> MutexGuard<'static, ()> {
     ram();
     super::lazyfree::forget_list();
     super::lazyfree::set_cap(None);
+    super::zero::shrink();
     if folio::deferred_count() > 0 || frames().free_frames() != frames().managed_frames() {
+        super::zero::forget_huge();
         folio::forget_deferred();
         frames().reclaim_all();
     }

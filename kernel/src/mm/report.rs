@@ -101,6 +101,15 @@ pub fn kpageflags(pfn: usize) -> u64 {
         return KPF_NOPAGE;
     }
     let pa = super::PhysAddr::from_pfn(pfn);
+    if let Some(huge) = super::zero::huge_head(pa) {
+        // Linux's huge zero folio: zero page, THP, compound.
+        let part = if pa == huge {
+            KPF_COMPOUND_HEAD
+        } else {
+            KPF_COMPOUND_TAIL
+        };
+        return KPF_ZERO_PAGE | KPF_THP | part;
+    }
     if super::zero::is_zero(pa) {
         return KPF_ZERO_PAGE | KPF_RESERVED;
     }
@@ -250,8 +259,12 @@ impl<E: MmEnv> Mm<E> {
             let last = leaf_va.add(size).min(end);
             if zero::is_zero(leaf.pa_of(first)) {
                 // Present, its frame shown, exclusive to nobody.
-                let pfn = (leaf.pa_of(first).as_u64() / PAGE_SIZE as u64) & PM_PFN_MASK;
-                out[(first.as_u64() - va.as_u64()) as usize / PAGE_SIZE] = PM_PRESENT | pfn;
+                let mut page = first;
+                while page < last {
+                    let pfn = (leaf.pa_of(page).as_u64() / PAGE_SIZE as u64) & PM_PFN_MASK;
+                    out[(page.as_u64() - va.as_u64()) as usize / PAGE_SIZE] = PM_PRESENT | pfn;
+                    page = page.add(PAGE_SIZE);
+                }
                 return;
             }
             let f = Folio::lock(leaf.pa_of(first));

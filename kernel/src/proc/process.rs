@@ -303,6 +303,8 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     #[cfg(feature = "ktest")]
     kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
+    // Nothing maps the huge zero page any more: give it back, as reclaim would.
+    crate::mm::zero::shrink();
     let before = FREE_AT_INIT.load(Ordering::Relaxed);
     let now = crate::mm::frame::frames().free_frames() + (1 << task::KSTACK_ORDER);
     if others == 0 {

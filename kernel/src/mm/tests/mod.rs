@@ -262,6 +262,14 @@ impl World {
             Ok(())
         });
         gone.map_err(|e| format!("dropping the address spaces: {e}"))?;
+        if super::zero::huge_mapped() != 0 {
+            return Err(format!(
+                "every address space gone, but {} pages of the huge zero page counted mapped",
+                super::zero::huge_mapped()
+            ));
+        }
+        // Reclaim frees the huge zero page once nothing maps it.
+        super::zero::shrink();
         let f = frames();
         if f.free_frames() != f.managed_frames() || folio::deferred_count() != 0 {
             return Err(format!(

@@ -1,7 +1,10 @@
 //! The shared zero page (`mm::zero`): read faults map it and allocate nothing; a write
 //! over it allocates the largest folio the policy allows over the zero-page entries
 //! (folded, exclusive); fork, MADV_FREE, MADV_PAGEOUT, MADV_DONTNEED, mprotect and
-//! collapse pass it by or replace it without accounting it; it is never writable.
+//! collapse pass it by or replace it without accounting it; it is never writable. The
+//! huge zero page: mapped as one block where 2 MiB fits, shared, counted through fork,
+//! split and munmap, replaced by a 2 MiB folio or split for a smaller one on a write,
+//! freed by reclaim once unmapped; `use_zero_page` 0 allocates instead.
 
 use super::collapse::{
     all_back, check_pages_among as check, env, leaf, only, pattern, region, write_pages,
@@ -188,5 +191,108 @@ fn a_forced_write_over_the_zero_page_of_a_read_only_mapping() {
     assert!(!l.pte.is_writable(), "read-only mapping made writable");
     check(&mm, &[&mm], va, 16, |i| i == 1);
     audit::check([&mm].into_iter()).expect("audit");
+    all_back([mm]);
+}
+
+/// The huge zero page's first frame if the 2 MiB at `va` map it as one block.
+fn huge_block(mm: &Mm<HostMm>, va: VirtAddr) -> Option<crate::mm::PhysAddr> {
+    let l = mm.tables.get(va)?;
+    (l.level == 2)
+        .then(|| l.pa_of(va))
+        .and_then(zero::huge_head)
+}
+
+#[test]
+fn a_read_where_2m_fits_maps_the_huge_zero_page() {
+    let (_m, mut mm, va) = setup(&[9], 4 << 20);
+    let alloc = zero::THP_ZERO_PAGE_ALLOC.load(Ordering::Relaxed);
+    mm.handle_fault(va.add(5 * PAGE_SIZE), Access::Read)
+        .unwrap();
+    let huge = huge_block(&mm, va).expect("no huge zero block");
+    assert!(!leaf(&mm, va).pte.is_writable());
+    assert_eq!(zero::huge_mapped(), 512);
+    let free = frames().free_frames();
+    // Another address space, and the second 2 MiB: the same frames, nothing allocated.
+    let mut other = Mm::new_in(&env()).unwrap();
+    region(&mut other, 4 << 20, 4 << 20);
+    other.handle_fault(va, Access::Read).unwrap();
+    mm.handle_fault(va.add(2 << 20), Access::Read).unwrap();
+    assert_eq!(huge_block(&other, va), Some(huge));
+    assert_eq!(huge_block(&mm, va.add(2 << 20)), Some(huge));
+    assert_eq!(zero::THP_ZERO_PAGE_ALLOC.load(Ordering::Relaxed), alloc + 1);
+    assert!(
+        free - frames().free_frames() <= 3,
+        "frames allocated beyond tables"
+    );
+    assert_eq!(zero::huge_mapped(), 3 * 512);
+    // Fork copies the blocks; mprotect keeps them read-only.
+    let child = mm.fork().unwrap();
+    assert_eq!(zero::huge_mapped(), 5 * 512);
+    mm.mprotect(va, va.add(4 << 20), VmProt::READ_WRITE)
+        .unwrap();
+    assert!(
+        !leaf(&mm, va).pte.is_writable(),
+        "huge zero page made writable"
+    );
+    check(&child, &[&mm, &child, &other], va, 1024, |_| false);
+    audit::check([&mm, &child, &other].into_iter()).expect("audit");
+    // Nothing maps it: reclaim frees it; the frames are all back.
+    all_back([mm, child, other]);
+}
+
+#[test]
+fn a_write_into_the_huge_zero_page_takes_the_2m_folio() {
+    let (_m, mut mm, va) = setup(&[9], 2 << 20);
+    mm.handle_fault(va, Access::Read).unwrap();
+    assert!(huge_block(&mm, va).is_some());
+    let alloc = mthp::stats(9).anon_fault_alloc.load(Ordering::Relaxed);
+    write_pages(&mut mm, va, [100].into_iter());
+    assert_eq!(
+        mthp::stats(9).anon_fault_alloc.load(Ordering::Relaxed),
+        alloc + 1
+    );
+    assert_eq!(leaf(&mm, va).level, 2, "not one 2 MiB folio");
+    assert!(huge_block(&mm, va).is_none());
+    assert_eq!(zero::huge_mapped(), 0);
+    check(&mm, &[&mm], va, 512, |i| i == 100);
+    audit::check([&mm].into_iter()).expect("audit");
+    all_back([mm]);
+}
+
+#[test]
+fn a_write_into_the_huge_zero_page_with_only_64k_splits_the_block() {
+    let (_m, mut mm, va) = setup(&[9], 2 << 20);
+    mm.handle_fault(va, Access::Read).unwrap();
+    only(&[4]);
+    write_pages(&mut mm, va, [40].into_iter());
+    // Pages 32..48 are a new 64 KiB folio, folded; the rest still reads the huge zero
+    // page through page entries.
+    let at = |i: usize| va.add(i * PAGE_SIZE);
+    assert!(leaf(&mm, at(40)).pte.is_cont());
+    assert!(!zero::is_zero(leaf(&mm, at(32)).pa_of(at(32))));
+    assert!(zero::huge_head(leaf(&mm, at(0)).pa_of(at(0))).is_some());
+    assert!(zero::huge_head(leaf(&mm, at(511)).pa_of(at(511))).is_some());
+    assert_eq!(zero::huge_mapped(), 512 - 16);
+    // A partial munmap of what is left, then a write beside it.
+    mm.munmap(at(0), at(8)).unwrap();
+    assert_eq!(zero::huge_mapped(), 512 - 24);
+    write_pages(&mut mm, va, [200].into_iter());
+    check(&mm, &[&mm], va, 512, |i| i == 40 || i == 200);
+    audit::check([&mm].into_iter()).expect("audit");
+    all_back([mm]);
+}
+
+#[test]
+fn with_use_zero_page_off_a_read_allocates_the_2m_folio() {
+    let (_m, mut mm, va) = setup(&[9], 2 << 20);
+    mthp::USE_ZERO_PAGE.store(false, Ordering::Relaxed);
+    let r = mm.handle_fault(va, Access::Read);
+    mthp::USE_ZERO_PAGE.store(true, Ordering::Relaxed);
+    r.unwrap();
+    assert_eq!(leaf(&mm, va).level, 2);
+    assert!(
+        huge_block(&mm, va).is_none(),
+        "the huge zero page with use_zero_page 0"
+    );
     all_back([mm]);
 }
