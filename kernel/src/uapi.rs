@@ -195,6 +195,11 @@ pub const MAP_POPULATE: u64 = 0x8000;
 pub const MAP_STACK: u64 = 0x20000;
 pub const MAP_FIXED_NOREPLACE: u64 = 0x100000;
 
+// mremap flags.
+pub const MREMAP_MAYMOVE: u64 = 1;
+pub const MREMAP_FIXED: u64 = 2;
+pub const MREMAP_DONTUNMAP: u64 = 4;
+
 // madvise advice values (not bits).
 pub const MADV_NORMAL: u64 = 0;
 pub const MADV_RANDOM: u64 = 1;

@@ -357,6 +357,24 @@ pub(super) fn forget_owner(owner: PhysAddr) {
     bump(&STATS.stale, before - l.len());
 }
 
+/// A move (mremap) took `owner`'s mappings of marked folios elsewhere: `moved` holds
+/// (head, old address of its first page, new address). Their entries follow in place,
+/// so the invariant holds without a new entry (for which the list may have no room).
+/// One walk of the list per call; callers call once per 2 MiB batch, and only for a
+/// batch that moved a marked folio's first page.
+pub(super) fn follow_move(owner: PhysAddr, moved: &mut [(PhysAddr, VirtAddr, VirtAddr)]) {
+    if moved.is_empty() {
+        return;
+    }
+    moved.sort_unstable();
+    let mut l = LIST.lock();
+    for e in l.iter_mut().filter(|e| e.owner == owner) {
+        if let Ok(i) = moved.binary_search_by(|m| (m.0, m.1).cmp(&(e.head, e.va))) {
+            e.va = moved[i].2;
+        }
+    }
+}
+
 /// Host tests: empty the list (a failed test leaked entries).
 #[cfg(test)]
 pub fn forget_list() {

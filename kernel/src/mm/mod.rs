@@ -48,6 +48,8 @@ pub mod kmap;
 pub mod lazyfree;
 #[cfg(any(target_os = "none", test))]
 mod map;
+#[cfg(any(target_os = "none", test))]
+mod mremap;
 #[cfg(target_os = "none")]
 pub mod ptenv;
 #[cfg(any(target_os = "none", test))]
