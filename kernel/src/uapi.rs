@@ -88,6 +88,7 @@ named_numbers! {
         SYS_SYSINFO = 179, "sysinfo";
         SYS_BRK = 214, "brk";
         SYS_MUNMAP = 215, "munmap";
+        SYS_MREMAP = 216, "mremap";
         SYS_CLONE = 220, "clone";
         SYS_EXECVE = 221, "execve";
         SYS_MMAP = 222, "mmap";
@@ -368,7 +369,7 @@ mod tests {
         assert_eq!(name(SYS_EXIT_GROUP), Some("exit_group"));
         assert_eq!(name(1000), None);
         // Unknown to this kernel, named for the warning all the same.
-        assert_eq!(name(216), Some("mremap"));
+        assert_eq!(name(217), Some("add_key"));
         assert_eq!(name(59), Some("pipe2"));
         assert_eq!(name(244), None);
         assert_eq!(errno_name(ENOSYS), Some("ENOSYS"));
