@@ -16,6 +16,7 @@ pub mod bench;
 pub mod fs;
 pub mod io;
 pub mod mm;
+pub mod pagemap;
 pub mod pipe;
 pub mod proc;
 pub mod signal;
