@@ -25,15 +25,28 @@ impl<E: MmEnv> Mm<E> {
         self.tables.split_at(end).map_err(|_| ENOMEM)
     }
 
-    /// Unmap the pages of `[start, end)` (munmap, MADV_DONTNEED), in batches.
+    /// Unmap the pages of `[start, end)` (munmap, MADV_DONTNEED), in batches. Only
+    /// VMAs have pages, so only their pieces are walked: an unmap of most of the
+    /// address space (a munmap, or an mremap shrink, of 2^47 bytes) costs what is
+    /// mapped there, not 2^26 batches of holes.
     fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
         self.split_edges(start, end)?;
-        for (a, b) in batches(start, end) {
-            let records = self
-                .tables
-                .unmap(a, pages(a, b))
-                .expect("edges split: a batch cuts no block");
-            release(records);
+        let mut at = start;
+        while let Some(v) = self
+            .vmas
+            .next_from(at)
+            .copied()
+            .filter(|v| at < end && v.start < end)
+        {
+            let (from, to) = (v.start.max(at), v.end.min(end));
+            for (a, b) in batches(from, to) {
+                let records = self
+                    .tables
+                    .unmap(a, pages(a, b))
+                    .expect("edges split: a batch cuts no block");
+                release(records);
+            }
+            at = to;
         }
         Ok(())
     }
