@@ -7,6 +7,7 @@
 //! - [`io`]: `print!` / `println!` through a fixed buffer, the panic handler
 //! - [`text`]: a fixed-size string buffer (messages, paths), no allocator
 //! - [`test`]: `TEST name ... ok` / `TEST name ... FAILED: why` reports
+//! - [`pagemap`]: /proc/self/pagemap and /proc/kpageflags entries
 //! - [`thp`]: mTHP policy and counters (sysfs), thpmaps, meminfo, contpte stats
 //! - [`bench`]: the virtual counter at EL0, median/min/max, counter snapshots, JSON lines
 #![warn(clippy::undocumented_unsafe_blocks)]

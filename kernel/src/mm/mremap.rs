@@ -22,6 +22,7 @@ use super::aspace::{batches, pages, Errno, Mm, MmEnv, STACK_TOP};
 use super::folio::Folio;
 use super::pgtable::{Unmapped, USER_VA_END};
 use super::vma::{Vma, MAX_MAP_COUNT};
+use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::{EFAULT, EINVAL, ENOMEM, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
 
@@ -254,7 +255,8 @@ impl<E: MmEnv> Mm<E> {
     /// (`new_of` gives a moved page's new address).
     fn follow(&self, moved: &[Unmapped], new_of: impl Fn(VirtAddr) -> VirtAddr) {
         let mut marked: Vec<(PhysAddr, VirtAddr, VirtAddr)> = Vec::new();
-        for r in moved {
+        // The zero pages are no folios (`zero`): nothing of theirs is listed.
+        for r in moved.iter().filter(|r| !zero::is_zero(r.pa)) {
             let end = r.pa.add(r.pages * PAGE_SIZE);
             let mut pa = r.pa;
             while pa < end {

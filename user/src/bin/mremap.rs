@@ -80,7 +80,7 @@ fn check_frames(r: &Region, pages: usize, frames: &[u64; PAGES], kb: usize) -> O
             "page {i} at {at:#x}: frame {f:#x}, was {:#x} (copied?)",
             was
         );
-        let flags = pm.flags(at)?;
+        let flags = pm.kpageflags(at)?;
         let compound = flags & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL);
         let want = match (per_folio, i % per_folio) {
             (1, _) => 0,

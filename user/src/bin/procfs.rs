@@ -12,7 +12,7 @@ use core::ffi::CStr;
 
 use rt::fs::{self, AT_FDCWD, O_CLOEXEC, O_RDONLY, O_RDWR, SEEK_SET};
 use rt::mm::*;
-use rt::pagemap::*;
+use rt::pagemap::{entry as pagemap, kpageflags, *};
 use rt::proc;
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::text::Text;

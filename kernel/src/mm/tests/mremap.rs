@@ -355,3 +355,49 @@ fn a_huge_shrink_costs_what_is_mapped() {
     );
     all_back([mm]);
 }
+
+/// The zero pages move as any entry: the huge zero page's block (2 MiB allowed) and
+/// 4 KiB zero pages keep mapping zeros at the destination, read-only, with the huge
+/// zero page's mapped pages unchanged (the block moves whole where the offset inside
+/// 2 MiB is kept, as entries elsewhere), next to a folio written over zero pages;
+/// nothing looks for a folio behind them (the lazyfree follow skips them).
+#[test]
+fn zero_pages_move_as_entries() {
+    each_machine(|env| {
+        only(&[4, 9]);
+        let mut mm = Mm::new_in(&env).unwrap();
+        let len = PMD_SIZE + 2 * CONT_SIZE;
+        let n = len / P;
+        let va = region(&mut mm, len, PMD_SIZE);
+        for i in 0..n {
+            let at = va.add(i * P);
+            if mm.tables.get(at).is_none() {
+                mm.handle_fault(at, Access::Read).expect("read fault");
+            }
+        }
+        // A write in the last 64 KiB: a 64 KiB folio over its zero pages.
+        let written = PMD_SIZE / P + 16 + 3;
+        write_pages(&mut mm, va, written..written + 1);
+        assert_eq!(leaf(&mm, va).level, 2, "the huge zero page's block");
+        let mapped = crate::mm::zero::huge_mapped();
+        for (k, offset) in [0, P].into_iter().enumerate() {
+            let to = dst(offset).add(k * (8 << 20));
+            let from = mm.vmas.iter().next().unwrap().start;
+            assert_eq!(mremap(&mut mm, from, len, len, MOVE, to), Ok(to));
+            assert_eq!(leaf(&mm, to).level, if offset == 0 { 2 } else { 3 });
+            assert_eq!(crate::mm::zero::huge_mapped(), mapped);
+            for i in 0..n {
+                let at = to.add(i * P);
+                let l = leaf(&mm, at);
+                let zero = crate::mm::zero::is_zero(l.pa_of(at));
+                assert_eq!(zero, i < PMD_SIZE / P + 16, "page {i}");
+                assert!(
+                    !(zero && l.pte.is_writable()),
+                    "page {i}: zero page writable"
+                );
+            }
+            check_pages(&mm, to, n, |i| i == written);
+        }
+        all_back([mm]);
+    });
+}
