@@ -401,3 +401,27 @@ fn zero_pages_move_as_entries() {
         all_back([mm]);
     });
 }
+
+/// A reclaim pass may hold a marked folio's entry off the list (it found this address
+/// space busy, and puts the entry back later, stale after the move): the move lists
+/// the new address itself, so reclaim still reaches the folio.
+#[test]
+fn a_moved_folio_whose_entry_a_pass_holds_is_listed_again() {
+    let _m = host::machine();
+    only(&[4]);
+    let mut mm = Mm::new_in(&super::collapse::env()).unwrap();
+    let va = region(&mut mm, CONT_SIZE, PMD_SIZE);
+    write_pages(&mut mm, va, 0..16);
+    mm.madvise(va, va.add(CONT_SIZE), MADV_FREE).unwrap();
+    let held = lazyfree::pop().expect("the folio's entry");
+    assert_eq!(held.va, va);
+    let to = dst(0);
+    assert_eq!(mremap(&mut mm, va, CONT_SIZE, CONT_SIZE, MOVE, to), Ok(to));
+    let vas: Vec<VirtAddr> = lazyfree::list_entries().iter().map(|e| e.va).collect();
+    assert_eq!(vas, [to]);
+    check_pages(&mm, to, 16, |_| true);
+    assert_eq!(mm.reclaim_entry(held), lazyfree::Visit::Stale);
+    mm.madvise(to, to.add(CONT_SIZE), MADV_PAGEOUT).unwrap();
+    check_pages(&mm, to, 16, |_| false);
+    all_back([mm]);
+}
