@@ -17,6 +17,12 @@
 //! zero), and moves with MREMAP_DONTUNMAP: the data and frames go to the new address,
 //! the old range stays mapped and reads zero.
 //!
+//! `expand_merge_maps` (Linux's selftest `mremap expand merge`): 3 pages with the
+//! middle one unmapped; /proc/self/maps opened and read; the first page grown in
+//! place to 2 pages joins the third; the same descriptor rewound (lseek 0) and read
+//! again shows one mapping over all 3 pages (Linux's seq_file renders anew from
+//! position 0).
+//!
 //! The policy found at start is written back at the end.
 #![no_std]
 #![no_main]
@@ -46,6 +52,7 @@ fn main(_args: &rt::Args) -> i32 {
         let name = Text::<16>::from_fmt(format_args!("move_{kb}k"));
         t.run(name.as_str(), || moves(kb, cont_on));
     }
+    t.run("expand_merge_maps", expand_merge_maps);
     sc.end(t)
 }
 
@@ -225,5 +232,47 @@ fn moves(kb: usize, cont_on: bool) -> Outcome {
     check_frames(&moved, (PAGES - CUT) / per_folio * per_folio, &frames, kb)?;
     ensure!(pm.pfn(old.addr)? == 0, "the old range still has a frame");
     check_data(&old, PAGES, true)?;
+    Ok(())
+}
+
+fn expand_merge_maps() -> Outcome {
+    use rt::fs::{self, AT_FDCWD, O_CLOEXEC, O_RDONLY, SEEK_SET};
+    let r = Region::anon(3 * PAGE, RW, 0).ctx("mmap")?;
+    r.unmap(PAGE, PAGE).ctx("munmap")?;
+    let fd = fs::openat(AT_FDCWD, c"/proc/self/maps", O_RDONLY | O_CLOEXEC, 0)
+        .ctx("open /proc/self/maps")?;
+    let mut buf = [0u8; 16384];
+    let first = fs::read(fd, &mut buf);
+    // SAFETY: [addr, addr + PAGE) is the region's own first page; growing it over the
+    // hole the region punched leaves the region owning [addr, addr + 3 pages).
+    let grown = unsafe { rt::mm::mremap(r.addr, PAGE, 2 * PAGE, 0, 0) };
+    let again = fs::lseek(fd, 0, SEEK_SET).and_then(|_| {
+        let mut n = 0;
+        loop {
+            match fs::read(fd, &mut buf[n..]) {
+                Ok(0) => return Ok(n),
+                Ok(k) => n += k,
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let _ = fs::close(fd);
+    first.ctx("read /proc/self/maps")?;
+    ensure!(grown == Ok(r.addr), "mremap grow in place: {grown:?}");
+    let n = again.ctx("reread /proc/self/maps")?;
+    let text = core::str::from_utf8(&buf[..n]).unwrap_or("");
+    let covered = text.lines().any(|l| {
+        let range = l.split_whitespace().next().and_then(|w| w.split_once('-'));
+        range.is_some_and(|(a, b)| {
+            let a = usize::from_str_radix(a, 16).unwrap_or(usize::MAX);
+            let b = usize::from_str_radix(b, 16).unwrap_or(0);
+            a <= r.addr && b >= r.addr + 3 * PAGE
+        })
+    });
+    ensure!(
+        covered,
+        "no /proc/self/maps line covers {:#x}+3 pages after the rewind",
+        r.addr
+    );
     Ok(())
 }
