@@ -88,6 +88,7 @@ named_numbers! {
         SYS_SYSINFO = 179, "sysinfo";
         SYS_BRK = 214, "brk";
         SYS_MUNMAP = 215, "munmap";
+        SYS_MREMAP = 216, "mremap";
         SYS_CLONE = 220, "clone";
         SYS_EXECVE = 221, "execve";
         SYS_MMAP = 222, "mmap";
@@ -194,6 +195,11 @@ pub const MAP_NORESERVE: u64 = 0x4000;
 pub const MAP_POPULATE: u64 = 0x8000;
 pub const MAP_STACK: u64 = 0x20000;
 pub const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+
+// mremap flags.
+pub const MREMAP_MAYMOVE: u64 = 1;
+pub const MREMAP_FIXED: u64 = 2;
+pub const MREMAP_DONTUNMAP: u64 = 4;
 
 // madvise advice values (not bits).
 pub const MADV_NORMAL: u64 = 0;
@@ -363,7 +369,7 @@ mod tests {
         assert_eq!(name(SYS_EXIT_GROUP), Some("exit_group"));
         assert_eq!(name(1000), None);
         // Unknown to this kernel, named for the warning all the same.
-        assert_eq!(name(216), Some("mremap"));
+        assert_eq!(name(217), Some("add_key"));
         assert_eq!(name(59), Some("pipe2"));
         assert_eq!(name(244), None);
         assert_eq!(errno_name(ENOSYS), Some("ENOSYS"));

@@ -20,6 +20,10 @@ pub const MAP_ANONYMOUS: usize = 0x20;
 pub const MAP_POPULATE: usize = 0x8000;
 pub const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
 
+pub const MREMAP_MAYMOVE: usize = 1;
+pub const MREMAP_FIXED: usize = 2;
+pub const MREMAP_DONTUNMAP: usize = 4;
+
 pub const MADV_NORMAL: usize = 0;
 pub const MADV_DONTNEED: usize = 4;
 pub const MADV_FREE: usize = 8;
@@ -70,6 +74,22 @@ pub fn map_anon(len: usize, prot: usize, extra: usize) -> Result<usize, Errno> {
 pub unsafe fn munmap(addr: usize, len: usize) -> Result<usize, Errno> {
     // SAFETY: the caller's contract.
     unsafe { syscall!(nr::MUNMAP, addr, len) }
+}
+
+/// mremap(2): the new address.
+///
+/// # Safety
+/// The old range may be unmapped or moved: nothing may reference it afterwards, nor
+/// anything mapped at `new_addr` with MREMAP_FIXED.
+pub unsafe fn mremap(
+    addr: usize,
+    old_len: usize,
+    new_len: usize,
+    flags: usize,
+    new_addr: usize,
+) -> Result<usize, Errno> {
+    // SAFETY: the caller's contract.
+    unsafe { syscall!(nr::MREMAP, addr, old_len, new_len, flags, new_addr) }
 }
 
 /// mprotect(2).
@@ -216,6 +236,31 @@ impl Region {
     pub fn advise(&self, off: usize, len: usize, advice: usize) -> Result<usize, Errno> {
         // SAFETY: inside the owned region (type docs).
         unsafe { madvise(self.at(off, len), len, advice) }
+    }
+
+    /// mremap of the whole region to `new_len` bytes with `flags` (and `new_addr` for
+    /// MREMAP_FIXED): the region as it is afterwards, or the error and the region
+    /// unchanged. With MREMAP_DONTUNMAP the old range stays mapped (empty) and is
+    /// given back as the second region.
+    pub fn remap(
+        self,
+        new_len: usize,
+        flags: usize,
+        new_addr: usize,
+    ) -> Result<(Region, Option<Region>), (Region, Errno)> {
+        // SAFETY: the region is owned (type docs): nothing references it, and the
+        // caller owns what lies at `new_addr` (it is replaced).
+        match unsafe { mremap(self.addr, self.len, new_len, flags, new_addr) } {
+            Ok(addr) => {
+                let old = (flags & MREMAP_DONTUNMAP != 0).then(|| Region {
+                    addr: self.addr,
+                    len: self.len,
+                });
+                core::mem::forget(self);
+                Ok((Region { addr, len: new_len }, old))
+            }
+            Err(e) => Err((self, e)),
+        }
     }
 
     /// Punches a hole: later accesses there fault.

@@ -1,7 +1,9 @@
 //! Files: the console (fds 0, 1, 2), the initramfs as a read-only root filesystem, and
 //! a small pseudo-filesystem of generated files under /proc and /sys, the way Linux
 //! exposes kernel state. Each node renders its
-//! contents when opened (a read sees one consistent snapshot); a writable node takes
+//! contents when opened (a read sees one consistent snapshot), and again when the
+//! position goes back to 0 (Linux's seq_file starts over there: a program that
+//! rewinds /proc/self/maps sees the mappings as they are now); a writable node takes
 //! each write as a whole new value, as sysfs does.
 //!
 //! Subsystems add their nodes to `NODES` or a table of their own (`thp`, `procfs`).
@@ -529,6 +531,16 @@ impl File {
     }
 
     /// The contents and position of a seekable file.
+    /// The position goes back to the start: a generated file is rendered anew (module
+    /// doc), as Linux's seq_file regenerates from position 0.
+    pub fn rewind(&mut self) {
+        if let File::Node { node, data, .. } = self {
+            if let Some(render) = node.render {
+                *data = render();
+            }
+        }
+    }
+
     pub fn seekable(&mut self) -> Option<(usize, &mut usize)> {
         match self {
             File::Console | File::Stream(_) => None,

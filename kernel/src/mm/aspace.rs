@@ -6,6 +6,7 @@
 //! fault.rs    a fault: classify, demand-zero mTHP folios, populate; a debugger's access
 //! cow.rs      a write to a shared folio: whole-folio reuse, page or folio copy
 //! map.rs      mmap, munmap, mprotect, madvise, mincore, brk
+//! mremap.rs   mremap: shrink, grow in place, move (folios whole)
 //! fork.rs     the child's copy
 //! report.rs   /proc/self/thpmaps
 //! ```

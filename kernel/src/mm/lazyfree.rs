@@ -358,6 +358,36 @@ pub(super) fn forget_owner(owner: PhysAddr) {
     bump(&STATS.stale, before - l.len());
 }
 
+/// A move (mremap) took `owner`'s mappings of marked folios elsewhere: `moved` holds
+/// (head, old address of its first page, new address). Their entries follow in place,
+/// so the invariant holds without a new entry (for which the list may have no room).
+/// An entry not on the list is in a reclaim pass's hands (it found this `Mm` busy and
+/// will put it back, stale now): the new address gets an entry of its own, room
+/// permitting. One walk of the list per call; callers call once per 2 MiB batch, and
+/// only for a batch that moved a marked folio's first page.
+pub(super) fn follow_move(owner: PhysAddr, moved: &mut [(PhysAddr, VirtAddr, VirtAddr)]) {
+    if moved.is_empty() {
+        return;
+    }
+    moved.sort_unstable();
+    // Which of `moved` had its entry (at most one batch's folios: 512).
+    let mut followed: Vec<bool> = alloc::vec![false; moved.len()];
+    {
+        let mut l = LIST.lock();
+        for e in l.iter_mut().filter(|e| e.owner == owner) {
+            if let Ok(i) = moved.binary_search_by(|m| (m.0, m.1).cmp(&(e.head, e.va))) {
+                e.va = moved[i].2;
+                followed[i] = true;
+            }
+        }
+    }
+    for (&(head, _, va), _) in moved.iter().zip(&followed).filter(|(_, &f)| !f) {
+        if has_room() {
+            push(Entry { head, owner, va });
+        }
+    }
+}
+
 /// Host tests: empty the list (a failed test leaked entries).
 #[cfg(test)]
 pub fn forget_list() {

@@ -19,21 +19,34 @@ impl<E: MmEnv> Mm<E> {
     /// Split the 2 MiB blocks that `start` and `end` cut: what a VMA boundary or a range
     /// operation there needs first. Fails (ENOMEM) only for want of a table; a split
     /// changes no translation, so one done before a failure needs no undo.
-    fn split_edges(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+    pub(super) fn split_edges(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
         super::collapse::hint_edges(self, start, end);
         self.tables.split_at(start).map_err(|_| ENOMEM)?;
         self.tables.split_at(end).map_err(|_| ENOMEM)
     }
 
-    /// Unmap the pages of `[start, end)` (munmap, MADV_DONTNEED), in batches.
+    /// Unmap the pages of `[start, end)` (munmap, MADV_DONTNEED), in batches. Only
+    /// VMAs have pages, so only their pieces are walked: an unmap of most of the
+    /// address space (a munmap, or an mremap shrink, of 2^47 bytes) costs what is
+    /// mapped there, not 2^26 batches of holes.
     fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
         self.split_edges(start, end)?;
-        for (a, b) in batches(start, end) {
-            let records = self
-                .tables
-                .unmap(a, pages(a, b))
-                .expect("edges split: a batch cuts no block");
-            release(records);
+        let mut at = start;
+        while let Some(v) = self
+            .vmas
+            .next_from(at)
+            .copied()
+            .filter(|v| at < end && v.start < end)
+        {
+            let (from, to) = (v.start.max(at), v.end.min(end));
+            for (a, b) in batches(from, to) {
+                let records = self
+                    .tables
+                    .unmap(a, pages(a, b))
+                    .expect("edges split: a batch cuts no block");
+                release(records);
+            }
+            at = to;
         }
         Ok(())
     }
@@ -82,21 +95,7 @@ impl<E: MmEnv> Mm<E> {
             }
             VirtAddr(addr)
         } else {
-            let align = if len >= PMD { PMD as usize } else { PAGE_SIZE };
-            let hint = VirtAddr(addr).align_down(PAGE_SIZE);
-            let hint_ok = addr >= MMAP_MIN
-                && hint
-                    .as_u64()
-                    .checked_add(len)
-                    .is_some_and(|e| e <= MMAP_BASE)
-                && self.vmas.is_free(hint, hint.add(len as usize));
-            if hint_ok {
-                hint
-            } else {
-                self.vmas
-                    .find_free(len as usize, align, VirtAddr(MMAP_BASE), VirtAddr(MMAP_MIN))
-                    .ok_or(ENOMEM)?
-            }
+            self.unmapped_area(addr, len)?
         };
         let end = start.add(len as usize);
         self.vmas
@@ -119,6 +118,27 @@ impl<E: MmEnv> Mm<E> {
             let _ = self.populate(start, end, access);
         }
         Ok(start)
+    }
+
+    /// Where a mapping of `len` bytes (page-aligned, non-zero) goes without MAP_FIXED:
+    /// at the hint `addr` if that range is free, else the highest free range, 2 MiB
+    /// aligned from 2 MiB on (mmap, mremap's move).
+    pub(super) fn unmapped_area(&self, addr: u64, len: u64) -> Result<VirtAddr, Errno> {
+        let align = if len >= PMD { PMD as usize } else { PAGE_SIZE };
+        let hint = VirtAddr(addr).align_down(PAGE_SIZE);
+        let hint_ok = addr >= MMAP_MIN
+            && hint
+                .as_u64()
+                .checked_add(len)
+                .is_some_and(|e| e <= MMAP_BASE)
+            && self.vmas.is_free(hint, hint.add(len as usize));
+        if hint_ok {
+            Ok(hint)
+        } else {
+            self.vmas
+                .find_free(len as usize, align, VirtAddr(MMAP_BASE), VirtAddr(MMAP_MIN))
+                .ok_or(ENOMEM)
+        }
     }
 
     /// The VMA pieces of `[start, end)`, in order, and whether the range has a hole.

@@ -6,7 +6,8 @@
 //! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
 //! `zero` (the shared zero page read faults map, and the write that replaces it);
-//! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork`, `report`, `audit`;
+//! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `mremap` (folios move whole),
+//! `fork`, `report`, `audit`;
 //! `collapse` gives split ranges their large translation back (the collapse thread,
 //! collapse in place, MADV_COLLAPSE).
 //! `lazyfree` (MADV_FREE of whole folios, their discard, the lazyfree list as reverse
@@ -49,6 +50,8 @@ pub mod kmap;
 pub mod lazyfree;
 #[cfg(any(target_os = "none", test))]
 mod map;
+#[cfg(any(target_os = "none", test))]
+mod mremap;
 #[cfg(target_os = "none")]
 pub mod ptenv;
 #[cfg(any(target_os = "none", test))]

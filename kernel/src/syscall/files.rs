@@ -214,6 +214,9 @@ pub fn close(fd: u64) -> Result<u64, Errno> {
 
 pub fn lseek(fd: u64, off: u64, whence: u64) -> Result<u64, Errno> {
     with_file(fd, |f| {
+        if whence == 0 && off == 0 && f.seekable().is_some() {
+            f.rewind();
+        }
         let (len, pos) = f.seekable().ok_or(ESPIPE)?;
         let base = match whence {
             0 => 0,

@@ -1,4 +1,4 @@
-//! brk, mmap, munmap, mprotect, madvise, mincore: argument checks with Linux's errnos,
+//! brk, mmap, munmap, mremap, mprotect, madvise, mincore: argument checks with Linux's errnos,
 //! then the address space (`mm::aspace`).
 
 use super::Errno;
@@ -66,6 +66,20 @@ pub fn munmap(addr: u64, len: u64) -> Result<u64, Errno> {
     }
     let (start, end) = range(addr, len).map_err(|_| EINVAL)?;
     with_mm(|mm| mm.munmap(start, end).map(|()| 0))
+}
+
+/// mremap: every check is the address space's (`mm::mremap`, Linux's order).
+pub fn mremap(
+    addr: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    new_addr: u64,
+) -> Result<u64, Errno> {
+    with_mm(|mm| {
+        mm.mremap(addr, old_len, new_len, flags, new_addr)
+            .map(|v| v.as_u64())
+    })
 }
 
 pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64, Errno> {

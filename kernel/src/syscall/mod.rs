@@ -111,6 +111,7 @@ mod imp {
             SYS_BRK => memory::brk(a[0]),
             SYS_MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
             SYS_MUNMAP => memory::munmap(a[0], a[1]),
+            SYS_MREMAP => memory::mremap(a[0], a[1], a[2], a[3], a[4]),
             SYS_MPROTECT => memory::mprotect(a[0], a[1], a[2]),
             SYS_MADVISE => memory::madvise(a[0], a[1], a[2]),
             SYS_MINCORE => memory::mincore(a[0], a[1], a[2]),

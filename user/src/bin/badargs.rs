@@ -10,7 +10,9 @@
 
 use rt::mm::MAP_POPULATE;
 use rt::mm::{brk, Region, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MAP_ANONYMOUS, MAP_FIXED};
-use rt::mm::{MAP_PRIVATE, PAGE, PROT_READ, PROT_WRITE};
+use rt::mm::{
+    MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE,
+};
 use rt::proc::{self, RUSAGE_SELF};
 use rt::sys::nr;
 use rt::test::{Fail, Outcome, Suite};
@@ -201,6 +203,30 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("munmap_len0",         EINVAL,      |e| sys!(nr::MUNMAP, e.hole, 0)),
     ("munmap_kernel",       EINVAL,      |_| sys!(nr::MUNMAP, KERNEL, PAGE)),
     ("munmap_hole",         Want::Ok(0), |e| sys!(nr::MUNMAP, e.hole, PAGE)),
+    // mremap: Linux 6.12's checks (flags, alignment, lengths, then the VMA of the
+    // source, then the destination); none of these changes anything.
+    ("mremap_bad_flag",     EINVAL,      |e| sys!(nr::MREMAP, e.buf, PAGE, PAGE, 8, 0)),
+    ("mremap_fixed_no_maymove", EINVAL,  |e| sys!(nr::MREMAP, e.buf, PAGE, PAGE, MREMAP_FIXED, e.hole)),
+    ("mremap_dontunmap_no_maymove", EINVAL, |e| sys!(nr::MREMAP, e.buf, PAGE, PAGE, MREMAP_DONTUNMAP, 0)),
+    ("mremap_dontunmap_resize", EINVAL,  |e| sys!(nr::MREMAP, e.buf, PAGE, 2 * PAGE, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, 0)),
+    ("mremap_misaligned",   EINVAL,      |e| sys!(nr::MREMAP, e.buf + 1, PAGE, PAGE, MREMAP_MAYMOVE, 0)),
+    ("mremap_new_len0",     EINVAL,      |e| sys!(nr::MREMAP, e.buf, PAGE, 0, MREMAP_MAYMOVE, 0)),
+    ("mremap_new_len_wraps", EINVAL,     |e| sys!(nr::MREMAP, e.buf, PAGE, usize::MAX, MREMAP_MAYMOVE, 0)),
+    ("mremap_old_len0_private", EINVAL,  |e| sys!(nr::MREMAP, e.buf, 0, PAGE, MREMAP_MAYMOVE, 0)),
+    ("mremap_hole",         EFAULT,      |e| sys!(nr::MREMAP, e.hole, PAGE, 2 * PAGE, MREMAP_MAYMOVE, 0)),
+    ("mremap_kernel",       EFAULT,      |_| sys!(nr::MREMAP, KERNEL, PAGE, 2 * PAGE, MREMAP_MAYMOVE, 0)),
+    ("mremap_low",          EFAULT,      |_| sys!(nr::MREMAP, LOW & !(PAGE - 1), PAGE, 2 * PAGE, MREMAP_MAYMOVE, 0)),
+    ("mremap_across_vmas",  EFAULT,      |e| sys!(nr::MREMAP, e.buf, 4 * PAGE, 8 * PAGE, MREMAP_MAYMOVE, 0)),
+    ("mremap_overlapping",  EINVAL,      |e| sys!(nr::MREMAP, e.buf, 2 * PAGE, 2 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, e.buf + PAGE)),
+    ("mremap_fixed_misaligned", EINVAL,  |e| sys!(nr::MREMAP, e.buf, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, e.hole + 1)),
+    ("mremap_fixed_kernel", EINVAL,      |e| sys!(nr::MREMAP, e.buf, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, KERNEL)),
+    ("mremap_fixed_wraps",  EINVAL,      |e| sys!(nr::MREMAP, e.buf, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, 0usize.wrapping_sub(PAGE))),
+    // More than any gap below TASK_SIZE (contkernel: no address space) and than
+    // memory (Linux: its overcommit heuristic); 2^47 bytes would fit here, where
+    // overcommit is mode 1, as with Linux's mode 1.
+    ("mremap_huge",         ENOMEM,      |e| sys!(nr::MREMAP, e.buf, PAGE, (1usize << 48) - (1 << 20), MREMAP_MAYMOVE, 0)),
+    ("mremap_grow_no_move", ENOMEM,      |e| sys!(nr::MREMAP, e.buf, PAGE, 2 * PAGE, 0, 0)),
+    ("mremap_same_size_noop", Want::OkAny, |e| sys!(nr::MREMAP, e.buf, 1usize << 40, 1usize << 40, 0, 0)),
     ("mprotect_misaligned", EINVAL,      |e| sys!(nr::MPROTECT, e.buf + 1, PAGE, PROT_READ | PROT_WRITE)),
     ("mprotect_hole",       ENOMEM,      |e| sys!(nr::MPROTECT, e.hole, PAGE, PROT_READ)),
     ("mprotect_kernel",     ENOMEM,      |_| sys!(nr::MPROTECT, KERNEL, PAGE, PROT_READ)),

@@ -21,7 +21,7 @@
 #![no_main]
 
 use rt::bench::{self, Json, Snapshot, Spread};
-use rt::mm::{self, Region, PAGE, PROT_READ, PROT_WRITE};
+use rt::mm::{self, Region, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE};
 use rt::println;
 use rt::proc;
 use rt::text::Text;
@@ -112,6 +112,8 @@ const BENCHES: &[(&str, Bench)] = &[
     ("reuse", reuse),
     ("copy", copy),
     ("munmap", munmap),
+    ("mremap", mremap_aligned),
+    ("mremap_4k", mremap_offset),
     ("mprotect", mprotect),
     ("dontneed", dontneed),
     ("free", free),
@@ -189,6 +191,37 @@ fn munmap(env: &Env, m: &mut Meter) -> Result<(), Why> {
     res.map_err(|e| why(format_args!("munmap: {e}")))?;
     core::mem::forget(r);
     Ok(())
+}
+
+/// mremap of the whole region (MREMAP_MAYMOVE | MREMAP_FIXED) to `off` bytes past a
+/// 2 MiB boundary: 0 keeps every block's offset (2 MiB blocks move as one entry,
+/// contiguous blocks as blocks), 4 KiB keeps none (plain entries).
+fn mremap_to(env: &Env, m: &mut Meter, off: usize) -> Result<(), Why> {
+    let r = env.filled()?;
+    let spot = Region::anon_aligned(env.len + thp::PMD_SIZE, thp::PMD_SIZE, RW)
+        .map_err(|e| why(format_args!("mmap: {e}")))?;
+    let to = spot.addr + off;
+    m.start();
+    let res = r.remap(env.len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    m.stop();
+    match res {
+        Ok((moved, _)) => {
+            // The placeholder's unmap on drop covers the moved pages too.
+            core::mem::forget(moved);
+            Ok(())
+        }
+        Err((_, e)) => Err(why(format_args!("mremap: {e}"))),
+    }
+}
+
+/// mremap of the region to a 2 MiB-aligned destination.
+fn mremap_aligned(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    mremap_to(env, m, 0)
+}
+
+/// mremap of the region to a destination 4 KiB past 2 MiB alignment.
+fn mremap_offset(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    mremap_to(env, m, PAGE)
 }
 
 /// mprotect RW -> RO -> RW of the whole region (two calls).

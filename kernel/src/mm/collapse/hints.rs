@@ -59,6 +59,23 @@ pub fn hint_edges<E: MmEnv>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr) {
     }
 }
 
+/// `mm`'s pages in `[start, end)` moved by `delta` bytes up or down (mremap): its
+/// hints for windows there follow them.
+pub fn follow_move<E: MmEnv>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr, to: VirtAddr) {
+    let root = mm.tables.root();
+    let mut q = QUEUE.lock();
+    let (head, len) = (q.head, q.len);
+    for i in 0..len {
+        let (r, va) = q.items[(head + i) % CAPACITY];
+        let window_end = va.add(PMD_SIZE);
+        if r == root && va < end && start < window_end {
+            let at = va.max(start);
+            let moved = to.add(at.offset_from(start));
+            q.items[(head + i) % CAPACITY] = (root, moved.align_down(PMD_SIZE));
+        }
+    }
+}
+
 /// The oldest hint: (root table of the address space, 2 MiB window).
 pub fn take_hint() -> Option<(PhysAddr, VirtAddr)> {
     let mut q = QUEUE.lock();

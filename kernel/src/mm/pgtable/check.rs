@@ -87,15 +87,18 @@ pub(crate) enum OpKind {
     TestAndClearYoung,
     AccessFlagFault,
     WriteFault,
+    /// Entries taken from one range and stored at another (mremap): unmaps there,
+    /// maps here.
+    Move,
 }
 
 impl OpKind {
     fn may_map(self) -> bool {
-        matches!(self, OpKind::Map | OpKind::MapPmd)
+        matches!(self, OpKind::Map | OpKind::MapPmd | OpKind::Move)
     }
 
     fn may_unmap(self) -> bool {
-        self == OpKind::Unmap
+        matches!(self, OpKind::Unmap | OpKind::Move)
     }
 
     /// The output address may differ between the operation's start and end (the

@@ -457,12 +457,20 @@ pub(crate) fn protect_ptes<E: PtEnv>(
 
 /// Clears the run, appending what was mapped to `out`: one record per contiguous
 /// block cleared whole, one per single entry otherwise. Only the blocks cut at either
-/// end of the run are unfolded (every block, in `Naive` mode).
+/// end of the run are unfolded (every block, in `Naive` mode). The table is freed at
+/// the end of the operation if this left it empty.
 pub(crate) fn get_and_clear_ptes<E: PtEnv>(
     ctx: &mut Ctx<'_, E>,
     run: PteRun<'_>,
     out: &mut Vec<Unmapped>,
 ) {
+    take_ptes(ctx, run, out);
+    ctx.note_maybe_empty(run.start);
+}
+
+/// [`get_and_clear_ptes`] that keeps the table even if emptied: a move, which may have
+/// to put the entries back without allocating.
+pub(crate) fn take_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, out: &mut Vec<Unmapped>) {
     for (blk, lo, hi) in run.blocks() {
         if ctx.mode != ContMode::Naive && is_whole(&blk, lo, hi) && blk.is_cont() {
             out.push(clear_l3c(ctx, blk));
@@ -474,7 +482,6 @@ pub(crate) fn get_and_clear_ptes<E: PtEnv>(
                 .filter_map(|i| clear_pte(ctx, blk.slot(i))),
         );
     }
-    ctx.note_maybe_empty(run.start);
 }
 
 /// The block containing `va`: its first address and its 16 entries, read once, for a

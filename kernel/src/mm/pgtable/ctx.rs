@@ -130,9 +130,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
 
     /// Completes the operation: deferred TLBI + DSB, empty tables freed, checks run.
     pub fn finish(mut self) {
-        if let Some((start, end)) = self.pending.take() {
-            self.invalidate_now(start, end.offset_from(start) / PAGE_SIZE);
-        }
+        self.flush_pending();
         if let Some((start, end)) = self.maybe_empty.take() {
             let mut va = start;
             while va < end {
@@ -143,6 +141,14 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         Counters::bump(&self.counters().entries_written, self.written);
         if self.check.is_enabled() {
             self.check.end_op(self.env, self.root);
+        }
+    }
+
+    /// Issues the TLBI the operation has deferred so far, and waits for it (DSB): a
+    /// move, before the frames it cleared become reachable at their new address.
+    pub fn flush_pending(&mut self) {
+        if let Some((start, end)) = self.pending.take() {
+            self.invalidate_now(start, end.offset_from(start) / PAGE_SIZE);
         }
     }
 

@@ -80,7 +80,7 @@ impl<'a, E: PtEnv, F: FnMut(PhysAddr, usize)> Copy<'_, 'a, E, F> {
     /// A 2 MiB block at `va` mapping `pa`, write-protected in the parent already.
     fn block(&mut self, va: VirtAddr, pa: PhysAddr) -> Result<(), MapError> {
         let slot = ctx::slot_alloc(self.cctx, self.ccur, va, 2)?;
-        pmd::map_l2(self.cctx, slot, pa, self.attrs);
+        pmd::map_l2(self.cctx, slot, Pte::block(pa, 2, self.attrs));
         (self.shared)(pa, 512);
         Ok(())
     }

@@ -11,6 +11,7 @@
 //!   +-- pmd.rs      level-2 blocks: map, change, clear, split
 //!   +-- fork.rs     fork's copy of a range into the child, one walk of the parent
 //!   +-- collapse.rs in-place collapse: refold 64 KiB blocks, table -> 2 MiB block
+//!   +-- remap.rs    mremap's move of entries to another range, blocks kept whole
 //!   +-- ctx.rs      the single store function, TLB maintenance, op begin/finish,
 //!   |               allocating and freeing tables
 //!   |     +-- check.rs     the checker (observes every store, TLBI, DSB; a leaf: it
@@ -59,6 +60,7 @@ mod fork;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
 mod pmd;
+mod remap;
 #[cfg(test)]
 mod tests;
 
@@ -159,6 +161,9 @@ pub struct Unmapped {
     pub young: bool,
     /// Dirty, gathered over the record's entries.
     pub dirty: bool,
+    /// The record's first entry as it was (a 2 MiB block's descriptor), AF and dirty
+    /// gathered over the record: what a move stores again at the destination.
+    pub entry: Pte,
 }
 
 impl Unmapped {
@@ -169,6 +174,7 @@ impl Unmapped {
             pages,
             young: old.is_young(),
             dirty: old.is_dirty(),
+            entry: old,
         }
     }
 }
@@ -342,7 +348,7 @@ impl<E: PtEnv> AddressSpace<E> {
             if slot.load().is_valid() {
                 return Err(MapError::AlreadyMapped);
             }
-            pmd::map_l2(ctx, slot, pa, attrs);
+            pmd::map_l2(ctx, slot, Pte::block(pa, 2, attrs));
             Ok(())
         })
     }
@@ -363,6 +369,45 @@ impl<E: PtEnv> AddressSpace<E> {
             });
             Ok(out)
         })
+    }
+
+    /// Moves the entries of `nr` pages from `src` (inside one 2 MiB region) to `dst`
+    /// (mremap; the ranges do not overlap and `dst` maps nothing): 2 MiB blocks and
+    /// contiguous blocks move whole where the destination's alignment allows, every
+    /// entry keeps its attributes, AF and dirty state, and the source is invalidated
+    /// before the destination is written (`remap.rs`). Returns what moved, at its old
+    /// addresses. Fails, before changing anything, only for want of a table. The
+    /// source's emptied tables stay until [`AddressSpace::free_empty_tables`], so that
+    /// moving the entries back never needs one.
+    #[track_caller]
+    pub fn move_range(
+        &mut self,
+        src: VirtAddr,
+        dst: VirtAddr,
+        nr: usize,
+    ) -> Result<Vec<Unmapped>, MapError> {
+        let end = range_end(src, nr);
+        let dst_end = range_end(dst, nr);
+        assert!(
+            src.align_down(PMD_SIZE) == VirtAddr(end.as_u64() - 1).align_down(PMD_SIZE),
+            "move_range of {src:?} + {nr} pages crosses a 2 MiB boundary"
+        );
+        assert!(dst_end <= src || end <= dst, "move_range onto itself");
+        self.op(OpKind::Move, src, end, |ctx, cursor| {
+            ctx.widen(dst, dst_end);
+            split_cut_blocks(ctx, cursor, src, end)?;
+            remap::move_batch(ctx, cursor, src, end, dst)
+        })
+    }
+
+    /// Frees the tables of `[va, va + nr pages)` that map nothing (after a move).
+    #[track_caller]
+    pub fn free_empty_tables(&mut self, va: VirtAddr, nr: usize) {
+        let end = range_end(va, nr);
+        self.op(OpKind::Unmap, va, end, |ctx, _| {
+            ctx.note_maybe_empty(va);
+            ctx.note_maybe_empty(VirtAddr(end.as_u64() - 1));
+        });
     }
 
     /// Maps the page `pa` at `va` in place of the page mapped there, and returns what

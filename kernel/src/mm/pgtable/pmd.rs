@@ -5,28 +5,28 @@
 //! is filled with the same frames, as contiguous blocks where the mode allows, so a
 //! split 2 MiB folio keeps its TLB reach at 64 KiB.
 
-use crate::mm::addr::{PhysAddr, VirtAddr, PMD_SIZE};
+use crate::mm::addr::{VirtAddr, PMD_SIZE};
 
 use super::contpte::{self, PteRun};
 use super::counters::Counters;
 use super::ctx::{Ctx, Write};
 use super::cursor::{Cursor, Slot, Table};
-use super::desc::{entry_size, Change, Kind, Level, Pte, PteAttrs, LAST_LEVEL};
+use super::desc::{entry_size, Change, Kind, Level, Pte, LAST_LEVEL};
 use super::env::PtEnv;
 use super::{MapError, Unmapped};
 
 const PMD_LEVEL: Level = 2;
 
-/// Maps the empty level-2 entry `slot` as a block of the 2 MiB at `pa`.
-pub(crate) fn map_l2<E: PtEnv>(
-    ctx: &mut Ctx<'_, E>,
-    slot: Slot<'_>,
-    pa: PhysAddr,
-    attrs: PteAttrs,
-) {
-    assert!(slot.level() == PMD_LEVEL && slot.va().is_aligned(PMD_SIZE) && pa.is_aligned(PMD_SIZE));
+/// Maps the empty level-2 entry `slot` with the block descriptor `block` (a new one,
+/// or one a move took from another slot with its AF and dirty state).
+pub(crate) fn map_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, block: Pte) {
+    assert!(
+        slot.level() == PMD_LEVEL
+            && slot.va().is_aligned(PMD_SIZE)
+            && block.kind(PMD_LEVEL) == Kind::Block
+    );
     assert!(!slot.load().is_valid(), "map_l2 over a live entry");
-    ctx.store(slot, Write::Swap(Pte::block(pa, PMD_LEVEL, attrs)));
+    ctx.store(slot, Write::Swap(block));
 }
 
 /// Applies `change` to a block entry. Returns the old value.
@@ -39,12 +39,17 @@ pub(crate) fn change_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: 
     old
 }
 
-/// Clears a block entry.
+/// Clears a block entry; its tables may be freed at the end of the operation.
 pub(crate) fn clear_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>) -> Unmapped {
+    ctx.note_maybe_empty(slot.va());
+    take_l2(ctx, slot)
+}
+
+/// Clears a block entry and keeps its tables (a move, which may have to put it back).
+pub(crate) fn take_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>) -> Unmapped {
     assert!(slot.level() == PMD_LEVEL && slot.va().is_aligned(PMD_SIZE));
     let (old, _) = ctx.store(slot, Write::Swap(Pte::INVALID));
     ctx.flush_later(slot.va(), PMD_SIZE);
-    ctx.note_maybe_empty(slot.va());
     Unmapped::new(
         slot.va(),
         old,

@@ -18,7 +18,7 @@ use crate::mm::lazyfree::{self, STATS};
 use crate::mm::reclaim;
 
 /// `f` on a fresh machine in every contiguous mode, with and without FEAT_HAFDBS.
-fn each_machine(f: impl Fn(HostMm)) {
+pub(super) fn each_machine(f: impl Fn(HostMm)) {
     each_machine_in(&[ContMode::On, ContMode::Off, ContMode::Naive], f);
 }
 
@@ -63,7 +63,7 @@ fn get(c: &AtomicU64) -> u64 {
 }
 
 /// The folio mapped at page `i` of `va`.
-fn folio_at(mm: &Mm<HostMm>, va: VirtAddr, i: usize) -> Folio {
+pub(super) fn folio_at(mm: &Mm<HostMm>, va: VirtAddr, i: usize) -> Folio {
     let at = va.add(i * PAGE_SIZE);
     Folio::of(leaf(mm, at).pa_of(at))
 }

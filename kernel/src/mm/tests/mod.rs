@@ -15,6 +15,7 @@
 //! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits;
 //! * `counts.rs`: folio-level counts (entire map count, exclusivity override);
 //! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard);
+//! * `mremap.rs`: mremap's shrink, growth and moves of every folio size;
 //! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem);
 //! * `zero.rs`: the shared zero page.
 
@@ -22,6 +23,7 @@ mod access;
 mod collapse;
 mod counts;
 mod lazyfree;
+mod mremap;
 mod props;
 mod regress;
 mod report;
@@ -46,7 +48,7 @@ use super::vma::VmProt;
 use super::{audit, folio, VirtAddr, PAGE_SIZE};
 use crate::uapi::{
     MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT,
-    MAP_FIXED, MAP_POPULATE,
+    MAP_FIXED, MAP_POPULATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
 };
 
 /// The window mmap places mappings in: 16 MiB from 1 GiB (2 MiB aligned), so that
@@ -161,6 +163,18 @@ pub enum Op {
         at: At,
         pages: usize,
         advice: Advice,
+    },
+    /// mremap of `old_pages` pages at `at` to `new_pages` pages with `flags` (the low
+    /// three bits: MAYMOVE, FIXED, DONTUNMAP; DONTUNMAP keeps the size), to window
+    /// page `dst_page` aligned down to `dst_align` where a destination is given.
+    Mremap {
+        mm: usize,
+        at: At,
+        old_pages: usize,
+        new_pages: usize,
+        flags: u64,
+        dst_page: usize,
+        dst_align: usize,
     },
     /// `echo SETTING > hugepages-<2^order * 4>kB/enabled`.
     Policy {
@@ -545,6 +559,48 @@ impl World {
                     }
                 }
             }
+            Op::Mremap {
+                mm,
+                at,
+                old_pages,
+                new_pages,
+                flags,
+                dst_page,
+                dst_align,
+            } => {
+                let i = mm % live;
+                let old = self.resolve(i, at).as_u64();
+                let flags = flags & (MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP);
+                let new_pages = if flags & MREMAP_DONTUNMAP != 0 {
+                    old_pages
+                } else {
+                    new_pages
+                };
+                let old_len = (old_pages.max(1) * PAGE_SIZE) as u64;
+                let new_len = (new_pages.max(1) * PAGE_SIZE) as u64;
+                let dst =
+                    WINDOW + ((dst_page % WINDOW_PAGES) & !(dst_align.max(1) - 1)) as u64 * 4096;
+                let p = &mut self.procs[i];
+                let r = p.mm.mremap(old, old_len, new_len, flags, dst);
+                self.log.push(format!(
+                    "mm{}: mremap({old:#x}, {old_len:#x}, {new_len:#x}, {flags}, {dst:#x}) = {r:x?}",
+                    p.id
+                ));
+                p.remapped(old, old_len, new_len, r.ok().map(|v| v.as_u64()));
+                if r.is_err() {
+                    // A failure may come after the unmap of the destination (FIXED)
+                    // or of the tail: what is no longer mapped reads as zero.
+                    let fixed = flags & MREMAP_FIXED != 0;
+                    let tail = (old + new_len, old + old_len);
+                    let dst_range = (dst, dst + new_len);
+                    for (s, e) in [tail, dst_range] {
+                        let candidate = s < e && (s != dst || fixed);
+                        if candidate && p.mm.vmas.is_free(VirtAddr(s), VirtAddr(e)) {
+                            p.discard(s, e);
+                        }
+                    }
+                }
+            }
             Op::Policy { order, setting } => {
                 mthp::POLICY.set_size(order, setting);
                 self.log.push(format!(
@@ -673,6 +729,47 @@ impl World {
 
 fn page_of(va: u64) -> u64 {
     va & !(PAGE_SIZE as u64 - 1)
+}
+
+impl Proc {
+    /// Forget what was written in `[start, end)`, and its lazyfree marks.
+    fn discard(&mut self, start: u64, end: u64) {
+        discard(&mut self.shadow, start, end);
+        let gone: Vec<u64> = self.lazy.range(start..end).copied().collect();
+        for page in gone {
+            self.lazy.remove(&page);
+        }
+    }
+
+    /// mremap of `[old, old + old_len)` to `new_len` bytes returned `new`: the data of
+    /// the first `min(old_len, new_len)` bytes is at `new` now (and the source, if it
+    /// moved, reads as zero, DONTUNMAP's empty VMA included); a tail cut off is gone.
+    fn remapped(&mut self, old: u64, old_len: u64, new_len: u64, new: Option<u64>) {
+        let Some(new) = new else {
+            return;
+        };
+        let kept = old_len.min(new_len);
+        if new == old {
+            if new_len < old_len {
+                self.discard(old + new_len, old + old_len);
+            }
+            return;
+        }
+        let data: Vec<(u64, u8)> = self
+            .shadow
+            .range(old..old + kept)
+            .map(|(&va, &b)| (va, b))
+            .collect();
+        let lazy: Vec<u64> = self.lazy.range(old..old + kept).copied().collect();
+        self.discard(new, new + new_len);
+        self.discard(old, old + old_len);
+        for (va, b) in data {
+            self.shadow.insert(va - old + new, b);
+        }
+        for page in lazy {
+            self.lazy.insert(page - old + new);
+        }
+    }
 }
 
 impl World {

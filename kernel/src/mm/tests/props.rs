@@ -1,5 +1,5 @@
 //! Property tests: random sequences of mmap, stores and loads, fork, mprotect, munmap,
-//! madvise, mTHP policy changes, the shrinker and exit, over up to four address spaces
+//! madvise, mremap (every flag combination, aligned and misaligned destinations), mTHP policy changes, the shrinker and exit, over up to four address spaces
 //! at once, checked after every step as the module docs say. Each ContMode, with
 //! software AF/dirty, hardware AF only, and hardware AF and dirty, with `cow=page` and
 //! `cow=folio`, and a random mTHP policy per order to start from.
@@ -92,6 +92,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (mm.clone(), at(), range_pages(), prot()).prop_map(|(mm, at, pages, prot)| Op::Mprotect { mm, at, pages, prot }),
         2 => (mm.clone(), at(), range_pages()).prop_map(|(mm, at, pages)| Op::Munmap { mm, at, pages }),
         2 => (mm.clone(), at(), range_pages(), advice()).prop_map(|(mm, at, pages, advice)| Op::Madvise { mm, at, pages, advice }),
+        3 => (mm.clone(), at(), range_pages(), range_pages(), prop::sample::select(vec![0u64, 1, 1, 3, 3, 5, 7, 2]), 0..WINDOW_PAGES, align())
+            .prop_map(|(mm, at, old_pages, new_pages, flags, dst_page, dst_align)| Op::Mremap { mm, at, old_pages, new_pages, flags, dst_page, dst_align }),
         1 => (prop::sample::select(vec![2usize, 3, 4, 5, 6, 9]), size_setting()).prop_map(|(order, setting)| Op::Policy { order, setting }),
         1 => Just(Op::Shrink),
         1 => mm.clone().prop_map(|mm| Op::Scan { mm }),

@@ -251,13 +251,8 @@ fn unmap_unfolds_only_the_blocks_cut_at_the_ends() {
     let out = asp.unmap(page(8), 48).unwrap();
     assert_eq!(stats(&asp).unfolds, 2);
     assert_eq!(out.iter().map(|u| u.pages).sum::<usize>(), 48);
-    assert!(out.contains(&Unmapped {
-        va: page(16),
-        pa: pa.add(16 * PAGE_SIZE),
-        pages: 16,
-        young: true,
-        dirty: false
-    }));
+    assert!(out.iter().any(|u| (u.va, u.pa, u.pages, u.young, u.dirty)
+        == (page(16), pa.add(16 * PAGE_SIZE), 16, true, false)));
     assert!(
         walk(&asp, page(7)).is_ok() && walk(&asp, page(8)).is_err() && walk(&asp, page(56)).is_ok()
     );

@@ -1,0 +1,273 @@
+//! mremap with Linux 6.12's semantics and errors (`mm/mremap.c`): shrink in place (an
+//! unmap of the tail), grow in place when the range after the VMA is free (the VMA is
+//! extended and merged as Linux's `vma_merge_extend` does), or move with
+//! `MREMAP_MAYMOVE`, to a fixed address with `MREMAP_FIXED` (whatever is mapped there
+//! is unmapped first), or leaving the source as an empty VMA with `MREMAP_DONTUNMAP`.
+//! The source must lie in one VMA (else EFAULT), as on Linux 6.12.
+//!
+//! A move works in 2 MiB batches of the source (`AddressSpace::move_range`, one
+//! page-table operation each): 2 MiB blocks and folded 64 KiB blocks move as blocks
+//! where the destination keeps their offset, every other entry moves as a plain entry
+//! of the same folio; no folio is split, no map count or reference changes (the
+//! mappings move, they are not made again). What records an address follows each
+//! batch: the lazyfree reverse map (`lazyfree::follow_move`) and the collapse hints
+//! (`collapse::follow_move`); the deferred-split queue and the audit name no address.
+//! A batch that cannot get a destination table fails before changing anything; the
+//! batches moved before it are moved back (their source tables were kept, so that
+//! needs none) and the call fails with ENOMEM, the mapping as it was.
+
+use alloc::vec::Vec;
+
+use super::aspace::{batches, pages, Errno, Mm, MmEnv, STACK_TOP};
+use super::folio::Folio;
+use super::pgtable::{Unmapped, USER_VA_END};
+use super::vma::{Vma, MAX_MAP_COUNT};
+use super::zero;
+use super::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::uapi::{EFAULT, EINVAL, ENOMEM, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+/// Linux's TASK_SIZE: the end of the user address space.
+const TASK_SIZE: u64 = USER_VA_END.0;
+
+/// Linux's PAGE_ALIGN: wraps to 0 past the top, as in C.
+fn page_align(len: u64) -> u64 {
+    len.wrapping_add(PAGE - 1) & !(PAGE - 1)
+}
+
+impl<E: MmEnv> Mm<E> {
+    /// mremap(addr, old_len, new_len, flags, new_addr): the new address, or Linux's
+    /// errno, the checks in Linux 6.12's order.
+    pub fn mremap(
+        &mut self,
+        addr: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    ) -> Result<VirtAddr, Errno> {
+        if flags & !(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP) != 0 {
+            return Err(EINVAL);
+        }
+        let may_move = flags & MREMAP_MAYMOVE != 0;
+        if flags & MREMAP_FIXED != 0 && !may_move {
+            return Err(EINVAL);
+        }
+        let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+        if dontunmap && (!may_move || old_len != new_len) {
+            return Err(EINVAL);
+        }
+        if !addr.is_multiple_of(PAGE) {
+            return Err(EINVAL);
+        }
+        let (old_len, new_len) = (page_align(old_len), page_align(new_len));
+        if new_len == 0 {
+            return Err(EINVAL);
+        }
+        if self.vmas.find(VirtAddr(addr)).is_none() {
+            return Err(EFAULT);
+        }
+        if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
+            return self.mremap_to(addr, old_len, new_addr, new_len, flags);
+        }
+        if old_len >= new_len {
+            // Always allowed, whatever lies in the range: an unmap of the tail.
+            if old_len > new_len {
+                self.shrink(addr, old_len, new_len)?;
+            }
+            return Ok(VirtAddr(addr));
+        }
+        let vma = self.vma_to_resize(addr, old_len, new_len)?;
+        let delta = new_len - old_len;
+        if old_len == vma.end.as_u64() - addr && self.expandable(&vma, delta) {
+            let grown = Vma {
+                start: vma.end,
+                end: vma.end.add(delta as usize),
+                ..vma
+            };
+            self.vmas.insert(grown).map_err(|_| ENOMEM)?;
+            return Ok(VirtAddr(addr));
+        }
+        if !may_move {
+            return Err(ENOMEM);
+        }
+        let to = self.unmapped_area(0, new_len)?;
+        self.move_vma(vma, VirtAddr(addr), old_len, to, new_len, false)
+    }
+
+    /// The part of mremap with a destination given (MREMAP_FIXED, MREMAP_DONTUNMAP):
+    /// Linux 6.12's `mremap_to`.
+    fn mremap_to(
+        &mut self,
+        addr: u64,
+        old_len: u64,
+        new_addr: u64,
+        new_len: u64,
+        flags: u64,
+    ) -> Result<VirtAddr, Errno> {
+        if !new_addr.is_multiple_of(PAGE) {
+            return Err(EINVAL);
+        }
+        if new_len > TASK_SIZE || new_addr > TASK_SIZE - new_len {
+            return Err(EINVAL);
+        }
+        // Overlap, computed as Linux does (an old range past the top wraps).
+        if addr.wrapping_add(old_len) > new_addr && new_addr + new_len > addr {
+            return Err(EINVAL);
+        }
+        if self.vmas.len() + 2 >= MAX_MAP_COUNT - 3 {
+            return Err(ENOMEM);
+        }
+        let fixed = flags & MREMAP_FIXED != 0;
+        if fixed {
+            self.munmap(VirtAddr(new_addr), VirtAddr(new_addr + new_len))?;
+        }
+        let mut old_len = old_len;
+        if old_len > new_len {
+            self.shrink(addr, old_len, new_len)?;
+            old_len = new_len;
+        }
+        let vma = self.vma_to_resize(addr, old_len, new_len)?;
+        let to = if fixed {
+            VirtAddr(new_addr)
+        } else {
+            self.unmapped_area(new_addr, new_len)?
+        };
+        self.move_vma(
+            vma,
+            VirtAddr(addr),
+            old_len,
+            to,
+            new_len,
+            flags & MREMAP_DONTUNMAP != 0,
+        )
+    }
+
+    /// Unmap `[addr + new_len, addr + old_len)` (Linux's `do_vmi_munmap` checks).
+    fn shrink(&mut self, addr: u64, old_len: u64, new_len: u64) -> Result<(), Errno> {
+        let start = addr + new_len;
+        let len = old_len - new_len;
+        if start > TASK_SIZE || len > TASK_SIZE - start {
+            return Err(EINVAL);
+        }
+        self.munmap(VirtAddr(start), VirtAddr(start + len))
+    }
+
+    /// Linux 6.12's `vma_to_resize`: the VMA of `addr`, if `[addr, addr + old_len)`
+    /// lies in it and may become `new_len` bytes.
+    fn vma_to_resize(&self, addr: u64, old_len: u64, new_len: u64) -> Result<Vma, Errno> {
+        let vma = *self.vmas.find(VirtAddr(addr)).ok_or(EFAULT)?;
+        // A zero old_len duplicates a shared mapping; a private one cannot be.
+        if old_len == 0 {
+            return Err(EINVAL);
+        }
+        if old_len > vma.end.as_u64() - addr {
+            return Err(EFAULT);
+        }
+        let pgoff = (addr - vma.start.as_u64()) / PAGE;
+        if pgoff.checked_add(new_len / PAGE).is_none() {
+            return Err(EINVAL);
+        }
+        Ok(vma)
+    }
+
+    /// Whether `vma` can grow by `delta` bytes where it is (Linux's `vma_expandable`).
+    fn expandable(&self, vma: &Vma, delta: u64) -> bool {
+        vma.end
+            .as_u64()
+            .checked_add(delta)
+            .filter(|&end| end <= STACK_TOP)
+            .is_some_and(|end| self.vmas.is_free(vma.end, VirtAddr(end)))
+    }
+
+    /// Linux's `move_vma`: a VMA like `vma` at `[to, to + new_len)`, the pages of
+    /// `[from, from + old_len)` moved there, the source unmapped (or, with
+    /// `dontunmap`, left as an empty VMA).
+    fn move_vma(
+        &mut self,
+        vma: Vma,
+        from: VirtAddr,
+        old_len: u64,
+        to: VirtAddr,
+        new_len: u64,
+        dontunmap: bool,
+    ) -> Result<VirtAddr, Errno> {
+        if self.vmas.len() >= MAX_MAP_COUNT - 3 {
+            return Err(ENOMEM);
+        }
+        let from_end = from.add(old_len as usize);
+        self.split_edges(from, from_end)?;
+        self.vmas
+            .insert(Vma {
+                start: to,
+                end: to.add(new_len as usize),
+                ..vma
+            })
+            .map_err(|_| ENOMEM)?;
+        if let Err(e) = self.move_pages(from, from_end, to) {
+            self.vmas.remove(to, to.add(new_len as usize));
+            return Err(e);
+        }
+        if dontunmap {
+            self.tables.free_empty_tables(from, pages(from, from_end));
+        } else {
+            self.munmap(from, from_end)
+                .expect("the range's blocks are split and its pages gone");
+        }
+        Ok(to)
+    }
+
+    /// The page-table part of a move: batch by batch, and back again on failure.
+    fn move_pages(
+        &mut self,
+        from: VirtAddr,
+        from_end: VirtAddr,
+        to: VirtAddr,
+    ) -> Result<(), Errno> {
+        let image = |va: VirtAddr| to.add(va.offset_from(from));
+        for (a, b) in batches(from, from_end) {
+            match self.tables.move_range(a, image(a), pages(a, b)) {
+                Ok(moved) => self.follow(&moved, image),
+                Err(_) => {
+                    // Back, in batches of the destination, each within a 2 MiB region
+                    // there: the source kept its tables, so this allocates nothing.
+                    let done_end = image(a);
+                    for (x, y) in batches(to, done_end) {
+                        let back = from.add(x.offset_from(to));
+                        let moved = self
+                            .tables
+                            .move_range(x, back, pages(x, y))
+                            .expect("moving back needs no table");
+                        self.follow(&moved, |va| from.add(va.offset_from(to)));
+                    }
+                    if to < done_end {
+                        self.tables.free_empty_tables(to, pages(to, done_end));
+                    }
+                    return Err(ENOMEM);
+                }
+            }
+        }
+        super::collapse::follow_move(self, from, from_end, to);
+        Ok(())
+    }
+
+    /// Lazyfree entries follow the first pages of marked folios that `moved` took
+    /// (`new_of` gives a moved page's new address).
+    fn follow(&self, moved: &[Unmapped], new_of: impl Fn(VirtAddr) -> VirtAddr) {
+        let mut marked: Vec<(PhysAddr, VirtAddr, VirtAddr)> = Vec::new();
+        // The zero pages are no folios (`zero`): nothing of theirs is listed.
+        for r in moved.iter().filter(|r| !zero::is_zero(r.pa)) {
+            let end = r.pa.add(r.pages * PAGE_SIZE);
+            let mut pa = r.pa;
+            while pa < end {
+                let f = Folio::of(pa);
+                if f.head() == pa && f.is_lazyfree() {
+                    let va = r.va.add(pa.offset_from(r.pa));
+                    marked.push((pa, va, new_of(va)));
+                }
+                pa = f.head().add(f.nr_pages() * PAGE_SIZE);
+            }
+        }
+        super::lazyfree::follow_move(self.tables.root(), &mut marked);
+    }
+}

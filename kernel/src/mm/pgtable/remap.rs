@@ -1,0 +1,196 @@
+//! Moving entries from one range to another (mremap; Linux's `move_page_tables`),
+//! one batch of at most one 2 MiB region at a time, in one operation:
+//!
+//! 1. *Reserve*: the destination's tables are allocated for every mapped piece of the
+//!    source (a level-2 slot for a 2 MiB block whose destination is 2 MiB aligned,
+//!    level-3 tables otherwise; a 2 MiB block whose destination is not 2 MiB aligned
+//!    is split into contiguous blocks first, as Linux's `move_page_tables` splits it).
+//!    This is the only step that can fail, and it changes no translation.
+//! 2. *Take*: the source is cleared as an unmap clears it (`contpte::take_ptes`,
+//!    `pmd::take_l2`): a whole contiguous block in one convert with its AF and dirty
+//!    gathered, a 2 MiB block as one entry, only the blocks cut at the batch's ends
+//!    unfolded. The source's tables are kept, so that a later batch's failure can put
+//!    this one back without allocating. Then the deferred TLBI of the source and a
+//!    DSB: no CPU can reach the frames through the old addresses any more before they
+//!    become reachable through the new ones (break-before-make across the two
+//!    ranges, Arm ARM "Using break-before-make when updating translation table
+//!    entries": a frame written through a stale old entry after its new one exists
+//!    could lose the write's dirty state).
+//! 3. *Place*: each record is stored again with its own attributes, AF and dirty: a
+//!    2 MiB block as one block entry (Linux's `move_huge_pmd`), entries through
+//!    `set_ptes`, which folds every block that is
+//!    64 KiB aligned in VA and PA inside one folio (a folded block whose offset inside
+//!    64 KiB is kept arrives folded; elsewhere the folio is mapped with plain entries,
+//!    whole, never split). Destination entries were invalid, so nothing needs a TLBI.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE};
+
+use super::contpte;
+use super::ctx::{self, Ctx};
+use super::cursor::{Cursor, Found};
+use super::desc::{entry_size, Pte};
+use super::env::PtEnv;
+use super::{for_each_segment, for_each_table_alloc, pmd, MapError, Segment, Unmapped};
+
+const PMD_LEVEL: usize = 2;
+const PMD_PAGES: usize = PMD_SIZE / PAGE_SIZE;
+
+/// Moves the entries of `[src, end)` (inside one 2 MiB region, its cut blocks already
+/// split) to `dst`, as the module doc says; returns what moved, at its old addresses.
+/// On `NoMemory` no translation changed. Since the source keeps its tables and has
+/// no 2 MiB block where the destination has entries, moving the entries back never
+/// needs a table.
+pub(super) fn move_batch<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    cursor: &mut Cursor,
+    src: VirtAddr,
+    end: VirtAddr,
+    dst: VirtAddr,
+) -> Result<Vec<Unmapped>, MapError> {
+    let image = |va: VirtAddr| dst.add(va.offset_from(src));
+    let mut dcursor = Cursor::new(ctx.root);
+    reserve(ctx, cursor, &mut dcursor, src, end, image)?;
+    let mut taken = Vec::new();
+    for_each_segment(ctx, cursor, src, end, |ctx, seg| match seg {
+        Segment::Ptes(run) => contpte::take_ptes(ctx, run, &mut taken),
+        Segment::Block(slot) => taken.push(pmd::take_l2(ctx, slot)),
+    });
+    ctx.flush_pending();
+    place(ctx, &mut dcursor, &taken, image);
+    Ok(taken)
+}
+
+/// Step 1: the destination tables for every mapped piece of `[src, end)`.
+fn reserve<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    cursor: &mut Cursor,
+    dcursor: &mut Cursor,
+    src: VirtAddr,
+    end: VirtAddr,
+    image: impl Fn(VirtAddr) -> VirtAddr,
+) -> Result<(), MapError> {
+    let mut va = src;
+    while va < end {
+        let (piece_end, mapped) = match cursor.find(ctx.env, va) {
+            Found::Hole { level } => {
+                let size = entry_size(level);
+                (va.align_down(size).add(size).min(end), false)
+            }
+            Found::Block(slot) => {
+                if image(va).is_aligned(PMD_SIZE) && block_slot(ctx, dcursor, image(va))? {
+                    va = slot.va().add(entry_size(slot.level()));
+                } else {
+                    // Another offset inside 2 MiB (or a table in the way): the block
+                    // is split here first, as Linux's `move_page_tables` splits it,
+                    // and its entries move as contiguous blocks or pages. The folio
+                    // stays whole.
+                    pmd::split_l2(ctx, cursor, slot)?;
+                }
+                continue;
+            }
+            Found::Ptes(table) => {
+                let stop = table.end().min(end);
+                let first = table.index_of(va);
+                let n = stop.offset_from(va) / PAGE_SIZE;
+                let live = table.entries[first..first + n]
+                    .iter()
+                    .any(|e| Pte::from_raw(e.load(Ordering::Relaxed)).is_valid());
+                (stop, live)
+            }
+        };
+        if mapped {
+            for_each_table_alloc(ctx, dcursor, image(va), image(piece_end), |_, _| Ok(()))?;
+        }
+        va = piece_end;
+    }
+    Ok(())
+}
+
+/// Whether the level-2 slot at `va` is (now) an empty slot a block can be stored in;
+/// `false` if a level-3 table is there (the block then goes in as entries).
+fn block_slot<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    dcursor: &mut Cursor,
+    va: VirtAddr,
+) -> Result<bool, MapError> {
+    match ctx::slot_alloc(ctx, dcursor, va, PMD_LEVEL) {
+        Ok(slot) => {
+            assert!(!slot.load().is_valid(), "move onto a mapped 2 MiB block");
+            Ok(true)
+        }
+        Err(MapError::AlreadyMapped) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Step 3: store the records again at their images, runs of consecutive frames with
+/// the same attributes in one `set_ptes` each.
+fn place<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    dcursor: &mut Cursor,
+    taken: &[Unmapped],
+    image: impl Fn(VirtAddr) -> VirtAddr,
+) {
+    let mut i = 0;
+    while i < taken.len() {
+        let r = &taken[i];
+        let to = image(r.va);
+        if r.pages == PMD_PAGES {
+            let Found::Hole { level: PMD_LEVEL } = dcursor.find(ctx.env, to) else {
+                panic!("move of a 2 MiB block to {to:?}: its slot was reserved");
+            };
+            let slot = dcursor.table_at(ctx.env, PMD_LEVEL).slot_of(to);
+            pmd::map_l2(ctx, slot, r.entry);
+            i += 1;
+            continue;
+        }
+        // Page records (single entries and whole contiguous blocks) that continue one
+        // another in VA and PA with the same attributes go in as one run.
+        let first = r.entry.with_cont(false);
+        let mut pages = r.pages;
+        let mut j = i + 1;
+        while let Some(n) = taken.get(j) {
+            let follows = n.pages < PMD_PAGES
+                && n.va == r.va.add(pages * PAGE_SIZE)
+                && n.pa == r.pa.add(pages * PAGE_SIZE)
+                && same_attrs(n.entry.with_cont(false), first);
+            if !follows {
+                break;
+            }
+            pages += n.pages;
+            j += 1;
+        }
+        set_run(ctx, dcursor, to, pages, first);
+        i = j;
+    }
+}
+
+/// Whether two page entries differ in their output address only.
+fn same_attrs(a: Pte, b: Pte) -> bool {
+    a.with_output_addr(PhysAddr(0)) == b.with_output_addr(PhysAddr(0))
+}
+
+/// `set_ptes` of `pages` pages from the entry `first` at `to`, over the (reserved)
+/// destination tables.
+fn set_run<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    dcursor: &mut Cursor,
+    to: VirtAddr,
+    pages: usize,
+    first: Pte,
+) {
+    let end = to.add(pages * PAGE_SIZE);
+    let pa = first.output_addr();
+    for_each_table_alloc(ctx, dcursor, to, end, |ctx, run| {
+        contpte::set_ptes(
+            ctx,
+            run,
+            first.with_output_addr(pa.add(run.start.offset_from(to))),
+        );
+        Ok(())
+    })
+    .expect("destination tables reserved");
+}

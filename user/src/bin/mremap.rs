@@ -1,0 +1,278 @@
+//! mremap of large folios (issue 23), one folio size at a time (4K, 16K, 64K, 2M:
+//! only that size `always`), the same checks on contkernel and on Linux 6.12 / 7.3.
+//!
+//! `move_<N>k`: 4 MiB aligned to 2 MiB, one pattern word per page, its frame numbers
+//! (/proc/self/pagemap) and folio heads and tails (/proc/kpageflags) read; then it is
+//! moved with MREMAP_MAYMOVE | MREMAP_FIXED to a destination with the same offset
+//! inside 2 MiB, one 64 KiB past it, and one 4 KiB past it. After each move every
+//! page holds its word and is backed by the same frame as before (moved, not
+//! copied), every folio still has its head and tails (not split), and the size's
+//! `split` counter has not moved. On contkernel /proc/self/thpmaps shows the folios
+//! at the new address: order=4M, pmd=4M for 2M at the same offset inside 2 MiB,
+//! cont=4M where the offset inside 64 KiB is kept (64K and 2M, contiguous entries in
+//! use), cont=0 at the 4 KiB offset; on Linux smaps AnonHugePages says 4096 kB for
+//! 2M at the same offset and 0 elsewhere (Linux splits the PMD, keeping the folio).
+//! Then it shrinks by 8 pages in place (the tail is gone: pagemap shows no frame),
+//! grows back with MREMAP_MAYMOVE (the kept pages keep their data, the new ones read
+//! zero), and moves with MREMAP_DONTUNMAP: the data and frames go to the new address,
+//! the old range stays mapped and reads zero.
+//!
+//! `expand_merge_maps` (Linux's selftest `mremap expand merge`): 3 pages with the
+//! middle one unmapped; /proc/self/maps opened and read; the first page grown in
+//! place to 2 pages joins the third; the same descriptor rewound (lseek 0) and read
+//! again shows one mapping over all 3 pages (Linux's seq_file renders anew from
+//! position 0).
+//!
+//! The policy found at start is written back at the end.
+#![no_std]
+#![no_main]
+
+use rt::mm::{Region, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE};
+use rt::pagemap::{Pagemap, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL};
+use rt::test::{Context, Outcome, Suite};
+use rt::text::Text;
+use rt::thp::{self, CONT_SIZE, PMD_SIZE};
+use rt::{ensure, println};
+
+rt::entry!(main);
+
+const RW: usize = PROT_READ | PROT_WRITE;
+const LEN: usize = 2 * PMD_SIZE;
+const PAGES: usize = LEN / PAGE;
+/// Pages cut off by the shrink.
+const CUT: usize = 8;
+
+fn main(_args: &rt::Args) -> i32 {
+    let mut t = Suite::new("mremap");
+    let Some(sc) = thp::Scenario::begin("mremap", &mut t) else {
+        return t.finish();
+    };
+    let cont_on = sc.cont_on;
+    for kb in [4, 16, 64, 2048] {
+        let name = Text::<16>::from_fmt(format_args!("move_{kb}k"));
+        t.run(name.as_str(), || moves(kb, cont_on));
+    }
+    t.run("expand_merge_maps", expand_merge_maps);
+    sc.end(t)
+}
+
+fn word(i: usize) -> u64 {
+    0x6d72_656d_6170_0000 | i as u64
+}
+
+/// Every page of the first `pages` of `r` holds its word (or zero if `zero`).
+fn check_data(r: &Region, pages: usize, zero: bool) -> Outcome {
+    for i in 0..pages {
+        let got = r.load_u64(i * PAGE);
+        let want = if zero { 0 } else { word(i) };
+        ensure!(
+            got == want,
+            "page {i} at {:#x}: {got:#x}, want {want:#x}",
+            r.addr + i * PAGE
+        );
+    }
+    Ok(())
+}
+
+/// The frames of the first `pages` pages of `r` are `frames`, and each is the head of
+/// a folio of `kb` or one of its tails (neither for 4K).
+fn check_frames(r: &Region, pages: usize, frames: &[u64; PAGES], kb: usize) -> Outcome {
+    let per_folio = kb * 1024 / PAGE;
+    let pm = Pagemap::open()?;
+    for (i, &was) in frames.iter().enumerate().take(pages) {
+        let at = r.addr + i * PAGE;
+        let f = pm.pfn(at)?;
+        ensure!(
+            f == was,
+            "page {i} at {at:#x}: frame {f:#x}, was {:#x} (copied?)",
+            was
+        );
+        let flags = pm.kpageflags(at)?;
+        let compound = flags & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL);
+        let want = match (per_folio, i % per_folio) {
+            (1, _) => 0,
+            (_, 0) => KPF_COMPOUND_HEAD,
+            _ => KPF_COMPOUND_TAIL,
+        };
+        ensure!(
+            compound == want,
+            "page {i} at {at:#x}: kpageflags {flags:#x} (split?)"
+        );
+    }
+    Ok(())
+}
+
+/// A placeholder 2 MiB-aligned range with `LEN` bytes free `off` bytes in: the
+/// address to move to (the placeholder's own pages there are replaced by the move,
+/// the rest unmapped after it).
+struct Spot {
+    wide: Region,
+    off: usize,
+}
+
+impl Spot {
+    fn new(off: usize) -> Result<Spot, rt::test::Fail> {
+        let wide = Region::anon_aligned(LEN + PMD_SIZE, PMD_SIZE, RW).ctx("mmap destination")?;
+        Ok(Spot { wide, off })
+    }
+
+    fn addr(&self) -> usize {
+        self.wide.addr + self.off
+    }
+
+    /// After the move into it: unmap what is left of the placeholder around it.
+    fn done(self) -> Outcome {
+        if self.off > 0 {
+            self.wide.unmap(0, self.off).ctx("munmap")?;
+        }
+        let rest = self.wide.len - self.off - LEN;
+        self.wide.unmap(self.off + LEN, rest).ctx("munmap")?;
+        core::mem::forget(self.wide);
+        Ok(())
+    }
+}
+
+fn moves(kb: usize, cont_on: bool) -> Outcome {
+    thp::only(if kb == 4 { 0 } else { kb })?;
+    let contkernel = thp::on_contkernel();
+    let mut r = Region::anon_aligned(LEN, PMD_SIZE, RW).ctx("mmap")?;
+    for i in 0..PAGES {
+        r.store_u64(i * PAGE, word(i));
+    }
+    let pm = Pagemap::open()?;
+    let mut frames = [0u64; PAGES];
+    for (i, f) in frames.iter_mut().enumerate() {
+        *f = pm.pfn(r.addr + i * PAGE)?;
+    }
+    check_frames(&r, PAGES, &frames, kb)?;
+    let split0 = if kb > 4 { thp::stat(kb, "split") } else { None };
+    for off in [0, CONT_SIZE, PAGE] {
+        let spot = Spot::new(off)?;
+        let to = spot.addr();
+        r = match r.remap(LEN, MREMAP_MAYMOVE | MREMAP_FIXED, to) {
+            Ok((moved, _)) => moved,
+            Err((_, e)) => rt::fail!("mremap to {to:#x}: {e:?}"),
+        };
+        spot.done()?;
+        ensure!(r.addr == to, "moved to {:#x}, asked {to:#x}", r.addr);
+        check_data(&r, PAGES, false)?;
+        check_frames(&r, PAGES, &frames, kb)?;
+        let block = kb == 2048 && off == 0;
+        let huge_kb = thp::smaps_kb(r.addr, "AnonHugePages");
+        println!("mremap: {kb}K moved to offset {off:#x}: AnonHugePages {huge_kb:?} kB");
+        if !contkernel {
+            let want = if block { LEN as u64 / 1024 } else { 0 };
+            ensure!(
+                huge_kb == Some(want),
+                "AnonHugePages {huge_kb:?} kB, want {want}"
+            );
+        }
+        if let Some(m) = thp::need_thpmaps(r.addr)? {
+            println!("mremap: {m}");
+            let order =
+                Text::<8>::from_fmt(format_args!("order{}", (kb * 1024 / PAGE).trailing_zeros()));
+            let whole = (order.as_str(), LEN as u64);
+            if block {
+                // A PMD block is not made of contiguous entries: cont= is not checked.
+                m.expect(r.addr, r.addr + LEN, &[whole, ("pmd", LEN as u64)])?;
+            } else {
+                let folded = cont_on && kb >= 64 && off % CONT_SIZE == 0;
+                let cont = if folded { LEN as u64 } else { 0 };
+                m.expect(r.addr, r.addr + LEN, &[whole, ("pmd", 0), ("cont", cont)])?;
+            }
+        }
+    }
+    if let Some(s0) = split0 {
+        let s1 = thp::stat(kb, "split");
+        ensure!(
+            s1 == Some(s0),
+            "hugepages-{kb}kB split {s0} -> {s1:?}: a move split a folio"
+        );
+    }
+    // Shrink in place: the tail is unmapped.
+    let short = LEN - CUT * PAGE;
+    r = match r.remap(short, 0, 0) {
+        Ok((r, _)) => r,
+        Err((_, e)) => rt::fail!("mremap shrink: {e:?}"),
+    };
+    check_data(&r, PAGES - CUT, false)?;
+    for i in PAGES - CUT..PAGES {
+        let f = pm.pfn(r.addr + i * PAGE)?;
+        ensure!(
+            f == 0,
+            "page {i} past the shrunk end still has frame {f:#x}"
+        );
+    }
+    // Grow back, moving if it must: the new pages read zero.
+    r = match r.remap(LEN, MREMAP_MAYMOVE, 0) {
+        Ok((r, _)) => r,
+        Err((_, e)) => rt::fail!("mremap grow: {e:?}"),
+    };
+    check_data(&r, PAGES - CUT, false)?;
+    for i in PAGES - CUT..PAGES {
+        ensure!(r.load_u64(i * PAGE) == 0, "grown page {i} not zero");
+    }
+    // DONTUNMAP: data and frames move, the old range stays and reads zero.
+    let before = r.addr;
+    let (moved, old) = match r.remap(LEN, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, 0) {
+        Ok(x) => x,
+        Err((_, e)) => rt::fail!("mremap DONTUNMAP: {e:?}"),
+    };
+    let Some(old) = old else {
+        rt::fail!("no old region");
+    };
+    ensure!(
+        moved.addr != before && old.addr == before,
+        "DONTUNMAP moved to {:#x}",
+        moved.addr
+    );
+    check_data(&moved, PAGES - CUT, false)?;
+    // The folios the shrink did not cut keep their frames and stay whole.
+    let per_folio = kb * 1024 / PAGE;
+    check_frames(&moved, (PAGES - CUT) / per_folio * per_folio, &frames, kb)?;
+    ensure!(pm.pfn(old.addr)? == 0, "the old range still has a frame");
+    check_data(&old, PAGES, true)?;
+    Ok(())
+}
+
+fn expand_merge_maps() -> Outcome {
+    use rt::fs::{self, AT_FDCWD, O_CLOEXEC, O_RDONLY, SEEK_SET};
+    let r = Region::anon(3 * PAGE, RW, 0).ctx("mmap")?;
+    r.unmap(PAGE, PAGE).ctx("munmap")?;
+    let fd = fs::openat(AT_FDCWD, c"/proc/self/maps", O_RDONLY | O_CLOEXEC, 0)
+        .ctx("open /proc/self/maps")?;
+    let mut buf = [0u8; 16384];
+    let first = fs::read(fd, &mut buf);
+    // SAFETY: [addr, addr + PAGE) is the region's own first page; growing it over the
+    // hole the region punched leaves the region owning [addr, addr + 3 pages).
+    let grown = unsafe { rt::mm::mremap(r.addr, PAGE, 2 * PAGE, 0, 0) };
+    let again = fs::lseek(fd, 0, SEEK_SET).and_then(|_| {
+        let mut n = 0;
+        loop {
+            match fs::read(fd, &mut buf[n..]) {
+                Ok(0) => return Ok(n),
+                Ok(k) => n += k,
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let _ = fs::close(fd);
+    first.ctx("read /proc/self/maps")?;
+    ensure!(grown == Ok(r.addr), "mremap grow in place: {grown:?}");
+    let n = again.ctx("reread /proc/self/maps")?;
+    let text = core::str::from_utf8(&buf[..n]).unwrap_or("");
+    let covered = text.lines().any(|l| {
+        let range = l.split_whitespace().next().and_then(|w| w.split_once('-'));
+        range.is_some_and(|(a, b)| {
+            let a = usize::from_str_radix(a, 16).unwrap_or(usize::MAX);
+            let b = usize::from_str_radix(b, 16).unwrap_or(0);
+            a <= r.addr && b >= r.addr + 3 * PAGE
+        })
+    });
+    ensure!(
+        covered,
+        "no /proc/self/maps line covers {:#x}+3 pages after the rewind",
+        r.addr
+    );
+    Ok(())
+}
