@@ -548,11 +548,15 @@ const OOM_RETRIES: usize = 4;
 /// Address spaces being torn down by an exiting process: memory on its way back.
 static RELEASING: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
-/// How long a fault out of memory waits, a millisecond at a time (no lock held),
-/// while some process is exiting (its address space is freed a batch at a time, possibly on this CPU):
-/// Linux's out-of-memory killer likewise kills no one while a task that will free
-/// memory is exiting (`task_will_free_mem`). A process that freed 32 MiB as it exited
-/// beside a faulting one was killing it (thp_lazyfree, pressure after fork).
+/// How long a fault out of memory waits, a millisecond at a time (no lock held), then
+/// goes again, while memory is on its way back: some process is exiting (its address
+/// space is freed a batch at a time, possibly on this CPU), or lazyfree entries are
+/// still listed (their owners were busy: another faulting process holds its own lock
+/// while it reclaims). Linux's out-of-memory killer likewise kills no one while a task
+/// that will free memory exits (`task_will_free_mem`), and its allocator retries while
+/// reclaim can still make progress. A process that freed 32 MiB as it exited beside a
+/// faulting one was killing it (thp_lazyfree, pressure after fork); a soak's stress
+/// child was killed with 40 entries listed.
 const EXIT_WAIT_MS: u64 = 1000;
 
 fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
@@ -574,13 +578,17 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
                 retries += 1;
             }
             Err(FaultError::Oom)
-                if waited_ms < EXIT_WAIT_MS && RELEASING.load(Ordering::Acquire) > 0 =>
+                if waited_ms < EXIT_WAIT_MS
+                    && (RELEASING.load(Ordering::Acquire) > 0
+                        || crate::mm::lazyfree::list_len() > 0) =>
             {
                 // A spin, not a sleep (this may be a kernel access to user memory),
-                // giving the CPU up when the tick asks: the exiting one may be here.
+                // giving the CPU up when the tick asks: the exiting one may be here;
+                // and a pass with no lock held, which may reach our own entries.
                 waited_ms += 1;
                 crate::time::spin_for(1_000_000);
                 sched::cond_resched();
+                crate::mm::reclaim::unlocked::<crate::mm::ptenv::KernelPt>(1);
             }
             Ok(()) => {
                 t.minflt.fetch_add(1, Ordering::Relaxed);
