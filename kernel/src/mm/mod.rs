@@ -5,7 +5,8 @@
 //! host-tested; `ptenv` runs it on the real machine), ASIDs (`asid`), and the user
 //! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
-//! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork`, `report`, `audit`;
+//! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork` (with MADV_DONTFORK
+//! and MADV_WIPEONFORK), `mlock` (locked VMAs), `report`, `audit`;
 //! `collapse` gives split ranges their large translation back (the collapse thread,
 //! collapse in place, MADV_COLLAPSE).
 //! `lazyfree` (MADV_FREE of whole folios, their discard, the lazyfree list as reverse
@@ -48,6 +49,8 @@ pub mod kmap;
 pub mod lazyfree;
 #[cfg(any(target_os = "none", test))]
 mod map;
+#[cfg(any(target_os = "none", test))]
+pub mod mlock;
 #[cfg(target_os = "none")]
 pub mod ptenv;
 #[cfg(any(target_os = "none", test))]

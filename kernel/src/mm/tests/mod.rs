@@ -15,7 +15,8 @@
 //! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits;
 //! * `counts.rs`: folio-level counts (entire map count, exclusivity override);
 //! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard);
-//! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem).
+//! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem);
+//! * `vmflags.rs`: fork's VMA flags (MADV_DONTFORK, MADV_WIPEONFORK) and mlock's.
 
 mod access;
 mod collapse;
@@ -24,6 +25,7 @@ mod lazyfree;
 mod props;
 mod regress;
 mod report;
+mod vmflags;
 
 use core::sync::atomic::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
