@@ -5,8 +5,10 @@
 //! clearing it merges them back. What the lock means here, where nothing is swapped:
 //! - the range is populated when it is locked (unless on-fault), as Linux's
 //!   `__mm_populate`: a write fault per page of a writable VMA (which breaks
-//!   copy-on-write), a read fault otherwise, none in a PROT_NONE VMA. Faults go one
-//!   page at a time, so the call allocates no kernel memory in proportion to the range;
+//!   copy-on-write), a read fault otherwise; a PROT_NONE VMA stops it with EFAULT
+//!   (mlock's ENOMEM, the VMA locked all the same: Linux 6.12 and 7.3 do so). Faults
+//!   go one page at a time, so the call allocates no kernel memory in proportion to
+//!   the range;
 //! - Linux's population touches every present page of a writable VMA with a write,
 //!   which dirties a MADV_FREE'd folio so that reclaim keeps it; here the lazyfree mark
 //!   of such a folio goes (`lazyfree::unmark_written`);
@@ -22,7 +24,7 @@
 
 use super::aspace::{Errno, Mm, MmEnv};
 use super::fault::{Access, FaultError};
-use super::vma::{Vma, VmaFlags};
+use super::vma::VmaFlags;
 use super::VirtAddr;
 use crate::uapi::{EAGAIN, ENOMEM, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT};
 
@@ -46,8 +48,8 @@ impl<E: MmEnv> Mm<E> {
     /// mlock, mlock2 (`Some`) and munlock (`None`) of `[start, end)` (page-aligned,
     /// non-empty): VMA by VMA from `start`, a hole stops it with ENOMEM (what came
     /// before stays changed, as Linux's `apply_vma_lock_flags`), then the population,
-    /// whose failure for want of memory is EAGAIN (Linux's
-    /// `__mlock_posix_error_return`).
+    /// whose failure for want of memory is EAGAIN and on an inaccessible VMA ENOMEM
+    /// (Linux's `__mlock_posix_error_return`).
     pub fn mlock(
         &mut self,
         start: VirtAddr,
@@ -62,7 +64,10 @@ impl<E: MmEnv> Mm<E> {
             at = to;
         }
         if lock == Some(Lock::Populate) {
-            self.populate_locked(start, end).map_err(|_| EAGAIN)?;
+            self.populate_locked(start, end).map_err(|e| match e {
+                FaultError::Oom => EAGAIN,
+                FaultError::Segv => ENOMEM,
+            })?;
         }
         Ok(())
     }
@@ -109,7 +114,8 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// Fault in the locked, populate-now VMA pieces of `[start, end)`, as Linux's
-    /// `__mm_populate` (module doc).
+    /// `__mm_populate` (module doc): the first failure stops it, an inaccessible VMA
+    /// is `Segv`.
     pub(super) fn populate_locked(
         &mut self,
         start: VirtAddr,
@@ -119,8 +125,12 @@ impl<E: MmEnv> Mm<E> {
         while let Some(vma) = self.vmas.next_from(at).copied().filter(|v| v.start < end) {
             let (a, b) = (vma.start.max(at), vma.end.min(end));
             at = b;
-            if !populates(&vma) {
+            if !vma.flags.locked || vma.flags.lockonfault {
                 continue;
+            }
+            let p = vma.prot;
+            if !(p.read || p.write || p.exec) {
+                return Err(FaultError::Segv);
             }
             let access = if vma.prot.write {
                 Access::Write
@@ -144,10 +154,4 @@ impl<E: MmEnv> Mm<E> {
             .map(|v| v.end.as_u64() - v.start.as_u64())
             .sum()
     }
-}
-
-/// Whether locking `vma` faults its pages in now: locked, not on-fault, accessible.
-fn populates(vma: &Vma) -> bool {
-    let p = vma.prot;
-    vma.flags.locked && !vma.flags.lockonfault && (p.read || p.write || p.exec)
 }

@@ -280,5 +280,19 @@ fn mlock_populates_and_mlockall_applies_to_new_mappings() {
     );
     mm.mlockall(0).unwrap();
     assert_eq!(mm.locked_bytes(), 0);
+
+    // PROT_NONE: locked, but the population fails (Linux's EFAULT, mlock's ENOMEM).
+    let none = mm
+        .mmap(
+            WINDOW + (14 << 20),
+            CONT_SIZE as u64,
+            VmProt::NONE,
+            MAP_FIXED,
+        )
+        .unwrap();
+    let none_end = none.add(CONT_SIZE);
+    assert_eq!(mm.mlock(none, none_end, Some(Lock::Populate)), Err(ENOMEM));
+    assert!(mm.vmas.find(none).unwrap().flags.locked);
+    assert_eq!(mapped(&mm, none, none_end), 0);
     all_back([mm]);
 }
