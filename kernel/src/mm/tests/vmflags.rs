@@ -296,3 +296,40 @@ fn mlock_populates_and_mlockall_applies_to_new_mappings() {
     assert_eq!(mapped(&mm, none, none_end), 0);
     all_back([mm]);
 }
+
+/// A DONTFORK or WIPEONFORK range that cuts 64 KiB folios (their contiguous blocks
+/// straddle the new VMA edges): fork maps only the pages outside it in the child, and
+/// after writes on both sides of the edges (copy-on-write of cut folios) each side
+/// reads its data, with the checker and the folio audit content.
+#[test]
+fn fork_flags_that_cut_folios_share_only_the_pages_outside() {
+    for advice in [MADV_DONTFORK, MADV_WIPEONFORK] {
+        let _m = host::machine();
+        let (mut parent, va) = four_folios();
+        let (a, b) = (va.add(8 * PAGE_SIZE), va.add(40 * PAGE_SIZE));
+        parent.madvise(a, b, advice).unwrap();
+        let mut child = parent.fork().unwrap();
+        let inside = |i: usize| (8..40).contains(&i);
+        if advice == MADV_DONTFORK {
+            assert!(child.vmas.find(a).is_none());
+        }
+        for i in 0..64 {
+            let at = va.add(i * PAGE_SIZE);
+            assert_eq!(child.tables.get(at).is_some(), !inside(i), "page {i}");
+        }
+        check_pages_among(&parent, &[&parent, &child], va, 64, |_| true);
+        // The parent writes across both edges, then the child outside (and inside,
+        // where the VMA exists).
+        write_pages(&mut parent, va, 4..12);
+        write_pages(&mut parent, va, 36..44);
+        let child_pages: Vec<usize> = (0..64)
+            .filter(|&i| advice == MADV_WIPEONFORK || !inside(i))
+            .collect();
+        write_pages(&mut child, va, child_pages.iter().copied());
+        check_pages_among(&parent, &[&parent, &child], va, 64, |_| true);
+        check_pages_among(&child, &[&parent, &child], va, 64, |i| {
+            advice == MADV_WIPEONFORK || !inside(i)
+        });
+        all_back([child, parent]);
+    }
+}
