@@ -60,7 +60,10 @@ impl<E: MmEnv> Mm<E> {
         while at < end {
             let vma = *self.vmas.find(at).ok_or(ENOMEM)?;
             let to = vma.end.min(end);
-            self.change_flags(at, to, |f| *f = with_lock(*f, lock))?;
+            // Already so: nothing to split (Linux's mlock_fixup returns early too).
+            if with_lock(vma.flags, lock) != vma.flags {
+                self.change_flags(at, to, |f| *f = with_lock(*f, lock))?;
+            }
             at = to;
         }
         if lock == Some(Lock::Populate) {
