@@ -11,8 +11,9 @@
 //!   (MLOCK_ONFAULT) populates nothing and shows `lo lf`; MADV_FREE, MADV_DONTNEED and
 //!   MADV_PAGEOUT of a locked range are EINVAL, MADV_DONTNEED_LOCKED is not; fork's
 //!   child inherits no lock; mlockall(MCL_FUTURE) locks and populates later mappings,
-//!   munlockall undoes it; mlock of a PROT_NONE range is ENOMEM (its population
-//!   fails) but locks it;
+//!   munlockall undoes it, and so does exec (a program exec'd after mlockall finds
+//!   nothing locked); mlock of a PROT_NONE range is ENOMEM (its population fails)
+//!   but locks it;
 //! - MADV_FREE then mlock: a read-only range keeps its data while locked (MADV_PAGEOUT
 //!   is EINVAL) and MADV_PAGEOUT discards it after munlock; a writable one keeps it
 //!   for good (mlock's population dirties it).
@@ -28,7 +29,10 @@ use rt::{ensure, Errno};
 
 rt::entry!(main);
 
-fn main(_args: &rt::Args) -> i32 {
+fn main(args: &rt::Args) -> i32 {
+    if args.str(1) == Some("after-exec") {
+        return after_exec();
+    }
     rt::thp::mount_pseudo_fs();
     let mut t = Suite::new("memflags");
     t.run("dontfork_child_has_no_mapping", dontfork_child);
@@ -45,6 +49,7 @@ fn main(_args: &rt::Args) -> i32 {
     t.run("mlock_refuses_discard", mlock_refuses_discard);
     t.run("mlock_not_inherited_by_fork", mlock_not_inherited);
     t.run("mlockall_future_locks_new_mappings", mlockall_future);
+    t.run("exec_clears_the_locks", || exec_clears(args));
     t.run("locked_lazyfree_survives_pageout", locked_lazyfree);
     t.run("mlock_of_prot_none", mlock_prot_none);
     t.run(
@@ -379,4 +384,40 @@ fn mlock_prot_none() -> Outcome {
     mlock2(r.addr, LEN, MLOCK_ONFAULT).ctx("mlock2(MLOCK_ONFAULT) of PROT_NONE")?;
     munlock(r.addr, LEN).ctx("munlock")?;
     Ok(())
+}
+
+/// A child locks all, now and in future, and marks a mapping DONTFORK and
+/// WIPEONFORK, then execs this program with `after-exec`: a new address space, so
+/// nothing is locked and a new mapping is neither locked nor populated.
+fn exec_clears(args: &rt::Args) -> Outcome {
+    let mut path = args.sibling("memflags");
+    let r = filled()?;
+    in_child("the exec'd program", || {
+        let _ = r.advise(0, LEN, MADV_DONTFORK);
+        let _ = r.advise(0, LEN, MADV_WIPEONFORK);
+        if mlockall(MCL_CURRENT | MCL_FUTURE).is_err() {
+            return 1;
+        }
+        let path = path.as_cstr();
+        let e = proc::execve(path, &[path, c"after-exec"], &[]);
+        rt::println!("memflags: execve: {e}");
+        2
+    })
+}
+
+/// `memflags after-exec` (run by `exec_clears`): exit 0 if nothing is locked.
+fn after_exec() -> i32 {
+    rt::thp::mount_pseudo_fs();
+    let Ok(r) = Region::anon_aligned(LEN, PAGE, RW) else {
+        return 3;
+    };
+    match (
+        status_kb("VmLck"),
+        resident(&r, 0, LEN),
+        vm_flag(r.addr, "lo"),
+    ) {
+        (Ok(0), Ok(0), Ok(false)) => 0,
+        (Ok(0), _, _) => 5,
+        _ => 4,
+    }
 }
