@@ -45,8 +45,8 @@ use super::pgtable::{ContMode, Features};
 use super::vma::VmProt;
 use super::{audit, folio, VirtAddr, PAGE_SIZE};
 use crate::uapi::{
-    MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT,
-    MAP_FIXED, MAP_POPULATE,
+    MADV_COLLAPSE, MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
+    MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_WIPEONFORK, MAP_FIXED, MAP_POPULATE,
 };
 
 /// The window mmap places mappings in: 16 MiB from 1 GiB (2 MiB aligned), so that
@@ -93,6 +93,12 @@ pub enum Advice {
     NoHugePage,
     /// MADV_COLLAPSE.
     Collapse,
+    /// MADV_DONTFORK: a later fork's child has no mapping there.
+    DontFork,
+    /// MADV_WIPEONFORK: a later fork's child has the range empty.
+    WipeOnFork,
+    /// MADV_DOFORK and MADV_KEEPONFORK at once (two calls): forked as usual again.
+    Fork,
 }
 
 /// Where a range or an access starts in an address space: `page` pages into its
@@ -431,8 +437,21 @@ impl World {
                 let parent = self.procs[i].id;
                 match r {
                     Ok(child) => {
-                        let shadow = self.procs[i].shadow.clone();
-                        let lazy = self.procs[i].lazy.clone();
+                        // What the child has of the parent's memory: nothing of a
+                        // MADV_DONTFORK or MADV_WIPEONFORK VMA.
+                        let p = &self.procs[i];
+                        let copied = |va: &u64| {
+                            p.mm.vmas
+                                .find(VirtAddr(*va))
+                                .is_some_and(|v| !v.flags.dontcopy && !v.flags.wipeonfork)
+                        };
+                        let shadow = p
+                            .shadow
+                            .iter()
+                            .filter(|(va, _)| copied(va))
+                            .map(|(&va, &b)| (va, b))
+                            .collect();
+                        let lazy = p.lazy.iter().copied().filter(|va| copied(va)).collect();
                         let id = self.spawn(child);
                         let c = self.procs.last_mut().expect("just spawned");
                         c.shadow = shadow;
@@ -486,18 +505,27 @@ impl World {
                 let start = self.resolve(i, at);
                 let end = start.add(pages.max(1) * PAGE_SIZE);
                 let p = &mut self.procs[i];
-                let r = p.mm.madvise(
-                    start,
-                    end,
-                    match advice {
-                        Advice::DontNeed => MADV_DONTNEED,
-                        Advice::Free => MADV_FREE,
-                        Advice::PageOut => MADV_PAGEOUT,
-                        Advice::HugePage => MADV_HUGEPAGE,
-                        Advice::NoHugePage => MADV_NOHUGEPAGE,
-                        Advice::Collapse => MADV_COLLAPSE,
-                    },
-                );
+                let r = match advice {
+                    Advice::Fork => {
+                        p.mm.madvise(start, end, MADV_DOFORK)
+                            .and_then(|()| p.mm.madvise(start, end, MADV_KEEPONFORK))
+                    }
+                    _ => p.mm.madvise(
+                        start,
+                        end,
+                        match advice {
+                            Advice::DontNeed => MADV_DONTNEED,
+                            Advice::Free => MADV_FREE,
+                            Advice::PageOut => MADV_PAGEOUT,
+                            Advice::HugePage => MADV_HUGEPAGE,
+                            Advice::NoHugePage => MADV_NOHUGEPAGE,
+                            Advice::Collapse => MADV_COLLAPSE,
+                            Advice::DontFork => MADV_DONTFORK,
+                            Advice::WipeOnFork => MADV_WIPEONFORK,
+                            Advice::Fork => unreachable!("above"),
+                        },
+                    ),
+                };
                 self.log.push(format!(
                     "mm{}: madvise({:#x}..{:#x}, {advice:?}) = {r:?}",
                     p.id,
