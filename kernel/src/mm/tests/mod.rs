@@ -39,6 +39,7 @@ use super::cow::COW_COPIES_FOLIO;
 use super::fault::{Access, FaultError, Transfer};
 use super::frame::frames;
 use super::host::{self, HostMm};
+use super::mlock::Lock;
 use super::mthp::{self, SizeSetting, TopSetting};
 use super::pgtable::model::{self, AccessKind, El, Fault};
 use super::pgtable::{ContMode, Features};
@@ -99,6 +100,10 @@ pub enum Advice {
     WipeOnFork,
     /// MADV_DOFORK and MADV_KEEPONFORK at once (two calls): forked as usual again.
     Fork,
+    /// Not advice but alike: mlock (populated), mlock2(MLOCK_ONFAULT), munlock.
+    Lock,
+    LockOnFault,
+    Unlock,
 }
 
 /// Where a range or an access starts in an address space: `page` pages into its
@@ -510,6 +515,9 @@ impl World {
                         p.mm.madvise(start, end, MADV_DOFORK)
                             .and_then(|()| p.mm.madvise(start, end, MADV_KEEPONFORK))
                     }
+                    Advice::Lock => p.mm.mlock(start, end, Some(Lock::Populate)),
+                    Advice::LockOnFault => p.mm.mlock(start, end, Some(Lock::OnFault)),
+                    Advice::Unlock => p.mm.mlock(start, end, None),
                     _ => p.mm.madvise(
                         start,
                         end,
@@ -522,7 +530,9 @@ impl World {
                             Advice::Collapse => MADV_COLLAPSE,
                             Advice::DontFork => MADV_DONTFORK,
                             Advice::WipeOnFork => MADV_WIPEONFORK,
-                            Advice::Fork => unreachable!("above"),
+                            Advice::Fork | Advice::Lock | Advice::LockOnFault | Advice::Unlock => {
+                                unreachable!("above")
+                            }
                         },
                     ),
                 };

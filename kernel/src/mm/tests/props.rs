@@ -78,7 +78,10 @@ fn advice() -> impl Strategy<Value = Advice> {
         Just(Advice::Collapse),
         Just(Advice::DontFork),
         Just(Advice::WipeOnFork),
-        Just(Advice::Fork)
+        Just(Advice::Fork),
+        Just(Advice::Lock),
+        Just(Advice::LockOnFault),
+        Just(Advice::Unlock)
     ]
 }
 
