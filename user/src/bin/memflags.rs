@@ -7,7 +7,8 @@
 //! - MADV_WIPEONFORK: the child reads zeros, its writes stay its own, the flag (`wf`)
 //!   is inherited, MADV_KEEPONFORK shares the data again; EINVAL on the program's own
 //!   text (a file mapping on Linux);
-//! - mlock populates (mincore), shows `lo`, `Locked:` and `VmLck`; mlock2
+//! - mlock (and mmap's MAP_LOCKED) populates (mincore), shows `lo`, `Locked:` and
+//!   `VmLck`; mlock2
 //!   (MLOCK_ONFAULT) populates nothing and shows `lo lf`; MADV_FREE, MADV_DONTNEED and
 //!   MADV_PAGEOUT of a locked range are EINVAL, MADV_DONTNEED_LOCKED is not; fork's
 //!   child inherits no lock; mlockall(MCL_FUTURE) locks and populates later mappings,
@@ -253,6 +254,10 @@ fn mlock_populates() -> Outcome {
     munlock(r.addr, LEN).ctx("munlock")?;
     ensure!(!vm_flag(r.addr, "lo")?, "lo after munlock");
     ensure!(status_kb("VmLck")? == lck0, "VmLck after munlock");
+    // mmap(MAP_LOCKED) is mmap and mlock in one.
+    let m = Region::anon(LEN, RW, MAP_LOCKED).ctx("mmap(MAP_LOCKED)")?;
+    ensure!(resident(&m, 0, LEN)? == 16, "MAP_LOCKED: not populated");
+    ensure!(vm_flag(m.addr, "lo")?, "MAP_LOCKED: no lo");
     Ok(())
 }
 
