@@ -85,7 +85,7 @@ report="$ROOT/target/release/bench-report"
 
 # A boot: KERNEL CPU CONTPTE COW BBML2 WHAT, WHAT being `folios=...` and the benchmark
 # names (bench_mm), or `contpte` (the in-kernel benchmark).
-all=fault,fork,reuse,copy,munmap,mprotect,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,chase
+all=fault,fork,reuse,copy,munmap,mprotect,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,read_zero,chase
 if [ "$quick" = 1 ] && [ "$tlb" = 1 ]; then
     reps=1
     boots=("contkernel max on page off folios=0,64,2048 $all"

@@ -30,7 +30,9 @@ usage: scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|corte
   --append ARGS    more kernel command-line words (e.g. "contpte=off cow=folio")
   --linux          run on Linux 6.12 (fetched by scripts/linux.sh) instead
   --kernel PEER    run on that Linux peer instead: linux-6.12 or linux-7.3
-  --mem SIZE       RAM (default 1G; 384M with --soak)
+  --mem SIZE       RAM (default 1G, with --soak too: the ballast makes the pressure
+                   whatever the size; at 384M the seeds' own memory can exceed RAM,
+                   and Linux 6.12 OOM-kills seed 951 there too)
   --soak MINUTES   seeds from --first-seed on until MINUTES have passed (--seeds is
                    ignored), CPU models in turn, each boot first setting the collapse
                    thread to scan every 1 ms (khugepaged scan_sleep_millisecs=1,
@@ -68,7 +70,7 @@ for v in "$seeds" "$first" "$ops" "$smp" "$per_boot" "$soak" ${timeout:+"$timeou
 done
 [ "$per_boot" -ge 1 ] || usage
 case "$cpus" in both) cpus="max cortex-a72" ;; max|cortex-a72) ;; *) usage ;; esac
-[ -n "$mem" ] || { [ "$soak" -gt 0 ] && mem=384M || mem=1G; }
+[ -n "$mem" ] || mem=1G
 # A soak keeps the collapse thread busy: init runs these before the seeds.
 busy=""
 if [ "$soak" -gt 0 ]; then

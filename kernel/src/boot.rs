@@ -83,6 +83,7 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     let image = ImageLayout::current();
     let initrd = initrd_range(cmd, &board);
     init_frames(&board, dtb, &image, initrd);
+    crate::mm::ptenv::init_zero_page();
     let root = kmap::build(
         board.memory_regions().iter().map(|r| (r.base, r.end())),
         &image,

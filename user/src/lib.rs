@@ -8,6 +8,7 @@
 //! - [`text`]: a fixed-size string buffer (messages, paths), no allocator
 //! - [`procfs`]: /proc/self files as text: a VMA's smaps block and fields, status
 //! - [`test`]: `TEST name ... ok` / `TEST name ... FAILED: why` reports
+//! - [`pagemap`]: /proc/self/pagemap and /proc/kpageflags entries
 //! - [`thp`]: mTHP policy and counters (sysfs), thpmaps, meminfo, contpte stats
 //! - [`bench`]: the virtual counter at EL0, median/min/max, counter snapshots, JSON lines
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod fs;
 pub mod io;
 pub mod mm;
+pub mod pagemap;
 pub mod pipe;
 pub mod proc;
 pub mod procfs;

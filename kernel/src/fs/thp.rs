@@ -1,8 +1,8 @@
 //! /sys/kernel/mm/transparent_hugepage, as Linux lays it out: `enabled`, `defrag`,
 //! `shmem_enabled`, `use_zero_page`, `hpage_pmd_size`, and per mTHP size
 //! `hugepages-<N>kB/{enabled,shmem_enabled}` and `hugepages-<N>kB/stats/<counter>`
-//! (`defrag`, `use_zero_page` and the shmem files keep Linux's values but change
-//! nothing here: `mthp::KeptChoice`); plus this
+//! (`defrag` and the shmem files keep Linux's values but change nothing here:
+//! `mthp::KeptChoice`); plus this
 //! kernel's `shrink_deferred` (write 1: run the deferred-split shrinker now; read: the
 //! folios waiting), `cow` (`page` or `folio`: what a write to a shared large folio
 //! copies, the boot option `cow=`), `khugepaged/` (the collapse thread's tunables and

@@ -31,6 +31,14 @@ pub fn render() -> String {
         ("thp_split_page_failed", load(&s9.split_failed)),
         ("thp_deferred_split_page", load(&s9.split_deferred)),
         ("thp_split_pmd", cont.pmd_splits),
+        (
+            "thp_zero_page_alloc",
+            load(&crate::mm::zero::THP_ZERO_PAGE_ALLOC),
+        ),
+        (
+            "thp_zero_page_alloc_failed",
+            load(&crate::mm::zero::THP_ZERO_PAGE_ALLOC_FAILED),
+        ),
         ("pglazyfree", load(&lf.pglazyfree)),
         ("pglazyfreed", load(&lf.pglazyfreed)),
         ("pgscan_anon", load(&lf.pgscan)),
@@ -39,6 +47,10 @@ pub fn render() -> String {
         ("pgscan_direct", load(&rc.pgscan_direct)),
         ("pgsteal_kswapd", load(&rc.pgsteal_kswapd)),
         ("pgsteal_direct", load(&rc.pgsteal_direct)),
+        // This kernel's own: read faults that mapped the zero page, and writes that
+        // replaced zero-page entries with a folio (`mm::zero`).
+        ("zero_page_faults", load(&crate::mm::zero::ZERO_PAGE_FAULTS)),
+        ("zero_page_cow", load(&crate::mm::zero::ZERO_PAGE_COW)),
     ] {
         let _ = writeln!(out, "{name} {v}");
     }

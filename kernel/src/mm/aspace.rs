@@ -38,9 +38,9 @@
 
 use alloc::vec::Vec;
 
-use super::folio;
 use super::pgtable::{Prot, PteAttrs, Unmapped};
 use super::vma::{VmProt, VmaFlags, VmaSet};
+use super::{folio, zero};
 use super::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 
 pub use super::env::MmEnv;
@@ -136,7 +136,7 @@ pub(super) fn batches_of(
 /// Drop what unmapping one record took (a copy-on-write's replaced page): its
 /// pages' map counts and references, folio by folio.
 pub(super) fn release_one(r: Unmapped) {
-    folio::for_each_folio(r.pa, r.pages, |f, first, n| f.unmap(first, n));
+    release_run(r.pa, r.pages);
 }
 
 /// Drop what an unmap returned: one map count and one reference per page, folio by
@@ -153,8 +153,16 @@ pub(super) fn release(records: Vec<Unmapped>) {
         }
     }
     for (pa, pages) in runs {
-        folio::for_each_folio(pa, pages, |f, first, n| f.unmap(first, n));
+        release_run(pa, pages);
     }
+}
+
+/// Drop the map counts and references of `pages` consecutive frames from `pa`; the
+/// zero page's entries account nothing (`zero`).
+fn release_run(pa: PhysAddr, pages: usize) {
+    zero::account(pa, pages, false, |pa, pages| {
+        folio::for_each_folio(pa, pages, |f, first, n| f.unmap(first, n))
+    });
 }
 
 #[cfg(target_os = "none")]

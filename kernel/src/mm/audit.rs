@@ -22,6 +22,7 @@ use super::aspace::{Mm, MmEnv};
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
 use super::lazyfree::Entry;
+use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Check every anonymous folio against the mappings of `mms`; returns how many folios
@@ -30,6 +31,7 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
     let mut mapped: BTreeMap<PhysAddr, i32> = BTreeMap::new();
     let mut writable = Vec::new();
     let mut writable_shared = None;
+    let mut zero_writable = None;
     let listed = super::lazyfree::list_entries();
     if listed.len() > frames().managed_frames() {
         return Err(format!(
@@ -46,6 +48,13 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
                 for k in 0..pages {
                     let pa = leaf.pa_of(va).add(k * PAGE_SIZE);
                     let at = va.add(k * PAGE_SIZE);
+                    if zero::is_zero(pa) {
+                        // No folio to account; never written.
+                        if leaf.pte.is_writable() {
+                            zero_writable.get_or_insert(at);
+                        }
+                        continue;
+                    }
                     *mapped.entry(pa).or_default() += 1;
                     if heads_marked_folio(pa) && !is_listed(&listed, pa, owner, at) {
                         unlisted.get_or_insert((at, pa, owner));
@@ -59,6 +68,9 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
                 }
             });
         }
+    }
+    if let Some(va) = zero_writable {
+        return Err(format!("{va:?} maps the zero page writable"));
     }
     if let Some((va, pa)) = writable_shared {
         return Err(format!(

@@ -15,6 +15,7 @@ use super::fault::{map_error, FaultError};
 use super::folio::{self, Folio};
 use super::mthp;
 use super::vma::Vma;
+use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// `cow=folio`: copy a whole shared folio on a write fault instead of one page.
@@ -31,6 +32,10 @@ impl<E: MmEnv> Mm<E> {
         old: PhysAddr,
         vma: Vma,
     ) -> Result<(), FaultError> {
+        if zero::is_zero(old) {
+            // Nothing to copy or reuse: a folio of zeros replaces it (`zero`).
+            return self.write_over_zero(page, vma);
+        }
         let f = Folio::lock(old);
         let n = f.nr_pages();
         // Completed by the walk below: every page mapped here, so each exactly once.

@@ -1,6 +1,7 @@
 //! Faults on a user address space: classify (no VMA or a forbidden access is SIGSEGV;
-//! a missing entry is a demand-zero fault; a write to a read-only entry of a writable
-//! VMA is copy-on-write, `cow`), and the demand-zero fault itself: of the mTHP orders
+//! a read of a missing entry maps the shared zero page, `zero`, and a write is a
+//! demand-zero fault; a write to a read-only entry of a writable VMA is copy-on-write,
+//! `cow`, or over the zero page `zero` again), and the demand-zero fault: of the mTHP orders
 //! the policy allows for the VMA (`mthp`), the largest whose aligned range lies in the
 //! VMA and is entirely unmapped, falling back one order at a time when allocation
 //! fails; the folio is mapped with one batched call (contiguous blocks from 64 KiB up,
@@ -64,14 +65,34 @@ impl<E: MmEnv> Mm<E> {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.anon_fault(
-                page,
-                vma,
-                self.thp_orders(vma.huge),
-                access == Access::Write,
-            ),
+            FaultFix::NotMapped => self.missing_page(page, vma, access == Access::Write),
             FaultFix::NotWritable(leaf) => self.copy_on_write(page, leaf.pa_of(page), vma),
         }
+    }
+
+    /// A fault on the unmapped `page` of `vma`: a write allocates (`anon_fault`), a
+    /// read maps the shared zero page (`zero`), or where a 2 MiB folio is allowed and
+    /// fits the huge zero page, as Linux's `do_huge_pmd_anonymous_page`: with
+    /// `use_zero_page` off it allocates the folio, and the small zero page when the
+    /// huge one cannot be had.
+    fn missing_page(&mut self, page: VirtAddr, vma: Vma, write: bool) -> Result<(), FaultError> {
+        let allowed = self.thp_orders(vma.huge);
+        if write {
+            return self.anon_fault(page, vma, allowed, true);
+        }
+        let base = page.align_down(PMD as usize);
+        let pmd = mthp::fault_orders(allowed, page, vma.start, vma.end)
+            .next()
+            .is_some_and(|order| order == mthp::PMD_ORDER && self.range_is_empty(base, 512));
+        if pmd {
+            if !mthp::USE_ZERO_PAGE.load(Ordering::Relaxed) {
+                return self.anon_fault(page, vma, allowed, false);
+            }
+            if self.map_huge_zero_page(base, vma)? {
+                return Ok(());
+            }
+        }
+        self.map_zero_page(page, vma)
     }
 
     /// Map the new folio `f` whole at `va` (a PMD block for a 2 MiB folio) and account
@@ -116,7 +137,7 @@ impl<E: MmEnv> Mm<E> {
 
     /// A fault on an unmapped page of `vma`: the largest folio of the `allowed` orders
     /// (a bit mask) that fits, else a base page.
-    fn anon_fault(
+    pub(super) fn anon_fault(
         &mut self,
         va: VirtAddr,
         vma: Vma,
@@ -240,7 +261,7 @@ impl<E: MmEnv> Mm<E> {
     fn forced_page(&mut self, page: VirtAddr, write: bool) -> Result<PhysAddr, FaultError> {
         let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
         if self.tables.get(page).is_none() {
-            self.anon_fault(page, vma, mthp::POLICY.allowed_orders(vma.huge), false)?;
+            self.missing_page(page, vma, write)?;
         }
         let leaf = self.tables.get(page).expect("just mapped");
         let mut pa = leaf.pa_of(page);

@@ -564,6 +564,11 @@ pub fn span_of(pa: PhysAddr) -> FolioSpan {
 /// Whether the page at `pa` is anon-exclusive, for pages of anonymous folios (`None`
 /// for any other frame): what both machines' `PtEnv::anon_exclusive` answer.
 pub fn anon_exclusive(pa: PhysAddr) -> Option<bool> {
+    #[cfg(any(target_os = "none", test))]
+    if super::zero::is_zero(pa) {
+        // Shared by every address space: never writable (the checker's rule).
+        return Some(false);
+    }
     let (head, _) = frames().block_of(pa)?;
     let f = Folio { head };
     f.meta(0)

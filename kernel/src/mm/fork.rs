@@ -17,8 +17,8 @@
 //! space's `def_flags` start empty).
 
 use super::aspace::{batches_of, pages, pte_attrs, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
-use super::folio;
 use super::vma::{VmProt, Vma, VmaFlags, VmaKind};
+use super::{folio, zero};
 use super::{PhysAddr, VirtAddr};
 use crate::uapi::{EINVAL, ENOMEM, MADV_DOFORK, MADV_DONTFORK, MADV_KEEPONFORK, MADV_WIPEONFORK};
 
@@ -99,9 +99,12 @@ impl<E: MmEnv> Mm<E> {
 
 /// Account `n` more mappings of the consecutive pages from `pa` (fork), which are now
 /// shared: not exclusive to either address space. Whether a folio among them is
-/// lazyfree (its new mapping needs an entry: `lazyfree`'s fork).
+/// lazyfree (its new mapping needs an entry: `lazyfree`'s fork). The zero page is no
+/// folio: its entries are copied and nothing is accounted (`zero`).
 fn share(pa: PhysAddr, n: usize) -> bool {
     let mut lazyfree = false;
-    folio::for_each_folio(pa, n, |f, first, m| lazyfree |= f.share(first, m));
+    zero::account(pa, n, true, |pa, n| {
+        folio::for_each_folio(pa, n, |f, first, m| lazyfree |= f.share(first, m))
+    });
     lazyfree
 }

@@ -1,7 +1,7 @@
 //! The address space on the host: a simulated machine for `Mm` (host tests only).
 //!
 //! One simulated RAM of [`RAM_FRAMES`] frames from [`RAM_BASE`] holds page tables and
-//! folios alike, as RAM does: the global frame allocator (`frame::frames`) manages it
+//! folios alike, as RAM does (and, past them, the zero page): the global frame allocator (`frame::frames`) manages it
 //! with its per-frame metadata, so the folio layer, the deferred-split queue and the
 //! audit run unchanged. RAM is words of `AtomicU64`, so tables are borrowed straight
 //! out of it (the layer only ever accesses them atomically) and no `unsafe` is needed.
@@ -43,12 +43,14 @@ static NEXT_ASID: AtomicU16 = AtomicU16::new(1);
 
 fn ram() -> &'static Ram {
     RAM.call_once(|| {
+        // One frame more than the allocator manages: the zero page, reserved.
         let meta: &'static [FrameMeta] =
-            Box::leak((0..RAM_FRAMES).map(|_| FrameMeta::new()).collect());
+            Box::leak((0..RAM_FRAMES + 1).map(|_| FrameMeta::new()).collect());
         let base = RAM_BASE.pfn();
         frame::init_global(FrameAllocator::new(meta, base)).add_free_range(base, base + RAM_FRAMES);
+        super::zero::set(RAM_BASE.add(RAM_FRAMES * PAGE_SIZE));
         Ram {
-            words: (0..RAM_FRAMES * WORDS_PER_PAGE)
+            words: (0..(RAM_FRAMES + 1) * WORDS_PER_PAGE)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
         }
@@ -76,7 +78,9 @@ pub fn machine() -> MutexGuard<'static, ()> {
     ram();
     super::lazyfree::forget_list();
     super::lazyfree::set_cap(None);
+    super::zero::shrink();
     if folio::deferred_count() > 0 || frames().free_frames() != frames().managed_frames() {
+        super::zero::forget_huge();
         folio::forget_deferred();
         frames().reclaim_all();
     }
@@ -195,6 +199,7 @@ impl MmEnv for HostMm {
     }
 
     fn write_page(&self, pa: PhysAddr, data: &[u8]) {
+        assert!(!super::zero::is_zero(pa), "a write to the zero page");
         assert!(
             pa.offset_from(pa.align_down(PAGE_SIZE)) + data.len() <= PAGE_SIZE,
             "write_page crosses a page"

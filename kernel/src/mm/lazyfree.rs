@@ -108,6 +108,7 @@ use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
 use super::pgtable::{Leaf, Pte};
+use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Entries in a contiguous block (64 KiB of 4 KiB pages).
@@ -467,6 +468,10 @@ impl<E: MmEnv> Mm<E> {
         };
         self.tables.for_each_block(a, b, |va, leaf, n| {
             let pa = leaf.pa_of(va);
+            if zero::is_zero(pa) {
+                // No folio: nothing to mark, discard or list.
+                return;
+            }
             if let Some((start, lf, first, k)) = &mut open {
                 let next = *first + *k;
                 if start.add(*k * PAGE_SIZE) == va
@@ -571,6 +576,9 @@ impl<E: MmEnv> Mm<E> {
             return;
         };
         let pa = leaf.pa_of(at);
+        if zero::is_zero(pa) {
+            return;
+        }
         let f = Folio::lock(pa);
         let n = f.nr_pages();
         let i = f.index(pa);

@@ -5,6 +5,7 @@
 //! host-tested; `ptenv` runs it on the real machine), ASIDs (`asid`), and the user
 //! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
+//! `zero` (the shared zero page read faults map, and the write that replaces it);
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `fork` (with MADV_DONTFORK
 //! and MADV_WIPEONFORK), `mlock` (locked VMAs), `report`, `audit`;
 //! `collapse` gives split ranges their large translation back (the collapse thread,
@@ -59,6 +60,8 @@ pub mod reclaim;
 mod report;
 #[cfg(all(test, not(target_os = "none")))]
 mod tests;
+#[cfg(any(target_os = "none", test))]
+pub mod zero;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use pgtable::MemType;

@@ -174,9 +174,9 @@ pub fn shmem_size_enabled(order: usize) -> &'static KeptChoice {
     &SHMEM_SIZE_ENABLED[slot(order)]
 }
 
-/// `transparent_hugepage/use_zero_page` (Linux's default 1). This kernel maps no
-/// shared zero page on a read fault (every anonymous fault allocates), so the value
-/// changes nothing; a write takes 0 or 1 (Linux's `single_hugepage_flag_store`).
+/// `transparent_hugepage/use_zero_page` (Linux's default 1): whether a read fault
+/// where a 2 MiB folio is allowed and fits maps the huge zero page (`zero`) or
+/// allocates the folio; a write takes 0 or 1 (Linux's `single_hugepage_flag_store`).
 pub static USE_ZERO_PAGE: AtomicBool = AtomicBool::new(true);
 
 pub fn write_use_zero_page(buf: &str) -> Result<(), i32> {

@@ -408,6 +408,19 @@ impl Drop for UserTables {
     }
 }
 
+/// The zero page (`mm::zero`): a page-aligned page of zeros in the kernel image,
+/// whose frames are reserved (never allocated); nothing writes it.
+#[repr(C, align(4096))]
+struct ZeroPage([u8; PAGE_SIZE]);
+
+static ZERO_PAGE: ZeroPage = ZeroPage([0; PAGE_SIZE]);
+
+/// Hand the zero page's frame to `mm::zero` (boot, before any user address space).
+pub fn init_zero_page() {
+    let va = VirtAddr::new(core::ptr::addr_of!(ZERO_PAGE) as u64);
+    super::zero::set(super::virt_to_phys(va));
+}
+
 /// The real machine: tables with an ASID (`UserTables`), pages through the linear map.
 impl MmEnv for KernelPt {
     type Tables = UserTables;
@@ -428,6 +441,7 @@ impl MmEnv for KernelPt {
     }
 
     fn write_page(&self, pa: PhysAddr, data: &[u8]) {
+        assert!(!super::zero::is_zero(pa), "a write to the zero page");
         assert!(
             pa.offset_from(pa.align_down(PAGE_SIZE)) + data.len() <= PAGE_SIZE,
             "write_page crosses a page"

@@ -12,6 +12,7 @@ use super::addr::VirtAddr;
 use super::aspace::{Mm, MmEnv, PMD};
 use super::folio::Folio;
 use super::vma::{HugeHint, Vma, VmaKind};
+use super::zero;
 use super::PAGE_SIZE;
 
 /// One VMA's mapped bytes.
@@ -85,12 +86,14 @@ const KPF_COMPOUND_HEAD: u64 = 1 << 15;
 const KPF_COMPOUND_TAIL: u64 = 1 << 16;
 const KPF_NOPAGE: u64 = 1 << 20;
 const KPF_THP: u64 = 1 << 22;
+const KPF_ZERO_PAGE: u64 = 1 << 24;
+const KPF_RESERVED: u64 = 1 << 32;
 
 /// The /proc/kpageflags word of frame `pfn`: no page (outside RAM); for a page of an
 /// anonymous folio, anon and swap-backed (as Linux marks every anonymous page), mapped
 /// if a page-table entry maps it, and in a large folio the head or tail bit and THP
-/// (Linux marks every large anonymous folio so, mTHP included); 0 for any other
-/// frame. Reads the metadata without the folio lock: a snapshot a concurrent split or
+/// (Linux marks every large anonymous folio so, mTHP included); the zero page's
+/// zero-page and reserved bits, as Linux; 0 for any other frame. Reads the metadata without the folio lock: a snapshot a concurrent split or
 /// free may outdate, as Linux's is.
 pub fn kpageflags(pfn: usize) -> u64 {
     let frames = super::frame::frames();
@@ -98,6 +101,18 @@ pub fn kpageflags(pfn: usize) -> u64 {
         return KPF_NOPAGE;
     }
     let pa = super::PhysAddr::from_pfn(pfn);
+    if let Some(huge) = super::zero::huge_head(pa) {
+        // Linux's huge zero folio: zero page, THP, compound.
+        let part = if pa == huge {
+            KPF_COMPOUND_HEAD
+        } else {
+            KPF_COMPOUND_TAIL
+        };
+        return KPF_ZERO_PAGE | KPF_THP | part;
+    }
+    if super::zero::is_zero(pa) {
+        return KPF_ZERO_PAGE | KPF_RESERVED;
+    }
     let Some((head, order)) = frames.block_of(pa) else {
         return 0;
     };
@@ -145,6 +160,10 @@ impl<E: MmEnv> Mm<E> {
                 PAGE_SIZE as u64
             };
             let pa = leaf.pa_of(va);
+            if zero::is_zero(pa) {
+                // No folio, in no Rss (Linux's smaps skips what vm_normal_page has not).
+                return;
+            }
             let f = Folio::lock(pa);
             let order = f.order();
             let size = (PAGE_SIZE << order) as u64;
@@ -238,6 +257,16 @@ impl<E: MmEnv> Mm<E> {
             // A 2 MiB block may begin before `va` or end after `end`.
             let first = leaf_va.max(va);
             let last = leaf_va.add(size).min(end);
+            if zero::is_zero(leaf.pa_of(first)) {
+                // Present, its frame shown, exclusive to nobody.
+                let mut page = first;
+                while page < last {
+                    let pfn = (leaf.pa_of(page).as_u64() / PAGE_SIZE as u64) & PM_PFN_MASK;
+                    out[(page.as_u64() - va.as_u64()) as usize / PAGE_SIZE] = PM_PRESENT | pfn;
+                    page = page.add(PAGE_SIZE);
+                }
+                return;
+            }
             let f = Folio::lock(leaf.pa_of(first));
             let mut page = first;
             while page < last {

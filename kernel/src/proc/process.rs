@@ -241,7 +241,11 @@ fn release(t: &Task) {
     t.ttbr0.store(0, Ordering::Release);
     crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
     let mm = t.mm.lock().take();
-    drop(mm);
+    if mm.is_some() {
+        RELEASING.fetch_add(1, Ordering::AcqRel);
+        drop(mm);
+        RELEASING.fetch_sub(1, Ordering::AcqRel);
+    }
     let files = core::mem::replace(&mut *t.files.lock(), crate::fs::Files::empty());
     drop(files);
 }
@@ -303,6 +307,8 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     #[cfg(feature = "ktest")]
     kprintln!("contkernel: {}", crate::arch::irq::stretch::Report);
     let others = task::count() - 1;
+    // Nothing maps the huge zero page any more: give it back, as reclaim would.
+    crate::mm::zero::shrink();
     let before = FREE_AT_INIT.load(Ordering::Relaxed);
     let now = crate::mm::frame::frames().free_frames() + (1 << task::KSTACK_ORDER);
     if others == 0 {
@@ -449,7 +455,18 @@ fn handle_user_sync(frame: &mut TrapFrame) {
         drop(t);
         return match r {
             Ok(()) => {}
-            Err(FaultError::Oom) => kill_for_fault(frame, SIGKILL, "out of memory"),
+            Err(FaultError::Oom) => {
+                // What was left: whether reclaim still had anything to give.
+                let f = crate::mm::frame::frames();
+                let why = alloc::format!(
+                    "out of memory ({} of {} KiB free, {} lazyfree entries listed, {} deferred splits)",
+                    f.free_frames() * 4,
+                    f.managed_frames() * 4,
+                    crate::mm::lazyfree::list_len(),
+                    crate::mm::folio::deferred_count()
+                );
+                kill_for_fault(frame, SIGKILL, &why)
+            }
             Err(FaultError::Segv) => {
                 let code = if frame.far as usize >= uaccess::USER_END {
                     match esr.abort_signal() {
@@ -528,8 +545,19 @@ pub fn uaccess_fault(far: usize, write: bool) -> bool {
 /// out-of-memory kill.
 const OOM_RETRIES: usize = 4;
 
+/// Address spaces being torn down by an exiting process: memory on its way back.
+static RELEASING: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// How long a fault out of memory waits, a millisecond at a time (no lock held),
+/// while some process is exiting (its address space is freed a batch at a time, possibly on this CPU):
+/// Linux's out-of-memory killer likewise kills no one while a task that will free
+/// memory is exiting (`task_will_free_mem`). A process that freed 32 MiB as it exited
+/// beside a faulting one was killing it (thp_lazyfree, pressure after fork).
+const EXIT_WAIT_MS: u64 = 1000;
+
 fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
     let mut retries = 0;
+    let mut waited_ms = 0;
     loop {
         let r = match t.mm.lock().as_mut() {
             Some(mm) => {
@@ -544,6 +572,15 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
                     && crate::mm::reclaim::unlocked::<crate::mm::ptenv::KernelPt>(1) =>
             {
                 retries += 1;
+            }
+            Err(FaultError::Oom)
+                if waited_ms < EXIT_WAIT_MS && RELEASING.load(Ordering::Acquire) > 0 =>
+            {
+                // A spin, not a sleep (this may be a kernel access to user memory),
+                // giving the CPU up when the tick asks: the exiting one may be here.
+                waited_ms += 1;
+                crate::time::spin_for(1_000_000);
+                sched::cond_resched();
             }
             Ok(()) => {
                 t.minflt.fetch_add(1, Ordering::Relaxed);

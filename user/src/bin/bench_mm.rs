@@ -120,6 +120,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("collapse_inplace", collapse_inplace),
     ("read_seq", read_seq),
     ("read_rand", read_rand),
+    ("read_zero", read_zero),
     ("chase", chase),
 ];
 
@@ -276,6 +277,18 @@ fn read_pages(r: &Region, pages: impl Iterator<Item = usize>) -> u64 {
 
 fn read_seq(env: &Env, m: &mut Meter) -> Result<(), Why> {
     let r = env.filled()?;
+    m.start();
+    let sum = read_pages(&r, 0..r.len / PAGE);
+    m.stop();
+    core::hint::black_box(sum);
+    Ok(())
+}
+
+/// First touch by loads: one read fault per page of a fresh mapping, each mapping the
+/// shared zero page (or, where 2 MiB folios are allowed, the huge zero page: one
+/// fault per 2 MiB); nothing is allocated but page tables.
+fn read_zero(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.region()?;
     m.start();
     let sum = read_pages(&r, 0..r.len / PAGE);
     m.stop();

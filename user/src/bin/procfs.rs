@@ -12,6 +12,7 @@ use core::ffi::CStr;
 
 use rt::fs::{self, AT_FDCWD, O_CLOEXEC, O_RDONLY, O_RDWR, SEEK_SET};
 use rt::mm::*;
+use rt::pagemap::{entry as pagemap, kpageflags, *};
 use rt::proc;
 use rt::procfs::{field, read_text, vma_block};
 use rt::test::{Context, Fail, Outcome, Suite};
@@ -127,24 +128,6 @@ fn thp_knobs_take_linux_words() -> Outcome {
     Ok(())
 }
 
-const PM_PRESENT: u64 = 1 << 63;
-const PM_SWAP: u64 = 1 << 62;
-const PM_FILE: u64 = 1 << 61;
-const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
-const PM_PFN: u64 = (1 << 55) - 1;
-
-/// The pagemap entry of the page at `addr`, read as the selftests do: pread of 8
-/// bytes at offset (addr / page size) * 8.
-fn pagemap(addr: usize) -> Result<u64, Fail> {
-    let fd = fs::openat(AT_FDCWD, c"/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0)
-        .ctx("open /proc/self/pagemap")?;
-    let mut e = [0u8; 8];
-    let n = fs::pread(fd, &mut e, addr / PAGE * 8);
-    let _ = fs::close(fd);
-    ensure!(n == Ok(8), "pread of pagemap: {n:?}");
-    Ok(u64::from_le_bytes(e))
-}
-
 /// A page written is present with its frame number and mapped once; a page never
 /// touched reads 0; no page is swapped or file-backed.
 fn pagemap_present_pfn_exclusive() -> Outcome {
@@ -237,24 +220,6 @@ fn pagemap_bad_offsets() -> Outcome {
     let second = u64::from_le_bytes(buf[8..].try_into().unwrap_or_default());
     ensure!(second & PM_PRESENT != 0, "second entry of two: {second:#x}");
     Ok(())
-}
-
-const KPF_MMAP: u64 = 1 << 11;
-const KPF_ANON: u64 = 1 << 12;
-const KPF_COMPOUND_HEAD: u64 = 1 << 15;
-const KPF_COMPOUND_TAIL: u64 = 1 << 16;
-const KPF_THP: u64 = 1 << 22;
-
-/// The /proc/kpageflags word of the frame mapped at `addr` (pread at pfn * 8).
-fn kpageflags(addr: usize) -> Result<u64, Fail> {
-    let pfn = pagemap(addr)? & PM_PFN;
-    let fd = fs::openat(AT_FDCWD, c"/proc/kpageflags", O_RDONLY | O_CLOEXEC, 0)
-        .ctx("open /proc/kpageflags")?;
-    let mut e = [0u8; 8];
-    let n = fs::pread(fd, &mut e, pfn as usize * 8);
-    let _ = fs::close(fd);
-    ensure!(n == Ok(8), "pread of kpageflags: {n:?}");
-    Ok(u64::from_le_bytes(e))
 }
 
 /// A 2 MiB THP (MADV_HUGEPAGE, the PMD size inherits `always`): its first frame is a

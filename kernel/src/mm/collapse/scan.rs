@@ -12,6 +12,7 @@ use crate::mm::folio::{self, Folio};
 use crate::mm::mthp::{self, MTHP_ORDERS, PMD_ORDER};
 use crate::mm::pgtable::{ContMode, Prot};
 use crate::mm::vma::{Vma, VmaKind};
+use crate::mm::zero;
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// What the entries of one block map, from one walk.
@@ -79,6 +80,11 @@ impl<E: MmEnv> Mm<E> {
                 return;
             }
             let pa = leaf.pa_of(va);
+            if zero::is_zero(pa) {
+                // Counted as an empty entry (khugepaged's none_or_zero): the copy
+                // reads its zeros and the unmap accounts nothing for it.
+                return;
+            }
             let i = va.offset_from(base) / PAGE_SIZE;
             let want = PhysAddr::new(pa.as_u64().wrapping_sub((i * PAGE_SIZE) as u64));
             match s.base_pa {
@@ -240,6 +246,9 @@ impl<E: MmEnv> Mm<E> {
             .for_each_leaf(window, window.add(PMD_SIZE), |va, leaf| {
                 if leaf.level != 3 {
                     bits = [u64::MAX; 8];
+                    return;
+                }
+                if zero::is_zero(leaf.pa_of(va)) {
                     return;
                 }
                 let i = va.offset_from(window) / PAGE_SIZE;

@@ -121,6 +121,13 @@ pub(super) fn all_back(mms: impl IntoIterator<Item = Mm<HostMm>>) {
     for mm in mms {
         drop(mm);
     }
+    assert_eq!(
+        crate::mm::zero::huge_mapped(),
+        0,
+        "huge zero page still counted mapped"
+    );
+    // Reclaim frees the huge zero page once nothing maps it.
+    crate::mm::zero::shrink();
     let f = frames();
     assert_eq!(f.free_frames(), f.managed_frames(), "frames not back");
 }

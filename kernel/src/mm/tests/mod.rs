@@ -16,7 +16,8 @@
 //! * `counts.rs`: folio-level counts (entire map count, exclusivity override);
 //! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard);
 //! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem);
-//! * `vmflags.rs`: fork's VMA flags (MADV_DONTFORK, MADV_WIPEONFORK) and mlock's.
+//! * `vmflags.rs`: fork's VMA flags (MADV_DONTFORK, MADV_WIPEONFORK) and mlock's;
+//! * `zero.rs`: the shared zero page.
 
 mod access;
 mod collapse;
@@ -26,6 +27,7 @@ mod props;
 mod regress;
 mod report;
 mod vmflags;
+mod zero;
 
 use core::sync::atomic::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -273,6 +275,14 @@ impl World {
             Ok(())
         });
         gone.map_err(|e| format!("dropping the address spaces: {e}"))?;
+        if super::zero::huge_mapped() != 0 {
+            return Err(format!(
+                "every address space gone, but {} pages of the huge zero page counted mapped",
+                super::zero::huge_mapped()
+            ));
+        }
+        // Reclaim frees the huge zero page once nothing maps it.
+        super::zero::shrink();
         let f = frames();
         if f.free_frames() != f.managed_frames() || folio::deferred_count() != 0 {
             return Err(format!(
