@@ -149,11 +149,7 @@ impl<E: MmEnv> Mm<E> {
         let Some(pa) = get_huge(self.env()) else {
             return Ok(false);
         };
-        let attrs = pte_attrs(VmProt {
-            write: false,
-            ..vma.prot
-        });
-        match self.tables.map_pmd(base, pa, attrs) {
+        match self.tables.map_pmd(base, pa, read_only(&vma)) {
             Ok(()) => Ok(true),
             Err(e) => {
                 HUGE_MAPPED.fetch_sub(HUGE_PAGES, Ordering::Relaxed);
@@ -166,10 +162,7 @@ impl<E: MmEnv> Mm<E> {
     /// read-only whatever the VMA allows. A table it needs is had by reclaim as a
     /// fault's page is (`reclaim::alloc_or_reclaim`).
     pub(super) fn map_zero_page(&mut self, page: VirtAddr, vma: Vma) -> Result<(), FaultError> {
-        let attrs = pte_attrs(VmProt {
-            write: false,
-            ..vma.prot
-        });
+        let attrs = read_only(&vma);
         let map = |mm: &mut Self| mm.tables.map(page, self::page(), 1, attrs);
         let r = match map(self) {
             Err(MapError::NoMemory) => reclaim::alloc_or_reclaim(self, 1, |mm| match map(mm) {
@@ -218,6 +211,14 @@ impl<E: MmEnv> Mm<E> {
             });
         only
     }
+}
+
+/// The attributes of a zero-page entry in `vma`: read-only whatever it allows.
+fn read_only(vma: &Vma) -> super::pgtable::PteAttrs {
+    pte_attrs(VmProt {
+        write: false,
+        ..vma.prot
+    })
 }
 
 /// Entries mapping `n` pages from `pa` are gone (unmap) or `mapped` anew (fork): call

@@ -276,11 +276,7 @@ fn read_pages(r: &Region, pages: impl Iterator<Item = usize>) -> u64 {
 }
 
 fn read_seq(env: &Env, m: &mut Meter) -> Result<(), Why> {
-    let r = env.filled()?;
-    m.start();
-    let sum = read_pages(&r, 0..r.len / PAGE);
-    m.stop();
-    core::hint::black_box(sum);
+    read_in_order(&env.filled()?, m);
     Ok(())
 }
 
@@ -288,12 +284,16 @@ fn read_seq(env: &Env, m: &mut Meter) -> Result<(), Why> {
 /// shared zero page (or, where 2 MiB folios are allowed, the huge zero page: one
 /// fault per 2 MiB); nothing is allocated but page tables.
 fn read_zero(env: &Env, m: &mut Meter) -> Result<(), Why> {
-    let r = env.region()?;
+    read_in_order(&env.region()?, m);
+    Ok(())
+}
+
+/// One load per page of `r` in order, measured.
+fn read_in_order(r: &Region, m: &mut Meter) {
     m.start();
-    let sum = read_pages(&r, 0..r.len / PAGE);
+    let sum = read_pages(r, 0..r.len / PAGE);
     m.stop();
     core::hint::black_box(sum);
-    Ok(())
 }
 
 /// Every page once in a fixed pseudo-random order: x -> 5x + 1 mod 2^k visits every

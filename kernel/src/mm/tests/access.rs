@@ -6,23 +6,10 @@
 //! outside the VMAs. The property tests (`props.rs`) mix forced reads and writes into
 //! random sequences.
 
-use super::collapse::{
-    all_back, check_pages_among as check, env, leaf, only, pattern, region, write_pages,
-};
+use super::collapse::{all_back, check_pages_among as check, leaf, pattern, setup, write_pages};
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::fault::Transfer;
-use std::sync::MutexGuard;
-
-/// A fresh machine with only the folio sizes of `orders`, and an address space with
-/// a read-write mapping of `len` bytes aligned to its length.
-fn setup(orders: &[usize], len: usize) -> (MutexGuard<'static, ()>, Mm<HostMm>, VirtAddr) {
-    let machine = host::machine();
-    only(orders);
-    let mut mm = Mm::new_in(&env()).unwrap();
-    let va = region(&mut mm, len, len);
-    (machine, mm, va)
-}
 
 /// A forced store of `byte` at `va`: one byte copied.
 fn force_write(mm: &mut Mm<HostMm>, va: VirtAddr, byte: u8) {

@@ -13,6 +13,7 @@ use crate::mm::collapse::{self as engine, Limits, WindowScan, MAX_PTES_NONE};
 use crate::mm::frame;
 use crate::mm::pgtable::Leaf;
 use crate::uapi::{EINVAL, MADV_NOHUGEPAGE};
+use std::sync::MutexGuard;
 
 /// One pass of the collapse thread over every 2 MiB window of every VMA of `mm`,
 /// with the thread's limits and the policy's orders.
@@ -58,6 +59,19 @@ pub(super) fn env() -> HostMm {
         features: HW,
         mode: ContMode::On,
     }
+}
+
+/// A fresh machine with only the folio sizes of `orders`, and an address space with
+/// a read-write mapping of `len` bytes aligned to its length.
+pub(super) fn setup(
+    orders: &[usize],
+    len: usize,
+) -> (MutexGuard<'static, ()>, Mm<HostMm>, VirtAddr) {
+    let machine = host::machine();
+    only(orders);
+    let mut mm = Mm::new_in(&env()).unwrap();
+    let va = region(&mut mm, len, len);
+    (machine, mm, va)
 }
 
 /// A read-write mapping of `len` bytes aligned to `align`.

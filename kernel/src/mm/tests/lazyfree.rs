@@ -438,6 +438,9 @@ static OWNER_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 static OWNER_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Calls of the hook.
 static OWNER_CALLS: AtomicU64 = AtomicU64::new(0);
+/// Set by a test right before its fault: the hook holds the owner at least until then
+/// (bounded), so that a loaded host cannot let the fault miss the window.
+static FAULTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// The owner hook of these tests: `OWNER`'s lock tried, held `OWNER_DELAY_MS` before
 /// the entry is acted on. With no owner installed it answers busy, as the host's
@@ -456,6 +459,10 @@ fn owner_hook(e: crate::mm::lazyfree::Entry, patient: bool) -> Option<crate::mm:
     let mm = g.as_mut()?;
     OWNER_CALLS.fetch_add(1, Ordering::Relaxed);
     OWNER_HELD.store(true, Ordering::Release);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !FAULTING.load(Ordering::Acquire) && std::time::Instant::now() < until {
+        std::thread::yield_now();
+    }
     let delay = OWNER_DELAY_MS.load(Ordering::Relaxed);
     std::thread::sleep(std::time::Duration::from_millis(delay));
     let v = mm.reclaim_entry(e);
@@ -472,6 +479,7 @@ fn direct_reclaim_waits_for_the_reclaim_thread_holding_the_owner() {
         let (b, va) = four_lazyfree_folios(&env);
         *OWNER.lock().unwrap() = Some(b);
         OWNER_DELAY_MS.store(100, Ordering::Relaxed);
+        FAULTING.store(false, Ordering::Release);
         reclaim::set_owner_hook(owner_hook);
         let mut a = Mm::new_in(&env).unwrap();
         // The first 64 KiB mapped, so that its table exists: the fault in the second
@@ -481,10 +489,17 @@ fn direct_reclaim_waits_for_the_reclaim_thread_holding_the_owner() {
         let kswapd = std::thread::spawn(|| {
             reclaim::pass::<HostMm>(None, usize::MAX, true, reclaim::Reclaimer::Kswapd)
         });
+        // Bounded: a pass that never reaches the owner fails the test, not hangs it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !OWNER_HELD.load(Ordering::Acquire) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{env:?}: the reclaim pass never reached the owner of the lazyfree folios"
+            );
             std::thread::yield_now();
         }
         let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0)).collect();
+        FAULTING.store(true, Ordering::Release);
         let r = a.handle_fault(at.add(CONT_SIZE), Access::Write);
         kswapd.join().unwrap();
         for &pa in &hoard {

@@ -7,20 +7,11 @@
 //! freed by reclaim once unmapped; `use_zero_page` 0 allocates instead.
 
 use super::collapse::{
-    all_back, check_pages_among as check, env, leaf, only, pattern, region, write_pages,
+    all_back, check_pages_among as check, env, leaf, only, pattern, region, setup, write_pages,
 };
 use super::*;
 use crate::mm::addr::CONT_SIZE;
 use crate::mm::zero;
-use std::sync::MutexGuard;
-
-fn setup(orders: &[usize], len: usize) -> (MutexGuard<'static, ()>, Mm<HostMm>, VirtAddr) {
-    let machine = host::machine();
-    only(orders);
-    let mut mm = Mm::new_in(&env()).unwrap();
-    let va = region(&mut mm, len, len);
-    (machine, mm, va)
-}
 
 /// Read-fault every page of `[va, va + pages)`; each must then map the zero page,
 /// read-only, and read zeros.
