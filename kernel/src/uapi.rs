@@ -93,11 +93,16 @@ named_numbers! {
         SYS_EXECVE = 221, "execve";
         SYS_MMAP = 222, "mmap";
         SYS_MPROTECT = 226, "mprotect";
+        SYS_MLOCK = 228, "mlock";
+        SYS_MUNLOCK = 229, "munlock";
+        SYS_MLOCKALL = 230, "mlockall";
+        SYS_MUNLOCKALL = 231, "munlockall";
         SYS_MINCORE = 232, "mincore";
         SYS_MADVISE = 233, "madvise";
         SYS_WAIT4 = 260, "wait4";
         SYS_PRLIMIT64 = 261, "prlimit64";
         SYS_GETRANDOM = 278, "getrandom";
+        SYS_MLOCK2 = 284, "mlock2";
         SYS_RSEQ = 293, "rseq";
         SYS_FACCESSAT2 = 439, "faccessat2";
     }
@@ -191,6 +196,7 @@ pub const MAP_PRIVATE: u64 = 0x02;
 pub const MAP_FIXED: u64 = 0x10;
 pub const MAP_ANONYMOUS: u64 = 0x20;
 pub const MAP_GROWSDOWN: u64 = 0x100;
+pub const MAP_LOCKED: u64 = 0x2000;
 pub const MAP_NORESERVE: u64 = 0x4000;
 pub const MAP_POPULATE: u64 = 0x8000;
 pub const MAP_STACK: u64 = 0x20000;
@@ -208,12 +214,23 @@ pub const MADV_SEQUENTIAL: u64 = 2;
 pub const MADV_WILLNEED: u64 = 3;
 pub const MADV_DONTNEED: u64 = 4;
 pub const MADV_FREE: u64 = 8;
+pub const MADV_DONTFORK: u64 = 10;
+pub const MADV_DOFORK: u64 = 11;
 pub const MADV_HUGEPAGE: u64 = 14;
 pub const MADV_PAGEOUT: u64 = 21;
 pub const MADV_NOHUGEPAGE: u64 = 15;
 pub const MADV_POPULATE_READ: u64 = 22;
 pub const MADV_POPULATE_WRITE: u64 = 23;
+pub const MADV_DONTNEED_LOCKED: u64 = 24;
+pub const MADV_WIPEONFORK: u64 = 18;
+pub const MADV_KEEPONFORK: u64 = 19;
 pub const MADV_COLLAPSE: u64 = 25;
+
+// mlock2 and mlockall flags.
+pub const MLOCK_ONFAULT: u64 = 0x01;
+pub const MCL_CURRENT: u64 = 1;
+pub const MCL_FUTURE: u64 = 2;
+pub const MCL_ONFAULT: u64 = 4;
 
 // clone flags; the low byte (CSIGNAL) is the signal sent to the parent at exit.
 pub const CSIGNAL: u64 = 0xff;

@@ -6,6 +6,7 @@
 //! - [`proc`], [`mm`], [`fs`], [`time`], [`signal`], [`pipe`]: typed wrappers, each `Result<_, Errno>`
 //! - [`io`]: `print!` / `println!` through a fixed buffer, the panic handler
 //! - [`text`]: a fixed-size string buffer (messages, paths), no allocator
+//! - [`procfs`]: /proc/self files as text: a VMA's smaps block and fields, status
 //! - [`test`]: `TEST name ... ok` / `TEST name ... FAILED: why` reports
 //! - [`pagemap`]: /proc/self/pagemap and /proc/kpageflags entries
 //! - [`thp`]: mTHP policy and counters (sysfs), thpmaps, meminfo, contpte stats
@@ -20,6 +21,7 @@ pub mod mm;
 pub mod pagemap;
 pub mod pipe;
 pub mod proc;
+pub mod procfs;
 pub mod signal;
 pub mod start;
 pub mod sys;

@@ -1,4 +1,4 @@
-//! Address space: mmap, munmap, mprotect, madvise, mincore, brk.
+//! Address space: mmap, munmap, mprotect, madvise, mincore, brk, the mlock family.
 //!
 //! Calls that can remove or change memory (fixed mappings, munmap, mprotect, madvise,
 //! brk) are `unsafe`: the caller makes sure no Rust reference points into the range.
@@ -17,6 +17,7 @@ pub const MAP_SHARED: usize = 0x01;
 pub const MAP_PRIVATE: usize = 0x02;
 pub const MAP_FIXED: usize = 0x10;
 pub const MAP_ANONYMOUS: usize = 0x20;
+pub const MAP_LOCKED: usize = 0x2000;
 pub const MAP_POPULATE: usize = 0x8000;
 pub const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
 
@@ -27,11 +28,16 @@ pub const MREMAP_DONTUNMAP: usize = 4;
 pub const MADV_NORMAL: usize = 0;
 pub const MADV_DONTNEED: usize = 4;
 pub const MADV_FREE: usize = 8;
+pub const MADV_DONTFORK: usize = 10;
+pub const MADV_DOFORK: usize = 11;
+pub const MADV_WIPEONFORK: usize = 18;
+pub const MADV_KEEPONFORK: usize = 19;
 pub const MADV_HUGEPAGE: usize = 14;
 pub const MADV_PAGEOUT: usize = 21;
 pub const MADV_NOHUGEPAGE: usize = 15;
 pub const MADV_POPULATE_READ: usize = 22;
 pub const MADV_POPULATE_WRITE: usize = 23;
+pub const MADV_DONTNEED_LOCKED: usize = 24;
 pub const MADV_COLLAPSE: usize = 25;
 
 /// mmap(2).
@@ -108,6 +114,41 @@ pub unsafe fn mprotect(addr: usize, len: usize, prot: usize) -> Result<usize, Er
 pub unsafe fn madvise(addr: usize, len: usize, advice: usize) -> Result<usize, Errno> {
     // SAFETY: the caller's contract.
     unsafe { syscall!(nr::MADVISE, addr, len, advice) }
+}
+
+pub const MLOCK_ONFAULT: usize = 1;
+pub const MCL_CURRENT: usize = 1;
+pub const MCL_FUTURE: usize = 2;
+pub const MCL_ONFAULT: usize = 4;
+
+/// mlock(2): lock (and populate) the pages of [addr, addr + len).
+pub fn mlock(addr: usize, len: usize) -> Result<usize, Errno> {
+    // SAFETY: locking changes no contents and no mapping.
+    unsafe { syscall!(nr::MLOCK, addr, len) }
+}
+
+/// mlock2(2): as mlock, MLOCK_ONFAULT in `flags` populates nothing.
+pub fn mlock2(addr: usize, len: usize, flags: usize) -> Result<usize, Errno> {
+    // SAFETY: as in `mlock`.
+    unsafe { syscall!(nr::MLOCK2, addr, len, flags) }
+}
+
+/// munlock(2).
+pub fn munlock(addr: usize, len: usize) -> Result<usize, Errno> {
+    // SAFETY: as in `mlock`.
+    unsafe { syscall!(nr::MUNLOCK, addr, len) }
+}
+
+/// mlockall(2): MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT.
+pub fn mlockall(flags: usize) -> Result<usize, Errno> {
+    // SAFETY: as in `mlock`.
+    unsafe { syscall!(nr::MLOCKALL, flags) }
+}
+
+/// munlockall(2).
+pub fn munlockall() -> Result<usize, Errno> {
+    // SAFETY: as in `mlock`.
+    unsafe { syscall!(nr::MUNLOCKALL) }
 }
 
 /// mincore(2): one byte per page of [addr, addr + len) into `vec` (bit 0: resident).

@@ -60,10 +60,15 @@ pub mod nr {
     pub const EXECVE: usize = 221;
     pub const MMAP: usize = 222;
     pub const MPROTECT: usize = 226;
+    pub const MLOCK: usize = 228;
+    pub const MUNLOCK: usize = 229;
+    pub const MLOCKALL: usize = 230;
+    pub const MUNLOCKALL: usize = 231;
     pub const MINCORE: usize = 232;
     pub const MADVISE: usize = 233;
     pub const WAIT4: usize = 260;
     pub const GETRANDOM: usize = 278;
+    pub const MLOCK2: usize = 284;
     pub const FACCESSAT2: usize = 439;
 }
 

@@ -7,7 +7,8 @@
 //! cow.rs      a write to a shared folio: whole-folio reuse, page or folio copy
 //! map.rs      mmap, munmap, mprotect, madvise, mincore, brk
 //! mremap.rs   mremap: shrink, grow in place, move (folios whole)
-//! fork.rs     the child's copy
+//! fork.rs     the child's copy (MADV_DONTFORK, MADV_WIPEONFORK)
+//! mlock.rs    mlock, munlock, mlockall: locked VMAs, populated, never discarded
 //! report.rs   /proc/self/thpmaps
 //! ```
 //!
@@ -39,7 +40,7 @@
 use alloc::vec::Vec;
 
 use super::pgtable::{Prot, PteAttrs, Unmapped};
-use super::vma::{VmProt, VmaSet};
+use super::vma::{VmProt, VmaFlags, VmaSet};
 use super::{folio, zero};
 use super::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 
@@ -78,6 +79,9 @@ pub struct Mm<E: MmEnv = Machine> {
     /// whatever the policy and the VMA's hint (Linux's MMF_DISABLE_THP). The process
     /// layer carries it across fork and exec.
     pub thp_disabled: bool,
+    /// mlockall(MCL_FUTURE): the lock flags every new VMA gets (Linux's `def_flags`).
+    /// A new address space (exec, fork's child) starts without, as on Linux.
+    pub def_flags: VmaFlags,
 }
 
 pub(super) fn pte_attrs(prot: VmProt) -> PteAttrs {
@@ -179,6 +183,7 @@ impl<E: MmEnv> Mm<E> {
             brk_start: VirtAddr(0),
             brk: VirtAddr(0),
             thp_disabled: false,
+            def_flags: VmaFlags::default(),
         })
     }
 

@@ -8,12 +8,19 @@
 //! keeps state per 64 KiB block an operation touches, and a 256 MiB VMA copied in one
 //! operation ran the kernel heap out. A lazyfree folio's new mapping gets its entry on
 //! the lazyfree list (`lazyfree`'s fork), batch by batch.
+//!
+//! The VMA flags, as Linux's `dup_mmap`: a MADV_DONTFORK VMA is not copied (the child
+//! has a hole there), so a folio in it is never shared and the parent's next write
+//! fault finds it still exclusive; a MADV_WIPEONFORK VMA is copied without its pages
+//! (the child reads zeros and faults in frames of its own) and keeps the flag; the
+//! child inherits no lock (VM_LOCKED and VM_LOCKONFAULT are cleared, and the address
+//! space's `def_flags` start empty).
 
 use super::aspace::{batches_of, pages, pte_attrs, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
-use super::vma::VmProt;
+use super::vma::{VmProt, Vma, VmaFlags, VmaKind};
 use super::{folio, zero};
 use super::{PhysAddr, VirtAddr};
-use crate::uapi::ENOMEM;
+use crate::uapi::{EINVAL, ENOMEM, MADV_DOFORK, MADV_DONTFORK, MADV_KEEPONFORK, MADV_WIPEONFORK};
 
 impl<E: MmEnv> Mm<E> {
     /// The child's copy at fork: the same VMAs, the same folios mapped read-only in
@@ -28,7 +35,21 @@ impl<E: MmEnv> Mm<E> {
         let mut next = VirtAddr(0);
         while let Some(vma) = self.vmas.next_from(next).copied() {
             next = vma.end;
-            child.vmas.insert(vma).expect("parent VMAs do not overlap");
+            if vma.flags.dontcopy {
+                continue;
+            }
+            let flags = VmaFlags {
+                locked: false,
+                lockonfault: false,
+                ..vma.flags
+            };
+            child
+                .vmas
+                .insert(Vma { flags, ..vma })
+                .expect("parent VMAs do not overlap");
+            if vma.flags.wipeonfork {
+                continue;
+            }
             let attrs = pte_attrs(VmProt {
                 write: false,
                 ..vma.prot
@@ -48,6 +69,31 @@ impl<E: MmEnv> Mm<E> {
             }
         }
         Ok(child)
+    }
+}
+
+impl<E: MmEnv> Mm<E> {
+    /// madvise MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK or MADV_KEEPONFORK of
+    /// `[start, end)`, a piece of `vma`: Linux's `madvise_vma_behavior`. Wipe-on-fork
+    /// is for private anonymous memory only: a mapping of the executable (a file
+    /// mapping on Linux) is EINVAL.
+    pub(super) fn madvise_fork(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        vma: &Vma,
+        advice: u64,
+    ) -> Result<(), Errno> {
+        if advice == MADV_WIPEONFORK && vma.kind == VmaKind::Image {
+            return Err(EINVAL);
+        }
+        self.change_flags(start, end, |f| match advice {
+            MADV_DONTFORK => f.dontcopy = true,
+            MADV_DOFORK => f.dontcopy = false,
+            MADV_WIPEONFORK => f.wipeonfork = true,
+            MADV_KEEPONFORK => f.wipeonfork = false,
+            _ => unreachable!("madvise passes the fork advice only"),
+        })
     }
 }
 

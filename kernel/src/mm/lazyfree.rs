@@ -50,6 +50,11 @@
 //! folio can become dirty without a copy-on-write fault: one mapping's clean state
 //! speaks for all. A split (`folio::split`), a merge or a free drops the mark.
 //!
+//! **mlock**: a reclaim pass keeps the entry of a locked mapping (`lazyfree_locked_kept`),
+//! and mlock of a writable range drops the marks there (`unmark_written`), as Linux's
+//! population dirties those folios; MADV_FREE and MADV_PAGEOUT of a locked VMA are
+//! EINVAL before they get here.
+//!
 //! ## Reverse map and protocol (SMP)
 //!
 //! The reverse map is the lazyfree list: one `Entry` per mapping of a marked folio:
@@ -184,6 +189,10 @@ pub struct Stats {
     pub fork_unlisted: AtomicU64,
     /// Blocks the collapse thread left alone for their clean lazyfree pages.
     pub collapse_skipped: AtomicU64,
+    /// Marks mlock of a writable range dropped (Linux's population dirties the folio).
+    pub mlock_unmarked: AtomicU64,
+    /// List entries a reclaim pass kept because their mapping is locked (mlock).
+    pub locked_kept: AtomicU64,
     /// Reclaim passes run, by who ran them.
     pub passes_watermark: AtomicU64,
     pub passes_direct: AtomicU64,
@@ -211,6 +220,8 @@ pub static STATS: Stats = Stats {
     fork_unmarked: AtomicU64::new(0),
     fork_unlisted: AtomicU64::new(0),
     collapse_skipped: AtomicU64::new(0),
+    mlock_unmarked: AtomicU64::new(0),
+    locked_kept: AtomicU64::new(0),
     passes_watermark: AtomicU64::new(0),
     passes_direct: AtomicU64::new(0),
     passes_demand: AtomicU64::new(0),
@@ -223,7 +234,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 22] {
+    pub fn all(&self) -> [(&'static str, u64); 24] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -244,6 +255,8 @@ impl Stats {
             ("lazyfree_fork_unmarked", l(&self.fork_unmarked)),
             ("lazyfree_fork_unlisted", l(&self.fork_unlisted)),
             ("lazyfree_collapse_skipped", l(&self.collapse_skipped)),
+            ("lazyfree_mlock_unmarked", l(&self.mlock_unmarked)),
+            ("lazyfree_locked_kept", l(&self.locked_kept)),
             ("reclaim_passes_watermark", l(&self.passes_watermark)),
             ("reclaim_passes_direct", l(&self.passes_direct)),
             ("reclaim_passes_demand", l(&self.passes_demand)),
@@ -782,11 +795,32 @@ impl<E: MmEnv> Mm<E> {
             // Cut by a VMA edge (mprotect of part of it): reachable again once merged.
             return Visit::Kept(Reclaimed::default());
         };
+        if vma.flags.locked {
+            // mlock: never discarded while locked; reachable again after munlock (a
+            // read-only range stays marked: no population wrote it).
+            bump(&STATS.locked_kept, 1);
+            return Visit::Kept(Reclaimed::default());
+        }
         let r = self.reclaim_lazyfree(e.va, end, vma.prot.write, Reach::Pass);
         if r.freed > 0 || r.unmapped > 0 || r.redirtied > 0 {
             Visit::Done(r)
         } else {
             Visit::Kept(r)
+        }
+    }
+
+    /// mlock of `[start, end)`, a writable VMA piece just populated: Linux's population
+    /// writes every present page (FOLL_WRITE | FOLL_TOUCH dirties the folio), so a
+    /// MADV_FREE'd folio mapped here is kept by reclaim from then on, even after
+    /// munlock. Here its mark goes (its list entries go stale).
+    pub(super) fn unmark_written(&self, start: VirtAddr, end: VirtAddr) {
+        for (a, b) in batches(start, end) {
+            self.for_each_folio_in(a, b, |_, f, _| {
+                if f.is_lazyfree() {
+                    f.set_lazyfree(false);
+                    bump(&STATS.mlock_unmarked, 1);
+                }
+            });
         }
     }
 

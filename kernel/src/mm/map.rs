@@ -1,5 +1,6 @@
 //! The calls that change the layout of an address space: mmap, munmap, mprotect,
-//! madvise, mincore and brk, with Linux's semantics. Each VMA split first splits the
+//! madvise, mincore and brk, with Linux's semantics (the lock flags mmap and brk give
+//! a new VMA after mlockall(MCL_FUTURE) are `mlock`'s). Each VMA split first splits the
 //! 2 MiB block its new edge cuts (`split_edges`), so a call fails before changing
 //! anything; range work goes in 2 MiB batches (`aspace::batches`), mprotect's in
 //! 64 MiB ones (`aspace::WIDE_BATCH_PAGES`: it collects nothing).
@@ -11,7 +12,7 @@ use super::aspace::{
 use super::fault::{Access, FaultError};
 use super::folio;
 use super::lazyfree::Reach;
-use super::vma::{HugeHint, VmProt, Vma, VmaKind, MAX_MAP_COUNT};
+use super::vma::{HugeHint, VmProt, Vma, VmaFlags, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
 use crate::uapi::*;
 
@@ -23,6 +24,29 @@ impl<E: MmEnv> Mm<E> {
         super::collapse::hint_edges(self, start, end);
         self.tables.split_at(start).map_err(|_| ENOMEM)?;
         self.tables.split_at(end).map_err(|_| ENOMEM)
+    }
+
+    /// Change the flags of `[start, end)`, which lies in one VMA (madvise's fork flags,
+    /// mlock): the blocks its edges cut are split first, and a split may not take the
+    /// VMA count past `MAX_MAP_COUNT`.
+    pub(super) fn change_flags(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        change: impl Fn(&mut VmaFlags),
+    ) -> Result<(), Errno> {
+        let whole = self
+            .vmas
+            .find(start)
+            .is_some_and(|v| v.start == start && v.end == end);
+        if !whole {
+            self.may_split()?;
+            self.split_edges(start, end)?;
+        }
+        self.vmas
+            .set_flags(start, end, change)
+            .expect("the piece lies in one VMA");
+        Ok(())
     }
 
     /// Unmap the pages of `[start, end)` (munmap, MADV_DONTNEED), in batches. Only
@@ -98,18 +122,23 @@ impl<E: MmEnv> Mm<E> {
             self.unmapped_area(addr, len)?
         };
         let end = start.add(len as usize);
+        let (mut vma_flags, _) = self.new_vma_flags();
+        vma_flags.locked |= flags & MAP_LOCKED != 0;
         self.vmas
             .insert(Vma {
                 start,
                 end,
                 prot,
                 huge: HugeHint::Default,
+                flags: vma_flags,
                 kind: VmaKind::Anon,
             })
             .map_err(|_| ENOMEM)?;
         // As Linux: population is best effort (the mapping stands if memory runs out,
         // a later fault decides), and an inaccessible mapping is not populated.
-        if flags & MAP_POPULATE != 0 && (prot.read || prot.write || prot.exec) {
+        if vma_flags.locked {
+            let _ = self.populate_locked(start, end);
+        } else if flags & MAP_POPULATE != 0 && (prot.read || prot.write || prot.exec) {
             let access = if prot.write {
                 Access::Write
             } else {
@@ -261,7 +290,10 @@ impl<E: MmEnv> Mm<E> {
             _ => {}
         }
         let hole = self.for_each_piece(start, end, |mm, a, b, vma| match advice {
-            MADV_DONTNEED => mm.unmap_pages(a, b),
+            // Linux's madvise_dontneed_free_valid_vma and can_madv_lru_vma: a locked
+            // VMA keeps its pages (`mlock`), MADV_DONTNEED_LOCKED aside.
+            MADV_DONTNEED | MADV_FREE | MADV_PAGEOUT if vma.flags.locked => Err(EINVAL),
+            MADV_DONTNEED | MADV_DONTNEED_LOCKED => mm.unmap_pages(a, b),
             // Lazy free: the pages become clean and old, whole exclusive folios are
             // marked; until reclaim discards them they keep their contents, and a
             // write makes them dirty again (`lazyfree`).
@@ -270,6 +302,9 @@ impl<E: MmEnv> Mm<E> {
             MADV_PAGEOUT => {
                 mm.reclaim_lazyfree(a, b, vma.prot.write, Reach::Pageout);
                 Ok(())
+            }
+            MADV_DONTFORK | MADV_DOFORK | MADV_WIPEONFORK | MADV_KEEPONFORK => {
+                mm.madvise_fork(a, b, &vma, advice)
             }
             MADV_COLLAPSE => mm.madvise_collapse(a, b, &vma),
             MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
@@ -335,10 +370,15 @@ impl<E: MmEnv> Mm<E> {
                     exec: false,
                 },
                 huge: HugeHint::Default,
+                flags: self.new_vma_flags().0,
                 kind: VmaKind::Heap,
             };
             if self.vmas.len() >= MAX_MAP_COUNT || self.vmas.insert(heap).is_err() {
                 return self.brk;
+            }
+            // mlockall(MCL_FUTURE): populated at once, failures ignored, as Linux's brk.
+            if self.new_vma_flags().1 {
+                let _ = self.populate_locked(old_end, new_end);
             }
         } else if new_end < old_end && self.munmap(new_end, old_end).is_err() {
             return self.brk;

@@ -7,7 +7,8 @@
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
 //! `zero` (the shared zero page read faults map, and the write that replaces it);
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `mremap` (folios move whole),
-//! `fork`, `report`, `audit`;
+//! `fork` (with MADV_DONTFORK and MADV_WIPEONFORK), `mlock` (locked VMAs), `report`,
+//! `audit`;
 //! `collapse` gives split ranges their large translation back (the collapse thread,
 //! collapse in place, MADV_COLLAPSE).
 //! `lazyfree` (MADV_FREE of whole folios, their discard, the lazyfree list as reverse
@@ -50,6 +51,8 @@ pub mod kmap;
 pub mod lazyfree;
 #[cfg(any(target_os = "none", test))]
 mod map;
+#[cfg(any(target_os = "none", test))]
+pub mod mlock;
 #[cfg(any(target_os = "none", test))]
 mod mremap;
 #[cfg(target_os = "none")]

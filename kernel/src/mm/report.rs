@@ -282,8 +282,8 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// One VMA's /proc/PID/smaps block, Linux 6.12's fields in its order (those of
-    /// mechanisms this kernel lacks, KSM, shmem, file THP, hugetlb, swap and mlock,
-    /// are 0 as on a Linux without them).
+    /// mechanisms this kernel lacks, KSM, shmem, file THP, hugetlb and swap, are 0 as
+    /// on a Linux without them).
     fn smaps_vma(&self, out: &mut String, vma: &Vma) {
         let t = self.tally(vma);
         let _ = writeln!(out, "{}", MapsLine(vma));
@@ -291,15 +291,17 @@ impl<E: MmEnv> Mm<E> {
         kb_line(out, "Size", vma.end.as_u64() - vma.start.as_u64());
         kb_line(out, "KernelPageSize", page);
         kb_line(out, "MMUPageSize", page);
-        show_smap(out, &t, false);
+        let locked = if vma.flags.locked { t.sharing.pss } else { 0 };
+        show_smap(out, &t, false, locked);
         let _ = writeln!(out, "THPeligible:    {:>8}", thp_eligible(vma) as u8);
         let _ = writeln!(out, "VmFlags: {}", VmFlags(vma));
     }
 
     /// /proc/PID/status's memory lines (Linux's task_mem): the address space's size,
     /// resident set (all anonymous here), data, stack and page-table sizes are not
-    /// kept apart from the rest, so only what is: VmSize, VmRSS, RssAnon, RssFile,
-    /// RssShmem, VmData (private writable, not stack), VmStk, VmSwap.
+    /// kept apart from the rest, so only what is: VmSize, VmLck (the length of locked
+    /// VMAs), VmRSS, RssAnon, RssFile, RssShmem, VmData (private writable, not stack),
+    /// VmStk, VmSwap.
     pub fn status(&self) -> String {
         let (mut size, mut rss, mut data, mut stack) = (0, 0, 0, 0);
         for vma in self.vmas.iter() {
@@ -315,6 +317,7 @@ impl<E: MmEnv> Mm<E> {
         let mut out = String::new();
         for (field, bytes) in [
             ("VmSize", size),
+            ("VmLck", self.locked_bytes()),
             ("VmRSS", rss),
             ("RssAnon", rss),
             ("RssFile", 0),
@@ -356,8 +359,12 @@ impl<E: MmEnv> Mm<E> {
     pub fn smaps_rollup(&self) -> String {
         let mut total = Tally::default();
         let (mut first, mut last) = (u64::MAX, 0);
+        let mut locked = 0;
         for vma in self.vmas.iter() {
             let t = self.tally(vma);
+            if vma.flags.locked {
+                locked += t.sharing.pss;
+            }
             total.add(&t);
             first = first.min(vma.start.as_u64());
             last = last.max(vma.end.as_u64());
@@ -371,15 +378,16 @@ impl<E: MmEnv> Mm<E> {
             "{:<72} [rollup]",
             alloc::format!("{first:08x}-{last:08x} ---p 00000000 00:00 0")
         );
-        show_smap(&mut out, &total, true);
+        show_smap(&mut out, &total, true, locked);
         out
     }
 }
 
 /// The memory fields of an smaps block or of smaps_rollup, which adds Pss by kind
 /// (Linux's `__show_smap`): everything here is anonymous; the fields of mechanisms this
-/// kernel lacks (KSM, shmem, file THP, hugetlb, swap, mlock) are 0.
-fn show_smap(out: &mut String, t: &Tally, rollup: bool) {
+/// kernel lacks (KSM, shmem, file THP, hugetlb, swap) are 0. `locked`: the Pss of
+/// locked VMAs (Linux's `pss_locked`).
+fn show_smap(out: &mut String, t: &Tally, rollup: bool, locked: u64) {
     let s = &t.sharing;
     kb_line(out, "Rss", t.rss());
     kb_line(out, "Pss", s.pss);
@@ -405,7 +413,7 @@ fn show_smap(out: &mut String, t: &Tally, rollup: bool) {
         ("Private_Hugetlb", 0),
         ("Swap", 0),
         ("SwapPss", 0),
-        ("Locked", 0),
+        ("Locked", locked),
     ] {
         kb_line(out, field, bytes);
     }
@@ -482,8 +490,8 @@ impl core::fmt::Display for MapsLine<'_> {
 
 /// smaps' `VmFlags:` mnemonics, in Linux's order: every mapping here is private and
 /// may be made readable, writable and executable (mr mw me); the stack grows down
-/// (gd); a writable private mapping is accounted (ac); MADV_HUGEPAGE is hg,
-/// MADV_NOHUGEPAGE nh.
+/// (gd); mlock is lo, MADV_DONTFORK dc, MLOCK_ONFAULT lf; a writable private mapping
+/// is accounted (ac); MADV_WIPEONFORK is wf, MADV_HUGEPAGE hg, MADV_NOHUGEPAGE nh.
 struct VmFlags<'a>(&'a Vma);
 
 impl core::fmt::Display for VmFlags<'_> {
@@ -497,7 +505,11 @@ impl core::fmt::Display for VmFlags<'_> {
             (true, "mw"),
             (true, "me"),
             (v.kind == VmaKind::Stack, "gd"),
+            (v.flags.locked, "lo"),
+            (v.flags.dontcopy, "dc"),
+            (v.flags.lockonfault, "lf"),
             (v.prot.write, "ac"),
+            (v.flags.wipeonfork, "wf"),
             (v.huge == HugeHint::Huge, "hg"),
             (v.huge == HugeHint::NoHuge, "nh"),
         ] {

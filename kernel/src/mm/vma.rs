@@ -5,8 +5,9 @@
 //!
 //! Invariants, kept by every operation:
 //! - VMAs are page-aligned, non-empty and never overlap (a `BTreeMap` keyed by start);
-//! - two VMAs that touch and have the same protection, advice and kind are one VMA
-//!   (Linux's `vma_merge`), so an mprotect that is undone leaves the set as it was.
+//! - two VMAs that touch and have the same protection, advice, flags and kind are one
+//!   VMA (Linux's `vma_merge`), so an mprotect or madvise that is undone leaves the set
+//!   as it was.
 //!
 //! Range operations follow Linux: munmap may span holes; mprotect and madvise
 //! (MADV_[NO]HUGEPAGE) fail with ENOMEM and change nothing if any page of the range is
@@ -59,6 +60,21 @@ pub enum HugeHint {
     NoHuge,
 }
 
+/// The flags madvise and mlock set on a VMA (Linux's `vm_flags` bits of the same
+/// names). None changes a page-table entry: fork reads the first two, the lock
+/// decides population and whether reclaim may discard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmaFlags {
+    /// MADV_DONTFORK (VM_DONTCOPY): fork gives the child no mapping here.
+    pub dontcopy: bool,
+    /// MADV_WIPEONFORK (VM_WIPEONFORK): fork gives the child this VMA, empty.
+    pub wipeonfork: bool,
+    /// mlock (VM_LOCKED): populated at mlock, never discarded by reclaim.
+    pub locked: bool,
+    /// mlock2(MLOCK_ONFAULT) (VM_LOCKONFAULT): locked, but populated by faults only.
+    pub lockonfault: bool,
+}
+
 /// What a VMA is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmaKind {
@@ -79,6 +95,7 @@ pub struct Vma {
     pub end: VirtAddr,
     pub prot: VmProt,
     pub huge: HugeHint,
+    pub flags: VmaFlags,
     pub kind: VmaKind,
 }
 
@@ -90,7 +107,8 @@ impl Vma {
     /// Whether `next`, starting where `self` ends, can be merged into it.
     fn merges_with(&self, next: &Vma) -> bool {
         self.end == next.start
-            && (self.prot, self.huge, self.kind) == (next.prot, next.huge, next.kind)
+            && (self.prot, self.huge, self.flags, self.kind)
+                == (next.prot, next.huge, next.flags, next.kind)
     }
 }
 
@@ -228,6 +246,16 @@ impl VmaSet {
         self.update(start, end, |v| v.huge = hint)
     }
 
+    /// Changes the flags of `[start, end)` (madvise, mlock).
+    pub fn set_flags(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        change: impl Fn(&mut VmaFlags),
+    ) -> Result<(), VmaError> {
+        self.update(start, end, |v| change(&mut v.flags))
+    }
+
     /// The highest `len`-byte gap that starts at a multiple of `align` and lies within
     /// `[above, below)`: Linux's top-down mmap placement (`vm_unmapped_area` with
     /// `VM_UNMAPPED_AREA_TOPDOWN`). An `align` of 2 MiB lets the range be backed by PMD
@@ -324,6 +352,7 @@ mod tests {
             end: VirtAddr::new(end_page * P),
             prot,
             huge: HugeHint::Default,
+            flags: VmaFlags::default(),
             kind: VmaKind::Anon,
         }
     }
@@ -486,6 +515,23 @@ mod tests {
         set.set_huge(va(0), va(512), HugeHint::Huge).unwrap();
         assert_eq!(set.len(), 1);
         assert_eq!(set.find(va(0)).unwrap().huge, HugeHint::Huge);
+    }
+
+    #[test]
+    fn madvise_dontfork_splits_and_dofork_merges_back() {
+        let mut set = set_of(&[vma(0, 64, RW)]);
+        set.set_flags(va(16), va(32), |f| f.dontcopy = true)
+            .unwrap();
+        let flags: Vec<_> = set.iter().map(|v| (v.start, v.flags.dontcopy)).collect();
+        assert_eq!(flags, [(va(0), false), (va(16), true), (va(32), false)]);
+        set.set_flags(va(16), va(32), |f| f.dontcopy = false)
+            .unwrap();
+        assert_eq!(layout(&set), [(0, 64, RW)]);
+        assert_eq!(
+            set.set_flags(va(60), va(70), |f| f.locked = true),
+            Err(VmaError::NotMapped)
+        );
+        assert_eq!(layout(&set), [(0, 64, RW)]);
     }
 
     #[test]

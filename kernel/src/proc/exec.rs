@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use super::elf;
 use super::stack;
 use crate::mm::aspace::{Mm, STACK_TOP};
-use crate::mm::vma::{HugeHint, VmProt, Vma, VmaKind};
+use crate::mm::vma::{HugeHint, VmProt, Vma, VmaFlags, VmaKind};
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;
 use crate::uapi::*;
@@ -53,6 +53,7 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
                     end,
                     prot,
                     huge: HugeHint::Default,
+                    flags: VmaFlags::default(),
                     kind: VmaKind::Image,
                 })
                 .map_err(|_| ENOEXEC)?;
@@ -96,6 +97,7 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
         end: VirtAddr(STACK_TOP),
         prot: VmProt::new(true, true, false),
         huge: HugeHint::Default,
+        flags: VmaFlags::default(),
         kind: VmaKind::Stack,
     };
     mm.vmas.insert(stack).map_err(|_| ENOMEM)?;

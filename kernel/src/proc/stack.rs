@@ -346,7 +346,7 @@ mod tests {
     mod growth {
         use super::super::{grow, EXPAND_AT_EXEC, GUARD_GAP};
         use crate::mm::aspace::{STACK_SIZE, STACK_TOP};
-        use crate::mm::vma::{HugeHint, VmProt, Vma, VmaKind, VmaSet};
+        use crate::mm::vma::{HugeHint, VmProt, Vma, VmaFlags, VmaKind, VmaSet};
         use crate::mm::VirtAddr;
 
         const PAGE: u64 = 4096;
@@ -357,6 +357,7 @@ mod tests {
                 end: VirtAddr(end),
                 prot: VmProt::new(true, true, false),
                 huge: HugeHint::Default,
+                flags: VmaFlags::default(),
                 kind,
             }
         }

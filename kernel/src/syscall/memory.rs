@@ -1,9 +1,11 @@
-//! brk, mmap, munmap, mremap, mprotect, madvise, mincore: argument checks with Linux's errnos,
-//! then the address space (`mm::aspace`).
+//! brk, mmap, munmap, mremap, mprotect, madvise, mincore, and the mlock family:
+//! argument checks with Linux's errnos, then the address space (`mm::aspace`,
+//! `mm::mlock`).
 
 use super::Errno;
 use crate::arch::aarch64::uaccess::{copy_to_user, is_user_range};
 use crate::mm::aspace::{Mm, STACK_TOP};
+use crate::mm::mlock::Lock;
 use crate::mm::vma::VmProt;
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::proc::sched::me;
@@ -92,13 +94,18 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64, Errno> {
 }
 
 pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
-    const KNOWN: [u64; 12] = [
+    const KNOWN: [u64; 17] = [
         MADV_NORMAL,
         MADV_RANDOM,
         MADV_SEQUENTIAL,
         MADV_WILLNEED,
         MADV_DONTNEED,
+        MADV_DONTNEED_LOCKED,
         MADV_FREE,
+        MADV_DONTFORK,
+        MADV_DOFORK,
+        MADV_WIPEONFORK,
+        MADV_KEEPONFORK,
         MADV_PAGEOUT,
         MADV_HUGEPAGE,
         MADV_NOHUGEPAGE,
@@ -114,6 +121,56 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
         return Ok(0);
     }
     with_mm(|mm| mm.madvise(start, end, advice).map(|()| 0))
+}
+
+/// mlock, mlock2 and munlock's range, as Linux's `do_mlock`: the start rounded down
+/// to its page and the length up (no alignment is required); an end that wraps is
+/// EINVAL, but a length whose rounding wraps to 0 is an empty range (Linux's
+/// `PAGE_ALIGN` overflows the same way). `None`: nothing to do.
+fn lock_range(addr: u64, len: u64) -> Result<Option<(VirtAddr, VirtAddr)>, Errno> {
+    let start = addr & !(PAGE - 1);
+    let len = len.wrapping_add(addr - start).wrapping_add(PAGE - 1) & !(PAGE - 1);
+    let end = start.checked_add(len).ok_or(EINVAL)?;
+    Ok((end != start).then_some((VirtAddr(start), VirtAddr(end))))
+}
+
+fn do_mlock(addr: u64, len: u64, lock: Option<Lock>) -> Result<u64, Errno> {
+    match lock_range(addr, len)? {
+        Some((start, end)) => with_mm(|mm| mm.mlock(start, end, lock).map(|()| 0)),
+        None => Ok(0),
+    }
+}
+
+pub fn mlock(addr: u64, len: u64) -> Result<u64, Errno> {
+    do_mlock(addr, len, Some(Lock::Populate))
+}
+
+pub fn mlock2(addr: u64, len: u64, flags: u64) -> Result<u64, Errno> {
+    if flags & !MLOCK_ONFAULT != 0 {
+        return Err(EINVAL);
+    }
+    let lock = if flags & MLOCK_ONFAULT != 0 {
+        Lock::OnFault
+    } else {
+        Lock::Populate
+    };
+    do_mlock(addr, len, Some(lock))
+}
+
+pub fn munlock(addr: u64, len: u64) -> Result<u64, Errno> {
+    do_mlock(addr, len, None)
+}
+
+pub fn mlockall(flags: u64) -> Result<u64, Errno> {
+    let known = MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT;
+    if flags == 0 || flags & !known != 0 || flags == MCL_ONFAULT {
+        return Err(EINVAL);
+    }
+    with_mm(|mm| mm.mlockall(flags).map(|()| 0))
+}
+
+pub fn munlockall() -> Result<u64, Errno> {
+    with_mm(|mm| mm.mlockall(0).map(|()| 0))
 }
 
 /// Pages of residency one mincore step reports: the kernel buffer is this size

@@ -10,6 +10,8 @@
 
 use rt::mm::MAP_POPULATE;
 use rt::mm::{brk, Region, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MAP_ANONYMOUS, MAP_FIXED};
+use rt::mm::{MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED_LOCKED, MADV_KEEPONFORK, MADV_PAGEOUT};
+use rt::mm::{MADV_WIPEONFORK, MCL_ONFAULT, MLOCK_ONFAULT};
 use rt::mm::{
     MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE,
 };
@@ -249,6 +251,43 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("madvise_dontneed_into_hole", ENOMEM, |e| sys!(nr::MADVISE, e.edge, 2 * PAGE, MADV_DONTNEED)),
     ("madvise_free_into_hole", ENOMEM,   |e| sys!(nr::MADVISE, e.edge, 2 * PAGE, MADV_FREE)),
     ("mprotect_into_hole",  ENOMEM,      |e| sys!(nr::MPROTECT, e.edge, 2 * PAGE, PROT_READ | PROT_WRITE)),
+    // The fork advice: holes as any advice; wipe-on-fork only for anonymous memory
+    // (the program's text is a file mapping on Linux). The rows into a hole change the
+    // mapped part: each is undone by the next.
+    ("madvise_dontfork_into_hole", ENOMEM, |e| sys!(nr::MADVISE, e.edge, 2 * PAGE, MADV_DONTFORK)),
+    ("madvise_dofork_into_hole", ENOMEM, |e| sys!(nr::MADVISE, e.edge, 2 * PAGE, MADV_DOFORK)),
+    ("madvise_wipeonfork_into_hole", ENOMEM, |e| sys!(nr::MADVISE, e.edge, 2 * PAGE, MADV_WIPEONFORK)),
+    ("madvise_keeponfork_into_hole", ENOMEM, |e| sys!(nr::MADVISE, e.edge, 2 * PAGE, MADV_KEEPONFORK)),
+    ("madvise_wipeonfork_text", EINVAL,  |_| sys!(nr::MADVISE, text_page(), PAGE, MADV_WIPEONFORK)),
+    ("madvise_dontfork_text", Want::Ok(0), |_| sys!(nr::MADVISE, text_page(), PAGE, MADV_DONTFORK)),
+    ("madvise_dofork_text", Want::Ok(0), |_| sys!(nr::MADVISE, text_page(), PAGE, MADV_DOFORK)),
+    ("madvise_dontneed_locked_hole", ENOMEM, |e| sys!(nr::MADVISE, e.hole, PAGE, MADV_DONTNEED_LOCKED)),
+    // A locked page refuses the advice that would discard it.
+    ("madvise_free_locked", EINVAL,      |_| advise_locked(MADV_FREE)),
+    ("madvise_dontneed_locked", EINVAL,  |_| advise_locked(MADV_DONTNEED)),
+    ("madvise_pageout_locked", EINVAL,   |_| advise_locked(MADV_PAGEOUT)),
+    ("madvise_dontneed_locked_locked", Want::Ok(0), |_| advise_locked(MADV_DONTNEED_LOCKED)),
+    // mlock, mlock2, munlock as Linux's do_mlock: the start is rounded down and the
+    // length up (no alignment required), a length whose rounding wraps is 0; a hole
+    // is ENOMEM (after locking what lies before it: the next row unlocks it).
+    ("mlock_hole",          ENOMEM,      |e| sys!(nr::MLOCK, e.hole, PAGE)),
+    ("mlock_kernel",        ENOMEM,      |_| sys!(nr::MLOCK, KERNEL, PAGE)),
+    ("mlock_into_hole",     ENOMEM,      |e| sys!(nr::MLOCK, e.edge, 2 * PAGE)),
+    ("munlock_into_hole",   ENOMEM,      |e| sys!(nr::MUNLOCK, e.edge, 2 * PAGE)),
+    ("mlock_len0_hole",     Want::Ok(0), |e| sys!(nr::MLOCK, e.hole, 0)),
+    ("mlock_misaligned",    Want::Ok(0), |e| sys!(nr::MLOCK, e.buf + 1, PAGE)),
+    ("munlock_misaligned",  Want::Ok(0), |e| sys!(nr::MUNLOCK, e.buf + 1, PAGE)),
+    ("mlock_len_max",       Want::Ok(0), |e| sys!(nr::MLOCK, e.buf, usize::MAX)),
+    ("mlock_len_wraps",     EINVAL,      |e| sys!(nr::MLOCK, e.buf, usize::MAX - PAGE + 1)),
+    ("mlock2_bad_flags",    EINVAL,      |e| sys!(nr::MLOCK2, e.buf, PAGE, 2)),
+    ("mlock2_bad_flags_hole", EINVAL,    |e| sys!(nr::MLOCK2, e.hole, PAGE, 2)),
+    ("mlock2_onfault_hole", ENOMEM,      |e| sys!(nr::MLOCK2, e.hole, PAGE, MLOCK_ONFAULT)),
+    ("munlock_hole",        ENOMEM,      |e| sys!(nr::MUNLOCK, e.hole, PAGE)),
+    ("munlock_kernel",      ENOMEM,      |_| sys!(nr::MUNLOCK, KERNEL, PAGE)),
+    ("munlock_len0_kernel", Want::Ok(0), |_| sys!(nr::MUNLOCK, KERNEL, 0)),
+    ("mlockall_0",          EINVAL,      |_| sys!(nr::MLOCKALL, 0)),
+    ("mlockall_onfault_alone", EINVAL,   |_| sys!(nr::MLOCKALL, MCL_ONFAULT)),
+    ("mlockall_unknown",    EINVAL,      |_| sys!(nr::MLOCKALL, 8)),
     ("mmap_prot_none_populate", Want::OkAny, |_| sys!(nr::MMAP, 0, PAGE, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1isize, 0)),
     ("brk_huge",            Want::OkAny, |_| sys!(nr::BRK, usize::MAX)),
     ("brk_low",             Want::OkAny, |_| brk_low()),
@@ -344,6 +383,18 @@ fn check(want: Want, got: Result<usize, Errno>) -> Outcome {
         (Want::Err(w), g) => Err(Fail::new(format_args!("got {g:?}, want {w}"))),
         (Want::ErrUntilLinux7(..), _) => unreachable!("resolved above"),
     }
+}
+
+/// The page of this program's text that holds `main`.
+fn text_page() -> usize {
+    (main as *const () as usize) & !(PAGE - 1)
+}
+
+/// `advice` on a fresh locked page (unmapped after).
+fn advise_locked(advice: usize) -> Result<usize, Errno> {
+    let r = Region::anon(PAGE, PROT_READ | PROT_WRITE, 0)?;
+    sys!(nr::MLOCK, r.addr, PAGE)?;
+    r.advise(0, PAGE, advice)
 }
 
 /// The scratch mappings (kept alive with the env) and the open file.

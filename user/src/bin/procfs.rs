@@ -14,6 +14,7 @@ use rt::fs::{self, AT_FDCWD, O_CLOEXEC, O_RDONLY, O_RDWR, SEEK_SET};
 use rt::mm::*;
 use rt::pagemap::{entry as pagemap, kpageflags, *};
 use rt::proc;
+use rt::procfs::{field, read_text, vma_block};
 use rt::test::{Context, Fail, Outcome, Suite};
 use rt::text::Text;
 use rt::thp::{self, Policy};
@@ -49,14 +50,6 @@ fn main(_args: &rt::Args) -> i32 {
 
 const RW: usize = PROT_READ | PROT_WRITE;
 const THP: &str = "/sys/kernel/mm/transparent_hugepage";
-
-/// File `path` as text, in `buf`.
-fn read_text<'a>(path: &str, buf: &'a mut [u8]) -> Result<&'a str, Fail> {
-    let mut p = Text::<128>::from_fmt(format_args!("{path}"));
-    let n = fs::read_all(p.as_cstr(), buf).ctx(path)?;
-    ensure!(n < buf.len(), "{path}: longer than {} bytes", buf.len());
-    core::str::from_utf8(&buf[..n]).map_err(|_| Fail::new(format_args!("{path}: not UTF-8")))
-}
 
 /// Expects file `path` to read exactly `want`.
 fn expect_file(path: &str, want: &str) -> Outcome {
@@ -256,22 +249,6 @@ fn kpageflags_thp_head_tail() -> Outcome {
     Ok(())
 }
 
-/// The /proc/self/maps or smaps line of the VMA starting at `start`, and what follows.
-fn vma_block(text: &str, start: usize) -> Result<&str, Fail> {
-    let head = Text::<32>::from_fmt(format_args!("{start:08x}-"));
-    let at = text
-        .lines()
-        .scan(0, |off, l| {
-            let here = *off;
-            *off += l.len() + 1;
-            Some((here, l))
-        })
-        .find(|(_, l)| l.starts_with(head.as_str()))
-        .map(|(off, _)| off)
-        .ctx("the mapping's line")?;
-    Ok(&text[at..])
-}
-
 /// `start-end rw-p 00000000 00:00 0` for an anonymous mapping; a write-only one is
 /// `-w-p`.
 fn maps_line() -> Outcome {
@@ -293,17 +270,6 @@ fn maps_line() -> Outcome {
         );
     }
     Ok(())
-}
-
-/// Field `name` (kB, or a bare number for THPeligible) of an smaps block.
-fn field(block: &str, name: &str) -> Result<u64, Fail> {
-    block
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.starts_with(|c: char| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| Fail::new(format_args!("smaps: no {name}")))
 }
 
 /// The smaps block of `r` in `buf`.

@@ -25,7 +25,7 @@ pub(super) fn each_machine(f: impl Fn(HostMm)) {
 /// [`each_machine`] in the modes where MADV_FREE leaves a whole 64 KiB folio clean
 /// (not `contpte=naive`, where each entry's change gathers the block's dirty state
 /// back into every entry, so a lazyfree 64 KiB folio is never discarded).
-fn each_cleaning_machine(f: impl Fn(HostMm)) {
+pub(super) fn each_cleaning_machine(f: impl Fn(HostMm)) {
     each_machine_in(&[ContMode::On, ContMode::Off], f);
 }
 
@@ -58,7 +58,7 @@ fn cpu_accesses(mm: &Mm<HostMm>, va: VirtAddr, n: usize, kind: AccessKind) {
     }
 }
 
-fn get(c: &AtomicU64) -> u64 {
+pub(super) fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
@@ -236,7 +236,7 @@ fn free_of_part_of_a_2m_folio_without_a_table_leaves_it_whole() {
 
 /// A reclaim pass over the list with `mm` as the caller's own address space (the
 /// entries of others stay: the host has no owner hook).
-fn pass(mm: &mut Mm<HostMm>) {
+pub(super) fn pass(mm: &mut Mm<HostMm>) {
     reclaim::pass(Some(mm), usize::MAX, true, reclaim::Reclaimer::Demand);
 }
 
@@ -257,7 +257,7 @@ fn store(mm: &mut Mm<HostMm>, va: VirtAddr, i: usize) {
 }
 
 /// Four 64 KiB folios written and then lazyfree: where they are.
-fn four_lazyfree_folios(env: &HostMm) -> (Mm<HostMm>, VirtAddr) {
+pub(super) fn four_lazyfree_folios(env: &HostMm) -> (Mm<HostMm>, VirtAddr) {
     only(&[4]);
     let mut mm = Mm::new_in(env).unwrap();
     let va = region(&mut mm, 4 * CONT_SIZE, CONT_SIZE);
@@ -267,12 +267,12 @@ fn four_lazyfree_folios(env: &HostMm) -> (Mm<HostMm>, VirtAddr) {
 }
 
 /// Lazyfree pages discarded since boot.
-fn discarded() -> u64 {
+pub(super) fn discarded() -> u64 {
     get(&STATS.pglazyfreed)
 }
 
 /// Whether the 64 KiB folios of the 64 pages from `va` in `mm` are still marked.
-fn marked(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
+pub(super) fn marked(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
     (0..4).all(|k| folio_at(mm, va, 16 * k).is_lazyfree())
 }
 

@@ -17,6 +17,7 @@
 //! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard);
 //! * `mremap.rs`: mremap's shrink, growth and moves of every folio size;
 //! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem);
+//! * `vmflags.rs`: fork's VMA flags (MADV_DONTFORK, MADV_WIPEONFORK) and mlock's;
 //! * `zero.rs`: the shared zero page.
 
 mod access;
@@ -27,6 +28,7 @@ mod mremap;
 mod props;
 mod regress;
 mod report;
+mod vmflags;
 mod zero;
 
 use core::sync::atomic::Ordering;
@@ -41,14 +43,16 @@ use super::cow::COW_COPIES_FOLIO;
 use super::fault::{Access, FaultError, Transfer};
 use super::frame::frames;
 use super::host::{self, HostMm};
+use super::mlock::Lock;
 use super::mthp::{self, SizeSetting, TopSetting};
 use super::pgtable::model::{self, AccessKind, El, Fault};
 use super::pgtable::{ContMode, Features};
 use super::vma::VmProt;
 use super::{audit, folio, VirtAddr, PAGE_SIZE};
 use crate::uapi::{
-    MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_PAGEOUT,
-    MAP_FIXED, MAP_POPULATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
+    MADV_COLLAPSE, MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
+    MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_WIPEONFORK, MAP_FIXED, MAP_POPULATE,
+    MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
 };
 
 /// The window mmap places mappings in: 16 MiB from 1 GiB (2 MiB aligned), so that
@@ -95,6 +99,16 @@ pub enum Advice {
     NoHugePage,
     /// MADV_COLLAPSE.
     Collapse,
+    /// MADV_DONTFORK: a later fork's child has no mapping there.
+    DontFork,
+    /// MADV_WIPEONFORK: a later fork's child has the range empty.
+    WipeOnFork,
+    /// MADV_DOFORK and MADV_KEEPONFORK at once (two calls): forked as usual again.
+    Fork,
+    /// Not advice but alike: mlock (populated), mlock2(MLOCK_ONFAULT), munlock.
+    Lock,
+    LockOnFault,
+    Unlock,
 }
 
 /// Where a range or an access starts in an address space: `page` pages into its
@@ -453,8 +467,21 @@ impl World {
                 let parent = self.procs[i].id;
                 match r {
                     Ok(child) => {
-                        let shadow = self.procs[i].shadow.clone();
-                        let lazy = self.procs[i].lazy.clone();
+                        // What the child has of the parent's memory: nothing of a
+                        // MADV_DONTFORK or MADV_WIPEONFORK VMA.
+                        let p = &self.procs[i];
+                        let copied = |va: &u64| {
+                            p.mm.vmas
+                                .find(VirtAddr(*va))
+                                .is_some_and(|v| !v.flags.dontcopy && !v.flags.wipeonfork)
+                        };
+                        let shadow = p
+                            .shadow
+                            .iter()
+                            .filter(|(va, _)| copied(va))
+                            .map(|(&va, &b)| (va, b))
+                            .collect();
+                        let lazy = p.lazy.iter().copied().filter(|va| copied(va)).collect();
                         let id = self.spawn(child);
                         let c = self.procs.last_mut().expect("just spawned");
                         c.shadow = shadow;
@@ -508,18 +535,32 @@ impl World {
                 let start = self.resolve(i, at);
                 let end = start.add(pages.max(1) * PAGE_SIZE);
                 let p = &mut self.procs[i];
-                let r = p.mm.madvise(
-                    start,
-                    end,
-                    match advice {
-                        Advice::DontNeed => MADV_DONTNEED,
-                        Advice::Free => MADV_FREE,
-                        Advice::PageOut => MADV_PAGEOUT,
-                        Advice::HugePage => MADV_HUGEPAGE,
-                        Advice::NoHugePage => MADV_NOHUGEPAGE,
-                        Advice::Collapse => MADV_COLLAPSE,
-                    },
-                );
+                let r = match advice {
+                    Advice::Fork => {
+                        p.mm.madvise(start, end, MADV_DOFORK)
+                            .and_then(|()| p.mm.madvise(start, end, MADV_KEEPONFORK))
+                    }
+                    Advice::Lock => p.mm.mlock(start, end, Some(Lock::Populate)),
+                    Advice::LockOnFault => p.mm.mlock(start, end, Some(Lock::OnFault)),
+                    Advice::Unlock => p.mm.mlock(start, end, None),
+                    _ => p.mm.madvise(
+                        start,
+                        end,
+                        match advice {
+                            Advice::DontNeed => MADV_DONTNEED,
+                            Advice::Free => MADV_FREE,
+                            Advice::PageOut => MADV_PAGEOUT,
+                            Advice::HugePage => MADV_HUGEPAGE,
+                            Advice::NoHugePage => MADV_NOHUGEPAGE,
+                            Advice::Collapse => MADV_COLLAPSE,
+                            Advice::DontFork => MADV_DONTFORK,
+                            Advice::WipeOnFork => MADV_WIPEONFORK,
+                            Advice::Fork | Advice::Lock | Advice::LockOnFault | Advice::Unlock => {
+                                unreachable!("above")
+                            }
+                        },
+                    ),
+                };
                 self.log.push(format!(
                     "mm{}: madvise({:#x}..{:#x}, {advice:?}) = {r:?}",
                     p.id,

@@ -75,7 +75,13 @@ fn advice() -> impl Strategy<Value = Advice> {
         Just(Advice::PageOut),
         Just(Advice::HugePage),
         Just(Advice::NoHugePage),
-        Just(Advice::Collapse)
+        Just(Advice::Collapse),
+        Just(Advice::DontFork),
+        Just(Advice::WipeOnFork),
+        Just(Advice::Fork),
+        Just(Advice::Lock),
+        Just(Advice::LockOnFault),
+        Just(Advice::Unlock)
     ]
 }
 
