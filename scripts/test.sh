@@ -124,6 +124,7 @@ tlb=$((1 - quick))
 steps=$((1 + 5 + ${#cells[@]} + ${#ucells[@]} + ${#scells[@]} + 1 + 2 + 1 + tlb + ${#kcells[@]}))
 # The profiler (scripts/profile.sh) on the copy-on-write scenario, 2 CPUs: the report
 # must name page-table functions in the flat profile and show handle_fault's caller
+# (the process layer's fault_in, or user_sync where the compiler inlined it)
 # from the frame-pointer chain (the call graph).
 profile_check() {
     local out
@@ -131,7 +132,7 @@ profile_check() {
     PROFILE_OUT=$out "$ROOT/scripts/profile.sh" --smp 2 --append "-- cow" &&
         grep -qE '^ +[0-9]+ +[0-9.]+% +[0-9]+ +[0-9.]+%  contkernel::mm::pgtable::' "$out/report.txt" &&
         grep -B1 -E 'contkernel::mm::fault::.*::handle_fault  \(' "$out/report.txt" |
-            grep -qE '^ +[0-9]+  contkernel::proc::process::user_sync$'
+            grep -qE '^ +[0-9]+  contkernel::proc::process::(user_sync|fault_in)$'
     local status=$?
     rm -rf "$out"
     return $status
