@@ -92,6 +92,7 @@ pub fn clone(
 /// struct clone_args (clone3): flags, pidfd, child_tid, parent_tid, exit_signal,
 /// stack, stack_size, tls, then set_tid, set_tid_size, cgroup (newer sizes).
 const CLONE_ARGS_SIZE_VER0: u64 = 64;
+const CLONE_ARGS_SIZE_VER2: usize = 88;
 
 /// clone3(args, size): clone with the arguments in a struct; the stack is given as
 /// its lowest address and size. Fields past the ones known must be zero (E2BIG).
@@ -111,9 +112,13 @@ pub fn clone3(frame: &TrapFrame, args: u64, size: u64) -> Result<u64, Errno> {
     };
     let [flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls] =
         core::array::from_fn(word);
-    // set_tid, set_tid_size and cgroup (and anything newer) are not supported.
-    if buf[64..].iter().any(|&b| b != 0) {
-        return Err(if size > 88 { E2BIG } else { EINVAL });
+    // Fields past the 88 bytes Linux 6.12 knows must be zero (E2BIG); set_tid,
+    // set_tid_size and cgroup are not supported here (EINVAL).
+    if buf.iter().skip(CLONE_ARGS_SIZE_VER2).any(|&b| b != 0) {
+        return Err(E2BIG);
+    }
+    if buf[CLONE_ARGS_SIZE_VER0 as usize..].iter().any(|&b| b != 0) {
+        return Err(EINVAL);
     }
     if flags & CSIGNAL != 0
         || exit_signal & !CSIGNAL != 0
@@ -162,6 +167,16 @@ pub fn futex(
     ) {
         return Err(ENOSYS);
     }
+    // Linux reads and checks the timeout before anything else.
+    let wait = matches!(cmd, FUTEX_WAIT | FUTEX_WAIT_BITSET);
+    // FUTEX_WAIT's timeout is relative; WAIT_BITSET's an absolute time on the clock
+    // the flag names (both are the uptime here: `misc`).
+    let deadline = match (timeout, cmd) {
+        (_, _) if !wait => u64::MAX,
+        (0, _) => u64::MAX,
+        (_, FUTEX_WAIT) => super::misc::deadline_after(timeout)?,
+        _ => super::misc::read_timespec(timeout)?,
+    };
     if !addr.is_multiple_of(4) {
         return Err(EINVAL);
     }
@@ -176,13 +191,6 @@ pub fn futex(
             if bitset == 0 {
                 return Err(EINVAL);
             }
-            // FUTEX_WAIT's timeout is relative; WAIT_BITSET's an absolute time on
-            // the clock the flag names (both are the uptime here: `misc`).
-            let deadline = match (timeout, cmd) {
-                (0, _) => u64::MAX,
-                (_, FUTEX_WAIT) => super::misc::deadline_after(timeout)?,
-                _ => super::misc::read_timespec(timeout)?,
-            };
             futex::wait(&t, addr, val, bitset, deadline)
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
