@@ -1,10 +1,12 @@
 //! Futexes: the kernel half of every glibc lock, condition variable and
 //! pthread_join. A waiter sleeps on a 32-bit user word while it holds the value it
 //! expects; a waker changes the word in user space, then wakes up to `n` waiters of
-//! it. A futex is named by the address space and the word's address: every word a
-//! futex can live on here is private anonymous memory, so the process-shared
-//! (non-PRIVATE) operations name the same futex as the private ones (Linux keys
-//! shared futexes by the page's backing, which only shared mappings make differ).
+//! it. A futex is named by the address space, the word's address and whether the
+//! operation was PRIVATE: every word a futex can live on here is private anonymous
+//! memory, where Linux too keys a process-shared futex by the address space and the
+//! address, but marks it apart from a private one, so a private wait is never woken
+//! by a shared wake (what glibc's pthread_join relies on being consistent: the
+//! kernel's wake of the CLONE_CHILD_CLEARTID word is a shared one).
 //!
 //! # Protocol
 //!
@@ -31,17 +33,20 @@ use crate::arch::aarch64::uaccess::read_user;
 use crate::sync::IrqSpinLock;
 use crate::uapi::*;
 
-/// A futex's name: the address space (its shared cell) and the word's address.
+/// A futex's name: the address space (its shared cell), the word's address, and
+/// whether it is process-shared (module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Key {
     mm: usize,
     addr: u64,
+    shared: bool,
 }
 
-fn key(t: &Task, addr: u64) -> Key {
+fn key(t: &Task, addr: u64, shared: bool) -> Key {
     Key {
         mm: Arc::as_ptr(&t.mm) as usize,
         addr,
+        shared,
     }
 }
 
@@ -58,8 +63,15 @@ static WAITERS: IrqSpinLock<Vec<Waiter>> = IrqSpinLock::new(Vec::new());
 /// FUTEX_WAIT(_BITSET): sleep while the word at `addr` holds `val`, until a wake
 /// whose bitset meets `bitset`, a signal (ERESTARTSYS), or the uptime `deadline`
 /// (ETIMEDOUT; u64::MAX: none). EAGAIN if the word held another value.
-pub fn wait(t: &Arc<Task>, addr: u64, val: u32, bitset: u32, deadline: u64) -> Result<u64, Errno> {
-    let key = key(t, addr);
+pub fn wait(
+    t: &Arc<Task>,
+    addr: u64,
+    shared: bool,
+    val: u32,
+    bitset: u32,
+    deadline: u64,
+) -> Result<u64, Errno> {
+    let key = key(t, addr, shared);
     let entry = |task: &Arc<Task>| Waiter {
         key,
         bitset,
@@ -104,8 +116,8 @@ pub fn wait(t: &Arc<Task>, addr: u64, val: u32, bitset: u32, deadline: u64) -> R
 
 /// FUTEX_WAKE(_BITSET): wake up to `n` waiters of the word at `addr` whose bitset
 /// meets `bitset`; how many were woken.
-pub fn wake(t: &Task, addr: u64, n: u32, bitset: u32) -> u64 {
-    let key = key(t, addr);
+pub fn wake(t: &Task, addr: u64, shared: bool, n: u32, bitset: u32) -> u64 {
+    let key = key(t, addr, shared);
     let mut list = WAITERS.lock();
     let mut woken = 0;
     for w in list
@@ -123,8 +135,8 @@ pub fn wake(t: &Task, addr: u64, n: u32, bitset: u32) -> u64 {
 /// FUTEX_(CMP_)REQUEUE: wake up to `n_wake` waiters of `addr`, move up to
 /// `n_move` of the others to `addr2`; how many were woken and moved. `expect` (CMP)
 /// was checked against the word by the caller.
-pub fn requeue(t: &Task, addr: u64, n_wake: u32, addr2: u64, n_move: u32) -> u64 {
-    let (from, to) = (key(t, addr), key(t, addr2));
+pub fn requeue(t: &Task, addr: u64, shared: bool, n_wake: u32, addr2: u64, n_move: u32) -> u64 {
+    let (from, to) = (key(t, addr, shared), key(t, addr2, shared));
     let mut list = WAITERS.lock();
     let (mut woken, mut moved) = (0u32, 0u32);
     for w in list.iter_mut().filter(|w| w.key == from && !w.woken) {

@@ -348,11 +348,11 @@ fn leave_tables(t: &Task) {
 }
 
 /// CLONE_CHILD_CLEARTID / set_tid_address: zero the word and wake one futex waiter
-/// on it (what pthread_join sleeps on).
+/// on it (what pthread_join sleeps on), with a shared wake as Linux's mm_release.
 fn clear_child_tid(t: &Task) {
     let tid_ptr = t.clear_child_tid.swap(0, Ordering::AcqRel);
     if tid_ptr != 0 && uaccess::write_user(tid_ptr as usize, &0u32).is_ok() {
-        super::futex::wake(t, tid_ptr, 1, u32::MAX);
+        super::futex::wake(t, tid_ptr, true, 1, u32::MAX);
     }
 }
 

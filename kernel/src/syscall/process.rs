@@ -152,6 +152,7 @@ pub fn futex(
     use crate::proc::futex;
     let op = op as u32;
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    let shared = op & FUTEX_PRIVATE_FLAG == 0;
     let (val, val3) = (val as u32, val3 as u32);
     if op & FUTEX_CLOCK_REALTIME != 0 && cmd != FUTEX_WAIT_BITSET {
         return Err(ENOSYS);
@@ -191,7 +192,7 @@ pub fn futex(
             if bitset == 0 {
                 return Err(EINVAL);
             }
-            futex::wait(&t, addr, val, bitset, deadline)
+            futex::wait(&t, addr, shared, val, bitset, deadline)
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             let bitset = if cmd == FUTEX_WAKE {
@@ -202,7 +203,7 @@ pub fn futex(
             if bitset == 0 {
                 return Err(EINVAL);
             }
-            Ok(futex::wake(&t, addr, val, bitset))
+            Ok(futex::wake(&t, addr, shared, val, bitset))
         }
         _ => {
             // val2 travels in the timeout argument; Linux rejects negative counts.
@@ -219,6 +220,7 @@ pub fn futex(
             Ok(futex::requeue(
                 &t,
                 addr,
+                shared,
                 n_wake as u32,
                 addr2,
                 n_move as u32,
