@@ -37,6 +37,8 @@
 #   contkernel -cpu cortex-a72:          4K, 64K, 2M, every benchmark
 #   bench=contpte (on/off/naive in one boot): -cpu max, -cpu max bbml2=on, -cpu cortex-a72
 #   each Linux peer (--linux): -cpu max 4K, 16K, 64K, 2M; -cpu cortex-a72 4K, 64K, 2M
+#   threads (fault_t1, fault_t2, fault_t4, fault_t4i): 4 CPUs, -cpu max, 4K, 64K,
+#   2M, contkernel and each Linux peer (not with --quick)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -86,6 +88,9 @@ report="$ROOT/target/release/bench-report"
 # A boot: KERNEL CPU CONTPTE COW BBML2 WHAT, WHAT being `folios=...` and the benchmark
 # names (bench_mm), or `contpte` (the in-kernel benchmark).
 all=fault,fork,reuse,copy,munmap,mremap,mremap_4k,mprotect,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,read_zero,chase
+# The threads of one process faulting at once: their own boots, with 4 CPUs (a boot's
+# optional last word is its CPU count, 1 without it).
+threads=fault_t1,fault_t2,fault_t4,fault_t4i
 if [ "$quick" = 1 ] && [ "$tlb" = 1 ]; then
     reps=1
     boots=("contkernel max on page off folios=0,64,2048 $all"
@@ -108,10 +113,12 @@ else
            "contkernel cortex-a72 on page off folios=0,64,2048 $all"
            "contkernel max on page off contpte"
            "contkernel max on page on contpte"
-           "contkernel cortex-a72 on page off contpte")
+           "contkernel cortex-a72 on page off contpte"
+           "contkernel max on page off folios=0,64,2048 $threads 4")
     for p in "${peers[@]}"; do
         boots+=("$p max on page off folios=0,16,64,2048 $all"
-                "$p cortex-a72 on page off folios=0,64,2048 $all")
+                "$p cortex-a72 on page off folios=0,64,2048 $all"
+                "$p max on page off folios=0,64,2048 $threads 4")
     done
 fi
 
@@ -130,12 +137,12 @@ mkdir -p "$out/logs"
 rm -f "$out/logs/"*.log "$out/runs.txt"
 todo=()
 for b in "${boots[@]}"; do
-    read -r kernel cpu contpte cow bbml2 what names <<<"$b"
+    read -r kernel cpu contpte cow bbml2 what names smp <<<"$b"
     if [ "$what" = contpte ]; then
         [ -n "$(keep contpte)" ] && todo+=("$b")
     else
         names=$(keep "$names")
-        [ -n "$names" ] && todo+=("$kernel $cpu $contpte $cow $bbml2 $what $names")
+        [ -n "$names" ] && todo+=("$kernel $cpu $contpte $cow $bbml2 $what $names ${smp:-1}")
     fi
 done
 [ ${#todo[@]} -gt 0 ] || die "--only $only selects no benchmark"
@@ -143,15 +150,16 @@ done
 k=0
 for b in "${todo[@]}"; do
     k=$((k + 1))
-    read -r kernel cpu contpte cow bbml2 what names <<<"$b"
+    read -r kernel cpu contpte cow bbml2 what names smp <<<"$b"
+    smp=${smp:-1}
     log=$(printf '%02d-%s-%s-contpte=%s-cow=%s-bbml2=%s.log' "$k" "$kernel" "$cpu" "$contpte" "$cow" "$bbml2")
     say "variant $k/${#todo[@]}: $kernel -cpu $cpu contpte=$contpte cow=$cow bbml2=$bbml2: ${what} ${names:-}"
     if [ "$kernel" != contkernel ]; then
-        mapfile -t cmd < <(linux_qemu_cmd "${images[$kernel]}" "$cpu" 1 1G "$initrd" "$what reps=$reps only=$names" "$icount" /bin/bench_mm)
+        mapfile -t cmd < <(linux_qemu_cmd "${images[$kernel]}" "$cpu" "$smp" 1G "$initrd" "$what reps=$reps only=$names" "$icount" /bin/bench_mm)
     elif [ "$what" = contpte ]; then
         mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" 1 1G 2 0 "$icount" "bench=contpte bbml2=$bbml2")
     else
-        mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" 1 1G 2 0 "$icount" \
+        mapfile -t cmd < <(qemu_cmd "$elf" "$cpu" "$smp" 1G 2 0 "$icount" \
             "contpte=$contpte cow=$cow bbml2=$bbml2 rdinit=/bin/bench_mm -- $what reps=$reps only=$names" "$initrd")
     fi
     cmd+=("${tlb_args[@]}")

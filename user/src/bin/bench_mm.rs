@@ -16,16 +16,20 @@
 //! (KiB, 0 = 4 KiB pages), `reps=N`, `only=NAME,...`, `mib=N`. As pid 1 (Linux's
 //! rdinit, or contkernel's) it powers the machine off at the end.
 //!
-//! Run on one CPU: a child's work must not run beside the measured parent.
+//! Run on one CPU: a child's work must not run beside the measured parent. The
+//! `fault_t*` cells are the exception: threads of one process touching the region
+//! at once, run with 4 CPUs (`scripts/bench.sh`).
 #![no_std]
 #![no_main]
 
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rt::bench::{self, Json, Snapshot, Spread};
 use rt::mm::{self, Region, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE};
 use rt::println;
 use rt::proc;
 use rt::text::Text;
 use rt::thp::{self, Policy};
+use rt::thread;
 use rt::time::{self, Timespec};
 
 rt::entry!(main);
@@ -124,6 +128,12 @@ const BENCHES: &[(&str, Bench)] = &[
     ("read_rand", read_rand),
     ("read_zero", read_zero),
     ("chase", chase),
+    ("fault_t1", |e, m| fault_threads(e, m, 1, Layout::Own)),
+    ("fault_t2", |e, m| fault_threads(e, m, 2, Layout::Own)),
+    ("fault_t4", |e, m| fault_threads(e, m, 4, Layout::Own)),
+    ("fault_t4i", |e, m| {
+        fault_threads(e, m, 4, Layout::Interleaved)
+    }),
 ];
 
 /// First touch: one write per page of a fresh mapping.
@@ -382,6 +392,73 @@ fn chase(env: &Env, m: &mut Meter) -> Result<(), Why> {
     }
     m.stop();
     core::hint::black_box(p);
+    Ok(())
+}
+
+/// How `fault_threads` shares the region out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Thread k touches the k-th of n equal parts.
+    Own,
+    /// Thread k touches every page p with p % n == k: the threads fault in the same
+    /// folios and blocks at once.
+    Interleaved,
+}
+
+/// What the threads of `fault_threads` are given (the runtime has no heap).
+static FT_BASE: AtomicUsize = AtomicUsize::new(0);
+static FT_PAGES: AtomicUsize = AtomicUsize::new(0);
+static FT_THREADS: AtomicUsize = AtomicUsize::new(1);
+static FT_INTERLEAVED: AtomicBool = AtomicBool::new(false);
+static FT_GO: AtomicBool = AtomicBool::new(false);
+
+/// Thread `k` of `fault_threads`: wait for the start, then one write per page of its
+/// share.
+extern "C" fn fault_worker(k: usize) -> usize {
+    while !FT_GO.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    let (base, pages, n) = (
+        FT_BASE.load(Ordering::Relaxed),
+        FT_PAGES.load(Ordering::Relaxed),
+        FT_THREADS.load(Ordering::Relaxed),
+    );
+    let mine: &mut dyn Iterator<Item = usize> = if FT_INTERLEAVED.load(Ordering::Relaxed) {
+        &mut (k..pages).step_by(n)
+    } else {
+        &mut (k * pages / n..(k + 1) * pages / n)
+    };
+    for p in mine {
+        // SAFETY: inside the region `fault_threads` mapped and keeps until every
+        // thread is joined.
+        unsafe { core::ptr::write_volatile((base + p * PAGE) as *mut u8, 1) };
+    }
+    0
+}
+
+/// First touch of the region by `n` threads of this process (started and waiting
+/// before the window; the window ends when the last has exited): run with `-smp 4`
+/// (`scripts/bench.sh`). Under icount the vCPUs take turns, so the figure is the
+/// instructions of all of them: the work of the faults plus what the threads spend
+/// waiting for each other (the `Mm` lock here, Linux's per-VMA locks and page-table
+/// locks there).
+fn fault_threads(env: &Env, m: &mut Meter, n: usize, layout: Layout) -> Result<(), Why> {
+    let r = env.region()?;
+    FT_BASE.store(r.addr, Ordering::Relaxed);
+    FT_PAGES.store(r.len / PAGE, Ordering::Relaxed);
+    FT_THREADS.store(n, Ordering::Relaxed);
+    FT_INTERLEAVED.store(layout == Layout::Interleaved, Ordering::Relaxed);
+    FT_GO.store(false, Ordering::Release);
+    let mut threads = [const { None }; 4];
+    for (k, t) in threads.iter_mut().enumerate().take(n) {
+        *t = Some(thread::spawn(fault_worker, k).map_err(|e| why(format_args!("clone: {e}")))?);
+    }
+    m.start();
+    FT_GO.store(true, Ordering::Release);
+    for t in threads.into_iter().flatten() {
+        t.join();
+    }
+    m.stop();
     Ok(())
 }
 
