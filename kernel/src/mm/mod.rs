@@ -30,7 +30,7 @@
 //! | row | lock | protects | taken by | waits? |
 //! |---|---|---|---|---|
 //! | L1 | a process's `sigaction` (`proc::task::Group`) | every thread's copy of the signal actions, the one trampoline | rt_sigaction | waits |
-//! | L2 | `Mm` lock (`proc::task::Task::mm`, a spin lock shared by the threads of a process) | the VMAs, the page tables (every software write of an entry) and the folio accounting of its mappings | faults of every thread, system calls, fork, exit, the collapse thread | waits (never held across a sleep); a reclaimer holding one *tries* a second (lazyfree's protocol) |
+//! | L2 | `Mm` lock (`proc::mmlock`, shared by the threads of a process: spins briefly, then sleeps) | the VMAs, the page tables (every software write of an entry) and the folio accounting of its mappings | faults of every thread, system calls, fork, exit, the collapse thread | waits (its holder never sleeps); a reclaimer holding one *tries* a second (lazyfree's protocol) |
 //! | L3 | `SHRINKER` (`folio`) | one deferred-split shrinker at a time | reclaim passes | waits |
 //! | L4 | a folio's lock bit (`folio`, rule 1) | its shape, counts and flags | whoever changes them | waits; a merge try-locks the second and later folios |
 //! | L5 | `DEFERRED` queue (`folio`), lazyfree `LIST` (`lazyfree`), collapse hints (`collapse::hints`) | their lists | under a folio lock or alone | waits (IRQ-safe) |
@@ -39,8 +39,8 @@
 //! | L8 | frame allocator (`frame`), kernel heap (`heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
 //!
 //! **Threads and the hardware.** The `Mm` lock serialises every *software* change of
-//! a process's tables, so faults of two threads run one after the other (Linux 6.4+
-//! takes per-VMA locks instead; see docs/threads.md). The hardware is not serialised:
+//! a process's tables, so faults of two threads run one after the other, the waiting
+//! one asleep (Linux 6.4+ takes per-VMA locks instead; see docs/threads.md). The hardware is not serialised:
 //! while one CPU changes the tables, other CPUs run the process's other threads, and
 //! their walkers set AF and dirty (FEAT_HAFDBS) in valid entries and use any entry
 //! that is valid. Hence every change of a valid entry is one atomic swap or

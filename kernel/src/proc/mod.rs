@@ -1,6 +1,6 @@
 //! Processes: tasks, threads and the task table (`task`), the scheduler (`sched`), the
 //! life of a process (`process`: init, fork, threads, exec, exit, wait, faults, kernel
-//! threads), futexes (`futex`), the
+//! threads), futexes (`futex`), the address-space lock (`mmlock`), the
 //! collapse thread that walks every process's memory (`khugepaged`, over the engine of
 //! `mm::collapse`), the reclaim thread (`kswapd`, over `mm::reclaim`), and what
 //! exec needs: the executable format (`elf`), the
@@ -18,6 +18,8 @@ pub mod futex;
 pub mod khugepaged;
 #[cfg(target_os = "none")]
 pub mod kswapd;
+#[cfg(target_os = "none")]
+pub mod mmlock;
 #[cfg(target_os = "none")]
 pub mod pipe;
 #[cfg(target_os = "none")]

@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use super::mmlock::MmLock;
 use super::sched::WaitQueue;
 use super::signal::{SigState, Signals};
 use crate::arch::aarch64::context::{Context, FpState};
@@ -117,14 +118,15 @@ pub struct Task {
     pub ttbr0: AtomicU64,
     user: bool,
     kstack: PhysAddr,
-    /// The address space. A lock that leaves IRQs on: no interrupt handler takes it
+    /// The address space (`proc::mmlock`: waiters spin briefly, then sleep). A lock
+    /// that leaves IRQs on: no interrupt handler takes it
     /// (the tick only accounts, sets need_resched and wakes sleepers; the IPI only
     /// counts; faults on user memory are synchronous exceptions, never interrupts), and
     /// the longest critical sections in the kernel run under it: fork of a large VMA,
     /// a fault zeroing a 2 MiB folio, MAP_POPULATE, the deferred-split shrinker. An
     /// IRQ-safe lock here kept IRQs masked for all of them (tens of ms under TCG).
     /// Shared by the threads of the process.
-    pub mm: Arc<SpinLock<Option<Mm>>>,
+    pub mm: Arc<MmLock>,
     /// Open files; like `mm`, no interrupt handler takes it, so it leaves IRQs on (a
     /// write to the console runs under it). Shared by threads made with CLONE_FILES.
     pub files: Arc<SpinLock<Files>>,
@@ -153,7 +155,7 @@ pub struct Task {
 
 /// What a new task shares with others, or holds alone.
 struct Shared {
-    mm: Arc<SpinLock<Option<Mm>>>,
+    mm: Arc<MmLock>,
     files: Arc<SpinLock<Files>>,
     rlimits: Arc<SpinLock<[[u64; 2]; RLIM_NLIMITS]>>,
 }
@@ -190,7 +192,7 @@ impl Task {
             parent,
             name,
             Shared {
-                mm: Arc::new(SpinLock::new(mm)),
+                mm: Arc::new(MmLock::new(mm)),
                 files: Arc::new(SpinLock::new(Files::console())),
                 rlimits: Arc::new(SpinLock::new(default_rlimits())),
             },
