@@ -122,13 +122,29 @@ pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
     argv.extend(args.iter().map(|a| a.as_bytes()));
     let image = exec::load(path, &argv, &INIT_ENV)?;
     let pid = task::alloc_pid();
-    let t = Task::new(pid, 0, basename(path), Some(image.mm)).ok_or(ENOMEM)?;
+    let kstack = Task::alloc_kstack().ok_or(ENOMEM)?;
+    let t = Task::new(pid, 0, basename(path), Some(image.mm), kstack);
     prepare_user(&t, user_frame(image.entry, image.sp));
     task::insert(t.clone());
     sched::start(&t);
     super::khugepaged::start();
     super::kswapd::start();
     Ok(pid)
+}
+
+/// Run `f`, an allocation of fork or clone (page tables, a kernel stack), again after
+/// each reclaim pass run with no lock held that gave memory back (`mm::reclaim::
+/// unlocked`), up to `OOM_RETRIES` times: ENOMEM only when reclaim finds nothing
+/// more, as Linux's allocator enters direct reclaim first. A soak's fork failed with
+/// ENOMEM while the ballast's lazyfree memory was there to discard.
+fn after_reclaim<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    for _ in 0..OOM_RETRIES {
+        match f() {
+            Err(ENOMEM) if crate::mm::reclaim::unlocked::<crate::mm::ptenv::KernelPt>(1) => {}
+            r => return r,
+        }
+    }
+    f()
 }
 
 /// clone() with fork semantics: a copy of the caller that returns 0.
@@ -152,15 +168,17 @@ pub fn fork(
         return Err(EAGAIN);
     }
     let parent = me();
-    let mm = {
+    let kstack = after_reclaim(|| Task::alloc_kstack().ok_or(ENOMEM))?;
+    let mm = after_reclaim(|| {
         let mut guard = parent.mm.lock();
         let pm = guard.as_mut().ok_or(EINVAL)?;
         let mut mm = pm.fork()?;
         mm.thp_disabled = pm.thp_disabled;
-        mm
-    };
+        Ok(mm)
+    })
+    .inspect_err(|_| crate::mm::frame::frames().free(kstack, task::KSTACK_ORDER))?;
     let pid = task::alloc_pid();
-    let child = Task::new(pid, parent.tgid, &parent.name.lock(), Some(mm)).ok_or(ENOMEM)?;
+    let child = Task::new(pid, parent.tgid, &parent.name.lock(), Some(mm), kstack);
     let mut f = TrapFrame {
         x: frame.x,
         sp_el0: frame.sp_el0,
@@ -222,9 +240,11 @@ pub fn clone_thread(
     if parent.group.exiting.load(Ordering::Acquire) {
         return Err(EAGAIN);
     }
-    let files = (flags & CLONE_FILES == 0).then(|| parent.files.lock().clone());
     let tid = task::alloc_pid();
-    let child = Task::new_thread(tid, &parent, files).ok_or(ENOMEM)?;
+    let child = after_reclaim(|| {
+        let files = (flags & CLONE_FILES == 0).then(|| parent.files.lock().clone());
+        Task::new_thread(tid, &parent, files).ok_or(ENOMEM)
+    })?;
     let mut f = TrapFrame {
         x: frame.x,
         sp_el0: frame.sp_el0,
@@ -555,7 +575,7 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
 
 /// A kernel thread running `entry(arg)`; it ends with `kthread_exit`.
 pub fn spawn_kthread(name: &str, entry: extern "C" fn(u64) -> !, arg: u64) -> Option<Arc<Task>> {
-    let t = Task::new(task::alloc_pid(), 0, name, None)?;
+    let t = Task::new(task::alloc_pid(), 0, name, None, Task::alloc_kstack()?);
     // SAFETY: the thread has not run yet.
     unsafe { *t.ctx.get() = Context::new_thread(t.kstack_top(), entry, arg) };
     task::insert(t.clone());

@@ -182,8 +182,10 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 impl Task {
-    /// The first thread of a new process (or a kernel thread, with no `mm`).
-    pub fn new(pid: Pid, parent: Pid, name: &str, mm: Option<Mm>) -> Option<Arc<Task>> {
+    /// The first thread of a new process (or a kernel thread, with no `mm`), on the
+    /// kernel stack `kstack` (`alloc_kstack`: fork allocates it first, and may try
+    /// again after reclaim).
+    pub fn new(pid: Pid, parent: Pid, name: &str, mm: Option<Mm>, kstack: PhysAddr) -> Arc<Task> {
         let ttbr0 = mm.as_ref().map_or(0, |m| m.tables.ttbr0());
         let user = mm.is_some();
         Self::build(
@@ -198,7 +200,13 @@ impl Task {
             },
             ttbr0,
             user,
+            kstack,
         )
+    }
+
+    /// A kernel stack for `new`.
+    pub fn alloc_kstack() -> Option<PhysAddr> {
+        frames().alloc(KSTACK_ORDER)
     }
 
     /// A new thread `tid` in `leader`'s process: the address space, limits and group
@@ -212,12 +220,23 @@ impl Task {
         let name = of.name.lock().clone();
         let parent = of.parent.load(Ordering::Acquire);
         let ttbr0 = of.ttbr0.load(Ordering::Acquire);
-        let t = Self::build(tid, of.group.clone(), parent, &name, shared, ttbr0, true)?;
+        let kstack = frames().alloc(KSTACK_ORDER)?;
+        let t = Self::build(
+            tid,
+            of.group.clone(),
+            parent,
+            &name,
+            shared,
+            ttbr0,
+            true,
+            kstack,
+        );
         of.group.live.fetch_add(1, Ordering::AcqRel);
         of.group.made.fetch_add(1, Ordering::AcqRel);
         Some(t)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build(
         pid: Pid,
         group: Arc<Group>,
@@ -226,9 +245,9 @@ impl Task {
         shared: Shared,
         ttbr0: u64,
         user: bool,
-    ) -> Option<Arc<Task>> {
-        let kstack = frames().alloc(KSTACK_ORDER)?;
-        Some(Arc::new(Task {
+        kstack: PhysAddr,
+    ) -> Arc<Task> {
+        Arc::new(Task {
             pid,
             tgid: group.tgid,
             group,
@@ -253,7 +272,7 @@ impl Task {
             signals: Signals::new(SigState::new(pid == 1)),
             affinity: AtomicU64::new(u64::MAX),
             rlimits: shared.rlimits,
-        }))
+        })
     }
 
     /// Whether this is the first thread of its process.
