@@ -118,7 +118,7 @@ fn main(_args: &rt::Args) -> i32 {
             );
             t.run(
                 "fork_under_lazyfree_pressure",
-                timed("fork_under_lazyfree_pressure", || fork_pressure(naive)),
+                timed("fork_under_lazyfree_pressure", || fork_pressure(ck, naive)),
             );
             t.run(
                 "reclaim_races_writes_and_forks",
@@ -746,34 +746,57 @@ fn pressure_after_fork(ck: bool, naive: bool) -> Outcome {
 }
 
 /// Issue 17 (a soak's fork failed with ENOMEM, Linux's succeeds): with all but 1 MiB
-/// of free memory written then MADV_FREE'd in this process, fork needs more than is
-/// free (the child's tables for that very ballast, its kernel stack), and must get it
-/// from reclaim discarding the ballast, as Linux's allocator does.
-fn fork_pressure(naive: bool) -> Outcome {
+/// of free memory written then MADV_FREE'd in a process, its forks need more than is
+/// free (the children's tables for that very ballast, their kernel stacks), and must
+/// get it from reclaim discarding the ballast, as Linux's allocator does. The holder
+/// is a child of this program: at 1 MiB free, Linux 6.12's OOM killer sometimes kills
+/// it before reclaim reaches the lazyfree pages (measured in one run of two), which
+/// is allowed there; here it must exit 0.
+fn fork_pressure(ck: bool, naive: bool) -> Outcome {
     if naive {
         println!("thp_lazyfree: fork_under_lazyfree_pressure: skipped with contpte=naive");
         return Ok(());
     }
-    let free = thp::meminfo_kb("MemFree").ok_or_else(|| Fail::new(format_args!("no MemFree")))?;
-    let len = (free as usize * 1024).saturating_sub(MIB) & !(2 * MIB - 1);
-    let ballast = Region::anon_aligned(len, 2 * MIB, PROT_READ | PROT_WRITE).ctx("mmap")?;
-    // ENOMEM is allowed: the ballast takes what there is.
-    let _ = ballast.advise(0, len, rt::mm::MADV_POPULATE_WRITE);
-    ballast.advise(0, len, MADV_FREE).ctx("MADV_FREE")?;
-    for k in 0..3 {
-        let child = proc::spawn(|| 0).map_err(|e| {
-            Fail::new(format_args!(
-                "fork {k} with {} KiB free and {} KiB lazyfree: {e}",
-                thp::meminfo_kb("MemFree").unwrap_or(0),
-                len / 1024
-            ))
-        })?;
-        let status = proc::wait(child).ctx("wait4")?;
-        ensure!(
-            status.exited() && status.exit_status() == 0,
-            "child {k}: {status}"
-        );
+    let holder = proc::spawn(|| {
+        let free = thp::meminfo_kb("MemFree").unwrap_or(0) as usize * 1024;
+        let len = free.saturating_sub(MIB) & !(2 * MIB - 1);
+        let Ok(ballast) = Region::anon_aligned(len, 2 * MIB, PROT_READ | PROT_WRITE) else {
+            return 2;
+        };
+        // ENOMEM is allowed: the ballast takes what there is.
+        let _ = ballast.advise(0, len, rt::mm::MADV_POPULATE_WRITE);
+        if ballast.advise(0, len, MADV_FREE).is_err() {
+            return 3;
+        }
+        for k in 0..3 {
+            match proc::spawn(|| 0).map(proc::wait) {
+                Ok(Ok(s)) if s.exited() && s.exit_status() == 0 => {}
+                r => {
+                    println!(
+                        "thp_lazyfree: fork_under_lazyfree_pressure: fork {k} with {} KiB free and {} KiB lazyfree: {}",
+                        thp::meminfo_kb("MemFree").unwrap_or(0),
+                        len / 1024,
+                        match r {
+                            Err(e) => e.name(),
+                            _ => "the child failed",
+                        }
+                    );
+                    return 4;
+                }
+            }
+        }
+        0
+    })
+    .ctx("fork")?;
+    let status = proc::wait(holder).ctx("wait4")?;
+    if !ck && status.signaled() && status.term_sig() == 9 {
+        println!("thp_lazyfree: fork_under_lazyfree_pressure: the holder was OOM-killed (Linux)");
+        return Ok(());
     }
+    ensure!(
+        status.exited() && status.exit_status() == 0,
+        "the holder: {status}"
+    );
     Ok(())
 }
 
