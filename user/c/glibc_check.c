@@ -26,19 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-static void report(const char *name, const char *why)
-{
-    if (why) {
-        printf("TEST %s ... FAILED: %s\n", name, why);
-        failed++;
-    } else {
-        printf("TEST %s ... ok\n", name);
-        passed++;
-    }
-    fflush(stdout);
-}
+#include "report.h"
 
 static const char *malloc_small_and_large(void)
 {

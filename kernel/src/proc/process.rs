@@ -10,7 +10,7 @@ use core::sync::atomic::Ordering;
 use super::deliver;
 use super::exec;
 use super::sched::{self, me};
-use super::signal::{Cause, SigInfo};
+use super::signal::{Cause, SigInfo, SigState};
 use super::task::{self, Pid, State, Task};
 use crate::arch::aarch64::context::{self, Context, FpState};
 use crate::arch::aarch64::esr::{AbortSignal, Esr, ExceptionClass};
@@ -148,16 +148,10 @@ fn after_reclaim<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno>
 }
 
 /// clone() with fork semantics: a copy of the caller that returns 0.
-pub fn fork(
-    frame: &TrapFrame,
-    flags: u64,
-    newsp: u64,
-    parent_tid: u64,
-    tls: u64,
-    child_tid: u64,
-) -> Result<Pid, Errno> {
+pub fn fork(frame: &TrapFrame, args: &CloneArgs) -> Result<Pid, Errno> {
     const ALLOWED: u64 =
         CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID | CLONE_SETTLS | 0xff;
+    let flags = args.flags;
     if flags & !ALLOWED != 0 || flags & 0xff != SIGCHLD as u64 {
         return Err(EINVAL);
     }
@@ -179,6 +173,37 @@ pub fn fork(
     .inspect_err(|_| crate::mm::frame::frames().free(kstack, task::KSTACK_ORDER))?;
     let pid = task::alloc_pid();
     let child = Task::new(pid, parent.tgid, &parent.name.lock(), Some(mm), kstack);
+    *child.files.lock() = parent.files.lock().clone();
+    *child.rlimits.lock() = *parent.rlimits.lock();
+    let signals = parent.signals.with(|s| s.fork());
+    start_child(&parent, &child, frame, args, signals);
+    Ok(pid)
+}
+
+/// What clone's caller asked of the new task's start.
+pub struct CloneArgs {
+    pub flags: u64,
+    /// The new task's stack pointer (0: the caller's).
+    pub newsp: u64,
+    /// CLONE_PARENT_SETTID's word, in the caller.
+    pub parent_tid: u64,
+    /// CLONE_SETTLS's TPIDR_EL0.
+    pub tls: u64,
+    /// CLONE_CHILD_SETTID's and CLONE_CHILD_CLEARTID's word, in the child.
+    pub child_tid: u64,
+}
+
+/// Start `child`, a new process or thread of the calling `parent`: the caller's
+/// registers with x0 = 0 (on `newsp` if given), its FP/SIMD registers and TPIDR_EL0
+/// (or CLONE_SETTLS's), the tid words, `signals`, the affinity; the tid written to
+/// the caller's word before the child can run and exit.
+fn start_child(
+    parent: &Task,
+    child: &Arc<Task>,
+    frame: &TrapFrame,
+    a: &CloneArgs,
+    signals: SigState,
+) {
     let mut f = TrapFrame {
         x: frame.x,
         sp_el0: frame.sp_el0,
@@ -188,51 +213,40 @@ pub fn fork(
         far: 0,
     };
     f.x[0] = 0;
-    if newsp != 0 {
-        f.sp_el0 = newsp;
+    if a.newsp != 0 {
+        f.sp_el0 = a.newsp;
     }
-    prepare_user(&child, f);
+    prepare_user(child, f);
     // SAFETY: the child has not run; the parent's FP registers are live on this CPU.
     context::save_fp(unsafe { &mut *child.fp.get() });
-    let tls = if flags & CLONE_SETTLS != 0 {
-        tls
+    let tls = if a.flags & CLONE_SETTLS != 0 {
+        a.tls
     } else {
         crate::arch::aarch64::regs::read_sysreg!(tpidr_el0)
     };
     child.tpidr_el0.store(tls, Ordering::Relaxed);
-    if flags & CLONE_CHILD_SETTID != 0 {
-        child.set_child_tid.store(child_tid, Ordering::Relaxed);
+    if a.flags & CLONE_CHILD_SETTID != 0 {
+        child.set_child_tid.store(a.child_tid, Ordering::Relaxed);
     }
-    if flags & CLONE_CHILD_CLEARTID != 0 {
-        child.clear_child_tid.store(child_tid, Ordering::Relaxed);
+    if a.flags & CLONE_CHILD_CLEARTID != 0 {
+        child.clear_child_tid.store(a.child_tid, Ordering::Relaxed);
     }
-    *child.files.lock() = parent.files.lock().clone();
-    let signals = parent.signals.with(|s| s.fork());
     child.signals.with(|s| *s = signals);
     child
         .affinity
         .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
-    *child.rlimits.lock() = *parent.rlimits.lock();
     task::insert(child.clone());
-    if flags & CLONE_PARENT_SETTID != 0 {
-        let _ = uaccess::write_user(parent_tid as usize, &pid);
+    if a.flags & CLONE_PARENT_SETTID != 0 {
+        let _ = uaccess::write_user(a.parent_tid as usize, &child.pid);
     }
-    sched::start(&child);
-    Ok(pid)
+    sched::start(child);
 }
 
 /// clone() with CLONE_THREAD: a new thread of the caller's process, sharing its
 /// address space, signal actions and limits (and files with CLONE_FILES), starting
 /// on `newsp` with x0 = 0 and TPIDR_EL0 = `tls` (CLONE_SETTLS). The flags were
 /// checked by the caller (`syscall::process::clone`).
-pub fn clone_thread(
-    frame: &TrapFrame,
-    flags: u64,
-    newsp: u64,
-    parent_tid: u64,
-    tls: u64,
-    child_tid: u64,
-) -> Result<Pid, Errno> {
+pub fn clone_thread(frame: &TrapFrame, args: &CloneArgs) -> Result<Pid, Errno> {
     if task::count() >= crate::fs::sysctl::threads_max() {
         return Err(EAGAIN);
     }
@@ -242,47 +256,12 @@ pub fn clone_thread(
     }
     let tid = task::alloc_pid();
     let child = after_reclaim(|| {
-        let files = (flags & CLONE_FILES == 0).then(|| parent.files.lock().clone());
+        let files = (args.flags & CLONE_FILES == 0).then(|| parent.files.lock().clone());
         Task::new_thread(tid, &parent, files).ok_or(ENOMEM)
     })?;
-    let mut f = TrapFrame {
-        x: frame.x,
-        sp_el0: frame.sp_el0,
-        elr: frame.elr,
-        spsr: frame.spsr,
-        esr: 0,
-        far: 0,
-    };
-    f.x[0] = 0;
-    if newsp != 0 {
-        f.sp_el0 = newsp;
-    }
-    prepare_user(&child, f);
-    // SAFETY: the child has not run; the parent's FP registers are live on this CPU.
-    context::save_fp(unsafe { &mut *child.fp.get() });
-    let tls = if flags & CLONE_SETTLS != 0 {
-        tls
-    } else {
-        crate::arch::aarch64::regs::read_sysreg!(tpidr_el0)
-    };
-    child.tpidr_el0.store(tls, Ordering::Relaxed);
-    if flags & CLONE_CHILD_SETTID != 0 {
-        child.set_child_tid.store(child_tid, Ordering::Relaxed);
-    }
-    if flags & CLONE_CHILD_CLEARTID != 0 {
-        child.clear_child_tid.store(child_tid, Ordering::Relaxed);
-    }
     // The actions are the process's, the mask the creating thread's, nothing pending.
     let signals = parent.signals.with(|s| s.new_thread());
-    child.signals.with(|s| *s = signals);
-    child
-        .affinity
-        .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
-    if flags & CLONE_PARENT_SETTID != 0 {
-        let _ = uaccess::write_user(parent_tid as usize, &tid);
-    }
-    task::insert(child.clone());
-    sched::start(&child);
+    start_child(&parent, &child, frame, args, signals);
     Ok(tid)
 }
 
@@ -326,24 +305,30 @@ fn end_other_threads(t: &Arc<Task>) -> Result<(), Errno> {
     if !t.is_leader() || t.group.exiting.load(Ordering::Acquire) {
         return Err(EINVAL);
     }
-    for other in task::threads_of(t.tgid)
-        .iter()
-        .filter(|o| o.pid != t.pid && !matches!(o.state(), State::Zombie | State::Dead))
-    {
-        other.doomed.store(true, Ordering::Release);
-        deliver::send(
-            other,
-            SigInfo {
-                signo: SIGKILL,
-                code: SI_KERNEL,
-                cause: Cause::None,
-            },
-        );
-    }
+    kill_other_threads(t, true);
     while t.group.live.load(Ordering::Acquire) > 1 {
         sched::schedule();
     }
     Ok(())
+}
+
+/// SIGKILL to every thread of `t`'s process but `t` that has not exited; `alone`
+/// (exec) makes each end as a thread only (`Task::doomed`), not the process.
+fn kill_other_threads(t: &Task, alone: bool) {
+    for other in task::threads_of(t.tgid)
+        .iter()
+        .filter(|o| o.pid != t.pid && !matches!(o.state(), State::Zombie | State::Dead))
+    {
+        if alone {
+            other.doomed.store(true, Ordering::Release);
+        }
+        let kill = SigInfo {
+            signo: SIGKILL,
+            code: SI_KERNEL,
+            cause: Cause::None,
+        };
+        deliver::send(other, kill);
+    }
 }
 
 /// Give back what the calling process holds but its kernel stack: its memory (after
@@ -383,19 +368,7 @@ pub fn exit(status: u32) -> ! {
     let t = me();
     if !t.group.exiting.swap(true, Ordering::AcqRel) {
         t.group.code.store(status, Ordering::Release);
-        for other in task::threads_of(t.tgid)
-            .iter()
-            .filter(|o| o.pid != t.pid && !matches!(o.state(), State::Zombie | State::Dead))
-        {
-            deliver::send(
-                other,
-                SigInfo {
-                    signo: SIGKILL,
-                    code: SI_KERNEL,
-                    cause: Cause::None,
-                },
-            );
-        }
+        kill_other_threads(&t, false);
     }
     drop(t);
     end_thread(status)

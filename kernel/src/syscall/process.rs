@@ -76,17 +76,24 @@ pub fn clone(
     {
         return Err(EINVAL);
     }
+    let args = process::CloneArgs {
+        flags,
+        newsp,
+        parent_tid: ptid,
+        tls,
+        child_tid: ctid,
+    };
     if flags & CLONE_THREAD != 0 {
         if flags & !(THREAD_FLAGS | CSIGNAL) != 0 {
             return Err(EINVAL);
         }
-        return process::clone_thread(frame, flags, newsp, ptid, tls, ctid).map(u64::from);
+        return process::clone_thread(frame, &args).map(u64::from);
     }
     if flags & (CLONE_VM | CLONE_SIGHAND | CLONE_VFORK) != 0 {
         // vfork and address spaces shared between processes are not supported.
         return Err(EINVAL);
     }
-    process::fork(frame, flags, newsp, ptid, tls, ctid).map(u64::from)
+    process::fork(frame, &args).map(u64::from)
 }
 
 /// struct clone_args (clone3): flags, pidfd, child_tid, parent_tid, exit_signal,

@@ -34,7 +34,8 @@ pub fn scan_all(mm: &mut Mm<HostMm>) -> WindowScan {
     total
 }
 
-const HW: Features = Features {
+/// FEAT_HAFDBS on, range TLBI, no BBM level 2.
+pub(super) const HW: Features = Features {
     hw_af: true,
     hw_dirty: true,
     range_tlbi: true,

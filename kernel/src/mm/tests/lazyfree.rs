@@ -583,12 +583,7 @@ fn count_yield() {
 fn reclaim_thread_yields_after_bounded_work() {
     let _m = host::machine();
     let env = HostMm {
-        features: Features {
-            hw_af: true,
-            hw_dirty: true,
-            range_tlbi: true,
-            bbml2: false,
-        },
+        features: super::collapse::HW,
         mode: ContMode::On,
     };
     only(&[]);

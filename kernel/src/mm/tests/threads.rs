@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
-use super::collapse::{all_back, only, region, write_pages};
+use super::collapse::{all_back, only, region, write_pages, HW};
 use super::*;
 use crate::mm::addr::CONT_SIZE;
 use crate::mm::lazyfree;
@@ -36,6 +36,22 @@ struct Written {
     byte: u8,
     begun: u64,
     done: u64,
+}
+
+impl Written {
+    /// A page read `got` after this write, with `begun_now` MADV_FREE calls begun on
+    /// its block by then: the byte, or 0 if a MADV_FREE overlapped or followed it.
+    fn check(&self, got: u8, begun_now: u64, when: core::fmt::Arguments<'_>) {
+        let raced = self.begun != self.done || begun_now != self.begun;
+        assert!(
+            got == self.byte || (got == 0 && raced),
+            "{when}: read {got:#x}, written {:#x} (MADV_FREE of its block: {} begun, {} done \
+             before the write, {begun_now} begun now)",
+            self.byte,
+            self.begun,
+            self.done,
+        );
+    }
 }
 
 /// One access of `kind` at `va` by a "CPU" running a thread of `mm`: translated (AF
@@ -71,15 +87,7 @@ fn hardware_dirty_state_from_other_cpus_survives_converts_and_lazyfree() {
     // Not `contpte=naive`: there a lazyfree 64 KiB folio is never clean (lazyfree.rs).
     for mode in [ContMode::On, ContMode::Off] {
         let _m = host::machine();
-        let env = HostMm {
-            features: Features {
-                hw_af: true,
-                hw_dirty: true,
-                range_tlbi: true,
-                bbml2: false,
-            },
-            mode,
-        };
+        let env = HostMm { features: HW, mode };
         only(&[4]);
         let mut mm = Mm::new_in(&env).unwrap();
         // One block more than the CPU writes, never freed: the table never empties
@@ -123,15 +131,10 @@ fn hardware_dirty_state_from_other_cpus_survives_converts_and_lazyfree() {
                     host::write_byte(cpu_access(&mm, &env, root, at, AccessKind::Write), w.byte);
                     // Read it back at once: a later write would hide a lost one.
                     let got = host::read_byte(cpu_access(&mm, &env, root, at, AccessKind::Read));
-                    let raced =
-                        w.begun != w.done || frees.begun[b].load(Ordering::SeqCst) != w.begun;
-                    assert!(
-                        got == w.byte || (got == 0 && raced),
-                        "page {i} read {got:#x} right after {:#x} was written (MADV_FREE of its block: {} begun, {} done before the write, {} begun now)",
-                        w.byte,
-                        w.begun,
-                        w.done,
-                        frees.begun[b].load(Ordering::SeqCst)
+                    w.check(
+                        got,
+                        frees.begun[b].load(Ordering::SeqCst),
+                        format_args!("page {i} right after the write"),
                     );
                     last[i] = w;
                     n += 1;
@@ -182,15 +185,10 @@ fn hardware_dirty_state_from_other_cpus_survives_converts_and_lazyfree() {
                 .tables
                 .get(at)
                 .map_or(0, |l| host::read_byte(l.pa_of(at)));
-            let b = i / 16;
-            let raced = w.begun != w.done || frees.begun[b].load(Ordering::SeqCst) != w.begun;
-            assert!(
-                got == w.byte || (got == 0 && raced),
-                "{mode:?}: page {i} holds {got:#x}, last written {:#x} (MADV_FREE of its block: {} begun, {} done before the write, {} begun now)",
-                w.byte,
-                w.begun,
-                w.done,
-                frees.begun[b].load(Ordering::SeqCst)
+            w.check(
+                got,
+                frees.begun[i / 16].load(Ordering::SeqCst),
+                format_args!("{mode:?}: page {i} at the end"),
             );
         }
         audit::check([&mm].into_iter()).expect("folio audit");
