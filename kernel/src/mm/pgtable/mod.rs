@@ -375,17 +375,13 @@ impl<E: PtEnv> AddressSpace<E> {
     /// (mremap; the ranges do not overlap and `dst` maps nothing): 2 MiB blocks and
     /// contiguous blocks move whole where the destination's alignment allows, every
     /// entry keeps its attributes, AF and dirty state, and the source is invalidated
-    /// before the destination is written (`remap.rs`). Returns what moved, at its old
-    /// addresses. Fails, before changing anything, only for want of a table. The
-    /// source's emptied tables stay until [`AddressSpace::free_empty_tables`], so that
-    /// moving the entries back never needs one.
+    /// before the destination is written (`remap.rs`); a whole 2 MiB region's level-3
+    /// table moves as one entry where the destination is 2 MiB aligned and has no
+    /// table. Fails, before changing anything, only for want of a table. The source's
+    /// emptied tables stay until [`AddressSpace::free_empty_tables`], so that moving
+    /// the entries back never needs one.
     #[track_caller]
-    pub fn move_range(
-        &mut self,
-        src: VirtAddr,
-        dst: VirtAddr,
-        nr: usize,
-    ) -> Result<Vec<Unmapped>, MapError> {
+    pub fn move_range(&mut self, src: VirtAddr, dst: VirtAddr, nr: usize) -> Result<(), MapError> {
         let end = range_end(src, nr);
         let dst_end = range_end(dst, nr);
         assert!(

@@ -1,5 +1,17 @@
 //! Moving entries from one range to another (mremap; Linux's `move_page_tables`),
-//! one batch of at most one 2 MiB region at a time, in one operation:
+//! one batch of at most one 2 MiB region at a time, in one operation.
+//!
+//! **A whole level-3 table** ([`move_table`], Linux's `move_normal_pmd`): where the
+//! batch is a whole 2 MiB region mapped by a level-3 table and the destination is a
+//! 2 MiB aligned region whose level-2 slot is empty, the table itself moves: its
+//! level-2 entry is cleared, the old range invalidated (its last-level entries with
+//! one range TLBI, or one by ASID without FEAT_TLBIRANGE, and the walk caches' step
+//! through the table with a TLBI by VA that is not last-level only), a DSB, and the
+//! same table descriptor is stored in the destination's slot. The table's 512
+//! entries, folded blocks included, are not touched: AF and dirty state the hardware
+//! sets in them meanwhile stay where they are. Break-before-make across the two
+//! ranges: the table is reachable through one of them at a time (the checker's rule
+//! for a table linked twice). Otherwise the entries move, in three steps:
 //!
 //! 1. *Reserve*: the destination's tables are allocated for every mapped piece of the
 //!    source (a level-2 slot for a 2 MiB block whose destination is 2 MiB aligned,
@@ -29,9 +41,10 @@ use core::sync::atomic::Ordering;
 use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE};
 
 use super::contpte;
-use super::ctx::{self, Ctx};
+use super::counters::Counters;
+use super::ctx::{self, Ctx, Write};
 use super::cursor::{Cursor, Found};
-use super::desc::{entry_size, Pte};
+use super::desc::{entry_size, Kind, Pte};
 use super::env::PtEnv;
 use super::{for_each_segment, for_each_table_alloc, pmd, MapError, Segment, Unmapped};
 
@@ -39,19 +52,27 @@ const PMD_LEVEL: usize = 2;
 const PMD_PAGES: usize = PMD_SIZE / PAGE_SIZE;
 
 /// Moves the entries of `[src, end)` (inside one 2 MiB region, its cut blocks already
-/// split) to `dst`, as the module doc says; returns what moved, at its old addresses.
-/// On `NoMemory` no translation changed. Since the source keeps its tables and has
-/// no 2 MiB block where the destination has entries, moving the entries back never
-/// needs a table.
+/// split) to `dst`, as the module doc says: the whole level-3 table where it can,
+/// else entry by entry. On `NoMemory` no translation changed. Since the source keeps
+/// its tables (or gets its moved table back in its own slot) and has no 2 MiB block
+/// where the destination has entries, moving back never needs a table.
 pub(super) fn move_batch<E: PtEnv>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
     src: VirtAddr,
     end: VirtAddr,
     dst: VirtAddr,
-) -> Result<Vec<Unmapped>, MapError> {
-    let image = |va: VirtAddr| dst.add(va.offset_from(src));
+) -> Result<(), MapError> {
     let mut dcursor = Cursor::new(ctx.root);
+    let whole = src.is_aligned(PMD_SIZE) && end == src.add(PMD_SIZE) && dst.is_aligned(PMD_SIZE);
+    if whole
+        && matches!(cursor.find(ctx.env, src), Found::Ptes(_))
+        && block_slot(ctx, &mut dcursor, dst)?
+    {
+        move_table(ctx, cursor, &mut dcursor, src, dst);
+        return Ok(());
+    }
+    let image = |va: VirtAddr| dst.add(va.offset_from(src));
     reserve(ctx, cursor, &mut dcursor, src, end, image)?;
     let mut taken = Vec::new();
     for_each_segment(ctx, cursor, src, end, |ctx, seg| match seg {
@@ -60,7 +81,41 @@ pub(super) fn move_batch<E: PtEnv>(
     });
     ctx.flush_pending();
     place(ctx, &mut dcursor, &taken, image);
-    Ok(taken)
+    Ok(())
+}
+
+/// Moves the level-3 table that maps the 2 MiB at `src` to the empty level-2 slot of
+/// `dst` (module doc; Linux's `move_normal_pmd`).
+///
+/// Safe while the hardware updates AF and dirty: no level-3 entry is written, so an
+/// update made through either address lands in the one table and is kept. A CPU
+/// touching either range meanwhile faults (no translation) and waits for the
+/// address-space lock, which the caller holds.
+/// Checker: the table may be linked at `dst` only once the TLBI and DSB of its
+/// unlinking at `src` have completed (`check.rs`, a table linked twice).
+fn move_table<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    cursor: &mut Cursor,
+    dcursor: &mut Cursor,
+    src: VirtAddr,
+    dst: VirtAddr,
+) {
+    let from = cursor.table_at(ctx.env, PMD_LEVEL).slot_of(src);
+    let (link, _) = ctx.store(from, Write::Swap(Pte::INVALID));
+    assert!(
+        matches!(link.kind(PMD_LEVEL), Kind::Table(_)),
+        "move_table at {src:?}: {link:?} is no table"
+    );
+    cursor.forget_below(PMD_LEVEL);
+    ctx.tlbi_page(src, false);
+    ctx.flush_later(src, PMD_SIZE);
+    ctx.flush_pending();
+    let Found::Hole { level: PMD_LEVEL } = dcursor.find(ctx.env, dst) else {
+        panic!("move of a level-3 table to {dst:?}: its slot was reserved");
+    };
+    let to = dcursor.table_at(ctx.env, PMD_LEVEL).slot_of(dst);
+    ctx.store(to, Write::Swap(link));
+    Counters::bump(&ctx.counters().tables_moved, 1);
 }
 
 /// Step 1: the destination tables for every mapped piece of `[src, end)`.
