@@ -231,7 +231,9 @@ impl<E: MmEnv> Mm<E> {
         to: VirtAddr,
     ) -> Result<(), Errno> {
         let image = |va: VirtAddr| to.add(va.offset_from(from));
-        for (a, b) in batches(from, from_end) {
+        // 2 MiB batches of the source, holes skipped whole (`next_populated`).
+        let mut a = self.tables.next_populated(from, from_end);
+        while let Some((_, b)) = batches(a, from_end).next() {
             if self.tables.move_range(a, image(a), pages(a, b)).is_err() {
                 // Back, in batches of the destination, each within a 2 MiB region
                 // there: the source kept its tables, so this allocates nothing.
@@ -247,6 +249,7 @@ impl<E: MmEnv> Mm<E> {
                 }
                 return Err(ENOMEM);
             }
+            a = self.tables.next_populated(b, from_end);
         }
         super::collapse::follow_move(self, from, from_end, to);
         let owner = self.tables.root();

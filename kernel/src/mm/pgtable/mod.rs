@@ -756,6 +756,26 @@ impl<E: PtEnv> AddressSpace<E> {
         true
     }
 
+    /// The first address of `[va, end)` that a level-3 table or a block covers (`end`
+    /// if none): holes are skipped a whole entry at a time, at whatever level they are,
+    /// so that range work over a sparse range (the unmap of a reservation never
+    /// touched, of a range whose tables a move took) costs a descent per hole rather
+    /// than per 2 MiB. An empty table is not skipped: its unmap frees it.
+    pub fn next_populated(&self, va: VirtAddr, end: VirtAddr) -> VirtAddr {
+        let mut cursor = Cursor::new(self.root);
+        let mut at = va;
+        while at < end {
+            match cursor.find(&self.env, at) {
+                Found::Hole { level } => {
+                    let size = entry_size(level);
+                    at = at.align_down(size).add(size);
+                }
+                Found::Block(_) | Found::Ptes(_) => return at,
+            }
+        }
+        end
+    }
+
     /// The leaf entry mapping `va`, with AF and dirty gathered over its contiguous block.
     pub fn get(&self, va: VirtAddr) -> Option<Leaf> {
         let mut cursor = Cursor::new(self.root);
