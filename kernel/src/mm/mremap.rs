@@ -22,6 +22,7 @@
 
 use alloc::vec::Vec;
 
+use super::addr::PMD_SIZE;
 use super::aspace::{batches, pages, Errno, Mm, MmEnv, STACK_TOP};
 use super::folio::Folio;
 use super::lazyfree;
@@ -231,9 +232,21 @@ impl<E: MmEnv> Mm<E> {
         to: VirtAddr,
     ) -> Result<(), Errno> {
         let image = |va: VirtAddr| to.add(va.offset_from(from));
-        // 2 MiB batches of the source, holes skipped whole (`next_populated`).
+        // 2 MiB batches of the source, holes skipped whole (`next_populated`); runs of
+        // whole level-3 tables, where the destination keeps the offset inside 2 MiB,
+        // many in one operation.
         let mut a = self.tables.next_populated(from, from_end);
         while let Some((_, b)) = batches(a, from_end).next() {
+            let regions = from_end.offset_from(a) / PMD_SIZE;
+            if a.is_aligned(PMD_SIZE) && image(a).is_aligned(PMD_SIZE) && regions > 0 {
+                let moved = self.tables.move_tables(a, image(a), regions);
+                if moved > 0 {
+                    a = self
+                        .tables
+                        .next_populated(a.add(moved * PMD_SIZE), from_end);
+                    continue;
+                }
+            }
             if self.tables.move_range(a, image(a), pages(a, b)).is_err() {
                 // Back, in batches of the destination, each within a 2 MiB region
                 // there: the source kept its tables, so this allocates nothing.

@@ -396,6 +396,24 @@ impl<E: PtEnv> AddressSpace<E> {
         })
     }
 
+    /// Moves the level-3 tables of up to `regions` whole 2 MiB regions from `src` to
+    /// the same regions from `dst` (both 2 MiB aligned, the ranges apart, `dst`
+    /// mapping nothing), in one operation, while each source region is one level-3
+    /// table and its destination slot is empty: at most `remap::MAX_TABLES`. Returns
+    /// how many moved; the rest is left to [`AddressSpace::move_range`] (which also
+    /// reports the want of a table).
+    #[track_caller]
+    pub fn move_tables(&mut self, src: VirtAddr, dst: VirtAddr, regions: usize) -> usize {
+        let n = regions.min(remap::MAX_TABLES);
+        let end = range_end(src, n * PMD_SIZE / PAGE_SIZE);
+        let dst_end = range_end(dst, n * PMD_SIZE / PAGE_SIZE);
+        assert!(dst_end <= src || end <= dst, "move_tables onto itself");
+        self.op(OpKind::Move, src, end, |ctx, cursor| {
+            ctx.widen(dst, dst_end);
+            remap::move_tables(ctx, cursor, src, dst, n)
+        })
+    }
+
     /// Frees the tables of `[va, va + nr pages)` that map nothing (after a move).
     #[track_caller]
     pub fn free_empty_tables(&mut self, va: VirtAddr, nr: usize) {

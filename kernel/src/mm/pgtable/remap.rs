@@ -1,17 +1,19 @@
-//! Moving entries from one range to another (mremap; Linux's `move_page_tables`),
-//! one batch of at most one 2 MiB region at a time, in one operation.
+//! Moving entries from one range to another (mremap; Linux's `move_page_tables`).
 //!
-//! **A whole level-3 table** ([`move_table`], Linux's `move_normal_pmd`): where the
-//! batch is a whole 2 MiB region mapped by a level-3 table and the destination is a
-//! 2 MiB aligned region whose level-2 slot is empty, the table itself moves: its
-//! level-2 entry is cleared, the old range invalidated (its last-level entries with
-//! one range TLBI, or one by ASID without FEAT_TLBIRANGE, and the walk caches' step
-//! through the table with a TLBI by VA that is not last-level only), a DSB, and the
-//! same table descriptor is stored in the destination's slot. The table's 512
-//! entries, folded blocks included, are not touched: AF and dirty state the hardware
-//! sets in them meanwhile stay where they are. Break-before-make across the two
-//! ranges: the table is reachable through one of them at a time (the checker's rule
-//! for a table linked twice). Otherwise the entries move, in three steps:
+//! **Whole level-3 tables** ([`move_tables`], Linux's `move_normal_pmd`): where whole
+//! 2 MiB regions are mapped by level-3 tables and their destinations are 2 MiB
+//! aligned regions whose level-2 slots are empty, the tables themselves move, up to
+//! [`MAX_TABLES`] in one operation: their level-2 entries are cleared, the old range
+//! invalidated (its last-level entries with one range TLBI, or one by ASID without
+//! FEAT_TLBIRANGE, and each walk-cache step through a table with a TLBI by VA that is
+//! not last-level only), a DSB, and the same table descriptors are stored in the
+//! destination's slots. The tables' entries, folded blocks included, are not
+//! touched: AF and dirty state the hardware sets in them meanwhile stay where they
+//! are. Break-before-make across the two ranges: a table is reachable through one of
+//! them at a time (the checker's rule for a table linked twice).
+//!
+//! **Otherwise the entries move**, one batch of at most one 2 MiB region per
+//! operation ([`move_batch`]), in three steps:
 //!
 //! 1. *Reserve*: the destination's tables are allocated for every mapped piece of the
 //!    source (a level-2 slot for a 2 MiB block whose destination is 2 MiB aligned,
@@ -63,15 +65,11 @@ pub(super) fn move_batch<E: PtEnv>(
     end: VirtAddr,
     dst: VirtAddr,
 ) -> Result<(), MapError> {
-    let mut dcursor = Cursor::new(ctx.root);
     let whole = src.is_aligned(PMD_SIZE) && end == src.add(PMD_SIZE) && dst.is_aligned(PMD_SIZE);
-    if whole
-        && matches!(cursor.find(ctx.env, src), Found::Ptes(_))
-        && block_slot(ctx, &mut dcursor, dst)?
-    {
-        move_table(ctx, cursor, &mut dcursor, src, dst);
+    if whole && move_tables(ctx, cursor, src, dst, 1) == 1 {
         return Ok(());
     }
+    let mut dcursor = Cursor::new(ctx.root);
     let image = |va: VirtAddr| dst.add(va.offset_from(src));
     reserve(ctx, cursor, &mut dcursor, src, end, image)?;
     let mut taken = Vec::new();
@@ -84,38 +82,69 @@ pub(super) fn move_batch<E: PtEnv>(
     Ok(())
 }
 
-/// Moves the level-3 table that maps the 2 MiB at `src` to the empty level-2 slot of
-/// `dst` (module doc; Linux's `move_normal_pmd`).
+/// Most level-3 tables one operation moves (64 MiB): bounds the links it holds.
+pub(super) const MAX_TABLES: usize = 32;
+
+/// Moves the level-3 tables of up to `n` (at most [`MAX_TABLES`]) consecutive 2 MiB
+/// regions from `src` to the same regions from `dst` (both 2 MiB aligned; module
+/// doc; Linux's `move_normal_pmd`), in order, as long as each source region is
+/// mapped by a level-3 table and its destination slot is empty (its tables above
+/// allocated here). Returns how many moved: it stops at the first region that does
+/// not qualify, or for want of a table above its destination slot (that region is
+/// left to `move_batch`, which reports it).
 ///
 /// Safe while the hardware updates AF and dirty: no level-3 entry is written, so an
 /// update made through either address lands in the one table and is kept. A CPU
 /// touching either range meanwhile faults (no translation) and waits for the
-/// address-space lock, which the caller holds.
-/// Checker: the table may be linked at `dst` only once the TLBI and DSB of its
+/// address-space lock, which the caller holds. The old range is invalidated once
+/// for all of them: one range TLBI of its leaves (or one by ASID), a TLBI by VA per
+/// table for the walk caches' step through it, one DSB.
+/// Checker: a table may be linked at `dst` only once the TLBI and DSB of its
 /// unlinking at `src` have completed (`check.rs`, a table linked twice).
-fn move_table<E: PtEnv>(
+pub(super) fn move_tables<E: PtEnv>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
-    dcursor: &mut Cursor,
     src: VirtAddr,
     dst: VirtAddr,
-) {
-    let from = cursor.table_at(ctx.env, PMD_LEVEL).slot_of(src);
-    let (link, _) = ctx.store(from, Write::Swap(Pte::INVALID));
-    assert!(
-        matches!(link.kind(PMD_LEVEL), Kind::Table(_)),
-        "move_table at {src:?}: {link:?} is no table"
-    );
-    cursor.forget_below(PMD_LEVEL);
-    ctx.tlbi_page(src, false);
-    ctx.flush_later(src, PMD_SIZE);
+    n: usize,
+) -> usize {
+    assert!(src.is_aligned(PMD_SIZE) && dst.is_aligned(PMD_SIZE));
+    let mut links = [Pte::INVALID; MAX_TABLES];
+    let mut dcursor = Cursor::new(ctx.root);
+    let mut moved = 0;
+    while moved < n.min(MAX_TABLES) {
+        let (from, to) = (src.add(moved * PMD_SIZE), dst.add(moved * PMD_SIZE));
+        let qualifies = matches!(cursor.find(ctx.env, from), Found::Ptes(_))
+            && block_slot(ctx, &mut dcursor, to) == Ok(true);
+        if !qualifies {
+            break;
+        }
+        let slot = cursor.table_at(ctx.env, PMD_LEVEL).slot_of(from);
+        let (link, _) = ctx.store(slot, Write::Swap(Pte::INVALID));
+        assert!(
+            matches!(link.kind(PMD_LEVEL), Kind::Table(_)),
+            "move_tables at {from:?}: {link:?} is no table"
+        );
+        cursor.forget_below(PMD_LEVEL);
+        ctx.tlbi_page(from, false);
+        links[moved] = link;
+        moved += 1;
+    }
+    if moved == 0 {
+        return 0;
+    }
+    ctx.flush_later(src, moved * PMD_SIZE);
     ctx.flush_pending();
-    let Found::Hole { level: PMD_LEVEL } = dcursor.find(ctx.env, dst) else {
-        panic!("move of a level-3 table to {dst:?}: its slot was reserved");
-    };
-    let to = dcursor.table_at(ctx.env, PMD_LEVEL).slot_of(dst);
-    ctx.store(to, Write::Swap(link));
-    Counters::bump(&ctx.counters().tables_moved, 1);
+    for (i, &link) in links[..moved].iter().enumerate() {
+        let to = dst.add(i * PMD_SIZE);
+        let Found::Hole { level: PMD_LEVEL } = dcursor.find(ctx.env, to) else {
+            panic!("move of a level-3 table to {to:?}: its slot was reserved");
+        };
+        let slot = dcursor.table_at(ctx.env, PMD_LEVEL).slot_of(to);
+        ctx.store(slot, Write::Swap(link));
+    }
+    Counters::bump(&ctx.counters().tables_moved, moved as u64);
+    moved
 }
 
 /// Step 1: the destination tables for every mapped piece of `[src, end)`.

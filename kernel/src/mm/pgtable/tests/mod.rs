@@ -584,6 +584,45 @@ fn whole_table_moves_as_one_level_2_entry() {
     }
 }
 
+/// A run of whole level-3 tables moves in one operation: one range TLBI for the
+/// run's leaves and one DSB, a TLBI by VA per table for the walk caches. The run
+/// stops at the first region that is not one level-3 table (here a 2 MiB block,
+/// then a hole), which is left where it is for `move_range`.
+#[test]
+fn runs_of_tables_move_in_one_operation() {
+    let mut asp = new_asp(ContMode::On, HW);
+    let frames: Vec<PhysAddr> = (0..3)
+        .map(|r| map_folio(&mut asp, page(r * 512 + 7), 0, RW))
+        .collect();
+    let block = asp.env().alloc_folio(9);
+    asp.map_pmd(page(3 * 512), block, RW).unwrap();
+    let dst = page(8 * 512);
+    let before = stats(&asp);
+    assert_eq!(asp.move_tables(page(0), dst, 6), 3);
+    let d = stats(&asp) - before;
+    assert_eq!(
+        (d.tables_moved, d.tlbi_range, d.tlbi_page, d.dsb),
+        (3, 1, 3, 1)
+    );
+    for (r, &pa) in frames.iter().enumerate() {
+        assert_eq!(
+            walk(&asp, dst.add((r * 512 + 7) * PAGE_SIZE)).unwrap().pa,
+            pa
+        );
+        assert!(walk(&asp, page(r * 512 + 7)).is_err());
+    }
+    assert_eq!(
+        walk(&asp, page(3 * 512)).unwrap().level,
+        2,
+        "the block stays"
+    );
+    assert_eq!(asp.move_tables(page(3 * 512), dst.add(3 * PMD_SIZE), 3), 0);
+    assert_eq!(asp.move_tables(dst, page(0), 3), 3, "and back");
+    asp.free_empty_tables(dst, 3 * 512);
+    asp.unmap(page(0), 4 * 512).unwrap();
+    assert_eq!(asp.env().tables_in_use(), 1);
+}
+
 /// The checker's rule for a moved table: linking it at the destination before the
 /// TLBI and DSB of its old link have completed is caught (its frames would be
 /// reachable through both ranges).
