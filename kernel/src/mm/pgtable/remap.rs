@@ -72,7 +72,8 @@ pub(super) fn move_batch<E: PtEnv>(
     let mut dcursor = Cursor::new(ctx.root);
     let image = |va: VirtAddr| dst.add(va.offset_from(src));
     reserve(ctx, cursor, &mut dcursor, src, end, image)?;
-    let mut taken = Vec::new();
+    // One record per entry at most: reserved once, not grown entry by entry.
+    let mut taken = Vec::with_capacity(end.offset_from(src) / PAGE_SIZE);
     for_each_segment(ctx, cursor, src, end, |ctx, seg| match seg {
         Segment::Ptes(run) => contpte::take_ptes(ctx, run, &mut taken),
         Segment::Block(slot) => taken.push(pmd::take_l2(ctx, slot)),
