@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/initramfs.sh OUT.cpio [--with-c]: builds the EL0 programs in user/ and packs
 # them as a cpio "newc" archive: /init is the `init` program, /bin/<name> every
-# program (with --with-c also /bin/glibc_check, built with aarch64-linux-gnu-gcc
-# -static when that compiler is installed), plus /dev/console (when run as root: Linux
+# program (with --with-c also the glibc programs of user/c, /bin/glibc_check and
+# /bin/pthreads, built with aarch64-linux-gnu-gcc -static when that compiler is
+# installed), plus /dev/console (when run as root: Linux
 # opens it for init's fds 0-2), /proc and /sys as empty mount points. Prints OUT.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -38,11 +39,14 @@ install -m 755 "$bins/init" "$stage/init"
 
 if [ "$with_c" = 1 ]; then
     if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1; then
-        say "building user/c/glibc_check.c"
-        aarch64-linux-gnu-gcc -static -O2 -Wall -o "$stage/bin/glibc_check" "$ROOT/user/c/glibc_check.c" \
-            || die "glibc_check build failed"
+        for src in "$ROOT"/user/c/*.c; do
+            name=$(basename "$src" .c)
+            say "building user/c/$name.c"
+            aarch64-linux-gnu-gcc -static -O2 -Wall -pthread -o "$stage/bin/$name" "$src" \
+                || die "$name build failed"
+        done
     else
-        say "aarch64-linux-gnu-gcc not found (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross): no glibc_check"
+        say "aarch64-linux-gnu-gcc not found (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross): no glibc programs"
     fi
 fi
 

@@ -11,7 +11,7 @@
 #
 #   scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|cortex-a72|both]
 #                     [--smp K] [--per-boot B] [--timeout SECS] [--append ARGS] [--linux]
-#                     [--kernel PEER] [--mem SIZE] [--soak MINUTES]
+#                     [--kernel PEER] [--mem SIZE] [--soak MINUTES] [--threads]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -19,7 +19,7 @@ usage() {
     cat >&2 <<'USAGE'
 usage: scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|cortex-a72|both]
                          [--smp K] [--per-boot B] [--timeout SECS] [--append ARGS] [--linux]
-                         [--kernel PEER] [--mem SIZE] [--soak MINUTES]
+                         [--kernel PEER] [--mem SIZE] [--soak MINUTES] [--threads]
   --seeds N        how many seeds (default 8)
   --first-seed S   the first seed (default 1): seeds S..S+N-1
   --ops M          operations per seed (default 2000)
@@ -41,12 +41,14 @@ usage: scripts/stress.sh [--seeds N] [--first-seed S] [--ops M] [--cpu max|corte
                    free memory, populated then MADV_FREE'd, every other 64
                    operations: reclaim must discard it); reclaim and collapse
                    counters summed at the end
+  --threads        the threaded mode (the program's `t` flag): three threads in one
+                   address space, each over its own arena, --ops operations each
 USAGE
     exit 2
 }
 
 seeds=8 first=1 ops=2000 cpus=both smp=4 per_boot=4 timeout="" extra="" linux=0 mem="" soak=0
-report="" soak_flags="" peer=linux-6.12
+report="" soak_flags="" peer=linux-6.12 threads=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --seeds) [ $# -ge 2 ] || usage; seeds=$2; shift 2 ;;
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
         --kernel) [ $# -ge 2 ] || usage; linux=1 peer=$2; shift 2 ;;
         --mem) [ $# -ge 2 ] || usage; mem=$2; shift 2 ;;
         --soak) [ $# -ge 2 ] || usage; soak=$2; shift 2 ;;
+        --threads) threads=1; shift ;;
         -h|--help) usage ;;
         *) echo "unknown option: $1" >&2; usage ;;
     esac
@@ -77,8 +80,10 @@ if [ "$soak" -gt 0 ]; then
     k=/sys/kernel/mm/transparent_hugepage/khugepaged
     busy="sysfs:$k/scan_sleep_millisecs:1 sysfs:$k/alloc_sleep_millisecs:1 sysfs:$k/pages_to_scan:4096 "
     report=" sysfs:/proc/vmstat sysfs:$k/full_scans sysfs:$k/pages_collapsed"
-    soak_flags=":p" # the stress program's memory pressure (its ballast)
+    soak_flags="p" # the stress program's memory pressure (its ballast)
 fi
+[ "$threads" = 1 ] && soak_flags="${soak_flags}t"
+soak_flags=${soak_flags:+:$soak_flags}
 # soak_add NAME LOG: add the last value of counter NAME in LOG (a `sysfs:` report line
 # `PATH: NAME VALUE` or `PATH: VALUE`) to soak_NAME.
 declare -A soak_sum=()

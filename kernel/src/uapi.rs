@@ -54,6 +54,7 @@ named_numbers! {
         SYS_EXIT = 93, "exit";
         SYS_EXIT_GROUP = 94, "exit_group";
         SYS_SET_TID_ADDRESS = 96, "set_tid_address";
+        SYS_FUTEX = 98, "futex";
         SYS_SET_ROBUST_LIST = 99, "set_robust_list";
         SYS_NANOSLEEP = 101, "nanosleep";
         SYS_CLOCK_GETTIME = 113, "clock_gettime";
@@ -104,6 +105,7 @@ named_numbers! {
         SYS_GETRANDOM = 278, "getrandom";
         SYS_MLOCK2 = 284, "mlock2";
         SYS_RSEQ = 293, "rseq";
+        SYS_CLONE3 = 435, "clone3";
         SYS_FACCESSAT2 = 439, "faccessat2";
     }
 }
@@ -158,6 +160,7 @@ named_numbers! {
         ENAMETOOLONG = 36, "ENAMETOOLONG";
         ENOSYS = 38, "ENOSYS";
         EOPNOTSUPP = 95, "EOPNOTSUPP";
+        ETIMEDOUT = 110, "ETIMEDOUT";
     }
 }
 
@@ -240,10 +243,23 @@ pub const CLONE_FILES: u64 = 0x400;
 pub const CLONE_SIGHAND: u64 = 0x800;
 pub const CLONE_VFORK: u64 = 0x4000;
 pub const CLONE_THREAD: u64 = 0x10000;
+pub const CLONE_SYSVSEM: u64 = 0x40000;
 pub const CLONE_SETTLS: u64 = 0x80000;
+pub const CLONE_PIDFD: u64 = 0x1000;
 pub const CLONE_PARENT_SETTID: u64 = 0x100000;
 pub const CLONE_CHILD_CLEARTID: u64 = 0x200000;
 pub const CLONE_CHILD_SETTID: u64 = 0x1000000;
+
+// futex operations (the low bits of `op`) and their flags.
+pub const FUTEX_WAIT: u32 = 0;
+pub const FUTEX_WAKE: u32 = 1;
+pub const FUTEX_REQUEUE: u32 = 3;
+pub const FUTEX_CMP_REQUEUE: u32 = 4;
+pub const FUTEX_WAIT_BITSET: u32 = 9;
+pub const FUTEX_WAKE_BITSET: u32 = 10;
+pub const FUTEX_PRIVATE_FLAG: u32 = 128;
+pub const FUTEX_CLOCK_REALTIME: u32 = 256;
+pub const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 
 // wait4 options (`WALL` and `WCLONE` are Linux's `__WALL` and `__WCLONE`).
 pub const WNOHANG: u64 = 0x1;
@@ -416,6 +432,7 @@ mod tests {
                 CLONE_SIGHAND,
                 CLONE_VFORK,
                 CLONE_THREAD,
+                CLONE_SYSVSEM,
                 CLONE_SETTLS,
                 CLONE_PARENT_SETTID,
                 CLONE_CHILD_CLEARTID,

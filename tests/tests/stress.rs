@@ -2,7 +2,8 @@
 //! seeds, one boot per seed, on the matrix cell of the environment (scripts/test.sh
 //! runs it on both CPU models with 4 CPUs): the program finds no mismatch and no call
 //! result that differs from Linux 6.12's, the kernel neither panics (page-table
-//! checker, folio audits) nor hangs, and every frame comes back at the end.
+//! checker, folio audits) nor hangs, and every frame comes back at the end. One seed
+//! runs the threaded mode: three threads at once in one address space.
 //! `scripts/stress.sh` runs any range of seeds the same way.
 
 use std::time::Duration;
@@ -11,10 +12,16 @@ use contkernel_tests::Machine;
 
 /// Operations per seed: about two to five seconds of one boot on this kernel.
 const OPS: u32 = 3000;
+/// Operations per thread in the threaded mode (three threads in one address space).
+const THREAD_OPS: u32 = 1500;
 
-fn stress(seed: u32) {
+fn stress(seed: u32, threads: bool) {
     let m = Machine::from_env().with_user_initramfs();
-    let prog = format!("stress:{seed}:{OPS}");
+    let prog = if threads {
+        format!("stress:{seed}:{THREAD_OPS}:t")
+    } else {
+        format!("stress:{seed}:{OPS}")
+    };
     let out = m
         .timeout(Duration::from_secs(180))
         .append(&format!("-- {prog}"))
@@ -53,19 +60,21 @@ fn stress(seed: u32) {
 }
 
 macro_rules! seeds {
-    ($($name:ident = $seed:literal,)*) => {
+    ($($name:ident = $seed:literal $(, $threads:ident)?;)*) => {
         $(#[test]
         fn $name() {
-            stress($seed);
+            stress($seed, false $(|| stringify!($threads) == "threads")?);
         })*
     };
 }
 
 seeds! {
-    seed_1 = 1,
-    seed_2 = 2,
-    seed_3 = 3,
-    seed_4 = 4,
-    seed_5 = 5,
-    seed_6 = 6,
+    seed_1 = 1;
+    seed_2 = 2;
+    seed_3 = 3;
+    seed_4 = 4;
+    seed_5 = 5;
+    seed_6 = 6;
+    // Three threads, each with its own arena, in one address space (`t`).
+    seed_7_threads = 7, threads;
 }

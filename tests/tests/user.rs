@@ -8,7 +8,7 @@ use contkernel_tests::Machine;
 use std::time::Duration;
 
 /// The programs init runs by default (`user/scenarios.txt`, which init is built
-/// from), glibc_check when present: the mTHP scenarios (thp_*) check faults per size
+/// from), and the glibc programs of user/c (glibc_check, pthreads, contpte_threads) when present: the mTHP scenarios (thp_*) check faults per size
 /// with fallback under memory pressure, whole-folio reuse, page or folio copy,
 /// deferred split after a partial munmap, and the PMD copy-on-write, through the
 /// statistics files and thpmaps;
@@ -62,14 +62,18 @@ fn scenario_programs_pass_and_every_frame_returns() {
             panic!("{p} did not pass; its lines:\n{}{out}", mine.join("\n"));
         }
     }
-    let glibc = out.console.contains("init: glibc_check exited");
-    if glibc {
-        assert!(
-            out.console.contains("init: glibc_check exited 0"),
-            "the glibc program did not pass{out}"
-        );
+    // The glibc programs of user/c, present when the cross compiler is.
+    let mut glibc = 0;
+    for p in ["glibc_check", "pthreads", "contpte_threads"] {
+        if out.console.contains(&format!("init: {p} exited")) {
+            assert!(
+                out.console.contains(&format!("init: {p} exited 0")),
+                "the glibc program {p} did not pass{out}"
+            );
+            glibc += 1;
+        }
     }
-    let want = programs.len() + glibc as usize;
+    let want = programs.len() + glibc;
     assert!(
         out.lines()
             .contains(&format!("{want} passed, 0 failed").as_str()),

@@ -11,6 +11,7 @@
 //! - [`pagemap`]: /proc/self/pagemap and /proc/kpageflags entries
 //! - [`thp`]: mTHP policy and counters (sysfs), thpmaps, meminfo, contpte stats
 //! - [`bench`]: the virtual counter at EL0, median/min/max, counter snapshots, JSON lines
+//! - [`thread`]: threads (clone with CLONE_THREAD) and join through the tid futex
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![no_std]
 
@@ -28,6 +29,7 @@ pub mod sys;
 pub mod test;
 pub mod text;
 pub mod thp;
+pub mod thread;
 pub mod time;
 
 pub use start::Args;

@@ -7,6 +7,8 @@ use core::fmt;
 /// System call numbers (the asm-generic table arm64 uses).
 pub mod nr {
     pub const DUP: usize = 23;
+    pub const FUTEX: usize = 98;
+    pub const CLONE3: usize = 435;
     pub const DUP3: usize = 24;
     pub const FCNTL: usize = 25;
     pub const MKDIRAT: usize = 34;
@@ -136,7 +138,7 @@ errnos! {
     EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12, EACCES = 13, EFAULT = 14,
     EBUSY = 16, EEXIST = 17, ENODEV = 19, ENOTDIR = 20, EISDIR = 21, EINVAL = 22,
     EMFILE = 24, ENOSPC = 28, ESPIPE = 29, EROFS = 30, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38,
-    EOPNOTSUPP = 95,
+    EOPNOTSUPP = 95, ETIMEDOUT = 110,
 }
 
 impl fmt::Debug for Errno {

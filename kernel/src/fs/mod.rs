@@ -76,6 +76,7 @@ fn contpte_stats() -> String {
         ("tlbi_asid", c.tlbi_asid),
         ("tlbi_all", c.tlbi_all),
         ("entries_written", c.entries_written),
+        ("spurious_faults", c.spurious_faults),
     ] {
         let _ = writeln!(s, "{name} {v}");
     }

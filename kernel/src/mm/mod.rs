@@ -19,6 +19,40 @@
 //! Address map: the kernel and all of RAM live in the high half (TTBR1) at
 //! `PA + KERNEL_VA_OFFSET` (the linear map); device MMIO likewise; TTBR0 is left for
 //! user address spaces.
+//!
+//! # The lock table
+//!
+//! Every lock memory management takes, in the order they nest (a lock may be taken
+//! while holding only those above it). "Try" means a caller that may already hold a
+//! lock of the same row only try-locks, and gives up if it is held. The files cite
+//! their rows as `L1`..`L9`.
+//!
+//! | row | lock | protects | taken by | waits? |
+//! |---|---|---|---|---|
+//! | L1 | a process's `sigaction` (`proc::task::Group`) | every thread's copy of the signal actions, the one trampoline | rt_sigaction | waits |
+//! | L2 | `Mm` lock (`proc::task::Task::mm`, a spin lock shared by the threads of a process) | the VMAs, the page tables (every software write of an entry) and the folio accounting of its mappings | faults of every thread, system calls, fork, exit, the collapse thread | waits (never held across a sleep); a reclaimer holding one *tries* a second (lazyfree's protocol) |
+//! | L3 | `SHRINKER` (`folio`) | one deferred-split shrinker at a time | reclaim passes | waits |
+//! | L4 | a folio's lock bit (`folio`, rule 1) | its shape, counts and flags | whoever changes them | waits; a merge try-locks the second and later folios |
+//! | L5 | `DEFERRED` queue (`folio`), lazyfree `LIST` (`lazyfree`), collapse hints (`collapse::hints`) | their lists | under a folio lock or alone | waits (IRQ-safe) |
+//! | L6 | `HUGE_LOCK` (`zero`) | the huge zero page and its mapping count | a fault mapping it, the shrinker freeing it | waits |
+//! | L7 | ASID allocator (`asid`) | the ASID bitmap | a new or dying address space | waits (IRQ-safe) |
+//! | L8 | frame allocator (`frame`), kernel heap (`heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
+//!
+//! **Threads and the hardware.** The `Mm` lock serialises every *software* change of
+//! a process's tables, so faults of two threads run one after the other (Linux 6.4+
+//! takes per-VMA locks instead; see docs/threads.md). The hardware is not serialised:
+//! while one CPU changes the tables, other CPUs run the process's other threads, and
+//! their walkers set AF and dirty (FEAT_HAFDBS) in valid entries and use any entry
+//! that is valid. Hence every change of a valid entry is one atomic swap or
+//! compare-and-swap (`pgtable::ctx`), so a flag set by a walker between the read and
+//! the write is never lost; a break-before-make (`pgtable::contpte`'s convert) clears
+//! the 16 entries with swaps and gathers their AF and dirty state from what the swaps
+//! returned; lazyfree write-protects (one TLBI) before it reads the dirty state it
+//! decides on. A thread that touches an entry inside another CPU's break-before-make
+//! window takes a translation fault, waits for the `Mm` lock, finds the entry valid and
+//! returns: a spurious fault (`pgtable` counts it: `spurious_faults`). TLB
+//! invalidation is broadcast (TLBI ...IS) and ASID-tagged, so it reaches every CPU the
+//! process runs on.
 
 pub mod addr;
 pub mod asid;

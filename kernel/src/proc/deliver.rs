@@ -30,6 +30,26 @@ pub fn send(t: &Arc<Task>, info: SigInfo) {
     }
 }
 
+/// Queue a process-directed `info` (kill, a child's exit) for process `t`'s threads:
+/// the first of them, leader first, that is alive and does not block it, else the
+/// leader (see `proc::signal`'s protocol).
+pub fn send_process(t: &Arc<Task>, info: SigInfo) {
+    let threads = super::task::threads_of(t.tgid);
+    let alive = |o: &&Arc<Task>| {
+        !matches!(
+            o.state(),
+            super::task::State::Zombie | super::task::State::Dead
+        )
+    };
+    let pick = threads
+        .iter()
+        .filter(alive)
+        .find(|o| !o.signals.with(|s| s.blocks(info.signo)))
+        .or_else(|| threads.iter().find(|o| o.is_leader()))
+        .unwrap_or(t);
+    send(pick, info);
+}
+
 /// The way back to EL0 found `attention` set: restart or fail an interrupted system
 /// call, run the default action or set up a handler's frame for each deliverable
 /// signal (at most one per signal number: nested frames, as Linux), and put back
@@ -42,6 +62,11 @@ pub fn deliver(frame: &mut TrapFrame) {
             break;
         };
         let (info, act) = match d {
+            Delivery::Terminate(info) if t.doomed.load(core::sync::atomic::Ordering::Acquire) => {
+                // Another thread's exec ends this one alone.
+                drop(t);
+                process::end_thread(signaled(info.signo))
+            }
             Delivery::Terminate(info) => {
                 drop(t);
                 process::exit(signaled(info.signo))

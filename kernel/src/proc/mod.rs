@@ -1,5 +1,6 @@
-//! Processes: tasks and the task table (`task`), the scheduler (`sched`), the life of a
-//! process (`process`: init, fork, exec, exit, wait, faults, kernel threads), the
+//! Processes: tasks, threads and the task table (`task`), the scheduler (`sched`), the
+//! life of a process (`process`: init, fork, threads, exec, exit, wait, faults, kernel
+//! threads), futexes (`futex`), the
 //! collapse thread that walks every process's memory (`khugepaged`, over the engine of
 //! `mm::collapse`), the reclaim thread (`kswapd`, over `mm::reclaim`), and what
 //! exec needs: the executable format (`elf`), the
@@ -11,6 +12,8 @@ pub mod deliver;
 pub mod elf;
 #[cfg(target_os = "none")]
 pub mod exec;
+#[cfg(target_os = "none")]
+pub mod futex;
 #[cfg(target_os = "none")]
 pub mod khugepaged;
 #[cfg(target_os = "none")]

@@ -160,7 +160,7 @@ pub fn fork(
         mm
     };
     let pid = task::alloc_pid();
-    let child = Task::new(pid, parent.pid, &parent.name.lock(), Some(mm)).ok_or(ENOMEM)?;
+    let child = Task::new(pid, parent.tgid, &parent.name.lock(), Some(mm)).ok_or(ENOMEM)?;
     let mut f = TrapFrame {
         x: frame.x,
         sp_el0: frame.sp_el0,
@@ -203,6 +203,69 @@ pub fn fork(
     Ok(pid)
 }
 
+/// clone() with CLONE_THREAD: a new thread of the caller's process, sharing its
+/// address space, signal actions and limits (and files with CLONE_FILES), starting
+/// on `newsp` with x0 = 0 and TPIDR_EL0 = `tls` (CLONE_SETTLS). The flags were
+/// checked by the caller (`syscall::process::clone`).
+pub fn clone_thread(
+    frame: &TrapFrame,
+    flags: u64,
+    newsp: u64,
+    parent_tid: u64,
+    tls: u64,
+    child_tid: u64,
+) -> Result<Pid, Errno> {
+    if task::count() >= crate::fs::sysctl::threads_max() {
+        return Err(EAGAIN);
+    }
+    let parent = me();
+    if parent.group.exiting.load(Ordering::Acquire) {
+        return Err(EAGAIN);
+    }
+    let files = (flags & CLONE_FILES == 0).then(|| parent.files.lock().clone());
+    let tid = task::alloc_pid();
+    let child = Task::new_thread(tid, &parent, files).ok_or(ENOMEM)?;
+    let mut f = TrapFrame {
+        x: frame.x,
+        sp_el0: frame.sp_el0,
+        elr: frame.elr,
+        spsr: frame.spsr,
+        esr: 0,
+        far: 0,
+    };
+    f.x[0] = 0;
+    if newsp != 0 {
+        f.sp_el0 = newsp;
+    }
+    prepare_user(&child, f);
+    // SAFETY: the child has not run; the parent's FP registers are live on this CPU.
+    context::save_fp(unsafe { &mut *child.fp.get() });
+    let tls = if flags & CLONE_SETTLS != 0 {
+        tls
+    } else {
+        crate::arch::aarch64::regs::read_sysreg!(tpidr_el0)
+    };
+    child.tpidr_el0.store(tls, Ordering::Relaxed);
+    if flags & CLONE_CHILD_SETTID != 0 {
+        child.set_child_tid.store(child_tid, Ordering::Relaxed);
+    }
+    if flags & CLONE_CHILD_CLEARTID != 0 {
+        child.clear_child_tid.store(child_tid, Ordering::Relaxed);
+    }
+    // The actions are the process's, the mask the creating thread's, nothing pending.
+    let signals = parent.signals.with(|s| s.new_thread());
+    child.signals.with(|s| *s = signals);
+    child
+        .affinity
+        .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    if flags & CLONE_PARENT_SETTID != 0 {
+        let _ = uaccess::write_user(parent_tid as usize, &tid);
+    }
+    task::insert(child.clone());
+    sched::start(&child);
+    Ok(tid)
+}
+
 /// Replace the caller's program. On success the frame returns to the new entry point.
 pub fn exec(
     frame: &mut TrapFrame,
@@ -212,6 +275,7 @@ pub fn exec(
 ) -> Result<(), Errno> {
     let mut image = exec::load(path, argv, envp)?;
     let t = me();
+    end_other_threads(&t)?;
     // PR_SET_THP_DISABLE survives exec, as on Linux.
     image.mm.thp_disabled = t.mm.lock().as_ref().is_some_and(|m| m.thp_disabled);
     // Leave the old tables before they are freed.
@@ -231,15 +295,41 @@ pub fn exec(
     Ok(())
 }
 
+/// exec in a process with other threads ends them first (Linux's de_thread): each
+/// is killed alone (`Task::doomed`) and the caller waits, giving up its CPU, until
+/// it is the only one. Linux also lets a thread that is not the leader exec, and
+/// gives it the leader's pid; here that is EINVAL.
+fn end_other_threads(t: &Arc<Task>) -> Result<(), Errno> {
+    if t.group.live.load(Ordering::Acquire) == 1 {
+        return Ok(());
+    }
+    if !t.is_leader() || t.group.exiting.load(Ordering::Acquire) {
+        return Err(EINVAL);
+    }
+    for other in task::threads_of(t.tgid)
+        .iter()
+        .filter(|o| o.pid != t.pid && !matches!(o.state(), State::Zombie | State::Dead))
+    {
+        other.doomed.store(true, Ordering::Release);
+        deliver::send(
+            other,
+            SigInfo {
+                signo: SIGKILL,
+                code: SI_KERNEL,
+                cause: Cause::None,
+            },
+        );
+    }
+    while t.group.live.load(Ordering::Acquire) > 1 {
+        sched::schedule();
+    }
+    Ok(())
+}
+
 /// Give back what the calling process holds but its kernel stack: its memory (after
 /// leaving its tables) and its files.
 fn release(t: &Task) {
-    let tid_ptr = t.clear_child_tid.swap(0, Ordering::AcqRel);
-    if tid_ptr != 0 {
-        let _ = uaccess::write_user(tid_ptr as usize, &0u32);
-    }
-    t.ttbr0.store(0, Ordering::Release);
-    crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
+    leave_tables(t);
     let mm = t.mm.lock().take();
     if mm.is_some() {
         RELEASING.fetch_add(1, Ordering::AcqRel);
@@ -250,13 +340,79 @@ fn release(t: &Task) {
     drop(files);
 }
 
-/// End the calling process with wait status `status` (Linux encoding).
+/// The calling thread stops using its process's page tables (this CPU switches to
+/// the empty ones).
+fn leave_tables(t: &Task) {
+    t.ttbr0.store(0, Ordering::Release);
+    crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
+}
+
+/// CLONE_CHILD_CLEARTID / set_tid_address: zero the word and wake one futex waiter
+/// on it (what pthread_join sleeps on), with a shared wake as Linux's mm_release.
+fn clear_child_tid(t: &Task) {
+    let tid_ptr = t.clear_child_tid.swap(0, Ordering::AcqRel);
+    if tid_ptr != 0 && uaccess::write_user(tid_ptr as usize, &0u32).is_ok() {
+        super::futex::wake(t, tid_ptr, true, 1, u32::MAX);
+    }
+}
+
+/// End the calling process with wait status `status` (Linux encoding): exit_group,
+/// a fatal signal, a fault with no handler. The first of these in a process sets the
+/// status; every other thread is killed and ends as a thread.
 pub fn exit(status: u32) -> ! {
     let t = me();
+    if !t.group.exiting.swap(true, Ordering::AcqRel) {
+        t.group.code.store(status, Ordering::Release);
+        for other in task::threads_of(t.tgid)
+            .iter()
+            .filter(|o| o.pid != t.pid && !matches!(o.state(), State::Zombie | State::Dead))
+        {
+            deliver::send(
+                other,
+                SigInfo {
+                    signo: SIGKILL,
+                    code: SI_KERNEL,
+                    cause: Cause::None,
+                },
+            );
+        }
+    }
+    drop(t);
+    end_thread(status)
+}
+
+/// End the calling thread (exit(2)); the last thread to end ends the process, with
+/// the status exit_group set, else the leader's, else its own.
+pub fn end_thread(status: u32) -> ! {
+    let t = me();
+    clear_child_tid(&t);
+    let exiting = t.group.exiting.load(Ordering::Acquire);
+    if t.is_leader() && !exiting {
+        t.group.code.store(status, Ordering::Release);
+    }
+    if t.group.live.fetch_sub(1, Ordering::AcqRel) != 1 {
+        // Others go on in the address space. A leader stays a zombie in the task
+        // table until the process ends and its parent reaps it; another thread
+        // leaves the table, and its CPU drops the last count (`sched::finish_switch`).
+        leave_tables(&t);
+        if t.is_leader() {
+            t.set_state(State::Zombie);
+        } else {
+            t.set_state(State::Dead);
+            task::remove(t.pid);
+        }
+        drop(t);
+        sched::schedule();
+        unreachable!("an exited thread was scheduled");
+    }
+    let status = if t.is_leader() && !exiting {
+        status
+    } else {
+        t.group.code.load(Ordering::Acquire)
+    };
     release(&t);
-    t.exit_status.store(status, Ordering::Release);
     audit_if_quiet(&t);
-    if t.pid == 1 {
+    if t.tgid == 1 {
         let code = if status & 0x7f == 0 {
             (status >> 8) & 0xff
         } else {
@@ -264,7 +420,14 @@ pub fn exit(status: u32) -> ! {
         };
         shutdown(code, format_args!("init exited with status {code}"));
     }
-    let (parent, reparented) = task::become_zombie(&t);
+    if let Some(leader) = task::get(t.tgid) {
+        leader.exit_status.store(status, Ordering::Release);
+    }
+    let (leader, parent, reparented) = task::become_zombie(&t);
+    if !t.is_leader() {
+        t.set_state(State::Dead);
+        task::remove(t.pid);
+    }
     let (code, status) = if status & 0x7f == 0 {
         (CLD_EXITED, (status >> 8) & 0xff)
     } else {
@@ -274,17 +437,17 @@ pub fn exit(status: u32) -> ! {
         signo: SIGCHLD,
         code,
         cause: Cause::Child {
-            pid: t.pid,
+            pid: t.tgid,
             status: status as i32,
         },
     };
-    drop(t);
-    deliver::send(&parent, sigchld);
-    parent.child_exit.wake_all();
+    drop((t, leader));
+    deliver::send_process(&parent, sigchld);
+    parent.group.child_exit.wake_all();
     // Children that were zombies already are init's to reap now.
     if reparented && parent.pid != 1 {
         if let Some(init) = task::get(1) {
-            init.child_exit.wake_all();
+            init.group.child_exit.wake_all();
         }
     }
     drop(parent);
@@ -300,6 +463,7 @@ static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 /// the allocator. Powers off with `code`, or 1 if frames leaked.
 pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     let t = me();
+    clear_child_tid(&t);
     release(&t);
     super::khugepaged::stop();
     super::kswapd::stop();
@@ -327,7 +491,9 @@ fn audit_if_quiet(t: &Task) {
     if !crate::mm::ptenv::config().check
         || t.parent.load(Ordering::Acquire) != 1
         || task::count()
-            != 2 + super::khugepaged::running() as usize + super::kswapd::running() as usize
+            != 2 + !t.is_leader() as usize
+                + super::khugepaged::running() as usize
+                + super::kswapd::running() as usize
     {
         return;
     }
@@ -352,14 +518,20 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
     }
     let t = me();
     let matches = move |c: &Arc<Task>| pid <= 0 || c.pid as i64 == pid;
+    let reapable =
+        |c: &Arc<Task>| c.state() == State::Zombie && c.group.dead.load(Ordering::Acquire);
     loop {
-        let children: Vec<Arc<Task>> = task::children(t.pid).into_iter().filter(matches).collect();
+        let children: Vec<Arc<Task>> = task::children(t.tgid).into_iter().filter(matches).collect();
         if children.is_empty() {
             return Err(ECHILD);
         }
-        if let Some(z) = children.iter().find(|c| c.state() == State::Zombie) {
-            // Its CPU is finishing the switch away from it (see sched's protocol).
-            while z.on_cpu.load(Ordering::Acquire) != 0 {
+        if let Some(z) = children.iter().find(|c| reapable(c)) {
+            // Its CPU is finishing the switch away from it (see sched's protocol),
+            // and so are the CPUs of its other threads, whose stacks go with their
+            // last counts.
+            while z.on_cpu.load(Ordering::Acquire) != 0
+                || z.group.freed.load(Ordering::Acquire) != z.group.made.load(Ordering::Acquire)
+            {
                 core::hint::spin_loop();
             }
             task::remove(z.pid);
@@ -371,12 +543,12 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
         if t.signals.interrupted() {
             return Err(ERESTARTSYS);
         }
-        let me_pid = t.pid;
-        t.child_exit.wait_until(|| {
+        let me_pid = t.tgid;
+        t.group.child_exit.wait_until(|| {
             t.signals.interrupted()
                 || task::children(me_pid)
                     .iter()
-                    .any(|c| matches(c) && c.state() == State::Zombie)
+                    .any(|c| matches(c) && reapable(c))
         });
     }
 }

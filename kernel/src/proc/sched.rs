@@ -17,6 +17,7 @@
 //! | Sleeping | Runnable | a waker that found it on that list | `wake`, under `RUN_QUEUE` |
 //! | Sleeping or Runnable | Running | the task itself, its condition already true | `sleep_on` |
 //! | Running | Zombie | the task itself | `exit` (under `TASKS`), `kthread_exit` |
+//! | Running | Dead | a thread that is not its process's leader, exiting | `process::end_thread` |
 //!
 //! A task in Sleeping or Runnable may still be on its CPU: it marks itself Sleeping
 //! before it re-checks its condition and switches away, and a wake-up can come in that
@@ -250,6 +251,12 @@ pub extern "C" fn finish_switch() {
         rq.push_back(prev);
         drop(rq);
         kick_idle_cpu();
+    } else if prev.state() == State::Dead {
+        // An exited thread nobody reaps (it left the task table): off the CPU now,
+        // and this may be the last count.
+        prev.on_cpu.store(0, Ordering::Release);
+        drop(rq);
+        drop(prev);
     } else {
         // Our count goes before on_cpu clears: the task table holds another until
         // then (a task is reaped only once its on_cpu is 0), so the reaper's count is
@@ -320,6 +327,28 @@ fn sleep_on<E>(
     }
 }
 
+/// `sleep_on` for a list kept by another module (futexes: `proc::futex`), with a
+/// deadline of uptime (u64::MAX: none) as `WaitQueue::wait_until_deadline` has it.
+pub fn sleep_on_until<E>(
+    list: &IrqSpinLock<Vec<E>>,
+    entry: impl Fn(&Arc<Task>) -> E,
+    task: impl Fn(&E) -> &Arc<Task>,
+    deadline_ns: u64,
+    done: impl Fn() -> bool,
+) {
+    let timed = deadline_ns != u64::MAX;
+    if timed {
+        SLEEPERS.lock().push((deadline_ns, me()));
+    }
+    sleep_on(list, entry, task, || {
+        done() || crate::time::uptime_ns() >= deadline_ns
+    });
+    if timed {
+        let me = me();
+        SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &me));
+    }
+}
+
 /// Waiters for an event; `wait_until` sleeps until a condition holds.
 pub struct WaitQueue {
     waiters: IrqSpinLock<Vec<Arc<Task>>>,
@@ -344,15 +373,7 @@ impl WaitQueue {
     /// both (joining `SLEEPERS` before the queue's list leaves no window: the
     /// condition re-checks the deadline after the task is Sleeping).
     pub fn wait_until_deadline(&self, deadline_ns: u64, cond: impl Fn() -> bool) -> bool {
-        let timed = deadline_ns != u64::MAX;
-        if timed {
-            SLEEPERS.lock().push((deadline_ns, me()));
-        }
-        self.wait_until(|| cond() || crate::time::uptime_ns() >= deadline_ns);
-        if timed {
-            let me = me();
-            SLEEPERS.lock().retain(|(_, t)| !Arc::ptr_eq(t, &me));
-        }
+        sleep_on_until(&self.waiters, Arc::clone, |t| t, deadline_ns, &cond);
         cond()
     }
 

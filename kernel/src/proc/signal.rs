@@ -17,6 +17,12 @@
 //! actions and alternate stack. Lock order: a task's signal lock is never held while
 //! taking another task's, nor when waking.
 //!
+//! Threads: each has its own mask and pending set; the actions belong to the process
+//! and every thread holds a copy, which rt_sigaction writes in all of them under the
+//! process's `sigaction` lock (`proc::task::Group`). A signal sent to the process
+//! goes to one thread that does not block it (Linux's complete_signal), the leader
+//! if all do (Linux keeps a shared pending set that any thread may take instead).
+//!
 //! Standard and real-time signals alike are one bit each: a signal sent while one of
 //! the same number is pending is merged into it (Linux queues real-time ones).
 
@@ -240,6 +246,24 @@ impl SigState {
             trampoline: self.trampoline,
             ..SigState::new(false)
         }
+    }
+
+    /// A new thread of the same process: the actions (every thread holds a copy,
+    /// which rt_sigaction writes in all of them) and the mask; nothing pending, and
+    /// no alternate stack (Linux's copy_process for CLONE_VM).
+    pub fn new_thread(&self) -> Self {
+        SigState {
+            actions: self.actions,
+            blocked: self.blocked,
+            trampoline: self.trampoline,
+            ..SigState::new(self.init)
+        }
+    }
+
+    /// Whether `sig` is blocked by this thread (where a process-directed signal
+    /// goes: a thread that does not block it).
+    pub fn blocks(&self, sig: u32) -> bool {
+        self.blocked & bit(sig) != 0
     }
 
     /// exec: handlers go back to SIG_DFL (ignored signals stay ignored, with no

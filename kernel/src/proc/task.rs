@@ -1,14 +1,28 @@
-//! Tasks: user processes (one thread each) and kernel threads. A task owns its kernel
-//! stack, its saved context and FP/SIMD state, its address space (`None` for kernel
-//! threads) and its open files; the task table maps pids to tasks until a parent reaps
-//! them.
+//! Tasks: the threads of user processes, and kernel threads. A task owns its kernel
+//! stack, its saved context and FP/SIMD state; the threads of one process (its thread
+//! group, `Group`) share the address space (`None` for kernel threads), the open files
+//! (with CLONE_FILES), the resource limits and the signal actions. The task table maps
+//! thread ids to tasks: a process's first thread (the group leader, tid == tgid) stays
+//! in it until the parent reaps the process, the others leave it when they exit.
+//!
+//! # Protocol (the thread group)
+//!
+//! | field | protected by | written by |
+//! |---|---|---|
+//! | `Group::live` | atomic | `clone` (+1), each thread's exit (-1); the thread that takes it to 0 ends the process |
+//! | `Group::exiting`, `Group::code` | atomic, first `exit_group` wins | `exit_group`, a fatal signal, a fault kill; the leader's own exit sets `code` |
+//! | `Group::dead` | the task table's lock | the last thread, in `become_zombie`: the parent may reap the leader from then on |
+//! | `Task::mm` (shared cell) | its lock | every thread; the last one takes the `Mm` out |
+//!
+//! Order: the task table's lock, then a task's signal lock; the `mm` lock is never
+//! taken under either.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::sched::WaitQueue;
 use super::signal::{SigState, Signals};
@@ -35,10 +49,58 @@ pub enum State {
     Sleeping,
     /// Exited, not yet reaped.
     Zombie,
+    /// A thread (not a group leader) that exited and left the task table itself:
+    /// nobody reaps it; its CPU drops the last count once it has switched away.
+    Dead,
+}
+
+/// What the threads of one process share and how the process ends (see the module's
+/// protocol).
+pub struct Group {
+    /// The process id: the leader's tid.
+    pub tgid: Pid,
+    /// Threads that have not exited.
+    pub live: AtomicU32,
+    /// exit_group (or a fatal signal) has begun: every thread is on its way out.
+    pub exiting: AtomicBool,
+    /// The wait status of the process once it ends (first exit_group, else the
+    /// leader's own exit).
+    pub code: AtomicU32,
+    /// Every thread has exited: the leader, a zombie, may be reaped.
+    pub dead: AtomicBool,
+    /// Woken when a child of the process exits (any thread may wait for it).
+    pub child_exit: WaitQueue,
+    /// Serialises rt_sigaction, which writes every thread's copy of the actions.
+    pub sigaction: SpinLock<()>,
+    /// Threads other than the leader made, and those whose kernel stacks are free
+    /// again: the reaper waits for the two to agree, so that every frame of the
+    /// process is back when wait returns.
+    pub made: AtomicU32,
+    pub freed: AtomicU32,
+}
+
+impl Group {
+    fn new(tgid: Pid) -> Arc<Group> {
+        Arc::new(Group {
+            tgid,
+            live: AtomicU32::new(1),
+            exiting: AtomicBool::new(false),
+            code: AtomicU32::new(0),
+            dead: AtomicBool::new(false),
+            child_exit: WaitQueue::new(),
+            sigaction: SpinLock::new(()),
+            made: AtomicU32::new(0),
+            freed: AtomicU32::new(0),
+        })
+    }
 }
 
 pub struct Task {
+    /// The thread id (the process id too, for a group leader).
     pub pid: Pid,
+    /// The process id: the group leader's tid.
+    pub tgid: Pid,
+    pub group: Arc<Group>,
     /// Changed only under the task table's lock (`become_zombie`).
     pub parent: AtomicU32,
     pub name: IrqSpinLock<String>,
@@ -61,18 +123,20 @@ pub struct Task {
     /// the longest critical sections in the kernel run under it: fork of a large VMA,
     /// a fault zeroing a 2 MiB folio, MAP_POPULATE, the deferred-split shrinker. An
     /// IRQ-safe lock here kept IRQs masked for all of them (tens of ms under TCG).
-    pub mm: SpinLock<Option<Mm>>,
+    /// Shared by the threads of the process.
+    pub mm: Arc<SpinLock<Option<Mm>>>,
     /// Open files; like `mm`, no interrupt handler takes it, so it leaves IRQs on (a
-    /// write to the console runs under it).
-    pub files: SpinLock<Files>,
-    /// Wait status for the parent (Linux encoding).
+    /// write to the console runs under it). Shared by threads made with CLONE_FILES.
+    pub files: Arc<SpinLock<Files>>,
+    /// Wait status for the parent (Linux encoding), on the group leader.
     pub exit_status: AtomicU32,
-    /// Woken when a child exits.
-    pub child_exit: WaitQueue,
     /// Page faults resolved without I/O (getrusage ru_minflt).
     pub minflt: AtomicU64,
     /// Ticks while this task was on a CPU.
     pub ticks: AtomicU64,
+    /// Another thread's exec kills this one: its SIGKILL ends the thread, not the
+    /// process.
+    pub doomed: AtomicBool,
     /// CLONE_CHILD_CLEARTID / set_tid_address: zeroed at exit.
     pub clear_child_tid: AtomicU64,
     /// CLONE_CHILD_SETTID: written with the tid when the child first runs.
@@ -83,8 +147,15 @@ pub struct Task {
     /// reads it when it takes a task off the run queue.
     pub affinity: AtomicU64,
     /// Resource limits, [soft, hard] per RLIMIT_* (RLIMIT_NOFILE's soft limit is
-    /// also `files.limit`, where it is enforced).
-    pub rlimits: SpinLock<[[u64; 2]; RLIM_NLIMITS]>,
+    /// also `files.limit`, where it is enforced). Shared by the threads of the process.
+    pub rlimits: Arc<SpinLock<[[u64; 2]; RLIM_NLIMITS]>>,
+}
+
+/// What a new task shares with others, or holds alone.
+struct Shared {
+    mm: Arc<SpinLock<Option<Mm>>>,
+    files: Arc<SpinLock<Files>>,
+    rlimits: Arc<SpinLock<[[u64; 2]; RLIM_NLIMITS]>>,
 }
 
 /// Resources getrlimit knows (RLIM_NLIMITS).
@@ -109,11 +180,56 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 impl Task {
+    /// The first thread of a new process (or a kernel thread, with no `mm`).
     pub fn new(pid: Pid, parent: Pid, name: &str, mm: Option<Mm>) -> Option<Arc<Task>> {
-        let kstack = frames().alloc(KSTACK_ORDER)?;
         let ttbr0 = mm.as_ref().map_or(0, |m| m.tables.ttbr0());
+        let user = mm.is_some();
+        Self::build(
+            pid,
+            Group::new(pid),
+            parent,
+            name,
+            Shared {
+                mm: Arc::new(SpinLock::new(mm)),
+                files: Arc::new(SpinLock::new(Files::console())),
+                rlimits: Arc::new(SpinLock::new(default_rlimits())),
+            },
+            ttbr0,
+            user,
+        )
+    }
+
+    /// A new thread `tid` in `leader`'s process: the address space, limits and group
+    /// shared, the files shared if `files` is `None` (CLONE_FILES), else these.
+    pub fn new_thread(tid: Pid, of: &Task, files: Option<Files>) -> Option<Arc<Task>> {
+        let shared = Shared {
+            mm: of.mm.clone(),
+            files: files.map_or_else(|| of.files.clone(), |f| Arc::new(SpinLock::new(f))),
+            rlimits: of.rlimits.clone(),
+        };
+        let name = of.name.lock().clone();
+        let parent = of.parent.load(Ordering::Acquire);
+        let ttbr0 = of.ttbr0.load(Ordering::Acquire);
+        let t = Self::build(tid, of.group.clone(), parent, &name, shared, ttbr0, true)?;
+        of.group.live.fetch_add(1, Ordering::AcqRel);
+        of.group.made.fetch_add(1, Ordering::AcqRel);
+        Some(t)
+    }
+
+    fn build(
+        pid: Pid,
+        group: Arc<Group>,
+        parent: Pid,
+        name: &str,
+        shared: Shared,
+        ttbr0: u64,
+        user: bool,
+    ) -> Option<Arc<Task>> {
+        let kstack = frames().alloc(KSTACK_ORDER)?;
         Some(Arc::new(Task {
             pid,
+            tgid: group.tgid,
+            group,
             parent: AtomicU32::new(parent),
             name: IrqSpinLock::new(String::from(name)),
             state: AtomicU8::new(State::Sleeping as u8),
@@ -122,20 +238,25 @@ impl Task {
             fp: UnsafeCell::new(FpState::default()),
             tpidr_el0: AtomicU64::new(0),
             ttbr0: AtomicU64::new(ttbr0),
-            user: mm.is_some(),
+            user,
             kstack,
-            mm: SpinLock::new(mm),
-            files: SpinLock::new(Files::console()),
+            mm: shared.mm,
+            files: shared.files,
             exit_status: AtomicU32::new(0),
-            child_exit: WaitQueue::new(),
             minflt: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
+            doomed: AtomicBool::new(false),
             clear_child_tid: AtomicU64::new(0),
             set_child_tid: AtomicU64::new(0),
             signals: Signals::new(SigState::new(pid == 1)),
             affinity: AtomicU64::new(u64::MAX),
-            rlimits: SpinLock::new(default_rlimits()),
+            rlimits: shared.rlimits,
         }))
+    }
+
+    /// Whether this is the first thread of its process.
+    pub fn is_leader(&self) -> bool {
+        self.pid == self.tgid
     }
 
     pub fn state(&self) -> State {
@@ -143,7 +264,8 @@ impl Task {
             0 => State::Running,
             1 => State::Runnable,
             2 => State::Sleeping,
-            _ => State::Zombie,
+            3 => State::Zombie,
+            _ => State::Dead,
         }
     }
 
@@ -171,6 +293,9 @@ impl Task {
 impl Drop for Task {
     fn drop(&mut self) {
         frames().free(self.kstack, KSTACK_ORDER);
+        if !self.is_leader() {
+            self.group.freed.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -193,28 +318,45 @@ pub fn get(pid: Pid) -> Option<Arc<Task>> {
     TASKS.lock().get(&pid).cloned()
 }
 
-/// The calling task exits: under the task table's lock, its children go to init, it
-/// becomes a zombie and its parent is read, so that a parent (or init) checking for
-/// zombie children under the same lock sees all of it or none. Returns the parent
-/// (which exists: a task reparents its children before it becomes a zombie itself) and
-/// whether any child was handed to init.
-pub fn become_zombie(t: &Task) -> (Arc<Task>, bool) {
+/// The last thread of a process exits: under the task table's lock, the process's
+/// children go to init, the thread becomes a zombie, the process is marked dead and
+/// its parent is read, so that a parent (or init) checking for zombie children under
+/// the same lock sees all of it or none. Returns the group leader (the task the
+/// parent reaps: `t` itself, or a zombie already), its parent (which exists: a
+/// process reparents its children before it ends itself) and whether any child was
+/// handed to init.
+pub fn become_zombie(t: &Task) -> (Arc<Task>, Arc<Task>, bool) {
     let tasks = TASKS.lock();
     let mut reparented = false;
     for c in tasks
         .values()
-        .filter(|c| c.parent.load(Ordering::Relaxed) == t.pid)
+        .filter(|c| c.parent.load(Ordering::Relaxed) == t.tgid)
     {
         c.parent.store(1, Ordering::Relaxed);
         reparented = true;
     }
     t.set_state(State::Zombie);
-    let parent = t.parent.load(Ordering::Relaxed);
+    t.group.dead.store(true, Ordering::Release);
+    let leader = tasks
+        .get(&t.tgid)
+        .cloned()
+        .expect("a process's leader stays in the task table until it is reaped");
+    let parent = leader.parent.load(Ordering::Relaxed);
     let parent = tasks
         .get(&parent)
         .cloned()
         .expect("the parent of an exiting task is in the task table");
-    (parent, reparented)
+    (leader, parent, reparented)
+}
+
+/// The threads of process `tgid` (the leader, a zombie or not, included).
+pub fn threads_of(tgid: Pid) -> Vec<Arc<Task>> {
+    TASKS
+        .lock()
+        .values()
+        .filter(|t| t.tgid == tgid)
+        .cloned()
+        .collect()
 }
 
 /// A task for which `pred` holds.
@@ -222,12 +364,12 @@ pub fn find(pred: impl Fn(&Task) -> bool) -> Option<Arc<Task>> {
     TASKS.lock().values().find(|t| pred(t)).cloned()
 }
 
-/// The children of `pid`.
+/// The child processes of process `pid` (their leaders).
 pub fn children(pid: Pid) -> Vec<Arc<Task>> {
     TASKS
         .lock()
         .values()
-        .filter(|t| t.parent.load(Ordering::Acquire) == pid)
+        .filter(|t| t.is_leader() && t.parent.load(Ordering::Acquire) == pid)
         .cloned()
         .collect()
 }
@@ -242,9 +384,14 @@ pub fn all_user() -> Vec<Arc<Task>> {
         .collect()
 }
 
-/// The task with the smallest pid above `pid` (the collapse thread's round-robin).
+/// The process leader with the smallest pid above `pid` (the collapse thread's
+/// round-robin: one visit per address space).
 pub fn next_after(pid: Pid) -> Option<Arc<Task>> {
-    TASKS.lock().range(pid + 1..).next().map(|(_, t)| t.clone())
+    TASKS
+        .lock()
+        .range(pid + 1..)
+        .find(|(_, t)| t.is_leader())
+        .map(|(_, t)| t.clone())
 }
 
 /// Tasks that exist (running, sleeping or zombie).

@@ -28,7 +28,7 @@ pub fn clock_gettime(clock: u64, tp: u64) -> Result<u64, Errno> {
 
 /// The struct timespec at `ptr` as nanoseconds: EFAULT if unreadable, EINVAL unless
 /// 0 <= tv_sec and 0 <= tv_nsec < 10^9 (Linux's timespec64_valid).
-fn read_timespec(ptr: u64) -> Result<u64, Errno> {
+pub(super) fn read_timespec(ptr: u64) -> Result<u64, Errno> {
     let [sec, nsec]: [i64; 2] = read_user(ptr as usize).map_err(|_| EFAULT)?;
     if sec < 0 || !(0..NSEC as i64).contains(&nsec) {
         return Err(EINVAL);

@@ -1,5 +1,6 @@
-//! getpid and friends, clone (fork), execve, wait4, getrusage, sched_yield, resource
-//! limits, CPU affinity, sysinfo, prctl (THP), set_tid_address, set_robust_list.
+//! getpid and friends, clone and clone3 (fork and threads), futex, execve, wait4,
+//! getrusage, sched_yield, resource limits, CPU affinity, sysinfo, prctl (THP),
+//! set_tid_address, set_robust_list.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -10,6 +11,7 @@ use super::files::user_path;
 use super::Errno;
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::uaccess::{read_user, strncpy_from_user, write_user};
+use crate::mm::PAGE_SIZE;
 use crate::proc::process;
 use crate::proc::sched::{self, me};
 use crate::proc::task::{self, Task, RLIMIT_NOFILE, RLIM_NLIMITS};
@@ -19,6 +21,10 @@ const MAX_ARGS: usize = 256;
 const MAX_ARG_LEN: usize = 4096;
 
 pub fn getpid() -> Result<u64, Errno> {
+    Ok(me().tgid as u64)
+}
+
+pub fn gettid() -> Result<u64, Errno> {
     Ok(me().pid as u64)
 }
 
@@ -32,14 +38,28 @@ pub fn set_tid_address(ptr: u64) -> Result<u64, Errno> {
     Ok(t.pid as u64)
 }
 
-/// The robust-futex list matters only when threads die holding futexes; processes
-/// here have one thread, so the list is accepted (with Linux's size check) and unused.
+/// The robust-futex list tells the kernel which futexes a thread holds, so that
+/// they can be marked OWNER_DIED if it dies holding them (robust mutexes). The list
+/// is accepted (with Linux's size check) and not walked at exit: glibc registers one
+/// for every thread, and only robust mutexes, which nothing here uses, read the mark.
 pub fn set_robust_list(len: u64) -> Result<u64, Errno> {
     if len != 24 {
         return Err(EINVAL);
     }
     Ok(0)
 }
+
+/// What clone accepts for a thread: the flags glibc's pthread_create passes.
+const THREAD_FLAGS: u64 = CLONE_VM
+    | CLONE_FS
+    | CLONE_FILES
+    | CLONE_SIGHAND
+    | CLONE_THREAD
+    | CLONE_SYSVSEM
+    | CLONE_SETTLS
+    | CLONE_PARENT_SETTID
+    | CLONE_CHILD_CLEARTID
+    | CLONE_CHILD_SETTID;
 
 pub fn clone(
     frame: &TrapFrame,
@@ -49,11 +69,164 @@ pub fn clone(
     tls: u64,
     ctid: u64,
 ) -> Result<u64, Errno> {
-    if flags & (CLONE_VM | CLONE_THREAD | CLONE_SIGHAND | CLONE_VFORK) != 0 {
-        // Threads and vfork are not supported.
+    // Linux's copy_process: a thread shares the signal actions, which need a shared
+    // address space.
+    if flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0
+        || flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0
+    {
         return Err(EINVAL);
     }
-    process::fork(frame, flags, newsp, ptid, tls, ctid).map(|pid| pid as u64)
+    if flags & CLONE_THREAD != 0 {
+        if flags & !(THREAD_FLAGS | CSIGNAL) != 0 {
+            return Err(EINVAL);
+        }
+        return process::clone_thread(frame, flags, newsp, ptid, tls, ctid).map(u64::from);
+    }
+    if flags & (CLONE_VM | CLONE_SIGHAND | CLONE_VFORK) != 0 {
+        // vfork and address spaces shared between processes are not supported.
+        return Err(EINVAL);
+    }
+    process::fork(frame, flags, newsp, ptid, tls, ctid).map(u64::from)
+}
+
+/// struct clone_args (clone3): flags, pidfd, child_tid, parent_tid, exit_signal,
+/// stack, stack_size, tls, then set_tid, set_tid_size, cgroup (newer sizes).
+const CLONE_ARGS_SIZE_VER0: u64 = 64;
+const CLONE_ARGS_SIZE_VER2: usize = 88;
+
+/// clone3(args, size): clone with the arguments in a struct; the stack is given as
+/// its lowest address and size. Fields past the ones known must be zero (E2BIG).
+pub fn clone3(frame: &TrapFrame, args: u64, size: u64) -> Result<u64, Errno> {
+    if !(CLONE_ARGS_SIZE_VER0..=PAGE_SIZE as u64).contains(&size) {
+        return Err(if size > PAGE_SIZE as u64 {
+            E2BIG
+        } else {
+            EINVAL
+        });
+    }
+    let mut buf = alloc::vec![0u8; size as usize];
+    crate::arch::aarch64::uaccess::copy_from_user(&mut buf, args as usize).map_err(|_| EFAULT)?;
+    let word = |i: usize| {
+        buf.get(i * 8..i * 8 + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
+    let [flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls] =
+        core::array::from_fn(word);
+    // Fields past the 88 bytes Linux 6.12 knows must be zero (E2BIG); set_tid,
+    // set_tid_size and cgroup are not supported here (EINVAL).
+    if buf.iter().skip(CLONE_ARGS_SIZE_VER2).any(|&b| b != 0) {
+        return Err(E2BIG);
+    }
+    if buf[CLONE_ARGS_SIZE_VER0 as usize..].iter().any(|&b| b != 0) {
+        return Err(EINVAL);
+    }
+    if flags & CSIGNAL != 0
+        || exit_signal & !CSIGNAL != 0
+        || exit_signal > NSIG as u64
+        || pidfd != 0 && flags & CLONE_PIDFD == 0
+        || flags & CLONE_THREAD != 0 && exit_signal != 0
+        || (stack == 0) != (stack_size == 0)
+    {
+        return Err(EINVAL);
+    }
+    let sp = if stack == 0 {
+        0
+    } else {
+        stack.checked_add(stack_size).ok_or(EINVAL)?
+    };
+    clone(frame, flags | exit_signal, sp, parent_tid, tls, child_tid)
+}
+
+/// futex(uaddr, op, val, timeout or val2, uaddr2, val3): the operations glibc's
+/// locks, condition variables and pthread_join use (`proc::futex`); the
+/// priority-inheritance and WAKE_OP ones are ENOSYS, as on a Linux built without
+/// them.
+pub fn futex(
+    addr: u64,
+    op: u64,
+    val: u64,
+    timeout: u64,
+    addr2: u64,
+    val3: u64,
+) -> Result<u64, Errno> {
+    use crate::proc::futex;
+    let op = op as u32;
+    let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    let shared = op & FUTEX_PRIVATE_FLAG == 0;
+    let (val, val3) = (val as u32, val3 as u32);
+    if op & FUTEX_CLOCK_REALTIME != 0 && cmd != FUTEX_WAIT_BITSET {
+        return Err(ENOSYS);
+    }
+    if !matches!(
+        cmd,
+        FUTEX_WAIT
+            | FUTEX_WAKE
+            | FUTEX_REQUEUE
+            | FUTEX_CMP_REQUEUE
+            | FUTEX_WAIT_BITSET
+            | FUTEX_WAKE_BITSET
+    ) {
+        return Err(ENOSYS);
+    }
+    // Linux reads and checks the timeout before anything else.
+    let wait = matches!(cmd, FUTEX_WAIT | FUTEX_WAIT_BITSET);
+    // FUTEX_WAIT's timeout is relative; WAIT_BITSET's an absolute time on the clock
+    // the flag names (both are the uptime here: `misc`).
+    let deadline = match (timeout, cmd) {
+        (_, _) if !wait => u64::MAX,
+        (0, _) => u64::MAX,
+        (_, FUTEX_WAIT) => super::misc::deadline_after(timeout)?,
+        _ => super::misc::read_timespec(timeout)?,
+    };
+    if !addr.is_multiple_of(4) {
+        return Err(EINVAL);
+    }
+    let t = me();
+    match cmd {
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            let bitset = if cmd == FUTEX_WAIT {
+                FUTEX_BITSET_MATCH_ANY
+            } else {
+                val3
+            };
+            if bitset == 0 {
+                return Err(EINVAL);
+            }
+            futex::wait(&t, addr, shared, val, bitset, deadline)
+        }
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => {
+            let bitset = if cmd == FUTEX_WAKE {
+                FUTEX_BITSET_MATCH_ANY
+            } else {
+                val3
+            };
+            if bitset == 0 {
+                return Err(EINVAL);
+            }
+            Ok(futex::wake(&t, addr, shared, val, bitset))
+        }
+        _ => {
+            // val2 travels in the timeout argument; Linux rejects negative counts.
+            let (n_wake, n_move) = (val as i32, timeout as u32 as i32);
+            if n_wake < 0 || n_move < 0 || !addr2.is_multiple_of(4) {
+                return Err(EINVAL);
+            }
+            if cmd == FUTEX_CMP_REQUEUE {
+                let cur: u32 = read_user(addr as usize).map_err(|_| EFAULT)?;
+                if cur != val3 {
+                    return Err(EAGAIN);
+                }
+            }
+            Ok(futex::requeue(
+                &t,
+                addr,
+                shared,
+                n_wake as u32,
+                addr2,
+                n_move as u32,
+            ))
+        }
+    }
 }
 
 /// A NULL-terminated array of strings (argv, envp); NULL itself is an empty array.

@@ -37,16 +37,24 @@ pub fn rt_sigaction(sig: u64, act: u64, oact: u64, size: u64) -> Result<u64, Err
     if new.is_some() && bit(sig) & UNBLOCKABLE != 0 {
         return Err(EINVAL);
     }
+    let t = me();
+    // Every thread holds a copy of the process's actions (`proc::signal`); the lock
+    // also makes one trampoline per process (lock order: `sigaction`, then `mm`).
+    let _order = t.group.sigaction.lock();
     if new.is_some_and(|a| a.handler > SIG_IGN && a.flags & SA_RESTORER == 0) {
         deliver::trampoline()?;
     }
-    let old = me().signals.with(|s| {
-        let old = s.action(sig);
-        if let Some(a) = new {
-            s.set_action(sig, a);
+    let trampoline = t.signals.with(|s| s.trampoline);
+    let old = t.signals.with(|s| s.action(sig));
+    if let Some(a) = new {
+        for th in task::threads_of(t.tgid) {
+            th.signals.with(|s| {
+                s.trampoline = trampoline;
+                s.set_action(sig, a);
+            });
         }
-        old
-    });
+    }
+    drop(_order);
     if oact != 0 {
         write_user(oact as usize, &old).map_err(|_| EFAULT)?;
     }
@@ -168,16 +176,17 @@ pub fn rt_sigreturn(frame: &mut TrapFrame) -> Result<u64, Errno> {
     Ok(deliver::sigreturn(frame))
 }
 
-/// The process `pid` names for kill: ESRCH if none. There are no process groups or
-/// threads here: 0 names the caller (every process is alone in its group), -1 every
-/// process but init and the caller.
-fn targets(pid: i64, me_pid: u32) -> Result<alloc::vec::Vec<Arc<Task>>, Errno> {
+/// The processes `pid` names for kill (a thread id names its process): ESRCH if
+/// none. There are no process groups here: 0 names the caller's process (every
+/// process is alone in its group), -1 every process but init and the caller's.
+fn targets(pid: i64, me: &Task) -> Result<alloc::vec::Vec<Arc<Task>>, Errno> {
+    let own = || task::get(me.tgid).ok_or(ESRCH);
     match pid {
-        0 => Ok(alloc::vec![me()]),
+        0 => Ok(alloc::vec![own()?]),
         -1 => {
             let all = task::all_user()
                 .into_iter()
-                .filter(|t| t.pid != 1 && t.pid != me_pid)
+                .filter(|t| t.is_leader() && t.tgid != 1 && t.tgid != me.tgid)
                 .collect::<alloc::vec::Vec<_>>();
             if all.is_empty() {
                 Err(ESRCH)
@@ -185,50 +194,54 @@ fn targets(pid: i64, me_pid: u32) -> Result<alloc::vec::Vec<Arc<Task>>, Errno> {
                 Ok(all)
             }
         }
-        p if p > 0 && p <= u32::MAX as i64 => Ok(alloc::vec![task::get(p as u32).ok_or(ESRCH)?]),
+        p if p > 0 && p <= u32::MAX as i64 => {
+            let t = task::get(p as u32).ok_or(ESRCH)?;
+            Ok(alloc::vec![task::get(t.tgid).ok_or(ESRCH)?])
+        }
         // A process group: only the caller's own (its pid) exists.
-        p if p.unsigned_abs() == me_pid as u64 => Ok(alloc::vec![me()]),
+        p if p.unsigned_abs() == me.tgid as u64 => Ok(alloc::vec![own()?]),
         _ => Err(ESRCH),
     }
 }
 
-/// Send `sig` (0: only check that the targets exist). Every process runs as root
-/// here, so Linux's permission rule (same user, or CAP_KILL) always allows it.
-fn send_to(targets: &[Arc<Task>], sig: u32, code: i32) {
-    if sig == 0 {
-        return;
-    }
-    let info = SigInfo {
+/// The siginfo of a signal the caller sends.
+fn from_me(sig: u32, code: i32) -> SigInfo {
+    SigInfo {
         signo: sig,
         code,
-        cause: Cause::Sender { pid: me().pid },
-    };
-    for t in targets {
-        deliver::send(t, info);
+        cause: Cause::Sender { pid: me().tgid },
     }
 }
 
+/// Every process runs as root here, so Linux's permission rule (same user, or
+/// CAP_KILL) always allows a kill; signal 0 only checks that the targets exist.
 pub fn kill(pid: u64, sig: u64) -> Result<u64, Errno> {
     if sig > NSIG as u64 {
         return Err(EINVAL);
     }
     // pid_t is an int: the upper half of the register is not part of it.
-    let t = targets(pid as i32 as i64, me().pid)?;
-    send_to(&t, sig as u32, SI_USER);
+    let targets = targets(pid as i32 as i64, &me())?;
+    if sig != 0 {
+        for t in &targets {
+            deliver::send_process(t, from_me(sig as u32, SI_USER));
+        }
+    }
     Ok(0)
 }
 
-/// tgkill(tgid, tid, sig); tkill is tgkill without the group (`tgid` None). A thread
-/// id is a pid here, and its group id is itself.
+/// tgkill(tgid, tid, sig): to thread `tid` of process `tgid`; tkill is tgkill
+/// without the process (`tgid` None).
 pub fn tgkill(tgid: Option<u64>, tid: u64, sig: u64) -> Result<u64, Errno> {
     let (tid, tgid) = (tid as i32, tgid.map(|g| g as i32));
     if tid <= 0 || tgid.is_some_and(|g| g <= 0) || sig > NSIG as u64 {
         return Err(EINVAL);
     }
-    if tgid.is_some_and(|g| g != tid) {
+    let t = task::get(tid as u32).ok_or(ESRCH)?;
+    if tgid.is_some_and(|g| g as u32 != t.tgid) {
         return Err(ESRCH);
     }
-    let t = task::get(tid as u32).ok_or(ESRCH)?;
-    send_to(&[t], sig as u32, SI_TKILL);
+    if sig != 0 {
+        deliver::send(&t, from_me(sig as u32, SI_TKILL));
+    }
     Ok(0)
 }

@@ -316,6 +316,31 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("tgkill_tgid0",        EINVAL,      |_| sys!(nr::TGKILL, 0, 1, 0)),
     ("tgkill_tid_negative", EINVAL,      |_| sys!(nr::TGKILL, 1, -1isize, 0)),
     ("tkill_tid0",          EINVAL,      |_| sys!(nr::TKILL, 0, 0)),
+    // Threads: the flag rules of Linux's copy_process and clone3_args_valid, and
+    // futex's checks (timeout first, then alignment, then the word).
+    ("clone_thread_without_sighand", EINVAL, |_| sys!(nr::CLONE, CLONE_VM | CLONE_THREAD, 0, 0, 0, 0)),
+    ("clone_sighand_without_vm", EINVAL, |_| sys!(nr::CLONE, CLONE_SIGHAND, 0, 0, 0, 0)),
+    ("clone3_size_small",   EINVAL,      |e| sys!(nr::CLONE3, clone_args(e, 0, 0, 0, 0), 8)),
+    ("clone3_size_page_plus", Want::Err(Errno::E2BIG), |e| sys!(nr::CLONE3, clone_args(e, 0, 0, 0, 0), PAGE + 8)),
+    ("clone3_args_kernel",  EFAULT,      |_| sys!(nr::CLONE3, KERNEL, 88)),
+    ("clone3_csignal_in_flags", EINVAL,  |e| sys!(nr::CLONE3, clone_args(e, SIGCHLD, 0, 0, 0), 88)),
+    ("clone3_thread_exit_signal", EINVAL, |e| sys!(nr::CLONE3, clone_args(e, CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, SIGCHLD, 0, 0), 88)),
+    ("clone3_stack_without_size", EINVAL, |e| sys!(nr::CLONE3, clone_args(e, CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, 0, e.buf, 0), 88)),
+    ("clone3_size_without_stack", EINVAL, |e| sys!(nr::CLONE3, clone_args(e, CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, 0, 0, PAGE), 88)),
+    ("futex_wait_unaligned", EINVAL,     |e| sys!(nr::FUTEX, e.buf + 2, FUTEX_WAIT, 0, 0, 0, 0)),
+    ("futex_wait_kernel",   EFAULT,      |_| sys!(nr::FUTEX, KERNEL, FUTEX_WAIT, 0, 0, 0, 0)),
+    ("futex_wait_hole",     EFAULT,      |e| sys!(nr::FUTEX, e.hole, FUTEX_WAIT, 0, 0, 0, 0)),
+    ("futex_wait_other_value", Want::Err(Errno::EAGAIN), |e| { put_word(e.buf + 512, 1); sys!(nr::FUTEX, e.buf + 512, FUTEX_WAIT, 2, 0, 0, 0) }),
+    ("futex_wait_timeout_kernel", EFAULT, |e| { put_word(e.buf + 512, 1); sys!(nr::FUTEX, e.buf + 512, FUTEX_WAIT, 1, KERNEL, 0, 0) }),
+    ("futex_wait_timeout_nsec_1e9", EINVAL, |e| { put_timespec(e.buf, 0, 1_000_000_000); sys!(nr::FUTEX, e.buf + 512, FUTEX_WAIT, 1, e.buf, 0, 0) }),
+    ("futex_wait_timeout_zero", Want::Err(Errno::ETIMEDOUT), |e| { put_word(e.buf + 512, 1); put_timespec(e.buf, 0, 0); sys!(nr::FUTEX, e.buf + 512, FUTEX_WAIT, 1, e.buf, 0, 0) }),
+    ("futex_wait_bitset0",  EINVAL,      |e| { put_word(e.buf + 512, 1); sys!(nr::FUTEX, e.buf + 512, FUTEX_WAIT_BITSET, 1, 0, 0, 0) }),
+    ("futex_wait_realtime", Want::Err(Errno::ENOSYS), |e| sys!(nr::FUTEX, e.buf + 512, FUTEX_WAIT | FUTEX_CLOCK_REALTIME, 1, 0, 0, 0)),
+    ("futex_bad_op",        Want::Err(Errno::ENOSYS), |e| sys!(nr::FUTEX, e.buf + 512, 99, 1, 0, 0, 0)),
+    ("futex_wake_nobody",   Want::Ok(0), |e| sys!(nr::FUTEX, e.buf + 512, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0)),
+    ("futex_wake_bitset0",  EINVAL,      |e| sys!(nr::FUTEX, e.buf + 512, FUTEX_WAKE_BITSET, 1, 0, 0, 0)),
+    ("futex_cmp_requeue_other_value", Want::Err(Errno::EAGAIN), |e| { put_word(e.buf + 512, 1); sys!(nr::FUTEX, e.buf + 512, FUTEX_CMP_REQUEUE, 1, 1, e.buf + 520, 2) }),
+    ("futex_requeue_negative", EINVAL,   |e| sys!(nr::FUTEX, e.buf + 512, FUTEX_CMP_REQUEUE, -1isize, 1, e.buf + 520, 1)),
     ("pipe2_kernel",        EFAULT,      |_| sys!(nr::PIPE2, KERNEL, 0)),
     ("pipe2_low",           EFAULT,      |_| sys!(nr::PIPE2, LOW, 0)),
     ("pipe2_bad_flag",      EINVAL,      |e| sys!(nr::PIPE2, e.buf, 1)),
@@ -430,6 +455,38 @@ fn unterminated(e: &Env) -> usize {
     // SAFETY: [at, hole) is the end of Env's scratch page `edge`.
     unsafe { core::ptr::write_bytes(at as *mut u8, b'/', 64) };
     at
+}
+
+/// clone and futex arguments the rows above use.
+const CLONE_VM: usize = 0x100;
+const CLONE_SIGHAND: usize = 0x800;
+const CLONE_THREAD: usize = 0x10000;
+const SIGCHLD: usize = 17;
+const FUTEX_WAIT: usize = 0;
+const FUTEX_WAKE: usize = 1;
+const FUTEX_CMP_REQUEUE: usize = 4;
+const FUTEX_WAIT_BITSET: usize = 9;
+const FUTEX_WAKE_BITSET: usize = 10;
+const FUTEX_PRIVATE_FLAG: usize = 128;
+const FUTEX_CLOCK_REALTIME: usize = 256;
+
+/// A `struct clone_args` (88 bytes, Linux 5.7+'s) at `buf + 1024`: flags,
+/// exit_signal, stack and stack_size, the rest 0; returns its address.
+fn clone_args(e: &Env, flags: usize, exit_signal: usize, stack: usize, stack_size: usize) -> usize {
+    let at = e.buf + 1024;
+    let mut a = [0u64; 11];
+    a[0] = flags as u64;
+    a[4] = exit_signal as u64;
+    a[5] = stack as u64;
+    a[6] = stack_size as u64;
+    // SAFETY: as put_timespec: Env's scratch page, unused by anything else.
+    unsafe { core::ptr::write_unaligned(at as *mut [u64; 11], a) };
+    at
+}
+
+fn put_word(at: usize, v: u32) {
+    // SAFETY: as put_timespec.
+    unsafe { core::ptr::write_unaligned(at as *mut u32, v) }
 }
 
 fn put_timespec(at: usize, sec: i64, nsec: i64) {

@@ -1,4 +1,4 @@
-//! `stress [SEED [OPS [v][p]]]`: a randomized attack on the address space, checked byte for
+//! `stress [SEED [OPS [v][p][t]]]`: a randomized attack on the address space, checked byte for
 //! byte against a shadow of what every page must hold, and call for call against the
 //! results Linux gives.
 //!
@@ -31,6 +31,8 @@
 //! prints `stress: seed S: N ops in T ms, R ops/s, F forks here` and `stress: seed S
 //! passed` (or `stress: seed S FAILED at op N`). With
 //! `v` every operation is printed as it is done (for a process killed by a fault);
+//! with `t` three threads run it at once in one address space, each over its own
+//! arena ([`THREADS`]);
 //! with `p` the first process keeps memory short by holding a lazily freed ballast
 //! every other [`BALLAST_PERIOD`] operations (memory pressure: reclaim must discard
 //! it).
@@ -38,6 +40,7 @@
 #![no_main]
 
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use rt::fs;
 use rt::mm::{self, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE};
 use rt::mm::{MADV_PAGEOUT, PAGE};
@@ -46,6 +49,7 @@ use rt::mm::{PROT_NONE, PROT_READ, PROT_WRITE};
 use rt::println;
 use rt::proc::{self, WaitStatus, WNOHANG};
 use rt::thp;
+use rt::thread;
 use rt::time;
 use rt::Errno;
 
@@ -215,6 +219,8 @@ struct Entry {
     op: u64,
     pid: u32,
     kind: Kind,
+    /// The arena's first address (each thread of the threaded mode has its own).
+    base: usize,
     first: usize,
     pages: usize,
     arg: usize,
@@ -249,7 +255,7 @@ fn prot_name(p: usize) -> &'static str {
 
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let a = ARENA + self.first * PAGE;
+        let a = self.base + self.first * PAGE;
         write!(f, "op {} pid {}: {}", self.op, self.pid, self.kind.name())?;
         match self.kind {
             Kind::Fork if self.ret == 0 => {
@@ -305,6 +311,8 @@ fn raw(r: Result<usize, Errno>) -> isize {
 /// The state of one process: its shadow, its history, its random stream.
 struct Stress {
     seed: u64,
+    /// The arena's first address: [`ARENA`], or the thread's own in the threaded mode.
+    arena: usize,
     rng: Rng,
     /// Operations done by this process, and left for it to do.
     op: u64,
@@ -365,7 +373,7 @@ enum Failure {
 }
 
 impl Stress {
-    fn new(seed: u64, ops: u64) -> Stress {
+    fn new(seed: u64, ops: u64, arena: usize) -> Stress {
         let bytes = ARENA_PAGES * core::mem::size_of::<Page>();
         let addr = mm::map_anon(bytes, PROT_READ | PROT_WRITE, 0).expect("mmap of the shadow");
         // SAFETY: a fresh zero-filled private mapping of ARENA_PAGES words that
@@ -373,6 +381,7 @@ impl Stress {
         let shadow = unsafe { core::slice::from_raw_parts_mut(addr as *mut Page, ARENA_PAGES) };
         Stress {
             seed,
+            arena,
             rng: Rng(seed ^ 0x5eed_0000_0000_0000),
             op: 0,
             left: ops,
@@ -420,8 +429,8 @@ impl Stress {
         }
     }
 
-    fn addr(first: usize) -> usize {
-        ARENA + first * PAGE
+    fn addr(&self, first: usize) -> usize {
+        self.arena + first * PAGE
     }
 
     fn log(&mut self, kind: Kind, first: usize, pages: usize, arg: usize, ret: isize) -> Entry {
@@ -429,6 +438,7 @@ impl Stress {
             op: self.op,
             pid: self.pid,
             kind,
+            base: self.arena,
             first,
             pages,
             arg,
@@ -559,7 +569,7 @@ impl Stress {
     ) -> Result<(), Failure> {
         let prot = self.random_prot();
         let populate = if self.rng.chance(20) { MAP_POPULATE } else { 0 };
-        let addr = Self::addr(first);
+        let addr = self.addr(first);
         // SAFETY: inside the arena, which no Rust reference points into.
         let r = unsafe {
             mm::mmap(
@@ -596,7 +606,7 @@ impl Stress {
     fn op_munmap(&mut self) -> Result<(), Failure> {
         let (first, pages) = self.pick(MAX_MAP_PAGES);
         // SAFETY: inside the arena, which no Rust reference points into.
-        let r = unsafe { mm::munmap(Self::addr(first), pages * PAGE) };
+        let r = unsafe { mm::munmap(self.addr(first), pages * PAGE) };
         let e = self.log(Kind::Munmap, first, pages, 0, raw(r));
         self.expect(e, Ok(0))?;
         for i in first..first + pages {
@@ -609,7 +619,7 @@ impl Stress {
     /// range (or at its start) is ENOMEM.
     fn op_mprotect(&mut self, first: usize, pages: usize, prot: usize) -> Result<(), Failure> {
         // SAFETY: inside the arena, which no Rust reference points into.
-        let r = unsafe { mm::mprotect(Self::addr(first), pages * PAGE, prot) };
+        let r = unsafe { mm::mprotect(self.addr(first), pages * PAGE, prot) };
         let e = self.log(Kind::Mprotect, first, pages, prot, raw(r));
         let range = first..first + pages;
         let hole = range.clone().find(|&i| !self.shadow[i].mapped());
@@ -632,7 +642,7 @@ impl Stress {
     fn op_madvise(&mut self, advice: usize) -> Result<(), Failure> {
         let (first, pages) = self.pick(MAX_MAP_PAGES);
         // SAFETY: inside the arena, which no Rust reference points into.
-        let r = unsafe { mm::madvise(Self::addr(first), pages * PAGE, advice) };
+        let r = unsafe { mm::madvise(self.addr(first), pages * PAGE, advice) };
         let e = self.log(Kind::Madvise, first, pages, advice, raw(r));
         let range = first..first + pages;
         let hole = range.clone().any(|i| !self.shadow[i].mapped());
@@ -656,7 +666,7 @@ impl Stress {
     fn op_collapse(&mut self) -> Result<(), Failure> {
         let (first, pages) = self.pick(MAX_MAP_PAGES);
         // SAFETY: inside the arena, which no Rust reference points into.
-        let r = unsafe { mm::madvise(Self::addr(first), pages * PAGE, MADV_COLLAPSE) };
+        let r = unsafe { mm::madvise(self.addr(first), pages * PAGE, MADV_COLLAPSE) };
         let e = self.log(Kind::Madvise, first, pages, MADV_COLLAPSE, raw(r));
         match r {
             Ok(0) | Err(Errno::EINVAL | Errno::ENOMEM | Errno::EAGAIN | Errno::EBUSY) => Ok(()),
@@ -670,7 +680,7 @@ impl Stress {
         const MAX: usize = 1024;
         let (first, pages) = self.pick(MAX);
         let mut vec = [0u8; MAX];
-        let r = mm::mincore(Self::addr(first), pages * PAGE, &mut vec[..pages]);
+        let r = mm::mincore(self.addr(first), pages * PAGE, &mut vec[..pages]);
         let e = self.log(Kind::Mincore, first, pages, 0, raw(r));
         let range = first..first + pages;
         let hole = range.clone().any(|i| !self.shadow[i].mapped());
@@ -680,7 +690,7 @@ impl Stress {
                 let p = self.shadow[i];
                 if p.tag() != 0 && !p.lazy() && vec[k] & 1 == 0 {
                     return Err(Failure::Resident {
-                        addr: Self::addr(i),
+                        addr: self.addr(i),
                         page: p,
                     });
                 }
@@ -711,7 +721,7 @@ impl Stress {
     }
 
     fn fill(&self, i: usize, tag: u64) {
-        let base = Self::addr(i);
+        let base = self.addr(i);
         for a in (base..base + PAGE).step_by(8) {
             // SAFETY: a writable page of the arena (the shadow says so); no Rust
             // reference points into the arena.
@@ -731,7 +741,7 @@ impl Stress {
     }
 
     fn check_page(&mut self, i: usize, p: Page) -> Result<(), Failure> {
-        let base = Self::addr(i);
+        let base = self.addr(i);
         // SAFETY: a readable page of the arena; no Rust reference points into it.
         let load = |a: usize| unsafe { core::ptr::read_volatile(a as *const u64) };
         let bad = (base..base + PAGE)
@@ -985,7 +995,7 @@ impl Stress {
                     Err(e) => Text::from_fmt(format_args!("{e}")),
                 };
                 head(format_args!("{what}, expected {want} (Linux)"));
-                addr = Some(Self::addr(what.first));
+                addr = Some(self.addr(what.first));
             }
             Failure::Child { pid, status } => {
                 head(format_args!("child pid {pid} {status}"));
@@ -1001,7 +1011,7 @@ impl Stress {
         let n = self.next_entry.min(HISTORY);
         let recent = (0..n).map(|k| (self.next_entry - n + k) % HISTORY);
         if let Some(a) = addr {
-            let i = (a - ARENA) / PAGE;
+            let i = (a - self.arena) / PAGE;
             println!(
                 "stress:   page now {}; history of {:#x}:",
                 self.shadow[i],
@@ -1033,6 +1043,42 @@ fn arg_u64(args: &rt::Args, i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The threaded mode (flag `t`): this thread and `THREADS - 1` more run the test at
+/// once in one address space, each over its own arena (the next `ARENA_PAGES` pages
+/// after the previous thread's), with its own seed stream and shadow; a fork copies
+/// only the thread that calls it, whose child goes on alone. Every mmap, munmap,
+/// mprotect, madvise and fault of one thread then runs beside the others' on the
+/// same page tables.
+const THREADS: usize = 3;
+
+/// What the threads are given and what they report (the runtime has no heap).
+static SEED: AtomicU64 = AtomicU64::new(0);
+static OPS: AtomicU64 = AtomicU64::new(0);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+static FAILED: [AtomicBool; THREADS] = [const { AtomicBool::new(false) }; THREADS];
+
+/// Thread `k` of the threaded mode; see [`THREADS`].
+extern "C" fn thread_main(k: usize) -> usize {
+    let (seed, ops) = (SEED.load(Relaxed), OPS.load(Relaxed));
+    let mut s = Stress::new(seed + k as u64, ops, ARENA + k * ARENA_PAGES * PAGE);
+    s.verbose = VERBOSE.load(Relaxed);
+    s.pid = proc::gettid().unwrap_or(0) as u32;
+    let me = s.pid;
+    let r = s.run();
+    if let Err(f) = &r {
+        s.report(f);
+    }
+    if s.pid != me {
+        // A child forked by this thread: its exit is its process's.
+        return r.is_err() as usize;
+    }
+    if r.is_err() {
+        FAILED[k].store(true, Relaxed);
+        println!("stress: seed {seed} thread {k} FAILED at op {}", s.op);
+    }
+    0
+}
+
 fn main(args: &rt::Args) -> i32 {
     let seed = arg_u64(args, 1, DEFAULT_SEED);
     let ops = arg_u64(args, 2, DEFAULT_OPS);
@@ -1043,12 +1089,26 @@ fn main(args: &rt::Args) -> i32 {
         b"10\n",
     );
     let policy = thp::Policy::save().ok();
-    let mut s = Stress::new(seed, ops);
     let flags = args.str(3).unwrap_or("");
+    let threads = if flags.contains('t') { THREADS } else { 1 };
+    let mut s = Stress::new(seed, ops, ARENA);
     s.verbose = flags.contains('v');
     s.pressure = flags.contains('p');
     let root = s.pid;
     let start = time::now_ns();
+    SEED.store(seed, Relaxed);
+    OPS.store(ops, Relaxed);
+    VERBOSE.store(s.verbose, Relaxed);
+    let mut spawned = [const { None }; THREADS];
+    for (k, slot) in spawned.iter_mut().enumerate().take(threads).skip(1) {
+        match thread::spawn(thread_main, k) {
+            Ok(t) => *slot = Some(t),
+            Err(e) => {
+                println!("stress: seed {seed}: starting thread {k}: {e}");
+                FAILED[k].store(true, Relaxed);
+            }
+        }
+    }
     let r = s.run();
     if let Err(f) = &r {
         s.report(f);
@@ -1057,17 +1117,22 @@ fn main(args: &rt::Args) -> i32 {
         // A child: its parent reports.
         return r.is_err() as i32;
     }
+    for t in spawned.into_iter().flatten() {
+        t.join();
+    }
+    let failed = r.is_err() || FAILED.iter().any(|f| f.load(Relaxed));
     if let Some(p) = policy {
         if let Err(e) = p.restore() {
             println!("stress: restoring the mTHP policy: {e}");
         }
     }
     let ms = ((time::now_ns() - start) / 1_000_000).max(1) as u64;
-    if r.is_ok() {
+    let all = ops * threads as u64;
+    if !failed {
         println!(
-            "stress: seed {seed}: {ops} ops in {ms} ms, {} ops/s, {} forks here",
-            ops * 1000 / ms,
-            s.forks
+            "stress: seed {seed}: {all} ops in {ms} ms, {} ops/s, {} forks here, {threads} thread(s)",
+            all * 1000 / ms,
+            s.forks,
         );
         println!("stress: seed {seed} passed");
         0

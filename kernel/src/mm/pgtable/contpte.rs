@@ -301,6 +301,7 @@ pub(crate) fn change_single<E: PtEnv>(
         return false;
     }
     change_pte(ctx, table.slot_of(va), change);
+    refold_if_last(ctx, blk, va.add(PAGE_SIZE));
     true
 }
 
@@ -387,9 +388,7 @@ pub(crate) fn set_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, first: P
         blk.store_part(ctx, blk.indices(lo, hi), |i| {
             Write::Swap(first.with_output_addr(pa_at(base.add(i * PAGE_SIZE))))
         });
-        if hi == blk.va().add(CONT_SIZE) {
-            try_fold_l3c(ctx, blk);
-        }
+        refold_if_last(ctx, blk, hi);
     }
 }
 
@@ -407,7 +406,17 @@ pub(crate) fn change_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, chang
         } else {
             unfold_l3c(ctx, blk);
             change_part(ctx, blk, lo, hi, change);
+            refold_if_last(ctx, blk, hi);
         }
+    }
+}
+
+/// A change that wrote the last entry of a block may have made it uniform again
+/// (mprotect restoring one page): fold it then, as Linux's `contpte_try_fold` does
+/// from `set_ptes` when the last entry of a block is written.
+fn refold_if_last<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, hi: VirtAddr) {
+    if hi == blk.va().add(CONT_SIZE) {
+        try_fold_l3c(ctx, blk);
     }
 }
 
@@ -469,6 +478,7 @@ pub(crate) fn protect_ptes<E: PtEnv>(
         if needs_tlbi {
             ctx.flush_later(lo, hi.offset_from(lo));
         }
+        refold_if_last(ctx, blk, hi);
     }
 }
 

@@ -107,6 +107,8 @@ counters! {
     entries_written,
     tables_allocated,
     tables_freed,
+    /// Faults on an entry that already allowed the access (`mod.rs` `note_spurious`).
+    spurious_faults,
 }
 
 impl Counters {

@@ -179,6 +179,16 @@ impl Unmapped {
     }
 }
 
+/// A fault on an entry that already allows the access: the entry changed between
+/// the access and the walk (another CPU of the same address space finished a
+/// break-before-make, or the hardware set AF or dirty), and the retry is all it needs.
+/// Counted (`spurious_faults`): threads make these common.
+fn note_spurious<E: PtEnv>(ctx: &Ctx<'_, E>, fault: bool, entry: Pte, change: Change) {
+    if fault && entry.is_valid() && change.apply(entry) == entry {
+        Counters::bump(&counters::here(ctx.env).spurious_faults, 1);
+    }
+}
+
 /// `nr` pages from `va`: the one place where a page count becomes an address.
 fn range_end(va: VirtAddr, nr: usize) -> VirtAddr {
     let end = va.add(nr * PAGE_SIZE);
@@ -623,14 +633,19 @@ impl<E: PtEnv> AddressSpace<E> {
     #[track_caller]
     fn change_af_dirty(&mut self, kind: OpKind, va: VirtAddr, change: Change) -> Option<Pte> {
         let va = va.align_down(PAGE_SIZE);
+        let fault = kind != OpKind::TestAndClearYoung;
         self.op(kind, va, range_end(va, 1), |ctx, cursor| {
             match cursor.find(ctx.env, va) {
                 Found::Hole { .. } => None,
                 Found::Block(slot) => {
+                    note_spurious(ctx, fault, slot.load(), change);
                     Some(pmd::change_l2(ctx, slot, change)).filter(|old| old.is_valid())
                 }
-                Found::Ptes(table) => Some(contpte::change_af_dirty_pte(ctx, table, va, change))
-                    .filter(|old| old.is_valid()),
+                Found::Ptes(table) => {
+                    note_spurious(ctx, fault, table.slot_of(va).load(), change);
+                    Some(contpte::change_af_dirty_pte(ctx, table, va, change))
+                        .filter(|old| old.is_valid())
+                }
             }
         })
     }

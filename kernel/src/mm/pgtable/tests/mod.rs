@@ -244,6 +244,29 @@ fn naive_mode_unfolds_and_refolds_per_entry() {
         .all(|e| e.is_cont() && !e.is_writable()));
 }
 
+/// mprotect of one page and back: the block unfolds for the change, and refolds when
+/// the change restoring it writes the block's last entry (Linux's `contpte_try_fold`
+/// from `set_ptes`); a restore of any other page leaves it unfolded, as on Linux.
+#[test]
+fn protect_and_restore_of_the_last_page_refolds_the_block() {
+    for features in [SW, HW] {
+        let mut asp = new_asp(ContMode::On, features);
+        map_folio(&mut asp, page(0), 4, RW);
+        let rwx = Prot::user(true, true);
+        let before = stats(&asp);
+        asp.protect(page(15), 1, rwx).unwrap();
+        assert!(block_at(&asp, page(0)).iter().all(|e| !e.is_cont()));
+        asp.protect(page(15), 1, RW.prot).unwrap();
+        let d = stats(&asp) - before;
+        assert_eq!((d.unfolds, d.folds), (1, 1), "{d:?}");
+        assert!(block_at(&asp, page(0)).iter().all(|e| e.is_cont()));
+        asp.protect(page(5), 1, rwx).unwrap();
+        asp.protect(page(5), 1, RW.prot).unwrap();
+        let d = stats(&asp) - before;
+        assert_eq!((d.unfolds, d.folds), (2, 1), "{d:?}");
+    }
+}
+
 #[test]
 fn unmap_unfolds_only_the_blocks_cut_at_the_ends() {
     let mut asp = new_asp(ContMode::On, HW);
