@@ -93,6 +93,10 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
     /// by this operation (inside the operation's range, which it has walked already,
     /// so walking the hull again at the end costs no more than the operation did).
     maybe_empty: Option<(VirtAddr, VirtAddr)>,
+    /// The 2 MiB regions whose tables stay even if emptied (a move's source, which
+    /// must take its entries back without allocating if a later batch fails): not
+    /// noted in `maybe_empty`.
+    keep: Option<(VirtAddr, VirtAddr)>,
     /// Descriptor stores so far, added to the counter once, in `finish`.
     written: u64,
     /// This CPU's counters (`counters`' module doc).
@@ -123,6 +127,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
             check,
             pending: None,
             maybe_empty: None,
+            keep: None,
             written: 0,
             counters: counters::here(env),
         }
@@ -340,10 +345,21 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     pub fn note_maybe_empty(&mut self, va: VirtAddr) {
         let lo = va.align_down(PMD_SIZE);
         let hi = lo.add(PMD_SIZE);
+        if self.keep.is_some_and(|(s, e)| s <= lo && hi <= e) {
+            return;
+        }
         self.maybe_empty = Some(match self.maybe_empty {
             None => (lo, hi),
             Some((s, e)) => (s.min(lo), e.max(hi)),
         });
+    }
+
+    /// The tables of the 2 MiB regions `[start, end)` touches stay even if the
+    /// operation empties them (a move's source; `free_empty_tables` later). Without
+    /// this, the hull of a move's noted regions, from its destination to its source,
+    /// freed the source's emptied tables, this batch's and the earlier ones' between.
+    pub fn keep_tables(&mut self, start: VirtAddr, end: VirtAddr) {
+        self.keep = Some((start.align_down(PMD_SIZE), end.align_up(PMD_SIZE)));
     }
 
     /// Tells the checker that the operation legitimately writes `[start, end)`

@@ -401,6 +401,7 @@ impl<E: PtEnv> AddressSpace<E> {
         assert!(dst_end <= src || end <= dst, "move_range onto itself");
         self.op(OpKind::Move, src, end, |ctx, cursor| {
             ctx.widen(dst, dst_end);
+            ctx.keep_tables(src, end);
             split_cut_blocks(ctx, cursor, src, end)?;
             remap::move_batch(ctx, cursor, src, end, dst)
         })
@@ -420,6 +421,7 @@ impl<E: PtEnv> AddressSpace<E> {
         assert!(dst_end <= src || end <= dst, "move_tables onto itself");
         self.op(OpKind::Move, src, end, |ctx, cursor| {
             ctx.widen(dst, dst_end);
+            ctx.keep_tables(src, end);
             remap::move_tables(ctx, cursor, src, dst, n)
         })
     }
