@@ -28,6 +28,7 @@ mod mremap;
 mod props;
 mod regress;
 mod report;
+mod threads;
 mod vmflags;
 mod zero;
 
