@@ -767,26 +767,20 @@ impl<E: PtEnv> AddressSpace<E> {
         let end = range_end(va, nr);
         let mut cursor = Cursor::new(self.root);
         let mut at = va;
-        while at < end {
-            match cursor.find(&self.env, at) {
-                Found::Hole { level } => {
-                    let size = entry_size(level);
-                    at = at.align_down(size).add(size);
-                }
-                Found::Block(_) => return false,
-                Found::Ptes(table) => {
-                    let stop = table.end().min(end);
-                    let first = table.index_of(at);
-                    let n = stop.offset_from(at) / PAGE_SIZE;
-                    let live = table.entries[first..first + n]
-                        .iter()
-                        .any(|e| Pte::from_raw(e.load(Ordering::Relaxed)).is_valid());
-                    if live {
-                        return false;
-                    }
-                    at = stop;
-                }
+        while let Some((here, found)) = first_populated(&mut cursor, &self.env, at, end) {
+            let Found::Ptes(table) = found else {
+                return false;
+            };
+            let stop = table.end().min(end);
+            let first = table.index_of(here);
+            let n = stop.offset_from(here) / PAGE_SIZE;
+            let live = table.entries[first..first + n]
+                .iter()
+                .any(|e| Pte::from_raw(e.load(Ordering::Relaxed)).is_valid());
+            if live {
+                return false;
             }
+            at = stop;
         }
         true
     }
@@ -797,18 +791,7 @@ impl<E: PtEnv> AddressSpace<E> {
     /// touched, of a range whose tables a move took) costs a descent per hole rather
     /// than per 2 MiB. An empty table is not skipped: its unmap frees it.
     pub fn next_populated(&self, va: VirtAddr, end: VirtAddr) -> VirtAddr {
-        let mut cursor = Cursor::new(self.root);
-        let mut at = va;
-        while at < end {
-            match cursor.find(&self.env, at) {
-                Found::Hole { level } => {
-                    let size = entry_size(level);
-                    at = at.align_down(size).add(size);
-                }
-                Found::Block(_) | Found::Ptes(_) => return at,
-            }
-        }
-        end
+        first_populated(&mut Cursor::new(self.root), &self.env, va, end).map_or(end, |(at, _)| at)
     }
 
     /// The leaf entry mapping `va`, with AF and dirty gathered over its contiguous block.
@@ -873,6 +856,26 @@ fn split_cut_blocks<E: PtEnv>(
         pmd::split_l2_at(ctx, cursor, end)?;
     }
     Ok(())
+}
+
+/// The first address of `[at, end)` a walk finds no hole at, with what it found there:
+/// holes are skipped a whole entry at a time, at whatever level they are.
+fn first_populated<'a, E: PtEnv>(
+    cursor: &mut Cursor,
+    env: &'a E,
+    mut at: VirtAddr,
+    end: VirtAddr,
+) -> Option<(VirtAddr, Found<'a>)> {
+    while at < end {
+        match cursor.find(env, at) {
+            Found::Hole { level } => {
+                let size = entry_size(level);
+                at = at.align_down(size).add(size);
+            }
+            found => return Some((at, found)),
+        }
+    }
+    None
 }
 
 /// Calls `f` for each mapped piece of `[start, end)`, skipping holes a whole entry at
