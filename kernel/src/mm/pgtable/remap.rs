@@ -1,12 +1,13 @@
 //! Moving entries from one range to another (mremap; Linux's `move_page_tables`).
 //!
-//! **Whole level-3 tables** ([`move_tables`], Linux's `move_normal_pmd`): where whole
-//! 2 MiB regions are mapped by level-3 tables and their destinations are 2 MiB
-//! aligned regions whose level-2 slots are empty, the tables themselves move, up to
-//! [`MAX_TABLES`] in one operation: their level-2 entries are cleared, the old range
-//! invalidated (its last-level entries with one range TLBI, or one by ASID without
+//! **Whole level-3 tables and 2 MiB blocks** ([`move_tables`], Linux's
+//! `move_normal_pmd` and `move_huge_pmd`): where whole 2 MiB regions are mapped by
+//! level-3 tables or 2 MiB blocks and their destinations are 2 MiB aligned regions
+//! whose level-2 slots are empty, the level-2 entries themselves move, up to
+//! [`MAX_TABLES`] in one operation: they are cleared, the old range invalidated (its
+//! last-level entries and blocks with one range TLBI, or one by ASID without
 //! FEAT_TLBIRANGE, and each walk-cache step through a table with a TLBI by VA that is
-//! not last-level only), a DSB, and the same table descriptors are stored in the
+//! not last-level only), a DSB, and the same descriptors are stored in the
 //! destination's slots. The tables' entries, folded blocks included, are not
 //! touched: AF and dirty state the hardware sets in them meanwhile stay where they
 //! are. Break-before-make across the two ranges: a table is reachable through one of
@@ -86,13 +87,13 @@ pub(super) fn move_batch<E: PtEnv>(
 /// Most level-3 tables one operation moves (64 MiB): bounds the links it holds.
 pub(super) const MAX_TABLES: usize = 32;
 
-/// Moves the level-3 tables of up to `n` (at most [`MAX_TABLES`]) consecutive 2 MiB
+/// Moves the level-2 entries of up to `n` (at most [`MAX_TABLES`]) consecutive 2 MiB
 /// regions from `src` to the same regions from `dst` (both 2 MiB aligned; module
-/// doc; Linux's `move_normal_pmd`), in order, as long as each source region is
-/// mapped by a level-3 table and its destination slot is empty (its tables above
-/// allocated here). Returns how many moved: it stops at the first region that does
-/// not qualify, or for want of a table above its destination slot (that region is
-/// left to `move_batch`, which reports it).
+/// doc; Linux's `move_normal_pmd` and `move_huge_pmd`), in order, as long as each
+/// source region is mapped by a level-3 table or a 2 MiB block and its destination
+/// slot is empty (its tables above allocated here). Returns how many moved: it stops
+/// at the first region that does not qualify, or for want of a table above its
+/// destination slot (that region is left to `move_batch`, which reports it).
 ///
 /// Safe while the hardware updates AF and dirty: no level-3 entry is written, so an
 /// update made through either address lands in the one table and is kept. A CPU
@@ -112,22 +113,29 @@ pub(super) fn move_tables<E: PtEnv>(
     assert!(src.is_aligned(PMD_SIZE) && dst.is_aligned(PMD_SIZE));
     let mut links = [Pte::INVALID; MAX_TABLES];
     let mut dcursor = Cursor::new(ctx.root);
-    let mut moved = 0;
+    let (mut moved, mut tables) = (0, 0);
     while moved < n.min(MAX_TABLES) {
         let (from, to) = (src.add(moved * PMD_SIZE), dst.add(moved * PMD_SIZE));
-        let qualifies = matches!(cursor.find(ctx.env, from), Found::Ptes(_))
-            && block_slot(ctx, &mut dcursor, to) == Ok(true);
-        if !qualifies {
+        let whole = match cursor.find(ctx.env, from) {
+            Found::Ptes(_) => true,
+            Found::Block(slot) => slot.level() == PMD_LEVEL,
+            Found::Hole { .. } => false,
+        };
+        if !whole || block_slot(ctx, &mut dcursor, to) != Ok(true) {
             break;
         }
         let slot = cursor.table_at(ctx.env, PMD_LEVEL).slot_of(from);
         let (link, _) = ctx.store(slot, Write::Swap(Pte::INVALID));
-        assert!(
-            matches!(link.kind(PMD_LEVEL), Kind::Table(_)),
-            "move_tables at {from:?}: {link:?} is no table"
-        );
-        cursor.forget_below(PMD_LEVEL);
-        ctx.tlbi_page(from, false);
+        match link.kind(PMD_LEVEL) {
+            // The walk caches' step through the table goes too.
+            Kind::Table(_) => {
+                cursor.forget_below(PMD_LEVEL);
+                ctx.tlbi_page(from, false);
+                tables += 1;
+            }
+            Kind::Block => {}
+            other => unreachable!("move_tables at {from:?}: a level-2 {other:?}"),
+        }
         links[moved] = link;
         moved += 1;
     }
@@ -144,7 +152,7 @@ pub(super) fn move_tables<E: PtEnv>(
         let slot = dcursor.table_at(ctx.env, PMD_LEVEL).slot_of(to);
         ctx.store(slot, Write::Swap(link));
     }
-    Counters::bump(&ctx.counters().tables_moved, moved as u64);
+    Counters::bump(&ctx.counters().tables_moved, tables);
     moved
 }
 

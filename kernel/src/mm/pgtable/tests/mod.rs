@@ -607,10 +607,10 @@ fn whole_table_moves_as_one_level_2_entry() {
     }
 }
 
-/// A run of whole level-3 tables moves in one operation: one range TLBI for the
-/// run's leaves and one DSB, a TLBI by VA per table for the walk caches. The run
-/// stops at the first region that is not one level-3 table (here a 2 MiB block,
-/// then a hole), which is left where it is for `move_range`.
+/// A run of whole level-3 tables and 2 MiB blocks moves in one operation: one range
+/// TLBI for the run's leaves and one DSB, a TLBI by VA per table for the walk caches
+/// (none for the block). The run stops at the first region that is neither (a hole),
+/// which is left for `move_range`.
 #[test]
 fn runs_of_tables_move_in_one_operation() {
     let mut asp = new_asp(ContMode::On, HW);
@@ -621,7 +621,7 @@ fn runs_of_tables_move_in_one_operation() {
     asp.map_pmd(page(3 * 512), block, RW).unwrap();
     let dst = page(8 * 512);
     let before = stats(&asp);
-    assert_eq!(asp.move_tables(page(0), dst, 6), 3);
+    assert_eq!(asp.move_tables(page(0), dst, 6), 4);
     let d = stats(&asp) - before;
     assert_eq!(
         (d.tables_moved, d.tlbi_range, d.tlbi_page, d.dsb),
@@ -634,14 +634,20 @@ fn runs_of_tables_move_in_one_operation() {
         );
         assert!(walk(&asp, page(r * 512 + 7)).is_err());
     }
+    let w = walk(&asp, dst.add(3 * PMD_SIZE + 5 * PAGE_SIZE)).unwrap();
     assert_eq!(
-        walk(&asp, page(3 * 512)).unwrap().level,
-        2,
-        "the block stays"
+        (w.level, w.pa),
+        (2, block.add(5 * PAGE_SIZE)),
+        "the block, one entry"
     );
-    assert_eq!(asp.move_tables(page(3 * 512), dst.add(3 * PMD_SIZE), 3), 0);
-    assert_eq!(asp.move_tables(dst, page(0), 3), 3, "and back");
-    asp.free_empty_tables(dst, 3 * 512);
+    assert!(walk(&asp, page(3 * 512)).is_err());
+    assert_eq!(
+        asp.move_tables(page(4 * 512), dst.add(4 * PMD_SIZE), 2),
+        0,
+        "a hole"
+    );
+    assert_eq!(asp.move_tables(dst, page(0), 4), 4, "and back");
+    asp.free_empty_tables(dst, 4 * 512);
     asp.unmap(page(0), 4 * 512).unwrap();
     assert_eq!(asp.env().tables_in_use(), 1);
 }
