@@ -5,11 +5,13 @@
 //! is unmapped first), or leaving the source as an empty VMA with `MREMAP_DONTUNMAP`.
 //! The source must lie in one VMA (else EFAULT), as on Linux 6.12.
 //!
-//! A move works in 2 MiB batches of the source (`AddressSpace::move_range`, one
-//! page-table operation each): a whole level-3 table moves as one level-2 entry where
-//! the destination keeps the offset inside 2 MiB (Linux's `move_normal_pmd`), 2 MiB
-//! blocks and folded 64 KiB blocks move as blocks where the destination keeps their
-//! offset, every other entry moves as a plain entry of the same folio; no folio is
+//! A move works in 2 MiB batches of the source. Where the destination keeps the offset
+//! inside 2 MiB, runs of whole regions move by their level-2 entries, up to 32 in one
+//! page-table operation (`AddressSpace::move_tables`): a level-3 table as one entry
+//! (Linux's `move_normal_pmd`), a 2 MiB block as one entry (`move_huge_pmd`). Every
+//! other batch is one operation (`AddressSpace::move_range`): folded 64 KiB blocks
+//! move as blocks where the destination keeps their offset inside 64 KiB, every other
+//! entry moves as a plain entry of the same folio; no folio is
 //! split, no map count or reference changes (the mappings move, they are not made
 //! again). What records an address follows the whole move by its range, without
 //! per-folio work: the lazyfree reverse map (`lazyfree::follow_range`, which asks for
