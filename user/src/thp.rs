@@ -322,12 +322,13 @@ pub fn keyed(file: &core::ffi::CStr, name: &str) -> Option<u64> {
 
 pub const CONTPTE_STATS: &core::ffi::CStr = c"/sys/kernel/mm/contpte/stats";
 /// The counters of /sys/kernel/mm/contpte/stats (this kernel only).
-pub const CONTPTE_NAMES: [&str; 10] = [
+pub const CONTPTE_NAMES: [&str; 11] = [
     "folds",
     "unfolds",
     "converts",
     "cont_maps",
     "pmd_splits",
+    "tables_moved",
     "tlbi_page",
     "tlbi_range",
     "tlbi_asid",

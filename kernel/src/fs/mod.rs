@@ -70,6 +70,7 @@ fn contpte_stats() -> String {
         ("converts", c.converts),
         ("cont_maps", c.cont_maps),
         ("pmd_splits", c.pmd_splits),
+        ("tables_moved", c.tables_moved),
         ("tlbi_page", c.tlbi_page),
         ("tlbi_range", c.tlbi_range),
         ("tlbi_asid", c.tlbi_asid),

@@ -285,9 +285,29 @@ pub fn list_entries() -> Vec<Entry> {
     v
 }
 
-/// Take the oldest entry off the list.
+/// Entries a reclaim pass has taken off the list and not yet settled (`settle`):
+/// changed only under the list lock, so that `follow_range` knows whether one of the
+/// entries it moves may be out of its reach.
+static IN_HAND: AtomicUsize = AtomicUsize::new(0);
+
+/// Take the oldest entry off the list; the pass settles it (`settle`).
 pub(super) fn pop() -> Option<Entry> {
-    LIST.lock().pop_front()
+    let mut l = LIST.lock();
+    let e = l.pop_front();
+    if e.is_some() {
+        IN_HAND.store(IN_HAND.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    e
+}
+
+/// A popped entry is done with: `back` goes on the young end again (its owner was
+/// busy, or it stays for another round), `None` drops it.
+pub(super) fn settle(back: Option<Entry>) {
+    let mut l = LIST.lock();
+    IN_HAND.store(IN_HAND.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+    if let Some(e) = back {
+        push_locked(&mut l, e);
+    }
 }
 
 /// Drop the stale entries (the list lock held).
@@ -343,9 +363,12 @@ const COMPACT_EVERY: usize = 1024;
 /// Put an entry on the young end (a new mark, a busy owner, a young folio). Never
 /// allocates once `has_room` has reserved the storage.
 pub(super) fn push(e: Entry) {
-    let mut l = LIST.lock();
+    push_locked(&mut LIST.lock(), e);
+}
+
+fn push_locked(l: &mut VecDeque<Entry>, e: Entry) {
     if l.len() >= COMPACT_AT.load(Ordering::Relaxed) {
-        compact(&mut l);
+        compact(l);
     }
     if l.len() >= HARD.min(l.capacity()) {
         // Full (cannot happen with the room check, see the module doc): the oldest
@@ -371,30 +394,39 @@ pub(super) fn forget_owner(owner: PhysAddr) {
     bump(&STATS.stale, before - l.len());
 }
 
-/// A move (mremap) took `owner`'s mappings of marked folios elsewhere: `moved` holds
-/// (head, old address of its first page, new address). Their entries follow in place,
-/// so the invariant holds without a new entry (for which the list may have no room).
-/// An entry not on the list is in a reclaim pass's hands (it found this `Mm` busy and
-/// will put it back, stale now): the new address gets an entry of its own, room
-/// permitting. One walk of the list per call; callers call once per 2 MiB batch, and
-/// only for a batch that moved a marked folio's first page.
-pub(super) fn follow_move(owner: PhysAddr, moved: &mut [(PhysAddr, VirtAddr, VirtAddr)]) {
-    if moved.is_empty() {
+/// A move (mremap) took `owner`'s mappings in `[from, end)` to `to` onward: their
+/// entries follow in place, so the invariant holds without new entries (for which
+/// the list may have no room). One walk of the list per move, none when the list is
+/// empty and nothing is in hand; no per-folio work. Returns whether a reclaim pass
+/// holds entries (`IN_HAND`, read under the list lock): one of them may be this
+/// move's, which the pass would put back at its old address, stale; the caller then
+/// lists the marked folios it finds at the destination (`list_missing`).
+pub(super) fn follow_range(owner: PhysAddr, from: VirtAddr, end: VirtAddr, to: VirtAddr) -> bool {
+    let mut l = LIST.lock();
+    for e in l
+        .iter_mut()
+        .filter(|e| e.owner == owner && from <= e.va && e.va < end)
+    {
+        e.va = to.add(e.va.offset_from(from));
+    }
+    IN_HAND.load(Ordering::Relaxed) > 0
+}
+
+/// `owner` maps the marked folios `heads` (head, address of its first page): each
+/// without its entry gets one, room permitting (`follow_range`'s slow case, at most
+/// one 2 MiB batch's folios per call).
+pub(super) fn list_missing(owner: PhysAddr, heads: &mut [(PhysAddr, VirtAddr)]) {
+    if heads.is_empty() {
         return;
     }
-    moved.sort_unstable();
-    // Which of `moved` had its entry (at most one batch's folios: 512).
-    let mut followed: Vec<bool> = alloc::vec![false; moved.len()];
-    {
-        let mut l = LIST.lock();
-        for e in l.iter_mut().filter(|e| e.owner == owner) {
-            if let Ok(i) = moved.binary_search_by(|m| (m.0, m.1).cmp(&(e.head, e.va))) {
-                e.va = moved[i].2;
-                followed[i] = true;
-            }
+    heads.sort_unstable();
+    let mut listed: Vec<bool> = alloc::vec![false; heads.len()];
+    for e in LIST.lock().iter().filter(|e| e.owner == owner) {
+        if let Ok(i) = heads.binary_search(&(e.head, e.va)) {
+            listed[i] = true;
         }
     }
-    for (&(head, _, va), _) in moved.iter().zip(&followed).filter(|(_, &f)| !f) {
+    for (&(head, va), _) in heads.iter().zip(&listed).filter(|(_, &l)| !l) {
         if has_room() {
             push(Entry { head, owner, va });
         }

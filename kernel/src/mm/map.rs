@@ -63,12 +63,15 @@ impl<E: MmEnv> Mm<E> {
             .filter(|v| at < end && v.start < end)
         {
             let (from, to) = (v.start.max(at), v.end.min(end));
-            for (a, b) in batches(from, to) {
+            // 2 MiB batches, holes skipped whole (`next_populated`).
+            let mut a = self.tables.next_populated(from, to);
+            while let Some((_, b)) = batches(a, to).next() {
                 let records = self
                     .tables
                     .unmap(a, pages(a, b))
                     .expect("edges split: a batch cuts no block");
                 release(records);
+                a = self.tables.next_populated(b, to);
             }
             at = to;
         }

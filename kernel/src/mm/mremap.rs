@@ -5,22 +5,30 @@
 //! is unmapped first), or leaving the source as an empty VMA with `MREMAP_DONTUNMAP`.
 //! The source must lie in one VMA (else EFAULT), as on Linux 6.12.
 //!
-//! A move works in 2 MiB batches of the source (`AddressSpace::move_range`, one
-//! page-table operation each): 2 MiB blocks and folded 64 KiB blocks move as blocks
-//! where the destination keeps their offset, every other entry moves as a plain entry
-//! of the same folio; no folio is split, no map count or reference changes (the
-//! mappings move, they are not made again). What records an address follows each
-//! batch: the lazyfree reverse map (`lazyfree::follow_move`) and the collapse hints
-//! (`collapse::follow_move`); the deferred-split queue and the audit name no address.
+//! A move works in 2 MiB batches of the source. Where the destination keeps the offset
+//! inside 2 MiB, runs of whole regions move by their level-2 entries, up to 32 in one
+//! page-table operation (`AddressSpace::move_tables`): a level-3 table as one entry
+//! (Linux's `move_normal_pmd`), a 2 MiB block as one entry (`move_huge_pmd`). Every
+//! other batch is one operation (`AddressSpace::move_range`): folded 64 KiB blocks
+//! move as blocks where the destination keeps their offset inside 64 KiB, every other
+//! entry moves as a plain entry of the same folio; no folio is
+//! split, no map count or reference changes (the mappings move, they are not made
+//! again). What records an address follows the whole move by its range, without
+//! per-folio work: the lazyfree reverse map (`lazyfree::follow_range`, which asks for
+//! the moved marked folios to be listed only while a reclaim pass holds entries) and
+//! the collapse hints (`collapse::follow_move`); the deferred-split queue and the
+//! audit name no address.
 //! A batch that cannot get a destination table fails before changing anything; the
 //! batches moved before it are moved back (their source tables were kept, so that
 //! needs none) and the call fails with ENOMEM, the mapping as it was.
 
 use alloc::vec::Vec;
 
+use super::addr::PMD_SIZE;
 use super::aspace::{batches, pages, Errno, Mm, MmEnv, STACK_TOP};
 use super::folio::Folio;
-use super::pgtable::{Unmapped, USER_VA_END};
+use super::lazyfree;
+use super::pgtable::{entry_size, USER_VA_END};
 use super::vma::{Vma, MAX_MAP_COUNT};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -208,9 +216,10 @@ impl<E: MmEnv> Mm<E> {
             self.vmas.remove(to, to.add(new_len as usize));
             return Err(e);
         }
-        if dontunmap {
-            self.tables.free_empty_tables(from, pages(from, from_end));
-        } else {
+        // The source's emptied tables go, including the ones above a moved level-3
+        // table, which the unmap below would not visit (it finds a hole there).
+        self.tables.free_empty_tables(from, pages(from, from_end));
+        if !dontunmap {
             self.munmap(from, from_end)
                 .expect("the range's blocks are split and its pages gone");
         }
@@ -225,49 +234,66 @@ impl<E: MmEnv> Mm<E> {
         to: VirtAddr,
     ) -> Result<(), Errno> {
         let image = |va: VirtAddr| to.add(va.offset_from(from));
-        for (a, b) in batches(from, from_end) {
-            match self.tables.move_range(a, image(a), pages(a, b)) {
-                Ok(moved) => self.follow(&moved, image),
-                Err(_) => {
-                    // Back, in batches of the destination, each within a 2 MiB region
-                    // there: the source kept its tables, so this allocates nothing.
-                    let done_end = image(a);
-                    for (x, y) in batches(to, done_end) {
-                        let back = from.add(x.offset_from(to));
-                        let moved = self
-                            .tables
-                            .move_range(x, back, pages(x, y))
-                            .expect("moving back needs no table");
-                        self.follow(&moved, |va| from.add(va.offset_from(to)));
-                    }
-                    if to < done_end {
-                        self.tables.free_empty_tables(to, pages(to, done_end));
-                    }
-                    return Err(ENOMEM);
+        // 2 MiB batches of the source, holes skipped whole (`next_populated`); runs of
+        // whole level-3 tables, where the destination keeps the offset inside 2 MiB,
+        // many in one operation.
+        let mut a = self.tables.next_populated(from, from_end);
+        while let Some((_, b)) = batches(a, from_end).next() {
+            let regions = from_end.offset_from(a) / PMD_SIZE;
+            if a.is_aligned(PMD_SIZE) && image(a).is_aligned(PMD_SIZE) && regions > 0 {
+                let moved = self.tables.move_tables(a, image(a), regions);
+                if moved > 0 {
+                    a = self
+                        .tables
+                        .next_populated(a.add(moved * PMD_SIZE), from_end);
+                    continue;
                 }
             }
+            if self.tables.move_range(a, image(a), pages(a, b)).is_err() {
+                // Back, in batches of the destination, each within a 2 MiB region
+                // there: the source kept its tables, so this allocates nothing.
+                let done_end = image(a);
+                for (x, y) in batches(to, done_end) {
+                    let back = from.add(x.offset_from(to));
+                    self.tables
+                        .move_range(x, back, pages(x, y))
+                        .expect("moving back needs no table");
+                }
+                if to < done_end {
+                    self.tables.free_empty_tables(to, pages(to, done_end));
+                }
+                return Err(ENOMEM);
+            }
+            a = self.tables.next_populated(b, from_end);
         }
         super::collapse::follow_move(self, from, from_end, to);
+        let owner = self.tables.root();
+        if lazyfree::follow_range(owner, from, from_end, to) {
+            let to_end = image(from_end);
+            for (a, b) in batches(to, to_end) {
+                lazyfree::list_missing(owner, &mut self.marked_heads(a, b));
+            }
+        }
         Ok(())
     }
 
-    /// Lazyfree entries follow the first pages of marked folios that `moved` took
-    /// (`new_of` gives a moved page's new address).
-    fn follow(&self, moved: &[Unmapped], new_of: impl Fn(VirtAddr) -> VirtAddr) {
-        let mut marked: Vec<(PhysAddr, VirtAddr, VirtAddr)> = Vec::new();
-        // The zero pages are no folios (`zero`): nothing of theirs is listed.
-        for r in moved.iter().filter(|r| !zero::is_zero(r.pa)) {
-            let end = r.pa.add(r.pages * PAGE_SIZE);
-            let mut pa = r.pa;
-            while pa < end {
+    /// The marked folios whose first page is mapped in `[a, b)` (within one 2 MiB
+    /// region): (head, address of the first page).
+    fn marked_heads(&self, a: VirtAddr, b: VirtAddr) -> Vec<(PhysAddr, VirtAddr)> {
+        let mut heads = Vec::new();
+        let mut va = a;
+        while va < b {
+            let leaf = self.tables.get(va);
+            let step = leaf.map_or(PAGE_SIZE, |l| entry_size(l.level));
+            // The zero pages are no folios (`zero`): nothing of theirs is listed.
+            if let Some(pa) = leaf.map(|l| l.pa_of(va)).filter(|&pa| !zero::is_zero(pa)) {
                 let f = Folio::of(pa);
                 if f.head() == pa && f.is_lazyfree() {
-                    let va = r.va.add(pa.offset_from(r.pa));
-                    marked.push((pa, va, new_of(va)));
+                    heads.push((pa, va));
                 }
-                pa = f.head().add(f.nr_pages() * PAGE_SIZE);
             }
+            va = va.align_down(step).add(step).min(b);
         }
-        super::lazyfree::follow_move(self.tables.root(), &mut marked);
+        heads
     }
 }

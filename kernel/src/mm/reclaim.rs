@@ -257,19 +257,21 @@ fn lazyfree_pass<E: MmEnv>(
             // Owner busy or unreachable: try again in a later pass.
             None => {
                 out.busy = true;
-                lazyfree::push(e);
+                lazyfree::settle(Some(e));
             }
             Some(Visit::Stale) => {
                 STATS.stale.fetch_add(1, Ordering::Relaxed);
+                lazyfree::settle(None);
             }
             // Still this owner's mapping of a marked folio: it stays (a young folio
             // gets another round; a VMA edge or another holder may let go later).
             Some(Visit::Kept(r)) => {
                 scanned += r.scanned;
                 out.young |= r.young > 0;
-                lazyfree::push(e);
+                lazyfree::settle(Some(e));
             }
             Some(Visit::Done(r)) => {
+                lazyfree::settle(None);
                 out.freed += r.freed;
                 scanned += r.scanned;
                 PROGRESS.fetch_add(r.freed as u64, Ordering::Release);

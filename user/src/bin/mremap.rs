@@ -23,11 +23,26 @@
 //! again shows one mapping over all 3 pages (Linux's seq_file renders anew from
 //! position 0).
 //!
+//! `hostile`: 8 MiB of 64 KiB folios moved back and forth 24 times among three
+//! destinations (the same offset inside 2 MiB, 64 KiB past it, 4 KiB past it) while a
+//! forked child keeps MADV_FREE'ing, rewriting and MADV_PAGEOUT'ing its copy of the
+//! same folios and the collapse thread scans every millisecond (2 MiB folios allowed
+//! once the range is written; `scan_sleep_millisecs` 1, restored after); the parent
+//! does the same to a rotating 256 KiB of its own range every third move. Before each
+//! move, calls that must be refused change nothing: a destination overlapping the
+//! source, one that wraps past the top of the address space, a new length of 2^60.
+//! Every page's word is checked after each step, in both processes.
+//!
 //! The policy found at start is written back at the end.
 #![no_std]
 #![no_main]
 
-use rt::mm::{Region, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE};
+use core::ffi::CStr;
+
+use rt::mm::{
+    Region, MADV_FREE, MADV_PAGEOUT, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE,
+    PROT_READ, PROT_WRITE,
+};
 use rt::pagemap::{Pagemap, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL};
 use rt::test::{Context, Outcome, Suite};
 use rt::text::Text;
@@ -53,6 +68,7 @@ fn main(_args: &rt::Args) -> i32 {
         t.run(name.as_str(), || moves(kb, cont_on));
     }
     t.run("expand_merge_maps", expand_merge_maps);
+    t.run("hostile", hostile);
     sc.end(t)
 }
 
@@ -108,12 +124,18 @@ fn check_frames(r: &Region, pages: usize, frames: &[u64; PAGES], kb: usize) -> O
 struct Spot {
     wide: Region,
     off: usize,
+    len: usize,
 }
 
 impl Spot {
     fn new(off: usize) -> Result<Spot, rt::test::Fail> {
-        let wide = Region::anon_aligned(LEN + PMD_SIZE, PMD_SIZE, RW).ctx("mmap destination")?;
-        Ok(Spot { wide, off })
+        Spot::sized(off, LEN)
+    }
+
+    /// A spot for `len` bytes.
+    fn sized(off: usize, len: usize) -> Result<Spot, rt::test::Fail> {
+        let wide = Region::anon_aligned(len + PMD_SIZE, PMD_SIZE, RW).ctx("mmap destination")?;
+        Ok(Spot { wide, off, len })
     }
 
     fn addr(&self) -> usize {
@@ -125,8 +147,8 @@ impl Spot {
         if self.off > 0 {
             self.wide.unmap(0, self.off).ctx("munmap")?;
         }
-        let rest = self.wide.len - self.off - LEN;
-        self.wide.unmap(self.off + LEN, rest).ctx("munmap")?;
+        let rest = self.wide.len - self.off - self.len;
+        self.wide.unmap(self.off + self.len, rest).ctx("munmap")?;
         core::mem::forget(self.wide);
         Ok(())
     }
@@ -275,4 +297,110 @@ fn expand_merge_maps() -> Outcome {
         r.addr
     );
     Ok(())
+}
+
+const SCAN_SLEEP: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs";
+const HOSTILE_LEN: usize = 8 << 20;
+const HOSTILE_PAGES: usize = HOSTILE_LEN / PAGE;
+/// The piece of the range each MADV_FREE / MADV_PAGEOUT round works on.
+const CHUNK: usize = 256 << 10;
+
+/// `scan_sleep_millisecs` as found, written back when dropped (also on failure).
+struct ScanSleep(Option<u64>);
+
+impl ScanSleep {
+    fn set(ms: u64) -> Result<ScanSleep, rt::test::Fail> {
+        let saved = ScanSleep(rt::fs::read_u64(SCAN_SLEEP).ok());
+        write_u64(SCAN_SLEEP, ms)?;
+        Ok(saved)
+    }
+}
+
+impl Drop for ScanSleep {
+    fn drop(&mut self) {
+        if let Some(ms) = self.0 {
+            let _ = write_u64(SCAN_SLEEP, ms);
+        }
+    }
+}
+
+fn write_u64(path: &CStr, v: u64) -> Outcome {
+    let text = Text::<24>::from_fmt(format_args!("{v}\n"));
+    rt::fs::write_file(path, text.as_str().as_bytes()).ctx("khugepaged write")?;
+    Ok(())
+}
+
+/// MADV_FREE of the `k`th chunk of `r`, its words written again (the pages are then
+/// dirty: a discard may only have hit them before), MADV_PAGEOUT of it (dirty folios
+/// are kept), and every word of `r` checked.
+fn free_rewrite_pageout(r: &Region, k: usize) -> Outcome {
+    let off = (k * CHUNK) % r.len;
+    r.advise(off, CHUNK, MADV_FREE).ctx("MADV_FREE")?;
+    for i in off / PAGE..(off + CHUNK) / PAGE {
+        r.store_u64(i * PAGE, word(i));
+    }
+    r.advise(off, CHUNK, MADV_PAGEOUT).ctx("MADV_PAGEOUT")?;
+    check_data(r, r.len / PAGE, false)
+}
+
+/// The child's side: rounds of `free_rewrite_pageout` over its copy; 0 if every
+/// check passed.
+fn child_rounds(r: &Region) -> i32 {
+    for k in 0..64 {
+        if let Err(f) = free_rewrite_pageout(r, k) {
+            println!("mremap: hostile child, round {k}: {}", f.0.as_str());
+            return 1;
+        }
+    }
+    0
+}
+
+fn hostile() -> Outcome {
+    thp::only(CONT_SIZE / 1024)?;
+    let mut r = Region::anon_aligned(HOSTILE_LEN, PMD_SIZE, RW).ctx("mmap")?;
+    for i in 0..HOSTILE_PAGES {
+        r.store_u64(i * PAGE, word(i));
+    }
+    // Now the collapse thread may make 2 MiB folios of them, every millisecond.
+    thp::write_policy(&thp::size_path(PMD_SIZE / 1024, "enabled"), "always")?;
+    let _sleep = ScanSleep::set(1)?;
+    let child = rt::proc::spawn(|| child_rounds(&r)).ctx("fork")?;
+    for step in 0..24 {
+        // Refused, and nothing changed: overlapping, wrapping, huge.
+        for (len, flags, to) in [
+            (HOSTILE_LEN, MREMAP_MAYMOVE | MREMAP_FIXED, r.addr + PAGE),
+            (
+                HOSTILE_LEN,
+                MREMAP_MAYMOVE | MREMAP_FIXED,
+                PAGE.wrapping_neg(),
+            ),
+            (1 << 60, MREMAP_MAYMOVE, 0),
+        ] {
+            r = match r.remap(len, flags, to) {
+                Ok((moved, _)) => {
+                    rt::fail!("mremap of {len:#x} to {to:#x} moved to {:#x}", moved.addr)
+                }
+                Err((r, _)) => r,
+            };
+        }
+        check_data(&r, HOSTILE_PAGES, false)?;
+        let off = [0, CONT_SIZE, PAGE][step % 3];
+        let spot = Spot::sized(off, HOSTILE_LEN)?;
+        let to = spot.addr();
+        r = match r.remap(HOSTILE_LEN, MREMAP_MAYMOVE | MREMAP_FIXED, to) {
+            Ok((moved, _)) => moved,
+            Err((_, e)) => rt::fail!("step {step}: mremap to {to:#x}: {e:?}"),
+        };
+        spot.done()?;
+        check_data(&r, HOSTILE_PAGES, false)?;
+        if step % 3 == 2 {
+            free_rewrite_pageout(&r, step)?;
+        }
+    }
+    let status = rt::proc::wait(child).ctx("wait4")?;
+    ensure!(
+        status.exited() && status.exit_status() == 0,
+        "the child: {status}"
+    );
+    check_data(&r, HOSTILE_PAGES, false)
 }

@@ -16,7 +16,11 @@
 //!     output address, memory attributes, shareability, nG, type or Contiguous bit; an
 //!     entry that was invalidated is not made valid again with such a difference until
 //!     a TLBI covering it and a DSB have completed. With BBM level 2 (`bbml2`), a
-//!     change of the Contiguous bit alone may skip the TLBI.
+//!     change of the Contiguous bit alone may skip the TLBI;
+//!   - a table moved to another slot (mremap's `move_table`) is linked there only
+//!     once the TLBI and DSB of its old link have completed: a table is reachable
+//!     through one address at a time, so no CPU writes its frames through the old
+//!     range once they are mapped at the new one.
 //! * **At each TLBI/DSB**: entries waiting for invalidation are marked covered, then
 //!   completed.
 //! * **When a table is freed**: no walk cache may still hold a pointer to it.
@@ -295,6 +299,20 @@ impl Checker {
                 );
             }
             (false, true) => {
+                if let Kind::Table(pa) = new.kind(slot.level()) {
+                    let linked = |(&(l, _), s): (&(Level, VirtAddr), &Stale)| {
+                        s.old.kind(l) == Kind::Table(pa)
+                    };
+                    if let Some(((l, va), _)) = self.stale.iter().find(|e| linked(*e)) {
+                        self.fail_at(
+                            slot,
+                            site,
+                            format_args!(
+                                "table {pa:?} linked before the TLBI and DSB of its old link (level-{l} entry at {va:?})"
+                            ),
+                        );
+                    }
+                }
                 if let Some(s) = self.stale.get(&key).copied() {
                     self.check_make(
                         slot,

@@ -91,6 +91,8 @@ counters! {
     cont_maps,
     /// Level-2 blocks split into a level-3 table.
     pmd_splits,
+    /// Level-3 tables moved whole to another level-2 slot (mremap).
+    tables_moved,
     /// TLBI by VA, one page.
     tlbi_page,
     /// TLBI by VA range.

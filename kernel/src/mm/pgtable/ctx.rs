@@ -93,6 +93,10 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
     /// by this operation (inside the operation's range, which it has walked already,
     /// so walking the hull again at the end costs no more than the operation did).
     maybe_empty: Option<(VirtAddr, VirtAddr)>,
+    /// The 2 MiB regions whose tables stay even if emptied (a move's source, which
+    /// must take its entries back without allocating if a later batch fails): not
+    /// noted in `maybe_empty`.
+    keep: Option<(VirtAddr, VirtAddr)>,
     /// Descriptor stores so far, added to the counter once, in `finish`.
     written: u64,
     /// This CPU's counters (`counters`' module doc).
@@ -123,6 +127,7 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
             check,
             pending: None,
             maybe_empty: None,
+            keep: None,
             written: 0,
             counters: counters::here(env),
         }
@@ -134,8 +139,16 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
         if let Some((start, end)) = self.maybe_empty.take() {
             let mut va = start;
             while va < end {
-                let skip = free_empty_tables(&mut self, va);
-                va = va.align_down(skip).add(skip);
+                // The tables above level 3 once per level-2 table: at the hull's last
+                // step inside it (what the steps before freed is known by then).
+                let l2_span = entry_size(1);
+                let last_below = |next: VirtAddr| {
+                    next >= end || next.align_down(l2_span) != va.align_down(l2_span)
+                };
+                let next = |skip: usize| va.align_down(skip).add(skip);
+                let upper = last_below(next(PMD_SIZE));
+                let skip = free_empty_tables(&mut self, va, upper);
+                va = next(skip);
             }
         }
         Counters::bump(&self.counters().entries_written, self.written);
@@ -332,10 +345,21 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
     pub fn note_maybe_empty(&mut self, va: VirtAddr) {
         let lo = va.align_down(PMD_SIZE);
         let hi = lo.add(PMD_SIZE);
+        if self.keep.is_some_and(|(s, e)| s <= lo && hi <= e) {
+            return;
+        }
         self.maybe_empty = Some(match self.maybe_empty {
             None => (lo, hi),
             Some((s, e)) => (s.min(lo), e.max(hi)),
         });
+    }
+
+    /// The tables of the 2 MiB regions `[start, end)` touches stay even if the
+    /// operation empties them (a move's source; `free_empty_tables` later). Without
+    /// this, the hull of a move's noted regions, from its destination to its source,
+    /// freed the source's emptied tables, this batch's and the earlier ones' between.
+    pub fn keep_tables(&mut self, start: VirtAddr, end: VirtAddr) {
+        self.keep = Some((start.align_down(PMD_SIZE), end.align_up(PMD_SIZE)));
     }
 
     /// Tells the checker that the operation legitimately writes `[start, end)`
@@ -433,16 +457,21 @@ pub(crate) fn slot_alloc<'a, E: PtEnv>(
 }
 
 /// Frees the tables on the path to `va` that have become empty, deepest first; the
-/// root is never freed. Returns the span, aligned around `va`, in which no other table
-/// can be on the path (what the walk found below `va` covers that much), for the
-/// caller walking a range.
+/// root is never freed; the level-2 and level-1 tables only if `upper` (a caller
+/// walking a range asks once per level-2 table: testing one costs up to 512 loads).
+/// Returns the span, aligned around `va`, in which no other table can be on the path
+/// (what the walk found below `va` covers that much), for the caller walking a range.
 ///
 /// Each one is unlinked; then one TLBI by VA that includes walk-cache entries (not
 /// last-level only), which covers the entries of every level on the path to `va`, and
 /// a DSB remove them from the walk caches, and only then are they freed: a table must
 /// not be reused while a walker may still read it (break-before-make applies to table
 /// descriptors too; the checker verifies it).
-pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) -> usize {
+pub(crate) fn free_empty_tables<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    va: VirtAddr,
+    upper: bool,
+) -> usize {
     let mut path = [ctx.root; LAST_LEVEL + 1];
     let mut depth = 0;
     while depth < LAST_LEVEL {
@@ -460,7 +489,9 @@ pub(crate) fn free_empty_tables<E: PtEnv>(ctx: &mut Ctx<'_, E>, va: VirtAddr) ->
     let mut nr_freed = 0;
     for level in (1..=depth).rev() {
         let table = Table::new(ctx.env, path[level], level, va);
-        if !table.is_empty() {
+        // Without a level-2 table on the path the walk skips 1 GiB or more: `upper`
+        // speaks for 2 MiB steps only.
+        if (level < LAST_LEVEL && !upper && depth >= 2) || !table.is_empty() {
             break;
         }
         let parent = Table::new(ctx.env, path[level - 1], level - 1, va);

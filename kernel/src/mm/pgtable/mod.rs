@@ -385,17 +385,13 @@ impl<E: PtEnv> AddressSpace<E> {
     /// (mremap; the ranges do not overlap and `dst` maps nothing): 2 MiB blocks and
     /// contiguous blocks move whole where the destination's alignment allows, every
     /// entry keeps its attributes, AF and dirty state, and the source is invalidated
-    /// before the destination is written (`remap.rs`). Returns what moved, at its old
-    /// addresses. Fails, before changing anything, only for want of a table. The
-    /// source's emptied tables stay until [`AddressSpace::free_empty_tables`], so that
-    /// moving the entries back never needs one.
+    /// before the destination is written (`remap.rs`); a whole 2 MiB region's level-3
+    /// table moves as one entry where the destination is 2 MiB aligned and has no
+    /// table. Fails, before changing anything, only for want of a table. The source's
+    /// emptied tables stay until [`AddressSpace::free_empty_tables`], so that moving
+    /// the entries back never needs one.
     #[track_caller]
-    pub fn move_range(
-        &mut self,
-        src: VirtAddr,
-        dst: VirtAddr,
-        nr: usize,
-    ) -> Result<Vec<Unmapped>, MapError> {
+    pub fn move_range(&mut self, src: VirtAddr, dst: VirtAddr, nr: usize) -> Result<(), MapError> {
         let end = range_end(src, nr);
         let dst_end = range_end(dst, nr);
         assert!(
@@ -405,8 +401,28 @@ impl<E: PtEnv> AddressSpace<E> {
         assert!(dst_end <= src || end <= dst, "move_range onto itself");
         self.op(OpKind::Move, src, end, |ctx, cursor| {
             ctx.widen(dst, dst_end);
+            ctx.keep_tables(src, end);
             split_cut_blocks(ctx, cursor, src, end)?;
             remap::move_batch(ctx, cursor, src, end, dst)
+        })
+    }
+
+    /// Moves the level-3 tables of up to `regions` whole 2 MiB regions from `src` to
+    /// the same regions from `dst` (both 2 MiB aligned, the ranges apart, `dst`
+    /// mapping nothing), in one operation, while each source region is one level-3
+    /// table and its destination slot is empty: at most `remap::MAX_TABLES`. Returns
+    /// how many moved; the rest is left to [`AddressSpace::move_range`] (which also
+    /// reports the want of a table).
+    #[track_caller]
+    pub fn move_tables(&mut self, src: VirtAddr, dst: VirtAddr, regions: usize) -> usize {
+        let n = regions.min(remap::MAX_TABLES);
+        let end = range_end(src, n * PMD_SIZE / PAGE_SIZE);
+        let dst_end = range_end(dst, n * PMD_SIZE / PAGE_SIZE);
+        assert!(dst_end <= src || end <= dst, "move_tables onto itself");
+        self.op(OpKind::Move, src, end, |ctx, cursor| {
+            ctx.widen(dst, dst_end);
+            ctx.keep_tables(src, end);
+            remap::move_tables(ctx, cursor, src, dst, n)
         })
     }
 
@@ -751,28 +767,31 @@ impl<E: PtEnv> AddressSpace<E> {
         let end = range_end(va, nr);
         let mut cursor = Cursor::new(self.root);
         let mut at = va;
-        while at < end {
-            match cursor.find(&self.env, at) {
-                Found::Hole { level } => {
-                    let size = entry_size(level);
-                    at = at.align_down(size).add(size);
-                }
-                Found::Block(_) => return false,
-                Found::Ptes(table) => {
-                    let stop = table.end().min(end);
-                    let first = table.index_of(at);
-                    let n = stop.offset_from(at) / PAGE_SIZE;
-                    let live = table.entries[first..first + n]
-                        .iter()
-                        .any(|e| Pte::from_raw(e.load(Ordering::Relaxed)).is_valid());
-                    if live {
-                        return false;
-                    }
-                    at = stop;
-                }
+        while let Some((here, found)) = first_populated(&mut cursor, &self.env, at, end) {
+            let Found::Ptes(table) = found else {
+                return false;
+            };
+            let stop = table.end().min(end);
+            let first = table.index_of(here);
+            let n = stop.offset_from(here) / PAGE_SIZE;
+            let live = table.entries[first..first + n]
+                .iter()
+                .any(|e| Pte::from_raw(e.load(Ordering::Relaxed)).is_valid());
+            if live {
+                return false;
             }
+            at = stop;
         }
         true
+    }
+
+    /// The first address of `[va, end)` that a level-3 table or a block covers (`end`
+    /// if none): holes are skipped a whole entry at a time, at whatever level they are,
+    /// so that range work over a sparse range (the unmap of a reservation never
+    /// touched, of a range whose tables a move took) costs a descent per hole rather
+    /// than per 2 MiB. An empty table is not skipped: its unmap frees it.
+    pub fn next_populated(&self, va: VirtAddr, end: VirtAddr) -> VirtAddr {
+        first_populated(&mut Cursor::new(self.root), &self.env, va, end).map_or(end, |(at, _)| at)
     }
 
     /// The leaf entry mapping `va`, with AF and dirty gathered over its contiguous block.
@@ -837,6 +856,26 @@ fn split_cut_blocks<E: PtEnv>(
         pmd::split_l2_at(ctx, cursor, end)?;
     }
     Ok(())
+}
+
+/// The first address of `[at, end)` a walk finds no hole at, with what it found there:
+/// holes are skipped a whole entry at a time, at whatever level they are.
+fn first_populated<'a, E: PtEnv>(
+    cursor: &mut Cursor,
+    env: &'a E,
+    mut at: VirtAddr,
+    end: VirtAddr,
+) -> Option<(VirtAddr, Found<'a>)> {
+    while at < end {
+        match cursor.find(env, at) {
+            Found::Hole { level } => {
+                let size = entry_size(level);
+                at = at.align_down(size).add(size);
+            }
+            found => return Some((at, found)),
+        }
+    }
+    None
 }
 
 /// Calls `f` for each mapped piece of `[start, end)`, skipping holes a whole entry at

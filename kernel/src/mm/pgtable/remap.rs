@@ -1,5 +1,20 @@
-//! Moving entries from one range to another (mremap; Linux's `move_page_tables`),
-//! one batch of at most one 2 MiB region at a time, in one operation:
+//! Moving entries from one range to another (mremap; Linux's `move_page_tables`).
+//!
+//! **Whole level-3 tables and 2 MiB blocks** ([`move_tables`], Linux's
+//! `move_normal_pmd` and `move_huge_pmd`): where whole 2 MiB regions are mapped by
+//! level-3 tables or 2 MiB blocks and their destinations are 2 MiB aligned regions
+//! whose level-2 slots are empty, the level-2 entries themselves move, up to
+//! [`MAX_TABLES`] in one operation: they are cleared, the old range invalidated (its
+//! last-level entries and blocks with one range TLBI, or one by ASID without
+//! FEAT_TLBIRANGE, and each walk-cache step through a table with a TLBI by VA that is
+//! not last-level only), a DSB, and the same descriptors are stored in the
+//! destination's slots. The tables' entries, folded blocks included, are not
+//! touched: AF and dirty state the hardware sets in them meanwhile stay where they
+//! are. Break-before-make across the two ranges: a table is reachable through one of
+//! them at a time (the checker's rule for a table linked twice).
+//!
+//! **Otherwise the entries move**, one batch of at most one 2 MiB region per
+//! operation ([`move_batch`]), in three steps:
 //!
 //! 1. *Reserve*: the destination's tables are allocated for every mapped piece of the
 //!    source (a level-2 slot for a 2 MiB block whose destination is 2 MiB aligned,
@@ -29,9 +44,10 @@ use core::sync::atomic::Ordering;
 use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE};
 
 use super::contpte;
-use super::ctx::{self, Ctx};
+use super::counters::Counters;
+use super::ctx::{self, Ctx, Write};
 use super::cursor::{Cursor, Found};
-use super::desc::{entry_size, Pte};
+use super::desc::{entry_size, Kind, Pte};
 use super::env::PtEnv;
 use super::{for_each_segment, for_each_table_alloc, pmd, MapError, Segment, Unmapped};
 
@@ -39,28 +55,105 @@ const PMD_LEVEL: usize = 2;
 const PMD_PAGES: usize = PMD_SIZE / PAGE_SIZE;
 
 /// Moves the entries of `[src, end)` (inside one 2 MiB region, its cut blocks already
-/// split) to `dst`, as the module doc says; returns what moved, at its old addresses.
-/// On `NoMemory` no translation changed. Since the source keeps its tables and has
-/// no 2 MiB block where the destination has entries, moving the entries back never
-/// needs a table.
+/// split) to `dst`, as the module doc says: the whole level-3 table where it can,
+/// else entry by entry. On `NoMemory` no translation changed. Since the source keeps
+/// its tables (or gets its moved table back in its own slot) and has no 2 MiB block
+/// where the destination has entries, moving back never needs a table.
 pub(super) fn move_batch<E: PtEnv>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
     src: VirtAddr,
     end: VirtAddr,
     dst: VirtAddr,
-) -> Result<Vec<Unmapped>, MapError> {
-    let image = |va: VirtAddr| dst.add(va.offset_from(src));
+) -> Result<(), MapError> {
+    let whole = src.is_aligned(PMD_SIZE) && end == src.add(PMD_SIZE) && dst.is_aligned(PMD_SIZE);
+    if whole && move_tables(ctx, cursor, src, dst, 1) == 1 {
+        return Ok(());
+    }
     let mut dcursor = Cursor::new(ctx.root);
+    let image = |va: VirtAddr| dst.add(va.offset_from(src));
     reserve(ctx, cursor, &mut dcursor, src, end, image)?;
-    let mut taken = Vec::new();
+    // One record per entry at most: reserved once, not grown entry by entry.
+    let mut taken = Vec::with_capacity(end.offset_from(src) / PAGE_SIZE);
     for_each_segment(ctx, cursor, src, end, |ctx, seg| match seg {
         Segment::Ptes(run) => contpte::take_ptes(ctx, run, &mut taken),
         Segment::Block(slot) => taken.push(pmd::take_l2(ctx, slot)),
     });
     ctx.flush_pending();
     place(ctx, &mut dcursor, &taken, image);
-    Ok(taken)
+    Ok(())
+}
+
+/// Most level-3 tables one operation moves (64 MiB): bounds the links it holds.
+pub(super) const MAX_TABLES: usize = 32;
+
+/// Moves the level-2 entries of up to `n` (at most [`MAX_TABLES`]) consecutive 2 MiB
+/// regions from `src` to the same regions from `dst` (both 2 MiB aligned; module
+/// doc; Linux's `move_normal_pmd` and `move_huge_pmd`), in order, as long as each
+/// source region is mapped by a level-3 table or a 2 MiB block and its destination
+/// slot is empty (its tables above allocated here). Returns how many moved: it stops
+/// at the first region that does not qualify, or for want of a table above its
+/// destination slot (that region is left to `move_batch`, which reports it).
+///
+/// Safe while the hardware updates AF and dirty: no level-3 entry is written, so an
+/// update made through either address lands in the one table and is kept. A CPU
+/// touching either range meanwhile faults (no translation) and waits for the
+/// address-space lock, which the caller holds. The old range is invalidated once
+/// for all of them: one range TLBI of its leaves (or one by ASID), a TLBI by VA per
+/// table for the walk caches' step through it, one DSB.
+/// Checker: a table may be linked at `dst` only once the TLBI and DSB of its
+/// unlinking at `src` have completed (`check.rs`, a table linked twice).
+pub(super) fn move_tables<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    cursor: &mut Cursor,
+    src: VirtAddr,
+    dst: VirtAddr,
+    n: usize,
+) -> usize {
+    assert!(src.is_aligned(PMD_SIZE) && dst.is_aligned(PMD_SIZE));
+    let mut links = [Pte::INVALID; MAX_TABLES];
+    let mut dcursor = Cursor::new(ctx.root);
+    let (mut moved, mut tables) = (0, 0);
+    while moved < n.min(MAX_TABLES) {
+        let (from, to) = (src.add(moved * PMD_SIZE), dst.add(moved * PMD_SIZE));
+        let whole = match cursor.find(ctx.env, from) {
+            Found::Ptes(_) => true,
+            Found::Block(slot) => slot.level() == PMD_LEVEL,
+            Found::Hole { .. } => false,
+        };
+        if !whole || block_slot(ctx, &mut dcursor, to) != Ok(true) {
+            break;
+        }
+        let slot = cursor.table_at(ctx.env, PMD_LEVEL).slot_of(from);
+        let (link, _) = ctx.store(slot, Write::Swap(Pte::INVALID));
+        match link.kind(PMD_LEVEL) {
+            // The walk caches' step through the table goes too.
+            Kind::Table(_) => {
+                cursor.forget_below(PMD_LEVEL);
+                ctx.tlbi_page(from, false);
+                tables += 1;
+            }
+            Kind::Block => {}
+            other => unreachable!("move_tables at {from:?}: a level-2 {other:?}"),
+        }
+        links[moved] = link;
+        moved += 1;
+    }
+    if moved == 0 {
+        return 0;
+    }
+    ctx.flush_later(src, moved * PMD_SIZE);
+    ctx.flush_pending();
+    for (i, &link) in links[..moved].iter().enumerate() {
+        let to = dst.add(i * PMD_SIZE);
+        let Found::Hole { level: PMD_LEVEL } = dcursor.find(ctx.env, to) else {
+            panic!("move of a level-3 table to {to:?}: its slot was reserved");
+        };
+        let slot = dcursor.table_at(ctx.env, PMD_LEVEL).slot_of(to);
+        ctx.store(slot, Write::Swap(link));
+    }
+    Counters::bump(&ctx.counters().tables_moved, tables);
+    moved
 }
 
 /// Step 1: the destination tables for every mapped piece of `[src, end)`.

@@ -6,7 +6,7 @@
 //! folio audit at every `check_pages`, and at the end every frame must be back.
 
 use super::collapse::{all_back, check_pages, check_pages_among, leaf, only, region, write_pages};
-use super::lazyfree::{each_machine, folio_at};
+use super::lazyfree::{each_cleaning_machine, each_machine, folio_at};
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::lazyfree::{self, STATS};
@@ -70,6 +70,10 @@ fn every_folio_size_moves_whole() {
                     assert_eq!(folio_at(&mm, to, i).order(), order, "page {i}: split");
                 }
                 let what = format!("order {order}, offset {offset:#x}, {env:?}");
+                // Whole 2 MiB regions of smaller folios keep their offset: the two
+                // level-3 tables move, no entry below level 2 is written.
+                let tables = if order < 9 && offset == 0 { 2 } else { 0 };
+                assert_eq!(moved.tables_moved, tables, "{what}");
                 if order == 9 && offset == 0 {
                     assert_eq!(leaf(&mm, to).level, 2, "{what}");
                     assert_eq!(leaf(&mm, to.add(PMD_SIZE)).level, 2, "{what}");
@@ -91,6 +95,89 @@ fn every_folio_size_moves_whole() {
                 all_back([mm]);
             });
         }
+    }
+}
+
+/// Whole 2 MiB regions moved to a destination with the same offset inside 2 MiB go as
+/// level-3 tables, for every folio size below 2 MiB, with everything that names their
+/// address: MADV_FREE'd folios (marked before a fork, so the child's mapping has an
+/// entry of its own, which stays) have their entries follow, a collapse hint for a
+/// moved region follows it, and the range's tail, which covers a table only in part,
+/// moves entry by entry. The folios stay whole and shared with the child; the range
+/// is moved on once more, and once the child is gone MADV_PAGEOUT discards the marked
+/// folios at their last address. The checker runs in every operation, the audit
+/// (every marked folio's entries) at every check.
+#[test]
+fn whole_tables_move_with_what_names_their_address() {
+    for order in [0, 2, 4, 6] {
+        each_cleaning_machine(|env| {
+            let orders = [order];
+            only(if order == 0 { &[] } else { &orders });
+            let mut mm = Mm::new_in(&env).unwrap();
+            let len = 2 * PMD_SIZE + 4 * CONT_SIZE;
+            let n = len / P;
+            let va = region(&mut mm, len, PMD_SIZE);
+            write_pages(&mut mm, va, 0..n);
+            let marked = 4 * CONT_SIZE / P;
+            mm.madvise(va, va.add(4 * CONT_SIZE), MADV_FREE).unwrap();
+            let child = mm.fork().unwrap();
+            let owner = mm.tables.root();
+            let entries = |owner| -> Vec<VirtAddr> {
+                let mut v: Vec<VirtAddr> = lazyfree::list_entries()
+                    .iter()
+                    .filter(|e| e.owner == owner)
+                    .map(|e| e.va)
+                    .collect();
+                v.sort_unstable();
+                v
+            };
+            let child_entries = entries(child.tables.root());
+            let heads = |at: VirtAddr| -> Vec<VirtAddr> {
+                let step = P << order;
+                (0..4 * CONT_SIZE / step)
+                    .map(|k| at.add(k * step))
+                    .collect()
+            };
+            assert_eq!(entries(owner), heads(va), "order {order}, {env:?}");
+            while crate::mm::collapse::take_hint().is_some() {}
+            crate::mm::collapse::hint(&mm, va.add(PMD_SIZE));
+            let mut from = va;
+            for to in [dst(0), dst(0).add(8 << 20)] {
+                let before = env.counters().snapshot();
+                assert_eq!(mremap(&mut mm, from, len, len, MOVE, to), Ok(to));
+                let moved = env.counters().snapshot() - before;
+                let what = format!("order {order}, to {to:?}, {env:?}");
+                assert_eq!(moved.tables_moved, 2, "{what}");
+                check_pages_among(&mm, &[&mm, &child], to, n, |_| true);
+                check_pages_among(&child, &[&mm, &child], va, n, |_| true);
+                assert!(
+                    (0..n).all(|i| folio_at(&mm, to, i).order() == order),
+                    "{what}"
+                );
+                assert_eq!(entries(owner), heads(to), "{what}");
+                assert_eq!(entries(child.tables.root()), child_entries, "{what}");
+                // The oldest hint is ours, followed; the rest are the edges the call
+                // cut (the queue is drained, to find ours first next time).
+                let hints: Vec<_> = core::iter::from_fn(crate::mm::collapse::take_hint).collect();
+                assert_eq!(hints.first(), Some(&(owner, to.add(PMD_SIZE))), "{what}");
+                assert!(!hints.contains(&(owner, from.add(PMD_SIZE))), "{what}");
+                crate::mm::collapse::hint(&mm, to.add(PMD_SIZE));
+                from = to;
+            }
+            while crate::mm::collapse::take_hint().is_some() {}
+            drop(child);
+            let freed = STATS
+                .pglazyfreed
+                .load(core::sync::atomic::Ordering::Relaxed);
+            mm.madvise(from, from.add(4 * CONT_SIZE), MADV_PAGEOUT)
+                .unwrap();
+            let now = STATS
+                .pglazyfreed
+                .load(core::sync::atomic::Ordering::Relaxed);
+            assert_eq!(now - freed, marked as u64, "order {order}, {env:?}");
+            check_pages(&mm, from, n, |i| i >= marked);
+            all_back([mm]);
+        });
     }
 }
 
@@ -421,6 +508,7 @@ fn a_moved_folio_whose_entry_a_pass_holds_is_listed_again() {
     assert_eq!(vas, [to]);
     check_pages(&mm, to, 16, |_| true);
     assert_eq!(mm.reclaim_entry(held), lazyfree::Visit::Stale);
+    lazyfree::settle(None);
     mm.madvise(to, to.add(CONT_SIZE), MADV_PAGEOUT).unwrap();
     check_pages(&mm, to, 16, |_| false);
     all_back([mm]);
