@@ -322,7 +322,7 @@ pub fn keyed(file: &core::ffi::CStr, name: &str) -> Option<u64> {
 
 pub const CONTPTE_STATS: &core::ffi::CStr = c"/sys/kernel/mm/contpte/stats";
 /// The counters of /sys/kernel/mm/contpte/stats (this kernel only).
-pub const CONTPTE_NAMES: [&str; 11] = [
+pub const CONTPTE_NAMES: [&str; 12] = [
     "folds",
     "unfolds",
     "converts",
@@ -334,6 +334,7 @@ pub const CONTPTE_NAMES: [&str; 11] = [
     "tlbi_asid",
     "tlbi_all",
     "entries_written",
+    "spurious_faults",
 ];
 
 /// A snapshot of /sys/kernel/mm/contpte/stats (`None` per counter where missing).
