@@ -189,29 +189,15 @@ pub fn futex(
         return Err(EINVAL);
     }
     let t = me();
+    // The BITSET operations name which waiters (val3, never 0); the others all.
+    let bitset = match cmd {
+        FUTEX_WAIT_BITSET | FUTEX_WAKE_BITSET if val3 == 0 => return Err(EINVAL),
+        FUTEX_WAIT_BITSET | FUTEX_WAKE_BITSET => val3,
+        _ => FUTEX_BITSET_MATCH_ANY,
+    };
     match cmd {
-        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
-            let bitset = if cmd == FUTEX_WAIT {
-                FUTEX_BITSET_MATCH_ANY
-            } else {
-                val3
-            };
-            if bitset == 0 {
-                return Err(EINVAL);
-            }
-            futex::wait(&t, addr, shared, val, bitset, deadline)
-        }
-        FUTEX_WAKE | FUTEX_WAKE_BITSET => {
-            let bitset = if cmd == FUTEX_WAKE {
-                FUTEX_BITSET_MATCH_ANY
-            } else {
-                val3
-            };
-            if bitset == 0 {
-                return Err(EINVAL);
-            }
-            Ok(futex::wake(&t, addr, shared, val, bitset))
-        }
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => futex::wait(&t, addr, shared, val, bitset, deadline),
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => Ok(futex::wake(&t, addr, shared, val, bitset)),
         _ => {
             // val2 travels in the timeout argument; Linux rejects negative counts.
             let (n_wake, n_move) = (val as i32, timeout as u32 as i32);
