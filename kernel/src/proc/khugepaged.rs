@@ -84,16 +84,22 @@ extern "C" fn run(_: u64) -> ! {
 }
 
 /// Sleep as long as `sleep` says, in slices so that `stop` and a new value written to
-/// sysfs take effect within one slice. A nap of 0 ms still lets every runnable task
-/// have its turn first.
+/// sysfs take effect within one slice. A new value of either sleep ends the nap, as
+/// Linux's stores of `scan_sleep_millisecs` and `alloc_sleep_millisecs` wake
+/// khugepaged: a nap after a failed allocation (`alloc_sleep_millisecs`, 60 s by
+/// default) kept a new `scan_sleep_millisecs` of 0 waiting for it (khugepaged_knobs
+/// after thp_lazyfree's memory pressure, `-smp 1`). A nap of 0 ms still lets every
+/// runnable task have its turn first.
 fn nap(sleep: &Tunable) {
     const SLICE_NS: u64 = 10_000_000;
     sched::schedule();
     let start = crate::time::uptime_ns();
+    let both = || (SCAN_SLEEP_MILLISECS.get(), ALLOC_SLEEP_MILLISECS.get());
+    let set = both();
     loop {
         let now = crate::time::uptime_ns();
         let want = u64::from(sleep.get()) * 1_000_000;
-        if STOP.load(Ordering::Acquire) || now - start >= want {
+        if STOP.load(Ordering::Acquire) || now - start >= want || both() != set {
             return;
         }
         sched::sleep_until(now + SLICE_NS.min(want - (now - start)));
