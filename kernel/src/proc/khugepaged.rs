@@ -84,9 +84,9 @@ extern "C" fn run(_: u64) -> ! {
 }
 
 /// Sleep as long as `sleep` says, in slices so that `stop` and a new value written to
-/// sysfs take effect within one slice. A new value of either sleep ends the nap, as
-/// Linux's stores of `scan_sleep_millisecs` and `alloc_sleep_millisecs` wake
-/// khugepaged: a nap after a failed allocation (`alloc_sleep_millisecs`, 60 s by
+/// sysfs take effect within one slice. A shorter new value of either sleep shortens
+/// the nap, as Linux's stores of `scan_sleep_millisecs` and `alloc_sleep_millisecs`
+/// wake khugepaged: a nap after a failed allocation (`alloc_sleep_millisecs`, 60 s by
 /// default) kept a new `scan_sleep_millisecs` of 0 waiting for it (khugepaged_knobs
 /// after thp_lazyfree's memory pressure, `-smp 1`). A nap of 0 ms still lets every
 /// runnable task have its turn first.
@@ -94,12 +94,20 @@ fn nap(sleep: &Tunable) {
     const SLICE_NS: u64 = 10_000_000;
     sched::schedule();
     let start = crate::time::uptime_ns();
-    let both = || (SCAN_SLEEP_MILLISECS.get(), ALLOC_SLEEP_MILLISECS.get());
+    let both = || [SCAN_SLEEP_MILLISECS.get(), ALLOC_SLEEP_MILLISECS.get()];
     let set = both();
     loop {
         let now = crate::time::uptime_ns();
-        let want = u64::from(sleep.get()) * 1_000_000;
-        if STOP.load(Ordering::Acquire) || now - start >= want || both() != set {
+        // This nap's own sleep, or a shorter one newly written to either tunable (a
+        // longer one changes nothing: a test that sets an hour to keep the thread
+        // out of its measurement must not get a scan round at that moment).
+        let changed = both()
+            .into_iter()
+            .zip(set)
+            .filter(|(v, was)| v != was)
+            .map(|(v, _)| v);
+        let want = u64::from(changed.fold(sleep.get(), u32::min)) * 1_000_000;
+        if STOP.load(Ordering::Acquire) || now - start >= want {
             return;
         }
         sched::sleep_until(now + SLICE_NS.min(want - (now - start)));
