@@ -60,6 +60,7 @@ pub mod folio;
 pub mod frame;
 pub mod mthp;
 pub mod pgtable;
+pub mod shmem;
 pub mod vma;
 
 #[cfg(any(target_os = "none", test))]
@@ -73,6 +74,8 @@ pub mod cow;
 pub mod env;
 #[cfg(any(target_os = "none", test))]
 pub mod fault;
+#[cfg(any(target_os = "none", test))]
+mod filemap;
 #[cfg(any(target_os = "none", test))]
 mod fork;
 #[cfg(target_os = "none")]
