@@ -106,11 +106,22 @@ const VA: VirtAddr = VirtAddr(0x4000_0000);
 fn shared_writes_are_seen_by_a_forked_child_and_blocks_stay_folded() {
     let (_m, mut mm, file) = setup(&[4], 2 * CONT_SIZE as u64);
     map(&mut mm, VA, 2 * CONT_SIZE, &file, 0, true);
+    let (anon, cached) = (
+        mthp::stats(4).anon_fault_alloc.load(Ordering::Relaxed),
+        mthp::stats(4).shmem_alloc.load(Ordering::Relaxed),
+    );
     for i in 0..32 {
         store(&mut mm, VA, i);
     }
     assert!(leaf(&mm, VA).pte.is_cont() && leaf(&mm, VA.add(CONT_SIZE)).pte.is_cont());
-    assert_eq!(mthp::stats(4).anon_fault_alloc.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        mthp::stats(4).anon_fault_alloc.load(Ordering::Relaxed),
+        anon
+    );
+    assert_eq!(
+        mthp::stats(4).shmem_alloc.load(Ordering::Relaxed),
+        cached + 2
+    );
     let mut child = mm.fork().unwrap();
     // fork copies no entry of a shared mapping: the child faults them in, folded.
     assert!(child.tables.get(VA).is_none());
