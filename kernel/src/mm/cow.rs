@@ -43,7 +43,9 @@ impl<E: MmEnv> Mm<E> {
         // file's folio is never taken over: its pages are the file's (Linux reuses
         // anonymous folios only).
         let reuse = !f.is_file() && f.held_by_one_entry_per_page();
-        let copy_folio = f.is_large() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
+        // A file's folio gives a private mapping one page at a time, as Linux's
+        // `wp_page_copy`: the rest stays the file's until written.
+        let copy_folio = f.is_large() && !f.is_file() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
         // One walk of the folio's range serves both the reuse and the folio copy.
         let whole = if reuse || copy_folio {
             self.whole_folio_at(page, old, *f, &vma)
