@@ -34,6 +34,8 @@ named_numbers! {
         SYS_MKDIRAT = 34, "mkdirat";
         SYS_GETDENTS64 = 61, "getdents64";
         SYS_MOUNT = 40, "mount";
+        SYS_FTRUNCATE = 46, "ftruncate";
+        SYS_FALLOCATE = 47, "fallocate";
         SYS_FACCESSAT = 48, "faccessat";
         SYS_OPENAT = 56, "openat";
         SYS_CLOSE = 57, "close";
@@ -103,6 +105,7 @@ named_numbers! {
         SYS_WAIT4 = 260, "wait4";
         SYS_PRLIMIT64 = 261, "prlimit64";
         SYS_GETRANDOM = 278, "getrandom";
+        SYS_MEMFD_CREATE = 279, "memfd_create";
         SYS_MLOCK2 = 284, "mlock2";
         SYS_RSEQ = 293, "rseq";
         SYS_CLONE3 = 435, "clone3";
@@ -159,6 +162,7 @@ named_numbers! {
         ERANGE = 34, "ERANGE";
         ENAMETOOLONG = 36, "ENAMETOOLONG";
         ENOSYS = 38, "ENOSYS";
+        EOVERFLOW = 75, "EOVERFLOW";
         EOPNOTSUPP = 95, "EOPNOTSUPP";
         ETIMEDOUT = 110, "ETIMEDOUT";
     }

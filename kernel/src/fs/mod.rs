@@ -20,6 +20,8 @@ use core::fmt::Write;
 use crate::arch::aarch64::uaccess::USER_END;
 use crate::mm::addr::PAGE_SHIFT;
 use crate::mm::fault::Transfer;
+use crate::mm::ptenv::KernelPt;
+use crate::mm::shmem::Shmem;
 use procfs::MemFile;
 
 use crate::uapi::Errno;
@@ -263,7 +265,7 @@ impl Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: false },
             },
-            File::Mem { .. } => Access {
+            File::Mem { .. } | File::Shm(_) => Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: true },
             },
@@ -360,7 +362,20 @@ pub enum File {
         /// Bytes read; for a directory, entries listed.
         pos: usize,
     },
+    /// A file of the RAM file system: a memfd (`mm::shmem`).
+    Shm(ShmFile),
 }
+
+/// An open file of the RAM file system.
+#[derive(Clone)]
+pub struct ShmFile {
+    pub file: Arc<Shmem>,
+    pub pos: usize,
+    pub writable: bool,
+}
+
+/// st_mode of a memfd: a regular file, every permission (Linux's `memfd_create`).
+const SHM_MODE: u32 = 0o100777;
 
 /// The open files of a process: each descriptor names a file and has its own
 /// close-on-exec flag (one bit per descriptor).
@@ -511,6 +526,11 @@ impl File {
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
             File::Ram { data, pos, .. } => Ok(read_at(data, pos, buf)),
+            File::Shm(f) => {
+                let n = f.file.read(&KernelPt, f.pos as u64, buf);
+                f.pos += n;
+                Ok(n)
+            }
         }
     }
 
@@ -550,6 +570,7 @@ impl File {
             File::Mem(m) => Some((USER_END, &mut m.pos)),
             File::Node { data, pos, .. } => Some((data.len(), pos)),
             File::Ram { data, pos, .. } => Some((data.len(), pos)),
+            File::Shm(f) => Some((f.file.size() as usize, &mut f.pos)),
         }
     }
 
@@ -570,6 +591,12 @@ impl File {
             | File::Words { .. }
             | File::Ram { .. } => Err(EBADF),
             File::Stream(_) => Err(EINVAL),
+            File::Shm(f) if !f.writable => Err(EBADF),
+            File::Shm(f) => {
+                let n = f.file.write(&KernelPt, f.pos as u64, bytes)?;
+                f.pos += n;
+                Ok(n)
+            }
             File::Node { node, .. } => {
                 let text = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
                 (node.write.ok_or(EACCES)?)(text)?;
@@ -587,6 +614,7 @@ impl File {
             File::Stream(s) => s.mode(),
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
+            File::Shm(_) => SHM_MODE,
         }
     }
 
@@ -598,6 +626,7 @@ impl File {
             | File::Mem(_)
             | File::Stream(_) => 0,
             File::Ram { data, .. } => data.len(),
+            File::Shm(f) => f.file.size() as usize,
         }
     }
 
@@ -614,7 +643,9 @@ impl File {
         match self {
             File::Console => O_RDWR,
             File::Stream(s) => s.status(),
-            File::Node { writable, .. } | File::Mem(MemFile { writable, .. }) => {
+            File::Node { writable, .. }
+            | File::Mem(MemFile { writable, .. })
+            | File::Shm(ShmFile { writable, .. }) => {
                 if *writable {
                     O_RDWR
                 } else {

@@ -192,6 +192,35 @@ impl Shmem {
         Ok(())
     }
 
+    /// fallocate: allocate the pages of `[off, off + len)` (zeroed where the file had
+    /// none) and, unless `keep_size`, grow the file to cover them. EFBIG past the
+    /// largest size; ENOMEM when memory runs out (what was allocated stays, the size
+    /// does not change).
+    pub fn allocate<E: MmEnv>(
+        &self,
+        env: &E,
+        off: u64,
+        len: u64,
+        keep_size: bool,
+    ) -> Result<(), Errno> {
+        let end = off
+            .checked_add(len)
+            .filter(|&e| e <= MAX_SIZE)
+            .ok_or(EFBIG)?;
+        let mut index = off / PAGE;
+        while index * PAGE < end {
+            let orders = allowed_orders(HugeHint::Default, end.max(self.size()), index);
+            let h = self.get(env, index, orders).ok_or(ENOMEM)?;
+            index = h.first + h.folio.nr_pages() as u64;
+            drop(Folio::lock(h.folio.head()).put(1));
+        }
+        if !keep_size {
+            let mut c = self.cache.lock();
+            c.size = c.size.max(end);
+        }
+        Ok(())
+    }
+
     /// Copy from the file at byte `off` into `buf`, up to its size: holes read as
     /// zeros. Returns the bytes copied.
     pub fn read<E: MmEnv>(&self, env: &E, off: u64, buf: &mut [u8]) -> usize {
