@@ -396,7 +396,10 @@ pub const O_RDWR: u64 = 2;
 pub const O_CREAT: u64 = 0o100;
 pub const O_NONBLOCK: u64 = 0o4000;
 pub const O_CLOEXEC: u64 = 0o2000000;
-pub const O_DIRECTORY: u64 = 0o200000;
+/// arm64's value (asm/fcntl.h; 0o200000 is O_DIRECT there).
+pub const O_DIRECTORY: u64 = 0o40000;
+/// O_TMPFILE: __O_TMPFILE with O_DIRECTORY.
+pub const O_TMPFILE: u64 = 0o20000000 | O_DIRECTORY;
 
 impl Files {
     /// stdin, stdout and stderr on the console.
@@ -472,6 +475,9 @@ impl Files {
     pub fn open(&mut self, path: &str, flags: u64) -> Result<u64, Errno> {
         let target = resolve(path).ok_or(if flags & O_CREAT != 0 { EROFS } else { ENOENT })?;
         let writable = flags & O_ACCMODE != 0;
+        if flags & O_TMPFILE & !O_DIRECTORY != 0 {
+            return self.open_tmpfile(&target, flags);
+        }
         if target.is_dir() && writable {
             return Err(EISDIR);
         }
@@ -504,6 +510,32 @@ impl Files {
             },
         };
         self.install(file, 0, flags & O_CLOEXEC != 0)
+    }
+
+    /// open(dir, O_TMPFILE): a new unnamed file of the RAM file system (`mm::shmem`),
+    /// as the initramfs of Linux (a tmpfs) gives in any of its directories. Linux's
+    /// checks: O_TMPFILE without O_DIRECTORY's bit or without write access is EINVAL,
+    /// a path that is not a directory ENOTDIR.
+    fn open_tmpfile(&mut self, dir: &Target, flags: u64) -> Result<u64, Errno> {
+        if flags & O_TMPFILE != O_TMPFILE || flags & O_ACCMODE == 0 {
+            return Err(EINVAL);
+        }
+        if !dir.is_dir() {
+            return Err(ENOTDIR);
+        }
+        if let Target::Node(n) = dir {
+            if n.path.starts_with("/proc") || n.path.starts_with("/sys") {
+                // procfs and sysfs hold no files of their own.
+                return Err(EOPNOTSUPP);
+            }
+        }
+        let file = Shmem::new(|ino| alloc::format!("/tmp/#{ino}"), 0);
+        let f = File::Shm(ShmFile {
+            file,
+            pos: 0,
+            writable: true,
+        });
+        self.install(f, 0, flags & O_CLOEXEC != 0)
     }
 
     /// Close `fd`; the file is returned so that the caller drops it (a pipe end

@@ -9,15 +9,19 @@
 //! sees every write: no copy-on-write, so a write to a read-only entry only makes it
 //! writable). A private mapping maps them read-only; a write copies the page into an
 //! anonymous one (`cow`; on an empty entry directly, as Linux's `do_cow_fault`).
-//! Beyond the file's end the fault is SIGBUS.
+//! Beyond the file's end the fault is SIGBUS; a file cut short is unmapped past its
+//! new end in every address space (`unmap_file_from`, Linux's `unmap_mapping_range`
+//! with `even_cows`), so what lies there is SIGBUS at once.
 
 use super::aspace::{pte_attrs, Mm, MmEnv, PMD};
 use super::fault::{map_error, FaultError};
 use super::folio::{self, Folio};
 use super::reclaim;
-use super::shmem::{self, Held};
+use super::shmem::{self, Held, Shmem};
 use super::vma::{FileMap, Vma};
 use super::{VirtAddr, PAGE_SIZE};
+use crate::uapi::Errno;
+use alloc::sync::Arc;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -101,6 +105,32 @@ impl<E: MmEnv> Mm<E> {
         Folio::lock(pa).map(first, count);
         if pmd && dirty && !self.env().features().hw_dirty {
             self.tables.make_writable(va, count).map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    /// The truncation of `file` to `keep` pages: unmap every page of this address
+    /// space that maps file page `keep` or later, in shared and private mappings of
+    /// it alike (a private mapping's copies too, as Linux's `truncate_pagecache`).
+    /// The caller holds this `Mm`'s lock (lock table L2) and no other.
+    pub fn unmap_file_from(&mut self, file: &Arc<Shmem>, keep: u64) -> Result<(), Errno> {
+        let mut at = VirtAddr(0);
+        while let Some(v) = self.vmas.next_from(at).cloned() {
+            at = v.end;
+            let Some(m) = v.file().filter(|m| Arc::ptr_eq(&m.file, file)) else {
+                continue;
+            };
+            let first = m.index(v.start);
+            let last = m.index(VirtAddr(v.end.as_u64() - PAGE_SIZE as u64));
+            if last < keep {
+                continue;
+            }
+            let from = if first >= keep {
+                v.start
+            } else {
+                m.va_of(keep)
+            };
+            self.unmap_pages(from, v.end)?;
         }
         Ok(())
     }

@@ -55,7 +55,7 @@ impl<E: MmEnv> Mm<E> {
     /// VMAs have pages, so only their pieces are walked: an unmap of most of the
     /// address space (a munmap, or an mremap shrink, of 2^47 bytes) costs what is
     /// mapped there, not 2^26 batches of holes.
-    fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+    pub(super) fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
         self.split_edges(start, end)?;
         let mut at = start;
         while let Some(v) = self

@@ -84,11 +84,12 @@ pub struct Held {
 }
 
 impl Shmem {
-    /// An empty file of `size` bytes.
-    pub fn new(name: String, size: u64) -> Arc<Shmem> {
+    /// An empty file of `size` bytes, named by `name(its inode number)`.
+    pub fn new(name: impl FnOnce(u64) -> String, size: u64) -> Arc<Shmem> {
+        let ino = NEXT_INO.fetch_add(1, Ordering::Relaxed);
         Arc::new(Shmem {
-            ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
-            name,
+            ino,
+            name: name(ino),
             cache: IrqSpinLock::new(Cache {
                 size,
                 folios: BTreeMap::new(),

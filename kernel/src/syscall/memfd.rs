@@ -3,14 +3,19 @@
 //! descriptor (`fs::File::Shm`, `memory::mmap`).
 
 use alloc::format;
+use alloc::sync::Arc;
 use alloc::vec;
+use alloc::vec::Vec;
 
 use super::Errno;
 use crate::arch::aarch64::uaccess::strncpy_from_user;
 use crate::fs::{File, ShmFile};
 use crate::mm::ptenv::KernelPt;
 use crate::mm::shmem::Shmem;
+use crate::mm::PAGE_SIZE;
+use crate::proc::mmlock::MmLock;
 use crate::proc::sched::me;
+use crate::proc::task;
 use crate::uapi::*;
 
 const MFD_CLOEXEC: u64 = 0x1;
@@ -48,7 +53,7 @@ pub fn memfd_create(name: u64, flags: u64) -> Result<u64, Errno> {
     }
     let name = core::str::from_utf8(&buf[..len]).unwrap_or("?");
     let file = File::Shm(ShmFile {
-        file: Shmem::new(format!("/memfd:{name}"), 0),
+        file: Shmem::new(|_| format!("/memfd:{name}"), 0),
         pos: 0,
         writable: true,
     });
@@ -57,7 +62,7 @@ pub fn memfd_create(name: u64, flags: u64) -> Result<u64, Errno> {
 
 /// The file of descriptor `fd` if it is open for writing and of the RAM file system:
 /// EBADF for no descriptor, else `not_ours`.
-fn writable_file(fd: u64, not_ours: Errno) -> Result<alloc::sync::Arc<Shmem>, Errno> {
+fn writable_file(fd: u64, not_ours: Errno) -> Result<Arc<Shmem>, Errno> {
     let t = me();
     let mut files = t.files.lock();
     match files.get(fd)? {
@@ -67,13 +72,29 @@ fn writable_file(fd: u64, not_ours: Errno) -> Result<alloc::sync::Arc<Shmem>, Er
 }
 
 /// ftruncate: EINVAL for a negative length or a file that is not a writable regular
-/// file (Linux's do_ftruncate).
+/// file (Linux's do_ftruncate). A cut unmaps the file past its new end from every
+/// address space (`Mm::unmap_file_from`), one at a time, holding no other lock.
 pub fn ftruncate(fd: u64, length: u64) -> Result<u64, Errno> {
     if (length as i64) < 0 {
         return Err(EINVAL);
     }
     let file = writable_file(fd, EINVAL)?;
+    let old = file.size();
     file.set_size(&KernelPt, length)?;
+    if length < old {
+        let keep = length.div_ceil(PAGE_SIZE as u64);
+        let mut seen: Vec<*const MmLock> = Vec::new();
+        for t in task::all_user() {
+            // Threads share one address space: visit it once.
+            if seen.contains(&Arc::as_ptr(&t.mm)) {
+                continue;
+            }
+            seen.push(Arc::as_ptr(&t.mm));
+            if let Some(mm) = t.mm.lock().as_mut() {
+                mm.unmap_file_from(&file, keep)?;
+            }
+        }
+    }
     Ok(0)
 }
 

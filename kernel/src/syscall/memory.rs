@@ -59,26 +59,29 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Re
         }
         // Shared anonymous memory is a new file of the mapping's length (Linux's
         // shmem_zero_setup): fork shares it, nothing else can reach it.
-        let file = Shmem::new(String::from("/dev/zero"), len_pages);
+        let file = Shmem::new(|_| String::from("/dev/zero"), len_pages);
         return with_mm(|mm| {
             mm.mmap_file(addr, len, prot, flags, file, 0)
                 .map(|v| v.as_u64())
         });
     }
-    // A file: only those of the RAM file system can be mapped (EBADF for no
-    // descriptor, ENODEV for one that cannot be mapped, EACCES for a shared
-    // writable mapping of a file not open for writing, as Linux's do_mmap).
-    let (file, writable) = {
+    // A file, in Linux's do_mmap order: EBADF for no descriptor, EACCES for a file
+    // not open for reading or a shared writable mapping of one not open for writing,
+    // then ENODEV for a file that cannot be mapped (only the RAM file system's can).
+    let (file, access) = {
         let t = me();
         let mut files = t.files.lock();
-        match files.get(fd)? {
-            File::Shm(f) => (f.file.clone(), f.writable),
-            _ => return Err(ENODEV),
-        }
+        let f = files.get(fd)?;
+        let file = match f {
+            File::Shm(s) => Some(s.file.clone()),
+            _ => None,
+        };
+        (file, f.status() & crate::fs::O_ACCMODE)
     };
-    if shared && prot.write && !writable {
+    if access == crate::fs::O_WRONLY || (shared && prot.write && access != crate::fs::O_RDWR) {
         return Err(EACCES);
     }
+    let file = file.ok_or(ENODEV)?;
     if off
         .checked_add(len_pages)
         .is_none_or(|e| e > i64::MAX as u64)

@@ -10,13 +10,17 @@
 //! the file's; a private mapping's store is its own.
 //!
 //! `sigbus_past_end`: a mapping longer than the file: a load past the end kills with
-//! SIGBUS; after ftruncate grows the file the page reads zeros.
+//! SIGBUS; after ftruncate grows the file the page reads zeros; cut again, the page
+//! written is unmapped and a load there is SIGBUS again.
 //!
 //! `truncate_then_grow`: bytes cut by ftruncate read as zeros when the file grows
 //! again; fallocate grows the file.
 //!
 //! `outlives_its_mappers`: a child's stores through a shared mapping stay in the file
 //! after the child exits.
+//!
+//! `tmpfile`: open("/", O_TMPFILE) gives an unnamed file (what glibc's `tmpfile()`
+//! asks for), written and then mapped shared.
 #![no_std]
 #![no_main]
 
@@ -43,6 +47,7 @@ fn main(_args: &rt::Args) -> i32 {
     t.run("sigbus_past_end", sigbus_past_end);
     t.run("truncate_then_grow", truncate_then_grow);
     t.run("outlives_its_mappers", outlives_its_mappers);
+    t.run("tmpfile", tmpfile);
     sc.end(t)
 }
 
@@ -174,6 +179,12 @@ fn sigbus_past_end() -> Outcome {
     })?;
     fs::ftruncate(fd, 2 * PAGE).ctx("ftruncate")?;
     ensure!(r.load(PAGE) == 0, "the grown page is not zero");
+    r.store(PAGE, 5);
+    // Cut again: the mapped page goes from every mapping, a child's access is SIGBUS.
+    fs::ftruncate(fd, PAGE).ctx("ftruncate")?;
+    proc::expect_killed("shmem", 7, || {
+        r.load(PAGE);
+    })?;
     fs::close(fd).ctx("close")?;
     Ok(())
 }
@@ -221,6 +232,25 @@ fn outlives_its_mappers() -> Outcome {
         fs::pread(fd, &mut b, p * PAGE).ctx("pread")?;
         ensure!(b[0] == pattern(p), "page {p} lost after the child exited");
     }
+    fs::close(fd).ctx("close")?;
+    Ok(())
+}
+
+fn tmpfile() -> Outcome {
+    const O_TMPFILE: usize = 0o20000000 | fs::O_DIRECTORY;
+    let fd = fs::openat(fs::AT_FDCWD, c"/", O_TMPFILE | fs::O_RDWR, 0o600).ctx("open O_TMPFILE")?;
+    ensure!(
+        fs::openat(fs::AT_FDCWD, c"/", O_TMPFILE, 0o600) == Err(rt::sys::Errno::EINVAL),
+        "O_TMPFILE without write access is not EINVAL"
+    );
+    fs::write(fd, b"tmp").ctx("write")?;
+    let r = Region::anon_aligned(PAGE, PAGE, RW).ctx("mmap")?;
+    r.map_file_at(0, PAGE, RW, MAP_SHARED, fd as isize, 0)
+        .ctx("mmap shared")?;
+    ensure!(
+        r.load(0) == b't' && r.load(2) == b'p' && r.load(3) == 0,
+        "mapped bytes"
+    );
     fs::close(fd).ctx("close")?;
     Ok(())
 }

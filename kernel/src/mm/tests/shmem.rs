@@ -42,7 +42,11 @@ fn setup(
     only(&[]);
     shmem_only(orders);
     let mm = Mm::new_in(&env()).unwrap();
-    (machine, mm, Shmem::new(String::from("/memfd:test"), size))
+    (
+        machine,
+        mm,
+        Shmem::new(|_| String::from("/memfd:test"), size),
+    )
 }
 
 /// Map `len` bytes of `file` from `offset` at `va` (fixed), shared or private.
@@ -212,16 +216,40 @@ fn truncation_frees_folios_and_zeroes_what_the_end_cuts() {
 }
 
 #[test]
-fn truncation_leaves_a_mapped_folio_to_its_mappings() {
+fn truncation_unmaps_past_the_end_in_every_mapping_even_private_copies() {
     let (_m, mut mm, file) = setup(&[4], CONT_SIZE as u64);
     map(&mut mm, VA, CONT_SIZE, &file, 0, true);
+    let private = VA.add(PMD_SIZE);
+    map(&mut mm, private, CONT_SIZE, &file, 0, false);
     store(&mut mm, VA, 0);
+    store(&mut mm, private, 9);
+    let mut child = mm.fork().unwrap();
+    assert_eq!(load(&mut child, VA, 12), 0);
+    // Cut to 8 pages: the folio stays in the cache, pages 8.. go from every mapping.
+    file.set_size(&env(), 8 * PAGE_SIZE as u64).unwrap();
+    for m in [&mut mm, &mut child] {
+        m.unmap_file_from(&file, 8).unwrap();
+        assert!(m.tables.get(VA.add(12 * PAGE_SIZE)).is_none());
+        assert!(
+            m.tables.get(private.add(9 * PAGE_SIZE)).is_none(),
+            "a private copy past the end"
+        );
+        assert!(m.tables.get(VA.add(7 * PAGE_SIZE)).is_some());
+        assert_eq!(
+            m.handle_fault(VA.add(12 * PAGE_SIZE), Access::Read),
+            Err(FaultError::Bus)
+        );
+    }
+    audit::check([&mm, &child].into_iter()).expect("audit");
+    // Cut to nothing: the cache lets the folio go, the mappings hold it until unmapped.
     file.set_size(&env(), 0).unwrap();
     assert_eq!(file.resident_pages(), 0);
-    // Still mapped (Linux would unmap it: docs/shmem.md), accounted to its entries.
-    audit::check([&mm].into_iter()).expect("audit");
-    mm.munmap(VA, VA.add(CONT_SIZE)).unwrap();
-    finish([mm], file);
+    audit::check([&mm, &child].into_iter()).expect("audit");
+    for m in [&mut mm, &mut child] {
+        m.unmap_file_from(&file, 0).unwrap();
+        assert!(m.tables.get(VA).is_none());
+    }
+    finish([mm, child], file);
 }
 
 #[test]
