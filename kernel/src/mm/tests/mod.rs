@@ -135,6 +135,14 @@ pub enum Op {
         prot: P,
         populate: bool,
     },
+    /// mmap(MAP_SHARED|MAP_ANONYMOUS|MAP_FIXED): a new file (`mm::shmem`) of `pages`
+    /// pages, read-write, which later forks share.
+    MmapShared {
+        mm: usize,
+        page: usize,
+        align: usize,
+        pages: usize,
+    },
     /// A store of one byte (`byte` into the page) at EL0.
     Write {
         mm: usize,
@@ -223,6 +231,9 @@ struct Proc {
 struct World {
     env: HostMm,
     procs: Vec<Proc>,
+    /// Bytes written to shared mappings, by (file, byte offset in the file): every
+    /// address space that maps the file there must read them (anything else zero).
+    files: BTreeMap<(u64, u64), u8>,
     next_id: usize,
     /// What each step did, in the address space's terms: the report of a failure.
     log: Vec<String>,
@@ -241,9 +252,25 @@ pub fn run(cfg: Config, ops: &[Op]) -> Result<(), String> {
         features: cfg.features,
         mode: cfg.mode,
     };
+    // The page cache follows the same sizes (`hugepages-<N>kB/shmem_enabled`).
+    mthp::SHMEM_ENABLED
+        .write("always")
+        .expect("a shmem_enabled word");
+    for (order, setting) in mthp::MTHP_ORDERS.zip(cfg.sizes) {
+        let word = match setting {
+            SizeSetting::Always => "always",
+            SizeSetting::Inherit => "inherit",
+            SizeSetting::Madvise => "advise",
+            SizeSetting::Never => "never",
+        };
+        mthp::shmem_size_enabled(order)
+            .write(word)
+            .expect("a shmem_enabled word");
+    }
     let mut world = World {
         env,
         procs: Vec::new(),
+        files: BTreeMap::new(),
         next_id: 0,
         log: Vec::new(),
     };
@@ -363,10 +390,45 @@ impl World {
                     discard(&mut p.shadow, start, start + len);
                 }
             }
+            Op::MmapShared {
+                mm,
+                page,
+                align,
+                pages,
+            } => {
+                let i = mm % live;
+                let start = WINDOW + ((page % WINDOW_PAGES) & !(align.max(1) - 1)) as u64 * 4096;
+                let len = (pages.max(1) * PAGE_SIZE) as u64;
+                let file = super::shmem::Shmem::new(|_| "/dev/zero".to_string(), len);
+                let ino = file.ino;
+                let p = &mut self.procs[i];
+                let flags = MAP_FIXED | crate::uapi::MAP_SHARED;
+                let r =
+                    p.mm.mmap_file(start, len, VmProt::READ_WRITE, flags, file, 0);
+                self.log.push(format!(
+                    "mm{}: mmap({start:#x}, {len:#x}, SHARED) of file {ino} = {r:x?}",
+                    p.id
+                ));
+                if r.is_ok() {
+                    discard(&mut p.shadow, start, start + len);
+                }
+            }
             Op::Write { mm, at, byte } => {
                 let i = mm % live;
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
                 let done = self.access(i, va, AccessKind::Write)?;
+                if let (Some(pa), Some(key)) = (done, self.shared_key(i, va)) {
+                    host::write_byte(pa, value);
+                    self.files.insert(key, value);
+                    self.log.push(format!(
+                        "mm{}: write {value:#x} at {:#x}: PA {pa}, file {} offset {:#x}",
+                        self.procs[i].id,
+                        va.as_u64(),
+                        key.0,
+                        key.1
+                    ));
+                    return Ok(());
+                }
                 let p = &mut self.procs[i];
                 self.log.push(format!(
                     "mm{}: write {value:#x} at {:#x}: {}",
@@ -387,14 +449,21 @@ impl World {
                 let i = mm % live;
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
                 let done = self.access(i, va, AccessKind::Read)?;
+                let shared = self.shared_key(i, va);
                 let p = &self.procs[i];
-                let want = p.shadow.get(&va.as_u64()).copied().unwrap_or(0);
+                let want = match shared {
+                    Some(key) => self.files.get(&key).copied().unwrap_or(0),
+                    None => p.shadow.get(&va.as_u64()).copied().unwrap_or(0),
+                };
                 let got = done.map(host::read_byte);
                 self.log
                     .push(format!("mm{}: read at {:#x} = {got:x?}", p.id, va.as_u64()));
                 // A zero where a non-zero byte was written, on a lazyfree page: reclaim
                 // dropped it. (A zero where nothing was written says nothing.)
-                let dropped = got == Some(0) && want != 0 && p.lazy.contains(&page_of(va.as_u64()));
+                let dropped = shared.is_none()
+                    && got == Some(0)
+                    && want != 0
+                    && p.lazy.contains(&page_of(va.as_u64()));
                 if dropped {
                     self.forget_page(i, page_of(va.as_u64()));
                 } else if got.is_some_and(|g| g != want) {
@@ -408,6 +477,7 @@ impl World {
             Op::ForceWrite { mm, at, byte } => {
                 let i = mm % live;
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
+                let shared = self.shared_key(i, va);
                 let p = &mut self.procs[i];
                 let in_vma = p.mm.vmas.find(va).is_some();
                 let n = p.mm.access_forced(va, Transfer::Write(&[value]));
@@ -422,19 +492,29 @@ impl World {
                         p.id
                     ));
                 }
-                if n == 1 {
-                    p.shadow.insert(va.as_u64(), value);
-                    p.lazy.remove(&page_of(va.as_u64()));
+                match (n, shared) {
+                    (1, Some(key)) => {
+                        self.files.insert(key, value);
+                    }
+                    (1, None) => {
+                        p.shadow.insert(va.as_u64(), value);
+                        p.lazy.remove(&page_of(va.as_u64()));
+                    }
+                    _ => {}
                 }
             }
             Op::ForceRead { mm, at, byte } => {
                 let i = mm % live;
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
+                let shared = self.shared_key(i, va);
                 let p = &mut self.procs[i];
                 let in_vma = p.mm.vmas.find(va).is_some();
                 let mut got = [0u8];
                 let n = p.mm.access_forced(va, Transfer::Read(&mut got));
-                let want = p.shadow.get(&va.as_u64()).copied().unwrap_or(0);
+                let want = match shared {
+                    Some(key) => self.files.get(&key).copied().unwrap_or(0),
+                    None => p.shadow.get(&va.as_u64()).copied().unwrap_or(0),
+                };
                 self.log.push(format!(
                     "mm{}: forced read at {:#x}: {n} byte {:#x}",
                     p.id,
@@ -447,8 +527,11 @@ impl World {
                         p.id
                     ));
                 }
-                let dropped =
-                    n == 1 && got[0] == 0 && want != 0 && p.lazy.contains(&page_of(va.as_u64()));
+                let dropped = shared.is_none()
+                    && n == 1
+                    && got[0] == 0
+                    && want != 0
+                    && p.lazy.contains(&page_of(va.as_u64()));
                 if dropped {
                     self.forget_page(i, page_of(va.as_u64()));
                 } else if n == 1 && got[0] != want {
@@ -741,7 +824,12 @@ impl World {
             .flat_map(|p| p.shadow.keys().map(|&va| (va, ())))
             .collect();
         for p in &self.procs {
+            self.check_shared(p)?;
             for &va in written.keys() {
+                if shared_key_of(&p.mm, VirtAddr(va)).is_some() {
+                    // Its bytes are the file's (`check_shared`).
+                    continue;
+                }
                 let want = p.shadow.get(&va).copied();
                 match model::walk(p.mm.tables.env(), p.mm.tables.root(), VirtAddr(va)) {
                     Ok(w) if host::read_byte(w.pa) == want.unwrap_or(0) => {}
@@ -768,6 +856,13 @@ impl World {
             .map(|_| ())
             .map_err(|e| format!("audit: {e}"))
     }
+}
+
+/// The file and byte offset that `va` maps in `mm`, if a shared mapping covers it.
+fn shared_key_of(mm: &Mm<HostMm>, va: VirtAddr) -> Option<(u64, u64)> {
+    let v = mm.vmas.find(va)?;
+    let m = v.file().filter(|m| m.shared)?;
+    Some((m.file.ino, va.as_u64().wrapping_sub(m.origin)))
 }
 
 fn page_of(va: u64) -> u64 {
@@ -818,6 +913,39 @@ impl Proc {
 impl World {
     /// Page `page` of address space `i` was a lazyfree page reclaim dropped: it reads
     /// as zero now, as if never written.
+    /// `shared_key_of` in address space `i`.
+    fn shared_key(&self, i: usize, va: VirtAddr) -> Option<(u64, u64)> {
+        shared_key_of(&self.procs[i].mm, va)
+    }
+
+    /// Every byte written to a file that `p` maps shared and has faulted in reads as
+    /// written there (a page not faulted in yet says nothing: it comes from the cache).
+    fn check_shared(&self, p: &Proc) -> Result<(), String> {
+        for v in p.mm.vmas.iter() {
+            let Some(m) = v.file().filter(|m| m.shared) else {
+                continue;
+            };
+            let first = v.start.as_u64().wrapping_sub(m.origin);
+            let end = first + (v.end.as_u64() - v.start.as_u64());
+            for (&(_, off), &want) in self.files.range((m.file.ino, first)..(m.file.ino, end)) {
+                let va = VirtAddr(m.origin.wrapping_add(off));
+                if let Ok(w) = model::walk(p.mm.tables.env(), p.mm.tables.root(), va) {
+                    let got = host::read_byte(w.pa);
+                    if got != want {
+                        return Err(format!(
+                            "mm{}: {:#x} (file {} offset {off:#x}) holds {got:#x} (PA {}), but {want:#x} was written to the file there",
+                            p.id,
+                            va.as_u64(),
+                            m.file.ino,
+                            w.pa
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn forget_page(&mut self, i: usize, page: u64) {
         let p = &mut self.procs[i];
         discard(&mut p.shadow, page, page + PAGE_SIZE as u64);

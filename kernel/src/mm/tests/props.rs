@@ -90,6 +90,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (mm.clone(), 0..WINDOW_PAGES, align(), map_pages(), prot(), prop::bool::weighted(0.2))
             .prop_map(|(mm, page, align, pages, prot, populate)| Op::Mmap { mm, page, align, pages, prot, populate }),
+        2 => (mm.clone(), 0..WINDOW_PAGES, align(), map_pages())
+            .prop_map(|(mm, page, align, pages)| Op::MmapShared { mm, page, align, pages }),
         8 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::Write { mm, at, byte }),
         3 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::Read { mm, at, byte }),
         2 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::ForceWrite { mm, at, byte }),
