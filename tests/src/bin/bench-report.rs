@@ -10,6 +10,7 @@
 //! bench-report svg RESULTS.json OUT.svg
 //! bench-report readme RESULTS.json docs/bench.md [SVG-PATH]       the text between <!-- bench:begin --> and <!-- bench:end -->
 //! bench-report compare A.json B.json                              same results, same instructions
+//! bench-report part WHOLE.json PART.json                          PART's figures (an --only run) within 0.5% of WHOLE's
 //! bench-report tlb-summary RESULTS.json README.md                  the text between <!-- tlb:begin --> and <!-- tlb:end -->
 //! ```
 //!
@@ -1215,8 +1216,8 @@ fn readme_body(res: &Results, svg: Option<&str>) -> String {
 }
 
 /// The differences between two runs: a result missing from either, or instructions
-/// that differ (the test of determinism under icount; it needs the same run twice, as
-/// each benchmark's figure depends on the allocator state the ones before it left).
+/// that differ (the test of determinism under icount: the same run twice; a part of a
+/// run agrees with the whole within a tolerance, [`compare_part`]).
 fn compare(a: &Results, b: &Results) -> Vec<String> {
     let key = |r: &Result1| (r.kernel.clone(), r.bench.clone(), r.variant.clone());
     let index = |x: &Results| {
@@ -1240,6 +1241,36 @@ fn compare(a: &Results, b: &Results) -> Vec<String> {
             .map(|k| format!("{k:?}: only in the second run")),
     );
     diffs
+}
+
+/// How far a figure of a part of the run may be from the whole run's: the 100 Hz tick
+/// and other timer interrupts fall elsewhere in a window that starts at another time.
+const PART_TOLERANCE: f64 = 0.005;
+
+/// The figures of `part` (some of the benchmarks, each boot running fewer before them)
+/// that differ from `whole`'s by more than [`PART_TOLERANCE`], or that `whole` lacks:
+/// a figure must not depend on which benchmarks ran before it in the boot.
+fn compare_part(whole: &Results, part: &Results) -> Vec<String> {
+    let key = |r: &Result1| (r.kernel.clone(), r.bench.clone(), r.variant.clone());
+    let figures: BTreeMap<_, _> = whole.results.iter().map(|r| (key(r), figure(r))).collect();
+    part.results
+        .iter()
+        .filter_map(|r| {
+            let (k, p) = (key(r), figure(r));
+            match figures.get(&k) {
+                None => Some(format!("{k:?}: not in the whole run")),
+                Some(&w) => match (w, p) {
+                    (Some(w), Some(p))
+                        if (p as f64 - w as f64).abs() <= PART_TOLERANCE * w as f64 =>
+                    {
+                        None
+                    }
+                    (None, None) => None,
+                    _ => Some(format!("{k:?}: {w:?} in the whole run, {p:?} in the part")),
+                },
+            }
+        })
+        .collect()
 }
 
 fn read_results(path: &str) -> Result<Results, String> {
@@ -1278,7 +1309,7 @@ fn collect(args: &[String]) -> Result<(), String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench-report collect DIR --qemu V --cpu M [--icount] | table R.json | svg R.json OUT.svg | readme R.json docs/bench.md [SVG] | compare A.json B.json | tlb-summary R.json README.md";
+    let usage = "usage: bench-report collect DIR --qemu V --cpu M [--icount] | table R.json | svg R.json OUT.svg | readme R.json docs/bench.md [SVG] | compare A.json B.json | part WHOLE.json PART.json | tlb-summary R.json README.md";
     let r = match (args.first().map(String::as_str), &args[1.min(args.len())..]) {
         (Some("collect"), rest) => collect(rest),
         (Some("table"), [r]) => read_results(r).map(|res| print!("{}", table(&res))),
@@ -1308,6 +1339,23 @@ fn main() {
                     Ok(())
                 }
                 d => Err(format!("the runs differ:\n{}", d.join("\n"))),
+            }
+        }),
+        (Some("part"), [whole, part]) => read_results(whole).and_then(|rw| {
+            let rp = read_results(part)?;
+            match compare_part(&rw, &rp) {
+                d if d.is_empty() => {
+                    println!(
+                        "bench-report: the {} results of {part} are within {}% of {whole}",
+                        rp.results.len(),
+                        PART_TOLERANCE * 100.0
+                    );
+                    Ok(())
+                }
+                d => Err(format!(
+                    "figures depend on what ran before them:\n{}",
+                    d.join("\n")
+                )),
             }
         }),
         _ => Err(usage.into()),
@@ -1540,6 +1588,21 @@ bench_mm: done\r\n";
         assert_eq!(compare(&a, &b).len(), 1);
         b.results.pop();
         assert_eq!(compare(&a, &b).len(), 2);
+    }
+
+    #[test]
+    fn a_part_agrees_within_the_tolerance_and_not_beyond() {
+        let whole = results();
+        let mut part = whole.clone();
+        part.results.truncate(1);
+        assert!(compare_part(&whole, &part).is_empty());
+        part.results[0].instructions.as_mut().unwrap().median += 1;
+        assert!(compare_part(&whole, &part).is_empty());
+        let m = whole.results[0].instructions.unwrap().median;
+        part.results[0].instructions.as_mut().unwrap().median = m + m / 100;
+        assert_eq!(compare_part(&whole, &part).len(), 1);
+        part.results[0].bench = "nothing".into();
+        assert_eq!(compare_part(&whole, &part).len(), 1);
     }
 
     #[test]
