@@ -60,21 +60,30 @@ struct Env {
 impl Env {
     /// A fresh read-write mapping aligned to 2 MiB (so any folio size fits).
     fn region(&self) -> Result<Region, Why> {
-        Region::anon_aligned(self.len, thp::PMD_SIZE, RW)
-            .map_err(|e| why(format_args!("mmap: {e}")))
+        region_of(self.len)
     }
 
     /// A fresh mapping with every page written once (faulted in with the policy).
     fn filled(&self) -> Result<Region, Why> {
-        let r = self.region()?;
-        touch(&r);
-        Ok(r)
+        filled_of(self.len)
     }
 
     /// The sizes whose statistics are read: the folio size and 2 MiB (collapse).
     fn sizes(&self) -> [usize; 2] {
         [self.folio_kb, 2048]
     }
+}
+
+/// A fresh read-write mapping of `len` bytes aligned to 2 MiB.
+fn region_of(len: usize) -> Result<Region, Why> {
+    Region::anon_aligned(len, thp::PMD_SIZE, RW).map_err(|e| why(format_args!("mmap: {e}")))
+}
+
+/// A fresh mapping of `len` bytes with every page written once.
+fn filled_of(len: usize) -> Result<Region, Why> {
+    let r = region_of(len)?;
+    touch(&r);
+    Ok(r)
 }
 
 fn touch(r: &Region) {
@@ -123,6 +132,8 @@ const BENCHES: &[(&str, Bench)] = &[
     ("mremap", mremap_aligned),
     ("mremap_4k", mremap_offset),
     ("mprotect", mprotect),
+    ("mprotect_400k", |e, m| mprotect_loop(e, m, 400 << 10)),
+    ("mprotect_4m", |e, m| mprotect_loop(e, m, 4 << 20)),
     ("dontneed", dontneed),
     ("free", free),
     ("pageout", pageout),
@@ -245,6 +256,24 @@ fn mprotect(env: &Env, m: &mut Meter) -> Result<(), Why> {
     let res = r
         .protect(0, r.len, PROT_READ)
         .and_then(|_| r.protect(0, r.len, RW));
+    m.stop();
+    res.map_err(|e| why(format_args!("mprotect: {e}")))?;
+    Ok(())
+}
+
+/// mprotect RW -> RO -> RW of a `size` region, again and again until the calls have
+/// covered the length the others use (64 MiB: 163 rounds of 400 KiB, 16 of 4 MiB):
+/// small and medium regions, where a call's fixed cost and partly covered folios
+/// count. Linux 6.17's batching of `change_pte_range` made these up to 1.7x slower
+/// than 6.12 (LKML reports on AMD Milan, Ampere Altra and under QEMU).
+fn mprotect_loop(env: &Env, m: &mut Meter, size: usize) -> Result<(), Why> {
+    let r = filled_of(size)?;
+    m.start();
+    let res = (0..env.len / size).try_for_each(|_| {
+        r.protect(0, size, PROT_READ)
+            .and_then(|_| r.protect(0, size, RW))
+            .map(|_| ())
+    });
     m.stop();
     res.map_err(|e| why(format_args!("mprotect: {e}")))?;
     Ok(())
@@ -527,7 +556,7 @@ fn settle() {
 /// How long the machine is left alone after boot before the first window: Linux's
 /// work of its first seconds ran inside the first benchmarks (Linux 7.3, 4 KiB
 /// folios, mprotect's first three repetitions 1.53 M, 2.01 M and 1.27 M ticks, every
-/// later one 0.50 M).
+/// later one 0.50 M; a 400 KiB and a 4 MiB cell after them 3x their later figure).
 const BOOT_QUIET_MS: u64 = 5000;
 
 /// Rewrites the stack while a forked child lives, so that every stack page a window
