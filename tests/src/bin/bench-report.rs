@@ -30,7 +30,8 @@
 //!
 //! The picture has a panel per CPU model: each benchmark and folio size, contkernel and
 //! each Linux peer against the better peer of that cell, on a log scale centred on 1x
-//! (without a peer, contkernel's own figures, so it claims no comparison), one colour
+//! (without a peer on that CPU model, contkernel's own figures, so it claims no
+//! comparison), one colour
 //! per kernel in every panel; then the TLB model's walks, when the run has them.
 
 use std::collections::BTreeMap;
@@ -328,6 +329,19 @@ fn peers(res: &Results) -> Vec<&str> {
     p
 }
 
+/// The Linux peers that ran on CPU model `cpu`: a model no peer ran on gets
+/// contkernel's figures alone, not a comparison with empty columns.
+fn peers_on<'a>(res: &'a Results, cpu: &str) -> Vec<&'a str> {
+    peers(res)
+        .into_iter()
+        .filter(|p| {
+            res.results
+                .iter()
+                .any(|r| r.kernel == *p && r.variant.cpu == cpu)
+        })
+        .collect()
+}
+
 /// `linux-7.3` as a reader writes it: `Linux 7.3`.
 fn peer_name(kernel: &str) -> String {
     kernel.replacen("linux-", "Linux ", 1)
@@ -395,7 +409,6 @@ fn table(res: &Results) -> String {
     };
     let user = |r: &&Result1| !is_kernel_bench(r);
     let default = |r: &&Result1| r.kernel == CONTKERNEL && variant_label(&r.variant) == "default";
-    let peers = peers(res);
     let mut cpus: Vec<&str> = Vec::new();
     for r in &res.results {
         if !cpus.contains(&r.variant.cpu.as_str()) {
@@ -417,6 +430,7 @@ fn table(res: &Results) -> String {
         if keys.is_empty() {
             continue;
         }
+        let peers = peers_on(res, cpu);
         let names: Vec<String> = peers.iter().map(|p| peer_name(p)).collect();
         let mut head = vec!["benchmark".to_string(), "folio".into(), "contkernel".into()];
         head.extend(names.iter().cloned());
@@ -808,7 +822,6 @@ fn row_keys<'a>(rs: impl Iterator<Item = &'a Result1>) -> Vec<(String, u64)> {
 fn figures(res: &Results) -> [Vec<Figure>; 2] {
     let unit = if res.icount { "instructions" } else { "ticks" };
     let user: Vec<&Result1> = res.results.iter().filter(|r| !is_kernel_bench(r)).collect();
-    let peers = peers(res);
     let mut cpus: Vec<&str> = Vec::new();
     for r in &user {
         if !cpus.contains(&r.variant.cpu.as_str()) {
@@ -829,6 +842,7 @@ fn figures(res: &Results) -> [Vec<Figure>; 2] {
     };
     let (mut out, mut walks) = (Vec::new(), Vec::new());
     for cpu in &cpus {
+        let peers = peers_on(res, cpu);
         let series: Vec<&str> = std::iter::once(CONTKERNEL)
             .chain(peers.iter().copied())
             .collect();
@@ -896,6 +910,7 @@ fn figures(res: &Results) -> [Vec<Figure>; 2] {
         let Some(model) = with_tlb.first().and_then(|r| r.tlb.as_ref()) else {
             continue;
         };
+        let peers = peers_on(res, cpu);
         let mut series: Vec<String> = with_tlb.iter().map(|r| series_name(r)).collect();
         series.sort_by_key(|s| series_order(&peers, s));
         series.dedup();
@@ -1552,6 +1567,31 @@ bench_mm: done\r\n";
             !t.contains("| Linux") && !t.contains("/Linux") && !t.contains("better"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn a_cpu_model_no_linux_ran_on_claims_no_comparison() {
+        let mut res = results();
+        let mut a72: Vec<Result1> = res
+            .results
+            .iter()
+            .filter(|r| r.kernel == CONTKERNEL)
+            .cloned()
+            .collect();
+        a72.iter_mut()
+            .for_each(|r| r.variant.cpu = "cortex-a72".into());
+        res.results.extend(a72);
+        let t = table(&res);
+        let (max, a72) = t.split_at(t.find("`-cpu cortex-a72`").expect("an a72 table"));
+        assert!(max.contains("| contkernel | Linux 6.12 |"), "{t}");
+        assert!(
+            a72.contains("(no Linux peer ran") && !a72.contains("| Linux"),
+            "{t}"
+        );
+        let [panels, _] = figures(&res);
+        assert!(panels[0].caption.contains("better Linux"));
+        assert!(panels[1].caption.contains("no Linux peer ran"));
+        assert!(panels[1].rows.iter().all(|r| r.bars.len() == 1));
     }
 
     #[test]
