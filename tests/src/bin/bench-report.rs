@@ -10,7 +10,7 @@
 //! bench-report svg RESULTS.json OUT.svg
 //! bench-report readme RESULTS.json docs/bench.md [SVG-PATH]       the text between <!-- bench:begin --> and <!-- bench:end -->
 //! bench-report compare A.json B.json                              same results, same instructions
-//! bench-report part WHOLE.json PART.json                          PART's figures (an --only run) within 0.5% of WHOLE's
+//! bench-report part WHOLE.json PART.json                          PART's figures (an --only run) within 0.5% (or 1 k) of WHOLE's
 //! bench-report tlb-summary RESULTS.json README.md                  the text between <!-- tlb:begin --> and <!-- tlb:end -->
 //! ```
 //!
@@ -1259,8 +1259,11 @@ fn compare(a: &Results, b: &Results) -> Vec<String> {
 }
 
 /// How far a figure of a part of the run may be from the whole run's: the 100 Hz tick
-/// and other timer interrupts fall elsewhere in a window that starts at another time.
+/// and other timer interrupts fall elsewhere in a window that starts at another time,
+/// 0.5% or, for a short window, one interrupt's instructions (mremap at 4 KiB: 25808
+/// in one repetition, 26016 in another of the same boot).
 const PART_TOLERANCE: f64 = 0.005;
+const PART_SLACK: f64 = 1000.0;
 
 /// The figures of `part` (some of the benchmarks, each boot running fewer before them)
 /// that differ from `whole`'s by more than [`PART_TOLERANCE`], or that `whole` lacks:
@@ -1276,7 +1279,8 @@ fn compare_part(whole: &Results, part: &Results) -> Vec<String> {
                 None => Some(format!("{k:?}: not in the whole run")),
                 Some(&w) => match (w, p) {
                     (Some(w), Some(p))
-                        if (p as f64 - w as f64).abs() <= PART_TOLERANCE * w as f64 =>
+                        if (p as f64 - w as f64).abs()
+                            <= (PART_TOLERANCE * w as f64).max(PART_SLACK) =>
                     {
                         None
                     }
@@ -1361,9 +1365,10 @@ fn main() {
             match compare_part(&rw, &rp) {
                 d if d.is_empty() => {
                     println!(
-                        "bench-report: the {} results of {part} are within {}% of {whole}",
+                        "bench-report: the {} results of {part} are within {}% (or {} instructions) of {whole}",
                         rp.results.len(),
-                        PART_TOLERANCE * 100.0
+                        PART_TOLERANCE * 100.0,
+                        PART_SLACK
                     );
                     Ok(())
                 }
@@ -1639,7 +1644,7 @@ bench_mm: done\r\n";
         part.results[0].instructions.as_mut().unwrap().median += 1;
         assert!(compare_part(&whole, &part).is_empty());
         let m = whole.results[0].instructions.unwrap().median;
-        part.results[0].instructions.as_mut().unwrap().median = m + m / 100;
+        part.results[0].instructions.as_mut().unwrap().median = m + m / 100 + PART_SLACK as u64;
         assert_eq!(compare_part(&whole, &part).len(), 1);
         part.results[0].bench = "nothing".into();
         assert_eq!(compare_part(&whole, &part).len(), 1);
