@@ -948,8 +948,9 @@ fn figures(res: &Results) -> [Vec<Figure>; 2] {
     [out, walks]
 }
 
-const PANEL_W: i32 = 720;
-const LABEL_W: i32 = 130;
+const PANEL_W: i32 = 740;
+/// Wide enough for the longest row label, `collapse_inplace 2 MiB`.
+const LABEL_W: i32 = 150;
 const BAR_H: i32 = 6;
 
 /// A panel's height: title, rows of bars, axis labels and caption.
