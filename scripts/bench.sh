@@ -19,10 +19,11 @@
 #              cycles, user and kernel halves apart (about 2x the time)
 #   --tlb-model NAME  cortex-a76 (default), neoverse-n1, cortex-a72, or qemu (the
 #              Contiguous bit ignored, as QEMU's own TLB does)
-#   --quick    a small subset (4 KiB and 64 KiB folios, one repetition; fork with
-#              contpte=off and naive; bench=contpte once): about a minute; with
-#              --tlb, one repetition of every benchmark at 4 KiB, 64 KiB and 2 MiB
-#              with contpte=on and at 64 KiB with contpte=off (docs/tlb.md's set)
+#   --quick    a small subset (4 KiB and 64 KiB folios, one repetition; fault and
+#              fork with contpte=off, fork with naive; bench=contpte once): about a
+#              minute; with --tlb, one repetition of every benchmark at 4 KiB,
+#              64 KiB and 2 MiB with contpte=on and at 64 KiB with contpte=off
+#              (docs/tlb.md's set)
 #   --linux [PEER]  also boot the Linux peers, linux-6.12 and linux-7.3 (each fetched
 #              once into target/, see linux_image in lib.sh), or only PEER
 #   --only     benchmark names (bench_mm's, or contpte for the in-kernel one)
@@ -87,7 +88,7 @@ report="$ROOT/target/release/bench-report"
 
 # A boot: KERNEL CPU CONTPTE COW BBML2 WHAT, WHAT being `folios=...` and the benchmark
 # names (bench_mm), or `contpte` (the in-kernel benchmark).
-all=fault,fork,reuse,copy,munmap,mremap,mremap_4k,mprotect,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,read_zero,chase
+all=fault,fork,reuse,copy,munmap,mremap,mremap_4k,mprotect,mprotect_400k,mprotect_4m,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,read_zero,chase
 # The threads of one process faulting at once: their own boots, with 4 CPUs (a boot's
 # optional last word is its CPU count, 1 without it).
 threads=fault_t1,fault_t2,fault_t4,fault_t4i
@@ -99,7 +100,7 @@ if [ "$quick" = 1 ] && [ "$tlb" = 1 ]; then
 elif [ "$quick" = 1 ]; then
     reps=1
     boots=("contkernel max on page off folios=0,64 $all"
-           "contkernel max off page off folios=64 fork"
+           "contkernel max off page off folios=64 fault,fork"
            "contkernel max naive page off folios=64 fork"
            "contkernel max on page off contpte")
     for p in "${peers[@]}"; do boots+=("$p max on page off folios=0,64 $all"); done

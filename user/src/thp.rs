@@ -564,6 +564,35 @@ pub const CONTPTE_MODE: &core::ffi::CStr = c"/sys/kernel/mm/contpte/mode";
 /// folio) or `folio` (copy all of it; boot option cow=folio).
 pub const THP_COW: &core::ffi::CStr = c"/sys/kernel/mm/transparent_hugepage/cow";
 
+/// The collapse thread's (khugepaged's) sleep between rounds, in ms.
+pub const SCAN_SLEEP: &core::ffi::CStr =
+    c"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs";
+
+/// `scan_sleep_millisecs` set for a while: the value found is written back when this
+/// is dropped (also when a test fails on the way).
+pub struct ScanSleep(Option<u64>);
+
+impl ScanSleep {
+    pub fn set(ms: u64) -> Result<ScanSleep, Errno> {
+        let saved = ScanSleep(fs::read_u64(SCAN_SLEEP).ok());
+        write_u64(SCAN_SLEEP, ms)?;
+        Ok(saved)
+    }
+}
+
+impl Drop for ScanSleep {
+    fn drop(&mut self) {
+        if let Some(ms) = self.0 {
+            let _ = write_u64(SCAN_SLEEP, ms);
+        }
+    }
+}
+
+fn write_u64(path: &core::ffi::CStr, v: u64) -> Result<(), Errno> {
+    let text = Text::<24>::from_fmt(format_args!("{v}\n"));
+    fs::write_file(path, text.as_str().as_bytes()).map(|_| ())
+}
+
 /// The first word of file `path`, None if it cannot be read.
 pub fn read_word(path: &core::ffi::CStr) -> Option<Text<16>> {
     let mut buf = [0u8; 32];

@@ -137,7 +137,7 @@ pub(super) fn batches_of(
 /// Drop what unmapping one record took (a copy-on-write's replaced page): its
 /// pages' map counts and references, folio by folio.
 pub(super) fn release_one(r: Unmapped) {
-    release_run(r.pa, r.pages);
+    super::lazyfree::unmapped_marked(release_run(r.pa, r.pages));
 }
 
 /// Drop what an unmap returned: one map count and one reference per page, folio by
@@ -153,17 +153,25 @@ pub(super) fn release(records: Vec<Unmapped>) {
             _ => runs.push((r.pa, r.pages)),
         }
     }
-    for (pa, pages) in runs {
-        release_run(pa, pages);
-    }
+    let marked = runs
+        .into_iter()
+        .map(|(pa, pages)| release_run(pa, pages))
+        .sum();
+    super::lazyfree::unmapped_marked(marked);
 }
 
 /// Drop the map counts and references of `pages` consecutive frames from `pa`; the
-/// zero page's entries account nothing (`zero`).
-fn release_run(pa: PhysAddr, pages: usize) {
+/// zero page's entries account nothing (`zero`). Returns how many of the mappings
+/// were a lazyfree folio's first page: each may leave its list entry stale.
+fn release_run(pa: PhysAddr, pages: usize) -> usize {
+    let mut marked = 0;
     zero::account(pa, pages, false, |pa, pages| {
-        folio::for_each_folio(pa, pages, |f, first, n| f.unmap(first, n))
+        folio::for_each_folio(pa, pages, |f, first, n| {
+            marked += usize::from(first == 0 && f.is_lazyfree());
+            f.unmap(first, n)
+        })
     });
+    marked
 }
 
 #[cfg(target_os = "none")]

@@ -92,6 +92,7 @@ impl<E: MmEnv> Mm<E> {
         }
         self.unmap_pages(start, end)?;
         self.vmas.remove(start, end);
+        super::collapse::forget_range(self, start, end);
         Ok(())
     }
 

@@ -37,8 +37,6 @@
 #![no_std]
 #![no_main]
 
-use core::ffi::CStr;
-
 use rt::mm::{
     Region, MADV_FREE, MADV_PAGEOUT, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE,
     PROT_READ, PROT_WRITE,
@@ -299,36 +297,10 @@ fn expand_merge_maps() -> Outcome {
     Ok(())
 }
 
-const SCAN_SLEEP: &CStr = c"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs";
 const HOSTILE_LEN: usize = 8 << 20;
 const HOSTILE_PAGES: usize = HOSTILE_LEN / PAGE;
 /// The piece of the range each MADV_FREE / MADV_PAGEOUT round works on.
 const CHUNK: usize = 256 << 10;
-
-/// `scan_sleep_millisecs` as found, written back when dropped (also on failure).
-struct ScanSleep(Option<u64>);
-
-impl ScanSleep {
-    fn set(ms: u64) -> Result<ScanSleep, rt::test::Fail> {
-        let saved = ScanSleep(rt::fs::read_u64(SCAN_SLEEP).ok());
-        write_u64(SCAN_SLEEP, ms)?;
-        Ok(saved)
-    }
-}
-
-impl Drop for ScanSleep {
-    fn drop(&mut self) {
-        if let Some(ms) = self.0 {
-            let _ = write_u64(SCAN_SLEEP, ms);
-        }
-    }
-}
-
-fn write_u64(path: &CStr, v: u64) -> Outcome {
-    let text = Text::<24>::from_fmt(format_args!("{v}\n"));
-    rt::fs::write_file(path, text.as_str().as_bytes()).ctx("khugepaged write")?;
-    Ok(())
-}
 
 /// MADV_FREE of the `k`th chunk of `r`, its words written again (the pages are then
 /// dirty: a discard may only have hit them before), MADV_PAGEOUT of it (dirty folios
@@ -363,7 +335,7 @@ fn hostile() -> Outcome {
     }
     // Now the collapse thread may make 2 MiB folios of them, every millisecond.
     thp::write_policy(&thp::size_path(PMD_SIZE / 1024, "enabled"), "always")?;
-    let _sleep = ScanSleep::set(1)?;
+    let _sleep = thp::ScanSleep::set(1).ctx("khugepaged write")?;
     let child = rt::proc::spawn(|| child_rounds(&r)).ctx("fork")?;
     for step in 0..24 {
         // Refused, and nothing changed: overlapping, wrapping, huge.

@@ -60,9 +60,6 @@ use rt::{ensure, fail, fs, println};
 
 rt::entry!(main);
 
-const SCAN_SLEEP: &core::ffi::CStr =
-    c"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs";
-
 const MIB: usize = 1 << 20;
 const FOLIO: usize = 64 << 10;
 const KB: usize = 64;
@@ -90,8 +87,7 @@ fn main(_args: &rt::Args) -> i32 {
     // hour while they run (once in a fresh-clone suite run it collapsed the parent's
     // partially mapped folio between the child's exit and the reading), then gets
     // its interval back.
-    let sleep = thp::read_word(SCAN_SLEEP);
-    let _ = fs::write_file(SCAN_SLEEP, b"3600000");
+    let sleep = thp::ScanSleep::set(3_600_000);
     match thp::only(KB) {
         Err(e) => t.report("set_policy_64k_only", Err(e.into())),
         Ok(()) => {
@@ -102,9 +98,7 @@ fn main(_args: &rt::Args) -> i32 {
             t.run("partial_munmap_deferred_split", || partial(contkernel));
         }
     }
-    if let Some(v) = sleep {
-        let _ = fs::write_file(SCAN_SLEEP, v.as_str().as_bytes());
-    }
+    drop(sleep);
     sc.end(t)
 }
 

@@ -79,7 +79,9 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::mthp::PMD_ORDER;
 
-pub use hints::{follow_move, hint, hint_edges, take_hint, CAPACITY, HINTS_DROPPED, HINTS_QUEUED};
+pub use hints::{
+    follow_move, forget_range, hint, hint_edges, take_hint, CAPACITY, HINTS_DROPPED, HINTS_QUEUED,
+};
 pub use madvise::madvise_order;
 pub use scan::WindowScan;
 

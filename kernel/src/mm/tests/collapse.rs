@@ -452,6 +452,33 @@ fn madvise_collapse_order_and_errors() {
     all_back([mm]);
 }
 
+/// munmap takes the hints of the windows it empties off the queue, and keeps those of
+/// a window it only cuts and those of other address spaces, in their order: a full
+/// queue of a gone region's hints made every later hint scan all of it.
+#[test]
+fn munmap_forgets_the_hints_of_the_windows_it_empties() {
+    let _m = host::machine();
+    let mut mm = Mm::new_in(&env()).unwrap();
+    let other = Mm::new_in(&env()).unwrap();
+    while engine::take_hint().is_some() {}
+    let va = region(&mut mm, 4 * PMD_SIZE, PMD_SIZE);
+    for w in 0..4 {
+        engine::hint(&mm, va.add(w * PMD_SIZE));
+    }
+    engine::hint(&other, va);
+    mm.munmap(va, va.add(2 * PMD_SIZE + CONT_SIZE)).unwrap();
+    let left: Vec<_> = core::iter::from_fn(engine::take_hint).collect();
+    assert_eq!(
+        left,
+        [
+            (mm.tables.root(), va.add(2 * PMD_SIZE)),
+            (mm.tables.root(), va.add(3 * PMD_SIZE)),
+            (other.tables.root(), va),
+        ]
+    );
+    all_back([mm, other]);
+}
+
 #[test]
 fn hints_are_bounded_and_dropped_when_full() {
     let _m = host::machine();
