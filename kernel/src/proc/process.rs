@@ -275,6 +275,9 @@ pub fn exec(
     let mut image = exec::load(path, argv, envp)?;
     let t = me();
     end_other_threads(&t)?;
+    // The robust futexes the thread holds in the old address space are released
+    // before it goes (Linux's exec_mm_release).
+    super::futex::exit_robust_list(&t);
     // PR_SET_THP_DISABLE survives exec, as on Linux.
     image.mm.thp_disabled = t.mm.lock().as_ref().is_some_and(|m| m.thp_disabled);
     // Leave the old tables before they are freed.
@@ -352,6 +355,15 @@ fn leave_tables(t: &Task) {
     crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
 }
 
+/// The calling thread `t` leaves its address space (exit, the last process's
+/// shutdown), in Linux's order (`exit_mm_release`): the robust futexes it holds are
+/// marked FUTEX_OWNER_DIED and woken (`futex::exit_robust_list`), then its
+/// CLONE_CHILD_CLEARTID word is zeroed and woken.
+fn exit_mm_release(t: &Task) {
+    super::futex::exit_robust_list(t);
+    clear_child_tid(t);
+}
+
 /// CLONE_CHILD_CLEARTID / set_tid_address: zero the word and wake one futex waiter
 /// on it (what pthread_join sleeps on), with a shared wake as Linux's mm_release.
 fn clear_child_tid(t: &Task) {
@@ -378,7 +390,7 @@ pub fn exit(status: u32) -> ! {
 /// the status exit_group set, else the leader's, else its own.
 pub fn end_thread(status: u32) -> ! {
     let t = me();
-    clear_child_tid(&t);
+    exit_mm_release(&t);
     let exiting = t.group.exiting.load(Ordering::Acquire);
     if t.is_leader() && !exiting {
         t.group.code.store(status, Ordering::Release);
@@ -456,7 +468,7 @@ static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 /// the allocator. Powers off with `code`, or 1 if frames leaked.
 pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     let t = me();
-    clear_child_tid(&t);
+    exit_mm_release(&t);
     release(&t);
     super::khugepaged::stop();
     super::kswapd::stop();

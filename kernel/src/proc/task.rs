@@ -13,6 +13,7 @@
 //! | `Group::exiting`, `Group::code` | atomic, first `exit_group` wins | `exit_group`, a fatal signal, a fault kill; the leader's own exit sets `code` |
 //! | `Group::dead` | the task table's lock | the last thread, in `become_zombie`: the parent may reap the leader from then on |
 //! | `Task::mm` (shared cell) | its lock | every thread; the last one takes the `Mm` out |
+//! | `Task::robust_list` | atomic | the thread itself (set_robust_list; its exit or exec takes it, to walk it: `proc::robust`); get_robust_list reads it from any thread |
 //!
 //! Order: the task table's lock, then a task's signal lock; the `mm` lock is never
 //! taken under either.
@@ -143,6 +144,9 @@ pub struct Task {
     pub clear_child_tid: AtomicU64,
     /// CLONE_CHILD_SETTID: written with the tid when the child first runs.
     pub set_child_tid: AtomicU64,
+    /// set_robust_list's head (0: none), walked at exit and exec (`proc::robust`);
+    /// written by the thread itself, read by get_robust_list from any thread.
+    pub robust_list: AtomicU64,
     /// Signal actions, mask, pending signals (`proc::signal` has the protocol).
     pub signals: Signals,
     /// The CPUs this task may run on, one bit each (sched_setaffinity); `sched`
@@ -269,6 +273,7 @@ impl Task {
             doomed: AtomicBool::new(false),
             clear_child_tid: AtomicU64::new(0),
             set_child_tid: AtomicU64::new(0),
+            robust_list: AtomicU64::new(0),
             signals: Signals::new(SigState::new(pid == 1)),
             affinity: AtomicU64::new(u64::MAX),
             rlimits: shared.rlimits,
