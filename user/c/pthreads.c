@@ -4,8 +4,9 @@
  * a timed wait that times out, a process-directed signal taken by the one thread
  * that does not block it, tgkill to one thread, fork from a thread (the child has
  * one thread), exit() from a thread while others sleep (the whole process ends with
- * its status), a fatal signal in one thread (the process dies of it), and exec from
- * a process with threads.
+ * its status), a fatal signal in one thread (the process dies of it), exec from
+ * a process with threads, and exec from a thread that is not the leader (it takes
+ * the process's pid).
  * Prints TEST lines and "pthreads: N passed, N failed"; exits 0 only if all pass.
  * Build: aarch64-linux-gnu-gcc -static -O2 -pthread -o pthreads pthreads.c */
 #define _GNU_SOURCE
@@ -422,10 +423,75 @@ static const char *exec_with_threads(void)
     return WEXITSTATUS(st) == 23 ? NULL : "the exec'd program did not run";
 }
 
+/* --- exec from a thread that is not the leader: it takes the process's pid --- */
+
+static void *exec_ids(void *arg)
+{
+    if (arg)
+        usleep(50000); /* the leader has called pthread_exit by now */
+    char pid[16], ppid[16];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(ppid, sizeof ppid, "%d", (int)getppid());
+    char *argv[] = {"pthreads", "--ids", pid, ppid, NULL};
+    execv("/proc/self/exe", argv);
+    execv("/bin/pthreads", argv);
+    _exit(99);
+}
+
+static const char *exec_from_thread_once(int leader_exits)
+{
+    pid_t c = fork();
+    if (c == 0) {
+        pthread_t t[3];
+        for (int i = 0; i < 2; i++)
+            pthread_create(&t[i], NULL, sleeper, NULL);
+        pthread_create(&t[2], NULL, exec_ids, leader_exits ? (void *)1 : NULL);
+        if (leader_exits)
+            pthread_exit(NULL);
+        for (;;)
+            pause();
+    }
+    int st = 0;
+    if (c < 0 || waitpid(c, &st, 0) != c)
+        return "fork or waitpid (for the same pid) failed";
+    if (!WIFEXITED(st))
+        return "the exec'd program did not exit";
+    switch (WEXITSTATUS(st)) {
+    case 24:
+        return NULL;
+    case 99:
+        return "execv from a thread failed";
+    case 25:
+        return "after exec from a thread, getpid, gettid or getppid changed";
+    default:
+        return "the exec'd program did not run";
+    }
+}
+
+/* With the leader asleep, and with the leader gone already (pthread_exit). */
+static const char *exec_from_thread(void)
+{
+    const char *why = exec_from_thread_once(0);
+    return why ? why : exec_from_thread_once(1);
+}
+
+/* The program a thread exec'd: its pid and tid are the old process's pid, its
+ * parent the same. */
+static int check_ids(const char *pid, const char *ppid)
+{
+    pid_t want = (pid_t)atoi(pid);
+    printf("pthreads: after exec from a thread: getpid %d gettid %d getppid %d (pid was %d, "
+           "parent %s)\n",
+           (int)getpid(), (int)tid(), (int)getppid(), (int)want, ppid);
+    return getpid() == want && tid() == want && getppid() == (pid_t)atoi(ppid) ? 24 : 25;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--exit-code") == 0)
         return 23;
+    if (argc > 3 && strcmp(argv[1], "--ids") == 0)
+        return check_ids(argv[2], argv[3]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     report("create_join", create_join());
     report("mutex_counter", mutex_counter());
@@ -437,6 +503,7 @@ int main(int argc, char **argv)
     report("fork_from_thread", fork_from_thread());
     report("exit_from_thread", exit_from_thread());
     report("exec_with_threads", exec_with_threads());
+    report("exec_from_thread", exec_from_thread());
     printf("pthreads: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

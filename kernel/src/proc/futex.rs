@@ -165,7 +165,7 @@ pub fn requeue(t: &Task, addr: u64, shared: bool, n_wake: u32, addr2: u64, n_mov
 pub fn exit_robust_list(t: &Task) {
     let head = t.robust_list.swap(0, core::sync::atomic::Ordering::AcqRel);
     if head != 0 {
-        robust::exit_robust_list(head, t.pid, &mut Dying(t));
+        robust::exit_robust_list(head, t.pid(), &mut Dying(t));
     }
 }
 

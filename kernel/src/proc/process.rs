@@ -77,7 +77,7 @@ extern "C" fn user_task_first_run() {
     let t = me();
     let tid_ptr = t.set_child_tid.swap(0, Ordering::AcqRel);
     if tid_ptr != 0 {
-        let _ = uaccess::write_user(tid_ptr as usize, &t.pid);
+        let _ = uaccess::write_user(tid_ptr as usize, &t.pid());
     }
     crate::arch::irq::leaving_for_el0();
 }
@@ -237,7 +237,7 @@ fn start_child(
         .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
     task::insert(child.clone());
     if a.flags & CLONE_PARENT_SETTID != 0 {
-        let _ = uaccess::write_user(a.parent_tid as usize, &child.pid);
+        let _ = uaccess::write_user(a.parent_tid as usize, &child.pid());
     }
     sched::start(child);
 }
@@ -251,7 +251,9 @@ pub fn clone_thread(frame: &TrapFrame, args: &CloneArgs) -> Result<Pid, Errno> {
         return Err(EAGAIN);
     }
     let parent = me();
-    if parent.group.exiting.load(Ordering::Acquire) {
+    if parent.group.exiting.load(Ordering::Acquire)
+        || parent.group.exec_task.load(Ordering::Acquire) != 0
+    {
         return Err(EAGAIN);
     }
     let tid = task::alloc_pid();
@@ -299,19 +301,44 @@ pub fn exec(
 
 /// exec in a process with other threads ends them first (Linux's de_thread): each
 /// is killed alone (`Task::doomed`) and the caller waits, giving up its CPU, until
-/// it is the only one. Linux also lets a thread that is not the leader exec, and
-/// gives it the leader's pid; here that is EINVAL.
+/// it is the only one. A caller that is not the leader then takes the leader's place
+/// once the leader, a zombie, is off its CPU (`task::take_leadership`): its tid
+/// becomes the process id, and the parent waits for the same pid. EAGAIN if the
+/// process is exiting or another thread is exec'ing (whose SIGKILL then ends this
+/// one on its way back to EL0), as Linux's.
 fn end_other_threads(t: &Arc<Task>) -> Result<(), Errno> {
-    if t.group.live.load(Ordering::Acquire) == 1 {
+    let group = &t.group;
+    if t.is_leader() && group.live.load(Ordering::Acquire) == 1 {
         return Ok(());
     }
-    if !t.is_leader() || t.group.exiting.load(Ordering::Acquire) {
-        return Err(EINVAL);
+    if group.exiting.load(Ordering::Acquire)
+        || group
+            .exec_task
+            .compare_exchange(0, t.pid(), Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
+        return Err(EAGAIN);
     }
-    kill_other_threads(t, true);
-    while t.group.live.load(Ordering::Acquire) > 1 {
+    // Killed again each round: a clone that passed its `exec_task` check just before
+    // it was set makes a thread the first round did not see.
+    while group.live.load(Ordering::Acquire) > 1 {
+        if group.exiting.load(Ordering::Acquire) {
+            group.exec_task.store(0, Ordering::Release);
+            return Err(EAGAIN);
+        }
+        kill_other_threads(t, true);
         sched::schedule();
     }
+    if !t.is_leader() {
+        let leader = task::get(t.tgid)
+            .expect("a process's leader stays in the task table until it is reaped");
+        while leader.state() != State::Zombie || leader.on_cpu.load(Ordering::Acquire) != 0 {
+            sched::schedule();
+        }
+        drop(leader);
+        drop(task::take_leadership(t));
+    }
+    group.exec_task.store(0, Ordering::Release);
     Ok(())
 }
 
@@ -320,7 +347,7 @@ fn end_other_threads(t: &Arc<Task>) -> Result<(), Errno> {
 fn kill_other_threads(t: &Task, alone: bool) {
     for other in task::threads_of(t.tgid)
         .iter()
-        .filter(|o| o.pid != t.pid && !matches!(o.state(), State::Zombie | State::Dead))
+        .filter(|o| o.pid() != t.pid() && !matches!(o.state(), State::Zombie | State::Dead))
     {
         if alone {
             other.doomed.store(true, Ordering::Release);
@@ -392,7 +419,8 @@ pub fn end_thread(status: u32) -> ! {
     let t = me();
     exit_mm_release(&t);
     let exiting = t.group.exiting.load(Ordering::Acquire);
-    if t.is_leader() && !exiting {
+    // (A leader another thread's exec ends leaves the status to that thread.)
+    if t.is_leader() && !exiting && !t.doomed.load(Ordering::Acquire) {
         t.group.code.store(status, Ordering::Release);
     }
     if t.group.live.fetch_sub(1, Ordering::AcqRel) != 1 {
@@ -404,7 +432,7 @@ pub fn end_thread(status: u32) -> ! {
             t.set_state(State::Zombie);
         } else {
             t.set_state(State::Dead);
-            task::remove(t.pid);
+            task::remove(t.pid());
         }
         drop(t);
         sched::schedule();
@@ -431,7 +459,7 @@ pub fn end_thread(status: u32) -> ! {
     let (leader, parent, reparented) = task::become_zombie(&t);
     if !t.is_leader() {
         t.set_state(State::Dead);
-        task::remove(t.pid);
+        task::remove(t.pid());
     }
     let (code, status) = if status & 0x7f == 0 {
         (CLD_EXITED, (status >> 8) & 0xff)
@@ -450,7 +478,7 @@ pub fn end_thread(status: u32) -> ! {
     deliver::send_process(&parent, sigchld);
     parent.group.child_exit.wake_all();
     // Children that were zombies already are init's to reap now.
-    if reparented && parent.pid != 1 {
+    if reparented && parent.pid() != 1 {
         if let Some(init) = task::get(1) {
             init.group.child_exit.wake_all();
         }
@@ -522,7 +550,7 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
         return Err(EINVAL);
     }
     let t = me();
-    let matches = move |c: &Arc<Task>| pid <= 0 || c.pid as i64 == pid;
+    let matches = move |c: &Arc<Task>| pid <= 0 || c.pid() as i64 == pid;
     let reapable =
         |c: &Arc<Task>| c.state() == State::Zombie && c.group.dead.load(Ordering::Acquire);
     loop {
@@ -539,7 +567,7 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
             {
                 core::hint::spin_loop();
             }
-            task::remove(z.pid);
+            task::remove(z.pid());
             return Ok(Some(z.clone()));
         }
         if options & WNOHANG != 0 {
@@ -594,7 +622,7 @@ pub fn join_kthread(t: Arc<Task>) {
         }
         core::hint::spin_loop();
     }
-    task::remove(t.pid);
+    task::remove(t.pid());
 }
 
 /// A synchronous exception from EL0 that is not a system call.
@@ -692,7 +720,7 @@ pub fn kill_for_fault(frame: &TrapFrame, sig: u32, why: &str) -> ! {
         alloc::format!("{} (ESR {:#x})", esr.ec(), frame.esr)
     };
     let sig_name = signal_name(sig).unwrap_or("SIGKILL");
-    let pid = t.pid;
+    let pid = t.pid();
     drop(t);
     if crate::fs::exception_trace::report_kill(sig) {
         kprintln!(

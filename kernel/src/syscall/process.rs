@@ -25,7 +25,7 @@ pub fn getpid() -> Result<u64, Errno> {
 }
 
 pub fn gettid() -> Result<u64, Errno> {
-    Ok(me().pid as u64)
+    Ok(me().pid() as u64)
 }
 
 pub fn getppid() -> Result<u64, Errno> {
@@ -35,7 +35,7 @@ pub fn getppid() -> Result<u64, Errno> {
 pub fn set_tid_address(ptr: u64) -> Result<u64, Errno> {
     let t = me();
     t.clear_child_tid.store(ptr, Ordering::Relaxed);
-    Ok(t.pid as u64)
+    Ok(t.pid() as u64)
 }
 
 /// set_robust_list(head, len): the list of robust futexes the calling thread holds,
@@ -281,7 +281,7 @@ pub fn wait4(pid: u64, status: u64, options: u64, rusage: u64) -> Result<u64, Er
     if rusage != 0 {
         write_user(rusage as usize, &usage_of(&child)).map_err(|_| EFAULT)?;
     }
-    Ok(child.pid as u64)
+    Ok(child.pid() as u64)
 }
 
 /// struct rusage: ru_utime and ru_stime (timevals), then 14 longs from ru_maxrss;
