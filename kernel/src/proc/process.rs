@@ -434,6 +434,10 @@ pub fn end_thread(status: u32) -> ! {
             t.set_state(State::Dead);
             task::remove(t.pid());
         }
+        // A process signal this thread was told of goes to another.
+        if !exiting {
+            deliver::retarget(&t);
+        }
         drop(t);
         sched::schedule();
         unreachable!("an exited thread was scheduled");

@@ -15,6 +15,7 @@
 //! | `Task::pid` | the task table's lock (read atomically) | `take_leadership`: an exec from a thread that is not the leader swaps it with the leader's |
 //! | `Group::dead` | the task table's lock | the last thread, in `become_zombie`: the parent may reap the leader from then on |
 //! | `Task::mm` (shared cell) | its lock | every thread; the last one takes the `Mm` out |
+//! | the process's pending signals (`proc::signal::SharedPending`, an `Arc` in each thread's `SigState`) | its own lock, under a thread's signal lock; the set also atomic | kill and SIGCHLD senders queue, any thread that does not block a signal takes it (`proc::signal`'s protocol) |
 //! | `Task::robust_list` | atomic | the thread itself (set_robust_list; its exit or exec takes it, to walk it: `proc::robust`); get_robust_list reads it from any thread |
 //!
 //! Order: the task table's lock, then a task's signal lock; the `mm` lock is never
