@@ -34,6 +34,8 @@ named_numbers! {
         SYS_MKDIRAT = 34, "mkdirat";
         SYS_GETDENTS64 = 61, "getdents64";
         SYS_MOUNT = 40, "mount";
+        SYS_FTRUNCATE = 46, "ftruncate";
+        SYS_FALLOCATE = 47, "fallocate";
         SYS_FACCESSAT = 48, "faccessat";
         SYS_OPENAT = 56, "openat";
         SYS_CLOSE = 57, "close";
@@ -104,6 +106,7 @@ named_numbers! {
         SYS_WAIT4 = 260, "wait4";
         SYS_PRLIMIT64 = 261, "prlimit64";
         SYS_GETRANDOM = 278, "getrandom";
+        SYS_MEMFD_CREATE = 279, "memfd_create";
         SYS_MLOCK2 = 284, "mlock2";
         SYS_RSEQ = 293, "rseq";
         SYS_CLONE3 = 435, "clone3";
@@ -160,6 +163,7 @@ named_numbers! {
         ERANGE = 34, "ERANGE";
         ENAMETOOLONG = 36, "ENAMETOOLONG";
         ENOSYS = 38, "ENOSYS";
+        EOVERFLOW = 75, "EOVERFLOW";
         EOPNOTSUPP = 95, "EOPNOTSUPP";
         ETIMEDOUT = 110, "ETIMEDOUT";
     }
@@ -197,6 +201,9 @@ pub const PROT_EXEC: u64 = 0x4;
 // mmap flags: the sharing type (MAP_SHARED or MAP_PRIVATE) and modifiers.
 pub const MAP_SHARED: u64 = 0x01;
 pub const MAP_PRIVATE: u64 = 0x02;
+pub const MAP_SHARED_VALIDATE: u64 = 0x03;
+/// The sharing type bits of the mmap flags.
+pub const MAP_TYPE: u64 = 0x0f;
 pub const MAP_FIXED: u64 = 0x10;
 pub const MAP_ANONYMOUS: u64 = 0x20;
 pub const MAP_GROWSDOWN: u64 = 0x100;
@@ -354,6 +361,7 @@ pub const SEGV_MAPERR: i32 = 1;
 pub const SEGV_ACCERR: i32 = 2;
 pub const SEGV_MTESERR: i32 = 9;
 pub const BUS_ADRALN: i32 = 1;
+pub const BUS_ADRERR: i32 = 2;
 pub const BUS_OBJERR: i32 = 3;
 pub const ILL_ILLOPC: i32 = 1;
 pub const TRAP_BRKPT: i32 = 1;

@@ -1,4 +1,5 @@
-//! Files: openat, read, pread, lseek, write, pwrite, close, mkdir, rmdir, mount, and whole-file helpers.
+//! Files: openat, read, pread, lseek, write, pwrite, close, mkdir, rmdir, mount,
+//! memfd_create, ftruncate, fallocate, and whole-file helpers.
 
 use crate::sys::{nr, Errno};
 use crate::syscall;
@@ -52,6 +53,25 @@ pub fn write(fd: usize, buf: &[u8]) -> Result<usize, Errno> {
 pub fn close(fd: usize) -> Result<usize, Errno> {
     // SAFETY: no memory arguments.
     unsafe { syscall!(nr::CLOSE, fd) }
+}
+
+/// memfd_create flag: close on exec.
+pub const MFD_CLOEXEC: usize = 1;
+
+/// memfd_create: a new empty file of the RAM file system.
+pub fn memfd_create(name: &CStr, flags: usize) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads the NUL-terminated name.
+    unsafe { syscall!(nr::MEMFD_CREATE, name.as_ptr(), flags) }
+}
+
+pub fn ftruncate(fd: usize, len: usize) -> Result<usize, Errno> {
+    // SAFETY: no memory arguments.
+    unsafe { syscall!(nr::FTRUNCATE, fd, len) }
+}
+
+pub fn fallocate(fd: usize, mode: usize, off: usize, len: usize) -> Result<usize, Errno> {
+    // SAFETY: no memory arguments.
+    unsafe { syscall!(nr::FALLOCATE, fd, mode, off, len) }
 }
 
 /// unlinkat flag: remove a directory.

@@ -333,6 +333,34 @@ impl Region {
     }
 }
 
+impl Region {
+    /// Map `len` bytes of file `fd` from byte `file_off` (or, with `fd` -1, new shared
+    /// anonymous memory) over `[off, off + len)` of the region, MAP_SHARED or
+    /// MAP_PRIVATE as `share` says; the region still owns (and unmaps) the range.
+    pub fn map_file_at(
+        &self,
+        off: usize,
+        len: usize,
+        prot: usize,
+        share: usize,
+        fd: isize,
+        file_off: usize,
+    ) -> Result<usize, Errno> {
+        let anon = if fd < 0 { MAP_ANONYMOUS } else { 0 };
+        // SAFETY: inside the owned region (type docs).
+        unsafe {
+            mmap(
+                self.at(off, len),
+                len,
+                prot,
+                share | anon | MAP_FIXED,
+                fd,
+                file_off,
+            )
+        }
+    }
+}
+
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: the region is owned and nothing references it any more.

@@ -14,6 +14,8 @@ pub mod nr {
     pub const MKDIRAT: usize = 34;
     pub const UNLINKAT: usize = 35;
     pub const MOUNT: usize = 40;
+    pub const FTRUNCATE: usize = 46;
+    pub const FALLOCATE: usize = 47;
     pub const FACCESSAT: usize = 48;
     pub const OPENAT: usize = 56;
     pub const CLOSE: usize = 57;
@@ -72,6 +74,7 @@ pub mod nr {
     pub const MADVISE: usize = 233;
     pub const WAIT4: usize = 260;
     pub const GETRANDOM: usize = 278;
+    pub const MEMFD_CREATE: usize = 279;
     pub const MLOCK2: usize = 284;
     pub const FACCESSAT2: usize = 439;
 }

@@ -203,7 +203,7 @@ pub fn only(kb: usize) -> Result<(), FileErr> {
 
 /// The per-size counters (`hugepages-<N>kB/stats/<name>`): Linux's, then this
 /// kernel's own.
-pub const STAT_NAMES: [&str; 16] = [
+pub const STAT_NAMES: [&str; 18] = [
     "anon_fault_alloc",
     "anon_fault_fallback",
     "split",
@@ -211,6 +211,8 @@ pub const STAT_NAMES: [&str; 16] = [
     "split_deferred",
     "nr_anon",
     "nr_anon_partially_mapped",
+    "shmem_alloc",
+    "shmem_fallback",
     "cow_reuse",
     "cow_folio_copy",
     "spread_to_pages",

@@ -20,6 +20,8 @@ use core::fmt::Write;
 use crate::arch::aarch64::uaccess::USER_END;
 use crate::mm::addr::PAGE_SHIFT;
 use crate::mm::fault::Transfer;
+use crate::mm::ptenv::KernelPt;
+use crate::mm::shmem::Shmem;
 use procfs::MemFile;
 
 use crate::uapi::Errno;
@@ -263,7 +265,7 @@ impl Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: false },
             },
-            File::Mem { .. } => Access {
+            File::Mem { .. } | File::Shm(_) => Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: true },
             },
@@ -360,7 +362,20 @@ pub enum File {
         /// Bytes read; for a directory, entries listed.
         pos: usize,
     },
+    /// A file of the RAM file system: a memfd (`mm::shmem`).
+    Shm(ShmFile),
 }
+
+/// An open file of the RAM file system.
+#[derive(Clone)]
+pub struct ShmFile {
+    pub file: Arc<Shmem>,
+    pub pos: usize,
+    pub writable: bool,
+}
+
+/// st_mode of a memfd: a regular file, every permission (Linux's `memfd_create`).
+const SHM_MODE: u32 = 0o100777;
 
 /// The open files of a process: each descriptor names a file and has its own
 /// close-on-exec flag (one bit per descriptor).
@@ -381,7 +396,10 @@ pub const O_RDWR: u64 = 2;
 pub const O_CREAT: u64 = 0o100;
 pub const O_NONBLOCK: u64 = 0o4000;
 pub const O_CLOEXEC: u64 = 0o2000000;
-pub const O_DIRECTORY: u64 = 0o200000;
+/// arm64's value (asm/fcntl.h; 0o200000 is O_DIRECT there).
+pub const O_DIRECTORY: u64 = 0o40000;
+/// O_TMPFILE: __O_TMPFILE with O_DIRECTORY.
+pub const O_TMPFILE: u64 = 0o20000000 | O_DIRECTORY;
 
 impl Files {
     /// stdin, stdout and stderr on the console.
@@ -457,6 +475,9 @@ impl Files {
     pub fn open(&mut self, path: &str, flags: u64) -> Result<u64, Errno> {
         let target = resolve(path).ok_or(if flags & O_CREAT != 0 { EROFS } else { ENOENT })?;
         let writable = flags & O_ACCMODE != 0;
+        if flags & O_TMPFILE & !O_DIRECTORY != 0 {
+            return self.open_tmpfile(&target, flags);
+        }
         if target.is_dir() && writable {
             return Err(EISDIR);
         }
@@ -491,6 +512,32 @@ impl Files {
         self.install(file, 0, flags & O_CLOEXEC != 0)
     }
 
+    /// open(dir, O_TMPFILE): a new unnamed file of the RAM file system (`mm::shmem`),
+    /// as the initramfs of Linux (a tmpfs) gives in any of its directories. Linux's
+    /// checks: O_TMPFILE without O_DIRECTORY's bit or without write access is EINVAL,
+    /// a path that is not a directory ENOTDIR.
+    fn open_tmpfile(&mut self, dir: &Target, flags: u64) -> Result<u64, Errno> {
+        if flags & O_TMPFILE != O_TMPFILE || flags & O_ACCMODE == 0 {
+            return Err(EINVAL);
+        }
+        if !dir.is_dir() {
+            return Err(ENOTDIR);
+        }
+        if let Target::Node(n) = dir {
+            if n.path.starts_with("/proc") || n.path.starts_with("/sys") {
+                // procfs and sysfs hold no files of their own.
+                return Err(EOPNOTSUPP);
+            }
+        }
+        let file = Shmem::new(|ino| alloc::format!("/tmp/#{ino}"), 0);
+        let f = File::Shm(ShmFile {
+            file,
+            pos: 0,
+            writable: true,
+        });
+        self.install(f, 0, flags & O_CLOEXEC != 0)
+    }
+
     /// Close `fd`; the file is returned so that the caller drops it (a pipe end
     /// wakes the other side) after the table's lock is released.
     pub fn close(&mut self, fd: u64) -> Result<File, Errno> {
@@ -511,6 +558,11 @@ impl File {
             File::Node { data, pos, .. } => Ok(read_at(data.as_bytes(), pos, buf)),
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
             File::Ram { data, pos, .. } => Ok(read_at(data, pos, buf)),
+            File::Shm(f) => {
+                let n = f.file.read(&KernelPt, f.pos as u64, buf);
+                f.pos += n;
+                Ok(n)
+            }
         }
     }
 
@@ -550,6 +602,7 @@ impl File {
             File::Mem(m) => Some((USER_END, &mut m.pos)),
             File::Node { data, pos, .. } => Some((data.len(), pos)),
             File::Ram { data, pos, .. } => Some((data.len(), pos)),
+            File::Shm(f) => Some((f.file.size() as usize, &mut f.pos)),
         }
     }
 
@@ -570,6 +623,12 @@ impl File {
             | File::Words { .. }
             | File::Ram { .. } => Err(EBADF),
             File::Stream(_) => Err(EINVAL),
+            File::Shm(f) if !f.writable => Err(EBADF),
+            File::Shm(f) => {
+                let n = f.file.write(&KernelPt, f.pos as u64, bytes)?;
+                f.pos += n;
+                Ok(n)
+            }
             File::Node { node, .. } => {
                 let text = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
                 (node.write.ok_or(EACCES)?)(text)?;
@@ -587,6 +646,7 @@ impl File {
             File::Stream(s) => s.mode(),
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
+            File::Shm(_) => SHM_MODE,
         }
     }
 
@@ -598,6 +658,7 @@ impl File {
             | File::Mem(_)
             | File::Stream(_) => 0,
             File::Ram { data, .. } => data.len(),
+            File::Shm(f) => f.file.size() as usize,
         }
     }
 
@@ -614,7 +675,9 @@ impl File {
         match self {
             File::Console => O_RDWR,
             File::Stream(s) => s.status(),
-            File::Node { writable, .. } | File::Mem(MemFile { writable, .. }) => {
+            File::Node { writable, .. }
+            | File::Mem(MemFile { writable, .. })
+            | File::Shm(ShmFile { writable, .. }) => {
                 if *writable {
                     O_RDWR
                 } else {

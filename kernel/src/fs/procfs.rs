@@ -52,39 +52,36 @@ fn kb(s: &mut String, field: &str, kb: usize) {
 }
 
 /// /proc/meminfo: the fields this kernel knows the value of. Memory is either free or
-/// used (no page cache, swap, shmem or hugetlb: those are 0, truly);
-/// AnonHugePages counts anonymous 2 MiB folios.
+/// used (no swap, buffers or hugetlb: those are 0, truly); AnonHugePages counts
+/// anonymous 2 MiB folios; Shmem and ShmemHugePages the pages of the RAM file
+/// system's page cache (`mm::shmem`), which Linux counts in Cached too.
 fn meminfo() -> String {
+    use core::sync::atomic::Ordering::Relaxed;
     let f = crate::mm::frame::frames();
     let free = f.free_frames() * 4;
-    let pmd_folios = mthp::stats(mthp::PMD_ORDER)
-        .nr_anon
-        .load(core::sync::atomic::Ordering::Relaxed)
-        .max(0) as usize;
+    let pmd_folios = mthp::stats(mthp::PMD_ORDER).nr_anon.load(Relaxed).max(0) as usize;
+    let shmem = crate::mm::shmem::PAGES.load(Relaxed).max(0) as usize * 4;
+    let shmem_huge = crate::mm::shmem::PMD_PAGES.load(Relaxed).max(0) as usize * 4;
     let mut s = String::new();
     kb(&mut s, "MemTotal", f.managed_frames() * 4);
     kb(&mut s, "MemFree", free);
     kb(&mut s, "MemAvailable", free);
+    kb(&mut s, "Buffers", 0);
+    kb(&mut s, "Cached", shmem);
     for zero in [
-        "Buffers",
-        "Cached",
         "SwapCached",
         "Mlocked",
         "SwapTotal",
         "SwapFree",
         "Dirty",
         "Writeback",
-        "Shmem",
     ] {
         kb(&mut s, zero, 0);
     }
+    kb(&mut s, "Shmem", shmem);
     kb(&mut s, "AnonHugePages", pmd_folios * 2048);
-    for zero in [
-        "ShmemHugePages",
-        "ShmemPmdMapped",
-        "FileHugePages",
-        "FilePmdMapped",
-    ] {
+    kb(&mut s, "ShmemHugePages", shmem_huge);
+    for zero in ["ShmemPmdMapped", "FileHugePages", "FilePmdMapped"] {
         kb(&mut s, zero, 0);
     }
     for hugetlb in [

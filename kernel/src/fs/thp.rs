@@ -1,8 +1,8 @@
 //! /sys/kernel/mm/transparent_hugepage, as Linux lays it out: `enabled`, `defrag`,
 //! `shmem_enabled`, `use_zero_page`, `hpage_pmd_size`, and per mTHP size
 //! `hugepages-<N>kB/{enabled,shmem_enabled}` and `hugepages-<N>kB/stats/<counter>`
-//! (`defrag` and the shmem files keep Linux's values but change nothing here:
-//! `mthp::KeptChoice`); plus this
+//! (`defrag` keeps Linux's value but changes nothing here, the `shmem_enabled` files
+//! choose the page cache's folio sizes: `mm::shmem`); plus this
 //! kernel's `shrink_deferred` (write 1: run the deferred-split shrinker now; read: the
 //! folios waiting), `cow` (`page` or `folio`: what a write to a shared large folio
 //! copies, the boot option `cow=`), `khugepaged/` (the collapse thread's tunables and
@@ -50,6 +50,9 @@ macro_rules! size_nodes {
             stat!($order, $kb, "collapse_exceed_swap_pte"),
             stat!($order, $kb, "collapse_exceed_shared_pte"),
             stat!($order, $kb, "collapse_in_place"),
+            stat!($order, $kb, "shmem_alloc"),
+            stat!($order, $kb, "shmem_fallback"),
+            stat!($order, $kb, "shmem_fallback_charge"),
         )*]
     };
 }
@@ -113,9 +116,9 @@ macro_rules! khugepaged {
     };
 }
 
-/// Eight sizes of 21 nodes each (the directory, `stats/`, `enabled`, `shmem_enabled`,
-/// 17 counters).
-const SIZE_NODES: usize = 8 * 21;
+/// Eight sizes of 24 nodes each (the directory, `stats/`, `enabled`, `shmem_enabled`,
+/// 20 counters).
+const SIZE_NODES: usize = 8 * 24;
 const KHUGEPAGED_NODES: usize = 10;
 const TOP_NODES: usize = 10;
 

@@ -204,7 +204,7 @@ impl<E: MmEnv> Mm<E> {
 
 impl<E: MmEnv> Drop for Mm<E> {
     fn drop(&mut self) {
-        while let Some(v) = self.vmas.next_from(VirtAddr(0)).copied() {
+        while let Some(v) = self.vmas.next_from(VirtAddr(0)).cloned() {
             // Whole VMAs: their edges cut no block, so this needs no memory.
             self.munmap(v.start, v.end)
                 .expect("unmapping a whole VMA splits nothing");

@@ -4,7 +4,9 @@
 //! It counts the entries of the given address spaces, which must be all the live ones,
 //! and compares with the metadata of every allocated folio. It also checks who may
 //! write a page: a writable (or DBM) user entry must map pages that are anon-exclusive
-//! and mapped once (the mprotect-after-fork leak broke exactly this). Lazyfree: the
+//! and mapped once (the mprotect-after-fork leak broke exactly this), or, for a file's
+//! page-cache folio (`shmem`), be mapped by a shared mapping of it; a file folio's
+//! references are its entries plus its cache's while cached. Lazyfree: the
 //! mark is only on the head of an anonymous folio, and every mapping of a marked
 //! folio's first page has its entry (head, that address space, that address) on the
 //! lazyfree list, so that reclaim can reach the folio through every current mapper
@@ -31,6 +33,7 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
     let mut mapped: BTreeMap<PhysAddr, i32> = BTreeMap::new();
     let mut writable = Vec::new();
     let mut writable_shared = None;
+    let mut writable_file = None;
     let mut zero_writable = None;
     let listed = super::lazyfree::list_entries();
     if listed.len() > frames().managed_frames() {
@@ -43,6 +46,7 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
     for mm in mms {
         let owner = mm.tables.root();
         for vma in mm.vmas.iter() {
+            let shared = vma.is_shared();
             mm.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {
                 let pages = if leaf.level == 2 { 512 } else { 1 };
                 for k in 0..pages {
@@ -59,10 +63,16 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
                     if heads_marked_folio(pa) && !is_listed(&listed, pa, owner, at) {
                         unlisted.get_or_insert((at, pa, owner));
                     }
-                    if leaf.pte.is_writable() && !folio::pages_exclusive(pa, 1) {
+                    let file = Folio::of(pa).is_file();
+                    if file != shared && leaf.pte.is_writable() && (shared || file) {
+                        // A file's page writable in a private mapping, or an
+                        // anonymous page in a shared one.
+                        writable_file.get_or_insert((va, pa, shared));
+                    } else if file {
+                        // Written by every mapper of the file: no exclusivity.
+                    } else if leaf.pte.is_writable() && !folio::pages_exclusive(pa, 1) {
                         writable_shared.get_or_insert((va, pa));
-                    }
-                    if leaf.pte.is_writable() {
+                    } else if leaf.pte.is_writable() {
                         writable.push(pa);
                     }
                 }
@@ -75,6 +85,13 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
     if let Some((va, pa)) = writable_shared {
         return Err(format!(
             "{va:?} maps {pa} writable, but the page is not anon-exclusive"
+        ));
+    }
+    if let Some((va, pa, shared)) = writable_file {
+        return Err(format!(
+            "{va:?} maps {pa} writable in a {} mapping, but the page is {}",
+            if shared { "shared" } else { "private" },
+            if shared { "anonymous" } else { "a file's" }
         ));
     }
     if let Some(pa) = writable.iter().find(|&&pa| mapped[&pa] != 1) {
@@ -96,11 +113,17 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
             err = Some(format!("folio {head} (order {order}) is lazyfree but not anonymous"));
             return;
         }
-        if !m.test(flags::ANON) {
+        let file = m.test(flags::FILE);
+        if !m.test(flags::ANON) && !file {
             return;
         }
         let f = Folio::of(head);
         let both = flags::ALL_EXCLUSIVE | flags::ALL_SHARED;
+        let exclusive = (0..1usize << order).any(|i| frames().meta(f.page(i)).test(flags::ANON_EXCLUSIVE));
+        if file && (m.flags() & (both | flags::DEFERRED | flags::LAZYFREE) != 0 || exclusive) {
+            err = Some(format!("file folio {head} (order {order}) has anonymous state {:#x}", m.flags()));
+            return;
+        }
         if m.flags() & both == both || (order == 0 && m.flags() & both != 0) {
             err = Some(format!("folio {head} (order {order}): exclusivity override {:#x}", m.flags() & both));
             return;
@@ -119,8 +142,9 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
             total += want;
         }
         let queued = f.is_deferred() as u32;
-        if f.total_mapcount() != total || f.refcount() != total as u32 + queued {
-            err = Some(format!("folio {head} (order {order}): total map count {}, refcount {} (queued: {queued}), but {total} entries map it", f.total_mapcount(), f.refcount()));
+        let cached = m.test(flags::CACHED) as u32;
+        if f.total_mapcount() != total || f.refcount() != total as u32 + queued + cached {
+            err = Some(format!("folio {head} (order {order}): total map count {}, refcount {} (queued: {queued}, cached: {cached}), but {total} entries map it", f.total_mapcount(), f.refcount()));
         }
         checked += 1;
     });
@@ -128,7 +152,9 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
         return Err(e);
     }
     match mapped.keys().next() {
-        Some(pa) => Err(format!("{pa} is mapped but belongs to no anonymous folio")),
+        Some(pa) => Err(format!(
+            "{pa} is mapped but belongs to no anonymous or file folio"
+        )),
         None => Ok(checked),
     }
 }

@@ -1,7 +1,8 @@
 //! Copy-on-write: a write fault on a read-only page of a writable VMA (shared since
 //! fork, or write-protected by mprotect while shared). (1) When this mapping is the
-//! only one left on the whole folio, it takes the folio over: one batched
-//! make-writable, no copy, no split, blocks stay folded. (2) Otherwise it copies: the
+//! only one left on the whole anonymous folio, it takes the folio over: one batched
+//! make-writable, no copy, no split, blocks stay folded. (2) Otherwise it copies (a
+//! file's folio in a private mapping always: its pages are the file's, `shmem`): the
 //! faulting 4 KiB page (the old folio is left partially mapped and queued for deferred
 //! split once nobody maps the page), or, with `cow=folio`, the whole folio into a new
 //! one of the same order. A forced write (a debugger's, through /proc/self/mem:
@@ -38,9 +39,13 @@ impl<E: MmEnv> Mm<E> {
         }
         let f = Folio::lock(old);
         let n = f.nr_pages();
-        // Completed by the walk below: every page mapped here, so each exactly once.
-        let reuse = f.held_by_one_entry_per_page();
-        let copy_folio = f.is_large() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
+        // Completed by the walk below: every page mapped here, so each exactly once. A
+        // file's folio is never taken over: its pages are the file's (Linux reuses
+        // anonymous folios only).
+        let reuse = !f.is_file() && f.held_by_one_entry_per_page();
+        // A file's folio gives a private mapping one page at a time, as Linux's
+        // `wp_page_copy`: the rest stays the file's until written.
+        let copy_folio = f.is_large() && !f.is_file() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
         // One walk of the folio's range serves both the reuse and the folio copy.
         let whole = if reuse || copy_folio {
             self.whole_folio_at(page, old, *f, &vma)

@@ -33,6 +33,8 @@ pub enum FaultError {
     Segv,
     /// No memory for the page or its tables.
     Oom,
+    /// A file mapping's page past the end of the file: SIGBUS.
+    Bus,
 }
 
 pub(super) fn map_error(e: MapError) -> FaultError {
@@ -49,7 +51,7 @@ impl<E: MmEnv> Mm<E> {
     /// Resolve a fault at `va`; `Ok` means retry the access.
     pub fn handle_fault(&mut self, va: VirtAddr, access: Access) -> Result<(), FaultError> {
         PGFAULT.fetch_add(1, Ordering::Relaxed);
-        let vma = *self.vmas.find(va).ok_or(FaultError::Segv)?;
+        let vma = self.vmas.find(va).cloned().ok_or(FaultError::Segv)?;
         let allowed = match access {
             Access::Read => vma.prot.read || vma.prot.write || vma.prot.exec,
             Access::Write => vma.prot.write,
@@ -65,8 +67,22 @@ impl<E: MmEnv> Mm<E> {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.missing_page(page, vma, access == Access::Write),
+            FaultFix::NotMapped => self.missing(page, vma, access == Access::Write),
+            // The file's page is every mapper's: writing it needs no copy.
+            FaultFix::NotWritable(_) if vma.is_shared() => {
+                self.tables.make_writable(page, 1).map_err(map_error)
+            }
             FaultFix::NotWritable(leaf) => self.copy_on_write(page, leaf.pa_of(page), vma),
+        }
+    }
+
+    /// A fault on the unmapped `page` of `vma`: from the file's page cache for a file
+    /// mapping (`filemap`), else anonymous memory.
+    fn missing(&mut self, page: VirtAddr, vma: Vma, write: bool) -> Result<(), FaultError> {
+        if vma.file().is_some() {
+            self.file_fault(page, &vma, write)
+        } else {
+            self.missing_page(page, vma, write)
         }
     }
 
@@ -88,7 +104,7 @@ impl<E: MmEnv> Mm<E> {
             if !mthp::USE_ZERO_PAGE.load(Ordering::Relaxed) {
                 return self.anon_fault(page, vma, allowed, false);
             }
-            if self.map_huge_zero_page(base, vma)? {
+            if self.map_huge_zero_page(base, vma.clone())? {
                 return Ok(());
             }
         }
@@ -213,7 +229,7 @@ impl<E: MmEnv> Mm<E> {
             let page = at.align_down(PAGE_SIZE);
             if self.tables.get(page).is_none() {
                 // Base pages, as Linux fills the new stack and image at exec.
-                let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
+                let vma = self.vmas.find(page).cloned().ok_or(FaultError::Segv)?;
                 self.anon_fault(page, vma, 0, false)?;
             }
             let pa = self.tables.get(page).expect("just mapped").pa_of(page);
@@ -259,13 +275,14 @@ impl<E: MmEnv> Mm<E> {
     /// writable, and its folio's lazyfree mark dropped: the data is wanted (Linux's
     /// `set_page_dirty_lock` after the write).
     fn forced_page(&mut self, page: VirtAddr, write: bool) -> Result<PhysAddr, FaultError> {
-        let vma = *self.vmas.find(page).ok_or(FaultError::Segv)?;
+        let vma = self.vmas.find(page).cloned().ok_or(FaultError::Segv)?;
         if self.tables.get(page).is_none() {
-            self.missing_page(page, vma, write)?;
+            self.missing(page, vma.clone(), write)?;
         }
         let leaf = self.tables.get(page).expect("just mapped");
         let mut pa = leaf.pa_of(page);
-        if !write {
+        if !write || vma.is_shared() {
+            // A shared file page is written where it is, as any mapper's store would.
             return Ok(pa);
         }
         if leaf.pte.is_writable() {

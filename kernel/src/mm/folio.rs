@@ -83,7 +83,6 @@
 use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicI32, Ordering};
 
-#[cfg(any(target_os = "none", test))]
 use super::env::MmEnv;
 use super::frame::{flags, frames, FrameMeta};
 use super::mthp;
@@ -256,6 +255,11 @@ impl Folio {
         head.refcount.store(n as u32, Ordering::Release);
     }
 
+    /// Whether the folio belongs to a file's page cache (`shmem`), or did.
+    pub fn is_file(self) -> bool {
+        self.meta(0).test(flags::FILE)
+    }
+
     /// Whether the folio is waiting for a deferred split.
     pub fn is_deferred(self) -> bool {
         self.meta(0).test(flags::DEFERRED)
@@ -266,9 +270,13 @@ impl Folio {
         self.meta(0).test(flags::LAZYFREE)
     }
 
-    /// References beyond the entries mapping it: the queue's while queued.
+    /// References beyond the entries mapping it: the queue's while queued, the page
+    /// cache's while cached.
     pub fn expected_refs(self) -> u32 {
-        self.total_mapcount() as u32 + self.is_deferred() as u32
+        let head = self.meta(0);
+        self.total_mapcount() as u32
+            + head.test(flags::DEFERRED) as u32
+            + head.test(flags::CACHED) as u32
     }
 }
 
@@ -324,6 +332,11 @@ impl Locked {
     pub fn share(&self, first: usize, n: usize) -> bool {
         let head = self.meta(0);
         let order = head.order();
+        if !head.test(flags::ANON) {
+            // A file's folio is never exclusive: only the mapping is counted.
+            self.map(first, n);
+            return false;
+        }
         match self.entire_if_whole(order, first, n) {
             Some(entire) => {
                 entire.fetch_add(1, Ordering::Relaxed);
@@ -384,9 +397,20 @@ impl Locked {
             if dequeue(f) {
                 this.put(1);
             }
-        } else if emptied && order > 0 {
+        } else if emptied && order > 0 && this.meta(0).test(flags::ANON) {
+            // A file's folio keeps its unmapped pages: they hold the file's data.
             this.queue_deferred();
         }
+    }
+
+    /// Take one more reference (a page cache lookup's, `shmem`).
+    pub fn get(&self) {
+        self.meta(0).refcount.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Mark the folio as held by its file's cache, or no longer (`shmem`'s protocol).
+    pub fn set_cached(&self, on: bool) {
+        self.meta(0).set(flags::CACHED, on);
     }
 
     /// Drop `n` references; the last one frees the folio (and consumes the guard).
@@ -662,6 +686,16 @@ pub fn alloc_anon<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
 pub fn alloc_anon_copy<E: MmEnv>(env: &E, order: usize, from: PhysAddr) -> Option<Folio> {
     let f = alloc_anon_frames(order)?;
     env.copy_pages(from, f.head, 1 << order);
+    Some(f)
+}
+
+/// A zeroed folio of `order` for a file's page cache (`shmem`), holding the
+/// allocation's reference.
+pub fn alloc_file<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
+    let head = frames().alloc(order)?;
+    let f = Folio { head };
+    f.meta(0).set(flags::FILE, true);
+    env.zero_pages(head, 1 << order);
     Some(f)
 }
 

@@ -33,7 +33,7 @@ impl<E: MmEnv> Mm<E> {
         child.brk_start = self.brk_start;
         child.brk = self.brk;
         let mut next = VirtAddr(0);
-        while let Some(vma) = self.vmas.next_from(next).copied() {
+        while let Some(vma) = self.vmas.next_from(next).cloned() {
             next = vma.end;
             if vma.flags.dontcopy {
                 continue;
@@ -45,9 +45,14 @@ impl<E: MmEnv> Mm<E> {
             };
             child
                 .vmas
-                .insert(Vma { flags, ..vma })
+                .insert(Vma {
+                    flags,
+                    ..vma.clone()
+                })
                 .expect("parent VMAs do not overlap");
-            if vma.flags.wipeonfork {
+            // A shared file mapping's pages are the file's: the child faults them in
+            // from its page cache, as Linux copies no entries of a shared mapping.
+            if vma.flags.wipeonfork || vma.is_shared() {
                 continue;
             }
             let attrs = pte_attrs(VmProt {
@@ -75,8 +80,8 @@ impl<E: MmEnv> Mm<E> {
 impl<E: MmEnv> Mm<E> {
     /// madvise MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK or MADV_KEEPONFORK of
     /// `[start, end)`, a piece of `vma`: Linux's `madvise_vma_behavior`. Wipe-on-fork
-    /// is for private anonymous memory only: a mapping of the executable (a file
-    /// mapping on Linux) is EINVAL.
+    /// is for private anonymous memory only: a file mapping (the executable's is one
+    /// on Linux) is EINVAL.
     pub(super) fn madvise_fork(
         &mut self,
         start: VirtAddr,
@@ -84,7 +89,7 @@ impl<E: MmEnv> Mm<E> {
         vma: &Vma,
         advice: u64,
     ) -> Result<(), Errno> {
-        if advice == MADV_WIPEONFORK && vma.kind == VmaKind::Image {
+        if advice == MADV_WIPEONFORK && (vma.kind == VmaKind::Image || vma.file().is_some()) {
             return Err(EINVAL);
         }
         self.change_flags(start, end, |f| match advice {

@@ -42,6 +42,11 @@ pub mod flags {
     /// Head of a large folio: no page is anon-exclusive, whatever its own flag says
     /// (fork shared the whole folio in one step). Never set together with `ALL_EXCLUSIVE`.
     pub const ALL_SHARED: u32 = 1 << 9;
+    /// Head: the block is a folio of a file's page cache (`shmem`): shared by design,
+    /// never anon-exclusive, split, merged or lazyfree.
+    pub const FILE: u32 = 1 << 10;
+    /// Head of a `FILE` folio: its file's cache holds it (and one reference).
+    pub const CACHED: u32 = 1 << 11;
     /// What a split keeps per page (the rest describes the block structure).
     pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }

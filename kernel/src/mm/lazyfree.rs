@@ -823,7 +823,7 @@ impl<E: MmEnv> Mm<E> {
         }
         let n = Folio::of(e.head).nr_pages();
         let end = e.va.add(n * PAGE_SIZE);
-        let Some(vma) = self.vmas.find(e.va).copied().filter(|v| end <= v.end) else {
+        let Some(vma) = self.vmas.find(e.va).cloned().filter(|v| end <= v.end) else {
             // Cut by a VMA edge (mprotect of part of it): reachable again once merged.
             return Visit::Kept(Reclaimed::default());
         };

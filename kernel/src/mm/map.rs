@@ -12,9 +12,11 @@ use super::aspace::{
 use super::fault::{Access, FaultError};
 use super::folio;
 use super::lazyfree::Reach;
-use super::vma::{HugeHint, VmProt, Vma, VmaFlags, VmaKind, MAX_MAP_COUNT};
+use super::shmem::Shmem;
+use super::vma::{FileMap, HugeHint, VmProt, Vma, VmaFlags, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
 use crate::uapi::*;
+use alloc::sync::Arc;
 
 impl<E: MmEnv> Mm<E> {
     /// Split the 2 MiB blocks that `start` and `end` cut: what a VMA boundary or a range
@@ -53,13 +55,13 @@ impl<E: MmEnv> Mm<E> {
     /// VMAs have pages, so only their pieces are walked: an unmap of most of the
     /// address space (a munmap, or an mremap shrink, of 2^47 bytes) costs what is
     /// mapped there, not 2^26 batches of holes.
-    fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+    pub(super) fn unmap_pages(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
         self.split_edges(start, end)?;
         let mut at = start;
         while let Some(v) = self
             .vmas
             .next_from(at)
-            .copied()
+            .cloned()
             .filter(|v| at < end && v.start < end)
         {
             let (from, to) = (v.start.max(at), v.end.min(end));
@@ -101,6 +103,40 @@ impl<E: MmEnv> Mm<E> {
         prot: VmProt,
         flags: u64,
     ) -> Result<VirtAddr, Errno> {
+        self.mmap_kind(addr, len, prot, flags, |_| VmaKind::Anon)
+    }
+
+    /// mmap of `file` from byte `offset` (page-aligned), shared if `flags` say
+    /// MAP_SHARED, else private; returns the start. (MAP_SHARED|MAP_ANONYMOUS is a
+    /// mapping of a new file of the mapping's length, as Linux's `shmem_zero_setup`.)
+    pub fn mmap_file(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: VmProt,
+        flags: u64,
+        file: Arc<Shmem>,
+        offset: u64,
+    ) -> Result<VirtAddr, Errno> {
+        let shared = flags & MAP_TYPE != MAP_PRIVATE;
+        self.mmap_kind(addr, len, prot, flags, |start| {
+            VmaKind::File(FileMap {
+                file,
+                origin: start.as_u64().wrapping_sub(offset),
+                shared,
+            })
+        })
+    }
+
+    /// mmap of a new VMA whose kind `kind(start)` gives once its place is known.
+    fn mmap_kind(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: VmProt,
+        flags: u64,
+        kind: impl FnOnce(VirtAddr) -> VmaKind,
+    ) -> Result<VirtAddr, Errno> {
         let len = len.checked_add(PAGE_SIZE as u64 - 1).ok_or(ENOMEM)? & !(PAGE_SIZE as u64 - 1);
         if self.vmas.len() >= MAX_MAP_COUNT {
             return Err(ENOMEM);
@@ -134,7 +170,7 @@ impl<E: MmEnv> Mm<E> {
                 prot,
                 huge: HugeHint::Default,
                 flags: vma_flags,
-                kind: VmaKind::Anon,
+                kind: kind(start),
             })
             .map_err(|_| ENOMEM)?;
         // As Linux: population is best effort (the mapping stands if memory runs out,
@@ -185,7 +221,7 @@ impl<E: MmEnv> Mm<E> {
         let mut at = start;
         let mut hole = false;
         while at < end {
-            let next = self.vmas.next_from(at).copied().filter(|v| v.start < end);
+            let next = self.vmas.next_from(at).cloned().filter(|v| v.start < end);
             let Some(vma) = next else {
                 hole = true;
                 break;
@@ -213,14 +249,14 @@ impl<E: MmEnv> Mm<E> {
     pub fn mprotect(&mut self, start: VirtAddr, end: VirtAddr, prot: VmProt) -> Result<(), Errno> {
         let mut at = start;
         while at < end {
-            let vma = *self.vmas.find(at).ok_or(ENOMEM)?;
+            let vma = self.vmas.find(at).cloned().ok_or(ENOMEM)?;
             let to = vma.end.min(end);
             self.may_split()?;
             self.split_edges(at, to)?;
             self.vmas
                 .protect(at, to, prot)
                 .expect("the piece lies in one VMA");
-            self.protect_entries(at, to, prot);
+            self.protect_entries(at, to, prot, vma.is_shared());
             at = to;
         }
         Ok(())
@@ -228,8 +264,9 @@ impl<E: MmEnv> Mm<E> {
 
     /// Give the entries of `[start, end)` (edges already split) the VMA protection
     /// `prot`, except that write goes only to pages exclusive to this address space:
-    /// a shared page stays read-only and its next write fault reuses or copies it.
-    fn protect_entries(&mut self, start: VirtAddr, end: VirtAddr, prot: VmProt) {
+    /// a shared page stays read-only and its next write fault reuses or copies it. A
+    /// shared file mapping's pages are every mapper's to write (`filemap`).
+    fn protect_entries(&mut self, start: VirtAddr, end: VirtAddr, prot: VmProt, shared: bool) {
         let ro = pte_attrs(VmProt {
             write: false,
             ..prot
@@ -237,7 +274,9 @@ impl<E: MmEnv> Mm<E> {
         .prot;
         let rw = pte_attrs(prot).prot;
         for (a, b) in batches_of(start, end, WIDE_BATCH_PAGES) {
-            let r = if prot.write {
+            let r = if prot.write && shared {
+                self.tables.protect(a, pages(a, b), rw)
+            } else if prot.write {
                 // Each leaf asks its folio: one read of the head for a folio accounted
                 // whole (a 2 MiB block, a whole contiguous block).
                 self.tables
@@ -256,7 +295,7 @@ impl<E: MmEnv> Mm<E> {
     pub fn madvise(&mut self, start: VirtAddr, end: VirtAddr, advice: u64) -> Result<(), Errno> {
         let populate_errno = |e| match e {
             FaultError::Oom => ENOMEM,
-            FaultError::Segv => EFAULT,
+            FaultError::Segv | FaultError::Bus => EFAULT,
         };
         match advice {
             MADV_POPULATE_READ | MADV_POPULATE_WRITE => {
@@ -268,7 +307,7 @@ impl<E: MmEnv> Mm<E> {
                 if !self.vmas.covers(start, end) {
                     // Linux faults in what lies before the hole, then fails.
                     let mut at = start;
-                    while let Some(v) = self.vmas.find(at).copied() {
+                    while let Some(v) = self.vmas.find(at).cloned() {
                         if refused(&v) {
                             return Err(EINVAL);
                         }
@@ -296,6 +335,10 @@ impl<E: MmEnv> Mm<E> {
             // Linux's madvise_dontneed_free_valid_vma and can_madv_lru_vma: a locked
             // VMA keeps its pages (`mlock`), MADV_DONTNEED_LOCKED aside.
             MADV_DONTNEED | MADV_FREE | MADV_PAGEOUT if vma.flags.locked => Err(EINVAL),
+            // Lazy free is for anonymous memory (Linux's madvise_free_single_vma); a
+            // file's pages, without swap, have nowhere to be paged out to.
+            MADV_FREE | MADV_COLLAPSE if vma.file().is_some() => Err(EINVAL),
+            MADV_PAGEOUT if vma.file().is_some() => Ok(()),
             MADV_DONTNEED | MADV_DONTNEED_LOCKED => mm.unmap_pages(a, b),
             // Lazy free: the pages become clean and old, whole exclusive folios are
             // marked; until reclaim discards them they keep their contents, and a

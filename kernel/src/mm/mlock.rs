@@ -58,7 +58,7 @@ impl<E: MmEnv> Mm<E> {
     ) -> Result<(), Errno> {
         let mut at = start;
         while at < end {
-            let vma = *self.vmas.find(at).ok_or(ENOMEM)?;
+            let vma = self.vmas.find(at).cloned().ok_or(ENOMEM)?;
             let to = vma.end.min(end);
             // Already so: nothing to split (Linux's mlock_fixup returns early too).
             if with_lock(vma.flags, lock) != vma.flags {
@@ -69,7 +69,7 @@ impl<E: MmEnv> Mm<E> {
         if lock == Some(Lock::Populate) {
             self.populate_locked(start, end).map_err(|e| match e {
                 FaultError::Oom => EAGAIN,
-                FaultError::Segv => ENOMEM,
+                FaultError::Segv | FaultError::Bus => ENOMEM,
             })?;
         }
         Ok(())
@@ -93,7 +93,7 @@ impl<E: MmEnv> Mm<E> {
         }
         let current = lock(flags & MCL_CURRENT != 0);
         let mut next = VirtAddr(0);
-        while let Some(vma) = self.vmas.next_from(next).copied() {
+        while let Some(vma) = self.vmas.next_from(next).cloned() {
             next = vma.end;
             if with_lock(vma.flags, current) != vma.flags {
                 self.change_flags(vma.start, vma.end, |f| *f = with_lock(*f, current))?;
@@ -101,7 +101,7 @@ impl<E: MmEnv> Mm<E> {
         }
         if current == Some(Lock::Populate) {
             let mut next = VirtAddr(0);
-            while let Some(vma) = self.vmas.next_from(next).copied() {
+            while let Some(vma) = self.vmas.next_from(next).cloned() {
                 next = vma.end;
                 let _ = self.populate_locked(vma.start, vma.end);
             }
@@ -125,7 +125,7 @@ impl<E: MmEnv> Mm<E> {
         end: VirtAddr,
     ) -> Result<(), FaultError> {
         let mut at = start;
-        while let Some(vma) = self.vmas.next_from(at).copied().filter(|v| v.start < end) {
+        while let Some(vma) = self.vmas.next_from(at).cloned().filter(|v| v.start < end) {
             let (a, b) = (vma.start.max(at), vma.end.min(end));
             at = b;
             if !vma.flags.locked || vma.flags.lockonfault {

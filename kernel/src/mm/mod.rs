@@ -31,12 +31,13 @@
 //! |---|---|---|---|---|
 //! | L1 | a process's `sigaction` (`proc::task::Group`) | every thread's copy of the signal actions, the one trampoline | rt_sigaction | waits |
 //! | L2 | `Mm` lock (`proc::mmlock`, shared by the threads of a process: spins briefly, then sleeps) | the VMAs, the page tables (every software write of an entry) and the folio accounting of its mappings | faults of every thread, system calls, fork, exit, the collapse thread | waits (its holder never sleeps); a reclaimer holding one *tries* a second (lazyfree's protocol) |
-//! | L3 | `SHRINKER` (`folio`) | one deferred-split shrinker at a time | reclaim passes | waits |
-//! | L4 | a folio's lock bit (`folio`, rule 1) | its shape, counts and flags | whoever changes them | waits; a merge try-locks the second and later folios |
-//! | L5 | `DEFERRED` queue (`folio`), lazyfree `LIST` (`lazyfree`), collapse hints (`collapse::hints`) | their lists | under a folio lock or alone | waits (IRQ-safe) |
-//! | L6 | `HUGE_LOCK` (`zero`) | the huge zero page and its mapping count | a fault mapping it, the shrinker freeing it | waits |
-//! | L7 | ASID allocator (`asid`) | the ASID bitmap | a new or dying address space | waits (IRQ-safe) |
-//! | L8 | frame allocator (`frame`), kernel heap (`heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
+//! | L3 | a file's `cache` lock (`shmem`) | the file's size and its page-cache folio map (each folio in it holds a reference and is marked `CACHED`) | faults on its mappings, read, write, ftruncate, fallocate, the file's last reference | waits |
+//! | L4 | `SHRINKER` (`folio`) | one deferred-split shrinker at a time | reclaim passes | waits |
+//! | L5 | a folio's lock bit (`folio`, rule 1) | its shape, counts and flags | whoever changes them | waits; a merge try-locks the second and later folios |
+//! | L6 | `DEFERRED` queue (`folio`), lazyfree `LIST` (`lazyfree`), collapse hints (`collapse::hints`) | their lists | under a folio lock or alone | waits (IRQ-safe) |
+//! | L7 | `HUGE_LOCK` (`zero`) | the huge zero page and its mapping count | a fault mapping it, the shrinker freeing it | waits |
+//! | L8 | ASID allocator (`asid`) | the ASID bitmap | a new or dying address space | waits (IRQ-safe) |
+//! | L9 | frame allocator (`frame`), kernel heap (`heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
 //!
 //! **Threads and the hardware.** The `Mm` lock serialises every *software* change of
 //! a process's tables, so faults of two threads run one after the other, the waiting
@@ -60,6 +61,7 @@ pub mod folio;
 pub mod frame;
 pub mod mthp;
 pub mod pgtable;
+pub mod shmem;
 pub mod vma;
 
 #[cfg(any(target_os = "none", test))]
@@ -73,6 +75,8 @@ pub mod cow;
 pub mod env;
 #[cfg(any(target_os = "none", test))]
 pub mod fault;
+#[cfg(any(target_os = "none", test))]
+mod filemap;
 #[cfg(any(target_os = "none", test))]
 mod fork;
 #[cfg(target_os = "none")]

@@ -164,7 +164,7 @@ impl<E: MmEnv> Mm<E> {
     /// Linux 6.12's `vma_to_resize`: the VMA of `addr`, if `[addr, addr + old_len)`
     /// lies in it and may become `new_len` bytes.
     fn vma_to_resize(&self, addr: u64, old_len: u64, new_len: u64) -> Result<Vma, Errno> {
-        let vma = *self.vmas.find(VirtAddr(addr)).ok_or(EFAULT)?;
+        let vma = self.vmas.find(VirtAddr(addr)).cloned().ok_or(EFAULT)?;
         // A zero old_len duplicates a shared mapping; a private one cannot be.
         if old_len == 0 {
             return Err(EINVAL);
@@ -205,10 +205,12 @@ impl<E: MmEnv> Mm<E> {
         }
         let from_end = from.add(old_len as usize);
         self.split_edges(from, from_end)?;
+        let kind = vma.kind.moved(to.as_u64().wrapping_sub(from.as_u64()));
         self.vmas
             .insert(Vma {
                 start: to,
                 end: to.add(new_len as usize),
+                kind,
                 ..vma
             })
             .map_err(|_| ENOMEM)?;

@@ -120,10 +120,10 @@ fn render_words<'a>(words: impl Iterator<Item = (&'a str, bool)>) -> String {
     words.join(" ") + "\n"
 }
 
-/// A choice file of Linux's whose mechanism this kernel lacks (defrag: no compaction
-/// or reclaim stalls at fault time; shmem: no shmem THP): it keeps the value written,
-/// in Linux's words and default, so that programs that read, set and restore Linux's
-/// settings find it, and changes nothing else.
+/// A choice file of Linux's kept as the word written, in Linux's words and default:
+/// `defrag` (whose mechanism this kernel lacks: no compaction or reclaim stalls at
+/// fault time, so it changes nothing) and the `shmem_enabled` files, which the page
+/// cache reads (`shmem_top`, `shmem_size`).
 pub struct KeptChoice {
     words: &'static [&'static str],
     selected: AtomicU8,
@@ -154,6 +154,11 @@ impl KeptChoice {
         self.selected.store(i as u8, Ordering::Relaxed);
         Ok(())
     }
+
+    /// The word selected now.
+    fn word(&self) -> &'static str {
+        self.words[usize::from(self.selected.load(Ordering::Relaxed))]
+    }
 }
 
 /// `transparent_hugepage/defrag`: Linux's default `madvise`.
@@ -164,14 +169,55 @@ pub static SHMEM_ENABLED: KeptChoice = KeptChoice::new(
     &["always", "within_size", "advise", "never", "deny", "force"],
     3,
 );
-/// `hugepages-<N>kB/shmem_enabled`, per mTHP order: Linux's default `never`.
-pub static SHMEM_SIZE_ENABLED: [KeptChoice; NR_MTHP_ORDERS] =
-    [const { KeptChoice::new(&["always", "inherit", "within_size", "advise", "never"], 4) };
-        NR_MTHP_ORDERS];
+/// `hugepages-<N>kB/shmem_enabled`, per mTHP order: Linux's defaults, `inherit` for
+/// 2 MiB and `never` for the other sizes (`shmem_init`).
+pub static SHMEM_SIZE_ENABLED: [KeptChoice; NR_MTHP_ORDERS] = {
+    const WORDS: &[&str] = &["always", "inherit", "within_size", "advise", "never"];
+    let mut all = [const { KeptChoice::new(WORDS, 4) }; NR_MTHP_ORDERS];
+    all[NR_MTHP_ORDERS - 1] = KeptChoice::new(WORDS, 1);
+    all
+};
 
 /// The `KeptChoice` of `hugepages-<N>kB/shmem_enabled`.
 pub fn shmem_size_enabled(order: usize) -> &'static KeptChoice {
     &SHMEM_SIZE_ENABLED[slot(order)]
+}
+
+/// A `shmem_enabled` value, top-level or per size (`shmem::allowed_orders` says what
+/// each means).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShmemSetting {
+    Always,
+    Inherit,
+    WithinSize,
+    Advise,
+    Never,
+    Deny,
+    Force,
+}
+
+impl ShmemSetting {
+    fn of(word: &str) -> Self {
+        match word {
+            "always" => Self::Always,
+            "inherit" => Self::Inherit,
+            "within_size" => Self::WithinSize,
+            "advise" => Self::Advise,
+            "deny" => Self::Deny,
+            "force" => Self::Force,
+            _ => Self::Never,
+        }
+    }
+}
+
+/// The top-level `shmem_enabled`.
+pub fn shmem_top() -> ShmemSetting {
+    ShmemSetting::of(SHMEM_ENABLED.word())
+}
+
+/// `hugepages-<N>kB/shmem_enabled` of `order`.
+pub fn shmem_size(order: usize) -> ShmemSetting {
+    ShmemSetting::of(shmem_size_enabled(order).word())
 }
 
 /// `transparent_hugepage/use_zero_page` (Linux's default 1): whether a read fault
@@ -545,6 +591,12 @@ size_stats! {
         /// A block of this order was collapsed in place: its entries already mapped one
         /// aligned run of frames, refolded without a copy or an allocation.
         collapse_in_place,
+        /// A page-cache folio of this order was allocated (`shmem`).
+        shmem_alloc,
+        /// The page cache tried this order and fell back to a smaller one.
+        shmem_fallback,
+        /// ... because charging a memory cgroup failed (none here: stays 0).
+        shmem_fallback_charge,
     }
     gauges {
         /// Anonymous folios of this order in existence.
@@ -966,6 +1018,9 @@ mod tests {
                 "collapse_exceed_swap_pte",
                 "collapse_exceed_shared_pte",
                 "collapse_in_place",
+                "shmem_alloc",
+                "shmem_fallback",
+                "shmem_fallback_charge",
                 "nr_anon",
                 "nr_anon_partially_mapped",
             ]

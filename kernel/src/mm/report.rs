@@ -445,6 +445,15 @@ fn perms(vma: &Vma) -> [char; 3] {
     [(p.read, 'r'), (p.write, 'w'), (p.exec, 'x')].map(|(on, c)| if on { c } else { '-' })
 }
 
+/// `s` for a shared mapping, `p` for a private one, as Linux's maps.
+fn share_char(v: &Vma) -> char {
+    if v.is_shared() {
+        's'
+    } else {
+        'p'
+    }
+}
+
 /// `start-end rwxp kind`, thpmaps' VMA prefix.
 struct VmaHeader<'a>(&'a Vma);
 
@@ -457,10 +466,12 @@ impl core::fmt::Display for VmaHeader<'_> {
             VmaKind::Stack => "stack",
             VmaKind::Heap => "heap",
             VmaKind::Image => "image",
+            VmaKind::File(_) => "file",
         };
+        let s = share_char(v);
         write!(
             f,
-            "{:x}-{:x} {r}{w}{x}p {kind}",
+            "{:x}-{:x} {r}{w}{x}{s} {kind}",
             v.start.as_u64(),
             v.end.as_u64()
         )
@@ -475,21 +486,27 @@ impl core::fmt::Display for MapsLine<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let v = self.0;
         let [r, w, x] = perms(v);
+        let s = share_char(v);
+        let (offset, dev, ino) = match v.file() {
+            Some(m) => (m.index(v.start) * PAGE_SIZE as u64, "00:01", m.file.ino),
+            None => (0, "00:00", 0),
+        };
         let prefix = alloc::format!(
-            "{:08x}-{:08x} {r}{w}{x}p 00000000 00:00 0",
+            "{:08x}-{:08x} {r}{w}{x}{s} {offset:08x} {dev} {ino}",
             v.start.as_u64(),
             v.end.as_u64()
         );
-        match v.kind {
+        match &v.kind {
             VmaKind::Stack => write!(f, "{prefix:<72} [stack]"),
             VmaKind::Heap => write!(f, "{prefix:<72} [heap]"),
+            VmaKind::File(m) => write!(f, "{prefix:<72} {} (deleted)", m.file.name),
             VmaKind::Anon | VmaKind::Image => write!(f, "{prefix} "),
         }
     }
 }
 
-/// smaps' `VmFlags:` mnemonics, in Linux's order: every mapping here is private and
-/// may be made readable, writable and executable (mr mw me); the stack grows down
+/// smaps' `VmFlags:` mnemonics, in Linux's order: every mapping may be made readable,
+/// writable and executable (mr mw me), a shared one is sh and ms; the stack grows down
 /// (gd); mlock is lo, MADV_DONTFORK dc, MLOCK_ONFAULT lf; a writable private mapping
 /// is accounted (ac); MADV_WIPEONFORK is wf, MADV_HUGEPAGE hg, MADV_NOHUGEPAGE nh.
 struct VmFlags<'a>(&'a Vma);
@@ -501,14 +518,16 @@ impl core::fmt::Display for VmFlags<'_> {
             (v.prot.read, "rd"),
             (v.prot.write, "wr"),
             (v.prot.exec, "ex"),
+            (v.is_shared(), "sh"),
             (true, "mr"),
             (true, "mw"),
             (true, "me"),
+            (v.is_shared(), "ms"),
             (v.kind == VmaKind::Stack, "gd"),
             (v.flags.locked, "lo"),
             (v.flags.dontcopy, "dc"),
             (v.flags.lockonfault, "lf"),
-            (v.prot.write, "ac"),
+            (v.prot.write && !v.is_shared(), "ac"),
             (v.flags.wipeonfork, "wf"),
             (v.huge == HugeHint::Huge, "hg"),
             (v.huge == HugeHint::NoHuge, "nh"),

@@ -14,9 +14,11 @@
 //! unmapped. A range that cuts a VMA splits it at the cut.
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::addr::{VirtAddr, PAGE_SIZE};
+use super::shmem::Shmem;
 use crate::uapi::{EEXIST, ENOMEM, PROT_EXEC, PROT_READ, PROT_WRITE};
 
 /// Access permissions of a VMA (mmap's `PROT_*`).
@@ -76,7 +78,7 @@ pub struct VmaFlags {
 }
 
 /// What a VMA is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmaKind {
     /// Anonymous mmap.
     Anon,
@@ -86,10 +88,73 @@ pub enum VmaKind {
     Heap,
     /// A PT_LOAD segment of the executable.
     Image,
+    /// A mapping of a file of the RAM file system (`shmem`): a memfd, or the file
+    /// behind a `MAP_SHARED|MAP_ANONYMOUS` mapping.
+    File(FileMap),
 }
 
-/// One mapped range `[start, end)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl VmaKind {
+    /// The kind of this VMA's pages moved by `delta` bytes (mremap): a file mapping's
+    /// origin moves with them, so each page still maps the same file page.
+    pub fn moved(self, delta: u64) -> VmaKind {
+        match self {
+            VmaKind::File(m) => VmaKind::File(FileMap {
+                origin: m.origin.wrapping_add(delta),
+                ..m
+            }),
+            other => other,
+        }
+    }
+}
+
+/// Which file a VMA maps, and how.
+#[derive(Clone)]
+pub struct FileMap {
+    pub file: Arc<Shmem>,
+    /// The address where the file's first byte would be: page `i` of the file is at
+    /// `origin + i` pages. Absolute, so a split leaves it as it is (Linux keeps
+    /// `vm_pgoff` per VMA and adjusts it); wrapping arithmetic, it may lie below 0.
+    pub origin: u64,
+    /// MAP_SHARED: writes go to the file; else private, copied on write.
+    pub shared: bool,
+}
+
+impl FileMap {
+    /// The file page index that `va` maps.
+    pub fn index(&self, va: VirtAddr) -> u64 {
+        va.as_u64().wrapping_sub(self.origin) / PAGE_SIZE as u64
+    }
+
+    /// The address of file page `index`.
+    pub fn va_of(&self, index: u64) -> VirtAddr {
+        VirtAddr(self.origin.wrapping_add(index * PAGE_SIZE as u64))
+    }
+}
+
+impl PartialEq for FileMap {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.file, &other.file)
+            && self.origin == other.origin
+            && self.shared == other.shared
+    }
+}
+
+impl Eq for FileMap {}
+
+impl core::fmt::Debug for FileMap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "file {} at {:#x} ({})",
+            self.file.ino,
+            self.origin,
+            if self.shared { "shared" } else { "private" }
+        )
+    }
+}
+
+/// One mapped range `[start, end)`. Cloning one clones its file reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vma {
     pub start: VirtAddr,
     pub end: VirtAddr,
@@ -104,11 +169,25 @@ impl Vma {
         self.start <= va && va < self.end
     }
 
+    /// The file this VMA maps, if any.
+    pub fn file(&self) -> Option<&FileMap> {
+        match &self.kind {
+            VmaKind::File(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Whether this VMA maps a file shared (MAP_SHARED): its writable entries map the
+    /// file's folios, which no copy-on-write separates.
+    pub fn is_shared(&self) -> bool {
+        self.file().is_some_and(|m| m.shared)
+    }
+
     /// Whether `next`, starting where `self` ends, can be merged into it.
     fn merges_with(&self, next: &Vma) -> bool {
         self.end == next.start
-            && (self.prot, self.huge, self.flags, self.kind)
-                == (next.prot, next.huge, next.flags, next.kind)
+            && (self.prot, self.huge, self.flags) == (next.prot, next.huge, next.flags)
+            && self.kind == next.kind
     }
 }
 
@@ -207,8 +286,9 @@ impl VmaSet {
         if !self.is_free(vma.start, vma.end) {
             return Err(VmaError::Overlap);
         }
-        self.map.insert(vma.start, vma);
-        self.merge_within(vma.start, vma.end);
+        let (start, end) = (vma.start, vma.end);
+        self.map.insert(start, vma);
+        self.merge_within(start, end);
         Ok(())
     }
 
@@ -313,7 +393,7 @@ impl VmaSet {
 
     /// Splits the VMA that strictly contains `va` into `[start, va)` and `[va, end)`.
     fn split_at(&mut self, va: VirtAddr) {
-        let Some(v) = self.find(va).copied().filter(|v| v.start != va) else {
+        let Some(v) = self.find(va).cloned().filter(|v| v.start != va) else {
             return;
         };
         self.map.get_mut(&v.start).expect("found above").end = va;
@@ -370,8 +450,8 @@ mod tests {
 
     fn set_of(vmas: &[Vma]) -> VmaSet {
         let mut set = VmaSet::new();
-        for &v in vmas {
-            set.insert(v).unwrap();
+        for v in vmas {
+            set.insert(v.clone()).unwrap();
         }
         set
     }

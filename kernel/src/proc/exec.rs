@@ -37,7 +37,7 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
         let prot = VmProt::new(seg.flags.read, seg.flags.write, seg.flags.exec);
         // Segments sorted by address may share the page at their boundary: that page
         // gets both segments' permissions (Linux maps the later segment over it).
-        if let Some(prev) = mm.vmas.find(start).copied() {
+        if let Some(prev) = mm.vmas.find(start).cloned() {
             let both = VmProt::new(
                 prev.prot.read || prot.read,
                 prev.prot.write || prot.write,

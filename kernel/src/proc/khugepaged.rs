@@ -160,7 +160,7 @@ fn scan_round(cursor: &mut Cursor, budget: usize) -> bool {
         };
         let next = guard
             .as_ref()
-            .and_then(|mm| mm.vmas.next_from(cursor.va).copied());
+            .and_then(|mm| mm.vmas.next_from(cursor.va).cloned());
         drop(guard);
         let Some(vma) = next else {
             *cursor = Cursor {
@@ -224,7 +224,7 @@ fn scan_window(t: &Task, window: VirtAddr, end: VirtAddr) -> bool {
     let mut at = window;
     let mut failed = false;
     while at < end {
-        let Some(vma) = mm.vmas.next_from(at).copied().filter(|v| v.start < end) else {
+        let Some(vma) = mm.vmas.next_from(at).cloned().filter(|v| v.start < end) else {
             break;
         };
         let allowed = mthp::POLICY.allowed_orders(vma.huge);

@@ -687,6 +687,7 @@ fn handle_user_sync(frame: &mut TrapFrame) {
                 };
                 deliver::fault_signal(frame, SIGSEGV, code, frame.far)
             }
+            Err(FaultError::Bus) => deliver::fault_signal(frame, SIGBUS, BUS_ADRERR, frame.far),
         };
     }
     let (sig, code) = match esr.ec() {

@@ -79,7 +79,7 @@ pub fn grow(vmas: &mut crate::mm::vma::VmaSet, va: crate::mm::VirtAddr) -> bool 
     if page.as_u64() < STACK_TOP - STACK_SIZE || vmas.find(va).is_some() {
         return false;
     }
-    let Some(&stack) = vmas.next_from(va) else {
+    let Some(stack) = vmas.next_from(va).cloned() else {
         return false;
     };
     if stack.kind != VmaKind::Stack {

@@ -52,17 +52,7 @@ pub fn read(fd: u64, buf: u64, count: u64) -> Result<u64, Errno> {
     if let Some(s) = with_file(fd, |f| Ok(f.stream()))? {
         return s.read(buf, count);
     }
-    // As Linux's vfs_read: the buffer is checked before a zero count returns.
-    if !is_user_range(buf as usize, count as usize) {
-        return Err(EFAULT);
-    }
-    if count == 0 {
-        return Ok(0);
-    }
-    let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
-    let n = with_file(fd, |f| f.read(&mut kbuf))?;
-    copy_to_user(buf as usize, &kbuf[..n]).map_err(|_| EFAULT)?;
-    Ok(n as u64)
+    read_chunks(fd, buf, count, |f, chunk, _| f.read(chunk))
 }
 
 /// `op` on `f` with its position at `off`, the position restored afterwards (pread64,
@@ -85,16 +75,44 @@ pub fn pread64(fd: u64, buf: u64, count: u64, off: u64) -> Result<u64, Errno> {
     if (off as i64) < 0 {
         return Err(EINVAL);
     }
+    read_chunks(fd, buf, count, |f, chunk, done| {
+        at_offset(f, off as usize + done, |f| f.read(chunk))
+    })
+}
+
+/// Copy up to `count` bytes of file `fd` to the user buffer `buf` in bounded chunks,
+/// each read by `get(file, chunk, bytes already read)`: as Linux's vfs_read, the
+/// buffer is checked (EFAULT) before a zero count returns; a short chunk (the end of
+/// the file) ends the call, and so does an error once some bytes were read.
+fn read_chunks(
+    fd: u64,
+    buf: u64,
+    count: u64,
+    mut get: impl FnMut(&mut File, &mut [u8], usize) -> Result<usize, Errno>,
+) -> Result<u64, Errno> {
     if !is_user_range(buf as usize, count as usize) {
         return Err(EFAULT);
     }
-    if count == 0 {
-        return Ok(0);
-    }
+    let mut done = 0usize;
     let mut kbuf = vec![0u8; (count as usize).min(CHUNK)];
-    let n = with_file(fd, |f| at_offset(f, off as usize, |f| f.read(&mut kbuf)))?;
-    copy_to_user(buf as usize, &kbuf[..n]).map_err(|_| EFAULT)?;
-    Ok(n as u64)
+    while done < count as usize {
+        let n = (count as usize - done).min(CHUNK);
+        let r = with_file(fd, |f| get(f, &mut kbuf[..n], done)).and_then(|got| {
+            copy_to_user(buf as usize + done, &kbuf[..got])
+                .map(|()| got)
+                .map_err(|_| EFAULT)
+        });
+        match r {
+            Ok(got) => {
+                done += got;
+                if got < n {
+                    break;
+                }
+            }
+            Err(e) => return partial(done, e),
+        }
+    }
+    Ok(done as u64)
 }
 
 /// Copy `count` bytes from the user buffer `buf` to file `fd` in bounded chunks, each

@@ -4,16 +4,18 @@
 
 use super::Errno;
 use crate::arch::aarch64::uaccess::{copy_to_user, is_user_range};
+use alloc::string::String;
+
+use crate::fs::File;
 use crate::mm::aspace::{Mm, STACK_TOP};
 use crate::mm::mlock::Lock;
+use crate::mm::shmem::Shmem;
 use crate::mm::vma::VmProt;
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::proc::sched::me;
 use crate::uapi::*;
 
 const PAGE: u64 = PAGE_SIZE as u64;
-/// The sharing type bits of the mmap flags (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE).
-const MAP_TYPE: u64 = 0x0f;
 
 fn with_mm<R>(f: impl FnOnce(&mut Mm) -> Result<R, Errno>) -> Result<R, Errno> {
     let t = me();
@@ -45,21 +47,51 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Re
     if len == 0 || !off.is_multiple_of(PAGE) {
         return Err(EINVAL);
     }
-    match flags & MAP_TYPE {
-        MAP_PRIVATE => {}
-        // Shared memory is not implemented: only private mappings exist here.
-        MAP_SHARED => return Err(EINVAL),
+    let shared = match flags & MAP_TYPE {
+        MAP_PRIVATE => false,
+        MAP_SHARED | MAP_SHARED_VALIDATE => true,
         _ => return Err(EINVAL),
-    }
-    if flags & MAP_ANONYMOUS == 0 {
-        // No file here can be mapped.
-        return Err(if (fd as i64) < 0 || fd > 2 {
-            EBADF
-        } else {
-            ENODEV
+    };
+    let len_pages = len.checked_next_multiple_of(PAGE).ok_or(ENOMEM)?;
+    if flags & MAP_ANONYMOUS != 0 {
+        if !shared {
+            return with_mm(|mm| mm.mmap(addr, len, prot, flags).map(|v| v.as_u64()));
+        }
+        // Shared anonymous memory is a new file of the mapping's length (Linux's
+        // shmem_zero_setup): fork shares it, nothing else can reach it.
+        let file = Shmem::new(|_| String::from("/dev/zero"), len_pages);
+        return with_mm(|mm| {
+            mm.mmap_file(addr, len, prot, flags, file, 0)
+                .map(|v| v.as_u64())
         });
     }
-    with_mm(|mm| mm.mmap(addr, len, prot, flags).map(|v| v.as_u64()))
+    // A file, in Linux's do_mmap order: EBADF for no descriptor, EACCES for a file
+    // not open for reading or a shared writable mapping of one not open for writing,
+    // then ENODEV for a file that cannot be mapped (only the RAM file system's can).
+    let (file, access) = {
+        let t = me();
+        let mut files = t.files.lock();
+        let f = files.get(fd)?;
+        let file = match f {
+            File::Shm(s) => Some(s.file.clone()),
+            _ => None,
+        };
+        (file, f.status() & crate::fs::O_ACCMODE)
+    };
+    if access == crate::fs::O_WRONLY || (shared && prot.write && access != crate::fs::O_RDWR) {
+        return Err(EACCES);
+    }
+    let file = file.ok_or(ENODEV)?;
+    if off
+        .checked_add(len_pages)
+        .is_none_or(|e| e > i64::MAX as u64)
+    {
+        return Err(EOVERFLOW);
+    }
+    with_mm(|mm| {
+        mm.mmap_file(addr, len, prot, flags, file, off)
+            .map(|v| v.as_u64())
+    })
 }
 
 pub fn munmap(addr: u64, len: u64) -> Result<u64, Errno> {

@@ -1,6 +1,7 @@
 //! System calls by Linux arm64 number: `dispatch` reads the number from x8 and the
 //! arguments from x0-x5, and returns the result (or -errno) in x0. One file per family:
-//! `process`, `signal`, `memory`, `files`, `pipe` (pipes and descriptors), `misc`
+//! `process`, `signal`, `memory`, `files`, `memfd` (files of the RAM file system),
+//! `pipe` (pipes and descriptors), `misc`
 //! (time, randomness, identity, power). Every user
 //! pointer goes through the uaccess helpers: a bad one is EFAULT, never a kernel fault.
 //! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
@@ -8,6 +9,8 @@
 
 #[cfg(target_os = "none")]
 mod files;
+#[cfg(target_os = "none")]
+mod memfd;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
@@ -28,7 +31,7 @@ pub use imp::dispatch;
 mod imp {
     use core::sync::atomic::{AtomicU64, Ordering};
 
-    use super::{files, memory, misc, pipe, process, signal, Errno};
+    use super::{files, memfd, memory, misc, pipe, process, signal, Errno};
     use crate::arch::aarch64::trap::TrapFrame;
     use crate::proc::signal::Restart;
     use crate::uapi::*;
@@ -117,6 +120,9 @@ mod imp {
             SYS_PRCTL => process::prctl(a[0], a[1], a[2], a[3], a[4]),
             SYS_BRK => memory::brk(a[0]),
             SYS_MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
+            SYS_MEMFD_CREATE => memfd::memfd_create(a[0], a[1]),
+            SYS_FTRUNCATE => memfd::ftruncate(a[0], a[1]),
+            SYS_FALLOCATE => memfd::fallocate(a[0], a[1], a[2], a[3]),
             SYS_MUNMAP => memory::munmap(a[0], a[1]),
             SYS_MREMAP => memory::mremap(a[0], a[1], a[2], a[3], a[4]),
             SYS_MPROTECT => memory::mprotect(a[0], a[1], a[2]),

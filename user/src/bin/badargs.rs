@@ -9,6 +9,7 @@
 #![no_main]
 
 use rt::mm::MAP_POPULATE;
+use rt::mm::MAP_SHARED;
 use rt::mm::{brk, Region, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MAP_ANONYMOUS, MAP_FIXED};
 use rt::mm::{MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED_LOCKED, MADV_KEEPONFORK, MADV_PAGEOUT};
 use rt::mm::{MADV_WIPEONFORK, MCL_ONFAULT, MLOCK_ONFAULT};
@@ -181,6 +182,21 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("openat_path_empty",   ENOENT,      |_| open(c"".as_ptr() as usize)),
     ("openat_path_missing", ENOENT,      |_| open(c"/nonexistent".as_ptr() as usize)),
     ("openat_path_too_long", Want::Err(Errno::ENAMETOOLONG), |e| open(e.long_path)),
+    ("openat_file_as_directory", Want::Err(Errno::ENOTDIR), |e| sys!(nr::OPENAT, fs::AT_FDCWD, e.hello, fs::O_RDONLY | fs::O_DIRECTORY | fs::O_CLOEXEC, 0)),
+    ("openat_tmpfile_read_only", EINVAL, |_| sys!(nr::OPENAT, fs::AT_FDCWD, c"/".as_ptr(), O_TMPFILE | fs::O_CLOEXEC, 0o600)),
+    ("openat_tmpfile_of_file", Want::Err(Errno::ENOTDIR), |e| sys!(nr::OPENAT, fs::AT_FDCWD, e.hello, O_TMPFILE | fs::O_RDWR | fs::O_CLOEXEC, 0o600)),
+    ("memfd_create_bad_flags", EINVAL,   |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 0x100)),
+    ("memfd_create_exec_and_noexec", EINVAL, |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 0x18)),
+    ("memfd_create_name_kernel", EFAULT, |_| sys!(nr::MEMFD_CREATE, KERNEL, 0)),
+    ("memfd_create_name_too_long", EINVAL, |e| sys!(nr::MEMFD_CREATE, e.long_path, 0)),
+    ("ftruncate_negative",  EINVAL,      |_| sys!(nr::FTRUNCATE, 999, -1isize)),
+    ("ftruncate_bad_fd",    EBADF,       |_| sys!(nr::FTRUNCATE, 999, 0)),
+    ("ftruncate_read_only", EINVAL,      |e| sys!(nr::FTRUNCATE, e.fd, 0)),
+    ("fallocate_len0",      EINVAL,      |e| sys!(nr::FALLOCATE, e.fd, 0, 0, 0)),
+    ("fallocate_negative_offset", EINVAL, |e| sys!(nr::FALLOCATE, e.fd, 0, -1isize, PAGE)),
+    ("fallocate_read_only", EBADF,       |e| sys!(nr::FALLOCATE, e.fd, 0, 0, PAGE)),
+    ("mmap_shared_write_read_only_fd", Want::Err(Errno::EACCES), |e| sys!(nr::MMAP, 0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, e.fd, 0)),
+    ("mmap_bad_type",       EINVAL,      |_| mmap(0, PAGE, MAP_ANONYMOUS | 0x0f, -1, 0)),
     ("faccessat_path_kernel", EFAULT,    |_| sys!(nr::FACCESSAT, fs::AT_FDCWD, KERNEL, F_OK)),
     ("faccessat_path_low",  EFAULT,      |_| sys!(nr::FACCESSAT, fs::AT_FDCWD, LOW, F_OK)),
     ("faccessat_path_unterminated", EFAULT, |e| sys!(nr::FACCESSAT, fs::AT_FDCWD, unterminated(e), F_OK)),
@@ -515,6 +531,9 @@ fn collapse_in_block(off: usize, len: usize) -> Result<usize, Errno> {
     r.store(off, 1);
     sys!(nr::MADVISE, r.addr + off, len, MADV_COLLAPSE)
 }
+
+/// open's O_TMPFILE on arm64 (__O_TMPFILE with O_DIRECTORY).
+const O_TMPFILE: usize = 0o20000000 | fs::O_DIRECTORY;
 
 fn mmap(addr: usize, len: usize, flags: usize, fd: isize, off: usize) -> Result<usize, Errno> {
     sys!(nr::MMAP, addr, len, PROT_READ | PROT_WRITE, flags, fd, off)

@@ -270,9 +270,13 @@ pub struct WindowScan {
 }
 
 /// Whether collapse may touch the VMA at all: anonymous memory without
-/// MADV_NOHUGEPAGE (the executable's segments are not anonymous on Linux).
+/// MADV_NOHUGEPAGE (the executable's segments are not anonymous on Linux; a file
+/// mapping's folios are its page cache's, which has no collapse here: Linux's
+/// `collapse_file` is not built).
 pub(super) fn collapsible(vma: &Vma) -> bool {
-    vma.kind != VmaKind::Image && vma.huge != crate::mm::vma::HugeHint::NoHuge
+    vma.kind != VmaKind::Image
+        && vma.file().is_none()
+        && vma.huge != crate::mm::vma::HugeHint::NoHuge
 }
 
 /// Set bits of `bits` in `[off, off + n)`.

@@ -342,29 +342,43 @@ fn permits(pte: Pte, access: Access, hw_dirty: bool) -> bool {
 }
 
 /// Translates `va` for `access` as the CPU would, updating AF and dirty state in the
-/// descriptor when hardware management is on.
+/// descriptor when hardware management is on. The update is atomic with the walk
+/// (Arm ARM D8.4.2, "Hardware management of the Access flag and dirty state": the
+/// hardware's update is an atomic read-modify-write that takes effect only if the
+/// descriptor is still the one the walk used): if software changed the entry
+/// meanwhile (write-protected it, broke a block), the walk starts over and sees the
+/// new entry, fault and all. A model that applied the update to whatever the entry
+/// held made the threaded host test panic (a dirty update of an entry lazyfree had
+/// just write-protected) and, holding its locks, hang the suite one run in five.
 pub fn translate<E: PtEnv>(
     env: &E,
     root: PhysAddr,
     va: VirtAddr,
     access: Access,
 ) -> Result<Walked, Fault> {
-    let (walked, entry) = walk_entry(env, root, va)?;
-    let features = env.features();
-    let (pte, level) = (walked.pte, walked.level);
-    if !permits(pte, access, features.hw_dirty) {
-        return Err(Fault::Permission { level });
+    loop {
+        let (walked, entry) = walk_entry(env, root, va)?;
+        let features = env.features();
+        let (pte, level) = (walked.pte, walked.level);
+        if !permits(pte, access, features.hw_dirty) {
+            return Err(Fault::Permission { level });
+        }
+        if !pte.is_young() && !features.hw_af {
+            return Err(Fault::AccessFlag { level });
+        }
+        let hw_dirtying = access.kind == AccessKind::Write && !pte.is_hw_writable();
+        let young = pte.mkyoung();
+        let new = if hw_dirtying {
+            young.hw_mkdirty()
+        } else {
+            young
+        };
+        if new.raw() == pte.raw()
+            || entry
+                .compare_exchange(pte.raw(), new.raw(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(walked);
+        }
     }
-    if !pte.is_young() && !features.hw_af {
-        return Err(Fault::AccessFlag { level });
-    }
-    let hw_dirtying = access.kind == AccessKind::Write && !pte.is_hw_writable();
-    let update = |raw| {
-        let p = Pte::from_raw(raw).mkyoung();
-        Some(if hw_dirtying { p.hw_mkdirty() } else { p }.raw())
-    };
-    entry
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, update)
-        .expect("update always applies");
-    Ok(walked)
 }

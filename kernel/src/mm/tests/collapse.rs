@@ -19,7 +19,7 @@ use std::sync::MutexGuard;
 /// with the thread's limits and the policy's orders.
 pub fn scan_all(mm: &mut Mm<HostMm>) -> WindowScan {
     let mut total = WindowScan::default();
-    let vmas: Vec<_> = mm.vmas.iter().copied().collect();
+    let vmas: Vec<_> = mm.vmas.iter().cloned().collect();
     let limits = Limits::thread();
     for vma in vmas {
         let mut w = vma.start.align_down(PMD_SIZE);

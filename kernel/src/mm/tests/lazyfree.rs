@@ -442,12 +442,27 @@ static OWNER_CALLS: AtomicU64 = AtomicU64::new(0);
 /// (bounded), so that a loaded host cannot let the fault miss the window.
 static FAULTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
+/// Puts the owner hook's state back as a test found it, also when the test fails: an
+/// owner left installed (a failed assertion before the test took it back) and
+/// `FAULTING` left false made every later pass of the suite wait 30 s in the hook
+/// for each entry of another address space, which hung the host suite.
+struct OwnerReset;
+
+impl Drop for OwnerReset {
+    fn drop(&mut self) {
+        FAULTING.store(true, Ordering::Release);
+        OWNER_DELAY_MS.store(0, Ordering::Relaxed);
+        let left = OWNER.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(left);
+    }
+}
+
 /// The owner hook of these tests: `OWNER`'s lock tried, held `OWNER_DELAY_MS` before
 /// the entry is acted on. With no owner installed it answers busy, as the host's
 /// missing hook does (the hook stays installed for later tests).
 fn owner_hook(e: crate::mm::lazyfree::Entry, patient: bool) -> Option<crate::mm::lazyfree::Visit> {
     // A patient caller holds no `Mm`: it may wait a bounded while, as the kernel's hook.
-    let patience = std::time::Duration::from_millis(if patient { 500 } else { 0 });
+    let patience = std::time::Duration::from_millis(if patient { 5000 } else { 0 });
     let deadline = std::time::Instant::now() + patience;
     let mut g = loop {
         match OWNER.try_lock() {
@@ -476,6 +491,7 @@ fn owner_hook(e: crate::mm::lazyfree::Entry, patient: bool) -> Option<crate::mm:
 #[test]
 fn direct_reclaim_waits_for_the_reclaim_thread_holding_the_owner() {
     each_machine_in(&[ContMode::On], |env| {
+        let _reset = OwnerReset;
         let (b, va) = four_lazyfree_folios(&env);
         *OWNER.lock().unwrap() = Some(b);
         OWNER_DELAY_MS.store(100, Ordering::Relaxed);
@@ -524,6 +540,7 @@ fn direct_reclaim_waits_for_the_reclaim_thread_holding_the_owner() {
 #[test]
 fn a_fault_out_of_memory_retries_after_an_unlocked_patient_pass() {
     each_machine_in(&[ContMode::On], |env| {
+        let _reset = OwnerReset;
         let (b, va) = four_lazyfree_folios(&env);
         *OWNER.lock().unwrap() = Some(b);
         OWNER_DELAY_MS.store(0, Ordering::Relaxed);
@@ -532,15 +549,19 @@ fn a_fault_out_of_memory_retries_after_an_unlocked_patient_pass() {
         let at = region(&mut a, 2 * CONT_SIZE, CONT_SIZE);
         write_pages(&mut a, at, 0..1);
         let hoard: Vec<_> = core::iter::from_fn(|| frames().alloc(0)).collect();
-        // The owner busy for 50 ms (a system call holding its lock).
+        // The owner busy (a system call holding its lock) until told, then for 20 ms
+        // more: a loaded host must not let the first fault find it free.
         let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let busy = std::thread::spawn(move || {
             let _g = OWNER.lock().unwrap();
             held_tx.send(()).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            let _ = go_rx.recv();
+            std::thread::sleep(std::time::Duration::from_millis(20));
         });
         held_rx.recv().unwrap();
         let first = a.handle_fault(at.add(CONT_SIZE), Access::Write);
+        go_tx.send(()).unwrap();
         assert_eq!(
             first,
             Err(FaultError::Oom),
@@ -594,6 +615,7 @@ fn reclaim_thread_yields_after_bounded_work() {
     b.madvise(va, va.add(N * PAGE_SIZE), MADV_FREE).unwrap();
     cpu_accesses(&b, va, N, AccessKind::Read);
     assert_eq!(crate::mm::lazyfree::list_len(), N);
+    let _reset = OwnerReset;
     *OWNER.lock().unwrap() = Some(b);
     OWNER_DELAY_MS.store(0, Ordering::Relaxed);
     reclaim::set_owner_hook(owner_hook);

@@ -28,6 +28,7 @@ mod mremap;
 mod props;
 mod regress;
 mod report;
+mod shmem;
 mod threads;
 mod vmflags;
 mod zero;
@@ -681,8 +682,8 @@ impl World {
         kind: AccessKind,
     ) -> Result<Option<super::PhysAddr>, String> {
         let p = &mut self.procs[i];
-        let vma = p.mm.vmas.find(va).copied();
-        let allowed = vma.is_some_and(|v| match kind {
+        let vma = p.mm.vmas.find(va).cloned();
+        let allowed = vma.as_ref().is_some_and(|v| match kind {
             AccessKind::Write => v.prot.write,
             _ => v.prot.read || v.prot.write || v.prot.exec,
         });

@@ -97,7 +97,7 @@ fn wipeonfork_child_reads_zeros_and_its_frames_are_new() {
     let f = Folio::of(leaf(&parent, va).pa_of(va));
 
     let mut child = parent.fork().unwrap();
-    let v = *child.vmas.find(va).expect("the child has the VMA");
+    let v = child.vmas.find(va).expect("the child has the VMA");
     assert!(v.start == va && v.end == end && v.flags.wipeonfork);
     assert!(child.tables.get(va).is_none(), "empty");
     check_pages_among(&child, &[&parent, &child], va, 64, |_| false);

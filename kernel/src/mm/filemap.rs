@@ -1,0 +1,159 @@
+//! Faults on a file mapping (`VmaKind::File`): the page the fault needs comes from the
+//! file's page cache (`shmem`), allocated there at the folio sizes `shmem_enabled`
+//! allows, then mapped as Linux 6.12's `finish_fault` does: the whole folio at once
+//! where it lies inside the VMA and one page table and nothing is mapped there yet (a
+//! 2 MiB folio 2 MiB-aligned as one block; from 64 KiB up, aligned, folded into
+//! contiguous blocks by `pgtable`), else the one page.
+//!
+//! A shared mapping maps the file's folios writable where the VMA is (every mapper
+//! sees every write: no copy-on-write, so a write to a read-only entry only makes it
+//! writable). A private mapping maps them read-only; a write copies the page into an
+//! anonymous one (`cow`; on an empty entry directly, as Linux's `do_cow_fault`).
+//! Beyond the file's end the fault is SIGBUS; a file cut short is unmapped past its
+//! new end in every address space (`unmap_file_from`, Linux's `unmap_mapping_range`
+//! with `even_cows`), so what lies there is SIGBUS at once.
+
+use super::aspace::{pte_attrs, Mm, MmEnv, PMD};
+use super::fault::{map_error, FaultError};
+use super::folio::{self, Folio};
+use super::reclaim;
+use super::shmem::{self, Held, Shmem};
+use super::vma::{FileMap, Vma};
+use super::{VirtAddr, PAGE_SIZE};
+use crate::uapi::Errno;
+use alloc::sync::Arc;
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+impl<E: MmEnv> Mm<E> {
+    /// A fault on the unmapped `page` of the file VMA `vma`.
+    pub(super) fn file_fault(
+        &mut self,
+        page: VirtAddr,
+        vma: &Vma,
+        write: bool,
+    ) -> Result<(), FaultError> {
+        let m = vma.file().expect("a file VMA");
+        let index = m.index(page);
+        let size = m.file.size();
+        if index >= size.div_ceil(PAGE) {
+            return Err(FaultError::Bus);
+        }
+        let orders = self.file_orders(vma, m, index, size);
+        reclaim::if_low(self);
+        let held = reclaim::alloc_or_reclaim(self, 1, |mm| m.file.get(mm.env(), index, orders))
+            .ok_or(FaultError::Oom)?;
+        let r = if write && !m.shared {
+            // A private write: a copy of the file's page, this mapping's own.
+            let pa = shmem::page_of(&held, index);
+            match folio::alloc_anon_copy(self.env(), 0, pa) {
+                Some(copy) => self.map_folio(page, copy, vma.prot, true),
+                None => Err(FaultError::Oom),
+            }
+        } else {
+            self.map_cached(page, vma, m, &held, write)
+        };
+        drop(Folio::lock(held.folio.head()).put(1));
+        r
+    }
+
+    /// Map the held folio around `page`: all of it if it fits (module doc), else the
+    /// page; each mapped page takes its reference and map count.
+    fn map_cached(
+        &mut self,
+        page: VirtAddr,
+        vma: &Vma,
+        m: &FileMap,
+        held: &Held,
+        write: bool,
+    ) -> Result<(), FaultError> {
+        let f = held.folio;
+        let n = f.nr_pages();
+        let base = m.va_of(held.first);
+        let table = base.align_down(PMD as usize);
+        let whole = n > 1
+            && base >= vma.start
+            && vma.end.offset_from(base) >= n * PAGE_SIZE
+            && base.add(n * PAGE_SIZE) <= table.add(PMD as usize)
+            && self.tables.is_unmapped(base, n);
+        let (va, first, count) = if whole {
+            (base, 0, n)
+        } else {
+            (page, (m.index(page) - held.first) as usize, 1)
+        };
+        let prot = if m.shared {
+            vma.prot
+        } else {
+            // Private: read-only until a write copies the page (`cow`).
+            super::vma::VmProt {
+                write: false,
+                ..vma.prot
+            }
+        };
+        let attrs = pte_attrs(prot);
+        let pa = f.page(first);
+        let pmd = count == 512 && va.is_aligned(PMD as usize);
+        let dirty = write && prot.write;
+        let r = if pmd {
+            self.tables.map_pmd(va, pa, attrs)
+        } else if dirty {
+            self.tables.map_dirty(va, pa, count, attrs)
+        } else {
+            self.tables.map(va, pa, count, attrs)
+        };
+        r.map_err(map_error)?;
+        Folio::lock(pa).map(first, count);
+        if pmd && dirty && !self.env().features().hw_dirty {
+            self.tables.make_writable(va, count).map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    /// The truncation of `file` to `keep` pages: unmap every page of this address
+    /// space that maps file page `keep` or later, in shared and private mappings of
+    /// it alike (a private mapping's copies too, as Linux's `truncate_pagecache`).
+    /// The caller holds this `Mm`'s lock (lock table L2) and no other.
+    pub fn unmap_file_from(&mut self, file: &Arc<Shmem>, keep: u64) -> Result<(), Errno> {
+        let mut at = VirtAddr(0);
+        while let Some(v) = self.vmas.next_from(at).cloned() {
+            at = v.end;
+            let Some(m) = v.file().filter(|m| Arc::ptr_eq(&m.file, file)) else {
+                continue;
+            };
+            let first = m.index(v.start);
+            let last = m.index(VirtAddr(v.end.as_u64() - PAGE_SIZE as u64));
+            if last < keep {
+                continue;
+            }
+            let from = if first >= keep {
+                v.start
+            } else {
+                m.va_of(keep)
+            };
+            self.unmap_pages(from, v.end)?;
+        }
+        Ok(())
+    }
+
+    /// The folio orders the cache may allocate for `index` of a file of `size` bytes
+    /// mapped by `vma`: what `shmem_enabled` allows, of those the sizes whose aligned
+    /// block of the file lands on an equally aligned block inside the VMA (Linux's
+    /// `thp_vma_suitable_order`), none under PR_SET_THP_DISABLE.
+    fn file_orders(&self, vma: &Vma, m: &FileMap, index: u64, size: u64) -> u16 {
+        if self.thp_disabled {
+            return 0;
+        }
+        let mut mask = shmem::allowed_orders(vma.huge, size, index);
+        for order in super::mthp::MTHP_ORDERS {
+            let n = 1u64 << order;
+            let va = m.va_of(index & !(n - 1));
+            let fits = va.is_aligned(PAGE_SIZE << order)
+                && va >= vma.start
+                && vma.end.as_u64().saturating_sub(va.as_u64()) >= n * PAGE;
+            if !fits {
+                mask &= !(1 << order);
+            }
+        }
+        mask
+    }
+}

@@ -1,0 +1,128 @@
+//! memfd_create, ftruncate, fallocate: files of the RAM file system (`mm::shmem`),
+//! with Linux's checks and errnos. Their reads, writes and mappings go through the
+//! descriptor (`fs::File::Shm`, `memory::mmap`).
+
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::Errno;
+use crate::arch::aarch64::uaccess::strncpy_from_user;
+use crate::fs::{File, ShmFile};
+use crate::mm::ptenv::KernelPt;
+use crate::mm::shmem::Shmem;
+use crate::mm::PAGE_SIZE;
+use crate::proc::mmlock::MmLock;
+use crate::proc::sched::me;
+use crate::proc::task;
+use crate::uapi::*;
+
+const MFD_CLOEXEC: u64 = 0x1;
+const MFD_ALLOW_SEALING: u64 = 0x2;
+const MFD_HUGETLB: u64 = 0x4;
+const MFD_NOEXEC_SEAL: u64 = 0x8;
+const MFD_EXEC: u64 = 0x10;
+/// The hugetlb page size field of the flags (MFD_HUGE_SHIFT 26, 6 bits).
+const MFD_HUGE_MASK: u64 = 0x3f << 26;
+/// Longest name: NAME_MAX less the "memfd:" prefix.
+const MFD_NAME_MAX_LEN: usize = 255 - 6;
+
+const FALLOC_FL_KEEP_SIZE: u64 = 0x1;
+
+/// memfd_create: a new empty file of the RAM file system. MFD_HUGETLB is EINVAL until
+/// hugetlb pages exist (issue 26).
+pub fn memfd_create(name: u64, flags: u64) -> Result<u64, Errno> {
+    let known = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC;
+    if flags & MFD_HUGETLB == 0 {
+        if flags & !known != 0 {
+            return Err(EINVAL);
+        }
+    } else if flags & !(known | MFD_HUGE_MASK) != 0 {
+        return Err(EINVAL);
+    }
+    if flags & MFD_EXEC != 0 && flags & MFD_NOEXEC_SEAL != 0 {
+        return Err(EINVAL);
+    }
+    let mut buf = vec![0u8; MFD_NAME_MAX_LEN + 1];
+    let len = strncpy_from_user(&mut buf, name as usize)
+        .map_err(|_| EFAULT)?
+        .ok_or(EINVAL)?;
+    if flags & MFD_HUGETLB != 0 {
+        return Err(EINVAL);
+    }
+    let name = core::str::from_utf8(&buf[..len]).unwrap_or("?");
+    let file = File::Shm(ShmFile {
+        file: Shmem::new(|_| format!("/memfd:{name}"), 0),
+        pos: 0,
+        writable: true,
+    });
+    me().files.lock().install(file, 0, flags & MFD_CLOEXEC != 0)
+}
+
+/// The file of descriptor `fd` if it is open for writing and of the RAM file system:
+/// EBADF for no descriptor, else `not_ours`.
+fn writable_file(fd: u64, not_ours: Errno) -> Result<Arc<Shmem>, Errno> {
+    let t = me();
+    let mut files = t.files.lock();
+    match files.get(fd)? {
+        File::Shm(f) if f.writable => Ok(f.file.clone()),
+        _ => Err(not_ours),
+    }
+}
+
+/// ftruncate: EINVAL for a negative length or a file that is not a writable regular
+/// file (Linux's do_ftruncate). A cut unmaps the file past its new end from every
+/// address space (`Mm::unmap_file_from`), one at a time, holding no other lock.
+pub fn ftruncate(fd: u64, length: u64) -> Result<u64, Errno> {
+    if (length as i64) < 0 {
+        return Err(EINVAL);
+    }
+    let file = writable_file(fd, EINVAL)?;
+    let old = file.size();
+    file.set_size(&KernelPt, length)?;
+    if length < old {
+        let keep = length.div_ceil(PAGE_SIZE as u64);
+        let mut seen: Vec<*const MmLock> = Vec::new();
+        for t in task::all_user() {
+            // Threads share one address space: visit it once.
+            if seen.contains(&Arc::as_ptr(&t.mm)) {
+                continue;
+            }
+            seen.push(Arc::as_ptr(&t.mm));
+            if let Some(mm) = t.mm.lock().as_mut() {
+                mm.unmap_file_from(&file, keep)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// fallocate: mode 0 or FALLOC_FL_KEEP_SIZE (punching holes is EOPNOTSUPP: it
+/// would need to unmap the pages from every process, which truncation does not do
+/// yet either, docs/shmem.md). Linux's vfs_fallocate order: EINVAL for a negative
+/// offset or a length not above 0, EOPNOTSUPP for a mode, EBADF unless open for
+/// writing, ESPIPE for a pipe, ENODEV for another file that is not regular, EFBIG past the largest size.
+pub fn fallocate(fd: u64, mode: u64, offset: u64, len: u64) -> Result<u64, Errno> {
+    if (offset as i64) < 0 || (len as i64) <= 0 {
+        return Err(EINVAL);
+    }
+    if mode & !FALLOC_FL_KEEP_SIZE != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    let (writable, stream) = {
+        let t = me();
+        let mut files = t.files.lock();
+        let f = files.get(fd)?;
+        (f.status() & crate::fs::O_ACCMODE != 0, f.stream().is_some())
+    };
+    if !writable {
+        return Err(EBADF);
+    }
+    if stream {
+        return Err(ESPIPE);
+    }
+    let file = writable_file(fd, ENODEV)?;
+    file.allocate(&KernelPt, offset, len, mode & FALLOC_FL_KEEP_SIZE != 0)?;
+    Ok(0)
+}
