@@ -58,6 +58,7 @@ named_numbers! {
         SYS_SET_TID_ADDRESS = 96, "set_tid_address";
         SYS_FUTEX = 98, "futex";
         SYS_SET_ROBUST_LIST = 99, "set_robust_list";
+        SYS_GET_ROBUST_LIST = 100, "get_robust_list";
         SYS_NANOSLEEP = 101, "nanosleep";
         SYS_CLOCK_GETTIME = 113, "clock_gettime";
         SYS_CLOCK_NANOSLEEP = 115, "clock_nanosleep";

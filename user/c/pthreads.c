@@ -2,10 +2,12 @@
  * Linux: create/join with return values, a mutex-protected counter from 4 threads,
  * a condition variable queue, thread-local storage, thread ids, detached threads,
  * a timed wait that times out, a process-directed signal taken by the one thread
- * that does not block it, tgkill to one thread, fork from a thread (the child has
- * one thread), exit() from a thread while others sleep (the whole process ends with
- * its status), a fatal signal in one thread (the process dies of it), and exec from
- * a process with threads.
+ * that does not block it, tgkill to one thread, a process-directed signal every
+ * thread blocks (pending for the process until one unblocks it), fork from a
+ * thread (the child has one thread), exit() from a thread while others sleep (the
+ * whole process ends with its status), a fatal signal in one thread (the process dies of it), exec from
+ * a process with threads, and exec from a thread that is not the leader (it takes
+ * the process's pid).
  * Prints TEST lines and "pthreads: N passed, N failed"; exits 0 only if all pass.
  * Build: aarch64-linux-gnu-gcc -static -O2 -pthread -o pthreads pthreads.c */
 #define _GNU_SOURCE
@@ -300,6 +302,89 @@ static const char *process_signal(void)
     return why;
 }
 
+static volatile int nap_stop;
+
+static void *napper(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&nap_stop, __ATOMIC_SEQ_CST))
+        usleep(1000);
+    return NULL;
+}
+
+/* --- a signal sent to the process while every thread blocks it stays pending for
+ *     the process: every thread's sigpending shows it, and the first thread that
+ *     unblocks it takes it --- */
+
+static volatile pid_t usr2_by;
+static volatile int taker_go, taker_saw_pending;
+static pid_t taker_tid;
+
+static void on_usr2(int sig)
+{
+    (void)sig;
+    usr2_by = tid();
+}
+
+static int usr2_pending(void)
+{
+    sigset_t p;
+    sigpending(&p);
+    return sigismember(&p, SIGUSR2);
+}
+
+static void *late_taker(void *arg)
+{
+    (void)arg;
+    taker_tid = tid();
+    while (!__atomic_load_n(&taker_go, __ATOMIC_SEQ_CST))
+        usleep(1000);
+    taker_saw_pending = usr2_pending();
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL); /* the pending one is taken here */
+    return NULL;
+}
+
+static const char *shared_pending(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    signal(SIGUSR2, on_usr2);
+    usr2_by = 0;
+    taker_go = taker_saw_pending = 0;
+    pthread_t t, other;
+    nap_stop = 0;
+    if (pthread_create(&t, NULL, late_taker, NULL) != 0 ||
+        pthread_create(&other, NULL, napper, NULL) != 0)
+        return "pthread_create failed";
+    kill(getpid(), SIGUSR2);
+    usleep(20000);
+    const char *why = NULL;
+    if (usr2_by != 0)
+        why = "a signal every thread blocks was delivered";
+    else if (!usr2_pending())
+        why = "sigpending does not show the process's pending signal";
+    __atomic_store_n(&taker_go, 1, __ATOMIC_SEQ_CST);
+    pthread_join(t, NULL);
+    __atomic_store_n(&nap_stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(other, NULL);
+    if (!why && !taker_saw_pending)
+        why = "another thread's sigpending does not show the process's pending signal";
+    else if (!why && usr2_by == 0)
+        why = "the thread that unblocked the pending signal did not take it";
+    else if (!why && usr2_by != taker_tid)
+        why = "the pending signal went to a thread other than the one that unblocked it";
+    else if (!why && usr2_pending())
+        why = "the signal is still pending after a thread took it";
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    signal(SIGUSR2, SIG_DFL);
+    return why;
+}
+
 /* --- fork from a thread: the child runs with that one thread --- */
 
 static void *forker(void *arg)
@@ -321,16 +406,6 @@ static void *sleeper(void *arg)
     (void)arg;
     for (;;)
         pause();
-    return NULL;
-}
-
-static volatile int nap_stop;
-
-static void *napper(void *arg)
-{
-    (void)arg;
-    while (!__atomic_load_n(&nap_stop, __ATOMIC_SEQ_CST))
-        usleep(1000);
     return NULL;
 }
 
@@ -422,10 +497,75 @@ static const char *exec_with_threads(void)
     return WEXITSTATUS(st) == 23 ? NULL : "the exec'd program did not run";
 }
 
+/* --- exec from a thread that is not the leader: it takes the process's pid --- */
+
+static void *exec_ids(void *arg)
+{
+    if (arg)
+        usleep(50000); /* the leader has called pthread_exit by now */
+    char pid[16], ppid[16];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(ppid, sizeof ppid, "%d", (int)getppid());
+    char *argv[] = {"pthreads", "--ids", pid, ppid, NULL};
+    execv("/proc/self/exe", argv);
+    execv("/bin/pthreads", argv);
+    _exit(99);
+}
+
+static const char *exec_from_thread_once(int leader_exits)
+{
+    pid_t c = fork();
+    if (c == 0) {
+        pthread_t t[3];
+        for (int i = 0; i < 2; i++)
+            pthread_create(&t[i], NULL, sleeper, NULL);
+        pthread_create(&t[2], NULL, exec_ids, leader_exits ? (void *)1 : NULL);
+        if (leader_exits)
+            pthread_exit(NULL);
+        for (;;)
+            pause();
+    }
+    int st = 0;
+    if (c < 0 || waitpid(c, &st, 0) != c)
+        return "fork or waitpid (for the same pid) failed";
+    if (!WIFEXITED(st))
+        return "the exec'd program did not exit";
+    switch (WEXITSTATUS(st)) {
+    case 24:
+        return NULL;
+    case 99:
+        return "execv from a thread failed";
+    case 25:
+        return "after exec from a thread, getpid, gettid or getppid changed";
+    default:
+        return "the exec'd program did not run";
+    }
+}
+
+/* With the leader asleep, and with the leader gone already (pthread_exit). */
+static const char *exec_from_thread(void)
+{
+    const char *why = exec_from_thread_once(0);
+    return why ? why : exec_from_thread_once(1);
+}
+
+/* The program a thread exec'd: its pid and tid are the old process's pid, its
+ * parent the same. */
+static int check_ids(const char *pid, const char *ppid)
+{
+    pid_t want = (pid_t)atoi(pid);
+    printf("pthreads: after exec from a thread: getpid %d gettid %d getppid %d (pid was %d, "
+           "parent %s)\n",
+           (int)getpid(), (int)tid(), (int)getppid(), (int)want, ppid);
+    return getpid() == want && tid() == want && getppid() == (pid_t)atoi(ppid) ? 24 : 25;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--exit-code") == 0)
         return 23;
+    if (argc > 3 && strcmp(argv[1], "--ids") == 0)
+        return check_ids(argv[2], argv[3]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     report("create_join", create_join());
     report("mutex_counter", mutex_counter());
@@ -434,9 +574,11 @@ int main(int argc, char **argv)
     report("detached_threads", detached_threads());
     report("timed_wait", timed_wait());
     report("process_signal", process_signal());
+    report("shared_pending", shared_pending());
     report("fork_from_thread", fork_from_thread());
     report("exit_from_thread", exit_from_thread());
     report("exec_with_threads", exec_with_threads());
+    report("exec_from_thread", exec_from_thread());
     printf("pthreads: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

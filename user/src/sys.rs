@@ -30,6 +30,8 @@ pub mod nr {
     pub const EXIT: usize = 93;
     pub const EXIT_GROUP: usize = 94;
     pub const SET_TID_ADDRESS: usize = 96;
+    pub const SET_ROBUST_LIST: usize = 99;
+    pub const GET_ROBUST_LIST: usize = 100;
     pub const NANOSLEEP: usize = 101;
     pub const CLOCK_GETTIME: usize = 113;
     pub const CLOCK_NANOSLEEP: usize = 115;

@@ -32,8 +32,8 @@ fn status() -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Name:\t{}", t.name.lock().as_str());
     let _ = writeln!(s, "State:\tR (running)");
-    let _ = writeln!(s, "Tgid:\t{}", t.pid);
-    let _ = writeln!(s, "Pid:\t{}", t.pid);
+    let _ = writeln!(s, "Tgid:\t{}", t.pid());
+    let _ = writeln!(s, "Pid:\t{}", t.pid());
     let _ = writeln!(
         s,
         "PPid:\t{}",
@@ -157,7 +157,7 @@ impl MemFile {
         Ok(MemFile {
             pos: 0,
             writable,
-            owner: t.pid,
+            owner: t.pid(),
             root,
         })
     }

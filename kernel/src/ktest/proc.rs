@@ -21,7 +21,7 @@ pub fn kernel_thread_sleeps_and_is_reaped() -> TestResult {
     let deadline = time::uptime_ns() + 30_000_000;
     let t = process::spawn_kthread("ktest-sleeper", sleeper, deadline)
         .ok_or("no memory for a kernel thread")?;
-    let pid = t.pid;
+    let pid = t.pid();
     process::join_kthread(t);
     let woke = WOKE_AT.load(Ordering::Acquire);
     kassert!(

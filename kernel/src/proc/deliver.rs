@@ -30,24 +30,51 @@ pub fn send(t: &Arc<Task>, info: SigInfo) {
     }
 }
 
-/// Queue a process-directed `info` (kill, a child's exit) for process `t`'s threads:
-/// the first of them, leader first, that is alive and does not block it, else the
-/// leader (see `proc::signal`'s protocol).
+/// Whether `o` has not exited (a zombie leader or a dead thread takes no signals).
+fn alive(o: &Task) -> bool {
+    !matches!(
+        o.state(),
+        super::task::State::Zombie | super::task::State::Dead
+    )
+}
+
+/// Queue a process-directed `info` (kill, a child's exit) for process `t`: pending
+/// for the process until a thread takes it (`proc::signal`'s protocol). The first
+/// thread, leader first, that is alive and does not block it is told and woken
+/// (Linux's complete_signal); if every thread blocks it, it waits for one to unblock
+/// it.
 pub fn send_process(t: &Arc<Task>, info: SigInfo) {
+    if !t.is_user() {
+        return;
+    }
     let threads = super::task::threads_of(t.tgid);
-    let alive = |o: &&Arc<Task>| {
-        !matches!(
-            o.state(),
-            super::task::State::Zombie | super::task::State::Dead
-        )
-    };
     let pick = threads
         .iter()
-        .filter(alive)
-        .find(|o| !o.signals.with(|s| s.blocks(info.signo)))
-        .or_else(|| threads.iter().find(|o| o.is_leader()))
-        .unwrap_or(t);
-    send(pick, info);
+        .filter(|o| alive(o))
+        .find(|o| !o.signals.with(|s| s.blocks(info.signo)));
+    // Queued through the chosen thread's state, which recomputes its flag.
+    if pick.unwrap_or(t).signals.with(|s| s.send_shared(info)) {
+        if let Some(p) = pick {
+            sched::wake(p);
+        }
+    }
+}
+
+/// Thread `t` stopped taking some of its process's pending signals (it blocked
+/// them, or it is exiting): the other threads recompute their flags, and those that
+/// can take one are woken (Linux's retarget_shared_pending).
+pub fn retarget(t: &Task) {
+    if t.signals.with(|s| s.shared_pending()) == 0 {
+        return;
+    }
+    for o in super::task::threads_of(t.tgid)
+        .iter()
+        .filter(|o| o.pid() != t.pid() && alive(o))
+    {
+        if o.signals.with(|s| s.deliverable()) {
+            sched::wake(o);
+        }
+    }
 }
 
 /// The way back to EL0 found `attention` set: restart or fail an interrupted system

@@ -22,14 +22,19 @@
 //! its own entry, so a wake-up counts once and `woken` survives spurious wake-ups.
 //! Requeue moves waiters to another word by changing their key under the lock.
 //! Lock order: `WAITERS`, then the run queue (`sched`).
+//!
+//! At exit and exec a thread's robust list is walked here (`exit_robust_list`, the
+//! walk itself in `proc::robust`), in its own context with no lock held: its reads
+//! and swaps of user words may fault like any user access.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
+use super::robust::{self, UserWords};
 use super::sched;
 use super::task::Task;
-use crate::arch::aarch64::uaccess::read_user;
+use crate::arch::aarch64::uaccess::{cmpxchg_user_u32, read_user};
 use crate::sync::IrqSpinLock;
 use crate::uapi::*;
 
@@ -152,4 +157,32 @@ pub fn requeue(t: &Task, addr: u64, shared: bool, n_wake: u32, addr2: u64, n_mov
         }
     }
     u64::from(woken + moved)
+}
+
+/// The calling thread `t` exits or execs: walk the robust list it registered
+/// (`proc::robust`), marking the futexes it holds FUTEX_OWNER_DIED and waking one
+/// waiter of each, and forget the list (Linux's `futex_cleanup`).
+pub fn exit_robust_list(t: &Task) {
+    let head = t.robust_list.swap(0, core::sync::atomic::Ordering::AcqRel);
+    if head != 0 {
+        robust::exit_robust_list(head, t.pid(), &mut Dying(t));
+    }
+}
+
+/// The memory of a dying thread, through the user-access routines.
+struct Dying<'a>(&'a Task);
+
+impl UserWords for Dying<'_> {
+    fn read_u64(&mut self, addr: u64) -> Option<u64> {
+        read_user(addr as usize).ok()
+    }
+    fn read_u32(&mut self, addr: u64) -> Option<u32> {
+        read_user(addr as usize).ok()
+    }
+    fn cmpxchg_u32(&mut self, addr: u64, old: u32, new: u32) -> Option<u32> {
+        cmpxchg_user_u32(addr as usize, old, new).ok()
+    }
+    fn wake_one(&mut self, addr: u64) {
+        wake(self.0, addr, true, 1, FUTEX_BITSET_MATCH_ANY);
+    }
 }

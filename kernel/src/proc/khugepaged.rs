@@ -152,7 +152,7 @@ fn scan_round(cursor: &mut Cursor, budget: usize) -> bool {
         let Some(guard) = t.mm.try_lock() else {
             // Busy: the next process now, this one on the next round.
             *cursor = Cursor {
-                pid: t.pid + 1,
+                pid: t.pid() + 1,
                 va: VirtAddr(0),
             };
             left = left.saturating_sub(PMD_SIZE / PAGE_SIZE);
@@ -164,7 +164,7 @@ fn scan_round(cursor: &mut Cursor, budget: usize) -> bool {
         drop(guard);
         let Some(vma) = next else {
             *cursor = Cursor {
-                pid: t.pid + 1,
+                pid: t.pid() + 1,
                 va: VirtAddr(0),
             };
             continue;
@@ -185,12 +185,12 @@ fn next_user_task(cursor: &mut Cursor) -> Option<Arc<Task>> {
         let t = task::next_after(pid)?;
         if t.is_user() {
             *cursor = Cursor {
-                pid: t.pid,
+                pid: t.pid(),
                 va: VirtAddr(0),
             };
             return Some(t);
         }
-        pid = t.pid;
+        pid = t.pid();
     }
 }
 
@@ -199,7 +199,7 @@ fn next_user_task(cursor: &mut Cursor) -> Option<Arc<Task>> {
 fn task_with_root(root: PhysAddr) -> Option<Arc<Task>> {
     let mut pid = 0;
     while let Some(t) = task::next_after(pid) {
-        pid = t.pid;
+        pid = t.pid();
         let ours =
             t.mm.try_lock()
                 .is_some_and(|mm| mm.as_ref().is_some_and(|mm| mm.tables.root() == root));

@@ -1,6 +1,7 @@
 //! Processes: tasks, threads and the task table (`task`), the scheduler (`sched`), the
 //! life of a process (`process`: init, fork, threads, exec, exit, wait, faults, kernel
-//! threads), futexes (`futex`), the address-space lock (`mmlock`), the
+//! threads), futexes (`futex`) and the robust lists walked at thread exit (`robust`),
+//! the address-space lock (`mmlock`), the
 //! collapse thread that walks every process's memory (`khugepaged`, over the engine of
 //! `mm::collapse`), the reclaim thread (`kswapd`, over `mm::reclaim`), and what
 //! exec needs: the executable format (`elf`), the
@@ -24,6 +25,7 @@ pub mod mmlock;
 pub mod pipe;
 #[cfg(target_os = "none")]
 pub mod process;
+pub mod robust;
 #[cfg(target_os = "none")]
 pub mod sched;
 pub mod signal;

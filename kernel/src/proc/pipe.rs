@@ -128,7 +128,7 @@ impl End {
             SigInfo {
                 signo: SIGPIPE,
                 code: SI_USER,
-                cause: Cause::Sender { pid: t.pid },
+                cause: Cause::Sender { pid: t.pid() },
             },
         );
         EPIPE

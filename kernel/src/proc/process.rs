@@ -77,7 +77,7 @@ extern "C" fn user_task_first_run() {
     let t = me();
     let tid_ptr = t.set_child_tid.swap(0, Ordering::AcqRel);
     if tid_ptr != 0 {
-        let _ = uaccess::write_user(tid_ptr as usize, &t.pid);
+        let _ = uaccess::write_user(tid_ptr as usize, &t.pid());
     }
     crate::arch::irq::leaving_for_el0();
 }
@@ -237,7 +237,7 @@ fn start_child(
         .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
     task::insert(child.clone());
     if a.flags & CLONE_PARENT_SETTID != 0 {
-        let _ = uaccess::write_user(a.parent_tid as usize, &child.pid);
+        let _ = uaccess::write_user(a.parent_tid as usize, &child.pid());
     }
     sched::start(child);
 }
@@ -251,7 +251,9 @@ pub fn clone_thread(frame: &TrapFrame, args: &CloneArgs) -> Result<Pid, Errno> {
         return Err(EAGAIN);
     }
     let parent = me();
-    if parent.group.exiting.load(Ordering::Acquire) {
+    if parent.group.exiting.load(Ordering::Acquire)
+        || parent.group.exec_task.load(Ordering::Acquire) != 0
+    {
         return Err(EAGAIN);
     }
     let tid = task::alloc_pid();
@@ -275,6 +277,9 @@ pub fn exec(
     let mut image = exec::load(path, argv, envp)?;
     let t = me();
     end_other_threads(&t)?;
+    // The robust futexes the thread holds in the old address space are released
+    // before it goes (Linux's exec_mm_release).
+    super::futex::exit_robust_list(&t);
     // PR_SET_THP_DISABLE survives exec, as on Linux.
     image.mm.thp_disabled = t.mm.lock().as_ref().is_some_and(|m| m.thp_disabled);
     // Leave the old tables before they are freed.
@@ -296,19 +301,44 @@ pub fn exec(
 
 /// exec in a process with other threads ends them first (Linux's de_thread): each
 /// is killed alone (`Task::doomed`) and the caller waits, giving up its CPU, until
-/// it is the only one. Linux also lets a thread that is not the leader exec, and
-/// gives it the leader's pid; here that is EINVAL.
+/// it is the only one. A caller that is not the leader then takes the leader's place
+/// once the leader, a zombie, is off its CPU (`task::take_leadership`): its tid
+/// becomes the process id, and the parent waits for the same pid. EAGAIN if the
+/// process is exiting or another thread is exec'ing (whose SIGKILL then ends this
+/// one on its way back to EL0), as Linux's.
 fn end_other_threads(t: &Arc<Task>) -> Result<(), Errno> {
-    if t.group.live.load(Ordering::Acquire) == 1 {
+    let group = &t.group;
+    if t.is_leader() && group.live.load(Ordering::Acquire) == 1 {
         return Ok(());
     }
-    if !t.is_leader() || t.group.exiting.load(Ordering::Acquire) {
-        return Err(EINVAL);
+    if group.exiting.load(Ordering::Acquire)
+        || group
+            .exec_task
+            .compare_exchange(0, t.pid(), Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
+        return Err(EAGAIN);
     }
-    kill_other_threads(t, true);
-    while t.group.live.load(Ordering::Acquire) > 1 {
+    // Killed again each round: a clone that passed its `exec_task` check just before
+    // it was set makes a thread the first round did not see.
+    while group.live.load(Ordering::Acquire) > 1 {
+        if group.exiting.load(Ordering::Acquire) {
+            group.exec_task.store(0, Ordering::Release);
+            return Err(EAGAIN);
+        }
+        kill_other_threads(t, true);
         sched::schedule();
     }
+    if !t.is_leader() {
+        let leader = task::get(t.tgid)
+            .expect("a process's leader stays in the task table until it is reaped");
+        while leader.state() != State::Zombie || leader.on_cpu.load(Ordering::Acquire) != 0 {
+            sched::schedule();
+        }
+        drop(leader);
+        drop(task::take_leadership(t));
+    }
+    group.exec_task.store(0, Ordering::Release);
     Ok(())
 }
 
@@ -317,7 +347,7 @@ fn end_other_threads(t: &Arc<Task>) -> Result<(), Errno> {
 fn kill_other_threads(t: &Task, alone: bool) {
     for other in task::threads_of(t.tgid)
         .iter()
-        .filter(|o| o.pid != t.pid && !matches!(o.state(), State::Zombie | State::Dead))
+        .filter(|o| o.pid() != t.pid() && !matches!(o.state(), State::Zombie | State::Dead))
     {
         if alone {
             other.doomed.store(true, Ordering::Release);
@@ -352,6 +382,15 @@ fn leave_tables(t: &Task) {
     crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
 }
 
+/// The calling thread `t` leaves its address space (exit, the last process's
+/// shutdown), in Linux's order (`exit_mm_release`): the robust futexes it holds are
+/// marked FUTEX_OWNER_DIED and woken (`futex::exit_robust_list`), then its
+/// CLONE_CHILD_CLEARTID word is zeroed and woken.
+fn exit_mm_release(t: &Task) {
+    super::futex::exit_robust_list(t);
+    clear_child_tid(t);
+}
+
 /// CLONE_CHILD_CLEARTID / set_tid_address: zero the word and wake one futex waiter
 /// on it (what pthread_join sleeps on), with a shared wake as Linux's mm_release.
 fn clear_child_tid(t: &Task) {
@@ -378,9 +417,10 @@ pub fn exit(status: u32) -> ! {
 /// the status exit_group set, else the leader's, else its own.
 pub fn end_thread(status: u32) -> ! {
     let t = me();
-    clear_child_tid(&t);
+    exit_mm_release(&t);
     let exiting = t.group.exiting.load(Ordering::Acquire);
-    if t.is_leader() && !exiting {
+    // (A leader another thread's exec ends leaves the status to that thread.)
+    if t.is_leader() && !exiting && !t.doomed.load(Ordering::Acquire) {
         t.group.code.store(status, Ordering::Release);
     }
     if t.group.live.fetch_sub(1, Ordering::AcqRel) != 1 {
@@ -392,7 +432,11 @@ pub fn end_thread(status: u32) -> ! {
             t.set_state(State::Zombie);
         } else {
             t.set_state(State::Dead);
-            task::remove(t.pid);
+            task::remove(t.pid());
+        }
+        // A process signal this thread was told of goes to another.
+        if !exiting {
+            deliver::retarget(&t);
         }
         drop(t);
         sched::schedule();
@@ -419,7 +463,7 @@ pub fn end_thread(status: u32) -> ! {
     let (leader, parent, reparented) = task::become_zombie(&t);
     if !t.is_leader() {
         t.set_state(State::Dead);
-        task::remove(t.pid);
+        task::remove(t.pid());
     }
     let (code, status) = if status & 0x7f == 0 {
         (CLD_EXITED, (status >> 8) & 0xff)
@@ -438,7 +482,7 @@ pub fn end_thread(status: u32) -> ! {
     deliver::send_process(&parent, sigchld);
     parent.group.child_exit.wake_all();
     // Children that were zombies already are init's to reap now.
-    if reparented && parent.pid != 1 {
+    if reparented && parent.pid() != 1 {
         if let Some(init) = task::get(1) {
             init.group.child_exit.wake_all();
         }
@@ -456,7 +500,7 @@ static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::Atomi
 /// the allocator. Powers off with `code`, or 1 if frames leaked.
 pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     let t = me();
-    clear_child_tid(&t);
+    exit_mm_release(&t);
     release(&t);
     super::khugepaged::stop();
     super::kswapd::stop();
@@ -510,7 +554,7 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
         return Err(EINVAL);
     }
     let t = me();
-    let matches = move |c: &Arc<Task>| pid <= 0 || c.pid as i64 == pid;
+    let matches = move |c: &Arc<Task>| pid <= 0 || c.pid() as i64 == pid;
     let reapable =
         |c: &Arc<Task>| c.state() == State::Zombie && c.group.dead.load(Ordering::Acquire);
     loop {
@@ -527,7 +571,7 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
             {
                 core::hint::spin_loop();
             }
-            task::remove(z.pid);
+            task::remove(z.pid());
             return Ok(Some(z.clone()));
         }
         if options & WNOHANG != 0 {
@@ -582,7 +626,7 @@ pub fn join_kthread(t: Arc<Task>) {
         }
         core::hint::spin_loop();
     }
-    task::remove(t.pid);
+    task::remove(t.pid());
 }
 
 /// A synchronous exception from EL0 that is not a system call.
@@ -681,7 +725,7 @@ pub fn kill_for_fault(frame: &TrapFrame, sig: u32, why: &str) -> ! {
         alloc::format!("{} (ESR {:#x})", esr.ec(), frame.esr)
     };
     let sig_name = signal_name(sig).unwrap_or("SIGKILL");
-    let pid = t.pid;
+    let pid = t.pid();
     drop(t);
     if crate::fs::exception_trace::report_kill(sig) {
         kprintln!(

@@ -160,7 +160,7 @@ pub fn schedule() {
                 assert!(
                     n.state() == State::Runnable && n.on_cpu.load(Ordering::Relaxed) == 0,
                     "pid {} on the run queue in state {:?}, on_cpu {}",
-                    n.pid,
+                    n.pid(),
                     n.state(),
                     n.on_cpu.load(Ordering::Relaxed)
                 );

@@ -17,16 +17,25 @@
 //! actions and alternate stack. Lock order: a task's signal lock is never held while
 //! taking another task's, nor when waking.
 //!
-//! Threads: each has its own mask and pending set; the actions belong to the process
-//! and every thread holds a copy, which rt_sigaction writes in all of them under the
-//! process's `sigaction` lock (`proc::task::Group`). A signal sent to the process
-//! goes to one thread that does not block it (Linux's complete_signal), the leader
-//! if all do (Linux keeps a shared pending set that any thread may take instead).
+//! Threads: each has its own mask and pending set (signals sent to it: tgkill,
+//! faults, SIGPIPE); the actions belong to the process and every thread holds a
+//! copy, which rt_sigaction writes in all of them under the process's `sigaction`
+//! lock (`proc::task::Group`). A signal sent to the process (kill, SIGCHLD) is
+//! pending for the process (`SharedPending`, Linux's `signal->shared_pending`, one
+//! per process, shared by its threads' states) until a thread that does not block
+//! it takes it: the sender tells one such thread (Linux's complete_signal); if every
+//! thread blocks it, it waits there until one unblocks it. A thread takes its own
+//! signals first, then the process's; sigpending reports both.
+//! `SharedPending`'s set is an atomic, read without a lock by the flag's recomputation
+//! (a thread's signal lock held); it changes only under its `info` lock, taken under
+//! a thread's signal lock (never the other way round).
 //!
 //! Standard and real-time signals alike are one bit each: a signal sent while one of
 //! the same number is pending is merged into it (Linux queues real-time ones).
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::sync::SpinLock;
 use crate::uapi::*;
@@ -194,12 +203,67 @@ impl Restart {
     }
 }
 
+/// The signals sent to a process that no thread has taken yet (module doc).
+pub struct SharedPending {
+    /// Which are pending: changed under `info`'s lock, read without it.
+    set: AtomicU64,
+    info: SpinLock<PerSignal<SigInfo>>,
+}
+
+impl SharedPending {
+    fn new() -> Arc<Self> {
+        Arc::new(SharedPending {
+            set: AtomicU64::new(0),
+            info: SpinLock::new(per_signal(SigInfo::default())),
+        })
+    }
+
+    fn set(&self) -> SigSet {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Queue `info`; false if one of its number is pending already (merged).
+    fn queue(&self, info: SigInfo) -> bool {
+        let mut slots = self.info.lock();
+        let b = bit(info.signo);
+        if self.set() & b != 0 {
+            return false;
+        }
+        slots[info.signo as usize - 1] = info;
+        self.set.fetch_or(b, Ordering::AcqRel);
+        true
+    }
+
+    /// Take `sig` if it is still pending (another thread may have taken it).
+    fn take(&self, sig: u32) -> Option<SigInfo> {
+        let slots = self.info.lock();
+        let b = bit(sig);
+        (self.set.fetch_and(!b, Ordering::AcqRel) & b != 0).then(|| slots[sig as usize - 1])
+    }
+}
+
+/// One `T` per signal, on the heap.
+type PerSignal<T> = Box<[T; NSIG as usize]>;
+
+/// A `PerSignal` of `v`, built on the heap: a `SigState` with its tables inline was
+/// 4 KiB, moved by value through fork and clone, and their frames with it (fork and
+/// `Task::build` reached 17 KiB of a 16 KiB kernel stack, and wrote into the frame
+/// below it).
+fn per_signal<T: Copy>(v: T) -> PerSignal<T> {
+    alloc::vec![v; NSIG as usize]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("NSIG entries"))
+}
+
 /// A task's signal state. Who changes which field: see the module's protocol.
 pub struct SigState {
-    actions: [SigAction; NSIG as usize],
+    actions: PerSignal<SigAction>,
     pub blocked: SigSet,
     pending: SigSet,
-    info: [SigInfo; NSIG as usize],
+    info: PerSignal<SigInfo>,
+    /// The process's pending signals, shared by its threads.
+    shared: Arc<SharedPending>,
     pub altstack: AltStack,
     /// rt_sigsuspend's mask to put back once a signal has been handled.
     pub saved_mask: Option<SigSet>,
@@ -225,10 +289,11 @@ pub enum Delivery {
 impl SigState {
     pub fn new(init: bool) -> Self {
         SigState {
-            actions: [SigAction::default(); NSIG as usize],
+            actions: per_signal(SigAction::default()),
             blocked: 0,
             pending: 0,
-            info: [SigInfo::default(); NSIG as usize],
+            info: per_signal(SigInfo::default()),
+            shared: SharedPending::new(),
             altstack: AltStack::NONE,
             saved_mask: None,
             restart: None,
@@ -237,10 +302,11 @@ impl SigState {
         }
     }
 
-    /// The child of fork: the same actions, mask and alternate stack, nothing pending.
+    /// The child of fork: the same actions, mask and alternate stack, nothing pending
+    /// (for the thread or the new process).
     pub fn fork(&self) -> Self {
         SigState {
-            actions: self.actions,
+            actions: self.actions.clone(),
             blocked: self.blocked,
             altstack: self.altstack,
             trampoline: self.trampoline,
@@ -250,12 +316,14 @@ impl SigState {
 
     /// A new thread of the same process: the actions (every thread holds a copy,
     /// which rt_sigaction writes in all of them) and the mask; nothing pending, and
-    /// no alternate stack (Linux's copy_process for CLONE_VM).
+    /// no alternate stack (Linux's copy_process for CLONE_VM); the process's pending
+    /// set shared.
     pub fn new_thread(&self) -> Self {
         SigState {
-            actions: self.actions,
+            actions: self.actions.clone(),
             blocked: self.blocked,
             trampoline: self.trampoline,
+            shared: self.shared.clone(),
             ..SigState::new(self.init)
         }
     }
@@ -268,7 +336,7 @@ impl SigState {
 
     /// exec: handlers go back to SIG_DFL (ignored signals stay ignored, with no
     /// flags), the alternate stack and the trampoline go with the old address space;
-    /// the mask and pending signals stay.
+    /// the mask and pending signals (the thread's and the process's) stay.
     pub fn exec(&mut self) {
         for a in self.actions.iter_mut() {
             let ignore = a.handler == SIG_IGN;
@@ -293,6 +361,7 @@ impl SigState {
         self.actions[sig as usize - 1] = act;
         if self.ignores(sig) {
             self.pending &= !bit(sig);
+            self.shared.take(sig);
         }
     }
 
@@ -307,7 +376,18 @@ impl SigState {
         }
     }
 
-    /// Queue a signal; false if it was dropped (ignored, or one is pending already).
+    /// Queue a signal sent to the process, as this thread sees it (Linux checks
+    /// the target's mask: a blocked signal is never ignored, its action may change);
+    /// false if it was dropped (ignored, or one is pending already).
+    pub fn send_shared(&mut self, info: SigInfo) -> bool {
+        if self.blocked & bit(info.signo) == 0 && self.ignores(info.signo) {
+            return false;
+        }
+        self.shared.queue(info)
+    }
+
+    /// Queue a signal for this thread; false if it was dropped (ignored, or one is
+    /// pending already).
     pub fn send(&mut self, info: SigInfo) -> bool {
         let b = bit(info.signo);
         if self.pending & b != 0 || (self.blocked & b == 0 && self.ignores(info.signo)) {
@@ -335,21 +415,43 @@ impl SigState {
         true
     }
 
+    /// The thread's pending signals and the process's (sigpending's union).
     pub fn pending(&self) -> SigSet {
-        self.pending
+        self.pending | self.shared.set()
+    }
+
+    /// The process's pending signals alone.
+    pub fn shared_pending(&self) -> SigSet {
+        self.shared.set()
     }
 
     /// A signal is pending that the mask lets through: blocking calls return.
     pub fn deliverable(&self) -> bool {
-        self.pending & !self.blocked != 0
+        self.pending() & !self.blocked != 0
     }
 
-    /// Take the next signal to act on: synchronous ones first, then the lowest
-    /// number. Ignored ones are discarded on the way (their action may have changed
-    /// since they were queued).
+    /// Take pending signal `sig`: the thread's own, else the process's; `None` if
+    /// another thread took the process's first.
+    fn take(&mut self, sig: u32) -> Option<SigInfo> {
+        if self.pending & bit(sig) != 0 {
+            self.pending &= !bit(sig);
+            return Some(self.info[sig as usize - 1]);
+        }
+        self.shared.take(sig)
+    }
+
+    /// Take the next signal to act on: the thread's own before the process's (as
+    /// Linux's dequeue_signal), synchronous ones first, then the lowest number.
+    /// Ignored ones are discarded on the way (their action may have changed since
+    /// they were queued).
     pub fn dequeue(&mut self) -> Option<Delivery> {
         loop {
-            let ready = self.pending & !self.blocked;
+            let own = self.pending & !self.blocked;
+            let ready = if own != 0 {
+                own
+            } else {
+                self.shared.set() & !self.blocked
+            };
             if ready == 0 {
                 return None;
             }
@@ -359,8 +461,9 @@ impl SigState {
                 ready
             };
             let sig = pick.trailing_zeros() + 1;
-            self.pending &= !bit(sig);
-            let info = self.info[sig as usize - 1];
+            let Some(info) = self.take(sig) else {
+                continue;
+            };
             let act = self.action(sig);
             match act.handler {
                 SIG_IGN => continue,
@@ -374,13 +477,20 @@ impl SigState {
     /// rt_sigtimedwait: take the lowest pending signal of `set`, whatever its action
     /// and mask (the caller receives it instead of a handler).
     pub fn take_from(&mut self, set: SigSet) -> Option<SigInfo> {
-        let ready = self.pending & set;
-        if ready == 0 {
-            return None;
+        loop {
+            let own = self.pending & set;
+            let ready = if own != 0 {
+                own
+            } else {
+                self.shared.set() & set
+            };
+            if ready == 0 {
+                return None;
+            }
+            if let Some(info) = self.take(ready.trailing_zeros() + 1) {
+                return Some(info);
+            }
         }
-        let sig = ready.trailing_zeros() + 1;
-        self.pending &= !bit(sig);
-        Some(self.info[sig as usize - 1])
     }
 
     /// The handler of `sig` is about to run with action `act`: block its mask and
@@ -849,6 +959,53 @@ mod tests {
             ..usr1
         }));
         assert!(matches!(s.dequeue(), Some(Delivery::Handler(i, _)) if i.signo == SIGSEGV));
+    }
+
+    #[test]
+    fn process_signals_wait_for_a_thread_that_takes_them() {
+        let act = SigAction {
+            handler: 0x4000,
+            ..SigAction::default()
+        };
+        let mut a = SigState::new(false);
+        a.set_action(SIGUSR1, act);
+        a.set_action(SIGUSR2, act);
+        a.blocked = bit(SIGUSR1);
+        let mut b = a.new_thread();
+        let usr = |signo| SigInfo {
+            signo,
+            code: SI_USER,
+            cause: Cause::Sender { pid: 7 },
+        };
+        // Every thread blocks it: pending for the process, seen by both, taken by none.
+        assert!(a.send_shared(usr(SIGUSR1)));
+        assert!(!b.send_shared(usr(SIGUSR1)), "a second one merges");
+        assert_eq!((a.pending(), b.pending()), (bit(SIGUSR1), bit(SIGUSR1)));
+        assert!(!a.deliverable() && !b.deliverable());
+        assert_eq!((a.dequeue(), b.dequeue()), (None, None));
+        // The thread that unblocks it takes it, once.
+        b.blocked = 0;
+        assert!(b.deliverable());
+        assert_eq!(b.dequeue(), Some(Delivery::Handler(usr(SIGUSR1), act)));
+        assert_eq!((a.pending(), b.pending()), (0, 0));
+        a.blocked = 0;
+        assert_eq!(a.dequeue(), None);
+        // A thread's own signals come before the process's.
+        assert!(a.send_shared(usr(SIGUSR1)));
+        assert!(a.send(usr(SIGUSR2)));
+        assert_eq!(a.dequeue(), Some(Delivery::Handler(usr(SIGUSR2), act)));
+        assert_eq!(b.take_from(bit(SIGUSR1)), Some(usr(SIGUSR1)));
+        // Ignoring it discards it for the process; a fork's child starts with none.
+        b.blocked = bit(SIGUSR2);
+        assert!(b.send_shared(usr(SIGUSR2)));
+        let child = a.fork();
+        assert_eq!(child.pending(), 0);
+        let ign = SigAction {
+            handler: SIG_IGN,
+            ..SigAction::default()
+        };
+        a.set_action(SIGUSR2, ign);
+        assert_eq!(b.pending(), 0);
     }
 
     #[test]

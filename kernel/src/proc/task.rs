@@ -11,8 +11,12 @@
 //! |---|---|---|
 //! | `Group::live` | atomic | `clone` (+1), each thread's exit (-1); the thread that takes it to 0 ends the process |
 //! | `Group::exiting`, `Group::code` | atomic, first `exit_group` wins | `exit_group`, a fatal signal, a fault kill; the leader's own exit sets `code` |
+//! | `Group::exec_task` | atomic, first exec wins | an exec in a process with other threads, until they have exited |
+//! | `Task::pid` | the task table's lock (read atomically) | `take_leadership`: an exec from a thread that is not the leader swaps it with the leader's |
 //! | `Group::dead` | the task table's lock | the last thread, in `become_zombie`: the parent may reap the leader from then on |
 //! | `Task::mm` (shared cell) | its lock | every thread; the last one takes the `Mm` out |
+//! | the process's pending signals (`proc::signal::SharedPending`, an `Arc` in each thread's `SigState`) | its own lock, under a thread's signal lock; the set also atomic | kill and SIGCHLD senders queue, any thread that does not block a signal takes it (`proc::signal`'s protocol) |
+//! | `Task::robust_list` | atomic | the thread itself (set_robust_list; its exit or exec takes it, to walk it: `proc::robust`); get_robust_list reads it from any thread |
 //!
 //! Order: the task table's lock, then a task's signal lock; the `mm` lock is never
 //! taken under either.
@@ -64,6 +68,9 @@ pub struct Group {
     pub live: AtomicU32,
     /// exit_group (or a fatal signal) has begun: every thread is on its way out.
     pub exiting: AtomicBool,
+    /// The thread whose exec is ending the others (0: none): a second exec, or a
+    /// clone, meanwhile is EAGAIN (Linux's `signal->group_exec_task`).
+    pub exec_task: AtomicU32,
     /// The wait status of the process once it ends (first exit_group, else the
     /// leader's own exit).
     pub code: AtomicU32,
@@ -86,6 +93,7 @@ impl Group {
             tgid,
             live: AtomicU32::new(1),
             exiting: AtomicBool::new(false),
+            exec_task: AtomicU32::new(0),
             code: AtomicU32::new(0),
             dead: AtomicBool::new(false),
             child_exit: WaitQueue::new(),
@@ -97,8 +105,9 @@ impl Group {
 }
 
 pub struct Task {
-    /// The thread id (the process id too, for a group leader).
-    pub pid: Pid,
+    /// The thread id (the process id too, for a group leader). Changes once at most:
+    /// a thread that execs takes the leader's (`take_leadership`).
+    pid: AtomicU32,
     /// The process id: the group leader's tid.
     pub tgid: Pid,
     pub group: Arc<Group>,
@@ -143,6 +152,9 @@ pub struct Task {
     pub clear_child_tid: AtomicU64,
     /// CLONE_CHILD_SETTID: written with the tid when the child first runs.
     pub set_child_tid: AtomicU64,
+    /// set_robust_list's head (0: none), walked at exit and exec (`proc::robust`);
+    /// written by the thread itself, read by get_robust_list from any thread.
+    pub robust_list: AtomicU64,
     /// Signal actions, mask, pending signals (`proc::signal` has the protocol).
     pub signals: Signals,
     /// The CPUs this task may run on, one bit each (sched_setaffinity); `sched`
@@ -248,7 +260,7 @@ impl Task {
         kstack: PhysAddr,
     ) -> Arc<Task> {
         Arc::new(Task {
-            pid,
+            pid: AtomicU32::new(pid),
             tgid: group.tgid,
             group,
             parent: AtomicU32::new(parent),
@@ -269,15 +281,22 @@ impl Task {
             doomed: AtomicBool::new(false),
             clear_child_tid: AtomicU64::new(0),
             set_child_tid: AtomicU64::new(0),
+            robust_list: AtomicU64::new(0),
             signals: Signals::new(SigState::new(pid == 1)),
             affinity: AtomicU64::new(u64::MAX),
             rlimits: shared.rlimits,
         })
     }
 
-    /// Whether this is the first thread of its process.
+    /// The thread id.
+    pub fn pid(&self) -> Pid {
+        self.pid.load(Ordering::Acquire)
+    }
+
+    /// Whether this is the first thread of its process (or the one that took its
+    /// place in an exec).
     pub fn is_leader(&self) -> bool {
-        self.pid == self.tgid
+        self.pid() == self.tgid
     }
 
     pub fn state(&self) -> State {
@@ -328,7 +347,7 @@ pub fn alloc_pid() -> Pid {
 }
 
 pub fn insert(t: Arc<Task>) {
-    TASKS.lock().insert(t.pid, t);
+    TASKS.lock().insert(t.pid(), t);
 }
 
 pub fn remove(pid: Pid) -> Option<Arc<Task>> {
@@ -368,6 +387,26 @@ pub fn become_zombie(t: &Task) -> (Arc<Task>, Arc<Task>, bool) {
         .cloned()
         .expect("the parent of an exiting task is in the task table");
     (leader, parent, reparented)
+}
+
+/// exec from thread `t`, not the leader, once every other thread has exited and the
+/// leader, a zombie, is off its CPU (Linux's de_thread): `t` takes the leader's tid
+/// and parent, and the leader leaves the task table with `t`'s old tid, as a thread
+/// that exited (its stack counts in `Group::freed` when it goes). Returns the old
+/// leader, for the caller to drop with no lock held.
+pub fn take_leadership(t: &Arc<Task>) -> Arc<Task> {
+    let mut tasks = TASKS.lock();
+    let leader = tasks
+        .remove(&t.tgid)
+        .expect("a process's leader stays in the task table until it is reaped");
+    let old = t.pid();
+    tasks.remove(&old);
+    leader.pid.store(old, Ordering::Release);
+    t.pid.store(t.tgid, Ordering::Release);
+    t.parent
+        .store(leader.parent.load(Ordering::Relaxed), Ordering::Relaxed);
+    tasks.insert(t.tgid, t.clone());
+    leader
 }
 
 /// The threads of process `tgid` (the leader, a zombie or not, included).

@@ -167,9 +167,10 @@ pub fn reboot(magic1: u64, magic2: u64, cmd: u64) -> Result<u64, Errno> {
         return Err(EINVAL);
     }
     match cmd as u32 as u64 {
-        RESTART | HALT | POWER_OFF => {
-            crate::proc::process::shutdown(0, format_args!("reboot({cmd:#x}) by pid {}", me().pid))
-        }
+        RESTART | HALT | POWER_OFF => crate::proc::process::shutdown(
+            0,
+            format_args!("reboot({cmd:#x}) by pid {}", me().pid()),
+        ),
         CAD_ON | CAD_OFF => Ok(0),
         _ => Err(EINVAL),
     }

@@ -1,6 +1,6 @@
 //! getpid and friends, clone and clone3 (fork and threads), futex, execve, wait4,
 //! getrusage, sched_yield, resource limits, CPU affinity, sysinfo, prctl (THP),
-//! set_tid_address, set_robust_list.
+//! set_tid_address, set_robust_list and get_robust_list.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -25,7 +25,7 @@ pub fn getpid() -> Result<u64, Errno> {
 }
 
 pub fn gettid() -> Result<u64, Errno> {
-    Ok(me().pid as u64)
+    Ok(me().pid() as u64)
 }
 
 pub fn getppid() -> Result<u64, Errno> {
@@ -35,17 +35,32 @@ pub fn getppid() -> Result<u64, Errno> {
 pub fn set_tid_address(ptr: u64) -> Result<u64, Errno> {
     let t = me();
     t.clear_child_tid.store(ptr, Ordering::Relaxed);
-    Ok(t.pid as u64)
+    Ok(t.pid() as u64)
 }
 
-/// The robust-futex list tells the kernel which futexes a thread holds, so that
-/// they can be marked OWNER_DIED if it dies holding them (robust mutexes). The list
-/// is accepted (with Linux's size check) and not walked at exit: glibc registers one
-/// for every thread, and only robust mutexes, which nothing here uses, read the mark.
-pub fn set_robust_list(len: u64) -> Result<u64, Errno> {
-    if len != 24 {
+/// set_robust_list(head, len): the list of robust futexes the calling thread holds,
+/// walked when it exits or execs (`proc::robust`). As on Linux the head is not read
+/// now, only its size checked.
+pub fn set_robust_list(head: u64, len: u64) -> Result<u64, Errno> {
+    if len != crate::proc::robust::ROBUST_HEAD_SIZE {
         return Err(EINVAL);
     }
+    me().robust_list.store(head, Ordering::Release);
+    Ok(0)
+}
+
+/// get_robust_list(tid, head_ptr, len_ptr): the head thread `tid` (0: the caller)
+/// registered, and the size, written in Linux's order (the size first). Every process
+/// is root here, so Linux's ptrace check always passes.
+pub fn get_robust_list(tid: u64, head_ptr: u64, len_ptr: u64) -> Result<u64, Errno> {
+    let t = match tid as i32 {
+        0 => me(),
+        p if p > 0 => task::get(p as u32).filter(|t| t.is_user()).ok_or(ESRCH)?,
+        _ => return Err(ESRCH),
+    };
+    let head = t.robust_list.load(Ordering::Acquire);
+    write_user(len_ptr as usize, &crate::proc::robust::ROBUST_HEAD_SIZE).map_err(|_| EFAULT)?;
+    write_user(head_ptr as usize, &head).map_err(|_| EFAULT)?;
     Ok(0)
 }
 
@@ -266,7 +281,7 @@ pub fn wait4(pid: u64, status: u64, options: u64, rusage: u64) -> Result<u64, Er
     if rusage != 0 {
         write_user(rusage as usize, &usage_of(&child)).map_err(|_| EFAULT)?;
     }
-    Ok(child.pid as u64)
+    Ok(child.pid() as u64)
 }
 
 /// struct rusage: ru_utime and ru_stime (timevals), then 14 longs from ru_maxrss;

@@ -70,7 +70,8 @@ pub fn rt_sigprocmask(how: u64, set: u64, oset: u64, size: u64) -> Result<u64, E
     } else {
         None
     };
-    let old = me().signals.with(|s| {
+    let t = me();
+    let (old, now) = t.signals.with(|s| {
         let old = s.blocked;
         s.blocked = match (new, how) {
             (None, _) => old,
@@ -79,15 +80,20 @@ pub fn rt_sigprocmask(how: u64, set: u64, oset: u64, size: u64) -> Result<u64, E
             (Some(n), SIG_SETMASK) => n,
             _ => return Err(EINVAL),
         };
-        Ok(old)
+        Ok((old, s.blocked))
     })?;
+    // A process signal this thread was told of and now blocks goes to another.
+    if now & !old != 0 {
+        deliver::retarget(&t);
+    }
     if oset != 0 {
         write_user(oset as usize, &old).map_err(|_| EFAULT)?;
     }
     Ok(0)
 }
 
-/// The pending signals that are blocked (the others are being delivered).
+/// The pending signals that are blocked (the others are being delivered): the
+/// thread's and the process's.
 pub fn rt_sigpending(set: u64, size: u64) -> Result<u64, Errno> {
     if size > SIGSET_SIZE {
         return Err(EINVAL);

@@ -357,6 +357,18 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("futex_wake_bitset0",  EINVAL,      |e| sys!(nr::FUTEX, e.buf + 512, FUTEX_WAKE_BITSET, 1, 0, 0, 0)),
     ("futex_cmp_requeue_other_value", Want::Err(Errno::EAGAIN), |e| { put_word(e.buf + 512, 1); sys!(nr::FUTEX, e.buf + 512, FUTEX_CMP_REQUEUE, 1, 1, e.buf + 520, 2) }),
     ("futex_requeue_negative", EINVAL,   |e| sys!(nr::FUTEX, e.buf + 512, FUTEX_CMP_REQUEUE, -1isize, 1, e.buf + 520, 1)),
+    // Robust lists: set_robust_list checks only the size (the head is read at exit:
+    // an unmapped one is accepted, and the walk of it at this program's exit must be
+    // harmless); get_robust_list writes the size first, then the head.
+    ("set_robust_list_len0", EINVAL,     |e| sys!(nr::SET_ROBUST_LIST, e.buf, 0)),
+    ("set_robust_list_len25", EINVAL,    |e| sys!(nr::SET_ROBUST_LIST, e.buf, 25)),
+    ("get_robust_list_self", Want::Ok(0), |e| sys!(nr::GET_ROBUST_LIST, 0, e.buf, e.buf + 8)),
+    ("get_robust_list_pid_negative", ESRCH, |e| sys!(nr::GET_ROBUST_LIST, -1isize, e.buf, e.buf + 8)),
+    ("get_robust_list_no_such_pid", ESRCH, |e| sys!(nr::GET_ROBUST_LIST, 0x3fff_ffff, e.buf, e.buf + 8)),
+    ("get_robust_list_len_kernel", EFAULT, |e| sys!(nr::GET_ROBUST_LIST, 0, e.buf, KERNEL)),
+    ("get_robust_list_head_kernel", EFAULT, |e| sys!(nr::GET_ROBUST_LIST, 0, KERNEL, e.buf)),
+    ("get_robust_list_head_hole", EFAULT, |e| sys!(nr::GET_ROBUST_LIST, 0, e.hole, e.buf)),
+    ("set_robust_list_hole_head", Want::Ok(0), |e| sys!(nr::SET_ROBUST_LIST, e.hole, 24)),
     ("pipe2_kernel",        EFAULT,      |_| sys!(nr::PIPE2, KERNEL, 0)),
     ("pipe2_low",           EFAULT,      |_| sys!(nr::PIPE2, LOW, 0)),
     ("pipe2_bad_flag",      EINVAL,      |e| sys!(nr::PIPE2, e.buf, 1)),

@@ -7,6 +7,15 @@
 //! resolve the fault (demand paging, copy-on-write) and retries the instruction; if it
 //! cannot, the registered fix-up makes the routine return u64::MAX, and the caller
 //! turns that into EFAULT. Addresses outside the user half fail before any access.
+//!
+//! One routine cannot use the unprivileged instructions: the compare-and-swap of a
+//! futex word (`cmpxchg_user_u32`), which needs the exclusives LDXR/STLXR, as Linux's
+//! `futex_atomic_cmpxchg_inatomic`. It lifts PAN around them (Linux's
+//! `uaccess_enable_privileged`) and its callers first read the word with LDTR, so
+//! that EL0 may read it; a page EL0 may read is writable at EL1 exactly when it is at
+//! EL0 (Arm ARM "Data access permissions for stage 1": AP[2] applies to both), and a
+//! PROT_NONE page is read-only at EL1 (`pgtable::desc::Prot`), so the store never
+//! writes where the process could not.
 
 use super::trap::{register_fixup, Fixup};
 
@@ -63,15 +72,40 @@ core::arch::global_asm!(
     "    b 1b",
     "2:  mov x0, x4",
     "    ret",
+    // u64 uaccess_cmpxchg32(addr user x0, old w1, new w2), PAN already lifted: one
+    // LDXR/STLXR attempt. The value found (< 2^32): the swap happened iff it equals
+    // `old`; 1 << 32 if the store-exclusive lost its reservation; u64::MAX on a fault
+    // (the fix-up's resume, shared with the copies).
+    ".global uaccess_cmpxchg32",
+    "uaccess_cmpxchg32:",
+    "    mov x3, x0",
+    ".global uaccess_cmpxchg32_load",
+    "uaccess_cmpxchg32_load:",
+    "    ldxr w0, [x3]",
+    "    cmp w0, w1",
+    "    b.ne 1f",
+    ".global uaccess_cmpxchg32_store",
+    "uaccess_cmpxchg32_store:",
+    "    stlxr w4, w2, [x3]",
+    "    cbnz w4, 2f",
+    "    dmb ish",
+    "    ret",
+    "1:  clrex",
+    "    ret",
+    "2:  mov x0, #1 << 32",
+    "    ret",
 );
 
 extern "C" {
     fn uaccess_copy_from(dst: *mut u8, src: usize, len: usize) -> u64;
     fn uaccess_copy_to(dst: usize, src: *const u8, len: usize) -> u64;
     fn uaccess_strncpy(dst: *mut u8, src: usize, max: usize) -> u64;
+    fn uaccess_cmpxchg32(addr: usize, old: u32, new: u32) -> u64;
     static uaccess_copy_from_insn: u8;
     static uaccess_copy_to_insn: u8;
     static uaccess_strncpy_insn: u8;
+    static uaccess_cmpxchg32_load: u8;
+    static uaccess_cmpxchg32_store: u8;
     static uaccess_fault_return: u8;
 }
 
@@ -82,6 +116,8 @@ pub fn init() {
         core::ptr::addr_of!(uaccess_copy_from_insn),
         core::ptr::addr_of!(uaccess_copy_to_insn),
         core::ptr::addr_of!(uaccess_strncpy_insn),
+        core::ptr::addr_of!(uaccess_cmpxchg32_load),
+        core::ptr::addr_of!(uaccess_cmpxchg32_store),
     ] {
         register_fixup(Fixup {
             insn: insn as usize,
@@ -150,4 +186,39 @@ pub fn write_user<T: Copy>(dst: usize, v: &T) -> Result<(), Fault> {
         core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>())
     };
     copy_to_user(dst, bytes)
+}
+
+/// Atomically replace the user word at `addr` with `new` if it holds `old` (a futex
+/// word: 4-aligned, which the callers check); returns the value found, so the swap
+/// happened iff it equals `old`. A fault that the memory manager resolves (demand
+/// paging, copy-on-write, a software dirty bit) is retried, as for the copies; a lost
+/// reservation is retried at once.
+pub fn cmpxchg_user_u32(addr: usize, old: u32, new: u32) -> Result<u32, Fault> {
+    if !is_user_range(addr, 4) || !addr.is_multiple_of(4) {
+        return Err(Fault);
+    }
+    let pan = super::features::features().pan;
+    loop {
+        // SAFETY: PAN (where implemented) is lifted only around the two exclusives,
+        // which touch the one user word, and set again before anything else runs on
+        // this CPU's account (an exception taken between them sets it on entry and
+        // restores the cleared state on return; the kernel is not preempted). The word
+        // is accessed with EL1's permissions, which equal EL0's on any page EL0 may
+        // read (module doc); faults are fixed up.
+        let r = unsafe {
+            if pan {
+                core::arch::asm!(".arch armv8.1-a", "msr pan, #0", options(nomem, nostack));
+            }
+            let r = uaccess_cmpxchg32(addr, old, new);
+            if pan {
+                core::arch::asm!(".arch armv8.1-a", "msr pan, #1", options(nomem, nostack));
+            }
+            r
+        };
+        match r {
+            u64::MAX => return Err(Fault),
+            v if v > u64::from(u32::MAX) => core::hint::spin_loop(),
+            v => return Ok(v as u32),
+        }
+    }
 }
