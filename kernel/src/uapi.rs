@@ -97,6 +97,7 @@ named_numbers! {
         SYS_EXECVE = 221, "execve";
         SYS_MMAP = 222, "mmap";
         SYS_MPROTECT = 226, "mprotect";
+        SYS_MSYNC = 227, "msync";
         SYS_MLOCK = 228, "mlock";
         SYS_MUNLOCK = 229, "munlock";
         SYS_MLOCKALL = 230, "mlockall";

@@ -66,6 +66,7 @@ pub mod nr {
     pub const EXECVE: usize = 221;
     pub const MMAP: usize = 222;
     pub const MPROTECT: usize = 226;
+    pub const MSYNC: usize = 227;
     pub const MLOCK: usize = 228;
     pub const MUNLOCK: usize = 229;
     pub const MLOCKALL: usize = 230;

@@ -1,4 +1,4 @@
-//! brk, mmap, munmap, mremap, mprotect, madvise, mincore, and the mlock family:
+//! brk, mmap, munmap, mremap, mprotect, madvise, mincore, msync and the mlock family:
 //! argument checks with Linux's errnos, then the address space (`mm::aspace`,
 //! `mm::mlock`).
 
@@ -203,6 +203,53 @@ pub fn mlockall(flags: u64) -> Result<u64, Errno> {
 
 pub fn munlockall() -> Result<u64, Errno> {
     with_mm(|mm| mm.mlockall(0).map(|()| 0))
+}
+
+/// msync flags.
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+/// msync, in Linux's order: EINVAL for an unknown flag, a misaligned start, or
+/// MS_ASYNC with MS_SYNC; the length rounded up to pages as Linux does (wrapping: a
+/// length within a page of 2^64 rounds to 0, nothing to do); ENOMEM if the range
+/// wraps or (after the whole range is looked at) any part of it is not mapped; EBUSY
+/// for MS_INVALIDATE of a locked VMA. The files here live in RAM (`mm::shmem`): there is nothing to write back, so
+/// a valid call has nothing more to do.
+pub fn msync(addr: u64, len: u64, flags: u64) -> Result<u64, Errno> {
+    if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+        || !addr.is_multiple_of(PAGE)
+        || flags & (MS_ASYNC | MS_SYNC) == MS_ASYNC | MS_SYNC
+    {
+        return Err(EINVAL);
+    }
+    let end = addr.wrapping_add(len.wrapping_add(PAGE - 1) & !(PAGE - 1));
+    if end < addr {
+        return Err(ENOMEM);
+    }
+    if end == addr {
+        return Ok(0);
+    }
+    with_mm(|mm| {
+        let mut at = VirtAddr(addr);
+        let mut hole = false;
+        while at.as_u64() < end {
+            let Some(v) = mm.vmas.next_from(at).filter(|v| v.start.as_u64() < end) else {
+                hole = true;
+                break;
+            };
+            hole |= v.start > at;
+            if flags & MS_INVALIDATE != 0 && v.flags.locked {
+                return Err(EBUSY);
+            }
+            at = v.end;
+        }
+        if hole {
+            Err(ENOMEM)
+        } else {
+            Ok(0)
+        }
+    })
 }
 
 /// Pages of residency one mincore step reports: the kernel buffer is this size

@@ -126,6 +126,7 @@ mod imp {
             SYS_MUNMAP => memory::munmap(a[0], a[1]),
             SYS_MREMAP => memory::mremap(a[0], a[1], a[2], a[3], a[4]),
             SYS_MPROTECT => memory::mprotect(a[0], a[1], a[2]),
+            SYS_MSYNC => memory::msync(a[0], a[1], a[2]),
             SYS_MADVISE => memory::madvise(a[0], a[1], a[2]),
             SYS_MINCORE => memory::mincore(a[0], a[1], a[2]),
             SYS_MLOCK => memory::mlock(a[0], a[1]),
