@@ -54,7 +54,8 @@ fn kb(s: &mut String, field: &str, kb: usize) {
 /// /proc/meminfo: the fields this kernel knows the value of. Memory is either free or
 /// used (no swap, buffers or hugetlb: those are 0, truly); AnonHugePages counts
 /// anonymous 2 MiB folios; Shmem and ShmemHugePages the pages of the RAM file
-/// system's page cache (`mm::shmem`), which Linux counts in Cached too.
+/// system's page cache (`mm::shmem`), which Linux counts in Cached too;
+/// ShmemPmdMapped those of its 2 MiB folios mapped whole somewhere.
 fn meminfo() -> String {
     use core::sync::atomic::Ordering::Relaxed;
     let f = crate::mm::frame::frames();
@@ -81,7 +82,9 @@ fn meminfo() -> String {
     kb(&mut s, "Shmem", shmem);
     kb(&mut s, "AnonHugePages", pmd_folios * 2048);
     kb(&mut s, "ShmemHugePages", shmem_huge);
-    for zero in ["ShmemPmdMapped", "FileHugePages", "FilePmdMapped"] {
+    let pmd_mapped = crate::mm::folio::FILE_PMD_MAPPED.load(Relaxed).max(0) as usize * 4;
+    kb(&mut s, "ShmemPmdMapped", pmd_mapped);
+    for zero in ["FileHugePages", "FilePmdMapped"] {
         kb(&mut s, zero, 0);
     }
     for hugetlb in [

@@ -81,7 +81,7 @@
 //! No folio lock is ever taken from an interrupt handler.
 
 use alloc::collections::VecDeque;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 use super::env::MmEnv;
 use super::frame::{flags, frames, FrameMeta};
@@ -313,7 +313,9 @@ impl Locked {
         let head = self.meta(0);
         match self.entire_if_whole(head.order(), first, n) {
             Some(entire) => {
-                entire.fetch_add(1, Ordering::Relaxed);
+                if entire.fetch_add(1, Ordering::Relaxed) == 0 {
+                    count_file_pmd(head, 1);
+                }
             }
             None => {
                 for m in self.metas(first, n) {
@@ -371,6 +373,9 @@ impl Locked {
                 // One entire mapping less. A page's count reached zero only if no
                 // entire mapping is left and the page has none of its own.
                 let left = entire.fetch_sub(1, Ordering::Relaxed) - 1;
+                if left == 0 {
+                    count_file_pmd(head, -1);
+                }
                 left == 0
                     && total > 0
                     && self
@@ -520,6 +525,18 @@ impl Locked {
             s.split_deferred.fetch_add(1, Ordering::Relaxed);
             s.nr_anon_partially_mapped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Pages of 2 MiB file folios mapped whole somewhere (/proc/meminfo `ShmemPmdMapped`;
+/// Linux counts a folio when its entire map count goes from 0 to 1 and back, as here).
+pub static FILE_PMD_MAPPED: AtomicI64 = AtomicI64::new(0);
+
+/// A whole mapping of the folio at `head` came (`delta` 1) or went (-1) as its first
+/// or last: counted for a 2 MiB file folio.
+fn count_file_pmd(head: &FrameMeta, delta: i64) {
+    if head.order() == mthp::PMD_ORDER && head.test(flags::FILE) {
+        FILE_PMD_MAPPED.fetch_add(delta << mthp::PMD_ORDER, Ordering::Relaxed);
     }
 }
 

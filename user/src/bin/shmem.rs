@@ -19,6 +19,11 @@
 //! `outlives_its_mappers`: a child's stores through a shared mapping stay in the file
 //! after the child exits.
 //!
+//! `huge_shared`: with `shmem_enabled` always (2 MiB inherits it, Linux's default),
+//! 4 MiB of shared anonymous memory aligned to 2 MiB takes two 2 MiB folios mapped as
+//! blocks: /proc/meminfo's ShmemHugePages and ShmemPmdMapped grow by 4096 kB and
+//! fall back when it is unmapped (the file goes with its last mapping).
+//!
 //! `tmpfile`: open("/", O_TMPFILE) gives an unnamed file (what glibc's `tmpfile()`
 //! asks for), written and then mapped shared.
 #![no_std]
@@ -47,6 +52,7 @@ fn main(_args: &rt::Args) -> i32 {
     t.run("sigbus_past_end", sigbus_past_end);
     t.run("truncate_then_grow", truncate_then_grow);
     t.run("outlives_its_mappers", outlives_its_mappers);
+    t.run("huge_shared", huge_shared);
     t.run("tmpfile", tmpfile);
     sc.end(t)
 }
@@ -234,6 +240,36 @@ fn outlives_its_mappers() -> Outcome {
     }
     fs::close(fd).ctx("close")?;
     Ok(())
+}
+
+fn huge_shared() -> Outcome {
+    let top = thp::path(format_args!("/sys/kernel/mm/transparent_hugepage/shmem_enabled"));
+    let saved = thp::read_policy(&top)?;
+    thp::write_policy(&top, "always")?;
+    let r = (|| -> Outcome {
+        let mb2 = 2 << 20;
+        let kb = |k: &str| thp::meminfo_kb(k).unwrap_or(0) as i64;
+        let (huge0, pmd0) = (kb("ShmemHugePages"), kb("ShmemPmdMapped"));
+        let r = Region::anon_aligned(2 * mb2, mb2, RW).ctx("mmap")?;
+        r.map_file_at(0, 2 * mb2, RW, MAP_SHARED, -1, 0).ctx("mmap shared")?;
+        r.store(0, 1);
+        r.store(mb2 + 5, 2);
+        let (huge1, pmd1) = (kb("ShmemHugePages"), kb("ShmemPmdMapped"));
+        drop(r);
+        let (huge2, pmd2) = (kb("ShmemHugePages"), kb("ShmemPmdMapped"));
+        println!(
+            "huge_shared: ShmemHugePages +{} kB, ShmemPmdMapped +{} kB; after munmap +{} / +{}",
+            huge1 - huge0,
+            pmd1 - pmd0,
+            huge2 - huge0,
+            pmd2 - pmd0
+        );
+        ensure!(huge1 - huge0 == 4096 && pmd1 - pmd0 == 4096, "two 2 MiB folios mapped as blocks");
+        ensure!(huge2 == huge0 && pmd2 == pmd0, "the folios outlived their only mapping");
+        Ok(())
+    })();
+    thp::write_policy(&top, saved.as_str())?;
+    r
 }
 
 fn tmpfile() -> Outcome {

@@ -299,6 +299,8 @@ fn folio_sizes_follow_shmem_enabled_and_the_mapping_alignment() {
     mthp::shmem_size_enabled(9).write("inherit").unwrap();
     mthp::SHMEM_ENABLED.write("always").unwrap();
     let alloc = mthp::stats(9).shmem_alloc.load(Ordering::Relaxed);
+    let pmd_mapped = || crate::mm::folio::FILE_PMD_MAPPED.load(Ordering::Relaxed);
+    let before = pmd_mapped();
     map(&mut mm, VA, 2 * PMD_SIZE, &file, 0, true);
     store(&mut mm, VA, 3);
     assert_eq!(leaf(&mm, VA).level, 2, "a 2 MiB block");
@@ -306,6 +308,16 @@ fn folio_sizes_follow_shmem_enabled_and_the_mapping_alignment() {
         mthp::stats(9).shmem_alloc.load(Ordering::Relaxed),
         alloc + 1
     );
+    // ShmemPmdMapped: counted once however many map the folio whole, until the last.
+    let mut child = mm.fork().unwrap();
+    store(&mut child, VA, 4);
+    assert_eq!(leaf(&child, VA).level, 2);
+    assert_eq!(pmd_mapped(), before + 512);
+    drop(child);
+    assert_eq!(pmd_mapped(), before + 512);
+    mm.munmap(VA, VA.add(PMD_SIZE)).unwrap();
+    assert_eq!(pmd_mapped(), before);
+    map(&mut mm, VA, PMD_SIZE, &file, 0, true);
     // Mapped at an offset that does not match the address's alignment: pages only.
     let odd = VA.add(4 * PMD_SIZE);
     map(
