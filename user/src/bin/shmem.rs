@@ -243,7 +243,9 @@ fn outlives_its_mappers() -> Outcome {
 }
 
 fn huge_shared() -> Outcome {
-    let top = thp::path(format_args!("/sys/kernel/mm/transparent_hugepage/shmem_enabled"));
+    let top = thp::path(format_args!(
+        "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+    ));
     let saved = thp::read_policy(&top)?;
     thp::write_policy(&top, "always")?;
     let r = (|| -> Outcome {
@@ -251,7 +253,8 @@ fn huge_shared() -> Outcome {
         let kb = |k: &str| thp::meminfo_kb(k).unwrap_or(0) as i64;
         let (huge0, pmd0) = (kb("ShmemHugePages"), kb("ShmemPmdMapped"));
         let r = Region::anon_aligned(2 * mb2, mb2, RW).ctx("mmap")?;
-        r.map_file_at(0, 2 * mb2, RW, MAP_SHARED, -1, 0).ctx("mmap shared")?;
+        r.map_file_at(0, 2 * mb2, RW, MAP_SHARED, -1, 0)
+            .ctx("mmap shared")?;
         r.store(0, 1);
         r.store(mb2 + 5, 2);
         let (huge1, pmd1) = (kb("ShmemHugePages"), kb("ShmemPmdMapped"));
@@ -264,8 +267,14 @@ fn huge_shared() -> Outcome {
             huge2 - huge0,
             pmd2 - pmd0
         );
-        ensure!(huge1 - huge0 == 4096 && pmd1 - pmd0 == 4096, "two 2 MiB folios mapped as blocks");
-        ensure!(huge2 == huge0 && pmd2 == pmd0, "the folios outlived their only mapping");
+        ensure!(
+            huge1 - huge0 == 4096 && pmd1 - pmd0 == 4096,
+            "two 2 MiB folios mapped as blocks"
+        );
+        ensure!(
+            huge2 == huge0 && pmd2 == pmd0,
+            "the folios outlived their only mapping"
+        );
         Ok(())
     })();
     thp::write_policy(&top, saved.as_str())?;

@@ -479,7 +479,7 @@ impl World {
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
                 let shared = self.shared_key(i, va);
                 let p = &mut self.procs[i];
-                let in_vma = p.mm.vmas.find(va).is_some();
+                let in_vma = reachable(&p.mm, va);
                 let n = p.mm.access_forced(va, Transfer::Write(&[value]));
                 self.log.push(format!(
                     "mm{}: forced write {value:#x} at {:#x}: {n} byte",
@@ -508,7 +508,7 @@ impl World {
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
                 let shared = self.shared_key(i, va);
                 let p = &mut self.procs[i];
-                let in_vma = p.mm.vmas.find(va).is_some();
+                let in_vma = reachable(&p.mm, va);
                 let mut got = [0u8];
                 let n = p.mm.access_forced(va, Transfer::Read(&mut got));
                 let want = match shared {
@@ -856,6 +856,16 @@ impl World {
             .map(|_| ())
             .map_err(|e| format!("audit: {e}"))
     }
+}
+
+/// Whether a debugger's access at `va` reaches memory: a VMA covers it and, for a
+/// file mapping, the file reaches that far (past its end the access is SIGBUS, as
+/// after an mremap that grew a shared anonymous mapping beyond its file, on Linux too).
+fn reachable(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
+    mm.vmas.find(va).is_some_and(|v| {
+        v.file()
+            .is_none_or(|m| m.index(va) < m.file.size().div_ceil(PAGE_SIZE as u64))
+    })
 }
 
 /// The file and byte offset that `va` maps in `mm`, if a shared mapping covers it.
