@@ -201,6 +201,45 @@ pub fn only(kb: usize) -> Result<(), FileErr> {
     Ok(())
 }
 
+/// The page cache's folio sizes set like [`only`] (`shmem_enabled`: top-level `never`,
+/// `kb` `always`, the others `never`) while it lives; dropping it writes back what
+/// every file said before.
+pub struct ShmemOnly {
+    top: Option<Text<16>>,
+    sizes: [Option<Text<16>>; SIZES_KB.len()],
+}
+
+impl ShmemOnly {
+    pub fn set(kb: usize) -> Result<ShmemOnly, FileErr> {
+        let top = path(format_args!("{THP}/shmem_enabled"));
+        let saved = ShmemOnly {
+            top: read_policy(&top).ok(),
+            sizes: SIZES_KB.map(|s| read_policy(&size_path(s, "shmem_enabled")).ok()),
+        };
+        write_policy(&top, "never")?;
+        for s in SIZES_KB {
+            write_policy(
+                &size_path(s, "shmem_enabled"),
+                if s == kb { "always" } else { "never" },
+            )?;
+        }
+        Ok(saved)
+    }
+}
+
+impl Drop for ShmemOnly {
+    fn drop(&mut self) {
+        if let Some(t) = &self.top {
+            let _ = write_policy(&path(format_args!("{THP}/shmem_enabled")), t.as_str());
+        }
+        for (s, v) in SIZES_KB.iter().zip(&self.sizes) {
+            if let Some(v) = v {
+                let _ = write_policy(&size_path(*s, "shmem_enabled"), v.as_str());
+            }
+        }
+    }
+}
+
 /// The per-size counters (`hugepages-<N>kB/stats/<name>`): Linux's, then this
 /// kernel's own.
 pub const STAT_NAMES: [&str; 18] = [

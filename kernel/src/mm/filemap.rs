@@ -43,28 +43,28 @@ impl<E: MmEnv> Mm<E> {
         reclaim::if_low(self);
         let held = reclaim::alloc_or_reclaim(self, 1, |mm| m.file.get(mm.env(), index, orders))
             .ok_or(FaultError::Oom)?;
-        let r = if write && !m.shared {
+        if write && !m.shared {
             // A private write: a copy of the file's page, this mapping's own.
             let pa = shmem::page_of(&held, index);
-            match folio::alloc_anon_copy(self.env(), 0, pa) {
+            let r = match folio::alloc_anon_copy(self.env(), 0, pa) {
                 Some(copy) => self.map_folio(page, copy, vma.prot, true),
                 None => Err(FaultError::Oom),
-            }
-        } else {
-            self.map_cached(page, vma, m, &held, write)
-        };
-        drop(Folio::lock(held.folio.head()).put(1));
-        r
+            };
+            drop(Folio::lock(held.folio.head()).put(1));
+            return r;
+        }
+        self.map_cached(page, vma, m, held, write)
     }
 
     /// Map the held folio around `page`: all of it if it fits (module doc), else the
-    /// page; each mapped page takes its reference and map count.
+    /// page; each mapped page takes its reference and map count, and the lookup's
+    /// reference goes (under the same folio lock).
     fn map_cached(
         &mut self,
         page: VirtAddr,
         vma: &Vma,
         m: &FileMap,
-        held: &Held,
+        held: Held,
         write: bool,
     ) -> Result<(), FaultError> {
         let f = held.folio;
@@ -101,8 +101,12 @@ impl<E: MmEnv> Mm<E> {
         } else {
             self.tables.map(va, pa, count, attrs)
         };
+        let locked = Folio::lock(pa);
+        if r.is_ok() {
+            locked.map(first, count);
+        }
+        drop(locked.put(1));
         r.map_err(map_error)?;
-        Folio::lock(pa).map(first, count);
         if pmd && dirty && !self.env().features().hw_dirty {
             self.tables.make_writable(va, count).map_err(map_error)?;
         }
@@ -144,6 +148,9 @@ impl<E: MmEnv> Mm<E> {
             return 0;
         }
         let mut mask = shmem::allowed_orders(vma.huge, size, index);
+        if mask == 0 {
+            return 0;
+        }
         for order in super::mthp::MTHP_ORDERS {
             let n = 1u64 << order;
             let va = m.va_of(index & !(n - 1));

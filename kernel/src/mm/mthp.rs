@@ -155,9 +155,9 @@ impl KeptChoice {
         Ok(())
     }
 
-    /// The word selected now.
-    fn word(&self) -> &'static str {
-        self.words[usize::from(self.selected.load(Ordering::Relaxed))]
+    /// The index of the word selected now.
+    fn selected(&self) -> usize {
+        usize::from(self.selected.load(Ordering::Relaxed))
     }
 }
 
@@ -196,28 +196,34 @@ pub enum ShmemSetting {
     Force,
 }
 
-impl ShmemSetting {
-    fn of(word: &str) -> Self {
-        match word {
-            "always" => Self::Always,
-            "inherit" => Self::Inherit,
-            "within_size" => Self::WithinSize,
-            "advise" => Self::Advise,
-            "deny" => Self::Deny,
-            "force" => Self::Force,
-            _ => Self::Never,
-        }
-    }
-}
+/// The settings of the top-level file, in the order of its words.
+const SHMEM_TOP_SETTINGS: [ShmemSetting; 6] = [
+    ShmemSetting::Always,
+    ShmemSetting::WithinSize,
+    ShmemSetting::Advise,
+    ShmemSetting::Never,
+    ShmemSetting::Deny,
+    ShmemSetting::Force,
+];
 
-/// The top-level `shmem_enabled`.
+/// The settings of a per-size file, in the order of its words.
+const SHMEM_SIZE_SETTINGS: [ShmemSetting; 5] = [
+    ShmemSetting::Always,
+    ShmemSetting::Inherit,
+    ShmemSetting::WithinSize,
+    ShmemSetting::Advise,
+    ShmemSetting::Never,
+];
+
+/// The top-level `shmem_enabled` (read on every page-cache allocation: an index, no
+/// word compared).
 pub fn shmem_top() -> ShmemSetting {
-    ShmemSetting::of(SHMEM_ENABLED.word())
+    SHMEM_TOP_SETTINGS[SHMEM_ENABLED.selected()]
 }
 
 /// `hugepages-<N>kB/shmem_enabled` of `order`.
 pub fn shmem_size(order: usize) -> ShmemSetting {
-    ShmemSetting::of(shmem_size_enabled(order).word())
+    SHMEM_SIZE_SETTINGS[shmem_size_enabled(order).selected()]
 }
 
 /// `transparent_hugepage/use_zero_page` (Linux's default 1): whether a read fault

@@ -1,5 +1,6 @@
 //! bench_mm: one benchmark per memory-management operation over 64 MiB of anonymous
-//! memory, the same static binary on contkernel and on Linux. For each folio size
+//! memory (and, `shm_*`, of shared anonymous memory, whose folio size is set through
+//! `shmem_enabled`), the same static binary on contkernel and on Linux. For each folio size
 //! asked for (the mTHP policy set through sysfs as on Linux: top-level `never`, that
 //! size `always`, the others `never`; 4 KiB = every size `never`), each benchmark runs
 //! `reps` times from a fresh mapping and prints one line
@@ -142,6 +143,10 @@ const BENCHES: &[(&str, Bench)] = &[
     ("read_seq", read_seq),
     ("read_rand", read_rand),
     ("read_zero", read_zero),
+    ("shm_fault", shm_fault),
+    ("shm_fork", shm_fork),
+    ("shm_munmap", shm_munmap),
+    ("shm_read_seq", shm_read_seq),
     ("chase", chase),
     ("fault_t1", |e, m| fault_threads(e, m, 1, Layout::Own)),
     ("fault_t2", |e, m| fault_threads(e, m, 2, Layout::Own)),
@@ -361,6 +366,64 @@ fn read_seq(env: &Env, m: &mut Meter) -> Result<(), Why> {
 /// fault per 2 MiB); nothing is allocated but page tables.
 fn read_zero(env: &Env, m: &mut Meter) -> Result<(), Why> {
     read_in_order(&env.region()?, m);
+    Ok(())
+}
+
+/// A fresh shared anonymous mapping (MAP_SHARED|MAP_ANONYMOUS: a file of the page
+/// cache) of the benchmark's length, aligned to 2 MiB, empty or `filled`, with the
+/// page cache's folio size set to the benchmark's (`shmem_enabled`) while the guard
+/// lives.
+fn shared(env: &Env, filled: bool) -> Result<(Region, thp::ShmemOnly), Why> {
+    let policy =
+        thp::ShmemOnly::set(env.folio_kb).map_err(|e| why(format_args!("shmem_enabled: {e}")))?;
+    let r = region_of(env.len)?;
+    r.map_file_at(0, env.len, RW, mm::MAP_SHARED, -1, 0)
+        .map_err(|e| why(format_args!("mmap(MAP_SHARED): {e}")))?;
+    if filled {
+        touch(&r);
+    }
+    Ok((r, policy))
+}
+
+/// First touch of shared memory: one write per page, each page from the page cache.
+fn shm_fault(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let (r, _policy) = shared(env, false)?;
+    m.start();
+    touch(&r);
+    m.stop();
+    Ok(())
+}
+
+/// fork with the shared region filled: a shared mapping's entries are not copied
+/// (the child would fault them in from the page cache).
+fn shm_fork(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let (_r, _policy) = shared(env, true)?;
+    m.start();
+    let child = proc::spawn(|| {
+        let _ = time::nanosleep(&Timespec::from_ms(20));
+        0
+    });
+    m.stop();
+    let child = child.map_err(|e| why(format_args!("fork: {e}")))?;
+    proc::wait(child).map_err(|e| why(format_args!("wait4: {e}")))?;
+    Ok(())
+}
+
+/// munmap of the filled shared region: the mappings go, the file with the last one.
+fn shm_munmap(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let (r, _policy) = shared(env, true)?;
+    m.start();
+    let res = r.unmap(0, r.len);
+    m.stop();
+    res.map_err(|e| why(format_args!("munmap: {e}")))?;
+    core::mem::forget(r);
+    Ok(())
+}
+
+/// One load per page of the filled shared region, in order.
+fn shm_read_seq(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let (r, _policy) = shared(env, true)?;
+    read_in_order(&r, m);
     Ok(())
 }
 
