@@ -168,6 +168,11 @@ fn fault(env: &Env, m: &mut Meter) -> Result<(), Why> {
 /// fork of a process with the region filled (the child sleeps, then exits).
 fn fork(env: &Env, m: &mut Meter) -> Result<(), Why> {
     let _r = env.filled()?;
+    measured_fork(m)
+}
+
+/// One fork measured (the child sleeps, then exits), and its wait.
+fn measured_fork(m: &mut Meter) -> Result<(), Why> {
     m.start();
     let child = proc::spawn(|| {
         let _ = time::nanosleep(&Timespec::from_ms(20));
@@ -398,15 +403,7 @@ fn shm_fault(env: &Env, m: &mut Meter) -> Result<(), Why> {
 /// (the child would fault them in from the page cache).
 fn shm_fork(env: &Env, m: &mut Meter) -> Result<(), Why> {
     let (_r, _policy) = shared(env, true)?;
-    m.start();
-    let child = proc::spawn(|| {
-        let _ = time::nanosleep(&Timespec::from_ms(20));
-        0
-    });
-    m.stop();
-    let child = child.map_err(|e| why(format_args!("fork: {e}")))?;
-    proc::wait(child).map_err(|e| why(format_args!("wait4: {e}")))?;
-    Ok(())
+    measured_fork(m)
 }
 
 /// munmap of the filled shared region: the mappings go, the file with the last one.
