@@ -251,6 +251,14 @@ impl<E: MmEnv> Mm<E> {
         let mut at = start;
         while at < end {
             let vma = self.vmas.find(at).cloned().ok_or(ENOMEM)?;
+            // A shared mapping of a write-sealed file may not become writable (Linux
+            // cleared its VM_MAYWRITE at mmap: EACCES).
+            let sealed = vma
+                .file()
+                .is_some_and(|m| m.shared && m.file.seals() & super::shmem::WRITE_SEALS != 0);
+            if prot.write && sealed {
+                return Err(EACCES);
+            }
             let to = vma.end.min(end);
             self.may_split()?;
             self.split_edges(at, to)?;

@@ -24,7 +24,7 @@
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use super::env::MmEnv;
 use super::folio::{self, Folio};
@@ -32,7 +32,7 @@ use super::mthp;
 use super::vma::HugeHint;
 use super::{PhysAddr, PAGE_SIZE};
 use crate::sync::IrqSpinLock;
-use crate::uapi::{Errno, EFBIG, ENOMEM};
+use crate::uapi::{Errno, EFBIG, EINVAL, ENOMEM, EPERM};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -46,6 +46,18 @@ pub static PMD_PAGES: AtomicI64 = AtomicI64::new(0);
 /// The next inode number.
 static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 
+/// File seals (fcntl F_ADD_SEALS; Linux's `F_SEAL_*`).
+pub const F_SEAL_SEAL: u32 = 0x1;
+pub const F_SEAL_SHRINK: u32 = 0x2;
+pub const F_SEAL_GROW: u32 = 0x4;
+pub const F_SEAL_WRITE: u32 = 0x8;
+pub const F_SEAL_FUTURE_WRITE: u32 = 0x10;
+pub const F_SEAL_EXEC: u32 = 0x20;
+const F_ALL_SEALS: u32 =
+    F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_EXEC;
+/// The seals that forbid writing through write(2) and new writable shared mappings.
+pub const WRITE_SEALS: u32 = F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
+
 /// A file of the RAM file system.
 pub struct Shmem {
     /// Its inode number (fstat's `st_ino`).
@@ -54,6 +66,9 @@ pub struct Shmem {
     /// `/memfd:NAME` for a memfd.
     pub name: String,
     cache: IrqSpinLock<Cache>,
+    /// Its seals: `F_SEAL_SEAL` from the start (no more may be added), as every
+    /// shmem file, unless memfd_create was asked for sealing (`allow_sealing`).
+    seals: AtomicU32,
 }
 
 struct Cache {
@@ -90,6 +105,7 @@ impl Shmem {
         Arc::new(Shmem {
             ino,
             name: name(ino),
+            seals: AtomicU32::new(F_SEAL_SEAL),
             cache: IrqSpinLock::new(Cache {
                 size,
                 folios: BTreeMap::new(),
@@ -99,6 +115,38 @@ impl Shmem {
 
     pub fn size(&self) -> u64 {
         self.cache.lock().size
+    }
+
+    /// memfd_create(MFD_ALLOW_SEALING): seals may be added.
+    pub fn allow_sealing(&self) {
+        self.seals.fetch_and(!F_SEAL_SEAL, Ordering::Relaxed);
+    }
+
+    pub fn seals(&self) -> u32 {
+        self.seals.load(Ordering::Acquire)
+    }
+
+    /// F_ADD_SEALS, after the caller's checks of the descriptor and, for F_SEAL_WRITE,
+    /// of the file's shared mappings (there must be none): EINVAL for an unknown seal,
+    /// EPERM once F_SEAL_SEAL is set. F_SEAL_EXEC on a file with execute permission
+    /// (every memfd here is 0777) implies the other seals but F_SEAL_SEAL, as Linux.
+    pub fn add_seals(&self, seals: u32) -> Result<(), Errno> {
+        if seals & !F_ALL_SEALS != 0 {
+            return Err(EINVAL);
+        }
+        // Under the cache lock: a write, ftruncate or fallocate sees the seals before
+        // or after, never half.
+        let _c = self.cache.lock();
+        if self.seals() & F_SEAL_SEAL != 0 {
+            return Err(EPERM);
+        }
+        let implied = if seals & F_SEAL_EXEC != 0 {
+            F_SEAL_SHRINK | F_SEAL_GROW | WRITE_SEALS
+        } else {
+            0
+        };
+        self.seals.fetch_or(seals | implied, Ordering::Release);
+        Ok(())
     }
 
     /// Pages of the file held in memory.
@@ -174,6 +222,15 @@ impl Shmem {
             return Err(EFBIG);
         }
         let mut c = self.cache.lock();
+        let seals = self.seals();
+        let refused = if size < c.size {
+            F_SEAL_SHRINK
+        } else {
+            F_SEAL_GROW
+        };
+        if size != c.size && seals & refused != 0 {
+            return Err(EPERM);
+        }
         let old = core::mem::replace(&mut c.size, size);
         if size >= old {
             return Ok(());
@@ -208,6 +265,9 @@ impl Shmem {
             .checked_add(len)
             .filter(|&e| e <= MAX_SIZE)
             .ok_or(EFBIG)?;
+        if self.seals() & F_SEAL_GROW != 0 && end > self.size() {
+            return Err(EPERM);
+        }
         let mut index = off / PAGE;
         while index * PAGE < end {
             let orders = allowed_orders(HugeHint::Default, end.max(self.size()), index);
@@ -256,6 +316,10 @@ impl Shmem {
             .checked_add(data.len() as u64)
             .filter(|&e| e <= MAX_SIZE)
             .ok_or(EFBIG)?;
+        let seals = self.seals();
+        if seals & WRITE_SEALS != 0 || (seals & F_SEAL_GROW != 0 && end > self.size()) {
+            return Err(EPERM);
+        }
         let mut done = 0;
         while done < data.len() {
             let at = off + done as u64;

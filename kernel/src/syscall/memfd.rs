@@ -10,8 +10,9 @@ use alloc::vec::Vec;
 use super::Errno;
 use crate::arch::aarch64::uaccess::strncpy_from_user;
 use crate::fs::{File, ShmFile};
+use crate::mm::aspace::Mm;
 use crate::mm::ptenv::KernelPt;
-use crate::mm::shmem::Shmem;
+use crate::mm::shmem::{self, Shmem};
 use crate::mm::PAGE_SIZE;
 use crate::proc::mmlock::MmLock;
 use crate::proc::sched::me;
@@ -30,7 +31,8 @@ const MFD_NAME_MAX_LEN: usize = 255 - 6;
 
 const FALLOC_FL_KEEP_SIZE: u64 = 0x1;
 
-/// memfd_create: a new empty file of the RAM file system. MFD_HUGETLB is EINVAL until
+/// memfd_create: a new empty file of the RAM file system, sealable with
+/// MFD_ALLOW_SEALING (else F_SEAL_SEAL from the start). MFD_HUGETLB is EINVAL until
 /// hugetlb pages exist (issue 26).
 pub fn memfd_create(name: u64, flags: u64) -> Result<u64, Errno> {
     let known = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC;
@@ -52,8 +54,17 @@ pub fn memfd_create(name: u64, flags: u64) -> Result<u64, Errno> {
         return Err(EINVAL);
     }
     let name = core::str::from_utf8(&buf[..len]).unwrap_or("?");
+    let shmem = Shmem::new(|_| format!("/memfd:{name}"), 0);
+    if flags & MFD_NOEXEC_SEAL != 0 {
+        // Sealable, and sealed against becoming executable (Linux makes the file
+        // 0666 first; here every memfd is 0777, so the seal implies the others).
+        shmem.allow_sealing();
+        shmem.add_seals(shmem::F_SEAL_EXEC)?;
+    } else if flags & MFD_ALLOW_SEALING != 0 {
+        shmem.allow_sealing();
+    }
     let file = File::Shm(ShmFile {
-        file: Shmem::new(|_| format!("/memfd:{name}"), 0),
+        file: shmem,
         pos: 0,
         writable: true,
     });
@@ -83,20 +94,81 @@ pub fn ftruncate(fd: u64, length: u64) -> Result<u64, Errno> {
     file.set_size(&KernelPt, length)?;
     if length < old {
         let keep = length.div_ceil(PAGE_SIZE as u64);
-        let mut seen: Vec<*const MmLock> = Vec::new();
-        for t in task::all_user() {
-            // Threads share one address space: visit it once.
-            if seen.contains(&Arc::as_ptr(&t.mm)) {
-                continue;
-            }
-            seen.push(Arc::as_ptr(&t.mm));
-            if let Some(mm) = t.mm.lock().as_mut() {
-                mm.unmap_file_from(&file, keep)?;
-            }
-        }
+        each_address_space(|mm| mm.unmap_file_from(&file, keep))?;
     }
     Ok(0)
 }
+
+/// `f` on every address space in turn, under its `Mm` lock only (threads share one:
+/// visited once); the first error ends the walk. Linux reaches a file's mappings
+/// through its reverse map (`i_mmap`); this kernel has none and walks the processes.
+fn each_address_space(mut f: impl FnMut(&mut Mm) -> Result<(), Errno>) -> Result<(), Errno> {
+    let mut seen: Vec<*const MmLock> = Vec::new();
+    for t in task::all_user() {
+        if seen.contains(&Arc::as_ptr(&t.mm)) {
+            continue;
+        }
+        seen.push(Arc::as_ptr(&t.mm));
+        if let Some(mm) = t.mm.lock().as_mut() {
+            f(mm)?;
+        }
+    }
+    Ok(())
+}
+
+const F_ADD_SEALS: u64 = 1033;
+const F_GET_SEALS: u64 = 1034;
+
+/// fcntl F_ADD_SEALS and F_GET_SEALS (`None` for another command), in Linux's
+/// memfd_fcntl order: EINVAL for a file that cannot be sealed; adding needs the file
+/// open for writing (EPERM), known seals (EINVAL), no F_SEAL_SEAL yet (EPERM), and
+/// for F_SEAL_WRITE no shared mapping of the file anywhere (EBUSY: every shared
+/// mapping of a memfd may write, Linux's `mapping_deny_writable`).
+pub fn seals(fd: u64, cmd: u64, arg: u64) -> Option<Result<u64, Errno>> {
+    if cmd != F_ADD_SEALS && cmd != F_GET_SEALS {
+        return None;
+    }
+    Some((|| {
+        let (file, writable) = {
+            let t = me();
+            let mut files = t.files.lock();
+            match files.get(fd)? {
+                File::Shm(f) => (f.file.clone(), f.writable),
+                _ => return Err(EINVAL),
+            }
+        };
+        if cmd == F_GET_SEALS {
+            return Ok(u64::from(file.seals()));
+        }
+        if !writable {
+            return Err(EPERM);
+        }
+        let add = arg as u32;
+        let new_write = add & shmem::F_SEAL_WRITE != 0 && file.seals() & shmem::F_SEAL_WRITE == 0;
+        if new_write && add & !ALL_SEALS == 0 && file.seals() & shmem::F_SEAL_SEAL == 0 {
+            each_address_space(|mm| {
+                let mapped = mm.vmas.iter().any(|v| {
+                    v.file()
+                        .is_some_and(|m| m.shared && Arc::ptr_eq(&m.file, &file))
+                });
+                if mapped {
+                    Err(EBUSY)
+                } else {
+                    Ok(())
+                }
+            })?;
+        }
+        file.add_seals(add).map(|()| 0)
+    })())
+}
+
+/// Every seal Linux knows (`F_ALL_SEALS`).
+const ALL_SEALS: u32 = shmem::F_SEAL_SEAL
+    | shmem::F_SEAL_SHRINK
+    | shmem::F_SEAL_GROW
+    | shmem::F_SEAL_WRITE
+    | shmem::F_SEAL_FUTURE_WRITE
+    | shmem::F_SEAL_EXEC;
 
 /// fallocate: mode 0 or FALLOC_FL_KEEP_SIZE (punching holes is EOPNOTSUPP: it
 /// would need to unmap the pages from every process, which truncation does not do

@@ -82,6 +82,11 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Re
         return Err(EACCES);
     }
     let file = file.ok_or(ENODEV)?;
+    // A write-sealed file takes no new writable shared mapping (Linux's
+    // memfd_check_seals_mmap); mprotect refuses to make one writable (`mm::map`).
+    if shared && prot.write && file.seals() & crate::mm::shmem::WRITE_SEALS != 0 {
+        return Err(EPERM);
+    }
     if off
         .checked_add(len_pages)
         .is_none_or(|e| e > i64::MAX as u64)

@@ -120,6 +120,9 @@ const F_DUPFD_CLOEXEC: u64 = 1030;
 const FD_CLOEXEC: u64 = 1;
 
 pub fn fcntl(fd: u64, cmd: u64, arg: u64) -> Result<u64, Errno> {
+    if let Some(r) = super::memfd::seals(fd, cmd as u32 as u64, arg) {
+        return r;
+    }
     let t = me();
     let mut files = t.files.lock();
     let f = files.get(fd)?.clone();

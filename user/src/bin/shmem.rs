@@ -24,6 +24,12 @@
 //! blocks: /proc/meminfo's ShmemHugePages and ShmemPmdMapped grow by 4096 kB and
 //! fall back when it is unmapped (the file goes with its last mapping).
 //!
+//! `seals`: a memfd made without MFD_ALLOW_SEALING has F_SEAL_SEAL; with it, each
+//! seal refuses what it should (EPERM): F_SEAL_SHRINK a cut, F_SEAL_GROW growth by
+//! ftruncate or write, F_SEAL_WRITE write(2) and a writable shared mapping (a
+//! read-only one is allowed, and mprotect to write it is EACCES); F_SEAL_WRITE while a
+//! shared mapping exists is EBUSY; F_SEAL_SEAL ends the adding.
+//!
 //! `tmpfile`: open("/", O_TMPFILE) gives an unnamed file (what glibc's `tmpfile()`
 //! asks for), written and then mapped shared.
 #![no_std]
@@ -53,6 +59,7 @@ fn main(_args: &rt::Args) -> i32 {
     t.run("truncate_then_grow", truncate_then_grow);
     t.run("outlives_its_mappers", outlives_its_mappers);
     t.run("huge_shared", huge_shared);
+    t.run("seals", seals);
     t.run("tmpfile", tmpfile);
     sc.end(t)
 }
@@ -279,6 +286,95 @@ fn huge_shared() -> Outcome {
     })();
     thp::write_policy(&top, saved.as_str())?;
     r
+}
+
+fn seals() -> Outcome {
+    use rt::pipe::fcntl;
+    use rt::sys::Errno;
+    const F_ADD_SEALS: usize = 1033;
+    const F_GET_SEALS: usize = 1034;
+    const SEAL: usize = 1;
+    const SHRINK: usize = 2;
+    const GROW: usize = 4;
+    const WRITE: usize = 8;
+    const MFD_ALLOW_SEALING: usize = 2;
+    let plain = memfd()?;
+    ensure!(
+        fcntl(plain, F_GET_SEALS, 0) == Ok(SEAL),
+        "a plain memfd is not F_SEAL_SEAL"
+    );
+    ensure!(
+        fcntl(plain, F_ADD_SEALS, SHRINK) == Err(Errno::EPERM),
+        "sealed a plain memfd"
+    );
+    fs::close(plain).ctx("close")?;
+    let fd =
+        fs::memfd_create(c"sealed", fs::MFD_CLOEXEC | MFD_ALLOW_SEALING).ctx("memfd_create")?;
+    ensure!(
+        fcntl(fd, F_GET_SEALS, 0) == Ok(0),
+        "MFD_ALLOW_SEALING starts with seals"
+    );
+    fs::ftruncate(fd, 2 * PAGE).ctx("ftruncate")?;
+    fcntl(fd, F_ADD_SEALS, SHRINK).ctx("F_SEAL_SHRINK")?;
+    ensure!(
+        fs::ftruncate(fd, PAGE) == Err(Errno::EPERM),
+        "a cut past F_SEAL_SHRINK"
+    );
+    fs::ftruncate(fd, 3 * PAGE).ctx("growth under F_SEAL_SHRINK")?;
+    fcntl(fd, F_ADD_SEALS, GROW).ctx("F_SEAL_GROW")?;
+    ensure!(
+        fs::ftruncate(fd, 4 * PAGE) == Err(Errno::EPERM),
+        "growth past F_SEAL_GROW"
+    );
+    ensure!(
+        fs::pwrite(fd, b"x", 3 * PAGE) == Err(Errno::EPERM),
+        "a write past the end under F_SEAL_GROW"
+    );
+    fs::pwrite(fd, b"in", 0).ctx("a write inside under F_SEAL_GROW")?;
+    {
+        let r = Region::anon_aligned(PAGE, PAGE, RW).ctx("mmap")?;
+        r.map_file_at(0, PAGE, RW, MAP_SHARED, fd as isize, 0)
+            .ctx("mmap shared")?;
+        ensure!(
+            fcntl(fd, F_ADD_SEALS, WRITE) == Err(Errno::EBUSY),
+            "F_SEAL_WRITE beside a shared mapping"
+        );
+    }
+    fcntl(fd, F_ADD_SEALS, WRITE).ctx("F_SEAL_WRITE")?;
+    ensure!(
+        fs::pwrite(fd, b"y", 0) == Err(Errno::EPERM),
+        "a write past F_SEAL_WRITE"
+    );
+    let r = Region::anon_aligned(PAGE, PAGE, RW).ctx("mmap")?;
+    ensure!(
+        r.map_file_at(0, PAGE, RW, MAP_SHARED, fd as isize, 0) == Err(Errno::EPERM),
+        "a writable shared mapping of a write-sealed file"
+    );
+    r.map_file_at(0, PAGE, PROT_READ, MAP_SHARED, fd as isize, 0)
+        .ctx("read-only shared mapping")?;
+    ensure!(
+        r.load(0) == b'i' && r.load(1) == b'n',
+        "the sealed file's bytes"
+    );
+    ensure!(
+        r.protect(0, PAGE, RW) == Err(Errno::EACCES),
+        "mprotect to write a sealed mapping"
+    );
+    r.map_file_at(0, PAGE, RW, MAP_PRIVATE, fd as isize, 0)
+        .ctx("private mapping")?;
+    r.store(0, b'p');
+    fcntl(fd, F_ADD_SEALS, SEAL).ctx("F_SEAL_SEAL")?;
+    ensure!(
+        fcntl(fd, F_ADD_SEALS, GROW) == Err(Errno::EPERM),
+        "a seal after F_SEAL_SEAL"
+    );
+    ensure!(
+        fcntl(fd, F_GET_SEALS, 0) == Ok(SEAL | SHRINK | GROW | WRITE),
+        "F_GET_SEALS: {:?}",
+        fcntl(fd, F_GET_SEALS, 0)
+    );
+    fs::close(fd).ctx("close")?;
+    Ok(())
 }
 
 fn tmpfile() -> Outcome {
