@@ -46,6 +46,16 @@ pub static PMD_PAGES: AtomicI64 = AtomicI64::new(0);
 /// The next inode number.
 static NEXT_INO: AtomicU64 = AtomicU64::new(1);
 
+/// Folios in every file's index. The index is a B-tree on the kernel heap (8 MiB, about
+/// 30 bytes a folio): past `MAX_FOLIOS` the page cache allocates no more (ENOMEM for
+/// a write, an out-of-memory fault), so that no program can exhaust the heap (a panic)
+/// by filling files with 4 KiB pages. Linux's xarray takes its nodes from the slab,
+/// which can grow; this heap cannot.
+static FOLIOS: AtomicU64 = AtomicU64::new(0);
+/// The cap on `FOLIOS`: 64 Ki folios, 256 MiB of 4 KiB pages and 4 GiB of 64 KiB
+/// folios, about 2 MiB of heap (host tests lower it).
+pub static MAX_FOLIOS: AtomicU64 = AtomicU64::new(1 << 16);
+
 /// File seals (fcntl F_ADD_SEALS; Linux's `F_SEAL_*`).
 pub const F_SEAL_SEAL: u32 = 0x1;
 pub const F_SEAL_SHRINK: u32 = 0x2;
@@ -191,6 +201,9 @@ impl Shmem {
                     })
                     .fold(1u16, |mask, o| mask | 1 << o)
             };
+            if FOLIOS.load(Ordering::Relaxed) >= MAX_FOLIOS.load(Ordering::Relaxed) {
+                return None;
+            }
             let (f, order) = alloc_largest(env, candidates)?;
             let n = 1u64 << order;
             let first = index & !(n - 1);
@@ -202,6 +215,7 @@ impl Shmem {
                 continue;
             }
             c.folios.insert(first, f.head());
+            FOLIOS.fetch_add(1, Ordering::Relaxed);
             let locked = Folio::lock(f.head());
             locked.set_cached(true);
             // The allocation's reference becomes the cache's; one more for the caller.
@@ -360,6 +374,7 @@ pub fn page_of(h: &Held, index: u64) -> PhysAddr {
 /// Take the folio at `head` out of its cache (the cache lock is held, or the file is
 /// going away): clear its mark and drop the cache's reference.
 fn uncache(head: PhysAddr) {
+    FOLIOS.fetch_sub(1, Ordering::Relaxed);
     let f = Folio::lock(head);
     let n = f.nr_pages() as i64;
     PAGES.fetch_sub(n, Ordering::Relaxed);

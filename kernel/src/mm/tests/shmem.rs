@@ -375,3 +375,37 @@ fn exit_of_every_mapper_leaves_the_file_its_pages() {
     drop(file);
     all_back([]);
 }
+
+#[test]
+fn the_page_cache_index_stops_at_its_cap_and_nothing_panics() {
+    let (_m, mut mm, file) = setup(&[], 64 * PAGE_SIZE as u64);
+    /// Puts the cap back, also when the test fails.
+    struct Cap(u64);
+    impl Drop for Cap {
+        fn drop(&mut self) {
+            crate::mm::shmem::MAX_FOLIOS.store(self.0, Ordering::Relaxed);
+        }
+    }
+    let _cap = Cap(crate::mm::shmem::MAX_FOLIOS.swap(8, Ordering::Relaxed));
+    map(&mut mm, VA, 64 * PAGE_SIZE, &file, 0, true);
+    for i in 0..8 {
+        store(&mut mm, VA, i);
+    }
+    // The ninth page has no room in the index: the fault is out of memory, the write
+    // ENOMEM; a page already there is still written.
+    assert_eq!(
+        mm.handle_fault(VA.add(8 * PAGE_SIZE), Access::Write),
+        Err(FaultError::Oom)
+    );
+    assert_eq!(
+        file.write(&env(), 9 * PAGE_SIZE as u64, b"x"),
+        Err(crate::uapi::ENOMEM)
+    );
+    assert_eq!(file.write(&env(), 0, b"y"), Ok(1));
+    // Truncation gives the room back.
+    file.set_size(&env(), 0).unwrap();
+    mm.unmap_file_from(&file, 0).unwrap();
+    file.set_size(&env(), 64 * PAGE_SIZE as u64).unwrap();
+    store(&mut mm, VA, 20);
+    finish([mm], file);
+}
