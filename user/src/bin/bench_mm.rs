@@ -219,7 +219,11 @@ fn copy(env: &Env, m: &mut Meter) -> Result<(), Why> {
 }
 
 fn munmap(env: &Env, m: &mut Meter) -> Result<(), Why> {
-    let r = env.filled()?;
+    measured_munmap(env.filled()?, m)
+}
+
+/// The munmap of all of `r`, measured.
+fn measured_munmap(r: Region, m: &mut Meter) -> Result<(), Why> {
     m.start();
     let res = r.unmap(0, r.len);
     m.stop();
@@ -409,12 +413,7 @@ fn shm_fork(env: &Env, m: &mut Meter) -> Result<(), Why> {
 /// munmap of the filled shared region: the mappings go, the file with the last one.
 fn shm_munmap(env: &Env, m: &mut Meter) -> Result<(), Why> {
     let (r, _policy) = shared(env, true)?;
-    m.start();
-    let res = r.unmap(0, r.len);
-    m.stop();
-    res.map_err(|e| why(format_args!("munmap: {e}")))?;
-    core::mem::forget(r);
-    Ok(())
+    measured_munmap(r, m)
 }
 
 /// One load per page of the filled shared region, in order.
