@@ -295,6 +295,16 @@ impl Folio {
     }
 }
 
+/// What fork's [`Locked::share`] met.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    Plain,
+    /// Lazyfree: the new mapping needs its list entry (`lazyfree`'s fork).
+    Lazyfree,
+    /// Pinned: shared only in the counts until fork copies its exclusive pages.
+    Pinned,
+}
+
 /// A locked folio: the only way to change its counts and flags (protocol, rule 1).
 /// Dropping it unlocks, unless the folio was freed through it.
 pub struct Locked {
@@ -343,16 +353,21 @@ impl Locked {
 
     /// Account `n` more entries mapping pages `first..first + n`, which are now shared
     /// (fork): `map` and clearing their exclusive marks, in one pass (the whole of a
-    /// large folio: one more entire mapping and the `ALL_SHARED` override). Returns
-    /// whether the folio is lazyfree (the new mapping needs its entry: `lazyfree`'s
-    /// fork), read with the head it already has.
-    pub fn share(&self, first: usize, n: usize) -> bool {
+    /// large folio: one more entire mapping and the `ALL_SHARED` override); a pinned
+    /// folio's pages are only counted, their exclusive marks kept (`pin`'s rule 2:
+    /// fork then gives the child copies). What the head's flags, read once, said.
+    pub fn share(&self, first: usize, n: usize) -> Shared {
         let head = self.meta(0);
         let order = head.order();
-        if !head.test(flags::ANON) {
+        let was = head.flags();
+        if was & flags::ANON == 0 {
             // A file's folio is never exclusive: only the mapping is counted.
             self.map(first, n);
-            return false;
+            return Shared::Plain;
+        }
+        if was & flags::PINNED != 0 {
+            self.map(first, n);
+            return Shared::Pinned;
         }
         match self.entire_if_whole(order, first, n) {
             Some(entire) => {
@@ -370,7 +385,11 @@ impl Locked {
             }
         }
         add_mapped(head, n);
-        head.test(flags::LAZYFREE)
+        if was & flags::LAZYFREE != 0 {
+            Shared::Lazyfree
+        } else {
+            Shared::Plain
+        }
     }
 
     /// Account `n` page-table entries gone from pages `first..first + n`: the last

@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::aspace::{batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
 use super::fault::{map_error, FaultError};
-use super::folio::{self, Folio};
+use super::folio::{self, Folio, Shared};
 use super::lazyfree::span;
 use super::vma::{VmProt, Vma, VmaFlags, VmaKind};
 use super::zero;
@@ -66,15 +66,23 @@ impl<E: MmEnv> Mm<E> {
             });
             for (a, b) in batches_of(vma.start, vma.end, WIDE_BATCH_PAGES) {
                 let mut seen = Seen::default();
-                let r =
-                    self.tables
-                        .fork_range(&mut child.tables, a, pages(a, b), attrs, |_, pa, n| {
-                            share(pa, n, &mut seen)
-                        });
+                let r = self.tables.fork_range(
+                    &mut child.tables,
+                    a,
+                    pages(a, b),
+                    attrs,
+                    |va, pa, n| share(va, pa, n, &mut seen),
+                );
                 // After a failure the child is dropped with what it maps.
                 r.map_err(|_| ENOMEM)?;
-                if seen.pinned {
+                if seen.overflow {
                     child.copy_pinned(a, b, &vma).map_err(|_| ENOMEM)?;
+                } else {
+                    for &(va, n) in &seen.pinned[..seen.nr_pinned] {
+                        child
+                            .copy_pinned(va, va.add(n * PAGE_SIZE), &vma)
+                            .map_err(|_| ENOMEM)?;
+                    }
                 }
                 if seen.lazyfree {
                     self.fork_lazyfree(&mut child, a, b);
@@ -110,27 +118,37 @@ impl<E: MmEnv> Mm<E> {
     }
 }
 
+/// Runs of pinned folios a batch remembers for `copy_pinned` (beyond: the whole batch
+/// is walked).
+const PINNED_RUNS: usize = 8;
+
 /// What fork's accounting met in a batch: a lazyfree folio (its new mapping needs an
-/// entry: `lazyfree`'s fork), a pinned one (the child needs copies: `copy_pinned`).
+/// entry: `lazyfree`'s fork), pinned ones (where the child needs copies).
 #[derive(Default)]
 struct Seen {
     lazyfree: bool,
-    pinned: bool,
+    pinned: [(VirtAddr, usize); PINNED_RUNS],
+    nr_pinned: usize,
+    overflow: bool,
 }
 
-/// Account `n` more mappings of the consecutive pages from `pa` (fork), which are now
-/// shared: not exclusive to either address space; except in a pinned folio, whose
-/// pages are only counted (their exclusive marks stay) until `copy_pinned` gives the
-/// child copies of the exclusive ones (`pin`'s rule 2). The zero page is no folio: its
-/// entries are copied and nothing is accounted (`zero`).
-fn share(pa: PhysAddr, n: usize, seen: &mut Seen) {
-    zero::account(pa, n, true, |pa, n| {
-        folio::for_each_folio(pa, n, |f, first, m| {
-            if f.is_pinned() {
-                seen.pinned = true;
-                f.map(first, m);
-            } else {
-                seen.lazyfree |= f.share(first, m);
+/// Account `n` more mappings of the consecutive pages from `pa`, mapped at `va`
+/// (fork), which are now shared (`folio::Locked::share`): not exclusive to either
+/// address space, except in a pinned folio, remembered for `copy_pinned`. The zero
+/// page is no folio: its entries are copied and nothing is accounted (`zero`).
+fn share(va: VirtAddr, pa: PhysAddr, n: usize, seen: &mut Seen) {
+    zero::account(pa, n, true, |pa_run, n| {
+        folio::for_each_folio(pa_run, n, |f, first, m| match f.share(first, m) {
+            Shared::Plain => {}
+            Shared::Lazyfree => seen.lazyfree = true,
+            Shared::Pinned => {
+                let at = va.add((f.page(first).as_u64() - pa.as_u64()) as usize);
+                if seen.nr_pinned == PINNED_RUNS {
+                    seen.overflow = true;
+                } else {
+                    seen.pinned[seen.nr_pinned] = (at, m);
+                    seen.nr_pinned += 1;
+                }
             }
         })
     });
@@ -144,7 +162,7 @@ impl<E: MmEnv> Mm<E> {
     /// A folio this side maps whole and in order, all exclusive, is copied whole into a
     /// new folio of its order (mapped folded, or as a 2 MiB block); otherwise, or when
     /// no such folio can be had, page by page. The child has not run: its entries are
-    /// the parent's, read-only. Only a batch in which `share` met a pinned folio gets
+    /// the parent's, read-only. Only the runs in which `share` met a pinned folio get
     /// this walk, so a fork with nothing pinned pays nothing for it.
     fn copy_pinned(&mut self, start: VirtAddr, end: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
         let mut va = start;

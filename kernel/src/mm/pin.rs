@@ -73,13 +73,15 @@ impl<E: MmEnv> Mm<E> {
     /// Fault `page` in as the pin needs it (rule 1), then pin it.
     fn pin_page(&mut self, page: VirtAddr, write: bool) -> Result<PhysAddr, Errno> {
         let vma = self.vmas.find(page).cloned().ok_or(EFAULT)?;
-        // Linux's `check_vma_flags`: a read pin needs a readable VMA, a write pin a
-        // writable one (no FOLL_FORCE here).
-        if !(if write {
+        // A write pin needs a writable VMA; a read pin one the process can read, which
+        // on arm64 includes PROT_WRITE alone (its entries are readable, and Linux's
+        // GUP-fast, which vmsplice uses, looks at the entry, not at VM_READ).
+        let allowed = if write {
             vma.prot.write
         } else {
             vma.prot.read || vma.prot.write
-        }) {
+        };
+        if !allowed {
             return Err(EFAULT);
         }
         let errno = |e: FaultError| if e == FaultError::Oom { ENOMEM } else { EFAULT };

@@ -29,8 +29,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rt::bench::{self, Json, Snapshot, Spread};
-use rt::mm::{self, Region, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE};
 use rt::fs;
+use rt::mm::{self, Region, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE};
 use rt::println;
 use rt::proc;
 use rt::text::Text;
@@ -187,7 +187,10 @@ fn fork_pinned(env: &Env, m: &mut Meter) -> Result<(), Why> {
         unsafe { rt::syscall!(rt::sys::nr::VMSPLICE, w, iov.as_ptr(), iov.len(), 0) };
     let n = n.map_err(|e| why(format_args!("vmsplice: {e}")))?;
     if n != iov.len() {
-        return Err(why(format_args!("vmsplice took {n} of {} bytes", iov.len())));
+        return Err(why(format_args!(
+            "vmsplice took {n} of {} bytes",
+            iov.len()
+        )));
     }
     let res = measured_fork(m);
     let _ = fs::close(rd);
