@@ -71,7 +71,12 @@ impl<E: MmEnv> Mm<E> {
         let n = f.nr_pages();
         let base = m.va_of(held.first);
         let table = base.align_down(PMD as usize);
+        // Never past the end of the file: an access there must stay SIGBUS, even where
+        // the folio (a size `always` allows) reaches beyond it (Linux 6.18's "do not
+        // populate page table entries beyond i_size").
+        let in_file = held.first + n as u64 <= m.file.size().div_ceil(PAGE);
         let whole = n > 1
+            && in_file
             && base >= vma.start
             && vma.end.offset_from(base) >= n * PAGE_SIZE
             && base.add(n * PAGE_SIZE) <= table.add(PMD as usize)

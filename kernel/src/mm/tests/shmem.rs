@@ -193,6 +193,26 @@ fn a_fault_past_the_end_of_the_file_is_sigbus_until_it_grows() {
     finish([mm], file);
 }
 
+/// Found by the property tests (200 cases): a shared mapping longer than its file,
+/// a page-cache folio (128 KiB here) reaching past the end of the file: the fault maps
+/// only the file's pages, and an access past the end stays SIGBUS.
+#[test]
+fn a_folio_reaching_past_the_end_of_the_file_is_not_mapped_there() {
+    let (_m, mut mm, file) = setup(&[5], 16 * PAGE_SIZE as u64);
+    map(&mut mm, VA, 32 * PAGE_SIZE, &file, 0, true);
+    assert_eq!(load(&mut mm, VA, 0), 0);
+    assert!(
+        mm.tables.get(VA.add(20 * PAGE_SIZE)).is_none(),
+        "mapped past the end"
+    );
+    assert_eq!(
+        mm.handle_fault(VA.add(20 * PAGE_SIZE), Access::Read),
+        Err(FaultError::Bus)
+    );
+    assert_eq!(load(&mut mm, VA, 15), 0);
+    finish([mm], file);
+}
+
 #[test]
 fn truncation_frees_folios_and_zeroes_what_the_end_cuts() {
     let (_m, mm, file) = setup(&[4], 4 * CONT_SIZE as u64);
