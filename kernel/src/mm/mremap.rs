@@ -30,7 +30,7 @@ use super::addr::PMD_SIZE;
 use super::aspace::{batches, pages, Errno, Mm, MmEnv, STACK_TOP};
 use super::folio::Folio;
 use super::lazyfree;
-use super::pgtable::{entry_size, USER_VA_END};
+use super::pgtable::{entry_size, MoveBuf, USER_VA_END};
 use super::vma::{Vma, MAX_MAP_COUNT};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -286,6 +286,7 @@ impl<E: MmEnv> Mm<E> {
         // 2 MiB batches of the source, holes skipped whole (`next_populated`); runs of
         // whole level-3 tables, where the destination keeps the offset inside 2 MiB,
         // many in one operation.
+        let mut buf = MoveBuf::default();
         let mut a = self.tables.next_populated(from, from_end);
         while let Some((_, b)) = batches(a, from_end).next() {
             let regions = from_end.offset_from(a) / PMD_SIZE;
@@ -298,14 +299,18 @@ impl<E: MmEnv> Mm<E> {
                     continue;
                 }
             }
-            if self.tables.move_range(a, image(a), pages(a, b)).is_err() {
+            if self
+                .tables
+                .move_range(a, image(a), pages(a, b), &mut buf)
+                .is_err()
+            {
                 // Back, in batches of the destination, each within a 2 MiB region
                 // there: the source kept its tables, so this allocates nothing.
                 let done_end = image(a);
                 for (x, y) in batches(to, done_end) {
                     let back = from.add(x.offset_from(to));
                     self.tables
-                        .move_range(x, back, pages(x, y))
+                        .move_range(x, back, pages(x, y), &mut buf)
                         .expect("moving back needs no table");
                 }
                 if to < done_end {
