@@ -604,8 +604,11 @@ pub(crate) fn place_entries<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, ent
         // Each store as it is: no array of the old values built (`store_each`).
         let (table, first, n) = (blk.table, blk.first + range.start, part.len());
         if let Ok(whole) = <&[Pte; CONT_PTES]>::try_from(part) {
+            // An empty block written contiguous at once (`cont_maps`): taken folded,
+            // or of one folio aligned in VA and PA.
             if whole[0].is_cont() {
                 ctx.store_each(table, first, n, |i| Write::Swap(whole[i]), |_, _, _| {});
+                Counters::bump(&ctx.counters().cont_maps, 1);
                 continue;
             }
             let direct = ctx.mode == ContMode::On
