@@ -284,6 +284,20 @@ pub fn uname() -> Result<Utsname, Errno> {
     Ok(u)
 }
 
+/// Whether this is Linux `major.minor` or later (uname release `7.3.0`, ...; never
+/// contkernel, whose release names no Linux version), for the calls Linux changed on
+/// purpose.
+pub fn linux_at_least(major: u32, minor: u32) -> bool {
+    uname().is_ok_and(|u| {
+        let mut parts = u.release().split(['.', '-']).map(|p| p.parse::<u32>().ok());
+        let version = (parts.next().flatten(), parts.next().flatten());
+        let (Some(a), Some(b)) = version else {
+            return false;
+        };
+        !u.release().contains("contkernel") && (a, b) >= (major, minor)
+    })
+}
+
 /// reboot(2) magic numbers and the power-off command.
 pub const LINUX_REBOOT_MAGIC1: usize = 0xfee1_dead;
 pub const LINUX_REBOOT_MAGIC2: usize = 672_274_793;

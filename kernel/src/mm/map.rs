@@ -213,7 +213,7 @@ impl<E: MmEnv> Mm<E> {
     /// The VMA pieces of `[start, end)`, in order, and whether the range has a hole.
     /// Visits one piece at a time (no list is built): `f(mm, piece start, piece end,
     /// vma)` may change the VMAs; the walk resumes at the end of the piece.
-    fn for_each_piece(
+    pub(super) fn for_each_piece(
         &mut self,
         start: VirtAddr,
         end: VirtAddr,

@@ -3,7 +3,9 @@
 //! extended and merged as Linux's `vma_merge_extend` does), or move with
 //! `MREMAP_MAYMOVE`, to a fixed address with `MREMAP_FIXED` (whatever is mapped there
 //! is unmapped first), or leaving the source as an empty VMA with `MREMAP_DONTUNMAP`.
-//! The source must lie in one VMA (else EFAULT), as on Linux 6.12.
+//! The source must lie in one VMA (else EFAULT), except for a pure move
+//! (`MREMAP_FIXED` with the same length), which since Linux 6.17 moves every VMA of
+//! the range, the holes between them kept (`remap_move`).
 //!
 //! A move works in 2 MiB batches of the source. Where the destination keeps the offset
 //! inside 2 MiB, runs of whole regions move by their level-2 entries, up to 32 in one
@@ -28,7 +30,7 @@ use super::addr::PMD_SIZE;
 use super::aspace::{batches, pages, Errno, Mm, MmEnv, STACK_TOP};
 use super::folio::Folio;
 use super::lazyfree;
-use super::pgtable::{entry_size, USER_VA_END};
+use super::pgtable::{entry_size, MoveBuf, USER_VA_END};
 use super::vma::{Vma, MAX_MAP_COUNT};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -75,6 +77,9 @@ impl<E: MmEnv> Mm<E> {
         if self.vmas.find(VirtAddr(addr)).is_none() {
             return Err(EFAULT);
         }
+        if flags & MREMAP_FIXED != 0 && old_len == new_len {
+            return self.remap_move(addr, old_len, new_addr, flags);
+        }
         if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
             return self.mremap_to(addr, old_len, new_addr, new_len, flags);
         }
@@ -113,19 +118,7 @@ impl<E: MmEnv> Mm<E> {
         new_len: u64,
         flags: u64,
     ) -> Result<VirtAddr, Errno> {
-        if !new_addr.is_multiple_of(PAGE) {
-            return Err(EINVAL);
-        }
-        if new_len > TASK_SIZE || new_addr > TASK_SIZE - new_len {
-            return Err(EINVAL);
-        }
-        // Overlap, computed as Linux does (an old range past the top wraps).
-        if addr.wrapping_add(old_len) > new_addr && new_addr + new_len > addr {
-            return Err(EINVAL);
-        }
-        if self.vmas.len() + 2 >= MAX_MAP_COUNT - 3 {
-            return Err(ENOMEM);
-        }
+        self.check_destination(addr, old_len, new_addr, new_len)?;
         let fixed = flags & MREMAP_FIXED != 0;
         if fixed {
             self.munmap(VirtAddr(new_addr), VirtAddr(new_addr + new_len))?;
@@ -149,6 +142,60 @@ impl<E: MmEnv> Mm<E> {
             new_len,
             flags & MREMAP_DONTUNMAP != 0,
         )
+    }
+
+    /// The checks of a given destination (Linux's `check_mremap_params` for one, and
+    /// the VMA count `mremap_to` checks before it unmaps anything).
+    fn check_destination(
+        &self,
+        addr: u64,
+        old_len: u64,
+        new_addr: u64,
+        new_len: u64,
+    ) -> Result<(), Errno> {
+        if !new_addr.is_multiple_of(PAGE) {
+            return Err(EINVAL);
+        }
+        if new_len > TASK_SIZE || new_addr > TASK_SIZE - new_len {
+            return Err(EINVAL);
+        }
+        // Overlap, computed as Linux does (an old range past the top wraps).
+        if addr.wrapping_add(old_len) > new_addr && new_addr + new_len > addr {
+            return Err(EINVAL);
+        }
+        if self.vmas.len() + 2 >= MAX_MAP_COUNT - 3 {
+            return Err(ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// A pure move (MREMAP_FIXED, the same length; Linux 6.17's `remap_move`): every
+    /// VMA piece of `[addr, addr + len)` moves to the same offset from `new_addr`, one
+    /// piece at a time as `mremap_to` moves one VMA. The holes between the pieces are
+    /// kept, and so is whatever is mapped at their images (only each piece's own
+    /// destination is unmapped first); a hole at the end is no error. A piece that
+    /// fails stops the call with its error, the pieces before it moved. `mremap`
+    /// found a VMA at `addr`, so the range starts with a piece. Linux refuses to move
+    /// several VMAs when one is registered with userfaultfd or a file with its own
+    /// `get_unmapped_area` (which might not keep the address); neither exists here.
+    fn remap_move(
+        &mut self,
+        addr: u64,
+        len: u64,
+        new_addr: u64,
+        flags: u64,
+    ) -> Result<VirtAddr, Errno> {
+        self.check_destination(addr, len, new_addr, len)?;
+        let (start, end) = (VirtAddr(addr), VirtAddr(addr + len));
+        let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+        self.for_each_piece(start, end, |mm, a, b, _| {
+            let to = VirtAddr(new_addr).add(a.offset_from(start));
+            let piece = b.offset_from(a) as u64;
+            mm.munmap(to, to.add(piece as usize))?;
+            let vma = mm.vma_to_resize(a.as_u64(), piece, piece)?;
+            mm.move_vma(vma, a, piece, to, piece, dontunmap).map(|_| ())
+        })?;
+        Ok(VirtAddr(new_addr))
     }
 
     /// Unmap `[addr + new_len, addr + old_len)` (Linux's `do_vmi_munmap` checks).
@@ -239,6 +286,7 @@ impl<E: MmEnv> Mm<E> {
         // 2 MiB batches of the source, holes skipped whole (`next_populated`); runs of
         // whole level-3 tables, where the destination keeps the offset inside 2 MiB,
         // many in one operation.
+        let mut buf = MoveBuf::default();
         let mut a = self.tables.next_populated(from, from_end);
         while let Some((_, b)) = batches(a, from_end).next() {
             let regions = from_end.offset_from(a) / PMD_SIZE;
@@ -251,14 +299,18 @@ impl<E: MmEnv> Mm<E> {
                     continue;
                 }
             }
-            if self.tables.move_range(a, image(a), pages(a, b)).is_err() {
+            if self
+                .tables
+                .move_range(a, image(a), pages(a, b), &mut buf)
+                .is_err()
+            {
                 // Back, in batches of the destination, each within a 2 MiB region
                 // there: the source kept its tables, so this allocates nothing.
                 let done_end = image(a);
                 for (x, y) in batches(to, done_end) {
                     let back = from.add(x.offset_from(to));
                     self.tables
-                        .move_range(x, back, pages(x, y))
+                        .move_range(x, back, pages(x, y), &mut buf)
                         .expect("moving back needs no table");
                 }
                 if to < done_end {

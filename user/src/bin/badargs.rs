@@ -431,21 +431,9 @@ fn main(args: &rt::Args) -> i32 {
     t.finish()
 }
 
-/// Whether this is Linux 7 or later (uname release `7.`, `8.`, ...).
-fn linux7() -> bool {
-    rt::proc::uname().is_ok_and(|u| {
-        let major = u
-            .release()
-            .split('.')
-            .next()
-            .and_then(|m| m.parse::<u32>().ok());
-        !u.release().contains("contkernel") && major.is_some_and(|m| m >= 7)
-    })
-}
-
 fn check(want: Want, got: Result<usize, Errno>) -> Outcome {
     let want = match want {
-        Want::ErrUntilLinux7(_, n) if linux7() => Want::Ok(n),
+        Want::ErrUntilLinux7(_, n) if rt::proc::linux_at_least(7, 0) => Want::Ok(n),
         Want::ErrUntilLinux7(e, _) => Want::Err(e),
         w => w,
     };

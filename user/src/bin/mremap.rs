@@ -23,6 +23,17 @@
 //! again shows one mapping over all 3 pages (Linux's seq_file renders anew from
 //! position 0).
 //!
+//! `move_multiple_vmas[_dontunmap]` (Linux's selftests `mremap move multiple vmas`,
+//! with 64 KiB folios): 1 MiB written, a 64 KiB hole punched, a one-page hole cutting
+//! a folio, a read-only piece (a VMA of its own), a 64 KiB hole at the end; the range
+//! from page 8 through the end hole is moved with MREMAP_FIXED and the same length
+//! (with MREMAP_DONTUNMAP in the second) over a read-only placeholder. Since Linux
+//! 6.17 (7.3 and contkernel) every piece moves to the same offset: its words and
+//! frames (pagemap) are at the destination, its folios whole (kpageflags), the
+//! placeholder still maps the images of the holes (mincore) and reads zero; the
+//! source is unmapped, or with DONTUNMAP mapped and reading zero. Linux 6.12 moves
+//! only within one VMA: EFAULT, the source as it was.
+//!
 //! `hostile`: 8 MiB of 64 KiB folios moved back and forth 24 times among three
 //! destinations (the same offset inside 2 MiB, 64 KiB past it, 4 KiB past it) while a
 //! forked child keeps MADV_FREE'ing, rewriting and MADV_PAGEOUT'ing its copy of the
@@ -66,6 +77,8 @@ fn main(_args: &rt::Args) -> i32 {
         t.run(name.as_str(), || moves(kb, cont_on));
     }
     t.run("expand_merge_maps", expand_merge_maps);
+    t.run("move_multiple_vmas", || move_multiple_vmas(false));
+    t.run("move_multiple_vmas_dontunmap", || move_multiple_vmas(true));
     t.run("hostile", hostile);
     sc.end(t)
 }
@@ -294,6 +307,81 @@ fn expand_merge_maps() -> Outcome {
         "no /proc/self/maps line covers {:#x}+3 pages after the rewind",
         r.addr
     );
+    Ok(())
+}
+
+/// `move_multiple_vmas`' region: 1 MiB of pages written and 64 KiB of hole after it.
+const MULTI_PAGES: usize = 272;
+const MULTI_WRITTEN: usize = 256;
+/// The first page moved.
+const MULTI_FIRST: usize = 8;
+
+fn move_multiple_vmas(dontunmap: bool) -> Outcome {
+    thp::only(CONT_SIZE / 1024)?;
+    let hole = |i: usize| (16..32).contains(&i) || i == 100 || i >= MULTI_WRITTEN;
+    let src = Region::anon_aligned(MULTI_PAGES * PAGE, PMD_SIZE, RW).ctx("mmap")?;
+    for i in 0..MULTI_WRITTEN {
+        src.store_u64(i * PAGE, word(i));
+    }
+    let pm = Pagemap::open()?;
+    let mut frames = [0u64; MULTI_PAGES];
+    for (i, f) in frames.iter_mut().enumerate().take(MULTI_WRITTEN) {
+        *f = pm.pfn(src.addr + i * PAGE)?;
+    }
+    for (from, to) in [(16, 32), (100, 101), (MULTI_WRITTEN, MULTI_PAGES)] {
+        src.unmap(from * PAGE, (to - from) * PAGE).ctx("munmap")?;
+    }
+    src.protect(32 * PAGE, 32 * PAGE, PROT_READ)
+        .ctx("mprotect")?;
+    let dst = Region::anon_aligned(MULTI_PAGES * PAGE, PMD_SIZE, PROT_READ).ctx("mmap")?;
+    let (from, to) = (src.addr + MULTI_FIRST * PAGE, dst.addr + MULTI_FIRST * PAGE);
+    let len = (MULTI_PAGES - MULTI_FIRST) * PAGE;
+    let mut flags = MREMAP_MAYMOVE | MREMAP_FIXED;
+    if dontunmap {
+        flags |= MREMAP_DONTUNMAP;
+    }
+    // SAFETY: both ranges are this test's regions; what the move leaves where is
+    // unmapped by their drops (holes are fine for munmap).
+    let r = unsafe { rt::mm::mremap(from, len, len, flags, to) };
+    let mapped = |at: usize| rt::mm::mincore(at, PAGE, &mut [0u8]).is_ok();
+    if !thp::on_contkernel() && !rt::proc::linux_at_least(6, 17) {
+        ensure!(
+            r == Err(rt::Errno::EFAULT),
+            "Linux 6.12: {r:?}, want EFAULT"
+        );
+        for i in (MULTI_FIRST..MULTI_WRITTEN).filter(|&i| !hole(i)) {
+            ensure!(src.load_u64(i * PAGE) == word(i), "page {i} changed");
+        }
+        return Ok(());
+    }
+    ensure!(r == Ok(to), "mremap: {r:?}, want Ok({to:#x})");
+    for (i, &was) in frames.iter().enumerate().skip(MULTI_FIRST) {
+        let at = dst.addr + i * PAGE;
+        ensure!(mapped(at), "page {i}'s image at {at:#x} is not mapped");
+        let want = if hole(i) { 0 } else { word(i) };
+        let got = dst.load_u64(i * PAGE);
+        ensure!(got == want, "page {i} at {at:#x}: {got:#x}, want {want:#x}");
+        if !hole(i) {
+            let f = pm.pfn(at)?;
+            ensure!(f == was, "page {i}: frame {f:#x}, was {was:#x}");
+            let compound = pm.kpageflags(at)? & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL);
+            let want = if i % 16 == 0 {
+                KPF_COMPOUND_HEAD
+            } else {
+                KPF_COMPOUND_TAIL
+            };
+            ensure!(compound == want, "page {i}: not in a whole 64 KiB folio");
+        }
+        let source = src.addr + i * PAGE;
+        ensure!(
+            mapped(source) == (dontunmap && !hole(i)),
+            "page {i}'s source at {source:#x}: mapped {}",
+            mapped(source)
+        );
+        if dontunmap && !hole(i) {
+            ensure!(src.load_u64(i * PAGE) == 0, "page {i}'s source not empty");
+        }
+    }
     Ok(())
 }
 

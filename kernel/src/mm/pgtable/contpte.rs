@@ -186,10 +186,13 @@ pub(crate) fn try_fold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -
     if ctx.mode == ContMode::Off {
         return false;
     }
-    // The cheap refusal first: a block of a folio smaller than 64 KiB (16 and 32 KiB
-    // folios fill blocks without ever folding) needs one lookup, not 16 loads.
+    // The cheap refusals first: a first frame not 64 KiB aligned (a folio mapped at
+    // another offset inside 64 KiB, after a move) needs no lookup, a block of a folio
+    // smaller than 64 KiB (16 and 32 KiB folios fill blocks without ever folding) one
+    // lookup, not 16 loads.
     let first = blk.slot(0).load();
-    if !first.is_valid() || !block_in_one_folio(ctx.env, first.output_addr()) {
+    let aligned = first.output_addr().is_aligned(CONT_SIZE);
+    if !first.is_valid() || !aligned || !block_in_one_folio(ctx.env, first.output_addr()) {
         return false;
     }
     if !foldable(ctx.env, &blk.load()) {
@@ -505,6 +508,130 @@ pub(crate) fn take_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, out: &m
         }
         unfold_l3c(ctx, blk);
         clear_ptes(ctx, blk, lo, hi, out);
+    }
+}
+
+/// A move's take (`remap::move_batch`): clears the run as [`take_ptes`] does, but
+/// keeps the entries themselves, page `i` of the run in `out[i]` (`Pte::INVALID` for
+/// a hole: every one is written), for [`place_entries`] to store again: no record
+/// per entry. A
+/// contiguous block cleared whole keeps its Contiguous bit if `keep_cont` (its
+/// destination has the same offset inside 64 KiB), else its entries become plain ones,
+/// each with the block's AF and dirty gathered. Only the blocks cut at either end of
+/// the run are unfolded (every block, in `Naive` mode). Defers one TLBI for the span
+/// of what it cleared; returns whether it cleared anything.
+pub(crate) fn take_entries<E: PtEnv>(
+    ctx: &mut Ctx<'_, E>,
+    run: PteRun<'_>,
+    keep_cont: bool,
+    out: &mut [Pte],
+) -> bool {
+    let mut span: Option<(usize, usize)> = None;
+    let mut note = |first: usize, end: usize| {
+        span = Some(span.map_or((first, end), |(a, _)| (a, end)));
+    };
+    for (blk, lo, hi) in run.blocks() {
+        let at = lo.offset_from(run.start) / PAGE_SIZE;
+        if ctx.mode != ContMode::Naive && is_whole(&blk, lo, hi) && blk.is_cont() {
+            // Straight into `out` (no array of the old values built and copied); the
+            // block's AF and dirty go into every entry in a second pass only if its
+            // entries differ in them (the hardware set them in some entries only).
+            let part = &mut out[at..at + CONT_PTES];
+            let (mut young, mut dirty, mut all) = (false, false, true);
+            ctx.store_each(
+                blk.table,
+                blk.first,
+                CONT_PTES,
+                |_| Write::Swap(Pte::INVALID),
+                |i, old, _| {
+                    part[i] = old.with_cont(keep_cont);
+                    young |= old.is_young();
+                    dirty |= old.is_dirty();
+                    all &= old.is_young() && old.is_dirty();
+                },
+            );
+            if !all && (young || dirty) {
+                for e in part {
+                    *e = e.with_gathered(young, dirty);
+                }
+            }
+            note(at, at + CONT_PTES);
+            continue;
+        }
+        unfold_l3c(ctx, blk);
+        let range = blk.indices(lo, hi);
+        let part = &mut out[at..at + range.len()];
+        let entries = &blk.table.entries[blk.first + range.start..blk.first + range.end];
+        if entries
+            .iter()
+            .all(|e| Pte::from_raw(e.load(Ordering::Relaxed)).is_valid())
+        {
+            // All mapped (the common case): one loop of swaps, no test per entry.
+            let (table, first) = (blk.table, blk.first + range.start);
+            let n = part.len();
+            let swap = |_| Write::Swap(Pte::INVALID);
+            ctx.store_each(table, first, n, swap, |k, old, _| part[k] = old);
+            note(at, at + n);
+            continue;
+        }
+        for (k, i) in range.enumerate() {
+            let slot = blk.slot(i);
+            part[k] = Pte::INVALID;
+            if slot.load().is_valid() {
+                part[k] = ctx.store(slot, Write::Swap(Pte::INVALID)).0;
+                note(at + k, at + k + 1);
+            }
+        }
+    }
+    let Some((first, end)) = span else {
+        return false;
+    };
+    ctx.flush_later(run.start.add(first * PAGE_SIZE), (end - first) * PAGE_SIZE);
+    true
+}
+
+/// A move's place: stores `entries` (page `i` of the run in `entries[i]`, from
+/// [`take_entries`]) into the run's empty entries, holes left as holes. A block
+/// taken folded arrives folded as it was; a whole block of one folio, aligned in VA
+/// and PA, is folded at once (mode `On`: the entries were empty, no TLB holds them);
+/// other blocks are written entry by entry and folded once their last entry is
+/// written (modes `On` and `Naive`), as [`set_ptes`] does.
+pub(crate) fn place_entries<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, entries: &[Pte]) {
+    for (blk, lo, hi) in run.blocks() {
+        let at = lo.offset_from(run.start) / PAGE_SIZE;
+        let range = blk.indices(lo, hi);
+        let part = &entries[at..at + range.len()];
+        // Each store as it is: no array of the old values built (`store_each`).
+        let (table, first, n) = (blk.table, blk.first + range.start, part.len());
+        if let Ok(whole) = <&[Pte; CONT_PTES]>::try_from(part) {
+            // An empty block written contiguous at once (`cont_maps`): taken folded,
+            // or of one folio aligned in VA and PA.
+            if whole[0].is_cont() {
+                ctx.store_each(table, first, n, |i| Write::Swap(whole[i]), |_, _, _| {});
+                Counters::bump(&ctx.counters().cont_maps, 1);
+                continue;
+            }
+            let direct = ctx.mode == ContMode::On
+                && whole[0].is_valid()
+                && whole[0].output_addr().is_aligned(CONT_SIZE)
+                && foldable(ctx.env, whole);
+            if direct {
+                let young = whole.iter().any(|e| e.is_young());
+                let dirty = whole.iter().any(|e| e.is_dirty());
+                let folded = |i: usize| whole[i].with_cont(true).with_gathered(young, dirty);
+                ctx.store_each(table, first, n, |i| Write::Swap(folded(i)), |_, _, _| {});
+                Counters::bump(&ctx.counters().cont_maps, 1);
+                continue;
+            }
+        }
+        if part.iter().all(|e| e.is_valid()) {
+            ctx.store_each(table, first, n, |k| Write::Swap(part[k]), |_, _, _| {});
+        } else {
+            for (k, i) in range.enumerate().filter(|&(k, _)| part[k].is_valid()) {
+                ctx.store(blk.slot(i), Write::Swap(part[k]));
+            }
+        }
+        refold_if_last(ctx, blk, hi);
     }
 }
 

@@ -230,16 +230,20 @@ impl<'a, E: PtEnv> Ctx<'a, E> {
             return;
         }
         let entries = &table.entries[first..first + n];
+        // Counted once for the loop: `seen` may not touch `self`, but a count kept
+        // in `self` would be reloaded and stored again for every entry.
+        let mut written = 0;
         for (i, entry) in entries.iter().enumerate() {
             let (old, new) = match write_entry(entry, write(i)) {
                 Ok(changed) => {
-                    self.written += 1;
+                    written += 1;
                     changed
                 }
                 Err(cur) => (cur, cur),
             };
             seen(i, old, new);
         }
+        self.written += written;
     }
 
     /// This CPU's counters.

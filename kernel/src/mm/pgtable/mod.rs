@@ -75,6 +75,7 @@ pub use counters::{CounterSnapshot, Counters};
 pub use ctx::flush_all_asids;
 pub use desc::{entry_size, KernelProt, Kind, Level, MemType, Prot, Pte, PteAttrs, MAIR_EL1};
 pub use env::{Asid, Features, FolioSpan, PtEnv, TableEntries, Tlb};
+pub use remap::MoveBuf;
 
 use check::OpKind;
 use contpte::{ContBlock, PteRun};
@@ -390,8 +391,15 @@ impl<E: PtEnv> AddressSpace<E> {
     /// table. Fails, before changing anything, only for want of a table. The source's
     /// emptied tables stay until [`AddressSpace::free_empty_tables`], so that moving
     /// the entries back never needs one.
+    /// `buf` holds the entries in between (one for all the batches of a move).
     #[track_caller]
-    pub fn move_range(&mut self, src: VirtAddr, dst: VirtAddr, nr: usize) -> Result<(), MapError> {
+    pub fn move_range(
+        &mut self,
+        src: VirtAddr,
+        dst: VirtAddr,
+        nr: usize,
+        buf: &mut MoveBuf,
+    ) -> Result<(), MapError> {
         let end = range_end(src, nr);
         let dst_end = range_end(dst, nr);
         assert!(
@@ -403,7 +411,7 @@ impl<E: PtEnv> AddressSpace<E> {
             ctx.widen(dst, dst_end);
             ctx.keep_tables(src, end);
             split_cut_blocks(ctx, cursor, src, end)?;
-            remap::move_batch(ctx, cursor, src, end, dst)
+            remap::move_batch(ctx, cursor, src, end, dst, buf)
         })
     }
 

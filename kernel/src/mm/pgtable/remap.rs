@@ -21,27 +21,33 @@
 //!    level-3 tables otherwise; a 2 MiB block whose destination is not 2 MiB aligned
 //!    is split into contiguous blocks first, as Linux's `move_page_tables` splits it).
 //!    This is the only step that can fail, and it changes no translation.
-//! 2. *Take*: the source is cleared as an unmap clears it (`contpte::take_ptes`,
-//!    `pmd::take_l2`): a whole contiguous block in one convert with its AF and dirty
-//!    gathered, a 2 MiB block as one entry, only the blocks cut at the batch's ends
-//!    unfolded. The source's tables are kept, so that a later batch's failure can put
-//!    this one back without allocating. Then the deferred TLBI of the source and a
-//!    DSB: no CPU can reach the frames through the old addresses any more before they
-//!    become reachable through the new ones (break-before-make across the two
-//!    ranges, Arm ARM "Using break-before-make when updating translation table
-//!    entries": a frame written through a stale old entry after its new one exists
-//!    could lose the write's dirty state).
-//! 3. *Place*: each record is stored again with its own attributes, AF and dirty: a
-//!    2 MiB block as one block entry (Linux's `move_huge_pmd`), entries through
-//!    `set_ptes`, which folds every block that is
-//!    64 KiB aligned in VA and PA inside one folio (a folded block whose offset inside
-//!    64 KiB is kept arrives folded; elsewhere the folio is mapped with plain entries,
-//!    whole, never split). Destination entries were invalid, so nothing needs a TLBI.
+//! 2. *Take*: the source is cleared as an unmap clears it (`contpte::take_entries`,
+//!    `pmd::take_l2`), but the entries themselves are kept, page by page, in a
+//!    buffer one mremap reuses for all its batches ([`MoveBuf`]: no record per
+//!    entry, nothing allocated or cleared per batch): a whole contiguous block in
+//!    one loop of swaps, keeping its Contiguous bit where the destination keeps its
+//!    offset inside 64 KiB and otherwise becoming plain entries with the block's AF
+//!    and dirty gathered into each; a 2 MiB block as one entry; only the blocks cut
+//!    at the batch's ends unfolded. The source's tables are kept, so that a later
+//!    batch's failure can put this one back without allocating. Then the deferred
+//!    TLBI of the source and a DSB: no CPU can reach the frames through the old
+//!    addresses any more before they become reachable through the new ones
+//!    (break-before-make across the two ranges, Arm ARM "Using break-before-make
+//!    when updating translation table entries": a frame written through a stale
+//!    old entry after its new one exists could lose the write's dirty state).
+//! 3. *Place*: each entry is stored again as it was, AF and dirty included
+//!    (`contpte::place_entries`): a 2 MiB block as one block entry (Linux's
+//!    `move_huge_pmd`); a block taken folded arrives folded; a whole block of one
+//!    folio aligned in VA and PA is folded as it is written, and any other block is
+//!    folded once its last entry is written if it can be (elsewhere the folio is
+//!    mapped with plain entries, whole, never split). Destination entries were
+//!    invalid, so nothing needs a TLBI. About 60 instructions an entry at a 4 KiB
+//!    offset, where Linux's `move_ptes` takes about 65.
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE, PMD_SIZE};
+use crate::mm::addr::{VirtAddr, CONT_SIZE, PAGE_SIZE, PMD_SIZE};
 
 use super::contpte;
 use super::counters::Counters;
@@ -49,10 +55,9 @@ use super::ctx::{self, Ctx, Write};
 use super::cursor::{Cursor, Found};
 use super::desc::{entry_size, Kind, Pte};
 use super::env::PtEnv;
-use super::{for_each_segment, for_each_table_alloc, pmd, MapError, Segment, Unmapped};
+use super::{for_each_segment, for_each_table_alloc, pmd, MapError, Segment};
 
 const PMD_LEVEL: usize = 2;
-const PMD_PAGES: usize = PMD_SIZE / PAGE_SIZE;
 
 /// Moves the entries of `[src, end)` (inside one 2 MiB region, its cut blocks already
 /// split) to `dst`, as the module doc says: the whole level-3 table where it can,
@@ -65,6 +70,7 @@ pub(super) fn move_batch<E: PtEnv>(
     src: VirtAddr,
     end: VirtAddr,
     dst: VirtAddr,
+    buf: &mut MoveBuf,
 ) -> Result<(), MapError> {
     let whole = src.is_aligned(PMD_SIZE) && end == src.add(PMD_SIZE) && dst.is_aligned(PMD_SIZE);
     if whole && move_tables(ctx, cursor, src, dst, 1) == 1 {
@@ -73,16 +79,54 @@ pub(super) fn move_batch<E: PtEnv>(
     let mut dcursor = Cursor::new(ctx.root);
     let image = |va: VirtAddr| dst.add(va.offset_from(src));
     reserve(ctx, cursor, &mut dcursor, src, end, image)?;
-    // One record per entry at most: reserved once, not grown entry by entry.
-    let mut taken = Vec::with_capacity(end.offset_from(src) / PAGE_SIZE);
+    // The entries themselves, page by page, in `buf`: every one of a run is written
+    // (holes as `Pte::INVALID`) before it is read. Or the one 2 MiB block a batch can
+    // hold instead.
+    let n = end.offset_from(src) / PAGE_SIZE;
+    if buf.0.len() < n {
+        buf.0.resize(n, Pte::INVALID);
+    }
+    let entries = &mut buf.0[..n];
+    // The same offset inside 64 KiB: folded blocks can arrive folded.
+    let keep_cont = (dst.as_u64() ^ src.as_u64()).is_multiple_of(CONT_SIZE as u64);
+    let (mut taken, mut block) = (None, None);
     for_each_segment(ctx, cursor, src, end, |ctx, seg| match seg {
-        Segment::Ptes(run) => contpte::take_ptes(ctx, run, &mut taken),
-        Segment::Block(slot) => taken.push(pmd::take_l2(ctx, slot)),
+        Segment::Ptes(run) => {
+            let at = run.start.offset_from(src) / PAGE_SIZE;
+            let n = run.end.offset_from(run.start) / PAGE_SIZE;
+            if contpte::take_entries(ctx, run, keep_cont, &mut entries[at..at + n]) {
+                // A batch lies in one 2 MiB region: one level-3 table, one run.
+                assert!(taken.replace((run.start, run.end)).is_none());
+            }
+        }
+        Segment::Block(slot) => block = Some(pmd::take_l2(ctx, slot)),
     });
     ctx.flush_pending();
-    place(ctx, &mut dcursor, &taken, image);
+    if let Some(r) = block {
+        let to = image(r.va);
+        let Found::Hole { level: PMD_LEVEL } = dcursor.find(ctx.env, to) else {
+            panic!("move of a 2 MiB block to {to:?}: its slot was reserved");
+        };
+        let slot = dcursor.table_at(ctx.env, PMD_LEVEL).slot_of(to);
+        pmd::map_l2(ctx, slot, r.entry);
+    }
+    if let Some((a, b)) = taken {
+        let first = a.offset_from(src) / PAGE_SIZE;
+        for_each_table_alloc(ctx, &mut dcursor, image(a), image(b), |ctx, run| {
+            let at = first + run.start.offset_from(image(a)) / PAGE_SIZE;
+            contpte::place_entries(ctx, run, &entries[at..]);
+            Ok(())
+        })
+        .expect("destination tables reserved");
+    }
     Ok(())
 }
+
+/// The entries a batch of a move takes, from one batch to the next of one mremap
+/// (`Mm::move_pages`), so that a batch neither allocates nor clears them: at most
+/// one 2 MiB region's, 4 KiB.
+#[derive(Default)]
+pub struct MoveBuf(Vec<Pte>);
 
 /// Most level-3 tables one operation moves (64 MiB): bounds the links it holds.
 pub(super) const MAX_TABLES: usize = 32;
@@ -217,73 +261,4 @@ fn block_slot<E: PtEnv>(
         Err(MapError::AlreadyMapped) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// Step 3: store the records again at their images, runs of consecutive frames with
-/// the same attributes in one `set_ptes` each.
-fn place<E: PtEnv>(
-    ctx: &mut Ctx<'_, E>,
-    dcursor: &mut Cursor,
-    taken: &[Unmapped],
-    image: impl Fn(VirtAddr) -> VirtAddr,
-) {
-    let mut i = 0;
-    while i < taken.len() {
-        let r = &taken[i];
-        let to = image(r.va);
-        if r.pages == PMD_PAGES {
-            let Found::Hole { level: PMD_LEVEL } = dcursor.find(ctx.env, to) else {
-                panic!("move of a 2 MiB block to {to:?}: its slot was reserved");
-            };
-            let slot = dcursor.table_at(ctx.env, PMD_LEVEL).slot_of(to);
-            pmd::map_l2(ctx, slot, r.entry);
-            i += 1;
-            continue;
-        }
-        // Page records (single entries and whole contiguous blocks) that continue one
-        // another in VA and PA with the same attributes go in as one run.
-        let first = r.entry.with_cont(false);
-        let mut pages = r.pages;
-        let mut j = i + 1;
-        while let Some(n) = taken.get(j) {
-            let follows = n.pages < PMD_PAGES
-                && n.va == r.va.add(pages * PAGE_SIZE)
-                && n.pa == r.pa.add(pages * PAGE_SIZE)
-                && same_attrs(n.entry.with_cont(false), first);
-            if !follows {
-                break;
-            }
-            pages += n.pages;
-            j += 1;
-        }
-        set_run(ctx, dcursor, to, pages, first);
-        i = j;
-    }
-}
-
-/// Whether two page entries differ in their output address only.
-fn same_attrs(a: Pte, b: Pte) -> bool {
-    a.with_output_addr(PhysAddr(0)) == b.with_output_addr(PhysAddr(0))
-}
-
-/// `set_ptes` of `pages` pages from the entry `first` at `to`, over the (reserved)
-/// destination tables.
-fn set_run<E: PtEnv>(
-    ctx: &mut Ctx<'_, E>,
-    dcursor: &mut Cursor,
-    to: VirtAddr,
-    pages: usize,
-    first: Pte,
-) {
-    let end = to.add(pages * PAGE_SIZE);
-    let pa = first.output_addr();
-    for_each_table_alloc(ctx, dcursor, to, end, |ctx, run| {
-        contpte::set_ptes(
-            ctx,
-            run,
-            first.with_output_addr(pa.add(run.start.offset_from(to))),
-        );
-        Ok(())
-    })
-    .expect("destination tables reserved");
 }

@@ -192,8 +192,9 @@ pub enum Op {
         advice: Advice,
     },
     /// mremap of `old_pages` pages at `at` to `new_pages` pages with `flags` (the low
-    /// three bits: MAYMOVE, FIXED, DONTUNMAP; DONTUNMAP keeps the size), to window
-    /// page `dst_page` aligned down to `dst_align` where a destination is given.
+    /// three bits: MAYMOVE, FIXED, DONTUNMAP; DONTUNMAP, or [`SAME_LEN`], keeps the
+    /// size), to window page `dst_page` aligned down to `dst_align` where a
+    /// destination is given.
     Mremap {
         mm: usize,
         at: At,
@@ -249,6 +250,10 @@ const MAX_PINS: usize = 64;
 
 /// An address space and what its memory must hold: bytes written and not since
 /// discarded (anything else reads as zero).
+/// `Op::Mremap`'s flag for a new length equal to the old one: with FIXED, a pure
+/// move, which may span several VMAs.
+pub const SAME_LEN: u64 = 8;
+
 struct Proc {
     id: usize,
     mm: Mm<HostMm>,
@@ -791,33 +796,65 @@ impl World {
             } => {
                 let i = mm % live;
                 let old = self.resolve(i, at).as_u64();
-                let flags = flags & (MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP);
-                let new_pages = if flags & MREMAP_DONTUNMAP != 0 {
+                let new_pages = if flags & (MREMAP_DONTUNMAP | SAME_LEN) != 0 {
                     old_pages
                 } else {
                     new_pages
                 };
+                let flags = flags & (MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP);
                 let old_len = (old_pages.max(1) * PAGE_SIZE) as u64;
                 let new_len = (new_pages.max(1) * PAGE_SIZE) as u64;
                 let dst =
                     WINDOW + ((dst_page % WINDOW_PAGES) & !(dst_align.max(1) - 1)) as u64 * 4096;
                 let p = &mut self.procs[i];
+                // A pure move takes each VMA piece of the source to the same offset
+                // from `dst` (Linux 6.17+), the holes between them and their images
+                // untouched: the pieces as they are before the call.
+                let pieces: Option<Vec<(u64, u64)>> =
+                    (flags & MREMAP_FIXED != 0 && old_len == new_len).then(|| {
+                        p.mm.vmas
+                            .iter()
+                            .map(|v| (v.start.as_u64().max(old), v.end.as_u64().min(old + old_len)))
+                            .filter(|(a, b)| a < b)
+                            .collect()
+                    });
                 let r = p.mm.mremap(old, old_len, new_len, flags, dst);
                 self.log.push(format!(
                     "mm{}: mremap({old:#x}, {old_len:#x}, {new_len:#x}, {flags}, {dst:#x}) = {r:x?}",
                     p.id
                 ));
-                p.remapped(old, old_len, new_len, r.ok().map(|v| v.as_u64()));
-                if r.is_err() {
-                    // A failure may come after the unmap of the destination (FIXED)
-                    // or of the tail: what is no longer mapped reads as zero.
-                    let fixed = flags & MREMAP_FIXED != 0;
-                    let tail = (old + new_len, old + old_len);
-                    let dst_range = (dst, dst + new_len);
-                    for (s, e) in [tail, dst_range] {
-                        let candidate = s < e && (s != dst || fixed);
-                        if candidate && p.mm.vmas.is_free(VirtAddr(s), VirtAddr(e)) {
-                            p.discard(s, e);
+                match (r, pieces) {
+                    (Ok(new), Some(pieces)) => p.moved_pieces(old, new.as_u64(), &pieces),
+                    (Ok(new), None) => p.remapped(old, old_len, new_len, new.as_u64()),
+                    (Err(_), Some(pieces)) => {
+                        // The pieces before the failing one moved: their sources are
+                        // gone (without DONTUNMAP; with it, a failure needs memory to
+                        // run out, which these sequences do not reach). A failing
+                        // piece's destination may be unmapped already.
+                        let gone = |p: &Proc, &(a, b): &(u64, u64)| {
+                            flags & MREMAP_DONTUNMAP == 0
+                                && p.mm.vmas.is_free(VirtAddr(a), VirtAddr(b))
+                        };
+                        let moved: Vec<_> = pieces.iter().copied().filter(|x| gone(p, x)).collect();
+                        p.moved_pieces(old, dst, &moved);
+                        for (a, b) in pieces {
+                            let (s, e) = (a - old + dst, b - old + dst);
+                            if p.mm.vmas.is_free(VirtAddr(s), VirtAddr(e)) {
+                                p.discard(s, e);
+                            }
+                        }
+                    }
+                    (Err(_), None) => {
+                        // A failure may come after the unmap of the destination (FIXED)
+                        // or of the tail: what is no longer mapped reads as zero.
+                        let fixed = flags & MREMAP_FIXED != 0;
+                        let tail = (old + new_len, old + old_len);
+                        let dst_range = (dst, dst + new_len);
+                        for (s, e) in [tail, dst_range] {
+                            let candidate = s < e && (s != dst || fixed);
+                            if candidate && p.mm.vmas.is_free(VirtAddr(s), VirtAddr(e)) {
+                                p.discard(s, e);
+                            }
                         }
                     }
                 }
@@ -1024,30 +1061,34 @@ impl Proc {
     /// mremap of `[old, old + old_len)` to `new_len` bytes returned `new`: the data of
     /// the first `min(old_len, new_len)` bytes is at `new` now (and the source, if it
     /// moved, reads as zero, DONTUNMAP's empty VMA included); a tail cut off is gone.
-    fn remapped(&mut self, old: u64, old_len: u64, new_len: u64, new: Option<u64>) {
-        let Some(new) = new else {
-            return;
-        };
-        let kept = old_len.min(new_len);
+    fn remapped(&mut self, old: u64, old_len: u64, new_len: u64, new: u64) {
         if new == old {
             if new_len < old_len {
                 self.discard(old + new_len, old + old_len);
             }
             return;
         }
-        let data: Vec<(u64, u8)> = self
-            .shadow
-            .range(old..old + kept)
-            .map(|(&va, &b)| (va, b))
-            .collect();
-        let lazy: Vec<u64> = self.lazy.range(old..old + kept).copied().collect();
         self.discard(new, new + new_len);
-        self.discard(old, old + old_len);
-        for (va, b) in data {
-            self.shadow.insert(va - old + new, b);
-        }
-        for page in lazy {
-            self.lazy.insert(page - old + new);
+        self.moved_pieces(old, new, &[(old, old + old_len.min(new_len))]);
+        self.discard(old + new_len.min(old_len), old + old_len);
+    }
+
+    /// The pieces `[a, b)` of a range at `old` moved to the same offsets from `new`:
+    /// each piece's data is at its image, which held nothing else, and the piece reads
+    /// as zero (DONTUNMAP's empty VMA included).
+    fn moved_pieces(&mut self, old: u64, new: u64, pieces: &[(u64, u64)]) {
+        for &(a, b) in pieces {
+            let image = |va: u64| va - old + new;
+            let data: Vec<(u64, u8)> = self.shadow.range(a..b).map(|(&va, &b)| (va, b)).collect();
+            let lazy: Vec<u64> = self.lazy.range(a..b).copied().collect();
+            self.discard(image(a), image(b));
+            self.discard(a, b);
+            for (va, byte) in data {
+                self.shadow.insert(image(va), byte);
+            }
+            for page in lazy {
+                self.lazy.insert(image(page));
+            }
         }
     }
 }

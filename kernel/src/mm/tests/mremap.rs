@@ -87,6 +87,15 @@ fn every_folio_size_moves_whole() {
                     assert!(folded, "{what}");
                     if env.mode == ContMode::On {
                         assert_eq!(moved.unfolds, 0, "{what}");
+                        // Each folded block arrives folded at once: no convert (a
+                        // 2 MiB block is split into folded blocks first: as many
+                        // written before).
+                        if offset != 0 {
+                            let writes = if order == 9 { 2 } else { 1 };
+                            let blocks = (writes * len / CONT_SIZE) as u64;
+                            assert_eq!(moved.converts, 0, "{what}");
+                            assert_eq!(moved.cont_maps, blocks, "{what}");
+                        }
                     }
                 }
                 if !kept_64k {
@@ -327,7 +336,8 @@ fn dontunmap_leaves_an_empty_source() {
     });
 }
 
-/// Linux 6.12's errors, and nothing changed by a refused call.
+/// Linux 6.12's errors, and nothing changed by a refused call (a pure move across
+/// VMAs, EFAULT on 6.12, is `a_pure_move_takes_every_vma_of_the_range`'s).
 #[test]
 fn bad_arguments_get_linuxs_errors() {
     let _m = host::machine();
@@ -386,14 +396,6 @@ fn bad_arguments_get_linuxs_errors() {
         ),
         (a, 2 * len as u64, 4 * len as u64, MREMAP_MAYMOVE, 0, EFAULT), // across VMAs
         (
-            a,
-            2 * len as u64,
-            2 * len as u64,
-            MOVE,
-            dst(0).as_u64(),
-            EFAULT,
-        ),
-        (
             a + len as u64 - P as u64,
             P as u64,
             2 * P as u64,
@@ -414,6 +416,77 @@ fn bad_arguments_get_linuxs_errors() {
     // old_len == new_len without a move is a no-op whatever the range.
     assert_eq!(mm.mremap(a, 1 << 40, 1 << 40, 0, 0), Ok(va));
     all_back([mm]);
+}
+
+/// A pure move (FIXED, the same length; Linux 6.17+'s `remap_move`) of a range over
+/// several VMAs of each folio size: a read-only piece, a 64 KiB hole, a one-page hole
+/// cutting a folio, a hole at the end; starting inside the first VMA. Each piece goes
+/// to the same offset from the destination, whatever was mapped at the images of the
+/// holes stays (a read-only placeholder there), the pieces keep their protection and
+/// data, no folio is split; the source is gone, or with DONTUNMAP its pieces stay as
+/// empty VMAs. A start in a hole is EFAULT and changes nothing.
+#[test]
+fn a_pure_move_takes_every_vma_of_the_range() {
+    const N: usize = 2 * PMD_SIZE / P;
+    const FIRST: usize = 8;
+    // The range moved: pages FIRST..N of the region and 64 pages of hole after it.
+    const END: usize = N + 64;
+    let hole = |i: usize| (16..32).contains(&i) || i == 517 || i >= N;
+    let read_only = |i: usize| (256..300).contains(&i);
+    for order in [0, 4, 9] {
+        for offset in [0, P, CONT_SIZE] {
+            for dontunmap in [false, true] {
+                each_machine(|env| {
+                    let orders = [order];
+                    only(if order == 0 { &[] } else { &orders });
+                    let mut mm = Mm::new_in(&env).unwrap();
+                    let va = region(&mut mm, N * P, PMD_SIZE);
+                    write_pages(&mut mm, va, 0..N);
+                    let page = |i: usize| va.add(i * P);
+                    mm.munmap(page(16), page(32)).unwrap();
+                    mm.munmap(page(517), page(518)).unwrap();
+                    mm.mprotect(page(256), page(300), VmProt::READ).unwrap();
+                    let what = format!("order {order}, offset {offset:#x}, {env:?}");
+                    // A start in a hole: EFAULT, nothing changed.
+                    let r = mremap(&mut mm, page(16), 4 * P, 4 * P, MOVE, dst(offset));
+                    assert_eq!(r, Err(EFAULT), "{what}");
+                    let to = dst(offset);
+                    // Where page 0 would go: page i goes i pages past it.
+                    let base = VirtAddr(to.as_u64() - (FIRST * P) as u64);
+                    let image = |i: usize| base.add(i * P);
+                    let len = (END - FIRST) * P;
+                    mm.mmap(to.as_u64(), len as u64, VmProt::READ, MAP_FIXED)
+                        .unwrap();
+                    let flags = if dontunmap {
+                        MOVE | MREMAP_DONTUNMAP
+                    } else {
+                        MOVE
+                    };
+                    assert_eq!(mremap(&mut mm, page(FIRST), len, len, flags, to), Ok(to));
+                    let at = |i| mm.vmas.find(image(i)).map(|v| v.prot);
+                    for i in FIRST..END {
+                        let want = if hole(i) || read_only(i) {
+                            VmProt::READ
+                        } else {
+                            VmProt::READ_WRITE
+                        };
+                        assert_eq!(at(i), Some(want), "page {i}, {what}");
+                        if !hole(i) && order > 0 {
+                            assert_eq!(folio_at(&mm, image(i), 0).order(), order, "{what}");
+                        }
+                    }
+                    check_pages(&mm, base, END, |i| i >= FIRST && !hole(i));
+                    check_pages(&mm, va, FIRST, |_| true);
+                    for i in FIRST..END {
+                        let source = mm.vmas.find(page(i)).is_some();
+                        assert_eq!(source, dontunmap && !hole(i), "page {i}, {what}");
+                        assert!(mm.tables.get(page(i)).is_none(), "page {i}, {what}");
+                    }
+                    all_back([mm]);
+                });
+            }
+        }
+    }
 }
 
 /// A hostile shrink: mremap of 2^47 bytes down to one page unmaps everything after

@@ -100,7 +100,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (mm.clone(), at(), range_pages(), prot()).prop_map(|(mm, at, pages, prot)| Op::Mprotect { mm, at, pages, prot }),
         2 => (mm.clone(), at(), range_pages()).prop_map(|(mm, at, pages)| Op::Munmap { mm, at, pages }),
         2 => (mm.clone(), at(), range_pages(), advice()).prop_map(|(mm, at, pages, advice)| Op::Madvise { mm, at, pages, advice }),
-        3 => (mm.clone(), at(), range_pages(), range_pages(), prop::sample::select(vec![0u64, 1, 1, 3, 3, 5, 7, 2]), 0..WINDOW_PAGES, align())
+        3 => (mm.clone(), at(), range_pages(), range_pages(), prop::sample::select(vec![0u64, 1, 1, 3, 3, 5, 7, 2, 3 | SAME_LEN, 7 | SAME_LEN]), 0..WINDOW_PAGES, align())
             .prop_map(|(mm, at, old_pages, new_pages, flags, dst_page, dst_align)| Op::Mremap { mm, at, old_pages, new_pages, flags, dst_page, dst_align }),
         1 => (prop::sample::select(vec![2usize, 3, 4, 5, 6, 9]), size_setting()).prop_map(|(order, setting)| Op::Policy { order, setting }),
         1 => Just(Op::Shrink),

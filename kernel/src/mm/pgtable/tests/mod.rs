@@ -566,10 +566,12 @@ fn whole_table_moves_as_one_level_2_entry() {
                 let dst = page(1024);
                 if table_there {
                     asp.map(dst, asp.env().alloc_folio(0), 1, RW).unwrap();
-                    asp.move_range(dst, page(2048), 1).unwrap();
+                    asp.move_range(dst, page(2048), 1, &mut MoveBuf::default())
+                        .unwrap();
                 }
                 let before = stats(&asp);
-                asp.move_range(page(0), dst, 512).unwrap();
+                asp.move_range(page(0), dst, 512, &mut MoveBuf::default())
+                    .unwrap();
                 let d = stats(&asp) - before;
                 let what = format!("{mode:?} {features:?} table there: {table_there}");
                 if table_there {
@@ -666,11 +668,14 @@ fn a_move_keeps_the_source_tables_its_split_made() {
         let pa = asp.env().alloc_folio(9);
         asp.map_pmd(page(0), pa, RW).unwrap();
         let dst = page(1025);
-        asp.move_range(page(0), dst, 512).unwrap();
+        asp.move_range(page(0), dst, 512, &mut MoveBuf::default())
+            .unwrap();
         assert_eq!(stats(&asp).pmd_splits, 1);
         let before = stats(&asp);
-        asp.move_range(dst, page(0), 511).unwrap();
-        asp.move_range(page(1536), page(511), 1).unwrap();
+        asp.move_range(dst, page(0), 511, &mut MoveBuf::default())
+            .unwrap();
+        asp.move_range(page(1536), page(511), 1, &mut MoveBuf::default())
+            .unwrap();
         assert_eq!((stats(&asp) - before).tables_allocated, 0, "{features:?}");
         for i in [0, 100, 511] {
             assert_eq!(walk(&asp, page(i)).unwrap().pa, pa.add(i * PAGE_SIZE));
