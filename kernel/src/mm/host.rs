@@ -78,6 +78,7 @@ pub fn machine() -> MutexGuard<'static, ()> {
     ram();
     super::lazyfree::forget_list();
     super::lazyfree::set_cap(None);
+    super::hugetlb::forget_pools();
     super::zero::shrink();
     if folio::deferred_count() > 0 || frames().free_frames() != frames().managed_frames() {
         super::zero::forget_huge();

@@ -8,7 +8,7 @@
 //! `zero` (the shared zero page read faults map, and the write that replaces it);
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `mremap` (folios move whole),
 //! `fork` (with MADV_DONTFORK and MADV_WIPEONFORK), `mlock` (locked VMAs), `report`,
-//! `audit`;
+//! `audit`; `hugetlb` (the pools of fixed-size pages for `MAP_HUGETLB`);
 //! `collapse` gives split ranges their large translation back (the collapse thread,
 //! collapse in place, MADV_COLLAPSE).
 //! `lazyfree` (MADV_FREE of whole folios, their discard, the lazyfree list as reverse
@@ -35,7 +35,7 @@
 //! | L4 | `SHRINKER` (`folio`) | one deferred-split shrinker at a time | reclaim passes | waits |
 //! | L5 | a folio's lock bit (`folio`, rule 1) | its shape, counts and flags | whoever changes them | waits; a merge try-locks the second and later folios |
 //! | L6 | `DEFERRED` queue (`folio`), lazyfree `LIST` (`lazyfree`), collapse hints (`collapse::hints`) | their lists | under a folio lock or alone | waits (IRQ-safe) |
-//! | L7 | `HUGE_LOCK` (`zero`) | the huge zero page and its mapping count | a fault mapping it, the shrinker freeing it | waits |
+//! | L7 | `HUGE_LOCK` (`zero`); a hugetlb pool (`hugetlb`; never two at once) | the huge zero page and its mapping count; a pool's free pages and counters | a fault mapping it, the shrinker freeing it; mmap's reservation, hugetlb faults and unmaps, the pool files | waits |
 //! | L8 | ASID allocator (`asid`) | the ASID bitmap | a new or dying address space | waits (IRQ-safe) |
 //! | L9 | frame allocator (`frame`), kernel heap (`heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
 //!
@@ -83,6 +83,8 @@ mod fork;
 pub mod heap;
 #[cfg(all(test, not(target_os = "none")))]
 pub mod host;
+#[cfg(any(target_os = "none", test))]
+pub mod hugetlb;
 #[cfg(target_os = "none")]
 pub mod kmap;
 #[cfg(any(target_os = "none", test))]

@@ -465,7 +465,7 @@ fn order_of_size(text: &str) -> Option<usize> {
 /// Linux's `memparse`: an unsigned number in C notation (`0x` hex, leading `0` octal,
 /// else decimal; wrapping on overflow), times 2^10 per step of an optional K, M, G, T,
 /// P or E suffix (either case). Text after that is ignored, as Linux ignores it.
-fn memparse(text: &str) -> u64 {
+pub(crate) fn memparse(text: &str) -> u64 {
     let bytes = text.as_bytes();
     let (radix, digits) = match bytes {
         [b'0', b'x' | b'X', d, ..] if d.is_ascii_hexdigit() => (16, &text[2..]),
