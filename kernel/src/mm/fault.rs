@@ -60,6 +60,9 @@ impl<E: MmEnv> Mm<E> {
         if !allowed {
             return Err(FaultError::Segv);
         }
+        if vma.hugetlb().is_some() {
+            return self.hugetlb_fault(va, &vma, access);
+        }
         let page = va.align_down(PAGE_SIZE);
         let fix = match access {
             Access::Write => self.tables.write_fault(page),

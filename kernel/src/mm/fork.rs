@@ -47,6 +47,7 @@ impl<E: MmEnv> Mm<E> {
                 .vmas
                 .insert(Vma {
                     flags,
+                    kind: vma.kind.forked(),
                     ..vma.clone()
                 })
                 .expect("parent VMAs do not overlap");

@@ -50,6 +50,9 @@ pub mod flags {
     pub const FILE: u32 = 1 << 10;
     /// Head of a `FILE` folio: its file's cache holds it (and one reference).
     pub const CACHED: u32 = 1 << 11;
+    /// Head: the folio is a hugetlb page (`hugetlb`): its last reference gives it back
+    /// to its pool, never to the allocator; never split, merged or lazyfree.
+    pub const HUGETLB: u32 = 1 << 12;
     /// What a split keeps per page (the rest describes the block structure).
     pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }

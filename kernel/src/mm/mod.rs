@@ -83,7 +83,6 @@ mod fork;
 pub mod heap;
 #[cfg(all(test, not(target_os = "none")))]
 pub mod host;
-#[cfg(any(target_os = "none", test))]
 pub mod hugetlb;
 #[cfg(target_os = "none")]
 pub mod kmap;

@@ -467,6 +467,7 @@ impl core::fmt::Display for VmaHeader<'_> {
             VmaKind::Heap => "heap",
             VmaKind::Image => "image",
             VmaKind::File(_) => "file",
+            VmaKind::Hugetlb(_) => "hugetlb",
         };
         let s = share_char(v);
         write!(
@@ -500,6 +501,8 @@ impl core::fmt::Display for MapsLine<'_> {
             VmaKind::Stack => write!(f, "{prefix:<72} [stack]"),
             VmaKind::Heap => write!(f, "{prefix:<72} [heap]"),
             VmaKind::File(m) => write!(f, "{prefix:<72} {} (deleted)", m.file.name),
+            // Linux's name for the hugetlbfs file behind MAP_HUGETLB.
+            VmaKind::Hugetlb(_) => write!(f, "{prefix:<72} /anon_hugepage (deleted)"),
             VmaKind::Anon | VmaKind::Image => write!(f, "{prefix} "),
         }
     }

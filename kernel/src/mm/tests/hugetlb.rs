@@ -1,18 +1,23 @@
 //! hugetlb (`mm::hugetlb`): the pools' counters under Linux's rules, their frames
-//! taken from and given back to the allocator, and the boot line.
+//! taken from and given back to the allocator, the boot line; the mappings' faults,
+//! reservations, fork, munmap, mprotect, MADV_DONTNEED and mremap.
 
 use std::string::{String, ToString};
+use std::sync::MutexGuard;
 use std::vec::Vec;
 
-use super::super::frame::frames;
-use super::super::host;
-use super::super::hugetlb::{self, parse_boot, BootRequest, Figures, SIZES};
+use super::collapse::{env, leaf};
+use super::*;
 use crate::cmdline::CmdLine;
-use crate::uapi::{EINVAL, ENOMEM};
+use crate::mm::hugetlb::{self, parse_boot, BootRequest, Figures, HugeSize, SIZES};
+use crate::mm::PhysAddr;
+use crate::uapi::{
+    Errno, EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_HUGETLB, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED,
+};
 
-const K64: hugetlb::HugeSize = SIZES[0];
-const M2: hugetlb::HugeSize = SIZES[1];
-const M32: hugetlb::HugeSize = SIZES[2];
+const K64: HugeSize = SIZES[0];
+const M2: HugeSize = SIZES[1];
+const M32: HugeSize = SIZES[2];
 
 /// Figures in the order of the sysfs files: nr, free, resv, surplus, overcommit.
 fn f(nr: usize, free: usize, resv: usize, surplus: usize, overcommit: usize) -> Figures {
@@ -183,4 +188,225 @@ fn count_files_take_decimal_numbers_only() {
     for bad in ["", "-1", "1x", "0x10", "12\n\n", " 3"] {
         assert_eq!(hugetlb::parse_count(bad), Err(EINVAL), "{bad:?}");
     }
+}
+
+// Mappings (`mm::hugetlb::map`): every test checks the audit after its steps and ends
+// with every frame back once the pools are emptied.
+
+const VA: VirtAddr = VirtAddr(0x4000_0000);
+const FLAGS: u64 = MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED;
+
+/// A fresh machine with `pages` pages in the pool of `size`, and an address space.
+fn mapping_setup(size: HugeSize, pages: usize) -> (MutexGuard<'static, ()>, Mm<HostMm>) {
+    let m = host::machine();
+    hugetlb::pool(size).set_persistent(pages);
+    assert_eq!(figures(size).nr, pages);
+    (m, Mm::new_in(&env()).unwrap())
+}
+
+fn map(mm: &mut Mm<HostMm>, size: HugeSize, pages: usize, shared: bool) -> Result<VirtAddr, Errno> {
+    let kind = if shared { MAP_SHARED } else { MAP_PRIVATE };
+    mm.mmap_hugetlb(
+        VA.as_u64(),
+        (pages * size.bytes()) as u64,
+        VmProt::READ_WRITE,
+        FLAGS | kind,
+        size,
+        shared,
+    )
+}
+
+/// Write `byte` at `va` through `mm` (faulting as the CPU would); the frame written.
+fn store(mm: &mut Mm<HostMm>, va: VirtAddr, byte: u8) -> PhysAddr {
+    mm.handle_fault(va, Access::Write).expect("write fault");
+    let l = leaf(mm, va);
+    assert!(l.pte.is_writable(), "{va:?} not writable after the fault");
+    host::write_byte(l.pa_of(va), byte);
+    l.pa_of(va)
+}
+
+fn load(mm: &mut Mm<HostMm>, va: VirtAddr) -> u8 {
+    mm.handle_fault(va, Access::Read).expect("read fault");
+    host::read_byte(leaf(mm, va).pa_of(va))
+}
+
+/// The audit of `mms`, then every address space dropped, the pools emptied, and every
+/// frame back in the allocator.
+fn finish(mms: impl IntoIterator<Item = Mm<HostMm>>) {
+    let mms: Vec<_> = mms.into_iter().collect();
+    audit::check(mms.iter()).expect("audit");
+    drop(mms);
+    for s in SIZES {
+        let f = figures(s);
+        assert_eq!(
+            (f.nr, f.free, f.resv),
+            (f.nr, f.nr, 0),
+            "{} kB pool after the last unmap",
+            s.kb()
+        );
+        hugetlb::pool(s).set_persistent(0);
+    }
+    assert_eq!(frames().free_frames(), frames().managed_frames());
+}
+
+#[test]
+fn a_fault_maps_the_whole_page_at_its_level_and_munmap_gives_it_back() {
+    for (size, level, cont) in [(K64, 3, true), (M2, 2, false)] {
+        let (_m, mut mm) = mapping_setup(size, 2);
+        let va = map(&mut mm, size, 2, false).expect("mmap");
+        assert_eq!(
+            figures(size),
+            f(2, 2, 2, 0, 0),
+            "both pages reserved at mmap"
+        );
+        let last = va.add(size.bytes() + size.bytes() / 2);
+        let pa = store(&mut mm, last, 7);
+        let l = leaf(&mm, va.add(size.bytes()));
+        assert_eq!(
+            (l.level, l.pte.is_cont()),
+            (level, cont),
+            "{} kB",
+            size.kb()
+        );
+        // The whole page is mapped, one frame run, from its head.
+        assert_eq!(l.pa_of(va.add(size.bytes())).add(size.bytes() / 2), pa);
+        assert!(
+            mm.tables.get(va).is_none(),
+            "the other page is not faulted in"
+        );
+        assert_eq!(figures(size), f(2, 1, 1, 0, 0));
+        assert_eq!(load(&mut mm, last), 7);
+        audit::check([&mm].into_iter()).expect("audit");
+        // A cut inside a page is EINVAL, and changes nothing.
+        let half = va.add(size.bytes() / 2);
+        assert_eq!(mm.munmap(va, half), Err(EINVAL));
+        assert_eq!(mm.munmap(half, va.add(2 * size.bytes())), Err(EINVAL));
+        assert_eq!(
+            mm.mprotect(half, va.add(size.bytes()), VmProt::READ),
+            Err(EINVAL)
+        );
+        assert_eq!(load(&mut mm, last), 7);
+        // The faulted page goes back to the pool, the other's reservation too.
+        mm.munmap(va, va.add(2 * size.bytes())).expect("munmap");
+        assert_eq!(figures(size), f(2, 2, 0, 0, 0));
+        finish([mm]);
+    }
+}
+
+#[test]
+fn mmap_is_enomem_when_the_pool_is_short_and_noreserve_is_sigbus_at_the_fault() {
+    let (_m, mut mm) = mapping_setup(M2, 1);
+    assert_eq!(map(&mut mm, M2, 2, false), Err(ENOMEM));
+    assert_eq!(map(&mut mm, M2, 2, true), Err(ENOMEM));
+    assert_eq!(figures(M2), f(1, 1, 0, 0, 0), "nothing reserved");
+    assert!(mm.vmas.is_empty());
+    let va = mm
+        .mmap_hugetlb(
+            VA.as_u64(),
+            (2 * M2.bytes()) as u64,
+            VmProt::READ_WRITE,
+            FLAGS | MAP_PRIVATE | MAP_NORESERVE,
+            M2,
+            false,
+        )
+        .expect("MAP_NORESERVE reserves nothing");
+    store(&mut mm, va, 1);
+    assert_eq!(
+        mm.handle_fault(va.add(M2.bytes()), Access::Write),
+        Err(FaultError::Bus)
+    );
+    finish([mm]);
+}
+
+#[test]
+fn fork_copies_a_private_page_on_write_within_the_pool() {
+    for size in [K64, M2] {
+        let (_m, mut mm) = mapping_setup(size, 3);
+        let va = map(&mut mm, size, 1, false).expect("mmap");
+        let pa = store(&mut mm, va, 1);
+        let mut child = mm.fork().expect("fork");
+        assert_eq!(load(&mut child, va), 1);
+        assert_eq!(leaf(&child, va).pa_of(va), pa, "shared after fork");
+        audit::check([&mm, &child].into_iter()).expect("audit after fork");
+        // The child's write copies the whole page into a pool page of its own.
+        let copy = store(&mut child, va.add(PAGE_SIZE), 2);
+        assert_ne!(leaf(&child, va).pa_of(va), pa);
+        assert_eq!(load(&mut child, va), 1, "the copy has the parent's data");
+        assert_eq!(host::read_byte(copy), 2);
+        assert_eq!(figures(size).free, 1);
+        // The parent is now the page's only mapping: its write reuses it.
+        assert_eq!(store(&mut mm, va, 3), pa);
+        assert_eq!(figures(size).free, 1);
+        assert_eq!(load(&mut child, va), 1);
+        let (l, cl) = (leaf(&mm, va), leaf(&child, va));
+        assert_eq!(
+            (l.pte.is_cont(), cl.pte.is_cont()),
+            (size == K64, size == K64)
+        );
+        finish([mm, child]);
+    }
+}
+
+#[test]
+fn a_shared_mapping_is_shared_with_a_forked_child() {
+    let (_m, mut mm) = mapping_setup(K64, 2);
+    let va = map(&mut mm, K64, 2, true).expect("mmap shared");
+    let pa = store(&mut mm, va, 5);
+    let mut child = mm.fork().expect("fork");
+    assert!(
+        child.tables.get(va).is_none(),
+        "fork copies no entry of a shared mapping"
+    );
+    assert_eq!(load(&mut child, va), 5);
+    assert_eq!(leaf(&child, va).pa_of(va), pa);
+    store(&mut child, va.add(K64.bytes()), 6);
+    assert_eq!(
+        load(&mut mm, va.add(K64.bytes())),
+        6,
+        "the child's page is the parent's"
+    );
+    assert_eq!(figures(K64), f(2, 0, 0, 0, 0));
+    audit::check([&mm, &child].into_iter()).expect("audit");
+    drop(child);
+    // The file still holds its pages: unmapping the parent's gives them back.
+    assert_eq!(figures(K64).free, 0);
+    finish([mm]);
+}
+
+#[test]
+fn dontneed_mprotect_and_mremap_work_on_whole_pages() {
+    let (_m, mut mm) = mapping_setup(M2, 2);
+    let va = map(&mut mm, M2, 2, false).expect("mmap");
+    store(&mut mm, va, 1);
+    store(&mut mm, va.add(M2.bytes()), 2);
+    // MADV_DONTNEED rounds its end down: less than a page is nothing, a page goes
+    // back with its data.
+    assert_eq!(
+        mm.madvise(va.add(PAGE_SIZE), va.add(2 * PAGE_SIZE), MADV_DONTNEED),
+        Err(EINVAL)
+    );
+    mm.madvise(va, va.add(PAGE_SIZE), MADV_DONTNEED)
+        .expect("dontneed of less than a page");
+    assert_eq!((figures(M2).free, load(&mut mm, va)), (0, 1));
+    mm.madvise(va, va.add(M2.bytes() + PAGE_SIZE), MADV_DONTNEED)
+        .expect("dontneed");
+    assert_eq!(figures(M2).free, 1);
+    assert_eq!(load(&mut mm, va.add(M2.bytes())), 2);
+    assert_eq!(mm.madvise(va, va.add(M2.bytes()), MADV_FREE), Err(EINVAL));
+    // mprotect on a page boundary splits the VMA, and the page is read-only.
+    mm.mprotect(va, va.add(M2.bytes()), VmProt::READ)
+        .expect("mprotect");
+    assert_eq!(mm.handle_fault(va, Access::Write), Err(FaultError::Segv));
+    assert_eq!(load(&mut mm, va), 0, "refaulted after MADV_DONTNEED: zeros");
+    mm.mprotect(va, va.add(M2.bytes()), VmProt::READ_WRITE)
+        .expect("mprotect back");
+    // mremap: growth and moves are EINVAL, a shrink unmaps the tail.
+    let m = |mm: &mut Mm<HostMm>, old, new, flags| mm.mremap(va.as_u64(), old, new, flags, 0);
+    let two = 2 * M2.bytes() as u64;
+    assert_eq!(m(&mut mm, two, 2 * two, MREMAP_MAYMOVE), Err(EINVAL));
+    assert_eq!(mm.mremap(va.as_u64() + 4096, 4096, 4096, 0, 0), Err(EINVAL));
+    assert_eq!(m(&mut mm, two, two / 2, 0), Ok(va));
+    assert!(mm.vmas.find(va.add(M2.bytes())).is_none());
+    assert_eq!(figures(M2).free, 1);
+    finish([mm]);
 }

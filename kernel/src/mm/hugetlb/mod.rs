@@ -36,6 +36,10 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+#[cfg(any(target_os = "none", test))]
+pub mod map;
+pub mod resv;
+
 use super::addr::PAGE_SHIFT;
 use super::frame::frames;
 use super::PhysAddr;
@@ -315,7 +319,7 @@ pub fn parse_boot(
     for (key, value) in cmd.words() {
         let v = value.unwrap_or("");
         match key {
-            "hugepagesz" => match size_of_bytes(super::mthp::memparse(v)) {
+            "hugepagesz" => match size_of_bytes(crate::cmdline::memparse(v)) {
                 None => {
                     warn(format_args!("HugeTLB: unsupported hugepagesz={v}"));
                     valid = false;
@@ -353,7 +357,7 @@ pub fn parse_boot(
                     Some(i) => req.counts[i] = Some(n),
                 }
             }
-            "default_hugepagesz" => match size_of_bytes(super::mthp::memparse(v)) {
+            "default_hugepagesz" => match size_of_bytes(crate::cmdline::memparse(v)) {
                 None => warn(format_args!("HugeTLB: unsupported default_hugepagesz={v}")),
                 Some(_) if req.default.is_some() => warn(format_args!(
                     "HugeTLB: default_hugepagesz previously specified, ignoring {v}"
@@ -412,4 +416,14 @@ pub fn parse_count(s: &str) -> Result<usize, Errno> {
 /// A pool's total in kB across every size (meminfo's `Hugetlb`).
 pub fn total_kb() -> usize {
     SIZES.iter().map(|&s| pool(s).nr * s.kb()).sum()
+}
+
+/// A hugetlb page whose last reference went (`folio`'s free, its metadata reset):
+/// back to the pool of its size.
+pub fn give_back(head: PhysAddr, order: usize) {
+    let size = SIZES
+        .into_iter()
+        .find(|s| s.order == order)
+        .expect("a hugetlb page of a pool's order");
+    pool(size).give_back(head);
 }
