@@ -82,6 +82,9 @@ impl<E: MmEnv> Mm<E> {
     /// A fault on the unmapped `page` of `vma`: from the file's page cache for a file
     /// mapping (`filemap`), else anonymous memory.
     fn missing(&mut self, page: VirtAddr, vma: Vma, write: bool) -> Result<(), FaultError> {
+        if vma.hugetlb().is_some() {
+            return self.hugetlb_missing(page, &vma, write);
+        }
         if vma.file().is_some() {
             self.file_fault(page, &vma, write)
         } else {
@@ -290,6 +293,9 @@ impl<E: MmEnv> Mm<E> {
         }
         if leaf.pte.is_writable() {
             self.tables.write_fault(page);
+        } else if folio::anon_exclusive(pa) != Some(true) && vma.hugetlb().is_some() {
+            self.hugetlb_cow(page, pa, &vma)?;
+            pa = self.tables.get(page).expect("copied").pa_of(page);
         } else if folio::anon_exclusive(pa) != Some(true) {
             self.copy_on_write(page, pa, vma)?;
             pa = self.tables.get(page).expect("copied").pa_of(page);

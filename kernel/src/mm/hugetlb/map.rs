@@ -146,22 +146,24 @@ impl<E: MmEnv> Mm<E> {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.hugetlb_missing(base, vma, h, access == Access::Write),
+            FaultFix::NotMapped => self.hugetlb_missing(page, vma, access == Access::Write),
             FaultFix::NotWritable(_) if h.file.is_some() => {
                 self.tables.make_writable(base, n).map_err(map_error)
             }
-            FaultFix::NotWritable(leaf) => self.hugetlb_cow(base, leaf.pa_of(page), vma, h),
+            FaultFix::NotWritable(leaf) => self.hugetlb_cow(page, leaf.pa_of(page), vma),
         }
     }
 
-    /// The page at `base` is not mapped: the file's (shared) or a new one (private).
-    fn hugetlb_missing(
+    /// The page around `va` is not mapped: the file's (shared) or a new one (private).
+    /// Also a debugger's access (`access_forced`).
+    pub(in crate::mm) fn hugetlb_missing(
         &mut self,
-        base: VirtAddr,
+        va: VirtAddr,
         vma: &Vma,
-        h: &HugeMap,
         write: bool,
     ) -> Result<(), FaultError> {
+        let h = vma.hugetlb().expect("a hugetlb VMA");
+        let base = va.align_down(h.size.bytes());
         let n = h.size.bytes() / PAGE_SIZE;
         let Some(file) = &h.file else {
             let reserved = h.resv.as_ref().is_some_and(|r| r.consume(base));
@@ -192,22 +194,27 @@ impl<E: MmEnv> Mm<E> {
         Ok(())
     }
 
-    /// A write to the private page at `base` (frame `pa` inside it) that fork shared:
-    /// reuse it if this is its only mapping, else copy it whole into a pool page.
-    fn hugetlb_cow(
+    /// A write to the private page around `va` (frame `pa` inside it) that fork
+    /// shared (or a debugger's, `access_forced`): reuse it if this is its only
+    /// mapping, else copy it whole into a pool page; writable where the VMA is.
+    pub(in crate::mm) fn hugetlb_cow(
         &mut self,
-        base: VirtAddr,
+        va: VirtAddr,
         pa: PhysAddr,
         vma: &Vma,
-        h: &HugeMap,
     ) -> Result<(), FaultError> {
+        let h = vma.hugetlb().expect("a hugetlb VMA");
+        let base = va.align_down(h.size.bytes());
         let n = h.size.bytes() / PAGE_SIZE;
         let f = Folio::lock(pa);
         let old = f.head();
         if f.mapped_exactly_once() {
             f.set_exclusive(0, n, true);
             drop(f);
-            return self.tables.make_writable(base, n).map_err(map_error);
+            if vma.prot.write {
+                self.tables.make_writable(base, n).map_err(map_error)?;
+            }
+            return Ok(());
         }
         drop(f);
         let head = pool(h.size).take(false).ok_or(FaultError::Bus)?;
@@ -238,12 +245,15 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// munmap of `[start, end)` (cuts checked): the private reservations of the pages
-    /// there that never faulted in go back to the pool.
+    /// there that never faulted in go back to the pool. Only the VMAs of the range are
+    /// visited, so munmap's cost stays what is there.
     pub(in crate::mm) fn hugetlb_unreserve(&self, start: VirtAddr, end: VirtAddr) {
-        for v in self.vmas.iter().filter(|v| v.start < end && start < v.end) {
+        let mut at = start;
+        while let Some(v) = self.vmas.next_from(at).filter(|v| v.start < end) {
             if let Some(r) = v.hugetlb().and_then(|h| h.resv.as_ref()) {
                 r.release(v.start.max(start), v.end.min(end));
             }
+            at = v.end;
         }
     }
 

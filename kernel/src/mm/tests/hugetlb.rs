@@ -410,3 +410,31 @@ fn dontneed_mprotect_and_mremap_work_on_whole_pages() {
     assert_eq!(figures(M2).free, 1);
     finish([mm]);
 }
+
+#[test]
+fn a_debuggers_access_maps_and_copies_whole_pages_from_the_pool() {
+    let (_m, mut mm) = mapping_setup(K64, 3);
+    let va = map(&mut mm, K64, 1, false).expect("mmap");
+    mm.mprotect(va, va.add(K64.bytes()), VmProt::READ)
+        .expect("mprotect");
+    // A forced write (/proc/self/mem) into the unmapped read-only page: the whole
+    // page comes from the pool, mapped as the VMA allows.
+    assert_eq!(
+        mm.access_forced(va.add(PAGE_SIZE), Transfer::Write(&[4])),
+        1
+    );
+    let l = leaf(&mm, va);
+    assert!(l.pte.is_cont() && !l.pte.is_writable());
+    assert_eq!(figures(K64).free, 2);
+    let mut child = mm.fork().expect("fork");
+    // The child's forced write copies the whole page, into the pool's next page.
+    assert_eq!(child.access_forced(va, Transfer::Write(&[5])), 1);
+    assert_eq!(figures(K64).free, 1);
+    assert!(leaf(&child, va).pte.is_cont());
+    let mut b = [0u8; 2];
+    assert_eq!(child.access_forced(va, Transfer::Read(&mut b[..1])), 1);
+    assert_eq!(mm.access_forced(va, Transfer::Read(&mut b[1..])), 1);
+    assert_eq!(b, [5, 0]);
+    assert_eq!(load(&mut child, va.add(PAGE_SIZE)), 4);
+    finish([mm, child]);
+}
