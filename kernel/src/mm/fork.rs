@@ -56,6 +56,13 @@ impl<E: MmEnv> Mm<E> {
             if vma.flags.wipeonfork || vma.is_shared() {
                 continue;
             }
+            if vma
+                .hugetlb()
+                .is_some_and(|h| h.size.bytes() > super::addr::PMD_SIZE)
+            {
+                self.hugetlb_fork(&mut child, &vma)?;
+                continue;
+            }
             let attrs = pte_attrs(VmProt {
                 write: false,
                 ..vma.prot

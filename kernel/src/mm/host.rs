@@ -28,7 +28,7 @@ use crate::mm::addr::PTRS_PER_TABLE;
 
 /// Where the simulated RAM starts (QEMU virt's RAM base) and how many frames it has.
 pub const RAM_BASE: PhysAddr = PhysAddr(0x4000_0000);
-pub const RAM_FRAMES: usize = 8192;
+pub const RAM_FRAMES: usize = 3 * 8192;
 
 const WORDS_PER_PAGE: usize = PAGE_SIZE / 8;
 

@@ -6,7 +6,7 @@
 //! 64 MiB ones (`aspace::WIDE_BATCH_PAGES`: it collects nothing).
 
 use super::aspace::{
-    batches, batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN, PMD,
+    batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, BATCH_PAGES, MMAP_BASE, MMAP_MIN, PMD,
     STACK_TOP, WIDE_BATCH_PAGES,
 };
 use super::fault::{Access, FaultError};
@@ -65,9 +65,13 @@ impl<E: MmEnv> Mm<E> {
             .filter(|v| at < end && v.start < end)
         {
             let (from, to) = (v.start.max(at), v.end.min(end));
-            // 2 MiB batches, holes skipped whole (`next_populated`).
+            // 2 MiB batches, holes skipped whole (`next_populated`); a hugetlb page
+            // larger than that is one batch, so its entries go together (`hugetlb`).
+            let batch = v
+                .hugetlb()
+                .map_or(BATCH_PAGES, |h| h.size.bytes() / PAGE_SIZE);
             let mut a = self.tables.next_populated(from, to);
-            while let Some((_, b)) = batches(a, to).next() {
+            while let Some((_, b)) = batches_of(a, to, batch.max(BATCH_PAGES)).next() {
                 let records = self
                     .tables
                     .unmap(a, pages(a, b))

@@ -11,6 +11,7 @@ use core::sync::atomic::Ordering;
 use super::addr::VirtAddr;
 use super::aspace::{Mm, MmEnv, PMD};
 use super::folio::Folio;
+use super::frame::MAX_POOL_ORDER;
 use super::vma::{HugeHint, Vma, VmaKind};
 use super::zero;
 use super::PAGE_SIZE;
@@ -18,10 +19,10 @@ use super::PAGE_SIZE;
 /// One VMA's mapped bytes.
 #[derive(Default)]
 struct Tally {
-    /// By the order of the folio that maps them.
-    by_order: [u64; 10],
+    /// By the order of the folio that maps them (hugetlb's 32 MiB pages are order 13).
+    by_order: [u64; MAX_POOL_ORDER + 1],
     /// Of those, mapped at an address aligned to the folio's size, by order.
-    aligned: [u64; 10],
+    aligned: [u64; MAX_POOL_ORDER + 1],
     /// By contiguous level-3 entries.
     cont: u64,
     /// By 2 MiB blocks.

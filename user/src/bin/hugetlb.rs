@@ -6,7 +6,7 @@
 //!   default size's `/proc/sys/vm/nr_hugepages` and /proc/meminfo lines agreeing with
 //!   the 2 MiB files, bad writes (EINVAL: not a number; `nr_overcommit_hugepages` of a
 //!   gigantic 32 MiB pool, as Linux 6.12: 7.3 allows it);
-//! - `mmap(MAP_HUGETLB | MAP_HUGE_64KB / MAP_HUGE_2MB)`, private and shared, with two
+//! - `mmap(MAP_HUGETLB | MAP_HUGE_64KB / _2MB / _32MB)`, private and shared, with two
 //!   pages added to the pool for each check: the reservation at mmap
 //!   (`resv_hugepages`), a fault taking one free page for the whole huge page, writes
 //!   read back, EINVAL for a munmap or mprotect cutting a page, the pages back in the
@@ -44,7 +44,7 @@ fn main(_args: &rt::Args) -> i32 {
     }
     t.run("default_size_files_agree", default_size_files);
     t.run("bad_writes_are_einval", bad_writes);
-    for kb in [64, 2048] {
+    for kb in [64, 2048, 32768] {
         let run = |t: &mut Suite, what: &str, check: fn(usize) -> Outcome| {
             let name = Text::<48>::from_fmt(format_args!("map_{kb}kB_{what}"));
             t.run(name.as_str(), || with_pages(kb, 2, || check(kb)));

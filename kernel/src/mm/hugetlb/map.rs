@@ -10,8 +10,10 @@
 //!   [`ResvMap`], owned by the mapping process (fork's child owns none, as Linux's
 //!   `HPAGE_RESV_OWNER`); a shared one's is its [`HugeFile`]'s.
 //! - **A fault** maps the whole page: 64 KiB as one folded contiguous block, 2 MiB as
-//!   one level-2 block. 32 MiB pages (16 level-2 blocks with the Contiguous bit) are
-//!   not mapped yet: their mmap is EINVAL. A private page is an anonymous folio of the pool's (exclusive,
+//!   one level-2 block, 32 MiB as one level-2 contiguous block (`pgtable::contpmd`).
+//!   Every later operation on a 32 MiB page covers all of it, so its 16 entries change
+//!   together: unmaps go in batches of a page (`map`'s `unmap_pages`), fork copies it
+//!   whole ([`Mm::hugetlb_fork`]). A private page is an anonymous folio of the pool's (exclusive,
 //!   accounted whole); a shared page is its file's, held by it. No page can be had
 //!   (no reservation, the pool empty): SIGBUS, as Linux.
 //! - **Copy on write** (a private page after fork) reuses the page if this mapping is
@@ -28,6 +30,7 @@ use alloc::sync::Arc;
 
 use super::resv::{HugeFile, ResvMap};
 use super::{pool, HugeSize};
+use crate::mm::addr::CONT_PMD_SIZE;
 use crate::mm::aspace::{pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN};
 use crate::mm::fault::{map_error, Access, FaultError};
 use crate::mm::folio::{self, Folio};
@@ -74,11 +77,6 @@ impl<E: MmEnv> Mm<E> {
         size: HugeSize,
         shared: bool,
     ) -> Result<VirtAddr, Errno> {
-        // 32 MiB pages need the level-2 contiguous block, not built yet: their pool
-        // exists, their mappings do not (as a kernel without that hstate: EINVAL).
-        if size.order > crate::mm::frame::MAX_ORDER {
-            return Err(EINVAL);
-        }
         let bytes = size.bytes() as u64;
         let len = len.checked_next_multiple_of(bytes).ok_or(ENOMEM)?;
         let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
@@ -169,7 +167,7 @@ impl<E: MmEnv> Mm<E> {
             let reserved = h.resv.as_ref().is_some_and(|r| r.consume(base));
             let head = pool(h.size).take(reserved).ok_or(FaultError::Bus)?;
             self.env().zero_pages(head, n);
-            return self.map_folio(base, folio::adopt_hugetlb(head, false), vma.prot, write);
+            return self.hugetlb_map_new(base, folio::adopt_hugetlb(head, false), vma, write);
         };
         let index = (base.as_u64().wrapping_sub(h.origin) as usize) / h.size.bytes();
         let env = self.env();
@@ -179,7 +177,9 @@ impl<E: MmEnv> Mm<E> {
         };
         let head = file.page(index, made).ok_or(FaultError::Bus)?;
         let attrs = pte_attrs(vma.prot);
-        let r = if n == 512 {
+        let r = if n == CONT_PMD_SIZE / PAGE_SIZE {
+            self.tables.map_l2c(base, head, attrs)
+        } else if n == 512 {
             self.tables.map_pmd(base, head, attrs)
         } else if write && vma.prot.write {
             self.tables.map_dirty(base, head, n, attrs)
@@ -188,7 +188,7 @@ impl<E: MmEnv> Mm<E> {
         };
         r.map_err(map_error)?;
         Folio::lock(head).map(0, n);
-        if n == 512 && write && vma.prot.write && !self.env().features().hw_dirty {
+        if n >= 512 && write && vma.prot.write && !self.env().features().hw_dirty {
             self.tables.make_writable(base, n).map_err(map_error)?;
         }
         Ok(())
@@ -228,7 +228,67 @@ impl<E: MmEnv> Mm<E> {
             }
         };
         release(records);
-        self.map_folio(base, new, vma.prot, true)
+        self.hugetlb_map_new(base, new, vma, true)
+    }
+
+    /// Map the new private page `f` whole at `base` and account it (`fault`'s
+    /// `map_folio`, which maps 64 KiB and 2 MiB; a 32 MiB page as one level-2
+    /// contiguous block here, the same way).
+    fn hugetlb_map_new(
+        &mut self,
+        base: VirtAddr,
+        f: Folio,
+        vma: &Vma,
+        write: bool,
+    ) -> Result<(), FaultError> {
+        let n = f.nr_pages();
+        if n != CONT_PMD_SIZE / PAGE_SIZE {
+            return self.map_folio(base, f, vma.prot, write);
+        }
+        f.mark_new_exclusive();
+        match self.tables.map_l2c(base, f.head(), pte_attrs(vma.prot)) {
+            Ok(()) => f.account_new_mapping(),
+            Err(e) => {
+                drop(Folio::lock(f.head()).put(1));
+                return Err(map_error(e));
+            }
+        }
+        if write && vma.prot.write && !self.env().features().hw_dirty {
+            self.tables.make_writable(base, n).map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    /// fork's copy of the private hugetlb VMA `vma` of 32 MiB pages into `child`: each
+    /// page mapped here is write-protected, then mapped read-only in the child as one
+    /// level-2 contiguous block and shared whole (the generic copy goes 2 MiB at a
+    /// time, which would share a 32 MiB folio a part at a time).
+    pub(in crate::mm) fn hugetlb_fork(
+        &mut self,
+        child: &mut Mm<E>,
+        vma: &Vma,
+    ) -> Result<(), Errno> {
+        let size = CONT_PMD_SIZE;
+        let attrs = pte_attrs(crate::mm::vma::VmProt {
+            write: false,
+            ..vma.prot
+        });
+        let mut base = vma.start;
+        while base < vma.end {
+            if let Some(leaf) = self.tables.get(base) {
+                let head = leaf.pa_of(base);
+                self.tables
+                    .wrprotect(base, size / PAGE_SIZE)
+                    .map_err(|_| ENOMEM)?;
+                child
+                    .tables
+                    .map_l2c(base, head, attrs)
+                    .map_err(|_| ENOMEM)?;
+                Folio::lock(head).share(0, size / PAGE_SIZE);
+            }
+            base = base.add(size);
+        }
+        Ok(())
     }
 
     /// munmap's and mprotect's check: EINVAL if `start` or `end` cuts a hugetlb page.

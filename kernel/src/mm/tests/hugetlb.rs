@@ -53,13 +53,15 @@ fn growing_takes_frames_and_shrinking_gives_them_back() {
 #[test]
 fn a_pool_grows_as_far_as_memory_allows_without_failing() {
     let _m = host::machine();
-    // The simulated RAM is 32 MiB: one 32 MiB page at most, none once a frame is taken.
-    hugetlb::pool(M32).set_persistent(2);
-    assert_eq!(figures(M32).nr, 1);
+    // The simulated RAM holds three 32 MiB pages, two once a frame is taken.
+    let most = host::RAM_FRAMES / 8192;
+    hugetlb::pool(M32).set_persistent(most + 1);
+    assert_eq!(figures(M32).nr, most);
     hugetlb::pool(M32).set_persistent(0);
     let page = frames().alloc(0).expect("a frame");
-    hugetlb::pool(M32).set_persistent(1);
-    assert_eq!(figures(M32).nr, 0);
+    hugetlb::pool(M32).set_persistent(most);
+    assert_eq!(figures(M32).nr, most - 1);
+    hugetlb::pool(M32).set_persistent(0);
     frames().free(page, 0);
     hugetlb::pool(K64).set_persistent(usize::MAX);
     assert_eq!(figures(K64).nr, host::RAM_FRAMES / 16);
@@ -437,4 +439,40 @@ fn a_debuggers_access_maps_and_copies_whole_pages_from_the_pool() {
     assert_eq!(b, [5, 0]);
     assert_eq!(load(&mut child, va.add(PAGE_SIZE)), 4);
     finish([mm, child]);
+}
+
+#[test]
+fn a_32m_page_is_one_level_2_contiguous_block_through_fork_mprotect_and_unmap() {
+    use crate::mm::addr::{CONT_PMDS, PMD_SIZE};
+    let (_m, mut mm) = mapping_setup(M32, 2);
+    let va = map(&mut mm, M32, 1, false).expect("mmap");
+    let pa = store(&mut mm, va.add(M32.bytes() - 1), 3);
+    for i in 0..CONT_PMDS {
+        let l = leaf(&mm, va.add(i * PMD_SIZE));
+        assert_eq!((l.level, l.pte.is_cont()), (2, true), "block {i}");
+    }
+    assert_eq!(figures(M32), f(2, 1, 0, 0, 0));
+    // fork shares the whole page; the child's write copies it whole.
+    let mut child = mm.fork().expect("fork");
+    assert!(leaf(&child, va).pte.is_cont());
+    audit::check([&mm, &child].into_iter()).expect("audit after fork");
+    store(&mut child, va, 4);
+    assert_eq!(figures(M32).free, 0);
+    assert_eq!(load(&mut child, va.add(M32.bytes() - 1)), 3);
+    assert!(leaf(&child, va.add(5 * PMD_SIZE)).pte.is_cont());
+    drop(child);
+    // The parent's page is its own again: reused, still one contiguous block.
+    assert_eq!(store(&mut mm, va.add(M32.bytes() - 1), 5), pa);
+    mm.mprotect(va, va.add(M32.bytes()), VmProt::READ)
+        .expect("mprotect");
+    assert!(leaf(&mm, va.add(9 * PMD_SIZE)).pte.is_cont());
+    assert_eq!(mm.handle_fault(va, Access::Write), Err(FaultError::Segv));
+    mm.mprotect(va, va.add(M32.bytes()), VmProt::READ_WRITE)
+        .expect("mprotect back");
+    audit::check([&mm].into_iter()).expect("audit");
+    mm.madvise(va, va.add(M32.bytes()), MADV_DONTNEED)
+        .expect("dontneed");
+    assert_eq!(figures(M32).free, 2);
+    assert_eq!(load(&mut mm, va), 0);
+    finish([mm]);
 }
