@@ -279,6 +279,20 @@ fn a_fault_maps_the_whole_page_at_its_level_and_munmap_gives_it_back() {
         assert_eq!(figures(size), f(2, 1, 1, 0, 0));
         assert_eq!(load(&mut mm, last), 7);
         audit::check([&mm].into_iter()).expect("audit");
+        // smaps: the page size, one page as private hugetlb memory, none in Rss.
+        let smaps = mm.smaps();
+        let line =
+            |name: &str, kb: usize| std::format!("{:<16}{kb:>8} kB", std::format!("{name}:"));
+        for (name, kb) in [
+            ("KernelPageSize", size.kb()),
+            ("Private_Hugetlb", size.kb()),
+            ("Rss", 0),
+        ] {
+            assert!(
+                smaps.contains(&line(name, kb)),
+                "{name} {kb} kB not in\n{smaps}"
+            );
+        }
         // A cut inside a page is EINVAL, and changes nothing.
         let half = va.add(size.bytes() / 2);
         assert_eq!(mm.munmap(va, half), Err(EINVAL));
