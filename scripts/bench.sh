@@ -88,7 +88,7 @@ report="$ROOT/target/release/bench-report"
 
 # A boot: KERNEL CPU CONTPTE COW BBML2 WHAT, WHAT being `folios=...` and the benchmark
 # names (bench_mm), or `contpte` (the in-kernel benchmark).
-all=fault,fork,reuse,copy,munmap,mremap,mremap_4k,mprotect,mprotect_400k,mprotect_4m,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,read_zero,chase,shm_fault,shm_fork,shm_munmap,shm_read_seq
+all=fault,fork,fork_pinned,reuse,copy,munmap,mremap,mremap_4k,mprotect,mprotect_400k,mprotect_4m,dontneed,free,pageout,collapse_copy,collapse_inplace,read_seq,read_rand,read_zero,chase,shm_fault,shm_fork,shm_munmap,shm_read_seq
 # The threads of one process faulting at once: their own boots, with 4 CPUs (a boot's
 # optional last word is its CPU count, 1 without it).
 threads=fault_t1,fault_t2,fault_t4,fault_t4i

@@ -82,7 +82,10 @@ passes on Linux 6.12 and not here fails the suite unless a row below gives the r
 program said last). A dash: the program stopped before that test; `(exit status)`: the
 program exited non-zero. Tests are known by name (Linux lists hugetlb sizes, which add
 cow tests and shift the numbers). The /proc and /sys files the programs read are
-described in `docs/procfs.md`.
+described in `docs/procfs.md`. `cow`'s long-term pin tests ("R/O GUP pin", "R/O
+longterm GUP pin", and their GUP-fast twins) skip on both Linux peers: Debian's kernels
+are built without `/sys/kernel/debug/gup_test` (CONFIG_GUP_TEST); contkernel has it
+(`kernel/src/fs/gup_test.rs`) and runs them.
 
 HEAD
         awk -F'\t' -v ncols="${#cols[@]}" -v names="${cols[*]}" -v reasons="$EXPECT/reasons.txt" '

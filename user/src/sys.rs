@@ -11,6 +11,7 @@ pub mod nr {
     pub const CLONE3: usize = 435;
     pub const DUP3: usize = 24;
     pub const FCNTL: usize = 25;
+    pub const IOCTL: usize = 29;
     pub const MKDIRAT: usize = 34;
     pub const UNLINKAT: usize = 35;
     pub const MOUNT: usize = 40;

@@ -30,6 +30,7 @@ use crate::uapi::*;
 
 pub mod cpio;
 pub mod exception_trace;
+mod gup_test;
 mod hugetlb;
 mod lazyfree;
 mod procfs;
@@ -99,6 +100,12 @@ static NODES: &[Node] = &[
     dir("/sys/kernel"),
     dir("/sys/kernel/mm"),
     dir("/sys/kernel/mm/contpte"),
+    dir("/sys/kernel/debug"),
+    Node {
+        path: gup_test::PATH,
+        render: Some(String::new),
+        write: None,
+    },
     Node {
         path: "/proc/lazyfree",
         render: Some(lazyfree::render),
@@ -128,6 +135,11 @@ static NODES: &[Node] = &[
         path: MEM,
         render: Some(String::new),
         write: None,
+    },
+    Node {
+        path: "/proc/self/clear_refs",
+        render: Some(String::new),
+        write: Some(procfs::clear_refs),
     },
     Node {
         path: "/proc/vmstat",
@@ -328,6 +340,10 @@ pub trait Stream: Send + Sync {
     fn splice_write(&self, _buf: u64, _count: u64, _nonblock: bool) -> Result<u64, Errno> {
         Err(EBADF)
     }
+    /// ioctl(2) on the stream (ENOTTY: none it knows).
+    fn ioctl(&self, _req: u64, _arg: u64) -> Result<u64, Errno> {
+        Err(ENOTTY)
+    }
     /// The poll bits that hold now.
     fn poll(&self) -> u16;
     /// The file status flags (access mode, O_NONBLOCK) for F_GETFL.
@@ -489,6 +505,7 @@ impl Files {
         }
         let file = match target {
             Target::Node(node) if node.path == MEM => File::Mem(MemFile::open(writable)?),
+            Target::Node(node) if node.path == gup_test::PATH => gup_test::open(),
             Target::Node(node) if writable && node.write.is_none() => return Err(EACCES),
             Target::Node(node) if node.path == PAGEMAP => File::Words {
                 table: WordTable::Pagemap,

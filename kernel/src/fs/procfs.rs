@@ -26,6 +26,14 @@ fn with_mm(f: fn(&Mm) -> String) -> String {
     mm.as_ref().map_or_else(String::new, f)
 }
 
+/// A write to /proc/self/clear_refs: a number, 1 to 5 (`Mm::clear_refs`).
+pub fn clear_refs(text: &str) -> Result<(), Errno> {
+    let kind: u64 = text.trim().parse().map_err(|_| EINVAL)?;
+    let t = crate::proc::sched::me();
+    let mut mm = t.mm.lock();
+    mm.as_mut().ok_or(EINVAL)?.clear_refs(kind)
+}
+
 /// /proc/self/status: identity, then the memory lines of `Mm::status`, then threads.
 fn status() -> String {
     let t = crate::proc::sched::me();

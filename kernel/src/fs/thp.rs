@@ -49,6 +49,7 @@ macro_rules! size_nodes {
             stat!($order, $kb, "collapse_exceed_none_pte"),
             stat!($order, $kb, "collapse_exceed_swap_pte"),
             stat!($order, $kb, "collapse_exceed_shared_pte"),
+            stat!($order, $kb, "collapse_exceed_pinned"),
             stat!($order, $kb, "collapse_in_place"),
             stat!($order, $kb, "shmem_alloc"),
             stat!($order, $kb, "shmem_fallback"),
@@ -118,7 +119,7 @@ macro_rules! khugepaged {
 
 /// Eight sizes of 24 nodes each (the directory, `stats/`, `enabled`, `shmem_enabled`,
 /// 20 counters).
-const SIZE_NODES: usize = 8 * 24;
+const SIZE_NODES: usize = 8 * 25;
 const KHUGEPAGED_NODES: usize = 10;
 const TOP_NODES: usize = 10;
 

@@ -6,7 +6,9 @@
 //! write a page: a writable (or DBM) user entry must map pages that are anon-exclusive
 //! and mapped once (the mprotect-after-fork leak broke exactly this), or, for a file's
 //! page-cache folio (`shmem`), be mapped by a shared mapping of it; a file folio's
-//! references are its entries plus its cache's while cached. Lazyfree: the
+//! references are its entries plus its cache's while cached. Pins (`pin`): each is
+//! a reference, the head's `PINNED` is set exactly while a page has one, a pinned
+//! folio is never lazyfree. Lazyfree: the
 //! mark is only on the head of an anonymous folio, and every mapping of a marked
 //! folio's first page has its entry (head, that address space, that address) on the
 //! lazyfree list, so that reclaim can reach the folio through every current mapper
@@ -139,12 +141,21 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
                 err = Some(format!("folio {head} (order {order}) page {i}: map count {} but {want} entries map it", f.mapcount(i)));
                 return;
             }
+            if !file && want > 0 && f.pins(i) > 0 && (want > 1 || !f.is_exclusive(i)) {
+                err = Some(format!("folio {head} (order {order}) page {i}: pinned, mapped {want} times, exclusive: {}", f.is_exclusive(i)));
+                return;
+            }
             total += want;
         }
         let queued = f.is_deferred() as u32;
         let cached = m.test(flags::CACHED) as u32;
-        if f.total_mapcount() != total || f.refcount() != total as u32 + queued + cached {
-            err = Some(format!("folio {head} (order {order}): total map count {}, refcount {} (queued: {queued}, cached: {cached}), but {total} entries map it", f.total_mapcount(), f.refcount()));
+        let pins: u32 = (0..1usize << order).map(|i| f.pins(i) as u32).sum();
+        if f.is_pinned() != (pins > 0) || (pins > 0 && f.is_lazyfree()) {
+            err = Some(format!("folio {head} (order {order}): {pins} pins, flags {:#x}", m.flags()));
+            return;
+        }
+        if f.total_mapcount() != total || f.refcount() != total as u32 + queued + cached + pins {
+            err = Some(format!("folio {head} (order {order}): total map count {}, refcount {} (queued: {queued}, cached: {cached}, pins: {pins}), but {total} entries map it", f.total_mapcount(), f.refcount()));
         }
         checked += 1;
     });

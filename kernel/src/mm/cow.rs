@@ -15,7 +15,7 @@ use super::aspace::{pte_attrs, release, release_one, Mm, MmEnv};
 use super::fault::{map_error, FaultError};
 use super::folio::{self, Folio};
 use super::mthp;
-use super::vma::Vma;
+use super::vma::{VmProt, Vma};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
@@ -39,13 +39,19 @@ impl<E: MmEnv> Mm<E> {
         }
         let f = Folio::lock(old);
         let n = f.nr_pages();
+        // An exclusive page is this mapping's alone whatever else holds a reference to
+        // it: a pin must see the write, so it is never copied (Linux's `do_wp_page`
+        // reuses any PageAnonExclusive page; `pin`'s rule 2).
+        let exclusive = !f.is_file() && f.is_exclusive(f.index(old));
         // Completed by the walk below: every page mapped here, so each exactly once. A
         // file's folio is never taken over: its pages are the file's (Linux reuses
         // anonymous folios only).
-        let reuse = !f.is_file() && f.held_by_one_entry_per_page();
+        let held_once = !f.is_file() && f.held_by_one_entry_per_page();
+        let reuse = held_once || (exclusive && f.all_exclusive());
         // A file's folio gives a private mapping one page at a time, as Linux's
         // `wp_page_copy`: the rest stays the file's until written.
-        let copy_folio = f.is_large() && !f.is_file() && COW_COPIES_FOLIO.load(Ordering::Relaxed);
+        let copy_folio =
+            f.is_large() && !f.is_file() && !exclusive && COW_COPIES_FOLIO.load(Ordering::Relaxed);
         // One walk of the folio's range serves both the reuse and the folio copy.
         let whole = if reuse || copy_folio {
             self.whole_folio_at(page, old, *f, &vma)
@@ -55,7 +61,7 @@ impl<E: MmEnv> Mm<E> {
         if reuse {
             if let Some(base) = whole {
                 // Only this mapping is left: take the whole folio, blocks stay folded.
-                debug_assert!(f.mapped_exactly_once());
+                debug_assert!(!held_once || f.mapped_exactly_once());
                 // Exclusive first: a writable entry maps an exclusive page.
                 f.set_exclusive(0, n, true);
                 if vma.prot.write {
@@ -68,6 +74,14 @@ impl<E: MmEnv> Mm<E> {
                 }
                 return Ok(());
             }
+        }
+        if exclusive {
+            // This page alone (its folio is partly shared or partly mapped elsewhere).
+            drop(f);
+            if vma.prot.write {
+                self.tables.make_writable(page, 1).map_err(map_error)?;
+            }
+            return Ok(());
         }
         if copy_folio {
             if let Some(base) = whole {
@@ -89,28 +103,41 @@ impl<E: MmEnv> Mm<E> {
             }
         }
         drop(f);
+        // Mapped dirty: the faulting store is a write.
+        self.replace_with_copy(page, old, vma.prot, true)?;
+        super::collapse::hint(self, page);
+        Ok(())
+    }
+
+    /// Map a copy of the page `old` at `page` in its place, with `prot`: one
+    /// break-before-make, exclusive before any entry maps it (copy-on-write, and fork's
+    /// copy of a pinned page for the child). Replacing one page of a 2 MiB block splits
+    /// it, which needs a table.
+    pub(super) fn replace_with_copy(
+        &mut self,
+        page: VirtAddr,
+        old: PhysAddr,
+        prot: VmProt,
+        dirty: bool,
+    ) -> Result<(), FaultError> {
         let new = folio::alloc_anon_copy(self.env(), 0, old).ok_or(FaultError::Oom)?;
-        // The copy replaces the old page in one break-before-make, mapped dirty (the
-        // faulting store is a write); exclusive before any entry maps it.
         let nf = Folio::lock(new.head());
         nf.set_exclusive(0, 1, true);
-        // Replacing one page of a 2 MiB block splits it, which needs a table.
         match self
             .tables
-            .replace_page(page, new.head(), pte_attrs(vma.prot), true)
+            .replace_page(page, new.head(), pte_attrs(prot), dirty)
         {
             Ok(gone) => {
                 nf.map(0, 1);
                 drop(nf.put(1));
                 release_one(gone);
+                Ok(())
             }
             Err(e) => {
                 drop(nf.put(1));
-                return Err(map_error(e));
+                Err(map_error(e))
             }
         }
-        super::collapse::hint(self, page);
-        Ok(())
     }
 
     /// Where folio `f` would sit if this address space maps all of it around `page`

@@ -36,7 +36,8 @@
 //!
 //! 1. **The folio lock** (`flags::LOCKED` on the head frame, taken with [`Folio::lock`])
 //!    protects the folio's shape (its head and order, on every frame), its reference
-//!    count, its map counts (pages' and entire), its `ANON`, `DEFERRED` and
+//!    count, its map counts (pages' and entire), its pages' pin counts and the head's
+//!    `PINNED`, its `ANON`, `DEFERRED` and
 //!    anon-exclusive flags (pages' and the head's overrides). Every
 //!    change of those is made through a [`Locked`] guard. Reads without the lock are
 //!    snapshots (reports, statistics). (A folio just allocated is reachable by nobody
@@ -92,6 +93,9 @@ use crate::sync::IrqSpinLock;
 
 /// The order of a contiguous block of level-3 entries (64 KiB).
 const CONT_ORDER: usize = 4;
+
+/// Pins one page may hold at once (its count is 16 bits wide).
+pub const MAX_PAGE_PINS: u16 = u16::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Folio {
@@ -255,6 +259,17 @@ impl Folio {
         head.refcount.store(n as u32, Ordering::Release);
     }
 
+    /// Pins of page `i` (`pin`).
+    pub fn pins(self, i: usize) -> u16 {
+        self.meta(i).pins.load(Ordering::Acquire)
+    }
+
+    /// Whether some page of the folio is pinned (Linux's `folio_maybe_dma_pinned`,
+    /// exact here: the head's `PINNED` is set exactly while a page has a pin).
+    pub fn is_pinned(self) -> bool {
+        self.meta(0).test(flags::PINNED)
+    }
+
     /// Whether the folio belongs to a file's page cache (`shmem`), or did.
     pub fn is_file(self) -> bool {
         self.meta(0).test(flags::FILE)
@@ -278,6 +293,16 @@ impl Folio {
             + head.test(flags::DEFERRED) as u32
             + head.test(flags::CACHED) as u32
     }
+}
+
+/// What fork's [`Locked::share`] met.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    Plain,
+    /// Lazyfree: the new mapping needs its list entry (`lazyfree`'s fork).
+    Lazyfree,
+    /// Pinned: shared only in the counts until fork copies its exclusive pages.
+    Pinned,
 }
 
 /// A locked folio: the only way to change its counts and flags (protocol, rule 1).
@@ -328,16 +353,21 @@ impl Locked {
 
     /// Account `n` more entries mapping pages `first..first + n`, which are now shared
     /// (fork): `map` and clearing their exclusive marks, in one pass (the whole of a
-    /// large folio: one more entire mapping and the `ALL_SHARED` override). Returns
-    /// whether the folio is lazyfree (the new mapping needs its entry: `lazyfree`'s
-    /// fork), read with the head it already has.
-    pub fn share(&self, first: usize, n: usize) -> bool {
+    /// large folio: one more entire mapping and the `ALL_SHARED` override); a pinned
+    /// folio's pages are only counted, their exclusive marks kept (`pin`'s rule 2:
+    /// fork then gives the child copies). What the head's flags, read once, said.
+    pub fn share(&self, first: usize, n: usize) -> Shared {
         let head = self.meta(0);
         let order = head.order();
-        if !head.test(flags::ANON) {
+        let was = head.flags();
+        if was & flags::ANON == 0 {
             // A file's folio is never exclusive: only the mapping is counted.
             self.map(first, n);
-            return false;
+            return Shared::Plain;
+        }
+        if was & flags::PINNED != 0 {
+            self.map(first, n);
+            return Shared::Pinned;
         }
         match self.entire_if_whole(order, first, n) {
             Some(entire) => {
@@ -355,7 +385,11 @@ impl Locked {
             }
         }
         add_mapped(head, n);
-        head.test(flags::LAZYFREE)
+        if was & flags::LAZYFREE != 0 {
+            Shared::Lazyfree
+        } else {
+            Shared::Plain
+        }
     }
 
     /// Account `n` page-table entries gone from pages `first..first + n`: the last
@@ -406,6 +440,42 @@ impl Locked {
             // A file's folio keeps its unmapped pages: they hold the file's data.
             this.queue_deferred();
         }
+    }
+
+    /// Pin page `i` (`pin`): one more pin of the page and one more reference to the
+    /// folio, which keeps it (and so the page) until [`Locked::unpin`]. False, and
+    /// nothing taken, if the page has [`MAX_PAGE_PINS`] already (Linux fails a pin
+    /// whose count would overflow with ENOMEM).
+    pub fn pin(&self, i: usize) -> bool {
+        let m = self.meta(i);
+        if m.pins.load(Ordering::Relaxed) == MAX_PAGE_PINS {
+            return false;
+        }
+        m.pins.fetch_add(1, Ordering::Relaxed);
+        let head = self.meta(0);
+        head.set(flags::PINNED, true);
+        head.refcount.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Drop one pin of page `i` and its reference, which may be the folio's last
+    /// (consuming the guard). `PINNED` goes with the folio's last pin: the pages are
+    /// looked at only when this page's last pin goes.
+    pub fn unpin(self, i: usize) -> Option<Locked> {
+        let old = self.meta(i).pins.fetch_sub(1, Ordering::Relaxed);
+        assert!(
+            old > 0,
+            "unpin of page {i} of folio {} with no pin",
+            self.head
+        );
+        if old == 1
+            && self
+                .metas(0, self.nr_pages())
+                .all(|m| m.pins.load(Ordering::Relaxed) == 0)
+        {
+            self.meta(0).set(flags::PINNED, false);
+        }
+        self.put(1)
     }
 
     /// Take one more reference (a page cache lookup's, `shmem`).
@@ -634,6 +704,21 @@ pub fn anon_exclusive(pa: PhysAddr) -> Option<bool> {
     f.meta(0)
         .test(flags::ANON)
         .then(|| f.is_exclusive(f.index(pa)))
+}
+
+/// The first of the `n` pages from `pa` (one entry's, in one folio) that is pinned but
+/// not anon-exclusive, for an anonymous folio with a pin (`None` otherwise): what both
+/// machines' `PtEnv::pinned_shared` answer.
+pub fn pinned_shared(pa: PhysAddr, n: usize) -> Option<PhysAddr> {
+    let (head, _) = frames().block_of(pa)?;
+    let f = Folio { head };
+    if !f.meta(0).test(flags::ANON) || !f.is_pinned() {
+        return None;
+    }
+    let first = f.index(pa);
+    (first..first + n)
+        .find(|&i| f.pins(i) > 0 && !f.is_exclusive(i))
+        .map(|i| f.page(i))
 }
 
 /// Whether the `n` pages from `pa` (pinned; in one folio) are all anon-exclusive.

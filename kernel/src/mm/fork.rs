@@ -16,10 +16,15 @@
 //! child inherits no lock (VM_LOCKED and VM_LOCKONFAULT are cleared, and the address
 //! space's `def_flags` start empty).
 
-use super::aspace::{batches_of, pages, pte_attrs, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::aspace::{batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
+use super::fault::{map_error, FaultError};
+use super::folio::{self, Folio, Shared};
+use super::lazyfree::span;
 use super::vma::{VmProt, Vma, VmaFlags, VmaKind};
-use super::{folio, zero};
-use super::{PhysAddr, VirtAddr};
+use super::zero;
+use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::{EINVAL, ENOMEM, MADV_DOFORK, MADV_DONTFORK, MADV_KEEPONFORK, MADV_WIPEONFORK};
 
 impl<E: MmEnv> Mm<E> {
@@ -68,15 +73,26 @@ impl<E: MmEnv> Mm<E> {
                 ..vma.prot
             });
             for (a, b) in batches_of(vma.start, vma.end, WIDE_BATCH_PAGES) {
-                let mut lazyfree = false;
-                let r =
-                    self.tables
-                        .fork_range(&mut child.tables, a, pages(a, b), attrs, |pa, n| {
-                            lazyfree |= share(pa, n)
-                        });
+                let mut seen = Seen::default();
+                let r = self.tables.fork_range(
+                    &mut child.tables,
+                    a,
+                    pages(a, b),
+                    attrs,
+                    |va, pa, n| share(va, pa, n, &mut seen),
+                );
                 // After a failure the child is dropped with what it maps.
                 r.map_err(|_| ENOMEM)?;
-                if lazyfree {
+                if seen.overflow {
+                    child.copy_pinned(a, b, &vma).map_err(|_| ENOMEM)?;
+                } else {
+                    for &(va, n) in &seen.pinned[..seen.nr_pinned] {
+                        child
+                            .copy_pinned(va, va.add(n * PAGE_SIZE), &vma)
+                            .map_err(|_| ENOMEM)?;
+                    }
+                }
+                if seen.lazyfree {
                     self.fork_lazyfree(&mut child, a, b);
                 }
             }
@@ -110,14 +126,106 @@ impl<E: MmEnv> Mm<E> {
     }
 }
 
-/// Account `n` more mappings of the consecutive pages from `pa` (fork), which are now
-/// shared: not exclusive to either address space. Whether a folio among them is
-/// lazyfree (its new mapping needs an entry: `lazyfree`'s fork). The zero page is no
-/// folio: its entries are copied and nothing is accounted (`zero`).
-fn share(pa: PhysAddr, n: usize) -> bool {
-    let mut lazyfree = false;
-    zero::account(pa, n, true, |pa, n| {
-        folio::for_each_folio(pa, n, |f, first, m| lazyfree |= f.share(first, m))
-    });
-    lazyfree
+/// Runs of pinned folios a batch remembers for `copy_pinned` (beyond: the whole batch
+/// is walked).
+const PINNED_RUNS: usize = 8;
+
+/// What fork's accounting met in a batch: a lazyfree folio (its new mapping needs an
+/// entry: `lazyfree`'s fork), pinned ones (where the child needs copies).
+#[derive(Default)]
+struct Seen {
+    lazyfree: bool,
+    pinned: [(VirtAddr, usize); PINNED_RUNS],
+    nr_pinned: usize,
+    overflow: bool,
 }
+
+/// Account `n` more mappings of the consecutive pages from `pa`, mapped at `va`
+/// (fork), which are now shared (`folio::Locked::share`): not exclusive to either
+/// address space, except in a pinned folio, remembered for `copy_pinned`. The zero
+/// page is no folio: its entries are copied and nothing is accounted (`zero`).
+fn share(va: VirtAddr, pa: PhysAddr, n: usize, seen: &mut Seen) {
+    zero::account(pa, n, true, |pa_run, n| {
+        folio::for_each_folio(pa_run, n, |f, first, m| match f.share(first, m) {
+            Shared::Plain => {}
+            Shared::Lazyfree => seen.lazyfree = true,
+            Shared::Pinned => {
+                let at = va.add((f.page(first).as_u64() - pa.as_u64()) as usize);
+                if seen.nr_pinned == PINNED_RUNS {
+                    seen.overflow = true;
+                } else {
+                    seen.pinned[seen.nr_pinned] = (at, m);
+                    seen.nr_pinned += 1;
+                }
+            }
+        })
+    });
+}
+
+impl<E: MmEnv> Mm<E> {
+    /// After fork mapped `[start, end)` here (the child) with the parent's frames: give
+    /// this side its own copy of every exclusive page of a pinned folio, so that the
+    /// pin keeps referring to the parent's page and nothing the parent writes through
+    /// it reaches the child (Linux's `copy_present_page` when `folio_maybe_dma_pinned`).
+    /// A folio this side maps whole and in order, all exclusive, is copied whole into a
+    /// new folio of its order (mapped folded, or as a 2 MiB block); otherwise, or when
+    /// no such folio can be had, page by page. The child has not run: its entries are
+    /// the parent's, read-only. Only the runs in which `share` met a pinned folio get
+    /// this walk, so a fork with nothing pinned pays nothing for it.
+    fn copy_pinned(&mut self, start: VirtAddr, end: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
+        let mut va = start;
+        while va < end {
+            let Some(leaf) = self.tables.get(va) else {
+                va = va.add(PAGE_SIZE);
+                continue;
+            };
+            let pa = leaf.pa_of(va);
+            if zero::is_zero(pa) {
+                va = va.add(PAGE_SIZE);
+                continue;
+            }
+            let f = Folio::of(pa);
+            let n = f.nr_pages();
+            let base = VirtAddr(va.as_u64() - (f.index(pa) * PAGE_SIZE) as u64);
+            if !f.is_pinned() || f.is_file() {
+                // The rest of this entry or block maps the same folio.
+                va = va.add(span(va, &leaf) * PAGE_SIZE);
+                continue;
+            }
+            let whole = f.is_large()
+                && va == base
+                && base.add(n * PAGE_SIZE) <= end
+                && f.all_exclusive()
+                && self.maps_in_order(base, f);
+            if whole {
+                if let Some(new) = folio::alloc_anon_copy(self.env(), f.order(), f.head()) {
+                    let records = self.tables.unmap(base, n).map_err(map_error)?;
+                    release(records);
+                    self.map_folio(base, new, vma.prot, false)?;
+                    PINNED_FOLIO_COPIES.fetch_add(1, Ordering::Relaxed);
+                    va = base.add(n * PAGE_SIZE);
+                    continue;
+                }
+            }
+            if f.is_exclusive(f.index(pa)) {
+                self.replace_with_copy(va, pa, vma.prot, false)?;
+                PINNED_PAGE_COPIES.fetch_add(1, Ordering::Relaxed);
+            }
+            va = va.add(PAGE_SIZE);
+        }
+        Ok(())
+    }
+
+    /// Whether this address space maps every page of `f` in order from `base`.
+    fn maps_in_order(&self, base: VirtAddr, f: Folio) -> bool {
+        (0..f.nr_pages()).all(|i| {
+            self.tables
+                .get(base.add(i * PAGE_SIZE))
+                .is_some_and(|l| l.pa_of(base.add(i * PAGE_SIZE)) == f.page(i))
+        })
+    }
+}
+
+/// Fork's copies for the child of pinned folios: whole folios and single pages.
+pub static PINNED_FOLIO_COPIES: AtomicU64 = AtomicU64::new(0);
+pub static PINNED_PAGE_COPIES: AtomicU64 = AtomicU64::new(0);

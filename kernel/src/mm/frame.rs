@@ -7,7 +7,9 @@
 //! keeps no per-frame state; the metadata here is what lets the kernel catch double
 //! frees, frees of the wrong order and frees of still-mapped frames.
 
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicI32, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 use super::addr::PhysAddr;
 use crate::sync::IrqSpinLock;
@@ -50,9 +52,12 @@ pub mod flags {
     pub const FILE: u32 = 1 << 10;
     /// Head of a `FILE` folio: its file's cache holds it (and one reference).
     pub const CACHED: u32 = 1 << 11;
+    /// Head: some page of the folio is pinned (`FrameMeta::pins`; `mm::pin`): the
+    /// folio is neither split, merged, collapsed by copy nor discarded while it is set.
+    pub const PINNED: u32 = 1 << 12;
     /// Head: the folio is a hugetlb page (`hugetlb`): its last reference gives it back
     /// to its pool, never to the allocator; never split, merged or lazyfree.
-    pub const HUGETLB: u32 = 1 << 12;
+    pub const HUGETLB: u32 = 1 << 13;
     /// What a split keeps per page (the rest describes the block structure).
     pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }
@@ -71,7 +76,13 @@ pub struct FrameMeta {
     pub total_mapcount: AtomicI32,
     flags: AtomicU32,
     order: AtomicU8,
+    /// Pins of this page (`mm::pin`: user pages held outside any mapping, each pin
+    /// also a reference to the folio). In the padding after `order`: no extra bytes.
+    pub pins: AtomicU16,
 }
+
+// The pin count lives in what was padding: the array costs RAM per frame.
+const _: () = assert!(core::mem::size_of::<FrameMeta>() == 20);
 
 impl FrameMeta {
     pub const fn new() -> Self {
@@ -81,6 +92,7 @@ impl FrameMeta {
             total_mapcount: AtomicI32::new(0),
             flags: AtomicU32::new(flags::RESERVED),
             order: AtomicU8::new(0),
+            pins: AtomicU16::new(0),
         }
     }
 
@@ -251,8 +263,8 @@ impl FrameAllocator {
         for (i, m) in self.meta_range(pfn, n).iter().enumerate() {
             let mc = m.mapcount.load(Ordering::Acquire);
             assert!(
-                mc == 0,
-                "free of {} while mapped {mc} times",
+                mc == 0 && m.pins.load(Ordering::Acquire) == 0,
+                "free of {} while mapped {mc} times or pinned",
                 PhysAddr::from_pfn(pfn + i)
             );
             m.flags.store(0, Ordering::Release);
@@ -415,6 +427,7 @@ impl FrameAllocator {
         for (head, order) in blocks {
             for (i, m) in self.meta_range(head.pfn(), 1 << order).iter().enumerate() {
                 m.mapcount.store(0, Ordering::Relaxed);
+                m.pins.store(0, Ordering::Relaxed);
                 let head_flag = if i == 0 { flags::HEAD } else { 0 };
                 m.flags
                     .store(flags::ALLOCATED | head_flag, Ordering::Release);

@@ -158,6 +158,10 @@ impl PtEnv for HostMm {
         crate::mm::folio::anon_exclusive(pa)
     }
 
+    fn pinned_shared(&self, pa: PhysAddr, n: usize) -> Option<PhysAddr> {
+        crate::mm::folio::pinned_shared(pa, n)
+    }
+
     fn tlb(&self) -> &NoTlb {
         &NoTlb
     }

@@ -169,6 +169,8 @@ pub struct Stats {
     pub list_full: AtomicU64,
     /// Folios shared with another address space: not marked.
     pub shared_skipped: AtomicU64,
+    /// ... because a page of it is pinned (`pin`).
+    pub pinned_skipped: AtomicU64,
     /// Folios discarded whole (never split on the way).
     pub discarded_whole: AtomicU64,
     /// Folios found written after they were marked: kept with their data.
@@ -211,6 +213,7 @@ pub static STATS: Stats = Stats {
     split: AtomicU64::new(0),
     list_full: AtomicU64::new(0),
     shared_skipped: AtomicU64::new(0),
+    pinned_skipped: AtomicU64::new(0),
     discarded_whole: AtomicU64::new(0),
     redirtied: AtomicU64::new(0),
     unmapped_shared: AtomicU64::new(0),
@@ -234,7 +237,7 @@ fn bump(c: &AtomicU64, n: usize) {
 
 impl Stats {
     /// `(name, value)` of every counter, for `/proc/lazyfree`.
-    pub fn all(&self) -> [(&'static str, u64); 24] {
+    pub fn all(&self) -> [(&'static str, u64); 25] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("pglazyfree", l(&self.pglazyfree)),
@@ -246,6 +249,7 @@ impl Stats {
             ("lazyfree_split", l(&self.split)),
             ("lazyfree_list_full", l(&self.list_full)),
             ("lazyfree_shared_skipped", l(&self.shared_skipped)),
+            ("lazyfree_pinned_skipped", l(&self.pinned_skipped)),
             ("lazyfree_discarded_whole", l(&self.discarded_whole)),
             ("lazyfree_redirtied", l(&self.redirtied)),
             ("lazyfree_unmapped_shared", l(&self.unmapped_shared)),
@@ -514,7 +518,7 @@ pub struct Reclaimed {
 
 /// Pages from `at` to the end of the block of `leaf` that maps it (a 2 MiB block, a
 /// contiguous block, or the page).
-fn span(at: VirtAddr, leaf: &Leaf) -> usize {
+pub(super) fn span(at: VirtAddr, leaf: &Leaf) -> usize {
     let block = if leaf.level == 2 {
         512
     } else if leaf.pte.is_cont() {
@@ -624,6 +628,10 @@ impl<E: MmEnv> Mm<E> {
             self.for_each_folio_in(a, b, |va, f, whole| {
                 if !whole {
                     bump(&STATS.partial_skipped, 1);
+                } else if f.is_pinned() {
+                    // `pin`'s rule 3: a pinned folio is wanted (Linux marks it and its
+                    // reclaim then finds the pin's reference and keeps it).
+                    bump(&STATS.pinned_skipped, 1);
                 } else if !f.mapped_exactly_once() {
                     bump(&STATS.shared_skipped, 1);
                 } else if !f.is_lazyfree() && !has_room() {

@@ -560,6 +560,9 @@ size_stats! {
         collapse_exceed_swap_pte,
         /// ... shared pages beyond what the collapse thread takes.
         collapse_exceed_shared_pte,
+        /// ... pages someone holds beyond their mappings (a pin: `pin`'s rule 3; Linux's
+        /// SCAN_PAGE_COUNT, which it counts in no file).
+        collapse_exceed_pinned,
         /// A block of this order was collapsed in place: its entries already mapped one
         /// aligned run of frames, refolded without a copy or an allocation.
         collapse_in_place,
@@ -990,6 +993,7 @@ mod tests {
                 "collapse_exceed_none_pte",
                 "collapse_exceed_swap_pte",
                 "collapse_exceed_shared_pte",
+                "collapse_exceed_pinned",
                 "collapse_in_place",
                 "shmem_alloc",
                 "shmem_fallback",

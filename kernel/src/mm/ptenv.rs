@@ -314,6 +314,13 @@ impl PtEnv for KernelPt {
         super::folio::anon_exclusive(pa).filter(|_| self.tracks_anon_exclusive())
     }
 
+    fn pinned_shared(&self, pa: PhysAddr, n: usize) -> Option<PhysAddr> {
+        if !self.tracks_anon_exclusive() {
+            return None;
+        }
+        super::folio::pinned_shared(pa, n)
+    }
+
     fn tlb(&self) -> &KernelTlb {
         &KernelTlb
     }

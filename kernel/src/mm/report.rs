@@ -2,7 +2,8 @@
 //! per VMA, bytes mapped by folios of each order, by contiguous entries and by 2 MiB
 //! blocks, and how much of it is mapped naturally aligned (a folio of order k at an
 //! address that is a multiple of its size: what the contiguous bit and PMD blocks
-//! need); and /proc/self/pagemap's entries, one 64-bit word per page.
+//! need); and /proc/self/pagemap's entries, one 64-bit word per page; and
+//! /proc/self/clear_refs, which resets the accessed state those reports read.
 
 use alloc::string::String;
 use core::fmt::Write as _;
@@ -12,6 +13,7 @@ use super::addr::VirtAddr;
 use super::aspace::{Mm, MmEnv, PMD};
 use super::folio::Folio;
 use super::frame::MAX_POOL_ORDER;
+use super::lazyfree::span;
 use super::vma::{HugeHint, Vma, VmaKind};
 use super::zero;
 use super::PAGE_SIZE;
@@ -361,6 +363,41 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// /proc/self/smaps: per VMA its maps line and Linux's fields.
+    /// /proc/self/clear_refs (Linux's `clear_refs_write`): 1 clears the accessed flag
+    /// of every mapping, 2 of anonymous ones, 3 of file ones (one test-and-clear per
+    /// entry or contiguous block that has it); 4 clears soft-dirty state, which arm64
+    /// does not have (Linux's walk clears nothing there either); 5 resets the peak RSS,
+    /// which this kernel does not keep. Anything else is EINVAL.
+    pub fn clear_refs(&mut self, kind: u64) -> Result<(), crate::uapi::Errno> {
+        let (anon, file) = match kind {
+            1 => (true, true),
+            2 => (true, false),
+            3 => (false, true),
+            4 | 5 => return Ok(()),
+            _ => return Err(crate::uapi::EINVAL),
+        };
+        let vmas: alloc::vec::Vec<(VirtAddr, VirtAddr)> = self
+            .vmas
+            .iter()
+            .filter(|v| if v.file().is_some() { file } else { anon })
+            .map(|v| (v.start, v.end))
+            .collect();
+        for (start, end) in vmas {
+            let mut at = start;
+            while at < end {
+                let Some(leaf) = self.tables.get(at) else {
+                    at = at.add(PAGE_SIZE);
+                    continue;
+                };
+                if leaf.pte.is_young() {
+                    self.tables.test_and_clear_young(at);
+                }
+                at = at.add(span(at, &leaf) * PAGE_SIZE);
+            }
+        }
+        Ok(())
+    }
+
     pub fn smaps(&self) -> String {
         let mut out = String::new();
         for vma in self.vmas.iter() {

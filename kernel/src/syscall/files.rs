@@ -352,6 +352,10 @@ pub fn faccessat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64, Er
 }
 
 pub fn ioctl(fd: u64, req: u64, arg: u64) -> Result<u64, Errno> {
+    let stream = me().files.lock().get(fd)?.stream();
+    if let Some(s) = stream {
+        return s.ioctl(req, arg);
+    }
     let console = with_file(fd, |f| Ok(matches!(f, File::Console)))?;
     match (console, req) {
         (true, TCGETS) => {

@@ -43,12 +43,12 @@ const SPLICE_F_NONBLOCK: u64 = 2;
 const SPLICE_F_ALL: u64 = 0xf;
 
 /// vmsplice: user memory into a pipe's write end (or out of its read end), as Linux's
-/// `vmsplice_to_pipe`: wait for some room, move what fits, return the count (a long
-/// vector may go in part). The bytes are copied at the call; Linux pins the pages
-/// instead, so a reader there sees later writes of the same process to a page it
-/// still maps exclusively, here the bytes as they were (after a fork both see the old
-/// bytes: Linux unshares a page before a read-only pin). Pins are issue 25's.
-/// Out of the pipe it is readv. SPLICE_F_NONBLOCK: EAGAIN instead of waiting.
+/// `vmsplice_to_pipe`: wait for a free slot, pin the pages that fit, one slot each,
+/// return the count (a long vector may go in part). The pipe holds the pages, not a
+/// copy (`mm::pin`): a reader sees later writes of the process to a page it maps
+/// exclusively, and never a write of another process (a page shared since fork is
+/// unshared before the pin). Out of the pipe it is readv. SPLICE_F_NONBLOCK: EAGAIN
+/// instead of waiting.
 pub fn vmsplice(fd: u64, iov: u64, nr_segs: u64, flags: u64) -> Result<u64, Errno> {
     if flags & !SPLICE_F_ALL != 0 {
         return Err(EINVAL);

@@ -14,7 +14,8 @@ use rt::mm::{brk, Region, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MAP_ANONYMOUS
 use rt::mm::{MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED_LOCKED, MADV_KEEPONFORK, MADV_PAGEOUT};
 use rt::mm::{MADV_WIPEONFORK, MCL_ONFAULT, MLOCK_ONFAULT};
 use rt::mm::{
-    MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE,
+    MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_NONE, PROT_READ,
+    PROT_WRITE,
 };
 use rt::proc::{self, RUSAGE_SELF};
 use rt::sys::nr;
@@ -387,6 +388,15 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("pipe2_kernel",        EFAULT,      |_| sys!(nr::PIPE2, KERNEL, 0)),
     ("pipe2_low",           EFAULT,      |_| sys!(nr::PIPE2, LOW, 0)),
     ("pipe2_bad_flag",      EINVAL,      |e| sys!(nr::PIPE2, e.buf, 1)),
+    // vmsplice pins the pages for reading (`mm::pin`): a PROT_WRITE-only page is
+    // readable on arm64 (Linux's GUP-fast looks at the entry), PROT_NONE and a hole
+    // are EFAULT.
+    ("vmsplice_write_only", Want::Ok(PAGE), |_| vmsplice_page(PROT_WRITE)),
+    ("vmsplice_prot_none",  EFAULT,      |_| vmsplice_page(PROT_NONE)),
+    ("vmsplice_hole",       EFAULT,      |e| vmsplice_at(e.hole)),
+    ("clear_refs_6",        EINVAL,      |_| clear_refs(b"6")),
+    ("clear_refs_word",     EINVAL,      |_| clear_refs(b"all")),
+    ("clear_refs_1",        Want::Ok(1), |_| clear_refs(b"1")),
     ("dup_bad_fd",          EBADF,       |_| sys!(nr::DUP, 999)),
     ("dup3_bad_old",        EBADF,       |_| sys!(nr::DUP3, 999, 50, 0)),
     ("dup3_same",           EINVAL,      |_| sys!(nr::DUP3, 0, 0, 0)),
@@ -581,6 +591,38 @@ fn pwrite_mem(buf: usize, len: usize, at: usize) -> Result<usize, Errno> {
         0,
     )?;
     let r = sys!(nr::PWRITE64, fd, buf, len, at);
+    let _ = fs::close(fd);
+    r
+}
+
+/// vmsplice of one page at `addr` into a fresh pipe.
+fn vmsplice_at(addr: usize) -> Result<usize, Errno> {
+    let (r, w) = rt::pipe::pipe2(0)?;
+    let iov = [addr, PAGE];
+    let res = sys!(nr::VMSPLICE, w, iov.as_ptr(), 1, 0);
+    let _ = fs::close(r);
+    let _ = fs::close(w);
+    res
+}
+
+/// vmsplice of a fresh page mapped with `prot` (written first where it can be).
+fn vmsplice_page(prot: usize) -> Result<usize, Errno> {
+    let m = Region::anon(PAGE, prot, 0)?;
+    if prot & PROT_WRITE != 0 {
+        m.store(0, 1);
+    }
+    vmsplice_at(m.addr)
+}
+
+/// A write of `what` to /proc/self/clear_refs.
+fn clear_refs(what: &[u8]) -> Result<usize, Errno> {
+    let fd = fs::openat(
+        fs::AT_FDCWD,
+        c"/proc/self/clear_refs",
+        fs::O_WRONLY | fs::O_CLOEXEC,
+        0,
+    )?;
+    let r = fs::write(fd, what);
     let _ = fs::close(fd);
     r
 }

@@ -29,6 +29,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rt::bench::{self, Json, Snapshot, Spread};
+use rt::fs;
 use rt::mm::{self, Region, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE, PROT_READ, PROT_WRITE};
 use rt::println;
 use rt::proc;
@@ -127,6 +128,7 @@ type Bench = fn(&Env, &mut Meter) -> Result<(), Why>;
 const BENCHES: &[(&str, Bench)] = &[
     ("fault", fault),
     ("fork", fork),
+    ("fork_pinned", fork_pinned),
     ("reuse", reuse),
     ("copy", copy),
     ("munmap", munmap),
@@ -169,6 +171,31 @@ fn fault(env: &Env, m: &mut Meter) -> Result<(), Why> {
 fn fork(env: &Env, m: &mut Meter) -> Result<(), Why> {
     let _r = env.filled()?;
     measured_fork(m)
+}
+
+/// fork of a process with the region filled and 16 of its folios each pinned by one
+/// page in a pipe (vmsplice of the first byte of each): the child gets copies of
+/// those folios (contkernel: each whole, into a folio of its size; Linux: each
+/// exclusive 4 KiB page of them, a 2 MiB mapping split first).
+fn fork_pinned(env: &Env, m: &mut Meter) -> Result<(), Why> {
+    let r = env.filled()?;
+    let step = (env.folio_kb << 10).max(PAGE);
+    let iov: [[usize; 2]; 16] = core::array::from_fn(|i| [r.addr + (i * step) % r.len, 1]);
+    let (rd, w) = rt::pipe::pipe2(0).map_err(|e| why(format_args!("pipe2: {e}")))?;
+    // SAFETY: each iovec names one byte of the region, mapped and readable.
+    let n: Result<usize, rt::sys::Errno> =
+        unsafe { rt::syscall!(rt::sys::nr::VMSPLICE, w, iov.as_ptr(), iov.len(), 0) };
+    let n = n.map_err(|e| why(format_args!("vmsplice: {e}")))?;
+    if n != iov.len() {
+        return Err(why(format_args!(
+            "vmsplice took {n} of {} bytes",
+            iov.len()
+        )));
+    }
+    let res = measured_fork(m);
+    let _ = fs::close(rd);
+    let _ = fs::close(w);
+    res
 }
 
 /// One fork measured (the child sleeps, then exits), and its wait.

@@ -466,9 +466,7 @@ fn vmsplice_raw(fd: usize, iov: &[[usize; 2]], flags: usize) -> Result<usize, Er
 }
 
 /// Three buffers spliced into the write end come out of the read end in order; out of
-/// the read end into two buffers; the bytes are the ones at the call even when the
-/// buffer is written before the read (copied; Linux reads a page it pins, so only a
-/// page the writer no longer maps exclusively keeps its old bytes there: not checked);
+/// the read end into two buffers (what a pin means for the bytes: the `pins` program);
 /// SPLICE_F_NONBLOCK on an empty pipe is EAGAIN; bad flags, a file that is no pipe,
 /// and more than 1024 segments are refused as Linux does.
 fn vmsplice() -> Outcome {

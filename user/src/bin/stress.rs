@@ -16,7 +16,9 @@
 //! MADV_PAGEOUT (a lazily freed page may then read zeros), writes to lazily freed
 //! pages, MADV_HUGEPAGE / NOHUGEPAGE, mincore, the per-size mTHP switches, the deferred-split
 //! shrinker, writes and reads
-//! of page ranges straddling 64 KiB and 2 MiB boundaries, and fork. A child takes
+//! of page ranges straddling 64 KiB and 2 MiB boundaries, vmsplice of up to 16 pages
+//! then a write, a fork, munmap or MADV_DONTNEED/FREE/PAGEOUT over them (the pipe must
+//! give back what this process's pages held: pins), and fork. A child takes
 //! half of the remaining operations with its own stream of the seed, checks every
 //! page it inherited, and neither side's later writes may show in the other (each
 //! checks its own shadow, and a parent checks everything again after a child exits).
@@ -193,6 +195,7 @@ enum Kind {
     Policy,
     Shrink,
     Fork,
+    Splice,
 }
 
 impl Kind {
@@ -209,6 +212,7 @@ impl Kind {
             Kind::Policy => "policy",
             Kind::Shrink => "shrink",
             Kind::Fork => "fork",
+            Kind::Splice => "vmsplice",
         }
     }
 }
@@ -641,6 +645,10 @@ impl Stress {
     /// madvise applies to every mapped part and is ENOMEM if there is a hole.
     fn op_madvise(&mut self, advice: usize) -> Result<(), Failure> {
         let (first, pages) = self.pick(MAX_MAP_PAGES);
+        self.madvise_at(first, pages, advice)
+    }
+
+    fn madvise_at(&mut self, first: usize, pages: usize, advice: usize) -> Result<(), Failure> {
         // SAFETY: inside the arena, which no Rust reference points into.
         let r = unsafe { mm::madvise(self.addr(first), pages * PAGE, advice) };
         let e = self.log(Kind::Madvise, first, pages, advice, raw(r));
@@ -767,6 +775,167 @@ impl Stress {
         for i in first..first + pages {
             if self.shadow[i].lazy() && self.shadow[i].writable() {
                 self.write_range(i, 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// vmsplice (pins): up to 16 readable pages into a fresh pipe, then one of: this
+    /// process writes them, a child writes them (fork), this process writes them
+    /// while a child maps them, munmap, MADV_DONTNEED, MADV_FREE then MADV_PAGEOUT. The pipe then gives what this process's pages held
+    /// while it mapped them: its own later writes, never the child's (Linux's pins,
+    /// and this kernel's, unshare a page before a read-only pin and fork copies a
+    /// pinned one).
+    fn op_splice(&mut self) -> Result<(), Failure> {
+        const MAX: usize = 16;
+        let (first, pages) = self.pick(MAX);
+        let k = (first..first + pages)
+            .take_while(|&i| self.shadow[i].readable())
+            .count();
+        if k == 0 {
+            return self.op_read();
+        }
+        let Ok((rd, w)) = rt::pipe::pipe2(0) else {
+            return self.op_read();
+        };
+        let iov = [self.addr(first), k * PAGE];
+        // SAFETY: the iovec names readable pages of the arena.
+        let r = unsafe { rt::syscall!(rt::sys::nr::VMSPLICE, w, iov.as_ptr(), 1, 0) };
+        let what = self.rng.below(6);
+        let e = self.log(Kind::Splice, first, k, what, raw(r));
+        let spliced = self.expect(e, Ok(k * PAGE));
+        let mut tags = [0u64; MAX];
+        for (j, t) in tags.iter_mut().enumerate().take(k) {
+            *t = self.shadow[first + j].tag();
+        }
+        let before = tags;
+        let r = spliced.and_then(|()| self.after_splice(first, k, what, &mut tags));
+        // Linux's vmsplice takes plain references, not pins (`iov_iter_get_pages2`): a
+        // page shared when spliced (since a fork) is copied at this process's next
+        // write, and the pipe keeps the bytes of before. This kernel pins, unsharing
+        // first, so the pipe always has this process's latest bytes.
+        let stale_ok = (!thp::on_contkernel()).then_some(&before[..]);
+        let r = r.and_then(|()| self.drain_splice(rd, first, k, &tags, stale_ok));
+        let _ = fs::close(rd);
+        let _ = fs::close(w);
+        r
+    }
+
+    /// The change after a vmsplice of `k` pages from `first` (`op_splice`); `tags`
+    /// become what the pipe must give.
+    fn after_splice(
+        &mut self,
+        first: usize,
+        k: usize,
+        what: usize,
+        tags: &mut [u64],
+    ) -> Result<(), Failure> {
+        match what {
+            0 => {
+                self.write_range(first, k)?;
+                for (j, t) in tags.iter_mut().enumerate().take(k) {
+                    *t = self.shadow[first + j].tag();
+                }
+                Ok(())
+            }
+            1 => {
+                let tag = u64::MAX >> 8;
+                let st = proc::fork_wait(|| {
+                    for i in first..first + k {
+                        if self.shadow[i].writable() {
+                            self.fill(i, tag);
+                        }
+                    }
+                    0
+                });
+                self.log(Kind::Fork, first, k, 0, raw(st.map(|s| s.0 as usize)));
+                match st {
+                    Ok(s) if s.exited() && s.exit_status() == 0 => Ok(()),
+                    Ok(s) => Err(Failure::Child { pid: 0, status: s }),
+                    Err(e) => Err(Failure::Fork(e)),
+                }
+            }
+            2 => {
+                // SAFETY: inside the arena, which no Rust reference points into.
+                let r = unsafe { mm::munmap(self.addr(first), k * PAGE) };
+                let e = self.log(Kind::Munmap, first, k, 0, raw(r));
+                self.expect(e, Ok(0))?;
+                for i in first..first + k {
+                    self.set(i, Page::UNMAPPED);
+                }
+                Ok(())
+            }
+            3 => self.madvise_at(first, k, MADV_DONTNEED),
+            4 => {
+                // This process writes while a child still maps the pages: its writes
+                // must reach the pipe (a fork that shared the pinned pages would have
+                // the write copy them away from the pin).
+                let Ok((go_r, go_w)) = rt::pipe::pipe2(0) else {
+                    return Ok(());
+                };
+                let child = proc::spawn(|| {
+                    let mut b = [0u8];
+                    let _ = fs::read(go_r, &mut b);
+                    0
+                });
+                self.log(Kind::Fork, first, k, 1, raw(child));
+                let r = self.write_range(first, k);
+                let _ = fs::write(go_w, b"g");
+                let _ = fs::close(go_r);
+                let _ = fs::close(go_w);
+                if let Ok(pid) = child {
+                    let _ = proc::wait(pid);
+                }
+                for (j, t) in tags.iter_mut().enumerate().take(k) {
+                    *t = self.shadow[first + j].tag();
+                }
+                r
+            }
+            _ => {
+                self.madvise_at(first, k, MADV_FREE)?;
+                self.madvise_at(first, k, MADV_PAGEOUT)
+            }
+        }
+    }
+
+    /// Read the `k` spliced pages back from `rd`, page by page, and compare them with
+    /// `tags` at their addresses (or, where `or` is given, with those).
+    fn drain_splice(
+        &mut self,
+        rd: usize,
+        first: usize,
+        k: usize,
+        tags: &[u64],
+        or: Option<&[u64]>,
+    ) -> Result<(), Failure> {
+        let mut buf = [0u64; PAGE / 8];
+        for (j, &tag) in tags.iter().enumerate().take(k) {
+            // SAFETY: `buf` is this function's, PAGE bytes.
+            let bytes =
+                unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, PAGE) };
+            let mut done = 0;
+            while done < PAGE {
+                match fs::read(rd, &mut bytes[done..]) {
+                    Ok(n) if n > 0 => done += n,
+                    r => {
+                        let e = self.log(Kind::Splice, first + j, 1, 0, raw(r));
+                        return self.expect(e, Ok(PAGE));
+                    }
+                }
+            }
+            let base = self.addr(first + j);
+            let holds =
+                |tag: u64| (0..PAGE / 8).all(|w| buf[w] == word(self.seed, tag, base + w * 8));
+            if or.is_some_and(|old| holds(old[j])) {
+                continue;
+            }
+            if let Some(w) = (0..PAGE / 8).find(|&w| buf[w] != word(self.seed, tag, base + w * 8)) {
+                return Err(Failure::Data {
+                    addr: base + w * 8,
+                    expected: word(self.seed, tag, base + w * 8),
+                    actual: buf[w],
+                    page: self.shadow[first + j],
+                });
             }
         }
         Ok(())
@@ -925,6 +1094,7 @@ impl Stress {
             78..=79 => self.op_redirty(),
             80..=81 => self.op_shrink(),
             82..=83 => self.op_collapse(),
+            84..=85 => self.op_splice(),
             _ => self.op_read(),
         }
     }

@@ -225,6 +225,9 @@ pub enum Fail {
     Busy,
     /// Clean lazyfree pages: the thread leaves them to reclaim.
     Lazyfree,
+    /// Pages someone holds beyond their mappings (pinned): a copy would leave the
+    /// holder behind.
+    Pinned,
 }
 
 impl Fail {
@@ -233,7 +236,7 @@ impl Fail {
         use crate::uapi::{EAGAIN, EBUSY, EINVAL, ENOMEM};
         match self {
             Fail::NoMemory => ENOMEM,
-            Fail::Busy | Fail::Lazyfree => EAGAIN,
+            Fail::Busy | Fail::Lazyfree | Fail::Pinned => EAGAIN,
             Fail::ExceedNone => EBUSY,
             Fail::Empty | Fail::ExceedShared => EINVAL,
         }

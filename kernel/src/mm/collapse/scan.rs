@@ -34,6 +34,9 @@ pub(super) struct Survey {
     pub shared: usize,
     /// Pages of a lazyfree folio mapped by a clean entry: memory reclaim may discard.
     pub lazyfree: usize,
+    /// Pages of folios someone holds beyond their mappings (a pin; Linux's
+    /// `is_refcount_suitable` fails for them).
+    pub held: usize,
     /// The permissions of the mapped entries, if they all agree.
     pub prot: Option<Prot>,
 }
@@ -67,6 +70,7 @@ impl<E: MmEnv> Mm<E> {
             exclusive: 0,
             shared: 0,
             lazyfree: 0,
+            held: 0,
             prot: None,
         };
         let mut in_order = true;
@@ -104,6 +108,7 @@ impl<E: MmEnv> Mm<E> {
             s.exclusive += f.is_exclusive(k) as usize;
             s.shared += (f.mapcount(k) > 1) as usize;
             s.lazyfree += (f.is_lazyfree() && !leaf.pte.is_dirty()) as usize;
+            s.held += (f.refcount() > f.expected_refs()) as usize;
             s.present += 1;
         });
         let aligned = s.base_pa.is_some_and(|b| b.is_aligned(n * PAGE_SIZE));
@@ -170,6 +175,11 @@ impl<E: MmEnv> Mm<E> {
                 .collapse_exceed_shared_pte
                 .fetch_add(1, Ordering::Relaxed);
             return Err(Fail::ExceedShared);
+        }
+        if s.held > 0 {
+            // `pin`'s rule 3: the copy would leave the pin on the old page.
+            stats.collapse_exceed_pinned.fetch_add(1, Ordering::Relaxed);
+            return Err(Fail::Pinned);
         }
         self.collapse_copy(base, order, vma)?;
         self.collapsed(limits);

@@ -61,7 +61,10 @@
 //!     operation's range maps an anon-exclusive page, when the environment knows
 //!     ([`PtEnv::anon_exclusive`]): a page shared by two address spaces (after fork)
 //!     must be written only after copy-on-write, never through an entry that already
-//!     lets the hardware write it (or will, with hardware dirty state).
+//!     lets the hardware write it (or will, with hardware dirty state);
+//!   - every user leaf in the operation's range maps no page that is pinned but not
+//!     anon-exclusive ([`PtEnv::pinned_shared`]): a pin refers to an exclusive page,
+//!     and fork copies rather than shares it (`mm::pin`'s rules 1 and 2).
 //!
 //! The checker is switched at run time ([`Checker::set_enabled`]); when off it keeps no
 //! state and costs a branch per store.
@@ -497,11 +500,17 @@ impl Checker {
                     Found::Ptes(table) => (table.slot_of(va).load(), LAST_LEVEL, va.add(PAGE_SIZE)),
                 };
                 let writable = entry.is_writable() || entry.is_hw_writable();
-                if entry.is_leaf(level) && entry.is_user() && writable {
+                if entry.is_leaf(level) && entry.is_user() {
                     let pa = entry.output_addr();
-                    if env.anon_exclusive(pa) == Some(false) {
+                    if writable && env.anon_exclusive(pa) == Some(false) {
                         self.fail(format_args!(
                             "writable entry over a page that is not anon-exclusive: level-{level} entry at {:?}: {entry:?}",
+                            va.align_down(entry_size(level))
+                        ));
+                    }
+                    if let Some(p) = env.pinned_shared(pa, entry_size(level) / PAGE_SIZE) {
+                        self.fail(format_args!(
+                            "entry over pinned page {p} that is not anon-exclusive: level-{level} entry at {:?}: {entry:?}",
                             va.align_down(entry_size(level))
                         ));
                     }

@@ -106,6 +106,13 @@ pub trait PtEnv {
         let _ = pa;
         None
     }
+    /// For the checker (test builds, with [`PtEnv::anon_exclusive`]): the first of the
+    /// `n` pages from `pa` (one entry's) that is pinned but not anon-exclusive, which
+    /// no mapping may leave (`mm::pin`'s rule 2). `None`: none, or not known.
+    fn pinned_shared(&self, pa: PhysAddr, n: usize) -> Option<PhysAddr> {
+        let _ = (pa, n);
+        None
+    }
     fn tlb(&self) -> &Self::Tlb;
     fn features(&self) -> Features;
     /// Where the layer counts its work.

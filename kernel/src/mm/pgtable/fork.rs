@@ -28,8 +28,8 @@ use super::{pmd, range_end, split_cut_blocks, AddressSpace, MapError, Segment};
 impl<E: PtEnv> AddressSpace<E> {
     /// Write-protects the mapped pages of `[va, va + nr)` here and maps them read-only
     /// with `attrs` at the same addresses in `child`, whose range must be empty (a new
-    /// address space). `shared(pa, pages)` is told every run of consecutive frames now
-    /// mapped in both. Fails only if the child needs a table and none is left: what was
+    /// address space). `shared(va, pa, pages)` is told every run of consecutive frames
+    /// now mapped in both (`va` its address). Fails only if the child needs a table and none is left: what was
     /// copied by then stays mapped in both, and accounted.
     #[track_caller]
     pub fn fork_range(
@@ -38,7 +38,7 @@ impl<E: PtEnv> AddressSpace<E> {
         va: VirtAddr,
         nr: usize,
         attrs: PteAttrs,
-        mut shared: impl FnMut(PhysAddr, usize),
+        mut shared: impl FnMut(VirtAddr, PhysAddr, usize),
     ) -> Result<(), MapError> {
         let end = range_end(va, nr);
         self.op(OpKind::Wrprotect, va, end, |pctx, pcur| {
@@ -69,19 +69,19 @@ impl<E: PtEnv> AddressSpace<E> {
 }
 
 /// The child's side of one `fork_range`.
-struct Copy<'c, 'a, E: PtEnv, F: FnMut(PhysAddr, usize)> {
+struct Copy<'c, 'a, E: PtEnv, F: FnMut(VirtAddr, PhysAddr, usize)> {
     cctx: &'c mut Ctx<'a, E>,
     ccur: &'c mut Cursor,
     attrs: PteAttrs,
     shared: &'c mut F,
 }
 
-impl<'a, E: PtEnv, F: FnMut(PhysAddr, usize)> Copy<'_, 'a, E, F> {
+impl<'a, E: PtEnv, F: FnMut(VirtAddr, PhysAddr, usize)> Copy<'_, 'a, E, F> {
     /// A 2 MiB block at `va` mapping `pa`, write-protected in the parent already.
     fn block(&mut self, va: VirtAddr, pa: PhysAddr) -> Result<(), MapError> {
         let slot = ctx::slot_alloc(self.cctx, self.ccur, va, 2)?;
         pmd::map_l2(self.cctx, slot, Pte::block(pa, 2, self.attrs));
-        (self.shared)(pa, 512);
+        (self.shared)(va, pa, 512);
         Ok(())
     }
 
@@ -148,7 +148,7 @@ impl<'a, E: PtEnv, F: FnMut(PhysAddr, usize)> Copy<'_, 'a, E, F> {
             },
             Pte::page(pa, self.attrs),
         );
-        (self.shared)(pa, pages);
+        (self.shared)(start, pa, pages);
         Ok(())
     }
 }

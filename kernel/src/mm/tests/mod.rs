@@ -19,7 +19,9 @@
 //! * `mremap.rs`: mremap's shrink, growth and moves of every folio size;
 //! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem);
 //! * `vmflags.rs`: fork's VMA flags (MADV_DONTFORK, MADV_WIPEONFORK) and mlock's;
-//! * `zero.rs`: the shared zero page.
+//! * `zero.rs`: the shared zero page;
+//! * `pin.rs`: pins (`mm::pin`) and what they mean for fork, copy-on-write, split,
+//!   collapse and lazyfree.
 
 mod access;
 mod collapse;
@@ -27,6 +29,7 @@ mod counts;
 mod hugetlb;
 mod lazyfree;
 mod mremap;
+mod pin;
 mod props;
 mod regress;
 mod report;
@@ -217,7 +220,34 @@ pub enum Op {
     Exit {
         mm: usize,
     },
+    /// A long-term pin of `pages` pages at `at` (`mm::pin`), for writing or reading:
+    /// until the address space unmaps the address, it maps the pinned frame there
+    /// (the pin sees what it writes), and no other address space maps that frame there
+    /// (a private page is never shared while pinned).
+    Pin {
+        mm: usize,
+        at: At,
+        pages: usize,
+        write: bool,
+    },
+    /// Drop pin `which` (modulo how many are held).
+    Unpin {
+        which: usize,
+    },
 }
+
+/// A page held by a pin: `owner` (an address space's id) pinned `pa` at `va`; `live`
+/// until the owner unmaps or replaces the mapping there (munmap, mmap over it, mremap,
+/// MADV_DONTNEED, exit).
+struct Held {
+    owner: usize,
+    va: VirtAddr,
+    pa: super::PhysAddr,
+    live: bool,
+}
+
+/// Pins held at once, at most.
+const MAX_PINS: usize = 64;
 
 /// An address space and what its memory must hold: bytes written and not since
 /// discarded (anything else reads as zero).
@@ -236,6 +266,8 @@ struct World {
     /// Bytes written to shared mappings, by (file, byte offset in the file): every
     /// address space that maps the file there must read them (anything else zero).
     files: BTreeMap<(u64, u64), u8>,
+    /// Pages pinned (`Op::Pin`) and not yet unpinned.
+    pins: Vec<Held>,
     next_id: usize,
     /// What each step did, in the address space's terms: the report of a failure.
     log: Vec<String>,
@@ -273,6 +305,7 @@ pub fn run(cfg: Config, ops: &[Op]) -> Result<(), String> {
         env,
         procs: Vec::new(),
         files: BTreeMap::new(),
+        pins: Vec::new(),
         next_id: 0,
         log: Vec::new(),
     };
@@ -285,6 +318,7 @@ pub fn run(cfg: Config, ops: &[Op]) -> Result<(), String> {
             for p in world.procs.drain(..) {
                 core::mem::forget(p);
             }
+            world.pins.clear();
             Err(format!("{e}\n  steps:\n    {}", world.log.join("\n    ")))
         }
     }
@@ -317,6 +351,10 @@ impl World {
             while let Some(p) = self.procs.pop() {
                 self.log.push(format!("mm{}: exit", p.id));
                 drop(p);
+            }
+            // The pins outlive their address spaces; their frames come back now.
+            for h in self.pins.drain(..) {
+                super::pin::unpin(h.pa);
             }
             Ok(())
         });
@@ -368,7 +406,64 @@ impl World {
 
     fn step(&mut self, op: &Op, value: u8) -> Result<(), String> {
         let live = self.procs.len();
+        // Operations that may take the pinned mapping away end what a pin promises.
+        let unmaps = match *op {
+            Op::Mmap { mm, .. } | Op::MmapShared { mm, .. } | Op::Munmap { mm, .. } => Some(mm),
+            Op::Mremap { mm, .. } => Some(mm),
+            Op::Madvise {
+                mm,
+                advice: Advice::DontNeed,
+                ..
+            } => Some(mm),
+            Op::Exit { mm } if live > 1 => Some(mm),
+            _ => None,
+        };
+        if let Some(mm) = unmaps {
+            let id = self.procs[mm % live].id;
+            for h in self.pins.iter_mut().filter(|h| h.owner == id) {
+                h.live = false;
+            }
+        }
         match *op {
+            Op::Pin {
+                mm,
+                at,
+                pages,
+                write,
+            } => {
+                let i = mm % live;
+                let va = self.resolve(i, at);
+                let n = pages.clamp(1, 4).min(MAX_PINS - self.pins.len());
+                let mut got = [super::PhysAddr::new(0); 4];
+                let p = &mut self.procs[i];
+                let r = p.mm.pin_pages(va, &mut got[..n], write);
+                self.log.push(format!(
+                    "mm{}: pin {n} pages at {:#x}{} = {r:?}",
+                    p.id,
+                    va.as_u64(),
+                    if write { " for writing" } else { "" }
+                ));
+                for (k, &pa) in got.iter().enumerate().take(r.unwrap_or(0)) {
+                    self.pins.push(Held {
+                        owner: p.id,
+                        va: va.add(k * PAGE_SIZE),
+                        pa,
+                        live: true,
+                    });
+                }
+            }
+            Op::Unpin { which } => {
+                if !self.pins.is_empty() {
+                    let h = self.pins.remove(which % self.pins.len());
+                    self.log.push(format!(
+                        "unpin {} (mm{} at {:#x})",
+                        h.pa,
+                        h.owner,
+                        h.va.as_u64()
+                    ));
+                    super::pin::unpin(h.pa);
+                }
+            }
             Op::Mmap {
                 mm,
                 page,
@@ -854,9 +949,46 @@ impl World {
                 }
             }
         }
+        self.check_pins()?;
         audit::check(self.procs.iter().map(|p| &p.mm))
             .map(|_| ())
             .map_err(|e| format!("audit: {e}"))
+    }
+
+    /// What each live pin promises (`Op::Pin`): its owner maps the pinned frame at the
+    /// pinned address, and no other address space maps it there unless it is a
+    /// shared file's page.
+    fn check_pins(&self) -> Result<(), String> {
+        for h in self.pins.iter().filter(|h| h.live) {
+            let owner = self.procs.iter().find(|p| p.id == h.owner);
+            let Some(owner) = owner else { continue };
+            let w = model::walk(owner.mm.tables.env(), owner.mm.tables.root(), h.va);
+            if !w.as_ref().is_ok_and(|w| w.pa.align_down(PAGE_SIZE) == h.pa) {
+                return Err(format!(
+                    "mm{}: pinned {} at {:#x}, which now maps {:?}",
+                    h.owner,
+                    h.pa,
+                    h.va.as_u64(),
+                    w.map(|w| w.pa)
+                ));
+            }
+            if shared_key_of(&owner.mm, h.va).is_some() {
+                continue;
+            }
+            for p in self.procs.iter().filter(|p| p.id != h.owner) {
+                let w = model::walk(p.mm.tables.env(), p.mm.tables.root(), h.va);
+                if w.is_ok_and(|w| w.pa.align_down(PAGE_SIZE) == h.pa) {
+                    return Err(format!(
+                        "mm{} maps {} at {:#x}, which mm{} pinned",
+                        p.id,
+                        h.pa,
+                        h.va.as_u64(),
+                        h.owner
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -105,13 +105,19 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (prop::sample::select(vec![2usize, 3, 4, 5, 6, 9]), size_setting()).prop_map(|(order, setting)| Op::Policy { order, setting }),
         1 => Just(Op::Shrink),
         1 => mm.clone().prop_map(|mm| Op::Scan { mm }),
-        1 => mm.prop_map(|mm| Op::Exit { mm }),
+        1 => mm.clone().prop_map(|mm| Op::Exit { mm }),
+        2 => (mm, at(), 1..=4usize, prop::bool::ANY).prop_map(|(mm, at, pages, write)| Op::Pin { mm, at, pages, write }),
+        1 => (0..MAX_MMS * 8).prop_map(|which| Op::Unpin { which }),
     ]
 }
 
 fn proptest_config() -> ProptestConfig {
     ProptestConfig {
-        cases: 12,
+        // PROPS_CASES=N runs N (a long hunt after a change); the suite runs 12.
+        cases: std::env::var("PROPS_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(12),
         // Shrinking runs only after a failure: let it reach a short sequence.
         max_shrink_iters: 4096,
         failure_persistence: None,
