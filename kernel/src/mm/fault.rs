@@ -293,9 +293,6 @@ impl<E: MmEnv> Mm<E> {
         }
         if leaf.pte.is_writable() {
             self.tables.write_fault(page);
-        } else if folio::anon_exclusive(pa) != Some(true) && vma.hugetlb().is_some() {
-            self.hugetlb_cow(page, pa, &vma)?;
-            pa = self.tables.get(page).expect("copied").pa_of(page);
         } else if folio::anon_exclusive(pa) != Some(true) {
             self.copy_on_write(page, pa, vma)?;
             pa = self.tables.get(page).expect("copied").pa_of(page);

@@ -436,7 +436,12 @@ impl Locked {
             if dequeue(f) {
                 this.put(1);
             }
-        } else if emptied && order > 0 && this.meta(0).test(flags::ANON) {
+        } else if emptied
+            && order > 0
+            && this.meta(0).test(flags::ANON)
+            && !this.meta(0).test(flags::HUGETLB)
+        {
+            // A hugetlb page is never split: it waits whole for its last mapping.
             // A file's folio keeps its unmapped pages: they hold the file's data.
             this.queue_deferred();
         }

@@ -173,6 +173,9 @@ impl<E: MmEnv> Mm<E> {
     /// the parent's, read-only. Only the runs in which `share` met a pinned folio get
     /// this walk, so a fork with nothing pinned pays nothing for it.
     fn copy_pinned(&mut self, start: VirtAddr, end: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
+        if vma.hugetlb().is_some() {
+            return self.hugetlb_copy_pinned(start, end, vma);
+        }
         let mut va = start;
         while va < end {
             let Some(leaf) = self.tables.get(va) else {

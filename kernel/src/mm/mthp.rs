@@ -38,6 +38,7 @@ use core::ops::RangeInclusive;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 
 use super::addr::{VirtAddr, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE};
+use super::frame::MAX_POOL_ORDER;
 use super::vma::HugeHint;
 use crate::uapi::EINVAL;
 
@@ -588,10 +589,12 @@ impl Default for SizeStats {
 }
 
 /// Statistics of every order 0..=PMD_ORDER; order 0 has no sysfs directory but is
-/// counted so that the accounting of splits and CoW adds up.
-static STATS: [SizeStats; PMD_ORDER + 1] = [const { SizeStats::new() }; PMD_ORDER + 1];
+/// counted so that the accounting of splits and CoW adds up. The orders above, up to
+/// hugetlb's 32 MiB pages, have no file either: a path that counts one of their folios
+/// counts it there, never out of bounds.
+static STATS: [SizeStats; MAX_POOL_ORDER + 1] = [const { SizeStats::new() }; MAX_POOL_ORDER + 1];
 
-/// The statistics of folios of `order` (0..=9).
+/// The statistics of folios of `order` (0..=9; 10..=13 are kept but never shown).
 pub fn stats(order: usize) -> &'static SizeStats {
     &STATS[order]
 }

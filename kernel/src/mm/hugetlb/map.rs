@@ -208,7 +208,8 @@ impl<E: MmEnv> Mm<E> {
         let n = h.size.bytes() / PAGE_SIZE;
         let f = Folio::lock(pa);
         let old = f.head();
-        if f.mapped_exactly_once() {
+        // Exclusive already (a pinned page fork left this side's), or no one else's.
+        if f.all_exclusive() || f.mapped_exactly_once() {
             f.set_exclusive(0, n, true);
             drop(f);
             if vma.prot.write {
@@ -262,7 +263,8 @@ impl<E: MmEnv> Mm<E> {
     /// fork's copy of the private hugetlb VMA `vma` of 32 MiB pages into `child`: each
     /// page mapped here is write-protected, then mapped read-only in the child as one
     /// level-2 contiguous block and shared whole (the generic copy goes 2 MiB at a
-    /// time, which would share a 32 MiB folio a part at a time).
+    /// time, which would share a 32 MiB folio a part at a time). A pinned page stays
+    /// this side's, and the child gets a copy from the pool (`pin`, rule 2).
     pub(in crate::mm) fn hugetlb_fork(
         &mut self,
         child: &mut Mm<E>,
@@ -277,18 +279,67 @@ impl<E: MmEnv> Mm<E> {
         while base < vma.end {
             if let Some(leaf) = self.tables.get(base) {
                 let head = leaf.pa_of(base);
-                self.tables
-                    .wrprotect(base, size / PAGE_SIZE)
-                    .map_err(|_| ENOMEM)?;
-                child
-                    .tables
-                    .map_l2c(base, head, attrs)
-                    .map_err(|_| ENOMEM)?;
-                Folio::lock(head).share(0, size / PAGE_SIZE);
+                if Folio::of(head).is_pinned() {
+                    child
+                        .hugetlb_copy_into(base, head, vma)
+                        .map_err(|_| ENOMEM)?;
+                } else {
+                    self.tables
+                        .wrprotect(base, size / PAGE_SIZE)
+                        .map_err(|_| ENOMEM)?;
+                    child
+                        .tables
+                        .map_l2c(base, head, attrs)
+                        .map_err(|_| ENOMEM)?;
+                    Folio::lock(head).share(0, size / PAGE_SIZE);
+                }
             }
             base = base.add(size);
         }
         Ok(())
+    }
+
+    /// fork's copies for the child (this address space) of the pinned pages of
+    /// `[start, end)` in the private hugetlb VMA `vma`, which fork shared: each is
+    /// replaced by a whole copy from the pool (Linux's `copy_hugetlb_page_range` when
+    /// `folio_maybe_dma_pinned`); out of memory when the pool has none.
+    pub(in crate::mm) fn hugetlb_copy_pinned(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        vma: &Vma,
+    ) -> Result<(), FaultError> {
+        let size = vma.hugetlb().expect("a hugetlb VMA").size.bytes();
+        let mut base = start.align_down(size);
+        while base < end {
+            if let Some(leaf) = self.tables.get(base) {
+                let head = leaf.pa_of(base);
+                if Folio::of(head).is_pinned() {
+                    let records = self
+                        .tables
+                        .unmap(base, size / PAGE_SIZE)
+                        .map_err(map_error)?;
+                    release(records);
+                    self.hugetlb_copy_into(base, head, vma)?;
+                }
+            }
+            base = base.add(size);
+        }
+        Ok(())
+    }
+
+    /// Map at `base` (unmapped) a copy of the hugetlb page at `head`, from the pool:
+    /// this address space's own, exclusive.
+    fn hugetlb_copy_into(
+        &mut self,
+        base: VirtAddr,
+        head: PhysAddr,
+        vma: &Vma,
+    ) -> Result<(), FaultError> {
+        let size = vma.hugetlb().expect("a hugetlb VMA").size;
+        let new = pool(size).take(false).ok_or(FaultError::Oom)?;
+        self.env().copy_pages(head, new, size.bytes() / PAGE_SIZE);
+        self.hugetlb_map_new(base, folio::adopt_hugetlb(new, false), vma, false)
     }
 
     /// munmap's and mprotect's check: EINVAL if `start` or `end` cuts a hugetlb page.

@@ -490,3 +490,31 @@ fn a_32m_page_is_one_level_2_contiguous_block_through_fork_mprotect_and_unmap() 
     assert_eq!(load(&mut mm, va), 0);
     finish([mm]);
 }
+
+#[test]
+fn fork_gives_the_child_a_pool_copy_of_a_pinned_page() {
+    for size in [M2, M32] {
+        let (_m, mut mm) = mapping_setup(size, 2);
+        let va = map(&mut mm, size, 1, false).expect("mmap");
+        let pa = store(&mut mm, va, 8);
+        let mut pinned = [PhysAddr(0)];
+        assert_eq!(mm.pin_pages(va, &mut pinned, false), Ok(1));
+        assert_eq!(pinned[0], pa);
+        let mut child = mm.fork().expect("fork");
+        // The child's page is a copy from the pool, already its own; the parent's
+        // page, pinned, stays the parent's.
+        assert_eq!(figures(size).free, 0, "{} kB", size.kb());
+        let cpa = leaf(&child, va).pa_of(va);
+        assert_ne!(cpa, pa);
+        assert_eq!(host::read_byte(cpa), 8);
+        assert_eq!(
+            store(&mut mm, va, 9),
+            pa,
+            "the parent writes its pinned page in place"
+        );
+        assert_eq!(load(&mut child, va), 8);
+        audit::check([&mm, &child].into_iter()).expect("audit");
+        crate::mm::pin::unpin(pa);
+        finish([mm, child]);
+    }
+}
