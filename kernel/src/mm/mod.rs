@@ -32,7 +32,7 @@
 //! |---|---|---|---|---|
 //! | L1 | a process's `sigaction` (`proc::task::Group`) | every thread's copy of the signal actions, the one trampoline | rt_sigaction | waits |
 //! | L2 | `Mm` lock (`proc::mmlock`, shared by the threads of a process: spins briefly, then sleeps) | the VMAs, the page tables (every software write of an entry) and the folio accounting of its mappings | faults of every thread, system calls, fork, exit, the collapse thread | waits (its holder never sleeps); a reclaimer holding one *tries* a second (lazyfree's protocol) |
-//! | L3 | a file's `cache` lock (`shmem`) | the file's size and its page-cache folio map (each folio in it holds a reference and is marked `CACHED`) | faults on its mappings, read, write, ftruncate, fallocate, the file's last reference | waits |
+//! | L3 | a file's `cache` lock (`shmem`); a shared hugetlb mapping's pages (`hugetlb::resv::HugeFile`) | the file's size and its page-cache folio map (each folio in it holds a reference and is marked `CACHED`); the hugetlb file's pages and unused reservations | faults on its mappings, read, write, ftruncate, fallocate, the file's last reference | waits |
 //! | L4 | `SHRINKER` (`folio`) | one deferred-split shrinker at a time | reclaim passes | waits |
 //! | L5 | a folio's lock bit (`folio`, rule 1) | its shape, counts (references, map counts, pages' pins) and flags | whoever changes them; a pin or unpin (`pin`: a pipe's read or close, gup_test) | waits; a merge try-locks the second and later folios |
 //! | L6 | `DEFERRED` queue (`folio`), lazyfree `LIST` (`lazyfree`), collapse hints (`collapse::hints`) | their lists | under a folio lock or alone | waits (IRQ-safe) |
