@@ -13,11 +13,14 @@
 //!   one level-2 block, 32 MiB as one level-2 contiguous block (`pgtable::contpmd`).
 //!   Every later operation on a 32 MiB page covers all of it, so its 16 entries change
 //!   together: unmaps go in batches of a page (`map`'s `unmap_pages`), fork copies it
-//!   whole ([`Mm::hugetlb_fork`]). A private page is an anonymous folio of the pool's (exclusive,
-//!   accounted whole); a shared page is its file's, held by it. No page can be had
-//!   (no reservation, the pool empty): SIGBUS, as Linux.
-//! - **Copy on write** (a private page after fork) reuses the page if this mapping is
-//!   its only one, else copies it whole into a page of the pool (SIGBUS if none).
+//!   whole ([`Mm::hugetlb_fork`]). A private page is an anonymous folio of the pool's
+//!   (exclusive, accounted whole); a shared page is its file's, held by it. No page
+//!   can be had (no reservation, the pool empty): SIGBUS, as Linux.
+//! - **Copy on write** (a private page after fork; also a read pin's unshare and a
+//!   debugger's write, through `cow`'s hook) reuses the page if it is exclusive or
+//!   this mapping is its only one, else copies it whole into a page of the pool
+//!   (SIGBUS if none). Fork gives the child a whole copy of a pinned page (`pin`'s
+//!   rule 2, `fork`'s `copy_pinned` hook).
 //! - **munmap, mprotect, MADV_DONTNEED** work on whole pages: a cut inside a page is
 //!   EINVAL (Linux's `hugetlb_vm_op_split`); MADV_DONTNEED rounds its end down. Unmapped
 //!   pages go back to the pool when their last mapping goes (`folio`'s free), an
