@@ -518,3 +518,82 @@ fn fork_gives_the_child_a_pool_copy_of_a_pinned_page() {
         finish([mm, child]);
     }
 }
+
+/// Random sequences over a private mapping of four pages of each size in a parent and
+/// its forked children: writes, reads, forks, munmap and mprotect of whole pages,
+/// MADV_DONTNEED, with every byte checked against a shadow and the audit after every
+/// step; at the end every page is back in its pool.
+#[test]
+fn random_sequences_keep_data_pools_and_accounting() {
+    for (size, pages) in [(K64, 4), (M2, 4), (M32, 1)] {
+        for seed in 1..=6u64 {
+            let (_m, mut first) = mapping_setup(size, if size == M32 { 2 } else { 8 });
+            let va = map(&mut first, size, pages, false).expect("mmap");
+            let mut mms = std::vec![first];
+            // Per address space: the byte at the start of each page (None: unmapped).
+            let mut shadow = std::vec![std::vec![Some(0u8); pages]];
+            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut next = |n: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % n) as usize
+            };
+            for step in 0..40 {
+                let (m, p) = (next(mms.len() as u64), next(pages as u64));
+                let at = va.add(p * size.bytes());
+                let page_end = at.add(size.bytes());
+                match next(6) {
+                    0 | 1 if shadow[m][p].is_some() => {
+                        let v = (step + 1) as u8;
+                        let _ = mms[m].mprotect(at, page_end, VmProt::READ_WRITE);
+                        match mms[m].handle_fault(at, Access::Write) {
+                            Ok(()) => {
+                                host::write_byte(leaf(&mms[m], at).pa_of(at), v);
+                                shadow[m][p] = Some(v);
+                            }
+                            // No free page for a copy: SIGBUS, nothing changed.
+                            Err(e) => assert_eq!(e, FaultError::Bus),
+                        }
+                    }
+                    2 if mms.len() < 3 => {
+                        let child = mms[m].fork().expect("fork");
+                        mms.push(child);
+                        shadow.push(shadow[m].clone());
+                    }
+                    3 if shadow[m][p].is_some() => {
+                        mms[m].munmap(at, page_end).expect("munmap");
+                        shadow[m][p] = None;
+                    }
+                    4 if shadow[m][p].is_some() => {
+                        mms[m]
+                            .madvise(at, page_end, MADV_DONTNEED)
+                            .expect("dontneed");
+                        shadow[m][p] = Some(0);
+                    }
+                    _ => {
+                        let _ = mms[m].mprotect(at, page_end, VmProt::READ);
+                    }
+                }
+                for (i, mm) in mms.iter_mut().enumerate() {
+                    for (q, want) in shadow[i].iter().enumerate() {
+                        let at = va.add(q * size.bytes());
+                        match want {
+                            Some(v) => match mm.handle_fault(at, Access::Read) {
+                                Ok(()) => assert_eq!(host::read_byte(leaf(mm, at).pa_of(at)), *v),
+                                Err(e) => assert_eq!(
+                                    (e, *v),
+                                    (FaultError::Bus, 0),
+                                    "seed {seed} step {step}"
+                                ),
+                            },
+                            None => assert!(mm.tables.get(at).is_none()),
+                        }
+                    }
+                }
+                audit::check(mms.iter()).unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+            }
+            finish(mms);
+        }
+    }
+}
