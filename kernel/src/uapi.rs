@@ -233,6 +233,7 @@ pub const MADV_FREE: u64 = 8;
 pub const MADV_DONTFORK: u64 = 10;
 pub const MADV_DOFORK: u64 = 11;
 pub const MADV_HUGEPAGE: u64 = 14;
+pub const MADV_REMOVE: u64 = 9;
 pub const MADV_PAGEOUT: u64 = 21;
 pub const MADV_NOHUGEPAGE: u64 = 15;
 pub const MADV_POPULATE_READ: u64 = 22;

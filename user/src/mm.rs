@@ -28,6 +28,7 @@ pub const MREMAP_DONTUNMAP: usize = 4;
 pub const MADV_NORMAL: usize = 0;
 pub const MADV_DONTNEED: usize = 4;
 pub const MADV_FREE: usize = 8;
+pub const MADV_REMOVE: usize = 9;
 pub const MADV_DONTFORK: usize = 10;
 pub const MADV_DOFORK: usize = 11;
 pub const MADV_WIPEONFORK: usize = 18;

@@ -118,23 +118,55 @@ impl<E: MmEnv> Mm<E> {
     /// it alike (a private mapping's copies too, as Linux's `truncate_pagecache`).
     /// The caller holds this `Mm`'s lock (lock table L2) and no other.
     pub fn unmap_file_from(&mut self, file: &Arc<Shmem>, keep: u64) -> Result<(), Errno> {
+        self.unmap_file_range(file, keep, u64::MAX, true)
+    }
+
+    /// Unmap what maps file pages `[first, end)` of `file` here: in shared mappings
+    /// every page, in private ones the file's pages and, with `cows`, their private
+    /// copies too (truncation: Linux's `even_cows`; a punched hole leaves a private
+    /// copy alone). The caller holds this `Mm`'s lock (L2) and no other.
+    pub fn unmap_file_range(
+        &mut self,
+        file: &Arc<Shmem>,
+        first: u64,
+        end: u64,
+        cows: bool,
+    ) -> Result<(), Errno> {
         let mut at = VirtAddr(0);
         while let Some(v) = self.vmas.next_from(at).cloned() {
             at = v.end;
             let Some(m) = v.file().filter(|m| Arc::ptr_eq(&m.file, file)) else {
                 continue;
             };
-            let first = m.index(v.start);
-            let last = m.index(VirtAddr(v.end.as_u64() - PAGE_SIZE as u64));
-            if last < keep {
+            let (lo, hi) = (m.index(v.start), m.index(VirtAddr(v.end.as_u64() - PAGE)));
+            if hi < first || lo >= end {
                 continue;
             }
-            let from = if first >= keep {
-                v.start
+            let from = if lo >= first { v.start } else { m.va_of(first) };
+            let to = if hi < end { v.end } else { m.va_of(end) };
+            if m.shared || cows {
+                self.unmap_pages(from, to)?;
             } else {
-                m.va_of(keep)
-            };
-            self.unmap_pages(from, v.end)?;
+                self.unmap_file_pages(from, to)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmap the pages of `[from, to)` (in one private file mapping) that map the
+    /// file's own folios, leaving the private copies.
+    fn unmap_file_pages(&mut self, from: VirtAddr, to: VirtAddr) -> Result<(), Errno> {
+        let mut a = self.tables.next_populated(from, to);
+        while a < to {
+            let file_page = self
+                .tables
+                .get(a)
+                .map(|l| l.pa_of(a))
+                .is_some_and(|pa| !super::zero::is_zero(pa) && Folio::of(pa).is_file());
+            if file_page {
+                self.unmap_pages(a, a.add(PAGE_SIZE))?;
+            }
+            a = self.tables.next_populated(a.add(PAGE_SIZE), to);
         }
         Ok(())
     }

@@ -83,14 +83,8 @@ impl<E: MmEnv> Mm<E> {
                 );
                 // After a failure the child is dropped with what it maps.
                 r.map_err(|_| ENOMEM)?;
-                if seen.overflow {
-                    child.copy_pinned(a, b, &vma).map_err(|_| ENOMEM)?;
-                } else {
-                    for &(va, n) in &seen.pinned[..seen.nr_pinned] {
-                        child
-                            .copy_pinned(va, va.add(n * PAGE_SIZE), &vma)
-                            .map_err(|_| ENOMEM)?;
-                    }
+                for &(va, end) in &seen.pinned[..seen.nr_pinned] {
+                    child.copy_pinned(va, end, &vma).map_err(|_| ENOMEM)?;
                 }
                 if seen.lazyfree {
                     self.fork_lazyfree(&mut child, a, b);
@@ -126,18 +120,18 @@ impl<E: MmEnv> Mm<E> {
     }
 }
 
-/// Runs of pinned folios a batch remembers for `copy_pinned` (beyond: the whole batch
-/// is walked).
-const PINNED_RUNS: usize = 8;
+/// Ranges of pinned folios a batch remembers for `copy_pinned`; beyond, the last one
+/// grows to take in the next (they come in address order).
+const PINNED_RUNS: usize = 32;
 
 /// What fork's accounting met in a batch: a lazyfree folio (its new mapping needs an
 /// entry: `lazyfree`'s fork), pinned ones (where the child needs copies).
 #[derive(Default)]
 struct Seen {
     lazyfree: bool,
-    pinned: [(VirtAddr, usize); PINNED_RUNS],
+    /// `[start, end)` of each.
+    pinned: [(VirtAddr, VirtAddr); PINNED_RUNS],
     nr_pinned: usize,
-    overflow: bool,
 }
 
 /// Account `n` more mappings of the consecutive pages from `pa`, mapped at `va`
@@ -151,10 +145,11 @@ fn share(va: VirtAddr, pa: PhysAddr, n: usize, seen: &mut Seen) {
             Shared::Lazyfree => seen.lazyfree = true,
             Shared::Pinned => {
                 let at = va.add((f.page(first).as_u64() - pa.as_u64()) as usize);
+                let end = at.add(m * PAGE_SIZE);
                 if seen.nr_pinned == PINNED_RUNS {
-                    seen.overflow = true;
+                    seen.pinned[PINNED_RUNS - 1].1 = end;
                 } else {
-                    seen.pinned[seen.nr_pinned] = (at, m);
+                    seen.pinned[seen.nr_pinned] = (at, end);
                     seen.nr_pinned += 1;
                 }
             }

@@ -264,6 +264,44 @@ impl Shmem {
         Ok(())
     }
 
+    /// fallocate(FALLOC_FL_PUNCH_HOLE) and MADV_REMOVE: the bytes of `[off, off + len)`
+    /// read as zeros from now on, the size unchanged. Folios wholly inside leave the
+    /// cache (their mappings keep them until the caller unmaps the pages, as for
+    /// truncation); in a folio the range cuts only the covered bytes are zeroed (it keeps
+    /// its pages: no split of a file folio here, Linux's shmem splits and frees what it
+    /// can). EPERM under a write seal. Returns the file pages `[first, end)` whose
+    /// mappings the caller must unmap (`Mm::unmap_file_range`).
+    pub fn punch<E: MmEnv>(&self, env: &E, off: u64, len: u64) -> Result<(u64, u64), Errno> {
+        if self.seals() & WRITE_SEALS != 0 {
+            return Err(EPERM);
+        }
+        let end = off.saturating_add(len);
+        let c = self.cache.lock();
+        let end = end.min(c.size.max(off));
+        let (first_page, end_page) = (off / PAGE, end.div_ceil(PAGE));
+        // One folio at a time from the one holding the first page (no list kept: the
+        // range may span the whole cache).
+        let mut cursor = c.find(first_page).map_or(first_page, |(first, _)| first);
+        let mut c = c;
+        while cursor < end_page {
+            let Some((&first, &head)) = c.folios.range(cursor..end_page).next() else {
+                break;
+            };
+            let n = Folio::of(head).nr_pages() as u64;
+            cursor = first + n;
+            let (from, to) = (first * PAGE, (first + n) * PAGE);
+            if off <= from && to <= end {
+                c.folios.remove(&first);
+                uncache(head);
+            } else {
+                let (a, b) = (off.max(from), end.min(to));
+                zero_bytes(env, head, a - from, b - a);
+            }
+        }
+        drop(c);
+        Ok((off.div_ceil(PAGE), end / PAGE))
+    }
+
     /// fallocate: allocate the pages of `[off, off + len)` (zeroed where the file had
     /// none) and, unless `keep_size`, grow the file to cover them. EFBIG past the
     /// largest size; ENOMEM when memory runs out (what was allocated stays, the size

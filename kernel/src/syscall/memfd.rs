@@ -30,6 +30,7 @@ const MFD_HUGE_MASK: u64 = 0x3f << 26;
 const MFD_NAME_MAX_LEN: usize = 255 - 6;
 
 const FALLOC_FL_KEEP_SIZE: u64 = 0x1;
+const FALLOC_FL_PUNCH_HOLE: u64 = 0x2;
 
 /// memfd_create: a new empty file of the RAM file system, sealable with
 /// MFD_ALLOW_SEALING (else F_SEAL_SEAL from the start). MFD_HUGETLB is EINVAL until
@@ -170,16 +171,19 @@ const ALL_SEALS: u32 = shmem::F_SEAL_SEAL
     | shmem::F_SEAL_FUTURE_WRITE
     | shmem::F_SEAL_EXEC;
 
-/// fallocate: mode 0 or FALLOC_FL_KEEP_SIZE (punching holes is EOPNOTSUPP: it
-/// would need to unmap the pages from every process, which truncation does not do
-/// yet either, docs/shmem.md). Linux's vfs_fallocate order: EINVAL for a negative
-/// offset or a length not above 0, EOPNOTSUPP for a mode, EBADF unless open for
-/// writing, ESPIPE for a pipe, ENODEV for another file that is not regular, EFBIG past the largest size.
+/// fallocate: mode 0 or FALLOC_FL_KEEP_SIZE allocates, FALLOC_FL_PUNCH_HOLE (with
+/// KEEP_SIZE, as Linux requires) frees (`punch_hole`). Linux's vfs_fallocate order:
+/// EINVAL for a negative offset or a length not above 0, EOPNOTSUPP for another mode
+/// or a hole without KEEP_SIZE, EBADF unless open for writing, ESPIPE for a pipe,
+/// ENODEV for another file that is not regular, EFBIG past the largest size.
 pub fn fallocate(fd: u64, mode: u64, offset: u64, len: u64) -> Result<u64, Errno> {
     if (offset as i64) < 0 || (len as i64) <= 0 {
         return Err(EINVAL);
     }
-    if mode & !FALLOC_FL_KEEP_SIZE != 0 {
+    let punch = mode & FALLOC_FL_PUNCH_HOLE != 0;
+    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0
+        || (punch && mode & FALLOC_FL_KEEP_SIZE == 0)
+    {
         return Err(EOPNOTSUPP);
     }
     let (writable, stream) = {
@@ -195,6 +199,22 @@ pub fn fallocate(fd: u64, mode: u64, offset: u64, len: u64) -> Result<u64, Errno
         return Err(ESPIPE);
     }
     let file = writable_file(fd, ENODEV)?;
+    if punch {
+        return punch_hole(&file, offset, len).map(|()| 0);
+    }
     file.allocate(&KernelPt, offset, len, mode & FALLOC_FL_KEEP_SIZE != 0)?;
     Ok(0)
+}
+
+/// Free `[offset, offset + len)` of `file` (Linux's `shmem_fallocate` with
+/// FALLOC_FL_PUNCH_HOLE): the cache drops or zeroes it (`Shmem::punch`), then every
+/// address space unmaps the whole pages in it, the shared mappings' and the private
+/// mappings' file pages (their private copies stay), one at a time holding no other
+/// lock. MADV_REMOVE comes here too.
+pub fn punch_hole(file: &Arc<Shmem>, offset: u64, len: u64) -> Result<(), Errno> {
+    let (first, end) = file.punch(&KernelPt, offset, len)?;
+    if first < end {
+        each_address_space(|mm| mm.unmap_file_range(file, first, end, false))?;
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ use super::Errno;
 use crate::arch::aarch64::uaccess::{copy_to_user, is_user_range};
 use alloc::string::String;
 
+use super::memfd;
 use crate::fs::File;
 use crate::mm::aspace::{Mm, STACK_TOP};
 use crate::mm::mlock::Lock;
@@ -142,7 +143,8 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64, Errno> {
 }
 
 pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
-    const KNOWN: [u64; 17] = [
+    const KNOWN: [u64; 18] = [
+        MADV_REMOVE,
         MADV_NORMAL,
         MADV_RANDOM,
         MADV_SEQUENTIAL,
@@ -168,7 +170,55 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
     if start == end {
         return Ok(0);
     }
+    if advice == MADV_REMOVE {
+        return madvise_remove(start, end).map(|()| 0);
+    }
     with_mm(|mm| mm.madvise(start, end, advice).map(|()| 0))
+}
+
+/// MADV_REMOVE (Linux's `madvise_remove`): punch the file pages behind each VMA of the
+/// range out of their file, a VMA at a time, the `Mm` lock dropped around the punch
+/// (which takes every address space's, this one's too). A locked VMA or one with no
+/// file is EINVAL, a private file mapping EACCES; a hole in the range ENOMEM once the
+/// rest is done, as madvise.
+fn madvise_remove(start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+    let mut at = start;
+    let mut hole = false;
+    while at < end {
+        let piece = with_mm(|mm| {
+            let Some(v) = mm.vmas.next_from(at).filter(|v| v.start < end).cloned() else {
+                return Ok(None);
+            };
+            let (from, to) = (v.start.max(at), v.end.min(end));
+            if v.flags.locked || v.flags.lockonfault {
+                return Err(EINVAL);
+            }
+            let m = v.file().ok_or(EINVAL)?;
+            if !m.shared {
+                return Err(EACCES);
+            }
+            let off = m.index(from) * PAGE;
+            Ok(Some((
+                v.start > at,
+                m.file.clone(),
+                off,
+                to.offset_from(from) as u64,
+                to,
+            )))
+        })?;
+        let Some((gap, file, off, len, next)) = piece else {
+            hole = true;
+            break;
+        };
+        hole |= gap;
+        memfd::punch_hole(&file, off, len)?;
+        at = next;
+    }
+    if hole {
+        Err(ENOMEM)
+    } else {
+        Ok(())
+    }
 }
 
 /// mlock, mlock2 and munlock's range, as Linux's `do_mlock`: the start rounded down

@@ -30,16 +30,25 @@
 //! read-only one is allowed, and mprotect to write it is EACCES); F_SEAL_WRITE while a
 //! shared mapping exists is EBUSY; F_SEAL_SEAL ends the adding.
 //!
+//! `punch_hole`: fallocate(FALLOC_FL_PUNCH_HOLE|KEEP_SIZE) over pages 1, 2 and the
+//! first 100 bytes of page 3 of a memfd mapped shared and privately: those bytes read
+//! zeros through the shared mapping and the file, the rest of page 3 and the size
+//! stay; a hole without KEEP_SIZE is EOPNOTSUPP. MADV_REMOVE of pages 5 and 6 through
+//! the shared mapping: zeros there, in the file and in the private mapping's view of
+//! the file, while the private copy of page 5 keeps its byte; MADV_REMOVE of a private
+//! file mapping is EACCES, of private anonymous memory EINVAL.
+//!
 //! `tmpfile`: open("/", O_TMPFILE) gives an unnamed file (what glibc's `tmpfile()`
 //! asks for), written and then mapped shared.
 #![no_std]
 #![no_main]
 
 use rt::fs::{self, SEEK_SET};
-use rt::mm::{Region, MAP_PRIVATE, MAP_SHARED, PAGE, PROT_READ, PROT_WRITE};
+use rt::mm::{Region, MADV_REMOVE, MAP_PRIVATE, MAP_SHARED, PAGE, PROT_READ, PROT_WRITE};
 use rt::proc;
 use rt::test::{Context, Fail, Outcome};
 use rt::thp::{self, Stats};
+use rt::Errno;
 use rt::{ensure, println};
 
 rt::entry!(main);
@@ -61,6 +70,7 @@ fn main(_args: &rt::Args) -> i32 {
     t.run("huge_shared", huge_shared);
     t.run("seals", seals);
     t.run("tmpfile", tmpfile);
+    t.run("punch_hole", punch_hole);
     sc.end(t)
 }
 
@@ -391,6 +401,62 @@ fn tmpfile() -> Outcome {
     ensure!(
         r.load(0) == b't' && r.load(2) == b'p' && r.load(3) == 0,
         "mapped bytes"
+    );
+    fs::close(fd).ctx("close")?;
+    Ok(())
+}
+
+fn punch_hole() -> Outcome {
+    const PUNCH: usize = 3; // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+    let fd = memfd()?;
+    fs::ftruncate(fd, 8 * PAGE).ctx("ftruncate")?;
+    let r = Region::anon_aligned(8 * PAGE, PAGE, RW).ctx("mmap")?;
+    r.map_file_at(0, 8 * PAGE, RW, MAP_SHARED, fd as isize, 0)
+        .ctx("mmap shared")?;
+    let p = Region::anon_aligned(8 * PAGE, PAGE, RW).ctx("mmap")?;
+    p.map_file_at(0, 8 * PAGE, RW, MAP_PRIVATE, fd as isize, 0)
+        .ctx("mmap private")?;
+    for i in 0..8 {
+        r.store(i * PAGE, pattern(i));
+        r.store(i * PAGE + PAGE - 1, pattern(i));
+    }
+    p.store(5 * PAGE, 0x77);
+    ensure!(p.load(6 * PAGE) == pattern(6), "the private view of page 6");
+    fs::fallocate(fd, PUNCH, PAGE, 2 * PAGE + 100).ctx("fallocate(PUNCH_HOLE)")?;
+    ensure!(
+        r.load(PAGE) == 0 && r.load(2 * PAGE + PAGE - 1) == 0 && r.load(3 * PAGE) == 0,
+        "the hole does not read zeros"
+    );
+    ensure!(
+        r.load(3 * PAGE + PAGE - 1) == pattern(3) && r.load(0) == pattern(0),
+        "bytes outside the hole changed"
+    );
+    ensure!(size_of(fd)? == 8 * PAGE, "the hole changed the size");
+    let e = fs::fallocate(fd, 2, 0, PAGE).err();
+    ensure!(
+        e == Some(Errno::EOPNOTSUPP),
+        "a hole without KEEP_SIZE: {e:?}"
+    );
+    r.advise(5 * PAGE, 2 * PAGE, MADV_REMOVE)
+        .ctx("MADV_REMOVE")?;
+    let mut b = [0u8];
+    fs::pread(fd, &mut b, 6 * PAGE).ctx("pread")?;
+    ensure!(
+        r.load(5 * PAGE) == 0 && r.load(6 * PAGE) == 0 && b[0] == 0,
+        "MADV_REMOVE left the data"
+    );
+    ensure!(p.load(5 * PAGE) == 0x77, "the private copy lost its byte");
+    ensure!(p.load(6 * PAGE) == 0, "the private view of a removed page");
+    let e = p.advise(0, PAGE, MADV_REMOVE).err();
+    ensure!(
+        e == Some(Errno::EACCES),
+        "MADV_REMOVE of a private file mapping: {e:?}"
+    );
+    let a = Region::anon(PAGE, RW, 0).ctx("mmap")?;
+    let e = a.advise(0, PAGE, MADV_REMOVE).err();
+    ensure!(
+        e == Some(Errno::EINVAL),
+        "MADV_REMOVE of anonymous memory: {e:?}"
     );
     fs::close(fd).ctx("close")?;
     Ok(())

@@ -18,7 +18,10 @@
 //! shrinker, writes and reads
 //! of page ranges straddling 64 KiB and 2 MiB boundaries, vmsplice of up to 16 pages
 //! then a write, a fork, munmap or MADV_DONTNEED/FREE/PAGEOUT over them (the pipe must
-//! give back what this process's pages held: pins), and fork. A child takes
+//! give back what this process's pages held: pins), and fork. A shared region
+//! (MAP_SHARED|MAP_ANONYMOUS, mapped before the first fork, so every process and
+//! thread maps the same pages; [`SHM`]) is written, checked and MADV_REMOVE'd by all
+//! of them at once, each page under a seqlock whose tag lives in shared memory too. A child takes
 //! half of the remaining operations with its own stream of the seed, checks every
 //! page it inherited, and neither side's later writes may show in the other (each
 //! checks its own shadow, and a parent checks everything again after a child exits).
@@ -42,11 +45,15 @@
 #![no_main]
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use rt::fs;
 use rt::mm::{self, MADV_COLLAPSE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE};
 use rt::mm::{MADV_PAGEOUT, PAGE};
-use rt::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE};
+use rt::mm::{
+    MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
+};
 use rt::mm::{PROT_NONE, PROT_READ, PROT_WRITE};
 use rt::println;
 use rt::proc::{self, WaitStatus, WNOHANG};
@@ -196,6 +203,7 @@ enum Kind {
     Shrink,
     Fork,
     Splice,
+    Shm,
 }
 
 impl Kind {
@@ -213,6 +221,7 @@ impl Kind {
             Kind::Shrink => "shrink",
             Kind::Fork => "fork",
             Kind::Splice => "vmsplice",
+            Kind::Shm => "shared",
         }
     }
 }
@@ -941,6 +950,84 @@ impl Stress {
         Ok(())
     }
 
+    /// Writes a new tag over up to 16 pages of the shared region, each under its
+    /// seqlock (`Shm`): a page another process or thread is writing is skipped.
+    fn op_shm_write(&mut self) -> Result<(), Failure> {
+        let first = self.rng.below(SHM_PAGES);
+        let pages = self.rng.range(1, 16).min(SHM_PAGES - first);
+        self.writes += 1;
+        let tag = (self.pid as u64) << 24 | (self.writes & 0xff_ffff);
+        self.log(Kind::Shm, first, pages, 1, 0);
+        for i in first..first + pages {
+            let t = shm_tag(i);
+            let old = t.load(Acquire);
+            if old == BUSY || t.compare_exchange(old, BUSY, Acquire, Relaxed).is_err() {
+                continue;
+            }
+            let base = SHM + i * PAGE;
+            for a in (base..base + PAGE).step_by(8) {
+                // SAFETY: a page of the shared region, mapped read-write in every
+                // process of the run; no Rust reference points into it.
+                unsafe { core::ptr::write_volatile(a as *mut u64, word(shm_seed(), tag, a)) };
+            }
+            t.store(tag, Release);
+        }
+        Ok(())
+    }
+
+    /// Checks up to 64 pages of the shared region against their tags (`shm_check`).
+    fn op_shm_check(&mut self) -> Result<(), Failure> {
+        let first = self.rng.below(SHM_PAGES);
+        let pages = self.rng.range(1, 64).min(SHM_PAGES - first);
+        self.log(Kind::Shm, first, pages, 0, 0);
+        self.shm_check(first, pages)
+    }
+
+    /// Page by page: the tag, the page, the tag again; a page whose tag stayed the same
+    /// (and not BUSY) must hold that tag's words, whoever wrote it, in whichever
+    /// process: every process maps the same shared pages.
+    fn shm_check(&self, first: usize, pages: usize) -> Result<(), Failure> {
+        for i in first..first + pages {
+            let t = shm_tag(i);
+            let tag = t.load(Acquire);
+            if tag == BUSY {
+                continue;
+            }
+            let base = SHM + i * PAGE;
+            // SAFETY: as in `op_shm_write`.
+            let load = |a: usize| unsafe { core::ptr::read_volatile(a as *const u64) };
+            let bad = (base..base + PAGE)
+                .step_by(8)
+                .find(|&a| load(a) != word(shm_seed(), tag, a));
+            core::sync::atomic::fence(Acquire);
+            if let Some(addr) = bad.filter(|_| t.load(Relaxed) == tag) {
+                return Err(Failure::Data {
+                    addr,
+                    expected: word(shm_seed(), tag, addr),
+                    actual: load(addr),
+                    page: Page::new(PROT_READ | PROT_WRITE).with_tag(tag),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// MADV_REMOVE of one page of the shared region (held under its seqlock): the file
+    /// behind it frees the page, every process then reads zeros there.
+    fn op_shm_remove(&mut self) -> Result<(), Failure> {
+        let i = self.rng.below(SHM_PAGES);
+        let t = shm_tag(i);
+        let old = t.load(Acquire);
+        if old == BUSY || t.compare_exchange(old, BUSY, Acquire, Relaxed).is_err() {
+            return Ok(());
+        }
+        // SAFETY: one page of the shared region, which no Rust reference points into.
+        let r = unsafe { mm::madvise(SHM + i * PAGE, PAGE, mm::MADV_REMOVE) };
+        let e = self.log(Kind::Shm, i, 1, mm::MADV_REMOVE, raw(r));
+        t.store(if r.is_ok() { 0 } else { old }, Release);
+        self.expect(e, Ok(0))
+    }
+
     fn op_read(&mut self) -> Result<(), Failure> {
         let (first, pages) = self.pick(MAX_IO_PAGES);
         self.log(Kind::Read, first, pages, 0, 0);
@@ -1095,6 +1182,9 @@ impl Stress {
             80..=81 => self.op_shrink(),
             82..=83 => self.op_collapse(),
             84..=85 => self.op_splice(),
+            86..=88 => self.op_shm_write(),
+            89..=90 => self.op_shm_check(),
+            91 => self.op_shm_remove(),
             _ => self.op_read(),
         }
     }
@@ -1119,7 +1209,8 @@ impl Stress {
         }
         self.check(0, ARENA_PAGES)?;
         self.reap(0)?;
-        self.check(0, ARENA_PAGES)
+        self.check(0, ARENA_PAGES)?;
+        self.shm_check(0, SHM_PAGES)
     }
 
     /// Which write of which process (pids near this one, writes up to a few thousand
@@ -1180,7 +1271,8 @@ impl Stress {
         }
         let n = self.next_entry.min(HISTORY);
         let recent = (0..n).map(|k| (self.next_entry - n + k) % HISTORY);
-        if let Some(a) = addr {
+        let in_arena = |a: &usize| (self.arena..self.arena + ARENA_PAGES * PAGE).contains(a);
+        if let Some(a) = addr.filter(in_arena) {
             let i = (a - self.arena) / PAGE;
             println!(
                 "stress:   page now {}; history of {:#x}:",
@@ -1203,6 +1295,49 @@ impl Stress {
             println!("stress:     {e}");
         }
     }
+}
+
+/// The shared region: `SHM_PAGES` pages of MAP_SHARED|MAP_ANONYMOUS memory at `SHM`,
+/// mapped by the first process before anything forks (so every process and thread of
+/// the run maps the same pages), with one tag per page in another shared mapping at
+/// `SHM_TAGS`. A page is written under a seqlock: the writer swaps the tag for `BUSY`,
+/// writes, stores the new tag; a reader checks a page only if its tag was the same
+/// before and after it read it. MADV_REMOVE (tag 0: zeros) frees a page for all.
+const SHM: usize = ARENA - 0x1_0000_0000;
+const SHM_PAGES: usize = 1024;
+const SHM_TAGS: usize = SHM + SHM_PAGES * PAGE + PMD_PAGES * PAGE;
+const BUSY: u64 = u64::MAX;
+
+/// The seed of the shared region's contents: the run's, whichever thread or process
+/// (each has a seed of its own for its arena) writes or reads.
+fn shm_seed() -> u64 {
+    SEED.load(Relaxed)
+}
+
+/// The tag of shared page `i`.
+fn shm_tag(i: usize) -> &'static AtomicU64 {
+    // SAFETY: SHM_TAGS is a shared mapping of SHM_PAGES words made by `map_shm` before
+    // any operation runs, never unmapped; AtomicU64 has the layout of u64.
+    unsafe { &*((SHM_TAGS + i * 8) as *const AtomicU64) }
+}
+
+/// Maps the shared region and its tags (zeros: tag 0) at their fixed addresses.
+fn map_shm() -> Result<(), Errno> {
+    let flags = MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
+    // SAFETY: fixed addresses nothing else uses (below the arena); MAP_FIXED_NOREPLACE
+    // fails rather than replace a mapping.
+    unsafe {
+        mm::mmap(SHM, SHM_PAGES * PAGE, PROT_READ | PROT_WRITE, flags, -1, 0)?;
+        mm::mmap(
+            SHM_TAGS,
+            SHM_PAGES * 8,
+            PROT_READ | PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )?;
+    }
+    Ok(())
 }
 
 type Text = rt::text::Text<64>;
@@ -1261,6 +1396,11 @@ fn main(args: &rt::Args) -> i32 {
     let policy = thp::Policy::save().ok();
     let flags = args.str(3).unwrap_or("");
     let threads = if flags.contains('t') { THREADS } else { 1 };
+    SEED.store(seed, Relaxed);
+    if let Err(e) = map_shm() {
+        println!("stress: seed {seed}: mapping the shared region: {e}");
+        return 1;
+    }
     let mut s = Stress::new(seed, ops, ARENA);
     s.verbose = flags.contains('v');
     s.pressure = flags.contains('p');

@@ -281,3 +281,28 @@ fn pins_fail_as_on_linux() {
     audit::check([&mm].into_iter()).expect("audit");
     all_back([mm]);
 }
+
+#[test]
+fn fork_copies_every_pinned_page_of_many_spread_out() {
+    // More pinned folios than a batch remembers ranges for: the last range grows.
+    let (_m, mut mm, va) = setup(&[], 256 * PAGE_SIZE);
+    write_pages(&mut mm, va, 0..256);
+    let pins: Vec<PhysAddr> = (0..40)
+        .map(|k| pin_one(&mut mm, va.add(k * 6 * PAGE_SIZE), false))
+        .collect();
+    let child = mm.fork().unwrap();
+    for (k, &pa) in pins.iter().enumerate() {
+        let at = va.add(k * 6 * PAGE_SIZE);
+        assert_eq!(pa_at(&mm, at), pa);
+        assert_ne!(
+            pa_at(&child, at),
+            pa,
+            "pinned page {k} shared with the child"
+        );
+    }
+    check_pages_among(&child, &[&mm, &child], va, 256, |_| true);
+    for pa in pins {
+        pin::unpin(pa);
+    }
+    all_back([mm, child]);
+}

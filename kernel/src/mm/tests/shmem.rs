@@ -253,6 +253,69 @@ fn truncation_unmaps_past_the_end_in_every_mapping_even_private_copies() {
 }
 
 #[test]
+fn a_punched_hole_reads_zeros_everywhere_but_in_private_copies() {
+    // Four 64 KiB folios; the hole runs from the middle of page 3 to the middle of
+    // page 40: folio 1 (pages 16..32) goes whole, folios 0 and 2 are cut (zeroed).
+    let (_m, mut mm, file) = setup(&[4], 4 * CONT_SIZE as u64);
+    map(&mut mm, VA, 4 * CONT_SIZE, &file, 0, true);
+    let private = VA.add(PMD_SIZE);
+    map(&mut mm, private, 4 * CONT_SIZE, &file, 0, false);
+    for i in 0..64 {
+        store(&mut mm, VA, i);
+    }
+    // A private copy of page 20, and the file's page 21 mapped privately.
+    store(&mut mm, private, 20);
+    host::write_byte(
+        fault_pa(&mut mm, private.add(20 * PAGE_SIZE), Access::Write),
+        0xcc,
+    );
+    assert_eq!(load(&mut mm, private, 21), pattern(21));
+    let mut child = mm.fork().unwrap();
+    assert_eq!(load(&mut child, VA, 30), pattern(30));
+    let used = frames().managed_frames() - frames().free_frames();
+    let (off, len) = (3 * PAGE_SIZE as u64 + 100, 37 * PAGE_SIZE as u64);
+    let (first, end) = file.punch(&env(), off, len).unwrap();
+    assert_eq!((first, end), (4, 40));
+    for m in [&mut mm, &mut child] {
+        m.unmap_file_range(&file, first, end, false).unwrap();
+        assert!(m.tables.get(VA.add(30 * PAGE_SIZE)).is_none());
+        assert!(
+            m.tables.get(private.add(21 * PAGE_SIZE)).is_none(),
+            "the file's page"
+        );
+    }
+    assert!(
+        mm.tables.get(VA.add(41 * PAGE_SIZE)).is_some(),
+        "past the hole"
+    );
+    audit::check([&mm, &child].into_iter()).expect("audit");
+    // The whole folio inside is freed now that nothing maps it (and the child's table
+    // that mapped only page 30 with it).
+    let freed = used - (frames().managed_frames() - frames().free_frames());
+    assert!((16..=17).contains(&freed), "{freed} frames freed");
+    let mut page = [0u8; PAGE_SIZE];
+    // Byte 0 of each page was written: page 3's is before the hole, page 40's in it.
+    file.read(&env(), 3 * PAGE_SIZE as u64, &mut page);
+    assert_eq!(page[0], pattern(3));
+    file.read(&env(), 40 * PAGE_SIZE as u64, &mut page);
+    assert_eq!(page[0], 0);
+    assert_eq!(file_byte(&file, 41), pattern(41));
+    for m in [&mut mm, &mut child] {
+        assert_eq!(load(m, VA, 10), 0);
+        assert_eq!(load(m, VA, 30), 0);
+        assert_eq!(load(m, VA, 45), pattern(45));
+        assert_eq!(load(m, private, 21), 0);
+    }
+    // The private copy keeps what was written to it (Linux: no even_cows for a hole).
+    assert_eq!(load(&mut mm, private, 20), 0xcc);
+    // A write seal refuses the punch.
+    file.allow_sealing();
+    file.add_seals(crate::mm::shmem::F_SEAL_WRITE).unwrap();
+    assert_eq!(file.punch(&env(), 0, 4096), Err(crate::uapi::EPERM));
+    finish([mm, child], file);
+}
+
+#[test]
 fn mprotect_and_mremap_keep_a_shared_mapping_on_its_file_pages() {
     let (_m, mut mm, file) = setup(&[4], CONT_SIZE as u64);
     map(&mut mm, VA, CONT_SIZE, &file, 0, true);
