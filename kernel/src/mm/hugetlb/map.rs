@@ -413,7 +413,12 @@ impl<E: MmEnv> Mm<E> {
             return Err(EINVAL);
         }
         if new_len < old_len {
-            self.munmap(VirtAddr(addr + new_len), VirtAddr(addr + old_len))?;
+            // The tail as munmap takes it: within the user address space.
+            let end = addr
+                .checked_add(old_len)
+                .filter(|&e| e <= crate::mm::aspace::STACK_TOP)
+                .ok_or(EINVAL)?;
+            self.munmap(VirtAddr(addr + new_len), VirtAddr(end))?;
         }
         Ok(VirtAddr(addr))
     }

@@ -597,3 +597,17 @@ fn random_sequences_keep_data_pools_and_accounting() {
         }
     }
 }
+
+#[test]
+fn mremap_of_a_hugetlb_mapping_with_absurd_lengths_is_an_error() {
+    let (_m, mut mm) = mapping_setup(K64, 1);
+    let va = map(&mut mm, K64, 1, false).expect("mmap");
+    for (old, new) in [(u64::MAX, 4096), (u64::MAX - 4095, 65536), (1 << 62, 65536)] {
+        assert!(
+            mm.mremap(va.as_u64(), old, new, 0, 0).is_err(),
+            "{old:#x} -> {new:#x}"
+        );
+    }
+    assert!(mm.vmas.find(va).is_some(), "the mapping is still there");
+    finish([mm]);
+}
