@@ -125,7 +125,14 @@ impl<E: MmEnv> Mm<E> {
         end: VirtAddr,
     ) -> Result<(), FaultError> {
         let mut at = start;
-        while let Some(vma) = self.vmas.next_from(at).cloned().filter(|v| v.start < end) {
+        // `at < end` first: a locked neighbour merged into the range's VMA makes it
+        // reach past `end`, and `next_from(end)` would find it again (a hang).
+        while let Some(vma) = self
+            .vmas
+            .next_from(at)
+            .cloned()
+            .filter(|v| at < end && v.start < end)
+        {
             let (a, b) = (vma.start.max(at), vma.end.min(end));
             at = b;
             if !vma.flags.locked || vma.flags.lockonfault {

@@ -305,6 +305,9 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("mlock_hole",          ENOMEM,      |e| sys!(nr::MLOCK, e.hole, PAGE)),
     ("mlock_kernel",        ENOMEM,      |_| sys!(nr::MLOCK, KERNEL, PAGE)),
     ("mlock_into_hole",     ENOMEM,      |e| sys!(nr::MLOCK, e.edge, 2 * PAGE)),
+    // Pages 2..4 next to a locked 4..8: one locked VMA reaching past the range (this
+    // kernel's population loop once found it again at the end, for ever).
+    ("mlock_next_to_locked", Want::Ok(0), |_| mlock_next_to_locked()),
     ("munlock_into_hole",   ENOMEM,      |e| sys!(nr::MUNLOCK, e.edge, 2 * PAGE)),
     ("mlock_len0_hole",     Want::Ok(0), |e| sys!(nr::MLOCK, e.hole, 0)),
     ("mlock_misaligned",    Want::Ok(0), |e| sys!(nr::MLOCK, e.buf + 1, PAGE)),
@@ -592,6 +595,15 @@ fn pwrite_mem(buf: usize, len: usize, at: usize) -> Result<usize, Errno> {
     )?;
     let r = sys!(nr::PWRITE64, fd, buf, len, at);
     let _ = fs::close(fd);
+    r
+}
+
+/// mlock of pages 4..8 of a fresh mapping, then of pages 2..4.
+fn mlock_next_to_locked() -> Result<usize, Errno> {
+    let m = Region::anon(8 * PAGE, PROT_READ | PROT_WRITE, 0)?;
+    sys!(nr::MLOCK, m.addr + 4 * PAGE, 4 * PAGE)?;
+    let r = sys!(nr::MLOCK, m.addr + 2 * PAGE, 2 * PAGE);
+    let _ = rt::mm::munlock(m.addr, 8 * PAGE);
     r
 }
 

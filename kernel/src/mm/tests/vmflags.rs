@@ -333,3 +333,30 @@ fn fork_flags_that_cut_folios_share_only_the_pages_outside() {
         all_back([child, parent]);
     }
 }
+
+/// Found by the property tests (200 cases): mlock of pages 2..4 next to a locked 4..8
+/// merges into one locked VMA reaching past the range, which the population loop
+/// found again at the range's end, for ever.
+#[test]
+fn mlock_next_to_a_locked_range_merges_and_returns() {
+    let _m = host::machine();
+    only(&[]);
+    let mut mm = Mm::new_in(&env()).unwrap();
+    let va = region(&mut mm, 8 * PAGE_SIZE, PAGE_SIZE);
+    mm.mlock(
+        va.add(4 * PAGE_SIZE),
+        va.add(8 * PAGE_SIZE),
+        Some(Lock::Populate),
+    )
+    .unwrap();
+    mm.mlock(
+        va.add(2 * PAGE_SIZE),
+        va.add(4 * PAGE_SIZE),
+        Some(Lock::Populate),
+    )
+    .unwrap();
+    assert_eq!(mm.vmas.len(), 2, "2..8 merged");
+    assert!((2..8).all(|i| mm.tables.get(va.add(i * PAGE_SIZE)).is_some()));
+    audit::check([&mm].into_iter()).expect("audit");
+    all_back([mm]);
+}
