@@ -83,6 +83,7 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     let image = ImageLayout::current();
     let initrd = initrd_range(cmd, &board);
     init_frames(&board, dtb, &image, initrd);
+    crate::mm::hugetlb::configure(cmd);
     crate::mm::ptenv::init_zero_page();
     let root = kmap::build(
         board.memory_regions().iter().map(|r| (r.base, r.end())),
@@ -184,6 +185,9 @@ const KNOWN_WORDS: &[&str] = &[
     "asid_bits",
     "thp_anon",
     "cow",
+    "hugepagesz",
+    "hugepages",
+    "default_hugepagesz",
     "initrd",
     "ktest",
     "crashtest",

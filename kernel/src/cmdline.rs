@@ -103,6 +103,40 @@ impl<'a> CmdLine<'a> {
     }
 }
 
+/// Linux's `memparse`: an unsigned number in C notation (`0x` hex, leading `0` octal,
+/// else decimal; wrapping on overflow), times 2^10 per step of an optional K, M, G, T,
+/// P or E suffix (either case). Text after that is ignored, as Linux ignores it.
+pub fn memparse(text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    let (radix, digits) = match bytes {
+        [b'0', b'x' | b'X', d, ..] if d.is_ascii_hexdigit() => (16, &text[2..]),
+        [b'0', ..] => (8, text),
+        _ => (10, text),
+    };
+    let mut value = 0u64;
+    let mut rest = digits.chars();
+    let mut suffix = None;
+    for c in rest.by_ref() {
+        match c.to_digit(radix) {
+            Some(d) => value = value.wrapping_mul(radix.into()).wrapping_add(d.into()),
+            None => {
+                suffix = Some(c);
+                break;
+            }
+        }
+    }
+    let shift = match suffix.map(|c| c.to_ascii_uppercase()) {
+        Some('K') => 10,
+        Some('M') => 20,
+        Some('G') => 30,
+        Some('T') => 40,
+        Some('P') => 50,
+        Some('E') => 60,
+        _ => 0,
+    };
+    value << shift
+}
+
 /// Words joined by spaces when printed, without allocating: the boot CPU reports
 /// unknown words before the kernel heap exists.
 pub struct Spaced<'k>(pub &'k [&'k str]);

@@ -212,7 +212,11 @@ pub const MAP_LOCKED: u64 = 0x2000;
 pub const MAP_NORESERVE: u64 = 0x4000;
 pub const MAP_POPULATE: u64 = 0x8000;
 pub const MAP_STACK: u64 = 0x20000;
+pub const MAP_HUGETLB: u64 = 0x40000;
 pub const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+/// The hugetlb page size of MAP_HUGETLB, as its log2 in these bits of the flags.
+pub const MAP_HUGE_SHIFT: u64 = 26;
+pub const MAP_HUGE_MASK: u64 = 0x3f;
 
 // mremap flags.
 pub const MREMAP_MAYMOVE: u64 = 1;
@@ -434,6 +438,7 @@ mod tests {
                 MAP_NORESERVE,
                 MAP_POPULATE,
                 MAP_STACK,
+                MAP_HUGETLB,
                 MAP_FIXED_NOREPLACE,
             ],
             &[

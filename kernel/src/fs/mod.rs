@@ -6,7 +6,8 @@
 //! rewinds /proc/self/maps sees the mappings as they are now); a writable node takes
 //! each write as a whole new value, as sysfs does.
 //!
-//! Subsystems add their nodes to `NODES` or a table of their own (`thp`, `procfs`).
+//! Subsystems add their nodes to `NODES` or a table of their own (`thp`, `procfs`,
+//! `hugetlb`).
 //!
 //! A descriptor may also name a [`Stream`]: an object whose reads and writes block,
 //! implemented above this layer (a pipe end, `proc::pipe`); the system calls take it
@@ -30,6 +31,7 @@ use crate::uapi::*;
 pub mod cpio;
 pub mod exception_trace;
 mod gup_test;
+mod hugetlb;
 mod lazyfree;
 mod procfs;
 pub mod sysctl;
@@ -178,6 +180,7 @@ pub fn lookup(path: &str) -> Option<&'static Node> {
         .iter()
         .chain(thp::NODES.iter())
         .chain(procfs::NODES.iter())
+        .chain(hugetlb::nodes())
         .find(|n| n.path == norm)
 }
 
@@ -731,6 +734,7 @@ pub fn dir_entries(dir: &str, mut f: impl FnMut(&str, bool)) {
         .iter()
         .chain(thp::NODES.iter())
         .chain(procfs::NODES.iter())
+        .chain(hugetlb::nodes())
     {
         if let Some(name) = child(n.path) {
             f(name, n.is_dir());

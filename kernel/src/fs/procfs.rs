@@ -55,12 +55,13 @@ fn status() -> String {
 }
 
 /// `Field:   N kB` with Linux's meminfo widths (show_val_kb).
-fn kb(s: &mut String, field: &str, kb: usize) {
+pub(super) fn kb(s: &mut String, field: &str, kb: usize) {
     let _ = writeln!(s, "{:<16}{kb:>8} kB", alloc::format!("{field}:"));
 }
 
 /// /proc/meminfo: the fields this kernel knows the value of. Memory is either free or
-/// used (no swap, buffers or hugetlb: those are 0, truly); AnonHugePages counts
+/// used (no swap or buffers: those are 0, truly; hugetlb pool pages count as used, as
+/// Linux counts them); AnonHugePages counts
 /// anonymous 2 MiB folios; Shmem and ShmemHugePages the pages of the RAM file
 /// system's page cache (`mm::shmem`), which Linux counts in Cached too;
 /// ShmemPmdMapped those of its 2 MiB folios mapped whole somewhere.
@@ -95,16 +96,7 @@ fn meminfo() -> String {
     for zero in ["FileHugePages", "FilePmdMapped"] {
         kb(&mut s, zero, 0);
     }
-    for hugetlb in [
-        "HugePages_Total",
-        "HugePages_Free",
-        "HugePages_Rsvd",
-        "HugePages_Surp",
-    ] {
-        let _ = writeln!(s, "{:<16}{:>5}", alloc::format!("{hugetlb}:"), 0);
-    }
-    kb(&mut s, "Hugepagesize", 2048);
-    kb(&mut s, "Hugetlb", 0);
+    super::hugetlb::meminfo(&mut s);
     s
 }
 

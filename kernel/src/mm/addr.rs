@@ -19,6 +19,10 @@ pub const CONT_PTES: usize = 16;
 pub const CONT_SIZE: usize = CONT_PTES * PAGE_SIZE;
 /// Bytes mapped by one level-2 entry (a PMD block, or one level-3 table): 2 MiB.
 pub const PMD_SIZE: usize = PTRS_PER_TABLE * PAGE_SIZE;
+/// Level-2 block entries in one contiguous block (the Contiguous bit, 4 KiB granule).
+pub const CONT_PMDS: usize = 16;
+/// Bytes mapped by one contiguous block of level-2 entries: 32 MiB.
+pub const CONT_PMD_SIZE: usize = CONT_PMDS * PMD_SIZE;
 
 macro_rules! address_type {
     ($(#[$doc:meta])* $name:ident) => {

@@ -37,6 +37,10 @@ impl<E: MmEnv> Mm<E> {
             // Nothing to copy or reuse: a folio of zeros replaces it (`zero`).
             return self.write_over_zero(page, vma);
         }
+        if vma.hugetlb().is_some() {
+            // A hugetlb page is reused or copied whole, within its pool.
+            return self.hugetlb_cow(page, old, &vma);
+        }
         let f = Folio::lock(old);
         let n = f.nr_pages();
         // An exclusive page is this mapping's alone whatever else holds a reference to

@@ -60,6 +60,9 @@ impl<E: MmEnv> Mm<E> {
         if !allowed {
             return Err(FaultError::Segv);
         }
+        if vma.hugetlb().is_some() {
+            return self.hugetlb_fault(va, &vma, access);
+        }
         let page = va.align_down(PAGE_SIZE);
         let fix = match access {
             Access::Write => self.tables.write_fault(page),
@@ -79,6 +82,9 @@ impl<E: MmEnv> Mm<E> {
     /// A fault on the unmapped `page` of `vma`: from the file's page cache for a file
     /// mapping (`filemap`), else anonymous memory.
     fn missing(&mut self, page: VirtAddr, vma: Vma, write: bool) -> Result<(), FaultError> {
+        if vma.hugetlb().is_some() {
+            return self.hugetlb_missing(page, &vma, write);
+        }
         if vma.file().is_some() {
             self.file_fault(page, &vma, write)
         } else {

@@ -436,7 +436,12 @@ impl Locked {
             if dequeue(f) {
                 this.put(1);
             }
-        } else if emptied && order > 0 && this.meta(0).test(flags::ANON) {
+        } else if emptied
+            && order > 0
+            && this.meta(0).test(flags::ANON)
+            && !this.meta(0).test(flags::HUGETLB)
+        {
+            // A hugetlb page is never split: it waits whole for its last mapping.
             // A file's folio keeps its unmapped pages: they hold the file's data.
             this.queue_deferred();
         }
@@ -634,6 +639,25 @@ impl Folio {
         let order = self.order();
         let head = self.meta(0);
         debug_assert!(!head.test(flags::DEFERRED), "queued folio freed");
+        if head.test(flags::HUGETLB) {
+            for m in self.metas(0, 1 << order) {
+                m.set(flags::ANON_EXCLUSIVE, false);
+            }
+            // Back to a bare allocated block, unlocked last: the pool hands it out again
+            // and `adopt_hugetlb` makes a new folio of it.
+            for flag in [
+                flags::HUGETLB,
+                flags::ANON,
+                flags::FILE,
+                flags::CACHED,
+                flags::ALL_EXCLUSIVE,
+                flags::ALL_SHARED,
+                flags::LOCKED,
+            ] {
+                head.set(flag, false);
+            }
+            return super::hugetlb::give_back(self.head, order);
+        }
         if head.test(flags::ANON) {
             mthp::stats(order).nr_anon.fetch_sub(1, Ordering::Relaxed);
         }
@@ -789,6 +813,18 @@ pub fn alloc_anon_copy<E: MmEnv>(env: &E, order: usize, from: PhysAddr) -> Optio
     let f = alloc_anon_frames(order)?;
     env.copy_pages(from, f.head, 1 << order);
     Some(f)
+}
+
+/// The pool page at `head` (`hugetlb`, its contents set by the caller) as a folio
+/// holding the allocation's reference: anonymous (a private mapping's page, not
+/// counted among the mTHP folios) or a file's (a shared mapping's).
+pub fn adopt_hugetlb(head: PhysAddr, file: bool) -> Folio {
+    let f = Folio { head };
+    let m = f.meta(0);
+    m.set(flags::HUGETLB, true);
+    m.set(if file { flags::FILE } else { flags::ANON }, true);
+    m.refcount.store(1, Ordering::Release);
+    f
 }
 
 /// A zeroed folio of `order` for a file's page cache (`shmem`), holding the

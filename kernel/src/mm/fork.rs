@@ -52,12 +52,20 @@ impl<E: MmEnv> Mm<E> {
                 .vmas
                 .insert(Vma {
                     flags,
+                    kind: vma.kind.forked(),
                     ..vma.clone()
                 })
                 .expect("parent VMAs do not overlap");
             // A shared file mapping's pages are the file's: the child faults them in
             // from its page cache, as Linux copies no entries of a shared mapping.
             if vma.flags.wipeonfork || vma.is_shared() {
+                continue;
+            }
+            if vma
+                .hugetlb()
+                .is_some_and(|h| h.size.bytes() > super::addr::PMD_SIZE)
+            {
+                self.hugetlb_fork(&mut child, &vma)?;
                 continue;
             }
             let attrs = pte_attrs(VmProt {
@@ -160,6 +168,9 @@ impl<E: MmEnv> Mm<E> {
     /// the parent's, read-only. Only the runs in which `share` met a pinned folio get
     /// this walk, so a fork with nothing pinned pays nothing for it.
     fn copy_pinned(&mut self, start: VirtAddr, end: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
+        if vma.hugetlb().is_some() {
+            return self.hugetlb_copy_pinned(start, end, vma);
+        }
         let mut va = start;
         while va < end {
             let Some(leaf) = self.tables.get(va) else {

@@ -14,9 +14,12 @@ use core::sync::atomic::{
 use super::addr::PhysAddr;
 use crate::sync::IrqSpinLock;
 
-/// Largest block order served: 2^10 frames = 4 MiB (a 2 MiB PMD folio is order 9).
+/// Largest folio order served: 2^10 frames = 4 MiB (a 2 MiB PMD folio is order 9).
 pub const MAX_ORDER: usize = 10;
-const BUDDY_ORDERS: usize = MAX_ORDER + 1;
+/// Largest block order served at all: 2^13 frames = 32 MiB, hugetlb's largest page
+/// (`hugetlb`; Linux takes its gigantic pages with `alloc_contig_pages` instead).
+pub const MAX_POOL_ORDER: usize = 13;
+const BUDDY_ORDERS: usize = MAX_POOL_ORDER + 1;
 
 /// Frame state bits (`FrameMeta::flags`).
 pub mod flags {
@@ -52,6 +55,9 @@ pub mod flags {
     /// Head: some page of the folio is pinned (`FrameMeta::pins`; `mm::pin`): the
     /// folio is neither split, merged, collapsed by copy nor discarded while it is set.
     pub const PINNED: u32 = 1 << 12;
+    /// Head: the folio is a hugetlb page (`hugetlb`): its last reference gives it back
+    /// to its pool, never to the allocator; never split, merged or lazyfree.
+    pub const HUGETLB: u32 = 1 << 13;
     /// What a split keeps per page (the rest describes the block structure).
     pub const PER_PAGE: u32 = ANON_EXCLUSIVE;
 }
@@ -201,7 +207,10 @@ impl FrameAllocator {
 
     /// A naturally aligned block of 2^order frames, reference count 1, not zeroed.
     pub fn alloc(&self, order: usize) -> Option<PhysAddr> {
-        assert!(order <= MAX_ORDER, "frame order {order} above MAX_ORDER");
+        assert!(
+            order <= MAX_POOL_ORDER,
+            "frame order {order} above MAX_POOL_ORDER"
+        );
         let n = 1usize << order;
         let Some(pfn) = self.buddy.lock().alloc(n) else {
             self.stats.failures[order].fetch_add(1, Ordering::Relaxed);

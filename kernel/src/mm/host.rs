@@ -28,7 +28,7 @@ use crate::mm::addr::PTRS_PER_TABLE;
 
 /// Where the simulated RAM starts (QEMU virt's RAM base) and how many frames it has.
 pub const RAM_BASE: PhysAddr = PhysAddr(0x4000_0000);
-pub const RAM_FRAMES: usize = 8192;
+pub const RAM_FRAMES: usize = 3 * 8192;
 
 const WORDS_PER_PAGE: usize = PAGE_SIZE / 8;
 
@@ -78,6 +78,7 @@ pub fn machine() -> MutexGuard<'static, ()> {
     ram();
     super::lazyfree::forget_list();
     super::lazyfree::set_cap(None);
+    super::hugetlb::forget_pools();
     super::zero::shrink();
     if folio::deferred_count() > 0 || frames().free_frames() != frames().managed_frames() {
         super::zero::forget_huge();

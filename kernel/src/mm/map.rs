@@ -6,7 +6,7 @@
 //! 64 MiB ones (`aspace::WIDE_BATCH_PAGES`: it collects nothing).
 
 use super::aspace::{
-    batches, batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN, PMD,
+    batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, BATCH_PAGES, MMAP_BASE, MMAP_MIN, PMD,
     STACK_TOP, WIDE_BATCH_PAGES,
 };
 use super::fault::{Access, FaultError};
@@ -65,9 +65,13 @@ impl<E: MmEnv> Mm<E> {
             .filter(|v| at < end && v.start < end)
         {
             let (from, to) = (v.start.max(at), v.end.min(end));
-            // 2 MiB batches, holes skipped whole (`next_populated`).
+            // 2 MiB batches, holes skipped whole (`next_populated`); a hugetlb page
+            // larger than that is one batch, so its entries go together (`hugetlb`).
+            let batch = v
+                .hugetlb()
+                .map_or(BATCH_PAGES, |h| h.size.bytes() / PAGE_SIZE);
             let mut a = self.tables.next_populated(from, to);
-            while let Some((_, b)) = batches(a, to).next() {
+            while let Some((_, b)) = batches_of(a, to, batch.max(BATCH_PAGES)).next() {
                 let records = self
                     .tables
                     .unmap(a, pages(a, b))
@@ -82,6 +86,7 @@ impl<E: MmEnv> Mm<E> {
 
     /// munmap: pages and VMAs of `[start, end)`; holes are fine.
     pub fn munmap(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
+        self.hugetlb_check_cut(start, end)?;
         // Cutting a hole in the middle of a VMA adds one.
         let splits = self
             .vmas
@@ -91,6 +96,7 @@ impl<E: MmEnv> Mm<E> {
             return Err(ENOMEM);
         }
         self.unmap_pages(start, end)?;
+        self.hugetlb_unreserve(start, end);
         self.vmas.remove(start, end);
         super::collapse::forget_range(self, start, end);
         Ok(())
@@ -130,7 +136,7 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// mmap of a new VMA whose kind `kind(start)` gives once its place is known.
-    fn mmap_kind(
+    pub(super) fn mmap_kind(
         &mut self,
         addr: u64,
         len: u64,
@@ -260,6 +266,7 @@ impl<E: MmEnv> Mm<E> {
                 return Err(EACCES);
             }
             let to = vma.end.min(end);
+            self.hugetlb_check_cut(at, to)?;
             self.may_split()?;
             self.split_edges(at, to)?;
             self.vmas
@@ -337,13 +344,26 @@ impl<E: MmEnv> Mm<E> {
                 let access = if write { Access::Write } else { Access::Read };
                 return self.populate(start, end, access).map_err(populate_errno);
             }
-            MADV_HUGEPAGE | MADV_NOHUGEPAGE => self.may_split()?,
+            MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
+                self.may_split()?;
+                self.hugetlb_check_cut(start, end)?;
+            }
+            MADV_DONTFORK | MADV_DOFORK | MADV_KEEPONFORK => self.hugetlb_check_cut(start, end)?,
             _ => {}
         }
         let hole = self.for_each_piece(start, end, |mm, a, b, vma| match advice {
             // Linux's madvise_dontneed_free_valid_vma and can_madv_lru_vma: a locked
             // VMA keeps its pages (`mlock`), MADV_DONTNEED_LOCKED aside.
             MADV_DONTNEED | MADV_FREE | MADV_PAGEOUT if vma.flags.locked => Err(EINVAL),
+            // hugetlb pages go whole, and nowhere but back to their pool (`hugetlb`).
+            MADV_DONTNEED | MADV_DONTNEED_LOCKED if vma.hugetlb().is_some() => {
+                mm.hugetlb_dontneed(a, b, &vma)
+            }
+            MADV_FREE | MADV_PAGEOUT | MADV_COLLAPSE | MADV_WIPEONFORK
+                if vma.hugetlb().is_some() =>
+            {
+                Err(EINVAL)
+            }
             // Lazy free is for anonymous memory (Linux's madvise_free_single_vma); a
             // file's pages, without swap, have nowhere to be paged out to.
             MADV_FREE | MADV_COLLAPSE if vma.file().is_some() => Err(EINVAL),

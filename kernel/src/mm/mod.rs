@@ -9,7 +9,7 @@
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `mremap` (folios move whole),
 //! `fork` (with MADV_DONTFORK and MADV_WIPEONFORK), `mlock` (locked VMAs), `pin`
 //! (pages held outside any mapping, and what that means for each of the above),
-//! `report`, `audit`;
+//! `report`, `audit`; `hugetlb` (the pools of fixed-size pages for `MAP_HUGETLB`);
 //! `collapse` gives split ranges their large translation back (the collapse thread,
 //! collapse in place, MADV_COLLAPSE).
 //! `lazyfree` (MADV_FREE of whole folios, their discard, the lazyfree list as reverse
@@ -32,11 +32,11 @@
 //! |---|---|---|---|---|
 //! | L1 | a process's `sigaction` (`proc::task::Group`) | every thread's copy of the signal actions, the one trampoline | rt_sigaction | waits |
 //! | L2 | `Mm` lock (`proc::mmlock`, shared by the threads of a process: spins briefly, then sleeps) | the VMAs, the page tables (every software write of an entry) and the folio accounting of its mappings | faults of every thread, system calls, fork, exit, the collapse thread | waits (its holder never sleeps); a reclaimer holding one *tries* a second (lazyfree's protocol) |
-//! | L3 | a file's `cache` lock (`shmem`) | the file's size and its page-cache folio map (each folio in it holds a reference and is marked `CACHED`) | faults on its mappings, read, write, ftruncate, fallocate, the file's last reference | waits |
+//! | L3 | a file's `cache` lock (`shmem`); a shared hugetlb mapping's pages (`hugetlb::resv::HugeFile`) | the file's size and its page-cache folio map (each folio in it holds a reference and is marked `CACHED`); the hugetlb file's pages and unused reservations | faults on its mappings, read, write, ftruncate, fallocate, the file's last reference | waits |
 //! | L4 | `SHRINKER` (`folio`) | one deferred-split shrinker at a time | reclaim passes | waits |
 //! | L5 | a folio's lock bit (`folio`, rule 1) | its shape, counts (references, map counts, pages' pins) and flags | whoever changes them; a pin or unpin (`pin`: a pipe's read or close, gup_test) | waits; a merge try-locks the second and later folios |
 //! | L6 | `DEFERRED` queue (`folio`), lazyfree `LIST` (`lazyfree`), collapse hints (`collapse::hints`) | their lists | under a folio lock or alone | waits (IRQ-safe) |
-//! | L7 | `HUGE_LOCK` (`zero`) | the huge zero page and its mapping count | a fault mapping it, the shrinker freeing it | waits |
+//! | L7 | `HUGE_LOCK` (`zero`); a hugetlb pool (`hugetlb`; never two at once) | the huge zero page and its mapping count; a pool's free pages and counters | a fault mapping it, the shrinker freeing it; mmap's reservation, hugetlb faults and unmaps, the pool files | waits |
 //! | L8 | ASID allocator (`asid`) | the ASID bitmap | a new or dying address space | waits (IRQ-safe) |
 //! | L9 | frame allocator (`frame`), kernel heap (`heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
 //!
@@ -84,6 +84,7 @@ mod fork;
 pub mod heap;
 #[cfg(all(test, not(target_os = "none")))]
 pub mod host;
+pub mod hugetlb;
 #[cfg(target_os = "none")]
 pub mod kmap;
 #[cfg(any(target_os = "none", test))]

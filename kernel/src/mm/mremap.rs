@@ -74,8 +74,11 @@ impl<E: MmEnv> Mm<E> {
         if new_len == 0 {
             return Err(EINVAL);
         }
-        if self.vmas.find(VirtAddr(addr)).is_none() {
+        let Some(vma) = self.vmas.find(VirtAddr(addr)) else {
             return Err(EFAULT);
+        };
+        if let Some(size) = vma.hugetlb().map(|h| h.size) {
+            return self.hugetlb_mremap(addr, old_len, new_len, flags, new_addr, size);
         }
         if flags & MREMAP_FIXED != 0 && old_len == new_len {
             return self.remap_move(addr, old_len, new_addr, flags);

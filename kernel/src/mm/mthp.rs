@@ -38,6 +38,7 @@ use core::ops::RangeInclusive;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 
 use super::addr::{VirtAddr, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE};
+use super::frame::MAX_POOL_ORDER;
 use super::vma::HugeHint;
 use crate::uapi::EINVAL;
 
@@ -454,46 +455,12 @@ fn apply_thp_anon_group<'a>(
 
 /// The mTHP order of a size written as in `thp_anon=` (Linux's `get_order_from_str`).
 fn order_of_size(text: &str) -> Option<usize> {
-    let size = memparse(text);
+    let size = crate::cmdline::memparse(text);
     if !size.is_power_of_two() {
         return None;
     }
     let order = (size.trailing_zeros() as usize).saturating_sub(PAGE_SHIFT);
     MTHP_ORDERS.contains(&order).then_some(order)
-}
-
-/// Linux's `memparse`: an unsigned number in C notation (`0x` hex, leading `0` octal,
-/// else decimal; wrapping on overflow), times 2^10 per step of an optional K, M, G, T,
-/// P or E suffix (either case). Text after that is ignored, as Linux ignores it.
-fn memparse(text: &str) -> u64 {
-    let bytes = text.as_bytes();
-    let (radix, digits) = match bytes {
-        [b'0', b'x' | b'X', d, ..] if d.is_ascii_hexdigit() => (16, &text[2..]),
-        [b'0', ..] => (8, text),
-        _ => (10, text),
-    };
-    let mut value = 0u64;
-    let mut rest = digits.chars();
-    let mut suffix = None;
-    for c in rest.by_ref() {
-        match c.to_digit(radix) {
-            Some(d) => value = value.wrapping_mul(radix.into()).wrapping_add(d.into()),
-            None => {
-                suffix = Some(c);
-                break;
-            }
-        }
-    }
-    let shift = match suffix.map(|c| c.to_ascii_uppercase()) {
-        Some('K') => 10,
-        Some('M') => 20,
-        Some('G') => 30,
-        Some('T') => 40,
-        Some('P') => 50,
-        Some('E') => 60,
-        _ => 0,
-    };
-    value << shift
 }
 
 /// The mTHP orders of `allowed` (a mask from [`Policy::allowed_orders`]), highest
@@ -622,10 +589,12 @@ impl Default for SizeStats {
 }
 
 /// Statistics of every order 0..=PMD_ORDER; order 0 has no sysfs directory but is
-/// counted so that the accounting of splits and CoW adds up.
-static STATS: [SizeStats; PMD_ORDER + 1] = [const { SizeStats::new() }; PMD_ORDER + 1];
+/// counted so that the accounting of splits and CoW adds up. The orders above, up to
+/// hugetlb's 32 MiB pages, have no file either: a path that counts one of their folios
+/// counts it there, never out of bounds.
+static STATS: [SizeStats; MAX_POOL_ORDER + 1] = [const { SizeStats::new() }; MAX_POOL_ORDER + 1];
 
-/// The statistics of folios of `order` (0..=9).
+/// The statistics of folios of `order` (0..=9; 10..=13 are kept but never shown).
 pub fn stats(order: usize) -> &'static SizeStats {
     &STATS[order]
 }
@@ -639,6 +608,7 @@ pub fn render_stat(order: usize, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmdline::memparse;
 
     const MB: u64 = 1 << 20;
 

@@ -12,6 +12,7 @@ use core::sync::atomic::Ordering;
 use super::addr::VirtAddr;
 use super::aspace::{Mm, MmEnv, PMD};
 use super::folio::Folio;
+use super::frame::MAX_POOL_ORDER;
 use super::lazyfree::span;
 use super::vma::{HugeHint, Vma, VmaKind};
 use super::zero;
@@ -20,15 +21,19 @@ use super::PAGE_SIZE;
 /// One VMA's mapped bytes.
 #[derive(Default)]
 struct Tally {
-    /// By the order of the folio that maps them.
-    by_order: [u64; 10],
+    /// By the order of the folio that maps them (hugetlb's 32 MiB pages are order 13).
+    by_order: [u64; MAX_POOL_ORDER + 1],
     /// Of those, mapped at an address aligned to the folio's size, by order.
-    aligned: [u64; 10],
+    aligned: [u64; MAX_POOL_ORDER + 1],
     /// By contiguous level-3 entries.
     cont: u64,
     /// By 2 MiB blocks.
     pmd: u64,
     sharing: Sharing,
+    /// hugetlb pages, by whether another mapping shares them: smaps counts them here
+    /// only, not in Rss (Linux's `smaps_hugetlb_range`).
+    shared_hugetlb: u64,
+    private_hugetlb: u64,
 }
 
 /// smaps' split of the mapped bytes by how many mappings share them, dirtiness and age.
@@ -59,6 +64,8 @@ impl Tally {
         }
         self.cont += t.cont;
         self.pmd += t.pmd;
+        self.shared_hugetlb += t.shared_hugetlb;
+        self.private_hugetlb += t.private_hugetlb;
         let (a, b) = (&mut self.sharing, &t.sharing);
         a.pss += b.pss;
         a.pss_dirty += b.pss_dirty;
@@ -155,6 +162,21 @@ const ORDERS: [usize; 9] = [0, 2, 3, 4, 5, 6, 7, 8, 9];
 impl<E: MmEnv> Mm<E> {
     fn tally(&self, vma: &Vma) -> Tally {
         let mut t = Tally::default();
+        if let Some(h) = vma.hugetlb() {
+            // One look per page, at its first entry: its folio's entire map count.
+            let size = h.size.bytes();
+            self.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {
+                if va.is_aligned(size) {
+                    let f = Folio::lock(leaf.pa_of(va));
+                    if f.mapcount(0) > 1 {
+                        t.shared_hugetlb += size as u64;
+                    } else {
+                        t.private_hugetlb += size as u64;
+                    }
+                }
+            });
+            return t;
+        }
         self.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {
             let bytes = if leaf.level == 2 {
                 PMD
@@ -284,12 +306,14 @@ impl<E: MmEnv> Mm<E> {
     }
 
     /// One VMA's /proc/PID/smaps block, Linux 6.12's fields in its order (those of
-    /// mechanisms this kernel lacks, KSM, shmem, file THP, hugetlb and swap, are 0 as
+    /// mechanisms this kernel lacks, KSM, shmem, file THP and swap, are 0 as
     /// on a Linux without them).
     fn smaps_vma(&self, out: &mut String, vma: &Vma) {
         let t = self.tally(vma);
         let _ = writeln!(out, "{}", MapsLine(vma));
-        let page = PAGE_SIZE as u64;
+        // A hugetlb VMA's pages are its size, to the kernel and to the MMU (arm64 does
+        // not override Linux's vma_mmu_pagesize).
+        let page = vma.hugetlb().map_or(PAGE_SIZE, |h| h.size.bytes()) as u64;
         kb_line(out, "Size", vma.end.as_u64() - vma.start.as_u64());
         kb_line(out, "KernelPageSize", page);
         kb_line(out, "MMUPageSize", page);
@@ -421,8 +445,8 @@ impl<E: MmEnv> Mm<E> {
 }
 
 /// The memory fields of an smaps block or of smaps_rollup, which adds Pss by kind
-/// (Linux's `__show_smap`): everything here is anonymous; the fields of mechanisms this
-/// kernel lacks (KSM, shmem, file THP, hugetlb, swap) are 0. `locked`: the Pss of
+/// (Linux's `__show_smap`): everything here is anonymous, hugetlb pages apart; the
+/// fields of mechanisms this kernel lacks (KSM, shmem, file THP, swap) are 0. `locked`: the Pss of
 /// locked VMAs (Linux's `pss_locked`).
 fn show_smap(out: &mut String, t: &Tally, rollup: bool, locked: u64) {
     let s = &t.sharing;
@@ -446,8 +470,8 @@ fn show_smap(out: &mut String, t: &Tally, rollup: bool, locked: u64) {
         ("AnonHugePages", t.pmd),
         ("ShmemPmdMapped", 0),
         ("FilePmdMapped", 0),
-        ("Shared_Hugetlb", 0),
-        ("Private_Hugetlb", 0),
+        ("Shared_Hugetlb", t.shared_hugetlb),
+        ("Private_Hugetlb", t.private_hugetlb),
         ("Swap", 0),
         ("SwapPss", 0),
         ("Locked", locked),
@@ -470,6 +494,9 @@ fn kb_line(out: &mut String, field: &str, bytes: u64) {
 /// allowed order (policy and advice) whose aligned block fits in the VMA (smaps'
 /// THPeligible, Linux's thp_vma_allowable_orders).
 fn thp_eligible(vma: &Vma) -> bool {
+    if vma.hugetlb().is_some() {
+        return false;
+    }
     let orders = super::mthp::POLICY.allowed_orders(vma.huge);
     super::mthp::MTHP_ORDERS.into_iter().any(|order| {
         let size = PAGE_SIZE << order;
@@ -504,6 +531,7 @@ impl core::fmt::Display for VmaHeader<'_> {
             VmaKind::Heap => "heap",
             VmaKind::Image => "image",
             VmaKind::File(_) => "file",
+            VmaKind::Hugetlb(_) => "hugetlb",
         };
         let s = share_char(v);
         write!(
@@ -537,6 +565,8 @@ impl core::fmt::Display for MapsLine<'_> {
             VmaKind::Stack => write!(f, "{prefix:<72} [stack]"),
             VmaKind::Heap => write!(f, "{prefix:<72} [heap]"),
             VmaKind::File(m) => write!(f, "{prefix:<72} {} (deleted)", m.file.name),
+            // Linux's name for the hugetlbfs file behind MAP_HUGETLB.
+            VmaKind::Hugetlb(_) => write!(f, "{prefix:<72} /anon_hugepage (deleted)"),
             VmaKind::Anon | VmaKind::Image => write!(f, "{prefix} "),
         }
     }

@@ -18,6 +18,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::addr::{VirtAddr, PAGE_SIZE};
+use super::hugetlb::resv::{HugeFile, ResvMap};
+use super::hugetlb::HugeSize;
 use super::shmem::Shmem;
 use crate::uapi::{EEXIST, ENOMEM, PROT_EXEC, PROT_READ, PROT_WRITE};
 
@@ -91,6 +93,8 @@ pub enum VmaKind {
     /// A mapping of a file of the RAM file system (`shmem`): a memfd, or the file
     /// behind a `MAP_SHARED|MAP_ANONYMOUS` mapping.
     File(FileMap),
+    /// A hugetlb mapping (`hugetlb`): pages of one pool size.
+    Hugetlb(HugeMap),
 }
 
 impl VmaKind {
@@ -104,6 +108,72 @@ impl VmaKind {
             }),
             other => other,
         }
+    }
+
+    /// The kind a fork's child gets: the same, but a private hugetlb mapping's
+    /// reservation stays the parent's (Linux's `HPAGE_RESV_OWNER`).
+    pub fn forked(&self) -> VmaKind {
+        match self {
+            VmaKind::Hugetlb(h) => VmaKind::Hugetlb(HugeMap {
+                resv: None,
+                ..h.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Which pages a hugetlb VMA maps (`hugetlb::map`).
+#[derive(Clone)]
+pub struct HugeMap {
+    pub size: HugeSize,
+    /// Shared: the pages every mapper maps, by index from `origin`.
+    pub file: Option<Arc<HugeFile>>,
+    /// The address of the mapping's first page (where its file's page 0 is).
+    pub origin: u64,
+    /// Private, in the mapping process: its reservation.
+    pub resv: Option<Arc<ResvMap>>,
+}
+
+impl HugeMap {
+    /// Whether `other` is a piece of the same mapping.
+    pub fn same_mapping(&self, other: &HugeMap) -> bool {
+        let same_arc = |a: Option<&Arc<HugeFile>>, b: Option<&Arc<HugeFile>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        let same_resv = match (&self.resv, &other.resv) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.size == other.size
+            && self.origin == other.origin
+            && same_arc(self.file.as_ref(), other.file.as_ref())
+            && same_resv
+    }
+}
+
+impl PartialEq for HugeMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_mapping(other)
+    }
+}
+
+impl Eq for HugeMap {}
+
+impl core::fmt::Debug for HugeMap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "hugetlb {} kB at {:#x} ({})",
+            self.size.kb(),
+            self.origin,
+            if self.file.is_some() {
+                "shared"
+            } else {
+                "private"
+            }
+        )
     }
 }
 
@@ -177,10 +247,18 @@ impl Vma {
         }
     }
 
-    /// Whether this VMA maps a file shared (MAP_SHARED): its writable entries map the
-    /// file's folios, which no copy-on-write separates.
+    /// The hugetlb mapping this VMA is, if it is one.
+    pub fn hugetlb(&self) -> Option<&HugeMap> {
+        match &self.kind {
+            VmaKind::Hugetlb(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Whether this VMA maps a file shared (MAP_SHARED, a shared hugetlb mapping too):
+    /// its writable entries map the file's folios, which no copy-on-write separates.
     pub fn is_shared(&self) -> bool {
-        self.file().is_some_and(|m| m.shared)
+        self.file().is_some_and(|m| m.shared) || self.hugetlb().is_some_and(|h| h.file.is_some())
     }
 
     /// Whether `next`, starting where `self` ends, can be merged into it.

@@ -117,7 +117,7 @@ pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
         crate::mm::frame::frames().managed_frames() * PAGE_SIZE,
         PAGE_SIZE << task::KSTACK_ORDER,
     );
-    FREE_AT_INIT.store(crate::mm::frame::frames().free_frames(), Ordering::Relaxed);
+    FREE_AT_INIT.store(free_frames(), Ordering::Relaxed);
     let mut argv: Vec<&[u8]> = alloc::vec![path.as_bytes()];
     argv.extend(args.iter().map(|a| a.as_bytes()));
     let image = exec::load(path, &argv, &INIT_ENV)?;
@@ -492,6 +492,12 @@ pub fn end_thread(status: u32) -> ! {
     unreachable!("a zombie was scheduled");
 }
 
+/// Frames free for user memory: the allocator's and those on the hugetlb pools' free
+/// lists (a pool page in use when the machine stops is a leak like any other).
+fn free_frames() -> usize {
+    crate::mm::frame::frames().free_frames() + crate::mm::hugetlb::free_frames()
+}
+
 /// Free frames when /init started, to check that everything came back.
 static FREE_AT_INIT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
@@ -511,7 +517,7 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
     // Nothing maps the huge zero page any more: give it back, as reclaim would.
     crate::mm::zero::shrink();
     let before = FREE_AT_INIT.load(Ordering::Relaxed);
-    let now = crate::mm::frame::frames().free_frames() + (1 << task::KSTACK_ORDER);
+    let now = free_frames() + (1 << task::KSTACK_ORDER);
     if others == 0 {
         let leaked = before as i64 - now as i64;
         kprintln!("contkernel: {why}; frames not returned: {leaked}");

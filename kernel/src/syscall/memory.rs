@@ -54,6 +54,13 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Re
         _ => return Err(EINVAL),
     };
     let len_pages = len.checked_next_multiple_of(PAGE).ok_or(ENOMEM)?;
+    if flags & (MAP_ANONYMOUS | MAP_HUGETLB) == MAP_ANONYMOUS | MAP_HUGETLB {
+        let size = crate::mm::hugetlb::map::size_of_flags(flags).ok_or(EINVAL)?;
+        return with_mm(|mm| {
+            mm.mmap_hugetlb(addr, len, prot, flags, size, shared)
+                .map(|v| v.as_u64())
+        });
+    }
     if flags & MAP_ANONYMOUS != 0 {
         if !shared {
             return with_mm(|mm| mm.mmap(addr, len, prot, flags).map(|v| v.as_u64()));
@@ -79,6 +86,10 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Re
         };
         (file, f.status() & crate::fs::O_ACCMODE)
     };
+    // MAP_HUGETLB of a file that is not hugetlbfs's (none is, here): Linux's EINVAL.
+    if flags & MAP_HUGETLB != 0 {
+        return Err(EINVAL);
+    }
     if access == crate::fs::O_WRONLY || (shared && prot.write && access != crate::fs::O_RDWR) {
         return Err(EACCES);
     }

@@ -227,6 +227,12 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("mmap_no_type",        EINVAL,      |_| mmap(0, PAGE, MAP_ANONYMOUS, -1, 0)),
     ("mmap_offset_misaligned", EINVAL,   |_| mmap(0, PAGE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 1)),
     ("mmap_file_bad_fd",    EBADF,       |_| mmap(0, PAGE, MAP_PRIVATE, 999, 0)),
+    // MAP_HUGETLB (hugetlb): a size without a pool (8 KiB) is EINVAL; the 2 MiB pool
+    // is empty unless a program filled it, so the reservation fails; a file is looked
+    // up before MAP_HUGETLB is refused for it.
+    ("mmap_hugetlb_bad_size", EINVAL,    |_| mmap(0, PAGE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | 13 << MAP_HUGE_SHIFT, -1, 0)),
+    ("mmap_hugetlb_pool_empty", ENOMEM,  |_| mmap(0, PAGE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | 21 << MAP_HUGE_SHIFT, -1, 0)),
+    ("mmap_hugetlb_bad_fd", EBADF,       |_| mmap(0, PAGE, MAP_PRIVATE | MAP_HUGETLB, 999, 0)),
     ("munmap_misaligned",   EINVAL,      |e| sys!(nr::MUNMAP, e.hole + 1, PAGE)),
     ("munmap_len0",         EINVAL,      |e| sys!(nr::MUNMAP, e.hole, 0)),
     ("munmap_kernel",       EINVAL,      |_| sys!(nr::MUNMAP, KERNEL, PAGE)),
@@ -544,6 +550,9 @@ fn collapse_in_block(off: usize, len: usize) -> Result<usize, Errno> {
 
 /// open's O_TMPFILE on arm64 (__O_TMPFILE with O_DIRECTORY).
 const O_TMPFILE: usize = 0o20000000 | fs::O_DIRECTORY;
+
+const MAP_HUGETLB: usize = 0x40000;
+const MAP_HUGE_SHIFT: usize = 26;
 
 fn mmap(addr: usize, len: usize, flags: usize, fd: isize, off: usize) -> Result<usize, Errno> {
     sys!(nr::MMAP, addr, len, PROT_READ | PROT_WRITE, flags, fd, off)

@@ -286,6 +286,7 @@ pub struct WindowScan {
 pub(super) fn collapsible(vma: &Vma) -> bool {
     vma.kind != VmaKind::Image
         && vma.file().is_none()
+        && vma.hugetlb().is_none()
         && vma.huge != crate::mm::vma::HugeHint::NoHuge
 }
 

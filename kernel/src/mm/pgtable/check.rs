@@ -10,7 +10,9 @@
 //! * **At each store** ([`Checker::after_store`]):
 //!   - the store lies in the operation's range (widened to whole 64 KiB blocks for
 //!     level-3 entries, since an unfold rewrites the whole block);
-//!   - the Contiguous bit is used at level 3 only (this kernel never sets it on blocks);
+//!   - the Contiguous bit is used at levels 3 and 2 only (`contpmd.rs`: 16 level-2
+//!     blocks, hugetlb's 32 MiB pages); a level-2 group a store touches is checked
+//!     whole at the end of the operation;
 //!   - break-before-make (Arm ARM, "Using break-before-make when updating translation
 //!     table entries"): a live valid entry is never replaced by one with a different
 //!     output address, memory attributes, shareability, nG, type or Contiguous bit; an
@@ -45,7 +47,10 @@
 //!     cached (R_XCLRD);
 //!   - every touched 64 KiB block is a well-formed contiguous block or has no
 //!     Contiguous bit (`desc::cont_block_violation`), and a contiguous block maps one
-//!     folio;
+//!     folio; likewise every touched 32 MiB group of level-2 entries (the same rule
+//!     at level 2, Arm ARM "The Contiguous bit": 16 valid block entries, output
+//!     addresses 2 MiB apart from a 32 MiB-aligned base, identical attributes but AF
+//!     and dirty), so an operation that changes or clears only part of a group fails;
 //!   - per page of every touched block, comparing the state before the operation with
 //!     the state after (AF and dirty read as the block-wide OR for contiguous blocks):
 //!     only unmapping operations remove mappings, only mapping operations create them,
@@ -69,7 +74,13 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::panic::Location;
 
-use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, CONT_SIZE, PAGE_SIZE, PMD_SIZE};
+use crate::mm::addr::{
+    PhysAddr, VirtAddr, CONT_PMDS, CONT_PMD_SIZE, CONT_PTES, CONT_SIZE, PAGE_SIZE, PMD_SIZE,
+    PTRS_PER_TABLE,
+};
+
+/// The level of the entries of a level-2 contiguous block (`contpmd.rs`).
+const CONT_PMD_LEVEL: Level = 2;
 
 use super::cursor::{Cursor, Found, Slot};
 use super::desc::{
@@ -163,6 +174,9 @@ pub struct Checker {
     stale: BTreeMap<(Level, VirtAddr), Stale>,
     /// Keyed by the block's VA.
     touched: BTreeMap<VirtAddr, Touched>,
+    /// 32 MiB groups of level-2 entries touched where a Contiguous bit was or is:
+    /// the group's VA, its level-2 table.
+    touched_l2: BTreeMap<VirtAddr, PhysAddr>,
 }
 
 impl Checker {
@@ -258,7 +272,10 @@ impl Checker {
                 format_args!("store outside the operation's range {:?}", op.ranges),
             );
         }
-        if new.is_cont() && level != LAST_LEVEL {
+        if (new.is_cont() || old.is_cont()) && level == CONT_PMD_LEVEL {
+            self.touched_l2
+                .insert(va.align_down(CONT_PMD_SIZE), slot.table.pa);
+        } else if new.is_cont() && level != LAST_LEVEL {
             self.fail_at(*slot, site, format_args!("Contiguous bit at level {level}"));
         }
         self.track_break_before_make(*slot, old, new, site);
@@ -381,6 +398,8 @@ impl Checker {
             ));
         }
         self.touched.retain(|_, t| t.table != pa);
+        // A freed table is empty: its groups were cleared whole.
+        self.touched_l2.retain(|_, &mut t| t != pa);
     }
 
     /// The level-2 block `old` at `va` becomes the level-3 table `table`: the new
@@ -419,6 +438,21 @@ impl Checker {
                 "{what}: level-{level} entry at {va:?} was {:?}",
                 s.old
             ));
+        }
+        for (va, table) in core::mem::take(&mut self.touched_l2) {
+            let first = (va.as_u64() as usize / PMD_SIZE) % PTRS_PER_TABLE;
+            let now: [Pte; CONT_PMDS] =
+                core::array::from_fn(|i| Pte::from_raw(env.table(table)[first + i].load(RELAXED)));
+            let err = cont_block_violation(&now, CONT_PMD_LEVEL).or_else(|| {
+                let base = now[0].output_addr();
+                (now[0].is_cont() && !env.folio_of(base).contains(base, CONT_PMD_SIZE))
+                    .then_some("spans two folios")
+            });
+            if let Some(err) = err {
+                self.fail(format_args!(
+                    "misprogrammed level-2 contiguous block at {va:?}: {err}: {now:?}"
+                ));
+            }
         }
         let touched = core::mem::take(&mut self.touched);
         for (&va, t) in &touched {

@@ -9,6 +9,7 @@
 //!   +-- cursor.rs   walk the tables (read only)
 //!   +-- contpte.rs  level-3 entries: Contiguous bit, fold/unfold/convert, batches
 //!   +-- pmd.rs      level-2 blocks: map, change, clear, split
+//!   +-- contpmd.rs  level-2 contiguous blocks: 16 blocks of 2 MiB, 32 MiB (hugetlb)
 //!   +-- fork.rs     fork's copy of a range into the child, one walk of the parent
 //!   +-- collapse.rs in-place collapse: refold 64 KiB blocks, table -> 2 MiB block
 //!   +-- remap.rs    mremap's move of entries to another range, blocks kept whole
@@ -50,6 +51,7 @@
 
 mod check;
 mod collapse;
+mod contpmd;
 mod contpte;
 mod counters;
 mod ctx;

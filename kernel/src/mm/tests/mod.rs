@@ -14,6 +14,7 @@
 //! * `regress.rs`: one sequence per class of bug the properties find;
 //! * `collapse.rs`: collapse (`mm::collapse`): in place, by copy, the limits;
 //! * `counts.rs`: folio-level counts (entire map count, exclusivity override);
+//! * `hugetlb.rs`: the hugetlb pools and their mappings;
 //! * `lazyfree.rs`: MADV_FREE of part of a large folio (split, mark, discard);
 //! * `mremap.rs`: mremap's shrink, growth and moves of every folio size;
 //! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem);
@@ -25,6 +26,7 @@
 mod access;
 mod collapse;
 mod counts;
+mod hugetlb;
 mod lazyfree;
 mod mremap;
 mod pin;

@@ -1021,3 +1021,61 @@ fn leaf_walk_reports_what_get_sees_and_skips_holes() {
         "one PMD block, 16 + 1 + 4 pages"
     );
 }
+
+/// A 32 MiB-aligned address for level-2 contiguous blocks (`contpmd.rs`).
+const L2C: VirtAddr = VirtAddr(0x1_0000_0000);
+
+/// A 32 MiB folio maps as 16 level-2 blocks with the Contiguous bit; whole-group
+/// write-protect, protect and unmap keep the group consistent, every 2 MiB of it
+/// translates through the model's walk (which checks the group), and the unmap
+/// returns 8192 pages.
+#[test]
+fn a_level_2_contiguous_block_maps_changes_and_unmaps_whole() {
+    use crate::mm::addr::{CONT_PMDS, CONT_PMD_SIZE, PMD_SIZE};
+    let mut asp = new_asp(ContMode::On, HW);
+    let pa = asp.env().alloc_folio(13);
+    asp.map_l2c(L2C, pa, RW).unwrap();
+    assert_eq!(asp.map_l2c(L2C, pa, RW), Err(MapError::AlreadyMapped));
+    let pages = CONT_PMD_SIZE / PAGE_SIZE;
+    for i in 0..CONT_PMDS {
+        let va = L2C.add(i * PMD_SIZE + 5 * PAGE_SIZE);
+        let w = model::translate(asp.env(), asp.root(), va, WRITE).unwrap();
+        assert_eq!((w.level, w.pte.is_cont()), (2, true));
+        assert_eq!(w.pa, pa.add(i * PMD_SIZE + 5 * PAGE_SIZE));
+    }
+    asp.wrprotect(L2C, pages).unwrap();
+    let w = walk(&asp, L2C.add(7 * PMD_SIZE)).unwrap();
+    assert!(w.pte.is_cont() && !w.pte.is_writable());
+    asp.protect(L2C, pages, RW.prot).unwrap();
+    asp.make_writable(L2C, pages).unwrap();
+    model::translate(asp.env(), asp.root(), L2C.add(CONT_PMD_SIZE - 1), WRITE).unwrap();
+    let out = asp.unmap(L2C, pages).unwrap();
+    assert_eq!(out.iter().map(|u| u.pages).sum::<usize>(), pages);
+    assert!(
+        out.iter().any(|u| u.dirty),
+        "the hardware's dirty state is kept"
+    );
+    assert!(asp.is_unmapped(L2C, pages));
+}
+
+/// Unmapping 2 MiB of a level-2 contiguous block leaves 15 entries with the bit and
+/// one hole: the checker fails the operation.
+#[test]
+#[should_panic(expected = "misprogrammed level-2 contiguous block")]
+fn unmapping_part_of_a_level_2_contiguous_block_is_caught() {
+    let mut asp = new_asp(ContMode::On, HW);
+    let pa = asp.env().alloc_folio(13);
+    asp.map_l2c(L2C, pa, RW).unwrap();
+    let _ = asp.unmap(L2C.add(2 << 20), 512);
+}
+
+/// A level-2 contiguous block over two folios is refused by the checker.
+#[test]
+#[should_panic(expected = "spans two folios")]
+fn a_level_2_contiguous_block_over_two_folios_is_caught() {
+    let mut asp = new_asp(ContMode::On, HW);
+    let pa = asp.env().alloc_folio(12);
+    asp.env().alloc_folio(12);
+    let pa = pa.align_up(32 << 20);
+    asp.map_l2c(L2C, pa, RW).unwrap();
+}
