@@ -91,14 +91,7 @@ impl<E: MmEnv> Mm<E> {
             if let Some(base) = whole {
                 if let Some(new) = folio::alloc_anon_copy(self.env(), f.order(), f.head()) {
                     drop(f);
-                    let records = match self.tables.unmap(base, n) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            drop(Folio::lock(new.head()).put(1));
-                            return Err(map_error(e));
-                        }
-                    };
-                    release(records);
+                    self.unmap_for(base, n, new)?;
                     mthp::stats(new.order())
                         .cow_folio_copy
                         .fetch_add(1, Ordering::Relaxed);
@@ -111,6 +104,28 @@ impl<E: MmEnv> Mm<E> {
         self.replace_with_copy(page, old, vma.prot, true)?;
         super::collapse::hint(self, page);
         Ok(())
+    }
+
+    /// Unmap the `n` pages from `base` that the new folio `new` (a copy of what they
+    /// map, not mapped yet) is to replace; if that fails, `new`, whose allocation
+    /// reference is its only one, is freed (copy-on-write of a whole folio, fork's copy
+    /// of a pinned folio, hugetlb's copy of a page).
+    pub(super) fn unmap_for(
+        &mut self,
+        base: VirtAddr,
+        n: usize,
+        new: Folio,
+    ) -> Result<(), FaultError> {
+        match self.tables.unmap(base, n) {
+            Ok(records) => {
+                release(records);
+                Ok(())
+            }
+            Err(e) => {
+                drop(Folio::lock(new.head()).put(1));
+                Err(map_error(e))
+            }
+        }
     }
 
     /// Map a copy of the page `old` at `page` in its place, with `prot`: one

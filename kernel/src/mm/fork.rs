@@ -18,8 +18,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::aspace::{batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
-use super::fault::{map_error, FaultError};
+use super::aspace::{batches_of, pages, pte_attrs, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
+use super::fault::FaultError;
 use super::folio::{self, Folio, Shared};
 use super::lazyfree::span;
 use super::vma::{VmProt, Vma, VmaFlags, VmaKind};
@@ -197,8 +197,7 @@ impl<E: MmEnv> Mm<E> {
                 && self.maps_in_order(base, f);
             if whole {
                 if let Some(new) = folio::alloc_anon_copy(self.env(), f.order(), f.head()) {
-                    let records = self.tables.unmap(base, n).map_err(map_error)?;
-                    release(records);
+                    self.unmap_for(base, n, new)?;
                     self.map_folio(base, new, vma.prot, false)?;
                     PINNED_FOLIO_COPIES.fetch_add(1, Ordering::Relaxed);
                     va = base.add(n * PAGE_SIZE);

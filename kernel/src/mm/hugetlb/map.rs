@@ -224,14 +224,7 @@ impl<E: MmEnv> Mm<E> {
         let head = pool(h.size).take(false).ok_or(FaultError::Bus)?;
         self.env().copy_pages(old, head, n);
         let new = folio::adopt_hugetlb(head, false);
-        let records = match self.tables.unmap(base, n) {
-            Ok(r) => r,
-            Err(e) => {
-                drop(Folio::lock(new.head()).put(1));
-                return Err(map_error(e));
-            }
-        };
-        release(records);
+        self.unmap_for(base, n, new)?;
         self.hugetlb_map_new(base, new, vma, true)
     }
 
