@@ -358,20 +358,27 @@ impl Stream for End {
                 }
                 let n = {
                     let mut s = self.pipe.state.lock();
+                    let room = s.contents.room();
                     if s.readers == 0 {
-                        0
+                        None
+                    } else if room < need {
+                        // Another writer took the room between the wait and the lock:
+                        // wait again (an atomic write never goes in part).
+                        Some(0)
                     } else {
-                        let n = s.contents.room().min(len - off);
+                        let n = room.min(len - off);
                         s.contents.push_bytes(&chunk[off..off + n]);
-                        n
+                        Some(n)
                     }
                 };
-                if n == 0 {
+                let Some(n) = n else {
                     let e = self.broken();
                     return partial(done + off, e);
+                };
+                if n > 0 {
+                    self.pipe.wake_readers();
+                    off += n;
                 }
-                self.pipe.wake_readers();
-                off += n;
             }
             done += len;
         }
