@@ -77,14 +77,14 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     let features = crate::arch::aarch64::features::read_once();
     mmu::configure(features);
     heap::init();
-    let pt = crate::mm::ptenv::configure(cmd, features);
+    let pt = crate::arch::aarch64::mm::machine::configure(cmd, features);
     configure_mthp(cmd);
 
     let image = ImageLayout::current();
     let initrd = initrd_range(cmd, &board);
     init_frames(&board, dtb, &image, initrd);
     crate::mm::hugetlb::configure(cmd);
-    crate::mm::ptenv::init_zero_page();
+    crate::arch::aarch64::mm::machine::init_zero_page();
     let root = kmap::build(
         board.memory_regions().iter().map(|r| (r.base, r.end())),
         &image,

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use super::TestResult;
-use crate::mm::aspace::Mm;
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::mm::fault::Access;
 use crate::mm::folio;
 use crate::mm::frame::frames;

@@ -159,8 +159,9 @@ pub fn kmap_linear_map_covers_ram() -> TestResult {
 /// the middle two come back zero and their neighbours untouched. QEMU permits DC ZVA
 /// on both models (DCZID_EL0.DZP clear), so this runs the DC ZVA path.
 pub fn zero_pages_clears_exactly_its_pages() -> TestResult {
+    use crate::arch::aarch64::mm::machine::KernelPt;
+    use crate::arch::aarch64::mm::page::zva_block_bytes;
     use crate::mm::env::MmEnv;
-    use crate::mm::ptenv::{zva_block_bytes, KernelPt};
 
     let block = zva_block_bytes();
     kassert!(

@@ -63,14 +63,9 @@ pub(super) const BATCH_PAGES: usize = 512;
 /// entries per 64 KiB touched, 1024 blocks), and costs one operation per 32 tables.
 pub(super) const WIDE_BATCH_PAGES: usize = 16 * 1024;
 
-/// The machine an `Mm` runs on unless named: the real one in the kernel, the simulated
-/// RAM in host tests.
-#[cfg(target_os = "none")]
-pub type Machine = super::ptenv::KernelPt;
-#[cfg(not(target_os = "none"))]
-pub type Machine = super::host::HostMm;
-
-pub struct Mm<E: MmEnv = Machine> {
+/// An address space on the machine `E`: the kernel's (`arch::aarch64::mm::machine`
+/// names it `Mm` there) or the simulated RAM of host tests.
+pub struct Mm<E: MmEnv> {
     pub tables: E::Tables,
     pub vmas: VmaSet,
     pub brk_start: VirtAddr,
@@ -172,14 +167,6 @@ fn release_run(pa: PhysAddr, pages: usize) -> usize {
         })
     });
     marked
-}
-
-#[cfg(target_os = "none")]
-impl Mm<super::ptenv::KernelPt> {
-    /// An empty address space of the kernel, with a fresh ASID.
-    pub fn new() -> Result<Self, Errno> {
-        Self::new_in(&super::ptenv::KernelPt)
-    }
 }
 
 impl<E: MmEnv> Mm<E> {

@@ -1,5 +1,5 @@
 //! What an address space needs from the machine beyond what its page tables need
-//! (`pgtable::PtEnv`): the seam that lets `Mm` run on the real machine (`ptenv`) and
+//! (`pgtable::PtEnv`): the seam that lets `Mm` run on the real machine (`arch::aarch64::mm::machine`) and
 //! on the host's simulated RAM (`host`).
 
 use core::ops::DerefMut;

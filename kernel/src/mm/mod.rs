@@ -2,7 +2,7 @@
 //! SMP protocol (`folio`), the mTHP policy and statistics (`mthp`), the kernel heap
 //! (`heap`), the kernel's own translation tables (`kmap`), the page tables of user
 //! address spaces with the contiguous layer (`pgtable`, machine-independent and
-//! host-tested; `ptenv` runs it on the real machine), ASIDs (`asid`), and the user
+//! host-tested; `arch::aarch64::mm::machine` runs it on the real machine), ASIDs (`asid`), and the user
 //! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
 //! `zero` (the shared zero page read faults map, and the write that replaces it);
@@ -97,8 +97,6 @@ pub mod mlock;
 mod mremap;
 #[cfg(any(target_os = "none", test))]
 pub mod pin;
-#[cfg(target_os = "none")]
-pub mod ptenv;
 #[cfg(any(target_os = "none", test))]
 pub mod reclaim;
 #[cfg(any(target_os = "none", test))]

@@ -8,10 +8,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::Errno;
+use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::arch::aarch64::uaccess::strncpy_from_user;
 use crate::fs::{File, ShmFile};
-use crate::mm::aspace::Mm;
-use crate::mm::ptenv::KernelPt;
 use crate::mm::shmem::{self, Shmem};
 use crate::mm::PAGE_SIZE;
 use crate::proc::mmlock::MmLock;
