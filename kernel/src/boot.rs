@@ -8,10 +8,11 @@ use core::sync::atomic::Ordering;
 
 use platform::fdt::BoardInfo;
 
+use crate::arch::aarch64::mm::heap;
+use crate::arch::aarch64::mm::kmap::{self, ImageLayout};
 use crate::arch::aarch64::mmu;
 use crate::cmdline::{CmdLine, Spaced};
-use crate::mm::kmap::{self, ImageLayout};
-use crate::mm::{frame, heap, phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
+use crate::mm::{frame, phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 use crate::{console, interrupts, kprintln, power, smp, time};
 
 /// QEMU virt puts the DTB at the start of RAM when the kernel is an ELF.

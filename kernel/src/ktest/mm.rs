@@ -5,10 +5,11 @@ use alloc::vec::Vec;
 
 use super::arch::{exec_probe_fixup, ktest_exec_probe};
 use super::TestResult;
+use crate::arch::aarch64::mm::heap;
+use crate::arch::aarch64::mm::kmap::ImageLayout;
 use crate::arch::aarch64::mmu::{translate_el1, Translation};
 use crate::mm::frame::{self, MAX_ORDER};
-use crate::mm::kmap::ImageLayout;
-use crate::mm::{heap, phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
+use crate::mm::{phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 use crate::{kassert, kassert_eq};
 
 pub fn frame_orders_aligned_and_returned() -> TestResult {

@@ -8,11 +8,12 @@ use alloc::vec::Vec;
 use alloc::{format, string::String};
 
 use super::TestResult;
+use crate::arch::aarch64::mm::kmap;
 use crate::arch::aarch64::mm::machine::{self, KernelPt, UserTables};
 use crate::arch::aarch64::mmu::{self, Access, Translation};
 use crate::mm::frame::frames;
 use crate::mm::pgtable::{ContMode, FaultFix, Kind, Prot, PtEnv, Pte, PteAttrs};
-use crate::mm::{kmap, MemType, PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::mm::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::{kassert, kassert_eq};
 
 fn attrs(write: bool) -> PteAttrs {
@@ -448,7 +449,7 @@ pub fn corrupt_block_then_operate() -> ! {
 pub fn anon_exclusive_hook_reads_the_frame_flag() -> TestResult {
     use crate::mm::frame::flags::{ANON, ANON_EXCLUSIVE};
     let was = machine::set_check_exclusive(false);
-    let pa = crate::mm::frame::alloc_zeroed(0).ok_or("no frame")?;
+    let pa = crate::arch::aarch64::mm::page::alloc_zeroed(0).ok_or("no frame")?;
     let result = (|| {
         kassert!(!KernelPt.tracks_anon_exclusive());
         kassert_eq!(KernelPt.anon_exclusive(pa), None);

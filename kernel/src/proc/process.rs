@@ -382,7 +382,7 @@ fn release(t: &Task) {
 /// the empty ones).
 fn leave_tables(t: &Task) {
     t.ttbr0.store(0, Ordering::Release);
-    crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
+    crate::arch::aarch64::mmu::set_ttbr0_raw(crate::arch::aarch64::mm::kmap::empty_ttbr0());
 }
 
 /// The calling thread `t` leaves its address space (exit, the last process's

@@ -6,5 +6,7 @@
 //! copying path), `kmap` (the kernel's own translation tables) and `heap` (the kernel
 //! heap).
 
+pub mod heap;
+pub mod kmap;
 pub mod machine;
 pub mod page;

@@ -10,10 +10,9 @@
 //! These tables never change after boot, so they need no break-before-make of their
 //! own; replacing the boot map does (see `replace_ttbr1_idmap` in boot.s).
 
-use super::addr::{PhysAddr, PAGE_SIZE};
-use super::frame::alloc_zeroed;
-use super::pgtable::{KernelProt, Kind, Pte};
-use super::{phys_to_virt, virt_to_phys, VirtAddr, KERNEL_VA_OFFSET};
+use super::page::alloc_zeroed;
+use crate::mm::pgtable::{KernelProt, Kind, Pte};
+use crate::mm::{phys_to_virt, virt_to_phys, PhysAddr, VirtAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 
 const L1_SIZE: u64 = 1 << 30;
 const L2_SIZE: u64 = 2 << 20;
