@@ -13,6 +13,9 @@
 //! implemented above this layer (a pipe end, `proc::pipe`); the system calls take it
 //! out of the table and call it with the table unlocked.
 
+// No `unsafe` in the file layer: user memory goes through `arch::aarch64::uaccess`.
+#![forbid(unsafe_code)]
+
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;

@@ -56,6 +56,11 @@
 //! invalidation is broadcast (TLBI ...IS) and ASID-tagged, so it reaches every CPU the
 //! process runs on.
 
+// No `unsafe` in memory management: what touches the machine (frames through the
+// linear map, the kernel's tables, the heap) is `arch::aarch64::mm`, behind safe
+// functions; everything here runs on the host under the model.
+#![forbid(unsafe_code)]
+
 pub mod addr;
 pub mod asid;
 pub mod folio;
