@@ -14,6 +14,10 @@ extern crate alloc;
 #[cfg(all(feature = "model", not(test)))]
 extern crate std;
 
+/// The most CPUs the kernel runs: per-CPU data (`percpu`), the page-table layer's
+/// counter slots (`mm::pgtable::counters`), the profiler's buffers.
+pub const MAX_CPUS: usize = 16;
+
 pub mod arch;
 pub mod cmdline;
 pub mod mm;

@@ -24,7 +24,7 @@ const RW: VmProt = VmProt {
     write: true,
     exec: false,
 };
-const PMD: usize = 2 << 20;
+const PMD: usize = crate::mm::addr::PMD_SIZE;
 
 /// Every free frame, to give back with `release`.
 fn hog() -> Vec<PhysAddr> {

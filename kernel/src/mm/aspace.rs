@@ -39,6 +39,7 @@
 
 use alloc::vec::Vec;
 
+use super::addr::{PMD_SIZE, PTRS_PER_TABLE};
 use super::pgtable::{Prot, PteAttrs, Unmapped};
 use super::vma::{VmProt, VmaFlags, VmaSet};
 use super::{folio, zero};
@@ -55,9 +56,9 @@ pub const STACK_SIZE: u64 = 8 << 20;
 pub const MMAP_BASE: u64 = STACK_TOP - STACK_SIZE - (256 << 20);
 /// Lowest address mmap hands out (the first 64 KiB stay unmapped: NULL dereferences).
 pub const MMAP_MIN: u64 = 0x1_0000;
-pub(super) const PMD: u64 = 2 << 20;
+pub(super) const PMD: u64 = PMD_SIZE as u64;
 /// Pages per batch of range work (2 MiB, aligned): bounds what one step collects.
-pub(super) const BATCH_PAGES: usize = 512;
+pub(super) const BATCH_PAGES: usize = PTRS_PER_TABLE;
 /// Pages per page-table operation of work that collects nothing (64 MiB, aligned):
 /// bounds only what the checker records of one operation in test builds (a block's
 /// entries per 64 KiB touched, 1024 blocks), and costs one operation per 32 tables.

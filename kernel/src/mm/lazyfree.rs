@@ -103,6 +103,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::addr::CONT_PTES;
 use super::addr::PMD_SIZE;
 use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
 use super::folio::{self, Folio};
@@ -111,8 +112,6 @@ use super::pgtable::{Leaf, Pte};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
-/// Entries in a contiguous block (64 KiB of 4 KiB pages).
-const CONT_PAGES: usize = 16;
 use crate::sync::IrqSpinLock;
 use crate::uapi::ENOMEM;
 
@@ -522,7 +521,7 @@ pub(super) fn span(at: VirtAddr, leaf: &Leaf) -> usize {
     let block = if leaf.level == 2 {
         512
     } else if leaf.pte.is_cont() {
-        CONT_PAGES
+        CONT_PTES
     } else {
         1
     };

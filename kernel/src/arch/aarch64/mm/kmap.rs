@@ -11,13 +11,14 @@
 //! own; replacing the boot map does (see `replace_ttbr1_idmap` in boot.s).
 
 use super::page::alloc_zeroed;
+use crate::mm::addr::{CONT_PMDS, PMD_SIZE};
 use crate::mm::pgtable::{KernelProt, Kind, Pte};
 use crate::mm::{phys_to_virt, virt_to_phys, PhysAddr, VirtAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 
 const L1_SIZE: u64 = 1 << 30;
-const L2_SIZE: u64 = 2 << 20;
+const L2_SIZE: u64 = PMD_SIZE as u64;
 /// Entries in a contiguous run at level 2 (16 x 2 MiB = 32 MiB).
-const CONT_L2: u64 = 16;
+const CONT_L2: u64 = CONT_PMDS as u64;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Part {
