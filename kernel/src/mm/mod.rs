@@ -70,46 +70,30 @@ pub mod pgtable;
 pub mod shmem;
 pub mod vma;
 
-#[cfg(any(target_os = "none", test))]
 pub mod aspace;
-#[cfg(any(target_os = "none", test))]
 pub mod audit;
-#[cfg(any(target_os = "none", test))]
 pub mod collapse;
-#[cfg(any(target_os = "none", test))]
 pub mod cow;
 pub mod env;
-#[cfg(any(target_os = "none", test))]
 pub mod fault;
-#[cfg(any(target_os = "none", test))]
 mod filemap;
-#[cfg(any(target_os = "none", test))]
 mod fork;
-#[cfg(all(test, not(target_os = "none")))]
+#[cfg(test)]
 pub mod host;
 pub mod hugetlb;
-#[cfg(any(target_os = "none", test))]
 pub mod lazyfree;
-#[cfg(any(target_os = "none", test))]
 mod map;
-#[cfg(any(target_os = "none", test))]
 pub mod mlock;
-#[cfg(any(target_os = "none", test))]
 mod mremap;
-#[cfg(any(target_os = "none", test))]
 pub mod pin;
-#[cfg(any(target_os = "none", test))]
 pub mod reclaim;
-#[cfg(any(target_os = "none", test))]
 mod report;
-#[cfg(all(test, not(target_os = "none")))]
+#[cfg(test)]
 mod tests;
-#[cfg(any(target_os = "none", test))]
 pub mod zero;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use pgtable::MemType;
-#[cfg(any(target_os = "none", test))]
 pub use report::kpageflags;
 
 /// Offset of the linear map (and of the kernel image): VA = PA + KERNEL_VA_OFFSET.
