@@ -12,7 +12,7 @@ use crate::arch::aarch64::mm::heap;
 use crate::arch::aarch64::mm::kmap::{self, ImageLayout};
 use crate::arch::aarch64::mmu;
 use crate::cmdline::{CmdLine, Spaced};
-use crate::mm::{frame, phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
+use crate::mm::{frame, phys_to_virt, PhysAddr, PAGE_SIZE};
 use crate::{console, interrupts, kprintln, power, smp, time};
 
 /// QEMU virt puts the DTB at the start of RAM when the kernel is an ELF.
@@ -33,13 +33,13 @@ fn board() -> (BoardInfo<'static>, &'static [u8]) {
     // nothing writes that range (the frame allocator reserves it).
     let dtb = unsafe { platform::fdt::dtb_size(va).map(|n| core::slice::from_raw_parts(va, n)) };
     let Some(dtb) = dtb else {
-        console::init((FALLBACK_UART_PA + KERNEL_VA_OFFSET) as usize);
+        console::init(FALLBACK_UART_PA);
         panic!("no DTB at {DTB_PA:#x}");
     };
     match platform::fdt::parse(dtb) {
         Ok(b) => (b, dtb),
         Err(e) => {
-            console::init((FALLBACK_UART_PA + KERNEL_VA_OFFSET) as usize);
+            console::init(FALLBACK_UART_PA);
             panic!("DTB at {DTB_PA:#x} unusable: {e}");
         }
     }
@@ -49,7 +49,7 @@ fn board() -> (BoardInfo<'static>, &'static [u8]) {
 extern "C" fn primary_main(entry_el: u64) -> ! {
     crate::percpu::init_boot_cpu();
     let (board, dtb) = board();
-    console::init((board.pl011_base + KERNEL_VA_OFFSET) as usize);
+    console::init(board.pl011_base);
     // First, so that a panic from here on exits with its status (101) through
     // semihosting: a test or script would otherwise see a power-off, status 0.
     power::probe_semihosting();

@@ -15,9 +15,7 @@
 //! `proc::{sched, process, task}` (the context switch: the saved contexts and FP state
 //! in `UnsafeCell`s, the current task as a raw `Arc`), `percpu` (TPIDR_EL1 as a
 //! pointer), `boot` (the DTB, the initrd and the frame metadata as slices of raw RAM),
-//! `console` and `interrupts` (the PL011 and the GIC at their mapped addresses),
-//! `power` (the semihosting call), `smp` (the boot record's cache clean and PSCI
-//! CPU_ON) and `profile` (the interrupted stack's frame records, the per-CPU sample
+//! `smp` (the boot record's cache clean and PSCI CPU_ON) and `profile` (the interrupted stack's frame records, the per-CPU sample
 //! buffers).
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -49,7 +47,6 @@ pub mod bench;
 #[allow(unsafe_code)] // the DTB, the initrd and the frame metadata in raw RAM
 pub mod boot;
 #[cfg(target_os = "none")]
-#[allow(unsafe_code)] // the PL011 at its mapped address
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod fs;
@@ -60,13 +57,11 @@ pub mod fs {
     pub mod cpio;
 }
 #[cfg(target_os = "none")]
-#[allow(unsafe_code)] // the GIC at its mapped address
 pub mod interrupts;
 #[cfg(all(target_os = "none", feature = "ktest"))]
 #[allow(unsafe_code)] // the in-kernel tests poke the machine directly
 pub mod ktest;
 #[cfg(target_os = "none")]
-#[allow(unsafe_code)] // the semihosting call
 pub mod power;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)] // frame records of the interrupted stack, per-CPU sample buffers
