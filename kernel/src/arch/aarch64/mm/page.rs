@@ -15,6 +15,7 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::aarch64::regs::read_sysreg;
+use crate::mm::env::check_page_access;
 use crate::mm::frame;
 use crate::mm::pgtable::TableEntries;
 use crate::mm::{phys_to_virt, PhysAddr, PAGE_SIZE};
@@ -171,18 +172,10 @@ pub fn copy_pages(from: PhysAddr, to: PhysAddr, n: usize) {
     unsafe { copy(from, to, n) };
 }
 
-/// The bytes at `pa`, which lie inside one page, may not cross it.
-fn check_in_page(pa: PhysAddr, len: usize, what: &str) {
-    assert!(
-        pa.offset_from(pa.align_down(PAGE_SIZE)) + len <= PAGE_SIZE,
-        "{what} crosses a page"
-    );
-}
-
-/// Store `data` at `pa`, inside one page of RAM the caller maps.
+/// Store `data` at `pa`, inside one page of RAM the caller maps (never the zero page).
 #[inline]
 pub fn write(pa: PhysAddr, data: &[u8]) {
-    check_in_page(pa, data.len(), "write_page");
+    check_page_access(pa, data.len(), true);
     // SAFETY: `pa..pa + len` lies in one frame of RAM the caller holds, written
     // through the linear map.
     unsafe {
@@ -193,7 +186,7 @@ pub fn write(pa: PhysAddr, data: &[u8]) {
 /// Load `buf` from `pa`, inside one page of RAM the caller maps.
 #[inline]
 pub fn read(pa: PhysAddr, buf: &mut [u8]) {
-    check_in_page(pa, buf.len(), "read_page");
+    check_page_access(pa, buf.len(), false);
     // SAFETY: `pa..pa + len` lies in one frame of RAM the caller holds, read through
     // the linear map.
     unsafe {
