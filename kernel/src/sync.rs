@@ -9,6 +9,7 @@
 /// A spin lock that does not mask interrupts: only for data no interrupt handler takes.
 pub type SpinLock<T> = spin::Mutex<T>;
 
+use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
 
 use crate::arch::irq;
@@ -18,19 +19,8 @@ pub struct IrqSpinLock<T> {
 }
 
 pub struct IrqSpinLockGuard<'a, T> {
-    // Fields drop in declaration order: the lock is released before interrupts come
-    // back, so no handler on this CPU can find it held.
-    guard: spin::MutexGuard<'a, T>,
-    _saved: Restore,
-}
-
-/// The interrupt mask as it was before the lock: put back when dropped.
-struct Restore(irq::IrqState);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        irq::restore(self.0);
-    }
+    guard: ManuallyDrop<spin::MutexGuard<'a, T>>,
+    saved: irq::IrqState,
 }
 
 impl<T> IrqSpinLock<T> {
@@ -42,21 +32,26 @@ impl<T> IrqSpinLock<T> {
 
     #[track_caller]
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
-        let saved = Restore(irq::save_and_disable());
+        let saved = irq::save_and_disable();
         IrqSpinLockGuard {
-            guard: self.inner.lock(),
-            _saved: saved,
+            guard: ManuallyDrop::new(self.inner.lock()),
+            saved,
         }
     }
 
     #[track_caller]
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
-        let saved = Restore(irq::save_and_disable());
-        // Not taken: `saved` drops here and puts the mask back.
-        self.inner.try_lock().map(|guard| IrqSpinLockGuard {
-            guard,
-            _saved: saved,
-        })
+        let saved = irq::save_and_disable();
+        match self.inner.try_lock() {
+            Some(g) => Some(IrqSpinLockGuard {
+                guard: ManuallyDrop::new(g),
+                saved,
+            }),
+            None => {
+                irq::restore(saved);
+                None
+            }
+        }
     }
 }
 
@@ -70,6 +65,14 @@ impl<T> Deref for IrqSpinLockGuard<'_, T> {
 impl<T> DerefMut for IrqSpinLockGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.guard
+    }
+}
+
+impl<T> Drop for IrqSpinLockGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: the guard is dropped exactly once, here, before interrupts come back.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        irq::restore(self.saved);
     }
 }
 
