@@ -22,7 +22,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use super::aspace::{Mm, MmEnv};
+use super::aspace::Mm;
+use super::env::MmEnv;
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
 use super::lazyfree::Entry;

@@ -104,17 +104,20 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::addr::PMD_SIZE;
-use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
+use super::aspace::Mm;
+use super::batch::{batches, pages};
+use super::env::MmEnv;
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
+use super::install::release;
 use super::pgtable::{Leaf, Pte};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::uapi::{Errno, ENOMEM};
 
 /// Entries in a contiguous block (64 KiB of 4 KiB pages).
 const CONT_PAGES: usize = 16;
 use crate::sync::IrqSpinLock;
-use crate::uapi::ENOMEM;
 
 /// One marked folio on the lazyfree list: the reverse map (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

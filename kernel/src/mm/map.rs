@@ -2,19 +2,21 @@
 //! madvise, mincore and brk, with Linux's semantics (the lock flags mmap and brk give
 //! a new VMA after mlockall(MCL_FUTURE) are `mlock`'s). Each VMA split first splits the
 //! 2 MiB block its new edge cuts (`split_edges`), so a call fails before changing
-//! anything; range work goes in 2 MiB batches (`aspace::batches`), mprotect's in
-//! 64 MiB ones (`aspace::WIDE_BATCH_PAGES`: it collects nothing).
+//! anything; range work goes in 2 MiB batches (`batch::batches`), mprotect's in
+//! 64 MiB ones (`batch::WIDE_BATCH_PAGES`: it collects nothing).
 
-use super::aspace::{
-    batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, BATCH_PAGES, MMAP_BASE, MMAP_MIN, PMD,
-    STACK_TOP, WIDE_BATCH_PAGES,
-};
-use super::fault::{Access, FaultError};
+use super::addr::PMD_SIZE;
+use super::aspace::{Mm, MMAP_BASE, MMAP_MIN, STACK_TOP};
+use super::batch::{batches_of, pages, BATCH_PAGES, WIDE_BATCH_PAGES};
+use super::env::MmEnv;
+use super::fault::Access;
 use super::folio;
+use super::install::{pte_attrs, release, FaultError};
 use super::lazyfree::Reach;
 use super::shmem::Shmem;
 use super::vma::{FileMap, HugeHint, VmProt, Vma, VmaFlags, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
+use crate::uapi::Errno;
 use crate::uapi::*;
 use alloc::sync::Arc;
 
@@ -199,7 +201,11 @@ impl<E: MmEnv> Mm<E> {
     /// at the hint `addr` if that range is free, else the highest free range, 2 MiB
     /// aligned from 2 MiB on (mmap, mremap's move).
     pub(super) fn unmapped_area(&self, addr: u64, len: u64) -> Result<VirtAddr, Errno> {
-        let align = if len >= PMD { PMD as usize } else { PAGE_SIZE };
+        let align = if len >= PMD_SIZE as u64 {
+            PMD_SIZE
+        } else {
+            PAGE_SIZE
+        };
         let hint = VirtAddr(addr).align_down(PAGE_SIZE);
         let hint_ok = addr >= MMAP_MIN
             && hint
@@ -416,7 +422,7 @@ impl<E: MmEnv> Mm<E> {
         self.tables.for_each_leaf(start, end, |va, leaf| {
             // A 2 MiB block is reported at its own start, which may lie before `start`.
             let size = if leaf.level == 2 {
-                PMD
+                PMD_SIZE as u64
             } else {
                 PAGE_SIZE as u64
             };

@@ -22,11 +22,13 @@
 //! RLIMIT_MEMLOCK does not apply: every process here is root, which has
 //! CAP_IPC_LOCK, so Linux's `can_do_mlock` and the limit always allow.
 
-use super::aspace::{Errno, Mm, MmEnv};
-use super::fault::{Access, FaultError};
+use super::aspace::Mm;
+use super::env::MmEnv;
+use super::fault::Access;
+use super::install::FaultError;
 use super::vma::VmaFlags;
 use super::VirtAddr;
-use crate::uapi::{EAGAIN, ENOMEM, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT};
+use crate::uapi::{Errno, EAGAIN, ENOMEM, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT};
 
 /// How a range is locked: populated now, or only as faults come (MLOCK_ONFAULT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,14 +27,16 @@
 use alloc::vec::Vec;
 
 use super::addr::PMD_SIZE;
-use super::aspace::{batches, pages, Errno, Mm, MmEnv, STACK_TOP};
+use super::aspace::{Mm, STACK_TOP};
+use super::batch::{batches, pages};
+use super::env::MmEnv;
 use super::folio::Folio;
 use super::lazyfree;
 use super::pgtable::{entry_size, MoveBuf, USER_VA_END};
 use super::vma::{Vma, MAX_MAP_COUNT};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::uapi::{EFAULT, EINVAL, ENOMEM, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
+use crate::uapi::{Errno, EFAULT, EINVAL, ENOMEM, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 /// Linux's TASK_SIZE: the end of the user address space.

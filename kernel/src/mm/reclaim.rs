@@ -58,7 +58,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::aspace::{Mm, MmEnv};
+use super::aspace::Mm;
+use super::env::MmEnv;
 use super::folio;
 use super::frame::frames;
 use super::lazyfree::{self, Entry, Visit, STATS};

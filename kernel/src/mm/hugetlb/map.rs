@@ -34,10 +34,10 @@ use alloc::sync::Arc;
 use super::resv::{HugeFile, ResvMap};
 use super::{pool, HugeSize};
 use crate::mm::addr::CONT_PMD_SIZE;
-use crate::mm::aspace::{pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN};
-use crate::mm::fault::{map_error, Access, FaultError};
+use crate::mm::aspace::{Mm, MMAP_BASE, MMAP_MIN};
+use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio};
-use crate::mm::pgtable::FaultFix;
+use crate::mm::install::{self, map_error, pte_attrs, release, FaultError};
 use crate::mm::vma::{HugeMap, Vma, VmaKind};
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::*;
@@ -67,6 +67,79 @@ fn on_boundary<E: MmEnv>(mm: &Mm<E>, va: VirtAddr) -> bool {
         .find(va)
         .and_then(Vma::hugetlb)
         .is_none_or(|h| va.is_aligned(h.size.bytes()))
+}
+
+/// The page around `va` is not mapped: the file's (shared) or a new one (private).
+/// Also a debugger's access (`access_forced`).
+pub(in crate::mm) fn missing<E: MmEnv>(
+    mm: &mut Mm<E>,
+    va: VirtAddr,
+    vma: &Vma,
+    write: bool,
+) -> Result<(), FaultError> {
+    let h = vma.hugetlb().expect("a hugetlb VMA");
+    let base = va.align_down(h.size.bytes());
+    let n = h.size.bytes() / PAGE_SIZE;
+    let Some(file) = &h.file else {
+        let reserved = h.resv.as_ref().is_some_and(|r| r.consume(base));
+        let head = pool(h.size).take(reserved).ok_or(FaultError::Bus)?;
+        mm.env().zero_pages(head, n);
+        return install::map_folio(mm, base, folio::adopt_hugetlb(head, false), vma.prot, write);
+    };
+    let index = (base.as_u64().wrapping_sub(h.origin) as usize) / h.size.bytes();
+    let env = mm.env();
+    let made = |head| {
+        env.zero_pages(head, n);
+        Folio::lock(folio::adopt_hugetlb(head, true).head()).set_cached(true);
+    };
+    let head = file.page(index, made).ok_or(FaultError::Bus)?;
+    let attrs = pte_attrs(vma.prot);
+    let r = if n == CONT_PMD_SIZE / PAGE_SIZE {
+        mm.tables.map_l2c(base, head, attrs)
+    } else if n == 512 {
+        mm.tables.map_pmd(base, head, attrs)
+    } else if write && vma.prot.write {
+        mm.tables.map_dirty(base, head, n, attrs)
+    } else {
+        mm.tables.map(base, head, n, attrs)
+    };
+    r.map_err(map_error)?;
+    Folio::lock(head).map(0, n);
+    if n >= 512 && write && vma.prot.write && !mm.env().features().hw_dirty {
+        mm.tables.make_writable(base, n).map_err(map_error)?;
+    }
+    Ok(())
+}
+
+/// A write to the private page around `va` (frame `pa` inside it) that fork
+/// shared (or a debugger's, `access_forced`): reuse it if this is its only
+/// mapping, else copy it whole into a pool page; writable where the VMA is.
+pub(in crate::mm) fn cow<E: MmEnv>(
+    mm: &mut Mm<E>,
+    va: VirtAddr,
+    pa: PhysAddr,
+    vma: &Vma,
+) -> Result<(), FaultError> {
+    let h = vma.hugetlb().expect("a hugetlb VMA");
+    let base = va.align_down(h.size.bytes());
+    let n = h.size.bytes() / PAGE_SIZE;
+    let f = Folio::lock(pa);
+    let old = f.head();
+    // Exclusive already (a pinned page fork left this side's), or no one else's.
+    if f.all_exclusive() || f.mapped_exactly_once() {
+        f.set_exclusive(0, n, true);
+        drop(f);
+        if vma.prot.write {
+            mm.tables.make_writable(base, n).map_err(map_error)?;
+        }
+        return Ok(());
+    }
+    drop(f);
+    let head = pool(h.size).take(false).ok_or(FaultError::Bus)?;
+    mm.env().copy_pages(old, head, n);
+    let new = folio::adopt_hugetlb(head, false);
+    install::unmap_for(mm, base, n, new)?;
+    install::map_folio(mm, base, new, vma.prot, true)
 }
 
 impl<E: MmEnv> Mm<E> {
@@ -128,132 +201,6 @@ impl<E: MmEnv> Mm<E> {
                 resv,
             })
         })
-    }
-
-    /// A fault at `va` in the hugetlb VMA `vma` (module doc); the access is allowed.
-    pub(in crate::mm) fn hugetlb_fault(
-        &mut self,
-        va: VirtAddr,
-        vma: &Vma,
-        access: Access,
-    ) -> Result<(), FaultError> {
-        let h = vma.hugetlb().expect("a hugetlb VMA");
-        let page = va.align_down(PAGE_SIZE);
-        let base = va.align_down(h.size.bytes());
-        let n = h.size.bytes() / PAGE_SIZE;
-        let fix = match access {
-            Access::Write => self.tables.write_fault(page),
-            Access::Read | Access::Exec => self.tables.access_flag_fault(page),
-        };
-        match fix {
-            FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.hugetlb_missing(page, vma, access == Access::Write),
-            FaultFix::NotWritable(_) if h.file.is_some() => {
-                self.tables.make_writable(base, n).map_err(map_error)
-            }
-            FaultFix::NotWritable(leaf) => self.hugetlb_cow(page, leaf.pa_of(page), vma),
-        }
-    }
-
-    /// The page around `va` is not mapped: the file's (shared) or a new one (private).
-    /// Also a debugger's access (`access_forced`).
-    pub(in crate::mm) fn hugetlb_missing(
-        &mut self,
-        va: VirtAddr,
-        vma: &Vma,
-        write: bool,
-    ) -> Result<(), FaultError> {
-        let h = vma.hugetlb().expect("a hugetlb VMA");
-        let base = va.align_down(h.size.bytes());
-        let n = h.size.bytes() / PAGE_SIZE;
-        let Some(file) = &h.file else {
-            let reserved = h.resv.as_ref().is_some_and(|r| r.consume(base));
-            let head = pool(h.size).take(reserved).ok_or(FaultError::Bus)?;
-            self.env().zero_pages(head, n);
-            return self.hugetlb_map_new(base, folio::adopt_hugetlb(head, false), vma, write);
-        };
-        let index = (base.as_u64().wrapping_sub(h.origin) as usize) / h.size.bytes();
-        let env = self.env();
-        let made = |head| {
-            env.zero_pages(head, n);
-            Folio::lock(folio::adopt_hugetlb(head, true).head()).set_cached(true);
-        };
-        let head = file.page(index, made).ok_or(FaultError::Bus)?;
-        let attrs = pte_attrs(vma.prot);
-        let r = if n == CONT_PMD_SIZE / PAGE_SIZE {
-            self.tables.map_l2c(base, head, attrs)
-        } else if n == 512 {
-            self.tables.map_pmd(base, head, attrs)
-        } else if write && vma.prot.write {
-            self.tables.map_dirty(base, head, n, attrs)
-        } else {
-            self.tables.map(base, head, n, attrs)
-        };
-        r.map_err(map_error)?;
-        Folio::lock(head).map(0, n);
-        if n >= 512 && write && vma.prot.write && !self.env().features().hw_dirty {
-            self.tables.make_writable(base, n).map_err(map_error)?;
-        }
-        Ok(())
-    }
-
-    /// A write to the private page around `va` (frame `pa` inside it) that fork
-    /// shared (or a debugger's, `access_forced`): reuse it if this is its only
-    /// mapping, else copy it whole into a pool page; writable where the VMA is.
-    pub(in crate::mm) fn hugetlb_cow(
-        &mut self,
-        va: VirtAddr,
-        pa: PhysAddr,
-        vma: &Vma,
-    ) -> Result<(), FaultError> {
-        let h = vma.hugetlb().expect("a hugetlb VMA");
-        let base = va.align_down(h.size.bytes());
-        let n = h.size.bytes() / PAGE_SIZE;
-        let f = Folio::lock(pa);
-        let old = f.head();
-        // Exclusive already (a pinned page fork left this side's), or no one else's.
-        if f.all_exclusive() || f.mapped_exactly_once() {
-            f.set_exclusive(0, n, true);
-            drop(f);
-            if vma.prot.write {
-                self.tables.make_writable(base, n).map_err(map_error)?;
-            }
-            return Ok(());
-        }
-        drop(f);
-        let head = pool(h.size).take(false).ok_or(FaultError::Bus)?;
-        self.env().copy_pages(old, head, n);
-        let new = folio::adopt_hugetlb(head, false);
-        self.unmap_for(base, n, new)?;
-        self.hugetlb_map_new(base, new, vma, true)
-    }
-
-    /// Map the new private page `f` whole at `base` and account it (`fault`'s
-    /// `map_folio`, which maps 64 KiB and 2 MiB; a 32 MiB page as one level-2
-    /// contiguous block here, the same way).
-    fn hugetlb_map_new(
-        &mut self,
-        base: VirtAddr,
-        f: Folio,
-        vma: &Vma,
-        write: bool,
-    ) -> Result<(), FaultError> {
-        let n = f.nr_pages();
-        if n != CONT_PMD_SIZE / PAGE_SIZE {
-            return self.map_folio(base, f, vma.prot, write);
-        }
-        f.mark_new_exclusive();
-        match self.tables.map_l2c(base, f.head(), pte_attrs(vma.prot)) {
-            Ok(()) => f.account_new_mapping(),
-            Err(e) => {
-                drop(Folio::lock(f.head()).put(1));
-                return Err(map_error(e));
-            }
-        }
-        if write && vma.prot.write && !self.env().features().hw_dirty {
-            self.tables.make_writable(base, n).map_err(map_error)?;
-        }
-        Ok(())
     }
 
     /// fork's copy of the private hugetlb VMA `vma` of 32 MiB pages into `child`: each
@@ -335,7 +282,13 @@ impl<E: MmEnv> Mm<E> {
         let size = vma.hugetlb().expect("a hugetlb VMA").size;
         let new = pool(size).take(false).ok_or(FaultError::Oom)?;
         self.env().copy_pages(head, new, size.bytes() / PAGE_SIZE);
-        self.hugetlb_map_new(base, folio::adopt_hugetlb(new, false), vma, false)
+        install::map_folio(
+            self,
+            base,
+            folio::adopt_hugetlb(new, false),
+            vma.prot,
+            false,
+        )
     }
 
     /// munmap's and mprotect's check: EINVAL if `start` or `end` cuts a hugetlb page.

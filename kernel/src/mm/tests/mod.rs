@@ -47,9 +47,10 @@ use std::vec::Vec;
 
 use super::aspace::Mm;
 use super::cow::COW_COPIES_FOLIO;
-use super::fault::{Access, FaultError, Transfer};
+use super::fault::{Access, Transfer};
 use super::frame::frames;
 use super::host::{self, HostMm};
+use super::install::FaultError;
 use super::mlock::Lock;
 use super::mthp::{self, SizeSetting, TopSetting};
 use super::pgtable::model::{self, AccessKind, El, Fault};
