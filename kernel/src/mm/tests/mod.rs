@@ -21,7 +21,10 @@
 //! * `vmflags.rs`: fork's VMA flags (MADV_DONTFORK, MADV_WIPEONFORK) and mlock's;
 //! * `zero.rs`: the shared zero page;
 //! * `pin.rs`: pins (`mm::pin`) and what they mean for fork, copy-on-write, split,
-//!   collapse and lazyfree.
+//!   collapse and lazyfree;
+//! * `threads.rs`: `std::thread`s as CPUs: the hardware's AF/dirty updates against
+//!   converts and lazyfree, and the folio protocol between address spaces (split
+//!   against unmap against reuse).
 
 mod access;
 mod collapse;
