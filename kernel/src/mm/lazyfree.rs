@@ -85,7 +85,7 @@
 //! - Reclaim reaches an address space from an entry with a *trylock* of its `Mm`
 //!   (`reclaim`'s owner hook): it may already hold its own `Mm` (direct reclaim in a
 //!   fault), so it never waits for a second one; a busy owner's entry goes back on the
-//!   list. Lock order is therefore the folio protocol's: `Mm` -> folio -> list.
+//!   list. It nests as the lock table says (`mm/mod.rs`: L2 `Mm` -> L5 folio -> L6 list).
 //! - The list is bounded by a constant, not by any user range: its storage is
 //!   reserved once (`HARD` entries, 0.8 MiB of kernel heap) and never grows. A folio
 //!   is marked, or a fork lists its child's mapping, only while fewer than `CAP`
