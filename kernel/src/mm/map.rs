@@ -315,41 +315,10 @@ impl<E: MmEnv> Mm<E> {
     /// order and stop at the first hole or failure. The range is page-aligned and
     /// non-empty, the advice known.
     pub fn madvise(&mut self, start: VirtAddr, end: VirtAddr, advice: u64) -> Result<(), Errno> {
-        let populate_errno = |e| match e {
-            FaultError::Oom => ENOMEM,
-            FaultError::Segv | FaultError::Bus => EFAULT,
-        };
+        if let MADV_POPULATE_READ | MADV_POPULATE_WRITE = advice {
+            return self.madvise_populate(start, end, advice == MADV_POPULATE_WRITE);
+        }
         match advice {
-            MADV_POPULATE_READ | MADV_POPULATE_WRITE => {
-                let write = advice == MADV_POPULATE_WRITE;
-                // The access must be one the mapping allows (Linux's check_vma_flags:
-                // a read needs PROT_READ, which PROT_WRITE alone does not give), else
-                // EINVAL.
-                let refused = |v: &Vma| if write { !v.prot.write } else { !v.prot.read };
-                if !self.vmas.covers(start, end) {
-                    // Linux faults in what lies before the hole, then fails.
-                    let mut at = start;
-                    while let Some(v) = self.vmas.find(at).cloned() {
-                        if refused(&v) {
-                            return Err(EINVAL);
-                        }
-                        let to = v.end.min(end);
-                        let access = if write { Access::Write } else { Access::Read };
-                        self.populate(at, to, access).map_err(populate_errno)?;
-                        at = to;
-                    }
-                    return Err(ENOMEM);
-                }
-                if self
-                    .vmas
-                    .iter()
-                    .any(|v| v.start < end && start < v.end && refused(v))
-                {
-                    return Err(EINVAL);
-                }
-                let access = if write { Access::Write } else { Access::Read };
-                return self.populate(start, end, access).map_err(populate_errno);
-            }
             MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
                 self.may_split()?;
                 self.hugetlb_check_cut(start, end)?;
@@ -407,6 +376,44 @@ impl<E: MmEnv> Mm<E> {
         } else {
             Ok(())
         }
+    }
+
+    /// MADV_POPULATE_READ / _WRITE: fault in `[start, end)` in address order. The
+    /// access must be one the mapping allows (Linux's `check_vma_flags`: a read needs
+    /// PROT_READ, which PROT_WRITE alone does not give), else EINVAL; a hole faults in
+    /// what lies before it, then fails with ENOMEM.
+    fn madvise_populate(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        write: bool,
+    ) -> Result<(), Errno> {
+        let errno = |e| match e {
+            FaultError::Oom => ENOMEM,
+            FaultError::Segv | FaultError::Bus => EFAULT,
+        };
+        let refused = |v: &Vma| if write { !v.prot.write } else { !v.prot.read };
+        let access = if write { Access::Write } else { Access::Read };
+        if !self.vmas.covers(start, end) {
+            let mut at = start;
+            while let Some(v) = self.vmas.find(at).cloned() {
+                if refused(&v) {
+                    return Err(EINVAL);
+                }
+                let to = v.end.min(end);
+                self.populate(at, to, access).map_err(errno)?;
+                at = to;
+            }
+            return Err(ENOMEM);
+        }
+        if self
+            .vmas
+            .iter()
+            .any(|v| v.start < end && start < v.end && refused(v))
+        {
+            return Err(EINVAL);
+        }
+        self.populate(start, end, access).map_err(errno)
     }
 
     /// mincore of one step: fills `out[i]` with whether page `start + i` is resident,
