@@ -1,5 +1,5 @@
 //! The folio accounting audit: every anonymous folio's per-page map counts, total map
-//! count and reference count must equal what the page tables say (bug 9 of the notes:
+//! count and reference count must equal what the page tables say (bug 9 of `docs/notes/contpte.md`:
 //! accounting drift; a folio on the deferred-split queue holds one reference more).
 //! It counts the entries of the given address spaces, which must be all the live ones,
 //! and compares with the metadata of every allocated folio. It also checks who may
