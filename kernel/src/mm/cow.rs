@@ -85,6 +85,7 @@ pub(super) fn copy_on_write<E: MmEnv>(
 /// other reference, each page seen here), or every page is already anon-exclusive
 /// here. So no other address space can read a page this write changes, and marking
 /// the pages exclusive keeps *who may write a page*.
+#[inline]
 fn reuse_folio<E: MmEnv>(
     mm: &mut Mm<E>,
     f: Locked,
@@ -113,6 +114,7 @@ fn reuse_folio<E: MmEnv>(
 /// Safe because an exclusive page is this mapping's alone whatever else holds a
 /// reference to it; a pin must see the write, so it is never copied (Linux's
 /// `do_wp_page` reuses any PageAnonExclusive page; `pin`'s rule 2).
+#[inline]
 fn reuse_page<E: MmEnv>(mm: &mut Mm<E>, page: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
     if vma.prot.write {
         mm.tables.make_writable(page, 1).map_err(map_error)?;
@@ -152,6 +154,7 @@ fn copy_folio<E: MmEnv>(
 /// Needed because the page is not exclusive (shared since fork, or a file's): another
 /// address space or the file may read it. The old folio, now partly mapped here, is
 /// hinted to the collapse thread.
+#[inline]
 fn copy_page<E: MmEnv>(
     mm: &mut Mm<E>,
     page: VirtAddr,
@@ -166,6 +169,7 @@ fn copy_page<E: MmEnv>(
 /// Where folio `f` would sit if this address space maps all of it around `page`
 /// (which maps `pa`): its first address, if every page is mapped here in order,
 /// inside `vma`.
+#[inline]
 fn whole_folio_at<E: MmEnv>(
     mm: &Mm<E>,
     page: VirtAddr,
