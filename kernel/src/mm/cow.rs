@@ -192,7 +192,7 @@ fn whole_folio_at<E: MmEnv>(
     let mut in_order = true;
     mm.tables.for_each_block(base, end, |va, leaf, n| {
         pages += n;
-        in_order &= leaf.pa_of(va) == f.page(va.offset_from(base) / PAGE_SIZE);
+        in_order &= leaf.pa_of(va) == f.page((va.as_u64() - base.as_u64()) as usize / PAGE_SIZE);
     });
     (in_order && pages == f.nr_pages()).then_some(base)
 }
