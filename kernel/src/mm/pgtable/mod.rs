@@ -736,6 +736,7 @@ impl<E: PtEnv> AddressSpace<E> {
     /// The walk under `for_each_leaf` and `for_each_block`: empty tables skipped whole,
     /// `visit` called for each block entry the range touches (at the block's start,
     /// with its pages) and for each level-3 table's part `[va, table_end)` of the range.
+    #[inline(always)]
     fn walk(&self, start: VirtAddr, end: VirtAddr, mut visit: impl FnMut(Walked<'_>)) {
         let next = |va: VirtAddr, size: usize| va.align_down(size).add(size);
         let mut cursor = Cursor::new(self.root);

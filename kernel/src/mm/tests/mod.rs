@@ -152,6 +152,15 @@ pub enum Op {
         align: usize,
         pages: usize,
     },
+    /// mmap(MAP_PRIVATE|MAP_FIXED) of the file of the `file`-th shared mapping of any
+    /// address space, from its start: the file's pages until a write copies one.
+    MmapPrivateFile {
+        mm: usize,
+        page: usize,
+        align: usize,
+        pages: usize,
+        file: usize,
+    },
     /// A store of one byte (`byte` into the page) at EL0.
     Write {
         mm: usize,
@@ -267,6 +276,10 @@ struct Proc {
     /// Pages MADV_FREE'd and not written since: reclaim may have dropped them (they
     /// then read as zero); any other written page must keep its data.
     lazy: BTreeSet<u64>,
+    /// Pages of private file mappings that hold a copy of their own (a write, or
+    /// anything else that broke copy-on-write, copied the file's page): they read
+    /// `shadow`; the others read the file.
+    copied: BTreeSet<u64>,
 }
 
 struct World {
@@ -353,6 +366,7 @@ impl World {
         for (step, op) in ops.iter().enumerate() {
             let value = (step % 251 + 1) as u8;
             guarded(|| self.step(op, value))?;
+            self.note_copies();
             self.forget_discarded();
             guarded(|| self.check()).map_err(|e| format!("after step {step} ({op:?}): {e}"))?;
         }
@@ -395,6 +409,7 @@ impl World {
             mm,
             shadow: BTreeMap::new(),
             lazy: BTreeSet::new(),
+            copied: BTreeSet::new(),
         });
         id
     }
@@ -417,7 +432,10 @@ impl World {
         let live = self.procs.len();
         // Operations that may take the pinned mapping away end what a pin promises.
         let unmaps = match *op {
-            Op::Mmap { mm, .. } | Op::MmapShared { mm, .. } | Op::Munmap { mm, .. } => Some(mm),
+            Op::Mmap { mm, .. }
+            | Op::MmapShared { mm, .. }
+            | Op::MmapPrivateFile { mm, .. }
+            | Op::Munmap { mm, .. } => Some(mm),
             Op::Mremap { mm, .. } => Some(mm),
             Op::Madvise {
                 mm,
@@ -516,7 +534,40 @@ impl World {
                     p.id
                 ));
                 if r.is_ok() {
-                    discard(&mut p.shadow, start, start + len);
+                    p.discard(start, start + len);
+                }
+            }
+            Op::MmapPrivateFile {
+                mm,
+                page,
+                align,
+                pages,
+                file,
+            } => {
+                let i = mm % live;
+                let files: Vec<_> = self
+                    .procs
+                    .iter()
+                    .flat_map(|p| p.mm.vmas.iter())
+                    .filter_map(|v| v.file().filter(|m| m.shared).map(|m| m.file.clone()))
+                    .collect();
+                if files.is_empty() {
+                    return Ok(());
+                }
+                let file = files[file % files.len()].clone();
+                let start = WINDOW + ((page % WINDOW_PAGES) & !(align.max(1) - 1)) as u64 * 4096;
+                let len = (pages.max(1) * PAGE_SIZE) as u64;
+                let ino = file.ino;
+                let p = &mut self.procs[i];
+                let flags = MAP_FIXED | crate::uapi::MAP_PRIVATE;
+                let r =
+                    p.mm.mmap_file(start, len, VmProt::READ_WRITE, flags, file, 0);
+                self.log.push(format!(
+                    "mm{}: mmap({start:#x}, {len:#x}, PRIVATE) of file {ino} = {r:x?}",
+                    p.id
+                ));
+                if r.is_ok() {
+                    p.discard(start, start + len);
                 }
             }
             Op::Write { mm, at, byte } => {
@@ -534,6 +585,9 @@ impl World {
                         key.1
                     ));
                     return Ok(());
+                }
+                if done.is_some() {
+                    self.copy_out(i, page_of(va.as_u64()));
                 }
                 let p = &mut self.procs[i];
                 self.log.push(format!(
@@ -555,12 +609,9 @@ impl World {
                 let i = mm % live;
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
                 let done = self.access(i, va, AccessKind::Read)?;
-                let shared = self.shared_key(i, va);
+                let shared = self.shared_key(i, va).or_else(|| self.file_key(i, va));
                 let p = &self.procs[i];
-                let want = match shared {
-                    Some(key) => self.files.get(&key).copied().unwrap_or(0),
-                    None => p.shadow.get(&va.as_u64()).copied().unwrap_or(0),
-                };
+                let want = self.want(p, va);
                 let got = done.map(host::read_byte);
                 self.log
                     .push(format!("mm{}: read at {:#x} = {got:x?}", p.id, va.as_u64()));
@@ -603,6 +654,8 @@ impl World {
                         self.files.insert(key, value);
                     }
                     (1, None) => {
+                        self.copy_out(i, page_of(va.as_u64()));
+                        let p = &mut self.procs[i];
                         p.shadow.insert(va.as_u64(), value);
                         p.lazy.remove(&page_of(va.as_u64()));
                     }
@@ -617,10 +670,9 @@ impl World {
                 let in_vma = reachable(&p.mm, va);
                 let mut got = [0u8];
                 let n = p.mm.access_forced(va, Transfer::Read(&mut got));
-                let want = match shared {
-                    Some(key) => self.files.get(&key).copied().unwrap_or(0),
-                    None => p.shadow.get(&va.as_u64()).copied().unwrap_or(0),
-                };
+                let shared = shared.or_else(|| private_file_key_of(&p.mm, va));
+                let p = &self.procs[i];
+                let want = self.want(p, va);
                 self.log.push(format!(
                     "mm{}: forced read at {:#x}: {n} byte {:#x}",
                     p.id,
@@ -673,10 +725,12 @@ impl World {
                             .map(|(&va, &b)| (va, b))
                             .collect();
                         let lazy = p.lazy.iter().copied().filter(|va| copied(va)).collect();
+                        let copies = p.copied.iter().copied().filter(|va| copied(va)).collect();
                         let id = self.spawn(child);
                         let c = self.procs.last_mut().expect("just spawned");
                         c.shadow = shadow;
                         c.lazy = lazy;
+                        c.copied = copies;
                         self.log.push(format!("mm{parent}: fork = mm{id}"));
                     }
                     Err(e) => self.log.push(format!("mm{parent}: fork = Err({e})")),
@@ -714,6 +768,7 @@ impl World {
                 ));
                 if r.is_ok() {
                     discard(&mut p.shadow, start.as_u64(), end.as_u64());
+                    forget_pages(&mut p.copied, start.as_u64(), end.as_u64());
                 }
             }
             Op::Madvise {
@@ -788,6 +843,17 @@ impl World {
                     }
                     for va in dropped {
                         p.shadow.remove(&va);
+                    }
+                    // A private file mapping's dropped copies: the file's pages again.
+                    let gone: Vec<u64> = p
+                        .copied
+                        .range(start.as_u64()..end.as_u64())
+                        .copied()
+                        .filter(|&page| p.mm.tables.get(VirtAddr(page)).is_none())
+                        .collect();
+                    for page in gone {
+                        p.copied.remove(&page);
+                        discard(&mut p.shadow, page, page + PAGE_SIZE as u64);
                     }
                 }
             }
@@ -968,7 +1034,13 @@ impl World {
                     // Its bytes are the file's (`check_shared`).
                     continue;
                 }
-                let want = p.shadow.get(&va).copied();
+                let uncopied = private_file_key_of(&p.mm, VirtAddr(va)).is_some()
+                    && !p.copied.contains(&page_of(va));
+                let want = if uncopied {
+                    Some(self.want(p, VirtAddr(va)))
+                } else {
+                    p.shadow.get(&va).copied()
+                };
                 match model::walk(p.mm.tables.env(), p.mm.tables.root(), VirtAddr(va)) {
                     Ok(w) if host::read_byte(w.pa) == want.unwrap_or(0) => {}
                     Ok(w) => {
@@ -980,7 +1052,8 @@ impl World {
                             want.map_or("nothing".to_string(), |b| format!("{b:#x}"))
                         ))
                     }
-                    Err(_) if want.is_none() => {}
+                    // Nothing written, or a private file page not faulted in yet.
+                    Err(_) if want.is_none() || uncopied => {}
                     Err(f) => {
                         return Err(format!(
                             "mm{}: {va:#x} was written ({want:x?}) but the walk says {f:?}",
@@ -1058,10 +1131,8 @@ impl Proc {
     /// Forget what was written in `[start, end)`, and its lazyfree marks.
     fn discard(&mut self, start: u64, end: u64) {
         discard(&mut self.shadow, start, end);
-        let gone: Vec<u64> = self.lazy.range(start..end).copied().collect();
-        for page in gone {
-            self.lazy.remove(&page);
-        }
+        forget_pages(&mut self.lazy, start, end);
+        forget_pages(&mut self.copied, start, end);
     }
 
     /// mremap of `[old, old + old_len)` to `new_len` bytes returned `new`: the data of
@@ -1087,6 +1158,7 @@ impl Proc {
             let image = |va: u64| va - old + new;
             let data: Vec<(u64, u8)> = self.shadow.range(a..b).map(|(&va, &b)| (va, b)).collect();
             let lazy: Vec<u64> = self.lazy.range(a..b).copied().collect();
+            let copies: Vec<u64> = self.copied.range(a..b).copied().collect();
             self.discard(image(a), image(b));
             self.discard(a, b);
             for (va, byte) in data {
@@ -1094,6 +1166,9 @@ impl Proc {
             }
             for page in lazy {
                 self.lazy.insert(image(page));
+            }
+            for page in copies {
+                self.copied.insert(image(page));
             }
         }
     }
@@ -1107,17 +1182,88 @@ impl World {
         shared_key_of(&self.procs[i].mm, va)
     }
 
-    /// Every byte written to a file that `p` maps shared and has faulted in reads as
-    /// written there (a page not faulted in yet says nothing: it comes from the cache).
+    /// The file and offset that `va` reads in address space `i` through a private file
+    /// mapping whose page is not copied yet.
+    fn file_key(&self, i: usize, va: VirtAddr) -> Option<(u64, u64)> {
+        let p = &self.procs[i];
+        private_file_key_of(&p.mm, va).filter(|_| !p.copied.contains(&page_of(va.as_u64())))
+    }
+
+    /// What a load of `va` in `p` must read: the file's byte through a shared mapping
+    /// or an uncopied page of a private one, else what `p` wrote there (or zero).
+    fn want(&self, p: &Proc, va: VirtAddr) -> u8 {
+        let uncopied =
+            || private_file_key_of(&p.mm, va).filter(|_| !p.copied.contains(&page_of(va.as_u64())));
+        match shared_key_of(&p.mm, va).or_else(uncopied) {
+            Some(key) => self.files.get(&key).copied().unwrap_or(0),
+            None => p.shadow.get(&va.as_u64()).copied().unwrap_or(0),
+        }
+    }
+
+    /// Page `page` of address space `i` got a copy of its own (a write to a private
+    /// file mapping): if it read the file until now, it holds the file's bytes of
+    /// that page from here on.
+    fn copy_out(&mut self, i: usize, page: u64) {
+        let Some((ino, off)) = self.file_key(i, VirtAddr(page)) else {
+            return;
+        };
+        let bytes: Vec<(u64, u8)> = self
+            .files
+            .range((ino, off)..(ino, off + PAGE_SIZE as u64))
+            .map(|(&(_, o), &b)| (page + (o - off), b))
+            .collect();
+        let p = &mut self.procs[i];
+        discard(&mut p.shadow, page, page + PAGE_SIZE as u64);
+        p.shadow.extend(bytes);
+        p.copied.insert(page);
+        self.log.push(format!(
+            "mm{}: {page:#x} copied from file {ino} offset {off:#x}",
+            p.id
+        ));
+    }
+
+    /// Copies made by anything but a store (MADV_POPULATE_WRITE, mlock, a pin, a
+    /// debugger's write): each page of a private file mapping that maps an anonymous
+    /// page now, and read the file until now, holds the file's bytes at that moment.
+    fn note_copies(&mut self) {
+        for i in 0..self.procs.len() {
+            let p = &self.procs[i];
+            let mut pages = Vec::new();
+            for v in
+                p.mm.vmas
+                    .iter()
+                    .filter(|v| v.file().is_some_and(|m| !m.shared))
+            {
+                p.mm.tables.for_each_leaf(v.start, v.end, |va, leaf| {
+                    let pa = leaf.pa_of(va);
+                    if !super::zero::is_zero(pa) && !folio::Folio::of(pa).is_file() {
+                        pages.push(va.as_u64());
+                    }
+                });
+            }
+            for page in pages {
+                if !self.procs[i].copied.contains(&page) {
+                    self.copy_out(i, page);
+                }
+            }
+        }
+    }
+
+    /// Every byte written to a file that `p` maps shared, or private where the page is
+    /// not copied, and has faulted in reads as written there (a page not faulted in
+    /// yet says nothing: it comes from the cache).
     fn check_shared(&self, p: &Proc) -> Result<(), String> {
         for v in p.mm.vmas.iter() {
-            let Some(m) = v.file().filter(|m| m.shared) else {
+            let Some(m) = v.file() else {
                 continue;
             };
             let first = v.start.as_u64().wrapping_sub(m.origin);
             let end = first + (v.end.as_u64() - v.start.as_u64());
             for (&(_, off), &want) in self.files.range((m.file.ino, first)..(m.file.ino, end)) {
                 let va = VirtAddr(m.origin.wrapping_add(off));
+                if !m.shared && p.copied.contains(&page_of(va.as_u64())) {
+                    continue;
+                }
                 if let Ok(w) = model::walk(p.mm.tables.env(), p.mm.tables.root(), va) {
                     let got = host::read_byte(w.pa);
                     if got != want {
@@ -1158,6 +1304,22 @@ impl World {
             }
         }
     }
+}
+
+/// Forget the pages of `set` in `[start, end)`.
+fn forget_pages(set: &mut BTreeSet<u64>, start: u64, end: u64) {
+    let gone: Vec<u64> = set.range(start..end).copied().collect();
+    for page in gone {
+        set.remove(&page);
+    }
+}
+
+/// The file and byte offset that `va` maps in `mm`, if a private file mapping covers
+/// it (its pages are the file's until copied).
+fn private_file_key_of(mm: &Mm<HostMm>, va: VirtAddr) -> Option<(u64, u64)> {
+    let v = mm.vmas.find(va)?;
+    let m = v.file().filter(|m| !m.shared)?;
+    Some((m.file.ino, va.as_u64().wrapping_sub(m.origin)))
 }
 
 /// Forget what was written in `[start, end)` (unmapped: it reads as zero now).
