@@ -172,6 +172,13 @@ impl<E: MmEnv> Mm<E> {
         let end = start.add(len as usize);
         let (mut vma_flags, _) = self.new_vma_flags();
         vma_flags.locked |= flags & MAP_LOCKED != 0;
+        let kind = kind(start);
+        let lock = vma_flags.locked && !vma_flags.lockonfault;
+        if matches!(kind, VmaKind::Hugetlb(_)) {
+            // Never locked, but populated as a lock asks (`mlock`).
+            vma_flags.locked = false;
+            vma_flags.lockonfault = false;
+        }
         self.vmas
             .insert(Vma {
                 start,
@@ -179,12 +186,12 @@ impl<E: MmEnv> Mm<E> {
                 prot,
                 huge: HugeHint::Default,
                 flags: vma_flags,
-                kind: kind(start),
+                kind,
             })
             .map_err(|_| ENOMEM)?;
         // As Linux: population is best effort (the mapping stands if memory runs out,
         // a later fault decides), and an inaccessible mapping is not populated.
-        if vma_flags.locked {
+        if lock || vma_flags.locked {
             let _ = self.populate_locked(start, end);
         } else if flags & MAP_POPULATE != 0 && (prot.read || prot.write || prot.exec) {
             let access = if prot.write {

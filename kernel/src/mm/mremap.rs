@@ -193,7 +193,13 @@ impl<E: MmEnv> Mm<E> {
         self.check_destination(addr, len, new_addr, len)?;
         let (start, end) = (VirtAddr(addr), VirtAddr(addr + len));
         let dontunmap = flags & MREMAP_DONTUNMAP != 0;
-        self.for_each_piece(start, end, |mm, a, b, _| {
+        self.for_each_piece(start, end, |mm, a, b, vma| {
+            // Linux moves a hugetlb piece aligned to its page size (`align_hugetlb`:
+            // EINVAL off a page boundary); moving hugetlb entries is not built here
+            // (`hugetlb::map`), so it is EINVAL, after the pieces before it moved.
+            if vma.hugetlb().is_some() {
+                return Err(EINVAL);
+            }
             let to = VirtAddr(new_addr).add(a.offset_from(start));
             let piece = b.offset_from(a) as u64;
             mm.munmap(to, to.add(piece as usize))?;

@@ -22,7 +22,8 @@
 //!   file (read(2) sees it), write(2) is EINVAL, MADV_REMOVE of the shared mapping
 //!   punches the page out of every mapping, the private copy too (zeros after), an
 //!   unaligned ftruncate is
-//!   EINVAL, and close with munmap gives every page back.
+//!   EINVAL, and close with munmap gives every page back;
+//! - mlock of 4 KiB of a huge page populates it and neither splits nor locks the VMA.
 //!
 //! Every pool is left as it was found.
 #![no_std]
@@ -63,6 +64,7 @@ fn main(_args: &rt::Args) -> i32 {
         run(&mut t, "fork_shares_shared", fork_shared);
         run(&mut t, "dontneed_and_mremap", dontneed_and_mremap);
         run(&mut t, "memfd_private_copies_shared_writes", memfd_hugetlb);
+        run(&mut t, "mlock_4k_populates_no_split", mlock_part);
     }
     t.run("hugetlb_of_a_memfd_is_einval", memfd_einval);
     t.finish()
@@ -277,6 +279,24 @@ fn fork_shared(kb: usize) -> Outcome {
     );
     ensure!(free_resv(kb)?.0 == free, "a page was taken");
     unmap(a, kb * 1024).ctx("munmap")?;
+    Ok(())
+}
+
+/// mlock of the first 4 KiB of a huge page: Linux passes a hugetlb VMA by (no split,
+/// no lock: VmLck stays) but populates the page; munmap of the whole mapping works
+/// (a split inside the page once left a VMA no unmap could take: a kernel panic at
+/// exit).
+fn mlock_part(kb: usize) -> Outcome {
+    let size = kb * 1024;
+    let (free, _) = free_resv(kb)?;
+    let a = map_huge(kb, 2, false).ctx("mmap")?;
+    rt::mm::mlock(a, 4096).ctx("mlock")?;
+    let now = free_resv(kb)?.0;
+    ensure!(now == free - 1, "mlock populated {} pages", free - now);
+    let lck = rt::procfs::status_kb("VmLck")?;
+    ensure!(lck == 0, "VmLck {lck} kB: a hugetlb VMA was locked");
+    rt::mm::munlock(a, 4096).ctx("munlock")?;
+    unmap(a, 2 * size).ctx("munmap")?;
     Ok(())
 }
 

@@ -80,12 +80,17 @@ impl Drop for ResvMap {
 /// the pool's, so what this holds is bounded by the pool, never by a length a user
 /// passed.
 pub struct HugeFile {
+    /// Its inode number (reports, tests), from a range apart from `shmem`'s.
+    pub ino: u64,
     size: HugeSize,
     inner: SpinLock<FilePages>,
     /// Drops the file's reference on a page (`map`'s, which knows folios: this file
     /// sits below them, as the VMA that holds it does).
     put: fn(PhysAddr),
 }
+
+/// The next hugetlb file's inode number.
+static NEXT_INO: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1 << 48);
 
 struct FilePages {
     pages: BTreeMap<usize, PhysAddr>,
@@ -101,6 +106,7 @@ impl HugeFile {
     /// goes.
     pub fn new(size: HugeSize, put: fn(PhysAddr)) -> Self {
         Self {
+            ino: NEXT_INO.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             size,
             inner: SpinLock::new(FilePages {
                 pages: BTreeMap::new(),

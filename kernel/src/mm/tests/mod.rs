@@ -53,6 +53,7 @@ use super::cow::COW_COPIES_FOLIO;
 use super::fault::{Access, Transfer};
 use super::frame::frames;
 use super::host::{self, HostMm};
+use super::hugetlb::map::HugeSource;
 use super::install::FaultError;
 use super::mlock::Lock;
 use super::mthp::{self, SizeSetting, TopSetting};
@@ -62,9 +63,15 @@ use super::vma::VmProt;
 use super::{audit, folio, VirtAddr, PAGE_SIZE};
 use crate::uapi::{
     MADV_COLLAPSE, MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
-    MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_WIPEONFORK, MAP_FIXED, MAP_POPULATE,
-    MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
+    MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_WIPEONFORK, MAP_ANONYMOUS, MAP_FIXED,
+    MAP_HUGETLB, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_DONTUNMAP, MREMAP_FIXED,
+    MREMAP_MAYMOVE,
 };
+
+/// The hugetlb page sizes `Op::MmapHugetlb` maps: 64 KiB and 2 MiB (three 32 MiB
+/// pages are all the simulated RAM holds).
+const HUGE_SIZES: [super::hugetlb::HugeSize; 2] =
+    [super::hugetlb::SIZES[0], super::hugetlb::SIZES[1]];
 
 /// The window mmap places mappings in: 16 MiB from 1 GiB (2 MiB aligned), so that
 /// mappings overlap and MAP_FIXED replaces parts of others.
@@ -160,6 +167,15 @@ pub enum Op {
         align: usize,
         pages: usize,
         file: usize,
+    },
+    /// mmap(MAP_HUGETLB|MAP_FIXED) of `pages` (1 to 4) pages of 2 MiB (`big`) or
+    /// 64 KiB at window page `page` aligned down to the page size, private or shared.
+    MmapHugetlb {
+        mm: usize,
+        page: usize,
+        pages: usize,
+        big: bool,
+        shared: bool,
     },
     /// A store of one byte (`byte` into the page) at EL0.
     Write {
@@ -382,6 +398,17 @@ impl World {
             Ok(())
         });
         gone.map_err(|e| format!("dropping the address spaces: {e}"))?;
+        for size in HUGE_SIZES {
+            let mut pool = super::hugetlb::pool(size);
+            let f = pool.figures();
+            if f.free != f.nr || f.resv != 0 {
+                return Err(format!(
+                    "every address space gone, but the {} kB pool has {f:?}",
+                    size.kb()
+                ));
+            }
+            pool.set_persistent(0);
+        }
         if super::zero::huge_mapped() != 0 {
             return Err(format!(
                 "every address space gone, but {} pages of the huge zero page counted mapped",
@@ -435,6 +462,7 @@ impl World {
             Op::Mmap { mm, .. }
             | Op::MmapShared { mm, .. }
             | Op::MmapPrivateFile { mm, .. }
+            | Op::MmapHugetlb { mm, .. }
             | Op::Munmap { mm, .. } => Some(mm),
             Op::Mremap { mm, .. } => Some(mm),
             Op::Madvise {
@@ -570,6 +598,42 @@ impl World {
                     p.discard(start, start + len);
                 }
             }
+            Op::MmapHugetlb {
+                mm,
+                page,
+                pages,
+                big,
+                shared,
+            } => {
+                let i = mm % live;
+                let size = if big { HUGE_SIZES[1] } else { HUGE_SIZES[0] };
+                // The pools are made at the first hugetlb mapping of a sequence (they
+                // take memory the others would have) and emptied at its end.
+                for (size, pages) in HUGE_SIZES.into_iter().zip([16, 4]) {
+                    let mut pool = super::hugetlb::pool(size);
+                    if pool.figures().nr == 0 {
+                        pool.set_persistent(pages);
+                    }
+                }
+                let bytes = size.bytes() as u64;
+                let start = (WINDOW + (page % WINDOW_PAGES) as u64 * 4096) / bytes * bytes;
+                let len = pages.clamp(1, 4) as u64 * bytes;
+                let kind = if shared { MAP_SHARED } else { MAP_PRIVATE };
+                let flags = MAP_FIXED | MAP_ANONYMOUS | MAP_HUGETLB | kind;
+                let p = &mut self.procs[i];
+                let src = HugeSource::Anon(size);
+                let r =
+                    p.mm.mmap_hugetlb(start, len, VmProt::READ_WRITE, flags, shared, src);
+                self.log.push(format!(
+                    "mm{}: mmap({start:#x}, {len:#x}, HUGETLB {} kB, {}) = {r:x?}",
+                    p.id,
+                    size.kb(),
+                    if shared { "SHARED" } else { "PRIVATE" }
+                ));
+                if r.is_ok() {
+                    p.discard(start, start + len);
+                }
+            }
             Op::Write { mm, at, byte } => {
                 let i = mm % live;
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
@@ -643,7 +707,9 @@ impl World {
                     p.id,
                     va.as_u64()
                 ));
-                if n != usize::from(in_vma) {
+                // A hugetlb page may find its pool empty (SIGBUS for a store).
+                let hugetlb = p.mm.vmas.find(va).is_some_and(|v| v.hugetlb().is_some());
+                if n != usize::from(in_vma) && !(n == 0 && hugetlb) {
                     return Err(format!(
                         "mm{}: forced write of {n} bytes, VMA: {in_vma}",
                         p.id
@@ -679,7 +745,8 @@ impl World {
                     va.as_u64(),
                     got[0]
                 ));
-                if n != usize::from(in_vma) {
+                let hugetlb = p.mm.vmas.find(va).is_some_and(|v| v.hugetlb().is_some());
+                if n != usize::from(in_vma) && !(n == 0 && hugetlb) {
                     return Err(format!(
                         "mm{}: forced read of {n} bytes, VMA: {in_vma}",
                         p.id
@@ -835,7 +902,13 @@ impl World {
                         })
                         .collect();
                     let kept = p.shadow.range(start.as_u64()..end.as_u64()).count() - dropped.len();
-                    if r.is_ok() && kept > 0 {
+                    // A hugetlb VMA's end rounds down to its page (less than a page
+                    // drops nothing).
+                    let hugetlb =
+                        p.mm.vmas
+                            .iter()
+                            .any(|v| v.hugetlb().is_some() && v.start < end && start < v.end);
+                    if r.is_ok() && kept > 0 && !hugetlb {
                         return Err(format!(
                             "mm{}: MADV_DONTNEED returned Ok but kept {kept} written bytes mapped",
                             p.id
@@ -890,7 +963,49 @@ impl World {
                             .filter(|(a, b)| a < b)
                             .collect()
                     });
+                // The piece of a DONTUNMAP pure move that fails (if one does): none
+                // moves if the ranges overlap; else the first hugetlb piece
+                // (`remap_move` refuses it) or the first whose destination cuts a
+                // hugetlb page (its unmap is EINVAL), as they stand before the call.
+                let cuts_huge = |s: u64, e: u64| {
+                    p.mm.vmas.iter().any(|v| {
+                        v.hugetlb().is_some_and(|h| {
+                            let size = h.size.bytes() as u64;
+                            let inside = |x: u64| v.start.as_u64() < x && x < v.end.as_u64();
+                            (inside(s) && !s.is_multiple_of(size))
+                                || (inside(e) && !e.is_multiple_of(size))
+                        })
+                    })
+                };
+                let stop = match &pieces {
+                    Some(_) if old < dst + old_len && dst < old + old_len => 0,
+                    Some(pieces) => pieces
+                        .iter()
+                        .position(|&(a, b)| {
+                            let huge =
+                                p.mm.vmas
+                                    .find(VirtAddr(a))
+                                    .is_some_and(|v| v.hugetlb().is_some());
+                            huge || cuts_huge(a - old + dst, b - old + dst)
+                        })
+                        // No piece refused: the call failed before any moved.
+                        .unwrap_or(0),
+                    None => 0,
+                };
+                // A hugetlb mapping's lengths round up to its page size (Linux's
+                // `align_hugetlb`).
+                let huge =
+                    p.mm.vmas
+                        .find(VirtAddr(old))
+                        .and_then(|v| v.hugetlb().map(|h| h.size.bytes() as u64));
                 let r = p.mm.mremap(old, old_len, new_len, flags, dst);
+                let (old_len, new_len) = match huge {
+                    Some(size) => (
+                        old_len.next_multiple_of(size),
+                        new_len.next_multiple_of(size),
+                    ),
+                    None => (old_len, new_len),
+                };
                 self.log.push(format!(
                     "mm{}: mremap({old:#x}, {old_len:#x}, {new_len:#x}, {flags}, {dst:#x}) = {r:x?}",
                     p.id
@@ -907,7 +1022,13 @@ impl World {
                             flags & MREMAP_DONTUNMAP == 0
                                 && p.mm.vmas.is_free(VirtAddr(a), VirtAddr(b))
                         };
-                        let moved: Vec<_> = pieces.iter().copied().filter(|x| gone(p, x)).collect();
+                        // With DONTUNMAP the sources stay: the pieces before the one
+                        // that failed moved (`stop`, computed before the call).
+                        let moved: Vec<_> = if flags & MREMAP_DONTUNMAP == 0 {
+                            pieces.iter().copied().filter(|x| gone(p, x)).collect()
+                        } else {
+                            pieces.iter().copied().take(stop).collect()
+                        };
                         p.moved_pieces(old, dst, &moved);
                         for (a, b) in pieces {
                             let (s, e) = (a - old + dst, b - old + dst);
@@ -1118,9 +1239,19 @@ fn reachable(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
 
 /// The file and byte offset that `va` maps in `mm`, if a shared mapping covers it.
 fn shared_key_of(mm: &Mm<HostMm>, va: VirtAddr) -> Option<(u64, u64)> {
-    let v = mm.vmas.find(va)?;
-    let m = v.file().filter(|m| m.shared)?;
-    Some((m.file.ino, va.as_u64().wrapping_sub(m.origin)))
+    let (ino, origin, shared) = file_of(mm.vmas.find(va)?)?;
+    shared.then(|| (ino, va.as_u64().wrapping_sub(origin)))
+}
+
+/// The file a VMA maps (a RAM file's or a hugetlb file's): its inode number, the
+/// address of its byte 0, whether shared.
+fn file_of(v: &super::vma::Vma) -> Option<(u64, u64, bool)> {
+    if let Some(m) = v.file() {
+        return Some((m.file.ino, m.origin, m.shared));
+    }
+    let h = v.hugetlb()?;
+    let f = h.file.as_ref()?;
+    Some((f.ino, h.origin, h.shared))
 }
 
 fn page_of(va: u64) -> u64 {
@@ -1254,14 +1385,14 @@ impl World {
     /// yet says nothing: it comes from the cache).
     fn check_shared(&self, p: &Proc) -> Result<(), String> {
         for v in p.mm.vmas.iter() {
-            let Some(m) = v.file() else {
+            let Some((ino, origin, shared)) = file_of(v) else {
                 continue;
             };
-            let first = v.start.as_u64().wrapping_sub(m.origin);
+            let first = v.start.as_u64().wrapping_sub(origin);
             let end = first + (v.end.as_u64() - v.start.as_u64());
-            for (&(_, off), &want) in self.files.range((m.file.ino, first)..(m.file.ino, end)) {
-                let va = VirtAddr(m.origin.wrapping_add(off));
-                if !m.shared && p.copied.contains(&page_of(va.as_u64())) {
+            for (&(_, off), &want) in self.files.range((ino, first)..(ino, end)) {
+                let va = VirtAddr(origin.wrapping_add(off));
+                if !shared && p.copied.contains(&page_of(va.as_u64())) {
                     continue;
                 }
                 if let Ok(w) = model::walk(p.mm.tables.env(), p.mm.tables.root(), va) {
@@ -1271,7 +1402,7 @@ impl World {
                             "mm{}: {:#x} (file {} offset {off:#x}) holds {got:#x} (PA {}), but {want:#x} was written to the file there",
                             p.id,
                             va.as_u64(),
-                            m.file.ino,
+                            ino,
                             w.pa
                         ));
                     }
