@@ -70,8 +70,10 @@ pub mod pgtable;
 pub mod shmem;
 pub mod vma;
 
+mod anon;
 pub mod aspace;
 pub mod audit;
+mod batch;
 pub mod collapse;
 pub mod cow;
 pub mod env;
@@ -81,6 +83,7 @@ mod fork;
 #[cfg(test)]
 pub mod host;
 pub mod hugetlb;
+pub mod install;
 pub mod lazyfree;
 mod map;
 pub mod mlock;
