@@ -116,6 +116,10 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         };
         crate::fs::set_root(data);
     }
+    crate::fs::caller::set_hooks(crate::fs::caller::Hooks {
+        identity: crate::proc::task::identity,
+        with_mm: crate::proc::task::with_mm,
+    });
     interrupts::init(&board.gic, board.timer_intid);
     crate::profile::init(cmd, board.phys_timer_intid, board.cpu_mpidrs().len());
     time::on_every_tick(crate::proc::sched::on_tick);

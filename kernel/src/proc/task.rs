@@ -32,6 +32,7 @@ use super::mmlock::MmLock;
 use super::sched::WaitQueue;
 use super::signal::{SigState, Signals};
 use crate::arch::aarch64::context::{Context, FpState};
+use crate::fs::caller::{Identity, OnMm};
 use crate::fs::Files;
 use crate::mm::aspace::Mm;
 use crate::mm::frame::frames;
@@ -356,6 +357,26 @@ pub fn remove(pid: Pid) -> Option<Arc<Task>> {
 
 pub fn get(pid: Pid) -> Option<Arc<Task>> {
     TASKS.lock().get(&pid).cloned()
+}
+
+/// The caller as the pseudo-files see it (`fs::caller`'s hook).
+pub fn identity() -> Identity {
+    let t = super::sched::me();
+    let name = t.name.lock().clone();
+    Identity {
+        pid: t.pid(),
+        ppid: t.parent.load(Ordering::Acquire),
+        name,
+    }
+}
+
+/// `f` on the address space of task `pid` (the caller if `None`), under its lock
+/// (`fs::caller`'s hook).
+pub fn with_mm(pid: Option<Pid>, f: OnMm<'_>) {
+    match pid.map_or_else(|| Some(super::sched::me()), get) {
+        Some(t) => f(t.mm.lock().as_mut()),
+        None => f(None),
+    }
 }
 
 /// The last thread of a process exits: under the task table's lock, the process's
