@@ -12,6 +12,8 @@ use core::fmt;
 pub const PAGE_SHIFT: usize = 12;
 /// The translation granule: 4 KiB.
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+// TLB maintenance encodes its operands for this granule.
+const _: () = assert!(PAGE_SHIFT as u64 == crate::arch::aarch64::tlb::OPERAND_PAGE_SHIFT);
 /// Descriptors in one translation table (4 KiB / 8 bytes).
 pub const PTRS_PER_TABLE: usize = 512;
 /// Level-3 entries in one contiguous block (the Contiguous bit, 4 KiB granule).
