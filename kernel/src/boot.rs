@@ -49,6 +49,7 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     crate::percpu::init_boot_cpu();
     let (board, dtb) = board();
     console::init((board.pl011_base + KERNEL_VA_OFFSET) as usize);
+    crate::arch::aarch64::trap::set_report_printer(console::emergency_print);
     // First, so that a panic from here on exits with its status (101) through
     // semihosting: a test or script would otherwise see a power-off, status 0.
     power::probe_semihosting();
