@@ -1,8 +1,10 @@
-//! The kernel's arrows point down: no import cycle runs through files of different
-//! modules. Reads `kernel/src`, resolves every path a file names to the file that
-//! defines it, and checks that each strongly connected component of that graph stays
-//! inside one directory (two files of one subsystem may know each other, as
-//! `proc/sched.rs` and `proc/task.rs` do; a lower layer never reaches back up).
+//! The kernel's arrows point down. Reads `kernel/src`, resolves every path a file
+//! names to the file that defines it, and checks two things of that graph:
+//! - every arrow goes to a module of the same layer or a lower one, in the order of
+//!   `LAYERS` (the README's "Layout");
+//! - no import cycle runs through files of different directories: each strongly
+//!   connected component stays inside one (two files of one subsystem may know each
+//!   other, as `proc/sched.rs` and `proc/task.rs` do).
 //!
 //! What counts as an arrow, and the judgement calls:
 //! - Every path in code, not only in `use`: `crate::`, `$crate::`, `super::` (repeated),
@@ -29,6 +31,44 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
+
+/// The layers, lowest first, by top-level module (a directory under `kernel/src` or a
+/// file at its top): the machine and the kernel's own services at the bottom, memory
+/// management, then files and the machine services built on memory (interrupt
+/// dispatch, power-off, the profiler), processes, and the system calls and bring-up.
+/// A new top-level module must be placed here.
+const LAYERS: [&[&str]; 5] = [
+    &[
+        "arch", "cmdline", "console", "percpu", "sync", "time", "uapi",
+    ],
+    &["mm"],
+    &["fs", "interrupts", "power", "profile"],
+    &["proc"],
+    &["bench", "boot", "smp", "syscall"],
+];
+
+/// The layer of a source file (`mm/pgtable/ctx.rs` -> 1).
+fn layer(file: &str) -> Option<usize> {
+    let top = file.split('/').next()?.trim_end_matches(".rs");
+    LAYERS.iter().position(|l| l.contains(&top))
+}
+
+/// The arrows of `g` that point up a layer, or leave a file with no layer.
+fn upward_arrows(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (f, deps) in g {
+        for t in deps {
+            match (layer(f), layer(t)) {
+                (Some(from), Some(to)) if to <= from => {}
+                (Some(from), Some(to)) => {
+                    out.push(format!("  {f} (layer {from}) -> {t} (layer {to})"))
+                }
+                _ => out.push(format!("  {f} -> {t}: a module with no layer in LAYERS")),
+            }
+        }
+    }
+    out
+}
 
 /// Source files by path under `kernel/src` (`mm/pgtable/ctx.rs`), without tests.
 fn sources(src: &Path) -> BTreeMap<String, String> {
@@ -578,6 +618,34 @@ fn no_import_cycle_crosses_modules() {
         bad.is_empty(),
         "import cycles across modules:\n{}",
         bad.join("\n\n")
+    );
+}
+
+#[test]
+fn arrows_point_down_the_layers() {
+    let src = contkernel_tests::workspace_root().join("kernel/src");
+    let g = Crate::parse(&sources(&src)).graph();
+    let bad = upward_arrows(&g);
+    assert!(bad.is_empty(), "arrows up the layers:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn the_checker_finds_an_upward_arrow() {
+    let g = graph_of(&[
+        ("arch/tlb.rs", "use crate::mm::addr::PAGE_SHIFT;"),
+        ("mm/addr.rs", "pub const PAGE_SHIFT: usize = 12;"),
+        ("proc/task.rs", "fn f() { crate::mm::addr::PAGE_SHIFT; }"),
+        ("newthing.rs", "fn g() { crate::mm::addr::PAGE_SHIFT; }"),
+    ]);
+    let bad = upward_arrows(&g);
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(
+        bad[0].starts_with("  arch/tlb.rs (layer 0) -> mm/addr.rs"),
+        "{bad:?}"
+    );
+    assert!(
+        bad[1].contains("newthing.rs -> mm/addr.rs: a module with no layer"),
+        "{bad:?}"
     );
 }
 
