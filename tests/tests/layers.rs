@@ -20,7 +20,8 @@
 //! - A macro invoked by name (`kprintln!`) is an arrow to the file that defines it; a
 //!   name two files define (each for itself) is no arrow.
 //! - Declaring a child (`mod thp;`) is not an arrow: the arrows are what the parent names.
-//! - Comments and string literals are not arrows, intra-doc links included.
+//! - Comments and string literals are not arrows, intra-doc links included; nor is a
+//!   visibility path (`pub(in crate::mm)`).
 //! - A directory is a module: `mm/pgtable/` is another module than `mm/`, so a cycle
 //!   between `mm/mod.rs` and a file of `mm/pgtable/` crosses modules. A directory's
 //!   `mod.rs` belongs to that directory (`mm/pgtable/mod.rs` is in `mm/pgtable/`), so a
@@ -330,11 +331,13 @@ impl Crate {
                         j += 2;
                     }
                     let after_path = i > 0 && toks[i - 1] == Tok::Path;
+                    // `pub(in crate::mm)` names who may see an item, not what it uses.
+                    let visibility = i > 1 && name(i - 1) == Some("in") && punct(i - 2, '(');
                     let m = self.modules.get_mut(&here).unwrap();
                     if punct(j, '!') && !punct(j + 1, '=') {
                         m.macros.insert(path.last().unwrap().clone());
                     }
-                    if path.len() > 1 && !after_path && (!meta || first == "crate") {
+                    if path.len() > 1 && !after_path && !visibility && (!meta || first == "crate") {
                         m.paths.push(path);
                     }
                     i = j;
@@ -383,6 +386,10 @@ impl Crate {
         let Some(name) = rest.first() else {
             return Some(m.file.clone());
         };
+        if m.children.contains(name) {
+            // A child left out (tests, host models): what they hold is no arrow.
+            return None;
+        }
         if depth >= 8 || m.defs.contains(name) {
             return Some(m.file.clone());
         }
@@ -771,6 +778,18 @@ fn a_macro_is_an_arrow_to_its_file() {
     );
     let files = [("proc/b.rs", "pub fn run() { kprintln!() }"), c];
     assert_eq!(crossing_cycles(&graph_of(&files)).len(), 1);
+}
+
+#[test]
+fn visibility_and_files_left_out_are_not_arrows() {
+    let g = graph_of(&[
+        ("mm/mod.rs", "pub mod a;\nmod host;"),
+        (
+            "mm/a.rs",
+            "pub(in crate::mm) fn f() { super::host::Model::new(); }",
+        ),
+    ]);
+    assert!(g["mm/a.rs"].is_empty(), "{g:?}");
 }
 
 #[test]
