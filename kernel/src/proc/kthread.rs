@@ -1,19 +1,17 @@
 //! Kernel threads: tasks with no address space that run a kernel function, start with
 //! `spawn_kthread`, end with `kthread_exit` and are reaped by `join_kthread`. Below
-//! `process` and the threads it starts (`khugepaged`, `kswapd`), which both use them.
+//! `process` and the threads it starts (`khugepaged`, `kswapd`), which both use them;
+//! no `unsafe` here (the first context is set in `task`).
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use super::sched::{self, me};
 use super::task::{self, State, Task};
-use crate::arch::aarch64::context::Context;
 
 /// A kernel thread running `entry(arg)`; it ends with `kthread_exit`.
 pub fn spawn_kthread(name: &str, entry: extern "C" fn(u64) -> !, arg: u64) -> Option<Arc<Task>> {
-    let t = Task::new(task::alloc_pid(), 0, name, None, Task::alloc_kstack()?);
-    // SAFETY: the thread has not run yet.
-    unsafe { *t.ctx.get() = Context::new_thread(t.kstack_top(), entry, arg) };
+    let t = Task::new_kthread(name, entry, arg)?;
     task::insert(t.clone());
     sched::start(&t);
     Some(t)

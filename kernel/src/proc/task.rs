@@ -222,6 +222,15 @@ impl Task {
         frames().alloc(KSTACK_ORDER)
     }
 
+    /// A kernel thread that will run `entry(arg)` on its own stack (`proc::kthread`
+    /// inserts and starts it).
+    pub fn new_kthread(name: &str, entry: extern "C" fn(u64) -> !, arg: u64) -> Option<Arc<Task>> {
+        let t = Task::new(alloc_pid(), 0, name, None, Task::alloc_kstack()?);
+        // SAFETY: the thread has not run yet: nothing else reads its context.
+        unsafe { *t.ctx.get() = Context::new_thread(t.kstack_top(), entry, arg) };
+        Some(t)
+    }
+
     /// A new thread `tid` in `leader`'s process: the address space, limits and group
     /// shared, the files shared if `files` is `None` (CLONE_FILES), else these.
     pub fn new_thread(tid: Pid, of: &Task, files: Option<Files>) -> Option<Arc<Task>> {
