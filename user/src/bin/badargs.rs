@@ -190,6 +190,9 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("memfd_create_exec_and_noexec", EINVAL, |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 0x18)),
     ("memfd_create_name_kernel", EFAULT, |_| sys!(nr::MEMFD_CREATE, KERNEL, 0)),
     ("memfd_create_name_too_long", EINVAL, |e| sys!(nr::MEMFD_CREATE, e.long_path, 0)),
+    // MFD_HUGETLB with MFD_HUGE_1MB: no pool of that size.
+    ("memfd_create_hugetlb_no_such_size", Want::Err(Errno::ENODEV), |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 0x4 | 20 << 26)),
+    ("memfd_create_huge_size_without_hugetlb", EINVAL, |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 21 << 26)),
     ("ftruncate_negative",  EINVAL,      |_| sys!(nr::FTRUNCATE, 999, -1isize)),
     ("ftruncate_bad_fd",    EBADF,       |_| sys!(nr::FTRUNCATE, 999, 0)),
     ("ftruncate_read_only", EINVAL,      |e| sys!(nr::FTRUNCATE, e.fd, 0)),
