@@ -143,7 +143,7 @@ run_check "lint: cargo fmt --check, cargo clippy -D warnings" lint
 run_tests "host: kernel unit tests" cargo test -q -p contkernel --lib
 run_tests "host: platform unit tests" cargo test -q -p platform
 run_tests "host: harness unit tests" cargo test -q -p contkernel-tests --lib
-run_tests "host: layers (no import cycle across kernel modules)" cargo test -q -p contkernel-tests --test layers
+run_tests "host: layers (arrows point down, no import cycle across directories)" cargo test -q -p contkernel-tests --test layers
 run_tests "host: docs (every path README.md and docs/ name exists)" cargo test -q -p contkernel-tests --test docs
 
 for cell in "${cells[@]}"; do

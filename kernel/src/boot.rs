@@ -33,13 +33,13 @@ fn board() -> (BoardInfo<'static>, &'static [u8]) {
     // nothing writes that range (the frame allocator reserves it).
     let dtb = unsafe { platform::fdt::dtb_size(va).map(|n| core::slice::from_raw_parts(va, n)) };
     let Some(dtb) = dtb else {
-        console::init(FALLBACK_UART_PA);
+        console::init(kmap::pl011(FALLBACK_UART_PA));
         panic!("no DTB at {DTB_PA:#x}");
     };
     match platform::fdt::parse(dtb) {
         Ok(b) => (b, dtb),
         Err(e) => {
-            console::init(FALLBACK_UART_PA);
+            console::init(kmap::pl011(FALLBACK_UART_PA));
             panic!("DTB at {DTB_PA:#x} unusable: {e}");
         }
     }
@@ -49,7 +49,8 @@ fn board() -> (BoardInfo<'static>, &'static [u8]) {
 extern "C" fn primary_main(entry_el: u64) -> ! {
     crate::percpu::init_boot_cpu();
     let (board, dtb) = board();
-    console::init(board.pl011_base);
+    console::init(kmap::pl011(board.pl011_base));
+    crate::arch::aarch64::trap::set_report_printer(console::emergency_print);
     // First, so that a panic from here on exits with its status (101) through
     // semihosting: a test or script would otherwise see a power-off, status 0.
     power::probe_semihosting();
@@ -117,6 +118,10 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         };
         crate::fs::set_root(data);
     }
+    crate::fs::caller::set_hooks(crate::fs::caller::Hooks {
+        identity: crate::proc::task::identity,
+        with_mm: crate::proc::task::with_mm,
+    });
     interrupts::init(&board.gic, board.timer_intid);
     crate::profile::init(cmd, board.phys_timer_intid, board.cpu_mpidrs().len());
     time::on_every_tick(crate::proc::sched::on_tick);

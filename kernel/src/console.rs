@@ -12,10 +12,10 @@ use crate::sync::IrqSpinLock;
 static UART: spin::Once<Pl011> = spin::Once::new();
 static LOCK: IrqSpinLock<()> = IrqSpinLock::new(());
 
-/// Start the console on the PL011 at physical address `pa` (in the device window).
-pub fn init(pa: u64) {
+/// Start the console on `uart` (boot builds it in the device window, `kmap::pl011`:
+/// the console sits below the machine's memory map and takes the driver it is given).
+pub fn init(uart: Pl011) {
     UART.call_once(|| {
-        let uart = crate::arch::aarch64::mm::kmap::pl011(pa);
         uart.init();
         uart
     });

@@ -1,10 +1,11 @@
 //! contkernel: a bare-metal AArch64 kernel about contiguous page-table entries (CONT-PTE)
 //! and multi-size transparent huge pages.
 //!
-//! Layers, lowest first (arrows point down): `arch` (AArch64 registers, exceptions, TLB
-//! maintenance), `mm` (frames, page tables, address spaces), `proc` (tasks, scheduler,
-//! exec), `syscall` (the Linux ABI) and `fs` (pseudo-files), `boot`/`smp`/`time`
-//! (bring-up), `bench` and `ktest`.
+//! Layers, lowest first (arrows point down; `tests/tests/layers.rs` holds the table):
+//! `arch` (AArch64 registers, exceptions, TLB maintenance) with the console, time and
+//! per-CPU data, `mm` (frames, page tables, address spaces), `fs` (files, pseudo-files)
+//! with interrupt dispatch and power-off, `proc` (tasks, scheduler, exec), `syscall`
+//! (the Linux ABI) and `boot`/`smp` (bring-up), `bench` and `ktest`.
 //! Board devices live in the `platform` crate. Pure logic builds on the host too, where
 //! `cargo test -p contkernel --lib` runs its unit tests.
 //!

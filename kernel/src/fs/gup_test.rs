@@ -17,11 +17,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use super::caller::with_mm;
 use super::{Stream, O_RDWR};
 use crate::arch::aarch64::mm::machine::KernelPt;
 use crate::arch::aarch64::uaccess::{copy_to_user, read_user};
 use crate::mm::{pin, PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::proc::sched::me;
 use crate::sync::SpinLock;
 use crate::uapi::{Errno, EBUSY, EFAULT, EINVAL, ENOMEM};
 
@@ -129,14 +129,10 @@ impl GupTest {
         }
         let mut pages = vec![PhysAddr::new(0); n];
         let write = args.flags & FLAG_USE_WRITE != 0;
-        let got = {
-            let t = me();
-            let mut mm = t.mm.lock();
-            match mm.as_mut() {
-                Some(mm) => pin_all(mm, VirtAddr(args.addr), &mut pages, write),
-                None => Err(EFAULT),
-            }
-        };
+        let got = with_mm(|mm| match mm {
+            Some(mm) => pin_all(mm, VirtAddr(args.addr), &mut pages, write),
+            None => Err(EFAULT),
+        });
         match got {
             Ok(()) => Ok(pages),
             Err(e) => {

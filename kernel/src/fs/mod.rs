@@ -31,6 +31,7 @@ use procfs::MemFile;
 use crate::uapi::Errno;
 use crate::uapi::*;
 
+pub mod caller;
 pub mod cpio;
 pub mod exception_trace;
 mod gup_test;

@@ -9,6 +9,7 @@
 use alloc::string::String;
 use core::fmt::Write;
 
+use super::caller::{self, with_mm};
 use super::{Node, WordTable, WORD};
 use crate::arch::aarch64::mm::machine::Mm;
 use crate::mm::addr::PAGE_SHIFT;
@@ -16,40 +17,31 @@ use crate::mm::fault::Transfer;
 use crate::mm::mthp;
 use crate::mm::{PhysAddr, VirtAddr};
 use crate::percpu;
-use crate::proc::task::Pid;
 use crate::uapi::{Errno, EINVAL, EIO, ENOENT};
 
 /// `f(mm)` of the calling process, or nothing for a kernel thread.
-fn with_mm(f: fn(&Mm) -> String) -> String {
-    let t = crate::proc::sched::me();
-    let mm = t.mm.lock();
-    mm.as_ref().map_or_else(String::new, f)
+pub(super) fn render(f: fn(&Mm) -> String) -> String {
+    with_mm(|mm| mm.map_or_else(String::new, |mm| f(mm)))
 }
 
 /// A write to /proc/self/clear_refs: a number, 1 to 5 (`Mm::clear_refs`).
 pub fn clear_refs(text: &str) -> Result<(), Errno> {
     let kind: u64 = text.trim().parse().map_err(|_| EINVAL)?;
-    let t = crate::proc::sched::me();
-    let mut mm = t.mm.lock();
-    mm.as_mut().ok_or(EINVAL)?.clear_refs(kind)
+    with_mm(|mm| mm.ok_or(EINVAL)?.clear_refs(kind))
 }
 
 /// /proc/self/status: identity, then the memory lines of `Mm::status`, then threads.
 fn status() -> String {
-    let t = crate::proc::sched::me();
+    let me = caller::identity();
     let mut s = String::new();
-    let _ = writeln!(s, "Name:\t{}", t.name.lock().as_str());
+    let _ = writeln!(s, "Name:\t{}", me.name);
     let _ = writeln!(s, "State:\tR (running)");
-    let _ = writeln!(s, "Tgid:\t{}", t.pid());
-    let _ = writeln!(s, "Pid:\t{}", t.pid());
-    let _ = writeln!(
-        s,
-        "PPid:\t{}",
-        t.parent.load(core::sync::atomic::Ordering::Acquire)
-    );
+    let _ = writeln!(s, "Tgid:\t{}", me.pid);
+    let _ = writeln!(s, "Pid:\t{}", me.pid);
+    let _ = writeln!(s, "PPid:\t{}", me.ppid);
     let _ = writeln!(s, "Uid:\t0\t0\t0\t0");
     let _ = writeln!(s, "Gid:\t0\t0\t0\t0");
-    s.push_str(&with_mm(Mm::status));
+    s.push_str(&render(Mm::status));
     let _ = writeln!(s, "Threads:\t1");
     s
 }
@@ -121,9 +113,7 @@ pub(super) fn read_words(
     match table {
         WordTable::Pagemap => {
             let va = crate::mm::VirtAddr((first << PAGE_SHIFT) as u64);
-            if let Some(mm) = crate::proc::sched::me().mm.lock().as_ref() {
-                mm.pagemap(va, &mut words);
-            }
+            with_mm(|mm| mm.map(|mm| mm.pagemap(va, &mut words)));
         }
         WordTable::Kpageflags => {
             for (i, w) in words.iter_mut().enumerate() {
@@ -148,19 +138,19 @@ pub(super) fn read_words(
 pub struct MemFile {
     pub pos: usize,
     pub writable: bool,
-    owner: Pid,
+    /// The opener's task id.
+    owner: u32,
     root: PhysAddr,
 }
 
 impl MemFile {
     /// Open the caller's own memory (a kernel thread has none: ENOENT).
     pub fn open(writable: bool) -> Result<Self, Errno> {
-        let t = crate::proc::sched::me();
-        let root = t.mm.lock().as_ref().ok_or(ENOENT)?.tables.root();
+        let root = with_mm(|mm| mm.map(|mm| mm.tables.root())).ok_or(ENOENT)?;
         Ok(MemFile {
             pos: 0,
             writable,
-            owner: t.pid(),
+            owner: caller::identity().pid,
             root,
         })
     }
@@ -175,14 +165,13 @@ impl MemFile {
         if buf.is_empty() {
             return Ok(0);
         }
-        let Some(task) = crate::proc::task::get(self.owner) else {
-            return Ok(0);
-        };
-        let mut mm = task.mm.lock();
-        let Some(mm) = mm.as_mut().filter(|mm| mm.tables.root() == self.root) else {
-            return Ok(0);
-        };
-        match mm.access_forced(VirtAddr(self.pos as u64), buf) {
+        let at = VirtAddr(self.pos as u64);
+        let root = self.root;
+        let done = caller::with_mm_of(Some(self.owner), |mm| {
+            mm.filter(|mm| mm.tables.root() == root)
+                .map_or(0, |mm| mm.access_forced(at, buf))
+        });
+        match done {
             0 => Err(EIO),
             n => {
                 self.pos += n;
@@ -230,12 +219,12 @@ pub static NODES: &[Node] = &[
     super::dir("/sys/devices/system/cpu"),
     Node {
         path: "/proc/self/maps",
-        render: Some(|| with_mm(Mm::maps)),
+        render: Some(|| render(Mm::maps)),
         write: None,
     },
     Node {
         path: "/proc/self/smaps_rollup",
-        render: Some(|| with_mm(Mm::smaps_rollup)),
+        render: Some(|| render(Mm::smaps_rollup)),
         write: None,
     },
     Node {

@@ -13,6 +13,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 
 use super::Node;
+use crate::mm::aspace::Mm;
 use crate::mm::{collapse, folio, mthp};
 use crate::uapi::EINVAL;
 
@@ -89,15 +90,11 @@ fn cow() -> String {
 }
 
 fn thpmaps() -> String {
-    let t = crate::proc::sched::me();
-    let mm = t.mm.lock();
-    mm.as_ref().map_or_else(String::new, |m| m.thp_report())
+    super::procfs::render(Mm::thp_report)
 }
 
 fn smaps() -> String {
-    let t = crate::proc::sched::me();
-    let mm = t.mm.lock();
-    mm.as_ref().map_or_else(String::new, |m| m.smaps())
+    super::procfs::render(Mm::smaps)
 }
 
 macro_rules! khugepaged {

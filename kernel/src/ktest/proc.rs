@@ -3,7 +3,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::TestResult;
-use crate::proc::{process, sched};
+use crate::proc::{kthread, sched};
 use crate::{kassert, kassert_eq, time};
 
 static WOKE_AT: AtomicU64 = AtomicU64::new(0);
@@ -11,7 +11,7 @@ static WOKE_AT: AtomicU64 = AtomicU64::new(0);
 extern "C" fn sleeper(deadline: u64) -> ! {
     sched::sleep_until(deadline);
     WOKE_AT.store(time::uptime_ns(), Ordering::Release);
-    process::kthread_exit()
+    kthread::kthread_exit()
 }
 
 /// A kernel thread sleeps on the timer, runs again after its deadline, exits, and is
@@ -19,10 +19,10 @@ extern "C" fn sleeper(deadline: u64) -> ! {
 pub fn kernel_thread_sleeps_and_is_reaped() -> TestResult {
     WOKE_AT.store(0, Ordering::Release);
     let deadline = time::uptime_ns() + 30_000_000;
-    let t = process::spawn_kthread("ktest-sleeper", sleeper, deadline)
+    let t = kthread::spawn_kthread("ktest-sleeper", sleeper, deadline)
         .ok_or("no memory for a kernel thread")?;
     let pid = t.pid();
-    process::join_kthread(t);
+    kthread::join_kthread(t);
     let woke = WOKE_AT.load(Ordering::Acquire);
     kassert!(
         woke >= deadline,
@@ -65,14 +65,14 @@ extern "C" fn ping_pong(arg: u64) -> ! {
         theirs.wake_all();
     }
     RUNNING.fetch_sub(1, Ordering::AcqRel);
-    process::kthread_exit()
+    kthread::kthread_exit()
 }
 
 const PARENTS: u64 = 3;
 const FORKS: u64 = 6000;
 
 extern "C" fn short_child(_: u64) -> ! {
-    process::kthread_exit()
+    kthread::kthread_exit()
 }
 
 /// exit and wait in kernel threads: a parent starts two children at a time and joins
@@ -81,14 +81,14 @@ extern "C" fn short_child(_: u64) -> ! {
 /// would wait for it while it waits for the zombie).
 extern "C" fn parent(_: u64) -> ! {
     for _ in 0..FORKS {
-        let a = process::spawn_kthread("ktest-child", short_child, 0);
-        let b = process::spawn_kthread("ktest-child", short_child, 0);
+        let a = kthread::spawn_kthread("ktest-child", short_child, 0);
+        let b = kthread::spawn_kthread("ktest-child", short_child, 0);
         for c in [a, b].into_iter().flatten() {
-            process::join_kthread(c);
+            kthread::join_kthread(c);
         }
     }
     RUNNING.fetch_sub(1, Ordering::AcqRel);
-    process::kthread_exit()
+    kthread::kthread_exit()
 }
 
 /// Spurious wake-ups, yields and timed sleeps that end around the tick, while the
@@ -109,7 +109,7 @@ extern "C" fn noise(_: u64) -> ! {
         n += 1;
     }
     RUNNING.fetch_sub(1, Ordering::AcqRel);
-    process::kthread_exit()
+    kthread::kthread_exit()
 }
 
 /// Wait queues and the run queue under fire on every CPU: two ping-pong pairs of
@@ -126,12 +126,12 @@ pub fn wait_queue_wakes_race_sleepers() -> TestResult {
     RUNNING.store(2 * PAIRS as u64 + PARENTS + 1, Ordering::Release);
     let mut threads = alloc::vec::Vec::new();
     for i in 0..2 * PAIRS as u64 {
-        threads.push(process::spawn_kthread("ktest-pingpong", ping_pong, i).ok_or("no memory")?);
+        threads.push(kthread::spawn_kthread("ktest-pingpong", ping_pong, i).ok_or("no memory")?);
     }
     for _ in 0..PARENTS {
-        threads.push(process::spawn_kthread("ktest-parent", parent, 0).ok_or("no memory")?);
+        threads.push(kthread::spawn_kthread("ktest-parent", parent, 0).ok_or("no memory")?);
     }
-    threads.push(process::spawn_kthread("ktest-noise", noise, 0).ok_or("no memory")?);
+    threads.push(kthread::spawn_kthread("ktest-noise", noise, 0).ok_or("no memory")?);
     let deadline = time::uptime_ns() + 30_000_000_000;
     while RUNNING.load(Ordering::Acquire) != 0 {
         kassert!(
@@ -147,7 +147,7 @@ pub fn wait_queue_wakes_race_sleepers() -> TestResult {
         core::hint::spin_loop();
     }
     for t in threads {
-        process::join_kthread(t);
+        kthread::join_kthread(t);
     }
     // A waker on another CPU may still hold the last count of a reaped thread for a
     // moment (a wait list it took, the tick's list of due sleepers): its stack comes

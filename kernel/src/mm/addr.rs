@@ -1,4 +1,5 @@
-//! Physical and virtual addresses, and the sizes of the 4 KiB translation granule.
+//! Physical and virtual addresses, the sizes of the 4 KiB translation granule, and the
+//! linear map between the two.
 //!
 //! `PhysAddr` and `VirtAddr` are plain newtypes so that a physical address can never be
 //! passed where a virtual one is expected. Sizes are in bytes (`usize`); page counts are
@@ -11,6 +12,8 @@ use core::fmt;
 pub const PAGE_SHIFT: usize = 12;
 /// The translation granule: 4 KiB.
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+// TLB maintenance encodes its operands for this granule.
+const _: () = assert!(PAGE_SHIFT as u64 == crate::arch::aarch64::tlb::OPERAND_PAGE_SHIFT);
 /// Descriptors in one translation table (4 KiB / 8 bytes).
 pub const PTRS_PER_TABLE: usize = 512;
 /// Level-3 entries in one contiguous block (the Contiguous bit, 4 KiB granule).
@@ -119,6 +122,21 @@ impl VirtAddr {
     pub fn as_ptr<T>(self) -> *mut T {
         self.0 as usize as *mut T
     }
+}
+
+/// Offset of the linear map and of the kernel image (the address map in `mm`'s module
+/// doc): VA = PA + KERNEL_VA_OFFSET.
+pub const KERNEL_VA_OFFSET: u64 = 0xffff_0000_0000_0000;
+
+/// Linear-map address of a physical address.
+pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
+    VirtAddr::new(pa.as_u64() + KERNEL_VA_OFFSET)
+}
+
+/// Physical address of a linear-map (or kernel image) address.
+pub fn virt_to_phys(va: VirtAddr) -> PhysAddr {
+    debug_assert!(va.as_u64() >= KERNEL_VA_OFFSET);
+    PhysAddr::new(va.as_u64() - KERNEL_VA_OFFSET)
 }
 
 impl fmt::Display for PhysAddr {

@@ -95,20 +95,9 @@ mod report;
 mod tests;
 pub mod zero;
 
-pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+// The names most of the kernel uses, each defined in its own file: this file defines
+// nothing, so a file of `mm/` naming `super::PAGE_SIZE` depends on `addr.rs` alone and
+// not on everything this file declares (tests/tests/layers.rs).
+pub use addr::{phys_to_virt, virt_to_phys, PhysAddr, VirtAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 pub use pgtable::MemType;
 pub use report::kpageflags;
-
-/// Offset of the linear map (and of the kernel image): VA = PA + KERNEL_VA_OFFSET.
-pub const KERNEL_VA_OFFSET: u64 = 0xffff_0000_0000_0000;
-
-/// Linear-map address of a physical address.
-pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
-    VirtAddr::new(pa.as_u64() + KERNEL_VA_OFFSET)
-}
-
-/// Physical address of a linear-map (or kernel image) address.
-pub fn virt_to_phys(va: VirtAddr) -> PhysAddr {
-    debug_assert!(va.as_u64() >= KERNEL_VA_OFFSET);
-    PhysAddr::new(va.as_u64() - KERNEL_VA_OFFSET)
-}

@@ -39,8 +39,20 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 
 use super::addr::{VirtAddr, PAGE_SHIFT, PAGE_SIZE, PMD_SIZE};
 use super::frame::MAX_POOL_ORDER;
-use super::vma::HugeHint;
 use crate::uapi::EINVAL;
+
+/// Transparent-huge-page advice on a VMA (madvise MADV_HUGEPAGE / MADV_NOHUGEPAGE),
+/// the policy's input (`Policy::allowed_orders`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HugeHint {
+    /// No advice: the system-wide policy decides.
+    #[default]
+    Default,
+    /// MADV_HUGEPAGE: back with large folios where possible.
+    Huge,
+    /// MADV_NOHUGEPAGE: never back with folios larger than a page.
+    NoHuge,
+}
 
 /// Order of a PMD block (2 MiB): the largest transparent huge page.
 pub const PMD_ORDER: usize = (PMD_SIZE / PAGE_SIZE).trailing_zeros() as usize;

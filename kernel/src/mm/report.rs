@@ -16,7 +16,8 @@ use super::env::MmEnv;
 use super::folio::Folio;
 use super::frame::MAX_POOL_ORDER;
 use super::lazyfree::span;
-use super::vma::{HugeHint, Vma, VmaKind};
+use super::mthp::HugeHint;
+use super::vma::{Vma, VmaKind};
 use super::zero;
 use super::PAGE_SIZE;
 

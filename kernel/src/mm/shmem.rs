@@ -28,8 +28,7 @@ use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use super::env::MmEnv;
 use super::folio::{self, Folio};
-use super::mthp;
-use super::vma::HugeHint;
+use super::mthp::{self, HugeHint};
 use super::{PhysAddr, PAGE_SIZE};
 use crate::sync::IrqSpinLock;
 use crate::uapi::{Errno, EFBIG, EINVAL, ENOMEM, EPERM};

@@ -23,6 +23,9 @@ use super::hugetlb::HugeSize;
 use super::shmem::Shmem;
 use crate::uapi::{EEXIST, ENOMEM, PROT_EXEC, PROT_READ, PROT_WRITE};
 
+/// The advice a VMA carries, defined with the policy that reads it.
+pub use super::mthp::HugeHint;
+
 /// Access permissions of a VMA (mmap's `PROT_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmProt {
@@ -50,18 +53,6 @@ impl VmProt {
             exec: prot & PROT_EXEC != 0,
         })
     }
-}
-
-/// Transparent-huge-page advice (madvise MADV_HUGEPAGE / MADV_NOHUGEPAGE).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum HugeHint {
-    /// No advice: the system-wide policy decides.
-    #[default]
-    Default,
-    /// MADV_HUGEPAGE: back with large folios where possible.
-    Huge,
-    /// MADV_NOHUGEPAGE: never back with folios larger than a page.
-    NoHuge,
 }
 
 /// The flags madvise and mlock set on a VMA (Linux's `vm_flags` bits of the same

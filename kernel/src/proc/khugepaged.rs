@@ -23,7 +23,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::process::{join_kthread, kthread_exit, spawn_kthread};
+use super::kthread::{join_kthread, kthread_exit, spawn_kthread};
 use super::sched;
 use super::task::{self, Pid, Task};
 use crate::mm::addr::PMD_SIZE;

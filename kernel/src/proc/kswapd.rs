@@ -19,7 +19,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::process::{join_kthread, kthread_exit, spawn_kthread};
+use super::kthread::{join_kthread, kthread_exit, spawn_kthread};
 use super::sched::{self, WaitQueue};
 use super::task::Task;
 use crate::arch::aarch64::mm::machine::KernelPt;

@@ -1,12 +1,11 @@
 //! Processes: tasks, threads and the task table (`task`), the scheduler (`sched`), the
-//! life of a process (`process`: init, fork, threads, exec, exit, wait, faults, kernel
-//! threads), futexes (`futex`) and the robust lists walked at thread exit (`robust`),
-//! the address-space lock (`mmlock`), the
-//! collapse thread that walks every process's memory (`khugepaged`, over the engine of
-//! `mm::collapse`), the reclaim thread (`kswapd`, over `mm::reclaim`), and what
-//! exec needs: the executable format (`elf`), the
-//! initial user stack (`stack`) and the loader itself (`exec`), which reads programs
-//! from the root filesystem (`fs::root`, the initramfs).
+//! life of a process (`process`: init, fork, threads, exec, exit, wait, faults),
+//! kernel threads (`kthread`), futexes (`futex`) and the robust lists walked at thread
+//! exit (`robust`), the address-space lock (`mmlock`), the collapse thread that walks
+//! every process's memory (`khugepaged`, over the engine of `mm::collapse`), the
+//! reclaim thread (`kswapd`, over `mm::reclaim`), and what exec needs: the executable
+//! format (`elf`), the initial user stack (`stack`) and the loader itself (`exec`),
+//! which reads programs from the root filesystem (`fs::root`, the initramfs).
 
 #[cfg(target_os = "none")]
 pub mod deliver;
@@ -19,6 +18,8 @@ pub mod futex;
 pub mod khugepaged;
 #[cfg(target_os = "none")]
 pub mod kswapd;
+#[cfg(target_os = "none")]
+pub mod kthread;
 #[cfg(target_os = "none")]
 pub mod mmlock;
 #[cfg(target_os = "none")]

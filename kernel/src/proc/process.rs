@@ -1,6 +1,8 @@
 //! The life of a process: the first one (/init), fork, exec, exit and wait; what
-//! happens on a user fault (resolve it, or kill the process with a report); kernel
-//! threads; and the hooks the trap code calls on the way back to EL0.
+//! happens on a user fault (resolve it, or kill the process with a report); the
+//! kernel threads that run beside the processes (`khugepaged`, `kswapd`: started with
+//! /init, stopped at shutdown); and the hooks the trap code calls on the way back to
+//! EL0.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -598,45 +600,6 @@ pub fn wait(pid: i64, options: u64) -> Result<Option<Arc<Task>>, Errno> {
                     .any(|c| matches(c) && reapable(c))
         });
     }
-}
-
-/// A kernel thread running `entry(arg)`; it ends with `kthread_exit`.
-pub fn spawn_kthread(name: &str, entry: extern "C" fn(u64) -> !, arg: u64) -> Option<Arc<Task>> {
-    let t = Task::new(task::alloc_pid(), 0, name, None, Task::alloc_kstack()?);
-    // SAFETY: the thread has not run yet.
-    unsafe { *t.ctx.get() = Context::new_thread(t.kstack_top(), entry, arg) };
-    task::insert(t.clone());
-    sched::start(&t);
-    Some(t)
-}
-
-/// Woken when a kernel thread ends.
-static KTHREAD_EXITED: sched::WaitQueue = sched::WaitQueue::new();
-
-/// End the calling kernel thread; `join_kthread` reaps it.
-pub fn kthread_exit() -> ! {
-    me().set_state(State::Zombie);
-    KTHREAD_EXITED.wake_all();
-    sched::schedule();
-    unreachable!("a zombie kernel thread was scheduled");
-}
-
-/// Wait for a kernel thread to end and reap it: a task sleeps until it is a zombie
-/// and then waits for its CPU to switch away from it, as `wait` does for a process;
-/// the idle context (the boot CPU running the in-kernel tests) cannot sleep, and runs
-/// other tasks until then. On return the thread's stack is free (wakers drop their
-/// counts under their list's lock: `sched`'s "Last counts").
-pub fn join_kthread(t: Arc<Task>) {
-    if sched::current().is_some() {
-        KTHREAD_EXITED.wait_until(|| t.state() == State::Zombie);
-    }
-    while t.state() != State::Zombie || t.on_cpu.load(Ordering::Acquire) != 0 {
-        if sched::current().is_none() {
-            sched::schedule();
-        }
-        core::hint::spin_loop();
-    }
-    task::remove(t.pid());
 }
 
 /// A synchronous exception from EL0 that is not a system call.

@@ -33,6 +33,7 @@ use super::sched::WaitQueue;
 use super::signal::{SigState, Signals};
 use crate::arch::aarch64::context::{Context, FpState};
 use crate::arch::aarch64::mm::machine::Mm;
+use crate::fs::caller::{Identity, OnMm};
 use crate::fs::Files;
 use crate::mm::frame::frames;
 use crate::mm::{phys_to_virt, PhysAddr, PAGE_SIZE};
@@ -221,6 +222,15 @@ impl Task {
         frames().alloc(KSTACK_ORDER)
     }
 
+    /// A kernel thread that will run `entry(arg)` on its own stack (`proc::kthread`
+    /// inserts and starts it).
+    pub fn new_kthread(name: &str, entry: extern "C" fn(u64) -> !, arg: u64) -> Option<Arc<Task>> {
+        let t = Task::new(alloc_pid(), 0, name, None, Task::alloc_kstack()?);
+        // SAFETY: the thread has not run yet: nothing else reads its context.
+        unsafe { *t.ctx.get() = Context::new_thread(t.kstack_top(), entry, arg) };
+        Some(t)
+    }
+
     /// A new thread `tid` in `leader`'s process: the address space, limits and group
     /// shared, the files shared if `files` is `None` (CLONE_FILES), else these.
     pub fn new_thread(tid: Pid, of: &Task, files: Option<Files>) -> Option<Arc<Task>> {
@@ -356,6 +366,26 @@ pub fn remove(pid: Pid) -> Option<Arc<Task>> {
 
 pub fn get(pid: Pid) -> Option<Arc<Task>> {
     TASKS.lock().get(&pid).cloned()
+}
+
+/// The caller as the pseudo-files see it (`fs::caller`'s hook).
+pub fn identity() -> Identity {
+    let t = super::sched::me();
+    let name = t.name.lock().clone();
+    Identity {
+        pid: t.pid(),
+        ppid: t.parent.load(Ordering::Acquire),
+        name,
+    }
+}
+
+/// `f` on the address space of task `pid` (the caller if `None`), under its lock
+/// (`fs::caller`'s hook).
+pub fn with_mm(pid: Option<Pid>, f: OnMm<'_>) {
+    match pid.map_or_else(|| Some(super::sched::me()), get) {
+        Some(t) => f(t.mm.lock().as_mut()),
+        None => f(None),
+    }
 }
 
 /// The last thread of a process exits: under the task table's lock, the process's

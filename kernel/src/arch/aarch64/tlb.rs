@@ -3,11 +3,14 @@
 //! "TLBI RVALE1IS"). The page-table layer counts and checks every call; these only
 //! encode the operands and issue the instruction. A DSB ISH completes them.
 
-use crate::mm::addr::PAGE_SHIFT;
+/// The page of the operands: the VA-based ones hold VA[55:12] whatever the granule,
+/// and the range ones count pages of the granule their TG field names (0b01: 4 KiB).
+/// The kernel's granule is this one (`mm::addr` asserts it).
+pub const OPERAND_PAGE_SHIFT: u64 = 12;
 
 /// Operand of TLBI VA-based instructions: ASID in [63:48], VA[55:12] in [43:0].
 pub const fn va_operand(asid: u16, va: u64) -> u64 {
-    ((asid as u64) << 48) | ((va >> PAGE_SHIFT) & ((1 << 44) - 1))
+    ((asid as u64) << 48) | ((va >> OPERAND_PAGE_SHIFT) & ((1 << 44) - 1))
 }
 
 /// Operand of TLBI RVA*: ASID [63:48], TG [47:46] (01: 4 KiB), SCALE [45:44],
@@ -18,7 +21,7 @@ pub const fn range_operand(asid: u16, va: u64, scale: u64, num: u64) -> u64 {
         | (1 << 46)
         | (scale << 44)
         | (num << 39)
-        | ((va >> PAGE_SHIFT) & ((1 << 37) - 1))
+        | ((va >> OPERAND_PAGE_SHIFT) & ((1 << 37) - 1))
 }
 
 /// One step of a range invalidation: a range instruction or a single page.
@@ -91,14 +94,14 @@ mod insn {
 
     /// TLBI RVALE1IS over `pages` pages (the CPU must have FEAT_TLBIRANGE).
     pub fn rvale1is(asid: u16, va: u64, pages: u64) {
-        range_steps(va >> PAGE_SHIFT, pages, |s| match s {
-            Step::Page { page } => vale1is(asid, page << PAGE_SHIFT),
+        range_steps(va >> OPERAND_PAGE_SHIFT, pages, |s| match s {
+            Step::Page { page } => vale1is(asid, page << OPERAND_PAGE_SHIFT),
             Step::Range {
                 first_page,
                 scale,
                 num,
             } => {
-                let op = range_operand(asid, first_page << PAGE_SHIFT, scale, num);
+                let op = range_operand(asid, first_page << OPERAND_PAGE_SHIFT, scale, num);
                 // SAFETY: as above; only issued when ID_AA64ISAR0_EL1.TLB says so.
                 unsafe {
                     core::arch::asm!(".arch armv8.4-a", "tlbi rvale1is, {}", in(reg) op, options(nostack, preserves_flags))

@@ -110,6 +110,15 @@ pub fn set_handlers(h: Handlers) {
     HANDLERS.call_once(|| h);
 }
 
+/// Where the report of an unhandled exception goes: the console's lock-free print,
+/// registered as soon as the console is up (before the handlers: a fault in between is
+/// reported too). A fault before that has nowhere to be printed anyway.
+static REPORT_TO: spin::Once<fn(fmt::Arguments<'_>)> = spin::Once::new();
+
+pub fn set_report_printer(print: fn(fmt::Arguments<'_>)) {
+    REPORT_TO.call_once(|| print);
+}
+
 /// A decoded report of an exception, one `fault:` line per item.
 pub struct Report<'a> {
     pub cpu: usize,
@@ -228,6 +237,8 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
         origin,
         frame,
     };
-    crate::console::emergency_print(format_args!("{report}\n"));
+    if let Some(print) = REPORT_TO.get() {
+        print(format_args!("{report}\n"));
+    }
     panic!("unhandled exception");
 }

@@ -288,7 +288,7 @@ pub(super) fn collapsible(vma: &Vma) -> bool {
     vma.kind != VmaKind::Image
         && vma.file().is_none()
         && vma.hugetlb().is_none()
-        && vma.huge != crate::mm::vma::HugeHint::NoHuge
+        && vma.huge != crate::mm::mthp::HugeHint::NoHuge
 }
 
 /// Set bits of `bits` in `[off, off + n)`.

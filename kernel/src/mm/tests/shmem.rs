@@ -14,8 +14,8 @@ use super::collapse::{all_back, env, leaf, only, pattern};
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::install::FaultError;
+use crate::mm::mthp::HugeHint;
 use crate::mm::shmem::Shmem;
-use crate::mm::vma::HugeHint;
 use crate::mm::PhysAddr;
 use crate::uapi::{MAP_PRIVATE, MAP_SHARED};
 

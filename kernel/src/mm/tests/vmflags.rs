@@ -17,7 +17,8 @@ use crate::mm::fault::PGFAULT;
 use crate::mm::folio::Folio;
 use crate::mm::lazyfree::STATS;
 use crate::mm::mlock::Lock;
-use crate::mm::vma::{HugeHint, Vma, VmaFlags, VmaKind};
+use crate::mm::mthp::HugeHint;
+use crate::mm::vma::{Vma, VmaFlags, VmaKind};
 use crate::uapi::{
     EINVAL, ENOMEM, MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED_LOCKED, MADV_KEEPONFORK,
     MADV_WIPEONFORK, MCL_CURRENT, MCL_FUTURE,
