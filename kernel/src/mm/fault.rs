@@ -16,7 +16,7 @@ use super::folio::{self, Folio};
 use super::mthp;
 use super::pgtable::{FaultFix, MapError};
 use super::reclaim;
-use super::vma::{VmProt, Vma};
+use super::vma::{UffdId, VmProt, Vma};
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Which access faulted.
@@ -35,6 +35,10 @@ pub enum FaultError {
     Oom,
     /// A file mapping's page past the end of the file: SIGBUS.
     Bus,
+    /// An unpopulated page of a VMA registered with this userfaultfd: the process
+    /// layer hands the fault to it, waits with the `Mm` lock dropped, and retries
+    /// (Linux's VM_FAULT_RETRY from `handle_userfault`; `proc::userfault`).
+    Userfault(UffdId),
 }
 
 pub(super) fn map_error(e: MapError) -> FaultError {
@@ -70,7 +74,10 @@ impl<E: MmEnv> Mm<E> {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.missing(page, vma, access == Access::Write),
+            FaultFix::NotMapped => match vma.flags.userfault {
+                Some(uffd) => Err(FaultError::Userfault(uffd)),
+                None => self.missing(page, vma, access == Access::Write),
+            },
             // The file's page is every mapper's: writing it needs no copy.
             FaultFix::NotWritable(_) if vma.is_shared() => {
                 self.tables.make_writable(page, 1).map_err(map_error)

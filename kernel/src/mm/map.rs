@@ -311,7 +311,7 @@ impl<E: MmEnv> Mm<E> {
     pub fn madvise(&mut self, start: VirtAddr, end: VirtAddr, advice: u64) -> Result<(), Errno> {
         let populate_errno = |e| match e {
             FaultError::Oom => ENOMEM,
-            FaultError::Segv | FaultError::Bus => EFAULT,
+            FaultError::Segv | FaultError::Bus | FaultError::Userfault(_) => EFAULT,
         };
         match advice {
             MADV_POPULATE_READ | MADV_POPULATE_WRITE => {

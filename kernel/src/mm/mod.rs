@@ -106,6 +106,8 @@ mod report;
 #[cfg(all(test, not(target_os = "none")))]
 mod tests;
 #[cfg(any(target_os = "none", test))]
+pub mod userfault;
+#[cfg(any(target_os = "none", test))]
 pub mod zero;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
