@@ -64,7 +64,13 @@ fn scenario_programs_pass_and_every_frame_returns() {
     }
     // The glibc programs of user/c, present when the cross compiler is.
     let mut glibc = 0;
-    for p in ["glibc_check", "pthreads", "contpte_threads", "robust"] {
+    for p in [
+        "glibc_check",
+        "pthreads",
+        "contpte_threads",
+        "robust",
+        "uffd",
+    ] {
         if out.console.contains(&format!("init: {p} exited")) {
             assert!(
                 out.console.contains(&format!("init: {p} exited 0")),

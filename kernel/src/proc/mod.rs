@@ -1,7 +1,8 @@
 //! Processes: tasks, threads and the task table (`task`), the scheduler (`sched`), the
 //! life of a process (`process`: init, fork, threads, exec, exit, wait, faults, kernel
 //! threads), futexes (`futex`) and the robust lists walked at thread exit (`robust`),
-//! the address-space lock (`mmlock`), the
+//! the address-space lock (`mmlock`), userfaultfd contexts and their waits
+//! (`userfault`), the
 //! collapse thread that walks every process's memory (`khugepaged`, over the engine of
 //! `mm::collapse`), the reclaim thread (`kswapd`, over `mm::reclaim`), and what
 //! exec needs: the executable format (`elf`), the
@@ -32,3 +33,5 @@ pub mod signal;
 pub mod stack;
 #[cfg(target_os = "none")]
 pub mod task;
+#[cfg(target_os = "none")]
+pub mod userfault;

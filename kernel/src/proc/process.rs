@@ -694,6 +694,10 @@ fn handle_user_sync(frame: &mut TrapFrame) {
                 deliver::fault_signal(frame, SIGSEGV, code, frame.far)
             }
             Err(FaultError::Bus) => deliver::fault_signal(frame, SIGBUS, BUS_ADRERR, frame.far),
+            // The Mm lock is dropped: wait for the handler, then the access retries.
+            Err(FaultError::Userfault(uffd)) => {
+                super::userfault::wait(&me(), uffd, VirtAddr(frame.far), access == Access::Write)
+            }
         };
     }
     let (sig, code) = match esr.ec() {
