@@ -5,9 +5,10 @@
 //! (`uffd_fill`). The context, its messages and the waiting threads are the process
 //! layer's (`proc::userfault`); the calls are `syscall::userfaultfd`.
 //!
-//! Registrable: anonymous private memory (mmap, the heap, the stack). Linux also
-//! registers shmem and hugetlb VMAs; here those, and the executable's segments (file
-//! mappings on Linux), are EINVAL.
+//! Registrable: anonymous private memory (mmap, the heap, the stack) and the
+//! executable's segments (on Linux private mappings of the initramfs's files, which
+//! live in tmpfs: shmem, registrable there too). Linux also registers shmem and
+//! hugetlb VMAs; here those are EINVAL.
 //!
 //! UFFDIO_COPY fills with the folio a fault there would take, up to 64 KiB: a
 //! 64 KiB-aligned run of 16 unpopulated pages, where the VMA's mTHP policy allows
@@ -35,7 +36,10 @@ pub enum Fill<'a> {
 
 /// Linux's `vma_can_userfault` for the missing mode, as far as this kernel goes.
 fn registrable(vma: &Vma) -> bool {
-    matches!(vma.kind, VmaKind::Anon | VmaKind::Heap | VmaKind::Stack)
+    matches!(
+        vma.kind,
+        VmaKind::Anon | VmaKind::Heap | VmaKind::Stack | VmaKind::Image
+    )
 }
 
 impl<E: MmEnv> Mm<E> {

@@ -279,8 +279,9 @@ impl Stream for UffdFile {
         }
     }
 
+    /// The descriptor is open for reading only (Linux's `O_RDONLY` anonymous file).
     fn write(&self, _buf: u64, _count: u64) -> Result<u64, Errno> {
-        Err(EINVAL)
+        Err(EBADF)
     }
 
     fn ioctl(&self, req: u64, arg: u64) -> Result<u64, Errno> {

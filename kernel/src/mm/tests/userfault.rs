@@ -90,7 +90,7 @@ fn register_splits_the_vma_and_unregister_merges_it_back() {
 }
 
 #[test]
-fn only_anonymous_memory_registers() {
+fn only_private_memory_registers() {
     let _m = host::machine();
     only(&[]);
     let (mut mm, va) = mm_with(4);
