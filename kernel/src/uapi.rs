@@ -397,6 +397,8 @@ pub const fn signaled(sig: u32) -> u32 {
 pub const UFFD_USER_MODE_ONLY: u64 = 1;
 /// The only API version.
 pub const UFFD_API: u64 = 0xaa;
+pub const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
+pub const UFFD_FEATURE_MISSING_HUGETLBFS: u64 = 1 << 4;
 pub const UFFD_FEATURE_THREAD_ID: u64 = 1 << 8;
 pub const UFFD_FEATURE_EXACT_ADDRESS: u64 = 1 << 11;
 /// Not a user feature: set once the UFFDIO_API handshake is done.
@@ -421,6 +423,7 @@ pub const UFFDIO_REGISTER_MODE_MINOR: u64 = 4;
 pub const UFFDIO_COPY_MODE_DONTWAKE: u64 = 1;
 pub const UFFDIO_COPY_MODE_WP: u64 = 2;
 pub const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+pub const UFFD_EVENT_FORK: u8 = 0x13;
 pub const UFFD_PAGEFAULT_FLAG_WRITE: u64 = 1;
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
  * UFFDIO_COPY and UFFDIO_ZEROPAGE (messages read after poll); UFFDIO_WAKE without a
  * fill makes the fault come again; closing the descriptor wakes a waiting fault,
  * which then proceeds as an ordinary one; the thread id feature; fork's child is not
- * registered; a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
+ * registered, unless UFFD_FEATURE_EVENT_FORK gives it a context of its own; a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
  * VMAs when one is registered. Prints TEST lines and "uffd: N passed, N failed".
  * Build: aarch64-linux-gnu-gcc -static -O2 -pthread -o uffd uffd.c */
 #define _GNU_SOURCE
@@ -286,6 +286,71 @@ static const char *fork_child_is_not_registered(void)
     return NULL;
 }
 
+struct forker {
+    char *p;
+    int status;
+};
+
+static void *fork_and_wait(void *arg)
+{
+    struct forker *f = arg;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(f->p[0] == 42 && f->p[PG] == 0 ? 0 : 1);
+    f->status = -1;
+    if (pid > 0)
+        waitpid(pid, &f->status, 0);
+    return NULL;
+}
+
+/* UFFD_FEATURE_EVENT_FORK: a thread's fork waits until the monitor reads the
+ * UFFD_EVENT_FORK message, which carries a new descriptor for the child's context;
+ * the child's faults come there and the monitor resolves them through it. */
+static const char *event_fork_gives_the_child_context(void)
+{
+    int fd = open_uffd(UFFD_FEATURE_EVENT_FORK);
+    char *p = fd < 0 ? NULL : registered(fd, 2);
+    if (!p)
+        return "set-up failed";
+    struct forker f = { .p = p };
+    pthread_t th;
+    pthread_create(&th, NULL, fork_and_wait, &f);
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    struct uffd_msg m;
+    if (poll(&pfd, 1, 5000) != 1 || read(fd, &m, sizeof m) != sizeof m)
+        return "no fork message";
+    if (m.event != UFFD_EVENT_FORK)
+        return "the message is not UFFD_EVENT_FORK";
+    int child_fd = (int)m.arg.fork.ufd;
+    if (child_fd <= fd || fcntl(child_fd, F_GETFD) != FD_CLOEXEC)
+        return "the fork message does not carry a new descriptor (close-on-exec as ours)";
+    static char page[PG];
+    memset(page, 42, PG);
+    for (int n = 0; n < 2; n++) {
+        if (!next_msg(child_fd, &m))
+            return "no fault message from the child";
+        uint64_t at = m.arg.pagefault.address;
+        int ok;
+        if (at == (uintptr_t)p) {
+            struct uffdio_copy c = { .dst = at, .src = (uintptr_t)page, .len = PG };
+            ok = ioctl(child_fd, UFFDIO_COPY, &c) == 0;
+        } else {
+            struct uffdio_zeropage z = { .range = { .start = at, .len = PG } };
+            ok = ioctl(child_fd, UFFDIO_ZEROPAGE, &z) == 0;
+        }
+        if (!ok)
+            return "filling the child's page failed";
+    }
+    pthread_join(th, NULL);
+    if (!WIFEXITED(f.status) || WEXITSTATUS(f.status) != 0)
+        return "the child did not read what the monitor put there";
+    if (read(fd, &m, sizeof m) != -1 || errno != EAGAIN)
+        return "the child's faults came to the parent's descriptor";
+    close(child_fd);
+    close(fd);
+    return NULL;
+}
+
 /* mremap_test's "mremap move multiple invalid vmas", the first step: several VMAs,
  * all registered, moved at once: EFAULT and nothing moves; one alone moves. */
 static const char *mremap_refuses_several_registered_vmas(void)
@@ -319,6 +384,7 @@ int main(void)
     report("close_wakes_waiters", close_wakes_waiters());
     report("copy_run_and_errors", copy_run_and_errors());
     report("fork_child_is_not_registered", fork_child_is_not_registered());
+    report("event_fork_gives_the_child_context", event_fork_gives_the_child_context());
     report("mremap_refuses_several_registered_vmas", mremap_refuses_several_registered_vmas());
     printf("uffd: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -103,6 +103,18 @@ impl<E: MmEnv> Mm<E> {
         }
     }
 
+    /// fork with UFFD_FEATURE_EVENT_FORK (Linux's `dup_userfaultfd`): `child` was just
+    /// forked from this address space, its VMAs unregistered; each VMA registered here
+    /// with a context for which `keep` names the child's context is registered there
+    /// with that one. One pass over the VMAs.
+    pub fn uffd_fork(&self, child: &mut Mm<E>, mut keep: impl FnMut(UffdId) -> Option<UffdId>) {
+        for v in self.vmas.iter() {
+            if let Some(new) = v.flags.userfault.and_then(&mut keep) {
+                child.uffd_mark(v.start, v.end, Some(new));
+            }
+        }
+    }
+
     /// Whether a fault at `va` would still go to `uffd`: its VMA is registered with it
     /// and the page unpopulated (Linux's `userfaultfd_must_wait`, asked again once
     /// the fault is queued, so that a fill between the fault and the queueing is not

@@ -26,21 +26,31 @@ use super::mmlock::MmLock;
 use super::pipe::POLLERS;
 use super::sched::{self, WaitQueue};
 use super::task::Task;
+use crate::mm::aspace::Mm;
 use crate::mm::vma::UffdId;
 use crate::mm::VirtAddr;
 use crate::sync::SpinLock;
+use crate::uapi::{UFFD_FEATURE_EVENT_FORK, UFFD_FEATURE_EXACT_ADDRESS};
 
-/// One waiting fault (Linux's `userfaultfd_wait_queue`).
+/// One waiting thread (Linux's `userfaultfd_wait_queue`): a fault, or a fork whose
+/// event must be read before the fork returns.
 struct Waiter {
     token: u64,
-    /// The faulting address (page-aligned unless UFFD_FEATURE_EXACT_ADDRESS).
-    addr: u64,
-    write: bool,
-    tid: u32,
-    /// Its message was read: no longer pending, still waiting.
+    what: Event,
+    /// Its message was read: no longer pending (a fault still waits for a wake).
     read: bool,
-    /// A wake covered it.
+    /// A wake covered it (a fault), or its message was taken in (a fork).
     woken: bool,
+}
+
+/// What a waiter's message says.
+#[derive(Clone)]
+pub enum Event {
+    /// UFFD_EVENT_PAGEFAULT: the address (page-aligned unless
+    /// UFFD_FEATURE_EXACT_ADDRESS), whether a write, the thread.
+    Fault { addr: u64, write: bool, tid: u32 },
+    /// UFFD_EVENT_FORK: the child's context, for which the reader gets a descriptor.
+    Fork(Arc<Ctx>),
 }
 
 struct State {
@@ -49,11 +59,10 @@ struct State {
     released: bool,
 }
 
-/// A userfaultfd message for a fault: the fields of `struct uffd_msg` it sets.
+/// A message taken by read(2).
 pub struct Message {
-    pub addr: u64,
-    pub write: bool,
-    pub tid: u32,
+    pub token: u64,
+    pub what: Event,
 }
 
 pub struct Ctx {
@@ -62,6 +71,8 @@ pub struct Ctx {
     pub mm: Weak<MmLock>,
     /// The features the UFFDIO_API handshake enabled, with `INITIALIZED` set; 0 before.
     pub features: AtomicU64,
+    /// userfaultfd's O_CLOEXEC and O_NONBLOCK, for a fork event's descriptor.
+    pub flags: u64,
     state: SpinLock<State>,
     /// Faulting threads sleep here.
     faults: WaitQueue,
@@ -74,13 +85,17 @@ static CTXS: SpinLock<BTreeMap<UffdId, Weak<Ctx>>> = SpinLock::new(BTreeMap::new
 static NEXT: AtomicU64 = AtomicU64::new(1);
 static TOKENS: AtomicU64 = AtomicU64::new(1);
 
-/// A new context for the address space `mm`.
-pub fn new(mm: &Arc<MmLock>) -> Arc<Ctx> {
-    let id = UffdId(NEXT.fetch_add(1, Ordering::Relaxed));
+/// A new context for the address space `mm`, with userfaultfd's `flags`.
+pub fn new(mm: &Arc<MmLock>, flags: u64) -> Arc<Ctx> {
+    with_id(UffdId(NEXT.fetch_add(1, Ordering::Relaxed)), mm, flags, 0)
+}
+
+fn with_id(id: UffdId, mm: &Arc<MmLock>, flags: u64, features: u64) -> Arc<Ctx> {
     let ctx = Arc::new(Ctx {
         id,
         mm: Arc::downgrade(mm),
-        features: AtomicU64::new(0),
+        features: AtomicU64::new(features),
+        flags,
         state: SpinLock::new(State {
             waiters: Vec::new(),
             released: false,
@@ -103,25 +118,45 @@ impl Drop for Ctx {
 }
 
 impl Ctx {
-    /// Messages of the faults not yet read, oldest first, at most `max`; they become read.
+    /// Messages not yet read, the faults first then the events (as Linux), at most
+    /// `max`, and at most one fork event; they become read.
     pub fn take_messages(&self, max: usize) -> Vec<Message> {
         let mut s = self.state.lock();
-        s.waiters
-            .iter_mut()
-            .filter(|w| !w.read && !w.woken)
-            .take(max)
-            .map(|w| {
-                w.read = true;
-                Message {
-                    addr: w.addr,
-                    write: w.write,
-                    tid: w.tid,
+        let mut out: Vec<Message> = Vec::new();
+        for faults in [true, false] {
+            for w in s.waiters.iter_mut() {
+                let is_fault = matches!(w.what, Event::Fault { .. });
+                if out.len() == max || w.read || w.woken || is_fault != faults {
+                    continue;
                 }
-            })
-            .collect()
+                if out.iter().any(|m| matches!(m.what, Event::Fork(_))) {
+                    break;
+                }
+                w.read = true;
+                out.push(Message {
+                    token: w.token,
+                    what: w.what.clone(),
+                });
+            }
+        }
+        out
     }
 
-    /// Whether a fault's message waits to be read.
+    /// A fork event was taken in (its descriptor installed): the fork goes on.
+    pub fn complete(&self, token: u64) {
+        self.wake_where(|w| w.token == token);
+    }
+
+    /// A fork event could not be taken in: it is pending again.
+    pub fn unread(&self, token: u64) {
+        for w in self.state.lock().waiters.iter_mut() {
+            if w.token == token {
+                w.read = false;
+            }
+        }
+    }
+
+    /// Whether a message waits to be read.
     pub fn pending(&self) -> bool {
         self.state
             .lock()
@@ -132,25 +167,63 @@ impl Ctx {
 
     /// Wake the faults at addresses in `[start, start + len)` (Linux's `wake_userfault`).
     pub fn wake(&self, start: u64, len: u64) {
+        self.wake_where(
+            |w| matches!(w.what, Event::Fault { addr, .. } if addr.wrapping_sub(start) < len),
+        );
+    }
+
+    fn wake_where(&self, hit: impl Fn(&Waiter) -> bool) {
         let mut any = false;
-        for w in self.state.lock().waiters.iter_mut() {
-            if w.addr.wrapping_sub(start) < len {
-                w.woken = true;
-                any = true;
-            }
+        for w in self.state.lock().waiters.iter_mut().filter(|w| hit(w)) {
+            w.woken = true;
+            any = true;
         }
         if any {
             self.faults.wake_all();
         }
     }
 
-    /// The last descriptor is closed (after the address space forgot the context):
-    /// every fault waiting goes back to retry, readers and pollers wake.
+    /// The last descriptor is closed: the address space forgets the context (Linux's
+    /// `userfaultfd_release_all`), then every waiting thread goes back to retry,
+    /// readers and pollers wake.
     pub fn release(&self) {
+        if let Some(mm) = self.mm.upgrade() {
+            if let Some(mm) = mm.lock().as_mut() {
+                mm.uffd_release(self.id);
+            }
+        }
         self.state.lock().released = true;
         self.faults.wake_all();
         self.readable.wake_all();
         POLLERS.wake_all();
+    }
+
+    /// Queue a waiter for `what`; its token (none once released).
+    fn queue(&self, what: Event) -> Option<u64> {
+        let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.state.lock();
+        if s.released {
+            return None;
+        }
+        s.waiters.push(Waiter {
+            token,
+            what,
+            read: false,
+            woken: false,
+        });
+        drop(s);
+        self.readable.wake_all();
+        POLLERS.wake_all();
+        Some(token)
+    }
+
+    fn dequeue(&self, token: u64) {
+        self.state.lock().waiters.retain(|w| w.token != token);
+    }
+
+    fn woken(&self, token: u64) -> bool {
+        let s = self.state.lock();
+        s.waiters.iter().any(|w| w.token == token && w.woken)
     }
 
     fn done(&self, token: u64) -> bool {
@@ -168,28 +241,16 @@ pub fn wait(t: &Task, id: UffdId, va: VirtAddr, write: bool) {
         sched::cond_resched();
         return;
     };
-    let features = ctx.features.load(Ordering::Relaxed);
-    let token = TOKENS.fetch_add(1, Ordering::Relaxed);
-    {
-        let mut s = ctx.state.lock();
-        if s.released {
-            return;
-        }
-        s.waiters.push(Waiter {
-            token,
-            addr: if features & crate::uapi::UFFD_FEATURE_EXACT_ADDRESS != 0 {
-                va.as_u64()
-            } else {
-                va.align_down(crate::mm::PAGE_SIZE).as_u64()
-            },
-            write,
-            tid: t.pid(),
-            read: false,
-            woken: false,
-        });
-    }
-    ctx.readable.wake_all();
-    POLLERS.wake_all();
+    let exact = ctx.features.load(Ordering::Relaxed) & UFFD_FEATURE_EXACT_ADDRESS != 0;
+    let addr = if exact {
+        va.as_u64()
+    } else {
+        va.align_down(crate::mm::PAGE_SIZE).as_u64()
+    };
+    let tid = t.pid();
+    let Some(token) = ctx.queue(Event::Fault { addr, write, tid }) else {
+        return;
+    };
     let still =
         t.mm.lock()
             .as_ref()
@@ -198,5 +259,49 @@ pub fn wait(t: &Task, id: UffdId, va: VirtAddr, write: bool) {
         ctx.faults
             .wait_until(|| t.signals.interrupted() || ctx.done(token));
     }
-    ctx.state.lock().waiters.retain(|w| w.token != token);
+    ctx.dequeue(token);
+}
+
+/// The child's contexts of a fork (Linux's `dup_userfaultfd`), decided with the
+/// parent's `Mm` lock held: each context registered in `parent` with
+/// UFFD_FEATURE_EVENT_FORK gets a number for the child's, and `child`'s VMAs are
+/// registered with it; the others' VMAs stay unregistered in the child.
+pub fn fork(parent: &Mm, child: &mut Mm) -> Vec<(Arc<Ctx>, UffdId)> {
+    let mut pairs: Vec<(Arc<Ctx>, UffdId)> = Vec::new();
+    parent.uffd_fork(child, |old| {
+        if let Some((_, new)) = pairs.iter().find(|(c, _)| c.id == old) {
+            return Some(*new);
+        }
+        let ctx = lookup(old)?;
+        if ctx.features.load(Ordering::Relaxed) & UFFD_FEATURE_EVENT_FORK == 0 {
+            return None;
+        }
+        let new = UffdId(NEXT.fetch_add(1, Ordering::Relaxed));
+        pairs.push((ctx, new));
+        Some(new)
+    });
+    pairs
+}
+
+/// After the child's address space `child` is in its lock, before the child runs:
+/// its contexts made, and for each a UFFD_EVENT_FORK message queued on the parent's
+/// context; the forking thread `t` waits until the reader has taken each in (its
+/// descriptor installed), the parent's context is released, or `t` is killed. A
+/// child's context whose event was not taken in is released: the child's VMAs forget
+/// it (Linux's `userfaultfd_event_wait_completion`).
+pub fn fork_events(t: &Task, child: &Arc<MmLock>, pairs: Vec<(Arc<Ctx>, UffdId)>) {
+    for (ctx, id) in pairs {
+        let features = ctx.features.load(Ordering::Relaxed);
+        let new = with_id(id, child, ctx.flags, features);
+        let mut taken = false;
+        if let Some(token) = ctx.queue(Event::Fork(new.clone())) {
+            ctx.faults
+                .wait_until(|| t.doomed.load(Ordering::Acquire) || ctx.done(token));
+            taken = ctx.woken(token);
+            ctx.dequeue(token);
+        }
+        if !taken {
+            new.release();
+        }
+    }
 }

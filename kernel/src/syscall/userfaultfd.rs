@@ -16,11 +16,11 @@ use crate::mm::pgtable::USER_VA_END;
 use crate::mm::userfault::{Fill, FILL_PAGES};
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::proc::sched::me;
-use crate::proc::userfault::{self, Ctx};
+use crate::proc::userfault::{self, Ctx, Event};
 use crate::uapi::*;
 
 /// The features this kernel implements (UFFDIO_API reports them; others are EINVAL).
-const FEATURES: u64 = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EXACT_ADDRESS;
+const FEATURES: u64 = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EXACT_ADDRESS;
 /// UFFDIO_API's `ioctls`: the descriptor's own.
 const API_IOCTLS: u64 = 1 << _UFFDIO_REGISTER | 1 << _UFFDIO_UNREGISTER | 1 << _UFFDIO_API;
 /// UFFDIO_REGISTER's `ioctls`: those of a registered range.
@@ -39,11 +39,18 @@ pub fn userfaultfd(flags: u64) -> Result<u64, Errno> {
         return Err(EINVAL);
     }
     let t = me();
+    install(userfault::new(&t.mm, flags & (O_CLOEXEC | O_NONBLOCK)))
+}
+
+/// A descriptor for `ctx` in the caller's table, with the context's O_CLOEXEC and
+/// O_NONBLOCK (userfaultfd's, and a fork event's new descriptor).
+fn install(ctx: Arc<Ctx>) -> Result<u64, Errno> {
+    let cloexec = ctx.flags & O_CLOEXEC != 0;
     let file = fs::File::Stream(Arc::new(UffdFile {
-        ctx: userfault::new(&t.mm),
-        nonblock: AtomicBool::new(flags & O_NONBLOCK != 0),
+        nonblock: AtomicBool::new(ctx.flags & O_NONBLOCK != 0),
+        ctx,
     }));
-    let fd = t.files.lock().install(file, 0, flags & O_CLOEXEC != 0);
+    let fd = me().files.lock().install(file, 0, cloexec);
     fd
 }
 
@@ -57,11 +64,6 @@ struct UffdFile {
 /// context, then the faults waiting go back to retry, unregistered.
 impl Drop for UffdFile {
     fn drop(&mut self) {
-        if let Some(mm) = self.ctx.mm.upgrade() {
-            if let Some(mm) = mm.lock().as_mut() {
-                mm.uffd_release(self.ctx.id);
-            }
-        }
         self.ctx.release();
     }
 }
@@ -235,6 +237,33 @@ impl UffdFile {
     }
 }
 
+impl UffdFile {
+    /// The `struct uffd_msg` of `m`. A fork event installs the child context's
+    /// descriptor in the reader's table first (Linux's `resolve_userfault_fork`),
+    /// and lets the fork go on; if that fails the event stays pending.
+    fn message(&self, m: &userfault::Message) -> Result<[u8; MSG_SIZE], Errno> {
+        let mut b = [0u8; MSG_SIZE];
+        match &m.what {
+            Event::Fault { addr, write, tid } => {
+                b[0] = UFFD_EVENT_PAGEFAULT;
+                let flags = if *write { UFFD_PAGEFAULT_FLAG_WRITE } else { 0 };
+                b[8..16].copy_from_slice(&flags.to_le_bytes());
+                b[16..24].copy_from_slice(&addr.to_le_bytes());
+                if self.ctx.features.load(Ordering::Relaxed) & UFFD_FEATURE_THREAD_ID != 0 {
+                    b[24..28].copy_from_slice(&tid.to_le_bytes());
+                }
+            }
+            Event::Fork(new) => {
+                let fd = install(new.clone()).inspect_err(|_| self.ctx.unread(m.token))?;
+                self.ctx.complete(m.token);
+                b[0] = UFFD_EVENT_FORK;
+                b[8..12].copy_from_slice(&(fd as u32).to_le_bytes());
+            }
+        }
+        Ok(b)
+    }
+}
+
 impl Stream for UffdFile {
     /// Fault messages, as many whole ones as fit; waits for the first unless
     /// O_NONBLOCK (EAGAIN) or a signal comes (ERESTARTSYS).
@@ -249,23 +278,17 @@ impl Stream for UffdFile {
         loop {
             let msgs = self.ctx.take_messages(count as usize / MSG_SIZE);
             if !msgs.is_empty() {
-                let features = self.ctx.features.load(Ordering::Relaxed);
-                for (i, m) in msgs.iter().enumerate() {
-                    let mut b = [0u8; MSG_SIZE];
-                    b[0] = UFFD_EVENT_PAGEFAULT;
-                    let flags = if m.write {
-                        UFFD_PAGEFAULT_FLAG_WRITE
-                    } else {
-                        0
+                let mut done = 0;
+                for m in msgs {
+                    let b = match self.message(&m) {
+                        Ok(b) => b,
+                        Err(e) if done == 0 => return Err(e),
+                        Err(_) => break,
                     };
-                    b[8..16].copy_from_slice(&flags.to_le_bytes());
-                    b[16..24].copy_from_slice(&m.addr.to_le_bytes());
-                    if features & UFFD_FEATURE_THREAD_ID != 0 {
-                        b[24..28].copy_from_slice(&m.tid.to_le_bytes());
-                    }
-                    copy_to_user(buf as usize + i * MSG_SIZE, &b).map_err(|_| EFAULT)?;
+                    copy_to_user(buf as usize + done, &b).map_err(|_| EFAULT)?;
+                    done += MSG_SIZE;
                 }
-                return Ok((msgs.len() * MSG_SIZE) as u64);
+                return Ok(done as u64);
             }
             if self.nonblock.load(Ordering::Relaxed) {
                 return Err(EAGAIN);

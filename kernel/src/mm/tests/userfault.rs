@@ -3,7 +3,7 @@
 //! out (`FaultError::Userfault`) while populated pages fault as usual, UFFDIO_COPY maps
 //! a 64 KiB-aligned run as one folded folio and anything else as base pages,
 //! UFFDIO_ZEROPAGE the zero page, fork's child and an mremap'd VMA lose the
-//! registration, and mremap refuses to move several VMAs when one is registered.
+//! registration (the child gets its own context's with EVENT_FORK), and mremap refuses to move several VMAs when one is registered.
 //! Each test checks the data and the folio audit; at the end every frame is back.
 
 use super::collapse::{all_back, check_pages, env, leaf, only, pattern, region, write_pages};
@@ -232,6 +232,15 @@ fn fork_child_and_a_moved_vma_are_not_registered() {
     mm.uffd_register(A, va, va.add(8 * P)).unwrap();
     let mut child = mm.fork().unwrap();
     assert_eq!(child.vmas.find(va).unwrap().flags.userfault, None);
+    // UFFD_FEATURE_EVENT_FORK: the child's VMAs registered with the child's context,
+    // the pieces as in the parent.
+    let mut other = mm.fork().unwrap();
+    mm.uffd_fork(&mut other, |old| (old == A).then_some(B));
+    assert_eq!(layout(&other, va)[0], (0, 8, Some(B)));
+    assert_eq!(
+        other.handle_fault(va, Access::Read),
+        Err(FaultError::Userfault(B))
+    );
     child.handle_fault(va, Access::Write).unwrap();
     assert_eq!(
         mm.handle_fault(va, Access::Write),
@@ -244,7 +253,7 @@ fn fork_child_and_a_moved_vma_are_not_registered() {
         .unwrap();
     assert_eq!(mm.vmas.find(to).unwrap().flags.userfault, None);
     mm.handle_fault(to, Access::Write).unwrap();
-    all_back([mm, child]);
+    all_back([mm, child, other]);
 }
 
 /// Linux's `mremap_test` "mremap move multiple invalid vmas": a pure move of several
