@@ -3,7 +3,8 @@
  * UFFDIO_COPY and UFFDIO_ZEROPAGE (messages read after poll); UFFDIO_WAKE without a
  * fill makes the fault come again; closing the descriptor wakes a waiting fault,
  * which then proceeds as an ordinary one; the thread id feature; fork's child is not
- * registered, unless UFFD_FEATURE_EVENT_FORK gives it a context of its own; a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
+ * registered, unless UFFD_FEATURE_EVENT_FORK gives it a context of its own; a private
+ * hugetlb mapping's faults filled whole (MISSING_HUGETLBFS); a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
  * VMAs when one is registered. Prints TEST lines and "uffd: N passed, N failed".
  * Build: aarch64-linux-gnu-gcc -static -O2 -pthread -o uffd uffd.c */
 #define _GNU_SOURCE
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -351,6 +353,94 @@ static const char *event_fork_gives_the_child_context(void)
     return NULL;
 }
 
+/* The 2 MiB pool's nr_hugepages: read (set < 0) or written. */
+static long nr_hugepages(long set)
+{
+    FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", set < 0 ? "r" : "w");
+    long n = -1;
+    if (!f)
+        return -1;
+    if (set < 0) {
+        if (fscanf(f, "%ld", &n) != 1)
+            n = -1;
+    } else {
+        n = fprintf(f, "%ld\n", set) > 0 ? set : -1;
+    }
+    return fclose(f) == 0 ? n : -1;
+}
+
+/* UFFD_FEATURE_MISSING_HUGETLBFS: a private 2 MiB hugetlb mapping registers (at
+ * huge-page boundaries only, without UFFDIO_ZEROPAGE), a fault reports the huge
+ * page's address, and UFFDIO_COPY fills the whole page. */
+static const char *hugetlb_missing_faults(void)
+{
+    const size_t huge = 2UL << 20;
+    long before = nr_hugepages(-1);
+    if (before < 0 || nr_hugepages(before + 1) != before + 1)
+        return "no 2 MiB pool page";
+    const char *why = NULL;
+    int fd = open_uffd(UFFD_FEATURE_MISSING_HUGETLBFS);
+    char *p = mmap(NULL, huge, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    static char src[2UL << 20];
+    if (fd < 0 || p == MAP_FAILED) {
+        why = "set-up failed";
+        goto out;
+    }
+    struct uffdio_register reg = {
+        .range = { .start = (uintptr_t)p + PG, .len = huge - PG },
+        .mode = UFFDIO_REGISTER_MODE_MISSING,
+    };
+    if (ioctl(fd, UFFDIO_REGISTER, &reg) == 0 || errno != EINVAL) {
+        why = "a registration inside a huge page was not EINVAL";
+        goto out;
+    }
+    reg.range.start = (uintptr_t)p;
+    reg.range.len = huge;
+    if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) {
+        why = "UFFDIO_REGISTER of a hugetlb mapping failed";
+        goto out;
+    }
+    if (!(reg.ioctls & (1ULL << _UFFDIO_COPY)) || (reg.ioctls & (1ULL << _UFFDIO_ZEROPAGE))) {
+        why = "ioctls are not the basic set (COPY, no ZEROPAGE)";
+        goto out;
+    }
+    struct toucher t = { .p = p + 5 * PG, .pages = 1 };
+    pthread_t th;
+    pthread_create(&th, NULL, touch, &t);
+    struct uffd_msg m;
+    if (!next_msg(fd, &m) || m.arg.pagefault.address != (uintptr_t)p) {
+        why = "no fault message for the huge page";
+        goto out;
+    }
+    struct uffdio_zeropage z = { .range = { .start = (uintptr_t)p, .len = huge } };
+    if (ioctl(fd, UFFDIO_ZEROPAGE, &z) == 0 || errno != EINVAL) {
+        why = "UFFDIO_ZEROPAGE of a huge page was not EINVAL";
+        goto out;
+    }
+    memset(src, 5, sizeof src);
+    struct uffdio_copy c = { .dst = (uintptr_t)p, .src = (uintptr_t)src, .len = PG };
+    if (ioctl(fd, UFFDIO_COPY, &c) == 0 || errno != EINVAL) {
+        why = "a copy of part of a huge page was not EINVAL";
+        goto out;
+    }
+    c.len = huge;
+    if (ioctl(fd, UFFDIO_COPY, &c) != 0 || c.copy != (int64_t)huge) {
+        why = "UFFDIO_COPY of the huge page failed";
+        goto out;
+    }
+    pthread_join(th, NULL);
+    if (t.sum != 5 || p[huge - 1] != 5)
+        why = "the huge page does not hold the copy";
+out:
+    if (p != MAP_FAILED)
+        munmap(p, huge);
+    if (fd >= 0)
+        close(fd);
+    nr_hugepages(before);
+    return why;
+}
+
 /* mremap_test's "mremap move multiple invalid vmas", the first step: several VMAs,
  * all registered, moved at once: EFAULT and nothing moves; one alone moves. */
 static const char *mremap_refuses_several_registered_vmas(void)
@@ -378,6 +468,8 @@ static const char *mremap_refuses_several_registered_vmas(void)
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* The hugetlb pools' files (Linux's init here mounts nothing; EBUSY if done). */
+    mount("sysfs", "/sys", "sysfs", 0, NULL);
     report("api_handshake", api_handshake());
     report("handler_resolves_faults", handler_resolves_faults());
     report("wake_without_fill_faults_again", wake_without_fill_faults_again());
@@ -385,6 +477,7 @@ int main(void)
     report("copy_run_and_errors", copy_run_and_errors());
     report("fork_child_is_not_registered", fork_child_is_not_registered());
     report("event_fork_gives_the_child_context", event_fork_gives_the_child_context());
+    report("hugetlb_missing_faults", hugetlb_missing_faults());
     report("mremap_refuses_several_registered_vmas", mremap_refuses_several_registered_vmas());
     printf("uffd: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

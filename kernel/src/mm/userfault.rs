@@ -5,9 +5,10 @@
 //! (`uffd_fill`). The context, its messages and the waiting threads are the process
 //! layer's (`proc::userfault`); the calls are `syscall::userfaultfd`.
 //!
-//! Registrable: anonymous private memory (mmap, the heap, the stack) and the
+//! Registrable: anonymous private memory (mmap, the heap, the stack), the
 //! executable's segments (on Linux private mappings of the initramfs's files, which
-//! live in tmpfs: shmem, registrable there too). Linux also registers shmem and
+//! live in tmpfs: shmem, registrable there too) and private hugetlb mappings (whole
+//! huge pages: UFFD_FEATURE_MISSING_HUGETLBFS). Linux also registers shmem and shared
 //! hugetlb VMAs; here those are EINVAL.
 //!
 //! UFFDIO_COPY fills with the folio a fault there would take, up to 64 KiB: a
@@ -18,7 +19,8 @@
 
 use super::aspace::{Errno, Mm, MmEnv};
 use super::fault::FaultError;
-use super::folio;
+use super::folio::{self, Folio};
+use super::hugetlb;
 use super::vma::{UffdId, Vma, VmaKind};
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::{EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM};
@@ -36,25 +38,38 @@ pub enum Fill<'a> {
 
 /// Linux's `vma_can_userfault` for the missing mode, as far as this kernel goes.
 fn registrable(vma: &Vma) -> bool {
-    matches!(
-        vma.kind,
-        VmaKind::Anon | VmaKind::Heap | VmaKind::Stack | VmaKind::Image
-    )
+    match &vma.kind {
+        VmaKind::Anon | VmaKind::Heap | VmaKind::Stack | VmaKind::Image => true,
+        VmaKind::Hugetlb(h) => h.file.is_none(),
+        VmaKind::File(_) => false,
+    }
+}
+
+/// Linux's alignment rule for hugetlb VMAs: a range that starts or ends inside one
+/// must do so at a boundary of its page size (EINVAL).
+fn huge_aligned(vma: &Vma, start: VirtAddr, end: VirtAddr) -> bool {
+    vma.hugetlb().is_none_or(|h| {
+        let size = h.size.bytes();
+        (start <= vma.start || start.is_aligned(size)) && (end >= vma.end || end.is_aligned(size))
+    })
 }
 
 impl<E: MmEnv> Mm<E> {
     /// UFFDIO_REGISTER (MODE_MISSING) of `[start, end)` for `uffd`: Linux's
     /// `userfaultfd_register` after its argument checks. The range may hold holes but
     /// must meet a VMA (EINVAL); every VMA in it must be registrable (EINVAL) and not
-    /// another context's (EBUSY); nothing changes unless all are.
+    /// another context's (EBUSY); nothing changes unless all are. Whether a hugetlb
+    /// VMA is among them (no UFFDIO_ZEROPAGE there).
     pub fn uffd_register(
         &mut self,
         uffd: UffdId,
         start: VirtAddr,
         end: VirtAddr,
-    ) -> Result<(), Errno> {
+    ) -> Result<bool, Errno> {
+        let mut huge = false;
         self.uffd_check(start, end, |v| {
-            if !registrable(v) {
+            huge |= v.hugetlb().is_some();
+            if !registrable(v) || !huge_aligned(v, start, end) {
                 Err(EINVAL)
             } else if v.flags.userfault.is_some_and(|u| u != uffd) {
                 Err(EBUSY)
@@ -63,7 +78,7 @@ impl<E: MmEnv> Mm<E> {
             }
         })?;
         self.uffd_mark(start, end, Some(uffd));
-        Ok(())
+        Ok(huge)
     }
 
     /// UFFDIO_UNREGISTER of `[start, end)` through `uffd`: Linux's
@@ -76,7 +91,10 @@ impl<E: MmEnv> Mm<E> {
         end: VirtAddr,
     ) -> Result<(), Errno> {
         self.uffd_check(start, end, |v| {
-            if !registrable(v) || v.flags.userfault.is_some_and(|u| u != uffd) {
+            if !registrable(v)
+                || !huge_aligned(v, start, end)
+                || v.flags.userfault.is_some_and(|u| u != uffd)
+            {
                 Err(EINVAL)
             } else {
                 Ok(())
@@ -115,6 +133,12 @@ impl<E: MmEnv> Mm<E> {
         }
     }
 
+    /// The address a fault at `va` reports: its page's, a huge page's for hugetlb (as
+    /// Linux's `vmf->address`).
+    pub fn uffd_fault_page(&self, va: VirtAddr) -> VirtAddr {
+        va.align_down(self.uffd_huge_size(va).unwrap_or(PAGE_SIZE))
+    }
+
     /// Whether a fault at `va` would still go to `uffd`: its VMA is registered with it
     /// and the page unpopulated (Linux's `userfaultfd_must_wait`, asked again once
     /// the fault is queued, so that a fill between the fault and the queueing is not
@@ -142,6 +166,11 @@ impl<E: MmEnv> Mm<E> {
             Some(v) if v.end >= call_end && v.flags.userfault.is_some() => v.clone(),
             _ => return (0, Err(ENOENT)),
         };
+        // Huge pages are copied whole (`uffd_huge_take`); there is no zero page of
+        // every huge size (Linux: EINVAL).
+        if vma.hugetlb().is_some() {
+            return (0, Err(EINVAL));
+        }
         if let Fill::Copy(data) = fill {
             assert!(pages <= FILL_PAGES && data.len() == pages * PAGE_SIZE);
             if pages == FILL_PAGES
@@ -192,7 +221,7 @@ impl<E: MmEnv> Mm<E> {
         &self,
         start: VirtAddr,
         end: VirtAddr,
-        ok: impl Fn(&Vma) -> Result<(), Errno>,
+        mut ok: impl FnMut(&Vma) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let mut at = start;
         let mut found = false;
@@ -220,4 +249,69 @@ impl<E: MmEnv> Mm<E> {
             at = b;
         }
     }
+}
+
+/// UFFDIO_COPY into a private hugetlb VMA (UFFD_FEATURE_MISSING_HUGETLBFS), a huge
+/// page at a time as Linux's `mfill_atomic_hugetlb`: a pool page is taken under the
+/// `Mm` lock (`uffd_huge_take`), filled with the lock dropped (the source may fault),
+/// and mapped under it again (`uffd_huge_map`), or given back (`uffd_huge_abandon`).
+impl<E: MmEnv> Mm<E> {
+    /// The huge page size of the hugetlb VMA at `va`, if it is one.
+    pub fn uffd_huge_size(&self, va: VirtAddr) -> Option<usize> {
+        self.vmas.find(va)?.hugetlb().map(|h| h.size.bytes())
+    }
+
+    /// A pool page for the huge page at `dst`: `[dst, call_end)` in one registered
+    /// VMA (ENOENT), both ends aligned to its page size (EINVAL), the page unmapped
+    /// (EEXIST), a page in the pool (its reservation, else a free one; ENOMEM).
+    pub fn uffd_huge_take(&mut self, dst: VirtAddr, call_end: VirtAddr) -> Result<PhysAddr, Errno> {
+        let vma = match self.vmas.find(dst) {
+            Some(v) if v.end >= call_end && v.flags.userfault.is_some() => v,
+            _ => return Err(ENOENT),
+        };
+        let h = vma.hugetlb().ok_or(EINVAL)?;
+        let size = h.size.bytes();
+        if !dst.is_aligned(size) || !call_end.is_aligned(size) {
+            return Err(EINVAL);
+        }
+        if self.tables.get(dst).is_some() {
+            return Err(EEXIST);
+        }
+        let reserved = h.resv.as_ref().is_some_and(|r| r.consume(dst));
+        hugetlb::pool(h.size).take(reserved).ok_or(ENOMEM)
+    }
+
+    /// Store `data` at `off` bytes into the pool page `head` (`uffd_huge_take`'s,
+    /// which nothing maps yet).
+    pub fn uffd_huge_write(&self, head: PhysAddr, off: usize, data: &[u8]) {
+        for (i, page) in data.chunks(PAGE_SIZE).enumerate() {
+            self.env().write_page(head.add(off + i * PAGE_SIZE), page);
+        }
+    }
+
+    /// Map the filled pool page `head` at `dst` if the VMA is still registered and the
+    /// page still unmapped (else it goes back: ENOENT, EEXIST), as a fault maps one.
+    pub fn uffd_huge_map(&mut self, dst: VirtAddr, head: PhysAddr) -> Result<(), Errno> {
+        let vma = self.vmas.find(dst).cloned();
+        let size = self.uffd_huge_size(dst);
+        let vma = match vma {
+            Some(v) if v.flags.userfault.is_some() && size.is_some() => v,
+            _ => {
+                uffd_huge_abandon(head);
+                return Err(ENOENT);
+            }
+        };
+        if self.tables.get(dst).is_some() {
+            uffd_huge_abandon(head);
+            return Err(EEXIST);
+        }
+        self.hugetlb_map_new(dst, folio::adopt_hugetlb(head, false), &vma, true)
+            .map_err(|_| ENOMEM)
+    }
+}
+
+/// Give the pool page `head`, taken and never mapped, back to its pool (the free of
+/// a hugetlb folio).
+pub fn uffd_huge_abandon(head: PhysAddr) {
+    drop(Folio::lock(folio::adopt_hugetlb(head, false).head()).put(1));
 }

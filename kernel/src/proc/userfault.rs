@@ -245,7 +245,10 @@ pub fn wait(t: &Task, id: UffdId, va: VirtAddr, write: bool) {
     let addr = if exact {
         va.as_u64()
     } else {
-        va.align_down(crate::mm::PAGE_SIZE).as_u64()
+        match t.mm.lock().as_ref() {
+            Some(mm) => mm.uffd_fault_page(va).as_u64(),
+            None => return,
+        }
     };
     let tid = t.pid();
     let Some(token) = ctx.queue(Event::Fault { addr, write, tid }) else {

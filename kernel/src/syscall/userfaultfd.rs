@@ -13,14 +13,17 @@ use crate::arch::aarch64::uaccess::{
 };
 use crate::fs::{self, Stream, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLIN};
 use crate::mm::pgtable::USER_VA_END;
-use crate::mm::userfault::{Fill, FILL_PAGES};
+use crate::mm::userfault::{uffd_huge_abandon, Fill, FILL_PAGES};
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::proc::sched::me;
 use crate::proc::userfault::{self, Ctx, Event};
 use crate::uapi::*;
 
 /// The features this kernel implements (UFFDIO_API reports them; others are EINVAL).
-const FEATURES: u64 = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EXACT_ADDRESS;
+const FEATURES: u64 = UFFD_FEATURE_EVENT_FORK
+    | UFFD_FEATURE_MISSING_HUGETLBFS
+    | UFFD_FEATURE_THREAD_ID
+    | UFFD_FEATURE_EXACT_ADDRESS;
 /// UFFDIO_API's `ioctls`: the descriptor's own.
 const API_IOCTLS: u64 = 1 << _UFFDIO_REGISTER | 1 << _UFFDIO_UNREGISTER | 1 << _UFFDIO_API;
 /// UFFDIO_REGISTER's `ioctls`: those of a registered range.
@@ -141,8 +144,14 @@ impl UffdFile {
         }
         validate(start, len)?;
         let (a, b) = (VirtAddr(start), VirtAddr(start + len));
-        self.with_mm(|mm| mm.uffd_register(self.ctx.id, a, b))??;
-        write_user(arg as usize + 24, &RANGE_IOCTLS).map_err(|_| EFAULT)?;
+        let huge = self.with_mm(|mm| mm.uffd_register(self.ctx.id, a, b))??;
+        // Linux's UFFD_API_RANGE_IOCTLS_BASIC where a hugetlb VMA is in the range.
+        let ioctls = if huge {
+            RANGE_IOCTLS & !(1 << _UFFDIO_ZEROPAGE)
+        } else {
+            RANGE_IOCTLS
+        };
+        write_user(arg as usize + 24, &ioctls).map_err(|_| EFAULT)?;
         Ok(0)
     }
 
@@ -196,8 +205,23 @@ impl UffdFile {
         let mut done = 0u64;
         let mut err = None;
         while done < len {
-            let pages = ((len - done) / PAGE).min(FILL_PAGES as u64) as usize;
             let at = VirtAddr(dst + done);
+            if let Some(size) = self.with_mm(|mm| mm.uffd_huge_size(at)).ok().flatten() {
+                let r = if copy {
+                    self.fill_huge(at, src + done, size, end, &mut buf)
+                } else {
+                    Err(EINVAL)
+                };
+                match r {
+                    Ok(()) => done += size as u64,
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+                continue;
+            }
+            let pages = ((len - done) / PAGE).min(FILL_PAGES as u64) as usize;
             let n = pages * PAGE_SIZE;
             if copy && copy_from_user(&mut buf[..n], (src + done) as usize).is_err() {
                 err = Some(EFAULT);
@@ -261,6 +285,36 @@ impl UffdFile {
             }
         }
         Ok(b)
+    }
+}
+
+impl UffdFile {
+    /// UFFDIO_COPY of the huge page at `at` from `src` (`mm::userfault`'s hugetlb
+    /// part): a pool page taken, filled through `buf` with no lock held, mapped.
+    fn fill_huge(
+        &self,
+        at: VirtAddr,
+        src: u64,
+        size: usize,
+        end: VirtAddr,
+        buf: &mut [u8],
+    ) -> Result<(), Errno> {
+        let head = self.with_mm(|mm| mm.uffd_huge_take(at, end))??;
+        for off in (0..size).step_by(buf.len()) {
+            if copy_from_user(buf, src as usize + off).is_err() {
+                uffd_huge_abandon(head);
+                return Err(EFAULT);
+            }
+            if self
+                .with_mm(|mm| mm.uffd_huge_write(head, off, buf))
+                .is_err()
+            {
+                uffd_huge_abandon(head);
+                return Err(ENOMEM);
+            }
+        }
+        self.with_mm(|mm| mm.uffd_huge_map(at, head))
+            .inspect_err(|_| uffd_huge_abandon(head))?
     }
 }
 

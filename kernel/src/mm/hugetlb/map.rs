@@ -147,7 +147,10 @@ impl<E: MmEnv> Mm<E> {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => self.hugetlb_missing(page, vma, access == Access::Write),
+            FaultFix::NotMapped => match vma.flags.userfault {
+                Some(uffd) => Err(FaultError::Userfault(uffd)),
+                None => self.hugetlb_missing(page, vma, access == Access::Write),
+            },
             FaultFix::NotWritable(_) if h.file.is_some() => {
                 self.tables.make_writable(base, n).map_err(map_error)
             }
@@ -231,7 +234,7 @@ impl<E: MmEnv> Mm<E> {
     /// Map the new private page `f` whole at `base` and account it (`fault`'s
     /// `map_folio`, which maps 64 KiB and 2 MiB; a 32 MiB page as one level-2
     /// contiguous block here, the same way).
-    fn hugetlb_map_new(
+    pub(in crate::mm) fn hugetlb_map_new(
         &mut self,
         base: VirtAddr,
         f: Folio,
