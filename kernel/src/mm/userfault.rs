@@ -241,7 +241,13 @@ impl<E: MmEnv> Mm<E> {
     /// merged where it makes neighbours alike), holes skipped.
     fn uffd_mark(&mut self, start: VirtAddr, end: VirtAddr, uffd: Option<UffdId>) {
         let mut at = start;
-        while let Some(v) = self.vmas.next_from(at).filter(|v| v.start < end).cloned() {
+        // `at < end`: the merge after a piece may join it to the VMA past `end`.
+        while let Some(v) = self
+            .vmas
+            .next_from(at)
+            .filter(|v| at < end && v.start < end)
+            .cloned()
+        {
             let (a, b) = (v.start.max(at), v.end.min(end));
             self.vmas
                 .set_flags(a, b, |f| f.userfault = uffd)

@@ -75,6 +75,18 @@ fn register_splits_the_vma_and_unregister_merges_it_back() {
             (12, 4, None)
         ]
     );
+    // Unregistering a whole VMA merges it with the VMA past the range's end, which
+    // then holds the end (uffd-unit-tests found a panic here).
+    mm.uffd_unregister(A, va.add(4 * P), va.add(8 * P)).unwrap();
+    assert_eq!(
+        layout(&mm, va),
+        [
+            (0, 9, None),
+            (9, 1, Some(A)),
+            (11, 1, Some(A)),
+            (12, 4, None)
+        ]
+    );
     mm.uffd_unregister(A, va, va.add(16 * P)).unwrap();
     assert_eq!(layout(&mm, va), [(0, 10, None), (11, 5, None)]);
     // Release forgets every VMA of the context, and they merge back.
