@@ -306,3 +306,32 @@ fn mremap_refuses_to_move_several_vmas_when_one_is_registered() {
     assert!(mm.vmas.find(va.add(2 * P)).unwrap().flags.userfault == Some(A));
     all_back([mm]);
 }
+
+/// The holes of a registered VMA are its handler's: neither MADV_COLLAPSE nor the
+/// collapse thread fills them (Linux's `userfaultfd_armed` check); once unregistered,
+/// MADV_COLLAPSE does.
+#[test]
+fn collapse_leaves_the_holes_of_a_registered_vma() {
+    let _m = host::machine();
+    only(&[]);
+    let (mut mm, va) = mm_with(16);
+    write_pages(&mut mm, va, 0..8);
+    only(&[4]);
+    mm.uffd_register(A, va, va.add(16 * P)).unwrap();
+    assert!(mm
+        .madvise(va, va.add(CONT_SIZE), crate::uapi::MADV_COLLAPSE)
+        .is_err());
+    let r = super::collapse::scan_all(&mut mm);
+    assert_eq!((r.copied, r.in_place), (0, 0), "{r:?}");
+    assert!(mm.tables.get(va.add(8 * P)).is_none(), "a hole was filled");
+    assert_eq!(
+        mm.handle_fault(va.add(8 * P), Access::Read),
+        Err(FaultError::Userfault(A))
+    );
+    mm.uffd_unregister(A, va, va.add(16 * P)).unwrap();
+    mm.madvise(va, va.add(CONT_SIZE), crate::uapi::MADV_COLLAPSE)
+        .unwrap();
+    assert!(leaf(&mm, va).pte.is_cont());
+    check_pages(&mm, va, 16, |i| i < 8);
+    all_back([mm]);
+}
