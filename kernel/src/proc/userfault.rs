@@ -142,18 +142,10 @@ impl Ctx {
         out
     }
 
-    /// A fork event was taken in (its descriptor installed): the fork goes on.
+    /// A fork event was taken in (its descriptor installed, or the attempt failed and
+    /// released the child's context): the fork goes on.
     pub fn complete(&self, token: u64) {
         self.wake_where(|w| w.token == token);
-    }
-
-    /// A fork event could not be taken in: it is pending again.
-    pub fn unread(&self, token: u64) {
-        for w in self.state.lock().waiters.iter_mut() {
-            if w.token == token {
-                w.read = false;
-            }
-        }
     }
 
     /// Whether a message waits to be read.

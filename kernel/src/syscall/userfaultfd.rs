@@ -264,7 +264,9 @@ impl UffdFile {
 impl UffdFile {
     /// The `struct uffd_msg` of `m`. A fork event installs the child context's
     /// descriptor in the reader's table first (Linux's `resolve_userfault_fork`),
-    /// and lets the fork go on; if that fails the event stays pending.
+    /// and lets the fork go on. If that fails (EMFILE), the read fails with it and
+    /// the child's context is released with the file that could not be installed
+    /// (Linux requeues the event instead).
     fn message(&self, m: &userfault::Message) -> Result<[u8; MSG_SIZE], Errno> {
         let mut b = [0u8; MSG_SIZE];
         match &m.what {
@@ -278,7 +280,7 @@ impl UffdFile {
                 }
             }
             Event::Fork(new) => {
-                let fd = install(new.clone()).inspect_err(|_| self.ctx.unread(m.token))?;
+                let fd = install(new.clone()).inspect_err(|_| self.ctx.complete(m.token))?;
                 self.ctx.complete(m.token);
                 b[0] = UFFD_EVENT_FORK;
                 b[8..12].copy_from_slice(&(fd as u32).to_le_bytes());
