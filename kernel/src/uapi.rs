@@ -399,6 +399,7 @@ pub const UFFD_USER_MODE_ONLY: u64 = 1;
 pub const UFFD_API: u64 = 0xaa;
 pub const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
 pub const UFFD_FEATURE_MISSING_HUGETLBFS: u64 = 1 << 4;
+pub const UFFD_FEATURE_MISSING_SHMEM: u64 = 1 << 5;
 pub const UFFD_FEATURE_THREAD_ID: u64 = 1 << 8;
 pub const UFFD_FEATURE_EXACT_ADDRESS: u64 = 1 << 11;
 /// Not a user feature: set once the UFFDIO_API handshake is done.

@@ -4,7 +4,8 @@
  * fill makes the fault come again; closing the descriptor wakes a waiting fault,
  * which then proceeds as an ordinary one; the thread id feature; fork's child is not
  * registered, unless UFFD_FEATURE_EVENT_FORK gives it a context of its own; a private
- * hugetlb mapping's faults filled whole (MISSING_HUGETLBFS); a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
+ * hugetlb mapping's faults filled whole (MISSING_HUGETLBFS), a memfd's into the file
+ * (MISSING_SHMEM); a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
  * VMAs when one is registered. Prints TEST lines and "uffd: N passed, N failed".
  * Build: aarch64-linux-gnu-gcc -static -O2 -pthread -o uffd uffd.c */
 #define _GNU_SOURCE
@@ -441,6 +442,52 @@ out:
     return why;
 }
 
+/* UFFD_FEATURE_MISSING_SHMEM: a shared mapping of a memfd registers; a fault on a
+ * page the file does not have comes to the handler, whose UFFDIO_COPY puts the page
+ * in the file: another mapping of it reads the copy. */
+static const char *shmem_missing_faults(void)
+{
+    int fd = open_uffd(UFFD_FEATURE_MISSING_SHMEM);
+    int mfd = memfd_create("uffd", MFD_CLOEXEC);
+    if (fd < 0 || mfd < 0 || ftruncate(mfd, 2 * PG) != 0)
+        return "set-up failed";
+    char *a = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    char *b = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (a == MAP_FAILED || b == MAP_FAILED)
+        return "mmap failed";
+    b[PG] = 4; /* page 1 is the file's: no userfault for it */
+    struct uffdio_register reg = {
+        .range = { .start = (uintptr_t)a, .len = 2 * PG },
+        .mode = UFFDIO_REGISTER_MODE_MISSING,
+    };
+    if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0)
+        return "UFFDIO_REGISTER of a memfd mapping failed";
+    struct toucher t = { .p = a, .pages = 2 };
+    pthread_t th;
+    pthread_create(&th, NULL, touch, &t);
+    struct uffd_msg m;
+    if (!next_msg(fd, &m) || m.arg.pagefault.address != (uintptr_t)a)
+        return "no fault message for the file's missing page";
+    static char page[PG];
+    memset(page, 6, PG);
+    struct uffdio_copy c = { .dst = (uintptr_t)a, .src = (uintptr_t)page, .len = PG };
+    if (ioctl(fd, UFFDIO_COPY, &c) != 0)
+        return "UFFDIO_COPY into the memfd mapping failed";
+    pthread_join(th, NULL);
+    if (t.sum != 6 + 4)
+        return "the pages do not hold the copy and the file's page";
+    if (b[0] != 6)
+        return "the other mapping does not see the copied page";
+    c = (struct uffdio_copy){ .dst = (uintptr_t)a + PG, .src = (uintptr_t)page, .len = PG };
+    if (ioctl(fd, UFFDIO_COPY, &c) != -1 || errno != EEXIST)
+        return "a copy over the file's page was not EEXIST";
+    munmap(a, 2 * PG);
+    munmap(b, 2 * PG);
+    close(mfd);
+    close(fd);
+    return NULL;
+}
+
 /* mremap_test's "mremap move multiple invalid vmas", the first step: several VMAs,
  * all registered, moved at once: EFAULT and nothing moves; one alone moves. */
 static const char *mremap_refuses_several_registered_vmas(void)
@@ -478,6 +525,7 @@ int main(void)
     report("fork_child_is_not_registered", fork_child_is_not_registered());
     report("event_fork_gives_the_child_context", event_fork_gives_the_child_context());
     report("hugetlb_missing_faults", hugetlb_missing_faults());
+    report("shmem_missing_faults", shmem_missing_faults());
     report("mremap_refuses_several_registered_vmas", mremap_refuses_several_registered_vmas());
     printf("uffd: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

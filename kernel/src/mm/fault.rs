@@ -74,8 +74,10 @@ impl<E: MmEnv> Mm<E> {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
+            // A file's page is missing only if its cache has none (`filemap`).
             FaultFix::NotMapped => match vma.flags.userfault {
-                Some(uffd) => Err(FaultError::Userfault(uffd)),
+                Some(uffd) if vma.file().is_none() => Err(FaultError::Userfault(uffd)),
+                Some(_) => self.missing(page, vma, access == Access::Write),
                 None => self.missing(page, vma, access == Access::Write),
             },
             // The file's page is every mapper's: writing it needs no copy.

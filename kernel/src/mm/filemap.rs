@@ -39,6 +39,13 @@ impl<E: MmEnv> Mm<E> {
         if index >= size.div_ceil(PAGE) {
             return Err(FaultError::Bus);
         }
+        // userfaultfd (MISSING_SHMEM): a page the file does not have is the handler's.
+        if let Some(uffd) = vma.flags.userfault {
+            match m.file.lookup(index) {
+                Some(h) => drop(Folio::lock(h.folio.head()).put(1)),
+                None => return Err(FaultError::Userfault(uffd)),
+            }
+        }
         let orders = self.file_orders(vma, m, index, size);
         reclaim::if_low(self);
         let held = reclaim::alloc_or_reclaim(self, 1, |mm| m.file.get(mm.env(), index, orders))
@@ -59,7 +66,7 @@ impl<E: MmEnv> Mm<E> {
     /// Map the held folio around `page`: all of it if it fits (module doc), else the
     /// page; each mapped page takes its reference and map count, and the lookup's
     /// reference goes (under the same folio lock).
-    fn map_cached(
+    pub(super) fn map_cached(
         &mut self,
         page: VirtAddr,
         vma: &Vma,

@@ -21,7 +21,7 @@ use super::aspace::{Errno, Mm, MmEnv};
 use super::fault::FaultError;
 use super::folio::{self, Folio};
 use super::hugetlb;
-use super::vma::{UffdId, Vma, VmaKind};
+use super::vma::{FileMap, UffdId, Vma, VmaKind};
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::{EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM};
 
@@ -41,7 +41,7 @@ fn registrable(vma: &Vma) -> bool {
     match &vma.kind {
         VmaKind::Anon | VmaKind::Heap | VmaKind::Stack | VmaKind::Image => true,
         VmaKind::Hugetlb(h) => h.file.is_none(),
-        VmaKind::File(_) => false,
+        VmaKind::File(_) => true,
     }
 }
 
@@ -144,10 +144,21 @@ impl<E: MmEnv> Mm<E> {
     /// the fault is queued, so that a fill between the fault and the queueing is not
     /// waited for in vain).
     pub fn uffd_must_wait(&self, uffd: UffdId, va: VirtAddr) -> bool {
-        self.vmas
+        let Some(v) = self
+            .vmas
             .find(va)
-            .is_some_and(|v| v.flags.userfault == Some(uffd))
-            && self.tables.get(va.align_down(PAGE_SIZE)).is_none()
+            .filter(|v| v.flags.userfault == Some(uffd))
+        else {
+            return false;
+        };
+        let page = va.align_down(PAGE_SIZE);
+        let cached = |m: &FileMap| {
+            m.file
+                .lookup(m.index(page))
+                .map(|h| drop(Folio::lock(h.folio.head()).put(1)))
+                .is_some()
+        };
+        self.tables.get(page).is_none() && !v.file().is_some_and(cached)
     }
 
     /// One batch of UFFDIO_COPY or UFFDIO_ZEROPAGE: fill the `pages` unpopulated pages
@@ -170,6 +181,9 @@ impl<E: MmEnv> Mm<E> {
         // every huge size (Linux: EINVAL).
         if vma.hugetlb().is_some() {
             return (0, Err(EINVAL));
+        }
+        if let Some(m) = vma.file().filter(|m| m.shared) {
+            return self.uffd_fill_shared(dst, pages, &vma, m, fill);
         }
         if let Fill::Copy(data) = fill {
             assert!(pages <= FILL_PAGES && data.len() == pages * PAGE_SIZE);
@@ -204,6 +218,40 @@ impl<E: MmEnv> Mm<E> {
             };
             if r.is_err() {
                 return (i, Err(ENOMEM));
+            }
+        }
+        (pages, Ok(()))
+    }
+
+    /// `uffd_fill` in a shared file mapping (MISSING_SHMEM; Linux's
+    /// `shmem_mfill_atomic_pte`): each page goes into the file's cache, filled before
+    /// it is seen (EEXIST if the file has it, EFAULT past its end), and is mapped here.
+    /// A private file mapping is filled as anonymous memory (Linux too).
+    fn uffd_fill_shared(
+        &mut self,
+        dst: VirtAddr,
+        pages: usize,
+        vma: &Vma,
+        m: &FileMap,
+        fill: Fill<'_>,
+    ) -> (usize, Result<(), Errno>) {
+        for i in 0..pages {
+            let page = dst.add(i * PAGE_SIZE);
+            if self.tables.get(page).is_some() {
+                return (i, Err(EEXIST));
+            }
+            let env = self.env().clone();
+            let held = m.file.add_filled(&env, m.index(page), |pa| {
+                if let Fill::Copy(data) = fill {
+                    env.write_page(pa, &data[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]);
+                }
+            });
+            let r = match held {
+                Ok(h) => self.map_cached(page, vma, m, h, false).map_err(|_| ENOMEM),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                return (i, Err(e));
             }
         }
         (pages, Ok(()))

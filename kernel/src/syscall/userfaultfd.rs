@@ -22,6 +22,7 @@ use crate::uapi::*;
 /// The features this kernel implements (UFFDIO_API reports them; others are EINVAL).
 const FEATURES: u64 = UFFD_FEATURE_EVENT_FORK
     | UFFD_FEATURE_MISSING_HUGETLBFS
+    | UFFD_FEATURE_MISSING_SHMEM
     | UFFD_FEATURE_THREAD_ID
     | UFFD_FEATURE_EXACT_ADDRESS;
 /// UFFDIO_API's `ioctls`: the descriptor's own.

@@ -102,7 +102,7 @@ fn register_splits_the_vma_and_unregister_merges_it_back() {
 }
 
 #[test]
-fn only_private_memory_registers() {
+fn a_shared_file_mapping_registers() {
     let _m = host::machine();
     only(&[]);
     let (mut mm, va) = mm_with(4);
@@ -117,7 +117,7 @@ fn only_private_memory_registers() {
             0,
         )
         .unwrap();
-    assert_eq!(mm.uffd_register(A, f, f.add(P)), Err(EINVAL));
+    assert_eq!(mm.uffd_register(A, f, f.add(P)), Ok(false));
     mm.uffd_register(A, va, va.add(4 * P)).unwrap();
     all_back([mm]);
 }
@@ -333,5 +333,69 @@ fn collapse_leaves_the_holes_of_a_registered_vma() {
         .unwrap();
     assert!(leaf(&mm, va).pte.is_cont());
     check_pages(&mm, va, 16, |i| i < 8);
+    all_back([mm]);
+}
+
+/// MISSING_SHMEM: a shared mapping of a memfd registers; a fault on a page the file
+/// does not have is handed out, one it has (written through another mapping) maps as
+/// usual; UFFDIO_COPY and ZEROPAGE put the page in the file, where the other mapping
+/// sees it, and EEXIST where the file has it; a private mapping of the file is filled
+/// with anonymous pages, the file untouched.
+#[test]
+fn shared_file_pages_are_filled_into_the_file() {
+    let _m = host::machine();
+    only(&[]);
+    let mut mm = Mm::new_in(&env()).unwrap();
+    let file = crate::mm::shmem::Shmem::new(|_| String::from("/memfd:uffd"), 8 * P as u64);
+    let rw = VmProt::READ_WRITE;
+    let shared = crate::uapi::MAP_SHARED;
+    let a = mm
+        .mmap_file(0, 8 * P as u64, rw, shared, file.clone(), 0)
+        .unwrap();
+    let b = mm
+        .mmap_file(0, 8 * P as u64, rw, shared, file.clone(), 0)
+        .unwrap();
+    let private = crate::uapi::MAP_PRIVATE;
+    let c = mm
+        .mmap_file(0, 8 * P as u64, rw, private, file.clone(), 0)
+        .unwrap();
+    mm.uffd_register(A, a, a.add(8 * P)).unwrap();
+    mm.uffd_register(A, c, c.add(8 * P)).unwrap();
+    // Page 1 written through `b`: the file has it, `a` maps it without a userfault.
+    write_pages(&mut mm, b.add(P), 0..1);
+    mm.handle_fault(a.add(P), Access::Read).unwrap();
+    assert_eq!(
+        mm.handle_fault(a, Access::Read),
+        Err(FaultError::Userfault(A))
+    );
+    assert!(mm.uffd_must_wait(A, a) && !mm.uffd_must_wait(A, a.add(P)));
+    let data = patterned(2);
+    assert_eq!(
+        mm.uffd_fill(a, 1, a.add(8 * P), Fill::Copy(&data[..P])),
+        (1, Ok(()))
+    );
+    assert_eq!(
+        mm.uffd_fill(a.add(P), 1, a.add(8 * P), Fill::Zero),
+        (0, Err(EEXIST))
+    );
+    assert_eq!(
+        mm.uffd_fill(a.add(2 * P), 1, a.add(8 * P), Fill::Zero),
+        (1, Ok(()))
+    );
+    // `b` reads the copied page from the file.
+    mm.handle_fault(b, Access::Read).unwrap();
+    check_pages(&mm, b, 1, |_| true);
+    assert_eq!(mm.handle_fault(b.add(2 * P), Access::Read), Ok(()));
+    // The private mapping: an anonymous page, the file's page 3 still missing.
+    assert_eq!(
+        mm.uffd_fill(c.add(3 * P), 1, c.add(8 * P), Fill::Copy(&data[P..])),
+        (1, Ok(()))
+    );
+    assert!(file.lookup(3).is_none());
+    assert_eq!(
+        mm.handle_fault(a.add(3 * P), Access::Read),
+        Err(FaultError::Userfault(A))
+    );
+    drop(file);
     all_back([mm]);
 }
