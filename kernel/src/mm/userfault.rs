@@ -7,9 +7,11 @@
 //!
 //! Registrable: anonymous private memory (mmap, the heap, the stack), the
 //! executable's segments (on Linux private mappings of the initramfs's files, which
-//! live in tmpfs: shmem, registrable there too) and private hugetlb mappings (whole
-//! huge pages: UFFD_FEATURE_MISSING_HUGETLBFS). Linux also registers shmem and shared
-//! hugetlb VMAs; here those are EINVAL.
+//! live in tmpfs: shmem, registrable there too), mappings of memfds and shared
+//! anonymous memory (MISSING_SHMEM: a fault is missing when the file has no page
+//! there, `filemap`'s hook; a fill of a shared mapping goes into the file) and
+//! private hugetlb mappings (whole huge pages: MISSING_HUGETLBFS). Linux also
+//! registers shared hugetlb VMAs; here those are EINVAL.
 //!
 //! UFFDIO_COPY fills with the folio a fault there would take, up to 64 KiB: a
 //! 64 KiB-aligned run of 16 unpopulated pages, where the VMA's mTHP policy allows
@@ -39,9 +41,8 @@ pub enum Fill<'a> {
 /// Linux's `vma_can_userfault` for the missing mode, as far as this kernel goes.
 fn registrable(vma: &Vma) -> bool {
     match &vma.kind {
-        VmaKind::Anon | VmaKind::Heap | VmaKind::Stack | VmaKind::Image => true,
+        VmaKind::Anon | VmaKind::Heap | VmaKind::Stack | VmaKind::Image | VmaKind::File(_) => true,
         VmaKind::Hugetlb(h) => h.file.is_none(),
-        VmaKind::File(_) => true,
     }
 }
 

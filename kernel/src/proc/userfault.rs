@@ -14,8 +14,14 @@
 //! address (UFFDIO_COPY, ZEROPAGE, WAKE, UNREGISTER), the context is released (the
 //! last descriptor closed: the registration is gone), or a signal is pending; it
 //! removes its waiter and returns to EL0, where the access faults again. The waiters
-//! are the only per-fault memory: one per faulting thread. The context's `state`
-//! lock is a leaf taken under no other (it nests inside nothing of the lock table).
+//! are the only per-fault memory: one per faulting thread.
+//!
+//! A fork with UFFD_FEATURE_EVENT_FORK (`fork`, `fork_events`) queues a waiter of
+//! its own, the UFFD_EVENT_FORK message, and sleeps until a read has taken it in.
+//!
+//! Locks: the registry (`CTXS`) and a context's `state` are leaves: nothing is taken
+//! under them; `CTXS` may be taken under the `Mm` lock (L2: fork's `lookup`), a
+//! context's `state` never is, and a release takes the `Mm` lock with neither held.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
