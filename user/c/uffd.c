@@ -5,7 +5,7 @@
  * which then proceeds as an ordinary one; the thread id feature; fork's child is not
  * registered, unless UFFD_FEATURE_EVENT_FORK gives it a context of its own; a private
  * hugetlb mapping's faults filled whole (MISSING_HUGETLBFS), a memfd's into the file
- * (MISSING_SHMEM); a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
+ * (MISSING_SHMEM); SIGKILL ends a fault's wait; a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
  * VMAs when one is registered. Prints TEST lines and "uffd: N passed, N failed".
  * Build: aarch64-linux-gnu-gcc -static -O2 -pthread -o uffd uffd.c */
 #define _GNU_SOURCE
@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -488,6 +489,36 @@ static const char *shmem_missing_faults(void)
     return NULL;
 }
 
+/* A fatal signal ends a fault's wait: a child blocked on its own registered page
+ * (nobody reads its messages) dies of SIGKILL. */
+static const char *kill_ends_the_wait(void)
+{
+    int ready[2];
+    if (pipe(ready) != 0)
+        return "pipe failed";
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open_uffd(0);
+        char *p = fd < 0 ? NULL : registered(fd, 1);
+        if (!p)
+            _exit(2);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(3);
+        _exit(p[0]); /* waits for ever: nobody handles the fault */
+    }
+    char c;
+    if (read(ready[0], &c, 1) != 1)
+        return "the child did not get ready";
+    usleep(100 * 1000);
+    kill(pid, SIGKILL);
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+        return "the waiting child did not die of SIGKILL";
+    close(ready[0]);
+    close(ready[1]);
+    return NULL;
+}
+
 /* mremap_test's "mremap move multiple invalid vmas", the first step: several VMAs,
  * all registered, moved at once: EFAULT and nothing moves; one alone moves. */
 static const char *mremap_refuses_several_registered_vmas(void)
@@ -526,6 +557,7 @@ int main(void)
     report("event_fork_gives_the_child_context", event_fork_gives_the_child_context());
     report("hugetlb_missing_faults", hugetlb_missing_faults());
     report("shmem_missing_faults", shmem_missing_faults());
+    report("kill_ends_the_wait", kill_ends_the_wait());
     report("mremap_refuses_several_registered_vmas", mremap_refuses_several_registered_vmas());
     printf("uffd: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
