@@ -5,7 +5,7 @@
  * which then proceeds as an ordinary one; the thread id feature; fork's child is not
  * registered, unless UFFD_FEATURE_EVENT_FORK gives it a context of its own; a private
  * hugetlb mapping's faults filled whole (MISSING_HUGETLBFS), a memfd's into the file
- * (MISSING_SHMEM); SIGKILL ends a fault's wait; a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
+ * (MISSING_SHMEM); SIGKILL ends a fault's wait; smaps's "um"; a copy of a 64 KiB run, EEXIST over it; mremap refuses to move several
  * VMAs when one is registered. Prints TEST lines and "uffd: N passed, N failed".
  * Build: aarch64-linux-gnu-gcc -static -O2 -pthread -o uffd uffd.c */
 #define _GNU_SOURCE
@@ -519,6 +519,45 @@ static const char *kill_ends_the_wait(void)
     return NULL;
 }
 
+/* /proc/self/smaps names a registered VMA's flag: "um" (VM_UFFD_MISSING), and not
+ * once it is unregistered. */
+static int smaps_um(void *addr)
+{
+    char line[512];
+    FILE *f = fopen("/proc/self/smaps", "r");
+    int in = 0, um = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long start, end;
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
+            in = start <= (uintptr_t)addr && (uintptr_t)addr < end;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            um = strstr(line, " um") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return um;
+}
+
+static const char *smaps_shows_um(void)
+{
+    int fd = open_uffd(0);
+    char *p = fd < 0 ? NULL : registered(fd, 4);
+    if (!p)
+        return "set-up failed";
+    if (smaps_um(p) != 1)
+        return "the registered VMA's VmFlags lack um";
+    struct uffdio_range r = { .start = (uintptr_t)p, .len = 4 * PG };
+    if (ioctl(fd, UFFDIO_UNREGISTER, &r) != 0)
+        return "UFFDIO_UNREGISTER failed";
+    if (smaps_um(p) != 0)
+        return "the unregistered VMA's VmFlags still have um";
+    close(fd);
+    return NULL;
+}
+
 /* mremap_test's "mremap move multiple invalid vmas", the first step: several VMAs,
  * all registered, moved at once: EFAULT and nothing moves; one alone moves. */
 static const char *mremap_refuses_several_registered_vmas(void)
@@ -546,8 +585,10 @@ static const char *mremap_refuses_several_registered_vmas(void)
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    /* The hugetlb pools' files (Linux's init here mounts nothing; EBUSY if done). */
+    /* The hugetlb pools' files and smaps (Linux's init here mounts nothing; EBUSY
+     * if done). */
     mount("sysfs", "/sys", "sysfs", 0, NULL);
+    mount("proc", "/proc", "proc", 0, NULL);
     report("api_handshake", api_handshake());
     report("handler_resolves_faults", handler_resolves_faults());
     report("wake_without_fill_faults_again", wake_without_fill_faults_again());
@@ -558,6 +599,7 @@ int main(void)
     report("hugetlb_missing_faults", hugetlb_missing_faults());
     report("shmem_missing_faults", shmem_missing_faults());
     report("kill_ends_the_wait", kill_ends_the_wait());
+    report("smaps_shows_um", smaps_shows_um());
     report("mremap_refuses_several_registered_vmas", mremap_refuses_several_registered_vmas());
     printf("uffd: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
