@@ -196,6 +196,14 @@ pub fn run() {
         t.checker_mut().set_enabled(false);
         results.push(OPS.iter().map(|op| bench_op(&mut t, folio, op)).collect());
     }
+    print_results(&results, counted, unit);
+    frames().free(folio, 4);
+}
+
+/// The tables of `results` (per mode, per operation): the primary figure with its
+/// spread, emulated cycles, the work per call, the JSON lines, and the convert's
+/// lower bound.
+fn print_results(results: &[Vec<Result1>], counted: bool, unit: &str) {
     kprintln!("bench: {unit}, median [min..max]");
     kprintln!(
         "bench: {:<38} {:>22} {:>22} {:>22} {:>9} {:>9}",
@@ -248,6 +256,12 @@ pub fn run() {
         };
         kprintln!("bench: {:<38} {:>18} {:>18}", op.name, c(0), c(2));
     }
+    print_json_and_bound(results, counted);
+}
+
+/// One JSON line per mode and operation (what `bench-report` reads), and the fold and
+/// unfold against the convert's lower bound.
+fn print_json_and_bound(results: &[Vec<Result1>], counted: bool) {
     for (m, mode) in MODES.iter().enumerate() {
         for (i, op) in OPS.iter().enumerate() {
             kprintln!("bench: {}", json_line(op, *mode, &results[m][i], counted));
@@ -264,5 +278,4 @@ pub fn run() {
     } else {
         kprintln!("bench: convert lower bound {bound} instructions ({what}); ratios need --icount");
     }
-    frames().free(folio, 4);
 }

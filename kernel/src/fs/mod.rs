@@ -280,7 +280,7 @@ impl Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: false },
             },
-            File::Mem { .. } | File::Shm(_) => Access {
+            File::Mem { .. } | File::Shm(_) | File::Huge(_) => Access {
                 mode: f.mode(),
                 writes: Writes::Node { writable: true },
             },
@@ -383,6 +383,8 @@ pub enum File {
     },
     /// A file of the RAM file system: a memfd (`mm::shmem`).
     Shm(ShmFile),
+    /// A hugetlb memfd (`memfd_create(MFD_HUGETLB)`): its pages are the pool's.
+    Huge(HugeFd),
 }
 
 /// An open file of the RAM file system.
@@ -391,6 +393,13 @@ pub struct ShmFile {
     pub file: Arc<Shmem>,
     pub pos: usize,
     pub writable: bool,
+}
+
+/// An open hugetlb memfd (`mm::hugetlb::resv::HugeFile`, Linux's hugetlbfs file).
+#[derive(Clone)]
+pub struct HugeFd {
+    pub file: Arc<crate::mm::hugetlb::resv::HugeFile>,
+    pub pos: usize,
 }
 
 /// st_mode of a memfd: a regular file, every permission (Linux's `memfd_create`).
@@ -583,6 +592,11 @@ impl File {
                 f.pos += n;
                 Ok(n)
             }
+            File::Huge(f) => {
+                let n = crate::mm::hugetlb::map::read_file(&KernelPt, &f.file, f.pos as u64, buf);
+                f.pos += n;
+                Ok(n)
+            }
         }
     }
 
@@ -623,6 +637,7 @@ impl File {
             File::Node { data, pos, .. } => Some((data.len(), pos)),
             File::Ram { data, pos, .. } => Some((data.len(), pos)),
             File::Shm(f) => Some((f.file.size() as usize, &mut f.pos)),
+            File::Huge(f) => Some((f.file.length() as usize, &mut f.pos)),
         }
     }
 
@@ -642,7 +657,8 @@ impl File {
             }
             | File::Words { .. }
             | File::Ram { .. } => Err(EBADF),
-            File::Stream(_) => Err(EINVAL),
+            // hugetlbfs has no write (Linux's vfs_write without a write_iter).
+            File::Stream(_) | File::Huge(_) => Err(EINVAL),
             File::Shm(f) if !f.writable => Err(EBADF),
             File::Shm(f) => {
                 let n = f.file.write(&KernelPt, f.pos as u64, bytes)?;
@@ -666,7 +682,7 @@ impl File {
             File::Stream(s) => s.mode(),
             File::Node { node, .. } => node_mode(node),
             File::Ram { mode, .. } => *mode,
-            File::Shm(_) => SHM_MODE,
+            File::Shm(_) | File::Huge(_) => SHM_MODE,
         }
     }
 
@@ -679,6 +695,7 @@ impl File {
             | File::Stream(_) => 0,
             File::Ram { data, .. } => data.len(),
             File::Shm(f) => f.file.size() as usize,
+            File::Huge(f) => f.file.length() as usize,
         }
     }
 
@@ -693,7 +710,7 @@ impl File {
     /// The file status flags for F_GETFL: the access mode (and O_NONBLOCK).
     pub fn status(&self) -> u64 {
         match self {
-            File::Console => O_RDWR,
+            File::Console | File::Huge(_) => O_RDWR,
             File::Stream(s) => s.status(),
             File::Node { writable, .. }
             | File::Mem(MemFile { writable, .. })

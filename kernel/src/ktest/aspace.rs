@@ -5,8 +5,9 @@ use alloc::vec::Vec;
 
 use super::TestResult;
 use crate::mm::aspace::Mm;
-use crate::mm::fault::{Access, FaultError};
+use crate::mm::fault::Access;
 use crate::mm::frame::frames;
+use crate::mm::install::FaultError;
 use crate::mm::mthp::POLICY;
 use crate::mm::vma::VmProt;
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};

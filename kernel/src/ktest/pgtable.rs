@@ -42,7 +42,7 @@ fn is_permission(fsc: u8) -> bool {
 
 /// Check one page against what it should be: unmapped, or mapped to `pa`, writable or
 /// not. Faults that only mean "old" or "writable-clean" go through the layer's fault
-/// helpers first (bug 3 of the notes: a helper that makes no progress loops for ever,
+/// helpers first (bug 3 of `docs/notes/contpte.md`: a helper that makes no progress loops for ever,
 /// here it fails the test).
 fn check_page(
     t: &mut UserTables,

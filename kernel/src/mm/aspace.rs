@@ -2,9 +2,13 @@
 //! happens to it is split by the path a reader follows:
 //!
 //! ```text
-//! aspace.rs   Mm, the invariants below, shared helpers (batches, release)
-//! fault.rs    a fault: classify, demand-zero mTHP folios, populate; a debugger's access
-//! cow.rs      a write to a shared folio: whole-folio reuse, page or folio copy
+//! aspace.rs   Mm and the invariants below
+//! fault.rs    a fault: classify and hand on; populate; a debugger's access
+//! anon.rs     demand-zero: the largest mTHP folio that fits
+//! cow.rs      a write to a shared page: reuse the folio or the page, copy the folio or the page
+//! zero.rs     the shared zero page (read faults) and a write over it
+//! install.rs  a folio into the tables and out, with its accounting (below all of the above)
+//! batch.rs    range work in bounded batches
 //! map.rs      mmap, munmap, mprotect, madvise, mincore, brk
 //! mremap.rs   mremap: shrink, grow in place, move (folios whole)
 //! fork.rs     the child's copy (MADV_DONTFORK, MADV_WIPEONFORK)
@@ -28,7 +32,7 @@
 //!   split (mprotect, madvise, munmap, mmap over a part) splits a block cut by the new
 //!   edge first, and fails before changing anything if that needs a table it cannot get.
 //! - *Bounded kernel memory*: no operation allocates kernel memory in proportion to a
-//!   user range. Ranges are worked in 2 MiB batches (`batches`), so an unmap collects
+//!   user range. Ranges are worked in 2 MiB batches (`batch`), so an unmap collects
 //!   at most 512 records whatever its length; VMAs are capped at `MAX_MAP_COUNT`.
 //!
 //! Locking: the owning process's `Mm` lock is held for every call here; nothing here
@@ -37,16 +41,10 @@
 //! address space maps pins its folio, and its anon-exclusive flag changes only under
 //! the lock of an address space that maps it.
 
-use alloc::vec::Vec;
-
-use super::pgtable::{Prot, PteAttrs, Unmapped};
-use super::vma::{VmProt, VmaFlags, VmaSet};
-use super::{folio, zero};
-use super::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
-
-pub use super::env::MmEnv;
-pub use crate::uapi::Errno;
-use crate::uapi::ENOMEM;
+use super::env::MmEnv;
+use super::vma::{VmaFlags, VmaSet};
+use super::VirtAddr;
+use crate::uapi::{Errno, ENOMEM};
 
 /// Top of the initial stack, and its reserved size.
 pub const STACK_TOP: u64 = 0x0000_ffff_f000_0000;
@@ -55,13 +53,6 @@ pub const STACK_SIZE: u64 = 8 << 20;
 pub const MMAP_BASE: u64 = STACK_TOP - STACK_SIZE - (256 << 20);
 /// Lowest address mmap hands out (the first 64 KiB stay unmapped: NULL dereferences).
 pub const MMAP_MIN: u64 = 0x1_0000;
-pub(super) const PMD: u64 = 2 << 20;
-/// Pages per batch of range work (2 MiB, aligned): bounds what one step collects.
-pub(super) const BATCH_PAGES: usize = 512;
-/// Pages per page-table operation of work that collects nothing (64 MiB, aligned):
-/// bounds only what the checker records of one operation in test builds (a block's
-/// entries per 64 KiB touched, 1024 blocks), and costs one operation per 32 tables.
-pub(super) const WIDE_BATCH_PAGES: usize = 16 * 1024;
 
 /// The machine an `Mm` runs on unless named: the real one in the kernel, the simulated
 /// RAM in host tests.
@@ -82,96 +73,6 @@ pub struct Mm<E: MmEnv = Machine> {
     /// mlockall(MCL_FUTURE): the lock flags every new VMA gets (Linux's `def_flags`).
     /// A new address space (exec, fork's child) starts without, as on Linux.
     pub def_flags: VmaFlags,
-}
-
-pub(super) fn pte_attrs(prot: VmProt) -> PteAttrs {
-    // PROT_NONE pages stay mapped (their contents survive) but only for EL1.
-    let prot = if prot.read || prot.write || prot.exec {
-        Prot::user(prot.write, prot.exec)
-    } else {
-        Prot {
-            write: false,
-            exec: false,
-            user: false,
-        }
-    };
-    PteAttrs {
-        prot,
-        mem: MemType::Normal,
-    }
-}
-
-pub(super) fn pages(start: VirtAddr, end: VirtAddr) -> usize {
-    ((end.as_u64() - start.as_u64()) / PAGE_SIZE as u64) as usize
-}
-
-/// `[start, end)` cut at 2 MiB boundaries: pieces of at most `BATCH_PAGES` pages, none
-/// cutting a block that the range does not cut itself.
-pub(super) fn batches(
-    start: VirtAddr,
-    end: VirtAddr,
-) -> impl Iterator<Item = (VirtAddr, VirtAddr)> {
-    batches_of(start, end, BATCH_PAGES)
-}
-
-/// `[start, end)` cut at multiples of `batch` pages (a multiple of 512): pieces of at
-/// most `batch` pages, none cutting a block that the range does not cut itself.
-pub(super) fn batches_of(
-    start: VirtAddr,
-    end: VirtAddr,
-    batch: usize,
-) -> impl Iterator<Item = (VirtAddr, VirtAddr)> {
-    let step = batch * PAGE_SIZE;
-    let mut at = start;
-    core::iter::from_fn(move || {
-        if at >= end {
-            return None;
-        }
-        let to = at.align_down(step).add(step).min(end);
-        let piece = (at, to);
-        at = to;
-        Some(piece)
-    })
-}
-
-/// Drop what unmapping one record took (a copy-on-write's replaced page): its
-/// pages' map counts and references, folio by folio.
-pub(super) fn release_one(r: Unmapped) {
-    super::lazyfree::unmapped_marked(release_run(r.pa, r.pages));
-}
-
-/// Drop what an unmap returned: one map count and one reference per page, folio by
-/// folio. Records of consecutive frames are merged first (an unmap without contiguous
-/// blocks returns one record per page), so a folio unmapped whole is accounted in one
-/// step and never looks partially mapped on the way. The records are one batch's
-/// (at most `BATCH_PAGES`).
-pub(super) fn release(records: Vec<Unmapped>) {
-    let mut runs: Vec<(PhysAddr, usize)> = Vec::new();
-    for r in records {
-        match runs.last_mut() {
-            Some((pa, n)) if pa.add(*n * PAGE_SIZE) == r.pa => *n += r.pages,
-            _ => runs.push((r.pa, r.pages)),
-        }
-    }
-    let marked = runs
-        .into_iter()
-        .map(|(pa, pages)| release_run(pa, pages))
-        .sum();
-    super::lazyfree::unmapped_marked(marked);
-}
-
-/// Drop the map counts and references of `pages` consecutive frames from `pa`; the
-/// zero page's entries account nothing (`zero`). Returns how many of the mappings
-/// were a lazyfree folio's first page: each may leave its list entry stale.
-fn release_run(pa: PhysAddr, pages: usize) -> usize {
-    let mut marked = 0;
-    zero::account(pa, pages, false, |pa, pages| {
-        folio::for_each_folio(pa, pages, |f, first, n| {
-            marked += usize::from(first == 0 && f.is_lazyfree());
-            f.unmap(first, n)
-        })
-    });
-    marked
 }
 
 #[cfg(target_os = "none")]

@@ -13,9 +13,11 @@
 //! new end in every address space (`unmap_file_from`, Linux's `unmap_mapping_range`
 //! with `even_cows`), so what lies there is SIGBUS at once.
 
-use super::aspace::{pte_attrs, Mm, MmEnv, PMD};
-use super::fault::{map_error, FaultError};
+use super::addr::PMD_SIZE;
+use super::aspace::Mm;
+use super::env::MmEnv;
 use super::folio::{self, Folio};
+use super::install::{self, map_error, pte_attrs, FaultError};
 use super::reclaim;
 use super::shmem::{self, Held, Shmem};
 use super::vma::{FileMap, Vma};
@@ -25,106 +27,106 @@ use alloc::sync::Arc;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
+/// A fault on the unmapped `page` of the file VMA `vma`.
+pub(super) fn fault<E: MmEnv>(
+    mm: &mut Mm<E>,
+    page: VirtAddr,
+    vma: &Vma,
+    write: bool,
+) -> Result<(), FaultError> {
+    let m = vma.file().expect("a file VMA");
+    let index = m.index(page);
+    let size = m.file.size();
+    if index >= size.div_ceil(PAGE) {
+        return Err(FaultError::Bus);
+    }
+    // userfaultfd (MISSING_SHMEM): a page the file does not have is the handler's.
+    if let Some(uffd) = vma.flags.userfault {
+        match m.file.lookup(index) {
+            Some(h) => drop(Folio::lock(h.folio.head()).put(1)),
+            None => return Err(FaultError::Userfault(uffd)),
+        }
+    }
+    let orders = file_orders(mm, vma, m, index, size);
+    reclaim::if_low(mm);
+    let held = reclaim::alloc_or_reclaim(mm, 1, |mm| m.file.get(mm.env(), index, orders))
+        .ok_or(FaultError::Oom)?;
+    if write && !m.shared {
+        // A private write: a copy of the file's page, this mapping's own.
+        let pa = shmem::page_of(&held, index);
+        let r = match folio::alloc_anon_copy(mm.env(), 0, pa) {
+            Some(copy) => install::map_folio(mm, page, copy, vma.prot, true),
+            None => Err(FaultError::Oom),
+        };
+        drop(Folio::lock(held.folio.head()).put(1));
+        return r;
+    }
+    map_cached(mm, page, vma, m, held, write)
+}
+
+/// Map the held folio around `page`: all of it if it fits (module doc), else the
+/// page; each mapped page takes its reference and map count, and the lookup's
+/// reference goes (under the same folio lock).
+pub(super) fn map_cached<E: MmEnv>(
+    mm: &mut Mm<E>,
+    page: VirtAddr,
+    vma: &Vma,
+    m: &FileMap,
+    held: Held,
+    write: bool,
+) -> Result<(), FaultError> {
+    let f = held.folio;
+    let n = f.nr_pages();
+    let base = m.va_of(held.first);
+    let table = base.align_down(PMD_SIZE);
+    // Never past the end of the file: an access there must stay SIGBUS, even where
+    // the folio (a size `always` allows) reaches beyond it (Linux 6.18's "do not
+    // populate page table entries beyond i_size").
+    let in_file = held.first + n as u64 <= m.file.size().div_ceil(PAGE);
+    let whole = n > 1
+        && in_file
+        && base >= vma.start
+        && vma.end.offset_from(base) >= n * PAGE_SIZE
+        && base.add(n * PAGE_SIZE) <= table.add(PMD_SIZE)
+        && mm.tables.is_unmapped(base, n);
+    let (va, first, count) = if whole {
+        (base, 0, n)
+    } else {
+        (page, (m.index(page) - held.first) as usize, 1)
+    };
+    let prot = if m.shared {
+        vma.prot
+    } else {
+        // Private: read-only until a write copies the page (`cow`).
+        super::vma::VmProt {
+            write: false,
+            ..vma.prot
+        }
+    };
+    let attrs = pte_attrs(prot);
+    let pa = f.page(first);
+    let pmd = count == 512 && va.is_aligned(PMD_SIZE);
+    let dirty = write && prot.write;
+    let r = if pmd {
+        mm.tables.map_pmd(va, pa, attrs)
+    } else if dirty {
+        mm.tables.map_dirty(va, pa, count, attrs)
+    } else {
+        mm.tables.map(va, pa, count, attrs)
+    };
+    let locked = Folio::lock(pa);
+    if r.is_ok() {
+        locked.map(first, count);
+    }
+    drop(locked.put(1));
+    r.map_err(map_error)?;
+    if pmd && dirty && !mm.env().features().hw_dirty {
+        mm.tables.make_writable(va, count).map_err(map_error)?;
+    }
+    Ok(())
+}
+
 impl<E: MmEnv> Mm<E> {
-    /// A fault on the unmapped `page` of the file VMA `vma`.
-    pub(super) fn file_fault(
-        &mut self,
-        page: VirtAddr,
-        vma: &Vma,
-        write: bool,
-    ) -> Result<(), FaultError> {
-        let m = vma.file().expect("a file VMA");
-        let index = m.index(page);
-        let size = m.file.size();
-        if index >= size.div_ceil(PAGE) {
-            return Err(FaultError::Bus);
-        }
-        // userfaultfd (MISSING_SHMEM): a page the file does not have is the handler's.
-        if let Some(uffd) = vma.flags.userfault {
-            match m.file.lookup(index) {
-                Some(h) => drop(Folio::lock(h.folio.head()).put(1)),
-                None => return Err(FaultError::Userfault(uffd)),
-            }
-        }
-        let orders = self.file_orders(vma, m, index, size);
-        reclaim::if_low(self);
-        let held = reclaim::alloc_or_reclaim(self, 1, |mm| m.file.get(mm.env(), index, orders))
-            .ok_or(FaultError::Oom)?;
-        if write && !m.shared {
-            // A private write: a copy of the file's page, this mapping's own.
-            let pa = shmem::page_of(&held, index);
-            let r = match folio::alloc_anon_copy(self.env(), 0, pa) {
-                Some(copy) => self.map_folio(page, copy, vma.prot, true),
-                None => Err(FaultError::Oom),
-            };
-            drop(Folio::lock(held.folio.head()).put(1));
-            return r;
-        }
-        self.map_cached(page, vma, m, held, write)
-    }
-
-    /// Map the held folio around `page`: all of it if it fits (module doc), else the
-    /// page; each mapped page takes its reference and map count, and the lookup's
-    /// reference goes (under the same folio lock).
-    pub(super) fn map_cached(
-        &mut self,
-        page: VirtAddr,
-        vma: &Vma,
-        m: &FileMap,
-        held: Held,
-        write: bool,
-    ) -> Result<(), FaultError> {
-        let f = held.folio;
-        let n = f.nr_pages();
-        let base = m.va_of(held.first);
-        let table = base.align_down(PMD as usize);
-        // Never past the end of the file: an access there must stay SIGBUS, even where
-        // the folio (a size `always` allows) reaches beyond it (Linux 6.18's "do not
-        // populate page table entries beyond i_size").
-        let in_file = held.first + n as u64 <= m.file.size().div_ceil(PAGE);
-        let whole = n > 1
-            && in_file
-            && base >= vma.start
-            && vma.end.offset_from(base) >= n * PAGE_SIZE
-            && base.add(n * PAGE_SIZE) <= table.add(PMD as usize)
-            && self.tables.is_unmapped(base, n);
-        let (va, first, count) = if whole {
-            (base, 0, n)
-        } else {
-            (page, (m.index(page) - held.first) as usize, 1)
-        };
-        let prot = if m.shared {
-            vma.prot
-        } else {
-            // Private: read-only until a write copies the page (`cow`).
-            super::vma::VmProt {
-                write: false,
-                ..vma.prot
-            }
-        };
-        let attrs = pte_attrs(prot);
-        let pa = f.page(first);
-        let pmd = count == 512 && va.is_aligned(PMD as usize);
-        let dirty = write && prot.write;
-        let r = if pmd {
-            self.tables.map_pmd(va, pa, attrs)
-        } else if dirty {
-            self.tables.map_dirty(va, pa, count, attrs)
-        } else {
-            self.tables.map(va, pa, count, attrs)
-        };
-        let locked = Folio::lock(pa);
-        if r.is_ok() {
-            locked.map(first, count);
-        }
-        drop(locked.put(1));
-        r.map_err(map_error)?;
-        if pmd && dirty && !self.env().features().hw_dirty {
-            self.tables.make_writable(va, count).map_err(map_error)?;
-        }
-        Ok(())
-    }
-
     /// The truncation of `file` to `keep` pages: unmap every page of this address
     /// space that maps file page `keep` or later, in shared and private mappings of
     /// it alike (a private mapping's copies too, as Linux's `truncate_pagecache`).
@@ -182,29 +184,29 @@ impl<E: MmEnv> Mm<E> {
         }
         Ok(())
     }
+}
 
-    /// The folio orders the cache may allocate for `index` of a file of `size` bytes
-    /// mapped by `vma`: what `shmem_enabled` allows, of those the sizes whose aligned
-    /// block of the file lands on an equally aligned block inside the VMA (Linux's
-    /// `thp_vma_suitable_order`), none under PR_SET_THP_DISABLE.
-    fn file_orders(&self, vma: &Vma, m: &FileMap, index: u64, size: u64) -> u16 {
-        if self.thp_disabled {
-            return 0;
-        }
-        let mut mask = shmem::allowed_orders(vma.huge, size, index);
-        if mask == 0 {
-            return 0;
-        }
-        for order in super::mthp::MTHP_ORDERS {
-            let n = 1u64 << order;
-            let va = m.va_of(index & !(n - 1));
-            let fits = va.is_aligned(PAGE_SIZE << order)
-                && va >= vma.start
-                && vma.end.as_u64().saturating_sub(va.as_u64()) >= n * PAGE;
-            if !fits {
-                mask &= !(1 << order);
-            }
-        }
-        mask
+/// The folio orders the cache may allocate for `index` of a file of `size` bytes
+/// mapped by `vma`: what `shmem_enabled` allows, of those the sizes whose aligned
+/// block of the file lands on an equally aligned block inside the VMA (Linux's
+/// `thp_vma_suitable_order`), none under PR_SET_THP_DISABLE.
+fn file_orders<E: MmEnv>(mm: &Mm<E>, vma: &Vma, m: &FileMap, index: u64, size: u64) -> u16 {
+    if mm.thp_disabled {
+        return 0;
     }
+    let mut mask = shmem::allowed_orders(vma.huge, size, index);
+    if mask == 0 {
+        return 0;
+    }
+    for order in super::mthp::MTHP_ORDERS {
+        let n = 1u64 << order;
+        let va = m.va_of(index & !(n - 1));
+        let fits = va.is_aligned(PAGE_SIZE << order)
+            && va >= vma.start
+            && vma.end.as_u64().saturating_sub(va.as_u64()) >= n * PAGE;
+        if !fits {
+            mask &= !(1 << order);
+        }
+    }
+    mask
 }

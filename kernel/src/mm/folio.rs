@@ -31,23 +31,23 @@
 //! ## Protocol (SMP)
 //!
 //! Address spaces map, unmap and share the same folio under their own `Mm` locks, on
-//! any CPU, while the shrinker (and later lazyfree discard and collapse) change a
-//! folio's shape or free it. One rule covers all of them:
+//! any CPU, while the shrinker, lazyfree's discard and collapse change a folio's shape
+//! or free it. The rules below are the lock table's row L5 (`mm/mod.rs`); the code
+//! cites them by number:
 //!
 //! 1. **The folio lock** (`flags::LOCKED` on the head frame, taken with [`Folio::lock`])
 //!    protects the folio's shape (its head and order, on every frame), its reference
 //!    count, its map counts (pages' and entire), its pages' pin counts and the head's
-//!    `PINNED`, its `ANON`, `DEFERRED` and
-//!    anon-exclusive flags (pages' and the head's overrides). Every
-//!    change of those is made through a [`Locked`] guard. Reads without the lock are
-//!    snapshots (reports, statistics). (A folio just allocated is reachable by nobody
-//!    else until it is mapped, and then only through the `Mm` lock its mapper holds, so
-//!    `alloc_anon` and [`Folio::account_new_mapping`] set it up unlocked.) A spread writes the pages first and clears the
-//!    folio-level state last (release), so a lock-free reader of exclusivity (mprotect,
-//!    the checker) that sees the override gone also sees the pages' flags; exclusivity
-//!    of pages an address space maps is stable under its `Mm` lock anyway (only that
-//!    address space's fault, fork or reuse changes it). The one exception: a folio just allocated is
-//!    reachable by nobody else until it is mapped, so `alloc_anon` sets it up unlocked.
+//!    `PINNED`, its `ANON`, `DEFERRED` and anon-exclusive flags (pages' and the head's
+//!    overrides). Every change of those is made through a [`Locked`] guard. Reads
+//!    without the lock are snapshots (reports, statistics). A spread writes the pages
+//!    first and clears the folio-level state last (release), so a lock-free reader of
+//!    exclusivity (mprotect, the checker) that sees the override gone also sees the
+//!    pages' flags; exclusivity of pages an address space maps is stable under its `Mm`
+//!    lock anyway (only that address space's fault, fork or reuse changes it). The one
+//!    exception: a folio just allocated is reachable by nobody else until it is mapped,
+//!    and then only through the `Mm` lock its mapper holds, so `alloc_anon` and
+//!    [`Folio::account_new_mapping`] set it up unlocked.
 //! 2. **Finding the folio of a page** needs a pin: the caller maps the page (it holds
 //!    the `Mm` lock of an address space whose entry maps it) or holds a reference.
 //!    A pinned page's folio may still be split under it, so [`Folio::lock`] locks the
@@ -76,9 +76,10 @@
 //!    It merges only folios that no one else holds a reference to and that are not on
 //!    the deferred-split queue, so no reference can point at a head that disappears.
 //!
-//! Lock order: `Mm` lock -> `SHRINKER` -> one folio lock -> queue lock -> frame
-//! allocator. No one holds two folio locks except a split, over the folios it makes,
-//! and a merge, which only try-locks the second and later ones.
+//! The order these locks nest in is the lock table's (`mm/mod.rs`: L2 `Mm`, L4
+//! `SHRINKER`, L5 one folio, L6 the queue, L9 frames). No one holds two folio locks
+//! except a split, over the folios it makes, and a merge, which only try-locks the
+//! second and later ones (rule 5).
 //! No folio lock is ever taken from an interrupt handler.
 
 use alloc::collections::VecDeque;

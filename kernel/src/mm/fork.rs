@@ -1,5 +1,5 @@
 //! fork: the child's copy of an address space. Each VMA is copied in 64 MiB batches
-//! (`aspace::WIDE_BATCH_PAGES`, as mprotect: fork collects nothing), one page-table
+//! (`batch::WIDE_BATCH_PAGES`, as mprotect: fork collects nothing), one page-table
 //! call per batch (`pgtable/fork.rs`): one walk of the parent write-protects its
 //! entries and maps the same frames read-only in the child, 2 MiB blocks as blocks,
 //! contiguous blocks folded; every page mapped in both is shared (not exclusive),
@@ -18,14 +18,18 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::aspace::{batches_of, pages, pte_attrs, Errno, Mm, MmEnv, WIDE_BATCH_PAGES};
-use super::fault::FaultError;
+use super::aspace::Mm;
+use super::batch::{batches_of, pages, WIDE_BATCH_PAGES};
+use super::env::MmEnv;
 use super::folio::{self, Folio, Shared};
+use super::install::{self, pte_attrs, FaultError};
 use super::lazyfree::span;
 use super::vma::{VmProt, Vma, VmaFlags, VmaKind};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::uapi::{EINVAL, ENOMEM, MADV_DOFORK, MADV_DONTFORK, MADV_KEEPONFORK, MADV_WIPEONFORK};
+use crate::uapi::{
+    Errno, EINVAL, ENOMEM, MADV_DOFORK, MADV_DONTFORK, MADV_KEEPONFORK, MADV_WIPEONFORK,
+};
 
 impl<E: MmEnv> Mm<E> {
     /// The child's copy at fork: the same VMAs, the same folios mapped read-only in
@@ -200,15 +204,15 @@ impl<E: MmEnv> Mm<E> {
                 && self.maps_in_order(base, f);
             if whole {
                 if let Some(new) = folio::alloc_anon_copy(self.env(), f.order(), f.head()) {
-                    self.unmap_for(base, n, new)?;
-                    self.map_folio(base, new, vma.prot, false)?;
+                    install::unmap_for(self, base, n, new)?;
+                    install::map_folio(self, base, new, vma.prot, false)?;
                     PINNED_FOLIO_COPIES.fetch_add(1, Ordering::Relaxed);
                     va = base.add(n * PAGE_SIZE);
                     continue;
                 }
             }
             if f.is_exclusive(f.index(pa)) {
-                self.replace_with_copy(va, pa, vma.prot, false)?;
+                install::replace_with_copy(self, va, pa, vma.prot, false)?;
                 PINNED_PAGE_COPIES.fetch_add(1, Ordering::Relaxed);
             }
             va = va.add(PAGE_SIZE);

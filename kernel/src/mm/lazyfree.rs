@@ -85,7 +85,7 @@
 //! - Reclaim reaches an address space from an entry with a *trylock* of its `Mm`
 //!   (`reclaim`'s owner hook): it may already hold its own `Mm` (direct reclaim in a
 //!   fault), so it never waits for a second one; a busy owner's entry goes back on the
-//!   list. Lock order is therefore the folio protocol's: `Mm` -> folio -> list.
+//!   list. It nests as the lock table says (`mm/mod.rs`: L2 `Mm` -> L5 folio -> L6 list).
 //! - The list is bounded by a constant, not by any user range: its storage is
 //!   reserved once (`HARD` entries, 0.8 MiB of kernel heap) and never grows. A folio
 //!   is marked, or a fork lists its child's mapping, only while fewer than `CAP`
@@ -104,17 +104,20 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::addr::PMD_SIZE;
-use super::aspace::{batches, pages, release, Errno, Mm, MmEnv};
+use super::aspace::Mm;
+use super::batch::{batches, pages};
+use super::env::MmEnv;
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
+use super::install::release;
 use super::pgtable::{Leaf, Pte};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::uapi::{Errno, ENOMEM};
 
 /// Entries in a contiguous block (64 KiB of 4 KiB pages).
 const CONT_PAGES: usize = 16;
 use crate::sync::IrqSpinLock;
-use crate::uapi::ENOMEM;
 
 /// One marked folio on the lazyfree list: the reverse map (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

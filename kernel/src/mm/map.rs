@@ -2,19 +2,21 @@
 //! madvise, mincore and brk, with Linux's semantics (the lock flags mmap and brk give
 //! a new VMA after mlockall(MCL_FUTURE) are `mlock`'s). Each VMA split first splits the
 //! 2 MiB block its new edge cuts (`split_edges`), so a call fails before changing
-//! anything; range work goes in 2 MiB batches (`aspace::batches`), mprotect's in
-//! 64 MiB ones (`aspace::WIDE_BATCH_PAGES`: it collects nothing).
+//! anything; range work goes in 2 MiB batches (`batch::batches`), mprotect's in
+//! 64 MiB ones (`batch::WIDE_BATCH_PAGES`: it collects nothing).
 
-use super::aspace::{
-    batches_of, pages, pte_attrs, release, Errno, Mm, MmEnv, BATCH_PAGES, MMAP_BASE, MMAP_MIN, PMD,
-    STACK_TOP, WIDE_BATCH_PAGES,
-};
-use super::fault::{Access, FaultError};
+use super::addr::PMD_SIZE;
+use super::aspace::{Mm, MMAP_BASE, MMAP_MIN, STACK_TOP};
+use super::batch::{batches_of, pages, BATCH_PAGES, WIDE_BATCH_PAGES};
+use super::env::MmEnv;
+use super::fault::Access;
 use super::folio;
+use super::install::{pte_attrs, release, FaultError};
 use super::lazyfree::Reach;
 use super::shmem::Shmem;
 use super::vma::{FileMap, HugeHint, VmProt, Vma, VmaFlags, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
+use crate::uapi::Errno;
 use crate::uapi::*;
 use alloc::sync::Arc;
 
@@ -170,6 +172,13 @@ impl<E: MmEnv> Mm<E> {
         let end = start.add(len as usize);
         let (mut vma_flags, _) = self.new_vma_flags();
         vma_flags.locked |= flags & MAP_LOCKED != 0;
+        let kind = kind(start);
+        let lock = vma_flags.locked && !vma_flags.lockonfault;
+        if matches!(kind, VmaKind::Hugetlb(_)) {
+            // Never locked, but populated as a lock asks (`mlock`).
+            vma_flags.locked = false;
+            vma_flags.lockonfault = false;
+        }
         self.vmas
             .insert(Vma {
                 start,
@@ -177,12 +186,12 @@ impl<E: MmEnv> Mm<E> {
                 prot,
                 huge: HugeHint::Default,
                 flags: vma_flags,
-                kind: kind(start),
+                kind,
             })
             .map_err(|_| ENOMEM)?;
         // As Linux: population is best effort (the mapping stands if memory runs out,
         // a later fault decides), and an inaccessible mapping is not populated.
-        if vma_flags.locked {
+        if lock || vma_flags.locked {
             let _ = self.populate_locked(start, end);
         } else if flags & MAP_POPULATE != 0 && (prot.read || prot.write || prot.exec) {
             let access = if prot.write {
@@ -199,7 +208,11 @@ impl<E: MmEnv> Mm<E> {
     /// at the hint `addr` if that range is free, else the highest free range, 2 MiB
     /// aligned from 2 MiB on (mmap, mremap's move).
     pub(super) fn unmapped_area(&self, addr: u64, len: u64) -> Result<VirtAddr, Errno> {
-        let align = if len >= PMD { PMD as usize } else { PAGE_SIZE };
+        let align = if len >= PMD_SIZE as u64 {
+            PMD_SIZE
+        } else {
+            PAGE_SIZE
+        };
         let hint = VirtAddr(addr).align_down(PAGE_SIZE);
         let hint_ok = addr >= MMAP_MIN
             && hint
@@ -309,41 +322,10 @@ impl<E: MmEnv> Mm<E> {
     /// order and stop at the first hole or failure. The range is page-aligned and
     /// non-empty, the advice known.
     pub fn madvise(&mut self, start: VirtAddr, end: VirtAddr, advice: u64) -> Result<(), Errno> {
-        let populate_errno = |e| match e {
-            FaultError::Oom => ENOMEM,
-            FaultError::Segv | FaultError::Bus | FaultError::Userfault(_) => EFAULT,
-        };
+        if let MADV_POPULATE_READ | MADV_POPULATE_WRITE = advice {
+            return self.madvise_populate(start, end, advice == MADV_POPULATE_WRITE);
+        }
         match advice {
-            MADV_POPULATE_READ | MADV_POPULATE_WRITE => {
-                let write = advice == MADV_POPULATE_WRITE;
-                // The access must be one the mapping allows (Linux's check_vma_flags:
-                // a read needs PROT_READ, which PROT_WRITE alone does not give), else
-                // EINVAL.
-                let refused = |v: &Vma| if write { !v.prot.write } else { !v.prot.read };
-                if !self.vmas.covers(start, end) {
-                    // Linux faults in what lies before the hole, then fails.
-                    let mut at = start;
-                    while let Some(v) = self.vmas.find(at).cloned() {
-                        if refused(&v) {
-                            return Err(EINVAL);
-                        }
-                        let to = v.end.min(end);
-                        let access = if write { Access::Write } else { Access::Read };
-                        self.populate(at, to, access).map_err(populate_errno)?;
-                        at = to;
-                    }
-                    return Err(ENOMEM);
-                }
-                if self
-                    .vmas
-                    .iter()
-                    .any(|v| v.start < end && start < v.end && refused(v))
-                {
-                    return Err(EINVAL);
-                }
-                let access = if write { Access::Write } else { Access::Read };
-                return self.populate(start, end, access).map_err(populate_errno);
-            }
             MADV_HUGEPAGE | MADV_NOHUGEPAGE => {
                 self.may_split()?;
                 self.hugetlb_check_cut(start, end)?;
@@ -403,6 +385,44 @@ impl<E: MmEnv> Mm<E> {
         }
     }
 
+    /// MADV_POPULATE_READ / _WRITE: fault in `[start, end)` in address order. The
+    /// access must be one the mapping allows (Linux's `check_vma_flags`: a read needs
+    /// PROT_READ, which PROT_WRITE alone does not give), else EINVAL; a hole faults in
+    /// what lies before it, then fails with ENOMEM.
+    fn madvise_populate(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        write: bool,
+    ) -> Result<(), Errno> {
+        let errno = |e| match e {
+            FaultError::Oom => ENOMEM,
+            FaultError::Segv | FaultError::Bus | FaultError::Userfault(_) => EFAULT,
+        };
+        let refused = |v: &Vma| if write { !v.prot.write } else { !v.prot.read };
+        let access = if write { Access::Write } else { Access::Read };
+        if !self.vmas.covers(start, end) {
+            let mut at = start;
+            while let Some(v) = self.vmas.find(at).cloned() {
+                if refused(&v) {
+                    return Err(EINVAL);
+                }
+                let to = v.end.min(end);
+                self.populate(at, to, access).map_err(errno)?;
+                at = to;
+            }
+            return Err(ENOMEM);
+        }
+        if self
+            .vmas
+            .iter()
+            .any(|v| v.start < end && start < v.end && refused(v))
+        {
+            return Err(EINVAL);
+        }
+        self.populate(start, end, access).map_err(errno)
+    }
+
     /// mincore of one step: fills `out[i]` with whether page `start + i` is resident,
     /// for as many pages as `out` holds that lie in the VMA containing `start`, and
     /// returns how many it filled; ENOMEM if no VMA contains `start` (Linux walks a
@@ -416,7 +436,7 @@ impl<E: MmEnv> Mm<E> {
         self.tables.for_each_leaf(start, end, |va, leaf| {
             // A 2 MiB block is reported at its own start, which may lie before `start`.
             let size = if leaf.level == 2 {
-                PMD
+                PMD_SIZE as u64
             } else {
                 PAGE_SIZE as u64
             };

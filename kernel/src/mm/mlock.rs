@@ -17,16 +17,23 @@
 //!   back on its LRU); MADV_FREE, MADV_DONTNEED and MADV_PAGEOUT on a locked VMA are
 //!   EINVAL (`map`'s madvise), MADV_DONTNEED_LOCKED is not;
 //! - fork's child inherits no lock (`fork`); mlockall(MCL_FUTURE) sets `def_flags`,
-//!   which mmap and brk give every new VMA (and the stack's growth keeps its VMA's).
+//!   which mmap and brk give every new VMA (and the stack's growth keeps its VMA's);
+//! - a hugetlb VMA is never locked (Linux's `mlock_fixup` passes it by, and
+//!   `mmap_region` clears the lock of a new one: its pages are never reclaimed
+//!   anyway), so mlock neither splits it (a cut inside a huge page would leave a VMA
+//!   no unmap can take) nor marks it, but the population faults its pages in, as
+//!   Linux's `__mm_populate` does for every VMA of the range.
 //!
 //! RLIMIT_MEMLOCK does not apply: every process here is root, which has
 //! CAP_IPC_LOCK, so Linux's `can_do_mlock` and the limit always allow.
 
-use super::aspace::{Errno, Mm, MmEnv};
-use super::fault::{Access, FaultError};
+use super::aspace::Mm;
+use super::env::MmEnv;
+use super::fault::Access;
+use super::install::FaultError;
 use super::vma::VmaFlags;
 use super::VirtAddr;
-use crate::uapi::{EAGAIN, ENOMEM, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT};
+use crate::uapi::{Errno, EAGAIN, ENOMEM, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT};
 
 /// How a range is locked: populated now, or only as faults come (MLOCK_ONFAULT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +67,9 @@ impl<E: MmEnv> Mm<E> {
         while at < end {
             let vma = self.vmas.find(at).cloned().ok_or(ENOMEM)?;
             let to = vma.end.min(end);
-            // Already so: nothing to split (Linux's mlock_fixup returns early too).
-            if with_lock(vma.flags, lock) != vma.flags {
+            // Already so, or hugetlb: nothing to split (Linux's mlock_fixup returns
+            // early for both).
+            if with_lock(vma.flags, lock) != vma.flags && vma.hugetlb().is_none() {
                 self.change_flags(at, to, |f| *f = with_lock(*f, lock))?;
             }
             at = to;
@@ -95,7 +103,7 @@ impl<E: MmEnv> Mm<E> {
         let mut next = VirtAddr(0);
         while let Some(vma) = self.vmas.next_from(next).cloned() {
             next = vma.end;
-            if with_lock(vma.flags, current) != vma.flags {
+            if with_lock(vma.flags, current) != vma.flags && vma.hugetlb().is_none() {
                 self.change_flags(vma.start, vma.end, |f| *f = with_lock(*f, current))?;
             }
         }
@@ -116,9 +124,9 @@ impl<E: MmEnv> Mm<E> {
         (f, f.locked && !f.lockonfault)
     }
 
-    /// Fault in the locked, populate-now VMA pieces of `[start, end)`, as Linux's
-    /// `__mm_populate` (module doc): the first failure stops it, an inaccessible VMA
-    /// is `Segv`.
+    /// Fault in the locked, populate-now VMA pieces of `[start, end)` and its hugetlb
+    /// ones (never locked, module doc), as Linux's `__mm_populate`: the first failure
+    /// stops it, an inaccessible VMA is `Segv`.
     pub(super) fn populate_locked(
         &mut self,
         start: VirtAddr,
@@ -135,7 +143,7 @@ impl<E: MmEnv> Mm<E> {
         {
             let (a, b) = (vma.start.max(at), vma.end.min(end));
             at = b;
-            if !vma.flags.locked || vma.flags.lockonfault {
+            if vma.flags.lockonfault || !(vma.flags.locked || vma.hugetlb().is_some()) {
                 continue;
             }
             let p = vma.prot;

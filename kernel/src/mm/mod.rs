@@ -71,9 +71,13 @@ pub mod shmem;
 pub mod vma;
 
 #[cfg(any(target_os = "none", test))]
+mod anon;
+#[cfg(any(target_os = "none", test))]
 pub mod aspace;
 #[cfg(any(target_os = "none", test))]
 pub mod audit;
+#[cfg(any(target_os = "none", test))]
+mod batch;
 #[cfg(any(target_os = "none", test))]
 pub mod collapse;
 #[cfg(any(target_os = "none", test))]
@@ -90,6 +94,8 @@ pub mod heap;
 #[cfg(all(test, not(target_os = "none")))]
 pub mod host;
 pub mod hugetlb;
+#[cfg(any(target_os = "none", test))]
+pub mod install;
 #[cfg(target_os = "none")]
 pub mod kmap;
 #[cfg(any(target_os = "none", test))]

@@ -27,14 +27,16 @@
 use alloc::vec::Vec;
 
 use super::addr::PMD_SIZE;
-use super::aspace::{batches, pages, Errno, Mm, MmEnv, STACK_TOP};
+use super::aspace::{Mm, STACK_TOP};
+use super::batch::{batches, pages};
+use super::env::MmEnv;
 use super::folio::Folio;
 use super::lazyfree;
 use super::pgtable::{entry_size, MoveBuf, USER_VA_END};
 use super::vma::{Vma, VmaFlags, MAX_MAP_COUNT};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::uapi::{EFAULT, EINVAL, ENOMEM, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
+use crate::uapi::{Errno, EFAULT, EINVAL, ENOMEM, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 /// Linux's TASK_SIZE: the end of the user address space.
@@ -194,6 +196,12 @@ impl<E: MmEnv> Mm<E> {
         let (start, end) = (VirtAddr(addr), VirtAddr(addr + len));
         let dontunmap = flags & MREMAP_DONTUNMAP != 0;
         self.for_each_piece(start, end, |mm, a, b, vma| {
+            // Linux moves a hugetlb piece aligned to its page size (`align_hugetlb`:
+            // EINVAL off a page boundary); moving hugetlb entries is not built here
+            // (`hugetlb::map`), so it is EINVAL, after the pieces before it moved.
+            if vma.hugetlb().is_some() {
+                return Err(EINVAL);
+            }
             if vma.flags.userfault.is_some() && (a != start || vma.end < end) {
                 return Err(EFAULT);
             }

@@ -31,11 +31,14 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::aspace::{Errno, Mm, MmEnv};
-use super::fault::{Access, FaultError};
+use super::aspace::Mm;
+use super::cow;
+use super::env::MmEnv;
+use super::fault::Access;
 use super::folio::{self, Folio};
+use super::install::FaultError;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::uapi::{EFAULT, ENOMEM};
+use crate::uapi::{Errno, EFAULT, ENOMEM};
 
 /// Pages pinned and unpinned since boot (Linux's `nr_foll_pin_acquired` and
 /// `nr_foll_pin_released` in /proc/vmstat), and read-only pins that unshared a page.
@@ -102,7 +105,7 @@ impl<E: MmEnv> Mm<E> {
             if !vma.is_shared() && folio::anon_exclusive(pa) != Some(true) {
                 // Rule 1: unshare. Writable entries map exclusive pages, so this is a
                 // read pin over a read-only entry.
-                self.copy_on_write(page, pa, vma.clone()).map_err(errno)?;
+                cow::copy_on_write(self, page, pa, vma.clone()).map_err(errno)?;
                 UNSHARED.fetch_add(1, Ordering::Relaxed);
                 continue;
             }

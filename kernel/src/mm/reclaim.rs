@@ -28,9 +28,9 @@
 //! holds none (the reclaim thread, `unlocked`) is `patient`: the hook may spin a
 //! bounded while (2 ms) for a busy owner, until the first one that stays busy in the
 //! pass; no cycle of waits can form, since such a caller holds nothing another waits
-//! for. Lock order: `Mm` -> `SHRINKER` (inside
-//! `shrink_deferred`) -> folio -> queue or list -> frames; the lazyfree part holds no
-//! folio lock when it takes the next `Mm`.
+//! for. Locks nest as the lock table says (`mm/mod.rs`: L2 `Mm` -> L4 `SHRINKER`
+//! inside `shrink_deferred` -> L5 folio -> L6 queue or list -> L9 frames); the
+//! lazyfree part holds no folio lock when it takes the next `Mm`.
 //!
 //! **When memory is exhausted.** Only when reclaim truly has nothing to give: a direct
 //! pass that frees nothing goes again while it found an owner busy or a folio young;
@@ -58,7 +58,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::aspace::{Mm, MmEnv};
+use super::aspace::Mm;
+use super::env::MmEnv;
 use super::folio;
 use super::frame::frames;
 use super::lazyfree::{self, Entry, Visit, STATS};

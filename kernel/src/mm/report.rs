@@ -10,7 +10,9 @@ use core::fmt::Write as _;
 use core::sync::atomic::Ordering;
 
 use super::addr::VirtAddr;
-use super::aspace::{Mm, MmEnv, PMD};
+use super::addr::PMD_SIZE;
+use super::aspace::Mm;
+use super::env::MmEnv;
 use super::folio::Folio;
 use super::frame::MAX_POOL_ORDER;
 use super::lazyfree::span;
@@ -179,7 +181,7 @@ impl<E: MmEnv> Mm<E> {
         }
         self.tables.for_each_leaf(vma.start, vma.end, |va, leaf| {
             let bytes = if leaf.level == 2 {
-                PMD
+                PMD_SIZE as u64
             } else {
                 PAGE_SIZE as u64
             };
@@ -273,11 +275,7 @@ impl<E: MmEnv> Mm<E> {
         out.fill(0);
         let end = va.add(out.len() * PAGE_SIZE);
         self.tables.for_each_leaf(va, end, |leaf_va, leaf| {
-            let size = if leaf.level == 2 {
-                PMD as usize
-            } else {
-                PAGE_SIZE
-            };
+            let size = if leaf.level == 2 { PMD_SIZE } else { PAGE_SIZE };
             // A 2 MiB block may begin before `va` or end after `end`.
             let first = leaf_va.max(va);
             let last = leaf_va.add(size).min(end);

@@ -19,13 +19,16 @@
 //! contiguous layer folds it); anything else base pages (Linux copies into base pages
 //! only).
 
-use super::aspace::{Errno, Mm, MmEnv};
-use super::fault::FaultError;
+use super::aspace::Mm;
+use super::env::MmEnv;
+use super::filemap;
 use super::folio::{self, Folio};
 use super::hugetlb;
+use super::install::{self, FaultError};
 use super::vma::{FileMap, UffdId, Vma, VmaKind};
+use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::uapi::{EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM};
+use crate::uapi::{Errno, EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM};
 
 /// Pages UFFDIO_COPY moves per batch (the process layer's buffer): one 64 KiB block.
 pub const FILL_PAGES: usize = 16;
@@ -195,7 +198,7 @@ impl<E: MmEnv> Mm<E> {
             {
                 if let Some(f) = folio::alloc_anon(self.env(), 4) {
                     self.write_folio(f.head(), data);
-                    return match self.map_folio(dst, f, vma.prot, true) {
+                    return match install::map_folio(self, dst, f, vma.prot, true) {
                         Ok(()) => (pages, Ok(())),
                         Err(_) => (0, Err(ENOMEM)),
                     };
@@ -208,11 +211,11 @@ impl<E: MmEnv> Mm<E> {
                 return (i, Err(EEXIST));
             }
             let r = match fill {
-                Fill::Zero => self.map_zero_page(page, vma.clone()),
+                Fill::Zero => zero::map(self, page, &vma),
                 Fill::Copy(data) => match folio::alloc_anon(self.env(), 0) {
                     Some(f) => {
                         self.write_folio(f.head(), &data[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]);
-                        self.map_folio(page, f, vma.prot, true)
+                        install::map_folio(self, page, f, vma.prot, true)
                     }
                     None => Err(FaultError::Oom),
                 },
@@ -248,7 +251,7 @@ impl<E: MmEnv> Mm<E> {
                 }
             });
             let r = match held {
-                Ok(h) => self.map_cached(page, vma, m, h, false).map_err(|_| ENOMEM),
+                Ok(h) => filemap::map_cached(self, page, vma, m, h, false).map_err(|_| ENOMEM),
                 Err(e) => Err(e),
             };
             if let Err(e) = r {
@@ -360,7 +363,7 @@ impl<E: MmEnv> Mm<E> {
             uffd_huge_abandon(head);
             return Err(EEXIST);
         }
-        self.hugetlb_map_new(dst, folio::adopt_hugetlb(head, false), &vma, true)
+        install::map_folio(self, dst, folio::adopt_hugetlb(head, false), vma.prot, true)
             .map_err(|_| ENOMEM)
     }
 }

@@ -135,8 +135,12 @@ impl VmaKind {
 #[derive(Clone)]
 pub struct HugeMap {
     pub size: HugeSize,
-    /// Shared: the pages every mapper maps, by index from `origin`.
+    /// The file whose pages it maps, by index from `origin`: every shared mapping's
+    /// (all its mappers map them), a private mapping's of a hugetlb memfd (read until
+    /// written, then copied).
     pub file: Option<Arc<HugeFile>>,
+    /// MAP_SHARED: writes go to the file's pages.
+    pub shared: bool,
     /// The address of the mapping's first page (where its file's page 0 is).
     pub origin: u64,
     /// Private, in the mapping process: its reservation.
@@ -155,6 +159,7 @@ impl HugeMap {
             (a, b) => a.is_none() && b.is_none(),
         };
         self.size == other.size
+            && self.shared == other.shared
             && self.origin == other.origin
             && same_arc(self.file.as_ref(), other.file.as_ref())
             && same_resv
@@ -176,11 +181,7 @@ impl core::fmt::Debug for HugeMap {
             "hugetlb {} kB at {:#x} ({})",
             self.size.kb(),
             self.origin,
-            if self.file.is_some() {
-                "shared"
-            } else {
-                "private"
-            }
+            if self.shared { "shared" } else { "private" }
         )
     }
 }
@@ -266,7 +267,7 @@ impl Vma {
     /// Whether this VMA maps a file shared (MAP_SHARED, a shared hugetlb mapping too):
     /// its writable entries map the file's folios, which no copy-on-write separates.
     pub fn is_shared(&self) -> bool {
-        self.file().is_some_and(|m| m.shared) || self.hugetlb().is_some_and(|h| h.file.is_some())
+        self.file().is_some_and(|m| m.shared) || self.hugetlb().is_some_and(|h| h.shared)
     }
 
     /// Whether `next`, starting where `self` ends, can be merged into it.

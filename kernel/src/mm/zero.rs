@@ -20,7 +20,7 @@
 //! mapped pages are counted (entries may split it into pages, fork copies them), and
 //! reclaim frees it once nothing maps it (Linux's shrinker: `shrink`).
 //!
-//! A write to it (`Mm::write_over_zero`) allocates the largest folio the policy allows
+//! A write to it (`write_over`) allocates the largest folio the policy allows
 //! whose aligned range inside the VMA holds only unmapped and zero-page entries, and
 //! maps it over them. Linux 6.12 and 7.3 allocate one base page there (`wp_page_copy`
 //! on the zero pfn), so a buffer read before it is written never gets large folios
@@ -30,9 +30,11 @@
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::addr::PMD_SIZE;
-use super::aspace::{pte_attrs, release, Mm, MmEnv};
-use super::fault::{map_error, FaultError};
+use super::anon;
+use super::aspace::Mm;
+use super::env::MmEnv;
 use super::frame::frames;
+use super::install::{map_error, pte_attrs, release, FaultError};
 use super::mthp;
 use super::pgtable::MapError;
 use super::reclaim;
@@ -137,80 +139,80 @@ pub fn is_zero(pa: PhysAddr) -> bool {
     pa.align_down(PAGE_SIZE).as_u64() == ZERO_PAGE.load(Ordering::Relaxed) || is_huge_zero(pa)
 }
 
-impl<E: MmEnv> Mm<E> {
-    /// A read fault where a 2 MiB folio is allowed and fits (the 2 MiB at `base` are
-    /// unmapped) and `use_zero_page` is on: map the huge zero page there, read-only;
-    /// `false` if it cannot be had.
-    pub(super) fn map_huge_zero_page(
-        &mut self,
-        base: VirtAddr,
-        vma: Vma,
-    ) -> Result<bool, FaultError> {
-        let Some(pa) = get_huge(self.env()) else {
-            return Ok(false);
-        };
-        match self.tables.map_pmd(base, pa, read_only(&vma)) {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                HUGE_MAPPED.fetch_sub(HUGE_PAGES, Ordering::Relaxed);
-                Err(map_error(e))
-            }
+/// A read fault where a 2 MiB folio is allowed and fits (the 2 MiB at `base` are
+/// unmapped) and `use_zero_page` is on: map the huge zero page there, read-only;
+/// `false` if it cannot be had.
+pub(super) fn map_huge<E: MmEnv>(
+    mm: &mut Mm<E>,
+    base: VirtAddr,
+    vma: &Vma,
+) -> Result<bool, FaultError> {
+    let Some(pa) = get_huge(mm.env()) else {
+        return Ok(false);
+    };
+    match mm.tables.map_pmd(base, pa, read_only(vma)) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            HUGE_MAPPED.fetch_sub(HUGE_PAGES, Ordering::Relaxed);
+            Err(map_error(e))
         }
     }
+}
 
-    /// A read (or exec) fault on the unmapped `page` of `vma`: map the zero page,
-    /// read-only whatever the VMA allows. A table it needs is had by reclaim as a
-    /// fault's page is (`reclaim::alloc_or_reclaim`).
-    pub(super) fn map_zero_page(&mut self, page: VirtAddr, vma: Vma) -> Result<(), FaultError> {
-        let attrs = read_only(&vma);
-        let map = |mm: &mut Self| mm.tables.map(page, self::page(), 1, attrs);
-        let r = match map(self) {
-            Err(MapError::NoMemory) => reclaim::alloc_or_reclaim(self, 1, |mm| match map(mm) {
-                Err(MapError::NoMemory) => None,
-                r => Some(r),
-            })
-            .unwrap_or(Err(MapError::NoMemory)),
-            r => r,
-        };
-        r.map_err(map_error)?;
-        ZERO_PAGE_FAULTS.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
+/// A read (or exec) fault on the unmapped `page` of `vma`: map the zero page,
+/// read-only whatever the VMA allows. A table it needs is had by reclaim as a
+/// fault's page is (`reclaim::alloc_or_reclaim`).
+pub(super) fn map<E: MmEnv>(mm: &mut Mm<E>, page: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
+    let attrs = read_only(vma);
+    let map = |mm: &mut Mm<E>| mm.tables.map(page, self::page(), 1, attrs);
+    let r = match map(mm) {
+        Err(MapError::NoMemory) => reclaim::alloc_or_reclaim(mm, 1, |mm| match map(mm) {
+            Err(MapError::NoMemory) => None,
+            r => Some(r),
+        })
+        .unwrap_or(Err(MapError::NoMemory)),
+        r => r,
+    };
+    r.map_err(map_error)?;
+    ZERO_PAGE_FAULTS.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
 
-    /// A write (or forced write) to `page` of `vma`, which maps the zero page: the
-    /// zero-page entries of the largest window of an allowed order that holds nothing
-    /// else are unmapped, and the page faults in as an unmapped one does
-    /// (`anon_fault`), at that order if memory allows, mapped dirty. The new entries
-    /// are writable only if the VMA is (a forced write to a read-only VMA).
-    pub(super) fn write_over_zero(&mut self, page: VirtAddr, vma: Vma) -> Result<(), FaultError> {
-        let allowed = self.thp_orders(vma.huge);
-        let order = mthp::fault_orders(allowed, page, vma.start, vma.end)
-            .find(|&order| {
-                self.only_zero_or_unmapped(page.align_down(PAGE_SIZE << order), 1 << order)
-            })
-            .unwrap_or(0);
-        let n = 1usize << order;
-        let base = page.align_down(n * PAGE_SIZE);
-        // Only zero-page entries in the window: nothing to account, no block to cut
-        // but a 2 MiB block of zero-page entries, which the window then covers whole.
-        let records = self.tables.unmap(base, n).map_err(map_error)?;
-        release(records);
-        ZERO_PAGE_COW.fetch_add(1, Ordering::Relaxed);
-        // Orders above the window's would find its neighbours mapped: allow none.
-        let upto = allowed & ((2u16 << order) - 1);
-        self.anon_fault(page, vma, upto, true)
-    }
+/// A write (or forced write) to `page` of `vma`, which maps the zero page: the
+/// zero-page entries of the largest window of an allowed order that holds nothing
+/// else are unmapped, and the page faults in as an unmapped one does
+/// (`anon`), at that order if memory allows, mapped dirty. The new entries
+/// are writable only if the VMA is (a forced write to a read-only VMA).
+pub(super) fn write_over<E: MmEnv>(
+    mm: &mut Mm<E>,
+    page: VirtAddr,
+    vma: Vma,
+) -> Result<(), FaultError> {
+    let allowed = mm.thp_orders(vma.huge);
+    let order = mthp::fault_orders(allowed, page, vma.start, vma.end)
+        .find(|&order| only_zero_or_unmapped(mm, page.align_down(PAGE_SIZE << order), 1 << order))
+        .unwrap_or(0);
+    let n = 1usize << order;
+    let base = page.align_down(n * PAGE_SIZE);
+    // Only zero-page entries in the window: nothing to account, no block to cut
+    // but a 2 MiB block of zero-page entries, which the window then covers whole.
+    let records = mm.tables.unmap(base, n).map_err(map_error)?;
+    release(records);
+    ZERO_PAGE_COW.fetch_add(1, Ordering::Relaxed);
+    // Orders above the window's would find its neighbours mapped: allow none.
+    let upto = allowed & ((2u16 << order) - 1);
+    anon::fault(mm, page, vma, upto, true)
+}
 
-    /// Whether every entry of the `n` pages from `base` is unmapped or maps the zero
-    /// page.
-    fn only_zero_or_unmapped(&self, base: VirtAddr, n: usize) -> bool {
-        let mut only = true;
-        self.tables
-            .for_each_leaf(base, base.add(n * PAGE_SIZE), |va, leaf| {
-                only &= is_zero(leaf.pa_of(va));
-            });
-        only
-    }
+/// Whether every entry of the `n` pages from `base` is unmapped or maps the zero
+/// page.
+fn only_zero_or_unmapped<E: MmEnv>(mm: &Mm<E>, base: VirtAddr, n: usize) -> bool {
+    let mut only = true;
+    mm.tables
+        .for_each_leaf(base, base.add(n * PAGE_SIZE), |va, leaf| {
+            only &= is_zero(leaf.pa_of(va));
+        });
+    only
 }
 
 /// The attributes of a zero-page entry in `vma`: read-only whatever it allows.

@@ -1,6 +1,7 @@
 //! memfd_create, ftruncate, fallocate: files of the RAM file system (`mm::shmem`),
-//! with Linux's checks and errnos. Their reads, writes and mappings go through the
-//! descriptor (`fs::File::Shm`, `memory::mmap`).
+//! and hugetlb memfds (`MFD_HUGETLB`: `mm::hugetlb`, Linux's hugetlbfs files), with
+//! Linux's checks and errnos. Their reads, writes and mappings go through the
+//! descriptor (`fs::File::Shm` and `Huge`, `memory::mmap`).
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -9,8 +10,9 @@ use alloc::vec::Vec;
 
 use super::Errno;
 use crate::arch::aarch64::uaccess::strncpy_from_user;
-use crate::fs::{File, ShmFile};
+use crate::fs::{File, HugeFd, ShmFile};
 use crate::mm::aspace::Mm;
+use crate::mm::hugetlb::resv::HugeFile;
 use crate::mm::ptenv::KernelPt;
 use crate::mm::shmem::{self, Shmem};
 use crate::mm::PAGE_SIZE;
@@ -33,8 +35,10 @@ const FALLOC_FL_KEEP_SIZE: u64 = 0x1;
 const FALLOC_FL_PUNCH_HOLE: u64 = 0x2;
 
 /// memfd_create: a new empty file of the RAM file system, sealable with
-/// MFD_ALLOW_SEALING (else F_SEAL_SEAL from the start). MFD_HUGETLB is EINVAL until
-/// hugetlb pages exist (issue 26).
+/// MFD_ALLOW_SEALING (else F_SEAL_SEAL from the start). MFD_HUGETLB makes a hugetlb
+/// file of the size in the MFD_HUGE bits (the default size if 0; ENODEV for a size
+/// without a pool, as Linux's `hugetlb_file_setup`). Sealing a hugetlb memfd is not
+/// built: MFD_HUGETLB with MFD_ALLOW_SEALING is EINVAL here (Linux allows it).
 pub fn memfd_create(name: u64, flags: u64) -> Result<u64, Errno> {
     let known = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC;
     if flags & MFD_HUGETLB == 0 {
@@ -52,7 +56,15 @@ pub fn memfd_create(name: u64, flags: u64) -> Result<u64, Errno> {
         .map_err(|_| EFAULT)?
         .ok_or(EINVAL)?;
     if flags & MFD_HUGETLB != 0 {
-        return Err(EINVAL);
+        if flags & MFD_ALLOW_SEALING != 0 {
+            return Err(EINVAL);
+        }
+        let size = crate::mm::hugetlb::map::size_of_flags(flags).ok_or(ENODEV)?;
+        let file = File::Huge(HugeFd {
+            file: crate::mm::hugetlb::map::new_file(size),
+            pos: 0,
+        });
+        return me().files.lock().install(file, 0, flags & MFD_CLOEXEC != 0);
     }
     let name = core::str::from_utf8(&buf[..len]).unwrap_or("?");
     let shmem = Shmem::new(|_| format!("/memfd:{name}"), 0);
@@ -90,6 +102,9 @@ pub fn ftruncate(fd: u64, length: u64) -> Result<u64, Errno> {
     if (length as i64) < 0 {
         return Err(EINVAL);
     }
+    if let Some(file) = huge_file(fd)? {
+        return truncate_huge(&file, length).map(|()| 0);
+    }
     let file = writable_file(fd, EINVAL)?;
     let old = file.size();
     file.set_size(&KernelPt, length)?;
@@ -98,6 +113,49 @@ pub fn ftruncate(fd: u64, length: u64) -> Result<u64, Errno> {
         each_address_space(|mm| mm.unmap_file_from(&file, keep))?;
     }
     Ok(0)
+}
+
+/// The hugetlb file of descriptor `fd`, if it is one (EBADF for no descriptor).
+fn huge_file(fd: u64) -> Result<Option<Arc<HugeFile>>, Errno> {
+    let t = me();
+    let mut files = t.files.lock();
+    Ok(match files.get(fd)? {
+        File::Huge(f) => Some(f.file.clone()),
+        _ => None,
+    })
+}
+
+/// ftruncate of a hugetlb file: the length must be a multiple of its page size
+/// (Linux's `hugetlbfs_setattr`: EINVAL); a cut unmaps the part past the new end from
+/// every address space, then the file lets go of its pages there.
+fn truncate_huge(file: &Arc<HugeFile>, length: u64) -> Result<(), Errno> {
+    let bytes = file.page_size().bytes() as u64;
+    if !length.is_multiple_of(bytes) {
+        return Err(EINVAL);
+    }
+    let old = file.length();
+    let cut = file.set_len(length);
+    if length < old {
+        each_address_space(|mm| mm.hugetlb_unmap_file_range(file, length, u64::MAX))?;
+    }
+    file.put_pages(cut);
+    Ok(())
+}
+
+/// FALLOC_FL_PUNCH_HOLE of a hugetlb file: the whole pages inside the range leave the
+/// file (Linux's `hugetlbfs_punch_hole`; a partial page at either end is left as it
+/// is, hugetlbfs zeroes nothing), unmapped from every address space first.
+pub fn punch_huge(file: &Arc<HugeFile>, offset: u64, len: u64) -> Result<(), Errno> {
+    let bytes = file.page_size().bytes() as u64;
+    let from = offset.next_multiple_of(bytes);
+    let to = offset.saturating_add(len) / bytes * bytes;
+    if from >= to {
+        return Ok(());
+    }
+    let pages = file.take_range((from / bytes) as usize, (to / bytes) as usize);
+    each_address_space(|mm| mm.hugetlb_unmap_file_range(file, from, to))?;
+    file.put_pages(pages);
+    Ok(())
 }
 
 /// `f` on every address space in turn, under its `Mm` lock only (threads share one:
@@ -197,6 +255,13 @@ pub fn fallocate(fd: u64, mode: u64, offset: u64, len: u64) -> Result<u64, Errno
     }
     if stream {
         return Err(ESPIPE);
+    }
+    if let Some(file) = huge_file(fd)? {
+        if punch {
+            return punch_huge(&file, offset, len).map(|()| 0);
+        }
+        let keep = mode & FALLOC_FL_KEEP_SIZE != 0;
+        return crate::mm::hugetlb::map::allocate(&KernelPt, &file, offset, len, keep).map(|()| 0);
     }
     let file = writable_file(fd, ENODEV)?;
     if punch {

@@ -9,6 +9,7 @@ use alloc::string::String;
 use super::memfd;
 use crate::fs::File;
 use crate::mm::aspace::{Mm, STACK_TOP};
+use crate::mm::hugetlb::map::HugeSource;
 use crate::mm::mlock::Lock;
 use crate::mm::shmem::Shmem;
 use crate::mm::vma::VmProt;
@@ -43,6 +44,26 @@ pub fn brk(addr: u64) -> Result<u64, Errno> {
     with_mm(|mm| Ok(mm.set_brk(VirtAddr(addr)).as_u64()))
 }
 
+/// mmap of a hugetlb memfd at byte `off` (a multiple of its page size, else EINVAL),
+/// shared or private (`Mm::mmap_hugetlb`).
+fn mmap_huge_file(
+    addr: u64,
+    len: u64,
+    prot: VmProt,
+    flags: u64,
+    shared: bool,
+    file: alloc::sync::Arc<crate::mm::hugetlb::resv::HugeFile>,
+    off: u64,
+) -> Result<u64, Errno> {
+    if off.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
+        return Err(EOVERFLOW);
+    }
+    with_mm(|mm| {
+        mm.mmap_hugetlb(addr, len, prot, flags, shared, HugeSource::File(file, off))
+            .map(|v| v.as_u64())
+    })
+}
+
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Result<u64, Errno> {
     let prot = VmProt::from_linux(prot).ok_or(EINVAL)?;
     if len == 0 || !off.is_multiple_of(PAGE) {
@@ -57,7 +78,7 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Re
     if flags & (MAP_ANONYMOUS | MAP_HUGETLB) == MAP_ANONYMOUS | MAP_HUGETLB {
         let size = crate::mm::hugetlb::map::size_of_flags(flags).ok_or(EINVAL)?;
         return with_mm(|mm| {
-            mm.mmap_hugetlb(addr, len, prot, flags, size, shared)
+            mm.mmap_hugetlb(addr, len, prot, flags, shared, HugeSource::Anon(size))
                 .map(|v| v.as_u64())
         });
     }
@@ -82,6 +103,11 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Re
         let f = files.get(fd)?;
         let file = match f {
             File::Shm(s) => Some(s.file.clone()),
+            File::Huge(h) => {
+                let file = h.file.clone();
+                drop(files);
+                return mmap_huge_file(addr, len, prot, flags, shared, file, off);
+            }
             _ => None,
         };
         (file, f.status() & crate::fs::O_ACCMODE)
@@ -193,6 +219,19 @@ fn madvise_remove(start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
             if v.flags.locked || v.flags.lockonfault {
                 return Err(EINVAL);
             }
+            let len = to.offset_from(from) as u64;
+            if let Some(h) = v.hugetlb() {
+                // Every hugetlb mapping has a file in Linux (hugetlbfs), shared or not.
+                let file = h.file.as_ref().filter(|_| h.shared).ok_or(EACCES)?;
+                let off = from.as_u64().wrapping_sub(h.origin);
+                return Ok(Some((
+                    v.start > at,
+                    Punch::Huge(file.clone()),
+                    off,
+                    len,
+                    to,
+                )));
+            }
             let m = v.file().ok_or(EINVAL)?;
             if !m.shared {
                 return Err(EACCES);
@@ -200,9 +239,9 @@ fn madvise_remove(start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
             let off = m.index(from) * PAGE;
             Ok(Some((
                 v.start > at,
-                m.file.clone(),
+                Punch::Shm(m.file.clone()),
                 off,
-                to.offset_from(from) as u64,
+                len,
                 to,
             )))
         })?;
@@ -211,7 +250,10 @@ fn madvise_remove(start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
             break;
         };
         hole |= gap;
-        memfd::punch_hole(&file, off, len)?;
+        match file {
+            Punch::Shm(file) => memfd::punch_hole(&file, off, len)?,
+            Punch::Huge(file) => memfd::punch_huge(&file, off, len)?,
+        }
         at = next;
     }
     if hole {
@@ -219,6 +261,12 @@ fn madvise_remove(start: VirtAddr, end: VirtAddr) -> Result<(), Errno> {
     } else {
         Ok(())
     }
+}
+
+/// The file MADV_REMOVE punches a hole in.
+enum Punch {
+    Shm(alloc::sync::Arc<crate::mm::shmem::Shmem>),
+    Huge(alloc::sync::Arc<crate::mm::hugetlb::resv::HugeFile>),
 }
 
 /// mlock, mlock2 and munlock's range, as Linux's `do_mlock`: the start rounded down

@@ -216,6 +216,9 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("uffd_read_before_api", EINVAL,     |e| with_uffd(false, |fd| sys!(nr::READ, fd, e.buf, 32))),
     ("uffd_read_nothing", Want::Err(Errno::EAGAIN), |e| with_uffd(true, |fd| sys!(nr::READ, fd, e.buf, 32))),
     ("uffd_write", EBADF,               |e| with_uffd(true, |fd| sys!(nr::WRITE, fd, e.buf, 32))),
+    // MFD_HUGETLB with MFD_HUGE_1MB: no pool of that size.
+    ("memfd_create_hugetlb_no_such_size", Want::Err(Errno::ENODEV), |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 0x4 | 20 << 26)),
+    ("memfd_create_huge_size_without_hugetlb", EINVAL, |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 21 << 26)),
     ("ftruncate_negative",  EINVAL,      |_| sys!(nr::FTRUNCATE, 999, -1isize)),
     ("ftruncate_bad_fd",    EBADF,       |_| sys!(nr::FTRUNCATE, 999, 0)),
     ("ftruncate_read_only", EINVAL,      |e| sys!(nr::FTRUNCATE, e.fd, 0)),

@@ -15,7 +15,15 @@
 //!   writes its page without a copy), a shared page is the child's too; MADV_DONTNEED
 //!   rounds its end down (less than a page is nothing), gives a page back, and the
 //!   next read sees zeros; mremap growth is EINVAL and a
-//!   shrink unmaps the tail; MAP_HUGETLB of a memfd that is not hugetlbfs's is EINVAL.
+//!   shrink unmaps the tail; MAP_HUGETLB of a memfd that is not hugetlbfs's is EINVAL;
+//! - `memfd_create(MFD_HUGETLB | MFD_HUGE_<size>)` (Linux's `cow` selftest's set-up):
+//!   fallocate takes a page, a private mapping reserves its copy, reads the file's page
+//!   and copies it on write (taking the reservation), a shared mapping writes the
+//!   file (read(2) sees it), write(2) is EINVAL, MADV_REMOVE of the shared mapping
+//!   punches the page out of every mapping, the private copy too (zeros after), an
+//!   unaligned ftruncate is
+//!   EINVAL, and close with munmap gives every page back;
+//! - mlock of 4 KiB of a huge page populates it and neither splits nor locks the VMA.
 //!
 //! Every pool is left as it was found.
 #![no_std]
@@ -55,6 +63,8 @@ fn main(_args: &rt::Args) -> i32 {
         run(&mut t, "fork_copies_private_on_write", fork_private);
         run(&mut t, "fork_shares_shared", fork_shared);
         run(&mut t, "dontneed_and_mremap", dontneed_and_mremap);
+        run(&mut t, "memfd_private_copies_shared_writes", memfd_hugetlb);
+        run(&mut t, "mlock_4k_populates_no_split", mlock_part);
     }
     t.run("hugetlb_of_a_memfd_is_einval", memfd_einval);
     t.finish()
@@ -272,6 +282,24 @@ fn fork_shared(kb: usize) -> Outcome {
     Ok(())
 }
 
+/// mlock of the first 4 KiB of a huge page: Linux passes a hugetlb VMA by (no split,
+/// no lock: VmLck stays) but populates the page; munmap of the whole mapping works
+/// (a split inside the page once left a VMA no unmap could take: a kernel panic at
+/// exit).
+fn mlock_part(kb: usize) -> Outcome {
+    let size = kb * 1024;
+    let (free, _) = free_resv(kb)?;
+    let a = map_huge(kb, 2, false).ctx("mmap")?;
+    rt::mm::mlock(a, 4096).ctx("mlock")?;
+    let now = free_resv(kb)?.0;
+    ensure!(now == free - 1, "mlock populated {} pages", free - now);
+    let lck = rt::procfs::status_kb("VmLck")?;
+    ensure!(lck == 0, "VmLck {lck} kB: a hugetlb VMA was locked");
+    rt::mm::munlock(a, 4096).ctx("munlock")?;
+    unmap(a, 2 * size).ctx("munmap")?;
+    Ok(())
+}
+
 fn dontneed_and_mremap(kb: usize) -> Outcome {
     let size = kb * 1024;
     let a = map_huge(kb, 2, false).ctx("mmap")?;
@@ -307,6 +335,86 @@ fn dontneed_and_mremap(kb: usize) -> Outcome {
         "the shrunk tail kept its page: free {after}, was {free}"
     );
     unmap(a, size).ctx("munmap")?;
+    Ok(())
+}
+
+const MFD_HUGETLB: usize = 0x4;
+const MADV_REMOVE: usize = 9;
+
+/// A hugetlb memfd of one page, mapped private and shared (module doc).
+fn memfd_hugetlb(kb: usize) -> Outcome {
+    let size = kb * 1024;
+    let (free, resv) = free_resv(kb)?;
+    let log = size.trailing_zeros() as usize;
+    let fd = fs::memfd_create(c"huge", MFD_HUGETLB | log << MAP_HUGE_SHIFT).ctx("memfd_create")?;
+    let r = memfd_hugetlb_checks(fd, kb, free, resv);
+    let _ = fs::close(fd);
+    r?;
+    let now = free_resv(kb)?;
+    ensure!(
+        now == (free, resv),
+        "after close: (free, resv) {now:?}, was {:?}",
+        (free, resv)
+    );
+    Ok(())
+}
+
+fn memfd_hugetlb_checks(fd: usize, kb: usize, free: u64, resv: u64) -> Outcome {
+    let size = kb * 1024;
+    ensure!(
+        fs::ftruncate(fd, size + 4096) == Err(Errno::EINVAL),
+        "an ftruncate not a multiple of the page size"
+    );
+    fs::fallocate(fd, 0, 0, size).ctx("fallocate")?;
+    ensure!(
+        free_resv(kb)? == (free - 1, resv),
+        "fallocate: {:?}",
+        free_resv(kb)?
+    );
+    let map = |prot, kind| {
+        // SAFETY: no MAP_FIXED.
+        unsafe { rt::mm::mmap(0, size, prot, kind, fd as isize, 0) }
+    };
+    let private = map(PROT_READ | PROT_WRITE, MAP_PRIVATE).ctx("mmap private")?;
+    let shared = map(PROT_READ | PROT_WRITE, MAP_SHARED).ctx("mmap shared")?;
+    ensure!(
+        free_resv(kb)? == (free - 1, resv + 1),
+        "mmap: {:?}",
+        free_resv(kb)?
+    );
+    poke(shared, 7);
+    ensure!(
+        peek(private) == 7,
+        "the private mapping does not read the file"
+    );
+    poke(private, 9);
+    ensure!(peek(shared) == 7, "a private write reached the file");
+    ensure!(peek(private) == 9, "the private write is lost");
+    ensure!(
+        free_resv(kb)? == (free - 2, resv),
+        "after the copy: {:?}",
+        free_resv(kb)?
+    );
+    let mut b = [0u8; 1];
+    ensure!(
+        fs::pread(fd, &mut b, 0) == Ok(1) && b[0] == 7,
+        "read(2): {b:?}"
+    );
+    ensure!(
+        fs::write(fd, &b) == Err(Errno::EINVAL),
+        "write(2) of a hugetlb file"
+    );
+    // SAFETY: the shared mapping, written again before anyone reads it.
+    unsafe { rt::mm::madvise(shared, size, MADV_REMOVE) }.ctx("MADV_REMOVE")?;
+    ensure!(
+        peek(shared) == 0,
+        "the punched page was not replaced by zeros"
+    );
+    // Linux's hugetlb_vmdelete_list zaps the range in every mapping of the file,
+    // private copies too.
+    ensure!(peek(private) == 0, "the private copy outlived the hole");
+    unmap(private, size).ctx("munmap")?;
+    unmap(shared, size).ctx("munmap")?;
     Ok(())
 }
 

@@ -11,8 +11,10 @@
 use core::sync::atomic::Ordering;
 
 use super::Fail;
-use crate::mm::aspace::{pte_attrs, release, Mm, MmEnv};
+use crate::mm::aspace::Mm;
+use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio};
+use crate::mm::install::{pte_attrs, release};
 use crate::mm::mthp::{self, PMD_ORDER};
 use crate::mm::vma::Vma;
 use crate::mm::{VirtAddr, PAGE_SIZE};

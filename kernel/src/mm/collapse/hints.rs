@@ -8,7 +8,8 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::mm::addr::PMD_SIZE;
-use crate::mm::aspace::{Mm, MmEnv};
+use crate::mm::aspace::Mm;
+use crate::mm::env::MmEnv;
 use crate::mm::{PhysAddr, VirtAddr};
 use crate::sync::IrqSpinLock;
 

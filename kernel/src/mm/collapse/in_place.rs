@@ -10,8 +10,10 @@
 
 use super::scan::Survey;
 use super::Fail;
-use crate::mm::aspace::{pte_attrs, Mm, MmEnv};
+use crate::mm::aspace::Mm;
+use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio, MergeError};
+use crate::mm::install::pte_attrs;
 use crate::mm::mthp::PMD_ORDER;
 use crate::mm::vma::{VmProt, Vma};
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};

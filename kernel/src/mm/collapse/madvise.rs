@@ -11,11 +11,12 @@
 
 use super::scan::collapsible;
 use super::{Fail, Limits};
-use crate::mm::aspace::{Errno, Mm, MmEnv};
+use crate::mm::aspace::Mm;
+use crate::mm::env::MmEnv;
 use crate::mm::mthp::{self, SizeSetting, MTHP_ORDERS, PMD_ORDER};
 use crate::mm::vma::Vma;
 use crate::mm::{VirtAddr, PAGE_SIZE};
-use crate::uapi::EINVAL;
+use crate::uapi::{Errno, EINVAL};
 
 /// The order MADV_COLLAPSE collapses to.
 pub fn madvise_order() -> usize {

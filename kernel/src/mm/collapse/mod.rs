@@ -62,7 +62,7 @@
 //! ## Folios
 //!
 //! A copy allocates a new folio (`folio::alloc_anon`), maps it and drops the old
-//! pages' references through `aspace::release`, folio by folio under their locks. An
+//! pages' references through `install::release`, folio by folio under their locks. An
 //! in-place collapse of a run of several folios merges them (`folio::merge`, rule 5 of
 //! the folio protocol: try-locks only, refused while anyone else holds a reference or
 //! the deferred-split queue has one), and refolds while holding the merged folio's

@@ -7,7 +7,8 @@ use core::sync::atomic::Ordering;
 
 use super::{Collapsed, Fail, Limits, PAGES_COLLAPSED};
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
-use crate::mm::aspace::{Mm, MmEnv};
+use crate::mm::aspace::Mm;
+use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio};
 use crate::mm::mthp::{self, MTHP_ORDERS, PMD_ORDER};
 use crate::mm::pgtable::{ContMode, Prot};

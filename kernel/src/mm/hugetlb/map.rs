@@ -25,6 +25,11 @@
 //!   EINVAL (Linux's `hugetlb_vm_op_split`); MADV_DONTNEED rounds its end down. Unmapped
 //!   pages go back to the pool when their last mapping goes (`folio`'s free), an
 //!   unmapped range's unused reservations at once.
+//! - **A hugetlb memfd** (`memfd_create(MFD_HUGETLB)`) is a [`HugeFile`] as a shared
+//!   mapping's is: fallocate makes its pages (`allocate`), read(2) reads them
+//!   (`read_file`), a truncation or a punched hole unmaps them from every mapping
+//!   (`Mm::hugetlb_unmap_file_range`). A private mapping of it maps the file's pages
+//!   read-only and copies one on a write, into a page of its own reservation.
 //! - **mremap**: a growth, or an address not aligned to the page size, is EINVAL as in
 //!   Linux 6.12; a shrink unmaps the tail; a move is EINVAL here (Linux moves the
 //!   entries): not built yet.
@@ -34,15 +39,74 @@ use alloc::sync::Arc;
 use super::resv::{HugeFile, ResvMap};
 use super::{pool, HugeSize};
 use crate::mm::addr::CONT_PMD_SIZE;
-use crate::mm::aspace::{pte_attrs, release, Errno, Mm, MmEnv, MMAP_BASE, MMAP_MIN};
-use crate::mm::fault::{map_error, Access, FaultError};
+use crate::mm::aspace::{Mm, MMAP_BASE, MMAP_MIN};
+use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio};
-use crate::mm::pgtable::FaultFix;
+use crate::mm::install::{self, map_error, pte_attrs, release, FaultError};
 use crate::mm::vma::{HugeMap, Vma, VmaKind};
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::*;
 
-/// A shared mapping's file lets go of its page at `head` (`HugeFile`'s drop): the
+/// A new empty hugetlb file of pages of `size` (a memfd's, or a shared mapping's).
+pub fn new_file(size: HugeSize) -> Arc<HugeFile> {
+    Arc::new(HugeFile::new(size, put_file_page))
+}
+
+/// What a hugetlb mapping maps: new memory of pages of a size (`MAP_ANONYMOUS|
+/// MAP_HUGETLB`), or a hugetlb file from a byte offset (a `MFD_HUGETLB` memfd).
+pub enum HugeSource {
+    Anon(HugeSize),
+    File(Arc<HugeFile>, u64),
+}
+
+/// Read `file` from byte `pos` into `buf` (a hugetlb memfd's read): a hole reads as
+/// zeros, nothing past the end; returns the bytes read.
+pub fn read_file<E: MmEnv>(env: &E, file: &HugeFile, pos: u64, buf: &mut [u8]) -> usize {
+    let len = file.length();
+    let n = len.saturating_sub(pos).min(buf.len() as u64) as usize;
+    let bytes = file.page_size().bytes();
+    let mut done = 0;
+    while done < n {
+        let at = pos as usize + done;
+        // A 4 KiB page at a time: what `read_page` reads at most.
+        let k = (PAGE_SIZE - at % PAGE_SIZE).min(n - done);
+        match file.get(at / bytes) {
+            Some(head) => env.read_page(head.add(at % bytes), &mut buf[done..done + k]),
+            None => buf[done..done + k].fill(0),
+        }
+        done += k;
+    }
+    n
+}
+
+/// fallocate of `[offset, offset + len)` of a hugetlb file: every page the range
+/// touches is made (zeroed, from its reservation if it has one); without `keep_size`
+/// the file grows to `offset + len` (Linux's `hugetlbfs_fallocate`). ENOSPC when the
+/// pool has no page left (the pages made so far stay).
+pub fn allocate<E: MmEnv>(
+    env: &E,
+    file: &HugeFile,
+    offset: u64,
+    len: u64,
+    keep_size: bool,
+) -> Result<(), Errno> {
+    let bytes = file.page_size().bytes() as u64;
+    let end = offset.checked_add(len).ok_or(EFBIG)?;
+    let n = bytes as usize / PAGE_SIZE;
+    for index in offset / bytes..end.div_ceil(bytes) {
+        let made = |head| {
+            env.zero_pages(head, n);
+            Folio::lock(folio::adopt_hugetlb(head, true).head()).set_cached(true);
+        };
+        file.page(index as usize, made).ok_or(ENOSPC)?;
+    }
+    if !keep_size && end > file.length() {
+        drop(file.set_len(end));
+    }
+    Ok(())
+}
+
+/// A file lets go of its page at `head` (`HugeFile`'s drop, a truncation): the
 /// cache's reference, the last one once nothing maps the page.
 fn put_file_page(head: PhysAddr) {
     let locked = Folio::lock(head);
@@ -69,6 +133,101 @@ fn on_boundary<E: MmEnv>(mm: &Mm<E>, va: VirtAddr) -> bool {
         .is_none_or(|h| va.is_aligned(h.size.bytes()))
 }
 
+/// The page around `va` is not mapped: the file's (shared), or in a private mapping
+/// the file's page read-only if the file has one (a write then copies it, `cow`),
+/// else a new page of the mapping's own (Linux's `hugetlb_no_page`). Past the file's
+/// end: SIGBUS. Also a debugger's access (`access_forced`).
+pub(in crate::mm) fn missing<E: MmEnv>(
+    mm: &mut Mm<E>,
+    va: VirtAddr,
+    vma: &Vma,
+    write: bool,
+) -> Result<(), FaultError> {
+    let h = vma.hugetlb().expect("a hugetlb VMA");
+    let base = va.align_down(h.size.bytes());
+    let n = h.size.bytes() / PAGE_SIZE;
+    let index = (base.as_u64().wrapping_sub(h.origin) as usize) / h.size.bytes();
+    let cached = match &h.file {
+        Some(file) if index as u64 >= file.length() / h.size.bytes() as u64 => {
+            return Err(FaultError::Bus);
+        }
+        Some(file) if h.shared => {
+            let env = mm.env();
+            let made = |head| {
+                env.zero_pages(head, n);
+                Folio::lock(folio::adopt_hugetlb(head, true).head()).set_cached(true);
+            };
+            Some(file.page(index, made).ok_or(FaultError::Bus)?)
+        }
+        Some(file) => file.get(index),
+        None => None,
+    };
+    let Some(head) = cached else {
+        let reserved = h.resv.as_ref().is_some_and(|r| r.consume(base));
+        let head = pool(h.size).take(reserved).ok_or(FaultError::Bus)?;
+        mm.env().zero_pages(head, n);
+        return install::map_folio(mm, base, folio::adopt_hugetlb(head, false), vma.prot, write);
+    };
+    // A private mapping maps the file's page read-only until a write copies it.
+    let prot = crate::mm::vma::VmProt {
+        write: vma.prot.write && h.shared,
+        ..vma.prot
+    };
+    let attrs = pte_attrs(prot);
+    let r = if n == CONT_PMD_SIZE / PAGE_SIZE {
+        mm.tables.map_l2c(base, head, attrs)
+    } else if n == 512 {
+        mm.tables.map_pmd(base, head, attrs)
+    } else if write && prot.write {
+        mm.tables.map_dirty(base, head, n, attrs)
+    } else {
+        mm.tables.map(base, head, n, attrs)
+    };
+    r.map_err(map_error)?;
+    Folio::lock(head).map(0, n);
+    if n >= 512 && write && prot.write && !mm.env().features().hw_dirty {
+        mm.tables.make_writable(base, n).map_err(map_error)?;
+    }
+    if write && !h.shared {
+        return cow(mm, va, head, vma);
+    }
+    Ok(())
+}
+
+/// A write to the private page around `va` (frame `pa` inside it) that fork
+/// shared (or a debugger's, `access_forced`): reuse it if this is its only
+/// mapping, else copy it whole into a pool page; writable where the VMA is.
+pub(in crate::mm) fn cow<E: MmEnv>(
+    mm: &mut Mm<E>,
+    va: VirtAddr,
+    pa: PhysAddr,
+    vma: &Vma,
+) -> Result<(), FaultError> {
+    let h = vma.hugetlb().expect("a hugetlb VMA");
+    let base = va.align_down(h.size.bytes());
+    let n = h.size.bytes() / PAGE_SIZE;
+    let f = Folio::lock(pa);
+    let old = f.head();
+    // Exclusive already (a pinned page fork left this side's), or no one else's; a
+    // file's page is the file's, never taken over.
+    if !f.is_file() && (f.all_exclusive() || f.mapped_exactly_once()) {
+        f.set_exclusive(0, n, true);
+        drop(f);
+        if vma.prot.write {
+            mm.tables.make_writable(base, n).map_err(map_error)?;
+        }
+        return Ok(());
+    }
+    drop(f);
+    // The first copy of a page of the owner's private mapping takes its reservation.
+    let reserved = h.resv.as_ref().is_some_and(|r| r.consume(base));
+    let head = pool(h.size).take(reserved).ok_or(FaultError::Bus)?;
+    mm.env().copy_pages(old, head, n);
+    let new = folio::adopt_hugetlb(head, false);
+    install::unmap_for(mm, base, n, new)?;
+    install::map_folio(mm, base, new, vma.prot, true)
+}
+
 impl<E: MmEnv> Mm<E> {
     /// mmap of a hugetlb mapping of pages of `size` (module doc); returns the start.
     pub fn mmap_hugetlb(
@@ -77,22 +236,46 @@ impl<E: MmEnv> Mm<E> {
         len: u64,
         prot: crate::mm::vma::VmProt,
         flags: u64,
-        size: HugeSize,
         shared: bool,
+        source: HugeSource,
     ) -> Result<VirtAddr, Errno> {
+        let (size, file) = match source {
+            HugeSource::Anon(size) => (size, None),
+            HugeSource::File(file, off) => (file.page_size(), Some((file, off))),
+        };
         let bytes = size.bytes() as u64;
         let len = len.checked_next_multiple_of(bytes).ok_or(ENOMEM)?;
         let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
-        if fixed && !addr.is_multiple_of(bytes) {
+        let offset = file.as_ref().map_or(0, |(_, off)| *off);
+        if (fixed && !addr.is_multiple_of(bytes)) || !offset.is_multiple_of(bytes) {
             return Err(EINVAL);
         }
         let pages = (len / bytes) as usize;
-        let reserved = if flags & MAP_NORESERVE != 0 { 0 } else { pages };
-        pool(size).reserve(reserved)?;
+        let noreserve = flags & MAP_NORESERVE != 0;
         // From here the file or the map owns the reservation: dropped on a failure,
         // it gives it back.
-        let file = shared.then(|| Arc::new(HugeFile::new(size, reserved, put_file_page)));
-        let resv = (!shared).then(|| Arc::new(ResvMap::new(size, reserved)));
+        let (file, resv) = if shared {
+            let file = match file {
+                Some((file, _)) => file,
+                None => {
+                    // Shared anonymous memory: a file of the mapping's length.
+                    let file = new_file(size);
+                    drop(file.set_len(len));
+                    file
+                }
+            };
+            if !noreserve {
+                file.reserve((offset / bytes) as usize, pages)?;
+            }
+            (Some(file), None)
+        } else {
+            pool(size).reserve(if noreserve { 0 } else { pages })?;
+            let reserved = if noreserve { 0 } else { pages };
+            (
+                file.map(|(f, _)| f),
+                Some(Arc::new(ResvMap::new(size, reserved))),
+            )
+        };
         let start = if fixed {
             addr
         } else {
@@ -124,139 +307,11 @@ impl<E: MmEnv> Mm<E> {
             VmaKind::Hugetlb(HugeMap {
                 size,
                 file,
-                origin: start.as_u64(),
+                shared,
+                origin: start.as_u64().wrapping_sub(offset),
                 resv,
             })
         })
-    }
-
-    /// A fault at `va` in the hugetlb VMA `vma` (module doc); the access is allowed.
-    pub(in crate::mm) fn hugetlb_fault(
-        &mut self,
-        va: VirtAddr,
-        vma: &Vma,
-        access: Access,
-    ) -> Result<(), FaultError> {
-        let h = vma.hugetlb().expect("a hugetlb VMA");
-        let page = va.align_down(PAGE_SIZE);
-        let base = va.align_down(h.size.bytes());
-        let n = h.size.bytes() / PAGE_SIZE;
-        let fix = match access {
-            Access::Write => self.tables.write_fault(page),
-            Access::Read | Access::Exec => self.tables.access_flag_fault(page),
-        };
-        match fix {
-            FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => match vma.flags.userfault {
-                Some(uffd) => Err(FaultError::Userfault(uffd)),
-                None => self.hugetlb_missing(page, vma, access == Access::Write),
-            },
-            FaultFix::NotWritable(_) if h.file.is_some() => {
-                self.tables.make_writable(base, n).map_err(map_error)
-            }
-            FaultFix::NotWritable(leaf) => self.hugetlb_cow(page, leaf.pa_of(page), vma),
-        }
-    }
-
-    /// The page around `va` is not mapped: the file's (shared) or a new one (private).
-    /// Also a debugger's access (`access_forced`).
-    pub(in crate::mm) fn hugetlb_missing(
-        &mut self,
-        va: VirtAddr,
-        vma: &Vma,
-        write: bool,
-    ) -> Result<(), FaultError> {
-        let h = vma.hugetlb().expect("a hugetlb VMA");
-        let base = va.align_down(h.size.bytes());
-        let n = h.size.bytes() / PAGE_SIZE;
-        let Some(file) = &h.file else {
-            let reserved = h.resv.as_ref().is_some_and(|r| r.consume(base));
-            let head = pool(h.size).take(reserved).ok_or(FaultError::Bus)?;
-            self.env().zero_pages(head, n);
-            return self.hugetlb_map_new(base, folio::adopt_hugetlb(head, false), vma, write);
-        };
-        let index = (base.as_u64().wrapping_sub(h.origin) as usize) / h.size.bytes();
-        let env = self.env();
-        let made = |head| {
-            env.zero_pages(head, n);
-            Folio::lock(folio::adopt_hugetlb(head, true).head()).set_cached(true);
-        };
-        let head = file.page(index, made).ok_or(FaultError::Bus)?;
-        let attrs = pte_attrs(vma.prot);
-        let r = if n == CONT_PMD_SIZE / PAGE_SIZE {
-            self.tables.map_l2c(base, head, attrs)
-        } else if n == 512 {
-            self.tables.map_pmd(base, head, attrs)
-        } else if write && vma.prot.write {
-            self.tables.map_dirty(base, head, n, attrs)
-        } else {
-            self.tables.map(base, head, n, attrs)
-        };
-        r.map_err(map_error)?;
-        Folio::lock(head).map(0, n);
-        if n >= 512 && write && vma.prot.write && !self.env().features().hw_dirty {
-            self.tables.make_writable(base, n).map_err(map_error)?;
-        }
-        Ok(())
-    }
-
-    /// A write to the private page around `va` (frame `pa` inside it) that fork
-    /// shared (or a debugger's, `access_forced`): reuse it if this is its only
-    /// mapping, else copy it whole into a pool page; writable where the VMA is.
-    pub(in crate::mm) fn hugetlb_cow(
-        &mut self,
-        va: VirtAddr,
-        pa: PhysAddr,
-        vma: &Vma,
-    ) -> Result<(), FaultError> {
-        let h = vma.hugetlb().expect("a hugetlb VMA");
-        let base = va.align_down(h.size.bytes());
-        let n = h.size.bytes() / PAGE_SIZE;
-        let f = Folio::lock(pa);
-        let old = f.head();
-        // Exclusive already (a pinned page fork left this side's), or no one else's.
-        if f.all_exclusive() || f.mapped_exactly_once() {
-            f.set_exclusive(0, n, true);
-            drop(f);
-            if vma.prot.write {
-                self.tables.make_writable(base, n).map_err(map_error)?;
-            }
-            return Ok(());
-        }
-        drop(f);
-        let head = pool(h.size).take(false).ok_or(FaultError::Bus)?;
-        self.env().copy_pages(old, head, n);
-        let new = folio::adopt_hugetlb(head, false);
-        self.unmap_for(base, n, new)?;
-        self.hugetlb_map_new(base, new, vma, true)
-    }
-
-    /// Map the new private page `f` whole at `base` and account it (`fault`'s
-    /// `map_folio`, which maps 64 KiB and 2 MiB; a 32 MiB page as one level-2
-    /// contiguous block here, the same way).
-    pub(in crate::mm) fn hugetlb_map_new(
-        &mut self,
-        base: VirtAddr,
-        f: Folio,
-        vma: &Vma,
-        write: bool,
-    ) -> Result<(), FaultError> {
-        let n = f.nr_pages();
-        if n != CONT_PMD_SIZE / PAGE_SIZE {
-            return self.map_folio(base, f, vma.prot, write);
-        }
-        f.mark_new_exclusive();
-        match self.tables.map_l2c(base, f.head(), pte_attrs(vma.prot)) {
-            Ok(()) => f.account_new_mapping(),
-            Err(e) => {
-                drop(Folio::lock(f.head()).put(1));
-                return Err(map_error(e));
-            }
-        }
-        if write && vma.prot.write && !self.env().features().hw_dirty {
-            self.tables.make_writable(base, n).map_err(map_error)?;
-        }
-        Ok(())
     }
 
     /// fork's copy of the private hugetlb VMA `vma` of 32 MiB pages into `child`: each
@@ -338,7 +393,13 @@ impl<E: MmEnv> Mm<E> {
         let size = vma.hugetlb().expect("a hugetlb VMA").size;
         let new = pool(size).take(false).ok_or(FaultError::Oom)?;
         self.env().copy_pages(head, new, size.bytes() / PAGE_SIZE);
-        self.hugetlb_map_new(base, folio::adopt_hugetlb(new, false), vma, false)
+        install::map_folio(
+            self,
+            base,
+            folio::adopt_hugetlb(new, false),
+            vma.prot,
+            false,
+        )
     }
 
     /// munmap's and mprotect's check: EINVAL if `start` or `end` cuts a hugetlb page.
@@ -365,6 +426,36 @@ impl<E: MmEnv> Mm<E> {
             }
             at = v.end;
         }
+    }
+
+    /// Unmap every page of this address space mapped from bytes `[from, to)` of the
+    /// hugetlb `file` (a truncation, a punched hole), in shared and private mappings
+    /// of it alike, private copies too (Linux's `hugetlb_vmdelete_list` zaps the range
+    /// whole). `from` and `to` are multiples of its page size. The caller holds this
+    /// `Mm`'s lock (lock table L2) and no other.
+    pub fn hugetlb_unmap_file_range(
+        &mut self,
+        file: &Arc<HugeFile>,
+        from: u64,
+        to: u64,
+    ) -> Result<(), Errno> {
+        let mut at = VirtAddr(0);
+        while let Some(v) = self.vmas.next_from(at).cloned() {
+            at = v.end;
+            let Some(h) = v.hugetlb() else { continue };
+            if !h.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, file)) {
+                continue;
+            }
+            // The file offsets the VMA maps: from that of its start.
+            let first = v.start.as_u64().wrapping_sub(h.origin);
+            let last = first + (v.end.offset_from(v.start) as u64);
+            let (a, b) = (from.max(first), to.min(last));
+            if a < b {
+                let start = v.start.add((a - first) as usize);
+                self.unmap_pages(start, start.add((b - a) as usize))?;
+            }
+        }
+        Ok(())
     }
 
     /// MADV_DONTNEED of `[start, end)` in the hugetlb VMA `vma`: the start aligned

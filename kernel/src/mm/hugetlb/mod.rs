@@ -309,74 +309,101 @@ pub fn parse_boot(
     cmd: &CmdLine<'_>,
     mut warn: impl FnMut(core::fmt::Arguments<'_>),
 ) -> BootRequest {
-    let mut req = BootRequest::default();
-    // Where a `hugepages=` goes: `None` the default size; `Some(i)` SIZES[i].
-    let mut target: Option<usize> = None;
-    let mut valid = true;
-    let mut last: Option<Option<usize>> = None;
-    let mut default_count = None;
-    let mut seen = [false; 3];
+    let mut p = BootParse {
+        req: BootRequest::default(),
+        target: None,
+        valid: true,
+        last: None,
+        default_count: None,
+        seen: [false; 3],
+    };
     for (key, value) in cmd.words() {
         let v = value.unwrap_or("");
         match key {
-            "hugepagesz" => match size_of_bytes(crate::cmdline::memparse(v)) {
-                None => {
-                    warn(format_args!("HugeTLB: unsupported hugepagesz={v}"));
-                    valid = false;
-                }
-                Some(s) if seen[s.index()] => {
-                    warn(format_args!(
-                        "HugeTLB: hugepagesz={v} specified twice, ignoring"
-                    ));
-                    valid = false;
-                }
-                Some(s) => {
-                    seen[s.index()] = true;
-                    target = Some(s.index());
-                    valid = true;
-                }
-            },
-            "hugepages" => {
-                if !valid {
-                    warn(format_args!(
-                        "HugeTLB: hugepages={v} does not follow a valid hugepagesz, ignoring"
-                    ));
-                    valid = true;
-                    continue;
-                }
-                if last == Some(target) {
-                    warn(format_args!("HugeTLB: hugepages= specified twice without interleaving hugepagesz=, ignoring hugepages={v}"));
-                    continue;
-                }
-                last = Some(target);
-                // simple_strtoul: the leading digits, 0 if none.
-                let digits = v.bytes().take_while(u8::is_ascii_digit).count();
-                let n = v[..digits].parse::<usize>().unwrap_or(usize::MAX);
-                match target {
-                    None => default_count = Some(n),
-                    Some(i) => req.counts[i] = Some(n),
-                }
-            }
-            "default_hugepagesz" => match size_of_bytes(crate::cmdline::memparse(v)) {
-                None => warn(format_args!("HugeTLB: unsupported default_hugepagesz={v}")),
-                Some(_) if req.default.is_some() => warn(format_args!(
-                    "HugeTLB: default_hugepagesz previously specified, ignoring {v}"
-                )),
-                Some(s) => {
-                    req.default = Some(s.index());
-                    seen[s.index()] = true;
-                    target = Some(s.index());
-                    valid = true;
-                }
-            },
+            "hugepagesz" => p.size(v, &mut warn),
+            "hugepages" => p.count(v, &mut warn),
+            "default_hugepagesz" => p.default_size(v, &mut warn),
             _ => {}
         }
     }
-    if let Some(n) = default_count {
-        let i = req.default.unwrap_or(PMD_INDEX);
-        req.counts[i].get_or_insert(n);
+    if let Some(n) = p.default_count {
+        let i = p.req.default.unwrap_or(PMD_INDEX);
+        p.req.counts[i].get_or_insert(n);
     }
-    req
+    p.req
+}
+
+/// `parse_boot`'s state between words.
+struct BootParse {
+    req: BootRequest,
+    /// Where a `hugepages=` goes: `None` the default size; `Some(i)` SIZES[i].
+    target: Option<usize>,
+    /// Whether the last `hugepagesz=` named a size a count may follow.
+    valid: bool,
+    /// The target of the last `hugepages=`.
+    last: Option<Option<usize>>,
+    default_count: Option<usize>,
+    /// Sizes named so far.
+    seen: [bool; 3],
+}
+
+impl BootParse {
+    fn size(&mut self, v: &str, warn: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        match size_of_bytes(crate::cmdline::memparse(v)) {
+            None => {
+                warn(format_args!("HugeTLB: unsupported hugepagesz={v}"));
+                self.valid = false;
+            }
+            Some(s) if self.seen[s.index()] => {
+                warn(format_args!(
+                    "HugeTLB: hugepagesz={v} specified twice, ignoring"
+                ));
+                self.valid = false;
+            }
+            Some(s) => {
+                self.seen[s.index()] = true;
+                self.target = Some(s.index());
+                self.valid = true;
+            }
+        }
+    }
+
+    fn count(&mut self, v: &str, warn: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        if !self.valid {
+            warn(format_args!(
+                "HugeTLB: hugepages={v} does not follow a valid hugepagesz, ignoring"
+            ));
+            self.valid = true;
+            return;
+        }
+        if self.last == Some(self.target) {
+            warn(format_args!("HugeTLB: hugepages= specified twice without interleaving hugepagesz=, ignoring hugepages={v}"));
+            return;
+        }
+        self.last = Some(self.target);
+        // simple_strtoul: the leading digits, 0 if none.
+        let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+        let n = v[..digits].parse::<usize>().unwrap_or(usize::MAX);
+        match self.target {
+            None => self.default_count = Some(n),
+            Some(i) => self.req.counts[i] = Some(n),
+        }
+    }
+
+    fn default_size(&mut self, v: &str, warn: &mut impl FnMut(core::fmt::Arguments<'_>)) {
+        match size_of_bytes(crate::cmdline::memparse(v)) {
+            None => warn(format_args!("HugeTLB: unsupported default_hugepagesz={v}")),
+            Some(_) if self.req.default.is_some() => warn(format_args!(
+                "HugeTLB: default_hugepagesz previously specified, ignoring {v}"
+            )),
+            Some(s) => {
+                self.req.default = Some(s.index());
+                self.seen[s.index()] = true;
+                self.target = Some(s.index());
+                self.valid = true;
+            }
+        }
+    }
 }
 
 /// Boot: set the default size and fill the pools the boot line asks for, warning

@@ -22,7 +22,7 @@
 //!   the hardware sets them in whichever entry it used.
 //! * Decisions are taken per entry on the entry's own value, never on a gathered one:
 //!   deciding "nothing to change" from an OR over the block loops on faults forever
-//!   when AF or dirty are managed in software (notes, bug 3).
+//!   when AF or dirty are managed in software (bug 3 of `docs/notes/contpte.md`, "Bugs the real kernels shipped").
 //!
 //! [`ContMode`] selects the behaviour: `On` as above; `Off` never sets the bit; `Naive`
 //! keeps the bit but runs every range operation as a loop of single-entry operations
@@ -656,7 +656,7 @@ pub(crate) fn get_pte(table: Table<'_>, va: VirtAddr) -> Pte {
 /// Applies an AF/dirty-only `change` at `va`: to the whole block if it is contiguous
 /// (no unfold: AF and dirty may differ inside a block), else to the entry. Returns the
 /// gathered old value. The change is applied to every entry whatever the gathered value
-/// says (bug 3 of the notes).
+/// says (bug 3 of `docs/notes/contpte.md`).
 pub(crate) fn change_af_dirty_pte<E: PtEnv>(
     ctx: &mut Ctx<'_, E>,
     table: Table<'_>,

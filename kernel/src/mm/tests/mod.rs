@@ -22,7 +22,10 @@
 //! * `zero.rs`: the shared zero page;
 //! * `userfault.rs`: userfaultfd registration, missing faults, UFFDIO_COPY and ZEROPAGE;
 //! * `pin.rs`: pins (`mm::pin`) and what they mean for fork, copy-on-write, split,
-//!   collapse and lazyfree.
+//!   collapse and lazyfree;
+//! * `threads.rs`: `std::thread`s as CPUs: the hardware's AF/dirty updates against
+//!   converts and lazyfree, and the folio protocol between address spaces (split
+//!   against unmap against reuse).
 
 mod access;
 mod collapse;
@@ -49,9 +52,11 @@ use std::vec::Vec;
 
 use super::aspace::Mm;
 use super::cow::COW_COPIES_FOLIO;
-use super::fault::{Access, FaultError, Transfer};
+use super::fault::{Access, Transfer};
 use super::frame::frames;
 use super::host::{self, HostMm};
+use super::hugetlb::map::HugeSource;
+use super::install::FaultError;
 use super::mlock::Lock;
 use super::mthp::{self, SizeSetting, TopSetting};
 use super::pgtable::model::{self, AccessKind, El, Fault};
@@ -60,9 +65,15 @@ use super::vma::VmProt;
 use super::{audit, folio, VirtAddr, PAGE_SIZE};
 use crate::uapi::{
     MADV_COLLAPSE, MADV_DOFORK, MADV_DONTFORK, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
-    MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_WIPEONFORK, MAP_FIXED, MAP_POPULATE,
-    MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
+    MADV_KEEPONFORK, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_WIPEONFORK, MAP_ANONYMOUS, MAP_FIXED,
+    MAP_HUGETLB, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_DONTUNMAP, MREMAP_FIXED,
+    MREMAP_MAYMOVE,
 };
+
+/// The hugetlb page sizes `Op::MmapHugetlb` maps: 64 KiB and 2 MiB (three 32 MiB
+/// pages are all the simulated RAM holds).
+const HUGE_SIZES: [super::hugetlb::HugeSize; 2] =
+    [super::hugetlb::SIZES[0], super::hugetlb::SIZES[1]];
 
 /// The window mmap places mappings in: 16 MiB from 1 GiB (2 MiB aligned), so that
 /// mappings overlap and MAP_FIXED replaces parts of others.
@@ -149,6 +160,24 @@ pub enum Op {
         page: usize,
         align: usize,
         pages: usize,
+    },
+    /// mmap(MAP_PRIVATE|MAP_FIXED) of the file of the `file`-th shared mapping of any
+    /// address space, from its start: the file's pages until a write copies one.
+    MmapPrivateFile {
+        mm: usize,
+        page: usize,
+        align: usize,
+        pages: usize,
+        file: usize,
+    },
+    /// mmap(MAP_HUGETLB|MAP_FIXED) of `pages` (1 to 4) pages of 2 MiB (`big`) or
+    /// 64 KiB at window page `page` aligned down to the page size, private or shared.
+    MmapHugetlb {
+        mm: usize,
+        page: usize,
+        pages: usize,
+        big: bool,
+        shared: bool,
     },
     /// A store of one byte (`byte` into the page) at EL0.
     Write {
@@ -265,6 +294,10 @@ struct Proc {
     /// Pages MADV_FREE'd and not written since: reclaim may have dropped them (they
     /// then read as zero); any other written page must keep its data.
     lazy: BTreeSet<u64>,
+    /// Pages of private file mappings that hold a copy of their own (a write, or
+    /// anything else that broke copy-on-write, copied the file's page): they read
+    /// `shadow`; the others read the file.
+    copied: BTreeSet<u64>,
 }
 
 struct World {
@@ -351,6 +384,7 @@ impl World {
         for (step, op) in ops.iter().enumerate() {
             let value = (step % 251 + 1) as u8;
             guarded(|| self.step(op, value))?;
+            self.note_copies();
             self.forget_discarded();
             guarded(|| self.check()).map_err(|e| format!("after step {step} ({op:?}): {e}"))?;
         }
@@ -366,6 +400,17 @@ impl World {
             Ok(())
         });
         gone.map_err(|e| format!("dropping the address spaces: {e}"))?;
+        for size in HUGE_SIZES {
+            let mut pool = super::hugetlb::pool(size);
+            let f = pool.figures();
+            if f.free != f.nr || f.resv != 0 {
+                return Err(format!(
+                    "every address space gone, but the {} kB pool has {f:?}",
+                    size.kb()
+                ));
+            }
+            pool.set_persistent(0);
+        }
         if super::zero::huge_mapped() != 0 {
             return Err(format!(
                 "every address space gone, but {} pages of the huge zero page counted mapped",
@@ -393,6 +438,7 @@ impl World {
             mm,
             shadow: BTreeMap::new(),
             lazy: BTreeSet::new(),
+            copied: BTreeSet::new(),
         });
         id
     }
@@ -415,7 +461,11 @@ impl World {
         let live = self.procs.len();
         // Operations that may take the pinned mapping away end what a pin promises.
         let unmaps = match *op {
-            Op::Mmap { mm, .. } | Op::MmapShared { mm, .. } | Op::Munmap { mm, .. } => Some(mm),
+            Op::Mmap { mm, .. }
+            | Op::MmapShared { mm, .. }
+            | Op::MmapPrivateFile { mm, .. }
+            | Op::MmapHugetlb { mm, .. }
+            | Op::Munmap { mm, .. } => Some(mm),
             Op::Mremap { mm, .. } => Some(mm),
             Op::Madvise {
                 mm,
@@ -514,7 +564,76 @@ impl World {
                     p.id
                 ));
                 if r.is_ok() {
-                    discard(&mut p.shadow, start, start + len);
+                    p.discard(start, start + len);
+                }
+            }
+            Op::MmapPrivateFile {
+                mm,
+                page,
+                align,
+                pages,
+                file,
+            } => {
+                let i = mm % live;
+                let files: Vec<_> = self
+                    .procs
+                    .iter()
+                    .flat_map(|p| p.mm.vmas.iter())
+                    .filter_map(|v| v.file().filter(|m| m.shared).map(|m| m.file.clone()))
+                    .collect();
+                if files.is_empty() {
+                    return Ok(());
+                }
+                let file = files[file % files.len()].clone();
+                let start = WINDOW + ((page % WINDOW_PAGES) & !(align.max(1) - 1)) as u64 * 4096;
+                let len = (pages.max(1) * PAGE_SIZE) as u64;
+                let ino = file.ino;
+                let p = &mut self.procs[i];
+                let flags = MAP_FIXED | crate::uapi::MAP_PRIVATE;
+                let r =
+                    p.mm.mmap_file(start, len, VmProt::READ_WRITE, flags, file, 0);
+                self.log.push(format!(
+                    "mm{}: mmap({start:#x}, {len:#x}, PRIVATE) of file {ino} = {r:x?}",
+                    p.id
+                ));
+                if r.is_ok() {
+                    p.discard(start, start + len);
+                }
+            }
+            Op::MmapHugetlb {
+                mm,
+                page,
+                pages,
+                big,
+                shared,
+            } => {
+                let i = mm % live;
+                let size = if big { HUGE_SIZES[1] } else { HUGE_SIZES[0] };
+                // The pools are made at the first hugetlb mapping of a sequence (they
+                // take memory the others would have) and emptied at its end.
+                for (size, pages) in HUGE_SIZES.into_iter().zip([16, 4]) {
+                    let mut pool = super::hugetlb::pool(size);
+                    if pool.figures().nr == 0 {
+                        pool.set_persistent(pages);
+                    }
+                }
+                let bytes = size.bytes() as u64;
+                let start = (WINDOW + (page % WINDOW_PAGES) as u64 * 4096) / bytes * bytes;
+                let len = pages.clamp(1, 4) as u64 * bytes;
+                let kind = if shared { MAP_SHARED } else { MAP_PRIVATE };
+                let flags = MAP_FIXED | MAP_ANONYMOUS | MAP_HUGETLB | kind;
+                let p = &mut self.procs[i];
+                let src = HugeSource::Anon(size);
+                let r =
+                    p.mm.mmap_hugetlb(start, len, VmProt::READ_WRITE, flags, shared, src);
+                self.log.push(format!(
+                    "mm{}: mmap({start:#x}, {len:#x}, HUGETLB {} kB, {}) = {r:x?}",
+                    p.id,
+                    size.kb(),
+                    if shared { "SHARED" } else { "PRIVATE" }
+                ));
+                if r.is_ok() {
+                    p.discard(start, start + len);
                 }
             }
             Op::Write { mm, at, byte } => {
@@ -532,6 +651,9 @@ impl World {
                         key.1
                     ));
                     return Ok(());
+                }
+                if done.is_some() {
+                    self.copy_out(i, page_of(va.as_u64()));
                 }
                 let p = &mut self.procs[i];
                 self.log.push(format!(
@@ -553,12 +675,9 @@ impl World {
                 let i = mm % live;
                 let va = self.resolve(i, at).add(byte % PAGE_SIZE);
                 let done = self.access(i, va, AccessKind::Read)?;
-                let shared = self.shared_key(i, va);
+                let shared = self.shared_key(i, va).or_else(|| self.file_key(i, va));
                 let p = &self.procs[i];
-                let want = match shared {
-                    Some(key) => self.files.get(&key).copied().unwrap_or(0),
-                    None => p.shadow.get(&va.as_u64()).copied().unwrap_or(0),
-                };
+                let want = self.want(p, va);
                 let got = done.map(host::read_byte);
                 self.log
                     .push(format!("mm{}: read at {:#x} = {got:x?}", p.id, va.as_u64()));
@@ -590,7 +709,9 @@ impl World {
                     p.id,
                     va.as_u64()
                 ));
-                if n != usize::from(in_vma) {
+                // A hugetlb page may find its pool empty (SIGBUS for a store).
+                let hugetlb = p.mm.vmas.find(va).is_some_and(|v| v.hugetlb().is_some());
+                if n != usize::from(in_vma) && !(n == 0 && hugetlb) {
                     return Err(format!(
                         "mm{}: forced write of {n} bytes, VMA: {in_vma}",
                         p.id
@@ -601,6 +722,8 @@ impl World {
                         self.files.insert(key, value);
                     }
                     (1, None) => {
+                        self.copy_out(i, page_of(va.as_u64()));
+                        let p = &mut self.procs[i];
                         p.shadow.insert(va.as_u64(), value);
                         p.lazy.remove(&page_of(va.as_u64()));
                     }
@@ -615,17 +738,17 @@ impl World {
                 let in_vma = reachable(&p.mm, va);
                 let mut got = [0u8];
                 let n = p.mm.access_forced(va, Transfer::Read(&mut got));
-                let want = match shared {
-                    Some(key) => self.files.get(&key).copied().unwrap_or(0),
-                    None => p.shadow.get(&va.as_u64()).copied().unwrap_or(0),
-                };
+                let shared = shared.or_else(|| private_file_key_of(&p.mm, va));
+                let p = &self.procs[i];
+                let want = self.want(p, va);
                 self.log.push(format!(
                     "mm{}: forced read at {:#x}: {n} byte {:#x}",
                     p.id,
                     va.as_u64(),
                     got[0]
                 ));
-                if n != usize::from(in_vma) {
+                let hugetlb = p.mm.vmas.find(va).is_some_and(|v| v.hugetlb().is_some());
+                if n != usize::from(in_vma) && !(n == 0 && hugetlb) {
                     return Err(format!(
                         "mm{}: forced read of {n} bytes, VMA: {in_vma}",
                         p.id
@@ -671,10 +794,12 @@ impl World {
                             .map(|(&va, &b)| (va, b))
                             .collect();
                         let lazy = p.lazy.iter().copied().filter(|va| copied(va)).collect();
+                        let copies = p.copied.iter().copied().filter(|va| copied(va)).collect();
                         let id = self.spawn(child);
                         let c = self.procs.last_mut().expect("just spawned");
                         c.shadow = shadow;
                         c.lazy = lazy;
+                        c.copied = copies;
                         self.log.push(format!("mm{parent}: fork = mm{id}"));
                     }
                     Err(e) => self.log.push(format!("mm{parent}: fork = Err({e})")),
@@ -712,6 +837,7 @@ impl World {
                 ));
                 if r.is_ok() {
                     discard(&mut p.shadow, start.as_u64(), end.as_u64());
+                    forget_pages(&mut p.copied, start.as_u64(), end.as_u64());
                 }
             }
             Op::Madvise {
@@ -778,7 +904,13 @@ impl World {
                         })
                         .collect();
                     let kept = p.shadow.range(start.as_u64()..end.as_u64()).count() - dropped.len();
-                    if r.is_ok() && kept > 0 {
+                    // A hugetlb VMA's end rounds down to its page (less than a page
+                    // drops nothing).
+                    let hugetlb =
+                        p.mm.vmas
+                            .iter()
+                            .any(|v| v.hugetlb().is_some() && v.start < end && start < v.end);
+                    if r.is_ok() && kept > 0 && !hugetlb {
                         return Err(format!(
                             "mm{}: MADV_DONTNEED returned Ok but kept {kept} written bytes mapped",
                             p.id
@@ -786,6 +918,17 @@ impl World {
                     }
                     for va in dropped {
                         p.shadow.remove(&va);
+                    }
+                    // A private file mapping's dropped copies: the file's pages again.
+                    let gone: Vec<u64> = p
+                        .copied
+                        .range(start.as_u64()..end.as_u64())
+                        .copied()
+                        .filter(|&page| p.mm.tables.get(VirtAddr(page)).is_none())
+                        .collect();
+                    for page in gone {
+                        p.copied.remove(&page);
+                        discard(&mut p.shadow, page, page + PAGE_SIZE as u64);
                     }
                 }
             }
@@ -822,7 +965,49 @@ impl World {
                             .filter(|(a, b)| a < b)
                             .collect()
                     });
+                // The piece of a DONTUNMAP pure move that fails (if one does): none
+                // moves if the ranges overlap; else the first hugetlb piece
+                // (`remap_move` refuses it) or the first whose destination cuts a
+                // hugetlb page (its unmap is EINVAL), as they stand before the call.
+                let cuts_huge = |s: u64, e: u64| {
+                    p.mm.vmas.iter().any(|v| {
+                        v.hugetlb().is_some_and(|h| {
+                            let size = h.size.bytes() as u64;
+                            let inside = |x: u64| v.start.as_u64() < x && x < v.end.as_u64();
+                            (inside(s) && !s.is_multiple_of(size))
+                                || (inside(e) && !e.is_multiple_of(size))
+                        })
+                    })
+                };
+                let stop = match &pieces {
+                    Some(_) if old < dst + old_len && dst < old + old_len => 0,
+                    Some(pieces) => pieces
+                        .iter()
+                        .position(|&(a, b)| {
+                            let huge =
+                                p.mm.vmas
+                                    .find(VirtAddr(a))
+                                    .is_some_and(|v| v.hugetlb().is_some());
+                            huge || cuts_huge(a - old + dst, b - old + dst)
+                        })
+                        // No piece refused: the call failed before any moved.
+                        .unwrap_or(0),
+                    None => 0,
+                };
+                // A hugetlb mapping's lengths round up to its page size (Linux's
+                // `align_hugetlb`).
+                let huge =
+                    p.mm.vmas
+                        .find(VirtAddr(old))
+                        .and_then(|v| v.hugetlb().map(|h| h.size.bytes() as u64));
                 let r = p.mm.mremap(old, old_len, new_len, flags, dst);
+                let (old_len, new_len) = match huge {
+                    Some(size) => (
+                        old_len.next_multiple_of(size),
+                        new_len.next_multiple_of(size),
+                    ),
+                    None => (old_len, new_len),
+                };
                 self.log.push(format!(
                     "mm{}: mremap({old:#x}, {old_len:#x}, {new_len:#x}, {flags}, {dst:#x}) = {r:x?}",
                     p.id
@@ -839,7 +1024,13 @@ impl World {
                             flags & MREMAP_DONTUNMAP == 0
                                 && p.mm.vmas.is_free(VirtAddr(a), VirtAddr(b))
                         };
-                        let moved: Vec<_> = pieces.iter().copied().filter(|x| gone(p, x)).collect();
+                        // With DONTUNMAP the sources stay: the pieces before the one
+                        // that failed moved (`stop`, computed before the call).
+                        let moved: Vec<_> = if flags & MREMAP_DONTUNMAP == 0 {
+                            pieces.iter().copied().filter(|x| gone(p, x)).collect()
+                        } else {
+                            pieces.iter().copied().take(stop).collect()
+                        };
                         p.moved_pieces(old, dst, &moved);
                         for (a, b) in pieces {
                             let (s, e) = (a - old + dst, b - old + dst);
@@ -966,7 +1157,13 @@ impl World {
                     // Its bytes are the file's (`check_shared`).
                     continue;
                 }
-                let want = p.shadow.get(&va).copied();
+                let uncopied = private_file_key_of(&p.mm, VirtAddr(va)).is_some()
+                    && !p.copied.contains(&page_of(va));
+                let want = if uncopied {
+                    Some(self.want(p, VirtAddr(va)))
+                } else {
+                    p.shadow.get(&va).copied()
+                };
                 match model::walk(p.mm.tables.env(), p.mm.tables.root(), VirtAddr(va)) {
                     Ok(w) if host::read_byte(w.pa) == want.unwrap_or(0) => {}
                     Ok(w) => {
@@ -978,7 +1175,8 @@ impl World {
                             want.map_or("nothing".to_string(), |b| format!("{b:#x}"))
                         ))
                     }
-                    Err(_) if want.is_none() => {}
+                    // Nothing written, or a private file page not faulted in yet.
+                    Err(_) if want.is_none() || uncopied => {}
                     Err(f) => {
                         return Err(format!(
                             "mm{}: {va:#x} was written ({want:x?}) but the walk says {f:?}",
@@ -1043,9 +1241,19 @@ fn reachable(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
 
 /// The file and byte offset that `va` maps in `mm`, if a shared mapping covers it.
 fn shared_key_of(mm: &Mm<HostMm>, va: VirtAddr) -> Option<(u64, u64)> {
-    let v = mm.vmas.find(va)?;
-    let m = v.file().filter(|m| m.shared)?;
-    Some((m.file.ino, va.as_u64().wrapping_sub(m.origin)))
+    let (ino, origin, shared) = file_of(mm.vmas.find(va)?)?;
+    shared.then(|| (ino, va.as_u64().wrapping_sub(origin)))
+}
+
+/// The file a VMA maps (a RAM file's or a hugetlb file's): its inode number, the
+/// address of its byte 0, whether shared.
+fn file_of(v: &super::vma::Vma) -> Option<(u64, u64, bool)> {
+    if let Some(m) = v.file() {
+        return Some((m.file.ino, m.origin, m.shared));
+    }
+    let h = v.hugetlb()?;
+    let f = h.file.as_ref()?;
+    Some((f.ino, h.origin, h.shared))
 }
 
 fn page_of(va: u64) -> u64 {
@@ -1056,10 +1264,8 @@ impl Proc {
     /// Forget what was written in `[start, end)`, and its lazyfree marks.
     fn discard(&mut self, start: u64, end: u64) {
         discard(&mut self.shadow, start, end);
-        let gone: Vec<u64> = self.lazy.range(start..end).copied().collect();
-        for page in gone {
-            self.lazy.remove(&page);
-        }
+        forget_pages(&mut self.lazy, start, end);
+        forget_pages(&mut self.copied, start, end);
     }
 
     /// mremap of `[old, old + old_len)` to `new_len` bytes returned `new`: the data of
@@ -1085,6 +1291,7 @@ impl Proc {
             let image = |va: u64| va - old + new;
             let data: Vec<(u64, u8)> = self.shadow.range(a..b).map(|(&va, &b)| (va, b)).collect();
             let lazy: Vec<u64> = self.lazy.range(a..b).copied().collect();
+            let copies: Vec<u64> = self.copied.range(a..b).copied().collect();
             self.discard(image(a), image(b));
             self.discard(a, b);
             for (va, byte) in data {
@@ -1092,6 +1299,9 @@ impl Proc {
             }
             for page in lazy {
                 self.lazy.insert(image(page));
+            }
+            for page in copies {
+                self.copied.insert(image(page));
             }
         }
     }
@@ -1105,17 +1315,88 @@ impl World {
         shared_key_of(&self.procs[i].mm, va)
     }
 
-    /// Every byte written to a file that `p` maps shared and has faulted in reads as
-    /// written there (a page not faulted in yet says nothing: it comes from the cache).
+    /// The file and offset that `va` reads in address space `i` through a private file
+    /// mapping whose page is not copied yet.
+    fn file_key(&self, i: usize, va: VirtAddr) -> Option<(u64, u64)> {
+        let p = &self.procs[i];
+        private_file_key_of(&p.mm, va).filter(|_| !p.copied.contains(&page_of(va.as_u64())))
+    }
+
+    /// What a load of `va` in `p` must read: the file's byte through a shared mapping
+    /// or an uncopied page of a private one, else what `p` wrote there (or zero).
+    fn want(&self, p: &Proc, va: VirtAddr) -> u8 {
+        let uncopied =
+            || private_file_key_of(&p.mm, va).filter(|_| !p.copied.contains(&page_of(va.as_u64())));
+        match shared_key_of(&p.mm, va).or_else(uncopied) {
+            Some(key) => self.files.get(&key).copied().unwrap_or(0),
+            None => p.shadow.get(&va.as_u64()).copied().unwrap_or(0),
+        }
+    }
+
+    /// Page `page` of address space `i` got a copy of its own (a write to a private
+    /// file mapping): if it read the file until now, it holds the file's bytes of
+    /// that page from here on.
+    fn copy_out(&mut self, i: usize, page: u64) {
+        let Some((ino, off)) = self.file_key(i, VirtAddr(page)) else {
+            return;
+        };
+        let bytes: Vec<(u64, u8)> = self
+            .files
+            .range((ino, off)..(ino, off + PAGE_SIZE as u64))
+            .map(|(&(_, o), &b)| (page + (o - off), b))
+            .collect();
+        let p = &mut self.procs[i];
+        discard(&mut p.shadow, page, page + PAGE_SIZE as u64);
+        p.shadow.extend(bytes);
+        p.copied.insert(page);
+        self.log.push(format!(
+            "mm{}: {page:#x} copied from file {ino} offset {off:#x}",
+            p.id
+        ));
+    }
+
+    /// Copies made by anything but a store (MADV_POPULATE_WRITE, mlock, a pin, a
+    /// debugger's write): each page of a private file mapping that maps an anonymous
+    /// page now, and read the file until now, holds the file's bytes at that moment.
+    fn note_copies(&mut self) {
+        for i in 0..self.procs.len() {
+            let p = &self.procs[i];
+            let mut pages = Vec::new();
+            for v in
+                p.mm.vmas
+                    .iter()
+                    .filter(|v| v.file().is_some_and(|m| !m.shared))
+            {
+                p.mm.tables.for_each_leaf(v.start, v.end, |va, leaf| {
+                    let pa = leaf.pa_of(va);
+                    if !super::zero::is_zero(pa) && !folio::Folio::of(pa).is_file() {
+                        pages.push(va.as_u64());
+                    }
+                });
+            }
+            for page in pages {
+                if !self.procs[i].copied.contains(&page) {
+                    self.copy_out(i, page);
+                }
+            }
+        }
+    }
+
+    /// Every byte written to a file that `p` maps shared, or private where the page is
+    /// not copied, and has faulted in reads as written there (a page not faulted in
+    /// yet says nothing: it comes from the cache).
     fn check_shared(&self, p: &Proc) -> Result<(), String> {
         for v in p.mm.vmas.iter() {
-            let Some(m) = v.file().filter(|m| m.shared) else {
+            let Some((ino, origin, shared)) = file_of(v) else {
                 continue;
             };
-            let first = v.start.as_u64().wrapping_sub(m.origin);
+            let first = v.start.as_u64().wrapping_sub(origin);
             let end = first + (v.end.as_u64() - v.start.as_u64());
-            for (&(_, off), &want) in self.files.range((m.file.ino, first)..(m.file.ino, end)) {
-                let va = VirtAddr(m.origin.wrapping_add(off));
+            for (&(_, off), &want) in self.files.range((ino, first)..(ino, end)) {
+                let va = VirtAddr(origin.wrapping_add(off));
+                if !shared && p.copied.contains(&page_of(va.as_u64())) {
+                    continue;
+                }
                 if let Ok(w) = model::walk(p.mm.tables.env(), p.mm.tables.root(), va) {
                     let got = host::read_byte(w.pa);
                     if got != want {
@@ -1123,7 +1404,7 @@ impl World {
                             "mm{}: {:#x} (file {} offset {off:#x}) holds {got:#x} (PA {}), but {want:#x} was written to the file there",
                             p.id,
                             va.as_u64(),
-                            m.file.ino,
+                            ino,
                             w.pa
                         ));
                     }
@@ -1156,6 +1437,22 @@ impl World {
             }
         }
     }
+}
+
+/// Forget the pages of `set` in `[start, end)`.
+fn forget_pages(set: &mut BTreeSet<u64>, start: u64, end: u64) {
+    let gone: Vec<u64> = set.range(start..end).copied().collect();
+    for page in gone {
+        set.remove(&page);
+    }
+}
+
+/// The file and byte offset that `va` maps in `mm`, if a private file mapping covers
+/// it (its pages are the file's until copied).
+fn private_file_key_of(mm: &Mm<HostMm>, va: VirtAddr) -> Option<(u64, u64)> {
+    let v = mm.vmas.find(va)?;
+    let m = v.file().filter(|m| !m.shared)?;
+    Some((m.file.ino, va.as_u64().wrapping_sub(m.origin)))
 }
 
 /// Forget what was written in `[start, end)` (unmapped: it reads as zero now).

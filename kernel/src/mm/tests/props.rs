@@ -92,6 +92,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(mm, page, align, pages, prot, populate)| Op::Mmap { mm, page, align, pages, prot, populate }),
         2 => (mm.clone(), 0..WINDOW_PAGES, align(), map_pages())
             .prop_map(|(mm, page, align, pages)| Op::MmapShared { mm, page, align, pages }),
+        2 => (mm.clone(), 0..WINDOW_PAGES, align(), map_pages(), 0..8usize)
+            .prop_map(|(mm, page, align, pages, file)| Op::MmapPrivateFile { mm, page, align, pages, file }),
         8 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::Write { mm, at, byte }),
         3 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::Read { mm, at, byte }),
         2 => (mm.clone(), at(), 0..PAGE_SIZE).prop_map(|(mm, at, byte)| Op::ForceWrite { mm, at, byte }),

@@ -248,3 +248,88 @@ fn lazyfree_then_write_then_pageout_keeps_written_folios() {
     ]);
     each_config(&ops);
 }
+
+/// A debugger's write to a private hugetlb page fork shared, in the parent, next to a
+/// MAP_SHARED mapping (found by the property tests, hugetlb among their operations).
+#[test]
+fn forced_write_to_a_private_hugetlb_page_after_fork() {
+    let at = |vma, page| At {
+        vma,
+        page,
+        align: 1,
+    };
+    each_config(&[
+        Op::MmapHugetlb {
+            mm: 0,
+            page: 2560,
+            pages: 3,
+            big: true,
+            shared: true,
+        },
+        Op::MmapHugetlb {
+            mm: 0,
+            page: 1536,
+            pages: 1,
+            big: true,
+            shared: false,
+        },
+        Op::ForceRead {
+            mm: 0,
+            at: at(0, 0),
+            byte: 0,
+        },
+        Op::Fork { mm: 0 },
+        Op::MmapShared {
+            mm: 0,
+            page: 0,
+            align: 1,
+            pages: 1,
+        },
+        Op::ForceWrite {
+            mm: 0,
+            at: at(1, 0),
+            byte: 0,
+        },
+    ]);
+}
+
+/// mremap with DONTUNMAP next to hugetlb mappings (found by the property tests).
+#[test]
+fn mremap_next_to_hugetlb_mappings() {
+    let at = |vma, page| At {
+        vma,
+        page,
+        align: 1,
+    };
+    each_config(&[
+        Op::MmapShared {
+            mm: 0,
+            page: 0,
+            align: 1,
+            pages: 512,
+        },
+        Op::MmapHugetlb {
+            mm: 0,
+            page: 512,
+            pages: 1,
+            big: false,
+            shared: false,
+        },
+        Op::MmapHugetlb {
+            mm: 0,
+            page: 16,
+            pages: 1,
+            big: false,
+            shared: false,
+        },
+        Op::Mremap {
+            mm: 0,
+            at: at(2, 398),
+            old_pages: 83,
+            new_pages: 1,
+            flags: 7,
+            dst_page: 1679,
+            dst_align: 1,
+        },
+    ]);
+}

@@ -13,7 +13,7 @@ use alloc::sync::Arc;
 use super::collapse::{all_back, env, leaf, only, pattern};
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
-use crate::mm::fault::FaultError;
+use crate::mm::install::FaultError;
 use crate::mm::shmem::Shmem;
 use crate::mm::vma::HugeHint;
 use crate::mm::PhysAddr;

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
-use super::collapse::{all_back, only, region, write_pages, HW};
+use super::collapse::{all_back, only, pattern, region, write_pages, HW};
 use super::*;
 use crate::mm::addr::CONT_SIZE;
 use crate::mm::lazyfree;
@@ -194,4 +194,117 @@ fn hardware_dirty_state_from_other_cpus_survives_converts_and_lazyfree() {
         audit::check([&mm].into_iter()).expect("folio audit");
         all_back([mm]);
     }
+}
+
+/// The folio protocol (`folio`, rules 1 and 4) between CPUs that do not share an `Mm`
+/// lock: after fork, a parent and a child, each on its own `std::thread` with its own
+/// lock, write the same 64 KiB folios (copy-on-write: a page copied, or the whole
+/// folio reused once the other side has unmapped it) while the child unmaps blocks
+/// and half blocks (map counts drop; half-mapped folios queue for deferred split) and
+/// a third thread runs the deferred-split shrinker over and over, splitting the
+/// folios the other two are still reusing, copying and unmapping. Each side's bytes
+/// must be its own, the audit must agree with both address spaces after every round,
+/// and every frame must be back at the end.
+#[test]
+fn split_against_unmap_against_reuse_across_address_spaces() {
+    const BLOCKS: usize = 16;
+    const PAGES: usize = BLOCKS * 16;
+    let _m = host::machine();
+    only(&[4]);
+    let reused = mthp::stats(4).cow_reuse.load(Ordering::Relaxed);
+    let mut split = 0;
+    for round in 0..8 {
+        let mut parent = Mm::new_in(&HostMm {
+            features: HW,
+            mode: ContMode::On,
+        })
+        .unwrap();
+        let va = region(&mut parent, PAGES * PAGE_SIZE, CONT_SIZE);
+        write_pages(&mut parent, va, 0..PAGES);
+        let child = parent.fork().unwrap();
+        let (parent, child) = (Arc::new(Mutex::new(parent)), Arc::new(Mutex::new(child)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let shrinker = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut split = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    split += folio::shrink_deferred();
+                    std::thread::yield_now();
+                }
+                split
+            })
+        };
+        // The child: per block, one page written (a copy), then the whole block
+        // unmapped (even blocks) or its second half (odd blocks).
+        let child_side = {
+            let child = child.clone();
+            std::thread::spawn(move || {
+                for b in 0..BLOCKS {
+                    let page = b * 16 + (b + round) % 16;
+                    store(&child, va.add(page * PAGE_SIZE), 0xc0);
+                    let (from, n) = if b % 2 == 0 { (0, 16) } else { (8, 8) };
+                    let at = va.add((b * 16 + from) * PAGE_SIZE);
+                    child
+                        .lock()
+                        .unwrap()
+                        .munmap(at, at.add(n * PAGE_SIZE))
+                        .expect("munmap");
+                    std::thread::yield_now();
+                }
+            })
+        };
+        // The parent: every page of every block written, in a round-dependent order,
+        // racing the child's copy and unmap of the same folio.
+        for k in 0..PAGES {
+            let page = (k * 7 + round * 13) % PAGES;
+            store(&parent, va.add(page * PAGE_SIZE), 0xa0);
+        }
+        child_side.join().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        split += shrinker.join().unwrap();
+        let (parent, child) = (
+            Arc::try_unwrap(parent).ok().unwrap().into_inner().unwrap(),
+            Arc::try_unwrap(child).ok().unwrap().into_inner().unwrap(),
+        );
+        for i in 0..PAGES {
+            let at = va.add(i * PAGE_SIZE);
+            let b = i / 16;
+            let read = |mm: &Mm<HostMm>| mm.tables.get(at).map(|l| host::read_byte(l.pa_of(at)));
+            assert_eq!(
+                read(&parent),
+                Some(0xa0),
+                "round {round}: parent's page {i}"
+            );
+            let unmapped = if b % 2 == 0 { true } else { i % 16 >= 8 };
+            let want = if unmapped {
+                None
+            } else if i == b * 16 + (b + round) % 16 {
+                Some(0xc0)
+            } else {
+                Some(pattern(i))
+            };
+            assert_eq!(read(&child), want, "round {round}: child's page {i}");
+        }
+        audit::check([&parent, &child].into_iter()).expect("folio audit");
+        all_back([parent, child]);
+    }
+    // Both races happened: whole folios reused after the child's unmap, half-mapped
+    // folios split under the writers.
+    assert!(
+        mthp::stats(4).cow_reuse.load(Ordering::Relaxed) > reused,
+        "no reuse"
+    );
+    assert!(split > 0, "the shrinker split nothing");
+}
+
+/// A store of `byte` at `va` by a thread of `mm`: faulted writable first (copy-on-write
+/// or reuse) under its lock, then written at the frame the entry maps.
+fn store(mm: &Mutex<Mm<HostMm>>, va: VirtAddr, byte: u8) {
+    let mut mm = mm.lock().unwrap();
+    if mm.tables.get(va).is_none_or(|l| !l.pte.is_writable()) {
+        mm.handle_fault(va, Access::Write).expect("fault");
+    }
+    let pa = mm.tables.get(va).unwrap().pa_of(va);
+    host::write_byte(pa, byte);
 }

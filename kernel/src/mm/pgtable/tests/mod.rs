@@ -3,7 +3,7 @@
 //! * this file: helpers (a CPU that runs accesses through the model and calls the fault
 //!   helpers, a way to run hand-written store sequences inside an operation) and unit
 //!   tests of the layer's behaviour and of the checker's rules;
-//! * `bugs.rs`: one test per bug of the notes' "bugs the real kernels shipped" list,
+//! * `bugs.rs`: one test per bug of `docs/notes/contpte.md`'s "Bugs the real kernels shipped",
 //!   each with a deliberately broken variant that the checker or the model must catch;
 //! * `props.rs`: property tests of random operation sequences against a reference model.
 
