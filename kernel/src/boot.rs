@@ -8,10 +8,11 @@ use core::sync::atomic::Ordering;
 
 use platform::fdt::BoardInfo;
 
+use crate::arch::aarch64::mm::heap;
+use crate::arch::aarch64::mm::kmap::{self, ImageLayout};
 use crate::arch::aarch64::mmu;
 use crate::cmdline::{CmdLine, Spaced};
-use crate::mm::kmap::{self, ImageLayout};
-use crate::mm::{frame, heap, phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
+use crate::mm::{frame, phys_to_virt, PhysAddr, PAGE_SIZE};
 use crate::{console, interrupts, kprintln, power, smp, time};
 
 /// QEMU virt puts the DTB at the start of RAM when the kernel is an ELF.
@@ -32,13 +33,13 @@ fn board() -> (BoardInfo<'static>, &'static [u8]) {
     // nothing writes that range (the frame allocator reserves it).
     let dtb = unsafe { platform::fdt::dtb_size(va).map(|n| core::slice::from_raw_parts(va, n)) };
     let Some(dtb) = dtb else {
-        console::init((FALLBACK_UART_PA + KERNEL_VA_OFFSET) as usize);
+        console::init(FALLBACK_UART_PA);
         panic!("no DTB at {DTB_PA:#x}");
     };
     match platform::fdt::parse(dtb) {
         Ok(b) => (b, dtb),
         Err(e) => {
-            console::init((FALLBACK_UART_PA + KERNEL_VA_OFFSET) as usize);
+            console::init(FALLBACK_UART_PA);
             panic!("DTB at {DTB_PA:#x} unusable: {e}");
         }
     }
@@ -48,7 +49,7 @@ fn board() -> (BoardInfo<'static>, &'static [u8]) {
 extern "C" fn primary_main(entry_el: u64) -> ! {
     crate::percpu::init_boot_cpu();
     let (board, dtb) = board();
-    console::init((board.pl011_base + KERNEL_VA_OFFSET) as usize);
+    console::init(board.pl011_base);
     // First, so that a panic from here on exits with its status (101) through
     // semihosting: a test or script would otherwise see a power-off, status 0.
     power::probe_semihosting();
@@ -77,14 +78,14 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     let features = crate::arch::aarch64::features::read_once();
     mmu::configure(features);
     heap::init();
-    let pt = crate::mm::ptenv::configure(cmd, features);
+    let pt = crate::arch::aarch64::mm::machine::configure(cmd, features);
     configure_mthp(cmd);
 
     let image = ImageLayout::current();
     let initrd = initrd_range(cmd, &board);
     init_frames(&board, dtb, &image, initrd);
     crate::mm::hugetlb::configure(cmd);
-    crate::mm::ptenv::init_zero_page();
+    crate::arch::aarch64::mm::machine::init_zero_page();
     let root = kmap::build(
         board.memory_regions().iter().map(|r| (r.base, r.end())),
         &image,

@@ -12,11 +12,10 @@ use crate::sync::IrqSpinLock;
 static UART: spin::Once<Pl011> = spin::Once::new();
 static LOCK: IrqSpinLock<()> = IrqSpinLock::new(());
 
-/// Start the console on the PL011 at `base` (a kernel virtual address).
-pub fn init(base: usize) {
+/// Start the console on the PL011 at physical address `pa` (in the device window).
+pub fn init(pa: u64) {
     UART.call_once(|| {
-        // SAFETY: the caller maps the PL011 registers at `base` as device memory.
-        let uart = unsafe { Pl011::new(base) };
+        let uart = crate::arch::aarch64::mm::kmap::pl011(pa);
         uart.init();
         uart
     });

@@ -9,7 +9,6 @@ use platform::gic::{Gic, GicInfo};
 
 use crate::arch::aarch64::regs::mpidr;
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::mm::KERNEL_VA_OFFSET;
 
 /// SGI used to poke another CPU.
 pub const IPI_PING: u32 = 1;
@@ -31,9 +30,7 @@ fn gic() -> &'static Gic {
 
 /// Boot CPU: bring up the distributor and this CPU's interface.
 pub fn init(info: &GicInfo, timer_intid: u32) {
-    let va = info.map_bases(|pa| pa + KERNEL_VA_OFFSET);
-    // SAFETY: the kernel map covers the device window (first GiB) as Device-nGnRE.
-    GIC.call_once(|| unsafe { Gic::new(&va) });
+    GIC.call_once(|| crate::arch::aarch64::mm::kmap::gic(info));
     TIMER_INTID.store(timer_intid, Ordering::Release);
     gic().init_distributor();
     init_cpu();

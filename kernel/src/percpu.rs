@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::aarch64::regs::{mpidr, read_sysreg, write_sysreg};
 
-pub const MAX_CPUS: usize = 16;
+pub use crate::MAX_CPUS;
 
 pub struct PerCpu {
     pub index: usize,

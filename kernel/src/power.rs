@@ -5,14 +5,11 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use platform::psci::Conduit;
 
-use crate::arch::aarch64::trap::{register_fixup, Fixup};
+use crate::arch::aarch64::trap::semihosting_answers;
 
 static SEMIHOSTING: AtomicBool = AtomicBool::new(false);
 /// 0: HVC, 1: SMC (from the DTB).
 static CONDUIT: AtomicU8 = AtomicU8::new(0);
-
-/// SYS_ERRNO: harmless, answered by any semihosting host.
-const SYS_ERRNO: u64 = 0x13;
 
 pub fn set_conduit(c: Conduit) {
     CONDUIT.store(matches!(c, Conduit::Smc) as u8, Ordering::Release);
@@ -26,17 +23,9 @@ pub fn conduit() -> Conduit {
     }
 }
 
-/// Find out whether semihosting is on: without `-semihosting`, QEMU makes the HLT an
-/// undefined instruction, which the registered fix-up turns into x0 = u64::MAX.
+/// Find out whether semihosting is on (`trap::semihosting_answers`).
 pub fn probe_semihosting() -> bool {
-    let hlt = platform::semihost::hlt_address();
-    register_fixup(Fixup {
-        insn: hlt,
-        resume: hlt + 4,
-    });
-    // SAFETY: SYS_ERRNO takes no parameter block; a trap is fixed up as above.
-    let r = unsafe { platform::semihost::call(SYS_ERRNO, 0) };
-    let on = r != u64::MAX;
+    let on = semihosting_answers();
     SEMIHOSTING.store(on, Ordering::Release);
     on
 }

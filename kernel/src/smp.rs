@@ -92,7 +92,7 @@ fn wait_online(c: &PerCpu) -> bool {
 #[no_mangle]
 extern "C" fn secondary_main(c: &'static PerCpu) -> ! {
     percpu::enter(c);
-    crate::mm::kmap::drop_identity_map();
+    crate::arch::aarch64::mm::kmap::drop_identity_map();
     crate::arch::aarch64::mmu::configure(crate::arch::aarch64::features::features());
     crate::interrupts::init_cpu();
     crate::time::start_tick();

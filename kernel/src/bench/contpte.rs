@@ -8,10 +8,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{measure, Cost};
+use crate::arch::aarch64::mm::machine::{self, UserTables};
 use crate::kprintln;
 use crate::mm::frame::frames;
 use crate::mm::pgtable::{ContMode, CounterSnapshot, Prot, PteAttrs};
-use crate::mm::ptenv::{self, UserTables};
 use crate::mm::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 
 const REPS: usize = 31;
@@ -108,11 +108,11 @@ fn bench_op(t: &mut UserTables, folio: PhysAddr, op: &Op) -> Result1 {
         t,
         |t| {
             t.map(VA, folio, op.premapped, rw()).unwrap();
-            ptenv::counters().snapshot()
+            machine::counters().snapshot()
         },
         |t| (op.run)(t, folio),
         |t, before| {
-            counters = ptenv::counters().snapshot() - before;
+            counters = machine::counters().snapshot() - before;
             t.unmap(VA, 16).unwrap();
         },
     );
@@ -123,7 +123,7 @@ fn bench_op(t: &mut UserTables, folio: PhysAddr, op: &Op) -> Result1 {
 /// range (one range TLBI, or 16 page TLBIs, or none with BBM level 2), complete it
 /// (DSB), write 16 entries.
 fn convert_bound() -> (u64, String) {
-    let f = ptenv::config().features;
+    let f = machine::config().features;
     let (tlbi, dsb, what) = match (f.bbml2, f.range_tlbi) {
         (true, _) => (0, 0, "no TLBI (bbml2)"),
         (false, true) => (1, 1, "1 range TLBI + 1 DSB"),
@@ -179,7 +179,7 @@ pub fn run() {
         .alloc(4)
         .expect("no 64 KiB folio for the benchmark");
     let counted = crate::arch::aarch64::pmu::counts_instructions();
-    let cfg = ptenv::config();
+    let cfg = machine::config();
     kprintln!(
         "bench: contpte: one 64 KiB block (16 x 4 KiB, one folio), {REPS} repetitions each, IRQs masked, checker off; features {}; bbml2={}",
         crate::arch::aarch64::features::features(),

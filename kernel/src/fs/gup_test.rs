@@ -18,6 +18,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Stream, O_RDWR};
+use crate::arch::aarch64::mm::machine::KernelPt;
 use crate::arch::aarch64::uaccess::{copy_to_user, read_user};
 use crate::mm::{pin, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::proc::sched::me;
@@ -171,7 +172,7 @@ fn copy_out(pages: &[PhysAddr], arg: u64) -> Result<(), Errno> {
     let mut to: u64 = read_user(arg as usize).map_err(|_| EFAULT)?;
     let mut buf = vec![0u8; PAGE_SIZE];
     for &pa in pages {
-        pin::read_pinned(pa, &mut buf);
+        pin::read_pinned(&KernelPt, pa, &mut buf);
         copy_to_user(to as usize, &buf).map_err(|_| EFAULT)?;
         to = to.wrapping_add(PAGE_SIZE as u64);
     }
@@ -181,7 +182,7 @@ fn copy_out(pages: &[PhysAddr], arg: u64) -> Result<(), Errno> {
 /// Pin all of `pages.len()` pages from `start`, or none (Linux's loop over
 /// `pin_user_pages` stops, and drops what it has, at the first error).
 fn pin_all(
-    mm: &mut crate::mm::aspace::Mm,
+    mm: &mut crate::arch::aarch64::mm::machine::Mm,
     start: VirtAddr,
     pages: &mut [PhysAddr],
     write: bool,

@@ -13,15 +13,18 @@
 //! implemented above this layer (a pipe end, `proc::pipe`); the system calls take it
 //! out of the table and call it with the table unlocked.
 
+// No `unsafe` in the file layer: user memory goes through `arch::aarch64::uaccess`.
+#![forbid(unsafe_code)]
+
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use crate::arch::aarch64::mm::machine::KernelPt;
 use crate::arch::aarch64::uaccess::USER_END;
 use crate::mm::addr::PAGE_SHIFT;
 use crate::mm::fault::Transfer;
-use crate::mm::ptenv::KernelPt;
 use crate::mm::shmem::Shmem;
 use procfs::MemFile;
 
@@ -67,7 +70,7 @@ const fn dir(path: &'static str) -> Node {
 
 /// The contiguous layer's counters, one `name value` per line.
 fn contpte_stats() -> String {
-    let c = crate::mm::ptenv::counters().snapshot();
+    let c = crate::arch::aarch64::mm::machine::counters().snapshot();
     let mut s = String::new();
     for (name, v) in [
         ("folds", c.folds),
@@ -154,14 +157,14 @@ static NODES: &[Node] = &[
     Node {
         path: "/sys/kernel/mm/asid_stats",
         render: Some(|| {
-            let (bits, shared) = crate::mm::ptenv::asid_stats();
+            let (bits, shared) = crate::arch::aarch64::mm::machine::asid_stats();
             alloc::format!("asid_bits {bits}\nshared_handouts {shared}\n")
         }),
         write: None,
     },
     Node {
         path: "/sys/kernel/mm/contpte/mode",
-        render: Some(|| alloc::format!("{}\n", crate::mm::ptenv::config().mode)),
+        render: Some(|| alloc::format!("{}\n", crate::arch::aarch64::mm::machine::config().mode)),
         write: None,
     },
 ];

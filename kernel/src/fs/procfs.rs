@@ -10,8 +10,8 @@ use alloc::string::String;
 use core::fmt::Write;
 
 use super::{Node, WordTable, WORD};
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::mm::addr::PAGE_SHIFT;
-use crate::mm::aspace::Mm;
 use crate::mm::fault::Transfer;
 use crate::mm::mthp;
 use crate::mm::{PhysAddr, VirtAddr};

@@ -14,7 +14,7 @@ const PMD_ORDER: usize = 9;
 pub fn render() -> String {
     let s9 = mthp::stats(PMD_ORDER);
     let load = |c: &core::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let cont = crate::mm::ptenv::counters().snapshot();
+    let cont = crate::arch::aarch64::mm::machine::counters().snapshot();
     let lf = &crate::mm::lazyfree::STATS;
     let rc = &crate::mm::reclaim::RECLAIM;
     let mut out = String::new();

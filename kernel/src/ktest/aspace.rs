@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 
 use super::TestResult;
-use crate::mm::aspace::Mm;
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::mm::fault::Access;
 use crate::mm::frame::frames;
 use crate::mm::install::FaultError;

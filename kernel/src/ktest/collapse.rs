@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use super::TestResult;
-use crate::mm::aspace::Mm;
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::mm::fault::Access;
 use crate::mm::folio;
 use crate::mm::frame::frames;
@@ -24,7 +24,7 @@ const RW: VmProt = VmProt {
     write: true,
     exec: false,
 };
-const PMD: usize = 2 << 20;
+const PMD: usize = crate::mm::addr::PMD_SIZE;
 
 /// Every free frame, to give back with `release`.
 fn hog() -> Vec<PhysAddr> {

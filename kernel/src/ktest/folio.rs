@@ -6,10 +6,10 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use super::TestResult;
+use crate::arch::aarch64::mm::machine::KernelPt;
 use crate::mm::folio::{self, Folio};
 use crate::mm::frame::frames;
 use crate::mm::mthp;
-use crate::mm::ptenv::KernelPt;
 use crate::{kassert, kassert_eq};
 
 fn stat(order: usize) -> (u64, u64, i64) {

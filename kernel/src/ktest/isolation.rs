@@ -14,10 +14,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::arch::{exec_probe_fixup, ktest_exec_probe};
 use super::TestResult;
+use crate::arch::aarch64::mm::kmap::ImageLayout;
 use crate::arch::aarch64::mmu::{translate, Access, Translation};
 use crate::kassert;
 use crate::mm::frame::frames;
-use crate::mm::kmap::ImageLayout;
 use crate::mm::{phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 
 /// `mov x0, #7; ret`, in .data (a mutable static with a non-zero value).

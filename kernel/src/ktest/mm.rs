@@ -5,10 +5,11 @@ use alloc::vec::Vec;
 
 use super::arch::{exec_probe_fixup, ktest_exec_probe};
 use super::TestResult;
+use crate::arch::aarch64::mm::heap;
+use crate::arch::aarch64::mm::kmap::ImageLayout;
 use crate::arch::aarch64::mmu::{translate_el1, Translation};
 use crate::mm::frame::{self, MAX_ORDER};
-use crate::mm::kmap::ImageLayout;
-use crate::mm::{heap, phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
+use crate::mm::{phys_to_virt, PhysAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 use crate::{kassert, kassert_eq};
 
 pub fn frame_orders_aligned_and_returned() -> TestResult {
@@ -159,8 +160,9 @@ pub fn kmap_linear_map_covers_ram() -> TestResult {
 /// the middle two come back zero and their neighbours untouched. QEMU permits DC ZVA
 /// on both models (DCZID_EL0.DZP clear), so this runs the DC ZVA path.
 pub fn zero_pages_clears_exactly_its_pages() -> TestResult {
+    use crate::arch::aarch64::mm::machine::KernelPt;
+    use crate::arch::aarch64::mm::page::zva_block_bytes;
     use crate::mm::env::MmEnv;
-    use crate::mm::ptenv::{zva_block_bytes, KernelPt};
 
     let block = zva_block_bytes();
     kassert!(

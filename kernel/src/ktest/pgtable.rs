@@ -8,11 +8,12 @@ use alloc::vec::Vec;
 use alloc::{format, string::String};
 
 use super::TestResult;
+use crate::arch::aarch64::mm::kmap;
+use crate::arch::aarch64::mm::machine::{self, KernelPt, UserTables};
 use crate::arch::aarch64::mmu::{self, Access, Translation};
 use crate::mm::frame::frames;
 use crate::mm::pgtable::{ContMode, FaultFix, Kind, Prot, PtEnv, Pte, PteAttrs};
-use crate::mm::ptenv::{self, KernelPt, UserTables};
-use crate::mm::{kmap, MemType, PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::mm::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::{kassert, kassert_eq};
 
 fn attrs(write: bool) -> PteAttrs {
@@ -55,7 +56,7 @@ fn check_page(
             other => Err(format!("{va}: expected unmapped, AT says {other:?}")),
         };
     };
-    let hw_af = ptenv::config().features.hw_af;
+    let hw_af = machine::config().features.hw_af;
     for access in [Access::El0Read, Access::El0Write] {
         let want_ok = access == Access::El0Read || writable;
         let mut fixes = 0;
@@ -104,10 +105,10 @@ pub fn fold_is_what_the_walker_sees() -> TestResult {
     let mut t = UserTables::new().map_err(|e| format!("{e:?}"))?;
     let folio = frames().alloc(4).ok_or("no 64 KiB folio")?;
     let va = VirtAddr::new(0x10_0000);
-    let before = ptenv::counters().snapshot();
+    let before = machine::counters().snapshot();
     t.map(va, folio, 16, attrs(true))
         .map_err(|e| format!("{e:?}"))?;
-    let d = ptenv::counters().snapshot() - before;
+    let d = machine::counters().snapshot() - before;
     let cont = t.get(va).ok_or("nothing mapped")?.pte.is_cont();
     kassert_eq!(cont, t.mode() != ContMode::Off);
     // On: written contiguous directly; naive: 16 single entries, then a fold.
@@ -122,9 +123,9 @@ pub fn fold_is_what_the_walker_sees() -> TestResult {
         })
     });
     // Write-protect the whole block (fork): one batched call, the block stays folded.
-    let before = ptenv::counters().snapshot();
+    let before = machine::counters().snapshot();
     t.wrprotect(va, 16).map_err(|e| format!("{e:?}"))?;
-    let d = ptenv::counters().snapshot() - before;
+    let d = machine::counters().snapshot() - before;
     if t.mode() == ContMode::On {
         kassert_eq!((d.unfolds, d.folds), (0, 0));
         kassert!(
@@ -153,11 +154,11 @@ pub fn pmd_block_splits_into_contiguous_blocks() -> TestResult {
     t.map_pmd(va, folio, attrs(true))
         .map_err(|e| format!("{e:?}"))?;
     kassert_eq!(t.get(va).unwrap().level, 2);
-    let before = ptenv::counters().snapshot();
+    let before = machine::counters().snapshot();
     // mprotect of one page: the block becomes 512 entries, only its own 64 KiB unfolds.
     t.protect(va.add(100 * PAGE_SIZE), 1, Prot::user(false, false))
         .map_err(|e| format!("{e:?}"))?;
-    let d = ptenv::counters().snapshot() - before;
+    let d = machine::counters().snapshot() - before;
     kassert_eq!(d.pmd_splits, 1);
     kassert_eq!(t.get(va).unwrap().level, 3);
     if t.mode() == ContMode::On {
@@ -391,7 +392,7 @@ fn random_sequence(seed: u64, steps: usize) -> TestResult {
 }
 
 pub fn random_operations_match_the_walker() -> TestResult {
-    let before = ptenv::counters().snapshot();
+    let before = machine::counters().snapshot();
     for seed in [
         0x9e37_79b9_7f4a_7c15,
         0x1234_5678_9abc_def1,
@@ -399,8 +400,8 @@ pub fn random_operations_match_the_walker() -> TestResult {
     ] {
         random_sequence(seed, 60)?;
     }
-    let d = ptenv::counters().snapshot() - before;
-    match ptenv::config().mode {
+    let d = machine::counters().snapshot() - before;
+    match machine::config().mode {
         ContMode::Off => kassert_eq!(d.folds + d.cont_maps, 0),
         _ => kassert!(
             d.folds + d.cont_maps > 0,
@@ -447,12 +448,12 @@ pub fn corrupt_block_then_operate() -> ! {
 /// mapping of a page marked exclusive first (the order callers must use).
 pub fn anon_exclusive_hook_reads_the_frame_flag() -> TestResult {
     use crate::mm::frame::flags::{ANON, ANON_EXCLUSIVE};
-    let was = ptenv::set_check_exclusive(false);
-    let pa = crate::mm::frame::alloc_zeroed(0).ok_or("no frame")?;
+    let was = machine::set_check_exclusive(false);
+    let pa = crate::arch::aarch64::mm::page::alloc_zeroed(0).ok_or("no frame")?;
     let result = (|| {
         kassert!(!KernelPt.tracks_anon_exclusive());
         kassert_eq!(KernelPt.anon_exclusive(pa), None);
-        ptenv::set_check_exclusive(true);
+        machine::set_check_exclusive(true);
         kassert_eq!(KernelPt.anon_exclusive(pa), None, "not an anonymous folio");
         frames().meta(pa).set(ANON, true);
         kassert_eq!(KernelPt.anon_exclusive(pa), Some(false));
@@ -467,7 +468,7 @@ pub fn anon_exclusive_hook_reads_the_frame_flag() -> TestResult {
         t.unmap(va, 1).map_err(|e| format!("{e:?}"))?;
         Ok(())
     })();
-    ptenv::set_check_exclusive(was);
+    machine::set_check_exclusive(was);
     frames().meta(pa).set(ANON_EXCLUSIVE, false);
     frames().meta(pa).set(ANON, false);
     frames().free(pa, 0);

@@ -6,7 +6,7 @@
 //!
 //! The last ASID is never handed out alone: when every other one is in use (255 live
 //! processes with 8-bit ASIDs), new address spaces share it, and every switch to one
-//! of them flushes this CPU's entries of it first (`ptenv::install_ttbr0`), so no
+//! of them flushes this CPU's entries of it first (`arch::aarch64::mm::machine::install_ttbr0`), so no
 //! process sees another's translations. Broadcast TLBIs one of them issues for its own
 //! pages also drop the others' entries at those addresses: more misses, never a stale
 //! hit. Linux instead rolls over to a new generation of ASIDs; this keeps the

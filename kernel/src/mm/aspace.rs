@@ -18,7 +18,7 @@
 //!
 //! `Mm` is generic over the machine it runs on ([`MmEnv`]: the page-table environment
 //! plus page contents and the tables' owner), as `pgtable` is over `PtEnv`: the kernel
-//! runs it on `KernelPt` (the default, monomorphised: no dynamic dispatch), host tests
+//! runs it on `KernelPt` (`arch::aarch64::mm::machine`, monomorphised: no dynamic dispatch), host tests
 //! on `host::HostMm`, a simulated RAM walked by the software model (`mm/tests`).
 //!
 //! Every page-table entry holds one reference and one map count on its page's folio.
@@ -54,14 +54,9 @@ pub const MMAP_BASE: u64 = STACK_TOP - STACK_SIZE - (256 << 20);
 /// Lowest address mmap hands out (the first 64 KiB stay unmapped: NULL dereferences).
 pub const MMAP_MIN: u64 = 0x1_0000;
 
-/// The machine an `Mm` runs on unless named: the real one in the kernel, the simulated
-/// RAM in host tests.
-#[cfg(target_os = "none")]
-pub type Machine = super::ptenv::KernelPt;
-#[cfg(not(target_os = "none"))]
-pub type Machine = super::host::HostMm;
-
-pub struct Mm<E: MmEnv = Machine> {
+/// An address space on the machine `E`: the kernel's (`arch::aarch64::mm::machine`
+/// names it `Mm` there) or the simulated RAM of host tests.
+pub struct Mm<E: MmEnv> {
     pub tables: E::Tables,
     pub vmas: VmaSet,
     pub brk_start: VirtAddr,
@@ -73,14 +68,6 @@ pub struct Mm<E: MmEnv = Machine> {
     /// mlockall(MCL_FUTURE): the lock flags every new VMA gets (Linux's `def_flags`).
     /// A new address space (exec, fork's child) starts without, as on Linux.
     pub def_flags: VmaFlags,
-}
-
-#[cfg(target_os = "none")]
-impl Mm<super::ptenv::KernelPt> {
-    /// An empty address space of the kernel, with a fresh ASID.
-    pub fn new() -> Result<Self, Errno> {
-        Self::new_in(&super::ptenv::KernelPt)
-    }
 }
 
 impl<E: MmEnv> Mm<E> {

@@ -2,10 +2,11 @@
 //! of any length is worked a 2 MiB piece at a time, so an unmap collects at most 512
 //! records whatever its length.
 
+use super::addr::PTRS_PER_TABLE;
 use super::{VirtAddr, PAGE_SIZE};
 
 /// Pages per batch of range work (2 MiB, aligned): bounds what one step collects.
-pub(super) const BATCH_PAGES: usize = 512;
+pub(super) const BATCH_PAGES: usize = PTRS_PER_TABLE;
 /// Pages per page-table operation of work that collects nothing (64 MiB, aligned):
 /// bounds only what the checker records of one operation in test builds (a block's
 /// entries per 64 KiB touched, 1024 blocks), and costs one operation per 32 tables.

@@ -1,11 +1,11 @@
 //! What an address space needs from the machine beyond what its page tables need
-//! (`pgtable::PtEnv`): the seam that lets `Mm` run on the real machine (`ptenv`) and
-//! on the host's simulated RAM (`host`).
+//! (`pgtable::PtEnv`): the seam that lets `Mm` run on the real machine
+//! (`arch::aarch64::mm::machine`) and on the host's simulated RAM (`host`).
 
 use core::ops::DerefMut;
 
 use super::pgtable::{AddressSpace, MapError, PtEnv};
-use super::PhysAddr;
+use super::{PhysAddr, PAGE_SIZE};
 
 /// What an address space needs from the machine beyond what its page tables need
 /// (`PtEnv`): tables that own their ASID, and the contents of pages, which `mm` only
@@ -27,4 +27,34 @@ pub trait MmEnv: PtEnv + Clone {
     fn write_page(&self, pa: PhysAddr, data: &[u8]);
     /// Load `buf` from `pa`, inside one page the caller maps.
     fn read_page(&self, pa: PhysAddr, buf: &mut [u8]);
+}
+
+/// What both machines check before `write_page` / `read_page` touch RAM: the bytes lie
+/// inside one page, and nothing writes the shared zero page.
+pub fn check_page_access(pa: PhysAddr, len: usize, write: bool) {
+    assert!(
+        !write || !super::zero::is_zero(pa),
+        "a write to the zero page"
+    );
+    assert!(
+        pa.offset_from(pa.align_down(PAGE_SIZE)) + len <= PAGE_SIZE,
+        "{} crosses a page",
+        if write { "write_page" } else { "read_page" }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_access_inside_one_page_passes() {
+        check_page_access(PhysAddr::new(0x4000_1000 + 96), PAGE_SIZE - 96, false);
+    }
+
+    #[test]
+    #[should_panic(expected = "read_page crosses a page")]
+    fn an_access_across_a_page_boundary_panics() {
+        check_page_access(PhysAddr::new(0x4000_1000 + 96), PAGE_SIZE - 95, false);
+    }
 }

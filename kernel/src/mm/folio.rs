@@ -700,7 +700,6 @@ pub fn span_of(pa: PhysAddr) -> FolioSpan {
 /// Whether the page at `pa` is anon-exclusive, for pages of anonymous folios (`None`
 /// for any other frame): what both machines' `PtEnv::anon_exclusive` answer.
 pub fn anon_exclusive(pa: PhysAddr) -> Option<bool> {
-    #[cfg(any(target_os = "none", test))]
     if super::zero::is_zero(pa) {
         // Shared by every address space: never writable (the checker's rule).
         return Some(false);
@@ -800,7 +799,6 @@ pub fn merge(head: PhysAddr, order: usize) -> Result<Locked, MergeError> {
 
 /// A zeroed anonymous folio of `order`, holding the allocation's reference (drop it
 /// with `put(1)` once the pages are mapped); `env` zeroes its pages.
-#[cfg(any(target_os = "none", test))]
 pub fn alloc_anon<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
     let f = alloc_anon_frames(order)?;
     env.zero_pages(f.head, 1 << order);
@@ -809,7 +807,6 @@ pub fn alloc_anon<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
 
 /// An anonymous folio of `order` holding a copy of the pages from `from` (copy-on-write:
 /// not zeroed first, every byte is overwritten), with the allocation's reference.
-#[cfg(any(target_os = "none", test))]
 pub fn alloc_anon_copy<E: MmEnv>(env: &E, order: usize, from: PhysAddr) -> Option<Folio> {
     let f = alloc_anon_frames(order)?;
     env.copy_pages(from, f.head, 1 << order);
@@ -838,7 +835,6 @@ pub fn alloc_file<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
     Some(f)
 }
 
-#[cfg(any(target_os = "none", test))]
 fn alloc_anon_frames(order: usize) -> Option<Folio> {
     let head = frames().alloc(order)?;
     let f = Folio { head };

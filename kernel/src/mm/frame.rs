@@ -461,16 +461,6 @@ pub fn frames() -> &'static FrameAllocator {
         .expect("frame allocator used before boot set it up")
 }
 
-#[cfg(target_os = "none")]
-/// A zeroed block through the linear map.
-pub fn alloc_zeroed(order: usize) -> Option<PhysAddr> {
-    let pa = frames().alloc(order)?;
-    let va = super::phys_to_virt(pa);
-    // SAFETY: the block was just allocated to us and is mapped by the linear map.
-    unsafe { core::ptr::write_bytes(va.as_ptr::<u8>(), 0, super::PAGE_SIZE << order) };
-    Some(pa)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

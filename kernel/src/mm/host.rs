@@ -18,7 +18,7 @@ use std::boxed::Box;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::env::MmEnv;
+use super::env::{check_page_access, MmEnv};
 use super::frame::{self, frames, FrameAllocator, FrameMeta};
 use super::pgtable::{
     AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
@@ -204,21 +204,14 @@ impl MmEnv for HostMm {
     }
 
     fn write_page(&self, pa: PhysAddr, data: &[u8]) {
-        assert!(!super::zero::is_zero(pa), "a write to the zero page");
-        assert!(
-            pa.offset_from(pa.align_down(PAGE_SIZE)) + data.len() <= PAGE_SIZE,
-            "write_page crosses a page"
-        );
+        check_page_access(pa, data.len(), true);
         for (i, &b) in data.iter().enumerate() {
             write_byte(pa.add(i), b);
         }
     }
 
     fn read_page(&self, pa: PhysAddr, buf: &mut [u8]) {
-        assert!(
-            pa.offset_from(pa.align_down(PAGE_SIZE)) + buf.len() <= PAGE_SIZE,
-            "read_page crosses a page"
-        );
+        check_page_access(pa, buf.len(), false);
         for (i, b) in buf.iter_mut().enumerate() {
             *b = read_byte(pa.add(i));
         }

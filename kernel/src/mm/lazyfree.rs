@@ -103,6 +103,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::addr::CONT_PTES;
 use super::addr::PMD_SIZE;
 use super::aspace::Mm;
 use super::batch::{batches, pages};
@@ -115,8 +116,6 @@ use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::{Errno, ENOMEM};
 
-/// Entries in a contiguous block (64 KiB of 4 KiB pages).
-const CONT_PAGES: usize = 16;
 use crate::sync::IrqSpinLock;
 
 /// One marked folio on the lazyfree list: the reverse map (see the module doc).
@@ -525,7 +524,7 @@ pub(super) fn span(at: VirtAddr, leaf: &Leaf) -> usize {
     let block = if leaf.level == 2 {
         512
     } else if leaf.pte.is_cont() {
-        CONT_PAGES
+        CONT_PTES
     } else {
         1
     };

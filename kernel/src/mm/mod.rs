@@ -1,9 +1,7 @@
 //! Memory management: physical frames and their metadata (`frame`), folios and their
-//! SMP protocol (`folio`), the mTHP policy and statistics (`mthp`), the kernel heap
-//! (`heap`), the kernel's own translation tables (`kmap`), the page tables of user
-//! address spaces with the contiguous layer (`pgtable`, machine-independent and
-//! host-tested; `ptenv` runs it on the real machine), ASIDs (`asid`), and the user
-//! address space above them: `aspace` (Mm), `vma`, and the files a write fault after
+//! SMP protocol (`folio`), the mTHP policy and statistics (`mthp`), the page tables of
+//! user address spaces with the contiguous layer (`pgtable`), ASIDs (`asid`), and the
+//! user address space above them: `aspace` (Mm), `vma`, and the files a write fault after
 //! fork passes through in order: `fault` -> `cow` -> `pgtable` -> `pgtable/contpte`;
 //! `zero` (the shared zero page read faults map, and the write that replaces it);
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `mremap` (folios move whole),
@@ -16,7 +14,9 @@
 //! `lazyfree` (MADV_FREE of whole folios, their discard, the lazyfree list as reverse
 //! map) and `reclaim` (the pass that discards them and runs the deferred-split shrinker).
 //! The address space is generic over its machine (`env::MmEnv`): on the host, `host`
-//! simulates RAM under it and `tests` runs it against the software walk.
+//! simulates RAM under it and `tests` runs it against the software walk. Everything
+//! here runs on the host; the real machine, the kernel heap and the kernel's own
+//! translation tables are `arch::aarch64::mm`.
 //!
 //! Address map: the kernel and all of RAM live in the high half (TTBR1) at
 //! `PA + KERNEL_VA_OFFSET` (the linear map); device MMIO likewise; TTBR0 is left for
@@ -39,7 +39,7 @@
 //! | L6 | `DEFERRED` queue (`folio`), lazyfree `LIST` (`lazyfree`), collapse hints (`collapse::hints`) | their lists | under a folio lock or alone | waits (IRQ-safe) |
 //! | L7 | `HUGE_LOCK` (`zero`); a hugetlb pool (`hugetlb`; never two at once) | the huge zero page and its mapping count; a pool's free pages and counters | a fault mapping it, the shrinker freeing it; mmap's reservation, hugetlb faults and unmaps, the pool files | waits |
 //! | L8 | ASID allocator (`asid`) | the ASID bitmap | a new or dying address space | waits (IRQ-safe) |
-//! | L9 | frame allocator (`frame`), kernel heap (`heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
+//! | L9 | frame allocator (`frame`), kernel heap (`arch::aarch64::mm::heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
 //!
 //! A userfaultfd context's lock (`proc::userfault`) is outside the table: taken with
 //! none of it held. A fault waits for its user-space handler only with the L2 lock
@@ -61,6 +61,11 @@
 //! invalidation is broadcast (TLBI ...IS) and ASID-tagged, so it reaches every CPU the
 //! process runs on.
 
+// No `unsafe` in memory management: what touches the machine (frames through the
+// linear map, the kernel's tables, the heap) is `arch::aarch64::mm`, behind safe
+// functions; everything here runs on the host under the model.
+#![forbid(unsafe_code)]
+
 pub mod addr;
 pub mod asid;
 pub mod folio;
@@ -70,60 +75,34 @@ pub mod pgtable;
 pub mod shmem;
 pub mod vma;
 
-#[cfg(any(target_os = "none", test))]
 mod anon;
-#[cfg(any(target_os = "none", test))]
 pub mod aspace;
-#[cfg(any(target_os = "none", test))]
 pub mod audit;
-#[cfg(any(target_os = "none", test))]
 mod batch;
-#[cfg(any(target_os = "none", test))]
 pub mod collapse;
-#[cfg(any(target_os = "none", test))]
 pub mod cow;
 pub mod env;
-#[cfg(any(target_os = "none", test))]
 pub mod fault;
-#[cfg(any(target_os = "none", test))]
 mod filemap;
-#[cfg(any(target_os = "none", test))]
 mod fork;
-#[cfg(target_os = "none")]
-pub mod heap;
-#[cfg(all(test, not(target_os = "none")))]
+#[cfg(test)]
 pub mod host;
 pub mod hugetlb;
-#[cfg(any(target_os = "none", test))]
 pub mod install;
-#[cfg(target_os = "none")]
-pub mod kmap;
-#[cfg(any(target_os = "none", test))]
 pub mod lazyfree;
-#[cfg(any(target_os = "none", test))]
 mod map;
-#[cfg(any(target_os = "none", test))]
 pub mod mlock;
-#[cfg(any(target_os = "none", test))]
 mod mremap;
-#[cfg(any(target_os = "none", test))]
 pub mod pin;
-#[cfg(target_os = "none")]
-pub mod ptenv;
-#[cfg(any(target_os = "none", test))]
 pub mod reclaim;
-#[cfg(any(target_os = "none", test))]
 mod report;
-#[cfg(all(test, not(target_os = "none")))]
+#[cfg(test)]
 mod tests;
-#[cfg(any(target_os = "none", test))]
 pub mod userfault;
-#[cfg(any(target_os = "none", test))]
 pub mod zero;
 
 pub use addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 pub use pgtable::MemType;
-#[cfg(any(target_os = "none", test))]
 pub use report::kpageflags;
 
 /// Offset of the linear map (and of the kernel image): VA = PA + KERNEL_VA_OFFSET.

@@ -137,8 +137,6 @@ pub fn unpin(pa: PhysAddr) {
 
 /// Copy bytes of a pinned page out, from `pa` (`buf.len()` bytes inside its page):
 /// a pipe reading what vmsplice pinned.
-#[cfg(target_os = "none")]
-pub fn read_pinned(pa: PhysAddr, buf: &mut [u8]) {
-    use super::env::MmEnv as _;
-    super::ptenv::KernelPt.read_page(pa, buf);
+pub fn read_pinned<E: MmEnv>(env: &E, pa: PhysAddr, buf: &mut [u8]) {
+    env.read_page(pa, buf);
 }

@@ -456,8 +456,7 @@ const DIRECT_BACKOFF_SPINS: usize = 10_000;
 
 /// A pass over every lazyfree folio from no address space of the caller's (`1`
 /// written to /proc/lazyfree): every owner only tried. Returns what `pass` does.
-#[cfg(target_os = "none")]
-pub fn pass_all() -> usize {
+pub fn pass_all<E: MmEnv>() -> usize {
     STATS.passes_demand.fetch_add(1, Ordering::Relaxed);
-    pass::<super::ptenv::KernelPt>(None, usize::MAX, true, Reclaimer::Demand)
+    pass::<E>(None, usize::MAX, true, Reclaimer::Demand)
 }

@@ -12,6 +12,7 @@
 
 use alloc::vec::Vec;
 
+use crate::mm::PAGE_SIZE;
 use crate::uapi::ENOEXEC;
 
 const EHDR_SIZE: usize = 64;
@@ -29,7 +30,7 @@ const PF_W: u32 = 2;
 const PF_R: u32 = 4;
 /// Segments must end at or below this: the 48-bit user address range.
 const USER_VA_END: u64 = 1 << 48;
-const PAGE_MASK: u64 = 4096 - 1;
+const PAGE_MASK: u64 = PAGE_SIZE as u64 - 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ElfError {

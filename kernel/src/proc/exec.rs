@@ -8,7 +8,8 @@ use alloc::vec::Vec;
 
 use super::elf;
 use super::stack;
-use crate::mm::aspace::{Mm, STACK_TOP};
+use crate::arch::aarch64::mm::machine::Mm;
+use crate::mm::aspace::STACK_TOP;
 use crate::mm::vma::{HugeHint, VmProt, Vma, VmaFlags, VmaKind};
 use crate::mm::{VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;

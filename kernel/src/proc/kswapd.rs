@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::process::{join_kthread, kthread_exit, spawn_kthread};
 use super::sched::{self, WaitQueue};
 use super::task::Task;
-use crate::mm::ptenv::KernelPt;
+use crate::arch::aarch64::mm::machine::KernelPt;
 use crate::mm::reclaim;
 use crate::sync::SpinLock;
 

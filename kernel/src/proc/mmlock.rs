@@ -22,7 +22,7 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{fence, AtomicUsize, Ordering};
 
 use super::sched::{self, WaitQueue};
-use crate::mm::aspace::Mm;
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::sync::SpinLock;
 
 /// Tries before a waiter sleeps: a short section ends within them.

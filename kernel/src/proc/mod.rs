@@ -25,13 +25,16 @@ pub mod mmlock;
 #[cfg(target_os = "none")]
 pub mod pipe;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)] // a new task's first context and FP state (see the crate doc)
 pub mod process;
 pub mod robust;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)] // the context switch (see the crate doc)
 pub mod sched;
 pub mod signal;
 pub mod stack;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)] // Task's Send/Sync over its scheduler-owned cells
 pub mod task;
 #[cfg(target_os = "none")]
 pub mod userfault;

@@ -141,7 +141,10 @@ pub fn spawn_init(path: &str, args: &[&str]) -> Result<Pid, Errno> {
 fn after_reclaim<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
     for _ in 0..OOM_RETRIES {
         match f() {
-            Err(ENOMEM) if crate::mm::reclaim::unlocked::<crate::mm::ptenv::KernelPt>(1) => {}
+            Err(ENOMEM)
+                if crate::mm::reclaim::unlocked::<crate::arch::aarch64::mm::machine::KernelPt>(
+                    1,
+                ) => {}
             r => return r,
         }
     }
@@ -289,7 +292,7 @@ pub fn exec(
     // Leave the old tables before they are freed.
     let ttbr0 = image.mm.tables.ttbr0();
     t.ttbr0.store(ttbr0, Ordering::Release);
-    crate::mm::ptenv::install_ttbr0(ttbr0);
+    crate::arch::aarch64::mm::machine::install_ttbr0(ttbr0);
     let old = t.mm.lock().replace(image.mm);
     drop(old);
     *t.name.lock() = String::from(basename(path));
@@ -383,7 +386,7 @@ fn release(t: &Task) {
 /// the empty ones).
 fn leave_tables(t: &Task) {
     t.ttbr0.store(0, Ordering::Release);
-    crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0());
+    crate::arch::aarch64::mmu::set_ttbr0_raw(crate::arch::aarch64::mm::kmap::empty_ttbr0());
 }
 
 /// The calling thread `t` leaves its address space (exit, the last process's
@@ -535,7 +538,7 @@ pub fn shutdown(code: u32, why: core::fmt::Arguments<'_>) -> ! {
 /// left (init waits for it, nothing else runs), audit the folio accounting against
 /// init's page tables, the only ones left. A disagreement is a kernel bug: panic.
 fn audit_if_quiet(t: &Task) {
-    if !crate::mm::ptenv::config().check
+    if !crate::arch::aarch64::mm::machine::config().check
         || t.parent.load(Ordering::Acquire) != 1
         || task::count()
             != 2 + !t.is_leader() as usize
@@ -797,7 +800,9 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
         match r {
             Err(FaultError::Oom)
                 if retries < OOM_RETRIES
-                    && crate::mm::reclaim::unlocked::<crate::mm::ptenv::KernelPt>(1) =>
+                    && crate::mm::reclaim::unlocked::<
+                        crate::arch::aarch64::mm::machine::KernelPt,
+                    >(1) =>
             {
                 retries += 1;
             }
@@ -812,7 +817,7 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
                 waited_ms += 1;
                 crate::time::spin_for(1_000_000);
                 sched::cond_resched();
-                crate::mm::reclaim::unlocked::<crate::mm::ptenv::KernelPt>(1);
+                crate::mm::reclaim::unlocked::<crate::arch::aarch64::mm::machine::KernelPt>(1);
             }
             Ok(()) => {
                 t.minflt.fetch_add(1, Ordering::Relaxed);

@@ -212,8 +212,10 @@ fn switch_to(prev: Option<Arc<Task>>, next: Option<Arc<Task>>) {
         crate::arch::aarch64::regs::write_sysreg!(tpidr_el0, n.tpidr_el0.load(Ordering::Relaxed));
     }
     match next.as_ref().map_or(0, |n| n.ttbr0.load(Ordering::Acquire)) {
-        0 => crate::arch::aarch64::mmu::set_ttbr0_raw(crate::mm::kmap::empty_ttbr0()),
-        ttbr0 => crate::mm::ptenv::install_ttbr0(ttbr0),
+        0 => {
+            crate::arch::aarch64::mmu::set_ttbr0_raw(crate::arch::aarch64::mm::kmap::empty_ttbr0())
+        }
+        ttbr0 => crate::arch::aarch64::mm::machine::install_ttbr0(ttbr0),
     }
     let prev_ctx = prev.as_ref().map_or(IDLE[cpu].0.get(), |p| p.ctx.get());
     let next_ctx = next

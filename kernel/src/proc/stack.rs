@@ -349,7 +349,7 @@ mod tests {
         use crate::mm::vma::{HugeHint, VmProt, Vma, VmaFlags, VmaKind, VmaSet};
         use crate::mm::VirtAddr;
 
-        const PAGE: u64 = 4096;
+        const PAGE: u64 = crate::mm::PAGE_SIZE as u64;
 
         fn vma(start: u64, end: u64, kind: VmaKind) -> Vma {
             Vma {

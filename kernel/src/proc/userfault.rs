@@ -32,7 +32,7 @@ use super::mmlock::MmLock;
 use super::pipe::POLLERS;
 use super::sched::{self, WaitQueue};
 use super::task::Task;
-use crate::mm::aspace::Mm;
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::mm::vma::UffdId;
 use crate::mm::VirtAddr;
 use crate::sync::SpinLock;

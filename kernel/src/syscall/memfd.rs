@@ -9,11 +9,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::Errno;
+use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::arch::aarch64::uaccess::strncpy_from_user;
 use crate::fs::{File, HugeFd, ShmFile};
-use crate::mm::aspace::Mm;
 use crate::mm::hugetlb::resv::HugeFile;
-use crate::mm::ptenv::KernelPt;
 use crate::mm::shmem::{self, Shmem};
 use crate::mm::PAGE_SIZE;
 use crate::proc::mmlock::MmLock;

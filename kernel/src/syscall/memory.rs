@@ -7,8 +7,9 @@ use crate::arch::aarch64::uaccess::{copy_to_user, is_user_range};
 use alloc::string::String;
 
 use super::memfd;
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::fs::File;
-use crate::mm::aspace::{Mm, STACK_TOP};
+use crate::mm::aspace::STACK_TOP;
 use crate::mm::hugetlb::map::HugeSource;
 use crate::mm::mlock::Lock;
 use crate::mm::shmem::Shmem;

@@ -7,6 +7,9 @@
 //! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
 //! kernel), and masks them again before the way back to EL0.
 
+// No `unsafe` in the system calls: user memory goes through `arch::aarch64::uaccess`.
+#![forbid(unsafe_code)]
+
 #[cfg(target_os = "none")]
 mod files;
 #[cfg(target_os = "none")]

@@ -8,6 +8,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::arch::aarch64::mm::machine::Mm;
 use crate::arch::aarch64::uaccess::{
     copy_from_user, copy_to_user, is_user_range, read_user, write_user,
 };
@@ -121,7 +122,7 @@ impl UffdFile {
 
     /// Run `f` on the context's address space (ENOMEM if it is gone, as Linux's
     /// `mmget_not_zero` failing).
-    fn with_mm<T>(&self, f: impl FnOnce(&mut crate::mm::aspace::Mm) -> T) -> Result<T, Errno> {
+    fn with_mm<T>(&self, f: impl FnOnce(&mut Mm) -> T) -> Result<T, Errno> {
         let mm = self.ctx.mm.upgrade().ok_or(ENOMEM)?;
         let mut g = mm.lock();
         Ok(f(g.as_mut().ok_or(ENOMEM)?))

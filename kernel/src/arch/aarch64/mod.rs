@@ -1,6 +1,7 @@
 //! AArch64: exception syndromes, CPU features, interrupt masking, trap entry, MMU
-//! control, TLB maintenance and PMU counters. Entry assembly: `boot.s` (reset, EL2 drop, MMU on) and
-//! `vectors.s` (exception vectors), included by the kernel binary.
+//! control, TLB maintenance, PMU counters, and the machine under `mm` (`mm`). Entry
+//! assembly: `boot.s` (reset, EL2 drop, MMU on) and `vectors.s` (exception vectors),
+//! included by the kernel binary.
 
 pub mod esr;
 pub mod features;
@@ -8,6 +9,8 @@ pub mod irq;
 
 #[cfg(target_os = "none")]
 pub mod context;
+#[cfg(target_os = "none")]
+pub mod mm;
 #[cfg(target_os = "none")]
 pub mod mmu;
 #[cfg(target_os = "none")]

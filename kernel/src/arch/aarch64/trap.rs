@@ -48,6 +48,22 @@ pub struct Fixup {
 const MAX_FIXUPS: usize = 16;
 static FIXUPS: [AtomicUsize; 2 * MAX_FIXUPS] = [const { AtomicUsize::new(0) }; 2 * MAX_FIXUPS];
 
+/// Whether QEMU answers semihosting: without `-semihosting` it makes the HLT an
+/// undefined instruction, which the fix-up registered here turns into x0 = u64::MAX.
+/// Safe: the request (SYS_ERRNO) takes no parameter block, and the trap is fixed up.
+pub fn semihosting_answers() -> bool {
+    /// SYS_ERRNO: harmless, answered by any semihosting host.
+    const SYS_ERRNO: u64 = 0x13;
+    let hlt = platform::semihost::hlt_address();
+    register_fixup(Fixup {
+        insn: hlt,
+        resume: hlt + 4,
+    });
+    // SAFETY: SYS_ERRNO takes no parameter block; a trap is fixed up as above.
+    let r = unsafe { platform::semihost::call(SYS_ERRNO, 0) };
+    r != u64::MAX
+}
+
 /// Register an instruction that may fault at EL1 (semihosting probe, user-memory probes).
 pub fn register_fixup(f: Fixup) {
     if let Some(i) = (0..MAX_FIXUPS).find(|&i| FIXUPS[2 * i].load(Ordering::Acquire) == f.insn) {

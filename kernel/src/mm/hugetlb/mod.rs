@@ -36,7 +36,6 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-#[cfg(any(target_os = "none", test))]
 pub mod map;
 pub mod resv;
 

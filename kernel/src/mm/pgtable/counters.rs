@@ -14,10 +14,8 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::env::PtEnv;
-
-/// CPUs with a slot of their own (the kernel's `percpu::MAX_CPUS`); a CPU beyond
-/// shares one (exactness then rests on its being rare: it never is here).
-pub const COUNTER_CPUS: usize = 16;
+// Every CPU the kernel runs has a slot of its own.
+use crate::MAX_CPUS;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)*) => {
@@ -30,7 +28,7 @@ macro_rules! counters {
         /// Live counters, one slot per CPU (module doc).
         #[derive(Debug)]
         pub struct Counters {
-            cpus: [CpuCounters; COUNTER_CPUS],
+            cpus: [CpuCounters; MAX_CPUS],
         }
 
         /// A copy of [`Counters`] at one moment.
@@ -47,7 +45,7 @@ macro_rules! counters {
 
         impl Counters {
             pub const fn new() -> Self {
-                Counters { cpus: [const { CpuCounters::new() }; COUNTER_CPUS] }
+                Counters { cpus: [const { CpuCounters::new() }; MAX_CPUS] }
             }
 
             /// The sum over CPUs.
@@ -61,7 +59,7 @@ macro_rules! counters {
 
             /// The slot of CPU `cpu`.
             pub fn cpu(&self, cpu: usize) -> &CpuCounters {
-                &self.cpus[cpu % COUNTER_CPUS]
+                &self.cpus[cpu % MAX_CPUS]
             }
         }
 

@@ -10,15 +10,20 @@
 //! These tables never change after boot, so they need no break-before-make of their
 //! own; replacing the boot map does (see `replace_ttbr1_idmap` in boot.s).
 
-use super::addr::{PhysAddr, PAGE_SIZE};
-use super::frame::alloc_zeroed;
-use super::pgtable::{KernelProt, Kind, Pte};
-use super::{phys_to_virt, virt_to_phys, VirtAddr, KERNEL_VA_OFFSET};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use platform::gic::{Gic, GicInfo};
+use platform::pl011::Pl011;
+
+use super::page::alloc_zeroed;
+use crate::mm::addr::{CONT_PMDS, PMD_SIZE};
+use crate::mm::pgtable::{KernelProt, Kind, Pte};
+use crate::mm::{phys_to_virt, virt_to_phys, PhysAddr, VirtAddr, KERNEL_VA_OFFSET, PAGE_SIZE};
 
 const L1_SIZE: u64 = 1 << 30;
-const L2_SIZE: u64 = 2 << 20;
+const L2_SIZE: u64 = PMD_SIZE as u64;
 /// Entries in a contiguous run at level 2 (16 x 2 MiB = 32 MiB).
-const CONT_L2: u64 = 16;
+const CONT_L2: u64 = CONT_PMDS as u64;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Part {
@@ -83,6 +88,36 @@ impl ImageLayout {
     fn overlaps(&self, start: u64, end: u64) -> bool {
         start < self.end && self.start < end
     }
+}
+
+/// The devices of the first GiB of the physical map (QEMU virt's GIC, PL011, ...):
+/// both the boot map (boot.s, L1[0]) and the kernel map (`build`) map that GiB as
+/// Device-nGnRE at `pa + KERNEL_VA_OFFSET`, for ever. A device outside it is refused.
+fn device_va(pa: u64) -> u64 {
+    assert!(pa < L1_SIZE, "device at {pa:#x} outside the device window");
+    pa + KERNEL_VA_OFFSET
+}
+
+/// The PL011 at physical address `pa`, reached through the device window. Safe because
+/// the window is mapped as device memory for ever and the console is its one user
+/// (`console::init` builds it once; a second call panics).
+pub fn pl011(pa: u64) -> Pl011 {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    assert!(!TAKEN.swap(true, Ordering::AcqRel), "a second PL011 driver");
+    // SAFETY: a PL011's register frame in the device window (above), driven only by
+    // the one value this returns.
+    unsafe { Pl011::new(device_va(pa) as usize) }
+}
+
+/// The GIC whose frames `info` gives (physical addresses), reached through the device
+/// window. Safe as `pl011`: mapped for ever, built once (`interrupts::init`).
+pub fn gic(info: &GicInfo) -> Gic {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    assert!(!TAKEN.swap(true, Ordering::AcqRel), "a second GIC driver");
+    let va = info.map_bases(device_va);
+    // SAFETY: the GIC's frames in the device window (above), driven only by the one
+    // value this returns.
+    unsafe { Gic::new(&va) }
 }
 
 fn table(pa: PhysAddr) -> &'static mut [u64; 512] {

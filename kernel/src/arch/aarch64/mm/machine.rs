@@ -20,27 +20,25 @@
 //!   never raising write permission over a page that is not exclusive; for a 2 MiB
 //!   block the first page's flag stands for the block.
 //!
-//! Pages are zeroed (new folios, new tables) with `DC ZVA` at the block size
-//! DCZID_EL0.BS gives, read at boot, and with ordinary stores where DCZID_EL0.DZP
-//! prohibits it (Arm ARM D7.4.9 "DC ZVA"). DC ZVA counts as a store to every byte of
-//! its block for ordering, so the barriers that publish a page after plain stores
-//! publish it after DC ZVA too (Linux's `clear_page` relies on the same).
+//! Pages and tables are reached through `page` (the linear map), the one place that
+//! touches their contents.
 
 use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::asid::AsidAllocator;
-use super::env::MmEnv;
-use super::frame;
-use super::pgtable::{
-    AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
-};
-use super::{phys_to_virt, PhysAddr, VirtAddr, PAGE_SIZE};
+use super::page;
 use crate::arch::aarch64::features::CpuFeatures;
-use crate::arch::aarch64::regs::read_sysreg;
 use crate::arch::aarch64::tlb;
 use crate::cmdline::CmdLine;
+use crate::mm::asid::AsidAllocator;
+use crate::mm::env::MmEnv;
+use crate::mm::frame;
+use crate::mm::pgtable::{
+    AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
+};
+use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::uapi::Errno;
 
 /// The machine as the page-table layer sees it (zero-sized: everything is global).
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,8 +57,6 @@ pub struct PtConfig {
 static CONFIG: spin::Once<PtConfig> = spin::Once::new();
 static COUNTERS: Counters = Counters::new();
 static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
-/// Bytes one `DC ZVA` zeroes, 0 where it is prohibited (DCZID_EL0, read at boot).
-static ZVA_BLOCK: AtomicUsize = AtomicUsize::new(0);
 
 /// `ptcheck_exclusive=`: whether the kernel env answers `PtEnv::anon_exclusive`.
 static CHECK_EXCLUSIVE: AtomicBool = AtomicBool::new(false);
@@ -120,126 +116,12 @@ pub fn configure(cmd: &CmdLine<'_>, cpu: &CpuFeatures) -> &'static PtConfig {
         log::info!("ASIDs: {asid_bits} bits of the CPU's {}", cpu.asid_bits);
     }
     ASIDS.call_once(|| AsidAllocator::new(asid_bits));
-    ZVA_BLOCK.store(zva_block(read_sysreg!(dczid_el0)), Ordering::Relaxed);
+    page::init();
     CONFIG.call_once(|| PtConfig {
         mode,
         features,
         check,
     })
-}
-
-/// DCZID_EL0 -> the bytes `DC ZVA` zeroes: 4 << BS (BS, bits 3:0, is log2 of the
-/// block in 4-byte words), 0 if DZP (bit 4) prohibits the instruction or the block
-/// does not divide a page.
-fn zva_block(dczid: u64) -> usize {
-    const DZP: u64 = 1 << 4;
-    let block = 4usize << (dczid & 0xf);
-    if dczid & DZP != 0 || block > PAGE_SIZE {
-        0
-    } else {
-        block
-    }
-}
-
-/// Zero `n` pages from `pa`.
-///
-/// # Safety
-/// The pages are RAM in the linear map and only the caller holds them.
-unsafe fn zero(pa: PhysAddr, n: usize) {
-    let va = phys_to_virt(pa).as_ptr::<u8>();
-    let len = n * PAGE_SIZE;
-    let block = ZVA_BLOCK.load(Ordering::Relaxed);
-    if block == 0 {
-        // SAFETY: as the caller promises: RAM in the linear map, held only by it.
-        unsafe { core::ptr::write_bytes(va, 0, len) };
-        return;
-    }
-    // Pages are aligned to the block (a power of two no larger than a page). Eight
-    // blocks per iteration where they tile the pages (QEMU's 64-byte block: 512 bytes),
-    // so the loop costs about one instruction per block beyond the DC ZVA itself.
-    let chunk = block * 8;
-    if len.is_multiple_of(chunk) {
-        for off in (0..len).step_by(chunk) {
-            // SAFETY: zeroes eight consecutive blocks inside the caller's pages.
-            unsafe {
-                core::arch::asm!(
-                    "dc zva, {p}",
-                    "add {p}, {p}, {b}",
-                    "dc zva, {p}",
-                    "add {p}, {p}, {b}",
-                    "dc zva, {p}",
-                    "add {p}, {p}, {b}",
-                    "dc zva, {p}",
-                    "add {p}, {p}, {b}",
-                    "dc zva, {p}",
-                    "add {p}, {p}, {b}",
-                    "dc zva, {p}",
-                    "add {p}, {p}, {b}",
-                    "dc zva, {p}",
-                    "add {p}, {p}, {b}",
-                    "dc zva, {p}",
-                    p = inout(reg) va.wrapping_add(off) => _,
-                    b = in(reg) block,
-                    options(nostack, preserves_flags)
-                )
-            };
-        }
-        return;
-    }
-    for off in (0..len).step_by(block) {
-        // SAFETY: zeroes one block inside the caller's pages (aligned, see above).
-        unsafe {
-            core::arch::asm!("dc zva, {}", in(reg) va.wrapping_add(off), options(nostack, preserves_flags))
-        };
-    }
-}
-
-/// Copy `n` pages from `from` to `to`, 64 bytes per loop iteration with pairs of
-/// 8-byte loads and stores (Linux's `copy_page`; the kernel keeps off the FP/SIMD
-/// registers, which hold user state): about 10 instructions per 64 bytes, where the
-/// compiler's `memcpy` spent about 3 per 8.
-///
-/// # Safety
-/// Both ranges are RAM in the linear map, page-aligned, not overlapping; only the
-/// caller writes `to`.
-unsafe fn copy(from: PhysAddr, to: PhysAddr, n: usize) {
-    if n == 0 {
-        return;
-    }
-    let src = phys_to_virt(from).as_ptr::<u8>();
-    let dst = phys_to_virt(to).as_ptr::<u8>();
-    // SAFETY: as the caller promises; the loop moves exactly n pages (a multiple of 64
-    // bytes) and leaves the pointers past the end.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldp {a}, {b}, [{s}]",
-            "ldp {c}, {d}, [{s}, #16]",
-            "stp {a}, {b}, [{t}]",
-            "stp {c}, {d}, [{t}, #16]",
-            "ldp {a}, {b}, [{s}, #32]",
-            "ldp {c}, {d}, [{s}, #48]",
-            "add {s}, {s}, #64",
-            "stp {a}, {b}, [{t}, #32]",
-            "stp {c}, {d}, [{t}, #48]",
-            "add {t}, {t}, #64",
-            "subs {k}, {k}, #1",
-            "b.ne 2b",
-            s = inout(reg) src => _,
-            t = inout(reg) dst => _,
-            k = inout(reg) n * PAGE_SIZE / 64 => _,
-            a = out(reg) _,
-            b = out(reg) _,
-            c = out(reg) _,
-            d = out(reg) _,
-            options(nostack)
-        )
-    };
-}
-
-/// Bytes one `DC ZVA` zeroes here, 0 where zeroing uses plain stores.
-pub fn zva_block_bytes() -> usize {
-    ZVA_BLOCK.load(Ordering::Relaxed)
 }
 
 pub fn config() -> &'static PtConfig {
@@ -281,17 +163,11 @@ impl PtEnv for KernelPt {
     type Tlb = KernelTlb;
 
     fn table(&self, pa: PhysAddr) -> &TableEntries {
-        // SAFETY: the layer passes only tables it allocated and has not freed; they
-        // are 4 KiB frames of RAM, mapped by the linear map, and only ever accessed
-        // atomically.
-        unsafe { &*phys_to_virt(pa).as_ptr::<TableEntries>() }
+        page::table(pa)
     }
 
     fn alloc_table(&self) -> Option<PhysAddr> {
-        let pa = frame::frames().alloc(0)?;
-        // SAFETY: a frame just allocated to us, RAM in the linear map.
-        unsafe { zero(pa, 1) };
-        Some(pa)
+        page::alloc_zeroed(0)
     }
 
     fn free_table(&self, pa: PhysAddr) {
@@ -299,7 +175,7 @@ impl PtEnv for KernelPt {
     }
 
     fn folio_of(&self, pa: PhysAddr) -> FolioSpan {
-        super::folio::span_of(pa)
+        crate::mm::folio::span_of(pa)
     }
 
     fn tracks_anon_exclusive(&self) -> bool {
@@ -311,14 +187,14 @@ impl PtEnv for KernelPt {
     /// `None` for anything else (frames the page-table tests and benchmarks map
     /// directly), or with the check switched off.
     fn anon_exclusive(&self, pa: PhysAddr) -> Option<bool> {
-        super::folio::anon_exclusive(pa).filter(|_| self.tracks_anon_exclusive())
+        crate::mm::folio::anon_exclusive(pa).filter(|_| self.tracks_anon_exclusive())
     }
 
     fn pinned_shared(&self, pa: PhysAddr, n: usize) -> Option<PhysAddr> {
         if !self.tracks_anon_exclusive() {
             return None;
         }
-        super::folio::pinned_shared(pa, n)
+        crate::mm::folio::pinned_shared(pa, n)
     }
 
     fn tlb(&self) -> &KernelTlb {
@@ -415,6 +291,16 @@ impl Drop for UserTables {
     }
 }
 
+/// The kernel's address spaces: `mm`'s, on this machine.
+pub type Mm = crate::mm::aspace::Mm<KernelPt>;
+
+impl Mm {
+    /// An empty address space of the kernel, with a fresh ASID.
+    pub fn new() -> Result<Self, Errno> {
+        Self::new_in(&KernelPt)
+    }
+}
+
 /// The zero page (`mm::zero`): a page-aligned page of zeros in the kernel image,
 /// whose frames are reserved (never allocated); nothing writes it.
 #[repr(C, align(4096))]
@@ -425,7 +311,7 @@ static ZERO_PAGE: ZeroPage = ZeroPage([0; PAGE_SIZE]);
 /// Hand the zero page's frame to `mm::zero` (boot, before any user address space).
 pub fn init_zero_page() {
     let va = VirtAddr::new(core::ptr::addr_of!(ZERO_PAGE) as u64);
-    super::zero::set(super::virt_to_phys(va));
+    crate::mm::zero::set(crate::mm::virt_to_phys(va));
 }
 
 /// The real machine: tables with an ASID (`UserTables`), pages through the linear map.
@@ -437,46 +323,18 @@ impl MmEnv for KernelPt {
     }
 
     fn zero_pages(&self, pa: PhysAddr, n: usize) {
-        // SAFETY: MmEnv's contract: RAM in the linear map that only the caller holds.
-        unsafe { zero(pa, n) };
+        page::zero_pages(pa, n);
     }
 
     fn copy_pages(&self, from: PhysAddr, to: PhysAddr, n: usize) {
-        // SAFETY: both ranges are RAM in the linear map; `to` is a new folio only the
-        // caller holds, `from` is only read (its other mappings are read-only).
-        unsafe { copy(from, to, n) };
+        page::copy_pages(from, to, n);
     }
 
     fn write_page(&self, pa: PhysAddr, data: &[u8]) {
-        assert!(!super::zero::is_zero(pa), "a write to the zero page");
-        assert!(
-            pa.offset_from(pa.align_down(PAGE_SIZE)) + data.len() <= PAGE_SIZE,
-            "write_page crosses a page"
-        );
-        // SAFETY: `pa..pa + len` lies in one frame the caller's address space maps,
-        // written through the linear map.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                phys_to_virt(pa).as_ptr::<u8>(),
-                data.len(),
-            )
-        };
+        page::write(pa, data);
     }
 
     fn read_page(&self, pa: PhysAddr, buf: &mut [u8]) {
-        assert!(
-            pa.offset_from(pa.align_down(PAGE_SIZE)) + buf.len() <= PAGE_SIZE,
-            "read_page crosses a page"
-        );
-        // SAFETY: `pa..pa + len` lies in one frame the caller's address space maps,
-        // read through the linear map.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                phys_to_virt(pa).as_ptr::<u8>(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
+        page::read(pa, buf);
     }
 }
