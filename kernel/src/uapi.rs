@@ -108,6 +108,7 @@ named_numbers! {
         SYS_PRLIMIT64 = 261, "prlimit64";
         SYS_GETRANDOM = 278, "getrandom";
         SYS_MEMFD_CREATE = 279, "memfd_create";
+        SYS_USERFAULTFD = 282, "userfaultfd";
         SYS_MLOCK2 = 284, "mlock2";
         SYS_RSEQ = 293, "rseq";
         SYS_CLONE3 = 435, "clone3";
@@ -390,6 +391,41 @@ pub const fn signaled(sig: u32) -> u32 {
     assert!(sig > 0 && sig < 0x7f);
     sig
 }
+
+// userfaultfd (`linux/userfaultfd.h`).
+/// userfaultfd's flag: faults of the kernel's own user accesses are not handed out.
+pub const UFFD_USER_MODE_ONLY: u64 = 1;
+/// The only API version.
+pub const UFFD_API: u64 = 0xaa;
+pub const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
+pub const UFFD_FEATURE_MISSING_HUGETLBFS: u64 = 1 << 4;
+pub const UFFD_FEATURE_MISSING_SHMEM: u64 = 1 << 5;
+pub const UFFD_FEATURE_THREAD_ID: u64 = 1 << 8;
+pub const UFFD_FEATURE_EXACT_ADDRESS: u64 = 1 << 11;
+/// Not a user feature: set once the UFFDIO_API handshake is done.
+pub const UFFD_FEATURE_INITIALIZED: u64 = 1 << 31;
+pub const UFFDIO_API: u64 = 0xc018_aa3f;
+pub const UFFDIO_REGISTER: u64 = 0xc020_aa00;
+pub const UFFDIO_UNREGISTER: u64 = 0x8010_aa01;
+pub const UFFDIO_WAKE: u64 = 0x8010_aa02;
+pub const UFFDIO_COPY: u64 = 0xc028_aa03;
+pub const UFFDIO_ZEROPAGE: u64 = 0xc020_aa04;
+/// The ioctls' numbers, for the `ioctls` bit masks.
+pub const _UFFDIO_REGISTER: u64 = 0x00;
+pub const _UFFDIO_UNREGISTER: u64 = 0x01;
+pub const _UFFDIO_WAKE: u64 = 0x02;
+pub const _UFFDIO_COPY: u64 = 0x03;
+pub const _UFFDIO_ZEROPAGE: u64 = 0x04;
+pub const _UFFDIO_API: u64 = 0x3f;
+pub const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+pub const UFFDIO_REGISTER_MODE_WP: u64 = 2;
+pub const UFFDIO_REGISTER_MODE_MINOR: u64 = 4;
+/// UFFDIO_COPY's and UFFDIO_ZEROPAGE's mode: no wake-up after the fill.
+pub const UFFDIO_COPY_MODE_DONTWAKE: u64 = 1;
+pub const UFFDIO_COPY_MODE_WP: u64 = 2;
+pub const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+pub const UFFD_EVENT_FORK: u8 = 0x13;
+pub const UFFD_PAGEFAULT_FLAG_WRITE: u64 = 1;
 
 #[cfg(test)]
 mod tests {

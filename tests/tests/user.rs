@@ -8,7 +8,7 @@ use contkernel_tests::Machine;
 use std::time::Duration;
 
 /// The programs init runs by default (`user/scenarios.txt`, which init is built
-/// from), and the glibc programs of user/c (glibc_check, pthreads, contpte_threads, robust) when present: the mTHP scenarios (thp_*) check faults per size
+/// from), and the glibc programs of user/c (glibc_check, pthreads, contpte_threads, robust, uffd) when present: the mTHP scenarios (thp_*) check faults per size
 /// with fallback under memory pressure, whole-folio reuse, page or folio copy,
 /// deferred split after a partial munmap, and the PMD copy-on-write, through the
 /// statistics files and thpmaps;
@@ -64,7 +64,13 @@ fn scenario_programs_pass_and_every_frame_returns() {
     }
     // The glibc programs of user/c, present when the cross compiler is.
     let mut glibc = 0;
-    for p in ["glibc_check", "pthreads", "contpte_threads", "robust"] {
+    for p in [
+        "glibc_check",
+        "pthreads",
+        "contpte_threads",
+        "robust",
+        "uffd",
+    ] {
         if out.console.contains(&format!("init: {p} exited")) {
             assert!(
                 out.console.contains(&format!("init: {p} exited 0")),

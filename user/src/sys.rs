@@ -77,6 +77,7 @@ pub mod nr {
     pub const WAIT4: usize = 260;
     pub const GETRANDOM: usize = 278;
     pub const MEMFD_CREATE: usize = 279;
+    pub const USERFAULTFD: usize = 282;
     pub const MLOCK2: usize = 284;
     pub const FACCESSAT2: usize = 439;
 }

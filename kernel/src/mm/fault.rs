@@ -55,7 +55,12 @@ impl<E: MmEnv> Mm<E> {
         };
         match fix {
             FaultFix::Fixed => Ok(()),
-            FaultFix::NotMapped => missing(self, page, vma, access == Access::Write),
+            // userfaultfd: the handler's (a file's page only if its cache has none,
+            // `filemap`).
+            FaultFix::NotMapped => match vma.flags.userfault {
+                Some(uffd) if vma.file().is_none() => Err(FaultError::Userfault(uffd)),
+                _ => missing(self, page, vma, access == Access::Write),
+            },
             // The file's page is every mapper's: writing it needs no copy (a hugetlb
             // page's entries all at once).
             FaultFix::NotWritable(_) if vma.is_shared() => {

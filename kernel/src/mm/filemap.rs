@@ -40,6 +40,13 @@ pub(super) fn fault<E: MmEnv>(
     if index >= size.div_ceil(PAGE) {
         return Err(FaultError::Bus);
     }
+    // userfaultfd (MISSING_SHMEM): a page the file does not have is the handler's.
+    if let Some(uffd) = vma.flags.userfault {
+        match m.file.lookup(index) {
+            Some(h) => drop(Folio::lock(h.folio.head()).put(1)),
+            None => return Err(FaultError::Userfault(uffd)),
+        }
+    }
     let orders = file_orders(mm, vma, m, index, size);
     reclaim::if_low(mm);
     let held = reclaim::alloc_or_reclaim(mm, 1, |mm| m.file.get(mm.env(), index, orders))
@@ -60,7 +67,7 @@ pub(super) fn fault<E: MmEnv>(
 /// Map the held folio around `page`: all of it if it fits (module doc), else the
 /// page; each mapped page takes its reference and map count, and the lookup's
 /// reference goes (under the same folio lock).
-fn map_cached<E: MmEnv>(
+pub(super) fn map_cached<E: MmEnv>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     vma: &Vma,

@@ -47,9 +47,12 @@ impl<E: MmEnv> Mm<E> {
             if vma.flags.dontcopy {
                 continue;
             }
+            // Without UFFD_FEATURE_EVENT_FORK the child's VMAs are not registered
+            // (Linux's `dup_userfaultfd`).
             let flags = VmaFlags {
                 locked: false,
                 lockonfault: false,
+                userfault: None,
                 ..vma.flags
             };
             child

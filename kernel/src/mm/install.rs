@@ -13,7 +13,7 @@ use super::aspace::Mm;
 use super::env::MmEnv;
 use super::folio::{self, Folio};
 use super::pgtable::{MapError, Prot, PteAttrs, Unmapped};
-use super::vma::VmProt;
+use super::vma::{UffdId, VmProt};
 use super::zero;
 use super::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 
@@ -27,6 +27,10 @@ pub enum FaultError {
     /// A file mapping's page past the end of the file, or a hugetlb pool that is
     /// empty: SIGBUS.
     Bus,
+    /// An unpopulated page of a VMA registered with this userfaultfd: the process
+    /// layer hands the fault to it, waits with the `Mm` lock dropped, and retries
+    /// (Linux's VM_FAULT_RETRY from `handle_userfault`; `proc::userfault`).
+    Userfault(UffdId),
 }
 
 /// A failed map of a fault's entries (they were unmapped: the fault path maps only

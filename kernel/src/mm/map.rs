@@ -397,7 +397,7 @@ impl<E: MmEnv> Mm<E> {
     ) -> Result<(), Errno> {
         let errno = |e| match e {
             FaultError::Oom => ENOMEM,
-            FaultError::Segv | FaultError::Bus => EFAULT,
+            FaultError::Segv | FaultError::Bus | FaultError::Userfault(_) => EFAULT,
         };
         let refused = |v: &Vma| if write { !v.prot.write } else { !v.prot.read };
         let access = if write { Access::Write } else { Access::Read };

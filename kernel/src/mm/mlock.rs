@@ -77,7 +77,7 @@ impl<E: MmEnv> Mm<E> {
         if lock == Some(Lock::Populate) {
             self.populate_locked(start, end).map_err(|e| match e {
                 FaultError::Oom => EAGAIN,
-                FaultError::Segv | FaultError::Bus => ENOMEM,
+                FaultError::Segv | FaultError::Bus | FaultError::Userfault(_) => ENOMEM,
             })?;
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! `map` (mmap, munmap, mprotect, madvise, mincore, brk), `mremap` (folios move whole),
 //! `fork` (with MADV_DONTFORK and MADV_WIPEONFORK), `mlock` (locked VMAs), `pin`
 //! (pages held outside any mapping, and what that means for each of the above),
+//! `userfault` (userfaultfd's registrations and fills),
 //! `report`, `audit`; `hugetlb` (the pools of fixed-size pages for `MAP_HUGETLB`);
 //! `collapse` gives split ranges their large translation back (the collapse thread,
 //! collapse in place, MADV_COLLAPSE).
@@ -39,6 +40,10 @@
 //! | L7 | `HUGE_LOCK` (`zero`); a hugetlb pool (`hugetlb`; never two at once) | the huge zero page and its mapping count; a pool's free pages and counters | a fault mapping it, the shrinker freeing it; mmap's reservation, hugetlb faults and unmaps, the pool files | waits |
 //! | L8 | ASID allocator (`asid`) | the ASID bitmap | a new or dying address space | waits (IRQ-safe) |
 //! | L9 | frame allocator (`frame`), kernel heap (`arch::aarch64::mm::heap`) | free frames, heap blocks | everyone | waits (IRQ-safe) |
+//!
+//! A userfaultfd context's lock (`proc::userfault`) is outside the table: taken with
+//! none of it held. A fault waits for its user-space handler only with the L2 lock
+//! dropped, and retries (`userfault`, docs/userfaultfd.md).
 //!
 //! **Threads and the hardware.** The `Mm` lock serialises every *software* change of
 //! a process's tables, so faults of two threads run one after the other, the waiting
@@ -93,6 +98,7 @@ pub mod reclaim;
 mod report;
 #[cfg(test)]
 mod tests;
+pub mod userfault;
 pub mod zero;
 
 // The names most of the kernel uses, each defined in its own file: this file defines

@@ -33,7 +33,7 @@ use super::env::MmEnv;
 use super::folio::Folio;
 use super::lazyfree;
 use super::pgtable::{entry_size, MoveBuf, USER_VA_END};
-use super::vma::{Vma, MAX_MAP_COUNT};
+use super::vma::{Vma, VmaFlags, MAX_MAP_COUNT};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::{Errno, EFAULT, EINVAL, ENOMEM, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
@@ -180,9 +180,11 @@ impl<E: MmEnv> Mm<E> {
     /// kept, and so is whatever is mapped at their images (only each piece's own
     /// destination is unmapped first); a hole at the end is no error. A piece that
     /// fails stops the call with its error, the pieces before it moved. `mremap`
-    /// found a VMA at `addr`, so the range starts with a piece. Linux refuses to move
-    /// several VMAs when one is registered with userfaultfd or a file with its own
-    /// `get_unmapped_area` (which might not keep the address); neither exists here.
+    /// found a VMA at `addr`, so the range starts with a piece. Linux refuses (EFAULT)
+    /// to move several VMAs when one is registered with userfaultfd (`vma_multi_allowed`:
+    /// the event it would send needs the lock dropped): at the first piece if more
+    /// follow, at a later one after those before it moved. (Its other refusal, a file
+    /// with its own `get_unmapped_area`, has no case here.)
     fn remap_move(
         &mut self,
         addr: u64,
@@ -199,6 +201,9 @@ impl<E: MmEnv> Mm<E> {
             // (`hugetlb::map`), so it is EINVAL, after the pieces before it moved.
             if vma.hugetlb().is_some() {
                 return Err(EINVAL);
+            }
+            if vma.flags.userfault.is_some() && (a != start || vma.end < end) {
+                return Err(EFAULT);
             }
             let to = VirtAddr(new_addr).add(a.offset_from(start));
             let piece = b.offset_from(a) as u64;
@@ -264,11 +269,18 @@ impl<E: MmEnv> Mm<E> {
         let from_end = from.add(old_len as usize);
         self.split_edges(from, from_end)?;
         let kind = vma.kind.moved(to.as_u64().wrapping_sub(from.as_u64()));
+        // The moved VMA is not registered with userfaultfd: without
+        // UFFD_FEATURE_EVENT_REMAP Linux drops the context (`mremap_userfaultfd_prep`).
+        let flags = VmaFlags {
+            userfault: None,
+            ..vma.flags
+        };
         self.vmas
             .insert(Vma {
                 start: to,
                 end: to.add(new_len as usize),
                 kind,
+                flags,
                 ..vma
             })
             .map_err(|_| ENOMEM)?;

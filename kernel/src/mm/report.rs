@@ -573,7 +573,7 @@ impl core::fmt::Display for MapsLine<'_> {
 
 /// smaps' `VmFlags:` mnemonics, in Linux's order: every mapping may be made readable,
 /// writable and executable (mr mw me), a shared one is sh and ms; the stack grows down
-/// (gd); mlock is lo, MADV_DONTFORK dc, MLOCK_ONFAULT lf; a writable private mapping
+/// (gd); a userfaultfd registration is um; mlock is lo, MADV_DONTFORK dc, MLOCK_ONFAULT lf; a writable private mapping
 /// is accounted (ac); MADV_WIPEONFORK is wf, MADV_HUGEPAGE hg, MADV_NOHUGEPAGE nh.
 struct VmFlags<'a>(&'a Vma);
 
@@ -590,6 +590,7 @@ impl core::fmt::Display for VmFlags<'_> {
             (true, "me"),
             (v.is_shared(), "ms"),
             (v.kind == VmaKind::Stack, "gd"),
+            (v.flags.userfault.is_some(), "um"),
             (v.flags.locked, "lo"),
             (v.flags.dontcopy, "dc"),
             (v.flags.lockonfault, "lf"),

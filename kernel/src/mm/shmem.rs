@@ -31,7 +31,7 @@ use super::folio::{self, Folio};
 use super::mthp::{self, HugeHint};
 use super::{PhysAddr, PAGE_SIZE};
 use crate::sync::IrqSpinLock;
-use crate::uapi::{Errno, EFBIG, EINVAL, ENOMEM, EPERM};
+use crate::uapi::{Errno, EEXIST, EFAULT, EFBIG, EINVAL, ENOMEM, EPERM};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -204,27 +204,60 @@ impl Shmem {
                 return None;
             }
             let (f, order) = alloc_largest(env, candidates)?;
-            let n = 1u64 << order;
-            let first = index & !(n - 1);
-            let mut c = self.cache.lock();
-            if !c.is_free(first, n) {
+            match self.add(f, index, order) {
+                Some(held) => return Some(held),
                 // Another CPU filled part of the range meanwhile: start over.
-                drop(c);
-                drop(Folio::lock(f.head()).put(1));
-                continue;
+                None => continue,
             }
-            c.folios.insert(first, f.head());
-            FOLIOS.fetch_add(1, Ordering::Relaxed);
-            let locked = Folio::lock(f.head());
-            locked.set_cached(true);
-            // The allocation's reference becomes the cache's; one more for the caller.
-            locked.get();
-            PAGES.fetch_add(n as i64, Ordering::Relaxed);
-            if order == mthp::PMD_ORDER {
-                PMD_PAGES.fetch_add(n as i64, Ordering::Relaxed);
-            }
-            return Some(Held { folio: f, first });
         }
+    }
+
+    /// Put the new folio `f` of `order` in the cache around page `index`, if that
+    /// range is still free (else it is freed: `None`); the caller's reference.
+    fn add(&self, f: Folio, index: u64, order: usize) -> Option<Held> {
+        let n = 1u64 << order;
+        let first = index & !(n - 1);
+        let mut c = self.cache.lock();
+        if !c.is_free(first, n) {
+            drop(c);
+            drop(Folio::lock(f.head()).put(1));
+            return None;
+        }
+        c.folios.insert(first, f.head());
+        FOLIOS.fetch_add(1, Ordering::Relaxed);
+        let locked = Folio::lock(f.head());
+        locked.set_cached(true);
+        // The allocation's reference becomes the cache's; one more for the caller.
+        locked.get();
+        PAGES.fetch_add(n as i64, Ordering::Relaxed);
+        if order == mthp::PMD_ORDER {
+            PMD_PAGES.fetch_add(n as i64, Ordering::Relaxed);
+        }
+        Some(Held { folio: f, first })
+    }
+
+    /// A new page at `index`, filled by `fill` (its frame) before anyone can see it,
+    /// for UFFDIO_COPY and UFFDIO_ZEROPAGE into a shared mapping (Linux's
+    /// `shmem_mfill_atomic_pte`): EFAULT past the end of the file, EEXIST if the file
+    /// has a page there, ENOMEM if none can be had; the caller's reference.
+    pub fn add_filled<E: MmEnv>(
+        &self,
+        env: &E,
+        index: u64,
+        fill: impl FnOnce(PhysAddr),
+    ) -> Result<Held, Errno> {
+        if index >= self.size().div_ceil(PAGE_SIZE as u64) {
+            return Err(EFAULT);
+        }
+        if self.cache.lock().find(index).is_some() {
+            return Err(EEXIST);
+        }
+        if FOLIOS.load(Ordering::Relaxed) >= MAX_FOLIOS.load(Ordering::Relaxed) {
+            return Err(ENOMEM);
+        }
+        let (f, order) = alloc_largest(env, 1).ok_or(ENOMEM)?;
+        fill(f.head());
+        self.add(f, index, order).ok_or(EEXIST)
     }
 
     /// ftruncate: set the size. Folios wholly past the new end leave the cache (their

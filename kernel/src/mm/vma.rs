@@ -68,7 +68,15 @@ pub struct VmaFlags {
     pub locked: bool,
     /// mlock2(MLOCK_ONFAULT) (VM_LOCKONFAULT): locked, but populated by faults only.
     pub lockonfault: bool,
+    /// UFFDIO_REGISTER_MODE_MISSING (VM_UFFD_MISSING and its `vm_userfaultfd_ctx`): a
+    /// fault on an unpopulated page is this userfaultfd's to resolve (`userfault`).
+    pub userfault: Option<UffdId>,
 }
+
+/// Which userfaultfd context a registered VMA belongs to (`proc::userfault` keeps the
+/// context by this number; two VMAs of different contexts never merge).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UffdId(pub u64);
 
 /// What a VMA is for.
 #[derive(Clone, Debug, PartialEq, Eq)]

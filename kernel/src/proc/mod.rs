@@ -1,11 +1,12 @@
 //! Processes: tasks, threads and the task table (`task`), the scheduler (`sched`), the
 //! life of a process (`process`: init, fork, threads, exec, exit, wait, faults),
 //! kernel threads (`kthread`), futexes (`futex`) and the robust lists walked at thread
-//! exit (`robust`), the address-space lock (`mmlock`), the collapse thread that walks
-//! every process's memory (`khugepaged`, over the engine of `mm::collapse`), the
-//! reclaim thread (`kswapd`, over `mm::reclaim`), and what exec needs: the executable
-//! format (`elf`), the initial user stack (`stack`) and the loader itself (`exec`),
-//! which reads programs from the root filesystem (`fs::root`, the initramfs).
+//! exit (`robust`), the address-space lock (`mmlock`), userfaultfd contexts and their
+//! waits (`userfault`), the collapse thread that walks every process's memory
+//! (`khugepaged`, over the engine of `mm::collapse`), the reclaim thread (`kswapd`,
+//! over `mm::reclaim`), and what exec needs: the executable format (`elf`), the
+//! initial user stack (`stack`) and the loader itself (`exec`), which reads programs
+//! from the root filesystem (`fs::root`, the initramfs).
 
 #[cfg(target_os = "none")]
 pub mod deliver;
@@ -36,3 +37,5 @@ pub mod stack;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)] // Task's Send/Sync over its scheduler-owned cells
 pub mod task;
+#[cfg(target_os = "none")]
+pub mod userfault;

@@ -169,18 +169,21 @@ pub fn fork(frame: &TrapFrame, args: &CloneArgs) -> Result<Pid, Errno> {
     }
     let parent = me();
     let kstack = after_reclaim(|| Task::alloc_kstack().ok_or(ENOMEM))?;
-    let mm = after_reclaim(|| {
+    let (mm, uffd) = after_reclaim(|| {
         let mut guard = parent.mm.lock();
         let pm = guard.as_mut().ok_or(EINVAL)?;
         let mut mm = pm.fork()?;
         mm.thp_disabled = pm.thp_disabled;
-        Ok(mm)
+        let uffd = super::userfault::fork(pm, &mut mm);
+        Ok((mm, uffd))
     })
     .inspect_err(|_| crate::mm::frame::frames().free(kstack, task::KSTACK_ORDER))?;
     let pid = task::alloc_pid();
     let child = Task::new(pid, parent.tgid, &parent.name.lock(), Some(mm), kstack);
     *child.files.lock() = parent.files.lock().clone();
     *child.rlimits.lock() = *parent.rlimits.lock();
+    // UFFD_FEATURE_EVENT_FORK: the monitor takes the child's contexts in first.
+    super::userfault::fork_events(&parent, &child.mm, uffd);
     let signals = parent.signals.with(|s| s.fork());
     start_child(&parent, &child, frame, args, signals);
     Ok(pid)
@@ -661,6 +664,10 @@ fn handle_user_sync(frame: &mut TrapFrame) {
                 deliver::fault_signal(frame, SIGSEGV, code, frame.far)
             }
             Err(FaultError::Bus) => deliver::fault_signal(frame, SIGBUS, BUS_ADRERR, frame.far),
+            // The Mm lock is dropped: wait for the handler, then the access retries.
+            Err(FaultError::Userfault(uffd)) => {
+                super::userfault::wait(&me(), uffd, VirtAddr(frame.far), access == Access::Write)
+            }
         };
     }
     let (sig, code) = match esr.ec() {

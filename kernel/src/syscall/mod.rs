@@ -1,7 +1,7 @@
 //! System calls by Linux arm64 number: `dispatch` reads the number from x8 and the
 //! arguments from x0-x5, and returns the result (or -errno) in x0. One file per family:
 //! `process`, `signal`, `memory`, `files`, `memfd` (files of the RAM file system),
-//! `pipe` (pipes and descriptors), `misc`
+//! `pipe` (pipes and descriptors), `userfaultfd`, `misc`
 //! (time, randomness, identity, power). Every user
 //! pointer goes through the uaccess helpers: a bad one is EFAULT, never a kernel fault.
 //! A system call runs with IRQs on (the tick and IPIs are taken, nothing preempts the
@@ -24,6 +24,8 @@ mod pipe;
 mod process;
 #[cfg(target_os = "none")]
 mod signal;
+#[cfg(target_os = "none")]
+mod userfaultfd;
 
 pub use crate::uapi::Errno;
 
@@ -34,7 +36,7 @@ pub use imp::dispatch;
 mod imp {
     use core::sync::atomic::{AtomicU64, Ordering};
 
-    use super::{files, memfd, memory, misc, pipe, process, signal, Errno};
+    use super::{files, memfd, memory, misc, pipe, process, signal, userfaultfd, Errno};
     use crate::arch::aarch64::trap::TrapFrame;
     use crate::proc::signal::Restart;
     use crate::uapi::*;
@@ -124,6 +126,7 @@ mod imp {
             SYS_BRK => memory::brk(a[0]),
             SYS_MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
             SYS_MEMFD_CREATE => memfd::memfd_create(a[0], a[1]),
+            SYS_USERFAULTFD => userfaultfd::userfaultfd(a[0]),
             SYS_FTRUNCATE => memfd::ftruncate(a[0], a[1]),
             SYS_FALLOCATE => memfd::fallocate(a[0], a[1], a[2], a[3]),
             SYS_MUNMAP => memory::munmap(a[0], a[1]),

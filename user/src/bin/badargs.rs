@@ -190,6 +190,32 @@ const ROWS: &[(&str, Want, Call)] = &[
     ("memfd_create_exec_and_noexec", EINVAL, |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 0x18)),
     ("memfd_create_name_kernel", EFAULT, |_| sys!(nr::MEMFD_CREATE, KERNEL, 0)),
     ("memfd_create_name_too_long", EINVAL, |e| sys!(nr::MEMFD_CREATE, e.long_path, 0)),
+    ("userfaultfd_bad_flags", EINVAL,    |_| sys!(nr::USERFAULTFD, 0x2)),
+    ("uffdio_api_bad_version", EINVAL,   |_| with_uffd(false, |fd| uffd_ioctl(fd, UFFDIO_API, &mut [0xab, 0, 0]))),
+    ("uffdio_api_unknown_feature", EINVAL, |_| with_uffd(false, |fd| uffd_ioctl(fd, UFFDIO_API, &mut [0xaa, 1 << 40, 0]))),
+    ("uffdio_api_kernel", EFAULT,        |_| with_uffd(false, |fd| sys!(nr::IOCTL, fd, UFFDIO_API, KERNEL))),
+    ("uffdio_api_twice", EINVAL,         |_| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_API, &mut [0xaa, 0, 0]))),
+    ("uffdio_register_before_api", EINVAL, |e| with_uffd(false, |fd| uffd_ioctl(fd, UFFDIO_REGISTER, &mut [e.buf as u64, PAGE as u64, 1, 0]))),
+    ("uffdio_register_mode0", EINVAL,    |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_REGISTER, &mut [e.buf as u64, PAGE as u64, 0, 0]))),
+    ("uffdio_register_bad_mode", EINVAL, |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_REGISTER, &mut [e.buf as u64, PAGE as u64, 1 << 20, 0]))),
+    ("uffdio_register_misaligned", EINVAL, |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_REGISTER, &mut [e.buf as u64 + 8, PAGE as u64, 1, 0]))),
+    ("uffdio_register_len0", EINVAL,     |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_REGISTER, &mut [e.buf as u64, 0, 1, 0]))),
+    ("uffdio_register_hole", EINVAL,     |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_REGISTER, &mut [e.hole as u64, PAGE as u64, 1, 0]))),
+    ("uffdio_register_kernel_range", EINVAL, |_| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_REGISTER, &mut [KERNEL as u64, PAGE as u64, 1, 0]))),
+    // The executable's text: a private mapping of a tmpfs file on Linux (shmem).
+    ("uffdio_register_text", Want::Ok(0), |_| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_REGISTER, &mut [text_page() as u64, PAGE as u64, 1, 0]))),
+    ("uffdio_register_struct_kernel", EFAULT, |_| with_uffd(true, |fd| sys!(nr::IOCTL, fd, UFFDIO_REGISTER, KERNEL))),
+    ("uffdio_unregister_len_overflow", EINVAL, |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_UNREGISTER, &mut [e.buf as u64, !(PAGE as u64 - 1)]))),
+    ("uffdio_wake_len0", EINVAL,         |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_WAKE, &mut [e.buf as u64, 0]))),
+    ("uffdio_copy_unregistered", ENOENT, |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_COPY, &mut [e.hole as u64, e.buf as u64, PAGE as u64, 0, 0]))),
+    ("uffdio_copy_bad_mode", EINVAL,     |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_COPY, &mut [e.hole as u64, e.buf as u64, PAGE as u64, 4, 0]))),
+    ("uffdio_copy_src_len_misaligned", EINVAL, |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_COPY, &mut [e.hole as u64, e.buf as u64, 100, 0, 0]))),
+    ("uffdio_zeropage_misaligned", EINVAL, |e| with_uffd(true, |fd| uffd_ioctl(fd, UFFDIO_ZEROPAGE, &mut [e.hole as u64 + 8, PAGE as u64, 0, 0]))),
+    ("uffdio_unknown_ioctl", EINVAL,     |e| with_uffd(true, |fd| sys!(nr::IOCTL, fd, 0xaa99, e.buf))),
+    ("uffd_read_short", EINVAL,          |e| with_uffd(true, |fd| sys!(nr::READ, fd, e.buf, 16))),
+    ("uffd_read_before_api", EINVAL,     |e| with_uffd(false, |fd| sys!(nr::READ, fd, e.buf, 32))),
+    ("uffd_read_nothing", Want::Err(Errno::EAGAIN), |e| with_uffd(true, |fd| sys!(nr::READ, fd, e.buf, 32))),
+    ("uffd_write", EBADF,               |e| with_uffd(true, |fd| sys!(nr::WRITE, fd, e.buf, 32))),
     // MFD_HUGETLB with MFD_HUGE_1MB: no pool of that size.
     ("memfd_create_hugetlb_no_such_size", Want::Err(Errno::ENODEV), |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 0x4 | 20 << 26)),
     ("memfd_create_huge_size_without_hugetlb", EINVAL, |_| sys!(nr::MEMFD_CREATE, c"x".as_ptr(), 21 << 26)),
@@ -455,6 +481,34 @@ fn check(want: Want, got: Result<usize, Errno>) -> Outcome {
         (Want::Err(w), g) => Err(Fail::new(format_args!("got {g:?}, want {w}"))),
         (Want::ErrUntilLinux7(..), _) => unreachable!("resolved above"),
     }
+}
+
+/// userfaultfd's ioctls (`linux/userfaultfd.h`).
+const UFFDIO_API: usize = 0xc018_aa3f;
+const UFFDIO_REGISTER: usize = 0xc020_aa00;
+const UFFDIO_UNREGISTER: usize = 0x8010_aa01;
+const UFFDIO_WAKE: usize = 0x8010_aa02;
+const UFFDIO_COPY: usize = 0xc028_aa03;
+const UFFDIO_ZEROPAGE: usize = 0xc020_aa04;
+/// arm64's O_NONBLOCK.
+const O_NONBLOCK: usize = 0o4000;
+
+/// `f` on a new userfaultfd (non-blocking), after the UFFDIO_API handshake if `api`;
+/// the descriptor closed after.
+fn with_uffd(api: bool, f: impl Fn(usize) -> Result<usize, Errno>) -> Result<usize, Errno> {
+    let fd = sys!(nr::USERFAULTFD, O_NONBLOCK | fs::O_CLOEXEC)?;
+    let r = if api {
+        uffd_ioctl(fd, UFFDIO_API, &mut [0xaa, 0, 0]).and_then(|_| f(fd))
+    } else {
+        f(fd)
+    };
+    let _ = sys!(nr::CLOSE, fd);
+    r
+}
+
+/// ioctl `req` of `fd` with the struct `arg`.
+fn uffd_ioctl(fd: usize, req: usize, arg: &mut [u64]) -> Result<usize, Errno> {
+    sys!(nr::IOCTL, fd, req, arg.as_mut_ptr())
 }
 
 /// The page of this program's text that holds `main`.

@@ -21,7 +21,13 @@ rt::entry!(main);
 /// The scenario programs, in order (`user/scenarios.txt`). The glibc programs of
 /// `user/c` run only when present.
 const DEFAULT: &str = include_str!("../../scenarios.txt");
-const OPTIONAL: &[&str] = &["glibc_check", "pthreads", "contpte_threads", "robust"];
+const OPTIONAL: &[&str] = &[
+    "glibc_check",
+    "pthreads",
+    "contpte_threads",
+    "robust",
+    "uffd",
+];
 
 fn main(args: &rt::Args) -> i32 {
     let (mut passed, mut failed) = (0u32, 0u32);

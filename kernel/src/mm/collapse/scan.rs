@@ -165,7 +165,13 @@ impl<E: MmEnv> Mm<E> {
             }
         }
         let none = n - s.present;
-        if limits.none_allowed(order).is_none_or(|max| none > max) {
+        // A hole of a VMA registered with userfaultfd is its handler's to fill, never
+        // the collapse's (Linux's `userfaultfd_armed` check, thread and MADV_COLLAPSE).
+        let allowed = match vma.flags.userfault {
+            Some(_) => Some(0),
+            None => limits.none_allowed(order),
+        };
+        if allowed.is_none_or(|max| none > max) {
             stats
                 .collapse_exceed_none_pte
                 .fetch_add(1, Ordering::Relaxed);

@@ -613,6 +613,60 @@ fn mremap_of_a_hugetlb_mapping_with_absurd_lengths_is_an_error() {
     finish([mm]);
 }
 
+/// userfaultfd on a private hugetlb mapping (UFFD_FEATURE_MISSING_HUGETLBFS): the
+/// registration must cut it at page boundaries, a fault hands out the huge page's
+/// address, UFFDIO_COPY fills a whole pool page and maps it as a fault would (a
+/// page taken and abandoned goes back to the pool), ZEROPAGE is EINVAL; a shared
+/// mapping does not register here.
+#[test]
+fn userfaultfd_copies_whole_pages_into_a_private_mapping() {
+    use crate::mm::userfault::{uffd_huge_abandon, Fill};
+    use crate::mm::vma::UffdId;
+    use crate::uapi::{EEXIST, EINVAL};
+    const A: UffdId = UffdId(1);
+    let (_m, mut mm) = mapping_setup(M2, 3);
+    let va = map(&mut mm, M2, 2, false).unwrap();
+    let size = M2.bytes();
+    let end = va.add(2 * size);
+    assert_eq!(mm.uffd_register(A, va.add(PAGE_SIZE), end), Err(EINVAL));
+    assert_eq!(
+        mm.uffd_register(A, va, end.add(PAGE_SIZE)).map(|_| ()),
+        Ok(())
+    );
+    assert_eq!(mm.uffd_register(A, va, end), Ok(true));
+    assert_eq!(
+        mm.handle_fault(va.add(5 * PAGE_SIZE), Access::Read),
+        Err(FaultError::Userfault(A))
+    );
+    assert_eq!(mm.uffd_fault_page(va.add(5 * PAGE_SIZE + 8)), va);
+    let head = mm.uffd_huge_take(va, end).unwrap();
+    let data = std::vec![7u8; 16 * PAGE_SIZE];
+    for off in (0..size).step_by(data.len()) {
+        mm.uffd_huge_write(head, off, &data);
+    }
+    mm.uffd_huge_map(va, head).unwrap();
+    assert_eq!(load(&mut mm, va.add(size - 1)), 7);
+    assert_eq!(leaf(&mm, va).level, 2, "one level-2 block");
+    assert_eq!(mm.uffd_huge_take(va, end), Err(EEXIST));
+    assert_eq!(
+        mm.uffd_huge_take(va.add(size + PAGE_SIZE), end),
+        Err(EINVAL)
+    );
+    assert_eq!(
+        mm.uffd_fill(va.add(size), 1, end, Fill::Zero),
+        (0, Err(EINVAL))
+    );
+    let head = mm.uffd_huge_take(va.add(size), end).unwrap();
+    uffd_huge_abandon(head);
+    let mut other = Mm::new_in(&env()).unwrap();
+    let shared = map(&mut other, M2, 1, true).unwrap();
+    assert_eq!(
+        other.uffd_register(A, shared, shared.add(size)),
+        Err(EINVAL)
+    );
+    finish([mm, other]);
+}
+
 /// A hugetlb memfd (`memfd_create(MFD_HUGETLB)`, Linux's `cow` selftest's "with memfd
 /// hugetlb" set-up): fallocate makes its pages; a private mapping reads the file's page
 /// and a write copies it into a page of its own (from its reservation), which the

@@ -20,6 +20,7 @@
 //! * `access.rs`: a debugger's forced reads and writes (/proc/self/mem);
 //! * `vmflags.rs`: fork's VMA flags (MADV_DONTFORK, MADV_WIPEONFORK) and mlock's;
 //! * `zero.rs`: the shared zero page;
+//! * `userfault.rs`: userfaultfd registration, missing faults, UFFDIO_COPY and ZEROPAGE;
 //! * `pin.rs`: pins (`mm::pin`) and what they mean for fork, copy-on-write, split,
 //!   collapse and lazyfree;
 //! * `threads.rs`: `std::thread`s as CPUs: the hardware's AF/dirty updates against
@@ -38,6 +39,7 @@ mod regress;
 mod report;
 mod shmem;
 mod threads;
+mod userfault;
 mod vmflags;
 mod zero;
 
