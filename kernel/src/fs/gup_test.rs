@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::caller::with_mm;
 use super::{Stream, O_RDWR};
-use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::KernelMachine;
 use crate::arch::aarch64::uaccess::{copy_to_user, read_user};
 use crate::mm::{pin, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::sync::SpinLock;
@@ -168,7 +168,7 @@ fn copy_out(pages: &[PhysAddr], arg: u64) -> Result<(), Errno> {
     let mut to: u64 = read_user(arg as usize).map_err(|_| EFAULT)?;
     let mut buf = vec![0u8; PAGE_SIZE];
     for &pa in pages {
-        pin::read_pinned(&KernelPt, pa, &mut buf);
+        pin::read_pinned(&KernelMachine, pa, &mut buf);
         copy_to_user(to as usize, &buf).map_err(|_| EFAULT)?;
         to = to.wrapping_add(PAGE_SIZE as u64);
     }

@@ -7,7 +7,7 @@
 use alloc::string::String;
 use core::fmt::Write;
 
-use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::KernelMachine;
 use crate::mm::{lazyfree, reclaim};
 use crate::uapi::{Errno, EINVAL};
 
@@ -34,7 +34,7 @@ pub fn render() -> String {
 pub fn write(s: &str) -> Result<(), Errno> {
     match s.trim_end() {
         "1" => {
-            reclaim::pass_all::<KernelPt>();
+            reclaim::pass_all::<KernelMachine>();
             Ok(())
         }
         _ => Err(EINVAL),

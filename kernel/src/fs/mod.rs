@@ -21,7 +21,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::KernelMachine;
 use crate::arch::aarch64::uaccess::USER_END;
 use crate::mm::addr::PAGE_SHIFT;
 use crate::mm::fault::Transfer;
@@ -592,12 +592,13 @@ impl File {
             File::Ram { mode, .. } if *mode & 0o170000 == 0o040000 => Err(EISDIR),
             File::Ram { data, pos, .. } => Ok(read_at(data, pos, buf)),
             File::Shm(f) => {
-                let n = f.file.read(&KernelPt, f.pos as u64, buf);
+                let n = f.file.read(&KernelMachine, f.pos as u64, buf);
                 f.pos += n;
                 Ok(n)
             }
             File::Huge(f) => {
-                let n = crate::mm::hugetlb::map::read_file(&KernelPt, &f.file, f.pos as u64, buf);
+                let n =
+                    crate::mm::hugetlb::map::read_file(&KernelMachine, &f.file, f.pos as u64, buf);
                 f.pos += n;
                 Ok(n)
             }
@@ -665,7 +666,7 @@ impl File {
             File::Stream(_) | File::Huge(_) => Err(EINVAL),
             File::Shm(f) if !f.writable => Err(EBADF),
             File::Shm(f) => {
-                let n = f.file.write(&KernelPt, f.pos as u64, bytes)?;
+                let n = f.file.write(&KernelMachine, f.pos as u64, bytes)?;
                 f.pos += n;
                 Ok(n)
             }

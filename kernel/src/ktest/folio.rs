@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use super::TestResult;
-use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::KernelMachine;
 use crate::mm::folio::{self, Folio};
 use crate::mm::frame::frames;
 use crate::mm::mthp;
@@ -27,7 +27,7 @@ fn stat(order: usize) -> (u64, u64, i64) {
 /// folios of the second's 15 mapped pages, and frees the rest.
 pub fn split_keeps_accounting_exact() -> TestResult {
     let free0 = frames().free_frames();
-    let f = folio::alloc_anon(&KernelPt, 6).ok_or("no 256 KiB folio")?;
+    let f = folio::alloc_anon(&KernelMachine, 6).ok_or("no 256 KiB folio")?;
     let l = Folio::lock(f.head());
     l.map(0, 64);
     let l = l.put(1).ok_or("freed while mapped")?;
@@ -71,7 +71,7 @@ pub fn split_keeps_accounting_exact() -> TestResult {
 
 /// The shrinker runs by itself when free memory falls under the low watermark.
 pub fn low_memory_runs_the_shrinker() -> TestResult {
-    let f = folio::alloc_anon(&KernelPt, 4).ok_or("no 64 KiB folio")?;
+    let f = folio::alloc_anon(&KernelMachine, 4).ok_or("no 64 KiB folio")?;
     let l = Folio::lock(f.head());
     l.map(0, 16);
     l.put(1).ok_or("freed while mapped")?.unmap(5, 1);
@@ -103,7 +103,7 @@ pub fn low_memory_runs_the_shrinker() -> TestResult {
 /// queue's reference is handed to the unmap, not leaked or dropped twice.
 pub fn fully_unmapped_folio_leaves_the_queue() -> TestResult {
     let free0 = frames().free_frames();
-    let f = folio::alloc_anon(&KernelPt, 4).ok_or("no 64 KiB folio")?;
+    let f = folio::alloc_anon(&KernelMachine, 4).ok_or("no 64 KiB folio")?;
     let l = Folio::lock(f.head());
     l.map(0, 16);
     l.put(1).ok_or("freed while mapped")?.unmap(3, 1);

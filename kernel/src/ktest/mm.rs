@@ -156,13 +156,13 @@ pub fn kmap_linear_map_covers_ram() -> TestResult {
     Ok(())
 }
 
-/// `KernelPt::zero_pages` clears exactly its pages: of four frames filled with 0xa5,
+/// `KernelMachine::zero_pages` clears exactly its pages: of four frames filled with 0xa5,
 /// the middle two come back zero and their neighbours untouched. QEMU permits DC ZVA
 /// on both models (DCZID_EL0.DZP clear), so this runs the DC ZVA path.
 pub fn zero_pages_clears_exactly_its_pages() -> TestResult {
-    use crate::arch::aarch64::mm::machine::KernelPt;
+    use crate::arch::aarch64::mm::machine::KernelMachine;
     use crate::arch::aarch64::mm::page::zva_block_bytes;
-    use crate::mm::env::MmEnv;
+    use crate::mm::machine::MmMachine;
 
     let block = zva_block_bytes();
     kassert!(
@@ -174,7 +174,7 @@ pub fn zero_pages_clears_exactly_its_pages() -> TestResult {
     let bytes =
         unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pa).as_ptr::<u8>(), 4 * PAGE_SIZE) };
     bytes.fill(0xa5);
-    KernelPt.zero_pages(pa.add(PAGE_SIZE), 2);
+    KernelMachine.zero_pages(pa.add(PAGE_SIZE), 2);
     let (head, rest) = bytes.split_at(PAGE_SIZE);
     let (middle, tail) = rest.split_at(2 * PAGE_SIZE);
     let ok = head.iter().chain(tail).all(|&b| b == 0xa5) && middle.iter().all(|&b| b == 0);

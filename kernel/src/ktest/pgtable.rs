@@ -9,10 +9,10 @@ use alloc::{format, string::String};
 
 use super::TestResult;
 use crate::arch::aarch64::mm::kmap;
-use crate::arch::aarch64::mm::machine::{self, KernelPt, UserTables};
+use crate::arch::aarch64::mm::machine::{self, KernelMachine, UserTables};
 use crate::arch::aarch64::mmu::{self, Access, Translation};
 use crate::mm::frame::frames;
-use crate::mm::pgtable::{ContMode, FaultFix, Kind, Prot, PtEnv, Pte, PteAttrs};
+use crate::mm::pgtable::{ContMode, FaultFix, Kind, Prot, PtMachine, Pte, PteAttrs};
 use crate::mm::{MemType, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::{kassert, kassert_eq};
 
@@ -427,7 +427,7 @@ pub fn corrupt_block_then_operate() -> ! {
     let mut table = t.root();
     for level in 0..3 {
         let entry = Pte::from_raw(
-            KernelPt.table(table)[(va.as_u64() >> (39 - 9 * level)) as usize & 511]
+            KernelMachine.table(table)[(va.as_u64() >> (39 - 9 * level)) as usize & 511]
                 .load(core::sync::atomic::Ordering::Relaxed),
         );
         let Kind::Table(next) = entry.kind(level) else {
@@ -435,7 +435,7 @@ pub fn corrupt_block_then_operate() -> ! {
         };
         table = next;
     }
-    let slot = &KernelPt.table(table)[(va.as_u64() >> 12) as usize % 512 + 3];
+    let slot = &KernelMachine.table(table)[(va.as_u64() >> 12) as usize % 512 + 3];
     let bad = Pte::from_raw(slot.load(core::sync::atomic::Ordering::Relaxed))
         .with_output_addr(folio.add(4 * PAGE_SIZE));
     slot.store(bad.raw(), core::sync::atomic::Ordering::Relaxed);
@@ -451,14 +451,18 @@ pub fn anon_exclusive_hook_reads_the_frame_flag() -> TestResult {
     let was = machine::set_check_exclusive(false);
     let pa = crate::arch::aarch64::mm::page::alloc_zeroed(0).ok_or("no frame")?;
     let result = (|| {
-        kassert!(!KernelPt.tracks_anon_exclusive());
-        kassert_eq!(KernelPt.anon_exclusive(pa), None);
+        kassert!(!KernelMachine.tracks_anon_exclusive());
+        kassert_eq!(KernelMachine.anon_exclusive(pa), None);
         machine::set_check_exclusive(true);
-        kassert_eq!(KernelPt.anon_exclusive(pa), None, "not an anonymous folio");
+        kassert_eq!(
+            KernelMachine.anon_exclusive(pa),
+            None,
+            "not an anonymous folio"
+        );
         frames().meta(pa).set(ANON, true);
-        kassert_eq!(KernelPt.anon_exclusive(pa), Some(false));
+        kassert_eq!(KernelMachine.anon_exclusive(pa), Some(false));
         frames().meta(pa).set(ANON_EXCLUSIVE, true);
-        kassert_eq!(KernelPt.anon_exclusive(pa), Some(true));
+        kassert_eq!(KernelMachine.anon_exclusive(pa), Some(true));
         let mut t = UserTables::new().map_err(|e| format!("{e:?}"))?;
         kassert!(t.checker_mut().is_enabled(), "the test build checks");
         let va = VirtAddr(0x5000_0000);

@@ -8,9 +8,9 @@
 use core::sync::atomic::Ordering;
 
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::folio;
 use super::install::{self, FaultError};
+use super::machine::MmMachine;
 use super::mthp;
 use super::reclaim;
 use super::vma::Vma;
@@ -18,7 +18,7 @@ use super::{VirtAddr, PAGE_SIZE};
 
 /// A fault on an unmapped page of `vma`: the largest folio of the `allowed` orders
 /// (a bit mask) that fits, else a base page.
-pub(super) fn fault<E: MmEnv>(
+pub(super) fn fault<E: MmMachine>(
     mm: &mut Mm<E>,
     va: VirtAddr,
     vma: Vma,

@@ -16,10 +16,10 @@
 //! report.rs   /proc/self/thpmaps
 //! ```
 //!
-//! `Mm` is generic over the machine it runs on ([`MmEnv`]: the page-table environment
-//! plus page contents and the tables' owner), as `pgtable` is over `PtEnv`: the kernel
-//! runs it on `KernelPt` (`arch::aarch64::mm::machine`, monomorphised: no dynamic dispatch), host tests
-//! on `host::HostMm`, a simulated RAM walked by the software model (`mm/tests`).
+//! `Mm` is generic over the machine it runs on ([`MmMachine`]: the page-table environment
+//! plus page contents and the tables' owner), as `pgtable` is over `PtMachine`: the kernel
+//! runs it on `KernelMachine` (`arch::aarch64::mm::machine`, monomorphised: no dynamic dispatch), host tests
+//! on `host::HostMachine`, a simulated RAM walked by the software model (`mm/tests`).
 //!
 //! Every page-table entry holds one reference and one map count on its page's folio.
 //!
@@ -41,7 +41,7 @@
 //! address space maps pins its folio, and its anon-exclusive flag changes only under
 //! the lock of an address space that maps it.
 
-use super::env::MmEnv;
+use super::machine::MmMachine;
 use super::vma::{VmaFlags, VmaSet};
 use super::VirtAddr;
 use crate::uapi::{Errno, ENOMEM};
@@ -56,7 +56,7 @@ pub const MMAP_MIN: u64 = 0x1_0000;
 
 /// An address space on the machine `E`: the kernel's (`arch::aarch64::mm::machine`
 /// names it `Mm` there) or the simulated RAM of host tests.
-pub struct Mm<E: MmEnv> {
+pub struct Mm<E: MmMachine> {
     pub tables: E::Tables,
     pub vmas: VmaSet,
     pub brk_start: VirtAddr,
@@ -70,7 +70,7 @@ pub struct Mm<E: MmEnv> {
     pub def_flags: VmaFlags,
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// An empty address space on the machine `env`.
     pub fn new_in(env: &E) -> Result<Self, Errno> {
         Ok(Mm {
@@ -98,7 +98,7 @@ impl<E: MmEnv> Mm<E> {
     }
 }
 
-impl<E: MmEnv> Drop for Mm<E> {
+impl<E: MmMachine> Drop for Mm<E> {
     fn drop(&mut self) {
         while let Some(v) = self.vmas.next_from(VirtAddr(0)).cloned() {
             // Whole VMAs: their edges cut no block, so this needs no memory.

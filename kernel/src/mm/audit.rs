@@ -23,16 +23,16 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
 use super::lazyfree::Entry;
+use super::machine::MmMachine;
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Check every anonymous folio against the mappings of `mms`; returns how many folios
 /// were checked, or the first disagreement.
-pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<usize, String> {
+pub fn check<'a, E: MmMachine + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<usize, String> {
     let mut mapped = count_mappings(mms)?;
     let mut checked = 0;
     let mut err = None;
@@ -60,7 +60,7 @@ pub fn check<'a, E: MmEnv + 'a>(mms: impl Iterator<Item = &'a Mm<E>>) -> Result<
 /// who may write a page (anon-exclusive and mapped once, or a file's page in a shared
 /// mapping; never the zero page) and lazyfree's reverse map (every mapping of a
 /// marked folio's first page is listed).
-fn count_mappings<'a, E: MmEnv + 'a>(
+fn count_mappings<'a, E: MmMachine + 'a>(
     mms: impl Iterator<Item = &'a Mm<E>>,
 ) -> Result<BTreeMap<PhysAddr, i32>, String> {
     let listed = super::lazyfree::list_entries();

@@ -19,10 +19,10 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::folio::{self, Folio, Locked};
 use super::hugetlb;
 use super::install::{self, map_error, FaultError};
+use super::machine::MmMachine;
 use super::mthp;
 use super::vma::Vma;
 use super::zero;
@@ -34,7 +34,7 @@ pub static COW_COPIES_FOLIO: AtomicBool = AtomicBool::new(false);
 /// A write fault at `page`, which maps `old` read-only (the fault's walk found it;
 /// the `Mm` lock keeps it mapped). The new or reused entry is writable only if the
 /// VMA is.
-pub(super) fn copy_on_write<E: MmEnv>(
+pub(super) fn copy_on_write<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     old: PhysAddr,
@@ -86,7 +86,7 @@ pub(super) fn copy_on_write<E: MmEnv>(
 /// here. So no other address space can read a page this write changes, and marking
 /// the pages exclusive keeps *who may write a page*.
 #[inline]
-fn reuse_folio<E: MmEnv>(
+fn reuse_folio<E: MmMachine>(
     mm: &mut Mm<E>,
     f: Locked,
     base: VirtAddr,
@@ -115,7 +115,7 @@ fn reuse_folio<E: MmEnv>(
 /// reference to it; a pin must see the write, so it is never copied (Linux's
 /// `do_wp_page` reuses any PageAnonExclusive page; `pin`'s rule 2).
 #[inline]
-fn reuse_page<E: MmEnv>(mm: &mut Mm<E>, page: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
+fn reuse_page<E: MmMachine>(mm: &mut Mm<E>, page: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
     if vma.prot.write {
         mm.tables.make_writable(page, 1).map_err(map_error)?;
     }
@@ -128,7 +128,7 @@ fn reuse_page<E: MmEnv>(mm: &mut Mm<E>, page: VirtAddr, vma: &Vma) -> Result<(),
 ///
 /// Needed because the folio is shared: the faulting page is not exclusive, so another
 /// address space may read it, and nothing here may write it.
-fn copy_folio<E: MmEnv>(
+fn copy_folio<E: MmMachine>(
     mm: &mut Mm<E>,
     f: Locked,
     page: VirtAddr,
@@ -155,7 +155,7 @@ fn copy_folio<E: MmEnv>(
 /// address space or the file may read it. The old folio, now partly mapped here, is
 /// hinted to the collapse thread.
 #[inline]
-fn copy_page<E: MmEnv>(
+fn copy_page<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     old: PhysAddr,
@@ -170,7 +170,7 @@ fn copy_page<E: MmEnv>(
 /// (which maps `pa`): its first address, if every page is mapped here in order,
 /// inside `vma`.
 #[inline]
-fn whole_folio_at<E: MmEnv>(
+fn whole_folio_at<E: MmMachine>(
     mm: &Mm<E>,
     page: VirtAddr,
     pa: PhysAddr,

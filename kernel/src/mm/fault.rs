@@ -13,11 +13,11 @@ use super::addr::PMD_SIZE;
 use super::anon;
 use super::aspace::Mm;
 use super::cow;
-use super::env::MmEnv;
 use super::filemap;
 use super::folio::{self, Folio};
 use super::hugetlb;
 use super::install::{map_error, FaultError};
+use super::machine::MmMachine;
 use super::mthp;
 use super::pgtable::FaultFix;
 use super::vma::Vma;
@@ -35,7 +35,7 @@ pub enum Access {
 /// Faults handled, resolved or not (Linux's `pgfault` in /proc/vmstat).
 pub static PGFAULT: AtomicU64 = AtomicU64::new(0);
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// Resolve a fault at `va`; `Ok` means retry the access.
     pub fn handle_fault(&mut self, va: VirtAddr, access: Access) -> Result<(), FaultError> {
         PGFAULT.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +140,7 @@ impl<E: MmEnv> Mm<E> {
 
 /// A fault on the unmapped `page` of `vma`: a hugetlb page, the file's page cache for
 /// a file mapping, else anonymous memory.
-fn missing<E: MmEnv>(
+fn missing<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     vma: Vma,
@@ -160,7 +160,7 @@ fn missing<E: MmEnv>(
 /// fits the huge zero page, as Linux's `do_huge_pmd_anonymous_page`: with
 /// `use_zero_page` off it allocates the folio, and the small zero page when the huge
 /// one cannot be had.
-fn missing_anon<E: MmEnv>(
+fn missing_anon<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     vma: Vma,
@@ -191,7 +191,7 @@ fn missing_anon<E: MmEnv>(
 /// exclusive page: *who may write a page*), its entry marked dirty where it is
 /// writable, and its folio's lazyfree mark dropped: the data is wanted (Linux's
 /// `set_page_dirty_lock` after the write).
-fn forced_page<E: MmEnv>(
+fn forced_page<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     write: bool,

@@ -15,9 +15,9 @@
 
 use super::addr::PMD_SIZE;
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::folio::{self, Folio};
 use super::install::{self, map_error, pte_attrs, FaultError};
+use super::machine::MmMachine;
 use super::reclaim;
 use super::shmem::{self, Held, Shmem};
 use super::vma::{FileMap, Vma};
@@ -28,7 +28,7 @@ use alloc::sync::Arc;
 const PAGE: u64 = PAGE_SIZE as u64;
 
 /// A fault on the unmapped `page` of the file VMA `vma`.
-pub(super) fn fault<E: MmEnv>(
+pub(super) fn fault<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     vma: &Vma,
@@ -67,7 +67,7 @@ pub(super) fn fault<E: MmEnv>(
 /// Map the held folio around `page`: all of it if it fits (module doc), else the
 /// page; each mapped page takes its reference and map count, and the lookup's
 /// reference goes (under the same folio lock).
-pub(super) fn map_cached<E: MmEnv>(
+pub(super) fn map_cached<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     vma: &Vma,
@@ -126,7 +126,7 @@ pub(super) fn map_cached<E: MmEnv>(
     Ok(())
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// The truncation of `file` to `keep` pages: unmap every page of this address
     /// space that maps file page `keep` or later, in shared and private mappings of
     /// it alike (a private mapping's copies too, as Linux's `truncate_pagecache`).
@@ -190,7 +190,7 @@ impl<E: MmEnv> Mm<E> {
 /// mapped by `vma`: what `shmem_enabled` allows, of those the sizes whose aligned
 /// block of the file lands on an equally aligned block inside the VMA (Linux's
 /// `thp_vma_suitable_order`), none under PR_SET_THP_DISABLE.
-fn file_orders<E: MmEnv>(mm: &Mm<E>, vma: &Vma, m: &FileMap, index: u64, size: u64) -> u16 {
+fn file_orders<E: MmMachine>(mm: &Mm<E>, vma: &Vma, m: &FileMap, index: u64, size: u64) -> u16 {
     if mm.thp_disabled {
         return 0;
     }

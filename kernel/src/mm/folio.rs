@@ -85,8 +85,8 @@
 use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
-use super::env::MmEnv;
 use super::frame::{flags, frames, FrameMeta};
+use super::machine::MmMachine;
 use super::mthp;
 use super::pgtable::FolioSpan;
 use super::{PhysAddr, PAGE_SIZE};
@@ -683,7 +683,7 @@ fn dequeue(f: Folio) -> bool {
 }
 
 /// The folio span of the frame at `pa` as the page-table layer sees it (a single page
-/// if the frame is not allocated): what both machines' `PtEnv::folio_of` answer.
+/// if the frame is not allocated): what both machines' `PtMachine::folio_of` answer.
 pub fn span_of(pa: PhysAddr) -> FolioSpan {
     match frames().block_of(pa) {
         Some((head, order)) => FolioSpan {
@@ -698,7 +698,7 @@ pub fn span_of(pa: PhysAddr) -> FolioSpan {
 }
 
 /// Whether the page at `pa` is anon-exclusive, for pages of anonymous folios (`None`
-/// for any other frame): what both machines' `PtEnv::anon_exclusive` answer.
+/// for any other frame): what both machines' `PtMachine::anon_exclusive` answer.
 pub fn anon_exclusive(pa: PhysAddr) -> Option<bool> {
     if super::zero::is_zero(pa) {
         // Shared by every address space: never writable (the checker's rule).
@@ -713,7 +713,7 @@ pub fn anon_exclusive(pa: PhysAddr) -> Option<bool> {
 
 /// The first of the `n` pages from `pa` (one entry's, in one folio) that is pinned but
 /// not anon-exclusive, for an anonymous folio with a pin (`None` otherwise): what both
-/// machines' `PtEnv::pinned_shared` answer.
+/// machines' `PtMachine::pinned_shared` answer.
 pub fn pinned_shared(pa: PhysAddr, n: usize) -> Option<PhysAddr> {
     let (head, _) = frames().block_of(pa)?;
     let f = Folio { head };
@@ -799,7 +799,7 @@ pub fn merge(head: PhysAddr, order: usize) -> Result<Locked, MergeError> {
 
 /// A zeroed anonymous folio of `order`, holding the allocation's reference (drop it
 /// with `put(1)` once the pages are mapped); `env` zeroes its pages.
-pub fn alloc_anon<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
+pub fn alloc_anon<E: MmMachine>(env: &E, order: usize) -> Option<Folio> {
     let f = alloc_anon_frames(order)?;
     env.zero_pages(f.head, 1 << order);
     Some(f)
@@ -807,7 +807,7 @@ pub fn alloc_anon<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
 
 /// An anonymous folio of `order` holding a copy of the pages from `from` (copy-on-write:
 /// not zeroed first, every byte is overwritten), with the allocation's reference.
-pub fn alloc_anon_copy<E: MmEnv>(env: &E, order: usize, from: PhysAddr) -> Option<Folio> {
+pub fn alloc_anon_copy<E: MmMachine>(env: &E, order: usize, from: PhysAddr) -> Option<Folio> {
     let f = alloc_anon_frames(order)?;
     env.copy_pages(from, f.head, 1 << order);
     Some(f)
@@ -827,7 +827,7 @@ pub fn adopt_hugetlb(head: PhysAddr, file: bool) -> Folio {
 
 /// A zeroed folio of `order` for a file's page cache (`shmem`), holding the
 /// allocation's reference.
-pub fn alloc_file<E: MmEnv>(env: &E, order: usize) -> Option<Folio> {
+pub fn alloc_file<E: MmMachine>(env: &E, order: usize) -> Option<Folio> {
     let head = frames().alloc(order)?;
     let f = Folio { head };
     f.meta(0).set(flags::FILE, true);
@@ -941,7 +941,7 @@ fn requeue(f: Locked) {
 /// cuts into 4 KiB ones, a smaller one into 4 KiB folios. The caller's mapping holds
 /// every reference (refcount == total map count: no extra one is taken, none is
 /// dropped), and it has already made sure that no contiguous block or 2 MiB block
-/// maps pages of two of the resulting folios (`AddressSpace::unfold_edges`). Counts
+/// maps pages of two of the resulting folios (`PageTable::unfold_edges`). Counts
 /// Linux's `split` for the order.
 pub fn split_cut(f: Locked, covered: core::ops::Range<usize>) {
     assert!(

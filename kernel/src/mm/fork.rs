@@ -20,10 +20,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::aspace::Mm;
 use super::batch::{batches_of, pages, WIDE_BATCH_PAGES};
-use super::env::MmEnv;
 use super::folio::{self, Folio, Shared};
 use super::install::{self, pte_attrs, FaultError};
 use super::lazyfree::span;
+use super::machine::MmMachine;
 use super::vma::{VmProt, Vma, VmaFlags, VmaKind};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -31,7 +31,7 @@ use crate::uapi::{
     Errno, EINVAL, ENOMEM, MADV_DOFORK, MADV_DONTFORK, MADV_KEEPONFORK, MADV_WIPEONFORK,
 };
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// The child's copy at fork: the same VMAs, the same folios mapped read-only in
     /// both. Every parent entry is write-protected whatever its VMA's flags say (an
     /// entry may allow more than its VMA while a block is being split: what counts is
@@ -102,7 +102,7 @@ impl<E: MmEnv> Mm<E> {
     }
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// madvise MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK or MADV_KEEPONFORK of
     /// `[start, end)`, a piece of `vma`: Linux's `madvise_vma_behavior`. Wipe-on-fork
     /// is for private anonymous memory only: a file mapping (the executable's is one
@@ -164,7 +164,7 @@ fn share(va: VirtAddr, pa: PhysAddr, n: usize, seen: &mut Seen) {
     });
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// After fork mapped `[start, end)` here (the child) with the parent's frames: give
     /// this side its own copy of every exclusive page of a pinned folio, so that the
     /// pin keeps referring to the parent's page and nothing the parent writes through

@@ -5,7 +5,7 @@
 //! with its per-frame metadata, so the folio layer, the deferred-split queue and the
 //! audit run unchanged. RAM is words of `AtomicU64`, so tables are borrowed straight
 //! out of it (the layer only ever accesses them atomically) and no `unsafe` is needed.
-//! [`HostMm`] is the machine as `pgtable` and `Mm` see it (`PtEnv` + `MmEnv`): CPU
+//! [`HostMachine`] is the machine as `pgtable` and `Mm` see it (`PtMachine` + `MmMachine`): CPU
 //! features and contiguous mode per instance, TLB maintenance left to the checker (it
 //! observes every TLBI through the layer's wrapper; there is no TLB to model), the
 //! checker on (`pgtable` turns it on under `cfg(test)`).
@@ -18,10 +18,11 @@ use std::boxed::Box;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::env::{check_page_access, MmEnv};
 use super::frame::{self, frames, FrameAllocator, FrameMeta};
+use super::machine::{check_page_access, MmMachine};
 use super::pgtable::{
-    AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
+    Asid, ContMode, Counters, Features, FolioSpan, MapError, PageTable, PtMachine, TableEntries,
+    Tlb,
 };
 use super::{folio, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::mm::addr::PTRS_PER_TABLE;
@@ -120,12 +121,12 @@ impl Tlb for NoTlb {
 
 /// The simulated machine as `pgtable` and `Mm` see it.
 #[derive(Clone, Copy, Debug)]
-pub struct HostMm {
+pub struct HostMachine {
     pub features: Features,
     pub mode: ContMode,
 }
 
-impl PtEnv for HostMm {
+impl PtMachine for HostMachine {
     type Tlb = NoTlb;
 
     fn table(&self, pa: PhysAddr) -> &TableEntries {
@@ -175,12 +176,12 @@ impl PtEnv for HostMm {
     }
 }
 
-impl MmEnv for HostMm {
-    type Tables = Box<AddressSpace<HostMm>>;
+impl MmMachine for HostMachine {
+    type Tables = Box<PageTable<HostMachine>>;
 
     fn new_tables(&self) -> Result<Self::Tables, MapError> {
         let asid = NEXT_ASID.fetch_add(1, Ordering::Relaxed);
-        AddressSpace::new(*self, asid, self.mode).map(Box::new)
+        PageTable::new(*self, asid, self.mode).map(Box::new)
     }
 
     fn zero_pages(&self, pa: PhysAddr, n: usize) {

@@ -10,8 +10,8 @@ use alloc::vec::Vec;
 
 use super::addr::{CONT_PMD_SIZE, PMD_SIZE};
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::folio::{self, Folio};
+use super::machine::MmMachine;
 use super::pgtable::{MapError, Prot, PteAttrs, Unmapped};
 use super::vma::{UffdId, VmProt};
 use super::zero;
@@ -68,7 +68,7 @@ pub(super) fn pte_attrs(prot: VmProt) -> PteAttrs {
 /// is set up without its lock (folio protocol, rule 1's exception). For a write fault
 /// the pages are mapped dirty: without hardware dirty state the faulting store would
 /// otherwise take a second fault just to mark them.
-pub(super) fn map_folio<E: MmEnv>(
+pub(super) fn map_folio<E: MmMachine>(
     mm: &mut Mm<E>,
     va: VirtAddr,
     f: Folio,
@@ -105,7 +105,7 @@ pub(super) fn map_folio<E: MmEnv>(
 /// break-before-make, exclusive before any entry maps it (copy-on-write of a page,
 /// and fork's copy of a pinned page for the child). Replacing one page of a 2 MiB
 /// block splits it, which needs a table.
-pub(super) fn replace_with_copy<E: MmEnv>(
+pub(super) fn replace_with_copy<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     old: PhysAddr,
@@ -136,7 +136,7 @@ pub(super) fn replace_with_copy<E: MmEnv>(
 /// map, not mapped yet) is to replace; if that fails, `new`, whose allocation
 /// reference is its only one, is freed (copy-on-write of a whole folio, fork's copy
 /// of a pinned folio, hugetlb's copy of a page).
-pub(super) fn unmap_for<E: MmEnv>(
+pub(super) fn unmap_for<E: MmMachine>(
     mm: &mut Mm<E>,
     base: VirtAddr,
     n: usize,

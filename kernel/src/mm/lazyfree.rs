@@ -107,10 +107,10 @@ use super::addr::CONT_PTES;
 use super::addr::PMD_SIZE;
 use super::aspace::Mm;
 use super::batch::{batches, pages};
-use super::env::MmEnv;
 use super::folio::{self, Folio};
 use super::frame::{flags, frames};
 use super::install::release;
+use super::machine::MmMachine;
 use super::pgtable::{Leaf, Pte};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -538,7 +538,7 @@ fn held_only_by_mappings(f: &folio::Locked) -> bool {
     f.refcount() == f.expected_refs()
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// The folios mapped in `[a, b)` (one batch, no 2 MiB block cut), locked one at a
     /// time in address order: `f(va of the folio's first page, folio, whole)` where
     /// `whole` says the range maps every page of it, in order. A contiguous block or a

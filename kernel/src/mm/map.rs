@@ -8,11 +8,11 @@
 use super::addr::PMD_SIZE;
 use super::aspace::{Mm, MMAP_BASE, MMAP_MIN, STACK_TOP};
 use super::batch::{batches_of, pages, BATCH_PAGES, WIDE_BATCH_PAGES};
-use super::env::MmEnv;
 use super::fault::Access;
 use super::folio;
 use super::install::{pte_attrs, release, FaultError};
 use super::lazyfree::Reach;
+use super::machine::MmMachine;
 use super::shmem::Shmem;
 use super::vma::{FileMap, HugeHint, VmProt, Vma, VmaFlags, VmaKind, MAX_MAP_COUNT};
 use super::{VirtAddr, PAGE_SIZE};
@@ -20,7 +20,7 @@ use crate::uapi::Errno;
 use crate::uapi::*;
 use alloc::sync::Arc;
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// Split the 2 MiB blocks that `start` and `end` cut: what a VMA boundary or a range
     /// operation there needs first. Fails (ENOMEM) only for want of a table; a split
     /// changes no translation, so one done before a failure needs no undo.

@@ -28,9 +28,9 @@
 //! CAP_IPC_LOCK, so Linux's `can_do_mlock` and the limit always allow.
 
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::fault::Access;
 use super::install::FaultError;
+use super::machine::MmMachine;
 use super::vma::VmaFlags;
 use super::VirtAddr;
 use crate::uapi::{Errno, EAGAIN, ENOMEM, MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT};
@@ -51,7 +51,7 @@ fn with_lock(flags: VmaFlags, lock: Option<Lock>) -> VmaFlags {
     }
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// mlock, mlock2 (`Some`) and munlock (`None`) of `[start, end)` (page-aligned,
     /// non-empty): VMA by VMA from `start`, a hole stops it with ENOMEM (what came
     /// before stays changed, as Linux's `apply_vma_lock_flags`), then the population,

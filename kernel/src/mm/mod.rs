@@ -13,7 +13,7 @@
 //! collapse in place, MADV_COLLAPSE).
 //! `lazyfree` (MADV_FREE of whole folios, their discard, the lazyfree list as reverse
 //! map) and `reclaim` (the pass that discards them and runs the deferred-split shrinker).
-//! The address space is generic over its machine (`env::MmEnv`): on the host, `host`
+//! The address space is generic over its machine (`machine::MmMachine`): on the host, `host`
 //! simulates RAM under it and `tests` runs it against the software walk. Everything
 //! here runs on the host; the real machine, the kernel heap and the kernel's own
 //! translation tables are `arch::aarch64::mm`.
@@ -81,7 +81,6 @@ pub mod audit;
 mod batch;
 pub mod collapse;
 pub mod cow;
-pub mod env;
 pub mod fault;
 mod filemap;
 mod fork;
@@ -90,6 +89,7 @@ pub mod host;
 pub mod hugetlb;
 pub mod install;
 pub mod lazyfree;
+pub mod machine;
 mod map;
 pub mod mlock;
 mod mremap;

@@ -9,9 +9,9 @@
 //!
 //! A move works in 2 MiB batches of the source. Where the destination keeps the offset
 //! inside 2 MiB, runs of whole regions move by their level-2 entries, up to 32 in one
-//! page-table operation (`AddressSpace::move_tables`): a level-3 table as one entry
+//! page-table operation (`PageTable::move_tables`): a level-3 table as one entry
 //! (Linux's `move_normal_pmd`), a 2 MiB block as one entry (`move_huge_pmd`). Every
-//! other batch is one operation (`AddressSpace::move_range`): folded 64 KiB blocks
+//! other batch is one operation (`PageTable::move_range`): folded 64 KiB blocks
 //! move as blocks where the destination keeps their offset inside 64 KiB, every other
 //! entry moves as a plain entry of the same folio; no folio is
 //! split, no map count or reference changes (the mappings move, they are not made
@@ -29,9 +29,9 @@ use alloc::vec::Vec;
 use super::addr::PMD_SIZE;
 use super::aspace::{Mm, STACK_TOP};
 use super::batch::{batches, pages};
-use super::env::MmEnv;
 use super::folio::Folio;
 use super::lazyfree;
+use super::machine::MmMachine;
 use super::pgtable::{entry_size, MoveBuf, USER_VA_END};
 use super::vma::{Vma, VmaFlags, MAX_MAP_COUNT};
 use super::zero;
@@ -47,7 +47,7 @@ fn page_align(len: u64) -> u64 {
     len.wrapping_add(PAGE - 1) & !(PAGE - 1)
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// mremap(addr, old_len, new_len, flags, new_addr): the new address, or Linux's
     /// errno, the checks in Linux 6.12's order.
     pub fn mremap(

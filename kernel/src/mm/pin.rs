@@ -33,10 +33,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::aspace::Mm;
 use super::cow;
-use super::env::MmEnv;
 use super::fault::Access;
 use super::folio::{self, Folio};
 use super::install::FaultError;
+use super::machine::MmMachine;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::{Errno, EFAULT, ENOMEM};
 
@@ -46,7 +46,7 @@ pub static PINNED: AtomicU64 = AtomicU64::new(0);
 pub static UNPINNED: AtomicU64 = AtomicU64::new(0);
 pub static UNSHARED: AtomicU64 = AtomicU64::new(0);
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// Pin the pages from `start` (page aligned), one per slot of `out`, for reading,
     /// or for writing if `write`, and write their frames into `out`. Returns how many
     /// were pinned: fewer than asked at the first page that cannot be, whose error is
@@ -137,6 +137,6 @@ pub fn unpin(pa: PhysAddr) {
 
 /// Copy bytes of a pinned page out, from `pa` (`buf.len()` bytes inside its page):
 /// a pipe reading what vmsplice pinned.
-pub fn read_pinned<E: MmEnv>(env: &E, pa: PhysAddr, buf: &mut [u8]) {
+pub fn read_pinned<E: MmMachine>(env: &E, pa: PhysAddr, buf: &mut [u8]) {
     env.read_page(pa, buf);
 }

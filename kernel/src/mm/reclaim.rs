@@ -59,10 +59,10 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::folio;
 use super::frame::frames;
 use super::lazyfree::{self, Entry, Visit, STATS};
+use super::machine::MmMachine;
 use crate::sync::IrqSpinLock;
 
 /// What the owner hook says of an entry of another address space: `None` if its owner
@@ -154,7 +154,7 @@ fn worth_a_pass() -> bool {
 /// One pass: lazyfree folios (if `worth_a_pass`, or always with `force`) until `want`
 /// pages are freed or every entry was seen once, then the deferred-split shrinker.
 /// Returns the pages the lazyfree part freed plus the folios the shrinker split.
-pub fn pass<E: MmEnv>(
+pub fn pass<E: MmMachine>(
     local: Option<&mut Mm<E>>,
     want: usize,
     force: bool,
@@ -179,7 +179,7 @@ struct Outcome {
 /// [`pass`] visiting at most `limit` list entries and `limit` queued folios; `patient`
 /// if the caller holds no `Mm` lock (the owner hook may then wait a bounded while for
 /// a busy owner, until the first owner that stays busy).
-fn pass_within<E: MmEnv>(
+fn pass_within<E: MmMachine>(
     local: Option<&mut Mm<E>>,
     want: usize,
     force: bool,
@@ -230,7 +230,7 @@ static REACHES_ENDED: AtomicU64 = AtomicU64::new(0);
 
 /// The lazyfree part of a pass over at most `limit` entries: the pages scanned, and
 /// what it freed and left (`complete` if it saw every entry or freed `want`).
-fn lazyfree_pass<E: MmEnv>(
+fn lazyfree_pass<E: MmMachine>(
     mut local: Option<&mut Mm<E>>,
     want: usize,
     limit: usize,
@@ -300,7 +300,7 @@ fn under_high() -> usize {
 
 /// The low watermark check of an allocation in a fault: under it, wake the reclaim
 /// thread (module doc), or without one run a pass up to the high watermark here.
-pub fn if_low<E: MmEnv>(local: &mut Mm<E>) {
+pub fn if_low<E: MmMachine>(local: &mut Mm<E>) {
     if !low_and_reclaimable() {
         return;
     }
@@ -326,7 +326,7 @@ pub fn if_low<E: MmEnv>(local: &mut Mm<E>) {
 /// marked). A step visits at most `KSWAPD_BATCH` entries and queued folios, and
 /// `yield_now` gives the CPU away after each, however long the list (issue 17: every
 /// kernel thread yields after bounded work). Returns the steps run.
-pub fn kswapd_balance<E: MmEnv>(yield_now: fn()) -> usize {
+pub fn kswapd_balance<E: MmMachine>(yield_now: fn()) -> usize {
     RECLAIM.kswapd_wakeups.fetch_add(1, Ordering::Relaxed);
     let mut steps = 0;
     // Entries and queued folios visited since a step last freed something, whether a
@@ -372,7 +372,7 @@ const KSWAPD_BATCH: usize = 256;
 /// (no busy owner, no young folio) and no one else freed anything, or after
 /// `DIRECT_PASSES` passes without progress (issue 17, defect 5: a direct reclaimer used
 /// to give up while the reclaim thread held the owner it was freeing).
-pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
+pub fn direct<E: MmMachine>(local: &mut Mm<E>, pages: usize) -> bool {
     let progress0 = PROGRESS.load(Ordering::Acquire);
     let free0 = frames().free_frames();
     let progressed =
@@ -418,7 +418,7 @@ pub fn direct<E: MmEnv>(local: &mut Mm<E>, pages: usize) -> bool {
 /// other could free (their direct reclaim only tries the other's lock) both come
 /// here without their locks, so each can reach the other's folios. True if memory
 /// came back, by this pass or anyone's.
-pub fn unlocked<E: MmEnv>(pages: usize) -> bool {
+pub fn unlocked<E: MmMachine>(pages: usize) -> bool {
     let progress0 = PROGRESS.load(Ordering::Acquire);
     let free0 = frames().free_frames();
     STATS.passes_unlocked.fetch_add(1, Ordering::Relaxed);
@@ -431,7 +431,7 @@ pub fn unlocked<E: MmEnv>(pages: usize) -> bool {
 /// after each direct reclaim that made progress (another CPU may take what was freed
 /// before this one allocates), at most `DIRECT_PASSES` times; `None` once reclaim has
 /// nothing more to give (the fault's ENOMEM or out-of-memory kill).
-pub fn alloc_or_reclaim<E: MmEnv, T>(
+pub fn alloc_or_reclaim<E: MmMachine, T>(
     local: &mut Mm<E>,
     pages: usize,
     mut alloc: impl FnMut(&mut Mm<E>) -> Option<T>,
@@ -456,7 +456,7 @@ const DIRECT_BACKOFF_SPINS: usize = 10_000;
 
 /// A pass over every lazyfree folio from no address space of the caller's (`1`
 /// written to /proc/lazyfree): every owner only tried. Returns what `pass` does.
-pub fn pass_all<E: MmEnv>() -> usize {
+pub fn pass_all<E: MmMachine>() -> usize {
     STATS.passes_demand.fetch_add(1, Ordering::Relaxed);
     pass::<E>(None, usize::MAX, true, Reclaimer::Demand)
 }

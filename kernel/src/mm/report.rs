@@ -12,10 +12,10 @@ use core::sync::atomic::Ordering;
 use super::addr::VirtAddr;
 use super::addr::PMD_SIZE;
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::folio::Folio;
 use super::frame::MAX_POOL_ORDER;
 use super::lazyfree::span;
+use super::machine::MmMachine;
 use super::mthp::HugeHint;
 use super::vma::{Vma, VmaKind};
 use super::zero;
@@ -162,7 +162,7 @@ pub fn kpageflags(pfn: usize) -> u64 {
 /// Orders the report lists: base pages and the mTHP sizes 16 KiB..2 MiB.
 const ORDERS: [usize; 9] = [0, 2, 3, 4, 5, 6, 7, 8, 9];
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     fn tally(&self, vma: &Vma) -> Tally {
         let mut t = Tally::default();
         if let Some(h) = vma.hugetlb() {

@@ -26,8 +26,8 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
-use super::env::MmEnv;
 use super::folio::{self, Folio};
+use super::machine::MmMachine;
 use super::mthp::{self, HugeHint};
 use super::{PhysAddr, PAGE_SIZE};
 use crate::sync::IrqSpinLock;
@@ -182,7 +182,7 @@ impl Shmem {
     /// `mthp`'s) whose aligned range holds no folio yet, else a page (Linux's
     /// `shmem_alloc_and_add_folio` falling back order by order). `None` when no
     /// memory is left for a page.
-    pub fn get<E: MmEnv>(&self, env: &E, index: u64, orders: u16) -> Option<Held> {
+    pub fn get<E: MmMachine>(&self, env: &E, index: u64, orders: u16) -> Option<Held> {
         loop {
             let candidates = {
                 let c = self.cache.lock();
@@ -240,7 +240,7 @@ impl Shmem {
     /// for UFFDIO_COPY and UFFDIO_ZEROPAGE into a shared mapping (Linux's
     /// `shmem_mfill_atomic_pte`): EFAULT past the end of the file, EEXIST if the file
     /// has a page there, ENOMEM if none can be had; the caller's reference.
-    pub fn add_filled<E: MmEnv>(
+    pub fn add_filled<E: MmMachine>(
         &self,
         env: &E,
         index: u64,
@@ -263,7 +263,7 @@ impl Shmem {
     /// ftruncate: set the size. Folios wholly past the new end leave the cache (their
     /// mappings keep them until unmapped); the part of the folio the end cuts beyond
     /// it is zeroed, so growing the file again reads zeros there, as Linux.
-    pub fn set_size<E: MmEnv>(&self, env: &E, size: u64) -> Result<(), Errno> {
+    pub fn set_size<E: MmMachine>(&self, env: &E, size: u64) -> Result<(), Errno> {
         if size > MAX_SIZE {
             return Err(EFBIG);
         }
@@ -303,7 +303,7 @@ impl Shmem {
     /// its pages: no split of a file folio here, Linux's shmem splits and frees what it
     /// can). EPERM under a write seal. Returns the file pages `[first, end)` whose
     /// mappings the caller must unmap (`Mm::unmap_file_range`).
-    pub fn punch<E: MmEnv>(&self, env: &E, off: u64, len: u64) -> Result<(u64, u64), Errno> {
+    pub fn punch<E: MmMachine>(&self, env: &E, off: u64, len: u64) -> Result<(u64, u64), Errno> {
         if self.seals() & WRITE_SEALS != 0 {
             return Err(EPERM);
         }
@@ -338,7 +338,7 @@ impl Shmem {
     /// none) and, unless `keep_size`, grow the file to cover them. EFBIG past the
     /// largest size; ENOMEM when memory runs out (what was allocated stays, the size
     /// does not change).
-    pub fn allocate<E: MmEnv>(
+    pub fn allocate<E: MmMachine>(
         &self,
         env: &E,
         off: u64,
@@ -368,7 +368,7 @@ impl Shmem {
 
     /// Copy from the file at byte `off` into `buf`, up to its size: holes read as
     /// zeros. Returns the bytes copied.
-    pub fn read<E: MmEnv>(&self, env: &E, off: u64, buf: &mut [u8]) -> usize {
+    pub fn read<E: MmMachine>(&self, env: &E, off: u64, buf: &mut [u8]) -> usize {
         let size = self.size();
         if off >= size {
             return 0;
@@ -395,7 +395,7 @@ impl Shmem {
     /// Copy `data` into the file at byte `off`, growing it to cover what was written:
     /// EFBIG past the largest size, ENOMEM when no page can be had (and nothing was
     /// written). Returns the bytes written.
-    pub fn write<E: MmEnv>(&self, env: &E, off: u64, data: &[u8]) -> Result<usize, Errno> {
+    pub fn write<E: MmMachine>(&self, env: &E, off: u64, data: &[u8]) -> Result<usize, Errno> {
         let end = off
             .checked_add(data.len() as u64)
             .filter(|&e| e <= MAX_SIZE)
@@ -456,7 +456,7 @@ fn uncache(head: PhysAddr) {
 }
 
 /// Zero `len` bytes of the folio at `head` from byte `from` of it.
-fn zero_bytes<E: MmEnv>(env: &E, head: PhysAddr, from: u64, len: u64) {
+fn zero_bytes<E: MmMachine>(env: &E, head: PhysAddr, from: u64, len: u64) {
     const ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
     let mut at = from;
     while at < from + len {
@@ -468,7 +468,7 @@ fn zero_bytes<E: MmEnv>(env: &E, head: PhysAddr, from: u64, len: u64) {
 
 /// A zeroed file folio of the largest order in `orders` (bit 0 always set: a page)
 /// that can be had, counting per size as Linux's `shmem_alloc` and `shmem_fallback`.
-fn alloc_largest<E: MmEnv>(env: &E, orders: u16) -> Option<(Folio, usize)> {
+fn alloc_largest<E: MmMachine>(env: &E, orders: u16) -> Option<(Folio, usize)> {
     for order in (1..=mthp::PMD_ORDER)
         .rev()
         .filter(|&o| orders & 1 << o != 0)

@@ -20,11 +20,11 @@
 //! only).
 
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::filemap;
 use super::folio::{self, Folio};
 use super::hugetlb;
 use super::install::{self, FaultError};
+use super::machine::MmMachine;
 use super::vma::{FileMap, UffdId, Vma, VmaKind};
 use super::zero;
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -58,7 +58,7 @@ fn huge_aligned(vma: &Vma, start: VirtAddr, end: VirtAddr) -> bool {
     })
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// UFFDIO_REGISTER (MODE_MISSING) of `[start, end)` for `uffd`: Linux's
     /// `userfaultfd_register` after its argument checks. The range may hold holes but
     /// must meet a VMA (EINVAL); every VMA in it must be registrable (EINVAL) and not
@@ -313,7 +313,7 @@ impl<E: MmEnv> Mm<E> {
 /// page at a time as Linux's `mfill_atomic_hugetlb`: a pool page is taken under the
 /// `Mm` lock (`uffd_huge_take`), filled with the lock dropped (the source may fault),
 /// and mapped under it again (`uffd_huge_map`), or given back (`uffd_huge_abandon`).
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// The huge page size of the hugetlb VMA at `va`, if it is one.
     pub fn uffd_huge_size(&self, va: VirtAddr) -> Option<usize> {
         self.vmas.find(va)?.hugetlb().map(|h| h.size.bytes())

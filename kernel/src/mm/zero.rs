@@ -32,9 +32,9 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use super::addr::PMD_SIZE;
 use super::anon;
 use super::aspace::Mm;
-use super::env::MmEnv;
 use super::frame::frames;
 use super::install::{map_error, pte_attrs, release, FaultError};
+use super::machine::MmMachine;
 use super::mthp;
 use super::pgtable::MapError;
 use super::reclaim;
@@ -64,7 +64,7 @@ const HUGE_PAGES: usize = PMD_SIZE / PAGE_SIZE;
 
 /// The huge zero page, allocated (and zeroed) if it is not, with `HUGE_PAGES` more
 /// mapped pages counted for the caller, who maps it whole; `None` without memory.
-fn get_huge<E: MmEnv>(env: &E) -> Option<PhysAddr> {
+fn get_huge<E: MmMachine>(env: &E) -> Option<PhysAddr> {
     let _g = HUGE_LOCK.lock();
     let mut pa = HUGE_ZERO_PAGE.load(Ordering::Relaxed);
     if pa == 0 {
@@ -142,7 +142,7 @@ pub fn is_zero(pa: PhysAddr) -> bool {
 /// A read fault where a 2 MiB folio is allowed and fits (the 2 MiB at `base` are
 /// unmapped) and `use_zero_page` is on: map the huge zero page there, read-only;
 /// `false` if it cannot be had.
-pub(super) fn map_huge<E: MmEnv>(
+pub(super) fn map_huge<E: MmMachine>(
     mm: &mut Mm<E>,
     base: VirtAddr,
     vma: &Vma,
@@ -162,7 +162,11 @@ pub(super) fn map_huge<E: MmEnv>(
 /// A read (or exec) fault on the unmapped `page` of `vma`: map the zero page,
 /// read-only whatever the VMA allows. A table it needs is had by reclaim as a
 /// fault's page is (`reclaim::alloc_or_reclaim`).
-pub(super) fn map<E: MmEnv>(mm: &mut Mm<E>, page: VirtAddr, vma: &Vma) -> Result<(), FaultError> {
+pub(super) fn map<E: MmMachine>(
+    mm: &mut Mm<E>,
+    page: VirtAddr,
+    vma: &Vma,
+) -> Result<(), FaultError> {
     let attrs = read_only(vma);
     let map = |mm: &mut Mm<E>| mm.tables.map(page, self::page(), 1, attrs);
     let r = match map(mm) {
@@ -183,7 +187,7 @@ pub(super) fn map<E: MmEnv>(mm: &mut Mm<E>, page: VirtAddr, vma: &Vma) -> Result
 /// else are unmapped, and the page faults in as an unmapped one does
 /// (`anon`), at that order if memory allows, mapped dirty. The new entries
 /// are writable only if the VMA is (a forced write to a read-only VMA).
-pub(super) fn write_over<E: MmEnv>(
+pub(super) fn write_over<E: MmMachine>(
     mm: &mut Mm<E>,
     page: VirtAddr,
     vma: Vma,
@@ -206,7 +210,7 @@ pub(super) fn write_over<E: MmEnv>(
 
 /// Whether every entry of the `n` pages from `base` is unmapped or maps the zero
 /// page.
-fn only_zero_or_unmapped<E: MmEnv>(mm: &Mm<E>, base: VirtAddr, n: usize) -> bool {
+fn only_zero_or_unmapped<E: MmMachine>(mm: &Mm<E>, base: VirtAddr, n: usize) -> bool {
     let mut only = true;
     mm.tables
         .for_each_leaf(base, base.add(n * PAGE_SIZE), |va, leaf| {

@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::kthread::{join_kthread, kthread_exit, spawn_kthread};
 use super::sched::{self, WaitQueue};
 use super::task::Task;
-use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::KernelMachine;
 use crate::mm::reclaim;
 use crate::sync::SpinLock;
 
@@ -72,7 +72,7 @@ extern "C" fn run(_: u64) -> ! {
             break;
         }
         if reclaim::take_request() {
-            reclaim::kswapd_balance::<KernelPt>(sched::schedule);
+            reclaim::kswapd_balance::<KernelMachine>(sched::schedule);
         }
     }
     kthread_exit()

@@ -31,7 +31,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::deliver;
 use super::sched::{me, WaitQueue};
 use super::signal::{Cause, SigInfo};
-use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::KernelMachine;
 use crate::arch::aarch64::uaccess::{copy_from_user, copy_to_user, is_user_range};
 use crate::fs::{self, Stream, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
 use crate::mm::{pin, PhysAddr, VirtAddr, PAGE_SIZE};
@@ -133,7 +133,7 @@ impl Contents {
                 }
                 Piece::Page { pa, len } => {
                     let m = (*len).min(out.len() - n);
-                    pin::read_pinned(&KernelPt, *pa, &mut out[n..n + m]);
+                    pin::read_pinned(&KernelMachine, *pa, &mut out[n..n + m]);
                     *pa = pa.add(m);
                     *len -= m;
                     if *len == 0 {

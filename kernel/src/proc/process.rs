@@ -144,9 +144,9 @@ fn after_reclaim<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno>
     for _ in 0..OOM_RETRIES {
         match f() {
             Err(ENOMEM)
-                if crate::mm::reclaim::unlocked::<crate::arch::aarch64::mm::machine::KernelPt>(
-                    1,
-                ) => {}
+                if crate::mm::reclaim::unlocked::<
+                    crate::arch::aarch64::mm::machine::KernelMachine,
+                >(1) => {}
             r => return r,
         }
     }
@@ -764,7 +764,7 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
             Err(FaultError::Oom)
                 if retries < OOM_RETRIES
                     && crate::mm::reclaim::unlocked::<
-                        crate::arch::aarch64::mm::machine::KernelPt,
+                        crate::arch::aarch64::mm::machine::KernelMachine,
                     >(1) =>
             {
                 retries += 1;
@@ -780,7 +780,7 @@ fn fault_in(t: &Task, va: VirtAddr, access: Access) -> Result<(), FaultError> {
                 waited_ms += 1;
                 crate::time::spin_for(1_000_000);
                 sched::cond_resched();
-                crate::mm::reclaim::unlocked::<crate::arch::aarch64::mm::machine::KernelPt>(1);
+                crate::mm::reclaim::unlocked::<crate::arch::aarch64::mm::machine::KernelMachine>(1);
             }
             Ok(()) => {
                 t.minflt.fetch_add(1, Ordering::Relaxed);

@@ -9,7 +9,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::Errno;
-use crate::arch::aarch64::mm::machine::KernelPt;
+use crate::arch::aarch64::mm::machine::KernelMachine;
 use crate::arch::aarch64::mm::machine::Mm;
 use crate::arch::aarch64::uaccess::strncpy_from_user;
 use crate::fs::{File, HugeFd, ShmFile};
@@ -107,7 +107,7 @@ pub fn ftruncate(fd: u64, length: u64) -> Result<u64, Errno> {
     }
     let file = writable_file(fd, EINVAL)?;
     let old = file.size();
-    file.set_size(&KernelPt, length)?;
+    file.set_size(&KernelMachine, length)?;
     if length < old {
         let keep = length.div_ceil(PAGE_SIZE as u64);
         each_address_space(|mm| mm.unmap_file_from(&file, keep))?;
@@ -261,13 +261,14 @@ pub fn fallocate(fd: u64, mode: u64, offset: u64, len: u64) -> Result<u64, Errno
             return punch_huge(&file, offset, len).map(|()| 0);
         }
         let keep = mode & FALLOC_FL_KEEP_SIZE != 0;
-        return crate::mm::hugetlb::map::allocate(&KernelPt, &file, offset, len, keep).map(|()| 0);
+        return crate::mm::hugetlb::map::allocate(&KernelMachine, &file, offset, len, keep)
+            .map(|()| 0);
     }
     let file = writable_file(fd, ENODEV)?;
     if punch {
         return punch_hole(&file, offset, len).map(|()| 0);
     }
-    file.allocate(&KernelPt, offset, len, mode & FALLOC_FL_KEEP_SIZE != 0)?;
+    file.allocate(&KernelMachine, offset, len, mode & FALLOC_FL_KEEP_SIZE != 0)?;
     Ok(0)
 }
 
@@ -277,7 +278,7 @@ pub fn fallocate(fd: u64, mode: u64, offset: u64, len: u64) -> Result<u64, Errno
 /// mappings' file pages (their private copies stay), one at a time holding no other
 /// lock. MADV_REMOVE comes here too.
 pub fn punch_hole(file: &Arc<Shmem>, offset: u64, len: u64) -> Result<(), Errno> {
-    let (first, end) = file.punch(&KernelPt, offset, len)?;
+    let (first, end) = file.punch(&KernelMachine, offset, len)?;
     if first < end {
         each_address_space(|mm| mm.unmap_file_range(file, first, end, false))?;
     }

@@ -1,6 +1,6 @@
 //! Collapse by copy: a new folio of the block's order, the mapped pages copied into
 //! it (holes stay zero), the block remapped with it in one batched `set_ptes`
-//! (`AddressSpace::map`; a 2 MiB block then becomes one level-2 entry through
+//! (`PageTable::map`; a 2 MiB block then becomes one level-2 entry through
 //! `collapse_l2`), the old pages' references dropped.
 //!
 //! Past the point where the old entries are gone nothing may fail, or the block's
@@ -12,14 +12,14 @@ use core::sync::atomic::Ordering;
 
 use super::Fail;
 use crate::mm::aspace::Mm;
-use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio};
 use crate::mm::install::{pte_attrs, release};
+use crate::mm::machine::MmMachine;
 use crate::mm::mthp::{self, PMD_ORDER};
 use crate::mm::vma::Vma;
 use crate::mm::{VirtAddr, PAGE_SIZE};
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// Copy the block of `order` at `base` (aligned, inside `vma` and one level-3
     /// table) into a new folio and map that instead.
     pub(super) fn collapse_copy(

@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::mm::addr::PMD_SIZE;
 use crate::mm::aspace::Mm;
-use crate::mm::env::MmEnv;
+use crate::mm::machine::MmMachine;
 use crate::mm::{PhysAddr, VirtAddr};
 use crate::sync::IrqSpinLock;
 
@@ -34,7 +34,7 @@ static QUEUE: IrqSpinLock<Ring> = IrqSpinLock::new(Ring {
 
 /// Queue the 2 MiB window around `va` of `mm` (a duplicate of a queued one is not
 /// queued twice).
-pub fn hint<E: MmEnv>(mm: &Mm<E>, va: VirtAddr) {
+pub fn hint<E: MmMachine>(mm: &Mm<E>, va: VirtAddr) {
     let item = (mm.tables.root(), va.align_down(PMD_SIZE));
     let mut q = QUEUE.lock();
     let queued = (0..q.len).any(|i| q.items[(q.head + i) % CAPACITY] == item);
@@ -52,7 +52,7 @@ pub fn hint<E: MmEnv>(mm: &Mm<E>, va: VirtAddr) {
 }
 
 /// Hint the windows that `start` and `end` cut (a split or partial unmap there).
-pub fn hint_edges<E: MmEnv>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr) {
+pub fn hint_edges<E: MmMachine>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr) {
     for va in [start, end] {
         if !va.is_aligned(PMD_SIZE) {
             hint(mm, va);
@@ -62,7 +62,7 @@ pub fn hint_edges<E: MmEnv>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr) {
 
 /// `mm`'s pages in `[start, end)` moved by `delta` bytes up or down (mremap): its
 /// hints for windows there follow them.
-pub fn follow_move<E: MmEnv>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr, to: VirtAddr) {
+pub fn follow_move<E: MmMachine>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr, to: VirtAddr) {
     let root = mm.tables.root();
     let mut q = QUEUE.lock();
     let (head, len) = (q.head, q.len);
@@ -82,7 +82,7 @@ pub fn follow_move<E: MmEnv>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr, to: Vir
 /// the collapse thread's next round, and every new hint scans the queue for its
 /// duplicate: a 64 MiB copy at 64 KiB after an mremap's hints cost 380 instructions
 /// more per copy-on-write fault than after none (bench_mm).
-pub fn forget_range<E: MmEnv>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr) {
+pub fn forget_range<E: MmMachine>(mm: &Mm<E>, start: VirtAddr, end: VirtAddr) {
     let root = mm.tables.root();
     let mut q = QUEUE.lock();
     let (head, len) = (q.head, q.len);

@@ -4,16 +4,16 @@
 //! split). Nothing is copied and nothing allocated: if the run is several folios,
 //! their metadata is merged into one (`folio::merge`); the entries are given one
 //! protection if they differ; then the 64 KiB blocks are refolded
-//! (`AddressSpace::refold_l3c`) or, for 2 MiB, the table is replaced by a block
-//! (`AddressSpace::collapse_l2`). The folio stays locked throughout, so no split
+//! (`PageTable::refold_l3c`) or, for 2 MiB, the table is replaced by a block
+//! (`PageTable::collapse_l2`). The folio stays locked throughout, so no split
 //! changes its shape under the refold.
 
 use super::scan::Survey;
 use super::Fail;
 use crate::mm::aspace::Mm;
-use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio, MergeError};
 use crate::mm::install::pte_attrs;
+use crate::mm::machine::MmMachine;
 use crate::mm::mthp::PMD_ORDER;
 use crate::mm::vma::{VmProt, Vma};
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
@@ -21,7 +21,7 @@ use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
 /// The smallest order whose blocks have a larger translation (64 KiB).
 const CONT_ORDER: usize = 4;
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// Collapse the block of `order` at `base`, whose pages map `pa..` in order (all
     /// exclusive or none: the caller checked), in place. `Err(Fail::Busy)` if a folio
     /// was locked; any other error leaves the block as it was, for a copy to try.

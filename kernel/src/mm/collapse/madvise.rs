@@ -12,7 +12,7 @@
 use super::scan::collapsible;
 use super::{Fail, Limits};
 use crate::mm::aspace::Mm;
-use crate::mm::env::MmEnv;
+use crate::mm::machine::MmMachine;
 use crate::mm::mthp::{self, SizeSetting, MTHP_ORDERS, PMD_ORDER};
 use crate::mm::vma::Vma;
 use crate::mm::{VirtAddr, PAGE_SIZE};
@@ -26,7 +26,7 @@ pub fn madvise_order() -> usize {
         .unwrap_or(PMD_ORDER)
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// MADV_COLLAPSE of `[start, end)`, which lies inside `vma`.
     pub(in crate::mm) fn madvise_collapse(
         &mut self,

@@ -8,8 +8,8 @@ use core::sync::atomic::Ordering;
 use super::{Collapsed, Fail, Limits, PAGES_COLLAPSED};
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::aspace::Mm;
-use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio};
+use crate::mm::machine::MmMachine;
 use crate::mm::mthp::{self, MTHP_ORDERS, PMD_ORDER};
 use crate::mm::pgtable::{ContMode, Prot};
 use crate::mm::vma::{Vma, VmaKind};
@@ -60,7 +60,7 @@ impl Survey {
     }
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// Survey the `n` pages from `base` (aligned to `n` pages, inside one 2 MiB).
     pub(super) fn survey(&self, base: VirtAddr, n: usize) -> Survey {
         let mut s = Survey {

@@ -40,9 +40,9 @@ use super::resv::{HugeFile, ResvMap};
 use super::{pool, HugeSize};
 use crate::mm::addr::CONT_PMD_SIZE;
 use crate::mm::aspace::{Mm, MMAP_BASE, MMAP_MIN};
-use crate::mm::env::MmEnv;
 use crate::mm::folio::{self, Folio};
 use crate::mm::install::{self, map_error, pte_attrs, release, FaultError};
+use crate::mm::machine::MmMachine;
 use crate::mm::vma::{HugeMap, Vma, VmaKind};
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::*;
@@ -61,7 +61,7 @@ pub enum HugeSource {
 
 /// Read `file` from byte `pos` into `buf` (a hugetlb memfd's read): a hole reads as
 /// zeros, nothing past the end; returns the bytes read.
-pub fn read_file<E: MmEnv>(env: &E, file: &HugeFile, pos: u64, buf: &mut [u8]) -> usize {
+pub fn read_file<E: MmMachine>(env: &E, file: &HugeFile, pos: u64, buf: &mut [u8]) -> usize {
     let len = file.length();
     let n = len.saturating_sub(pos).min(buf.len() as u64) as usize;
     let bytes = file.page_size().bytes();
@@ -83,7 +83,7 @@ pub fn read_file<E: MmEnv>(env: &E, file: &HugeFile, pos: u64, buf: &mut [u8]) -
 /// touches is made (zeroed, from its reservation if it has one); without `keep_size`
 /// the file grows to `offset + len` (Linux's `hugetlbfs_fallocate`). ENOSPC when the
 /// pool has no page left (the pages made so far stay).
-pub fn allocate<E: MmEnv>(
+pub fn allocate<E: MmMachine>(
     env: &E,
     file: &HugeFile,
     offset: u64,
@@ -126,7 +126,7 @@ pub fn size_of_flags(flags: u64) -> Option<HugeSize> {
 
 /// Whether `va` lies on a page boundary of the hugetlb VMA around it (true if there is
 /// none): where a VMA may be cut.
-fn on_boundary<E: MmEnv>(mm: &Mm<E>, va: VirtAddr) -> bool {
+fn on_boundary<E: MmMachine>(mm: &Mm<E>, va: VirtAddr) -> bool {
     mm.vmas
         .find(va)
         .and_then(Vma::hugetlb)
@@ -137,7 +137,7 @@ fn on_boundary<E: MmEnv>(mm: &Mm<E>, va: VirtAddr) -> bool {
 /// the file's page read-only if the file has one (a write then copies it, `cow`),
 /// else a new page of the mapping's own (Linux's `hugetlb_no_page`). Past the file's
 /// end: SIGBUS. Also a debugger's access (`access_forced`).
-pub(in crate::mm) fn missing<E: MmEnv>(
+pub(in crate::mm) fn missing<E: MmMachine>(
     mm: &mut Mm<E>,
     va: VirtAddr,
     vma: &Vma,
@@ -197,7 +197,7 @@ pub(in crate::mm) fn missing<E: MmEnv>(
 /// A write to the private page around `va` (frame `pa` inside it) that fork
 /// shared (or a debugger's, `access_forced`): reuse it if this is its only
 /// mapping, else copy it whole into a pool page; writable where the VMA is.
-pub(in crate::mm) fn cow<E: MmEnv>(
+pub(in crate::mm) fn cow<E: MmMachine>(
     mm: &mut Mm<E>,
     va: VirtAddr,
     pa: PhysAddr,
@@ -228,7 +228,7 @@ pub(in crate::mm) fn cow<E: MmEnv>(
     install::map_folio(mm, base, new, vma.prot, true)
 }
 
-impl<E: MmEnv> Mm<E> {
+impl<E: MmMachine> Mm<E> {
     /// mmap of a hugetlb mapping of pages of `size` (module doc); returns the start.
     pub fn mmap_hugetlb(
         &mut self,

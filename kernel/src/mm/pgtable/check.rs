@@ -59,11 +59,11 @@
 //!     only by the operations that clear them;
 //!   - every writable or DBM user entry (level 3, or a level-2 block) in the
 //!     operation's range maps an anon-exclusive page, when the environment knows
-//!     ([`PtEnv::anon_exclusive`]): a page shared by two address spaces (after fork)
+//!     ([`PtMachine::anon_exclusive`]): a page shared by two address spaces (after fork)
 //!     must be written only after copy-on-write, never through an entry that already
 //!     lets the hardware write it (or will, with hardware dirty state);
 //!   - every user leaf in the operation's range maps no page that is pinned but not
-//!     anon-exclusive ([`PtEnv::pinned_shared`]): a pin refers to an exclusive page,
+//!     anon-exclusive ([`PtMachine::pinned_shared`]): a pin refers to an exclusive page,
 //!     and fork copies rather than shares it (`mm::pin`'s rules 1 and 2).
 //!
 //! The checker is switched at run time ([`Checker::set_enabled`]); when off it keeps no
@@ -86,7 +86,7 @@ use super::cursor::{Cursor, Found, Slot};
 use super::desc::{
     cont_block_violation, entry_size, view, BbmChange, Kind, Level, Pte, LAST_LEVEL,
 };
-use super::env::{block_in_one_folio, Features, PtEnv};
+use super::machine::{block_in_one_folio, Features, PtMachine};
 
 /// The operations of the page-table API, as the checker needs to know them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -421,7 +421,7 @@ impl Checker {
         }
     }
 
-    pub(crate) fn end_op<E: PtEnv>(&mut self, env: &E, root: PhysAddr) {
+    pub(crate) fn end_op<E: PtMachine>(&mut self, env: &E, root: PhysAddr) {
         if !self.enabled {
             return;
         }
@@ -481,7 +481,7 @@ impl Checker {
 
     /// Walks the operation's ranges: every writable or DBM user leaf must map a page
     /// the environment says is anon-exclusive.
-    fn check_writable_entries_are_exclusive<E: PtEnv>(&self, env: &E, root: PhysAddr) {
+    fn check_writable_entries_are_exclusive<E: PtMachine>(&self, env: &E, root: PhysAddr) {
         let op = self.op.as_ref().expect("in an operation");
         let mut cursor = Cursor::new(root);
         for &(start, end) in &op.ranges {
@@ -610,7 +610,7 @@ fn index_in_table(va: VirtAddr) -> usize {
 /// The architecture's contiguous-block rule plus this kernel's own: a contiguous
 /// block maps one folio (so that splitting or freeing a folio never leaves half a
 /// block behind).
-fn block_rule_violation<E: PtEnv>(env: &E, entries: &[Pte; CONT_PTES]) -> Option<&'static str> {
+fn block_rule_violation<E: PtMachine>(env: &E, entries: &[Pte; CONT_PTES]) -> Option<&'static str> {
     if let Some(err) = cont_block_violation(entries, LAST_LEVEL) {
         return Some(err);
     }

@@ -2,11 +2,11 @@
 //! an aligned run of one folio use the larger translation, without touching the
 //! frames. Two operations, one per size class:
 //!
-//! * [`AddressSpace::refold_l3c`]: fold every whole 64 KiB block of a range that
+//! * [`PageTable::refold_l3c`]: fold every whole 64 KiB block of a range that
 //!   qualifies (`contpte::try_fold_l3c`: 16 valid pages of one folio, consecutive
 //!   frames, equal attributes), the same break-before-make convert a fold after
 //!   `set_ptes` does.
-//! * [`AddressSpace::collapse_l2`]: replace a level-3 table whose 512 entries map one
+//! * [`PageTable::collapse_l2`]: replace a level-3 table whose 512 entries map one
 //!   2 MiB aligned folio in order, with equal attributes, by one level-2 block.
 //!   Break-before-make (Arm ARM, "Using break-before-make when updating translation
 //!   table entries"): the 512 entries are cleared (gathering the AF and dirty state
@@ -23,12 +23,12 @@ use super::contpte::{self, ContBlock};
 use super::ctx::Write;
 use super::cursor::Found;
 use super::desc::{Kind, Pte, LAST_LEVEL};
-use super::{range_end, AddressSpace, PtEnv};
+use super::{range_end, PageTable, PtMachine};
 
 /// Bit[1] of a level-3 descriptor: set in a page, clear in a level-2 block.
 const PAGE_TYPE_BIT: u64 = 1 << 1;
 
-impl<E: PtEnv> AddressSpace<E> {
+impl<E: PtMachine> PageTable<E> {
     /// Folds the whole 64 KiB blocks of `[va, va + nr pages)` that qualify and are not
     /// folded yet; returns how many it folded. Changes no translation.
     #[track_caller]

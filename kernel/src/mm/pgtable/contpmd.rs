@@ -8,7 +8,7 @@
 //! checker enforces them on every group an operation touched (`check.rs`), and the
 //! model's walk refuses a misprogrammed group (`model.rs`).
 //!
-//! Only [`AddressSpace::map_l2c`] is a level-2 contiguous operation of its own: it
+//! Only [`PageTable::map_l2c`] is a level-2 contiguous operation of its own: it
 //! writes the 16 entries into 16 empty slots in one operation, so no walk sees part of
 //! the group before the operation ends. Everything else this layer does to a level-2
 //! block applies to the group as the batched level-3 operations apply to a 64 KiB
@@ -23,13 +23,13 @@ use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PMDS, CONT_PMD_SIZE, PAGE_SIZE, P
 use super::check::OpKind;
 use super::ctx;
 use super::desc::{Pte, PteAttrs};
-use super::env::PtEnv;
-use super::{pmd, range_end, AddressSpace, MapError};
+use super::machine::PtMachine;
+use super::{pmd, range_end, MapError, PageTable};
 
 /// The level of a block entry of a level-2 contiguous block.
 const LEVEL: super::Level = 2;
 
-impl<E: PtEnv> AddressSpace<E> {
+impl<E: PtMachine> PageTable<E> {
     /// Maps the order-13 folio at `pa` as one level-2 contiguous block at `va` (both
     /// 32 MiB aligned): 16 block entries with the Contiguous bit, stored into empty
     /// slots in one operation. On error nothing is mapped.

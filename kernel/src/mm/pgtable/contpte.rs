@@ -38,7 +38,7 @@ use super::counters::Counters;
 use super::ctx::{Ctx, Write};
 use super::cursor::{Slot, Table};
 use super::desc::{cont_block_violation, view, Change, Kind, Prot, Pte, LAST_LEVEL};
-use super::env::{block_in_one_folio, PtEnv};
+use super::machine::{block_in_one_folio, PtMachine};
 use super::{ContMode, Unmapped};
 
 /// The 16 level-3 entries of one aligned 64 KiB block.
@@ -86,7 +86,7 @@ impl<'a> ContBlock<'a> {
     /// Writes the 16 entries, entry `i` with `write(i)` (`Ctx::store_block`).
     #[track_caller]
     #[inline(always)]
-    fn store<E: PtEnv>(
+    fn store<E: PtMachine>(
         &self,
         ctx: &mut Ctx<'_, E>,
         write: impl FnMut(usize) -> Write,
@@ -98,7 +98,7 @@ impl<'a> ContBlock<'a> {
     /// are at `range.start - range.start..` (`Ctx::store_block`).
     #[track_caller]
     #[inline(always)]
-    fn store_part<E: PtEnv>(
+    fn store_part<E: PtMachine>(
         &self,
         ctx: &mut Ctx<'_, E>,
         range: Range<usize>,
@@ -144,7 +144,7 @@ fn is_whole(blk: &ContBlock<'_>, lo: VirtAddr, hi: VirtAddr) -> bool {
 
 /// Rewrites a block with the Contiguous bit set (`cont`) or clear, by break-before-make
 /// (the rule is stated and enforced in `check.rs`).
-fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
+fn convert_l3c<E: PtMachine>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
     assert!(blk.va().is_aligned(CONT_SIZE));
     let mut old = [Pte::INVALID; CONT_PTES];
     let (mut young, mut dirty) = (false, false);
@@ -181,7 +181,7 @@ fn convert_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, cont: bool) {
 }
 
 /// Folds a block if it qualifies (see the module docs). Returns whether it did.
-pub(crate) fn try_fold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> bool {
+pub(crate) fn try_fold_l3c<E: PtMachine>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> bool {
     assert!(blk.va().is_aligned(CONT_SIZE));
     if ctx.mode == ContMode::Off {
         return false;
@@ -203,7 +203,7 @@ pub(crate) fn try_fold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -
     true
 }
 
-fn foldable<E: PtEnv>(env: &E, entries: &[Pte; CONT_PTES]) -> bool {
+fn foldable<E: PtMachine>(env: &E, entries: &[Pte; CONT_PTES]) -> bool {
     let singles = entries
         .iter()
         .all(|e| e.kind(LAST_LEVEL) == Kind::Page && !e.is_cont());
@@ -213,7 +213,7 @@ fn foldable<E: PtEnv>(env: &E, entries: &[Pte; CONT_PTES]) -> bool {
 }
 
 /// Unfolds a block if it is contiguous.
-pub(crate) fn unfold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) {
+pub(crate) fn unfold_l3c<E: PtMachine>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) {
     assert!(blk.va().is_aligned(CONT_SIZE));
     if blk.is_cont() {
         convert_l3c(ctx, blk, false);
@@ -222,7 +222,7 @@ pub(crate) fn unfold_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) {
 }
 
 /// Writes an empty block as contiguous at once, from the page entry `first`.
-fn map_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, first: Pte) {
+fn map_l3c<E: PtMachine>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, first: Pte) {
     assert!(blk.va().is_aligned(CONT_SIZE) && first.output_addr().is_aligned(CONT_SIZE));
     debug_assert!(
         (0..CONT_PTES).all(|i| !blk.slot(i).load().is_valid()),
@@ -237,7 +237,7 @@ fn map_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, first: Pte) {
 
 /// Applies `change` to every entry of a contiguous block in place, without unfolding.
 /// Returns the block's gathered old value.
-fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change) -> Pte {
+fn change_l3c<E: PtMachine>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change) -> Pte {
     assert!(blk.va().is_aligned(CONT_SIZE));
     let hw_dirty = ctx.features.hw_dirty;
     let (mut first, mut young, mut dirty, mut needs_tlbi) = (Pte::INVALID, false, false, false);
@@ -268,7 +268,7 @@ fn change_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, change: Change
 
 /// Applies `change` to the valid entries of `[lo, hi)` in a block that is not
 /// contiguous, in one loop over them; one TLBI request for the part if any needs it.
-fn change_part<E: PtEnv>(
+fn change_part<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     blk: ContBlock<'_>,
     lo: VirtAddr,
@@ -293,7 +293,7 @@ fn change_part<E: PtEnv>(
 /// Applies `change` to the entry of `va` if its block is not contiguous (nothing if
 /// the entry is invalid) and says whether it did; a contiguous block is left to the
 /// range path, which unfolds or changes it whole.
-pub(crate) fn change_single<E: PtEnv>(
+pub(crate) fn change_single<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     table: Table<'_>,
     va: VirtAddr,
@@ -310,7 +310,7 @@ pub(crate) fn change_single<E: PtEnv>(
 
 /// `replace_page` on a level-3 table: unfold the block of `va`, clear its entry,
 /// TLBI + DSB, write `new`. Returns the old mapping.
-pub(crate) fn replace_pte<E: PtEnv>(
+pub(crate) fn replace_pte<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     table: Table<'_>,
     va: VirtAddr,
@@ -326,7 +326,7 @@ pub(crate) fn replace_pte<E: PtEnv>(
 }
 
 /// Applies `change` to one entry (nothing if it is invalid). Returns the old value.
-fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
+fn change_pte<E: PtMachine>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
     let (old, new) = ctx.store(slot, Write::Update(change));
     if Pte::needs_tlbi(old, new, ctx.features.hw_dirty) {
         ctx.flush_later(slot.va(), PAGE_SIZE);
@@ -335,7 +335,7 @@ fn change_pte<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) ->
 }
 
 /// Clears a whole contiguous block, gathering AF and dirty.
-fn clear_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> Unmapped {
+fn clear_l3c<E: PtMachine>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> Unmapped {
     assert!(blk.va().is_aligned(CONT_SIZE));
     let old = blk
         .store(ctx, |_| Write::Swap(Pte::INVALID))
@@ -348,7 +348,7 @@ fn clear_l3c<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>) -> Unmapped {
 /// each pushed straight onto `out` (no record built and copied per entry: this loop is
 /// most of an unmap or a move of small folios), and defers one TLBI for the span
 /// from the first of them to the last.
-fn clear_ptes<E: PtEnv>(
+fn clear_ptes<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     blk: ContBlock<'_>,
     lo: VirtAddr,
@@ -375,7 +375,7 @@ fn clear_ptes<E: PtEnv>(
 /// advancing the output address page by page. Aligned blocks inside one folio get the
 /// Contiguous bit directly (mode `On`); other blocks are written entry by entry and
 /// folded once their last entry is written (modes `On` and `Naive`).
-pub(crate) fn set_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, first: Pte) {
+pub(crate) fn set_ptes<E: PtMachine>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, first: Pte) {
     let pa_at = |va: VirtAddr| first.output_addr().add(va.offset_from(run.start));
     for (blk, lo, hi) in run.blocks() {
         let pa = pa_at(lo);
@@ -396,7 +396,7 @@ pub(crate) fn set_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, first: P
 }
 
 /// Applies `change` to the valid entries of the run (holes stay holes).
-pub(crate) fn change_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, change: Change) {
+pub(crate) fn change_ptes<E: PtMachine>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, change: Change) {
     for (blk, lo, hi) in run.blocks() {
         if ctx.mode == ContMode::Naive {
             for i in blk.indices(lo, hi) {
@@ -417,7 +417,7 @@ pub(crate) fn change_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, chang
 /// A change that wrote the last entry of a block may have made it uniform again
 /// (mprotect restoring one page): fold it then, as Linux's `contpte_try_fold` does
 /// from `set_ptes` when the last entry of a block is written.
-fn refold_if_last<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, hi: VirtAddr) {
+fn refold_if_last<E: PtMachine>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, hi: VirtAddr) {
     if hi == blk.va().add(CONT_SIZE) {
         try_fold_l3c(ctx, blk);
     }
@@ -426,7 +426,7 @@ fn refold_if_last<E: PtEnv>(ctx: &mut Ctx<'_, E>, blk: ContBlock<'_>, hi: VirtAd
 /// `protect_exclusive` on the run: each entry gets `rw` if `exclusive` says its page
 /// (a whole contiguous block: its 16 pages) belongs to this address space alone, `ro`
 /// otherwise. Holes stay holes.
-pub(crate) fn protect_ptes<E: PtEnv>(
+pub(crate) fn protect_ptes<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     run: PteRun<'_>,
     ro: Prot,
@@ -489,7 +489,7 @@ pub(crate) fn protect_ptes<E: PtEnv>(
 /// block cleared whole, one per single entry otherwise. Only the blocks cut at either
 /// end of the run are unfolded (every block, in `Naive` mode). The table is freed at
 /// the end of the operation if this left it empty.
-pub(crate) fn get_and_clear_ptes<E: PtEnv>(
+pub(crate) fn get_and_clear_ptes<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     run: PteRun<'_>,
     out: &mut Vec<Unmapped>,
@@ -500,7 +500,11 @@ pub(crate) fn get_and_clear_ptes<E: PtEnv>(
 
 /// [`get_and_clear_ptes`] that keeps the table even if emptied: a move, which may have
 /// to put the entries back without allocating.
-pub(crate) fn take_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, out: &mut Vec<Unmapped>) {
+pub(crate) fn take_ptes<E: PtMachine>(
+    ctx: &mut Ctx<'_, E>,
+    run: PteRun<'_>,
+    out: &mut Vec<Unmapped>,
+) {
     for (blk, lo, hi) in run.blocks() {
         if ctx.mode != ContMode::Naive && is_whole(&blk, lo, hi) && blk.is_cont() {
             out.push(clear_l3c(ctx, blk));
@@ -520,7 +524,7 @@ pub(crate) fn take_ptes<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, out: &m
 /// each with the block's AF and dirty gathered. Only the blocks cut at either end of
 /// the run are unfolded (every block, in `Naive` mode). Defers one TLBI for the span
 /// of what it cleared; returns whether it cleared anything.
-pub(crate) fn take_entries<E: PtEnv>(
+pub(crate) fn take_entries<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     run: PteRun<'_>,
     keep_cont: bool,
@@ -596,7 +600,7 @@ pub(crate) fn take_entries<E: PtEnv>(
 /// and PA, is folded at once (mode `On`: the entries were empty, no TLB holds them);
 /// other blocks are written entry by entry and folded once their last entry is
 /// written (modes `On` and `Naive`), as [`set_ptes`] does.
-pub(crate) fn place_entries<E: PtEnv>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, entries: &[Pte]) {
+pub(crate) fn place_entries<E: PtMachine>(ctx: &mut Ctx<'_, E>, run: PteRun<'_>, entries: &[Pte]) {
     for (blk, lo, hi) in run.blocks() {
         let at = lo.offset_from(run.start) / PAGE_SIZE;
         let range = blk.indices(lo, hi);
@@ -657,7 +661,7 @@ pub(crate) fn get_pte(table: Table<'_>, va: VirtAddr) -> Pte {
 /// (no unfold: AF and dirty may differ inside a block), else to the entry. Returns the
 /// gathered old value. The change is applied to every entry whatever the gathered value
 /// says (bug 3 of `docs/notes/contpte.md`).
-pub(crate) fn change_af_dirty_pte<E: PtEnv>(
+pub(crate) fn change_af_dirty_pte<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     table: Table<'_>,
     va: VirtAddr,

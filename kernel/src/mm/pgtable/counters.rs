@@ -4,7 +4,7 @@
 //! the layer bumps it at the single place where each event happens. Benchmarks and the
 //! statistics files read a [`CounterSnapshot`] (the sum over CPUs) and subtract two.
 //!
-//! Per CPU, and plain: each CPU adds to its own slot ([`PtEnv::cpu`]) with a load and
+//! Per CPU, and plain: each CPU adds to its own slot ([`PtMachine::cpu`]) with a load and
 //! a store, no atomic read-modify-write and no cache line shared between CPUs (what
 //! the release build pays for statistics). That is exact because an increment cannot
 //! be cut on its CPU: kernel code is never preempted (only on the way back to EL0) and
@@ -13,7 +13,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::env::PtEnv;
+use super::machine::PtMachine;
 // Every CPU the kernel runs has a slot of its own.
 use crate::MAX_CPUS;
 
@@ -117,6 +117,6 @@ impl Counters {
 }
 
 /// The counters of the CPU running this code, on `env`.
-pub(crate) fn here<E: PtEnv>(env: &E) -> &CpuCounters {
+pub(crate) fn here<E: PtMachine>(env: &E) -> &CpuCounters {
     env.counters().cpu(env.cpu())
 }

@@ -27,7 +27,7 @@ use super::counters::{self, Counters, CpuCounters};
 use super::cursor::{Cursor, Found, Slot, Table};
 use super::desc::{entry_size, Kind, Level, LAST_LEVEL};
 use super::desc::{Change, Pte};
-use super::env::{Asid, Features, PtEnv, Tlb};
+use super::machine::{Asid, Features, PtMachine, Tlb};
 use super::{ContMode, MapError};
 
 /// How [`Ctx::store`] changes a descriptor.
@@ -80,7 +80,7 @@ pub(crate) const fn tlbi_plan(range_tlbi: bool, pages: usize) -> TlbiPlan {
     }
 }
 
-pub(crate) struct Ctx<'a, E: PtEnv> {
+pub(crate) struct Ctx<'a, E: PtMachine> {
     pub env: &'a E,
     pub root: PhysAddr,
     pub asid: Asid,
@@ -103,7 +103,7 @@ pub(crate) struct Ctx<'a, E: PtEnv> {
     counters: &'a CpuCounters,
 }
 
-impl<'a, E: PtEnv> Ctx<'a, E> {
+impl<'a, E: PtMachine> Ctx<'a, E> {
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn begin(
@@ -419,7 +419,7 @@ fn write_entry(entry: &AtomicU64, write: Write) -> Result<(Pte, Pte), Pte> {
 }
 
 /// TLBI VMALLE1IS + DSB, for the ASID allocator's rollover: counted with the rest.
-pub fn flush_all_asids<E: PtEnv>(env: &E) {
+pub fn flush_all_asids<E: PtMachine>(env: &E) {
     env.tlb().all();
     env.tlb().dsb();
     Counters::bump(&counters::here(env).tlbi_all, 1);
@@ -427,7 +427,7 @@ pub fn flush_all_asids<E: PtEnv>(env: &E) {
 }
 
 /// TLBI ASIDE1IS + DSB outside any operation, when an address space goes away.
-pub(crate) fn flush_asid<E: PtEnv>(env: &E, asid: Asid) {
+pub(crate) fn flush_asid<E: PtMachine>(env: &E, asid: Asid) {
     env.tlb().asid(asid);
     env.tlb().dsb();
     Counters::bump(&counters::here(env).tlbi_asid, 1);
@@ -436,7 +436,7 @@ pub(crate) fn flush_asid<E: PtEnv>(env: &E, asid: Asid) {
 
 /// Walks to the entry of `va` at `target` (2 or 3), allocating missing tables on
 /// the way. Fails if a block maps `va` above `target`, or on allocation failure.
-pub(crate) fn slot_alloc<'a, E: PtEnv>(
+pub(crate) fn slot_alloc<'a, E: PtMachine>(
     ctx: &mut Ctx<'a, E>,
     cursor: &mut Cursor,
     va: VirtAddr,
@@ -471,7 +471,7 @@ pub(crate) fn slot_alloc<'a, E: PtEnv>(
 /// a DSB remove them from the walk caches, and only then are they freed: a table must
 /// not be reused while a walker may still read it (break-before-make applies to table
 /// descriptors too; the checker verifies it).
-pub(crate) fn free_empty_tables<E: PtEnv>(
+pub(crate) fn free_empty_tables<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     va: VirtAddr,
     upper: bool,

@@ -6,7 +6,7 @@
 //! machine for the duration of one call.
 //!
 //! Invariants the cursor relies on (all operations run under the address-space lock,
-//! which `&mut AddressSpace` stands for):
+//! which `&mut PageTable` stands for):
 //! * tables are linked and unlinked only by this layer, under the lock, so the cached
 //!   path stays valid for the whole operation except where the layer itself replaces a
 //!   level-2 block by a table (it then calls [`Cursor::forget_below`]);
@@ -17,7 +17,7 @@
 use crate::mm::addr::{PhysAddr, VirtAddr, PTRS_PER_TABLE};
 
 use super::desc::{entry_size, Kind, Level, Pte, LAST_LEVEL};
-use super::env::{PtEnv, TableEntries};
+use super::machine::{PtMachine, TableEntries};
 
 /// Bytes covered by a whole table at `level` (the root covers the 48-bit space).
 const fn table_span(level: Level) -> u64 {
@@ -35,7 +35,7 @@ pub(crate) struct Table<'a> {
 }
 
 impl<'a> Table<'a> {
-    pub fn new<E: PtEnv>(env: &'a E, pa: PhysAddr, level: Level, va: VirtAddr) -> Self {
+    pub fn new<E: PtMachine>(env: &'a E, pa: PhysAddr, level: Level, va: VirtAddr) -> Self {
         let base = VirtAddr(va.as_u64() & !(table_span(level) - 1));
         Table {
             pa,
@@ -152,7 +152,7 @@ impl Cursor {
     }
 
     /// Walks toward the level-3 entry of `va` without changing anything.
-    pub fn find<'a, E: PtEnv>(&mut self, env: &'a E, va: VirtAddr) -> Found<'a> {
+    pub fn find<'a, E: PtMachine>(&mut self, env: &'a E, va: VirtAddr) -> Found<'a> {
         self.seek(va);
         let mut level = self.deepest();
         loop {
@@ -174,7 +174,7 @@ impl Cursor {
 
     /// The table at `level` on the path to the address last found (after `find`
     /// reported a hole at that level).
-    pub fn table_at<'a, E: PtEnv>(&self, env: &'a E, level: Level) -> Table<'a> {
+    pub fn table_at<'a, E: PtMachine>(&self, env: &'a E, level: Level) -> Table<'a> {
         Table::new(env, self.path[level].expect("cached path"), level, self.va)
     }
 }

@@ -22,10 +22,10 @@ use super::contpte::{self, ContBlock, PteRun};
 use super::ctx::{self, Ctx};
 use super::cursor::{Cursor, Table};
 use super::desc::{Change, Pte, PteAttrs, LAST_LEVEL};
-use super::env::PtEnv;
-use super::{pmd, range_end, split_cut_blocks, AddressSpace, MapError, Segment};
+use super::machine::PtMachine;
+use super::{pmd, range_end, split_cut_blocks, MapError, PageTable, Segment};
 
-impl<E: PtEnv> AddressSpace<E> {
+impl<E: PtMachine> PageTable<E> {
     /// Write-protects the mapped pages of `[va, va + nr)` here and maps them read-only
     /// with `attrs` at the same addresses in `child`, whose range must be empty (a new
     /// address space). `shared(va, pa, pages)` is told every run of consecutive frames
@@ -34,7 +34,7 @@ impl<E: PtEnv> AddressSpace<E> {
     #[track_caller]
     pub fn fork_range(
         &mut self,
-        child: &mut AddressSpace<E>,
+        child: &mut PageTable<E>,
         va: VirtAddr,
         nr: usize,
         attrs: PteAttrs,
@@ -69,14 +69,14 @@ impl<E: PtEnv> AddressSpace<E> {
 }
 
 /// The child's side of one `fork_range`.
-struct Copy<'c, 'a, E: PtEnv, F: FnMut(VirtAddr, PhysAddr, usize)> {
+struct Copy<'c, 'a, E: PtMachine, F: FnMut(VirtAddr, PhysAddr, usize)> {
     cctx: &'c mut Ctx<'a, E>,
     ccur: &'c mut Cursor,
     attrs: PteAttrs,
     shared: &'c mut F,
 }
 
-impl<'a, E: PtEnv, F: FnMut(VirtAddr, PhysAddr, usize)> Copy<'_, 'a, E, F> {
+impl<'a, E: PtMachine, F: FnMut(VirtAddr, PhysAddr, usize)> Copy<'_, 'a, E, F> {
     /// A 2 MiB block at `va` mapping `pa`, write-protected in the parent already.
     fn block(&mut self, va: VirtAddr, pa: PhysAddr) -> Result<(), MapError> {
         let slot = ctx::slot_alloc(self.cctx, self.ccur, va, 2)?;

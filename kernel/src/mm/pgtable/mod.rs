@@ -2,7 +2,7 @@
 //! virtual addresses, four levels (0..=3), one ASID per address space.
 //!
 //! ```text
-//! AddressSpace (this file: the API)            map / unmap / protect / wrprotect /
+//! PageTable (this file: the API)            map / unmap / protect / wrprotect /
 //!   |                                          clear_young_dirty / make_writable /
 //!   |                                          test_and_clear_young / unfold_edges /
 //!   |                                          get / faults
@@ -19,15 +19,15 @@
 //!   |                      reads tables through the cursor, predicates from desc)
 //!   |     +-- counters.rs  every fold, unfold, TLBI, write counted
 //!   +-- desc.rs     descriptor bits
-//!   +-- env.rs      what the machine provides (PtEnv, Tlb, Features)
+//!   +-- machine.rs  what the machine provides (PtMachine, Tlb, Features)
 //!   +-- model.rs    host only: in-memory machine and software walk
 //!   +-- tests/      host only: unit tests, one test per shipped bug, property tests
 //! ```
 //!
 //! ## Locking and concurrency
 //!
-//! Every mutating operation takes `&mut AddressSpace`: the caller holds the
-//! address-space lock (the kernel wraps the `AddressSpace` in it). Under the lock this
+//! Every mutating operation takes `&mut PageTable`: the caller holds the
+//! address-space lock (the kernel wraps the `PageTable` in it). Under the lock this
 //! layer is the only writer of descriptors. The hardware walker of any CPU reads them
 //! concurrently, and with FEAT_HAFDBS also sets AF and clears `AP[2]` (dirty); therefore
 //! descriptors are `AtomicU64`, cleared with `swap` and changed with compare-and-swap
@@ -36,7 +36,7 @@
 //!
 //! ## Operation protocol
 //!
-//! Each API call is one operation (`AddressSpace::op`): it checks its arguments, changes
+//! Each API call is one operation (`PageTable::op`): it checks its arguments, changes
 //! entries through the single store function, records which ranges need a TLBI, and at
 //! its end issues that TLBI, a DSB, frees the tables it emptied, and runs the checker.
 //! When a call returns, no TLB holds a translation more permissive than the tables, nor
@@ -46,7 +46,7 @@
 //! fault, and the access would fault on it again (see `check.rs` for the rule). Only
 //! setting AF needs no TLBI: an entry with AF = 0 is never cached.
 
-// The layer has no `unsafe`: keep it so (table memory comes from `PtEnv::table`).
+// The layer has no `unsafe`: keep it so (table memory comes from `PtMachine::table`).
 #![forbid(unsafe_code)]
 
 mod check;
@@ -57,8 +57,8 @@ mod counters;
 mod ctx;
 mod cursor;
 mod desc;
-mod env;
 mod fork;
+mod machine;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
 mod pmd;
@@ -76,7 +76,7 @@ pub use check::Checker;
 pub use counters::{CounterSnapshot, Counters};
 pub use ctx::flush_all_asids;
 pub use desc::{entry_size, KernelProt, Kind, Level, MemType, Prot, Pte, PteAttrs, MAIR_EL1};
-pub use env::{Asid, Features, FolioSpan, PtEnv, TableEntries, Tlb};
+pub use machine::{Asid, Features, FolioSpan, PtMachine, TableEntries, Tlb};
 pub use remap::MoveBuf;
 
 use check::OpKind;
@@ -132,7 +132,7 @@ pub enum FaultFix {
     NotWritable(Leaf),
 }
 
-/// One leaf entry, as [`AddressSpace::get`] reads it.
+/// One leaf entry, as [`PageTable::get`] reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Leaf {
     /// The descriptor, with AF and dirty gathered over its contiguous block.
@@ -186,7 +186,7 @@ impl Unmapped {
 /// the access and the walk (another CPU of the same address space finished a
 /// break-before-make, or the hardware set AF or dirty), and the retry is all it needs.
 /// Counted (`spurious_faults`): threads make these common.
-fn note_spurious<E: PtEnv>(ctx: &Ctx<'_, E>, fault: bool, entry: Pte, change: Change) {
+fn note_spurious<E: PtMachine>(ctx: &Ctx<'_, E>, fault: bool, entry: Pte, change: Change) {
     if fault && entry.is_valid() && change.apply(entry) == entry {
         Counters::bump(&counters::here(ctx.env).spurious_faults, 1);
     }
@@ -203,7 +203,7 @@ fn range_end(va: VirtAddr, nr: usize) -> VirtAddr {
 }
 
 /// The page tables of one user address space.
-pub struct AddressSpace<E: PtEnv> {
+pub struct PageTable<E: PtMachine> {
     env: E,
     root: PhysAddr,
     asid: Asid,
@@ -213,7 +213,7 @@ pub struct AddressSpace<E: PtEnv> {
     in_op: bool,
 }
 
-impl<E: PtEnv> AddressSpace<E> {
+impl<E: PtMachine> PageTable<E> {
     /// An empty address space with its own root table.
     pub fn new(env: E, asid: Asid, mode: ContMode) -> Result<Self, MapError> {
         let features = env.features();
@@ -223,7 +223,7 @@ impl<E: PtEnv> AddressSpace<E> {
         );
         let root = env.alloc_table().ok_or(MapError::NoMemory)?;
         counters::Counters::bump(&counters::here(&env).tables_allocated, 1);
-        Ok(AddressSpace {
+        Ok(PageTable {
             env,
             root,
             asid,
@@ -301,7 +301,7 @@ impl<E: PtEnv> AddressSpace<E> {
         self.map_entries(va, pa, nr, Pte::page(pa, attrs))
     }
 
-    /// [`AddressSpace::map`] with the entries dirty, so hardware-writable where `attrs`
+    /// [`PageTable::map`] with the entries dirty, so hardware-writable where `attrs`
     /// allow write (Linux's `pte_mkdirty` in `do_anonymous_page`): a write fault's new
     /// folio, whose store would otherwise fault again without FEAT_HAFDBS just to
     /// mark them.
@@ -391,7 +391,7 @@ impl<E: PtEnv> AddressSpace<E> {
     /// before the destination is written (`remap.rs`); a whole 2 MiB region's level-3
     /// table moves as one entry where the destination is 2 MiB aligned and has no
     /// table. Fails, before changing anything, only for want of a table. The source's
-    /// emptied tables stay until [`AddressSpace::free_empty_tables`], so that moving
+    /// emptied tables stay until [`PageTable::free_empty_tables`], so that moving
     /// the entries back never needs one.
     /// `buf` holds the entries in between (one for all the batches of a move).
     #[track_caller]
@@ -421,7 +421,7 @@ impl<E: PtEnv> AddressSpace<E> {
     /// the same regions from `dst` (both 2 MiB aligned, the ranges apart, `dst`
     /// mapping nothing), in one operation, while each source region is one level-3
     /// table and its destination slot is empty: at most `remap::MAX_TABLES`. Returns
-    /// how many moved; the rest is left to [`AddressSpace::move_range`] (which also
+    /// how many moved; the rest is left to [`PageTable::move_range`] (which also
     /// reports the want of a table).
     #[track_caller]
     pub fn move_tables(&mut self, src: VirtAddr, dst: VirtAddr, regions: usize) -> usize {
@@ -826,7 +826,7 @@ impl<E: PtEnv> AddressSpace<E> {
     }
 }
 
-impl<E: PtEnv> Drop for AddressSpace<E> {
+impl<E: PtMachine> Drop for PageTable<E> {
     /// Unmaps whatever is left (callers unmap their VMAs first: records of anything left
     /// here are dropped), frees the root and invalidates the ASID. The tables of an
     /// address space whose operation panicked half-way are leaked, not walked again.
@@ -852,7 +852,7 @@ enum Segment<'a> {
 }
 
 /// Splits the 2 MiB blocks that the range `[start, end)` cuts at either end.
-fn split_cut_blocks<E: PtEnv>(
+fn split_cut_blocks<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
     start: VirtAddr,
@@ -874,7 +874,7 @@ fn split_cut_blocks<E: PtEnv>(
 
 /// The first address of `[at, end)` a walk finds no hole at, with what it found there:
 /// holes are skipped a whole entry at a time, at whatever level they are.
-fn first_populated<'a, E: PtEnv>(
+fn first_populated<'a, E: PtMachine>(
     cursor: &mut Cursor,
     env: &'a E,
     mut at: VirtAddr,
@@ -894,7 +894,7 @@ fn first_populated<'a, E: PtEnv>(
 
 /// Calls `f` for each mapped piece of `[start, end)`, skipping holes a whole entry at
 /// a time. Blocks cut by the range must have been split (`split_cut_blocks`).
-fn for_each_segment<'a, E: PtEnv>(
+fn for_each_segment<'a, E: PtMachine>(
     ctx: &mut Ctx<'a, E>,
     cursor: &mut Cursor,
     start: VirtAddr,
@@ -931,7 +931,7 @@ fn for_each_segment<'a, E: PtEnv>(
 }
 
 /// Calls `f` for each level-3 run of `[start, end)`, allocating the tables.
-fn for_each_table_alloc<'a, E: PtEnv>(
+fn for_each_table_alloc<'a, E: PtMachine>(
     ctx: &mut Ctx<'a, E>,
     cursor: &mut Cursor,
     start: VirtAddr,

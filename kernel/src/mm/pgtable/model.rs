@@ -1,13 +1,13 @@
 //! Host model: an in-memory machine for the page-table layer, and a software model of
 //! the stage-1 walk. Compiled for tests and with the `model` feature only (uses `std`).
 //!
-//! * [`HostEnv`] implements [`PtEnv`]: tables live in a fixed arena of "physical"
+//! * [`ModelMachine`] implements [`PtMachine`]: tables live in a fixed arena of "physical"
 //!   pages (a freed table panics if it is walked again), folios are registered by
-//!   [`HostEnv::alloc_folio`], TLB maintenance is recorded in order ([`TlbOp`]); once
-//!   [`HostEnv::track_anon_exclusive`] is called it also answers which pages are
-//!   anon-exclusive ([`HostEnv::set_anon_exclusive`]), for the checker.
+//!   [`ModelMachine::alloc_folio`], TLB maintenance is recorded in order ([`TlbOp`]); once
+//!   [`ModelMachine::track_anon_exclusive`] is called it also answers which pages are
+//!   anon-exclusive ([`ModelMachine::set_anon_exclusive`]), for the checker.
 //! * [`walk`] and [`translate`] model the architecture's translation of a VA over any
-//!   [`PtEnv`] (also `mm::host`, where the address space's tests run): descriptor
+//!   [`PtMachine`] (also `mm::host`, where the address space's tests run): descriptor
 //!   types per level (blocks at levels 1 and 2, pages at level 3), permissions from
 //!   AP/UXN/PXN for EL0 and EL1 (PSTATE.PAN = 0; a page writable at EL0 is never
 //!   executable at EL1), the Access flag, and FEAT_HAFDBS updates when the features say
@@ -29,7 +29,7 @@ use crate::mm::addr::{PhysAddr, VirtAddr, CONT_PTES, PAGE_SIZE, PTRS_PER_TABLE};
 
 use super::counters::Counters;
 use super::desc::{cont_block_violation, entry_size, Kind, Level, Pte, LAST_LEVEL};
-use super::env::{Asid, Features, FolioSpan, PtEnv, TableEntries, Tlb};
+use super::machine::{Asid, Features, FolioSpan, PtMachine, TableEntries, Tlb};
 
 /// Physical address of the first table of the arena (tables and folios never overlap).
 pub const TABLE_BASE: PhysAddr = PhysAddr(0x10_0000_0000);
@@ -90,7 +90,7 @@ impl Tlb for HostTlb {
 }
 
 /// The in-memory machine.
-pub struct HostEnv {
+pub struct ModelMachine {
     tables: Vec<Box<TableEntries>>,
     live: RefCell<Vec<bool>>,
     free: RefCell<Vec<usize>>,
@@ -104,10 +104,10 @@ pub struct HostEnv {
     counters: Counters,
 }
 
-impl HostEnv {
+impl ModelMachine {
     /// A machine with room for `max_tables` tables.
     pub fn new(features: Features, max_tables: usize) -> Self {
-        HostEnv {
+        ModelMachine {
             tables: (0..max_tables)
                 .map(|_| Box::new([const { AtomicU64::new(0) }; PTRS_PER_TABLE]))
                 .collect(),
@@ -131,8 +131,8 @@ impl HostEnv {
         head
     }
 
-    /// From now on the model answers [`PtEnv::anon_exclusive`]: a page is exclusive
-    /// only once [`HostEnv::set_anon_exclusive`] said so.
+    /// From now on the model answers [`PtMachine::anon_exclusive`]: a page is exclusive
+    /// only once [`ModelMachine::set_anon_exclusive`] said so.
     pub fn track_anon_exclusive(&self) {
         self.exclusive
             .borrow_mut()
@@ -168,7 +168,7 @@ impl HostEnv {
     }
 }
 
-impl PtEnv for HostEnv {
+impl PtMachine for ModelMachine {
     type Tlb = HostTlb;
 
     fn table(&self, pa: PhysAddr) -> &TableEntries {
@@ -279,11 +279,11 @@ pub struct Walked {
 
 /// Walks the tables for `va` without side effects (no AF or dirty update, no
 /// permission check).
-pub fn walk<E: PtEnv>(env: &E, root: PhysAddr, va: VirtAddr) -> Result<Walked, Fault> {
+pub fn walk<E: PtMachine>(env: &E, root: PhysAddr, va: VirtAddr) -> Result<Walked, Fault> {
     walk_entry(env, root, va).map(|(w, _)| w)
 }
 
-fn walk_entry<E: PtEnv>(
+fn walk_entry<E: PtMachine>(
     env: &E,
     root: PhysAddr,
     va: VirtAddr,
@@ -350,7 +350,7 @@ fn permits(pte: Pte, access: Access, hw_dirty: bool) -> bool {
 /// new entry, fault and all. A model that applied the update to whatever the entry
 /// held made the threaded host test panic (a dirty update of an entry lazyfree had
 /// just write-protected) and, holding its locks, hang the suite one run in five.
-pub fn translate<E: PtEnv>(
+pub fn translate<E: PtMachine>(
     env: &E,
     root: PhysAddr,
     va: VirtAddr,

@@ -12,14 +12,14 @@ use super::counters::Counters;
 use super::ctx::{Ctx, Write};
 use super::cursor::{Cursor, Slot, Table};
 use super::desc::{entry_size, Change, Kind, Level, Pte, LAST_LEVEL};
-use super::env::PtEnv;
+use super::machine::PtMachine;
 use super::{MapError, Unmapped};
 
 const PMD_LEVEL: Level = 2;
 
 /// Maps the empty level-2 entry `slot` with the block descriptor `block` (a new one,
 /// or one a move took from another slot with its AF and dirty state).
-pub(crate) fn map_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, block: Pte) {
+pub(crate) fn map_l2<E: PtMachine>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, block: Pte) {
     assert!(
         slot.level() == PMD_LEVEL
             && slot.va().is_aligned(PMD_SIZE)
@@ -30,7 +30,7 @@ pub(crate) fn map_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, block: Pte)
 }
 
 /// Applies `change` to a block entry. Returns the old value.
-pub(crate) fn change_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
+pub(crate) fn change_l2<E: PtMachine>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: Change) -> Pte {
     assert!(slot.level() == PMD_LEVEL && slot.va().is_aligned(PMD_SIZE));
     let (old, new) = ctx.store(slot, Write::Update(change));
     if Pte::needs_tlbi(old, new, ctx.features.hw_dirty) {
@@ -40,13 +40,13 @@ pub(crate) fn change_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>, change: 
 }
 
 /// Clears a block entry; its tables may be freed at the end of the operation.
-pub(crate) fn clear_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>) -> Unmapped {
+pub(crate) fn clear_l2<E: PtMachine>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>) -> Unmapped {
     ctx.note_maybe_empty(slot.va());
     take_l2(ctx, slot)
 }
 
 /// Clears a block entry and keeps its tables (a move, which may have to put it back).
-pub(crate) fn take_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>) -> Unmapped {
+pub(crate) fn take_l2<E: PtMachine>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>) -> Unmapped {
     assert!(slot.level() == PMD_LEVEL && slot.va().is_aligned(PMD_SIZE));
     let (old, _) = ctx.store(slot, Write::Swap(Pte::INVALID));
     ctx.flush_later(slot.va(), PMD_SIZE);
@@ -62,7 +62,7 @@ pub(crate) fn take_l2<E: PtEnv>(ctx: &mut Ctx<'_, E>, slot: Slot<'_>) -> Unmappe
 /// Break-before-make: the block is cleared first (gathering the AF and dirty state the
 /// hardware set in it), invalidated with one TLBI by VA (which removes the whole block
 /// entry) and a DSB; then the new table is filled and linked.
-pub(crate) fn split_l2<E: PtEnv>(
+pub(crate) fn split_l2<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
     slot: Slot<'_>,
@@ -92,7 +92,7 @@ pub(crate) fn split_l2<E: PtEnv>(
 
 /// Splits the level-2 block containing `va`, if any and if `va` is inside it (not at
 /// its start): an operation starting or ending at `va` covers only part of it.
-pub(crate) fn split_l2_at<E: PtEnv>(
+pub(crate) fn split_l2_at<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
     va: VirtAddr,

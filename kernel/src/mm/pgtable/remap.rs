@@ -54,7 +54,7 @@ use super::counters::Counters;
 use super::ctx::{self, Ctx, Write};
 use super::cursor::{Cursor, Found};
 use super::desc::{entry_size, Kind, Pte};
-use super::env::PtEnv;
+use super::machine::PtMachine;
 use super::{for_each_segment, for_each_table_alloc, pmd, MapError, Segment};
 
 const PMD_LEVEL: usize = 2;
@@ -64,7 +64,7 @@ const PMD_LEVEL: usize = 2;
 /// else entry by entry. On `NoMemory` no translation changed. Since the source keeps
 /// its tables (or gets its moved table back in its own slot) and has no 2 MiB block
 /// where the destination has entries, moving back never needs a table.
-pub(super) fn move_batch<E: PtEnv>(
+pub(super) fn move_batch<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
     src: VirtAddr,
@@ -147,7 +147,7 @@ pub(super) const MAX_TABLES: usize = 32;
 /// table for the walk caches' step through it, one DSB.
 /// Checker: a table may be linked at `dst` only once the TLBI and DSB of its
 /// unlinking at `src` have completed (`check.rs`, a table linked twice).
-pub(super) fn move_tables<E: PtEnv>(
+pub(super) fn move_tables<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
     src: VirtAddr,
@@ -201,7 +201,7 @@ pub(super) fn move_tables<E: PtEnv>(
 }
 
 /// Step 1: the destination tables for every mapped piece of `[src, end)`.
-fn reserve<E: PtEnv>(
+fn reserve<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     cursor: &mut Cursor,
     dcursor: &mut Cursor,
@@ -248,7 +248,7 @@ fn reserve<E: PtEnv>(
 
 /// Whether the level-2 slot at `va` is (now) an empty slot a block can be stored in;
 /// `false` if a level-3 table is there (the block then goes in as entries).
-fn block_slot<E: PtEnv>(
+fn block_slot<E: PtMachine>(
     ctx: &mut Ctx<'_, E>,
     dcursor: &mut Cursor,
     va: VirtAddr,

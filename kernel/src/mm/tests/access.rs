@@ -12,7 +12,7 @@ use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::fault::Transfer;
 
 /// A forced store of `byte` at `va`: one byte copied.
-fn force_write(mm: &mut Mm<HostMm>, va: VirtAddr, byte: u8) {
+fn force_write(mm: &mut Mm<HostMachine>, va: VirtAddr, byte: u8) {
     assert_eq!(
         mm.access_forced(va, Transfer::Write(&[byte])),
         1,
@@ -21,7 +21,7 @@ fn force_write(mm: &mut Mm<HostMm>, va: VirtAddr, byte: u8) {
 }
 
 /// A forced load at `va`.
-fn force_read(mm: &mut Mm<HostMm>, va: VirtAddr) -> u8 {
+fn force_read(mm: &mut Mm<HostMachine>, va: VirtAddr) -> u8 {
     let mut b = [0u8];
     assert_eq!(
         mm.access_forced(va, Transfer::Read(&mut b)),
@@ -32,7 +32,7 @@ fn force_read(mm: &mut Mm<HostMm>, va: VirtAddr) -> u8 {
 }
 
 /// The page at `va` is read-only and exclusive to its address space.
-fn read_only_exclusive(mm: &Mm<HostMm>, va: VirtAddr) {
+fn read_only_exclusive(mm: &Mm<HostMachine>, va: VirtAddr) {
     let l = leaf(mm, va);
     assert!(!l.pte.is_writable(), "entry at {va:?} made writable");
     assert_eq!(

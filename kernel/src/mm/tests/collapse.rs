@@ -17,7 +17,7 @@ use std::sync::MutexGuard;
 
 /// One pass of the collapse thread over every 2 MiB window of every VMA of `mm`,
 /// with the thread's limits and the policy's orders.
-pub fn scan_all(mm: &mut Mm<HostMm>) -> WindowScan {
+pub fn scan_all(mm: &mut Mm<HostMachine>) -> WindowScan {
     let mut total = WindowScan::default();
     let vmas: Vec<_> = mm.vmas.iter().cloned().collect();
     let limits = Limits::thread();
@@ -55,8 +55,8 @@ pub(super) fn only(orders: &[usize]) {
     }
 }
 
-pub(super) fn env() -> HostMm {
-    HostMm {
+pub(super) fn env() -> HostMachine {
+    HostMachine {
         features: HW,
         mode: ContMode::On,
     }
@@ -67,7 +67,7 @@ pub(super) fn env() -> HostMm {
 pub(super) fn setup(
     orders: &[usize],
     len: usize,
-) -> (MutexGuard<'static, ()>, Mm<HostMm>, VirtAddr) {
+) -> (MutexGuard<'static, ()>, Mm<HostMachine>, VirtAddr) {
     let machine = host::machine();
     only(orders);
     let mut mm = Mm::new_in(&env()).unwrap();
@@ -76,7 +76,7 @@ pub(super) fn setup(
 }
 
 /// A read-write mapping of `len` bytes aligned to `align`.
-pub(super) fn region(mm: &mut Mm<HostMm>, len: usize, align: usize) -> VirtAddr {
+pub(super) fn region(mm: &mut Mm<HostMachine>, len: usize, align: usize) -> VirtAddr {
     let va = VirtAddr(WINDOW).align_up(align);
     mm.mmap(va.as_u64(), len as u64, VmProt::READ_WRITE, MAP_FIXED)
         .expect("mmap");
@@ -85,7 +85,11 @@ pub(super) fn region(mm: &mut Mm<HostMm>, len: usize, align: usize) -> VirtAddr 
 
 /// Store byte `pattern(i)` at the start of page `i` of `[va, va + pages)`, faulting
 /// pages in in the order given.
-pub(super) fn write_pages(mm: &mut Mm<HostMm>, va: VirtAddr, pages: impl Iterator<Item = usize>) {
+pub(super) fn write_pages(
+    mm: &mut Mm<HostMachine>,
+    va: VirtAddr,
+    pages: impl Iterator<Item = usize>,
+) {
     for i in pages {
         let at = va.add(i * PAGE_SIZE);
         if mm.tables.get(at).is_none_or(|l| !l.pte.is_writable()) {
@@ -102,7 +106,7 @@ pub(super) fn pattern(i: usize) -> u8 {
 
 /// Page `i` holds `pattern(i)` if written, zero if not.
 pub(super) fn check_pages(
-    mm: &Mm<HostMm>,
+    mm: &Mm<HostMachine>,
     va: VirtAddr,
     pages: usize,
     written: impl Fn(usize) -> bool,
@@ -113,8 +117,8 @@ pub(super) fn check_pages(
 /// [`check_pages`] for `mm`, with the folio audit over all of `all` (address spaces
 /// that map the same folios, after fork).
 pub(super) fn check_pages_among(
-    mm: &Mm<HostMm>,
-    all: &[&Mm<HostMm>],
+    mm: &Mm<HostMachine>,
+    all: &[&Mm<HostMachine>],
     va: VirtAddr,
     pages: usize,
     written: impl Fn(usize) -> bool,
@@ -132,7 +136,7 @@ pub(super) fn check_pages_among(
 }
 
 /// After the address spaces are gone every frame is back.
-pub(super) fn all_back(mms: impl IntoIterator<Item = Mm<HostMm>>) {
+pub(super) fn all_back(mms: impl IntoIterator<Item = Mm<HostMachine>>) {
     for mm in mms {
         drop(mm);
     }
@@ -147,12 +151,12 @@ pub(super) fn all_back(mms: impl IntoIterator<Item = Mm<HostMm>>) {
     assert_eq!(f.free_frames(), f.managed_frames(), "frames not back");
 }
 
-pub(super) fn leaf(mm: &Mm<HostMm>, va: VirtAddr) -> Leaf {
+pub(super) fn leaf(mm: &Mm<HostMachine>, va: VirtAddr) -> Leaf {
     mm.tables.get(va).expect("mapped")
 }
 
 /// Every 64 KiB block of `[va, va + len)` is folded.
-fn folded(mm: &Mm<HostMm>, va: VirtAddr, len: usize) -> bool {
+fn folded(mm: &Mm<HostMachine>, va: VirtAddr, len: usize) -> bool {
     (0..len / CONT_SIZE).all(|k| leaf(mm, va.add(k * CONT_SIZE)).pte.is_cont())
 }
 

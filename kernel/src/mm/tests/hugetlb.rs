@@ -200,14 +200,19 @@ const VA: VirtAddr = VirtAddr(0x4000_0000);
 const FLAGS: u64 = MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED;
 
 /// A fresh machine with `pages` pages in the pool of `size`, and an address space.
-fn mapping_setup(size: HugeSize, pages: usize) -> (MutexGuard<'static, ()>, Mm<HostMm>) {
+fn mapping_setup(size: HugeSize, pages: usize) -> (MutexGuard<'static, ()>, Mm<HostMachine>) {
     let m = host::machine();
     hugetlb::pool(size).set_persistent(pages);
     assert_eq!(figures(size).nr, pages);
     (m, Mm::new_in(&env()).unwrap())
 }
 
-fn map(mm: &mut Mm<HostMm>, size: HugeSize, pages: usize, shared: bool) -> Result<VirtAddr, Errno> {
+fn map(
+    mm: &mut Mm<HostMachine>,
+    size: HugeSize,
+    pages: usize,
+    shared: bool,
+) -> Result<VirtAddr, Errno> {
     let kind = if shared { MAP_SHARED } else { MAP_PRIVATE };
     mm.mmap_hugetlb(
         VA.as_u64(),
@@ -220,7 +225,7 @@ fn map(mm: &mut Mm<HostMm>, size: HugeSize, pages: usize, shared: bool) -> Resul
 }
 
 /// Write `byte` at `va` through `mm` (faulting as the CPU would); the frame written.
-fn store(mm: &mut Mm<HostMm>, va: VirtAddr, byte: u8) -> PhysAddr {
+fn store(mm: &mut Mm<HostMachine>, va: VirtAddr, byte: u8) -> PhysAddr {
     mm.handle_fault(va, Access::Write).expect("write fault");
     let l = leaf(mm, va);
     assert!(l.pte.is_writable(), "{va:?} not writable after the fault");
@@ -228,14 +233,14 @@ fn store(mm: &mut Mm<HostMm>, va: VirtAddr, byte: u8) -> PhysAddr {
     l.pa_of(va)
 }
 
-fn load(mm: &mut Mm<HostMm>, va: VirtAddr) -> u8 {
+fn load(mm: &mut Mm<HostMachine>, va: VirtAddr) -> u8 {
     mm.handle_fault(va, Access::Read).expect("read fault");
     host::read_byte(leaf(mm, va).pa_of(va))
 }
 
 /// The audit of `mms`, then every address space dropped, the pools emptied, and every
 /// frame back in the allocator.
-fn finish(mms: impl IntoIterator<Item = Mm<HostMm>>) {
+fn finish(mms: impl IntoIterator<Item = Mm<HostMachine>>) {
     let mms: Vec<_> = mms.into_iter().collect();
     audit::check(mms.iter()).expect("audit");
     drop(mms);
@@ -418,7 +423,7 @@ fn dontneed_mprotect_and_mremap_work_on_whole_pages() {
     mm.mprotect(va, va.add(M2.bytes()), VmProt::READ_WRITE)
         .expect("mprotect back");
     // mremap: growth and moves are EINVAL, a shrink unmaps the tail.
-    let m = |mm: &mut Mm<HostMm>, old, new, flags| mm.mremap(va.as_u64(), old, new, flags, 0);
+    let m = |mm: &mut Mm<HostMachine>, old, new, flags| mm.mremap(va.as_u64(), old, new, flags, 0);
     let two = 2 * M2.bytes() as u64;
     assert_eq!(m(&mut mm, two, 2 * two, MREMAP_MAYMOVE), Err(EINVAL));
     assert_eq!(mm.mremap(va.as_u64() + 4096, 4096, 4096, 0, 0), Err(EINVAL));
@@ -682,7 +687,7 @@ fn a_private_mapping_of_a_hugetlb_file_copies_on_write_and_truncation_unmaps_it(
         hugetlb::map::allocate(&env(), &file, 0, 2 * bytes as u64, false).expect("fallocate");
         assert_eq!(file.length(), 2 * bytes as u64);
         assert_eq!(figures(size), f(4, 2, 0, 0, 0), "two pages made");
-        let map = |mm: &mut Mm<HostMm>, at: u64, shared: bool| {
+        let map = |mm: &mut Mm<HostMachine>, at: u64, shared: bool| {
             let kind = if shared { MAP_SHARED } else { MAP_PRIVATE };
             let flags = MAP_FIXED | kind;
             let src = HugeSource::File(file.clone(), 0);

@@ -18,22 +18,22 @@ use crate::mm::lazyfree::{self, STATS};
 use crate::mm::reclaim;
 
 /// `f` on a fresh machine in every contiguous mode, with and without FEAT_HAFDBS.
-pub(super) fn each_machine(f: impl Fn(HostMm)) {
+pub(super) fn each_machine(f: impl Fn(HostMachine)) {
     each_machine_in(&[ContMode::On, ContMode::Off, ContMode::Naive], f);
 }
 
 /// [`each_machine`] in the modes where MADV_FREE leaves a whole 64 KiB folio clean
 /// (not `contpte=naive`, where each entry's change gathers the block's dirty state
 /// back into every entry, so a lazyfree 64 KiB folio is never discarded).
-pub(super) fn each_cleaning_machine(f: impl Fn(HostMm)) {
+pub(super) fn each_cleaning_machine(f: impl Fn(HostMachine)) {
     each_machine_in(&[ContMode::On, ContMode::Off], f);
 }
 
-fn each_machine_in(modes: &[ContMode], f: impl Fn(HostMm)) {
+fn each_machine_in(modes: &[ContMode], f: impl Fn(HostMachine)) {
     for &mode in modes {
         for hw in [false, true] {
             let _m = host::machine();
-            f(HostMm {
+            f(HostMachine {
                 features: Features {
                     hw_af: hw,
                     hw_dirty: hw,
@@ -50,7 +50,7 @@ fn each_machine_in(modes: &[ContMode], f: impl Fn(HostMm)) {
 /// written through `write_pages` for a store), as the walk does it: with FEAT_HAFDBS
 /// the hardware sets the entry's AF, and dirty for a store, which `write_pages` alone
 /// does not.
-fn cpu_accesses(mm: &Mm<HostMm>, va: VirtAddr, n: usize, kind: AccessKind) {
+fn cpu_accesses(mm: &Mm<HostMachine>, va: VirtAddr, n: usize, kind: AccessKind) {
     let access = model::Access { el: El::El0, kind };
     for i in 0..n {
         let at = va.add(i * PAGE_SIZE);
@@ -63,7 +63,7 @@ pub(super) fn get(c: &AtomicU64) -> u64 {
 }
 
 /// The folio mapped at page `i` of `va`.
-pub(super) fn folio_at(mm: &Mm<HostMm>, va: VirtAddr, i: usize) -> Folio {
+pub(super) fn folio_at(mm: &Mm<HostMachine>, va: VirtAddr, i: usize) -> Folio {
     let at = va.add(i * PAGE_SIZE);
     Folio::of(leaf(mm, at).pa_of(at))
 }
@@ -236,19 +236,20 @@ fn free_of_part_of_a_2m_folio_without_a_table_leaves_it_whole() {
 
 /// A reclaim pass over the list with `mm` as the caller's own address space (the
 /// entries of others stay: the host has no owner hook).
-pub(super) fn pass(mm: &mut Mm<HostMm>) {
+pub(super) fn pass(mm: &mut Mm<HostMachine>) {
     reclaim::pass(Some(mm), usize::MAX, true, reclaim::Reclaimer::Demand);
 }
 
 /// A store of `pattern(i)` by the CPU to page `i` from `va`, taking the fault the walk
 /// asks for first (the software dirty fault, or copy-on-write).
-fn store(mm: &mut Mm<HostMm>, va: VirtAddr, i: usize) {
+fn store(mm: &mut Mm<HostMachine>, va: VirtAddr, i: usize) {
     let at = va.add(i * PAGE_SIZE);
     let access = model::Access {
         el: El::El0,
         kind: AccessKind::Write,
     };
-    let walk = |mm: &Mm<HostMm>| model::translate(mm.tables.env(), mm.tables.root(), at, access);
+    let walk =
+        |mm: &Mm<HostMachine>| model::translate(mm.tables.env(), mm.tables.root(), at, access);
     let w = walk(mm).or_else(|_| {
         mm.handle_fault(at, Access::Write).expect("fault");
         walk(mm)
@@ -257,7 +258,7 @@ fn store(mm: &mut Mm<HostMm>, va: VirtAddr, i: usize) {
 }
 
 /// Four 64 KiB folios written and then lazyfree: where they are.
-pub(super) fn four_lazyfree_folios(env: &HostMm) -> (Mm<HostMm>, VirtAddr) {
+pub(super) fn four_lazyfree_folios(env: &HostMachine) -> (Mm<HostMachine>, VirtAddr) {
     only(&[4]);
     let mut mm = Mm::new_in(env).unwrap();
     let va = region(&mut mm, 4 * CONT_SIZE, CONT_SIZE);
@@ -272,7 +273,7 @@ pub(super) fn discarded() -> u64 {
 }
 
 /// Whether the 64 KiB folios of the 64 pages from `va` in `mm` are still marked.
-pub(super) fn marked(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
+pub(super) fn marked(mm: &Mm<HostMachine>, va: VirtAddr) -> bool {
     (0..4).all(|k| folio_at(mm, va, 16 * k).is_lazyfree())
 }
 
@@ -450,7 +451,7 @@ fn unmapped_lazyfree_folios_leave_no_stale_entries() {
 
 /// The address space the reclaim passes of the next tests reach through their owner
 /// hook, behind the lock it only tries (as the process layer's `Mm` lock).
-static OWNER: std::sync::Mutex<Option<Mm<HostMm>>> = std::sync::Mutex::new(None);
+static OWNER: std::sync::Mutex<Option<Mm<HostMachine>>> = std::sync::Mutex::new(None);
 /// How long the hook holds `OWNER` before it acts (a slow CPU), in milliseconds.
 static OWNER_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 /// Set while the hook holds `OWNER`.
@@ -522,7 +523,7 @@ fn direct_reclaim_waits_for_the_reclaim_thread_holding_the_owner() {
         let at = region(&mut a, 2 * CONT_SIZE, CONT_SIZE);
         write_pages(&mut a, at, 0..1);
         let kswapd = std::thread::spawn(|| {
-            reclaim::pass::<HostMm>(None, usize::MAX, true, reclaim::Reclaimer::Kswapd)
+            reclaim::pass::<HostMachine>(None, usize::MAX, true, reclaim::Reclaimer::Kswapd)
         });
         // Bounded: a pass that never reaches the owner fails the test, not hangs it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -587,7 +588,7 @@ fn a_fault_out_of_memory_retries_after_an_unlocked_patient_pass() {
             "{env:?}: direct reclaim only tries"
         );
         assert!(
-            reclaim::unlocked::<HostMm>(16),
+            reclaim::unlocked::<HostMachine>(16),
             "{env:?}: the unlocked pass waited for the owner and freed its folios"
         );
         let again = a.handle_fault(at.add(CONT_SIZE), Access::Write);
@@ -622,7 +623,7 @@ fn count_yield() {
 #[test]
 fn reclaim_thread_yields_after_bounded_work() {
     let _m = host::machine();
-    let env = HostMm {
+    let env = HostMachine {
         features: super::collapse::HW,
         mode: ContMode::On,
     };
@@ -646,7 +647,7 @@ fn reclaim_thread_yields_after_bounded_work() {
     CALLS_AT_YIELD.store(OWNER_CALLS.load(Ordering::Relaxed), Ordering::Relaxed);
     MOST_BETWEEN_YIELDS.store(0, Ordering::Relaxed);
     YIELDS.store(0, Ordering::Relaxed);
-    reclaim::kswapd_balance::<HostMm>(count_yield);
+    reclaim::kswapd_balance::<HostMachine>(count_yield);
     count_yield();
     for &pa in &hoard {
         frames().free(pa, 0);

@@ -54,7 +54,7 @@ use super::aspace::Mm;
 use super::cow::COW_COPIES_FOLIO;
 use super::fault::{Access, Transfer};
 use super::frame::frames;
-use super::host::{self, HostMm};
+use super::host::{self, HostMachine};
 use super::hugetlb::map::HugeSource;
 use super::install::FaultError;
 use super::mlock::Lock;
@@ -289,7 +289,7 @@ pub const SAME_LEN: u64 = 8;
 
 struct Proc {
     id: usize,
-    mm: Mm<HostMm>,
+    mm: Mm<HostMachine>,
     shadow: BTreeMap<u64, u8>,
     /// Pages MADV_FREE'd and not written since: reclaim may have dropped them (they
     /// then read as zero); any other written page must keep its data.
@@ -301,7 +301,7 @@ struct Proc {
 }
 
 struct World {
-    env: HostMm,
+    env: HostMachine,
     procs: Vec<Proc>,
     /// Bytes written to shared mappings, by (file, byte offset in the file): every
     /// address space that maps the file there must read them (anything else zero).
@@ -322,7 +322,7 @@ pub fn run(cfg: Config, ops: &[Op]) -> Result<(), String> {
     for (order, setting) in mthp::MTHP_ORDERS.zip(cfg.sizes) {
         mthp::POLICY.set_size(order, setting);
     }
-    let env = HostMm {
+    let env = HostMachine {
         features: cfg.features,
         mode: cfg.mode,
     };
@@ -430,7 +430,7 @@ impl World {
         Ok(())
     }
 
-    fn spawn(&mut self, mm: Mm<HostMm>) -> usize {
+    fn spawn(&mut self, mm: Mm<HostMachine>) -> usize {
         let id = self.next_id;
         self.next_id += 1;
         self.procs.push(Proc {
@@ -1232,7 +1232,7 @@ impl World {
 /// Whether a debugger's access at `va` reaches memory: a VMA covers it and, for a
 /// file mapping, the file reaches that far (past its end the access is SIGBUS, as
 /// after an mremap that grew a shared anonymous mapping beyond its file, on Linux too).
-fn reachable(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
+fn reachable(mm: &Mm<HostMachine>, va: VirtAddr) -> bool {
     mm.vmas.find(va).is_some_and(|v| {
         v.file()
             .is_none_or(|m| m.index(va) < m.file.size().div_ceil(PAGE_SIZE as u64))
@@ -1240,7 +1240,7 @@ fn reachable(mm: &Mm<HostMm>, va: VirtAddr) -> bool {
 }
 
 /// The file and byte offset that `va` maps in `mm`, if a shared mapping covers it.
-fn shared_key_of(mm: &Mm<HostMm>, va: VirtAddr) -> Option<(u64, u64)> {
+fn shared_key_of(mm: &Mm<HostMachine>, va: VirtAddr) -> Option<(u64, u64)> {
     let (ino, origin, shared) = file_of(mm.vmas.find(va)?)?;
     shared.then(|| (ino, va.as_u64().wrapping_sub(origin)))
 }
@@ -1449,7 +1449,7 @@ fn forget_pages(set: &mut BTreeSet<u64>, start: u64, end: u64) {
 
 /// The file and byte offset that `va` maps in `mm`, if a private file mapping covers
 /// it (its pages are the file's until copied).
-fn private_file_key_of(mm: &Mm<HostMm>, va: VirtAddr) -> Option<(u64, u64)> {
+fn private_file_key_of(mm: &Mm<HostMachine>, va: VirtAddr) -> Option<(u64, u64)> {
     let v = mm.vmas.find(va)?;
     let m = v.file().filter(|m| !m.shared)?;
     Some((m.file.ino, va.as_u64().wrapping_sub(m.origin)))

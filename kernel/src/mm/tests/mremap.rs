@@ -10,7 +10,7 @@ use super::lazyfree::{each_cleaning_machine, each_machine, folio_at};
 use super::*;
 use crate::mm::addr::{CONT_SIZE, PMD_SIZE};
 use crate::mm::lazyfree::{self, STATS};
-use crate::mm::pgtable::PtEnv;
+use crate::mm::pgtable::PtMachine;
 use crate::uapi::{EFAULT, EINVAL, ENOMEM};
 
 const MOVE: u64 = MREMAP_MAYMOVE | MREMAP_FIXED;
@@ -22,7 +22,7 @@ fn dst(offset: usize) -> VirtAddr {
 }
 
 fn mremap(
-    mm: &mut Mm<HostMm>,
+    mm: &mut Mm<HostMachine>,
     old: VirtAddr,
     old_len: usize,
     new_len: usize,

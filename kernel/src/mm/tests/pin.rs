@@ -16,18 +16,18 @@ use crate::mm::PhysAddr;
 use crate::uapi::{EAGAIN, EFAULT};
 
 /// Pin one page at `va` of `mm`.
-fn pin_one(mm: &mut Mm<HostMm>, va: VirtAddr, write: bool) -> PhysAddr {
+fn pin_one(mm: &mut Mm<HostMachine>, va: VirtAddr, write: bool) -> PhysAddr {
     let mut pa = [PhysAddr::new(0)];
     assert_eq!(mm.pin_pages(va, &mut pa, write), Ok(1));
     pa[0]
 }
 
-fn pa_at(mm: &Mm<HostMm>, va: VirtAddr) -> PhysAddr {
+fn pa_at(mm: &Mm<HostMachine>, va: VirtAddr) -> PhysAddr {
     leaf(mm, va).pa_of(va)
 }
 
 /// Store `b` at `va` as the CPU does, faulting first where the entry does not allow it.
-fn store(mm: &mut Mm<HostMm>, va: VirtAddr, b: u8) {
+fn store(mm: &mut Mm<HostMachine>, va: VirtAddr, b: u8) {
     if mm.tables.get(va).is_none_or(|l| !l.pte.is_writable()) {
         mm.handle_fault(va, Access::Write).expect("write fault");
     }

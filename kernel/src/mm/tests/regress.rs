@@ -179,7 +179,7 @@ fn vma_split_inside_a_pmd_block_then_fork() {
 #[test]
 fn write_bytes_fills_across_pages() {
     let _machine = host::machine();
-    let env = HostMm {
+    let env = HostMachine {
         features: Features::default(),
         mode: ContMode::On,
     };

@@ -37,7 +37,11 @@ fn shmem_only(orders: &[usize]) {
 fn setup(
     orders: &[usize],
     size: u64,
-) -> (std::sync::MutexGuard<'static, ()>, Mm<HostMm>, Arc<Shmem>) {
+) -> (
+    std::sync::MutexGuard<'static, ()>,
+    Mm<HostMachine>,
+    Arc<Shmem>,
+) {
     let machine = host::machine();
     only(&[]);
     shmem_only(orders);
@@ -51,7 +55,7 @@ fn setup(
 
 /// Map `len` bytes of `file` from `offset` at `va` (fixed), shared or private.
 fn map(
-    mm: &mut Mm<HostMm>,
+    mm: &mut Mm<HostMachine>,
     va: VirtAddr,
     len: usize,
     file: &Arc<Shmem>,
@@ -71,13 +75,13 @@ fn map(
 }
 
 /// The frame `va` maps after a fault of `access` there.
-fn fault_pa(mm: &mut Mm<HostMm>, va: VirtAddr, access: Access) -> PhysAddr {
+fn fault_pa(mm: &mut Mm<HostMachine>, va: VirtAddr, access: Access) -> PhysAddr {
     mm.handle_fault(va, access).expect("fault");
     leaf(mm, va).pa_of(va)
 }
 
 /// Store `pattern(i)` at page `i` of a mapping through `mm`'s tables.
-fn store(mm: &mut Mm<HostMm>, va: VirtAddr, i: usize) {
+fn store(mm: &mut Mm<HostMachine>, va: VirtAddr, i: usize) {
     let at = va.add(i * PAGE_SIZE);
     let pa = fault_pa(mm, at, Access::Write);
     assert!(leaf(mm, at).pte.is_writable());
@@ -85,7 +89,7 @@ fn store(mm: &mut Mm<HostMm>, va: VirtAddr, i: usize) {
 }
 
 /// The first byte of page `i` as `mm` reads it (faulting it in).
-fn load(mm: &mut Mm<HostMm>, va: VirtAddr, i: usize) -> u8 {
+fn load(mm: &mut Mm<HostMachine>, va: VirtAddr, i: usize) -> u8 {
     let at = va.add(i * PAGE_SIZE);
     host::read_byte(fault_pa(mm, at, Access::Read))
 }
@@ -97,7 +101,7 @@ fn file_byte(file: &Shmem, i: usize) -> u8 {
     b[0]
 }
 
-fn finish(mms: impl IntoIterator<Item = Mm<HostMm>>, file: Arc<Shmem>) {
+fn finish(mms: impl IntoIterator<Item = Mm<HostMachine>>, file: Arc<Shmem>) {
     let mms: Vec<_> = mms.into_iter().collect();
     audit::check(mms.iter()).expect("audit");
     drop(file);

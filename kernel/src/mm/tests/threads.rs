@@ -58,8 +58,8 @@ impl Written {
 /// and dirty set in the entry by the model, as the hardware does), or, on a fault,
 /// resolved under the `Mm` lock and tried again. Returns the frame's address.
 fn cpu_access(
-    mm: &Mutex<Mm<HostMm>>,
-    env: &HostMm,
+    mm: &Mutex<Mm<HostMachine>>,
+    env: &HostMachine,
     root: PhysAddr,
     va: VirtAddr,
     kind: AccessKind,
@@ -87,7 +87,7 @@ fn hardware_dirty_state_from_other_cpus_survives_converts_and_lazyfree() {
     // Not `contpte=naive`: there a lazyfree 64 KiB folio is never clean (lazyfree.rs).
     for mode in [ContMode::On, ContMode::Off] {
         let _m = host::machine();
-        let env = HostMm { features: HW, mode };
+        let env = HostMachine { features: HW, mode };
         only(&[4]);
         let mut mm = Mm::new_in(&env).unwrap();
         // One block more than the CPU writes, never freed: the table never empties
@@ -214,7 +214,7 @@ fn split_against_unmap_against_reuse_across_address_spaces() {
     let reused = mthp::stats(4).cow_reuse.load(Ordering::Relaxed);
     let mut split = 0;
     for round in 0..8 {
-        let mut parent = Mm::new_in(&HostMm {
+        let mut parent = Mm::new_in(&HostMachine {
             features: HW,
             mode: ContMode::On,
         })
@@ -270,7 +270,8 @@ fn split_against_unmap_against_reuse_across_address_spaces() {
         for i in 0..PAGES {
             let at = va.add(i * PAGE_SIZE);
             let b = i / 16;
-            let read = |mm: &Mm<HostMm>| mm.tables.get(at).map(|l| host::read_byte(l.pa_of(at)));
+            let read =
+                |mm: &Mm<HostMachine>| mm.tables.get(at).map(|l| host::read_byte(l.pa_of(at)));
             assert_eq!(
                 read(&parent),
                 Some(0xa0),
@@ -300,7 +301,7 @@ fn split_against_unmap_against_reuse_across_address_spaces() {
 
 /// A store of `byte` at `va` by a thread of `mm`: faulted writable first (copy-on-write
 /// or reuse) under its lock, then written at the frame the entry maps.
-fn store(mm: &Mutex<Mm<HostMm>>, va: VirtAddr, byte: u8) {
+fn store(mm: &Mutex<Mm<HostMachine>>, va: VirtAddr, byte: u8) {
     let mut mm = mm.lock().unwrap();
     if mm.tables.get(va).is_none_or(|l| !l.pte.is_writable()) {
         mm.handle_fault(va, Access::Write).expect("fault");

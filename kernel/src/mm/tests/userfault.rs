@@ -18,14 +18,14 @@ const P: usize = PAGE_SIZE;
 const A: UffdId = UffdId(1);
 const B: UffdId = UffdId(2);
 
-fn mm_with(pages: usize) -> (Mm<HostMm>, VirtAddr) {
+fn mm_with(pages: usize) -> (Mm<HostMachine>, VirtAddr) {
     let mut mm = Mm::new_in(&env()).unwrap();
     let va = region(&mut mm, pages * P, CONT_SIZE);
     (mm, va)
 }
 
 /// The registration of each VMA, in order, as (first page, pages, context).
-fn layout(mm: &Mm<HostMm>, base: VirtAddr) -> Vec<(usize, usize, Option<UffdId>)> {
+fn layout(mm: &Mm<HostMachine>, base: VirtAddr) -> Vec<(usize, usize, Option<UffdId>)> {
     mm.vmas
         .iter()
         .map(|v| {

@@ -29,7 +29,7 @@ fn reuses() -> u64 {
 }
 
 /// Four 64 KiB folios written, mapped at `va`.
-fn four_folios() -> (Mm<HostMm>, VirtAddr) {
+fn four_folios() -> (Mm<HostMachine>, VirtAddr) {
     only(&[4]);
     let mut mm = Mm::new_in(&env()).unwrap();
     let va = region(&mut mm, 4 * CONT_SIZE, CONT_SIZE);
@@ -222,7 +222,7 @@ fn mlock_populates_and_mlockall_applies_to_new_mappings() {
     let mut mm = Mm::new_in(&env()).unwrap();
     let va = region(&mut mm, 4 * CONT_SIZE, CONT_SIZE);
     let end = va.add(4 * CONT_SIZE);
-    let mapped = |mm: &Mm<HostMm>, a: VirtAddr, b: VirtAddr| {
+    let mapped = |mm: &Mm<HostMachine>, a: VirtAddr, b: VirtAddr| {
         (0..(b.as_u64() - a.as_u64()) as usize / PAGE_SIZE)
             .filter(|i| mm.tables.get(a.add(i * PAGE_SIZE)).is_some())
             .count()

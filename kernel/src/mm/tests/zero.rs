@@ -15,7 +15,7 @@ use crate::mm::zero;
 
 /// Read-fault every page of `[va, va + pages)`; each must then map the zero page,
 /// read-only, and read zeros.
-fn read_all(mm: &mut Mm<HostMm>, va: VirtAddr, pages: usize) {
+fn read_all(mm: &mut Mm<HostMachine>, va: VirtAddr, pages: usize) {
     for i in 0..pages {
         let at = va.add(i * PAGE_SIZE);
         mm.handle_fault(at, Access::Read).expect("read fault");
@@ -186,7 +186,7 @@ fn a_forced_write_over_the_zero_page_of_a_read_only_mapping() {
 }
 
 /// The huge zero page's first frame if the 2 MiB at `va` map it as one block.
-fn huge_block(mm: &Mm<HostMm>, va: VirtAddr) -> Option<crate::mm::PhysAddr> {
+fn huge_block(mm: &Mm<HostMachine>, va: VirtAddr) -> Option<crate::mm::PhysAddr> {
     let l = mm.tables.get(va)?;
     (l.level == 2)
         .then(|| l.pa_of(va))

@@ -1,4 +1,4 @@
-//! The page-table layer on the real machine: `KernelPt` implements `pgtable::PtEnv` with
+//! The page-table layer on the real machine: `KernelMachine` implements `pgtable::PtMachine` with
 //! tables reached through the linear map, table frames from the frame allocator, folio
 //! boundaries from the frame metadata, broadcast ASID-tagged TLBIs, the features read
 //! at boot and one static set of counters. The boot options that steer the layer:
@@ -11,7 +11,7 @@
 //!   that 255 live processes exhaust them and the shared ASID (`mm::asid`) is used;
 //! - `ptcheck_exclusive=on|off` (default: as `ptcheck`): with the checker on, also
 //!   check after every operation that each writable or DBM user entry in its range
-//!   maps a page whose frame metadata says `ANON_EXCLUSIVE` (`PtEnv::anon_exclusive`).
+//!   maps a page whose frame metadata says `ANON_EXCLUSIVE` (`PtMachine::anon_exclusive`).
 //!   The contract mm keeps for it (`mm/aspace.rs`, "who may write a page"): mark every
 //!   page exclusive (`Locked::set_exclusive`) *before* any operation that leaves a
 //!   writable or DBM entry over it (`map`/`map_pmd` with write permission,
@@ -32,17 +32,18 @@ use crate::arch::aarch64::features::CpuFeatures;
 use crate::arch::aarch64::tlb;
 use crate::cmdline::CmdLine;
 use crate::mm::asid::AsidAllocator;
-use crate::mm::env::MmEnv;
 use crate::mm::frame;
+use crate::mm::machine::MmMachine;
 use crate::mm::pgtable::{
-    AddressSpace, Asid, ContMode, Counters, Features, FolioSpan, MapError, PtEnv, TableEntries, Tlb,
+    Asid, ContMode, Counters, Features, FolioSpan, MapError, PageTable, PtMachine, TableEntries,
+    Tlb,
 };
 use crate::mm::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::uapi::Errno;
 
 /// The machine as the page-table layer sees it (zero-sized: everything is global).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct KernelPt;
+pub struct KernelMachine;
 
 /// TLB maintenance with real instructions, broadcast to the Inner Shareable domain.
 pub struct KernelTlb;
@@ -58,7 +59,7 @@ static CONFIG: spin::Once<PtConfig> = spin::Once::new();
 static COUNTERS: Counters = Counters::new();
 static ASIDS: spin::Once<AsidAllocator> = spin::Once::new();
 
-/// `ptcheck_exclusive=`: whether the kernel env answers `PtEnv::anon_exclusive`.
+/// `ptcheck_exclusive=`: whether the kernel env answers `PtMachine::anon_exclusive`.
 static CHECK_EXCLUSIVE: AtomicBool = AtomicBool::new(false);
 
 /// Switches the anon-exclusive check on or off (boot option, tests); returns the old
@@ -159,7 +160,7 @@ impl Tlb for KernelTlb {
     }
 }
 
-impl PtEnv for KernelPt {
+impl PtMachine for KernelMachine {
     type Tlb = KernelTlb;
 
     fn table(&self, pa: PhysAddr) -> &TableEntries {
@@ -239,7 +240,7 @@ pub fn asid_stats() -> (u32, usize) {
 /// The page tables of one user address space, with the ASID they own for their life
 /// (or share with others once every other ASID is in use: `mm::asid`).
 pub struct UserTables {
-    tables: ManuallyDrop<AddressSpace<KernelPt>>,
+    tables: ManuallyDrop<PageTable<KernelMachine>>,
     asid: Asid,
 }
 
@@ -253,7 +254,7 @@ impl UserTables {
     pub fn with_mode(mode: ContMode) -> Result<Self, MapError> {
         let asid = ASIDS.get().expect("ASIDs set up at boot").alloc();
         let cfg = config();
-        match AddressSpace::new(KernelPt, asid, mode) {
+        match PageTable::new(KernelMachine, asid, mode) {
             Ok(mut tables) => {
                 tables.checker_mut().set_enabled(cfg.check);
                 Ok(Self {
@@ -270,7 +271,7 @@ impl UserTables {
 }
 
 impl Deref for UserTables {
-    type Target = AddressSpace<KernelPt>;
+    type Target = PageTable<KernelMachine>;
     fn deref(&self) -> &Self::Target {
         &self.tables
     }
@@ -292,12 +293,12 @@ impl Drop for UserTables {
 }
 
 /// The kernel's address spaces: `mm`'s, on this machine.
-pub type Mm = crate::mm::aspace::Mm<KernelPt>;
+pub type Mm = crate::mm::aspace::Mm<KernelMachine>;
 
 impl Mm {
     /// An empty address space of the kernel, with a fresh ASID.
     pub fn new() -> Result<Self, Errno> {
-        Self::new_in(&KernelPt)
+        Self::new_in(&KernelMachine)
     }
 }
 
@@ -315,7 +316,7 @@ pub fn init_zero_page() {
 }
 
 /// The real machine: tables with an ASID (`UserTables`), pages through the linear map.
-impl MmEnv for KernelPt {
+impl MmMachine for KernelMachine {
     type Tables = UserTables;
 
     fn new_tables(&self) -> Result<Self::Tables, MapError> {

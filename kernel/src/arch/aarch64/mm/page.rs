@@ -15,8 +15,8 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::aarch64::regs::read_sysreg;
-use crate::mm::env::check_page_access;
 use crate::mm::frame;
+use crate::mm::machine::check_page_access;
 use crate::mm::pgtable::TableEntries;
 use crate::mm::{phys_to_virt, PhysAddr, PAGE_SIZE};
 
@@ -153,7 +153,7 @@ pub fn alloc_zeroed(order: usize) -> Option<PhysAddr> {
 }
 
 /// Zero the `n` pages from `pa`: a block of RAM only the caller holds (see the module
-/// doc). A call of its own (as `KernelPt::zero_pages` was before it moved here), so the
+/// doc). A call of its own (as `KernelMachine::zero_pages` was before it moved here), so the
 /// folio allocation the fault path inlines stays small: the benchmark suite's counts
 /// stay what they were.
 #[inline(never)]

@@ -13,7 +13,7 @@ mod props;
 use super::check::OpKind;
 use super::ctx::{Ctx, Write};
 use super::cursor::{Slot, Table};
-use super::model::{self, Access, AccessKind, El, Fault, HostEnv, TlbOp, Walked};
+use super::model::{self, Access, AccessKind, El, Fault, ModelMachine, TlbOp, Walked};
 use super::*;
 use crate::mm::addr::{CONT_PTES, CONT_SIZE};
 
@@ -48,10 +48,10 @@ const WRITE: Access = Access {
     kind: AccessKind::Write,
 };
 
-type Asp = AddressSpace<HostEnv>;
+type Asp = PageTable<ModelMachine>;
 
 fn new_asp(mode: ContMode, features: Features) -> Asp {
-    AddressSpace::new(HostEnv::new(features, 32), 7, mode).expect("root table")
+    PageTable::new(ModelMachine::new(features, 32), 7, mode).expect("root table")
 }
 
 fn page(i: usize) -> VirtAddr {
@@ -126,7 +126,7 @@ fn with_table<R>(
     kind: OpKind,
     va: VirtAddr,
     nr: usize,
-    f: impl FnOnce(&mut Ctx<'_, HostEnv>, Table<'_>) -> R,
+    f: impl FnOnce(&mut Ctx<'_, ModelMachine>, Table<'_>) -> R,
 ) -> R {
     let end = range_end(va, nr);
     asp.op(kind, va, end, |ctx, cursor| {
@@ -732,7 +732,7 @@ fn empty_tables_are_freed_and_the_root_is_kept() {
 
 #[test]
 fn out_of_table_memory_maps_nothing() {
-    let mut asp = AddressSpace::new(HostEnv::new(SW, 3), 1, ContMode::On).unwrap();
+    let mut asp = PageTable::new(ModelMachine::new(SW, 3), 1, ContMode::On).unwrap();
     let pa = asp.env().alloc_folio(4);
     assert_eq!(asp.map(page(0), pa, 16, RW), Err(MapError::NoMemory));
     assert_eq!(asp.env().tables_in_use(), 1);
@@ -753,7 +753,7 @@ fn mapped_block(features: Features) -> (Asp, PhysAddr) {
     (asp, pa)
 }
 
-// ---- the anon-exclusive invariant (PtEnv::anon_exclusive) ----
+// ---- the anon-exclusive invariant (PtMachine::anon_exclusive) ----
 
 #[test]
 #[should_panic(expected = "writable entry over a page that is not anon-exclusive")]

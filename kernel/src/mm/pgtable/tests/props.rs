@@ -345,7 +345,7 @@ impl World {
 
 fn run(mode: ContMode, features: Features, ops: &[Op]) {
     let mut world = World {
-        asp: AddressSpace::new(HostEnv::new(features, 32), 3, mode).unwrap(),
+        asp: PageTable::new(ModelMachine::new(features, 32), 3, mode).unwrap(),
         reference: BTreeMap::new(),
     };
     for op in ops {
@@ -367,7 +367,7 @@ fn run(mode: ContMode, features: Features, ops: &[Op]) {
 /// by page, and the same counters.
 fn run_unchecked_twin(mode: ContMode, features: Features, ops: &[Op]) {
     let world = || World {
-        asp: AddressSpace::new(HostEnv::new(features, 32), 3, mode).unwrap(),
+        asp: PageTable::new(ModelMachine::new(features, 32), 3, mode).unwrap(),
         reference: BTreeMap::new(),
     };
     let (mut checked, mut unchecked) = (world(), world());

@@ -1,9 +1,9 @@
 //! What the page-table layer needs from the machine: table memory, frames' folio
 //! boundaries, TLB maintenance, CPU features and the counters.
 //!
-//! The layer is generic over [`PtEnv`] (static dispatch). The kernel implements it
+//! The layer is generic over [`PtMachine`] (static dispatch). The kernel implements it
 //! with the linear map, the frame allocator, the folio metadata and real TLBI/DSB
-//! instructions; host tests implement it with `model::HostEnv`.
+//! instructions; host tests implement it with `model::ModelMachine`.
 
 use core::sync::atomic::AtomicU64;
 
@@ -28,7 +28,7 @@ pub struct FolioSpan {
 }
 
 /// Whether the 64 KiB from `pa` lie inside one folio.
-pub(crate) fn block_in_one_folio<E: PtEnv>(env: &E, pa: PhysAddr) -> bool {
+pub(crate) fn block_in_one_folio<E: PtMachine>(env: &E, pa: PhysAddr) -> bool {
     env.folio_of(pa).contains(pa, CONT_SIZE)
 }
 
@@ -79,10 +79,10 @@ pub trait Tlb {
 }
 
 /// The machine as seen by the page-table layer.
-pub trait PtEnv {
+pub trait PtMachine {
     type Tlb: Tlb;
 
-    /// The table at `pa`. Only called with addresses from [`PtEnv::alloc_table`] that
+    /// The table at `pa`. Only called with addresses from [`PtMachine::alloc_table`] that
     /// have not been freed.
     fn table(&self, pa: PhysAddr) -> &TableEntries;
     /// A zeroed 4 KiB table, or `None` when out of memory.
@@ -92,7 +92,7 @@ pub trait PtEnv {
     fn free_table(&self, pa: PhysAddr);
     /// The folio that the frame at `pa` belongs to (a single page if none).
     fn folio_of(&self, pa: PhysAddr) -> FolioSpan;
-    /// Whether the environment answers [`PtEnv::anon_exclusive`] at all: when false
+    /// Whether the environment answers [`PtMachine::anon_exclusive`] at all: when false
     /// (the default) the checker skips the invariant and its walk.
     fn tracks_anon_exclusive(&self) -> bool {
         false
@@ -106,7 +106,7 @@ pub trait PtEnv {
         let _ = pa;
         None
     }
-    /// For the checker (test builds, with [`PtEnv::anon_exclusive`]): the first of the
+    /// For the checker (test builds, with [`PtMachine::anon_exclusive`]): the first of the
     /// `n` pages from `pa` (one entry's) that is pinned but not anon-exclusive, which
     /// no mapping may leave (`mm::pin`'s rule 2). `None`: none, or not known.
     fn pinned_shared(&self, pa: PhysAddr, n: usize) -> Option<PhysAddr> {

@@ -1,21 +1,21 @@
 //! What an address space needs from the machine beyond what its page tables need
-//! (`pgtable::PtEnv`): the seam that lets `Mm` run on the real machine
+//! (`pgtable::PtMachine`): the seam that lets `Mm` run on the real machine
 //! (`arch::aarch64::mm::machine`) and on the host's simulated RAM (`host`).
 
 use core::ops::DerefMut;
 
-use super::pgtable::{AddressSpace, MapError, PtEnv};
+use super::pgtable::{MapError, PageTable, PtMachine};
 use super::{PhysAddr, PAGE_SIZE};
 
 /// What an address space needs from the machine beyond what its page tables need
-/// (`PtEnv`): tables that own their ASID, and the contents of pages, which `mm` only
+/// (`PtMachine`): tables that own their ASID, and the contents of pages, which `mm` only
 /// ever zeroes, copies, fills (exec) and reads or writes for a debugger
 /// (/proc/self/mem) through these. Frames and folios come from the
 /// global frame allocator in both environments (`frame::frames`), so one physical
 /// address space holds tables and folios.
-pub trait MmEnv: PtEnv + Clone {
+pub trait MmMachine: PtMachine + Clone {
     /// The page tables of one address space (the kernel's hold an ASID).
-    type Tables: DerefMut<Target = AddressSpace<Self>>;
+    type Tables: DerefMut<Target = PageTable<Self>>;
 
     /// Empty tables, in the contiguous mode and with the checker as configured.
     fn new_tables(&self) -> Result<Self::Tables, MapError>;
