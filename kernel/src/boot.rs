@@ -8,8 +8,10 @@ use core::sync::atomic::Ordering;
 
 use platform::fdt::BoardInfo;
 
+use crate::arch::aarch64::features::CpuFeatures;
 use crate::arch::aarch64::mm::heap;
 use crate::arch::aarch64::mm::kmap::{self, ImageLayout};
+use crate::arch::aarch64::mm::machine::PtConfig;
 use crate::arch::aarch64::mmu;
 use crate::cmdline::{CmdLine, Spaced};
 use crate::mm::{frame, phys_to_virt, PhysAddr, PAGE_SIZE};
@@ -49,6 +51,36 @@ fn board() -> (BoardInfo<'static>, &'static [u8]) {
 extern "C" fn primary_main(entry_el: u64) -> ! {
     crate::percpu::init_boot_cpu();
     let (board, dtb) = board();
+    let cmd = start_console(&board);
+    let (features, pt, image, initrd, root) = init_memory(cmd, &board, dtb);
+    wire(&board, initrd);
+    let online = start_cpus(cmd, &board, root);
+    banner(&board, entry_el, online, features, pt, &image);
+
+    run_tests_if_asked(cmd);
+    if let Some(name) = cmd.get("bench") {
+        if !crate::bench::run(name) {
+            kprintln!("contkernel: unknown bench={name} (known: contpte)");
+            power::exit(2);
+        }
+        power::exit(0);
+    }
+    if initrd.is_some() {
+        let path = cmd.get("rdinit").unwrap_or("/init");
+        let args: alloc::vec::Vec<&str> = cmd.init_args().collect();
+        match crate::proc::process::spawn_init(path, &args) {
+            Ok(_) => kprintln!("contkernel: started {path}"),
+            Err(e) => panic!("cannot start {path}: errno {e}"),
+        }
+        crate::proc::sched::idle_loop();
+    }
+    demo();
+    power::exit(0)
+}
+
+/// The console, the semihosting probe and the boot line (its log level and unknown
+/// words reported): everything after this may print and panic with a status.
+fn start_console(board: &BoardInfo<'static>) -> &'static CmdLine<'static> {
     console::init(kmap::pl011(board.pl011_base));
     crate::arch::aarch64::trap::set_report_printer(console::emergency_print);
     // First, so that a panic from here on exits with its status (101) through
@@ -70,7 +102,24 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     if cmd.get("crashtest") == Some("early") {
         crate::ktest::crash("early"); // before the heap: the exit status must say so
     }
+    cmd
+}
 
+/// The MMU's configuration, the heap, the page-table options, the mTHP policy, the
+/// frames and hugetlb pools, the zero page and the kernel's own map: returns the CPU
+/// features, the page-table options, the image, the initrd's range and the kernel
+/// map's root.
+fn init_memory(
+    cmd: &'static CmdLine<'static>,
+    board: &BoardInfo<'_>,
+    dtb: &[u8],
+) -> (
+    &'static CpuFeatures,
+    &'static PtConfig,
+    ImageLayout,
+    Option<(u64, u64)>,
+    PhysAddr,
+) {
     assert_eq!(
         crate::arch::aarch64::regs::read_sysreg!(mair_el1),
         crate::mm::pgtable::MAIR_EL1,
@@ -83,8 +132,8 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     configure_mthp(cmd);
 
     let image = ImageLayout::current();
-    let initrd = initrd_range(cmd, &board);
-    init_frames(&board, dtb, &image, initrd);
+    let initrd = initrd_range(cmd, board);
+    init_frames(board, dtb, &image, initrd);
     crate::mm::hugetlb::configure(cmd);
     crate::arch::aarch64::mm::machine::init_zero_page();
     let root = kmap::build(
@@ -93,7 +142,12 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
     );
     kmap::install(root);
     kmap::drop_identity_map();
+    (features, pt, image, initrd, root)
+}
 
+/// PSCI, user access, the trap handlers, the root filesystem and the hooks by which
+/// lower layers reach up (arch cannot import proc, nor fs proc).
+fn wire(board: &BoardInfo<'_>, initrd: Option<(u64, u64)>) {
     power::set_conduit(
         board
             .psci
@@ -122,14 +176,28 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         identity: crate::proc::task::identity,
         with_mm: crate::proc::task::with_mm,
     });
+}
+
+/// Interrupts, the profiler, the tick and the secondary CPUs: how many are online.
+fn start_cpus(cmd: &CmdLine<'_>, board: &BoardInfo<'_>, root: PhysAddr) -> usize {
     interrupts::init(&board.gic, board.timer_intid);
     crate::profile::init(cmd, board.phys_timer_intid, board.cpu_mpidrs().len());
     time::on_every_tick(crate::proc::sched::on_tick);
     time::start_tick();
     interrupts::enable_timer();
     crate::arch::irq::enable();
-    let online = smp::start_secondaries(board.cpu_mpidrs(), root);
+    smp::start_secondaries(board.cpu_mpidrs(), root)
+}
 
+/// The boot banner: what booted, on what, with which options.
+fn banner(
+    board: &BoardInfo<'_>,
+    entry_el: u64,
+    online: usize,
+    features: &CpuFeatures,
+    pt: &PtConfig,
+    image: &ImageLayout,
+) {
     kprintln!(
         "contkernel: {} MiB RAM, {online}/{} CPUs online, entered at EL{entry_el}, GICv{}",
         board.total_memory() >> 20,
@@ -158,26 +226,6 @@ extern "C" fn primary_main(entry_el: u64) -> ! {
         ns / 1_000_000,
         (ns / 1000) % 1000
     );
-
-    run_tests_if_asked(cmd);
-    if let Some(name) = cmd.get("bench") {
-        if !crate::bench::run(name) {
-            kprintln!("contkernel: unknown bench={name} (known: contpte)");
-            power::exit(2);
-        }
-        power::exit(0);
-    }
-    if initrd.is_some() {
-        let path = cmd.get("rdinit").unwrap_or("/init");
-        let args: alloc::vec::Vec<&str> = cmd.init_args().collect();
-        match crate::proc::process::spawn_init(path, &args) {
-            Ok(_) => kprintln!("contkernel: started {path}"),
-            Err(e) => panic!("cannot start {path}: errno {e}"),
-        }
-        crate::proc::sched::idle_loop();
-    }
-    demo();
-    power::exit(0)
 }
 
 /// Every kernel word this kernel reads (anything else is reported at boot).

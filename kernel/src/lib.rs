@@ -23,6 +23,10 @@
 //! frame records, the per-CPU sample buffers).
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+// No function over 60 lines (clippy.toml) outside the tests: a longer one is split by
+// what it does, or says why it is a table.
+#![warn(clippy::too_many_lines)]
+#![cfg_attr(test, allow(clippy::too_many_lines))]
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

@@ -31,6 +31,37 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
     }
     let elf = elf::parse(file.data).map_err(|e| e.errno())?;
     let mut mm = Mm::new()?;
+    let brk = map_segments(&mut mm, &elf)?;
+    mm.brk_start = brk;
+    mm.brk = brk;
+
+    let mut random = [0u8; 16];
+    crate::time::fill_random(&mut random);
+    let auxv = auxv(&elf);
+    let image =
+        stack::build(STACK_TOP, argv, envp, &auxv, random, path.as_bytes()).map_err(|_| E2BIG)?;
+    let used = (image.bytes.len() as u64).next_multiple_of(PAGE_SIZE as u64);
+    let stack = Vma {
+        start: VirtAddr(STACK_TOP - used - stack::EXPAND_AT_EXEC),
+        end: VirtAddr(STACK_TOP),
+        prot: VmProt::new(true, true, false),
+        huge: HugeHint::Default,
+        flags: VmaFlags::default(),
+        kind: VmaKind::Stack,
+    };
+    mm.vmas.insert(stack).map_err(|_| ENOMEM)?;
+    mm.write_bytes(VirtAddr(STACK_TOP - image.bytes.len() as u64), &image.bytes)
+        .map_err(|_| ENOMEM)?;
+    Ok(Image {
+        mm,
+        entry: elf.entry,
+        sp: image.sp,
+    })
+}
+
+/// Map and fill the segments of `elf` in `mm`; returns the end of the last one (where
+/// the heap starts).
+fn map_segments(mm: &mut Mm, elf: &elf::Elf<'_>) -> Result<VirtAddr, Errno> {
     let mut brk = VirtAddr(0);
     for seg in &elf.segments {
         let mut start = VirtAddr(seg.vaddr).align_down(PAGE_SIZE);
@@ -64,12 +95,12 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
         // The rest of the segment (bss) is zero: fresh pages are zero-filled.
         brk = brk.max(end);
     }
-    mm.brk_start = brk;
-    mm.brk = brk;
+    Ok(brk)
+}
 
-    let mut random = [0u8; 16];
-    crate::time::fill_random(&mut random);
-    let auxv: Vec<(u64, u64)> = [
+/// The auxiliary vector glibc reads at startup.
+fn auxv(elf: &elf::Elf<'_>) -> Vec<(u64, u64)> {
+    [
         (stack::AT_PHDR, elf.phdr_vaddr.unwrap_or(0)),
         (stack::AT_PHENT, elf.phentsize as u64),
         (stack::AT_PHNUM, elf.phnum as u64),
@@ -89,24 +120,5 @@ pub fn load(path: &str, argv: &[&[u8]], envp: &[&[u8]]) -> Result<Image, Errno> 
         (stack::AT_CLKTCK, crate::time::TICK_HZ),
         (stack::AT_SECURE, 0),
     ]
-    .into();
-    let image =
-        stack::build(STACK_TOP, argv, envp, &auxv, random, path.as_bytes()).map_err(|_| E2BIG)?;
-    let used = (image.bytes.len() as u64).next_multiple_of(PAGE_SIZE as u64);
-    let stack = Vma {
-        start: VirtAddr(STACK_TOP - used - stack::EXPAND_AT_EXEC),
-        end: VirtAddr(STACK_TOP),
-        prot: VmProt::new(true, true, false),
-        huge: HugeHint::Default,
-        flags: VmaFlags::default(),
-        kind: VmaKind::Stack,
-    };
-    mm.vmas.insert(stack).map_err(|_| ENOMEM)?;
-    mm.write_bytes(VirtAddr(STACK_TOP - image.bytes.len() as u64), &image.bytes)
-        .map_err(|_| ENOMEM)?;
-    Ok(Image {
-        mm,
-        entry: elf.entry,
-        sp: image.sp,
-    })
+    .into()
 }

@@ -422,6 +422,27 @@ pub fn exit(status: u32) -> ! {
     end_thread(status)
 }
 
+/// End the calling thread `t`, one of several: the others go on in the address space.
+/// A leader stays a zombie in the task table until the process ends and its parent
+/// reaps it; another thread leaves the table, and its CPU drops the last count
+/// (`sched::finish_switch`).
+fn end_one_of_several(t: Arc<Task>, exiting: bool) -> ! {
+    leave_tables(&t);
+    if t.is_leader() {
+        t.set_state(State::Zombie);
+    } else {
+        t.set_state(State::Dead);
+        task::remove(t.pid());
+    }
+    // A process signal this thread was told of goes to another.
+    if !exiting {
+        deliver::retarget(&t);
+    }
+    drop(t);
+    sched::schedule();
+    unreachable!("an exited thread was scheduled");
+}
+
 /// End the calling thread (exit(2)); the last thread to end ends the process, with
 /// the status exit_group set, else the leader's, else its own.
 pub fn end_thread(status: u32) -> ! {
@@ -433,23 +454,7 @@ pub fn end_thread(status: u32) -> ! {
         t.group.code.store(status, Ordering::Release);
     }
     if t.group.live.fetch_sub(1, Ordering::AcqRel) != 1 {
-        // Others go on in the address space. A leader stays a zombie in the task
-        // table until the process ends and its parent reaps it; another thread
-        // leaves the table, and its CPU drops the last count (`sched::finish_switch`).
-        leave_tables(&t);
-        if t.is_leader() {
-            t.set_state(State::Zombie);
-        } else {
-            t.set_state(State::Dead);
-            task::remove(t.pid());
-        }
-        // A process signal this thread was told of goes to another.
-        if !exiting {
-            deliver::retarget(&t);
-        }
-        drop(t);
-        sched::schedule();
-        unreachable!("an exited thread was scheduled");
+        end_one_of_several(t, exiting);
     }
     let status = if t.is_leader() && !exiting {
         status
@@ -640,18 +645,7 @@ fn handle_user_sync(frame: &mut TrapFrame) {
         drop(t);
         return match r {
             Ok(()) => {}
-            Err(FaultError::Oom) => {
-                // What was left: whether reclaim still had anything to give.
-                let f = crate::mm::frame::frames();
-                let why = alloc::format!(
-                    "out of memory ({} of {} KiB free, {} lazyfree entries listed, {} deferred splits)",
-                    f.free_frames() * 4,
-                    f.managed_frames() * 4,
-                    crate::mm::lazyfree::list_len(),
-                    crate::mm::folio::deferred_count()
-                );
-                kill_for_fault(frame, SIGKILL, &why)
-            }
+            Err(FaultError::Oom) => kill_for_fault(frame, SIGKILL, &oom_report()),
             Err(FaultError::Segv) => {
                 let code = if frame.far as usize >= uaccess::USER_END {
                     match esr.abort_signal() {
@@ -683,6 +677,19 @@ fn handle_user_sync(frame: &mut TrapFrame) {
         _ => frame.elr,
     };
     deliver::fault_signal(frame, sig, code, addr)
+}
+
+/// Why a fault found no memory: what was left, and whether reclaim still had anything
+/// to give.
+fn oom_report() -> alloc::string::String {
+    let f = crate::mm::frame::frames();
+    alloc::format!(
+        "out of memory ({} of {} KiB free, {} lazyfree entries listed, {} deferred splits)",
+        f.free_frames() * 4,
+        f.managed_frames() * 4,
+        crate::mm::lazyfree::list_len(),
+        crate::mm::folio::deferred_count()
+    )
 }
 
 /// Kill the current process for a fault it has no handler for, with a one-line

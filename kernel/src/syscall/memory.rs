@@ -65,6 +65,28 @@ fn mmap_huge_file(
     })
 }
 
+/// mmap of anonymous memory: hugetlb pages with MAP_HUGETLB, else private memory, or
+/// for a shared mapping a new file of its length (Linux's shmem_zero_setup: fork
+/// shares it, nothing else can reach it).
+fn mmap_anon(addr: u64, len: u64, prot: VmProt, flags: u64, shared: bool) -> Result<u64, Errno> {
+    if flags & MAP_HUGETLB != 0 {
+        let size = crate::mm::hugetlb::map::size_of_flags(flags).ok_or(EINVAL)?;
+        return with_mm(|mm| {
+            mm.mmap_hugetlb(addr, len, prot, flags, shared, HugeSource::Anon(size))
+                .map(|v| v.as_u64())
+        });
+    }
+    if !shared {
+        return with_mm(|mm| mm.mmap(addr, len, prot, flags).map(|v| v.as_u64()));
+    }
+    let len_pages = len.checked_next_multiple_of(PAGE).ok_or(ENOMEM)?;
+    let file = Shmem::new(|_| String::from("/dev/zero"), len_pages);
+    with_mm(|mm| {
+        mm.mmap_file(addr, len, prot, flags, file, 0)
+            .map(|v| v.as_u64())
+    })
+}
+
 pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Result<u64, Errno> {
     let prot = VmProt::from_linux(prot).ok_or(EINVAL)?;
     if len == 0 || !off.is_multiple_of(PAGE) {
@@ -76,24 +98,8 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Re
         _ => return Err(EINVAL),
     };
     let len_pages = len.checked_next_multiple_of(PAGE).ok_or(ENOMEM)?;
-    if flags & (MAP_ANONYMOUS | MAP_HUGETLB) == MAP_ANONYMOUS | MAP_HUGETLB {
-        let size = crate::mm::hugetlb::map::size_of_flags(flags).ok_or(EINVAL)?;
-        return with_mm(|mm| {
-            mm.mmap_hugetlb(addr, len, prot, flags, shared, HugeSource::Anon(size))
-                .map(|v| v.as_u64())
-        });
-    }
     if flags & MAP_ANONYMOUS != 0 {
-        if !shared {
-            return with_mm(|mm| mm.mmap(addr, len, prot, flags).map(|v| v.as_u64()));
-        }
-        // Shared anonymous memory is a new file of the mapping's length (Linux's
-        // shmem_zero_setup): fork shares it, nothing else can reach it.
-        let file = Shmem::new(|_| String::from("/dev/zero"), len_pages);
-        return with_mm(|mm| {
-            mm.mmap_file(addr, len, prot, flags, file, 0)
-                .map(|v| v.as_u64())
-        });
+        return mmap_anon(addr, len, prot, flags, shared);
     }
     // A file, in Linux's do_mmap order: EBADF for no descriptor, EACCES for a file
     // not open for reading or a shared writable mapping of one not open for writing,

@@ -181,27 +181,7 @@ impl UffdFile {
     /// held, then mapped under the `Mm` lock); the bytes filled, or the error, go to
     /// the out field; the faults there wake unless DONTWAKE; EAGAIN if short.
     fn fill(&self, arg: u64, copy: bool) -> Result<u64, Errno> {
-        let (dst, src, len, mode, out) = if copy {
-            let [dst, src, len, mode]: [u64; 4] = read_user(arg as usize).map_err(|_| EFAULT)?;
-            validate_unaligned(src, len)?;
-            (dst, src, len, mode, arg as usize + 32)
-        } else {
-            let [dst, len, mode]: [u64; 3] = read_user(arg as usize).map_err(|_| EFAULT)?;
-            (dst, 0, len, mode, arg as usize + 24)
-        };
-        validate(dst, len)?;
-        let modes = if copy {
-            UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP
-        } else {
-            UFFDIO_COPY_MODE_DONTWAKE
-        };
-        if mode & !modes != 0 {
-            return Err(EINVAL);
-        }
-        // Write-protected copies are not implemented.
-        if mode & UFFDIO_COPY_MODE_WP != 0 {
-            return Err(EINVAL);
-        }
+        let (dst, src, len, mode, out) = fill_args(arg, copy)?;
         let end = VirtAddr(dst + len);
         let mut buf = vec![0u8; if copy { FILL_PAGES * PAGE_SIZE } else { 0 }];
         let mut done = 0u64;
@@ -408,4 +388,31 @@ impl Stream for UffdFile {
     fn mode(&self) -> u32 {
         0o600
     }
+}
+
+/// UFFDIO_COPY's (`copy`) or UFFDIO_ZEROPAGE's argument at `arg`, checked in Linux's
+/// order: (dst, src, len, mode, where the result goes).
+fn fill_args(arg: u64, copy: bool) -> Result<(u64, u64, u64, u64, usize), Errno> {
+    let (dst, src, len, mode, out) = if copy {
+        let [dst, src, len, mode]: [u64; 4] = read_user(arg as usize).map_err(|_| EFAULT)?;
+        validate_unaligned(src, len)?;
+        (dst, src, len, mode, arg as usize + 32)
+    } else {
+        let [dst, len, mode]: [u64; 3] = read_user(arg as usize).map_err(|_| EFAULT)?;
+        (dst, 0, len, mode, arg as usize + 24)
+    };
+    validate(dst, len)?;
+    let modes = if copy {
+        UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP
+    } else {
+        UFFDIO_COPY_MODE_DONTWAKE
+    };
+    if mode & !modes != 0 {
+        return Err(EINVAL);
+    }
+    // Write-protected copies are not implemented.
+    if mode & UFFDIO_COPY_MODE_WP != 0 {
+        return Err(EINVAL);
+    }
+    Ok((dst, src, len, mode, out))
 }

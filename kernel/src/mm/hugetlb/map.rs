@@ -279,24 +279,7 @@ impl<E: MmMachine> Mm<E> {
         let start = if fixed {
             addr
         } else {
-            let hint = VirtAddr(addr);
-            let free = addr >= MMAP_MIN
-                && hint.is_aligned(size.bytes())
-                && addr.checked_add(len).is_some_and(|e| e <= MMAP_BASE)
-                && self.vmas.is_free(hint, hint.add(len as usize));
-            if free {
-                addr
-            } else {
-                self.vmas
-                    .find_free(
-                        len as usize,
-                        size.bytes(),
-                        VirtAddr(MMAP_BASE),
-                        VirtAddr(MMAP_MIN),
-                    )
-                    .ok_or(ENOMEM)?
-                    .as_u64()
-            }
+            self.hugetlb_place(addr, len, size)?
         };
         let flags = if fixed {
             flags
@@ -312,6 +295,25 @@ impl<E: MmMachine> Mm<E> {
                 resv,
             })
         })
+    }
+
+    /// Where a hugetlb mapping of `len` bytes of pages of `size` goes without MAP_FIXED:
+    /// at the hint `addr` if it is aligned and free, else the highest free aligned
+    /// range below the mmap base.
+    fn hugetlb_place(&self, addr: u64, len: u64, size: HugeSize) -> Result<u64, Errno> {
+        let hint = VirtAddr(addr);
+        let free = addr >= MMAP_MIN
+            && hint.is_aligned(size.bytes())
+            && addr.checked_add(len).is_some_and(|e| e <= MMAP_BASE)
+            && self.vmas.is_free(hint, hint.add(len as usize));
+        if free {
+            return Ok(addr);
+        }
+        let base = VirtAddr(MMAP_BASE);
+        let found = self
+            .vmas
+            .find_free(len as usize, size.bytes(), base, VirtAddr(MMAP_MIN));
+        Ok(found.ok_or(ENOMEM)?.as_u64())
     }
 
     /// fork's copy of the private hugetlb VMA `vma` of 32 MiB pages into `child`: each
