@@ -550,22 +550,9 @@ impl World {
                 align,
                 pages,
             } => {
-                let i = mm % live;
-                let start = WINDOW + ((page % WINDOW_PAGES) & !(align.max(1) - 1)) as u64 * 4096;
                 let len = (pages.max(1) * PAGE_SIZE) as u64;
                 let file = super::shmem::Shmem::new(|_| "/dev/zero".to_string(), len);
-                let ino = file.ino;
-                let p = &mut self.procs[i];
-                let flags = MAP_FIXED | crate::uapi::MAP_SHARED;
-                let r =
-                    p.mm.mmap_file(start, len, VmProt::READ_WRITE, flags, file, 0);
-                self.log.push(format!(
-                    "mm{}: mmap({start:#x}, {len:#x}, SHARED) of file {ino} = {r:x?}",
-                    p.id
-                ));
-                if r.is_ok() {
-                    p.discard(start, start + len);
-                }
+                self.map_file(mm % live, page, align, pages, file, true);
             }
             Op::MmapPrivateFile {
                 mm,
@@ -585,20 +572,7 @@ impl World {
                     return Ok(());
                 }
                 let file = files[file % files.len()].clone();
-                let start = WINDOW + ((page % WINDOW_PAGES) & !(align.max(1) - 1)) as u64 * 4096;
-                let len = (pages.max(1) * PAGE_SIZE) as u64;
-                let ino = file.ino;
-                let p = &mut self.procs[i];
-                let flags = MAP_FIXED | crate::uapi::MAP_PRIVATE;
-                let r =
-                    p.mm.mmap_file(start, len, VmProt::READ_WRITE, flags, file, 0);
-                self.log.push(format!(
-                    "mm{}: mmap({start:#x}, {len:#x}, PRIVATE) of file {ino} = {r:x?}",
-                    p.id
-                ));
-                if r.is_ok() {
-                    p.discard(start, start + len);
-                }
+                self.map_file(i, page, align, pages, file, false);
             }
             Op::MmapHugetlb {
                 mm,
@@ -1310,6 +1284,35 @@ impl Proc {
 impl World {
     /// Page `page` of address space `i` was a lazyfree page reclaim dropped: it reads
     /// as zero now, as if never written.
+    /// mmap(MAP_FIXED) of `file` from its start, read-write, shared or private, in
+    /// address space `i` at window page `page` aligned down to `align`: what it maps
+    /// held nothing before.
+    fn map_file(
+        &mut self,
+        i: usize,
+        page: usize,
+        align: usize,
+        pages: usize,
+        file: std::sync::Arc<super::shmem::Shmem>,
+        shared: bool,
+    ) {
+        let start = WINDOW + ((page % WINDOW_PAGES) & !(align.max(1) - 1)) as u64 * 4096;
+        let len = (pages.max(1) * PAGE_SIZE) as u64;
+        let ino = file.ino;
+        let p = &mut self.procs[i];
+        let kind = if shared { MAP_SHARED } else { MAP_PRIVATE };
+        let r =
+            p.mm.mmap_file(start, len, VmProt::READ_WRITE, MAP_FIXED | kind, file, 0);
+        self.log.push(format!(
+            "mm{}: mmap({start:#x}, {len:#x}, {}) of file {ino} = {r:x?}",
+            p.id,
+            if shared { "SHARED" } else { "PRIVATE" }
+        ));
+        if r.is_ok() {
+            p.discard(start, start + len);
+        }
+    }
+
     /// `shared_key_of` in address space `i`.
     fn shared_key(&self, i: usize, va: VirtAddr) -> Option<(u64, u64)> {
         shared_key_of(&self.procs[i].mm, va)
