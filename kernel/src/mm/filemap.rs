@@ -103,27 +103,16 @@ pub(super) fn map_cached<E: MmMachine>(
             ..vma.prot
         }
     };
-    let attrs = pte_attrs(prot);
     let pa = f.page(first);
-    let pmd = count == 512 && va.is_aligned(PMD_SIZE);
     let dirty = write && prot.write;
-    let r = if pmd {
-        mm.tables.map_pmd(va, pa, attrs)
-    } else if dirty {
-        mm.tables.map_dirty(va, pa, count, attrs)
-    } else {
-        mm.tables.map(va, pa, count, attrs)
-    };
+    let r = install::map_run(mm, va, pa, count, pte_attrs(prot), dirty);
     let locked = Folio::lock(pa);
     if r.is_ok() {
         locked.map(first, count);
     }
     drop(locked.put(1));
     r.map_err(map_error)?;
-    if pmd && dirty && !mm.env().features().hw_dirty {
-        mm.tables.make_writable(va, count).map_err(map_error)?;
-    }
-    Ok(())
+    install::dirty_block(mm, va, count, dirty)
 }
 
 impl<E: MmMachine> Mm<E> {

@@ -60,14 +60,59 @@ pub(super) fn pte_attrs(prot: VmProt) -> PteAttrs {
     }
 }
 
-/// Map the new folio `f` whole at `va` and account it: a level-2 contiguous block for
-/// a 32 MiB folio, a PMD block for a 2 MiB one, else level-3 entries (the contiguous
-/// layer folds whole aligned 64 KiB blocks). On failure its allocation reference, the
-/// only one, frees it. The pages are marked exclusive before any entry maps them (who
-/// may write a page). Nobody else can reach a new folio but through this `Mm`, so it
-/// is set up without its lock (folio protocol, rule 1's exception). For a write fault
-/// the pages are mapped dirty: without hardware dirty state the faulting store would
-/// otherwise take a second fault just to mark them.
+/// Whether `n` pages at `va` are mapped by one block descriptor: a level-2 contiguous
+/// block (32 MiB) or a PMD block (2 MiB), aligned to its size.
+fn is_block(va: VirtAddr, n: usize) -> bool {
+    let bytes = n * PAGE_SIZE;
+    (bytes == PMD_SIZE || bytes == CONT_PMD_SIZE) && va.is_aligned(bytes)
+}
+
+/// Map the `n` consecutive pages from `pa` at `va` (nothing mapped there) with the
+/// largest entries that fit: a level-2 contiguous block, a PMD block, else level-3
+/// entries, dirty if `dirty` (the contiguous layer folds whole aligned 64 KiB blocks).
+/// Every mapping of a folio's pages by a fault or a fill goes through here.
+pub(super) fn map_run<E: MmMachine>(
+    mm: &mut Mm<E>,
+    va: VirtAddr,
+    pa: PhysAddr,
+    n: usize,
+    attrs: PteAttrs,
+    dirty: bool,
+) -> Result<(), MapError> {
+    if !is_block(va, n) {
+        return if dirty {
+            mm.tables.map_dirty(va, pa, n, attrs)
+        } else {
+            mm.tables.map(va, pa, n, attrs)
+        };
+    }
+    if n * PAGE_SIZE == CONT_PMD_SIZE {
+        mm.tables.map_l2c(va, pa, attrs)
+    } else {
+        mm.tables.map_pmd(va, pa, attrs)
+    }
+}
+
+/// After `map_run` for a write that may write (`dirty`): a block descriptor is mapped
+/// clean, so without hardware dirty state it is made writable now, which dirties it;
+/// otherwise the faulting store would take a second fault just to mark it.
+pub(super) fn dirty_block<E: MmMachine>(
+    mm: &mut Mm<E>,
+    va: VirtAddr,
+    n: usize,
+    dirty: bool,
+) -> Result<(), FaultError> {
+    if dirty && is_block(va, n) && !mm.env().features().hw_dirty {
+        mm.tables.make_writable(va, n).map_err(map_error)?;
+    }
+    Ok(())
+}
+
+/// Map the new folio `f` whole at `va` and account it (`map_run`). On failure its
+/// allocation reference, the only one, frees it. The pages are marked exclusive before
+/// any entry maps them (who may write a page). Nobody else can reach a new folio but
+/// through this `Mm`, so it is set up without its lock (folio protocol, rule 1's
+/// exception). For a write fault the pages are mapped dirty.
 pub(super) fn map_folio<E: MmMachine>(
     mm: &mut Mm<E>,
     va: VirtAddr,
@@ -77,28 +122,14 @@ pub(super) fn map_folio<E: MmMachine>(
 ) -> Result<(), FaultError> {
     let n = f.nr_pages();
     f.mark_new_exclusive();
-    let attrs = pte_attrs(prot);
-    let block = n * PAGE_SIZE >= PMD_SIZE && va.is_aligned(n * PAGE_SIZE);
-    let r = if block && n * PAGE_SIZE == CONT_PMD_SIZE {
-        mm.tables.map_l2c(va, f.head(), attrs)
-    } else if block && n * PAGE_SIZE == PMD_SIZE {
-        mm.tables.map_pmd(va, f.head(), attrs)
-    } else if write {
-        mm.tables.map_dirty(va, f.head(), n, attrs)
-    } else {
-        mm.tables.map(va, f.head(), n, attrs)
-    };
+    let r = map_run(mm, va, f.head(), n, pte_attrs(prot), write);
     match r {
         Ok(()) => f.account_new_mapping(),
         // Nothing mapped it: the allocation's reference was the last.
         Err(_) => drop(Folio::lock(f.head()).put(1)),
     }
     r.map_err(map_error)?;
-    // A block descriptor is mapped clean: dirty it by making it writable.
-    if block && write && prot.write && !mm.env().features().hw_dirty {
-        mm.tables.make_writable(va, n).map_err(map_error)?;
-    }
-    Ok(())
+    dirty_block(mm, va, n, write && prot.write)
 }
 
 /// Map a copy of the page `old` at `page` in its place, with `prot`: one

@@ -173,21 +173,10 @@ pub(in crate::mm) fn missing<E: MmMachine>(
         write: vma.prot.write && h.shared,
         ..vma.prot
     };
-    let attrs = pte_attrs(prot);
-    let r = if n == CONT_PMD_SIZE / PAGE_SIZE {
-        mm.tables.map_l2c(base, head, attrs)
-    } else if n == 512 {
-        mm.tables.map_pmd(base, head, attrs)
-    } else if write && prot.write {
-        mm.tables.map_dirty(base, head, n, attrs)
-    } else {
-        mm.tables.map(base, head, n, attrs)
-    };
-    r.map_err(map_error)?;
+    let dirty = write && prot.write;
+    install::map_run(mm, base, head, n, pte_attrs(prot), dirty).map_err(map_error)?;
     Folio::lock(head).map(0, n);
-    if n >= 512 && write && prot.write && !mm.env().features().hw_dirty {
-        mm.tables.make_writable(base, n).map_err(map_error)?;
-    }
+    install::dirty_block(mm, base, n, dirty)?;
     if write && !h.shared {
         return cow(mm, va, head, vma);
     }
